@@ -1,0 +1,126 @@
+// Flat config. Layer fences follow docs "Dependency rules": the engine is pure and deterministic.
+import { builtinModules } from 'node:module'
+import js from '@eslint/js'
+import tseslint from 'typescript-eslint'
+
+const nodeBuiltins = builtinModules.flatMap((m) => [m, `${m}/*`])
+
+/** Imports the engine may not use, plus relative paths that climb out of src-main/engine at `depth`. */
+function enginePatterns(depth) {
+  const up = '../'.repeat(depth + 1)
+  return [
+    {
+      group: ['node:*', ...nodeBuiltins, 'electron', 'electron/*', 'vue', 'vue/*', 'pinia', 'yaml'],
+      message: 'The engine is pure: no Node, Electron, UI or YAML imports (parse in src-main/node).',
+    },
+    {
+      group: [`${up}*`, `!${up}engine`, `!${up}engine/**`],
+      message: 'The engine imports only from src-main/engine.',
+    },
+  ]
+}
+
+/** One config block per nesting depth under src-main/engine, because '../' means different things. */
+const engineImportFences = [0, 1, 2, 3].map((depth) => ({
+  files: [`src-main/engine/${'*/'.repeat(depth)}*.ts`],
+  ignores: ['**/*.test.ts'],
+  rules: { 'no-restricted-imports': ['error', { patterns: enginePatterns(depth) }] },
+}))
+
+const onlyCall =
+  "CallExpression[callee.type='MemberExpression'][callee.property.name='only']" +
+  '[callee.object.name=/^(describe|it|test|suite)$/]'
+
+export default tseslint.config(
+  { ignores: ['out/', 'dist/', 'node_modules/', 'test-results/', 'playwright-report/', 'coverage/'] },
+  js.configs.recommended,
+  ...tseslint.configs.recommended,
+  {
+    files: ['**/*.ts', '**/*.mts', '**/*.cts'],
+    // TypeScript already reports undefined names; no-undef does not know TS globals/types.
+    rules: { 'no-undef': 'off' },
+  },
+  {
+    files: ['**/*.cjs'],
+    languageOptions: {
+      sourceType: 'commonjs',
+      globals: {
+        require: 'readonly',
+        module: 'writable',
+        exports: 'writable',
+        __dirname: 'readonly',
+        process: 'readonly',
+      },
+    },
+    rules: { '@typescript-eslint/no-require-imports': 'off' },
+  },
+  {
+    rules: {
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      'no-restricted-syntax': [
+        'error',
+        { selector: onlyCall, message: 'Do not commit focused tests (.only).' },
+      ],
+    },
+  },
+  ...engineImportFences,
+  {
+    files: ['src-main/engine/**/*.ts'],
+    ignores: ['**/*.test.ts'],
+    rules: {
+      'no-restricted-globals': [
+        'error',
+        ...[
+          'Date',
+          'setTimeout',
+          'setInterval',
+          'setImmediate',
+          'clearTimeout',
+          'clearInterval',
+          'clearImmediate',
+          'queueMicrotask',
+          'performance',
+          'console',
+          'process',
+          'require',
+          'window',
+          'self',
+        ].map((name) => ({
+          name,
+          message:
+            'The engine is a deterministic function of (scenario, policy, seed): no clocks, timers, I/O or hosts.',
+        })),
+      ],
+      'no-restricted-properties': [
+        'error',
+        { object: 'Math', property: 'random', message: 'Take a seeded PRNG as an argument instead.' },
+        { object: 'globalThis', property: 'Date', message: 'No clocks in the engine.' },
+        { object: 'globalThis', property: 'console', message: 'Return events as data instead of logging.' },
+        { object: 'globalThis', property: 'process', message: 'No process access in the engine.' },
+      ],
+    },
+  },
+  {
+    files: ['src-renderer/**/*.ts'],
+    rules: {
+      'no-restricted-imports': 'off',
+      '@typescript-eslint/no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['node:*', ...nodeBuiltins, 'electron', 'electron/*'],
+              message: 'The renderer is a plain web page.',
+            },
+            {
+              group: ['**/src-main/**', '../../src-main/**'],
+              allowTypeImports: true,
+              message:
+                'Renderer may import only types from src-main (the LabApi contract); runtime goes through src/lab.ts.',
+            },
+          ],
+        },
+      ],
+    },
+  },
+)

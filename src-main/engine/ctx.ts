@@ -1,0 +1,443 @@
+/**
+ * The step context: the primitives every kernel sequence is lowered onto (the LKMM ".def"
+ * idea). Kernel sequences in kernel/*.ts call these by their kernel names; the policy decides
+ * here, and only here, which notifier calls reach which secondary.
+ */
+import { COSTS, type CostKey, secInvalCost } from './costs'
+import { hasVariant, type Policy } from './policy'
+import type { EventKind, Metrics, TraceEvent, Violation } from './results'
+import {
+  mmuWritable,
+  type CallFrame,
+  type LabState,
+  type LocalValue,
+  type Pte,
+  type TlbEntry,
+  ZERO_PFN,
+} from './state'
+import type { InvariantName, Scenario } from './types'
+
+export type Control =
+  | { readonly k: 'goto'; readonly pc: string }
+  | {
+      readonly k: 'call'
+      readonly proc: string
+      readonly l: Record<string, LocalValue>
+      readonly ret: string
+    }
+  | { readonly k: 'ret'; readonly value: LocalValue }
+
+/** x86 tlb_single_page_flush_ceiling (arch/x86/mm/tlb.c, v6.6). */
+export const X86_FLUSH_CEILING = 33
+/** arm64 MAX_TLBI_OPS = PTRS_PER_PTE for 4K pages (arch/arm64/include/asm/tlbflush.h, v6.6). */
+export const ARM64_MAX_TLBI_OPS = 512
+
+export type FlushKind = 'page' | 'range' | 'mm'
+
+export class Ctx {
+  readonly events: TraceEvent[] = []
+  readonly violations: Violation[] = []
+  control: Control | null = null
+
+  constructor(
+    readonly sc: Scenario,
+    readonly policy: Policy,
+    readonly s: LabState,
+    readonly t: number,
+    readonly step: number,
+    readonly tracing: boolean,
+    readonly metrics: Metrics,
+  ) {}
+
+  get thread() {
+    return this.s.threads[this.t]!
+  }
+  get name(): string {
+    return this.sc.threads[this.t]!.name
+  }
+  get mmIndex(): number {
+    return this.sc.threads[this.t]!.mm
+  }
+  get frame(): CallFrame {
+    const st = this.thread.stack
+    return st[st.length - 1]!
+  }
+  pageName(p: number): string {
+    return this.sc.pages[p]!.name
+  }
+  pagesText(ps: readonly number[]): string {
+    return ps.map((p) => this.pageName(p)).join(',')
+  }
+
+  // ---- control flow -------------------------------------------------------------------
+  goto(pc: string): void {
+    this.control = { k: 'goto', pc }
+  }
+  call(proc: string, l: Record<string, LocalValue>, ret: string): void {
+    this.control = { k: 'call', proc, l, ret }
+  }
+  ret(value: LocalValue = null): void {
+    this.control = { k: 'ret', value }
+  }
+
+  // ---- trace and metrics --------------------------------------------------------------
+  emit(kind: EventKind, fn: string, text: string): void {
+    if (!this.tracing) return
+    this.events.push({ step: this.step, thread: this.name, fn, kind, text, locks: this.thread.locks.slice() })
+  }
+  cost(key: CostKey, times = 1): void {
+    this.metrics.sim_ns += COSTS[key].ns * times
+  }
+  violate(invariant: InvariantName, message: string): void {
+    this.violations.push({ invariant, step: this.step, thread: this.name, message })
+    this.emit('violation', invariant, message)
+  }
+
+  // ---- locks ----------------------------------------------------------------------------
+  /** spin_lock(pte_lockptr(mm, pmd)): all scenario pages share one PTE page, hence one PTL. */
+  ptlFree(mm: number): boolean {
+    return this.s.mms[mm]!.ptl === -1
+  }
+  lockPtl(mm: number, fn = 'pte_offset_map_lock'): void {
+    const m = this.s.mms[mm]!
+    if (m.ptl !== -1) throw new Error(`model bug: ${this.name} takes a PTL held by thread ${m.ptl}`)
+    m.ptl = this.t
+    this.thread.locks.push(mm === 0 ? 'ptl' : 'ptl(child)')
+    this.emit('lock', fn, 'take the page-table lock')
+  }
+  unlockPtl(mm: number, fn = 'pte_unmap_unlock'): void {
+    const m = this.s.mms[mm]!
+    if (m.ptl !== this.t) throw new Error(`model bug: ${this.name} releases a PTL it does not hold`)
+    m.ptl = -1
+    this.dropLock(mm === 0 ? 'ptl' : 'ptl(child)')
+    this.emit('lock', fn, 'release the page-table lock')
+  }
+  mmapReadable(mm: number): boolean {
+    return this.s.mms[mm]!.writer === -1
+  }
+  mmapWritable(mm: number): boolean {
+    const m = this.s.mms[mm]!
+    return m.writer === -1 && m.readers === 0
+  }
+  mmapReadLock(mm: number): void {
+    const m = this.s.mms[mm]!
+    if (m.writer !== -1) throw new Error('model bug: mmap_read_lock with a writer')
+    m.readers++
+    this.thread.locks.push('mmap_lock(r)')
+    this.emit('lock', 'mmap_read_lock', 'take mmap_lock for read')
+  }
+  mmapReadUnlock(mm: number): void {
+    this.s.mms[mm]!.readers--
+    this.dropLock('mmap_lock(r)')
+    this.emit('lock', 'mmap_read_unlock', 'release mmap_lock')
+  }
+  mmapWriteLock(mm: number): void {
+    const m = this.s.mms[mm]!
+    if (m.writer !== -1 || m.readers !== 0) throw new Error('model bug: mmap_write_lock while held')
+    m.writer = this.t
+    this.thread.locks.push('mmap_lock(w)')
+    this.emit('lock', 'mmap_write_lock', 'take mmap_lock for write')
+  }
+  mmapWriteUnlock(mm: number): void {
+    this.s.mms[mm]!.writer = -1
+    this.dropLock('mmap_lock(w)')
+    this.emit('lock', 'mmap_write_unlock', 'release mmap_lock')
+  }
+  mmapWriteDowngrade(mm: number): void {
+    const m = this.s.mms[mm]!
+    m.writer = -1
+    m.readers++
+    this.dropLock('mmap_lock(w)')
+    this.thread.locks.push('mmap_lock(r)')
+    this.emit('lock', 'mmap_write_downgrade', 'downgrade mmap_lock to read')
+  }
+  private dropLock(name: string): void {
+    const ls = this.thread.locks
+    const i = ls.lastIndexOf(name)
+    if (i >= 0) ls.splice(i, 1)
+  }
+
+  // ---- page tables and frames --------------------------------------------------------
+  pte(mm: number, page: number): Pte | null {
+    return this.s.mms[mm]!.ptes[page]!
+  }
+  setPte(mm: number, page: number, pte: Pte | null, fn: string): void {
+    this.s.mms[mm]!.ptes[page] = pte
+    this.emit('pte', fn, `PTE ${this.pageName(page)}${mm === 1 ? ' (child)' : ''} := ${pteText(pte)}`)
+  }
+  /** Allocates a frame, reusing the lowest free one so that a use-after-free is observable. */
+  allocFrame(v: number, fn: string): number {
+    const fs = this.s.frames
+    let pfn = fs.findIndex((f, i) => i !== ZERO_PFN && f.free)
+    if (pfn < 0) {
+      pfn = fs.length
+      fs.push({ v, ref: 1, map: 0, free: false, gen: 1, w: 0 })
+    } else {
+      const f = fs[pfn]!
+      fs[pfn] = { v, ref: 1, map: 0, free: false, gen: f.gen + 1, w: 0 }
+    }
+    this.emit('frame', fn, `allocate pfn ${pfn} (gen ${fs[pfn]!.gen})`)
+    return pfn
+  }
+  /** folio_put(): drop a reference; the frame returns to the allocator at zero. */
+  putFrame(pfn: number, fn = 'folio_put'): void {
+    if (pfn === ZERO_PFN) return
+    const f = this.s.frames[pfn]!
+    if (f.free || f.ref <= 0) throw new Error(`model bug: put of free pfn ${pfn}`)
+    f.ref--
+    if (f.ref === 0) {
+      f.free = true
+      this.emit('frame', fn, `free pfn ${pfn} (gen ${f.gen})`)
+    }
+  }
+  getFrame(pfn: number): void {
+    if (pfn !== ZERO_PFN) this.s.frames[pfn]!.ref++
+  }
+
+  // ---- CPU TLB flushes (v6.6 arch code) and the arch hook -----------------------------
+  /**
+   * An architecture TLB flush of `pages` (or the whole mm) for address space `mm`:
+   * x86 flush_tlb_mm_range (local INVLPG + IPIs), arm64 TLBI ...IS + DSB (broadcast).
+   * Under arch-hook this is where arch_invalidate_secondary_tlbs runs (reference §1.8);
+   * an SMMU with BTM snoops the broadcast TLBI whatever the policy.
+   */
+  flushTlb(mm: number, kind: FlushKind, pages: readonly number[], fn: string): void {
+    const arch = this.sc.arch
+    let full = kind === 'mm'
+    if (arch === 'x86_64' && pages.length > X86_FLUSH_CEILING) full = true
+    if (arch === 'arm64' && kind === 'range' && pages.length >= ARM64_MAX_TLBI_OPS) full = true
+    this.metrics.cpu_tlb_flushes++
+    let remote = false
+    this.sc.threads.forEach((th, i) => {
+      if (th.kind !== 'cpu' || th.mm !== mm) return
+      if (i !== this.t) remote = true
+      this.s.tlbs[i] = full ? [] : this.s.tlbs[i]!.filter((e) => !pages.includes(e.page))
+    })
+    if (arch === 'x86_64') this.cost(remote ? 'cpu_flush_ipi' : 'cpu_flush_local')
+    else this.cost('cpu_flush_tlbi')
+    this.emit('cpu-flush', fn, `flush CPU TLBs: ${full ? 'whole mm' : this.pagesText(pages)}`)
+    if (mm !== 0) return
+    if (arch === 'arm64') {
+      this.sc.secondaries.forEach((d, i) => {
+        if (d.type === 'hw-walker' && d.btm)
+          this.secInvalidate(i, full ? null : pages, 'BTM: snooped broadcast TLBI')
+      })
+    }
+    if (this.policy.preset === 'arch-hook' && this.hasHwWalker()) {
+      // x86: flush_tlb_mm_range passes (start,end), or (0,-1) above the ceiling.
+      // arm64: __flush_tlb_page_nosync passes one page; __flush_tlb_range in v6.6-v6.13 passed
+      // an empty range (start advanced in place), which the SMMU treats as invalidate-all.
+      const hookFull = full || (arch === 'arm64' && kind === 'range')
+      this.metrics.notifier_calls++
+      this.emit(
+        'notifier',
+        'mmu_notifier_arch_invalidate_secondary_tlbs',
+        hookFull ? 'range (0, -1): whole address space' : this.pagesText(pages),
+      )
+      this.forHw((i) => this.secInvalidate(i, hookFull ? null : pages, 'arch_invalidate_secondary_tlbs'))
+    }
+  }
+
+  hasHwWalker(): boolean {
+    return this.sc.secondaries.some((d) => d.type === 'hw-walker')
+  }
+  private forHw(f: (i: number) => void): void {
+    this.sc.secondaries.forEach((d, i) => {
+      if (d.type === 'hw-walker') f(i)
+    })
+  }
+
+  /** A secondary invalidates its TLB for `pages` (null: everything). */
+  secInvalidate(i: number, pages: readonly number[] | null, why: string): void {
+    const d = this.sc.secondaries[i]!
+    const sec = this.s.secs[i]!
+    const before = sec.entries.length
+    sec.entries = pages === null ? [] : sec.entries.filter((e) => !pages.includes(e.page))
+    this.metrics.secondary_invalidations++
+    this.cost(secInvalCost(this.sc.arch))
+    this.emit(
+      'sec-inval',
+      why,
+      `${d.name}: invalidate ${pages === null ? 'all' : this.pagesText(pages)} (${before - sec.entries.length} entries dropped)`,
+    )
+  }
+
+  // ---- mmu_notifier entry points -------------------------------------------------------
+  private hasSubscribers(mm: number): boolean {
+    return mm === 0 && this.sc.secondaries.length > 0
+  }
+
+  /** mmu_notifier_invalidate_range_start(): sw-mirrors zap and block refill; start/end hw drivers flush. */
+  rangeStart(mm: number, pages: readonly number[], event: string): void {
+    if (!this.hasSubscribers(mm)) return
+    this.metrics.notifier_calls++
+    this.emit('notifier', 'mmu_notifier_invalidate_range_start', `${event} ${this.pagesText(pages)}`)
+    this.sc.secondaries.forEach((d, i) => {
+      if (d.type === 'sw-mirror') {
+        const sec = this.s.secs[i]!
+        const zapped = sec.entries.filter((e) => pages.includes(e.page)).length
+        sec.entries = sec.entries.filter((e) => !pages.includes(e.page))
+        for (const p of pages) sec.inProg[p]!++
+        this.metrics.secondary_invalidations++
+        if (zapped > 0) {
+          this.metrics.mirror_zaps += zapped
+          this.cost('mirror_zap')
+        }
+        this.emit(
+          'sec-inval',
+          'kvm_mmu_notifier_invalidate_range_start',
+          `${d.name}: invalidate_in_progress++, zap ${zapped} shadow entr${zapped === 1 ? 'y' : 'ies'}`,
+        )
+      } else if (this.policy.preset === 'start-end' && d.flushAt !== 'end') {
+        this.secInvalidate(i, pages, 'invalidate_range_start')
+      }
+    })
+  }
+
+  /**
+   * mmu_notifier_invalidate_range_end(). Under invalidate-range, v4.15's
+   * __mmu_notifier_invalidate_range_end first calls ->invalidate_range unless the caller used
+   * mmu_notifier_invalidate_range_only_end().
+   */
+  rangeEnd(mm: number, pages: readonly number[], onlyEnd: boolean): void {
+    if (!this.hasSubscribers(mm)) return
+    this.metrics.notifier_calls++
+    const fn =
+      onlyEnd && this.policy.preset === 'invalidate-range'
+        ? 'mmu_notifier_invalidate_range_only_end'
+        : 'mmu_notifier_invalidate_range_end'
+    this.emit('notifier', fn, this.pagesText(pages))
+    this.sc.secondaries.forEach((d, i) => {
+      if (d.type === 'sw-mirror') {
+        const sec = this.s.secs[i]!
+        sec.seq++
+        for (const p of pages) sec.inProg[p]!--
+        this.emit(
+          'sec-inval',
+          'kvm_mmu_notifier_invalidate_range_end',
+          `${d.name}: mmu_invalidate_seq++, invalidate_in_progress--`,
+        )
+      } else if (this.policy.preset === 'start-end' && d.flushAt !== 'start') {
+        this.secInvalidate(i, pages, 'invalidate_range_end')
+      } else if (this.policy.preset === 'invalidate-range' && !onlyEnd) {
+        this.secInvalidate(i, pages, '->invalidate_range (from range_end)')
+      }
+    })
+  }
+
+  /**
+   * v4.15 mmu_notifier_invalidate_range(): ->invalidate_range under the PTL. `site` names the
+   * caller (ptep_clear_flush_notify, tlb_flush_mmu_tlbonly, ...). Only the invalidate-range
+   * preset has this callback; arch-hook renamed it and calls it from arch code only.
+   */
+  invalidateRange(mm: number, pages: readonly number[] | null, site: string): void {
+    if (this.policy.preset !== 'invalidate-range' || !this.hasSubscribers(mm) || !this.hasHwWalker()) return
+    this.metrics.notifier_calls++
+    this.emit(
+      'notifier',
+      'mmu_notifier_invalidate_range',
+      `${site}: ${pages === null ? 'all' : this.pagesText(pages)}`,
+    )
+    this.forHw((i) => this.secInvalidate(i, pages, `->invalidate_range (${site})`))
+  }
+
+  /**
+   * Catalin Marinas's ptep_set_access_flags_notify() (access-flags-notify variant): the
+   * invalidate_range-class callback under the PTL when the PTE changed. Under arch-hook the
+   * callback is arch_invalidate_secondary_tlbs; start/end-only drivers do not implement it.
+   */
+  accessFlagsNotify(mm: number, page: number): void {
+    if (!hasVariant(this.policy, 'access-flags-notify') || !this.hasSubscribers(mm) || !this.hasHwWalker())
+      return
+    if (this.policy.preset === 'start-end') {
+      this.metrics.notifier_calls++
+      this.emit(
+        'notifier',
+        'ptep_set_access_flags_notify',
+        `${this.pageName(page)}: no subscriber implements ->invalidate_range`,
+      )
+      return
+    }
+    this.metrics.notifier_calls++
+    this.emit('notifier', 'ptep_set_access_flags_notify', this.pageName(page))
+    this.forHw((i) => this.secInvalidate(i, [page], 'ptep_set_access_flags_notify'))
+  }
+
+  // ---- accesses and invariant checks -------------------------------------------------------
+  /**
+   * Checks a memory access through a cached translation against the invariants:
+   * use-after-free (frame freed or reallocated since the translation was filled),
+   * stale-after-return (a syscall removed this mapping/permission and returned), lost-write
+   * (the address now maps another frame, so no later access through the page table sees it).
+   */
+  checkAccess(who: string, mm: number, e: TlbEntry, write: boolean): void {
+    const f = this.s.frames[e.pfn]!
+    const page = this.pageName(e.page)
+    const acc = write ? 'write' : 'read'
+    if (e.pfn !== ZERO_PFN && (f.free || f.gen !== e.gen)) {
+      this.violate(
+        'use-after-free',
+        `${this.name} ${acc}s ${page} through a ${who} entry for pfn ${e.pfn} (gen ${e.gen}), but pfn ${e.pfn} was ${f.free ? 'freed' : `freed and reallocated (gen ${f.gen})`}`,
+      )
+      return
+    }
+    const pte = this.pte(mm, e.page)
+    const stale = !pte || !pte.present || pte.pfn !== e.pfn || (write && !pte.write)
+    if (stale && e.revoked) {
+      this.violate(
+        'stale-after-return',
+        `${this.name} ${acc}s ${page} through a ${who} entry (pfn ${e.pfn}, ${e.write ? 'RW' : 'RO'}) after a syscall removed that ${pte && pte.present && pte.pfn === e.pfn ? 'write permission' : 'mapping'} and returned; PTE is now ${pteText(pte)}`,
+      )
+      return
+    }
+    if (write && pte && pte.present && pte.pfn !== e.pfn && this.s.mms[mm]!.vmas[e.page] !== null) {
+      this.violate(
+        'lost-write',
+        `${this.name} writes ${page} into pfn ${e.pfn} through a stale ${who} entry, but ${page} now maps pfn ${pte.pfn}: no access through the page table will see the write`,
+      )
+    }
+  }
+
+  /** Performs a read or write on a frame (after the checks). */
+  access(pfn: number, write: boolean, value: number): number {
+    const f = this.s.frames[pfn]!
+    if (write) {
+      if (pfn === ZERO_PFN) throw new Error('model bug: write to the zero page')
+      f.v = value
+      f.w++
+      return value
+    }
+    return pfn === ZERO_PFN ? 0 : f.v
+  }
+
+  /** At a syscall's return: every cached translation that no longer matches its PTE is marked revoked. */
+  markRevoked(mm: number, pages: readonly number[]): void {
+    const mark = (e: TlbEntry): TlbEntry => {
+      if (!pages.includes(e.page) || e.revoked) return e
+      const pte = this.pte(mm, e.page)
+      const stale = !pte || !pte.present || pte.pfn !== e.pfn || (e.write && !pte.write)
+      return stale ? { ...e, revoked: true } : e
+    }
+    this.sc.threads.forEach((th, i) => {
+      if (th.kind === 'cpu' && th.mm === mm) this.s.tlbs[i] = this.s.tlbs[i]!.map(mark)
+    })
+    if (mm === 0) this.s.secs.forEach((sec) => (sec.entries = sec.entries.map(mark)))
+  }
+
+  mmuWritable(pte: Pte): boolean {
+    return mmuWritable(this.sc.arch, pte)
+  }
+}
+
+export function pteText(p: Pte | null): string {
+  if (!p) return 'none'
+  if (!p.present) return `pfn ${p.pfn} PROT_NONE`
+  return `pfn ${p.pfn} ${p.write ? 'RW' : 'RO'}${p.dirty ? ' dirty' : ' clean'}${p.pfn === ZERO_PFN ? ' (zero page)' : ''}`
+}
+
+export function insertEntry(list: readonly TlbEntry[], e: TlbEntry): TlbEntry[] {
+  const out = list.filter((x) => x.page !== e.page)
+  out.push(e)
+  out.sort((a, b) => a.page - b.page)
+  return out
+}

@@ -1,0 +1,32 @@
+/** The engine's public surface. Pure TypeScript: no Node, DOM, timers or Math.random. */
+export * from './types'
+export * from './results'
+export * from './policy'
+export { validateScenario, TOP_KEYS, CPU_OPS, DEVICE_OPS } from './scenario'
+export { parseExpr, evalExpr, exprToString } from './expr'
+export { initialState, keyOf, cloneState, type LabState } from './state'
+export { step, enabledThreads, blockedReason, allDone, PROCS } from './step'
+export {
+  exploreExhaustive,
+  runExecution,
+  sequentialChooser,
+  scriptedChooser,
+  pctChooser,
+  toCounterexample,
+  ScheduleError,
+  DEFAULT_BUDGET,
+  type Budget,
+  type Execution,
+  type ExploreOutcome,
+  type Found,
+} from './explore'
+export {
+  runScenario,
+  runPolicy,
+  defaultRunOptions,
+  scheduleIndices,
+  ENGINE_VERSION,
+  type RunOptions,
+} from './run'
+export { COSTS, COST_TABLE_NAME, type CostEntry, type CostKey } from './costs'
+export { mulberry32, type Prng } from './prng'

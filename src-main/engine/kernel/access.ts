@@ -1,0 +1,304 @@
+/**
+ * Memory accesses: a CPU load/store through its TLB, a device DMA through a hw-walker
+ * (SVA IOMMU: SMMUv3, VT-d, AMD) and through a sw-mirror (KVM, HMM). A TLB lookup, a
+ * hardware walk and the fill are one atomic step (the walker takes no lock).
+ */
+import { insertEntry, type Ctx } from '../ctx'
+import type { CallFrame, TlbEntry } from '../state'
+import type { HwWalkerDecl } from '../types'
+import { flag, num, type Proc } from './proc'
+
+function complete(c: Ctx, f: CallFrame, e: TlbEntry, who: string, mm: number): void {
+  const write = flag(f, 'write')
+  c.checkAccess(who, mm, e, write)
+  const v = c.access(e.pfn, write, num(f, 'val'))
+  const reg = f.l.reg
+  if (!write && typeof reg === 'number') c.s.regs[reg] = v
+  c.emit(
+    'access',
+    write ? 'store' : 'load',
+    `${write ? `write ${v} to` : `read ${v} from`} ${c.pageName(e.page)} (pfn ${e.pfn}) via ${who}${typeof reg === 'number' && !write ? ` -> ${c.sc.registers[reg]}` : ''}`,
+  )
+  c.ret()
+}
+
+/**
+ * x86 sets the PTE dirty bit in hardware on the first write through a clean entry (a locked
+ * re-walk); if the PTE no longer maps the same page writable, the access faults instead.
+ */
+function x86SetDirty(c: Ctx, mm: number, e: TlbEntry): TlbEntry | null {
+  const pte = c.pte(mm, e.page)
+  if (!pte || !pte.present || !pte.write || pte.pfn !== e.pfn) return null
+  if (!pte.dirty) c.setPte(mm, e.page, { ...pte, dirty: true }, 'hardware dirty-bit update')
+  return { ...e, dirty: true }
+}
+
+/** A CPU load/store: TLB hit, or hardware walk + fill, or #PF -> handle_mm_fault -> retry. */
+function cpuTry(c: Ctx, f: CallFrame): void {
+  const mm = c.mmIndex
+  const page = num(f, 'page')
+  const write = flag(f, 'write')
+  const tlb = c.s.tlbs[c.t]!
+  let e = tlb.find((x) => x.page === page) ?? null
+  if (e && write && !(e.write && e.dirty)) {
+    const d = e.write && c.sc.arch === 'x86_64' ? x86SetDirty(c, mm, e) : null
+    // A permission fault drops the faulting entry (x86 SDM 4.10.4.1; arm64 upgrades flush in
+    // ptep_set_access_flags), so the retry re-walks.
+    c.s.tlbs[c.t] = d ? insertEntry(tlb, d) : tlb.filter((x) => x !== e)
+    e = d
+    if (!d) {
+      c.call('handle_mm_fault', { page, write, remote: false }, 'after_fault')
+      return
+    }
+  }
+  if (!e) {
+    const pte = c.pte(mm, page)
+    const ok = pte !== null && pte.present && (!write || c.mmuWritable(pte))
+    if (!ok) {
+      c.emit(
+        'fault',
+        'exc_page_fault',
+        `${write ? 'write' : 'read'} ${c.pageName(page)}: ${pte ? 'permission' : 'not-present'} fault`,
+      )
+      c.call('handle_mm_fault', { page, write, remote: false }, 'after_fault')
+      return
+    }
+    let p = pte
+    if (write && !p.dirty) {
+      p = { ...p, dirty: true }
+      c.setPte(mm, page, p, 'hardware dirty-bit update')
+    }
+    e = {
+      page,
+      pfn: p.pfn,
+      gen: c.s.frames[p.pfn]!.gen,
+      write: c.mmuWritable(p),
+      dirty: p.dirty,
+      revoked: false,
+    }
+    c.s.tlbs[c.t] = insertEntry(c.s.tlbs[c.t]!, e)
+    c.emit('fill', 'page walk', `CPU TLB ${c.pageName(page)} -> pfn ${p.pfn} ${e.write ? 'RW' : 'RO'}`)
+  }
+  complete(c, f, e, 'CPU TLB', mm)
+}
+
+export const cpuAccess: Proc = {
+  start: { run: cpuTry },
+  after_fault: {
+    run: (c, f) => {
+      if (f.l.ret === 'segv') {
+        c.emit(
+          'fault',
+          'force_sig_fault',
+          `SIGSEGV on ${c.pageName(num(f, 'page'))}: the access does not complete`,
+        )
+        c.ret()
+        return
+      }
+      cpuTry(c, f)
+    },
+  },
+}
+
+function hwDecl(c: Ctx): HwWalkerDecl {
+  return c.sc.secondaries[c.sc.threads[c.t]!.via] as HwWalkerDecl
+}
+
+/**
+ * Device DMA through a hw-walker TLB. A miss walks the CPU page table (no lock) and fills; a
+ * missing or insufficient translation raises a page request (PRI / SMMU stall), served by
+ * iommu_sva_handle_iopf() -> handle_mm_fault(FAULT_FLAG_REMOTE), after which the device
+ * retries. A read-only entry that faulted on a write stays cached where the IOMMU caches
+ * permissions negatively (SMMU: Popple/Murphy 2023).
+ */
+function devTry(c: Ctx, f: CallFrame): void {
+  const via = c.sc.threads[c.t]!.via
+  const d = hwDecl(c)
+  const sec = c.s.secs[via]!
+  const page = num(f, 'page')
+  const write = flag(f, 'write')
+  let e = sec.entries.find((x) => x.page === page) ?? null
+  if (e && write && !(e.write && e.dirty)) {
+    const dd = e.write && c.sc.arch === 'x86_64' ? x86SetDirty(c, 0, e) : null
+    if (dd) {
+      sec.entries = insertEntry(sec.entries, dd)
+      e = dd
+    } else {
+      if (!d.negativeCaching) sec.entries = sec.entries.filter((x) => x !== e)
+      pageRequest(
+        c,
+        f,
+        `write ${c.pageName(page)}: ${d.name} entry is read-only${d.negativeCaching ? ' (kept: negative permission caching)' : ''}`,
+      )
+      return
+    }
+  }
+  if (!e) {
+    const pte = c.pte(0, page)
+    const ok = pte !== null && pte.present && (!write || c.mmuWritable(pte))
+    if (!ok) {
+      pageRequest(
+        c,
+        f,
+        `${write ? 'write' : 'read'} ${c.pageName(page)}: walk finds ${pte ? (pte.present ? 'a read-only PTE' : 'a PROT_NONE PTE') : 'no PTE'}`,
+      )
+      return
+    }
+    let p = pte
+    if (write && !p.dirty) {
+      p = { ...p, dirty: true }
+      c.setPte(0, page, p, 'IOMMU dirty-bit update')
+    }
+    e = {
+      page,
+      pfn: p.pfn,
+      gen: c.s.frames[p.pfn]!.gen,
+      write: c.mmuWritable(p),
+      dirty: p.dirty,
+      revoked: false,
+    }
+    sec.entries = insertEntry(sec.entries, e)
+    c.cost('iotlb_walk')
+    c.emit(
+      'fill',
+      'IOMMU page walk',
+      `${d.name} TLB ${c.pageName(page)} -> pfn ${p.pfn} ${e.write ? 'RW' : 'RO'}`,
+    )
+  }
+  complete(c, f, e, `${d.name} TLB`, 0)
+}
+
+function pageRequest(c: Ctx, f: CallFrame, why: string): void {
+  const d = hwDecl(c)
+  c.metrics.device_faults++
+  c.cost('iopf')
+  c.emit('fault', 'iopf (page request)', why)
+  if (d.retryLimit !== null) {
+    c.thread.faults++
+    if (c.thread.faults > d.retryLimit) {
+      c.violate(
+        'progress',
+        `${c.name} faulted ${c.thread.faults} times on one access to ${c.pageName(num(f, 'page'))}; the device resets after ${d.retryLimit} (retry_limit)`,
+      )
+      c.ret()
+      return
+    }
+  }
+  c.call('handle_mm_fault', { page: num(f, 'page'), write: flag(f, 'write'), remote: true }, 'response')
+}
+
+export const devAccess: Proc = {
+  start: { run: devTry },
+  /** iopf_group response: INVALID aborts the DMA; SUCCESS lets the device retry. */
+  response: {
+    run: (c, f) => {
+      const d = hwDecl(c)
+      if (f.l.ret === 'segv') {
+        c.emit('fault', 'iommu_page_response', 'IOMMU_PAGE_RESP_INVALID: the DMA is aborted')
+        c.ret()
+        return
+      }
+      if (c.policy.variants.includes('pri-flush')) {
+        c.secInvalidate(
+          c.sc.threads[c.t]!.via,
+          [num(f, 'page')],
+          'pri-flush: invalidate the faulting address before the response',
+        )
+      }
+      c.emit('fault', 'iommu_page_response', `IOMMU_PAGE_RESP_SUCCESS: ${d.name} retries`)
+      devTry(c, f)
+    },
+  },
+}
+
+/**
+ * Device access through a sw-mirror (KVM TDP MMU / HMM dmirror): hit in the shadow table,
+ * or the fault path of reference §1.4-1.5: snapshot mmu_invalidate_seq, resolve the pfn
+ * (GUP / hmm_range_fault, faulting the CPU page in if needed), then under mmu_lock install
+ * only if no invalidation is in progress for the page and the sequence did not move.
+ */
+function mirrorTry(c: Ctx, f: CallFrame): void {
+  const via = c.sc.threads[c.t]!.via
+  const name = c.sc.secondaries[via]!.name
+  const sec = c.s.secs[via]!
+  const page = num(f, 'page')
+  const write = flag(f, 'write')
+  const e = sec.entries.find((x) => x.page === page)
+  if (e && (!write || e.write)) {
+    complete(c, f, e, `${name} shadow table`, 0)
+    return
+  }
+  c.metrics.device_faults++
+  c.cost('mirror_fault')
+  f.l.seq = sec.seq
+  c.emit(
+    'fault',
+    'kvm_faultin_pfn',
+    `${name}: ${e ? 'write to read-only' : 'no'} shadow entry for ${c.pageName(page)}; mmu_seq = ${sec.seq}`,
+  )
+  c.goto('gup')
+}
+
+function mirrorGup(c: Ctx, f: CallFrame): void {
+  const page = num(f, 'page')
+  const write = flag(f, 'write')
+  const pte = c.pte(0, page)
+  if (pte && pte.present && (!write || pte.write)) {
+    f.l.pfn = pte.pfn
+    f.l.gen = c.s.frames[pte.pfn]!.gen
+    f.l.wr = pte.write
+    c.emit('info', 'hva_to_pfn', `${c.pageName(page)} -> pfn ${pte.pfn} ${pte.write ? 'RW' : 'RO'}`)
+    c.goto('install')
+    return
+  }
+  c.call('handle_mm_fault', { page, write, remote: true }, 'gup_ret')
+}
+
+export const mirrorAccess: Proc = {
+  start: { run: mirrorTry },
+  gup: { run: mirrorGup },
+  gup_ret: {
+    run: (c, f) => {
+      if (f.l.ret === 'segv') {
+        c.emit('fault', 'hva_to_pfn', '-EFAULT: no VMA or no permission; the access fails')
+        c.ret()
+        return
+      }
+      mirrorGup(c, f)
+    },
+  },
+  /** Under mmu_lock: mmu_invalidate_retry_hva() / mmu_interval_read_retry(). */
+  install: {
+    guard: (c, f) =>
+      c.s.secs[c.sc.threads[c.t]!.via]!.inProg[num(f, 'page')] === 0
+        ? null
+        : 'invalidation in progress (mmu_invalidate_in_progress)',
+    run: (c, f) => {
+      const via = c.sc.threads[c.t]!.via
+      const sec = c.s.secs[via]!
+      const name = c.sc.secondaries[via]!.name
+      if (sec.seq !== num(f, 'seq')) {
+        f.l.seq = sec.seq
+        c.emit('fault', 'is_page_fault_stale', `${name}: mmu_invalidate_seq moved, retry the fault`)
+        c.goto('gup')
+        return
+      }
+      const page = num(f, 'page')
+      const e: TlbEntry = {
+        page,
+        pfn: num(f, 'pfn'),
+        gen: num(f, 'gen'),
+        write: flag(f, 'wr'),
+        dirty: true,
+        revoked: false,
+      }
+      sec.entries = insertEntry(sec.entries, e)
+      c.emit(
+        'fill',
+        'kvm_tdp_mmu_map',
+        `${name} shadow ${c.pageName(page)} -> pfn ${e.pfn} ${e.write ? 'RW' : 'RO'}`,
+      )
+      c.goto('start')
+    },
+  },
+}

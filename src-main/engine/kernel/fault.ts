@@ -1,0 +1,254 @@
+/**
+ * The page-fault path, v6.6 mm/memory.c: handle_mm_fault() -> handle_pte_fault() and what
+ * it dispatches to (do_anonymous_page, do_wp_page -> wp_page_reuse / wp_page_copy, the
+ * dirty/young update and the spurious-fault fixup). Used by CPU faults, by the IOMMU fault
+ * handler (iommu_sva_handle_iopf, FAULT_FLAG_REMOTE), by GUP for sw-mirrors, and by the
+ * write_fault / cow_fault ops.
+ *
+ * Returns 'ok' (the access may be retried), 'retry' (the PTE changed under us: pte_same
+ * failed, back off and retry), or 'segv' (no VMA or no permission: SIGSEGV for a CPU,
+ * IOMMU_PAGE_RESP_INVALID for a device).
+ */
+import type { Ctx } from '../ctx'
+import { hasVariant } from '../policy'
+import { ZERO_PFN, type Pte } from '../state'
+import { decodePte, encodePte, flag, num, pteSame, type Proc } from './proc'
+
+/**
+ * ptep_set_access_flags(vma, addr, ptep, entry, dirty), v6.6:
+ * - arm64 (arch/arm64/mm/fault.c): cmpxchg the PTE, then `if (dirty) flush_tlb_page()`
+ *   ("invalidate a stale read-only entry") — under arch-hook that flush notifies secondaries.
+ * - x86 (arch/x86/mm/pgtable.c): set_pte() only, no flush: a stale entry faults and the
+ *   #PF drops it.
+ * Returns whether the PTE changed. With the access-flags-notify variant, a change also calls
+ * ptep_set_access_flags_notify()'s mmu_notifier_invalidate_range() under the PTL.
+ */
+export function ptepSetAccessFlags(c: Ctx, mm: number, page: number, entry: Pte, dirty: boolean): boolean {
+  if (pteSame(c.pte(mm, page), entry)) return false
+  c.setPte(mm, page, entry, 'ptep_set_access_flags')
+  if (c.sc.arch === 'arm64' && dirty) c.flushTlb(mm, 'page', [page], 'flush_tlb_page (ptep_set_access_flags)')
+  c.accessFlagsNotify(mm, page)
+  return true
+}
+
+function finish(c: Ctx, mm: number, result: 'ok' | 'retry' | 'segv'): void {
+  c.mmapReadUnlock(mm)
+  c.ret(result)
+}
+
+export const handleMmFault: Proc = {
+  /**
+   * lock_vma_under_rcu()/mmap_read_lock() + vma_lookup() and the access check
+   * (do_user_addr_fault; for devices iommu_sva_handle_iopf's `access_flags & ~vma->vm_flags`),
+   * then the lockless read of vmf->orig_pte in handle_pte_fault().
+   */
+  start: {
+    guard: (c) => (c.mmapReadable(c.mmIndex) ? null : 'mmap_lock held for write'),
+    run: (c, f) => {
+      const mm = c.mmIndex
+      const page = num(f, 'page')
+      const write = flag(f, 'write')
+      c.mmapReadLock(mm)
+      const vma = c.s.mms[mm]!.vmas[page]
+      if (vma === null || (write && vma !== 'rw') || vma === 'none') {
+        c.emit(
+          'fault',
+          flag(f, 'remote') ? 'iommu_sva_handle_iopf' : 'do_user_addr_fault',
+          `${vma === null ? 'no VMA' : `VMA is ${vma}`} at ${c.pageName(page)}: ${flag(f, 'remote') ? 'IOMMU_PAGE_RESP_INVALID' : 'SIGSEGV'}`,
+        )
+        finish(c, mm, 'segv')
+        return
+      }
+      f.l.orig = encodePte(c.pte(mm, page))
+      c.emit(
+        'fault',
+        'handle_mm_fault',
+        `${write ? 'write' : 'read'} fault on ${c.pageName(page)}${flag(f, 'remote') ? ' (FAULT_FLAG_REMOTE)' : ''}`,
+      )
+      c.goto('lock')
+    },
+  },
+  /** handle_pte_fault(): take the PTL, re-check pte_same(), dispatch on the PTE. */
+  lock: {
+    guard: (c) => (c.ptlFree(c.mmIndex) ? null : 'page-table lock held'),
+    run: (c, f) => {
+      const mm = c.mmIndex
+      const page = num(f, 'page')
+      const write = flag(f, 'write')
+      const orig = decodePte(f.l.orig!)
+      c.lockPtl(mm)
+      if (!pteSame(c.pte(mm, page), orig)) {
+        c.emit('fault', 'handle_pte_fault', '!pte_same(): someone else changed the PTE, back off')
+        c.unlockPtl(mm)
+        finish(c, mm, 'retry')
+        return
+      }
+      if (orig === null) {
+        // do_anonymous_page(): read -> map the zero page; write -> a fresh zeroed page.
+        if (!write) {
+          c.setPte(
+            mm,
+            page,
+            { pfn: ZERO_PFN, present: true, write: false, dirty: false },
+            'do_anonymous_page (zero page)',
+          )
+        } else {
+          const pfn = c.allocFrame(0, 'do_anonymous_page')
+          c.s.frames[pfn]!.map = 1
+          c.setPte(mm, page, { pfn, present: true, write: true, dirty: true }, 'do_anonymous_page')
+        }
+        c.unlockPtl(mm)
+        c.cost('reuse_fault')
+        finish(c, mm, 'ok')
+        return
+      }
+      if (!orig.present) throw new Error('model bug: PROT_NONE PTE under an accessible VMA')
+      if (write && !orig.write) {
+        // do_wp_page()
+        const fr = c.s.frames[orig.pfn]!
+        if (orig.pfn !== ZERO_PFN && fr.map === 1 && fr.ref === 1) {
+          // wp_page_reuse(): exclusive anon page, upgrade in place. No mmu_notifier range at
+          // all in v6.6 (and v4.15); Popple's v1 did not cover this path either.
+          c.emit('fault', 'do_wp_page', 'page is exclusive: wp_page_reuse')
+          ptepSetAccessFlags(c, mm, page, { ...orig, write: true, dirty: true }, true)
+          c.unlockPtl(mm)
+          c.cost('reuse_fault')
+          finish(c, mm, 'ok')
+          return
+        }
+        // Shared page or zero page: folio_get(), drop the PTL, wp_page_copy().
+        c.emit(
+          'fault',
+          'do_wp_page',
+          orig.pfn === ZERO_PFN
+            ? 'zero page: wp_page_copy'
+            : `page shared (mapcount ${fr.map}): wp_page_copy`,
+        )
+        c.getFrame(orig.pfn)
+        c.unlockPtl(mm)
+        // wp_page_copy(): allocate and copy (__wp_page_copy_user) before any notifier.
+        const src = c.s.frames[orig.pfn]!
+        const pfn = c.allocFrame(
+          orig.pfn === ZERO_PFN ? 0 : src.v,
+          'wp_page_copy (alloc + __wp_page_copy_user)',
+        )
+        f.l.new = pfn
+        f.l.w = src.w
+        c.goto('cow_rs')
+        return
+      }
+      if (write && orig.write && !orig.dirty) {
+        // handle_pte_fault() tail: entry = pte_mkdirty(pte_mkyoung(orig)); ptep_set_access_flags().
+        const changed = ptepSetAccessFlags(c, mm, page, { ...orig, dirty: true }, true)
+        c.unlockPtl(mm)
+        if (changed && hasVariant(c.policy, 'upgrade-notify')) {
+          c.goto('upg_start')
+          return
+        }
+        finish(c, mm, 'ok')
+        return
+      }
+      // Nothing to change (a spurious fault): ptep_set_access_flags() returns 0, and for a
+      // write flush_tlb_fix_spurious_fault() runs, which is a no-op on arm64
+      // (arch/arm64/include/asm/pgtable.h, since ~v5.10) and on x86 (arch/x86/include/asm/pgtable.h).
+      c.emit(
+        'fault',
+        'handle_pte_fault',
+        `spurious ${write ? 'write' : 'read'} fault: PTE already allows it; flush_tlb_fix_spurious_fault() is a no-op on ${c.sc.arch}`,
+      )
+      c.unlockPtl(mm)
+      finish(c, mm, 'ok')
+    },
+  },
+  /** upgrade-notify (Popple v1): after the PTL is dropped, start/end(MMU_NOTIFY_PROTECTION_UPGRADE). */
+  upg_start: {
+    run: (c, f) => {
+      c.rangeStart(c.mmIndex, [num(f, 'page')], 'MMU_NOTIFY_PROTECTION_UPGRADE')
+      c.goto('upg_end')
+    },
+  },
+  upg_end: {
+    run: (c, f) => {
+      c.rangeEnd(c.mmIndex, [num(f, 'page')], false)
+      finish(c, c.mmIndex, 'ok')
+    },
+  },
+  /** wp_page_copy() v6.6 mm/memory.c: mmu_notifier_invalidate_range_start(MMU_NOTIFY_CLEAR). */
+  cow_rs: {
+    run: (c, f) => {
+      c.rangeStart(c.mmIndex, [num(f, 'page')], 'MMU_NOTIFY_CLEAR')
+      c.goto('cow_lock')
+    },
+  },
+  /** Re-take the PTL and re-check pte_same(orig_pte); back off if someone resolved the fault. */
+  cow_lock: {
+    guard: (c) => (c.ptlFree(c.mmIndex) ? null : 'page-table lock held'),
+    run: (c, f) => {
+      const mm = c.mmIndex
+      c.lockPtl(mm)
+      if (pteSame(c.pte(mm, num(f, 'page')), decodePte(f.l.orig!))) {
+        c.goto('cow_clear')
+        return
+      }
+      c.emit('fault', 'wp_page_copy', '!pte_same(): fault already resolved, back off (update_mmu_tlb)')
+      c.unlockPtl(mm)
+      f.l.copied = false
+      c.goto('cow_end')
+    },
+  },
+  /**
+   * ptep_clear_flush(): clear the PTE, flush_tlb_page() (pte_accessible). v4.15 used
+   * ptep_clear_flush_notify() here, which adds ->invalidate_range under the PTL (Glisse's
+   * case B: the PTE is about to point at a new page).
+   */
+  cow_clear: {
+    run: (c, f) => {
+      const mm = c.mmIndex
+      const page = num(f, 'page')
+      c.setPte(mm, page, null, 'ptep_clear_flush')
+      c.flushTlb(mm, 'page', [page], 'flush_tlb_page (ptep_clear_flush)')
+      c.invalidateRange(mm, [page], 'ptep_clear_flush_notify')
+      c.goto('cow_set')
+    },
+  },
+  /** set_pte_at_notify(new RW page) (change_pte is a no-op for every subscriber), page_remove_rmap(old), unlock. */
+  cow_set: {
+    run: (c, f) => {
+      const mm = c.mmIndex
+      const page = num(f, 'page')
+      const old = decodePte(f.l.orig!)!
+      const pfn = num(f, 'new')
+      const src = c.s.frames[old.pfn]!
+      if (old.pfn !== ZERO_PFN && src.w !== num(f, 'w')) {
+        c.violate(
+          'lost-write',
+          `pfn ${old.pfn} was written after wp_page_copy copied it for ${c.pageName(page)}; the copy installed now (pfn ${pfn}) does not have that write`,
+        )
+      }
+      c.s.frames[pfn]!.map = 1
+      c.setPte(mm, page, { pfn, present: true, write: true, dirty: true }, 'set_pte_at_notify')
+      if (old.pfn !== ZERO_PFN) src.map--
+      c.emit('frame', 'page_remove_rmap', `pfn ${old.pfn} mapcount ${src.map}`)
+      c.unlockPtl(mm)
+      f.l.copied = true
+      c.goto('cow_end')
+    },
+  },
+  /**
+   * mmu_notifier_invalidate_range_end() (v4.15: _only_end, no second ->invalidate_range),
+   * then folio_put() of the old page's PTE reference and of the fault's reference: the old
+   * page may be freed here, after the end.
+   */
+  cow_end: {
+    run: (c, f) => {
+      const mm = c.mmIndex
+      const old = decodePte(f.l.orig!)!
+      c.rangeEnd(mm, [num(f, 'page')], true)
+      if (f.l.copied === true) c.putFrame(old.pfn)
+      else c.putFrame(num(f, 'new'))
+      c.putFrame(old.pfn)
+      c.cost('cow_copy_fault')
+      finish(c, mm, f.l.copied === true ? 'ok' : 'retry')
+    },
+  },
+}

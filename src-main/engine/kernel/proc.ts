@@ -1,0 +1,51 @@
+/**
+ * A kernel function lowered to a small state machine: each `pc` is one atomic step (a
+ * scheduling point), optionally guarded by a lock or wait condition. Progress lives in the
+ * thread's call stack, so it is part of the hashed state.
+ */
+import type { Ctx } from '../ctx'
+import type { CallFrame, LocalValue, Pte } from '../state'
+
+export interface PcHandler {
+  /** Why the step cannot run now (lock held, waiting), or null when it can. */
+  readonly guard?: (c: Ctx, f: CallFrame) => string | null
+  readonly run: (c: Ctx, f: CallFrame) => void
+}
+
+export type Proc = Readonly<Record<string, PcHandler>>
+
+export function num(f: CallFrame, k: string): number {
+  return f.l[k] as number
+}
+export function flag(f: CallFrame, k: string): boolean {
+  return f.l[k] === true
+}
+export function list(f: CallFrame, k: string): readonly number[] {
+  return (f.l[k] as readonly number[] | null) ?? []
+}
+
+/** PTEs travel through locals as [pfn, present, write, dirty] (or null for pte_none). */
+export function encodePte(p: Pte | null): LocalValue {
+  return p ? [p.pfn, p.present ? 1 : 0, p.write ? 1 : 0, p.dirty ? 1 : 0] : null
+}
+export function decodePte(v: LocalValue): Pte | null {
+  if (v === null || !Array.isArray(v)) return null
+  const a = v as readonly number[]
+  return { pfn: a[0]!, present: a[1] === 1, write: a[2] === 1, dirty: a[3] === 1 }
+}
+export function pteSame(a: Pte | null, b: Pte | null): boolean {
+  if (!a || !b) return a === b
+  return a.pfn === b.pfn && a.present === b.present && a.write === b.write && a.dirty === b.dirty
+}
+
+/** Splits sorted page indices into VMAs: maximal runs of adjacent pages with equal protection. */
+export function vmaRuns(pages: readonly number[], prot: (p: number) => string | null): number[][] {
+  const runs: number[][] = []
+  for (const p of pages) {
+    const last = runs[runs.length - 1]
+    const prev = last?.[last.length - 1]
+    if (last && prev === p - 1 && prot(prev) === prot(p)) last.push(p)
+    else runs.push([p])
+  }
+  return runs
+}

@@ -1,0 +1,252 @@
+/**
+ * Protection changes: mprotect(2) (do_mprotect_pkey -> mprotect_fixup -> change_protection,
+ * v6.6 mm/mprotect.c, with the mmu_gather of 4a18419f71cd) and fork(2) (dup_mmap ->
+ * copy_page_range -> copy_present_pte, v6.6 kernel/fork.c, mm/memory.c).
+ */
+import type { Ctx } from '../ctx'
+import { ZERO_PFN, type Pte } from '../state'
+import type { Prot } from '../types'
+import { list, num, type Proc } from './proc'
+import { encodeRuns, gatherFlush, gatherInit, runCount, runPages, runs } from './unmap'
+
+/**
+ * pte_needs_flush(oldpte, newpte). x86 (arch/x86/include/asm/tlbflush.h, v6.6, c9fe66560bf2):
+ * no flush if the old PTE was not present; flush if the pfn changed, if PRESENT or DIRTY was
+ * cleared, or if RW changed in either direction. arm64 has no override in v6.6: always true.
+ */
+export function pteNeedsFlush(arch: string, old: Pte, next: Pte): boolean {
+  if (arch !== 'x86_64') return true
+  if (!old.present) return false
+  if (old.pfn !== next.pfn) return true
+  if (old.present && !next.present) return true
+  if (old.dirty && !next.dirty) return true
+  return old.write !== next.write
+}
+
+/**
+ * pte_modify() with the VMA's new vm_page_prot (private writable VMAs use PAGE_COPY, which
+ * has no RW), then MM_CP_TRY_CHANGE_WRITABLE: can_change_pte_writable() makes an exclusive
+ * anon page writable again; a shared (COW) page stays read-only.
+ */
+function modify(c: Ctx, old: Pte, prot: Prot): Pte {
+  if (prot === 'none') return { pfn: old.pfn, present: false, write: false, dirty: old.dirty }
+  if (prot === 'ro') return { pfn: old.pfn, present: true, write: false, dirty: old.dirty }
+  const fr = c.s.frames[old.pfn]!
+  const exclusive = old.pfn !== ZERO_PFN && fr.map === 1 && fr.ref === 1
+  return { pfn: old.pfn, present: true, write: exclusive, dirty: old.dirty }
+}
+
+function nextPte(c: Ctx, pages: readonly number[], from: number): number {
+  for (let i = from; i < pages.length; i++) if (c.pte(c.mmIndex, pages[i]!) !== null) return i
+  return -1
+}
+
+export const mprotect: Proc = {
+  /** mmap_write_lock; mprotect_fixup() sets the new vm_flags; tlb_gather_mmu(). */
+  start: {
+    guard: (c) => (c.mmapWritable(c.mmIndex) ? null : 'mmap_lock held'),
+    run: (c, f) => {
+      const mm = c.mmIndex
+      c.mmapWriteLock(mm)
+      const { pages, runOf } = encodeRuns(runs(c, list(f, 'req')))
+      f.l.pages = pages
+      f.l.runOf = runOf
+      f.l.vi = 0
+      const prot = protOf(f.l.prot as number)
+      if (pages.length !== list(f, 'req').length)
+        c.emit('op', 'mprotect', '-ENOMEM for the part of the range without a VMA')
+      if (pages.length === 0) {
+        c.mmapWriteUnlock(mm)
+        c.ret()
+        return
+      }
+      for (const p of pages) c.s.mms[mm]!.vmas[p] = prot
+      c.emit('info', 'mprotect_fixup', `vm_flags of ${c.pagesText(pages)} := ${prot}`)
+      gatherInit(c)
+      c.goto('vma')
+    },
+  },
+  /** change_pmd_range(): range_start(MMU_NOTIFY_PROTECTION_VMA) at the first populated PMD. */
+  vma: {
+    run: (c, f) => {
+      const pages = runPages(f, num(f, 'vi'))
+      if (c.s.mms[c.mmIndex]!.ptes.some((p) => p !== null))
+        c.rangeStart(c.mmIndex, pages, 'MMU_NOTIFY_PROTECTION_VMA')
+      f.l.i = 0
+      c.goto('lock')
+    },
+  },
+  lock: {
+    guard: (c) => (c.ptlFree(c.mmIndex) ? null : 'page-table lock held'),
+    run: (c, f) => {
+      c.lockPtl(c.mmIndex, 'change_pte_range: pte_offset_map_lock')
+      f.l.i = nextPte(c, runPages(f, num(f, 'vi')), 0)
+      if (num(f, 'i') < 0) {
+        c.unlockPtl(c.mmIndex)
+        c.goto('vma_end')
+      } else c.goto('pte')
+    },
+  },
+  /** ptep_modify_prot_start/commit; if pte_needs_flush(): tlb_flush_pte_range() (deferred). */
+  pte: {
+    run: (c, f) => {
+      const mm = c.mmIndex
+      const pages = runPages(f, num(f, 'vi'))
+      const i = num(f, 'i')
+      const page = pages[i]!
+      const old = c.pte(mm, page)!
+      const next = modify(c, old, protOf(f.l.prot as number))
+      c.setPte(mm, page, next, 'ptep_modify_prot_commit')
+      if (pteNeedsFlush(c.sc.arch, old, next)) {
+        const r = c.thread.stack[0]!
+        r.l.g_range = [...list(r, 'g_range'), page]
+      } else c.emit('info', 'pte_needs_flush', `${c.pageName(page)}: no flush needed on ${c.sc.arch}`)
+      const n = nextPte(c, pages, i + 1)
+      f.l.i = n
+      if (n < 0) {
+        c.unlockPtl(mm)
+        c.goto('vma_end')
+      } else c.goto('pte')
+    },
+  },
+  /** range_end (v4.15: ->invalidate_range here, before the CPU flush). */
+  vma_end: {
+    run: (c, f) => {
+      const mm = c.mmIndex
+      const pages = runPages(f, num(f, 'vi'))
+      if (c.s.mms[mm]!.ptes.some((p) => p !== null)) c.rangeEnd(mm, pages, false)
+      if (c.sc.arch === 'arm64' && list(c.thread.stack[0]!, 'g_range').length > 0) {
+        c.goto('end_vma')
+        return
+      }
+      nextVma(c, f)
+    },
+  },
+  /** arm64 tlb_end_vma(): the CPU flush (and arch hook) after range_end. */
+  end_vma: {
+    run: (c, f) => {
+      gatherFlush(c, false, 'tlb_end_vma')
+      nextVma(c, f)
+    },
+  },
+  /** tlb_finish_mmu(): x86 flushes here, after every range_end, before the syscall returns. */
+  finish: {
+    run: (c, f) => {
+      const mm = c.mmIndex
+      gatherFlush(c, false, 'tlb_finish_mmu')
+      c.mmapWriteUnlock(mm)
+      c.markRevoked(mm, list(f, 'pages'))
+      c.emit('op', 'mprotect', 'returns 0')
+      c.ret()
+    },
+  },
+}
+
+function nextVma(c: Ctx, f: Parameters<Proc[string]['run']>[1]): void {
+  const vi = num(f, 'vi') + 1
+  f.l.vi = vi
+  c.goto(vi < runCount(f) ? 'vma' : 'finish')
+}
+
+const PROTS: readonly Prot[] = ['rw', 'ro', 'none']
+export function protCode(p: Prot): number {
+  return PROTS.indexOf(p)
+}
+function protOf(code: number): Prot {
+  return PROTS[code]!
+}
+
+/** fork(2): dup_mmap() over every private (COW) VMA of the parent, v6.6 kernel/fork.c. */
+export const fork: Proc = {
+  start: {
+    guard: (c) => (c.mmapWritable(0) ? null : 'mmap_lock held'),
+    run: (c, f) => {
+      c.mmapWriteLock(0)
+      const parent = c.s.mms[0]!
+      const child = c.s.mms[1]!
+      child.vmas = parent.vmas.slice()
+      child.ptes = parent.ptes.map(() => null)
+      const all = parent.vmas.map((_, i) => i)
+      const { pages, runOf } = encodeRuns(runs(c, all))
+      f.l.pages = pages
+      f.l.runOf = runOf
+      f.l.vi = 0
+      c.emit('info', 'dup_mmap', `copy ${runCount(f)} VMA(s) into the child`)
+      c.goto(pages.length ? 'vma' : 'flush')
+    },
+  },
+  /** copy_page_range(): range_start(MMU_NOTIFY_PROTECTION_PAGE) for a COW mapping; write_protect_seq begins. */
+  vma: {
+    run: (c, f) => {
+      c.rangeStart(0, runPages(f, num(f, 'vi')), 'MMU_NOTIFY_PROTECTION_PAGE')
+      c.goto('lock')
+    },
+  },
+  lock: {
+    guard: (c) => (c.ptlFree(0) ? null : 'page-table lock held'),
+    run: (c, f) => {
+      c.lockPtl(0, 'copy_pte_range: pte_offset_map_lock')
+      const pages = runPages(f, num(f, 'vi'))
+      f.l.i = pages.findIndex((p) => c.pte(0, p) !== null)
+      if (num(f, 'i') < 0) {
+        c.unlockPtl(0)
+        c.goto('vma_end')
+      } else c.goto('pte')
+    },
+  },
+  /** copy_present_pte(): ptep_set_wrprotect() on the parent (no flush), child PTE read-only, page shared. */
+  pte: {
+    run: (c, f) => {
+      const pages = runPages(f, num(f, 'vi'))
+      const i = num(f, 'i')
+      const page = pages[i]!
+      const pte = c.pte(0, page)!
+      if (pte.write) c.setPte(0, page, { ...pte, write: false }, 'ptep_set_wrprotect')
+      c.s.mms[1]!.ptes[page] = { ...pte, write: false }
+      if (pte.pfn !== ZERO_PFN) {
+        const fr = c.s.frames[pte.pfn]!
+        fr.map++
+        fr.ref++
+      }
+      c.emit(
+        'pte',
+        'copy_present_pte',
+        `child PTE ${c.pageName(page)} := pfn ${pte.pfn} RO (page now shared)`,
+      )
+      let n = -1
+      for (let j = i + 1; j < pages.length; j++)
+        if (c.pte(0, pages[j]!) !== null) {
+          n = j
+          break
+        }
+      f.l.i = n
+      if (n < 0) {
+        c.unlockPtl(0)
+        c.goto('vma_end')
+      } else c.goto('pte')
+    },
+  },
+  /** range_end per VMA (v4.15: ->invalidate_range here). */
+  vma_end: {
+    run: (c, f) => {
+      c.rangeEnd(0, runPages(f, num(f, 'vi')), false)
+      const vi = num(f, 'vi') + 1
+      f.l.vi = vi
+      c.goto(vi < runCount(f) ? 'vma' : 'flush')
+    },
+  },
+  /** After all VMAs: flush_tlb_mm(oldmm) (arch hook: whole mm), mmap_write_unlock, fork returns. */
+  flush: {
+    run: (c) => {
+      c.flushTlb(0, 'mm', [], 'flush_tlb_mm (dup_mmap)')
+      c.mmapWriteUnlock(0)
+      c.s.mms[1]!.live = true
+      c.markRevoked(
+        0,
+        c.s.mms[0]!.vmas.map((_, i) => i),
+      )
+      c.emit('op', 'fork', 'returns the child pid')
+      c.ret()
+    },
+  },
+}

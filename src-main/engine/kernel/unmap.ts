@@ -1,0 +1,261 @@
+/**
+ * Zapping user mappings with an mmu_gather, v6.6: munmap (unmap_region -> unmap_vmas),
+ * madvise(MADV_DONTNEED) (zap_page_range_single), zap_pte_range(), tlb_end_vma(),
+ * tlb_flush_mmu_tlbonly() and tlb_finish_mmu() (mm/memory.c, mm/mmu_gather.c,
+ * include/asm-generic/tlb.h, mm/mmap.c, mm/madvise.c).
+ *
+ * The gather (range to flush, pages queued for freeing) lives in the op's root frame.
+ */
+import type { Ctx } from '../ctx'
+import { ZERO_PFN, type CallFrame } from '../state'
+import { list, num, vmaRuns, type Proc } from './proc'
+
+function root(c: Ctx): CallFrame {
+  return c.thread.stack[0]!
+}
+
+/** tlb_gather_mmu(): an empty gather. */
+export function gatherInit(c: Ctx): void {
+  root(c).l.g_range = []
+  root(c).l.g_queue = []
+}
+
+/**
+ * tlb_flush_mmu_tlbonly(): if a range was recorded, tlb_flush() (CPU flush, and under
+ * arch-hook the secondary hook inside it), then v4.15's mmu_notifier_invalidate_range() for
+ * zap gathers (`notify`), then __tlb_reset_range().
+ */
+export function gatherFlush(c: Ctx, notify: boolean, fn: string): void {
+  const range = list(root(c), 'g_range')
+  if (range.length === 0) return
+  const mm = c.mmIndex
+  c.flushTlb(mm, 'range', range, `tlb_flush (${fn})`)
+  if (notify) c.invalidateRange(mm, range, 'tlb_flush_mmu_tlbonly')
+  root(c).l.g_range = []
+}
+
+/** tlb_batch_pages_flush(): free_pages_and_swap_cache() on the queued pages. */
+export function gatherFree(c: Ctx): void {
+  const q = list(root(c), 'g_queue')
+  if (q.length === 0) return
+  c.emit('frame', 'tlb_batch_pages_flush', `release ${q.length} queued page${q.length > 1 ? 's' : ''}`)
+  for (const pfn of q) c.putFrame(pfn, 'free_pages_and_swap_cache')
+  root(c).l.g_queue = []
+}
+
+function nextPte(c: Ctx, pages: readonly number[], from: number): number {
+  for (let i = from; i < pages.length; i++) if (c.pte(c.mmIndex, pages[i]!) !== null) return i
+  return -1
+}
+
+/**
+ * unmap_single_vma() -> zap_pte_range() for one VMA (locals: pages, i). One PTE per step
+ * under the PTL: hardware walkers take no lock and can walk between two clears.
+ */
+export const zapVma: Proc = {
+  start: {
+    guard: (c) => (c.ptlFree(c.mmIndex) ? null : 'page-table lock held'),
+    run: (c, f) => {
+      c.lockPtl(c.mmIndex, 'zap_pte_range: pte_offset_map_lock')
+      f.l.i = nextPte(c, list(f, 'pages'), num(f, 'i'))
+      if (num(f, 'i') < 0) zapUnlock(c, f, false)
+      else c.goto('pte')
+    },
+  },
+  pte: {
+    run: (c, f) => {
+      const mm = c.mmIndex
+      const pages = list(f, 'pages')
+      const i = num(f, 'i')
+      const page = pages[i]!
+      const old = c.pte(mm, page)!
+      c.setPte(mm, page, null, 'ptep_get_and_clear_full')
+      const r = root(c)
+      r.l.g_range = [...list(r, 'g_range'), page]
+      let force = false
+      if (old.pfn !== ZERO_PFN) {
+        // Anon page: page_remove_rmap() now; the PTE's reference moves to the gather.
+        const fr = c.s.frames[old.pfn]!
+        fr.map--
+        r.l.g_queue = [...list(r, 'g_queue'), old.pfn]
+        c.emit(
+          'frame',
+          'page_remove_rmap + __tlb_remove_page',
+          `pfn ${old.pfn} mapcount ${fr.map}, queued for freeing`,
+        )
+        const batch = c.sc.gatherBatch
+        if (batch !== null && list(r, 'g_queue').length >= batch) {
+          force = true
+          c.emit('info', '__tlb_remove_page', `mmu_gather batch full (${batch} pages): force_flush`)
+        }
+      }
+      const next = nextPte(c, pages, i + 1)
+      f.l.i = next
+      if (next < 0 || force) zapUnlock(c, f, force)
+      else c.goto('pte')
+    },
+  },
+  /** arm64 (no CONFIG_MMU_GATHER_MERGE_VMAS in v6.6) flushes at every VMA boundary. */
+  end_vma: {
+    run: (c) => {
+      gatherFlush(c, true, 'tlb_end_vma')
+      c.ret()
+    },
+  },
+}
+
+/** End of zap_pte_range(): forced flush under the PTL, unlock, then free the batch. */
+function zapUnlock(c: Ctx, f: CallFrame, force: boolean): void {
+  const mm = c.mmIndex
+  if (force) gatherFlush(c, true, 'zap_pte_range force_flush')
+  c.unlockPtl(mm)
+  if (force) gatherFree(c)
+  if (num(f, 'i') >= 0) {
+    c.goto('start') // `if (addr != end) goto again`
+    return
+  }
+  f.l.i = 0
+  // tlb_end_vma(): x86 selects MMU_GATHER_MERGE_VMAS and does nothing here.
+  if (c.sc.arch === 'arm64' && list(root(c), 'g_range').length > 0) c.goto('end_vma')
+  else c.ret()
+}
+
+function runs(c: Ctx, pages: readonly number[]): number[][] {
+  const vmas = c.s.mms[c.mmIndex]!.vmas
+  return vmaRuns(
+    pages.filter((p) => vmas[p] !== null),
+    (p) => vmas[p] ?? null,
+  )
+}
+
+/** Run index per page, as a flat local (locals hold flat number lists only). */
+function encodeRuns(rs: number[][]): { pages: number[]; runOf: number[] } {
+  const pages: number[] = []
+  const runOf: number[] = []
+  rs.forEach((r, i) => r.forEach((p) => (pages.push(p), runOf.push(i))))
+  return { pages, runOf }
+}
+function runPages(f: CallFrame, i: number): number[] {
+  const pages = list(f, 'pages')
+  return list(f, 'runOf').flatMap((r, j) => (r === i ? [pages[j]!] : []))
+}
+function runCount(f: CallFrame): number {
+  const r = list(f, 'runOf')
+  return r.length === 0 ? 0 : r[r.length - 1]! + 1
+}
+
+/** munmap(2): __vm_munmap -> do_vmi_align_munmap -> unmap_region, v6.6 mm/mmap.c. */
+export const munmap: Proc = {
+  /** Detach the VMAs under mmap_write_lock, then mmap_write_downgrade(). */
+  start: {
+    guard: (c) => (c.mmapWritable(c.mmIndex) ? null : 'mmap_lock held'),
+    run: (c, f) => {
+      const mm = c.mmIndex
+      c.mmapWriteLock(mm)
+      const { pages, runOf } = encodeRuns(runs(c, list(f, 'req')))
+      f.l.pages = pages
+      f.l.runOf = runOf
+      f.l.vi = 0
+      for (const p of pages) c.s.mms[mm]!.vmas[p] = null
+      c.emit(
+        'info',
+        'vma_iter_clear_gfp',
+        pages.length ? `detach VMA(s) for ${c.pagesText(pages)}` : 'no VMA in range: nothing to unmap',
+      )
+      if (pages.length === 0) {
+        c.mmapWriteUnlock(mm)
+        c.ret()
+        return
+      }
+      c.mmapWriteDowngrade(mm)
+      gatherInit(c)
+      c.goto('rs')
+    },
+  },
+  /** unmap_vmas(): mmu_notifier_invalidate_range_start(MMU_NOTIFY_UNMAP) over the whole range. */
+  rs: {
+    run: (c, f) => {
+      c.rangeStart(c.mmIndex, list(f, 'pages'), 'MMU_NOTIFY_UNMAP')
+      c.call('zap_vma', { pages: runPages(f, 0), i: 0 }, 'next_vma')
+    },
+  },
+  next_vma: {
+    run: (c, f) => {
+      const vi = num(f, 'vi') + 1
+      f.l.vi = vi
+      if (vi < runCount(f)) {
+        c.call('zap_vma', { pages: runPages(f, vi), i: 0 }, 'next_vma')
+        return
+      }
+      // v4.15: range_end calls ->invalidate_range over the whole range (not _only_end).
+      c.rangeEnd(c.mmIndex, list(f, 'pages'), false)
+      c.goto('finish')
+    },
+  },
+  /** free_pgtables(); tlb_finish_mmu(): flush what is left, then free the queued pages. */
+  finish: {
+    run: (c, f) => {
+      const mm = c.mmIndex
+      gatherFlush(c, true, 'tlb_finish_mmu')
+      gatherFree(c)
+      c.mmapReadUnlock(mm)
+      c.markRevoked(mm, list(f, 'pages'))
+      c.emit('op', 'munmap', 'returns 0')
+      c.ret()
+    },
+  },
+}
+
+/** madvise(MADV_DONTNEED): madvise_dontneed_single_vma -> zap_page_range_single per VMA, v6.6. */
+export const madviseDontneed: Proc = {
+  start: {
+    guard: (c) => (c.mmapReadable(c.mmIndex) ? null : 'mmap_lock held for write'),
+    run: (c, f) => {
+      c.mmapReadLock(c.mmIndex)
+      const { pages, runOf } = encodeRuns(runs(c, list(f, 'req')))
+      f.l.pages = pages
+      f.l.runOf = runOf
+      f.l.vi = 0
+      if (pages.length === 0) {
+        c.emit('op', 'madvise', '-ENOMEM: no VMA in range')
+        c.mmapReadUnlock(c.mmIndex)
+        c.ret()
+        return
+      }
+      c.goto('vma')
+    },
+  },
+  /** zap_page_range_single(): tlb_gather_mmu, range_start(MMU_NOTIFY_CLEAR), unmap_single_vma. */
+  vma: {
+    run: (c, f) => {
+      gatherInit(c)
+      const pages = runPages(f, num(f, 'vi'))
+      c.rangeStart(c.mmIndex, pages, 'MMU_NOTIFY_CLEAR')
+      c.call('zap_vma', { pages, i: 0 }, 'vma_end')
+    },
+  },
+  vma_end: {
+    run: (c, f) => {
+      c.rangeEnd(c.mmIndex, runPages(f, num(f, 'vi')), false)
+      c.goto('vma_finish')
+    },
+  },
+  vma_finish: {
+    run: (c, f) => {
+      gatherFlush(c, true, 'tlb_finish_mmu')
+      gatherFree(c)
+      const vi = num(f, 'vi') + 1
+      f.l.vi = vi
+      if (vi < runCount(f)) {
+        c.goto('vma')
+        return
+      }
+      c.mmapReadUnlock(c.mmIndex)
+      c.markRevoked(c.mmIndex, list(f, 'pages'))
+      c.emit('op', 'madvise', 'returns 0')
+      c.ret()
+    },
+  },
+}
+
+export { encodeRuns, runPages, runCount, runs }

@@ -1,0 +1,19 @@
+/** Seeded PRNG (mulberry32): the engine's only source of randomness, passed in by callers. */
+export interface Prng {
+  /** Uniform float in [0, 1). */
+  next(): number
+  /** Uniform integer in [0, n). */
+  int(n: number): number
+}
+
+export function mulberry32(seed: number): Prng {
+  let a = seed >>> 0
+  const next = (): number => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let t = a
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+  return { next, int: (n) => Math.floor(next() * n) }
+}

@@ -1,0 +1,117 @@
+/** Result types: plain JSON data, the same for the CLI, the workers and the GUI. */
+import type { InvariantName, Verdict } from './types'
+
+export interface Metrics {
+  /** mmu_notifier_* calls that reached the mm's subscriber list (start, end, invalidate_range, arch hook). */
+  notifier_calls: number
+  /** Invalidation commands a secondary executed (IOTLB flush, or a sw-mirror zap pass). */
+  secondary_invalidations: number
+  /** Device page requests (IOPF/PRI) and sw-mirror faults. */
+  device_faults: number
+  /** Shadow entries (SPTEs) a sw-mirror zapped. */
+  mirror_zaps: number
+  /** CPU TLB flush operations (flush_tlb_page/range/mm, mmu_gather flushes). */
+  cpu_tlb_flushes: number
+  /** Simulated time from the cost table. */
+  sim_ns: number
+}
+
+export function zeroMetrics(): Metrics {
+  return {
+    notifier_calls: 0,
+    secondary_invalidations: 0,
+    device_faults: 0,
+    mirror_zaps: 0,
+    cpu_tlb_flushes: 0,
+    sim_ns: 0,
+  }
+}
+
+export type EventKind =
+  | 'op'
+  | 'lock'
+  | 'pte'
+  | 'cpu-flush'
+  | 'notifier'
+  | 'sec-inval'
+  | 'access'
+  | 'fault'
+  | 'fill'
+  | 'frame'
+  | 'violation'
+  | 'info'
+
+export interface TraceEvent {
+  /** Index of the step (0-based) in the execution. */
+  readonly step: number
+  readonly thread: string
+  /** Kernel function (or hardware action) this event models. */
+  readonly fn: string
+  readonly kind: EventKind
+  readonly text: string
+  /** Locks the thread holds while this happens. */
+  readonly locks: readonly string[]
+}
+
+export interface StepRecord {
+  readonly step: number
+  readonly thread: string
+  readonly events: readonly TraceEvent[]
+  /** What changed: PTEs, TLB entries, frames (human-readable). */
+  readonly changes: readonly string[]
+}
+
+export interface Violation {
+  readonly invariant: InvariantName
+  /** Step index at which it was detected. */
+  readonly step: number
+  readonly thread: string
+  /** One line in kernel terms. */
+  readonly message: string
+}
+
+export interface Counterexample {
+  readonly invariant: InvariantName
+  /** Thread names, one per step: paste into `explore: { mode: scripted, schedule: [...] }` or `mnlab replay`. */
+  readonly schedule: readonly string[]
+  /** For livelocks: the steps of the cycle, repeated forever after `schedule`. */
+  readonly cycle: readonly string[] | null
+  readonly violation: Violation
+  readonly why: string
+}
+
+export interface ExploreStats {
+  readonly executions: number
+  readonly states: number
+  readonly steps: number
+  readonly complete: boolean
+  /** Why exploration stopped early, if it did. */
+  readonly cutReason: string | null
+}
+
+export interface PolicyResult {
+  readonly policy: string
+  readonly verdict: Verdict
+  /** Verdict per invariant: violated if a counterexample exists, else holds/unknown. */
+  readonly invariants: Readonly<Record<InvariantName, Verdict>>
+  readonly counterexamples: readonly Counterexample[]
+  readonly stats: ExploreStats
+  /** Metrics of the reference execution (see `metricsSchedule`). */
+  readonly metrics: Metrics
+  /** Which execution the metrics were measured on. */
+  readonly metricsSchedule: string
+  readonly costTable: string
+  readonly expected: string | null
+  /** Whether the computed result matches `expect`; null when nothing was expected. */
+  readonly matches: boolean | null
+}
+
+export interface RunResult {
+  readonly title: string
+  readonly source: string | null
+  readonly arch: string
+  readonly mode: string
+  readonly seed: number | null
+  readonly results: readonly PolicyResult[]
+  readonly engineVersion: string
+}

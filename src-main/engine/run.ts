@@ -1,0 +1,175 @@
+/** Runs a scenario under policies and assembles plain-data results. */
+import { COST_TABLE_NAME } from './costs'
+import {
+  DEFAULT_BUDGET,
+  exploreExhaustive,
+  pctChooser,
+  runExecution,
+  scriptedChooser,
+  sequentialChooser,
+  toCounterexample,
+  type Budget,
+  type Found,
+} from './explore'
+import type { Policy } from './policy'
+import { mulberry32 } from './prng'
+import type { PolicyResult, RunResult } from './results'
+import { INVARIANTS, type ExploreMode, type InvariantName, type Scenario, type Verdict } from './types'
+
+export const ENGINE_VERSION = '0.1.0'
+
+export interface RunOptions {
+  readonly mode: ExploreMode
+  readonly seed: number
+  /** Random mode: number of schedules. */
+  readonly executions: number
+  /** Scripted mode: thread names, one per step. */
+  readonly schedule: readonly string[]
+  readonly budget: Budget
+  /** Called after each policy finishes (progress reporting). */
+  readonly onPolicyDone?: (r: PolicyResult) => void
+}
+
+export function defaultRunOptions(sc: Scenario): RunOptions {
+  return {
+    mode: sc.explore.mode ?? (sc.explore.schedule ? 'scripted' : 'exhaustive'),
+    seed: sc.explore.seed ?? 1,
+    executions: sc.explore.executions ?? 1000,
+    schedule: sc.explore.schedule ?? [],
+    budget: { ...DEFAULT_BUDGET, maxStates: sc.explore.maxStates ?? DEFAULT_BUDGET.maxStates },
+  }
+}
+
+/** Thread names to indices; throws with the position of an unknown name. */
+export function scheduleIndices(sc: Scenario, names: readonly string[]): number[] {
+  return names.map((n, i) => {
+    const t = sc.threads.findIndex((th) => th.name === n)
+    if (t < 0)
+      throw new Error(
+        `schedule step ${i}: unknown thread '${n}'; threads are ${sc.threads.map((x) => x.name).join(', ')}`,
+      )
+    return t
+  })
+}
+
+export function runPolicy(sc: Scenario, policy: Policy, opts: RunOptions): PolicyResult {
+  let found: Found[] = []
+  let complete = false
+  let cutReason: string | null = null
+  let states = 0
+  let steps = 0
+  let executions = 0
+  let metricsRun
+  let metricsSchedule = 'reference schedule: the first runnable thread in declaration order'
+  if (opts.mode === 'exhaustive') {
+    const o = exploreExhaustive(sc, policy, opts.budget)
+    found = o.found
+    complete = o.complete
+    cutReason = o.cutReason
+    states = o.states
+    steps = o.steps
+    executions = o.executions
+    metricsRun = runExecution(sc, policy, sequentialChooser, {
+      tracing: false,
+      maxSteps: opts.budget.maxSteps,
+    })
+  } else if (opts.mode === 'random') {
+    const prng = mulberry32(opts.seed)
+    const byInv = new Map<InvariantName, Found>()
+    let length = 50
+    for (let i = 0; i < opts.executions; i++) {
+      const stop = opts.budget.shouldStop?.()
+      if (stop) {
+        cutReason = stop
+        break
+      }
+      const ex = runExecution(sc, policy, pctChooser(sc.threads.length, prng, 3, length), {
+        tracing: false,
+        maxSteps: opts.budget.maxSteps,
+        stopAtViolation: true,
+      })
+      executions++
+      steps += ex.schedule.length
+      length = Math.max(length, ex.schedule.length)
+      for (const v of ex.violations) {
+        if (byInv.has(v.invariant)) continue
+        const sched = ex.cycle ? ex.schedule.slice(0, ex.schedule.length - ex.cycle.length) : ex.schedule
+        byInv.set(v.invariant, { invariant: v.invariant, schedule: sched, cycle: ex.cycle, violation: v })
+      }
+    }
+    found = [...byInv.values()]
+    cutReason ??= `random: ${executions} PCT schedules (seed ${opts.seed}) sampled, not every interleaving`
+    metricsRun = runExecution(sc, policy, sequentialChooser, {
+      tracing: false,
+      maxSteps: opts.budget.maxSteps,
+    })
+  } else {
+    const sched = scheduleIndices(sc, opts.schedule)
+    const ex = runExecution(sc, policy, scriptedChooser(sched), {
+      tracing: false,
+      maxSteps: Math.max(opts.budget.maxSteps, sched.length + 1),
+    })
+    executions = 1
+    steps = ex.schedule.length
+    for (const v of ex.violations) {
+      if (found.some((f) => f.invariant === v.invariant)) continue
+      const s = ex.cycle
+        ? ex.schedule.slice(0, ex.schedule.length - ex.cycle.length)
+        : ex.schedule.slice(0, v.step + 1)
+      found.push({ invariant: v.invariant, schedule: s, cycle: ex.cycle, violation: v })
+    }
+    cutReason = 'scripted: one schedule (then the reference schedule to the end)'
+    metricsRun = ex
+    metricsSchedule = 'the scripted schedule'
+  }
+  const counterexamples = found.map((f) => toCounterexample(sc, policy, f))
+  const invariants = {} as Record<InvariantName, Verdict>
+  for (const inv of INVARIANTS) {
+    invariants[inv] = found.some((f) => f.invariant === inv)
+      ? 'violated'
+      : inv === 'forbid' && !sc.forbid
+        ? 'holds'
+        : complete
+          ? 'holds'
+          : 'unknown'
+  }
+  const verdict: Verdict = found.length > 0 ? 'violated' : complete ? 'holds' : 'unknown'
+  const exp = sc.expect.find(([n]) => n === policy.name)?.[1] ?? null
+  const matches =
+    exp === null
+      ? null
+      : exp === 'holds' || exp === 'violated'
+        ? verdict === exp
+        : invariants[exp] === 'violated'
+  return {
+    policy: policy.name,
+    verdict,
+    invariants,
+    counterexamples,
+    stats: { executions, states, steps, complete, cutReason },
+    metrics: metricsRun.metrics,
+    metricsSchedule:
+      metricsRun.outcome === 'done' ? metricsSchedule : `${metricsSchedule} (ended: ${metricsRun.outcome})`,
+    costTable: COST_TABLE_NAME,
+    expected: exp,
+    matches,
+  }
+}
+
+export function runScenario(sc: Scenario, policies: readonly Policy[], opts: RunOptions): RunResult {
+  const results: PolicyResult[] = []
+  for (const p of policies) {
+    const r = runPolicy(sc, p, opts)
+    results.push(r)
+    opts.onPolicyDone?.(r)
+  }
+  return {
+    title: sc.title,
+    source: sc.source,
+    arch: sc.arch,
+    mode: opts.mode,
+    seed: opts.mode === 'random' ? opts.seed : null,
+    results,
+    engineVersion: ENGINE_VERSION,
+  }
+}

@@ -1,0 +1,754 @@
+/**
+ * Scenario validation: from the plain data a YAML (or JSON) document parses to, to a checked
+ * `Scenario`. Every problem is reported with its path in the document and, inside op strings
+ * and conditions, the character offset, so callers can point at line and column.
+ */
+import { parseExpr } from './expr'
+import { parsePolicy } from './policy'
+import type {
+  Arch,
+  Expectation,
+  ExploreDecl,
+  Expr,
+  FlushAt,
+  Mapped,
+  Op,
+  PageDecl,
+  Prot,
+  Scenario,
+  ScenarioIssue,
+  SecondaryDecl,
+  ThreadDecl,
+} from './types'
+import { INVARIANTS, ScenarioError } from './types'
+
+type Path = ReadonlyArray<string | number>
+type Obj = Record<string, unknown>
+
+const NAME = /^[A-Za-z_][A-Za-z0-9_]*$/
+
+export const TOP_KEYS = [
+  'title',
+  'source',
+  'notes',
+  'arch',
+  'pages',
+  'secondary',
+  'cpus',
+  'devices',
+  'forbid',
+  'expect',
+  'mmu_gather',
+  'explore',
+] as const
+export const PAGE_KEYS = ['value', 'prot', 'cow', 'mapped'] as const
+export const HW_KEYS = [
+  'name',
+  'type',
+  'btm',
+  'flush_at',
+  'cached',
+  'retry_limit',
+  'negative_caching',
+] as const
+export const SW_KEYS = ['name', 'type', 'cached'] as const
+export const CPU_OPS = [
+  'read',
+  'write',
+  'write_fault',
+  'cow_fault',
+  'munmap',
+  'madvise_dontneed',
+  'mprotect',
+  'fork',
+] as const
+export const DEVICE_OPS = ['read', 'write'] as const
+
+/** Levenshtein-based hint for a misspelt key or word. */
+function didYouMean(word: string, options: readonly string[]): string {
+  let best = ''
+  let bestD = Infinity
+  for (const o of options) {
+    const d = editDistance(word.toLowerCase(), o.toLowerCase())
+    if (d < bestD) {
+      bestD = d
+      best = o
+    }
+  }
+  return bestD <= Math.max(2, Math.floor(word.length / 3)) ? ` (did you mean '${best}'?)` : ''
+}
+
+function editDistance(a: string, b: string): number {
+  const d: number[] = Array.from({ length: b.length + 1 }, (_, j) => j)
+  for (let i = 1; i <= a.length; i++) {
+    let prev = d[0]!
+    d[0] = i
+    for (let j = 1; j <= b.length; j++) {
+      const tmp = d[j]!
+      d[j] = Math.min(d[j]! + 1, d[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1))
+      prev = tmp
+    }
+  }
+  return d[b.length]!
+}
+
+class Issues {
+  readonly list: ScenarioIssue[] = []
+  add(path: Path, message: string, offset: number | null = null, length: number | null = null): void {
+    this.list.push({ path: [...path], message, offset, length, at: 'value' })
+  }
+  key(path: Path, message: string): void {
+    this.list.push({ path: [...path], message, offset: null, length: null, at: 'key' })
+  }
+}
+
+function isObj(v: unknown): v is Obj {
+  return typeof v === 'object' && v !== null && !Array.isArray(v)
+}
+
+function checkKeys(o: Obj, allowed: readonly string[], path: Path, issues: Issues, what: string): void {
+  for (const k of Object.keys(o)) {
+    if (!allowed.includes(k)) {
+      issues.key(
+        [...path, k],
+        `unknown key '${k}' in ${what}${didYouMean(k, allowed)}; allowed: ${allowed.join(', ')}`,
+      )
+    }
+  }
+}
+
+function typeName(v: unknown): string {
+  if (v === null || v === undefined) return 'nothing'
+  if (Array.isArray(v)) return 'a list'
+  return typeof v === 'object' ? 'a mapping' : `${typeof v} ${JSON.stringify(v)}`
+}
+
+function oneOf<T extends string>(
+  v: unknown,
+  options: readonly T[],
+  path: Path,
+  issues: Issues,
+  what: string,
+): T | null {
+  if (typeof v === 'string' && (options as readonly string[]).includes(v)) return v as T
+  const hint = typeof v === 'string' ? didYouMean(v, options) : ''
+  issues.add(path, `${what} must be one of ${options.join(', ')}; found ${typeName(v)}${hint}`)
+  return null
+}
+
+function int(
+  v: unknown,
+  path: Path,
+  issues: Issues,
+  what: string,
+  min = Number.MIN_SAFE_INTEGER,
+): number | null {
+  if (typeof v === 'number' && Number.isInteger(v) && v >= min) return v
+  issues.add(
+    path,
+    `${what} must be an integer${min > Number.MIN_SAFE_INTEGER ? ` >= ${min}` : ''}; found ${typeName(v)}`,
+  )
+  return null
+}
+
+function bool(v: unknown, path: Path, issues: Issues, what: string): boolean | null {
+  if (typeof v === 'boolean') return v
+  issues.add(path, `${what} must be true or false; found ${typeName(v)}`)
+  return null
+}
+
+interface Word {
+  readonly s: string
+  readonly at: number
+}
+function words(s: string): Word[] {
+  const out: Word[] = []
+  const re = /\S+/g
+  let m: RegExpExecArray | null
+  while ((m = re.exec(s))) out.push({ s: m[0], at: m.index })
+  return out
+}
+
+/** Validates a parsed scenario document. Throws `ScenarioError` listing every problem found. */
+export function validateScenario(raw: unknown): Scenario {
+  const issues = new Issues()
+  if (!isObj(raw)) {
+    throw new ScenarioError([
+      {
+        path: [],
+        message: `a scenario is a mapping with title, arch, pages, ...; found ${typeName(raw)}`,
+        offset: null,
+        length: null,
+        at: 'value',
+      },
+    ])
+  }
+  checkKeys(raw, TOP_KEYS, [], issues, 'the scenario')
+
+  let title = ''
+  if (typeof raw.title === 'string' && raw.title.trim()) title = raw.title
+  else
+    issues.add(
+      ['title'],
+      `title is required: one line saying what the scenario shows; found ${typeName(raw.title)}`,
+    )
+  let source: string | null = null
+  if (raw.source !== undefined) {
+    if (typeof raw.source === 'string') source = raw.source
+    else issues.add(['source'], `source must be a string; found ${typeName(raw.source)}`)
+  }
+  const arch =
+    raw.arch === undefined
+      ? (issues.add(['arch'], 'arch is required: x86_64 or arm64'), null)
+      : oneOf<Arch>(raw.arch, ['x86_64', 'arm64'], ['arch'], issues, 'arch')
+
+  // Pages, in declaration order: page i sits at virtual address i * 4096 of one VMA region.
+  const pages: PageDecl[] = []
+  const pageIndex = new Map<string, number>()
+  if (!isObj(raw.pages) || Object.keys(raw.pages).length === 0) {
+    issues.add(
+      ['pages'],
+      `pages is required: a mapping from page name to { value, prot, cow, mapped }; found ${typeName(raw.pages)}`,
+    )
+  } else {
+    for (const [name, decl] of Object.entries(raw.pages)) {
+      const path = ['pages', name]
+      if (!NAME.test(name)) issues.key(path, `page name '${name}' must be an identifier (letters, digits, _)`)
+      if (pageIndex.has(name)) issues.key(path, `page '${name}' is declared twice`)
+      const d = decl === null || decl === undefined ? {} : decl
+      if (!isObj(d)) {
+        issues.add(
+          path,
+          `page '${name}' must be a mapping such as { value: 0, prot: rw }; found ${typeName(decl)}`,
+        )
+        continue
+      }
+      checkKeys(d, PAGE_KEYS, path, issues, `page '${name}'`)
+      const value = d.value === undefined ? 0 : int(d.value, [...path, 'value'], issues, 'value')
+      const prot =
+        d.prot === undefined
+          ? 'rw'
+          : oneOf<Prot>(d.prot, ['rw', 'ro', 'none'], [...path, 'prot'], issues, 'prot')
+      const cow = d.cow === undefined ? false : bool(d.cow, [...path, 'cow'], issues, 'cow')
+      let mapped: Mapped | null =
+        d.mapped === undefined
+          ? prot === 'rw' && !cow
+            ? 'rw'
+            : prot === 'none'
+              ? 'none'
+              : 'ro'
+          : oneOf<Mapped>(d.mapped, ['rw', 'ro', 'clean', 'none'], [...path, 'mapped'], issues, 'mapped')
+      if (prot && mapped) {
+        if ((mapped === 'rw' || mapped === 'clean') && prot !== 'rw') {
+          issues.add(
+            [...path, 'mapped'],
+            `mapped: ${mapped} needs a writable VMA (prot: rw); this page has prot: ${prot}`,
+          )
+          mapped = null
+        }
+        if (prot === 'none' && mapped !== 'none') {
+          issues.add(
+            [...path, 'mapped'],
+            'a prot: none page has no accessible PTE; use mapped: none or another prot',
+          )
+          mapped = null
+        }
+        if (cow && mapped !== 'ro') {
+          issues.add(
+            [...path, cow && d.mapped !== undefined ? 'mapped' : 'cow'],
+            'cow: true pages are mapped read-only (mapped: ro) in the process and its fork child',
+          )
+          mapped = null
+        }
+        if (mapped === 'none' && value !== 0 && value !== null) {
+          issues.add(
+            [...path, 'value'],
+            'a page that is not mapped yet reads as zero when faulted in; value must be 0',
+          )
+        }
+      }
+      if (value !== null && prot && cow !== null && mapped) {
+        pageIndex.set(name, pages.length)
+        pages.push({ name, value, prot, cow, mapped })
+      } else {
+        pageIndex.set(name, -1)
+      }
+    }
+  }
+  const pageRef = (n: string): number | null => {
+    const i = pageIndex.get(n)
+    return i === undefined || i < 0 ? null : i
+  }
+
+  // Secondaries
+  const secondaries: SecondaryDecl[] = []
+  const secIndex = new Map<string, number>()
+  const rawSec = raw.secondary === undefined ? [] : raw.secondary
+  if (!Array.isArray(rawSec)) {
+    issues.add(
+      ['secondary'],
+      `secondary must be a list of { name, type: hw-walker | sw-mirror, ... }; found ${typeName(rawSec)}`,
+    )
+  } else {
+    rawSec.forEach((s, i) => {
+      const path = ['secondary', i]
+      if (!isObj(s)) {
+        issues.add(
+          path,
+          `each secondary must be a mapping such as { name: iommu, type: hw-walker }; found ${typeName(s)}`,
+        )
+        return
+      }
+      const type = oneOf<'hw-walker' | 'sw-mirror'>(
+        s.type,
+        ['hw-walker', 'sw-mirror'],
+        [...path, 'type'],
+        issues,
+        'secondary type',
+      )
+      checkKeys(s, type === 'sw-mirror' ? SW_KEYS : HW_KEYS, path, issues, `secondary ${i}`)
+      const name = typeof s.name === 'string' && NAME.test(s.name) ? s.name : null
+      if (name === null)
+        issues.add([...path, 'name'], `secondary name must be an identifier; found ${typeName(s.name)}`)
+      else if (secIndex.has(name)) issues.add([...path, 'name'], `secondary '${name}' is declared twice`)
+      const cached: number[] = []
+      if (s.cached !== undefined) {
+        if (!Array.isArray(s.cached))
+          issues.add([...path, 'cached'], `cached must be a list of page names; found ${typeName(s.cached)}`)
+        else
+          s.cached.forEach((c, j) => {
+            const pi = typeof c === 'string' ? pageRef(c) : null
+            if (pi === null)
+              issues.add(
+                [...path, 'cached', j],
+                `unknown page ${typeName(c)} in cached; pages are ${[...pageIndex.keys()].join(', ')}`,
+              )
+            else if (pages[pi]!.mapped === 'none')
+              issues.add(
+                [...path, 'cached', j],
+                `page '${c}' has no PTE (mapped: none), so nothing can be cached for it`,
+              )
+            else if (cached.includes(pi)) issues.add([...path, 'cached', j], `page '${c}' is listed twice`)
+            else cached.push(pi)
+          })
+      }
+      if (name === null || type === null) return
+      secIndex.set(name, secondaries.length)
+      if (type === 'sw-mirror') {
+        secondaries.push({ type, name, cached })
+        return
+      }
+      const btm = s.btm === undefined ? false : bool(s.btm, [...path, 'btm'], issues, 'btm')
+      if (btm && arch === 'x86_64')
+        issues.add(
+          [...path, 'btm'],
+          'btm (broadcast TLB maintenance snooped by an SMMU) exists only on arm64',
+        )
+      const flushAt =
+        s.flush_at === undefined
+          ? 'both'
+          : oneOf<FlushAt>(s.flush_at, ['start', 'end', 'both'], [...path, 'flush_at'], issues, 'flush_at')
+      const retryLimit =
+        s.retry_limit === undefined || s.retry_limit === null
+          ? null
+          : int(s.retry_limit, [...path, 'retry_limit'], issues, 'retry_limit', 1)
+      const negativeCaching =
+        s.negative_caching === undefined
+          ? true
+          : bool(s.negative_caching, [...path, 'negative_caching'], issues, 'negative_caching')
+      secondaries.push({
+        type,
+        name,
+        btm: btm ?? false,
+        flushAt: flushAt ?? 'both',
+        cached,
+        retryLimit,
+        negativeCaching: negativeCaching ?? true,
+      })
+    })
+  }
+
+  // Threads
+  const threads: ThreadDecl[] = []
+  const registers: string[] = []
+  const threadNames = new Set<string>()
+  const regWriters = new Map<string, string>()
+  let forks = 0
+  const parseOps = (
+    list: unknown,
+    path: Path,
+    tname: string,
+    kind: 'cpu' | 'device',
+  ): { ops: Op[]; text: string[] } => {
+    const ops: Op[] = []
+    const text: string[] = []
+    if (!Array.isArray(list)) {
+      issues.add(
+        path,
+        `the ops of ${tname} must be a list of strings such as [write A 1]; found ${typeName(list)}`,
+      )
+      return { ops, text }
+    }
+    list.forEach((item, j) => {
+      const p = [...path, j]
+      if (typeof item !== 'string') {
+        issues.add(p, `an op is a string such as 'read A -> r0'; found ${typeName(item)}`)
+        return
+      }
+      const op = parseOp(item, p, kind, tname)
+      if (op) {
+        ops.push(op)
+        text.push(item.trim())
+      }
+    })
+    return { ops, text }
+  }
+  const pageWord = (w: Word | undefined, p: Path, opName: string, src: string): number | null => {
+    if (!w) {
+      issues.add(p, `${opName} needs a page name`, src.length, 1)
+      return null
+    }
+    const i = pageRef(w.s)
+    if (i === null) {
+      issues.add(
+        p,
+        `unknown page '${w.s}'${didYouMean(w.s, [...pageIndex.keys()])}; pages are ${[...pageIndex.keys()].join(', ')}`,
+        w.at,
+        w.s.length,
+      )
+    }
+    return i
+  }
+  const parseOp = (src: string, p: Path, kind: 'cpu' | 'device', tname: string): Op | null => {
+    const ws = words(src)
+    const head = ws[0]
+    const allowed: readonly string[] = kind === 'cpu' ? CPU_OPS : DEVICE_OPS
+    if (!head) {
+      issues.add(p, 'empty op')
+      return null
+    }
+    if (!allowed.includes(head.s)) {
+      const extra =
+        kind === 'device' && (CPU_OPS as readonly string[]).includes(head.s)
+          ? ' (devices only do read and write DMA)'
+          : ''
+      issues.add(
+        p,
+        `unknown ${kind} op '${head.s}'${didYouMean(head.s, allowed)}${extra}; expected one of ${allowed.join(', ')}`,
+        head.at,
+        head.s.length,
+      )
+      return null
+    }
+    const tooMany = (from: number): void => {
+      const w = ws[from]
+      if (w) issues.add(p, `unexpected '${w.s}' after ${head.s}`, w.at, w.s.length)
+    }
+    switch (head.s) {
+      case 'read': {
+        const page = pageWord(ws[1], p, 'read', src)
+        let reg: number | null = null
+        if (ws[2]) {
+          if (ws[2].s !== '->') {
+            issues.add(
+              p,
+              `expected '-> register' after the page, found '${ws[2].s}'`,
+              ws[2].at,
+              ws[2].s.length,
+            )
+            return null
+          }
+          const r = ws[3]
+          if (!r || !NAME.test(r.s)) {
+            issues.add(p, 'expected a register name after ->', r ? r.at : src.length, r ? r.s.length : 1)
+            return null
+          }
+          if (regWriters.has(r.s)) {
+            issues.add(
+              p,
+              `register '${r.s}' is already written by ${regWriters.get(r.s)}; each register is written once`,
+              r.at,
+              r.s.length,
+            )
+            return null
+          }
+          if (pageIndex.has(r.s)) {
+            issues.add(p, `register '${r.s}' has the name of a page; pick another name`, r.at, r.s.length)
+            return null
+          }
+          regWriters.set(r.s, tname)
+          reg = registers.length
+          registers.push(r.s)
+          tooMany(4)
+        }
+        return page === null ? null : { kind: 'read', page, reg }
+      }
+      case 'write': {
+        const page = pageWord(ws[1], p, 'write', src)
+        const v = ws[2]
+        if (!v || !/^-?\d+$/.test(v.s)) {
+          issues.add(
+            p,
+            `write needs an integer value after the page, as in 'write A 1'`,
+            v ? v.at : src.length,
+            v ? v.s.length : 1,
+          )
+          return null
+        }
+        tooMany(3)
+        return page === null ? null : { kind: 'write', page, value: Number(v.s) }
+      }
+      case 'write_fault':
+      case 'cow_fault': {
+        const page = pageWord(ws[1], p, head.s, src)
+        tooMany(2)
+        return page === null ? null : { kind: head.s, page }
+      }
+      case 'munmap':
+      case 'madvise_dontneed':
+      case 'mprotect': {
+        let rest = ws.slice(1)
+        let prot: Prot | null = null
+        if (head.s === 'mprotect') {
+          const last = rest[rest.length - 1]
+          if (!last || !['ro', 'rw', 'none'].includes(last.s)) {
+            issues.add(
+              p,
+              "mprotect takes page names then the new protection: ro, rw or none, as in 'mprotect A ro'",
+              last ? last.at : src.length,
+              last ? last.s.length : 1,
+            )
+            return null
+          }
+          prot = last.s as Prot
+          rest = rest.slice(0, -1)
+        }
+        if (rest.length === 0) {
+          issues.add(p, `${head.s} needs at least one page`, src.length, 1)
+          return null
+        }
+        const ps: number[] = []
+        for (const w of rest) {
+          const i = pageWord(w, p, head.s, src)
+          if (i !== null && !ps.includes(i)) ps.push(i)
+        }
+        if (ps.length !== rest.length) return null
+        ps.sort((a, b) => a - b)
+        if (head.s === 'mprotect') return { kind: 'mprotect', pages: ps, prot: prot! }
+        return { kind: head.s as 'munmap', pages: ps }
+      }
+      case 'fork': {
+        tooMany(1)
+        forks++
+        if (forks > 1) {
+          issues.add(p, 'a scenario may fork once (one child address space)', head.at, head.s.length)
+          return null
+        }
+        return { kind: 'fork' }
+      }
+    }
+    return null
+  }
+
+  const hasCowPages = pages.some((pg) => pg.cow)
+  const rawCpus = raw.cpus === undefined ? {} : raw.cpus
+  if (!isObj(rawCpus))
+    issues.add(
+      ['cpus'],
+      `cpus must be a mapping from thread name to a list of ops; found ${typeName(rawCpus)}`,
+    )
+  else
+    for (const [tname, body] of Object.entries(rawCpus)) {
+      const path = ['cpus', tname]
+      if (!NAME.test(tname)) issues.key(path, `thread name '${tname}' must be an identifier`)
+      if (threadNames.has(tname)) issues.key(path, `thread '${tname}' is declared twice`)
+      threadNames.add(tname)
+      let mm: 0 | 1 = 0
+      let opsRaw: unknown = body
+      let opsPath: Path = path
+      if (isObj(body)) {
+        checkKeys(body, ['mm', 'ops'], path, issues, `cpu thread '${tname}'`)
+        if (body.mm !== undefined) {
+          const m = oneOf<'process' | 'child'>(body.mm, ['process', 'child'], [...path, 'mm'], issues, 'mm')
+          mm = m === 'child' ? 1 : 0
+        }
+        opsRaw = body.ops
+        opsPath = [...path, 'ops']
+      }
+      const { ops, text } = parseOps(opsRaw, opsPath, tname, 'cpu')
+      threads.push({ name: tname, kind: 'cpu', mm, via: -1, ops, opText: text })
+    }
+  const rawDev = raw.devices === undefined ? {} : raw.devices
+  if (!isObj(rawDev))
+    issues.add(
+      ['devices'],
+      `devices must be a mapping from thread name to { via, ops }; found ${typeName(rawDev)}`,
+    )
+  else
+    for (const [tname, body] of Object.entries(rawDev)) {
+      const path = ['devices', tname]
+      if (!NAME.test(tname)) issues.key(path, `thread name '${tname}' must be an identifier`)
+      if (threadNames.has(tname))
+        issues.key(path, `thread '${tname}' is declared twice (cpu and device threads share one namespace)`)
+      threadNames.add(tname)
+      if (!isObj(body)) {
+        issues.add(path, `a device thread is { via: <secondary>, ops: [...] }; found ${typeName(body)}`)
+        continue
+      }
+      checkKeys(body, ['via', 'ops'], path, issues, `device thread '${tname}'`)
+      const via = typeof body.via === 'string' ? secIndex.get(body.via) : undefined
+      if (via === undefined) {
+        issues.add(
+          [...path, 'via'],
+          `via must name a secondary (${[...secIndex.keys()].join(', ') || 'none declared'}); found ${typeName(body.via)}`,
+        )
+      }
+      const { ops, text } = parseOps(body.ops, [...path, 'ops'], tname, 'device')
+      if (via !== undefined) threads.push({ name: tname, kind: 'device', mm: 0, via, ops, opText: text })
+    }
+  if (threadNames.size === 0) issues.add([], 'a scenario needs at least one thread under cpus or devices')
+  const childThreads = threads.filter((t) => t.mm === 1)
+  if (childThreads.length > 0 && !hasCowPages && forks === 0) {
+    issues.add(
+      ['cpus', childThreads[0]!.name, 'mm'],
+      'mm: child needs a fork child: a fork op or a cow: true page',
+    )
+  }
+  if (forks > 0 && hasCowPages) {
+    issues.add(
+      ['pages'],
+      'cow: true pages already imply a fork child; a scenario with cow pages cannot fork again',
+    )
+  }
+
+  // forbid
+  let forbid: Expr | null = null
+  let forbidText: string | null = null
+  if (raw.forbid !== undefined) {
+    if (typeof raw.forbid !== 'string')
+      issues.add(
+        ['forbid'],
+        `forbid must be a condition such as 'r1 == 1 && r0 == 0'; found ${typeName(raw.forbid)}`,
+      )
+    else {
+      forbidText = raw.forbid
+      const r = parseExpr(raw.forbid, {
+        register: (n) => {
+          const i = registers.indexOf(n)
+          return i < 0 ? null : i
+        },
+        page: pageRef,
+      })
+      if ('message' in r) issues.add(['forbid'], r.message, r.offset, r.length)
+      else forbid = r
+    }
+  }
+
+  // expect
+  const expect: Array<[string, Expectation]> = []
+  if (raw.expect !== undefined) {
+    if (!isObj(raw.expect))
+      issues.add(
+        ['expect'],
+        `expect must map policies to verdicts, as in { start-end: violated }; found ${typeName(raw.expect)}`,
+      )
+    else
+      for (const [k, v] of Object.entries(raw.expect)) {
+        const pol = parsePolicy(k)
+        if (typeof pol === 'string') {
+          issues.key(['expect', k], pol)
+          continue
+        }
+        const options = ['holds', 'violated', ...INVARIANTS]
+        const e = oneOf<Expectation>(v, options as Expectation[], ['expect', k], issues, 'an expectation')
+        if (e === 'forbid' && forbid === null)
+          issues.add(['expect', k], "expecting 'forbid' needs a forbid condition")
+        if (expect.some(([n]) => n === pol.name))
+          issues.key(['expect', k], `policy ${pol.name} is listed twice`)
+        if (e) expect.push([pol.name, e])
+      }
+  }
+
+  let gatherBatch: number | null = null
+  if (raw.mmu_gather !== undefined) {
+    if (!isObj(raw.mmu_gather))
+      issues.add(
+        ['mmu_gather'],
+        `mmu_gather must be a mapping such as { batch: 2 }; found ${typeName(raw.mmu_gather)}`,
+      )
+    else {
+      checkKeys(raw.mmu_gather, ['batch'], ['mmu_gather'], issues, 'mmu_gather')
+      if (raw.mmu_gather.batch !== undefined && raw.mmu_gather.batch !== null) {
+        gatherBatch = int(raw.mmu_gather.batch, ['mmu_gather', 'batch'], issues, 'mmu_gather.batch', 1)
+      }
+    }
+  }
+
+  const explore: ExploreDecl = parseExplore(raw.explore, issues, threadNames)
+
+  if (issues.list.length > 0) throw new ScenarioError(issues.list)
+  return {
+    title,
+    source,
+    arch: arch!,
+    pages,
+    secondaries,
+    threads,
+    registers,
+    forbid,
+    forbidText,
+    expect,
+    gatherBatch,
+    explore,
+  }
+}
+
+function parseExplore(raw: unknown, issues: Issues, threadNames: Set<string>): ExploreDecl {
+  const none: ExploreDecl = { mode: null, seed: null, executions: null, schedule: null, maxStates: null }
+  if (raw === undefined) return none
+  if (!isObj(raw)) {
+    issues.add(
+      ['explore'],
+      `explore must be a mapping such as { mode: random, seed: 1, executions: 100 }; found ${typeName(raw)}`,
+    )
+    return none
+  }
+  checkKeys(raw, ['mode', 'seed', 'executions', 'schedule', 'max_states'], ['explore'], issues, 'explore')
+  const mode =
+    raw.mode === undefined
+      ? null
+      : oneOf(
+          raw.mode,
+          ['exhaustive', 'random', 'scripted'] as const,
+          ['explore', 'mode'],
+          issues,
+          'explore.mode',
+        )
+  const seed = raw.seed === undefined ? null : int(raw.seed, ['explore', 'seed'], issues, 'explore.seed', 0)
+  const executions =
+    raw.executions === undefined
+      ? null
+      : int(raw.executions, ['explore', 'executions'], issues, 'explore.executions', 1)
+  const maxStates =
+    raw.max_states === undefined
+      ? null
+      : int(raw.max_states, ['explore', 'max_states'], issues, 'explore.max_states', 1)
+  let schedule: string[] | null = null
+  if (raw.schedule !== undefined) {
+    const s = raw.schedule
+    const list = typeof s === 'string' ? s.split(/[\s,]+/).filter(Boolean) : Array.isArray(s) ? s : null
+    if (!list || !list.every((x) => typeof x === 'string')) {
+      issues.add(['explore', 'schedule'], `schedule must be a list of thread names; found ${typeName(s)}`)
+    } else {
+      list.forEach((n, i) => {
+        if (!threadNames.has(n as string))
+          issues.add(
+            Array.isArray(s) ? ['explore', 'schedule', i] : ['explore', 'schedule'],
+            `unknown thread '${n}' in schedule`,
+          )
+      })
+      schedule = list as string[]
+    }
+  }
+  return { mode, seed, executions, schedule, maxStates }
+}

@@ -1,0 +1,273 @@
+/**
+ * The machine state the simulator steps: physical frames, page tables, CPU TLBs, secondary
+ * TLBs and thread progress. Plain data only; `keyOf` is the canonical key used by
+ * visited-state hashing, so everything that can influence the future must live here and
+ * nothing else (metrics and traces are kept outside).
+ */
+import type { Scenario } from './types'
+
+/** A present or PROT_NONE PTE. `null` in a page table is pte_none(). */
+export interface Pte {
+  readonly pfn: number
+  /** false for a PROT_NONE PTE (x86 _PAGE_PROTNONE): not accessible to any MMU, pfn kept. */
+  readonly present: boolean
+  readonly write: boolean
+  readonly dirty: boolean
+}
+
+/** A physical frame (struct page / folio), with a generation number bumped on every allocation. */
+export interface PFrame {
+  v: number
+  ref: number
+  map: number
+  free: boolean
+  gen: number
+  /** Count of writes into the frame, so a write after a copy snapshot can be detected. */
+  w: number
+}
+
+/** A cached translation, in a CPU TLB or a secondary TLB/shadow table. */
+export interface TlbEntry {
+  readonly page: number
+  readonly pfn: number
+  readonly gen: number
+  readonly write: boolean
+  readonly dirty: boolean
+  /** A syscall that removed this mapping or permission returned while this entry existed. */
+  readonly revoked: boolean
+}
+
+export interface MmState {
+  live: boolean
+  ptes: Array<Pte | null>
+  /** VMA protection per page; null where no VMA (munmapped). */
+  vmas: Array<'rw' | 'ro' | 'none' | null>
+  /** mmap_lock: writer thread or -1, and the number of readers. */
+  writer: number
+  readers: number
+  /** Page-table lock of the one PTE page all pages live in: holder thread or -1. */
+  ptl: number
+}
+
+export interface SecState {
+  entries: TlbEntry[]
+  /** sw-mirror: mmu_invalidate_seq (KVM) / interval sequence (HMM). */
+  seq: number
+  /** sw-mirror: invalidations in progress covering each page. */
+  inProg: number[]
+}
+
+export type LocalValue = number | boolean | string | null | readonly number[]
+export interface CallFrame {
+  readonly proc: string
+  pc: string
+  l: Record<string, LocalValue>
+}
+
+export interface ThreadState {
+  op: number
+  stack: CallFrame[]
+  done: boolean
+  /** Faults on the current access; kept in the state only for a hw-walker with retry_limit. */
+  faults: number
+  /** Locks held, for traces and lock checks: 'mmap_lock(r)', 'mmap_lock(w)', 'ptl'. */
+  locks: string[]
+}
+
+export interface LabState {
+  frames: PFrame[]
+  mms: MmState[]
+  /** CPU TLB per thread (device threads have an empty one). */
+  tlbs: TlbEntry[][]
+  secs: SecState[]
+  threads: ThreadState[]
+  regs: Array<number | null>
+}
+
+/** pfn 0 is the shared zero page: never freed, always reads 0. */
+export const ZERO_PFN = 0
+
+export function initialState(sc: Scenario): LabState {
+  const frames: PFrame[] = [{ v: 0, ref: 1, map: 0, free: false, gen: 1, w: 0 }]
+  const n = sc.pages.length
+  const parent: MmState = { live: true, ptes: [], vmas: [], writer: -1, readers: 0, ptl: -1 }
+  const hasChild = sc.pages.some((p) => p.cow)
+  const child: MmState = {
+    live: hasChild,
+    ptes: new Array(n).fill(null),
+    vmas: new Array(n).fill(null),
+    writer: -1,
+    readers: 0,
+    ptl: -1,
+  }
+  sc.pages.forEach((p, i) => {
+    parent.vmas.push(p.prot)
+    if (hasChild) child.vmas[i] = p.prot
+    if (p.mapped === 'none') {
+      parent.ptes.push(null)
+      return
+    }
+    const pfn = frames.length
+    const mapcount = p.cow ? 2 : 1
+    frames.push({ v: p.value, ref: mapcount, map: mapcount, free: false, gen: 1, w: 0 })
+    const write = p.mapped === 'rw' || p.mapped === 'clean'
+    const dirty = p.mapped !== 'clean'
+    parent.ptes.push({ pfn, present: true, write, dirty })
+    if (p.cow) child.ptes[i] = { pfn, present: true, write: false, dirty }
+  })
+  const mms = [parent, child]
+  const secs: SecState[] = sc.secondaries.map((d) => {
+    const entries: TlbEntry[] = d.cached
+      .map((page) => {
+        const pte = parent.ptes[page]!
+        // hw-walker: the permission the MMU derives from the PTE; sw-mirror: pte_write.
+        const write = d.type === 'hw-walker' ? mmuWritable(sc.arch, pte) : pte.write
+        return { page, pfn: pte.pfn, gen: frames[pte.pfn]!.gen, write, dirty: pte.dirty, revoked: false }
+      })
+      .sort((a, b) => a.page - b.page)
+    return { entries, seq: 0, inProg: new Array(n).fill(0) }
+  })
+  return {
+    frames,
+    mms,
+    tlbs: sc.threads.map(() => []),
+    secs,
+    threads: sc.threads.map((t) => ({ op: 0, stack: [], done: t.ops.length === 0, faults: 0, locks: [] })),
+    regs: sc.registers.map(() => null),
+  }
+}
+
+/**
+ * Whether an MMU may write through a PTE without faulting. arm64 without hardware DBM maps a
+ * writable-but-clean PTE as PTE_RDONLY, so the first write faults (handle_pte_fault marks it
+ * dirty); x86 sets the dirty bit in hardware.
+ */
+export function mmuWritable(arch: 'x86_64' | 'arm64', pte: Pte): boolean {
+  return pte.present && pte.write && (arch === 'x86_64' || pte.dirty)
+}
+
+function cloneLocals(l: Record<string, LocalValue>): Record<string, LocalValue> {
+  const o: Record<string, LocalValue> = {}
+  for (const k in l) o[k] = l[k]!
+  return o
+}
+
+/** Deep copy (entries, PTEs and arrays of numbers are immutable and shared). */
+export function cloneState(s: LabState): LabState {
+  return {
+    frames: s.frames.map((f) => ({ v: f.v, ref: f.ref, map: f.map, free: f.free, gen: f.gen, w: f.w })),
+    mms: s.mms.map((m) => ({
+      live: m.live,
+      ptes: m.ptes.slice(),
+      vmas: m.vmas.slice(),
+      writer: m.writer,
+      readers: m.readers,
+      ptl: m.ptl,
+    })),
+    tlbs: s.tlbs.map((t) => t.slice()),
+    secs: s.secs.map((x) => ({ entries: x.entries.slice(), seq: x.seq, inProg: x.inProg.slice() })),
+    threads: s.threads.map((t) => ({
+      op: t.op,
+      stack: t.stack.map((f) => ({ proc: f.proc, pc: f.pc, l: cloneLocals(f.l) })),
+      done: t.done,
+      faults: t.faults,
+      locks: t.locks.slice(),
+    })),
+    regs: s.regs.slice(),
+  }
+}
+
+const CODES = new Map<string, number>()
+function code(s: string): number {
+  let c = CODES.get(s)
+  if (c === undefined) {
+    c = CODES.size + 1
+    CODES.set(s, c)
+  }
+  return c
+}
+
+/**
+ * Incremental 64-bit state hash (two 32-bit multiply-xorshift lanes), fed integers directly:
+ * building a key string and hashing it was the explorer's hot spot.
+ */
+class Hasher {
+  a = 0x811c9dc5
+  b = 0x9747b28c
+  n(x: number): void {
+    const v = x | 0
+    this.a = Math.imul(this.a ^ v, 0x01000193)
+    this.a ^= this.a >>> 16
+    this.b = Math.imul(this.b ^ (v + 0x7f4a7c15), 0x5bd1e995)
+    this.b ^= this.b >>> 15
+  }
+}
+
+function hashEntries(h: Hasher, es: readonly TlbEntry[]): void {
+  h.n(es.length)
+  for (const e of es) {
+    h.n(e.page)
+    h.n(e.pfn)
+    h.n(e.gen)
+    h.n((e.write ? 1 : 0) | (e.dirty ? 2 : 0) | (e.revoked ? 4 : 0))
+  }
+}
+
+function hashLocal(h: Hasher, v: LocalValue): void {
+  if (v === null) h.n(-1)
+  else if (typeof v === 'number') h.n(v)
+  else if (typeof v === 'boolean') h.n(v ? -2 : -3)
+  else if (typeof v === 'string') h.n(-4 - code(v))
+  else {
+    h.n(-1000 - v.length)
+    for (const x of v) h.n(x)
+  }
+}
+
+/** The two 32-bit halves of the state's 64-bit hash, for visited-state hashing. */
+export function hashState(s: LabState): [number, number] {
+  const h = new Hasher()
+  h.n(s.frames.length)
+  for (const f of s.frames) {
+    h.n(f.v)
+    h.n(f.ref)
+    h.n(f.map)
+    h.n(f.gen)
+    h.n(f.w * 2 + (f.free ? 1 : 0))
+  }
+  for (const m of s.mms) {
+    h.n((m.live ? 1 : 0) + 2 * (m.writer + 1) + 1024 * m.readers)
+    h.n(m.ptl)
+    for (const p of m.ptes)
+      h.n(p ? p.pfn * 16 + (p.present ? 1 : 0) + (p.write ? 2 : 0) + (p.dirty ? 4 : 0) + 8 : -1)
+    for (const v of m.vmas) h.n(v === null ? 0 : v === 'rw' ? 1 : v === 'ro' ? 2 : 3)
+  }
+  for (const t of s.tlbs) hashEntries(h, t)
+  for (const x of s.secs) {
+    hashEntries(h, x.entries)
+    h.n(x.seq)
+    for (const p of x.inProg) h.n(p)
+  }
+  for (const t of s.threads) {
+    h.n(t.op)
+    h.n((t.done ? 1 : 0) + 2 * t.faults)
+    h.n(t.locks.length)
+    for (const l of t.locks) h.n(code(l))
+    h.n(t.stack.length)
+    for (const f of t.stack) {
+      h.n(code(f.proc))
+      h.n(code(f.pc))
+      for (const k in f.l) {
+        h.n(code(k))
+        hashLocal(h, f.l[k]!)
+      }
+    }
+  }
+  for (const r of s.regs) h.n(r === null ? -7 : r)
+  return [h.a >>> 0, h.b >>> 0]
+}
+
+/** A readable canonical key (for tests and debugging; the explorer uses hashState). */
+export function keyOf(s: LabState): string {
+  return JSON.stringify(s)
+}

@@ -1,0 +1,145 @@
+/**
+ * `step(state, thread) -> state + events`: the one transition function. Pure: it clones the
+ * state, runs one atomic step of one thread, and returns what happened as data.
+ */
+import { Ctx } from './ctx'
+import { cpuAccess, devAccess, mirrorAccess } from './kernel/access'
+import { handleMmFault } from './kernel/fault'
+import type { Proc } from './kernel/proc'
+import { fork, mprotect, protCode } from './kernel/protect'
+import { madviseDontneed, munmap, zapVma } from './kernel/unmap'
+import type { Policy } from './policy'
+import type { Metrics, TraceEvent, Violation } from './results'
+import { zeroMetrics } from './results'
+import { cloneState, type CallFrame, type LabState } from './state'
+import type { Op, Scenario } from './types'
+
+/** Kernel function name → its step program (the lowering table). */
+export const PROCS: Readonly<Record<string, Proc>> = {
+  cpu_access: cpuAccess,
+  dev_access: devAccess,
+  mirror_access: mirrorAccess,
+  handle_mm_fault: handleMmFault,
+  zap_vma: zapVma,
+  munmap,
+  madvise_dontneed: madviseDontneed,
+  mprotect,
+  fork,
+}
+
+function rootFrame(sc: Scenario, t: number, op: Op): CallFrame {
+  const th = sc.threads[t]!
+  switch (op.kind) {
+    case 'read':
+    case 'write': {
+      const proc =
+        th.kind === 'cpu'
+          ? 'cpu_access'
+          : sc.secondaries[th.via]!.type === 'hw-walker'
+            ? 'dev_access'
+            : 'mirror_access'
+      return {
+        proc,
+        pc: 'start',
+        l: {
+          page: op.page,
+          write: op.kind === 'write',
+          val: op.kind === 'write' ? op.value : 0,
+          reg: op.kind === 'read' ? op.reg : null,
+        },
+      }
+    }
+    case 'write_fault':
+    case 'cow_fault':
+      return { proc: 'handle_mm_fault', pc: 'start', l: { page: op.page, write: true, remote: false } }
+    case 'munmap':
+      return { proc: 'munmap', pc: 'start', l: { req: op.pages } }
+    case 'madvise_dontneed':
+      return { proc: 'madvise_dontneed', pc: 'start', l: { req: op.pages } }
+    case 'mprotect':
+      return { proc: 'mprotect', pc: 'start', l: { req: op.pages, prot: protCode(op.prot) } }
+    case 'fork':
+      return { proc: 'fork', pc: 'start', l: {} }
+  }
+}
+
+/** The frame whose current pc runs next (the op's root frame if the op has not started). */
+function nextFrame(sc: Scenario, s: LabState, t: number): CallFrame | null {
+  const th = s.threads[t]!
+  if (th.done) return null
+  const top = th.stack[th.stack.length - 1]
+  return top ?? rootFrame(sc, t, sc.threads[t]!.ops[th.op]!)
+}
+
+/** Why thread `t` cannot step now ('done' when finished), or null when it can. */
+export function blockedReason(sc: Scenario, policy: Policy, s: LabState, t: number): string | null {
+  const th = s.threads[t]!
+  if (th.done) return 'done'
+  if (sc.threads[t]!.mm === 1 && !s.mms[1]!.live) return 'waiting for fork to return'
+  const f = nextFrame(sc, s, t)!
+  const h = PROCS[f.proc]![f.pc]
+  if (!h) throw new Error(`model bug: no pc ${f.pc} in ${f.proc}`)
+  if (!h.guard) return null
+  return h.guard(new Ctx(sc, policy, s, t, -1, false, zeroMetrics()), f)
+}
+
+export function enabledThreads(sc: Scenario, policy: Policy, s: LabState): number[] {
+  const out: number[] = []
+  for (let t = 0; t < s.threads.length; t++) if (blockedReason(sc, policy, s, t) === null) out.push(t)
+  return out
+}
+
+export function allDone(s: LabState): boolean {
+  return s.threads.every((t) => t.done)
+}
+
+export interface StepResult {
+  readonly next: LabState
+  readonly events: readonly TraceEvent[]
+  readonly violations: readonly Violation[]
+}
+
+/**
+ * Runs one step of thread `t` (which must be enabled). `metrics` is updated in place;
+ * events are recorded only when `tracing`.
+ */
+export function step(
+  sc: Scenario,
+  policy: Policy,
+  s: LabState,
+  t: number,
+  index: number,
+  tracing: boolean,
+  metrics: Metrics,
+): StepResult {
+  const next = cloneState(s)
+  const c = new Ctx(sc, policy, next, t, index, tracing, metrics)
+  const th = next.threads[t]!
+  if (th.stack.length === 0) {
+    const decl = sc.threads[t]!
+    th.stack.push(rootFrame(sc, t, decl.ops[th.op]!))
+    th.faults = 0
+    c.emit('op', decl.opText[th.op]!.split(' ')[0]!, `${decl.name}: ${decl.opText[th.op]}`)
+  }
+  const f = th.stack[th.stack.length - 1]!
+  PROCS[f.proc]![f.pc]!.run(c, f)
+  const ctl = c.control
+  if (!ctl) throw new Error(`model bug: ${f.proc}.${f.pc} ended without goto/call/ret`)
+  if (ctl.k === 'goto') f.pc = ctl.pc
+  else if (ctl.k === 'call') {
+    f.pc = ctl.ret
+    th.stack.push({ proc: ctl.proc, pc: 'start', l: ctl.l })
+  } else {
+    th.stack.pop()
+    const caller = th.stack[th.stack.length - 1]
+    if (caller) caller.l.ret = ctl.value
+    else {
+      if (th.locks.length > 0)
+        throw new Error(`model bug: ${sc.threads[t]!.name} finished an op holding ${th.locks.join(', ')}`)
+      th.op++
+      th.faults = 0
+      if (th.op >= sc.threads[t]!.ops.length) th.done = true
+    }
+  }
+  return { next, events: c.events, violations: c.violations }
+}

@@ -1,0 +1,148 @@
+/**
+ * Plain-data types shared by every part of the engine. Nothing here runs; everything here
+ * survives JSON and structured clone, so results can cross worker and IPC boundaries.
+ */
+
+export type Arch = 'x86_64' | 'arm64'
+/** VMA protection as mprotect(2) sees it. */
+export type Prot = 'rw' | 'ro' | 'none'
+/**
+ * Initial PTE state of a page.
+ * - `rw`: present, writable, dirty (the default for `prot: rw`).
+ * - `ro`: present, read-only, page exclusive: a write fault reuses it (`wp_page_reuse`).
+ * - `clean`: present, writable but not dirty (arm64 without hardware DBM: read-only to the MMUs).
+ * - `none`: no PTE yet; the first access faults a page in (`do_anonymous_page`).
+ */
+export type Mapped = 'rw' | 'ro' | 'clean' | 'none'
+
+export interface PageDecl {
+  readonly name: string
+  readonly value: number
+  readonly prot: Prot
+  /** Shared with a fork child: PTE read-only in both, mapcount 2; a write fault copies. */
+  readonly cow: boolean
+  readonly mapped: Mapped
+}
+
+export type FlushAt = 'start' | 'end' | 'both'
+
+export interface HwWalkerDecl {
+  readonly type: 'hw-walker'
+  readonly name: string
+  /** Broadcast TLB maintenance: the SMMU snoops CPU TLBIs (arm64 only). */
+  readonly btm: boolean
+  /** Where a start/end-only driver invalidates its TLB. */
+  readonly flushAt: FlushAt
+  /** Pages with a translation in the TLB before the run (permission of the initial PTE). */
+  readonly cached: readonly number[]
+  /** Hardware that resets after N faults on one access (Roedel 2014); null = retries forever. */
+  readonly retryLimit: number | null
+  /** The TLB may keep a read-only entry that just faulted on a write (SMMU: yes). */
+  readonly negativeCaching: boolean
+}
+
+export interface SwMirrorDecl {
+  readonly type: 'sw-mirror'
+  readonly name: string
+  readonly cached: readonly number[]
+}
+
+export type SecondaryDecl = HwWalkerDecl | SwMirrorDecl
+
+export type CpuOp =
+  | { readonly kind: 'read'; readonly page: number; readonly reg: number | null }
+  | { readonly kind: 'write'; readonly page: number; readonly value: number }
+  | { readonly kind: 'write_fault'; readonly page: number }
+  | { readonly kind: 'cow_fault'; readonly page: number }
+  | { readonly kind: 'munmap'; readonly pages: readonly number[] }
+  | { readonly kind: 'madvise_dontneed'; readonly pages: readonly number[] }
+  | { readonly kind: 'mprotect'; readonly pages: readonly number[]; readonly prot: Prot }
+  | { readonly kind: 'fork' }
+
+export type DeviceOp =
+  | { readonly kind: 'read'; readonly page: number; readonly reg: number | null }
+  | { readonly kind: 'write'; readonly page: number; readonly value: number }
+
+export type Op = CpuOp | DeviceOp
+
+export interface ThreadDecl {
+  readonly name: string
+  readonly kind: 'cpu' | 'device'
+  /** Address space: 0 = the process, 1 = its fork child. */
+  readonly mm: 0 | 1
+  /** Index into `secondaries` for device threads, -1 for CPU threads. */
+  readonly via: number
+  readonly ops: readonly Op[]
+  /** The op strings as written, for traces. */
+  readonly opText: readonly string[]
+}
+
+export type Verdict = 'holds' | 'violated' | 'unknown'
+export type InvariantName = 'use-after-free' | 'stale-after-return' | 'lost-write' | 'progress' | 'forbid'
+export const INVARIANTS: readonly InvariantName[] = [
+  'use-after-free',
+  'stale-after-return',
+  'lost-write',
+  'progress',
+  'forbid',
+]
+/** What `expect` may say per policy: a verdict, or the name of the invariant that must break. */
+export type Expectation = 'holds' | 'violated' | InvariantName
+
+export type ExploreMode = 'exhaustive' | 'random' | 'scripted'
+
+export interface ExploreDecl {
+  readonly mode: ExploreMode | null
+  readonly seed: number | null
+  readonly executions: number | null
+  readonly schedule: readonly string[] | null
+  readonly maxStates: number | null
+}
+
+export interface Scenario {
+  readonly title: string
+  readonly source: string | null
+  readonly arch: Arch
+  readonly pages: readonly PageDecl[]
+  readonly secondaries: readonly SecondaryDecl[]
+  readonly threads: readonly ThreadDecl[]
+  readonly registers: readonly string[]
+  readonly forbid: Expr | null
+  readonly forbidText: string | null
+  /** Policy name (as written, canonicalised) → expectation. */
+  readonly expect: ReadonlyArray<readonly [string, Expectation]>
+  /** mmu_gather batch limit in pages (null: batches never fill, as when batch pages can be allocated). */
+  readonly gatherBatch: number | null
+  readonly explore: ExploreDecl
+}
+
+/** Expression of a `forbid` condition. */
+export type Expr =
+  | { readonly k: 'num'; readonly v: number }
+  | { readonly k: 'reg'; readonly r: number }
+  | { readonly k: 'mem'; readonly page: number }
+  | { readonly k: 'not'; readonly e: Expr }
+  | { readonly k: 'bin'; readonly op: '&&' | '||'; readonly a: Expr; readonly b: Expr }
+  | {
+      readonly k: 'cmp'
+      readonly op: '==' | '!=' | '<' | '<=' | '>' | '>='
+      readonly a: Expr
+      readonly b: Expr
+    }
+
+/** A validation problem: `path` into the input document, `offset` into the string scalar there. */
+export interface ScenarioIssue {
+  readonly path: ReadonlyArray<string | number>
+  readonly offset: number | null
+  readonly length: number | null
+  readonly message: string
+  /** `key`: the problem is the mapping key itself (unknown key), not its value. */
+  readonly at: 'value' | 'key'
+}
+
+export class ScenarioError extends Error {
+  constructor(readonly issues: readonly ScenarioIssue[]) {
+    super(issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('\n'))
+    this.name = 'ScenarioError'
+  }
+}

@@ -1,0 +1,239 @@
+/**
+ * mnlab: the headless command line over the engine.
+ *   mnlab run FILE... [--policy NAME|all|a,b] [--mode exhaustive|random|scripted] [--seed N]
+ *                     [--executions N] [--schedule "C0 D0 ..."] [--max-states N] [--json]
+ *   mnlab check PATH...            run each scenario under the policies in its expect; exit 1 on mismatch
+ *   mnlab replay FILE --policy P --schedule "C0 D0 ..."   re-run a printed schedule with a full trace
+ *   mnlab bench                    timings for the catalogue's key scenarios
+ * Exit codes: 0 ok, 1 mismatch (check), 2 unreadable or invalid input (error on stderr).
+ */
+import path from 'node:path'
+import {
+  defaultRunOptions,
+  parsePolicyList,
+  runExecution,
+  runScenario,
+  ScheduleError,
+  scheduleIndices,
+  scriptedChooser,
+  type ExploreMode,
+  type Policy,
+  type RunOptions,
+  type Scenario,
+} from '../engine'
+import { formatExecution, formatRun } from './format'
+import { expandScenarioPaths, loadScenarioFile, ScenarioLoadError } from './scenarioFiles'
+import { runBench } from './bench'
+
+class UsageError extends Error {}
+
+interface Flags {
+  readonly positional: string[]
+  readonly opts: Map<string, string | true>
+}
+
+const VALUED = new Set(['policy', 'mode', 'seed', 'executions', 'schedule', 'max-states', 'timeout'])
+const BOOLEAN = new Set(['json', 'trace', 'help'])
+
+function parseFlags(argv: readonly string[]): Flags {
+  const positional: string[] = []
+  const opts = new Map<string, string | true>()
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!
+    if (a.startsWith('--')) {
+      const [k, inline] = a.slice(2).split(/=(.*)/s, 2) as [string, string | undefined]
+      if (VALUED.has(k)) {
+        const v = inline ?? argv[++i]
+        if (v === undefined) throw new UsageError(`--${k} needs a value`)
+        opts.set(k, v)
+      } else if (BOOLEAN.has(k)) opts.set(k, true)
+      else throw new UsageError(`unknown option --${k}`)
+    } else positional.push(a)
+  }
+  return { positional, opts }
+}
+
+function intFlag(f: Flags, k: string): number | null {
+  const v = f.opts.get(k)
+  if (v === undefined) return null
+  if (typeof v !== 'string' || !/^\d+$/.test(v))
+    throw new UsageError(`--${k} takes a non-negative integer, got '${String(v)}'`)
+  return Number(v)
+}
+
+function policiesFor(sc: Scenario, f: Flags): Policy[] {
+  const text = f.opts.get('policy')
+  const spec =
+    typeof text === 'string' ? text : sc.expect.length ? sc.expect.map(([n]) => n).join(',') : 'all'
+  const ps = parsePolicyList(spec)
+  if (typeof ps === 'string') throw new UsageError(ps)
+  return ps
+}
+
+function optionsFor(sc: Scenario, f: Flags): RunOptions {
+  const base = defaultRunOptions(sc)
+  const mode = f.opts.get('mode')
+  if (mode !== undefined && !['exhaustive', 'random', 'scripted'].includes(mode as string)) {
+    throw new UsageError(`--mode must be exhaustive, random or scripted, got '${String(mode)}'`)
+  }
+  const schedText = f.opts.get('schedule')
+  const schedule = typeof schedText === 'string' ? schedText.split(/[\s,]+/).filter(Boolean) : base.schedule
+  const m = (mode as ExploreMode | undefined) ?? (typeof schedText === 'string' ? 'scripted' : base.mode)
+  if (m === 'scripted' && schedule.length === 0)
+    throw new UsageError('scripted mode needs a schedule (--schedule "C0 D0 ..." or explore.schedule)')
+  const timeout = intFlag(f, 'timeout')
+  const started = Date.now()
+  return {
+    ...base,
+    mode: m,
+    schedule,
+    seed: intFlag(f, 'seed') ?? base.seed,
+    executions: intFlag(f, 'executions') ?? base.executions,
+    budget: {
+      ...base.budget,
+      maxStates: intFlag(f, 'max-states') ?? base.budget.maxStates,
+      shouldStop:
+        timeout === null
+          ? undefined
+          : () => (Date.now() - started > timeout * 1000 ? `time budget of ${timeout} s reached` : null),
+    },
+  }
+}
+
+function cmdRun(f: Flags): number {
+  if (f.positional.length === 0) throw new UsageError('mnlab run needs at least one scenario file')
+  const files = expandScenarioPaths(f.positional)
+  const runs = files.map((file) => {
+    const sc = loadScenarioFile(file)
+    return { file, run: runScenario(sc, policiesFor(sc, f), optionsFor(sc, f)) }
+  })
+  if (f.opts.has('json'))
+    process.stdout.write(JSON.stringify(runs.length === 1 ? runs[0] : runs, null, 2) + '\n')
+  else process.stdout.write(runs.map((r) => formatRun(r.file, r.run)).join('\n\n') + '\n')
+  return 0
+}
+
+function cmdCheck(f: Flags): number {
+  const files = expandScenarioPaths(f.positional.length ? f.positional : ['scenarios'])
+  // Load everything first: invalid input is reported before any long run.
+  const loaded = files.map((file) => ({ file, sc: loadScenarioFile(file) }))
+  let bad = 0
+  let total = 0
+  for (const { file, sc } of loaded) {
+    if (sc.expect.length === 0) {
+      process.stdout.write(`FAIL ${file}: no expect block\n`)
+      bad++
+      continue
+    }
+    const started = Date.now()
+    const run = runScenario(
+      sc,
+      policiesFor(sc, { ...f, opts: new Map([...f.opts].filter(([k]) => k !== 'policy')) }),
+      optionsFor(sc, f),
+    )
+    const ms = Date.now() - started
+    for (const r of run.results) {
+      total++
+      const ok = r.matches === true
+      if (!ok) bad++
+      const why = ok
+        ? ''
+        : `  (got ${r.verdict}${r.stats.cutReason ? `: ${r.stats.cutReason}` : ''}; violated: ${
+            Object.entries(r.invariants)
+              .filter(([, v]) => v === 'violated')
+              .map(([k]) => k)
+              .join(',') || 'none'
+          })`
+      process.stdout.write(
+        `${ok ? 'ok  ' : 'FAIL'} ${path.relative(process.cwd(), file) || file} ${r.policy}: expect ${r.expected}, ${r.verdict} [${r.stats.states} states]${why}\n`,
+      )
+    }
+    process.stdout.write(`     ${files.length > 1 ? '' : ''}(${ms} ms)\n`)
+  }
+  process.stdout.write(`${total - bad} passed, ${bad} failed\n`)
+  return bad > 0 ? 1 : 0
+}
+
+function cmdReplay(f: Flags): number {
+  const [file] = f.positional
+  if (!file || f.positional.length > 1) throw new UsageError('mnlab replay takes one scenario file')
+  const sc = loadScenarioFile(file)
+  const ps = policiesFor(sc, f)
+  if (ps.length !== 1) throw new UsageError('mnlab replay needs exactly one --policy')
+  const schedText = f.opts.get('schedule')
+  const names =
+    typeof schedText === 'string' ? schedText.split(/[\s,]+/).filter(Boolean) : (sc.explore.schedule ?? [])
+  if (names.length === 0)
+    throw new UsageError('mnlab replay needs --schedule "C0 D0 ..." (as printed by mnlab run)')
+  let sched: number[]
+  try {
+    sched = scheduleIndices(sc, names)
+  } catch (e) {
+    throw new UsageError((e as Error).message)
+  }
+  try {
+    const ex = runExecution(sc, ps[0]!, scriptedChooser(sched), {
+      tracing: true,
+      maxSteps: sched.length + 10_000,
+    })
+    process.stdout.write(
+      `${file}: ${sc.title}\npolicy ${ps[0]!.name}, schedule of ${sched.length} steps, then the reference schedule\n`,
+    )
+    process.stdout.write(formatExecution(sc, ex) + '\n')
+  } catch (e) {
+    if (e instanceof ScheduleError) throw new UsageError(`schedule step ${e.index}: ${e.message}`)
+    throw e
+  }
+  return 0
+}
+
+const HELP = `mnlab: MMU Notifier Lab, headless
+  mnlab run FILE... [--policy NAME|all|a,b] [--mode exhaustive|random|scripted] [--seed N]
+                    [--executions N] [--schedule "C0 D0 ..."] [--max-states N] [--timeout S] [--json]
+  mnlab check [PATH...]      run every scenario under the policies in its expect; exit 1 on a mismatch
+  mnlab replay FILE --policy NAME --schedule "C0 D0 ..."   full trace of one schedule
+  mnlab bench                engine timings on the key scenarios
+Policies: start-end, invalidate-range, arch-hook, each optionally +upgrade-notify, +access-flags-notify, +pri-flush.
+Exit codes: 0 ok, 1 expectation mismatch, 2 invalid input.
+`
+
+export function main(argv: readonly string[]): number {
+  try {
+    const [cmd, ...rest] = argv
+    if (!cmd || cmd === 'help' || cmd === '--help' || cmd === '-h') {
+      process.stdout.write(HELP)
+      return 0
+    }
+    const f = parseFlags(rest)
+    if (f.opts.has('help')) {
+      process.stdout.write(HELP)
+      return 0
+    }
+    switch (cmd) {
+      case 'run':
+        return cmdRun(f)
+      case 'check':
+        return cmdCheck(f)
+      case 'replay':
+        return cmdReplay(f)
+      case 'bench':
+        return runBench()
+      default:
+        throw new UsageError(`unknown command '${cmd}'`)
+    }
+  } catch (e) {
+    if (e instanceof ScenarioLoadError) {
+      process.stderr.write(e.message + '\n')
+      return 2
+    }
+    if (e instanceof UsageError) {
+      process.stderr.write(`mnlab: ${e.message}\n${HELP}`)
+      return 2
+    }
+    throw e
+  }
+}
+
+if (require.main === module || process.argv[1]?.endsWith('mnlab.cjs')) {
+  process.exitCode = main(process.argv.slice(2))
+}
