@@ -4,6 +4,7 @@
  * here, and only here, which notifier calls reach which secondary.
  */
 import { COSTS, type CostKey, secInvalCost } from './costs'
+import { Res, type Footprint } from './footprint'
 import { hasVariant, type Policy } from './policy'
 import type { EventKind, Metrics, TraceEvent, Violation } from './results'
 import {
@@ -11,6 +12,7 @@ import {
   type CallFrame,
   type LabState,
   type LocalValue,
+  type PFrame,
   type Pte,
   type TlbEntry,
   ZERO_PFN,
@@ -47,7 +49,19 @@ export class Ctx {
     readonly step: number,
     readonly tracing: boolean,
     readonly metrics: Metrics,
+    /** When set, every shared resource the step reads or writes is recorded here. */
+    readonly fp: Footprint | null = null,
   ) {}
+
+  private rd(x: number): void {
+    if (this.fp) this.fp.r.push(x)
+  }
+  private wr(x: number): void {
+    if (this.fp) this.fp.w.push(x)
+  }
+  private inc(x: number): void {
+    if (this.fp) this.fp.inc.push(x)
+  }
 
   get thread() {
     return this.s.threads[this.t]!
@@ -96,12 +110,14 @@ export class Ctx {
   // ---- locks ----------------------------------------------------------------------------
   /** spin_lock(pte_lockptr(mm, pmd)): all scenario pages share one PTE page, hence one PTL. */
   ptlFree(mm: number): boolean {
+    this.rd(Res.ptl(mm))
     return this.s.mms[mm]!.ptl === -1
   }
   lockPtl(mm: number, fn = 'pte_offset_map_lock'): void {
     const m = this.s.mms[mm]!
     if (m.ptl !== -1) throw new Error(`model bug: ${this.name} takes a PTL held by thread ${m.ptl}`)
     m.ptl = this.t
+    this.wr(Res.ptl(mm))
     this.thread.locks.push(mm === 0 ? 'ptl' : 'ptl(child)')
     this.emit('lock', fn, 'take the page-table lock')
   }
@@ -109,13 +125,17 @@ export class Ctx {
     const m = this.s.mms[mm]!
     if (m.ptl !== this.t) throw new Error(`model bug: ${this.name} releases a PTL it does not hold`)
     m.ptl = -1
+    this.wr(Res.ptl(mm))
     this.dropLock(mm === 0 ? 'ptl' : 'ptl(child)')
     this.emit('lock', fn, 'release the page-table lock')
   }
   mmapReadable(mm: number): boolean {
+    this.rd(Res.mmap(mm))
     return this.s.mms[mm]!.writer === -1
   }
   mmapWritable(mm: number): boolean {
+    this.rd(Res.mmap(mm))
+    this.rd(Res.mmapReaders(mm))
     const m = this.s.mms[mm]!
     return m.writer === -1 && m.readers === 0
   }
@@ -123,11 +143,13 @@ export class Ctx {
     const m = this.s.mms[mm]!
     if (m.writer !== -1) throw new Error('model bug: mmap_read_lock with a writer')
     m.readers++
+    this.inc(Res.mmapReaders(mm))
     this.thread.locks.push('mmap_lock(r)')
     this.emit('lock', 'mmap_read_lock', 'take mmap_lock for read')
   }
   mmapReadUnlock(mm: number): void {
     this.s.mms[mm]!.readers--
+    this.inc(Res.mmapReaders(mm))
     this.dropLock('mmap_lock(r)')
     this.emit('lock', 'mmap_read_unlock', 'release mmap_lock')
   }
@@ -135,11 +157,13 @@ export class Ctx {
     const m = this.s.mms[mm]!
     if (m.writer !== -1 || m.readers !== 0) throw new Error('model bug: mmap_write_lock while held')
     m.writer = this.t
+    this.wr(Res.mmap(mm))
     this.thread.locks.push('mmap_lock(w)')
     this.emit('lock', 'mmap_write_lock', 'take mmap_lock for write')
   }
   mmapWriteUnlock(mm: number): void {
     this.s.mms[mm]!.writer = -1
+    this.wr(Res.mmap(mm))
     this.dropLock('mmap_lock(w)')
     this.emit('lock', 'mmap_write_unlock', 'release mmap_lock')
   }
@@ -147,6 +171,8 @@ export class Ctx {
     const m = this.s.mms[mm]!
     m.writer = -1
     m.readers++
+    this.wr(Res.mmap(mm))
+    this.inc(Res.mmapReaders(mm))
     this.dropLock('mmap_lock(w)')
     this.thread.locks.push('mmap_lock(r)')
     this.emit('lock', 'mmap_write_downgrade', 'downgrade mmap_lock to read')
@@ -157,16 +183,67 @@ export class Ctx {
     if (i >= 0) ls.splice(i, 1)
   }
 
-  // ---- page tables and frames --------------------------------------------------------
+  // ---- page tables, VMAs and frames (recorded accessors) -------------------------
   pte(mm: number, page: number): Pte | null {
+    this.rd(Res.pte(mm, page))
     return this.s.mms[mm]!.ptes[page]!
   }
   setPte(mm: number, page: number, pte: Pte | null, fn: string): void {
-    this.s.mms[mm]!.ptes[page] = pte
+    this.wr(Res.pte(mm, page))
+    const m = this.s.mms[mm]!
+    m.ptes[page] = pte
+    if (pte && !m.pt) {
+      this.wr(Res.pt(mm))
+      m.pt = true
+    }
     this.emit('pte', fn, `PTE ${this.pageName(page)}${mm === 1 ? ' (child)' : ''} := ${pteText(pte)}`)
+  }
+  /** Whether the PMD is populated (a PTE page exists), as change_pmd_range() tests with pmd_none(). */
+  pmdPopulated(mm: number): boolean {
+    this.rd(Res.pt(mm))
+    return this.s.mms[mm]!.pt
+  }
+  /** free_pgtables(): the PTE page goes when no VMA is left in its range (all pages share one PMD). */
+  freePgtables(mm: number): void {
+    const m = this.s.mms[mm]!
+    for (let p = 0; p < m.vmas.length; p++) if (this.vma(mm, p) !== null) return
+    if (!m.pt) return
+    this.wr(Res.pt(mm))
+    m.pt = false
+    this.emit('info', 'free_pgtables', 'no VMA left: the PTE page is freed')
+  }
+  vma(mm: number, page: number): 'rw' | 'ro' | 'none' | null {
+    this.rd(Res.vma(mm, page))
+    return this.s.mms[mm]!.vmas[page]!
+  }
+  setVma(mm: number, page: number, v: 'rw' | 'ro' | 'none' | null): void {
+    this.wr(Res.vma(mm, page))
+    this.s.mms[mm]!.vmas[page] = v
+  }
+  /** The child address space exists (fork returned, or cow pages imply one). */
+  mmLive(mm: number): boolean {
+    this.rd(Res.live(mm))
+    return this.s.mms[mm]!.live
+  }
+  setLive(mm: number): void {
+    this.wr(Res.live(mm))
+    this.s.mms[mm]!.live = true
+  }
+  /** A frame, for reading. */
+  folio(pfn: number): Readonly<PFrame> {
+    this.rd(Res.frame(pfn))
+    return this.s.frames[pfn]!
+  }
+  /** A frame, for changing. */
+  folioW(pfn: number): PFrame {
+    this.rd(Res.frame(pfn))
+    this.wr(Res.frame(pfn))
+    return this.s.frames[pfn]!
   }
   /** Allocates a frame, reusing the lowest free one so that a use-after-free is observable. */
   allocFrame(v: number, fn: string): number {
+    this.rd(Res.alloc)
+    this.wr(Res.alloc)
     const fs = this.s.frames
     let pfn = fs.findIndex((f, i) => i !== ZERO_PFN && f.free)
     if (pfn < 0) {
@@ -176,22 +253,78 @@ export class Ctx {
       const f = fs[pfn]!
       fs[pfn] = { v, ref: 1, map: 0, free: false, gen: f.gen + 1, w: 0 }
     }
+    this.wr(Res.frame(pfn))
     this.emit('frame', fn, `allocate pfn ${pfn} (gen ${fs[pfn]!.gen})`)
     return pfn
   }
   /** folio_put(): drop a reference; the frame returns to the allocator at zero. */
   putFrame(pfn: number, fn = 'folio_put'): void {
     if (pfn === ZERO_PFN) return
-    const f = this.s.frames[pfn]!
+    const f = this.folioW(pfn)
     if (f.free || f.ref <= 0) throw new Error(`model bug: put of free pfn ${pfn}`)
     f.ref--
     if (f.ref === 0) {
       f.free = true
+      this.wr(Res.alloc)
       this.emit('frame', fn, `free pfn ${pfn} (gen ${f.gen})`)
     }
   }
   getFrame(pfn: number): void {
-    if (pfn !== ZERO_PFN) this.s.frames[pfn]!.ref++
+    if (pfn !== ZERO_PFN) this.folioW(pfn).ref++
+  }
+  setReg(r: number, v: number): void {
+    this.s.regs[r] = v
+  }
+
+  // ---- TLB entries (CPU TLBs and secondaries) -------------------------------------------
+  tlbFind(t: number, page: number): TlbEntry | null {
+    this.rd(Res.tlb(t, page))
+    return this.s.tlbs[t]!.find((e) => e.page === page) ?? null
+  }
+  tlbPut(t: number, e: TlbEntry): void {
+    this.wr(Res.tlb(t, e.page))
+    this.s.tlbs[t] = insertEntry(this.s.tlbs[t]!, e)
+  }
+  tlbDrop(t: number, page: number): void {
+    this.wr(Res.tlb(t, page))
+    this.s.tlbs[t] = this.s.tlbs[t]!.filter((e) => e.page !== page)
+  }
+  secFind(i: number, page: number): TlbEntry | null {
+    this.rd(Res.sec(i, page))
+    return this.s.secs[i]!.entries.find((e) => e.page === page) ?? null
+  }
+  secPut(i: number, e: TlbEntry): void {
+    this.wr(Res.sec(i, e.page))
+    this.s.secs[i]!.entries = insertEntry(this.s.secs[i]!.entries, e)
+  }
+  secDrop(i: number, page: number): void {
+    this.wr(Res.sec(i, page))
+    this.s.secs[i]!.entries = this.s.secs[i]!.entries.filter((e) => e.page !== page)
+  }
+  seq(i: number): number {
+    this.rd(Res.seq(i))
+    return this.s.secs[i]!.seq
+  }
+  inProg(i: number, page: number): number {
+    this.rd(Res.inprog(i, page))
+    return this.s.secs[i]!.inProg[page]!
+  }
+  private allPages(): number[] {
+    return this.sc.pages.map((_, i) => i)
+  }
+  /** Removes entries for `pages` (all pages when null) from a list; records reads and writes. */
+  private dropFrom(
+    list: readonly TlbEntry[],
+    pages: readonly number[] | null,
+    res: (p: number) => number,
+  ): TlbEntry[] {
+    for (const p of pages ?? this.allPages()) this.rd(res(p))
+    const out: TlbEntry[] = []
+    for (const e of list) {
+      if (pages === null || pages.includes(e.page)) this.wr(res(e.page))
+      else out.push(e)
+    }
+    return out
   }
 
   // ---- CPU TLB flushes (v6.6 arch code) and the arch hook -----------------------------
@@ -211,7 +344,7 @@ export class Ctx {
     this.sc.threads.forEach((th, i) => {
       if (th.kind !== 'cpu' || th.mm !== mm) return
       if (i !== this.t) remote = true
-      this.s.tlbs[i] = full ? [] : this.s.tlbs[i]!.filter((e) => !pages.includes(e.page))
+      this.s.tlbs[i] = this.dropFrom(this.s.tlbs[i]!, full ? null : pages, (p) => Res.tlb(i, p))
     })
     if (arch === 'x86_64') this.cost(remote ? 'cpu_flush_ipi' : 'cpu_flush_local')
     else this.cost('cpu_flush_tlbi')
@@ -252,7 +385,7 @@ export class Ctx {
     const d = this.sc.secondaries[i]!
     const sec = this.s.secs[i]!
     const before = sec.entries.length
-    sec.entries = pages === null ? [] : sec.entries.filter((e) => !pages.includes(e.page))
+    sec.entries = this.dropFrom(sec.entries, pages, (p) => Res.sec(i, p))
     this.metrics.secondary_invalidations++
     this.cost(secInvalCost(this.sc.arch))
     this.emit(
@@ -275,9 +408,14 @@ export class Ctx {
     this.sc.secondaries.forEach((d, i) => {
       if (d.type === 'sw-mirror') {
         const sec = this.s.secs[i]!
-        const zapped = sec.entries.filter((e) => pages.includes(e.page)).length
-        sec.entries = sec.entries.filter((e) => !pages.includes(e.page))
-        for (const p of pages) sec.inProg[p]!++
+        const before = sec.entries.length
+        sec.entries = this.dropFrom(sec.entries, pages, (p) => Res.sec(i, p))
+        const zapped = before - sec.entries.length
+        for (const p of pages) {
+          this.rd(Res.inprog(i, p))
+          this.wr(Res.inprog(i, p))
+          sec.inProg[p]!++
+        }
         this.metrics.secondary_invalidations++
         if (zapped > 0) {
           this.metrics.mirror_zaps += zapped
@@ -310,8 +448,14 @@ export class Ctx {
     this.sc.secondaries.forEach((d, i) => {
       if (d.type === 'sw-mirror') {
         const sec = this.s.secs[i]!
+        this.rd(Res.seq(i))
+        this.wr(Res.seq(i))
         sec.seq++
-        for (const p of pages) sec.inProg[p]!--
+        for (const p of pages) {
+          this.rd(Res.inprog(i, p))
+          this.wr(Res.inprog(i, p))
+          sec.inProg[p]!--
+        }
         this.emit(
           'sec-inval',
           'kvm_mmu_notifier_invalidate_range_end',
@@ -371,7 +515,7 @@ export class Ctx {
    * (the address now maps another frame, so no later access through the page table sees it).
    */
   checkAccess(who: string, mm: number, e: TlbEntry, write: boolean): void {
-    const f = this.s.frames[e.pfn]!
+    const f = this.folio(e.pfn)
     const page = this.pageName(e.page)
     const acc = write ? 'write' : 'read'
     if (e.pfn !== ZERO_PFN && (f.free || f.gen !== e.gen)) {
@@ -390,7 +534,7 @@ export class Ctx {
       )
       return
     }
-    if (write && pte && pte.present && pte.pfn !== e.pfn && this.s.mms[mm]!.vmas[e.page] !== null) {
+    if (write && pte && pte.present && pte.pfn !== e.pfn && this.vma(mm, e.page) !== null) {
       this.violate(
         'lost-write',
         `${this.name} writes ${page} into pfn ${e.pfn} through a stale ${who} entry, but ${page} now maps pfn ${pte.pfn}: no access through the page table will see the write`,
@@ -400,28 +544,40 @@ export class Ctx {
 
   /** Performs a read or write on a frame (after the checks). */
   access(pfn: number, write: boolean, value: number): number {
-    const f = this.s.frames[pfn]!
     if (write) {
       if (pfn === ZERO_PFN) throw new Error('model bug: write to the zero page')
+      const f = this.folioW(pfn)
       f.v = value
       f.w++
       return value
     }
-    return pfn === ZERO_PFN ? 0 : f.v
+    return pfn === ZERO_PFN ? 0 : this.folio(pfn).v
   }
 
   /** At a syscall's return: every cached translation that no longer matches its PTE is marked revoked. */
   markRevoked(mm: number, pages: readonly number[]): void {
-    const mark = (e: TlbEntry): TlbEntry => {
-      if (!pages.includes(e.page) || e.revoked) return e
-      const pte = this.pte(mm, e.page)
-      const stale = !pte || !pte.present || pte.pfn !== e.pfn || (e.write && !pte.write)
-      return stale ? { ...e, revoked: true } : e
-    }
+    const mark = (list: readonly TlbEntry[], res: (p: number) => number): TlbEntry[] =>
+      list.map((e) => {
+        if (!pages.includes(e.page)) return e
+        this.rd(res(e.page))
+        if (e.revoked) return e
+        const pte = this.pte(mm, e.page)
+        const stale = !pte || !pte.present || pte.pfn !== e.pfn || (e.write && !pte.write)
+        if (!stale) return e
+        this.wr(res(e.page))
+        return { ...e, revoked: true }
+      })
     this.sc.threads.forEach((th, i) => {
-      if (th.kind === 'cpu' && th.mm === mm) this.s.tlbs[i] = this.s.tlbs[i]!.map(mark)
+      if (th.kind === 'cpu' && th.mm === mm) {
+        for (const p of pages) this.rd(Res.tlb(i, p))
+        this.s.tlbs[i] = mark(this.s.tlbs[i]!, (p) => Res.tlb(i, p))
+      }
     })
-    if (mm === 0) this.s.secs.forEach((sec) => (sec.entries = sec.entries.map(mark)))
+    if (mm === 0)
+      this.s.secs.forEach((sec, i) => {
+        for (const p of pages) this.rd(Res.sec(i, p))
+        sec.entries = mark(sec.entries, (p) => Res.sec(i, p))
+      })
   }
 
   mmuWritable(pte: Pte): boolean {

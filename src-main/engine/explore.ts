@@ -14,8 +14,9 @@ import type { Policy } from './policy'
 import type { Prng } from './prng'
 import type { Counterexample, Metrics, StepRecord, TraceEvent, Violation } from './results'
 import { zeroMetrics } from './results'
-import { hashState, initialState, ZERO_PFN, type LabState } from './state'
+import { hashState, initialState, liveness, ZERO_PFN, type LabState } from './state'
 import { StateTable } from './stateTable'
+import { independent, newFootprint, type Footprint } from './footprint'
 import { allDone, blockedReason, enabledThreads, step } from './step'
 import type { InvariantName, Scenario } from './types'
 
@@ -26,6 +27,8 @@ export interface Budget {
   readonly maxSteps: number
   /** Polled now and then; return a reason to stop (time budget, cancellation). */
   readonly shouldStop?: () => string | null
+  /** Partial-order reduction with sleep sets (default on). */
+  readonly reduction?: boolean
 }
 
 export const DEFAULT_BUDGET: Budget = { maxStates: 2_000_000, maxSteps: 10_000 }
@@ -96,15 +99,24 @@ function mask(ts: readonly number[]): number {
   return m
 }
 
-/** Successor graph in compressed rows: the edges of state i are edges[start[i]..start[i+1]). */
-interface Graph {
-  readonly start: number[]
-  readonly to: number[]
-  readonly thread: number[]
-  readonly enabled: number[]
+interface Sleeper {
+  readonly t: number
+  readonly fp: Footprint
 }
 
-/** Exhaustive breadth-first exploration of every interleaving. */
+function sleepMask(z: readonly Sleeper[]): number {
+  let m = 0
+  for (const x of z) m |= 1 << x.t
+  return m
+}
+
+/**
+ * Exhaustive exploration of every interleaving: breadth-first over the state graph with
+ * visited-state hashing, and sleep sets (Godefroid 1996) so that two orders of independent
+ * steps (disjoint footprints: different pages, locks not both taken, ...) are not both
+ * executed. Sleep sets prune transitions, never states: every reachable state is visited,
+ * with the re-expansion rule for a state reached again with a smaller sleep set.
+ */
 export function exploreExhaustive(
   sc: Scenario,
   policy: Policy,
@@ -113,10 +125,15 @@ export function exploreExhaustive(
   const ids = new StateTable()
   const parent: number[] = []
   const parentThread: number[] = []
-  const g: Graph = { start: [], to: [], thread: [], enabled: [] }
   const frontier: Array<LabState | null> = []
+  const sleepOf: Array<Sleeper[] | null> = []
+  const expandedMask: number[] = []
+  const reQueue: Array<{ id: number; awake: number; z: Sleeper[] }> = []
+  const devOnly = new Map<number, LabState>()
   const found = new Map<InvariantName, Found>()
   const metrics = zeroMetrics()
+  const live = liveness(sc)
+  const isDevice = sc.threads.map((t) => t.kind === 'device')
   let steps = 0
   let terminals = 0
   let cutReason: string | null = null
@@ -130,64 +147,245 @@ export function exploreExhaustive(
     if (!found.has(v.invariant))
       found.set(v.invariant, { invariant: v.invariant, schedule, cycle, violation: v })
   }
+  const stateAt = (id: number): LabState => {
+    let st = initialState(sc)
+    for (const t of pathTo(id)) st = step(sc, policy, st, t, 0, false, metrics).next
+    return st
+  }
+
+  /** Explores `threads` (a mask) from state `id`, with sleep set `z` and already-explored `done`. */
+  const expand = (
+    id: number,
+    s: LabState,
+    z: readonly Sleeper[],
+    threads: number,
+    en: readonly number[],
+  ): void => {
+    const done: Sleeper[] = []
+    const zm = sleepMask(z)
+    for (const t of en) {
+      if ((zm & (1 << t)) !== 0) continue
+      const fp = newFootprint()
+      const r = step(sc, policy, s, t, 0, false, metrics, fp)
+      if ((threads & (1 << t)) === 0) {
+        // Explored in an earlier expansion of this state: only its footprint is needed.
+        done.push({ t, fp })
+        continue
+      }
+      steps++
+      if (r.violations.length > 0) {
+        const sched = [...pathTo(id), t]
+        for (const v of r.violations) record({ ...v, step: sched.length - 1 }, sched, null)
+      }
+      const succSleep = budget.reduction === false ? [] : [...z, ...done].filter((u) => independent(u.fp, fp))
+      done.push({ t, fp })
+      if (ids.size >= budget.maxStates) {
+        cutReason = `state budget reached (${budget.maxStates} states)`
+        return
+      }
+      let nid = ids.getOrInsert(hashState(r.next, live), frontier.length)
+      if (nid === -1) {
+        nid = frontier.length
+        parent.push(id)
+        parentThread.push(t)
+        frontier.push(r.next)
+        sleepOf.push(succSleep)
+        continue
+      }
+      const pending = sleepOf[nid]
+      if (pending) {
+        const keep = sleepMask(succSleep)
+        sleepOf[nid] = pending.filter((u) => (keep & (1 << u.t)) !== 0)
+      } else {
+        const awake = expandedMask[nid]! & ~sleepMask(succSleep)
+        if (awake !== 0) {
+          expandedMask[nid] = expandedMask[nid]! & sleepMask(succSleep)
+          reQueue.push({ id: nid, awake, z: succSleep })
+        }
+      }
+    }
+  }
 
   const s0 = initialState(sc)
-  ids.getOrInsert(hashState(s0), 0)
+  ids.getOrInsert(hashState(s0, live), 0)
   parent.push(-1)
   parentThread.push(-1)
   frontier.push(s0)
-  let id = 0
-  for (; id < frontier.length; id++) {
-    if (id % 2048 === 0 && budget.shouldStop) {
+  sleepOf.push([])
+  let next = 0
+  while (next < frontier.length || reQueue.length > 0) {
+    if ((next & 2047) === 0 && budget.shouldStop) {
       const r = budget.shouldStop()
       if (r) {
         cutReason = r
         break
       }
     }
-    const s = frontier[id]!
-    frontier[id] = null
-    const en = enabledThreads(sc, policy, s)
-    g.enabled.push(mask(en))
-    g.start.push(g.to.length)
-    if (en.length === 0) {
-      terminals++
-      const v = terminalViolation(sc, policy, s, pathTo(id).length)
-      if (v) record(v, pathTo(id), null)
-      continue
-    }
-    for (const t of en) {
-      const r = step(sc, policy, s, t, 0, false, metrics)
-      steps++
-      if (r.violations.length > 0) {
-        const sched = [...pathTo(id), t]
-        for (const v of r.violations) record({ ...v, step: sched.length - 1 }, sched, null)
+    if (next < frontier.length) {
+      const id = next++
+      const s = frontier[id]!
+      const z = sleepOf[id]!
+      frontier[id] = null
+      sleepOf[id] = null
+      expandedMask[id] = sleepMask(z)
+      const en = enabledThreads(sc, policy, s)
+      if (en.length === 0) {
+        terminals++
+        const v = terminalViolation(sc, policy, s, pathTo(id).length)
+        if (v) record(v, pathTo(id), null)
+        continue
       }
-      if (ids.size >= budget.maxStates) {
-        cutReason = `state budget reached (${budget.maxStates} states)`
-        break
-      }
-      let nid = ids.getOrInsert(hashState(r.next), frontier.length)
-      if (nid === -1) {
-        nid = frontier.length
-        parent.push(id)
-        parentThread.push(t)
-        frontier.push(r.next)
-      }
-      g.to.push(nid)
-      g.thread.push(t)
+      if (en.every((t) => isDevice[t])) devOnly.set(id, s)
+      expand(id, s, z, ~0, en)
+    } else {
+      const job = reQueue.pop()!
+      const s = devOnly.get(job.id) ?? stateAt(job.id)
+      const en = enabledThreads(sc, policy, s)
+      // Threads explored before (enabled minus the old sleep set) go first as `done`.
+      const zNow = job.z.filter((u) => (job.awake & (1 << u.t)) === 0)
+      expand(job.id, s, zNow, job.awake, en)
     }
     if (cutReason) break
   }
-  g.start.push(g.to.length)
   const complete = cutReason === null
   if (complete) {
-    for (const f of fairCycles(g, pathTo)) {
-      record(livelockViolation(sc, f.cycle), f.prefix, f.cycle)
-      break
-    }
+    const lv = livelocks(sc, policy, devOnly, ids, live, pathTo)
+    if (lv) record(livelockViolation(sc, lv.cycle), lv.prefix, lv.cycle)
   }
   return { found: [...found.values()], states: ids.size, steps, executions: terminals, complete, cutReason }
+}
+
+/**
+ * Fair livelocks. A livelock is a cycle the run can stay in forever while every thread that
+ * does not take part in it has finished or is blocked (strong fairness: a thread enabled
+ * somewhere in the cycle must step in it). CPU threads always make progress in this model
+ * (a faulting CPU access drops its TLB entry and handle_mm_fault resolves or kills), so such
+ * cycles lie among the states where only device threads can run: those are re-expanded in
+ * full here and searched for fair strongly connected components (Emerson-Lei refinement).
+ */
+function livelocks(
+  sc: Scenario,
+  policy: Policy,
+  devOnly: Map<number, LabState>,
+  ids: StateTable,
+  live: ReturnType<typeof liveness>,
+  pathTo: (id: number) => number[],
+): { prefix: number[]; cycle: number[] } | null {
+  const metrics = zeroMetrics()
+  const edges = new Map<number, Array<[number, number]>>()
+  const enabled = new Map<number, number>()
+  for (const [id, s] of devOnly) {
+    const en = enabledThreads(sc, policy, s)
+    enabled.set(id, mask(en))
+    const out: Array<[number, number]> = []
+    for (const t of en) {
+      const r = step(sc, policy, s, t, 0, false, metrics)
+      const nid = ids.get(hashState(r.next, live))
+      if (nid === -1) throw new Error('model bug: a successor of a visited state was never visited')
+      if (devOnly.has(nid)) out.push([t, nid])
+    }
+    edges.set(id, out)
+  }
+  const best: Array<{ prefix: number[]; cycle: number[] }> = []
+  const search = (nodes: Set<number>): void => {
+    for (const comp of sccs(nodes, edges)) {
+      let steppers = 0
+      let internal = false
+      let enabledAny = 0
+      for (const m of comp) {
+        enabledAny |= enabled.get(m)!
+        for (const [t, w] of edges.get(m)!) {
+          if (comp.has(w)) {
+            internal = true
+            steppers |= 1 << t
+          }
+        }
+      }
+      if (!internal) continue
+      const bad = enabledAny & ~steppers
+      if (bad === 0) {
+        const entry = Math.min(...comp)
+        best.push({ prefix: pathTo(entry), cycle: cycleIn(entry, comp, edges) })
+        continue
+      }
+      const rest = new Set([...comp].filter((m) => (enabled.get(m)! & bad) === 0))
+      if (rest.size > 0) search(rest)
+    }
+  }
+  search(new Set(devOnly.keys()))
+  best.sort((a, b) => a.prefix.length - b.prefix.length)
+  return best[0] ?? null
+}
+
+/** Strongly connected components of the subgraph on `nodes` (iterative Tarjan). */
+function sccs(nodes: Set<number>, edges: Map<number, Array<[number, number]>>): Array<Set<number>> {
+  const index = new Map<number, number>()
+  const low = new Map<number, number>()
+  const onStack = new Set<number>()
+  const stack: number[] = []
+  const out: Array<Set<number>> = []
+  let counter = 0
+  for (const root of nodes) {
+    if (index.has(root)) continue
+    const work: Array<[number, number]> = [[root, 0]]
+    index.set(root, counter)
+    low.set(root, counter++)
+    stack.push(root)
+    onStack.add(root)
+    while (work.length) {
+      const top = work[work.length - 1]!
+      const v = top[0]
+      const es = (edges.get(v) ?? []).filter(([, w]) => nodes.has(w))
+      if (top[1] < es.length) {
+        const w = es[top[1]++]![1]
+        if (!index.has(w)) {
+          index.set(w, counter)
+          low.set(w, counter++)
+          stack.push(w)
+          onStack.add(w)
+          work.push([w, 0])
+        } else if (onStack.has(w)) low.set(v, Math.min(low.get(v)!, index.get(w)!))
+        continue
+      }
+      work.pop()
+      if (work.length) {
+        const u = work[work.length - 1]![0]
+        low.set(u, Math.min(low.get(u)!, low.get(v)!))
+      }
+      if (low.get(v) !== index.get(v)) continue
+      const comp = new Set<number>()
+      let w: number
+      do {
+        w = stack.pop()!
+        onStack.delete(w)
+        comp.add(w)
+      } while (w !== v)
+      out.push(comp)
+    }
+  }
+  return out
+}
+
+/** A shortest cycle through `entry` inside `comp`, as thread indices. */
+function cycleIn(entry: number, comp: Set<number>, edges: Map<number, Array<[number, number]>>): number[] {
+  const prev = new Map<number, [number, number]>()
+  const q = [entry]
+  for (let h = 0; h < q.length; h++) {
+    const v = q[h]!
+    for (const [t, w] of edges.get(v)!) {
+      if (!comp.has(w)) continue
+      if (w === entry) {
+        const path = [t]
+        for (let x = v; x !== entry; x = prev.get(x)![0]) path.push(prev.get(x)![1])
+        return path.reverse()
+      }
+      if (!prev.has(w)) {
+        prev.set(w, [v, t])
+        q.push(w)
+      }
+    }
+  }
+  return []
 }
 
 function livelockViolation(sc: Scenario, cycle: readonly number[]): Violation {
@@ -198,100 +396,6 @@ function livelockViolation(sc: Scenario, cycle: readonly number[]): Violation {
     thread: who.join(','),
     message: `livelock: ${who.join(' and ')} can keep faulting forever while every other thread has finished or is blocked`,
   }
-}
-
-/**
- * Strongly connected components (iterative Tarjan) with a fair cycle: an SCC has one iff every
- * thread enabled in all of its states steps on some edge inside it (then the cycle through all
- * its edges is fair). Returns, per such SCC, a path to it and a shortest cycle inside it.
- */
-function fairCycles(
-  g: Graph,
-  pathTo: (id: number) => number[],
-): Array<{ prefix: number[]; cycle: number[] }> {
-  const n = g.enabled.length
-  const index = new Int32Array(n).fill(-1)
-  const low = new Int32Array(n)
-  const onStack = new Uint8Array(n)
-  const comp = new Int32Array(n).fill(-1)
-  const stack: number[] = []
-  const out: Array<{ prefix: number[]; cycle: number[] }> = []
-  let counter = 0
-  let compCount = 0
-  for (let root = 0; root < n; root++) {
-    if (index[root] !== -1) continue
-    const work: Array<[number, number]> = [[root, g.start[root]!]]
-    index[root] = low[root] = counter++
-    stack.push(root)
-    onStack[root] = 1
-    while (work.length) {
-      const top = work[work.length - 1]!
-      const v = top[0]
-      if (top[1] < g.start[v + 1]!) {
-        const w = g.to[top[1]++]!
-        if (index[w] === -1) {
-          index[w] = low[w] = counter++
-          stack.push(w)
-          onStack[w] = 1
-          work.push([w, g.start[w]!])
-        } else if (onStack[w]) low[v] = Math.min(low[v]!, index[w]!)
-        continue
-      }
-      work.pop()
-      if (work.length) {
-        const u = work[work.length - 1]![0]
-        low[u] = Math.min(low[u]!, low[v]!)
-      }
-      if (low[v] !== index[v]) continue
-      const members: number[] = []
-      let w: number
-      do {
-        w = stack.pop()!
-        onStack[w] = 0
-        comp[w] = compCount
-        members.push(w)
-      } while (w !== v)
-      const c = compCount++
-      let steppers = 0
-      let internal = false
-      let cont = ~0
-      for (const m of members) {
-        cont &= g.enabled[m]!
-        for (let e = g.start[m]!; e < g.start[m + 1]!; e++) {
-          if (comp[g.to[e]!] === c) {
-            internal = true
-            steppers |= 1 << g.thread[e]!
-          }
-        }
-      }
-      if (!internal || (cont & ~steppers) !== 0) continue
-      const entry = Math.min(...members)
-      out.push({ prefix: pathTo(entry), cycle: shortestCycle(entry, c, comp, g) })
-    }
-  }
-  return out.sort((a, b) => a.prefix.length - b.prefix.length)
-}
-
-function shortestCycle(entry: number, c: number, comp: Int32Array, g: Graph): number[] {
-  const prev = new Map<number, [number, number]>()
-  const q = [entry]
-  for (let h = 0; h < q.length; h++) {
-    const v = q[h]!
-    for (let e = g.start[v]!; e < g.start[v + 1]!; e++) {
-      const w = g.to[e]!
-      if (comp[w] !== c) continue
-      if (w === entry) {
-        const path = [g.thread[e]!]
-        for (let x = v; x !== entry; x = prev.get(x)![0]) path.push(prev.get(x)![1])
-        return path.reverse()
-      }
-      if (!prev.has(w)) {
-        prev.set(w, [v, g.thread[e]!])
-        q.push(w)
-      }
-    }
-  }
-  return []
 }
 
 export type Chooser = (s: LabState, enabled: readonly number[], stepIndex: number) => number
@@ -329,6 +433,7 @@ export function runExecution(
   opts: { tracing: boolean; maxSteps: number; stopAtViolation?: boolean },
 ): Execution {
   let s = initialState(sc)
+  const live = liveness(sc)
   const schedule: number[] = []
   const masks: number[] = []
   const violations: Violation[] = []
@@ -336,6 +441,7 @@ export function runExecution(
   const records: StepRecord[] = []
   const seen = new Map<string, number>()
   let cycle: number[] | null = null
+  let owed = 0
   let outcome: Execution['outcome'] = 'done'
   for (;;) {
     const en = enabledThreads(sc, policy, s)
@@ -351,27 +457,30 @@ export function runExecution(
       outcome = 'cut'
       break
     }
-    const [ha, hb] = hashState(s)
+    const [ha, hb] = hashState(s, live)
     const k = `${ha},${hb}`
     let forced: number | null = null
     const at = seen.get(k)
     if (at !== undefined) {
-      let cont = ~0
+      // Strong fairness: a thread enabled anywhere in the loop must have run in it.
+      let any = 0
       let steppers = 0
       for (let i = at; i < schedule.length; i++) {
-        cont &= masks[i]!
+        any |= masks[i]!
         steppers |= 1 << schedule[i]!
       }
-      const starved = cont & ~steppers
+      const starved = any & ~steppers
       if (starved === 0) {
         cycle = schedule.slice(at)
         violations.push({ ...livelockViolation(sc, cycle), step: schedule.length })
         outcome = 'livelock'
         break
       }
-      forced = en.find((t) => (starved & (1 << t)) !== 0) ?? null
+      owed |= starved
     }
     seen.set(k, schedule.length)
+    forced = en.find((t) => (owed & (1 << t)) !== 0) ?? null
+    if (forced !== null) owed &= ~(1 << forced)
     const t = forced ?? choose(s, en, schedule.length)
     if (!en.includes(t))
       throw new ScheduleError(

@@ -318,6 +318,7 @@ export function validateScenario(raw: unknown): Scenario {
         else
           s.cached.forEach((c, j) => {
             const pi = typeof c === 'string' ? pageRef(c) : null
+            if (pi === null && typeof c === 'string' && pageIndex.get(c) === -1) return
             if (pi === null)
               issues.add(
                 [...path, 'cached', j],
@@ -409,7 +410,8 @@ export function validateScenario(raw: unknown): Scenario {
       return null
     }
     const i = pageRef(w.s)
-    if (i === null) {
+    // A page declared with errors is already reported; do not cascade.
+    if (i === null && pageIndex.get(w.s) !== -1) {
       issues.add(
         p,
         `unknown page '${w.s}'${didYouMean(w.s, [...pageIndex.keys()])}; pages are ${[...pageIndex.keys()].join(', ')}`,

@@ -47,6 +47,8 @@ export interface MmState {
   readers: number
   /** Page-table lock of the one PTE page all pages live in: holder thread or -1. */
   ptl: number
+  /** The PTE page exists (a populated PMD); free_pgtables removes it when no VMA is left. */
+  pt: boolean
 }
 
 export interface SecState {
@@ -90,7 +92,7 @@ export const ZERO_PFN = 0
 export function initialState(sc: Scenario): LabState {
   const frames: PFrame[] = [{ v: 0, ref: 1, map: 0, free: false, gen: 1, w: 0 }]
   const n = sc.pages.length
-  const parent: MmState = { live: true, ptes: [], vmas: [], writer: -1, readers: 0, ptl: -1 }
+  const parent: MmState = { live: true, ptes: [], vmas: [], writer: -1, readers: 0, ptl: -1, pt: false }
   const hasChild = sc.pages.some((p) => p.cow)
   const child: MmState = {
     live: hasChild,
@@ -99,6 +101,7 @@ export function initialState(sc: Scenario): LabState {
     writer: -1,
     readers: 0,
     ptl: -1,
+    pt: hasChild,
   }
   sc.pages.forEach((p, i) => {
     parent.vmas.push(p.prot)
@@ -115,6 +118,7 @@ export function initialState(sc: Scenario): LabState {
     parent.ptes.push({ pfn, present: true, write, dirty })
     if (p.cow) child.ptes[i] = { pfn, present: true, write: false, dirty }
   })
+  parent.pt = parent.ptes.some((p) => p !== null)
   const mms = [parent, child]
   const secs: SecState[] = sc.secondaries.map((d) => {
     const entries: TlbEntry[] = d.cached
@@ -163,6 +167,7 @@ export function cloneState(s: LabState): LabState {
       writer: m.writer,
       readers: m.readers,
       ptl: m.ptl,
+      pt: m.pt,
     })),
     tlbs: s.tlbs.map((t) => t.slice()),
     secs: s.secs.map((x) => ({ entries: x.entries.slice(), seq: x.seq, inProg: x.inProg.slice() })),
@@ -224,8 +229,40 @@ function hashLocal(h: Hasher, v: LocalValue): void {
   }
 }
 
-/** The two 32-bit halves of the state's 64-bit hash, for visited-state hashing. */
-export function hashState(s: LabState): [number, number] {
+/**
+ * What of a state can still influence the future. Dead parts are left out of the hash, so
+ * states that differ only there are explored once: registers the forbid condition does not
+ * read, the CPU TLB of a finished CPU thread, and the secondary TLB of a secondary whose
+ * device threads have all finished (nothing reads them again).
+ */
+export interface Liveness {
+  readonly regs: readonly boolean[]
+  /** For each secondary, the threads that access memory through it. */
+  readonly secUsers: ReadonlyArray<readonly number[]>
+}
+
+export function liveness(sc: Scenario): Liveness {
+  const used = new Set<number>()
+  const walk = (e: Scenario['forbid']): void => {
+    if (!e) return
+    if (e.k === 'reg') used.add(e.r)
+    else if (e.k === 'not') walk(e.e)
+    else if (e.k === 'bin' || e.k === 'cmp') {
+      walk(e.a)
+      walk(e.b)
+    }
+  }
+  walk(sc.forbid)
+  return {
+    regs: sc.registers.map((_, i) => used.has(i)),
+    secUsers: sc.secondaries.map((_, i) =>
+      sc.threads.flatMap((t, j) => (t.kind === 'device' && t.via === i ? [j] : [])),
+    ),
+  }
+}
+
+/** The two 32-bit halves of the state's 64-bit hash (live parts only), for visited-state hashing. */
+export function hashState(s: LabState, live: Liveness): [number, number] {
   const h = new Hasher()
   h.n(s.frames.length)
   for (const f of s.frames) {
@@ -237,17 +274,17 @@ export function hashState(s: LabState): [number, number] {
   }
   for (const m of s.mms) {
     h.n((m.live ? 1 : 0) + 2 * (m.writer + 1) + 1024 * m.readers)
-    h.n(m.ptl)
+    h.n(m.ptl * 2 + (m.pt ? 1 : 0))
     for (const p of m.ptes)
       h.n(p ? p.pfn * 16 + (p.present ? 1 : 0) + (p.write ? 2 : 0) + (p.dirty ? 4 : 0) + 8 : -1)
     for (const v of m.vmas) h.n(v === null ? 0 : v === 'rw' ? 1 : v === 'ro' ? 2 : 3)
   }
-  for (const t of s.tlbs) hashEntries(h, t)
-  for (const x of s.secs) {
-    hashEntries(h, x.entries)
+  s.tlbs.forEach((t, i) => hashEntries(h, s.threads[i]!.done ? [] : t))
+  s.secs.forEach((x, i) => {
+    hashEntries(h, live.secUsers[i]!.every((t) => s.threads[t]!.done) ? [] : x.entries)
     h.n(x.seq)
     for (const p of x.inProg) h.n(p)
-  }
+  })
   for (const t of s.threads) {
     h.n(t.op)
     h.n((t.done ? 1 : 0) + 2 * t.faults)
@@ -263,7 +300,7 @@ export function hashState(s: LabState): [number, number] {
       }
     }
   }
-  for (const r of s.regs) h.n(r === null ? -7 : r)
+  s.regs.forEach((r, i) => h.n(live.regs[i] ? (r === null ? -7 : r) : 0))
   return [h.a >>> 0, h.b >>> 0]
 }
 

@@ -26,6 +26,15 @@ export class StateTable {
     }
   }
 
+  /** The id stored for the hash, or -1. */
+  get([a, b]: readonly [number, number]): number {
+    const mask = this.cap - 1
+    for (let i = (a ^ (b * 0x9e3779b1)) & mask; ; i = (i + 1) & mask) {
+      const x = this.ids[i]!
+      if (x === -1 || (this.h1[i] === a && this.h2[i] === b)) return x
+    }
+  }
+
   private grow(): void {
     const { h1, h2, ids } = this
     this.cap *= 2

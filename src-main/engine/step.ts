@@ -3,6 +3,7 @@
  * state, runs one atomic step of one thread, and returns what happened as data.
  */
 import { Ctx } from './ctx'
+import type { Footprint } from './footprint'
 import { cpuAccess, devAccess, mirrorAccess } from './kernel/access'
 import { handleMmFault } from './kernel/fault'
 import type { Proc } from './kernel/proc'
@@ -111,10 +112,17 @@ export function step(
   index: number,
   tracing: boolean,
   metrics: Metrics,
+  fp: Footprint | null = null,
 ): StepResult {
   const next = cloneState(s)
-  const c = new Ctx(sc, policy, next, t, index, tracing, metrics)
+  const c = new Ctx(sc, policy, next, t, index, tracing, metrics, fp)
   const th = next.threads[t]!
+  if (fp) {
+    // What made the step enabled is part of what it read.
+    if (sc.threads[t]!.mm === 1) c.mmLive(1)
+    const g = nextFrame(sc, next, t)!
+    PROCS[g.proc]![g.pc]!.guard?.(c, g)
+  }
   if (th.stack.length === 0) {
     const decl = sc.threads[t]!
     th.stack.push(rootFrame(sc, t, decl.ops[th.op]!))
@@ -123,6 +131,8 @@ export function step(
   }
   const f = th.stack[th.stack.length - 1]!
   PROCS[f.proc]![f.pc]!.run(c, f)
+  // A callee's return value is read by the step right after the call: dead afterwards.
+  delete f.l.ret
   const ctl = c.control
   if (!ctl) throw new Error(`model bug: ${f.proc}.${f.pc} ended without goto/call/ret`)
   if (ctl.k === 'goto') f.pc = ctl.pc

@@ -122,6 +122,7 @@ function cmdCheck(f: Flags): number {
   for (const { file, sc } of loaded) {
     if (sc.expect.length === 0) {
       process.stdout.write(`FAIL ${file}: no expect block\n`)
+      total++
       bad++
       continue
     }

@@ -102,7 +102,7 @@ export function loadScenarioText(text: string, file: string): Scenario {
   if (doc.errors.length > 0) {
     throw new ScenarioLoadError(
       doc.errors.map((e) => {
-        const [pos] = e.linePos ?? [{ line: 1, col: 1 }]
+        const pos = lc.linePos(e.pos[0])
         return {
           file,
           line: pos.line,

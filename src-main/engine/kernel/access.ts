@@ -3,7 +3,7 @@
  * (SVA IOMMU: SMMUv3, VT-d, AMD) and through a sw-mirror (KVM, HMM). A TLB lookup, a
  * hardware walk and the fill are one atomic step (the walker takes no lock).
  */
-import { insertEntry, type Ctx } from '../ctx'
+import type { Ctx } from '../ctx'
 import type { CallFrame, TlbEntry } from '../state'
 import type { HwWalkerDecl } from '../types'
 import { flag, num, type Proc } from './proc'
@@ -13,7 +13,7 @@ function complete(c: Ctx, f: CallFrame, e: TlbEntry, who: string, mm: number): v
   c.checkAccess(who, mm, e, write)
   const v = c.access(e.pfn, write, num(f, 'val'))
   const reg = f.l.reg
-  if (!write && typeof reg === 'number') c.s.regs[reg] = v
+  if (!write && typeof reg === 'number') c.setReg(reg, v)
   c.emit(
     'access',
     write ? 'store' : 'load',
@@ -38,13 +38,13 @@ function cpuTry(c: Ctx, f: CallFrame): void {
   const mm = c.mmIndex
   const page = num(f, 'page')
   const write = flag(f, 'write')
-  const tlb = c.s.tlbs[c.t]!
-  let e = tlb.find((x) => x.page === page) ?? null
+  let e = c.tlbFind(c.t, page)
   if (e && write && !(e.write && e.dirty)) {
     const d = e.write && c.sc.arch === 'x86_64' ? x86SetDirty(c, mm, e) : null
     // A permission fault drops the faulting entry (x86 SDM 4.10.4.1; arm64 upgrades flush in
     // ptep_set_access_flags), so the retry re-walks.
-    c.s.tlbs[c.t] = d ? insertEntry(tlb, d) : tlb.filter((x) => x !== e)
+    if (d) c.tlbPut(c.t, d)
+    else c.tlbDrop(c.t, page)
     e = d
     if (!d) {
       c.call('handle_mm_fault', { page, write, remote: false }, 'after_fault')
@@ -71,12 +71,12 @@ function cpuTry(c: Ctx, f: CallFrame): void {
     e = {
       page,
       pfn: p.pfn,
-      gen: c.s.frames[p.pfn]!.gen,
+      gen: c.folio(p.pfn).gen,
       write: c.mmuWritable(p),
       dirty: p.dirty,
       revoked: false,
     }
-    c.s.tlbs[c.t] = insertEntry(c.s.tlbs[c.t]!, e)
+    c.tlbPut(c.t, e)
     c.emit('fill', 'page walk', `CPU TLB ${c.pageName(page)} -> pfn ${p.pfn} ${e.write ? 'RW' : 'RO'}`)
   }
   complete(c, f, e, 'CPU TLB', mm)
@@ -114,17 +114,16 @@ function hwDecl(c: Ctx): HwWalkerDecl {
 function devTry(c: Ctx, f: CallFrame): void {
   const via = c.sc.threads[c.t]!.via
   const d = hwDecl(c)
-  const sec = c.s.secs[via]!
   const page = num(f, 'page')
   const write = flag(f, 'write')
-  let e = sec.entries.find((x) => x.page === page) ?? null
+  let e = c.secFind(via, page)
   if (e && write && !(e.write && e.dirty)) {
     const dd = e.write && c.sc.arch === 'x86_64' ? x86SetDirty(c, 0, e) : null
     if (dd) {
-      sec.entries = insertEntry(sec.entries, dd)
+      c.secPut(via, dd)
       e = dd
     } else {
-      if (!d.negativeCaching) sec.entries = sec.entries.filter((x) => x !== e)
+      if (!d.negativeCaching) c.secDrop(via, page)
       pageRequest(
         c,
         f,
@@ -152,12 +151,12 @@ function devTry(c: Ctx, f: CallFrame): void {
     e = {
       page,
       pfn: p.pfn,
-      gen: c.s.frames[p.pfn]!.gen,
+      gen: c.folio(p.pfn).gen,
       write: c.mmuWritable(p),
       dirty: p.dirty,
       revoked: false,
     }
-    sec.entries = insertEntry(sec.entries, e)
+    c.secPut(via, e)
     c.cost('iotlb_walk')
     c.emit(
       'fill',
@@ -220,21 +219,20 @@ export const devAccess: Proc = {
 function mirrorTry(c: Ctx, f: CallFrame): void {
   const via = c.sc.threads[c.t]!.via
   const name = c.sc.secondaries[via]!.name
-  const sec = c.s.secs[via]!
   const page = num(f, 'page')
   const write = flag(f, 'write')
-  const e = sec.entries.find((x) => x.page === page)
+  const e = c.secFind(via, page)
   if (e && (!write || e.write)) {
     complete(c, f, e, `${name} shadow table`, 0)
     return
   }
   c.metrics.device_faults++
   c.cost('mirror_fault')
-  f.l.seq = sec.seq
+  f.l.seq = c.seq(via)
   c.emit(
     'fault',
     'kvm_faultin_pfn',
-    `${name}: ${e ? 'write to read-only' : 'no'} shadow entry for ${c.pageName(page)}; mmu_seq = ${sec.seq}`,
+    `${name}: ${e ? 'write to read-only' : 'no'} shadow entry for ${c.pageName(page)}; mmu_seq = ${num(f, 'seq')}`,
   )
   c.goto('gup')
 }
@@ -245,7 +243,7 @@ function mirrorGup(c: Ctx, f: CallFrame): void {
   const pte = c.pte(0, page)
   if (pte && pte.present && (!write || pte.write)) {
     f.l.pfn = pte.pfn
-    f.l.gen = c.s.frames[pte.pfn]!.gen
+    f.l.gen = c.folio(pte.pfn).gen
     f.l.wr = pte.write
     c.emit('info', 'hva_to_pfn', `${c.pageName(page)} -> pfn ${pte.pfn} ${pte.write ? 'RW' : 'RO'}`)
     c.goto('install')
@@ -270,15 +268,15 @@ export const mirrorAccess: Proc = {
   /** Under mmu_lock: mmu_invalidate_retry_hva() / mmu_interval_read_retry(). */
   install: {
     guard: (c, f) =>
-      c.s.secs[c.sc.threads[c.t]!.via]!.inProg[num(f, 'page')] === 0
+      c.inProg(c.sc.threads[c.t]!.via, num(f, 'page')) === 0
         ? null
         : 'invalidation in progress (mmu_invalidate_in_progress)',
     run: (c, f) => {
       const via = c.sc.threads[c.t]!.via
-      const sec = c.s.secs[via]!
       const name = c.sc.secondaries[via]!.name
-      if (sec.seq !== num(f, 'seq')) {
-        f.l.seq = sec.seq
+      const seq = c.seq(via)
+      if (seq !== num(f, 'seq')) {
+        f.l.seq = seq
         c.emit('fault', 'is_page_fault_stale', `${name}: mmu_invalidate_seq moved, retry the fault`)
         c.goto('gup')
         return
@@ -292,7 +290,7 @@ export const mirrorAccess: Proc = {
         dirty: true,
         revoked: false,
       }
-      sec.entries = insertEntry(sec.entries, e)
+      c.secPut(via, e)
       c.emit(
         'fill',
         'kvm_tdp_mmu_map',

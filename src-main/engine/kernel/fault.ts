@@ -49,7 +49,7 @@ export const handleMmFault: Proc = {
       const page = num(f, 'page')
       const write = flag(f, 'write')
       c.mmapReadLock(mm)
-      const vma = c.s.mms[mm]!.vmas[page]
+      const vma = c.vma(mm, page)
       if (vma === null || (write && vma !== 'rw') || vma === 'none') {
         c.emit(
           'fault',
@@ -94,7 +94,7 @@ export const handleMmFault: Proc = {
           )
         } else {
           const pfn = c.allocFrame(0, 'do_anonymous_page')
-          c.s.frames[pfn]!.map = 1
+          c.folioW(pfn).map = 1
           c.setPte(mm, page, { pfn, present: true, write: true, dirty: true }, 'do_anonymous_page')
         }
         c.unlockPtl(mm)
@@ -105,7 +105,7 @@ export const handleMmFault: Proc = {
       if (!orig.present) throw new Error('model bug: PROT_NONE PTE under an accessible VMA')
       if (write && !orig.write) {
         // do_wp_page()
-        const fr = c.s.frames[orig.pfn]!
+        const fr = c.folio(orig.pfn)
         if (orig.pfn !== ZERO_PFN && fr.map === 1 && fr.ref === 1) {
           // wp_page_reuse(): exclusive anon page, upgrade in place. No mmu_notifier range at
           // all in v6.6 (and v4.15); Popple's v1 did not cover this path either.
@@ -127,7 +127,7 @@ export const handleMmFault: Proc = {
         c.getFrame(orig.pfn)
         c.unlockPtl(mm)
         // wp_page_copy(): allocate and copy (__wp_page_copy_user) before any notifier.
-        const src = c.s.frames[orig.pfn]!
+        const src = c.folio(orig.pfn)
         const pfn = c.allocFrame(
           orig.pfn === ZERO_PFN ? 0 : src.v,
           'wp_page_copy (alloc + __wp_page_copy_user)',
@@ -218,17 +218,24 @@ export const handleMmFault: Proc = {
       const page = num(f, 'page')
       const old = decodePte(f.l.orig!)!
       const pfn = num(f, 'new')
-      const src = c.s.frames[old.pfn]!
+      const src = c.folioW(old.pfn)
       if (old.pfn !== ZERO_PFN && src.w !== num(f, 'w')) {
         c.violate(
           'lost-write',
           `pfn ${old.pfn} was written after wp_page_copy copied it for ${c.pageName(page)}; the copy installed now (pfn ${pfn}) does not have that write`,
         )
       }
-      c.s.frames[pfn]!.map = 1
+      c.folioW(pfn).map = 1
+      c.emit(
+        'info',
+        'set_pte_at_notify',
+        '->change_pte: a no-op for every subscriber (inside start/end since 2012; removed ~v6.10)',
+      )
       c.setPte(mm, page, { pfn, present: true, write: true, dirty: true }, 'set_pte_at_notify')
-      if (old.pfn !== ZERO_PFN) src.map--
-      c.emit('frame', 'page_remove_rmap', `pfn ${old.pfn} mapcount ${src.map}`)
+      if (old.pfn !== ZERO_PFN) {
+        src.map--
+        c.emit('frame', 'page_remove_rmap', `pfn ${old.pfn} mapcount ${src.map}`)
+      }
       c.unlockPtl(mm)
       f.l.copied = true
       c.goto('cow_end')

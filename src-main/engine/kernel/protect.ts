@@ -31,7 +31,7 @@ export function pteNeedsFlush(arch: string, old: Pte, next: Pte): boolean {
 function modify(c: Ctx, old: Pte, prot: Prot): Pte {
   if (prot === 'none') return { pfn: old.pfn, present: false, write: false, dirty: old.dirty }
   if (prot === 'ro') return { pfn: old.pfn, present: true, write: false, dirty: old.dirty }
-  const fr = c.s.frames[old.pfn]!
+  const fr = c.folioW(old.pfn)
   const exclusive = old.pfn !== ZERO_PFN && fr.map === 1 && fr.ref === 1
   return { pfn: old.pfn, present: true, write: exclusive, dirty: old.dirty }
 }
@@ -60,7 +60,7 @@ export const mprotect: Proc = {
         c.ret()
         return
       }
-      for (const p of pages) c.s.mms[mm]!.vmas[p] = prot
+      for (const p of pages) c.setVma(mm, p, prot)
       c.emit('info', 'mprotect_fixup', `vm_flags of ${c.pagesText(pages)} := ${prot}`)
       gatherInit(c)
       c.goto('vma')
@@ -70,9 +70,13 @@ export const mprotect: Proc = {
   vma: {
     run: (c, f) => {
       const pages = runPages(f, num(f, 'vi'))
-      if (c.s.mms[c.mmIndex]!.ptes.some((p) => p !== null))
-        c.rangeStart(c.mmIndex, pages, 'MMU_NOTIFY_PROTECTION_VMA')
       f.l.i = 0
+      // pmd_none(): no page table, nothing to change and no notifier range at all.
+      if (!c.pmdPopulated(c.mmIndex)) {
+        c.goto('vma_end')
+        return
+      }
+      c.rangeStart(c.mmIndex, pages, 'MMU_NOTIFY_PROTECTION_VMA')
       c.goto('lock')
     },
   },
@@ -114,7 +118,7 @@ export const mprotect: Proc = {
     run: (c, f) => {
       const mm = c.mmIndex
       const pages = runPages(f, num(f, 'vi'))
-      if (c.s.mms[mm]!.ptes.some((p) => p !== null)) c.rangeEnd(mm, pages, false)
+      if (c.pmdPopulated(mm)) c.rangeEnd(mm, pages, false)
       if (c.sc.arch === 'arm64' && list(c.thread.stack[0]!, 'g_range').length > 0) {
         c.goto('end_vma')
         return
@@ -162,11 +166,8 @@ export const fork: Proc = {
     guard: (c) => (c.mmapWritable(0) ? null : 'mmap_lock held'),
     run: (c, f) => {
       c.mmapWriteLock(0)
-      const parent = c.s.mms[0]!
-      const child = c.s.mms[1]!
-      child.vmas = parent.vmas.slice()
-      child.ptes = parent.ptes.map(() => null)
-      const all = parent.vmas.map((_, i) => i)
+      const all = c.sc.pages.map((_, i) => i)
+      for (const p of all) c.setVma(1, p, c.vma(0, p))
       const { pages, runOf } = encodeRuns(runs(c, all))
       f.l.pages = pages
       f.l.runOf = runOf
@@ -202,17 +203,12 @@ export const fork: Proc = {
       const page = pages[i]!
       const pte = c.pte(0, page)!
       if (pte.write) c.setPte(0, page, { ...pte, write: false }, 'ptep_set_wrprotect')
-      c.s.mms[1]!.ptes[page] = { ...pte, write: false }
+      c.setPte(1, page, { ...pte, write: false }, 'copy_present_pte (child)')
       if (pte.pfn !== ZERO_PFN) {
-        const fr = c.s.frames[pte.pfn]!
+        const fr = c.folioW(pte.pfn)
         fr.map++
         fr.ref++
       }
-      c.emit(
-        'pte',
-        'copy_present_pte',
-        `child PTE ${c.pageName(page)} := pfn ${pte.pfn} RO (page now shared)`,
-      )
       let n = -1
       for (let j = i + 1; j < pages.length; j++)
         if (c.pte(0, pages[j]!) !== null) {
@@ -240,10 +236,10 @@ export const fork: Proc = {
     run: (c) => {
       c.flushTlb(0, 'mm', [], 'flush_tlb_mm (dup_mmap)')
       c.mmapWriteUnlock(0)
-      c.s.mms[1]!.live = true
+      c.setLive(1)
       c.markRevoked(
         0,
-        c.s.mms[0]!.vmas.map((_, i) => i),
+        c.sc.pages.map((_, i) => i),
       )
       c.emit('op', 'fork', 'returns the child pid')
       c.ret()

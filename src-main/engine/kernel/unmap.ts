@@ -75,7 +75,7 @@ export const zapVma: Proc = {
       let force = false
       if (old.pfn !== ZERO_PFN) {
         // Anon page: page_remove_rmap() now; the PTE's reference moves to the gather.
-        const fr = c.s.frames[old.pfn]!
+        const fr = c.folioW(old.pfn)
         fr.map--
         r.l.g_queue = [...list(r, 'g_queue'), old.pfn]
         c.emit(
@@ -121,10 +121,10 @@ function zapUnlock(c: Ctx, f: CallFrame, force: boolean): void {
 }
 
 function runs(c: Ctx, pages: readonly number[]): number[][] {
-  const vmas = c.s.mms[c.mmIndex]!.vmas
+  const mm = c.mmIndex
   return vmaRuns(
-    pages.filter((p) => vmas[p] !== null),
-    (p) => vmas[p] ?? null,
+    pages.filter((p) => c.vma(mm, p) !== null),
+    (p) => c.vma(mm, p),
   )
 }
 
@@ -156,7 +156,7 @@ export const munmap: Proc = {
       f.l.pages = pages
       f.l.runOf = runOf
       f.l.vi = 0
-      for (const p of pages) c.s.mms[mm]!.vmas[p] = null
+      for (const p of pages) c.setVma(mm, p, null)
       c.emit(
         'info',
         'vma_iter_clear_gfp',
@@ -196,6 +196,7 @@ export const munmap: Proc = {
   finish: {
     run: (c, f) => {
       const mm = c.mmIndex
+      c.freePgtables(mm)
       gatherFlush(c, true, 'tlb_finish_mmu')
       gatherFree(c)
       c.mmapReadUnlock(mm)

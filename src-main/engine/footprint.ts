@@ -1,0 +1,44 @@
+/**
+ * Step footprints for partial-order reduction: the shared resources a step read and wrote.
+ * Two steps enabled in the same state commute (are independent) when neither writes what
+ * the other reads or writes. Thread-private state (the thread's own stack, registers) is not
+ * a resource.
+ */
+export interface Footprint {
+  readonly r: number[]
+  readonly w: number[]
+  /** Commutative updates (counter increments/decrements): commute with each other only. */
+  readonly inc: number[]
+}
+
+const M = 1 << 12 // per-kind stride: up to 4096 pages, threads or frames
+export const Res = {
+  pte: (mm: number, p: number) => 1 * M * M + mm * M + p,
+  vma: (mm: number, p: number) => 2 * M * M + mm * M + p,
+  ptl: (mm: number) => 3 * M * M + mm,
+  /** mmap_lock's writer field. */
+  mmap: (mm: number) => 3 * M * M + 16 + mm,
+  /** mmap_lock's reader count. */
+  mmapReaders: (mm: number) => 3 * M * M + 64 + mm,
+  live: (mm: number) => 3 * M * M + 32 + mm,
+  alloc: 3 * M * M + 48,
+  pt: (mm: number) => 3 * M * M + 80 + mm,
+  tlb: (t: number, p: number) => 4 * M * M + t * M + p,
+  sec: (i: number, p: number) => 5 * M * M + i * M + p,
+  seq: (i: number) => 6 * M * M + i,
+  inprog: (i: number, p: number) => 7 * M * M + i * M + p,
+  frame: (pfn: number) => 8 * M * M + pfn,
+}
+
+export function newFootprint(): Footprint {
+  return { r: [], w: [], inc: [] }
+}
+
+/** Whether two steps' footprints allow them to commute. */
+export function independent(a: Footprint, b: Footprint): boolean {
+  for (const x of a.w) if (b.w.includes(x) || b.r.includes(x) || b.inc.includes(x)) return false
+  for (const x of b.w) if (a.r.includes(x) || a.inc.includes(x)) return false
+  for (const x of a.inc) if (b.r.includes(x)) return false
+  for (const x of b.inc) if (a.r.includes(x)) return false
+  return true
+}

@@ -1,0 +1,260 @@
+/**
+ * Secondary MMUs seen from the kernel sequences, against the domain reference (§0, §1.4,
+ * §1.5, §2, §4.1, §4.5, §4.8, §5.4): a sw-mirror (KVM-like) zaps at range_start and refuses
+ * to install a translation whose sequence collided with an invalidation; a hw-walker with
+ * BTM is invalidated by the CPU's broadcast TLBIs whatever the notifier policy; a start/end
+ * hw-walker driver flushes where `flush_at` says. Expectations come from the reference.
+ */
+import { describe, expect, it } from 'vitest'
+import { ScheduleError } from '../explore'
+import { loadScenarioText, ScenarioLoadError } from '../../node/scenarioFiles'
+import { makePolicy, type Preset } from '../policy'
+import { allEvents, dedent, every, first, kernelEvents, lines, traced } from './traceTestkit'
+
+const load = (yaml: string) => loadScenarioText(dedent(yaml), 'access.test.yaml')
+const pol = (p: Preset) => makePolicy(p)
+const PRESETS = ['start-end', 'invalidate-range', 'arch-hook'] as const
+
+describe('sw-mirror (KVM / interval notifier) at range_start and range_end', () => {
+  const sc = () =>
+    load(`
+      title: munmap of a page mirrored by KVM
+      arch: x86_64
+      pages:
+        P: { value: 4, prot: rw }
+      secondary:
+        - { name: kvm, type: sw-mirror, cached: [P] }
+      cpus:
+        C0: [munmap P]
+    `)
+
+  it('zaps in range_start, before any PTE changes, and only bumps the sequence at range_end; the same under every policy', () => {
+    for (const p of PRESETS) {
+      const ex = traced(sc(), pol(p))
+      expect(ex.violations).toEqual([])
+      expect(lines(ex)).toEqual([
+        'lock mmap_write_lock: take mmap_lock for write',
+        'lock mmap_write_downgrade: downgrade mmap_lock to read',
+        'notifier mmu_notifier_invalidate_range_start: MMU_NOTIFY_UNMAP P',
+        'sec-inval kvm_mmu_notifier_invalidate_range_start: kvm: invalidate_in_progress++, zap 1 shadow entry',
+        'lock zap_pte_range: pte_offset_map_lock: take the page-table lock',
+        'pte ptep_get_and_clear_full: PTE P := none',
+        'frame page_remove_rmap + __tlb_remove_page: pfn 1 mapcount 0, queued for freeing',
+        'lock pte_unmap_unlock: release the page-table lock',
+        'notifier mmu_notifier_invalidate_range_end: P',
+        'sec-inval kvm_mmu_notifier_invalidate_range_end: kvm: mmu_invalidate_seq++, invalidate_in_progress--',
+        'cpu-flush tlb_flush (tlb_finish_mmu): flush CPU TLBs: P',
+        'frame tlb_batch_pages_flush: release 1 queued page',
+        'frame free_pages_and_swap_cache: free pfn 1 (gen 1)',
+        'lock mmap_read_unlock: release mmap_lock',
+      ])
+      // Start/end run with mmap_lock only, never under the PTL (§1.6).
+      expect(first(ex, 'sec-inval kvm_mmu_notifier_invalidate_range_start').locks).toEqual(['mmap_lock(r)'])
+      expect(ex.final.secs[0]).toMatchObject({ entries: [], seq: 1, inProg: [0] })
+    }
+  })
+
+  describe('fault path: mmu_seq snapshot, GUP, then install under mmu_lock only if no invalidation collided', () => {
+    const race = () =>
+      load(`
+        title: a KVM fault races with MADV_DONTNEED
+        arch: x86_64
+        pages:
+          P: { value: 4, prot: rw }
+        secondary:
+          - { name: kvm, type: sw-mirror }
+        cpus:
+          C0: [madvise_dontneed P]
+        devices:
+          V: { via: kvm, ops: [read P -> r0] }
+      `)
+    const C0 = 0
+    const V = 1
+
+    it('with no invalidation in between, the snapshot installs', () => {
+      const ex = traced(race(), pol('start-end'), [V, V, V, V])
+      expect(ex.violations).toEqual([])
+      expect(
+        kernelEvents(ex, { thread: 'V', kinds: ['fault', 'fill'] }).map((e) => `${e.fn}: ${e.text}`),
+      ).toEqual([
+        'kvm_faultin_pfn: kvm: no shadow entry for P; mmu_seq = 0',
+        'kvm_tdp_mmu_map: kvm shadow P -> pfn 1 RW',
+      ])
+      expect(ex.final.regs).toEqual([4])
+    })
+
+    it('a fault that snapshotted the sequence before a whole invalidation retries instead of installing the stale pfn', () => {
+      // V: snapshot seq, resolve P -> pfn 1; C0: the whole madvise (start, zap, end, flush, free); V: install.
+      const ex = traced(race(), pol('start-end'), [V, V, C0, C0, C0, C0, C0, C0])
+      expect(ex.violations).toEqual([])
+      const v = kernelEvents(ex, { thread: 'V', kinds: ['fault', 'fill', 'info'] }).map(
+        (e) => `${e.fn}: ${e.text}`,
+      )
+      expect(v).toEqual([
+        'kvm_faultin_pfn: kvm: no shadow entry for P; mmu_seq = 0',
+        'hva_to_pfn: P -> pfn 1 RW',
+        'is_page_fault_stale: kvm: mmu_invalidate_seq moved, retry the fault',
+        'handle_mm_fault: read fault on P (FAULT_FLAG_REMOTE)',
+        'hva_to_pfn: P -> pfn 0 RO',
+        'kvm_tdp_mmu_map: kvm shadow P -> pfn 0 RO',
+      ])
+      // The retry comes after range_end (and here after the free of pfn 1).
+      const evs = allEvents(ex)
+      const end = evs.findIndex((e) => e.fn === 'mmu_notifier_invalidate_range_end')
+      const retry = evs.findIndex((e) => e.fn === 'is_page_fault_stale')
+      expect(retry).toBeGreaterThan(end)
+      expect(every(ex, 'fill', { kinds: ['fill'] }).filter((e) => e.text.includes('pfn 1'))).toEqual([])
+      expect(ex.final.regs).toEqual([0])
+    })
+
+    it('the install waits while the invalidation is in progress (between start and end)', () => {
+      // V snapshots and resolves; C0 reaches range_start; V cannot install now.
+      expect(() => traced(race(), pol('start-end'), [V, V, C0, C0, V])).toThrow(ScheduleError)
+      expect(() => traced(race(), pol('start-end'), [V, V, C0, C0, V])).toThrow(/invalidation in progress/)
+      // Still blocked with the PTE cleared but range_end not yet run.
+      expect(() => traced(race(), pol('start-end'), [V, V, C0, C0, C0, C0, V])).toThrow(
+        /invalidation in progress/,
+      )
+    })
+
+    it('right after range_end (page not yet freed) the install still sees the moved sequence and retries', () => {
+      // C0: mmap_read_lock, range_start, PTL, clear+unlock, range_end; then V.
+      const ex = traced(race(), pol('start-end'), [V, V, C0, C0, C0, C0, C0, V])
+      expect(ex.violations).toEqual([])
+      const evs = allEvents(ex)
+      const retry = evs.findIndex((e) => e.fn === 'is_page_fault_stale')
+      const free = evs.findIndex((e) => e.kind === 'frame' && e.text.startsWith('free pfn 1'))
+      expect(retry).toBeGreaterThan(-1)
+      expect(free).toBeGreaterThan(retry)
+      expect(ex.final.regs).toEqual([0])
+    })
+  })
+})
+
+describe('hw-walker with BTM (arm64): broadcast TLBIs reach the SMMU TLB under every policy', () => {
+  function btmScenario(btm: boolean) {
+    return load(`
+      title: arm64 SMMU with or without broadcast TLB maintenance
+      arch: arm64
+      pages:
+        P: { value: 5, prot: rw, mapped: ro }
+        Q: { value: 6, prot: rw }
+      secondary:
+        - { name: smmu, type: hw-walker, btm: ${btm}, flush_at: start, cached: [P, Q] }
+      cpus:
+        C0: [write_fault P, munmap Q]
+    `)
+  }
+
+  it('start-end: the reuse fault flush_tlb_page (under the PTL) and the munmap tlb_end_vma flush invalidate it, with no notifier', () => {
+    const ex = traced(btmScenario(true), pol('start-end'))
+    expect(lines(ex, { op: 'C0: write_fault P' })).toEqual([
+      'lock mmap_read_lock: take mmap_lock for read',
+      'lock pte_offset_map_lock: take the page-table lock',
+      'pte ptep_set_access_flags: PTE P := pfn 1 RW dirty',
+      'cpu-flush flush_tlb_page (ptep_set_access_flags): flush CPU TLBs: P',
+      'sec-inval BTM: snooped broadcast TLBI: smmu: invalidate P (1 entries dropped)',
+      'lock pte_unmap_unlock: release the page-table lock',
+      'lock mmap_read_unlock: release mmap_lock',
+    ])
+    expect(first(ex, 'sec-inval BTM').locks).toEqual(['mmap_lock(r)', 'ptl'])
+    expect(lines(ex, { op: 'C0: munmap Q', kinds: ['cpu-flush', 'notifier', 'sec-inval'] })).toEqual([
+      'notifier mmu_notifier_invalidate_range_start: MMU_NOTIFY_UNMAP Q',
+      'sec-inval invalidate_range_start: smmu: invalidate Q (1 entries dropped)',
+      'cpu-flush tlb_flush (tlb_end_vma): flush CPU TLBs: Q',
+      'sec-inval BTM: snooped broadcast TLBI: smmu: invalidate Q (0 entries dropped)',
+      'notifier mmu_notifier_invalidate_range_end: Q',
+    ])
+  })
+
+  it('without BTM the same start-end run leaves the read-only SMMU entry of P in place (the §5.4 precondition)', () => {
+    const ex = traced(btmScenario(false), pol('start-end'))
+    expect(every(ex, 'sec-inval BTM')).toEqual([])
+    expect(lines(ex, { op: 'C0: write_fault P', kinds: ['sec-inval', 'notifier'] })).toEqual([])
+    expect(ex.final.secs[0]!.entries).toEqual([expect.objectContaining({ page: 0, write: false })])
+  })
+
+  it('the snoop happens inside the CPU flush of a COW ptep_clear_flush too, under the PTL', () => {
+    const sc = load(`
+      title: arm64 COW with a BTM SMMU and an end-only start/end driver
+      arch: arm64
+      pages:
+        P: { value: 5, prot: rw, cow: true }
+      secondary:
+        - { name: smmu, type: hw-walker, btm: true, flush_at: end, cached: [P] }
+      cpus:
+        C0: [cow_fault P]
+    `)
+    const ex = traced(sc, pol('start-end'))
+    expect(lines(ex, { kinds: ['pte', 'cpu-flush', 'notifier', 'sec-inval'] })).toEqual([
+      'notifier mmu_notifier_invalidate_range_start: MMU_NOTIFY_CLEAR P',
+      'pte ptep_clear_flush: PTE P := none',
+      'cpu-flush flush_tlb_page (ptep_clear_flush): flush CPU TLBs: P',
+      'sec-inval BTM: snooped broadcast TLBI: smmu: invalidate P (1 entries dropped)',
+      'pte set_pte_at_notify: PTE P := pfn 2 RW dirty',
+      'notifier mmu_notifier_invalidate_range_end: P',
+      'sec-inval invalidate_range_end: smmu: invalidate P (0 entries dropped)',
+    ])
+    expect(first(ex, 'sec-inval BTM').locks).toEqual(['mmap_lock(r)', 'ptl'])
+  })
+
+  it('BTM exists only on arm64', () => {
+    expect(() =>
+      load(`
+        title: x86 has no BTM
+        arch: x86_64
+        pages:
+          P: { value: 1 }
+        secondary:
+          - { name: iommu, type: hw-walker, btm: true }
+        cpus:
+          C0: [read P]
+      `),
+    ).toThrow(ScenarioLoadError)
+  })
+})
+
+describe('start/end-only hw-walker driver (policy S, reference §2, §3.1)', () => {
+  it('flush_at: start -> the COW secondary sees only range_start, before the PTL is taken', () => {
+    const sc = load(`
+      title: x86 COW with a start-only driver
+      arch: x86_64
+      pages:
+        P: { value: 5, prot: rw, cow: true }
+      secondary:
+        - { name: iommu, type: hw-walker, flush_at: start, cached: [P] }
+      cpus:
+        C0: [cow_fault P]
+    `)
+    const ex = traced(sc, pol('start-end'))
+    expect(lines(ex, { kinds: ['lock', 'pte', 'notifier', 'sec-inval'] }).slice(3)).toEqual([
+      'notifier mmu_notifier_invalidate_range_start: MMU_NOTIFY_CLEAR P',
+      'sec-inval invalidate_range_start: iommu: invalidate P (1 entries dropped)',
+      'lock pte_offset_map_lock: take the page-table lock',
+      'pte ptep_clear_flush: PTE P := none',
+      'pte set_pte_at_notify: PTE P := pfn 2 RW dirty',
+      'lock pte_unmap_unlock: release the page-table lock',
+      'notifier mmu_notifier_invalidate_range_end: P',
+      'lock mmap_read_unlock: release mmap_lock',
+    ])
+  })
+
+  it('invalidate-range and arch-hook drivers do not implement start/end: range_start reaches no hw walker', () => {
+    for (const p of ['invalidate-range', 'arch-hook'] as const) {
+      const sc = load(`
+        title: x86 munmap
+        arch: x86_64
+        pages:
+          P: { value: 5, prot: rw }
+        secondary:
+          - { name: iommu, type: hw-walker, cached: [P] }
+        cpus:
+          C0: [munmap P]
+      `)
+      const ex = traced(sc, pol(p))
+      const ls = lines(ex, { kinds: ['notifier', 'sec-inval'] })
+      expect(ls[0]).toBe('notifier mmu_notifier_invalidate_range_start: MMU_NOTIFY_UNMAP P')
+      expect(ls[1]).not.toMatch(/^sec-inval/)
+    }
+  })
+})

@@ -1,0 +1,419 @@
+import { readdirSync } from 'node:fs'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { describe, expect, it } from 'vitest'
+import {
+  formatIssue,
+  loadScenarioFile,
+  loadScenarioText,
+  ScenarioLoadError,
+  type LocatedIssue,
+} from './scenarioFiles'
+
+const SCENARIOS = fileURLToPath(new URL('../../scenarios/', import.meta.url))
+
+/**
+ * A valid scenario, one top-level section per entry so a test can replace one section.
+ * With no overrides the lines are:
+ *  1 title: t
+ *  2 arch: arm64
+ *  3 pages:
+ *  4   P: { value: 0, prot: rw, mapped: ro }
+ *  5   Q: { value: 0 }
+ *  6 secondary:
+ *  7   - { name: smmu, type: hw-walker, btm: false, cached: [P] }
+ *  8 cpus:
+ *  9   C0: [write_fault P]
+ * 10 devices:
+ * 11   D0: { via: smmu, ops: [write P 7] }
+ * 12 expect: { start-end: violated }
+ */
+function scenario(over: Record<string, string> = {}, extra = ''): string {
+  const sections: Record<string, string> = {
+    title: 'title: t',
+    arch: 'arch: arm64',
+    pages: 'pages:\n  P: { value: 0, prot: rw, mapped: ro }\n  Q: { value: 0 }',
+    secondary: 'secondary:\n  - { name: smmu, type: hw-walker, btm: false, cached: [P] }',
+    cpus: 'cpus:\n  C0: [write_fault P]',
+    devices: 'devices:\n  D0: { via: smmu, ops: [write P 7] }',
+    expect: 'expect: { start-end: violated }',
+    ...over,
+  }
+  return (
+    Object.values(sections)
+      .filter((s) => s !== '')
+      .join('\n') +
+    '\n' +
+    extra
+  )
+}
+
+function issuesOf(text: string): LocatedIssue[] {
+  try {
+    loadScenarioText(text, 'x.yaml')
+  } catch (e) {
+    if (e instanceof ScenarioLoadError) return [...e.issues]
+    throw e
+  }
+  throw new Error('expected the scenario to be rejected')
+}
+
+/** The only issue, as `line:column length message`. */
+function only(text: string): string {
+  const list = issuesOf(text)
+  expect(list.map(fmt)).toHaveLength(1)
+  return fmt(list[0]!)
+}
+const fmt = (i: LocatedIssue): string => `${i.line}:${i.column} len${i.length} ${i.message}`
+
+describe('loadScenarioText: valid input', () => {
+  it('the base scenario used by these tests is valid', () => {
+    const sc = loadScenarioText(scenario(), 'x.yaml')
+    expect(sc.title).toBe('t')
+    expect(sc.arch).toBe('arm64')
+    expect(sc.pages.map((p) => [p.name, p.mapped])).toEqual([
+      ['P', 'ro'],
+      ['Q', 'rw'],
+    ])
+    expect(sc.threads.map((t) => [t.name, t.kind, t.via])).toEqual([
+      ['C0', 'cpu', -1],
+      ['D0', 'device', 0],
+    ])
+    expect(sc.expect).toEqual([['start-end', 'violated']])
+  })
+
+  it('loads scenarios/upgrade-loop.smmu-no-btm.yaml', () => {
+    const sc = loadScenarioFile(path.join(SCENARIOS, 'upgrade-loop.smmu-no-btm.yaml'))
+    expect(sc.arch).toBe('arm64')
+    expect(sc.threads.map((t) => t.name)).toEqual(['C0', 'D0'])
+    expect(sc.pages).toHaveLength(1)
+    expect(sc.pages[0]).toMatchObject({ name: 'P', prot: 'rw', mapped: 'ro', cow: false })
+    expect(sc.registers).toEqual([])
+    expect(sc.secondaries).toHaveLength(1)
+    expect(sc.secondaries[0]).toMatchObject({ name: 'smmu', type: 'hw-walker', btm: false, cached: [0] })
+    expect(sc.forbid).toBeNull()
+    expect(sc.expect).toEqual([
+      ['start-end', 'violated'],
+      ['invalidate-range', 'violated'],
+      ['arch-hook', 'holds'],
+    ])
+  })
+
+  it('loads scenarios/cow-ordering.invalidate-range-needed.yaml', () => {
+    const sc = loadScenarioFile(path.join(SCENARIOS, 'cow-ordering.invalidate-range-needed.yaml'))
+    expect(sc.arch).toBe('x86_64')
+    expect(sc.threads.map((t) => t.name)).toEqual(['C0', 'C1', 'C2', 'D0', 'D1'])
+    expect(sc.threads.filter((t) => t.kind === 'device')).toHaveLength(2)
+    expect(sc.pages.map((p) => p.name)).toEqual(['A', 'B'])
+    expect(sc.pages.every((p) => p.cow && p.mapped === 'ro')).toBe(true)
+    expect(sc.registers).toEqual(['r1', 'r0', 'r2'])
+    expect(sc.forbidText).toBe('r1 == 1 && r0 == 0')
+    expect(sc.forbid).not.toBeNull()
+    expect(sc.expect.map(([p]) => p)).toEqual(['start-end', 'invalidate-range', 'arch-hook'])
+  })
+
+  it('the scenarios directory holds exactly the two catalogue files checked above', () => {
+    expect(
+      readdirSync(SCENARIOS)
+        .filter((f) => f.endsWith('.yaml'))
+        .sort(),
+    ).toEqual(['cow-ordering.invalidate-range-needed.yaml', 'upgrade-loop.smmu-no-btm.yaml'])
+  })
+})
+
+describe('loadScenarioText: errors located at file:line:column', () => {
+  it('formats an issue as file:line:col: message and puts all of them in the error message', () => {
+    let err: unknown
+    try {
+      loadScenarioText(scenario({ arch: 'arch: arm65' }), 'dir/x.yaml')
+    } catch (e) {
+      err = e
+    }
+    expect(err).toBeInstanceOf(ScenarioLoadError)
+    const e = err as ScenarioLoadError
+    expect(e.issues[0]!.file).toBe('dir/x.yaml')
+    expect(formatIssue(e.issues[0]!)).toBe(
+      `dir/x.yaml:2:7: arch must be one of x86_64, arm64; found string "arm65" (did you mean 'arm64'?)`,
+    )
+    expect(e.message).toBe(formatIssue(e.issues[0]!))
+  })
+
+  // Positions of YAML-level errors are not asserted: see the report (they are always 1:1).
+  it('YAML syntax error', () => {
+    const list = issuesOf('title: t\narch: [arm64\npages: {}\n')
+    expect(list).toHaveLength(1)
+    expect(list[0]!.file).toBe('x.yaml')
+    expect(list[0]!.message).toBe(
+      'YAML: Flow sequence in block collection must be sufficiently indented and end with a ]',
+    )
+  })
+
+  it('duplicate keys in YAML', () => {
+    expect(issuesOf(scenario({}, 'title: again\n')).map((i) => i.message)).toEqual([
+      'YAML: Map keys must be unique',
+    ])
+    expect(
+      issuesOf(scenario({ pages: 'pages:\n  P: { value: 0, value: 1 }' })).map((i) => i.message),
+    ).toEqual(['YAML: Map keys must be unique'])
+  })
+
+  it('unknown top-level key, with did-you-mean, at the key', () => {
+    expect(only(scenario({}, 'secondry: []\n'))).toBe(
+      "13:1 len8 unknown key 'secondry' in the scenario (did you mean 'secondary'?); allowed: title, source, notes, arch, pages, secondary, cpus, devices, forbid, expect, mmu_gather, explore",
+    )
+  })
+
+  it('unknown key with nothing close gets no did-you-mean', () => {
+    expect(only(scenario({}, 'zzzzzzzzzz: 1\n'))).toBe(
+      "13:1 len10 unknown key 'zzzzzzzzzz' in the scenario; allowed: title, source, notes, arch, pages, secondary, cpus, devices, forbid, expect, mmu_gather, explore",
+    )
+  })
+
+  it('missing title: at the start of the document', () => {
+    const list = issuesOf(scenario({ title: '' }))
+    expect(list).toHaveLength(1)
+    expect(list[0]).toMatchObject({
+      line: 1,
+      column: 1,
+      message: 'title is required: one line saying what the scenario shows; found nothing',
+    })
+  })
+
+  it('empty title: at the value', () => {
+    expect(only(scenario({ title: "title: ''" }))).toBe(
+      '1:8 len2 title is required: one line saying what the scenario shows; found string ""',
+    )
+    expect(only(scenario({ title: 'title:' }))).toBe(
+      '1:7 len1 title is required: one line saying what the scenario shows; found nothing',
+    )
+  })
+
+  it('bad arch: at the value, with did-you-mean', () => {
+    expect(only(scenario({ arch: 'arch: arm65' }))).toBe(
+      `2:7 len5 arch must be one of x86_64, arm64; found string "arm65" (did you mean 'arm64'?)`,
+    )
+  })
+
+  it('missing arch', () => {
+    expect(issuesOf(scenario({ arch: '' })).map((i) => i.message)).toEqual([
+      'arch is required: x86_64 or arm64',
+    ])
+  })
+
+  it('unknown page in an op string inside a flow sequence: column at the page name', () => {
+    //                                            C0: [cow_fault Z]
+    //                                            123456789012345678
+    expect(only(scenario({ cpus: 'cpus:\n  C0: [cow_fault Z]' }))).toBe(
+      "9:18 len1 unknown page 'Z' (did you mean 'P'?); pages are P, Q",
+    )
+  })
+
+  it('unknown page in a second op, a quoted op and a block-sequence op', () => {
+    expect(only(scenario({ cpus: 'cpus:\n  C0: [write_fault P, read Zed -> r0]' }))).toBe(
+      "9:28 len3 unknown page 'Zed'; pages are P, Q",
+    )
+    expect(only(scenario({ cpus: 'cpus:\n  C0: ["write_fault P", "cow_fault Z"]' }))).toBe(
+      "9:36 len1 unknown page 'Z' (did you mean 'P'?); pages are P, Q",
+    )
+    expect(only(scenario({ cpus: "cpus:\n  C0: ['cow_fault  Z']" }))).toBe(
+      "9:20 len1 unknown page 'Z' (did you mean 'P'?); pages are P, Q",
+    )
+    expect(only(scenario({ cpus: 'cpus:\n  C0:\n    - write_fault P\n    - cow_fault  Z' }))).toBe(
+      "11:18 len1 unknown page 'Z' (did you mean 'P'?); pages are P, Q",
+    )
+  })
+
+  it('unknown page inside a device op', () => {
+    expect(only(scenario({ devices: 'devices:\n  D0: { via: smmu, ops: [write X 7] }' }))).toBe(
+      "11:32 len1 unknown page 'X' (did you mean 'P'?); pages are P, Q",
+    )
+  })
+
+  it('unknown op: column at the op word', () => {
+    expect(only(scenario({ cpus: 'cpus:\n  C0: [write_fault P, frobnicate P]' }))).toBe(
+      "9:23 len10 unknown cpu op 'frobnicate'; expected one of read, write, write_fault, cow_fault, munmap, madvise_dontneed, mprotect, fork",
+    )
+  })
+
+  it('misspelt op gets did-you-mean', () => {
+    expect(only(scenario({ cpus: 'cpus:\n  C0: [write_falt P]' }))).toBe(
+      "9:8 len10 unknown cpu op 'write_falt' (did you mean 'write_fault'?); expected one of read, write, write_fault, cow_fault, munmap, madvise_dontneed, mprotect, fork",
+    )
+  })
+
+  it('a device doing a CPU-only op', () => {
+    expect(only(scenario({ devices: 'devices:\n  D0: { via: smmu, ops: [munmap P] }' }))).toBe(
+      "11:26 len6 unknown device op 'munmap' (devices only do read and write DMA); expected one of read, write",
+    )
+  })
+
+  it('write without a value: at the end of the op', () => {
+    expect(only(scenario({ cpus: 'cpus:\n  C0: [write P]' }))).toBe(
+      "9:15 len1 write needs an integer value after the page, as in 'write A 1'",
+    )
+  })
+
+  it('write with a non-integer value: at the value', () => {
+    expect(only(scenario({ cpus: 'cpus:\n  C0: [write P one]' }))).toBe(
+      "9:16 len3 write needs an integer value after the page, as in 'write A 1'",
+    )
+  })
+
+  it('a register written twice: at the second writer', () => {
+    expect(only(scenario({ cpus: 'cpus:\n  C0: [read P -> r0]\n  C1: [read Q -> r0]' }))).toBe(
+      "10:18 len2 register 'r0' is already written by C0; each register is written once",
+    )
+  })
+
+  it('read with something other than -> after the page', () => {
+    expect(only(scenario({ cpus: 'cpus:\n  C0: [read P r1]' }))).toBe(
+      "9:15 len2 expected '-> register' after the page, found 'r1'",
+    )
+  })
+
+  it('forbid referencing an unknown register: column inside the forbid string', () => {
+    const cpus = { cpus: 'cpus:\n  C0: [read P -> r1]' }
+    // plain scalar: 'forbid: ' is 8 columns, 'R1' starts at offset 11
+    expect(only(scenario(cpus, 'forbid: r1 == 1 && R1 == 0\n'))).toBe(
+      "13:20 len2 unknown register 'R1': no read in this scenario writes it (names are case-sensitive)",
+    )
+    // quoted scalars: one more column for the quote
+    expect(only(scenario(cpus, "forbid: 'r1 == 1 && R1 == 0'\n"))).toBe(
+      "13:21 len2 unknown register 'R1': no read in this scenario writes it (names are case-sensitive)",
+    )
+    expect(only(scenario(cpus, 'forbid: "r1 == 1 && R1 == 0"\n'))).toBe(
+      "13:21 len2 unknown register 'R1': no read in this scenario writes it (names are case-sensitive)",
+    )
+  })
+
+  it('forbid with = and with an unknown page in mem()', () => {
+    const cpus = { cpus: 'cpus:\n  C0: [read P -> r1]' }
+    expect(only(scenario(cpus, 'forbid: r1 = 1   # comment\n'))).toBe(
+      "13:12 len1 '=' is not a comparison; use '=='",
+    )
+    expect(only(scenario(cpus, 'forbid: mem(Z) == 1\n'))).toBe("13:13 len1 unknown page 'Z' in mem(...)")
+  })
+
+  it('a folded multi-line forbid falls back to the start of the value', () => {
+    const cpus = { cpus: 'cpus:\n  C0: [read P -> r1]' }
+    const list = issuesOf(scenario(cpus, 'forbid: >-\n  r1 == 1 &&\n  R1 == 0\n'))
+    expect(list.map((i) => [i.line, i.column, i.message])).toEqual([
+      [13, 9, "unknown register 'R1': no read in this scenario writes it (names are case-sensitive)"],
+    ])
+  })
+
+  it('expect with an unknown policy: at the key', () => {
+    expect(only(scenario({ expect: 'expect: { start-ends: violated }' }))).toBe(
+      "12:11 len10 unknown policy preset 'start-ends'; expected one of start-end, invalidate-range, arch-hook",
+    )
+    expect(only(scenario({ expect: 'expect: { start-end+frob: violated }' }))).toBe(
+      "12:11 len14 unknown policy variant 'frob'; expected one of upgrade-notify, access-flags-notify, pri-flush",
+    )
+  })
+
+  it('expect with a bad verdict: at the value', () => {
+    expect(only(scenario({ expect: 'expect: { start-end: violatd }' }))).toBe(
+      `12:22 len7 an expectation must be one of holds, violated, use-after-free, stale-after-return, lost-write, progress, forbid; found string "violatd" (did you mean 'violated'?)`,
+    )
+  })
+
+  it("expect 'forbid' without a forbid condition", () => {
+    expect(only(scenario({ expect: 'expect: { start-end: forbid }' }))).toBe(
+      "12:22 len6 expecting 'forbid' needs a forbid condition",
+    )
+  })
+
+  it('cow: true with mapped: rw: at the mapped value', () => {
+    // W is not referenced elsewhere (see the report for what happens when it is).
+    const pages =
+      'pages:\n  P: { value: 0, prot: rw, mapped: ro }\n  W: { value: 0, prot: rw, cow: true, mapped: rw }'
+    expect(only(scenario({ pages }))).toBe(
+      '5:47 len2 cow: true pages are mapped read-only (mapped: ro) in the process and its fork child',
+    )
+  })
+
+  it('btm: true on x86_64: at the btm value', () => {
+    expect(
+      only(
+        scenario({
+          arch: 'arch: x86_64',
+          secondary: 'secondary:\n  - { name: smmu, type: hw-walker, btm: true, cached: [P] }',
+        }),
+      ),
+    ).toBe('7:41 len4 btm (broadcast TLB maintenance snooped by an SMMU) exists only on arm64')
+  })
+
+  it('unknown secondary in via: at the value', () => {
+    expect(only(scenario({ devices: 'devices:\n  D0: { via: smu, ops: [write P 7] }' }))).toBe(
+      '11:14 len3 via must name a secondary (smmu); found string "smu"',
+    )
+  })
+
+  it('cached listing an unknown page: at the list item', () => {
+    expect(
+      only(scenario({ secondary: 'secondary:\n  - { name: smmu, type: hw-walker, cached: [P, Z] }' })),
+    ).toBe('7:48 len1 unknown page string "Z" in cached; pages are P, Q')
+  })
+
+  it('mprotect without a protection', () => {
+    const msg = "mprotect takes page names then the new protection: ro, rw or none, as in 'mprotect A ro'"
+    // points at the last word, which should have been the protection
+    expect(only(scenario({ cpus: 'cpus:\n  C0: [mprotect P]' }))).toBe(`9:17 len1 ${msg}`)
+    expect(only(scenario({ cpus: 'cpus:\n  C0: [mprotect P Q]' }))).toBe(`9:19 len1 ${msg}`)
+    // no words at all: at the end of the op
+    expect(only(scenario({ cpus: 'cpus:\n  C0: [mprotect]' }))).toBe(`9:16 len1 ${msg}`)
+  })
+
+  it('mprotect with a protection but no page', () => {
+    expect(only(scenario({ cpus: 'cpus:\n  C0: [mprotect ro]' }))).toBe(
+      '9:19 len1 mprotect needs at least one page',
+    )
+  })
+
+  it('CRLF line endings and tabs inside op strings keep columns right', () => {
+    expect(only(scenario({ cpus: 'cpus:\n  C0: [cow_fault\tZ]' }))).toBe(
+      "9:18 len1 unknown page 'Z' (did you mean 'P'?); pages are P, Q",
+    )
+    expect(only(scenario({ cpus: 'cpus:\n  C0: [cow_fault Z]' }).replace(/\n/g, '\r\n'))).toBe(
+      "9:18 len1 unknown page 'Z' (did you mean 'P'?); pages are P, Q",
+    )
+  })
+
+  it('a document that is not a mapping', () => {
+    expect(only('- a\n- b\n')).toBe(
+      '1:1 len8 a scenario is a mapping with title, arch, pages, ...; found a list',
+    )
+  })
+
+  it('reports every problem in one file, sorted by line then column', () => {
+    const text = scenario(
+      {
+        title: '',
+        arch: 'arch: arm65',
+        cpus: 'cpus:\n  C0: [cow_fault Z, write P]',
+        devices: 'devices:\n  D0: { via: smu, ops: [write P 7] }',
+      },
+      'secondry: []\n',
+    )
+    //  1 arch: arm65
+    //  ...
+    //  8   C0: [cow_fault Z, write P]
+    //  9 devices:
+    // 10   D0: { via: smu, ops: [write P 7] }
+    // 11 expect: { start-end: violated }
+    // 12 secondry: []
+    const list = issuesOf(text)
+    expect(list.map((i) => `${i.line}:${i.column} ${i.message.split(';')[0]!.split(' (')[0]}`)).toEqual([
+      '1:1 title is required: one line saying what the scenario shows',
+      '1:7 arch must be one of x86_64, arm64',
+      "8:18 unknown page 'Z'",
+      "8:28 write needs an integer value after the page, as in 'write A 1'",
+      '10:14 via must name a secondary',
+      "12:1 unknown key 'secondry' in the scenario",
+    ])
+    for (let i = 1; i < list.length; i++) {
+      const [a, b] = [list[i - 1]!, list[i]!]
+      expect(a.line < b.line || (a.line === b.line && a.column <= b.column)).toBe(true)
+    }
+  })
+})
