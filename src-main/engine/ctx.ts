@@ -521,7 +521,7 @@ export class Ctx {
     if (e.pfn !== ZERO_PFN && (f.free || f.gen !== e.gen)) {
       this.violate(
         'use-after-free',
-        `${this.name} ${acc}s ${page} through a ${who} entry for pfn ${e.pfn} (gen ${e.gen}), but pfn ${e.pfn} was ${f.free ? 'freed' : `freed and reallocated (gen ${f.gen})`}`,
+        `${this.name} ${acc}s ${page} through the ${who} entry for pfn ${e.pfn} (gen ${e.gen}), but pfn ${e.pfn} was ${f.free ? 'freed' : `freed and reallocated (gen ${f.gen})`}`,
       )
       return
     }
@@ -530,14 +530,14 @@ export class Ctx {
     if (stale && e.revoked) {
       this.violate(
         'stale-after-return',
-        `${this.name} ${acc}s ${page} through a ${who} entry (pfn ${e.pfn}, ${e.write ? 'RW' : 'RO'}) after a syscall removed that ${pte && pte.present && pte.pfn === e.pfn ? 'write permission' : 'mapping'} and returned; PTE is now ${pteText(pte)}`,
+        `${this.name} ${acc}s ${page} through the ${who} entry (pfn ${e.pfn}, ${e.write ? 'RW' : 'RO'}) after a syscall removed that ${pte && pte.present && pte.pfn === e.pfn ? 'write permission' : 'mapping'} and returned; PTE is now ${pteText(pte)}`,
       )
       return
     }
     if (write && pte && pte.present && pte.pfn !== e.pfn && this.vma(mm, e.page) !== null) {
       this.violate(
         'lost-write',
-        `${this.name} writes ${page} into pfn ${e.pfn} through a stale ${who} entry, but ${page} now maps pfn ${pte.pfn}: no access through the page table will see the write`,
+        `${this.name} writes ${page} into pfn ${e.pfn} through a stale entry in the ${who}, but ${page} now maps pfn ${pte.pfn}: no access through the page table will see the write`,
       )
     }
   }

@@ -1,4 +1,4 @@
-import { readdirSync } from 'node:fs'
+import { readdirSync, readFileSync } from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { describe, expect, it } from 'vitest'
@@ -112,12 +112,20 @@ describe('loadScenarioText: valid input', () => {
     expect(sc.expect.map(([p]) => p)).toEqual(['start-end', 'invalidate-range', 'arch-hook'])
   })
 
-  it('the scenarios directory holds exactly the two catalogue files checked above', () => {
-    expect(
-      readdirSync(SCENARIOS)
-        .filter((f) => f.endsWith('.yaml'))
-        .sort(),
-    ).toEqual(['cow-ordering.invalidate-range-needed.yaml', 'upgrade-loop.smmu-no-btm.yaml'])
+  it('every catalogue scenario has a title, a source, expect for the three presets, and a README paragraph', () => {
+    const files = readdirSync(SCENARIOS).filter((f) => f.endsWith('.yaml'))
+    expect(files).toContain('cow-ordering.invalidate-range-needed.yaml')
+    expect(files).toContain('upgrade-loop.smmu-no-btm.yaml')
+    const readme = readFileSync(path.join(SCENARIOS, 'README.md'), 'utf8')
+    for (const f of files) {
+      const sc = loadScenarioFile(path.join(SCENARIOS, f))
+      expect(sc.source, f).toBeTruthy()
+      expect(
+        sc.expect.map(([p]) => p),
+        f,
+      ).toEqual(expect.arrayContaining(['start-end', 'invalidate-range', 'arch-hook']))
+      expect(readme, `scenarios/README.md describes ${f}`).toContain(`\`${f}\``)
+    }
   })
 })
 

@@ -1,0 +1,433 @@
+/**
+ * Model-based property tests: small random scenarios (1-2 pages, 1-2 CPU threads, one device
+ * thread, one secondary) explored under every policy. The properties are engine-level
+ * (no crash, sleep sets keep the state space, counterexamples replay, random mode is an
+ * under-approximation of exhaustive mode and deterministic) and domain-level from the
+ * reference (§0, §2, §5.14 rows 1, 2, 4, 5, 19, 20; §7): the arch hook never lets a
+ * hw-walker use a freed page, and a sw-mirror is safe under every policy.
+ *
+ * The generator builds the plain object a YAML document parses to and validates it with
+ * validateScenario; a validation error there is a generator bug, never filtered.
+ */
+import fc from 'fast-check'
+import { describe, expect, it } from 'vitest'
+import { stringify } from 'yaml'
+import {
+  DEFAULT_BUDGET,
+  INVARIANTS,
+  PRESETS,
+  VARIANTS,
+  exploreExhaustive,
+  makePolicy,
+  runExecution,
+  runPolicy,
+  scriptedChooser,
+  validateScenario,
+  type Budget,
+  type InvariantName,
+  type Policy,
+  type Preset,
+  type RunOptions,
+  type Scenario,
+  type Variant,
+} from './index'
+
+// ---------------------------------------------------------------------------------------------
+// Generator
+// ---------------------------------------------------------------------------------------------
+
+const PAGE_NAMES = ['P', 'Q'] as const
+
+/** Initial page shape: mostly prot rw; `prot-ro` is a read-only VMA (mapped ro). */
+type PageKind = 'rw' | 'ro' | 'clean' | 'cow' | 'prot-ro'
+
+interface PageSpec {
+  readonly kind: PageKind
+  readonly value: number
+}
+
+type OpKind =
+  | 'read'
+  | 'write'
+  | 'write_fault'
+  | 'cow_fault'
+  | 'munmap'
+  | 'madvise_dontneed'
+  | 'mprotect'
+
+interface OpSpec {
+  readonly kind: OpKind
+  /** Page index (taken modulo the number of pages). */
+  readonly page: number
+  /** Range ops (munmap, madvise_dontneed, mprotect) also cover the other page when there is one. */
+  readonly both: boolean
+  readonly value: number
+  readonly prot: 'ro' | 'rw' | 'none'
+}
+
+interface DevOpSpec {
+  readonly write: boolean
+  readonly page: number
+  readonly value: number
+}
+
+interface ScenarioSpec {
+  readonly arch: 'x86_64' | 'arm64'
+  readonly pages: readonly PageSpec[]
+  readonly secondary:
+    | {
+        readonly type: 'hw-walker'
+        readonly btm: boolean
+        readonly flushAt: 'start' | 'end' | 'both'
+        readonly cached: readonly boolean[]
+        readonly retryLimit: number | null
+        readonly negativeCaching: boolean | null
+      }
+    | { readonly type: 'sw-mirror'; readonly cached: readonly boolean[] }
+  readonly cpus: ReadonlyArray<readonly OpSpec[]>
+  /** Replace this op (index into the flattened CPU ops, modulo their count) with `fork`. */
+  readonly forkAt: number | null
+  readonly device: readonly DevOpSpec[]
+  readonly batch: number | null
+  /** Add `{ mm: child, ops: [read P -> c0] }` when there is a fork child. */
+  readonly child: { readonly page: number } | null
+}
+
+const pageArb: fc.Arbitrary<PageSpec> = fc.record({
+  kind: fc.oneof(
+    { weight: 5, arbitrary: fc.constant<PageKind>('rw') },
+    { weight: 2, arbitrary: fc.constant<PageKind>('ro') },
+    { weight: 1, arbitrary: fc.constant<PageKind>('clean') },
+    { weight: 2, arbitrary: fc.constant<PageKind>('cow') },
+    { weight: 1, arbitrary: fc.constant<PageKind>('prot-ro') },
+  ),
+  value: fc.integer({ min: 0, max: 3 }),
+})
+
+const opArb: fc.Arbitrary<OpSpec> = fc.record({
+  kind: fc.constantFrom<OpKind>(
+    'read',
+    'write',
+    'write_fault',
+    'cow_fault',
+    'munmap',
+    'madvise_dontneed',
+    'mprotect',
+  ),
+  page: fc.integer({ min: 0, max: 1 }),
+  both: fc.boolean(),
+  value: fc.integer({ min: 4, max: 9 }),
+  prot: fc.constantFrom<'ro' | 'rw' | 'none'>('ro', 'rw', 'none'),
+})
+
+const devOpArb: fc.Arbitrary<DevOpSpec> = fc.record({
+  write: fc.boolean(),
+  page: fc.integer({ min: 0, max: 1 }),
+  value: fc.integer({ min: 10, max: 19 }),
+})
+
+const cachedArb = fc.array(fc.boolean(), { minLength: 2, maxLength: 2 })
+
+const secondaryArb = (only?: 'hw-walker' | 'sw-mirror'): fc.Arbitrary<ScenarioSpec['secondary']> => {
+  const hw = fc.record({
+    type: fc.constant('hw-walker' as const),
+    btm: fc.boolean(),
+    flushAt: fc.constantFrom<'start' | 'end' | 'both'>('start', 'end', 'both'),
+    cached: cachedArb,
+    retryLimit: fc.option(fc.integer({ min: 1, max: 3 }), { freq: 3 }),
+    negativeCaching: fc.option(fc.boolean(), { freq: 3 }),
+  })
+  const sw = fc.record({ type: fc.constant('sw-mirror' as const), cached: cachedArb })
+  if (only === 'hw-walker') return hw
+  if (only === 'sw-mirror') return sw
+  return fc.oneof(hw, sw)
+}
+
+const specArb = (only?: 'hw-walker' | 'sw-mirror'): fc.Arbitrary<ScenarioSpec> =>
+  fc.record({
+    arch: fc.constantFrom<'x86_64' | 'arm64'>('x86_64', 'arm64'),
+    pages: fc.array(pageArb, { minLength: 1, maxLength: 2 }),
+    secondary: secondaryArb(only),
+    cpus: fc.array(fc.array(opArb, { minLength: 1, maxLength: 2 }), { minLength: 1, maxLength: 2 }),
+    forkAt: fc.option(fc.nat({ max: 3 }), { freq: 3 }),
+    device: fc.array(devOpArb, { minLength: 1, maxLength: 2 }),
+    batch: fc.option(fc.constantFrom(1, 2), { freq: 3 }),
+    child: fc.option(fc.record({ page: fc.integer({ min: 0, max: 1 }) }), { freq: 2 }),
+  })
+
+/** The plain object a YAML scenario document parses to. */
+type RawScenario = Record<string, unknown>
+
+function render(spec: ScenarioSpec): RawScenario {
+  const n = spec.pages.length
+  const pname = (i: number): string => PAGE_NAMES[i % n]!
+  const pages: Record<string, unknown> = {}
+  spec.pages.forEach((p, i) => {
+    const d: Record<string, unknown> = { value: p.value }
+    switch (p.kind) {
+      case 'rw':
+        d.prot = 'rw'
+        break
+      case 'ro':
+        d.prot = 'rw'
+        d.mapped = 'ro'
+        break
+      case 'clean':
+        d.prot = 'rw'
+        d.mapped = 'clean'
+        break
+      case 'cow':
+        d.prot = 'rw'
+        d.mapped = 'ro'
+        d.cow = true
+        break
+      case 'prot-ro':
+        d.prot = 'ro'
+        d.mapped = 'ro'
+        break
+    }
+    pages[PAGE_NAMES[i]!] = d
+  })
+  const hasCow = spec.pages.some((p) => p.kind === 'cow')
+  const cached = spec.secondary.cached.slice(0, n).flatMap((c, i) => (c ? [PAGE_NAMES[i]!] : []))
+  const sec: Record<string, unknown> = { name: 'sec', type: spec.secondary.type, cached }
+  if (spec.secondary.type === 'hw-walker') {
+    const s = spec.secondary
+    if (spec.arch === 'arm64') sec.btm = s.btm
+    sec.flush_at = s.flushAt
+    if (s.retryLimit !== null) sec.retry_limit = s.retryLimit
+    if (s.negativeCaching !== null) sec.negative_caching = s.negativeCaching
+  }
+
+  let reg = 0
+  const totalOps = spec.cpus.reduce((a, ops) => a + ops.length, 0)
+  const forkIndex = spec.forkAt === null || hasCow ? -1 : spec.forkAt % totalOps
+  let flat = 0
+  const cpus: Record<string, unknown> = {}
+  spec.cpus.forEach((ops, t) => {
+    cpus[`C${t}`] = ops.map((o) => {
+      const here = flat++
+      if (here === forkIndex) return 'fork'
+      const p = pname(o.page)
+      const range = o.both && n === 2 ? 'P Q' : p
+      switch (o.kind) {
+        case 'read':
+          return `read ${p} -> r${reg++}`
+        case 'write':
+          return `write ${p} ${o.value}`
+        case 'write_fault':
+        case 'cow_fault':
+          return `${o.kind} ${p}`
+        case 'munmap':
+        case 'madvise_dontneed':
+          return `${o.kind} ${range}`
+        case 'mprotect':
+          return `mprotect ${range} ${o.prot}`
+      }
+    })
+  })
+  if (spec.child && (hasCow || forkIndex >= 0)) {
+    cpus.Cc = { mm: 'child', ops: [`read ${pname(spec.child.page)} -> c0`] }
+  }
+  const devOps = spec.device.map((d) =>
+    d.write ? `write ${pname(d.page)} ${d.value}` : `read ${pname(d.page)} -> r${reg++}`,
+  )
+  const raw: RawScenario = {
+    title: 'generated',
+    arch: spec.arch,
+    pages,
+    secondary: [sec],
+    cpus,
+    devices: { D0: { via: 'sec', ops: devOps } },
+  }
+  if (spec.batch !== null) raw.mmu_gather = { batch: spec.batch }
+  return raw
+}
+
+interface Generated {
+  readonly raw: RawScenario
+  readonly sc: Scenario
+}
+
+/** Valid scenarios only: validateScenario throwing here is a generator bug and fails the test. */
+const scenarioArb = (only?: 'hw-walker' | 'sw-mirror'): fc.Arbitrary<Generated> =>
+  specArb(only).map((spec) => {
+    const raw = render(spec)
+    let sc: Scenario
+    try {
+      sc = validateScenario(raw)
+    } catch (e) {
+      throw new Error(`generator bug: invalid scenario\n${stringify(raw)}\n${String(e)}`)
+    }
+    return { raw, sc }
+  })
+
+const presetArb = fc.constantFrom<Preset>(...PRESETS)
+const policyArb: fc.Arbitrary<Policy> = fc
+  .tuple(presetArb, fc.subarray<Variant>([...VARIANTS]))
+  .map(([p, vs]) => makePolicy(p, vs))
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------
+
+const MAX_STATES = 50_000
+const BUDGET: Budget = { ...DEFAULT_BUDGET, maxStates: MAX_STATES }
+
+function exhaustiveOptions(): RunOptions {
+  return { mode: 'exhaustive', seed: 1, executions: 1, schedule: [], budget: BUDGET }
+}
+
+function show(g: Generated, policy: Policy): string {
+  return `policy ${policy.name}, scenario:\n${stringify(g.raw)}`
+}
+
+function invariantSet(found: ReadonlyArray<{ readonly invariant: InvariantName }>): InvariantName[] {
+  return INVARIANTS.filter((inv) => found.some((f) => f.invariant === inv))
+}
+
+/** Fails with the scenario YAML and policy in the message, so the shrunk case is readable. */
+function check(cond: boolean, g: Generated, policy: Policy, what: string): void {
+  if (!cond) throw new Error(`${what}\n${show(g, policy)}`)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Properties
+// ---------------------------------------------------------------------------------------------
+
+describe('model-based properties of the exploration engine', () => {
+  it('the generator only builds valid scenarios, small enough to explore exhaustively (seed 11)', () => {
+    fc.assert(
+      fc.property(scenarioArb(), ({ sc }) => {
+        expect(sc.threads.filter((t) => t.kind === 'device')).toHaveLength(1)
+        expect(sc.secondaries).toHaveLength(1)
+      }),
+      { seed: 11, numRuns: 300 },
+    )
+  })
+
+  it('1. the engine never throws, and a complete exhaustive run holds or is violated (seed 4242)', () => {
+    fc.assert(
+      fc.property(scenarioArb(), policyArb, (g, policy) => {
+        let r
+        try {
+          r = runPolicy(g.sc, policy, exhaustiveOptions())
+        } catch (e) {
+          throw new Error(`engine threw: ${String(e)}\n${show(g, policy)}`)
+        }
+        if (r.stats.complete)
+          check(
+            r.verdict === 'holds' || r.verdict === 'violated',
+            g,
+            policy,
+            `complete run with verdict ${r.verdict}`,
+          )
+      }),
+      { seed: 4242, numRuns: 150 },
+    )
+  })
+
+  it('2. sleep-set reduction keeps the states, terminal executions and violated invariants (seed 7)', () => {
+    fc.assert(
+      fc.property(scenarioArb(), policyArb, (g, policy) => {
+        const full = exploreExhaustive(g.sc, policy, { ...BUDGET, reduction: false })
+        const red = exploreExhaustive(g.sc, policy, BUDGET)
+        // A cut run says nothing about the whole state space; the generator keeps these rare.
+        fc.pre(full.complete && red.complete)
+        check(red.states === full.states, g, policy, `states: ${red.states} with reduction, ${full.states} without`)
+        check(
+          red.executions === full.executions,
+          g,
+          policy,
+          `terminal executions: ${red.executions} with reduction, ${full.executions} without`,
+        )
+        const a = invariantSet(red.found).join(',')
+        const b = invariantSet(full.found).join(',')
+        check(a === b, g, policy, `violated invariants: [${a}] with reduction, [${b}] without`)
+      }),
+      { seed: 7, numRuns: 120 },
+    )
+  })
+
+  it('3. every exhaustive counterexample replays to a violation of the same invariant (seed 99)', () => {
+    fc.assert(
+      fc.property(scenarioArb(), policyArb, (g, policy) => {
+        const o = exploreExhaustive(g.sc, policy, BUDGET)
+        for (const f of o.found) {
+          const sched = [...f.schedule, ...(f.cycle ?? [])]
+          const ex = runExecution(g.sc, policy, scriptedChooser(sched), {
+            tracing: false,
+            maxSteps: sched.length + 1_000,
+          })
+          check(
+            ex.violations.some((v) => v.invariant === f.invariant),
+            g,
+            policy,
+            `${f.invariant} found with schedule [${f.schedule.join(',')}] cycle [${(f.cycle ?? []).join(',')}] ` +
+              `does not replay: got [${ex.violations.map((v) => v.invariant).join(',')}] (${ex.outcome})`,
+          )
+        }
+      }),
+      { seed: 99, numRuns: 120 },
+    )
+  })
+
+  it('4. arch-hook never lets a hw-walker use a freed page (reference §5.14 rows 1, 2, 4, 5) (seed 314)', () => {
+    const policy = makePolicy('arch-hook')
+    fc.assert(
+      fc.property(scenarioArb('hw-walker'), (g) => {
+        const o = exploreExhaustive(g.sc, policy, BUDGET)
+        const uaf = o.found.find((f) => f.invariant === 'use-after-free')
+        check(
+          uaf === undefined,
+          g,
+          policy,
+          `use-after-free: ${uaf?.violation.message} schedule [${uaf?.schedule.map((t) => g.sc.threads[t]!.name).join(' ')}]`,
+        )
+      }),
+      { seed: 314, numRuns: 150 },
+    )
+  })
+
+  it('5. a sw-mirror never shows use-after-free, stale-after-return or lost-write (reference §1.4-1.5) (seed 2718)', () => {
+    const bad: readonly InvariantName[] = ['use-after-free', 'stale-after-return', 'lost-write']
+    fc.assert(
+      fc.property(scenarioArb('sw-mirror'), presetArb, (g, preset) => {
+        const policy = makePolicy(preset)
+        const o = exploreExhaustive(g.sc, policy, BUDGET)
+        const f = o.found.find((x) => bad.includes(x.invariant))
+        check(
+          f === undefined,
+          g,
+          policy,
+          `${f?.invariant}: ${f?.violation.message} schedule [${f?.schedule.map((t) => g.sc.threads[t]!.name).join(' ')}]`,
+        )
+      }),
+      { seed: 2718, numRuns: 150 },
+    )
+  })
+
+  it('6. random mode under-approximates exhaustive mode and is deterministic per seed (seed 1618)', () => {
+    fc.assert(
+      fc.property(scenarioArb(), policyArb, fc.nat({ max: 1_000_000 }), (g, policy, seed) => {
+        const opts: RunOptions = { mode: 'random', seed, executions: 30, schedule: [], budget: BUDGET }
+        const r1 = runPolicy(g.sc, policy, opts)
+        const r2 = runPolicy(g.sc, policy, opts)
+        const sched = (r: typeof r1) => JSON.stringify(r.counterexamples.map((c) => [c.invariant, c.schedule, c.cycle]))
+        check(sched(r1) === sched(r2), g, policy, `seed ${seed} not deterministic: ${sched(r1)} vs ${sched(r2)}`)
+        const ex = exploreExhaustive(g.sc, policy, BUDGET)
+        const exh = invariantSet(ex.found)
+        const rnd = invariantSet(r1.counterexamples)
+        const extra = ex.complete ? rnd.filter((inv) => !exh.includes(inv)) : []
+        check(
+          extra.length === 0,
+          g,
+          policy,
+          `random (seed ${seed}) reports [${extra.join(',')}] that exhaustive does not ([${exh.join(',')}]): ` +
+            sched(r1),
+        )
+      }),
+      { seed: 1618, numRuns: 100 },
+    )
+  })
+})
