@@ -12,7 +12,9 @@ import {
   type CallFrame,
   type LabState,
   type LocalValue,
+  type MmState,
   type PFrame,
+  type SecState,
   type Pte,
   type TlbEntry,
   ZERO_PFN,
@@ -37,8 +39,9 @@ export const ARM64_MAX_TLBI_OPS = 512
 export type FlushKind = 'page' | 'range' | 'mm'
 
 export class Ctx {
+  /** Filled only when tracing. */
   readonly events: TraceEvent[] = []
-  readonly violations: Violation[] = []
+  violations: Violation[] = NO_VIOLATIONS
   control: Control | null = null
 
   constructor(
@@ -52,6 +55,74 @@ export class Ctx {
     /** When set, every shared resource the step reads or writes is recorded here. */
     readonly fp: Footprint | null = null,
   ) {}
+
+  // ---- copy-on-write: a step shares every part of the state it does not change -------
+  // Which parts this step already copied (bit masks; frames as a lazily made set).
+  private ownFrames = false
+  private ownFrame: Set<number> | null = null
+  private ownMms = false
+  private ownMm = 0
+  private ownTlbs = false
+  private ownSecs = false
+  private ownSec = 0
+  private ownRegs = false
+  private ownPtes = 0
+  private ownVmas = 0
+
+  /** The mm's own fields (locks, flags), copied once per step; its arrays stay shared. */
+  private mmW(mm: number): MmState {
+    if (!this.ownMms) {
+      this.s.mms = this.s.mms.slice()
+      this.ownMms = true
+    }
+    if ((this.ownMm & (1 << mm)) === 0) {
+      this.s.mms[mm] = { ...this.s.mms[mm]! }
+      this.ownMm |= 1 << mm
+    }
+    return this.s.mms[mm]!
+  }
+  private ptesW(mm: number): Array<Pte | null> {
+    const m = this.mmW(mm)
+    if ((this.ownPtes & (1 << mm)) === 0) {
+      m.ptes = m.ptes.slice()
+      this.ownPtes |= 1 << mm
+    }
+    return m.ptes
+  }
+  private vmasW(mm: number): MmState['vmas'] {
+    const m = this.mmW(mm)
+    if ((this.ownVmas & (1 << mm)) === 0) {
+      m.vmas = m.vmas.slice()
+      this.ownVmas |= 1 << mm
+    }
+    return m.vmas
+  }
+  private secW(i: number): SecState {
+    if (!this.ownSecs) {
+      this.s.secs = this.s.secs.slice()
+      this.ownSecs = true
+    }
+    if ((this.ownSec & (1 << i)) === 0) {
+      const x = this.s.secs[i]!
+      this.s.secs[i] = { entries: x.entries, seq: x.seq, inProg: x.inProg.slice() }
+      this.ownSec |= 1 << i
+    }
+    return this.s.secs[i]!
+  }
+  private tlbsW(): TlbEntry[][] {
+    if (!this.ownTlbs) {
+      this.s.tlbs = this.s.tlbs.slice()
+      this.ownTlbs = true
+    }
+    return this.s.tlbs
+  }
+  private framesW(): PFrame[] {
+    if (!this.ownFrames) {
+      this.s.frames = this.s.frames.slice()
+      this.ownFrames = true
+    }
+    return this.s.frames
+  }
 
   private rd(x: number): void {
     if (this.fp) this.fp.r.push(x)
@@ -103,6 +174,7 @@ export class Ctx {
     this.metrics.sim_ns += COSTS[key].ns * times
   }
   violate(invariant: InvariantName, message: string): void {
+    if (this.violations === NO_VIOLATIONS) this.violations = []
     this.violations.push({ invariant, step: this.step, thread: this.name, message })
     this.emit('violation', invariant, message)
   }
@@ -114,7 +186,7 @@ export class Ctx {
     return this.s.mms[mm]!.ptl === -1
   }
   lockPtl(mm: number, fn = 'pte_offset_map_lock'): void {
-    const m = this.s.mms[mm]!
+    const m = this.mmW(mm)
     if (m.ptl !== -1) throw new Error(`model bug: ${this.name} takes a PTL held by thread ${m.ptl}`)
     m.ptl = this.t
     this.wr(Res.ptl(mm))
@@ -122,7 +194,7 @@ export class Ctx {
     this.emit('lock', fn, 'take the page-table lock')
   }
   unlockPtl(mm: number, fn = 'pte_unmap_unlock'): void {
-    const m = this.s.mms[mm]!
+    const m = this.mmW(mm)
     if (m.ptl !== this.t) throw new Error(`model bug: ${this.name} releases a PTL it does not hold`)
     m.ptl = -1
     this.wr(Res.ptl(mm))
@@ -140,7 +212,7 @@ export class Ctx {
     return m.writer === -1 && m.readers === 0
   }
   mmapReadLock(mm: number): void {
-    const m = this.s.mms[mm]!
+    const m = this.mmW(mm)
     if (m.writer !== -1) throw new Error('model bug: mmap_read_lock with a writer')
     m.readers++
     this.inc(Res.mmapReaders(mm))
@@ -148,13 +220,13 @@ export class Ctx {
     this.emit('lock', 'mmap_read_lock', 'take mmap_lock for read')
   }
   mmapReadUnlock(mm: number): void {
-    this.s.mms[mm]!.readers--
+    this.mmW(mm).readers--
     this.inc(Res.mmapReaders(mm))
     this.dropLock('mmap_lock(r)')
     this.emit('lock', 'mmap_read_unlock', 'release mmap_lock')
   }
   mmapWriteLock(mm: number): void {
-    const m = this.s.mms[mm]!
+    const m = this.mmW(mm)
     if (m.writer !== -1 || m.readers !== 0) throw new Error('model bug: mmap_write_lock while held')
     m.writer = this.t
     this.wr(Res.mmap(mm))
@@ -162,13 +234,13 @@ export class Ctx {
     this.emit('lock', 'mmap_write_lock', 'take mmap_lock for write')
   }
   mmapWriteUnlock(mm: number): void {
-    this.s.mms[mm]!.writer = -1
+    this.mmW(mm).writer = -1
     this.wr(Res.mmap(mm))
     this.dropLock('mmap_lock(w)')
     this.emit('lock', 'mmap_write_unlock', 'release mmap_lock')
   }
   mmapWriteDowngrade(mm: number): void {
-    const m = this.s.mms[mm]!
+    const m = this.mmW(mm)
     m.writer = -1
     m.readers++
     this.wr(Res.mmap(mm))
@@ -190,8 +262,8 @@ export class Ctx {
   }
   setPte(mm: number, page: number, pte: Pte | null, fn: string): void {
     this.wr(Res.pte(mm, page))
+    this.ptesW(mm)[page] = pte
     const m = this.s.mms[mm]!
-    m.ptes[page] = pte
     if (pte && !m.pt) {
       this.wr(Res.pt(mm))
       m.pt = true
@@ -209,7 +281,7 @@ export class Ctx {
     for (let p = 0; p < m.vmas.length; p++) if (this.vma(mm, p) !== null) return
     if (!m.pt) return
     this.wr(Res.pt(mm))
-    m.pt = false
+    this.mmW(mm).pt = false
     this.emit('info', 'free_pgtables', 'no VMA left: the PTE page is freed')
   }
   vma(mm: number, page: number): 'rw' | 'ro' | 'none' | null {
@@ -218,7 +290,17 @@ export class Ctx {
   }
   setVma(mm: number, page: number, v: 'rw' | 'ro' | 'none' | null): void {
     this.wr(Res.vma(mm, page))
-    this.s.mms[mm]!.vmas[page] = v
+    this.vmasW(mm)[page] = v
+  }
+  /** inc_tlb_flush_pending() / dec_tlb_flush_pending(): a commutative count of gathers in flight. */
+  tlbFlushPending(mm: number, delta: number): void {
+    this.inc(Res.tfp(mm))
+    this.mmW(mm).tfp += delta
+  }
+  /** mm_tlb_flush_nested(): another mmu_gather on this mm is in flight. */
+  tlbFlushNested(mm: number): boolean {
+    this.rd(Res.tfp(mm))
+    return this.s.mms[mm]!.tfp > 1
   }
   /** The child address space exists (fork returned, or cow pages imply one). */
   mmLive(mm: number): boolean {
@@ -227,7 +309,7 @@ export class Ctx {
   }
   setLive(mm: number): void {
     this.wr(Res.live(mm))
-    this.s.mms[mm]!.live = true
+    this.mmW(mm).live = true
   }
   /** A frame, for reading. */
   folio(pfn: number): Readonly<PFrame> {
@@ -238,22 +320,29 @@ export class Ctx {
   folioW(pfn: number): PFrame {
     this.rd(Res.frame(pfn))
     this.wr(Res.frame(pfn))
-    return this.s.frames[pfn]!
+    const fs = this.framesW()
+    this.ownFrame ??= new Set()
+    if (!this.ownFrame.has(pfn)) {
+      fs[pfn] = { ...fs[pfn]! }
+      this.ownFrame.add(pfn)
+    }
+    return fs[pfn]!
   }
   /** Allocates a frame, reusing the lowest free one so that a use-after-free is observable. */
   allocFrame(v: number, fn: string): number {
     this.rd(Res.alloc)
     this.wr(Res.alloc)
-    const fs = this.s.frames
+    const fs = this.framesW()
     let pfn = fs.findIndex((f, i) => i !== ZERO_PFN && f.free)
     if (pfn < 0) {
       pfn = fs.length
-      fs.push({ v, ref: 1, map: 0, free: false, gen: 1, w: 0 })
+      fs.push({ v, ref: 1, map: 0, free: false, gen: 1, w: 0, sup: false })
     } else {
       const f = fs[pfn]!
-      fs[pfn] = { v, ref: 1, map: 0, free: false, gen: f.gen + 1, w: 0 }
+      fs[pfn] = { v, ref: 1, map: 0, free: false, gen: f.gen + 1, w: 0, sup: false }
     }
     this.wr(Res.frame(pfn))
+    ;(this.ownFrame ??= new Set()).add(pfn)
     this.emit('frame', fn, `allocate pfn ${pfn} (gen ${fs[pfn]!.gen})`)
     return pfn
   }
@@ -273,6 +362,10 @@ export class Ctx {
     if (pfn !== ZERO_PFN) this.folioW(pfn).ref++
   }
   setReg(r: number, v: number): void {
+    if (!this.ownRegs) {
+      this.s.regs = this.s.regs.slice()
+      this.ownRegs = true
+    }
     this.s.regs[r] = v
   }
 
@@ -283,11 +376,11 @@ export class Ctx {
   }
   tlbPut(t: number, e: TlbEntry): void {
     this.wr(Res.tlb(t, e.page))
-    this.s.tlbs[t] = insertEntry(this.s.tlbs[t]!, e)
+    this.tlbsW()[t] = insertEntry(this.s.tlbs[t]!, e)
   }
   tlbDrop(t: number, page: number): void {
     this.wr(Res.tlb(t, page))
-    this.s.tlbs[t] = this.s.tlbs[t]!.filter((e) => e.page !== page)
+    this.tlbsW()[t] = this.s.tlbs[t]!.filter((e) => e.page !== page)
   }
   secFind(i: number, page: number): TlbEntry | null {
     this.rd(Res.sec(i, page))
@@ -295,11 +388,11 @@ export class Ctx {
   }
   secPut(i: number, e: TlbEntry): void {
     this.wr(Res.sec(i, e.page))
-    this.s.secs[i]!.entries = insertEntry(this.s.secs[i]!.entries, e)
+    this.secW(i).entries = insertEntry(this.s.secs[i]!.entries, e)
   }
   secDrop(i: number, page: number): void {
     this.wr(Res.sec(i, page))
-    this.s.secs[i]!.entries = this.s.secs[i]!.entries.filter((e) => e.page !== page)
+    this.secW(i).entries = this.s.secs[i]!.entries.filter((e) => e.page !== page)
   }
   seq(i: number): number {
     this.rd(Res.seq(i))
@@ -344,7 +437,7 @@ export class Ctx {
     this.sc.threads.forEach((th, i) => {
       if (th.kind !== 'cpu' || th.mm !== mm) return
       if (i !== this.t) remote = true
-      this.s.tlbs[i] = this.dropFrom(this.s.tlbs[i]!, full ? null : pages, (p) => Res.tlb(i, p))
+      this.tlbsW()[i] = this.dropFrom(this.s.tlbs[i]!, full ? null : pages, (p) => Res.tlb(i, p))
     })
     if (arch === 'x86_64') this.cost(remote ? 'cpu_flush_ipi' : 'cpu_flush_local')
     else this.cost('cpu_flush_tlbi')
@@ -383,7 +476,7 @@ export class Ctx {
   /** A secondary invalidates its TLB for `pages` (null: everything). */
   secInvalidate(i: number, pages: readonly number[] | null, why: string): void {
     const d = this.sc.secondaries[i]!
-    const sec = this.s.secs[i]!
+    const sec = this.secW(i)
     const before = sec.entries.length
     sec.entries = this.dropFrom(sec.entries, pages, (p) => Res.sec(i, p))
     this.metrics.secondary_invalidations++
@@ -407,7 +500,7 @@ export class Ctx {
     this.emit('notifier', 'mmu_notifier_invalidate_range_start', `${event} ${this.pagesText(pages)}`)
     this.sc.secondaries.forEach((d, i) => {
       if (d.type === 'sw-mirror') {
-        const sec = this.s.secs[i]!
+        const sec = this.secW(i)
         const before = sec.entries.length
         sec.entries = this.dropFrom(sec.entries, pages, (p) => Res.sec(i, p))
         const zapped = before - sec.entries.length
@@ -447,7 +540,7 @@ export class Ctx {
     this.emit('notifier', fn, this.pagesText(pages))
     this.sc.secondaries.forEach((d, i) => {
       if (d.type === 'sw-mirror') {
-        const sec = this.s.secs[i]!
+        const sec = this.secW(i)
         this.rd(Res.seq(i))
         this.wr(Res.seq(i))
         sec.seq++
@@ -534,7 +627,9 @@ export class Ctx {
       )
       return
     }
-    if (write && pte && pte.present && pte.pfn !== e.pfn && this.vma(mm, e.page) !== null) {
+    // Lost only if the kernel carried the contents over to the frame now mapped (a copy): a
+    // write racing a zap (MADV_DONTNEED, munmap) is discarded by design, as for CPUs.
+    if (write && f.sup && pte && pte.present && pte.pfn !== e.pfn && this.vma(mm, e.page) !== null) {
       this.violate(
         'lost-write',
         `${this.name} writes ${page} into pfn ${e.pfn} through a stale entry in the ${who}, but ${page} now maps pfn ${pte.pfn}: no access through the page table will see the write`,
@@ -570,13 +665,14 @@ export class Ctx {
     this.sc.threads.forEach((th, i) => {
       if (th.kind === 'cpu' && th.mm === mm) {
         for (const p of pages) this.rd(Res.tlb(i, p))
-        this.s.tlbs[i] = mark(this.s.tlbs[i]!, (p) => Res.tlb(i, p))
+        this.tlbsW()[i] = mark(this.s.tlbs[i]!, (p) => Res.tlb(i, p))
       }
     })
     if (mm === 0)
       this.s.secs.forEach((sec, i) => {
         for (const p of pages) this.rd(Res.sec(i, p))
-        sec.entries = mark(sec.entries, (p) => Res.sec(i, p))
+        const marked = mark(sec.entries, (p) => Res.sec(i, p))
+        if (marked.some((e, j) => e !== sec.entries[j])) this.secW(i).entries = marked
       })
   }
 
@@ -584,6 +680,8 @@ export class Ctx {
     return mmuWritable(this.sc.arch, pte)
   }
 }
+
+const NO_VIOLATIONS: Violation[] = []
 
 export function pteText(p: Pte | null): string {
   if (!p) return 'none'

@@ -27,8 +27,17 @@ export interface Budget {
   readonly maxSteps: number
   /** Polled now and then; return a reason to stop (time budget, cancellation). */
   readonly shouldStop?: () => string | null
-  /** Partial-order reduction with sleep sets (default on). */
+  /**
+   * Partial-order reduction with sleep sets (default off). It preserves every state and prunes
+   * about a third of the transitions on the COW scenarios, but its footprint bookkeeping costs
+   * more than it saves there (measured: 6.1 s vs 5.7 s for 567k states).
+   */
   readonly reduction?: boolean
+  /**
+   * Expansion order: 'dfs' (default) keeps memory small; 'bfs' finds shortest counterexamples
+   * first but holds a whole level of states in memory.
+   */
+  readonly order?: 'bfs' | 'dfs'
 }
 
 export const DEFAULT_BUDGET: Budget = { maxStates: 2_000_000, maxSteps: 10_000 }
@@ -99,6 +108,8 @@ function mask(ts: readonly number[]): number {
   return m
 }
 
+const NO_FOOTPRINT: Footprint = { r: [], w: [], inc: [] }
+
 interface Sleeper {
   readonly t: number
   readonly fp: Footprint
@@ -126,6 +137,9 @@ export function exploreExhaustive(
   const parent: number[] = []
   const parentThread: number[] = []
   const frontier: Array<LabState | null> = []
+  const lifo: number[] = []
+  const dfs = budget.order !== 'bfs'
+  const por = budget.reduction === true
   const sleepOf: Array<Sleeper[] | null> = []
   const expandedMask: number[] = []
   const reQueue: Array<{ id: number; awake: number; z: Sleeper[] }> = []
@@ -165,8 +179,8 @@ export function exploreExhaustive(
     const zm = sleepMask(z)
     for (const t of en) {
       if ((zm & (1 << t)) !== 0) continue
-      const fp = newFootprint()
-      const r = step(sc, policy, s, t, 0, false, metrics, fp)
+      const fp = por ? newFootprint() : NO_FOOTPRINT
+      const r = step(sc, policy, s, t, 0, false, metrics, por ? fp : null)
       if ((threads & (1 << t)) === 0) {
         // Explored in an earlier expansion of this state: only its footprint is needed.
         done.push({ t, fp })
@@ -177,7 +191,7 @@ export function exploreExhaustive(
         const sched = [...pathTo(id), t]
         for (const v of r.violations) record({ ...v, step: sched.length - 1 }, sched, null)
       }
-      const succSleep = budget.reduction === false ? [] : [...z, ...done].filter((u) => independent(u.fp, fp))
+      const succSleep = por ? [...z, ...done].filter((u) => independent(u.fp, fp)) : []
       done.push({ t, fp })
       if (ids.size >= budget.maxStates) {
         cutReason = `state budget reached (${budget.maxStates} states)`
@@ -190,6 +204,7 @@ export function exploreExhaustive(
         parentThread.push(t)
         frontier.push(r.next)
         sleepOf.push(succSleep)
+        if (dfs) lifo.push(nid)
         continue
       }
       const pending = sleepOf[nid]
@@ -213,16 +228,19 @@ export function exploreExhaustive(
   frontier.push(s0)
   sleepOf.push([])
   let next = 0
-  while (next < frontier.length || reQueue.length > 0) {
-    if ((next & 2047) === 0 && budget.shouldStop) {
+  let polls = 0
+  if (dfs) lifo.push(0)
+  const hasWork = (): boolean => (dfs ? lifo.length > 0 : next < frontier.length)
+  while (hasWork() || reQueue.length > 0) {
+    if ((++polls & 2047) === 0 && budget.shouldStop) {
       const r = budget.shouldStop()
       if (r) {
         cutReason = r
         break
       }
     }
-    if (next < frontier.length) {
-      const id = next++
+    if (hasWork()) {
+      const id = dfs ? lifo.pop()! : next++
       const s = frontier[id]!
       const z = sleepOf[id]!
       frontier[id] = null

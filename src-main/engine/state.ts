@@ -24,6 +24,8 @@ export interface PFrame {
   gen: number
   /** Count of writes into the frame, so a write after a copy snapshot can be detected. */
   w: number
+  /** The page's contents were copied into a new frame that replaced this one (wp_page_copy). */
+  sup: boolean
 }
 
 /** A cached translation, in a CPU TLB or a secondary TLB/shadow table. */
@@ -49,6 +51,8 @@ export interface MmState {
   ptl: number
   /** The PTE page exists (a populated PMD); free_pgtables removes it when no VMA is left. */
   pt: boolean
+  /** mm->tlb_flush_pending: mmu_gathers in progress (inc_tlb_flush_pending in tlb_gather_mmu). */
+  tfp: number
 }
 
 export interface SecState {
@@ -90,9 +94,18 @@ export interface LabState {
 export const ZERO_PFN = 0
 
 export function initialState(sc: Scenario): LabState {
-  const frames: PFrame[] = [{ v: 0, ref: 1, map: 0, free: false, gen: 1, w: 0 }]
+  const frames: PFrame[] = [{ v: 0, ref: 1, map: 0, free: false, gen: 1, w: 0, sup: false }]
   const n = sc.pages.length
-  const parent: MmState = { live: true, ptes: [], vmas: [], writer: -1, readers: 0, ptl: -1, pt: false }
+  const parent: MmState = {
+    live: true,
+    ptes: [],
+    vmas: [],
+    writer: -1,
+    readers: 0,
+    ptl: -1,
+    pt: false,
+    tfp: 0,
+  }
   const hasChild = sc.pages.some((p) => p.cow)
   const child: MmState = {
     live: hasChild,
@@ -102,6 +115,7 @@ export function initialState(sc: Scenario): LabState {
     readers: 0,
     ptl: -1,
     pt: hasChild,
+    tfp: 0,
   }
   sc.pages.forEach((p, i) => {
     parent.vmas.push(p.prot)
@@ -112,7 +126,7 @@ export function initialState(sc: Scenario): LabState {
     }
     const pfn = frames.length
     const mapcount = p.cow ? 2 : 1
-    frames.push({ v: p.value, ref: mapcount, map: mapcount, free: false, gen: 1, w: 0 })
+    frames.push({ v: p.value, ref: mapcount, map: mapcount, free: false, gen: 1, w: 0, sup: false })
     const write = p.mapped === 'rw' || p.mapped === 'clean'
     const dirty = p.mapped !== 'clean'
     parent.ptes.push({ pfn, present: true, write, dirty })
@@ -156,10 +170,27 @@ function cloneLocals(l: Record<string, LocalValue>): Record<string, LocalValue> 
   return o
 }
 
+/**
+ * The starting point of a step: shares every component with `s` except thread `t`, whose
+ * call stack the step runs on. Ctx copies any other component before changing it.
+ */
+export function shallowNext(s: LabState, t: number): LabState {
+  const threads = s.threads.slice()
+  const th = s.threads[t]!
+  threads[t] = {
+    op: th.op,
+    stack: th.stack.map((f) => ({ proc: f.proc, pc: f.pc, l: cloneLocals(f.l) })),
+    done: th.done,
+    faults: th.faults,
+    locks: th.locks.slice(),
+  }
+  return { frames: s.frames, mms: s.mms, tlbs: s.tlbs, secs: s.secs, threads, regs: s.regs }
+}
+
 /** Deep copy (entries, PTEs and arrays of numbers are immutable and shared). */
 export function cloneState(s: LabState): LabState {
   return {
-    frames: s.frames.map((f) => ({ v: f.v, ref: f.ref, map: f.map, free: f.free, gen: f.gen, w: f.w })),
+    frames: s.frames.map((f) => ({ ...f })),
     mms: s.mms.map((m) => ({
       live: m.live,
       ptes: m.ptes.slice(),
@@ -168,6 +199,7 @@ export function cloneState(s: LabState): LabState {
       readers: m.readers,
       ptl: m.ptl,
       pt: m.pt,
+      tfp: m.tfp,
     })),
     tlbs: s.tlbs.map((t) => t.slice()),
     secs: s.secs.map((x) => ({ entries: x.entries.slice(), seq: x.seq, inProg: x.inProg.slice() })),
@@ -270,11 +302,12 @@ export function hashState(s: LabState, live: Liveness): [number, number] {
     h.n(f.ref)
     h.n(f.map)
     h.n(f.gen)
-    h.n(f.w * 2 + (f.free ? 1 : 0))
+    h.n(f.w * 4 + (f.free ? 1 : 0) + (f.sup ? 2 : 0))
   }
   for (const m of s.mms) {
     h.n((m.live ? 1 : 0) + 2 * (m.writer + 1) + 1024 * m.readers)
     h.n(m.ptl * 2 + (m.pt ? 1 : 0))
+    h.n(m.tfp)
     for (const p of m.ptes)
       h.n(p ? p.pfn * 16 + (p.present ? 1 : 0) + (p.write ? 2 : 0) + (p.dirty ? 4 : 0) + 8 : -1)
     for (const v of m.vmas) h.n(v === null ? 0 : v === 'rw' ? 1 : v === 'ro' ? 2 : 3)

@@ -12,7 +12,7 @@ import { madviseDontneed, munmap, zapVma } from './kernel/unmap'
 import type { Policy } from './policy'
 import type { Metrics, TraceEvent, Violation } from './results'
 import { zeroMetrics } from './results'
-import { cloneState, type CallFrame, type LabState } from './state'
+import { shallowNext, type CallFrame, type LabState } from './state'
 import type { Op, Scenario } from './types'
 
 /** Kernel function name → its step program (the lowering table). */
@@ -77,16 +77,30 @@ export function blockedReason(sc: Scenario, policy: Policy, s: LabState, t: numb
   const th = s.threads[t]!
   if (th.done) return 'done'
   if (sc.threads[t]!.mm === 1 && !s.mms[1]!.live) return 'waiting for fork to return'
-  const f = nextFrame(sc, s, t)!
+  const top = th.stack[th.stack.length - 1]
+  // An op that has not started yet: its entry guard only depends on the op kind.
+  const f = top ?? rootFrame(sc, t, sc.threads[t]!.ops[th.op]!)
   const h = PROCS[f.proc]![f.pc]
   if (!h) throw new Error(`model bug: no pc ${f.pc} in ${f.proc}`)
   if (!h.guard) return null
-  return h.guard(new Ctx(sc, policy, s, t, -1, false, zeroMetrics()), f)
+  return h.guard(new Ctx(sc, policy, s, t, -1, false, GUARD_METRICS), f)
 }
+
+const GUARD_METRICS = zeroMetrics()
 
 export function enabledThreads(sc: Scenario, policy: Policy, s: LabState): number[] {
   const out: number[] = []
-  for (let t = 0; t < s.threads.length; t++) if (blockedReason(sc, policy, s, t) === null) out.push(t)
+  for (let t = 0; t < s.threads.length; t++) {
+    const th = s.threads[t]!
+    if (th.done) continue
+    // Most steps have no guard: skip building a context for them.
+    const top = th.stack[th.stack.length - 1]
+    if (top && !PROCS[top.proc]![top.pc]!.guard && (sc.threads[t]!.mm === 0 || s.mms[1]!.live)) {
+      out.push(t)
+      continue
+    }
+    if (blockedReason(sc, policy, s, t) === null) out.push(t)
+  }
   return out
 }
 
@@ -114,7 +128,7 @@ export function step(
   metrics: Metrics,
   fp: Footprint | null = null,
 ): StepResult {
-  const next = cloneState(s)
+  const next = shallowNext(s, t)
   const c = new Ctx(sc, policy, next, t, index, tracing, metrics, fp)
   const th = next.threads[t]!
   if (fp) {

@@ -3,7 +3,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { afterEach, describe, expect, it, vi } from 'vitest'
-import { makePolicy } from '../engine'
+import { defaultRunOptions, makePolicy, runPolicy } from '../engine'
 import { traced, allEvents } from '../engine/kernel/traceTestkit'
 import { main } from './cli'
 import { loadScenarioText, ScenarioLoadError } from './scenarioFiles'
@@ -87,5 +87,40 @@ cpus:
     vi.spyOn(process.stdout, 'write').mockImplementation((s) => (out.push(String(s)), true))
     expect(main(['check', dir])).toBe(1)
     expect(out.join('')).toMatch(/^0 passed, 1 failed$/m)
+  })
+})
+
+describe('review regressions (property-test findings)', () => {
+  const run = (yaml: string, preset: 'start-end' | 'invalidate-range' | 'arch-hook') =>
+    runPolicy(loadScenarioText(yaml, 'r.yaml'), makePolicy(preset), {
+      ...defaultRunOptions(loadScenarioText(yaml, 'r.yaml')),
+      mode: 'exhaustive',
+    })
+
+  it.each(['x86_64', 'arm64'])(
+    'two concurrent MADV_DONTNEED on %s: tlb_finish_mmu sees the nested gather and flushes the whole mm',
+    (arch) => {
+      const yaml = `title: t
+arch: ${arch}
+pages: { P: { value: 1, prot: rw } }
+secondary: [ { name: sec, type: hw-walker, cached: [P] } ]
+cpus: { C0: [madvise_dontneed P], C1: [madvise_dontneed P] }
+devices: { D0: { via: sec, ops: [read P -> r0] } }
+`
+      expect(run(yaml, 'arch-hook').verdict).toBe('holds')
+      expect(run(yaml, 'invalidate-range').verdict).toBe('holds')
+    },
+  )
+
+  it('a device write racing MADV_DONTNEED and a refault is discarded, not a lost write', () => {
+    const yaml = `title: t
+arch: x86_64
+pages: { P: { value: 1, prot: rw } }
+secondary: [ { name: sec, type: hw-walker, cached: [P] } ]
+cpus: { C0: [madvise_dontneed P], C1: [write_fault P] }
+devices: { D0: { via: sec, ops: [write P 7] } }
+`
+    expect(run(yaml, 'arch-hook').invariants['lost-write']).toBe('holds')
+    expect(run(yaml, 'invalidate-range').verdict).toBe('holds')
   })
 })

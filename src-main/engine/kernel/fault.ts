@@ -234,6 +234,7 @@ export const handleMmFault: Proc = {
       c.setPte(mm, page, { pfn, present: true, write: true, dirty: true }, 'set_pte_at_notify')
       if (old.pfn !== ZERO_PFN) {
         src.map--
+        src.sup = true
         c.emit('frame', 'page_remove_rmap', `pfn ${old.pfn} mapcount ${src.map}`)
       }
       c.unlockPtl(mm)

@@ -7,7 +7,7 @@ import type { Ctx } from '../ctx'
 import { ZERO_PFN, type Pte } from '../state'
 import type { Prot } from '../types'
 import { list, num, type Proc } from './proc'
-import { encodeRuns, gatherFlush, gatherInit, runCount, runPages, runs } from './unmap'
+import { encodeRuns, gatherFinish, gatherFlush, gatherInit, runCount, runPages, runs } from './unmap'
 
 /**
  * pte_needs_flush(oldpte, newpte). x86 (arch/x86/include/asm/tlbflush.h, v6.6, c9fe66560bf2):
@@ -137,7 +137,7 @@ export const mprotect: Proc = {
   finish: {
     run: (c, f) => {
       const mm = c.mmIndex
-      gatherFlush(c, false, 'tlb_finish_mmu')
+      gatherFinish(c, false, list(f, 'pages'))
       c.mmapWriteUnlock(mm)
       c.markRevoked(mm, list(f, 'pages'))
       c.emit('op', 'mprotect', 'returns 0')

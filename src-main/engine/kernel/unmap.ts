@@ -18,6 +18,28 @@ function root(c: Ctx): CallFrame {
 export function gatherInit(c: Ctx): void {
   root(c).l.g_range = []
   root(c).l.g_queue = []
+  c.tlbFlushPending(c.mmIndex, 1)
+}
+
+/**
+ * tlb_finish_mmu() (v6.6 mm/mmu_gather.c): if another gather on this mm is in flight
+ * (mm_tlb_flush_nested: parallel zaps under mmap_read_lock, 99baac21e458), flush the whole mm
+ * (fullmm) whatever this gather recorded; then flush and free; dec_tlb_flush_pending().
+ */
+export function gatherFinish(c: Ctx, notify: boolean, pages: readonly number[]): void {
+  const mm = c.mmIndex
+  if (c.tlbFlushNested(mm)) {
+    c.emit(
+      'info',
+      'tlb_finish_mmu',
+      'mm_tlb_flush_nested(): a parallel gather is in flight, flush the whole mm',
+    )
+    c.flushTlb(mm, 'mm', [], 'tlb_flush (tlb_finish_mmu, fullmm)')
+    if (notify) c.invalidateRange(mm, pages, 'tlb_flush_mmu_tlbonly')
+    root(c).l.g_range = []
+  } else gatherFlush(c, notify, 'tlb_finish_mmu')
+  gatherFree(c)
+  c.tlbFlushPending(mm, -1)
 }
 
 /**
@@ -197,8 +219,7 @@ export const munmap: Proc = {
     run: (c, f) => {
       const mm = c.mmIndex
       c.freePgtables(mm)
-      gatherFlush(c, true, 'tlb_finish_mmu')
-      gatherFree(c)
+      gatherFinish(c, true, list(f, 'pages'))
       c.mmapReadUnlock(mm)
       c.markRevoked(mm, list(f, 'pages'))
       c.emit('op', 'munmap', 'returns 0')
@@ -243,8 +264,7 @@ export const madviseDontneed: Proc = {
   },
   vma_finish: {
     run: (c, f) => {
-      gatherFlush(c, true, 'tlb_finish_mmu')
-      gatherFree(c)
+      gatherFinish(c, true, runPages(f, num(f, 'vi')))
       const vi = num(f, 'vi') + 1
       f.l.vi = vi
       if (vi < runCount(f)) {
