@@ -22,6 +22,7 @@ export {
 } from './explore'
 export {
   runScenario,
+  runResultOf,
   runPolicy,
   defaultRunOptions,
   scheduleIndices,

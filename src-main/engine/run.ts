@@ -163,6 +163,15 @@ export function runScenario(sc: Scenario, policies: readonly Policy[], opts: Run
     results.push(r)
     opts.onPolicyDone?.(r)
   }
+  return runResultOf(sc, opts, results)
+}
+
+/** Assembles the per-policy results of one scenario (computed here or in workers). */
+export function runResultOf(
+  sc: Scenario,
+  opts: Pick<RunOptions, 'mode' | 'seed'>,
+  results: readonly PolicyResult[],
+): RunResult {
   return {
     title: sc.title,
     source: sc.source,

@@ -12,17 +12,19 @@ import {
   defaultRunOptions,
   parsePolicyList,
   runExecution,
-  runScenario,
+  runResultOf,
   ScheduleError,
   scheduleIndices,
   scriptedChooser,
   type ExploreMode,
   type Policy,
   type RunOptions,
+  type RunResult,
   type Scenario,
 } from '../engine'
 import { formatExecution, formatRun } from './format'
 import { expandScenarioPaths, loadScenarioFile, ScenarioLoadError } from './scenarioFiles'
+import { toWorkerOptions, WorkerPool } from './workerPool'
 import { runBench } from './bench'
 
 class UsageError extends Error {}
@@ -33,7 +35,7 @@ interface Flags {
 }
 
 const VALUED = new Set(['policy', 'mode', 'seed', 'executions', 'schedule', 'max-states', 'timeout'])
-const BOOLEAN = new Set(['json', 'trace', 'help'])
+const BOOLEAN = new Set(['json', 'trace', 'help', 'por', 'bfs'])
 
 function parseFlags(argv: readonly string[]): Flags {
   const positional: string[] = []
@@ -70,7 +72,12 @@ function policiesFor(sc: Scenario, f: Flags): Policy[] {
   return ps
 }
 
-function optionsFor(sc: Scenario, f: Flags): RunOptions {
+interface CliRun {
+  readonly opts: RunOptions
+  readonly timeoutMs: number | null
+}
+
+function optionsFor(sc: Scenario, f: Flags): CliRun {
   const base = defaultRunOptions(sc)
   const mode = f.opts.get('mode')
   if (mode !== undefined && !['exhaustive', 'random', 'scripted'].includes(mode as string)) {
@@ -81,76 +88,112 @@ function optionsFor(sc: Scenario, f: Flags): RunOptions {
   const m = (mode as ExploreMode | undefined) ?? (typeof schedText === 'string' ? 'scripted' : base.mode)
   if (m === 'scripted' && schedule.length === 0)
     throw new UsageError('scripted mode needs a schedule (--schedule "C0 D0 ..." or explore.schedule)')
+  if (m === 'scripted') scheduleIndicesOrUsage(sc, schedule)
   const timeout = intFlag(f, 'timeout')
-  const started = Date.now()
   return {
-    ...base,
-    mode: m,
-    schedule,
-    seed: intFlag(f, 'seed') ?? base.seed,
-    executions: intFlag(f, 'executions') ?? base.executions,
-    budget: {
-      ...base.budget,
-      maxStates: intFlag(f, 'max-states') ?? base.budget.maxStates,
-      shouldStop:
-        timeout === null
-          ? undefined
-          : () => (Date.now() - started > timeout * 1000 ? `time budget of ${timeout} s reached` : null),
+    opts: {
+      ...base,
+      mode: m,
+      schedule,
+      seed: intFlag(f, 'seed') ?? base.seed,
+      executions: intFlag(f, 'executions') ?? base.executions,
+      budget: {
+        ...base.budget,
+        maxStates: intFlag(f, 'max-states') ?? base.budget.maxStates,
+        reduction: f.opts.has('por'),
+        order: f.opts.has('bfs') ? 'bfs' : 'dfs',
+      },
     },
+    timeoutMs: timeout === null ? null : timeout * 1000,
   }
 }
 
-function cmdRun(f: Flags): number {
+function scheduleIndicesOrUsage(sc: Scenario, names: readonly string[]): number[] {
+  try {
+    return scheduleIndices(sc, names)
+  } catch (e) {
+    throw new UsageError((e as Error).message)
+  }
+}
+
+/** Runs every policy of a scenario in the worker pool; results come back in policy order. */
+function runInPool(
+  pool: WorkerPool,
+  sc: Scenario,
+  policies: readonly Policy[],
+  run: CliRun,
+): Promise<RunResult> {
+  const wopts = toWorkerOptions(run.opts, run.timeoutMs)
+  return Promise.all(policies.map((p) => pool.run(sc, p.name, wopts))).then((results) =>
+    runResultOf(sc, run.opts, results),
+  )
+}
+
+async function cmdRun(f: Flags, pool: WorkerPool): Promise<number> {
   if (f.positional.length === 0) throw new UsageError('mnlab run needs at least one scenario file')
   const files = expandScenarioPaths(f.positional)
-  const runs = files.map((file) => {
+  // Load and check everything first: invalid input is reported before any long run.
+  const loaded = files.map((file) => {
     const sc = loadScenarioFile(file)
-    return { file, run: runScenario(sc, policiesFor(sc, f), optionsFor(sc, f)) }
+    return { file, sc, policies: policiesFor(sc, f), run: optionsFor(sc, f) }
   })
+  const pending = loaded.map((l) => runInPool(pool, l.sc, l.policies, l.run))
+  const runs: Array<{ file: string; run: RunResult }> = []
+  for (let i = 0; i < loaded.length; i++) {
+    const run = await pending[i]!
+    runs.push({ file: loaded[i]!.file, run })
+    if (!f.opts.has('json'))
+      process.stdout.write((i > 0 ? '\n' : '') + formatRun(loaded[i]!.file, run) + '\n')
+  }
   if (f.opts.has('json'))
     process.stdout.write(JSON.stringify(runs.length === 1 ? runs[0] : runs, null, 2) + '\n')
-  else process.stdout.write(runs.map((r) => formatRun(r.file, r.run)).join('\n\n') + '\n')
   return 0
 }
 
-function cmdCheck(f: Flags): number {
+async function cmdCheck(f: Flags, pool: WorkerPool): Promise<number> {
   const files = expandScenarioPaths(f.positional.length ? f.positional : ['scenarios'])
-  // Load everything first: invalid input is reported before any long run.
-  const loaded = files.map((file) => ({ file, sc: loadScenarioFile(file) }))
+  const noPolicyFlag: Flags = { ...f, opts: new Map([...f.opts].filter(([k]) => k !== 'policy')) }
+  const loaded = files.map((file) => {
+    const sc = loadScenarioFile(file)
+    return { file, sc, policies: policiesFor(sc, noPolicyFlag), run: optionsFor(sc, f) }
+  })
+  const started = Date.now()
+  const pending = loaded.map((l) =>
+    l.sc.expect.length === 0 ? null : runInPool(pool, l.sc, l.policies, l.run),
+  )
   let bad = 0
   let total = 0
-  for (const { file, sc } of loaded) {
-    if (sc.expect.length === 0) {
-      process.stdout.write(`FAIL ${file}: no expect block\n`)
+  for (let i = 0; i < loaded.length; i++) {
+    const { file } = loaded[i]!
+    const shown = path.relative(process.cwd(), file) || file
+    const job = pending[i]
+    if (!job) {
+      process.stdout.write(`FAIL ${shown}: no expect block\n`)
       total++
       bad++
       continue
     }
-    const started = Date.now()
-    const run = runScenario(
-      sc,
-      policiesFor(sc, { ...f, opts: new Map([...f.opts].filter(([k]) => k !== 'policy')) }),
-      optionsFor(sc, f),
-    )
-    const ms = Date.now() - started
+    const run = await job
     for (const r of run.results) {
       total++
       const ok = r.matches === true
       if (!ok) bad++
+      const violated =
+        Object.entries(r.invariants)
+          .filter(([, v]) => v === 'violated')
+          .map(([k]) => k)
+          .join(',') || 'none'
       const why = ok
         ? ''
-        : `  (got ${r.verdict}${r.stats.cutReason ? `: ${r.stats.cutReason}` : ''}; violated: ${
-            Object.entries(r.invariants)
-              .filter(([, v]) => v === 'violated')
-              .map(([k]) => k)
-              .join(',') || 'none'
-          })`
+        : `  (got ${r.verdict}${r.stats.cutReason ? `: ${r.stats.cutReason}` : ''}; violated: ${violated})`
       process.stdout.write(
-        `${ok ? 'ok  ' : 'FAIL'} ${path.relative(process.cwd(), file) || file} ${r.policy}: expect ${r.expected}, ${r.verdict} [${r.stats.states} states]${why}\n`,
+        `${ok ? 'ok  ' : 'FAIL'} ${shown} ${r.policy}: expect ${r.expected}, ${r.verdict} [${r.stats.states} states]${why}\n`,
       )
     }
-    process.stdout.write(`     ${files.length > 1 ? '' : ''}(${ms} ms)\n`)
   }
+  process.stdout.write(
+    `${loaded.length} scenario files in ${((Date.now() - started) / 1000).toFixed(1)} s on ${pool.size} workers\n`,
+  )
   process.stdout.write(`${total - bad} passed, ${bad} failed\n`)
   return bad > 0 ? 1 : 0
 }
@@ -198,7 +241,7 @@ Policies: start-end, invalidate-range, arch-hook, each optionally +upgrade-notif
 Exit codes: 0 ok, 1 expectation mismatch, 2 invalid input.
 `
 
-export function main(argv: readonly string[]): number {
+export async function main(argv: readonly string[], pool: WorkerPool = new WorkerPool()): Promise<number> {
   try {
     const [cmd, ...rest] = argv
     if (!cmd || cmd === 'help' || cmd === '--help' || cmd === '-h') {
@@ -212,13 +255,13 @@ export function main(argv: readonly string[]): number {
     }
     switch (cmd) {
       case 'run':
-        return cmdRun(f)
+        return await cmdRun(f, pool)
       case 'check':
-        return cmdCheck(f)
+        return await cmdCheck(f, pool)
       case 'replay':
         return cmdReplay(f)
       case 'bench':
-        return runBench()
+        return await runBench(pool)
       default:
         throw new UsageError(`unknown command '${cmd}'`)
     }
@@ -232,9 +275,11 @@ export function main(argv: readonly string[]): number {
       return 2
     }
     throw e
+  } finally {
+    await pool.close()
   }
 }
 
 if (require.main === module || process.argv[1]?.endsWith('mnlab.cjs')) {
-  process.exitCode = main(process.argv.slice(2))
+  void main(process.argv.slice(2)).then((code) => (process.exitCode = code))
 }

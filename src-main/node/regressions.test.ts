@@ -80,12 +80,12 @@ cpus:
     expect(ev.some((e) => e.fn === 'free_pgtables')).toBe(true)
   })
 
-  it('check counts a scenario without expect in its summary', () => {
+  it('check counts a scenario without expect in its summary', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'mnlab-reg-'))
     writeFileSync(path.join(dir, 'a.yaml'), BASE)
     const out: string[] = []
     vi.spyOn(process.stdout, 'write').mockImplementation((s) => (out.push(String(s)), true))
-    expect(main(['check', dir])).toBe(1)
+    expect(await main(['check', dir])).toBe(1)
     expect(out.join('')).toMatch(/^0 passed, 1 failed$/m)
   })
 })

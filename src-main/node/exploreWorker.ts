@@ -1,0 +1,42 @@
+/**
+ * Worker-thread entry: runs one policy of one scenario with the engine and posts the result.
+ * Messages are plain data (structured clone); see workerPool.ts for the protocol.
+ */
+import { parentPort } from 'node:worker_threads'
+import { parsePolicy, runPolicy } from '../engine'
+import type { MainToWorker, WorkerToMain } from './workerPool'
+
+const port = parentPort
+if (!port) throw new Error('exploreWorker must run in a worker thread')
+
+port.on('message', (msg: MainToWorker) => {
+  if (msg.kind !== 'run') return
+  const reply = (m: WorkerToMain): void => port.postMessage(m)
+  try {
+    const policy = parsePolicy(msg.policy)
+    if (typeof policy === 'string') throw new Error(policy)
+    const started = Date.now()
+    const { timeoutMs, maxStates, maxSteps, reduction, order, ...rest } = msg.opts
+    const result = runPolicy(msg.scenario, policy, {
+      ...rest,
+      budget: {
+        maxStates,
+        maxSteps,
+        reduction,
+        order,
+        shouldStop:
+          timeoutMs === null
+            ? undefined
+            : () =>
+                Date.now() - started > timeoutMs ? `time budget of ${timeoutMs / 1000} s reached` : null,
+      },
+    })
+    reply({ kind: 'done', id: msg.id, result })
+  } catch (e) {
+    reply({
+      kind: 'failed',
+      id: msg.id,
+      message: e instanceof Error ? `${e.message}\n${e.stack ?? ''}` : String(e),
+    })
+  }
+})

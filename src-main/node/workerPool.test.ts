@@ -1,0 +1,63 @@
+import { Worker } from 'node:worker_threads'
+import path from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { defaultRunOptions } from '../engine'
+import { loadScenarioFile } from './scenarioFiles'
+import { toWorkerOptions, tsxWorker, WorkerPool } from './workerPool'
+
+const UPGRADE = path.join(__dirname, '../../scenarios/upgrade-loop.smmu-no-btm.yaml')
+
+describe('WorkerPool', () => {
+  it('runs policies in worker threads and returns the engine result', async () => {
+    const sc = loadScenarioFile(UPGRADE)
+    const pool = new WorkerPool(tsxWorker, 2)
+    try {
+      const opts = toWorkerOptions(defaultRunOptions(sc), null)
+      const [s, a] = await Promise.all([pool.run(sc, 'start-end', opts), pool.run(sc, 'arch-hook', opts)])
+      expect(s.verdict).toBe('violated')
+      expect(s.invariants.progress).toBe('violated')
+      expect(a.verdict).toBe('holds')
+    } finally {
+      await pool.close()
+    }
+  })
+
+  it('a crashing worker fails its job with a message, and the pool keeps working', async () => {
+    const sc = loadScenarioFile(UPGRADE)
+    let made = 0
+    const factory = (): Worker =>
+      made++ === 0 ? new Worker("throw new Error('boom')", { eval: true }) : tsxWorker()
+    const pool = new WorkerPool(factory, 1)
+    try {
+      const opts = toWorkerOptions(defaultRunOptions(sc), null)
+      await expect(pool.run(sc, 'arch-hook', opts)).rejects.toThrow(/worker crashed: boom/)
+      const r = await pool.run(sc, 'arch-hook', opts)
+      expect(r.verdict).toBe('holds')
+    } finally {
+      await pool.close()
+    }
+  })
+
+  it('close() cancels queued and running jobs', async () => {
+    const sc = loadScenarioFile(UPGRADE)
+    const pool = new WorkerPool(tsxWorker, 1)
+    const opts = toWorkerOptions(defaultRunOptions(sc), null)
+    const a = pool.run(sc, 'start-end', opts)
+    const b = pool.run(sc, 'arch-hook', opts)
+    await pool.close()
+    await expect(a).rejects.toThrow(/cancelled/)
+    await expect(b).rejects.toThrow(/cancelled/)
+  })
+
+  it('an invalid policy name fails the job with the engine message', async () => {
+    const sc = loadScenarioFile(UPGRADE)
+    const pool = new WorkerPool(tsxWorker, 1)
+    try {
+      await expect(pool.run(sc, 'arch-hock', toWorkerOptions(defaultRunOptions(sc), null))).rejects.toThrow(
+        /unknown policy preset 'arch-hock'/,
+      )
+    } finally {
+      await pool.close()
+    }
+  })
+})

@@ -1,0 +1,142 @@
+/**
+ * A small pool of worker threads that run exploration jobs (one policy of one scenario each)
+ * off the calling thread. A worker that crashes fails its job with a message and is replaced;
+ * `cancel` terminates the worker running a job.
+ */
+import os from 'node:os'
+import path from 'node:path'
+import { Worker } from 'node:worker_threads'
+import type { ExploreMode, PolicyResult, RunOptions, Scenario } from '../engine'
+
+/** Plain-data run options (no callbacks: they cannot cross a thread boundary). */
+export interface WorkerRunOptions {
+  readonly mode: ExploreMode
+  readonly seed: number
+  readonly executions: number
+  readonly schedule: readonly string[]
+  readonly maxStates: number
+  readonly maxSteps: number
+  readonly reduction?: boolean
+  readonly order?: 'bfs' | 'dfs'
+  readonly timeoutMs: number | null
+}
+
+export type MainToWorker = {
+  readonly kind: 'run'
+  readonly id: number
+  readonly scenario: Scenario
+  readonly policy: string
+  readonly opts: WorkerRunOptions
+}
+export type WorkerToMain =
+  | { readonly kind: 'done'; readonly id: number; readonly result: PolicyResult }
+  | { readonly kind: 'failed'; readonly id: number; readonly message: string }
+
+export function toWorkerOptions(o: RunOptions, timeoutMs: number | null): WorkerRunOptions {
+  return {
+    mode: o.mode,
+    seed: o.seed,
+    executions: o.executions,
+    schedule: o.schedule,
+    maxStates: o.budget.maxStates,
+    maxSteps: o.budget.maxSteps,
+    reduction: o.budget.reduction,
+    order: o.budget.order,
+    timeoutMs,
+  }
+}
+
+/** Starts the worker from TypeScript source through tsx (the CLI runs unbundled). */
+export function tsxWorker(): Worker {
+  const file = path.join(__dirname, 'exploreWorker.ts')
+  return new Worker(`require('tsx/cjs'); require(${JSON.stringify(file)})`, { eval: true })
+}
+
+interface Job {
+  readonly msg: MainToWorker
+  readonly resolve: (r: PolicyResult) => void
+  readonly reject: (e: Error) => void
+}
+
+interface Slot {
+  worker: Worker
+  job: Job | null
+}
+
+export class WorkerPool {
+  private readonly slots: Slot[] = []
+  private readonly queue: Job[] = []
+  private nextId = 1
+  private closed = false
+
+  constructor(
+    private readonly createWorker: () => Worker = tsxWorker,
+    readonly size = Math.max(1, Math.min(4, os.availableParallelism?.() ?? os.cpus().length)),
+  ) {}
+
+  /** Runs one policy of one scenario; resolves with its result, rejects if the worker failed. */
+  run(scenario: Scenario, policy: string, opts: WorkerRunOptions): Promise<PolicyResult> {
+    if (this.closed) return Promise.reject(new Error('worker pool is closed'))
+    return new Promise((resolve, reject) => {
+      this.queue.push({ msg: { kind: 'run', id: this.nextId++, scenario, policy, opts }, resolve, reject })
+      this.pump()
+    })
+  }
+
+  /** Terminates every worker; queued and running jobs are rejected. */
+  async close(): Promise<void> {
+    this.closed = true
+    for (const j of this.queue.splice(0)) j.reject(new Error('cancelled'))
+    await Promise.all(
+      this.slots.map(async (s) => {
+        s.job?.reject(new Error('cancelled'))
+        s.job = null
+        await s.worker.terminate()
+      }),
+    )
+    this.slots.length = 0
+  }
+
+  private pump(): void {
+    while (this.queue.length > 0) {
+      let slot = this.slots.find((s) => s.job === null)
+      if (!slot) {
+        if (this.slots.length >= this.size) return
+        slot = this.spawn()
+      }
+      const job = this.queue.shift()!
+      slot.job = job
+      slot.worker.ref()
+      slot.worker.postMessage(job.msg)
+    }
+  }
+
+  private spawn(): Slot {
+    const slot: Slot = { worker: this.createWorker(), job: null }
+    slot.worker.on('message', (m: WorkerToMain) => {
+      const job = slot.job
+      if (!job || job.msg.id !== m.id) return
+      slot.job = null
+      slot.worker.unref()
+      if (m.kind === 'done') job.resolve(m.result)
+      else job.reject(new Error(`exploration failed: ${m.message}`))
+      this.pump()
+    })
+    const fail = (why: string): void => {
+      const job = slot.job
+      slot.job = null
+      const i = this.slots.indexOf(slot)
+      if (i >= 0) this.slots.splice(i, 1)
+      job?.reject(new Error(`worker crashed: ${why}`))
+      if (!this.closed) this.pump()
+    }
+    slot.worker.on('error', (e) => fail(e.message))
+    slot.worker.on('exit', (code) => {
+      if (!this.closed && this.slots.includes(slot)) fail(`exit code ${code}`)
+    })
+    // An idle worker must not keep the process alive; a busy one must.
+    slot.worker.unref()
+    this.slots.push(slot)
+    return slot
+  }
+}
