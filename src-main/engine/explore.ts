@@ -570,6 +570,11 @@ export function toCounterexample(sc: Scenario, policy: Policy, f: Found): Counte
     cycle: f.cycle ? names(f.cycle) : null,
     violation: f.violation,
     why: explain(sc, f, ex),
+    // A violation on a step ends its trace there; forbid and progress need the run's end.
+    trace:
+      f.invariant === 'forbid' || f.invariant === 'progress'
+        ? ex.records
+        : ex.records.slice(0, f.schedule.length),
   }
 }
 

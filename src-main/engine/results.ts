@@ -78,6 +78,8 @@ export interface Counterexample {
   readonly cycle: readonly string[] | null
   readonly violation: Violation
   readonly why: string
+  /** The replayed execution, step by step: events (kernel function, locks held) and changes. */
+  readonly trace: readonly StepRecord[]
 }
 
 export interface ExploreStats {

@@ -9,7 +9,10 @@ import { table } from './format'
 import { loadScenarioFile } from './scenarioFiles'
 import { toWorkerOptions, WorkerPool } from './workerPool'
 
-const BENCH_FILES = ['scenarios/cow-ordering.invalidate-range-needed.yaml', 'scenarios/upgrade-loop.smmu-no-btm.yaml']
+const BENCH_FILES = [
+  'scenarios/cow-ordering.invalidate-range-needed.yaml',
+  'scenarios/upgrade-loop.smmu-no-btm.yaml',
+]
 
 export async function runBench(pool: WorkerPool): Promise<number> {
   const rows: string[][] = [['scenario', 'policy', 'verdict', 'states', 'transitions', 'ms', 'states/s']]
@@ -21,12 +24,27 @@ export async function runBench(pool: WorkerPool): Promise<number> {
       const t0 = process.hrtime.bigint()
       const r = runPolicy(sc, makePolicy(p), opts)
       const ms = Number(process.hrtime.bigint() - t0) / 1e6
-      rows.push([path.basename(f), p, r.verdict, String(r.stats.states), String(r.stats.steps), ms.toFixed(0), String(Math.round((r.stats.states / ms) * 1000))])
+      rows.push([
+        path.basename(f),
+        p,
+        r.verdict,
+        String(r.stats.states),
+        String(r.stats.steps),
+        ms.toFixed(0),
+        String(Math.round((r.stats.states / ms) * 1000)),
+      ])
     }
     const t0 = process.hrtime.bigint()
     await Promise.all(PRESETS.map((p) => pool.run(sc, p, toWorkerOptions(opts, null))))
-    wall.push([path.basename(f), String(PRESETS.length), String(pool.size), (Number(process.hrtime.bigint() - t0) / 1e6).toFixed(0)])
+    wall.push([
+      path.basename(f),
+      String(PRESETS.length),
+      String(pool.size),
+      (Number(process.hrtime.bigint() - t0) / 1e6).toFixed(0),
+    ])
   }
-  process.stdout.write(`engine, one thread, exhaustive:\n${table(rows)}\n\nmnlab run (worker pool, including worker start-up):\n${table(wall)}\n`)
+  process.stdout.write(
+    `engine, one thread, exhaustive:\n${table(rows)}\n\nmnlab run (worker pool, including worker start-up):\n${table(wall)}\n`,
+  )
   return 0
 }
