@@ -177,7 +177,8 @@ export function exploreExhaustive(
   ): void => {
     const done: Sleeper[] = []
     const zm = sleepMask(z)
-    for (const t of en) {
+    // Depth-first pops the last successor pushed: push in reverse so lower threads go first.
+    for (const t of dfs ? [...en].reverse() : en) {
       if ((zm & (1 << t)) !== 0) continue
       const fp = por ? newFootprint() : NO_FOOTPRINT
       const r = step(sc, policy, s, t, 0, false, metrics, por ? fp : null)
