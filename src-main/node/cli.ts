@@ -234,6 +234,7 @@ function cmdReplay(f: Flags): number {
 const HELP = `mnlab: MMU Notifier Lab, headless
   mnlab run FILE... [--policy NAME|all|a,b] [--mode exhaustive|random|scripted] [--seed N]
                     [--executions N] [--schedule "C0 D0 ..."] [--max-states N] [--timeout S] [--json]
+                    [--bfs] (shortest counterexamples) [--por] (sleep-set reduction)
   mnlab check [PATH...]      run every scenario under the policies in its expect; exit 1 on a mismatch
   mnlab replay FILE --policy NAME --schedule "C0 D0 ..."   full trace of one schedule
   mnlab bench                engine timings on the key scenarios
