@@ -609,7 +609,7 @@ export function explain(sc: Scenario, f: Found, ex: Execution): string {
     .map((e) => `${e.fn}@${e.step}`)
   const ptes = recs
     .flatMap((r) => r.events)
-    .filter((e) => e.kind === 'pte' && e.step > sinceStep && e.text.includes(`PTE ${page.name} `))
+    .filter((e) => e.kind === 'pte' && e.step > sinceStep && e.text.includes(`PTE ${page.name} :=`))
   const changed = ptes.length
     ? `; since then ${ptes.map((e) => `${e.fn}@${e.step}`).join(', ')} changed the PTE`
     : ''
