@@ -27,6 +27,8 @@ export interface Budget {
   readonly maxSteps: number
   /** Polled now and then; return a reason to stop (time budget, cancellation). */
   readonly shouldStop?: () => string | null
+  /** Called now and then with the counts so far (progress bars). */
+  readonly onProgress?: (p: ExploreProgress) => void
   /**
    * Partial-order reduction with sleep sets (default off). It preserves every state and prunes
    * about a third of the transitions on the COW scenarios, but its footprint bookkeeping costs
@@ -38,6 +40,12 @@ export interface Budget {
    * first but holds a whole level of states in memory.
    */
   readonly order?: 'bfs' | 'dfs'
+}
+
+export interface ExploreProgress {
+  readonly states: number
+  readonly steps: number
+  readonly executions: number
 }
 
 export const DEFAULT_BUDGET: Budget = { maxStates: 2_000_000, maxSteps: 10_000 }
@@ -233,7 +241,8 @@ export function exploreExhaustive(
   if (dfs) lifo.push(0)
   const hasWork = (): boolean => (dfs ? lifo.length > 0 : next < frontier.length)
   while (hasWork() || reQueue.length > 0) {
-    if ((++polls & 2047) === 0 && budget.shouldStop) {
+    if ((++polls & 2047) === 0) budget.onProgress?.({ states: ids.size, steps, executions: terminals })
+    if ((polls & 2047) === 0 && budget.shouldStop) {
       const r = budget.shouldStop()
       if (r) {
         cutReason = r

@@ -16,6 +16,7 @@ export {
   ScheduleError,
   DEFAULT_BUDGET,
   type Budget,
+  type ExploreProgress,
   type Execution,
   type ExploreOutcome,
   type Found,

@@ -90,6 +90,7 @@ export function runPolicy(sc: Scenario, policy: Policy, opts: RunOptions): Polic
       })
       executions++
       steps += ex.schedule.length
+      if ((executions & 15) === 0) opts.budget.onProgress?.({ states: 0, steps, executions })
       length = Math.max(length, ex.schedule.length)
       for (const v of ex.violations) {
         if (byInv.has(v.invariant)) continue

@@ -24,6 +24,7 @@ port.on('message', (msg: MainToWorker) => {
         maxSteps,
         reduction,
         order,
+        onProgress: (progress) => reply({ kind: 'progress', id: msg.id, progress }),
         shouldStop:
           timeoutMs === null
             ? undefined

@@ -68,3 +68,34 @@ describe('WorkerPool', () => {
     }
   })
 })
+
+describe('WorkerPool progress and cancellation', () => {
+  it('reports progress while exploring, and cancel() stops a running job (latency: see npm run bench)', async () => {
+    const sc = loadScenarioFile(
+      path.join(__dirname, '../../scenarios/cow-ordering.invalidate-range-needed.yaml'),
+    )
+    const pool = new WorkerPool(tsxWorker, 1)
+    try {
+      const seen: number[] = []
+      const h = pool.start(sc, 'arch-hook', toWorkerOptions(defaultRunOptions(sc), null), (p) => {
+        seen.push(p.states)
+        if (seen.length === 2) {
+          h.cancel()
+        }
+      })
+      const outcome = await h.result.then(
+        () => 'finished',
+        (e: Error) => e.message,
+      )
+      expect(outcome).toBe('cancelled')
+      expect(seen[1]!).toBeGreaterThan(seen[0]!)
+      // The pool replaces the terminated worker and keeps serving.
+      const up = loadScenarioFile(UPGRADE)
+      expect((await pool.run(up, 'arch-hook', toWorkerOptions(defaultRunOptions(up), null))).verdict).toBe(
+        'holds',
+      )
+    } finally {
+      await pool.close()
+    }
+  })
+})

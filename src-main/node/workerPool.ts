@@ -6,7 +6,7 @@
 import os from 'node:os'
 import path from 'node:path'
 import { Worker } from 'node:worker_threads'
-import type { ExploreMode, PolicyResult, RunOptions, Scenario } from '../engine'
+import type { ExploreMode, ExploreProgress, PolicyResult, RunOptions, Scenario } from '../engine'
 
 /** Plain-data run options (no callbacks: they cannot cross a thread boundary). */
 export interface WorkerRunOptions {
@@ -29,6 +29,7 @@ export type MainToWorker = {
   readonly opts: WorkerRunOptions
 }
 export type WorkerToMain =
+  | { readonly kind: 'progress'; readonly id: number; readonly progress: ExploreProgress }
   | { readonly kind: 'done'; readonly id: number; readonly result: PolicyResult }
   | { readonly kind: 'failed'; readonly id: number; readonly message: string }
 
@@ -56,6 +57,13 @@ interface Job {
   readonly msg: MainToWorker
   readonly resolve: (r: PolicyResult) => void
   readonly reject: (e: Error) => void
+  readonly onProgress?: (p: ExploreProgress) => void
+}
+
+/** A job handle: its result, and a way to cancel it alone. */
+export interface RunHandle {
+  readonly result: Promise<PolicyResult>
+  cancel(): void
 }
 
 interface Slot {
@@ -76,11 +84,44 @@ export class WorkerPool {
 
   /** Runs one policy of one scenario; resolves with its result, rejects if the worker failed. */
   run(scenario: Scenario, policy: string, opts: WorkerRunOptions): Promise<PolicyResult> {
-    if (this.closed) return Promise.reject(new Error('worker pool is closed'))
-    return new Promise((resolve, reject) => {
-      this.queue.push({ msg: { kind: 'run', id: this.nextId++, scenario, policy, opts }, resolve, reject })
+    return this.start(scenario, policy, opts).result
+  }
+
+  /**
+   * Starts a job with progress reports; `cancel()` drops it from the queue, or terminates the
+   * worker running it (the pool starts a fresh one), within a fraction of a second.
+   */
+  start(
+    scenario: Scenario,
+    policy: string,
+    opts: WorkerRunOptions,
+    onProgress?: (p: ExploreProgress) => void,
+  ): RunHandle {
+    const id = this.nextId++
+    let job: Job | null = null
+    const result = new Promise<PolicyResult>((resolve, reject) => {
+      if (this.closed) return reject(new Error('worker pool is closed'))
+      job = { msg: { kind: 'run', id, scenario, policy, opts }, resolve, reject, onProgress }
+      this.queue.push(job)
       this.pump()
     })
+    const cancel = (): void => {
+      if (!job) return
+      const q = this.queue.indexOf(job)
+      if (q >= 0) {
+        this.queue.splice(q, 1)
+        job.reject(new Error('cancelled'))
+        return
+      }
+      const slot = this.slots.find((s) => s.job === job)
+      if (!slot) return
+      slot.job = null
+      this.slots.splice(this.slots.indexOf(slot), 1)
+      job.reject(new Error('cancelled'))
+      void slot.worker.terminate()
+      this.pump()
+    }
+    return { result, cancel }
   }
 
   /** Terminates every worker; queued and running jobs are rejected. */
@@ -116,6 +157,10 @@ export class WorkerPool {
     slot.worker.on('message', (m: WorkerToMain) => {
       const job = slot.job
       if (!job || job.msg.id !== m.id) return
+      if (m.kind === 'progress') {
+        job.onProgress?.(m.progress)
+        return
+      }
       slot.job = null
       slot.worker.unref()
       if (m.kind === 'done') job.resolve(m.result)
