@@ -32,3 +32,5 @@ export {
 } from './run'
 export { COSTS, COST_TABLE_NAME, type CostEntry, type CostKey } from './costs'
 export { mulberry32, type Prng } from './prng'
+export { scenarioJsonSchema, SCENARIO_TEMPLATE } from './scenarioSchema'
+export { PRESET_DOCS, VARIANT_DOCS } from './policy'

@@ -1,0 +1,150 @@
+/**
+ * The one typed door between the workbench renderer and the lab services. The Electron
+ * preload exposes one function per method; the browser host serves the same methods over
+ * HTTP (POST /api/<method>, events over server-sent events). Every request is validated with
+ * the schemas below on the service side: the renderer is untrusted input.
+ */
+import { z } from 'zod'
+import type { ExploreMode, RunResult, StepRecord, Violation } from '../engine'
+
+export type RunId = string
+export type Unsubscribe = () => void
+
+/** A scenario file under the scenarios root, as the browser lists it. */
+export interface ScenarioEntry {
+  /** Path relative to the scenarios root, with forward slashes. */
+  readonly path: string
+  readonly title: string
+  readonly source: string | null
+  readonly arch: string
+  /** Policies named in its expect block. */
+  readonly policies: readonly string[]
+  /** Set when the file does not load; the entry is still listed. */
+  readonly error: string | null
+}
+
+/** A problem in scenario text, at a 1-based line and column. */
+export interface ValidationIssue {
+  readonly line: number
+  readonly column: number
+  readonly length: number
+  readonly message: string
+}
+
+export const RunRequestSchema = z.object({
+  /** The scenario YAML (the editor's contents, saved or not). */
+  text: z.string().max(1_000_000),
+  /** Where it came from, for messages; null for an unsaved buffer. */
+  file: z.string().max(4096).nullable(),
+  policies: z.array(z.string().min(1).max(200)).min(1).max(32),
+  mode: z.enum(['exhaustive', 'random', 'scripted']),
+  seed: z
+    .number()
+    .int()
+    .min(0)
+    .max(2 ** 31 - 1),
+  executions: z.number().int().min(1).max(1_000_000),
+  schedule: z.array(z.string().max(100)).max(100_000),
+  maxStates: z.number().int().min(1).max(50_000_000),
+  timeoutMs: z.number().int().min(1).max(86_400_000).nullable(),
+})
+export type RunRequest = z.infer<typeof RunRequestSchema> & { readonly mode: ExploreMode }
+
+export const ReplayRequestSchema = z.object({
+  text: z.string().max(1_000_000),
+  file: z.string().max(4096).nullable(),
+  policy: z.string().min(1).max(200),
+  schedule: z.array(z.string().max(100)).max(100_000),
+})
+export type ReplayRequest = z.infer<typeof ReplayRequestSchema>
+
+export const PathSchema = z.object({ path: z.string().min(1).max(4096) })
+export const SaveSchema = z.object({ path: z.string().min(1).max(4096), text: z.string().max(1_000_000) })
+export const ValidateSchema = z.object({
+  text: z.string().max(1_000_000),
+  file: z.string().max(4096).nullable(),
+})
+export const RunIdSchema = z.object({ runId: z.string().min(1).max(100) })
+
+export interface ReplayResult {
+  readonly records: readonly StepRecord[]
+  readonly violations: readonly Violation[]
+  readonly outcome: string
+  readonly registers: ReadonlyArray<readonly [string, number | null]>
+}
+
+/** Live progress of one policy of a run. */
+export interface PolicyProgress {
+  readonly policy: string
+  readonly states: number
+  readonly steps: number
+  readonly executions: number
+  readonly done: boolean
+}
+
+export type RunEvent =
+  | {
+      readonly kind: 'progress'
+      readonly runId: RunId
+      readonly elapsedMs: number
+      /** States per second over the run so far. */
+      readonly rate: number
+      readonly policies: readonly PolicyProgress[]
+    }
+  | {
+      readonly kind: 'finished'
+      readonly runId: RunId
+      readonly elapsedMs: number
+      readonly result: RunResult
+    }
+  | { readonly kind: 'failed'; readonly runId: RunId; readonly message: string }
+  | { readonly kind: 'cancelled'; readonly runId: RunId }
+
+export interface NamedDoc {
+  readonly name: string
+  readonly doc: string
+}
+
+export interface EngineInfo {
+  readonly version: string
+  readonly presets: readonly NamedDoc[]
+  readonly variants: readonly NamedDoc[]
+  readonly invariants: readonly string[]
+  /** JSON Schema of the scenario language, for editor completion and hover. */
+  readonly scenarioSchema: object
+  /** A starting point for "New scenario". */
+  readonly template: string
+}
+
+export interface LabApi {
+  engineInfo(): Promise<EngineInfo>
+  listScenarios(): Promise<ScenarioEntry[]>
+  readScenario(req: z.infer<typeof PathSchema>): Promise<{ path: string; text: string }>
+  saveScenario(req: z.infer<typeof SaveSchema>): Promise<void>
+  validate(req: z.infer<typeof ValidateSchema>): Promise<ValidationIssue[]>
+  startRun(req: RunRequest): Promise<RunId>
+  cancelRun(req: z.infer<typeof RunIdSchema>): Promise<void>
+  replay(req: ReplayRequest): Promise<ReplayResult>
+  /** Run progress, results, failures and cancellations. */
+  onDidRunEvent(listener: (e: RunEvent) => void): Unsubscribe
+}
+
+/** The request-response methods (events travel separately), with their request schemas. */
+export const API_METHODS = {
+  engineInfo: null,
+  listScenarios: null,
+  readScenario: PathSchema,
+  saveScenario: SaveSchema,
+  validate: ValidateSchema,
+  startRun: RunRequestSchema,
+  cancelRun: RunIdSchema,
+  replay: ReplayRequestSchema,
+} as const satisfies Record<Exclude<keyof LabApi, 'onDidRunEvent'>, z.ZodType | null>
+
+export type ApiMethod = keyof typeof API_METHODS
+
+/** Errors crossing the boundary: a message and, for bad input, where. */
+export interface ApiError {
+  readonly message: string
+  readonly issues?: readonly ValidationIssue[]
+}

@@ -1,0 +1,176 @@
+/**
+ * JSON Schema of the scenario language for editors (completion, hover, light diagnostics),
+ * generated from the same key and op lists that validateScenario() checks against. The
+ * engine's own validation stays the authority: it also checks names, ops and conditions.
+ */
+import { PRESETS, PRESET_DOCS, VARIANTS } from './policy'
+import { CPU_OPS, DEVICE_OPS, HW_KEYS, PAGE_KEYS, SW_KEYS, TOP_KEYS } from './scenario'
+import { INVARIANTS } from './types'
+
+const OP_DOCS: Record<string, string> = {
+  read: 'read P -> reg: a load (CPU) or DMA read (device) through the TLB; the register gets the value',
+  write: 'write P value: a store (CPU) or DMA write (device)',
+  write_fault: 'handle_mm_fault(FAULT_FLAG_WRITE) on P: reuse upgrade, dirty-bit update, COW, or nothing',
+  cow_fault:
+    'a write fault expected to break COW (wp_page_copy); re-checks pte_same and backs off if resolved',
+  munmap: 'munmap P [Q...]: unmap_region with an mmu_gather; pages freed after the flush',
+  madvise_dontneed: 'madvise(MADV_DONTNEED) P [Q...]: zap_page_range_single per VMA',
+  mprotect: 'mprotect P [Q...] ro|rw|none: change_protection with the mmu_gather',
+  fork: 'fork: dup_mmap write-protects private pages; threads with mm: child start after it returns',
+}
+
+function opsSchema(ops: readonly string[]): object {
+  return {
+    type: 'array',
+    items: {
+      type: 'string',
+      pattern: `^\\s*(${ops.join('|')})\\b`,
+      description: ops.map((o) => `${o}: ${OP_DOCS[o]}`).join('\n'),
+    },
+  }
+}
+
+export function scenarioJsonSchema(): object {
+  const policyKeys = PRESETS.flatMap((p) => [p, ...VARIANTS.map((v) => `${p}+${v}`)])
+  const expectation = { enum: ['holds', 'violated', ...INVARIANTS] }
+  return {
+    $schema: 'http://json-schema.org/draft-07/schema#',
+    title: 'MMU Notifier Lab scenario',
+    type: 'object',
+    required: ['title', 'arch', 'pages'],
+    additionalProperties: false,
+    properties: {
+      title: { type: 'string', description: 'One line saying what the scenario shows' },
+      source: { type: 'string', description: 'Where the case comes from (commit, thread, document)' },
+      notes: { type: 'string', description: 'Free text' },
+      arch: {
+        enum: ['x86_64', 'arm64'],
+        description: 'Decides the CPU TLB-flush rules (and where the arch hook fires)',
+      },
+      pages: {
+        type: 'object',
+        description: 'Page name -> initial state; page i sits at address i*4096',
+        additionalProperties: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            value: { type: 'integer', description: 'Initial contents' },
+            prot: { enum: ['rw', 'ro', 'none'], description: 'VMA protection' },
+            cow: { type: 'boolean', description: 'Shared with a fork child: read-only PTE, a write copies' },
+            mapped: {
+              enum: ['rw', 'ro', 'clean', 'none'],
+              description:
+                'PTE state: rw (writable, dirty), ro (read-only, exclusive), clean (writable, not dirty), none (no PTE yet)',
+            },
+          },
+        },
+      },
+      secondary: {
+        type: 'array',
+        items: {
+          type: 'object',
+          required: ['name', 'type'],
+          properties: {
+            name: { type: 'string' },
+            type: {
+              enum: ['hw-walker', 'sw-mirror'],
+              description:
+                'hw-walker: SVA IOMMU TLB filled by walking the CPU page table; sw-mirror: KVM/HMM shadow table',
+            },
+            btm: { type: 'boolean', description: 'arm64 SMMU broadcast TLB maintenance: snoops CPU TLBIs' },
+            flush_at: {
+              enum: ['start', 'end', 'both'],
+              description: 'Where a start/end-only driver invalidates its TLB',
+            },
+            cached: {
+              type: 'array',
+              items: { type: 'string' },
+              description: 'Pages with a translation before the run',
+            },
+            retry_limit: {
+              type: 'integer',
+              minimum: 1,
+              description: 'The device resets after N faults on one access',
+            },
+            negative_caching: {
+              type: 'boolean',
+              description: 'A read-only entry that faulted on a write stays cached',
+            },
+          },
+          propertyNames: { enum: [...new Set([...HW_KEYS, ...SW_KEYS])] },
+        },
+      },
+      cpus: {
+        type: 'object',
+        description: 'Thread name -> ops (each thread on its own CPU)',
+        additionalProperties: {
+          oneOf: [
+            opsSchema(CPU_OPS),
+            {
+              type: 'object',
+              properties: { mm: { enum: ['process', 'child'] }, ops: opsSchema(CPU_OPS) },
+              additionalProperties: false,
+            },
+          ],
+        },
+      },
+      devices: {
+        type: 'object',
+        description: 'Thread name -> { via: secondary, ops }',
+        additionalProperties: {
+          type: 'object',
+          required: ['via', 'ops'],
+          additionalProperties: false,
+          properties: { via: { type: 'string' }, ops: opsSchema(DEVICE_OPS) },
+        },
+      },
+      forbid: {
+        type: 'string',
+        description: 'A condition on the final state, e.g. r1 == 1 && r0 == 0; mem(P) reads page P',
+      },
+      expect: {
+        type: 'object',
+        description: 'Policy -> holds | violated | the invariant that must break',
+        properties: Object.fromEntries(
+          policyKeys.map((k) => [
+            k,
+            { ...expectation, description: PRESET_DOCS[k.split('+')[0] as keyof typeof PRESET_DOCS] },
+          ]),
+        ),
+        additionalProperties: expectation,
+      },
+      mmu_gather: {
+        type: 'object',
+        additionalProperties: false,
+        properties: { batch: { type: 'integer', minimum: 1 } },
+      },
+      explore: {
+        type: 'object',
+        additionalProperties: false,
+        properties: {
+          mode: { enum: ['exhaustive', 'random', 'scripted'] },
+          seed: { type: 'integer', minimum: 0 },
+          executions: { type: 'integer', minimum: 1 },
+          schedule: { type: 'array', items: { type: 'string' } },
+          max_states: { type: 'integer', minimum: 1 },
+        },
+      },
+    },
+    propertyNames: { enum: [...TOP_KEYS] },
+    [`x-page-keys`]: [...PAGE_KEYS],
+  }
+}
+
+export const SCENARIO_TEMPLATE = `title: What this scenario shows, in one line
+source: Where it comes from (commit, thread, document)
+arch: arm64
+pages:
+  P: { value: 0, prot: rw }
+secondary:
+  - { name: smmu, type: hw-walker, cached: [P] }
+cpus:
+  C0: [munmap P]
+devices:
+  D0: { via: smmu, ops: [write P 1, write P 2] }
+expect: { start-end: holds, invalidate-range: holds, arch-hook: holds }
+`
