@@ -187,33 +187,6 @@ export function shallowNext(s: LabState, t: number): LabState {
   return { frames: s.frames, mms: s.mms, tlbs: s.tlbs, secs: s.secs, threads, regs: s.regs }
 }
 
-/** Deep copy (entries, PTEs and arrays of numbers are immutable and shared). */
-export function cloneState(s: LabState): LabState {
-  return {
-    frames: s.frames.map((f) => ({ ...f })),
-    mms: s.mms.map((m) => ({
-      live: m.live,
-      ptes: m.ptes.slice(),
-      vmas: m.vmas.slice(),
-      writer: m.writer,
-      readers: m.readers,
-      ptl: m.ptl,
-      pt: m.pt,
-      tfp: m.tfp,
-    })),
-    tlbs: s.tlbs.map((t) => t.slice()),
-    secs: s.secs.map((x) => ({ entries: x.entries.slice(), seq: x.seq, inProg: x.inProg.slice() })),
-    threads: s.threads.map((t) => ({
-      op: t.op,
-      stack: t.stack.map((f) => ({ proc: f.proc, pc: f.pc, l: cloneLocals(f.l) })),
-      done: t.done,
-      faults: t.faults,
-      locks: t.locks.slice(),
-    })),
-    regs: s.regs.slice(),
-  }
-}
-
 const CODES = new Map<string, number>()
 function code(s: string): number {
   let c = CODES.get(s)
@@ -335,9 +308,4 @@ export function hashState(s: LabState, live: Liveness): [number, number] {
   }
   s.regs.forEach((r, i) => h.n(live.regs[i] ? (r === null ? -7 : r) : 0))
   return [h.a >>> 0, h.b >>> 0]
-}
-
-/** A readable canonical key (for tests and debugging; the explorer uses hashState). */
-export function keyOf(s: LabState): string {
-  return JSON.stringify(s)
 }
