@@ -1,8 +1,62 @@
-// Electron main process: window lifecycle only; everything else goes behind LabApi (src-main/api).
+// Electron main process: the window, the IPC adapter over LabApi, and the scenarios folder.
+// Everything else lives behind LabApi (src-main/node/labService.ts), shared with the browser host.
 // NOTE: this cannot be launched on our dev/CI machines (no Electron binary is obtainable offline);
 // it is only built by `electron-vite build` and type-checked. Keep it tiny.
+import { cpSync, existsSync, mkdirSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
-import { app, BrowserWindow } from 'electron'
+import { pathToFileURL } from 'node:url'
+import { Worker } from 'node:worker_threads'
+import { app, BrowserWindow, ipcMain, session, type WebFrameMain } from 'electron'
+import { API_METHODS, type ApiMethod, type RunEvent } from '../api/labApi'
+import { createLabService, toApiError, type LabService } from '../node/labService'
+import { WorkerPool } from '../node/workerPool'
+
+const CSP =
+  "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; worker-src 'self' blob:; " +
+  "img-src 'self' data:; font-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'none'"
+
+const devUrl = process.env['ELECTRON_RENDERER_URL']
+const indexHtml = join(__dirname, '../renderer/index.html')
+
+/** Packaged: Documents/MMU Notifier Lab/scenarios, seeded from the bundled catalogue. Unpackaged: ./scenarios. */
+function scenariosDir(): string {
+  if (!app.isPackaged) return join(app.getAppPath(), 'scenarios')
+  const dir = join(app.getPath('documents'), 'MMU Notifier Lab', 'scenarios')
+  mkdirSync(dir, { recursive: true })
+  const bundled = join(process.resourcesPath, 'scenarios')
+  if (readdirSync(dir).length === 0 && existsSync(bundled)) cpSync(bundled, dir, { recursive: true })
+  return dir
+}
+
+/** Only our own page may call the API. */
+function isOwnFrame(frame: WebFrameMain | null): boolean {
+  if (!frame) return false
+  try {
+    const u = new URL(frame.url)
+    if (devUrl) return u.origin === new URL(devUrl).origin
+    return u.protocol === 'file:' && u.pathname === pathToFileURL(indexHtml).pathname
+  } catch {
+    return false
+  }
+}
+
+function registerApi(service: LabService): void {
+  for (const method of Object.keys(API_METHODS) as ApiMethod[]) {
+    // Replies are envelopes: Electron drops an Error's extra fields (issues) on the way.
+    ipcMain.handle('lab:' + method, async (e, req: unknown) => {
+      if (!isOwnFrame(e.senderFrame)) return { ok: false, error: { message: 'untrusted sender' } }
+      try {
+        const fn = service[method] as (a: unknown) => Promise<unknown>
+        return { ok: true, result: (await fn(req)) ?? null }
+      } catch (err) {
+        return { ok: false, error: toApiError(err) }
+      }
+    })
+  }
+  service.onDidRunEvent((ev: RunEvent) => {
+    for (const w of BrowserWindow.getAllWindows()) w.webContents.send('lab:event', ev)
+  })
+}
 
 function createWindow(): void {
   const win = new BrowserWindow({
@@ -16,17 +70,26 @@ function createWindow(): void {
       nodeIntegration: false,
     },
   })
+  win.webContents.on('will-navigate', (e) => e.preventDefault())
+  win.webContents.setWindowOpenHandler(() => ({ action: 'deny' }))
   // electron-vite sets ELECTRON_RENDERER_URL in dev; a build loads the bundled renderer from disk.
-  const devUrl = process.env['ELECTRON_RENDERER_URL']
   if (devUrl) void win.loadURL(devUrl)
-  else void win.loadFile(join(__dirname, '../renderer/index.html'))
+  else void win.loadFile(indexHtml)
 }
 
 void app.whenReady().then(() => {
+  session.defaultSession.webRequest.onHeadersReceived((details, callback) => {
+    callback({ responseHeaders: { ...details.responseHeaders, 'Content-Security-Policy': [CSP] } })
+  })
+  // The bundle ships the worker as out/main/exploreWorker.js (see electron.vite.config.ts).
+  const pool = new WorkerPool(() => new Worker(join(__dirname, 'exploreWorker.js')))
+  const service = createLabService({ scenariosDir: scenariosDir(), pool })
+  registerApi(service)
   createWindow()
   app.on('activate', () => {
     if (BrowserWindow.getAllWindows().length === 0) createWindow()
   })
+  app.on('will-quit', () => void service.close())
 })
 
 app.on('window-all-closed', () => {

@@ -1,0 +1,322 @@
+/**
+ * The browser host: a node:http server on 127.0.0.1 that serves the built renderer and the
+ * LabApi over HTTP, for machines without an Electron binary (and for the e2e tests).
+ *
+ *   POST /api/<method>          JSON request -> 200 {ok:true,result} | 400 {ok:false,error:{message,issues?}}
+ *   GET  /api/events?token=...  server-sent events: one `data: <RunEvent JSON>` per event
+ *   GET  /?token=...            index.html, with the token in <meta name="lab-token">
+ *   GET  /<asset>               the built renderer's files
+ *
+ * Guards: a per-launch random token on every /api request (header x-lab-token, or ?token= for
+ * EventSource) and on the HTML page (it embeds the token); a Host header that must name this
+ * server exactly (DNS rebinding); no CORS headers at all, so other origins cannot read replies.
+ */
+import { randomBytes, timingSafeEqual } from 'node:crypto'
+import { promises as fs } from 'node:fs'
+import http from 'node:http'
+import type { AddressInfo } from 'node:net'
+import path from 'node:path'
+import { API_METHODS, type ApiMethod, type RunEvent } from '../api/labApi'
+import { createLabService, LabApiError, toApiError, type LabService } from './labService'
+import { WorkerPool } from './workerPool'
+
+export interface HostOptions {
+  /** 0 picks any free port. */
+  readonly port: number
+  readonly scenariosDir: string
+  readonly rendererDir: string
+  /** For tests: a service to serve instead of a fresh one (the host then closes it too). */
+  readonly service?: LabService
+  /** Heartbeat comment interval on the event stream (default 15 s). */
+  readonly heartbeatMs?: number
+}
+
+export interface Host {
+  readonly url: string
+  readonly port: number
+  readonly token: string
+  close(): Promise<void>
+}
+
+export const BODY_LIMIT = 2 * 1024 * 1024
+
+export const CSP = [
+  "default-src 'self'",
+  "script-src 'self'",
+  "style-src 'self' 'unsafe-inline'",
+  "worker-src 'self' blob:",
+  "img-src 'self' data:",
+  "font-src 'self' data:",
+  "connect-src 'self'",
+  "object-src 'none'",
+  "base-uri 'none'",
+  "form-action 'none'",
+  "frame-ancestors 'none'",
+].join('; ')
+
+const TYPES: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.mjs': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.json': 'application/json; charset=utf-8',
+  '.map': 'application/json; charset=utf-8',
+  '.wasm': 'application/wasm',
+  '.ttf': 'font/ttf',
+  '.woff': 'font/woff',
+  '.woff2': 'font/woff2',
+  '.svg': 'image/svg+xml',
+  '.png': 'image/png',
+  '.jpg': 'image/jpeg',
+  '.ico': 'image/x-icon',
+  '.txt': 'text/plain; charset=utf-8',
+}
+
+const COMMON_HEADERS = {
+  'X-Content-Type-Options': 'nosniff',
+  'Referrer-Policy': 'no-referrer',
+  'Cross-Origin-Opener-Policy': 'same-origin',
+  'Cross-Origin-Resource-Policy': 'same-origin',
+}
+
+function sameToken(a: string | null | undefined, token: string): boolean {
+  if (typeof a !== 'string') return false
+  const x = Buffer.from(a)
+  const y = Buffer.from(token)
+  return x.length === y.length && timingSafeEqual(x, y)
+}
+
+function send(res: http.ServerResponse, status: number, body: string, type: string): void {
+  res.writeHead(status, {
+    ...COMMON_HEADERS,
+    'Content-Type': type,
+    'Content-Length': Buffer.byteLength(body),
+    'Cache-Control': 'no-store',
+  })
+  res.end(body)
+}
+
+function sendJson(res: http.ServerResponse, status: number, value: unknown): void {
+  send(res, status, JSON.stringify(value), 'application/json; charset=utf-8')
+}
+
+class BodyError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message)
+  }
+}
+
+function readBody(req: http.IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const declared = Number(req.headers['content-length'] ?? 0)
+    if (declared > BODY_LIMIT) {
+      reject(new BodyError(413, `request body over ${BODY_LIMIT} bytes`))
+      req.resume()
+      return
+    }
+    const chunks: Buffer[] = []
+    let size = 0
+    let failed = false
+    req.on('data', (c: Buffer) => {
+      if (failed) return
+      size += c.length
+      if (size > BODY_LIMIT) {
+        failed = true
+        reject(new BodyError(413, `request body over ${BODY_LIMIT} bytes`))
+        return
+      }
+      chunks.push(c)
+    })
+    req.on('end', () => {
+      if (!failed) resolve(Buffer.concat(chunks).toString('utf8'))
+    })
+    req.on('error', (e) => {
+      if (!failed) reject(e)
+    })
+  })
+}
+
+export async function startHost(options: HostOptions): Promise<Host> {
+  const rendererDir = await fs.realpath(path.resolve(options.rendererDir))
+  const service =
+    options.service ?? createLabService({ scenariosDir: options.scenariosDir, pool: new WorkerPool() })
+  const token = randomBytes(24).toString('hex')
+  const heartbeatMs = options.heartbeatMs ?? 15_000
+  const streams = new Set<http.ServerResponse>()
+  let port = 0
+
+  const hostAllowed = (req: http.IncomingMessage): boolean => {
+    const h = req.headers.host
+    return h === `127.0.0.1:${port}` || h === `localhost:${port}`
+  }
+
+  const handleEvents = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+    res.writeHead(200, {
+      ...COMMON_HEADERS,
+      'Content-Type': 'text/event-stream; charset=utf-8',
+      'Cache-Control': 'no-store',
+      Connection: 'keep-alive',
+    })
+    res.write(': connected\n\n')
+    streams.add(res)
+    const unsubscribe = service.onDidRunEvent((e: RunEvent) => {
+      res.write(`data: ${JSON.stringify(e)}\n\n`)
+    })
+    const beat = setInterval(() => res.write(': heartbeat\n\n'), heartbeatMs)
+    beat.unref()
+    const done = (): void => {
+      clearInterval(beat)
+      unsubscribe()
+      streams.delete(res)
+    }
+    req.on('close', done)
+    res.on('close', done)
+  }
+
+  const handleApi = async (req: http.IncomingMessage, res: http.ServerResponse, url: URL): Promise<void> => {
+    const given = req.headers['x-lab-token']
+    const supplied = typeof given === 'string' ? given : url.searchParams.get('token')
+    if (!sameToken(supplied, token))
+      return sendJson(res, 403, { ok: false, error: { message: 'bad or missing token' } })
+    const method = url.pathname.slice('/api/'.length)
+    if (method === 'events') {
+      if (req.method !== 'GET') return sendJson(res, 405, { ok: false, error: { message: 'use GET' } })
+      return handleEvents(req, res)
+    }
+    if (!Object.prototype.hasOwnProperty.call(API_METHODS, method))
+      return sendJson(res, 404, { ok: false, error: { message: `unknown API method '${method}'` } })
+    if (req.method !== 'POST') {
+      res.setHeader('Allow', 'POST')
+      return sendJson(res, 405, { ok: false, error: { message: 'use POST' } })
+    }
+    let arg: unknown
+    try {
+      const body = await readBody(req)
+      arg = body.trim() === '' ? undefined : JSON.parse(body)
+    } catch (e) {
+      if (e instanceof BodyError) return sendJson(res, e.status, { ok: false, error: { message: e.message } })
+      return sendJson(res, 400, {
+        ok: false,
+        error: { message: `request body is not JSON: ${(e as Error).message}` },
+      })
+    }
+    const fn = service[method as ApiMethod] as (a: unknown) => Promise<unknown>
+    try {
+      const result = await fn(arg)
+      sendJson(res, 200, { ok: true, result: result ?? null })
+    } catch (e) {
+      sendJson(res, e instanceof LabApiError ? 400 : 500, { ok: false, error: toApiError(e) })
+    }
+  }
+
+  const handleStatic = async (
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    url: URL,
+  ): Promise<void> => {
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.setHeader('Allow', 'GET, HEAD')
+      return send(res, 405, 'method not allowed\n', 'text/plain; charset=utf-8')
+    }
+    const notFound = (): void => send(res, 404, 'not found\n', 'text/plain; charset=utf-8')
+    let rel: string
+    try {
+      rel = decodeURIComponent(url.pathname)
+    } catch {
+      return notFound()
+    }
+    if (rel === '/') rel = '/index.html'
+    if (rel.includes('\0') || rel.includes('\\') || rel.split('/').some((s) => s === '..')) return notFound()
+    const file = path.join(rendererDir, rel)
+    let real: string
+    try {
+      real = await fs.realpath(file)
+    } catch {
+      return notFound()
+    }
+    const inside = path.relative(rendererDir, real)
+    if (inside === '' || inside.startsWith('..') || path.isAbsolute(inside)) return notFound()
+    const st = await fs.stat(real).catch(() => null)
+    if (!st?.isFile()) return notFound()
+    const ext = path.extname(real).toLowerCase()
+    const headers: Record<string, string> = {
+      ...COMMON_HEADERS,
+      'Content-Security-Policy': CSP,
+      'Content-Type': TYPES[ext] ?? 'application/octet-stream',
+    }
+    let body: Buffer
+    if (inside === 'index.html') {
+      // The page embeds the token, so only a holder of the token gets it.
+      if (!sameToken(url.searchParams.get('token'), token))
+        return send(
+          res,
+          403,
+          'Open the full URL that the lab printed at start-up (it ends with ?token=...).\n',
+          'text/plain; charset=utf-8',
+        )
+      const html = await fs.readFile(real, 'utf8')
+      const meta = `<meta name="lab-token" content="${token}">`
+      const injected = /<head[^>]*>/i.test(html)
+        ? html.replace(/<head[^>]*>/i, (m) => `${m}\n    ${meta}`)
+        : meta + html
+      body = Buffer.from(injected)
+      headers['Cache-Control'] = 'no-store'
+    } else {
+      body = await fs.readFile(real)
+      headers['Cache-Control'] = 'no-cache'
+    }
+    headers['Content-Length'] = String(body.length)
+    res.writeHead(200, headers)
+    res.end(req.method === 'HEAD' ? undefined : body)
+  }
+
+  const server = http.createServer((req, res) => {
+    if (!hostAllowed(req)) return send(res, 403, 'forbidden host\n', 'text/plain; charset=utf-8')
+    let url: URL
+    try {
+      url = new URL(req.url ?? '/', `http://127.0.0.1:${port}`)
+    } catch {
+      return send(res, 400, 'bad request\n', 'text/plain; charset=utf-8')
+    }
+    const work =
+      url.pathname === '/api' || url.pathname.startsWith('/api/')
+        ? handleApi(req, res, url)
+        : handleStatic(req, res, url)
+    work.catch((e: unknown) => {
+      if (!res.headersSent) sendJson(res, 500, { ok: false, error: toApiError(e) })
+      else res.destroy()
+    })
+  })
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(options.port, '127.0.0.1', () => {
+      server.off('error', reject)
+      resolve()
+    })
+  })
+  port = (server.address() as AddressInfo).port
+  const url = `http://127.0.0.1:${port}/?token=${token}`
+
+  let closing: Promise<void> | null = null
+  return {
+    url,
+    port,
+    token,
+    close() {
+      closing ??= (async () => {
+        for (const s of streams) s.end()
+        streams.clear()
+        await new Promise<void>((resolve) => {
+          server.close(() => resolve())
+          server.closeAllConnections()
+        })
+        await service.close()
+      })()
+      return closing
+    },
+  }
+}

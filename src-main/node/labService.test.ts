@@ -1,0 +1,256 @@
+import {
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+  mkdirSync,
+} from 'node:fs'
+import os from 'node:os'
+import { Worker } from 'node:worker_threads'
+import path from 'node:path'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import type { RunEvent, RunRequest } from '../api/labApi'
+import { createLabService, LabApiError, type LabService } from './labService'
+import { tsxWorker, WorkerPool } from './workerPool'
+
+const SCENARIOS = path.join(__dirname, '../../scenarios')
+const UPGRADE_TEXT = readFileSync(path.join(SCENARIOS, 'upgrade-loop.smmu-no-btm.yaml'), 'utf8')
+const COW_TEXT = readFileSync(path.join(SCENARIOS, 'cow-ordering.invalidate-range-needed.yaml'), 'utf8')
+
+function runRequest(text: string, policies: string[]): RunRequest {
+  return {
+    text,
+    file: null,
+    policies,
+    mode: 'exhaustive',
+    seed: 1,
+    executions: 100,
+    schedule: [],
+    maxStates: 2_000_000,
+    timeoutMs: null,
+  }
+}
+
+/** Collects the events of one run until it ends. */
+function eventsOf(svc: LabService, runId: Promise<string>): Promise<RunEvent[]> {
+  const seen: RunEvent[] = []
+  return new Promise((resolve) => {
+    const off = svc.onDidRunEvent((e) => {
+      seen.push(e)
+      void runId.then((id) => {
+        const mine = seen.filter((x) => x.runId === id)
+        if (mine.some((x) => x.kind !== 'progress')) {
+          off()
+          resolve(mine)
+        }
+      })
+    })
+  })
+}
+
+async function rejection(p: Promise<unknown>): Promise<LabApiError> {
+  try {
+    await p
+  } catch (e) {
+    expect(e).toBeInstanceOf(LabApiError)
+    return e as LabApiError
+  }
+  throw new Error('expected a rejection')
+}
+
+let dir: string
+let outside: string
+let svc: LabService
+
+beforeEach(() => {
+  dir = mkdtempSync(path.join(os.tmpdir(), 'lab-svc-'))
+  outside = mkdtempSync(path.join(os.tmpdir(), 'lab-out-'))
+  writeFileSync(path.join(dir, 'upgrade.yaml'), UPGRADE_TEXT)
+  mkdirSync(path.join(dir, 'sub'))
+  writeFileSync(path.join(dir, 'sub', 'bad.yaml'), 'title: broken\nbogus: [\n')
+  writeFileSync(path.join(dir, 'notes.txt'), 'not a scenario')
+  svc = createLabService({ scenariosDir: dir, pool: new WorkerPool(tsxWorker, 2) })
+})
+
+afterEach(async () => {
+  await svc.close()
+  rmSync(dir, { recursive: true, force: true })
+  rmSync(outside, { recursive: true, force: true })
+})
+
+describe('scenario files', () => {
+  it('lists every .yaml file recursively, sorted, with a bad file reported, not thrown', async () => {
+    const list = await svc.listScenarios()
+    expect(list.map((e) => e.path)).toEqual(['sub/bad.yaml', 'upgrade.yaml'])
+    const [bad, good] = list
+    expect(bad!.error).toMatch(/^\d+:\d+: /)
+    expect(good).toEqual({
+      path: 'upgrade.yaml',
+      title: 'RO->RW upgrade in place leaves an SMMU without BTM faulting forever',
+      source: 'Popple, "mmu_notifiers: Notify on pte permission upgrades" (2023)',
+      arch: 'arm64',
+      policies: ['start-end', 'invalidate-range', 'arch-hook'],
+      error: null,
+    })
+  })
+
+  it('reads and saves relative .yaml paths, creating folders, atomically', async () => {
+    expect((await svc.readScenario({ path: 'upgrade.yaml' })).text).toBe(UPGRADE_TEXT)
+    await svc.saveScenario({ path: 'new/deeper/x.yaml', text: 'title: x\n' })
+    expect(readFileSync(path.join(dir, 'new/deeper/x.yaml'), 'utf8')).toBe('title: x\n')
+    await svc.saveScenario({ path: 'upgrade.yaml', text: 'title: replaced\n' })
+    expect(await svc.readScenario({ path: './upgrade.yaml' })).toEqual({
+      path: 'upgrade.yaml',
+      text: 'title: replaced\n',
+    })
+    // No temp files left behind.
+    expect(readdirSync(dir).filter((f) => f.startsWith('.'))).toEqual([])
+    expect(readdirSync(path.join(dir, 'new/deeper'))).toEqual(['x.yaml'])
+  })
+
+  it('rejects absolute paths, .. escapes, symlink escapes and non-.yaml names', async () => {
+    writeFileSync(path.join(outside, 'secret.yaml'), 'secret')
+    symlinkSync(outside, path.join(dir, 'link'))
+    symlinkSync(path.join(outside, 'secret.yaml'), path.join(dir, 'file-link.yaml'))
+    const bad = [
+      path.join(dir, 'upgrade.yaml'),
+      '/etc/passwd.yaml',
+      '../x.yaml',
+      'sub/../../x.yaml',
+      'sub\\..\\..\\x.yaml',
+      'link/secret.yaml',
+      'link/new.yaml',
+      'file-link.yaml',
+      'notes.txt',
+      'upgrade.yml',
+    ]
+    for (const p of bad) {
+      const e = await rejection(svc.readScenario({ path: p }))
+      expect(e.message).toMatch(/^path: /)
+      await rejection(svc.saveScenario({ path: p, text: 'x' }))
+    }
+    expect(readFileSync(path.join(outside, 'secret.yaml'), 'utf8')).toBe('secret')
+    expect(readdirSync(outside)).toEqual(['secret.yaml'])
+    // Links that stay inside are listed; links out are not.
+    expect((await svc.listScenarios()).map((e) => e.path)).toEqual(['sub/bad.yaml', 'upgrade.yaml'])
+  })
+
+  it('rejects malformed requests, naming the field', async () => {
+    const e = await rejection(svc.readScenario({ path: 7 } as never))
+    expect(e.message).toMatch(/readScenario: invalid path/)
+    const e2 = await rejection(svc.startRun({ ...runRequest(UPGRADE_TEXT, ['arch-hook']), seed: -1 }))
+    expect(e2.message).toMatch(/startRun: invalid seed/)
+  })
+})
+
+describe('validate', () => {
+  it('returns [] for a valid scenario and located issues otherwise', async () => {
+    expect(await svc.validate({ text: UPGRADE_TEXT, file: null })).toEqual([])
+    const broken = UPGRADE_TEXT.replace('C0: [write_fault P]', 'C0: [write_fault Q]')
+    const issues = await svc.validate({ text: broken, file: 'x.yaml' })
+    expect(issues).toHaveLength(1)
+    const line = broken.split('\n').findIndex((l) => l.includes('write_fault Q')) + 1
+    expect(issues[0]).toMatchObject({
+      line,
+      column: broken.split('\n')[line - 1]!.indexOf('Q') + 1,
+      length: 1,
+    })
+    expect(issues[0]!.message).toMatch(/Q/)
+  })
+})
+
+describe('runs', () => {
+  it('streams progress, then the finished result in policy order', async () => {
+    const id = svc.startRun(runRequest(UPGRADE_TEXT, ['arch-hook', 'start-end,invalidate-range']))
+    const events = await eventsOf(svc, id)
+    expect(typeof (await id)).toBe('string')
+    const kinds = events.map((e) => e.kind)
+    expect(kinds.at(-1)).toBe('finished')
+    expect(kinds.slice(0, -1).every((k) => k === 'progress')).toBe(true)
+    const lastProgress = events.at(-2)
+    expect(lastProgress?.kind).toBe('progress')
+    if (lastProgress?.kind !== 'progress') return
+    expect(lastProgress.policies.map((p) => p.policy)).toEqual(['arch-hook', 'start-end', 'invalidate-range'])
+    expect(lastProgress.policies.every((p) => p.done && p.states > 0)).toBe(true)
+    const fin = events.at(-1)
+    if (fin?.kind !== 'finished') throw new Error('not finished')
+    expect(fin.result.results.map((r) => [r.policy, r.verdict, r.matches])).toEqual([
+      ['arch-hook', 'holds', true],
+      ['start-end', 'violated', true],
+      ['invalidate-range', 'violated', true],
+    ])
+  })
+
+  it('rejects invalid text with its issues, and bad policies or schedules', async () => {
+    const e = await rejection(svc.startRun(runRequest('title: t\nbogus: 1\n', ['arch-hook'])))
+    expect(e.issues?.length).toBeGreaterThan(0)
+    expect(e.issues![0]).toHaveProperty('line')
+    expect(e.message).toMatch(/^the scenario is invalid: line \d+, column \d+/)
+    const p = await rejection(svc.startRun(runRequest(UPGRADE_TEXT, ['arch-hook', 'no-such-policy'])))
+    expect(p.message).toMatch(/unknown policy preset 'no-such-policy'/)
+    const s = await rejection(
+      svc.startRun({ ...runRequest(UPGRADE_TEXT, ['arch-hook']), mode: 'scripted', schedule: ['C0', 'X9'] }),
+    )
+    expect(s.message).toMatch(/unknown thread 'X9'/)
+  })
+
+  it('cancelRun stops a long run and emits cancelled', async () => {
+    const id = svc.startRun(runRequest(COW_TEXT, ['all']))
+    const events = eventsOf(svc, id)
+    await svc.cancelRun({ runId: await id })
+    const got = await events
+    expect(got.at(-1)).toEqual({ kind: 'cancelled', runId: await id })
+    expect(got.some((e) => e.kind === 'finished')).toBe(false)
+    // Cancelling again is harmless.
+    await svc.cancelRun({ runId: await id })
+  })
+
+  it('a crashing worker fails its run with a message, and the next run works', async () => {
+    let made = 0
+    const crashing = createLabService({
+      scenariosDir: dir,
+      pool: new WorkerPool(
+        () => (made++ === 0 ? new Worker("throw new Error('boom')", { eval: true }) : tsxWorker()),
+        1,
+      ),
+    })
+    try {
+      const first = await eventsOf(crashing, crashing.startRun(runRequest(UPGRADE_TEXT, ['arch-hook'])))
+      expect(first.at(-1)).toMatchObject({ kind: 'failed', message: expect.stringMatching(/boom/) })
+      const second = await eventsOf(crashing, crashing.startRun(runRequest(UPGRADE_TEXT, ['arch-hook'])))
+      expect(second.at(-1)?.kind).toBe('finished')
+    } finally {
+      await crashing.close()
+    }
+  })
+
+  it('replays the counterexample schedule to the livelock', async () => {
+    const id = svc.startRun(runRequest(UPGRADE_TEXT, ['start-end']))
+    const fin = (await eventsOf(svc, id)).at(-1)
+    if (fin?.kind !== 'finished') throw new Error('not finished')
+    const cx = fin.result.results[0]!.counterexamples.find((c) => c.invariant === 'progress')!
+    const schedule = [...cx.schedule, ...(cx.cycle ?? [])]
+    const r = await svc.replay({ text: UPGRADE_TEXT, file: null, policy: 'start-end', schedule })
+    expect(r.outcome).toBe('livelock')
+    expect(r.violations.map((v) => v.invariant)).toContain('progress')
+    expect(r.records.length).toBeGreaterThan(0)
+    expect(r.registers).toEqual([])
+    const e = await rejection(
+      svc.replay({ text: UPGRADE_TEXT, file: null, policy: 'start-end', schedule: ['D9'] }),
+    )
+    expect(e.message).toMatch(/^schedule: .*unknown thread 'D9'/)
+  })
+})
+
+describe('engineInfo', () => {
+  it('describes presets, variants, invariants, the schema and the template', async () => {
+    const info = await svc.engineInfo()
+    expect(info.presets.map((p) => p.name)).toEqual(['start-end', 'invalidate-range', 'arch-hook'])
+    expect(info.variants.every((v) => v.doc.length > 0)).toBe(true)
+    expect(info.invariants).toContain('progress')
+    expect(info.scenarioSchema).toHaveProperty('type', 'object')
+    expect(await svc.validate({ text: info.template, file: null })).toEqual([])
+  })
+})

@@ -1,0 +1,483 @@
+/**
+ * The lab services behind LabApi, in plain Node (no Electron): scenario files under one root
+ * directory, validation, runs in the worker pool with progress events, replays. The Electron
+ * main process (ipcMain) and the browser host (HTTP) are thin adapters over this object, and
+ * both treat every request as untrusted: each is checked against its schema in API_METHODS.
+ */
+import { randomUUID } from 'node:crypto'
+import { promises as fs } from 'node:fs'
+import path from 'node:path'
+import type { z } from 'zod'
+import {
+  defaultRunOptions,
+  ENGINE_VERSION,
+  INVARIANTS,
+  parsePolicyList,
+  PRESET_DOCS,
+  PRESETS,
+  runExecution,
+  runResultOf,
+  SCENARIO_TEMPLATE,
+  ScheduleError,
+  scenarioJsonSchema,
+  scheduleIndices,
+  scriptedChooser,
+  VARIANT_DOCS,
+  VARIANTS,
+  type ExploreProgress,
+  type Policy,
+  type PolicyResult,
+  type RunOptions,
+  type Scenario,
+} from '../engine'
+import {
+  API_METHODS,
+  type ApiError,
+  type ApiMethod,
+  type EngineInfo,
+  type LabApi,
+  type PolicyProgress,
+  type ReplayResult,
+  type RunEvent,
+  type RunId,
+  type ScenarioEntry,
+  type ValidationIssue,
+} from '../api/labApi'
+import { loadScenarioText, ScenarioLoadError } from './scenarioFiles'
+import { toWorkerOptions, type RunHandle, type WorkerPool } from './workerPool'
+
+/** An error that crosses the API boundary: a message and, for bad scenario text, where. */
+export class LabApiError extends Error implements ApiError {
+  constructor(
+    message: string,
+    readonly issues?: readonly ValidationIssue[],
+  ) {
+    super(message)
+    this.name = 'LabApiError'
+  }
+}
+
+/** The plain-data form of any error, for the HTTP and IPC adapters. */
+export function toApiError(e: unknown): ApiError {
+  if (e instanceof LabApiError)
+    return e.issues ? { message: e.message, issues: e.issues } : { message: e.message }
+  return { message: e instanceof Error ? e.message : String(e) }
+}
+
+export type LabService = LabApi & { close(): Promise<void> }
+
+export interface LabServiceOptions {
+  readonly scenariosDir: string
+  readonly pool: WorkerPool
+  /** Minimum interval between progress events of one run (default 200 ms: at most ~5/s). */
+  readonly progressIntervalMs?: number
+}
+
+/** Checks `req` against the method's schema; the message names the offending field. */
+export function parseRequest<M extends ApiMethod>(method: M, req: unknown): unknown {
+  const schema = API_METHODS[method] as z.ZodType | null
+  if (schema === null) return undefined
+  const r = schema.safeParse(req)
+  if (r.success) return r.data
+  const first = r.error.issues[0]
+  const where = first && first.path.length > 0 ? first.path.map(String).join('.') : 'request'
+  const more = r.error.issues.length > 1 ? ` (and ${r.error.issues.length - 1} more problems)` : ''
+  throw new LabApiError(`${method}: invalid ${where}: ${first?.message ?? 'invalid input'}${more}`)
+}
+
+const toIssues = (e: ScenarioLoadError): ValidationIssue[] =>
+  e.issues.map((i) => ({ line: i.line, column: i.column, length: i.length, message: i.message }))
+
+function loadOrReject(text: string, file: string | null): Scenario {
+  try {
+    return loadScenarioText(text, file ?? '<unsaved>')
+  } catch (e) {
+    if (!(e instanceof ScenarioLoadError)) throw e
+    const issues = toIssues(e)
+    const first = issues[0]
+    const head = first ? `line ${first.line}, column ${first.column}: ${first.message}` : 'invalid scenario'
+    const more = issues.length > 1 ? ` (and ${issues.length - 1} more problems)` : ''
+    throw new LabApiError(`the scenario is invalid: ${head}${more}`, issues)
+  }
+}
+
+function policiesOf(entries: readonly string[]): Policy[] {
+  const out: Policy[] = []
+  for (const entry of entries) {
+    const ps = parsePolicyList(entry)
+    if (typeof ps === 'string') throw new LabApiError(`policies: ${ps}`)
+    for (const p of ps) if (!out.some((q) => q.name === p.name)) out.push(p)
+  }
+  return out
+}
+
+function isInside(root: string, p: string): boolean {
+  const rel = path.relative(root, p)
+  return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel))
+}
+
+const isMissing = (e: unknown): boolean => (e as NodeJS.ErrnoException).code === 'ENOENT'
+
+/** Writes a file atomically: temp file in the same directory, fsync, rename, fsync the directory. */
+export async function writeFileAtomic(file: string, data: string): Promise<void> {
+  const dir = path.dirname(file)
+  await fs.mkdir(dir, { recursive: true })
+  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${randomUUID()}.tmp`)
+  try {
+    const fh = await fs.open(tmp, 'wx')
+    try {
+      await fh.writeFile(data, 'utf8')
+      await fh.sync()
+    } finally {
+      await fh.close()
+    }
+    await fs.rename(tmp, file)
+  } catch (e) {
+    await fs.rm(tmp, { force: true })
+    throw e
+  }
+  try {
+    const d = await fs.open(dir, 'r')
+    try {
+      await d.sync()
+    } finally {
+      await d.close()
+    }
+  } catch {
+    // Windows cannot fsync a directory.
+  }
+}
+
+interface ActiveRun {
+  readonly id: RunId
+  readonly started: number
+  readonly progress: Array<{
+    policy: string
+    states: number
+    steps: number
+    executions: number
+    done: boolean
+  }>
+  handles: RunHandle[]
+  timer: NodeJS.Timeout | null
+  lastEmit: number
+  over: boolean
+}
+
+export function createLabService(options: LabServiceOptions): LabService {
+  const { pool } = options
+  const interval = options.progressIntervalMs ?? 200
+  const listeners = new Set<(e: RunEvent) => void>()
+  const runs = new Map<RunId, ActiveRun>()
+  let closed = false
+  let rootReal: string | null = null
+
+  const emit = (e: RunEvent): void => {
+    for (const l of [...listeners]) {
+      try {
+        l(e)
+      } catch {
+        // A faulty subscriber must not break a run or the other subscribers.
+      }
+    }
+  }
+
+  const root = async (): Promise<string> => {
+    rootReal ??= await fs.realpath(path.resolve(options.scenariosDir)).catch((e: unknown) => {
+      if (isMissing(e)) throw new LabApiError(`the scenarios folder ${options.scenariosDir} does not exist`)
+      throw e
+    })
+    return rootReal
+  }
+
+  /** Resolves a request path to an absolute path under the root, refusing every way out. */
+  const resolveScenarioPath = async (rel: string): Promise<{ abs: string; rel: string }> => {
+    const base = await root()
+    if (rel.includes('\0')) throw new LabApiError('path: contains a NUL character')
+    if (path.isAbsolute(rel) || path.win32.isAbsolute(rel) || /^[a-zA-Z]:/.test(rel))
+      throw new LabApiError(`path: '${rel}' must be relative to the scenarios folder`)
+    const parts = rel.split(/[\\/]+/).filter((s) => s !== '' && s !== '.')
+    if (parts.length === 0) throw new LabApiError('path: empty')
+    if (parts.includes('..')) throw new LabApiError(`path: '${rel}' may not contain '..'`)
+    if (!parts[parts.length - 1]!.endsWith('.yaml'))
+      throw new LabApiError(`path: '${rel}' is not a .yaml file`)
+    const abs = path.join(base, ...parts)
+    // Symlinks: the deepest existing ancestor (or the file itself) must really be inside the root.
+    let probe = abs
+    for (;;) {
+      try {
+        const real = await fs.realpath(probe)
+        if (!isInside(base, real))
+          throw new LabApiError(`path: '${rel}' leads outside the scenarios folder (symbolic link)`)
+        break
+      } catch (e) {
+        if (!isMissing(e)) throw e
+        const up = path.dirname(probe)
+        if (up === probe) break
+        probe = up
+      }
+    }
+    return { abs, rel: parts.join('/') }
+  }
+
+  const walk = async (dir: string, prefix: string, out: string[]): Promise<void> => {
+    const base = await root()
+    const entries = await fs.readdir(dir, { withFileTypes: true })
+    for (const e of entries) {
+      if (e.name.startsWith('.')) continue
+      const abs = path.join(dir, e.name)
+      const rel = prefix ? `${prefix}/${e.name}` : e.name
+      let isDir = e.isDirectory()
+      let isFile = e.isFile()
+      if (e.isSymbolicLink()) {
+        const real = await fs.realpath(abs).catch(() => null)
+        if (!real || !isInside(base, real)) continue
+        const st = await fs.stat(real)
+        isDir = st.isDirectory() && !isInside(real, dir) // no cycles through links to an ancestor
+        isFile = st.isFile()
+      }
+      if (isDir) await walk(abs, rel, out)
+      else if (isFile && e.name.endsWith('.yaml')) out.push(rel)
+    }
+  }
+
+  const listScenarios = async (): Promise<ScenarioEntry[]> => {
+    const base = await root()
+    const files: string[] = []
+    await walk(base, '', files)
+    files.sort()
+    return Promise.all(
+      files.map(async (rel): Promise<ScenarioEntry> => {
+        try {
+          const text = await fs.readFile(path.join(base, rel), 'utf8')
+          const sc = loadScenarioText(text, rel)
+          return {
+            path: rel,
+            title: sc.title,
+            source: sc.source,
+            arch: sc.arch,
+            policies: sc.expect.map(([p]) => p),
+            error: null,
+          }
+        } catch (e) {
+          const error =
+            e instanceof ScenarioLoadError
+              ? e.issues.map((i) => `${i.line}:${i.column}: ${i.message}`).join('\n')
+              : e instanceof Error
+                ? e.message
+                : String(e)
+          return { path: rel, title: path.basename(rel), source: null, arch: '', policies: [], error }
+        }
+      }),
+    )
+  }
+
+  const readScenario: LabApi['readScenario'] = async (req) => {
+    const { path: p } = parseRequest('readScenario', req) as { path: string }
+    const { abs, rel } = await resolveScenarioPath(p)
+    try {
+      return { path: rel, text: await fs.readFile(abs, 'utf8') }
+    } catch (e) {
+      if (isMissing(e)) throw new LabApiError(`no scenario file '${rel}'`)
+      if ((e as NodeJS.ErrnoException).code === 'EISDIR') throw new LabApiError(`'${rel}' is a folder`)
+      throw e
+    }
+  }
+
+  const saveScenario: LabApi['saveScenario'] = async (req) => {
+    const { path: p, text } = parseRequest('saveScenario', req) as { path: string; text: string }
+    const { abs } = await resolveScenarioPath(p)
+    await writeFileAtomic(abs, text)
+  }
+
+  const validate: LabApi['validate'] = async (req) => {
+    const { text, file } = parseRequest('validate', req) as { text: string; file: string | null }
+    try {
+      loadScenarioText(text, file ?? '<unsaved>')
+      return []
+    } catch (e) {
+      if (e instanceof ScenarioLoadError) return toIssues(e)
+      throw e
+    }
+  }
+
+  const emitProgress = (run: ActiveRun): void => {
+    if (run.timer) clearTimeout(run.timer)
+    run.timer = null
+    run.lastEmit = Date.now()
+    const elapsedMs = run.lastEmit - run.started
+    const states = run.progress.reduce((a, p) => a + p.states, 0)
+    // Random and scripted runs count executions, not states.
+    const work = states > 0 ? states : run.progress.reduce((a, p) => a + p.executions, 0)
+    emit({
+      kind: 'progress',
+      runId: run.id,
+      elapsedMs,
+      rate: elapsedMs > 0 ? Math.round((work * 1000) / elapsedMs) : 0,
+      policies: run.progress.map((p): PolicyProgress => ({ ...p })),
+    })
+  }
+
+  const scheduleProgress = (run: ActiveRun): void => {
+    if (run.over || run.timer) return
+    const wait = Math.max(0, run.lastEmit + interval - Date.now())
+    run.timer = setTimeout(() => {
+      run.timer = null
+      if (!run.over) emitProgress(run)
+    }, wait)
+  }
+
+  const endRun = (run: ActiveRun): void => {
+    run.over = true
+    if (run.timer) clearTimeout(run.timer)
+    run.timer = null
+    runs.delete(run.id)
+  }
+
+  const startRun: LabApi['startRun'] = async (req) => {
+    if (closed) throw new LabApiError('the lab service is closed')
+    const r = parseRequest('startRun', req) as z.infer<typeof API_METHODS.startRun>
+    const sc = loadOrReject(r.text, r.file)
+    const policies = policiesOf(r.policies)
+    const base = defaultRunOptions(sc)
+    if (r.mode === 'scripted') {
+      if (r.schedule.length === 0) throw new LabApiError('schedule: scripted mode needs a schedule')
+      try {
+        scheduleIndices(sc, r.schedule)
+      } catch (e) {
+        throw new LabApiError(`schedule: ${(e as Error).message}`)
+      }
+    }
+    const opts: RunOptions = {
+      ...base,
+      mode: r.mode,
+      seed: r.seed,
+      executions: r.executions,
+      schedule: r.schedule,
+      budget: { ...base.budget, maxStates: r.maxStates },
+    }
+    const wopts = toWorkerOptions(opts, r.timeoutMs)
+    const run: ActiveRun = {
+      id: randomUUID(),
+      started: Date.now(),
+      progress: policies.map((p) => ({ policy: p.name, states: 0, steps: 0, executions: 0, done: false })),
+      handles: [],
+      timer: null,
+      lastEmit: 0,
+      over: false,
+    }
+    runs.set(run.id, run)
+    run.handles = policies.map((p, i) =>
+      pool.start(sc, p.name, wopts, (pr: ExploreProgress) => {
+        if (run.over) return
+        Object.assign(run.progress[i]!, pr)
+        scheduleProgress(run)
+      }),
+    )
+    const jobs = run.handles.map((h, i) =>
+      h.result.then((res: PolicyResult) => {
+        if (!run.over) {
+          const { states, steps, executions } = res.stats
+          Object.assign(run.progress[i]!, { states, steps, executions, done: true })
+          scheduleProgress(run)
+        }
+        return res
+      }),
+    )
+    Promise.all(jobs).then(
+      (results) => {
+        if (run.over) return
+        emitProgress(run)
+        endRun(run)
+        emit({
+          kind: 'finished',
+          runId: run.id,
+          elapsedMs: Date.now() - run.started,
+          result: runResultOf(sc, opts, results),
+        })
+      },
+      (e: unknown) => {
+        if (run.over) return
+        endRun(run)
+        for (const h of run.handles) h.cancel()
+        emit({ kind: 'failed', runId: run.id, message: e instanceof Error ? e.message : String(e) })
+      },
+    )
+    return run.id
+  }
+
+  const cancelRun: LabApi['cancelRun'] = async (req) => {
+    const { runId } = parseRequest('cancelRun', req) as { runId: string }
+    const run = runs.get(runId)
+    // Finished, failed or already cancelled: nothing left to stop.
+    if (!run) return
+    endRun(run)
+    for (const h of run.handles) h.cancel()
+    emit({ kind: 'cancelled', runId })
+  }
+
+  const replay: LabApi['replay'] = async (req) => {
+    const r = parseRequest('replay', req) as z.infer<typeof API_METHODS.replay>
+    const sc = loadOrReject(r.text, r.file)
+    const ps = policiesOf([r.policy])
+    if (ps.length !== 1) throw new LabApiError(`policy: replay takes exactly one policy, got '${r.policy}'`)
+    let sched: number[]
+    try {
+      sched = scheduleIndices(sc, r.schedule)
+    } catch (e) {
+      throw new LabApiError(`schedule: ${(e as Error).message}`)
+    }
+    try {
+      const ex = runExecution(sc, ps[0]!, scriptedChooser(sched), {
+        tracing: true,
+        maxSteps: sched.length + 10_000,
+      })
+      const result: ReplayResult = {
+        records: ex.records,
+        violations: ex.violations,
+        outcome: ex.outcome,
+        registers: sc.registers.map((name, i) => [name, ex.final.regs[i] ?? null] as const),
+      }
+      return result
+    } catch (e) {
+      if (e instanceof ScheduleError) throw new LabApiError(`schedule step ${e.index}: ${e.message}`)
+      throw e
+    }
+  }
+
+  const engineInfo: LabApi['engineInfo'] = async (): Promise<EngineInfo> => ({
+    version: ENGINE_VERSION,
+    presets: PRESETS.map((name) => ({ name, doc: PRESET_DOCS[name] })),
+    variants: VARIANTS.map((name) => ({ name, doc: VARIANT_DOCS[name] })),
+    invariants: [...INVARIANTS],
+    scenarioSchema: scenarioJsonSchema(),
+    template: SCENARIO_TEMPLATE,
+  })
+
+  return {
+    engineInfo,
+    listScenarios,
+    readScenario,
+    saveScenario,
+    validate,
+    startRun,
+    cancelRun,
+    replay,
+    onDidRunEvent(listener) {
+      listeners.add(listener)
+      return () => {
+        listeners.delete(listener)
+      }
+    },
+    async close() {
+      if (closed) return
+      closed = true
+      for (const run of [...runs.values()]) {
+        endRun(run)
+        for (const h of run.handles) h.cancel()
+      }
+      listeners.clear()
+      await pool.close()
+    },
+  }
+}
