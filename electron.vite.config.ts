@@ -10,7 +10,8 @@ export default defineConfig({
       rolldownOptions: {
         input: {
           main: resolve(__dirname, 'src-main/electron/main.ts'),
-          // exploreWorker: resolve(__dirname, 'src-main/node/exploreWorker.ts'), once it exists
+          // The worker pool's entry in the bundle: main.ts starts out/main/exploreWorker.js.
+          exploreWorker: resolve(__dirname, 'src-main/node/exploreWorker.ts'),
         },
       },
     },
@@ -26,9 +27,25 @@ export default defineConfig({
     root: resolve(__dirname, 'src-renderer'),
     plugins: [vue()],
     build: {
+      minify: true,
+      // Monaco alone is ~4 MB minified; the workbench is a local app, not a web page on a slow link.
+      chunkSizeWarningLimit: 6000,
       rolldownOptions: {
         input: { index: resolve(__dirname, 'src-renderer/index.html') },
       },
     },
+    resolve: {
+      // monaco-editor >=0.56 has an `exports` map ("./*" -> "./esm/vs/*.js") that turns
+      // 'monaco-editor/esm/vs/editor/editor.worker.js' (imported by monaco-worker-manager, a
+      // monaco-yaml dependency) into esm/vs/esm/vs/...: map such deep imports to the real files.
+      alias: [
+        {
+          find: /^monaco-editor\/esm\/vs\/(.*)$/,
+          replacement: resolve(__dirname, 'node_modules/monaco-editor/esm/vs/$1'),
+        },
+      ],
+    },
+    worker: { format: 'es' },
+    optimizeDeps: { include: ['monaco-yaml/yaml.worker.js'] },
   },
 })

@@ -29,7 +29,7 @@ export default defineConfig({
   plugins: [nodeWorker],
   test: {
     environment: 'node',
-    include: ['src-main/**/*.test.ts', 'tests/**/*.test.ts'],
+    include: ['src-main/**/*.test.ts', 'tests/**/*.test.ts', 'src-renderer/src/**/*.test.ts'],
     testTimeout: 60_000,
   },
 })

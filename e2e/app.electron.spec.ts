@@ -34,12 +34,20 @@ test.describe('Electron app @electron', () => {
     try {
       const win = await app.firstWindow()
       await expect(win.getByTestId('scenario-list')).toBeVisible()
-      await win.getByTestId('scenario-item').filter({ hasText: 'upgrade-loop.smmu-no-btm.yaml' }).first().click()
+      await win
+        .getByTestId('scenario-item')
+        .filter({ hasText: 'upgrade-loop.smmu-no-btm.yaml' })
+        .first()
+        .click()
       await win.getByTestId('run-button').click()
       const matrix = win.getByTestId('verdict-matrix')
       await expect(matrix).toBeVisible({ timeout: 60_000 })
-      await expect(matrix.locator('[data-policy="arch-hook"][data-invariant="progress"]')).toContainText('holds')
-      await expect(matrix.locator('[data-policy="start-end"][data-invariant="progress"]')).toContainText('violated')
+      await expect(matrix.locator('[data-policy="arch-hook"][data-invariant="progress"]')).toContainText(
+        'holds',
+      )
+      await expect(matrix.locator('[data-policy="start-end"][data-invariant="progress"]')).toContainText(
+        'violated',
+      )
     } finally {
       await app.close()
     }

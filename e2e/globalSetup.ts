@@ -1,0 +1,53 @@
+/**
+ * Starts the browser host (`node bin/web.cjs`) for the browser specs. Not a `webServer` entry:
+ * the host makes a fresh token per launch and prints it only in its URL line, which the specs
+ * need. Scenarios are served from a copy under test-results/, so saving files in a spec never
+ * touches the catalogue. Needs the built renderer (`npx electron-vite build`).
+ */
+import { spawn } from 'node:child_process'
+import { cpSync, existsSync, mkdirSync, rmSync } from 'node:fs'
+import path from 'node:path'
+
+const ROOT = path.resolve(__dirname, '..')
+export const E2E_SCENARIOS = path.join(ROOT, 'test-results', 'e2e-scenarios')
+
+export default async function globalSetup(): Promise<() => Promise<void>> {
+  if (!existsSync(path.join(ROOT, 'out/renderer/index.html'))) {
+    throw new Error(
+      'No built renderer in out/renderer: run `npx electron-vite build` (or `npm run build`) first.',
+    )
+  }
+  rmSync(E2E_SCENARIOS, { recursive: true, force: true })
+  mkdirSync(path.dirname(E2E_SCENARIOS), { recursive: true })
+  cpSync(path.join(ROOT, 'scenarios'), E2E_SCENARIOS, { recursive: true })
+
+  const child = spawn(process.execPath, ['bin/web.cjs', '--port', '0', '--scenarios', E2E_SCENARIOS], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  let stderr = ''
+  child.stderr.on('data', (d: Buffer) => {
+    stderr += d.toString()
+  })
+  const url = await new Promise<string>((resolve, reject) => {
+    let out = ''
+    const timer = setTimeout(() => reject(new Error(`browser host did not start in 30 s\n${stderr}`)), 30_000)
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString()
+      const m = /MMU Notifier Lab: (http:\/\/\S+)/.exec(out)
+      if (m) {
+        clearTimeout(timer)
+        resolve(m[1])
+      }
+    })
+    child.once('exit', (code) => {
+      clearTimeout(timer)
+      reject(new Error(`browser host exited with ${code}\n${stderr}`))
+    })
+  })
+  process.env.MNLAB_URL = url
+  process.env.MNLAB_SCENARIOS = E2E_SCENARIOS
+  return async () => {
+    child.kill('SIGTERM')
+  }
+}

@@ -1,0 +1,230 @@
+/**
+ * The workbench's core flow against the browser host (issue 3, "Tests"): the COW-ordering
+ * matrix matches `expect`, the violating trace shows its step, a broken YAML gets its marker at
+ * the right line, two traces side by side, a long run cancelled, a file saved and reopened.
+ * Screenshots of the main views go to test-results/screenshots/.
+ */
+import { writeFileSync } from 'node:fs'
+import path from 'node:path'
+import { expect, test } from '@playwright/test'
+import { LabPage } from './labPage'
+
+const PRESETS = ['start-end', 'invalidate-range', 'arch-hook']
+const COW = 'cow-ordering.invalidate-range-needed.yaml'
+const UPGRADE = 'upgrade-loop.smmu-no-btm.yaml'
+
+test.describe.configure({ mode: 'serial' })
+
+let lab: LabPage
+
+test.beforeEach(async ({ page }) => {
+  lab = new LabPage(page)
+  await lab.open()
+})
+
+test.afterEach(() => {
+  lab.expectNoErrors()
+})
+
+test('COW ordering: the matrix matches expect and the violating trace shows its step', async ({ page }) => {
+  test.setTimeout(180_000)
+  await lab.screenshot('01-start')
+  await lab.openScenario(COW)
+  await lab.selectPolicies(PRESETS)
+  await lab.run(150_000)
+  await expect(page.getByTestId('progress')).toHaveAttribute('data-status', 'finished')
+  await expect(lab.matrix).toBeVisible()
+  for (const p of PRESETS) {
+    await expect(lab.overall(p)).toHaveAttribute('data-match', 'true')
+  }
+  await expect(lab.cell('start-end', 'forbid')).toHaveAttribute('data-verdict', 'violated')
+  await expect(lab.cell('invalidate-range', 'forbid')).toHaveAttribute('data-verdict', 'holds')
+  await expect(lab.cell('arch-hook', 'forbid')).toHaveAttribute('data-verdict', 'holds')
+  await expect(page.getByTestId('metrics-chart').locator('canvas').first()).toBeVisible()
+
+  const cx = page.locator('[data-testid="counterexample"][data-policy="start-end"]').first()
+  await expect(cx.getByTestId('why')).not.toBeEmpty()
+  await cx.getByTestId('open-trace').click()
+  const left = lab.tracePane('left')
+  const violating = left.locator('[data-testid="trace-row"][data-violation]')
+  await expect(violating).toBeVisible()
+  await violating.click()
+  await expect(lab.inspector.getByTestId('inspector-step')).toContainText(
+    (await violating.getAttribute('data-step')) ?? '',
+  )
+  await expect(lab.inspector.getByTestId('inspector-event').first()).toBeVisible()
+  await lab.screenshot('02-cow-matrix-trace')
+
+  // Replay the schedule in scripted mode: the replayed trace ends in the same violation.
+  await cx.getByTestId('replay').click()
+  await expect(page.getByTestId('pick-left').locator('option:checked')).toContainText('replay')
+  await expect(left.locator('[data-testid="trace-row"][data-violation]')).toBeVisible()
+})
+
+test('a broken scenario gets a marker at the right line, and Run reports it inline', async ({ page }) => {
+  await lab.openScenario(UPGRADE)
+  // Line 9 of the file is `  C0: [write_fault P]`: an unknown op is the engine's error, not YAML's.
+  await expect.poll(() => lab.editorText()).toContain('C0: [write_fault P]')
+  await lab.replaceLine(9, 'C0: [frobnicate P]')
+  const issue = page.getByTestId('issue').first()
+  await expect(issue).toContainText('9:')
+  await expect(issue).toContainText('frobnicate')
+  // The engine's marker (owner 'mnlab') squiggles line 9 and nothing else.
+  await expect.poll(() => lab.squiggleLines()).toEqual([9])
+  await lab.screenshot('03-broken-yaml')
+  // The host answers startRun on an invalid scenario with HTTP 400, which Chromium logs.
+  lab.allow(/status of 400/)
+  await lab.runButton.click()
+  await expect(page.getByTestId('run-error')).toBeVisible()
+  await expect(page.getByTestId('progress')).toHaveAttribute('data-status', 'failed')
+})
+
+test('the upgrade scenario: two policies side by side with synchronised scrolling', async ({ page }) => {
+  await lab.openScenario(UPGRADE)
+  await lab.selectPolicies(PRESETS)
+  await lab.run()
+  for (const p of PRESETS) await expect(lab.overall(p)).toHaveAttribute('data-match', 'true')
+  await expect(lab.cell('arch-hook', 'progress')).toHaveAttribute('data-verdict', 'holds')
+  await expect(lab.cell('start-end', 'progress')).toHaveAttribute('data-verdict', 'violated')
+
+  await page
+    .locator('[data-testid="counterexample"][data-policy="start-end"]')
+    .first()
+    .getByTestId('open-trace')
+    .click()
+  await page
+    .locator('[data-testid="counterexample"][data-policy="invalidate-range"]')
+    .first()
+    .getByTestId('open-trace-right')
+    .click()
+  const left = lab.tracePane('left')
+  const right = lab.tracePane('right')
+  await expect(left.getByTestId('trace-row').first()).toBeVisible()
+  await expect(right.getByTestId('trace-row').first()).toBeVisible()
+  await expect(left.locator('[data-testid="trace-row"][data-violation]')).toHaveCount(1)
+  await expect(right.locator('[data-testid="trace-row"][data-violation]')).toHaveCount(1)
+
+  const ls = left.getByTestId('trace-scroller')
+  const rs = right.getByTestId('trace-scroller')
+  const scrollable = await ls.evaluate((el) => el.scrollHeight > el.clientHeight + 20)
+  if (scrollable) {
+    await ls.evaluate((el) => {
+      el.scrollTop = 40
+    })
+    await expect.poll(() => rs.evaluate((el) => el.scrollTop)).toBeGreaterThan(0)
+  }
+  await lab.screenshot('04-side-by-side')
+})
+
+test('a long run shows progress and cancels promptly', async ({ page }) => {
+  test.setTimeout(120_000)
+  await lab.openScenario(COW)
+  await lab.selectPolicies(PRESETS)
+  await lab.runButton.click()
+  await expect(lab.progress).toHaveAttribute('data-status', 'running')
+  await expect(lab.progress.locator('.pp b').first()).not.toHaveText('0', { timeout: 15_000 })
+  await lab.screenshot('05-progress')
+  const t0 = Date.now()
+  await lab.cancelButton.click()
+  await expect(lab.progress).toHaveAttribute('data-status', 'cancelled', { timeout: 5_000 })
+  expect(Date.now() - t0).toBeLessThan(5_000)
+  await expect(page.getByTestId('run-cancelled')).toBeVisible()
+})
+
+test('save a new scenario and reopen it', async ({ page }) => {
+  await page.getByTestId('new-button').click()
+  const discard = page.getByTestId('discard-prompt')
+  if (await discard.isVisible()) await discard.getByRole('button', { name: 'Discard' }).click()
+  const name = `e2e-saved-${Date.now()}.yaml`
+  await expect.poll(() => lab.editorText()).toMatch(/^title:/)
+  await lab.replaceLine(1, 'title: Saved from the e2e spec')
+  await expect(page.getByTestId('dirty-marker')).toBeVisible()
+  await page.keyboard.press('ControlOrMeta+s')
+  await page.getByTestId('path-input').fill(name)
+  await page.getByTestId('path-ok').click()
+  await expect(page.getByTestId('current-file')).toContainText(name)
+  await expect(page.getByTestId('dirty-marker')).toHaveCount(0)
+  await expect(lab.scenario(name)).toContainText('Saved from the e2e spec')
+
+  await lab.openScenario(UPGRADE)
+  await lab.openScenario(name)
+  await expect.poll(() => lab.editorText()).toContain('title: Saved from the e2e spec')
+
+  // A file that does not load is still listed, marked bad, with its error.
+  writeFileSync(path.join(process.env.MNLAB_SCENARIOS ?? '', 'e2e-bad.yaml'), 'title: [unclosed\n')
+  await page.getByTitle('Reload the list').click()
+  await expect(lab.scenario('e2e-bad.yaml')).toHaveAttribute('data-bad', 'true')
+  await lab.screenshot('06-saved-reopened')
+})
+
+test('a 10,000-step trace stays virtualised and scrolls in sync', async ({ page }) => {
+  test.setTimeout(120_000)
+  // munmap-uaf.flush-at-start with a CPU thread that first writes another page 10,000 times.
+  const n = 10_000
+  const file = 'e2e-long-trace.yaml'
+  writeFileSync(
+    path.join(process.env.MNLAB_SCENARIOS ?? '', file),
+    [
+      'title: Long trace (10,000 steps) for the virtualised trace view',
+      'arch: x86_64',
+      'pages:',
+      '  P: { value: 5, prot: rw }',
+      '  Q: { value: 0, prot: rw }',
+      'secondary:',
+      '  - { name: iommu, type: hw-walker, flush_at: start, cached: [P] }',
+      'cpus:',
+      '  C0: [munmap P]',
+      `  C1: [${Array(n).fill('write Q 1').join(', ')}]`,
+      'devices:',
+      '  D0: { via: iommu, ops: [write P 1, write P 2] }',
+      '',
+    ].join('\n'),
+  )
+  await page.getByTitle('Reload the list').click()
+  await lab.openScenario(file)
+  await lab.selectPolicies(['start-end'])
+  await page.getByTestId('mode-scripted').check()
+  await page
+    .getByTestId('schedule')
+    .fill([...Array(n).fill('C1'), ...'C0 C0 C0 D0 C0 C0 C0 D0'.split(' ')].join(' '))
+  await lab.run()
+  await expect(lab.cell('start-end', 'use-after-free')).toHaveAttribute('data-verdict', 'violated')
+  const cx = page.locator('[data-testid="counterexample"][data-policy="start-end"]').first()
+  await cx.getByTestId('open-trace').click()
+  await cx.getByTestId('open-trace-right').click()
+  const left = lab.tracePane('left')
+  const right = lab.tracePane('right')
+  await expect(left).toHaveAttribute('data-rows', String(n + 8))
+  // Opening selects the violating step near the end; only a window of rows is in the DOM.
+  await expect(left.locator('[data-testid="trace-row"][data-violation]')).toBeVisible()
+  expect(await left.getByTestId('trace-row').count()).toBeLessThan(150)
+
+  const ls = left.getByTestId('trace-scroller')
+  const t0 = Date.now()
+  for (const top of [0, 50_000, 100_000, 150_000, 20_000]) {
+    await ls.evaluate((el, y) => {
+      el.scrollTop = y
+    }, top)
+    await expect(
+      left.locator(`[data-testid="trace-row"][data-step="${Math.floor(top / 20) + 3}"]`),
+    ).toBeVisible()
+  }
+  expect(Date.now() - t0).toBeLessThan(5_000)
+  await expect.poll(() => right.getByTestId('trace-scroller').evaluate((el) => el.scrollTop)).toBe(20_000)
+  await left.locator('[data-testid="trace-row"][data-step="1004"]').click()
+  await expect(lab.inspector.getByTestId('inspector-step')).toContainText('1004')
+  await page.keyboard.press('ArrowDown')
+  await expect(lab.inspector.getByTestId('inspector-step')).toContainText('1005')
+  await lab.screenshot('08-long-trace')
+})
+
+test('dark theme renders the workbench', async ({ page }) => {
+  await lab.openScenario(UPGRADE)
+  await lab.run()
+  await page.locator('[data-testid="counterexample"]').first().getByTestId('open-trace').click()
+  const toggle = page.getByTestId('theme-toggle')
+  for (let i = 0; i < 3 && (await page.locator('html').getAttribute('data-theme')) !== 'dark'; i++)
+    await toggle.click()
+  await expect(page.locator('html')).toHaveAttribute('data-theme', 'dark')
+  await lab.screenshot('07-dark')
+})

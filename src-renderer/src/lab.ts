@@ -1,0 +1,107 @@
+/**
+ * The renderer's one door to the lab services, and the only module that reads `window.lab`.
+ * In Electron the preload exposes `window.lab` (one function per LabApi method). In a plain
+ * browser (the browser host, `npm run web`) the same methods go over HTTP: POST /api/<method>
+ * with a JSON body and the per-launch token; run events arrive over server-sent events.
+ */
+import type { ApiError, LabApi, RunEvent, Unsubscribe, ValidationIssue } from '../../src-main/api/labApi'
+
+declare global {
+  interface Window {
+    lab?: LabApi
+  }
+}
+
+/** An error from the lab services; `issues` locate problems in scenario text. */
+export class LabError extends Error {
+  readonly issues: readonly ValidationIssue[]
+  constructor(message: string, issues: readonly ValidationIssue[] = []) {
+    super(message)
+    this.name = 'LabError'
+    this.issues = issues
+  }
+}
+
+/** Turns anything thrown by a LabApi call into a message and optional issues. */
+export function toLabError(e: unknown): LabError {
+  if (e instanceof LabError) return e
+  if (e && typeof e === 'object') {
+    const o = e as { message?: unknown; issues?: unknown }
+    const msg = typeof o.message === 'string' ? o.message : String(e)
+    // Electron wraps rejections as "Error invoking remote method 'lab:x': Error: msg".
+    const clean = msg.replace(/^Error invoking remote method '[^']*': (?:\w*Error: )?/, '')
+    return new LabError(clean, Array.isArray(o.issues) ? (o.issues as ValidationIssue[]) : [])
+  }
+  return new LabError(String(e))
+}
+
+function readToken(): string {
+  const meta = document.querySelector<HTMLMetaElement>('meta[name="lab-token"]')?.content ?? ''
+  if (meta && !meta.startsWith('%')) return meta
+  return new URLSearchParams(window.location.search).get('token') ?? ''
+}
+
+function httpLab(): LabApi {
+  const token = readToken()
+  async function call<T>(method: string, arg?: unknown): Promise<T> {
+    let res: Response
+    try {
+      res = await fetch(`/api/${method}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-lab-token': token },
+        body: JSON.stringify(arg ?? {}),
+      })
+    } catch (e) {
+      throw new LabError(`The lab host is not reachable (${String(e)})`)
+    }
+    let body: { ok: boolean; result?: T; error?: ApiError }
+    try {
+      body = (await res.json()) as typeof body
+    } catch {
+      throw new LabError(`${method}: HTTP ${res.status} ${res.statusText}`)
+    }
+    if (!body.ok) {
+      throw new LabError(body.error?.message ?? `${method} failed`, body.error?.issues ?? [])
+    }
+    return body.result as T
+  }
+
+  const listeners = new Set<(e: RunEvent) => void>()
+  let source: EventSource | null = null
+  function ensureSource(): void {
+    if (source) return
+    source = new EventSource(`/api/events?token=${encodeURIComponent(token)}`)
+    source.onmessage = (m: MessageEvent<string>) => {
+      let ev: RunEvent
+      try {
+        ev = JSON.parse(m.data) as RunEvent
+      } catch {
+        return
+      }
+      for (const l of [...listeners]) l(ev)
+    }
+  }
+
+  return {
+    engineInfo: () => call('engineInfo'),
+    listScenarios: () => call('listScenarios'),
+    readScenario: (req) => call('readScenario', req),
+    saveScenario: (req) => call('saveScenario', req),
+    validate: (req) => call('validate', req),
+    startRun: (req) => call('startRun', req),
+    cancelRun: (req) => call('cancelRun', req),
+    replay: (req) => call('replay', req),
+    onDidRunEvent(listener): Unsubscribe {
+      listeners.add(listener)
+      ensureSource()
+      return () => {
+        listeners.delete(listener)
+      }
+    },
+  }
+}
+
+/** Which transport is in use, for the status bar. */
+export const transport: 'electron' | 'http' = window.lab ? 'electron' : 'http'
+
+export const lab: LabApi = window.lab ?? httpLab()

@@ -1,0 +1,93 @@
+import { describe, expect, it } from 'vitest'
+import type { StepRecord } from '../../../src-main/engine/results'
+import { buildSwimlane, compareThreads, eventLabel, knownStateAt } from './swimlane'
+import { TRACE, ev } from './fixtures'
+import { formatCount, formatDuration, normaliseScenarioPath } from './format'
+
+describe('swimlane rows', () => {
+  it('puts each step in its thread lane, in natural thread order', () => {
+    const s = buildSwimlane(TRACE, 1)
+    expect(s.lanes).toEqual(['C0', 'D0'])
+    expect(s.rows.map((r) => [r.step, r.lane])).toEqual([
+      [0, 0],
+      [1, 0],
+      [2, 1],
+      [3, 0],
+    ])
+    expect(['D1', 'C10', 'C2'].sort(compareThreads)).toEqual(['C2', 'C10', 'D1'])
+  })
+  it('marks lock holds during a step and carries them in other lanes', () => {
+    const s = buildSwimlane(TRACE, null)
+    expect(s.rows[1].lanes[0]).toMatchObject({ holdsPtl: true, holdsMmap: true })
+    // After step 1 C0 dropped the PTL but still holds mmap_lock while D0 runs.
+    expect(s.rows[2].lanes[0]).toMatchObject({ holdsPtl: false, holdsMmap: true })
+    expect(s.rows[2].lanes[1].locks).toEqual([])
+  })
+  it('flags notifier calls, secondary invalidations and the violating step', () => {
+    const s = buildSwimlane(TRACE, 2)
+    expect(s.rows[3]).toMatchObject({ notifier: true, secInval: true })
+    expect(s.rows[0]).toMatchObject({ notifier: false, secInval: false })
+    expect(s.violationRow).toBe(2)
+    expect(s.rows.filter((r) => r.violation).map((r) => r.step)).toEqual([2])
+  })
+  it('puts a final-state violation on the last row', () => {
+    expect(buildSwimlane(TRACE, 4).violationRow).toBe(3)
+    expect(buildSwimlane([], 4).violationRow).toBeNull()
+  })
+  it('highlights the start of a livelock cycle', () => {
+    const s = buildSwimlane(TRACE, -1, [], 2)
+    expect(s.violationRow).toBe(2)
+    expect(s.rows.map((r) => r.cycle)).toEqual([false, false, true, true])
+    expect(buildSwimlane(TRACE, -1).violationRow).toBe(3)
+  })
+  it('handles 10,000 steps quickly', () => {
+    const big: StepRecord[] = Array.from({ length: 10_000 }, (_, i) => ({
+      step: i,
+      thread: i % 3 === 0 ? 'D0' : 'C' + (i % 2),
+      events: [ev(i, 'C0', 'lock', 'spin_lock', 'x', ['ptl'])],
+      changes: [],
+    }))
+    const t0 = performance.now()
+    const s = buildSwimlane(big, 9_999)
+    expect(s.rows).toHaveLength(10_000)
+    expect(s.rows[9_999].violation).toBe(true)
+    expect(performance.now() - t0).toBeLessThan(500)
+  })
+  it('labels events compactly', () => {
+    expect(eventLabel(ev(0, 'C0', 'op', 'cow_fault', 'C0: cow_fault A'))).toBe('cow_fault A')
+    expect(eventLabel(ev(0, 'C0', 'notifier', 'mmu_notifier_invalidate_range_end', 'A'))).toBe(
+      'mmu_notifier_invalidate_range_end(A)',
+    )
+    expect(eventLabel(ev(0, 'C0', 'pte', 'ptep_clear_flush', 'PTE A := none'))).toBe('ptep_clear_flush')
+  })
+})
+
+describe('known state', () => {
+  it('accumulates changes and TLB entry sets', () => {
+    const at2 = knownStateAt(TRACE, 2)
+    expect(at2.entries).toEqual([
+      { subject: 'iommu TLB', value: 'A -> pfn 3 RW', changedHere: true },
+      { subject: 'PTE A', value: 'none', changedHere: false },
+      { subject: 'r0', value: '0', changedHere: true },
+    ])
+    const at3 = knownStateAt(TRACE, 3)
+    expect(at3.entries.find((e) => e.subject === 'iommu TLB')?.value).toBe('(empty)')
+  })
+})
+
+describe('format', () => {
+  it('formats counts and durations', () => {
+    expect(formatCount(950)).toBe('950')
+    expect(formatCount(722_230)).toBe('722k')
+    expect(formatCount(12_500)).toBe('12.5k')
+    expect(formatDuration(420)).toBe('420 ms')
+    expect(formatDuration(7_000)).toBe('7.0 s')
+    expect(formatDuration(125_000)).toBe('2m05s')
+  })
+  it('normalises new scenario paths', () => {
+    expect(normaliseScenarioPath('scenarios/my-race')).toBe('my-race.yaml')
+    expect(normaliseScenarioPath('sub/x.yml')).toBe('sub/x.yml')
+    expect(normaliseScenarioPath('../etc/passwd')).toEqual({ error: 'The path must stay inside scenarios/' })
+    expect(normaliseScenarioPath(' ')).toMatchObject({ error: expect.any(String) })
+  })
+})

@@ -1,0 +1,162 @@
+/**
+ * Swimlane rows from a replayed trace, in the style of Documentation/mm/mmu_notifier.rst:
+ * one lane per thread (CPUs, then devices), one row per step in time order, the acting
+ * thread's events in its lane, and what every thread holds at that moment.
+ */
+import type { EventKind, StepRecord, TraceEvent } from '../../../src-main/engine/results'
+
+export interface LaneCell {
+  /** Locks this thread holds after the row's step (its last event's locks). */
+  readonly locks: readonly string[]
+  readonly holdsPtl: boolean
+  readonly holdsMmap: boolean
+}
+
+export interface SwimlaneRow {
+  readonly index: number
+  readonly step: number
+  readonly thread: string
+  readonly lane: number
+  readonly events: readonly TraceEvent[]
+  readonly changes: readonly string[]
+  /** One lock summary per lane. */
+  readonly lanes: readonly LaneCell[]
+  readonly notifier: boolean
+  readonly secInval: boolean
+  readonly violation: boolean
+  /** Part of a livelock cycle that repeats forever. */
+  readonly cycle: boolean
+}
+
+export interface Swimlane {
+  readonly lanes: readonly string[]
+  readonly rows: readonly SwimlaneRow[]
+  /** Row index of the violating step, or null. */
+  readonly violationRow: number | null
+}
+
+const EMPTY: LaneCell = { locks: [], holdsPtl: false, holdsMmap: false }
+
+function laneCell(locks: readonly string[]): LaneCell {
+  if (locks.length === 0) return EMPTY
+  return {
+    locks,
+    holdsPtl: locks.some((l) => /ptl|page-table/i.test(l)),
+    holdsMmap: locks.some((l) => l.startsWith('mmap_lock')),
+  }
+}
+
+/** Natural order, CPU-ish names before device-ish ones: C0 C1 C10 D0 ... */
+export function compareThreads(a: string, b: string): number {
+  return a.localeCompare(b, 'en', { numeric: true })
+}
+
+/**
+ * Builds the rows. `violationStep` is the step the violation was detected at; a final-state
+ * violation (forbid, or detected after the last step) highlights the last row. A livelock
+ * (step -1) highlights the first row of its cycle, `cycleFrom` (the schedule's length), or the
+ * last row when the cycle is unknown.
+ */
+export function buildSwimlane(
+  records: readonly StepRecord[],
+  violationStep: number | null,
+  extraLanes: readonly string[] = [],
+  cycleFrom: number | null = null,
+): Swimlane {
+  const names = new Set<string>(extraLanes)
+  for (const r of records) names.add(r.thread)
+  const lanes = [...names].sort(compareThreads)
+  const laneOf = new Map(lanes.map((l, i) => [l, i]))
+  const held: LaneCell[] = lanes.map(() => EMPTY)
+  let violationRow: number | null = null
+  if (violationStep !== null && records.length > 0) {
+    const exact = records.findIndex((r) => r.step === violationStep)
+    const last = records.length - 1
+    if (violationStep < 0) violationRow = cycleFrom !== null && cycleFrom <= last ? cycleFrom : last
+    else violationRow = exact >= 0 ? exact : violationStep > records[last].step ? last : null
+  }
+  const rows = records.map((r, index): SwimlaneRow => {
+    const lane = laneOf.get(r.thread) ?? 0
+    const last = r.events[r.events.length - 1]
+    // A step's own lane shows every lock it held at some point in the step (a PTL taken and
+    // dropped inside one step is still a hold worth seeing); other lanes carry their last state.
+    const during = new Set<string>()
+    for (const e of r.events) for (const l of e.locks) during.add(l)
+    const cells = held.slice()
+    cells[lane] = laneCell([...during])
+    held[lane] = last ? laneCell(last.locks) : held[lane]
+    const kinds = new Set<EventKind>(r.events.map((e) => e.kind))
+    return {
+      index,
+      step: r.step,
+      thread: r.thread,
+      lane,
+      events: r.events,
+      changes: r.changes,
+      lanes: cells,
+      notifier: kinds.has('notifier'),
+      secInval: kinds.has('sec-inval'),
+      violation: index === violationRow || kinds.has('violation'),
+      cycle: cycleFrom !== null && index >= cycleFrom,
+    }
+  })
+  return { lanes, rows, violationRow }
+}
+
+/** Short label of an event for the dense lane view. */
+export function eventLabel(e: TraceEvent): string {
+  if (e.kind === 'op') return e.text.replace(/^[^:]*:\s*/, '')
+  if (e.kind === 'notifier' || e.kind === 'sec-inval') return `${e.fn}(${e.text})`
+  return e.fn
+}
+
+export interface KnownState {
+  /** Subject (`PTE A`, `iommu TLB`, `pfn 3`, `r1`) → current description. */
+  readonly entries: ReadonlyArray<{ subject: string; value: string; changedHere: boolean }>
+}
+
+function parseChange(c: string): { subject: string; detail: string } {
+  const assign = /^(\S+) := (.*)$/.exec(c)
+  if (assign) return { subject: assign[1], detail: assign[2] }
+  const i = c.indexOf(': ')
+  if (i < 0) return { subject: c, detail: '' }
+  return { subject: c.slice(0, i), detail: c.slice(i + 2) }
+}
+
+/**
+ * What the trace says about the state up to and including row `upto`: the latest change per
+ * subject; TLB-like subjects (`+X -> ...`, `-X (...)`) keep their entry sets.
+ * The initial state is not in the trace, so subjects appear once something changes them.
+ */
+export function knownStateAt(records: readonly StepRecord[], upto: number): KnownState {
+  const values = new Map<string, string>()
+  const sets = new Map<string, Map<string, string>>()
+  const here = new Set<string>()
+  for (let i = 0; i <= upto && i < records.length; i++) {
+    for (const c of records[i].changes) {
+      const { subject, detail } = parseChange(c)
+      if (i === upto) here.add(subject)
+      const entry = /^([+-])(\S+)\s*(.*)$/.exec(detail)
+      if (entry) {
+        const set = sets.get(subject) ?? new Map<string, string>()
+        sets.set(subject, set)
+        if (entry[1] === '+') set.set(entry[2], `${entry[2]} ${entry[3]}`.trim())
+        else set.delete(entry[2])
+        values.set(subject, '')
+      } else {
+        const arrow = detail.lastIndexOf(' -> ')
+        values.set(subject, arrow >= 0 ? detail.slice(arrow + 4) : detail)
+      }
+    }
+  }
+  const entries = [...values.keys()].sort(compareThreads).map((subject) => {
+    const set = sets.get(subject)
+    const value = set
+      ? set.size === 0
+        ? '(empty)'
+        : [...set.values()].join(', ')
+      : (values.get(subject) ?? '')
+    return { subject, value, changedHere: here.has(subject) }
+  })
+  return { entries }
+}

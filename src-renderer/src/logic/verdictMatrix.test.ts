@@ -1,0 +1,45 @@
+import { describe, expect, it } from 'vitest'
+import { buildVerdictMatrix, expectedCell, matrixSummary } from './verdictMatrix'
+import { metricsSeries } from './metrics'
+import { RUN } from './fixtures'
+
+const INV = ['use-after-free', 'stale-after-return', 'lost-write', 'progress', 'forbid']
+
+describe('verdict matrix', () => {
+  it('derives per-cell expectations from expect', () => {
+    expect(expectedCell('holds', 'progress')).toBe('holds')
+    expect(expectedCell('forbid', 'forbid')).toBe('violated')
+    expect(expectedCell('forbid', 'progress')).toBeNull()
+    expect(expectedCell('violated', 'forbid')).toBeNull()
+    expect(expectedCell(null, 'forbid')).toBeNull()
+  })
+  it('builds one row per policy with matches and counterexample links', () => {
+    const rows = buildVerdictMatrix(RUN, INV)
+    expect(rows.map((r) => r.policy)).toEqual(['start-end', 'invalidate-range', 'arch-hook'])
+    const se = rows[0]
+    expect(se.cells.map((c) => c.computed)).toEqual(['holds', 'holds', 'holds', 'holds', 'violated'])
+    expect(se.cells[4]).toMatchObject({ expected: 'violated', match: true, counterexample: 0 })
+    expect(se.cells[0]).toMatchObject({ expected: null, match: null, counterexample: null })
+    const ah = rows[2]
+    expect(ah.cells[0]).toMatchObject({ computed: 'unknown', expected: 'holds', match: false })
+    expect(ah.complete).toBe(false)
+    expect(ah.cutReason).toBe('max states')
+  })
+  it('treats unknown invariants as unknown', () => {
+    const rows = buildVerdictMatrix(RUN, ['not-an-invariant'])
+    expect(rows[0].cells[0].computed).toBe('unknown')
+  })
+  it('summarises', () => {
+    expect(matrixSummary(buildVerdictMatrix(RUN, INV))).toBe('3 policies · 1 violated · 2/3 match expect')
+  })
+})
+
+describe('metrics series', () => {
+  it('groups counts per metric with one value per policy', () => {
+    const s = metricsSeries(RUN)
+    expect(s.policies).toEqual(['start-end', 'invalidate-range', 'arch-hook'])
+    expect(s.counts.find((c) => c.metric === 'notifier_calls')?.values).toEqual([4, 4, 6])
+    expect(s.counts).toHaveLength(5)
+    expect(s.simNs).toEqual([9600, 9600, 12000])
+  })
+})

@@ -1,0 +1,97 @@
+/** Which policies to run, how to explore, and the budgets. */
+import { defineStore } from 'pinia'
+import { computed, ref } from 'vue'
+import type { RunRequest } from '../../../src-main/api/labApi'
+import { parsePolicyList, parseSchedule, sortPolicies } from '../logic/policies'
+import { useEngineStore } from './engineStore'
+
+export type Mode = RunRequest['mode']
+
+export const usePolicyStore = defineStore('policy', () => {
+  const engine = useEngineStore()
+  const presets = computed(() => engine.info?.presets.map((p) => p.name) ?? [])
+  const variants = computed(() => engine.info?.variants.map((v) => v.name) ?? [])
+
+  const selected = ref<string[]>(['start-end', 'invalidate-range', 'arch-hook'])
+  const mode = ref<Mode>('exhaustive')
+  const seed = ref(1)
+  const executions = ref(500)
+  const scheduleText = ref('')
+  const maxStates = ref(2_000_000)
+  /** Seconds; 0 means no timeout. */
+  const timeoutS = ref(60)
+
+  const listText = computed(() => selected.value.join(', '))
+  const schedule = computed(() => parseSchedule(scheduleText.value))
+
+  function isSelected(name: string): boolean {
+    return selected.value.includes(name)
+  }
+
+  function set(name: string, on: boolean): void {
+    const has = selected.value.includes(name)
+    if (on && !has) selected.value = sortPolicies([...selected.value, name], presets.value)
+    if (!on && has) selected.value = selected.value.filter((p) => p !== name)
+  }
+
+  /** Replaces the selection from typed text; returns an error message or null. */
+  function setFromText(t: string): string | null {
+    const r = parsePolicyList(t, presets.value, variants.value)
+    if (r.error) return r.error
+    selected.value = r.policies
+    return null
+  }
+
+  /** Selects the policies a scenario's expect block names (when it names any). */
+  function selectFromExpect(policies: readonly string[]): void {
+    const r = parsePolicyList(policies.join(','), presets.value, variants.value)
+    if (!r.error && r.policies.length > 0) selected.value = r.policies
+  }
+
+  /** Problems that would make the service reject the request, shown before Run. */
+  const problems = computed(() => {
+    const out: string[] = []
+    if (selected.value.length === 0) out.push('Select at least one policy.')
+    if (mode.value === 'scripted' && schedule.value.length === 0) out.push('Scripted mode needs a schedule.')
+    if (!Number.isInteger(seed.value) || seed.value < 0) out.push('Seed must be a non-negative integer.')
+    if (!Number.isInteger(executions.value) || executions.value < 1)
+      out.push('Executions must be at least 1.')
+    if (!Number.isInteger(maxStates.value) || maxStates.value < 1) out.push('Max states must be at least 1.')
+    if (!(timeoutS.value >= 0)) out.push('Timeout must be 0 (none) or more seconds.')
+    return out
+  })
+
+  function request(text: string, file: string | null): RunRequest {
+    return {
+      text,
+      file,
+      policies: [...selected.value],
+      mode: mode.value,
+      seed: seed.value,
+      executions: executions.value,
+      schedule: mode.value === 'scripted' ? schedule.value : [],
+      maxStates: maxStates.value,
+      timeoutMs: timeoutS.value > 0 ? Math.round(timeoutS.value * 1000) : null,
+    }
+  }
+
+  return {
+    presets,
+    variants,
+    selected,
+    mode,
+    seed,
+    executions,
+    scheduleText,
+    maxStates,
+    timeoutS,
+    listText,
+    schedule,
+    problems,
+    isSelected,
+    set,
+    setFromText,
+    selectFromExpect,
+    request,
+  }
+})

@@ -1,0 +1,221 @@
+import { createPinia, setActivePinia } from 'pinia'
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
+import type { EngineInfo, LabApi, RunEvent } from '../../../src-main/api/labApi'
+import { RUN } from '../logic/fixtures'
+
+/** A scripted LabApi: each test sets the replies it needs. */
+const fake = vi.hoisted(() => {
+  const listeners = new Set<(e: unknown) => void>()
+  return {
+    listeners,
+    emit: (e: unknown) => listeners.forEach((l) => l(e)),
+    api: {} as Record<string, unknown>,
+  }
+})
+
+vi.mock('../lab', () => {
+  class LabError extends Error {
+    constructor(
+      message: string,
+      readonly issues: unknown[] = [],
+    ) {
+      super(message)
+    }
+  }
+  const lab = new Proxy(
+    {},
+    {
+      get: (_t, k: string) =>
+        k === 'onDidRunEvent'
+          ? (l: (e: unknown) => void) => {
+              fake.listeners.add(l)
+              return () => fake.listeners.delete(l)
+            }
+          : fake.api[k],
+    },
+  )
+  return {
+    lab,
+    LabError,
+    toLabError: (e: unknown) => (e instanceof LabError ? e : new LabError(String((e as Error).message ?? e))),
+    transport: 'http',
+  }
+})
+
+const { useRunStore } = await import('./runStore')
+const { usePolicyStore } = await import('./policyStore')
+const { useScenarioStore } = await import('./scenarioStore')
+const { useEngineStore } = await import('./engineStore')
+const { useTraceStore } = await import('./traceStore')
+const { LabError } = await import('../lab')
+
+const INFO: EngineInfo = {
+  version: 't',
+  presets: ['start-end', 'invalidate-range', 'arch-hook'].map((name) => ({ name, doc: name })),
+  variants: ['upgrade-notify', 'access-flags-notify', 'pri-flush'].map((name) => ({ name, doc: name })),
+  invariants: ['use-after-free', 'stale-after-return', 'lost-write', 'progress', 'forbid'],
+  scenarioSchema: {},
+  template: 'title: T\n',
+}
+
+function api(over: Partial<LabApi>): void {
+  fake.api = { engineInfo: async () => INFO, validate: async () => [], ...over }
+}
+
+beforeEach(async () => {
+  setActivePinia(createPinia())
+  fake.listeners.clear()
+  api({})
+  await useEngineStore().load()
+})
+afterEach(() => {
+  vi.useRealTimers()
+})
+
+describe('policyStore', () => {
+  it('builds the run request from the selection, mode and budgets', () => {
+    const p = usePolicyStore()
+    p.set('start-end+pri-flush', true)
+    p.set('arch-hook', false)
+    expect(p.selected).toEqual(['start-end', 'start-end+pri-flush', 'invalidate-range'])
+    p.mode = 'scripted'
+    p.scheduleText = 'C0 C0, D0'
+    p.timeoutS = 0
+    const r = p.request('text', 'a.yaml')
+    expect(r).toMatchObject({
+      policies: ['start-end', 'start-end+pri-flush', 'invalidate-range'],
+      mode: 'scripted',
+      schedule: ['C0', 'C0', 'D0'],
+      timeoutMs: null,
+      file: 'a.yaml',
+    })
+  })
+  it('reports problems before a run and parses typed lists', () => {
+    const p = usePolicyStore()
+    expect(p.setFromText('arch-hook+pri-flush+upgrade-notify')).toBeNull()
+    expect(p.selected).toEqual(['arch-hook+upgrade-notify+pri-flush'])
+    expect(p.setFromText('nope')).toMatch(/unknown preset/)
+    p.selected = []
+    p.mode = 'scripted'
+    expect(p.problems).toEqual(['Select at least one policy.', 'Scripted mode needs a schedule.'])
+  })
+})
+
+describe('runStore', () => {
+  it('handles events that arrive before startRun answers, then the result', async () => {
+    api({
+      startRun: async () => {
+        const progress: RunEvent = {
+          kind: 'progress',
+          runId: 'r1',
+          elapsedMs: 5,
+          rate: 100,
+          policies: [{ policy: 'start-end', states: 7, steps: 9, executions: 1, done: false }],
+        }
+        fake.emit(progress)
+        return 'r1'
+      },
+    })
+    const run = useRunStore()
+    await run.start()
+    expect(run.runId).toBe('r1')
+    expect(run.progress?.policies[0].states).toBe(7)
+    expect(run.status).toBe('running')
+    fake.emit({ kind: 'progress', runId: 'other', elapsedMs: 1, rate: 1, policies: [] })
+    expect(run.progress?.runId).toBe('r1')
+    fake.emit({ kind: 'finished', runId: 'r1', elapsedMs: 20, result: RUN })
+    expect(run.status).toBe('finished')
+    expect(run.result?.results).toHaveLength(3)
+    expect(run.elapsedMs).toBe(20)
+  })
+  it('shows an invalid scenario inline and hands its issues to the editor', async () => {
+    const issues = [{ line: 3, column: 5, length: 4, message: 'bad page' }]
+    api({
+      startRun: async () => {
+        throw new LabError('invalid scenario', issues)
+      },
+    })
+    const run = useRunStore()
+    await run.start()
+    expect(run.status).toBe('failed')
+    expect(run.error).toBe('invalid scenario')
+    expect(useScenarioStore().issues).toEqual(issues)
+  })
+  it('cancels the current run', async () => {
+    const cancelRun = vi.fn(async () => {})
+    api({ startRun: async () => 'r2', cancelRun })
+    const run = useRunStore()
+    await run.start()
+    await run.cancel()
+    expect(cancelRun).toHaveBeenCalledWith({ runId: 'r2' })
+    fake.emit({ kind: 'cancelled', runId: 'r2' })
+    expect(run.status).toBe('cancelled')
+    expect(run.active).toBe(false)
+  })
+})
+
+describe('scenarioStore', () => {
+  it('tracks dirty state and validates 300 ms after the last edit', async () => {
+    vi.useFakeTimers()
+    const validate = vi.fn(async () => [{ line: 1, column: 1, length: 1, message: 'x' }])
+    api({ validate })
+    const s = useScenarioStore()
+    s.newFromTemplate('title: T\n')
+    expect(s.dirty).toBe(false)
+    await vi.advanceTimersByTimeAsync(1)
+    validate.mockClear()
+    s.setText('title: U\n')
+    s.setText('title: V\n')
+    expect(s.dirty).toBe(true)
+    await vi.advanceTimersByTimeAsync(299)
+    expect(validate).not.toHaveBeenCalled()
+    await vi.advanceTimersByTimeAsync(1)
+    expect(validate).toHaveBeenCalledTimes(1)
+    expect(validate).toHaveBeenCalledWith({ text: 'title: V\n', file: null })
+    expect(s.issues).toHaveLength(1)
+  })
+  it('asks for a path when saving a new buffer, then saves', async () => {
+    const saveScenario = vi.fn(async () => {})
+    api({ saveScenario, listScenarios: async () => [] })
+    const s = useScenarioStore()
+    s.newFromTemplate('title: T\n')
+    expect(await s.save()).toBe(false)
+    expect(s.askingPath).toBe(true)
+    expect(await s.save('new.yaml')).toBe(true)
+    expect(saveScenario).toHaveBeenCalledWith({ path: 'new.yaml', text: 'title: T\n' })
+    expect(s.file).toBe('new.yaml')
+    expect(s.dirty).toBe(false)
+  })
+})
+
+describe('traceStore', () => {
+  it('lists counterexamples and opens one at its violating step', async () => {
+    api({ startRun: async () => 'r3' })
+    const run = useRunStore()
+    await run.start()
+    fake.emit({ kind: 'finished', runId: 'r3', elapsedMs: 1, result: RUN })
+    const t = useTraceStore()
+    expect(t.sources.map((s) => s.key)).toEqual(['cx:start-end:0'])
+    t.openCounterexample('start-end', 0, 'right')
+    expect(t.right?.policy).toBe('start-end')
+    // The violation (step 4) is after the last step (3): the last row is selected.
+    expect(t.selected).toEqual({ side: 'right', row: 3 })
+    expect(t.selectedRecord?.step).toBe(3)
+  })
+  it('replays a schedule into a pane', async () => {
+    const replay = vi.fn(async () => ({
+      records: RUN.results[0].counterexamples[0].trace,
+      violations: [{ invariant: 'forbid' as const, step: 4, thread: '-', message: 'forbid' }],
+      outcome: 'done',
+      registers: [],
+    }))
+    api({ replay })
+    const t = useTraceStore()
+    await t.replay('start-end', ['C0', 'D0'], 'left')
+    expect(replay).toHaveBeenCalledWith(
+      expect.objectContaining({ policy: 'start-end', schedule: ['C0', 'D0'] }),
+    )
+    expect(t.left?.key).toBe('replay:1')
+    expect(t.left?.invariant).toBe('forbid')
+  })
+})
