@@ -82,7 +82,10 @@ void app.whenReady().then(() => {
     callback({ responseHeaders: { ...details.responseHeaders, 'Content-Security-Policy': [CSP] } })
   })
   // The bundle ships the worker as out/main/exploreWorker.js (see electron.vite.config.ts).
-  const pool = new WorkerPool(() => new Worker(join(__dirname, 'exploreWorker.js')))
+  // Packaged, out/main is unpacked beside app.asar (electron-builder.yml asarUnpack), so the
+  // worker thread loads a plain file rather than one inside the archive.
+  const workerFile = join(__dirname, 'exploreWorker.js').replace(/app\.asar([\\/])/, 'app.asar.unpacked$1')
+  const pool = new WorkerPool(() => new Worker(workerFile))
   const service = createLabService({ scenariosDir: scenariosDir(), pool })
   registerApi(service)
   createWindow()
