@@ -53,6 +53,12 @@ test('COW ordering: the matrix matches expect and the violating trace shows its 
     (await violating.getAttribute('data-step')) ?? '',
   )
   await expect(lab.inspector.getByTestId('inspector-event').first()).toBeVisible()
+  // The whole machine after the step, not only what changed: both PTEs, the IOMMU TLB, frames.
+  const state = lab.inspector.getByTestId('inspector-state')
+  await expect(state).toContainText('PTE A')
+  await expect(state).toContainText('PTE B')
+  await expect(state).toContainText('iommu TLB')
+  await expect(state).toContainText('pfn 1')
   await lab.screenshot('02-cow-matrix-trace')
 
   // Replay the schedule in scripted mode: the replayed trace ends in the same violation.

@@ -65,3 +65,45 @@ export function diffStates(sc: Scenario, a: LabState, b: LabState): string[] {
   })
   return out
 }
+
+/** The whole machine as [subject, value] rows, with the subjects diffStates uses. */
+export function stateView(sc: Scenario, s: LabState): Array<[string, string]> {
+  const rows: Array<[string, string]> = []
+  const name = (p: number): string => sc.pages[p]!.name
+  const tname = (t: number): string => sc.threads[t]?.name ?? `thread ${t}`
+  const entries = (es: readonly TlbEntry[]): string =>
+    es.length === 0 ? '(empty)' : es.map((e) => `${name(e.page)} -> ${entryText(e)}`).join(', ')
+  s.mms.forEach((m, i) => {
+    if (!m.live) return
+    const who = i === 0 ? '' : 'child '
+    m.ptes.forEach((p, j) => rows.push([`${who}PTE ${name(j)}`, pteText(p)]))
+    m.vmas.forEach((v, j) => rows.push([`${who === '' ? 'VMA' : 'child VMA'} ${name(j)}`, v ?? 'none']))
+    const locks = [m.ptl >= 0 ? `ptl held by ${tname(m.ptl)}` : 'ptl free']
+    if (m.writer >= 0) locks.push(`mmap_lock write-held by ${tname(m.writer)}`)
+    else if (m.readers > 0) locks.push(`mmap_lock read-held by ${m.readers}`)
+    rows.push([`${who}locks`, locks.join(', ')])
+  })
+  sc.threads.forEach((t, i) => {
+    if (t.kind === 'cpu') rows.push([`${t.name} TLB`, entries(s.tlbs[i]!)])
+  })
+  sc.secondaries.forEach((d, i) => {
+    const x = s.secs[i]!
+    rows.push([`${d.name} ${d.type === 'hw-walker' ? 'TLB' : 'shadow'}`, entries(x.entries)])
+    if (d.type === 'sw-mirror') {
+      const busy = x.inProg.map((n, p) => (n > 0 ? name(p) : '')).filter(Boolean)
+      rows.push([
+        `${d.name} seq`,
+        `${x.seq}${busy.length ? `, invalidation in progress on ${busy.join(',')}` : ''}`,
+      ])
+    }
+  })
+  s.frames.forEach((f, i) => {
+    if (i === 0) return
+    rows.push([
+      `pfn ${i}`,
+      f.free ? `free (gen ${f.gen})` : `value ${f.v}, refcount ${f.ref}, mapcount ${f.map}, gen ${f.gen}`,
+    ])
+  })
+  sc.registers.forEach((r, i) => rows.push([r, String(s.regs[i] ?? 'none')]))
+  return rows
+}

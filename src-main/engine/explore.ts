@@ -9,7 +9,7 @@
  * faulting while a CPU thread that would fix it is merely preempted is not a violation.
  */
 import { evalExpr } from './expr'
-import { diffStates } from './diff'
+import { diffStates, stateView } from './diff'
 import type { Policy } from './policy'
 import type { Prng } from './prng'
 import type { Counterexample, Metrics, StepRecord, TraceEvent, Violation } from './results'
@@ -523,6 +523,7 @@ export function runExecution(
         thread: sc.threads[t]!.name,
         events: r.events as TraceEvent[],
         changes: diffStates(sc, s, r.next),
+        state: stateView(sc, r.next),
       })
     schedule.push(t)
     s = r.next

@@ -59,6 +59,11 @@ export interface StepRecord {
   readonly events: readonly TraceEvent[]
   /** What changed: PTEs, TLB entries, frames (human-readable). */
   readonly changes: readonly string[]
+  /**
+   * The whole machine after this step, as [subject, value] rows named like `changes`
+   * (PTE A, VMA A, C0 TLB, iommu TLB, pfn 3, locks, registers). Only in traced runs.
+   */
+  readonly state?: ReadonlyArray<readonly [string, string]>
 }
 
 export interface Violation {

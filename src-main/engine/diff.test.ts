@@ -1,0 +1,47 @@
+import { describe, expect, it } from 'vitest'
+import { loadScenarioText } from '../node/scenarioFiles'
+import { makePolicy } from './policy'
+import { runExecution, scriptedChooser } from './explore'
+
+const SC = `title: t
+arch: x86_64
+pages:
+  A: { value: 4, prot: rw }
+secondary:
+  - { name: iommu, type: hw-walker, flush_at: start, cached: [A] }
+  - { name: kvm, type: sw-mirror }
+cpus:
+  C0: [munmap A]
+devices:
+  D0: { via: iommu, ops: [read A -> r0, read A -> r1] }
+`
+
+describe('traced step records carry the whole state after the step', () => {
+  it('names subjects as the changes do, and shows what munmap left behind', () => {
+    const sc = loadScenarioText(SC, 't.yaml')
+    // The munmap-uaf counterexample: D0 refills between range_start and the clear, then reads
+    // through that entry after tlb_finish_mmu freed the page.
+    const ex = runExecution(sc, makePolicy('start-end'), scriptedChooser([0, 0, 1, 0, 0, 0, 0, 1]), {
+      tracing: true,
+      maxSteps: 50,
+    })
+    const first = new Map(ex.records[0]!.state)
+    expect(first.get('PTE A')).toBe('pfn 1 RW dirty')
+    expect(first.get('VMA A')).toBe('none')
+    expect(first.get('locks')).toBe('ptl free, mmap_lock read-held by 1')
+    expect(first.get('kvm seq')).toBe('0')
+    const last = new Map(ex.records.at(-1)!.state)
+    expect(last.get('PTE A')).toBe('none')
+    expect(last.get('pfn 1')).toBe('free (gen 1)')
+    expect(last.get('iommu TLB')).toBe('A -> pfn 1 RW (revoked)')
+    expect(last.get('r0')).toBe('4')
+    expect(last.get('r1')).toBe('4')
+    expect(ex.violations.map((v) => v.invariant)).toEqual(['use-after-free'])
+    // Every changed subject is a row of the state.
+    for (const r of ex.records)
+      for (const c of r.changes)
+        expect(r.state!.some(([subject]) => c.startsWith(`${subject}:`) || c.startsWith(`${subject} `))).toBe(
+          true,
+        )
+  })
+})
