@@ -1,6 +1,7 @@
 // Flat config. Layer fences follow docs "Dependency rules": the engine is pure and deterministic.
 import { builtinModules } from 'node:module'
 import js from '@eslint/js'
+import pluginVue from 'eslint-plugin-vue'
 import tseslint from 'typescript-eslint'
 
 const nodeBuiltins = builtinModules.flatMap((m) => [m, `${m}/*`])
@@ -27,6 +28,44 @@ const engineImportFences = [0, 1, 2, 3].map((depth) => ({
   rules: { 'no-restricted-imports': ['error', { patterns: enginePatterns(depth) }] },
 }))
 
+/** The renderer's .vue single-file components. */
+const VUE_FILES = ['src-renderer/**/*.vue']
+
+/**
+ * eslint-plugin-vue's flat/recommended, scoped to the renderer, with typescript-eslint's parser for
+ * <script lang="ts"> (vue-eslint-parser parses the template and hands the script to it).
+ */
+const vueConfigs = [
+  ...pluginVue.configs['flat/recommended'].map((c) => ({ ...c, files: VUE_FILES })),
+  {
+    files: VUE_FILES,
+    languageOptions: {
+      parserOptions: { parser: tseslint.parser, extraFileExtensions: ['.vue'], sourceType: 'module' },
+    },
+    rules: {
+      // TypeScript (vue-tsc) already reports undefined names, as for .ts files.
+      'no-undef': 'off',
+      // Template layout belongs to Prettier (`npm run format`); these rules would fight it (the
+      // same ones eslint-config-prettier turns off).
+      'vue/html-indent': 'off',
+      'vue/max-attributes-per-line': 'off',
+      'vue/singleline-html-element-content-newline': 'off',
+      'vue/multiline-html-element-content-newline': 'off',
+      'vue/html-closing-bracket-newline': 'off',
+      'vue/html-closing-bracket-spacing': 'off',
+      'vue/mustache-interpolation-spacing': 'off',
+      'vue/html-quotes': 'off',
+      'vue/html-end-tags': 'off',
+      'vue/first-attribute-linebreak': 'off',
+      // Prettier prints void elements as `<input />`; empty elements and components self-close.
+      'vue/html-self-closing': [
+        'warn',
+        { html: { void: 'any', normal: 'always', component: 'always' }, svg: 'always', math: 'always' },
+      ],
+    },
+  },
+]
+
 const onlyCall =
   "CallExpression[callee.type='MemberExpression'][callee.property.name='only']" +
   '[callee.object.name=/^(describe|it|test|suite)$/]'
@@ -35,6 +74,7 @@ export default tseslint.config(
   { ignores: ['out/', 'dist/', 'node_modules/', 'test-results/', 'playwright-report/', 'coverage/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
+  ...vueConfigs,
   {
     files: ['**/*.ts', '**/*.mts', '**/*.cts'],
     // TypeScript already reports undefined names; no-undef does not know TS globals/types.
@@ -101,7 +141,7 @@ export default tseslint.config(
     },
   },
   {
-    files: ['src-renderer/**/*.ts'],
+    files: ['src-renderer/**/*.ts', ...VUE_FILES],
     rules: {
       'no-restricted-imports': 'off',
       '@typescript-eslint/no-restricted-imports': [

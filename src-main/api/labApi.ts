@@ -65,6 +65,11 @@ export const ValidateSchema = z.object({
   file: z.string().max(4096).nullable(),
 })
 export const RunIdSchema = z.object({ runId: z.string().min(1).max(100) })
+export const PickFileSchema = z.object({
+  purpose: z.enum(['open', 'save']),
+  /** For save: the name to propose. */
+  suggestedName: z.string().max(255).nullable(),
+})
 
 export interface ReplayResult {
   readonly records: readonly StepRecord[]
@@ -114,6 +119,8 @@ export interface EngineInfo {
   readonly scenarioSchema: object
   /** A starting point for "New scenario". */
   readonly template: string
+  /** The host shows native open/save dialogs (Electron); otherwise the renderer asks inline. */
+  readonly nativeDialogs: boolean
 }
 
 export interface LabApi {
@@ -125,6 +132,12 @@ export interface LabApi {
   startRun(req: RunRequest): Promise<RunId>
   cancelRun(req: z.infer<typeof RunIdSchema>): Promise<void>
   replay(req: ReplayRequest): Promise<ReplayResult>
+  /**
+   * A native open/save dialog (Electron), confined to the scenarios folder: the chosen path
+   * relative to it, or null when cancelled or when the host has no native dialogs (the
+   * browser host), in which case the renderer asks for a path itself.
+   */
+  pickFile(req: z.infer<typeof PickFileSchema>): Promise<{ path: string } | null>
   /** Run progress, results, failures and cancellations. */
   onDidRunEvent(listener: (e: RunEvent) => void): Unsubscribe
 }
@@ -139,6 +152,7 @@ export const API_METHODS = {
   startRun: RunRequestSchema,
   cancelRun: RunIdSchema,
   replay: ReplayRequestSchema,
+  pickFile: PickFileSchema,
 } as const satisfies Record<Exclude<keyof LabApi, 'onDidRunEvent'>, z.ZodType | null>
 
 export type ApiMethod = keyof typeof API_METHODS

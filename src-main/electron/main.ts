@@ -6,7 +6,7 @@ import { cpSync, existsSync, mkdirSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { Worker } from 'node:worker_threads'
-import { app, BrowserWindow, ipcMain, session, type WebFrameMain } from 'electron'
+import { app, BrowserWindow, dialog, ipcMain, session, type WebFrameMain } from 'electron'
 import { API_METHODS, type ApiMethod, type RunEvent } from '../api/labApi'
 import { createLabService, toApiError, type LabService } from '../node/labService'
 import { WorkerPool } from '../node/workerPool'
@@ -86,7 +86,25 @@ void app.whenReady().then(() => {
   // worker thread loads a plain file rather than one inside the archive.
   const workerFile = join(__dirname, 'exploreWorker.js').replace(/app\.asar([\\/])/, 'app.asar.unpacked$1')
   const pool = new WorkerPool(() => new Worker(workerFile))
-  const service = createLabService({ scenariosDir: scenariosDir(), pool })
+  const service = createLabService({
+    scenariosDir: scenariosDir(),
+    pool,
+    // Native dialogs start in the scenarios folder; the service rejects a choice outside it.
+    nativePicker: async (purpose, defaultPath) => {
+      const win = BrowserWindow.getFocusedWindow() ?? BrowserWindow.getAllWindows()[0]
+      const filters = [{ name: 'Scenarios', extensions: ['yaml'] }]
+      if (purpose === 'open') {
+        const r = win
+          ? await dialog.showOpenDialog(win, { defaultPath, filters, properties: ['openFile'] })
+          : await dialog.showOpenDialog({ defaultPath, filters, properties: ['openFile'] })
+        return r.canceled ? null : (r.filePaths[0] ?? null)
+      }
+      const r = win
+        ? await dialog.showSaveDialog(win, { defaultPath, filters })
+        : await dialog.showSaveDialog({ defaultPath, filters })
+      return r.canceled ? null : (r.filePath ?? null)
+    },
+  })
   registerApi(service)
   createWindow()
   app.on('activate', () => {

@@ -1,10 +1,12 @@
 /**
  * `npm run bench`: reported figures for the engine (never asserted in tests): per policy, the
  * single-thread exhaustive exploration of the two canonical scenarios, then the wall-clock
- * time of the whole `mnlab run` (all policies in the worker pool).
+ * time of the whole `mnlab run` (all policies in the worker pool), then the GUI figures
+ * (benchGui.ts: cold start to an interactive editor, run-to-result in the browser host).
  */
 import path from 'node:path'
 import { defaultRunOptions, makePolicy, PRESETS, runPolicy } from '../engine'
+import { runGuiBench } from './benchGui'
 import { table } from './format'
 import { loadScenarioFile } from './scenarioFiles'
 import { toWorkerOptions, WorkerPool } from './workerPool'
@@ -46,5 +48,5 @@ export async function runBench(pool: WorkerPool): Promise<number> {
   process.stdout.write(
     `engine, one thread, exhaustive:\n${table(rows)}\n\nmnlab run (worker pool, including worker start-up):\n${table(wall)}\n`,
   )
-  return 0
+  return runGuiBench()
 }

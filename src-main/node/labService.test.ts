@@ -254,3 +254,45 @@ describe('engineInfo', () => {
     expect(await svc.validate({ text: info.template, file: null })).toEqual([])
   })
 })
+
+describe('pickFile (native dialogs)', () => {
+  it('answers null without a native picker: the renderer asks for a path itself', async () => {
+    expect(await svc.pickFile({ purpose: 'open', suggestedName: null })).toBeNull()
+    await expect(svc.pickFile({ purpose: 'sideways', suggestedName: null } as never)).rejects.toThrow(
+      /purpose/,
+    )
+  })
+
+  it('returns a path relative to the scenarios folder, and refuses a choice outside it', async () => {
+    const answers: Array<string | null> = [
+      path.join(dir, 'sub', 'x.yaml'),
+      path.join(outside, 'y.yaml'),
+      null,
+      path.join(dir, 'notes.txt'),
+    ]
+    const seen: Array<[string, string]> = []
+    const picking = createLabService({
+      scenariosDir: dir,
+      pool: new WorkerPool(tsxWorker, 1),
+      nativePicker: async (purpose, defaultPath) => {
+        seen.push([purpose, defaultPath])
+        return answers.shift() ?? null
+      },
+    })
+    try {
+      expect(await picking.pickFile({ purpose: 'save', suggestedName: 'x.yaml' })).toEqual({
+        path: 'sub/x.yaml',
+      })
+      expect(seen[0]).toEqual(['save', path.join(dir, 'x.yaml')])
+      await expect(picking.pickFile({ purpose: 'open', suggestedName: null })).rejects.toThrow(
+        /outside the scenarios folder/,
+      )
+      expect(await picking.pickFile({ purpose: 'open', suggestedName: null })).toBeNull()
+      await expect(picking.pickFile({ purpose: 'open', suggestedName: null })).rejects.toThrow(
+        /not a \.yaml file/,
+      )
+    } finally {
+      await picking.close()
+    }
+  })
+})

@@ -71,6 +71,11 @@ export interface LabServiceOptions {
   readonly pool: WorkerPool
   /** Minimum interval between progress events of one run (default 200 ms: at most ~5/s). */
   readonly progressIntervalMs?: number
+  /**
+   * A native file dialog (Electron): resolves with an absolute path, or null when cancelled.
+   * Without one, pickFile answers null and the renderer asks for a path itself.
+   */
+  readonly nativePicker?: (purpose: 'open' | 'save', defaultPath: string) => Promise<string | null>
 }
 
 /** Checks `req` against the method's schema; the message names the offending field. */
@@ -445,6 +450,22 @@ export function createLabService(options: LabServiceOptions): LabService {
     }
   }
 
+  const pickFile: LabApi['pickFile'] = async (req) => {
+    const r = parseRequest('pickFile', req) as z.infer<typeof API_METHODS.pickFile>
+    if (!options.nativePicker) return null
+    const base = await root()
+    const chosen = await options.nativePicker(r.purpose, path.join(base, r.suggestedName ?? ''))
+    if (chosen === null) return null
+    const rel = path.relative(base, chosen)
+    if (rel.startsWith('..') || path.isAbsolute(rel)) {
+      throw new LabApiError(
+        `path: '${chosen}' is outside the scenarios folder ${base}; choose a file under it`,
+      )
+    }
+    // The same checks as read and save (.yaml, no symlink escapes).
+    return { path: (await resolveScenarioPath(rel)).rel }
+  }
+
   const engineInfo: LabApi['engineInfo'] = async (): Promise<EngineInfo> => ({
     version: ENGINE_VERSION,
     presets: PRESETS.map((name) => ({ name, doc: PRESET_DOCS[name] })),
@@ -452,6 +473,7 @@ export function createLabService(options: LabServiceOptions): LabService {
     invariants: [...INVARIANTS],
     scenarioSchema: scenarioJsonSchema(),
     template: SCENARIO_TEMPLATE,
+    nativeDialogs: options.nativePicker !== undefined,
   })
 
   return {
@@ -463,6 +485,7 @@ export function createLabService(options: LabServiceOptions): LabService {
     startRun,
     cancelRun,
     replay,
+    pickFile,
     onDidRunEvent(listener) {
       listeners.add(listener)
       return () => {

@@ -18,6 +18,7 @@ const METHODS = [
   'startRun',
   'cancelRun',
   'replay',
+  'pickFile',
 ] as const satisfies readonly ApiMethod[]
 type AssertNone<T extends never> = T
 export type _EveryMethodListed = AssertNone<Exclude<ApiMethod, (typeof METHODS)[number]>>

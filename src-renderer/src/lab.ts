@@ -91,6 +91,7 @@ function httpLab(): LabApi {
     startRun: (req) => call('startRun', req),
     cancelRun: (req) => call('cancelRun', req),
     replay: (req) => call('replay', req),
+    pickFile: (req) => call('pickFile', req),
     onDidRunEvent(listener): Unsubscribe {
       listeners.add(listener)
       ensureSource()

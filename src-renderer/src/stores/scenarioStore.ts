@@ -95,6 +95,19 @@ export const useScenarioStore = defineStore('scenario', () => {
     }
   }
 
+  /**
+   * A native open/save dialog where the host has one (Electron): the chosen path relative to
+   * scenarios/, or null (cancelled, or no native dialogs: the browser asks inline instead).
+   */
+  async function pickFile(purpose: 'open' | 'save', suggestedName: string | null): Promise<string | null> {
+    try {
+      return (await lab.pickFile({ purpose, suggestedName }))?.path ?? null
+    } catch (e) {
+      fileError.value = toLabError(e).message
+      return null
+    }
+  }
+
   /** The editor reports every change here. */
   function setText(t: string): void {
     if (t === text.value) return
@@ -150,6 +163,7 @@ export const useScenarioStore = defineStore('scenario', () => {
     open,
     newFromTemplate,
     save,
+    pickFile,
     setText,
     validateNow,
     setIssues,

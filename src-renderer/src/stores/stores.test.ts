@@ -56,6 +56,7 @@ const INFO: EngineInfo = {
   invariants: ['use-after-free', 'stale-after-return', 'lost-write', 'progress', 'forbid'],
   scenarioSchema: {},
   template: 'title: T\n',
+  nativeDialogs: false,
 }
 
 function api(over: Partial<LabApi>): void {
