@@ -142,14 +142,22 @@ function int(
   issues: Issues,
   what: string,
   min = Number.MIN_SAFE_INTEGER,
+  max = Number.MAX_SAFE_INTEGER,
 ): number | null {
-  if (typeof v === 'number' && Number.isInteger(v) && v >= min) return v
-  issues.add(
-    path,
-    `${what} must be an integer${min > Number.MIN_SAFE_INTEGER ? ` >= ${min}` : ''}; found ${typeName(v)}`,
-  )
+  if (typeof v === 'number' && Number.isSafeInteger(v) && v >= min && v <= max) return v
+  const range =
+    max < Number.MAX_SAFE_INTEGER
+      ? ` from ${min} to ${max}`
+      : min > Number.MIN_SAFE_INTEGER
+        ? ` >= ${min}`
+        : ''
+  issues.add(path, `${what} must be an integer${range}; found ${typeName(v)}`)
   return null
 }
+
+/** Memory values are 32-bit signed integers (what a litmus register holds here). */
+const INT32_MIN = -2147483648
+const INT32_MAX = 2147483647
 
 function bool(v: unknown, path: Path, issues: Issues, what: string): boolean | null {
   if (typeof v === 'boolean') return v
@@ -224,7 +232,8 @@ export function validateScenario(raw: unknown): Scenario {
         continue
       }
       checkKeys(d, PAGE_KEYS, path, issues, `page '${name}'`)
-      const value = d.value === undefined ? 0 : int(d.value, [...path, 'value'], issues, 'value')
+      const value =
+        d.value === undefined ? 0 : int(d.value, [...path, 'value'], issues, 'value', INT32_MIN, INT32_MAX)
       const prot =
         d.prot === undefined
           ? 'rw'
@@ -488,10 +497,10 @@ export function validateScenario(raw: unknown): Scenario {
       case 'write': {
         const page = pageWord(ws[1], p, 'write', src)
         const v = ws[2]
-        if (!v || !/^-?\d+$/.test(v.s)) {
+        if (!v || !/^-?\d+$/.test(v.s) || Number(v.s) < INT32_MIN || Number(v.s) > INT32_MAX) {
           issues.add(
             p,
-            `write needs an integer value after the page, as in 'write A 1'`,
+            `write needs an integer value from ${INT32_MIN} to ${INT32_MAX} after the page, as in 'write A 1'`,
             v ? v.at : src.length,
             v ? v.s.length : 1,
           )

@@ -86,7 +86,7 @@ describe('mnlab: invalid input exits 2 with the error on stderr', () => {
     expect(r.code).toBe(2)
     expect(r.stderr.trimEnd().split('\n')).toEqual([
       `${file}:3:7: arch must be one of x86_64, arm64; found string "arm65" (did you mean 'arm64'?)`,
-      `${file}:11:33: write needs an integer value after the page, as in 'write A 1'`,
+      `${file}:11:33: write needs an integer value from -2147483648 to 2147483647 after the page, as in 'write A 1'`,
     ])
   })
 

@@ -124,3 +124,14 @@ devices: { D0: { via: sec, ops: [write P 7] } }
     expect(run(yaml, 'invalidate-range').verdict).toBe('holds')
   })
 })
+
+describe('review regressions (robustness sweep)', () => {
+  it('memory values must fit 32 bits: 1e20 is refused at its position instead of being truncated', () => {
+    const list = issues(BASE.replace('{ value: 0, prot: rw }', '{ value: 99999999999999999999, prot: rw }'))
+    expect(list.map((i) => [i.line, i.column, i.message])).toEqual([
+      [4, 15, 'value must be an integer from -2147483648 to 2147483647; found number 100000000000000000000'],
+    ])
+    const w = issues(BASE.replace('[write P 1]', '[write P 4294967296]'))
+    expect(w[0]!.message).toMatch(/^write needs an integer value from -2147483648 to 2147483647/)
+  })
+})

@@ -257,13 +257,13 @@ describe('loadScenarioText: errors located at file:line:column', () => {
 
   it('write without a value: at the end of the op', () => {
     expect(only(scenario({ cpus: 'cpus:\n  C0: [write P]' }))).toBe(
-      "9:15 len1 write needs an integer value after the page, as in 'write A 1'",
+      "9:15 len1 write needs an integer value from -2147483648 to 2147483647 after the page, as in 'write A 1'",
     )
   })
 
   it('write with a non-integer value: at the value', () => {
     expect(only(scenario({ cpus: 'cpus:\n  C0: [write P one]' }))).toBe(
-      "9:16 len3 write needs an integer value after the page, as in 'write A 1'",
+      "9:16 len3 write needs an integer value from -2147483648 to 2147483647 after the page, as in 'write A 1'",
     )
   })
 
@@ -415,7 +415,7 @@ describe('loadScenarioText: errors located at file:line:column', () => {
       '1:1 title is required: one line saying what the scenario shows',
       '1:7 arch must be one of x86_64, arm64',
       "8:18 unknown page 'Z'",
-      "8:28 write needs an integer value after the page, as in 'write A 1'",
+      "8:28 write needs an integer value from -2147483648 to 2147483647 after the page, as in 'write A 1'",
       '10:14 via must name a secondary',
       "12:1 unknown key 'secondry' in the scenario",
     ])
