@@ -33,6 +33,29 @@ function x86SetDirty(c: Ctx, mm: number, e: TlbEntry): TlbEntry | null {
   return { ...e, dirty: true }
 }
 
+/**
+ * A hardware page walk (no lock taken): the translation an MMU would cache for this access,
+ * after setting the dirty bit for a write (x86, and IOMMUs walking the CPU table), or null when
+ * the access must fault.
+ */
+function hardwareWalk(c: Ctx, mm: number, page: number, write: boolean, dirtyFn: string): TlbEntry | null {
+  const pte = c.pte(mm, page)
+  if (!pte || !pte.present || (write && !c.mmuWritable(pte))) return null
+  let p = pte
+  if (write && !p.dirty) {
+    p = { ...p, dirty: true }
+    c.setPte(mm, page, p, dirtyFn)
+  }
+  return {
+    page,
+    pfn: p.pfn,
+    gen: c.folio(p.pfn).gen,
+    write: c.mmuWritable(p),
+    dirty: p.dirty,
+    revoked: false,
+  }
+}
+
 /** A CPU load/store: TLB hit, or hardware walk + fill, or #PF -> handle_mm_fault -> retry. */
 function cpuTry(c: Ctx, f: CallFrame): void {
   const mm = c.mmIndex
@@ -52,9 +75,9 @@ function cpuTry(c: Ctx, f: CallFrame): void {
     }
   }
   if (!e) {
-    const pte = c.pte(mm, page)
-    const ok = pte !== null && pte.present && (!write || c.mmuWritable(pte))
-    if (!ok) {
+    e = hardwareWalk(c, mm, page, write, 'hardware dirty-bit update')
+    if (!e) {
+      const pte = c.pte(mm, page)
       c.emit(
         'fault',
         'exc_page_fault',
@@ -63,21 +86,8 @@ function cpuTry(c: Ctx, f: CallFrame): void {
       c.call('handle_mm_fault', { page, write, remote: false }, 'after_fault')
       return
     }
-    let p = pte
-    if (write && !p.dirty) {
-      p = { ...p, dirty: true }
-      c.setPte(mm, page, p, 'hardware dirty-bit update')
-    }
-    e = {
-      page,
-      pfn: p.pfn,
-      gen: c.folio(p.pfn).gen,
-      write: c.mmuWritable(p),
-      dirty: p.dirty,
-      revoked: false,
-    }
     c.tlbPut(c.t, e)
-    c.emit('fill', 'page walk', `CPU TLB ${c.pageName(page)} -> pfn ${p.pfn} ${e.write ? 'RW' : 'RO'}`)
+    c.emit('fill', 'page walk', `CPU TLB ${c.pageName(page)} -> pfn ${e.pfn} ${e.write ? 'RW' : 'RO'}`)
   }
   complete(c, f, e, 'CPU TLB', mm)
 }
@@ -133,9 +143,9 @@ function devTry(c: Ctx, f: CallFrame): void {
     }
   }
   if (!e) {
-    const pte = c.pte(0, page)
-    const ok = pte !== null && pte.present && (!write || c.mmuWritable(pte))
-    if (!ok) {
+    e = hardwareWalk(c, 0, page, write, 'IOMMU dirty-bit update')
+    if (!e) {
+      const pte = c.pte(0, page)
       pageRequest(
         c,
         f,
@@ -143,25 +153,12 @@ function devTry(c: Ctx, f: CallFrame): void {
       )
       return
     }
-    let p = pte
-    if (write && !p.dirty) {
-      p = { ...p, dirty: true }
-      c.setPte(0, page, p, 'IOMMU dirty-bit update')
-    }
-    e = {
-      page,
-      pfn: p.pfn,
-      gen: c.folio(p.pfn).gen,
-      write: c.mmuWritable(p),
-      dirty: p.dirty,
-      revoked: false,
-    }
     c.secPut(via, e)
     c.cost('iotlb_walk')
     c.emit(
       'fill',
       'IOMMU page walk',
-      `${d.name} TLB ${c.pageName(page)} -> pfn ${p.pfn} ${e.write ? 'RW' : 'RO'}`,
+      `${d.name} TLB ${c.pageName(page)} -> pfn ${e.pfn} ${e.write ? 'RW' : 'RO'}`,
     )
   }
   complete(c, f, e, `${d.name} TLB`, 0)

@@ -49,3 +49,9 @@ export function vmaRuns(pages: readonly number[], prot: (p: number) => string | 
   }
   return runs
 }
+
+/** The index of the next page at or after `from` whose PTE is not pte_none, or -1. */
+export function nextPte(c: Ctx, pages: readonly number[], from: number): number {
+  for (let i = from; i < pages.length; i++) if (c.pte(c.mmIndex, pages[i]!) !== null) return i
+  return -1
+}

@@ -6,7 +6,7 @@
 import type { Ctx } from '../ctx'
 import { ZERO_PFN, type Pte } from '../state'
 import type { Prot } from '../types'
-import { list, num, type Proc } from './proc'
+import { list, nextPte, num, type Proc } from './proc'
 import { encodeRuns, gatherFinish, gatherFlush, gatherInit, runCount, runPages, runs } from './unmap'
 
 /**
@@ -34,11 +34,6 @@ function modify(c: Ctx, old: Pte, prot: Prot): Pte {
   const fr = c.folioW(old.pfn)
   const exclusive = old.pfn !== ZERO_PFN && fr.map === 1 && fr.ref === 1
   return { pfn: old.pfn, present: true, write: exclusive, dirty: old.dirty }
-}
-
-function nextPte(c: Ctx, pages: readonly number[], from: number): number {
-  for (let i = from; i < pages.length; i++) if (c.pte(c.mmIndex, pages[i]!) !== null) return i
-  return -1
 }
 
 export const mprotect: Proc = {

@@ -8,7 +8,7 @@
  */
 import type { Ctx } from '../ctx'
 import { ZERO_PFN, type CallFrame } from '../state'
-import { list, num, vmaRuns, type Proc } from './proc'
+import { list, nextPte, num, vmaRuns, type Proc } from './proc'
 
 function root(c: Ctx): CallFrame {
   return c.thread.stack[0]!
@@ -63,11 +63,6 @@ export function gatherFree(c: Ctx): void {
   c.emit('frame', 'tlb_batch_pages_flush', `release ${q.length} queued page${q.length > 1 ? 's' : ''}`)
   for (const pfn of q) c.putFrame(pfn, 'free_pages_and_swap_cache')
   root(c).l.g_queue = []
-}
-
-function nextPte(c: Ctx, pages: readonly number[], from: number): number {
-  for (let i = from; i < pages.length; i++) if (c.pte(c.mmIndex, pages[i]!) !== null) return i
-  return -1
 }
 
 /**
