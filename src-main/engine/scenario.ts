@@ -61,6 +61,7 @@ export const CPU_OPS = [
   'madvise_dontneed',
   'mprotect',
   'fork',
+  'ksm_merge',
 ] as const
 export const DEVICE_OPS = ['read', 'write'] as const
 
@@ -510,7 +511,8 @@ export function validateScenario(raw: unknown): Scenario {
         return page === null ? null : { kind: 'write', page, value: Number(v.s) }
       }
       case 'write_fault':
-      case 'cow_fault': {
+      case 'cow_fault':
+      case 'ksm_merge': {
         const page = pageWord(ws[1], p, head.s, src)
         tooMany(2)
         return page === null ? null : { kind: head.s, page }

@@ -9,6 +9,7 @@ import { handleMmFault } from './kernel/fault'
 import type { Proc } from './kernel/proc'
 import { fork, mprotect, protCode } from './kernel/protect'
 import { madviseDontneed, munmap, zapVma } from './kernel/unmap'
+import { ksmMerge } from './kernel/ksm'
 import type { Policy } from './policy'
 import type { Metrics, TraceEvent, Violation } from './results'
 import { zeroMetrics } from './results'
@@ -26,6 +27,7 @@ export const PROCS: Readonly<Record<string, Proc>> = {
   madvise_dontneed: madviseDontneed,
   mprotect,
   fork,
+  ksm_merge: ksmMerge,
 }
 
 function rootFrame(sc: Scenario, t: number, op: Op): CallFrame {
@@ -61,6 +63,8 @@ function rootFrame(sc: Scenario, t: number, op: Op): CallFrame {
       return { proc: 'mprotect', pc: 'start', l: { req: op.pages, prot: protCode(op.prot) } }
     case 'fork':
       return { proc: 'fork', pc: 'start', l: {} }
+    case 'ksm_merge':
+      return { proc: 'ksm_merge', pc: 'start', l: { page: op.page } }
   }
 }
 

@@ -58,6 +58,7 @@ export type CpuOp =
   | { readonly kind: 'madvise_dontneed'; readonly pages: readonly number[] }
   | { readonly kind: 'mprotect'; readonly pages: readonly number[]; readonly prot: Prot }
   | { readonly kind: 'fork' }
+  | { readonly kind: 'ksm_merge'; readonly page: number }
 
 export type DeviceOp =
   | { readonly kind: 'read'; readonly page: number; readonly reg: number | null }

@@ -1,0 +1,92 @@
+/**
+ * KSM merge (mm/ksm.c v6.6; v4.15 placement of ->invalidate_range per Glisse 2017): the
+ * secondary hears the two clears under the arch hook, only the two range_ends under
+ * invalidate-range, and the old page is freed after replace_page's range_end.
+ */
+import { describe, expect, it } from 'vitest'
+import { loadScenarioText } from '../../node/scenarioFiles'
+import { makePolicy, type Preset } from '../policy'
+import { dedent, first, lines, traced } from './traceTestkit'
+
+const sc = (arch: string, extra = '') =>
+  loadScenarioText(
+    dedent(`
+      title: ksm
+      arch: ${arch}
+      pages:
+        P: { value: 5, prot: rw }
+      secondary:
+        - { name: iommu, type: hw-walker, cached: [P] }
+      cpus:
+        ksmd: [ksm_merge P]
+      ${extra}
+    `),
+    'ksm.test.yaml',
+  )
+const secondaryLines = (preset: Preset, arch = 'x86_64') =>
+  lines(traced(sc(arch), makePolicy(preset)), {
+    kinds: ['notifier', 'sec-inval', 'cpu-flush', 'pte', 'frame'],
+  })
+
+describe('ksm_merge: write_protect_page, pages_identical, replace_page', () => {
+  it('arch-hook: the secondary is invalidated inside both ptep_clear_flush calls, under the PTL', () => {
+    const ex = traced(sc('x86_64'), makePolicy('arch-hook'))
+    expect(ex.violations).toEqual([])
+    const hooks = lines(ex, { kinds: ['notifier'] }).filter((l) =>
+      l.includes('arch_invalidate_secondary_tlbs'),
+    )
+    expect(hooks).toEqual([
+      'notifier mmu_notifier_arch_invalidate_secondary_tlbs: P',
+      'notifier mmu_notifier_arch_invalidate_secondary_tlbs: P',
+    ])
+    expect(first(ex, 'notifier mmu_notifier_arch_invalidate_secondary_tlbs').locks).toEqual([
+      'mmap_lock(r)',
+      'ptl',
+    ])
+  })
+
+  it('invalidate-range (v4.15): plain ptep_clear_flush, ->invalidate_range only at the two range_ends', () => {
+    const l = secondaryLines('invalidate-range')
+    expect(l.filter((x) => x.startsWith('sec-inval'))).toEqual([
+      'sec-inval ->invalidate_range (from range_end): iommu: invalidate P (1 entries dropped)',
+      'sec-inval ->invalidate_range (from range_end): iommu: invalidate P (0 entries dropped)',
+    ])
+    // The first one comes after write_protect_page's PTE change and before the compare.
+    const wp = l.indexOf('pte set_pte_at_notify (write-protect): PTE P := pfn 1 RO clean')
+    const inval = l.indexOf(
+      'sec-inval ->invalidate_range (from range_end): iommu: invalidate P (1 entries dropped)',
+    )
+    expect(wp).toBeGreaterThanOrEqual(0)
+    expect(inval).toBeGreaterThan(wp)
+  })
+
+  it('the PTE ends on the stable page read-only, and the old page is freed after the last range_end', () => {
+    const l = secondaryLines('start-end')
+    expect(l).toContain('pte set_pte_at_notify (stable page): PTE P := pfn 2 RO clean')
+    const lastEnd = l.lastIndexOf('notifier mmu_notifier_invalidate_range_end: P')
+    const freed = l.indexOf('frame put_page (ksmd): free pfn 1 (gen 1)')
+    expect(freed).toBeGreaterThan(lastEnd)
+  })
+
+  it('a page shared with a fork child merges too: mapcount + 1 == page_count counts the child in both', () => {
+    const ex = traced(
+      loadScenarioText(
+        dedent(`
+          title: ksm shared
+          arch: arm64
+          pages:
+            P: { value: 5, prot: rw, cow: true }
+          cpus:
+            ksmd: [ksm_merge P]
+        `),
+        'ksm.test.yaml',
+      ),
+      makePolicy('arch-hook'),
+    )
+    // The dirty read-only PTE is cleared and checked: mapcount 2 (+1 for ksmd) == refcount 3,
+    // so the stable page replaces the parent's PTE.
+    expect(lines(ex, { kinds: ['pte'] }).at(-1)).toBe(
+      'pte set_pte_at_notify (stable page): PTE P := pfn 2 RO clean',
+    )
+  })
+})
