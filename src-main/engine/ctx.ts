@@ -427,7 +427,7 @@ export class Ctx {
    * Under arch-hook this is where arch_invalidate_secondary_tlbs runs (reference §1.8);
    * an SMMU with BTM snoops the broadcast TLBI whatever the policy.
    */
-  flushTlb(mm: number, kind: FlushKind, pages: readonly number[], fn: string): void {
+  flushTlb(mm: number, kind: FlushKind, pages: readonly number[], fn: string, hook = true): void {
     const arch = this.sc.arch
     let full = kind === 'mm'
     if (arch === 'x86_64' && pages.length > X86_FLUSH_CEILING) full = true
@@ -449,19 +449,22 @@ export class Ctx {
           this.secInvalidate(i, full ? null : pages, 'BTM: snooped broadcast TLBI')
       })
     }
-    if (this.policy.preset === 'arch-hook' && this.hasHwWalker()) {
-      // x86: flush_tlb_mm_range passes (start,end), or (0,-1) above the ceiling.
-      // arm64: __flush_tlb_page_nosync passes one page; __flush_tlb_range in v6.6-v6.13 passed
-      // an empty range (start advanced in place), which the SMMU treats as invalidate-all.
-      const hookFull = full || (arch === 'arm64' && kind === 'range')
-      this.metrics.notifier_calls++
-      this.emit(
-        'notifier',
-        'mmu_notifier_arch_invalidate_secondary_tlbs',
-        hookFull ? 'range (0, -1): whole address space' : this.pagesText(pages),
-      )
-      this.forHw((i) => this.secInvalidate(i, hookFull ? null : pages, 'arch_invalidate_secondary_tlbs'))
-    }
+    // x86: flush_tlb_mm_range passes (start,end), or (0,-1) above the ceiling.
+    // arm64: __flush_tlb_page_nosync passes one page; __flush_tlb_range in v6.6-v6.13 passed
+    // an empty range (start advanced in place), which the SMMU treats as invalidate-all.
+    if (hook) this.archHook(mm, full || (arch === 'arm64' && kind === 'range') ? null : pages)
+  }
+
+  /** mmu_notifier_arch_invalidate_secondary_tlbs(mm, start, end) under arch-hook; null: (0, -1). */
+  archHook(mm: number, pages: readonly number[] | null): void {
+    if (mm !== 0 || this.policy.preset !== 'arch-hook' || !this.hasHwWalker()) return
+    this.metrics.notifier_calls++
+    this.emit(
+      'notifier',
+      'mmu_notifier_arch_invalidate_secondary_tlbs',
+      pages === null ? 'range (0, -1): whole address space' : this.pagesText(pages),
+    )
+    this.forHw((i) => this.secInvalidate(i, pages, 'arch_invalidate_secondary_tlbs'))
   }
 
   hasHwWalker(): boolean {
@@ -685,6 +688,7 @@ const NO_VIOLATIONS: Violation[] = []
 
 export function pteText(p: Pte | null): string {
   if (!p) return 'none'
+  if (p.mig) return `migration entry (pfn ${p.pfn}, ${p.write ? 'writable' : 'read-only'})`
   if (!p.present) return `pfn ${p.pfn} PROT_NONE`
   return `pfn ${p.pfn} ${p.write ? 'RW' : 'RO'}${p.dirty ? ' dirty' : ' clean'}${p.pfn === ZERO_PFN ? ' (zero page)' : ''}`
 }

@@ -17,7 +17,10 @@ const OP_DOCS: Record<string, string> = {
   madvise_dontneed: 'madvise(MADV_DONTNEED) P [Q...]: zap_page_range_single per VMA',
   mprotect: 'mprotect P [Q...] ro|rw|none: change_protection with the mmu_gather',
   fork: 'fork: dup_mmap write-protects private pages; threads with mm: child start after it returns',
-  ksm_merge: 'ksm_merge P: write_protect_page, pages_identical with a stable page of equal content, replace_page (mm/ksm.c)',
+  migrate:
+    'migrate P: try_to_migrate with a batched flush, copy, remove_migration_ptes; faults on the migration entry wait (mm/migrate.c)',
+  ksm_merge:
+    'ksm_merge P: write_protect_page, pages_identical with a stable page of equal content, replace_page (mm/ksm.c)',
 }
 
 function opsSchema(ops: readonly string[]): object {

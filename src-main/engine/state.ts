@@ -13,6 +13,11 @@ export interface Pte {
   readonly present: boolean
   readonly write: boolean
   readonly dirty: boolean
+  /**
+   * A migration entry (a non-present swap entry naming the page under migration, `write` as
+   * make_writable_migration_entry): faults on it wait in migration_entry_wait().
+   */
+  readonly mig?: true
 }
 
 /** A physical frame (struct page / folio), with a generation number bumped on every allocation. */
@@ -282,7 +287,11 @@ export function hashState(s: LabState, live: Liveness): [number, number] {
     h.n(m.ptl * 2 + (m.pt ? 1 : 0))
     h.n(m.tfp)
     for (const p of m.ptes)
-      h.n(p ? p.pfn * 16 + (p.present ? 1 : 0) + (p.write ? 2 : 0) + (p.dirty ? 4 : 0) + 8 : -1)
+      h.n(
+        p
+          ? p.pfn * 32 + (p.present ? 1 : 0) + (p.write ? 2 : 0) + (p.dirty ? 4 : 0) + (p.mig ? 16 : 0) + 8
+          : -1,
+      )
     for (const v of m.vmas) h.n(v === null ? 0 : v === 'rw' ? 1 : v === 'ro' ? 2 : 3)
   }
   s.tlbs.forEach((t, i) => hashEntries(h, s.threads[i]!.done ? [] : t))

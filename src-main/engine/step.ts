@@ -10,6 +10,7 @@ import type { Proc } from './kernel/proc'
 import { fork, mprotect, protCode } from './kernel/protect'
 import { madviseDontneed, munmap, zapVma } from './kernel/unmap'
 import { ksmMerge } from './kernel/ksm'
+import { migrate } from './kernel/migrate'
 import type { Policy } from './policy'
 import type { Metrics, TraceEvent, Violation } from './results'
 import { zeroMetrics } from './results'
@@ -28,6 +29,7 @@ export const PROCS: Readonly<Record<string, Proc>> = {
   mprotect,
   fork,
   ksm_merge: ksmMerge,
+  migrate,
 }
 
 function rootFrame(sc: Scenario, t: number, op: Op): CallFrame {
@@ -65,6 +67,8 @@ function rootFrame(sc: Scenario, t: number, op: Op): CallFrame {
       return { proc: 'fork', pc: 'start', l: {} }
     case 'ksm_merge':
       return { proc: 'ksm_merge', pc: 'start', l: { page: op.page } }
+    case 'migrate':
+      return { proc: 'migrate', pc: 'start', l: { page: op.page } }
   }
 }
 

@@ -59,6 +59,7 @@ export type CpuOp =
   | { readonly kind: 'mprotect'; readonly pages: readonly number[]; readonly prot: Prot }
   | { readonly kind: 'fork' }
   | { readonly kind: 'ksm_merge'; readonly page: number }
+  | { readonly kind: 'migrate'; readonly page: number }
 
 export type DeviceOp =
   | { readonly kind: 'read'; readonly page: number; readonly reg: number | null }

@@ -65,7 +65,25 @@ export const handleMmFault: Proc = {
         'handle_mm_fault',
         `${write ? 'write' : 'read'} fault on ${c.pageName(page)}${flag(f, 'remote') ? ' (FAULT_FLAG_REMOTE)' : ''}`,
       )
-      c.goto('lock')
+      // do_swap_page() on a migration entry: migration_entry_wait() sleeps until the
+      // migration replaces it (remove_migration_ptes), then the access retries.
+      c.goto(decodePte(f.l.orig)?.mig ? 'mig_wait' : 'lock')
+    },
+  },
+  mig_wait: {
+    guard: (c, f) => {
+      const p = decodePte(f.l.orig!)
+      return pteSame(c.pte(c.mmIndex, num(f, 'page')), p)
+        ? 'migration_entry_wait: page under migration'
+        : null
+    },
+    run: (c, f) => {
+      c.emit(
+        'fault',
+        'migration_entry_wait',
+        `${c.pageName(num(f, 'page'))}: the migration entry is gone, retry`,
+      )
+      finish(c, c.mmIndex, 'retry')
     },
   },
   /** handle_pte_fault(): take the PTL, re-check pte_same(), dispatch on the PTE. */

@@ -165,7 +165,12 @@ export const ksmMerge: Proc = {
           `pfn ${num(f, 'pfn')} was written after KSM compared it with the stable page; ${c.pageName(page)} now maps the stable page (pfn ${num(f, 'kpage')}) without that write`,
         )
       }
-      c.setPte(mm, page, { pfn: num(f, 'kpage'), present: true, write: false, dirty: false }, 'set_pte_at_notify (stable page)')
+      c.setPte(
+        mm,
+        page,
+        { pfn: num(f, 'kpage'), present: true, write: false, dirty: false },
+        'set_pte_at_notify (stable page)',
+      )
       old.map--
       old.sup = true
       c.emit('frame', 'page_remove_rmap', `pfn ${num(f, 'pfn')} mapcount ${old.map}`)

@@ -26,16 +26,23 @@ export function list(f: CallFrame, k: string): readonly number[] {
 
 /** PTEs travel through locals as [pfn, present, write, dirty] (or null for pte_none). */
 export function encodePte(p: Pte | null): LocalValue {
-  return p ? [p.pfn, p.present ? 1 : 0, p.write ? 1 : 0, p.dirty ? 1 : 0] : null
+  return p ? [p.pfn, p.present ? 1 : 0, p.write ? 1 : 0, p.dirty ? 1 : 0, p.mig ? 1 : 0] : null
 }
 export function decodePte(v: LocalValue): Pte | null {
   if (v === null || !Array.isArray(v)) return null
   const a = v as readonly number[]
-  return { pfn: a[0]!, present: a[1] === 1, write: a[2] === 1, dirty: a[3] === 1 }
+  const p = { pfn: a[0]!, present: a[1] === 1, write: a[2] === 1, dirty: a[3] === 1 }
+  return a[4] === 1 ? { ...p, mig: true } : p
 }
 export function pteSame(a: Pte | null, b: Pte | null): boolean {
   if (!a || !b) return a === b
-  return a.pfn === b.pfn && a.present === b.present && a.write === b.write && a.dirty === b.dirty
+  return (
+    a.pfn === b.pfn &&
+    a.present === b.present &&
+    a.write === b.write &&
+    a.dirty === b.dirty &&
+    !a.mig === !b.mig
+  )
 }
 
 /** Splits sorted page indices into VMAs: maximal runs of adjacent pages with equal protection. */

@@ -87,6 +87,14 @@ export const zapVma: Proc = {
       const page = pages[i]!
       const old = c.pte(mm, page)!
       c.setPte(mm, page, null, 'ptep_get_and_clear_full')
+      if (old.mig) {
+        // A migration entry is not in any TLB and holds no PTE reference: just cleared.
+        const next = nextPte(c, pages, i + 1)
+        f.l.i = next
+        if (next < 0) zapUnlock(c, f, false)
+        else c.goto('pte')
+        return
+      }
       const r = root(c)
       r.l.g_range = [...list(r, 'g_range'), page]
       let force = false

@@ -1,0 +1,155 @@
+/**
+ * Page migration (NUMA balancing, compaction, move_pages), v6.6 mm/migrate.c
+ * migrate_pages_batch() with TTU_BATCH_FLUSH and mm/rmap.c try_to_migrate_one():
+ * unmap to a migration entry with a batched TLB flush, try_to_unmap_flush(), copy, then
+ * remove_migration_ptes() installs the new page; the old page is freed at the end.
+ *
+ * Batched flush: x86 arch_tlbbatch_add_pending() calls the arch hook with (0, -1) for every
+ * page added and defers the CPU flush to arch_tlbbatch_flush(); arm64 issues the per-page
+ * TLBI (and hook) at add time. v4.15 used ptep_clear_flush() there without a notify ("it will
+ * synchronize against the special swap migration pte"): ->invalidate_range came at range_end,
+ * still before the copy (reference 3.8).
+ */
+import { ZERO_PFN } from '../state'
+import { flag, num, type Proc } from './proc'
+
+export const migrate: Proc = {
+  /** migrate_folio_unmap(): isolate and lock the folio (a reference), allocate the destination. */
+  start: {
+    run: (c, f) => {
+      const mm = c.mmIndex
+      const page = num(f, 'page')
+      const pte = c.pte(mm, page)
+      if (!pte || !pte.present || pte.pfn === ZERO_PFN) {
+        c.emit('info', 'migrate_pages', `${c.pageName(page)}: no mapped anon page to migrate`)
+        c.ret()
+        return
+      }
+      c.getFrame(pte.pfn)
+      f.l.pfn = pte.pfn
+      f.l.new = c.allocFrame(0, 'get_new_folio (destination)')
+      c.goto('rs')
+    },
+  },
+  /** try_to_migrate_one(): mmu_notifier_invalidate_range_start(MMU_NOTIFY_CLEAR). */
+  rs: {
+    run: (c, f) => {
+      c.rangeStart(c.mmIndex, [num(f, 'page')], 'MMU_NOTIFY_CLEAR')
+      c.goto('unmap')
+    },
+  },
+  /**
+   * Under the PTL: ptep_get_and_clear() + set_tlb_ubc_flush_pending() (the batched flush),
+   * folio_mark_dirty() for a dirty PTE, the migration entry, page_remove_rmap(), folio_put().
+   */
+  unmap: {
+    guard: (c) => (c.ptlFree(c.mmIndex) ? null : 'page-table lock held'),
+    run: (c, f) => {
+      const mm = c.mmIndex
+      const page = num(f, 'page')
+      c.lockPtl(mm, 'page_vma_mapped_walk')
+      const pte = c.pte(mm, page)
+      if (!pte || !pte.present || pte.pfn !== num(f, 'pfn')) {
+        c.unlockPtl(mm)
+        f.l.mapped = false
+        c.goto('rs_end')
+        return
+      }
+      c.setPte(mm, page, null, 'ptep_get_and_clear')
+      if (c.sc.arch === 'x86_64') {
+        c.emit('cpu-flush', 'arch_tlbbatch_add_pending', 'CPU flush deferred to arch_tlbbatch_flush')
+        c.archHook(mm, null)
+        f.l.batched = true
+      } else {
+        c.flushTlb(mm, 'page', [page], 'arch_tlbbatch_add_pending (__flush_tlb_page_nosync)')
+      }
+      if (pte.dirty) c.emit('frame', 'folio_mark_dirty', `pfn ${pte.pfn}`)
+      c.setPte(
+        mm,
+        page,
+        { pfn: pte.pfn, present: false, write: pte.write, dirty: pte.dirty, mig: true },
+        'set_pte_at (migration entry)',
+      )
+      const fr = c.folioW(pte.pfn)
+      fr.map--
+      c.emit('frame', 'page_remove_rmap', `pfn ${pte.pfn} mapcount ${fr.map}`)
+      c.putFrame(pte.pfn, 'folio_put (the PTE reference)')
+      c.unlockPtl(mm)
+      f.l.mapped = true
+      c.goto('rs_end')
+    },
+  },
+  /** range_end (v4.15: ->invalidate_range here, before the copy). */
+  rs_end: {
+    run: (c, f) => {
+      c.rangeEnd(c.mmIndex, [num(f, 'page')], false)
+      c.goto('flush')
+    },
+  },
+  /** try_to_unmap_flush() before the copy: x86 arch_tlbbatch_flush() (IPIs, no hook); arm64 a DSB. */
+  flush: {
+    run: (c, f) => {
+      const mm = c.mmIndex
+      if (flag(f, 'batched')) c.flushTlb(mm, 'page', [num(f, 'page')], 'arch_tlbbatch_flush', false)
+      if (!flag(f, 'mapped')) {
+        c.emit('info', 'migrate_pages', 'the page was unmapped meanwhile: nothing to migrate')
+        c.putFrame(num(f, 'new'), 'migrate_folio_undo_dst')
+        c.putFrame(num(f, 'pfn'), 'migrate_folio_undo_src')
+        c.ret()
+        return
+      }
+      c.goto('copy')
+    },
+  },
+  /** move_to_new_folio() -> folio_migrate_copy(): the contents move to the destination. */
+  copy: {
+    run: (c, f) => {
+      const src = c.folio(num(f, 'pfn'))
+      c.folioW(num(f, 'new')).v = src.v
+      f.l.w = src.w
+      c.emit('frame', 'folio_migrate_copy', `pfn ${num(f, 'pfn')} -> pfn ${num(f, 'new')}`)
+      c.goto('remove')
+    },
+  },
+  /** remove_migration_ptes() -> remove_migration_pte(): the new page replaces the migration entry. */
+  remove: {
+    guard: (c) => (c.ptlFree(c.mmIndex) ? null : 'page-table lock held'),
+    run: (c, f) => {
+      const mm = c.mmIndex
+      const page = num(f, 'page')
+      const pfn = num(f, 'pfn')
+      const dst = num(f, 'new')
+      c.lockPtl(mm, 'remove_migration_pte')
+      const pte = c.pte(mm, page)
+      if (pte?.mig && pte.pfn === pfn) {
+        const src = c.folioW(pfn)
+        if (src.w !== num(f, 'w')) {
+          c.violate(
+            'lost-write',
+            `pfn ${pfn} was written after folio_migrate_copy copied it; ${c.pageName(page)} now maps pfn ${dst} without that write`,
+          )
+        }
+        src.sup = true
+        c.folioW(dst).map++
+        c.setPte(
+          mm,
+          page,
+          { pfn: dst, present: true, write: pte.write, dirty: pte.dirty },
+          'set_pte_at (remove_migration_pte)',
+        )
+        f.l.installed = true
+      } else c.emit('info', 'remove_migration_pte', 'the migration entry is gone (zapped meanwhile)')
+      c.unlockPtl(mm)
+      c.goto('end')
+    },
+  },
+  /** folio_unlock() wakes the waiters; the source page's last reference goes: it is freed. */
+  end: {
+    run: (c, f) => {
+      c.putFrame(num(f, 'pfn'), 'migrate_folio_done (free the source)')
+      if (!flag(f, 'installed')) c.putFrame(num(f, 'new'), 'folio_put (unused destination)')
+      c.emit('op', 'migrate', `${c.pageName(num(f, 'page'))}: pfn ${num(f, 'pfn')} -> pfn ${num(f, 'new')}`)
+      c.ret()
+    },
+  },
+}
