@@ -361,6 +361,37 @@ export class Ctx {
   getFrame(pfn: number): void {
     if (pfn !== ZERO_PFN) this.folioW(pfn).ref++
   }
+  /** A new swap slot (get_swap_page / add_to_swap). */
+  swapAlloc(pfn: number): number {
+    this.rd(Res.alloc)
+    this.wr(Res.alloc)
+    this.s.swap = [...this.s.swap, null]
+    this.s.swapCache = [...this.s.swapCache, pfn]
+    return this.s.swap.length - 1
+  }
+  /** The folio in the swap cache for a slot (swap_cache_get_folio), or -1. */
+  swapCached(slot: number): number {
+    this.rd(Res.alloc)
+    return this.s.swapCache[slot] ?? -1
+  }
+  /** delete_from_swap_cache(). */
+  swapUncache(slot: number): void {
+    this.wr(Res.alloc)
+    const c = this.s.swapCache.slice()
+    c[slot] = -1
+    this.s.swapCache = c
+  }
+  swapRead(slot: number): number | null {
+    this.rd(Res.alloc)
+    return this.s.swap[slot] ?? null
+  }
+  /** swap_writepage() stores contents; swap_free() stores null. */
+  swapWrite(slot: number, v: number | null): void {
+    this.wr(Res.alloc)
+    const sw = this.s.swap.slice()
+    sw[slot] = v
+    this.s.swap = sw
+  }
   setReg(r: number, v: number): void {
     if (!this.ownRegs) {
       this.s.regs = this.s.regs.slice()
@@ -689,6 +720,7 @@ const NO_VIOLATIONS: Violation[] = []
 export function pteText(p: Pte | null): string {
   if (!p) return 'none'
   if (p.mig) return `migration entry (pfn ${p.pfn}, ${p.write ? 'writable' : 'read-only'})`
+  if (p.swp !== undefined) return `swap entry (slot ${p.swp})`
   if (!p.present) return `pfn ${p.pfn} PROT_NONE`
   return `pfn ${p.pfn} ${p.write ? 'RW' : 'RO'}${p.dirty ? ' dirty' : ' clean'}${p.pfn === ZERO_PFN ? ' (zero page)' : ''}`
 }

@@ -63,6 +63,9 @@ export function diffStates(sc: Scenario, a: LabState, b: LabState): string[] {
   sc.registers.forEach((r, i) => {
     if (a.regs[i] !== b.regs[i]) out.push(`${r} := ${b.regs[i]}`)
   })
+  b.swap.forEach((v, i) => {
+    if (a.swap[i] !== v) out.push(`swap slot ${i}: ${a.swap[i] ?? 'free'} -> ${v ?? 'free'}`)
+  })
   return out
 }
 
@@ -104,6 +107,12 @@ export function stateView(sc: Scenario, s: LabState): Array<[string, string]> {
       f.free ? `free (gen ${f.gen})` : `value ${f.v}, refcount ${f.ref}, mapcount ${f.map}, gen ${f.gen}`,
     ])
   })
+  s.swap.forEach((v, i) =>
+    rows.push([
+      `swap slot ${i}`,
+      `${v ?? 'free'}${(s.swapCache[i] ?? -1) >= 0 ? `, swap cache pfn ${s.swapCache[i]}` : ''}`,
+    ]),
+  )
   sc.registers.forEach((r, i) => rows.push([r, String(s.regs[i] ?? 'none')]))
   return rows
 }

@@ -68,6 +68,7 @@ export interface ExploreOutcome {
 
 function finalMem(sc: Scenario, s: LabState, page: number): number | null {
   const pte = s.mms[0]!.ptes[page]
+  if (pte?.swp !== undefined) return s.swap[pte.swp] ?? null
   if (!pte || !pte.present) return null
   return pte.pfn === ZERO_PFN ? 0 : s.frames[pte.pfn]!.v
 }

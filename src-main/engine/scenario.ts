@@ -63,6 +63,7 @@ export const CPU_OPS = [
   'fork',
   'ksm_merge',
   'migrate',
+  'reclaim',
 ] as const
 export const DEVICE_OPS = ['read', 'write'] as const
 
@@ -386,7 +387,7 @@ export function validateScenario(raw: unknown): Scenario {
   const threadNames = new Set<string>()
   const regWriters = new Map<string, string>()
   let forks = 0
-  const migrates: Array<{ path: Path; at: number; len: number }> = []
+  const migrates: Array<{ path: Path; at: number; len: number; op: string }> = []
   const parseOps = (
     list: unknown,
     path: Path,
@@ -515,8 +516,10 @@ export function validateScenario(raw: unknown): Scenario {
       case 'write_fault':
       case 'cow_fault':
       case 'ksm_merge':
-      case 'migrate': {
-        if (head.s === 'migrate') migrates.push({ path: p, at: head.at, len: head.s.length })
+      case 'migrate':
+      case 'reclaim': {
+        if (head.s === 'migrate' || head.s === 'reclaim')
+          migrates.push({ path: p, at: head.at, len: head.s.length, op: head.s })
         const page = pageWord(ws[1], p, head.s, src)
         tooMany(2)
         return page === null ? null : { kind: head.s, page }
@@ -635,7 +638,7 @@ export function validateScenario(raw: unknown): Scenario {
     for (const m of migrates) {
       issues.add(
         m.path,
-        'migrate in a scenario with a fork child is not modelled yet (remove_migration_ptes would have to restore the child mapping too)',
+        `${m.op} in a scenario with a fork child is not modelled yet (the rmap walk would have to cover the child mapping too)`,
         m.at,
         m.len,
       )

@@ -19,6 +19,8 @@ const OP_DOCS: Record<string, string> = {
   fork: 'fork: dup_mmap write-protects private pages; threads with mm: child start after it returns',
   migrate:
     'migrate P: try_to_migrate with a batched flush, copy, remove_migration_ptes; faults on the migration entry wait (mm/migrate.c)',
+  reclaim:
+    'reclaim P: try_to_unmap to a swap entry with a batched flush, pageout, free; a later fault swaps in (mm/vmscan.c)',
   ksm_merge:
     'ksm_merge P: write_protect_page, pages_identical with a stable page of equal content, replace_page (mm/ksm.c)',
 }

@@ -18,6 +18,8 @@ export interface Pte {
    * make_writable_migration_entry): faults on it wait in migration_entry_wait().
    */
   readonly mig?: true
+  /** A swap entry: the page's contents live in swap slot `swp` (pfn is -1). */
+  readonly swp?: number
 }
 
 /** A physical frame (struct page / folio), with a generation number bumped on every allocation. */
@@ -93,6 +95,10 @@ export interface LabState {
   secs: SecState[]
   threads: ThreadState[]
   regs: Array<number | null>
+  /** Swap slots: contents written by pageout, null once freed. */
+  swap: Array<number | null>
+  /** The folio still in the swap cache for each slot (pfn), or -1. */
+  swapCache: number[]
 }
 
 /** pfn 0 is the shared zero page: never freed, always reads 0. */
@@ -157,6 +163,8 @@ export function initialState(sc: Scenario): LabState {
     secs,
     threads: sc.threads.map((t) => ({ op: 0, stack: [], done: t.ops.length === 0, faults: 0, locks: [] })),
     regs: sc.registers.map(() => null),
+    swap: [],
+    swapCache: [],
   }
 }
 
@@ -189,7 +197,16 @@ export function shallowNext(s: LabState, t: number): LabState {
     faults: th.faults,
     locks: th.locks.slice(),
   }
-  return { frames: s.frames, mms: s.mms, tlbs: s.tlbs, secs: s.secs, threads, regs: s.regs }
+  return {
+    frames: s.frames,
+    mms: s.mms,
+    tlbs: s.tlbs,
+    secs: s.secs,
+    threads,
+    regs: s.regs,
+    swap: s.swap,
+    swapCache: s.swapCache,
+  }
 }
 
 const CODES = new Map<string, number>()
@@ -289,7 +306,9 @@ export function hashState(s: LabState, live: Liveness): [number, number] {
     for (const p of m.ptes)
       h.n(
         p
-          ? p.pfn * 32 + (p.present ? 1 : 0) + (p.write ? 2 : 0) + (p.dirty ? 4 : 0) + (p.mig ? 16 : 0) + 8
+          ? p.swp !== undefined
+            ? -1000 - p.swp
+            : p.pfn * 32 + (p.present ? 1 : 0) + (p.write ? 2 : 0) + (p.dirty ? 4 : 0) + (p.mig ? 16 : 0) + 8
           : -1,
       )
     for (const v of m.vmas) h.n(v === null ? 0 : v === 'rw' ? 1 : v === 'ro' ? 2 : 3)
@@ -316,5 +335,8 @@ export function hashState(s: LabState, live: Liveness): [number, number] {
     }
   }
   s.regs.forEach((r, i) => h.n(live.regs[i] ? (r === null ? -7 : r) : 0))
+  h.n(s.swap.length)
+  for (const v of s.swap) h.n(v === null ? -9 : v)
+  for (const p of s.swapCache) h.n(p)
   return [h.a >>> 0, h.b >>> 0]
 }

@@ -11,6 +11,7 @@ import { fork, mprotect, protCode } from './kernel/protect'
 import { madviseDontneed, munmap, zapVma } from './kernel/unmap'
 import { ksmMerge } from './kernel/ksm'
 import { migrate } from './kernel/migrate'
+import { reclaim } from './kernel/reclaim'
 import type { Policy } from './policy'
 import type { Metrics, TraceEvent, Violation } from './results'
 import { zeroMetrics } from './results'
@@ -30,6 +31,7 @@ export const PROCS: Readonly<Record<string, Proc>> = {
   fork,
   ksm_merge: ksmMerge,
   migrate,
+  reclaim,
 }
 
 function rootFrame(sc: Scenario, t: number, op: Op): CallFrame {
@@ -69,6 +71,8 @@ function rootFrame(sc: Scenario, t: number, op: Op): CallFrame {
       return { proc: 'ksm_merge', pc: 'start', l: { page: op.page } }
     case 'migrate':
       return { proc: 'migrate', pc: 'start', l: { page: op.page } }
+    case 'reclaim':
+      return { proc: 'reclaim', pc: 'start', l: { page: op.page } }
   }
 }
 

@@ -60,6 +60,7 @@ export type CpuOp =
   | { readonly kind: 'fork' }
   | { readonly kind: 'ksm_merge'; readonly page: number }
   | { readonly kind: 'migrate'; readonly page: number }
+  | { readonly kind: 'reclaim'; readonly page: number }
 
 export type DeviceOp =
   | { readonly kind: 'read'; readonly page: number; readonly reg: number | null }

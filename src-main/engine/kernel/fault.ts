@@ -120,6 +120,26 @@ export const handleMmFault: Proc = {
         finish(c, mm, 'ok')
         return
       }
+      if (orig.swp !== undefined) {
+        // do_swap_page(): the folio still in the swap cache is mapped back (reclaim then
+        // cannot free it); otherwise a new page is read from the swap slot. An exclusive anon
+        // page is mapped writable on a write fault; the slot is freed (swap_free).
+        const slot = orig.swp
+        let pfn = c.swapCached(slot)
+        if (pfn >= 0 && !c.folio(pfn).free) {
+          c.getFrame(pfn)
+          c.emit('fault', 'do_swap_page', `${c.pageName(page)}: folio pfn ${pfn} still in the swap cache`)
+        } else {
+          pfn = c.allocFrame(c.swapRead(slot) ?? 0, 'swapin_readahead (read from swap)')
+        }
+        c.folioW(pfn).map++
+        c.setPte(mm, page, { pfn, present: true, write, dirty: write }, 'do_swap_page')
+        c.swapWrite(slot, null)
+        c.swapUncache(slot)
+        c.unlockPtl(mm)
+        finish(c, mm, 'ok')
+        return
+      }
       if (!orig.present) throw new Error('model bug: PROT_NONE PTE under an accessible VMA')
       if (write && !orig.write) {
         // do_wp_page()

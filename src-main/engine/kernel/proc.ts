@@ -26,13 +26,14 @@ export function list(f: CallFrame, k: string): readonly number[] {
 
 /** PTEs travel through locals as [pfn, present, write, dirty] (or null for pte_none). */
 export function encodePte(p: Pte | null): LocalValue {
-  return p ? [p.pfn, p.present ? 1 : 0, p.write ? 1 : 0, p.dirty ? 1 : 0, p.mig ? 1 : 0] : null
+  return p ? [p.pfn, p.present ? 1 : 0, p.write ? 1 : 0, p.dirty ? 1 : 0, p.mig ? 1 : 0, p.swp ?? -1] : null
 }
 export function decodePte(v: LocalValue): Pte | null {
   if (v === null || !Array.isArray(v)) return null
   const a = v as readonly number[]
   const p = { pfn: a[0]!, present: a[1] === 1, write: a[2] === 1, dirty: a[3] === 1 }
-  return a[4] === 1 ? { ...p, mig: true } : p
+  if (a[4] === 1) return { ...p, mig: true }
+  return a[5] !== undefined && a[5] >= 0 ? { ...p, swp: a[5] } : p
 }
 export function pteSame(a: Pte | null, b: Pte | null): boolean {
   if (!a || !b) return a === b
@@ -41,7 +42,8 @@ export function pteSame(a: Pte | null, b: Pte | null): boolean {
     a.present === b.present &&
     a.write === b.write &&
     a.dirty === b.dirty &&
-    !a.mig === !b.mig
+    !a.mig === !b.mig &&
+    a.swp === b.swp
   )
 }
 

@@ -95,11 +95,14 @@ export const mprotect: Proc = {
       const page = pages[i]!
       const old = c.pte(mm, page)!
       // change_pte_range(): a writable migration entry becomes a readable one; not in any TLB.
-      const next = old.mig
-        ? { ...old, write: old.write && protOf(f.l.prot as number) === 'rw' }
-        : modify(c, old, protOf(f.l.prot as number))
+      const next =
+        old.swp !== undefined
+          ? old
+          : old.mig
+            ? { ...old, write: old.write && protOf(f.l.prot as number) === 'rw' }
+            : modify(c, old, protOf(f.l.prot as number))
       c.setPte(mm, page, next, 'ptep_modify_prot_commit')
-      if (!old.mig && pteNeedsFlush(c.sc.arch, old, next)) {
+      if (!old.mig && old.swp === undefined && pteNeedsFlush(c.sc.arch, old, next)) {
         const r = c.thread.stack[0]!
         r.l.g_range = [...list(r, 'g_range'), page]
       } else c.emit('info', 'pte_needs_flush', `${c.pageName(page)}: no flush needed on ${c.sc.arch}`)

@@ -87,8 +87,10 @@ export const zapVma: Proc = {
       const page = pages[i]!
       const old = c.pte(mm, page)!
       c.setPte(mm, page, null, 'ptep_get_and_clear_full')
-      if (old.mig) {
-        // A migration entry is not in any TLB and holds no PTE reference: just cleared.
+      if (old.swp !== undefined) c.swapWrite(old.swp, null)
+      if (old.mig || old.swp !== undefined) {
+        // A migration or swap entry is in no TLB and holds no page reference: cleared (a swap
+        // slot is freed, free_swap_and_cache).
         const next = nextPte(c, pages, i + 1)
         f.l.i = next
         if (next < 0) zapUnlock(c, f, false)

@@ -1,0 +1,56 @@
+/**
+ * Reclaim (v6.6 shrink_folio_list / try_to_unmap_one; v4.15 explicit ->invalidate_range
+ * under the PTL in the swap path) and swap-in (do_swap_page, with the swap cache).
+ */
+import { describe, expect, it } from 'vitest'
+import { loadScenarioText } from '../../node/scenarioFiles'
+import { makePolicy } from '../policy'
+import { allEvents, dedent, first, lines, traced } from './traceTestkit'
+
+const sc = loadScenarioText(
+  dedent(`
+    title: reclaim
+    arch: x86_64
+    pages:
+      P: { value: 5, prot: rw }
+    secondary:
+      - { name: iommu, type: hw-walker, cached: [P] }
+    cpus:
+      kswapd: [reclaim P]
+      C1: [write P 6]
+  `),
+  'reclaim.test.yaml',
+)
+
+describe('reclaim: try_to_unmap_one, pageout, free; do_swap_page', () => {
+  it('invalidate-range (v4.15): ->invalidate_range under the PTL right after the clear, and again at range_end', () => {
+    const ex = traced(sc, makePolicy('invalidate-range'), [0, 0, 0, 0, 0, 0])
+    const l = lines(ex, { thread: 'kswapd', kinds: ['sec-inval'] })
+    expect(l).toEqual([
+      'sec-inval ->invalidate_range (try_to_unmap_one): iommu: invalidate P (1 entries dropped)',
+      'sec-inval ->invalidate_range (from range_end): iommu: invalidate P (0 entries dropped)',
+    ])
+    expect(first(ex, 'sec-inval ->invalidate_range (try_to_unmap_one)').locks).toEqual(['ptl'])
+    expect(allEvents(ex).some((e) => e.text === 'free pfn 1 (gen 1)')).toBe(true)
+  })
+
+  it('a fault after the free reads the page back from its swap slot', () => {
+    const ex = traced(sc, makePolicy('arch-hook'), [0, 0, 0, 0, 0, 0, 1, 1, 1, 1])
+    expect(allEvents(ex).some((e) => e.fn === 'swapin_readahead (read from swap)')).toBe(true)
+    const pte = ex.final.mms[0]!.ptes[0]!
+    expect(ex.final.frames[pte.pfn]!.v).toBe(6)
+  })
+
+  it('a fault racing reclaim maps the swap-cache folio back, and reclaim keeps it', () => {
+    // kswapd unmaps (3 steps); C1 faults on the swap entry and maps pfn 1 back; kswapd ends.
+    const ex = traced(sc, makePolicy('arch-hook'), [0, 0, 0, 1, 1, 1, 1, 0, 0, 0])
+    expect(
+      allEvents(ex).some((e) => e.fn === 'do_swap_page' && e.text.includes('still in the swap cache')),
+    ).toBe(true)
+    expect(allEvents(ex).some((e) => e.fn === '__remove_mapping')).toBe(true)
+    expect(ex.final.mms[0]!.ptes[0]!.pfn).toBe(1)
+    expect(ex.final.frames[1]!.free).toBe(false)
+    expect(ex.final.frames[1]!.v).toBe(6)
+    expect(ex.violations).toEqual([])
+  })
+})

@@ -1,0 +1,137 @@
+/**
+ * Reclaim of an anon page to swap, v6.6 mm/vmscan.c shrink_folio_list(): add_to_swap(),
+ * try_to_unmap() with TTU_BATCH_FLUSH (mm/rmap.c try_to_unmap_one()), try_to_unmap_flush_dirty()
+ * before pageout(), and __remove_mapping() + free once written. A later fault swaps the page
+ * back in (do_swap_page).
+ *
+ * Secondary notification: v6.6 as migration (arch hook at arch_tlbbatch_add_pending: (0, -1)
+ * per page on x86, the page on arm64). v4.15 called ->invalidate_range explicitly under the
+ * PTL right after the clear in the swap path ("We have to invalidate as we cleared the pte",
+ * Glisse 2017), and again at range_end (reference 3.9).
+ */
+import { ZERO_PFN } from '../state'
+import { flag, num, type Proc } from './proc'
+
+export const reclaim: Proc = {
+  /** Isolate and lock the folio (a reference), add_to_swap(): a slot, the folio in the swap cache. */
+  start: {
+    run: (c, f) => {
+      const mm = c.mmIndex
+      const page = num(f, 'page')
+      const pte = c.pte(mm, page)
+      if (!pte || !pte.present || pte.pfn === ZERO_PFN) {
+        c.emit('info', 'shrink_folio_list', `${c.pageName(page)}: no mapped anon page to reclaim`)
+        c.ret()
+        return
+      }
+      c.getFrame(pte.pfn)
+      f.l.pfn = pte.pfn
+      f.l.slot = c.swapAlloc(pte.pfn)
+      c.emit('info', 'add_to_swap', `pfn ${pte.pfn} -> swap slot ${num(f, 'slot')}`)
+      c.goto('rs')
+    },
+  },
+  rs: {
+    run: (c, f) => {
+      c.rangeStart(c.mmIndex, [num(f, 'page')], 'MMU_NOTIFY_CLEAR')
+      c.goto('unmap')
+    },
+  },
+  /** try_to_unmap_one(): clear with the batched flush, the swap entry, page_remove_rmap, folio_put. */
+  unmap: {
+    guard: (c) => (c.ptlFree(c.mmIndex) ? null : 'page-table lock held'),
+    run: (c, f) => {
+      const mm = c.mmIndex
+      const page = num(f, 'page')
+      c.lockPtl(mm, 'page_vma_mapped_walk')
+      const pte = c.pte(mm, page)
+      if (!pte || !pte.present || pte.pfn !== num(f, 'pfn')) {
+        c.unlockPtl(mm)
+        f.l.mapped = false
+        c.goto('rs_end')
+        return
+      }
+      c.setPte(mm, page, null, 'ptep_get_and_clear')
+      if (c.sc.arch === 'x86_64') {
+        c.emit('cpu-flush', 'arch_tlbbatch_add_pending', 'CPU flush deferred to arch_tlbbatch_flush')
+        c.archHook(mm, null)
+        f.l.batched = true
+      } else {
+        c.flushTlb(mm, 'page', [page], 'arch_tlbbatch_add_pending (__flush_tlb_page_nosync)')
+      }
+      // v4.15 try_to_unmap_one(): "We have to invalidate as we cleared the pte".
+      c.invalidateRange(mm, [page], 'try_to_unmap_one')
+      if (pte.dirty) c.emit('frame', 'folio_mark_dirty', `pfn ${pte.pfn}`)
+      c.setPte(
+        mm,
+        page,
+        { pfn: -1, present: false, write: false, dirty: false, swp: num(f, 'slot') },
+        'set_pte_at (swap entry)',
+      )
+      const fr = c.folioW(pte.pfn)
+      fr.map--
+      c.emit('frame', 'page_remove_rmap', `pfn ${pte.pfn} mapcount ${fr.map}`)
+      c.putFrame(pte.pfn, 'folio_put (the PTE reference)')
+      c.unlockPtl(mm)
+      f.l.mapped = true
+      c.goto('rs_end')
+    },
+  },
+  rs_end: {
+    run: (c, f) => {
+      c.rangeEnd(c.mmIndex, [num(f, 'page')], false)
+      c.goto('pageout')
+    },
+  },
+  /** try_to_unmap_flush_dirty(), then pageout() -> swap_writepage(): the contents go to swap. */
+  pageout: {
+    run: (c, f) => {
+      const mm = c.mmIndex
+      if (flag(f, 'batched'))
+        c.flushTlb(mm, 'page', [num(f, 'page')], 'arch_tlbbatch_flush (try_to_unmap_flush_dirty)', false)
+      const src = c.folio(num(f, 'pfn'))
+      if (!flag(f, 'mapped')) {
+        c.emit('info', 'shrink_folio_list', 'the page was unmapped meanwhile: keep it')
+        c.swapUncache(num(f, 'slot'))
+        c.putFrame(num(f, 'pfn'), 'folio_putback_lru')
+        c.ret()
+        return
+      }
+      c.swapWrite(num(f, 'slot'), src.v)
+      f.l.w = src.w
+      c.emit('frame', 'swap_writepage', `pfn ${num(f, 'pfn')} -> swap slot ${num(f, 'slot')}`)
+      c.goto('free')
+    },
+  },
+  /**
+   * __remove_mapping(): only if nobody took the folio again (a swap-in maps the swap-cache
+   * folio back); then delete_from_swap_cache() and the free.
+   */
+  free: {
+    run: (c, f) => {
+      const pfn = num(f, 'pfn')
+      const fr = c.folioW(pfn)
+      if (fr.map > 0 || fr.ref > 1) {
+        c.emit(
+          'info',
+          '__remove_mapping',
+          `pfn ${pfn} was mapped again (swap-in from the swap cache): keep it`,
+        )
+        c.putFrame(pfn, 'folio_putback_lru')
+        c.ret()
+        return
+      }
+      if (fr.w !== num(f, 'w')) {
+        c.violate(
+          'lost-write',
+          `pfn ${pfn} was written after pageout() wrote it to swap slot ${num(f, 'slot')}; the page is freed and a swap-in will not have that write`,
+        )
+      }
+      fr.sup = true
+      c.swapUncache(num(f, 'slot'))
+      c.putFrame(pfn, 'free_unref_folios')
+      c.emit('op', 'reclaim', `${c.pageName(num(f, 'page'))} swapped out to slot ${num(f, 'slot')}`)
+      c.ret()
+    },
+  },
+}
