@@ -9,8 +9,11 @@ export type CostKey =
   | 'cpu_flush_local'
   | 'cpu_flush_ipi'
   | 'cpu_flush_tlbi'
-  | 'sec_inval_vtd'
-  | 'sec_inval_smmu'
+  | 'smmu_tlbi_va'
+  | 'smmu_tlbi_asid'
+  | 'smmu_cmd_sync'
+  | 'vtd_qi_sync'
+  | 'amd_inv'
   | 'iopf'
   | 'mirror_zap'
   | 'mirror_fault'
@@ -24,7 +27,7 @@ export interface CostEntry {
   readonly reliability: 'H' | 'M' | 'L'
 }
 
-export const COST_TABLE_NAME = 'default-v1'
+export const COST_TABLE_NAME = 'default-v2'
 
 export const COSTS: Readonly<Record<CostKey, CostEntry>> = {
   cpu_flush_local: {
@@ -42,16 +45,32 @@ export const COSTS: Readonly<Record<CostKey, CostEntry>> = {
     source: 'arm64 TLBI+DSB saved by eliding an mprotect flush, 3.2 -> 2.85 us (c320dbb7c80d)',
     reliability: 'M',
   },
-  sec_inval_vtd: {
+  smmu_tlbi_va: {
+    ns: 130,
+    source:
+      'SMMU TLBI by VA, ~0.13 us amortized (32 MiB unmap with 8,192 TLBIVA = 1,033 us, qcom SMMUv2 tlb_flush_walk commit)',
+    reliability: 'M',
+  },
+  smmu_tlbi_asid: {
+    ns: 500,
+    source: 'SMMUv3 CMD_TLBI_NH_ASID (one command; no primary figure, estimate)',
+    reliability: 'L',
+  },
+  smmu_cmd_sync: {
+    ns: 1700,
+    source: 'SMMU CMD_SYNC wait: iommu_unmap of 4 KiB incl. TLBI+sync 1.854 us minus one TLBI (qcom SMMUv2)',
+    reliability: 'M',
+  },
+  vtd_qi_sync: {
     ns: 1000,
     source:
       'VT-d qi_submit_sync IOTLB invalidation, 409 samples, max ~1 us (dmar_perf_latency, QEMU qpl-compression.rst)',
     reliability: 'H',
   },
-  sec_inval_smmu: {
-    ns: 1854,
-    source: 'SMMU iommu_unmap 4 KiB incl. TLBI+CMD_SYNC, 1.854 us (qcom SMMUv2 tlb_flush_walk commit)',
-    reliability: 'M',
+  amd_inv: {
+    ns: 1000,
+    source: 'AMD IOMMUv2 INVALIDATE_IOMMU_PAGES + COMPLETION_WAIT (no primary figure; VT-d order assumed)',
+    reliability: 'L',
   },
   iopf: {
     ns: 9000,
@@ -77,6 +96,84 @@ export const COSTS: Readonly<Record<CostKey, CostEntry>> = {
   iotlb_walk: { ns: 300, source: 'IOMMU page-table walk on an IOTLB miss (estimate)', reliability: 'L' },
 }
 
-export function secInvalCost(arch: Arch): CostKey {
-  return arch === 'arm64' ? 'sec_inval_smmu' : 'sec_inval_vtd'
+export const COST_KEYS = Object.keys(COSTS) as CostKey[]
+
+/** The IOMMU drivers whose invalidation shapes the lab models (reference 4.1-4.3, v6.6). */
+export type IommuKind = 'smmu-v3' | 'vt-d' | 'amd-v2'
+
+/** SMMUv3 SVA: CMDQ_MAX_TLBI_OPS (d5afb4b47e13): at 512 pages or more, one ASID-wide TLBI. */
+export const SMMU_MAX_TLBI_OPS = 512
+
+export type InvalidationKind = 'page' | 'range' | 'full'
+
+/**
+ * What one arch_invalidate_secondary_tlbs / invalidate_range call costs the driver (v6.6):
+ * - SMMUv3 (arm_smmu_mm_arch_invalidate_secondary_tlbs): a TLBI per page plus CMD_SYNC, or an
+ *   ASID-wide TLBI at 512 pages or for the whole address space;
+ * - VT-d (intel_flush_svm_range): one qi_submit_sync per naturally aligned power-of-two chunk,
+ *   or one PASID-wide flush;
+ * - AMD IOMMUv2 (mn_arch_invalidate_secondary_tlbs): one page, else the whole PASID.
+ */
+export function invalidationCost(
+  kind: IommuKind,
+  pages: readonly number[] | null,
+): { kind: InvalidationKind; cost: Array<[CostKey, number]> } {
+  const n = pages === null ? Infinity : pages.length
+  const shape: InvalidationKind = pages === null ? 'full' : n === 1 ? 'page' : 'range'
+  switch (kind) {
+    case 'smmu-v3':
+      return n >= SMMU_MAX_TLBI_OPS
+        ? {
+            kind: 'full',
+            cost: [
+              ['smmu_tlbi_asid', 1],
+              ['smmu_cmd_sync', 1],
+            ],
+          }
+        : {
+            kind: shape,
+            cost: [
+              ['smmu_tlbi_va', n],
+              ['smmu_cmd_sync', 1],
+            ],
+          }
+    case 'vt-d':
+      return pages === null
+        ? { kind: 'full', cost: [['vtd_qi_sync', 1]] }
+        : { kind: shape, cost: [['vtd_qi_sync', alignedChunks(pages)]] }
+    case 'amd-v2':
+      return { kind: n === 1 ? 'page' : 'full', cost: [['amd_inv', 1]] }
+  }
+}
+
+/** Naturally aligned power-of-two blocks covering a set of page indices. */
+export function alignedChunks(pages: readonly number[]): number {
+  const sorted = [...new Set(pages)].sort((a, b) => a - b)
+  let chunks = 0
+  let i = 0
+  while (i < sorted.length) {
+    // Extend a run of consecutive pages, then split it into aligned power-of-two blocks.
+    let j = i
+    while (j + 1 < sorted.length && sorted[j + 1] === sorted[j]! + 1) j++
+    let start = sorted[i]!
+    const end = sorted[j]! + 1
+    while (start < end) {
+      let size = 1
+      while (start % (size * 2) === 0 && start + size * 2 <= end) size *= 2
+      chunks++
+      start += size
+    }
+    i = j + 1
+  }
+  return chunks
+}
+
+export interface InvalidationKinds {
+  page: number
+  range: number
+  full: number
+}
+
+export function defaultIommu(arch: Arch): IommuKind {
+  return arch === 'arm64' ? 'smmu-v3' : 'vt-d'
 }

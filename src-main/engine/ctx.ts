@@ -3,7 +3,7 @@
  * idea). Kernel sequences in kernel/*.ts call these by their kernel names; the policy decides
  * here, and only here, which notifier calls reach which secondary.
  */
-import { COSTS, type CostKey, secInvalCost } from './costs'
+import { COSTS, type CostKey, invalidationCost, type InvalidationKinds } from './costs'
 import { Res, type Footprint } from './footprint'
 import { hasVariant, type Policy } from './policy'
 import type { EventKind, Metrics, TraceEvent, Violation } from './results'
@@ -54,6 +54,8 @@ export class Ctx {
     readonly metrics: Metrics,
     /** When set, every shared resource the step reads or writes is recorded here. */
     readonly fp: Footprint | null = null,
+    /** Secondary invalidations by shape, counted when given. */
+    readonly kinds: InvalidationKinds | null = null,
   ) {}
 
   // ---- copy-on-write: a step shares every part of the state it does not change -------
@@ -170,8 +172,9 @@ export class Ctx {
     if (!this.tracing) return
     this.events.push({ step: this.step, thread: this.name, fn, kind, text, locks: this.thread.locks.slice() })
   }
+  /** Simulated time from the cost table, with the scenario's overrides. */
   cost(key: CostKey, times = 1): void {
-    this.metrics.sim_ns += COSTS[key].ns * times
+    this.metrics.sim_ns += (this.sc.costs[key] ?? COSTS[key].ns) * times
   }
   violate(invariant: InvariantName, message: string): void {
     if (this.violations === NO_VIOLATIONS) this.violations = []
@@ -514,7 +517,11 @@ export class Ctx {
     const before = sec.entries.length
     sec.entries = this.dropFrom(sec.entries, pages, (p) => Res.sec(i, p))
     this.metrics.secondary_invalidations++
-    this.cost(secInvalCost(this.sc.arch))
+    if (d.type === 'hw-walker') {
+      const c = invalidationCost(d.iommu, pages)
+      for (const [key, times] of c.cost) this.cost(key, times)
+      if (this.kinds) this.kinds[c.kind]++
+    }
     this.emit(
       'sec-inval',
       why,

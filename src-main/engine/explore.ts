@@ -16,6 +16,7 @@ import type { Counterexample, Metrics, StepRecord, TraceEvent, Violation } from 
 import { zeroMetrics } from './results'
 import { hashState, initialState, liveness, ZERO_PFN, type LabState } from './state'
 import { StateTable } from './stateTable'
+import type { InvalidationKinds } from './costs'
 import { independent, newFootprint, type Footprint } from './footprint'
 import { allDone, blockedReason, enabledThreads, step } from './step'
 import type { InvariantName, Scenario } from './types'
@@ -445,6 +446,8 @@ export interface Execution {
   /** For a livelock: the cycle's steps (the tail of `schedule`). */
   readonly cycle: number[] | null
   readonly metrics: Metrics
+  /** Secondary invalidations by shape (page, range, whole address space). */
+  readonly invalidations: InvalidationKinds
   readonly records: StepRecord[]
   readonly final: LabState
   readonly outcome: 'done' | 'deadlock' | 'livelock' | 'cut' | 'violation'
@@ -467,6 +470,7 @@ export function runExecution(
   const masks: number[] = []
   const violations: Violation[] = []
   const metrics = zeroMetrics()
+  const kinds: InvalidationKinds = { page: 0, range: 0, full: 0 }
   const records: StepRecord[] = []
   const seen = new Map<string, number>()
   let cycle: number[] | null = null
@@ -517,7 +521,7 @@ export function runExecution(
         `${sc.threads[t]?.name ?? t} cannot run at step ${schedule.length}: ${blockedReason(sc, policy, s, t)}`,
       )
     masks.push(mask(en))
-    const r = step(sc, policy, s, t, schedule.length, opts.tracing, metrics)
+    const r = step(sc, policy, s, t, schedule.length, opts.tracing, metrics, null, kinds)
     if (opts.tracing)
       records.push({
         step: schedule.length,
@@ -536,7 +540,7 @@ export function runExecution(
       }
     }
   }
-  return { schedule, violations, cycle, metrics, records, final: s, outcome }
+  return { schedule, violations, cycle, metrics, invalidations: kinds, records, final: s, outcome }
 }
 
 /** The reference schedule: the first enabled thread in declaration order (each runs to completion or blocks). */

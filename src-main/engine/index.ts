@@ -30,7 +30,17 @@ export {
   ENGINE_VERSION,
   type RunOptions,
 } from './run'
-export { COSTS, COST_TABLE_NAME, type CostEntry, type CostKey } from './costs'
+export {
+  COSTS,
+  COST_KEYS,
+  COST_TABLE_NAME,
+  invalidationCost,
+  alignedChunks,
+  type CostEntry,
+  type CostKey,
+  type IommuKind,
+  type InvalidationKinds,
+} from './costs'
 export { mulberry32, type Prng } from './prng'
 export { scenarioJsonSchema, SCENARIO_TEMPLATE } from './scenarioSchema'
 export { PRESET_DOCS, VARIANT_DOCS } from './policy'

@@ -105,6 +105,8 @@ export interface PolicyResult {
   readonly stats: ExploreStats
   /** Metrics of the reference execution (see `metricsSchedule`). */
   readonly metrics: Metrics
+  /** Secondary invalidations of the metrics execution by shape: one page, a range, everything. */
+  readonly invalidations: { readonly page: number; readonly range: number; readonly full: number }
   /** Which execution the metrics were measured on. */
   readonly metricsSchedule: string
   readonly costTable: string

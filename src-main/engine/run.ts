@@ -149,9 +149,14 @@ export function runPolicy(sc: Scenario, policy: Policy, opts: RunOptions): Polic
     counterexamples,
     stats: { executions, states, steps, complete, cutReason },
     metrics: metricsRun.metrics,
+    invalidations: metricsRun.invalidations,
     metricsSchedule:
       metricsRun.outcome === 'done' ? metricsSchedule : `${metricsSchedule} (ended: ${metricsRun.outcome})`,
-    costTable: COST_TABLE_NAME,
+    costTable: Object.keys(sc.costs).length
+      ? `${COST_TABLE_NAME} with ${Object.entries(sc.costs)
+          .map(([k, v]) => `${k}=${v}`)
+          .join(', ')}`
+      : COST_TABLE_NAME,
     expected: exp,
     matches,
   }

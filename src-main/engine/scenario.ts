@@ -4,6 +4,7 @@
  * and conditions, the character offset, so callers can point at line and column.
  */
 import { parseExpr } from './expr'
+import { COST_KEYS } from './costs'
 import { parsePolicy } from './policy'
 import type {
   Arch,
@@ -40,6 +41,7 @@ export const TOP_KEYS = [
   'expect',
   'mmu_gather',
   'explore',
+  'costs',
 ] as const
 export const PAGE_KEYS = ['value', 'prot', 'cow', 'mapped'] as const
 export const HW_KEYS = [
@@ -50,6 +52,7 @@ export const HW_KEYS = [
   'cached',
   'retry_limit',
   'negative_caching',
+  'iommu',
 ] as const
 export const SW_KEYS = ['name', 'type', 'cached'] as const
 export const CPU_OPS = [
@@ -369,9 +372,22 @@ export function validateScenario(raw: unknown): Scenario {
         s.negative_caching === undefined
           ? true
           : bool(s.negative_caching, [...path, 'negative_caching'], issues, 'negative_caching')
+      const iommu =
+        s.iommu === undefined
+          ? arch === 'x86_64'
+            ? 'vt-d'
+            : 'smmu-v3'
+          : oneOf<'smmu-v3' | 'vt-d' | 'amd-v2'>(
+              s.iommu,
+              ['smmu-v3', 'vt-d', 'amd-v2'],
+              [...path, 'iommu'],
+              issues,
+              'iommu',
+            )
       secondaries.push({
         type,
         name,
+        iommu: iommu ?? 'vt-d',
         btm: btm ?? false,
         flushAt: flushAt ?? 'both',
         cached,
@@ -716,6 +732,27 @@ export function validateScenario(raw: unknown): Scenario {
 
   const explore: ExploreDecl = parseExplore(raw.explore, issues, threadNames)
 
+  const costs: Record<string, number> = {}
+  if (raw.costs !== undefined) {
+    if (!isObj(raw.costs))
+      issues.add(
+        ['costs'],
+        `costs must map cost-table keys to nanoseconds, as in { iopf: 700000 }; found ${typeName(raw.costs)}`,
+      )
+    else
+      for (const [k, v] of Object.entries(raw.costs)) {
+        if (!(COST_KEYS as readonly string[]).includes(k)) {
+          issues.key(
+            ['costs', k],
+            `unknown cost '${k}'${didYouMean(k, COST_KEYS)}; keys are ${COST_KEYS.join(', ')}`,
+          )
+          continue
+        }
+        const ns = int(v, ['costs', k], issues, `costs.${k} (ns)`, 0)
+        if (ns !== null) costs[k] = ns
+      }
+  }
+
   if (issues.list.length > 0) throw new ScenarioError(issues.list)
   return {
     title,
@@ -730,6 +767,7 @@ export function validateScenario(raw: unknown): Scenario {
     expect,
     gatherBatch,
     explore,
+    costs,
   }
 }
 

@@ -3,6 +3,7 @@
  * generated from the same key and op lists that validateScenario() checks against. The
  * engine's own validation stays the authority: it also checks names, ops and conditions.
  */
+import { COST_KEYS, COSTS } from './costs'
 import { PRESETS, PRESET_DOCS, VARIANTS } from './policy'
 import { CPU_OPS, DEVICE_OPS, HW_KEYS, PAGE_KEYS, SW_KEYS, TOP_KEYS } from './scenario'
 import { INVARIANTS } from './types'
@@ -102,6 +103,11 @@ export function scenarioJsonSchema(): object {
               type: 'boolean',
               description: 'A read-only entry that faulted on a write stays cached',
             },
+            iommu: {
+              enum: ['smmu-v3', 'vt-d', 'amd-v2'],
+              description:
+                'The driver whose invalidation commands and costs apply (default: smmu-v3 on arm64, vt-d on x86)',
+            },
           },
           propertyNames: { enum: [...new Set([...HW_KEYS, ...SW_KEYS])] },
         },
@@ -149,6 +155,14 @@ export function scenarioJsonSchema(): object {
         type: 'object',
         additionalProperties: false,
         properties: { batch: { type: 'integer', minimum: 1 } },
+      },
+      costs: {
+        type: 'object',
+        description: 'Cost-table overrides in ns (results name the table used)',
+        additionalProperties: false,
+        properties: Object.fromEntries(
+          COST_KEYS.map((c) => [c, { type: 'integer', minimum: 0, description: COSTS[c].source }]),
+        ),
       },
       explore: {
         type: 'object',

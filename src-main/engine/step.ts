@@ -4,6 +4,7 @@
  */
 import { Ctx } from './ctx'
 import type { Footprint } from './footprint'
+import type { InvalidationKinds } from './costs'
 import { cpuAccess, devAccess, mirrorAccess } from './kernel/access'
 import { handleMmFault } from './kernel/fault'
 import type { Proc } from './kernel/proc'
@@ -139,9 +140,10 @@ export function step(
   tracing: boolean,
   metrics: Metrics,
   fp: Footprint | null = null,
+  kinds: InvalidationKinds | null = null,
 ): StepResult {
   const next = shallowNext(s, t)
-  const c = new Ctx(sc, policy, next, t, index, tracing, metrics, fp)
+  const c = new Ctx(sc, policy, next, t, index, tracing, metrics, fp, kinds)
   const th = next.threads[t]!
   if (fp) {
     // What made the step enabled is part of what it read.

@@ -39,6 +39,8 @@ export interface HwWalkerDecl {
   readonly retryLimit: number | null
   /** The TLB may keep a read-only entry that just faulted on a write (SMMU: yes). */
   readonly negativeCaching: boolean
+  /** Which driver's invalidation commands (and costs) this secondary has. */
+  readonly iommu: 'smmu-v3' | 'vt-d' | 'amd-v2'
 }
 
 export interface SwMirrorDecl {
@@ -117,6 +119,8 @@ export interface Scenario {
   /** mmu_gather batch limit in pages (null: batches never fill, as when batch pages can be allocated). */
   readonly gatherBatch: number | null
   readonly explore: ExploreDecl
+  /** Cost-table entries (ns) this scenario overrides. */
+  readonly costs: Readonly<Record<string, number>>
 }
 
 /** Expression of a `forbid` condition. */
