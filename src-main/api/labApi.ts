@@ -6,6 +6,19 @@
  */
 import { z } from 'zod'
 import type { ExploreMode, RunResult, StepRecord, Violation } from '../engine'
+import {
+  LkmlTimelineSchema,
+  NotebookAutosaveSchema,
+  NotebookExportSchema,
+  NotebookKeySchema,
+  NotebookOpenSchema,
+  NotebookRunCellSchema,
+  NotebookSaveSchema,
+  type Notebook,
+  type NotebookDocument,
+  type RecentNotebook,
+  type RecoveryEntry,
+} from './notebook'
 
 export type RunId = string
 export type Unsubscribe = () => void
@@ -138,6 +151,31 @@ export interface LabApi {
    * browser host), in which case the renderer asks for a path itself.
    */
   pickFile(req: z.infer<typeof PickFileSchema>): Promise<{ path: string } | null>
+  /** A new, empty notebook (not on disk until saved). */
+  notebookNew(): Promise<{ notebook: Notebook; text: string }>
+  /**
+   * Reads a notebook (absolute, or relative to the notebooks folder; the browser host confines it
+   * to that folder). A bad file is returned with located issues and no notebook, never rewritten.
+   */
+  notebookOpen(req: z.infer<typeof NotebookOpenSchema>): Promise<NotebookDocument>
+  /**
+   * Atomic save. Rejects with a message starting 'conflict:' when the file changed on disk since
+   * `expectedRevision`, unless `force`. Drops the file's recovery copies; adds it to Recent.
+   */
+  notebookSave(req: z.infer<typeof NotebookSaveSchema>): Promise<{ path: string; revision: string }>
+  notebookRecent(): Promise<RecentNotebook[]>
+  notebookAutosave(req: z.infer<typeof NotebookAutosaveSchema>): Promise<void>
+  notebookRecoverable(): Promise<RecoveryEntry[]>
+  notebookDiscardRecovery(req: z.infer<typeof NotebookKeySchema>): Promise<void>
+  /**
+   * Starts a run of one experiment cell (its scenario inline, or a path relative to the notebook).
+   * Results arrive as run events; record them with the returned recipeHash.
+   */
+  notebookRunCell(req: z.infer<typeof NotebookRunCellSchema>): Promise<{ runId: RunId; recipeHash: string }>
+  /** A self-contained Markdown or HTML report. */
+  notebookExport(req: z.infer<typeof NotebookExportSchema>): Promise<string>
+  /** A counterexample as a plain-text `[Time N]` timeline (Documentation/vm/mmu_notifier.txt style). */
+  lkmlTimeline(req: z.infer<typeof LkmlTimelineSchema>): Promise<string>
   /** Run progress, results, failures and cancellations. */
   onDidRunEvent(listener: (e: RunEvent) => void): Unsubscribe
 }
@@ -153,6 +191,16 @@ export const API_METHODS = {
   cancelRun: RunIdSchema,
   replay: ReplayRequestSchema,
   pickFile: PickFileSchema,
+  notebookNew: null,
+  notebookOpen: NotebookOpenSchema,
+  notebookSave: NotebookSaveSchema,
+  notebookRecent: null,
+  notebookAutosave: NotebookAutosaveSchema,
+  notebookRecoverable: null,
+  notebookDiscardRecovery: NotebookKeySchema,
+  notebookRunCell: NotebookRunCellSchema,
+  notebookExport: NotebookExportSchema,
+  lkmlTimeline: LkmlTimelineSchema,
 } as const satisfies Record<Exclude<keyof LabApi, 'onDidRunEvent'>, z.ZodType | null>
 
 export type ApiMethod = keyof typeof API_METHODS

@@ -89,6 +89,10 @@ void app.whenReady().then(() => {
   const service = createLabService({
     scenariosDir: scenariosDir(),
     pool,
+    // The desktop app opens notebooks wherever the user keeps them; recovery and Recent live
+    // in the app's data folder.
+    notebooksAnywhere: true,
+    dataDir: join(app.getPath('userData'), 'lab'),
     // Native dialogs start in the scenarios folder; the service rejects a choice outside it.
     nativePicker: async (purpose, defaultPath) => {
       const win = BrowserWindow.getFocusedWindow() ?? BrowserWindow.getAllWindows()[0]

@@ -5,6 +5,7 @@
  *   mnlab check PATH...            run each scenario under the policies in its expect; exit 1 on mismatch
  *   mnlab replay FILE --policy P --schedule "C0 D0 ..."   re-run a printed schedule with a full trace
  *   mnlab bench                    timings for the catalogue's key scenarios
+ *   mnlab notebook check|record|export ...   lab notebooks (see notebook/cli.ts)
  * Exit codes: 0 ok, 1 mismatch (check), 2 unreadable or invalid input (error on stderr).
  */
 import path from 'node:path'
@@ -26,6 +27,7 @@ import { formatExecution, formatRun } from './format'
 import { expandScenarioPaths, loadScenarioFile, ScenarioLoadError } from './scenarioFiles'
 import { toWorkerOptions, WorkerPool } from './workerPool'
 import { runBench } from './bench'
+import { cmdNotebook, NotebookUsageError } from './notebook/cli'
 
 class UsageError extends Error {}
 
@@ -238,6 +240,9 @@ const HELP = `mnlab: MMU Notifier Lab, headless
   mnlab check [PATH...]      run every scenario under the policies in its expect; exit 1 on a mismatch
   mnlab replay FILE --policy NAME --schedule "C0 D0 ..."   full trace of one schedule
   mnlab bench                engine timings on the key scenarios
+  mnlab notebook check FILE|DIR...    recompute every experiment; exit 1 if a recorded verdict changed
+  mnlab notebook record FILE... [--pin]   run every experiment and record the results in the file
+  mnlab notebook export FILE --format md|html [-o OUT]   a self-contained report
 Policies: start-end, invalidate-range, arch-hook, each optionally +upgrade-notify, +access-flags-notify, +pri-flush.
 Exit codes: 0 ok, 1 expectation mismatch, 2 invalid input.
 `
@@ -249,6 +254,7 @@ export async function main(argv: readonly string[], pool: WorkerPool = new Worke
       process.stdout.write(HELP)
       return 0
     }
+    if (cmd === 'notebook') return await cmdNotebook(rest, pool)
     const f = parseFlags(rest)
     if (f.opts.has('help')) {
       process.stdout.write(HELP)
@@ -271,7 +277,7 @@ export async function main(argv: readonly string[], pool: WorkerPool = new Worke
       process.stderr.write(e.message + '\n')
       return 2
     }
-    if (e instanceof UsageError) {
+    if (e instanceof UsageError || e instanceof NotebookUsageError) {
       process.stderr.write(`mnlab: ${e.message}\n${HELP}`)
       return 2
     }

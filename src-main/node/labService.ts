@@ -6,6 +6,7 @@
  */
 import { randomUUID } from 'node:crypto'
 import { promises as fs } from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
 import type { z } from 'zod'
 import {
@@ -43,7 +44,19 @@ import {
   type ScenarioEntry,
   type ValidationIssue,
 } from '../api/labApi'
+import type { Notebook, NotebookDocument, ResultStatus } from '../api/notebook'
 import { loadScenarioText, ScenarioLoadError } from './scenarioFiles'
+import { exportNotebook } from './notebook/export'
+import {
+  emptyNotebook,
+  formatNotebookIssue,
+  parseNotebook,
+  recipeHash,
+  resultStatus,
+  serializeNotebook,
+} from './notebook/format'
+import { lkmlTimeline as renderLkml } from './notebook/lkml'
+import { createNotebookStore, NotebookStoreError } from './notebook/store'
 import { toWorkerOptions, type RunHandle, type WorkerPool } from './workerPool'
 
 /** An error that crosses the API boundary: a message and, for bad scenario text, where. */
@@ -76,6 +89,15 @@ export interface LabServiceOptions {
    * Without one, pickFile answers null and the renderer asks for a path itself.
    */
   readonly nativePicker?: (purpose: 'open' | 'save', defaultPath: string) => Promise<string | null>
+  /**
+   * The notebooks folder (default: `notebooks` next to the scenarios folder). Relative notebook
+   * paths resolve against it and, unless `notebooksAnywhere`, every notebook must be inside it.
+   */
+  readonly notebooksDir?: string
+  /** Allow notebooks (and their scenario paths) anywhere the user chooses (the Electron host). */
+  readonly notebooksAnywhere?: boolean
+  /** Recovery area and Recent list (default: $MNLAB_DATA_DIR, else ~/.local/state/mnlab). */
+  readonly dataDir?: string
 }
 
 /** Checks `req` against the method's schema; the message names the offending field. */
@@ -466,6 +488,185 @@ export function createLabService(options: LabServiceOptions): LabService {
     return { path: (await resolveScenarioPath(rel)).rel }
   }
 
+  // ---- lab notebooks ----
+
+  const notebooksDir = path.resolve(
+    options.notebooksDir ?? path.join(path.dirname(path.resolve(options.scenariosDir)), 'notebooks'),
+  )
+  const store = createNotebookStore(
+    path.resolve(
+      options.dataDir ?? process.env.MNLAB_DATA_DIR ?? path.join(os.homedir(), '.local', 'state', 'mnlab'),
+    ),
+  )
+
+  /** The real path of `abs`, or of its deepest existing ancestor joined with the rest. */
+  const realish = async (abs: string): Promise<string> => {
+    let probe = abs
+    const rest: string[] = []
+    for (;;) {
+      try {
+        return path.join(await fs.realpath(probe), ...rest)
+      } catch (e) {
+        if (!isMissing(e)) throw e
+        const up = path.dirname(probe)
+        if (up === probe) return abs
+        rest.unshift(path.basename(probe))
+        probe = up
+      }
+    }
+  }
+
+  /** A path confined (unless notebooksAnywhere) to one of `roots`, symbolic links included. */
+  const confine = async (abs: string, roots: readonly string[], what: string): Promise<string> => {
+    if (abs.includes('\0')) throw new LabApiError(`${what}: contains a NUL character`)
+    if (options.notebooksAnywhere) return abs
+    const real = await realish(abs)
+    for (const r of roots) if (isInside(await realish(r), real)) return abs
+    throw new LabApiError(`${what}: '${abs}' is outside the notebooks folder ${notebooksDir}`)
+  }
+
+  const resolveNotebookPath = async (p: string, forSave: boolean): Promise<string> => {
+    const abs = path.resolve(notebooksDir, p)
+    if (forSave && !abs.endsWith('.mnlab.yaml'))
+      throw new LabApiError(`path: '${p}' must end with .mnlab.yaml`)
+    return confine(abs, [notebooksDir], 'path')
+  }
+
+  const storeError = (e: unknown): never => {
+    if (e instanceof NotebookStoreError) throw new LabApiError(`${e.code}: ${e.message}`)
+    throw e
+  }
+
+  /** The scenario text of an experiment cell: inline, or a path relative to the notebook (confined). */
+  const cellScenario = async (
+    cell: Extract<Notebook['cells'][number], { kind: 'experiment' }>,
+    notebookPath: string | null,
+  ): Promise<{ text: string; file: string | null }> => {
+    if ('inline' in cell.scenario) return { text: cell.scenario.inline, file: null }
+    if (notebookPath === null)
+      throw new LabApiError(`cell ${cell.id}: save the notebook first: its scenario path is relative to it`)
+    const abs = path.resolve(path.dirname(notebookPath), cell.scenario.path)
+    await confine(abs, [notebooksDir, await root()], `cell ${cell.id}: scenario`)
+    try {
+      return { text: await fs.readFile(abs, 'utf8'), file: abs }
+    } catch (e) {
+      if (isMissing(e)) throw new LabApiError(`cell ${cell.id}: no scenario file '${cell.scenario.path}'`)
+      throw e
+    }
+  }
+
+  const notebookNew: LabApi['notebookNew'] = async () => {
+    const notebook = emptyNotebook()
+    return { notebook, text: serializeNotebook(notebook) }
+  }
+
+  const notebookOpen: LabApi['notebookOpen'] = async (req) => {
+    const { path: p } = parseRequest('notebookOpen', req) as { path: string }
+    const abs = await resolveNotebookPath(p, false)
+    const { text, revision } = await store.read(abs).catch(storeError)
+    const parsed = parseNotebook(text, abs)
+    const status: Record<string, ResultStatus[]> = {}
+    if (parsed.ok) {
+      for (const cell of parsed.notebook.cells) {
+        if (cell.kind !== 'experiment') continue
+        const sc = await cellScenario(cell, abs).catch(() => null)
+        status[cell.id] = cell.results.map((r) =>
+          sc === null ? 'stale-recipe' : (resultStatus(cell, sc.text, ENGINE_VERSION, r) ?? 'stale-recipe'),
+        )
+      }
+      await store.addRecent(abs)
+    }
+    const doc: NotebookDocument = {
+      path: abs,
+      text,
+      revision,
+      notebook: parsed.ok ? parsed.notebook : null,
+      issues: parsed.ok ? [] : parsed.issues,
+      migratedFrom: parsed.ok ? parsed.migratedFrom : null,
+      status,
+    }
+    return doc
+  }
+
+  const notebookSave: LabApi['notebookSave'] = async (req) => {
+    const r = parseRequest('notebookSave', req) as z.infer<typeof API_METHODS.notebookSave>
+    if ((r.text === undefined) === (r.notebook === undefined))
+      throw new LabApiError('notebookSave: give exactly one of text and notebook')
+    const abs = await resolveNotebookPath(r.path, true)
+    let text: string
+    if (r.notebook) text = serializeNotebook(r.notebook)
+    else {
+      text = r.text!
+      const parsed = parseNotebook(text, abs)
+      if (!parsed.ok)
+        throw new LabApiError(
+          `the notebook is invalid: ${formatNotebookIssue(parsed.issues[0]!)}`,
+          parsed.issues.map((i) => ({ line: i.line, column: i.column, length: 1, message: i.message })),
+        )
+    }
+    const { revision } = await store
+      .save(abs, text, { expectedRevision: r.expectedRevision, force: r.force })
+      .catch(storeError)
+    return { path: abs, revision }
+  }
+
+  const notebookRecent: LabApi['notebookRecent'] = () => store.recent()
+
+  const notebookAutosave: LabApi['notebookAutosave'] = async (req) => {
+    const r = parseRequest('notebookAutosave', req) as z.infer<typeof API_METHODS.notebookAutosave>
+    const abs = r.path === null ? null : await resolveNotebookPath(r.path, false)
+    await store.autosave(r.key, abs, serializeNotebook(r.notebook)).catch(storeError)
+  }
+
+  const notebookRecoverable: LabApi['notebookRecoverable'] = () => store.recoverable()
+
+  const notebookDiscardRecovery: LabApi['notebookDiscardRecovery'] = async (req) => {
+    const { key } = parseRequest('notebookDiscardRecovery', req) as { key: string }
+    await store.discardRecovery(key).catch(storeError)
+  }
+
+  const notebookRunCell: LabApi['notebookRunCell'] = async (req) => {
+    const r = parseRequest('notebookRunCell', req) as z.infer<typeof API_METHODS.notebookRunCell>
+    const cell = r.notebook.cells.find((c) => c.id === r.cellId)
+    if (!cell) throw new LabApiError(`cellId: no cell '${r.cellId}'`)
+    if (cell.kind !== 'experiment')
+      throw new LabApiError(`cellId: '${r.cellId}' is a note, not an experiment`)
+    const nbPath = r.notebookPath === null ? null : await resolveNotebookPath(r.notebookPath, false)
+    const sc = await cellScenario(cell, nbPath)
+    const rc = cell.recipe
+    const runId = await startRun({
+      text: sc.text,
+      file: sc.file ?? `${nbPath ?? '<unsaved>'}#${cell.id}`,
+      policies: rc.policies,
+      mode: rc.mode,
+      seed: rc.seed,
+      executions: rc.executions,
+      schedule: rc.schedule,
+      maxStates: rc.max_states,
+      timeoutMs: rc.timeout_ms,
+    })
+    return { runId, recipeHash: recipeHash(rc, sc.text) }
+  }
+
+  const notebookExport: LabApi['notebookExport'] = async (req) => {
+    const r = parseRequest('notebookExport', req) as z.infer<typeof API_METHODS.notebookExport>
+    return exportNotebook(r.notebook, r.format)
+  }
+
+  const lkmlTimeline: LabApi['lkmlTimeline'] = async (req) => {
+    const r = parseRequest('lkmlTimeline', req) as z.infer<typeof API_METHODS.lkmlTimeline>
+    const sc = loadOrReject(r.text, r.file)
+    const ps = policiesOf([r.policy])
+    if (ps.length !== 1)
+      throw new LabApiError(`policy: a timeline takes exactly one policy, got '${r.policy}'`)
+    try {
+      return renderLkml({ sc, policy: ps[0]!, schedule: r.schedule, cycle: r.cycle })
+    } catch (e) {
+      if (e instanceof ScheduleError) throw new LabApiError(`schedule step ${e.index}: ${e.message}`)
+      throw new LabApiError(`schedule: ${(e as Error).message}`)
+    }
+  }
+
   const engineInfo: LabApi['engineInfo'] = async (): Promise<EngineInfo> => ({
     version: ENGINE_VERSION,
     presets: PRESETS.map((name) => ({ name, doc: PRESET_DOCS[name] })),
@@ -486,6 +687,16 @@ export function createLabService(options: LabServiceOptions): LabService {
     cancelRun,
     replay,
     pickFile,
+    notebookNew,
+    notebookOpen,
+    notebookSave,
+    notebookRecent,
+    notebookAutosave,
+    notebookRecoverable,
+    notebookDiscardRecovery,
+    notebookRunCell,
+    notebookExport,
+    lkmlTimeline,
     onDidRunEvent(listener) {
       listeners.add(listener)
       return () => {

@@ -19,6 +19,16 @@ const METHODS = [
   'cancelRun',
   'replay',
   'pickFile',
+  'notebookNew',
+  'notebookOpen',
+  'notebookSave',
+  'notebookRecent',
+  'notebookAutosave',
+  'notebookRecoverable',
+  'notebookDiscardRecovery',
+  'notebookRunCell',
+  'notebookExport',
+  'lkmlTimeline',
 ] as const satisfies readonly ApiMethod[]
 type AssertNone<T extends never> = T
 export type _EveryMethodListed = AssertNone<Exclude<ApiMethod, (typeof METHODS)[number]>>

@@ -92,6 +92,16 @@ function httpLab(): LabApi {
     cancelRun: (req) => call('cancelRun', req),
     replay: (req) => call('replay', req),
     pickFile: (req) => call('pickFile', req),
+    notebookNew: () => call('notebookNew'),
+    notebookOpen: (req) => call('notebookOpen', req),
+    notebookSave: (req) => call('notebookSave', req),
+    notebookRecent: () => call('notebookRecent'),
+    notebookAutosave: (req) => call('notebookAutosave', req),
+    notebookRecoverable: () => call('notebookRecoverable'),
+    notebookDiscardRecovery: (req) => call('notebookDiscardRecovery', req),
+    notebookRunCell: (req) => call('notebookRunCell', req),
+    notebookExport: (req) => call('notebookExport', req),
+    lkmlTimeline: (req) => call('lkmlTimeline', req),
     onDidRunEvent(listener): Unsubscribe {
       listeners.add(listener)
       ensureSource()

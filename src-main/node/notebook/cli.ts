@@ -1,0 +1,224 @@
+/**
+ * `mnlab notebook ...`:
+ *   check FILE|DIR...                  recompute every experiment; exit 1 if the reference result's
+ *                                      (latest pinned, else latest) verdicts changed
+ *   record FILE... [--pin]             run every experiment and append the results to the file
+ *   export FILE --format md|html [-o OUT]
+ * Exit codes as for the rest of mnlab: 0 ok, 1 a changed verdict, 2 invalid input (file:line:col).
+ */
+import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import path from 'node:path'
+import type { ExperimentCell, Notebook } from '../../api/notebook'
+import { ENGINE_VERSION, type Scenario } from '../../engine'
+import { loadScenarioText, ScenarioLoadError } from '../scenarioFiles'
+import type { WorkerPool } from '../workerPool'
+import { cellScenarioText, runRecipeInPool, verdictChanges } from './cells'
+import { exportNotebook } from './export'
+import {
+  formatNotebookIssue,
+  parseNotebook,
+  recordResult,
+  referenceResult,
+  resultStatus,
+  serializeNotebook,
+} from './format'
+import { writeFileAtomic } from './store'
+
+export class NotebookUsageError extends Error {}
+
+/** A notebook that does not load: its issues, already printed as file:line:col. */
+class NotebookInvalid extends Error {}
+
+export const NOTEBOOK_SUFFIX = '.mnlab.yaml'
+
+/** Files and directories (recursively) to notebook files, sorted. */
+export function expandNotebookPaths(paths: readonly string[]): string[] {
+  const out: string[] = []
+  const walk = (p: string, top: boolean): void => {
+    let st
+    try {
+      st = statSync(p)
+    } catch {
+      throw new NotebookInvalid(`${p}:1:1: no such file or directory`)
+    }
+    if (st.isDirectory()) {
+      for (const e of readdirSync(p).sort()) if (!e.startsWith('.')) walk(path.join(p, e), false)
+    } else if (top || p.endsWith(NOTEBOOK_SUFFIX)) out.push(p)
+  }
+  for (const p of paths) walk(p, true)
+  return out
+}
+
+interface Loaded {
+  readonly file: string
+  readonly text: string
+  readonly nb: Notebook
+  readonly inlineLines: ReadonlyMap<string, number | null>
+}
+
+function loadNotebook(file: string): Loaded {
+  let text: string
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch (e) {
+    throw new NotebookInvalid(`${file}:1:1: cannot read: ${(e as Error).message}`)
+  }
+  const r = parseNotebook(text, file)
+  if (!r.ok) throw new NotebookInvalid(r.issues.map(formatNotebookIssue).join('\n'))
+  const inlineLines = new Map(r.notebook.cells.map((c, i) => [c.id, r.cellLines[i]!.inlineLine]))
+  return { file, text, nb: r.notebook, inlineLines }
+}
+
+/** The cell's scenario, with errors in an inline scenario located in the notebook file. */
+function cellScenario(l: Loaded, cell: ExperimentCell): { sc: Scenario; text: string } {
+  let src: { text: string; file: string }
+  try {
+    src = cellScenarioText(cell, path.resolve(l.file))
+  } catch (e) {
+    throw new NotebookInvalid(`${l.file}:1:1: cell ${cell.id}: ${(e as Error).message}`)
+  }
+  try {
+    return { sc: loadScenarioText(src.text, src.file), text: src.text }
+  } catch (e) {
+    if (!(e instanceof ScenarioLoadError)) throw e
+    const base = l.inlineLines.get(cell.id)
+    if (!('inline' in cell.scenario) || base === null || base === undefined) throw e
+    const indent = /^( *)/.exec(l.text.split('\n')[base - 1] ?? '')![1]!.length
+    throw new ScenarioLoadError(
+      e.issues.map((i) => ({
+        ...i,
+        file: l.file,
+        line: base + i.line - 1,
+        column: i.column + indent,
+        message: `cell ${cell.id}: ${i.message}`,
+      })),
+    )
+  }
+}
+
+function takeOption(args: string[], names: readonly string[]): string | null {
+  const i = args.findIndex((a) => names.includes(a) || names.some((n) => a.startsWith(n + '=')))
+  if (i < 0) return null
+  const a = args[i]!
+  const eq = a.indexOf('=')
+  if (eq >= 0) {
+    args.splice(i, 1)
+    return a.slice(eq + 1)
+  }
+  const v = args[i + 1]
+  if (v === undefined) throw new NotebookUsageError(`${a} needs a value`)
+  args.splice(i, 2)
+  return v
+}
+
+async function check(files: readonly string[], pool: WorkerPool): Promise<number> {
+  const started = Date.now()
+  const loaded = expandNotebookPaths(files.length ? files : ['notebooks']).map(loadNotebook)
+  const jobs = loaded.map((l) =>
+    l.nb.cells
+      .filter((c): c is ExperimentCell => c.kind === 'experiment')
+      .map((cell) => {
+        const { sc, text } = cellScenario(l, cell)
+        return { cell, text, run: runRecipeInPool(pool, sc, cell.recipe) }
+      }),
+  )
+  let bad = 0
+  let total = 0
+  for (let i = 0; i < loaded.length; i++) {
+    const l = loaded[i]!
+    const shown = path.relative(process.cwd(), l.file) || l.file
+    for (const job of jobs[i]!) {
+      total++
+      const run = await job.run
+      const fresh = recordResult(run, job.cell.recipe, job.text)
+      const ref = referenceResult(job.cell)
+      const verdicts = fresh.policies.map((p) => `${p.policy} ${p.verdict}`).join(', ')
+      if (!ref) {
+        process.stdout.write(`new  ${shown}#${job.cell.id}: nothing recorded; now ${verdicts}\n`)
+        continue
+      }
+      const status = resultStatus(job.cell, job.text, ENGINE_VERSION, ref)
+      const note = status === 'current' ? '' : ` (recorded result is ${status})`
+      const changes = verdictChanges(ref, fresh)
+      if (changes.length === 0) {
+        process.stdout.write(`ok   ${shown}#${job.cell.id}: ${verdicts}${note}\n`)
+        continue
+      }
+      bad++
+      process.stdout.write(`FAIL ${shown}#${job.cell.id}: verdicts changed since ${ref.at}${note}\n`)
+      for (const c of changes) process.stdout.write(`       ${c}\n`)
+    }
+  }
+  process.stdout.write(
+    `${loaded.length} notebooks, ${total} experiments in ${((Date.now() - started) / 1000).toFixed(1)} s on ${pool.size} workers\n`,
+  )
+  process.stdout.write(`${total - bad} unchanged, ${bad} changed\n`)
+  return bad > 0 ? 1 : 0
+}
+
+async function record(files: readonly string[], pin: boolean, pool: WorkerPool): Promise<number> {
+  if (files.length === 0)
+    throw new NotebookUsageError('mnlab notebook record needs at least one notebook file')
+  const loaded = expandNotebookPaths(files).map(loadNotebook)
+  for (const l of loaded) {
+    const cells = await Promise.all(
+      l.nb.cells.map(async (cell) => {
+        if (cell.kind !== 'experiment') return cell
+        const { sc, text } = cellScenario(l, cell)
+        const run = await runRecipeInPool(pool, sc, cell.recipe)
+        return { ...cell, results: [...cell.results, recordResult(run, cell.recipe, text, new Date(), pin)] }
+      }),
+    )
+    await writeFileAtomic(l.file, serializeNotebook({ ...l.nb, cells }))
+    process.stdout.write(
+      `recorded ${cells.filter((c) => c.kind === 'experiment').length} experiments in ${l.file}\n`,
+    )
+  }
+  return 0
+}
+
+function exportCmd(args: string[]): number {
+  const fmt = takeOption(args, ['--format'])
+  const out = takeOption(args, ['-o', '--output'])
+  if (args.length !== 1) throw new NotebookUsageError('mnlab notebook export takes one notebook file')
+  if (fmt !== 'md' && fmt !== 'markdown' && fmt !== 'html')
+    throw new NotebookUsageError(`--format must be md or html, got '${fmt ?? ''}'`)
+  const l = loadNotebook(args[0]!)
+  const text = exportNotebook(l.nb, fmt === 'html' ? 'html' : 'markdown')
+  if (out) writeFileSync(out, text)
+  else process.stdout.write(text)
+  return 0
+}
+
+export async function cmdNotebook(argv: readonly string[], pool: WorkerPool): Promise<number> {
+  const [sub, ...rest] = argv
+  const args = [...rest]
+  try {
+    switch (sub) {
+      case 'check': {
+        const unknown = args.find((a) => a.startsWith('-'))
+        if (unknown) throw new NotebookUsageError(`unknown option ${unknown}`)
+        return await check(args, pool)
+      }
+      case 'record': {
+        const pin = args.includes('--pin')
+        const files = args.filter((a) => a !== '--pin')
+        const unknown = files.find((a) => a.startsWith('-'))
+        if (unknown) throw new NotebookUsageError(`unknown option ${unknown}`)
+        return await record(files, pin, pool)
+      }
+      case 'export':
+        return exportCmd(args)
+      default:
+        throw new NotebookUsageError(
+          `mnlab notebook: unknown subcommand '${sub ?? ''}' (check, record, export)`,
+        )
+    }
+  } catch (e) {
+    if (e instanceof NotebookInvalid) {
+      process.stderr.write(e.message + '\n')
+      return 2
+    }
+    throw e
+  }
+}

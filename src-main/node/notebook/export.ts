@@ -1,0 +1,277 @@
+/**
+ * Self-contained reports of a notebook: Markdown, or one HTML file with inline CSS and SVG bars
+ * (no scripts, no external assets). Note cells go through a tiny safe Markdown renderer: every
+ * character is escaped first, then headings, paragraphs, lists, code spans and blocks, emphasis and
+ * http(s) links are recognised.
+ */
+import type { ExperimentCell, Notebook, RecordedPolicy } from '../../api/notebook'
+import { referenceResult } from './format'
+
+const METRICS = [
+  'notifier_calls',
+  'secondary_invalidations',
+  'device_faults',
+  'mirror_zaps',
+  'cpu_tlb_flushes',
+  'sim_ns',
+] as const
+const INVARIANTS = ['use-after-free', 'stale-after-return', 'lost-write', 'progress', 'forbid']
+
+export function escapeHtml(s: string): string {
+  return s
+    .replace(/&/g, '&amp;')
+    .replace(/</g, '&lt;')
+    .replace(/>/g, '&gt;')
+    .replace(/"/g, '&quot;')
+    .replace(/'/g, '&#39;')
+}
+
+/** Inline Markdown on already-escaped text: code spans, links (http/https only), bold, italics. */
+function inline(escaped: string): string {
+  const codes: string[] = []
+  let s = escaped.replace(/`([^`]+)`/g, (_m, c: string) => {
+    codes.push(`<code>${c}</code>`)
+    return `\uE000${codes.length - 1}\uE001`
+  })
+  s = s.replace(/\[([^\]]+)\]\((https?:\/\/[^\s)]+)\)/g, (_m, label: string, href: string) => {
+    return `<a href="${href}">${label}</a>`
+  })
+  s = s.replace(/\*\*([^*]+)\*\*/g, '<strong>$1</strong>')
+  s = s.replace(/(^|[^*\w])\*([^*\s][^*]*)\*/g, '$1<em>$2</em>')
+  return s.replace(/\uE000(\d+)\uE001/g, (m, i: string) => codes[Number(i)] ?? m)
+}
+
+/** Markdown to HTML, safe by construction: the input is escaped before any markup is added. */
+export function markdownToHtml(md: string): string {
+  const lines = escapeHtml(md.replace(/\r\n?/g, '\n')).split('\n')
+  const out: string[] = []
+  let para: string[] = []
+  let quote: string[] = []
+  let list: { tag: 'ul' | 'ol'; items: string[] } | null = null
+  const flush = (): void => {
+    if (para.length) out.push(`<p>${inline(para.join(' '))}</p>`)
+    para = []
+    if (quote.length) out.push(`<blockquote>${inline(quote.join(' '))}</blockquote>`)
+    quote = []
+    if (list)
+      out.push(`<${list.tag}>${list.items.map((i) => `<li>${inline(i)}</li>`).join('')}</${list.tag}>`)
+    list = null
+  }
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i]!
+    const fence = /^```/.test(line)
+    if (fence) {
+      flush()
+      const body: string[] = []
+      for (i++; i < lines.length && !/^```/.test(lines[i]!); i++) body.push(lines[i]!)
+      out.push(`<pre><code>${body.join('\n')}</code></pre>`)
+      continue
+    }
+    const h = /^(#{1,6})\s+(.*)$/.exec(line)
+    if (h) {
+      flush()
+      out.push(`<h${h[1]!.length + 1}>${inline(h[2]!)}</h${h[1]!.length + 1}>`)
+      continue
+    }
+    const q = /^&gt;\s?(.*)$/.exec(line)
+    if (q) {
+      if (!quote.length) flush()
+      quote.push(q[1]!)
+      continue
+    }
+    if (quote.length) flush()
+    const ul = /^\s*[-*]\s+(.*)$/.exec(line)
+    const ol = /^\s*\d+[.)]\s+(.*)$/.exec(line)
+    if (ul || ol) {
+      const tag = ul ? 'ul' : 'ol'
+      if (para.length || (list && list.tag !== tag)) flush()
+      list ??= { tag, items: [] }
+      list.items.push((ul ?? ol)![1]!)
+      continue
+    }
+    if (line.trim() === '') {
+      flush()
+      continue
+    }
+    if (list && /^\s+\S/.test(line)) {
+      list.items[list.items.length - 1] += ' ' + line.trim()
+      continue
+    }
+    if (list) flush()
+    para.push(line.trim())
+  }
+  flush()
+  return out.join('\n')
+}
+
+function scenarioLabel(cell: ExperimentCell): string {
+  return 'path' in cell.scenario ? cell.scenario.path : 'inline scenario'
+}
+
+function recipeLine(cell: ExperimentCell): string {
+  const r = cell.recipe
+  const parts = [`mode ${r.mode}`]
+  if (r.mode === 'random') parts.push(`seed ${r.seed}`, `${r.executions} executions`)
+  if (r.mode === 'scripted') parts.push(`schedule ${r.schedule.join(' ')}`)
+  parts.push(`max ${r.max_states} states`)
+  return parts.join(', ')
+}
+
+function mdEscapeCell(s: string): string {
+  return s.replace(/\|/g, '\\|').replace(/\n/g, ' ')
+}
+
+function scheduleText(c: { schedule: readonly string[]; cycle: readonly string[] | null }): string {
+  return c.schedule.join(' ') + (c.cycle ? `  then forever: ${c.cycle.join(' ')}` : '')
+}
+
+export function exportMarkdown(nb: Notebook): string {
+  const out: string[] = [`# ${nb.title}`, '']
+  for (const cell of nb.cells) {
+    if (cell.kind === 'note') {
+      out.push(cell.markdown.trimEnd(), '')
+      continue
+    }
+    out.push(`## Experiment: ${cell.title}`, '')
+    out.push(`Scenario: \`${scenarioLabel(cell)}\`; ${recipeLine(cell)}.`, '')
+    if ('inline' in cell.scenario) out.push('```yaml', cell.scenario.inline.trimEnd(), '```', '')
+    const res = referenceResult(cell)
+    if (!res) {
+      out.push('_Not run yet._', '')
+      continue
+    }
+    out.push(`Result recorded ${res.at} with engine ${res.engine}${res.pinned ? ' (pinned)' : ''}.`, '')
+    out.push('| policy | verdict | ' + INVARIANTS.join(' | ') + ' | expected | matches |')
+    out.push('|---|---|' + INVARIANTS.map(() => '---|').join('') + '---|---|')
+    for (const p of res.policies) {
+      const inv = INVARIANTS.map((i) =>
+        p.violated.includes(i) ? 'violated' : p.verdict === 'holds' ? 'holds' : '?',
+      )
+      out.push(
+        `| ${mdEscapeCell(p.policy)} | **${p.verdict}** | ${inv.join(' | ')} | ${p.expected ?? '-'} | ${
+          p.matches === null ? '-' : p.matches ? 'yes' : 'NO'
+        } |`,
+      )
+    }
+    out.push('', '| policy | ' + METRICS.join(' | ') + ' |', '|---|' + METRICS.map(() => '---:|').join(''))
+    for (const p of res.policies)
+      out.push(`| ${mdEscapeCell(p.policy)} | ${METRICS.map((m) => p.metrics[m]).join(' | ')} |`)
+    out.push('')
+    for (const p of res.policies) {
+      if (p.cut_reason && p.verdict !== 'violated') out.push(`- ${p.policy}: ${p.verdict}: ${p.cut_reason}`)
+      for (const c of p.counterexamples) {
+        out.push(`- **${p.policy}**: \`${c.invariant}\`: ${c.why.replace(/\n/g, ' ')}`)
+        out.push(`  schedule: \`${scheduleText(c)}\``)
+      }
+    }
+    out.push('')
+  }
+  return (
+    out
+      .join('\n')
+      .replace(/\n{3,}/g, '\n\n')
+      .trimEnd() + '\n'
+  )
+}
+
+function bars(res: { policies: readonly RecordedPolicy[] }, metric: (typeof METRICS)[number]): string {
+  const max = Math.max(1, ...res.policies.map((p) => p.metrics[metric]))
+  const rowH = 18
+  const labelW = 260
+  const barW = 300
+  const h = res.policies.length * rowH + 4
+  const rows = res.policies.map((p, i) => {
+    const v = p.metrics[metric]
+    const w = Math.round((v / max) * barW)
+    const y = i * rowH + 2
+    return (
+      `<text x="0" y="${y + 13}" font-size="12">${escapeHtml(p.policy)}</text>` +
+      `<rect x="${labelW}" y="${y + 2}" width="${w}" height="${rowH - 6}" fill="#4a7fb5"/>` +
+      `<text x="${labelW + w + 4}" y="${y + 13}" font-size="12">${v}</text>`
+    )
+  })
+  return (
+    `<figure><figcaption>${metric}</figcaption>` +
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${labelW + barW + 80}" height="${h}" role="img" aria-label="${metric}">` +
+    rows.join('') +
+    `</svg></figure>`
+  )
+}
+
+const CSS = `body{font:15px/1.45 system-ui,sans-serif;max-width:60em;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #bbb;padding:2px 8px;text-align:left}
+td.num{text-align:right}.violated{background:#f6d0d0}.holds{background:#d4ecd4}.unknown{background:#eee}
+pre{background:#f4f4f4;padding:.6em;overflow:auto}code{font-family:ui-monospace,monospace}
+section.experiment{border-top:2px solid #ccc;margin-top:1.5em}figure{margin:.3em 0}figcaption{font-size:12px;color:#555}
+blockquote{border-left:3px solid #ccc;margin:.4em 0;padding-left:.8em;color:#444}`
+
+export function exportHtml(nb: Notebook): string {
+  const body: string[] = [`<h1>${escapeHtml(nb.title)}</h1>`]
+  for (const cell of nb.cells) {
+    if (cell.kind === 'note') {
+      body.push(`<section class="note">${markdownToHtml(cell.markdown)}</section>`)
+      continue
+    }
+    const s: string[] = [`<section class="experiment"><h2>Experiment: ${escapeHtml(cell.title)}</h2>`]
+    s.push(
+      `<p>Scenario: <code>${escapeHtml(scenarioLabel(cell))}</code>; ${escapeHtml(recipeLine(cell))}.</p>`,
+    )
+    if ('inline' in cell.scenario) s.push(`<pre><code>${escapeHtml(cell.scenario.inline)}</code></pre>`)
+    const res = referenceResult(cell)
+    if (!res) {
+      s.push('<p><em>Not run yet.</em></p></section>')
+      body.push(s.join('\n'))
+      continue
+    }
+    s.push(
+      `<p>Result recorded ${escapeHtml(res.at)} with engine ${escapeHtml(res.engine)}${res.pinned ? ' (pinned)' : ''}.</p>`,
+    )
+    s.push(
+      '<table class="verdicts"><tr><th>policy</th><th>verdict</th>' +
+        INVARIANTS.map((i) => `<th>${i}</th>`).join('') +
+        '<th>expected</th><th>matches</th></tr>',
+    )
+    for (const p of res.policies) {
+      const inv = INVARIANTS.map((i) => {
+        const v = p.violated.includes(i) ? 'violated' : p.verdict === 'holds' ? 'holds' : 'unknown'
+        return `<td class="${v}">${v}</td>`
+      })
+      s.push(
+        `<tr><td>${escapeHtml(p.policy)}</td><td class="${p.verdict}"><strong>${p.verdict}</strong></td>${inv.join('')}` +
+          `<td>${escapeHtml(p.expected ?? '-')}</td><td>${p.matches === null ? '-' : p.matches ? 'yes' : 'NO'}</td></tr>`,
+      )
+    }
+    s.push('</table>')
+    s.push(
+      '<table class="metrics"><tr><th>policy</th>' + METRICS.map((m) => `<th>${m}</th>`).join('') + '</tr>',
+    )
+    for (const p of res.policies)
+      s.push(
+        `<tr><td>${escapeHtml(p.policy)}</td>${METRICS.map((m) => `<td class="num">${p.metrics[m]}</td>`).join('')}</tr>`,
+      )
+    s.push('</table>')
+    for (const m of METRICS) if (res.policies.some((p) => p.metrics[m] > 0)) s.push(bars(res, m))
+    const cex: string[] = []
+    for (const p of res.policies) {
+      if (p.cut_reason && p.verdict !== 'violated')
+        cex.push(`<li>${escapeHtml(p.policy)}: ${p.verdict}: ${escapeHtml(p.cut_reason)}</li>`)
+      for (const c of p.counterexamples)
+        cex.push(
+          `<li><strong>${escapeHtml(p.policy)}</strong>: <code>${escapeHtml(c.invariant)}</code>: ${escapeHtml(c.why)}` +
+            `<br>schedule: <code>${escapeHtml(scheduleText(c))}</code></li>`,
+        )
+    }
+    if (cex.length) s.push(`<h3>Counterexamples</h3><ul>${cex.join('')}</ul>`)
+    s.push('</section>')
+    body.push(s.join('\n'))
+  }
+  return (
+    `<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">` +
+    `<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src data:">` +
+    `<title>${escapeHtml(nb.title)}</title><style>${CSS}</style></head>\n<body>\n${body.join('\n')}\n</body></html>\n`
+  )
+}
+
+export function exportNotebook(nb: Notebook, format: 'markdown' | 'html'): string {
+  return format === 'html' ? exportHtml(nb) : exportMarkdown(nb)
+}

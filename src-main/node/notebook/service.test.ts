@@ -1,0 +1,230 @@
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import type { RunEvent } from '../../api/labApi'
+import type { ExperimentCell, Notebook } from '../../api/notebook'
+import { ENGINE_VERSION, type RunResult } from '../../engine'
+import { createLabService, LabApiError, type LabService } from '../labService'
+import { tsxWorker, WorkerPool } from '../workerPool'
+import { recordResult } from './format'
+
+const SCENARIOS = path.join(__dirname, '../../../scenarios')
+const UPGRADE_TEXT = readFileSync(path.join(SCENARIOS, 'upgrade-loop.smmu-no-btm.yaml'), 'utf8')
+
+let dir: string
+let svc: LabService
+
+const recipe = {
+  policies: ['start-end', 'arch-hook'],
+  mode: 'exhaustive' as const,
+  seed: 1,
+  executions: 10,
+  schedule: [],
+  max_states: 100_000,
+  timeout_ms: null,
+}
+const pathCell: ExperimentCell = {
+  kind: 'experiment',
+  id: 'loop',
+  title: 'the loop',
+  scenario: { path: '../scenarios/upgrade.yaml' },
+  recipe,
+  results: [],
+}
+const inlineCell: ExperimentCell = { ...pathCell, id: 'inline', scenario: { inline: UPGRADE_TEXT } }
+const nb: Notebook = {
+  format: 1,
+  title: 'Test notebook',
+  cells: [{ kind: 'note', id: 'n', markdown: '# Hello\n\nworld\n' }, pathCell, inlineCell],
+}
+
+beforeEach(() => {
+  dir = mkdtempSync(path.join(os.tmpdir(), 'nb-svc-'))
+  mkdirSync(path.join(dir, 'scenarios'))
+  mkdirSync(path.join(dir, 'notebooks'))
+  writeFileSync(path.join(dir, 'scenarios', 'upgrade.yaml'), UPGRADE_TEXT)
+  svc = createLabService({
+    scenariosDir: path.join(dir, 'scenarios'),
+    dataDir: path.join(dir, 'data'),
+    pool: new WorkerPool(tsxWorker, 2),
+  })
+})
+afterEach(async () => {
+  await svc.close()
+  rmSync(dir, { recursive: true, force: true })
+})
+
+async function rejection(p: Promise<unknown>): Promise<LabApiError> {
+  try {
+    await p
+  } catch (e) {
+    expect(e).toBeInstanceOf(LabApiError)
+    return e as LabApiError
+  }
+  throw new Error('expected a rejection')
+}
+
+function finished(runId: string): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const off = svc.onDidRunEvent((e: RunEvent) => {
+      if (e.runId !== runId) return
+      if (e.kind === 'finished') {
+        off()
+        resolve(e.result)
+      } else if (e.kind !== 'progress') {
+        off()
+        reject(new Error(e.kind))
+      }
+    })
+  })
+}
+
+describe('notebook methods of the lab service', () => {
+  it('new, save, open (relative to the notebooks folder), Recent', async () => {
+    const fresh = await svc.notebookNew()
+    expect(fresh.notebook.cells).toEqual([])
+    expect(fresh.text.startsWith('format: 1\n')).toBe(true)
+    const saved = await svc.notebookSave({ path: 'a.mnlab.yaml', notebook: nb, expectedRevision: null })
+    expect(saved.path).toBe(path.join(dir, 'notebooks', 'a.mnlab.yaml'))
+    const doc = await svc.notebookOpen({ path: 'a.mnlab.yaml' })
+    expect(doc.notebook).toEqual(nb)
+    expect(doc.revision).toBe(saved.revision)
+    expect(doc.issues).toEqual([])
+    expect(doc.status).toEqual({ loop: [], inline: [] })
+    expect((await svc.notebookRecent())[0]!.path).toBe(saved.path)
+  })
+
+  it('a changed file on disk is a conflict, unless forced', async () => {
+    const s = await svc.notebookSave({ path: 'a.mnlab.yaml', notebook: nb, expectedRevision: null })
+    writeFileSync(s.path, readFileSync(s.path, 'utf8').replace('Test notebook', 'Edited elsewhere'))
+    const e = await rejection(
+      svc.notebookSave({ path: 'a.mnlab.yaml', notebook: nb, expectedRevision: s.revision }),
+    )
+    expect(e.message).toMatch(/^conflict: .*changed on disk/)
+    await svc.notebookSave({ path: 'a.mnlab.yaml', notebook: nb, expectedRevision: s.revision, force: true })
+    expect((await svc.notebookOpen({ path: 'a.mnlab.yaml' })).notebook!.title).toBe('Test notebook')
+  })
+
+  it('a bad file opens with located issues and is not rewritten; bad text is not saved', async () => {
+    const f = path.join(dir, 'notebooks', 'bad.mnlab.yaml')
+    writeFileSync(f, 'format: 1\ntitle: x\ncells:\n  - kind: note\n    id: n\n    markdown: [oops\n')
+    const doc = await svc.notebookOpen({ path: f })
+    expect(doc.notebook).toBeNull()
+    expect(doc.issues[0]).toMatchObject({ file: f })
+    expect(doc.issues[0]!.message).toMatch(/^YAML: /)
+    const e = await rejection(
+      svc.notebookSave({ path: f, text: 'format: 9\n', expectedRevision: doc.revision }),
+    )
+    expect(e.message).toMatch(/^the notebook is invalid: .*bad.mnlab.yaml:1:9: format 9 is newer/)
+    expect(e.issues![0]).toMatchObject({ line: 1, column: 9 })
+  })
+
+  it('paths are confined to the notebooks folder (.., absolute, symbolic links)', async () => {
+    expect((await rejection(svc.notebookOpen({ path: '../scenarios/upgrade.yaml' }))).message).toMatch(
+      /outside the notebooks folder/,
+    )
+    expect((await rejection(svc.notebookOpen({ path: '/etc/passwd' }))).message).toMatch(/outside/)
+    symlinkSync(os.tmpdir(), path.join(dir, 'notebooks', 'link'))
+    expect(
+      (await rejection(svc.notebookSave({ path: 'link/x.mnlab.yaml', notebook: nb, expectedRevision: null })))
+        .message,
+    ).toMatch(/outside/)
+    expect(
+      (await rejection(svc.notebookSave({ path: 'x.yaml', notebook: nb, expectedRevision: null }))).message,
+    ).toMatch(/must end with .mnlab.yaml/)
+    expect((await rejection(svc.notebookOpen({ path: '' }))).message).toMatch(/^notebookOpen: invalid path/)
+  })
+
+  it('autosave, recoverable, discard; a save of that file clears its recovery copy', async () => {
+    await svc.notebookAutosave({ key: 'k1', path: 'a.mnlab.yaml', notebook: nb })
+    await svc.notebookAutosave({ key: 'k2', path: null, notebook: { ...nb, title: 'untitled' } })
+    const list = await svc.notebookRecoverable()
+    expect(list.map((r) => r.key).sort()).toEqual(['k1', 'k2'])
+    expect(list.find((r) => r.key === 'k1')!.path).toBe(path.join(dir, 'notebooks', 'a.mnlab.yaml'))
+    await svc.notebookDiscardRecovery({ key: 'k2' })
+    await svc.notebookSave({ path: 'a.mnlab.yaml', notebook: nb, expectedRevision: null })
+    expect(await svc.notebookRecoverable()).toEqual([])
+    expect((await rejection(svc.notebookDiscardRecovery({ key: '../x' }))).message).toMatch(/invalid key/)
+  })
+
+  it('runs a cell from a path relative to the notebook and inline; results go stale when the scenario changes', async () => {
+    const s = await svc.notebookSave({ path: 'a.mnlab.yaml', notebook: nb, expectedRevision: null })
+    const a = await svc.notebookRunCell({ notebookPath: s.path, cellId: 'loop', notebook: nb })
+    const b = await svc.notebookRunCell({ notebookPath: null, cellId: 'inline', notebook: nb })
+    expect(a.recipeHash).toBe(b.recipeHash) // same recipe, same scenario text
+    const [ra, rb] = await Promise.all([finished(a.runId), finished(b.runId)])
+    expect(ra.results.map((r) => r.verdict)).toEqual(['violated', 'holds'])
+    expect(rb.results.map((r) => r.verdict)).toEqual(['violated', 'holds'])
+    const rec = recordResult(ra, recipe, UPGRADE_TEXT)
+    expect(rec.recipe_hash).toBe(a.recipeHash)
+    const withResult: Notebook = {
+      ...nb,
+      cells: nb.cells.map((c) => (c.kind === 'experiment' ? { ...c, results: [rec] } : c)),
+    }
+    const s2 = await svc.notebookSave({ path: s.path, notebook: withResult, expectedRevision: s.revision })
+    expect((await svc.notebookOpen({ path: s2.path })).status).toEqual({
+      loop: ['current'],
+      inline: ['current'],
+    })
+    writeFileSync(path.join(dir, 'scenarios', 'upgrade.yaml'), UPGRADE_TEXT + '# edited\n')
+    expect((await svc.notebookOpen({ path: s2.path })).status).toEqual({
+      loop: ['stale-recipe'],
+      inline: ['current'],
+    })
+    const old = {
+      ...withResult,
+      cells: withResult.cells.map((c) =>
+        c.kind === 'experiment' ? { ...c, results: [{ ...rec, engine: '0.0.0' }] } : c,
+      ),
+    }
+    await svc.notebookSave({ path: s2.path, notebook: old, expectedRevision: null, force: true })
+    expect((await svc.notebookOpen({ path: s2.path })).status).toEqual({
+      loop: ['stale-recipe'],
+      inline: ['stale-engine'],
+    })
+    expect(ENGINE_VERSION).not.toBe('0.0.0')
+  })
+
+  it('run-cell errors: unknown cell, a note, a path without a saved notebook, a path outside', async () => {
+    expect(
+      (await rejection(svc.notebookRunCell({ notebookPath: null, cellId: 'zz', notebook: nb }))).message,
+    ).toMatch(/no cell 'zz'/)
+    expect(
+      (await rejection(svc.notebookRunCell({ notebookPath: null, cellId: 'n', notebook: nb }))).message,
+    ).toMatch(/is a note/)
+    expect(
+      (await rejection(svc.notebookRunCell({ notebookPath: null, cellId: 'loop', notebook: nb }))).message,
+    ).toMatch(/save the notebook first/)
+    const evil: Notebook = { ...nb, cells: [{ ...pathCell, scenario: { path: '../../../../etc/passwd' } }] }
+    expect(
+      (await rejection(svc.notebookRunCell({ notebookPath: 'a.mnlab.yaml', cellId: 'loop', notebook: evil })))
+        .message,
+    ).toMatch(/outside/)
+  })
+
+  it('export and LKML timeline', async () => {
+    const md = await svc.notebookExport({ notebook: nb, format: 'markdown' })
+    expect(md).toContain('# Hello')
+    expect(await svc.notebookExport({ notebook: nb, format: 'html' })).toContain('<h2>Hello</h2>')
+    const t = await svc.lkmlTimeline({
+      text: UPGRADE_TEXT,
+      file: null,
+      policy: 'start-end',
+      schedule: ['C0', 'C0', 'D0'],
+      cycle: ['D0', 'D0', 'D0'],
+    })
+    expect(t).toContain('[Time N] ---')
+    expect(t).toContain('DEV-thread-0 {')
+    const e = await rejection(
+      svc.lkmlTimeline({
+        text: UPGRADE_TEXT,
+        file: null,
+        policy: 'start-end',
+        schedule: ['C9'],
+        cycle: null,
+      }),
+    )
+    expect(e.message).toMatch(/unknown thread 'C9'/)
+  })
+})

@@ -1,0 +1,233 @@
+/**
+ * Notebook files on disk: atomic writes (temp file in the same directory, fsync, rename, fsync the
+ * directory), saves guarded by the revision the caller last saw (a 'conflict' error instead of
+ * silently overwriting someone else's change), a recovery area for autosaves, and the Recent list.
+ *
+ * Layout under dataDir:
+ *   recovery/<key>.mnlab.yaml   the autosaved notebook text
+ *   recovery/<key>.json         { key, path, savedAt } (written after the text: a listed entry is whole)
+ *   recent.json                 [{ path, openedAt }], most recent first, at most 10
+ */
+import { createHash, randomUUID } from 'node:crypto'
+import { promises as fs } from 'node:fs'
+import path from 'node:path'
+import type { RecentNotebook, RecoveryEntry } from '../../api/notebook'
+
+export const RECENT_MAX = 10
+const KEY = /^[A-Za-z0-9_-]{1,100}$/
+
+/** sha256 (hex) of a file's bytes: the revision a save must expect. */
+export function revisionOf(bytes: string | Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex')
+}
+
+export class NotebookStoreError extends Error {
+  constructor(
+    message: string,
+    readonly code: 'conflict' | 'invalid-key' | 'not-found',
+    /** For a conflict: the revision on disk now (null when the file was deleted). */
+    readonly currentRevision: string | null = null,
+  ) {
+    super(message)
+    this.name = 'NotebookStoreError'
+  }
+}
+
+const isMissing = (e: unknown): boolean => (e as NodeJS.ErrnoException).code === 'ENOENT'
+
+async function fsyncDir(dir: string): Promise<void> {
+  try {
+    const d = await fs.open(dir, 'r')
+    try {
+      await d.sync()
+    } finally {
+      await d.close()
+    }
+  } catch {
+    // Windows cannot fsync a directory.
+  }
+}
+
+/** Temp file in the same directory, fsync, rename over the target, fsync the directory. */
+export async function writeFileAtomic(file: string, data: string): Promise<void> {
+  const dir = path.dirname(file)
+  await fs.mkdir(dir, { recursive: true })
+  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${randomUUID()}.tmp`)
+  try {
+    const fh = await fs.open(tmp, 'wx')
+    try {
+      await fh.writeFile(data, 'utf8')
+      await fh.sync()
+    } finally {
+      await fh.close()
+    }
+    await fs.rename(tmp, file)
+  } catch (e) {
+    await fs.rm(tmp, { force: true })
+    throw e
+  }
+  await fsyncDir(dir)
+}
+
+function processIsGone(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return false
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'ESRCH'
+  }
+}
+
+/** Removes temp files a killed writer left next to `file` (those of live processes are kept). */
+async function removeStaleTemps(file: string): Promise<void> {
+  const dir = path.dirname(file)
+  const prefix = `.${path.basename(file)}.`
+  for (const name of await fs.readdir(dir).catch(() => [] as string[])) {
+    if (!name.startsWith(prefix) || !name.endsWith('.tmp')) continue
+    const pid = Number(name.slice(prefix.length).split('.')[0])
+    if (Number.isInteger(pid) && pid !== process.pid && processIsGone(pid))
+      await fs.rm(path.join(dir, name), { force: true })
+  }
+}
+
+async function readOrNull(file: string): Promise<Buffer | null> {
+  try {
+    return await fs.readFile(file)
+  } catch (e) {
+    if (isMissing(e)) return null
+    throw e
+  }
+}
+
+export interface SaveOptions {
+  /** The revision the caller opened or last saved; null when the file should not exist yet. */
+  readonly expectedRevision: string | null
+  /** Overwrite whatever is on disk (after the user said so). */
+  readonly force?: boolean
+}
+
+export interface NotebookStore {
+  readonly dataDir: string
+  /** Reads a notebook file's text and revision. */
+  read(file: string): Promise<{ text: string; revision: string }>
+  /** Atomic save guarded by the expected revision; drops recovery copies of this file. Returns the new revision. */
+  save(file: string, text: string, opts: SaveOptions): Promise<{ revision: string }>
+  autosave(key: string, file: string | null, text: string): Promise<void>
+  recoverable(): Promise<RecoveryEntry[]>
+  discardRecovery(key: string): Promise<void>
+  recent(): Promise<RecentNotebook[]>
+  addRecent(file: string): Promise<RecentNotebook[]>
+}
+
+export function createNotebookStore(dataDir: string, now: () => Date = () => new Date()): NotebookStore {
+  const recoveryDir = path.join(dataDir, 'recovery')
+  const recentFile = path.join(dataDir, 'recent.json')
+  const checkKey = (key: string): void => {
+    if (!KEY.test(key)) throw new NotebookStoreError(`invalid recovery key '${key}'`, 'invalid-key')
+  }
+
+  const read: NotebookStore['read'] = async (file) => {
+    const bytes = await readOrNull(file)
+    if (bytes === null) throw new NotebookStoreError(`no notebook file '${file}'`, 'not-found')
+    return { text: bytes.toString('utf8'), revision: revisionOf(bytes) }
+  }
+
+  const discardRecovery: NotebookStore['discardRecovery'] = async (key) => {
+    checkKey(key)
+    // Meta first: an entry without its meta is not listed, so no half-removed entry is offered.
+    await fs.rm(path.join(recoveryDir, `${key}.json`), { force: true })
+    await fs.rm(path.join(recoveryDir, `${key}.mnlab.yaml`), { force: true })
+  }
+
+  const recoverable: NotebookStore['recoverable'] = async () => {
+    let names: string[]
+    try {
+      names = await fs.readdir(recoveryDir)
+    } catch (e) {
+      if (isMissing(e)) return []
+      throw e
+    }
+    const out: RecoveryEntry[] = []
+    for (const n of names.filter((x) => x.endsWith('.json')).sort()) {
+      const key = n.slice(0, -'.json'.length)
+      if (!KEY.test(key)) continue
+      try {
+        const meta = JSON.parse(await fs.readFile(path.join(recoveryDir, n), 'utf8')) as {
+          path?: unknown
+          savedAt?: unknown
+        }
+        const text = await fs.readFile(path.join(recoveryDir, `${key}.mnlab.yaml`), 'utf8')
+        out.push({
+          key,
+          path: typeof meta.path === 'string' ? meta.path : null,
+          savedAt: typeof meta.savedAt === 'string' ? meta.savedAt : '',
+          text,
+        })
+      } catch {
+        // A damaged or half-written entry is skipped, not fatal.
+      }
+    }
+    out.sort((a, b) => b.savedAt.localeCompare(a.savedAt))
+    return out
+  }
+
+  const save: NotebookStore['save'] = async (file, text, opts) => {
+    const abs = path.resolve(file)
+    if (!opts.force) {
+      const cur = await readOrNull(abs)
+      const rev = cur === null ? null : revisionOf(cur)
+      if (rev !== opts.expectedRevision) {
+        throw new NotebookStoreError(
+          rev === null
+            ? `${abs} was deleted on disk since it was opened`
+            : opts.expectedRevision === null
+              ? `${abs} already exists`
+              : `${abs} was changed on disk since it was opened`,
+          'conflict',
+          rev,
+        )
+      }
+    }
+    await writeFileAtomic(abs, text)
+    await removeStaleTemps(abs)
+    for (const r of await recoverable()) if (r.path === abs) await discardRecovery(r.key)
+    await addRecent(abs)
+    return { revision: revisionOf(Buffer.from(text, 'utf8')) }
+  }
+
+  const autosave: NotebookStore['autosave'] = async (key, file, text) => {
+    checkKey(key)
+    await writeFileAtomic(path.join(recoveryDir, `${key}.mnlab.yaml`), text)
+    const meta = { key, path: file === null ? null : path.resolve(file), savedAt: now().toISOString() }
+    await writeFileAtomic(path.join(recoveryDir, `${key}.json`), JSON.stringify(meta, null, 2) + '\n')
+  }
+
+  const recent: NotebookStore['recent'] = async () => {
+    const bytes = await readOrNull(recentFile)
+    if (bytes === null) return []
+    try {
+      const list = JSON.parse(bytes.toString('utf8')) as unknown
+      if (!Array.isArray(list)) return []
+      return list
+        .filter(
+          (x): x is RecentNotebook =>
+            !!x && typeof x.path === 'string' && typeof (x as RecentNotebook).openedAt === 'string',
+        )
+        .slice(0, RECENT_MAX)
+    } catch {
+      return []
+    }
+  }
+
+  const addRecent: NotebookStore['addRecent'] = async (file) => {
+    const abs = path.resolve(file)
+    const list = [
+      { path: abs, openedAt: now().toISOString() },
+      ...(await recent()).filter((r) => r.path !== abs),
+    ].slice(0, RECENT_MAX)
+    await writeFileAtomic(recentFile, JSON.stringify(list, null, 2) + '\n')
+    return list
+  }
+
+  return { dataDir, read, save, autosave, recoverable, discardRecovery, recent, addRecent }
+}
