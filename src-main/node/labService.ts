@@ -4,6 +4,7 @@
  * main process (ipcMain) and the browser host (HTTP) are thin adapters over this object, and
  * both treat every request as untrusted: each is checked against its schema in API_METHODS.
  */
+import { writeFileAtomic } from './atomicFile'
 import { randomUUID } from 'node:crypto'
 import { promises as fs } from 'node:fs'
 import os from 'node:os'
@@ -144,36 +145,6 @@ function isInside(root: string, p: string): boolean {
 }
 
 const isMissing = (e: unknown): boolean => (e as NodeJS.ErrnoException).code === 'ENOENT'
-
-/** Writes a file atomically: temp file in the same directory, fsync, rename, fsync the directory. */
-export async function writeFileAtomic(file: string, data: string): Promise<void> {
-  const dir = path.dirname(file)
-  await fs.mkdir(dir, { recursive: true })
-  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${randomUUID()}.tmp`)
-  try {
-    const fh = await fs.open(tmp, 'wx')
-    try {
-      await fh.writeFile(data, 'utf8')
-      await fh.sync()
-    } finally {
-      await fh.close()
-    }
-    await fs.rename(tmp, file)
-  } catch (e) {
-    await fs.rm(tmp, { force: true })
-    throw e
-  }
-  try {
-    const d = await fs.open(dir, 'r')
-    try {
-      await d.sync()
-    } finally {
-      await d.close()
-    }
-  } catch {
-    // Windows cannot fsync a directory.
-  }
-}
 
 interface ActiveRun {
   readonly id: RunId

@@ -22,7 +22,7 @@ import {
   resultStatus,
   serializeNotebook,
 } from './format'
-import { writeFileAtomic } from './store'
+import { writeFileAtomic } from '../atomicFile'
 
 export class NotebookUsageError extends Error {}
 

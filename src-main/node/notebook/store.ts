@@ -8,7 +8,8 @@
  *   recovery/<key>.json         { key, path, savedAt } (written after the text: a listed entry is whole)
  *   recent.json                 [{ path, openedAt }], most recent first, at most 10
  */
-import { createHash, randomUUID } from 'node:crypto'
+import { writeFileAtomic } from '../atomicFile'
+import { createHash } from 'node:crypto'
 import { promises as fs } from 'node:fs'
 import path from 'node:path'
 import type { RecentNotebook, RecoveryEntry } from '../../api/notebook'
@@ -34,40 +35,6 @@ export class NotebookStoreError extends Error {
 }
 
 const isMissing = (e: unknown): boolean => (e as NodeJS.ErrnoException).code === 'ENOENT'
-
-async function fsyncDir(dir: string): Promise<void> {
-  try {
-    const d = await fs.open(dir, 'r')
-    try {
-      await d.sync()
-    } finally {
-      await d.close()
-    }
-  } catch {
-    // Windows cannot fsync a directory.
-  }
-}
-
-/** Temp file in the same directory, fsync, rename over the target, fsync the directory. */
-export async function writeFileAtomic(file: string, data: string): Promise<void> {
-  const dir = path.dirname(file)
-  await fs.mkdir(dir, { recursive: true })
-  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${randomUUID()}.tmp`)
-  try {
-    const fh = await fs.open(tmp, 'wx')
-    try {
-      await fh.writeFile(data, 'utf8')
-      await fh.sync()
-    } finally {
-      await fh.close()
-    }
-    await fs.rename(tmp, file)
-  } catch (e) {
-    await fs.rm(tmp, { force: true })
-    throw e
-  }
-  await fsyncDir(dir)
-}
 
 function processIsGone(pid: number): boolean {
   try {
