@@ -46,7 +46,17 @@ interface PageSpec {
   readonly value: number
 }
 
-type OpKind = 'read' | 'write' | 'write_fault' | 'cow_fault' | 'munmap' | 'madvise_dontneed' | 'mprotect'
+type OpKind =
+  | 'read'
+  | 'write'
+  | 'write_fault'
+  | 'cow_fault'
+  | 'munmap'
+  | 'madvise_dontneed'
+  | 'mprotect'
+  | 'ksm_merge'
+  | 'migrate'
+  | 'reclaim'
 
 interface OpSpec {
   readonly kind: OpKind
@@ -106,6 +116,9 @@ const opArb: fc.Arbitrary<OpSpec> = fc.record({
     'munmap',
     'madvise_dontneed',
     'mprotect',
+    'ksm_merge',
+    'migrate',
+    'reclaim',
   ),
   page: fc.integer({ min: 0, max: 1 }),
   both: fc.boolean(),
@@ -224,6 +237,12 @@ function render(spec: ScenarioSpec): RawScenario {
           return `${o.kind} ${range}`
         case 'mprotect':
           return `mprotect ${range} ${o.prot}`
+        case 'ksm_merge':
+          return `ksm_merge ${p}`
+        case 'migrate':
+        case 'reclaim':
+          // Not modelled with a fork child (the scenario validator refuses it).
+          return hasCow || forkIndex >= 0 ? `madvise_dontneed ${p}` : `${o.kind} ${p}`
       }
     })
   })

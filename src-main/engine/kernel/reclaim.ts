@@ -121,7 +121,10 @@ export const reclaim: Proc = {
         c.ret()
         return
       }
-      if (fr.w !== num(f, 'w')) {
+      // Lost only while the address still maps this swap slot: a later swap-in will miss the
+      // write. (If a zap such as MADV_DONTNEED removed the entry, the data is discarded by design.)
+      const pte = c.pte(c.mmIndex, num(f, 'page'))
+      if (pte?.swp === num(f, 'slot') && fr.w !== num(f, 'w')) {
         c.violate(
           'lost-write',
           `pfn ${pfn} was written after pageout() wrote it to swap slot ${num(f, 'slot')}; the page is freed and a swap-in will not have that write`,
