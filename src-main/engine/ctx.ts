@@ -252,7 +252,7 @@ export class Ctx {
     this.thread.locks.push('mmap_lock(r)')
     this.emit('lock', 'mmap_write_downgrade', 'downgrade mmap_lock to read')
   }
-  private dropLock(name: string): void {
+  dropLock(name: string): void {
     const ls = this.thread.locks
     const i = ls.lastIndexOf(name)
     if (i >= 0) ls.splice(i, 1)
@@ -299,6 +299,30 @@ export class Ctx {
   tlbFlushPending(mm: number, delta: number): void {
     this.inc(Res.tfp(mm))
     this.mmW(mm).tfp += delta
+  }
+  /** i_mmap_lock_read()/unlock on the mapping's i_mmap tree (a shared count). */
+  imapRead(mm: number, delta: number): void {
+    this.inc(Res.imap(mm))
+    this.mmW(mm).imapReaders += delta
+    if (delta > 0) this.thread.locks.push('i_mmap_rwsem(r)')
+    else this.dropLock('i_mmap_rwsem(r)')
+    this.emit('lock', delta > 0 ? 'i_mmap_lock_read' : 'i_mmap_unlock_read', "the mapping's i_mmap tree")
+  }
+  imapWritable(mm: number): boolean {
+    this.rd(Res.imap(mm))
+    return this.s.mms[mm]!.imapReaders === 0
+  }
+  /** Whether the VMA at `page` is still linked in the file's i_mmap tree. */
+  imapLinked(mm: number, page: number): boolean {
+    this.rd(Res.imap(mm))
+    return this.s.mms[mm]!.imap[page]!
+  }
+  /** unlink_file_vma() (free_pgtables) under i_mmap_lock_write. */
+  imapUnlink(mm: number, page: number): void {
+    this.wr(Res.imap(mm))
+    const m = this.mmW(mm)
+    m.imap = m.imap.slice()
+    m.imap[page] = false
   }
   /** mm_tlb_flush_nested(): another mmu_gather on this mm is in flight. */
   tlbFlushNested(mm: number): boolean {

@@ -21,7 +21,7 @@ describe('traced step records carry the whole state after the step', () => {
     const sc = loadScenarioText(SC, 't.yaml')
     // The munmap-uaf counterexample: D0 refills between range_start and the clear, then reads
     // through that entry after tlb_finish_mmu freed the page.
-    const ex = runExecution(sc, makePolicy('start-end'), scriptedChooser([0, 0, 1, 0, 0, 0, 0, 1]), {
+    const ex = runExecution(sc, makePolicy('start-end'), scriptedChooser([0, 0, 1, 0, 0, 0, 0, 0, 1]), {
       tracing: true,
       maxSteps: 50,
     })

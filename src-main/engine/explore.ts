@@ -610,9 +610,15 @@ export function explain(sc: Scenario, f: Found, ex: Execution): string {
   const recs = ex.records.slice(0, at + 1)
   const page = sc.pages.find((p) => v.message.includes(` ${p.name} `))
   if (!page) return v.message
+  const viaCpu = v.message.includes('CPU TLB')
   const fills = recs
     .flatMap((r) => r.events)
-    .filter((e) => e.kind === 'fill' && e.text.includes(` ${page.name} `) && !e.text.startsWith('CPU'))
+    .filter(
+      (e) =>
+        e.kind === 'fill' &&
+        e.text.includes(` ${page.name} `) &&
+        (viaCpu ? e.thread === v.thread && e.text.startsWith('CPU') : !e.text.startsWith('CPU')),
+    )
   const lastFill = fills[fills.length - 1]
   const filled = lastFill
     ? `the entry was filled at step ${lastFill.step} by ${lastFill.thread} (${lastFill.text})`

@@ -24,6 +24,7 @@ export const Res = {
   alloc: 3 * M * M + 48,
   pt: (mm: number) => 3 * M * M + 80 + mm,
   tfp: (mm: number) => 3 * M * M + 96 + mm,
+  imap: (mm: number) => 3 * M * M + 112 + mm,
   tlb: (t: number, p: number) => 4 * M * M + t * M + p,
   sec: (i: number, p: number) => 5 * M * M + i * M + p,
   seq: (i: number) => 6 * M * M + i,

@@ -42,8 +42,9 @@ export const TOP_KEYS = [
   'mmu_gather',
   'explore',
   'costs',
+  'kernel',
 ] as const
-export const PAGE_KEYS = ['value', 'prot', 'cow', 'mapped'] as const
+export const PAGE_KEYS = ['value', 'prot', 'cow', 'mapped', 'kind'] as const
 export const HW_KEYS = [
   'name',
   'type',
@@ -67,6 +68,7 @@ export const CPU_OPS = [
   'ksm_merge',
   'migrate',
   'reclaim',
+  'unmap_mapping_range',
 ] as const
 export const DEVICE_OPS = ['read', 'write'] as const
 
@@ -245,6 +247,17 @@ export function validateScenario(raw: unknown): Scenario {
           ? 'rw'
           : oneOf<Prot>(d.prot, ['rw', 'ro', 'none'], [...path, 'prot'], issues, 'prot')
       const cow = d.cow === undefined ? false : bool(d.cow, [...path, 'cow'], issues, 'cow')
+      const kind =
+        d.kind === undefined
+          ? 'anon'
+          : oneOf<'anon' | 'pfnmap'>(d.kind, ['anon', 'pfnmap'], [...path, 'kind'], issues, 'kind')
+      if (kind === 'pfnmap' && cow)
+        issues.add([...path, 'cow'], 'a pfnmap page is a shared device mapping: it cannot be cow')
+      if (kind === 'pfnmap' && d.mapped === 'none')
+        issues.add(
+          [...path, 'mapped'],
+          'a pfnmap page is mapped by the driver (remap_pfn_range) when the file is mmapped: it cannot start unmapped',
+        )
       let mapped: Mapped | null =
         d.mapped === undefined
           ? prot === 'rw' && !cow
@@ -282,9 +295,9 @@ export function validateScenario(raw: unknown): Scenario {
           )
         }
       }
-      if (value !== null && prot && cow !== null && mapped) {
+      if (value !== null && prot && cow !== null && mapped && kind) {
         pageIndex.set(name, pages.length)
-        pages.push({ name, value, prot, cow, mapped })
+        pages.push({ name, value, prot, cow, mapped, kind })
       } else {
         pageIndex.set(name, -1)
       }
@@ -404,6 +417,7 @@ export function validateScenario(raw: unknown): Scenario {
   const regWriters = new Map<string, string>()
   let forks = 0
   const migrates: Array<{ path: Path; at: number; len: number; op: string }> = []
+  const pageOps: Array<{ path: Path; at: number; len: number; op: string; page: number }> = []
   const parseOps = (
     list: unknown,
     path: Path,
@@ -533,11 +547,13 @@ export function validateScenario(raw: unknown): Scenario {
       case 'cow_fault':
       case 'ksm_merge':
       case 'migrate':
-      case 'reclaim': {
+      case 'reclaim':
+      case 'unmap_mapping_range': {
         if (head.s === 'migrate' || head.s === 'reclaim')
           migrates.push({ path: p, at: head.at, len: head.s.length, op: head.s })
         const page = pageWord(ws[1], p, head.s, src)
         tooMany(2)
+        if (page !== null) pageOps.push({ path: p, at: ws[1]!.at, len: ws[1]!.s.length, op: head.s, page })
         return page === null ? null : { kind: head.s, page }
       }
       case 'munmap':
@@ -650,6 +666,26 @@ export function validateScenario(raw: unknown): Scenario {
       'mm: child needs a fork child: a fork op or a cow: true page',
     )
   }
+  for (const o of pageOps) {
+    const pfnmap = pages[o.page]?.kind === 'pfnmap'
+    if (o.op === 'unmap_mapping_range' && !pfnmap)
+      issues.add(
+        o.path,
+        `unmap_mapping_range revokes a driver's pfnmap mapping; page '${pages[o.page]!.name}' is anon`,
+        o.at,
+        o.len,
+      )
+    if (pfnmap && ['cow_fault', 'ksm_merge', 'migrate', 'reclaim'].includes(o.op))
+      issues.add(
+        o.path,
+        `${o.op} works on anon pages; '${pages[o.page]!.name}' is a pfnmap page (no struct page)`,
+        o.at,
+        o.len,
+      )
+  }
+  if (forks > 0 && pages.some((pg) => pg.kind === 'pfnmap')) {
+    issues.add(['pages'], 'fork with pfnmap pages is not modelled yet')
+  }
   if (forks > 0 || hasCowPages) {
     for (const m of migrates) {
       issues.add(
@@ -732,6 +768,21 @@ export function validateScenario(raw: unknown): Scenario {
 
   const explore: ExploreDecl = parseExplore(raw.explore, issues, threadNames)
 
+  let pfnmapFlush = true
+  if (raw.kernel !== undefined) {
+    if (!isObj(raw.kernel))
+      issues.add(
+        ['kernel'],
+        `kernel must be a mapping of toggles such as { pfnmap_flush: false }; found ${typeName(raw.kernel)}`,
+      )
+    else {
+      checkKeys(raw.kernel, ['pfnmap_flush'], ['kernel'], issues, 'kernel')
+      if (raw.kernel.pfnmap_flush !== undefined)
+        pfnmapFlush =
+          bool(raw.kernel.pfnmap_flush, ['kernel', 'pfnmap_flush'], issues, 'kernel.pfnmap_flush') ?? true
+    }
+  }
+
   const costs: Record<string, number> = {}
   if (raw.costs !== undefined) {
     if (!isObj(raw.costs))
@@ -768,6 +819,7 @@ export function validateScenario(raw: unknown): Scenario {
     gatherBatch,
     explore,
     costs,
+    kernel: { pfnmapFlush },
   }
 }
 

@@ -60,6 +60,10 @@ export interface MmState {
   pt: boolean
   /** mm->tlb_flush_pending: mmu_gathers in progress (inc_tlb_flush_pending in tlb_gather_mmu). */
   tfp: number
+  /** Per page: its (pfnmap) VMA is linked in the file's i_mmap tree (until free_pgtables). */
+  imap: boolean[]
+  /** Readers of the i_mmap rwsem (i_mmap_lock_read in unmap_mapping_range). */
+  imapReaders: number
 }
 
 export interface SecState {
@@ -116,6 +120,8 @@ export function initialState(sc: Scenario): LabState {
     ptl: -1,
     pt: false,
     tfp: 0,
+    imap: sc.pages.map((p) => p.kind === 'pfnmap'),
+    imapReaders: 0,
   }
   const hasChild = sc.pages.some((p) => p.cow)
   const child: MmState = {
@@ -127,6 +133,8 @@ export function initialState(sc: Scenario): LabState {
     ptl: -1,
     pt: hasChild,
     tfp: 0,
+    imap: new Array(n).fill(false),
+    imapReaders: 0,
   }
   sc.pages.forEach((p, i) => {
     parent.vmas.push(p.prot)
@@ -136,8 +144,17 @@ export function initialState(sc: Scenario): LabState {
       return
     }
     const pfn = frames.length
-    const mapcount = p.cow ? 2 : 1
-    frames.push({ v: p.value, ref: mapcount, map: mapcount, free: false, gen: 1, w: 0, sup: false })
+    // A pfnmap PFN has no struct page refcounting: the driver owns it, nothing maps-counts it.
+    const mapcount = p.kind === 'pfnmap' ? 0 : p.cow ? 2 : 1
+    frames.push({
+      v: p.value,
+      ref: Math.max(1, mapcount),
+      map: mapcount,
+      free: false,
+      gen: 1,
+      w: 0,
+      sup: false,
+    })
     const write = p.mapped === 'rw' || p.mapped === 'clean'
     const dirty = p.mapped !== 'clean'
     parent.ptes.push({ pfn, present: true, write, dirty })
@@ -302,7 +319,8 @@ export function hashState(s: LabState, live: Liveness): [number, number] {
   for (const m of s.mms) {
     h.n((m.live ? 1 : 0) + 2 * (m.writer + 1) + 1024 * m.readers)
     h.n(m.ptl * 2 + (m.pt ? 1 : 0))
-    h.n(m.tfp)
+    h.n(m.tfp + 64 * m.imapReaders)
+    for (const l of m.imap) h.n(l ? 1 : 0)
     for (const p of m.ptes)
       h.n(
         p

@@ -9,7 +9,7 @@ import { cpuAccess, devAccess, mirrorAccess } from './kernel/access'
 import { handleMmFault } from './kernel/fault'
 import type { Proc } from './kernel/proc'
 import { fork, mprotect, protCode } from './kernel/protect'
-import { madviseDontneed, munmap, zapVma } from './kernel/unmap'
+import { madviseDontneed, munmap, unmapMappingRange, zapVma } from './kernel/unmap'
 import { ksmMerge } from './kernel/ksm'
 import { migrate } from './kernel/migrate'
 import { reclaim } from './kernel/reclaim'
@@ -33,6 +33,7 @@ export const PROCS: Readonly<Record<string, Proc>> = {
   ksm_merge: ksmMerge,
   migrate,
   reclaim,
+  unmap_mapping_range: unmapMappingRange,
 }
 
 function rootFrame(sc: Scenario, t: number, op: Op): CallFrame {
@@ -74,6 +75,8 @@ function rootFrame(sc: Scenario, t: number, op: Op): CallFrame {
       return { proc: 'migrate', pc: 'start', l: { page: op.page } }
     case 'reclaim':
       return { proc: 'reclaim', pc: 'start', l: { page: op.page } }
+    case 'unmap_mapping_range':
+      return { proc: 'unmap_mapping_range', pc: 'start', l: { page: op.page } }
   }
 }
 

@@ -22,6 +22,12 @@ export interface PageDecl {
   /** Shared with a fork child: PTE read-only in both, mapcount 2; a write fault copies. */
   readonly cow: boolean
   readonly mapped: Mapped
+  /**
+   * anon: private anonymous memory. pfnmap: a VM_PFNMAP mapping of raw PFNs (device memory, a
+   * BAR) set up by the driver (remap_pfn_range): no struct page refcounting, linked in the
+   * file's i_mmap tree so that the driver can revoke it with unmap_mapping_range().
+   */
+  readonly kind: 'anon' | 'pfnmap'
 }
 
 export type FlushAt = 'start' | 'end' | 'both'
@@ -63,6 +69,7 @@ export type CpuOp =
   | { readonly kind: 'ksm_merge'; readonly page: number }
   | { readonly kind: 'migrate'; readonly page: number }
   | { readonly kind: 'reclaim'; readonly page: number }
+  | { readonly kind: 'unmap_mapping_range'; readonly page: number }
 
 export type DeviceOp =
   | { readonly kind: 'read'; readonly page: number; readonly reg: number | null }
@@ -119,6 +126,8 @@ export interface Scenario {
   /** mmu_gather batch limit in pages (null: batches never fill, as when batch pages can be allocated). */
   readonly gatherBatch: number | null
   readonly explore: ExploreDecl
+  /** Kernel behaviour toggles (defaults: v6.6). */
+  readonly kernel: { readonly pfnmapFlush: boolean }
   /** Cost-table entries (ns) this scenario overrides. */
   readonly costs: Readonly<Record<string, number>>
 }

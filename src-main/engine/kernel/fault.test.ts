@@ -144,8 +144,9 @@ describe('wp_page_copy (reference §3.1)', () => {
         C0: [cow_fault P]
         K: { mm: child, ops: [munmap P] }
     `)
-    // C0: fault entry, do_wp_page (folio_get, unlock, copy); then K's whole munmap; then C0.
-    const ex = traced(sc, pol('arch-hook'), [0, 0, 1, 1, 1, 1, 1, 1])
+    // C0: fault entry, do_wp_page (folio_get, unlock, copy); then K's whole munmap (7 steps,
+    // free_pgtables separate from tlb_finish_mmu); then C0.
+    const ex = traced(sc, pol('arch-hook'), [0, 0, 1, 1, 1, 1, 1, 1, 1])
     expect(ex.violations).toEqual([])
     const ls = lines(ex, { thread: 'C0' })
     expect(ls.slice(ls.indexOf('notifier mmu_notifier_invalidate_range_start: MMU_NOTIFY_CLEAR P'))).toEqual([

@@ -101,6 +101,13 @@ export const handleMmFault: Proc = {
         finish(c, mm, 'retry')
         return
       }
+      if (orig === null && c.sc.pages[page]!.kind === 'pfnmap') {
+        // A remap_pfn_range() VMA has no ->fault: VM_FAULT_SIGBUS.
+        c.emit('fault', 'handle_mm_fault', `${c.pageName(page)}: VM_PFNMAP with no PTE: VM_FAULT_SIGBUS`)
+        c.unlockPtl(mm)
+        finish(c, mm, 'segv')
+        return
+      }
       if (orig === null) {
         // do_anonymous_page(): read -> map the zero page; write -> a fresh zeroed page.
         if (!write) {

@@ -100,7 +100,11 @@ export const zapVma: Proc = {
       const r = root(c)
       r.l.g_range = [...list(r, 'g_range'), page]
       let force = false
-      if (old.pfn !== ZERO_PFN) {
+      if (c.sc.pages[page]!.kind === 'pfnmap') {
+        // vm_normal_page() is NULL for a VM_PFNMAP PTE: no rmap, no page to queue; the VMA
+        // makes tlb->vma_pfn set (tlb_update_vma_flags).
+        r.l.g_pfn = true
+      } else if (old.pfn !== ZERO_PFN) {
         // Anon page: page_remove_rmap() now; the PTE's reference moves to the gather.
         const fr = c.folioW(old.pfn)
         fr.map--
@@ -143,7 +147,10 @@ function zapUnlock(c: Ctx, f: CallFrame, force: boolean): void {
   }
   f.l.i = 0
   // tlb_end_vma(): x86 selects MMU_GATHER_MERGE_VMAS and does nothing here.
-  if (c.sc.arch === 'arm64' && list(root(c), 'g_range').length > 0) c.goto('end_vma')
+  // v6.6 tlb_end_vma(): flush if tlb->vma_pfn (VM_PFNMAP/VM_MIXEDMAP, b67fbebd4cf9, v5.19) or
+  // the arch lacks CONFIG_MMU_GATHER_MERGE_VMAS (arm64).
+  const pfnFlush = c.sc.kernel.pfnmapFlush && root(c).l.g_pfn === true
+  if ((c.sc.arch === 'arm64' || pfnFlush) && list(root(c), 'g_range').length > 0) c.goto('end_vma')
   else c.ret()
 }
 
@@ -216,14 +223,31 @@ export const munmap: Proc = {
       }
       // v4.15: range_end calls ->invalidate_range over the whole range (not _only_end).
       c.rangeEnd(c.mmIndex, list(f, 'pages'), false)
-      c.goto('finish')
+      c.goto('pgtables')
     },
   },
   /** free_pgtables(); tlb_finish_mmu(): flush what is left, then free the queued pages. */
+  /**
+   * free_pgtables(): unlink_file_vma() takes the file VMAs out of the i_mmap tree (under
+   * i_mmap_lock_write): from here unmap_mapping_range() no longer finds them. Then the PTE page.
+   */
+  pgtables: {
+    guard: (c) => (c.imapWritable(c.mmIndex) ? null : 'i_mmap_rwsem held for read'),
+    run: (c, f) => {
+      const mm = c.mmIndex
+      for (const p of list(f, 'pages')) {
+        if (c.imapLinked(mm, p)) {
+          c.imapUnlink(mm, p)
+          c.emit('info', 'unlink_file_vma', `${c.pageName(p)}: VMA unlinked from the file's i_mmap tree`)
+        }
+      }
+      c.freePgtables(mm)
+      c.goto('finish')
+    },
+  },
   finish: {
     run: (c, f) => {
       const mm = c.mmIndex
-      c.freePgtables(mm)
       gatherFinish(c, true, list(f, 'pages'))
       c.mmapReadUnlock(mm)
       c.markRevoked(mm, list(f, 'pages'))
@@ -239,6 +263,13 @@ export const madviseDontneed: Proc = {
     guard: (c) => (c.mmapReadable(c.mmIndex) ? null : 'mmap_lock held for write'),
     run: (c, f) => {
       c.mmapReadLock(c.mmIndex)
+      if (list(f, 'req').some((p) => c.sc.pages[p]!.kind === 'pfnmap')) {
+        // madvise_dontneed_free_valid_vma(): VM_PFNMAP VMAs are refused.
+        c.emit('op', 'madvise', '-EINVAL: VM_PFNMAP')
+        c.mmapReadUnlock(c.mmIndex)
+        c.ret()
+        return
+      }
       const { pages, runOf } = encodeRuns(runs(c, list(f, 'req')))
       f.l.pages = pages
       f.l.runOf = runOf
@@ -285,3 +316,47 @@ export const madviseDontneed: Proc = {
 }
 
 export { encodeRuns, runPages, runCount, runs }
+
+/**
+ * unmap_mapping_range(): a driver revokes a mapping of its device memory (a BAR) by walking
+ * the file's i_mmap tree under i_mmap_lock_read and zapping every VMA still linked there
+ * (zap_page_range_single). It does not see a VMA that munmap already unlinked, even if
+ * munmap has not flushed the TLBs yet: Jann Horn's race, closed for VM_PFNMAP by forcing the
+ * flush at tlb_end_vma (b67fbebd4cf9; `kernel: { pfnmap_flush: false }` shows it open).
+ */
+export const unmapMappingRange: Proc = {
+  start: {
+    run: (c, f) => {
+      const mm = c.mmIndex
+      const page = num(f, 'page')
+      c.imapRead(mm, 1)
+      if (!c.imapLinked(mm, page)) {
+        c.emit(
+          'info',
+          'unmap_mapping_range',
+          `${c.pageName(page)}: no VMA in the i_mmap tree, nothing to zap`,
+        )
+        c.imapRead(mm, -1)
+        c.markRevoked(mm, [page])
+        c.emit('op', 'unmap_mapping_range', 'returns')
+        c.ret()
+        return
+      }
+      gatherInit(c)
+      c.rangeStart(mm, [page], 'MMU_NOTIFY_CLEAR')
+      c.call('zap_vma', { pages: [page], i: 0 }, 'end')
+    },
+  },
+  end: {
+    run: (c, f) => {
+      const mm = c.mmIndex
+      const page = num(f, 'page')
+      c.rangeEnd(mm, [page], false)
+      gatherFinish(c, true, [page])
+      c.imapRead(mm, -1)
+      c.markRevoked(mm, [page])
+      c.emit('op', 'unmap_mapping_range', 'returns')
+      c.ret()
+    },
+  },
+}
