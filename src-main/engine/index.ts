@@ -1,4 +1,4 @@
-/** The engine's public surface. Pure TypeScript: no Node, DOM, timers or Math.random. */
+/** The engine's public surface. Pure TypeScript: no Node, DOM or timers; randomness only from the seeded PRNG passed in. */
 export * from './types'
 export * from './results'
 export * from './policy'

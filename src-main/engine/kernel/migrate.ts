@@ -12,6 +12,7 @@
  */
 import { ZERO_PFN } from '../state'
 import { flag, num, type Proc } from './proc'
+import { rmapRangeStart, rmapUnmap } from './rmap'
 
 export const migrate: Proc = {
   /** migrate_folio_unmap(): isolate and lock the folio (a reference), allocate the destination. */
@@ -32,53 +33,12 @@ export const migrate: Proc = {
     },
   },
   /** try_to_migrate_one(): mmu_notifier_invalidate_range_start(MMU_NOTIFY_CLEAR). */
-  rs: {
-    run: (c, f) => {
-      c.rangeStart(c.mmIndex, [num(f, 'page')], 'MMU_NOTIFY_CLEAR')
-      c.goto('unmap')
-    },
-  },
-  /**
-   * Under the PTL: ptep_get_and_clear() + set_tlb_ubc_flush_pending() (the batched flush),
-   * folio_mark_dirty() for a dirty PTE, the migration entry, page_remove_rmap(), folio_put().
-   */
-  unmap: {
-    guard: (c) => (c.ptlFree(c.mmIndex) ? null : 'page-table lock held'),
-    run: (c, f) => {
-      const mm = c.mmIndex
-      const page = num(f, 'page')
-      c.lockPtl(mm, 'page_vma_mapped_walk')
-      const pte = c.pte(mm, page)
-      if (!pte || !pte.present || pte.pfn !== num(f, 'pfn')) {
-        c.unlockPtl(mm)
-        f.l.mapped = false
-        c.goto('rs_end')
-        return
-      }
-      c.setPte(mm, page, null, 'ptep_get_and_clear')
-      if (c.sc.arch === 'x86_64') {
-        c.emit('cpu-flush', 'arch_tlbbatch_add_pending', 'CPU flush deferred to arch_tlbbatch_flush')
-        c.archHook(mm, null)
-        f.l.batched = true
-      } else {
-        c.flushTlb(mm, 'page', [page], 'arch_tlbbatch_add_pending (__flush_tlb_page_nosync)')
-      }
-      if (pte.dirty) c.emit('frame', 'folio_mark_dirty', `pfn ${pte.pfn}`)
-      c.setPte(
-        mm,
-        page,
-        { pfn: pte.pfn, present: false, write: pte.write, dirty: pte.dirty, mig: true },
-        'set_pte_at (migration entry)',
-      )
-      const fr = c.folioW(pte.pfn)
-      fr.map--
-      c.emit('frame', 'page_remove_rmap', `pfn ${pte.pfn} mapcount ${fr.map}`)
-      c.putFrame(pte.pfn, 'folio_put (the PTE reference)')
-      c.unlockPtl(mm)
-      f.l.mapped = true
-      c.goto('rs_end')
-    },
-  },
+  rs: rmapRangeStart,
+  unmap: rmapUnmap(
+    (pte) => ({ pfn: pte.pfn, present: false, write: pte.write, dirty: pte.dirty, mig: true }),
+    'set_pte_at (migration entry)',
+    false,
+  ),
   /** range_end (v4.15: ->invalidate_range here, before the copy). */
   rs_end: {
     run: (c, f) => {

@@ -11,6 +11,7 @@
  */
 import { ZERO_PFN } from '../state'
 import { flag, num, type Proc } from './proc'
+import { rmapRangeStart, rmapUnmap } from './rmap'
 
 export const reclaim: Proc = {
   /** Isolate and lock the folio (a reference), add_to_swap(): a slot, the folio in the swap cache. */
@@ -31,52 +32,12 @@ export const reclaim: Proc = {
       c.goto('rs')
     },
   },
-  rs: {
-    run: (c, f) => {
-      c.rangeStart(c.mmIndex, [num(f, 'page')], 'MMU_NOTIFY_CLEAR')
-      c.goto('unmap')
-    },
-  },
-  /** try_to_unmap_one(): clear with the batched flush, the swap entry, page_remove_rmap, folio_put. */
-  unmap: {
-    guard: (c) => (c.ptlFree(c.mmIndex) ? null : 'page-table lock held'),
-    run: (c, f) => {
-      const mm = c.mmIndex
-      const page = num(f, 'page')
-      c.lockPtl(mm, 'page_vma_mapped_walk')
-      const pte = c.pte(mm, page)
-      if (!pte || !pte.present || pte.pfn !== num(f, 'pfn')) {
-        c.unlockPtl(mm)
-        f.l.mapped = false
-        c.goto('rs_end')
-        return
-      }
-      c.setPte(mm, page, null, 'ptep_get_and_clear')
-      if (c.sc.arch === 'x86_64') {
-        c.emit('cpu-flush', 'arch_tlbbatch_add_pending', 'CPU flush deferred to arch_tlbbatch_flush')
-        c.archHook(mm, null)
-        f.l.batched = true
-      } else {
-        c.flushTlb(mm, 'page', [page], 'arch_tlbbatch_add_pending (__flush_tlb_page_nosync)')
-      }
-      // v4.15 try_to_unmap_one(): "We have to invalidate as we cleared the pte".
-      c.invalidateRange(mm, [page], 'try_to_unmap_one')
-      if (pte.dirty) c.emit('frame', 'folio_mark_dirty', `pfn ${pte.pfn}`)
-      c.setPte(
-        mm,
-        page,
-        { pfn: -1, present: false, write: false, dirty: false, swp: num(f, 'slot') },
-        'set_pte_at (swap entry)',
-      )
-      const fr = c.folioW(pte.pfn)
-      fr.map--
-      c.emit('frame', 'page_remove_rmap', `pfn ${pte.pfn} mapcount ${fr.map}`)
-      c.putFrame(pte.pfn, 'folio_put (the PTE reference)')
-      c.unlockPtl(mm)
-      f.l.mapped = true
-      c.goto('rs_end')
-    },
-  },
+  rs: rmapRangeStart,
+  unmap: rmapUnmap(
+    (_pte, f) => ({ pfn: -1, present: false, write: false, dirty: false, swp: num(f, 'slot') }),
+    'set_pte_at (swap entry)',
+    true,
+  ),
   rs_end: {
     run: (c, f) => {
       c.rangeEnd(c.mmIndex, [num(f, 'page')], false)

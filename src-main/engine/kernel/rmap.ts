@@ -1,0 +1,65 @@
+/**
+ * The rmap-walk unmap shared by migration and reclaim, v6.6 mm/rmap.c try_to_migrate_one()
+ * and try_to_unmap_one() with TTU_BATCH_FLUSH: under the PTL, clear the PTE, queue the TLB
+ * flush in the batch (set_tlb_ubc_flush_pending -> arch_tlbbatch_add_pending: x86 calls the
+ * arch hook with (0, -1) for every page and defers the CPU flush to arch_tlbbatch_flush;
+ * arm64 issues the per-page TLBI and hook now), mark the folio dirty, install the non-present
+ * entry, page_remove_rmap() and folio_put() the PTE's reference.
+ */
+import type { Ctx } from '../ctx'
+import type { CallFrame, Pte } from '../state'
+import { num, type PcHandler } from './proc'
+
+/** try_to_*_one(): mmu_notifier_invalidate_range_start(MMU_NOTIFY_CLEAR), then the unmap step. */
+export const rmapRangeStart: PcHandler = {
+  run: (c, f) => {
+    c.rangeStart(c.mmIndex, [num(f, 'page')], 'MMU_NOTIFY_CLEAR')
+    c.goto('unmap')
+  },
+}
+
+/**
+ * The unmap step: `entry` is the non-present PTE to install (migration or swap entry);
+ * `v415Invalidate` adds v4.15's explicit ->invalidate_range right after the clear (the swap
+ * path: "We have to invalidate as we cleared the pte"). Sets f.l.mapped and f.l.batched and
+ * continues at 'rs_end'.
+ */
+export function rmapUnmap(
+  entry: (pte: Pte, f: CallFrame) => Pte,
+  entryFn: string,
+  v415Invalidate: boolean,
+): PcHandler {
+  return {
+    guard: (c) => (c.ptlFree(c.mmIndex) ? null : 'page-table lock held'),
+    run: (c: Ctx, f) => {
+      const mm = c.mmIndex
+      const page = num(f, 'page')
+      c.lockPtl(mm, 'page_vma_mapped_walk')
+      const pte = c.pte(mm, page)
+      if (!pte || !pte.present || pte.pfn !== num(f, 'pfn')) {
+        c.unlockPtl(mm)
+        f.l.mapped = false
+        c.goto('rs_end')
+        return
+      }
+      c.setPte(mm, page, null, 'ptep_get_and_clear')
+      if (c.sc.arch === 'x86_64') {
+        c.emit('cpu-flush', 'arch_tlbbatch_add_pending', 'CPU flush deferred to arch_tlbbatch_flush')
+        c.archHook(mm, null)
+        f.l.batched = true
+      } else {
+        c.flushTlb(mm, 'page', [page], 'arch_tlbbatch_add_pending (__flush_tlb_page_nosync)')
+      }
+      if (v415Invalidate) c.invalidateRange(mm, [page], 'try_to_unmap_one')
+      if (pte.dirty) c.emit('frame', 'folio_mark_dirty', `pfn ${pte.pfn}`)
+      c.setPte(mm, page, entry(pte, f), entryFn)
+      const fr = c.folioW(pte.pfn)
+      fr.map--
+      c.emit('frame', 'page_remove_rmap', `pfn ${pte.pfn} mapcount ${fr.map}`)
+      c.putFrame(pte.pfn, 'folio_put (the PTE reference)')
+      c.unlockPtl(mm)
+      f.l.mapped = true
+      c.goto('rs_end')
+    },
+  }
+}
