@@ -9,7 +9,12 @@ import { cpSync, existsSync, mkdirSync, rmSync } from 'node:fs'
 import path from 'node:path'
 
 const ROOT = path.resolve(__dirname, '..')
-export const E2E_SCENARIOS = path.join(ROOT, 'test-results', 'e2e-scenarios')
+export const E2E_SCENARIOS = path.join(ROOT, 'test-results', 'e2e', 'scenarios')
+/** The host's notebooks folder is `notebooks` beside its scenarios folder (the example notebooks'
+ * `../scenarios/` paths resolve there): a fresh copy too. */
+export const E2E_NOTEBOOKS = path.join(ROOT, 'test-results', 'e2e', 'notebooks')
+/** Recent list and recovery area, fresh per test run (never the user's ~/.local/state/mnlab). */
+export const E2E_DATA = path.join(ROOT, 'test-results', 'e2e', 'data')
 
 export default async function globalSetup(): Promise<() => Promise<void>> {
   if (!existsSync(path.join(ROOT, 'out/renderer/index.html'))) {
@@ -20,9 +25,13 @@ export default async function globalSetup(): Promise<() => Promise<void>> {
   rmSync(E2E_SCENARIOS, { recursive: true, force: true })
   mkdirSync(path.dirname(E2E_SCENARIOS), { recursive: true })
   cpSync(path.join(ROOT, 'scenarios'), E2E_SCENARIOS, { recursive: true })
+  rmSync(E2E_NOTEBOOKS, { recursive: true, force: true })
+  cpSync(path.join(ROOT, 'notebooks'), E2E_NOTEBOOKS, { recursive: true })
+  rmSync(E2E_DATA, { recursive: true, force: true })
 
   const child = spawn(process.execPath, ['bin/web.cjs', '--port', '0', '--scenarios', E2E_SCENARIOS], {
     cwd: ROOT,
+    env: { ...process.env, MNLAB_DATA_DIR: E2E_DATA },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   let stderr = ''
@@ -47,6 +56,7 @@ export default async function globalSetup(): Promise<() => Promise<void>> {
   })
   process.env.MNLAB_URL = url
   process.env.MNLAB_SCENARIOS = E2E_SCENARIOS
+  process.env.MNLAB_NOTEBOOKS = E2E_NOTEBOOKS
   return async () => {
     child.kill('SIGTERM')
   }

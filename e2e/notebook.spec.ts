@@ -1,0 +1,119 @@
+/**
+ * The notebook view against the browser host (issue 4, first GUI slice): open an example notebook,
+ * see its notes rendered and its recorded verdicts marked current; add a note, Save As, close and
+ * reopen from Recent; a file changed on disk is not overwritten without asking; a broken file is
+ * reported at its line and left alone. The host serves a fresh copy of notebooks/ (globalSetup.ts).
+ */
+import { readFileSync, writeFileSync } from 'node:fs'
+import path from 'node:path'
+import { expect, test } from '@playwright/test'
+import { LabPage } from './labPage'
+
+test.describe.configure({ mode: 'serial' })
+
+let lab: LabPage
+
+function notebooksDir(): string {
+  const d = process.env.MNLAB_NOTEBOOKS
+  if (!d) throw new Error('MNLAB_NOTEBOOKS is not set: run through playwright.config.ts')
+  return d
+}
+
+test.beforeEach(async ({ page }) => {
+  lab = new LabPage(page)
+  await lab.open()
+  await page.getByTestId('tab-notebook').click()
+})
+
+test.afterEach(() => {
+  lab.expectNoErrors()
+})
+
+async function openByPath(page: import('@playwright/test').Page, file: string): Promise<void> {
+  await page.getByTestId('nb-open').click()
+  await page.getByTestId('nb-open-path').fill(file)
+  await page.getByTestId('nb-open-submit').click()
+}
+
+test('open the 2023 notebook, add a note, save as, reopen from Recent', async ({ page }) => {
+  await expect(page.getByTestId('notebook-view')).toContainText('No notebook is open')
+  await openByPath(page, 'permission-upgrade-2023.mnlab.yaml')
+  await expect(page.getByTestId('nb-title')).toHaveValue(/permission upgrades/)
+  await expect(page.getByTestId('nb-note')).toHaveCount(5)
+  await expect(page.getByTestId('nb-experiment')).toHaveCount(4)
+  // The recorded verdicts were made by this engine from this recipe: current, not stale.
+  const loop = page.locator('[data-testid="nb-experiment"][data-cell="the-loop"]')
+  await expect(loop.getByTestId('nb-status')).toHaveAttribute('data-status', 'current')
+  await expect(loop.locator('[data-testid="nb-verdict"][data-policy="start-end"]')).toHaveAttribute(
+    'data-verdict',
+    'violated',
+  )
+  await expect(page.getByTestId('nb-dirty')).toHaveCount(0)
+  await lab.screenshot('20-notebook')
+
+  // A note: Markdown is rendered, HTML in it is shown as text, never run.
+  await page.getByTestId('nb-add-note').click()
+  await page.getByTestId('nb-note-editor').fill('## Mine\n\n**bold** and `code` <img src=x onerror=alert(1)>')
+  await page.getByTestId('nb-note-done').click()
+  const mine = page.getByTestId('nb-note').last()
+  await expect(mine.locator('h3')).toHaveText('Mine')
+  await expect(mine.locator('strong')).toHaveText('bold')
+  await expect(mine.locator('img')).toHaveCount(0)
+  await expect(mine).toContainText('<img src=x onerror=alert(1)>')
+  await expect(page.getByTestId('nb-dirty')).toBeVisible()
+
+  await page.getByTestId('nb-save-as').click()
+  await page.getByTestId('nb-save-as-path').fill('e2e-copy')
+  await page.getByTestId('nb-save-as-submit').click()
+  await expect(page.getByTestId('nb-file')).toHaveText('e2e-copy.mnlab.yaml')
+  await expect(page.getByTestId('nb-dirty')).toHaveCount(0)
+  const onDisk = readFileSync(path.join(notebooksDir(), 'e2e-copy.mnlab.yaml'), 'utf8')
+  expect(onDisk).toContain('## Mine')
+  // The original is untouched.
+  expect(readFileSync(path.join(notebooksDir(), 'permission-upgrade-2023.mnlab.yaml'), 'utf8')).not.toContain(
+    '## Mine',
+  )
+
+  await page.getByTestId('nb-close').click()
+  await expect(page.getByTestId('notebook-view')).toContainText('No notebook is open')
+  const recent = page.getByTestId('nb-recent')
+  const value = await recent.locator('option', { hasText: 'e2e-copy.mnlab.yaml' }).getAttribute('value')
+  await recent.selectOption(value ?? '')
+  await expect(page.getByTestId('nb-note')).toHaveCount(6)
+  await expect(page.getByTestId('nb-note').last().locator('h3')).toHaveText('Mine')
+  await expect(
+    page.locator('[data-testid="nb-experiment"][data-cell="the-loop"]').getByTestId('nb-status'),
+  ).toHaveAttribute('data-status', 'current')
+})
+
+test('a notebook changed on disk is not overwritten without asking', async ({ page }) => {
+  await openByPath(page, 'e2e-copy.mnlab.yaml')
+  const file = path.join(notebooksDir(), 'e2e-copy.mnlab.yaml')
+  const theirs = readFileSync(file, 'utf8').replace(/^title: .*$/m, 'title: Changed by someone else')
+  writeFileSync(file, theirs)
+
+  await page.getByTestId('nb-title').fill('My title')
+  await expect(page.getByTestId('nb-dirty')).toBeVisible()
+  lab.allow(/HTTP 4\d\d|status of 4\d\d/)
+  await page.getByTestId('nb-save').click()
+  await expect(page.getByTestId('nb-conflict')).toContainText('changed on disk')
+  expect(readFileSync(file, 'utf8')).toBe(theirs)
+  await expect(page.getByTestId('nb-dirty')).toBeVisible()
+
+  await page.getByTestId('nb-overwrite').click()
+  await expect(page.getByTestId('nb-conflict')).toHaveCount(0)
+  await expect(page.getByTestId('nb-dirty')).toHaveCount(0)
+  expect(readFileSync(file, 'utf8')).toContain('title: My title')
+})
+
+test('a broken notebook is reported at its line and left as it is', async ({ page }) => {
+  const file = path.join(notebooksDir(), 'broken.mnlab.yaml')
+  const text = 'format: 1\ntitle: Broken\ncells:\n  - kind: note\n    id: a\n    markdown: [unclosed\n'
+  writeFileSync(file, text)
+  lab.allow(/HTTP 4\d\d|status of 4\d\d/)
+  await openByPath(page, 'broken.mnlab.yaml')
+  await expect(page.getByTestId('nb-error')).toContainText('did not load')
+  await expect(page.getByTestId('nb-issues')).toContainText(/broken\.mnlab\.yaml:\d+:\d+: /)
+  await expect(page.getByTestId('notebook-view')).toContainText('No notebook is open')
+  expect(readFileSync(file, 'utf8')).toBe(text)
+})

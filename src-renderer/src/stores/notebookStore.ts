@@ -1,0 +1,147 @@
+/**
+ * The open lab notebook: its file and revision, the cells, whether it has unsaved changes, the
+ * Recent list, and a save that never overwrites a file someone else changed (issue 4). The
+ * services do the file work (atomic writes, revision checks); this store only keeps the view's state.
+ */
+import { defineStore } from 'pinia'
+import { computed, ref, shallowRef } from 'vue'
+import type { Notebook, NotebookIssue, RecentNotebook, ResultStatus } from '../../../src-main/api/notebook'
+import { lab, toLabError } from '../lab'
+
+export const useNotebookStore = defineStore('notebook', () => {
+  /** The notebook being shown, or null when none is open. */
+  const notebook = shallowRef<Notebook | null>(null)
+  /** Its file (as the services resolved it), or null for a notebook never saved. */
+  const path = ref<string | null>(null)
+  /** sha256 of the file's bytes when opened or last saved; null for a new notebook. */
+  const revision = ref<string | null>(null)
+  /** The JSON of the notebook as last opened or saved, to tell unsaved changes. */
+  const savedJson = ref('')
+  /** Per experiment cell id, the status of each recorded result, as the services computed it. */
+  const status = shallowRef<Readonly<Record<string, readonly ResultStatus[]>>>({})
+  const migratedFrom = ref<number | null>(null)
+  /** Problems of a file that did not load (the file is left as it is). */
+  const issues = ref<NotebookIssue[]>([])
+  const recent = ref<RecentNotebook[]>([])
+  const error = ref<string | null>(null)
+  /** Set when a save found the file changed on disk: the view asks before overwriting. */
+  const conflict = ref<string | null>(null)
+  const busy = ref(false)
+  const dirty = computed(() => notebook.value !== null && JSON.stringify(notebook.value) !== savedJson.value)
+
+  async function loadRecent(): Promise<void> {
+    try {
+      recent.value = await lab.notebookRecent()
+    } catch (e) {
+      error.value = toLabError(e).message
+    }
+  }
+
+  function show(nb: Notebook | null, file: string | null, rev: string | null): void {
+    notebook.value = nb
+    path.value = file
+    revision.value = rev
+    savedJson.value = nb ? JSON.stringify(nb) : ''
+    conflict.value = null
+  }
+
+  async function create(): Promise<void> {
+    busy.value = true
+    try {
+      const r = await lab.notebookNew()
+      show(r.notebook, null, null)
+      status.value = {}
+      migratedFrom.value = null
+      issues.value = []
+      error.value = null
+    } catch (e) {
+      error.value = toLabError(e).message
+    } finally {
+      busy.value = false
+    }
+  }
+
+  /** Opens a notebook; a file that does not load is reported with its problems and not shown. */
+  async function open(file: string): Promise<boolean> {
+    busy.value = true
+    try {
+      const doc = await lab.notebookOpen({ path: file })
+      issues.value = [...doc.issues]
+      if (!doc.notebook) {
+        error.value = `${doc.path} did not load; the file was not changed.`
+        return false
+      }
+      show(doc.notebook, doc.path, doc.revision)
+      status.value = doc.status
+      migratedFrom.value = doc.migratedFrom
+      error.value = null
+      await loadRecent()
+      return true
+    } catch (e) {
+      error.value = `Cannot open ${file}: ${toLabError(e).message}`
+      return false
+    } finally {
+      busy.value = false
+    }
+  }
+
+  /**
+   * Saves to `target` (Save As) or to the notebook's file. With `force`, a file changed on disk
+   * since it was opened is overwritten (the user said so); without it, the conflict is reported.
+   */
+  async function save(target?: string, force = false): Promise<boolean> {
+    const nb = notebook.value
+    const file = target ?? path.value
+    if (!nb || !file) return false
+    busy.value = true
+    try {
+      const expectedRevision = file === path.value ? revision.value : null
+      const r = await lab.notebookSave({ path: file, notebook: nb, expectedRevision, force })
+      show(nb, r.path, r.revision)
+      migratedFrom.value = null
+      error.value = null
+      await loadRecent()
+      return true
+    } catch (e) {
+      const msg = toLabError(e).message
+      if (msg.startsWith('conflict:')) conflict.value = msg.replace(/^conflict:\s*/, '')
+      else error.value = `Cannot save ${file}: ${msg}`
+      return false
+    } finally {
+      busy.value = false
+    }
+  }
+
+  /** Replaces the notebook in memory (the view edits through this, so `dirty` follows). */
+  function update(nb: Notebook): void {
+    notebook.value = nb
+  }
+
+  function close(): void {
+    show(null, null, null)
+    status.value = {}
+    issues.value = []
+    error.value = null
+    migratedFrom.value = null
+  }
+
+  return {
+    notebook,
+    path,
+    revision,
+    status,
+    migratedFrom,
+    issues,
+    recent,
+    error,
+    conflict,
+    busy,
+    dirty,
+    loadRecent,
+    create,
+    open,
+    save,
+    update,
+    close,
+  }
+})
