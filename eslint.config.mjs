@@ -153,9 +153,10 @@ export default tseslint.config(
               message: 'The renderer is a plain web page.',
             },
             {
-              // Except the pure, DOM-free Markdown renderer the HTML export also uses, so notes
-              // look the same in the app and in the report.
-              regex: '(^|/)src-main/(?!api/markdown$)',
+              // Except two pure, DOM-free helpers shared with the services: the Markdown renderer
+              // (notes look the same in the app and in the HTML export) and the recorded form of
+              // a run (a cell run in the app records what `mnlab notebook record` would).
+              regex: '(^|/)src-main/(?!api/(markdown|record)$)',
               allowTypeImports: true,
               message:
                 'Renderer may import only types from src-main (the LabApi contract); runtime goes through src/lab.ts.',

@@ -74,6 +74,20 @@ test('open the 2023 notebook, add a note, save as, reopen from Recent', async ({
     '## Mine',
   )
 
+  // Run a cell: its recipe runs in the services and the result is appended, current, unsaved.
+  const runs = loop.getByTestId('nb-status')
+  await expect(runs).toContainText('1 run recorded')
+  await loop.getByTestId('nb-run-cell').click()
+  await expect(runs).toContainText('2 runs recorded', { timeout: 60_000 })
+  await expect(runs).toHaveAttribute('data-status', 'current')
+  await expect(page.getByTestId('nb-dirty')).toBeVisible()
+  await expect(loop.getByTestId('nb-run-error')).toHaveCount(0)
+  await page.getByTestId('nb-save').click()
+  await expect(page.getByTestId('nb-dirty')).toHaveCount(0)
+  expect(
+    readFileSync(path.join(notebooksDir(), 'e2e-copy.mnlab.yaml'), 'utf8').match(/recipe_hash:/g)?.length,
+  ).toBe(onDisk.match(/recipe_hash:/g)!.length + 1)
+
   await page.getByTestId('nb-close').click()
   await expect(page.getByTestId('notebook-view')).toContainText('No notebook is open')
   const recent = page.getByTestId('nb-recent')

@@ -19,6 +19,7 @@ import {
   type ResultStatus,
 } from '../../api/notebook'
 import type { RunResult } from '../../engine'
+import { recordedResult } from '../../api/record'
 
 export type ParseResult =
   | {
@@ -326,27 +327,5 @@ export function recordResult(
   at: Date = new Date(),
   pinned = false,
 ): RecordedResult {
-  return {
-    recipe_hash: recipeHash(recipe, scenarioText),
-    engine: run.engineVersion,
-    at: at.toISOString(),
-    pinned,
-    policies: run.results.map((r) => ({
-      policy: r.policy,
-      verdict: r.verdict,
-      violated: Object.entries(r.invariants)
-        .filter(([, v]) => v === 'violated')
-        .map(([k]) => k),
-      expected: r.expected,
-      matches: r.matches,
-      cut_reason: r.stats.cutReason,
-      metrics: { ...r.metrics },
-      counterexamples: r.counterexamples.map((c) => ({
-        invariant: c.invariant,
-        schedule: [...c.schedule],
-        cycle: c.cycle ? [...c.cycle] : null,
-        why: c.why,
-      })),
-    })),
-  }
+  return recordedResult(run, recipeHash(recipe, scenarioText), at, pinned)
 }

@@ -5,8 +5,19 @@
  */
 import { defineStore } from 'pinia'
 import { computed, ref, shallowRef } from 'vue'
+import type { RunEvent, RunId } from '../../../src-main/api/labApi'
 import type { Notebook, NotebookIssue, RecentNotebook, ResultStatus } from '../../../src-main/api/notebook'
+import { recordedResult } from '../../../src-main/api/record'
 import { lab, toLabError } from '../lab'
+
+/** A run of one experiment cell: live until it finishes, fails or is cancelled. */
+export interface CellRun {
+  readonly runId: RunId | null
+  readonly recipeHash: string | null
+  readonly state: 'running' | 'failed' | 'cancelled'
+  readonly message: string | null
+  readonly elapsedMs: number
+}
 
 export const useNotebookStore = defineStore('notebook', () => {
   /** The notebook being shown, or null when none is open. */
@@ -27,6 +38,8 @@ export const useNotebookStore = defineStore('notebook', () => {
   /** Set when a save found the file changed on disk: the view asks before overwriting. */
   const conflict = ref<string | null>(null)
   const busy = ref(false)
+  /** Runs of experiment cells by cell id; a finished run becomes a recorded result and leaves. */
+  const runs = ref<Record<string, CellRun>>({})
   const dirty = computed(() => notebook.value !== null && JSON.stringify(notebook.value) !== savedJson.value)
 
   async function loadRecent(): Promise<void> {
@@ -117,7 +130,86 @@ export const useNotebookStore = defineStore('notebook', () => {
     notebook.value = nb
   }
 
+  let unsubscribe: (() => void) | null = null
+  /** Events that beat notebookRunCell's reply, by run id. */
+  const early = new Map<RunId, RunEvent[]>()
+
+  function cellOf(runId: RunId): string | null {
+    for (const [id, r] of Object.entries(runs.value)) if (r.runId === runId) return id
+    return null
+  }
+
+  function handle(e: RunEvent): void {
+    const cellId = cellOf(e.runId)
+    if (cellId === null) {
+      const pending = Object.values(runs.value).some((r) => r.runId === null && r.state === 'running')
+      if (pending) early.set(e.runId, [...(early.get(e.runId) ?? []), e])
+      return
+    }
+    const run = runs.value[cellId]!
+    const rest = { ...runs.value }
+    switch (e.kind) {
+      case 'progress':
+        runs.value = { ...rest, [cellId]: { ...run, elapsedMs: e.elapsedMs } }
+        break
+      case 'failed':
+        runs.value = { ...rest, [cellId]: { ...run, state: 'failed', message: e.message } }
+        break
+      case 'cancelled':
+        runs.value = { ...rest, [cellId]: { ...run, state: 'cancelled', message: 'cancelled' } }
+        break
+      case 'finished': {
+        delete rest[cellId]
+        runs.value = rest
+        const nb = notebook.value
+        if (!nb || run.recipeHash === null) return
+        const result = recordedResult(e.result, run.recipeHash, new Date(), false)
+        notebook.value = {
+          ...nb,
+          cells: nb.cells.map((c) =>
+            c.id === cellId && c.kind === 'experiment' ? { ...c, results: [...c.results, result] } : c,
+          ),
+        }
+        // Recorded just now from this recipe by this engine, through the services' hash: current.
+        status.value = { ...status.value, [cellId]: [...(status.value[cellId] ?? []), 'current'] }
+        break
+      }
+    }
+  }
+
+  /** Runs one experiment cell with its recipe; the result is appended to the cell (unsaved). */
+  async function runCell(cellId: string): Promise<void> {
+    const nb = notebook.value
+    if (!nb || runs.value[cellId]?.state === 'running') return
+    unsubscribe ??= lab.onDidRunEvent(handle)
+    runs.value = {
+      ...runs.value,
+      [cellId]: { runId: null, recipeHash: null, state: 'running', message: null, elapsedMs: 0 },
+    }
+    try {
+      const r = await lab.notebookRunCell({ notebookPath: path.value, cellId, notebook: nb })
+      runs.value = {
+        ...runs.value,
+        [cellId]: { ...runs.value[cellId]!, runId: r.runId, recipeHash: r.recipeHash },
+      }
+      const pending = early.get(r.runId) ?? []
+      early.clear()
+      for (const e of pending) handle(e)
+    } catch (e) {
+      runs.value = {
+        ...runs.value,
+        [cellId]: { ...runs.value[cellId]!, state: 'failed', message: toLabError(e).message },
+      }
+    }
+  }
+
+  async function cancelCell(cellId: string): Promise<void> {
+    const r = runs.value[cellId]
+    if (r?.runId != null && r.state === 'running') await lab.cancelRun({ runId: r.runId })
+  }
+
   function close(): void {
+    runs.value = {}
     show(null, null, null)
     status.value = {}
     issues.value = []
@@ -136,7 +228,10 @@ export const useNotebookStore = defineStore('notebook', () => {
     error,
     conflict,
     busy,
+    runs,
     dirty,
+    runCell,
+    cancelCell,
     loadRecent,
     create,
     open,
