@@ -4,11 +4,10 @@
  * need. Scenarios are served from a copy under test-results/, so saving files in a spec never
  * touches the catalogue. Needs the built renderer (`npx electron-vite build`).
  */
-import { spawn } from 'node:child_process'
 import { cpSync, existsSync, mkdirSync, rmSync } from 'node:fs'
 import path from 'node:path'
+import { ROOT, startHost } from './host'
 
-const ROOT = path.resolve(__dirname, '..')
 export const E2E_SCENARIOS = path.join(ROOT, 'test-results', 'e2e', 'scenarios')
 /** The host's notebooks folder is `notebooks` beside its scenarios folder (the example notebooks'
  * `../scenarios/` paths resolve there): a fresh copy too. */
@@ -29,31 +28,7 @@ export default async function globalSetup(): Promise<() => Promise<void>> {
   cpSync(path.join(ROOT, 'notebooks'), E2E_NOTEBOOKS, { recursive: true })
   rmSync(E2E_DATA, { recursive: true, force: true })
 
-  const child = spawn(process.execPath, ['bin/web.cjs', '--port', '0', '--scenarios', E2E_SCENARIOS], {
-    cwd: ROOT,
-    env: { ...process.env, MNLAB_DATA_DIR: E2E_DATA },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  let stderr = ''
-  child.stderr.on('data', (d: Buffer) => {
-    stderr += d.toString()
-  })
-  const url = await new Promise<string>((resolve, reject) => {
-    let out = ''
-    const timer = setTimeout(() => reject(new Error(`browser host did not start in 30 s\n${stderr}`)), 30_000)
-    child.stdout.on('data', (d: Buffer) => {
-      out += d.toString()
-      const m = /MMU Notifier Lab: (http:\/\/\S+)/.exec(out)
-      if (m) {
-        clearTimeout(timer)
-        resolve(m[1])
-      }
-    })
-    child.once('exit', (code) => {
-      clearTimeout(timer)
-      reject(new Error(`browser host exited with ${code}\n${stderr}`))
-    })
-  })
+  const { url, child } = await startHost(E2E_SCENARIOS, E2E_DATA)
   process.env.MNLAB_URL = url
   process.env.MNLAB_SCENARIOS = E2E_SCENARIOS
   process.env.MNLAB_NOTEBOOKS = E2E_NOTEBOOKS

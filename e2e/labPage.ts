@@ -22,8 +22,8 @@ export class LabPage {
     return u
   }
 
-  async open(): Promise<void> {
-    await this.page.goto(LabPage.url())
+  async open(url = LabPage.url()): Promise<void> {
+    await this.page.goto(url)
     await expect(this.page.getByTestId('scenario-item').first()).toBeVisible()
     await expect(this.page.locator('[data-testid="editor"] .view-lines')).toBeVisible()
   }

@@ -4,9 +4,10 @@
  * reopen from Recent; a file changed on disk is not overwritten without asking; a broken file is
  * reported at its line and left alone. The host serves a fresh copy of notebooks/ (globalSetup.ts).
  */
-import { readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { expect, test } from '@playwright/test'
+import { ROOT, startHost } from './host'
 import { LabPage } from './labPage'
 
 test.describe.configure({ mode: 'serial' })
@@ -130,4 +131,57 @@ test('a broken notebook is reported at its line and left as it is', async ({ pag
   await expect(page.getByTestId('nb-issues')).toContainText(/broken\.mnlab\.yaml:\d+:\d+: /)
   await expect(page.getByTestId('notebook-view')).toContainText('No notebook is open')
   expect(readFileSync(file, 'utf8')).toBe(text)
+})
+
+test('unsaved edits survive a killed host and are offered back', async ({ page }) => {
+  // A host of its own, with its own recovery area, so killing it leaves the shared host alone.
+  const data = path.join(ROOT, 'test-results', 'e2e', 'data-crash')
+  rmSync(data, { recursive: true, force: true })
+  const scenarios = process.env.MNLAB_SCENARIOS!
+  const first = await startHost(scenarios, data)
+  // The page loses its host on purpose: its event stream and requests fail until it reloads.
+  lab.allow(/ERR_CONNECTION_REFUSED|ERR_EMPTY_RESPONSE|Failed to load resource|EventSource/)
+  try {
+    await lab.open(first.url)
+    await page.getByTestId('tab-notebook').click()
+    await openByPath(page, 'cow-ordering-2017.mnlab.yaml')
+    await page.getByTestId('nb-add-note').click()
+    await page.getByTestId('nb-note-editor').fill('Unsaved before the kill')
+    await page.getByTestId('nb-note-done').click()
+    await expect(page.getByTestId('nb-dirty')).toBeVisible()
+    const recovery = path.join(data, 'recovery')
+    await expect
+      .poll(
+        () => (existsSync(recovery) ? readdirSync(recovery).filter((f) => f.endsWith('.json')).length : 0),
+        {
+          timeout: 15_000,
+        },
+      )
+      .toBe(1)
+  } finally {
+    first.child.kill('SIGKILL')
+  }
+
+  const second = await startHost(scenarios, data)
+  try {
+    await page.goto(second.url)
+    const offer = page.getByTestId('nb-recovery')
+    await expect(offer).toContainText(/Recover unsaved changes to cow-ordering-2017\.mnlab\.yaml from \d/)
+    await offer.getByTestId('nb-recover').click()
+    await expect(page.getByTestId('nb-file')).toContainText('cow-ordering-2017.mnlab.yaml')
+    await expect(page.getByTestId('nb-dirty')).toBeVisible()
+    await expect(page.getByTestId('nb-note').last()).toContainText('Unsaved before the kill')
+    // The file itself was never written.
+    expect(readFileSync(path.join(notebooksDir(), 'cow-ordering-2017.mnlab.yaml'), 'utf8')).not.toContain(
+      'Unsaved before the kill',
+    )
+    // Closing (and agreeing to lose the changes) removes the recovery copy.
+    page.once('dialog', (d) => void d.accept())
+    await page.getByTestId('nb-close').click()
+    await expect
+      .poll(() => readdirSync(path.join(data, 'recovery')).filter((f) => f.endsWith('.json')).length)
+      .toBe(0)
+  } finally {
+    second.child.kill('SIGTERM')
+  }
 })

@@ -194,4 +194,7 @@ export interface RecoveryEntry {
   /** ISO time of the autosave. */
   readonly savedAt: string
   readonly text: string
+  /** The autosaved notebook, or null with `issues` if the copy does not load (it is kept). */
+  readonly notebook: Notebook | null
+  readonly issues: readonly NotebookIssue[]
 }

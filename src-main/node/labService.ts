@@ -589,7 +589,13 @@ export function createLabService(options: LabServiceOptions): LabService {
     await store.autosave(r.key, abs, serializeNotebook(r.notebook)).catch(storeError)
   }
 
-  const notebookRecoverable: LabApi['notebookRecoverable'] = () => store.recoverable()
+  const notebookRecoverable: LabApi['notebookRecoverable'] = async () =>
+    (await store.recoverable()).map((e) => {
+      const parsed = parseNotebook(e.text, e.path ?? `recovery:${e.key}`)
+      return parsed.ok
+        ? { ...e, notebook: parsed.notebook, issues: [] }
+        : { ...e, notebook: null, issues: parsed.issues }
+    })
 
   const notebookDiscardRecovery: LabApi['notebookDiscardRecovery'] = async (req) => {
     const { key } = parseRequest('notebookDiscardRecovery', req) as { key: string }

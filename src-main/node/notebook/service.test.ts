@@ -142,6 +142,8 @@ describe('notebook methods of the lab service', () => {
     const list = await svc.notebookRecoverable()
     expect(list.map((r) => r.key).sort()).toEqual(['k1', 'k2'])
     expect(list.find((r) => r.key === 'k1')!.path).toBe(path.join(dir, 'notebooks', 'a.mnlab.yaml'))
+    // The copy comes back parsed, ready to show: the same notebook that was autosaved.
+    expect(list.find((r) => r.key === 'k2')!.notebook).toEqual({ ...nb, title: 'untitled' })
     await svc.notebookDiscardRecovery({ key: 'k2' })
     await svc.notebookSave({ path: 'a.mnlab.yaml', notebook: nb, expectedRevision: null })
     expect(await svc.notebookRecoverable()).toEqual([])

@@ -14,6 +14,9 @@ import { promises as fs } from 'node:fs'
 import path from 'node:path'
 import type { RecentNotebook, RecoveryEntry } from '../../api/notebook'
 
+/** A recovery copy as stored: its text (the services parse it for the app). */
+export type StoredRecovery = Omit<RecoveryEntry, 'notebook' | 'issues'>
+
 export const RECENT_MAX = 10
 const KEY = /^[A-Za-z0-9_-]{1,100}$/
 
@@ -80,7 +83,7 @@ export interface NotebookStore {
   /** Atomic save guarded by the expected revision; drops recovery copies of this file. Returns the new revision. */
   save(file: string, text: string, opts: SaveOptions): Promise<{ revision: string }>
   autosave(key: string, file: string | null, text: string): Promise<void>
-  recoverable(): Promise<RecoveryEntry[]>
+  recoverable(): Promise<StoredRecovery[]>
   discardRecovery(key: string): Promise<void>
   recent(): Promise<RecentNotebook[]>
   addRecent(file: string): Promise<RecentNotebook[]>
@@ -114,7 +117,7 @@ export function createNotebookStore(dataDir: string, now: () => Date = () => new
       if (isMissing(e)) return []
       throw e
     }
-    const out: RecoveryEntry[] = []
+    const out: StoredRecovery[] = []
     for (const n of names.filter((x) => x.endsWith('.json')).sort()) {
       const key = n.slice(0, -'.json'.length)
       if (!KEY.test(key)) continue

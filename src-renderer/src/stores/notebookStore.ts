@@ -4,9 +4,15 @@
  * services do the file work (atomic writes, revision checks); this store only keeps the view's state.
  */
 import { defineStore } from 'pinia'
-import { computed, ref, shallowRef } from 'vue'
+import { computed, ref, shallowRef, watch } from 'vue'
 import type { RunEvent, RunId } from '../../../src-main/api/labApi'
-import type { Notebook, NotebookIssue, RecentNotebook, ResultStatus } from '../../../src-main/api/notebook'
+import type {
+  Notebook,
+  NotebookIssue,
+  RecentNotebook,
+  RecoveryEntry,
+  ResultStatus,
+} from '../../../src-main/api/notebook'
 import { recordedResult } from '../../../src-main/api/record'
 import { lab, toLabError } from '../lab'
 
@@ -17,6 +23,15 @@ export interface CellRun {
   readonly state: 'running' | 'failed' | 'cancelled'
   readonly message: string | null
   readonly elapsedMs: number
+}
+
+/** Unsaved changes go to the recovery area this long after the last edit. */
+export const AUTOSAVE_DELAY_MS = 2000
+
+/** A key for this window's recovery copy (letters, digits, _ and -). */
+function newKey(): string {
+  const rand = Array.from(crypto.getRandomValues(new Uint8Array(8)), (b) => b.toString(16).padStart(2, '0'))
+  return `nb-${Date.now().toString(36)}-${rand.join('')}`
 }
 
 export const useNotebookStore = defineStore('notebook', () => {
@@ -38,6 +53,10 @@ export const useNotebookStore = defineStore('notebook', () => {
   /** Set when a save found the file changed on disk: the view asks before overwriting. */
   const conflict = ref<string | null>(null)
   const busy = ref(false)
+  /** Recovery copies left by a crash or a kill, offered back to the user. */
+  const recoverable = ref<RecoveryEntry[]>([])
+  /** This notebook's recovery key; a recovered notebook keeps the key of its copy. */
+  let key = newKey()
   /** Runs of experiment cells by cell id; a finished run becomes a recorded result and leaves. */
   const runs = ref<Record<string, CellRun>>({})
   const dirty = computed(() => notebook.value !== null && JSON.stringify(notebook.value) !== savedJson.value)
@@ -112,6 +131,7 @@ export const useNotebookStore = defineStore('notebook', () => {
       const r = await lab.notebookSave({ path: file, notebook: nb, expectedRevision, force })
       show(nb, r.path, r.revision)
       migratedFrom.value = null
+      await dropRecovery(key)
       error.value = null
       await loadRecent()
       return true
@@ -128,6 +148,90 @@ export const useNotebookStore = defineStore('notebook', () => {
   /** Replaces the notebook in memory (the view edits through this, so `dirty` follows). */
   function update(nb: Notebook): void {
     notebook.value = nb
+  }
+
+  let autosaveTimer: ReturnType<typeof setTimeout> | null = null
+  async function autosaveNow(): Promise<void> {
+    autosaveTimer = null
+    const nb = notebook.value
+    if (!nb || !dirty.value) return
+    if (busy.value) {
+      // A save or open is under way: try again once it is done.
+      autosaveTimer = setTimeout(() => void autosaveNow(), AUTOSAVE_DELAY_MS)
+      return
+    }
+    try {
+      await lab.notebookAutosave({ key, path: path.value, notebook: nb })
+      // Saved or closed meanwhile: the copy is not needed.
+      if (!dirty.value) await dropRecovery(key)
+    } catch (e) {
+      error.value = `Autosave failed: ${toLabError(e).message}`
+    }
+  }
+  // Every change to an unsaved notebook is autosaved a moment later (not on every keystroke).
+  watch(notebook, () => {
+    if (dirty.value && autosaveTimer === null)
+      autosaveTimer = setTimeout(() => void autosaveNow(), AUTOSAVE_DELAY_MS)
+  })
+
+  async function dropRecovery(k: string): Promise<void> {
+    try {
+      await lab.notebookDiscardRecovery({ key: k })
+    } catch {
+      // Nothing to discard is fine.
+    }
+  }
+
+  async function loadRecoverable(): Promise<void> {
+    try {
+      recoverable.value = await lab.notebookRecoverable()
+    } catch (e) {
+      error.value = toLabError(e).message
+    }
+  }
+
+  /**
+   * Shows a recovery copy as an unsaved notebook. With a file, the file is opened first for its
+   * revision (so a save still notices someone else's change) and its results' status.
+   */
+  async function recover(entry: RecoveryEntry): Promise<void> {
+    if (!entry.notebook) return
+    if (entry.path !== null) {
+      if (!(await open(entry.path))) return
+    } else {
+      show(null, null, null)
+      status.value = {}
+    }
+    const disk = notebook.value
+    notebook.value = entry.notebook
+    // Results the file has keep their status; results only in the copy are not checked yet.
+    const kept: Record<string, ResultStatus[]> = {}
+    for (const c of entry.notebook.cells) {
+      if (c.kind !== 'experiment') continue
+      const before = disk?.cells.find((d) => d.id === c.id)
+      const st = status.value[c.id] ?? []
+      // The longest common prefix keeps indices aligned (runs append; a later result never moves).
+      const same: ResultStatus[] = []
+      for (let i = 0; i < c.results.length; i++) {
+        const s = st[i]
+        if (
+          before?.kind !== 'experiment' ||
+          !s ||
+          JSON.stringify(before.results[i]) !== JSON.stringify(c.results[i])
+        )
+          break
+        same.push(s)
+      }
+      kept[c.id] = same
+    }
+    status.value = kept
+    key = entry.key
+    recoverable.value = recoverable.value.filter((e) => e.key !== entry.key)
+  }
+
+  async function discardRecoverable(entry: RecoveryEntry): Promise<void> {
+    await dropRecovery(entry.key)
+    recoverable.value = recoverable.value.filter((e) => e.key !== entry.key)
   }
 
   let unsubscribe: (() => void) | null = null
@@ -209,6 +313,10 @@ export const useNotebookStore = defineStore('notebook', () => {
   }
 
   function close(): void {
+    if (autosaveTimer !== null) clearTimeout(autosaveTimer)
+    autosaveTimer = null
+    void dropRecovery(key)
+    key = newKey()
     runs.value = {}
     show(null, null, null)
     status.value = {}
@@ -229,7 +337,11 @@ export const useNotebookStore = defineStore('notebook', () => {
     conflict,
     busy,
     runs,
+    recoverable,
     dirty,
+    loadRecoverable,
+    recover,
+    discardRecoverable,
     runCell,
     cancelCell,
     loadRecent,
