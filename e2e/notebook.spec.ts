@@ -89,6 +89,17 @@ test('open the 2023 notebook, add a note, save as, reopen from Recent', async ({
     readFileSync(path.join(notebooksDir(), 'e2e-copy.mnlab.yaml'), 'utf8').match(/recipe_hash:/g)?.length,
   ).toBe(onDisk.match(/recipe_hash:/g)!.length + 1)
 
+  // Export: a self-contained HTML report with the notes and the verdicts, downloaded as a file.
+  const [download] = await Promise.all([
+    page.waitForEvent('download'),
+    page.getByTestId('nb-export-html').click(),
+  ])
+  expect(download.suggestedFilename()).toBe('e2e-copy.html')
+  const html = readFileSync((await download.path())!, 'utf8')
+  expect(html).toContain('<h3>Mine</h3>')
+  expect(html).toContain('The loop: an SMMU without BTM')
+  expect(html).not.toMatch(/<script/i)
+
   await page.getByTestId('nb-close').click()
   await expect(page.getByTestId('notebook-view')).toContainText('No notebook is open')
   const recent = page.getByTestId('nb-recent')

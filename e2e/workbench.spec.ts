@@ -120,6 +120,19 @@ test('the upgrade scenario: two policies side by side with synchronised scrollin
     await expect.poll(() => rs.evaluate((el) => el.scrollTop)).toBeGreaterThan(0)
   }
   await lab.screenshot('04-side-by-side')
+
+  // "Copy as LKML timeline": [Time N] blocks, one line per thread, ready for a mail.
+  await page.context().grantPermissions(['clipboard-read', 'clipboard-write'])
+  const cx = page.locator('[data-testid="counterexample"][data-policy="start-end"]').first()
+  await cx.getByTestId('copy-lkml').click()
+  await expect(cx.getByTestId('copy-lkml')).toHaveText('Copied')
+  // A string expression: the e2e tsconfig has no DOM types.
+  const mail = await page.evaluate<string>('navigator.clipboard.readText()')
+  expect(mail).toMatch(/^\[Time N\] -+$/m)
+  expect(mail).toMatch(/^DEV-thread-0 \{write P 7; /m)
+  expect(mail).toContain('repeats forever')
+  expect(mail).toContain('policy: start-end')
+  await expect(page.getByTestId('lkml-error')).toHaveCount(0)
 })
 
 test('a long run shows progress and cancels promptly', async ({ page }) => {

@@ -312,6 +312,11 @@ export const useNotebookStore = defineStore('notebook', () => {
     if (r?.runId != null && r.state === 'running') await lab.cancelRun({ runId: r.runId })
   }
 
+  /** The notebook as a self-contained Markdown or HTML report (the services render it). */
+  function exportText(nb: Notebook, format: 'markdown' | 'html'): Promise<string> {
+    return lab.notebookExport({ notebook: nb, format })
+  }
+
   function close(): void {
     if (autosaveTimer !== null) clearTimeout(autosaveTimer)
     autosaveTimer = null
@@ -344,6 +349,7 @@ export const useNotebookStore = defineStore('notebook', () => {
     discardRecoverable,
     runCell,
     cancelCell,
+    exportText,
     loadRecent,
     create,
     open,

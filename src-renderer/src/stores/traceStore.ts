@@ -106,6 +106,24 @@ export const useTraceStore = defineStore('trace', () => {
     }
   }
 
+  /**
+   * A counterexample as plain text in the style of Documentation/vm/mmu_notifier.txt (`[Time N]`
+   * blocks, one line per thread), ready for a mail; the services re-run the schedule to write it.
+   */
+  async function lkmlTimeline(
+    policy: string,
+    schedule: readonly string[],
+    cycle: readonly string[] | null,
+  ): Promise<string> {
+    return lab.lkmlTimeline({
+      text: run.resultText,
+      file: run.resultFile,
+      policy,
+      schedule: [...schedule],
+      cycle: cycle ? [...cycle] : null,
+    })
+  }
+
   function select(side: Side, row: number): void {
     selected.value = { side, row }
   }
@@ -137,6 +155,7 @@ export const useTraceStore = defineStore('trace', () => {
     showKey,
     openCounterexample,
     replay,
+    lkmlTimeline,
     select,
     selectedRecord,
     clear,
