@@ -62,6 +62,7 @@ test('open the 2023 notebook, add a note, save as, reopen from Recent', async ({
   await expect(mine.locator('img')).toHaveCount(0)
   await expect(mine).toContainText('<img src=x onerror=alert(1)>')
   await expect(page.getByTestId('nb-dirty')).toBeVisible()
+  await expect(page).toHaveTitle(/^● Notify on PTE permission upgrades/)
 
   await page.getByTestId('nb-save-as').click()
   await page.getByTestId('nb-save-as-path').fill('e2e-copy')
@@ -130,6 +131,30 @@ test('a notebook changed on disk is not overwritten without asking', async ({ pa
   await expect(page.getByTestId('nb-conflict')).toHaveCount(0)
   await expect(page.getByTestId('nb-dirty')).toHaveCount(0)
   expect(readFileSync(file, 'utf8')).toContain('title: My title')
+})
+
+test('editing the scenario of an experiment marks its recorded result stale', async ({ page }) => {
+  // The cow notebook's first experiment runs a scenario file by path; change that file.
+  const nbText = readFileSync(path.join(notebooksDir(), 'cow-ordering-2017.mnlab.yaml'), 'utf8')
+  const rel = /path: (\.\.\/scenarios\/\S+)/.exec(nbText)![1]!
+  const scenarioFile = path.join(notebooksDir(), rel)
+  const before = readFileSync(scenarioFile, 'utf8')
+  try {
+    writeFileSync(
+      scenarioFile,
+      `${before}\n# edited by the e2e: any change to the text changes the recipe hash\n`,
+    )
+    await openByPath(page, 'cow-ordering-2017.mnlab.yaml')
+    const uses = page.locator('[data-testid="nb-experiment"]').filter({ hasText: rel })
+    await expect(uses.first().getByTestId('nb-status')).toHaveAttribute('data-status', 'stale-recipe')
+    await expect(uses.first().getByTestId('nb-status')).toContainText('stale')
+  } finally {
+    writeFileSync(scenarioFile, before)
+  }
+  await page.getByTestId('nb-close').click()
+  await openByPath(page, 'cow-ordering-2017.mnlab.yaml')
+  const again = page.locator('[data-testid="nb-experiment"]').filter({ hasText: rel })
+  await expect(again.first().getByTestId('nb-status')).toHaveAttribute('data-status', 'current')
 })
 
 test('a broken notebook is reported at its line and left as it is', async ({ page }) => {

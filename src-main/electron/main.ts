@@ -71,6 +71,19 @@ function createWindow(): void {
     },
   })
   win.webContents.on('will-navigate', (e) => e.preventDefault())
+  // The renderer cancels unload while a notebook or scenario has unsaved changes; Electron then
+  // closes nothing and shows nothing, so ask here (calling preventDefault lets the close go on).
+  win.webContents.on('will-prevent-unload', (e) => {
+    const choice = dialog.showMessageBoxSync(win, {
+      type: 'question',
+      buttons: ['Close and lose them', 'Cancel'],
+      defaultId: 1,
+      cancelId: 1,
+      message: 'You have unsaved changes.',
+      detail: 'Unsaved notebook changes stay in the recovery area and are offered at the next start.',
+    })
+    if (choice === 0) e.preventDefault()
+  })
   win.webContents.setWindowOpenHandler(() => ({ action: 'deny' }))
   // electron-vite sets ELECTRON_RENDERER_URL in dev; a build loads the bundled renderer from disk.
   if (devUrl) void win.loadURL(devUrl)
