@@ -90,6 +90,21 @@ test('open the 2023 notebook, add a note, save as, reopen from Recent', async ({
     readFileSync(path.join(notebooksDir(), 'e2e-copy.mnlab.yaml'), 'utf8').match(/recipe_hash:/g)?.length,
   ).toBe(onDisk.match(/recipe_hash:/g)!.length + 1)
 
+  // Two runs of one recipe, compared side by side: same verdicts; then pin the new one.
+  await loop.getByTestId('nb-runs').locator('summary').click()
+  await loop.getByTestId('nb-pick').nth(0).check()
+  await loop.getByTestId('nb-pick').nth(1).check()
+  const compare = loop.getByTestId('nb-compare')
+  await expect(compare.getByTestId('nb-compare-row')).toHaveCount(3)
+  await expect(compare.locator('[data-testid="nb-compare-row"][data-changed="true"]')).toHaveCount(0)
+  await expect(compare.locator('[data-policy="start-end"]')).toContainText('violated')
+  await loop.getByTestId('nb-pin').nth(1).click()
+  await expect(loop.getByTestId('nb-pin').nth(1)).toHaveAttribute('aria-pressed', 'true')
+  await expect(page.getByTestId('nb-dirty')).toBeVisible()
+  await page.getByTestId('nb-save').click()
+  await expect(page.getByTestId('nb-dirty')).toHaveCount(0)
+  await lab.screenshot('21-notebook-compare')
+
   // Export: a self-contained HTML report with the notes and the verdicts, downloaded as a file.
   const [download] = await Promise.all([
     page.waitForEvent('download'),

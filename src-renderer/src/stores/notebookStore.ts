@@ -312,6 +312,20 @@ export const useNotebookStore = defineStore('notebook', () => {
     if (r?.runId != null && r.state === 'running') await lab.cancelRun({ runId: r.runId })
   }
 
+  /** Pins or unpins one recorded result; the latest pinned result is the cell's reference. */
+  function togglePin(cellId: string, index: number): void {
+    const nb = notebook.value
+    if (!nb) return
+    notebook.value = {
+      ...nb,
+      cells: nb.cells.map((c) =>
+        c.id === cellId && c.kind === 'experiment'
+          ? { ...c, results: c.results.map((r, i) => (i === index ? { ...r, pinned: !r.pinned } : r)) }
+          : c,
+      ),
+    }
+  }
+
   /** The notebook as a self-contained Markdown or HTML report (the services render it). */
   function exportText(nb: Notebook, format: 'markdown' | 'html'): Promise<string> {
     return lab.notebookExport({ notebook: nb, format })
@@ -350,6 +364,7 @@ export const useNotebookStore = defineStore('notebook', () => {
     runCell,
     cancelCell,
     exportText,
+    togglePin,
     loadRecent,
     create,
     open,
