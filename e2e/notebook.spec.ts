@@ -128,6 +128,60 @@ test('open the 2023 notebook, add a note, save as, reopen from Recent', async ({
   ).toHaveAttribute('data-status', 'current')
 })
 
+test('a new notebook: a note and two experiments, run, saved, reopened after a reload', async ({ page }) => {
+  await page.getByTestId('nb-new').click()
+  await page.getByTestId('nb-title').fill('Upgrade loop, two ways')
+  await page.getByTestId('nb-add-note').click()
+  await page.getByTestId('nb-note-editor').fill('Does the arch hook fix the loop?')
+  await page.getByTestId('nb-note-done').click()
+
+  // Experiments come from the Scenario tab's text and the selected policies.
+  await page.getByTestId('tab-scenario').click()
+  await lab.openScenario('upgrade-loop.smmu-no-btm.yaml')
+  await lab.selectPolicies(['start-end', 'arch-hook'])
+  await page.getByTestId('tab-notebook').click()
+  await page.getByTestId('nb-add-experiment').click()
+  await page.getByTestId('tab-scenario').click()
+  await lab.selectPolicies(['invalidate-range'])
+  await page.getByTestId('tab-notebook').click()
+  await page.getByTestId('nb-add-experiment').click()
+  const exps = page.getByTestId('nb-experiment')
+  await expect(exps).toHaveCount(2)
+  await expect(exps.nth(0)).toContainText('RO->RW upgrade in place')
+  for (const i of [0, 1]) {
+    await exps.nth(i).getByTestId('nb-run-cell').click()
+    await expect(exps.nth(i).getByTestId('nb-status')).toHaveAttribute('data-status', 'current', {
+      timeout: 60_000,
+    })
+  }
+  await expect(exps.nth(0).locator('[data-testid="nb-verdict"][data-policy="start-end"]')).toHaveAttribute(
+    'data-verdict',
+    'violated',
+  )
+  await expect(exps.nth(0).locator('[data-testid="nb-verdict"][data-policy="arch-hook"]')).toHaveAttribute(
+    'data-verdict',
+    'holds',
+  )
+  await expect(
+    exps.nth(1).locator('[data-testid="nb-verdict"][data-policy="invalidate-range"]'),
+  ).toHaveAttribute('data-verdict', 'violated')
+  await page.getByTestId('nb-save').click()
+  await page.getByTestId('nb-save-as-path').fill('e2e-new')
+  await page.getByTestId('nb-save-as-submit').click()
+  await expect(page.getByTestId('nb-dirty')).toHaveCount(0)
+
+  await page.reload()
+  await page.getByTestId('tab-notebook').click()
+  const recent = page.getByTestId('nb-recent')
+  const value = await recent.locator('option', { hasText: 'e2e-new.mnlab.yaml' }).getAttribute('value')
+  await recent.selectOption(value ?? '')
+  await expect(page.getByTestId('nb-title')).toHaveValue('Upgrade loop, two ways')
+  await expect(page.getByTestId('nb-note')).toContainText('Does the arch hook fix the loop?')
+  await expect(exps).toHaveCount(2)
+  for (const i of [0, 1])
+    await expect(exps.nth(i).getByTestId('nb-status')).toHaveAttribute('data-status', 'current')
+})
+
 test('a notebook changed on disk is not overwritten without asking', async ({ page }) => {
   await openByPath(page, 'e2e-copy.mnlab.yaml')
   const file = path.join(notebooksDir(), 'e2e-copy.mnlab.yaml')

@@ -10,6 +10,7 @@ import type {
   Notebook,
   NotebookIssue,
   RecentNotebook,
+  Recipe,
   RecoveryEntry,
   ResultStatus,
 } from '../../../src-main/api/notebook'
@@ -312,6 +313,27 @@ export const useNotebookStore = defineStore('notebook', () => {
     if (r?.runId != null && r.state === 'running') await lab.cancelRun({ runId: r.runId })
   }
 
+  /**
+   * Appends an experiment cell with no results yet: the scenario inline (so the notebook stays
+   * self-contained) and the recipe as given. Returns the new cell's id.
+   */
+  function addExperiment(title: string, scenarioText: string, recipe: Recipe): string | null {
+    const nb = notebook.value
+    if (!nb) return null
+    const ids = new Set(nb.cells.map((c) => c.id))
+    let k = nb.cells.filter((c) => c.kind === 'experiment').length + 1
+    while (ids.has(`experiment-${k}`)) k++
+    const id = `experiment-${k}`
+    notebook.value = {
+      ...nb,
+      cells: [
+        ...nb.cells,
+        { kind: 'experiment', id, title, scenario: { inline: scenarioText }, recipe, results: [] },
+      ],
+    }
+    return id
+  }
+
   /** Pins or unpins one recorded result; the latest pinned result is the cell's reference. */
   function togglePin(cellId: string, index: number): void {
     const nb = notebook.value
@@ -365,6 +387,7 @@ export const useNotebookStore = defineStore('notebook', () => {
     cancelCell,
     exportText,
     togglePin,
+    addExperiment,
     loadRecent,
     create,
     open,
