@@ -4,7 +4,7 @@
  * and the workbench records a cell run with it, with the recipe hash the services computed.
  */
 import type { RunResult } from '../engine/results'
-import type { RecordedResult } from './notebook'
+import type { ExperimentCell, RecordedResult } from './notebook'
 
 export function recordedResult(
   run: RunResult,
@@ -35,4 +35,20 @@ export function recordedResult(
       })),
     })),
   }
+}
+
+/** The metrics a recorded result keeps, in the order reports and the app show them. */
+export const RECORDED_METRICS = [
+  'notifier_calls',
+  'secondary_invalidations',
+  'device_faults',
+  'mirror_zaps',
+  'cpu_tlb_flushes',
+  'sim_ns',
+] as const
+
+/** Index of the result shown for a cell: the latest pinned one, else the latest; -1 if none. */
+export function referenceIndex(cell: ExperimentCell): number {
+  for (let i = cell.results.length - 1; i >= 0; i--) if (cell.results[i]!.pinned) return i
+  return cell.results.length - 1
 }

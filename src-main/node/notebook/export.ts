@@ -5,17 +5,11 @@
  * http(s) links are recognised.
  */
 import { escapeHtml, markdownToHtml } from '../../api/markdown'
+import { RECORDED_METRICS } from '../../api/record'
 import type { ExperimentCell, Notebook, RecordedPolicy } from '../../api/notebook'
 import { referenceResult } from './format'
 
-const METRICS = [
-  'notifier_calls',
-  'secondary_invalidations',
-  'device_faults',
-  'mirror_zaps',
-  'cpu_tlb_flushes',
-  'sim_ns',
-] as const
+const METRICS = RECORDED_METRICS
 const INVARIANTS = ['use-after-free', 'stale-after-return', 'lost-write', 'progress', 'forbid']
 
 function scenarioLabel(cell: ExperimentCell): string {

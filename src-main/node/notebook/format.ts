@@ -19,7 +19,7 @@ import {
   type ResultStatus,
 } from '../../api/notebook'
 import type { RunResult } from '../../engine'
-import { recordedResult } from '../../api/record'
+import { recordedResult, referenceIndex } from '../../api/record'
 
 export type ParseResult =
   | {
@@ -298,8 +298,7 @@ export function recipeHash(recipe: Recipe, scenarioText: string): string {
 
 /** The result shown for a cell: the latest pinned one, else the latest. */
 export function referenceResult(cell: ExperimentCell): RecordedResult | null {
-  const pinned = cell.results.filter((r) => r.pinned)
-  return pinned.at(-1) ?? cell.results.at(-1) ?? null
+  return cell.results[referenceIndex(cell)] ?? null
 }
 
 /**

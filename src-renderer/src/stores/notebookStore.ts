@@ -8,6 +8,7 @@ import { computed, ref, shallowRef, watch } from 'vue'
 import type { RunEvent, RunId } from '../../../src-main/api/labApi'
 import type {
   Notebook,
+  Cell,
   NotebookIssue,
   RecentNotebook,
   Recipe,
@@ -318,20 +319,32 @@ export const useNotebookStore = defineStore('notebook', () => {
    * self-contained) and the recipe as given. Returns the new cell's id.
    */
   function addExperiment(title: string, scenarioText: string, recipe: Recipe): string | null {
+    return append((id) => ({
+      kind: 'experiment',
+      id,
+      title,
+      scenario: { inline: scenarioText },
+      recipe,
+      results: [],
+    }))
+  }
+
+  /** Appends an empty note cell. Returns its id. */
+  function addNote(): string | null {
+    return append((id) => ({ kind: 'note', id, markdown: '' }))
+  }
+
+  /** Appends a cell under the first free id `<kind>-N`. */
+  function append(make: (id: string) => Cell): string | null {
     const nb = notebook.value
     if (!nb) return null
+    const kind = make('x').kind
     const ids = new Set(nb.cells.map((c) => c.id))
-    let k = nb.cells.filter((c) => c.kind === 'experiment').length + 1
-    while (ids.has(`experiment-${k}`)) k++
-    const id = `experiment-${k}`
-    notebook.value = {
-      ...nb,
-      cells: [
-        ...nb.cells,
-        { kind: 'experiment', id, title, scenario: { inline: scenarioText }, recipe, results: [] },
-      ],
-    }
-    return id
+    let k = nb.cells.filter((c) => c.kind === kind).length + 1
+    while (ids.has(`${kind}-${k}`)) k++
+    const cell = make(`${kind}-${k}`)
+    notebook.value = { ...nb, cells: [...nb.cells, cell] }
+    return cell.id
   }
 
   /** Pins or unpins one recorded result; the latest pinned result is the cell's reference. */
@@ -388,6 +401,7 @@ export const useNotebookStore = defineStore('notebook', () => {
     exportText,
     togglePin,
     addExperiment,
+    addNote,
     loadRecent,
     create,
     open,
