@@ -10,24 +10,14 @@
  * synchronize against the special swap migration pte"): ->invalidate_range came at range_end,
  * still before the copy (reference 3.8).
  */
-import { ZERO_PFN } from '../state'
 import { flag, num, type Proc } from './proc'
-import { rmapRangeStart, rmapUnmap } from './rmap'
+import { isolateMappedFolio, rmapRangeStart, rmapUnmap } from './rmap'
 
 export const migrate: Proc = {
   /** migrate_folio_unmap(): isolate and lock the folio (a reference), allocate the destination. */
   start: {
     run: (c, f) => {
-      const mm = c.mmIndex
-      const page = num(f, 'page')
-      const pte = c.pte(mm, page)
-      if (!pte || !pte.present || pte.pfn === ZERO_PFN) {
-        c.emit('info', 'migrate_pages', `${c.pageName(page)}: no mapped anon page to migrate`)
-        c.ret()
-        return
-      }
-      c.getFrame(pte.pfn)
-      f.l.pfn = pte.pfn
+      if (isolateMappedFolio(c, f, 'migrate_pages', 'migrate') === null) return
       f.l.new = c.allocFrame(0, 'get_new_folio (destination)')
       c.goto('rs')
     },

@@ -9,26 +9,17 @@
  * PTL right after the clear in the swap path ("We have to invalidate as we cleared the pte",
  * Glisse 2017), and again at range_end (reference 3.9).
  */
-import { ZERO_PFN } from '../state'
 import { flag, num, type Proc } from './proc'
-import { rmapRangeStart, rmapUnmap } from './rmap'
+import { isolateMappedFolio, rmapRangeStart, rmapUnmap } from './rmap'
 
 export const reclaim: Proc = {
   /** Isolate and lock the folio (a reference), add_to_swap(): a slot, the folio in the swap cache. */
   start: {
     run: (c, f) => {
-      const mm = c.mmIndex
-      const page = num(f, 'page')
-      const pte = c.pte(mm, page)
-      if (!pte || !pte.present || pte.pfn === ZERO_PFN) {
-        c.emit('info', 'shrink_folio_list', `${c.pageName(page)}: no mapped anon page to reclaim`)
-        c.ret()
-        return
-      }
-      c.getFrame(pte.pfn)
-      f.l.pfn = pte.pfn
-      f.l.slot = c.swapAlloc(pte.pfn)
-      c.emit('info', 'add_to_swap', `pfn ${pte.pfn} -> swap slot ${num(f, 'slot')}`)
+      const pfn = isolateMappedFolio(c, f, 'shrink_folio_list', 'reclaim')
+      if (pfn === null) return
+      f.l.slot = c.swapAlloc(pfn)
+      c.emit('info', 'add_to_swap', `pfn ${pfn} -> swap slot ${num(f, 'slot')}`)
       c.goto('rs')
     },
   },

@@ -7,8 +7,26 @@
  * entry, page_remove_rmap() and folio_put() the PTE's reference.
  */
 import type { Ctx } from '../ctx'
-import type { CallFrame, Pte } from '../state'
+import { ZERO_PFN, type CallFrame, type Pte } from '../state'
 import { num, type PcHandler } from './proc'
+
+/**
+ * The common start of migrate_folio_unmap() and shrink_folio_list(): find the mapped anon folio
+ * of the frame's page, take a reference (isolate and lock) and keep its pfn in `f.l.pfn`.
+ * Returns the pfn, or null (after an info event and ret) when there is no such folio.
+ */
+export function isolateMappedFolio(c: Ctx, f: CallFrame, kfn: string, what: string): number | null {
+  const page = num(f, 'page')
+  const pte = c.pte(c.mmIndex, page)
+  if (!pte || !pte.present || pte.pfn === ZERO_PFN) {
+    c.emit('info', kfn, `${c.pageName(page)}: no mapped anon page to ${what}`)
+    c.ret()
+    return null
+  }
+  c.getFrame(pte.pfn)
+  f.l.pfn = pte.pfn
+  return pte.pfn
+}
 
 /** try_to_*_one(): mmu_notifier_invalidate_range_start(MMU_NOTIFY_CLEAR), then the unmap step. */
 export const rmapRangeStart: PcHandler = {
