@@ -226,6 +226,92 @@ test('editing the scenario of an experiment marks its recorded result stale', as
   await expect(again.first().getByTestId('nb-status')).toHaveAttribute('data-status', 'current')
 })
 
+test('editing a cell: recipe edits go stale and back, bad input is refused, the edited recipe runs', async ({
+  page,
+}) => {
+  await openByPath(page, 'permission-upgrade-2023.mnlab.yaml')
+  const loop = page.locator('[data-testid="nb-experiment"][data-cell="the-loop"]')
+  const status = loop.getByTestId('nb-status')
+  await expect(status).toHaveAttribute('data-status', 'current')
+
+  // Another seed: the recipe no longer matches the recorded result.
+  await loop.getByTestId('nb-edit-cell').click()
+  const editor = loop.getByTestId('nb-cell-editor')
+  await expect(editor.getByTestId('nb-edit-seed')).toHaveValue('1')
+  await editor.getByTestId('nb-edit-seed').fill('7')
+  await editor.getByTestId('nb-edit-apply').click()
+  await expect(editor).toHaveCount(0)
+  await expect(status).toHaveAttribute('data-status', 'stale-recipe')
+  await expect(page.getByTestId('nb-dirty')).toHaveCount(1)
+  await expect(loop).toContainText('seed 7')
+
+  // Back to seed 1: the same recipe hash, current again.
+  await loop.getByTestId('nb-edit-cell').click()
+  await editor.getByTestId('nb-edit-seed').fill('1')
+  await editor.getByTestId('nb-edit-apply').click()
+  await expect(status).toHaveAttribute('data-status', 'current')
+
+  // Bad input is refused at its field and changes nothing.
+  await loop.getByTestId('nb-edit-cell').click()
+  await editor.getByTestId('nb-edit-policies').fill('start-end, bogus')
+  await editor.getByTestId('nb-edit-apply').click()
+  await expect(editor.getByTestId('nb-edit-problems')).toContainText("unknown preset 'bogus'")
+  await expect(editor.getByTestId('nb-edit-policies')).toHaveAttribute('aria-invalid', 'true')
+  // An inline scenario that does not parse: refused with its line and column.
+  await editor.getByTestId('nb-edit-policies').fill('start-end, arch-hook')
+  await editor.getByTestId('nb-edit-inline-radio').check()
+  await editor.getByTestId('nb-edit-inline').fill('title: x\npages: [oops\n')
+  await editor.getByTestId('nb-edit-apply').click()
+  await expect(editor.getByTestId('nb-edit-problems')).toContainText(/scenario: \d+:\d+: /)
+  await lab.screenshot('24-notebook-cell-editor')
+  await editor.getByTestId('nb-edit-cancel').click()
+  await expect(loop).toContainText('upgrade-loop.smmu-no-btm.yaml · exhaustive · seed 1')
+  await expect(status).toHaveAttribute('data-status', 'current')
+
+  // Two policies, the scenario inlined from the file's text; run the edited recipe: a new current result.
+  const text = readFileSync(path.join(ROOT, 'scenarios', 'upgrade-loop.smmu-no-btm.yaml'), 'utf8')
+  await loop.getByTestId('nb-edit-cell').click()
+  await editor.getByTestId('nb-edit-policies').fill('arch-hook, start-end')
+  await editor.getByTestId('nb-edit-inline-radio').check()
+  await editor.getByTestId('nb-edit-inline').fill(text)
+  await editor.getByTestId('nb-edit-apply').click()
+  await expect(editor).toHaveCount(0)
+  // The scenario text is the same, but the policy list is not: stale.
+  await expect(status).toHaveAttribute('data-status', 'stale-recipe')
+  await expect(loop).toContainText('inline scenario')
+  await loop.getByTestId('nb-run-cell').click()
+  // The old result is pinned, so it stays the reference; the new run is listed, current.
+  await expect(loop.getByTestId('nb-run')).toHaveCount(2, { timeout: 30_000 })
+  await expect(status).toHaveAttribute('data-status', 'stale-recipe')
+  await loop.getByTestId('nb-runs').locator('summary').click()
+  const newRun = loop.locator('[data-testid="nb-run"][data-index="1"]')
+  await expect(newRun.locator('[data-status]')).toHaveAttribute('data-status', 'current')
+  // Pin it: the latest pinned run is the reference.
+  await newRun.getByTestId('nb-pin').click()
+  await expect(status).toHaveAttribute('data-status', 'current')
+  await expect(loop.getByTestId('nb-verdict')).toHaveCount(2)
+  await expect(loop.locator('[data-testid="nb-verdict"][data-policy="start-end"]')).toHaveAttribute(
+    'data-verdict',
+    'violated',
+  )
+  await expect(loop.locator('[data-testid="nb-verdict"][data-policy="arch-hook"]')).toHaveAttribute(
+    'data-verdict',
+    'holds',
+  )
+  // Saved and reopened: the edited recipe, and the new result still current.
+  await page.getByTestId('nb-save-as').click()
+  await page.getByTestId('nb-save-as-path').fill('edited-cell.mnlab.yaml')
+  await page.getByTestId('nb-save-as-submit').click()
+  await expect(page.getByTestId('nb-dirty')).toHaveCount(0)
+  await page.getByTestId('nb-close').click()
+  await openByPath(page, 'edited-cell.mnlab.yaml')
+  await expect(status).toHaveAttribute('data-status', 'current')
+  await expect(loop).toContainText('inline scenario')
+  expect(readFileSync(path.join(notebooksDir(), 'edited-cell.mnlab.yaml'), 'utf8')).toContain(
+    'policies: [arch-hook, start-end]',
+  )
+})
+
 test('a broken notebook is reported at its line and left as it is', async ({ page }) => {
   const file = path.join(notebooksDir(), 'broken.mnlab.yaml')
   const text = 'format: 1\ntitle: Broken\ncells:\n  - kind: note\n    id: a\n    markdown: [unclosed\n'

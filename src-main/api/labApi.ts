@@ -14,8 +14,10 @@ import {
   NotebookOpenSchema,
   NotebookRunCellSchema,
   NotebookSaveSchema,
+  NotebookStatusSchema,
   type Notebook,
   type NotebookDocument,
+  type NotebookStatus,
   type RecentNotebook,
   type RecoveryEntry,
 } from './notebook'
@@ -80,6 +82,8 @@ export const ValidateSchema = z.object({
 export const RunIdSchema = z.object({ runId: z.string().min(1).max(100) })
 export const PickFileSchema = z.object({
   purpose: z.enum(['open', 'save']),
+  /** A scenario (confined to the scenarios folder) or a lab notebook (default: scenario). */
+  kind: z.enum(['scenario', 'notebook']).optional(),
   /** For save: the name to propose. */
   suggestedName: z.string().max(255).nullable(),
 })
@@ -146,9 +150,10 @@ export interface LabApi {
   cancelRun(req: z.infer<typeof RunIdSchema>): Promise<void>
   replay(req: ReplayRequest): Promise<ReplayResult>
   /**
-   * A native open/save dialog (Electron), confined to the scenarios folder: the chosen path
-   * relative to it, or null when cancelled or when the host has no native dialogs (the
-   * browser host), in which case the renderer asks for a path itself.
+   * A native open/save dialog (Electron). For a scenario, confined to the scenarios folder: the
+   * chosen path relative to it. For a notebook, a path notebookOpen/notebookSave accept (the
+   * desktop app allows notebooks anywhere). Null when cancelled or when the host has no native
+   * dialogs (the browser host), in which case the renderer asks for a path itself.
    */
   pickFile(req: z.infer<typeof PickFileSchema>): Promise<{ path: string } | null>
   /** A new, empty notebook (not on disk until saved). */
@@ -172,6 +177,11 @@ export interface LabApi {
    * Results arrive as run events; record them with the returned recipeHash.
    */
   notebookRunCell(req: z.infer<typeof NotebookRunCellSchema>): Promise<{ runId: RunId; recipeHash: string }>
+  /**
+   * Recomputes the status (current / stale-recipe / stale-engine) of every recorded result of a
+   * notebook as it is now, edits included: the renderer cannot hash recipes itself.
+   */
+  notebookStatus(req: z.infer<typeof NotebookStatusSchema>): Promise<NotebookStatus>
   /** A self-contained Markdown or HTML report. */
   notebookExport(req: z.infer<typeof NotebookExportSchema>): Promise<string>
   /** A counterexample as a plain-text `[Time N]` timeline (Documentation/vm/mmu_notifier.txt style). */
@@ -199,6 +209,7 @@ export const API_METHODS = {
   notebookRecoverable: null,
   notebookDiscardRecovery: NotebookKeySchema,
   notebookRunCell: NotebookRunCellSchema,
+  notebookStatus: NotebookStatusSchema,
   notebookExport: NotebookExportSchema,
   lkmlTimeline: LkmlTimelineSchema,
 } as const satisfies Record<Exclude<keyof LabApi, 'onDidRunEvent'>, z.ZodType | null>

@@ -155,6 +155,11 @@ export const NotebookRunCellSchema = z.object({
   cellId: Id,
   notebook: NotebookSchema,
 })
+export const NotebookStatusSchema = z.object({
+  /** The notebook's file (scenario paths are relative to it), or null for one never saved. */
+  notebookPath: PathText.nullable(),
+  notebook: NotebookSchema,
+})
 export const NotebookExportSchema = z.object({
   notebook: NotebookSchema,
   format: z.enum(['markdown', 'html']),
@@ -167,7 +172,7 @@ export const LkmlTimelineSchema = z.object({
   cycle: z.array(z.string().min(1).max(100)).max(100_000).nullable(),
 })
 
-export interface NotebookDocument {
+export interface NotebookDocument extends NotebookStatus {
   /** The resolved file path. */
   readonly path: string
   readonly text: string
@@ -178,8 +183,14 @@ export interface NotebookDocument {
   readonly issues: readonly NotebookIssue[]
   /** Set when the file was in an older format and was migrated in memory (saving writes the new format). */
   readonly migratedFrom: number | null
+}
+
+/** The status of every recorded result of a notebook, as `notebookStatus` computes it. */
+export interface NotebookStatus {
   /** Per experiment cell id, the status of each recorded result (same order as `results`). */
   readonly status: Readonly<Record<string, readonly ResultStatus[]>>
+  /** Per experiment cell id, why its scenario could not be read (its results count as stale-recipe). */
+  readonly problems: Readonly<Record<string, string>>
 }
 
 export interface RecentNotebook {

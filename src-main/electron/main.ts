@@ -106,10 +106,13 @@ void app.whenReady().then(() => {
     // in the app's data folder.
     notebooksAnywhere: true,
     dataDir: join(app.getPath('userData'), 'lab'),
-    // Native dialogs start in the scenarios folder; the service rejects a choice outside it.
-    nativePicker: async (purpose, defaultPath) => {
+    // Native dialogs start in the scenarios (or notebooks) folder; the service rejects a
+    // scenario outside the scenarios folder. Filters match the last extension only, hence 'yaml'.
+    nativePicker: async (purpose, defaultPath, kind) => {
       const win = BrowserWindow.getFocusedWindow() ?? BrowserWindow.getAllWindows()[0]
-      const filters = [{ name: 'Scenarios', extensions: ['yaml'] }]
+      const filters = [
+        { name: kind === 'notebook' ? 'Lab notebooks (*.mnlab.yaml)' : 'Scenarios', extensions: ['yaml'] },
+      ]
       if (purpose === 'open') {
         const r = win
           ? await dialog.showOpenDialog(win, { defaultPath, filters, properties: ['openFile'] })

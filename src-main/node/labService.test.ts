@@ -274,7 +274,8 @@ describe('pickFile (native dialogs)', () => {
     const picking = createLabService({
       scenariosDir: dir,
       pool: new WorkerPool(tsxWorker, 1),
-      nativePicker: async (purpose, defaultPath) => {
+      nativePicker: async (purpose, defaultPath, kind) => {
+        expect(kind).toBe('scenario')
         seen.push([purpose, defaultPath])
         return answers.shift() ?? null
       },
@@ -293,6 +294,49 @@ describe('pickFile (native dialogs)', () => {
       )
     } finally {
       await picking.close()
+    }
+  })
+
+  it('notebooks: starts in the notebooks folder, adds .mnlab.yaml on save, confines unless anywhere', async () => {
+    const nbDir = path.join(outside, 'nbs')
+    const answers: Array<string | null> = [
+      path.join(nbDir, 'mine.yaml'),
+      path.join(nbDir, 'sub', 'old.mnlab.yaml'),
+      path.join(dir, 'elsewhere.mnlab.yaml'),
+    ]
+    const seen: Array<[string, string, string]> = []
+    const mk = (anywhere: boolean) =>
+      createLabService({
+        scenariosDir: dir,
+        notebooksDir: nbDir,
+        notebooksAnywhere: anywhere,
+        pool: new WorkerPool(tsxWorker, 1),
+        nativePicker: async (purpose, defaultPath, kind) => {
+          seen.push([purpose, defaultPath, kind])
+          return answers.shift() ?? null
+        },
+      })
+    const confined = mk(false)
+    const anywhere = mk(true)
+    try {
+      expect(
+        await confined.pickFile({ purpose: 'save', kind: 'notebook', suggestedName: 'mine.mnlab.yaml' }),
+      ).toEqual({ path: path.join(nbDir, 'mine.mnlab.yaml') })
+      expect(seen[0]).toEqual(['save', path.join(nbDir, 'mine.mnlab.yaml'), 'notebook'])
+      expect(await confined.pickFile({ purpose: 'open', kind: 'notebook', suggestedName: null })).toEqual({
+        path: path.join(nbDir, 'sub', 'old.mnlab.yaml'),
+      })
+      await expect(
+        confined.pickFile({ purpose: 'open', kind: 'notebook', suggestedName: null }),
+      ).rejects.toThrow(/outside the notebooks folder/)
+      answers.push(path.join(dir, 'elsewhere.mnlab.yaml'))
+      expect(await anywhere.pickFile({ purpose: 'open', kind: 'notebook', suggestedName: null })).toEqual({
+        path: path.join(dir, 'elsewhere.mnlab.yaml'),
+      })
+      expect(await anywhere.pickFile({ purpose: 'open', kind: 'notebook', suggestedName: null })).toBeNull()
+    } finally {
+      await confined.close()
+      await anywhere.close()
     }
   })
 })

@@ -45,7 +45,7 @@ import {
   type ScenarioEntry,
   type ValidationIssue,
 } from '../api/labApi'
-import type { Notebook, NotebookDocument, ResultStatus } from '../api/notebook'
+import type { Notebook, NotebookDocument, NotebookStatus, ResultStatus } from '../api/notebook'
 import { loadScenarioText, ScenarioLoadError } from './scenarioFiles'
 import { exportNotebook } from './notebook/export'
 import {
@@ -89,7 +89,11 @@ export interface LabServiceOptions {
    * A native file dialog (Electron): resolves with an absolute path, or null when cancelled.
    * Without one, pickFile answers null and the renderer asks for a path itself.
    */
-  readonly nativePicker?: (purpose: 'open' | 'save', defaultPath: string) => Promise<string | null>
+  readonly nativePicker?: (
+    purpose: 'open' | 'save',
+    defaultPath: string,
+    kind: 'scenario' | 'notebook',
+  ) => Promise<string | null>
   /**
    * The notebooks folder (default: `notebooks` next to the scenarios folder). Relative notebook
    * paths resolve against it and, unless `notebooksAnywhere`, every notebook must be inside it.
@@ -443,22 +447,6 @@ export function createLabService(options: LabServiceOptions): LabService {
     }
   }
 
-  const pickFile: LabApi['pickFile'] = async (req) => {
-    const r = parseRequest('pickFile', req) as z.infer<typeof API_METHODS.pickFile>
-    if (!options.nativePicker) return null
-    const base = await root()
-    const chosen = await options.nativePicker(r.purpose, path.join(base, r.suggestedName ?? ''))
-    if (chosen === null) return null
-    const rel = path.relative(base, chosen)
-    if (rel.startsWith('..') || path.isAbsolute(rel)) {
-      throw new LabApiError(
-        `path: '${chosen}' is outside the scenarios folder ${base}; choose a file under it`,
-      )
-    }
-    // The same checks as read and save (.yaml, no symlink escapes).
-    return { path: (await resolveScenarioPath(rel)).rel }
-  }
-
   // ---- lab notebooks ----
 
   const notebooksDir = path.resolve(
@@ -526,6 +514,64 @@ export function createLabService(options: LabServiceOptions): LabService {
     }
   }
 
+  /**
+   * The status of every recorded result against the cells' recipes and scenario texts as they are
+   * now. A cell whose scenario cannot be read has only stale-recipe results, and says why.
+   */
+  const statusOf = async (nb: Notebook, notebookPath: string | null): Promise<NotebookStatus> => {
+    const status: Record<string, ResultStatus[]> = {}
+    const problems: Record<string, string> = {}
+    for (const cell of nb.cells) {
+      if (cell.kind !== 'experiment') continue
+      let text: string | null = null
+      try {
+        text = (await cellScenario(cell, notebookPath)).text
+      } catch (e) {
+        problems[cell.id] = (e as Error).message
+      }
+      status[cell.id] = cell.results.map((r) =>
+        text === null ? 'stale-recipe' : (resultStatus(cell, text, ENGINE_VERSION, r) ?? 'stale-recipe'),
+      )
+    }
+    return { status, problems }
+  }
+
+  const notebookStatus: LabApi['notebookStatus'] = async (req) => {
+    const r = parseRequest('notebookStatus', req) as z.infer<typeof API_METHODS.notebookStatus>
+    const nbPath = r.notebookPath === null ? null : await resolveNotebookPath(r.notebookPath, false)
+    return statusOf(r.notebook, nbPath)
+  }
+
+  const pickFile: LabApi['pickFile'] = async (req) => {
+    const r = parseRequest('pickFile', req) as z.infer<typeof API_METHODS.pickFile>
+    if (!options.nativePicker) return null
+    if (r.kind === 'notebook') {
+      const chosen = await options.nativePicker(
+        r.purpose,
+        path.join(notebooksDir, r.suggestedName ?? ''),
+        'notebook',
+      )
+      if (chosen === null) return null
+      // The same checks as notebookOpen / notebookSave (the folder, unless anywhere; the suffix).
+      const wanted =
+        r.purpose === 'save' && !chosen.endsWith('.mnlab.yaml')
+          ? `${chosen.replace(/\.ya?ml$/, '')}.mnlab.yaml`
+          : chosen
+      return { path: await resolveNotebookPath(wanted, r.purpose === 'save') }
+    }
+    const base = await root()
+    const chosen = await options.nativePicker(r.purpose, path.join(base, r.suggestedName ?? ''), 'scenario')
+    if (chosen === null) return null
+    const rel = path.relative(base, chosen)
+    if (rel.startsWith('..') || path.isAbsolute(rel)) {
+      throw new LabApiError(
+        `path: '${chosen}' is outside the scenarios folder ${base}; choose a file under it`,
+      )
+    }
+    // The same checks as read and save (.yaml, no symlink escapes).
+    return { path: (await resolveScenarioPath(rel)).rel }
+  }
+
   const notebookNew: LabApi['notebookNew'] = async () => {
     const notebook = emptyNotebook()
     return { notebook, text: serializeNotebook(notebook) }
@@ -536,15 +582,9 @@ export function createLabService(options: LabServiceOptions): LabService {
     const abs = await resolveNotebookPath(p, false)
     const { text, revision } = await store.read(abs).catch(storeError)
     const parsed = parseNotebook(text, abs)
-    const status: Record<string, ResultStatus[]> = {}
+    let st: NotebookStatus = { status: {}, problems: {} }
     if (parsed.ok) {
-      for (const cell of parsed.notebook.cells) {
-        if (cell.kind !== 'experiment') continue
-        const sc = await cellScenario(cell, abs).catch(() => null)
-        status[cell.id] = cell.results.map((r) =>
-          sc === null ? 'stale-recipe' : (resultStatus(cell, sc.text, ENGINE_VERSION, r) ?? 'stale-recipe'),
-        )
-      }
+      st = await statusOf(parsed.notebook, abs)
       await store.addRecent(abs)
     }
     const doc: NotebookDocument = {
@@ -554,7 +594,8 @@ export function createLabService(options: LabServiceOptions): LabService {
       notebook: parsed.ok ? parsed.notebook : null,
       issues: parsed.ok ? [] : parsed.issues,
       migratedFrom: parsed.ok ? parsed.migratedFrom : null,
-      status,
+      status: st.status,
+      problems: st.problems,
     }
     return doc
   }
@@ -672,6 +713,7 @@ export function createLabService(options: LabServiceOptions): LabService {
     notebookRecoverable,
     notebookDiscardRecovery,
     notebookRunCell,
+    notebookStatus,
     notebookExport,
     lkmlTimeline,
     onDidRunEvent(listener) {

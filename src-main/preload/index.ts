@@ -27,6 +27,7 @@ const METHODS = [
   'notebookRecoverable',
   'notebookDiscardRecovery',
   'notebookRunCell',
+  'notebookStatus',
   'notebookExport',
   'lkmlTimeline',
 ] as const satisfies readonly ApiMethod[]

@@ -100,6 +100,7 @@ function httpLab(): LabApi {
     notebookRecoverable: () => call('notebookRecoverable'),
     notebookDiscardRecovery: (req) => call('notebookDiscardRecovery', req),
     notebookRunCell: (req) => call('notebookRunCell', req),
+    notebookStatus: (req) => call('notebookStatus', req),
     notebookExport: (req) => call('notebookExport', req),
     lkmlTimeline: (req) => call('lkmlTimeline', req),
     onDidRunEvent(listener): Unsubscribe {

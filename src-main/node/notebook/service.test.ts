@@ -3,11 +3,11 @@ import os from 'node:os'
 import path from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import type { RunEvent } from '../../api/labApi'
-import type { ExperimentCell, Notebook } from '../../api/notebook'
+import type { ExperimentCell, Notebook, RecordedResult } from '../../api/notebook'
 import { ENGINE_VERSION, type RunResult } from '../../engine'
 import { createLabService, LabApiError, type LabService } from '../labService'
 import { tsxWorker, WorkerPool } from '../workerPool'
-import { recordResult } from './format'
+import { recipeHash, recordResult } from './format'
 
 const SCENARIOS = path.join(__dirname, '../../../scenarios')
 const UPGRADE_TEXT = readFileSync(path.join(SCENARIOS, 'upgrade-loop.smmu-no-btm.yaml'), 'utf8')
@@ -186,6 +186,66 @@ describe('notebook methods of the lab service', () => {
       inline: ['stale-engine'],
     })
     expect(ENGINE_VERSION).not.toBe('0.0.0')
+  })
+
+  it('notebookStatus follows edits to a recipe or an inline scenario, and says why a path does not load', async () => {
+    const text = UPGRADE_TEXT
+    const rec: RecordedResult = {
+      recipe_hash: recipeHash(recipe, text),
+      engine: ENGINE_VERSION,
+      at: '2026-11-22T06:00:00.000Z',
+      pinned: false,
+      policies: [],
+    }
+    const withResult: Notebook = {
+      ...nb,
+      cells: nb.cells.map((c) => (c.kind === 'experiment' ? { ...c, results: [rec] } : c)),
+    }
+    const s = await svc.notebookSave({ path: 'st.mnlab.yaml', notebook: withResult, expectedRevision: null })
+    expect(await svc.notebookStatus({ notebookPath: s.path, notebook: withResult })).toEqual({
+      status: { loop: ['current'], inline: ['current'] },
+      problems: {},
+    })
+    const edit = (f: (c: ExperimentCell) => ExperimentCell): Notebook => ({
+      ...withResult,
+      cells: withResult.cells.map((c) => (c.kind === 'experiment' ? f(c) : c)),
+    })
+    // Another seed, another policy list, another budget: stale. Back to the recorded recipe: current.
+    for (const change of [
+      { seed: 2 },
+      { policies: ['arch-hook'] },
+      { max_states: 99_999 },
+      { mode: 'random' as const },
+      { timeout_ms: 1000 },
+    ]) {
+      const edited = edit((c) => ({ ...c, recipe: { ...c.recipe, ...change } }))
+      expect((await svc.notebookStatus({ notebookPath: s.path, notebook: edited })).status).toEqual({
+        loop: ['stale-recipe'],
+        inline: ['stale-recipe'],
+      })
+    }
+    const inlineEdited = edit((c) =>
+      'inline' in c.scenario ? { ...c, scenario: { inline: text.replace('title:', 'title: x') } } : c,
+    )
+    expect((await svc.notebookStatus({ notebookPath: s.path, notebook: inlineEdited })).status).toEqual({
+      loop: ['current'],
+      inline: ['stale-recipe'],
+    })
+    // The same text inline as in the file: same hash, so still current.
+    const inlined = edit((c) => ({ ...c, scenario: { inline: text } }))
+    expect((await svc.notebookStatus({ notebookPath: null, notebook: inlined })).status).toEqual({
+      loop: ['current'],
+      inline: ['current'],
+    })
+    const unsaved = await svc.notebookStatus({ notebookPath: null, notebook: withResult })
+    expect(unsaved.status.loop).toEqual(['stale-recipe'])
+    expect(unsaved.problems.loop).toMatch(/save the notebook first/)
+    const missing = edit((c) => ('path' in c.scenario ? { ...c, scenario: { path: 'nope.yaml' } } : c))
+    const m = await svc.notebookStatus({ notebookPath: s.path, notebook: missing })
+    expect(m.problems).toEqual({ loop: "cell loop: no scenario file 'nope.yaml'" })
+    expect(
+      (await rejection(svc.notebookStatus({ notebookPath: '../x.mnlab.yaml', notebook: nb }))).message,
+    ).toMatch(/outside the notebooks folder/)
   })
 
   it('run-cell errors: unknown cell, a note, a path without a saved notebook, a path outside', async () => {

@@ -5,10 +5,11 @@
  */
 import { defineStore } from 'pinia'
 import { computed, ref, shallowRef, watch } from 'vue'
-import type { RunEvent, RunId } from '../../../src-main/api/labApi'
+import type { RunEvent, RunId, ValidationIssue } from '../../../src-main/api/labApi'
 import type {
   Notebook,
   Cell,
+  ExperimentCell,
   NotebookIssue,
   RecentNotebook,
   Recipe,
@@ -47,6 +48,8 @@ export const useNotebookStore = defineStore('notebook', () => {
   const savedJson = ref('')
   /** Per experiment cell id, the status of each recorded result, as the services computed it. */
   const status = shallowRef<Readonly<Record<string, readonly ResultStatus[]>>>({})
+  /** Per experiment cell id, why its scenario could not be read (from the services). */
+  const problems = shallowRef<Readonly<Record<string, string>>>({})
   const migratedFrom = ref<number | null>(null)
   /** Problems of a file that did not load (the file is left as it is). */
   const issues = ref<NotebookIssue[]>([])
@@ -85,6 +88,7 @@ export const useNotebookStore = defineStore('notebook', () => {
       const r = await lab.notebookNew()
       show(r.notebook, null, null)
       status.value = {}
+      problems.value = {}
       migratedFrom.value = null
       issues.value = []
       error.value = null
@@ -107,6 +111,7 @@ export const useNotebookStore = defineStore('notebook', () => {
       }
       show(doc.notebook, doc.path, doc.revision)
       status.value = doc.status
+      problems.value = doc.problems
       migratedFrom.value = doc.migratedFrom
       error.value = null
       await loadRecent()
@@ -131,7 +136,10 @@ export const useNotebookStore = defineStore('notebook', () => {
     try {
       const expectedRevision = file === path.value ? revision.value : null
       const r = await lab.notebookSave({ path: file, notebook: nb, expectedRevision, force })
+      const moved = r.path !== path.value
       show(nb, r.path, r.revision)
+      // Scenario paths are relative to the notebook: in another folder they may mean other files.
+      if (moved) void refreshStatus()
       migratedFrom.value = null
       await dropRecovery(key)
       error.value = null
@@ -150,6 +158,55 @@ export const useNotebookStore = defineStore('notebook', () => {
   /** Replaces the notebook in memory (the view edits through this, so `dirty` follows). */
   function update(nb: Notebook): void {
     notebook.value = nb
+  }
+
+  /**
+   * Replaces one experiment cell (its recipe, scenario or title edited) and asks the services
+   * whether its recorded results still match: an edited recipe makes them stale-recipe, and
+   * undoing the edit makes them current again.
+   */
+  async function updateCell(cell: ExperimentCell): Promise<void> {
+    const nb = notebook.value
+    if (!nb) return
+    notebook.value = { ...nb, cells: nb.cells.map((c) => (c.id === cell.id ? cell : c)) }
+    status.value = { ...status.value, [cell.id]: [] }
+    await refreshStatus()
+  }
+
+  /** A native open/save dialog for a notebook (Electron); null when cancelled or when the host has none. */
+  async function pickPath(purpose: 'open' | 'save', suggestedName: string | null): Promise<string | null> {
+    try {
+      return (await lab.pickFile({ purpose, kind: 'notebook', suggestedName }))?.path ?? null
+    } catch (e) {
+      error.value = toLabError(e).message
+      return null
+    }
+  }
+
+  /** Problems in scenario text at line:column (the services parse it), for an inline scenario being edited. */
+  function validateScenario(text: string): Promise<ValidationIssue[]> {
+    return lab.validate({ text, file: null })
+  }
+
+  /** Recomputes every result's status for the notebook as it is now (the latest answer wins). */
+  let statusAsked = 0
+  async function refreshStatus(): Promise<void> {
+    const nb = notebook.value
+    if (!nb) return
+    const asked = ++statusAsked
+    try {
+      const r = await lab.notebookStatus({ notebookPath: path.value, notebook: nb })
+      if (asked !== statusAsked) return
+      if (notebook.value !== nb) {
+        // Edited or run meanwhile: this answer is about an older notebook.
+        void refreshStatus()
+        return
+      }
+      status.value = r.status
+      problems.value = r.problems
+    } catch (e) {
+      if (asked === statusAsked) error.value = `Cannot check the results: ${toLabError(e).message}`
+    }
   }
 
   let autosaveTimer: ReturnType<typeof setTimeout> | null = null
@@ -194,7 +251,7 @@ export const useNotebookStore = defineStore('notebook', () => {
 
   /**
    * Shows a recovery copy as an unsaved notebook. With a file, the file is opened first for its
-   * revision (so a save still notices someone else's change) and its results' status.
+   * revision (so a save still notices someone else's change); the copy's results are then checked.
    */
   async function recover(entry: RecoveryEntry): Promise<void> {
     if (!entry.notebook) return
@@ -204,29 +261,9 @@ export const useNotebookStore = defineStore('notebook', () => {
       show(null, null, null)
       status.value = {}
     }
-    const disk = notebook.value
     notebook.value = entry.notebook
-    // Results the file has keep their status; results only in the copy are not checked yet.
-    const kept: Record<string, ResultStatus[]> = {}
-    for (const c of entry.notebook.cells) {
-      if (c.kind !== 'experiment') continue
-      const before = disk?.cells.find((d) => d.id === c.id)
-      const st = status.value[c.id] ?? []
-      // The longest common prefix keeps indices aligned (runs append; a later result never moves).
-      const same: ResultStatus[] = []
-      for (let i = 0; i < c.results.length; i++) {
-        const s = st[i]
-        if (
-          before?.kind !== 'experiment' ||
-          !s ||
-          JSON.stringify(before.results[i]) !== JSON.stringify(c.results[i])
-        )
-          break
-        same.push(s)
-      }
-      kept[c.id] = same
-    }
-    status.value = kept
+    status.value = {}
+    await refreshStatus()
     key = entry.key
     recoverable.value = recoverable.value.filter((e) => e.key !== entry.key)
   }
@@ -374,6 +411,7 @@ export const useNotebookStore = defineStore('notebook', () => {
     runs.value = {}
     show(null, null, null)
     status.value = {}
+    problems.value = {}
     issues.value = []
     error.value = null
     migratedFrom.value = null
@@ -384,6 +422,7 @@ export const useNotebookStore = defineStore('notebook', () => {
     path,
     revision,
     status,
+    problems,
     migratedFrom,
     issues,
     recent,
@@ -407,6 +446,10 @@ export const useNotebookStore = defineStore('notebook', () => {
     open,
     save,
     update,
+    updateCell,
+    refreshStatus,
+    validateScenario,
+    pickPath,
     close,
   }
 })

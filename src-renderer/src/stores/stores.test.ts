@@ -47,6 +47,7 @@ const { usePolicyStore } = await import('./policyStore')
 const { useScenarioStore } = await import('./scenarioStore')
 const { useEngineStore } = await import('./engineStore')
 const { useTraceStore } = await import('./traceStore')
+const { useNotebookStore } = await import('./notebookStore')
 const { LabError } = await import('../lab')
 
 const INFO: EngineInfo = {
@@ -218,5 +219,69 @@ describe('traceStore', () => {
     )
     expect(t.left?.key).toBe('replay:1')
     expect(t.left?.invariant).toBe('forbid')
+  })
+})
+
+describe('notebookStore: editing a cell', () => {
+  const cell = {
+    kind: 'experiment' as const,
+    id: 'e1',
+    title: 't',
+    scenario: { inline: 'title: x\n' },
+    recipe: {
+      policies: ['arch-hook'],
+      mode: 'exhaustive' as const,
+      seed: 1,
+      executions: 1,
+      schedule: [],
+      max_states: 10,
+      timeout_ms: null,
+    },
+    results: [],
+  }
+  const nb = { format: 1 as const, title: 'N', cells: [cell] }
+
+  it('replaces the cell, marks the notebook unsaved, and takes the status from the services', async () => {
+    const asked: unknown[] = []
+    api({
+      notebookNew: async () => ({ notebook: nb, text: '' }),
+      notebookStatus: async (req) => {
+        asked.push(req)
+        return { status: { e1: ['stale-recipe'] }, problems: {} }
+      },
+    })
+    const s = useNotebookStore()
+    await s.create()
+    expect(s.dirty).toBe(false)
+    const edited = { ...cell, recipe: { ...cell.recipe, seed: 2 } }
+    await s.updateCell(edited)
+    expect(s.dirty).toBe(true)
+    expect(s.notebook!.cells[0]).toEqual(edited)
+    expect(asked).toEqual([{ notebookPath: null, notebook: s.notebook }])
+    expect(s.status).toEqual({ e1: ['stale-recipe'] })
+  })
+
+  it('an answer about an older notebook is not shown; the newest edit is checked', async () => {
+    const replies: Array<(v: unknown) => void> = []
+    api({
+      notebookNew: async () => ({ notebook: nb, text: '' }),
+      notebookStatus: (req) =>
+        new Promise((resolve) => {
+          const seed = (req.notebook.cells[0] as typeof cell).recipe.seed
+          replies.push(() =>
+            resolve({ status: { e1: [seed === 1 ? 'current' : 'stale-recipe'] }, problems: {} }),
+          )
+        }),
+    })
+    const s = useNotebookStore()
+    await s.create()
+    const first = s.updateCell({ ...cell, recipe: { ...cell.recipe, seed: 2 } })
+    const second = s.updateCell(cell)
+    replies[1]!(null) // the newest (seed back to 1) answers first
+    await second
+    replies[0]!(null) // the older answer arrives late and is ignored
+    await first
+    expect(s.status).toEqual({ e1: ['current'] })
+    expect(s.problems).toEqual({})
   })
 })
