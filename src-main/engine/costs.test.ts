@@ -67,8 +67,8 @@ ${extra}`
     const sc = loadScenarioText(yaml(''), 't.yaml')
     const ah = runPolicy(sc, makePolicy('arch-hook'), defaultRunOptions(sc))
     const ir = runPolicy(sc, makePolicy('invalidate-range'), defaultRunOptions(sc))
-    expect(ah.invalidations).toEqual({ page: 0, range: 0, full: 1 })
-    expect(ir.invalidations).toEqual({ page: 1, range: 0, full: 0 })
+    expect(ah.invalidations).toEqual({ page: 0, range: 0, full: 1, atc: 0 })
+    expect(ir.invalidations).toEqual({ page: 1, range: 0, full: 0, atc: 0 })
   })
 
   it('a scenario can override cost-table entries, and results name the table with the overrides', () => {

@@ -20,6 +20,8 @@ export type CostKey =
   | 'cow_copy_fault'
   | 'reuse_fault'
   | 'iotlb_walk'
+  | 'atc_inv'
+  | 'ats_translation'
 
 export interface CostEntry {
   readonly ns: number
@@ -94,6 +96,17 @@ export const COSTS: Readonly<Record<CostKey, CostEntry>> = {
   },
   reuse_fault: { ns: 420, source: 'x86 reuse fault ~420 ns (Yuan-Hao Hsu, linux-mm 2026)', reliability: 'L' },
   iotlb_walk: { ns: 300, source: 'IOMMU page-table walk on an IOTLB miss (estimate)', reliability: 'L' },
+  atc_inv: {
+    ns: 2000,
+    source:
+      'device ATC invalidation round trip: VT-d dev-IOTLB qi_submit_sync, max ~2 us on an on-die device (dmar_perf_latency, QEMU qpl-compression.rst); discrete PCIe devices likely slower; SMMU CMD_ATC_INV + CMD_SYNC assumed the same',
+    reliability: 'M',
+  },
+  ats_translation: {
+    ns: 1000,
+    source: 'PCIe ATS translation request + completion on an ATC miss (no primary figure; estimate)',
+    reliability: 'L',
+  },
 }
 
 export const COST_KEYS = Object.keys(COSTS) as CostKey[]
@@ -109,40 +122,61 @@ export type InvalidationKind = 'page' | 'range' | 'full'
 /**
  * What one arch_invalidate_secondary_tlbs / invalidate_range call costs the driver (v6.6):
  * - SMMUv3 (arm_smmu_mm_arch_invalidate_secondary_tlbs): a TLBI per page plus CMD_SYNC, or an
- *   ASID-wide TLBI at 512 pages or for the whole address space;
+ *   ASID-wide TLBI at 512 pages or for the whole address space; with BTM no TLBI at all (the
+ *   snoop did it); with ATS masters, one CMD_ATC_INV batch plus CMD_SYNC;
  * - VT-d (intel_flush_svm_range): one qi_submit_sync per naturally aligned power-of-two chunk,
- *   or one PASID-wide flush;
- * - AMD IOMMUv2 (mn_arch_invalidate_secondary_tlbs): one page, else the whole PASID.
+ *   or one PASID-wide flush; with ATS, a dev-IOTLB qi_submit_sync per chunk as well;
+ * - AMD IOMMUv2 (mn_arch_invalidate_secondary_tlbs): one page, else the whole PASID; with ATS
+ *   one INVALIDATE_IOTLB_PAGES.
  */
 export function invalidationCost(
   kind: IommuKind,
   pages: readonly number[] | null,
+  ats = false,
+  iotlb = true,
 ): { kind: InvalidationKind; cost: Array<[CostKey, number]> } {
   const n = pages === null ? Infinity : pages.length
   const shape: InvalidationKind = pages === null ? 'full' : n === 1 ? 'page' : 'range'
   switch (kind) {
-    case 'smmu-v3':
-      return n >= SMMU_MAX_TLBI_OPS
-        ? {
-            kind: 'full',
-            cost: [
+    case 'smmu-v3': {
+      const tlbi: Array<[CostKey, number]> = !iotlb
+        ? []
+        : n >= SMMU_MAX_TLBI_OPS
+          ? [
               ['smmu_tlbi_asid', 1],
               ['smmu_cmd_sync', 1],
-            ],
-          }
-        : {
-            kind: shape,
-            cost: [
+            ]
+          : [
               ['smmu_tlbi_va', n],
               ['smmu_cmd_sync', 1],
-            ],
-          }
-    case 'vt-d':
-      return pages === null
-        ? { kind: 'full', cost: [['vtd_qi_sync', 1]] }
-        : { kind: shape, cost: [['vtd_qi_sync', alignedChunks(pages)]] }
+            ]
+      return {
+        kind: n >= SMMU_MAX_TLBI_OPS ? 'full' : shape,
+        cost: ats ? [...tlbi, ['atc_inv', 1]] : tlbi,
+      }
+    }
+    case 'vt-d': {
+      const chunks = pages === null ? 1 : alignedChunks(pages)
+      return {
+        kind: shape,
+        cost: ats
+          ? [
+              ['vtd_qi_sync', chunks],
+              ['atc_inv', chunks],
+            ]
+          : [['vtd_qi_sync', chunks]],
+      }
+    }
     case 'amd-v2':
-      return { kind: n === 1 ? 'page' : 'full', cost: [['amd_inv', 1]] }
+      return {
+        kind: n === 1 ? 'page' : 'full',
+        cost: ats
+          ? [
+              ['amd_inv', 1],
+              ['atc_inv', 1],
+            ]
+          : [['amd_inv', 1]],
+      }
   }
 }
 
@@ -172,6 +206,8 @@ export interface InvalidationKinds {
   page: number
   range: number
   full: number
+  /** Device ATC invalidations (ATS): one per driver call that reaches an ATS device. */
+  atc: number
 }
 
 export function defaultIommu(arch: Arch): IommuKind {

@@ -43,6 +43,11 @@ export class Ctx {
   readonly events: TraceEvent[] = []
   violations: Violation[] = NO_VIOLATIONS
   control: Control | null = null
+  /**
+   * Driver commands this step started but that finish in later steps of the same thread, in
+   * order (an atc-first driver's IOTLB invalidation): step() runs them before the thread goes on.
+   */
+  owed: Array<{ readonly sec: number; readonly pages: number[] | null; readonly why: string }> | null = null
 
   constructor(
     readonly sc: Scenario,
@@ -106,7 +111,7 @@ export class Ctx {
     }
     if ((this.ownSec & (1 << i)) === 0) {
       const x = this.s.secs[i]!
-      this.s.secs[i] = { entries: x.entries, seq: x.seq, inProg: x.inProg.slice() }
+      this.s.secs[i] = { entries: x.entries, atc: x.atc, seq: x.seq, inProg: x.inProg.slice() }
       this.ownSec |= 1 << i
     }
     return this.s.secs[i]!
@@ -452,6 +457,19 @@ export class Ctx {
     this.wr(Res.sec(i, page))
     this.secW(i).entries = this.s.secs[i]!.entries.filter((e) => e.page !== page)
   }
+  /** The device ATC of an ATS hw-walker (Res.sec covers both levels of one secondary). */
+  atcFind(i: number, page: number): TlbEntry | null {
+    this.rd(Res.sec(i, page))
+    return this.s.secs[i]!.atc.find((e) => e.page === page) ?? null
+  }
+  atcPut(i: number, e: TlbEntry): void {
+    this.wr(Res.sec(i, e.page))
+    this.secW(i).atc = insertEntry(this.s.secs[i]!.atc, e)
+  }
+  atcDrop(i: number, page: number): void {
+    this.wr(Res.sec(i, page))
+    this.secW(i).atc = this.s.secs[i]!.atc.filter((e) => e.page !== page)
+  }
   seq(i: number): number {
     this.rd(Res.seq(i))
     return this.s.secs[i]!.seq
@@ -502,9 +520,9 @@ export class Ctx {
     this.emit('cpu-flush', fn, `flush CPU TLBs: ${full ? 'whole mm' : this.pagesText(pages)}`)
     if (mm !== 0) return
     if (arch === 'arm64') {
+      // The SMMU snoops the TLBI into its IOTLB; a device ATC is not covered (reference 4.1).
       this.sc.secondaries.forEach((d, i) => {
-        if (d.type === 'hw-walker' && d.btm)
-          this.secInvalidate(i, full ? null : pages, 'BTM: snooped broadcast TLBI')
+        if (d.type === 'hw-walker' && d.btm) this.iotlbSnoop(i, full ? null : pages)
       })
     }
     // x86: flush_tlb_mm_range passes (start,end), or (0,-1) above the ceiling.
@@ -534,23 +552,115 @@ export class Ctx {
     })
   }
 
-  /** A secondary invalidates its TLB for `pages` (null: everything). */
+  /**
+   * A driver invalidates a secondary for `pages` (null: everything). For a hw-walker that is its
+   * IOTLB and, with ATS, the device ATC, as two commands each waited for (v6.6
+   * arm_smmu_mm_arch_invalidate_secondary_tlbs: arm_smmu_tlb_inv_range_asid, then
+   * arm_smmu_atc_inv_domain; intel_flush_svm_range: qi_flush_piotlb, then
+   * qi_flush_dev_iotlb_pasid). An SMMU with BTM skips its own TLBI (the snoop covered the IOTLB)
+   * but still invalidates the ATC.
+   */
   secInvalidate(i: number, pages: readonly number[] | null, why: string): void {
+    const d = this.sc.secondaries[i]!
+    this.metrics.secondary_invalidations++
+    if (d.type === 'sw-mirror') {
+      const sec = this.secW(i)
+      const before = sec.entries.length
+      sec.entries = this.dropFrom(sec.entries, pages, (p) => Res.sec(i, p))
+      this.emit(
+        'sec-inval',
+        why,
+        `${d.name}: invalidate ${this.rangeText(pages)} (${this.dropped(before, sec.entries)})`,
+      )
+      return
+    }
+    const iotlb = !(d.btm && d.iommu === 'smmu-v3')
+    const c = invalidationCost(d.iommu, pages, d.ats, iotlb)
+    for (const [key, times] of c.cost) this.cost(key, times)
+    if (this.kinds) {
+      if (iotlb) this.kinds[c.kind]++
+      if (d.ats) this.kinds.atc++
+    }
+    const dropIotlb = (): void => {
+      const sec = this.secW(i)
+      const before = sec.entries.length
+      sec.entries = this.dropFrom(sec.entries, pages, (p) => Res.sec(i, p))
+      const level = d.ats ? 'IOTLB ' : ''
+      this.emit(
+        'sec-inval',
+        why,
+        `${d.name}: invalidate ${level}${this.rangeText(pages)} (${this.dropped(before, sec.entries)})`,
+      )
+    }
+    const dropAtc = (): void => {
+      const sec = this.secW(i)
+      const before = sec.atc.length
+      sec.atc = this.dropFrom(sec.atc, pages, (p) => Res.sec(i, p))
+      this.emit(
+        'sec-inval',
+        why,
+        `${d.name}: invalidate ATC ${this.rangeText(pages)} (${this.dropped(before, sec.atc)})`,
+      )
+    }
+    if (!d.ats) {
+      if (iotlb) dropIotlb()
+      else
+        this.emit('sec-inval', why, `${d.name}: BTM: the IOTLB is left to snooped TLBIs; no ATC: no command`)
+      return
+    }
+    if (!iotlb) {
+      this.emit(
+        'sec-inval',
+        why,
+        `${d.name}: BTM: the IOTLB is left to snooped TLBIs; the ATC is not snooped`,
+      )
+      dropAtc()
+      return
+    }
+    if (d.atcOrder === 'iotlb-first') {
+      dropIotlb()
+      dropAtc()
+      return
+    }
+    // atc-first: the ATC command completes, and the IOTLB command is a step of its own (the
+    // thread runs it next, holding the same locks): in between the device may send a
+    // translation request that the IOMMU answers from the IOTLB it has not invalidated yet.
+    // Modelling note: the kernel work that follows the notifier call in this same step is
+    // already done by then; only the device's view of the window matters for the verdict.
+    dropAtc()
+    ;(this.owed ??= []).push({ sec: i, pages: pages === null ? null : pages.slice(), why })
+  }
+
+  /** The IOTLB command an atc-first driver sends after its ATC command (see `owed`). */
+  iotlbCommand(i: number, pages: readonly number[] | null, why: string): void {
     const d = this.sc.secondaries[i]!
     const sec = this.secW(i)
     const before = sec.entries.length
     sec.entries = this.dropFrom(sec.entries, pages, (p) => Res.sec(i, p))
-    this.metrics.secondary_invalidations++
-    if (d.type === 'hw-walker') {
-      const c = invalidationCost(d.iommu, pages)
-      for (const [key, times] of c.cost) this.cost(key, times)
-      if (this.kinds) this.kinds[c.kind]++
-    }
     this.emit(
       'sec-inval',
       why,
-      `${d.name}: invalidate ${pages === null ? 'all' : this.pagesText(pages)} (${before - sec.entries.length} entries dropped)`,
+      `${d.name}: invalidate IOTLB ${this.rangeText(pages)} (${this.dropped(before, sec.entries)}), after the ATC (atc_order: atc-first)`,
     )
+  }
+
+  /** BTM: the SMMU applies a snooped broadcast TLBI to its IOTLB (not to a device ATC). */
+  private iotlbSnoop(i: number, pages: readonly number[] | null): void {
+    const d = this.sc.secondaries[i]!
+    const sec = this.secW(i)
+    const before = sec.entries.length
+    sec.entries = this.dropFrom(sec.entries, pages, (p) => Res.sec(i, p))
+    this.emit(
+      'sec-inval',
+      'BTM: snooped broadcast TLBI',
+      `${d.name}: invalidate ${d.type === 'hw-walker' && d.ats ? 'IOTLB ' : ''}${this.rangeText(pages)} (${this.dropped(before, sec.entries)})`,
+    )
+  }
+  private rangeText(pages: readonly number[] | null): string {
+    return pages === null ? 'all' : this.pagesText(pages)
+  }
+  private dropped(before: number, after: readonly TlbEntry[]): string {
+    return `${before - after.length} entries dropped`
   }
 
   // ---- mmu_notifier entry points -------------------------------------------------------
@@ -738,6 +848,8 @@ export class Ctx {
         for (const p of pages) this.rd(Res.sec(i, p))
         const marked = mark(sec.entries, (p) => Res.sec(i, p))
         if (marked.some((e, j) => e !== sec.entries[j])) this.secW(i).entries = marked
+        const atc = mark(sec.atc, (p) => Res.sec(i, p))
+        if (atc.some((e, j) => e !== sec.atc[j])) this.secW(i).atc = atc
       })
   }
 

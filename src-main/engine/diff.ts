@@ -44,15 +44,17 @@ export function diffStates(sc: Scenario, a: LabState, b: LabState): string[] {
   sc.threads.forEach((t, i) => {
     if (t.kind === 'cpu') diffEntries(`${t.name} TLB`, a.tlbs[i]!, b.tlbs[i]!, name, out)
   })
-  sc.secondaries.forEach((d, i) =>
+  sc.secondaries.forEach((d, i) => {
+    const ats = d.type === 'hw-walker' && d.ats
     diffEntries(
-      `${d.name} ${d.type === 'hw-walker' ? 'TLB' : 'shadow'}`,
+      `${d.name} ${d.type === 'hw-walker' ? (ats ? 'IOTLB' : 'TLB') : 'shadow'}`,
       a.secs[i]!.entries,
       b.secs[i]!.entries,
       name,
       out,
-    ),
-  )
+    )
+    if (ats) diffEntries(`${d.name} ATC`, a.secs[i]!.atc, b.secs[i]!.atc, name, out)
+  })
   b.frames.forEach((f, i) => {
     const o = a.frames[i]
     if (!o) out.push(`pfn ${i}: allocated (gen ${f.gen}, value ${f.v})`)
@@ -91,7 +93,12 @@ export function stateView(sc: Scenario, s: LabState): Array<[string, string]> {
   })
   sc.secondaries.forEach((d, i) => {
     const x = s.secs[i]!
-    rows.push([`${d.name} ${d.type === 'hw-walker' ? 'TLB' : 'shadow'}`, entries(x.entries)])
+    const ats = d.type === 'hw-walker' && d.ats
+    rows.push([
+      `${d.name} ${d.type === 'hw-walker' ? (ats ? 'IOTLB' : 'TLB') : 'shadow'}`,
+      entries(x.entries),
+    ])
+    if (ats) rows.push([`${d.name} ATC`, entries(x.atc)])
     if (d.type === 'sw-mirror') {
       const busy = x.inProg.map((n, p) => (n > 0 ? name(p) : '')).filter(Boolean)
       rows.push([

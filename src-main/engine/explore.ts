@@ -470,7 +470,7 @@ export function runExecution(
   const masks: number[] = []
   const violations: Violation[] = []
   const metrics = zeroMetrics()
-  const kinds: InvalidationKinds = { page: 0, range: 0, full: 0 }
+  const kinds: InvalidationKinds = { page: 0, range: 0, full: 0, atc: 0 }
   const records: StepRecord[] = []
   const seen = new Map<string, number>()
   let cycle: number[] | null = null

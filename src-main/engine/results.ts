@@ -105,8 +105,16 @@ export interface PolicyResult {
   readonly stats: ExploreStats
   /** Metrics of the reference execution (see `metricsSchedule`). */
   readonly metrics: Metrics
-  /** Secondary invalidations of the metrics execution by shape: one page, a range, everything. */
-  readonly invalidations: { readonly page: number; readonly range: number; readonly full: number }
+  /**
+   * Secondary invalidations of the metrics execution by shape: one page, a range, everything
+   * (IOTLB / shadow), and device ATC invalidations (ATS).
+   */
+  readonly invalidations: {
+    readonly page: number
+    readonly range: number
+    readonly full: number
+    readonly atc: number
+  }
   /** Which execution the metrics were measured on. */
   readonly metricsSchedule: string
   readonly costTable: string

@@ -54,6 +54,8 @@ export const HW_KEYS = [
   'retry_limit',
   'negative_caching',
   'iommu',
+  'ats',
+  'atc_order',
 ] as const
 export const SW_KEYS = ['name', 'type', 'cached'] as const
 export const CPU_OPS = [
@@ -397,9 +399,27 @@ export function validateScenario(raw: unknown): Scenario {
               issues,
               'iommu',
             )
+      const ats = s.ats === undefined ? false : bool(s.ats, [...path, 'ats'], issues, 'ats')
+      const atcOrder =
+        s.atc_order === undefined
+          ? 'iotlb-first'
+          : oneOf<'iotlb-first' | 'atc-first'>(
+              s.atc_order,
+              ['iotlb-first', 'atc-first'],
+              [...path, 'atc_order'],
+              issues,
+              'atc_order',
+            )
+      if (s.atc_order !== undefined && ats !== true)
+        issues.add(
+          [...path, 'atc_order'],
+          'atc_order orders the IOTLB and ATC invalidations: it needs ats: true (a device ATC)',
+        )
       secondaries.push({
         type,
         name,
+        ats: ats ?? false,
+        atcOrder: atcOrder ?? 'iotlb-first',
         iommu: iommu ?? 'vt-d',
         btm: btm ?? false,
         flushAt: flushAt ?? 'both',

@@ -108,6 +108,16 @@ export function scenarioJsonSchema(): object {
               description:
                 'The driver whose invalidation commands and costs apply (default: smmu-v3 on arm64, vt-d on x86)',
             },
+            ats: {
+              type: 'boolean',
+              description:
+                'PCIe ATS: the device has its own ATC in front of the IOTLB (cached pages are in both); BTM does not cover it',
+            },
+            atc_order: {
+              enum: ['iotlb-first', 'atc-first'],
+              description:
+                "Order of the driver's invalidations (v6.6: iotlb-first); atc-first lets the device refill its ATC from the stale IOTLB",
+            },
           },
           propertyNames: { enum: [...new Set([...HW_KEYS, ...SW_KEYS])] },
         },

@@ -67,7 +67,10 @@ export interface MmState {
 }
 
 export interface SecState {
+  /** hw-walker: the IOMMU's IOTLB; sw-mirror: the shadow table. */
   entries: TlbEntry[]
+  /** hw-walker with ats: the device's ATC (a device TLB in front of the IOTLB); else empty. */
+  atc: TlbEntry[]
   /** sw-mirror: mmu_invalidate_seq (KVM) / interval sequence (HMM). */
   seq: number
   /** sw-mirror: invalidations in progress covering each page. */
@@ -171,7 +174,8 @@ export function initialState(sc: Scenario): LabState {
         return { page, pfn: pte.pfn, gen: frames[pte.pfn]!.gen, write, dirty: pte.dirty, revoked: false }
       })
       .sort((a, b) => a.page - b.page)
-    return { entries, seq: 0, inProg: new Array(n).fill(0) }
+    const atc = d.type === 'hw-walker' && d.ats ? entries.slice() : []
+    return { entries, atc, seq: 0, inProg: new Array(n).fill(0) }
   })
   return {
     frames,
@@ -333,7 +337,9 @@ export function hashState(s: LabState, live: Liveness): [number, number] {
   }
   s.tlbs.forEach((t, i) => hashEntries(h, s.threads[i]!.done ? [] : t))
   s.secs.forEach((x, i) => {
-    hashEntries(h, live.secUsers[i]!.every((t) => s.threads[t]!.done) ? [] : x.entries)
+    const dead = live.secUsers[i]!.every((t) => s.threads[t]!.done)
+    hashEntries(h, dead ? [] : x.entries)
+    hashEntries(h, dead ? [] : x.atc)
     h.n(x.seq)
     for (const p of x.inProg) h.n(p)
   })

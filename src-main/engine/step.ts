@@ -13,6 +13,7 @@ import { madviseDontneed, munmap, unmapMappingRange, zapVma } from './kernel/unm
 import { ksmMerge } from './kernel/ksm'
 import { migrate } from './kernel/migrate'
 import { reclaim } from './kernel/reclaim'
+import { iotlbCommand } from './kernel/iommu'
 import type { Policy } from './policy'
 import type { Metrics, TraceEvent, Violation } from './results'
 import { zeroMetrics } from './results'
@@ -34,6 +35,7 @@ export const PROCS: Readonly<Record<string, Proc>> = {
   migrate,
   reclaim,
   unmap_mapping_range: unmapMappingRange,
+  iotlb_command: iotlbCommand,
 }
 
 function rootFrame(sc: Scenario, t: number, op: Op): CallFrame {
@@ -173,8 +175,11 @@ export function step(
   } else {
     th.stack.pop()
     const caller = th.stack[th.stack.length - 1]
-    if (caller) caller.l.ret = ctl.value
-    else {
+    if (caller) {
+      // A driver command returns nothing to the kernel code: the caller's ret stays as it was.
+      if (f.proc !== 'iotlb_command') caller.l.ret = ctl.value
+    } else if (!c.owed) {
+      // (With driver commands owed, the op ends when the last of them does.)
       if (th.locks.length > 0)
         throw new Error(`model bug: ${sc.threads[t]!.name} finished an op holding ${th.locks.join(', ')}`)
       th.op++
@@ -182,5 +187,9 @@ export function step(
       if (th.op >= sc.threads[t]!.ops.length) th.done = true
     }
   }
+  // Driver commands still owed run next on this thread, first owed first.
+  if (c.owed)
+    for (const o of [...c.owed].reverse())
+      th.stack.push({ proc: 'iotlb_command', pc: 'start', l: { sec: o.sec, pages: o.pages, why: o.why } })
   return { next, events: c.events, violations: c.violations }
 }

@@ -47,6 +47,18 @@ export interface HwWalkerDecl {
   readonly negativeCaching: boolean
   /** Which driver's invalidation commands (and costs) this secondary has. */
   readonly iommu: 'smmu-v3' | 'vt-d' | 'amd-v2'
+  /**
+   * PCIe ATS: the device keeps its own ATC (device TLB) in front of the IOMMU's IOTLB. A miss in
+   * the ATC is a translation request the IOMMU answers from its IOTLB or a walk.
+   */
+  readonly ats: boolean
+  /**
+   * The order of the driver's two invalidation commands. 'iotlb-first' is what v6.6 drivers do
+   * (SMMU: arm_smmu_tlb_inv_range_asid then arm_smmu_atc_inv_domain; VT-d: qi_flush_piotlb then
+   * qi_flush_dev_iotlb_pasid). 'atc-first' lets the device refill its ATC from the still-stale
+   * IOTLB between the two.
+   */
+  readonly atcOrder: 'iotlb-first' | 'atc-first'
 }
 
 export interface SwMirrorDecl {

@@ -9,6 +9,7 @@ import { describe, expect, it } from 'vitest'
 import { ScheduleError } from '../explore'
 import { loadScenarioText, ScenarioLoadError } from '../../node/scenarioFiles'
 import { makePolicy, type Preset } from '../policy'
+import { defaultRunOptions, runPolicy } from '../run'
 import { allEvents, dedent, every, first, kernelEvents, lines, traced } from './traceTestkit'
 
 const load = (yaml: string) => loadScenarioText(dedent(yaml), 'access.test.yaml')
@@ -160,9 +161,9 @@ describe('hw-walker with BTM (arm64): broadcast TLBIs reach the SMMU TLB under e
     expect(first(ex, 'sec-inval BTM').locks).toEqual(['mmap_lock(r)', 'ptl'])
     expect(lines(ex, { op: 'C0: munmap Q', kinds: ['cpu-flush', 'notifier', 'sec-inval'] })).toEqual([
       'notifier mmu_notifier_invalidate_range_start: MMU_NOTIFY_UNMAP Q',
-      'sec-inval invalidate_range_start: smmu: invalidate Q (1 entries dropped)',
+      'sec-inval invalidate_range_start: smmu: BTM: the IOTLB is left to snooped TLBIs; no ATC: no command',
       'cpu-flush tlb_flush (tlb_end_vma): flush CPU TLBs: Q',
-      'sec-inval BTM: snooped broadcast TLBI: smmu: invalidate Q (0 entries dropped)',
+      'sec-inval BTM: snooped broadcast TLBI: smmu: invalidate Q (1 entries dropped)',
       'notifier mmu_notifier_invalidate_range_end: Q',
     ])
   })
@@ -193,7 +194,7 @@ describe('hw-walker with BTM (arm64): broadcast TLBIs reach the SMMU TLB under e
       'sec-inval BTM: snooped broadcast TLBI: smmu: invalidate P (1 entries dropped)',
       'pte set_pte_at_notify: PTE P := pfn 2 RW dirty',
       'notifier mmu_notifier_invalidate_range_end: P',
-      'sec-inval invalidate_range_end: smmu: invalidate P (0 entries dropped)',
+      'sec-inval invalidate_range_end: smmu: BTM: the IOTLB is left to snooped TLBIs; no ATC: no command',
     ])
     expect(first(ex, 'sec-inval BTM').locks).toEqual(['mmap_lock(r)', 'ptl'])
   })
@@ -256,5 +257,128 @@ describe('start/end-only hw-walker driver (policy S, reference §2, §3.1)', () 
       expect(ls[0]).toBe('notifier mmu_notifier_invalidate_range_start: MMU_NOTIFY_UNMAP P')
       expect(ls[1]).not.toMatch(/^sec-inval/)
     }
+  })
+})
+
+describe('a two-level secondary: IOTLB plus device ATC (PCIe ATS), reference 4.1-4.2', () => {
+  const atsScenario = (opts: string) =>
+    load(`
+      title: munmap of a page a device holds in its ATC
+      arch: arm64
+      pages:
+        P: { value: 5, prot: rw }
+      secondary:
+        - { name: smmu, type: hw-walker, ats: true, ${opts} cached: [P] }
+      cpus:
+        C0: [munmap P]
+      devices:
+        D0: { via: smmu, ops: [read P] }
+    `)
+
+  it('a device access looks in the ATC first; a miss is a translation request answered from the IOTLB or a walk', () => {
+    const sc = load(`
+      title: ATS lookups
+      arch: x86_64
+      pages:
+        P: { value: 5, prot: rw }
+        Q: { value: 6, prot: rw }
+      secondary:
+        - { name: iommu, type: hw-walker, ats: true, cached: [P] }
+      devices:
+        D0: { via: iommu, ops: [read P, read Q, read Q] }
+    `)
+    const ex = traced(sc, pol('arch-hook'))
+    expect(lines(ex, { kinds: ['info', 'fill', 'access'] })).toEqual([
+      'access load: read 5 from P (pfn 1) via iommu ATC',
+      'info ATS translation request: iommu: ATC miss for Q; ask the IOMMU',
+      'fill IOMMU page walk: iommu IOTLB Q -> pfn 2 RW',
+      'fill ATS translation completion: iommu ATC Q -> pfn 2 RW',
+      'access load: read 6 from Q (pfn 2) via iommu ATC',
+      'access load: read 6 from Q (pfn 2) via iommu ATC',
+    ])
+    expect(ex.final.secs[0]!.atc.map((e) => e.page)).toEqual([0, 1])
+  })
+
+  it('v6.6 drivers invalidate the IOTLB, then the ATC, each with its own command', () => {
+    const ex = traced(atsScenario(''), pol('arch-hook'))
+    expect(lines(ex, { op: 'C0: munmap P', kinds: ['cpu-flush', 'notifier', 'sec-inval'] })).toEqual([
+      'notifier mmu_notifier_invalidate_range_start: MMU_NOTIFY_UNMAP P',
+      'cpu-flush tlb_flush (tlb_end_vma): flush CPU TLBs: P',
+      'notifier mmu_notifier_arch_invalidate_secondary_tlbs: range (0, -1): whole address space',
+      'sec-inval arch_invalidate_secondary_tlbs: smmu: invalidate IOTLB all (1 entries dropped)',
+      'sec-inval arch_invalidate_secondary_tlbs: smmu: invalidate ATC all (1 entries dropped)',
+      'notifier mmu_notifier_invalidate_range_end: P',
+    ])
+  })
+
+  it('BTM covers the IOTLB but not the ATC: a start-only driver leaves the ATC entry of a freed page', () => {
+    const text = (ats: boolean) => `
+      title: munmap with BTM${ats ? ' and ATS' : ''}
+      arch: arm64
+      pages:
+        P: { value: 5, prot: rw }
+      secondary:
+        - { name: smmu, type: hw-walker, ats: ${ats}, btm: true, flush_at: start, cached: [P] }
+      cpus:
+        C0: [munmap P]
+      devices:
+        D0: { via: smmu, ops: [read P, read P] }
+    `
+    const sc = load(text(true))
+    const s = runPolicy(sc, pol('start-end'), defaultRunOptions(sc))
+    expect(s.invariants['use-after-free']).toBe('violated')
+    const cx = s.counterexamples.find((c) => c.invariant === 'use-after-free')!
+    expect(cx.violation.message).toMatch(/through the smmu ATC entry/)
+    const events = cx.trace.flatMap((r) => r.events.map((e) => `${e.fn}: ${e.text}`))
+    // The snoop emptied the IOTLB at the CPU flush; the ATC entry the device refilled survived it.
+    expect(events).toContain('BTM: snooped broadcast TLBI: smmu: invalidate IOTLB P (1 entries dropped)')
+    for (const p of ['invalidate-range', 'arch-hook'] as const)
+      expect(runPolicy(sc, pol(p), defaultRunOptions(sc)).verdict).toBe('holds')
+    // Without ATS the snoop is enough, even for the start-only driver.
+    const noAts = load(text(false))
+    expect(runPolicy(noAts, pol('start-end'), defaultRunOptions(noAts)).verdict).toBe('holds')
+  })
+
+  it('atc-first: the IOTLB command is a step of its own after the ATC command, so the device can refill in between', () => {
+    const ex = traced(atsScenario('atc_order: atc-first,'), pol('arch-hook'))
+    const atc = first(ex, 'sec-inval arch_invalidate_secondary_tlbs: smmu: invalidate ATC')
+    const iotlb = first(ex, 'sec-inval arch_invalidate_secondary_tlbs: smmu: invalidate IOTLB')
+    expect(iotlb.text).toBe(
+      'smmu: invalidate IOTLB all (1 entries dropped), after the ATC (atc_order: atc-first)',
+    )
+    expect(iotlb.step).toBe(atc.step + 1)
+    // The second command runs with the locks the notifier was called under.
+    expect(iotlb.locks).toEqual(atc.locks)
+    // The device, scheduled between the two commands, is answered from the stale IOTLB.
+    const cut = traced(atsScenario('atc_order: atc-first,'), pol('arch-hook'), [
+      ...Array(atc.step + 1).fill(0),
+      1,
+    ])
+    expect(lines(cut, { kinds: ['fill'] })).toContain(
+      'fill ATS translation completion: smmu ATC P -> pfn 1 RW',
+    )
+    expect(cut.final.secs[0]!.atc).toEqual([expect.objectContaining({ page: 0, pfn: 1 })])
+    expect(cut.final.secs[0]!.entries).toEqual([])
+  })
+
+  it('atc_order needs ats, and ats is a boolean', () => {
+    expect(() =>
+      load(`
+        title: t
+        arch: arm64
+        pages: { P: { value: 1, prot: rw } }
+        secondary:
+          - { name: smmu, type: hw-walker, atc_order: atc-first }
+      `),
+    ).toThrow(/atc_order .* needs ats: true/)
+    expect(() =>
+      load(`
+        title: t
+        arch: arm64
+        pages: { P: { value: 1, prot: rw } }
+        secondary:
+          - { name: smmu, type: hw-walker, ats: yes please }
+      `),
+    ).toThrow(/ats/)
   })
 })

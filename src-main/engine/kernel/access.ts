@@ -126,6 +126,21 @@ function devTry(c: Ctx, f: CallFrame): void {
   const d = hwDecl(c)
   const page = num(f, 'page')
   const write = flag(f, 'write')
+  if (d.ats) {
+    // PCIe ATS: the device looks in its ATC first. An entry that does not allow the access is
+    // replaced by the answer to a new translation request (with write intent for a write).
+    const a = c.atcFind(via, page)
+    if (a && (!write || (a.write && a.dirty))) {
+      complete(c, f, a, `${d.name} ATC`, 0)
+      return
+    }
+    c.cost('ats_translation')
+    c.emit(
+      'info',
+      'ATS translation request',
+      `${d.name}: ${a ? 'ATC entry is read-only' : 'ATC miss'} for ${c.pageName(page)}; ask the IOMMU`,
+    )
+  }
   let e = c.secFind(via, page)
   if (e && write && !(e.write && e.dirty)) {
     const dd = e.write && c.sc.arch === 'x86_64' ? x86SetDirty(c, 0, e) : null
@@ -158,8 +173,19 @@ function devTry(c: Ctx, f: CallFrame): void {
     c.emit(
       'fill',
       'IOMMU page walk',
-      `${d.name} TLB ${c.pageName(page)} -> pfn ${e.pfn} ${e.write ? 'RW' : 'RO'}`,
+      `${d.name} ${d.ats ? 'IOTLB' : 'TLB'} ${c.pageName(page)} -> pfn ${e.pfn} ${e.write ? 'RW' : 'RO'}`,
     )
+  }
+  if (d.ats) {
+    // The translation completion fills the ATC; the access goes through it.
+    c.atcPut(via, e)
+    c.emit(
+      'fill',
+      'ATS translation completion',
+      `${d.name} ATC ${c.pageName(page)} -> pfn ${e.pfn} ${e.write ? 'RW' : 'RO'}`,
+    )
+    complete(c, f, e, `${d.name} ATC`, 0)
+    return
   }
   complete(c, f, e, `${d.name} TLB`, 0)
 }

@@ -66,7 +66,7 @@ function policy(name: string, over: Partial<PolicyResult>): PolicyResult {
     },
     counterexamples: [],
     stats: { executions: 10, states: 100, steps: 200, complete: true, cutReason: null },
-    invalidations: { page: 2, range: 0, full: 0 },
+    invalidations: { page: 2, range: 0, full: 0, atc: 0 },
     metrics: {
       notifier_calls: 4,
       secondary_invalidations: 2,
