@@ -13,6 +13,7 @@ import { madviseDontneed, munmap, unmapMappingRange, zapVma } from './kernel/unm
 import { ksmMerge } from './kernel/ksm'
 import { migrate } from './kernel/migrate'
 import { reclaim } from './kernel/reclaim'
+import { writeback } from './kernel/writeback'
 import type { Policy } from './policy'
 import type { Metrics, TraceEvent, Violation } from './results'
 import { zeroMetrics } from './results'
@@ -34,6 +35,7 @@ export const PROCS: Readonly<Record<string, Proc>> = {
   migrate,
   reclaim,
   unmap_mapping_range: unmapMappingRange,
+  writeback,
 }
 
 function rootFrame(sc: Scenario, t: number, op: Op): CallFrame {
@@ -77,6 +79,8 @@ function rootFrame(sc: Scenario, t: number, op: Op): CallFrame {
       return { proc: 'reclaim', pc: 'start', l: { page: op.page } }
     case 'unmap_mapping_range':
       return { proc: 'unmap_mapping_range', pc: 'start', l: { page: op.page } }
+    case 'writeback':
+      return { proc: 'writeback', pc: 'start', l: { page: op.page } }
   }
 }
 

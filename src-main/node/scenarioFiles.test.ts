@@ -239,13 +239,13 @@ describe('loadScenarioText: errors located at file:line:column', () => {
 
   it('unknown op: column at the op word', () => {
     expect(only(scenario({ cpus: 'cpus:\n  C0: [write_fault P, frobnicate P]' }))).toBe(
-      "9:23 len10 unknown cpu op 'frobnicate'; expected one of read, write, write_fault, cow_fault, munmap, madvise_dontneed, mprotect, fork, ksm_merge, migrate, reclaim, unmap_mapping_range",
+      "9:23 len10 unknown cpu op 'frobnicate'; expected one of read, write, write_fault, cow_fault, munmap, madvise_dontneed, mprotect, fork, ksm_merge, migrate, reclaim, unmap_mapping_range, writeback",
     )
   })
 
   it('misspelt op gets did-you-mean', () => {
     expect(only(scenario({ cpus: 'cpus:\n  C0: [write_falt P]' }))).toBe(
-      "9:8 len10 unknown cpu op 'write_falt' (did you mean 'write_fault'?); expected one of read, write, write_fault, cow_fault, munmap, madvise_dontneed, mprotect, fork, ksm_merge, migrate, reclaim, unmap_mapping_range",
+      "9:8 len10 unknown cpu op 'write_falt' (did you mean 'write_fault'?); expected one of read, write, write_fault, cow_fault, munmap, madvise_dontneed, mprotect, fork, ksm_merge, migrate, reclaim, unmap_mapping_range, writeback",
     )
   })
 
@@ -321,7 +321,7 @@ describe('loadScenarioText: errors located at file:line:column', () => {
 
   it('expect with a bad verdict: at the value', () => {
     expect(only(scenario({ expect: 'expect: { start-end: violatd }' }))).toBe(
-      `12:22 len7 an expectation must be one of holds, violated, use-after-free, stale-after-return, lost-write, progress, forbid; found string "violatd" (did you mean 'violated'?)`,
+      `12:22 len7 an expectation must be one of holds, violated, use-after-free, stale-after-return, lost-write, lost-dirty, progress, forbid; found string "violatd" (did you mean 'violated'?)`,
     )
   })
 
