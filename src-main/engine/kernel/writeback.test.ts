@@ -268,7 +268,8 @@ describe('lost-dirty is found by exploration (reference §5.5, row 14)', () => {
         WB: [writeback F]
       ${kernel}
     `)
-  const verdict = (yaml: ReturnType<typeof load>, p: Preset) => runPolicy(yaml, pol(p), defaultRunOptions(yaml))
+  const verdict = (yaml: ReturnType<typeof load>, p: Preset) =>
+    runPolicy(yaml, pol(p), defaultRunOptions(yaml))
 
   it('v6.6 holds; the 2014 and pre-2014 kernels lose the store under every preset', () => {
     expect(verdict(cpuRace(''), 'start-end').verdict).toBe('holds')
