@@ -10,6 +10,7 @@ import type { EventKind, Metrics, TraceEvent, Violation } from './results'
 import {
   mmuWritable,
   type CallFrame,
+  type FileState,
   type LabState,
   type LocalValue,
   type MmState,
@@ -73,6 +74,7 @@ export class Ctx {
   private ownSecs = false
   private ownSec = 0
   private ownRegs = false
+  private ownFiles = false
   private ownPtes = 0
   private ownVmas = 0
 
@@ -424,6 +426,72 @@ export class Ctx {
     sw[slot] = v
     this.s.swap = sw
   }
+  // ---- file pages: the page-cache folio (kind: file) ------------------------------------
+  /** The page-cache folio of file page `page` (throws for other kinds: a model bug). */
+  file(page: number): FileState {
+    this.rd(Res.file(page))
+    const f = this.s.files[page]
+    if (!f) throw new Error(`model bug: ${this.pageName(page)} is not a file page`)
+    return f
+  }
+  isFile(page: number): boolean {
+    return this.sc.pages[page]!.kind === 'file'
+  }
+  private setFile(page: number, f: FileState): void {
+    this.wr(Res.file(page))
+    if (!this.ownFiles) {
+      this.s.files = this.s.files.slice()
+      this.ownFiles = true
+    }
+    this.s.files[page] = f
+  }
+  folioLockFree(page: number): boolean {
+    return this.file(page).lock === -1
+  }
+  /** folio_lock(): a sleeping lock, taken only when free (the caller's guard waits). */
+  folioLock(page: number, fn = 'folio_lock'): void {
+    const f = this.file(page)
+    if (f.lock !== -1) throw new Error(`model bug: ${this.name} takes a folio lock held by thread ${f.lock}`)
+    this.setFile(page, { ...f, lock: this.t })
+    this.thread.locks.push(`folio_lock(${this.pageName(page)})`)
+    this.emit('lock', fn, `lock the page-cache folio of ${this.pageName(page)}`)
+  }
+  folioUnlock(page: number, fn = 'folio_unlock'): void {
+    const f = this.file(page)
+    if (f.lock !== this.t) throw new Error(`model bug: ${this.name} unlocks a folio it does not hold`)
+    this.setFile(page, { ...f, lock: -1 })
+    this.dropLock(`folio_lock(${this.pageName(page)})`)
+    this.emit('lock', fn, `unlock the page-cache folio of ${this.pageName(page)}`)
+  }
+  /** folio_mark_dirty() / set_page_dirty(): PG_dirty := 1. */
+  folioMarkDirty(page: number, fn: string): void {
+    const f = this.file(page)
+    this.emit(
+      'frame',
+      fn,
+      `${this.pageName(page)} (pfn ${f.pfn}): PG_dirty${f.dirty ? ' (already set)' : ' := 1'}`,
+    )
+    if (!f.dirty) this.setFile(page, { ...f, dirty: true })
+  }
+  /** folio_test_clear_dirty(): clears PG_dirty, returns whether it was set. */
+  folioTestClearDirty(page: number): boolean {
+    const f = this.file(page)
+    this.emit(
+      'frame',
+      'folio_test_clear_dirty',
+      `${this.pageName(page)} (pfn ${f.pfn}): PG_dirty was ${f.dirty ? 1 : 0}, now 0`,
+    )
+    if (f.dirty) this.setFile(page, { ...f, dirty: false })
+    return f.dirty
+  }
+  /** The writeback I/O: the folio's contents as they are now go to the page's disk block. */
+  diskWrite(page: number, fn: string): void {
+    const f = this.file(page)
+    const v = this.folio(f.pfn).v
+    this.setFile(page, { ...f, disk: v })
+    this.emit('frame', fn, `disk(${this.pageName(page)}) := ${v} (contents of pfn ${f.pfn})`)
+  }
+
   setReg(r: number, v: number): void {
     if (!this.ownRegs) {
       this.s.regs = this.s.regs.slice()
@@ -824,16 +892,24 @@ export class Ctx {
     return pfn === ZERO_PFN ? 0 : this.folio(pfn).v
   }
 
-  /** At a syscall's return: every cached translation that no longer matches its PTE is marked revoked. */
-  markRevoked(mm: number, pages: readonly number[]): void {
+  /**
+   * At a syscall's return: every cached translation that no longer matches its PTE is marked
+   * revoked. `unmap`: the syscall removes mappings (munmap, madvise, unmap_mapping_range); a
+   * file page's entry that still maps its page-cache folio but lost write permission to a
+   * concurrent folio_mkclean (writeback, which has not reached its range_end yet) is not
+   * something this syscall revoked.
+   */
+  markRevoked(mm: number, pages: readonly number[], unmap = false): void {
     const mark = (list: readonly TlbEntry[], res: (p: number) => number): TlbEntry[] =>
       list.map((e) => {
         if (!pages.includes(e.page)) return e
         this.rd(res(e.page))
         if (e.revoked) return e
         const pte = this.pte(mm, e.page)
-        const stale = !pte || !pte.present || pte.pfn !== e.pfn || (e.write && !pte.write)
+        const gone = !pte || !pte.present || pte.pfn !== e.pfn
+        const stale = gone || (e.write && !pte.write)
         if (!stale) return e
+        if (!gone && unmap && this.isFile(e.page)) return e
         this.wr(res(e.page))
         return { ...e, revoked: true }
       })

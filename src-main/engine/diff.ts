@@ -1,6 +1,6 @@
 /** Human-readable differences between two states: what a step changed. */
 import { pteText } from './ctx'
-import type { LabState, TlbEntry } from './state'
+import type { FileState, LabState, TlbEntry } from './state'
 import type { Scenario } from './types'
 
 function entryText(e: TlbEntry): string {
@@ -68,7 +68,19 @@ export function diffStates(sc: Scenario, a: LabState, b: LabState): string[] {
   b.swap.forEach((v, i) => {
     if (a.swap[i] !== v) out.push(`swap slot ${i}: ${a.swap[i] ?? 'free'} -> ${v ?? 'free'}`)
   })
+  b.files.forEach((f, i) => {
+    const o = a.files[i]
+    if (!f || !o) return
+    if (o.dirty !== f.dirty)
+      out.push(`folio ${name(i)}: ${o.dirty ? 'dirty' : 'clean'} -> ${f.dirty ? 'dirty' : 'clean'}`)
+    if (o.disk !== f.disk) out.push(`disk ${name(i)}: ${o.disk} -> ${f.disk}`)
+  })
   return out
+}
+
+function fileText(sc: Scenario, f: FileState): string {
+  const holder = f.lock >= 0 ? `, locked by ${sc.threads[f.lock]?.name ?? `thread ${f.lock}`}` : ''
+  return `pfn ${f.pfn}, ${f.dirty ? 'dirty' : 'clean'}${holder}, disk ${f.disk}`
 }
 
 /** The whole machine as [subject, value] rows, with the subjects diffStates uses. */
@@ -120,6 +132,9 @@ export function stateView(sc: Scenario, s: LabState): Array<[string, string]> {
       `${v ?? 'free'}${(s.swapCache[i] ?? -1) >= 0 ? `, swap cache pfn ${s.swapCache[i]}` : ''}`,
     ]),
   )
+  s.files.forEach((f, i) => {
+    if (f) rows.push([`folio ${name(i)}`, fileText(sc, f)])
+  })
   sc.registers.forEach((r, i) => rows.push([r, String(s.regs[i] ?? 'none')]))
   return rows
 }

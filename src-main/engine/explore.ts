@@ -74,42 +74,84 @@ function finalMem(sc: Scenario, s: LabState, page: number): number | null {
   return pte.pfn === ZERO_PFN ? 0 : s.frames[pte.pfn]!.v
 }
 
-/** Checks a state with no enabled thread: the forbid condition if all finished, else deadlock. */
-export function terminalViolation(
+/**
+ * lost-dirty, checked when every thread has finished: a file page whose page-cache folio holds
+ * contents that differ from what is on disk, while neither PG_dirty nor any PTE mapping the
+ * folio is dirty. Nothing records that the page must be written: writeback skips clean
+ * folios and reclaim drops them (try_to_unmap moves only PTE dirty bits to the folio), so the
+ * data is lost for certain. This is exact, not a heuristic: with all threads done no write
+ * can re-dirty the folio, and every kernel path that changes the contents legitimately
+ * (a write through a PTE that is writable and dirty, a fault that marks the folio dirty)
+ * leaves a dirty bit behind until writeback copies the contents to disk. Only a write through
+ * a TLB entry that outlived folio_mkclean() (or that the rmap walk never found) changes the
+ * contents without one.
+ */
+export function lostDirty(sc: Scenario, s: LabState, stepIndex: number): Violation | null {
+  for (let p = 0; p < sc.pages.length; p++) {
+    const f = s.files[p]
+    if (!f) continue
+    const v = s.frames[f.pfn]!.v
+    if (v === f.disk || f.dirty) continue
+    const dirtyPte = s.mms.some((m) =>
+      m.ptes.some((q) => q !== null && q.pfn === f.pfn && q.swp === undefined && q.dirty),
+    )
+    if (dirtyPte) continue
+    const name = sc.pages[p]!.name
+    return {
+      invariant: 'lost-dirty',
+      step: stepIndex,
+      thread: '-',
+      message: `the page-cache folio of ${name} (pfn ${f.pfn}) holds ${v} but disk(${name}) = ${f.disk}, and neither the folio (PG_dirty) nor any PTE is dirty: writeback will never write ${v}, and reclaim would drop the page as clean`,
+    }
+  }
+  return null
+}
+
+/**
+ * Checks a state with no enabled thread: if all finished, lost dirty data and the forbid
+ * condition; else deadlock.
+ */
+export function terminalViolations(
   sc: Scenario,
   policy: Policy,
   s: LabState,
   stepIndex: number,
-): Violation | null {
+): Violation[] {
   if (allDone(s)) {
+    const out: Violation[] = []
+    const lost = lostDirty(sc, s, stepIndex)
+    if (lost) out.push(lost)
     if (
       sc.forbid &&
       evalExpr(
         sc.forbid,
         (r) => s.regs[r]!,
         (p) => finalMem(sc, s, p),
+        (p) => s.files[p]?.disk ?? null,
       )
     ) {
       const vals = sc.registers.map((r, i) => `${r} = ${s.regs[i] ?? 'none'}`).join(', ')
-      return {
+      out.push({
         invariant: 'forbid',
         step: stepIndex,
         thread: '-',
         message: `the final state satisfies forbid: ${sc.forbidText} (${vals})`,
-      }
+      })
     }
-    return null
+    return out
   }
   const stuck = s.threads
     .map((_, t) => t)
     .filter((t) => !s.threads[t]!.done)
     .map((t) => `${sc.threads[t]!.name} (${blockedReason(sc, policy, s, t)})`)
-  return {
-    invariant: 'progress',
-    step: stepIndex,
-    thread: '-',
-    message: `deadlock: no thread can run; blocked: ${stuck.join(', ')}`,
-  }
+  return [
+    {
+      invariant: 'progress',
+      step: stepIndex,
+      thread: '-',
+      message: `deadlock: no thread can run; blocked: ${stuck.join(', ')}`,
+    },
+  ]
 }
 
 function mask(ts: readonly number[]): number {
@@ -261,8 +303,7 @@ export function exploreExhaustive(
       const en = enabledThreads(sc, policy, s)
       if (en.length === 0) {
         terminals++
-        const v = terminalViolation(sc, policy, s, pathTo(id).length)
-        if (v) record(v, pathTo(id), null)
+        for (const v of terminalViolations(sc, policy, s, pathTo(id).length)) record(v, pathTo(id), null)
         continue
       }
       if (en.every((t) => isDevice[t])) devOnly.set(id, s)
@@ -479,8 +520,7 @@ export function runExecution(
   for (;;) {
     const en = enabledThreads(sc, policy, s)
     if (en.length === 0) {
-      const v = terminalViolation(sc, policy, s, schedule.length)
-      if (v) {
+      for (const v of terminalViolations(sc, policy, s, schedule.length)) {
         violations.push(v)
         outcome = v.invariant === 'progress' ? 'deadlock' : 'violation'
       }
@@ -588,7 +628,7 @@ export function toCounterexample(sc: Scenario, policy: Policy, f: Found): Counte
     why: explain(sc, f, ex),
     // A violation on a step ends its trace there; forbid and progress need the run's end.
     trace:
-      f.invariant === 'forbid' || f.invariant === 'progress'
+      f.invariant === 'forbid' || f.invariant === 'progress' || f.invariant === 'lost-dirty'
         ? ex.records
         : ex.records.slice(0, f.schedule.length),
   }
@@ -598,6 +638,7 @@ export function toCounterexample(sc: Scenario, policy: Policy, f: Found): Counte
 export function explain(sc: Scenario, f: Found, ex: Execution): string {
   const v = f.violation
   if (v.invariant === 'forbid') return v.message
+  if (v.invariant === 'lost-dirty') return explainLostDirty(sc, v, ex)
   if (v.invariant === 'progress') {
     if (!f.cycle) return v.message
     const start = f.schedule.length
@@ -635,4 +676,30 @@ export function explain(sc: Scenario, f: Found, ex: Execution): string {
     ? `; since then ${ptes.map((e) => `${e.fn}@${e.step}`).join(', ')} changed the PTE`
     : ''
   return `${v.message}; ${filled}${changed}; ${invals.length ? `notifier activity since: ${invals.join(', ')} (none removed it in time)` : 'no invalidation reached it since'}`
+}
+
+/**
+ * lost-dirty: the writes that changed the folio after writeback last cleaned it (the
+ * folio_test_clear_dirty step) and the TLB they went through.
+ */
+function explainLostDirty(sc: Scenario, v: Violation, ex: Execution): string {
+  const page = sc.pages.find((p) => p.kind === 'file' && v.message.includes(`of ${p.name} `))
+  if (!page) return v.message
+  const evs = ex.records.flatMap((r) => r.events)
+  const cleaned = evs.filter((e) => e.fn === 'folio_test_clear_dirty' && e.text.startsWith(`${page.name} `))
+  const since = cleaned.length ? cleaned[cleaned.length - 1]!.step : -1
+  const writes = evs.filter(
+    (e) =>
+      e.kind === 'access' &&
+      e.step > since &&
+      e.text.startsWith('write') &&
+      e.text.includes(` ${page.name} `),
+  )
+  const mk = evs.filter(
+    (e) => e.fn === 'folio_mkclean' || e.fn === 'set_pte_at (pte_wrprotect + pte_mkclean)',
+  )
+  const how = mk.some((e) => e.fn === 'folio_mkclean')
+    ? 'folio_mkclean() saw the folio unmapped (mapcount 0) and skipped the rmap walk'
+    : 'folio_mkclean() write-protected and cleaned the PTE'
+  return `${v.message}. Writeback cleaned the folio at step ${since} (${how}); ${writes.length ? `afterwards ${writes.map((e) => `${e.thread} at step ${e.step} (${e.text})`).join(', ')} wrote through a TLB entry that was not invalidated and left no dirty bit` : 'no write since'}`
 }

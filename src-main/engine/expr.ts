@@ -1,8 +1,9 @@
 /**
  * The litmus-style `forbid` condition: `r1 == 1 && r0 == 0`, `mem(A) != 7 || !(r2 > 0)`.
  * Bare names are registers, `mem(P)` is the final value of page P read through the process's
- * page table. A register whose read faulted (or never ran) has no value, and every comparison
- * involving a missing value is false.
+ * page table, `disk(P)` what writeback last stored for file page P (initially its value). A
+ * register whose read faulted (or never ran) has no value, and every comparison involving a
+ * missing value is false.
  */
 import type { Expr } from './types'
 
@@ -57,6 +58,8 @@ function tokenize(src: string): Tok[] | ExprError {
 export interface ExprNames {
   register(name: string): number | null
   page(name: string): number | null
+  /** Whether page `i` is a file page (only those have a disk block); absent: all pages. */
+  file?(i: number): boolean
 }
 
 /** Parses a forbid condition; names are resolved through `names`. */
@@ -105,7 +108,7 @@ export function parseExpr(src: string, names: ExprNames): Expr | ExprError {
       const b = operand()
       return { k: 'cmp', op: t.s as '==', a, b }
     }
-    if (a.k === 'num' || a.k === 'reg' || a.k === 'mem') {
+    if (a.k === 'num' || a.k === 'reg' || a.k === 'mem' || a.k === 'disk') {
       // A bare value is not a condition: litmus conditions compare.
       if (!(t.t === 'op' && (t.s === ')' || t.s === '&&' || t.s === '||')) && t.t !== 'end') {
         fail(t, `expected a comparison operator (==, !=, <, <=, >, >=) but found '${t.s}'`)
@@ -128,15 +131,19 @@ export function parseExpr(src: string, names: ExprNames): Expr | ExprError {
     }
     if (t.t === 'name') {
       p++
-      if (t.s === 'mem') {
+      // `disk` is a function only when called: a register may still be named disk.
+      if (t.s === 'mem' || (t.s === 'disk' && peek().t === 'op' && peek().s === '(')) {
+        const fn = t.s
         expectOp('(')
         const n = peek()
-        if (n.t !== 'name') fail(n, 'expected a page name inside mem(...)')
+        if (n.t !== 'name') fail(n, `expected a page name inside ${fn}(...)`)
         const page = names.page(n.s)
-        if (page === null) fail(n, `unknown page '${n.s}' in mem(...)`)
+        if (page === null) fail(n, `unknown page '${n.s}' in ${fn}(...)`)
+        if (fn === 'disk' && names.file && !names.file(page!))
+          fail(n, `disk(${n.s}): only file pages (kind: file) are written back to disk`)
         p++
         expectOp(')')
-        return { k: 'mem', page: page! }
+        return fn === 'mem' ? { k: 'mem', page: page! } : { k: 'disk', page: page! }
       }
       const r = names.register(t.s)
       if (r === null) {
@@ -161,6 +168,7 @@ export function evalExpr(
   e: Expr,
   reg: (r: number) => number | null,
   mem: (page: number) => number | null,
+  disk: (page: number) => number | null = () => null,
 ): boolean {
   const val = (x: Expr): number | null => {
     switch (x.k) {
@@ -170,17 +178,19 @@ export function evalExpr(
         return reg(x.r)
       case 'mem':
         return mem(x.page)
+      case 'disk':
+        return disk(x.page)
       default:
-        return evalExpr(x, reg, mem) ? 1 : 0
+        return evalExpr(x, reg, mem, disk) ? 1 : 0
     }
   }
   switch (e.k) {
     case 'not':
-      return !evalExpr(e.e, reg, mem)
+      return !evalExpr(e.e, reg, mem, disk)
     case 'bin':
       return e.op === '&&'
-        ? evalExpr(e.a, reg, mem) && evalExpr(e.b, reg, mem)
-        : evalExpr(e.a, reg, mem) || evalExpr(e.b, reg, mem)
+        ? evalExpr(e.a, reg, mem, disk) && evalExpr(e.b, reg, mem, disk)
+        : evalExpr(e.a, reg, mem, disk) || evalExpr(e.b, reg, mem, disk)
     case 'cmp': {
       const a = val(e.a)
       const b = val(e.b)
@@ -218,6 +228,8 @@ export function exprToString(
       return regName(e.r)
     case 'mem':
       return `mem(${pageName(e.page)})`
+    case 'disk':
+      return `disk(${pageName(e.page)})`
     case 'not':
       return `!(${exprToString(e.e, regName, pageName)})`
     case 'bin':

@@ -30,6 +30,8 @@ export const Res = {
   seq: (i: number) => 6 * M * M + i,
   inprog: (i: number, p: number) => 7 * M * M + i * M + p,
   frame: (pfn: number) => 8 * M * M + pfn,
+  /** A file page's page-cache state: PG_dirty, the folio lock, its disk block. */
+  file: (p: number) => 9 * M * M + p,
 }
 
 export function newFootprint(): Footprint {

@@ -473,3 +473,71 @@ describe('model-based properties of the exploration engine', () => {
     )
   })
 })
+
+// ---------------------------------------------------------------------------------------------
+// File pages: writeback and lost dirty data (reference §5.5, row 14, §7 item 5)
+// ---------------------------------------------------------------------------------------------
+
+const fileOpArb = fc.oneof(
+  { weight: 3, arbitrary: fc.integer({ min: 4, max: 9 }).map((v) => `write F ${v}`) },
+  { weight: 3, arbitrary: fc.constant('writeback F') },
+  fc.constant('madvise_dontneed F'),
+  fc.constant('munmap F'),
+  fc.constant('read F'),
+  fc.constantFrom('mprotect F ro', 'mprotect F rw'),
+)
+
+/** One file page, 1-2 CPU threads, a device thread through one hw-walker or sw-mirror. */
+const fileScenarioArb: fc.Arbitrary<Generated> = fc
+  .record({
+    arch: fc.constantFrom<'x86_64' | 'arm64'>('x86_64', 'arm64'),
+    mapped: fc.constantFrom('rw', 'ro', 'clean'),
+    cpus: fc.array(fc.array(fileOpArb, { minLength: 1, maxLength: 2 }), { minLength: 1, maxLength: 2 }),
+    sec: fc.oneof(
+      fc.record({
+        type: fc.constant('hw-walker'),
+        flush_at: fc.constantFrom('start', 'end', 'both'),
+        cached: fc.boolean(),
+      }),
+      fc.record({ type: fc.constant('sw-mirror'), cached: fc.boolean() }),
+    ),
+    dev: fc.array(fc.integer({ min: 10, max: 19 }), { minLength: 0, maxLength: 2 }),
+  })
+  .map((s) => {
+    const { cached, ...sec } = s.sec
+    const raw = {
+      title: 'generated file-page scenario',
+      arch: s.arch,
+      pages: { F: { value: 1, prot: 'rw', kind: 'file', mapped: s.mapped } },
+      secondary: [{ name: 'sec', ...sec, cached: cached ? ['F'] : [] }],
+      cpus: Object.fromEntries(s.cpus.map((ops, i) => [`C${i}`, ops])),
+      devices: s.dev.length ? { D0: { via: 'sec', ops: s.dev.map((v) => `write F ${v}`) } } : {},
+    }
+    let sc: Scenario
+    try {
+      sc = validateScenario(raw)
+    } catch (e) {
+      throw new Error(`generator bug: invalid scenario\n${stringify(raw)}\n${String(e)}`)
+    }
+    return { raw, sc }
+  })
+
+describe('file pages and writeback (reference §5.5, row 14)', () => {
+  it('v6.6: invalidate-range and arch-hook never lose dirty data, and sw-mirrors never do (seed 5566)', () => {
+    fc.assert(
+      fc.property(fileScenarioArb, fc.constantFrom<Preset>(...PRESETS), (g, preset) => {
+        const policy = makePolicy(preset)
+        const r = runPolicy(g.sc, policy, exhaustiveOptions())
+        check(r.stats.complete, g, policy, 'exploration did not complete')
+        if (preset !== 'start-end' || g.sc.secondaries[0]!.type === 'sw-mirror')
+          check(
+            r.invariants['lost-dirty'] === 'holds',
+            g,
+            policy,
+            `lost-dirty: ${r.counterexamples.find((c) => c.invariant === 'lost-dirty')?.why}`,
+          )
+      }),
+      { seed: 5566, numRuns: 120 },
+    )
+  })
+})

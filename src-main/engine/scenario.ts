@@ -71,8 +71,12 @@ export const CPU_OPS = [
   'migrate',
   'reclaim',
   'unmap_mapping_range',
+  'writeback',
 ] as const
 export const DEVICE_OPS = ['read', 'write'] as const
+export const PAGE_KINDS = ['anon', 'pfnmap', 'file'] as const
+/** The `kernel:` toggles (YAML names), each defaulting to v6.6 behaviour (true). */
+export const KERNEL_KEYS = ['pfnmap_flush', 'dirty_flush_under_ptl', 'delay_rmap'] as const
 
 /** Levenshtein-based hint for a misspelt key or word. */
 function didYouMean(word: string, options: readonly string[]): string {
@@ -252,9 +256,14 @@ export function validateScenario(raw: unknown): Scenario {
       const kind =
         d.kind === undefined
           ? 'anon'
-          : oneOf<'anon' | 'pfnmap'>(d.kind, ['anon', 'pfnmap'], [...path, 'kind'], issues, 'kind')
+          : oneOf<PageDecl['kind']>(d.kind, PAGE_KINDS, [...path, 'kind'], issues, 'kind')
       if (kind === 'pfnmap' && cow)
         issues.add([...path, 'cow'], 'a pfnmap page is a shared device mapping: it cannot be cow')
+      if (kind === 'file' && cow)
+        issues.add(
+          [...path, 'cow'],
+          'a file page is a MAP_SHARED mapping: writes go to the page cache, never to a copy; it cannot be cow',
+        )
       if (kind === 'pfnmap' && d.mapped === 'none')
         issues.add(
           [...path, 'mapped'],
@@ -290,7 +299,7 @@ export function validateScenario(raw: unknown): Scenario {
           )
           mapped = null
         }
-        if (mapped === 'none' && value !== 0 && value !== null) {
+        if (mapped === 'none' && value !== 0 && value !== null && kind !== 'file') {
           issues.add(
             [...path, 'value'],
             'a page that is not mapped yet reads as zero when faulted in; value must be 0',
@@ -568,7 +577,8 @@ export function validateScenario(raw: unknown): Scenario {
       case 'ksm_merge':
       case 'migrate':
       case 'reclaim':
-      case 'unmap_mapping_range': {
+      case 'unmap_mapping_range':
+      case 'writeback': {
         if (head.s === 'migrate' || head.s === 'reclaim')
           migrates.push({ path: p, at: head.at, len: head.s.length, op: head.s })
         const page = pageWord(ws[1], p, head.s, src)
@@ -688,10 +698,25 @@ export function validateScenario(raw: unknown): Scenario {
   }
   for (const o of pageOps) {
     const pfnmap = pages[o.page]?.kind === 'pfnmap'
+    const file = pages[o.page]?.kind === 'file'
     if (o.op === 'unmap_mapping_range' && !pfnmap)
       issues.add(
         o.path,
-        `unmap_mapping_range revokes a driver's pfnmap mapping; page '${pages[o.page]!.name}' is anon`,
+        `unmap_mapping_range revokes a driver's pfnmap mapping; page '${pages[o.page]!.name}' is ${pages[o.page]!.kind}`,
+        o.at,
+        o.len,
+      )
+    if (o.op === 'writeback' && !file)
+      issues.add(
+        o.path,
+        `writeback writes a file page's page-cache folio to disk; page '${pages[o.page]!.name}' is ${pages[o.page]!.kind} (declare it kind: file)`,
+        o.at,
+        o.len,
+      )
+    if (file && ['cow_fault', 'ksm_merge', 'migrate', 'reclaim'].includes(o.op))
+      issues.add(
+        o.path,
+        `${o.op} of a file page is not modelled (${o.op === 'cow_fault' ? 'a MAP_SHARED file page never breaks COW' : 'only anon pages'}); '${pages[o.page]!.name}' is kind: file`,
         o.at,
         o.len,
       )
@@ -705,6 +730,12 @@ export function validateScenario(raw: unknown): Scenario {
   }
   if (forks > 0 && pages.some((pg) => pg.kind === 'pfnmap')) {
     issues.add(['pages'], 'fork with pfnmap pages is not modelled yet')
+  }
+  if (forks > 0 && pages.some((pg) => pg.kind === 'file')) {
+    issues.add(
+      ['pages'],
+      'fork with file pages is not modelled yet (the child would map the same page-cache folio; folio_mkclean would have to walk it too)',
+    )
   }
   if (forks > 0 || hasCowPages) {
     for (const m of migrates) {
@@ -740,6 +771,7 @@ export function validateScenario(raw: unknown): Scenario {
           return i < 0 ? null : i
         },
         page: pageRef,
+        file: (i) => pages[i]?.kind === 'file',
       })
       if ('message' in r) issues.add(['forbid'], r.message, r.offset, r.length)
       else forbid = r
@@ -789,6 +821,8 @@ export function validateScenario(raw: unknown): Scenario {
   const explore: ExploreDecl = parseExplore(raw.explore, issues, threadNames)
 
   let pfnmapFlush = true
+  let dirtyFlushUnderPtl = true
+  let delayRmap = true
   if (raw.kernel !== undefined) {
     if (!isObj(raw.kernel))
       issues.add(
@@ -796,10 +830,21 @@ export function validateScenario(raw: unknown): Scenario {
         `kernel must be a mapping of toggles such as { pfnmap_flush: false }; found ${typeName(raw.kernel)}`,
       )
     else {
-      checkKeys(raw.kernel, ['pfnmap_flush'], ['kernel'], issues, 'kernel')
-      if (raw.kernel.pfnmap_flush !== undefined)
-        pfnmapFlush =
-          bool(raw.kernel.pfnmap_flush, ['kernel', 'pfnmap_flush'], issues, 'kernel.pfnmap_flush') ?? true
+      const k = raw.kernel
+      checkKeys(k, KERNEL_KEYS, ['kernel'], issues, 'kernel')
+      const toggle = (key: (typeof KERNEL_KEYS)[number]): boolean | null =>
+        k[key] === undefined ? null : bool(k[key], ['kernel', key], issues, `kernel.${key}`)
+      pfnmapFlush = toggle('pfnmap_flush') ?? true
+      const dirty = toggle('dirty_flush_under_ptl')
+      const delay = toggle('delay_rmap')
+      dirtyFlushUnderPtl = dirty ?? true
+      // The kernel before 1cf35d47712d had no delayed rmap either: delay_rmap follows it.
+      delayRmap = delay ?? dirtyFlushUnderPtl
+      if (delay === true && dirty === false)
+        issues.add(
+          ['kernel', 'delay_rmap'],
+          'delay_rmap (5df397dec7c4, 2022) delays page_remove_rmap until the flush that 1cf35d47712d (2014) forces under the PTL; it needs dirty_flush_under_ptl: true',
+        )
     }
   }
 
@@ -839,7 +884,7 @@ export function validateScenario(raw: unknown): Scenario {
     gatherBatch,
     explore,
     costs,
-    kernel: { pfnmapFlush },
+    kernel: { pfnmapFlush, dirtyFlushUnderPtl, delayRmap },
   }
 }
 

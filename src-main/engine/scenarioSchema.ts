@@ -5,7 +5,16 @@
  */
 import { COST_KEYS, COSTS } from './costs'
 import { PRESETS, PRESET_DOCS, VARIANTS } from './policy'
-import { CPU_OPS, DEVICE_OPS, HW_KEYS, PAGE_KEYS, SW_KEYS, TOP_KEYS } from './scenario'
+import {
+  CPU_OPS,
+  DEVICE_OPS,
+  HW_KEYS,
+  KERNEL_KEYS,
+  PAGE_KEYS,
+  PAGE_KINDS,
+  SW_KEYS,
+  TOP_KEYS,
+} from './scenario'
 import { INVARIANTS } from './types'
 
 const OP_DOCS: Record<string, string> = {
@@ -24,6 +33,18 @@ const OP_DOCS: Record<string, string> = {
     'reclaim P: try_to_unmap to a swap entry with a batched flush, pageout, free; a later fault swaps in (mm/vmscan.c)',
   ksm_merge:
     'ksm_merge P: write_protect_page, pages_identical with a stable page of equal content, replace_page (mm/ksm.c)',
+  unmap_mapping_range:
+    "unmap_mapping_range P: a driver revokes its pfnmap mapping through the file's i_mmap tree (zap_page_range_single)",
+  writeback:
+    'writeback P (kind: file): folio_lock, folio_clear_dirty_for_io -> folio_mkclean (no rmap walk if unmapped) -> page_vma_mkclean_one, then the contents go to disk(P) (mm/page-writeback.c, mm/rmap.c)',
+}
+
+const KERNEL_DOCS: Record<(typeof KERNEL_KEYS)[number], string> = {
+  pfnmap_flush: 'b67fbebd4cf9 (v5.19): tlb_end_vma flushes for VM_PFNMAP; false = before the fix',
+  dirty_flush_under_ptl:
+    '1cf35d47712d (Linus, 2014): zap_pte_range flushes before dropping the PTL when it clears a dirty shared PTE; false = before 2014 (also implies delay_rmap: false)',
+  delay_rmap:
+    '5df397dec7c4 (Linus, 2022, v6.2): page_remove_rmap of a dirty file page waits until after that flush (tlb_flush_rmaps); false = 2014..v6.1',
 }
 
 function opsSchema(ops: readonly string[]): object {
@@ -68,6 +89,11 @@ export function scenarioJsonSchema(): object {
               enum: ['rw', 'ro', 'clean', 'none'],
               description:
                 'PTE state: rw (writable, dirty), ro (read-only, exclusive), clean (writable, not dirty), none (no PTE yet)',
+            },
+            kind: {
+              enum: [...PAGE_KINDS],
+              description:
+                'anon (private anonymous), pfnmap (a driver VM_PFNMAP mapping), file (a MAP_SHARED file page: page cache, PG_dirty, written back to disk(P))',
             },
           },
         },
@@ -148,7 +174,8 @@ export function scenarioJsonSchema(): object {
       },
       forbid: {
         type: 'string',
-        description: 'A condition on the final state, e.g. r1 == 1 && r0 == 0; mem(P) reads page P',
+        description:
+          'A condition on the final state, e.g. r1 == 1 && r0 == 0; mem(P) reads page P, disk(P) what writeback stored for file page P',
       },
       expect: {
         type: 'object',
@@ -160,6 +187,14 @@ export function scenarioJsonSchema(): object {
           ]),
         ),
         additionalProperties: expectation,
+      },
+      kernel: {
+        type: 'object',
+        description: 'Kernel behaviour toggles; all default to v6.6 (true)',
+        additionalProperties: false,
+        properties: Object.fromEntries(
+          KERNEL_KEYS.map((k) => [k, { type: 'boolean', description: KERNEL_DOCS[k] }]),
+        ),
       },
       mmu_gather: {
         type: 'object',

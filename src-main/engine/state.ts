@@ -94,6 +94,18 @@ export interface ThreadState {
   locks: string[]
 }
 
+/**
+ * A file page's page-cache folio (kind: file): its frame (never freed: the page cache holds a
+ * reference), PG_dirty, the folio lock (holder thread or -1) and what writeback last stored
+ * on disk.
+ */
+export interface FileState {
+  readonly pfn: number
+  readonly dirty: boolean
+  readonly lock: number
+  readonly disk: number
+}
+
 export interface LabState {
   frames: PFrame[]
   mms: MmState[]
@@ -106,6 +118,8 @@ export interface LabState {
   swap: Array<number | null>
   /** The folio still in the swap cache for each slot (pfn), or -1. */
   swapCache: number[]
+  /** Per page: its page-cache folio for kind: file pages, null for the others. */
+  files: Array<FileState | null>
 }
 
 /** pfn 0 is the shared zero page: never freed, always reads 0. */
@@ -123,7 +137,7 @@ export function initialState(sc: Scenario): LabState {
     ptl: -1,
     pt: false,
     tfp: 0,
-    imap: sc.pages.map((p) => p.kind === 'pfnmap'),
+    imap: sc.pages.map((p) => p.kind === 'pfnmap' || p.kind === 'file'),
     imapReaders: 0,
   }
   const hasChild = sc.pages.some((p) => p.cow)
@@ -139,9 +153,30 @@ export function initialState(sc: Scenario): LabState {
     imap: new Array(n).fill(false),
     imapReaders: 0,
   }
+  const files: Array<FileState | null> = sc.pages.map(() => null)
   sc.pages.forEach((p, i) => {
     parent.vmas.push(p.prot)
     if (hasChild) child.vmas[i] = p.prot
+    if (p.kind === 'file') {
+      // The page-cache folio exists whether or not a PTE maps it; it holds the page cache's
+      // own reference. A writable PTE of a shared file page is only installed by a write
+      // fault (wp_page_shared / do_shared_fault), which marks the folio dirty.
+      const pfn = frames.length
+      const mapped = p.mapped !== 'none'
+      frames.push({
+        v: p.value,
+        ref: mapped ? 2 : 1,
+        map: mapped ? 1 : 0,
+        free: false,
+        gen: 1,
+        w: 0,
+        sup: false,
+      })
+      const write = p.mapped === 'rw' || p.mapped === 'clean'
+      files[i] = { pfn, dirty: write, lock: -1, disk: p.value }
+      parent.ptes.push(mapped ? { pfn, present: true, write, dirty: p.mapped === 'rw' } : null)
+      return
+    }
     if (p.mapped === 'none') {
       parent.ptes.push(null)
       return
@@ -186,6 +221,7 @@ export function initialState(sc: Scenario): LabState {
     regs: sc.registers.map(() => null),
     swap: [],
     swapCache: [],
+    files,
   }
 }
 
@@ -227,6 +263,7 @@ export function shallowNext(s: LabState, t: number): LabState {
     regs: s.regs,
     swap: s.swap,
     swapCache: s.swapCache,
+    files: s.files,
   }
 }
 
@@ -362,5 +399,11 @@ export function hashState(s: LabState, live: Liveness): [number, number] {
   h.n(s.swap.length)
   for (const v of s.swap) h.n(v === null ? -9 : v)
   for (const p of s.swapCache) h.n(p)
+  for (const f of s.files) {
+    if (!f) continue
+    h.n(f.pfn * 2 + (f.dirty ? 1 : 0))
+    h.n(f.lock)
+    h.n(f.disk)
+  }
   return [h.a >>> 0, h.b >>> 0]
 }

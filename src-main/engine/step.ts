@@ -14,6 +14,7 @@ import { ksmMerge } from './kernel/ksm'
 import { migrate } from './kernel/migrate'
 import { reclaim } from './kernel/reclaim'
 import { iotlbCommand } from './kernel/iommu'
+import { writeback } from './kernel/writeback'
 import type { Policy } from './policy'
 import type { Metrics, TraceEvent, Violation } from './results'
 import { zeroMetrics } from './results'
@@ -36,6 +37,7 @@ export const PROCS: Readonly<Record<string, Proc>> = {
   reclaim,
   unmap_mapping_range: unmapMappingRange,
   iotlb_command: iotlbCommand,
+  writeback,
 }
 
 function rootFrame(sc: Scenario, t: number, op: Op): CallFrame {
@@ -79,6 +81,8 @@ function rootFrame(sc: Scenario, t: number, op: Op): CallFrame {
       return { proc: 'reclaim', pc: 'start', l: { page: op.page } }
     case 'unmap_mapping_range':
       return { proc: 'unmap_mapping_range', pc: 'start', l: { page: op.page } }
+    case 'writeback':
+      return { proc: 'writeback', pc: 'start', l: { page: op.page } }
   }
 }
 

@@ -26,8 +26,11 @@ export interface PageDecl {
    * anon: private anonymous memory. pfnmap: a VM_PFNMAP mapping of raw PFNs (device memory, a
    * BAR) set up by the driver (remap_pfn_range): no struct page refcounting, linked in the
    * file's i_mmap tree so that the driver can revoke it with unmap_mapping_range().
+   * file: a MAP_SHARED page of a regular file. The page cache holds its own reference (a
+   * zap never frees it), writes are tracked by the folio's PG_dirty and the PTE dirty bit,
+   * and `writeback` stores its contents to disk (`disk(P)`, initially `value`). Never COW.
    */
-  readonly kind: 'anon' | 'pfnmap'
+  readonly kind: 'anon' | 'pfnmap' | 'file'
 }
 
 export type FlushAt = 'start' | 'end' | 'both'
@@ -82,6 +85,7 @@ export type CpuOp =
   | { readonly kind: 'migrate'; readonly page: number }
   | { readonly kind: 'reclaim'; readonly page: number }
   | { readonly kind: 'unmap_mapping_range'; readonly page: number }
+  | { readonly kind: 'writeback'; readonly page: number }
 
 export type DeviceOp =
   | { readonly kind: 'read'; readonly page: number; readonly reg: number | null }
@@ -102,11 +106,13 @@ export interface ThreadDecl {
 }
 
 export type Verdict = 'holds' | 'violated' | 'unknown'
-export type InvariantName = 'use-after-free' | 'stale-after-return' | 'lost-write' | 'progress' | 'forbid'
+export type InvariantName =
+  'use-after-free' | 'stale-after-return' | 'lost-write' | 'lost-dirty' | 'progress' | 'forbid'
 export const INVARIANTS: readonly InvariantName[] = [
   'use-after-free',
   'stale-after-return',
   'lost-write',
+  'lost-dirty',
   'progress',
   'forbid',
 ]
@@ -139,9 +145,27 @@ export interface Scenario {
   readonly gatherBatch: number | null
   readonly explore: ExploreDecl
   /** Kernel behaviour toggles (defaults: v6.6). */
-  readonly kernel: { readonly pfnmapFlush: boolean }
+  readonly kernel: KernelToggles
   /** Cost-table entries (ns) this scenario overrides. */
   readonly costs: Readonly<Record<string, number>>
+}
+
+/** Kernel behaviour toggles, each named for the commit that introduced the v6.6 behaviour. */
+export interface KernelToggles {
+  /** b67fbebd4cf9 (v5.19): tlb_end_vma() flushes for VM_PFNMAP/VM_MIXEDMAP. */
+  readonly pfnmapFlush: boolean
+  /**
+   * 1cf35d47712d (Linus, 2014, v3.16): zap_pte_range() forces the TLB flush before it drops
+   * the PTL when it clears a dirty shared PTE (and on a full batch). false: the flush comes
+   * after the PTL is released (tlb_flush_mmu / tlb_finish_mmu).
+   */
+  readonly dirtyFlushUnderPtl: boolean
+  /**
+   * 5df397dec7c4 (Linus, 2022, v6.2): page_remove_rmap() of a dirty file page is delayed
+   * until after the forced flush (tlb_flush_rmaps, still under the PTL). false: the mapcount
+   * drops in the PTE loop, before the flush.
+   */
+  readonly delayRmap: boolean
 }
 
 /** Expression of a `forbid` condition. */
@@ -149,6 +173,8 @@ export type Expr =
   | { readonly k: 'num'; readonly v: number }
   | { readonly k: 'reg'; readonly r: number }
   | { readonly k: 'mem'; readonly page: number }
+  /** disk(P): what writeback last stored for file page P. */
+  | { readonly k: 'disk'; readonly page: number }
   | { readonly k: 'not'; readonly e: Expr }
   | { readonly k: 'bin'; readonly op: '&&' | '||'; readonly a: Expr; readonly b: Expr }
   | {

@@ -239,13 +239,13 @@ describe('loadScenarioText: errors located at file:line:column', () => {
 
   it('unknown op: column at the op word', () => {
     expect(only(scenario({ cpus: 'cpus:\n  C0: [write_fault P, frobnicate P]' }))).toBe(
-      "9:23 len10 unknown cpu op 'frobnicate'; expected one of read, write, write_fault, cow_fault, munmap, madvise_dontneed, mprotect, fork, ksm_merge, migrate, reclaim, unmap_mapping_range",
+      "9:23 len10 unknown cpu op 'frobnicate'; expected one of read, write, write_fault, cow_fault, munmap, madvise_dontneed, mprotect, fork, ksm_merge, migrate, reclaim, unmap_mapping_range, writeback",
     )
   })
 
   it('misspelt op gets did-you-mean', () => {
     expect(only(scenario({ cpus: 'cpus:\n  C0: [write_falt P]' }))).toBe(
-      "9:8 len10 unknown cpu op 'write_falt' (did you mean 'write_fault'?); expected one of read, write, write_fault, cow_fault, munmap, madvise_dontneed, mprotect, fork, ksm_merge, migrate, reclaim, unmap_mapping_range",
+      "9:8 len10 unknown cpu op 'write_falt' (did you mean 'write_fault'?); expected one of read, write, write_fault, cow_fault, munmap, madvise_dontneed, mprotect, fork, ksm_merge, migrate, reclaim, unmap_mapping_range, writeback",
     )
   })
 
@@ -321,7 +321,7 @@ describe('loadScenarioText: errors located at file:line:column', () => {
 
   it('expect with a bad verdict: at the value', () => {
     expect(only(scenario({ expect: 'expect: { start-end: violatd }' }))).toBe(
-      `12:22 len7 an expectation must be one of holds, violated, use-after-free, stale-after-return, lost-write, progress, forbid; found string "violatd" (did you mean 'violated'?)`,
+      `12:22 len7 an expectation must be one of holds, violated, use-after-free, stale-after-return, lost-write, lost-dirty, progress, forbid; found string "violatd" (did you mean 'violated'?)`,
     )
   })
 
@@ -423,5 +423,75 @@ describe('loadScenarioText: errors located at file:line:column', () => {
       const [a, b] = [list[i - 1]!, list[i]!]
       expect(a.line < b.line || (a.line === b.line && a.column <= b.column)).toBe(true)
     }
+  })
+})
+
+describe('file pages, writeback and the zap-era toggles: errors at file:line:column', () => {
+  // Lines as in scenario(): 4 is page P, 5 is page Q, 9 is C0's ops, 12 is expect.
+  const filePages = 'pages:\n  P: { value: 0, prot: rw, mapped: ro }\n  Q: { value: 3, kind: file }'
+
+  it('a valid file-page scenario: kind, writeback, disk(P) and the era toggles', () => {
+    const sc = loadScenarioText(
+      scenario(
+        { pages: filePages, cpus: 'cpus:\n  C0: [write_fault P, writeback Q]' },
+        'forbid: disk(Q) == 3\nkernel: { delay_rmap: false }\n',
+      ),
+      'x.yaml',
+    )
+    expect(sc.pages.map((p) => p.kind)).toEqual(['anon', 'file'])
+    expect(sc.threads[0]!.ops[1]).toEqual({ kind: 'writeback', page: 1 })
+    expect(sc.forbid).toMatchObject({ a: { k: 'disk', page: 1 } })
+    expect(sc.kernel).toEqual({ pfnmapFlush: true, dirtyFlushUnderPtl: true, delayRmap: false })
+  })
+
+  it('dirty_flush_under_ptl: false alone also means no delayed rmap (the kernel before 2014)', () => {
+    const sc = loadScenarioText(scenario({}, 'kernel: { dirty_flush_under_ptl: false }\n'), 'x.yaml')
+    expect(sc.kernel).toEqual({ pfnmapFlush: true, dirtyFlushUnderPtl: false, delayRmap: false })
+  })
+
+  it('delay_rmap without the forced flush under the PTL is refused, at the value', () => {
+    expect(only(scenario({}, 'kernel: { dirty_flush_under_ptl: false, delay_rmap: true }\n'))).toBe(
+      '13:53 len4 delay_rmap (5df397dec7c4, 2022) delays page_remove_rmap until the flush that 1cf35d47712d (2014) forces under the PTL; it needs dirty_flush_under_ptl: true',
+    )
+  })
+
+  it('an unknown kernel toggle gets did-you-mean', () => {
+    expect(only(scenario({}, 'kernel: { delay_rmaps: false }\n'))).toBe(
+      "13:11 len11 unknown key 'delay_rmaps' in kernel (did you mean 'delay_rmap'?); allowed: pfnmap_flush, dirty_flush_under_ptl, delay_rmap",
+    )
+  })
+
+  it('writeback of an anon page: at the page word', () => {
+    expect(only(scenario({ cpus: 'cpus:\n  C0: [writeback P]' }))).toBe(
+      "9:18 len1 writeback writes a file page's page-cache folio to disk; page 'P' is anon (declare it kind: file)",
+    )
+  })
+
+  it('cow, migrate and cow_fault are refused for file pages', () => {
+    expect(
+      only(scenario({ pages: filePages.replace('kind: file', 'kind: file, cow: true, mapped: ro') })),
+    ).toBe(
+      '5:35 len4 a file page is a MAP_SHARED mapping: writes go to the page cache, never to a copy; it cannot be cow',
+    )
+    expect(only(scenario({ pages: filePages, cpus: 'cpus:\n  C0: [migrate Q]' }))).toBe(
+      "9:16 len1 migrate of a file page is not modelled (only anon pages); 'Q' is kind: file",
+    )
+    expect(only(scenario({ pages: filePages, cpus: 'cpus:\n  C0: [cow_fault Q]' }))).toBe(
+      "9:18 len1 cow_fault of a file page is not modelled (a MAP_SHARED file page never breaks COW); 'Q' is kind: file",
+    )
+  })
+
+  it('fork with file pages is refused', () => {
+    expect(
+      issuesOf(scenario({ pages: filePages, cpus: 'cpus:\n  C0: [fork]' })).map((i) => i.message),
+    ).toEqual([
+      'fork with file pages is not modelled yet (the child would map the same page-cache folio; folio_mkclean would have to walk it too)',
+    ])
+  })
+
+  it('disk(P) of an anon page: at the page name inside disk(...)', () => {
+    expect(only(scenario({ pages: filePages }, 'forbid: disk(P) == 1\n'))).toBe(
+      '13:14 len1 disk(P): only file pages (kind: file) are written back to disk',
+    )
   })
 })

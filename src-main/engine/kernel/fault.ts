@@ -8,6 +8,13 @@
  * Returns 'ok' (the access may be retried), 'retry' (the PTE changed under us: pte_same
  * failed, back off and retry), or 'segv' (no VMA or no permission: SIGSEGV for a CPU,
  * IOMMU_PAGE_RESP_INVALID for a device).
+ *
+ * File pages (kind: file, a MAP_SHARED mapping with writenotify) fault the page-cache folio
+ * in with do_read_fault / do_shared_fault (read: mapped read-only and clean; write: writable,
+ * dirty, folio_mark_dirty), and a write to a read-only PTE is do_wp_page -> wp_page_shared():
+ * drop the PTL, ->page_mkwrite locks the folio (do_page_mkwrite), finish_mkwrite_fault
+ * re-takes the PTL and re-checks pte_same, wp_page_reuse makes the PTE writable and dirty, and
+ * fault_dirty_shared_page() marks the folio dirty before folio_unlock(). No copy.
  */
 import type { Ctx } from '../ctx'
 import { hasVariant } from '../policy'
@@ -67,7 +74,8 @@ export const handleMmFault: Proc = {
       )
       // do_swap_page() on a migration entry: migration_entry_wait() sleeps until the
       // migration replaces it (remove_migration_ptes), then the access retries.
-      c.goto(decodePte(f.l.orig)?.mig ? 'mig_wait' : 'lock')
+      const orig = decodePte(f.l.orig)
+      c.goto(orig?.mig ? 'mig_wait' : orig === null && c.isFile(page) ? 'file_fault' : 'lock')
     },
   },
   mig_wait: {
@@ -148,6 +156,14 @@ export const handleMmFault: Proc = {
         return
       }
       if (!orig.present) throw new Error('model bug: PROT_NONE PTE under an accessible VMA')
+      if (write && !orig.write && c.isFile(page)) {
+        // do_wp_page() -> wp_page_shared(): folio_get(), pte_unmap_unlock(), do_page_mkwrite().
+        c.emit('fault', 'do_wp_page', 'shared file page: wp_page_shared')
+        c.getFrame(orig.pfn)
+        c.unlockPtl(mm)
+        c.goto('shared_mkwrite')
+        return
+      }
       if (write && !orig.write) {
         // do_wp_page()
         const fr = c.folio(orig.pfn)
@@ -202,6 +218,92 @@ export const handleMmFault: Proc = {
         `spurious ${write ? 'write' : 'read'} fault: PTE already allows it; flush_tlb_fix_spurious_fault() is a no-op on ${c.sc.arch}`,
       )
       c.unlockPtl(mm)
+      finish(c, mm, 'ok')
+    },
+  },
+  /**
+   * do_read_fault() / do_shared_fault() -> __do_fault(): filemap_fault() finds the page-cache
+   * folio and returns it locked.
+   */
+  file_fault: {
+    guard: (c, f) => (c.folioLockFree(num(f, 'page')) ? null : 'folio locked (filemap_fault)'),
+    run: (c, f) => {
+      c.folioLock(num(f, 'page'), 'filemap_fault: folio_lock')
+      c.goto('file_map')
+    },
+  },
+  /**
+   * finish_fault(): take the PTL; if the PTE is no longer none someone else mapped it
+   * (VM_FAULT_NOPAGE: the access retries); else set_pte_at (read: read-only and clean, since
+   * writenotify keeps vm_page_prot read-only; write: writable and dirty) and
+   * folio_add_file_rmap. A write then runs fault_dirty_shared_page(): folio_mark_dirty.
+   */
+  file_map: {
+    guard: (c) => (c.ptlFree(c.mmIndex) ? null : 'page-table lock held'),
+    run: (c, f) => {
+      const mm = c.mmIndex
+      const page = num(f, 'page')
+      const write = flag(f, 'write')
+      const pfn = c.file(page).pfn
+      c.lockPtl(mm, 'finish_fault: pte_offset_map_lock')
+      if (c.pte(mm, page) !== null) {
+        c.emit('fault', 'finish_fault', 'PTE no longer none: VM_FAULT_NOPAGE, retry')
+        c.unlockPtl(mm)
+        c.folioUnlock(page)
+        finish(c, mm, 'retry')
+        return
+      }
+      c.getFrame(pfn)
+      const fr = c.folioW(pfn)
+      fr.map++
+      c.setPte(
+        mm,
+        page,
+        { pfn, present: true, write, dirty: write },
+        write ? 'do_shared_fault: set_pte_at' : 'do_read_fault: set_pte_at',
+      )
+      c.emit('frame', 'folio_add_file_rmap', `pfn ${pfn} mapcount ${fr.map}`)
+      c.unlockPtl(mm)
+      if (write) c.folioMarkDirty(page, 'fault_dirty_shared_page: folio_mark_dirty')
+      c.folioUnlock(page)
+      finish(c, mm, 'ok')
+    },
+  },
+  /** wp_page_shared() -> do_page_mkwrite(): ->page_mkwrite locks the folio (VM_FAULT_LOCKED). */
+  shared_mkwrite: {
+    guard: (c, f) => (c.folioLockFree(num(f, 'page')) ? null : 'folio locked (do_page_mkwrite)'),
+    run: (c, f) => {
+      c.folioLock(num(f, 'page'), 'do_page_mkwrite: folio_lock')
+      c.goto('shared_finish')
+    },
+  },
+  /**
+   * finish_mkwrite_fault(): re-take the PTL, pte_same(orig_pte) or back off; wp_page_reuse()
+   * (ptep_set_access_flags with a writable, dirty PTE); unlock; fault_dirty_shared_page():
+   * folio_mark_dirty, folio_unlock; folio_put.
+   */
+  shared_finish: {
+    guard: (c) => (c.ptlFree(c.mmIndex) ? null : 'page-table lock held'),
+    run: (c, f) => {
+      const mm = c.mmIndex
+      const page = num(f, 'page')
+      const orig = decodePte(f.l.orig!)!
+      c.lockPtl(mm, 'finish_mkwrite_fault: pte_offset_map_lock')
+      if (!pteSame(c.pte(mm, page), orig)) {
+        c.emit('fault', 'finish_mkwrite_fault', '!pte_same(): the PTE changed, back off')
+        c.unlockPtl(mm)
+        c.folioUnlock(page)
+        c.putFrame(orig.pfn)
+        finish(c, mm, 'retry')
+        return
+      }
+      c.emit('fault', 'wp_page_reuse', `${c.pageName(page)}: make the shared PTE writable and dirty`)
+      ptepSetAccessFlags(c, mm, page, { ...orig, write: true, dirty: true }, true)
+      c.unlockPtl(mm)
+      c.folioMarkDirty(page, 'fault_dirty_shared_page: folio_mark_dirty')
+      c.folioUnlock(page)
+      c.putFrame(orig.pfn)
+      c.cost('reuse_fault')
       finish(c, mm, 'ok')
     },
   },

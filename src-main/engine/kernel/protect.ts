@@ -28,10 +28,14 @@ export function pteNeedsFlush(arch: string, old: Pte, next: Pte): boolean {
  * has no RW), then MM_CP_TRY_CHANGE_WRITABLE: can_change_pte_writable() makes an exclusive
  * anon page writable again; a shared (COW) page stays read-only.
  */
-function modify(c: Ctx, old: Pte, prot: Prot): Pte {
+function modify(c: Ctx, page: number, old: Pte, prot: Prot): Pte {
   if (prot === 'none') return { pfn: old.pfn, present: false, write: false, dirty: old.dirty }
   if (prot === 'ro') return { pfn: old.pfn, present: true, write: false, dirty: old.dirty }
   const fr = c.folioW(old.pfn)
+  // can_change_pte_writable(): a shared (file) mapping may become writable only if the PTE
+  // is already dirty (writenotify: a clean one must fault so the folio is marked dirty).
+  if (c.sc.pages[page]!.kind === 'file')
+    return { pfn: old.pfn, present: true, write: old.dirty, dirty: old.dirty }
   const exclusive = old.pfn !== ZERO_PFN && fr.map === 1 && fr.ref === 1
   return { pfn: old.pfn, present: true, write: exclusive, dirty: old.dirty }
 }
@@ -100,7 +104,7 @@ export const mprotect: Proc = {
           ? old
           : old.mig
             ? { ...old, write: old.write && protOf(f.l.prot as number) === 'rw' }
-            : modify(c, old, protOf(f.l.prot as number))
+            : modify(c, page, old, protOf(f.l.prot as number))
       c.setPte(mm, page, next, 'ptep_modify_prot_commit')
       if (!old.mig && old.swp === undefined && pteNeedsFlush(c.sc.arch, old, next)) {
         const r = c.thread.stack[0]!

@@ -5,6 +5,15 @@
  * include/asm-generic/tlb.h, mm/mmap.c, mm/madvise.c).
  *
  * The gather (range to flush, pages queued for freeing) lives in the op's root frame.
+ *
+ * File pages (kind: file, MAP_SHARED) follow zap_present_pte() v6.6: a dirty PTE marks the
+ * folio dirty (folio_mark_dirty) and, with delay_rmap (5df397dec7c4, v6.2), defers
+ * page_remove_rmap() until after the forced TLB flush (tlb_flush_rmaps(), still under the
+ * PTL), so folio_mkclean() cannot see the folio unmapped while a TLB may still write to it.
+ * Two older eras are toggles under `kernel:`: `delay_rmap: false` is 1cf35d47712d (2014..v6.1:
+ * the flush is forced under the PTL, but the mapcount already dropped in the loop), and
+ * `dirty_flush_under_ptl: false` is before 1cf35d47712d (no forced flush for dirty PTEs; a
+ * forced flush for a full batch ran after pte_unmap_unlock, in tlb_flush_mmu).
  */
 import type { Ctx } from '../ctx'
 import { ZERO_PFN, type CallFrame } from '../state'
@@ -100,7 +109,9 @@ export const zapVma: Proc = {
       const r = root(c)
       r.l.g_range = [...list(r, 'g_range'), page]
       let force = false
-      if (c.sc.pages[page]!.kind === 'pfnmap') {
+      if (c.isFile(page)) {
+        force = zapFilePte(c, f, page, old.pfn, old.dirty)
+      } else if (c.sc.pages[page]!.kind === 'pfnmap') {
         // vm_normal_page() is NULL for a VM_PFNMAP PTE: no rmap, no page to queue; the VMA
         // makes tlb->vma_pfn set (tlb_update_vma_flags).
         r.l.g_pfn = true
@@ -122,9 +133,18 @@ export const zapVma: Proc = {
       }
       const next = nextPte(c, pages, i + 1)
       f.l.i = next
-      if (next < 0 || force) zapUnlock(c, f, force)
-      else c.goto('pte')
+      // A full batch breaks out of the loop now. A dirty shared PTE forces the flush at the
+      // end of the loop (f.l.ff), a step of its own: lockless walkers and folio_mkclean's
+      // folio_mapped() test can run between the last clear and that flush.
+      if (force) zapUnlock(c, f, true)
+      else if (next >= 0) c.goto('pte')
+      else if (f.l.ff === true) c.goto('force_flush')
+      else zapUnlock(c, f, false)
     },
+  },
+  /** `if (force_flush) { tlb_flush_mmu_tlbonly(); tlb_flush_rmaps(); }` after the PTE loop. */
+  force_flush: {
+    run: (c, f) => zapUnlock(c, f, true),
   },
   /** arm64 (no CONFIG_MMU_GATHER_MERGE_VMAS in v6.6) flushes at every VMA boundary. */
   end_vma: {
@@ -135,11 +155,80 @@ export const zapVma: Proc = {
   },
 }
 
-/** End of zap_pte_range(): forced flush under the PTL, unlock, then free the batch. */
+/**
+ * One present PTE of a file page in zap_present_pte() (v6.6 mm/memory.c; the PTE is already
+ * cleared and in the flush range). Returns whether a full batch forces the flush now; a
+ * dirty PTE sets f.l.ff, the forced flush at the end of the loop.
+ */
+function zapFilePte(c: Ctx, f: CallFrame, page: number, pfn: number, dirty: boolean): boolean {
+  const k = c.sc.kernel
+  const r = root(c)
+  let delay = false
+  if (dirty) {
+    c.folioMarkDirty(page, 'zap_present_pte: folio_mark_dirty (pte_dirty)')
+    if (k.delayRmap) {
+      // tlb_delay_rmap(): delay_rmap = 1; force_flush = 1 (5df397dec7c4).
+      delay = true
+      f.l.ff = true
+    } else if (k.dirtyFlushUnderPtl) {
+      // 1cf35d47712d: force_flush = 1, flush before dropping the PTL.
+      f.l.ff = true
+    }
+  }
+  const fr = c.folioW(pfn)
+  if (delay) {
+    r.l.g_rmap = [...list(r, 'g_rmap'), pfn]
+    c.emit(
+      'frame',
+      '__tlb_remove_page (delay_rmap)',
+      `pfn ${pfn} queued, page_remove_rmap delayed until after the flush (mapcount stays ${fr.map}); force_flush`,
+    )
+  } else {
+    fr.map--
+    c.emit(
+      'frame',
+      'page_remove_rmap + __tlb_remove_page',
+      `pfn ${pfn} mapcount ${fr.map}, queued${f.l.ff === true ? '; force_flush (dirty shared PTE)' : ''}`,
+    )
+  }
+  // The PTE's reference goes with the gather; the page cache keeps its own.
+  r.l.g_queue = [...list(r, 'g_queue'), pfn]
+  const batch = c.sc.gatherBatch
+  if (batch !== null && list(r, 'g_queue').length >= batch) {
+    c.emit('info', '__tlb_remove_page', `mmu_gather batch full (${batch} pages): force_flush`)
+    return true
+  }
+  return false
+}
+
+/** tlb_flush_rmaps() (v6.6 mm/mmu_gather.c): the delayed page_remove_rmap()s, after the flush. */
+function flushRmaps(c: Ctx): void {
+  const r = root(c)
+  const q = list(r, 'g_rmap')
+  if (q.length === 0) return
+  for (const pfn of q) {
+    const fr = c.folioW(pfn)
+    fr.map--
+    c.emit('frame', 'tlb_flush_rmaps', `page_remove_rmap: pfn ${pfn} mapcount ${fr.map}`)
+  }
+  delete r.l.g_rmap
+}
+
+/**
+ * End of zap_pte_range(): the forced flush (tlb_flush_mmu_tlbonly) and the delayed rmaps under
+ * the PTL, unlock, then free the batch. Before 1cf35d47712d (`dirty_flush_under_ptl: false`)
+ * a forced flush ran only after the unlock (tlb_flush_mmu).
+ */
 function zapUnlock(c: Ctx, f: CallFrame, force: boolean): void {
   const mm = c.mmIndex
-  if (force) gatherFlush(c, true, 'zap_pte_range force_flush')
+  const underPtl = c.sc.kernel.dirtyFlushUnderPtl
+  delete f.l.ff
+  if (force && underPtl) {
+    gatherFlush(c, true, 'zap_pte_range force_flush')
+    flushRmaps(c)
+  }
   c.unlockPtl(mm)
+  if (force && !underPtl) gatherFlush(c, true, 'tlb_flush_mmu (force_flush, after the PTL)')
   if (force) gatherFree(c)
   if (num(f, 'i') >= 0) {
     c.goto('start') // `if (addr != end) goto again`
@@ -250,7 +339,7 @@ export const munmap: Proc = {
       const mm = c.mmIndex
       gatherFinish(c, true, list(f, 'pages'))
       c.mmapReadUnlock(mm)
-      c.markRevoked(mm, list(f, 'pages'))
+      c.markRevoked(mm, list(f, 'pages'), true)
       c.emit('op', 'munmap', 'returns 0')
       c.ret()
     },
@@ -308,7 +397,7 @@ export const madviseDontneed: Proc = {
         return
       }
       c.mmapReadUnlock(c.mmIndex)
-      c.markRevoked(c.mmIndex, list(f, 'pages'))
+      c.markRevoked(c.mmIndex, list(f, 'pages'), true)
       c.emit('op', 'madvise', 'returns 0')
       c.ret()
     },

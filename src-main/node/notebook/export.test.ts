@@ -62,10 +62,10 @@ describe('notebook export', () => {
     expect(md).toContain('# The 2023 permission-upgrade discussion')
     expect(md).toContain('## Experiment: The loop: an SMMU without BTM after an in-place RO->RW upgrade')
     expect(md).toContain(
-      '| policy | verdict | use-after-free | stale-after-return | lost-write | progress | forbid | expected | matches |',
+      '| policy | verdict | use-after-free | stale-after-return | lost-write | lost-dirty | progress | forbid | expected | matches |',
     )
     expect(md).toMatch(
-      /\| start-end \| \*\*violated\*\* \| \? \| \? \| \? \| violated \| \? \| violated \| yes \|/,
+      /\| start-end \| \*\*violated\*\* \| \? \| \? \| \? \| \? \| violated \| \? \| violated \| yes \|/,
     )
     expect(md).toContain(
       '| policy | notifier_calls | secondary_invalidations | device_faults | mirror_zaps | cpu_tlb_flushes | sim_ns |',

@@ -10,7 +10,7 @@ import type { ExperimentCell, Notebook, RecordedPolicy } from '../../api/noteboo
 import { referenceResult } from './format'
 
 const METRICS = RECORDED_METRICS
-const INVARIANTS = ['use-after-free', 'stale-after-return', 'lost-write', 'progress', 'forbid']
+const INVARIANTS = ['use-after-free', 'stale-after-return', 'lost-write', 'lost-dirty', 'progress', 'forbid']
 
 function scenarioLabel(cell: ExperimentCell): string {
   return 'path' in cell.scenario ? cell.scenario.path : 'inline scenario'

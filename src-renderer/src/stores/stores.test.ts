@@ -54,7 +54,7 @@ const INFO: EngineInfo = {
   version: 't',
   presets: ['start-end', 'invalidate-range', 'arch-hook'].map((name) => ({ name, doc: name })),
   variants: ['upgrade-notify', 'access-flags-notify', 'pri-flush'].map((name) => ({ name, doc: name })),
-  invariants: ['use-after-free', 'stale-after-return', 'lost-write', 'progress', 'forbid'],
+  invariants: ['use-after-free', 'stale-after-return', 'lost-write', 'lost-dirty', 'progress', 'forbid'],
   scenarioSchema: {},
   template: 'title: T\n',
   nativeDialogs: false,

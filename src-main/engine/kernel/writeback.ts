@@ -1,0 +1,142 @@
+/**
+ * Writeback of one file page (kind: file), v6.6:
+ * - mm/page-writeback.c write_cache_pages(): folio_lock(); skip a folio that is no longer
+ *   dirty; folio_clear_dirty_for_io(); ->writepage (the I/O), folio_end_writeback.
+ * - folio_clear_dirty_for_io(): `if (folio_mkclean(folio)) folio_mark_dirty(folio);` then
+ *   folio_test_clear_dirty(): PTE dirty bits move to PG_dirty, and PG_dirty is cleared.
+ * - mm/rmap.c folio_mkclean(): `if (!folio_mapped(folio)) return 0;` — no rmap walk at all
+ *   when the mapcount is 0. That early return is what a zap that drops the mapcount before
+ *   its TLB flush races with (Linus 2014 1cf35d47712d, 2022 5df397dec7c4; reference §5.5).
+ *   Otherwise rmap_walk_file() under i_mmap_lock_read, page_mkclean_one() per VMA.
+ * - page_vma_mkclean_one(): mmu_notifier_invalidate_range_start(MMU_NOTIFY_PROTECTION_PAGE);
+ *   page_vma_mapped_walk() takes the PTL; a writable or dirty PTE is ptep_clear_flush()ed
+ *   (CPU flush; the arch hook inside it), made pte_wrprotect(pte_mkclean()) and set_pte_at();
+ *   unlock; mmu_notifier_invalidate_range_end(). v4.15 dropped the _notify here (Glisse: a
+ *   downgrade may wait for range_end), so ->invalidate_range fires only at range_end.
+ *
+ * The folio lock serialises this with the write-fault path (wp_page_shared ->
+ * do_page_mkwrite / fault_dirty_shared_page), as the comment in folio_clear_dirty_for_io
+ * says; it does not serialise with zap_pte_range, which marks the folio dirty without it.
+ */
+import type { Ctx } from '../ctx'
+import { num, type Proc } from './proc'
+
+/** The page under writeback is the op's `page` local; `cleaned` is folio_mkclean's count. */
+export const writeback: Proc = {
+  /** write_cache_pages(): folio_lock(); `if (!folio_test_dirty(folio))` someone wrote it for us. */
+  start: {
+    guard: (c, f) => (c.folioLockFree(num(f, 'page')) ? null : 'folio locked'),
+    run: (c, f) => {
+      const page = num(f, 'page')
+      c.folioLock(page)
+      if (!c.file(page).dirty) {
+        c.emit('info', 'write_cache_pages', `${c.pageName(page)}: folio not dirty, nothing to write`)
+        c.folioUnlock(page)
+        c.emit('op', 'writeback', 'returns')
+        c.ret()
+        return
+      }
+      c.goto('clear_io')
+    },
+  },
+  /**
+   * folio_clear_dirty_for_io() -> folio_mkclean(): `if (!folio_mapped(folio)) return 0;`
+   * else rmap_walk_file() with i_mmap_lock_read (the one shared VMA, if still linked).
+   */
+  clear_io: {
+    run: (c, f) => {
+      const page = num(f, 'page')
+      const mm = 0
+      const pfn = c.file(page).pfn
+      const map = c.folio(pfn).map
+      if (map === 0) {
+        c.emit('info', 'folio_mkclean', `${c.pageName(page)}: !folio_mapped() (mapcount 0): no rmap walk`)
+        clearDirty(c, f)
+        return
+      }
+      c.imapRead(mm, 1)
+      if (!c.imapLinked(mm, page)) {
+        c.emit('info', 'rmap_walk_file', `${c.pageName(page)}: no VMA in the i_mmap tree`)
+        c.imapRead(mm, -1)
+        clearDirty(c, f)
+        return
+      }
+      c.goto('mk_rs')
+    },
+  },
+  /** page_vma_mkclean_one(): mmu_notifier_invalidate_range_start(MMU_NOTIFY_PROTECTION_PAGE). */
+  mk_rs: {
+    run: (c, f) => {
+      c.rangeStart(0, [num(f, 'page')], 'MMU_NOTIFY_PROTECTION_PAGE')
+      c.goto('mk_pte')
+    },
+  },
+  /**
+   * page_vma_mapped_walk() (PTL); `if (!pte_dirty(entry) && !pte_write(entry)) continue;`
+   * ptep_clear_flush(); pte_wrprotect(); pte_mkclean(); set_pte_at(); unlock.
+   */
+  mk_pte: {
+    guard: (c) => (c.ptlFree(0) ? null : 'page-table lock held'),
+    run: (c, f) => {
+      const mm = 0
+      const page = num(f, 'page')
+      const pfn = c.file(page).pfn
+      c.lockPtl(mm, 'page_vma_mapped_walk')
+      const pte = c.pte(mm, page)
+      f.l.cleaned = 0
+      if (!pte || pte.pfn !== pfn || pte.mig || pte.swp !== undefined) {
+        c.emit('info', 'page_vma_mapped_walk', `${c.pageName(page)}: no PTE maps pfn ${pfn}`)
+      } else if (!pte.dirty && !pte.write) {
+        c.emit('info', 'page_vma_mkclean_one', `${c.pageName(page)}: PTE already read-only and clean`)
+      } else {
+        c.setPte(mm, page, null, 'ptep_clear_flush')
+        // flush_tlb_page() only if pte_accessible(): a PROT_NONE PTE is in no TLB.
+        if (pte.present) c.flushTlb(mm, 'page', [page], 'flush_tlb_page (ptep_clear_flush)')
+        c.setPte(mm, page, { ...pte, write: false, dirty: false }, 'set_pte_at (pte_wrprotect + pte_mkclean)')
+        f.l.cleaned = 1
+      }
+      c.unlockPtl(mm)
+      c.goto('mk_re')
+    },
+  },
+  /** mmu_notifier_invalidate_range_end(); i_mmap_unlock_read(); then back in folio_clear_dirty_for_io. */
+  mk_re: {
+    run: (c, f) => {
+      const page = num(f, 'page')
+      c.rangeEnd(0, [page], false)
+      c.imapRead(0, -1)
+      if (num(f, 'cleaned') > 0)
+        c.folioMarkDirty(page, 'folio_clear_dirty_for_io: folio_mkclean() cleaned a PTE')
+      delete f.l.cleaned
+      clearDirty(c, f)
+    },
+  },
+  /**
+   * ->writepage: the I/O takes the folio's contents as they are now (a write through a stale
+   * TLB entry before this step still reaches disk; one after it does not), then
+   * folio_unlock() (the filesystem unlocks the folio once it is under writeback) and
+   * folio_end_writeback() at I/O completion.
+   */
+  io: {
+    run: (c, f) => {
+      const page = num(f, 'page')
+      c.diskWrite(page, 'submit_bio (->writepage)')
+      c.folioUnlock(page)
+      c.emit('op', 'writeback', 'returns')
+      c.ret()
+    },
+  },
+}
+
+/** folio_test_clear_dirty() at the end of folio_clear_dirty_for_io(); writes only if it was dirty. */
+function clearDirty(c: Ctx, f: { l: Record<string, unknown> }): void {
+  const page = f.l.page as number
+  if (c.folioTestClearDirty(page)) {
+    c.emit('info', 'folio_start_writeback', `${c.pageName(page)}: clean, under writeback`)
+    c.goto('io')
+    return
+  }
+  c.folioUnlock(page)
+  c.emit('op', 'writeback', 'returns')
+  c.ret()
+}
