@@ -18,6 +18,7 @@ import {
   type SecState,
   type Pte,
   type TlbEntry,
+  KERNEL_MM,
   ZERO_PFN,
 } from './state'
 import type { InvariantName, Scenario } from './types'
@@ -564,6 +565,84 @@ export class Ctx {
     return out
   }
 
+  // ---- kernel mappings (init_mm), signal/wait flags ------------------------------------------
+  isKernelPage(page: number): boolean {
+    return this.sc.pages[page]!.kind === 'kernel'
+  }
+  /** The address space a page lives in: init_mm for kernel pages, else the thread's mm. */
+  mmOfPage(page: number): number {
+    return this.isKernelPage(page) ? KERNEL_MM : this.mmIndex
+  }
+  flagSet(i: number): boolean {
+    this.rd(Res.flag(i))
+    return this.s.flags[i]!
+  }
+  setFlag(i: number): void {
+    this.wr(Res.flag(i))
+    const fl = this.s.flags.slice()
+    fl[i] = true
+    this.s.flags = fl
+  }
+  vmapLazy(page: number): boolean {
+    this.rd(Res.vlazy(page))
+    return this.s.vlazy[page]!
+  }
+  setVmapLazy(page: number, v: boolean): void {
+    this.wr(Res.vlazy(page))
+    const l = this.s.vlazy.slice()
+    l[page] = v
+    this.s.vlazy = l
+  }
+
+  /**
+   * x86 flush_tlb_kernel_range() (arch/x86/mm/tlb.c, v6.6): above tlb_single_page_flush_ceiling
+   * pages it is flush_tlb_all(), else an IPI to every CPU to INVLPG the range. Neither calls
+   * the arch hook: mmu_notifier_arch_invalidate_secondary_tlbs() takes an mm, and kernel
+   * flushes have none (reference 1.8). The kernel-notifier variant adds the 2017 chain here.
+   */
+  flushTlbKernelRange(pages: readonly number[], fn: string): void {
+    if (pages.length > X86_FLUSH_CEILING) {
+      this.flushTlbAll(`flush_tlb_all (${fn})`)
+      return
+    }
+    this.metrics.cpu_tlb_flushes++
+    this.sc.threads.forEach((th, i) => {
+      if (th.kind === 'cpu') this.tlbsW()[i] = this.dropFrom(this.s.tlbs[i]!, pages, (p) => Res.tlb(i, p))
+    })
+    this.cost(
+      this.sc.threads.filter((th) => th.kind === 'cpu').length > 1 ? 'cpu_flush_ipi' : 'cpu_flush_local',
+    )
+    this.emit('cpu-flush', fn, `flush every CPU's TLB: kernel ${this.pagesText(pages)}`)
+    this.kernelNotify(pages, 'flush_tlb_kernel_range')
+  }
+
+  /** flush_tlb_all(): every CPU's whole TLB, user and kernel entries; no arch hook (v6.6). */
+  flushTlbAll(fn: string): void {
+    this.metrics.cpu_tlb_flushes++
+    this.sc.threads.forEach((th, i) => {
+      if (th.kind === 'cpu') this.tlbsW()[i] = this.dropFrom(this.s.tlbs[i]!, null, (p) => Res.tlb(i, p))
+    })
+    this.cost('cpu_flush_ipi')
+    this.emit('cpu-flush', fn, "flush every CPU's whole TLB")
+    this.kernelNotify(null, 'flush_tlb_all')
+  }
+
+  /**
+   * The kernel MMU notifier chain of the 2017 proposal ("mm: Add kernel MMU notifier to manage
+   * IOTLB/DEVTLB", not merged): an atomic chain called from flush_tlb_kernel_range(), so that
+   * drivers of supervisor-PASID devices invalidate their IOTLB/DevTLB synchronously.
+   */
+  private kernelNotify(pages: readonly number[] | null, site: string): void {
+    if (!hasVariant(this.policy, 'kernel-notifier')) return
+    const subs = this.sc.secondaries
+      .map((d, i) => [d, i] as const)
+      .filter(([d]) => d.type === 'hw-walker' && d.pasid === 'supervisor')
+    if (subs.length === 0) return
+    this.metrics.notifier_calls++
+    this.emit('notifier', 'kernel_mmu_notifier', `${site}: ${pages === null ? 'all' : this.pagesText(pages)}`)
+    for (const [, i] of subs) this.secInvalidate(i, pages, `kernel MMU notifier (${site})`)
+  }
+
   // ---- CPU TLB flushes (v6.6 arch code) and the arch hook -----------------------------
   /**
    * An architecture TLB flush of `pages` (or the whole mm) for address space `mm`:
@@ -914,12 +993,12 @@ export class Ctx {
         return { ...e, revoked: true }
       })
     this.sc.threads.forEach((th, i) => {
-      if (th.kind === 'cpu' && th.mm === mm) {
+      if (th.kind === 'cpu' && (th.mm === mm || mm === KERNEL_MM)) {
         for (const p of pages) this.rd(Res.tlb(i, p))
         this.tlbsW()[i] = mark(this.s.tlbs[i]!, (p) => Res.tlb(i, p))
       }
     })
-    if (mm === 0)
+    if (mm === 0 || mm === KERNEL_MM)
       this.s.secs.forEach((sec, i) => {
         for (const p of pages) this.rd(Res.sec(i, p))
         const marked = mark(sec.entries, (p) => Res.sec(i, p))

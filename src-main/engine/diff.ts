@@ -28,11 +28,13 @@ function diffEntries(
 export function diffStates(sc: Scenario, a: LabState, b: LabState): string[] {
   const out: string[] = []
   const name = (p: number): string => sc.pages[p]!.name
+  const kernel = (p: number): boolean => sc.pages[p]!.kind === 'kernel'
   a.mms.forEach((m, i) => {
     const n = b.mms[i]!
-    const who = i === 0 ? 'PTE' : 'child PTE'
+    const who = i === 0 ? 'PTE' : i === 1 ? 'child PTE' : 'kernel PTE'
     m.ptes.forEach((p, j) => {
       const q = n.ptes[j]!
+      if (kernel(j) !== (i === 2)) return
       if (JSON.stringify(p) !== JSON.stringify(q))
         out.push(`${who} ${name(j)}: ${pteText(p)} -> ${pteText(q)}`)
     })
@@ -92,9 +94,25 @@ export function stateView(sc: Scenario, s: LabState): Array<[string, string]> {
     es.length === 0 ? '(empty)' : es.map((e) => `${name(e.page)} -> ${entryText(e)}`).join(', ')
   s.mms.forEach((m, i) => {
     if (!m.live) return
+    const isKernel = (p: number): boolean => sc.pages[p]!.kind === 'kernel'
+    if (i === 2) {
+      // init_mm: the vmalloc PTEs, and which areas wait for the lazy purge.
+      m.ptes.forEach((p, j) => {
+        if (isKernel(j))
+          rows.push([
+            `kernel PTE ${name(j)}`,
+            `${pteText(p)}${s.vlazy[j] ? ' (area on the lazy purge list)' : ''}`,
+          ])
+      })
+      return
+    }
     const who = i === 0 ? '' : 'child '
-    m.ptes.forEach((p, j) => rows.push([`${who}PTE ${name(j)}`, pteText(p)]))
-    m.vmas.forEach((v, j) => rows.push([`${who === '' ? 'VMA' : 'child VMA'} ${name(j)}`, v ?? 'none']))
+    m.ptes.forEach((p, j) => {
+      if (!isKernel(j)) rows.push([`${who}PTE ${name(j)}`, pteText(p)])
+    })
+    m.vmas.forEach((v, j) => {
+      if (!isKernel(j)) rows.push([`${who === '' ? 'VMA' : 'child VMA'} ${name(j)}`, v ?? 'none'])
+    })
     const locks = [m.ptl >= 0 ? `ptl held by ${tname(m.ptl)}` : 'ptl free']
     if (m.writer >= 0) locks.push(`mmap_lock write-held by ${tname(m.writer)}`)
     else if (m.readers > 0) locks.push(`mmap_lock read-held by ${m.readers}`)
@@ -136,5 +154,6 @@ export function stateView(sc: Scenario, s: LabState): Array<[string, string]> {
     if (f) rows.push([`folio ${name(i)}`, fileText(sc, f)])
   })
   sc.registers.forEach((r, i) => rows.push([r, String(s.regs[i] ?? 'none')]))
+  sc.flags.forEach((fl, i) => rows.push([`flag ${fl}`, s.flags[i] ? 'set' : 'clear']))
   return rows
 }

@@ -30,6 +30,10 @@ export const Res = {
   seq: (i: number) => 6 * M * M + i,
   inprog: (i: number, p: number) => 7 * M * M + i * M + p,
   frame: (pfn: number) => 8 * M * M + pfn,
+  /** A `signal`/`wait` flag. */
+  flag: (i: number) => 9 * M * M + i,
+  /** A kernel page's vmap area on the lazy purge list. */
+  vlazy: (p: number) => 10 * M * M + p,
   /** A file page's page-cache state: PG_dirty, the folio lock, its disk block. */
   file: (p: number) => 9 * M * M + p,
 }

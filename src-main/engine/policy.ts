@@ -7,10 +7,15 @@
  */
 
 export type Preset = 'start-end' | 'invalidate-range' | 'arch-hook'
-export type Variant = 'upgrade-notify' | 'access-flags-notify' | 'pri-flush'
+export type Variant = 'upgrade-notify' | 'access-flags-notify' | 'pri-flush' | 'kernel-notifier'
 
 export const PRESETS: readonly Preset[] = ['start-end', 'invalidate-range', 'arch-hook']
-export const VARIANTS: readonly Variant[] = ['upgrade-notify', 'access-flags-notify', 'pri-flush']
+export const VARIANTS: readonly Variant[] = [
+  'upgrade-notify',
+  'access-flags-notify',
+  'pri-flush',
+  'kernel-notifier',
+]
 
 export const PRESET_DOCS: Record<Preset, string> = {
   'start-end':
@@ -28,6 +33,8 @@ export const VARIANT_DOCS: Record<Variant, string> = {
     "Catalin Marinas's ptep_set_access_flags_notify(): mmu_notifier_invalidate_range() under the PTL whenever ptep_set_access_flags changed the PTE.",
   'pri-flush':
     "The IOMMU driver invalidates the faulting address in its TLB before answering the page request (Gunthorpe's suggestion, 2023-05-30).",
+  'kernel-notifier':
+    'Huang Ying / Lu Baolu 2017 (not merged): a kernel MMU notifier chain called from flush_tlb_kernel_range() and flush_tlb_all(), so a device with a supervisor PASID is invalidated when kernel mappings are (reference 5.12).',
 }
 
 export interface Policy {

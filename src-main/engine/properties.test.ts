@@ -541,3 +541,68 @@ describe('file pages and writeback (reference §5.5, row 14)', () => {
     )
   })
 })
+
+// ---------------------------------------------------------------------------------------------
+// Kernel mappings (reference §5.12, row 17)
+// ---------------------------------------------------------------------------------------------
+
+const KPAGES = ['K', 'L'] as const
+/** A driver vfree()s and vmalloc()s some of its kernel buffers, then rings a supervisor-PASID device. */
+const kernelScenarioArb = fc
+  .record({
+    reused: fc.subarray([...KPAGES], { minLength: 0 }),
+    cached: fc.subarray([...KPAGES], { minLength: 0 }),
+    dev: fc.array(fc.record({ page: fc.constantFrom(...KPAGES), write: fc.boolean() }), {
+      minLength: 1,
+      maxLength: 2,
+    }),
+    ats: fc.boolean(),
+  })
+  .map((s) => {
+    const raw = {
+      title: 'generated kernel-mapping scenario',
+      arch: 'x86_64',
+      kernel_pages: Object.fromEntries(KPAGES.map((k) => [k, { value: 1 }])),
+      secondary: [{ name: 'iommu', type: 'hw-walker', pasid: 'supervisor', ats: s.ats, cached: s.cached }],
+      cpus: { C0: [...s.reused.flatMap((k) => [`vfree ${k}`, `vmalloc ${k} 2`]), 'signal ring'] },
+      devices: {
+        D0: {
+          via: 'iommu',
+          ops: [
+            'wait ring',
+            ...s.dev.map((d, i) => (d.write ? `write ${d.page} ${5 + i}` : `read ${d.page}`)),
+          ],
+        },
+      },
+    }
+    let sc: Scenario
+    try {
+      sc = validateScenario(raw)
+    } catch (e) {
+      throw new Error(`generator bug: invalid scenario\n${stringify(raw)}\n${String(e)}`)
+    }
+    return { raw, sc, s }
+  })
+
+describe('kernel mappings (reference §5.12, row 17)', () => {
+  it('no preset is safe for a reused kernel address a device cached, without the kernel notifier; with it every preset is (seed 1712)', () => {
+    fc.assert(
+      fc.property(kernelScenarioArb, fc.constantFrom<Preset>(...PRESETS), (g, preset) => {
+        // The device touches, after the ring, a page that was cached and then freed and reused.
+        const stale = g.s.dev.some((d) => g.s.reused.includes(d.page) && g.s.cached.includes(d.page))
+        const plain = runPolicy(g.sc, makePolicy(preset), exhaustiveOptions())
+        check(plain.stats.complete, g, makePolicy(preset), 'exploration did not complete')
+        check(
+          (plain.verdict === 'violated') === stale,
+          g,
+          makePolicy(preset),
+          `expected ${stale ? 'a stale kernel translation' : 'no violation'}, got ${plain.verdict} (${plain.counterexamples[0]?.why ?? ''})`,
+        )
+        const withNotifier = makePolicy(preset, ['kernel-notifier'])
+        const kn = runPolicy(g.sc, withNotifier, exhaustiveOptions())
+        check(kn.verdict === 'holds', g, withNotifier, `kernel-notifier: ${kn.counterexamples[0]?.why ?? ''}`)
+      }),
+      { seed: 1712, numRuns: 120 },
+    )
+  })
+})

@@ -43,7 +43,9 @@ export const TOP_KEYS = [
   'explore',
   'costs',
   'kernel',
+  'kernel_pages',
 ] as const
+export const KERNEL_PAGE_KEYS = ['value', 'mapped'] as const
 export const PAGE_KEYS = ['value', 'prot', 'cow', 'mapped', 'kind'] as const
 export const HW_KEYS = [
   'name',
@@ -56,6 +58,7 @@ export const HW_KEYS = [
   'iommu',
   'ats',
   'atc_order',
+  'pasid',
 ] as const
 export const SW_KEYS = ['name', 'type', 'cached'] as const
 export const CPU_OPS = [
@@ -72,8 +75,12 @@ export const CPU_OPS = [
   'reclaim',
   'unmap_mapping_range',
   'writeback',
+  'vmalloc',
+  'vfree',
+  'signal',
+  'wait',
 ] as const
-export const DEVICE_OPS = ['read', 'write'] as const
+export const DEVICE_OPS = ['read', 'write', 'signal', 'wait'] as const
 export const PAGE_KINDS = ['anon', 'pfnmap', 'file'] as const
 /** The `kernel:` toggles (YAML names), each defaulting to v6.6 behaviour (true). */
 export const KERNEL_KEYS = ['pfnmap_flush', 'dirty_flush_under_ptl', 'delay_rmap'] as const
@@ -227,7 +234,10 @@ export function validateScenario(raw: unknown): Scenario {
   // Pages, in declaration order: page i sits at virtual address i * 4096 of one VMA region.
   const pages: PageDecl[] = []
   const pageIndex = new Map<string, number>()
-  if (!isObj(raw.pages) || Object.keys(raw.pages).length === 0) {
+  const hasKernelPages = isObj(raw.kernel_pages) && Object.keys(raw.kernel_pages).length > 0
+  if (raw.pages === undefined && hasKernelPages) {
+    // A scenario about kernel mappings only.
+  } else if (!isObj(raw.pages) || Object.keys(raw.pages).length === 0) {
     issues.add(
       ['pages'],
       `pages is required: a mapping from page name to { value, prot, cow, mapped }; found ${typeName(raw.pages)}`,
@@ -314,6 +324,47 @@ export function validateScenario(raw: unknown): Scenario {
       }
     }
   }
+  // Kernel pages: vmalloc addresses in init_mm, after the process's pages.
+  if (raw.kernel_pages !== undefined) {
+    if (!isObj(raw.kernel_pages)) {
+      issues.add(
+        ['kernel_pages'],
+        `kernel_pages must be a mapping from page name to { value, mapped: rw | none }; found ${typeName(raw.kernel_pages)}`,
+      )
+    } else {
+      if (arch === 'arm64' && Object.keys(raw.kernel_pages).length > 0)
+        issues.add(
+          ['kernel_pages'],
+          'kernel mappings are modelled on x86_64 (flush_tlb_kernel_range, VT-d supervisor PASIDs; reference 5.12)',
+        )
+      for (const [name, decl] of Object.entries(raw.kernel_pages)) {
+        const path = ['kernel_pages', name]
+        if (!NAME.test(name))
+          issues.key(path, `page name '${name}' must be an identifier (letters, digits, _)`)
+        if (pageIndex.has(name))
+          issues.key(path, `page '${name}' is declared twice (pages and kernel_pages share one namespace)`)
+        const d = decl === null || decl === undefined ? {} : decl
+        if (!isObj(d)) {
+          issues.add(
+            path,
+            `kernel page '${name}' must be a mapping such as { value: 1 }; found ${typeName(decl)}`,
+          )
+          continue
+        }
+        checkKeys(d, KERNEL_PAGE_KEYS, path, issues, `kernel page '${name}'`)
+        const value =
+          d.value === undefined ? 0 : int(d.value, [...path, 'value'], issues, 'value', INT32_MIN, INT32_MAX)
+        const mapped =
+          d.mapped === undefined
+            ? 'rw'
+            : oneOf<'rw' | 'none'>(d.mapped, ['rw', 'none'], [...path, 'mapped'], issues, 'mapped')
+        if (value !== null && mapped) {
+          pageIndex.set(name, pages.length)
+          pages.push({ name, value, prot: 'rw', cow: false, mapped, kind: 'kernel' })
+        } else pageIndex.set(name, -1)
+      }
+    }
+  }
   const pageRef = (n: string): number | null => {
     const i = pageIndex.get(n)
     return i === undefined || i < 0 ? null : i
@@ -374,10 +425,30 @@ export function validateScenario(raw: unknown): Scenario {
       }
       if (name === null || type === null) return
       secIndex.set(name, secondaries.length)
+      const kernelCached = cached.filter((pi) => pages[pi]!.kind === 'kernel')
       if (type === 'sw-mirror') {
+        if (kernelCached.length > 0)
+          issues.add(
+            [...path, 'cached'],
+            `a sw-mirror mirrors a process's address space; kernel page '${pages[kernelCached[0]!]!.name}' cannot be in it`,
+          )
         secondaries.push({ type, name, cached })
         return
       }
+      const pasid =
+        s.pasid === undefined
+          ? 'user'
+          : oneOf<'user' | 'supervisor'>(s.pasid, ['user', 'supervisor'], [...path, 'pasid'], issues, 'pasid')
+      if (pasid === 'supervisor' && arch === 'arm64')
+        issues.add(
+          [...path, 'pasid'],
+          'supervisor PASIDs are modelled for x86_64 (VT-d); mainline SMMUv3 SVA binds user address spaces only',
+        )
+      if (kernelCached.length > 0 && pasid !== 'supervisor')
+        issues.add(
+          [...path, 'cached'],
+          `kernel page '${pages[kernelCached[0]!]!.name}' can be cached only by a device with pasid: supervisor`,
+        )
       const btm = s.btm === undefined ? false : bool(s.btm, [...path, 'btm'], issues, 'btm')
       if (btm && arch === 'x86_64')
         issues.add(
@@ -427,6 +498,7 @@ export function validateScenario(raw: unknown): Scenario {
       secondaries.push({
         type,
         name,
+        pasid: pasid ?? 'user',
         ats: ats ?? false,
         atcOrder: atcOrder ?? 'iotlb-first',
         iommu: iommu ?? 'vt-d',
@@ -446,7 +518,18 @@ export function validateScenario(raw: unknown): Scenario {
   const regWriters = new Map<string, string>()
   let forks = 0
   const migrates: Array<{ path: Path; at: number; len: number; op: string }> = []
-  const pageOps: Array<{ path: Path; at: number; len: number; op: string; page: number }> = []
+  const pageOps: Array<{
+    path: Path
+    at: number
+    len: number
+    op: string
+    page: number
+    thread: string
+    kind: 'cpu' | 'device'
+  }> = []
+  const flags: string[] = []
+  const signalled = new Set<string>()
+  const waits: Array<{ path: Path; at: number; len: number; flag: string }> = []
   const parseOps = (
     list: unknown,
     path: Path,
@@ -519,6 +602,53 @@ export function validateScenario(raw: unknown): Scenario {
       if (w) issues.add(p, `unexpected '${w.s}' after ${head.s}`, w.at, w.s.length)
     }
     switch (head.s) {
+      case 'signal':
+      case 'wait': {
+        const w = ws[1]
+        if (!w || !NAME.test(w.s)) {
+          issues.add(
+            p,
+            `${head.s} needs a flag name, as in '${head.s} ready'`,
+            w ? w.at : src.length,
+            w ? w.s.length : 1,
+          )
+          return null
+        }
+        tooMany(2)
+        if (!flags.includes(w.s)) flags.push(w.s)
+        if (head.s === 'signal') signalled.add(w.s)
+        else waits.push({ path: p, at: w.at, len: w.s.length, flag: w.s })
+        return { kind: head.s, flag: flags.indexOf(w.s) }
+      }
+      case 'vmalloc': {
+        const page = pageWord(ws[1], p, 'vmalloc', src)
+        let value: number | null = null
+        const v = ws[2]
+        if (v) {
+          if (!/^-?\d+$/.test(v.s) || Number(v.s) < INT32_MIN || Number(v.s) > INT32_MAX) {
+            issues.add(
+              p,
+              `vmalloc takes the new page's contents as an integer after the page, as in 'vmalloc K 2'`,
+              v.at,
+              v.s.length,
+            )
+            return null
+          }
+          value = Number(v.s)
+          tooMany(3)
+        }
+        if (page !== null)
+          pageOps.push({
+            path: p,
+            at: ws[1]!.at,
+            len: ws[1]!.s.length,
+            op: 'vmalloc',
+            page,
+            thread: tname,
+            kind,
+          })
+        return page === null ? null : { kind: 'vmalloc', page, value: value ?? pages[page]!.value }
+      }
       case 'read': {
         const page = pageWord(ws[1], p, 'read', src)
         let reg: number | null = null
@@ -555,6 +685,16 @@ export function validateScenario(raw: unknown): Scenario {
           registers.push(r.s)
           tooMany(4)
         }
+        if (page !== null)
+          pageOps.push({
+            path: p,
+            at: ws[1]!.at,
+            len: ws[1]!.s.length,
+            op: 'read',
+            page,
+            thread: tname,
+            kind,
+          })
         return page === null ? null : { kind: 'read', page, reg }
       }
       case 'write': {
@@ -570,6 +710,16 @@ export function validateScenario(raw: unknown): Scenario {
           return null
         }
         tooMany(3)
+        if (page !== null)
+          pageOps.push({
+            path: p,
+            at: ws[1]!.at,
+            len: ws[1]!.s.length,
+            op: 'write',
+            page,
+            thread: tname,
+            kind,
+          })
         return page === null ? null : { kind: 'write', page, value: Number(v.s) }
       }
       case 'write_fault':
@@ -578,12 +728,22 @@ export function validateScenario(raw: unknown): Scenario {
       case 'migrate':
       case 'reclaim':
       case 'unmap_mapping_range':
-      case 'writeback': {
+      case 'writeback':
+      case 'vfree': {
         if (head.s === 'migrate' || head.s === 'reclaim')
           migrates.push({ path: p, at: head.at, len: head.s.length, op: head.s })
         const page = pageWord(ws[1], p, head.s, src)
         tooMany(2)
-        if (page !== null) pageOps.push({ path: p, at: ws[1]!.at, len: ws[1]!.s.length, op: head.s, page })
+        if (page !== null)
+          pageOps.push({
+            path: p,
+            at: ws[1]!.at,
+            len: ws[1]!.s.length,
+            op: head.s,
+            page,
+            thread: tname,
+            kind,
+          })
         return page === null ? null : { kind: head.s, page }
       }
       case 'munmap':
@@ -613,6 +773,8 @@ export function validateScenario(raw: unknown): Scenario {
         for (const w of rest) {
           const i = pageWord(w, p, head.s, src)
           if (i !== null && !ps.includes(i)) ps.push(i)
+          if (i !== null)
+            pageOps.push({ path: p, at: w.at, len: w.s.length, op: head.s, page: i, thread: tname, kind })
         }
         if (ps.length !== rest.length) return null
         ps.sort((a, b) => a - b)
@@ -727,6 +889,73 @@ export function validateScenario(raw: unknown): Scenario {
         o.at,
         o.len,
       )
+  }
+  // Kernel pages: only loads, stores, vmalloc and vfree; one owner thread per page, vmalloc and
+  // vfree alternating from the page's initial state; device access needs a supervisor PASID.
+  const vmOwner = new Map<number, string>()
+  const vmMapped = new Map<number, boolean>()
+  for (const o of pageOps) {
+    const pg = pages[o.page]!
+    const isKernel = pg.kind === 'kernel'
+    if (o.op === 'vmalloc' || o.op === 'vfree') {
+      if (!isKernel) {
+        issues.add(
+          o.path,
+          `${o.op} maps or unmaps a kernel vmalloc address; '${pg.name}' is a process page (declare it under kernel_pages)`,
+          o.at,
+          o.len,
+        )
+        continue
+      }
+      const owner = vmOwner.get(o.page)
+      if (owner !== undefined && owner !== o.thread) {
+        issues.add(
+          o.path,
+          `kernel page '${pg.name}' is vmalloc'ed and vfree'd by ${owner} already; one thread owns an allocation`,
+          o.at,
+          o.len,
+        )
+        continue
+      }
+      vmOwner.set(o.page, o.thread)
+      const mapped = vmMapped.get(o.page) ?? pg.mapped !== 'none'
+      if (o.op === 'vfree' && !mapped)
+        issues.add(
+          o.path,
+          `vfree ${pg.name}: it is not mapped at this point (vfree'd before, or mapped: none); vmalloc it first`,
+          o.at,
+          o.len,
+        )
+      if (o.op === 'vmalloc' && mapped)
+        issues.add(o.path, `vmalloc ${pg.name}: the address is still in use; vfree it first`, o.at, o.len)
+      vmMapped.set(o.page, o.op === 'vmalloc')
+      continue
+    }
+    if (!isKernel) continue
+    if (o.op !== 'read' && o.op !== 'write') {
+      issues.add(
+        o.path,
+        `${o.op} works on process memory; '${pg.name}' is a kernel page (only read, write, vmalloc and vfree)`,
+        o.at,
+        o.len,
+      )
+      continue
+    }
+    if (o.kind === 'device') {
+      const th = threads.find((t) => t.name === o.thread)
+      const sec = th ? secondaries[th.via] : undefined
+      if (sec && (sec.type !== 'hw-walker' || sec.pasid !== 'supervisor'))
+        issues.add(
+          o.path,
+          `${o.thread} reaches kernel page '${pg.name}' through ${sec.name}, which has ${sec.type === 'hw-walker' ? 'pasid: user' : 'no kernel mappings (sw-mirror)'}; kernel addresses need a hw-walker with pasid: supervisor`,
+          o.at,
+          o.len,
+        )
+    }
+  }
+  for (const w of waits) {
+    if (!signalled.has(w.flag))
+      issues.add(w.path, `nothing signals '${w.flag}': add 'signal ${w.flag}' to another thread`, w.at, w.len)
   }
   if (forks > 0 && pages.some((pg) => pg.kind === 'pfnmap')) {
     issues.add(['pages'], 'fork with pfnmap pages is not modelled yet')
@@ -885,6 +1114,7 @@ export function validateScenario(raw: unknown): Scenario {
     explore,
     costs,
     kernel: { pfnmapFlush, dirtyFlushUnderPtl, delayRmap },
+    flags,
   }
 }
 

@@ -35,6 +35,12 @@ const OP_DOCS: Record<string, string> = {
     'ksm_merge P: write_protect_page, pages_identical with a stable page of equal content, replace_page (mm/ksm.c)',
   unmap_mapping_range:
     "unmap_mapping_range P: a driver revokes its pfnmap mapping through the file's i_mmap tree (zap_page_range_single)",
+  vmalloc:
+    'vmalloc K [value]: a kernel page at vmalloc address K; purges lazily freed areas first (flush_tlb_kernel_range), then maps a new page (mm/vmalloc.c)',
+  vfree:
+    'vfree K: clear the kernel PTE without a flush (the area waits for the lazy purge), free the page at once (mm/vmalloc.c)',
+  signal: 'signal F: set flag F (a driver ringing a doorbell, a completion)',
+  wait: 'wait F: block until another thread has signalled F',
   writeback:
     'writeback P (kind: file): folio_lock, folio_clear_dirty_for_io -> folio_mkclean (no rmap walk if unmapped) -> page_vma_mkclean_one, then the contents go to disk(P) (mm/page-writeback.c, mm/rmap.c)',
 }
@@ -65,7 +71,7 @@ export function scenarioJsonSchema(): object {
     $schema: 'http://json-schema.org/draft-07/schema#',
     title: 'MMU Notifier Lab scenario',
     type: 'object',
-    required: ['title', 'arch', 'pages'],
+    required: ['title', 'arch'],
     additionalProperties: false,
     properties: {
       title: { type: 'string', description: 'One line saying what the scenario shows' },
@@ -134,6 +140,11 @@ export function scenarioJsonSchema(): object {
               description:
                 'The driver whose invalidation commands and costs apply (default: smmu-v3 on arm64, vt-d on x86)',
             },
+            pasid: {
+              enum: ['user', 'supervisor'],
+              description:
+                'user: SVA of the process (mainline); supervisor: the device may also translate kernel addresses (2017 VT-d design, x86_64 only)',
+            },
             ats: {
               type: 'boolean',
               description:
@@ -187,6 +198,22 @@ export function scenarioJsonSchema(): object {
           ]),
         ),
         additionalProperties: expectation,
+      },
+      kernel_pages: {
+        type: 'object',
+        description:
+          'Kernel page name -> initial state: vmalloc addresses in init_mm (x86_64), reached by CPU threads and by devices with pasid: supervisor',
+        additionalProperties: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            value: { type: 'integer', description: 'Initial contents' },
+            mapped: {
+              enum: ['rw', 'none'],
+              description: "rw: vmalloc'ed before the run (default); none: not yet",
+            },
+          },
+        },
       },
       kernel: {
         type: 'object',

@@ -120,7 +120,17 @@ export interface LabState {
   swapCache: number[]
   /** Per page: its page-cache folio for kind: file pages, null for the others. */
   files: Array<FileState | null>
+  /** `signal F` has run, per flag. */
+  flags: boolean[]
+  /**
+   * Per kernel page: its vmap area was freed lazily (free_vmap_area_noflush) and waits for
+   * __purge_vmap_area_lazy, which flushes the TLBs; until then the address is not reused.
+   */
+  vlazy: boolean[]
 }
+
+/** The kernel's address space (init_mm), present when the scenario has kernel pages. */
+export const KERNEL_MM = 2
 
 /** pfn 0 is the shared zero page: never freed, always reads 0. */
 export const ZERO_PFN = 0
@@ -154,7 +164,30 @@ export function initialState(sc: Scenario): LabState {
     imapReaders: 0,
   }
   const files: Array<FileState | null> = sc.pages.map(() => null)
+  const hasKernel = sc.pages.some((p) => p.kind === 'kernel')
+  const kernel: MmState = {
+    live: true,
+    ptes: new Array(n).fill(null),
+    vmas: new Array(n).fill(null),
+    writer: -1,
+    readers: 0,
+    ptl: -1,
+    pt: true,
+    tfp: 0,
+    imap: new Array(n).fill(false),
+    imapReaders: 0,
+  }
   sc.pages.forEach((p, i) => {
+    if (p.kind === 'kernel') {
+      // vmalloc'ed before the run: a page of its own (not rmap-counted), mapped in init_mm only.
+      parent.vmas.push(null)
+      parent.ptes.push(null)
+      if (p.mapped === 'none') return
+      const pfn = frames.length
+      frames.push({ v: p.value, ref: 1, map: 0, free: false, gen: 1, w: 0, sup: false })
+      kernel.ptes[i] = { pfn, present: true, write: true, dirty: true }
+      return
+    }
     parent.vmas.push(p.prot)
     if (hasChild) child.vmas[i] = p.prot
     if (p.kind === 'file') {
@@ -199,11 +232,11 @@ export function initialState(sc: Scenario): LabState {
     if (p.cow) child.ptes[i] = { pfn, present: true, write: false, dirty }
   })
   parent.pt = parent.ptes.some((p) => p !== null)
-  const mms = [parent, child]
+  const mms = hasKernel ? [parent, child, kernel] : [parent, child]
   const secs: SecState[] = sc.secondaries.map((d) => {
     const entries: TlbEntry[] = d.cached
       .map((page) => {
-        const pte = parent.ptes[page]!
+        const pte = (sc.pages[page]!.kind === 'kernel' ? kernel : parent).ptes[page]!
         // hw-walker: the permission the MMU derives from the PTE; sw-mirror: pte_write.
         const write = d.type === 'hw-walker' ? mmuWritable(sc.arch, pte) : pte.write
         return { page, pfn: pte.pfn, gen: frames[pte.pfn]!.gen, write, dirty: pte.dirty, revoked: false }
@@ -222,6 +255,8 @@ export function initialState(sc: Scenario): LabState {
     swap: [],
     swapCache: [],
     files,
+    flags: sc.flags.map(() => false),
+    vlazy: sc.pages.map(() => false),
   }
 }
 
@@ -264,6 +299,8 @@ export function shallowNext(s: LabState, t: number): LabState {
     swap: s.swap,
     swapCache: s.swapCache,
     files: s.files,
+    flags: s.flags,
+    vlazy: s.vlazy,
   }
 }
 
@@ -405,5 +442,7 @@ export function hashState(s: LabState, live: Liveness): [number, number] {
     h.n(f.lock)
     h.n(f.disk)
   }
+  for (const x of s.flags) h.n(x ? 1 : 0)
+  for (const x of s.vlazy) h.n(x ? 1 : 0)
   return [h.a >>> 0, h.b >>> 0]
 }

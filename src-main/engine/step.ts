@@ -15,6 +15,7 @@ import { migrate } from './kernel/migrate'
 import { reclaim } from './kernel/reclaim'
 import { iotlbCommand } from './kernel/iommu'
 import { writeback } from './kernel/writeback'
+import { sync, vfree, vmalloc } from './kernel/vmalloc'
 import type { Policy } from './policy'
 import type { Metrics, TraceEvent, Violation } from './results'
 import { zeroMetrics } from './results'
@@ -38,6 +39,9 @@ export const PROCS: Readonly<Record<string, Proc>> = {
   unmap_mapping_range: unmapMappingRange,
   iotlb_command: iotlbCommand,
   writeback,
+  vmalloc,
+  vfree,
+  sync,
 }
 
 function rootFrame(sc: Scenario, t: number, op: Op): CallFrame {
@@ -81,6 +85,13 @@ function rootFrame(sc: Scenario, t: number, op: Op): CallFrame {
       return { proc: 'reclaim', pc: 'start', l: { page: op.page } }
     case 'unmap_mapping_range':
       return { proc: 'unmap_mapping_range', pc: 'start', l: { page: op.page } }
+    case 'vmalloc':
+      return { proc: 'vmalloc', pc: 'start', l: { page: op.page, value: op.value } }
+    case 'vfree':
+      return { proc: 'vfree', pc: 'start', l: { page: op.page } }
+    case 'signal':
+    case 'wait':
+      return { proc: 'sync', pc: 'start', l: { flag: op.flag, wait: op.kind === 'wait' } }
     case 'writeback':
       return { proc: 'writeback', pc: 'start', l: { page: op.page } }
   }

@@ -29,8 +29,10 @@ export interface PageDecl {
    * file: a MAP_SHARED page of a regular file. The page cache holds its own reference (a
    * zap never frees it), writes are tracked by the folio's PG_dirty and the PTE dirty bit,
    * and `writeback` stores its contents to disk (`disk(P)`, initially `value`). Never COW.
+   * kernel: a vmalloc address in the kernel's own address space (init_mm), declared under
+   * `kernel_pages:`; mapped by `vmalloc`, unmapped by `vfree`, never in a process VMA.
    */
-  readonly kind: 'anon' | 'pfnmap' | 'file'
+  readonly kind: 'anon' | 'pfnmap' | 'file' | 'kernel'
 }
 
 export type FlushAt = 'start' | 'end' | 'both'
@@ -62,6 +64,12 @@ export interface HwWalkerDecl {
    * IOTLB between the two.
    */
   readonly atcOrder: 'iotlb-first' | 'atc-first'
+  /**
+   * Which requests the device's PASID may make: 'user' (SVA of the process, the mainline
+   * case) or 'supervisor' (requests with the privilege bit: the device can also translate
+   * kernel addresses, as in the 2017 VT-d kernel-SVM design, reference 5.12).
+   */
+  readonly pasid: 'user' | 'supervisor'
 }
 
 export interface SwMirrorDecl {
@@ -86,10 +94,18 @@ export type CpuOp =
   | { readonly kind: 'reclaim'; readonly page: number }
   | { readonly kind: 'unmap_mapping_range'; readonly page: number }
   | { readonly kind: 'writeback'; readonly page: number }
+  | { readonly kind: 'vmalloc'; readonly page: number; readonly value: number }
+  | { readonly kind: 'vfree'; readonly page: number }
+  | SyncOp
+
+/** Ordering between threads, as a driver and its device agree by a doorbell or a completion. */
+export type SyncOp =
+  { readonly kind: 'signal'; readonly flag: number } | { readonly kind: 'wait'; readonly flag: number }
 
 export type DeviceOp =
   | { readonly kind: 'read'; readonly page: number; readonly reg: number | null }
   | { readonly kind: 'write'; readonly page: number; readonly value: number }
+  | SyncOp
 
 export type Op = CpuOp | DeviceOp
 
@@ -146,6 +162,8 @@ export interface Scenario {
   readonly explore: ExploreDecl
   /** Kernel behaviour toggles (defaults: v6.6). */
   readonly kernel: KernelToggles
+  /** Names of the flags `signal F` sets and `wait F` waits for. */
+  readonly flags: readonly string[]
   /** Cost-table entries (ns) this scenario overrides. */
   readonly costs: Readonly<Record<string, number>>
 }

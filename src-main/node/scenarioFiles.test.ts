@@ -167,13 +167,13 @@ describe('loadScenarioText: errors located at file:line:column', () => {
 
   it('unknown top-level key, with did-you-mean, at the key', () => {
     expect(only(scenario({}, 'secondry: []\n'))).toBe(
-      "13:1 len8 unknown key 'secondry' in the scenario (did you mean 'secondary'?); allowed: title, source, notes, arch, pages, secondary, cpus, devices, forbid, expect, mmu_gather, explore, costs, kernel",
+      "13:1 len8 unknown key 'secondry' in the scenario (did you mean 'secondary'?); allowed: title, source, notes, arch, pages, secondary, cpus, devices, forbid, expect, mmu_gather, explore, costs, kernel, kernel_pages",
     )
   })
 
   it('unknown key with nothing close gets no did-you-mean', () => {
     expect(only(scenario({}, 'zzzzzzzzzz: 1\n'))).toBe(
-      "13:1 len10 unknown key 'zzzzzzzzzz' in the scenario; allowed: title, source, notes, arch, pages, secondary, cpus, devices, forbid, expect, mmu_gather, explore, costs, kernel",
+      "13:1 len10 unknown key 'zzzzzzzzzz' in the scenario; allowed: title, source, notes, arch, pages, secondary, cpus, devices, forbid, expect, mmu_gather, explore, costs, kernel, kernel_pages",
     )
   })
 
@@ -239,19 +239,19 @@ describe('loadScenarioText: errors located at file:line:column', () => {
 
   it('unknown op: column at the op word', () => {
     expect(only(scenario({ cpus: 'cpus:\n  C0: [write_fault P, frobnicate P]' }))).toBe(
-      "9:23 len10 unknown cpu op 'frobnicate'; expected one of read, write, write_fault, cow_fault, munmap, madvise_dontneed, mprotect, fork, ksm_merge, migrate, reclaim, unmap_mapping_range, writeback",
+      "9:23 len10 unknown cpu op 'frobnicate'; expected one of read, write, write_fault, cow_fault, munmap, madvise_dontneed, mprotect, fork, ksm_merge, migrate, reclaim, unmap_mapping_range, writeback, vmalloc, vfree, signal, wait",
     )
   })
 
   it('misspelt op gets did-you-mean', () => {
     expect(only(scenario({ cpus: 'cpus:\n  C0: [write_falt P]' }))).toBe(
-      "9:8 len10 unknown cpu op 'write_falt' (did you mean 'write_fault'?); expected one of read, write, write_fault, cow_fault, munmap, madvise_dontneed, mprotect, fork, ksm_merge, migrate, reclaim, unmap_mapping_range, writeback",
+      "9:8 len10 unknown cpu op 'write_falt' (did you mean 'write_fault'?); expected one of read, write, write_fault, cow_fault, munmap, madvise_dontneed, mprotect, fork, ksm_merge, migrate, reclaim, unmap_mapping_range, writeback, vmalloc, vfree, signal, wait",
     )
   })
 
   it('a device doing a CPU-only op', () => {
     expect(only(scenario({ devices: 'devices:\n  D0: { via: smmu, ops: [munmap P] }' }))).toBe(
-      "11:26 len6 unknown device op 'munmap' (devices only do read and write DMA); expected one of read, write",
+      "11:26 len6 unknown device op 'munmap' (devices only do read and write DMA); expected one of read, write, signal, wait",
     )
   })
 
@@ -315,7 +315,7 @@ describe('loadScenarioText: errors located at file:line:column', () => {
       "12:11 len10 unknown policy preset 'start-ends'; expected one of start-end, invalidate-range, arch-hook",
     )
     expect(only(scenario({ expect: 'expect: { start-end+frob: violated }' }))).toBe(
-      "12:11 len14 unknown policy variant 'frob'; expected one of upgrade-notify, access-flags-notify, pri-flush",
+      "12:11 len14 unknown policy variant 'frob'; expected one of upgrade-notify, access-flags-notify, pri-flush, kernel-notifier",
     )
   })
 

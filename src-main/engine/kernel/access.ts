@@ -4,7 +4,7 @@
  * hardware walk and the fill are one atomic step (the walker takes no lock).
  */
 import type { Ctx } from '../ctx'
-import type { CallFrame, TlbEntry } from '../state'
+import { KERNEL_MM, type CallFrame, type TlbEntry } from '../state'
 import type { HwWalkerDecl } from '../types'
 import { flag, num, type Proc } from './proc'
 
@@ -58,8 +58,8 @@ function hardwareWalk(c: Ctx, mm: number, page: number, write: boolean, dirtyFn:
 
 /** A CPU load/store: TLB hit, or hardware walk + fill, or #PF -> handle_mm_fault -> retry. */
 function cpuTry(c: Ctx, f: CallFrame): void {
-  const mm = c.mmIndex
   const page = num(f, 'page')
+  const mm = c.mmOfPage(page)
   const write = flag(f, 'write')
   let e = c.tlbFind(c.t, page)
   if (e && write && !(e.write && e.dirty)) {
@@ -70,12 +70,20 @@ function cpuTry(c: Ctx, f: CallFrame): void {
     else c.tlbDrop(c.t, page)
     e = d
     if (!d) {
+      if (c.isKernelPage(page)) {
+        kernelOops(c, page, write)
+        return
+      }
       c.call('handle_mm_fault', { page, write, remote: false }, 'after_fault')
       return
     }
   }
   if (!e) {
     e = hardwareWalk(c, mm, page, write, 'hardware dirty-bit update')
+    if (!e && c.isKernelPage(page)) {
+      kernelOops(c, page, write)
+      return
+    }
     if (!e) {
       const pte = c.pte(mm, page)
       c.emit(
@@ -90,6 +98,19 @@ function cpuTry(c: Ctx, f: CallFrame): void {
     c.emit('fill', 'page walk', `CPU TLB ${c.pageName(page)} -> pfn ${e.pfn} ${e.write ? 'RW' : 'RO'}`)
   }
   complete(c, f, e, 'CPU TLB', mm)
+}
+
+/**
+ * A kernel access to a vmalloc address with no PTE: no handle_mm_fault for kernel addresses;
+ * page_fault_oops() (v6.6 arch/x86/mm/fault.c). The access does not complete.
+ */
+function kernelOops(c: Ctx, page: number, write: boolean): void {
+  c.emit(
+    'fault',
+    'page_fault_oops',
+    `${write ? 'write' : 'read'} of kernel ${c.pageName(page)}: no PTE in init_mm (a use of a vfree'd or never vmalloc'ed address); oops, the access does not complete`,
+  )
+  c.ret()
 }
 
 export const cpuAccess: Proc = {
@@ -126,12 +147,15 @@ function devTry(c: Ctx, f: CallFrame): void {
   const d = hwDecl(c)
   const page = num(f, 'page')
   const write = flag(f, 'write')
+  // A supervisor PASID translates kernel addresses through init_mm's page table (the kernel half
+  // shared by every x86 page table).
+  const mm = c.mmOfPage(page)
   if (d.ats) {
     // PCIe ATS: the device looks in its ATC first. An entry that does not allow the access is
     // replaced by the answer to a new translation request (with write intent for a write).
     const a = c.atcFind(via, page)
     if (a && (!write || (a.write && a.dirty))) {
-      complete(c, f, a, `${d.name} ATC`, 0)
+      complete(c, f, a, `${d.name} ATC`, mm)
       return
     }
     c.cost('ats_translation')
@@ -143,7 +167,7 @@ function devTry(c: Ctx, f: CallFrame): void {
   }
   let e = c.secFind(via, page)
   if (e && write && !(e.write && e.dirty)) {
-    const dd = e.write && c.sc.arch === 'x86_64' ? x86SetDirty(c, 0, e) : null
+    const dd = e.write && c.sc.arch === 'x86_64' ? x86SetDirty(c, mm, e) : null
     if (dd) {
       c.secPut(via, dd)
       e = dd
@@ -158,7 +182,20 @@ function devTry(c: Ctx, f: CallFrame): void {
     }
   }
   if (!e) {
-    e = hardwareWalk(c, 0, page, write, 'IOMMU dirty-bit update')
+    e = hardwareWalk(c, mm, page, write, 'IOMMU dirty-bit update')
+    if (!e && mm === KERNEL_MM) {
+      // intel_svm_prq_report/prq_event_thread: a page request with the privilege bit is not
+      // served (no handle_mm_fault for kernel addresses): the response is INVALID.
+      c.metrics.device_faults++
+      c.cost('iopf')
+      c.emit(
+        'fault',
+        'iopf (page request)',
+        `${write ? 'write' : 'read'} kernel ${c.pageName(page)}: walk finds no PTE in init_mm; supervisor page requests are not served: IOMMU_PAGE_RESP_INVALID, the DMA is aborted`,
+      )
+      c.ret()
+      return
+    }
     if (!e) {
       const pte = c.pte(0, page)
       pageRequest(
@@ -184,10 +221,10 @@ function devTry(c: Ctx, f: CallFrame): void {
       'ATS translation completion',
       `${d.name} ATC ${c.pageName(page)} -> pfn ${e.pfn} ${e.write ? 'RW' : 'RO'}`,
     )
-    complete(c, f, e, `${d.name} ATC`, 0)
+    complete(c, f, e, `${d.name} ATC`, mm)
     return
   }
-  complete(c, f, e, `${d.name} TLB`, 0)
+  complete(c, f, e, `${d.name} TLB`, mm)
 }
 
 function pageRequest(c: Ctx, f: CallFrame, why: string): void {
