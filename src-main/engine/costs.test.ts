@@ -79,4 +79,40 @@ ${extra}`
     expect(b.metrics.sim_ns - a.metrics.sim_ns).toBe(6000)
     expect(b.costTable).toBe('default-v2 with vtd_qi_sync=7000')
   })
+
+  it('expect_metrics: bounds on the metrics of a policy are checked, and a wrong one fails the match with the numbers', () => {
+    const ok = loadScenarioText(
+      yaml(
+        "expect: { arch-hook: holds, invalidate-range: holds }\nexpect_metrics:\n  arch-hook: { full_invalidations: 1, page_invalidations: '< 1' }\n  invalidate-range: { secondary_invalidations: '>= 1' }\n",
+      ),
+      't.yaml',
+    )
+    const ah = runPolicy(ok, makePolicy('arch-hook'), defaultRunOptions(ok))
+    expect(ah.matches).toBe(true)
+    expect(ah.metricChecks).toEqual([
+      { metric: 'full_invalidations', want: '1', got: 1, ok: true },
+      { metric: 'page_invalidations', want: '< 1', got: 0, ok: true },
+    ])
+    const wrong = loadScenarioText(
+      yaml('expect: { arch-hook: holds }\nexpect_metrics: { arch-hook: { full_invalidations: 0 } }\n'),
+      't.yaml',
+    )
+    const w = runPolicy(wrong, makePolicy('arch-hook'), defaultRunOptions(wrong))
+    expect(w.verdict).toBe('holds')
+    expect(w.matches).toBe(false)
+    expect(w.metricChecks).toEqual([{ metric: 'full_invalidations', want: '0', got: 1, ok: false }])
+  })
+
+  it('expect_metrics errors: an unknown metric, a bad bound, a policy with no verdict in expect', () => {
+    const load = (extra: string) => () => loadScenarioText(yaml(extra), 't.yaml')
+    expect(
+      load('expect: { arch-hook: holds }\nexpect_metrics: { arch-hook: { full_flushes: 1 } }\n'),
+    ).toThrow(/unknown key 'full_flushes'/)
+    expect(
+      load("expect: { arch-hook: holds }\nexpect_metrics: { arch-hook: { full_invalidations: 'lots' } }\n"),
+    ).toThrow(/full_invalidations must be a count \(0, 3\) or a bound such as '>= 1'/)
+    expect(load('expect: { arch-hook: holds }\nexpect_metrics: { start-end: { mirror_zaps: 0 } }\n')).toThrow(
+      /start-end has metrics to check but no verdict: add it to expect too/,
+    )
+  })
 })

@@ -119,8 +119,18 @@ export interface PolicyResult {
   readonly metricsSchedule: string
   readonly costTable: string
   readonly expected: string | null
-  /** Whether the computed result matches `expect`; null when nothing was expected. */
+  /** Whether the computed result matches `expect` and `expect_metrics`; null when nothing was expected. */
   readonly matches: boolean | null
+  /** The scenario's `expect_metrics` for this policy, checked on the metrics execution. */
+  readonly metricChecks: readonly MetricCheck[]
+}
+
+export interface MetricCheck {
+  readonly metric: string
+  /** The bound as written: `3`, `>= 1`. */
+  readonly want: string
+  readonly got: number
+  readonly ok: boolean
 }
 
 export interface RunResult {

@@ -1,5 +1,5 @@
 /** Runs a scenario under policies and assembles plain-data results. */
-import { COST_TABLE_NAME } from './costs'
+import { COST_TABLE_NAME, type InvalidationKinds } from './costs'
 import {
   DEFAULT_BUDGET,
   exploreExhaustive,
@@ -13,8 +13,15 @@ import {
 } from './explore'
 import type { Policy } from './policy'
 import { mulberry32 } from './prng'
-import type { PolicyResult, RunResult } from './results'
-import { INVARIANTS, type ExploreMode, type InvariantName, type Scenario, type Verdict } from './types'
+import type { MetricCheck, Metrics, PolicyResult, RunResult } from './results'
+import {
+  INVARIANTS,
+  type ExploreMode,
+  type InvariantName,
+  type MetricName,
+  type Scenario,
+  type Verdict,
+} from './types'
 
 export const ENGINE_VERSION = '0.1.0'
 
@@ -136,12 +143,16 @@ export function runPolicy(sc: Scenario, policy: Policy, opts: RunOptions): Polic
   }
   const verdict: Verdict = found.length > 0 ? 'violated' : complete ? 'holds' : 'unknown'
   const exp = sc.expect.find(([n]) => n === policy.name)?.[1] ?? null
-  const matches =
+  const verdictMatches =
     exp === null
       ? null
       : exp === 'holds' || exp === 'violated'
         ? verdict === exp
         : invariants[exp] === 'violated'
+  const metricChecks = checkMetrics(sc, policy.name, metricsRun.metrics, metricsRun.invalidations)
+  const metricsMatch = metricChecks.every((m) => m.ok)
+  const matches =
+    verdictMatches === null && metricChecks.length === 0 ? null : (verdictMatches ?? true) && metricsMatch
   return {
     policy: policy.name,
     verdict,
@@ -159,6 +170,46 @@ export function runPolicy(sc: Scenario, policy: Policy, opts: RunOptions): Polic
       : COST_TABLE_NAME,
     expected: exp,
     matches,
+    metricChecks,
+  }
+}
+
+/** The `expect_metrics` entries of a policy against the metrics of its reference execution. */
+export function checkMetrics(
+  sc: Scenario,
+  policy: string,
+  m: Metrics,
+  inv: InvalidationKinds,
+): MetricCheck[] {
+  const wanted = sc.expectMetrics.find(([n]) => n === policy)?.[1] ?? []
+  return wanted.map((w) => {
+    const got = metricValue(w.metric, m, inv)
+    const ok =
+      w.op === '=='
+        ? got === w.value
+        : w.op === '>='
+          ? got >= w.value
+          : w.op === '<='
+            ? got <= w.value
+            : w.op === '>'
+              ? got > w.value
+              : got < w.value
+    return { metric: w.metric, want: `${w.op === '==' ? '' : `${w.op} `}${w.value}`, got, ok }
+  })
+}
+
+function metricValue(name: MetricName, m: Metrics, inv: InvalidationKinds): number {
+  switch (name) {
+    case 'page_invalidations':
+      return inv.page
+    case 'range_invalidations':
+      return inv.range
+    case 'full_invalidations':
+      return inv.full
+    case 'atc_invalidations':
+      return inv.atc
+    default:
+      return m[name]
   }
 }
 

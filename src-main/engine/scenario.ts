@@ -20,8 +20,10 @@ import type {
   ScenarioIssue,
   SecondaryDecl,
   ThreadDecl,
+  MetricExpectation,
+  MetricName,
 } from './types'
-import { INVARIANTS, ScenarioError } from './types'
+import { INVARIANTS, METRIC_NAMES, ScenarioError } from './types'
 
 type Path = ReadonlyArray<string | number>
 type Obj = Record<string, unknown>
@@ -44,6 +46,7 @@ export const TOP_KEYS = [
   'costs',
   'kernel',
   'kernel_pages',
+  'expect_metrics',
 ] as const
 export const KERNEL_PAGE_KEYS = ['value', 'mapped'] as const
 export const PAGE_KEYS = ['value', 'prot', 'cow', 'mapped', 'kind'] as const
@@ -1032,6 +1035,58 @@ export function validateScenario(raw: unknown): Scenario {
       }
   }
 
+  // expect_metrics: what a policy's metrics must show (a correct policy's cost, a saving)
+  const expectMetrics: Array<[string, MetricExpectation[]]> = []
+  if (raw.expect_metrics !== undefined) {
+    if (!isObj(raw.expect_metrics))
+      issues.add(
+        ['expect_metrics'],
+        `expect_metrics maps policies to metric bounds, as in { arch-hook: { full_invalidations: '>= 1' } }; found ${typeName(raw.expect_metrics)}`,
+      )
+    else
+      for (const [k, v] of Object.entries(raw.expect_metrics)) {
+        const pol = parsePolicy(k)
+        if (typeof pol === 'string') {
+          issues.key(['expect_metrics', k], pol)
+          continue
+        }
+        if (!isObj(v)) {
+          issues.add(
+            ['expect_metrics', k],
+            `the metrics of ${pol.name} are a mapping such as { mirror_zaps: 0, full_invalidations: '>= 1' }; found ${typeName(v)}`,
+          )
+          continue
+        }
+        checkKeys(v, METRIC_NAMES, ['expect_metrics', k], issues, `expect_metrics.${k}`)
+        const list: MetricExpectation[] = []
+        for (const [m, want] of Object.entries(v)) {
+          if (!(METRIC_NAMES as readonly string[]).includes(m)) continue
+          const path = ['expect_metrics', k, m]
+          if (typeof want === 'number' && Number.isInteger(want) && want >= 0) {
+            list.push({ metric: m as MetricName, op: '==', value: want })
+            continue
+          }
+          const mt = typeof want === 'string' ? /^\s*(==|>=|<=|>|<)\s*(\d+)\s*$/.exec(want) : null
+          if (!mt) {
+            issues.add(
+              path,
+              `${m} must be a count (0, 3) or a bound such as '>= 1', '< 5'; found ${typeName(want)}`,
+            )
+            continue
+          }
+          list.push({ metric: m as MetricName, op: mt[1] as MetricExpectation['op'], value: Number(mt[2]) })
+        }
+        if (expectMetrics.some(([n]) => n === pol.name))
+          issues.key(['expect_metrics', k], `policy ${pol.name} is listed twice`)
+        else if (!expect.some(([n]) => n === pol.name))
+          issues.key(
+            ['expect_metrics', k],
+            `${pol.name} has metrics to check but no verdict: add it to expect too (the check runs the policies of expect)`,
+          )
+        else expectMetrics.push([pol.name, list])
+      }
+  }
+
   let gatherBatch: number | null = null
   if (raw.mmu_gather !== undefined) {
     if (!isObj(raw.mmu_gather))
@@ -1114,6 +1169,7 @@ export function validateScenario(raw: unknown): Scenario {
     explore,
     costs,
     kernel: { pfnmapFlush, dirtyFlushUnderPtl, delayRmap },
+    expectMetrics,
     flags,
   }
 }

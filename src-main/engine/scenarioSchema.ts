@@ -15,7 +15,7 @@ import {
   SW_KEYS,
   TOP_KEYS,
 } from './scenario'
-import { INVARIANTS } from './types'
+import { INVARIANTS, METRIC_NAMES } from './types'
 
 const OP_DOCS: Record<string, string> = {
   read: 'read P -> reg: a load (CPU) or DMA read (device) through the TLB; the register gets the value',
@@ -198,6 +198,21 @@ export function scenarioJsonSchema(): object {
           ]),
         ),
         additionalProperties: expectation,
+      },
+      expect_metrics: {
+        type: 'object',
+        description:
+          "Policy -> bounds on its metrics (reference schedule): a count (3) or a bound ('>= 1'); the policy must be in expect too",
+        additionalProperties: {
+          type: 'object',
+          additionalProperties: false,
+          properties: Object.fromEntries(
+            METRIC_NAMES.map((m) => [
+              m,
+              { type: ['integer', 'string'], pattern: '^\\s*(==|>=|<=|>|<)\\s*\\d+\\s*$' },
+            ]),
+          ),
+        },
       },
       kernel_pages: {
         type: 'object',

@@ -162,10 +162,34 @@ export interface Scenario {
   readonly explore: ExploreDecl
   /** Kernel behaviour toggles (defaults: v6.6). */
   readonly kernel: KernelToggles
+  /** Policy name → what its metrics (on the reference schedule) must show, e.g. the cost of a correct policy. */
+  readonly expectMetrics: ReadonlyArray<readonly [string, readonly MetricExpectation[]]>
   /** Names of the flags `signal F` sets and `wait F` waits for. */
   readonly flags: readonly string[]
   /** Cost-table entries (ns) this scenario overrides. */
   readonly costs: Readonly<Record<string, number>>
+}
+
+/** The metrics `expect_metrics` can name: the recorded metrics and the invalidations by kind. */
+export const METRIC_NAMES = [
+  'notifier_calls',
+  'secondary_invalidations',
+  'device_faults',
+  'mirror_zaps',
+  'cpu_tlb_flushes',
+  'sim_ns',
+  'page_invalidations',
+  'range_invalidations',
+  'full_invalidations',
+  'atc_invalidations',
+] as const
+export type MetricName = (typeof METRIC_NAMES)[number]
+
+/** One `expect_metrics` entry: `full_invalidations: '>= 1'` or `mirror_zaps: 0`. */
+export interface MetricExpectation {
+  readonly metric: MetricName
+  readonly op: '==' | '>=' | '<=' | '>' | '<'
+  readonly value: number
 }
 
 /** Kernel behaviour toggles, each named for the commit that introduced the v6.6 behaviour. */

@@ -185,11 +185,17 @@ async function cmdCheck(f: Flags, pool: WorkerPool): Promise<number> {
           .filter(([, v]) => v === 'violated')
           .map(([k]) => k)
           .join(',') || 'none'
+      const metricsBad = r.metricChecks.filter((m) => !m.ok)
       const why = ok
         ? ''
-        : `  (got ${r.verdict}${r.stats.cutReason ? `: ${r.stats.cutReason}` : ''}; violated: ${violated})`
+        : metricsBad.length > 0
+          ? `  (metrics: ${metricsBad.map((m) => `${m.metric} is ${m.got}, expected ${m.want}`).join('; ')})`
+          : `  (got ${r.verdict}${r.stats.cutReason ? `: ${r.stats.cutReason}` : ''}; violated: ${violated})`
+      const metrics = r.metricChecks.length
+        ? `; ${r.metricChecks.map((m) => `${m.metric} ${m.got}${m.ok ? '' : ` (expected ${m.want})`}`).join(', ')}`
+        : ''
       process.stdout.write(
-        `${ok ? 'ok  ' : 'FAIL'} ${shown} ${r.policy}: expect ${r.expected}, ${r.verdict} [${r.stats.states} states]${why}\n`,
+        `${ok ? 'ok  ' : 'FAIL'} ${shown} ${r.policy}: expect ${r.expected ?? '-'}, ${r.verdict}${metrics} [${r.stats.states} states]${why}\n`,
       )
     }
   }
@@ -241,9 +247,9 @@ const HELP = `mnlab: MMU Notifier Lab, headless
   mnlab replay FILE --policy NAME --schedule "C0 D0 ..."   full trace of one schedule
   mnlab bench                engine timings on the key scenarios
   mnlab notebook check FILE|DIR...    recompute every experiment; exit 1 if a recorded verdict changed
-  mnlab notebook record FILE... [--pin]   run every experiment and record the results in the file
+  mnlab notebook record FILE... [--pin] [--stale]   run every experiment (--stale: only stale ones) and record the results
   mnlab notebook export FILE --format md|html [-o OUT]   a self-contained report
-Policies: start-end, invalidate-range, arch-hook, each optionally +upgrade-notify, +access-flags-notify, +pri-flush.
+Policies: start-end, invalidate-range, arch-hook, each optionally +upgrade-notify, +access-flags-notify, +pri-flush, +kernel-notifier.
 Exit codes: 0 ok, 1 expectation mismatch, 2 invalid input.
 `
 

@@ -167,13 +167,13 @@ describe('loadScenarioText: errors located at file:line:column', () => {
 
   it('unknown top-level key, with did-you-mean, at the key', () => {
     expect(only(scenario({}, 'secondry: []\n'))).toBe(
-      "13:1 len8 unknown key 'secondry' in the scenario (did you mean 'secondary'?); allowed: title, source, notes, arch, pages, secondary, cpus, devices, forbid, expect, mmu_gather, explore, costs, kernel, kernel_pages",
+      "13:1 len8 unknown key 'secondry' in the scenario (did you mean 'secondary'?); allowed: title, source, notes, arch, pages, secondary, cpus, devices, forbid, expect, mmu_gather, explore, costs, kernel, kernel_pages, expect_metrics",
     )
   })
 
   it('unknown key with nothing close gets no did-you-mean', () => {
     expect(only(scenario({}, 'zzzzzzzzzz: 1\n'))).toBe(
-      "13:1 len10 unknown key 'zzzzzzzzzz' in the scenario; allowed: title, source, notes, arch, pages, secondary, cpus, devices, forbid, expect, mmu_gather, explore, costs, kernel, kernel_pages",
+      "13:1 len10 unknown key 'zzzzzzzzzz' in the scenario; allowed: title, source, notes, arch, pages, secondary, cpus, devices, forbid, expect, mmu_gather, explore, costs, kernel, kernel_pages, expect_metrics",
     )
   })
 

@@ -136,6 +136,32 @@ describe('mnlab notebook', () => {
     expect((await mnlab('notebook', 'check', f)).code).toBe(0)
   })
 
+  it('record --stale re-records only experiments whose reference result no longer matches', async () => {
+    const f = write('s.mnlab.yaml', serializeNotebook(notebook()))
+    expect((await mnlab('notebook', 'record', '--pin', f)).stdout).toContain('recorded 2 experiments')
+    const none = await mnlab('notebook', 'record', '--stale', f)
+    expect(none.stdout).toContain('recorded 0 experiments')
+    // Change the inline cell's recipe: it alone is stale, and it alone gets a new result.
+    const r = parseNotebook(readFileSync(f, 'utf8'), f)
+    if (!r.ok) throw new Error('bad')
+    const cells = r.notebook.cells.map((c) =>
+      c.kind === 'experiment' && c.id === 'inline' ? { ...c, recipe: { ...c.recipe, seed: 9 } } : c,
+    )
+    write('s.mnlab.yaml', serializeNotebook({ ...r.notebook, cells }))
+    const one = await mnlab('notebook', 'record', '--stale', '--pin', f)
+    expect(one.stdout).toContain('recorded 1 experiment in')
+    const after = parseNotebook(readFileSync(f, 'utf8'), f)
+    if (!after.ok) throw new Error('bad')
+    const counts = after.notebook.cells.flatMap((c) =>
+      c.kind === 'experiment' ? [[c.id, c.results.length]] : [],
+    )
+    expect(counts).toEqual([
+      ['by-path', 1],
+      ['inline', 2],
+    ])
+    expect((await mnlab('notebook', 'check', f)).stdout).not.toContain('stale')
+  })
+
   it('an invalid notebook exits 2 with file:line:col', async () => {
     const text = serializeNotebook(notebook()).replace('mode: exhaustive', 'mode: sideways')
     const line = text.split('\n').findIndex((l) => l.includes('sideways')) + 1

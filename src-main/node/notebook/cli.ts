@@ -2,7 +2,8 @@
  * `mnlab notebook ...`:
  *   check FILE|DIR...                  recompute every experiment; exit 1 if the reference result's
  *                                      (latest pinned, else latest) verdicts changed
- *   record FILE... [--pin]             run every experiment and append the results to the file
+ *   record FILE... [--pin] [--stale]   run every experiment (or only those whose reference
+ *                                      result is stale or missing) and append the results
  *   export FILE --format md|html [-o OUT]
  * Exit codes as for the rest of mnlab: 0 ok, 1 a changed verdict, 2 invalid input (file:line:col).
  */
@@ -156,23 +157,30 @@ async function check(files: readonly string[], pool: WorkerPool): Promise<number
   return bad > 0 ? 1 : 0
 }
 
-async function record(files: readonly string[], pin: boolean, pool: WorkerPool): Promise<number> {
+async function record(
+  files: readonly string[],
+  pin: boolean,
+  onlyStale: boolean,
+  pool: WorkerPool,
+): Promise<number> {
   if (files.length === 0)
     throw new NotebookUsageError('mnlab notebook record needs at least one notebook file')
   const loaded = expandNotebookPaths(files).map(loadNotebook)
   for (const l of loaded) {
+    let n = 0
     const cells = await Promise.all(
       l.nb.cells.map(async (cell) => {
         if (cell.kind !== 'experiment') return cell
         const { sc, text } = cellScenario(l, cell)
+        // --stale: leave a cell whose reference result still matches its recipe and this engine.
+        if (onlyStale && resultStatus(cell, text, ENGINE_VERSION) === 'current') return cell
+        n++
         const run = await runRecipeInPool(pool, sc, cell.recipe)
         return { ...cell, results: [...cell.results, recordResult(run, cell.recipe, text, new Date(), pin)] }
       }),
     )
-    await writeFileAtomic(l.file, serializeNotebook({ ...l.nb, cells }))
-    process.stdout.write(
-      `recorded ${cells.filter((c) => c.kind === 'experiment').length} experiments in ${l.file}\n`,
-    )
+    if (n > 0) await writeFileAtomic(l.file, serializeNotebook({ ...l.nb, cells }))
+    process.stdout.write(`recorded ${n} experiment${n === 1 ? '' : 's'} in ${l.file}\n`)
   }
   return 0
 }
@@ -202,10 +210,11 @@ export async function cmdNotebook(argv: readonly string[], pool: WorkerPool): Pr
       }
       case 'record': {
         const pin = args.includes('--pin')
-        const files = args.filter((a) => a !== '--pin')
+        const onlyStale = args.includes('--stale')
+        const files = args.filter((a) => a !== '--pin' && a !== '--stale')
         const unknown = files.find((a) => a.startsWith('-'))
         if (unknown) throw new NotebookUsageError(`unknown option ${unknown}`)
-        return await record(files, pin, pool)
+        return await record(files, pin, onlyStale, pool)
       }
       case 'export':
         return exportCmd(args)

@@ -78,6 +78,7 @@ function policy(name: string, over: Partial<PolicyResult>): PolicyResult {
     },
     metricsSchedule: 'reference',
     costTable: 'v1',
+    metricChecks: [],
     expected: null,
     matches: null,
     ...over,
