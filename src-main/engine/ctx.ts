@@ -687,7 +687,20 @@ export class Ctx {
       'mmu_notifier_arch_invalidate_secondary_tlbs',
       pages === null ? 'range (0, -1): whole address space' : this.pagesText(pages),
     )
-    this.forHw((i) => this.secInvalidate(i, pages, 'arch_invalidate_secondary_tlbs'))
+    this.forHw((i) => {
+      const d = this.sc.secondaries[i]!
+      if (pages === null && d.type === 'hw-walker' && d.iommu === 'vt-d' && !this.sc.kernel.vtdFullRangeFix) {
+        // v6.6.0 intel_flush_svm_range(): pages = (end - start + 1) >> VTD_PAGE_SHIFT wraps to 0
+        // for (0, -1UL), and the chunk loop issues nothing (fixed by e7ad6c2a4b1a).
+        this.emit(
+          'sec-inval',
+          'intel_arch_invalidate_secondary_tlbs',
+          `${d.name}: range (0, -1UL) overflows the page count: no IOTLB or ATC command (v6.6.0, before e7ad6c2a4b1a)`,
+        )
+        return
+      }
+      this.secInvalidate(i, pages, 'arch_invalidate_secondary_tlbs')
+    })
   }
 
   hasHwWalker(): boolean {

@@ -86,7 +86,12 @@ export const CPU_OPS = [
 export const DEVICE_OPS = ['read', 'write', 'signal', 'wait'] as const
 export const PAGE_KINDS = ['anon', 'pfnmap', 'file'] as const
 /** The `kernel:` toggles (YAML names), each defaulting to v6.6 behaviour (true). */
-export const KERNEL_KEYS = ['pfnmap_flush', 'dirty_flush_under_ptl', 'delay_rmap'] as const
+export const KERNEL_KEYS = [
+  'pfnmap_flush',
+  'dirty_flush_under_ptl',
+  'delay_rmap',
+  'vtd_full_range_fix',
+] as const
 
 /** Levenshtein-based hint for a misspelt key or word. */
 function didYouMean(word: string, options: readonly string[]): string {
@@ -1107,6 +1112,7 @@ export function validateScenario(raw: unknown): Scenario {
   let pfnmapFlush = true
   let dirtyFlushUnderPtl = true
   let delayRmap = true
+  let vtdFullRangeFix = true
   if (raw.kernel !== undefined) {
     if (!isObj(raw.kernel))
       issues.add(
@@ -1119,6 +1125,7 @@ export function validateScenario(raw: unknown): Scenario {
       const toggle = (key: (typeof KERNEL_KEYS)[number]): boolean | null =>
         k[key] === undefined ? null : bool(k[key], ['kernel', key], issues, `kernel.${key}`)
       pfnmapFlush = toggle('pfnmap_flush') ?? true
+      vtdFullRangeFix = toggle('vtd_full_range_fix') ?? true
       const dirty = toggle('dirty_flush_under_ptl')
       const delay = toggle('delay_rmap')
       dirtyFlushUnderPtl = dirty ?? true
@@ -1168,7 +1175,7 @@ export function validateScenario(raw: unknown): Scenario {
     gatherBatch,
     explore,
     costs,
-    kernel: { pfnmapFlush, dirtyFlushUnderPtl, delayRmap },
+    kernel: { pfnmapFlush, dirtyFlushUnderPtl, delayRmap, vtdFullRangeFix },
     expectMetrics,
     flags,
   }

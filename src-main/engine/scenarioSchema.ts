@@ -49,6 +49,8 @@ const KERNEL_DOCS: Record<(typeof KERNEL_KEYS)[number], string> = {
   pfnmap_flush: 'b67fbebd4cf9 (v5.19): tlb_end_vma flushes for VM_PFNMAP; false = before the fix',
   dirty_flush_under_ptl:
     '1cf35d47712d (Linus, 2014): zap_pte_range flushes before dropping the PTL when it clears a dirty shared PTE; false = before 2014 (also implies delay_rmap: false)',
+  vtd_full_range_fix:
+    'e7ad6c2a4b1a (v6.7-rc3, in 6.6.y): the VT-d driver handles the (0, -1UL) range of a full flush; false = v6.6.0, where it sends no invalidation at all',
   delay_rmap:
     '5df397dec7c4 (Linus, 2022, v6.2): page_remove_rmap of a dirty file page waits until after that flush (tlb_flush_rmaps); false = 2014..v6.1',
 }

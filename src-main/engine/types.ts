@@ -208,6 +208,12 @@ export interface KernelToggles {
    * drops in the PTE loop, before the flush.
    */
   readonly delayRmap: boolean
+  /**
+   * e7ad6c2a4b1a (v6.7-rc3, backported to 6.6.y): intel_flush_svm_range() handles the range
+   * (0, -1UL) of a full flush. false (v6.6.0): the page count overflows and the VT-d driver's
+   * arch_invalidate_secondary_tlbs sends no command at all (reference 4.2, 5.13).
+   */
+  readonly vtdFullRangeFix: boolean
 }
 
 /** Expression of a `forbid` condition. */

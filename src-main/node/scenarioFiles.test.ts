@@ -441,12 +441,12 @@ describe('file pages, writeback and the zap-era toggles: errors at file:line:col
     expect(sc.pages.map((p) => p.kind)).toEqual(['anon', 'file'])
     expect(sc.threads[0]!.ops[1]).toEqual({ kind: 'writeback', page: 1 })
     expect(sc.forbid).toMatchObject({ a: { k: 'disk', page: 1 } })
-    expect(sc.kernel).toEqual({ pfnmapFlush: true, dirtyFlushUnderPtl: true, delayRmap: false })
+    expect(sc.kernel).toEqual({ pfnmapFlush: true, dirtyFlushUnderPtl: true, delayRmap: false, vtdFullRangeFix: true })
   })
 
   it('dirty_flush_under_ptl: false alone also means no delayed rmap (the kernel before 2014)', () => {
     const sc = loadScenarioText(scenario({}, 'kernel: { dirty_flush_under_ptl: false }\n'), 'x.yaml')
-    expect(sc.kernel).toEqual({ pfnmapFlush: true, dirtyFlushUnderPtl: false, delayRmap: false })
+    expect(sc.kernel).toEqual({ pfnmapFlush: true, dirtyFlushUnderPtl: false, delayRmap: false, vtdFullRangeFix: true })
   })
 
   it('delay_rmap without the forced flush under the PTL is refused, at the value', () => {
@@ -457,7 +457,7 @@ describe('file pages, writeback and the zap-era toggles: errors at file:line:col
 
   it('an unknown kernel toggle gets did-you-mean', () => {
     expect(only(scenario({}, 'kernel: { delay_rmaps: false }\n'))).toBe(
-      "13:11 len11 unknown key 'delay_rmaps' in kernel (did you mean 'delay_rmap'?); allowed: pfnmap_flush, dirty_flush_under_ptl, delay_rmap",
+      "13:11 len11 unknown key 'delay_rmaps' in kernel (did you mean 'delay_rmap'?); allowed: pfnmap_flush, dirty_flush_under_ptl, delay_rmap, vtd_full_range_fix",
     )
   })
 

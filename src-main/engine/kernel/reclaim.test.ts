@@ -54,3 +54,35 @@ describe('reclaim: try_to_unmap_one, pageout, free; do_swap_page', () => {
     expect(ex.violations).toEqual([])
   })
 })
+
+describe('v6.6.0 VT-d and the (0, -1) range of x86 batched reclaim (e7ad6c2a4b1a)', () => {
+  const sc = (fix: boolean) =>
+    loadScenarioText(
+      dedent(`
+        title: batched reclaim with a VT-d SVA device
+        arch: x86_64
+        kernel: { vtd_full_range_fix: ${fix} }
+        pages:
+          P: { value: 5, prot: rw }
+        secondary:
+          - { name: iommu, type: hw-walker, iommu: vt-d, cached: [P] }
+        cpus:
+          kswapd: [reclaim P]
+      `),
+      'vtd.yaml',
+    )
+  it('v6.6.0: the arch hook fires with (0, -1) and the driver sends no command; fixed: a full invalidation', () => {
+    const bug = traced(sc(false), makePolicy('arch-hook'))
+    expect(lines(bug, { kinds: ['notifier', 'sec-inval'] })).toEqual([
+      'notifier mmu_notifier_invalidate_range_start: MMU_NOTIFY_CLEAR P',
+      'notifier mmu_notifier_arch_invalidate_secondary_tlbs: range (0, -1): whole address space',
+      'sec-inval intel_arch_invalidate_secondary_tlbs: iommu: range (0, -1UL) overflows the page count: no IOTLB or ATC command (v6.6.0, before e7ad6c2a4b1a)',
+      'notifier mmu_notifier_invalidate_range_end: P',
+    ])
+    expect(bug.final.secs[0]!.entries.map((e) => e.page)).toEqual([0])
+    const fixed = traced(sc(true), makePolicy('arch-hook'))
+    expect(lines(fixed, { kinds: ['sec-inval'] })).toEqual([
+      'sec-inval arch_invalidate_secondary_tlbs: iommu: invalidate all (1 entries dropped)',
+    ])
+  })
+})
