@@ -15,6 +15,7 @@ import { migrate } from './kernel/migrate'
 import { reclaim } from './kernel/reclaim'
 import { iotlbCommand } from './kernel/iommu'
 import { writeback } from './kernel/writeback'
+import { thpCollapse, thpSplit } from './kernel/thp'
 import type { Policy } from './policy'
 import type { Metrics, TraceEvent, Violation } from './results'
 import { zeroMetrics } from './results'
@@ -38,6 +39,8 @@ export const PROCS: Readonly<Record<string, Proc>> = {
   unmap_mapping_range: unmapMappingRange,
   iotlb_command: iotlbCommand,
   writeback,
+  thp_split: thpSplit,
+  thp_collapse: thpCollapse,
 }
 
 function rootFrame(sc: Scenario, t: number, op: Op): CallFrame {
@@ -83,6 +86,9 @@ function rootFrame(sc: Scenario, t: number, op: Op): CallFrame {
       return { proc: 'unmap_mapping_range', pc: 'start', l: { page: op.page } }
     case 'writeback':
       return { proc: 'writeback', pc: 'start', l: { page: op.page } }
+    case 'thp_split':
+    case 'thp_collapse':
+      return { proc: op.kind, pc: 'start', l: {} }
   }
 }
 

@@ -167,13 +167,13 @@ describe('loadScenarioText: errors located at file:line:column', () => {
 
   it('unknown top-level key, with did-you-mean, at the key', () => {
     expect(only(scenario({}, 'secondry: []\n'))).toBe(
-      "13:1 len8 unknown key 'secondry' in the scenario (did you mean 'secondary'?); allowed: title, source, notes, arch, pages, secondary, cpus, devices, forbid, expect, mmu_gather, explore, costs, kernel",
+      "13:1 len8 unknown key 'secondry' in the scenario (did you mean 'secondary'?); allowed: title, source, notes, arch, pages, secondary, cpus, devices, forbid, expect, mmu_gather, explore, costs, kernel, thp",
     )
   })
 
   it('unknown key with nothing close gets no did-you-mean', () => {
     expect(only(scenario({}, 'zzzzzzzzzz: 1\n'))).toBe(
-      "13:1 len10 unknown key 'zzzzzzzzzz' in the scenario; allowed: title, source, notes, arch, pages, secondary, cpus, devices, forbid, expect, mmu_gather, explore, costs, kernel",
+      "13:1 len10 unknown key 'zzzzzzzzzz' in the scenario; allowed: title, source, notes, arch, pages, secondary, cpus, devices, forbid, expect, mmu_gather, explore, costs, kernel, thp",
     )
   })
 
@@ -239,13 +239,13 @@ describe('loadScenarioText: errors located at file:line:column', () => {
 
   it('unknown op: column at the op word', () => {
     expect(only(scenario({ cpus: 'cpus:\n  C0: [write_fault P, frobnicate P]' }))).toBe(
-      "9:23 len10 unknown cpu op 'frobnicate'; expected one of read, write, write_fault, cow_fault, munmap, madvise_dontneed, mprotect, fork, ksm_merge, migrate, reclaim, unmap_mapping_range, writeback",
+      "9:23 len10 unknown cpu op 'frobnicate'; expected one of read, write, write_fault, cow_fault, munmap, madvise_dontneed, mprotect, fork, ksm_merge, migrate, reclaim, unmap_mapping_range, writeback, thp_split, thp_collapse",
     )
   })
 
   it('misspelt op gets did-you-mean', () => {
     expect(only(scenario({ cpus: 'cpus:\n  C0: [write_falt P]' }))).toBe(
-      "9:8 len10 unknown cpu op 'write_falt' (did you mean 'write_fault'?); expected one of read, write, write_fault, cow_fault, munmap, madvise_dontneed, mprotect, fork, ksm_merge, migrate, reclaim, unmap_mapping_range, writeback",
+      "9:8 len10 unknown cpu op 'write_falt' (did you mean 'write_fault'?); expected one of read, write, write_fault, cow_fault, munmap, madvise_dontneed, mprotect, fork, ksm_merge, migrate, reclaim, unmap_mapping_range, writeback, thp_split, thp_collapse",
     )
   })
 
@@ -441,12 +441,12 @@ describe('file pages, writeback and the zap-era toggles: errors at file:line:col
     expect(sc.pages.map((p) => p.kind)).toEqual(['anon', 'file'])
     expect(sc.threads[0]!.ops[1]).toEqual({ kind: 'writeback', page: 1 })
     expect(sc.forbid).toMatchObject({ a: { k: 'disk', page: 1 } })
-    expect(sc.kernel).toEqual({ pfnmapFlush: true, dirtyFlushUnderPtl: true, delayRmap: false })
+    expect(sc.kernel).toEqual({ pfnmapFlush: true, dirtyFlushUnderPtl: true, delayRmap: false, collapseNotify: true, gupFastIpi: true })
   })
 
   it('dirty_flush_under_ptl: false alone also means no delayed rmap (the kernel before 2014)', () => {
     const sc = loadScenarioText(scenario({}, 'kernel: { dirty_flush_under_ptl: false }\n'), 'x.yaml')
-    expect(sc.kernel).toEqual({ pfnmapFlush: true, dirtyFlushUnderPtl: false, delayRmap: false })
+    expect(sc.kernel).toEqual({ pfnmapFlush: true, dirtyFlushUnderPtl: false, delayRmap: false, collapseNotify: true, gupFastIpi: true })
   })
 
   it('delay_rmap without the forced flush under the PTL is refused, at the value', () => {
@@ -457,7 +457,7 @@ describe('file pages, writeback and the zap-era toggles: errors at file:line:col
 
   it('an unknown kernel toggle gets did-you-mean', () => {
     expect(only(scenario({}, 'kernel: { delay_rmaps: false }\n'))).toBe(
-      "13:11 len11 unknown key 'delay_rmaps' in kernel (did you mean 'delay_rmap'?); allowed: pfnmap_flush, dirty_flush_under_ptl, delay_rmap",
+      "13:11 len11 unknown key 'delay_rmaps' in kernel (did you mean 'delay_rmap'?); allowed: pfnmap_flush, dirty_flush_under_ptl, delay_rmap, collapse_notify, gup_fast_ipi",
     )
   })
 
