@@ -284,7 +284,13 @@ export class Ctx {
    * A PMD-level change seen by every subpage at once (set_pmd_at, pmdp_invalidate,
    * pmdp_collapse_flush, pmd_populate): one event, one write per subpage.
    */
-  setPmd(mm: number, pages: readonly number[], ptes: ReadonlyArray<Pte | null>, fn: string, text: string): void {
+  setPmd(
+    mm: number,
+    pages: readonly number[],
+    ptes: ReadonlyArray<Pte | null>,
+    fn: string,
+    text: string,
+  ): void {
     const w = this.ptesW(mm)
     pages.forEach((p, j) => {
       this.wr(Res.pte(mm, p))
@@ -806,7 +812,11 @@ export class Ctx {
       return
     }
     this.setWalkCache(i, false)
-    this.emit('sec-inval', why, `${d.name}: non-leaf invalidation: drop the walk-cache entry for the PTE table`)
+    this.emit(
+      'sec-inval',
+      why,
+      `${d.name}: non-leaf invalidation: drop the walk-cache entry for the PTE table`,
+    )
   }
 
   /** BTM: the SMMU applies a snooped broadcast TLBI to its IOTLB (not to a device ATC). */

@@ -570,7 +570,12 @@ export function validateScenario(raw: unknown): Scenario {
           return null
         }
         if (raw.thp === undefined) {
-          issues.add(p, `unknown huge page '${w.s}': declare it under thp:, as in thp: { ${w.s}: { pages: [A, B] } }`, w.at, w.s.length)
+          issues.add(
+            p,
+            `unknown huge page '${w.s}': declare it under thp:, as in thp: { ${w.s}: { pages: [A, B] } }`,
+            w.at,
+            w.s.length,
+          )
           return null
         }
         if (thp !== null && w.s !== thp.name) {
@@ -995,9 +1000,13 @@ function parseThp(
   checkKeys(d, THP_KEYS, path, issues, `huge page '${name}'`)
   const pPath = Array.isArray(body) ? path : [...path, 'pages']
   const mapped =
-    d.mapped === undefined ? 'pmd' : oneOf<'pmd' | 'pte'>(d.mapped, ['pmd', 'pte'], [...path, 'mapped'], issues, 'mapped')
+    d.mapped === undefined
+      ? 'pmd'
+      : oneOf<'pmd' | 'pte'>(d.mapped, ['pmd', 'pte'], [...path, 'mapped'], issues, 'mapped')
   const kind =
-    d.kind === undefined ? 'anon' : oneOf<'anon' | 'file'>(d.kind, ['anon', 'file'], [...path, 'kind'], issues, 'kind')
+    d.kind === undefined
+      ? 'anon'
+      : oneOf<'anon' | 'file'>(d.kind, ['anon', 'file'], [...path, 'kind'], issues, 'kind')
   if (!Array.isArray(d.pages)) {
     issues.add(pPath, `pages must list the huge page's subpages, as in [A, B]; found ${typeName(d.pages)}`)
     return null
@@ -1033,7 +1042,10 @@ function parseThp(
       return
     }
     if (sub.length > 0 && i !== sub[sub.length - 1]! + 1) {
-      issues.add([...pPath, j], `the subpages of a huge page are adjacent pages in declaration order; '${pg.name}' is not next`)
+      issues.add(
+        [...pPath, j],
+        `the subpages of a huge page are adjacent pages in declaration order; '${pg.name}' is not next`,
+      )
       ok = false
       return
     }

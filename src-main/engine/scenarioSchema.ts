@@ -222,7 +222,8 @@ export function scenarioJsonSchema(): object {
                 pages: { type: 'array', items: { type: 'string' }, minItems: 2, maxItems: 4 },
                 mapped: {
                   enum: ['pmd', 'pte'],
-                  description: 'pmd: one huge PMD (default); pte: small PTEs through a PTE table (what khugepaged collapses)',
+                  description:
+                    'pmd: one huge PMD (default); pte: small PTEs through a PTE table (what khugepaged collapses)',
                 },
                 kind: {
                   enum: ['anon', 'file'],

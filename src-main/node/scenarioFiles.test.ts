@@ -441,12 +441,24 @@ describe('file pages, writeback and the zap-era toggles: errors at file:line:col
     expect(sc.pages.map((p) => p.kind)).toEqual(['anon', 'file'])
     expect(sc.threads[0]!.ops[1]).toEqual({ kind: 'writeback', page: 1 })
     expect(sc.forbid).toMatchObject({ a: { k: 'disk', page: 1 } })
-    expect(sc.kernel).toEqual({ pfnmapFlush: true, dirtyFlushUnderPtl: true, delayRmap: false, collapseNotify: true, gupFastIpi: true })
+    expect(sc.kernel).toEqual({
+      pfnmapFlush: true,
+      dirtyFlushUnderPtl: true,
+      delayRmap: false,
+      collapseNotify: true,
+      gupFastIpi: true,
+    })
   })
 
   it('dirty_flush_under_ptl: false alone also means no delayed rmap (the kernel before 2014)', () => {
     const sc = loadScenarioText(scenario({}, 'kernel: { dirty_flush_under_ptl: false }\n'), 'x.yaml')
-    expect(sc.kernel).toEqual({ pfnmapFlush: true, dirtyFlushUnderPtl: false, delayRmap: false, collapseNotify: true, gupFastIpi: true })
+    expect(sc.kernel).toEqual({
+      pfnmapFlush: true,
+      dirtyFlushUnderPtl: false,
+      delayRmap: false,
+      collapseNotify: true,
+      gupFastIpi: true,
+    })
   })
 
   it('delay_rmap without the forced flush under the PTL is refused, at the value', () => {

@@ -438,7 +438,11 @@ export const mirrorAccess: Proc = {
       }
       if (!linked) {
         c.gupFast(0, -1)
-        gupSlow(c, f, `the PMD changed under it (found ${pte ? `pfn ${pte.pfn}` : 'no PTE'} in the old table): back off`)
+        gupSlow(
+          c,
+          f,
+          `the PMD changed under it (found ${pte ? `pfn ${pte.pfn}` : 'no PTE'} in the old table): back off`,
+        )
         return
       }
       c.gupFast(0, -1)

@@ -99,11 +99,19 @@ export const handleMmFault: Proc = {
       const page = num(f, 'page')
       const pte = c.pte(mm, page)
       if (pte?.huge && pte.present) {
-        c.emit('fault', 'huge_pmd_set_accessed', `spurious fault: the huge PMD already maps ${c.pageName(page)}`)
+        c.emit(
+          'fault',
+          'huge_pmd_set_accessed',
+          `spurious fault: the huge PMD already maps ${c.pageName(page)}`,
+        )
         finish(c, mm, 'ok')
         return
       }
-      c.emit('fault', 'handle_mm_fault', `${c.pageName(page)}: the huge PMD changed (split or collapsed), retry`)
+      c.emit(
+        'fault',
+        'handle_mm_fault',
+        `${c.pageName(page)}: the huge PMD changed (split or collapsed), retry`,
+      )
       finish(c, mm, 'retry')
     },
   },

@@ -60,10 +60,13 @@ function pmdMapped(c: Ctx): boolean {
 }
 /** The range is mapped by a PTE table with every subpage present (what khugepaged collapses). */
 function pteMapped(c: Ctx): boolean {
-  return c.pmdPopulated(0) && c.thpPages.every((p) => {
-    const pte = c.pte(0, p)
-    return pte !== null && pte.present && !pte.huge && !pte.mig && pte.swp === undefined
-  })
+  return (
+    c.pmdPopulated(0) &&
+    c.thpPages.every((p) => {
+      const pte = c.pte(0, p)
+      return pte !== null && pte.present && !pte.huge && !pte.mig && pte.swp === undefined
+    })
+  )
 }
 
 export const thpSplit: Proc = {
@@ -155,7 +158,11 @@ export const thpCollapse: Proc = {
   start: {
     run: (c, f) => {
       if (!pteMapped(c)) {
-        c.emit('info', 'hpage_collapse_scan_pmd', `${H(c)} is not mapped by a full PTE table: nothing to collapse`)
+        c.emit(
+          'info',
+          'hpage_collapse_scan_pmd',
+          `${H(c)} is not mapped by a full PTE table: nothing to collapse`,
+        )
         c.ret()
         return
       }
