@@ -582,6 +582,15 @@ export function validateScenario(raw: unknown): Scenario {
           issues.add(p, `unknown huge page '${w.s}'; the huge page is ${thp.name}`, w.at, w.s.length)
           return null
         }
+        if (head.s === 'thp_split' && thp?.kind === 'file') {
+          issues.add(
+            p,
+            'thp_split of a file/shmem huge page (__split_huge_pmd_locked zaps the PMD and the pages refault) is not modelled; only the anon split',
+            head.at,
+            head.s.length,
+          )
+          return null
+        }
         tooMany(2)
         return thp === null ? null : { kind: head.s }
       }

@@ -99,6 +99,13 @@ export const thpSplit: Proc = {
     guard: (c) => (c.pmdLockFree(0) ? null : 'pmd_lock held'),
     run: (c, f) => {
       c.pmdLock(0)
+      // __split_huge_pmd() re-checks under the lock: `if (pmd_trans_huge(*pmd) ...)`.
+      if (!pmdMapped(c)) {
+        c.emit('info', '__split_huge_pmd', `${H(c)} is no longer a huge PMD (split meanwhile): nothing to do`)
+        c.pmdUnlock(0)
+        c.goto('re')
+        return
+      }
       const olds = c.thpPages.map((p) => c.pte(0, p)!)
       f.l.pfns = olds.map((p) => p.pfn)
       f.l.wr = olds[0]!.write
