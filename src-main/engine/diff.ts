@@ -36,8 +36,8 @@ export function diffStates(sc: Scenario, a: LabState, b: LabState): string[] {
       if (JSON.stringify(p) !== JSON.stringify(q))
         out.push(`${who} ${name(j)}: ${pteText(p)} -> ${pteText(q)}`)
     })
-    if (JSON.stringify(m.tbl) !== JSON.stringify(n.tbl) || m.pt !== n.pt)
-      out.push(`${i === 0 ? '' : 'child '}PTE table: ${tableText(m)} -> ${tableText(n)}`)
+    if (sc.thp && i === 0 && (JSON.stringify(m.tbl) !== JSON.stringify(n.tbl) || m.pt !== n.pt))
+      out.push(`PTE table: ${tableText(m)} -> ${tableText(n)}`)
     m.vmas.forEach((v, j) => {
       if (v !== n.vmas[j])
         out.push(`${i === 0 ? 'VMA' : 'child VMA'} ${name(j)}: ${v ?? 'none'} -> ${n.vmas[j] ?? 'none'}`)
