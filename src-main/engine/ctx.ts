@@ -114,7 +114,7 @@ export class Ctx {
     }
     if ((this.ownSec & (1 << i)) === 0) {
       const x = this.s.secs[i]!
-      this.s.secs[i] = { entries: x.entries, atc: x.atc, seq: x.seq, inProg: x.inProg.slice() }
+      this.s.secs[i] = { entries: x.entries, atc: x.atc, seq: x.seq, inProg: x.inProg.slice(), wc: x.wc }
       this.ownSec |= 1 << i
     }
     return this.s.secs[i]!
@@ -275,11 +275,29 @@ export class Ctx {
     this.wr(Res.pte(mm, page))
     this.ptesW(mm)[page] = pte
     const m = this.s.mms[mm]!
-    if (pte && !m.pt) {
+    if (pte && !pte.huge && !m.pt) {
       this.wr(Res.pt(mm))
       m.pt = true
     }
     this.emit('pte', fn, `PTE ${this.pageName(page)}${mm === 1 ? ' (child)' : ''} := ${pteText(pte)}`)
+  }
+  /**
+   * A PMD-level change seen by every subpage at once (set_pmd_at, pmdp_invalidate,
+   * pmdp_collapse_flush, pmd_populate): one event, one write per subpage.
+   */
+  setPmd(
+    mm: number,
+    pages: readonly number[],
+    ptes: ReadonlyArray<Pte | null>,
+    fn: string,
+    text: string,
+  ): void {
+    const w = this.ptesW(mm)
+    pages.forEach((p, j) => {
+      this.wr(Res.pte(mm, p))
+      w[p] = ptes[j] ?? null
+    })
+    this.emit('pte', fn, text)
   }
   /** Whether the PMD is populated (a PTE page exists), as change_pmd_range() tests with pmd_none(). */
   pmdPopulated(mm: number): boolean {
@@ -295,6 +313,69 @@ export class Ctx {
     this.mmW(mm).pt = false
     this.emit('info', 'free_pgtables', 'no VMA left: the PTE page is freed')
   }
+  // ---- THP: the huge page's PMD, its PTE table, pmd_lock, GUP-fast ----------------------
+  /** The huge page's subpages (the scenario's `thp:`), or none. */
+  get thpPages(): readonly number[] {
+    return this.sc.thp?.pages ?? NO_PAGES
+  }
+  isThp(page: number): boolean {
+    return this.sc.thp !== null && this.sc.thp.pages.includes(page)
+  }
+  pmdLockFree(mm: number): boolean {
+    this.rd(Res.pmdl(mm))
+    return this.s.mms[mm]!.pmdl === -1
+  }
+  /** pmd_lock(mm, pmd): the huge PMD's lock (split PMD lock or mm->page_table_lock). */
+  pmdLock(mm: number, fn = 'pmd_lock'): void {
+    const m = this.mmW(mm)
+    if (m.pmdl !== -1) throw new Error(`model bug: ${this.name} takes a pmd_lock held by thread ${m.pmdl}`)
+    m.pmdl = this.t
+    this.wr(Res.pmdl(mm))
+    this.thread.locks.push('pmd_lock')
+    this.emit('lock', fn, 'take the PMD lock')
+  }
+  pmdUnlock(mm: number, fn = 'spin_unlock (pmd_lock)'): void {
+    const m = this.mmW(mm)
+    if (m.pmdl !== this.t) throw new Error(`model bug: ${this.name} releases a pmd_lock it does not hold`)
+    m.pmdl = -1
+    this.wr(Res.pmdl(mm))
+    this.dropLock('pmd_lock')
+    this.emit('lock', fn, 'release the PMD lock')
+  }
+  /** The huge page's PTE table while it is unlinked (detached or deposited); null if none. */
+  table(mm: number): ReadonlyArray<Pte | null> | null {
+    this.rd(Res.pt(mm))
+    return this.s.mms[mm]!.tbl
+  }
+  /** Replaces the unlinked table (null: it is freed or linked); `pt` says whether the PMD links one. */
+  setTable(mm: number, tbl: Array<Pte | null> | null, pt: boolean): void {
+    this.wr(Res.pt(mm))
+    const m = this.mmW(mm)
+    m.tbl = tbl
+    m.pt = pt
+  }
+  /** A GUP-fast walker enters (+1) or leaves (-1) its IRQs-off section (local_irq_save). */
+  gupFast(mm: number, delta: number): void {
+    this.inc(Res.gupf(mm))
+    this.mmW(mm).gupf += delta
+    if (delta > 0) this.thread.locks.push('irqs off (gup-fast)')
+    else this.dropLock('irqs off (gup-fast)')
+  }
+  /** No GUP-fast walker is inside its IRQs-off section: tlb_remove_table_sync_one's IPI returns. */
+  gupFastIdle(mm: number): boolean {
+    this.rd(Res.gupf(mm))
+    return this.s.mms[mm]!.gupf === 0
+  }
+  /** The walk cache of hw-walker `i` holds the huge page's PTE table. */
+  walkCached(i: number): boolean {
+    this.rd(Res.wc(i))
+    return this.s.secs[i]!.wc
+  }
+  setWalkCache(i: number, v: boolean): void {
+    this.wr(Res.wc(i))
+    this.secW(i).wc = v
+  }
+
   vma(mm: number, page: number): 'rw' | 'ro' | 'none' | null {
     this.rd(Res.vma(mm, page))
     return this.s.mms[mm]!.vmas[page]!
@@ -557,9 +638,11 @@ export class Ctx {
     res: (p: number) => number,
   ): TlbEntry[] {
     for (const p of pages ?? this.allPages()) this.rd(res(p))
+    // A 2 MiB entry goes as a whole when any of its subpages is invalidated.
+    const huge = pages !== null && this.thpPages.some((p) => pages.includes(p))
     const out: TlbEntry[] = []
     for (const e of list) {
-      if (pages === null || pages.includes(e.page)) this.wr(res(e.page))
+      if (pages === null || pages.includes(e.page) || (huge && e.huge)) this.wr(res(e.page))
       else out.push(e)
     }
     return out
@@ -745,6 +828,7 @@ export class Ctx {
       const sec = this.secW(i)
       const before = sec.entries.length
       sec.entries = this.dropFrom(sec.entries, pages, (p) => Res.sec(i, p))
+      this.dropWalkCache(i, pages, why)
       const level = d.ats ? 'IOTLB ' : ''
       this.emit(
         'sec-inval',
@@ -801,6 +885,29 @@ export class Ctx {
       'sec-inval',
       why,
       `${d.name}: invalidate IOTLB ${this.rangeText(pages)} (${this.dropped(before, sec.entries)}), after the ATC (atc_order: atc-first)`,
+    )
+    this.dropWalkCache(i, pages, why)
+  }
+
+  /**
+   * The non-leaf part of a driver's invalidation (SMMU leaf=false, VT-d ih=0, as v6.6 SVA
+   * drivers send it): the walk cache entry for the huge page's PTE table goes when the range
+   * covers it. A leaf-only driver (leaf_only: true) keeps it.
+   */
+  private dropWalkCache(i: number, pages: readonly number[] | null, why: string): void {
+    const d = this.sc.secondaries[i]!
+    if (d.type !== 'hw-walker' || !d.walkCache) return
+    if (pages !== null && !this.thpPages.some((p) => pages.includes(p))) return
+    if (!this.walkCached(i)) return
+    if (d.leafOnly) {
+      this.emit('sec-inval', why, `${d.name}: leaf-only invalidation: the walk cache keeps the PTE table`)
+      return
+    }
+    this.setWalkCache(i, false)
+    this.emit(
+      'sec-inval',
+      why,
+      `${d.name}: non-leaf invalidation: drop the walk-cache entry for the PTE table`,
     )
   }
 
@@ -1027,13 +1134,15 @@ export class Ctx {
 }
 
 const NO_VIOLATIONS: Violation[] = []
+const NO_PAGES: readonly number[] = []
 
 export function pteText(p: Pte | null): string {
   if (!p) return 'none'
   if (p.mig) return `migration entry (pfn ${p.pfn}, ${p.write ? 'writable' : 'read-only'})`
   if (p.swp !== undefined) return `swap entry (slot ${p.swp})`
   if (!p.present) return `pfn ${p.pfn} PROT_NONE`
-  return `pfn ${p.pfn} ${p.write ? 'RW' : 'RO'}${p.dirty ? ' dirty' : ' clean'}${p.pfn === ZERO_PFN ? ' (zero page)' : ''}`
+  if (p.huge && !p.present) return `pfn ${p.pfn} (huge PMD, invalid: pmdp_invalidate)`
+  return `pfn ${p.pfn} ${p.write ? 'RW' : 'RO'}${p.dirty ? ' dirty' : ' clean'}${p.pfn === ZERO_PFN ? ' (zero page)' : ''}${p.huge ? ' (huge PMD)' : ''}`
 }
 
 export function insertEntry(list: readonly TlbEntry[], e: TlbEntry): TlbEntry[] {

@@ -45,3 +45,42 @@ describe('traced step records carry the whole state after the step', () => {
         )
   })
 })
+
+describe('THP state rows', () => {
+  it('names the PTE table, pmd_lock and the walk cache as the changes do', () => {
+    const sc = loadScenarioText(
+      [
+        'title: t',
+        'arch: x86_64',
+        'thp: { H: { pages: [A, B], mapped: pte } }',
+        'pages:',
+        '  A: { value: 1 }',
+        '  B: { value: 2 }',
+        'secondary:',
+        '  - { name: iommu, type: hw-walker, walk_cache: true }',
+        'cpus:',
+        '  K: [thp_collapse H]',
+        'devices:',
+        '  D0: { via: iommu, ops: [read A] }',
+        '',
+      ].join('\n'),
+      'thp.yaml',
+    )
+    const ex = runExecution(sc, makePolicy('arch-hook'), scriptedChooser([1]), {
+      tracing: true,
+      maxSteps: 80,
+    })
+    const first = new Map(ex.records[0]!.state)
+    expect(first.get('iommu walk cache')).toBe('PMD -> PTE table')
+    expect(first.get('PTE table')).toBe('linked in the PMD')
+    const last = new Map(ex.records.at(-1)!.state)
+    expect(last.get('PTE table')).toBe('deposited (empty)')
+    expect(last.get('iommu walk cache')).toBe('(empty)')
+    expect(last.get('PTE A')).toBe('pfn 3 RW dirty (huge PMD)')
+    for (const r of ex.records)
+      for (const c of r.changes)
+        expect(r.state!.some(([subject]) => c.startsWith(`${subject}:`) || c.startsWith(`${subject} `))).toBe(
+          true,
+        )
+  })
+})

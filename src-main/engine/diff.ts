@@ -4,7 +4,7 @@ import type { FileState, LabState, TlbEntry } from './state'
 import type { Scenario } from './types'
 
 function entryText(e: TlbEntry): string {
-  return `pfn ${e.pfn} ${e.write ? 'RW' : 'RO'}${e.revoked ? ' (revoked)' : ''}`
+  return `pfn ${e.pfn} ${e.write ? 'RW' : 'RO'}${e.huge ? ' (2 MiB)' : ''}${e.revoked ? ' (revoked)' : ''}`
 }
 
 function diffEntries(
@@ -38,6 +38,8 @@ export function diffStates(sc: Scenario, a: LabState, b: LabState): string[] {
       if (JSON.stringify(p) !== JSON.stringify(q))
         out.push(`${who} ${name(j)}: ${pteText(p)} -> ${pteText(q)}`)
     })
+    if (sc.thp && i === 0 && (JSON.stringify(m.tbl) !== JSON.stringify(n.tbl) || m.pt !== n.pt))
+      out.push(`PTE table: ${tableText(m)} -> ${tableText(n)}`)
     m.vmas.forEach((v, j) => {
       if (v !== n.vmas[j])
         out.push(`${i === 0 ? 'VMA' : 'child VMA'} ${name(j)}: ${v ?? 'none'} -> ${n.vmas[j] ?? 'none'}`)
@@ -56,6 +58,8 @@ export function diffStates(sc: Scenario, a: LabState, b: LabState): string[] {
       out,
     )
     if (ats) diffEntries(`${d.name} ATC`, a.secs[i]!.atc, b.secs[i]!.atc, name, out)
+    if (a.secs[i]!.wc !== b.secs[i]!.wc)
+      out.push(`${d.name} walk cache: ${b.secs[i]!.wc ? '+PTE table' : '-PTE table'}`)
   })
   b.frames.forEach((f, i) => {
     const o = a.frames[i]
@@ -78,6 +82,14 @@ export function diffStates(sc: Scenario, a: LabState, b: LabState): string[] {
     if (o.disk !== f.disk) out.push(`disk ${name(i)}: ${o.disk} -> ${f.disk}`)
   })
   return out
+}
+
+/** Where the huge page's PTE table is (THP scenarios). */
+function tableText(m: LabState['mms'][number]): string {
+  if (m.pt) return 'linked in the PMD'
+  if (!m.tbl) return 'none (freed)'
+  const live = m.tbl.filter((p) => p !== null).length
+  return live > 0 ? `detached, ${live} PTEs still present` : 'deposited (empty)'
 }
 
 function fileText(sc: Scenario, f: FileState): string {
@@ -114,6 +126,9 @@ export function stateView(sc: Scenario, s: LabState): Array<[string, string]> {
       if (!isKernel(j)) rows.push([`${who === '' ? 'VMA' : 'child VMA'} ${name(j)}`, v ?? 'none'])
     })
     const locks = [m.ptl >= 0 ? `ptl held by ${tname(m.ptl)}` : 'ptl free']
+    if (m.pmdl >= 0) locks.push(`pmd_lock held by ${tname(m.pmdl)}`)
+    if (m.gupf > 0) locks.push(`${m.gupf} GUP-fast walker(s) with IRQs off`)
+    if (sc.thp && i === 0) rows.push(['PTE table', tableText(m)])
     if (m.writer >= 0) locks.push(`mmap_lock write-held by ${tname(m.writer)}`)
     else if (m.readers > 0) locks.push(`mmap_lock read-held by ${m.readers}`)
     rows.push([`${who}locks`, locks.join(', ')])
@@ -129,6 +144,8 @@ export function stateView(sc: Scenario, s: LabState): Array<[string, string]> {
       entries(x.entries),
     ])
     if (ats) rows.push([`${d.name} ATC`, entries(x.atc)])
+    if (d.type === 'hw-walker' && d.walkCache)
+      rows.push([`${d.name} walk cache`, x.wc ? 'PMD -> PTE table' : '(empty)'])
     if (d.type === 'sw-mirror') {
       const busy = x.inProg.map((n, p) => (n > 0 ? name(p) : '')).filter(Boolean)
       rows.push([

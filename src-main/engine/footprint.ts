@@ -25,6 +25,12 @@ export const Res = {
   pt: (mm: number) => 3 * M * M + 80 + mm,
   tfp: (mm: number) => 3 * M * M + 96 + mm,
   imap: (mm: number) => 3 * M * M + 112 + mm,
+  /** THP: pmd_lock of the huge page's PMD. */
+  pmdl: (mm: number) => 3 * M * M + 128 + mm,
+  /** THP: the count of GUP-fast walkers with IRQs off (what tlb_remove_table_sync_one waits for). */
+  gupf: (mm: number) => 3 * M * M + 144 + mm,
+  /** A hw-walker's walk cache (its non-leaf entry for the huge page's PTE table). */
+  wc: (i: number) => 10 * M * M + i,
   tlb: (t: number, p: number) => 4 * M * M + t * M + p,
   sec: (i: number, p: number) => 5 * M * M + i * M + p,
   seq: (i: number) => 6 * M * M + i,

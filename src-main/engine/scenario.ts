@@ -19,6 +19,7 @@ import type {
   Scenario,
   ScenarioIssue,
   SecondaryDecl,
+  ThpDecl,
   ThreadDecl,
   MetricExpectation,
   MetricName,
@@ -47,6 +48,7 @@ export const TOP_KEYS = [
   'kernel',
   'kernel_pages',
   'expect_metrics',
+  'thp',
 ] as const
 export const KERNEL_PAGE_KEYS = ['value', 'mapped'] as const
 export const PAGE_KEYS = ['value', 'prot', 'cow', 'mapped', 'kind'] as const
@@ -62,6 +64,8 @@ export const HW_KEYS = [
   'ats',
   'atc_order',
   'pasid',
+  'walk_cache',
+  'leaf_only',
 ] as const
 export const SW_KEYS = ['name', 'type', 'cached'] as const
 export const CPU_OPS = [
@@ -82,6 +86,8 @@ export const CPU_OPS = [
   'vfree',
   'signal',
   'wait',
+  'thp_split',
+  'thp_collapse',
 ] as const
 export const DEVICE_OPS = ['read', 'write', 'signal', 'wait'] as const
 export const PAGE_KINDS = ['anon', 'pfnmap', 'file'] as const
@@ -91,7 +97,13 @@ export const KERNEL_KEYS = [
   'dirty_flush_under_ptl',
   'delay_rmap',
   'vtd_full_range_fix',
+  'collapse_notify',
+  'gup_fast_ipi',
 ] as const
+/** The keys of a huge page under `thp:`. */
+export const THP_KEYS = ['pages', 'mapped', 'kind'] as const
+/** CPU ops a scenario with a huge page may use (the rest are not modelled on a huge page). */
+const THP_CPU_OPS: readonly string[] = ['read', 'write', 'thp_split', 'thp_collapse']
 
 /** Levenshtein-based hint for a misspelt key or word. */
 function didYouMean(word: string, options: readonly string[]): string {
@@ -378,6 +390,8 @@ export function validateScenario(raw: unknown): Scenario {
     return i === undefined || i < 0 ? null : i
   }
 
+  const thp = parseThp(raw.thp, issues, pages, pageIndex)
+
   // Secondaries
   const secondaries: SecondaryDecl[] = []
   const secIndex = new Map<string, number>()
@@ -498,6 +512,20 @@ export function validateScenario(raw: unknown): Scenario {
               issues,
               'atc_order',
             )
+      const walkCache =
+        s.walk_cache === undefined ? false : bool(s.walk_cache, [...path, 'walk_cache'], issues, 'walk_cache')
+      const leafOnly =
+        s.leaf_only === undefined ? false : bool(s.leaf_only, [...path, 'leaf_only'], issues, 'leaf_only')
+      if (walkCache && raw.thp === undefined)
+        issues.add(
+          [...path, 'walk_cache'],
+          "walk caches are modelled for a huge page's PTE table (khugepaged, split): declare the huge page under thp:",
+        )
+      if (leafOnly && walkCache !== true)
+        issues.add(
+          [...path, 'leaf_only'],
+          'leaf_only says the driver never invalidates its walk cache: it needs walk_cache: true',
+        )
       if (s.atc_order !== undefined && ats !== true)
         issues.add(
           [...path, 'atc_order'],
@@ -515,6 +543,8 @@ export function validateScenario(raw: unknown): Scenario {
         cached,
         retryLimit,
         negativeCaching: negativeCaching ?? true,
+        walkCache: walkCache ?? false,
+        leafOnly: leafOnly ?? false,
       })
     })
   }
@@ -609,6 +639,15 @@ export function validateScenario(raw: unknown): Scenario {
       const w = ws[from]
       if (w) issues.add(p, `unexpected '${w.s}' after ${head.s}`, w.at, w.s.length)
     }
+    if (kind === 'cpu' && raw.thp !== undefined && !THP_CPU_OPS.includes(head.s)) {
+      issues.add(
+        p,
+        `${head.s} is not modelled in a scenario with a huge page; its CPU ops are ${THP_CPU_OPS.join(', ')}`,
+        head.at,
+        head.s.length,
+      )
+      return null
+    }
     switch (head.s) {
       case 'signal':
       case 'wait': {
@@ -627,6 +666,38 @@ export function validateScenario(raw: unknown): Scenario {
         if (head.s === 'signal') signalled.add(w.s)
         else waits.push({ path: p, at: w.at, len: w.s.length, flag: w.s })
         return { kind: head.s, flag: flags.indexOf(w.s) }
+      }
+      case 'thp_split':
+      case 'thp_collapse': {
+        const w = ws[1]
+        if (!w) {
+          issues.add(p, `${head.s} needs the name of the huge page declared under thp:`, src.length, 1)
+          return null
+        }
+        if (raw.thp === undefined) {
+          issues.add(
+            p,
+            `unknown huge page '${w.s}': declare it under thp:, as in thp: { ${w.s}: { pages: [A, B] } }`,
+            w.at,
+            w.s.length,
+          )
+          return null
+        }
+        if (thp !== null && w.s !== thp.name) {
+          issues.add(p, `unknown huge page '${w.s}'; the huge page is ${thp.name}`, w.at, w.s.length)
+          return null
+        }
+        if (head.s === 'thp_split' && thp?.kind === 'file') {
+          issues.add(
+            p,
+            'thp_split of a file/shmem huge page (__split_huge_pmd_locked zaps the PMD and the pages refault) is not modelled; only the anon split',
+            head.at,
+            head.s.length,
+          )
+          return null
+        }
+        tooMany(2)
+        return thp === null ? null : { kind: head.s }
       }
       case 'vmalloc': {
         const page = pageWord(ws[1], p, 'vmalloc', src)
@@ -1113,6 +1184,8 @@ export function validateScenario(raw: unknown): Scenario {
   let dirtyFlushUnderPtl = true
   let delayRmap = true
   let vtdFullRangeFix = true
+  let collapseNotify = true
+  let gupFastIpi = true
   if (raw.kernel !== undefined) {
     if (!isObj(raw.kernel))
       issues.add(
@@ -1129,6 +1202,13 @@ export function validateScenario(raw: unknown): Scenario {
       const dirty = toggle('dirty_flush_under_ptl')
       const delay = toggle('delay_rmap')
       dirtyFlushUnderPtl = dirty ?? true
+      collapseNotify = toggle('collapse_notify') ?? true
+      gupFastIpi = toggle('gup_fast_ipi') ?? true
+      if (k.collapse_notify !== undefined && thp?.kind !== 'file')
+        issues.add(
+          ['kernel', 'collapse_notify'],
+          'collapse_notify (f268f6cf875f) concerns the file/shmem collapse path: it needs a huge page with kind: file under thp:',
+        )
       // The kernel before 1cf35d47712d had no delayed rmap either: delay_rmap follows it.
       delayRmap = delay ?? dirtyFlushUnderPtl
       if (delay === true && dirty === false)
@@ -1175,10 +1255,115 @@ export function validateScenario(raw: unknown): Scenario {
     gatherBatch,
     explore,
     costs,
-    kernel: { pfnmapFlush, dirtyFlushUnderPtl, delayRmap, vtdFullRangeFix },
+    kernel: { pfnmapFlush, dirtyFlushUnderPtl, delayRmap, vtdFullRangeFix, collapseNotify, gupFastIpi },
     expectMetrics,
     flags,
+    thp,
   }
+}
+
+/**
+ * `thp: { H: { pages: [A, B], mapped: pmd | pte, kind: anon | file } }` (or `H: [A, B]`): one
+ * huge page whose subpages are all the scenario's pages, 2 to 4 of them, in declaration order.
+ */
+function parseThp(
+  raw: unknown,
+  issues: Issues,
+  pages: readonly PageDecl[],
+  pageIndex: ReadonlyMap<string, number>,
+): ThpDecl | null {
+  if (raw === undefined) return null
+  if (!isObj(raw) || Object.keys(raw).length !== 1) {
+    issues.add(
+      ['thp'],
+      `thp must map one huge page name to its subpages, as in thp: { H: { pages: [A, B] } }; found ${isObj(raw) ? `${Object.keys(raw).length} huge pages` : typeName(raw)}`,
+    )
+    return null
+  }
+  const [name, body] = Object.entries(raw)[0]!
+  const path = ['thp', name]
+  if (!NAME.test(name)) {
+    issues.key(path, `huge page name '${name}' must be an identifier`)
+    return null
+  }
+  if (pageIndex.has(name)) {
+    issues.key(path, `huge page '${name}' has the name of a page; name it apart from its subpages`)
+    return null
+  }
+  const d: Obj | null = Array.isArray(body) ? { pages: body } : isObj(body) ? body : null
+  if (d === null) {
+    issues.add(path, `huge page '${name}' must be { pages: [A, B], mapped, kind }; found ${typeName(body)}`)
+    return null
+  }
+  checkKeys(d, THP_KEYS, path, issues, `huge page '${name}'`)
+  const pPath = Array.isArray(body) ? path : [...path, 'pages']
+  const mapped =
+    d.mapped === undefined
+      ? 'pmd'
+      : oneOf<'pmd' | 'pte'>(d.mapped, ['pmd', 'pte'], [...path, 'mapped'], issues, 'mapped')
+  const kind =
+    d.kind === undefined
+      ? 'anon'
+      : oneOf<'anon' | 'file'>(d.kind, ['anon', 'file'], [...path, 'kind'], issues, 'kind')
+  if (!Array.isArray(d.pages)) {
+    issues.add(pPath, `pages must list the huge page's subpages, as in [A, B]; found ${typeName(d.pages)}`)
+    return null
+  }
+  const sub: number[] = []
+  let ok = true
+  d.pages.forEach((w, j) => {
+    const i = typeof w === 'string' ? pageIndex.get(w) : undefined
+    if (i === undefined) {
+      issues.add(
+        [...pPath, j],
+        `unknown page ${typeName(w)} in the huge page; pages are ${[...pageIndex.keys()].join(', ')}`,
+      )
+      ok = false
+      return
+    }
+    if (i < 0) {
+      ok = false
+      return
+    }
+    if (sub.includes(i)) {
+      issues.add([...pPath, j], `page '${w as string}' is listed twice`)
+      ok = false
+      return
+    }
+    const pg = pages[i]!
+    if (pg.kind !== 'anon' || pg.prot !== 'rw' || pg.cow || pg.mapped !== 'rw') {
+      issues.add(
+        [...pPath, j],
+        `a subpage of a huge page is modelled as anon memory mapped read-write (prot: rw, mapped: rw, not cow); '${pg.name}' is not`,
+      )
+      ok = false
+      return
+    }
+    if (sub.length > 0 && i !== sub[sub.length - 1]! + 1) {
+      issues.add(
+        [...pPath, j],
+        `the subpages of a huge page are adjacent pages in declaration order; '${pg.name}' is not next`,
+      )
+      ok = false
+      return
+    }
+    sub.push(i)
+  })
+  if (!ok) return null
+  if (sub.length < 2 || sub.length > 4) {
+    issues.add(pPath, `a huge page is modelled with 2 to 4 subpages (standing for 512); found ${sub.length}`)
+    return null
+  }
+  if (sub.length !== pages.length) {
+    const others = pages.filter((_, i) => !sub.includes(i)).map((p) => p.name)
+    issues.add(
+      pPath,
+      `every page of a scenario with a huge page is one of its subpages (one PMD range); ${others.join(', ')} ${others.length > 1 ? 'are' : 'is'} not`,
+    )
+    return null
+  }
+  if (mapped === null || kind === null) return null
+  return { name, pages: sub, mapped, kind }
 }
 
 function parseExplore(raw: unknown, issues: Issues, threadNames: Set<string>): ExploreDecl {

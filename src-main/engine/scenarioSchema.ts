@@ -41,6 +41,10 @@ const OP_DOCS: Record<string, string> = {
     'vfree K: clear the kernel PTE without a flush (the area waits for the lazy purge), free the page at once (mm/vmalloc.c)',
   signal: 'signal F: set flag F (a driver ringing a doorbell, a completion)',
   wait: 'wait F: block until another thread has signalled F',
+  thp_split:
+    'thp_split H: __split_huge_pmd of the huge page declared under thp: range_start, pmd_lock, pmdp_invalidate (flush_tlb_range), PTEs to the same pages, range_end (v4.15: only_end) (mm/huge_memory.c)',
+  thp_collapse:
+    'thp_collapse H: khugepaged collapse_huge_page (anon) or collapse_and_free_pmd (kind: file): range_start, pmdp_collapse_flush, range_end, tlb_remove_table_sync_one, copy into a new huge page, free the old pages (and, for file, the page table), set_pmd_at (mm/khugepaged.c)',
   writeback:
     'writeback P (kind: file): folio_lock, folio_clear_dirty_for_io -> folio_mkclean (no rmap walk if unmapped) -> page_vma_mkclean_one, then the contents go to disk(P) (mm/page-writeback.c, mm/rmap.c)',
 }
@@ -53,6 +57,10 @@ const KERNEL_DOCS: Record<(typeof KERNEL_KEYS)[number], string> = {
     'e7ad6c2a4b1a (v6.7-rc3, in 6.6.y): the VT-d driver handles the (0, -1UL) range of a full flush; false = v6.6.0, where it sends no invalidation at all',
   delay_rmap:
     '5df397dec7c4 (Linus, 2022, v6.2): page_remove_rmap of a dirty file page waits until after that flush (tlb_flush_rmaps); false = 2014..v6.1',
+  collapse_notify:
+    'f268f6cf875f (Jann Horn, 2022, CVE-2022-48991): the file/shmem collapse (collapse_and_free_pmd) calls range_start/end; false = no notifier at all (needs thp kind: file)',
+  gup_fast_ipi:
+    '2ba99c5e0881 (Jann Horn, 2022): tlb_remove_table_sync_one() IPI after pmdp_collapse_flush waits for GUP-fast walkers before the page table is reused or freed; false = before the fix',
 }
 
 function opsSchema(ops: readonly string[]): object {
@@ -152,6 +160,16 @@ export function scenarioJsonSchema(): object {
               description:
                 'PCIe ATS: the device has its own ATC in front of the IOTLB (cached pages are in both); BTM does not cover it',
             },
+            walk_cache: {
+              type: 'boolean',
+              description:
+                "The walker caches non-leaf entries (the PMD's pointer to the huge page's PTE table); only a non-leaf invalidation drops them (needs thp:)",
+            },
+            leaf_only: {
+              type: 'boolean',
+              description:
+                'The driver invalidates leaf entries only (SMMU leaf=true, VT-d ih=1), so its walk cache survives; v6.6 drivers invalidate non-leaf (needs walk_cache)',
+            },
             atc_order: {
               enum: ['iotlb-first', 'atc-first'],
               description:
@@ -230,6 +248,35 @@ export function scenarioJsonSchema(): object {
               description: "rw: vmalloc'ed before the run (default); none: not yet",
             },
           },
+        },
+      },
+      thp: {
+        type: 'object',
+        description:
+          'One transparent huge page: its name -> { pages: [A, B], mapped: pmd | pte, kind: anon | file }; 2-4 adjacent subpages standing for 512, and every page of the scenario is one of them',
+        maxProperties: 1,
+        additionalProperties: {
+          oneOf: [
+            { type: 'array', items: { type: 'string' }, minItems: 2, maxItems: 4 },
+            {
+              type: 'object',
+              required: ['pages'],
+              additionalProperties: false,
+              properties: {
+                pages: { type: 'array', items: { type: 'string' }, minItems: 2, maxItems: 4 },
+                mapped: {
+                  enum: ['pmd', 'pte'],
+                  description:
+                    'pmd: one huge PMD (default); pte: small PTEs through a PTE table (what khugepaged collapses)',
+                },
+                kind: {
+                  enum: ['anon', 'file'],
+                  description:
+                    'anon: collapse_huge_page; file: the file/shmem collapse path (collapse_and_free_pmd), modelled on anon frames',
+                },
+              },
+            },
+          ],
         },
       },
       kernel: {

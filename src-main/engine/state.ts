@@ -20,6 +20,12 @@ export interface Pte {
   readonly mig?: true
   /** A swap entry: the page's contents live in swap slot `swp` (pfn is -1). */
   readonly swp?: number
+  /**
+   * The subpage's share of a huge PMD (a THP mapped at PMD level): one translation covers every
+   * subpage of the huge page. `present: false` with `huge` is a PMD made invalid by
+   * pmdp_invalidate() while a split is in progress.
+   */
+  readonly huge?: true
 }
 
 /** A physical frame (struct page / folio), with a generation number bumped on every allocation. */
@@ -44,6 +50,11 @@ export interface TlbEntry {
   readonly dirty: boolean
   /** A syscall that removed this mapping or permission returned while this entry existed. */
   readonly revoked: boolean
+  /**
+   * Part of one 2 MiB (PMD-level) entry: the entry covers every subpage of the huge page, and
+   * invalidating any of them drops all of it.
+   */
+  readonly huge?: true
 }
 
 export interface MmState {
@@ -64,6 +75,16 @@ export interface MmState {
   imap: boolean[]
   /** Readers of the i_mmap rwsem (i_mmap_lock_read in unmap_mapping_range). */
   imapReaders: number
+  /** THP scenarios: pmd_lock(mm, pmd) of the huge page's PMD: holder thread or -1. */
+  pmdl: number
+  /**
+   * THP scenarios: the contents of the huge page's PTE table while it is not linked in the PMD
+   * (`pt` false): detached by pmdp_collapse_flush, or deposited (pgtable_trans_huge_deposit)
+   * under a huge PMD. null when there is no such table: it was freed (pte_free), or it is linked.
+   */
+  tbl: Array<Pte | null> | null
+  /** Lockless GUP-fast walkers inside their IRQs-off section (tlb_remove_table_sync_one waits). */
+  gupf: number
 }
 
 export interface SecState {
@@ -75,6 +96,11 @@ export interface SecState {
   seq: number
   /** sw-mirror: invalidations in progress covering each page. */
   inProg: number[]
+  /**
+   * hw-walker with walk_cache: the walk cache holds the PMD's pointer to the huge page's PTE
+   * table (a non-leaf entry); walks then read that table without reading the PMD.
+   */
+  wc: boolean
 }
 
 export type LocalValue = number | boolean | string | null | readonly number[]
@@ -149,6 +175,10 @@ export function initialState(sc: Scenario): LabState {
     tfp: 0,
     imap: sc.pages.map((p) => p.kind === 'pfnmap' || p.kind === 'file'),
     imapReaders: 0,
+    pmdl: -1,
+    // A PMD-mapped anon THP has its PTE table deposited (do_huge_pmd_anonymous_page).
+    tbl: sc.thp?.mapped === 'pmd' ? new Array<Pte | null>(n).fill(null) : null,
+    gupf: 0,
   }
   const hasChild = sc.pages.some((p) => p.cow)
   const child: MmState = {
@@ -162,6 +192,9 @@ export function initialState(sc: Scenario): LabState {
     tfp: 0,
     imap: new Array(n).fill(false),
     imapReaders: 0,
+    pmdl: -1,
+    tbl: null,
+    gupf: 0,
   }
   const files: Array<FileState | null> = sc.pages.map(() => null)
   const hasKernel = sc.pages.some((p) => p.kind === 'kernel')
@@ -176,6 +209,9 @@ export function initialState(sc: Scenario): LabState {
     tfp: 0,
     imap: new Array(n).fill(false),
     imapReaders: 0,
+    pmdl: -1,
+    tbl: null,
+    gupf: 0,
   }
   sc.pages.forEach((p, i) => {
     if (p.kind === 'kernel') {
@@ -228,22 +264,35 @@ export function initialState(sc: Scenario): LabState {
     })
     const write = p.mapped === 'rw' || p.mapped === 'clean'
     const dirty = p.mapped !== 'clean'
-    parent.ptes.push({ pfn, present: true, write, dirty })
+    const huge = sc.thp?.mapped === 'pmd' && sc.thp.pages.includes(i)
+    parent.ptes.push(huge ? { pfn, present: true, write, dirty, huge } : { pfn, present: true, write, dirty })
     if (p.cow) child.ptes[i] = { pfn, present: true, write: false, dirty }
   })
-  parent.pt = parent.ptes.some((p) => p !== null)
+  parent.pt = parent.ptes.some((p) => p !== null && !p.huge)
   const mms = hasKernel ? [parent, child, kernel] : [parent, child]
   const secs: SecState[] = sc.secondaries.map((d) => {
-    const entries: TlbEntry[] = d.cached
+    // A cached page of a PMD-mapped THP is one 2 MiB entry: it covers every subpage.
+    const cached = [...d.cached]
+    for (const page of d.cached)
+      if (parent.ptes[page]?.huge) for (const q of sc.thp!.pages) if (!cached.includes(q)) cached.push(q)
+    const entries: TlbEntry[] = cached
       .map((page) => {
         const pte = (sc.pages[page]!.kind === 'kernel' ? kernel : parent).ptes[page]!
         // hw-walker: the permission the MMU derives from the PTE; sw-mirror: pte_write.
         const write = d.type === 'hw-walker' ? mmuWritable(sc.arch, pte) : pte.write
-        return { page, pfn: pte.pfn, gen: frames[pte.pfn]!.gen, write, dirty: pte.dirty, revoked: false }
+        const e: TlbEntry = {
+          page,
+          pfn: pte.pfn,
+          gen: frames[pte.pfn]!.gen,
+          write,
+          dirty: pte.dirty,
+          revoked: false,
+        }
+        return pte.huge ? { ...e, huge: true as const } : e
       })
       .sort((a, b) => a.page - b.page)
     const atc = d.type === 'hw-walker' && d.ats ? entries.slice() : []
-    return { entries, atc, seq: 0, inProg: new Array(n).fill(0) }
+    return { entries, atc, seq: 0, inProg: new Array(n).fill(0), wc: false }
   })
   return {
     frames,
@@ -336,7 +385,7 @@ function hashEntries(h: Hasher, es: readonly TlbEntry[]): void {
     h.n(e.page)
     h.n(e.pfn)
     h.n(e.gen)
-    h.n((e.write ? 1 : 0) | (e.dirty ? 2 : 0) | (e.revoked ? 4 : 0))
+    h.n((e.write ? 1 : 0) | (e.dirty ? 2 : 0) | (e.revoked ? 4 : 0) | (e.huge ? 8 : 0))
   }
 }
 
@@ -383,6 +432,20 @@ export function liveness(sc: Scenario): Liveness {
   }
 }
 
+function pteCode(p: Pte | null): number {
+  if (!p) return -1
+  if (p.swp !== undefined) return -1000 - p.swp
+  return (
+    p.pfn * 64 +
+    (p.present ? 1 : 0) +
+    (p.write ? 2 : 0) +
+    (p.dirty ? 4 : 0) +
+    8 +
+    (p.mig ? 16 : 0) +
+    (p.huge ? 32 : 0)
+  )
+}
+
 /** The two 32-bit halves of the state's 64-bit hash (live parts only), for visited-state hashing. */
 export function hashState(s: LabState, live: Liveness): [number, number] {
   const h = new Hasher()
@@ -399,14 +462,12 @@ export function hashState(s: LabState, live: Liveness): [number, number] {
     h.n(m.ptl * 2 + (m.pt ? 1 : 0))
     h.n(m.tfp + 64 * m.imapReaders)
     for (const l of m.imap) h.n(l ? 1 : 0)
-    for (const p of m.ptes)
-      h.n(
-        p
-          ? p.swp !== undefined
-            ? -1000 - p.swp
-            : p.pfn * 32 + (p.present ? 1 : 0) + (p.write ? 2 : 0) + (p.dirty ? 4 : 0) + (p.mig ? 16 : 0) + 8
-          : -1,
-      )
+    for (const p of m.ptes) h.n(pteCode(p))
+    h.n(m.pmdl + 64 * m.gupf)
+    if (m.tbl) {
+      h.n(m.tbl.length)
+      for (const p of m.tbl) h.n(pteCode(p))
+    } else h.n(-5)
     for (const v of m.vmas) h.n(v === null ? 0 : v === 'rw' ? 1 : v === 'ro' ? 2 : 3)
   }
   s.tlbs.forEach((t, i) => hashEntries(h, s.threads[i]!.done ? [] : t))
@@ -414,7 +475,7 @@ export function hashState(s: LabState, live: Liveness): [number, number] {
     const dead = live.secUsers[i]!.every((t) => s.threads[t]!.done)
     hashEntries(h, dead ? [] : x.entries)
     hashEntries(h, dead ? [] : x.atc)
-    h.n(x.seq)
+    h.n(x.seq * 2 + (x.wc && !dead ? 1 : 0))
     for (const p of x.inProg) h.n(p)
   })
   for (const t of s.threads) {

@@ -16,6 +16,7 @@ import { reclaim } from './kernel/reclaim'
 import { iotlbCommand } from './kernel/iommu'
 import { writeback } from './kernel/writeback'
 import { sync, vfree, vmalloc } from './kernel/vmalloc'
+import { thpCollapse, thpSplit } from './kernel/thp'
 import type { Policy } from './policy'
 import type { Metrics, TraceEvent, Violation } from './results'
 import { zeroMetrics } from './results'
@@ -42,6 +43,8 @@ export const PROCS: Readonly<Record<string, Proc>> = {
   vmalloc,
   vfree,
   sync,
+  thp_split: thpSplit,
+  thp_collapse: thpCollapse,
 }
 
 function rootFrame(sc: Scenario, t: number, op: Op): CallFrame {
@@ -94,6 +97,9 @@ function rootFrame(sc: Scenario, t: number, op: Op): CallFrame {
       return { proc: 'sync', pc: 'start', l: { flag: op.flag, wait: op.kind === 'wait' } }
     case 'writeback':
       return { proc: 'writeback', pc: 'start', l: { page: op.page } }
+    case 'thp_split':
+    case 'thp_collapse':
+      return { proc: op.kind, pc: 'start', l: {} }
   }
 }
 

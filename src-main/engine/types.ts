@@ -70,6 +70,18 @@ export interface HwWalkerDecl {
    * kernel addresses, as in the 2017 VT-d kernel-SVM design, reference 5.12).
    */
   readonly pasid: 'user' | 'supervisor'
+  /**
+   * The walker also caches non-leaf entries: the PMD's pointer to a PTE page-table page (a
+   * paging-structure / walk cache). A later walk goes through the cached table without reading
+   * the PMD again. Only a non-leaf invalidation drops it.
+   */
+  readonly walkCache: boolean
+  /**
+   * The driver invalidates leaf entries only (SMMU CMD_TLBI_EL2_VA with leaf=true, VT-d
+   * ih=1): its walk cache survives every invalidation. v6.6 SVA drivers invalidate non-leaf
+   * (arm_smmu_tlb_inv_range_asid(..., leaf=false), intel_flush_svm_range(..., ih=0)).
+   */
+  readonly leafOnly: boolean
 }
 
 export interface SwMirrorDecl {
@@ -100,7 +112,12 @@ export type CpuOp =
 
 /** Ordering between threads, as a driver and its device agree by a doorbell or a completion. */
 export type SyncOp =
-  { readonly kind: 'signal'; readonly flag: number } | { readonly kind: 'wait'; readonly flag: number }
+  | { readonly kind: 'signal'; readonly flag: number }
+  | { readonly kind: 'wait'; readonly flag: number }
+  /** __split_huge_pmd() of the scenario's huge page (v6.6 mm/huge_memory.c). */
+  | { readonly kind: 'thp_split' }
+  /** khugepaged collapse of the huge page's range (v6.6 mm/khugepaged.c). */
+  | { readonly kind: 'thp_collapse' }
 
 export type DeviceOp =
   | { readonly kind: 'read'; readonly page: number; readonly reg: number | null }
@@ -145,6 +162,20 @@ export interface ExploreDecl {
   readonly maxStates: number | null
 }
 
+/**
+ * A transparent huge page: a handful of scenario pages (2-4) standing for the 512 subpages of
+ * one 2 MiB PMD range. `mapped: pmd` starts PMD-mapped (one huge translation; the PTE table
+ * deposited, as do_huge_pmd_anonymous_page leaves it); `mapped: pte` starts mapped by small
+ * pages through a PTE table (what khugepaged collapses). `kind: file` selects the file/shmem
+ * collapse path (retract_page_tables / collapse_pte_mapped_thp), modelled on anon frames.
+ */
+export interface ThpDecl {
+  readonly name: string
+  readonly pages: readonly number[]
+  readonly mapped: 'pmd' | 'pte'
+  readonly kind: 'anon' | 'file'
+}
+
 export interface Scenario {
   readonly title: string
   readonly source: string | null
@@ -166,6 +197,8 @@ export interface Scenario {
   readonly expectMetrics: ReadonlyArray<readonly [string, readonly MetricExpectation[]]>
   /** Names of the flags `signal F` sets and `wait F` waits for. */
   readonly flags: readonly string[]
+  /** The huge page, if the scenario declares one (`thp:`): then every page is one of its subpages. */
+  readonly thp: ThpDecl | null
   /** Cost-table entries (ns) this scenario overrides. */
   readonly costs: Readonly<Record<string, number>>
 }
@@ -214,6 +247,18 @@ export interface KernelToggles {
    * arch_invalidate_secondary_tlbs sends no command at all (reference 4.2, 5.13).
    */
   readonly vtdFullRangeFix: boolean
+  /**
+   * f268f6cf875f (Jann Horn, 2022, CVE-2022-48991): the file/shmem collapse path
+   * (collapse_and_free_pmd) calls mmu_notifier_invalidate_range_start/end. false: before the
+   * fix, the PMD is cleared and the page table freed with no notifier at all.
+   */
+  readonly collapseNotify: boolean
+  /**
+   * 2ba99c5e0881 (Jann Horn, 2022): tlb_remove_table_sync_one() after pmdp_collapse_flush, an
+   * IPI that waits for lockless GUP-fast walkers (IRQs off) before the page table is reused or
+   * freed. false: before the fix.
+   */
+  readonly gupFastIpi: boolean
 }
 
 /** Expression of a `forbid` condition. */

@@ -167,13 +167,13 @@ describe('loadScenarioText: errors located at file:line:column', () => {
 
   it('unknown top-level key, with did-you-mean, at the key', () => {
     expect(only(scenario({}, 'secondry: []\n'))).toBe(
-      "13:1 len8 unknown key 'secondry' in the scenario (did you mean 'secondary'?); allowed: title, source, notes, arch, pages, secondary, cpus, devices, forbid, expect, mmu_gather, explore, costs, kernel, kernel_pages, expect_metrics",
+      "13:1 len8 unknown key 'secondry' in the scenario (did you mean 'secondary'?); allowed: title, source, notes, arch, pages, secondary, cpus, devices, forbid, expect, mmu_gather, explore, costs, kernel, kernel_pages, expect_metrics, thp",
     )
   })
 
   it('unknown key with nothing close gets no did-you-mean', () => {
     expect(only(scenario({}, 'zzzzzzzzzz: 1\n'))).toBe(
-      "13:1 len10 unknown key 'zzzzzzzzzz' in the scenario; allowed: title, source, notes, arch, pages, secondary, cpus, devices, forbid, expect, mmu_gather, explore, costs, kernel, kernel_pages, expect_metrics",
+      "13:1 len10 unknown key 'zzzzzzzzzz' in the scenario; allowed: title, source, notes, arch, pages, secondary, cpus, devices, forbid, expect, mmu_gather, explore, costs, kernel, kernel_pages, expect_metrics, thp",
     )
   })
 
@@ -239,13 +239,13 @@ describe('loadScenarioText: errors located at file:line:column', () => {
 
   it('unknown op: column at the op word', () => {
     expect(only(scenario({ cpus: 'cpus:\n  C0: [write_fault P, frobnicate P]' }))).toBe(
-      "9:23 len10 unknown cpu op 'frobnicate'; expected one of read, write, write_fault, cow_fault, munmap, madvise_dontneed, mprotect, fork, ksm_merge, migrate, reclaim, unmap_mapping_range, writeback, vmalloc, vfree, signal, wait",
+      "9:23 len10 unknown cpu op 'frobnicate'; expected one of read, write, write_fault, cow_fault, munmap, madvise_dontneed, mprotect, fork, ksm_merge, migrate, reclaim, unmap_mapping_range, writeback, vmalloc, vfree, signal, wait, thp_split, thp_collapse",
     )
   })
 
   it('misspelt op gets did-you-mean', () => {
     expect(only(scenario({ cpus: 'cpus:\n  C0: [write_falt P]' }))).toBe(
-      "9:8 len10 unknown cpu op 'write_falt' (did you mean 'write_fault'?); expected one of read, write, write_fault, cow_fault, munmap, madvise_dontneed, mprotect, fork, ksm_merge, migrate, reclaim, unmap_mapping_range, writeback, vmalloc, vfree, signal, wait",
+      "9:8 len10 unknown cpu op 'write_falt' (did you mean 'write_fault'?); expected one of read, write, write_fault, cow_fault, munmap, madvise_dontneed, mprotect, fork, ksm_merge, migrate, reclaim, unmap_mapping_range, writeback, vmalloc, vfree, signal, wait, thp_split, thp_collapse",
     )
   })
 
@@ -441,12 +441,26 @@ describe('file pages, writeback and the zap-era toggles: errors at file:line:col
     expect(sc.pages.map((p) => p.kind)).toEqual(['anon', 'file'])
     expect(sc.threads[0]!.ops[1]).toEqual({ kind: 'writeback', page: 1 })
     expect(sc.forbid).toMatchObject({ a: { k: 'disk', page: 1 } })
-    expect(sc.kernel).toEqual({ pfnmapFlush: true, dirtyFlushUnderPtl: true, delayRmap: false, vtdFullRangeFix: true })
+    expect(sc.kernel).toEqual({
+      pfnmapFlush: true,
+      dirtyFlushUnderPtl: true,
+      delayRmap: false,
+      vtdFullRangeFix: true,
+      collapseNotify: true,
+      gupFastIpi: true,
+    })
   })
 
   it('dirty_flush_under_ptl: false alone also means no delayed rmap (the kernel before 2014)', () => {
     const sc = loadScenarioText(scenario({}, 'kernel: { dirty_flush_under_ptl: false }\n'), 'x.yaml')
-    expect(sc.kernel).toEqual({ pfnmapFlush: true, dirtyFlushUnderPtl: false, delayRmap: false, vtdFullRangeFix: true })
+    expect(sc.kernel).toEqual({
+      pfnmapFlush: true,
+      dirtyFlushUnderPtl: false,
+      delayRmap: false,
+      vtdFullRangeFix: true,
+      collapseNotify: true,
+      gupFastIpi: true,
+    })
   })
 
   it('delay_rmap without the forced flush under the PTL is refused, at the value', () => {
@@ -457,7 +471,7 @@ describe('file pages, writeback and the zap-era toggles: errors at file:line:col
 
   it('an unknown kernel toggle gets did-you-mean', () => {
     expect(only(scenario({}, 'kernel: { delay_rmaps: false }\n'))).toBe(
-      "13:11 len11 unknown key 'delay_rmaps' in kernel (did you mean 'delay_rmap'?); allowed: pfnmap_flush, dirty_flush_under_ptl, delay_rmap, vtd_full_range_fix",
+      "13:11 len11 unknown key 'delay_rmaps' in kernel (did you mean 'delay_rmap'?); allowed: pfnmap_flush, dirty_flush_under_ptl, delay_rmap, vtd_full_range_fix, collapse_notify, gup_fast_ipi",
     )
   })
 
@@ -492,6 +506,110 @@ describe('file pages, writeback and the zap-era toggles: errors at file:line:col
   it('disk(P) of an anon page: at the page name inside disk(...)', () => {
     expect(only(scenario({ pages: filePages }, 'forbid: disk(P) == 1\n'))).toBe(
       '13:14 len1 disk(P): only file pages (kind: file) are written back to disk',
+    )
+  })
+})
+
+describe('transparent huge pages: thp:, thp_split/thp_collapse, walk caches, the collapse toggles', () => {
+  // Lines: 4 is page A, 5 is page B, 7 the secondary, 9 is C0's ops, 13 the extra line.
+  const pages = 'pages:\n  A: { value: 1 }\n  B: { value: 2 }'
+  const thp = (extra: string, over: Record<string, string> = {}): string =>
+    scenario(
+      {
+        pages,
+        secondary: 'secondary:\n  - { name: smmu, type: hw-walker, cached: [A] }',
+        cpus: 'cpus:\n  C0: [thp_split H]',
+        devices: 'devices:\n  D0: { via: smmu, ops: [read A] }',
+        ...over,
+      },
+      extra,
+    )
+
+  it('a valid huge page: shorthand and full form, walk_cache, leaf_only and the toggles', () => {
+    const sc = loadScenarioText(thp('thp: { H: [A, B] }\n'), 'x.yaml')
+    expect(sc.thp).toEqual({ name: 'H', pages: [0, 1], mapped: 'pmd', kind: 'anon' })
+    expect(sc.threads[0]!.ops[0]).toEqual({ kind: 'thp_split' })
+    const full = loadScenarioText(
+      thp(
+        'thp: { H: { pages: [A, B], mapped: pte, kind: file } }\nkernel: { collapse_notify: false, gup_fast_ipi: false }\n',
+        {
+          secondary: 'secondary:\n  - { name: smmu, type: hw-walker, walk_cache: true, leaf_only: true }',
+          cpus: 'cpus:\n  C0: [thp_collapse H]',
+        },
+      ),
+      'x.yaml',
+    )
+    expect(full.thp).toEqual({ name: 'H', pages: [0, 1], mapped: 'pte', kind: 'file' })
+    expect(full.kernel).toMatchObject({ collapseNotify: false, gupFastIpi: false })
+    expect(full.secondaries[0]).toMatchObject({ walkCache: true, leafOnly: true })
+  })
+
+  it('an unknown huge page name in thp_split, at the word', () => {
+    expect(only(thp('thp: { H: [A, B] }\n', { cpus: 'cpus:\n  C0: [thp_split G]' }))).toBe(
+      "9:18 len1 unknown huge page 'G'; the huge page is H",
+    )
+  })
+
+  it('thp_collapse without a thp: section, at the word', () => {
+    expect(only(thp('', { cpus: 'cpus:\n  C0: [thp_collapse H]' }))).toBe(
+      "9:21 len1 unknown huge page 'H': declare it under thp:, as in thp: { H: { pages: [A, B] } }",
+    )
+  })
+
+  it('other CPU ops are refused in a scenario with a huge page, at the op word', () => {
+    expect(only(thp('thp: { H: [A, B] }\n', { cpus: 'cpus:\n  C0: [munmap A]' }))).toBe(
+      '9:8 len6 munmap is not modelled in a scenario with a huge page; its CPU ops are read, write, thp_split, thp_collapse',
+    )
+  })
+
+  it('every page must be a subpage, and subpages are 2 to 4 adjacent anon rw pages', () => {
+    expect(only(thp('thp: { H: [A] }\n'))).toBe(
+      '13:11 len3 a huge page is modelled with 2 to 4 subpages (standing for 512); found 1',
+    )
+    expect(
+      only(
+        thp('thp: { H: [A, B] }\n', {
+          pages: 'pages:\n  A: { value: 1 }\n  B: { value: 2 }\n  C: { value: 3 }',
+        }),
+      ),
+    ).toBe(
+      '14:11 len6 every page of a scenario with a huge page is one of its subpages (one PMD range); C is not',
+    )
+    expect(
+      only(thp('thp: { H: [A, B] }\n', { pages: 'pages:\n  A: { value: 1 }\n  B: { value: 2, prot: ro }' })),
+    ).toBe(
+      "13:15 len1 a subpage of a huge page is modelled as anon memory mapped read-write (prot: rw, mapped: rw, not cow); 'B' is not",
+    )
+  })
+
+  it('an unknown key in the huge page gets did-you-mean, at the key', () => {
+    expect(only(thp('thp: { H: { pages: [A, B], maped: pte } }\n'))).toBe(
+      "13:28 len5 unknown key 'maped' in huge page 'H' (did you mean 'mapped'?); allowed: pages, mapped, kind",
+    )
+  })
+
+  it('walk_cache needs thp:, leaf_only needs walk_cache', () => {
+    expect(
+      only(
+        scenario({
+          secondary: 'secondary:\n  - { name: smmu, type: hw-walker, walk_cache: true, cached: [P] }',
+        }),
+      ),
+    ).toBe(
+      "7:48 len4 walk caches are modelled for a huge page's PTE table (khugepaged, split): declare the huge page under thp:",
+    )
+    expect(
+      only(
+        thp('thp: { H: [A, B] }\n', {
+          secondary: 'secondary:\n  - { name: smmu, type: hw-walker, leaf_only: true }',
+        }),
+      ),
+    ).toBe('7:47 len4 leaf_only says the driver never invalidates its walk cache: it needs walk_cache: true')
+  })
+
+  it('collapse_notify needs a file huge page, at the value', () => {
+    expect(only(thp('thp: { H: [A, B] }\nkernel: { collapse_notify: false }\n'))).toBe(
+      '14:28 len5 collapse_notify (f268f6cf875f) concerns the file/shmem collapse path: it needs a huge page with kind: file under thp:',
     )
   })
 })

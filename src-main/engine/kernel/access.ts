@@ -4,7 +4,7 @@
  * hardware walk and the fill are one atomic step (the walker takes no lock).
  */
 import type { Ctx } from '../ctx'
-import { KERNEL_MM, type CallFrame, type TlbEntry } from '../state'
+import { KERNEL_MM, type CallFrame, type Pte, type TlbEntry } from '../state'
 import type { HwWalkerDecl } from '../types'
 import { flag, num, type Proc } from './proc'
 
@@ -38,15 +38,23 @@ function x86SetDirty(c: Ctx, mm: number, e: TlbEntry): TlbEntry | null {
  * after setting the dirty bit for a write (x86, and IOMMUs walking the CPU table), or null when
  * the access must fault.
  */
-function hardwareWalk(c: Ctx, mm: number, page: number, write: boolean, dirtyFn: string): TlbEntry | null {
-  const pte = c.pte(mm, page)
+function hardwareWalk(
+  c: Ctx,
+  mm: number,
+  page: number,
+  write: boolean,
+  dirtyFn: string,
+  via = -1,
+): TlbEntry | null | 'aborted' {
+  const pte = via >= 0 ? iommuWalk(c, mm, page, via) : c.pte(mm, page)
+  if (pte === 'aborted') return pte
   if (!pte || !pte.present || (write && !c.mmuWritable(pte))) return null
   let p = pte
   if (write && !p.dirty) {
     p = { ...p, dirty: true }
     c.setPte(mm, page, p, dirtyFn)
   }
-  return {
+  const e: TlbEntry = {
     page,
     pfn: p.pfn,
     gen: c.folio(p.pfn).gen,
@@ -54,6 +62,67 @@ function hardwareWalk(c: Ctx, mm: number, page: number, write: boolean, dirtyFn:
     dirty: p.dirty,
     revoked: false,
   }
+  return p.huge ? { ...e, huge: true } : e
+}
+
+/**
+ * The IOMMU's walk of the CPU page table for a hw-walker with a walk cache: a cached pointer
+ * to the huge page's PTE table is used without reading the PMD (the table is read wherever it
+ * now is: linked, detached by pmdp_collapse_flush, or deposited); a walk through a table that
+ * was freed reads freed memory (a use-after-free of the page-table page, and the access is
+ * abandoned). A walk that reads the PMD and finds a PTE table caches it.
+ */
+function iommuWalk(c: Ctx, mm: number, page: number, via: number): Pte | null | 'aborted' {
+  const d = c.sc.secondaries[via]!
+  if (d.type !== 'hw-walker' || !d.walkCache || !c.isThp(page)) return c.pte(mm, page)
+  if (c.walkCached(via)) {
+    if (c.pmdPopulated(mm)) return c.pte(mm, page)
+    const t = c.table(mm)
+    if (t === null) {
+      c.violate(
+        'use-after-free',
+        `${c.name}: ${d.name} walks ${c.pageName(page)} through its walk-cache entry for the PTE table, but that page-table page was freed (pte_free): the walk reads freed memory`,
+      )
+      c.ret()
+      return 'aborted'
+    }
+    const old = t[page] ?? null
+    c.emit(
+      'info',
+      'IOMMU walk cache',
+      `${d.name}: walk ${c.pageName(page)} through the cached PTE table, no longer linked in the PMD (${old ? `finds pfn ${old.pfn}` : 'finds no PTE'})`,
+    )
+    return old && !old.huge ? old : null
+  }
+  const pte = c.pte(mm, page)
+  if (pte && !pte.huge && c.pmdPopulated(mm)) {
+    c.setWalkCache(via, true)
+    c.emit('fill', 'IOMMU page walk', `${d.name} walk cache: PMD -> the PTE table of ${c.sc.thp!.name}`)
+  }
+  return pte
+}
+
+/**
+ * A 2 MiB translation: the fill for one subpage of a PMD-mapped huge page is one entry that
+ * covers every subpage (kept as one entry per subpage, all marked huge and dropped together).
+ */
+function hugeSiblings(c: Ctx, mm: number, e: TlbEntry, from?: (q: number) => TlbEntry | null): TlbEntry[] {
+  if (!e.huge) return [e]
+  const out: TlbEntry[] = []
+  for (const q of c.thpPages) {
+    if (q === e.page) {
+      out.push(e)
+      continue
+    }
+    if (from) {
+      const x = from(q)
+      if (x?.huge) out.push(x)
+      continue
+    }
+    const pte = c.pte(mm, q)
+    if (pte?.huge && pte.present) out.push({ ...e, page: q, pfn: pte.pfn, gen: c.folio(pte.pfn).gen })
+  }
+  return out
 }
 
 /** A CPU load/store: TLB hit, or hardware walk + fill, or #PF -> handle_mm_fault -> retry. */
@@ -70,21 +139,17 @@ function cpuTry(c: Ctx, f: CallFrame): void {
     else c.tlbDrop(c.t, page)
     e = d
     if (!d) {
-      if (c.isKernelPage(page)) {
-        kernelOops(c, page, write)
-        return
-      }
       c.call('handle_mm_fault', { page, write, remote: false }, 'after_fault')
       return
     }
   }
   if (!e) {
-    e = hardwareWalk(c, mm, page, write, 'hardware dirty-bit update')
-    if (!e && c.isKernelPage(page)) {
+    const w = hardwareWalk(c, mm, page, write, 'hardware dirty-bit update')
+    if (w === null && c.isKernelPage(page)) {
       kernelOops(c, page, write)
       return
     }
-    if (!e) {
+    if (w === null || w === 'aborted') {
       const pte = c.pte(mm, page)
       c.emit(
         'fault',
@@ -94,8 +159,13 @@ function cpuTry(c: Ctx, f: CallFrame): void {
       c.call('handle_mm_fault', { page, write, remote: false }, 'after_fault')
       return
     }
-    c.tlbPut(c.t, e)
-    c.emit('fill', 'page walk', `CPU TLB ${c.pageName(page)} -> pfn ${e.pfn} ${e.write ? 'RW' : 'RO'}`)
+    e = w
+    for (const x of hugeSiblings(c, mm, e)) c.tlbPut(c.t, x)
+    c.emit(
+      'fill',
+      'page walk',
+      `CPU TLB ${c.pageName(page)} -> pfn ${e.pfn} ${e.write ? 'RW' : 'RO'}${e.huge ? ' (2 MiB entry)' : ''}`,
+    )
   }
   complete(c, f, e, 'CPU TLB', mm)
 }
@@ -182,8 +252,9 @@ function devTry(c: Ctx, f: CallFrame): void {
     }
   }
   if (!e) {
-    e = hardwareWalk(c, mm, page, write, 'IOMMU dirty-bit update')
-    if (!e && mm === KERNEL_MM) {
+    const w = hardwareWalk(c, mm, page, write, 'IOMMU dirty-bit update', via)
+    if (w === 'aborted') return
+    if (!w && mm === KERNEL_MM) {
       // intel_svm_prq_report/prq_event_thread: a page request with the privilege bit is not
       // served (no handle_mm_fault for kernel addresses): the response is INVALID.
       c.metrics.device_faults++
@@ -196,26 +267,27 @@ function devTry(c: Ctx, f: CallFrame): void {
       c.ret()
       return
     }
-    if (!e) {
+    if (!w) {
       const pte = c.pte(0, page)
       pageRequest(
         c,
         f,
-        `${write ? 'write' : 'read'} ${c.pageName(page)}: walk finds ${pte ? (pte.present ? 'a read-only PTE' : 'a PROT_NONE PTE') : 'no PTE'}`,
+        `${write ? 'write' : 'read'} ${c.pageName(page)}: walk finds ${pte ? (pte.present ? 'a read-only PTE' : pte.huge ? 'an invalid huge PMD' : 'a PROT_NONE PTE') : 'no PTE'}`,
       )
       return
     }
-    c.secPut(via, e)
+    e = w
+    for (const x of hugeSiblings(c, mm, e)) c.secPut(via, x)
     c.cost('iotlb_walk')
     c.emit(
       'fill',
       'IOMMU page walk',
-      `${d.name} ${d.ats ? 'IOTLB' : 'TLB'} ${c.pageName(page)} -> pfn ${e.pfn} ${e.write ? 'RW' : 'RO'}`,
+      `${d.name} ${d.ats ? 'IOTLB' : 'TLB'} ${c.pageName(page)} -> pfn ${e.pfn} ${e.write ? 'RW' : 'RO'}${e.huge ? ' (2 MiB entry)' : ''}`,
     )
   }
   if (d.ats) {
     // The translation completion fills the ATC; the access goes through it.
-    c.atcPut(via, e)
+    for (const x of hugeSiblings(c, mm, e, (q) => c.secFind(via, q))) c.atcPut(via, x)
     c.emit(
       'fill',
       'ATS translation completion',
@@ -300,6 +372,10 @@ function mirrorTry(c: Ctx, f: CallFrame): void {
 function mirrorGup(c: Ctx, f: CallFrame): void {
   const page = num(f, 'page')
   const write = flag(f, 'write')
+  if (c.isThp(page)) {
+    gupFastPmd(c, f)
+    return
+  }
   const pte = c.pte(0, page)
   if (pte && pte.present && (!write || pte.write)) {
     f.l.pfn = pte.pfn
@@ -312,9 +388,101 @@ function mirrorGup(c: Ctx, f: CallFrame): void {
   c.call('handle_mm_fault', { page, write, remote: true }, 'gup_ret')
 }
 
+/** The pfns of a huge translation found by GUP: KVM maps the whole 2 MiB (host_pfn_mapping_level). */
+function snapshot(c: Ctx, f: CallFrame, pte: Pte): void {
+  const page = num(f, 'page')
+  f.l.pfn = pte.pfn
+  f.l.gen = c.folio(pte.pfn).gen
+  f.l.wr = pte.write
+  if (pte.huge) {
+    const ps = c.thpPages.map((q) => c.pte(0, q)!.pfn)
+    f.l.hpfn = ps
+    f.l.hgen = ps.map((p) => c.folio(p).gen)
+  } else {
+    delete f.l.hpfn
+    delete f.l.hgen
+  }
+  c.emit(
+    'info',
+    'hva_to_pfn_fast',
+    `${c.pageName(page)} -> pfn ${pte.pfn} ${pte.write ? 'RW' : 'RO'}${pte.huge ? ' (huge PMD)' : ''}`,
+  )
+  c.goto('install')
+}
+
+/**
+ * THP pages: KVM's hva_to_pfn_fast() -> get_user_page_fast_only() -> lockless_pages_from_mm()
+ * (v6.6 mm/gup.c): local_irq_save(), then a lockless walk. A huge PMD is the answer at once
+ * (gup_huge_pmd); a PMD pointing to a PTE table is followed in a second step (gup_pte_range),
+ * still with IRQs off, which is what tlb_remove_table_sync_one()'s IPI waits for.
+ */
+function gupFastPmd(c: Ctx, f: CallFrame): void {
+  const page = num(f, 'page')
+  const write = flag(f, 'write')
+  c.gupFast(0, 1)
+  const pte = c.pte(0, page)
+  if (pte?.huge && pte.present && (!write || pte.write)) {
+    c.gupFast(0, -1)
+    snapshot(c, f, pte)
+    return
+  }
+  if (pte && !pte.huge && c.pmdPopulated(0)) {
+    c.emit('info', 'gup_pmd_range', `${c.pageName(page)}: PMD -> PTE table (IRQs off)`)
+    c.goto('gupf_pte')
+    return
+  }
+  c.gupFast(0, -1)
+  gupSlow(c, f, 'the PMD maps no PTE table or huge page')
+}
+
+/** The fast path failed: get_user_pages_unlocked() -> handle_mm_fault(), then hva_to_pfn again. */
+function gupSlow(c: Ctx, f: CallFrame, why: string): void {
+  c.emit('info', 'hva_to_pfn_slow', `${c.pageName(num(f, 'page'))}: GUP-fast fails (${why}); slow GUP`)
+  c.call('handle_mm_fault', { page: num(f, 'page'), write: flag(f, 'write'), remote: true }, 'gup_ret')
+}
+
 export const mirrorAccess: Proc = {
   start: { run: mirrorTry },
   gup: { run: mirrorGup },
+  /**
+   * gup_pte_range() (v6.6): read the PTE from the table the PMD pointed to, grab the folio,
+   * then re-check the PMD and the PTE (70cbc3cc78a9) and back off if either changed. The read
+   * comes first: if the table was freed meanwhile, it reads freed memory.
+   */
+  gupf_pte: {
+    run: (c, f) => {
+      const page = num(f, 'page')
+      const write = flag(f, 'write')
+      const linked = c.pmdPopulated(0)
+      let pte: Pte | null
+      if (linked) pte = c.pte(0, page)
+      else {
+        const t = c.table(0)
+        if (t === null) {
+          c.violate(
+            'use-after-free',
+            `${c.name}: GUP-fast (IRQs off) reads the PTE of ${c.pageName(page)} from a page-table page that was freed (pte_free) after it read the PMD`,
+          )
+          c.gupFast(0, -1)
+          c.ret()
+          return
+        }
+        pte = t[page] ?? null
+      }
+      if (!linked) {
+        c.gupFast(0, -1)
+        gupSlow(
+          c,
+          f,
+          `the PMD changed under it (found ${pte ? `pfn ${pte.pfn}` : 'no PTE'} in the old table): back off`,
+        )
+        return
+      }
+      c.gupFast(0, -1)
+      if (pte && pte.present && (!write || pte.write)) snapshot(c, f, pte)
+      else gupSlow(c, f, 'no usable PTE')
+    },
+  },
   gup_ret: {
     run: (c, f) => {
       if (f.l.ret === 'segv') {
@@ -350,11 +518,17 @@ export const mirrorAccess: Proc = {
         dirty: true,
         revoked: false,
       }
-      c.secPut(via, e)
+      const hpfn = f.l.hpfn as readonly number[] | undefined
+      if (hpfn) {
+        const hgen = f.l.hgen as readonly number[]
+        c.thpPages.forEach((q, j) =>
+          c.secPut(via, { ...e, page: q, pfn: hpfn[j]!, gen: hgen[j]!, huge: true }),
+        )
+      } else c.secPut(via, e)
       c.emit(
         'fill',
         'kvm_tdp_mmu_map',
-        `${name} shadow ${c.pageName(page)} -> pfn ${e.pfn} ${e.write ? 'RW' : 'RO'}`,
+        `${name} shadow ${c.pageName(page)} -> pfn ${e.pfn} ${e.write ? 'RW' : 'RO'}${hpfn ? ' (2 MiB SPTE)' : ''}`,
       )
       c.goto('start')
     },

@@ -75,7 +75,44 @@ export const handleMmFault: Proc = {
       // do_swap_page() on a migration entry: migration_entry_wait() sleeps until the
       // migration replaces it (remove_migration_ptes), then the access retries.
       const orig = decodePte(f.l.orig)
-      c.goto(orig?.mig ? 'mig_wait' : orig === null && c.isFile(page) ? 'file_fault' : 'lock')
+      c.goto(
+        orig?.mig
+          ? 'mig_wait'
+          : orig?.huge
+            ? 'thp_fault'
+            : orig === null && c.isFile(page)
+              ? 'file_fault'
+              : 'lock',
+      )
+    },
+  },
+  /**
+   * A huge PMD (v6.6 __handle_mm_fault: pmd_trans_huge(vmf.orig_pmd)): huge_pmd_set_accessed()
+   * / do_huge_pmd_wp_page() take pmd_lock and re-check pmd_same(). While a split holds the
+   * lock with the PMD made invalid (pmdp_invalidate), the fault waits; afterwards the PMD is
+   * either still huge (nothing to do: a spurious fault) or a PTE table (handle_pte_fault).
+   */
+  thp_fault: {
+    guard: (c) => (c.pmdLockFree(c.mmIndex) ? null : 'pmd_lock held (huge PMD being split)'),
+    run: (c, f) => {
+      const mm = c.mmIndex
+      const page = num(f, 'page')
+      const pte = c.pte(mm, page)
+      if (pte?.huge && pte.present) {
+        c.emit(
+          'fault',
+          'huge_pmd_set_accessed',
+          `spurious fault: the huge PMD already maps ${c.pageName(page)}`,
+        )
+        finish(c, mm, 'ok')
+        return
+      }
+      c.emit(
+        'fault',
+        'handle_mm_fault',
+        `${c.pageName(page)}: the huge PMD changed (split or collapsed), retry`,
+      )
+      finish(c, mm, 'retry')
     },
   },
   mig_wait: {

@@ -26,13 +26,16 @@ export function list(f: CallFrame, k: string): readonly number[] {
 
 /** PTEs travel through locals as [pfn, present, write, dirty] (or null for pte_none). */
 export function encodePte(p: Pte | null): LocalValue {
-  return p ? [p.pfn, p.present ? 1 : 0, p.write ? 1 : 0, p.dirty ? 1 : 0, p.mig ? 1 : 0, p.swp ?? -1] : null
+  if (!p) return null
+  const a = [p.pfn, p.present ? 1 : 0, p.write ? 1 : 0, p.dirty ? 1 : 0, p.mig ? 1 : 0, p.swp ?? -1]
+  return p.huge ? [...a, 1] : a
 }
 export function decodePte(v: LocalValue): Pte | null {
   if (v === null || !Array.isArray(v)) return null
   const a = v as readonly number[]
   const p = { pfn: a[0]!, present: a[1] === 1, write: a[2] === 1, dirty: a[3] === 1 }
   if (a[4] === 1) return { ...p, mig: true }
+  if (a[6] === 1) return { ...p, huge: true }
   return a[5] !== undefined && a[5] >= 0 ? { ...p, swp: a[5] } : p
 }
 export function pteSame(a: Pte | null, b: Pte | null): boolean {
@@ -43,6 +46,7 @@ export function pteSame(a: Pte | null, b: Pte | null): boolean {
     a.write === b.write &&
     a.dirty === b.dirty &&
     !a.mig === !b.mig &&
+    !a.huge === !b.huge &&
     a.swp === b.swp
   )
 }

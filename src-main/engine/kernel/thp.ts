@@ -1,0 +1,357 @@
+/**
+ * Transparent huge pages: a PMD-mapped THP split into PTEs, and khugepaged collapsing a
+ * PTE-mapped range back into a huge page (reference §3.10, §5.8, rows 11-13, SC-10). The
+ * scenario's huge page is a handful of subpages standing for the 512 of a 2 MiB PMD range.
+ *
+ * Split, v6.6 mm/huge_memory.c __split_huge_pmd(): mmu_notifier_invalidate_range_start
+ * (MMU_NOTIFY_CLEAR, the 2 MiB range) -> pmd_lock -> __split_huge_pmd_locked(): anon:
+ * pmdp_invalidate() (mm/pgtable-generic.c: pmdp_establish(pmd_mkinvalid) +
+ * flush_pmd_tlb_range -> flush_tlb_range: the CPU flush, and under arch-hook the secondary
+ * hook inside it), pgtable_trans_huge_withdraw(), the PTEs of the SAME pages written into the
+ * withdrawn table, pmd_populate() -> spin_unlock -> mmu_notifier_invalidate_range_end.
+ * v4.15 used mmu_notifier_invalidate_range_only_end() there (Glisse: "No need to invalidate
+ * secondary tlb entry they are all still valid"), so the invalidate-range preset has no
+ * ->invalidate_range at all. The callers (madvise, mprotect, mremap, ...) hold mmap_lock; the
+ * model takes it for read.
+ *
+ * Collapse (anon), v6.6 mm/khugepaged.c collapse_huge_page(): alloc_charge_hpage() ->
+ * mmap_write_lock -> anon_vma_lock_write -> range_start(MMU_NOTIFY_CLEAR) -> pmd_lock ->
+ * pmdp_collapse_flush() (clear the PMD, flush_tlb_range: CPU flush and arch hook) -> unlock ->
+ * range_end (v4.15: ->invalidate_range here, before the copy) -> tlb_remove_table_sync_one()
+ * (2ba99c5e0881, the GUP-fast IPI; `kernel: gup_fast_ipi`) -> pte_offset_map_lock:
+ * __collapse_huge_page_isolate -> anon_vma_unlock_write -> __collapse_huge_page_copy() (copy,
+ * then __collapse_huge_page_copy_succeeded: ptep_clear under the PTL, page_remove_rmap,
+ * free_page_and_swap_cache: the old pages are freed) -> pmd_lock: page_add_new_anon_rmap,
+ * pgtable_trans_huge_deposit (the old PTE table is deposited, not freed), set_pmd_at(huge)
+ * -> mmap_write_unlock. (The isolate's refcount check against GUP pins is not modelled.)
+ *
+ * Collapse (file/shmem, `thp: { kind: file }`): collapse_pte_mapped_thp() /
+ * retract_page_tables() -> collapse_and_free_pmd() as in v6.1 + f268f6cf875f (CVE-2022-48991):
+ * mmap_write_lock -> range_start -> pmd_lock -> pmdp_collapse_flush -> unlock ->
+ * tlb_remove_table_sync_one -> range_end -> pte_free (the page table is freed). Before the
+ * fix (`kernel: collapse_notify: false`) there is no notifier at all. MODELLING NOTE: this is
+ * modelled on the anon frames of the scenario, not on the page cache: after the table is
+ * freed the old pages are copied into a new huge page and freed (standing for collapse_file
+ * replacing and dropping the small page-cache pages), and the new page is mapped by
+ * set_pmd_at (standing for the next fault's do_set_pmd) before mmap_write_unlock. v6.6 itself
+ * (Hugh Dickins's rework) frees the table with pte_free_defer (RCU), which GUP-fast's
+ * IRQs-off section holds off as the IPI did: `gup_fast_ipi: true` stands for both.
+ */
+import type { Ctx } from '../ctx'
+import type { CallFrame, Pte } from '../state'
+import { flag, list, type Proc } from './proc'
+
+const EVENT = 'MMU_NOTIFY_CLEAR'
+
+function H(c: Ctx): string {
+  return c.sc.thp!.name
+}
+function isFile(c: Ctx): boolean {
+  return c.sc.thp!.kind === 'file'
+}
+/** Whether this collapse calls the notifiers: anon always; file/shmem since f268f6cf875f. */
+function notifies(c: Ctx): boolean {
+  return !isFile(c) || c.sc.kernel.collapseNotify
+}
+
+/** The range is PMD-mapped: every subpage's translation is the huge PMD. */
+function pmdMapped(c: Ctx): boolean {
+  return c.thpPages.every((p) => c.pte(0, p)?.huge === true)
+}
+/** The range is mapped by a PTE table with every subpage present (what khugepaged collapses). */
+function pteMapped(c: Ctx): boolean {
+  return (
+    c.pmdPopulated(0) &&
+    c.thpPages.every((p) => {
+      const pte = c.pte(0, p)
+      return pte !== null && pte.present && !pte.huge && !pte.mig && pte.swp === undefined
+    })
+  )
+}
+
+export const thpSplit: Proc = {
+  /** The caller's mmap_read_lock; split_huge_pmd() only acts on a huge PMD. */
+  start: {
+    guard: (c) => (c.mmapReadable(0) ? null : 'mmap_lock held for write'),
+    run: (c) => {
+      c.mmapReadLock(0)
+      if (!pmdMapped(c)) {
+        c.emit('info', 'split_huge_pmd', `${H(c)} is not PMD-mapped: nothing to split`)
+        c.mmapReadUnlock(0)
+        c.ret()
+        return
+      }
+      c.goto('rs')
+    },
+  },
+  /** __split_huge_pmd(): mmu_notifier_invalidate_range_start(MMU_NOTIFY_CLEAR, haddr, haddr + HPAGE_PMD_SIZE). */
+  rs: {
+    run: (c) => {
+      c.rangeStart(0, c.thpPages, EVENT)
+      c.goto('invalidate')
+    },
+  },
+  /**
+   * pmd_lock(); __split_huge_pmd_locked(): old_pmd = pmdp_invalidate(): the PMD stays
+   * pmd_present for the kernel but no MMU can use it; flush_pmd_tlb_range() -> flush_tlb_range().
+   */
+  invalidate: {
+    guard: (c) => (c.pmdLockFree(0) ? null : 'pmd_lock held'),
+    run: (c, f) => {
+      c.pmdLock(0)
+      // __split_huge_pmd() re-checks under the lock: `if (pmd_trans_huge(*pmd) ...)`.
+      if (!pmdMapped(c)) {
+        c.emit('info', '__split_huge_pmd', `${H(c)} is no longer a huge PMD (split meanwhile): nothing to do`)
+        c.pmdUnlock(0)
+        c.goto('re')
+        return
+      }
+      const olds = c.thpPages.map((p) => c.pte(0, p)!)
+      f.l.pfns = olds.map((p) => p.pfn)
+      f.l.wr = olds[0]!.write
+      f.l.dirty = olds[0]!.dirty
+      c.setPmd(
+        0,
+        c.thpPages,
+        olds.map((p) => ({ ...p, present: false })),
+        'pmdp_invalidate',
+        `PMD ${H(c)} := invalid (pmd_mkinvalid)`,
+      )
+      c.flushTlb(0, 'range', c.thpPages, 'flush_tlb_range (pmdp_invalidate -> flush_pmd_tlb_range)')
+      c.goto('populate')
+    },
+  },
+  /**
+   * pgtable_trans_huge_withdraw(); set_pte_at() of every subpage (the same pages, the huge
+   * PMD's write and dirty bits) into the withdrawn table; smp_wmb(); pmd_populate(); unlock.
+   */
+  populate: {
+    run: (c, f) => {
+      const pfns = list(f, 'pfns')
+      const write = flag(f, 'wr')
+      const dirty = flag(f, 'dirty')
+      c.setTable(0, null, true)
+      c.setPmd(
+        0,
+        c.thpPages,
+        pfns.map((pfn) => ({ pfn, present: true, write, dirty })),
+        'pmd_populate',
+        `PMD ${H(c)} := the withdrawn PTE table, PTEs ${c.pagesText(c.thpPages)} -> pfns ${pfns.join(',')} (same pages)`,
+      )
+      c.pmdUnlock(0)
+      c.goto('re')
+    },
+  },
+  /** v6.6 mmu_notifier_invalidate_range_end(); v4.15 mmu_notifier_invalidate_range_only_end(). */
+  re: {
+    run: (c) => {
+      c.rangeEnd(0, c.thpPages, true)
+      c.mmapReadUnlock(0)
+      c.emit('op', 'thp_split', `${H(c)} split into PTEs`)
+      c.ret()
+    },
+  },
+}
+
+function oldPfns(f: CallFrame): readonly number[] {
+  return list(f, 'old')
+}
+
+export const thpCollapse: Proc = {
+  /**
+   * hpage_collapse_scan_pmd() found the range PTE-mapped; alloc_charge_hpage() allocates the
+   * huge page before any lock (anon) — collapse_file() likewise (file).
+   */
+  start: {
+    run: (c, f) => {
+      if (!pteMapped(c)) {
+        c.emit(
+          'info',
+          'hpage_collapse_scan_pmd',
+          `${H(c)} is not mapped by a full PTE table: nothing to collapse`,
+        )
+        c.ret()
+        return
+      }
+      f.l.new = c.thpPages.map(() => c.allocFrame(0, 'alloc_charge_hpage'))
+      c.goto('lock')
+    },
+  },
+  /**
+   * mmap_write_lock(); hugepage_vma_revalidate(); find_pmd_or_thp_or_none(); anon:
+   * anon_vma_lock_write(). (file: collapse_pte_mapped_thp's caller holds mmap_write_lock;
+   * retract_page_tables takes it with mmap_write_trylock.)
+   */
+  lock: {
+    guard: (c) => (c.mmapWritable(0) ? null : 'mmap_lock held'),
+    run: (c, f) => {
+      c.mmapWriteLock(0)
+      if (!pteMapped(c)) {
+        c.emit('info', 'hugepage_vma_revalidate', `${H(c)} changed meanwhile: SCAN_FAIL`)
+        for (const pfn of list(f, 'new')) c.putFrame(pfn, 'folio_put (unused huge page)')
+        c.mmapWriteUnlock(0)
+        c.ret()
+        return
+      }
+      if (!isFile(c)) {
+        c.thread.locks.push('anon_vma(w)')
+        c.emit('lock', 'anon_vma_lock_write', 'take the anon_vma lock for write')
+      }
+      c.goto('rs')
+    },
+  },
+  /** mmu_notifier_invalidate_range_start(MMU_NOTIFY_CLEAR, address, address + HPAGE_PMD_SIZE). */
+  rs: {
+    run: (c) => {
+      if (notifies(c)) c.rangeStart(0, c.thpPages, EVENT)
+      else
+        c.emit(
+          'info',
+          'collapse_and_free_pmd',
+          'before f268f6cf875f (CVE-2022-48991): no mmu_notifier_invalidate_range_start',
+        )
+      c.goto('flush')
+    },
+  },
+  /**
+   * pmd_lock(); _pmd = pmdp_collapse_flush(): pmdp_huge_get_and_clear + flush_tlb_range (the
+   * arch hook inside it); spin_unlock(). The PTE table is detached: the PMD is none, the
+   * table's PTEs still map the old pages.
+   */
+  flush: {
+    guard: (c) => (c.pmdLockFree(0) ? null : 'pmd_lock held'),
+    run: (c, f) => {
+      c.pmdLock(0)
+      const tbl: Array<Pte | null> = c.s.mms[0]!.ptes.slice()
+      f.l.old = c.thpPages.map((p) => c.pte(0, p)!.pfn)
+      c.setTable(0, tbl, false)
+      c.setPmd(
+        0,
+        c.thpPages,
+        c.thpPages.map(() => null),
+        'pmdp_collapse_flush',
+        `PMD ${H(c)} := none (the PTE table is detached, its PTEs still map pfns ${oldPfns(f).join(',')})`,
+      )
+      c.flushTlb(0, 'range', c.thpPages, 'flush_tlb_range (pmdp_collapse_flush)')
+      c.pmdUnlock(0)
+      c.goto(isFile(c) ? 'sync' : 're')
+    },
+  },
+  /** mmu_notifier_invalidate_range_end() (v4.15: ->invalidate_range from it). */
+  re: {
+    run: (c) => {
+      if (notifies(c)) c.rangeEnd(0, c.thpPages, false)
+      c.goto(isFile(c) ? 'pte_free' : 'sync')
+    },
+  },
+  /**
+   * tlb_remove_table_sync_one() (2ba99c5e0881): an IPI to every CPU, which returns once no
+   * CPU is inside a GUP-fast walk with IRQs off. Before the fix there is none.
+   */
+  sync: {
+    guard: (c) =>
+      !c.sc.kernel.gupFastIpi || c.gupFastIdle(0)
+        ? null
+        : 'tlb_remove_table_sync_one: IPI waits for a GUP-fast walker (IRQs off)',
+    run: (c) => {
+      if (c.sc.kernel.gupFastIpi)
+        c.emit('info', 'tlb_remove_table_sync_one', 'IPI to all CPUs: no GUP-fast walk is in flight')
+      else c.emit('info', 'collapse', 'before 2ba99c5e0881: no tlb_remove_table_sync_one()')
+      c.goto(isFile(c) ? 're' : 'isolate')
+    },
+  },
+  /** file: mm_dec_nr_ptes(); pte_free(mm, pmd_pgtable(pmd)): the page-table page is freed. */
+  pte_free: {
+    run: (c) => {
+      c.setTable(0, null, false)
+      c.emit('frame', 'pte_free', `free the PTE page-table page of ${H(c)}`)
+      c.goto('copy')
+    },
+  },
+  /** anon: pte_offset_map_lock(&_pmd); __collapse_huge_page_isolate(); unlock; anon_vma_unlock_write(). */
+  isolate: {
+    guard: (c) => (c.ptlFree(0) ? null : 'page-table lock held'),
+    run: (c) => {
+      c.lockPtl(0, 'pte_offset_map_lock (the detached table)')
+      c.emit('info', '__collapse_huge_page_isolate', `isolate the pages of ${H(c)}`)
+      c.unlockPtl(0)
+      c.dropLock('anon_vma(w)')
+      c.emit('lock', 'anon_vma_unlock_write', 'release the anon_vma lock')
+      c.goto('copy')
+    },
+  },
+  /** __collapse_huge_page_copy(): copy_mc_user_highpage() of each old page into the huge page. */
+  copy: {
+    run: (c, f) => {
+      const old = oldPfns(f)
+      const neu = list(f, 'new')
+      f.l.w = old.map((pfn, j) => {
+        const src = c.folio(pfn)
+        c.folioW(neu[j]!).v = src.v
+        return src.w
+      })
+      c.emit('frame', '__collapse_huge_page_copy', `copy pfns ${old.join(',')} -> pfns ${neu.join(',')}`)
+      c.goto('free')
+    },
+  },
+  /**
+   * anon: __collapse_huge_page_copy_succeeded(): per PTE, under the PTL, ptep_clear() in the
+   * detached table and page_remove_rmap(); free_page_and_swap_cache(): the old pages are freed.
+   * file: the old pages leave the page cache and are freed (modelled on anon frames).
+   */
+  free: {
+    guard: (c) => (isFile(c) || c.ptlFree(0) ? null : 'page-table lock held'),
+    run: (c, f) => {
+      const old = oldPfns(f)
+      const w = list(f, 'w')
+      if (!isFile(c)) {
+        c.lockPtl(0, '__collapse_huge_page_copy_succeeded: spin_lock(ptl)')
+        const t = c.table(0)!.slice()
+        for (const p of c.thpPages) t[p] = null
+        c.setTable(0, t, false)
+        c.emit('pte', 'ptep_clear', `the detached table's PTEs ${c.pagesText(c.thpPages)} := none`)
+        c.unlockPtl(0)
+      }
+      old.forEach((pfn, j) => {
+        const fr = c.folioW(pfn)
+        if (fr.w !== w[j]) {
+          c.violate(
+            'lost-write',
+            `pfn ${pfn} was written after __collapse_huge_page_copy copied it; ${H(c)} will map the huge page without that write`,
+          )
+        }
+        fr.sup = true
+        fr.map--
+        c.emit('frame', 'page_remove_rmap', `pfn ${pfn} mapcount ${fr.map}`)
+        c.putFrame(pfn, isFile(c) ? 'folio_put (old page-cache page)' : 'free_page_and_swap_cache')
+      })
+      c.goto('install')
+    },
+  },
+  /**
+   * pmd_lock(); anon: page_add_new_anon_rmap(), pgtable_trans_huge_deposit() (the emptied old
+   * table); set_pmd_at(huge, writable and dirty); spin_unlock(); mmap_write_unlock().
+   * file: the huge page mapped by do_set_pmd() at the next fault, condensed here.
+   */
+  install: {
+    guard: (c) => (c.pmdLockFree(0) ? null : 'pmd_lock held'),
+    run: (c, f) => {
+      const neu = list(f, 'new')
+      c.pmdLock(0)
+      for (const pfn of neu) c.folioW(pfn).map++
+      if (!isFile(c))
+        c.emit('info', 'pgtable_trans_huge_deposit', 'deposit the emptied PTE table under the huge PMD')
+      c.setPmd(
+        0,
+        c.thpPages,
+        neu.map((pfn) => ({ pfn, present: true, write: true, dirty: true, huge: true as const })),
+        isFile(c) ? 'do_set_pmd (next fault, condensed)' : 'set_pmd_at',
+        `PMD ${H(c)} := huge page pfns ${neu.join(',')} RW dirty`,
+      )
+      c.pmdUnlock(0)
+      c.mmapWriteUnlock(0)
+      c.emit('op', 'thp_collapse', `${H(c)} collapsed into pfns ${neu.join(',')}`)
+      c.ret()
+    },
+  },
+}
