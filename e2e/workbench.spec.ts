@@ -135,6 +135,47 @@ test('the upgrade scenario: two policies side by side with synchronised scrollin
   await expect(page.getByTestId('lkml-error')).toHaveCount(0)
 })
 
+test('kernel mappings: the kernel-notifier variant column, and a step inspector with init_mm and the ATC', async ({
+  page,
+}) => {
+  await lab.openScenario('vmalloc-reuse.supervisor-pasid.yaml')
+  // The grid has a column per variant; ticking +kernel-mn on a preset adds that policy.
+  const kn = page.getByTestId('policy-arch-hook+kernel-notifier')
+  await lab.selectPolicies(['arch-hook'])
+  await kn.check()
+  await expect(page.getByTestId('policy-list')).toHaveValue('arch-hook, arch-hook+kernel-notifier')
+  await lab.run()
+  await expect(lab.overall('arch-hook')).toHaveAttribute('data-match', 'true')
+  await expect(lab.overall('arch-hook+kernel-notifier')).toHaveAttribute('data-match', 'true')
+  await expect(lab.cell('arch-hook', 'use-after-free')).toHaveAttribute('data-verdict', 'violated')
+  await expect(lab.cell('arch-hook+kernel-notifier', 'use-after-free')).toHaveAttribute(
+    'data-verdict',
+    'holds',
+  )
+  const cx = page.locator('[data-testid="counterexample"][data-policy="arch-hook"]').first()
+  await cx.getByTestId('open-trace').click()
+  const violating = lab.tracePane('left').locator('[data-testid="trace-row"][data-violation]')
+  await violating.click()
+  const state = lab.inspector.getByTestId('inspector-state')
+  await expect(state).toContainText('kernel PTE K')
+  await expect(state).toContainText('flag ring')
+  await lab.screenshot('06-kernel-notifier')
+
+  // ATS: the inspector shows the IOTLB and the device ATC as two rows.
+  await lab.openScenario('munmap-uaf.atc-first.yaml')
+  await lab.selectPolicies(['arch-hook'])
+  await lab.run()
+  await expect(lab.overall('arch-hook')).toHaveAttribute('data-match', 'true')
+  await page
+    .locator('[data-testid="counterexample"][data-policy="arch-hook"]')
+    .first()
+    .getByTestId('open-trace')
+    .click()
+  await lab.tracePane('left').locator('[data-testid="trace-row"][data-violation]').click()
+  await expect(state).toContainText('iommu IOTLB')
+  await expect(state).toContainText('iommu ATC')
+})
+
 test('a long run shows progress and cancels promptly', async ({ page }) => {
   test.setTimeout(120_000)
   await lab.openScenario(COW)
