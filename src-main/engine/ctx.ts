@@ -595,30 +595,37 @@ export class Ctx {
     this.wr(Res.tlb(t, page))
     this.tlbsW()[t] = this.s.tlbs[t]!.filter((e) => e.page !== page)
   }
+  /** The IOTLB (hw-walker) or shadow table (sw-mirror) of secondary `i`. */
   secFind(i: number, page: number): TlbEntry | null {
-    this.rd(Res.sec(i, page))
-    return this.s.secs[i]!.entries.find((e) => e.page === page) ?? null
+    return this.levelFind(i, 'entries', page)
   }
   secPut(i: number, e: TlbEntry): void {
-    this.wr(Res.sec(i, e.page))
-    this.secW(i).entries = insertEntry(this.s.secs[i]!.entries, e)
+    this.levelPut(i, 'entries', e)
   }
   secDrop(i: number, page: number): void {
-    this.wr(Res.sec(i, page))
-    this.secW(i).entries = this.s.secs[i]!.entries.filter((e) => e.page !== page)
+    this.levelDrop(i, 'entries', page)
   }
   /** The device ATC of an ATS hw-walker (Res.sec covers both levels of one secondary). */
   atcFind(i: number, page: number): TlbEntry | null {
-    this.rd(Res.sec(i, page))
-    return this.s.secs[i]!.atc.find((e) => e.page === page) ?? null
+    return this.levelFind(i, 'atc', page)
   }
   atcPut(i: number, e: TlbEntry): void {
-    this.wr(Res.sec(i, e.page))
-    this.secW(i).atc = insertEntry(this.s.secs[i]!.atc, e)
+    this.levelPut(i, 'atc', e)
   }
   atcDrop(i: number, page: number): void {
+    this.levelDrop(i, 'atc', page)
+  }
+  private levelFind(i: number, level: 'entries' | 'atc', page: number): TlbEntry | null {
+    this.rd(Res.sec(i, page))
+    return this.s.secs[i]![level].find((e) => e.page === page) ?? null
+  }
+  private levelPut(i: number, level: 'entries' | 'atc', e: TlbEntry): void {
+    this.wr(Res.sec(i, e.page))
+    this.secW(i)[level] = insertEntry(this.s.secs[i]![level], e)
+  }
+  private levelDrop(i: number, level: 'entries' | 'atc', page: number): void {
     this.wr(Res.sec(i, page))
-    this.secW(i).atc = this.s.secs[i]!.atc.filter((e) => e.page !== page)
+    this.secW(i)[level] = this.s.secs[i]![level].filter((e) => e.page !== page)
   }
   seq(i: number): number {
     this.rd(Res.seq(i))

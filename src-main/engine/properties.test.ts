@@ -270,15 +270,18 @@ interface Generated {
 }
 
 /** Valid scenarios only: validateScenario throwing here is a generator bug and fails the test. */
+function validGenerated(raw: object): Scenario {
+  try {
+    return validateScenario(raw)
+  } catch (e) {
+    throw new Error(`generator bug: invalid scenario\n${stringify(raw)}\n${String(e)}`)
+  }
+}
+
 const scenarioArb = (only?: 'hw-walker' | 'sw-mirror'): fc.Arbitrary<Generated> =>
   specArb(only).map((spec) => {
     const raw = render(spec)
-    let sc: Scenario
-    try {
-      sc = validateScenario(raw)
-    } catch (e) {
-      throw new Error(`generator bug: invalid scenario\n${stringify(raw)}\n${String(e)}`)
-    }
+    const sc = validGenerated(raw)
     return { raw, sc }
   })
 
@@ -513,12 +516,7 @@ const fileScenarioArb: fc.Arbitrary<Generated> = fc
       cpus: Object.fromEntries(s.cpus.map((ops, i) => [`C${i}`, ops])),
       devices: s.dev.length ? { D0: { via: 'sec', ops: s.dev.map((v) => `write F ${v}`) } } : {},
     }
-    let sc: Scenario
-    try {
-      sc = validateScenario(raw)
-    } catch (e) {
-      throw new Error(`generator bug: invalid scenario\n${stringify(raw)}\n${String(e)}`)
-    }
+    const sc = validGenerated(raw)
     return { raw, sc }
   })
 
@@ -585,12 +583,7 @@ const thpScenarioArb: fc.Arbitrary<Generated> = fc
       // Not v6.6: the kernel before f268f6cf875f (file) or 2ba99c5e0881.
       ...(s.v66 ? {} : { kernel: s.kind === 'file' ? { collapse_notify: false } : { gup_fast_ipi: false } }),
     }
-    let sc: Scenario
-    try {
-      sc = validateScenario(raw)
-    } catch (e) {
-      throw new Error(`generator bug: invalid scenario\n${stringify(raw)}\n${String(e)}`)
-    }
+    const sc = validGenerated(raw)
     return { raw, sc }
   })
 
@@ -652,12 +645,7 @@ const kernelScenarioArb = fc
         },
       },
     }
-    let sc: Scenario
-    try {
-      sc = validateScenario(raw)
-    } catch (e) {
-      throw new Error(`generator bug: invalid scenario\n${stringify(raw)}\n${String(e)}`)
-    }
+    const sc = validGenerated(raw)
     return { raw, sc, s }
   })
 

@@ -615,6 +615,10 @@ export function validateScenario(raw: unknown): Scenario {
     return i
   }
   const parseOp = (src: string, p: Path, kind: 'cpu' | 'device', tname: string): Op | null => {
+    /** Remembers which page an op names, for the checks that need every thread parsed. */
+    const notePageOp = (path: Path, w: Word, op: string, page: number): void => {
+      pageOps.push({ path, at: w.at, len: w.s.length, op, page, thread: tname, kind })
+    }
     const ws = words(src)
     const head = ws[0]
     const allowed: readonly string[] = kind === 'cpu' ? CPU_OPS : DEVICE_OPS
@@ -716,16 +720,7 @@ export function validateScenario(raw: unknown): Scenario {
           value = Number(v.s)
           tooMany(3)
         }
-        if (page !== null)
-          pageOps.push({
-            path: p,
-            at: ws[1]!.at,
-            len: ws[1]!.s.length,
-            op: 'vmalloc',
-            page,
-            thread: tname,
-            kind,
-          })
+        if (page !== null) notePageOp(p, ws[1]!, 'vmalloc', page)
         return page === null ? null : { kind: 'vmalloc', page, value: value ?? pages[page]!.value }
       }
       case 'read': {
@@ -764,16 +759,7 @@ export function validateScenario(raw: unknown): Scenario {
           registers.push(r.s)
           tooMany(4)
         }
-        if (page !== null)
-          pageOps.push({
-            path: p,
-            at: ws[1]!.at,
-            len: ws[1]!.s.length,
-            op: 'read',
-            page,
-            thread: tname,
-            kind,
-          })
+        if (page !== null) notePageOp(p, ws[1]!, 'read', page)
         return page === null ? null : { kind: 'read', page, reg }
       }
       case 'write': {
@@ -789,16 +775,7 @@ export function validateScenario(raw: unknown): Scenario {
           return null
         }
         tooMany(3)
-        if (page !== null)
-          pageOps.push({
-            path: p,
-            at: ws[1]!.at,
-            len: ws[1]!.s.length,
-            op: 'write',
-            page,
-            thread: tname,
-            kind,
-          })
+        if (page !== null) notePageOp(p, ws[1]!, 'write', page)
         return page === null ? null : { kind: 'write', page, value: Number(v.s) }
       }
       case 'write_fault':
@@ -813,16 +790,7 @@ export function validateScenario(raw: unknown): Scenario {
           migrates.push({ path: p, at: head.at, len: head.s.length, op: head.s })
         const page = pageWord(ws[1], p, head.s, src)
         tooMany(2)
-        if (page !== null)
-          pageOps.push({
-            path: p,
-            at: ws[1]!.at,
-            len: ws[1]!.s.length,
-            op: head.s,
-            page,
-            thread: tname,
-            kind,
-          })
+        if (page !== null) notePageOp(p, ws[1]!, head.s, page)
         return page === null ? null : { kind: head.s, page }
       }
       case 'munmap':
@@ -852,8 +820,7 @@ export function validateScenario(raw: unknown): Scenario {
         for (const w of rest) {
           const i = pageWord(w, p, head.s, src)
           if (i !== null && !ps.includes(i)) ps.push(i)
-          if (i !== null)
-            pageOps.push({ path: p, at: w.at, len: w.s.length, op: head.s, page: i, thread: tname, kind })
+          if (i !== null) notePageOp(p, w, head.s, i)
         }
         if (ps.length !== rest.length) return null
         ps.sort((a, b) => a - b)

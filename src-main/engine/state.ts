@@ -158,6 +158,25 @@ export interface LabState {
 /** The kernel's address space (init_mm), present when the scenario has kernel pages. */
 export const KERNEL_MM = 2
 
+/** An address space with no PTEs, no VMAs and free locks (the fork child before fork, init_mm). */
+function emptyMm(n: number, live: boolean): MmState {
+  return {
+    live,
+    ptes: new Array<Pte | null>(n).fill(null),
+    vmas: new Array<MmState['vmas'][number]>(n).fill(null),
+    writer: -1,
+    readers: 0,
+    ptl: -1,
+    pt: live,
+    tfp: 0,
+    imap: new Array<boolean>(n).fill(false),
+    imapReaders: 0,
+    pmdl: -1,
+    tbl: null,
+    gupf: 0,
+  }
+}
+
 /** pfn 0 is the shared zero page: never freed, always reads 0. */
 export const ZERO_PFN = 0
 
@@ -181,38 +200,11 @@ export function initialState(sc: Scenario): LabState {
     gupf: 0,
   }
   const hasChild = sc.pages.some((p) => p.cow)
-  const child: MmState = {
-    live: hasChild,
-    ptes: new Array(n).fill(null),
-    vmas: new Array(n).fill(null),
-    writer: -1,
-    readers: 0,
-    ptl: -1,
-    pt: hasChild,
-    tfp: 0,
-    imap: new Array(n).fill(false),
-    imapReaders: 0,
-    pmdl: -1,
-    tbl: null,
-    gupf: 0,
-  }
+  const child = emptyMm(n, hasChild)
   const files: Array<FileState | null> = sc.pages.map(() => null)
   const hasKernel = sc.pages.some((p) => p.kind === 'kernel')
-  const kernel: MmState = {
-    live: true,
-    ptes: new Array(n).fill(null),
-    vmas: new Array(n).fill(null),
-    writer: -1,
-    readers: 0,
-    ptl: -1,
-    pt: true,
-    tfp: 0,
-    imap: new Array(n).fill(false),
-    imapReaders: 0,
-    pmdl: -1,
-    tbl: null,
-    gupf: 0,
-  }
+  // init_mm: its page table always exists; no VMAs, no mmap_lock users in the model.
+  const kernel: MmState = { ...emptyMm(n, true), pt: true }
   sc.pages.forEach((p, i) => {
     if (p.kind === 'kernel') {
       // vmalloc'ed before the run: a page of its own (not rmap-counted), mapped in init_mm only.

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest'
-import { main } from './cli'
+import { mnlab } from './cliTestkit'
 
 const UPGRADE = fileURLToPath(new URL('../../scenarios/upgrade-loop.smmu-no-btm.yaml', import.meta.url))
 const UPGRADE_TEXT = readFileSync(UPGRADE, 'utf8')
@@ -32,36 +32,6 @@ function writeScenario(name: string, text: string): string {
   const file = path.join(dir, name)
   writeFileSync(file, text)
   return file
-}
-
-interface Result {
-  readonly code: number
-  readonly stdout: string
-  readonly stderr: string
-}
-
-/** Runs main(argv) in-process and captures what it writes. */
-async function mnlab(...argv: string[]): Promise<Result> {
-  let stdout = ''
-  let stderr = ''
-  const capture =
-    (sink: (s: string) => void) =>
-    (chunk: string | Uint8Array): boolean => {
-      sink(typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8'))
-      return true
-    }
-  vi.spyOn(process.stdout, 'write').mockImplementation(
-    capture((s) => (stdout += s)) as typeof process.stdout.write,
-  )
-  vi.spyOn(process.stderr, 'write').mockImplementation(
-    capture((s) => (stderr += s)) as typeof process.stderr.write,
-  )
-  try {
-    const code = await main(argv)
-    return { code, stdout, stderr }
-  } finally {
-    vi.restoreAllMocks()
-  }
 }
 
 describe('mnlab: invalid input exits 2 with the error on stderr', () => {

@@ -1,9 +1,9 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { Notebook } from '../../api/notebook'
-import { main } from '../cli'
+import { mnlab } from '../cliTestkit'
 import { parseNotebook, serializeNotebook } from './format'
 
 const ROOT = path.join(__dirname, '../../..')
@@ -16,28 +16,6 @@ beforeAll(() => {
 afterAll(() => {
   if (dir) rmSync(dir, { recursive: true, force: true })
 })
-
-async function mnlab(...argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = ''
-  let stderr = ''
-  const capture =
-    (sink: (s: string) => void) =>
-    (chunk: string | Uint8Array): boolean => {
-      sink(typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8'))
-      return true
-    }
-  vi.spyOn(process.stdout, 'write').mockImplementation(
-    capture((s) => (stdout += s)) as typeof process.stdout.write,
-  )
-  vi.spyOn(process.stderr, 'write').mockImplementation(
-    capture((s) => (stderr += s)) as typeof process.stderr.write,
-  )
-  try {
-    return { code: await main(argv), stdout, stderr }
-  } finally {
-    vi.restoreAllMocks()
-  }
-}
 
 const recipe = {
   policies: ['start-end', 'arch-hook'],
