@@ -79,6 +79,7 @@ export const CPU_OPS = [
   'fork',
   'ksm_merge',
   'migrate',
+  'migrate_vma',
   'reclaim',
   'unmap_mapping_range',
   'writeback',
@@ -97,6 +98,7 @@ export const KERNEL_KEYS = [
   'dirty_flush_under_ptl',
   'delay_rmap',
   'vtd_full_range_fix',
+  'migrate_vma_flush_under_ptl',
   'collapse_notify',
   'gup_fast_ipi',
 ] as const
@@ -782,11 +784,12 @@ export function validateScenario(raw: unknown): Scenario {
       case 'cow_fault':
       case 'ksm_merge':
       case 'migrate':
+      case 'migrate_vma':
       case 'reclaim':
       case 'unmap_mapping_range':
       case 'writeback':
       case 'vfree': {
-        if (head.s === 'migrate' || head.s === 'reclaim')
+        if (head.s === 'migrate' || head.s === 'migrate_vma' || head.s === 'reclaim')
           migrates.push({ path: p, at: head.at, len: head.s.length, op: head.s })
         const page = pageWord(ws[1], p, head.s, src)
         tooMany(2)
@@ -921,14 +924,14 @@ export function validateScenario(raw: unknown): Scenario {
         o.at,
         o.len,
       )
-    if (file && ['cow_fault', 'ksm_merge', 'migrate', 'reclaim'].includes(o.op))
+    if (file && ['cow_fault', 'ksm_merge', 'migrate', 'migrate_vma', 'reclaim'].includes(o.op))
       issues.add(
         o.path,
         `${o.op} of a file page is not modelled (${o.op === 'cow_fault' ? 'a MAP_SHARED file page never breaks COW' : 'only anon pages'}); '${pages[o.page]!.name}' is kind: file`,
         o.at,
         o.len,
       )
-    if (pfnmap && ['cow_fault', 'ksm_merge', 'migrate', 'reclaim'].includes(o.op))
+    if (pfnmap && ['cow_fault', 'ksm_merge', 'migrate', 'migrate_vma', 'reclaim'].includes(o.op))
       issues.add(
         o.path,
         `${o.op} works on anon pages; '${pages[o.page]!.name}' is a pfnmap page (no struct page)`,
@@ -1151,6 +1154,7 @@ export function validateScenario(raw: unknown): Scenario {
   let dirtyFlushUnderPtl = true
   let delayRmap = true
   let vtdFullRangeFix = true
+  let migrateVmaFlushUnderPtl = true
   let collapseNotify = true
   let gupFastIpi = true
   if (raw.kernel !== undefined) {
@@ -1166,6 +1170,7 @@ export function validateScenario(raw: unknown): Scenario {
         k[key] === undefined ? null : bool(k[key], ['kernel', key], issues, `kernel.${key}`)
       pfnmapFlush = toggle('pfnmap_flush') ?? true
       vtdFullRangeFix = toggle('vtd_full_range_fix') ?? true
+      migrateVmaFlushUnderPtl = toggle('migrate_vma_flush_under_ptl') ?? true
       const dirty = toggle('dirty_flush_under_ptl')
       const delay = toggle('delay_rmap')
       dirtyFlushUnderPtl = dirty ?? true
@@ -1222,7 +1227,15 @@ export function validateScenario(raw: unknown): Scenario {
     gatherBatch,
     explore,
     costs,
-    kernel: { pfnmapFlush, dirtyFlushUnderPtl, delayRmap, vtdFullRangeFix, collapseNotify, gupFastIpi },
+    kernel: {
+      pfnmapFlush,
+      dirtyFlushUnderPtl,
+      delayRmap,
+      vtdFullRangeFix,
+      migrateVmaFlushUnderPtl,
+      collapseNotify,
+      gupFastIpi,
+    },
     expectMetrics,
     flags,
     thp,

@@ -29,6 +29,8 @@ const OP_DOCS: Record<string, string> = {
   fork: 'fork: dup_mmap write-protects private pages; threads with mm: child start after it returns',
   migrate:
     'migrate P: try_to_migrate with a batched flush, copy, remove_migration_ptes; faults on the migration entry wait (mm/migrate.c)',
+  migrate_vma:
+    'migrate_vma P: HMM device migration (mm/migrate_device.c): range_start(MMU_NOTIFY_MIGRATE), migrate_vma_collect_pmd clears to a migration entry and flushes under the PTL, range_end, copy, finalize',
   reclaim:
     'reclaim P: try_to_unmap to a swap entry with a batched flush, pageout, free; a later fault swaps in (mm/vmscan.c)',
   ksm_merge:
@@ -55,6 +57,8 @@ const KERNEL_DOCS: Record<(typeof KERNEL_KEYS)[number], string> = {
     '1cf35d47712d (Linus, 2014): zap_pte_range flushes before dropping the PTL when it clears a dirty shared PTE; false = before 2014 (also implies delay_rmap: false)',
   vtd_full_range_fix:
     'e7ad6c2a4b1a (v6.7-rc3, in 6.6.y): the VT-d driver handles the (0, -1UL) range of a full flush; false = v6.6.0, where it sends no invalidation at all',
+  migrate_vma_flush_under_ptl:
+    '60bae7370896 (Popple, 2022): migrate_vma_collect_pmd flushes before pte_unmap_unlock; false = after it, so a concurrent MADV_DONTNEED can return with a stale TLB',
   delay_rmap:
     '5df397dec7c4 (Linus, 2022, v6.2): page_remove_rmap of a dirty file page waits until after that flush (tlb_flush_rmaps); false = 2014..v6.1',
   collapse_notify:

@@ -11,7 +11,7 @@ import type { Proc } from './kernel/proc'
 import { fork, mprotect, protCode } from './kernel/protect'
 import { madviseDontneed, munmap, unmapMappingRange, zapVma } from './kernel/unmap'
 import { ksmMerge } from './kernel/ksm'
-import { migrate } from './kernel/migrate'
+import { migrate, migrateVma } from './kernel/migrate'
 import { reclaim } from './kernel/reclaim'
 import { iotlbCommand } from './kernel/iommu'
 import { writeback } from './kernel/writeback'
@@ -36,6 +36,7 @@ export const PROCS: Readonly<Record<string, Proc>> = {
   fork,
   ksm_merge: ksmMerge,
   migrate,
+  migrate_vma: migrateVma,
   reclaim,
   unmap_mapping_range: unmapMappingRange,
   iotlb_command: iotlbCommand,
@@ -84,6 +85,8 @@ function rootFrame(sc: Scenario, t: number, op: Op): CallFrame {
       return { proc: 'ksm_merge', pc: 'start', l: { page: op.page } }
     case 'migrate':
       return { proc: 'migrate', pc: 'start', l: { page: op.page } }
+    case 'migrate_vma':
+      return { proc: 'migrate_vma', pc: 'start', l: { page: op.page } }
     case 'reclaim':
       return { proc: 'reclaim', pc: 'start', l: { page: op.page } }
     case 'unmap_mapping_range':

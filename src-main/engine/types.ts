@@ -103,6 +103,7 @@ export type CpuOp =
   | { readonly kind: 'fork' }
   | { readonly kind: 'ksm_merge'; readonly page: number }
   | { readonly kind: 'migrate'; readonly page: number }
+  | { readonly kind: 'migrate_vma'; readonly page: number }
   | { readonly kind: 'reclaim'; readonly page: number }
   | { readonly kind: 'unmap_mapping_range'; readonly page: number }
   | { readonly kind: 'writeback'; readonly page: number }
@@ -247,6 +248,12 @@ export interface KernelToggles {
    * arch_invalidate_secondary_tlbs sends no command at all (reference 4.2, 5.13).
    */
   readonly vtdFullRangeFix: boolean
+  /**
+   * 60bae7370896 (Popple, 2022): migrate_vma_collect_pmd() flushes the TLB before it drops
+   * the PTL. false: after pte_unmap_unlock(), so a concurrent MADV_DONTNEED can return while
+   * a stale translation of the page is still cached (reference 5.9, row 16).
+   */
+  readonly migrateVmaFlushUnderPtl: boolean
   /**
    * f268f6cf875f (Jann Horn, 2022, CVE-2022-48991): the file/shmem collapse path
    * (collapse_and_free_pmd) calls mmu_notifier_invalidate_range_start/end. false: before the

@@ -239,13 +239,13 @@ describe('loadScenarioText: errors located at file:line:column', () => {
 
   it('unknown op: column at the op word', () => {
     expect(only(scenario({ cpus: 'cpus:\n  C0: [write_fault P, frobnicate P]' }))).toBe(
-      "9:23 len10 unknown cpu op 'frobnicate'; expected one of read, write, write_fault, cow_fault, munmap, madvise_dontneed, mprotect, fork, ksm_merge, migrate, reclaim, unmap_mapping_range, writeback, vmalloc, vfree, signal, wait, thp_split, thp_collapse",
+      "9:23 len10 unknown cpu op 'frobnicate'; expected one of read, write, write_fault, cow_fault, munmap, madvise_dontneed, mprotect, fork, ksm_merge, migrate, migrate_vma, reclaim, unmap_mapping_range, writeback, vmalloc, vfree, signal, wait, thp_split, thp_collapse",
     )
   })
 
   it('misspelt op gets did-you-mean', () => {
     expect(only(scenario({ cpus: 'cpus:\n  C0: [write_falt P]' }))).toBe(
-      "9:8 len10 unknown cpu op 'write_falt' (did you mean 'write_fault'?); expected one of read, write, write_fault, cow_fault, munmap, madvise_dontneed, mprotect, fork, ksm_merge, migrate, reclaim, unmap_mapping_range, writeback, vmalloc, vfree, signal, wait, thp_split, thp_collapse",
+      "9:8 len10 unknown cpu op 'write_falt' (did you mean 'write_fault'?); expected one of read, write, write_fault, cow_fault, munmap, madvise_dontneed, mprotect, fork, ksm_merge, migrate, migrate_vma, reclaim, unmap_mapping_range, writeback, vmalloc, vfree, signal, wait, thp_split, thp_collapse",
     )
   })
 
@@ -446,6 +446,7 @@ describe('file pages, writeback and the zap-era toggles: errors at file:line:col
       dirtyFlushUnderPtl: true,
       delayRmap: false,
       vtdFullRangeFix: true,
+      migrateVmaFlushUnderPtl: true,
       collapseNotify: true,
       gupFastIpi: true,
     })
@@ -458,6 +459,7 @@ describe('file pages, writeback and the zap-era toggles: errors at file:line:col
       dirtyFlushUnderPtl: false,
       delayRmap: false,
       vtdFullRangeFix: true,
+      migrateVmaFlushUnderPtl: true,
       collapseNotify: true,
       gupFastIpi: true,
     })
@@ -471,7 +473,7 @@ describe('file pages, writeback and the zap-era toggles: errors at file:line:col
 
   it('an unknown kernel toggle gets did-you-mean', () => {
     expect(only(scenario({}, 'kernel: { delay_rmaps: false }\n'))).toBe(
-      "13:11 len11 unknown key 'delay_rmaps' in kernel (did you mean 'delay_rmap'?); allowed: pfnmap_flush, dirty_flush_under_ptl, delay_rmap, vtd_full_range_fix, collapse_notify, gup_fast_ipi",
+      "13:11 len11 unknown key 'delay_rmaps' in kernel (did you mean 'delay_rmap'?); allowed: pfnmap_flush, dirty_flush_under_ptl, delay_rmap, vtd_full_range_fix, migrate_vma_flush_under_ptl, collapse_notify, gup_fast_ipi",
     )
   })
 

@@ -9,6 +9,7 @@ import { loadScenarioText } from '../../node/scenarioFiles'
 import { makePolicy } from '../policy'
 import { blockedReason } from '../step'
 import { runExecution, scriptedChooser } from '../explore'
+import { defaultRunOptions, runPolicy } from '../run'
 import { allEvents, dedent, lines, traced } from './traceTestkit'
 
 const sc = (arch: string) =>
@@ -72,5 +73,55 @@ describe('migrate: try_to_migrate_one, try_to_unmap_flush, copy, remove_migratio
     expect(allEvents(done).some((e) => e.fn === 'migration_entry_wait' && e.thread === 'D0')).toBe(true)
     expect(done.final.regs[0]).toBe(5)
     expect(done.violations).toEqual([])
+  })
+})
+
+describe('migrate_vma (HMM, v6.6 mm/migrate_device.c) and 60bae7370896', () => {
+  const vma = (fix: boolean, sec = 'hw-walker') =>
+    loadScenarioText(
+      dedent(`
+        title: migrate_vma
+        arch: x86_64
+        kernel: { migrate_vma_flush_under_ptl: ${fix} }
+        pages:
+          P: { value: 5, prot: rw }
+        secondary:
+          - { name: dev, type: ${sec}, cached: [P] }
+        cpus:
+          C0: [migrate_vma P]
+          C1: [madvise_dontneed P]
+        devices:
+          D0: { via: dev, ops: [read P -> r0, read P -> r1] }
+      `),
+      'migrate_vma.test.yaml',
+    )
+
+  it('v6.6: the clear, the migration entry and flush_tlb_range (with the arch hook) all under the PTL', () => {
+    const ex = traced(vma(true), makePolicy('arch-hook'))
+    expect(lines(ex, { thread: 'C0', kinds: ['lock', 'pte', 'cpu-flush', 'notifier'] }).slice(0, 7)).toEqual([
+      'notifier mmu_notifier_invalidate_range_start: MMU_NOTIFY_MIGRATE P',
+      'lock migrate_vma_collect_pmd: take the page-table lock',
+      'pte ptep_get_and_clear: PTE P := none',
+      'pte set_pte_at (migration entry): PTE P := migration entry (pfn 1, writable)',
+      'cpu-flush flush_tlb_range (migrate_vma_collect_pmd, under the PTL): flush CPU TLBs: P',
+      'notifier mmu_notifier_arch_invalidate_secondary_tlbs: P',
+      'lock pte_unmap_unlock: release the page-table lock',
+    ])
+  })
+
+  it('before the fix the flush comes after pte_unmap_unlock; only the arch hook inherits the window', () => {
+    const ex = traced(vma(false), makePolicy('arch-hook'))
+    const l = lines(ex, { thread: 'C0', kinds: ['lock', 'cpu-flush'] })
+    expect(l.indexOf('lock pte_unmap_unlock: release the page-table lock')).toBeLessThan(
+      l.indexOf('cpu-flush flush_tlb_range (migrate_vma_collect_pmd, after the unlock): flush CPU TLBs: P'),
+    )
+    const verdicts = (s: ReturnType<typeof vma>) =>
+      (['start-end', 'invalidate-range', 'arch-hook'] as const).map(
+        (p) => runPolicy(s, makePolicy(p), defaultRunOptions(s)).verdict,
+      )
+    expect(verdicts(vma(false))).toEqual(['holds', 'holds', 'violated'])
+    expect(verdicts(vma(true))).toEqual(['holds', 'holds', 'holds'])
+    // HMM (an interval-notifier mirror) holds either way (reference row 16).
+    expect(verdicts(vma(false, 'sw-mirror'))).toEqual(['holds', 'holds', 'holds'])
   })
 })

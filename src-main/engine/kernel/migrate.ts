@@ -10,7 +10,7 @@
  * synchronize against the special swap migration pte"): ->invalidate_range came at range_end,
  * still before the copy (reference 3.8).
  */
-import { flag, num, type Proc } from './proc'
+import { flag, num, type PcHandler, type Proc } from './proc'
 import { isolateMappedFolio, rmapRangeStart, rmapUnmap } from './rmap'
 
 export const migrate: Proc = {
@@ -102,4 +102,100 @@ export const migrate: Proc = {
       c.ret()
     },
   },
+}
+
+/**
+ * Device migration (HMM), v6.6 mm/migrate_device.c: migrate_vma_setup() ->
+ * migrate_vma_collect(): mmu_notifier_invalidate_range_start(MMU_NOTIFY_MIGRATE), then
+ * migrate_vma_collect_pmd() under the PTL clears each PTE (ptep_get_and_clear), installs a
+ * migration entry, drops the rmap and the PTE's reference, and flushes with
+ * flush_tlb_range() before pte_unmap_unlock() (60bae7370896, Popple 2022). Before that fix
+ * the flush came after the unlock: a concurrent MADV_DONTNEED found only a migration entry,
+ * flushed nothing, and returned while the stale translation was still cached (reference 5.9,
+ * row 16; `kernel: { migrate_vma_flush_under_ptl: false }`). Then range_end, the driver's
+ * copy (migrate_vma_pages), and migrate_vma_finalize() frees the source. The destination is
+ * modelled as a system page (the collect phase is what the race is about; a device-private
+ * destination would make every later CPU access fault and migrate back).
+ */
+const collect: PcHandler = {
+  guard: (c) => (c.ptlFree(c.mmIndex) ? null : 'page-table lock held'),
+  run: (c, f) => {
+    const mm = c.mmIndex
+    const page = num(f, 'page')
+    c.lockPtl(mm, 'migrate_vma_collect_pmd')
+    const pte = c.pte(mm, page)
+    if (!pte || !pte.present || pte.pfn !== num(f, 'pfn')) {
+      c.unlockPtl(mm)
+      f.l.mapped = false
+      c.goto('rs_end')
+      return
+    }
+    c.setPte(mm, page, null, 'ptep_get_and_clear')
+    c.setPte(
+      mm,
+      page,
+      { pfn: pte.pfn, present: false, write: pte.write, dirty: pte.dirty, mig: true },
+      'set_pte_at (migration entry)',
+    )
+    const fr = c.folioW(pte.pfn)
+    fr.map--
+    c.emit('frame', 'page_remove_rmap', `pfn ${pte.pfn} mapcount ${fr.map}`)
+    c.putFrame(pte.pfn, 'folio_put (the PTE reference)')
+    f.l.mapped = true
+    if (c.sc.kernel.migrateVmaFlushUnderPtl) {
+      c.flushTlb(mm, 'range', [page], 'flush_tlb_range (migrate_vma_collect_pmd, under the PTL)')
+      c.unlockPtl(mm)
+      c.goto('rs_end')
+      return
+    }
+    c.unlockPtl(mm)
+    c.goto('late_flush')
+  },
+}
+
+export const migrateVma: Proc = {
+  /** migrate_vma_setup(): the driver's destination page; the source is isolated by the walk. */
+  start: {
+    run: (c, f) => {
+      if (isolateMappedFolio(c, f, 'migrate_vma_setup', 'migrate') === null) return
+      f.l.new = c.allocFrame(0, "alloc_page (the driver's destination)")
+      c.goto('rs')
+    },
+  },
+  /** migrate_vma_collect(): mmu_notifier_invalidate_range_start(MMU_NOTIFY_MIGRATE). */
+  rs: {
+    run: (c, f) => {
+      c.rangeStart(c.mmIndex, [num(f, 'page')], 'MMU_NOTIFY_MIGRATE')
+      c.goto('collect')
+    },
+  },
+  collect,
+  /** Before 60bae7370896: `if (unmapped) flush_tlb_range()` after pte_unmap_unlock(). */
+  late_flush: {
+    run: (c, f) => {
+      c.flushTlb(
+        c.mmIndex,
+        'range',
+        [num(f, 'page')],
+        'flush_tlb_range (migrate_vma_collect_pmd, after the unlock)',
+      )
+      c.goto('rs_end')
+    },
+  },
+  rs_end: {
+    run: (c, f) => {
+      c.rangeEnd(c.mmIndex, [num(f, 'page')], false)
+      if (!flag(f, 'mapped')) {
+        c.emit('info', 'migrate_vma_setup', 'the page was unmapped meanwhile: nothing to migrate')
+        c.putFrame(num(f, 'new'), 'migrate_vma_finalize (unused destination)')
+        c.putFrame(num(f, 'pfn'), 'migrate_vma_finalize (source)')
+        c.ret()
+        return
+      }
+      c.goto('copy')
+    },
+  },
+  copy: migrate.copy!,
+  remove: migrate.remove!,
+  end: migrate.end!,
 }
