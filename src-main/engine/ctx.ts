@@ -139,9 +139,20 @@ export class Ctx {
   }
   private wr(x: number): void {
     if (this.fp) this.fp.w.push(x)
+    if (this.owed !== null) this.noteAfterOwed(x)
   }
   private inc(x: number): void {
     if (this.fp) this.fp.inc.push(x)
+    if (this.owed !== null) this.noteAfterOwed(x)
+  }
+  /**
+   * The first resource (other than a secondary's TLB: the rest of the notifier's fan-out)
+   * this step changed after an atc-first driver's first command: such kernel work would show
+   * before the driver's second command, so step() refuses it (the step must end there).
+   */
+  afterOwed: number | null = null
+  private noteAfterOwed(x: number): void {
+    if (this.afterOwed === null && !Res.isSec(x)) this.afterOwed = x
   }
 
   get thread() {
@@ -876,8 +887,8 @@ export class Ctx {
     // atc-first: the ATC command completes, and the IOTLB command is a step of its own (the
     // thread runs it next, holding the same locks): in between the device may send a
     // translation request that the IOMMU answers from the IOTLB it has not invalidated yet.
-    // Modelling note: the kernel work that follows the notifier call in this same step is
-    // already done by then; only the device's view of the window matters for the verdict.
+    // Kernel code after a notifier call continues only after it (proc.ts afterNotifier;
+    // step() refuses a step that changes anything else once a command is owed).
     dropAtc()
     ;(this.owed ??= []).push({ sec: i, pages: pages === null ? null : pages.slice(), why })
   }

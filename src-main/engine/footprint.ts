@@ -33,6 +33,7 @@ export const Res = {
   wc: (i: number) => 10 * M * M + i,
   tlb: (t: number, p: number) => 4 * M * M + t * M + p,
   sec: (i: number, p: number) => 5 * M * M + i * M + p,
+  isSec: (x: number) => x >= 5 * M * M && x < 6 * M * M,
   seq: (i: number) => 6 * M * M + i,
   inprog: (i: number, p: number) => 7 * M * M + i * M + p,
   frame: (pfn: number) => 8 * M * M + pfn,

@@ -6,7 +6,7 @@
 import type { Ctx } from '../ctx'
 import { KERNEL_MM, type CallFrame, type Pte, type TlbEntry } from '../state'
 import type { HwWalkerDecl } from '../types'
-import { flag, num, type Proc } from './proc'
+import { afterNotifier, flag, num, type Proc } from './proc'
 
 function complete(c: Ctx, f: CallFrame, e: TlbEntry, who: string, mm: number): void {
   const write = flag(f, 'write')
@@ -299,6 +299,12 @@ function devTry(c: Ctx, f: CallFrame): void {
   complete(c, f, e, `${d.name} TLB`, mm)
 }
 
+/** iommu_page_response(SUCCESS): the device retries its access. */
+function respond(c: Ctx, f: CallFrame): void {
+  c.emit('fault', 'iommu_page_response', `IOMMU_PAGE_RESP_SUCCESS: ${hwDecl(c).name} retries`)
+  devTry(c, f)
+}
+
 function pageRequest(c: Ctx, f: CallFrame, why: string): void {
   const d = hwDecl(c)
   c.metrics.device_faults++
@@ -323,7 +329,6 @@ export const devAccess: Proc = {
   /** iopf_group response: INVALID aborts the DMA; SUCCESS lets the device retry. */
   response: {
     run: (c, f) => {
-      const d = hwDecl(c)
       if (f.l.ret === 'segv') {
         c.emit('fault', 'iommu_page_response', 'IOMMU_PAGE_RESP_INVALID: the DMA is aborted')
         c.ret()
@@ -336,10 +341,10 @@ export const devAccess: Proc = {
           'pri-flush: invalidate the faulting address before the response',
         )
       }
-      c.emit('fault', 'iommu_page_response', `IOMMU_PAGE_RESP_SUCCESS: ${d.name} retries`)
-      devTry(c, f)
+      afterNotifier(c, f, 'respond', respond)
     },
   },
+  respond: { run: (c, f) => respond(c, f) },
 }
 
 /**

@@ -18,8 +18,8 @@
  */
 import type { Ctx } from '../ctx'
 import { hasVariant } from '../policy'
-import { ZERO_PFN, type Pte } from '../state'
-import { decodePte, encodePte, flag, num, pteSame, type Proc } from './proc'
+import { ZERO_PFN, type CallFrame, type Pte } from '../state'
+import { afterNotifier, decodePte, encodePte, flag, num, pteSame, type Proc } from './proc'
 
 /**
  * ptep_set_access_flags(vma, addr, ptep, entry, dirty), v6.6:
@@ -36,6 +36,43 @@ export function ptepSetAccessFlags(c: Ctx, mm: number, page: number, entry: Pte,
   if (c.sc.arch === 'arm64' && dirty) c.flushTlb(mm, 'page', [page], 'flush_tlb_page (ptep_set_access_flags)')
   c.accessFlagsNotify(mm, page)
   return true
+}
+
+/** wp_page_reuse() after ptep_set_access_flags(): unlock, done. */
+function reuseDone(c: Ctx, _f: CallFrame): void {
+  c.unlockPtl(c.mmIndex)
+  c.cost('reuse_fault')
+  finish(c, c.mmIndex, 'ok')
+}
+
+/** handle_pte_fault()'s dirty/young update done: unlock; Popple v1 then notifies the upgrade. */
+function dirtyDone(c: Ctx, f: CallFrame): void {
+  c.unlockPtl(c.mmIndex)
+  if (f.l.changed === true && hasVariant(c.policy, 'upgrade-notify')) {
+    c.goto('upg_start')
+    return
+  }
+  finish(c, c.mmIndex, 'ok')
+}
+
+/** wp_page_shared() after the PTE is made writable: unlock, fault_dirty_shared_page(). */
+function mkwriteDone(c: Ctx, f: CallFrame): void {
+  const page = num(f, 'page')
+  c.unlockPtl(c.mmIndex)
+  c.folioMarkDirty(page, 'fault_dirty_shared_page: folio_mark_dirty')
+  c.folioUnlock(page)
+  c.putFrame(decodePte(f.l.orig!)!.pfn)
+  c.cost('reuse_fault')
+  finish(c, c.mmIndex, 'ok')
+}
+
+/** wp_page_copy() after range_end: drop the references, done (or retry if it backed off). */
+function cowDone(c: Ctx, f: CallFrame, old: Pte): void {
+  if (f.l.copied === true) c.putFrame(old.pfn)
+  else c.putFrame(num(f, 'new'))
+  c.putFrame(old.pfn)
+  c.cost('cow_copy_fault')
+  finish(c, c.mmIndex, f.l.copied === true ? 'ok' : 'retry')
 }
 
 function finish(c: Ctx, mm: number, result: 'ok' | 'retry' | 'segv'): void {
@@ -209,9 +246,7 @@ export const handleMmFault: Proc = {
           // all in v6.6 (and v4.15); Popple's v1 did not cover this path either.
           c.emit('fault', 'do_wp_page', 'page is exclusive: wp_page_reuse')
           ptepSetAccessFlags(c, mm, page, { ...orig, write: true, dirty: true }, true)
-          c.unlockPtl(mm)
-          c.cost('reuse_fault')
-          finish(c, mm, 'ok')
+          afterNotifier(c, f, 'reuse_done', reuseDone)
           return
         }
         // Shared page or zero page: folio_get(), drop the PTL, wp_page_copy().
@@ -237,13 +272,8 @@ export const handleMmFault: Proc = {
       }
       if (write && orig.write && !orig.dirty) {
         // handle_pte_fault() tail: entry = pte_mkdirty(pte_mkyoung(orig)); ptep_set_access_flags().
-        const changed = ptepSetAccessFlags(c, mm, page, { ...orig, dirty: true }, true)
-        c.unlockPtl(mm)
-        if (changed && hasVariant(c.policy, 'upgrade-notify')) {
-          c.goto('upg_start')
-          return
-        }
-        finish(c, mm, 'ok')
+        f.l.changed = ptepSetAccessFlags(c, mm, page, { ...orig, dirty: true }, true)
+        afterNotifier(c, f, 'dirty_done', dirtyDone)
         return
       }
       // Nothing to change (a spurious fault): ptep_set_access_flags() returns 0, and for a
@@ -336,14 +366,12 @@ export const handleMmFault: Proc = {
       }
       c.emit('fault', 'wp_page_reuse', `${c.pageName(page)}: make the shared PTE writable and dirty`)
       ptepSetAccessFlags(c, mm, page, { ...orig, write: true, dirty: true }, true)
-      c.unlockPtl(mm)
-      c.folioMarkDirty(page, 'fault_dirty_shared_page: folio_mark_dirty')
-      c.folioUnlock(page)
-      c.putFrame(orig.pfn)
-      c.cost('reuse_fault')
-      finish(c, mm, 'ok')
+      afterNotifier(c, f, 'mkwrite_done', mkwriteDone)
     },
   },
+  reuse_done: { run: (c, f) => reuseDone(c, f) },
+  dirty_done: { run: (c, f) => dirtyDone(c, f) },
+  mkwrite_done: { run: (c, f) => mkwriteDone(c, f) },
   /** upgrade-notify (Popple v1): after the PTL is dropped, start/end(MMU_NOTIFY_PROTECTION_UPGRADE). */
   upg_start: {
     run: (c, f) => {
@@ -354,9 +382,10 @@ export const handleMmFault: Proc = {
   upg_end: {
     run: (c, f) => {
       c.rangeEnd(c.mmIndex, [num(f, 'page')], false)
-      finish(c, c.mmIndex, 'ok')
+      afterNotifier(c, f, 'upg_done', (c) => finish(c, c.mmIndex, 'ok'))
     },
   },
+  upg_done: { run: (c) => finish(c, c.mmIndex, 'ok') },
   /** wp_page_copy() v6.6 mm/memory.c: mmu_notifier_invalidate_range_start(MMU_NOTIFY_CLEAR). */
   cow_rs: {
     run: (c, f) => {
@@ -436,11 +465,8 @@ export const handleMmFault: Proc = {
       const mm = c.mmIndex
       const old = decodePte(f.l.orig!)!
       c.rangeEnd(mm, [num(f, 'page')], true)
-      if (f.l.copied === true) c.putFrame(old.pfn)
-      else c.putFrame(num(f, 'new'))
-      c.putFrame(old.pfn)
-      c.cost('cow_copy_fault')
-      finish(c, mm, f.l.copied === true ? 'ok' : 'retry')
+      afterNotifier(c, f, 'cow_done', (c, f) => cowDone(c, f, old))
     },
   },
+  cow_done: { run: (c, f) => cowDone(c, f, decodePte(f.l.orig!)!) },
 }

@@ -10,7 +10,7 @@
  */
 import type { Ctx } from '../ctx'
 import { ZERO_PFN } from '../state'
-import { decodePte, encodePte, num, pteSame, type Proc } from './proc'
+import { afterNotifier, decodePte, encodePte, num, pteSame, type Proc } from './proc'
 
 function fail(c: Ctx, f: Parameters<Proc[string]['run']>[1], why: string): void {
   c.emit('info', 'try_to_merge_one_page', `no merge: ${why}`)
@@ -105,13 +105,10 @@ export const ksmMerge: Proc = {
   wp_end: {
     run: (c, f) => {
       c.rangeEnd(c.mmIndex, [num(f, 'page')], false)
-      if (f.l.ok !== true) {
-        fail(c, f, 'write_protect_page failed')
-        return
-      }
-      c.goto('compare')
+      afterNotifier(c, f, 'wp_done', wpDone)
     },
   },
+  wp_done: { run: (c, f) => wpDone(c, f) },
   /** pages_identical(page, kpage): the content compare. */
   compare: {
     run: (c, f) => {
@@ -184,14 +181,29 @@ export const ksmMerge: Proc = {
   rp_end: {
     run: (c, f) => {
       c.rangeEnd(c.mmIndex, [num(f, 'page')], false)
-      if (f.l.ok !== true) {
-        fail(c, f, 'replace_page: the PTE changed')
-        return
-      }
-      c.putFrame(num(f, 'pfn'), 'put_page (ksmd)')
-      c.emit('op', 'ksm_merge', `${c.pageName(num(f, 'page'))} merged into stable pfn ${num(f, 'kpage')}`)
-      c.mmapReadUnlock(c.mmIndex)
-      c.ret()
+      afterNotifier(c, f, 'rp_done', rpDone)
     },
   },
+  rp_done: { run: (c, f) => rpDone(c, f) },
+}
+
+/** write_protect_page() returned: compare next, or give up. */
+function wpDone(c: Ctx, f: Parameters<Proc[string]['run']>[1]): void {
+  if (f.l.ok !== true) {
+    fail(c, f, 'write_protect_page failed')
+    return
+  }
+  c.goto('compare')
+}
+
+/** replace_page() returned: ksmd drops its reference to the old page (it may be freed). */
+function rpDone(c: Ctx, f: Parameters<Proc[string]['run']>[1]): void {
+  if (f.l.ok !== true) {
+    fail(c, f, 'replace_page: the PTE changed')
+    return
+  }
+  c.putFrame(num(f, 'pfn'), 'put_page (ksmd)')
+  c.emit('op', 'ksm_merge', `${c.pageName(num(f, 'page'))} merged into stable pfn ${num(f, 'kpage')}`)
+  c.mmapReadUnlock(c.mmIndex)
+  c.ret()
 }

@@ -10,7 +10,9 @@
  * synchronize against the special swap migration pte"): ->invalidate_range came at range_end,
  * still before the copy (reference 3.8).
  */
-import { flag, num, type PcHandler, type Proc } from './proc'
+import type { Ctx } from '../ctx'
+import type { CallFrame } from '../state'
+import { afterNotifier, flag, num, type PcHandler, type Proc } from './proc'
 import { isolateMappedFolio, rmapRangeStart, rmapUnmap } from './rmap'
 
 export const migrate: Proc = {
@@ -24,7 +26,7 @@ export const migrate: Proc = {
   },
   /** try_to_migrate_one(): mmu_notifier_invalidate_range_start(MMU_NOTIFY_CLEAR). */
   rs: rmapRangeStart,
-  unmap: rmapUnmap(
+  ...rmapUnmap(
     (pte) => ({ pfn: pte.pfn, present: false, write: pte.write, dirty: pte.dirty, mig: true }),
     'set_pte_at (migration entry)',
     false,
@@ -144,13 +146,30 @@ const collect: PcHandler = {
     f.l.mapped = true
     if (c.sc.kernel.migrateVmaFlushUnderPtl) {
       c.flushTlb(mm, 'range', [page], 'flush_tlb_range (migrate_vma_collect_pmd, under the PTL)')
-      c.unlockPtl(mm)
-      c.goto('rs_end')
+      afterNotifier(c, f, 'collect_unlock', collectUnlock)
       return
     }
     c.unlockPtl(mm)
     c.goto('late_flush')
   },
+}
+
+/** pte_unmap_unlock() after the flush under the PTL. */
+function collectUnlock(c: Ctx): void {
+  c.unlockPtl(c.mmIndex)
+  c.goto('rs_end')
+}
+
+/** After migrate_vma_collect()'s range_end: copy, or undo if the page went away meanwhile. */
+function collected(c: Ctx, f: CallFrame): void {
+  if (!flag(f, 'mapped')) {
+    c.emit('info', 'migrate_vma_setup', 'the page was unmapped meanwhile: nothing to migrate')
+    c.putFrame(num(f, 'new'), 'migrate_vma_finalize (unused destination)')
+    c.putFrame(num(f, 'pfn'), 'migrate_vma_finalize (source)')
+    c.ret()
+    return
+  }
+  c.goto('copy')
 }
 
 export const migrateVma: Proc = {
@@ -182,19 +201,14 @@ export const migrateVma: Proc = {
       c.goto('rs_end')
     },
   },
+  collect_unlock: { run: (c) => collectUnlock(c) },
   rs_end: {
     run: (c, f) => {
       c.rangeEnd(c.mmIndex, [num(f, 'page')], false)
-      if (!flag(f, 'mapped')) {
-        c.emit('info', 'migrate_vma_setup', 'the page was unmapped meanwhile: nothing to migrate')
-        c.putFrame(num(f, 'new'), 'migrate_vma_finalize (unused destination)')
-        c.putFrame(num(f, 'pfn'), 'migrate_vma_finalize (source)')
-        c.ret()
-        return
-      }
-      c.goto('copy')
+      afterNotifier(c, f, 'collected', collected)
     },
   },
+  collected: { run: (c, f) => collected(c, f) },
   copy: migrate.copy!,
   remove: migrate.remove!,
   end: migrate.end!,

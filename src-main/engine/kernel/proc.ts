@@ -68,3 +68,13 @@ export function nextPte(c: Ctx, pages: readonly number[], from: number): number 
   for (let i = from; i < pages.length; i++) if (c.pte(c.mmIndex, pages[i]!) !== null) return i
   return -1
 }
+
+/**
+ * The rest of a step after a notifier call. It runs now, unless the call left a driver command
+ * owed (an atc-first driver's IOTLB command): then the step ends here, the thread runs the
+ * command next, and `rest` runs as the step after it, registered at `pc` (see Ctx.owed).
+ */
+export function afterNotifier(c: Ctx, f: CallFrame, pc: string, rest: (c: Ctx, f: CallFrame) => void): void {
+  if (c.owed) c.goto(pc)
+  else rest(c, f)
+}

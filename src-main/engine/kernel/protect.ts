@@ -6,8 +6,17 @@
 import type { Ctx } from '../ctx'
 import { ZERO_PFN, type Pte } from '../state'
 import type { Prot } from '../types'
-import { list, nextPte, num, type Proc } from './proc'
-import { encodeRuns, gatherFinish, gatherFlush, gatherInit, runCount, runPages, runs } from './unmap'
+import { afterNotifier, list, nextPte, num, type Proc } from './proc'
+import {
+  encodeRuns,
+  gatherFinishFlush,
+  gatherFinishFree,
+  gatherFlush,
+  gatherInit,
+  runCount,
+  runPages,
+  runs,
+} from './unmap'
 
 /**
  * pte_needs_flush(oldpte, newpte). x86 (arch/x86/include/asm/tlbflush.h, v6.6, c9fe66560bf2):
@@ -141,14 +150,20 @@ export const mprotect: Proc = {
   /** tlb_finish_mmu(): x86 flushes here, after every range_end, before the syscall returns. */
   finish: {
     run: (c, f) => {
-      const mm = c.mmIndex
-      gatherFinish(c, false, list(f, 'pages'))
-      c.mmapWriteUnlock(mm)
-      c.markRevoked(mm, list(f, 'pages'))
-      c.emit('op', 'mprotect', 'returns 0')
-      c.ret()
+      gatherFinishFlush(c, false, list(f, 'pages'))
+      afterNotifier(c, f, 'finish_done', mprotectDone)
     },
   },
+  finish_done: { run: (c, f) => mprotectDone(c, f) },
+}
+
+/** tlb_finish_mmu()'s tail, mmap_write_unlock(), return. */
+function mprotectDone(c: Ctx, f: Parameters<Proc[string]['run']>[1]): void {
+  gatherFinishFree(c)
+  c.mmapWriteUnlock(c.mmIndex)
+  c.markRevoked(c.mmIndex, list(f, 'pages'))
+  c.emit('op', 'mprotect', 'returns 0')
+  c.ret()
 }
 
 function nextVma(c: Ctx, f: Parameters<Proc[string]['run']>[1]): void {
@@ -238,16 +253,22 @@ export const fork: Proc = {
   },
   /** After all VMAs: flush_tlb_mm(oldmm) (arch hook: whole mm), mmap_write_unlock, fork returns. */
   flush: {
-    run: (c) => {
+    run: (c, f) => {
       c.flushTlb(0, 'mm', [], 'flush_tlb_mm (dup_mmap)')
-      c.mmapWriteUnlock(0)
-      c.setLive(1)
-      c.markRevoked(
-        0,
-        c.sc.pages.map((_, i) => i),
-      )
-      c.emit('op', 'fork', 'returns the child pid')
-      c.ret()
+      afterNotifier(c, f, 'flush_done', forkDone)
     },
   },
+  flush_done: { run: (c) => forkDone(c) },
+}
+
+/** dup_mmap() after its flush: mmap_write_unlock(); the child runs; fork returns. */
+function forkDone(c: Ctx): void {
+  c.mmapWriteUnlock(0)
+  c.setLive(1)
+  c.markRevoked(
+    0,
+    c.sc.pages.map((_, i) => i),
+  )
+  c.emit('op', 'fork', 'returns the child pid')
+  c.ret()
 }

@@ -24,7 +24,7 @@ export const reclaim: Proc = {
     },
   },
   rs: rmapRangeStart,
-  unmap: rmapUnmap(
+  ...rmapUnmap(
     (_pte, f) => ({ pfn: -1, present: false, write: false, dirty: false, swp: num(f, 'slot') }),
     'set_pte_at (swap entry)',
     true,

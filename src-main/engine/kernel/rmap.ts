@@ -8,7 +8,7 @@
  */
 import type { Ctx } from '../ctx'
 import { ZERO_PFN, type CallFrame, type Pte } from '../state'
-import { num, type PcHandler } from './proc'
+import { afterNotifier, decodePte, encodePte, num, type PcHandler } from './proc'
 
 /**
  * The common start of migrate_folio_unmap() and shrink_folio_list(): find the mapped anon folio
@@ -46,8 +46,24 @@ export function rmapUnmap(
   entry: (pte: Pte, f: CallFrame) => Pte,
   entryFn: string,
   v415Invalidate: boolean,
-): PcHandler {
-  return {
+): { unmap: PcHandler; unmap_rest: PcHandler } {
+  /** After the flush (and its notifiers): the non-present entry, the rmap and the reference. */
+  const rest = (c: Ctx, f: CallFrame): void => {
+    const mm = c.mmIndex
+    const page = num(f, 'page')
+    const pte = decodePte(f.l.old!)!
+    delete f.l.old
+    if (pte.dirty) c.emit('frame', 'folio_mark_dirty', `pfn ${pte.pfn}`)
+    c.setPte(mm, page, entry(pte, f), entryFn)
+    const fr = c.folioW(pte.pfn)
+    fr.map--
+    c.emit('frame', 'page_remove_rmap', `pfn ${pte.pfn} mapcount ${fr.map}`)
+    c.putFrame(pte.pfn, 'folio_put (the PTE reference)')
+    c.unlockPtl(mm)
+    f.l.mapped = true
+    c.goto('rs_end')
+  }
+  const unmap: PcHandler = {
     guard: (c) => (c.ptlFree(c.mmIndex) ? null : 'page-table lock held'),
     run: (c: Ctx, f) => {
       const mm = c.mmIndex
@@ -69,15 +85,9 @@ export function rmapUnmap(
         c.flushTlb(mm, 'page', [page], 'arch_tlbbatch_add_pending (__flush_tlb_page_nosync)')
       }
       if (v415Invalidate) c.invalidateRange(mm, [page], 'try_to_unmap_one')
-      if (pte.dirty) c.emit('frame', 'folio_mark_dirty', `pfn ${pte.pfn}`)
-      c.setPte(mm, page, entry(pte, f), entryFn)
-      const fr = c.folioW(pte.pfn)
-      fr.map--
-      c.emit('frame', 'page_remove_rmap', `pfn ${pte.pfn} mapcount ${fr.map}`)
-      c.putFrame(pte.pfn, 'folio_put (the PTE reference)')
-      c.unlockPtl(mm)
-      f.l.mapped = true
-      c.goto('rs_end')
+      f.l.old = encodePte(pte)
+      afterNotifier(c, f, 'unmap_rest', rest)
     },
   }
+  return { unmap, unmap_rest: { run: rest } }
 }

@@ -39,7 +39,7 @@
  */
 import type { Ctx } from '../ctx'
 import type { CallFrame, Pte } from '../state'
-import { flag, list, type Proc } from './proc'
+import { afterNotifier, flag, list, type Proc } from './proc'
 
 const EVENT = 'MMU_NOTIFY_CLEAR'
 
@@ -144,13 +144,25 @@ export const thpSplit: Proc = {
   },
   /** v6.6 mmu_notifier_invalidate_range_end(); v4.15 mmu_notifier_invalidate_range_only_end(). */
   re: {
-    run: (c) => {
+    run: (c, f) => {
       c.rangeEnd(0, c.thpPages, true)
-      c.mmapReadUnlock(0)
-      c.emit('op', 'thp_split', `${H(c)} split into PTEs`)
-      c.ret()
+      afterNotifier(c, f, 'done', splitDone)
     },
   },
+  done: { run: (c) => splitDone(c) },
+}
+
+/** __split_huge_pmd() returned: mmap_read_unlock() in the caller. */
+function splitDone(c: Ctx): void {
+  c.mmapReadUnlock(0)
+  c.emit('op', 'thp_split', `${H(c)} split into PTEs`)
+  c.ret()
+}
+
+/** spin_unlock(pmd_ptl) after pmdp_collapse_flush(). */
+function collapseUnlock(c: Ctx): void {
+  c.pmdUnlock(0)
+  c.goto(isFile(c) ? 'sync' : 're')
 }
 
 function oldPfns(f: CallFrame): readonly number[] {
@@ -233,10 +245,10 @@ export const thpCollapse: Proc = {
         `PMD ${H(c)} := none (the PTE table is detached, its PTEs still map pfns ${oldPfns(f).join(',')})`,
       )
       c.flushTlb(0, 'range', c.thpPages, 'flush_tlb_range (pmdp_collapse_flush)')
-      c.pmdUnlock(0)
-      c.goto(isFile(c) ? 'sync' : 're')
+      afterNotifier(c, f, 'flush_unlock', collapseUnlock)
     },
   },
+  flush_unlock: { run: (c) => collapseUnlock(c) },
   /** mmu_notifier_invalidate_range_end() (v4.15: ->invalidate_range from it). */
   re: {
     run: (c) => {

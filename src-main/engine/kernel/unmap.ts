@@ -17,7 +17,7 @@
  */
 import type { Ctx } from '../ctx'
 import { ZERO_PFN, type CallFrame } from '../state'
-import { list, nextPte, num, vmaRuns, type Proc } from './proc'
+import { afterNotifier, list, nextPte, num, vmaRuns, type Proc } from './proc'
 
 function root(c: Ctx): CallFrame {
   return c.thread.stack[0]!
@@ -36,6 +36,12 @@ export function gatherInit(c: Ctx): void {
  * (fullmm) whatever this gather recorded; then flush and free; dec_tlb_flush_pending().
  */
 export function gatherFinish(c: Ctx, notify: boolean, pages: readonly number[]): void {
+  gatherFinishFlush(c, notify, pages)
+  gatherFinishFree(c)
+}
+
+/** tlb_finish_mmu()'s flush (the part that calls notifiers). */
+export function gatherFinishFlush(c: Ctx, notify: boolean, pages: readonly number[]): void {
   const mm = c.mmIndex
   if (c.tlbFlushNested(mm)) {
     c.emit(
@@ -47,8 +53,12 @@ export function gatherFinish(c: Ctx, notify: boolean, pages: readonly number[]):
     if (notify) c.invalidateRange(mm, pages, 'tlb_flush_mmu_tlbonly')
     root(c).l.g_range = []
   } else gatherFlush(c, notify, 'tlb_finish_mmu')
+}
+
+/** tlb_finish_mmu()'s tail: free the batch, dec_tlb_flush_pending(). */
+export function gatherFinishFree(c: Ctx): void {
   gatherFree(c)
-  c.tlbFlushPending(mm, -1)
+  c.tlbFlushPending(c.mmIndex, -1)
 }
 
 /**
@@ -146,6 +156,8 @@ export const zapVma: Proc = {
   force_flush: {
     run: (c, f) => zapUnlock(c, f, true),
   },
+  zap_rmaps: { run: (c, f) => zapRmaps(c, f) },
+  zap_free: { run: (c, f) => zapFree(c, f) },
   /** arm64 (no CONFIG_MMU_GATHER_MERGE_VMAS in v6.6) flushes at every VMA boundary. */
   end_vma: {
     run: (c) => {
@@ -220,16 +232,34 @@ function flushRmaps(c: Ctx): void {
  * a forced flush ran only after the unlock (tlb_flush_mmu).
  */
 function zapUnlock(c: Ctx, f: CallFrame, force: boolean): void {
-  const mm = c.mmIndex
-  const underPtl = c.sc.kernel.dirtyFlushUnderPtl
   delete f.l.ff
-  if (force && underPtl) {
+  if (force) f.l.zf = true
+  if (force && c.sc.kernel.dirtyFlushUnderPtl) {
     gatherFlush(c, true, 'zap_pte_range force_flush')
-    flushRmaps(c)
+    afterNotifier(c, f, 'zap_rmaps', zapRmaps)
+    return
   }
-  c.unlockPtl(mm)
-  if (force && !underPtl) gatherFlush(c, true, 'tlb_flush_mmu (force_flush, after the PTL)')
-  if (force) gatherFree(c)
+  zapRmaps(c, f)
+}
+
+/** After a forced flush under the PTL: tlb_flush_rmaps(), unlock; before 2014 the flush now. */
+function zapRmaps(c: Ctx, f: CallFrame): void {
+  const force = f.l.zf === true
+  const underPtl = c.sc.kernel.dirtyFlushUnderPtl
+  if (force && underPtl) flushRmaps(c)
+  c.unlockPtl(c.mmIndex)
+  if (force && !underPtl) {
+    gatherFlush(c, true, 'tlb_flush_mmu (force_flush, after the PTL)')
+    afterNotifier(c, f, 'zap_free', zapFree)
+    return
+  }
+  zapFree(c, f)
+}
+
+/** The forced flush's tlb_batch_pages_flush(), then the next PTE range or the end of the VMA. */
+function zapFree(c: Ctx, f: CallFrame): void {
+  if (f.l.zf === true) gatherFree(c)
+  delete f.l.zf
   if (num(f, 'i') >= 0) {
     c.goto('start') // `if (addr != end) goto again`
     return
@@ -336,14 +366,20 @@ export const munmap: Proc = {
   },
   finish: {
     run: (c, f) => {
-      const mm = c.mmIndex
-      gatherFinish(c, true, list(f, 'pages'))
-      c.mmapReadUnlock(mm)
-      c.markRevoked(mm, list(f, 'pages'), true)
-      c.emit('op', 'munmap', 'returns 0')
-      c.ret()
+      gatherFinishFlush(c, true, list(f, 'pages'))
+      afterNotifier(c, f, 'finish_done', munmapDone)
     },
   },
+  finish_done: { run: (c, f) => munmapDone(c, f) },
+}
+
+/** tlb_finish_mmu()'s free, mmap_read_unlock(), return. */
+function munmapDone(c: Ctx, f: CallFrame): void {
+  gatherFinishFree(c)
+  c.mmapReadUnlock(c.mmIndex)
+  c.markRevoked(c.mmIndex, list(f, 'pages'), true)
+  c.emit('op', 'munmap', 'returns 0')
+  c.ret()
 }
 
 /** madvise(MADV_DONTNEED): madvise_dontneed_single_vma -> zap_page_range_single per VMA, v6.6. */
@@ -389,19 +425,26 @@ export const madviseDontneed: Proc = {
   },
   vma_finish: {
     run: (c, f) => {
-      gatherFinish(c, true, runPages(f, num(f, 'vi')))
-      const vi = num(f, 'vi') + 1
-      f.l.vi = vi
-      if (vi < runCount(f)) {
-        c.goto('vma')
-        return
-      }
-      c.mmapReadUnlock(c.mmIndex)
-      c.markRevoked(c.mmIndex, list(f, 'pages'), true)
-      c.emit('op', 'madvise', 'returns 0')
-      c.ret()
+      gatherFinishFlush(c, true, runPages(f, num(f, 'vi')))
+      afterNotifier(c, f, 'vma_done', madviseVmaDone)
     },
   },
+  vma_done: { run: (c, f) => madviseVmaDone(c, f) },
+}
+
+/** zap_page_range_single()'s tlb_finish_mmu() free; the next VMA, or return. */
+function madviseVmaDone(c: Ctx, f: CallFrame): void {
+  gatherFinishFree(c)
+  const vi = num(f, 'vi') + 1
+  f.l.vi = vi
+  if (vi < runCount(f)) {
+    c.goto('vma')
+    return
+  }
+  c.mmapReadUnlock(c.mmIndex)
+  c.markRevoked(c.mmIndex, list(f, 'pages'), true)
+  c.emit('op', 'madvise', 'returns 0')
+  c.ret()
 }
 
 export { encodeRuns, runPages, runCount, runs }
@@ -438,14 +481,25 @@ export const unmapMappingRange: Proc = {
   },
   end: {
     run: (c, f) => {
-      const mm = c.mmIndex
-      const page = num(f, 'page')
-      c.rangeEnd(mm, [page], false)
-      gatherFinish(c, true, [page])
-      c.imapRead(mm, -1)
-      c.markRevoked(mm, [page])
-      c.emit('op', 'unmap_mapping_range', 'returns')
-      c.ret()
+      c.rangeEnd(c.mmIndex, [num(f, 'page')], false)
+      afterNotifier(c, f, 'end_gather', revokeGather)
     },
   },
+  end_gather: { run: (c, f) => revokeGather(c, f) },
+  end_done: { run: (c, f) => revokeDone(c, f) },
+}
+
+/** zap_page_range_single()'s tlb_finish_mmu() flush. */
+function revokeGather(c: Ctx, f: CallFrame): void {
+  gatherFinishFlush(c, true, [num(f, 'page')])
+  afterNotifier(c, f, 'end_done', revokeDone)
+}
+
+/** The free, i_mmap_unlock_read(), return. */
+function revokeDone(c: Ctx, f: CallFrame): void {
+  gatherFinishFree(c)
+  c.imapRead(c.mmIndex, -1)
+  c.markRevoked(c.mmIndex, [num(f, 'page')])
+  c.emit('op', 'unmap_mapping_range', 'returns')
+  c.ret()
 }

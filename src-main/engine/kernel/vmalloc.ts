@@ -18,8 +18,18 @@
  * and v6.6's flush_tlb_kernel_range() does not call the arch hook. Only the kernel-notifier
  * variant (2017, not merged) reaches a supervisor-PASID secondary, from the flush.
  */
-import { KERNEL_MM } from '../state'
-import { num, type Proc } from './proc'
+import type { Ctx } from '../ctx'
+import { KERNEL_MM, type CallFrame } from '../state'
+import { afterNotifier, list, num, type Proc } from './proc'
+
+/** __purge_vmap_area_lazy() after its flush: the areas are free; the old translations are stale. */
+function purged(c: Ctx, f: CallFrame): void {
+  const lazy = list(f, 'lazy')
+  delete f.l.lazy
+  for (const p of lazy) c.setVmapLazy(p, false)
+  c.markRevoked(KERNEL_MM, lazy)
+  c.goto('map')
+}
 
 export const vfree: Proc = {
   /** remove_vm_area(): vunmap_range_noflush() + free_vmap_area_noflush(). */
@@ -65,13 +75,14 @@ export const vmalloc: Proc = {
         const hi = Math.max(...lazy)
         const span = c.sc.pages.map((_, p) => p).filter((p) => p >= lo && p <= hi)
         c.flushTlbKernelRange(span, 'flush_tlb_kernel_range (__purge_vmap_area_lazy)')
-        for (const p of lazy) c.setVmapLazy(p, false)
-        // The purge flushed and returned: translations of the old pages are now stale for good.
-        c.markRevoked(KERNEL_MM, lazy)
+        f.l.lazy = lazy
+        afterNotifier(c, f, 'purged', purged)
+        return
       }
       c.goto('map')
     },
   },
+  purged: { run: (c, f) => purged(c, f) },
   /** __vmalloc_area_node(): alloc_pages, then vmap_pages_range() sets the PTE. */
   map: {
     run: (c, f) => {

@@ -19,7 +19,8 @@
  * says; it does not serialise with zap_pte_range, which marks the folio dirty without it.
  */
 import type { Ctx } from '../ctx'
-import { num, type Proc } from './proc'
+import type { CallFrame } from '../state'
+import { afterNotifier, decodePte, encodePte, num, type Proc } from './proc'
 
 /** The page under writeback is the op's `page` local; `cleaned` is folio_mkclean's count. */
 export const writeback: Proc = {
@@ -92,25 +93,23 @@ export const writeback: Proc = {
         c.setPte(mm, page, null, 'ptep_clear_flush')
         // flush_tlb_page() only if pte_accessible(): a PROT_NONE PTE is in no TLB.
         if (pte.present) c.flushTlb(mm, 'page', [page], 'flush_tlb_page (ptep_clear_flush)')
-        c.setPte(mm, page, { ...pte, write: false, dirty: false }, 'set_pte_at (pte_wrprotect + pte_mkclean)')
-        f.l.cleaned = 1
+        f.l.old = encodePte(pte)
+        afterNotifier(c, f, 'mk_set', mkSet)
+        return
       }
       c.unlockPtl(mm)
       c.goto('mk_re')
     },
   },
+  mk_set: { run: (c, f) => mkSet(c, f) },
   /** mmu_notifier_invalidate_range_end(); i_mmap_unlock_read(); then back in folio_clear_dirty_for_io. */
   mk_re: {
     run: (c, f) => {
-      const page = num(f, 'page')
-      c.rangeEnd(0, [page], false)
-      c.imapRead(0, -1)
-      if (num(f, 'cleaned') > 0)
-        c.folioMarkDirty(page, 'folio_clear_dirty_for_io: folio_mkclean() cleaned a PTE')
-      delete f.l.cleaned
-      clearDirty(c, f)
+      c.rangeEnd(0, [num(f, 'page')], false)
+      afterNotifier(c, f, 'mk_done', mkDone)
     },
   },
+  mk_done: { run: (c, f) => mkDone(c, f) },
   /**
    * ->writepage: the I/O takes the folio's contents as they are now (a write through a stale
    * TLB entry before this step still reaches disk; one after it does not), then
@@ -126,6 +125,26 @@ export const writeback: Proc = {
       c.ret()
     },
   },
+}
+
+/** page_vma_mkclean_one() after ptep_clear_flush(): the write-protected, clean PTE; unlock. */
+function mkSet(c: Ctx, f: CallFrame): void {
+  const page = num(f, 'page')
+  const pte = decodePte(f.l.old!)!
+  delete f.l.old
+  c.setPte(0, page, { ...pte, write: false, dirty: false }, 'set_pte_at (pte_wrprotect + pte_mkclean)')
+  f.l.cleaned = 1
+  c.unlockPtl(0)
+  c.goto('mk_re')
+}
+
+/** After range_end: i_mmap_unlock_read(), then folio_clear_dirty_for_io()'s bookkeeping. */
+function mkDone(c: Ctx, f: CallFrame): void {
+  const page = num(f, 'page')
+  c.imapRead(0, -1)
+  if (num(f, 'cleaned') > 0) c.folioMarkDirty(page, 'folio_clear_dirty_for_io: folio_mkclean() cleaned a PTE')
+  delete f.l.cleaned
+  clearDirty(c, f)
 }
 
 /** folio_test_clear_dirty() at the end of folio_clear_dirty_for_io(); writes only if it was dirty. */
