@@ -686,7 +686,7 @@ export class Ctx {
   }
   vmapLazy(page: number): boolean {
     this.rd(Res.vlazy(page))
-    return this.s.vlazy[page]!
+    return this.s.vlazy[page] === true
   }
   setVmapLazy(page: number, v: boolean): void {
     this.wr(Res.vlazy(page))
@@ -842,30 +842,8 @@ export class Ctx {
       if (iotlb) this.kinds[c.kind]++
       if (d.ats) this.kinds.atc++
     }
-    const dropIotlb = (): void => {
-      const sec = this.secW(i)
-      const before = sec.entries.length
-      sec.entries = this.dropFrom(sec.entries, pages, (p) => Res.sec(i, p))
-      this.dropWalkCache(i, pages, why)
-      const level = d.ats ? 'IOTLB ' : ''
-      this.emit(
-        'sec-inval',
-        why,
-        `${d.name}: invalidate ${level}${this.rangeText(pages)} (${this.dropped(before, sec.entries)})`,
-      )
-    }
-    const dropAtc = (): void => {
-      const sec = this.secW(i)
-      const before = sec.atc.length
-      sec.atc = this.dropFrom(sec.atc, pages, (p) => Res.sec(i, p))
-      this.emit(
-        'sec-inval',
-        why,
-        `${d.name}: invalidate ATC ${this.rangeText(pages)} (${this.dropped(before, sec.atc)})`,
-      )
-    }
     if (!d.ats) {
-      if (iotlb) dropIotlb()
+      if (iotlb) this.dropIotlb(i, pages, why)
       else
         this.emit('sec-inval', why, `${d.name}: BTM: the IOTLB is left to snooped TLBIs; no ATC: no command`)
       return
@@ -876,12 +854,12 @@ export class Ctx {
         why,
         `${d.name}: BTM: the IOTLB is left to snooped TLBIs; the ATC is not snooped`,
       )
-      dropAtc()
+      this.dropAtc(i, pages, why)
       return
     }
     if (d.atcOrder === 'iotlb-first') {
-      dropIotlb()
-      dropAtc()
+      this.dropIotlb(i, pages, why)
+      this.dropAtc(i, pages, why)
       return
     }
     // atc-first: the ATC command completes, and the IOTLB command is a step of its own (the
@@ -889,8 +867,35 @@ export class Ctx {
     // translation request that the IOMMU answers from the IOTLB it has not invalidated yet.
     // Kernel code after a notifier call continues only after it (proc.ts afterNotifier;
     // step() refuses a step that changes anything else once a command is owed).
-    dropAtc()
+    this.dropAtc(i, pages, why)
     ;(this.owed ??= []).push({ sec: i, pages: pages === null ? null : pages.slice(), why })
+  }
+
+  /** A driver's IOTLB command (and, v6.6 non-leaf, its walk cache). */
+  private dropIotlb(i: number, pages: readonly number[] | null, why: string): void {
+    const d = this.sc.secondaries[i]!
+    const sec = this.secW(i)
+    const before = sec.entries.length
+    sec.entries = this.dropFrom(sec.entries, pages, (p) => Res.sec(i, p))
+    this.dropWalkCache(i, pages, why)
+    if (this.tracing)
+      this.emit(
+        'sec-inval',
+        why,
+        `${d.name}: invalidate ${d.type === 'hw-walker' && d.ats ? 'IOTLB ' : ''}${this.rangeText(pages)} (${this.dropped(before, sec.entries)})`,
+      )
+  }
+  /** A driver's device-ATC command (ATS). */
+  private dropAtc(i: number, pages: readonly number[] | null, why: string): void {
+    const sec = this.secW(i)
+    const before = sec.atc.length
+    sec.atc = this.dropFrom(sec.atc, pages, (p) => Res.sec(i, p))
+    if (this.tracing)
+      this.emit(
+        'sec-inval',
+        why,
+        `${this.sc.secondaries[i]!.name}: invalidate ATC ${this.rangeText(pages)} (${this.dropped(before, sec.atc)})`,
+      )
   }
 
   /** The IOTLB command an atc-first driver sends after its ATC command (see `owed`). */

@@ -297,7 +297,8 @@ export function initialState(sc: Scenario): LabState {
     swapCache: [],
     files,
     flags: sc.flags.map(() => false),
-    vlazy: sc.pages.map(() => false),
+    // Only kernel pages have vmap areas (an empty list keeps the other scenarios' hash short).
+    vlazy: hasKernel ? sc.pages.map(() => false) : [],
   }
 }
 

@@ -187,11 +187,11 @@ export function step(
     c.emit('op', decl.opText[th.op]!.split(' ')[0]!, `${decl.name}: ${decl.opText[th.op]}`)
   }
   const f = th.stack[th.stack.length - 1]!
-  const at = `${f.proc}.${f.pc}`
-  PROCS[f.proc]![f.pc]!.run(c, f)
+  const pc = f.pc
+  PROCS[f.proc]![pc]!.run(c, f)
   if (c.owed && c.afterOwed !== null)
     throw new Error(
-      `model bug: ${at} changes the machine after an atc-first driver's first command; the step must end at the notifier call`,
+      `model bug: ${f.proc}.${pc} changes the machine after an atc-first driver's first command; the step must end at the notifier call`,
     )
   // A callee's return value is read by the step right after the call: dead afterwards.
   delete f.l.ret

@@ -38,6 +38,11 @@ export function ptepSetAccessFlags(c: Ctx, mm: number, page: number, entry: Pte,
   return true
 }
 
+/** Popple v1's range_end returned: done. */
+function upgDone(c: Ctx, _f: CallFrame): void {
+  finish(c, c.mmIndex, 'ok')
+}
+
 /** wp_page_reuse() after ptep_set_access_flags(): unlock, done. */
 function reuseDone(c: Ctx, _f: CallFrame): void {
   c.unlockPtl(c.mmIndex)
@@ -67,7 +72,8 @@ function mkwriteDone(c: Ctx, f: CallFrame): void {
 }
 
 /** wp_page_copy() after range_end: drop the references, done (or retry if it backed off). */
-function cowDone(c: Ctx, f: CallFrame, old: Pte): void {
+function cowDone(c: Ctx, f: CallFrame): void {
+  const old = decodePte(f.l.orig!)!
   if (f.l.copied === true) c.putFrame(old.pfn)
   else c.putFrame(num(f, 'new'))
   c.putFrame(old.pfn)
@@ -382,10 +388,10 @@ export const handleMmFault: Proc = {
   upg_end: {
     run: (c, f) => {
       c.rangeEnd(c.mmIndex, [num(f, 'page')], false)
-      afterNotifier(c, f, 'upg_done', (c) => finish(c, c.mmIndex, 'ok'))
+      afterNotifier(c, f, 'upg_done', upgDone)
     },
   },
-  upg_done: { run: (c) => finish(c, c.mmIndex, 'ok') },
+  upg_done: { run: (c, f) => upgDone(c, f) },
   /** wp_page_copy() v6.6 mm/memory.c: mmu_notifier_invalidate_range_start(MMU_NOTIFY_CLEAR). */
   cow_rs: {
     run: (c, f) => {
@@ -462,11 +468,9 @@ export const handleMmFault: Proc = {
    */
   cow_end: {
     run: (c, f) => {
-      const mm = c.mmIndex
-      const old = decodePte(f.l.orig!)!
-      c.rangeEnd(mm, [num(f, 'page')], true)
-      afterNotifier(c, f, 'cow_done', (c, f) => cowDone(c, f, old))
+      c.rangeEnd(c.mmIndex, [num(f, 'page')], true)
+      afterNotifier(c, f, 'cow_done', cowDone)
     },
   },
-  cow_done: { run: (c, f) => cowDone(c, f, decodePte(f.l.orig!)!) },
+  cow_done: { run: (c, f) => cowDone(c, f) },
 }
