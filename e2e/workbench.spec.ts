@@ -176,6 +176,40 @@ test('kernel mappings: the kernel-notifier variant column, and a step inspector 
   await expect(state).toContainText('iommu ATC')
 })
 
+test('lost dirty data and a walk cache: the matrix, the why line, and the machine state', async ({
+  page,
+}) => {
+  // Writeback (2022 race, row 14): the lost-dirty column and the folio / disk rows.
+  await lab.openScenario('zap-writeback.device.yaml')
+  await lab.selectPolicies(['start-end', 'arch-hook'])
+  await lab.run()
+  await expect(lab.overall('start-end')).toHaveAttribute('data-match', 'true')
+  await expect(lab.cell('start-end', 'lost-dirty')).toHaveAttribute('data-verdict', 'violated')
+  await expect(lab.cell('arch-hook', 'lost-dirty')).toHaveAttribute('data-verdict', 'holds')
+  const cx = page.locator('[data-testid="counterexample"][data-policy="start-end"]').first()
+  await expect(cx.getByTestId('why')).toContainText('disk(')
+  await cx.getByTestId('open-trace').click()
+  await lab.tracePane('left').locator('[data-testid="trace-row"]').last().click()
+  const state = lab.inspector.getByTestId('inspector-state')
+  await expect(state).toContainText('folio F')
+  await lab.screenshot('07-lost-dirty')
+
+  // THP collapse with a leaf-only walk cache (khugepaged, §5.8): the PTE table and walk-cache rows.
+  await lab.openScenario('thp-collapse.walk-cache-leaf-only.yaml')
+  await lab.selectPolicies(['arch-hook'])
+  await lab.run()
+  await expect(lab.overall('arch-hook')).toHaveAttribute('data-match', 'true')
+  await page
+    .locator('[data-testid="counterexample"][data-policy="arch-hook"]')
+    .first()
+    .getByTestId('open-trace')
+    .click()
+  await lab.tracePane('left').locator('[data-testid="trace-row"][data-violation]').first().click()
+  await expect(state).toContainText('PTE table')
+  await expect(state).toContainText('walk cache')
+  await lab.screenshot('08-thp-walk-cache')
+})
+
 test('a long run shows progress and cancels promptly', async ({ page }) => {
   test.setTimeout(120_000)
   await lab.openScenario(COW)
