@@ -315,14 +315,53 @@ export class Ctx {
     this.rd(Res.pt(mm))
     return this.s.mms[mm]!.pt
   }
-  /** free_pgtables(): the PTE page goes when no VMA is left in its range (all pages share one PMD). */
-  freePgtables(mm: number): void {
+  /**
+   * free_pgtables() (v6.6 mm/mmap.c, called by unmap_region() after unmap_vmas()): the PTE page
+   * goes when no VMA is left in its range (all pages share one PMD). free_pte_range() does
+   * pmd_clear() and pte_free_tlb(): the page is unlinked from the PMD and queued in the
+   * mmu_gather (tlb_remove_table / tlb_remove_page), not freed yet; tlb_finish_mmu() frees it
+   * after its flush (see freeDetachedTable). Without `thp:` the unlinked page's (empty) PTEs
+   * are kept in `tbl` until then, so a walk cache that still points at it reads it, and a walk
+   * after the free is a use-after-free. Only a walk cache can tell the unlinked page from the
+   * freed one, so that window (and the freed_tables flush, see unmap.ts) is modelled only when
+   * a hw-walker has walk_cache: every other scenario keeps its trace and state space.
+   * Returns whether the PTE page was unlinked.
+   */
+  freePgtables(mm: number): boolean {
     const m = this.s.mms[mm]!
-    for (let p = 0; p < m.vmas.length; p++) if (this.vma(mm, p) !== null) return
-    if (!m.pt) return
+    for (let p = 0; p < m.vmas.length; p++) if (this.vma(mm, p) !== null) return false
+    this.rd(Res.pt(mm))
+    if (!m.pt) return false
     this.wr(Res.pt(mm))
-    this.mmW(mm).pt = false
-    this.emit('info', 'free_pgtables', 'no VMA left: the PTE page is freed')
+    const w = this.mmW(mm)
+    w.pt = false
+    if (this.sc.thp === null && this.walkCaches) {
+      w.tbl = w.ptes.slice()
+      this.emit(
+        'info',
+        'free_pgtables',
+        'no VMA left: free_pte_range: pmd_clear, pte_free_tlb (the PTE page is unlinked and queued in the mmu_gather; freed_tables = 1)',
+      )
+    } else this.emit('info', 'free_pgtables', 'no VMA left: the PTE page is freed')
+    return true
+  }
+  /**
+   * tlb_finish_mmu() -> tlb_flush_mmu() -> tlb_flush_mmu_free() -> tlb_table_flush() (v6.6
+   * mm/mmu_gather.c): after the TLB flush, the PTE page that free_pgtables() queued is freed
+   * (x86 and arm64 select MMU_GATHER_RCU_TABLE_FREE: after an RCU grace period or the IPI of
+   * tlb_remove_table_sync_one, neither of which an IOMMU walk waits for). Non-THP scenarios.
+   */
+  freeDetachedTable(mm: number): void {
+    if (this.sc.thp !== null || !this.walkCaches) return
+    this.rd(Res.pt(mm))
+    if (this.s.mms[mm]!.tbl === null) return
+    this.wr(Res.pt(mm))
+    this.mmW(mm).tbl = null
+    this.emit('frame', 'tlb_finish_mmu: tlb_table_flush', 'the PTE page unlinked by free_pgtables is freed')
+  }
+  /** Some hw-walker has a walk cache (walk_cache: true). */
+  get walkCaches(): boolean {
+    return this.sc.secondaries.some((d) => d.type === 'hw-walker' && d.walkCache)
   }
   // ---- THP: the huge page's PMD, its PTE table, pmd_lock, GUP-fast ----------------------
   /** The huge page's subpages (the scenario's `thp:`), or none. */
@@ -920,7 +959,11 @@ export class Ctx {
   private dropWalkCache(i: number, pages: readonly number[] | null, why: string): void {
     const d = this.sc.secondaries[i]!
     if (d.type !== 'hw-walker' || !d.walkCache) return
-    if (pages !== null && !this.thpPages.some((p) => pages.includes(p))) return
+    // Without thp: every page lives under the one PMD, so any address of the range selects the
+    // walk-cache entry for that PMD (SMMU CMD_TLBI_NH_VA with Leaf=0 and VT-d PASID-based
+    // IOTLB invalidation with IH=0 drop the paging-structure entries used for the address).
+    const pmd = this.sc.thp === null ? null : this.thpPages
+    if (pages !== null && (pmd === null ? pages.length === 0 : !pmd.some((p) => pages.includes(p)))) return
     if (!this.walkCached(i)) return
     if (d.leafOnly) {
       this.emit('sec-inval', why, `${d.name}: leaf-only invalidation: the walk cache keeps the PTE table`)

@@ -29,6 +29,7 @@ export function diffStates(sc: Scenario, a: LabState, b: LabState): string[] {
   const out: string[] = []
   const name = (p: number): string => sc.pages[p]!.name
   const kernel = (p: number): boolean => sc.pages[p]!.kind === 'kernel'
+  const walkCaches = sc.secondaries.some((d) => d.type === 'hw-walker' && d.walkCache)
   a.mms.forEach((m, i) => {
     const n = b.mms[i]!
     const who = i === 0 ? 'PTE' : i === 1 ? 'child PTE' : 'kernel PTE'
@@ -40,6 +41,8 @@ export function diffStates(sc: Scenario, a: LabState, b: LabState): string[] {
     })
     if (sc.thp && i === 0 && (JSON.stringify(m.tbl) !== JSON.stringify(n.tbl) || m.pt !== n.pt))
       out.push(`PTE table: ${tableText(m)} -> ${tableText(n)}`)
+    else if (!sc.thp && i === 0 && walkCaches && ((m.tbl !== null) !== (n.tbl !== null) || m.pt !== n.pt))
+      out.push(`PTE page: ${pageText(m)} -> ${pageText(n)}`)
     m.vmas.forEach((v, j) => {
       if (v !== n.vmas[j])
         out.push(`${i === 0 ? 'VMA' : 'child VMA'} ${name(j)}: ${v ?? 'none'} -> ${n.vmas[j] ?? 'none'}`)
@@ -82,6 +85,12 @@ export function diffStates(sc: Scenario, a: LabState, b: LabState): string[] {
     if (o.disk !== f.disk) out.push(`disk ${name(i)}: ${o.disk} -> ${f.disk}`)
   })
   return out
+}
+
+/** Where the one PTE page is (walk-cache scenarios without thp:; munmap's free_pgtables). */
+function pageText(m: LabState['mms'][number]): string {
+  if (m.pt) return 'linked in the PMD'
+  return m.tbl ? 'unlinked by free_pgtables, not yet freed' : 'none (freed)'
 }
 
 /** Where the huge page's PTE table is (THP scenarios). */

@@ -518,11 +518,6 @@ export function validateScenario(raw: unknown): Scenario {
         s.walk_cache === undefined ? false : bool(s.walk_cache, [...path, 'walk_cache'], issues, 'walk_cache')
       const leafOnly =
         s.leaf_only === undefined ? false : bool(s.leaf_only, [...path, 'leaf_only'], issues, 'leaf_only')
-      if (walkCache && raw.thp === undefined)
-        issues.add(
-          [...path, 'walk_cache'],
-          "walk caches are modelled for a huge page's PTE table (khugepaged, split): declare the huge page under thp:",
-        )
       if (leafOnly && walkCache !== true)
         issues.add(
           [...path, 'leaf_only'],

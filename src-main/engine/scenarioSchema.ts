@@ -167,7 +167,7 @@ export function scenarioJsonSchema(): object {
             walk_cache: {
               type: 'boolean',
               description:
-                "The walker caches non-leaf entries (the PMD's pointer to the huge page's PTE table); only a non-leaf invalidation drops them (needs thp:)",
+                "The walker caches non-leaf entries (the PMD's pointer to the PTE table: the huge page's under thp:, else the one PTE page that munmap's free_pgtables frees); only a non-leaf invalidation drops them",
             },
             leaf_only: {
               type: 'boolean',

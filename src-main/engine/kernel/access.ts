@@ -74,7 +74,9 @@ function hardwareWalk(
  */
 function iommuWalk(c: Ctx, mm: number, page: number, via: number): Pte | null | 'aborted' {
   const d = c.sc.secondaries[via]!
-  if (d.type !== 'hw-walker' || !d.walkCache || !c.isThp(page)) return c.pte(mm, page)
+  if (d.type !== 'hw-walker' || !d.walkCache) return c.pte(mm, page)
+  if (c.sc.thp === null) return pmdWalk(c, mm, page, via, d.name)
+  if (!c.isThp(page)) return c.pte(mm, page)
   if (c.walkCached(via)) {
     if (c.pmdPopulated(mm)) return c.pte(mm, page)
     const t = c.table(mm)
@@ -98,6 +100,46 @@ function iommuWalk(c: Ctx, mm: number, page: number, via: number): Pte | null | 
   if (pte && !pte.huge && c.pmdPopulated(mm)) {
     c.setWalkCache(via, true)
     c.emit('fill', 'IOMMU page walk', `${d.name} walk cache: PMD -> the PTE table of ${c.sc.thp!.name}`)
+  }
+  return pte
+}
+
+/**
+ * The walk of a hw-walker with a walk cache in a scenario without `thp:`: every user page lives
+ * in the one PTE page under one PMD. A walk that reads a PMD linking that PTE page caches the
+ * pointer, whatever the PTE says (walk caches hold valid table descriptors; a missing leaf is
+ * not cached). A walk with the pointer cached reads the PTE page without reading the PMD: after
+ * munmap's free_pgtables() (v6.6 mm/mmap.c) unlinked it, it reads the unlinked page (its PTEs
+ * are all none: the access faults); once tlb_finish_mmu() freed it, the walk reads freed memory,
+ * a use-after-free of the page-table page, and the access is abandoned. Only the user mm has
+ * a notifier subscription (a supervisor PASID's kernel walks are not cached here), and no op
+ * creates a VMA after munmap, so a PMD linked again never points at another PTE page.
+ */
+function pmdWalk(c: Ctx, mm: number, page: number, via: number, name: string): Pte | null | 'aborted' {
+  if (mm !== 0) return c.pte(mm, page)
+  if (c.walkCached(via)) {
+    if (c.pmdPopulated(mm)) return c.pte(mm, page)
+    const t = c.table(mm)
+    if (t === null) {
+      c.violate(
+        'use-after-free',
+        `${c.name}: ${name} walks ${c.pageName(page)} through its walk-cache entry for the PTE page, but munmap's free_pgtables unlinked that page-table page and tlb_finish_mmu freed it (pte_free_tlb, freed_tables): the walk reads freed memory`,
+      )
+      c.ret()
+      return 'aborted'
+    }
+    const old = t[page] ?? null
+    c.emit(
+      'info',
+      'IOMMU walk cache',
+      `${name}: walk ${c.pageName(page)} through the cached PTE page, unlinked by free_pgtables and not yet freed (${old ? `finds pfn ${old.pfn}` : 'finds no PTE'})`,
+    )
+    return old
+  }
+  const pte = c.pte(mm, page)
+  if (c.pmdPopulated(mm)) {
+    c.setWalkCache(via, true)
+    c.emit('fill', 'IOMMU page walk', `${name} walk cache: PMD -> the PTE page`)
   }
   return pte
 }
