@@ -66,24 +66,33 @@ function hardwareWalk(
 }
 
 /**
- * The IOMMU's walk of the CPU page table for a hw-walker with a walk cache: a cached pointer
- * to the huge page's PTE table is used without reading the PMD (the table is read wherever it
- * now is: linked, detached by pmdp_collapse_flush, or deposited); a walk through a table that
- * was freed reads freed memory (a use-after-free of the page-table page, and the access is
- * abandoned). A walk that reads the PMD and finds a PTE table caches it.
+ * The IOMMU's walk of the CPU page table for a hw-walker with a walk cache. A walk that reads
+ * a PMD linking a PTE table caches the pointer (walk caches hold valid table descriptors,
+ * whatever the leaf says); a walk with the pointer cached reads that table without reading the
+ * PMD, wherever the table now is:
+ * - THP (`thp:`): linked, detached by pmdp_collapse_flush, or deposited under the huge PMD;
+ * - otherwise the one PTE page of the user pages: linked, unlinked by munmap's free_pgtables()
+ *   (v6.6 mm/mmap.c; its PTEs are all none, the access faults), or freed by tlb_finish_mmu().
+ * A walk through a freed table reads freed memory: a use-after-free of the page-table page, and
+ * the access is abandoned. Only the user mm is walked through the cache (a supervisor PASID's
+ * kernel walks are not cached here), and no op creates a VMA after munmap, so a PMD linked
+ * again never points at another PTE page.
  */
 function iommuWalk(c: Ctx, mm: number, page: number, via: number): Pte | null | 'aborted' {
   const d = c.sc.secondaries[via]!
-  if (d.type !== 'hw-walker' || !d.walkCache) return c.pte(mm, page)
-  if (c.sc.thp === null) return pmdWalk(c, mm, page, via, d.name)
-  if (!c.isThp(page)) return c.pte(mm, page)
+  if (d.type !== 'hw-walker' || !d.walkCache || mm !== 0) return c.pte(mm, page)
+  const thp = c.sc.thp !== null
+  if (thp && !c.isThp(page)) return c.pte(mm, page)
+  const table = thp ? `the PTE table of ${c.sc.thp!.name}` : 'the PTE page'
   if (c.walkCached(via)) {
     if (c.pmdPopulated(mm)) return c.pte(mm, page)
     const t = c.table(mm)
     if (t === null) {
       c.violate(
         'use-after-free',
-        `${c.name}: ${d.name} walks ${c.pageName(page)} through its walk-cache entry for the PTE table, but that page-table page was freed (pte_free): the walk reads freed memory`,
+        thp
+          ? `${c.name}: ${d.name} walks ${c.pageName(page)} through its walk-cache entry for the PTE table, but that page-table page was freed (pte_free): the walk reads freed memory`
+          : `${c.name}: ${d.name} walks ${c.pageName(page)} through its walk-cache entry for the PTE page, but munmap's free_pgtables unlinked that page-table page and tlb_finish_mmu freed it (pte_free_tlb, freed_tables): the walk reads freed memory`,
       )
       c.ret()
       return 'aborted'
@@ -92,54 +101,17 @@ function iommuWalk(c: Ctx, mm: number, page: number, via: number): Pte | null | 
     c.emit(
       'info',
       'IOMMU walk cache',
-      `${d.name}: walk ${c.pageName(page)} through the cached PTE table, no longer linked in the PMD (${old ? `finds pfn ${old.pfn}` : 'finds no PTE'})`,
+      thp
+        ? `${d.name}: walk ${c.pageName(page)} through the cached PTE table, no longer linked in the PMD (${old ? `finds pfn ${old.pfn}` : 'finds no PTE'})`
+        : `${d.name}: walk ${c.pageName(page)} through the cached PTE page, unlinked by free_pgtables and not yet freed (${old ? `finds pfn ${old.pfn}` : 'finds no PTE'})`,
     )
     return old && !old.huge ? old : null
   }
   const pte = c.pte(mm, page)
-  if (pte && !pte.huge && c.pmdPopulated(mm)) {
+  // A huge PMD maps the page itself: no PTE table to cache.
+  if (!(pte && pte.huge) && (thp ? pte !== null : true) && c.pmdPopulated(mm)) {
     c.setWalkCache(via, true)
-    c.emit('fill', 'IOMMU page walk', `${d.name} walk cache: PMD -> the PTE table of ${c.sc.thp!.name}`)
-  }
-  return pte
-}
-
-/**
- * The walk of a hw-walker with a walk cache in a scenario without `thp:`: every user page lives
- * in the one PTE page under one PMD. A walk that reads a PMD linking that PTE page caches the
- * pointer, whatever the PTE says (walk caches hold valid table descriptors; a missing leaf is
- * not cached). A walk with the pointer cached reads the PTE page without reading the PMD: after
- * munmap's free_pgtables() (v6.6 mm/mmap.c) unlinked it, it reads the unlinked page (its PTEs
- * are all none: the access faults); once tlb_finish_mmu() freed it, the walk reads freed memory,
- * a use-after-free of the page-table page, and the access is abandoned. Only the user mm has
- * a notifier subscription (a supervisor PASID's kernel walks are not cached here), and no op
- * creates a VMA after munmap, so a PMD linked again never points at another PTE page.
- */
-function pmdWalk(c: Ctx, mm: number, page: number, via: number, name: string): Pte | null | 'aborted' {
-  if (mm !== 0) return c.pte(mm, page)
-  if (c.walkCached(via)) {
-    if (c.pmdPopulated(mm)) return c.pte(mm, page)
-    const t = c.table(mm)
-    if (t === null) {
-      c.violate(
-        'use-after-free',
-        `${c.name}: ${name} walks ${c.pageName(page)} through its walk-cache entry for the PTE page, but munmap's free_pgtables unlinked that page-table page and tlb_finish_mmu freed it (pte_free_tlb, freed_tables): the walk reads freed memory`,
-      )
-      c.ret()
-      return 'aborted'
-    }
-    const old = t[page] ?? null
-    c.emit(
-      'info',
-      'IOMMU walk cache',
-      `${name}: walk ${c.pageName(page)} through the cached PTE page, unlinked by free_pgtables and not yet freed (${old ? `finds pfn ${old.pfn}` : 'finds no PTE'})`,
-    )
-    return old
-  }
-  const pte = c.pte(mm, page)
-  if (c.pmdPopulated(mm)) {
-    c.setWalkCache(via, true)
-    c.emit('fill', 'IOMMU page walk', `${name} walk cache: PMD -> the PTE page`)
+    c.emit('fill', 'IOMMU page walk', `${d.name} walk cache: PMD -> ${table}`)
   }
   return pte
 }
