@@ -109,6 +109,25 @@ export class LabPage {
     return out
   }
 
+  /**
+   * Opens `scenario`, runs `policies`, expects every one to match its `expect`, opens the first
+   * counterexample of `policy` and selects its violating step. Returns the inspector's machine
+   * state after that step.
+   */
+  async violatingState(scenario: string, policies: readonly string[], policy: string): Promise<Locator> {
+    await this.openScenario(scenario)
+    await this.selectPolicies(policies)
+    await this.run()
+    for (const p of policies) await expect(this.overall(p)).toHaveAttribute('data-match', 'true')
+    await this.page
+      .locator(`[data-testid="counterexample"][data-policy="${policy}"]`)
+      .first()
+      .getByTestId('open-trace')
+      .click()
+    await this.tracePane('left').locator('[data-testid="trace-row"][data-violation]').first().click()
+    return this.inspector.getByTestId('inspector-state')
+  }
+
   tracePane(side: 'left' | 'right'): Locator {
     return this.page.locator(`[data-testid="trace-view"][data-side="${side}"]`)
   }

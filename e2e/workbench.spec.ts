@@ -162,18 +162,9 @@ test('kernel mappings: the kernel-notifier variant column, and a step inspector 
   await lab.screenshot('06-kernel-notifier')
 
   // ATS: the inspector shows the IOTLB and the device ATC as two rows.
-  await lab.openScenario('munmap-uaf.atc-first.yaml')
-  await lab.selectPolicies(['arch-hook'])
-  await lab.run()
-  await expect(lab.overall('arch-hook')).toHaveAttribute('data-match', 'true')
-  await page
-    .locator('[data-testid="counterexample"][data-policy="arch-hook"]')
-    .first()
-    .getByTestId('open-trace')
-    .click()
-  await lab.tracePane('left').locator('[data-testid="trace-row"][data-violation]').click()
-  await expect(state).toContainText('iommu IOTLB')
-  await expect(state).toContainText('iommu ATC')
+  const ats = await lab.violatingState('munmap-uaf.atc-first.yaml', ['arch-hook'], 'arch-hook')
+  await expect(ats).toContainText('iommu IOTLB')
+  await expect(ats).toContainText('iommu ATC')
 })
 
 test('lost dirty data and a walk cache: the matrix, the why line, and the machine state', async ({
@@ -195,18 +186,9 @@ test('lost dirty data and a walk cache: the matrix, the why line, and the machin
   await lab.screenshot('07-lost-dirty')
 
   // THP collapse with a leaf-only walk cache (khugepaged, §5.8): the PTE table and walk-cache rows.
-  await lab.openScenario('thp-collapse.walk-cache-leaf-only.yaml')
-  await lab.selectPolicies(['arch-hook'])
-  await lab.run()
-  await expect(lab.overall('arch-hook')).toHaveAttribute('data-match', 'true')
-  await page
-    .locator('[data-testid="counterexample"][data-policy="arch-hook"]')
-    .first()
-    .getByTestId('open-trace')
-    .click()
-  await lab.tracePane('left').locator('[data-testid="trace-row"][data-violation]').first().click()
-  await expect(state).toContainText('PTE table')
-  await expect(state).toContainText('walk cache')
+  const thp = await lab.violatingState('thp-collapse.walk-cache-leaf-only.yaml', ['arch-hook'], 'arch-hook')
+  await expect(thp).toContainText('PTE table')
+  await expect(thp).toContainText('walk cache')
   await lab.screenshot('08-thp-walk-cache')
 })
 
