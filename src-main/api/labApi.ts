@@ -15,6 +15,7 @@ import {
   NotebookRunCellSchema,
   NotebookSaveSchema,
   NotebookStatusSchema,
+  RunFields,
   type Notebook,
   type NotebookDocument,
   type NotebookStatus,
@@ -51,17 +52,13 @@ export const RunRequestSchema = z.object({
   text: z.string().max(1_000_000),
   /** Where it came from, for messages; null for an unsaved buffer. */
   file: z.string().max(4096).nullable(),
-  policies: z.array(z.string().min(1).max(200)).min(1).max(32),
-  mode: z.enum(['exhaustive', 'random', 'scripted']),
-  seed: z
-    .number()
-    .int()
-    .min(0)
-    .max(2 ** 31 - 1),
-  executions: z.number().int().min(1).max(1_000_000),
+  policies: RunFields.policies,
+  mode: RunFields.mode,
+  seed: RunFields.seed,
+  executions: RunFields.executions,
   schedule: z.array(z.string().max(100)).max(100_000),
-  maxStates: z.number().int().min(1).max(50_000_000),
-  timeoutMs: z.number().int().min(1).max(86_400_000).nullable(),
+  maxStates: RunFields.maxStates,
+  timeoutMs: RunFields.timeoutMs,
 })
 export type RunRequest = z.infer<typeof RunRequestSchema> & { readonly mode: ExploreMode }
 

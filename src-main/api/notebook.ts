@@ -17,7 +17,8 @@ export const NOTEBOOK_FORMAT = 1
 const Id = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$/, 'ids are letters, digits, _ . - (up to 100)')
 const Text = z.string().max(1_000_000)
 
-export const RecipeSchema = z.strictObject({
+/** The bounds of a run's settings, shared by a run request (labApi.ts) and a recipe. */
+export const RunFields = {
   policies: z.array(z.string().min(1).max(200)).min(1).max(32),
   mode: z.enum(['exhaustive', 'random', 'scripted']),
   seed: z
@@ -26,9 +27,18 @@ export const RecipeSchema = z.strictObject({
     .min(0)
     .max(2 ** 31 - 1),
   executions: z.number().int().min(1).max(1_000_000),
+  maxStates: z.number().int().min(1).max(50_000_000),
+  timeoutMs: z.number().int().min(1).max(86_400_000).nullable(),
+}
+
+export const RecipeSchema = z.strictObject({
+  policies: RunFields.policies,
+  mode: RunFields.mode,
+  seed: RunFields.seed,
+  executions: RunFields.executions,
   schedule: z.array(z.string().min(1).max(100)).max(100_000),
-  max_states: z.number().int().min(1).max(50_000_000),
-  timeout_ms: z.number().int().min(1).max(86_400_000).nullable(),
+  max_states: RunFields.maxStates,
+  timeout_ms: RunFields.timeoutMs,
 })
 export type Recipe = z.infer<typeof RecipeSchema>
 

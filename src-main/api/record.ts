@@ -4,6 +4,7 @@
  * and the workbench records a cell run with it, with the recipe hash the services computed.
  */
 import type { RunResult } from '../engine/results'
+import { METRIC_KEYS } from '../engine/types'
 import type { ExperimentCell, RecordedResult } from './notebook'
 
 export function recordedResult(
@@ -38,14 +39,7 @@ export function recordedResult(
 }
 
 /** The metrics a recorded result keeps, in the order reports and the app show them. */
-export const RECORDED_METRICS = [
-  'notifier_calls',
-  'secondary_invalidations',
-  'device_faults',
-  'mirror_zaps',
-  'cpu_tlb_flushes',
-  'sim_ns',
-] as const
+export const RECORDED_METRICS = METRIC_KEYS
 
 /** Index of the result shown for a cell: the latest pinned one, else the latest; -1 if none. */
 export function referenceIndex(cell: ExperimentCell): number {

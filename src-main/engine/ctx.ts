@@ -18,7 +18,9 @@ import {
   type SecState,
   type Pte,
   type TlbEntry,
+  isKernelPage,
   KERNEL_MM,
+  pageMm,
   ZERO_PFN,
 } from './state'
 import type { InvariantName, Scenario } from './types'
@@ -208,20 +210,27 @@ export class Ctx {
     return this.s.mms[mm]!.ptl === -1
   }
   lockPtl(mm: number, fn = 'pte_offset_map_lock'): void {
-    const m = this.mmW(mm)
-    if (m.ptl !== -1) throw new Error(`model bug: ${this.name} takes a PTL held by thread ${m.ptl}`)
-    m.ptl = this.t
-    this.wr(Res.ptl(mm))
-    this.thread.locks.push(mm === 0 ? 'ptl' : 'ptl(child)')
-    this.emit('lock', fn, 'take the page-table lock')
+    this.spinLock(mm, 'ptl', mm === 0 ? 'ptl' : 'ptl(child)', fn, 'take the page-table lock')
   }
   unlockPtl(mm: number, fn = 'pte_unmap_unlock'): void {
+    this.spinUnlock(mm, 'ptl', mm === 0 ? 'ptl' : 'ptl(child)', fn, 'release the page-table lock')
+  }
+  /** A spinlock field of an mm (the PTL, pmd_lock): held by one thread, or -1. */
+  private spinLock(mm: number, field: 'ptl' | 'pmdl', name: string, fn: string, text: string): void {
     const m = this.mmW(mm)
-    if (m.ptl !== this.t) throw new Error(`model bug: ${this.name} releases a PTL it does not hold`)
-    m.ptl = -1
-    this.wr(Res.ptl(mm))
-    this.dropLock(mm === 0 ? 'ptl' : 'ptl(child)')
-    this.emit('lock', fn, 'release the page-table lock')
+    if (m[field] !== -1) throw new Error(`model bug: ${this.name} takes ${name} held by thread ${m[field]}`)
+    m[field] = this.t
+    this.wr(field === 'ptl' ? Res.ptl(mm) : Res.pmdl(mm))
+    this.thread.locks.push(name)
+    this.emit('lock', fn, text)
+  }
+  private spinUnlock(mm: number, field: 'ptl' | 'pmdl', name: string, fn: string, text: string): void {
+    const m = this.mmW(mm)
+    if (m[field] !== this.t) throw new Error(`model bug: ${this.name} releases ${name} it does not hold`)
+    m[field] = -1
+    this.wr(field === 'ptl' ? Res.ptl(mm) : Res.pmdl(mm))
+    this.dropLock(name)
+    this.emit('lock', fn, text)
   }
   mmapReadable(mm: number): boolean {
     this.rd(Res.mmap(mm))
@@ -377,20 +386,10 @@ export class Ctx {
   }
   /** pmd_lock(mm, pmd): the huge PMD's lock (split PMD lock or mm->page_table_lock). */
   pmdLock(mm: number, fn = 'pmd_lock'): void {
-    const m = this.mmW(mm)
-    if (m.pmdl !== -1) throw new Error(`model bug: ${this.name} takes a pmd_lock held by thread ${m.pmdl}`)
-    m.pmdl = this.t
-    this.wr(Res.pmdl(mm))
-    this.thread.locks.push('pmd_lock')
-    this.emit('lock', fn, 'take the PMD lock')
+    this.spinLock(mm, 'pmdl', 'pmd_lock', fn, 'take the PMD lock')
   }
   pmdUnlock(mm: number, fn = 'spin_unlock (pmd_lock)'): void {
-    const m = this.mmW(mm)
-    if (m.pmdl !== this.t) throw new Error(`model bug: ${this.name} releases a pmd_lock it does not hold`)
-    m.pmdl = -1
-    this.wr(Res.pmdl(mm))
-    this.dropLock('pmd_lock')
-    this.emit('lock', fn, 'release the PMD lock')
+    this.spinUnlock(mm, 'pmdl', 'pmd_lock', fn, 'release the PMD lock')
   }
   /** The huge page's PTE table while it is unlinked (detached or deposited); null if none. */
   table(mm: number): ReadonlyArray<Pte | null> | null {
@@ -707,11 +706,11 @@ export class Ctx {
 
   // ---- kernel mappings (init_mm), signal/wait flags ------------------------------------------
   isKernelPage(page: number): boolean {
-    return this.sc.pages[page]!.kind === 'kernel'
+    return isKernelPage(this.sc, page)
   }
   /** The address space a page lives in: init_mm for kernel pages, else the thread's mm. */
   mmOfPage(page: number): number {
-    return this.isKernelPage(page) ? KERNEL_MM : this.mmIndex
+    return pageMm(this.sc, page, this.mmIndex)
   }
   flagSet(i: number): boolean {
     this.rd(Res.flag(i))

@@ -1,6 +1,6 @@
 /** Human-readable differences between two states: what a step changed. */
 import { pteText } from './ctx'
-import type { FileState, LabState, TlbEntry } from './state'
+import { isKernelPage, type FileState, type LabState, type TlbEntry } from './state'
 import type { Scenario } from './types'
 
 function entryText(e: TlbEntry): string {
@@ -28,7 +28,7 @@ function diffEntries(
 export function diffStates(sc: Scenario, a: LabState, b: LabState): string[] {
   const out: string[] = []
   const name = (p: number): string => sc.pages[p]!.name
-  const kernel = (p: number): boolean => sc.pages[p]!.kind === 'kernel'
+  const kernel = (p: number): boolean => isKernelPage(sc, p)
   const walkCaches = sc.secondaries.some((d) => d.type === 'hw-walker' && d.walkCache)
   a.mms.forEach((m, i) => {
     const n = b.mms[i]!
@@ -115,7 +115,7 @@ export function stateView(sc: Scenario, s: LabState): Array<[string, string]> {
     es.length === 0 ? '(empty)' : es.map((e) => `${name(e.page)} -> ${entryText(e)}`).join(', ')
   s.mms.forEach((m, i) => {
     if (!m.live) return
-    const isKernel = (p: number): boolean => sc.pages[p]!.kind === 'kernel'
+    const isKernel = (p: number): boolean => isKernelPage(sc, p)
     if (i === 2) {
       // init_mm: the vmalloc PTEs, and which areas wait for the lazy purge.
       m.ptes.forEach((p, j) => {

@@ -14,7 +14,7 @@ import type { Policy } from './policy'
 import type { Prng } from './prng'
 import type { Counterexample, Metrics, StepRecord, TraceEvent, Violation } from './results'
 import { zeroMetrics } from './results'
-import { hashState, initialState, KERNEL_MM, liveness, ZERO_PFN, type LabState } from './state'
+import { hashState, initialState, liveness, pageMm, ZERO_PFN, type LabState } from './state'
 import { StateTable } from './stateTable'
 import type { InvalidationKinds } from './costs'
 import { independent, newFootprint, type Footprint } from './footprint'
@@ -68,7 +68,7 @@ export interface ExploreOutcome {
 }
 
 function finalMem(sc: Scenario, s: LabState, page: number): number | null {
-  const pte = s.mms[sc.pages[page]!.kind === 'kernel' ? KERNEL_MM : 0]!.ptes[page]
+  const pte = s.mms[pageMm(sc, page, 0)]!.ptes[page]
   if (pte?.swp !== undefined) return s.swap[pte.swp] ?? null
   if (!pte || !pte.present) return null
   return pte.pfn === ZERO_PFN ? 0 : s.frames[pte.pfn]!.v

@@ -158,6 +158,15 @@ export interface LabState {
 /** The kernel's address space (init_mm), present when the scenario has kernel pages. */
 export const KERNEL_MM = 2
 
+/** Whether a page is a kernel (vmalloc) page, declared under `kernel_pages:`. */
+export function isKernelPage(sc: Scenario, page: number): boolean {
+  return sc.pages[page]!.kind === 'kernel'
+}
+/** The address space a page lives in: init_mm for a kernel page, else `mm`. */
+export function pageMm(sc: Scenario, page: number, mm: number): number {
+  return isKernelPage(sc, page) ? KERNEL_MM : mm
+}
+
 /** An address space with no PTEs, no VMAs and free locks (the fork child before fork, init_mm). */
 function emptyMm(n: number, live: boolean): MmState {
   return {
@@ -269,7 +278,7 @@ export function initialState(sc: Scenario): LabState {
       if (parent.ptes[page]?.huge) for (const q of sc.thp!.pages) if (!cached.includes(q)) cached.push(q)
     const entries: TlbEntry[] = cached
       .map((page) => {
-        const pte = (sc.pages[page]!.kind === 'kernel' ? kernel : parent).ptes[page]!
+        const pte = (isKernelPage(sc, page) ? kernel : parent).ptes[page]!
         // hw-walker: the permission the MMU derives from the PTE; sw-mirror: pte_write.
         const write = d.type === 'hw-walker' ? mmuWritable(sc.arch, pte) : pte.write
         const e: TlbEntry = {

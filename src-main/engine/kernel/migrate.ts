@@ -11,9 +11,14 @@
  * still before the copy (reference 3.8).
  */
 import type { Ctx } from '../ctx'
-import type { CallFrame } from '../state'
+import type { CallFrame, Pte } from '../state'
 import { afterNotifier, flag, num, type PcHandler, type Proc } from './proc'
-import { isolateMappedFolio, rmapRangeStart, rmapUnmap } from './rmap'
+import { installEntry, isolateMappedFolio, rmapRangeStart, rmapUnmap } from './rmap'
+
+/** make_writable_migration_entry() / make_readable_migration_entry(): the pfn, write and dirty kept. */
+function migrationEntry(pte: Pte): Pte {
+  return { pfn: pte.pfn, present: false, write: pte.write, dirty: pte.dirty, mig: true }
+}
 
 export const migrate: Proc = {
   /** migrate_folio_unmap(): isolate and lock the folio (a reference), allocate the destination. */
@@ -26,11 +31,7 @@ export const migrate: Proc = {
   },
   /** try_to_migrate_one(): mmu_notifier_invalidate_range_start(MMU_NOTIFY_CLEAR). */
   rs: rmapRangeStart,
-  ...rmapUnmap(
-    (pte) => ({ pfn: pte.pfn, present: false, write: pte.write, dirty: pte.dirty, mig: true }),
-    'set_pte_at (migration entry)',
-    false,
-  ),
+  ...rmapUnmap(migrationEntry, 'set_pte_at (migration entry)', false),
   /** range_end (v4.15: ->invalidate_range here, before the copy). */
   rs_end: {
     run: (c, f) => {
@@ -133,16 +134,7 @@ const collect: PcHandler = {
       return
     }
     c.setPte(mm, page, null, 'ptep_get_and_clear')
-    c.setPte(
-      mm,
-      page,
-      { pfn: pte.pfn, present: false, write: pte.write, dirty: pte.dirty, mig: true },
-      'set_pte_at (migration entry)',
-    )
-    const fr = c.folioW(pte.pfn)
-    fr.map--
-    c.emit('frame', 'page_remove_rmap', `pfn ${pte.pfn} mapcount ${fr.map}`)
-    c.putFrame(pte.pfn, 'folio_put (the PTE reference)')
+    installEntry(c, mm, page, pte, migrationEntry(pte), 'set_pte_at (migration entry)')
     f.l.mapped = true
     if (c.sc.kernel.migrateVmaFlushUnderPtl) {
       c.flushTlb(mm, 'range', [page], 'flush_tlb_range (migrate_vma_collect_pmd, under the PTL)')

@@ -28,6 +28,20 @@ export function isolateMappedFolio(c: Ctx, f: CallFrame, kfn: string, what: stri
   return pte.pfn
 }
 
+/**
+ * After a present PTE of an anon page was cleared: the dirty bit goes to the folio, the
+ * non-present entry (migration or swap) is installed, page_remove_rmap() and folio_put() of the
+ * PTE's reference (try_to_*_one(), migrate_vma_collect_pmd()).
+ */
+export function installEntry(c: Ctx, mm: number, page: number, pte: Pte, entry: Pte, entryFn: string): void {
+  if (pte.dirty) c.emit('frame', 'folio_mark_dirty', `pfn ${pte.pfn}`)
+  c.setPte(mm, page, entry, entryFn)
+  const fr = c.folioW(pte.pfn)
+  fr.map--
+  c.emit('frame', 'page_remove_rmap', `pfn ${pte.pfn} mapcount ${fr.map}`)
+  c.putFrame(pte.pfn, 'folio_put (the PTE reference)')
+}
+
 /** try_to_*_one(): mmu_notifier_invalidate_range_start(MMU_NOTIFY_CLEAR), then the unmap step. */
 export const rmapRangeStart: PcHandler = {
   run: (c, f) => {
@@ -53,12 +67,7 @@ export function rmapUnmap(
     const page = num(f, 'page')
     const pte = decodePte(f.l.old!)!
     delete f.l.old
-    if (pte.dirty) c.emit('frame', 'folio_mark_dirty', `pfn ${pte.pfn}`)
-    c.setPte(mm, page, entry(pte, f), entryFn)
-    const fr = c.folioW(pte.pfn)
-    fr.map--
-    c.emit('frame', 'page_remove_rmap', `pfn ${pte.pfn} mapcount ${fr.map}`)
-    c.putFrame(pte.pfn, 'folio_put (the PTE reference)')
+    installEntry(c, mm, page, pte, entry(pte, f), entryFn)
     c.unlockPtl(mm)
     f.l.mapped = true
     c.goto('rs_end')
