@@ -331,10 +331,7 @@ export class Ctx {
    * mmu_gather (tlb_remove_table / tlb_remove_page), not freed yet; tlb_finish_mmu() frees it
    * after its flush (see freeDetachedTable). Without `thp:` the unlinked page's (empty) PTEs
    * are kept in `tbl` until then, so a walk cache that still points at it reads it, and a walk
-   * after the free is a use-after-free. Only a walk cache can tell the unlinked page from the
-   * freed one, so that window (and the freed_tables flush, see unmap.ts) is modelled only when
-   * a hw-walker has walk_cache: every other scenario keeps its trace and state space.
-   * Returns whether the PTE page was unlinked.
+   * after the free is a use-after-free. Returns whether the PTE page was unlinked.
    */
   freePgtables(mm: number): boolean {
     const m = this.s.mms[mm]!
@@ -344,7 +341,7 @@ export class Ctx {
     this.wr(Res.pt(mm))
     const w = this.mmW(mm)
     w.pt = false
-    if (this.sc.thp === null && this.walkCaches) {
+    if (this.sc.thp === null) {
       w.tbl = w.ptes.slice()
       this.emit(
         'info',
@@ -361,16 +358,12 @@ export class Ctx {
    * tlb_remove_table_sync_one, neither of which an IOMMU walk waits for). Non-THP scenarios.
    */
   freeDetachedTable(mm: number): void {
-    if (this.sc.thp !== null || !this.walkCaches) return
+    if (this.sc.thp !== null) return
     this.rd(Res.pt(mm))
     if (this.s.mms[mm]!.tbl === null) return
     this.wr(Res.pt(mm))
     this.mmW(mm).tbl = null
     this.emit('frame', 'tlb_finish_mmu: tlb_table_flush', 'the PTE page unlinked by free_pgtables is freed')
-  }
-  /** Some hw-walker has a walk cache (walk_cache: true). */
-  get walkCaches(): boolean {
-    return this.sc.secondaries.some((d) => d.type === 'hw-walker' && d.walkCache)
   }
   // ---- THP: the huge page's PMD, its PTE table, pmd_lock, GUP-fast ----------------------
   /** The huge page's subpages (the scenario's `thp:`), or none. */

@@ -45,6 +45,7 @@ describe('sw-mirror (KVM / interval notifier) at range_start and range_end', () 
         'notifier mmu_notifier_invalidate_range_end: P',
         'sec-inval kvm_mmu_notifier_invalidate_range_end: kvm: mmu_invalidate_seq++, invalidate_in_progress--',
         'cpu-flush tlb_flush (tlb_finish_mmu): flush CPU TLBs: P',
+        'frame tlb_finish_mmu: tlb_table_flush: the PTE page unlinked by free_pgtables is freed',
         'frame tlb_batch_pages_flush: release 1 queued page',
         'frame free_pages_and_swap_cache: free pfn 1 (gen 1)',
         'lock mmap_read_unlock: release mmap_lock',
@@ -308,6 +309,10 @@ describe('a two-level secondary: IOTLB plus device ATC (PCIe ATS), reference 4.1
       'sec-inval arch_invalidate_secondary_tlbs: smmu: invalidate IOTLB all (1 entries dropped)',
       'sec-inval arch_invalidate_secondary_tlbs: smmu: invalidate ATC all (1 entries dropped)',
       'notifier mmu_notifier_invalidate_range_end: P',
+      'cpu-flush tlb_flush (tlb_finish_mmu): flush CPU TLBs: P',
+      'notifier mmu_notifier_arch_invalidate_secondary_tlbs: range (0, -1): whole address space',
+      'sec-inval arch_invalidate_secondary_tlbs: smmu: invalidate IOTLB all (0 entries dropped)',
+      'sec-inval arch_invalidate_secondary_tlbs: smmu: invalidate ATC all (0 entries dropped)',
     ])
   })
 
@@ -357,8 +362,12 @@ describe('a two-level secondary: IOTLB plus device ATC (PCIe ATS), reference 4.1
     expect(lines(cut, { kinds: ['fill'] })).toContain(
       'fill ATS translation completion: smmu ATC P -> pfn 1 RW',
     )
-    expect(cut.final.secs[0]!.atc).toEqual([expect.objectContaining({ page: 0, pfn: 1 })])
-    expect(cut.final.secs[0]!.entries).toEqual([])
+    // The stale answer is in the ATC when the IOTLB command runs (on arm64 the freed_tables
+    // flush in tlb_finish_mmu invalidates both again, before the page is freed).
+    const fill = first(cut, 'fill ATS translation completion', { kinds: ['fill'] })
+    const second = first(cut, 'sec-inval arch_invalidate_secondary_tlbs: smmu: invalidate IOTLB')
+    expect(fill.step).toBeGreaterThan(atc.step)
+    expect(fill.step).toBeLessThan(second.step)
   })
 
   it('atc_order needs ats, and ats is a boolean', () => {

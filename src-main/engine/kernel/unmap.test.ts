@@ -62,6 +62,7 @@ describe('munmap on x86 (MMU_GATHER_MERGE_VMAS): CPU flush in tlb_finish_mmu, af
       'notifier mmu_notifier_invalidate_range_end: A,B',
       'sec-inval invalidate_range_end: iommu: invalidate A,B (0 entries dropped)',
       'cpu-flush tlb_flush (tlb_finish_mmu): flush CPU TLBs: A,B',
+      'frame tlb_finish_mmu: tlb_table_flush: the PTE page unlinked by free_pgtables is freed',
       ...FREE_AB,
       'lock mmap_read_unlock: release mmap_lock',
     ])
@@ -81,6 +82,7 @@ describe('munmap on x86 (MMU_GATHER_MERGE_VMAS): CPU flush in tlb_finish_mmu, af
       'cpu-flush tlb_flush (tlb_finish_mmu): flush CPU TLBs: A,B',
       'notifier mmu_notifier_invalidate_range: tlb_flush_mmu_tlbonly: A,B',
       'sec-inval ->invalidate_range (tlb_flush_mmu_tlbonly): iommu: invalidate A,B (0 entries dropped)',
+      'frame tlb_finish_mmu: tlb_table_flush: the PTE page unlinked by free_pgtables is freed',
       ...FREE_AB,
       'lock mmap_read_unlock: release mmap_lock',
     ])
@@ -96,6 +98,7 @@ describe('munmap on x86 (MMU_GATHER_MERGE_VMAS): CPU flush in tlb_finish_mmu, af
       'cpu-flush tlb_flush (tlb_finish_mmu): flush CPU TLBs: A,B',
       'notifier mmu_notifier_arch_invalidate_secondary_tlbs: A,B',
       'sec-inval arch_invalidate_secondary_tlbs: iommu: invalidate A,B (2 entries dropped)',
+      'frame tlb_finish_mmu: tlb_table_flush: the PTE page unlinked by free_pgtables is freed',
       ...FREE_AB,
       'lock mmap_read_unlock: release mmap_lock',
     ])
@@ -138,6 +141,8 @@ describe('munmap on arm64 (no MERGE_VMAS in v6.6): CPU flush at tlb_end_vma, bef
       'cpu-flush tlb_flush (tlb_end_vma): flush CPU TLBs: A,B',
       'notifier mmu_notifier_invalidate_range_end: A,B',
       'sec-inval invalidate_range_end: iommu: invalidate A,B (0 entries dropped)',
+      'cpu-flush tlb_flush (tlb_finish_mmu): flush CPU TLBs: A',
+      'frame tlb_finish_mmu: tlb_table_flush: the PTE page unlinked by free_pgtables is freed',
       ...FREE_AB,
       'lock mmap_read_unlock: release mmap_lock',
     ])
@@ -154,6 +159,10 @@ describe('munmap on arm64 (no MERGE_VMAS in v6.6): CPU flush at tlb_end_vma, bef
       'sec-inval ->invalidate_range (tlb_flush_mmu_tlbonly): iommu: invalidate A,B (2 entries dropped)',
       'notifier mmu_notifier_invalidate_range_end: A,B',
       'sec-inval ->invalidate_range (from range_end): iommu: invalidate A,B (0 entries dropped)',
+      'cpu-flush tlb_flush (tlb_finish_mmu): flush CPU TLBs: A',
+      'notifier mmu_notifier_invalidate_range: tlb_flush_mmu_tlbonly: A',
+      'sec-inval ->invalidate_range (tlb_flush_mmu_tlbonly): iommu: invalidate A (0 entries dropped)',
+      'frame tlb_finish_mmu: tlb_table_flush: the PTE page unlinked by free_pgtables is freed',
       ...FREE_AB,
       'lock mmap_read_unlock: release mmap_lock',
     ])
@@ -169,6 +178,10 @@ describe('munmap on arm64 (no MERGE_VMAS in v6.6): CPU flush at tlb_end_vma, bef
       'notifier mmu_notifier_arch_invalidate_secondary_tlbs: range (0, -1): whole address space',
       'sec-inval arch_invalidate_secondary_tlbs: iommu: invalidate all (2 entries dropped)',
       'notifier mmu_notifier_invalidate_range_end: A,B',
+      'cpu-flush tlb_flush (tlb_finish_mmu): flush CPU TLBs: A',
+      'notifier mmu_notifier_arch_invalidate_secondary_tlbs: range (0, -1): whole address space',
+      'sec-inval arch_invalidate_secondary_tlbs: iommu: invalidate all (0 entries dropped)',
+      'frame tlb_finish_mmu: tlb_table_flush: the PTE page unlinked by free_pgtables is freed',
       ...FREE_AB,
       'lock mmap_read_unlock: release mmap_lock',
     ])
@@ -198,6 +211,9 @@ describe('munmap on arm64 (no MERGE_VMAS in v6.6): CPU flush at tlb_end_vma, bef
       'cpu-flush tlb_flush (tlb_end_vma): flush CPU TLBs: B',
       'notifier mmu_notifier_arch_invalidate_secondary_tlbs: range (0, -1): whole address space',
       'notifier mmu_notifier_invalidate_range_end: A,B',
+      'cpu-flush tlb_flush (tlb_finish_mmu): flush CPU TLBs: A',
+      'notifier mmu_notifier_arch_invalidate_secondary_tlbs: range (0, -1): whole address space',
+      'frame tlb_finish_mmu: tlb_table_flush: the PTE page unlinked by free_pgtables is freed',
       ...FREE_AB,
     ])
   })
@@ -229,15 +245,22 @@ describe('munmap with a full mmu_gather batch: forced flush under the PTL (refer
       ...forced('B', 2, ir('B')),
       'notifier mmu_notifier_invalidate_range_end: A,B',
       'sec-inval ->invalidate_range (from range_end): iommu: invalidate A,B (0 entries dropped)',
+      // free_pgtables' pte_free_tlb sets freed_tables: tlb_finish_mmu flushes the PMD range again.
+      'cpu-flush tlb_flush (tlb_finish_mmu): flush CPU TLBs: A',
+      'notifier mmu_notifier_invalidate_range: tlb_flush_mmu_tlbonly: A',
+      'sec-inval ->invalidate_range (tlb_flush_mmu_tlbonly): iommu: invalidate A (0 entries dropped)',
+      'frame tlb_finish_mmu: tlb_table_flush: the PTE page unlinked by free_pgtables is freed',
       'lock mmap_read_unlock: release mmap_lock',
     ])
     for (const e of every(ex, 'cpu-flush tlb_flush (zap_pte_range force_flush)'))
       expect(e.locks).toEqual(MMAP_R_PTL)
-    for (const e of every(ex, 'notifier mmu_notifier_invalidate_range:')) expect(e.locks).toEqual(MMAP_R_PTL)
+    // The two forced flushes run under the PTL; tlb_finish_mmu's freed_tables flush does not.
+    for (const e of every(ex, 'notifier mmu_notifier_invalidate_range:').slice(0, 2))
+      expect(e.locks).toEqual(MMAP_R_PTL)
     for (const e of every(ex, 'frame free_pages_and_swap_cache')) expect(e.locks).toEqual(MMAP_R)
   })
 
-  it('x86 arch-hook: the hook inside the forced flush under the PTL; nothing left for tlb_finish_mmu', () => {
+  it('x86 arch-hook: the hook inside the forced flush under the PTL; tlb_finish_mmu flushes only the freed page table', () => {
     const ex = traced(munmapScenario('x86_64', 1), pol('arch-hook'))
     expect(ex.violations).toEqual([])
     const ah = (p: string) => [
@@ -249,9 +272,14 @@ describe('munmap with a full mmu_gather batch: forced flush under the PTL (refer
       ...forced('A', 1, ah('A')),
       ...forced('B', 2, ah('B')),
       'notifier mmu_notifier_invalidate_range_end: A,B',
+      'cpu-flush tlb_flush (tlb_finish_mmu): flush CPU TLBs: A',
+      'notifier mmu_notifier_arch_invalidate_secondary_tlbs: A',
+      'sec-inval arch_invalidate_secondary_tlbs: iommu: invalidate A (0 entries dropped)',
+      'frame tlb_finish_mmu: tlb_table_flush: the PTE page unlinked by free_pgtables is freed',
       'lock mmap_read_unlock: release mmap_lock',
     ])
-    for (const e of every(ex, 'notifier mmu_notifier_arch_invalidate')) expect(e.locks).toEqual(MMAP_R_PTL)
+    for (const e of every(ex, 'notifier mmu_notifier_arch_invalidate').slice(0, 2))
+      expect(e.locks).toEqual(MMAP_R_PTL)
   })
 
   it('arm64 start-end: the forced CPU flush under the PTL precedes the first free; the walker hears only start/end', () => {

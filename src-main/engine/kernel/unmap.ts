@@ -360,7 +360,7 @@ export const munmap: Proc = {
           c.emit('info', 'unlink_file_vma', `${c.pageName(p)}: VMA unlinked from the file's i_mmap tree`)
         }
       }
-      if (c.freePgtables(mm) && c.walkCaches) {
+      if (c.freePgtables(mm)) {
         // pte_free_tlb() (v6.6 include/asm-generic/tlb.h): tlb_flush_pmd_range(tlb, addr,
         // PAGE_SIZE) at the PMD range's first address (the first user page here) and tlb->freed_tables = 1,
         // so tlb_finish_mmu() flushes even after arm64's tlb_end_vma() emptied the range, and
@@ -368,9 +368,7 @@ export const munmap: Proc = {
         // flush_tlb_mm_range(..., freed_tables) (arch/x86/mm/tlb.c) calls the v6.6 arch hook
         // over the range. The secondaries' invalidations from that flush (arch-hook; v4.15
         // ->invalidate_range from tlb_flush_mmu_tlbonly) are non-leaf in the drivers modelled:
-        // arm-smmu-v3-sva.c invalidates with leaf=false, intel/svm.c with ih=0. Only a walk
-        // cache observes this flush (no VMA is left, so no leaf entry can be refilled): it is
-        // modelled when a hw-walker has walk_cache, and other scenarios keep their traces.
+        // arm-smmu-v3-sva.c invalidates with leaf=false, intel/svm.c with ih=0.
         const first = c.sc.pages.findIndex((pg) => pg.kind !== 'kernel')
         const r = root(c)
         const range = list(r, 'g_range')

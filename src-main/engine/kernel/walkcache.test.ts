@@ -195,18 +195,22 @@ describe('madvise(MADV_DONTNEED) keeps the PTE page', () => {
   })
 })
 
-describe('scenarios without a walk cache keep the old munmap sequence', () => {
-  it('no unlinked-page window and no extra freed_tables flush', () => {
+describe('scenarios without a walk cache run the same v6.6 munmap sequence', () => {
+  it('free_pgtables unlinks the PTE page; tlb_finish_mmu flushes again (freed_tables) and then frees it', () => {
     const ex = traced(
       scenario({ sec: '{ name: iommu, type: hw-walker, cached: [P] }', arch: 'arm64' }),
       pol('arch-hook'),
     )
     const ls = lines(ex, { thread: 'C0', kinds: KINDS })
-    expect(ls).toContain('info free_pgtables: no VMA left: the PTE page is freed')
-    expect(ls).not.toContain(FREE)
+    expect(ls.some((l) => l.startsWith('info free_pgtables: no VMA left: free_pte_range'))).toBe(true)
+    expect(ls).toContain(FREE)
     expect(ls.filter((l) => l.startsWith('cpu-flush'))).toEqual([
       'cpu-flush tlb_flush (tlb_end_vma): flush CPU TLBs: P',
+      'cpu-flush tlb_flush (tlb_finish_mmu): flush CPU TLBs: P',
     ])
+    expect(ls.indexOf(FREE)).toBeGreaterThan(
+      ls.indexOf('cpu-flush tlb_flush (tlb_finish_mmu): flush CPU TLBs: P'),
+    )
   })
 })
 

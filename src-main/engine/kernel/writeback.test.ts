@@ -234,6 +234,7 @@ describe('zap_pte_range of a dirty shared file page in three eras (reference §3
       'cpu-flush tlb_flush (tlb_finish_mmu): flush CPU TLBs: F',
       'notifier mmu_notifier_arch_invalidate_secondary_tlbs: F',
       'sec-inval arch_invalidate_secondary_tlbs: iommu: invalidate F (1 entries dropped)',
+      'frame tlb_finish_mmu: tlb_table_flush: the PTE page unlinked by free_pgtables is freed',
       'frame tlb_batch_pages_flush: release 1 queued page',
       'lock mmap_read_unlock: release mmap_lock',
     ])
