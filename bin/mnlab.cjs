@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 'use strict'
-// Launcher for the mnlab CLI: runs the TypeScript source through tsx's CommonJS hook, so there is no
-// build step. cli.ts is therefore loaded as CommonJS: no top-level await, no import.meta.
-require('tsx/cjs')
-require('../src-main/node/cli.ts')
+// The mnlab command. Loads the bundled CLI (built from src-main/node/cli.ts by bin/build.cjs,
+// rebuilt when a source changed) and calls its entry explicitly: it runs under any name it is
+// invoked by (npm's bin link, npx, `npm link`, a symlink). Never decide from process.argv[1]
+// whether to run: that guard once made every `npx mnlab` print nothing and exit 0.
+require('./build.cjs').loadBundle('mnlab').runCli(process.argv.slice(2))

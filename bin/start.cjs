@@ -3,7 +3,7 @@
 // `npm start`: build, then launch the Electron app if an Electron binary is installed; otherwise
 // say so and start the browser host (the same as `npm run web`). Never downloads anything:
 // `require('electron')` would try to download the binary, so this reads electron's path.txt.
-const { spawn, spawnSync } = require('node:child_process')
+const { spawn } = require('node:child_process')
 const fs = require('node:fs')
 const path = require('node:path')
 
@@ -40,20 +40,12 @@ function run(cmd, argv) {
   for (const s of ['SIGINT', 'SIGTERM']) process.on(s, () => child.kill(s))
 }
 
-const build = spawnSync('npx', ['electron-vite', 'build'], {
-  cwd: root,
-  stdio: 'inherit',
-  shell: process.platform === 'win32',
-})
-if (build.status !== 0) {
-  process.stderr.write('npm start: the build failed (npx electron-vite build).\n')
-  process.exit(build.status ?? 1)
-}
+if (!require('./buildApp.cjs').buildApp()) process.exit(1)
 
 const electron = electronBinary()
 if (electron) {
   run(electron, ['.', ...args])
 } else {
-  process.stdout.write('No Electron binary is installed here; starting the browser host instead.\n')
+  process.stderr.write('No Electron binary is installed here; starting the browser host instead.\n')
   run(process.execPath, [path.join(__dirname, 'web.cjs'), ...args])
 }

@@ -17,6 +17,7 @@ import path from 'node:path'
 import type { Notebook } from '../src-main/api/notebook'
 import { parseNotebook, serializeNotebook } from '../src-main/node/notebook/format'
 import { createNotebookStore } from '../src-main/node/notebook/store'
+import { progressBoard, shouldShowProgress } from '../src-main/node/progress'
 
 const KEY = 'crash-test'
 
@@ -100,10 +101,13 @@ async function parent(rounds: number): Promise<number> {
     leftoverTempFiles: 0,
   }
   const started = Date.now()
+  const board = progressBoard({ enabled: shouldShowProgress(false) })
+  const task = board.task('crash test', 'kills', rounds)
   try {
     for (let r = 0; r < rounds; r++) {
       const { lines } = await runChild(file, dataDir, Math.floor(Math.random() * 60))
       counts.kills++
+      task.update(counts.kills)
       counts.savesCompleted += lines.filter((l) => l.startsWith('saved ')).length
       const text = readFileSync(file, 'utf8')
       const parsed = parseNotebook(text, file)
@@ -139,6 +143,8 @@ async function parent(rounds: number): Promise<number> {
       await store.discardRecovery(KEY)
     }
   } finally {
+    task.done(`${counts.kills} kills, ${counts.corrupt} corrupt`)
+    board.stop()
     rmSync(dir, { recursive: true, force: true })
   }
   const secs = ((Date.now() - started) / 1000).toFixed(1)

@@ -142,3 +142,30 @@ export interface RunResult {
   readonly results: readonly PolicyResult[]
   readonly engineVersion: string
 }
+
+/**
+ * How a result stands against its `expect`:
+ * - `ok`: it matches;
+ * - `not-proven`: `holds` was expected, the run found no violation and the metrics match, but it
+ *   did not cover every interleaving (random sampling, a state or time budget, one scripted
+ *   schedule), so it cannot prove `holds`; not a mismatch;
+ * - `mismatch`: anything else, including a violation found where `holds` was expected;
+ * - null: nothing was expected.
+ */
+export type ExpectStatus = 'ok' | 'not-proven' | 'mismatch'
+
+export function expectStatus(r: PolicyResult): ExpectStatus | null {
+  if (r.matches === null) return null
+  if (r.matches) return 'ok'
+  const metricsOk = r.metricChecks.every((m) => m.ok)
+  if (r.expected === 'holds' && r.verdict === 'unknown' && metricsOk) return 'not-proven'
+  return 'mismatch'
+}
+
+/** Why a `not-proven` result is not a proof, in a few words: `random: 500 schedules, no violation`. */
+export function notProvenReason(r: PolicyResult): string {
+  const cut = r.stats.cutReason ?? 'exploration incomplete'
+  if (cut.startsWith('random:')) return `random: ${r.stats.executions} schedules, no violation`
+  if (cut.startsWith('scripted:')) return 'scripted: one schedule, no violation'
+  return `${cut}, no violation found`
+}

@@ -9,11 +9,13 @@
  *     is on screen; the first run also pays the worker pool's start-up).
  * Skips with a printed reason when the renderer is not built or Chromium is missing.
  */
-import { existsSync } from 'node:fs'
+import { existsSync, mkdtempSync, rmSync } from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
 import type { Browser, Page } from 'playwright-core'
 import { PRESETS } from '../engine'
 import { table } from './format'
+import type { ProgressBoard } from './progress'
 import { startHost, type Host } from './host'
 
 export const CHROMIUM = '/usr/bin/chromium'
@@ -43,6 +45,8 @@ export interface GuiBenchOptions {
   readonly scenariosDir?: string
   readonly chromium?: string
   readonly out?: (s: string) => void
+  /** Live progress (the bench's board); none by default. */
+  readonly progress?: ProgressBoard
 }
 
 function median(xs: readonly number[]): number {
@@ -135,26 +139,42 @@ export async function runGuiBench(options: GuiBenchOptions = {}): Promise<number
   }
   let host: Host | null = null
   let browser: Browser | null = null
+  // A data folder of its own: the user's may hold a pending recovery entry, whose prompt would
+  // cover the editor (the bench then failed with "locator.click: Timeout").
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), 'mnlab-bench-data-'))
   try {
     const { chromium } = await import('playwright-core')
-    host = await startHost({ port: 0, scenariosDir, rendererDir })
+    host = await startHost({ port: 0, scenariosDir, rendererDir, dataDir })
     browser = await chromium.launch({ executablePath: chromiumPath, headless: true, args: CHROMIUM_ARGS })
     const rows: string[][] = [['measure', 'n', 'median ms', 'samples ms']]
     const cold: number[] = []
-    for (let i = 0; i < COLD_STARTS; i++) cold.push(await coldStart(browser, host.url))
+    const coldTask = options.progress?.task('GUI cold start', 'starts', COLD_STARTS)
+    for (let i = 0; i < COLD_STARTS; i++) {
+      cold.push(await coldStart(browser, host.url))
+      coldTask?.update(cold.length)
+    }
+    coldTask?.done(`median ${median(cold).toFixed(0)} ms`)
     rows.push(['cold start -> editor takes input', String(cold.length), median(cold).toFixed(0), fmt(cold)])
     for (const [file, n] of GUI_RUNS) {
       const ts: number[] = []
-      for (let i = 0; i < n; i++) ts.push(await runToResult(browser, host.url, file))
+      const task = options.progress?.task(`GUI run ${file}`, 'runs', n)
+      for (let i = 0; i < n; i++) {
+        ts.push(await runToResult(browser, host.url, file))
+        task?.update(ts.length)
+      }
+      task?.done(`median ${median(ts).toFixed(0)} ms`)
       rows.push([`run -> matrix: ${file}`, String(n), median(ts).toFixed(0), fmt(ts)])
     }
+    options.progress?.stop()
     out(`${table(rows)}\n`)
     return 0
   } catch (e) {
     out(`  failed: ${(e as Error).message.split('\n')[0]}\n`)
     return 1
   } finally {
+    options.progress?.stop()
     await browser?.close().catch(() => undefined)
     await host?.close().catch(() => undefined)
+    rmSync(dataDir, { recursive: true, force: true })
   }
 }

@@ -8,22 +8,29 @@
  *   mnlab notebook check|record|export ...   lab notebooks (see notebook/cli.ts)
  * Exit codes: 0 ok, 1 mismatch (check), 2 unreadable or invalid input (error on stderr).
  */
+import { readFileSync } from 'node:fs'
 import path from 'node:path'
 import {
   defaultRunOptions,
+  ENGINE_VERSION,
+  expectStatus,
+  notProvenReason,
   parsePolicyList,
   runExecution,
   runResultOf,
   ScheduleError,
   scheduleIndices,
   scriptedChooser,
+  type ExpectStatus,
   type ExploreMode,
   type Policy,
+  type PolicyResult,
   type RunOptions,
   type RunResult,
   type Scenario,
 } from '../engine'
 import { formatExecution, formatRun } from './format'
+import { progressBoard, shouldShowProgress, type ProgressBoard } from './progress'
 import { expandScenarioPaths, loadScenarioFile, ScenarioLoadError } from './scenarioFiles'
 import { toWorkerOptions, WorkerPool } from './workerPool'
 import { runBench } from './bench'
@@ -124,11 +131,30 @@ function runInPool(
   sc: Scenario,
   policies: readonly Policy[],
   run: CliRun,
+  board: ProgressBoard,
+  label: string,
 ): Promise<RunResult> {
   const wopts = toWorkerOptions(run.opts, run.timeoutMs)
-  return Promise.all(policies.map((p) => pool.run(sc, p.name, wopts))).then((results) =>
-    runResultOf(sc, run.opts, results),
-  )
+  const random = run.opts.mode === 'random'
+  return Promise.all(
+    policies.map((p) => {
+      const task = board.task(
+        `${label}${p.name}`,
+        random ? 'schedules' : 'states',
+        random ? run.opts.executions : null,
+      )
+      const started = Date.now()
+      return pool
+        .start(sc, p.name, wopts, (pr) => task.update(random ? pr.executions : pr.states))
+        .result.then((r) => {
+          const n = random
+            ? `${r.stats.executions} schedules`
+            : `${r.stats.states.toLocaleString('en-US')} states`
+          task.done(`${r.verdict}, ${n}, ${((Date.now() - started) / 1000).toFixed(1)} s`)
+          return r
+        })
+    }),
+  ).then((results) => runResultOf(sc, run.opts, results))
 }
 
 async function cmdRun(f: Flags, pool: WorkerPool): Promise<number> {
@@ -139,17 +165,53 @@ async function cmdRun(f: Flags, pool: WorkerPool): Promise<number> {
     const sc = loadScenarioFile(file)
     return { file, sc, policies: policiesFor(sc, f), run: optionsFor(sc, f) }
   })
-  const pending = loaded.map((l) => runInPool(pool, l.sc, l.policies, l.run))
-  const runs: Array<{ file: string; run: RunResult }> = []
-  for (let i = 0; i < loaded.length; i++) {
-    const run = await pending[i]!
-    runs.push({ file: loaded[i]!.file, run })
-    if (!f.opts.has('json'))
-      process.stdout.write((i > 0 ? '\n' : '') + formatRun(loaded[i]!.file, run) + '\n')
+  const json = f.opts.has('json')
+  const board = progressBoard({ enabled: shouldShowProgress(json) })
+  try {
+    const pending = loaded.map((l) =>
+      runInPool(pool, l.sc, l.policies, l.run, board, loaded.length > 1 ? `${path.basename(l.file)} ` : ''),
+    )
+    const runs: Array<{ file: string; run: RunResult }> = []
+    for (let i = 0; i < loaded.length; i++) {
+      const run = await pending[i]!
+      runs.push({ file: loaded[i]!.file, run })
+      if (!json) {
+        if (i === loaded.length - 1) board.stop()
+        process.stdout.write((i > 0 ? '\n' : '') + formatRun(loaded[i]!.file, run) + '\n')
+      }
+    }
+    if (json) process.stdout.write(JSON.stringify(runs.length === 1 ? runs[0] : runs, null, 2) + '\n')
+  } finally {
+    board.stop()
   }
-  if (f.opts.has('json'))
-    process.stdout.write(JSON.stringify(runs.length === 1 ? runs[0] : runs, null, 2) + '\n')
   return 0
+}
+
+/** One `check` line: ok, not proven (no violation, but no proof either) or FAIL, with why. */
+function checkLine(shown: string, r: PolicyResult): { status: ExpectStatus; line: string } {
+  const status = expectStatus(r) ?? 'mismatch'
+  const violated =
+    Object.entries(r.invariants)
+      .filter(([, v]) => v === 'violated')
+      .map(([k]) => k)
+      .join(',') || 'none'
+  const metricsBad = r.metricChecks.filter((m) => !m.ok)
+  const why =
+    status === 'ok'
+      ? ''
+      : status === 'not-proven'
+        ? `  (${notProvenReason(r)})`
+        : metricsBad.length > 0
+          ? `  (metrics: ${metricsBad.map((m) => `${m.metric} is ${m.got}, expected ${m.want}`).join('; ')})`
+          : `  (got ${r.verdict}${r.stats.cutReason ? `: ${r.stats.cutReason}` : ''}; violated: ${violated})`
+  const metrics = r.metricChecks.length
+    ? `; ${r.metricChecks.map((m) => `${m.metric} ${m.got}${m.ok ? '' : ` (expected ${m.want})`}`).join(', ')}`
+    : ''
+  const tag = status === 'ok' ? 'ok  ' : status === 'not-proven' ? 'not proven' : 'FAIL'
+  return {
+    status,
+    line: `${tag} ${shown} ${r.policy}: expect ${r.expected ?? '-'}, ${r.verdict}${metrics} [${r.stats.states} states]${why}`,
+  }
 }
 
 async function cmdCheck(f: Flags, pool: WorkerPool): Promise<number> {
@@ -160,17 +222,36 @@ async function cmdCheck(f: Flags, pool: WorkerPool): Promise<number> {
     return { file, sc, policies: policiesFor(sc, noPolicyFlag), run: optionsFor(sc, f) }
   })
   const started = Date.now()
+  const live = shouldShowProgress(false)
+  const board = progressBoard({ enabled: live })
+  const jobs = loaded.reduce((n, l) => n + (l.sc.expect.length ? l.policies.length : 0), 0)
+  const overall = board.task('check', 'runs', jobs)
+  let finished = 0
+  const quiet = progressBoard({ enabled: false })
   const pending = loaded.map((l) =>
-    l.sc.expect.length === 0 ? null : runInPool(pool, l.sc, l.policies, l.run),
+    l.sc.expect.length === 0
+      ? null
+      : runInPool(pool, l.sc, l.policies, l.run, quiet, '').then((r) => {
+          finished += r.results.length
+          overall.update(finished)
+          return r
+        }),
   )
   let bad = 0
+  let notProven = 0
   let total = 0
+  const lines: string[] = []
+  // With progress on screen the lines are printed once it is cleared; in a log, as they come.
+  const emit = (l: string): void => {
+    if (live) lines.push(l)
+    else process.stdout.write(l + '\n')
+  }
   for (let i = 0; i < loaded.length; i++) {
     const { file } = loaded[i]!
     const shown = path.relative(process.cwd(), file) || file
     const job = pending[i]
     if (!job) {
-      process.stdout.write(`FAIL ${shown}: no expect block\n`)
+      emit(`FAIL ${shown}: no expect block`)
       total++
       bad++
       continue
@@ -178,30 +259,22 @@ async function cmdCheck(f: Flags, pool: WorkerPool): Promise<number> {
     const run = await job
     for (const r of run.results) {
       total++
-      const ok = r.matches === true
-      if (!ok) bad++
-      const violated =
-        Object.entries(r.invariants)
-          .filter(([, v]) => v === 'violated')
-          .map(([k]) => k)
-          .join(',') || 'none'
-      const metricsBad = r.metricChecks.filter((m) => !m.ok)
-      const why = ok
-        ? ''
-        : metricsBad.length > 0
-          ? `  (metrics: ${metricsBad.map((m) => `${m.metric} is ${m.got}, expected ${m.want}`).join('; ')})`
-          : `  (got ${r.verdict}${r.stats.cutReason ? `: ${r.stats.cutReason}` : ''}; violated: ${violated})`
-      const metrics = r.metricChecks.length
-        ? `; ${r.metricChecks.map((m) => `${m.metric} ${m.got}${m.ok ? '' : ` (expected ${m.want})`}`).join(', ')}`
-        : ''
-      process.stdout.write(
-        `${ok ? 'ok  ' : 'FAIL'} ${shown} ${r.policy}: expect ${r.expected ?? '-'}, ${r.verdict}${metrics} [${r.stats.states} states]${why}\n`,
-      )
+      const { status, line } = checkLine(shown, r)
+      if (status === 'mismatch') bad++
+      if (status === 'not-proven') notProven++
+      emit(line)
     }
   }
+  overall.done(`${total} runs in ${((Date.now() - started) / 1000).toFixed(1)} s`)
+  board.stop()
+  for (const l of lines) process.stdout.write(l + '\n')
   process.stdout.write(
     `${loaded.length} scenario files in ${((Date.now() - started) / 1000).toFixed(1)} s on ${pool.size} workers\n`,
   )
+  if (notProven > 0)
+    process.stdout.write(
+      `${notProven} expected to hold and not proven: no violation found, but the runs did not cover every interleaving\n`,
+    )
   process.stdout.write(`${total - bad} passed, ${bad} failed\n`)
   return bad > 0 ? 1 : 0
 }
@@ -232,6 +305,12 @@ function cmdReplay(f: Flags): number {
       `${file}: ${sc.title}\npolicy ${ps[0]!.name}, schedule of ${sched.length} steps, then the reference schedule\n`,
     )
     process.stdout.write(formatExecution(sc, ex) + '\n')
+    for (const note of scheduleNotes(
+      names,
+      ex.schedule.map((t) => sc.threads[t]!.name),
+      ex.outcome,
+    ))
+      process.stdout.write(note + '\n')
   } catch (e) {
     if (e instanceof ScheduleError) throw new UsageError(`schedule step ${e.index}: ${e.message}`)
     throw e
@@ -239,7 +318,52 @@ function cmdReplay(f: Flags): number {
   return 0
 }
 
+/**
+ * What became of a scripted schedule: steps where strong fairness ran a starved thread instead
+ * of the one asked for, and steps never used because the execution ended first.
+ */
+export function scheduleNotes(asked: readonly string[], ran: readonly string[], outcome: string): string[] {
+  const notes: string[] = []
+  const n = Math.min(asked.length, ran.length)
+  const forced: string[] = []
+  for (let i = 0; i < n; i++)
+    if (asked[i] !== ran[i]) forced.push(`step ${i} ran ${ran[i]} instead of ${asked[i]}`)
+  if (forced.length)
+    notes.push(
+      `note: the run left the schedule (strong fairness ran a starved thread): ${forced.slice(0, 5).join('; ')}${forced.length > 5 ? `; ${forced.length - 5} more` : ''}`,
+    )
+  if (ran.length < asked.length) {
+    const unused = asked.slice(ran.length)
+    const why =
+      outcome === 'done'
+        ? 'every thread had finished'
+        : outcome === 'livelock'
+          ? 'the run had entered its livelock cycle'
+          : outcome === 'deadlock'
+            ? 'the run was deadlocked'
+            : `the run ended (${outcome})`
+    const shown = unused.length > 12 ? `${unused.slice(0, 12).join(' ')} ...` : unused.join(' ')
+    notes.push(
+      `note: steps ${ran.length}-${asked.length - 1} of the schedule were not used (${shown}): ${why} after ${ran.length} steps`,
+    )
+  }
+  return notes
+}
+
+/** The version in package.json (two folders up from src-main/node and from the bundle in out/node). */
+function packageVersion(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')) as {
+      version?: string
+    }
+    return pkg.version ?? 'unknown'
+  } catch {
+    return 'unknown'
+  }
+}
+
 const HELP = `mnlab: MMU Notifier Lab, headless
+  mnlab --version            the mnlab, engine and Node versions
   mnlab run FILE... [--policy NAME|all|a,b] [--mode exhaustive|random|scripted] [--seed N]
                     [--executions N] [--schedule "C0 D0 ..."] [--max-states N] [--timeout S] [--json]
                     [--bfs] (shortest counterexamples) [--por] (sleep-set reduction)
@@ -258,6 +382,12 @@ export async function main(argv: readonly string[], pool: WorkerPool = new Worke
     const [cmd, ...rest] = argv
     if (!cmd || cmd === 'help' || cmd === '--help' || cmd === '-h') {
       process.stdout.write(HELP)
+      return 0
+    }
+    if (cmd === '--version' || cmd === '-V' || cmd === 'version') {
+      process.stdout.write(
+        `mnlab ${packageVersion()} (engine ${ENGINE_VERSION}, node ${process.versions.node})\n`,
+      )
       return 0
     }
     if (cmd === 'notebook') return await cmdNotebook(rest, pool)
@@ -293,6 +423,30 @@ export async function main(argv: readonly string[], pool: WorkerPool = new Worke
   }
 }
 
-if (require.main === module || process.argv[1]?.endsWith('mnlab.cjs')) {
-  void main(process.argv.slice(2)).then((code) => (process.exitCode = code))
+/**
+ * The process entry: bin/mnlab.cjs loads the bundle and calls this, whatever name the command
+ * was run under. Sets the exit code; a bug in mnlab itself is one line on stderr and exit 3
+ * (MNLAB_DEBUG=1 prints the stack), never a silent success.
+ */
+export function runCli(argv: readonly string[]): void {
+  // `mnlab run ... | head` closes the pipe early: that is not an error worth a stack trace.
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0)
+    throw e
+  })
+  main(argv).then(
+    (code) => {
+      process.exitCode = code
+    },
+    (e: unknown) => {
+      const err = e instanceof Error ? e : new Error(String(e))
+      process.stderr.write(
+        `mnlab: internal error: ${err.message.split('\n')[0]}\n` +
+          (process.env.MNLAB_DEBUG
+            ? `${err.stack ?? ''}\n`
+            : 'Run with MNLAB_DEBUG=1 for the stack trace.\n'),
+      )
+      process.exitCode = 3
+    },
+  )
 }

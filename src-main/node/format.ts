@@ -1,5 +1,13 @@
 /** Plain-text rendering of results and traces for the CLI. */
-import type { Execution, PolicyResult, RunResult, Scenario, StepRecord } from '../engine'
+import {
+  expectStatus,
+  notProvenReason,
+  type Execution,
+  type PolicyResult,
+  type RunResult,
+  type Scenario,
+  type StepRecord,
+} from '../engine'
 
 function pad(s: string, n: number): string {
   return s.length >= n ? s : s + ' '.repeat(n - s.length)
@@ -18,8 +26,8 @@ export function table(rows: readonly string[][]): string {
 }
 
 function mark(r: PolicyResult): string {
-  if (r.matches === null) return ''
-  return r.matches ? 'ok' : 'MISMATCH'
+  const st = expectStatus(r)
+  return st === null ? '' : st === 'ok' ? 'ok' : st === 'not-proven' ? 'not proven' : 'MISMATCH'
 }
 
 export function formatRun(file: string, run: RunResult): string {
@@ -77,7 +85,9 @@ export function formatRun(file: string, run: RunResult): string {
       .join('\n'),
   )
   for (const r of run.results) {
-    if (r.stats.cutReason && r.verdict !== 'violated')
+    if (expectStatus(r) === 'not-proven')
+      out.push(`  ${r.policy}: not proven (${notProvenReason(r)}); only an exhaustive run proves holds`)
+    else if (r.stats.cutReason && r.verdict !== 'violated')
       out.push(`  ${r.policy}: ${r.verdict}: ${r.stats.cutReason}`)
     for (const c of r.counterexamples) {
       out.push(`  ${r.policy}: ${c.invariant}: ${c.why}`)

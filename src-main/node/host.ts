@@ -29,6 +29,8 @@ export interface HostOptions {
   readonly service?: LabService
   /** Heartbeat comment interval on the event stream (default 15 s). */
   readonly heartbeatMs?: number
+  /** Recovery area and recent list (default: the user's, see createLabService). */
+  readonly dataDir?: string
 }
 
 export interface Host {
@@ -142,7 +144,8 @@ function readBody(req: http.IncomingMessage): Promise<string> {
 export async function startHost(options: HostOptions): Promise<Host> {
   const rendererDir = await fs.realpath(path.resolve(options.rendererDir))
   const service =
-    options.service ?? createLabService({ scenariosDir: options.scenariosDir, pool: new WorkerPool() })
+    options.service ??
+    createLabService({ scenariosDir: options.scenariosDir, pool: new WorkerPool(), dataDir: options.dataDir })
   const token = randomBytes(24).toString('hex')
   const heartbeatMs = options.heartbeatMs ?? 15_000
   const streams = new Set<http.ServerResponse>()

@@ -1,5 +1,5 @@
 /**
- * `npm run web`: the browser host from source (through tsx, see bin/web.cjs).
+ * `npm run web`: the browser host (bundled by bin/build.cjs, started by bin/web.cjs).
  *   --port N        127.0.0.1 port (default 5199; 0 picks a free one)
  *   --scenarios DIR the scenarios folder (default ./scenarios)
  * Serves out/renderer (built by `npm run build`) and prints one line: the URL with its token.
@@ -73,8 +73,15 @@ export async function webMain(
   return 0
 }
 
-if (require.main === module || process.argv[1]?.endsWith('web.cjs')) {
-  void webMain(process.argv.slice(2)).then((code) => {
-    if (code !== 0) process.exit(code)
-  })
+/** The process entry: bin/web.cjs loads the bundle and calls this explicitly. */
+export function runWeb(argv: readonly string[], rendererDir: string): void {
+  webMain(argv, rendererDir).then(
+    (code) => {
+      if (code !== 0) process.exit(code)
+    },
+    (e: unknown) => {
+      process.stderr.write(`mnlab web: internal error: ${e instanceof Error ? e.message : String(e)}\n`)
+      process.exit(3)
+    },
+  )
 }

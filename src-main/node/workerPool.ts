@@ -3,6 +3,7 @@
  * off the calling thread. A worker that crashes fails its job with a message and is replaced;
  * `cancel` terminates the worker running a job.
  */
+import { existsSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { Worker } from 'node:worker_threads'
@@ -47,10 +48,19 @@ export function toWorkerOptions(o: RunOptions, timeoutMs: number | null): Worker
   }
 }
 
-/** Starts the worker from TypeScript source through tsx (the CLI runs unbundled). */
+/** Starts the worker from TypeScript source through tsx (tests, which run the sources). */
 export function tsxWorker(): Worker {
   const file = path.join(__dirname, 'exploreWorker.ts')
   return new Worker(`require('tsx/cjs'); require(${JSON.stringify(file)})`, { eval: true })
+}
+
+/**
+ * The worker for code running from a bundle: bin/build.cjs writes exploreWorker.cjs beside
+ * the CLI and host bundles (out/node). From the sources (vitest), the tsx worker.
+ */
+export function defaultWorker(): Worker {
+  const bundled = path.join(__dirname, 'exploreWorker.cjs')
+  return existsSync(bundled) ? new Worker(bundled) : tsxWorker()
 }
 
 interface Job {
@@ -78,7 +88,7 @@ export class WorkerPool {
   private closed = false
 
   constructor(
-    private readonly createWorker: () => Worker = tsxWorker,
+    private readonly createWorker: () => Worker = defaultWorker,
     readonly size = Math.max(1, Math.min(4, os.availableParallelism?.() ?? os.cpus().length)),
   ) {}
 

@@ -174,8 +174,11 @@ describe('mnlab notebook', () => {
     expect(md.code).toBe(0)
     expect(md.stdout.startsWith('# CLI test\n')).toBe(true)
     const out = path.join(dir, 'e.html')
-    expect((await mnlab('notebook', 'export', f, '--format=html', '-o', out)).code).toBe(0)
+    const html = await mnlab('notebook', 'export', f, '--format=html', '-o', out)
+    expect(html.code).toBe(0)
     expect(readFileSync(out, 'utf8')).toMatch(/^<!DOCTYPE html>/)
+    // Success says what it wrote: a silent exit 0 is indistinguishable from doing nothing.
+    expect(html.stdout).toBe(`wrote ${out} (HTML, ${Buffer.byteLength(readFileSync(out, 'utf8'))} bytes)\n`)
     expect((await mnlab('notebook', 'export', f, '--format', 'pdf')).code).toBe(2)
     expect((await mnlab('notebook', 'frobnicate')).code).toBe(2)
     expect((await mnlab('notebook', 'check', path.join(dir, 'missing.mnlab.yaml'))).stderr).toMatch(

@@ -193,8 +193,12 @@ function exportCmd(args: string[]): number {
     throw new NotebookUsageError(`--format must be md or html, got '${fmt ?? ''}'`)
   const l = loadNotebook(args[0]!)
   const text = exportNotebook(l.nb, fmt === 'html' ? 'html' : 'markdown')
-  if (out) writeFileSync(out, text)
-  else process.stdout.write(text)
+  if (out) {
+    writeFileSync(out, text)
+    process.stdout.write(
+      `wrote ${out} (${fmt === 'html' ? 'HTML' : 'Markdown'}, ${Buffer.byteLength(text)} bytes)\n`,
+    )
+  } else process.stdout.write(text)
   return 0
 }
 
