@@ -23,6 +23,14 @@ const BENCH_FILES = [
 const SMALL = 'scenarios/upgrade-loop.smmu-no-btm.yaml'
 const STARTS = 7
 
+export interface BenchOptions {
+  /**
+   * `--quick`: every figure once, on the small scenario only (the README test runs the bench
+   * this way: it checks that the bench works, not how fast anything is).
+   */
+  readonly quick?: boolean
+}
+
 function median(xs: readonly number[]): number {
   const s = [...xs].sort((a, b) => a - b)
   const m = s.length >> 1
@@ -39,7 +47,7 @@ function timeProcess(argv: readonly string[], cwd: string): number {
 }
 
 /** Start-up of the built CLI against the tsx path it replaced, interleaved so both see the same load. */
-function startupRows(root: string, board: ProgressBoard): string[][] {
+function startupRows(root: string, board: ProgressBoard, starts: number): string[][] {
   const launcher = path.join(root, 'bin', 'mnlab.cjs')
   const viaTsx = (args: string[]): string[] => [
     '-e',
@@ -50,13 +58,13 @@ function startupRows(root: string, board: ProgressBoard): string[][] {
     [`mnlab run ${path.basename(SMALL)}`, [launcher, 'run', SMALL], viaTsx(['run', SMALL])],
   ]
   const rows: string[][] = [['command', 'built (median ms)', 'tsx (median ms)', 'ratio', 'runs']]
-  const task = board.task('start-up', 'processes', cases.length * STARTS * 2)
+  const task = board.task('start-up', 'processes', cases.length * starts * 2)
   let n = 0
   for (const [name, built, tsx] of cases) {
     const a: number[] = []
     const b: number[] = []
     timeProcess(built, root) // a fresh bundle is built here, not timed
-    for (let i = 0; i < STARTS; i++) {
+    for (let i = 0; i < starts; i++) {
       a.push(timeProcess(built, root))
       b.push(timeProcess(tsx, root))
       task.update((n += 2))
@@ -66,22 +74,24 @@ function startupRows(root: string, board: ProgressBoard): string[][] {
       median(a).toFixed(0),
       median(b).toFixed(0),
       `${(median(b) / median(a)).toFixed(1)}x`,
-      String(STARTS),
+      String(starts),
     ])
   }
   task.done('done')
   return rows
 }
 
-export async function runBench(pool: WorkerPool): Promise<number> {
+export async function runBench(pool: WorkerPool, options: BenchOptions = {}): Promise<number> {
   const board = progressBoard({ enabled: shouldShowProgress(false) })
   const root = path.resolve(__dirname, '..', '..')
   const out: string[] = []
   try {
-    out.push(`start-up (whole process, node ${process.versions.node}):\n${table(startupRows(root, board))}`)
+    out.push(
+      `start-up (whole process, node ${process.versions.node}):\n${table(startupRows(root, board, options.quick ? 1 : STARTS))}`,
+    )
     const rows: string[][] = [['scenario', 'policy', 'verdict', 'states', 'transitions', 'ms', 'states/s']]
     const wall: string[][] = [['scenario', 'policies', 'workers', 'wall ms']]
-    for (const f of BENCH_FILES) {
+    for (const f of options.quick ? [SMALL] : BENCH_FILES) {
       const sc = loadScenarioFile(path.resolve(root, f))
       const opts = { ...defaultRunOptions(sc), mode: 'exhaustive' as const }
       for (const p of PRESETS) {
@@ -118,7 +128,10 @@ export async function runBench(pool: WorkerPool): Promise<number> {
     // The engine figures are printed before the GUI's, which take a browser.
     board.stop()
     process.stdout.write(out.join('\n\n') + '\n')
-    return await runGuiBench({ progress: progressBoard({ enabled: shouldShowProgress(false) }) })
+    return await runGuiBench({
+      progress: progressBoard({ enabled: shouldShowProgress(false) }),
+      quick: options.quick,
+    })
   } finally {
     board.stop()
   }

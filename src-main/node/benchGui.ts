@@ -45,6 +45,8 @@ export interface GuiBenchOptions {
   readonly scenariosDir?: string
   readonly chromium?: string
   readonly out?: (s: string) => void
+  /** One cold start and one run of the small scenario (see BenchOptions.quick). */
+  readonly quick?: boolean
   /** Live progress (the bench's board); none by default. */
   readonly progress?: ProgressBoard
 }
@@ -148,14 +150,15 @@ export async function runGuiBench(options: GuiBenchOptions = {}): Promise<number
     browser = await chromium.launch({ executablePath: chromiumPath, headless: true, args: CHROMIUM_ARGS })
     const rows: string[][] = [['measure', 'n', 'median ms', 'samples ms']]
     const cold: number[] = []
-    const coldTask = options.progress?.task('GUI cold start', 'starts', COLD_STARTS)
-    for (let i = 0; i < COLD_STARTS; i++) {
+    const coldStarts = options.quick ? 1 : COLD_STARTS
+    const coldTask = options.progress?.task('GUI cold start', 'starts', coldStarts)
+    for (let i = 0; i < coldStarts; i++) {
       cold.push(await coldStart(browser, host.url))
       coldTask?.update(cold.length)
     }
     coldTask?.done(`median ${median(cold).toFixed(0)} ms`)
     rows.push(['cold start -> editor takes input', String(cold.length), median(cold).toFixed(0), fmt(cold)])
-    for (const [file, n] of GUI_RUNS) {
+    for (const [file, n] of options.quick ? [[GUI_RUNS[0]![0], 1] as const] : GUI_RUNS) {
       const ts: number[] = []
       const task = options.progress?.task(`GUI run ${file}`, 'runs', n)
       for (let i = 0; i < n; i++) {

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest'
+import { scheduleNotes } from './cli'
 import { mnlab } from './cliTestkit'
 
 const UPGRADE = fileURLToPath(new URL('../../scenarios/upgrade-loop.smmu-no-btm.yaml', import.meta.url))
@@ -244,5 +245,80 @@ describe('mnlab check', () => {
     expect(r.code).toBe(1)
     expect(r.stdout).toContain(`FAIL ${path.relative(process.cwd(), file)}: no expect block`)
     expect(r.stdout.trimEnd().split('\n').at(-1)).toBe('0 passed, 1 failed')
+  })
+})
+
+describe('sampled and budget-cut runs against an expect of holds', () => {
+  const COW = fileURLToPath(new URL('../../scenarios/cow-ordering.flush-at-end.yaml', import.meta.url))
+  const COW_TEXT = readFileSync(COW, 'utf8')
+
+  it('run marks them "not proven", never MISMATCH; a found violation still matches its expect', async () => {
+    const r = await mnlab('run', COW, '--mode', 'random', '--seed', '7', '--executions', '500')
+    expect(r.code).toBe(0)
+    expect(r.stdout).not.toContain('MISMATCH')
+    expect(r.stdout).toMatch(/^\s+start-end\s+violated\s+forbid\s+ok\s/m)
+    expect(r.stdout).toMatch(/^\s+arch-hook\s+unknown\s+holds\s+not proven\s/m)
+    expect(r.stdout).toContain(
+      'arch-hook: not proven (random: 500 schedules, no violation); only an exhaustive run proves holds',
+    )
+  })
+
+  it('check passes them, says how many were not proven, and fails a violation found where holds was expected', async () => {
+    const ok = await mnlab('check', COW, '--mode', 'random', '--seed', '7', '--executions', '500')
+    expect(ok.code).toBe(0)
+    expect(ok.stdout).toMatch(
+      /^not proven \S+ invalidate-range: expect holds, unknown .*\(random: 500 schedules, no violation\)$/m,
+    )
+    expect(ok.stdout).toMatch(/^2 expected to hold and not proven: /m)
+    expect(ok.stdout.trimEnd().split('\n').at(-1)).toBe('3 passed, 0 failed')
+
+    const wrong = writeScenario('cow-holds.yaml', COW_TEXT.replace('start-end: forbid', 'start-end: holds'))
+    const bad = await mnlab('check', wrong, '--mode', 'random', '--seed', '7', '--executions', '500')
+    expect(bad.code).toBe(1)
+    expect(bad.stdout).toMatch(/^FAIL \S+ start-end: expect holds, violated/m)
+
+    const cut = await mnlab('check', COW, '--max-states', '50')
+    expect(cut.stdout).toMatch(
+      /^not proven \S+ arch-hook: .*\(state budget reached \(50 states\), no violation found\)$/m,
+    )
+  })
+})
+
+describe('replay reports the schedule steps it did not use', () => {
+  it('steps after every thread finished are listed', async () => {
+    const r = await mnlab(
+      'replay',
+      UPGRADE,
+      '--policy',
+      'arch-hook',
+      '--schedule',
+      'C0 C0 D0 D0 D0 D0 D0 D0 D0 D0 D0 D0',
+    )
+    expect(r.code).toBe(0)
+    expect(r.stdout).toMatch(/^outcome: done$/m)
+    expect(r.stdout.trimEnd().split('\n').at(-1)).toBe(
+      'note: steps 3-11 of the schedule were not used (D0 D0 D0 D0 D0 D0 D0 D0 D0): every thread had finished after 3 steps',
+    )
+  })
+
+  it('scheduleNotes names forced steps and the unused tail', () => {
+    expect(scheduleNotes(['C0', 'D0', 'D0'], ['C0', 'D0', 'D0'], 'done')).toEqual([])
+    expect(scheduleNotes(['C0', 'C0', 'D0', 'D0'], ['C0', 'D0'], 'done')).toEqual([
+      'note: the run left the schedule (strong fairness ran a starved thread): step 1 ran D0 instead of C0',
+      'note: steps 2-3 of the schedule were not used (D0 D0): every thread had finished after 2 steps',
+    ])
+    expect(scheduleNotes(['D0', 'D0', 'D0'], ['D0', 'D0'], 'livelock')[0]).toMatch(
+      /livelock cycle after 2 steps$/,
+    )
+  })
+})
+
+describe('a scripted schedule the run cannot follow', () => {
+  it('run --schedule with a finished thread is a usage error naming the step and policy, exit 2', async () => {
+    const r = await mnlab('run', UPGRADE, '--schedule', 'C0 C0 C0 C0 C0 C0 C0 C0')
+    expect(r.code).toBe(2)
+    expect(r.stdout).toBe('')
+    expect(r.stderr.split('\n')[0]).toBe('mnlab: --schedule step 2 under start-end: C0 cannot run at step 2: done')
+    expect(r.stderr).not.toMatch(/ScheduleError|at .*\.ts:\d+/)
   })
 })

@@ -44,7 +44,7 @@ interface Flags {
 }
 
 const VALUED = new Set(['policy', 'mode', 'seed', 'executions', 'schedule', 'max-states', 'timeout'])
-const BOOLEAN = new Set(['json', 'trace', 'help', 'por', 'bfs'])
+const BOOLEAN = new Set(['json', 'trace', 'help', 'por', 'bfs', 'quick'])
 
 function parseFlags(argv: readonly string[]): Flags {
   const positional: string[] = []
@@ -125,6 +125,34 @@ function scheduleIndicesOrUsage(sc: Scenario, names: readonly string[]): number[
   }
 }
 
+/**
+ * A scripted schedule must be followable under each policy (a thread may be finished or blocked
+ * at a step under one policy and not another): one execution per policy, here, so a bad
+ * schedule is a usage error (exit 2) naming its step, not a failed worker.
+ */
+function checkScriptedSchedule(
+  sc: Scenario,
+  policies: readonly Policy[],
+  run: CliRun,
+  fromFlag: boolean,
+): void {
+  if (run.opts.mode !== 'scripted') return
+  const where = fromFlag ? '--schedule' : 'explore.schedule'
+  const idx = scheduleIndicesOrUsage(sc, run.opts.schedule)
+  for (const p of policies) {
+    try {
+      runExecution(sc, p, scriptedChooser(idx), {
+        tracing: false,
+        maxSteps: Math.max(run.opts.budget.maxSteps, idx.length + 1),
+      })
+    } catch (e) {
+      if (e instanceof ScheduleError)
+        throw new UsageError(`${where} step ${e.index} under ${p.name}: ${e.message}`)
+      throw e
+    }
+  }
+}
+
 /** Runs every policy of a scenario in the worker pool; results come back in policy order. */
 function runInPool(
   pool: WorkerPool,
@@ -163,7 +191,9 @@ async function cmdRun(f: Flags, pool: WorkerPool): Promise<number> {
   // Load and check everything first: invalid input is reported before any long run.
   const loaded = files.map((file) => {
     const sc = loadScenarioFile(file)
-    return { file, sc, policies: policiesFor(sc, f), run: optionsFor(sc, f) }
+    const l = { file, sc, policies: policiesFor(sc, f), run: optionsFor(sc, f) }
+    checkScriptedSchedule(sc, l.policies, l.run, f.opts.has('schedule'))
+    return l
   })
   const json = f.opts.has('json')
   const board = progressBoard({ enabled: shouldShowProgress(json) })
@@ -219,7 +249,9 @@ async function cmdCheck(f: Flags, pool: WorkerPool): Promise<number> {
   const noPolicyFlag: Flags = { ...f, opts: new Map([...f.opts].filter(([k]) => k !== 'policy')) }
   const loaded = files.map((file) => {
     const sc = loadScenarioFile(file)
-    return { file, sc, policies: policiesFor(sc, noPolicyFlag), run: optionsFor(sc, f) }
+    const l = { file, sc, policies: policiesFor(sc, noPolicyFlag), run: optionsFor(sc, f) }
+    checkScriptedSchedule(sc, l.policies, l.run, f.opts.has('schedule'))
+    return l
   })
   const started = Date.now()
   const live = shouldShowProgress(false)
@@ -369,7 +401,7 @@ const HELP = `mnlab: MMU Notifier Lab, headless
                     [--bfs] (shortest counterexamples) [--por] (sleep-set reduction)
   mnlab check [PATH...]      run every scenario under the policies in its expect; exit 1 on a mismatch
   mnlab replay FILE --policy NAME --schedule "C0 D0 ..."   full trace of one schedule
-  mnlab bench                engine timings on the key scenarios
+  mnlab bench [--quick]      start-up, engine and GUI timings (--quick: each figure once, small scenario)
   mnlab notebook check FILE|DIR...    recompute every experiment; exit 1 if a recorded verdict changed
   mnlab notebook record FILE... [--pin] [--stale]   run every experiment (--stale: only stale ones) and record the results
   mnlab notebook export FILE --format md|html [-o OUT]   a self-contained report
@@ -404,7 +436,7 @@ export async function main(argv: readonly string[], pool: WorkerPool = new Worke
       case 'replay':
         return cmdReplay(f)
       case 'bench':
-        return await runBench(pool)
+        return await runBench(pool, { quick: f.opts.has('quick') })
       default:
         throw new UsageError(`unknown command '${cmd}'`)
     }
