@@ -8,6 +8,8 @@ import { Res, type Footprint } from './footprint'
 import { hasVariant, type Policy } from './policy'
 import type { EventKind, Metrics, TraceEvent, Violation } from './results'
 import {
+  frameLabels,
+  livenessOf,
   mmuWritable,
   type CallFrame,
   type FileState,
@@ -486,12 +488,27 @@ export class Ctx {
     }
     return fs[pfn]!
   }
-  /** Allocates a frame, reusing the lowest free one so that a use-after-free is observable. */
+  /**
+   * Allocates a frame, reusing a free one so that a use-after-free is observable: the free frame
+   * that comes first in the canonical frame numbering (state.ts frameLabels), so that the choice
+   * depends on the state's structure, never on pfn numbers. That keeps the semantics symmetric
+   * under renumbering, which the explorer's canonical hashing relies on. (The kernel's choice is
+   * the allocator's business; any free page may come back.)
+   */
   allocFrame(v: number, fn: string): number {
     this.rd(Res.alloc)
     this.wr(Res.alloc)
     const fs = this.framesW()
-    let pfn = fs.findIndex((f, i) => i !== ZERO_PFN && f.free)
+    let pfn = -1
+    const free = fs.reduce((n, f, i) => n + (i !== ZERO_PFN && f.free ? 1 : 0), 0)
+    if (free > 0) {
+      // With a choice to make, the choice reads what the numbering reads: for partial-order
+      // reduction, this step then depends on every step that changes a PTE, a TLB or a frame.
+      if (free > 1 && this.fp) this.readAllForLabels()
+      const lab = frameLabels(this.s, livenessOf(this.sc))
+      for (let i = 0; i < fs.length; i++)
+        if (i !== ZERO_PFN && fs[i]!.free && (pfn < 0 || lab[i]! < lab[pfn]!)) pfn = i
+    }
     if (pfn < 0) {
       pfn = fs.length
       fs.push({ v, ref: 1, map: 0, free: false, gen: 1, w: 0, sup: false })
@@ -503,6 +520,14 @@ export class Ctx {
     ;(this.ownFrame ??= new Set()).add(pfn)
     this.emit('frame', fn, `allocate pfn ${pfn} (gen ${fs[pfn]!.gen})`)
     return pfn
+  }
+  /**
+   * Footprint of a choice made through frameLabels, which reads every PTE, TLB entry, folio,
+   * frame and the other threads' pfn locals (thread-private, so no resource names them): the
+   * step is marked dependent on every other step.
+   */
+  private readAllForLabels(): void {
+    this.wr(Res.everything)
   }
   /** folio_put(): drop a reference; the frame returns to the allocator at zero. */
   putFrame(pfn: number, fn = 'folio_put'): void {

@@ -41,6 +41,18 @@ export interface Budget {
    * first but holds a whole level of states in memory.
    */
   readonly order?: 'bfs' | 'dfs'
+  /**
+   * Stop at the first violation this accepts (`--first`: any; `check` on an entry expecting a
+   * named invariant: that one). The run is then incomplete: the violation is real (it is
+   * replayed into a counterexample), but the invariants not found stay `unknown`.
+   */
+  readonly stopAt?: (inv: InvariantName) => boolean
+  /**
+   * Canonical frame numbering in the visited-state hash (default on; state.ts frameLabels has
+   * the soundness argument). false is `--reduction none`: states that differ only in pfn
+   * numbers are then explored separately, as the first engine did.
+   */
+  readonly canonicalFrames?: boolean
 }
 
 export interface ExploreProgress {
@@ -65,6 +77,15 @@ export interface ExploreOutcome {
   readonly executions: number
   readonly complete: boolean
   readonly cutReason: string | null
+  /** The deepest path explored, in steps. */
+  readonly maxDepth: number
+  /** States discovered but not yet expanded when the run stopped (0 when complete). */
+  readonly frontierLeft: number
+}
+
+/** Why a run stopped at its first violation (see Budget.stopAt). */
+export function firstViolationReason(inv: InvariantName): string {
+  return `stopped at the first violation found (${inv}); the other invariants were not explored to the end`
 }
 
 function finalMem(sc: Scenario, s: LabState, page: number): number | null {
@@ -198,7 +219,10 @@ export function exploreExhaustive(
   const devOnly = new Map<number, LabState>()
   const found = new Map<InvariantName, Found>()
   const metrics = zeroMetrics()
-  const live = liveness(sc)
+  // Sleep sets carry footprints in one representative's pfns; merged with canonical numbering
+  // they would be compared against another's. Until that combination has its own soundness
+  // argument, --por explores without canonical frames.
+  const live = liveness(sc, budget.canonicalFrames !== false && budget.reduction !== true)
   const isDevice = sc.threads.map((t) => t.kind === 'device')
   let steps = 0
   let terminals = 0
@@ -209,9 +233,14 @@ export function exploreExhaustive(
     for (let x = id; parent[x]! >= 0; x = parent[x]!) p.push(parentThread[x]!)
     return p.reverse()
   }
+  const depth: number[] = []
+  let maxDepth = 0
+  let exploring = true
   const record = (v: Violation, schedule: number[], cycle: number[] | null): void => {
     if (!found.has(v.invariant))
       found.set(v.invariant, { invariant: v.invariant, schedule, cycle, violation: v })
+    if (exploring && cutReason === null && budget.stopAt?.(v.invariant))
+      cutReason = firstViolationReason(v.invariant)
   }
   const stateAt = (id: number): LabState => {
     let st = initialState(sc)
@@ -243,6 +272,7 @@ export function exploreExhaustive(
       if (r.violations.length > 0) {
         const sched = [...pathTo(id), t]
         for (const v of r.violations) record({ ...v, step: sched.length - 1 }, sched, null)
+        if (cutReason) return
       }
       const succSleep = por ? [...z, ...done].filter((u) => independent(u.fp, fp)) : []
       done.push({ t, fp })
@@ -255,6 +285,9 @@ export function exploreExhaustive(
         nid = frontier.length
         parent.push(id)
         parentThread.push(t)
+        const d = depth[id]! + 1
+        depth.push(d)
+        if (d > maxDepth) maxDepth = d
         frontier.push(r.next)
         sleepOf.push(succSleep)
         if (dfs) lifo.push(nid)
@@ -278,6 +311,7 @@ export function exploreExhaustive(
   ids.getOrInsert(hashState(s0, live), 0)
   parent.push(-1)
   parentThread.push(-1)
+  depth.push(0)
   frontier.push(s0)
   sleepOf.push([])
   let next = 0
@@ -304,6 +338,7 @@ export function exploreExhaustive(
       if (en.length === 0) {
         terminals++
         for (const v of terminalViolations(sc, policy, s, pathTo(id).length)) record(v, pathTo(id), null)
+        if (cutReason) break
         continue
       }
       if (en.every((t) => isDevice[t])) devOnly.set(id, s)
@@ -319,11 +354,23 @@ export function exploreExhaustive(
     if (cutReason) break
   }
   const complete = cutReason === null
+  exploring = false
   if (complete) {
     const lv = livelocks(sc, policy, devOnly, ids, live, pathTo)
     if (lv) record(livelockViolation(sc, lv.cycle), lv.prefix, lv.cycle)
   }
-  return { found: [...found.values()], states: ids.size, steps, executions: terminals, complete, cutReason }
+  let frontierLeft = reQueue.length
+  if (!complete) for (const x of frontier) if (x !== null) frontierLeft++
+  return {
+    found: [...found.values()],
+    states: ids.size,
+    steps,
+    executions: terminals,
+    complete,
+    cutReason,
+    maxDepth,
+    frontierLeft,
+  }
 }
 
 /**

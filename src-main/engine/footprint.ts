@@ -40,9 +40,11 @@ export const Res = {
   /** A `signal`/`wait` flag. */
   flag: (i: number) => 9 * M * M + i,
   /** A kernel page's vmap area on the lazy purge list. */
-  vlazy: (p: number) => 10 * M * M + p,
+  vlazy: (p: number) => 12 * M * M + p,
   /** A file page's page-cache state: PG_dirty, the folio lock, its disk block. */
-  file: (p: number) => 9 * M * M + p,
+  file: (p: number) => 13 * M * M + p,
+  /** Written by a step that read the whole state (allocFrame's choice): dependent on every step. */
+  everything: 11 * M * M,
 }
 
 export function newFootprint(): Footprint {
@@ -51,6 +53,7 @@ export function newFootprint(): Footprint {
 
 /** Whether two steps' footprints allow them to commute. */
 export function independent(a: Footprint, b: Footprint): boolean {
+  if (a.w.includes(Res.everything) || b.w.includes(Res.everything)) return false
   for (const x of a.w) if (b.w.includes(x) || b.r.includes(x) || b.inc.includes(x)) return false
   for (const x of b.w) if (a.r.includes(x) || a.inc.includes(x)) return false
   for (const x of a.inc) if (b.r.includes(x)) return false

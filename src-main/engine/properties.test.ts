@@ -353,7 +353,8 @@ describe('model-based properties of the exploration engine', () => {
   it('2. sleep-set reduction keeps the states, terminal executions and violated invariants (seed 7)', () => {
     fc.assert(
       fc.property(scenarioArb(), policyArb, (g, policy) => {
-        const full = exploreExhaustive(g.sc, policy, { ...BUDGET, reduction: false })
+        // Sleep sets run without canonical frames (explore.ts): compare like with like.
+        const full = exploreExhaustive(g.sc, policy, { ...BUDGET, reduction: false, canonicalFrames: false })
         const red = exploreExhaustive(g.sc, policy, { ...BUDGET, reduction: true })
         // A cut run says nothing about the whole state space; the generator keeps these rare.
         fc.pre(full.complete && red.complete)
@@ -374,6 +375,46 @@ describe('model-based properties of the exploration engine', () => {
         check(a === b, g, policy, `violated invariants: [${a}] with reduction, [${b}] without`)
       }),
       { seed: 7, numRuns: 120 },
+    )
+  })
+
+  it('2b. canonical frame numbering never changes a verdict: same violated invariants, fewer or equal states (seed 2026)', () => {
+    fc.assert(
+      fc.property(scenarioArb(), policyArb, (g, policy) => {
+        const plain = exploreExhaustive(g.sc, policy, { ...BUDGET, canonicalFrames: false })
+        const canon = exploreExhaustive(g.sc, policy, { ...BUDGET, canonicalFrames: true })
+        fc.pre(plain.complete)
+        check(
+          canon.complete,
+          g,
+          policy,
+          `canonical run incomplete (${canon.cutReason}) where the plain one completed`,
+        )
+        check(
+          canon.states <= plain.states,
+          g,
+          policy,
+          `states: ${canon.states} canonical, ${plain.states} plain`,
+        )
+        const a = invariantSet(canon.found).join(',')
+        const b = invariantSet(plain.found).join(',')
+        check(a === b, g, policy, `violated invariants: [${a}] canonical, [${b}] plain`)
+        // Every counterexample of the reduced search is a real run of the model.
+        for (const f of canon.found) {
+          const sched = f.cycle ? [...f.schedule, ...f.cycle] : f.schedule
+          const ex = runExecution(g.sc, policy, scriptedChooser(sched), {
+            tracing: false,
+            maxSteps: sched.length + 10_000,
+          })
+          check(
+            ex.violations.some((v) => v.invariant === f.invariant),
+            g,
+            policy,
+            `counterexample for ${f.invariant} does not replay: ${sched.join(' ')}`,
+          )
+        }
+      }),
+      { seed: 2026, numRuns: 200 },
     )
   })
 

@@ -3,6 +3,7 @@ import { COST_TABLE_NAME, type InvalidationKinds } from './costs'
 import {
   DEFAULT_BUDGET,
   exploreExhaustive,
+  firstViolationReason,
   pctChooser,
   runExecution,
   scriptedChooser,
@@ -66,6 +67,8 @@ export function runPolicy(sc: Scenario, policy: Policy, opts: RunOptions): Polic
   let states = 0
   let steps = 0
   let executions = 0
+  let maxDepth = 0
+  let frontierLeft = 0
   let metricsRun
   let metricsSchedule = 'reference schedule: the first runnable thread in declaration order'
   if (opts.mode === 'exhaustive') {
@@ -76,6 +79,8 @@ export function runPolicy(sc: Scenario, policy: Policy, opts: RunOptions): Polic
     states = o.states
     steps = o.steps
     executions = o.executions
+    maxDepth = o.maxDepth
+    frontierLeft = o.frontierLeft
     metricsRun = runExecution(sc, policy, sequentialChooser, {
       tracing: false,
       maxSteps: opts.budget.maxSteps,
@@ -103,7 +108,10 @@ export function runPolicy(sc: Scenario, policy: Policy, opts: RunOptions): Polic
         if (byInv.has(v.invariant)) continue
         const sched = ex.cycle ? ex.schedule.slice(0, ex.schedule.length - ex.cycle.length) : ex.schedule
         byInv.set(v.invariant, { invariant: v.invariant, schedule: sched, cycle: ex.cycle, violation: v })
+        if (cutReason === null && opts.budget.stopAt?.(v.invariant))
+          cutReason = firstViolationReason(v.invariant)
       }
+      if (cutReason) break
     }
     found = [...byInv.values()]
     cutReason ??= `random: ${executions} PCT schedules (seed ${opts.seed}) sampled, not every interleaving`
@@ -158,7 +166,7 @@ export function runPolicy(sc: Scenario, policy: Policy, opts: RunOptions): Polic
     verdict,
     invariants,
     counterexamples,
-    stats: { executions, states, steps, complete, cutReason },
+    stats: { executions, states, steps, complete, cutReason, maxDepth, frontierLeft },
     metrics: metricsRun.metrics,
     invalidations: metricsRun.invalidations,
     metricsSchedule:

@@ -381,11 +381,11 @@ class Hasher {
   }
 }
 
-function hashEntries(h: Hasher, es: readonly TlbEntry[]): void {
+function hashEntries(h: Hasher, es: readonly TlbEntry[], lab: Int32Array | null): void {
   h.n(es.length)
   for (const e of es) {
     h.n(e.page)
-    h.n(e.pfn)
+    h.n(frameCode(e.pfn, lab))
     h.n(e.gen)
     h.n((e.write ? 1 : 0) | (e.dirty ? 2 : 0) | (e.revoked ? 4 : 0) | (e.huge ? 8 : 0))
   }
@@ -412,9 +412,20 @@ export interface Liveness {
   readonly regs: readonly boolean[]
   /** For each secondary, the threads that access memory through it. */
   readonly secUsers: ReadonlyArray<readonly number[]>
+  /** Hash pfns through canonical frame numbering (frameLabels); false: `--reduction none`. */
+  readonly canonicalFrames: boolean
 }
 
-export function liveness(sc: Scenario): Liveness {
+const LIVENESS = new WeakMap<Scenario, Liveness>()
+
+/** The scenario's liveness with canonical frame numbering, computed once (the allocator's). */
+export function livenessOf(sc: Scenario): Liveness {
+  let l = LIVENESS.get(sc)
+  if (!l) LIVENESS.set(sc, (l = liveness(sc)))
+  return l
+}
+
+export function liveness(sc: Scenario, canonicalFrames = true): Liveness {
   const used = new Set<number>()
   const walk = (e: Scenario['forbid']): void => {
     if (!e) return
@@ -431,14 +442,15 @@ export function liveness(sc: Scenario): Liveness {
     secUsers: sc.secondaries.map((_, i) =>
       sc.threads.flatMap((t, j) => (t.kind === 'device' && t.via === i ? [j] : [])),
     ),
+    canonicalFrames,
   }
 }
 
-function pteCode(p: Pte | null): number {
+function pteCode(p: Pte | null, lab: Int32Array | null): number {
   if (!p) return -1
   if (p.swp !== undefined) return -1000 - p.swp
   return (
-    p.pfn * 64 +
+    frameCode(p.pfn, lab) * 64 +
     (p.present ? 1 : 0) +
     (p.write ? 2 : 0) +
     (p.dirty ? 4 : 0) +
@@ -448,11 +460,119 @@ function pteCode(p: Pte | null): number {
   )
 }
 
+/** A pfn as hashed: its canonical label, or itself without canonical numbering (or if no frame). */
+function frameCode(pfn: number, lab: Int32Array | null): number {
+  return lab !== null && pfn >= 0 && pfn < lab.length ? lab[pfn]! : pfn
+}
+
+/**
+ * Locals that always hold a pfn or a list of pfns (or -1/null for none): checked against every
+ * assignment in kernel/*.ts. They take part in canonical frame numbering. A local not listed
+ * here is hashed both as written and through the numbering (see hashLocalCanon), which is sound
+ * whatever it holds; listing a key that can hold anything else would not be.
+ */
+export const PFN_LOCALS: ReadonlySet<string> = new Set([
+  'pfn',
+  'hpfn',
+  'pfns',
+  'kpage',
+  'new',
+  'g_queue',
+  'g_rmap',
+])
+
+/**
+ * Canonical frame numbering (symmetry reduction over pfns). Frames are labelled in the order a
+ * fixed walk of the live state first reaches them: the zero page, each address space's PTEs in
+ * page order (and a detached or deposited PTE table), page-cache folios, the swap cache, live
+ * CPU and secondary TLB entries, then the pfn locals of each thread's call stack. Frames nothing
+ * reaches come last, ordered by their contents. Two states that differ only in which pfns the
+ * allocator handed out (two orders of independent COW faults) get the same labels, hence the
+ * same hash.
+ *
+ * Soundness: the step semantics never looks at a pfn's number except as an identity (an index
+ * into `frames`), and the allocator picks the free frame with the smallest label (allocFrame),
+ * so for a permutation p of pfns, step(p(s)) = p(step(s)): isomorphic states have isomorphic
+ * successors, the same violations and the same enabled threads, and a schedule (thread names)
+ * found in the quotient replays from the real initial state. States are merged only when the
+ * labelled walk, every other field, and every unlisted local's value both as written and as
+ * labelled are equal: then the relabelling maps one state onto the other.
+ */
+export function frameLabels(s: LabState, live: Liveness): Int32Array {
+  const n = s.frames.length
+  const lab = new Int32Array(n).fill(-1)
+  let next = 0
+  const visit = (pfn: number): void => {
+    if (pfn >= 0 && pfn < n && lab[pfn]! < 0) lab[pfn] = next++
+  }
+  const visitLocal = (v: LocalValue): void => {
+    if (typeof v === 'number') visit(v)
+    else if (Array.isArray(v)) for (const x of v as readonly number[]) visit(x)
+  }
+  visit(ZERO_PFN)
+  for (const m of s.mms) {
+    for (const p of m.ptes) if (p && p.swp === undefined) visit(p.pfn)
+    if (m.tbl) for (const p of m.tbl) if (p && p.swp === undefined) visit(p.pfn)
+  }
+  for (const f of s.files) if (f) visit(f.pfn)
+  for (const pfn of s.swapCache) visit(pfn)
+  s.tlbs.forEach((t, i) => {
+    if (!s.threads[i]!.done) for (const e of t) visit(e.pfn)
+  })
+  s.secs.forEach((x, i) => {
+    if (live.secUsers[i]!.every((t) => s.threads[t]!.done)) return
+    for (const e of x.entries) visit(e.pfn)
+    for (const e of x.atc) visit(e.pfn)
+  })
+  for (const t of s.threads)
+    for (const f of t.stack) for (const k in f.l) if (PFN_LOCALS.has(k)) visitLocal(f.l[k]!)
+  if (next < n) {
+    const rest: number[] = []
+    for (let i = 0; i < n; i++) if (lab[i]! < 0) rest.push(i)
+    const fs = s.frames
+    rest.sort((a, b) => {
+      const x = fs[a]!
+      const y = fs[b]!
+      return (
+        Number(x.free) - Number(y.free) ||
+        x.v - y.v ||
+        x.ref - y.ref ||
+        x.map - y.map ||
+        x.gen - y.gen ||
+        x.w - y.w ||
+        Number(x.sup) - Number(y.sup) ||
+        a - b
+      )
+    })
+    for (const i of rest) lab[i] = next++
+  }
+  return lab
+}
+
+function hashLocalCanon(h: Hasher, k: string, v: LocalValue, lab: Int32Array): void {
+  if (PFN_LOCALS.has(k)) {
+    if (typeof v === 'number') h.n(frameCode(v, lab))
+    else if (Array.isArray(v)) {
+      h.n(-1000 - v.length)
+      for (const x of v as readonly number[]) h.n(frameCode(x, lab))
+    } else hashLocal(h, v)
+    return
+  }
+  hashLocal(h, v)
+  // Not known to be a pfn, maybe one: also hash it through the numbering (see frameLabels).
+  if (typeof v === 'number') h.n(frameCode(v, lab))
+  else if (Array.isArray(v)) for (const x of v as readonly number[]) h.n(frameCode(x, lab))
+}
+
 /** The two 32-bit halves of the state's 64-bit hash (live parts only), for visited-state hashing. */
 export function hashState(s: LabState, live: Liveness): [number, number] {
   const h = new Hasher()
+  const lab = live.canonicalFrames ? frameLabels(s, live) : null
   h.n(s.frames.length)
-  for (const f of s.frames) {
+  const order = lab === null ? null : new Int32Array(lab.length)
+  if (lab !== null && order !== null) for (let i = 0; i < lab.length; i++) order[lab[i]!] = i
+  for (let j = 0; j < s.frames.length; j++) {
+    const f = s.frames[order === null ? j : order[j]!]!
     h.n(f.v)
     h.n(f.ref)
     h.n(f.map)
@@ -464,19 +584,19 @@ export function hashState(s: LabState, live: Liveness): [number, number] {
     h.n(m.ptl * 2 + (m.pt ? 1 : 0))
     h.n(m.tfp + 64 * m.imapReaders)
     for (const l of m.imap) h.n(l ? 1 : 0)
-    for (const p of m.ptes) h.n(pteCode(p))
+    for (const p of m.ptes) h.n(pteCode(p, lab))
     h.n(m.pmdl + 64 * m.gupf)
     if (m.tbl) {
       h.n(m.tbl.length)
-      for (const p of m.tbl) h.n(pteCode(p))
+      for (const p of m.tbl) h.n(pteCode(p, lab))
     } else h.n(-5)
     for (const v of m.vmas) h.n(v === null ? 0 : v === 'rw' ? 1 : v === 'ro' ? 2 : 3)
   }
-  s.tlbs.forEach((t, i) => hashEntries(h, s.threads[i]!.done ? [] : t))
+  s.tlbs.forEach((t, i) => hashEntries(h, s.threads[i]!.done ? [] : t, lab))
   s.secs.forEach((x, i) => {
     const dead = live.secUsers[i]!.every((t) => s.threads[t]!.done)
-    hashEntries(h, dead ? [] : x.entries)
-    hashEntries(h, dead ? [] : x.atc)
+    hashEntries(h, dead ? [] : x.entries, lab)
+    hashEntries(h, dead ? [] : x.atc, lab)
     h.n(x.seq * 2 + (x.wc && !dead ? 1 : 0))
     for (const p of x.inProg) h.n(p)
   })
@@ -491,17 +611,18 @@ export function hashState(s: LabState, live: Liveness): [number, number] {
       h.n(code(f.pc))
       for (const k in f.l) {
         h.n(code(k))
-        hashLocal(h, f.l[k]!)
+        if (lab === null) hashLocal(h, f.l[k]!)
+        else hashLocalCanon(h, k, f.l[k]!, lab)
       }
     }
   }
   s.regs.forEach((r, i) => h.n(live.regs[i] ? (r === null ? -7 : r) : 0))
   h.n(s.swap.length)
   for (const v of s.swap) h.n(v === null ? -9 : v)
-  for (const p of s.swapCache) h.n(p)
+  for (const p of s.swapCache) h.n(frameCode(p, lab))
   for (const f of s.files) {
     if (!f) continue
-    h.n(f.pfn * 2 + (f.dirty ? 1 : 0))
+    h.n(frameCode(f.pfn, lab) * 2 + (f.dirty ? 1 : 0))
     h.n(f.lock)
     h.n(f.disk)
   }

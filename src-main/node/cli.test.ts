@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest'
+import type { RunResult } from '../engine'
 import { scheduleNotes } from './cli'
 import { mnlab } from './cliTestkit'
 
@@ -279,7 +280,7 @@ describe('sampled and budget-cut runs against an expect of holds', () => {
 
     const cut = await mnlab('check', COW, '--max-states', '50')
     expect(cut.stdout).toMatch(
-      /^not proven \S+ arch-hook: .*\(state budget reached \(50 states\), no violation found\)$/m,
+      /^not proven \S+ arch-hook: .*\(state budget reached \(50 states\), no violation found in 50 states, depth \d+, \d+ found but not yet expanded\)$/m,
     )
   })
 })
@@ -318,7 +319,46 @@ describe('a scripted schedule the run cannot follow', () => {
     const r = await mnlab('run', UPGRADE, '--schedule', 'C0 C0 C0 C0 C0 C0 C0 C0')
     expect(r.code).toBe(2)
     expect(r.stdout).toBe('')
-    expect(r.stderr.split('\n')[0]).toBe('mnlab: --schedule step 2 under start-end: C0 cannot run at step 2: done')
+    expect(r.stderr.split('\n')[0]).toBe(
+      'mnlab: --schedule step 2 under start-end: C0 cannot run at step 2: done',
+    )
     expect(r.stderr).not.toMatch(/ScheduleError|at .*\.ts:\d+/)
+  })
+})
+
+describe('--first and --reduction', () => {
+  const COW = fileURLToPath(new URL('../../scenarios/cow-ordering.flush-at-end.yaml', import.meta.url))
+
+  it('--first stops at the first violation with a counterexample that replays to it', async () => {
+    const full = await mnlab('run', COW, '--policy', 'start-end', '--json')
+    const first = await mnlab('run', COW, '--policy', 'start-end', '--json', '--first')
+    expect(first.code).toBe(0)
+    const f = (JSON.parse(first.stdout) as { run: RunResult }).run.results[0]!
+    const a = (JSON.parse(full.stdout) as { run: RunResult }).run.results[0]!
+    expect(f.verdict).toBe('violated')
+    expect(f.invariants.forbid).toBe('violated')
+    expect(f.stats.complete).toBe(false)
+    expect(f.stats.cutReason).toMatch(/^stopped at the first violation found \(forbid\)/)
+    expect(f.stats.states).toBeLessThan(a.stats.states)
+    // invariants it did not finish exploring are unknown, not holds
+    expect(f.invariants['use-after-free']).toBe('unknown')
+    const cx = f.counterexamples[0]!
+    const rp = await mnlab('replay', COW, '--policy', 'start-end', '--schedule', cx.schedule.join(' '))
+    expect(rp.stdout).toMatch(/^violation: forbid at step \d+/m)
+  })
+
+  it('--reduction none explores the plain state space, with the same verdicts and more states', async () => {
+    const plain = JSON.parse((await mnlab('run', COW, '--json', '--reduction', 'none')).stdout) as {
+      run: RunResult
+    }
+    const canon = JSON.parse((await mnlab('run', COW, '--json')).stdout) as { run: RunResult }
+    for (let i = 0; i < 3; i++) {
+      const p = plain.run.results[i]!
+      const c = canon.run.results[i]!
+      expect(c.verdict).toBe(p.verdict)
+      expect(c.invariants).toEqual(p.invariants)
+      expect(c.stats.states).toBeLessThan(p.stats.states)
+    }
+    expect((await mnlab('run', COW, '--reduction', 'symmetry')).code).toBe(2)
   })
 })

@@ -32,7 +32,7 @@ import {
 import { formatExecution, formatRun } from './format'
 import { progressBoard, shouldShowProgress, type ProgressBoard } from './progress'
 import { expandScenarioPaths, loadScenarioFile, ScenarioLoadError } from './scenarioFiles'
-import { toWorkerOptions, WorkerPool } from './workerPool'
+import { toWorkerOptions, WorkerPool, type WorkerRunOptions } from './workerPool'
 import { runBench } from './bench'
 import { cmdNotebook, NotebookUsageError } from './notebook/cli'
 
@@ -43,8 +43,17 @@ interface Flags {
   readonly opts: Map<string, string | true>
 }
 
-const VALUED = new Set(['policy', 'mode', 'seed', 'executions', 'schedule', 'max-states', 'timeout'])
-const BOOLEAN = new Set(['json', 'trace', 'help', 'por', 'bfs', 'quick'])
+const VALUED = new Set([
+  'policy',
+  'mode',
+  'seed',
+  'executions',
+  'schedule',
+  'max-states',
+  'timeout',
+  'reduction',
+])
+const BOOLEAN = new Set(['json', 'trace', 'help', 'por', 'bfs', 'quick', 'first', 'full'])
 
 function parseFlags(argv: readonly string[]): Flags {
   const positional: string[] = []
@@ -99,6 +108,9 @@ function optionsFor(sc: Scenario, f: Flags): CliRun {
     throw new UsageError('scripted mode needs a schedule (--schedule "C0 D0 ..." or explore.schedule)')
   if (m === 'scripted') scheduleIndicesOrUsage(sc, schedule)
   const timeout = intFlag(f, 'timeout')
+  const reduction = f.opts.get('reduction')
+  if (reduction !== undefined && reduction !== 'none' && reduction !== 'frames')
+    throw new UsageError(`--reduction must be none or frames, got '${String(reduction)}'`)
   return {
     opts: {
       ...base,
@@ -111,6 +123,7 @@ function optionsFor(sc: Scenario, f: Flags): CliRun {
         maxStates: intFlag(f, 'max-states') ?? base.budget.maxStates,
         reduction: f.opts.has('por'),
         order: f.opts.has('bfs') ? 'bfs' : 'dfs',
+        canonicalFrames: reduction !== 'none',
       },
     },
     timeoutMs: timeout === null ? null : timeout * 1000,
@@ -161,8 +174,9 @@ function runInPool(
   run: CliRun,
   board: ProgressBoard,
   label: string,
+  firstFor: (p: Policy) => WorkerRunOptions['first'] = () => undefined,
 ): Promise<RunResult> {
-  const wopts = toWorkerOptions(run.opts, run.timeoutMs)
+  const base = toWorkerOptions(run.opts, run.timeoutMs)
   const random = run.opts.mode === 'random'
   return Promise.all(
     policies.map((p) => {
@@ -173,7 +187,9 @@ function runInPool(
       )
       const started = Date.now()
       return pool
-        .start(sc, p.name, wopts, (pr) => task.update(random ? pr.executions : pr.states))
+        .start(sc, p.name, { ...base, first: firstFor(p) }, (pr) =>
+          task.update(random ? pr.executions : pr.states),
+        )
         .result.then((r) => {
           const n = random
             ? `${r.stats.executions} schedules`
@@ -198,8 +214,17 @@ async function cmdRun(f: Flags, pool: WorkerPool): Promise<number> {
   const json = f.opts.has('json')
   const board = progressBoard({ enabled: shouldShowProgress(json) })
   try {
+    const first = f.opts.has('first') ? 'any' : undefined
     const pending = loaded.map((l) =>
-      runInPool(pool, l.sc, l.policies, l.run, board, loaded.length > 1 ? `${path.basename(l.file)} ` : ''),
+      runInPool(
+        pool,
+        l.sc,
+        l.policies,
+        l.run,
+        board,
+        loaded.length > 1 ? `${path.basename(l.file)} ` : '',
+        () => first,
+      ),
     )
     const runs: Array<{ file: string; run: RunResult }> = []
     for (let i = 0; i < loaded.length; i++) {
@@ -215,6 +240,17 @@ async function cmdRun(f: Flags, pool: WorkerPool): Promise<number> {
     board.stop()
   }
   return 0
+}
+
+/**
+ * What `check` needs to see of a policy: an entry expecting a violation stops at the first one
+ * (`violated`: any invariant; a named invariant: that one), since one real counterexample
+ * settles it; an entry expecting `holds` explores everything. `--full` explores everything.
+ */
+function firstForExpect(sc: Scenario, p: Policy): WorkerRunOptions['first'] {
+  const exp = sc.expect.find(([n]) => n === p.name)?.[1]
+  if (exp === undefined || exp === 'holds') return undefined
+  return exp === 'violated' ? 'any' : [exp]
 }
 
 /** One `check` line: ok, not proven (no violation, but no proof either) or FAIL, with why. */
@@ -263,7 +299,9 @@ async function cmdCheck(f: Flags, pool: WorkerPool): Promise<number> {
   const pending = loaded.map((l) =>
     l.sc.expect.length === 0
       ? null
-      : runInPool(pool, l.sc, l.policies, l.run, quiet, '').then((r) => {
+      : runInPool(pool, l.sc, l.policies, l.run, quiet, '', (p) =>
+          f.opts.has('full') ? undefined : firstForExpect(l.sc, p),
+        ).then((r) => {
           finished += r.results.length
           overall.update(finished)
           return r
@@ -399,7 +437,10 @@ const HELP = `mnlab: MMU Notifier Lab, headless
   mnlab run FILE... [--policy NAME|all|a,b] [--mode exhaustive|random|scripted] [--seed N]
                     [--executions N] [--schedule "C0 D0 ..."] [--max-states N] [--timeout S] [--json]
                     [--bfs] (shortest counterexamples) [--por] (sleep-set reduction)
-  mnlab check [PATH...]      run every scenario under the policies in its expect; exit 1 on a mismatch
+                    [--first] (stop at the first violation, with its counterexample)
+                    [--reduction frames|none] (canonical frame numbering, the default; none: off)
+  mnlab check [PATH...] [--full]   every scenario under the policies in its expect; exit 1 on a mismatch
+                             (an entry expecting a violation stops at the first one; --full: explore all)
   mnlab replay FILE --policy NAME --schedule "C0 D0 ..."   full trace of one schedule
   mnlab bench [--quick]      start-up, engine and GUI timings (--quick: each figure once, small scenario)
   mnlab notebook check FILE|DIR...    recompute every experiment; exit 1 if a recorded verdict changed

@@ -4,7 +4,7 @@
  */
 import { parentPort } from 'node:worker_threads'
 import { parsePolicy, runPolicy } from '../engine'
-import type { MainToWorker, WorkerToMain } from './workerPool'
+import { stopAtOf, type MainToWorker, type WorkerToMain } from './workerPool'
 
 const port = parentPort
 if (!port) throw new Error('exploreWorker must run in a worker thread')
@@ -16,7 +16,7 @@ port.on('message', (msg: MainToWorker) => {
     const policy = parsePolicy(msg.policy)
     if (typeof policy === 'string') throw new Error(policy)
     const started = Date.now()
-    const { timeoutMs, maxStates, maxSteps, reduction, order, ...rest } = msg.opts
+    const { timeoutMs, maxStates, maxSteps, reduction, order, first, canonicalFrames, ...rest } = msg.opts
     const result = runPolicy(msg.scenario, policy, {
       ...rest,
       budget: {
@@ -24,6 +24,8 @@ port.on('message', (msg: MainToWorker) => {
         maxSteps,
         reduction,
         order,
+        stopAt: stopAtOf(first),
+        canonicalFrames,
         onProgress: (progress) => reply({ kind: 'progress', id: msg.id, progress }),
         shouldStop:
           timeoutMs === null

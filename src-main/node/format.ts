@@ -1,6 +1,7 @@
 /** Plain-text rendering of results and traces for the CLI. */
 import {
   expectStatus,
+  howFar,
   notProvenReason,
   type Execution,
   type PolicyResult,
@@ -87,8 +88,10 @@ export function formatRun(file: string, run: RunResult): string {
   for (const r of run.results) {
     if (expectStatus(r) === 'not-proven')
       out.push(`  ${r.policy}: not proven (${notProvenReason(r)}); only an exhaustive run proves holds`)
-    else if (r.stats.cutReason && r.verdict !== 'violated')
-      out.push(`  ${r.policy}: ${r.verdict}: ${r.stats.cutReason}`)
+    else if (r.stats.cutReason && (r.verdict !== 'violated' || r.stats.maxDepth !== undefined))
+      out.push(
+        `  ${r.policy}: ${r.verdict}: ${r.stats.cutReason}${r.stats.maxDepth !== undefined ? ` (${howFar(r.stats)})` : ''}`,
+      )
     for (const c of r.counterexamples) {
       out.push(`  ${r.policy}: ${c.invariant}: ${c.why}`)
       out.push(

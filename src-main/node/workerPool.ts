@@ -7,7 +7,14 @@ import { existsSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { Worker } from 'node:worker_threads'
-import type { ExploreMode, ExploreProgress, PolicyResult, RunOptions, Scenario } from '../engine'
+import type {
+  ExploreMode,
+  ExploreProgress,
+  InvariantName,
+  PolicyResult,
+  RunOptions,
+  Scenario,
+} from '../engine'
 
 /** Plain-data run options (no callbacks: they cannot cross a thread boundary). */
 export interface WorkerRunOptions {
@@ -19,6 +26,10 @@ export interface WorkerRunOptions {
   readonly maxSteps: number
   readonly reduction?: boolean
   readonly order?: 'bfs' | 'dfs'
+  /** Stop at the first violation: of any invariant, or of one of those named (Budget.stopAt). */
+  readonly first?: 'any' | readonly InvariantName[]
+  /** false: `--reduction none` (Budget.canonicalFrames). */
+  readonly canonicalFrames?: boolean
   readonly timeoutMs: number | null
 }
 
@@ -44,8 +55,16 @@ export function toWorkerOptions(o: RunOptions, timeoutMs: number | null): Worker
     maxSteps: o.budget.maxSteps,
     reduction: o.budget.reduction,
     order: o.budget.order,
+    canonicalFrames: o.budget.canonicalFrames,
     timeoutMs,
   }
+}
+
+/** The engine's stop predicate for a plain-data `first` (functions cannot cross to a worker). */
+export function stopAtOf(first: WorkerRunOptions['first']): ((inv: InvariantName) => boolean) | undefined {
+  if (first === undefined) return undefined
+  if (first === 'any') return () => true
+  return (inv) => first.includes(inv)
 }
 
 /** Starts the worker from TypeScript source through tsx (tests, which run the sources). */
