@@ -11,6 +11,7 @@ import { spawnSync } from 'node:child_process'
 import path from 'node:path'
 import { defaultRunOptions, makePolicy, PRESETS, runPolicy } from '../engine'
 import { runGuiBench } from './benchGui'
+import { scalingRows } from './benchScaling'
 import { table } from './format'
 import { progressBoard, shouldShowProgress, type ProgressBoard } from './progress'
 import { loadScenarioFile } from './scenarioFiles'
@@ -30,6 +31,8 @@ export interface BenchOptions {
    */
   readonly quick?: boolean
 }
+
+const fmtStates = (n: number): string => n.toLocaleString('en-US')
 
 function median(xs: readonly number[]): number {
   const s = [...xs].sort((a, b) => a - b)
@@ -125,6 +128,20 @@ export async function runBench(pool: WorkerPool, options: BenchOptions = {}): Pr
     }
     out.push(`engine, one thread, exhaustive:\n${table(rows)}`)
     out.push(`mnlab run (worker pool, including worker start-up):\n${table(wall)}`)
+    const budget = { timeoutS: options.quick ? 10 : 30, maxStates: 2_000_000 }
+    out.push(
+      `scaling: one mnlab run process per row, ${fmtStates(budget.maxStates)} states / ${budget.timeoutS} s budget; none = --reduction none (the plain explorer), frames = the default\n` +
+        table(
+          scalingRows({
+            root,
+            maxPairs: options.quick ? 1 : 4,
+            maxPairsPlain: options.quick ? 1 : 2,
+            maxExtraDevices: options.quick ? 0 : 2,
+            board,
+            ...budget,
+          }),
+        ),
+    )
     // The engine figures are printed before the GUI's, which take a browser.
     board.stop()
     process.stdout.write(out.join('\n\n') + '\n')

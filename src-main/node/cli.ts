@@ -510,6 +510,9 @@ export function runCli(argv: readonly string[]): void {
   main(argv).then(
     (code) => {
       process.exitCode = code
+      // For the bench's scaling series: this process's peak memory, workers included.
+      if (process.env.MNLAB_REPORT_RSS)
+        process.stderr.write(`peak_rss_kb ${process.resourceUsage().maxRSS}\n`)
     },
     (e: unknown) => {
       const err = e instanceof Error ? e : new Error(String(e))
