@@ -92,23 +92,30 @@ export async function runBench(pool: WorkerPool, options: BenchOptions = {}): Pr
     out.push(
       `start-up (whole process, node ${process.versions.node}):\n${table(startupRows(root, board, options.quick ? 1 : STARTS))}`,
     )
-    const rows: string[][] = [['scenario', 'policy', 'verdict', 'states', 'transitions', 'ms', 'states/s']]
+    const rows: string[][] = [
+      ['scenario', 'policy', 'reduction', 'verdict', 'states', 'transitions', 'ms', 'states/s'],
+    ]
     const wall: string[][] = [['scenario', 'policies', 'workers', 'wall ms']]
     for (const f of options.quick ? [SMALL] : BENCH_FILES) {
       const sc = loadScenarioFile(path.resolve(root, f))
       const opts = { ...defaultRunOptions(sc), mode: 'exhaustive' as const }
-      for (const p of PRESETS) {
-        const task = board.task(`${path.basename(f)} ${p}`, 'states', null)
+      for (const [p, reduction] of PRESETS.flatMap((p) => [[p, 'none'] as const, [p, 'frames'] as const])) {
+        const task = board.task(`${path.basename(f)} ${p} ${reduction}`, 'states', null)
         const t0 = process.hrtime.bigint()
         const r = runPolicy(sc, makePolicy(p), {
           ...opts,
-          budget: { ...opts.budget, onProgress: (pr) => task.update(pr.states) },
+          budget: {
+            ...opts.budget,
+            canonicalFrames: reduction === 'frames',
+            onProgress: (pr) => task.update(pr.states),
+          },
         })
         const ms = Number(process.hrtime.bigint() - t0) / 1e6
         task.done(`${r.verdict}, ${r.stats.states} states, ${(ms / 1000).toFixed(1)} s`)
         rows.push([
           path.basename(f),
           p,
+          reduction,
           r.verdict,
           String(r.stats.states),
           String(r.stats.steps),

@@ -101,7 +101,7 @@ const EXPECTED: Record<string, Expectation> = {
       /^start-up \(whole process/m,
       /^mnlab --version\s+\d+\s+\d+\s+[\d.]+x\s+1$/m,
       /^engine, one thread, exhaustive:/m,
-      /upgrade-loop\.smmu-no-btm\.yaml\s+arch-hook\s+holds\s+19\s/,
+      /upgrade-loop\.smmu-no-btm\.yaml\s+arch-hook\s+frames\s+holds\s+19\s/,
       /^GUI \(browser host/m,
     ],
   },
