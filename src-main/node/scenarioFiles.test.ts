@@ -146,6 +146,31 @@ describe('loadScenarioText: errors located at file:line:column', () => {
     expect(e.message).toBe(formatIssue(e.issues[0]!))
   })
 
+  it('YAML aliases are refused at their position, never thrown from the yaml package (issue 11)', () => {
+    const issuesOf = (text: string): string[] => {
+      try {
+        loadScenarioText(text, 'a.yaml')
+      } catch (e) {
+        expect(e).toBeInstanceOf(ScenarioLoadError)
+        return (e as ScenarioLoadError).issues.map(formatIssue)
+      }
+      throw new Error('loaded')
+    }
+    // An alias to nothing: the yaml package threw a ReferenceError from toJS().
+    expect(issuesOf('*nope\n')).toEqual([
+      'a.yaml:1:1: YAML: aliases are not supported in scenarios (found *nope); write the value out',
+    ])
+    // A "billion laughs" never gets expanded: every alias is reported where it stands.
+    const laughs = issuesOf('a: &a [x, x, x, x]\nb: &b [*a, *a, *a]\nc: [*b, *b]\n')
+    expect(laughs).toHaveLength(5)
+    expect(laughs[0]).toBe(
+      'a.yaml:2:8: YAML: aliases are not supported in scenarios (found *a); write the value out',
+    )
+    expect(laughs[4]).toBe(
+      'a.yaml:3:9: YAML: aliases are not supported in scenarios (found *b); write the value out',
+    )
+  })
+
   // Positions of YAML-level errors are not asserted: see the report (they are always 1:1).
   it('YAML syntax error', () => {
     const list = issuesOf('title: t\narch: [arm64\npages: {}\n')

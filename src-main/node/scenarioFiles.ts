@@ -13,6 +13,7 @@ import {
   LineCounter,
   parseDocument,
   Scalar,
+  visit,
   type Document,
   type Node,
 } from 'yaml'
@@ -113,6 +114,24 @@ export function loadScenarioText(text: string, file: string): Scenario {
       }),
     )
   }
+  // YAML aliases (`*name`) are refused: a scenario is short enough to write out, and an alias
+  // either points nowhere (the yaml package then throws from toJS) or multiplies the input
+  // (a 100-byte "billion laughs"). Anchors alone are harmless.
+  const aliases: LocatedIssue[] = []
+  visit(doc, {
+    Alias(_key, node) {
+      const start = node.range?.[0] ?? 0
+      const pos = lc.linePos(start)
+      aliases.push({
+        file,
+        line: pos.line,
+        column: pos.col,
+        length: Math.max(1, (node.range?.[1] ?? start + 1) - start),
+        message: `YAML: aliases are not supported in scenarios (found *${node.source.slice(0, 40)}); write the value out`,
+      })
+    },
+  })
+  if (aliases.length > 0) throw new ScenarioLoadError(aliases)
   try {
     return validateScenario(doc.toJS())
   } catch (err) {
