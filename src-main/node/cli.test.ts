@@ -99,6 +99,16 @@ describe('mnlab: invalid input exits 2 with the error on stderr', () => {
     expect(r2.stderr.split('\n')[0]).toBe(`mnlab: unknown policy preset 'bogus'; ${PRESETS_MSG}`)
   })
 
+  it('run --schedule with a finished thread is a usage error naming the step and policy, exit 2', async () => {
+    const r = await mnlab('run', UPGRADE, '--schedule', 'C0 C0 C0 C0 C0 C0 C0 C0')
+    expect(r.code).toBe(2)
+    expect(r.stdout).toBe('')
+    expect(r.stderr.split('\n')[0]).toBe(
+      'mnlab: --schedule step 2 under start-end: C0 cannot run at step 2: done',
+    )
+    expect(r.stderr).not.toMatch(/ScheduleError|at .*\.ts:\d+/)
+  })
+
   it('a bad --mode', async () => {
     const r = await mnlab('run', UPGRADE, '--mode', 'thorough')
     expect(r.code).toBe(2)
@@ -311,18 +321,6 @@ describe('replay reports the schedule steps it did not use', () => {
     expect(scheduleNotes(['D0', 'D0', 'D0'], ['D0', 'D0'], 'livelock')[0]).toMatch(
       /livelock cycle after 2 steps$/,
     )
-  })
-})
-
-describe('a scripted schedule the run cannot follow', () => {
-  it('run --schedule with a finished thread is a usage error naming the step and policy, exit 2', async () => {
-    const r = await mnlab('run', UPGRADE, '--schedule', 'C0 C0 C0 C0 C0 C0 C0 C0')
-    expect(r.code).toBe(2)
-    expect(r.stdout).toBe('')
-    expect(r.stderr.split('\n')[0]).toBe(
-      'mnlab: --schedule step 2 under start-end: C0 cannot run at step 2: done',
-    )
-    expect(r.stderr).not.toMatch(/ScheduleError|at .*\.ts:\d+/)
   })
 })
 

@@ -89,6 +89,7 @@ afterAll(() => {
   if (dir) rmSync(dir, { recursive: true, force: true })
 })
 
+/** The ways, in the order beforeAll sets them up (describe.each needs the names before it runs). */
 const WAYS = ['node_modules/.bin/mnlab', 'npx mnlab', 'symlink notifier-lab-cli', 'npm link']
 
 describe.each(WAYS)('mnlab through %s', (way) => {

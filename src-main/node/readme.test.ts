@@ -185,11 +185,16 @@ describe.each(commands.filter((c) => !EXPECTED[c]?.skip && !EXPECTED[c]?.server)
   }, 300_000)
 })
 
-for (const command of commands.filter((c) => EXPECTED[c]?.skip))
-  it.skip(`README: ${command} (not run here: ${EXPECTED[command]!.skip})`, () => {})
+for (const command of commands.filter((c) => EXPECTED[c]?.skip)) {
+  const why = `README: ${command} (not run here: ${EXPECTED[command]!.skip})`
+  console.log(`[readme.test] skipped: ${why}`)
+  it.skip(why, () => {})
+}
 
 describe('README: npm ci && npm start', () => {
-  it.skip('npm ci (not run here: .ci/run runs npm ci before npm test)', () => {})
+  const npmCi = 'npm ci (not run here: .ci/run runs npm ci before npm test)'
+  console.log(`[readme.test] skipped: ${npmCi}`)
+  it.skip(npmCi, () => {})
 
   it('npm start builds quietly and prints one line, the URL, then serves the workbench', async () => {
     const child = spawn('npm', ['start', '--', '--port', '0'], {
