@@ -18,7 +18,8 @@ import { hashState, initialState, liveness, pageMm, ZERO_PFN, type LabState } fr
 import { StateTable } from './stateTable'
 import type { InvalidationKinds } from './costs'
 import { independent, newFootprint, type Footprint } from './footprint'
-import { allDone, blockedReason, enabledThreads, step } from './step'
+import { Futures, lockHolders, persistentSet, touchOf, type StepTouch } from './persistent'
+import { allDone, blockedReason, enabledThreads, guardReads, step } from './step'
 import type { InvariantName, Scenario } from './types'
 
 export interface Budget {
@@ -53,6 +54,17 @@ export interface Budget {
    * numbers are then explored separately, as the first engine did.
    */
   readonly canonicalFrames?: boolean
+  /**
+   * Persistent sets (persistent.ts; `--reduction persistent`, off by default and with sleep
+   * sets). When the reduced graph turns out to have a cycle, the run is redone without them:
+   * see exploreExhaustive for why that keeps the progress check sound.
+   */
+  readonly persistent?: boolean
+  /**
+   * Check every step against its thread's future (persistent.ts Futures) even when not
+   * reducing: the tests run the unreduced explorer with this on.
+   */
+  readonly checkFutures?: boolean
 }
 
 export interface ExploreProgress {
@@ -81,6 +93,8 @@ export interface ExploreOutcome {
   readonly maxDepth: number
   /** States discovered but not yet expanded when the run stopped (0 when complete). */
   readonly frontierLeft: number
+  /** What the reduction did (persistent sets: states reduced, or why it was set aside). */
+  readonly reduction: string | null
 }
 
 /** Why a run stopped at its first violation (see Budget.stopAt). */
@@ -223,6 +237,12 @@ export function exploreExhaustive(
   // they would be compared against another's. Until that combination has its own soundness
   // argument, --por explores without canonical frames.
   const live = liveness(sc, budget.canonicalFrames !== false && budget.reduction !== true)
+  // Persistent sets: not with sleep sets (their re-expansion rule assumes full expansion).
+  const pers = budget.persistent === true && !por
+  const fut = pers || budget.checkFutures === true ? new Futures(sc) : null
+  let reduced = 0
+  const edgeFrom: number[] = []
+  const edgeTo: number[] = []
   const isDevice = sc.threads.map((t) => t.kind === 'device')
   let steps = 0
   let terminals = 0
@@ -258,11 +278,46 @@ export function exploreExhaustive(
   ): void => {
     const done: Sleeper[] = []
     const zm = sleepMask(z)
+    let order: readonly number[] = en
+    let pre: Map<number, ReturnType<typeof step>> | null = null
+    if (fut) {
+      // Every enabled step runs (its footprint decides the set); only the set's successors
+      // are kept. The others' violations are real (an enabled step of a reachable state).
+      pre = new Map()
+      const touch: StepTouch[] = []
+      for (const t of en) {
+        const fp = newFootprint()
+        const r = step(sc, policy, s, t, 0, false, metrics, fp)
+        const x = touchOf(fp, s, t)
+        const op = s.threads[t]!.op
+        const out = fut.outside(x, t, op)
+        if (out !== null)
+          throw new Error(
+            `model bug: a step of ${sc.threads[t]!.name} (op ${op + 1}) touched ${out}, outside what persistent.ts Futures foresees for it`,
+          )
+        touch.push(x)
+        pre.set(t, r)
+      }
+      const set = pers
+        ? persistentSet(fut, s, en, touch, (u) => lockHolders(s, guardReads(sc, policy, s, u)))
+        : null
+      if (set) {
+        reduced++
+        order = en.filter((t) => set.includes(t))
+        for (const t of en) {
+          const v = set.includes(t) ? [] : pre.get(t)!.violations
+          if (v.length === 0) continue
+          const sched = [...pathTo(id), t]
+          for (const x of v) record({ ...x, step: sched.length - 1 }, sched, null)
+          if (cutReason) return
+        }
+      }
+    }
     // Depth-first pops the last successor pushed: push in reverse so lower threads go first.
-    for (const t of dfs ? [...en].reverse() : en) {
+    for (const t of dfs ? [...order].reverse() : order) {
       if ((zm & (1 << t)) !== 0) continue
       const fp = por ? newFootprint() : NO_FOOTPRINT
-      const r = step(sc, policy, s, t, 0, false, metrics, por ? fp : null)
+      const r = pre?.get(t) ?? step(sc, policy, s, t, 0, false, metrics, por ? fp : null)
       if ((threads & (1 << t)) === 0) {
         // Explored in an earlier expansion of this state: only its footprint is needed.
         done.push({ t, fp })
@@ -281,6 +336,10 @@ export function exploreExhaustive(
         return
       }
       let nid = ids.getOrInsert(hashState(r.next, live), frontier.length)
+      if (pers) {
+        edgeFrom.push(id)
+        edgeTo.push(nid === -1 ? frontier.length : nid)
+      }
       if (nid === -1) {
         nid = frontier.length
         parent.push(id)
@@ -355,7 +414,24 @@ export function exploreExhaustive(
   }
   const complete = cutReason === null
   exploring = false
-  if (complete) {
+  if (complete && reduced > 0 && hasCycle(frontier.length, edgeFrom, edgeTo)) {
+    // The reduced graph has a cycle, so the full one may hold a livelock that the reduced one
+    // hides (or a step the reduced one ignores along the cycle): explore again without
+    // persistent sets. Without a cycle in the reduced graph there is none in the full graph
+    // (an infinite path of the full graph maps to one of the reduced graph: at each state
+    // either a step of the path is in the persistent set and commutes to the front, or the
+    // set's steps are independent of the whole path and can be taken first), so no livelock;
+    // and in an acyclic graph every violating step lies on a path to a terminal state, which
+    // persistent sets preserve up to the order of independent steps (Godefroid 1996, thm 4.3).
+    const full = exploreExhaustive(sc, policy, { ...budget, persistent: false })
+    return {
+      ...full,
+      states: full.states,
+      reduction: `persistent sets set aside: the reduced graph (${ids.size.toLocaleString('en-US')} states) has a cycle, and the progress check needs the full graph`,
+    }
+  }
+  // (A reduced graph without a cycle has no livelock to look for, see above.)
+  if (complete && reduced === 0) {
     const lv = livelocks(sc, policy, devOnly, ids, live, pathTo)
     if (lv) record(livelockViolation(sc, lv.cycle), lv.prefix, lv.cycle)
   }
@@ -370,7 +446,33 @@ export function exploreExhaustive(
     cutReason,
     maxDepth,
     frontierLeft,
+    reduction: pers
+      ? `persistent sets: ${reduced.toLocaleString('en-US')} of ${ids.size.toLocaleString('en-US')} states expanded in part`
+      : null,
   }
+}
+
+/** Whether the graph on nodes 0..n-1 with edges from[i] -> to[i] has a cycle (Kahn). */
+export function hasCycle(n: number, from: readonly number[], to: readonly number[]): boolean {
+  const indeg = new Int32Array(n)
+  const start = new Int32Array(n + 1)
+  for (let i = 0; i < from.length; i++) {
+    start[from[i]! + 1]!++
+    indeg[to[i]!]!++
+  }
+  for (let v = 0; v < n; v++) start[v + 1]! += start[v]!
+  const adj = new Int32Array(from.length)
+  const fill = start.slice(0, n)
+  for (let i = 0; i < from.length; i++) adj[fill[from[i]!]!++] = to[i]!
+  const queue: number[] = []
+  for (let v = 0; v < n; v++) if (indeg[v] === 0) queue.push(v)
+  let seen = 0
+  for (let h = 0; h < queue.length; h++) {
+    const v = queue[h]!
+    seen++
+    for (let j = start[v]!; j < start[v + 1]!; j++) if (--indeg[adj[j]!]! === 0) queue.push(adj[j]!)
+  }
+  return seen < n
 }
 
 /**

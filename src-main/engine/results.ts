@@ -98,6 +98,8 @@ export interface ExploreStats {
   readonly maxDepth?: number
   /** Exhaustive runs cut short: states found but never expanded (how much was left). */
   readonly frontierLeft?: number
+  /** Exhaustive runs with persistent sets: how many states they cut, or why they were set aside. */
+  readonly reduction?: string | null
 }
 
 /**

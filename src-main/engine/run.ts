@@ -69,6 +69,7 @@ export function runPolicy(sc: Scenario, policy: Policy, opts: RunOptions): Polic
   let executions = 0
   let maxDepth = 0
   let frontierLeft = 0
+  let reduction: string | null = null
   let metricsRun
   let metricsSchedule = 'reference schedule: the first runnable thread in declaration order'
   if (opts.mode === 'exhaustive') {
@@ -81,6 +82,7 @@ export function runPolicy(sc: Scenario, policy: Policy, opts: RunOptions): Polic
     executions = o.executions
     maxDepth = o.maxDepth
     frontierLeft = o.frontierLeft
+    reduction = o.reduction
     metricsRun = runExecution(sc, policy, sequentialChooser, {
       tracing: false,
       maxSteps: opts.budget.maxSteps,
@@ -166,7 +168,7 @@ export function runPolicy(sc: Scenario, policy: Policy, opts: RunOptions): Polic
     verdict,
     invariants,
     counterexamples,
-    stats: { executions, states, steps, complete, cutReason, maxDepth, frontierLeft },
+    stats: { executions, states, steps, complete, cutReason, maxDepth, frontierLeft, reduction },
     metrics: metricsRun.metrics,
     invalidations: metricsRun.invalidations,
     metricsSchedule:

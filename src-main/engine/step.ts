@@ -130,6 +130,21 @@ export function blockedReason(sc: Scenario, policy: Policy, s: LabState, t: numb
 
 const GUARD_METRICS = zeroMetrics()
 
+/**
+ * What the guard of thread `t`'s next step reads (the resources its enabledness depends on),
+ * or null when it waits for something no guard reads (the fork child's mm going live).
+ */
+export function guardReads(sc: Scenario, policy: Policy, s: LabState, t: number): readonly number[] | null {
+  const th = s.threads[t]!
+  if (th.done || (sc.threads[t]!.mm === 1 && !s.mms[1]!.live)) return null
+  const f = nextFrame(sc, s, t)!
+  const h = PROCS[f.proc]![f.pc]!
+  if (!h.guard) return []
+  const fp: Footprint = { r: [], w: [], inc: [] }
+  h.guard(new Ctx(sc, policy, s, t, -1, false, GUARD_METRICS, fp), f)
+  return fp.r
+}
+
 export function enabledThreads(sc: Scenario, policy: Policy, s: LabState): number[] {
   const out: number[] = []
   for (let t = 0; t < s.threads.length; t++) {

@@ -99,14 +99,17 @@ export async function runBench(pool: WorkerPool, options: BenchOptions = {}): Pr
     for (const f of options.quick ? [SMALL] : BENCH_FILES) {
       const sc = loadScenarioFile(path.resolve(root, f))
       const opts = { ...defaultRunOptions(sc), mode: 'exhaustive' as const }
-      for (const [p, reduction] of PRESETS.flatMap((p) => [[p, 'none'] as const, [p, 'frames'] as const])) {
+      for (const [p, reduction] of PRESETS.flatMap((p) =>
+        (['none', 'frames', 'persistent'] as const).map((r) => [p, r] as const),
+      )) {
         const task = board.task(`${path.basename(f)} ${p} ${reduction}`, 'states', null)
         const t0 = process.hrtime.bigint()
         const r = runPolicy(sc, makePolicy(p), {
           ...opts,
           budget: {
             ...opts.budget,
-            canonicalFrames: reduction === 'frames',
+            canonicalFrames: reduction !== 'none',
+            persistent: reduction === 'persistent',
             onProgress: (pr) => task.update(pr.states),
           },
         })
@@ -137,7 +140,7 @@ export async function runBench(pool: WorkerPool, options: BenchOptions = {}): Pr
     out.push(`mnlab run (worker pool, including worker start-up):\n${table(wall)}`)
     const budget = { timeoutS: options.quick ? 10 : 30, maxStates: 2_000_000 }
     out.push(
-      `scaling: one mnlab run process per row, ${fmtStates(budget.maxStates)} states / ${budget.timeoutS} s budget; none = --reduction none (the plain explorer), frames = the default\n` +
+      `scaling: one mnlab run process per row, ${fmtStates(budget.maxStates)} states / ${budget.timeoutS} s budget; none = --reduction none (the plain explorer), frames = the default, persistent = --reduction persistent (frames plus persistent sets)\n` +
         table(
           scalingRows({
             root,

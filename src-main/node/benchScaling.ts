@@ -153,7 +153,7 @@ export function scalingRows(o: ScalingOptions): string[][] {
     writeFileSync(f, mirrorDevices(d))
     cases.push([`sw-mirror COW + ${d} device${d > 1 ? 's' : ''}`, f, d])
   }
-  const total = cases.length * 4
+  const total = cases.length * 6
   const task = o.board.task('scaling', 'runs', total)
   let done = 0
   try {
@@ -163,7 +163,7 @@ export function scalingRows(o: ScalingOptions): string[][] {
         ['start-end', true],
         ['arch-hook', false],
       ] as const) {
-        for (const reduction of ['none', 'frames']) {
+        for (const reduction of ['none', 'frames', 'persistent']) {
           task.update(++done)
           if (pairs && reduction === 'none' && size > o.maxPairsPlain) {
             rows.push([

@@ -109,8 +109,8 @@ function optionsFor(sc: Scenario, f: Flags): CliRun {
   if (m === 'scripted') scheduleIndicesOrUsage(sc, schedule)
   const timeout = intFlag(f, 'timeout')
   const reduction = f.opts.get('reduction')
-  if (reduction !== undefined && reduction !== 'none' && reduction !== 'frames')
-    throw new UsageError(`--reduction must be none or frames, got '${String(reduction)}'`)
+  if (reduction !== undefined && reduction !== 'none' && reduction !== 'frames' && reduction !== 'persistent')
+    throw new UsageError(`--reduction must be none, frames or persistent, got '${String(reduction)}'`)
   return {
     opts: {
       ...base,
@@ -124,6 +124,7 @@ function optionsFor(sc: Scenario, f: Flags): CliRun {
         reduction: f.opts.has('por'),
         order: f.opts.has('bfs') ? 'bfs' : 'dfs',
         canonicalFrames: reduction !== 'none',
+        persistent: reduction === 'persistent',
       },
     },
     timeoutMs: timeout === null ? null : timeout * 1000,
@@ -438,7 +439,8 @@ const HELP = `mnlab: MMU Notifier Lab, headless
                     [--executions N] [--schedule "C0 D0 ..."] [--max-states N] [--timeout S] [--json]
                     [--bfs] (shortest counterexamples) [--por] (sleep-set reduction)
                     [--first] (stop at the first violation, with its counterexample)
-                    [--reduction frames|none] (canonical frame numbering, the default; none: off)
+                    [--reduction frames|none|persistent] (canonical frame numbering, the default;
+                     none: off; persistent: frames plus persistent sets)
   mnlab check [PATH...] [--full]   every scenario under the policies in its expect; exit 1 on a mismatch
                              (an entry expecting a violation stops at the first one; --full: explore all)
   mnlab replay FILE --policy NAME --schedule "C0 D0 ..."   full trace of one schedule

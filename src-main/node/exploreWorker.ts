@@ -16,7 +16,8 @@ port.on('message', (msg: MainToWorker) => {
     const policy = parsePolicy(msg.policy)
     if (typeof policy === 'string') throw new Error(policy)
     const started = Date.now()
-    const { timeoutMs, maxStates, maxSteps, reduction, order, first, canonicalFrames, ...rest } = msg.opts
+    const { timeoutMs, maxStates, maxSteps, reduction, order, first, canonicalFrames, persistent, ...rest } =
+      msg.opts
     const result = runPolicy(msg.scenario, policy, {
       ...rest,
       budget: {
@@ -26,6 +27,7 @@ port.on('message', (msg: MainToWorker) => {
         order,
         stopAt: stopAtOf(first),
         canonicalFrames,
+        persistent,
         onProgress: (progress) => reply({ kind: 'progress', id: msg.id, progress }),
         shouldStop:
           timeoutMs === null

@@ -30,6 +30,8 @@ export interface WorkerRunOptions {
   readonly first?: 'any' | readonly InvariantName[]
   /** false: `--reduction none` (Budget.canonicalFrames). */
   readonly canonicalFrames?: boolean
+  /** `--reduction persistent` (Budget.persistent). */
+  readonly persistent?: boolean
   readonly timeoutMs: number | null
 }
 
@@ -56,6 +58,7 @@ export function toWorkerOptions(o: RunOptions, timeoutMs: number | null): Worker
     reduction: o.budget.reduction,
     order: o.budget.order,
     canonicalFrames: o.budget.canonicalFrames,
+    persistent: o.budget.persistent,
     timeoutMs,
   }
 }

@@ -1,0 +1,324 @@
+/**
+ * Persistent sets (Godefroid 1996, ch. 4): at a state, explore only the steps of a set T of
+ * enabled threads such that no sequence of steps by threads outside T, from that state, can
+ * contain a step dependent on a step of T. Then every order of the other threads' steps can be
+ * taken after T's, and every terminal state, and every violating step (up to reordering of
+ * independent steps), stays reachable in the reduced graph.
+ *
+ * "Steps outside T" include the threads' whole futures, not only their next steps, so the test
+ * needs an over-approximation of what a thread may touch from now to its end: `Futures`, per
+ * thread and op index, and the state's own structure. A step of T conflicts with the future of
+ * a thread u outside T when it touches:
+ *   - a per-page resource (a PTE, a VMA, a CPU TLB entry, a secondary's entry, a page's
+ *     in-progress range, a kernel page's lazy vmap area, a file page's folio state) of a page in
+ *     u's page set;
+ *   - a frame that is free (anyone may allocate it), that one of u's locals names, or that is
+ *     referenced (by a PTE, a CPU TLB or secondary entry, the page cache or the swap cache)
+ *     through a page in u's page set. Nothing else can lead u to a frame: outside KSM, fork,
+ *     THP and kernel pages (which widen every page set to all pages), a frame gains a reference
+ *     through a page only by being allocated for it, or copied from that page's PTE; and it
+ *     becomes free only through a put by a thread touching it through one of its pages, which
+ *     the same test catches;
+ *   - mmap_lock for read (the reader count, the writer field read by a guard) when u may take
+ *     it for write (munmap, mprotect, fork, THP collapse: every op but a read, write or fault);
+ *   - any other shared resource (the allocator, page tables, sequence counts, walk caches,
+ *     flags, a lock it takes): always.
+ * Locks held by the stepping thread are not shared: until it releases one (a step of T), no
+ * step outside T can touch it. Likewise a thread that is blocked only on locks held by members
+ * of T cannot step outside T: it is skipped. Reads conflict like writes (the futures do not
+ * say which), which only costs reduction, never soundness.
+ *
+ * Page sets are deliberately coarse: only a CPU or device read, write, write_fault or
+ * cow_fault names the one page it can touch; any other op (flush ranges, rmap walks, batched
+ * flushes) may touch every page. The explorer checks each step it runs against its thread's
+ * page set (`outside`): a step outside it is a model bug, reported, never a silently wrong
+ * verdict; the tests run that check on every step of the unreduced explorer over the
+ * catalogue and generated scenarios.
+ */
+import type { Footprint } from './footprint'
+import type { LabState, LocalValue } from './state'
+import type { Scenario } from './types'
+
+const M = 1 << 12
+const FAM = M * M
+/** Footprint families (footprint.ts Res) whose key ends in a page index. */
+const PAGE_FAMILIES = new Set([1, 2, 4, 5, 7, 12, 13])
+const FRAME_FAMILY = 8
+/** Family 3 sub-kinds (footprint.ts Res: 3*M*M + 16*sub + mm). */
+const SUB_PTL = 0
+const SUB_MMAP = 1
+const SUB_MMAP_READERS = 4
+const SUB_PMDL = 8
+
+/** What a step touched, as the persistent-set test needs it. */
+export interface StepTouch {
+  /** It touched a shared resource that conflicts with every other thread's future. */
+  readonly global: boolean
+  /** It took or dropped mmap_lock for read (conflicts only with future writers). */
+  readonly mmapShared: boolean
+  /** Pages of per-page resources it touched. */
+  readonly pages: readonly number[]
+  /** Frames whose contents or state it touched. */
+  readonly frames: readonly number[]
+  /** It took mmap_lock for write. */
+  readonly mmapWrite: boolean
+}
+
+/** Classifies a step of thread `t` from state `s` (locks `t` holds in `s` are its own). */
+export function touchOf(fp: Footprint, s: LabState, t: number): StepTouch {
+  let global = false
+  let mmapShared = false
+  let mmapWrite = false
+  const pages: number[] = []
+  const frames: number[] = []
+  const add = (keys: readonly number[], mode: 'r' | 'w' | 'inc'): void => {
+    for (const k of keys) {
+      const fam = Math.floor(k / FAM)
+      if (PAGE_FAMILIES.has(fam)) {
+        const p = k % M
+        if (!pages.includes(p)) pages.push(p)
+        continue
+      }
+      if (fam === FRAME_FAMILY) {
+        const f = k - FRAME_FAMILY * FAM
+        if (!frames.includes(f)) frames.push(f)
+        continue
+      }
+      if (fam === 3) {
+        const off = k - 3 * FAM
+        const sub = Math.floor(off / 16)
+        const mm = s.mms[off % 16]
+        if (mm && sub === SUB_PTL && mm.ptl === t) continue
+        if (mm && sub === SUB_PMDL && mm.pmdl === t) continue
+        if (mm && (sub === SUB_MMAP || sub === SUB_MMAP_READERS) && mm.writer === t) continue
+        if (mm && sub === SUB_MMAP && mode === 'r') {
+          mmapShared = true
+          continue
+        }
+        if (mm && sub === SUB_MMAP_READERS && mode === 'inc') {
+          mmapShared = true
+          continue
+        }
+        if (sub === SUB_MMAP && mode === 'w') mmapWrite = true
+      }
+      global = true
+    }
+  }
+  add(fp.r, 'r')
+  add(fp.w, 'w')
+  add(fp.inc, 'inc')
+  return { global, mmapShared, pages, frames, mmapWrite }
+}
+
+const PAGE_LOCAL_OPS = new Set(['read', 'write', 'write_fault', 'cow_fault'])
+
+/** Per thread and op index: the pages the thread may touch from that op to its end. */
+export class Futures {
+  /** pages[t][op][p]: 1 if page p may be touched from op `op` on. */
+  private readonly pages: Uint8Array[][]
+  /** mmapWriter[t][op]: the thread may take mmap_lock for write from op `op` on. */
+  private readonly mmapWriter: boolean[][]
+  /** everyPage[t][op]: the page set is every page (the thread may reach any frame). */
+  private readonly everyPage: boolean[][]
+
+  constructor(readonly sc: Scenario) {
+    const n = sc.pages.length
+    const widen =
+      sc.thp !== null ||
+      sc.pages.some((p) => p.kind === 'kernel') ||
+      sc.threads.some((t) => t.mm === 1 || t.ops.some((o) => o.kind === 'ksm_merge' || o.kind === 'fork'))
+    this.pages = []
+    this.mmapWriter = []
+    this.everyPage = []
+    for (const t of sc.threads) {
+      const pages: Uint8Array[] = new Array<Uint8Array>(t.ops.length + 1)
+      const writer: boolean[] = new Array<boolean>(t.ops.length + 1)
+      const every: boolean[] = new Array<boolean>(t.ops.length + 1)
+      let acc = new Uint8Array(n)
+      let w = false
+      let all = false
+      pages[t.ops.length] = acc
+      writer[t.ops.length] = w
+      every[t.ops.length] = all
+      for (let k = t.ops.length - 1; k >= 0; k--) {
+        const op = t.ops[k]!
+        acc = acc.slice()
+        const local = PAGE_LOCAL_OPS.has(op.kind)
+        if (!widen && local && 'page' in op) acc[op.page] = 1
+        else if (op.kind !== 'signal' && op.kind !== 'wait') {
+          acc.fill(1)
+          all = true
+        }
+        if (!local && op.kind !== 'signal' && op.kind !== 'wait') w = true
+        pages[k] = acc
+        writer[k] = w
+        every[k] = all
+      }
+      this.pages.push(pages)
+      this.mmapWriter.push(writer)
+      this.everyPage.push(every)
+    }
+  }
+
+  /** Whether thread `u`, from op `op` on, may touch a per-page resource of page `p`. */
+  hasPage(u: number, op: number, p: number): boolean {
+    return this.pages[u]![op]![p] === 1
+  }
+
+  mayWriteMmap(u: number, op: number): boolean {
+    return this.mmapWriter[u]![op]!
+  }
+
+  hasEveryPage(u: number, op: number): boolean {
+    return this.everyPage[u]![op]!
+  }
+
+  /**
+   * The check behind the soundness of the over-approximation: a step of thread `t` run while
+   * it was at op `op` touched only what its future allows. Returns what it touched outside
+   * (a page's name, or mmap_lock for write), or null.
+   */
+  outside(x: StepTouch, t: number, op: number): string | null {
+    const f = this.pages[t]![op]!
+    for (const p of x.pages) if (f[p] !== 1) return `page ${this.sc.pages[p]!.name}`
+    if (x.mmapWrite && !this.mmapWriter[t]![op]!) return 'mmap_lock for write'
+    return null
+  }
+}
+
+/** The frames of a state by how they can be reached: through which pages, free or not. */
+export class FrameRefs {
+  private readonly byPage: Array<number[] | undefined>
+
+  constructor(private readonly s: LabState) {
+    this.byPage = new Array<number[] | undefined>(s.frames.length)
+    const add = (pfn: number, p: number): void => {
+      if (pfn < 0 || pfn >= this.byPage.length) return
+      const l = (this.byPage[pfn] ??= [])
+      if (!l.includes(p)) l.push(p)
+    }
+    for (const m of s.mms) {
+      m.ptes.forEach((q, p) => {
+        if (!q) return
+        if (q.swp === undefined) add(q.pfn, p)
+        else add(s.swapCache[q.swp] ?? -1, p)
+      })
+      if (m.tbl) m.tbl.forEach((q, p) => q && q.swp === undefined && add(q.pfn, p))
+    }
+    s.files.forEach((f, p) => f && add(f.pfn, p))
+    for (const t of s.tlbs) for (const e of t) add(e.pfn, e.page)
+    for (const x of s.secs) {
+      for (const e of x.entries) add(e.pfn, e.page)
+      for (const e of x.atc) add(e.pfn, e.page)
+    }
+  }
+
+  /** Whether a step of thread `u` from op `op` on may touch frame `pfn`. */
+  reaches(fut: Futures, u: number, op: number, pfn: number): boolean {
+    const f = this.s.frames[pfn]
+    if (!f || f.free || fut.hasEveryPage(u, op)) return true
+    for (const fr of this.s.threads[u]!.stack)
+      for (const k in fr.l) if (holds(fr.l[k]!, pfn)) return true
+    for (const p of this.byPage[pfn] ?? []) if (fut.hasPage(u, op, p)) return true
+    return false
+  }
+}
+
+function holds(v: LocalValue, pfn: number): boolean {
+  if (typeof v === 'number') return v === pfn
+  return Array.isArray(v) && (v as readonly number[]).includes(pfn)
+}
+
+/** Whether a step touching `x` may be dependent on some step of thread `u` from op `op` on. */
+export function conflicts(fut: Futures, refs: () => FrameRefs, x: StepTouch, u: number, op: number): boolean {
+  if (x.global) return true
+  if (x.mmapShared && fut.mayWriteMmap(u, op)) return true
+  for (const p of x.pages) if (fut.hasPage(u, op, p)) return true
+  for (const f of x.frames) if (refs().reaches(fut, u, op, f)) return true
+  return false
+}
+
+/**
+ * The smallest persistent set among those grown from each enabled thread (closing over the
+ * threads whose futures its steps conflict with), or null when none is smaller than `en`.
+ * A thread reached that is disabled ends the seed, unless its guard reads only locks held by
+ * members of the set (`frozenBy`: then it cannot step before they do).
+ *
+ * `touch[i]` is the next step of `en[i]`.
+ */
+export function persistentSet(
+  fut: Futures,
+  s: LabState,
+  en: readonly number[],
+  touch: readonly StepTouch[],
+  frozenBy: (u: number) => readonly number[] | null,
+): number[] | null {
+  const n = s.threads.length
+  const pos = new Int32Array(n).fill(-1)
+  en.forEach((t, i) => (pos[t] = i))
+  let refs: FrameRefs | null = null
+  const getRefs = (): FrameRefs => (refs ??= new FrameRefs(s))
+  let best: number[] | null = null
+  for (let seed = 0; seed < en.length; seed++) {
+    if (touch[seed]!.global) continue
+    const inT = new Uint8Array(n)
+    const set = [en[seed]!]
+    inT[en[seed]!] = 1
+    let ok = true
+    for (let h = 0; ok && h < set.length; h++) {
+      const x = touch[pos[set[h]!]!]!
+      if (x.global) {
+        ok = false
+        break
+      }
+      for (let u = 0; u < n && ok; u++) {
+        if (inT[u] === 1 || s.threads[u]!.done) continue
+        if (!conflicts(fut, getRefs, x, u, s.threads[u]!.op)) continue
+        if (pos[u]! >= 0) {
+          inT[u] = 1
+          set.push(u)
+          continue
+        }
+        // Disabled: harmless only while the holders of what it waits for are in the set.
+        const holders = frozenBy(u)
+        if (holders === null) {
+          ok = false
+          break
+        }
+        for (const w of holders) {
+          if (inT[w] === 1) continue
+          if (pos[w]! < 0) {
+            ok = false
+            break
+          }
+          inT[w] = 1
+          set.push(w)
+        }
+        inT[u] = 1
+      }
+      if (best !== null && set.length >= best.length) ok = false
+    }
+    if (ok && set.length < en.length && (best === null || set.length < best.length)) best = set
+  }
+  return best
+}
+
+/**
+ * The threads holding the locks thread `u`'s guard waits on, or null when its guard reads
+ * anything else (then something outside a set may enable it). `reads` is its guard's read set.
+ */
+export function lockHolders(s: LabState, reads: readonly number[] | null): number[] | null {
+  if (reads === null || reads.length === 0) return null
+  const out: number[] = []
+  for (const k of reads) {
+    if (Math.floor(k / FAM) !== 3) return null
+    const off = k - 3 * FAM
+    const sub = Math.floor(off / 16)
+    const mm = s.mms[off % 16]
+    if (!mm) return null
+    const h = sub === SUB_PTL ? mm.ptl : sub === SUB_PMDL ? mm.pmdl : sub === SUB_MMAP ? mm.writer : -1
+    if (h < 0) return null
+    if (!out.includes(h)) out.push(h)
+  }
+  return out
+}
