@@ -205,6 +205,33 @@ test('a long run shows progress and cancels promptly', async ({ page }) => {
   await expect(page.getByTestId('run-cancelled')).toBeVisible()
 })
 
+test('the first counterexample opens while exploration goes on; stop at the first violation ends early', async ({
+  page,
+}) => {
+  test.setTimeout(180_000)
+  await lab.openScenario(COW)
+  await lab.selectPolicies(['start-end', 'arch-hook'])
+  await lab.runButton.click()
+  // start-end's forbid counterexample is found long before its exploration ends.
+  const first = lab.progress.locator('[data-testid="first-found"][data-policy="start-end"]')
+  await expect(first).toBeVisible({ timeout: 60_000 })
+  await expect(first).toContainText('forbid')
+  await first.click()
+  const violating = lab.tracePane('left').locator('[data-testid="trace-row"][data-violation]')
+  await expect(violating).toBeVisible()
+  await lab.screenshot('09-first-found')
+  await expect(lab.progress).toHaveAttribute('data-status', 'finished', { timeout: 150_000 })
+  await expect(lab.cell('start-end', 'use-after-free')).toHaveAttribute('data-verdict', 'holds')
+
+  await page.getByTestId('stop-at-first').check()
+  await lab.selectPolicies(['start-end'])
+  await lab.run(150_000)
+  await expect(lab.cell('start-end', 'forbid')).toHaveAttribute('data-verdict', 'violated')
+  // Stopped at the first violation: the invariants not explored to the end stay unknown.
+  await expect(lab.cell('start-end', 'use-after-free')).toHaveAttribute('data-verdict', 'unknown')
+  await page.getByTestId('stop-at-first').uncheck()
+})
+
 test('save a new scenario and reopen it', async ({ page }) => {
   await page.getByTestId('new-button').click()
   const discard = page.getByTestId('discard-prompt')

@@ -59,6 +59,8 @@ export const RunRequestSchema = z.object({
   schedule: z.array(z.string().max(100)).max(100_000),
   maxStates: RunFields.maxStates,
   timeoutMs: RunFields.timeoutMs,
+  /** Exhaustive runs: stop each policy at its first violation (`--first`). */
+  first: z.boolean().optional(),
 })
 export type RunRequest = z.infer<typeof RunRequestSchema> & { readonly mode: ExploreMode }
 
@@ -99,6 +101,19 @@ export interface PolicyProgress {
   readonly steps: number
   readonly executions: number
   readonly done: boolean
+  /**
+   * The first violation this policy's exploration found, sent as soon as it is found, while
+   * exploration goes on: its schedule replays it (`replay`).
+   */
+  readonly first?: FirstFound
+}
+
+export interface FirstFound {
+  readonly invariant: string
+  readonly message: string
+  /** Thread names, one per step (a livelock's cycle follows in `cycle`). */
+  readonly schedule: readonly string[]
+  readonly cycle: readonly string[] | null
 }
 
 export type RunEvent =

@@ -71,6 +71,20 @@ export interface ExploreProgress {
   readonly states: number
   readonly steps: number
   readonly executions: number
+  /**
+   * The first violation found, reported at once (a progress call of its own) and in every
+   * report after it, so that a user can open its counterexample while exploration goes on.
+   */
+  readonly first?: FirstViolation
+}
+
+/** The first violation an exploration found: its invariant, message and schedule. */
+export interface FirstViolation {
+  readonly invariant: InvariantName
+  readonly message: string
+  /** Thread indices, one per step (then the cycle's, for a livelock). */
+  readonly schedule: readonly number[]
+  readonly cycle: readonly number[] | null
 }
 
 export const DEFAULT_BUDGET: Budget = { maxStates: 2_000_000, maxSteps: 10_000 }
@@ -256,9 +270,15 @@ export function exploreExhaustive(
   const depth: number[] = []
   let maxDepth = 0
   let exploring = true
+  let first: FirstViolation | undefined
   const record = (v: Violation, schedule: number[], cycle: number[] | null): void => {
-    if (!found.has(v.invariant))
+    if (!found.has(v.invariant)) {
       found.set(v.invariant, { invariant: v.invariant, schedule, cycle, violation: v })
+      if (first === undefined) {
+        first = { invariant: v.invariant, message: v.message, schedule, cycle }
+        budget.onProgress?.({ states: ids.size, steps, executions: terminals, first })
+      }
+    }
     if (exploring && cutReason === null && budget.stopAt?.(v.invariant))
       cutReason = firstViolationReason(v.invariant)
   }
@@ -378,7 +398,7 @@ export function exploreExhaustive(
   if (dfs) lifo.push(0)
   const hasWork = (): boolean => (dfs ? lifo.length > 0 : next < frontier.length)
   while (hasWork() || reQueue.length > 0) {
-    if ((++polls & 2047) === 0) budget.onProgress?.({ states: ids.size, steps, executions: terminals })
+    if ((++polls & 2047) === 0) budget.onProgress?.({ states: ids.size, steps, executions: terminals, first })
     if ((polls & 2047) === 0 && budget.shouldStop) {
       const r = budget.shouldStop()
       if (r) {

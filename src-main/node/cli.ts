@@ -188,9 +188,10 @@ function runInPool(
       )
       const started = Date.now()
       return pool
-        .start(sc, p.name, { ...base, first: firstFor(p) }, (pr) =>
-          task.update(random ? pr.executions : pr.states),
-        )
+        .start(sc, p.name, { ...base, first: firstFor(p) }, (pr) => {
+          task.update(random ? pr.executions : pr.states)
+          if (pr.first) task.note(`${pr.first.invariant} found, exploring on`)
+        })
         .result.then((r) => {
           const n = random
             ? `${r.stats.executions} schedules`

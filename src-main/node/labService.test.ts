@@ -183,6 +183,35 @@ describe('runs', () => {
     ])
   })
 
+  it('reports the first violation as soon as found (thread names), and first: true stops there', async () => {
+    const events = await eventsOf(svc, svc.startRun(runRequest(UPGRADE_TEXT, ['start-end', 'arch-hook'])))
+    const withFirst = events.flatMap((e) =>
+      e.kind === 'progress' ? e.policies.filter((p) => p.first !== undefined) : [],
+    )
+    expect(withFirst.length).toBeGreaterThan(0)
+    const f = withFirst[0]!
+    expect(f.policy).toBe('start-end')
+    expect(f.first!.invariant).toBe('progress')
+    expect([...f.first!.schedule, ...(f.first!.cycle ?? [])].every((t) => t === 'C0' || t === 'D0')).toBe(true)
+    // The schedule replays to the same violation.
+    const r = await svc.replay({
+      text: UPGRADE_TEXT,
+      file: null,
+      policy: 'start-end',
+      schedule: [...f.first!.schedule, ...(f.first!.cycle ?? [])],
+    })
+    expect(r.violations.map((v) => v.invariant)).toContain('progress')
+    expect(events.flatMap((e) => (e.kind === 'progress' ? e.policies : [])).some((p) => p.policy === 'arch-hook' && p.first)).toBe(false)
+
+    const cow = await eventsOf(svc, svc.startRun({ ...runRequest(COW_TEXT, ['start-end']), first: true }))
+    const fin = cow.at(-1)
+    if (fin?.kind !== 'finished') throw new Error('not finished')
+    const res = fin.result.results[0]!
+    expect(res.stats.complete).toBe(false)
+    expect(res.stats.cutReason).toMatch(/first violation/)
+    expect(res.counterexamples.map((c) => c.invariant)).toEqual(['forbid'])
+  })
+
   it('rejects invalid text with its issues, and bad policies or schedules', async () => {
     const e = await rejection(svc.startRun(runRequest('title: t\nbogus: 1\n', ['arch-hook'])))
     expect(e.issues?.length).toBeGreaterThan(0)

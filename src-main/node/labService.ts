@@ -38,6 +38,7 @@ import {
   type ApiMethod,
   type EngineInfo,
   type LabApi,
+  type FirstFound,
   type PolicyProgress,
   type ReplayResult,
   type RunEvent,
@@ -159,6 +160,7 @@ interface ActiveRun {
     steps: number
     executions: number
     done: boolean
+    first?: FirstFound
   }>
   handles: RunHandle[]
   timer: NodeJS.Timeout | null
@@ -358,7 +360,11 @@ export function createLabService(options: LabServiceOptions): LabService {
       schedule: r.schedule,
       budget: { ...base.budget, maxStates: r.maxStates },
     }
-    const wopts = toWorkerOptions(opts, r.timeoutMs)
+    const wopts = {
+      ...toWorkerOptions(opts, r.timeoutMs),
+      ...(r.first === true && r.mode === 'exhaustive' ? { first: 'any' as const } : {}),
+    }
+    const names = (ts: readonly number[]): string[] => ts.map((t) => sc.threads[t]!.name)
     const run: ActiveRun = {
       id: randomUUID(),
       started: Date.now(),
@@ -372,7 +378,20 @@ export function createLabService(options: LabServiceOptions): LabService {
     run.handles = policies.map((p, i) =>
       pool.start(sc, p.name, wopts, (pr: ExploreProgress) => {
         if (run.over) return
-        Object.assign(run.progress[i]!, pr)
+        const { first, ...counts } = pr
+        const row = run.progress[i]!
+        Object.assign(row, counts)
+        if (first && !row.first) {
+          row.first = {
+            invariant: first.invariant,
+            message: first.message,
+            schedule: names(first.schedule),
+            cycle: first.cycle ? names(first.cycle) : null,
+          }
+          // A first counterexample is news: report it now, not at the next tick.
+          emitProgress(run)
+          return
+        }
         scheduleProgress(run)
       }),
     )

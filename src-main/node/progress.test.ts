@@ -16,6 +16,12 @@ describe('progressLine', () => {
     )
   })
 
+  it('a note (the first violation found) follows the figures while the run goes on', () => {
+    expect(progressLine({ ...base, count: 150_000, note: 'forbid found, exploring on' }, 3_000)).toBe(
+      'start-end  150,000 states  75,000 states/s  2.0 s  forbid found, exploring on',
+    )
+  })
+
   it('a total draws a bar with the percentage', () => {
     const line = progressLine({ ...base, unit: 'schedules', total: 400, count: 100 }, 2_000)
     expect(line).toBe(`start-end  ${'█'.repeat(6)}${'░'.repeat(18)}  25%  100/400 schedules  100/s  1.0 s`)

@@ -13,6 +13,8 @@ export interface ProgressTask {
   update(count: number): void
   /** Replaces the line with a final summary. */
   done(summary: string): void
+  /** A short note shown after the figures while it runs (the first violation found). */
+  note(text: string): void
 }
 
 export interface ProgressBoard {
@@ -30,6 +32,7 @@ interface Payload {
   /** When the first count arrived (a queued job has none yet). */
   readonly started: number | null
   readonly summary: string | null
+  readonly note?: string | null
 }
 
 const BAR_WIDTH = 24
@@ -47,7 +50,8 @@ export function progressLine(p: Payload, now: number, labelWidth = p.label.lengt
   if (p.started === null) return `${label}  queued`
   const elapsed = now - p.started
   const rate = elapsed > 0 ? Math.round((p.count / elapsed) * 1000) : 0
-  const figures = `${p.count.toLocaleString('en-US')} ${p.unit}  ${rate.toLocaleString('en-US')} ${p.unit}/s  ${seconds(elapsed)}`
+  const note = p.note ? `  ${p.note}` : ''
+  const figures = `${p.count.toLocaleString('en-US')} ${p.unit}  ${rate.toLocaleString('en-US')} ${p.unit}/s  ${seconds(elapsed)}${note}`
   if (p.total === null || p.total <= 0) return `${label}  ${figures}`
   const frac = Math.min(1, p.count / p.total)
   const full = Math.round(frac * BAR_WIDTH)
@@ -56,10 +60,10 @@ export function progressLine(p: Payload, now: number, labelWidth = p.label.lengt
     .toString()
     .padStart(
       3,
-    )}%  ${p.count.toLocaleString('en-US')}/${p.total.toLocaleString('en-US')} ${p.unit}  ${rate.toLocaleString('en-US')}/s  ${seconds(elapsed)}`
+    )}%  ${p.count.toLocaleString('en-US')}/${p.total.toLocaleString('en-US')} ${p.unit}  ${rate.toLocaleString('en-US')}/s  ${seconds(elapsed)}${note}`
 }
 
-const NOOP_TASK: ProgressTask = { update() {}, done() {} }
+const NOOP_TASK: ProgressTask = { update() {}, done() {}, note() {} }
 const NOOP_BOARD: ProgressBoard = { task: () => NOOP_TASK, stop() {} }
 
 export interface BoardOptions {
@@ -113,6 +117,7 @@ export function progressBoard(opts: BoardOptions): ProgressBoard {
       return {
         update: (count) => set({ count, started: entry.payload.started ?? Date.now() }),
         done: (summary) => set({ summary }),
+        note: (text) => set({ note: text }),
       }
     },
     stop() {

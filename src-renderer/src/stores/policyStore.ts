@@ -20,6 +20,11 @@ export const usePolicyStore = defineStore('policy', () => {
   const maxStates = ref(2_000_000)
   /** Seconds; 0 means no timeout. */
   const timeoutS = ref(60)
+  /**
+   * Exhaustive runs: stop each policy at its first violation (`mnlab run --first`). Off, the
+   * first counterexample still shows as soon as it is found while exploration goes on.
+   */
+  const stopAtFirst = ref(false)
 
   const listText = computed(() => selected.value.join(', '))
   const schedule = computed(() => parseSchedule(scheduleText.value))
@@ -72,6 +77,7 @@ export const usePolicyStore = defineStore('policy', () => {
       schedule: mode.value === 'scripted' ? schedule.value : [],
       maxStates: maxStates.value,
       timeoutMs: timeoutS.value > 0 ? Math.round(timeoutS.value * 1000) : null,
+      first: mode.value === 'exhaustive' && stopAtFirst.value,
     }
   }
 
@@ -85,6 +91,7 @@ export const usePolicyStore = defineStore('policy', () => {
     scheduleText,
     maxStates,
     timeoutS,
+    stopAtFirst,
     listText,
     schedule,
     problems,

@@ -31,8 +31,9 @@ export const useRunStore = defineStore('run', () => {
 
   let early: RunEvent[] = []
   let unsubscribe: (() => void) | null = null
-  let runText = ''
-  let runFile: string | null = null
+  /** The scenario text and file of the run in progress (its early counterexamples replay them). */
+  const liveText = ref('')
+  const liveFile = ref<string | null>(null)
 
   function handle(e: RunEvent): void {
     if (status.value === 'starting' && runId.value === null) {
@@ -49,8 +50,8 @@ export const useRunStore = defineStore('run', () => {
       case 'finished':
         result.value = e.result
         elapsedMs.value = e.elapsedMs
-        resultText.value = runText
-        resultFile.value = runFile
+        resultText.value = liveText.value
+        resultFile.value = liveFile.value
         status.value = 'finished'
         break
       case 'failed':
@@ -81,8 +82,8 @@ export const useRunStore = defineStore('run', () => {
       return
     }
     const req = policy.request(scenario.text, scenario.file)
-    runText = req.text
-    runFile = req.file
+    liveText.value = req.text
+    liveFile.value = req.file
     requested.value = [...req.policies]
     shape.value = {
       mode: req.mode,
@@ -138,6 +139,8 @@ export const useRunStore = defineStore('run', () => {
     errorIssues,
     resultText,
     resultFile,
+    liveText,
+    liveFile,
     requested,
     shape,
     cancelling,

@@ -75,20 +75,29 @@ export const useTraceStore = defineStore('trace', () => {
     }
   }
 
-  async function replay(policy: string, schedule: readonly string[], side: Side = 'left'): Promise<void> {
+  /**
+   * Replays a schedule of the current result (or, with `live`, of the run in progress: its
+   * first counterexamples arrive before the result) and shows the trace.
+   */
+  async function replay(
+    policy: string,
+    schedule: readonly string[],
+    side: Side = 'left',
+    live = false,
+  ): Promise<void> {
     replaying.value = true
     replayError.value = null
     try {
       const r = await lab.replay({
-        text: run.resultText,
-        file: run.resultFile,
+        text: live ? run.liveText : run.resultText,
+        file: live ? run.liveFile : run.resultFile,
         policy,
         schedule: [...schedule],
       })
       const v = r.violations[0] ?? null
       const src: TraceSource = {
         key: `replay:${++replayCount}`,
-        label: `replay #${replayCount} ${policy} (${r.outcome})`,
+        label: `${live ? 'first found' : 'replay'} #${replayCount} ${policy} (${r.outcome})`,
         policy,
         invariant: v?.invariant ?? null,
         records: r.records,
