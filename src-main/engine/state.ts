@@ -482,6 +482,15 @@ export const PFN_LOCALS: ReadonlySet<string> = new Set([
 ])
 
 /**
+ * Locals that hold a PTE snapshot (kernel/proc.ts encodePte: [pfn, present, write, dirty, mig,
+ * swp(, huge)], vmf->orig_pte and the like) or a list whose first element is a pfn (thp.ts's
+ * `old`), or null: checked against every assignment in kernel/*.ts. Their first element takes
+ * part in canonical frame numbering; the rest is hashed as written (always sound). Hashing the
+ * snapshot's pfn raw split states that differ only in which frame a COW got.
+ */
+export const PTE_LOCALS: ReadonlySet<string> = new Set(['orig', 'old'])
+
+/**
  * Canonical frame numbering (symmetry reduction over pfns). Frames are labelled in the order a
  * fixed walk of the live state first reaches them: the zero page, each address space's PTEs in
  * page order (and a detached or deposited PTE table), page-cache folios, the swap cache, live
@@ -525,7 +534,14 @@ export function frameLabels(s: LabState, live: Liveness): Int32Array {
     for (const e of x.atc) visit(e.pfn)
   })
   for (const t of s.threads)
-    for (const f of t.stack) for (const k in f.l) if (PFN_LOCALS.has(k)) visitLocal(f.l[k]!)
+    for (const f of t.stack)
+      for (const k in f.l) {
+        if (PFN_LOCALS.has(k)) visitLocal(f.l[k]!)
+        else if (PTE_LOCALS.has(k)) {
+          const v = f.l[k]!
+          if (Array.isArray(v) && v.length > 0) visit((v as readonly number[])[0]!)
+        }
+      }
   if (next < n) {
     const rest: number[] = []
     for (let i = 0; i < n; i++) if (lab[i]! < 0) rest.push(i)
@@ -556,6 +572,13 @@ function hashLocalCanon(h: Hasher, k: string, v: LocalValue, lab: Int32Array): v
       h.n(-1000 - v.length)
       for (const x of v as readonly number[]) h.n(frameCode(x, lab))
     } else hashLocal(h, v)
+    return
+  }
+  if (PTE_LOCALS.has(k) && Array.isArray(v) && v.length > 0) {
+    const a = v as readonly number[]
+    h.n(-2000 - a.length)
+    h.n(frameCode(a[0]!, lab))
+    for (let i = 1; i < a.length; i++) h.n(a[i]!)
     return
   }
   hashLocal(h, v)
