@@ -507,41 +507,51 @@ export const PTE_LOCALS: ReadonlySet<string> = new Set(['orig', 'old'])
  * labelled walk, every other field, and every unlisted local's value both as written and as
  * labelled are equal: then the relabelling maps one state onto the other.
  */
+/** A secondary whose device threads have all finished: nothing reads its TLB again. */
+function secDead(s: LabState, live: Liveness, i: number): boolean {
+  for (const t of live.secUsers[i]!) if (!s.threads[t]!.done) return false
+  return true
+}
+
+/** The labelling walk's cursor (frameLabels runs to completion, never re-entered). */
+let labNext = 0
+function visitFrame(lab: Int32Array, pfn: number): void {
+  if (pfn >= 0 && pfn < lab.length && lab[pfn]! < 0) lab[pfn] = labNext++
+}
+
 export function frameLabels(s: LabState, live: Liveness): Int32Array {
   const n = s.frames.length
   const lab = new Int32Array(n).fill(-1)
-  let next = 0
-  const visit = (pfn: number): void => {
-    if (pfn >= 0 && pfn < n && lab[pfn]! < 0) lab[pfn] = next++
-  }
-  const visitLocal = (v: LocalValue): void => {
-    if (typeof v === 'number') visit(v)
-    else if (Array.isArray(v)) for (const x of v as readonly number[]) visit(x)
-  }
-  visit(ZERO_PFN)
+  labNext = 0
+  visitFrame(lab, ZERO_PFN)
   for (const m of s.mms) {
-    for (const p of m.ptes) if (p && p.swp === undefined) visit(p.pfn)
-    if (m.tbl) for (const p of m.tbl) if (p && p.swp === undefined) visit(p.pfn)
+    for (const p of m.ptes) if (p && p.swp === undefined) visitFrame(lab, p.pfn)
+    if (m.tbl) for (const p of m.tbl) if (p && p.swp === undefined) visitFrame(lab, p.pfn)
   }
-  for (const f of s.files) if (f) visit(f.pfn)
-  for (const pfn of s.swapCache) visit(pfn)
-  s.tlbs.forEach((t, i) => {
-    if (!s.threads[i]!.done) for (const e of t) visit(e.pfn)
-  })
-  s.secs.forEach((x, i) => {
-    if (live.secUsers[i]!.every((t) => s.threads[t]!.done)) return
-    for (const e of x.entries) visit(e.pfn)
-    for (const e of x.atc) visit(e.pfn)
-  })
+  for (const f of s.files) if (f) visitFrame(lab, f.pfn)
+  for (const pfn of s.swapCache) visitFrame(lab, pfn)
+  for (let i = 0; i < s.tlbs.length; i++) {
+    if (s.threads[i]!.done) continue
+    for (const e of s.tlbs[i]!) visitFrame(lab, e.pfn)
+  }
+  for (let i = 0; i < s.secs.length; i++) {
+    if (secDead(s, live, i)) continue
+    const x = s.secs[i]!
+    for (const e of x.entries) visitFrame(lab, e.pfn)
+    for (const e of x.atc) visitFrame(lab, e.pfn)
+  }
   for (const t of s.threads)
     for (const f of t.stack)
       for (const k in f.l) {
-        if (PFN_LOCALS.has(k)) visitLocal(f.l[k]!)
-        else if (PTE_LOCALS.has(k)) {
-          const v = f.l[k]!
-          if (Array.isArray(v) && v.length > 0) visit((v as readonly number[])[0]!)
-        }
+        const kind = keyInfo(k) & 3
+        if (kind === 0) continue
+        const v = f.l[k]!
+        if (kind === KEY_PFN) {
+          if (typeof v === 'number') visitFrame(lab, v)
+          else if (Array.isArray(v)) for (const x of v as readonly number[]) visitFrame(lab, x)
+        } else if (Array.isArray(v) && v.length > 0) visitFrame(lab, (v as readonly number[])[0]!)
       }
+  let next = labNext
   if (next < n) {
     const rest: number[] = []
     for (let i = 0; i < n; i++) if (lab[i]! < 0) rest.push(i)
@@ -565,8 +575,22 @@ export function frameLabels(s: LabState, live: Liveness): Int32Array {
   return lab
 }
 
-function hashLocalCanon(h: Hasher, k: string, v: LocalValue, lab: Int32Array): void {
-  if (PFN_LOCALS.has(k)) {
+const KEY_PFN = 1
+const KEY_PTE = 2
+const KEY_INFO = new Map<string, number>()
+/** A local's key: its code (times 4) and whether it holds pfns (KEY_PFN) or a PTE snapshot. */
+function keyInfo(k: string): number {
+  let x = KEY_INFO.get(k)
+  if (x === undefined) {
+    x = code(k) * 4 + (PFN_LOCALS.has(k) ? KEY_PFN : PTE_LOCALS.has(k) ? KEY_PTE : 0)
+    KEY_INFO.set(k, x)
+  }
+  return x
+}
+
+function hashLocalCanon(h: Hasher, info: number, v: LocalValue, lab: Int32Array): void {
+  const kind = info & 3
+  if (kind === KEY_PFN) {
     if (typeof v === 'number') h.n(frameCode(v, lab))
     else if (Array.isArray(v)) {
       h.n(-1000 - v.length)
@@ -574,7 +598,7 @@ function hashLocalCanon(h: Hasher, k: string, v: LocalValue, lab: Int32Array): v
     } else hashLocal(h, v)
     return
   }
-  if (PTE_LOCALS.has(k) && Array.isArray(v) && v.length > 0) {
+  if (kind === KEY_PTE && Array.isArray(v) && v.length > 0) {
     const a = v as readonly number[]
     h.n(-2000 - a.length)
     h.n(frameCode(a[0]!, lab))
@@ -617,7 +641,7 @@ export function hashState(s: LabState, live: Liveness): [number, number] {
   }
   s.tlbs.forEach((t, i) => hashEntries(h, s.threads[i]!.done ? [] : t, lab))
   s.secs.forEach((x, i) => {
-    const dead = live.secUsers[i]!.every((t) => s.threads[t]!.done)
+    const dead = secDead(s, live, i)
     hashEntries(h, dead ? [] : x.entries, lab)
     hashEntries(h, dead ? [] : x.atc, lab)
     h.n(x.seq * 2 + (x.wc && !dead ? 1 : 0))
@@ -633,9 +657,10 @@ export function hashState(s: LabState, live: Liveness): [number, number] {
       h.n(code(f.proc))
       h.n(code(f.pc))
       for (const k in f.l) {
-        h.n(code(k))
+        const info = keyInfo(k)
+        h.n(info >> 2)
         if (lab === null) hashLocal(h, f.l[k]!)
-        else hashLocalCanon(h, k, f.l[k]!, lab)
+        else hashLocalCanon(h, info, f.l[k]!, lab)
       }
     }
   }
