@@ -21,6 +21,12 @@ interface Tok {
 
 const OPS = ['&&', '||', '==', '!=', '<=', '>=', '<', '>', '!', '(', ')']
 
+/** Limits that keep parsing and evaluation (both recursive) far from the stack's end. */
+export const FORBID_LIMITS = { tokens: 4_000, nesting: 100 } as const
+
+const NUM = /-?\d+/y
+const NAME = /[A-Za-z_][A-Za-z0-9_]*/y
+
 function tokenize(src: string): Tok[] | ExprError {
   const out: Tok[] = []
   let i = 0
@@ -30,13 +36,21 @@ function tokenize(src: string): Tok[] | ExprError {
       i++
       continue
     }
-    const num = /^-?\d+/.exec(src.slice(i))
+    if (out.length >= FORBID_LIMITS.tokens)
+      return {
+        offset: i,
+        length: 1,
+        message: `the condition is longer than ${FORBID_LIMITS.tokens} tokens; split the scenario`,
+      }
+    NUM.lastIndex = i
+    const num = NUM.exec(src)
     if (num && (c !== '-' || out.length === 0 || out[out.length - 1]!.t === 'op')) {
       out.push({ t: 'num', s: num[0], at: i })
       i += num[0].length
       continue
     }
-    const name = /^[A-Za-z_][A-Za-z0-9_]*/.exec(src.slice(i))
+    NAME.lastIndex = i
+    const name = NAME.exec(src)
     if (name) {
       out.push({ t: 'name', s: name[0], at: i })
       i += name[0].length
@@ -67,6 +81,7 @@ export function parseExpr(src: string, names: ExprNames): Expr | ExprError {
   const toks = tokenize(src)
   if (!Array.isArray(toks)) return toks
   let p = 0
+  let depth = 0
   const peek = (): Tok => toks[p]!
   const fail = (t: Tok, message: string): never => {
     throw { offset: t.at, length: Math.max(1, t.s.length), message } satisfies ExprError
@@ -93,10 +108,17 @@ export function parseExpr(src: string, names: ExprNames): Expr | ExprError {
     }
     return a
   }
+  const nest = (t: Tok): void => {
+    if (++depth > FORBID_LIMITS.nesting)
+      fail(t, `the condition nests deeper than ${FORBID_LIMITS.nesting} levels of '!' and parentheses`)
+  }
   const unary = (): Expr => {
     if (peek().t === 'op' && peek().s === '!') {
+      nest(peek())
       p++
-      return { k: 'not', e: unary() }
+      const e: Expr = { k: 'not', e: unary() }
+      depth--
+      return e
     }
     return comparison()
   }
@@ -124,9 +146,11 @@ export function parseExpr(src: string, names: ExprNames): Expr | ExprError {
       return { k: 'num', v: Number(t.s) }
     }
     if (t.t === 'op' && t.s === '(') {
+      nest(t)
       p++
       const e = orExpr()
       expectOp(')')
+      depth--
       return e
     }
     if (t.t === 'name') {

@@ -127,7 +127,13 @@ describe('Futures', () => {
         D0: { via: iommu, ops: [read A -> r0] }
     `)
     const g = new Futures(forked)
-    expect(g.hasPage(forked.threads.findIndex((t) => t.name === 'C1'), 0, 1)).toBe(true)
+    expect(
+      g.hasPage(
+        forked.threads.findIndex((t) => t.name === 'C1'),
+        0,
+        1,
+      ),
+    ).toBe(true)
   })
 })
 
@@ -143,9 +149,15 @@ describe('the catalogue under persistent sets', () => {
         const policy = makePolicy(p)
         const base = exploreExhaustive(sc, policy, { ...DEFAULT_BUDGET, checkFutures: true })
         const pers = exploreExhaustive(sc, policy, { ...DEFAULT_BUDGET, persistent: true })
-        const inv = (o: typeof base) => o.found.map((x) => x.invariant).sort().join(',')
+        const inv = (o: typeof base) =>
+          o.found
+            .map((x) => x.invariant)
+            .sort()
+            .join(',')
         if (inv(base) !== inv(pers) || base.complete !== pers.complete || pers.states > base.states)
-          diffs.push(`${f} ${p}: [${inv(base)}] ${base.states} states, persistent [${inv(pers)}] ${pers.states}`)
+          diffs.push(
+            `${f} ${p}: [${inv(base)}] ${base.states} states, persistent [${inv(pers)}] ${pers.states}`,
+          )
         runs++
       }
     }

@@ -217,8 +217,7 @@ export class FrameRefs {
   reaches(fut: Futures, u: number, op: number, pfn: number): boolean {
     const f = this.s.frames[pfn]
     if (!f || f.free || fut.hasEveryPage(u, op)) return true
-    for (const fr of this.s.threads[u]!.stack)
-      for (const k in fr.l) if (holds(fr.l[k]!, pfn)) return true
+    for (const fr of this.s.threads[u]!.stack) for (const k in fr.l) if (holds(fr.l[k]!, pfn)) return true
     for (const p of this.byPage[pfn] ?? []) if (fut.hasPage(u, op, p)) return true
     return false
   }

@@ -405,7 +405,7 @@ describe('model-based properties of the exploration engine', () => {
     )
   })
 
-  it('2c. persistent sets never change a verdict, every counterexample they find replays, and every step stays inside its thread\'s foreseen future (seed 6174)', () => {
+  it("2c. persistent sets never change a verdict, every counterexample they find replays, and every step stays inside its thread's foreseen future (seed 6174)", () => {
     let reducedRuns = 0
     fc.assert(
       fc.property(scenarioArb(), policyArb, (g, policy) => {

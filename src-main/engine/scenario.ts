@@ -109,6 +109,8 @@ const THP_CPU_OPS: readonly string[] = ['read', 'write', 'thp_split', 'thp_colla
 
 /** Levenshtein-based hint for a misspelt key or word. */
 function didYouMean(word: string, options: readonly string[]): string {
+  // A long token is no typo of a short name (and its edit distance would cost time).
+  if (word.length > 64) return ''
   let best = ''
   let bestD = Infinity
   for (const o of options) {
@@ -221,6 +223,13 @@ function words(s: string): Word[] {
 }
 
 /** Validates a parsed scenario document. Throws `ScenarioError` listing every problem found. */
+/**
+ * Sizes the engine supports: threads and secondaries are sets of bits in 31-bit integers
+ * (explore.ts masks, ctx.ts copy-on-write flags), so a larger scenario is refused with a
+ * located error rather than explored with masks that wrap.
+ */
+export const SCENARIO_LIMITS = { threads: 31, secondaries: 31 } as const
+
 export function validateScenario(raw: unknown): Scenario {
   const issues = new Issues()
   if (!isObj(raw)) {
@@ -406,6 +415,12 @@ export function validateScenario(raw: unknown): Scenario {
   } else {
     rawSec.forEach((s, i) => {
       const path = ['secondary', i]
+      if (i === SCENARIO_LIMITS.secondaries)
+        issues.add(
+          path,
+          `too many secondaries: at most ${SCENARIO_LIMITS.secondaries} (this is secondary ${i + 1}); the engine keeps one bit per secondary`,
+        )
+      if (i >= SCENARIO_LIMITS.secondaries) return
       if (!isObj(s)) {
         issues.add(
           path,
@@ -548,6 +563,17 @@ export function validateScenario(raw: unknown): Scenario {
 
   // Threads
   const threads: ThreadDecl[] = []
+  let threadLimitReported = false
+  const tooManyThreads = (path: Path): boolean => {
+    if (threads.length < SCENARIO_LIMITS.threads) return false
+    if (!threadLimitReported)
+      issues.key(
+        path,
+        `too many threads: at most ${SCENARIO_LIMITS.threads} CPU and device threads together (this is thread ${threads.length + 1}); the explorer keeps one bit per thread`,
+      )
+    threadLimitReported = true
+    return true
+  }
   const registers: string[] = []
   const threadNames = new Set<string>()
   const regWriters = new Map<string, string>()
@@ -864,6 +890,7 @@ export function validateScenario(raw: unknown): Scenario {
         opsPath = [...path, 'ops']
       }
       const { ops, text } = parseOps(opsRaw, opsPath, tname, 'cpu')
+      if (tooManyThreads(path)) continue
       threads.push({ name: tname, kind: 'cpu', mm, via: -1, ops, opText: text })
     }
   const rawDev = raw.devices === undefined ? {} : raw.devices
@@ -892,6 +919,7 @@ export function validateScenario(raw: unknown): Scenario {
         )
       }
       const { ops, text } = parseOps(body.ops, [...path, 'ops'], tname, 'device')
+      if (tooManyThreads(path)) continue
       if (via !== undefined) threads.push({ name: tname, kind: 'device', mm: 0, via, ops, opText: text })
     }
   if (threadNames.size === 0) issues.add([], 'a scenario needs at least one thread under cpus or devices')
@@ -1388,5 +1416,12 @@ function parseExplore(raw: unknown, issues: Issues, threadNames: Set<string>): E
       schedule = list as string[]
     }
   }
+  if (mode === 'scripted' && (schedule === null || schedule.length === 0) && raw.schedule === undefined)
+    issues.add(
+      ['explore', 'mode'],
+      'mode: scripted needs a schedule: explore: { mode: scripted, schedule: [C0, D0, ...] }',
+    )
+  else if (mode === 'scripted' && schedule !== null && schedule.length === 0)
+    issues.add(['explore', 'schedule'], 'mode: scripted needs a schedule with at least one step')
   return { mode, seed, executions, schedule, maxStates }
 }

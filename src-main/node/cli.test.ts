@@ -109,6 +109,20 @@ describe('mnlab: invalid input exits 2 with the error on stderr', () => {
     expect(r.stderr).not.toMatch(/ScheduleError|at .*\.ts:\d+/)
   })
 
+  it("a file's explore.schedule that cannot be followed: file:line:column at the step, exit 2", async () => {
+    const file = writeScenario(
+      'sched.yaml',
+      `${UPGRADE_TEXT.replace(/^expect:.*$/m, '')}explore: { mode: scripted, schedule: [C0, C0, C0, C0, C0, C0, C0, C0] }\n`,
+    )
+    const r = await mnlab('run', file)
+    expect(r.code).toBe(2)
+    expect(r.stdout).toBe('')
+    const line = UPGRADE_TEXT.replace(/^expect:.*$/m, '').split('\n').length
+    expect(r.stderr.split('\n')[0]).toBe(
+      `${file}:${line}:${'explore: { mode: scripted, schedule: [C0, C0, '.length + 1}: explore.schedule step 2 cannot be followed under start-end: C0 cannot run at step 2: done`,
+    )
+  })
+
   it('a bad --mode', async () => {
     const r = await mnlab('run', UPGRADE, '--mode', 'thorough')
     expect(r.code).toBe(2)

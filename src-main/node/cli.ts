@@ -31,7 +31,13 @@ import {
 } from '../engine'
 import { formatExecution, formatRun } from './format'
 import { progressBoard, shouldShowProgress, type ProgressBoard } from './progress'
-import { expandScenarioPaths, loadScenarioFile, ScenarioLoadError } from './scenarioFiles'
+import {
+  expandScenarioPaths,
+  loadScenarioFile,
+  ScenarioLoadError,
+  scheduleStepIssue,
+  unfollowableStep,
+} from './scenarioFiles'
 import { toWorkerOptions, WorkerPool, type WorkerRunOptions } from './workerPool'
 import { runBench } from './bench'
 import { cmdNotebook, NotebookUsageError } from './notebook/cli'
@@ -145,26 +151,19 @@ function scheduleIndicesOrUsage(sc: Scenario, names: readonly string[]): number[
  * schedule is a usage error (exit 2) naming its step, not a failed worker.
  */
 function checkScriptedSchedule(
+  file: string,
   sc: Scenario,
   policies: readonly Policy[],
   run: CliRun,
   fromFlag: boolean,
 ): void {
   if (run.opts.mode !== 'scripted') return
-  const where = fromFlag ? '--schedule' : 'explore.schedule'
   const idx = scheduleIndicesOrUsage(sc, run.opts.schedule)
-  for (const p of policies) {
-    try {
-      runExecution(sc, p, scriptedChooser(idx), {
-        tracing: false,
-        maxSteps: Math.max(run.opts.budget.maxSteps, idx.length + 1),
-      })
-    } catch (e) {
-      if (e instanceof ScheduleError)
-        throw new UsageError(`${where} step ${e.index} under ${p.name}: ${e.message}`)
-      throw e
-    }
-  }
+  const u = unfollowableStep(sc, policies, idx, run.opts.budget.maxSteps)
+  if (u === null) return
+  if (fromFlag) throw new UsageError(`--schedule step ${u.index} under ${u.policy}: ${u.message}`)
+  // The file's own explore.schedule: a located error in the file, like any other.
+  throw new ScenarioLoadError([scheduleStepIssue(readFileSync(file, 'utf8'), file, u)])
 }
 
 /** Runs every policy of a scenario in the worker pool; results come back in policy order. */
@@ -210,7 +209,7 @@ async function cmdRun(f: Flags, pool: WorkerPool): Promise<number> {
   const loaded = files.map((file) => {
     const sc = loadScenarioFile(file)
     const l = { file, sc, policies: policiesFor(sc, f), run: optionsFor(sc, f) }
-    checkScriptedSchedule(sc, l.policies, l.run, f.opts.has('schedule'))
+    checkScriptedSchedule(file, sc, l.policies, l.run, f.opts.has('schedule'))
     return l
   })
   const json = f.opts.has('json')
@@ -288,7 +287,7 @@ async function cmdCheck(f: Flags, pool: WorkerPool): Promise<number> {
   const loaded = files.map((file) => {
     const sc = loadScenarioFile(file)
     const l = { file, sc, policies: policiesFor(sc, noPolicyFlag), run: optionsFor(sc, f) }
-    checkScriptedSchedule(sc, l.policies, l.run, f.opts.has('schedule'))
+    checkScriptedSchedule(file, sc, l.policies, l.run, f.opts.has('schedule'))
     return l
   })
   const started = Date.now()

@@ -192,7 +192,9 @@ describe('runs', () => {
     const f = withFirst[0]!
     expect(f.policy).toBe('start-end')
     expect(f.first!.invariant).toBe('progress')
-    expect([...f.first!.schedule, ...(f.first!.cycle ?? [])].every((t) => t === 'C0' || t === 'D0')).toBe(true)
+    expect([...f.first!.schedule, ...(f.first!.cycle ?? [])].every((t) => t === 'C0' || t === 'D0')).toBe(
+      true,
+    )
     // The schedule replays to the same violation.
     const r = await svc.replay({
       text: UPGRADE_TEXT,
@@ -201,7 +203,11 @@ describe('runs', () => {
       schedule: [...f.first!.schedule, ...(f.first!.cycle ?? [])],
     })
     expect(r.violations.map((v) => v.invariant)).toContain('progress')
-    expect(events.flatMap((e) => (e.kind === 'progress' ? e.policies : [])).some((p) => p.policy === 'arch-hook' && p.first)).toBe(false)
+    expect(
+      events
+        .flatMap((e) => (e.kind === 'progress' ? e.policies : []))
+        .some((p) => p.policy === 'arch-hook' && p.first),
+    ).toBe(false)
 
     const cow = await eventsOf(svc, svc.startRun({ ...runRequest(COW_TEXT, ['start-end']), first: true }))
     const fin = cow.at(-1)
@@ -223,6 +229,15 @@ describe('runs', () => {
       svc.startRun({ ...runRequest(UPGRADE_TEXT, ['arch-hook']), mode: 'scripted', schedule: ['C0', 'X9'] }),
     )
     expect(s.message).toMatch(/unknown thread 'X9'/)
+    // More steps than the run has: refused with the step and the policy, no worker failure.
+    const long = await rejection(
+      svc.startRun({
+        ...runRequest(UPGRADE_TEXT, ['arch-hook']),
+        mode: 'scripted',
+        schedule: Array.from({ length: 12 }, () => 'C0'),
+      }),
+    )
+    expect(long.message).toMatch(/^schedule: step \d+ under arch-hook: C0 cannot run at step \d+/)
   })
 
   it('cancelRun stops a long run and emits cancelled', async () => {

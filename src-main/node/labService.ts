@@ -47,7 +47,7 @@ import {
   type ValidationIssue,
 } from '../api/labApi'
 import type { Notebook, NotebookDocument, NotebookStatus, ResultStatus } from '../api/notebook'
-import { loadScenarioText, ScenarioLoadError } from './scenarioFiles'
+import { loadScenarioText, ScenarioLoadError, unfollowableStep } from './scenarioFiles'
 import { exportNotebook } from './notebook/export'
 import {
   emptyNotebook,
@@ -346,11 +346,15 @@ export function createLabService(options: LabServiceOptions): LabService {
     const base = defaultRunOptions(sc)
     if (r.mode === 'scripted') {
       if (r.schedule.length === 0) throw new LabApiError('schedule: scripted mode needs a schedule')
+      let idx: number[]
       try {
-        scheduleIndices(sc, r.schedule)
+        idx = scheduleIndices(sc, r.schedule)
       } catch (e) {
         throw new LabApiError(`schedule: ${(e as Error).message}`)
       }
+      // A step that cannot be followed is the request's fault: say which, before any worker runs.
+      const u = unfollowableStep(sc, policies, idx, defaultRunOptions(sc).budget.maxSteps)
+      if (u !== null) throw new LabApiError(`schedule: step ${u.index} under ${u.policy}: ${u.message}`)
     }
     const opts: RunOptions = {
       ...base,
@@ -421,7 +425,11 @@ export function createLabService(options: LabServiceOptions): LabService {
         if (run.over) return
         endRun(run)
         for (const h of run.handles) h.cancel()
-        emit({ kind: 'failed', runId: run.id, message: e instanceof Error ? e.message : String(e) })
+        // One line for the user; the worker's stack trace goes to the host's log, not the page.
+        const text = e instanceof Error ? e.message : String(e)
+        const [head, ...stack] = text.split('\n')
+        if (stack.length > 0) console.error(`mnlab: run ${run.id} failed: ${text}`)
+        emit({ kind: 'failed', runId: run.id, message: head ?? '' })
       },
     )
     return run.id

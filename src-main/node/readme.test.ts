@@ -48,6 +48,11 @@ const TABLE = /^\s+policy\s+verdict\s+expect\s/m
 const EXPECTED: Record<string, Expectation> = {
   'npm ci && npm start': { server: true },
   'npm test': { skip: 'this test is part of npm test; .ci/run runs npm test itself' },
+  'npm run fuzz -- --cases 300 --seed 1': {
+    stdout: [
+      /^fuzz: 300 cases, seed 1: ran \d+, refused \d+, crash 0, slow 0, unlocated 0, broken-line 0, oversize 0;/m,
+    ],
+  },
   'npx mnlab --version': { stdout: [/^mnlab \d+\.\d+\.\d+ \(engine \d+\.\d+\.\d+, node \d+/] },
   'npx mnlab run scenarios/upgrade-loop.smmu-no-btm.yaml': {
     stdout: [

@@ -183,11 +183,11 @@ describe('loadScenarioText: errors located at file:line:column', () => {
 
   it('duplicate keys in YAML', () => {
     expect(issuesOf(scenario({}, 'title: again\n')).map((i) => i.message)).toEqual([
-      'YAML: Map keys must be unique',
+      "YAML: key 'title' is given twice in this mapping (first on line 1)",
     ])
     expect(
-      issuesOf(scenario({ pages: 'pages:\n  P: { value: 0, value: 1 }' })).map((i) => i.message),
-    ).toEqual(['YAML: Map keys must be unique'])
+      issuesOf(scenario({ pages: 'pages:\n  P: { value: 0, value: 1 }' })).map((i) => [i.column, i.message]),
+    ).toEqual([[18, "YAML: key 'value' is given twice in this mapping (first on line 4)"]])
   })
 
   it('unknown top-level key, with did-you-mean, at the key', () => {

@@ -17,7 +17,16 @@ import {
   type Document,
   type Node,
 } from 'yaml'
-import { ScenarioError, validateScenario, type Scenario, type ScenarioIssue } from '../engine'
+import {
+  runExecution,
+  ScenarioError,
+  ScheduleError,
+  scriptedChooser,
+  validateScenario,
+  type Policy,
+  type Scenario,
+  type ScenarioIssue,
+} from '../engine'
 
 export interface LocatedIssue {
   readonly file: string
@@ -37,6 +46,46 @@ export class ScenarioLoadError extends Error {
 
 export function formatIssue(i: LocatedIssue): string {
   return `${i.file}:${i.line}:${i.column}: ${i.message}`
+}
+
+/** Limits on scenario input, each refused with a located error. */
+export const INPUT_LIMITS = {
+  /** Characters in a scenario file (the LabApi accepts no more in a request either). */
+  chars: 1_000_000,
+  /** Problems reported for one file; the rest are counted in a last line. */
+  issues: 50,
+} as const
+
+/**
+ * One printable line: control characters and line or paragraph separators as escapes (an
+ * error is one line of `file:line:column: message`), long quoted input cut to its start.
+ */
+export function cleanMessage(m: string): string {
+  // eslint-disable-next-line no-control-regex -- control characters are what this escapes
+  const oneLine = m.replace(
+    /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]/g,
+    (c) =>
+      c === '\t'
+        ? '\\t'
+        : c === '\n'
+          ? '\\n'
+          : c === '\r'
+            ? '\\r'
+            : `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  )
+  const cut = oneLine.replace(/'([^']{60})[^']{20,}'/g, (_all, head: string) => `'${head}…'`)
+  return cut.length > 2_000 ? `${cut.slice(0, 2_000)}… (${cut.length - 2_000} more characters)` : cut
+}
+
+/** At most INPUT_LIMITS.issues problems, with a last one saying how many more there are. */
+function capped(issues: readonly LocatedIssue[]): LocatedIssue[] {
+  const out = issues.slice(0, INPUT_LIMITS.issues).map((i) => ({ ...i, message: cleanMessage(i.message) }))
+  const more = issues.length - out.length
+  if (more > 0) {
+    const next = issues[out.length]!
+    out.push({ ...next, message: `... and ${more} more problems (fix the ones above first)` })
+  }
+  return out
 }
 
 /** Finds the node at `path`, or the deepest existing ancestor. */
@@ -96,24 +145,69 @@ function positionOf(
   return { line: pos.line, col: pos.col, length }
 }
 
-/** Parses and validates scenario text. Throws ScenarioLoadError with every problem located. */
-export function loadScenarioText(text: string, file: string): Scenario {
-  const lc = new LineCounter()
-  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true })
-  if (doc.errors.length > 0) {
-    throw new ScenarioLoadError(
-      doc.errors.map((e) => {
-        const pos = lc.linePos(e.pos[0])
-        return {
+/** Keys given twice in one mapping, each located at its second occurrence (one pass per map). */
+function duplicateKeys(doc: Document, lc: LineCounter, file: string): LocatedIssue[] {
+  const out: LocatedIssue[] = []
+  visit(doc, {
+    Map(_key, node) {
+      const seen = new Map<string, number>()
+      for (const it of node.items) {
+        if (!isScalar(it.key)) continue
+        const k = String(it.key.value)
+        const start = it.key.range?.[0] ?? 0
+        const first = seen.get(k)
+        if (first === undefined) {
+          seen.set(k, start)
+          continue
+        }
+        const pos = lc.linePos(start)
+        out.push({
           file,
           line: pos.line,
           column: pos.col,
-          length: 1,
-          message: `YAML: ${e.message.split('\n')[0]}`,
-        }
-      }),
+          length: Math.max(1, k.length),
+          message: `YAML: key '${k}' is given twice in this mapping (first on line ${lc.linePos(first).line})`,
+        })
+      }
+    },
+  })
+  return out
+}
+
+/** Parses and validates scenario text. Throws ScenarioLoadError with every problem located. */
+export function loadScenarioText(text: string, file: string): Scenario {
+  if (text.length > INPUT_LIMITS.chars)
+    throw new ScenarioLoadError([
+      {
+        file,
+        line: 1,
+        column: 1,
+        length: 1,
+        message: `the file has ${text.length.toLocaleString('en-US')} characters; a scenario may have at most ${INPUT_LIMITS.chars.toLocaleString('en-US')}`,
+      },
+    ])
+  const lc = new LineCounter()
+  // Duplicate keys are found below in one pass: the yaml package's own check compares every
+  // key with every other (20,000 keys took 12 s).
+  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: false })
+  if (doc.errors.length > 0) {
+    throw new ScenarioLoadError(
+      capped(
+        doc.errors.map((e) => {
+          const pos = lc.linePos(e.pos[0])
+          return {
+            file,
+            line: pos.line,
+            column: pos.col,
+            length: 1,
+            message: `YAML: ${e.message.split('\n')[0]}`,
+          }
+        }),
+      ),
     )
   }
+  const dups = duplicateKeys(doc, lc, file)
+  if (dups.length > 0) throw new ScenarioLoadError(capped(dups))
   // YAML aliases (`*name`) are refused: a scenario is short enough to write out, and an alias
   // either points nowhere (the yaml package then throws from toJS) or multiplies the input
   // (a 100-byte "billion laughs"). Anchors alone are harmless.
@@ -131,17 +225,26 @@ export function loadScenarioText(text: string, file: string): Scenario {
       })
     },
   })
-  if (aliases.length > 0) throw new ScenarioLoadError(aliases)
+  if (aliases.length > 0) throw new ScenarioLoadError(capped(aliases))
   try {
     return validateScenario(doc.toJS())
   } catch (err) {
     if (!(err instanceof ScenarioError)) throw err
-    const issues = err.issues.map((i) => {
+    // Locate only what is shown (each lookup walks the document).
+    const shown = err.issues.slice(0, INPUT_LIMITS.issues + 1)
+    const issues = shown.map((i) => {
       const { line, col, length } = positionOf(text, lc, doc, i)
       return { file, line, column: col, length, message: i.message }
     })
     issues.sort((a, b) => a.line - b.line || a.column - b.column)
-    throw new ScenarioLoadError(issues)
+    const out = capped(issues)
+    const more = err.issues.length - Math.min(issues.length, INPUT_LIMITS.issues)
+    if (more > 0 && out.length > INPUT_LIMITS.issues)
+      out[out.length - 1] = {
+        ...out[out.length - 1]!,
+        message: `... and ${more} more problems (fix the ones above first)`,
+      }
+    throw new ScenarioLoadError(out)
   }
 }
 
@@ -178,4 +281,59 @@ export function expandScenarioPaths(paths: readonly string[]): string[] {
   }
   paths.forEach(walk)
   return out
+}
+
+/** A step of a scripted schedule that cannot be followed (a thread finished or blocked there). */
+export interface UnfollowableStep {
+  readonly index: number
+  readonly policy: string
+  readonly message: string
+}
+
+/**
+ * The first step of a scripted schedule (thread indices) that cannot be followed under one of
+ * `policies`, or null. Whether a thread is blocked or finished at a step depends on the policy
+ * (the notifier calls are steps), so each policy runs the schedule once.
+ */
+export function unfollowableStep(
+  sc: Scenario,
+  policies: readonly Policy[],
+  schedule: readonly number[],
+  maxSteps: number,
+): UnfollowableStep | null {
+  for (const p of policies) {
+    try {
+      runExecution(sc, p, scriptedChooser(schedule), {
+        tracing: false,
+        maxSteps: Math.max(maxSteps, schedule.length + 1),
+      })
+    } catch (e) {
+      if (e instanceof ScheduleError) return { index: e.index, policy: p.name, message: e.message }
+      throw e
+    }
+  }
+  return null
+}
+
+/** The located error for a step of the file's own `explore.schedule` that cannot be followed. */
+export function scheduleStepIssue(text: string, file: string, u: UnfollowableStep): LocatedIssue {
+  const lc = new LineCounter()
+  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: false })
+  const issue: ScenarioIssue = {
+    path: ['explore', 'schedule', u.index],
+    message: '',
+    at: 'value',
+    offset: null,
+    length: null,
+  }
+  const { line, col, length } = positionOf(text, lc, doc, issue)
+  return {
+    file,
+    line,
+    column: col,
+    length,
+    message: cleanMessage(
+      `explore.schedule step ${u.index} cannot be followed under ${u.policy}: ${u.message}`,
+    ),
+  }
 }
