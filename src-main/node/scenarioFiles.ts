@@ -61,8 +61,8 @@ export const INPUT_LIMITS = {
  * error is one line of `file:line:column: message`), long quoted input cut to its start.
  */
 export function cleanMessage(m: string): string {
-  // eslint-disable-next-line no-control-regex -- control characters are what this escapes
   const oneLine = m.replace(
+    // eslint-disable-next-line no-control-regex -- control characters are what this escapes
     /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]/g,
     (c) =>
       c === '\t'
