@@ -7,7 +7,7 @@
  *   export FILE --format md|html [-o OUT]
  * Exit codes as for the rest of mnlab: 0 ok, 1 a changed verdict, 2 invalid input (file:line:col).
  */
-import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { readdirSync, readFileSync, statSync } from 'node:fs'
 import path from 'node:path'
 import type { ExperimentCell, Notebook } from '../../api/notebook'
 import { ENGINE_VERSION, type Scenario } from '../../engine'
@@ -23,7 +23,7 @@ import {
   resultStatus,
   serializeNotebook,
 } from './format'
-import { writeFileAtomic } from '../atomicFile'
+import { ReadOnlyFileError, writeFileAtomic } from '../atomicFile'
 
 export class NotebookUsageError extends Error {}
 
@@ -166,6 +166,7 @@ async function record(
   if (files.length === 0)
     throw new NotebookUsageError('mnlab notebook record needs at least one notebook file')
   const loaded = expandNotebookPaths(files).map(loadNotebook)
+  let conflicts = 0
   for (const l of loaded) {
     let n = 0
     const cells = await Promise.all(
@@ -179,13 +180,54 @@ async function record(
         return { ...cell, results: [...cell.results, recordResult(run, cell.recipe, text, new Date(), pin)] }
       }),
     )
-    if (n > 0) await writeFileAtomic(l.file, serializeNotebook({ ...l.nb, cells }))
+    if (n === 0) {
+      process.stdout.write(`recorded 0 experiments in ${l.file}\n`)
+      continue
+    }
+    // The runs took a while: an edit saved meanwhile (in the workbench, an editor) wins, and
+    // this run's results are not written over it.
+    let now: string | null
+    try {
+      now = readFileSync(l.file, 'utf8')
+    } catch {
+      now = null
+    }
+    if (now !== l.text) {
+      process.stderr.write(
+        `mnlab: ${l.file} ${now === null ? 'was removed' : 'changed on disk'} while its experiments ran; nothing recorded in it (run record again)\n`,
+      )
+      conflicts++
+      continue
+    }
+    await writeOrExplain(l.file, () => writeFileAtomic(l.file, serializeNotebook({ ...l.nb, cells })))
     process.stdout.write(`recorded ${n} experiment${n === 1 ? '' : 's'} in ${l.file}\n`)
   }
-  return 0
+  return conflicts > 0 ? 1 : 0
 }
 
-function exportCmd(args: string[]): number {
+/** A file that cannot be written: one line naming it and why, exit 1 (never a stack trace). */
+export class NotebookWriteError extends Error {
+  constructor(message: string) {
+    super(message)
+    this.name = 'NotebookWriteError'
+  }
+}
+
+async function writeOrExplain(file: string, write: () => Promise<void> | void): Promise<void> {
+  try {
+    await write()
+  } catch (e) {
+    if (e instanceof ReadOnlyFileError) throw new NotebookWriteError(`mnlab: ${e.message}`)
+    const code = (e as NodeJS.ErrnoException).code
+    if (typeof code === 'string')
+      throw new NotebookWriteError(
+        `mnlab: cannot write ${file}: ${code} (${(e as Error).message.split(',')[0]})`,
+      )
+    throw e
+  }
+}
+
+async function exportCmd(args: string[]): Promise<number> {
   const fmt = takeOption(args, ['--format'])
   const out = takeOption(args, ['-o', '--output'])
   if (args.length !== 1) throw new NotebookUsageError('mnlab notebook export takes one notebook file')
@@ -194,7 +236,7 @@ function exportCmd(args: string[]): number {
   const l = loadNotebook(args[0]!)
   const text = exportNotebook(l.nb, fmt === 'html' ? 'html' : 'markdown')
   if (out) {
-    writeFileSync(out, text)
+    await writeOrExplain(out, () => writeFileAtomic(out, text))
     process.stdout.write(
       `wrote ${out} (${fmt === 'html' ? 'HTML' : 'Markdown'}, ${Buffer.byteLength(text)} bytes)\n`,
     )
@@ -221,7 +263,7 @@ export async function cmdNotebook(argv: readonly string[], pool: WorkerPool): Pr
         return await record(files, pin, onlyStale, pool)
       }
       case 'export':
-        return exportCmd(args)
+        return await exportCmd(args)
       default:
         throw new NotebookUsageError(
           `mnlab notebook: unknown subcommand '${sub ?? ''}' (check, record, export)`,
@@ -231,6 +273,10 @@ export async function cmdNotebook(argv: readonly string[], pool: WorkerPool): Pr
     if (e instanceof NotebookInvalid) {
       process.stderr.write(e.message + '\n')
       return 2
+    }
+    if (e instanceof NotebookWriteError) {
+      process.stderr.write(e.message + '\n')
+      return 1
     }
     throw e
   }

@@ -60,6 +60,27 @@ async function removeStaleTemps(file: string): Promise<void> {
   }
 }
 
+/** Runs bookkeeping that must not fail the user's operation; a failure is logged once. */
+let bestEffortLogged = false
+async function bestEffort(f: () => Promise<unknown>): Promise<void> {
+  try {
+    await f()
+  } catch (e) {
+    if (!bestEffortLogged) console.error(`mnlab: notebook bookkeeping skipped: ${(e as Error).message}`)
+    bestEffortLogged = true
+  }
+}
+
+/** Every writeFileAtomic temp file in `dir` whose writing process is gone. */
+async function removeStaleTempsIn(dir: string): Promise<void> {
+  for (const name of await fs.readdir(dir).catch(() => [] as string[])) {
+    const m = /^\..+\.(\d+)\.[0-9a-f-]{36}\.tmp$/.exec(name)
+    if (!m) continue
+    const pid = Number(m[1])
+    if (pid !== process.pid && processIsGone(pid)) await fs.rm(path.join(dir, name), { force: true })
+  }
+}
+
 async function readOrNull(file: string): Promise<Buffer | null> {
   try {
     return await fs.readFile(file)
@@ -109,13 +130,24 @@ export function createNotebookStore(dataDir: string, now: () => Date = () => new
     await fs.rm(path.join(recoveryDir, `${key}.mnlab.yaml`), { force: true })
   }
 
+  let swept = false
   const recoverable: NotebookStore['recoverable'] = async () => {
+    // Once per store (the app asks on start): temp files of writers that were killed mid-save.
+    if (!swept) {
+      swept = true
+      await bestEffort(async () => {
+        await removeStaleTempsIn(recoveryDir)
+        await removeStaleTempsIn(dataDir)
+      })
+    }
     let names: string[]
     try {
       names = await fs.readdir(recoveryDir)
     } catch (e) {
       if (isMissing(e)) return []
-      throw e
+      // An unreadable recovery area offers nothing to recover; it must not fail the app.
+      await bestEffort(() => Promise.reject(e as Error))
+      return []
     }
     const out: StoredRecovery[] = []
     for (const n of names.filter((x) => x.endsWith('.json')).sort()) {
@@ -159,8 +191,12 @@ export function createNotebookStore(dataDir: string, now: () => Date = () => new
       }
     }
     await writeFileAtomic(abs, text)
-    await removeStaleTemps(abs)
-    for (const r of await recoverable()) if (r.path === abs) await discardRecovery(r.key)
+    // The notebook is saved. The bookkeeping after it (temp files, recovery copies, Recent) is
+    // best effort: an unwritable data folder must not turn a saved file into a failed save.
+    await bestEffort(async () => {
+      await removeStaleTemps(abs)
+      for (const r of await recoverable()) if (r.path === abs) await discardRecovery(r.key)
+    })
     await addRecent(abs)
     return { revision: revisionOf(Buffer.from(text, 'utf8')) }
   }
@@ -173,7 +209,8 @@ export function createNotebookStore(dataDir: string, now: () => Date = () => new
   }
 
   const recent: NotebookStore['recent'] = async () => {
-    const bytes = await readOrNull(recentFile)
+    // An unreadable data folder has no Recent list; it must not fail an open or a save.
+    const bytes = await readOrNull(recentFile).catch(() => null)
     if (bytes === null) return []
     try {
       const list = JSON.parse(bytes.toString('utf8')) as unknown
@@ -195,7 +232,8 @@ export function createNotebookStore(dataDir: string, now: () => Date = () => new
       { path: abs, openedAt: now().toISOString() },
       ...(await recent()).filter((r) => r.path !== abs),
     ].slice(0, RECENT_MAX)
-    await writeFileAtomic(recentFile, JSON.stringify(list, null, 2) + '\n')
+    // Best effort: without a writable data folder, opening and saving notebooks still work.
+    await bestEffort(() => writeFileAtomic(recentFile, JSON.stringify(list, null, 2) + '\n'))
     return list
   }
 
