@@ -399,7 +399,8 @@ export function exploreExhaustive(
   const hasWork = (): boolean => (dfs ? lifo.length > 0 : next < frontier.length)
   while (hasWork() || reQueue.length > 0) {
     if ((++polls & 2047) === 0) budget.onProgress?.({ states: ids.size, steps, executions: terminals, first })
-    if ((polls & 2047) === 0 && budget.shouldStop) {
+    // The time budget is polled every 256 expansions (a large state takes a while each).
+    if ((polls & 255) === 0 && budget.shouldStop) {
       const r = budget.shouldStop()
       if (r) {
         cutReason = r
@@ -672,7 +673,13 @@ export function runExecution(
   sc: Scenario,
   policy: Policy,
   choose: Chooser,
-  opts: { tracing: boolean; maxSteps: number; stopAtViolation?: boolean },
+  opts: {
+    tracing: boolean
+    maxSteps: number
+    stopAtViolation?: boolean
+    /** Polled every 64 steps (the run's time budget): a reason ends the execution as 'cut'. */
+    shouldStop?: () => string | null
+  },
 ): Execution {
   let s = initialState(sc)
   const live = liveness(sc)
@@ -696,6 +703,10 @@ export function runExecution(
       break
     }
     if (schedule.length >= opts.maxSteps) {
+      outcome = 'cut'
+      break
+    }
+    if ((schedule.length & 63) === 63 && opts.shouldStop?.()) {
       outcome = 'cut'
       break
     }

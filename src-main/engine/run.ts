@@ -86,6 +86,7 @@ export function runPolicy(sc: Scenario, policy: Policy, opts: RunOptions): Polic
     metricsRun = runExecution(sc, policy, sequentialChooser, {
       tracing: false,
       maxSteps: opts.budget.maxSteps,
+      shouldStop: opts.budget.shouldStop,
     })
   } else if (opts.mode === 'random') {
     const prng = mulberry32(opts.seed)
@@ -101,6 +102,7 @@ export function runPolicy(sc: Scenario, policy: Policy, opts: RunOptions): Polic
         tracing: false,
         maxSteps: opts.budget.maxSteps,
         stopAtViolation: true,
+        shouldStop: opts.budget.shouldStop,
       })
       executions++
       steps += ex.schedule.length
@@ -120,12 +122,14 @@ export function runPolicy(sc: Scenario, policy: Policy, opts: RunOptions): Polic
     metricsRun = runExecution(sc, policy, sequentialChooser, {
       tracing: false,
       maxSteps: opts.budget.maxSteps,
+      shouldStop: opts.budget.shouldStop,
     })
   } else {
     const sched = scheduleIndices(sc, opts.schedule)
     const ex = runExecution(sc, policy, scriptedChooser(sched), {
       tracing: false,
       maxSteps: Math.max(opts.budget.maxSteps, sched.length + 1),
+      shouldStop: opts.budget.shouldStop,
     })
     executions = 1
     steps = ex.schedule.length

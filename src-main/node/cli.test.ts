@@ -374,3 +374,63 @@ describe('--first and --reduction', () => {
     expect((await mnlab('run', COW, '--reduction', 'symmetry')).code).toBe(2)
   })
 })
+
+describe('--timeout bounds the whole command', () => {
+  const COW = fileURLToPath(
+    new URL('../../scenarios/cow-ordering.invalidate-range-needed.yaml', import.meta.url),
+  )
+
+  it('a policy still queued when the budget runs out stops at once (the budget is not per policy)', async () => {
+    // Three policies on a pool of two: the third waits for a worker until the first two stop.
+    const { main } = await import('./cli')
+    const { WorkerPool, tsxWorker } = await import('./workerPool')
+    const pool = new WorkerPool(tsxWorker, 2)
+    let out = ''
+    vi.spyOn(process.stdout, 'write').mockImplementation(((s: string) => {
+      out += s
+      return true
+    }) as typeof process.stdout.write)
+    try {
+      const code = await main(['run', COW, '--timeout', '1', '--json'], pool)
+      vi.restoreAllMocks()
+      expect(code).toBe(0)
+      const run = (JSON.parse(out) as { run: RunResult }).run
+      expect(run.results.map((r) => r.verdict)).toEqual(['unknown', 'unknown', 'unknown'])
+      for (const r of run.results) expect(r.stats.cutReason).toBe('time budget of 1 s reached')
+      // The queued one began after the deadline: it stopped at its first check.
+      expect(Math.min(...run.results.map((r) => r.stats.states))).toBeLessThan(2_000)
+    } finally {
+      vi.restoreAllMocks()
+      await pool.close()
+    }
+  }, 60_000)
+
+  it('the reference-schedule run that measures the metrics stops at the budget too', async () => {
+    // Big enough that exploring outlasts the budget, and a reference run of 900 steps after it.
+    const ops = (p: string) => Array.from({ length: 300 }, () => `write ${p} 1`).join(', ')
+    const file = writeScenario(
+      'long.yaml',
+      [
+        'title: two long threads and a device',
+        'arch: x86_64',
+        'pages:',
+        '  A: { value: 0, prot: rw }',
+        '  B: { value: 0, prot: rw }',
+        'secondary:',
+        '  - { name: iommu, type: hw-walker }',
+        'cpus:',
+        `  C0: [${ops('A')}]`,
+        `  C1: [${ops('B')}]`,
+        'devices:',
+        '  D0: { via: iommu, ops: [read A -> r0, read B -> r1, read A -> r2] }',
+        '',
+      ].join('\n'),
+    )
+    const r = await mnlab('run', file, '--policy', 'arch-hook', '--timeout', '1', '--json')
+    expect(r.code).toBe(0)
+    const res = (JSON.parse(r.stdout) as { run: RunResult }).run.results[0]!
+    expect(res.verdict).toBe('unknown')
+    expect(res.stats.cutReason).toBe('time budget of 1 s reached')
+    expect(res.metricsSchedule).toMatch(/\(ended: cut\)$/)
+  }, 60_000)
+})

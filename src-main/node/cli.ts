@@ -99,6 +99,8 @@ function policiesFor(sc: Scenario, f: Flags): Policy[] {
 interface CliRun {
   readonly opts: RunOptions
   readonly timeoutMs: number | null
+  /** --timeout bounds the whole command: every policy of every file stops by then. */
+  readonly deadline: number | null
 }
 
 function optionsFor(sc: Scenario, f: Flags): CliRun {
@@ -134,6 +136,7 @@ function optionsFor(sc: Scenario, f: Flags): CliRun {
       },
     },
     timeoutMs: timeout === null ? null : timeout * 1000,
+    deadline: timeout === null ? null : commandStarted + timeout * 1000,
   }
 }
 
@@ -176,7 +179,7 @@ function runInPool(
   label: string,
   firstFor: (p: Policy) => WorkerRunOptions['first'] = () => undefined,
 ): Promise<RunResult> {
-  const base = toWorkerOptions(run.opts, run.timeoutMs)
+  const base = toWorkerOptions(run.opts, run.timeoutMs, run.deadline)
   const random = run.opts.mode === 'random'
   return Promise.all(
     policies.map((p) => {
@@ -452,7 +455,11 @@ Policies: start-end, invalidate-range, arch-hook, each optionally +upgrade-notif
 Exit codes: 0 ok, 1 expectation mismatch, 2 invalid input.
 `
 
+/** When the current command started (its --timeout counts from here, loading included). */
+let commandStarted = Date.now()
+
 export async function main(argv: readonly string[], pool: WorkerPool = new WorkerPool()): Promise<number> {
+  commandStarted = Date.now()
   try {
     const [cmd, ...rest] = argv
     if (!cmd || cmd === 'help' || cmd === '--help' || cmd === '-h') {

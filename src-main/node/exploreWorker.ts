@@ -16,8 +16,20 @@ port.on('message', (msg: MainToWorker) => {
     const policy = parsePolicy(msg.policy)
     if (typeof policy === 'string') throw new Error(policy)
     const started = Date.now()
-    const { timeoutMs, maxStates, maxSteps, reduction, order, first, canonicalFrames, persistent, ...rest } =
-      msg.opts
+    const {
+      timeoutMs,
+      deadline,
+      maxStates,
+      maxSteps,
+      reduction,
+      order,
+      first,
+      canonicalFrames,
+      persistent,
+      ...rest
+    } = msg.opts
+    // The run's (or the command's) time budget: from its start, not from this job's.
+    const end = deadline ?? (timeoutMs === null ? null : started + timeoutMs)
     const result = runPolicy(msg.scenario, policy, {
       ...rest,
       budget: {
@@ -30,10 +42,9 @@ port.on('message', (msg: MainToWorker) => {
         persistent,
         onProgress: (progress) => reply({ kind: 'progress', id: msg.id, progress }),
         shouldStop:
-          timeoutMs === null
+          end === null
             ? undefined
-            : () =>
-                Date.now() - started > timeoutMs ? `time budget of ${timeoutMs / 1000} s reached` : null,
+            : () => (Date.now() > end ? `time budget of ${(timeoutMs ?? 0) / 1000} s reached` : null),
       },
     })
     reply({ kind: 'done', id: msg.id, result })

@@ -33,6 +33,11 @@ export interface WorkerRunOptions {
   /** `--reduction persistent` (Budget.persistent). */
   readonly persistent?: boolean
   readonly timeoutMs: number | null
+  /**
+   * When the time budget runs out (epoch ms), shared by every policy of a run (or a whole
+   * command): a policy still queued when it passes stops at once with `unknown`.
+   */
+  readonly deadline?: number | null
 }
 
 export type MainToWorker = {
@@ -47,7 +52,11 @@ export type WorkerToMain =
   | { readonly kind: 'done'; readonly id: number; readonly result: PolicyResult }
   | { readonly kind: 'failed'; readonly id: number; readonly message: string }
 
-export function toWorkerOptions(o: RunOptions, timeoutMs: number | null): WorkerRunOptions {
+export function toWorkerOptions(
+  o: RunOptions,
+  timeoutMs: number | null,
+  deadline: number | null = timeoutMs === null ? null : Date.now() + timeoutMs,
+): WorkerRunOptions {
   return {
     mode: o.mode,
     seed: o.seed,
@@ -60,6 +69,7 @@ export function toWorkerOptions(o: RunOptions, timeoutMs: number | null): Worker
     canonicalFrames: o.budget.canonicalFrames,
     persistent: o.budget.persistent,
     timeoutMs,
+    deadline,
   }
 }
 
