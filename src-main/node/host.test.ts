@@ -89,8 +89,11 @@ describe('browser host', () => {
     expect(r.body).toContain(`<meta name="lab-token" content="${host.token}">`)
     expect(r.headers['content-security-policy']).toContain("default-src 'self'")
     expect(r.headers['content-security-policy']).toContain("worker-src 'self' blob:")
-    // The page embeds the token, so it needs the token.
-    expect((await request('GET', '/')).status).toBe(403)
+    // Without the token the page comes bare (a reloaded tab keeps its token in sessionStorage).
+    const bare = await request('GET', '/')
+    expect(bare.status).toBe(200)
+    expect(bare.body).not.toContain(host.token)
+    expect(bare.body).not.toContain('lab-token')
   })
 
   it('serves assets with their content types, and nothing outside the renderer folder', async () => {
@@ -230,5 +233,99 @@ describe('browser host', () => {
     expect(events.some((e) => e.kind === 'progress')).toBe(true)
     await started
     expect(fin.runId).toBe(runId)
+  })
+})
+
+describe('probes from another site or another process on this machine', () => {
+  it('another origin, or a cross-site fetch, is refused even with the token', async () => {
+    for (const headers of [
+      { origin: 'https://evil.example' },
+      { origin: `http://127.0.0.1:${host.port + 1}` },
+      { 'sec-fetch-site': 'cross-site' },
+      { 'sec-fetch-site': 'same-site' },
+    ]) {
+      const r = await api('saveScenario', { path: 'pwned.yaml', text: 'title: x\n' }, headers)
+      expect(r.status, JSON.stringify(headers)).toBe(403)
+    }
+    expect(
+      (
+        await request('GET', `/api/events?token=${host.token}`, {
+          headers: { origin: 'https://evil.example' },
+        })
+      ).status,
+    ).toBe(403)
+    // The page's own requests carry its origin and same-origin.
+    const own = await api(
+      'listScenarios',
+      {},
+      { origin: `http://127.0.0.1:${host.port}`, 'sec-fetch-site': 'same-origin' },
+    )
+    expect(own.status).toBe(200)
+  })
+
+  it('a form post (token in the query string, form-encoded) writes nothing', async () => {
+    const r = await request('POST', `/api/saveScenario?token=${host.token}`, {
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: 'path=pwned.yaml&text=x',
+    })
+    expect(r.status).toBe(403)
+    const typed = await api('saveScenario', 'path=pwned.yaml', { 'content-type': 'text/plain' })
+    expect(typed.status).toBe(415)
+    const list = JSON.parse((await api('listScenarios', {})).body) as { result: Array<{ path: string }> }
+    expect(list.result.map((e) => e.path)).not.toContain('pwned.yaml')
+  })
+
+  it('a body over the limit gets a 413 the client can read, even when it is declared up front', async () => {
+    const big = 'x'.repeat(40 * 1024 * 1024)
+    const r = await api('validate', big)
+    expect(r.status).toBe(413)
+    expect(JSON.parse(r.body)).toMatchObject({
+      ok: false,
+      error: { message: expect.stringMatching(/over 2097152 bytes/) },
+    })
+    // And the host still answers.
+    expect((await api('listScenarios', {})).status).toBe(200)
+  })
+
+  it('at most 16 event streams; the 17th is refused, and a closed one frees its place', async () => {
+    const open: http.ClientRequest[] = []
+    const statuses: number[] = []
+    for (let i = 0; i < 17; i++) {
+      statuses.push(
+        await new Promise<number>((resolve, reject) => {
+          const req = http.get(
+            {
+              host: '127.0.0.1',
+              port: host.port,
+              path: `/api/events?token=${host.token}`,
+              headers: { host: `127.0.0.1:${host.port}` },
+            },
+            (res) => resolve(res.statusCode ?? 0),
+          )
+          req.on('error', reject)
+          open.push(req)
+        }),
+      )
+    }
+    expect(statuses.slice(0, 16).every((s) => s === 200)).toBe(true)
+    expect(statuses[16]).toBe(503)
+    for (const r of open) r.destroy()
+    await new Promise((r) => setTimeout(r, 100))
+    const again = await new Promise<number>((resolve, reject) => {
+      const req = http.get(
+        {
+          host: '127.0.0.1',
+          port: host.port,
+          path: `/api/events?token=${host.token}`,
+          headers: { host: `127.0.0.1:${host.port}` },
+        },
+        (res) => {
+          resolve(res.statusCode ?? 0)
+          req.destroy()
+        },
+      )
+      req.on('error', reject)
+    })
+    expect(again).toBe(200)
   })
 })

@@ -7,9 +7,14 @@
  *   GET  /?token=...            index.html, with the token in <meta name="lab-token">
  *   GET  /<asset>               the built renderer's files
  *
- * Guards: a per-launch random token on every /api request (header x-lab-token, or ?token= for
- * EventSource) and on the HTML page (it embeds the token); a Host header that must name this
- * server exactly (DNS rebinding); no CORS headers at all, so other origins cannot read replies.
+ * Guards: a per-launch random token on every /api request (the x-lab-token header; ?token= only
+ * for the read-only event stream, as EventSource cannot set headers) and on the HTML page (it
+ * embeds the token, and the page then drops it from the address bar); a Host header that must
+ * name this server exactly (DNS rebinding); Origin and Sec-Fetch-Site, when a browser sends
+ * them, must be this server's own (another site's page cannot start runs or write files even
+ * with the token); API calls only as application/json (a plain form cannot send that); no CORS
+ * headers at all, so other origins cannot read replies; bodies over 2 MiB get a 413; at most 16
+ * event streams, each closed when 1 MiB of events waits for a reader that does not read.
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto'
 import { promises as fs } from 'node:fs'
@@ -41,6 +46,14 @@ export interface Host {
 }
 
 export const BODY_LIMIT = 2 * 1024 * 1024
+const MISSING_TOKEN =
+  'bad or missing token: open the full URL that the lab printed at start-up (it ends with ?token=...)'
+/** How long an oversized body may take to arrive (and be dropped) before the 413. */
+const DRAIN_MS = 5_000
+/** Event streams open at once (a tab holds one). */
+const MAX_STREAMS = 16
+/** Bytes of events that may wait for a stream's reader before the stream is closed. */
+const STREAM_BUFFER = 1024 * 1024
 
 export const CSP = [
   "default-src 'self'",
@@ -111,32 +124,48 @@ class BodyError extends Error {
   }
 }
 
+/**
+ * Reads a request body of at most BODY_LIMIT bytes. A larger one (declared or sent) is read to
+ * its end and dropped, then answered 413: answering while the client still sends would reset
+ * the connection and the client would never see the status. A client that keeps sending past
+ * DRAIN_MS is cut off.
+ */
 function readBody(req: http.IncomingMessage): Promise<string> {
   return new Promise((resolve, reject) => {
-    const declared = Number(req.headers['content-length'] ?? 0)
-    if (declared > BODY_LIMIT) {
-      reject(new BodyError(413, `request body over ${BODY_LIMIT} bytes`))
-      req.resume()
-      return
-    }
+    const tooLarge = (): BodyError => new BodyError(413, `request body over ${BODY_LIMIT} bytes`)
     const chunks: Buffer[] = []
     let size = 0
-    let failed = false
+    let over = Number(req.headers['content-length'] ?? 0) > BODY_LIMIT
+    let settled = false
+    const timer = setTimeout(() => {
+      if (settled || !over) return
+      settled = true
+      reject(tooLarge())
+      req.destroy()
+    }, DRAIN_MS)
+    timer.unref()
     req.on('data', (c: Buffer) => {
-      if (failed) return
+      if (over) return
       size += c.length
       if (size > BODY_LIMIT) {
-        failed = true
-        reject(new BodyError(413, `request body over ${BODY_LIMIT} bytes`))
+        over = true
+        chunks.length = 0
         return
       }
       chunks.push(c)
     })
     req.on('end', () => {
-      if (!failed) resolve(Buffer.concat(chunks).toString('utf8'))
+      clearTimeout(timer)
+      if (settled) return
+      settled = true
+      if (over) reject(tooLarge())
+      else resolve(Buffer.concat(chunks).toString('utf8'))
     })
     req.on('error', (e) => {
-      if (!failed) reject(e)
+      clearTimeout(timer)
+      if (settled) return
+      settled = true
+      reject(e)
     })
   })
 }
@@ -155,8 +184,31 @@ export async function startHost(options: HostOptions): Promise<Host> {
     const h = req.headers.host
     return h === `127.0.0.1:${port}` || h === `localhost:${port}`
   }
+  /**
+   * A request from another site (a page on the web, another local port) is refused even with
+   * the token: the browser says where it comes from in Origin and Sec-Fetch-Site. Requests
+   * without them (curl, the CLI's tests) carry no browser context to forge.
+   */
+  const crossSite = (req: http.IncomingMessage): string | null => {
+    const origin = req.headers.origin
+    if (
+      origin !== undefined &&
+      origin !== `http://127.0.0.1:${port}` &&
+      origin !== `http://localhost:${port}`
+    )
+      return `requests from ${origin.slice(0, 100)} are not accepted`
+    const site = req.headers['sec-fetch-site']
+    if (site !== undefined && site !== 'same-origin' && site !== 'none')
+      return `cross-site requests (Sec-Fetch-Site: ${String(site).slice(0, 40)}) are not accepted`
+    return null
+  }
 
   const handleEvents = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+    if (streams.size >= MAX_STREAMS)
+      return sendJson(res, 503, {
+        ok: false,
+        error: { message: `too many event streams open (${MAX_STREAMS}); close another tab` },
+      })
     res.writeHead(200, {
       ...COMMON_HEADERS,
       'Content-Type': 'text/event-stream; charset=utf-8',
@@ -165,10 +217,17 @@ export async function startHost(options: HostOptions): Promise<Host> {
     })
     res.write(': connected\n\n')
     streams.add(res)
-    const unsubscribe = service.onDidRunEvent((e: RunEvent) => {
-      res.write(`data: ${JSON.stringify(e)}\n\n`)
-    })
-    const beat = setInterval(() => res.write(': heartbeat\n\n'), heartbeatMs)
+    // A reader that does not read: once STREAM_BUFFER bytes wait for it, the stream is closed
+    // (an EventSource reconnects), instead of buffering events without bound.
+    const write = (chunk: string): void => {
+      if (res.writableLength > STREAM_BUFFER) {
+        res.destroy()
+        return
+      }
+      res.write(chunk)
+    }
+    const unsubscribe = service.onDidRunEvent((e: RunEvent) => write(`data: ${JSON.stringify(e)}\n\n`))
+    const beat = setInterval(() => write(': heartbeat\n\n'), heartbeatMs)
     beat.unref()
     const done = (): void => {
       clearInterval(beat)
@@ -180,20 +239,33 @@ export async function startHost(options: HostOptions): Promise<Host> {
   }
 
   const handleApi = async (req: http.IncomingMessage, res: http.ServerResponse, url: URL): Promise<void> => {
-    const given = req.headers['x-lab-token']
-    const supplied = typeof given === 'string' ? given : url.searchParams.get('token')
-    if (!sameToken(supplied, token))
-      return sendJson(res, 403, { ok: false, error: { message: 'bad or missing token' } })
+    const refused = crossSite(req)
+    if (refused) return sendJson(res, 403, { ok: false, error: { message: refused } })
     const method = url.pathname.slice('/api/'.length)
+    const given = req.headers['x-lab-token']
     if (method === 'events') {
+      // EventSource cannot set headers: the event stream (read-only) takes ?token= as well.
+      const supplied = typeof given === 'string' ? given : url.searchParams.get('token')
+      if (!sameToken(supplied, token))
+        return sendJson(res, 403, { ok: false, error: { message: MISSING_TOKEN } })
       if (req.method !== 'GET') return sendJson(res, 405, { ok: false, error: { message: 'use GET' } })
       return handleEvents(req, res)
     }
+    // Everything else may change files or start work: the token only in its header (never a
+    // URL that could leak through a log or Referer), and a JSON body (a plain HTML form cannot
+    // send one).
+    if (!sameToken(typeof given === 'string' ? given : null, token))
+      return sendJson(res, 403, { ok: false, error: { message: MISSING_TOKEN } })
     if (!Object.prototype.hasOwnProperty.call(API_METHODS, method))
       return sendJson(res, 404, { ok: false, error: { message: `unknown API method '${method}'` } })
     if (req.method !== 'POST') {
       res.setHeader('Allow', 'POST')
       return sendJson(res, 405, { ok: false, error: { message: 'use POST' } })
+    }
+    const type = String(req.headers['content-type'] ?? '')
+    if (!/^application\/json\s*(;|$)/i.test(type)) {
+      req.resume()
+      return sendJson(res, 415, { ok: false, error: { message: 'send the request as application/json' } })
     }
     let arg: unknown
     try {
@@ -252,20 +324,17 @@ export async function startHost(options: HostOptions): Promise<Host> {
     }
     let body: Buffer
     if (inside === 'index.html') {
-      // The page embeds the token, so only a holder of the token gets it.
-      if (!sameToken(url.searchParams.get('token'), token))
-        return send(
-          res,
-          403,
-          'Open the full URL that the lab printed at start-up (it ends with ?token=...).\n',
-          'text/plain; charset=utf-8',
-        )
+      // Only a holder of the token gets a page with the token in it. Without it, the page comes
+      // bare: a tab that had the token keeps it (sessionStorage) across a reload, since the page
+      // drops it from the address bar; any other gets 403s from the API that say what to open.
       const html = await fs.readFile(real, 'utf8')
-      const meta = `<meta name="lab-token" content="${token}">`
-      const injected = /<head[^>]*>/i.test(html)
-        ? html.replace(/<head[^>]*>/i, (m) => `${m}\n    ${meta}`)
-        : meta + html
-      body = Buffer.from(injected)
+      if (sameToken(url.searchParams.get('token'), token)) {
+        const meta = `<meta name="lab-token" content="${token}">`
+        const injected = /<head[^>]*>/i.test(html)
+          ? html.replace(/<head[^>]*>/i, (m) => `${m}\n    ${meta}`)
+          : meta + html
+        body = Buffer.from(injected)
+      } else body = Buffer.from(html)
       headers['Cache-Control'] = 'no-store'
     } else {
       body = await fs.readFile(real)

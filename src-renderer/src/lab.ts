@@ -35,10 +35,25 @@ export function toLabError(e: unknown): LabError {
   return new LabError(String(e))
 }
 
+/**
+ * The browser host's per-launch token: from the page (which embeds it when opened with the
+ * printed ?token= URL), kept for this tab in sessionStorage so that a reload works, and dropped
+ * from the address bar so it does not linger in history or get copied along with the URL.
+ */
 function readToken(): string {
   const meta = document.querySelector<HTMLMetaElement>('meta[name="lab-token"]')?.content ?? ''
-  if (meta && !meta.startsWith('%')) return meta
-  return new URLSearchParams(window.location.search).get('token') ?? ''
+  const url = new URL(window.location.href)
+  const token =
+    (meta && !meta.startsWith('%') ? meta : '') ||
+    url.searchParams.get('token') ||
+    sessionStorage.getItem('lab-token') ||
+    ''
+  if (token) sessionStorage.setItem('lab-token', token)
+  if (url.searchParams.has('token')) {
+    url.searchParams.delete('token')
+    window.history.replaceState(window.history.state, '', url.pathname + url.search + url.hash)
+  }
+  return token
 }
 
 function httpLab(): LabApi {
