@@ -238,12 +238,13 @@ describe('browser host', () => {
 
 describe('probes from another site or another process on this machine', () => {
   it('another origin, or a cross-site fetch, is refused even with the token', async () => {
-    for (const headers of [
+    const probes: Array<Record<string, string>> = [
       { origin: 'https://evil.example' },
       { origin: `http://127.0.0.1:${host.port + 1}` },
       { 'sec-fetch-site': 'cross-site' },
       { 'sec-fetch-site': 'same-site' },
-    ]) {
+    ]
+    for (const headers of probes) {
       const r = await api('saveScenario', { path: 'pwned.yaml', text: 'title: x\n' }, headers)
       expect(r.status, JSON.stringify(headers)).toBe(403)
     }

@@ -4,7 +4,7 @@
  * main process (ipcMain) and the browser host (HTTP) are thin adapters over this object, and
  * both treat every request as untrusted: each is checked against its schema in API_METHODS.
  */
-import { writeFileAtomic } from './atomicFile'
+import { ReadOnlyFileError, writeFileAtomic } from './atomicFile'
 import { randomUUID } from 'node:crypto'
 import { promises as fs } from 'node:fs'
 import os from 'node:os'
@@ -80,6 +80,30 @@ export function toApiError(e: unknown): ApiError {
 }
 
 export type LabService = LabApi & { close(): Promise<void> }
+
+/**
+ * A file-system error about a path or file the request named (too long, not a folder, no
+ * permission, read-only, a loop of links...) is the request's problem: a LabApiError (HTTP
+ * 400) naming the code, never an internal error (500). Anything else stays an internal error.
+ */
+function asApiError(e: unknown): unknown {
+  if (e instanceof LabApiError) return e
+  if (e instanceof ReadOnlyFileError) return new LabApiError(e.message)
+  const code = (e as NodeJS.ErrnoException | null)?.code
+  if (typeof code === 'string' && /^E[A-Z]+$/.test(code))
+    return new LabApiError(`${code}: ${(e as Error).message.slice(0, 300)}`)
+  return e
+}
+
+function userErrorsAsApiErrors<T extends Record<string, (a: never) => Promise<unknown>>>(methods: T): T {
+  const out: Record<string, (a: never) => Promise<unknown>> = {}
+  for (const [name, fn] of Object.entries(methods))
+    out[name] = (a: never) =>
+      fn(a).catch((e: unknown) => {
+        throw asApiError(e)
+      })
+  return out as T
+}
 
 export interface LabServiceOptions {
   readonly scenariosDir: string
@@ -722,7 +746,7 @@ export function createLabService(options: LabServiceOptions): LabService {
     nativeDialogs: options.nativePicker !== undefined,
   })
 
-  return {
+  const methods = {
     engineInfo,
     listScenarios,
     readScenario,
@@ -743,6 +767,9 @@ export function createLabService(options: LabServiceOptions): LabService {
     notebookStatus,
     notebookExport,
     lkmlTimeline,
+  }
+  return {
+    ...userErrorsAsApiErrors(methods),
     onDidRunEvent(listener) {
       listeners.add(listener)
       return () => {
