@@ -100,6 +100,8 @@ export interface ExploreStats {
   readonly frontierLeft?: number
   /** Exhaustive runs with persistent sets: how many states they cut, or why they were set aside. */
   readonly reduction?: string | null
+  /** Runs in a worker: the most memory (heap and external, MiB) seen at the budget checks. */
+  readonly peakMemoryMb?: number
 }
 
 /**

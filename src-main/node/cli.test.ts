@@ -434,3 +434,21 @@ describe('--timeout bounds the whole command', () => {
     expect(res.metricsSchedule).toMatch(/\(ended: cut\)$/)
   }, 60_000)
 })
+
+describe('--max-memory: the memory budget', () => {
+  it('a run over its memory budget stops with unknown and says so; every run reports its peak', async () => {
+    const cow = fileURLToPath(new URL('../../scenarios/cow-ordering.flush-at-end.yaml', import.meta.url))
+    const r = await mnlab('run', cow, '--policy', 'arch-hook', '--max-memory', '1', '--json')
+    expect(r.code).toBe(0)
+    const res = (JSON.parse(r.stdout) as { run: RunResult }).run.results[0]!
+    expect(res.verdict).toBe('unknown')
+    expect(res.stats.cutReason).toBe('memory budget of 1 MB reached')
+    const ok = await mnlab('run', UPGRADE, '--policy', 'arch-hook', '--json')
+    const fine = (JSON.parse(ok.stdout) as { run: RunResult }).run.results[0]!
+    expect(fine.verdict).toBe('holds')
+    expect(fine.stats.peakMemoryMb).toBeGreaterThan(1)
+    const bad = await mnlab('run', UPGRADE, '--max-memory', 'lots')
+    expect(bad.code).toBe(2)
+    expect(bad.stderr.split('\n')[0]).toBe("mnlab: --max-memory takes a non-negative integer, got 'lots'")
+  }, 60_000)
+})

@@ -58,6 +58,7 @@ const VALUED = new Set([
   'max-states',
   'timeout',
   'reduction',
+  'max-memory',
 ])
 const BOOLEAN = new Set(['json', 'trace', 'help', 'por', 'bfs', 'quick', 'first', 'full'])
 
@@ -101,6 +102,8 @@ interface CliRun {
   readonly timeoutMs: number | null
   /** --timeout bounds the whole command: every policy of every file stops by then. */
   readonly deadline: number | null
+  /** --max-memory MB: each policy's memory budget (default: 85% of a worker's heap limit). */
+  readonly maxMemoryMb: number | null
 }
 
 function optionsFor(sc: Scenario, f: Flags): CliRun {
@@ -137,6 +140,7 @@ function optionsFor(sc: Scenario, f: Flags): CliRun {
     },
     timeoutMs: timeout === null ? null : timeout * 1000,
     deadline: timeout === null ? null : commandStarted + timeout * 1000,
+    maxMemoryMb: intFlag(f, 'max-memory'),
   }
 }
 
@@ -179,7 +183,7 @@ function runInPool(
   label: string,
   firstFor: (p: Policy) => WorkerRunOptions['first'] = () => undefined,
 ): Promise<RunResult> {
-  const base = toWorkerOptions(run.opts, run.timeoutMs, run.deadline)
+  const base = { ...toWorkerOptions(run.opts, run.timeoutMs, run.deadline), maxMemoryMb: run.maxMemoryMb }
   const random = run.opts.mode === 'random'
   return Promise.all(
     policies.map((p) => {
@@ -439,7 +443,7 @@ function packageVersion(): string {
 const HELP = `mnlab: MMU Notifier Lab, headless
   mnlab --version            the mnlab, engine and Node versions
   mnlab run FILE... [--policy NAME|all|a,b] [--mode exhaustive|random|scripted] [--seed N]
-                    [--executions N] [--schedule "C0 D0 ..."] [--max-states N] [--timeout S] [--json]
+                    [--executions N] [--schedule "C0 D0 ..."] [--max-states N] [--timeout S] [--max-memory MB] [--json]
                     [--bfs] (shortest counterexamples) [--por] (sleep-set reduction)
                     [--first] (stop at the first violation, with its counterexample)
                     [--reduction frames|none|persistent] (canonical frame numbering, the default;

@@ -32,6 +32,12 @@ export interface WorkerRunOptions {
   readonly canonicalFrames?: boolean
   /** `--reduction persistent` (Budget.persistent). */
   readonly persistent?: boolean
+  /**
+   * Memory budget per policy in MiB (the worker's heap and external memory); over it the run
+   * stops with `unknown`. At most 85% of the worker's heap limit and the pool's share of 70% of
+   * the machine's memory (the default), so neither V8 nor the OS kills a run.
+   */
+  readonly maxMemoryMb?: number | null
   readonly timeoutMs: number | null
   /**
    * When the time budget runs out (epoch ms), shared by every policy of a run (or a whole
@@ -143,7 +149,10 @@ export class WorkerPool {
     let job: Job | null = null
     const result = new Promise<PolicyResult>((resolve, reject) => {
       if (this.closed) return reject(new Error('worker pool is closed'))
-      job = { msg: { kind: 'run', id, scenario, policy, opts }, resolve, reject, onProgress }
+      // Every worker may fill its budget at once: share 70% of the machine's memory among them.
+      const share = Math.floor((os.totalmem() * 0.7) / this.size / (1024 * 1024))
+      const withMemory = { ...opts, maxMemoryMb: Math.min(opts.maxMemoryMb ?? share, share) }
+      job = { msg: { kind: 'run', id, scenario, policy, opts: withMemory }, resolve, reject, onProgress }
       this.queue.push(job)
       this.pump()
     })
