@@ -5,6 +5,8 @@
 import { getHeapStatistics } from 'node:v8'
 import { parentPort } from 'node:worker_threads'
 import { parsePolicy, runPolicy } from '../engine'
+import { LabApiError } from './apiErrors'
+import { runTask } from './engineTasks'
 import { stopAtOf, type MainToWorker, type WorkerToMain } from './workerPool'
 
 const MB = 1024 * 1024
@@ -12,8 +14,22 @@ const port = parentPort
 if (!port) throw new Error('exploreWorker must run in a worker thread')
 
 port.on('message', (msg: MainToWorker) => {
-  if (msg.kind !== 'run') return
   const reply = (m: WorkerToMain): void => port.postMessage(m)
+  if (msg.kind === 'task') {
+    try {
+      reply({ kind: 'value', id: msg.id, value: runTask(msg.task, msg.arg) })
+    } catch (e) {
+      if (e instanceof LabApiError)
+        reply({ kind: 'failed', id: msg.id, message: e.message, badInput: { issues: e.issues } })
+      else
+        reply({
+          kind: 'failed',
+          id: msg.id,
+          message: e instanceof Error ? `${e.message}\n${e.stack ?? ''}` : String(e),
+        })
+    }
+    return
+  }
   try {
     const policy = parsePolicy(msg.policy)
     if (typeof policy === 'string') throw new Error(policy)

@@ -384,3 +384,47 @@ describe('pickFile (native dialogs)', () => {
     }
   })
 })
+
+describe('engine work off the service thread', () => {
+  it('a long replay runs in a worker: other requests are answered meanwhile, even with every run worker busy', async () => {
+    // Both run workers busy with the COW scenario's three policies.
+    const run = svc.startRun(runRequest(COW_TEXT, ['all']))
+    const runEvents = eventsOf(svc, run)
+    const writes = Array.from({ length: 3_000 }, () => 'write A 1').join(', ')
+    const long = `title: one long thread\narch: x86_64\npages:\n  A: { value: 0, prot: rw }\ncpus:\n  C0: [${writes}]\n`
+    const order: string[] = []
+    const replay = svc
+      .replay({
+        text: long,
+        file: null,
+        policy: 'arch-hook',
+        schedule: Array.from({ length: 3_000 }, () => 'C0'),
+      })
+      .then((r) => {
+        order.push('replay')
+        return r
+      })
+    await svc.listScenarios().then(() => order.push('list'))
+    const r = await replay
+    expect(order).toEqual(['list', 'replay'])
+    expect(r.records).toHaveLength(3_000)
+    // A short replay is not stuck behind the explorations either.
+    const quick = await svc.replay({
+      text: UPGRADE_TEXT,
+      file: null,
+      policy: 'start-end',
+      schedule: ['C0', 'D0'],
+    })
+    expect(quick.records.length).toBeGreaterThan(0)
+    let finished = false
+    void runEvents.then(() => (finished = true))
+    expect(finished).toBe(false)
+    await svc.cancelRun({ runId: await run })
+    await runEvents
+    // Bad input from the worker is still bad input.
+    const bad = await rejection(
+      svc.replay({ text: UPGRADE_TEXT, file: null, policy: 'start-end', schedule: ['X9'] }),
+    )
+    expect(bad.message).toMatch(/^schedule: .*X9/)
+  }, 120_000)
+})

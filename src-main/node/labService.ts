@@ -14,23 +14,17 @@ import {
   defaultRunOptions,
   ENGINE_VERSION,
   INVARIANTS,
-  parsePolicyList,
   PRESET_DOCS,
   PRESETS,
-  runExecution,
   runResultOf,
   SCENARIO_TEMPLATE,
-  ScheduleError,
   scenarioJsonSchema,
   scheduleIndices,
-  scriptedChooser,
   VARIANT_DOCS,
   VARIANTS,
   type ExploreProgress,
-  type Policy,
   type PolicyResult,
   type RunOptions,
-  type Scenario,
 } from '../engine'
 import {
   API_METHODS,
@@ -44,7 +38,6 @@ import {
   type RunEvent,
   type RunId,
   type ScenarioEntry,
-  type ValidationIssue,
 } from '../api/labApi'
 import type { Notebook, NotebookDocument, NotebookStatus, ResultStatus } from '../api/notebook'
 import { loadScenarioText, ScenarioLoadError, unfollowableStep } from './scenarioFiles'
@@ -57,20 +50,11 @@ import {
   resultStatus,
   serializeNotebook,
 } from './notebook/format'
-import { lkmlTimeline as renderLkml } from './notebook/lkml'
 import { createNotebookStore, NotebookStoreError } from './notebook/store'
+import { LabApiError, loadOrReject, policiesOf, toIssues } from './apiErrors'
 import { toWorkerOptions, type RunHandle, type WorkerPool } from './workerPool'
 
-/** An error that crosses the API boundary: a message and, for bad scenario text, where. */
-export class LabApiError extends Error implements ApiError {
-  constructor(
-    message: string,
-    readonly issues?: readonly ValidationIssue[],
-  ) {
-    super(message)
-    this.name = 'LabApiError'
-  }
-}
+export { LabApiError }
 
 /** The plain-data form of any error, for the HTTP and IPC adapters. */
 export function toApiError(e: unknown): ApiError {
@@ -140,32 +124,6 @@ export function parseRequest<M extends ApiMethod>(method: M, req: unknown): unkn
   const where = first && first.path.length > 0 ? first.path.map(String).join('.') : 'request'
   const more = r.error.issues.length > 1 ? ` (and ${r.error.issues.length - 1} more problems)` : ''
   throw new LabApiError(`${method}: invalid ${where}: ${first?.message ?? 'invalid input'}${more}`)
-}
-
-const toIssues = (e: ScenarioLoadError): ValidationIssue[] =>
-  e.issues.map((i) => ({ line: i.line, column: i.column, length: i.length, message: i.message }))
-
-function loadOrReject(text: string, file: string | null): Scenario {
-  try {
-    return loadScenarioText(text, file ?? '<unsaved>')
-  } catch (e) {
-    if (!(e instanceof ScenarioLoadError)) throw e
-    const issues = toIssues(e)
-    const first = issues[0]
-    const head = first ? `line ${first.line}, column ${first.column}: ${first.message}` : 'invalid scenario'
-    const more = issues.length > 1 ? ` (and ${issues.length - 1} more problems)` : ''
-    throw new LabApiError(`the scenario is invalid: ${head}${more}`, issues)
-  }
-}
-
-function policiesOf(entries: readonly string[]): Policy[] {
-  const out: Policy[] = []
-  for (const entry of entries) {
-    const ps = parsePolicyList(entry)
-    if (typeof ps === 'string') throw new LabApiError(`policies: ${ps}`)
-    for (const p of ps) if (!out.some((q) => q.name === p.name)) out.push(p)
-  }
-  return out
 }
 
 function isInside(root: string, p: string): boolean {
@@ -469,33 +427,11 @@ export function createLabService(options: LabServiceOptions): LabService {
     emit({ kind: 'cancelled', runId })
   }
 
+  // A replay traces every step (diffs and state views): long schedules take seconds to minutes,
+  // so it runs in a worker thread (workerPool task), never on the host's event loop.
   const replay: LabApi['replay'] = async (req) => {
     const r = parseRequest('replay', req) as z.infer<typeof API_METHODS.replay>
-    const sc = loadOrReject(r.text, r.file)
-    const ps = policiesOf([r.policy])
-    if (ps.length !== 1) throw new LabApiError(`policy: replay takes exactly one policy, got '${r.policy}'`)
-    let sched: number[]
-    try {
-      sched = scheduleIndices(sc, r.schedule)
-    } catch (e) {
-      throw new LabApiError(`schedule: ${(e as Error).message}`)
-    }
-    try {
-      const ex = runExecution(sc, ps[0]!, scriptedChooser(sched), {
-        tracing: true,
-        maxSteps: sched.length + 10_000,
-      })
-      const result: ReplayResult = {
-        records: ex.records,
-        violations: ex.violations,
-        outcome: ex.outcome,
-        registers: sc.registers.map((name, i) => [name, ex.final.regs[i] ?? null] as const),
-      }
-      return result
-    } catch (e) {
-      if (e instanceof ScheduleError) throw new LabApiError(`schedule step ${e.index}: ${e.message}`)
-      throw e
-    }
+    return (await pool.task('replay', r)) as ReplayResult
   }
 
   // ---- lab notebooks ----
@@ -724,16 +660,7 @@ export function createLabService(options: LabServiceOptions): LabService {
 
   const lkmlTimeline: LabApi['lkmlTimeline'] = async (req) => {
     const r = parseRequest('lkmlTimeline', req) as z.infer<typeof API_METHODS.lkmlTimeline>
-    const sc = loadOrReject(r.text, r.file)
-    const ps = policiesOf([r.policy])
-    if (ps.length !== 1)
-      throw new LabApiError(`policy: a timeline takes exactly one policy, got '${r.policy}'`)
-    try {
-      return renderLkml({ sc, policy: ps[0]!, schedule: r.schedule, cycle: r.cycle })
-    } catch (e) {
-      if (e instanceof ScheduleError) throw new LabApiError(`schedule step ${e.index}: ${e.message}`)
-      throw new LabApiError(`schedule: ${(e as Error).message}`)
-    }
+    return (await pool.task('lkmlTimeline', r)) as string
   }
 
   const engineInfo: LabApi['engineInfo'] = async (): Promise<EngineInfo> => ({

@@ -3,6 +3,9 @@
  * off the calling thread. A worker that crashes fails its job with a message and is replaced;
  * `cancel` terminates the worker running a job.
  */
+import type { ValidationIssue } from '../api/labApi'
+import { LabApiError } from './apiErrors'
+import type { TaskName } from './engineTasks'
 import { existsSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
@@ -46,17 +49,26 @@ export interface WorkerRunOptions {
   readonly deadline?: number | null
 }
 
-export type MainToWorker = {
-  readonly kind: 'run'
-  readonly id: number
-  readonly scenario: Scenario
-  readonly policy: string
-  readonly opts: WorkerRunOptions
-}
+export type MainToWorker =
+  | {
+      readonly kind: 'run'
+      readonly id: number
+      readonly scenario: Scenario
+      readonly policy: string
+      readonly opts: WorkerRunOptions
+    }
+  | { readonly kind: 'task'; readonly id: number; readonly task: TaskName; readonly arg: unknown }
 export type WorkerToMain =
   | { readonly kind: 'progress'; readonly id: number; readonly progress: ExploreProgress }
   | { readonly kind: 'done'; readonly id: number; readonly result: PolicyResult }
-  | { readonly kind: 'failed'; readonly id: number; readonly message: string }
+  | { readonly kind: 'value'; readonly id: number; readonly value: unknown }
+  | {
+      readonly kind: 'failed'
+      readonly id: number
+      readonly message: string
+      /** Bad input (a LabApiError in the worker), with its issues: not a worker failure. */
+      readonly badInput?: { readonly issues?: readonly ValidationIssue[] }
+    }
 
 export function toWorkerOptions(
   o: RunOptions,
@@ -103,7 +115,7 @@ export function defaultWorker(): Worker {
 
 interface Job {
   readonly msg: MainToWorker
-  readonly resolve: (r: PolicyResult) => void
+  readonly resolve: (r: never) => void
   readonly reject: (e: Error) => void
   readonly onProgress?: (p: ExploreProgress) => void
 }
@@ -189,14 +201,39 @@ export class WorkerPool {
     this.slots.length = 0
   }
 
+  /**
+   * Runs one engine task (engineTasks.ts: a replay, a timeline) in a worker. Tasks go ahead of
+   * queued runs and may use one worker beyond `size`, so a request for a trace is not stuck
+   * behind long explorations. Bad input rejects with a LabApiError.
+   */
+  task(task: TaskName, arg: unknown): Promise<unknown> {
+    const id = this.nextId++
+    return new Promise<unknown>((resolve, reject) => {
+      if (this.closed) return reject(new Error('worker pool is closed'))
+      const firstRun = this.queue.findIndex((j) => j.msg.kind === 'run')
+      const job: Job = {
+        msg: { kind: 'task', id, task, arg },
+        resolve: resolve as (r: never) => void,
+        reject,
+      }
+      this.queue.splice(firstRun < 0 ? this.queue.length : firstRun, 0, job)
+      this.pump()
+    })
+  }
+
   private pump(): void {
-    while (this.queue.length > 0) {
+    for (;;) {
+      const busyRuns = this.slots.filter((s) => s.job?.msg.kind === 'run').length
+      const i = this.queue.findIndex((j) => j.msg.kind === 'task' || busyRuns < this.size)
+      if (i < 0) return
+      const job = this.queue[i]!
       let slot = this.slots.find((s) => s.job === null)
       if (!slot) {
-        if (this.slots.length >= this.size) return
+        const limit = job.msg.kind === 'task' ? this.size + 1 : this.size
+        if (this.slots.length >= limit) return
         slot = this.spawn()
       }
-      const job = this.queue.shift()!
+      this.queue.splice(i, 1)
       slot.job = job
       slot.worker.ref()
       slot.worker.postMessage(job.msg)
@@ -214,8 +251,11 @@ export class WorkerPool {
       }
       slot.job = null
       slot.worker.unref()
-      if (m.kind === 'done') job.resolve(m.result)
-      else job.reject(new Error(`exploration failed: ${m.message}`))
+      if (m.kind === 'done') job.resolve(m.result as never)
+      else if (m.kind === 'value') job.resolve(m.value as never)
+      else if (m.badInput) job.reject(new LabApiError(m.message, m.badInput.issues))
+      else
+        job.reject(new Error(`${job.msg.kind === 'run' ? 'exploration' : job.msg.task} failed: ${m.message}`))
       this.pump()
     })
     const fail = (why: string): void => {
