@@ -1,0 +1,164 @@
+/**
+ * `pages:` and `kernel_pages:`: the scenario's pages in declaration order (page i at virtual
+ * address i * 4096 of one VMA region; kernel pages are vmalloc addresses in init_mm after them).
+ */
+import {
+  bool,
+  checkKeys,
+  INT32_MAX,
+  INT32_MIN,
+  int,
+  isObj,
+  Issues,
+  NAME,
+  oneOf,
+  typeName,
+  type Obj,
+} from './common'
+import type { Arch, Mapped, PageDecl, Prot } from '../types'
+
+export const KERNEL_PAGE_KEYS = ['value', 'mapped'] as const
+export const PAGE_KEYS = ['value', 'prot', 'cow', 'mapped', 'kind'] as const
+export const PAGE_KINDS = ['anon', 'pfnmap', 'file'] as const
+
+/** The pages, and each name's index (-1 for a page declared with errors). */
+export function parsePages(
+  raw: Obj,
+  issues: Issues,
+  arch: Arch | null,
+): { pages: PageDecl[]; pageIndex: Map<string, number> } {
+  const pages: PageDecl[] = []
+  const pageIndex = new Map<string, number>()
+  const hasKernelPages = isObj(raw.kernel_pages) && Object.keys(raw.kernel_pages).length > 0
+  if (raw.pages === undefined && hasKernelPages) {
+    // A scenario about kernel mappings only.
+  } else if (!isObj(raw.pages) || Object.keys(raw.pages).length === 0) {
+    issues.add(
+      ['pages'],
+      `pages is required: a mapping from page name to { value, prot, cow, mapped }; found ${typeName(raw.pages)}`,
+    )
+  } else {
+    for (const [name, decl] of Object.entries(raw.pages)) {
+      const path = ['pages', name]
+      if (!NAME.test(name)) issues.key(path, `page name '${name}' must be an identifier (letters, digits, _)`)
+      if (pageIndex.has(name)) issues.key(path, `page '${name}' is declared twice`)
+      const d = decl === null || decl === undefined ? {} : decl
+      if (!isObj(d)) {
+        issues.add(
+          path,
+          `page '${name}' must be a mapping such as { value: 0, prot: rw }; found ${typeName(decl)}`,
+        )
+        continue
+      }
+      checkKeys(d, PAGE_KEYS, path, issues, `page '${name}'`)
+      const value =
+        d.value === undefined ? 0 : int(d.value, [...path, 'value'], issues, 'value', INT32_MIN, INT32_MAX)
+      const prot =
+        d.prot === undefined
+          ? 'rw'
+          : oneOf<Prot>(d.prot, ['rw', 'ro', 'none'], [...path, 'prot'], issues, 'prot')
+      const cow = d.cow === undefined ? false : bool(d.cow, [...path, 'cow'], issues, 'cow')
+      const kind =
+        d.kind === undefined
+          ? 'anon'
+          : oneOf<PageDecl['kind']>(d.kind, PAGE_KINDS, [...path, 'kind'], issues, 'kind')
+      if (kind === 'pfnmap' && cow)
+        issues.add([...path, 'cow'], 'a pfnmap page is a shared device mapping: it cannot be cow')
+      if (kind === 'file' && cow)
+        issues.add(
+          [...path, 'cow'],
+          'a file page is a MAP_SHARED mapping: writes go to the page cache, never to a copy; it cannot be cow',
+        )
+      if (kind === 'pfnmap' && d.mapped === 'none')
+        issues.add(
+          [...path, 'mapped'],
+          'a pfnmap page is mapped by the driver (remap_pfn_range) when the file is mmapped: it cannot start unmapped',
+        )
+      let mapped: Mapped | null =
+        d.mapped === undefined
+          ? prot === 'rw' && !cow
+            ? 'rw'
+            : prot === 'none'
+              ? 'none'
+              : 'ro'
+          : oneOf<Mapped>(d.mapped, ['rw', 'ro', 'clean', 'none'], [...path, 'mapped'], issues, 'mapped')
+      if (prot && mapped) {
+        if ((mapped === 'rw' || mapped === 'clean') && prot !== 'rw') {
+          issues.add(
+            [...path, 'mapped'],
+            `mapped: ${mapped} needs a writable VMA (prot: rw); this page has prot: ${prot}`,
+          )
+          mapped = null
+        }
+        if (prot === 'none' && mapped !== 'none') {
+          issues.add(
+            [...path, 'mapped'],
+            'a prot: none page has no accessible PTE; use mapped: none or another prot',
+          )
+          mapped = null
+        }
+        if (cow && mapped !== 'ro') {
+          issues.add(
+            [...path, cow && d.mapped !== undefined ? 'mapped' : 'cow'],
+            'cow: true pages are mapped read-only (mapped: ro) in the process and its fork child',
+          )
+          mapped = null
+        }
+        if (mapped === 'none' && value !== 0 && value !== null && kind !== 'file') {
+          issues.add(
+            [...path, 'value'],
+            'a page that is not mapped yet reads as zero when faulted in; value must be 0',
+          )
+        }
+      }
+      if (value !== null && prot && cow !== null && mapped && kind) {
+        pageIndex.set(name, pages.length)
+        pages.push({ name, value, prot, cow, mapped, kind })
+      } else {
+        pageIndex.set(name, -1)
+      }
+    }
+  }
+  // Kernel pages: vmalloc addresses in init_mm, after the process's pages.
+  if (raw.kernel_pages !== undefined) {
+    if (!isObj(raw.kernel_pages)) {
+      issues.add(
+        ['kernel_pages'],
+        `kernel_pages must be a mapping from page name to { value, mapped: rw | none }; found ${typeName(raw.kernel_pages)}`,
+      )
+    } else {
+      if (arch === 'arm64' && Object.keys(raw.kernel_pages).length > 0)
+        issues.add(
+          ['kernel_pages'],
+          'kernel mappings are modelled on x86_64 (flush_tlb_kernel_range, VT-d supervisor PASIDs; reference 5.12)',
+        )
+      for (const [name, decl] of Object.entries(raw.kernel_pages)) {
+        const path = ['kernel_pages', name]
+        if (!NAME.test(name))
+          issues.key(path, `page name '${name}' must be an identifier (letters, digits, _)`)
+        if (pageIndex.has(name))
+          issues.key(path, `page '${name}' is declared twice (pages and kernel_pages share one namespace)`)
+        const d = decl === null || decl === undefined ? {} : decl
+        if (!isObj(d)) {
+          issues.add(
+            path,
+            `kernel page '${name}' must be a mapping such as { value: 1 }; found ${typeName(decl)}`,
+          )
+          continue
+        }
+        checkKeys(d, KERNEL_PAGE_KEYS, path, issues, `kernel page '${name}'`)
+        const value =
+          d.value === undefined ? 0 : int(d.value, [...path, 'value'], issues, 'value', INT32_MIN, INT32_MAX)
+        const mapped =
+          d.mapped === undefined
+            ? 'rw'
+            : oneOf<'rw' | 'none'>(d.mapped, ['rw', 'none'], [...path, 'mapped'], issues, 'mapped')
+        if (value !== null && mapped) {
+          pageIndex.set(name, pages.length)
+          pages.push({ name, value, prot: 'rw', cow: false, mapped, kind: 'kernel' })
+        } else pageIndex.set(name, -1)
+      }
+    }
+  }
+  return { pages, pageIndex }
+}

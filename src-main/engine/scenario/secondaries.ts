@@ -1,0 +1,199 @@
+/** `secondary:`: the secondary TLBs (hw-walker IOMMUs and devices, sw-mirrors such as KVM). */
+import {
+  bool,
+  checkKeys,
+  int,
+  isObj,
+  Issues,
+  NAME,
+  oneOf,
+  SCENARIO_LIMITS,
+  typeName,
+  type Obj,
+} from './common'
+import type { Arch, FlushAt, PageDecl, SecondaryDecl } from '../types'
+
+export const HW_KEYS = [
+  'name',
+  'type',
+  'btm',
+  'flush_at',
+  'cached',
+  'retry_limit',
+  'negative_caching',
+  'iommu',
+  'ats',
+  'atc_order',
+  'pasid',
+  'walk_cache',
+  'leaf_only',
+] as const
+export const SW_KEYS = ['name', 'type', 'cached'] as const
+
+export function parseSecondaries(
+  raw: Obj,
+  issues: Issues,
+  arch: Arch | null,
+  pages: readonly PageDecl[],
+  pageIndex: ReadonlyMap<string, number>,
+  pageRef: (n: string) => number | null,
+): { secondaries: SecondaryDecl[]; secIndex: Map<string, number> } {
+  const secondaries: SecondaryDecl[] = []
+  const secIndex = new Map<string, number>()
+  const rawSec = raw.secondary === undefined ? [] : raw.secondary
+  if (!Array.isArray(rawSec)) {
+    issues.add(
+      ['secondary'],
+      `secondary must be a list of { name, type: hw-walker | sw-mirror, ... }; found ${typeName(rawSec)}`,
+    )
+  } else {
+    rawSec.forEach((s, i) => {
+      const path = ['secondary', i]
+      if (i === SCENARIO_LIMITS.secondaries)
+        issues.add(
+          path,
+          `too many secondaries: at most ${SCENARIO_LIMITS.secondaries} (this is secondary ${i + 1}); the engine keeps one bit per secondary`,
+        )
+      if (i >= SCENARIO_LIMITS.secondaries) return
+      if (!isObj(s)) {
+        issues.add(
+          path,
+          `each secondary must be a mapping such as { name: iommu, type: hw-walker }; found ${typeName(s)}`,
+        )
+        return
+      }
+      const type = oneOf<'hw-walker' | 'sw-mirror'>(
+        s.type,
+        ['hw-walker', 'sw-mirror'],
+        [...path, 'type'],
+        issues,
+        'secondary type',
+      )
+      checkKeys(s, type === 'sw-mirror' ? SW_KEYS : HW_KEYS, path, issues, `secondary ${i}`)
+      const name = typeof s.name === 'string' && NAME.test(s.name) ? s.name : null
+      if (name === null)
+        issues.add([...path, 'name'], `secondary name must be an identifier; found ${typeName(s.name)}`)
+      else if (secIndex.has(name)) issues.add([...path, 'name'], `secondary '${name}' is declared twice`)
+      const cached: number[] = []
+      if (s.cached !== undefined) {
+        if (!Array.isArray(s.cached))
+          issues.add([...path, 'cached'], `cached must be a list of page names; found ${typeName(s.cached)}`)
+        else
+          s.cached.forEach((c, j) => {
+            const pi = typeof c === 'string' ? pageRef(c) : null
+            if (pi === null && typeof c === 'string' && pageIndex.get(c) === -1) return
+            if (pi === null)
+              issues.add(
+                [...path, 'cached', j],
+                `unknown page ${typeName(c)} in cached; pages are ${[...pageIndex.keys()].join(', ')}`,
+              )
+            else if (pages[pi]!.mapped === 'none')
+              issues.add(
+                [...path, 'cached', j],
+                `page '${c}' has no PTE (mapped: none), so nothing can be cached for it`,
+              )
+            else if (cached.includes(pi)) issues.add([...path, 'cached', j], `page '${c}' is listed twice`)
+            else cached.push(pi)
+          })
+      }
+      if (name === null || type === null) return
+      secIndex.set(name, secondaries.length)
+      const kernelCached = cached.filter((pi) => pages[pi]!.kind === 'kernel')
+      if (type === 'sw-mirror') {
+        if (kernelCached.length > 0)
+          issues.add(
+            [...path, 'cached'],
+            `a sw-mirror mirrors a process's address space; kernel page '${pages[kernelCached[0]!]!.name}' cannot be in it`,
+          )
+        secondaries.push({ type, name, cached })
+        return
+      }
+      const pasid =
+        s.pasid === undefined
+          ? 'user'
+          : oneOf<'user' | 'supervisor'>(s.pasid, ['user', 'supervisor'], [...path, 'pasid'], issues, 'pasid')
+      if (pasid === 'supervisor' && arch === 'arm64')
+        issues.add(
+          [...path, 'pasid'],
+          'supervisor PASIDs are modelled for x86_64 (VT-d); mainline SMMUv3 SVA binds user address spaces only',
+        )
+      if (kernelCached.length > 0 && pasid !== 'supervisor')
+        issues.add(
+          [...path, 'cached'],
+          `kernel page '${pages[kernelCached[0]!]!.name}' can be cached only by a device with pasid: supervisor`,
+        )
+      const btm = s.btm === undefined ? false : bool(s.btm, [...path, 'btm'], issues, 'btm')
+      if (btm && arch === 'x86_64')
+        issues.add(
+          [...path, 'btm'],
+          'btm (broadcast TLB maintenance snooped by an SMMU) exists only on arm64',
+        )
+      const flushAt =
+        s.flush_at === undefined
+          ? 'both'
+          : oneOf<FlushAt>(s.flush_at, ['start', 'end', 'both'], [...path, 'flush_at'], issues, 'flush_at')
+      const retryLimit =
+        s.retry_limit === undefined || s.retry_limit === null
+          ? null
+          : int(s.retry_limit, [...path, 'retry_limit'], issues, 'retry_limit', 1)
+      const negativeCaching =
+        s.negative_caching === undefined
+          ? true
+          : bool(s.negative_caching, [...path, 'negative_caching'], issues, 'negative_caching')
+      const iommu =
+        s.iommu === undefined
+          ? arch === 'x86_64'
+            ? 'vt-d'
+            : 'smmu-v3'
+          : oneOf<'smmu-v3' | 'vt-d' | 'amd-v2'>(
+              s.iommu,
+              ['smmu-v3', 'vt-d', 'amd-v2'],
+              [...path, 'iommu'],
+              issues,
+              'iommu',
+            )
+      const ats = s.ats === undefined ? false : bool(s.ats, [...path, 'ats'], issues, 'ats')
+      const atcOrder =
+        s.atc_order === undefined
+          ? 'iotlb-first'
+          : oneOf<'iotlb-first' | 'atc-first'>(
+              s.atc_order,
+              ['iotlb-first', 'atc-first'],
+              [...path, 'atc_order'],
+              issues,
+              'atc_order',
+            )
+      const walkCache =
+        s.walk_cache === undefined ? false : bool(s.walk_cache, [...path, 'walk_cache'], issues, 'walk_cache')
+      const leafOnly =
+        s.leaf_only === undefined ? false : bool(s.leaf_only, [...path, 'leaf_only'], issues, 'leaf_only')
+      if (leafOnly && walkCache !== true)
+        issues.add(
+          [...path, 'leaf_only'],
+          'leaf_only says the driver never invalidates its walk cache: it needs walk_cache: true',
+        )
+      if (s.atc_order !== undefined && ats !== true)
+        issues.add(
+          [...path, 'atc_order'],
+          'atc_order orders the IOTLB and ATC invalidations: it needs ats: true (a device ATC)',
+        )
+      secondaries.push({
+        type,
+        name,
+        pasid: pasid ?? 'user',
+        ats: ats ?? false,
+        atcOrder: atcOrder ?? 'iotlb-first',
+        iommu: iommu ?? 'vt-d',
+        btm: btm ?? false,
+        flushAt: flushAt ?? 'both',
+        cached,
+        retryLimit,
+        negativeCaching: negativeCaching ?? true,
+        walkCache: walkCache ?? false,
+        leafOnly: leafOnly ?? false,
+      })
+    })
+  }
+
+  return { secondaries, secIndex }
+}

@@ -1,0 +1,561 @@
+/**
+ * `cpus:` and `devices:`: the threads and their ops (op strings parsed word by word, with
+ * offsets), registers, signal/wait flags, and the checks that need every thread at once (kernel
+ * page owners, fork and cow, waits without a signal).
+ */
+import {
+  checkKeys,
+  didYouMean,
+  INT32_MAX,
+  INT32_MIN,
+  isObj,
+  Issues,
+  NAME,
+  oneOf,
+  SCENARIO_LIMITS,
+  typeName,
+  words,
+  type Obj,
+  type Path,
+  type Word,
+} from './common'
+import type { Op, PageDecl, Prot, SecondaryDecl, ThpDecl, ThreadDecl } from '../types'
+
+export const CPU_OPS = [
+  'read',
+  'write',
+  'write_fault',
+  'cow_fault',
+  'munmap',
+  'madvise_dontneed',
+  'mprotect',
+  'fork',
+  'ksm_merge',
+  'migrate',
+  'migrate_vma',
+  'reclaim',
+  'unmap_mapping_range',
+  'writeback',
+  'vmalloc',
+  'vfree',
+  'signal',
+  'wait',
+  'thp_split',
+  'thp_collapse',
+] as const
+export const DEVICE_OPS = ['read', 'write', 'signal', 'wait'] as const
+/** CPU ops a scenario with a huge page may use (the rest are not modelled on a huge page). */
+const THP_CPU_OPS: readonly string[] = ['read', 'write', 'thp_split', 'thp_collapse']
+
+export interface ThreadsSection {
+  readonly threads: ThreadDecl[]
+  readonly registers: string[]
+  readonly threadNames: Set<string>
+  readonly flags: string[]
+}
+
+export function parseThreads(
+  raw: Obj,
+  issues: Issues,
+  pages: readonly PageDecl[],
+  pageIndex: ReadonlyMap<string, number>,
+  pageRef: (n: string) => number | null,
+  thp: ThpDecl | null,
+  secondaries: readonly SecondaryDecl[],
+  secIndex: ReadonlyMap<string, number>,
+): ThreadsSection {
+  const threads: ThreadDecl[] = []
+  let threadLimitReported = false
+  const tooManyThreads = (path: Path): boolean => {
+    if (threads.length < SCENARIO_LIMITS.threads) return false
+    if (!threadLimitReported)
+      issues.key(
+        path,
+        `too many threads: at most ${SCENARIO_LIMITS.threads} CPU and device threads together (this is thread ${threads.length + 1}); the explorer keeps one bit per thread`,
+      )
+    threadLimitReported = true
+    return true
+  }
+  const registers: string[] = []
+  const threadNames = new Set<string>()
+  const regWriters = new Map<string, string>()
+  let forks = 0
+  const migrates: Array<{ path: Path; at: number; len: number; op: string }> = []
+  const pageOps: Array<{
+    path: Path
+    at: number
+    len: number
+    op: string
+    page: number
+    thread: string
+    kind: 'cpu' | 'device'
+  }> = []
+  const flags: string[] = []
+  const signalled = new Set<string>()
+  const waits: Array<{ path: Path; at: number; len: number; flag: string }> = []
+  const parseOps = (
+    list: unknown,
+    path: Path,
+    tname: string,
+    kind: 'cpu' | 'device',
+  ): { ops: Op[]; text: string[] } => {
+    const ops: Op[] = []
+    const text: string[] = []
+    if (!Array.isArray(list)) {
+      issues.add(
+        path,
+        `the ops of ${tname} must be a list of strings such as [write A 1]; found ${typeName(list)}`,
+      )
+      return { ops, text }
+    }
+    list.forEach((item, j) => {
+      const p = [...path, j]
+      if (typeof item !== 'string') {
+        issues.add(p, `an op is a string such as 'read A -> r0'; found ${typeName(item)}`)
+        return
+      }
+      const op = parseOp(item, p, kind, tname)
+      if (op) {
+        ops.push(op)
+        text.push(item.trim())
+      }
+    })
+    return { ops, text }
+  }
+  const pageWord = (w: Word | undefined, p: Path, opName: string, src: string): number | null => {
+    if (!w) {
+      issues.add(p, `${opName} needs a page name`, src.length, 1)
+      return null
+    }
+    const i = pageRef(w.s)
+    // A page declared with errors is already reported; do not cascade.
+    if (i === null && pageIndex.get(w.s) !== -1) {
+      issues.add(
+        p,
+        `unknown page '${w.s}'${didYouMean(w.s, [...pageIndex.keys()])}; pages are ${[...pageIndex.keys()].join(', ')}`,
+        w.at,
+        w.s.length,
+      )
+    }
+    return i
+  }
+  const parseOp = (src: string, p: Path, kind: 'cpu' | 'device', tname: string): Op | null => {
+    /** Remembers which page an op names, for the checks that need every thread parsed. */
+    const notePageOp = (path: Path, w: Word, op: string, page: number): void => {
+      pageOps.push({ path, at: w.at, len: w.s.length, op, page, thread: tname, kind })
+    }
+    const ws = words(src)
+    const head = ws[0]
+    const allowed: readonly string[] = kind === 'cpu' ? CPU_OPS : DEVICE_OPS
+    if (!head) {
+      issues.add(p, 'empty op')
+      return null
+    }
+    if (!allowed.includes(head.s)) {
+      const extra =
+        kind === 'device' && (CPU_OPS as readonly string[]).includes(head.s)
+          ? ' (devices only do read and write DMA)'
+          : ''
+      issues.add(
+        p,
+        `unknown ${kind} op '${head.s}'${didYouMean(head.s, allowed)}${extra}; expected one of ${allowed.join(', ')}`,
+        head.at,
+        head.s.length,
+      )
+      return null
+    }
+    const tooMany = (from: number): void => {
+      const w = ws[from]
+      if (w) issues.add(p, `unexpected '${w.s}' after ${head.s}`, w.at, w.s.length)
+    }
+    if (kind === 'cpu' && raw.thp !== undefined && !THP_CPU_OPS.includes(head.s)) {
+      issues.add(
+        p,
+        `${head.s} is not modelled in a scenario with a huge page; its CPU ops are ${THP_CPU_OPS.join(', ')}`,
+        head.at,
+        head.s.length,
+      )
+      return null
+    }
+    switch (head.s) {
+      case 'signal':
+      case 'wait': {
+        const w = ws[1]
+        if (!w || !NAME.test(w.s)) {
+          issues.add(
+            p,
+            `${head.s} needs a flag name, as in '${head.s} ready'`,
+            w ? w.at : src.length,
+            w ? w.s.length : 1,
+          )
+          return null
+        }
+        tooMany(2)
+        if (!flags.includes(w.s)) flags.push(w.s)
+        if (head.s === 'signal') signalled.add(w.s)
+        else waits.push({ path: p, at: w.at, len: w.s.length, flag: w.s })
+        return { kind: head.s, flag: flags.indexOf(w.s) }
+      }
+      case 'thp_split':
+      case 'thp_collapse': {
+        const w = ws[1]
+        if (!w) {
+          issues.add(p, `${head.s} needs the name of the huge page declared under thp:`, src.length, 1)
+          return null
+        }
+        if (raw.thp === undefined) {
+          issues.add(
+            p,
+            `unknown huge page '${w.s}': declare it under thp:, as in thp: { ${w.s}: { pages: [A, B] } }`,
+            w.at,
+            w.s.length,
+          )
+          return null
+        }
+        if (thp !== null && w.s !== thp.name) {
+          issues.add(p, `unknown huge page '${w.s}'; the huge page is ${thp.name}`, w.at, w.s.length)
+          return null
+        }
+        if (head.s === 'thp_split' && thp?.kind === 'file') {
+          issues.add(
+            p,
+            'thp_split of a file/shmem huge page (__split_huge_pmd_locked zaps the PMD and the pages refault) is not modelled; only the anon split',
+            head.at,
+            head.s.length,
+          )
+          return null
+        }
+        tooMany(2)
+        return thp === null ? null : { kind: head.s }
+      }
+      case 'vmalloc': {
+        const page = pageWord(ws[1], p, 'vmalloc', src)
+        let value: number | null = null
+        const v = ws[2]
+        if (v) {
+          if (!/^-?\d+$/.test(v.s) || Number(v.s) < INT32_MIN || Number(v.s) > INT32_MAX) {
+            issues.add(
+              p,
+              `vmalloc takes the new page's contents as an integer after the page, as in 'vmalloc K 2'`,
+              v.at,
+              v.s.length,
+            )
+            return null
+          }
+          value = Number(v.s)
+          tooMany(3)
+        }
+        if (page !== null) notePageOp(p, ws[1]!, 'vmalloc', page)
+        return page === null ? null : { kind: 'vmalloc', page, value: value ?? pages[page]!.value }
+      }
+      case 'read': {
+        const page = pageWord(ws[1], p, 'read', src)
+        let reg: number | null = null
+        if (ws[2]) {
+          if (ws[2].s !== '->') {
+            issues.add(
+              p,
+              `expected '-> register' after the page, found '${ws[2].s}'`,
+              ws[2].at,
+              ws[2].s.length,
+            )
+            return null
+          }
+          const r = ws[3]
+          if (!r || !NAME.test(r.s)) {
+            issues.add(p, 'expected a register name after ->', r ? r.at : src.length, r ? r.s.length : 1)
+            return null
+          }
+          if (regWriters.has(r.s)) {
+            issues.add(
+              p,
+              `register '${r.s}' is already written by ${regWriters.get(r.s)}; each register is written once`,
+              r.at,
+              r.s.length,
+            )
+            return null
+          }
+          if (pageIndex.has(r.s)) {
+            issues.add(p, `register '${r.s}' has the name of a page; pick another name`, r.at, r.s.length)
+            return null
+          }
+          regWriters.set(r.s, tname)
+          reg = registers.length
+          registers.push(r.s)
+          tooMany(4)
+        }
+        if (page !== null) notePageOp(p, ws[1]!, 'read', page)
+        return page === null ? null : { kind: 'read', page, reg }
+      }
+      case 'write': {
+        const page = pageWord(ws[1], p, 'write', src)
+        const v = ws[2]
+        if (!v || !/^-?\d+$/.test(v.s) || Number(v.s) < INT32_MIN || Number(v.s) > INT32_MAX) {
+          issues.add(
+            p,
+            `write needs an integer value from ${INT32_MIN} to ${INT32_MAX} after the page, as in 'write A 1'`,
+            v ? v.at : src.length,
+            v ? v.s.length : 1,
+          )
+          return null
+        }
+        tooMany(3)
+        if (page !== null) notePageOp(p, ws[1]!, 'write', page)
+        return page === null ? null : { kind: 'write', page, value: Number(v.s) }
+      }
+      case 'write_fault':
+      case 'cow_fault':
+      case 'ksm_merge':
+      case 'migrate':
+      case 'migrate_vma':
+      case 'reclaim':
+      case 'unmap_mapping_range':
+      case 'writeback':
+      case 'vfree': {
+        if (head.s === 'migrate' || head.s === 'migrate_vma' || head.s === 'reclaim')
+          migrates.push({ path: p, at: head.at, len: head.s.length, op: head.s })
+        const page = pageWord(ws[1], p, head.s, src)
+        tooMany(2)
+        if (page !== null) notePageOp(p, ws[1]!, head.s, page)
+        return page === null ? null : { kind: head.s, page }
+      }
+      case 'munmap':
+      case 'madvise_dontneed':
+      case 'mprotect': {
+        let rest = ws.slice(1)
+        let prot: Prot | null = null
+        if (head.s === 'mprotect') {
+          const last = rest[rest.length - 1]
+          if (!last || !['ro', 'rw', 'none'].includes(last.s)) {
+            issues.add(
+              p,
+              "mprotect takes page names then the new protection: ro, rw or none, as in 'mprotect A ro'",
+              last ? last.at : src.length,
+              last ? last.s.length : 1,
+            )
+            return null
+          }
+          prot = last.s as Prot
+          rest = rest.slice(0, -1)
+        }
+        if (rest.length === 0) {
+          issues.add(p, `${head.s} needs at least one page`, src.length, 1)
+          return null
+        }
+        const ps: number[] = []
+        for (const w of rest) {
+          const i = pageWord(w, p, head.s, src)
+          if (i !== null && !ps.includes(i)) ps.push(i)
+          if (i !== null) notePageOp(p, w, head.s, i)
+        }
+        if (ps.length !== rest.length) return null
+        ps.sort((a, b) => a - b)
+        if (head.s === 'mprotect') return { kind: 'mprotect', pages: ps, prot: prot! }
+        return { kind: head.s as 'munmap', pages: ps }
+      }
+      case 'fork': {
+        tooMany(1)
+        forks++
+        if (forks > 1) {
+          issues.add(p, 'a scenario may fork once (one child address space)', head.at, head.s.length)
+          return null
+        }
+        return { kind: 'fork' }
+      }
+    }
+    return null
+  }
+
+  const hasCowPages = pages.some((pg) => pg.cow)
+  const rawCpus = raw.cpus === undefined ? {} : raw.cpus
+  if (!isObj(rawCpus))
+    issues.add(
+      ['cpus'],
+      `cpus must be a mapping from thread name to a list of ops; found ${typeName(rawCpus)}`,
+    )
+  else
+    for (const [tname, body] of Object.entries(rawCpus)) {
+      const path = ['cpus', tname]
+      if (!NAME.test(tname)) issues.key(path, `thread name '${tname}' must be an identifier`)
+      if (threadNames.has(tname)) issues.key(path, `thread '${tname}' is declared twice`)
+      threadNames.add(tname)
+      let mm: 0 | 1 = 0
+      let opsRaw: unknown = body
+      let opsPath: Path = path
+      if (isObj(body)) {
+        checkKeys(body, ['mm', 'ops'], path, issues, `cpu thread '${tname}'`)
+        if (body.mm !== undefined) {
+          const m = oneOf<'process' | 'child'>(body.mm, ['process', 'child'], [...path, 'mm'], issues, 'mm')
+          mm = m === 'child' ? 1 : 0
+        }
+        opsRaw = body.ops
+        opsPath = [...path, 'ops']
+      }
+      const { ops, text } = parseOps(opsRaw, opsPath, tname, 'cpu')
+      if (tooManyThreads(path)) continue
+      threads.push({ name: tname, kind: 'cpu', mm, via: -1, ops, opText: text })
+    }
+  const rawDev = raw.devices === undefined ? {} : raw.devices
+  if (!isObj(rawDev))
+    issues.add(
+      ['devices'],
+      `devices must be a mapping from thread name to { via, ops }; found ${typeName(rawDev)}`,
+    )
+  else
+    for (const [tname, body] of Object.entries(rawDev)) {
+      const path = ['devices', tname]
+      if (!NAME.test(tname)) issues.key(path, `thread name '${tname}' must be an identifier`)
+      if (threadNames.has(tname))
+        issues.key(path, `thread '${tname}' is declared twice (cpu and device threads share one namespace)`)
+      threadNames.add(tname)
+      if (!isObj(body)) {
+        issues.add(path, `a device thread is { via: <secondary>, ops: [...] }; found ${typeName(body)}`)
+        continue
+      }
+      checkKeys(body, ['via', 'ops'], path, issues, `device thread '${tname}'`)
+      const via = typeof body.via === 'string' ? secIndex.get(body.via) : undefined
+      if (via === undefined) {
+        issues.add(
+          [...path, 'via'],
+          `via must name a secondary (${[...secIndex.keys()].join(', ') || 'none declared'}); found ${typeName(body.via)}`,
+        )
+      }
+      const { ops, text } = parseOps(body.ops, [...path, 'ops'], tname, 'device')
+      if (tooManyThreads(path)) continue
+      if (via !== undefined) threads.push({ name: tname, kind: 'device', mm: 0, via, ops, opText: text })
+    }
+  if (threadNames.size === 0) issues.add([], 'a scenario needs at least one thread under cpus or devices')
+  const childThreads = threads.filter((t) => t.mm === 1)
+  if (childThreads.length > 0 && !hasCowPages && forks === 0) {
+    issues.add(
+      ['cpus', childThreads[0]!.name, 'mm'],
+      'mm: child needs a fork child: a fork op or a cow: true page',
+    )
+  }
+  for (const o of pageOps) {
+    const pfnmap = pages[o.page]?.kind === 'pfnmap'
+    const file = pages[o.page]?.kind === 'file'
+    if (o.op === 'unmap_mapping_range' && !pfnmap)
+      issues.add(
+        o.path,
+        `unmap_mapping_range revokes a driver's pfnmap mapping; page '${pages[o.page]!.name}' is ${pages[o.page]!.kind}`,
+        o.at,
+        o.len,
+      )
+    if (o.op === 'writeback' && !file)
+      issues.add(
+        o.path,
+        `writeback writes a file page's page-cache folio to disk; page '${pages[o.page]!.name}' is ${pages[o.page]!.kind} (declare it kind: file)`,
+        o.at,
+        o.len,
+      )
+    if (file && ['cow_fault', 'ksm_merge', 'migrate', 'migrate_vma', 'reclaim'].includes(o.op))
+      issues.add(
+        o.path,
+        `${o.op} of a file page is not modelled (${o.op === 'cow_fault' ? 'a MAP_SHARED file page never breaks COW' : 'only anon pages'}); '${pages[o.page]!.name}' is kind: file`,
+        o.at,
+        o.len,
+      )
+    if (pfnmap && ['cow_fault', 'ksm_merge', 'migrate', 'migrate_vma', 'reclaim'].includes(o.op))
+      issues.add(
+        o.path,
+        `${o.op} works on anon pages; '${pages[o.page]!.name}' is a pfnmap page (no struct page)`,
+        o.at,
+        o.len,
+      )
+  }
+  // Kernel pages: only loads, stores, vmalloc and vfree; one owner thread per page, vmalloc and
+  // vfree alternating from the page's initial state; device access needs a supervisor PASID.
+  const vmOwner = new Map<number, string>()
+  const vmMapped = new Map<number, boolean>()
+  for (const o of pageOps) {
+    const pg = pages[o.page]!
+    const isKernel = pg.kind === 'kernel'
+    if (o.op === 'vmalloc' || o.op === 'vfree') {
+      if (!isKernel) {
+        issues.add(
+          o.path,
+          `${o.op} maps or unmaps a kernel vmalloc address; '${pg.name}' is a process page (declare it under kernel_pages)`,
+          o.at,
+          o.len,
+        )
+        continue
+      }
+      const owner = vmOwner.get(o.page)
+      if (owner !== undefined && owner !== o.thread) {
+        issues.add(
+          o.path,
+          `kernel page '${pg.name}' is vmalloc'ed and vfree'd by ${owner} already; one thread owns an allocation`,
+          o.at,
+          o.len,
+        )
+        continue
+      }
+      vmOwner.set(o.page, o.thread)
+      const mapped = vmMapped.get(o.page) ?? pg.mapped !== 'none'
+      if (o.op === 'vfree' && !mapped)
+        issues.add(
+          o.path,
+          `vfree ${pg.name}: it is not mapped at this point (vfree'd before, or mapped: none); vmalloc it first`,
+          o.at,
+          o.len,
+        )
+      if (o.op === 'vmalloc' && mapped)
+        issues.add(o.path, `vmalloc ${pg.name}: the address is still in use; vfree it first`, o.at, o.len)
+      vmMapped.set(o.page, o.op === 'vmalloc')
+      continue
+    }
+    if (!isKernel) continue
+    if (o.op !== 'read' && o.op !== 'write') {
+      issues.add(
+        o.path,
+        `${o.op} works on process memory; '${pg.name}' is a kernel page (only read, write, vmalloc and vfree)`,
+        o.at,
+        o.len,
+      )
+      continue
+    }
+    if (o.kind === 'device') {
+      const th = threads.find((t) => t.name === o.thread)
+      const sec = th ? secondaries[th.via] : undefined
+      if (sec && (sec.type !== 'hw-walker' || sec.pasid !== 'supervisor'))
+        issues.add(
+          o.path,
+          `${o.thread} reaches kernel page '${pg.name}' through ${sec.name}, which has ${sec.type === 'hw-walker' ? 'pasid: user' : 'no kernel mappings (sw-mirror)'}; kernel addresses need a hw-walker with pasid: supervisor`,
+          o.at,
+          o.len,
+        )
+    }
+  }
+  for (const w of waits) {
+    if (!signalled.has(w.flag))
+      issues.add(w.path, `nothing signals '${w.flag}': add 'signal ${w.flag}' to another thread`, w.at, w.len)
+  }
+  if (forks > 0 && pages.some((pg) => pg.kind === 'pfnmap')) {
+    issues.add(['pages'], 'fork with pfnmap pages is not modelled yet')
+  }
+  if (forks > 0 && pages.some((pg) => pg.kind === 'file')) {
+    issues.add(
+      ['pages'],
+      'fork with file pages is not modelled yet (the child would map the same page-cache folio; folio_mkclean would have to walk it too)',
+    )
+  }
+  if (forks > 0 || hasCowPages) {
+    for (const m of migrates) {
+      issues.add(
+        m.path,
+        `${m.op} in a scenario with a fork child is not modelled yet (the rmap walk would have to cover the child mapping too)`,
+        m.at,
+        m.len,
+      )
+    }
+  }
+  if (forks > 0 && hasCowPages) {
+    issues.add(
+      ['pages'],
+      'cow: true pages already imply a fork child; a scenario with cow pages cannot fork again',
+    )
+  }
+
+  return { threads, registers, threadNames, flags }
+}
