@@ -15,7 +15,9 @@ const CSP =
   "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; worker-src 'self' blob:; " +
   "img-src 'self' data:; font-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'none'"
 
-const devUrl = process.env['ELECTRON_RENDERER_URL']
+// electron-vite's dev server, in development only: a packaged app never loads a page from an
+// address the environment names.
+const devUrl = app.isPackaged ? undefined : process.env['ELECTRON_RENDERER_URL']
 const indexHtml = join(__dirname, '../renderer/index.html')
 
 /** Packaged: Documents/MMU Notifier Lab/scenarios, seeded from the bundled catalogue. Unpackaged: ./scenarios. */
@@ -90,7 +92,19 @@ function createWindow(): void {
   else void win.loadFile(indexHtml)
 }
 
+// Every web contents, not only the window's: no navigation away, no new windows, no webviews.
+app.on('web-contents-created', (_e, contents) => {
+  contents.on('will-navigate', (ev) => ev.preventDefault())
+  contents.on('will-attach-webview', (ev) => ev.preventDefault())
+  contents.setWindowOpenHandler(() => ({ action: 'deny' }))
+})
+
 void app.whenReady().then(() => {
+  // The workbench needs no camera, notifications, clipboard-read or any other permission.
+  session.defaultSession.setPermissionRequestHandler((_wc, _permission, callback) => callback(false))
+  session.defaultSession.setPermissionCheckHandler(() => false)
+  // Applies to the dev server's http:// pages; a file:// page gets no response headers, so the
+  // packaged page relies on the <meta> CSP in src-renderer/index.html (the same policy).
   session.defaultSession.webRequest.onHeadersReceived((details, callback) => {
     callback({ responseHeaders: { ...details.responseHeaders, 'Content-Security-Policy': [CSP] } })
   })

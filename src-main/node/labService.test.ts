@@ -378,6 +378,17 @@ describe('pickFile (native dialogs)', () => {
         path: path.join(dir, 'elsewhere.mnlab.yaml'),
       })
       expect(await anywhere.pickFile({ purpose: 'open', kind: 'notebook', suggestedName: null })).toBeNull()
+      // Anywhere means what the user chose, not any file a request names.
+      const secret = path.join(outside, 'id_rsa')
+      writeFileSync(secret, 'PRIVATE KEY\n')
+      await expect(anywhere.notebookOpen({ path: secret })).rejects.toThrow(/not chosen in a file dialog/)
+      await expect(
+        anywhere.notebookSave({ path: path.join(outside, 'x.mnlab.yaml'), text: 'x', expectedRevision: null }),
+      ).rejects.toThrow(/not chosen in a file dialog/)
+      // The chosen one opens (it does not exist yet: a clean not-found, not a refusal).
+      await expect(anywhere.notebookOpen({ path: path.join(dir, 'elsewhere.mnlab.yaml') })).rejects.toThrow(
+        /not-found/,
+      )
     } finally {
       await confined.close()
       await anywhere.close()

@@ -462,12 +462,36 @@ export function createLabService(options: LabServiceOptions): LabService {
     }
   }
 
-  /** A path confined (unless notebooksAnywhere) to one of `roots`, symbolic links included. */
+  /**
+   * With notebooksAnywhere (the desktop app), notebooks outside the notebooks folder are those
+   * the user chose in a native dialog during this session, or opened before (Recent): a request
+   * cannot name any other file on the machine (~/.ssh/id_rsa). A granted notebook's scenario
+   * paths may point inside its own folder.
+   */
+  const granted = new Set<string>()
+  let recentGranted = false
+  const grantedFor = async (): Promise<Set<string>> => {
+    if (!recentGranted) {
+      recentGranted = true
+      for (const r of await store.recent()) granted.add(path.resolve(r.path))
+    }
+    return granted
+  }
+
+  /** A path confined to one of `roots`, symbolic links included (or, anywhere, granted). */
   const confine = async (abs: string, roots: readonly string[], what: string): Promise<string> => {
     if (abs.includes('\0')) throw new LabApiError(`${what}: contains a NUL character`)
-    if (options.notebooksAnywhere) return abs
     const real = await realish(abs)
     for (const r of roots) if (isInside(await realish(r), real)) return abs
+    if (options.notebooksAnywhere) {
+      const ok = await grantedFor()
+      if (ok.has(abs)) return abs
+      // A cell's scenario next to (or below) a granted notebook.
+      if (what.startsWith('cell ')) for (const g of ok) if (isInside(path.dirname(g), abs)) return abs
+      throw new LabApiError(
+        `${what}: '${abs}' is outside the notebooks folder ${notebooksDir} and was not chosen in a file dialog; open it with Open… first`,
+      )
+    }
     throw new LabApiError(`${what}: '${abs}' is outside the notebooks folder ${notebooksDir}`)
   }
 
@@ -544,6 +568,8 @@ export function createLabService(options: LabServiceOptions): LabService {
         r.purpose === 'save' && !chosen.endsWith('.mnlab.yaml')
           ? `${chosen.replace(/\.ya?ml$/, '')}.mnlab.yaml`
           : chosen
+      // The user chose it: with notebooksAnywhere, this grants it for the session.
+      if (options.notebooksAnywhere) (await grantedFor()).add(path.resolve(notebooksDir, wanted))
       return { path: await resolveNotebookPath(wanted, r.purpose === 'save') }
     }
     const base = await root()
