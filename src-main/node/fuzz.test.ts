@@ -6,7 +6,7 @@ import path from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { SCENARIO_LIMITS } from '../engine/scenario'
 import { FORBID_LIMITS } from '../engine/expr'
-import { catalogueTexts, fuzz, MUTATIONS, runCase } from './fuzz'
+import { catalogueTexts, fuzz, fuzzNotebooks, MUTATIONS, notebookTexts, runCase } from './fuzz'
 import { cleanMessage, INPUT_LIMITS, loadScenarioText, ScenarioLoadError } from './scenarioFiles'
 
 const ROOT = path.resolve(__dirname, '..', '..')
@@ -47,6 +47,18 @@ describe('the scenario fuzzer', () => {
     expect(r.counts.ran).toBeGreaterThan(20)
     expect(r.counts.refused).toBeGreaterThan(100)
     expect(Object.keys(MUTATIONS).length).toBeGreaterThan(15)
+  }, 120_000)
+})
+
+describe('the notebook fuzzer', () => {
+  it('200 mutated shipped notebooks: parsed, or refused with located one-line errors, never an exception (seed 5)', () => {
+    const r = fuzzNotebooks(notebookTexts(ROOT), 200, 5)
+    const shown = r.findings
+      .slice(0, 3)
+      .map((f) => `${f.outcome.kind} [${f.input.mutations.join(', ')}]: ${f.outcome.detail}`)
+    expect(shown).toEqual([])
+    expect(r.counts.ran).toBeGreaterThan(10)
+    expect(r.counts.refused).toBeGreaterThan(100)
   }, 120_000)
 })
 

@@ -21,6 +21,8 @@ import {
   scheduleStepIssue,
   unfollowableStep,
 } from './scenarioFiles'
+import { cellScenarioText, recipePolicies, recipeRunOptions } from './notebook/cells'
+import { formatNotebookIssue, parseNotebook } from './notebook/format'
 
 export type FindingKind = 'crash' | 'slow' | 'unlocated' | 'broken-line' | 'oversize'
 
@@ -320,4 +322,78 @@ export function fuzz(texts: readonly string[], cases: number, seed: number): Fuz
     if (outcome.kind !== 'ran' && outcome.kind !== 'refused') findings.push({ input, outcome })
   }
   return { cases, counts, findings, slowestMs }
+}
+
+// ---- notebooks ---------------------------------------------------------------------------
+
+/**
+ * A notebook text as `mnlab notebook check` reads it, up to the runs: the notebook parsed,
+ * every experiment's scenario loaded and its recipe's policies resolved and run options made
+ * (the runs themselves are what the scenario cases exercise). Same outcomes as `runCase`.
+ */
+export function runNotebookCase(text: string): CaseOutcome {
+  const t0 = Date.now()
+  const ms = (): number => Date.now() - t0
+  const refused = (lines: string[]): CaseOutcome => {
+    const out = lines.join('\n')
+    if (out.length > FUZZ_LIMITS.errorBytes)
+      return { kind: 'oversize', ms: ms(), detail: `${out.length} bytes of errors (${lines.length} lines)` }
+    const broken = lines.find((l) => /[\n\r\u2028\u2029]/.test(l))
+    if (broken) return { kind: 'broken-line', ms: ms(), detail: JSON.stringify(broken) }
+    const unlocated = lines.find((l) => !/^fuzz\.mnlab\.yaml(#[\w-]+)?:\d+:\d+: \S/.test(l))
+    if (unlocated) return { kind: 'unlocated', ms: ms(), detail: unlocated }
+    if (ms() > FUZZ_LIMITS.caseMs) return { kind: 'slow', ms: ms(), detail: `refused after ${ms()} ms` }
+    return { kind: 'refused', ms: ms(), detail: lines[0] ?? '' }
+  }
+  try {
+    const r = parseNotebook(text, 'fuzz.mnlab.yaml')
+    if (!r.ok) return refused(r.issues.map(formatNotebookIssue))
+    for (const cell of r.notebook.cells) {
+      if (cell.kind !== 'experiment' || !('inline' in cell.scenario)) continue
+      const src = cellScenarioText(cell, 'fuzz.mnlab.yaml')
+      let sc: Scenario
+      try {
+        sc = loadScenarioText(src.text, src.file)
+      } catch (e) {
+        if (e instanceof ScenarioLoadError) return refused(e.issues.map(formatIssue))
+        throw e
+      }
+      recipeRunOptions(sc, cell.recipe)
+      recipePolicies(cell.recipe)
+    }
+  } catch (e) {
+    return { kind: 'crash', ms: ms(), detail: describe(e) }
+  }
+  if (ms() > FUZZ_LIMITS.caseMs) return { kind: 'slow', ms: ms(), detail: `took ${ms()} ms` }
+  return { kind: 'ran', ms: ms(), detail: '' }
+}
+
+/** Like `fuzz`, over notebook texts (the shipped notebooks) and `runNotebookCase`. */
+export function fuzzNotebooks(texts: readonly string[], cases: number, seed: number): FuzzReport {
+  const counts: Record<CaseOutcome['kind'], number> = {
+    ran: 0,
+    refused: 0,
+    crash: 0,
+    slow: 0,
+    unlocated: 0,
+    'broken-line': 0,
+    oversize: 0,
+  }
+  const findings: Array<{ input: FuzzInput; outcome: CaseOutcome }> = []
+  let slowestMs = 0
+  for (const input of fc.sample(fuzzInputArb(texts), { seed, numRuns: cases })) {
+    const outcome = runNotebookCase(input.text)
+    counts[outcome.kind]++
+    slowestMs = Math.max(slowestMs, outcome.ms)
+    if (outcome.kind !== 'ran' && outcome.kind !== 'refused') findings.push({ input, outcome })
+  }
+  return { cases, counts, findings, slowestMs }
+}
+
+export function notebookTexts(root: string): string[] {
+  const dir = path.join(root, 'notebooks')
+  return readdirSync(dir)
+    .filter((f) => f.endsWith('.mnlab.yaml'))
+    .sort()
+    .map((f) => readFileSync(path.join(dir, f), 'utf8'))
 }

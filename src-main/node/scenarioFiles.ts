@@ -146,7 +146,7 @@ function positionOf(
 }
 
 /** Keys given twice in one mapping, each located at its second occurrence (one pass per map). */
-function duplicateKeys(doc: Document, lc: LineCounter, file: string): LocatedIssue[] {
+export function duplicateKeys(doc: Document, lc: LineCounter, file: string): LocatedIssue[] {
   const out: LocatedIssue[] = []
   visit(doc, {
     Map(_key, node) {

@@ -4,6 +4,7 @@
  * validate). Serializing writes a stable key order and block scalars (`|`) for Markdown and inline
  * scenarios, so a git diff of a notebook is line-based.
  */
+import { cleanMessage, duplicateKeys, INPUT_LIMITS } from '../scenarioFiles'
 import { createHash } from 'node:crypto'
 import { Document, isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, visit } from 'yaml'
 import {
@@ -134,6 +135,20 @@ function nodeAt(
 }
 
 export function parseNotebook(text: string, file: string): ParseResult {
+  const r = parseNotebookRaw(text, file)
+  return r.ok ? r : { ok: false, issues: readableIssues(r.issues) }
+}
+
+/** At most 50 problems, each one printable line (as scenario problems: scenarioFiles.ts). */
+function readableIssues(issues: readonly NotebookIssue[]): NotebookIssue[] {
+  const out = issues.slice(0, INPUT_LIMITS.issues).map((i) => ({ ...i, message: cleanMessage(i.message) }))
+  const more = issues.length - out.length
+  if (more > 0)
+    out.push({ ...issues[out.length]!, message: `... and ${more} more problems (fix the ones above first)` })
+  return out
+}
+
+function parseNotebookRaw(text: string, file: string): ParseResult {
   const lc = new LineCounter()
   const at = (offset: number, message: string): NotebookIssue => {
     const pos = lc.linePos(offset)
@@ -141,12 +156,19 @@ export function parseNotebook(text: string, file: string): ParseResult {
   }
   let doc: Document
   try {
-    doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true })
+    // Duplicate keys are found below in one pass (the yaml package's check is quadratic).
+    doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: false })
   } catch (e) {
     return { ok: false, issues: [{ file, line: 1, column: 1, message: `YAML: ${(e as Error).message}` }] }
   }
   if (doc.errors.length > 0)
     return { ok: false, issues: doc.errors.map((e) => at(e.pos[0], `YAML: ${e.message.split('\n')[0]}`)) }
+  const dups = duplicateKeys(doc, lc, file)
+  if (dups.length > 0)
+    return {
+      ok: false,
+      issues: dups.map((d) => ({ file, line: d.line, column: d.column, message: d.message })),
+    }
   let raw: unknown
   try {
     raw = doc.toJS({ maxAliasCount: 100 })
