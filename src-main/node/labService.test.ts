@@ -383,7 +383,11 @@ describe('pickFile (native dialogs)', () => {
       writeFileSync(secret, 'PRIVATE KEY\n')
       await expect(anywhere.notebookOpen({ path: secret })).rejects.toThrow(/not chosen in a file dialog/)
       await expect(
-        anywhere.notebookSave({ path: path.join(outside, 'x.mnlab.yaml'), text: 'x', expectedRevision: null }),
+        anywhere.notebookSave({
+          path: path.join(outside, 'x.mnlab.yaml'),
+          text: 'x',
+          expectedRevision: null,
+        }),
       ).rejects.toThrow(/not chosen in a file dialog/)
       // The chosen one opens (it does not exist yet: a clean not-found, not a refusal).
       await expect(anywhere.notebookOpen({ path: path.join(dir, 'elsewhere.mnlab.yaml') })).rejects.toThrow(
@@ -437,5 +441,31 @@ describe('engine work off the service thread', () => {
       svc.replay({ text: UPGRADE_TEXT, file: null, policy: 'start-end', schedule: ['X9'] }),
     )
     expect(bad.message).toMatch(/^schedule: .*X9/)
+  }, 120_000)
+})
+
+describe('a flood of runs', () => {
+  it('200 runs queue behind the workers, the service keeps answering, and all 200 cancel cleanly', async () => {
+    const ids = await Promise.all(
+      Array.from({ length: 200 }, () => svc.startRun(runRequest(COW_TEXT, ['all']))),
+    )
+    expect(new Set(ids).size).toBe(200)
+    // Queued runs hold no worker: the service still answers at once.
+    expect((await svc.listScenarios()).length).toBeGreaterThan(0)
+    const ended = new Map<string, string>()
+    const off = svc.onDidRunEvent((e) => {
+      if (e.kind !== 'progress') ended.set(e.runId, e.kind)
+    })
+    try {
+      await Promise.all(ids.map((runId) => svc.cancelRun({ runId })))
+      for (let i = 0; i < 100 && ended.size < 200; i++) await new Promise((r) => setTimeout(r, 50))
+      expect(ended.size).toBe(200)
+      expect([...ended.values()].every((k) => k === 'cancelled')).toBe(true)
+    } finally {
+      off()
+    }
+    // And the next run works.
+    const events = await eventsOf(svc, svc.startRun(runRequest(UPGRADE_TEXT, ['arch-hook'])))
+    expect(events.at(-1)?.kind).toBe('finished')
   }, 120_000)
 })
