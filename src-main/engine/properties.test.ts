@@ -24,6 +24,7 @@ import {
   scriptedChooser,
   validateScenario,
   type Budget,
+  type Found,
   type InvariantName,
   type Policy,
   type Preset,
@@ -309,6 +310,22 @@ function invariantSet(found: ReadonlyArray<{ readonly invariant: InvariantName }
   return INVARIANTS.filter((inv) => found.some((f) => f.invariant === inv))
 }
 
+/** A counterexample's schedule (then its cycle) replays to a violation of the same invariant. */
+function checkReplays(g: Generated, policy: Policy, f: Found): void {
+  const sched = [...f.schedule, ...(f.cycle ?? [])]
+  const ex = runExecution(g.sc, policy, scriptedChooser(sched), {
+    tracing: false,
+    maxSteps: sched.length + 1_000,
+  })
+  check(
+    ex.violations.some((v) => v.invariant === f.invariant),
+    g,
+    policy,
+    `${f.invariant} found with schedule [${f.schedule.join(',')}] cycle [${(f.cycle ?? []).join(',')}] ` +
+      `does not replay: got [${ex.violations.map((v) => v.invariant).join(',')}] (${ex.outcome})`,
+  )
+}
+
 /** Fails with the scenario YAML and policy in the message, so the shrunk case is readable. */
 function check(cond: boolean, g: Generated, policy: Policy, what: string): void {
   if (!cond) throw new Error(`${what}\n${show(g, policy)}`)
@@ -419,19 +436,7 @@ describe('model-based properties of the exploration engine', () => {
         const a = invariantSet(pers.found).join(',')
         const b = invariantSet(plain.found).join(',')
         check(a === b, g, policy, `violated invariants: [${a}] persistent sets, [${b}] plain`)
-        for (const f of pers.found) {
-          const sched = [...f.schedule, ...(f.cycle ?? [])]
-          const ex = runExecution(g.sc, policy, scriptedChooser(sched), {
-            tracing: false,
-            maxSteps: sched.length + 1_000,
-          })
-          check(
-            ex.violations.some((v) => v.invariant === f.invariant),
-            g,
-            policy,
-            `${f.invariant} found by persistent sets does not replay (${ex.outcome})`,
-          )
-        }
+        for (const f of pers.found) checkReplays(g, policy, f)
       }),
       { seed: 6174, numRuns: 200 },
     )
@@ -446,18 +451,7 @@ describe('model-based properties of the exploration engine', () => {
         const o = exploreExhaustive(g.sc, policy, BUDGET)
         for (const f of o.found) {
           replayed++
-          const sched = [...f.schedule, ...(f.cycle ?? [])]
-          const ex = runExecution(g.sc, policy, scriptedChooser(sched), {
-            tracing: false,
-            maxSteps: sched.length + 1_000,
-          })
-          check(
-            ex.violations.some((v) => v.invariant === f.invariant),
-            g,
-            policy,
-            `${f.invariant} found with schedule [${f.schedule.join(',')}] cycle [${(f.cycle ?? []).join(',')}] ` +
-              `does not replay: got [${ex.violations.map((v) => v.invariant).join(',')}] (${ex.outcome})`,
-          )
+          checkReplays(g, policy, f)
         }
       }),
       { seed: 99, numRuns: 120 },

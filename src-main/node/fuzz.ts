@@ -304,6 +304,15 @@ export interface FuzzReport {
 
 /** Runs `cases` seeded cases; every finding is kept with its input. */
 export function fuzz(texts: readonly string[], cases: number, seed: number): FuzzReport {
+  return fuzzWith(texts, cases, seed, runCase)
+}
+
+function fuzzWith(
+  texts: readonly string[],
+  cases: number,
+  seed: number,
+  run: (text: string) => CaseOutcome,
+): FuzzReport {
   const counts: Record<CaseOutcome['kind'], number> = {
     ran: 0,
     refused: 0,
@@ -316,7 +325,7 @@ export function fuzz(texts: readonly string[], cases: number, seed: number): Fuz
   const findings: Array<{ input: FuzzInput; outcome: CaseOutcome }> = []
   let slowestMs = 0
   for (const input of fc.sample(fuzzInputArb(texts), { seed, numRuns: cases })) {
-    const outcome = runCase(input.text)
+    const outcome = run(input.text)
     counts[outcome.kind]++
     slowestMs = Math.max(slowestMs, outcome.ms)
     if (outcome.kind !== 'ran' && outcome.kind !== 'refused') findings.push({ input, outcome })
@@ -370,24 +379,7 @@ export function runNotebookCase(text: string): CaseOutcome {
 
 /** Like `fuzz`, over notebook texts (the shipped notebooks) and `runNotebookCase`. */
 export function fuzzNotebooks(texts: readonly string[], cases: number, seed: number): FuzzReport {
-  const counts: Record<CaseOutcome['kind'], number> = {
-    ran: 0,
-    refused: 0,
-    crash: 0,
-    slow: 0,
-    unlocated: 0,
-    'broken-line': 0,
-    oversize: 0,
-  }
-  const findings: Array<{ input: FuzzInput; outcome: CaseOutcome }> = []
-  let slowestMs = 0
-  for (const input of fc.sample(fuzzInputArb(texts), { seed, numRuns: cases })) {
-    const outcome = runNotebookCase(input.text)
-    counts[outcome.kind]++
-    slowestMs = Math.max(slowestMs, outcome.ms)
-    if (outcome.kind !== 'ran' && outcome.kind !== 'refused') findings.push({ input, outcome })
-  }
-  return { cases, counts, findings, slowestMs }
+  return fuzzWith(texts, cases, seed, runNotebookCase)
 }
 
 export function notebookTexts(root: string): string[] {
