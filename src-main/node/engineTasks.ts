@@ -4,12 +4,13 @@
  * Bad input is a LabApiError here too; the worker sends it back as such.
  */
 import type { z } from 'zod'
-import type { API_METHODS, ReplayResult } from '../api/labApi'
+import type { API_METHODS, ReplayResult, ValidationIssue } from '../api/labApi'
 import { runExecution, ScheduleError, scheduleIndices, scriptedChooser } from '../engine'
-import { LabApiError, loadOrReject, policiesOf } from './apiErrors'
+import { LabApiError, loadOrReject, policiesOf, toIssues } from './apiErrors'
+import { loadScenarioText, ScenarioLoadError } from './scenarioFiles'
 import { lkmlTimeline } from './notebook/lkml'
 
-export type TaskName = 'replay' | 'lkmlTimeline'
+export type TaskName = 'validate' | 'replay' | 'lkmlTimeline'
 
 type ReplayReq = z.infer<(typeof API_METHODS)['replay']>
 type LkmlReq = z.infer<(typeof API_METHODS)['lkmlTimeline']>
@@ -53,8 +54,21 @@ export function lkmlTask(r: LkmlReq): string {
   }
 }
 
+/** The editor's problems for a scenario text: a 1 MB file takes about a second to check. */
+export function validateTask(r: { text: string; file: string | null }): ValidationIssue[] {
+  try {
+    loadScenarioText(r.text, r.file ?? '<unsaved>')
+    return []
+  } catch (e) {
+    if (e instanceof ScenarioLoadError) return toIssues(e)
+    throw e
+  }
+}
+
 export function runTask(name: TaskName, arg: unknown): unknown {
   switch (name) {
+    case 'validate':
+      return validateTask(arg as { text: string; file: string | null })
     case 'replay':
       return replayTask(arg as ReplayReq)
     case 'lkmlTimeline':

@@ -436,6 +436,17 @@ describe('engine work off the service thread', () => {
     expect(finished).toBe(false)
     await svc.cancelRun({ runId: await run })
     await runEvents
+    // Checking a 600 KB scenario (60,000 unknown keys) is worker work as well.
+    const big = `${UPGRADE_TEXT}${Array.from({ length: 60_000 }, (_, i) => `k${i}: 1`).join('\n')}\n`
+    const seen: string[] = []
+    const checking = svc.validate({ text: big, file: null }).then((issues) => {
+      seen.push('validate')
+      return issues
+    })
+    await svc.listScenarios().then(() => seen.push('list'))
+    const issues = await checking
+    expect(seen).toEqual(['list', 'validate'])
+    expect(issues.at(-1)!.message).toMatch(/^\.\.\. and \d+ more problems/)
     // Bad input from the worker is still bad input.
     const bad = await rejection(
       svc.replay({ text: UPGRADE_TEXT, file: null, policy: 'start-end', schedule: ['X9'] }),

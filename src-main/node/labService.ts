@@ -38,6 +38,7 @@ import {
   type RunEvent,
   type RunId,
   type ScenarioEntry,
+  type ValidationIssue,
 } from '../api/labApi'
 import type { Notebook, NotebookDocument, NotebookStatus, ResultStatus } from '../api/notebook'
 import { loadScenarioText, ScenarioLoadError, unfollowableStep } from './scenarioFiles'
@@ -51,7 +52,7 @@ import {
   serializeNotebook,
 } from './notebook/format'
 import { createNotebookStore, NotebookStoreError } from './notebook/store'
-import { LabApiError, loadOrReject, policiesOf, toIssues } from './apiErrors'
+import { LabApiError, loadOrReject, policiesOf } from './apiErrors'
 import { toWorkerOptions, type RunHandle, type WorkerPool } from './workerPool'
 
 export { LabApiError }
@@ -276,15 +277,10 @@ export function createLabService(options: LabServiceOptions): LabService {
     await writeFileAtomic(abs, text)
   }
 
+  // Checking a large scenario takes up to a second or so: in a worker too, like replays.
   const validate: LabApi['validate'] = async (req) => {
-    const { text, file } = parseRequest('validate', req) as { text: string; file: string | null }
-    try {
-      loadScenarioText(text, file ?? '<unsaved>')
-      return []
-    } catch (e) {
-      if (e instanceof ScenarioLoadError) return toIssues(e)
-      throw e
-    }
+    const r = parseRequest('validate', req) as { text: string; file: string | null }
+    return (await pool.task('validate', r)) as ValidationIssue[]
   }
 
   const emitProgress = (run: ActiveRun): void => {

@@ -145,6 +145,13 @@ function positionOf(
   return { line: pos.line, col: pos.col, length }
 }
 
+/** A YAML parser error as one line; the parser's stack overflow on deep nesting said plainly. */
+export function yamlMessage(m: string): string {
+  if (/Maximum call stack size exceeded/.test(m))
+    return 'YAML: nested too deeply for the parser (a scenario needs only a few levels)'
+  return `YAML: ${m.split('\n')[0]}`
+}
+
 /** Keys given twice in one mapping, each located at its second occurrence (one pass per map). */
 export function duplicateKeys(doc: Document, lc: LineCounter, file: string): LocatedIssue[] {
   const out: LocatedIssue[] = []
@@ -200,7 +207,7 @@ export function loadScenarioText(text: string, file: string): Scenario {
             line: pos.line,
             column: pos.col,
             length: 1,
-            message: `YAML: ${e.message.split('\n')[0]}`,
+            message: yamlMessage(e.message),
           }
         }),
       ),

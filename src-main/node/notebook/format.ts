@@ -4,7 +4,7 @@
  * validate). Serializing writes a stable key order and block scalars (`|`) for Markdown and inline
  * scenarios, so a git diff of a notebook is line-based.
  */
-import { cleanMessage, duplicateKeys, INPUT_LIMITS } from '../scenarioFiles'
+import { cleanMessage, duplicateKeys, INPUT_LIMITS, yamlMessage } from '../scenarioFiles'
 import { createHash } from 'node:crypto'
 import { Document, isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, visit } from 'yaml'
 import {
@@ -162,7 +162,7 @@ function parseNotebookRaw(text: string, file: string): ParseResult {
     return { ok: false, issues: [{ file, line: 1, column: 1, message: `YAML: ${(e as Error).message}` }] }
   }
   if (doc.errors.length > 0)
-    return { ok: false, issues: doc.errors.map((e) => at(e.pos[0], `YAML: ${e.message.split('\n')[0]}`)) }
+    return { ok: false, issues: doc.errors.map((e) => at(e.pos[0], yamlMessage(e.message))) }
   const dups = duplicateKeys(doc, lc, file)
   if (dups.length > 0)
     return {
