@@ -12,10 +12,13 @@ import { lkmlTimeline } from './notebook/lkml'
 
 export type TaskName = 'validate' | 'replay' | 'lkmlTimeline'
 
+/** A replay traces every step: past this, it stops and says so (outcome 'cut'). */
+export const REPLAY_BUDGET_MS = 60_000
+
 type ReplayReq = z.infer<(typeof API_METHODS)['replay']>
 type LkmlReq = z.infer<(typeof API_METHODS)['lkmlTimeline']>
 
-export function replayTask(r: ReplayReq): ReplayResult {
+export function replayTask(r: ReplayReq, budgetMs = REPLAY_BUDGET_MS): ReplayResult {
   const sc = loadOrReject(r.text, r.file)
   const ps = policiesOf([r.policy])
   if (ps.length !== 1) throw new LabApiError(`policy: replay takes exactly one policy, got '${r.policy}'`)
@@ -26,9 +29,11 @@ export function replayTask(r: ReplayReq): ReplayResult {
     throw new LabApiError(`schedule: ${(e as Error).message}`)
   }
   try {
+    const end = Date.now() + budgetMs
     const ex = runExecution(sc, ps[0]!, scriptedChooser(sched), {
       tracing: true,
       maxSteps: sched.length + 10_000,
+      shouldStop: () => (Date.now() > end ? 'replay time budget' : null),
     })
     return {
       records: ex.records,
