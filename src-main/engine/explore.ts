@@ -255,8 +255,9 @@ export function exploreExhaustive(
   const pers = budget.persistent === true && !por
   const fut = pers || budget.checkFutures === true ? new Futures(sc) : null
   let reduced = 0
-  const edgeFrom: number[] = []
-  const edgeTo: number[] = []
+  // The reduced graph's edges, for the cycle check: two int32s each (JS arrays of numbers took
+  // twice the memory of the visited-state table on the 2-pair race).
+  const edges = new EdgeList()
   const isDevice = sc.threads.map((t) => t.kind === 'device')
   let steps = 0
   let terminals = 0
@@ -357,8 +358,7 @@ export function exploreExhaustive(
       }
       let nid = ids.getOrInsert(hashState(r.next, live), frontier.length)
       if (pers) {
-        edgeFrom.push(id)
-        edgeTo.push(nid === -1 ? frontier.length : nid)
+        edges.push(id, nid === -1 ? frontier.length : nid)
       }
       if (nid === -1) {
         nid = frontier.length
@@ -435,7 +435,7 @@ export function exploreExhaustive(
   }
   const complete = cutReason === null
   exploring = false
-  if (complete && reduced > 0 && hasCycle(frontier.length, edgeFrom, edgeTo)) {
+  if (complete && reduced > 0 && hasCycle(frontier.length, edges.from(), edges.to())) {
     // The reduced graph has a cycle, so the full one may hold a livelock that the reduced one
     // hides (or a step the reduced one ignores along the cycle): explore again without
     // persistent sets. Without a cycle in the reduced graph there is none in the full graph
@@ -474,7 +474,32 @@ export function exploreExhaustive(
 }
 
 /** Whether the graph on nodes 0..n-1 with edges from[i] -> to[i] has a cycle (Kahn). */
-export function hasCycle(n: number, from: readonly number[], to: readonly number[]): boolean {
+/** A growable list of directed edges, as two Int32Arrays. */
+class EdgeList {
+  private a = new Int32Array(1 << 16)
+  private b = new Int32Array(1 << 16)
+  private n = 0
+  push(from: number, to: number): void {
+    if (this.n === this.a.length) {
+      const a = new Int32Array(this.n * 2)
+      const b = new Int32Array(this.n * 2)
+      a.set(this.a)
+      b.set(this.b)
+      this.a = a
+      this.b = b
+    }
+    this.a[this.n] = from
+    this.b[this.n++] = to
+  }
+  from(): Int32Array {
+    return this.a.subarray(0, this.n)
+  }
+  to(): Int32Array {
+    return this.b.subarray(0, this.n)
+  }
+}
+
+export function hasCycle(n: number, from: ArrayLike<number>, to: ArrayLike<number>): boolean {
   const indeg = new Int32Array(n)
   const start = new Int32Array(n + 1)
   for (let i = 0; i < from.length; i++) {

@@ -43,6 +43,23 @@ export const FUZZ_LIMITS = {
 
 const FILE = 'fuzz.yaml'
 const POSITION = /^fuzz\.yaml:\d+:\d+: \S/
+const NOTEBOOK_POSITION = /^fuzz\.mnlab\.yaml(#[\w-]+)?:\d+:\d+: \S/
+
+/**
+ * The outcome of a case whose input was refused with `lines` (formatted problems): clean, or a
+ * finding (too much text, a problem broken across lines, one without a position, too slow).
+ */
+function refusal(lines: readonly string[], position: RegExp, ms: number): CaseOutcome {
+  const out = lines.join('\n')
+  if (out.length > FUZZ_LIMITS.errorBytes)
+    return { kind: 'oversize', ms, detail: `${out.length} bytes of errors (${lines.length} lines)` }
+  const broken = lines.find((l) => /[\n\r\u2028\u2029]/.test(l))
+  if (broken) return { kind: 'broken-line', ms, detail: JSON.stringify(broken) }
+  const unlocated = lines.find((l) => !position.test(l))
+  if (unlocated) return { kind: 'unlocated', ms, detail: unlocated }
+  if (ms > FUZZ_LIMITS.caseMs) return { kind: 'slow', ms, detail: `refused after ${ms} ms` }
+  return { kind: 'refused', ms, detail: lines[0] ?? '' }
+}
 
 /** Loads and runs one text as `mnlab run` would, within small budgets. */
 export function runCase(text: string): CaseOutcome {
@@ -53,16 +70,7 @@ export function runCase(text: string): CaseOutcome {
     sc = loadScenarioText(text, FILE)
   } catch (e) {
     if (!(e instanceof ScenarioLoadError)) return { kind: 'crash', ms: ms(), detail: describe(e) }
-    const lines = e.issues.map(formatIssue)
-    const out = lines.join('\n')
-    if (out.length > FUZZ_LIMITS.errorBytes)
-      return { kind: 'oversize', ms: ms(), detail: `${out.length} bytes of errors (${lines.length} lines)` }
-    const broken = e.issues.find((i) => /[\n\r\u2028\u2029]/.test(i.message))
-    if (broken) return { kind: 'broken-line', ms: ms(), detail: JSON.stringify(formatIssue(broken)) }
-    const unlocated = lines.find((l) => !POSITION.test(l))
-    if (unlocated) return { kind: 'unlocated', ms: ms(), detail: unlocated }
-    if (ms() > FUZZ_LIMITS.caseMs) return { kind: 'slow', ms: ms(), detail: `refused after ${ms()} ms` }
-    return { kind: 'refused', ms: ms(), detail: lines[0] ?? '' }
+    return refusal(e.issues.map(formatIssue), POSITION, ms())
   }
   try {
     const base = defaultRunOptions(sc)
@@ -75,13 +83,7 @@ export function runCase(text: string): CaseOutcome {
         scheduleIndices(sc, base.schedule),
         base.budget.maxSteps,
       )
-      if (u !== null) {
-        const i = scheduleStepIssue(text, FILE, u)
-        const line = formatIssue(i)
-        return POSITION.test(line)
-          ? { kind: 'refused', ms: ms(), detail: line }
-          : { kind: 'unlocated', ms: ms(), detail: line }
-      }
+      if (u !== null) return refusal([formatIssue(scheduleStepIssue(text, FILE, u))], POSITION, ms())
     }
     const deadline = t0 + FUZZ_LIMITS.caseMs
     const opts: RunOptions = {
@@ -343,17 +345,7 @@ function fuzzWith(
 export function runNotebookCase(text: string): CaseOutcome {
   const t0 = Date.now()
   const ms = (): number => Date.now() - t0
-  const refused = (lines: string[]): CaseOutcome => {
-    const out = lines.join('\n')
-    if (out.length > FUZZ_LIMITS.errorBytes)
-      return { kind: 'oversize', ms: ms(), detail: `${out.length} bytes of errors (${lines.length} lines)` }
-    const broken = lines.find((l) => /[\n\r\u2028\u2029]/.test(l))
-    if (broken) return { kind: 'broken-line', ms: ms(), detail: JSON.stringify(broken) }
-    const unlocated = lines.find((l) => !/^fuzz\.mnlab\.yaml(#[\w-]+)?:\d+:\d+: \S/.test(l))
-    if (unlocated) return { kind: 'unlocated', ms: ms(), detail: unlocated }
-    if (ms() > FUZZ_LIMITS.caseMs) return { kind: 'slow', ms: ms(), detail: `refused after ${ms()} ms` }
-    return { kind: 'refused', ms: ms(), detail: lines[0] ?? '' }
-  }
+  const refused = (lines: string[]): CaseOutcome => refusal(lines, NOTEBOOK_POSITION, ms())
   try {
     const r = parseNotebook(text, 'fuzz.mnlab.yaml')
     if (!r.ok) return refused(r.issues.map(formatNotebookIssue))

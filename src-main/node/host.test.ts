@@ -52,6 +52,22 @@ const api = (method: string, body: unknown, headers: Record<string, string> = {}
     body: typeof body === 'string' ? body : JSON.stringify(body),
   })
 
+/** Opens the event stream; resolves with its status once the headers arrive (the caller closes it). */
+function openEvents(): Promise<{ req: http.ClientRequest; status: number }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(
+      {
+        host: '127.0.0.1',
+        port: host.port,
+        path: `/api/events?token=${host.token}`,
+        headers: { host: `127.0.0.1:${host.port}` },
+      },
+      (res) => resolve({ req, status: res.statusCode ?? 0 }),
+    )
+    req.on('error', reject)
+  })
+}
+
 beforeAll(async () => {
   tmp = mkdtempSync(path.join(os.tmpdir(), 'lab-host-'))
   const renderer = path.join(tmp, 'renderer')
@@ -292,41 +308,16 @@ describe('probes from another site or another process on this machine', () => {
     const open: http.ClientRequest[] = []
     const statuses: number[] = []
     for (let i = 0; i < 17; i++) {
-      statuses.push(
-        await new Promise<number>((resolve, reject) => {
-          const req = http.get(
-            {
-              host: '127.0.0.1',
-              port: host.port,
-              path: `/api/events?token=${host.token}`,
-              headers: { host: `127.0.0.1:${host.port}` },
-            },
-            (res) => resolve(res.statusCode ?? 0),
-          )
-          req.on('error', reject)
-          open.push(req)
-        }),
-      )
+      const { req, status } = await openEvents()
+      open.push(req)
+      statuses.push(status)
     }
     expect(statuses.slice(0, 16).every((s) => s === 200)).toBe(true)
     expect(statuses[16]).toBe(503)
     for (const r of open) r.destroy()
     await new Promise((r) => setTimeout(r, 100))
-    const again = await new Promise<number>((resolve, reject) => {
-      const req = http.get(
-        {
-          host: '127.0.0.1',
-          port: host.port,
-          path: `/api/events?token=${host.token}`,
-          headers: { host: `127.0.0.1:${host.port}` },
-        },
-        (res) => {
-          resolve(res.statusCode ?? 0)
-          req.destroy()
-        },
-      )
-      req.on('error', reject)
-    })
-    expect(again).toBe(200)
+    const again = await openEvents()
+    again.req.destroy()
+    expect(again.status).toBe(200)
   })
 })

@@ -78,11 +78,18 @@ export function cleanMessage(m: string): string {
 }
 
 /** At most INPUT_LIMITS.issues problems, with a last one saying how many more there are. */
-function capped(issues: readonly LocatedIssue[]): LocatedIssue[] {
+/**
+ * At most INPUT_LIMITS.issues problems, each one printable line, then one saying how many more
+ * there are (of `total`, when only some were located). Notebook problems go through it too.
+ */
+export function capped<T extends { readonly message: string }>(
+  issues: readonly T[],
+  total: number = issues.length,
+): T[] {
   const out = issues.slice(0, INPUT_LIMITS.issues).map((i) => ({ ...i, message: cleanMessage(i.message) }))
-  const more = issues.length - out.length
+  const more = total - out.length
   if (more > 0) {
-    const next = issues[out.length]!
+    const next = issues[out.length] ?? issues[issues.length - 1]!
     out.push({ ...next, message: `... and ${more} more problems (fix the ones above first)` })
   }
   return out
@@ -244,14 +251,7 @@ export function loadScenarioText(text: string, file: string): Scenario {
       return { file, line, column: col, length, message: i.message }
     })
     issues.sort((a, b) => a.line - b.line || a.column - b.column)
-    const out = capped(issues)
-    const more = err.issues.length - Math.min(issues.length, INPUT_LIMITS.issues)
-    if (more > 0 && out.length > INPUT_LIMITS.issues)
-      out[out.length - 1] = {
-        ...out[out.length - 1]!,
-        message: `... and ${more} more problems (fix the ones above first)`,
-      }
-    throw new ScenarioLoadError(out)
+    throw new ScenarioLoadError(capped(issues, err.issues.length))
   }
 }
 

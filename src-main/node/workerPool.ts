@@ -136,11 +136,15 @@ export class WorkerPool {
   private readonly queue: Job[] = []
   private nextId = 1
   private closed = false
+  /** Every worker may fill its memory budget at once: they share 70% of the machine's memory. */
+  private readonly memoryShareMb: number
 
   constructor(
     private readonly createWorker: () => Worker = defaultWorker,
     readonly size = Math.max(1, Math.min(4, os.availableParallelism?.() ?? os.cpus().length)),
-  ) {}
+  ) {
+    this.memoryShareMb = Math.floor((os.totalmem() * 0.7) / size / (1024 * 1024))
+  }
 
   /** Runs one policy of one scenario; resolves with its result, rejects if the worker failed. */
   run(scenario: Scenario, policy: string, opts: WorkerRunOptions): Promise<PolicyResult> {
@@ -161,8 +165,7 @@ export class WorkerPool {
     let job: Job | null = null
     const result = new Promise<PolicyResult>((resolve, reject) => {
       if (this.closed) return reject(new Error('worker pool is closed'))
-      // Every worker may fill its budget at once: share 70% of the machine's memory among them.
-      const share = Math.floor((os.totalmem() * 0.7) / this.size / (1024 * 1024))
+      const share = this.memoryShareMb
       const withMemory = { ...opts, maxMemoryMb: Math.min(opts.maxMemoryMb ?? share, share) }
       job = { msg: { kind: 'run', id, scenario, policy, opts: withMemory }, resolve, reject, onProgress }
       this.queue.push(job)

@@ -4,7 +4,7 @@
  * validate). Serializing writes a stable key order and block scalars (`|`) for Markdown and inline
  * scenarios, so a git diff of a notebook is line-based.
  */
-import { cleanMessage, duplicateKeys, INPUT_LIMITS, yamlMessage } from '../scenarioFiles'
+import { capped, duplicateKeys, yamlMessage } from '../scenarioFiles'
 import { createHash } from 'node:crypto'
 import { Document, isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, visit } from 'yaml'
 import {
@@ -136,16 +136,8 @@ function nodeAt(
 
 export function parseNotebook(text: string, file: string): ParseResult {
   const r = parseNotebookRaw(text, file)
-  return r.ok ? r : { ok: false, issues: readableIssues(r.issues) }
-}
-
-/** At most 50 problems, each one printable line (as scenario problems: scenarioFiles.ts). */
-function readableIssues(issues: readonly NotebookIssue[]): NotebookIssue[] {
-  const out = issues.slice(0, INPUT_LIMITS.issues).map((i) => ({ ...i, message: cleanMessage(i.message) }))
-  const more = issues.length - out.length
-  if (more > 0)
-    out.push({ ...issues[out.length]!, message: `... and ${more} more problems (fix the ones above first)` })
-  return out
+  // At most 50 problems, each one printable line, as for scenarios.
+  return r.ok ? r : { ok: false, issues: capped(r.issues) }
 }
 
 function parseNotebookRaw(text: string, file: string): ParseResult {
