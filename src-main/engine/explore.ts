@@ -289,6 +289,14 @@ export function exploreExhaustive(
     return st
   }
 
+  /** Records the violations of thread `t`'s step from state `id`; true when the run must stop. */
+  const recordStep = (id: number, t: number, vs: readonly Violation[]): boolean => {
+    if (vs.length === 0) return false
+    const sched = [...pathTo(id), t]
+    for (const v of vs) record({ ...v, step: sched.length - 1 }, sched, null)
+    return cutReason !== null
+  }
+
   /** Explores `threads` (a mask) from state `id`, with sleep set `z` and already-explored `done`. */
   const expand = (
     id: number,
@@ -325,13 +333,7 @@ export function exploreExhaustive(
       if (set) {
         reduced++
         order = en.filter((t) => set.includes(t))
-        for (const t of en) {
-          const v = set.includes(t) ? [] : pre.get(t)!.violations
-          if (v.length === 0) continue
-          const sched = [...pathTo(id), t]
-          for (const x of v) record({ ...x, step: sched.length - 1 }, sched, null)
-          if (cutReason) return
-        }
+        for (const t of en) if (!set.includes(t) && recordStep(id, t, pre.get(t)!.violations)) return
       }
     }
     // Depth-first pops the last successor pushed: push in reverse so lower threads go first.
@@ -345,11 +347,7 @@ export function exploreExhaustive(
         continue
       }
       steps++
-      if (r.violations.length > 0) {
-        const sched = [...pathTo(id), t]
-        for (const v of r.violations) record({ ...v, step: sched.length - 1 }, sched, null)
-        if (cutReason) return
-      }
+      if (recordStep(id, t, r.violations)) return
       const succSleep = por ? [...z, ...done].filter((u) => independent(u.fp, fp)) : []
       done.push({ t, fp })
       if (ids.size >= budget.maxStates) {
