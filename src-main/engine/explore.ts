@@ -18,8 +18,8 @@ import { hashState, initialState, liveness, pageMm, ZERO_PFN, type LabState } fr
 import { StateTable } from './stateTable'
 import type { InvalidationKinds } from './costs'
 import { independent, newFootprint, type Footprint } from './footprint'
-import { Futures, lockHolders, persistentSet, touchOf, type StepTouch } from './persistent'
-import { allDone, blockedReason, enabledThreads, guardReads, step } from './step'
+import { conflicts, FrameRefs, Futures, lockHolders, persistentSet, touchOf, type StepTouch } from './persistent'
+import { allDone, blockedReason, enabledThreads, guardReads, step, type StepResult } from './step'
 import type { InvariantName, Scenario } from './types'
 
 export interface Budget {
@@ -60,6 +60,12 @@ export interface Budget {
    * see exploreExhaustive for why that keeps the progress check sound.
    */
   readonly persistent?: boolean
+  /**
+   * Merge invisible steps (`--reduction merge`, with persistent sets): after a step of thread
+   * t, t's next step runs in the same transition when no other thread's future can touch
+   * what it touches, so the state between the two is never stored. See `invisibleNext`.
+   */
+  readonly merge?: boolean
   /**
    * Check every step against its thread's future (persistent.ts Futures) even when not
    * reducing: the tests run the unreduced explorer with this on.
@@ -210,6 +216,8 @@ function mask(ts: readonly number[]): number {
 }
 
 const NO_FOOTPRINT: Footprint = { r: [], w: [], inc: [] }
+/** The longest run of one thread's steps merged into one transition. */
+const MAX_MERGED = 64
 
 interface Sleeper {
   readonly t: number
@@ -253,8 +261,15 @@ export function exploreExhaustive(
   const live = liveness(sc, budget.canonicalFrames !== false && budget.reduction !== true)
   // Persistent sets: not with sleep sets (their re-expansion rule assumes full expansion).
   const pers = budget.persistent === true && !por
-  const fut = pers || budget.checkFutures === true ? new Futures(sc) : null
+  const merge = budget.merge === true && !por
+  const fut = pers || merge || budget.checkFutures === true ? new Futures(sc) : null
   let reduced = 0
+  let merged = 0
+  // How many steps of its thread each state's incoming transition ran (1 unless merged).
+  const parentRun: number[] = []
+  // A merge looks at the next step of its thread and stops at a visible one: that step is
+  // kept for the state it leaves from (only while the state waits in the frontier).
+  const lookahead = new Map<number, { t: number; r: StepResult; x: StepTouch }>()
   // The reduced graph's edges, for the cycle check: two int32s each (JS arrays of numbers took
   // twice the memory of the visited-state table on the 2-pair race).
   const edges = new EdgeList()
@@ -265,7 +280,8 @@ export function exploreExhaustive(
 
   const pathTo = (id: number): number[] => {
     const p: number[] = []
-    for (let x = id; parent[x]! >= 0; x = parent[x]!) p.push(parentThread[x]!)
+    for (let x = id; parent[x]! >= 0; x = parent[x]!)
+      for (let k = parentRun[x]!; k > 0; k--) p.push(parentThread[x]!)
     return p.reverse()
   }
   const depth: number[] = []
@@ -289,12 +305,69 @@ export function exploreExhaustive(
     return st
   }
 
-  /** Records the violations of thread `t`'s step from state `id`; true when the run must stop. */
-  const recordStep = (id: number, t: number, vs: readonly Violation[]): boolean => {
+  /**
+   * Records the violations of thread `t`'s step from state `id` (its `run`th step in a row
+   * when merged); true when the run must stop.
+   */
+  const recordStep = (id: number, t: number, vs: readonly Violation[], run = 1): boolean => {
     if (vs.length === 0) return false
-    const sched = [...pathTo(id), t]
+    const sched = [...pathTo(id)]
+    for (let k = 0; k < run; k++) sched.push(t)
     for (const v of vs) record({ ...v, step: sched.length - 1 }, sched, null)
     return cutReason !== null
+  }
+
+  /** Thread `t`'s step from `s` with what it touched, checked against its foreseen future. */
+  const touchedStep = (s: LabState, t: number): { t: number; r: StepResult; x: StepTouch } => {
+    const fp = newFootprint()
+    const r = step(sc, policy, s, t, 0, false, metrics, fp)
+    const x = touchOf(fp, s, t)
+    const op = s.threads[t]!.op
+    const out = fut!.outside(x, t, op)
+    if (out !== null)
+      throw new Error(
+        `model bug: a step of ${sc.threads[t]!.name} (op ${op + 1}) touched ${out}, outside what persistent.ts Futures foresees for it`,
+      )
+    return { t, r, x }
+  }
+
+  /**
+   * Thread `t`'s next step from `s`, and whether it is invisible: no other thread's future
+   * (persistent.ts: its remaining ops' pages, the frames they reach, mmap_lock for write, any
+   * global resource) touches what it touches. Null when `t` has finished or is blocked.
+   *
+   * Why merging an invisible step b into the transition before it (a, by the same thread) is
+   * sound (Lipton 1975's movers, with "b commutes with every step another thread can take
+   * before t steps again" checked on the state rather than the program text):
+   *   - Safety: take any execution a c1..ck b ... where c1..ck are other threads' steps. None
+   *     of them touches what b touches (their futures do not; a lock b releases is held by t,
+   *     so no other step touches it until b), so a b c1..ck ... is an execution too, every
+   *     step in it reads what it read before (same violations), and it ends in the same state.
+   *     If t never steps again after a (the execution ends or runs on forever without it), b
+   *     stays enabled (nothing else writes what its guard reads), so the execution did not end
+   *     in a terminal state, and on an infinite one b can be put right after a the same way.
+   *   - Terminal states, violations and infinite paths of the full graph therefore all have a
+   *     counterpart among the merged transitions, and every merged transition is a sequence of
+   *     real steps, so nothing is reported that the kernel model cannot do.
+   *   - Livelocks: an infinite path of the full graph maps to one of the merged graph, so an
+   *     acyclic merged graph means an acyclic full graph; a merged graph with a cycle is
+   *     explored again without merging (as with persistent sets), so the progress check
+   *     always runs on the full graph.
+   * A chain stops after MAX_MERGED steps (storing a state is always allowed), so a thread
+   * looping on its own steps cannot hang the explorer.
+   */
+  const invisibleNext = (
+    s: LabState,
+    t: number,
+  ): { t: number; r: StepResult; x: StepTouch; invisible: boolean } | null => {
+    if (s.threads[t]!.done || blockedReason(sc, policy, s, t) !== null) return null
+    const nx = touchedStep(s, t)
+    let refs: FrameRefs | null = null
+    const getRefs = (): FrameRefs => (refs ??= new FrameRefs(s))
+    let invisible = !nx.x.global
+    for (let u = 0; invisible && u < s.threads.length; u++)
+      if (u !== t && !s.threads[u]!.done && conflicts(fut!, getRefs, nx.x, u, s.threads[u]!.op)) invisible = false
+    return { ...nx, invisible }
   }
 
   /** Explores `threads` (a mask) from state `id`, with sleep set `z` and already-explored `done`. */
@@ -314,16 +387,11 @@ export function exploreExhaustive(
       // are kept. The others' violations are real (an enabled step of a reachable state).
       pre = new Map()
       const touch: StepTouch[] = []
+      const ahead = lookahead.get(id)
+      lookahead.delete(id)
       for (const t of en) {
-        const fp = newFootprint()
-        const r = step(sc, policy, s, t, 0, false, metrics, fp)
-        const x = touchOf(fp, s, t)
-        const op = s.threads[t]!.op
-        const out = fut.outside(x, t, op)
-        if (out !== null)
-          throw new Error(
-            `model bug: a step of ${sc.threads[t]!.name} (op ${op + 1}) touched ${out}, outside what persistent.ts Futures foresees for it`,
-          )
+        const known = ahead?.t === t ? ahead : null
+        const { r, x } = known ?? touchedStep(s, t)
         touch.push(x)
         pre.set(t, r)
       }
@@ -354,18 +422,36 @@ export function exploreExhaustive(
         cutReason = `state budget reached (${budget.maxStates} states)`
         return
       }
-      let nid = ids.getOrInsert(hashState(r.next, live), frontier.length)
-      if (pers) {
+      let last = r
+      let run = 1
+      let stop: { t: number; r: StepResult; x: StepTouch } | null = null
+      if (merge) {
+        for (;;) {
+          const nx = run < MAX_MERGED ? invisibleNext(last.next, t) : null
+          if (nx === null || !nx.invisible) {
+            stop = nx
+            break
+          }
+          run++
+          merged++
+          if (recordStep(id, t, nx.r.violations, run)) return
+          last = nx.r
+        }
+      }
+      let nid = ids.getOrInsert(hashState(last.next, live), frontier.length)
+      if (pers || merge) {
         edges.push(id, nid === -1 ? frontier.length : nid)
       }
       if (nid === -1) {
         nid = frontier.length
+        if (stop) lookahead.set(nid, stop)
         parent.push(id)
         parentThread.push(t)
+        parentRun.push(run)
         const d = depth[id]! + 1
         depth.push(d)
         if (d > maxDepth) maxDepth = d
-        frontier.push(r.next)
+        frontier.push(last.next)
         sleepOf.push(succSleep)
         if (dfs) lifo.push(nid)
         continue
@@ -388,6 +474,7 @@ export function exploreExhaustive(
   ids.getOrInsert(hashState(s0, live), 0)
   parent.push(-1)
   parentThread.push(-1)
+  parentRun.push(0)
   depth.push(0)
   frontier.push(s0)
   sleepOf.push([])
@@ -433,7 +520,7 @@ export function exploreExhaustive(
   }
   const complete = cutReason === null
   exploring = false
-  if (complete && reduced > 0 && hasCycle(frontier.length, edges.from(), edges.to())) {
+  if (complete && (reduced > 0 || merged > 0) && hasCycle(frontier.length, edges.from(), edges.to())) {
     // The reduced graph has a cycle, so the full one may hold a livelock that the reduced one
     // hides (or a step the reduced one ignores along the cycle): explore again without
     // persistent sets. Without a cycle in the reduced graph there is none in the full graph
@@ -442,15 +529,15 @@ export function exploreExhaustive(
     // set's steps are independent of the whole path and can be taken first), so no livelock;
     // and in an acyclic graph every violating step lies on a path to a terminal state, which
     // persistent sets preserve up to the order of independent steps (Godefroid 1996, thm 4.3).
-    const full = exploreExhaustive(sc, policy, { ...budget, persistent: false })
+    const full = exploreExhaustive(sc, policy, { ...budget, persistent: false, merge: false })
     return {
       ...full,
       states: full.states,
-      reduction: `persistent sets set aside: the reduced graph (${ids.size.toLocaleString('en-US')} states) has a cycle, and the progress check needs the full graph`,
+      reduction: `${pers ? 'persistent sets' : 'merging'} set aside: the reduced graph (${ids.size.toLocaleString('en-US')} states) has a cycle, and the progress check needs the full graph`,
     }
   }
   // (A reduced graph without a cycle has no livelock to look for, see above.)
-  if (complete && reduced === 0) {
+  if (complete && reduced === 0 && merged === 0) {
     const lv = livelocks(sc, policy, devOnly, ids, live, pathTo)
     if (lv) record(livelockViolation(sc, lv.cycle), lv.prefix, lv.cycle)
   }
@@ -465,9 +552,15 @@ export function exploreExhaustive(
     cutReason,
     maxDepth,
     frontierLeft,
-    reduction: pers
-      ? `persistent sets: ${reduced.toLocaleString('en-US')} of ${ids.size.toLocaleString('en-US')} states expanded in part`
-      : null,
+    reduction:
+      [
+        pers
+          ? `persistent sets: ${reduced.toLocaleString('en-US')} of ${ids.size.toLocaleString('en-US')} states expanded in part`
+          : '',
+        merge ? `${merged.toLocaleString('en-US')} invisible steps merged` : '',
+      ]
+        .filter((x) => x !== '')
+        .join('; ') || null,
   }
 }
 

@@ -138,7 +138,7 @@ describe('Futures', () => {
 })
 
 describe('the catalogue under persistent sets', () => {
-  it('every file, every preset: the same violated invariants as the default explorer, every step inside its future', () => {
+  it('every file, every preset: the same violated invariants as the default explorer, with and without merged steps, every step inside its future', () => {
     const dir = path.resolve(__dirname, '..', '..', 'scenarios')
     const files = readdirSync(dir).filter((f) => f.endsWith('.yaml'))
     let runs = 0
@@ -149,6 +149,7 @@ describe('the catalogue under persistent sets', () => {
         const policy = makePolicy(p)
         const base = exploreExhaustive(sc, policy, { ...DEFAULT_BUDGET, checkFutures: true })
         const pers = exploreExhaustive(sc, policy, { ...DEFAULT_BUDGET, persistent: true })
+        const merged = exploreExhaustive(sc, policy, { ...DEFAULT_BUDGET, persistent: true, merge: true })
         const inv = (o: typeof base) =>
           o.found
             .map((x) => x.invariant)
@@ -157,6 +158,10 @@ describe('the catalogue under persistent sets', () => {
         if (inv(base) !== inv(pers) || base.complete !== pers.complete || pers.states > base.states)
           diffs.push(
             `${f} ${p}: [${inv(base)}] ${base.states} states, persistent [${inv(pers)}] ${pers.states}`,
+          )
+        if (inv(base) !== inv(merged) || base.complete !== merged.complete || merged.states > pers.states)
+          diffs.push(
+            `${f} ${p}: [${inv(base)}] ${base.states} states, merged [${inv(merged)}] ${merged.states} (persistent ${pers.states})`,
           )
         runs++
       }

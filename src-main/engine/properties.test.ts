@@ -422,8 +422,9 @@ describe('model-based properties of the exploration engine', () => {
     )
   })
 
-  it("2c. persistent sets never change a verdict, every counterexample they find replays, and every step stays inside its thread's foreseen future (seed 6174)", () => {
+  it("2c. persistent sets, and invisible steps merged on top, never change a verdict, every counterexample they find replays, and every step stays inside its thread's foreseen future (seed 6174)", () => {
     let reducedRuns = 0
+    let mergedRuns = 0
     fc.assert(
       fc.property(scenarioArb(), policyArb, (g, policy) => {
         // checkFutures: the unreduced run checks every reachable step against Futures.
@@ -437,11 +438,20 @@ describe('model-based properties of the exploration engine', () => {
         const b = invariantSet(plain.found).join(',')
         check(a === b, g, policy, `violated invariants: [${a}] persistent sets, [${b}] plain`)
         for (const f of pers.found) checkReplays(g, policy, f)
+        // Merging invisible steps on top (--reduction merge): the same, and never more states.
+        const merged = exploreExhaustive(g.sc, policy, { ...BUDGET, persistent: true, merge: true })
+        check(merged.complete, g, policy, `merged run incomplete (${merged.cutReason})`)
+        check(merged.states <= pers.states, g, policy, `states: ${merged.states} merged, ${pers.states} persistent`)
+        if (/[1-9][\d,]* invisible steps merged/.test(merged.reduction ?? '')) mergedRuns++
+        const m = invariantSet(merged.found).join(',')
+        check(m === b, g, policy, `violated invariants: [${m}] merged, [${b}] plain`)
+        for (const f of merged.found) checkReplays(g, policy, f)
       }),
       { seed: 6174, numRuns: 200 },
     )
-    // Not vacuous: the reduction does cut states on some generated scenarios.
+    // Not vacuous: the reductions do cut states on some generated scenarios.
     expect(reducedRuns).toBeGreaterThan(0)
+    expect(mergedRuns).toBeGreaterThan(0)
   })
 
   it('3. every exhaustive counterexample replays to a violation of the same invariant (seed 99)', () => {

@@ -120,8 +120,8 @@ function optionsFor(sc: Scenario, f: Flags): CliRun {
   if (m === 'scripted') scheduleIndicesOrUsage(sc, schedule)
   const timeout = intFlag(f, 'timeout')
   const reduction = f.opts.get('reduction')
-  if (reduction !== undefined && reduction !== 'none' && reduction !== 'frames' && reduction !== 'persistent')
-    throw new UsageError(`--reduction must be none, frames or persistent, got '${String(reduction)}'`)
+  if (reduction !== undefined && !REDUCTIONS.includes(reduction as string))
+    throw new UsageError(`--reduction must be ${REDUCTIONS.join(', ')}, got '${String(reduction)}'`)
   return {
     opts: {
       ...base,
@@ -135,7 +135,8 @@ function optionsFor(sc: Scenario, f: Flags): CliRun {
         reduction: f.opts.has('por'),
         order: f.opts.has('bfs') ? 'bfs' : 'dfs',
         canonicalFrames: reduction !== 'none',
-        persistent: reduction === 'persistent',
+        persistent: reduction === 'persistent' || reduction === 'merge',
+        merge: reduction === 'merge',
       },
     },
     timeoutMs: timeout === null ? null : timeout * 1000,
@@ -440,14 +441,18 @@ function packageVersion(): string {
   }
 }
 
+/** `--reduction` levels, each adding to the one before. */
+const REDUCTIONS = ['none', 'frames', 'persistent', 'merge']
+
 const HELP = `mnlab: MMU Notifier Lab, headless
   mnlab --version            the mnlab, engine and Node versions
   mnlab run FILE... [--policy NAME|all|a,b] [--mode exhaustive|random|scripted] [--seed N]
                     [--executions N] [--schedule "C0 D0 ..."] [--max-states N] [--timeout S] [--max-memory MB] [--json]
                     [--bfs] (shortest counterexamples) [--por] (sleep-set reduction)
                     [--first] (stop at the first violation, with its counterexample)
-                    [--reduction frames|none|persistent] (canonical frame numbering, the default;
-                     none: off; persistent: frames plus persistent sets)
+                    [--reduction frames|none|persistent|merge] (canonical frame numbering, the default;
+                     none: off; persistent: frames plus persistent sets; merge: persistent plus
+                     invisible steps merged into the step before them)
   mnlab check [PATH...] [--full]   every scenario under the policies in its expect; exit 1 on a mismatch
                              (an entry expecting a violation stops at the first one; --full: explore all)
   mnlab replay FILE --policy NAME --schedule "C0 D0 ..."   full trace of one schedule

@@ -44,6 +44,7 @@ port.on('message', (msg: MainToWorker) => {
       first,
       canonicalFrames,
       persistent,
+      merge,
       maxMemoryMb,
       ...rest
     } = msg.opts
@@ -73,6 +74,7 @@ port.on('message', (msg: MainToWorker) => {
         stopAt: stopAtOf(first),
         canonicalFrames,
         persistent,
+        merge,
         onProgress: (progress) => reply({ kind: 'progress', id: msg.id, progress }),
         shouldStop: () =>
           (end !== null && Date.now() > end ? `time budget of ${(timeoutMs ?? 0) / 1000} s reached` : null) ??

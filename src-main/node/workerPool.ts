@@ -35,6 +35,8 @@ export interface WorkerRunOptions {
   readonly canonicalFrames?: boolean
   /** `--reduction persistent` (Budget.persistent). */
   readonly persistent?: boolean
+  /** `--reduction merge` (Budget.merge). */
+  readonly merge?: boolean
   /**
    * Memory budget per policy in MiB (the worker's heap and external memory); over it the run
    * stops with `unknown`. At most 85% of the worker's heap limit and the pool's share of 70% of
@@ -86,6 +88,7 @@ export function toWorkerOptions(
     order: o.budget.order,
     canonicalFrames: o.budget.canonicalFrames,
     persistent: o.budget.persistent,
+    merge: o.budget.merge,
     timeoutMs,
     deadline,
   }
