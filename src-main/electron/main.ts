@@ -2,23 +2,32 @@
 // Everything else lives behind LabApi (src-main/node/labService.ts), shared with the browser host.
 // NOTE: this cannot be launched on our dev/CI machines (no Electron binary is obtainable offline);
 // it is only built by `electron-vite build` and type-checked. Keep it tiny.
-import { cpSync, existsSync, mkdirSync, readdirSync } from 'node:fs'
+import { cpSync, existsSync, mkdirSync, readdirSync, realpathSync } from 'node:fs'
+import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { pathToFileURL } from 'node:url'
 import { Worker } from 'node:worker_threads'
-import { app, BrowserWindow, dialog, ipcMain, session, type WebFrameMain } from 'electron'
+import { app, BrowserWindow, dialog, ipcMain, protocol, session, type WebFrameMain } from 'electron'
 import { API_METHODS, type ApiMethod, type RunEvent } from '../api/labApi'
 import { createLabService, toApiError, type LabService } from '../node/labService'
+import { CSP, rendererFile, rendererHeaders } from '../node/rendererFiles'
 import { WorkerPool } from '../node/workerPool'
 
-const CSP =
-  "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; worker-src 'self' blob:; " +
-  "img-src 'self' data:; font-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'none'"
+/**
+ * The built renderer is served over app://lab/ (not file://), by the same code as the browser
+ * host's (rendererFiles.ts): confined to the renderer folder, and with the CSP as a response
+ * header, which a file:// page never gets. A standard, secure scheme, so the page has an origin
+ * of its own ('self' in the CSP) and can start its Monaco workers.
+ */
+const SCHEME = 'app'
+const APP_ORIGIN = `${SCHEME}://lab`
+protocol.registerSchemesAsPrivileged([
+  { scheme: SCHEME, privileges: { standard: true, secure: true, supportFetchAPI: true } },
+])
 
 // electron-vite's dev server, in development only: a packaged app never loads a page from an
 // address the environment names.
 const devUrl = app.isPackaged ? undefined : process.env['ELECTRON_RENDERER_URL']
-const indexHtml = join(__dirname, '../renderer/index.html')
+const rendererDir = join(__dirname, '../renderer')
 
 /** Packaged: Documents/MMU Notifier Lab/scenarios, seeded from the bundled catalogue. Unpackaged: ./scenarios. */
 function scenariosDir(): string {
@@ -36,7 +45,9 @@ function isOwnFrame(frame: WebFrameMain | null): boolean {
   try {
     const u = new URL(frame.url)
     if (devUrl) return u.origin === new URL(devUrl).origin
-    return u.protocol === 'file:' && u.pathname === pathToFileURL(indexHtml).pathname
+    return (
+      u.protocol === `${SCHEME}:` && u.host === 'lab' && (u.pathname === '/' || u.pathname === '/index.html')
+    )
   } catch {
     return false
   }
@@ -88,8 +99,7 @@ function createWindow(): void {
   })
   win.webContents.setWindowOpenHandler(() => ({ action: 'deny' }))
   // electron-vite sets ELECTRON_RENDERER_URL in dev; a build loads the bundled renderer from disk.
-  if (devUrl) void win.loadURL(devUrl)
-  else void win.loadFile(indexHtml)
+  void win.loadURL(devUrl ?? `${APP_ORIGIN}/index.html`)
 }
 
 // Every web contents, not only the window's: no navigation away, no new windows, no webviews.
@@ -103,8 +113,15 @@ void app.whenReady().then(() => {
   // The workbench needs no camera, notifications, clipboard-read or any other permission.
   session.defaultSession.setPermissionRequestHandler((_wc, _permission, callback) => callback(false))
   session.defaultSession.setPermissionCheckHandler(() => false)
-  // Applies to the dev server's http:// pages; a file:// page gets no response headers, so the
-  // packaged page relies on the <meta> CSP in src-renderer/index.html (the same policy).
+  // The renderer's files, with the CSP header (rendererFiles.ts); anything else is a 404.
+  const realRenderer = realpathSync(rendererDir)
+  protocol.handle(SCHEME, async (req) => {
+    const u = new URL(req.url)
+    const f = u.host === 'lab' && req.method === 'GET' ? await rendererFile(realRenderer, u.pathname) : null
+    if (!f) return new Response('not found\n', { status: 404, headers: { 'Content-Type': 'text/plain' } })
+    return new Response(await readFile(f.file), { headers: rendererHeaders(f) })
+  })
+  // The dev server's http:// pages get the same policy as a header.
   session.defaultSession.webRequest.onHeadersReceived((details, callback) => {
     callback({ responseHeaders: { ...details.responseHeaders, 'Content-Security-Policy': [CSP] } })
   })

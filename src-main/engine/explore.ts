@@ -18,7 +18,15 @@ import { hashState, initialState, liveness, pageMm, ZERO_PFN, type LabState } fr
 import { StateTable } from './stateTable'
 import type { InvalidationKinds } from './costs'
 import { independent, newFootprint, type Footprint } from './footprint'
-import { conflicts, FrameRefs, Futures, lockHolders, persistentSet, touchOf, type StepTouch } from './persistent'
+import {
+  conflicts,
+  FrameRefs,
+  Futures,
+  lockHolders,
+  persistentSet,
+  touchOf,
+  type StepTouch,
+} from './persistent'
 import { allDone, blockedReason, enabledThreads, guardReads, step, type StepResult } from './step'
 import type { InvariantName, Scenario } from './types'
 
@@ -366,7 +374,8 @@ export function exploreExhaustive(
     const getRefs = (): FrameRefs => (refs ??= new FrameRefs(s))
     let invisible = !nx.x.global
     for (let u = 0; invisible && u < s.threads.length; u++)
-      if (u !== t && !s.threads[u]!.done && conflicts(fut!, getRefs, nx.x, u, s.threads[u]!.op)) invisible = false
+      if (u !== t && !s.threads[u]!.done && conflicts(fut!, getRefs, nx.x, u, s.threads[u]!.op))
+        invisible = false
     return { ...nx, invisible }
   }
 

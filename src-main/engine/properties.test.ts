@@ -441,7 +441,12 @@ describe('model-based properties of the exploration engine', () => {
         // Merging invisible steps on top (--reduction merge): the same, and never more states.
         const merged = exploreExhaustive(g.sc, policy, { ...BUDGET, persistent: true, merge: true })
         check(merged.complete, g, policy, `merged run incomplete (${merged.cutReason})`)
-        check(merged.states <= pers.states, g, policy, `states: ${merged.states} merged, ${pers.states} persistent`)
+        check(
+          merged.states <= pers.states,
+          g,
+          policy,
+          `states: ${merged.states} merged, ${pers.states} persistent`,
+        )
         if (/[1-9][\d,]* invisible steps merged/.test(merged.reduction ?? '')) mergedRuns++
         const m = invariantSet(merged.found).join(',')
         check(m === b, g, policy, `violated invariants: [${m}] merged, [${b}] plain`)

@@ -23,6 +23,7 @@ import type { AddressInfo } from 'node:net'
 import path from 'node:path'
 import { API_METHODS, type ApiMethod, type RunEvent } from '../api/labApi'
 import { createLabService, LabApiError, toApiError, type LabService } from './labService'
+import { COMMON_HEADERS, rendererFile, rendererHeaders } from './rendererFiles'
 import { WorkerPool } from './workerPool'
 
 export interface HostOptions {
@@ -54,45 +55,6 @@ const DRAIN_MS = 5_000
 const MAX_STREAMS = 16
 /** Bytes of events that may wait for a stream's reader before the stream is closed. */
 const STREAM_BUFFER = 1024 * 1024
-
-export const CSP = [
-  "default-src 'self'",
-  "script-src 'self'",
-  "style-src 'self' 'unsafe-inline'",
-  "worker-src 'self' blob:",
-  "img-src 'self' data:",
-  "font-src 'self' data:",
-  "connect-src 'self'",
-  "object-src 'none'",
-  "base-uri 'none'",
-  "form-action 'none'",
-  "frame-ancestors 'none'",
-].join('; ')
-
-const TYPES: Record<string, string> = {
-  '.html': 'text/html; charset=utf-8',
-  '.js': 'text/javascript; charset=utf-8',
-  '.mjs': 'text/javascript; charset=utf-8',
-  '.css': 'text/css; charset=utf-8',
-  '.json': 'application/json; charset=utf-8',
-  '.map': 'application/json; charset=utf-8',
-  '.wasm': 'application/wasm',
-  '.ttf': 'font/ttf',
-  '.woff': 'font/woff',
-  '.woff2': 'font/woff2',
-  '.svg': 'image/svg+xml',
-  '.png': 'image/png',
-  '.jpg': 'image/jpeg',
-  '.ico': 'image/x-icon',
-  '.txt': 'text/plain; charset=utf-8',
-}
-
-const COMMON_HEADERS = {
-  'X-Content-Type-Options': 'nosniff',
-  'Referrer-Policy': 'no-referrer',
-  'Cross-Origin-Opener-Policy': 'same-origin',
-  'Cross-Origin-Resource-Policy': 'same-origin',
-}
 
 function sameToken(a: string | null | undefined, token: string): boolean {
   if (typeof a !== 'string') return false
@@ -296,38 +258,15 @@ export async function startHost(options: HostOptions): Promise<Host> {
       res.setHeader('Allow', 'GET, HEAD')
       return send(res, 405, 'method not allowed\n', 'text/plain; charset=utf-8')
     }
-    const notFound = (): void => send(res, 404, 'not found\n', 'text/plain; charset=utf-8')
-    let rel: string
-    try {
-      rel = decodeURIComponent(url.pathname)
-    } catch {
-      return notFound()
-    }
-    if (rel === '/') rel = '/index.html'
-    if (rel.includes('\0') || rel.includes('\\') || rel.split('/').some((s) => s === '..')) return notFound()
-    const file = path.join(rendererDir, rel)
-    let real: string
-    try {
-      real = await fs.realpath(file)
-    } catch {
-      return notFound()
-    }
-    const inside = path.relative(rendererDir, real)
-    if (inside === '' || inside.startsWith('..') || path.isAbsolute(inside)) return notFound()
-    const st = await fs.stat(real).catch(() => null)
-    if (!st?.isFile()) return notFound()
-    const ext = path.extname(real).toLowerCase()
-    const headers: Record<string, string> = {
-      ...COMMON_HEADERS,
-      'Content-Security-Policy': CSP,
-      'Content-Type': TYPES[ext] ?? 'application/octet-stream',
-    }
+    const f = await rendererFile(rendererDir, url.pathname)
+    if (!f) return send(res, 404, 'not found\n', 'text/plain; charset=utf-8')
+    const headers = rendererHeaders(f)
     let body: Buffer
-    if (inside === 'index.html') {
+    if (f.rel === 'index.html') {
       // Only a holder of the token gets a page with the token in it. Without it, the page comes
       // bare: a tab that had the token keeps it (sessionStorage) across a reload, since the page
       // drops it from the address bar; any other gets 403s from the API that say what to open.
-      const html = await fs.readFile(real, 'utf8')
+      const html = await fs.readFile(f.file, 'utf8')
       if (sameToken(url.searchParams.get('token'), token)) {
         const meta = `<meta name="lab-token" content="${token}">`
         const injected = /<head[^>]*>/i.test(html)
@@ -335,10 +274,8 @@ export async function startHost(options: HostOptions): Promise<Host> {
           : meta + html
         body = Buffer.from(injected)
       } else body = Buffer.from(html)
-      headers['Cache-Control'] = 'no-store'
     } else {
-      body = await fs.readFile(real)
-      headers['Cache-Control'] = 'no-cache'
+      body = await fs.readFile(f.file)
     }
     headers['Content-Length'] = String(body.length)
     res.writeHead(200, headers)

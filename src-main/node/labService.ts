@@ -48,7 +48,7 @@ import {
   formatNotebookIssue,
   parseNotebook,
   recipeHash,
-  resultStatus,
+  resultStatuses,
   serializeNotebook,
 } from './notebook/format'
 import { createNotebookStore, NotebookStoreError } from './notebook/store'
@@ -536,9 +536,8 @@ export function createLabService(options: LabServiceOptions): LabService {
       } catch (e) {
         problems[cell.id] = (e as Error).message
       }
-      status[cell.id] = cell.results.map((r) =>
-        text === null ? 'stale-recipe' : (resultStatus(cell, text, ENGINE_VERSION, r) ?? 'stale-recipe'),
-      )
+      status[cell.id] =
+        text === null ? cell.results.map(() => 'stale-recipe') : resultStatuses(cell, text, ENGINE_VERSION)
     }
     return { status, problems }
   }

@@ -12,6 +12,7 @@ import {
   recipeHash,
   referenceResult,
   resultStatus,
+  resultStatuses,
   serializeNotebook,
 } from './format'
 
@@ -383,6 +384,22 @@ describe('recipe hash and staleness', () => {
     // Both changed: the recipe wins (the result is not about this experiment any more).
     expect(resultStatus(cellWith(h, '0.0.1'), 'other', ENGINE_VERSION)).toBe('stale-recipe')
     expect(resultStatus({ ...c, results: [] }, scen, ENGINE_VERSION)).toBeNull()
+  })
+
+  it("every result's status at once agrees with each result's own", () => {
+    const h = recipeHash(rc, scen)
+    const c = cellWith(h, ENGINE_VERSION)
+    const results = [
+      c.results[0]!,
+      { ...c.results[0]!, engine: '0.0.1' },
+      { ...c.results[0]!, recipe_hash: 'f'.repeat(64) },
+    ]
+    const cell = { ...c, results }
+    expect(resultStatuses(cell, scen, ENGINE_VERSION)).toEqual(['current', 'stale-engine', 'stale-recipe'])
+    expect(resultStatuses(cell, scen, ENGINE_VERSION)).toEqual(
+      results.map((r) => resultStatus(cell, scen, ENGINE_VERSION, r)),
+    )
+    expect(resultStatuses({ ...c, results: [] }, scen, ENGINE_VERSION)).toEqual([])
   })
 
   it('the reference result is the latest pinned one, else the latest', () => {

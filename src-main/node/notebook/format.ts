@@ -332,6 +332,22 @@ export function resultStatus(
   return 'current'
 }
 
+/**
+ * The status of every recorded result of a cell, hashing the recipe and scenario once (a cell
+ * may hold many results of a large scenario: linear in the text, not in results x text).
+ */
+export function resultStatuses(
+  cell: ExperimentCell,
+  scenarioText: string,
+  engineVersion: string,
+): ResultStatus[] {
+  if (cell.results.length === 0) return []
+  const h = recipeHash(cell.recipe, scenarioText)
+  return cell.results.map((r) =>
+    r.recipe_hash !== h ? 'stale-recipe' : r.engine !== engineVersion ? 'stale-engine' : 'current',
+  )
+}
+
 /** A run's result in the notebook's recorded form (no traces). */
 export function recordResult(
   run: RunResult,
