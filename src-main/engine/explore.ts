@@ -19,9 +19,11 @@ import { StateTable } from './stateTable'
 import type { InvalidationKinds } from './costs'
 import { independent, newFootprint, type Footprint } from './footprint'
 import {
+  components,
   conflicts,
   FrameRefs,
   Futures,
+  freedNamedFrame,
   lockHolders,
   persistentSet,
   touchOf,
@@ -74,6 +76,13 @@ export interface Budget {
    * what it touches, so the state between the two is never stored. See `invisibleNext`.
    */
   readonly merge?: boolean
+  /**
+   * Components (`--reduction components`, with persistent sets): when the threads split into
+   * groups that share only page-table locks, mmap_lock for read and the allocator, one group
+   * runs alone until it is done (persistent.ts components has the argument). A reduced graph
+   * with a cycle or a stuck terminal state is explored again without reduction.
+   */
+  readonly components?: boolean
   /**
    * Check every step against its thread's future (persistent.ts Futures) even when not
    * reducing: the tests run the unreduced explorer with this on.
@@ -224,6 +233,8 @@ function mask(ts: readonly number[]): number {
 }
 
 const NO_FOOTPRINT: Footprint = { r: [], w: [], inc: [] }
+/** Thrown inside a components run when a step frees a frame that something still names. */
+const NAMED_FREE = new Error('a frame was freed while still named')
 /** The longest run of one thread's steps merged into one transition. */
 const MAX_MERGED = 64
 
@@ -266,13 +277,18 @@ export function exploreExhaustive(
   // Sleep sets carry footprints in one representative's pfns; merged with canonical numbering
   // they would be compared against another's. Until that combination has its own soundness
   // argument, --por explores without canonical frames.
-  const live = liveness(sc, budget.canonicalFrames !== false && budget.reduction !== true)
+  const baseLive = liveness(sc, budget.canonicalFrames !== false && budget.reduction !== true)
   // Persistent sets: not with sleep sets (their re-expansion rule assumes full expansion).
   const pers = budget.persistent === true && !por
   const merge = budget.merge === true && !por
-  const fut = pers || merge || budget.checkFutures === true ? new Futures(sc) : null
+  const comps = budget.components === true && !por
+  const fut = pers || merge || comps || budget.checkFutures === true ? new Futures(sc) : null
+  // With components, entries of pages no thread will touch again are left out of the hash.
+  const live = comps && fut ? { ...baseLive, futurePages: (s: LabState) => fut.livePages(s) } : baseLive
   let reduced = 0
   let merged = 0
+  let split = 0
+  let stuck = false
   // How many steps of its thread each state's incoming transition ran (1 unless merged).
   const parentRun: number[] = []
   // A merge looks at the next step of its thread and stops at a visible one: that step is
@@ -329,9 +345,10 @@ export function exploreExhaustive(
   const touchedStep = (s: LabState, t: number): { t: number; r: StepResult; x: StepTouch } => {
     const fp = newFootprint()
     const r = step(sc, policy, s, t, 0, false, metrics, fp)
+    if (comps && freedNamedFrame(fp)) throw NAMED_FREE
     const x = touchOf(fp, s, t)
     const op = s.threads[t]!.op
-    const out = fut!.outside(x, t, op)
+    const out = fut!.outside(x, t, op, s)
     if (out !== null)
       throw new Error(
         `model bug: a step of ${sc.threads[t]!.name} (op ${op + 1}) touched ${out}, outside what persistent.ts Futures foresees for it`,
@@ -404,9 +421,20 @@ export function exploreExhaustive(
         touch.push(x)
         pre.set(t, r)
       }
-      const set = pers
-        ? persistentSet(fut, s, en, touch, (u) => lockHolders(s, guardReads(sc, policy, s, u)))
+      let cand: readonly number[] = en
+      let candTouch: readonly StepTouch[] = touch
+      let scope: Uint8Array | null = null
+      const group = comps ? components(fut, s, en) : null
+      if (group) {
+        split++
+        cand = group.set
+        candTouch = cand.map((t) => touch[en.indexOf(t)]!)
+        scope = group.scope
+      }
+      let set = pers
+        ? persistentSet(fut, s, cand, candTouch, (u) => lockHolders(s, guardReads(sc, policy, s, u)), scope)
         : null
+      if (set === null && group && cand.length < en.length) set = [...cand]
       if (set) {
         reduced++
         order = en.filter((t) => set.includes(t))
@@ -448,7 +476,7 @@ export function exploreExhaustive(
         }
       }
       let nid = ids.getOrInsert(hashState(last.next, live), frontier.length)
-      if (pers || merge) {
+      if (pers || merge || comps) {
         edges.push(id, nid === -1 ? frontier.length : nid)
       }
       if (nid === -1) {
@@ -479,57 +507,70 @@ export function exploreExhaustive(
     }
   }
 
-  const s0 = initialState(sc)
-  ids.getOrInsert(hashState(s0, live), 0)
-  parent.push(-1)
-  parentThread.push(-1)
-  parentRun.push(0)
-  depth.push(0)
-  frontier.push(s0)
-  sleepOf.push([])
-  let next = 0
-  let polls = 0
-  if (dfs) lifo.push(0)
-  const hasWork = (): boolean => (dfs ? lifo.length > 0 : next < frontier.length)
-  while (hasWork() || reQueue.length > 0) {
-    if ((++polls & 2047) === 0) budget.onProgress?.({ states: ids.size, steps, executions: terminals, first })
-    // The time budget is polled every 256 expansions (a large state takes a while each).
-    if ((polls & 255) === 0 && budget.shouldStop) {
-      const r = budget.shouldStop()
-      if (r) {
-        cutReason = r
-        break
+  try {
+    const s0 = initialState(sc)
+    ids.getOrInsert(hashState(s0, live), 0)
+    parent.push(-1)
+    parentThread.push(-1)
+    parentRun.push(0)
+    depth.push(0)
+    frontier.push(s0)
+    sleepOf.push([])
+    let next = 0
+    let polls = 0
+    if (dfs) lifo.push(0)
+    const hasWork = (): boolean => (dfs ? lifo.length > 0 : next < frontier.length)
+    while (hasWork() || reQueue.length > 0) {
+      if ((++polls & 2047) === 0)
+        budget.onProgress?.({ states: ids.size, steps, executions: terminals, first })
+      // The time budget is polled every 256 expansions (a large state takes a while each).
+      if ((polls & 255) === 0 && budget.shouldStop) {
+        const r = budget.shouldStop()
+        if (r) {
+          cutReason = r
+          break
+        }
       }
-    }
-    if (hasWork()) {
-      const id = dfs ? lifo.pop()! : next++
-      const s = frontier[id]!
-      const z = sleepOf[id]!
-      frontier[id] = null
-      sleepOf[id] = null
-      expandedMask[id] = sleepMask(z)
-      const en = enabledThreads(sc, policy, s)
-      if (en.length === 0) {
-        terminals++
-        for (const v of terminalViolations(sc, policy, s, pathTo(id).length)) record(v, pathTo(id), null)
-        if (cutReason) break
-        continue
+      if (hasWork()) {
+        const id = dfs ? lifo.pop()! : next++
+        const s = frontier[id]!
+        const z = sleepOf[id]!
+        frontier[id] = null
+        sleepOf[id] = null
+        expandedMask[id] = sleepMask(z)
+        const en = enabledThreads(sc, policy, s)
+        if (en.length === 0) {
+          terminals++
+          if (!allDone(s)) stuck = true
+          for (const v of terminalViolations(sc, policy, s, pathTo(id).length)) record(v, pathTo(id), null)
+          if (cutReason) break
+          continue
+        }
+        if (en.every((t) => isDevice[t])) devOnly.set(id, s)
+        expand(id, s, z, ~0, en)
+      } else {
+        const job = reQueue.pop()!
+        const s = devOnly.get(job.id) ?? stateAt(job.id)
+        const en = enabledThreads(sc, policy, s)
+        // Threads explored before (enabled minus the old sleep set) go first as `done`.
+        const zNow = job.z.filter((u) => (job.awake & (1 << u.t)) === 0)
+        expand(job.id, s, zNow, job.awake, en)
       }
-      if (en.every((t) => isDevice[t])) devOnly.set(id, s)
-      expand(id, s, z, ~0, en)
-    } else {
-      const job = reQueue.pop()!
-      const s = devOnly.get(job.id) ?? stateAt(job.id)
-      const en = enabledThreads(sc, policy, s)
-      // Threads explored before (enabled minus the old sleep set) go first as `done`.
-      const zNow = job.z.filter((u) => (job.awake & (1 << u.t)) === 0)
-      expand(job.id, s, zNow, job.awake, en)
+      if (cutReason) break
     }
-    if (cutReason) break
+  } catch (e) {
+    if (e !== NAMED_FREE) throw e
+    // A frame was freed while still named: components do not apply (see persistent.ts).
+    const full = exploreExhaustive(sc, policy, { ...budget, components: false })
+    return {
+      ...full,
+      reduction: `components set aside: a step freed a frame something still names; ${full.reduction ?? 'no reduction'}`,
+    }
   }
   const complete = cutReason === null
   exploring = false
-  if (complete && (reduced > 0 || merged > 0) && hasCycle(frontier.length, edges.from(), edges.to())) {
+  const cyclic = (): boolean => hasCycle(frontier.length, edges.from(), edges.to())
+  if (complete && ((split > 0 && stuck) || ((reduced > 0 || merged > 0) && cyclic()))) {
     // The reduced graph has a cycle, so the full one may hold a livelock that the reduced one
     // hides (or a step the reduced one ignores along the cycle): explore again without
     // persistent sets. Without a cycle in the reduced graph there is none in the full graph
@@ -538,15 +579,21 @@ export function exploreExhaustive(
     // set's steps are independent of the whole path and can be taken first), so no livelock;
     // and in an acyclic graph every violating step lies on a path to a terminal state, which
     // persistent sets preserve up to the order of independent steps (Godefroid 1996, thm 4.3).
-    const full = exploreExhaustive(sc, policy, { ...budget, persistent: false, merge: false })
+    const full = exploreExhaustive(sc, policy, {
+      ...budget,
+      persistent: false,
+      merge: false,
+      components: false,
+    })
+    const what = split > 0 && stuck ? 'a stuck state' : 'a cycle'
     return {
       ...full,
       states: full.states,
-      reduction: `${pers ? 'persistent sets' : 'merging'} set aside: the reduced graph (${ids.size.toLocaleString('en-US')} states) has a cycle, and the progress check needs the full graph`,
+      reduction: `${comps ? 'components' : pers ? 'persistent sets' : 'merging'} set aside: the reduced graph (${ids.size.toLocaleString('en-US')} states) has ${what}, and the progress check needs the full graph`,
     }
   }
   // (A reduced graph without a cycle has no livelock to look for, see above.)
-  if (complete && reduced === 0 && merged === 0) {
+  if (complete && reduced === 0 && merged === 0 && split === 0) {
     const lv = livelocks(sc, policy, devOnly, ids, live, pathTo)
     if (lv) record(livelockViolation(sc, lv.cycle), lv.prefix, lv.cycle)
   }
@@ -567,6 +614,7 @@ export function exploreExhaustive(
           ? `persistent sets: ${reduced.toLocaleString('en-US')} of ${ids.size.toLocaleString('en-US')} states expanded in part`
           : '',
         merge ? `${merged.toLocaleString('en-US')} invisible steps merged` : '',
+        comps ? `components: ${split.toLocaleString('en-US')} states ran one group alone` : '',
       ]
         .filter((x) => x !== '')
         .join('; ') || null,

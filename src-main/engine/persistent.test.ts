@@ -138,7 +138,7 @@ describe('Futures', () => {
 })
 
 describe('the catalogue under persistent sets', () => {
-  it('every file, every preset: the same violated invariants as the default explorer, with and without merged steps, every step inside its future', () => {
+  it('every file, every preset: the same violated invariants as the default explorer, with merged steps and with components, every step inside its future', () => {
     const dir = path.resolve(__dirname, '..', '..', 'scenarios')
     const files = readdirSync(dir).filter((f) => f.endsWith('.yaml'))
     let runs = 0
@@ -150,6 +150,7 @@ describe('the catalogue under persistent sets', () => {
         const base = exploreExhaustive(sc, policy, { ...DEFAULT_BUDGET, checkFutures: true })
         const pers = exploreExhaustive(sc, policy, { ...DEFAULT_BUDGET, persistent: true })
         const merged = exploreExhaustive(sc, policy, { ...DEFAULT_BUDGET, persistent: true, merge: true })
+        const comp = exploreExhaustive(sc, policy, { ...DEFAULT_BUDGET, persistent: true, components: true })
         const inv = (o: typeof base) =>
           o.found
             .map((x) => x.invariant)
@@ -162,6 +163,10 @@ describe('the catalogue under persistent sets', () => {
         if (inv(base) !== inv(merged) || base.complete !== merged.complete || merged.states > pers.states)
           diffs.push(
             `${f} ${p}: [${inv(base)}] ${base.states} states, merged [${inv(merged)}] ${merged.states} (persistent ${pers.states})`,
+          )
+        if (inv(base) !== inv(comp) || base.complete !== comp.complete || comp.states > base.states)
+          diffs.push(
+            `${f} ${p}: [${inv(base)}] ${base.states} states, components [${inv(comp)}] ${comp.states} (${comp.reduction})`,
           )
         runs++
       }

@@ -36,7 +36,7 @@
  * catalogue and generated scenarios.
  */
 import type { Footprint } from './footprint'
-import type { LabState, LocalValue } from './state'
+import { NON_PFN_LOCALS, PTE_LOCALS, type LabState, type LocalValue } from './state'
 import type { Scenario } from './types'
 
 const M = 1 << 12
@@ -48,7 +48,12 @@ const FRAME_FAMILY = 8
 const SUB_PTL = 0
 const SUB_MMAP = 1
 const SUB_MMAP_READERS = 4
+const SUB_ALLOC = 3
+/** footprint.ts Res.dirtyFree: the explorer watches for it (see components). */
+const SUB_DIRTY_FREE = 10
 const SUB_PMDL = 8
+/** Family 11 (footprint.ts Res.everything): the allocator's choice among free frames. */
+const EVERYTHING_FAMILY = 11
 
 /** What a step touched, as the persistent-set test needs it. */
 export interface StepTouch {
@@ -62,6 +67,11 @@ export interface StepTouch {
   readonly frames: readonly number[]
   /** It took mmap_lock for write. */
   readonly mmapWrite: boolean
+  /**
+   * It touched a global resource other than a page-table lock (PTL, pmd_lock), mmap_lock for
+   * read and the frame allocator: what joins threads into one component (`components`).
+   */
+  readonly shared: boolean
 }
 
 /** Classifies a step of thread `t` from state `s` (locks `t` holds in `s` are its own). */
@@ -69,8 +79,10 @@ export function touchOf(fp: Footprint, s: LabState, t: number): StepTouch {
   let global = false
   let mmapShared = false
   let mmapWrite = false
+  let shared = false
   const pages: number[] = []
   const frames: number[] = []
+  const holdsLambda = s.mms.some((m) => m.ptl === t || m.pmdl === t)
   const add = (keys: readonly number[], mode: 'r' | 'w' | 'inc'): void => {
     for (const k of keys) {
       const fam = Math.floor(k / FAM)
@@ -82,6 +94,10 @@ export function touchOf(fp: Footprint, s: LabState, t: number): StepTouch {
       if (fam === FRAME_FAMILY) {
         const f = k - FRAME_FAMILY * FAM
         if (!frames.includes(f)) frames.push(f)
+        continue
+      }
+      if (fam === EVERYTHING_FAMILY) {
+        global = true
         continue
       }
       if (fam === 3) {
@@ -100,14 +116,22 @@ export function touchOf(fp: Footprint, s: LabState, t: number): StepTouch {
           continue
         }
         if (sub === SUB_MMAP && mode === 'w') mmapWrite = true
+        global = true
+        // A page-table lock taken while holding another one (lock nesting) is shared: see
+        // `components` for why separate components never nest them.
+        if ((sub === SUB_PTL || sub === SUB_PMDL) && !holdsLambda) continue
+        if (sub === SUB_ALLOC || sub === SUB_DIRTY_FREE) continue
+        shared = true
+        continue
       }
       global = true
+      shared = true
     }
   }
   add(fp.r, 'r')
   add(fp.w, 'w')
   add(fp.inc, 'inc')
-  return { global, mmapShared, pages, frames, mmapWrite }
+  return { global, mmapShared, pages, frames, mmapWrite, shared }
 }
 
 const PAGE_LOCAL_OPS = new Set(['read', 'write', 'write_fault', 'cow_fault'])
@@ -120,6 +144,14 @@ export class Futures {
   private readonly mmapWriter: boolean[][]
   /** everyPage[t][op]: the page set is every page (the thread may reach any frame). */
   private readonly everyPage: boolean[][]
+  /** share[t][op]: the thread may touch a shared global resource (StepTouch.shared) from op on. */
+  private readonly share: boolean[][]
+  /**
+   * Every thread may touch a shared global resource: a sw-mirror (every fault's notifier and
+   * every mirror access use its sequence count), a walk cache, or the scenario shapes that
+   * widen page sets (THP, kernel pages, a fork child, KSM, fork).
+   */
+  private readonly shareAll: boolean
 
   constructor(readonly sc: Scenario) {
     const n = sc.pages.length
@@ -130,6 +162,9 @@ export class Futures {
     this.pages = []
     this.mmapWriter = []
     this.everyPage = []
+    this.share = []
+    this.shareAll =
+      widen || sc.secondaries.some((x) => x.type === 'sw-mirror' || (x.type === 'hw-walker' && x.walkCache))
     for (const t of sc.threads) {
       const pages: Uint8Array[] = new Array<Uint8Array>(t.ops.length + 1)
       const writer: boolean[] = new Array<boolean>(t.ops.length + 1)
@@ -137,13 +172,18 @@ export class Futures {
       let acc = new Uint8Array(n)
       let w = false
       let all = false
+      const share: boolean[] = new Array<boolean>(t.ops.length + 1)
+      let sh = false
       pages[t.ops.length] = acc
       writer[t.ops.length] = w
       every[t.ops.length] = all
+      share[t.ops.length] = sh
       for (let k = t.ops.length - 1; k >= 0; k--) {
         const op = t.ops[k]!
         acc = acc.slice()
         const local = PAGE_LOCAL_OPS.has(op.kind)
+        if (!local) sh = true
+        share[k] = sh
         if (!widen && local && 'page' in op) acc[op.page] = 1
         else if (op.kind !== 'signal' && op.kind !== 'wait') {
           acc.fill(1)
@@ -157,7 +197,36 @@ export class Futures {
       this.pages.push(pages)
       this.mmapWriter.push(writer)
       this.everyPage.push(every)
+      this.share.push(share)
     }
+  }
+
+  /** The pages some unfinished thread of `s` may still touch (1) or none will (0). */
+  livePages(s: LabState): Uint8Array {
+    const out = new Uint8Array(this.sc.pages.length)
+    s.threads.forEach((th, u) => {
+      if (th.done) return
+      if (this.everyPage[u]![th.op]!) out.fill(1)
+      else {
+        const f = this.pages[u]![th.op]!
+        for (let p = 0; p < f.length; p++) if (f[p] === 1) out[p] = 1
+      }
+    })
+    return out
+  }
+
+  /** Whether thread `u`, from op `op` on, may touch a shared global resource. */
+  mayShare(u: number, op: number): boolean {
+    return this.shareAll || this.share[u]![op]!
+  }
+
+  /** Whether the page sets of thread `u` (from op `uop` on) and thread `v` (from `vop` on) meet. */
+  pagesMeet(u: number, uop: number, v: number, vop: number): boolean {
+    if (this.everyPage[u]![uop]! || this.everyPage[v]![vop]!) return true
+    const a = this.pages[u]![uop]!
+    const b = this.pages[v]![vop]!
+    for (let p = 0; p < a.length; p++) if (a[p] === 1 && b[p] === 1) return true
+    return false
   }
 
   /** Whether thread `u`, from op `op` on, may touch a per-page resource of page `p`. */
@@ -178,10 +247,13 @@ export class Futures {
    * it was at op `op` touched only what its future allows. Returns what it touched outside
    * (a page's name, or mmap_lock for write), or null.
    */
-  outside(x: StepTouch, t: number, op: number): string | null {
+  outside(x: StepTouch, t: number, op: number, s: LabState): string | null {
     const f = this.pages[t]![op]!
     for (const p of x.pages) if (f[p] !== 1) return `page ${this.sc.pages[p]!.name}`
     if (x.mmapWrite && !this.mmapWriter[t]![op]!) return 'mmap_lock for write'
+    // (A fault may link the PTE table: states with an unlinked one have no components.)
+    if (x.shared && !this.mayShare(t, op) && !tablesUnsettled(s))
+      return 'a shared global resource (not a page-table lock, mmap_lock for read or the allocator)'
     return null
   }
 }
@@ -217,13 +289,44 @@ export class FrameRefs {
   reaches(fut: Futures, u: number, op: number, pfn: number): boolean {
     const f = this.s.frames[pfn]
     if (!f || f.free || fut.hasEveryPage(u, op)) return true
-    for (const fr of this.s.threads[u]!.stack) for (const k in fr.l) if (holds(fr.l[k]!, pfn)) return true
+    for (const fr of this.s.threads[u]!.stack) for (const k in fr.l) if (holds(k, fr.l[k]!, pfn)) return true
     for (const p of this.byPage[pfn] ?? []) if (fut.hasPage(u, op, p)) return true
     return false
   }
 }
 
-function holds(v: LocalValue, pfn: number): boolean {
+/**
+ * Whether anything but thread `t`'s own locals names frame `pfn`: a PTE (or a swap entry whose
+ * folio is in the swap cache), an unlinked table, the page cache, a CPU TLB, a secondary's
+ * entry or ATC, or another thread's locals.
+ */
+export function frameNamed(s: LabState, pfn: number, t: number): boolean {
+  for (const m of s.mms) {
+    for (const q of m.ptes)
+      if (q && (q.swp === undefined ? q.pfn === pfn : s.swapCache[q.swp] === pfn)) return true
+    if (m.tbl) for (const q of m.tbl) if (q && q.swp === undefined && q.pfn === pfn) return true
+  }
+  for (const f of s.files) if (f && f.pfn === pfn) return true
+  if (s.swapCache.includes(pfn)) return true
+  for (const x of s.tlbs) for (const e of x) if (e.pfn === pfn) return true
+  for (const x of s.secs) {
+    for (const e of x.entries) if (e.pfn === pfn) return true
+    for (const e of x.atc) if (e.pfn === pfn) return true
+  }
+  for (let u = 0; u < s.threads.length; u++)
+    if (u !== t)
+      for (const fr of s.threads[u]!.stack) for (const k in fr.l) if (holds(k, fr.l[k]!, pfn)) return true
+  return false
+}
+
+/**
+ * Whether local `k` may name frame `pfn`: never for state.ts NON_PFN_LOCALS; a PTE local
+ * (PTE_LOCALS, encodePte) names only its first element; any other number, or number in a
+ * list, is taken for a pfn.
+ */
+function holds(k: string, v: LocalValue, pfn: number): boolean {
+  if (NON_PFN_LOCALS.has(k)) return false
+  if (PTE_LOCALS.has(k)) return Array.isArray(v) && (v as readonly number[])[0] === pfn
   if (typeof v === 'number') return v === pfn
   return Array.isArray(v) && (v as readonly number[]).includes(pfn)
 }
@@ -243,7 +346,8 @@ export function conflicts(fut: Futures, refs: () => FrameRefs, x: StepTouch, u: 
  * A thread reached that is disabled ends the seed, unless its guard reads only locks held by
  * members of the set (`frozenBy`: then it cannot step before they do).
  *
- * `touch[i]` is the next step of `en[i]`.
+ * `touch[i]` is the next step of `en[i]`. With a `scope` (a group of `components`), threads
+ * outside it are left out: they do not step until the group is done.
  */
 export function persistentSet(
   fut: Futures,
@@ -251,6 +355,7 @@ export function persistentSet(
   en: readonly number[],
   touch: readonly StepTouch[],
   frozenBy: (u: number) => readonly number[] | null,
+  scope: Uint8Array | null = null,
 ): number[] | null {
   const n = s.threads.length
   const pos = new Int32Array(n).fill(-1)
@@ -271,7 +376,7 @@ export function persistentSet(
         break
       }
       for (let u = 0; u < n && ok; u++) {
-        if (inT[u] === 1 || s.threads[u]!.done) continue
+        if (inT[u] === 1 || s.threads[u]!.done || (scope !== null && scope[u] === 0)) continue
         if (!conflicts(fut, getRefs, x, u, s.threads[u]!.op)) continue
         if (pos[u]! >= 0) {
           inT[u] = 1
@@ -320,4 +425,133 @@ export function lockHolders(s: LabState, reads: readonly number[] | null): numbe
     if (!out.includes(h)) out.push(h)
   }
   return out
+}
+
+/**
+ * A PTE table not linked (a fault would link it: Res.pt) or one unlinked and not yet freed (a
+ * walk cache may read it): page tables are then shared by every fault and walk.
+ */
+export function tablesUnsettled(s: LabState): boolean {
+  return s.mms.some((m) => m.live && (!m.pt || m.tbl !== null))
+}
+
+/** Whether a step freed a frame that something still named (footprint.ts Res.dirtyFree). */
+export function freedNamedFrame(fp: Footprint): boolean {
+  return fp.w.includes(DIRTY_FREE)
+}
+const DIRTY_FREE = 3 * FAM + 16 * SUB_DIRTY_FREE
+
+/**
+ * Components: the threads split into groups whose futures touch disjoint pages and frames and no
+ * shared global resource, so that they interact only through the page-table locks (PTL,
+ * pmd_lock), mmap_lock for read and the frame allocator. Returns the enabled threads of the
+ * first group that may run alone, and that group (as a 0/1 mask over threads), or null when
+ * there is one group, or none may run alone.
+ *
+ * Why exploring one group alone is enough (the projection argument; with the checks below it
+ * is why every verdict stays the same):
+ *   - Let K be the chosen group and R the other threads, and E any execution from this state.
+ *     Then E|K (K's steps in E's order) is an execution from here, and E|R after it is one
+ *     too, reaching the same final state up to frame numbers, with every step reading what it
+ *     read in E (so the same violations):
+ *       - no K step reads what an R step writes but a lock or the allocator, and the reverse;
+ *       - a lock: each K step took it when E had it free, so free in E|K as well (no R thread
+ *         holds one now: required below), and R's steps after E|K find it free if E ends with
+ *         every thread done (ops never end holding one);
+ *       - the allocator: in E|K then E|R, R allocates after every free of K, so it may get a
+ *         frame K freed where E gave it another one. Nothing tells them apart but the frame's
+ *         number and generation, unless something still names the freed frame (a stale TLB
+ *         entry of K's that K reads after R wrote the frame). So: no free frame may be named
+ *         anywhere here (required below), and no step may free a frame that is still named
+ *         (footprint.ts Res.dirtyFree): the explorer redoes the run without components when
+ *         one does. That keeps it sound: the first such free on any path of the full graph is
+ *         preceded only by steps the argument covers, so the reduced graph has one too.
+ *   - So the terminal states with every thread done, and every violating step, are reached by
+ *     running K first (and, within K, persistent sets over K alone), then the rest.
+ *   - What the projection cannot carry: an execution in which a K thread stops for good while
+ *     holding a lock (a deadlock), or that runs forever. The explorer redoes the run without
+ *     reduction when the reduced graph has a cycle or a stuck terminal state; a stuck or
+ *     cyclic execution of the full graph leaves one of those in the reduced graph, since its
+ *     cause lies within one group: threads wait across groups only for a page-table lock, and
+ *     no thread of a component nests them (taking one while holding another is shared: only
+ *     fork and THP do, and they join every thread into one group).
+ * The explorer checks every step it runs against its thread's future (Futures.outside), so a
+ * step that touches a shared resource its thread was not foreseen to touch is a model bug,
+ * never a silently wrong verdict.
+ */
+export function components(
+  fut: Futures,
+  s: LabState,
+  en: readonly number[],
+): { set: number[]; scope: Uint8Array } | null {
+  const n = s.threads.length
+  if (tablesUnsettled(s)) return null
+  // A free frame that something still names: whoever allocates it next shares it.
+  for (let pfn = 0; pfn < s.frames.length; pfn++)
+    if (s.frames[pfn]!.free && frameNamed(s, pfn, -1)) return null
+  const live: number[] = []
+  for (let u = 0; u < n; u++) if (!s.threads[u]!.done) live.push(u)
+  if (live.length < 2) return null
+  const parent = new Int32Array(n).map((_, i) => i)
+  const find = (x: number): number => {
+    while (parent[x] !== x) x = parent[x] = parent[parent[x]!]!
+    return x
+  }
+  const unite = (a: number, b: number): void => {
+    parent[find(a)] = find(b)
+  }
+  const op = (u: number): number => s.threads[u]!.op
+  let sharer = -1
+  let writer = -1
+  for (const u of live) {
+    if (fut.mayShare(u, op(u))) {
+      if (sharer >= 0) unite(u, sharer)
+      sharer = u
+    }
+    if (fut.mayWriteMmap(u, op(u))) writer = u
+  }
+  // A thread that may take mmap_lock for write joins everyone (every op takes it for read).
+  if (writer >= 0) for (const u of live) unite(u, writer)
+  for (let i = 0; i < live.length; i++)
+    for (let j = i + 1; j < live.length; j++) {
+      const u = live[i]!
+      const v = live[j]!
+      if (find(u) !== find(v) && fut.pagesMeet(u, op(u), v, op(v))) unite(u, v)
+    }
+  // Frames: threads that may reach the same frame (through their pages or their locals).
+  const refs = new FrameRefs(s)
+  for (let pfn = 0; pfn < s.frames.length; pfn++) {
+    if (s.frames[pfn]!.free) continue
+    let first = -1
+    for (const u of live)
+      if (refs.reaches(fut, u, op(u), pfn)) {
+        if (first >= 0) unite(u, first)
+        else first = u
+      }
+  }
+  const roots = new Set(live.map(find))
+  if (roots.size < 2) return null
+  // The group with the fewest ops left (then the lowest thread), among those with a thread to
+  // run and every page-table lock held by one of their own threads: finishing small groups
+  // first keeps the others at their start. (Any group would do for the argument above.)
+  const holders = new Set<number>()
+  for (const m of s.mms) {
+    if (m.ptl >= 0) holders.add(m.ptl)
+    if (m.pmdl >= 0) holders.add(m.pmdl)
+  }
+  const left = new Map<number, number>()
+  for (const u of live) {
+    const r = find(u)
+    left.set(r, (left.get(r) ?? 0) + fut.sc.threads[u]!.ops.length - s.threads[u]!.op)
+  }
+  let best = -1
+  for (const r of left.keys()) {
+    if (!en.some((t) => find(t) === r)) continue
+    if ([...holders].some((h) => find(h) !== r)) continue
+    if (best < 0 || left.get(r)! < left.get(best)!) best = r
+  }
+  if (best < 0) return null
+  const scope = new Uint8Array(n)
+  for (const t of live) if (find(t) === best) scope[t] = 1
+  return { set: en.filter((t) => scope[t] === 1), scope }
 }

@@ -265,6 +265,51 @@ function render(spec: ScenarioSpec): RawScenario {
   return raw
 }
 
+/**
+ * Two independent copies of a generated scenario: pages P Q and P2 Q2, threads C0 and C0b and
+ * so on, registers r0 and s0, one secondary caching both copies' pages, and (when there are
+ * registers) a forbid across the copies: `r0 != s0`, which only the pair of both copies' final
+ * states decides.
+ */
+function doubled(raw: RawScenario): RawScenario {
+  const rename = (op: string): string =>
+    op
+      .split(' ')
+      .map((w) => (w === 'P' || w === 'Q' ? `${w}2` : /^[rc]\d+$/.test(w) ? `s${w}` : w))
+      .join(' ')
+  const pages = raw.pages as Record<string, unknown>
+  const sec = (raw.secondary as Array<Record<string, unknown>>)[0]!
+  const cpus = raw.cpus as Record<string, unknown>
+  const devices = raw.devices as Record<string, { via: string; ops: string[] }>
+  const out: RawScenario = {
+    ...raw,
+    pages: { ...pages, ...Object.fromEntries(Object.entries(pages).map(([k, v]) => [`${k}2`, v])) },
+    secondary: [
+      { ...sec, cached: [...(sec.cached as string[]), ...(sec.cached as string[]).map((p) => `${p}2`)] },
+    ],
+    cpus: {
+      ...cpus,
+      ...Object.fromEntries(
+        Object.entries(cpus).map(([k, v]) => [
+          `${k}b`,
+          Array.isArray(v)
+            ? (v as string[]).map(rename)
+            : { ...(v as { ops: string[] }), ops: (v as { ops: string[] }).ops.map(rename) },
+        ]),
+      ),
+    },
+    devices: {
+      ...devices,
+      ...Object.fromEntries(
+        Object.entries(devices).map(([k, v]) => [`${k}b`, { ...v, ops: v.ops.map(rename) }]),
+      ),
+    },
+  }
+  const regs = [...JSON.stringify(raw).matchAll(/-> (r\d+)/g)].map((m) => m[1]!)
+  if (regs.length > 0) out.forbid = `${regs[0]} != s${regs[0]}`
+  return out
+}
+
 interface Generated {
   readonly raw: RawScenario
   readonly sc: Scenario
@@ -438,6 +483,18 @@ describe('model-based properties of the exploration engine', () => {
         const b = invariantSet(plain.found).join(',')
         check(a === b, g, policy, `violated invariants: [${a}] persistent sets, [${b}] plain`)
         for (const f of pers.found) checkReplays(g, policy, f)
+        // Components on top (--reduction components): the same verdicts, never more states.
+        const comp = exploreExhaustive(g.sc, policy, { ...BUDGET, persistent: true, components: true })
+        check(comp.complete, g, policy, `components run incomplete (${comp.cutReason})`)
+        check(
+          comp.states <= plain.states,
+          g,
+          policy,
+          `states: ${comp.states} components, ${plain.states} plain`,
+        )
+        const cm = invariantSet(comp.found).join(',')
+        check(cm === b, g, policy, `violated invariants: [${cm}] components, [${b}] plain`)
+        for (const f of comp.found) checkReplays(g, policy, f)
         // Merging invisible steps on top (--reduction merge): the same, and never more states.
         const merged = exploreExhaustive(g.sc, policy, { ...BUDGET, persistent: true, merge: true })
         check(merged.complete, g, policy, `merged run incomplete (${merged.cutReason})`)
@@ -458,6 +515,40 @@ describe('model-based properties of the exploration engine', () => {
     expect(reducedRuns).toBeGreaterThan(0)
     expect(mergedRuns).toBeGreaterThan(0)
   })
+
+  it('2d. two independent copies of a generated scenario (one secondary, a forbid across them): components keep every verdict and cut states (seed 4242)', () => {
+    let split = 0
+    let smaller = 0
+    fc.assert(
+      fc.property(scenarioArb(), policyArb, (g, policy) => {
+        // One fork per scenario: the copies of scenarios with a fork or a child are not valid.
+        if (/"fork"|"Cc"/.test(JSON.stringify(g.raw.cpus))) return
+        const single = exploreExhaustive(g.sc, policy, { ...BUDGET, maxStates: 400 })
+        if (!single.complete) return
+        const raw = doubled(g.raw)
+        const d: Generated = { raw, sc: validGenerated(raw) }
+        const plain = exploreExhaustive(d.sc, policy, { ...BUDGET, maxStates: 200_000, checkFutures: true })
+        if (!plain.complete) return
+        const comp = exploreExhaustive(d.sc, policy, {
+          ...BUDGET,
+          maxStates: 200_000,
+          persistent: true,
+          components: true,
+        })
+        check(comp.complete, d, policy, `components run incomplete (${comp.cutReason})`)
+        const a = invariantSet(comp.found).join(',')
+        const b = invariantSet(plain.found).join(',')
+        check(a === b, d, policy, `violated invariants: [${a}] components, [${b}] plain`)
+        for (const f of comp.found) checkReplays(d, policy, f)
+        if (/components: [1-9]/.test(comp.reduction ?? '') && !/set aside/.test(comp.reduction ?? '')) split++
+        if (comp.states < plain.states) smaller++
+      }),
+      { seed: 4242, numRuns: 120 },
+    )
+    // Not vacuous: the copies do split into groups, and the states shrink.
+    expect(split).toBeGreaterThan(10)
+    expect(smaller).toBeGreaterThan(10)
+  }, 240_000)
 
   it('3. every exhaustive counterexample replays to a violation of the same invariant (seed 99)', () => {
     let replayed = 0

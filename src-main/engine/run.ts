@@ -44,7 +44,14 @@ export function defaultRunOptions(sc: Scenario): RunOptions {
     seed: sc.explore.seed ?? 1,
     executions: sc.explore.executions ?? 1000,
     schedule: sc.explore.schedule ?? [],
-    budget: { ...DEFAULT_BUDGET, maxStates: sc.explore.maxStates ?? DEFAULT_BUDGET.maxStates },
+    // The product's default reduction: canonical frames, persistent sets and components
+    // (persistent.ts); `--reduction none|frames|persistent` picks less.
+    budget: {
+      ...DEFAULT_BUDGET,
+      maxStates: sc.explore.maxStates ?? DEFAULT_BUDGET.maxStates,
+      persistent: true,
+      components: true,
+    },
   }
 }
 

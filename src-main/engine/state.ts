@@ -414,6 +414,14 @@ export interface Liveness {
   readonly secUsers: ReadonlyArray<readonly number[]>
   /** Hash pfns through canonical frame numbering (frameLabels); false: `--reduction none`. */
   readonly canonicalFrames: boolean
+  /**
+   * The pages some unfinished thread may still touch (persistent.ts Futures.livePages), or
+   * null. CPU TLB and secondary entries (and in-progress counts) of the other pages are never
+   * read again, by a step (Futures over-approximates what each step touches, checked on every
+   * step) or by the final checks (forbid and lost-dirty read PTEs, frames, the page cache and
+   * registers): they are left out of the hash.
+   */
+  readonly futurePages?: ((s: LabState) => Uint8Array) | null
 }
 
 const LIVENESS = new WeakMap<Scenario, Liveness>()
@@ -489,6 +497,46 @@ export const PFN_LOCALS: ReadonlySet<string> = new Set([
  * snapshot's pfn raw split states that differ only in which frame a COW got.
  */
 export const PTE_LOCALS: ReadonlySet<string> = new Set(['orig', 'old'])
+
+/**
+ * Locals that never hold a pfn: an op's parameters (page indices, values, registers, flags), page
+ * lists and loop indices, counts and snapshots of counters (a folio's write count `w`, its `gen`,
+ * a sequence count), booleans and swap slots. persistent.ts's frame reachability skips them;
+ * any local not listed here or in PFN_LOCALS / PTE_LOCALS is taken to name any frame whose
+ * number it equals.
+ */
+export const NON_PFN_LOCALS: ReadonlySet<string> = new Set([
+  'page',
+  'pages',
+  'req',
+  'write',
+  'remote',
+  'val',
+  'value',
+  'reg',
+  'prot',
+  'flag',
+  'wait',
+  'sec',
+  'why',
+  'w',
+  'gen',
+  'hgen',
+  'wr',
+  'seq',
+  'i',
+  'vi',
+  'runOf',
+  'g_range',
+  'mapped',
+  'copied',
+  'changed',
+  'dirty',
+  'ok',
+  'installed',
+  'batched',
+  'slot',
+])
 
 /**
  * Canonical frame numbering (symmetry reduction over pfns). Frames are labelled in the order a
@@ -615,10 +663,20 @@ function hashLocalCanon(h: Hasher, info: number, v: LocalValue, lab: Int32Array)
 export function hashState(s: LabState, live: Liveness): [number, number] {
   const h = new Hasher()
   const lab = live.canonicalFrames ? frameLabels(s, live) : null
-  h.n(s.frames.length)
+  // With futurePages: free frames that nothing names (after every named one in the labelling)
+  // are left out. Allocating one of them instead of a fresh frame gives a state that differs
+  // only in the frame's number and generation, and generations are only ever compared for
+  // equality with the entries and locals taken from the same frame (ctx.ts useEntry).
+  let kept = s.frames.length
+  if (lab !== null && live.futurePages) {
+    const reached = labNext
+    kept = 0
+    for (let i = 0; i < lab.length; i++) if (lab[i]! < reached || !s.frames[i]!.free) kept++
+  }
+  h.n(kept)
   const order = lab === null ? null : new Int32Array(lab.length)
   if (lab !== null && order !== null) for (let i = 0; i < lab.length; i++) order[lab[i]!] = i
-  for (let j = 0; j < s.frames.length; j++) {
+  for (let j = 0; j < kept; j++) {
     const f = s.frames[order === null ? j : order[j]!]!
     h.n(f.v)
     h.n(f.ref)
@@ -639,13 +697,16 @@ export function hashState(s: LabState, live: Liveness): [number, number] {
     } else h.n(-5)
     for (const v of m.vmas) h.n(v === null ? 0 : v === 'rw' ? 1 : v === 'ro' ? 2 : 3)
   }
-  s.tlbs.forEach((t, i) => hashEntries(h, s.threads[i]!.done ? [] : t, lab))
+  const lp = live.futurePages?.(s) ?? null
+  const alive = (es: readonly TlbEntry[]): readonly TlbEntry[] =>
+    lp === null ? es : es.filter((e) => lp[e.page] === 1)
+  s.tlbs.forEach((t, i) => hashEntries(h, s.threads[i]!.done ? [] : alive(t), lab))
   s.secs.forEach((x, i) => {
     const dead = secDead(s, live, i)
-    hashEntries(h, dead ? [] : x.entries, lab)
-    hashEntries(h, dead ? [] : x.atc, lab)
+    hashEntries(h, dead ? [] : alive(x.entries), lab)
+    hashEntries(h, dead ? [] : alive(x.atc), lab)
     h.n(x.seq * 2 + (x.wc && !dead ? 1 : 0))
-    for (const p of x.inProg) h.n(p)
+    x.inProg.forEach((p, page) => h.n(lp === null || lp[page] === 1 ? p : 0))
   })
   for (const t of s.threads) {
     h.n(t.op)

@@ -135,7 +135,12 @@ function optionsFor(sc: Scenario, f: Flags): CliRun {
         reduction: f.opts.has('por'),
         order: f.opts.has('bfs') ? 'bfs' : 'dfs',
         canonicalFrames: reduction !== 'none',
-        persistent: reduction === 'persistent' || reduction === 'merge',
+        persistent:
+          reduction === undefined ||
+          reduction === 'components' ||
+          reduction === 'persistent' ||
+          reduction === 'merge',
+        components: reduction === undefined || reduction === 'components',
         merge: reduction === 'merge',
       },
     },
@@ -442,7 +447,7 @@ function packageVersion(): string {
 }
 
 /** `--reduction` levels, each adding to the one before. */
-const REDUCTIONS = ['none', 'frames', 'persistent', 'merge']
+const REDUCTIONS = ['none', 'frames', 'persistent', 'components', 'merge']
 
 const HELP = `mnlab: MMU Notifier Lab, headless
   mnlab --version            the mnlab, engine and Node versions
@@ -450,9 +455,10 @@ const HELP = `mnlab: MMU Notifier Lab, headless
                     [--executions N] [--schedule "C0 D0 ..."] [--max-states N] [--timeout S] [--max-memory MB] [--json]
                     [--bfs] (shortest counterexamples) [--por] (sleep-set reduction)
                     [--first] (stop at the first violation, with its counterexample)
-                    [--reduction frames|none|persistent|merge] (canonical frame numbering, the default;
-                     none: off; persistent: frames plus persistent sets; merge: persistent plus
-                     invisible steps merged into the step before them)
+                    [--reduction components|none|frames|persistent|merge] (components, the default:
+                     canonical frames, persistent sets, and independent groups of threads run one
+                     after the other; none: off; frames: canonical frames only; persistent: frames
+                     plus persistent sets; merge: persistent plus invisible steps merged)
   mnlab check [PATH...] [--full]   every scenario under the policies in its expect; exit 1 on a mismatch
                              (an entry expecting a violation stops at the first one; --full: explore all)
   mnlab replay FILE --policy NAME --schedule "C0 D0 ..."   full trace of one schedule

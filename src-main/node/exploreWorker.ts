@@ -45,6 +45,7 @@ port.on('message', (msg: MainToWorker) => {
       canonicalFrames,
       persistent,
       merge,
+      components,
       maxMemoryMb,
       ...rest
     } = msg.opts
@@ -75,6 +76,7 @@ port.on('message', (msg: MainToWorker) => {
         canonicalFrames,
         persistent,
         merge,
+        components,
         onProgress: (progress) => reply({ kind: 'progress', id: msg.id, progress }),
         shouldStop: () =>
           (end !== null && Date.now() > end ? `time budget of ${(timeoutMs ?? 0) / 1000} s reached` : null) ??

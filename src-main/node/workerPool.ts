@@ -37,6 +37,8 @@ export interface WorkerRunOptions {
   readonly persistent?: boolean
   /** `--reduction merge` (Budget.merge). */
   readonly merge?: boolean
+  /** Components (Budget.components; the default). */
+  readonly components?: boolean
   /**
    * Memory budget per policy in MiB (the worker's heap and external memory); over it the run
    * stops with `unknown`. At most 85% of the worker's heap limit and the pool's share of 70% of
@@ -89,6 +91,7 @@ export function toWorkerOptions(
     canonicalFrames: o.budget.canonicalFrames,
     persistent: o.budget.persistent,
     merge: o.budget.merge,
+    components: o.budget.components,
     timeoutMs,
     deadline,
   }
