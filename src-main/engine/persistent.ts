@@ -151,7 +151,7 @@ export class Futures {
    * every mirror access use its sequence count), a walk cache, or the scenario shapes that
    * widen page sets (THP, kernel pages, a fork child, KSM, fork).
    */
-  private readonly shareAll: boolean
+  readonly shareAll: boolean
 
   constructor(readonly sc: Scenario) {
     const n = sc.pages.length
@@ -485,7 +485,8 @@ export function components(
   en: readonly number[],
 ): { set: number[]; scope: Uint8Array } | null {
   const n = s.threads.length
-  if (tablesUnsettled(s)) return null
+  // Every thread may touch a shared resource (a sw-mirror's sequence count, ...): one group.
+  if (fut.shareAll || tablesUnsettled(s)) return null
   // A free frame that something still names: whoever allocates it next shares it.
   for (let pfn = 0; pfn < s.frames.length; pfn++)
     if (s.frames[pfn]!.free && frameNamed(s, pfn, -1)) return null

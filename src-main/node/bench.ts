@@ -11,7 +11,7 @@ import { spawnSync } from 'node:child_process'
 import path from 'node:path'
 import { defaultRunOptions, makePolicy, PRESETS, runPolicy } from '../engine'
 import { runGuiBench } from './benchGui'
-import { scalingRows } from './benchScaling'
+import { REDUCTIONS, scalingRows } from './benchScaling'
 import { table } from './format'
 import { progressBoard, shouldShowProgress, type ProgressBoard } from './progress'
 import { loadScenarioFile } from './scenarioFiles'
@@ -99,9 +99,7 @@ export async function runBench(pool: WorkerPool, options: BenchOptions = {}): Pr
     for (const f of options.quick ? [SMALL] : BENCH_FILES) {
       const sc = loadScenarioFile(path.resolve(root, f))
       const opts = { ...defaultRunOptions(sc), mode: 'exhaustive' as const }
-      for (const [p, reduction] of PRESETS.flatMap((p) =>
-        (['none', 'frames', 'persistent'] as const).map((r) => [p, r] as const),
-      )) {
+      for (const [p, reduction] of PRESETS.flatMap((p) => REDUCTIONS.map((r) => [p, r] as const))) {
         const task = board.task(`${path.basename(f)} ${p} ${reduction}`, 'states', null)
         const t0 = process.hrtime.bigint()
         const r = runPolicy(sc, makePolicy(p), {
@@ -109,7 +107,8 @@ export async function runBench(pool: WorkerPool, options: BenchOptions = {}): Pr
           budget: {
             ...opts.budget,
             canonicalFrames: reduction !== 'none',
-            persistent: reduction === 'persistent',
+            persistent: reduction === 'persistent' || reduction === 'components',
+            components: reduction === 'components',
             onProgress: (pr) => task.update(pr.states),
           },
         })
@@ -140,7 +139,7 @@ export async function runBench(pool: WorkerPool, options: BenchOptions = {}): Pr
     out.push(`mnlab run (worker pool, including worker start-up):\n${table(wall)}`)
     const budget = { timeoutS: options.quick ? 10 : 30, maxStates: 2_000_000 }
     out.push(
-      `scaling: one mnlab run process per row, ${fmtStates(budget.maxStates)} states / ${budget.timeoutS} s budget; none = --reduction none (the plain explorer), frames = the default, persistent = --reduction persistent (frames plus persistent sets)\n` +
+      `scaling: one mnlab run process per row, ${fmtStates(budget.maxStates)} states / ${budget.timeoutS} s budget; none = --reduction none (the plain explorer), frames = canonical frames only (the default until December 2026), persistent = frames plus persistent sets, components = persistent plus components (the default)\n` +
         table(
           scalingRows({
             root,

@@ -65,6 +65,9 @@ export function mirrorDevices(extra: number): string {
   ].join('\n')
 }
 
+/** The explorers compared side by side, from the plain one to the default. */
+export const REDUCTIONS = ['none', 'frames', 'persistent', 'components'] as const
+
 export interface ScalingOptions {
   readonly root: string
   readonly maxPairs: number
@@ -153,7 +156,7 @@ export function scalingRows(o: ScalingOptions): string[][] {
     writeFileSync(f, mirrorDevices(d))
     cases.push([`sw-mirror COW + ${d} device${d > 1 ? 's' : ''}`, f, d])
   }
-  const total = cases.length * 6
+  const total = cases.length * 2 * REDUCTIONS.length
   const task = o.board.task('scaling', 'runs', total)
   let done = 0
   try {
@@ -163,7 +166,7 @@ export function scalingRows(o: ScalingOptions): string[][] {
         ['start-end', true],
         ['arch-hook', false],
       ] as const) {
-        for (const reduction of ['none', 'frames', 'persistent']) {
+        for (const reduction of REDUCTIONS) {
           task.update(++done)
           if (pairs && reduction === 'none' && size > o.maxPairsPlain) {
             rows.push([

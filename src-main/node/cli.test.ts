@@ -4,6 +4,7 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest'
 import type { RunResult } from '../engine'
+import { cowPairs } from './benchScaling'
 import { scheduleNotes } from './cli'
 import { mnlab } from './cliTestkit'
 
@@ -373,6 +374,31 @@ describe('--first and --reduction', () => {
     }
     expect((await mnlab('run', COW, '--reduction', 'symmetry')).code).toBe(2)
   })
+
+  it('by default two independent COW races run one after the other: arch-hook holds on 2 pairs, which canonical frames alone cannot finish in 300k states', async () => {
+    const file = path.join(dir, 'two-pairs.yaml')
+    writeFileSync(file, cowPairs(2))
+    const out = await mnlab('run', file, '--policy', 'arch-hook', '--json')
+    expect(out.code).toBe(0)
+    const r = (JSON.parse(out.stdout) as { run: RunResult }).run.results[0]!
+    expect(r.verdict).toBe('holds')
+    expect(r.stats.complete).toBe(true)
+    expect(r.stats.reduction).toMatch(/components: [1-9][\d,]* states ran one group alone/)
+    const frames = await mnlab(
+      'run',
+      file,
+      '--policy',
+      'arch-hook',
+      '--json',
+      '--reduction',
+      'frames',
+      '--max-states',
+      '300000',
+    )
+    const f = (JSON.parse(frames.stdout) as { run: RunResult }).run.results[0]!
+    expect(f.verdict).toBe('unknown')
+    expect(f.stats.states).toBeGreaterThan(r.stats.states)
+  }, 120_000)
 })
 
 describe('--timeout bounds the whole command', () => {
