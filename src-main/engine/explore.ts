@@ -570,7 +570,7 @@ export function exploreExhaustive(
   const complete = cutReason === null
   exploring = false
   const cyclic = (): boolean => hasCycle(frontier.length, edges.from(), edges.to())
-  if (complete && ((split > 0 && stuck) || ((reduced > 0 || merged > 0) && cyclic()))) {
+  if (complete && ((split > 0 && stuck) || ((reduced > 0 || merged > 0 || split > 0) && cyclic()))) {
     // The reduced graph has a cycle, so the full one may hold a livelock that the reduced one
     // hides (or a step the reduced one ignores along the cycle): explore again without
     // persistent sets. Without a cycle in the reduced graph there is none in the full graph

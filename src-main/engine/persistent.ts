@@ -36,7 +36,7 @@
  * catalogue and generated scenarios.
  */
 import type { Footprint } from './footprint'
-import { NON_PFN_LOCALS, PTE_LOCALS, type LabState, type LocalValue } from './state'
+import { NON_PFN_LOCALS, type LabState, type LocalValue } from './state'
 import type { Scenario } from './types'
 
 const M = 1 << 12
@@ -297,10 +297,11 @@ export class FrameRefs {
 
 /**
  * Whether anything but thread `t`'s own locals names frame `pfn`: a PTE (or a swap entry whose
- * folio is in the swap cache), an unlinked table, the page cache, a CPU TLB, a secondary's
- * entry or ATC, or another thread's locals.
+ * folio is in the swap cache), an unlinked table, the page cache, an unfinished CPU thread's
+ * TLB, a secondary's entry or ATC, or another thread's locals.
  */
 export function frameNamed(s: LabState, pfn: number, t: number): boolean {
+  let named = false
   for (const m of s.mms) {
     for (const q of m.ptes)
       if (q && (q.swp === undefined ? q.pfn === pfn : s.swapCache[q.swp] === pfn)) return true
@@ -308,7 +309,11 @@ export function frameNamed(s: LabState, pfn: number, t: number): boolean {
   }
   for (const f of s.files) if (f && f.pfn === pfn) return true
   if (s.swapCache.includes(pfn)) return true
-  for (const x of s.tlbs) for (const e of x) if (e.pfn === pfn) return true
+  // (A finished CPU thread's TLB is never read again: state.ts leaves it out of the hash too.)
+  s.tlbs.forEach((x, i) => {
+    if (!s.threads[i]!.done) for (const e of x) if (e.pfn === pfn) named = true
+  })
+  if (named) return true
   for (const x of s.secs) {
     for (const e of x.entries) if (e.pfn === pfn) return true
     for (const e of x.atc) if (e.pfn === pfn) return true
@@ -320,13 +325,14 @@ export function frameNamed(s: LabState, pfn: number, t: number): boolean {
 }
 
 /**
- * Whether local `k` may name frame `pfn`: never for state.ts NON_PFN_LOCALS; a PTE local
- * (PTE_LOCALS, encodePte) names only its first element; any other number, or number in a
- * list, is taken for a pfn.
+ * Whether local `k` may name frame `pfn`: never for state.ts NON_PFN_LOCALS; `orig` (an
+ * encoded PTE, kernel/proc.ts encodePte) names only its first element; any other number, or
+ * number in a list, is taken for a pfn.
  */
 function holds(k: string, v: LocalValue, pfn: number): boolean {
   if (NON_PFN_LOCALS.has(k)) return false
-  if (PTE_LOCALS.has(k)) return Array.isArray(v) && (v as readonly number[])[0] === pfn
+  // vmf->orig_pte is always one encoded PTE; `old` may also be thp.ts's list of pfns.
+  if (k === 'orig') return Array.isArray(v) && (v as readonly number[])[0] === pfn
   if (typeof v === 'number') return v === pfn
   return Array.isArray(v) && (v as readonly number[]).includes(pfn)
 }

@@ -666,7 +666,7 @@ export function hashState(s: LabState, live: Liveness): [number, number] {
   // With futurePages: free frames that nothing names (after every named one in the labelling)
   // are left out. Allocating one of them instead of a fresh frame gives a state that differs
   // only in the frame's number and generation, and generations are only ever compared for
-  // equality with the entries and locals taken from the same frame (ctx.ts useEntry).
+  // equality with the entries and locals taken from the same frame (ctx.ts checkAccess).
   let kept = s.frames.length
   if (lab !== null && live.futurePages) {
     const reached = labNext
