@@ -18,12 +18,11 @@ import { hashState, initialState, liveness, pageMm, ZERO_PFN, type LabState } fr
 import { StateTable } from './stateTable'
 import type { InvalidationKinds } from './costs'
 import { independent, newFootprint, type Footprint } from './footprint'
+import { components, freedNamedFrame } from './components'
 import {
-  components,
   conflicts,
   FrameRefs,
   Futures,
-  freedNamedFrame,
   lockHolders,
   persistentSet,
   touchOf,
@@ -79,7 +78,7 @@ export interface Budget {
   /**
    * Components (`--reduction components`, with persistent sets): when the threads split into
    * groups that share only page-table locks, mmap_lock for read and the allocator, one group
-   * runs alone until it is done (persistent.ts components has the argument). A reduced graph
+   * runs alone until it is done (components.ts has the argument). A reduced graph
    * with a cycle or a stuck terminal state is explored again without reduction.
    */
   readonly components?: boolean

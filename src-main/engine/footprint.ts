@@ -30,7 +30,7 @@ export const Res = {
   /**
    * A frame freed while something other than the freeing thread's locals still names it (a
    * PTE, a TLB or secondary entry, the page or swap cache, another thread): whoever allocates
-   * next may reuse it under a stale translation. Components (persistent.ts) treat it as shared.
+   * next may reuse it under a stale translation: components.ts redoes a run without components.
    */
   dirtyFree: 3 * M * M + 160,
   /** THP: the count of GUP-fast walkers with IRQs off (what tlb_remove_table_sync_one waits for). */

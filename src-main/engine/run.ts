@@ -45,7 +45,7 @@ export function defaultRunOptions(sc: Scenario): RunOptions {
     executions: sc.explore.executions ?? 1000,
     schedule: sc.explore.schedule ?? [],
     // The product's default reduction: canonical frames, persistent sets and components
-    // (persistent.ts); `--reduction none|frames|persistent` picks less.
+    // (persistent.ts, components.ts); `--reduction none|frames|persistent` picks less.
     budget: {
       ...DEFAULT_BUDGET,
       maxStates: sc.explore.maxStates ?? DEFAULT_BUDGET.maxStates,
