@@ -2,17 +2,17 @@
  * Components: independent groups of threads explored one after the other (the default
  * reduction, with persistent sets). Built on persistent.ts's Futures and frame reachability.
  */
-import type { Footprint } from './footprint'
 import { FrameRefs, frameNamed, tablesUnsettled, type Futures } from './persistent'
 import type { LabState } from './state'
 
-const FAM = (1 << 12) * (1 << 12)
-/** footprint.ts Res.dirtyFree: family 3, sub-kind 10. */
-const DIRTY_FREE = 3 * FAM + 16 * 10
-
-/** Whether a step freed a frame that something still named (footprint.ts Res.dirtyFree). */
-export function freedNamedFrame(fp: Footprint): boolean {
-  return fp.w.includes(DIRTY_FREE)
+/**
+ * Whether thread `t`'s step from `s` to `next` freed a frame that something other than its
+ * own locals still names (a stale TLB or secondary entry, a PTE, another thread).
+ */
+export function freedNamedFrame(s: LabState, next: LabState, t: number): boolean {
+  for (let pfn = 0; pfn < s.frames.length; pfn++)
+    if (!s.frames[pfn]!.free && next.frames[pfn]!.free && frameNamed(next, pfn, t)) return true
+  return false
 }
 
 /**
@@ -37,7 +37,7 @@ export function freedNamedFrame(fp: Footprint): boolean {
  *         number and generation, unless something still names the freed frame (a stale TLB
  *         entry of K's that K reads after R wrote the frame). So: no free frame may be named
  *         anywhere here (required below), and no step may free a frame that is still named
- *         (footprint.ts Res.dirtyFree): the explorer redoes the run without components when
+ *         (freedNamedFrame): the explorer redoes the run without components when
  *         one does. That keeps it sound: the first such free on any path of the full graph is
  *         preceded only by steps the argument covers, so the reduced graph has one too.
  *   - So the terminal states with every thread done, and every violating step, are reached by

@@ -5,7 +5,6 @@
  */
 import { COSTS, type CostKey, invalidationCost, type InvalidationKinds } from './costs'
 import { Res, type Footprint } from './footprint'
-import { frameNamed } from './persistent'
 import { hasVariant, type Policy } from './policy'
 import type { EventKind, Metrics, TraceEvent, Violation } from './results'
 import {
@@ -539,7 +538,6 @@ export class Ctx {
     if (f.ref === 0) {
       f.free = true
       this.wr(Res.alloc)
-      if (this.fp && frameNamed(this.s, pfn, this.t)) this.wr(Res.dirtyFree)
       this.emit('frame', fn, `free pfn ${pfn} (gen ${f.gen})`)
     }
   }

@@ -344,7 +344,7 @@ export function exploreExhaustive(
   const touchedStep = (s: LabState, t: number): { t: number; r: StepResult; x: StepTouch } => {
     const fp = newFootprint()
     const r = step(sc, policy, s, t, 0, false, metrics, fp)
-    if (comps && freedNamedFrame(fp)) throw NAMED_FREE
+    if (comps && freedNamedFrame(s, r.next, t)) throw NAMED_FREE
     const x = touchOf(fp, s, t)
     const op = s.threads[t]!.op
     const out = fut!.outside(x, t, op, s)

@@ -27,12 +27,6 @@ export const Res = {
   imap: (mm: number) => 3 * M * M + 112 + mm,
   /** THP: pmd_lock of the huge page's PMD. */
   pmdl: (mm: number) => 3 * M * M + 128 + mm,
-  /**
-   * A frame freed while something other than the freeing thread's locals still names it (a
-   * PTE, a TLB or secondary entry, the page or swap cache, another thread): whoever allocates
-   * next may reuse it under a stale translation: components.ts redoes a run without components.
-   */
-  dirtyFree: 3 * M * M + 160,
   /** THP: the count of GUP-fast walkers with IRQs off (what tlb_remove_table_sync_one waits for). */
   gupf: (mm: number) => 3 * M * M + 144 + mm,
   /** A hw-walker's walk cache (its non-leaf entry for the huge page's PTE table). */

@@ -49,8 +49,6 @@ const SUB_PTL = 0
 const SUB_MMAP = 1
 const SUB_MMAP_READERS = 4
 const SUB_ALLOC = 3
-/** footprint.ts Res.dirtyFree: the explorer watches for it (see components). */
-const SUB_DIRTY_FREE = 10
 const SUB_PMDL = 8
 /** Family 11 (footprint.ts Res.everything): the allocator's choice among free frames. */
 const EVERYTHING_FAMILY = 11
@@ -120,7 +118,7 @@ export function touchOf(fp: Footprint, s: LabState, t: number): StepTouch {
         // A page-table lock taken while holding another one (lock nesting) is shared: see
         // `components` for why separate components never nest them.
         if ((sub === SUB_PTL || sub === SUB_PMDL) && !holdsLambda) continue
-        if (sub === SUB_ALLOC || sub === SUB_DIRTY_FREE) continue
+        if (sub === SUB_ALLOC) continue
         shared = true
         continue
       }

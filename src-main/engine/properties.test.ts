@@ -484,30 +484,33 @@ describe('model-based properties of the exploration engine', () => {
         check(a === b, g, policy, `violated invariants: [${a}] persistent sets, [${b}] plain`)
         for (const f of pers.found) checkReplays(g, policy, f)
         // Components on top (--reduction components): the same verdicts, never more states.
-        const comp = exploreExhaustive(g.sc, policy, { ...BUDGET, persistent: true, components: true })
-        check(comp.complete, g, policy, `components run incomplete (${comp.cutReason})`)
-        check(
-          comp.states <= plain.states,
-          g,
-          policy,
-          `states: ${comp.states} components, ${plain.states} plain`,
+        const sameVerdicts = (
+          what: string,
+          o: typeof plain,
+          bound: typeof plain,
+          boundName: string,
+        ): void => {
+          check(o.complete, g, policy, `${what} run incomplete (${o.cutReason})`)
+          check(
+            o.states <= bound.states,
+            g,
+            policy,
+            `states: ${o.states} ${what}, ${bound.states} ${boundName}`,
+          )
+          const x = invariantSet(o.found).join(',')
+          check(x === b, g, policy, `violated invariants: [${x}] ${what}, [${b}] plain`)
+          for (const f of o.found) checkReplays(g, policy, f)
+        }
+        sameVerdicts(
+          'components',
+          exploreExhaustive(g.sc, policy, { ...BUDGET, persistent: true, components: true }),
+          plain,
+          'plain',
         )
-        const cm = invariantSet(comp.found).join(',')
-        check(cm === b, g, policy, `violated invariants: [${cm}] components, [${b}] plain`)
-        for (const f of comp.found) checkReplays(g, policy, f)
         // Merging invisible steps on top (--reduction merge): the same, and never more states.
         const merged = exploreExhaustive(g.sc, policy, { ...BUDGET, persistent: true, merge: true })
-        check(merged.complete, g, policy, `merged run incomplete (${merged.cutReason})`)
-        check(
-          merged.states <= pers.states,
-          g,
-          policy,
-          `states: ${merged.states} merged, ${pers.states} persistent`,
-        )
+        sameVerdicts('merged', merged, pers, 'persistent')
         if (/[1-9][\d,]* invisible steps merged/.test(merged.reduction ?? '')) mergedRuns++
-        const m = invariantSet(merged.found).join(',')
-        check(m === b, g, policy, `violated invariants: [${m}] merged, [${b}] plain`)
-        for (const f of merged.found) checkReplays(g, policy, f)
       }),
       { seed: 6174, numRuns: 200 },
     )
