@@ -5,7 +5,7 @@
  * the schemas below on the service side: the renderer is untrusted input.
  */
 import { z } from 'zod'
-import type { ExploreMode, RunResult, StepRecord, Violation } from '../engine'
+import type { Culprit, ExploreMode, RunResult, StepRecord, Violation } from '../engine'
 import {
   LkmlTimelineSchema,
   NotebookAutosaveSchema,
@@ -72,6 +72,29 @@ export const ReplayRequestSchema = z.object({
 })
 export type ReplayRequest = z.infer<typeof ReplayRequestSchema>
 
+/**
+ * One schedule under several policies (issue 12): each policy replays the same schedule; a
+ * scheduled thread that is blocked or finished at its turn is skipped (and listed in `skipped`).
+ */
+export const CompareRequestSchema = z.object({
+  text: z.string().max(1_000_000),
+  file: z.string().max(4096).nullable(),
+  policies: z.array(z.string().min(1).max(200)).min(1).max(16),
+  schedule: z.array(z.string().max(100)).max(100_000),
+})
+export type CompareRequest = z.infer<typeof CompareRequestSchema>
+
+/** The shortest schedule on which two policies' outcomes differ (issue 12). */
+export const DistinguishRequestSchema = z.object({
+  text: z.string().max(1_000_000),
+  file: z.string().max(4096).nullable(),
+  policies: z.tuple([z.string().min(1).max(200), z.string().min(1).max(200)]),
+  /** Product states before giving up (default 2,000,000). */
+  maxStates: z.number().int().positive().max(50_000_000).optional(),
+  timeoutMs: z.number().int().positive().max(3_600_000).optional(),
+})
+export type DistinguishRequest = z.infer<typeof DistinguishRequestSchema>
+
 export const PathSchema = z.object({ path: z.string().min(1).max(4096) })
 export const SaveSchema = z.object({ path: z.string().min(1).max(4096), text: z.string().max(1_000_000) })
 export const ValidateSchema = z.object({
@@ -92,6 +115,54 @@ export interface ReplayResult {
   readonly violations: readonly Violation[]
   readonly outcome: string
   readonly registers: ReadonlyArray<readonly [string, number | null]>
+}
+
+/** A schedule entry a policy's replay did not run: that thread was blocked or finished then. */
+export interface ScheduleSkip {
+  /** Index in the requested schedule. */
+  readonly index: number
+  readonly thread: string
+  /** `blocked on mmap_lock (held by C1)`, `finished`. */
+  readonly reason: string
+}
+
+/** One policy's replay of a shared schedule. */
+export interface PolicyReplay extends ReplayResult {
+  readonly policy: string
+  /** The thread names actually run, in order (pasteable into `replay`). */
+  readonly ran: readonly string[]
+  /** For each record, the index of the requested schedule entry it ran, or null past the schedule. */
+  readonly positions: ReadonlyArray<number | null>
+  readonly skipped: readonly ScheduleSkip[]
+  /** The first violation's explanation, or what the run ended with (`holds on this schedule`). */
+  readonly why: string
+  readonly culprits: readonly Culprit[]
+}
+
+export interface CompareResult {
+  readonly schedule: readonly string[]
+  readonly replays: readonly PolicyReplay[]
+  /**
+   * For a violating replay and one that holds: which notifier hook, under the holding policy,
+   * invalidated the stale entry between its fill and its use (one line), or null.
+   */
+  readonly hint: string | null
+}
+
+export interface DistinguishResult {
+  readonly policies: readonly [string, string]
+  /** The shortest distinguishing schedule (thread names), or null when none was found. */
+  readonly schedule: readonly string[] | null
+  /** Both policies replayed on `schedule` (empty when null). */
+  readonly replays: readonly PolicyReplay[]
+  /** Index (into the aligned traces) of the first step whose traces differ, or null. */
+  readonly firstDifference: number | null
+  /** Pairs of states explored. */
+  readonly states: number
+  /** True when the search covered every reachable pair: with no schedule, the outcomes never differ. */
+  readonly complete: boolean
+  /** One line: what was found, or why the search stopped. */
+  readonly note: string
 }
 
 /** Live progress of one policy of a run. */

@@ -75,6 +75,25 @@ export interface Violation {
   readonly message: string
 }
 
+/**
+ * A step that caused a violation, for the swimlane's marks and the explanation:
+ * - `fill`: the step that cached the translation (or permission) later used stale;
+ * - `pte-change`: the PTE change that made that entry stale;
+ * - `missed-flush`: a flush or invalidation after the change that did not reach the entry;
+ * - `stale-use`: the access through the stale entry (or, for forbid, the read that made it true);
+ * - `other`: any further step the explanation names (a free, a writeback's clean).
+ */
+export type CulpritRole = 'fill' | 'pte-change' | 'missed-flush' | 'stale-use' | 'other'
+
+export interface Culprit {
+  /** The step (StepRecord.step) this names. */
+  readonly step: number
+  readonly thread: string
+  readonly role: CulpritRole
+  /** One line: what happened at that step, in kernel terms. */
+  readonly text: string
+}
+
 export interface Counterexample {
   readonly invariant: InvariantName
   /** Thread names, one per step: paste into `explore: { mode: scripted, schedule: [...] }` or `mnlab replay`. */
@@ -83,6 +102,8 @@ export interface Counterexample {
   readonly cycle: readonly string[] | null
   readonly violation: Violation
   readonly why: string
+  /** The culprit steps, in step order (empty when none could be named). */
+  readonly culprits: readonly Culprit[]
   /** The replayed execution, step by step: events (kernel function, locks held) and changes. */
   readonly trace: readonly StepRecord[]
 }
