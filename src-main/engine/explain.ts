@@ -4,8 +4,38 @@
  * PTE change that made it stale, the flush that missed the secondary, the stale use).
  */
 import type { Execution, Found } from './explore'
-import type { Violation } from './results'
+import type { Policy } from './policy'
+import type { Culprit, Violation } from './results'
 import type { Scenario } from './types'
+
+/**
+ * The explanation of an execution's first violation (a replay of one schedule under one policy),
+ * or, with none, what the run ended with.
+ */
+export function explainExecution(
+  sc: Scenario,
+  _policy: Policy,
+  ex: Execution,
+): { why: string; culprits: Culprit[] } {
+  const v = ex.violations[0]
+  if (!v) return { why: `no violation on this schedule (${ex.outcome})`, culprits: [] }
+  const cycle = v.invariant === 'progress' ? ex.cycle : null
+  const schedule = cycle ? ex.schedule.slice(0, ex.schedule.length - cycle.length) : ex.schedule
+  const f: Found = { invariant: v.invariant, schedule, cycle, violation: v }
+  return { why: explain(sc, f, ex), culprits: [] }
+}
+
+/**
+ * One line: which notifier hook, under a policy that holds on the same schedule, removed the
+ * stale entry between its fill and its use; null when nothing applies.
+ */
+export function hookHint(
+  _sc: Scenario,
+  _violating: { policy: string; ex: Execution; culprits: readonly Culprit[] },
+  _holding: { policy: string; ex: Execution },
+): string | null {
+  return null
+}
 
 /** The "why" line: which entry was used, filled when, from which PTE, and which invalidation never came. */
 export function explain(sc: Scenario, f: Found, ex: Execution): string {

@@ -41,6 +41,7 @@ export {
   type IommuKind,
   type InvalidationKinds,
 } from './costs'
+export { explainExecution, hookHint } from './explain'
 export { mulberry32, type Prng } from './prng'
 export { scenarioJsonSchema, SCENARIO_TEMPLATE } from './scenarioSchema'
 export { PRESET_DOCS, VARIANT_DOCS } from './policy'
