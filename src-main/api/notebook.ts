@@ -70,6 +70,11 @@ export const RecordedPolicySchema = z.strictObject({
   policy: z.string().min(1).max(200),
   verdict: z.enum(['holds', 'violated', 'unknown']),
   violated: z.array(z.string().min(1).max(100)),
+  /**
+   * Every invariant's verdict (holds | violated | unknown). Optional: results recorded before it
+   * existed say only which invariants were violated, and the others are then "not recorded".
+   */
+  invariants: z.record(z.string().min(1).max(100), z.enum(['holds', 'violated', 'unknown'])).optional(),
   expected: z.string().max(200).nullable(),
   matches: z.boolean().nullable(),
   /** Why exploration stopped early (budget, random sampling), if it did. */

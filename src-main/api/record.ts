@@ -5,7 +5,7 @@
  */
 import type { RunResult } from '../engine/results'
 import { METRIC_KEYS } from '../engine/types'
-import type { ExperimentCell, RecordedResult } from './notebook'
+import type { ExperimentCell, RecordedPolicy, RecordedResult } from './notebook'
 
 export function recordedResult(
   run: RunResult,
@@ -24,6 +24,7 @@ export function recordedResult(
       violated: Object.entries(r.invariants)
         .filter(([, v]) => v === 'violated')
         .map(([k]) => k),
+      invariants: { ...r.invariants },
       expected: r.expected,
       matches: r.matches,
       cut_reason: r.stats.cutReason,
@@ -36,6 +37,21 @@ export function recordedResult(
       })),
     })),
   }
+}
+
+export type RecordedVerdict = 'holds' | 'violated' | 'unknown'
+
+/**
+ * An invariant's recorded verdict, or null when the result does not say (recorded before every
+ * invariant's verdict was kept, for a policy that was not proven to hold): never a guessed `unknown`.
+ */
+export function recordedInvariant(p: RecordedPolicy, invariant: string): RecordedVerdict | null {
+  const v = p.invariants?.[invariant]
+  if (v !== undefined) return v
+  if (p.violated.includes(invariant)) return 'violated'
+  // `holds` overall means every invariant was proven to hold.
+  if (p.verdict === 'holds') return 'holds'
+  return null
 }
 
 /** The metrics a recorded result keeps, in the order reports and the app show them. */

@@ -84,6 +84,13 @@ export function verdictChanges(recorded: RecordedResult, fresh: RecordedResult):
     const fv = [...f.violated].sort().join(',') || 'none'
     if (r.verdict !== f.verdict || rv !== fv)
       out.push(`${r.policy}: recorded ${r.verdict} (violated: ${rv}), now ${f.verdict} (violated: ${fv})`)
+    else if (r.invariants && f.invariants) {
+      // Same violations, but an invariant proven to hold may have become unknown (or back).
+      const moved = Object.keys({ ...r.invariants, ...f.invariants })
+        .filter((k) => r.invariants![k] !== f.invariants![k])
+        .map((k) => `${k} ${r.invariants![k] ?? 'not recorded'} -> ${f.invariants![k] ?? 'none'}`)
+      if (moved.length > 0) out.push(`${r.policy}: recorded ${r.verdict}, now ${moved.join(', ')}`)
+    }
   }
   for (const f of fresh.policies)
     if (!recorded.policies.some((r) => r.policy === f.policy))

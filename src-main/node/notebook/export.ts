@@ -5,12 +5,14 @@
  * http(s) links are recognised.
  */
 import { escapeHtml, markdownToHtml } from '../../api/markdown'
-import { RECORDED_METRICS } from '../../api/record'
+import { RECORDED_METRICS, recordedInvariant } from '../../api/record'
 import type { ExperimentCell, Notebook, RecordedPolicy } from '../../api/notebook'
 import { referenceResult } from './format'
 
 const METRICS = RECORDED_METRICS
 const INVARIANTS = ['use-after-free', 'stale-after-return', 'lost-write', 'lost-dirty', 'progress', 'forbid']
+/** What a report says for an invariant a result recorded before per-invariant verdicts does not name. */
+const NOT_RECORDED = 'not recorded'
 
 function scenarioLabel(cell: ExperimentCell): string {
   return 'path' in cell.scenario ? cell.scenario.path : 'inline scenario'
@@ -52,9 +54,7 @@ export function exportMarkdown(nb: Notebook): string {
     out.push('| policy | verdict | ' + INVARIANTS.join(' | ') + ' | expected | matches |')
     out.push('|---|---|' + INVARIANTS.map(() => '---|').join('') + '---|---|')
     for (const p of res.policies) {
-      const inv = INVARIANTS.map((i) =>
-        p.violated.includes(i) ? 'violated' : p.verdict === 'holds' ? 'holds' : '?',
-      )
+      const inv = INVARIANTS.map((i) => recordedInvariant(p, i) ?? NOT_RECORDED)
       out.push(
         `| ${mdEscapeCell(p.policy)} | **${p.verdict}** | ${inv.join(' | ')} | ${p.expected ?? '-'} | ${
           p.matches === null ? '-' : p.matches ? 'yes' : 'NO'
@@ -108,7 +108,7 @@ function bars(res: { policies: readonly RecordedPolicy[] }, metric: (typeof METR
 
 const CSS = `body{font:15px/1.45 system-ui,sans-serif;max-width:60em;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #bbb;padding:2px 8px;text-align:left}
-td.num{text-align:right}.violated{background:#f6d0d0}.holds{background:#d4ecd4}.unknown{background:#eee}
+td.num{text-align:right}.violated{background:#f6d0d0}.holds{background:#d4ecd4}.unknown{background:#eee}.not-recorded{color:#777;font-style:italic}
 pre{background:#f4f4f4;padding:.6em;overflow:auto}code{font-family:ui-monospace,monospace}
 section.experiment{border-top:2px solid #ccc;margin-top:1.5em}figure{margin:.3em 0}figcaption{font-size:12px;color:#555}
 blockquote{border-left:3px solid #ccc;margin:.4em 0;padding-left:.8em;color:#444}`
@@ -141,8 +141,8 @@ export function exportHtml(nb: Notebook): string {
     )
     for (const p of res.policies) {
       const inv = INVARIANTS.map((i) => {
-        const v = p.violated.includes(i) ? 'violated' : p.verdict === 'holds' ? 'holds' : 'unknown'
-        return `<td class="${v}">${v}</td>`
+        const v = recordedInvariant(p, i)
+        return v === null ? `<td class="not-recorded">${NOT_RECORDED}</td>` : `<td class="${v}">${v}</td>`
       })
       s.push(
         `<tr><td>${escapeHtml(p.policy)}</td><td class="${p.verdict}"><strong>${p.verdict}</strong></td>${inv.join('')}` +

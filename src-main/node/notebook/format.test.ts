@@ -67,31 +67,53 @@ const result = fc.record({
     .map((d) => d.toISOString()),
   pinned: fc.boolean(),
   policies: fc.array(
-    fc.record({
-      policy: name,
-      verdict: fc.constantFrom('holds', 'violated', 'unknown'),
-      violated: fc.array(name, { maxLength: 3 }),
-      expected: fc.option(name, { nil: null }),
-      matches: fc.option(fc.boolean(), { nil: null }),
-      cut_reason: fc.option(text, { nil: null }),
-      metrics: fc.record({
-        notifier_calls: count,
-        secondary_invalidations: count,
-        device_faults: count,
-        mirror_zaps: count,
-        cpu_tlb_flushes: count,
-        sim_ns: count.map((n) => n / 4),
-      }),
-      counterexamples: fc.array(
-        fc.record({
-          invariant: name,
-          schedule: fc.array(name, { maxLength: 10 }),
-          cycle: fc.option(fc.array(name, { minLength: 1, maxLength: 4 }), { nil: null }),
-          why: text,
+    fc.record(
+      {
+        policy: name,
+        verdict: fc.constantFrom('holds', 'violated', 'unknown'),
+        violated: fc.array(name, { maxLength: 3 }),
+        invariants: fc.dictionary(
+          name,
+          fc.constantFrom('holds' as const, 'violated' as const, 'unknown' as const),
+          {
+            maxKeys: 6,
+          },
+        ),
+        expected: fc.option(name, { nil: null }),
+        matches: fc.option(fc.boolean(), { nil: null }),
+        cut_reason: fc.option(text, { nil: null }),
+        metrics: fc.record({
+          notifier_calls: count,
+          secondary_invalidations: count,
+          device_faults: count,
+          mirror_zaps: count,
+          cpu_tlb_flushes: count,
+          sim_ns: count.map((n) => n / 4),
         }),
-        { maxLength: 2 },
-      ),
-    }),
+        counterexamples: fc.array(
+          fc.record({
+            invariant: name,
+            schedule: fc.array(name, { maxLength: 10 }),
+            cycle: fc.option(fc.array(name, { minLength: 1, maxLength: 4 }), { nil: null }),
+            why: text,
+          }),
+          { maxLength: 2 },
+        ),
+      },
+      // `invariants` is optional: results recorded before it existed have none.
+      {
+        requiredKeys: [
+          'policy',
+          'verdict',
+          'violated',
+          'expected',
+          'matches',
+          'cut_reason',
+          'metrics',
+          'counterexamples',
+        ],
+      },
+    ),
     { maxLength: 3 },
   ),
 })

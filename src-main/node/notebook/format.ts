@@ -19,8 +19,8 @@ import {
   type RecordedResult,
   type ResultStatus,
 } from '../../api/notebook'
-import type { RunResult } from '../../engine'
-import { recordedResult, referenceIndex } from '../../api/record'
+import { INVARIANTS, type RunResult } from '../../engine'
+import { recordedResult, referenceIndex, type RecordedVerdict } from '../../api/record'
 
 export type ParseResult =
   | {
@@ -224,11 +224,22 @@ function orderedRecipe(r: Recipe): Recipe {
   }
 }
 
+/** The engine's invariants in its order, then any others (a newer engine's) by name. */
+function orderedInvariants(inv: Readonly<Record<string, RecordedVerdict>>): Record<string, RecordedVerdict> {
+  const known = INVARIANTS.filter((i) => i in inv)
+  const rest = Object.keys(inv)
+    .filter((k) => !(INVARIANTS as readonly string[]).includes(k))
+    .sort()
+  return Object.fromEntries([...known, ...rest].map((k) => [k, inv[k]!]))
+}
+
 function orderedPolicy(p: RecordedPolicy): RecordedPolicy {
   return {
     policy: p.policy,
     verdict: p.verdict,
     violated: [...p.violated],
+    // Absent in results recorded before it existed: stays absent (no key written).
+    ...(p.invariants ? { invariants: orderedInvariants(p.invariants) } : {}),
     expected: p.expected,
     matches: p.matches,
     cut_reason: p.cut_reason,
