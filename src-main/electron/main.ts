@@ -6,7 +6,8 @@ import { cpSync, existsSync, mkdirSync, readdirSync, realpathSync } from 'node:f
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Worker } from 'node:worker_threads'
-import { app, BrowserWindow, dialog, ipcMain, protocol, session, type WebFrameMain } from 'electron'
+import { app, BrowserWindow, dialog, ipcMain, protocol, session, shell, type WebFrameMain } from 'electron'
+import { isKernelSourceUrl } from '../api/kernelLinks'
 import { API_METHODS, type ApiMethod, type RunEvent } from '../api/labApi'
 import { createLabService, toApiError, type LabService } from '../node/labService'
 import { CSP, rendererFile, rendererHeaders } from '../node/rendererFiles'
@@ -97,16 +98,22 @@ function createWindow(): void {
     })
     if (choice === 0) e.preventDefault()
   })
-  win.webContents.setWindowOpenHandler(() => ({ action: 'deny' }))
+  win.webContents.setWindowOpenHandler(openHandler)
   // electron-vite sets ELECTRON_RENDERER_URL in dev; a build loads the bundled renderer from disk.
   void win.loadURL(devUrl ?? `${APP_ORIGIN}/index.html`)
+}
+
+/** No new windows; a kernel source link (the step inspector's Elixir links) opens in the system browser. */
+function openHandler({ url }: { url: string }): { action: 'deny' } {
+  if (isKernelSourceUrl(url)) void shell.openExternal(url)
+  return { action: 'deny' }
 }
 
 // Every web contents, not only the window's: no navigation away, no new windows, no webviews.
 app.on('web-contents-created', (_e, contents) => {
   contents.on('will-navigate', (ev) => ev.preventDefault())
   contents.on('will-attach-webview', (ev) => ev.preventDefault())
-  contents.setWindowOpenHandler(() => ({ action: 'deny' }))
+  contents.setWindowOpenHandler(openHandler)
 })
 
 void app.whenReady().then(() => {
