@@ -233,6 +233,17 @@ export interface LabApi {
   cancelRun(req: z.infer<typeof RunIdSchema>): Promise<void>
   replay(req: ReplayRequest): Promise<ReplayResult>
   /**
+   * One schedule under each policy (issue 12): a scheduled thread that is blocked or finished at
+   * its turn is skipped (listed in `skipped`), then the reference schedule runs to the end. Every
+   * policy gets a trace, whether it holds or not.
+   */
+  compareSchedule(req: CompareRequest): Promise<CompareResult>
+  /**
+   * The shortest schedule on which two policies' outcomes differ (breadth first over the product
+   * of their state graphs; engine/compare.ts), with both replays on it; within a time budget.
+   */
+  distinguish(req: DistinguishRequest): Promise<DistinguishResult>
+  /**
    * A native open/save dialog (Electron). For a scenario, confined to the scenarios folder: the
    * chosen path relative to it. For a notebook, a path notebookOpen/notebookSave accept (the
    * desktop app allows notebooks anywhere). Null when cancelled or when the host has no native
@@ -283,6 +294,8 @@ export const API_METHODS = {
   startRun: RunRequestSchema,
   cancelRun: RunIdSchema,
   replay: ReplayRequestSchema,
+  compareSchedule: CompareRequestSchema,
+  distinguish: DistinguishRequestSchema,
   pickFile: PickFileSchema,
   notebookNew: null,
   notebookOpen: NotebookOpenSchema,

@@ -852,6 +852,12 @@ export function runExecution(
     stopAtViolation?: boolean
     /** Polled every 64 steps (the run's time budget): a reason ends the execution as 'cut'. */
     shouldStop?: () => string | null
+    /**
+     * A scripted run that must follow `choose` exactly while this returns true (compare.ts
+     * lenient replays): no fairness forcing and no livelock check there, so that the run is the
+     * schedule it was given. States are still remembered for the checks after it.
+     */
+    following?: (s: LabState, enabled: readonly number[]) => boolean
   },
 ): Execution {
   let s = initialState(sc)
@@ -886,7 +892,8 @@ export function runExecution(
     const [ha, hb] = hashState(s, live)
     const k = `${ha},${hb}`
     let forced: number | null = null
-    const at = seen.get(k)
+    const following = opts.following?.(s, en) === true
+    const at = following ? undefined : seen.get(k)
     if (at !== undefined) {
       // Strong fairness: a thread enabled anywhere in the loop must have run in it.
       let any = 0

@@ -42,6 +42,17 @@ export {
   type InvalidationKinds,
 } from './costs'
 export { explainExecution, hookHint } from './explain'
+export {
+  replayLenient,
+  distinguish,
+  outcomeMask,
+  maskNames,
+  DEFAULT_DISTINGUISH_STATES,
+  type LenientReplay,
+  type LenientSkip,
+  type DistinguishBudget,
+  type DistinguishOutcome,
+} from './compare'
 export { mulberry32, type Prng } from './prng'
 export { scenarioJsonSchema, SCENARIO_TEMPLATE } from './scenarioSchema'
 export { PRESET_DOCS, VARIANT_DOCS } from './policy'

@@ -78,6 +78,8 @@ const VALID: Record<ApiMethod, unknown> = {
   },
   cancelRun: { runId: 'no-such-run' },
   replay: { text: UPGRADE, file: null, policy: 'start-end', schedule: ['C0', 'D0', 'D0'] },
+  compareSchedule: { text: UPGRADE, file: null, policies: ['all'], schedule: ['C0', 'D0', 'D0'] },
+  distinguish: { text: UPGRADE, file: null, policies: ['start-end', 'arch-hook'], maxStates: 20_000, timeoutMs: 5_000 },
   pickFile: { purpose: 'open', suggestedName: null },
   notebookNew: undefined,
   notebookOpen: { path: 'fuzz.mnlab.yaml' },

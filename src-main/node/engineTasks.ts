@@ -4,19 +4,43 @@
  * Bad input is a LabApiError here too; the worker sends it back as such.
  */
 import type { z } from 'zod'
-import type { API_METHODS, ReplayResult, ValidationIssue } from '../api/labApi'
-import { runExecution, ScheduleError, scheduleIndices, scriptedChooser } from '../engine'
+import type {
+  API_METHODS,
+  CompareResult,
+  DistinguishResult,
+  PolicyReplay,
+  ReplayResult,
+  ValidationIssue,
+} from '../api/labApi'
+import { diffTraces } from '../api/traceDiff'
+import {
+  distinguish,
+  explainExecution,
+  hookHint,
+  replayLenient,
+  runExecution,
+  ScheduleError,
+  scheduleIndices,
+  scriptedChooser,
+  type Policy,
+  type Scenario,
+} from '../engine'
 import { LabApiError, loadOrReject, policiesOf, toIssues } from './apiErrors'
 import { loadScenarioText, ScenarioLoadError } from './scenarioFiles'
 import { lkmlTimeline } from './notebook/lkml'
 
-export type TaskName = 'validate' | 'replay' | 'lkmlTimeline'
+export type TaskName = 'validate' | 'replay' | 'lkmlTimeline' | 'compareSchedule' | 'distinguish'
 
 /** A replay traces every step: past this, it stops and says so (outcome 'cut'). */
 export const REPLAY_BUDGET_MS = 60_000
 
 type ReplayReq = z.infer<(typeof API_METHODS)['replay']>
 type LkmlReq = z.infer<(typeof API_METHODS)['lkmlTimeline']>
+type CompareReq = z.infer<(typeof API_METHODS)['compareSchedule']>
+type DistinguishReq = z.infer<(typeof API_METHODS)['distinguish']>
+
+/** A distinguish search stops here unless the request sets a shorter budget. */
+export const DISTINGUISH_BUDGET_MS = 300_000
 
 export function replayTask(r: ReplayReq, budgetMs = REPLAY_BUDGET_MS): ReplayResult {
   const sc = loadOrReject(r.text, r.file)
@@ -44,6 +68,114 @@ export function replayTask(r: ReplayReq, budgetMs = REPLAY_BUDGET_MS): ReplayRes
   } catch (e) {
     if (e instanceof ScheduleError) throw new LabApiError(`schedule step ${e.index}: ${e.message}`)
     throw e
+  }
+}
+
+/** The policies of a compare: each entry a name or a list (`all`, `a,b`); at least one. */
+function comparePolicies(entries: readonly string[]): Policy[] {
+  const ps = policiesOf(entries)
+  if (ps.length === 0) throw new LabApiError('policies: name at least one policy')
+  return ps
+}
+
+function scheduleOf(sc: Scenario, names: readonly string[]): number[] {
+  try {
+    return scheduleIndices(sc, names)
+  } catch (e) {
+    throw new LabApiError(`schedule: ${(e as Error).message}`)
+  }
+}
+
+/**
+ * One policy's lenient replay of a shared schedule (skipping entries whose thread is blocked or
+ * finished at their turn), traced, with its explanation.
+ */
+export function policyReplay(
+  sc: Scenario,
+  policy: Policy,
+  sched: readonly number[],
+  shouldStop?: () => string | null,
+): { replay: PolicyReplay; ex: ReturnType<typeof replayLenient>['ex'] } {
+  const { ex, positions, skipped } = replayLenient(sc, policy, sched, { tracing: true, shouldStop })
+  const { why, culprits } = explainExecution(sc, policy, ex)
+  return {
+    ex,
+    replay: {
+      policy: policy.name,
+      records: ex.records,
+      violations: ex.violations,
+      outcome: ex.outcome,
+      registers: sc.registers.map((name, i) => [name, ex.final.regs[i] ?? null] as const),
+      ran: ex.schedule.map((t) => sc.threads[t]!.name),
+      positions,
+      skipped: skipped.map((k) => ({ index: k.index, thread: sc.threads[k.thread]!.name, reason: k.reason })),
+      why,
+      culprits,
+    },
+  }
+}
+
+/** Replays of one schedule, and the hook hint for the first violating one against the first that holds. */
+function compareOn(
+  sc: Scenario,
+  policies: readonly Policy[],
+  sched: readonly number[],
+  shouldStop?: () => string | null,
+): CompareResult {
+  const runs = policies.map((p) => policyReplay(sc, p, sched, shouldStop))
+  const bad = runs.find((r) => r.replay.violations.length > 0)
+  const good = runs.find((r) => r.replay.violations.length === 0 && r.replay.outcome !== 'cut')
+  const hint =
+    bad && good
+      ? hookHint(
+          sc,
+          { policy: bad.replay.policy, ex: bad.ex, culprits: bad.replay.culprits },
+          { policy: good.replay.policy, ex: good.ex },
+        )
+      : null
+  return { schedule: sched.map((t) => sc.threads[t]!.name), replays: runs.map((r) => r.replay), hint }
+}
+
+/** `compareSchedule`: one schedule under each policy, leniently, each traced and explained. */
+export function compareTask(r: CompareReq, budgetMs = REPLAY_BUDGET_MS): CompareResult {
+  const sc = loadOrReject(r.text, r.file)
+  const ps = comparePolicies(r.policies)
+  const sched = scheduleOf(sc, r.schedule)
+  const end = Date.now() + budgetMs
+  return compareOn(sc, ps, sched, () => (Date.now() > end ? 'replay time budget' : null))
+}
+
+/** The first row at which two replays' aligned traces differ (traceDiff), or null. */
+export function firstDifference(a: PolicyReplay, b: PolicyReplay): number | null {
+  return diffTraces(a, b).differing[0] ?? null
+}
+
+/** `distinguish`: the shortest schedule on which two policies' outcomes differ, both replays on it. */
+export function distinguishTask(r: DistinguishReq, budgetMs = DISTINGUISH_BUDGET_MS): DistinguishResult {
+  const sc = loadOrReject(r.text, r.file)
+  const ps = r.policies.map((p) => {
+    const one = policiesOf([p])
+    if (one.length !== 1) throw new LabApiError(`policies: distinguish takes two single policies, got '${p}'`)
+    return one[0]!
+  })
+  const [a, b] = [ps[0]!, ps[1]!]
+  const end = Date.now() + Math.min(budgetMs, r.timeoutMs ?? Infinity)
+  const d = distinguish(sc, a, b, {
+    maxStates: r.maxStates,
+    shouldStop: () => (Date.now() > end ? 'the time budget' : null),
+  })
+  const policies = [a.name, b.name] as const
+  if (!d.schedule)
+    return { policies, schedule: null, replays: [], firstDifference: null, states: d.states, complete: d.complete, note: d.note }
+  const cmp = compareOn(sc, [a, b], d.schedule)
+  return {
+    policies,
+    schedule: cmp.schedule,
+    replays: cmp.replays,
+    firstDifference: firstDifference(cmp.replays[0]!, cmp.replays[1]!),
+    states: d.states,
+    complete: d.complete,
+    note: d.note,
   }
 }
 
@@ -78,5 +210,9 @@ export function runTask(name: TaskName, arg: unknown): unknown {
       return replayTask(arg as ReplayReq)
     case 'lkmlTimeline':
       return lkmlTask(arg as LkmlReq)
+    case 'compareSchedule':
+      return compareTask(arg as CompareReq)
+    case 'distinguish':
+      return distinguishTask(arg as DistinguishReq)
   }
 }

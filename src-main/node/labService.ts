@@ -35,6 +35,8 @@ import {
   type FirstFound,
   type PolicyProgress,
   type ReplayResult,
+  type CompareResult,
+  type DistinguishResult,
   type RunEvent,
   type RunId,
   type ScenarioEntry,
@@ -429,6 +431,16 @@ export function createLabService(options: LabServiceOptions): LabService {
     const r = parseRequest('replay', req) as z.infer<typeof API_METHODS.replay>
     return (await pool.task('replay', r)) as ReplayResult
   }
+  // One schedule under several policies: a lenient replay each, traced, in a worker.
+  const compareSchedule: LabApi['compareSchedule'] = async (req) => {
+    const r = parseRequest('compareSchedule', req) as z.infer<typeof API_METHODS.compareSchedule>
+    return (await pool.task('compareSchedule', r)) as CompareResult
+  }
+  // A breadth-first search over two policies' product graph: seconds to minutes, in a worker.
+  const distinguish: LabApi['distinguish'] = async (req) => {
+    const r = parseRequest('distinguish', req) as z.infer<typeof API_METHODS.distinguish>
+    return (await pool.task('distinguish', r)) as DistinguishResult
+  }
 
   // ---- lab notebooks ----
 
@@ -703,6 +715,8 @@ export function createLabService(options: LabServiceOptions): LabService {
     startRun,
     cancelRun,
     replay,
+    compareSchedule,
+    distinguish,
     pickFile,
     notebookNew,
     notebookOpen,

@@ -18,6 +18,8 @@ const METHODS = [
   'startRun',
   'cancelRun',
   'replay',
+  'compareSchedule',
+  'distinguish',
   'pickFile',
   'notebookNew',
   'notebookOpen',

@@ -106,6 +106,8 @@ function httpLab(): LabApi {
     startRun: (req) => call('startRun', req),
     cancelRun: (req) => call('cancelRun', req),
     replay: (req) => call('replay', req),
+    compareSchedule: (req) => call('compareSchedule', req),
+    distinguish: (req) => call('distinguish', req),
     pickFile: (req) => call('pickFile', req),
     notebookNew: () => call('notebookNew'),
     notebookOpen: (req) => call('notebookOpen', req),

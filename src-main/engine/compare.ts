@@ -1,0 +1,404 @@
+/**
+ * One schedule under several policies, and the shortest schedule on which two policies'
+ * outcomes differ (issue 12).
+ *
+ * A lenient replay follows a schedule of thread indices; an entry whose thread cannot run at its
+ * turn (blocked under this policy, or finished) is skipped and recorded, and the next entry is
+ * tried from the same state. After the schedule, the reference schedule runs to the end (as a
+ * strict replay does). While it follows the schedule the run does exactly what it is told: no
+ * fairness forcing, no livelock check (explore.ts runExecution `following`).
+ *
+ * `distinguish` searches breadth first over the product of the two policies' state graphs. A
+ * product state is the pair (state under a, state under b) reached by the same schedule; from it,
+ * each thread enabled in either component is a move, and a component where that thread is not
+ * enabled stays where it is, which is the lenient replay's skip. A schedule's outcome under a
+ * policy is the set of invariants its lenient replay violates: the steps of the schedule's moves,
+ * then the reference schedule from where it leaves off to the end (its steps, and at the end
+ * forbid, lost-dirty or deadlock). The first product state, in breadth-first order, whose two
+ * outcomes differ gives the shortest distinguishing schedule: fewest schedule entries (the
+ * reference tail after it is not counted). Every schedule returned has been replayed under both
+ * policies and their outcomes checked to differ.
+ *
+ * Livelocks are compared only where the reference tail runs into one: a schedule that leads into
+ * a fair cycle is not searched for (a cycle needs the whole graph; see exploreExhaustive).
+ */
+import { enabledThreads, blockedReason, step } from './step'
+import { hashState, initialState, liveness, type LabState, type Liveness } from './state'
+import { StateTable } from './stateTable'
+import { runExecution, terminalViolations, type Execution } from './explore'
+import type { Policy } from './policy'
+import { zeroMetrics, type Violation } from './results'
+import { INVARIANTS, type InvariantName, type Scenario } from './types'
+
+/** A schedule entry a lenient replay did not run (thread index). */
+export interface LenientSkip {
+  readonly index: number
+  readonly thread: number
+  /** `finished`, or what blocks it (`blockedReason`). */
+  readonly reason: string
+}
+
+export interface LenientReplay {
+  readonly ex: Execution
+  /** For each step of `ex`, the index of the schedule entry it ran, or null past the schedule. */
+  readonly positions: ReadonlyArray<number | null>
+  readonly skipped: readonly LenientSkip[]
+}
+
+/** Why thread `t` cannot run in `s` (it is not enabled). */
+function skipReason(sc: Scenario, policy: Policy, s: LabState, t: number): string {
+  const r = blockedReason(sc, policy, s, t)
+  if (r === 'done') return 'finished'
+  return r ?? 'not enabled'
+}
+
+/**
+ * Replays `schedule` (thread indices) under `policy`, skipping entries whose thread is blocked
+ * or finished at their turn, then runs the reference schedule to the end.
+ */
+export function replayLenient(
+  sc: Scenario,
+  policy: Policy,
+  schedule: readonly number[],
+  opts: { tracing: boolean; maxSteps?: number; shouldStop?: () => string | null },
+): LenientReplay {
+  const skipped: LenientSkip[] = []
+  const pos: Array<number | null> = []
+  let next = 0
+  // Skips the entries that cannot run in `s`; true while an entry remains to follow.
+  const advance = (s: LabState, en: readonly number[]): boolean => {
+    while (next < schedule.length && !en.includes(schedule[next]!)) {
+      skipped.push({ index: next, thread: schedule[next]!, reason: skipReason(sc, policy, s, schedule[next]!) })
+      next++
+    }
+    return next < schedule.length
+  }
+  const ex = runExecution(
+    sc,
+    policy,
+    (s, en, i) => {
+      if (advance(s, en)) {
+        pos[i] = next
+        return schedule[next++]!
+      }
+      pos[i] = null
+      return en[0]!
+    },
+    {
+      tracing: opts.tracing,
+      maxSteps: opts.maxSteps ?? schedule.length + 10_000,
+      shouldStop: opts.shouldStop,
+      following: advance,
+    },
+  )
+  // Entries left when the run ended (every thread finished or stuck, or the run was cut).
+  for (; next < schedule.length; next++) {
+    const t = schedule[next]!
+    const reason = ex.outcome === 'cut' ? 'not reached: the replay was cut' : skipReason(sc, policy, ex.final, t)
+    skipped.push({ index: next, thread: t, reason })
+  }
+  const positions = Array.from(ex.schedule, (_, i) => pos[i] ?? null)
+  return { ex, positions, skipped }
+}
+
+/** The invariants a replay violated (and whether it was cut), as a bit mask. */
+export function outcomeMask(ex: Execution): number {
+  let m = violationMask(ex.violations)
+  if (ex.outcome === 'cut') m |= CUT
+  return m
+}
+
+/** The outcome bit of a run that was cut before it ended. */
+const CUT = 1 << INVARIANTS.length
+
+function violationMask(vs: readonly Violation[]): number {
+  let m = 0
+  for (const v of vs) m |= 1 << INVARIANTS.indexOf(v.invariant)
+  return m
+}
+
+/** The invariants in a mask, in INVARIANTS order (with 'cut' for a run cut short). */
+export function maskNames(m: number): string[] {
+  const out: string[] = INVARIANTS.filter((_, i) => (m & (1 << i)) !== 0)
+  if (m & CUT) out.push('cut')
+  return out
+}
+
+export interface DistinguishBudget {
+  /** Product states before giving up (default 2,000,000). */
+  readonly maxStates?: number
+  /** Polled now and then; a reason stops the search (time budget). */
+  readonly shouldStop?: () => string | null
+  /** Steps of one reference tail before it counts as cut (default 10,000). */
+  readonly maxTail?: number
+}
+
+export interface DistinguishOutcome {
+  /** The shortest distinguishing schedule (thread indices), or null. */
+  readonly schedule: number[] | null
+  /** The two outcomes on it (invariant names; empty = holds). */
+  readonly outcomes: readonly [readonly InvariantName[], readonly InvariantName[]] | null
+  /** Product states stored. */
+  readonly states: number
+  /** True when every reachable product state was explored. */
+  readonly complete: boolean
+  /** Schedule entries of the deepest level explored to its end. */
+  readonly depth: number
+  readonly note: string
+}
+
+export const DEFAULT_DISTINGUISH_STATES = 2_000_000
+
+/**
+ * The outcome of the reference schedule (first enabled thread, with runExecution's fairness)
+ * run from a state to its end, memoised by state hash: the invariants its steps and its end
+ * violate.
+ */
+class Tails {
+  private readonly ids = new StateTable()
+  private readonly masks: number[] = []
+  private readonly metrics = zeroMetrics()
+
+  constructor(
+    private readonly sc: Scenario,
+    private readonly policy: Policy,
+    private readonly live: Liveness,
+    private readonly maxTail: number,
+  ) {}
+
+  of(s0: LabState, h0: readonly [number, number]): number {
+    const known = this.ids.get(h0)
+    if (known >= 0) return this.masks[known]!
+    const { sc, policy } = this
+    const hashes: Array<readonly [number, number]> = []
+    const stepMasks: number[] = []
+    const enMasks: number[] = []
+    const steppers: number[] = []
+    const seen = new Map<string, number>()
+    let owed = 0
+    // States from this index on have a run that depends on what came before them (a loop
+    // closed back to an earlier state): only those before it are memoised.
+    let firstLoop = Infinity
+    let end = 0
+    let s = s0
+    let h = h0
+    for (let i = 0; ; i++) {
+      const en = enabledThreads(sc, policy, s)
+      hashes.push(h)
+      if (en.length === 0) {
+        end = violationMask(terminalViolations(sc, policy, s, i))
+        break
+      }
+      if (i > 0) {
+        const memo = this.ids.get(h)
+        if (memo >= 0 && owed === 0) {
+          end = this.masks[memo]!
+          hashes.pop()
+          break
+        }
+      }
+      if (i >= this.maxTail) {
+        end = CUT
+        break
+      }
+      const k = `${h[0]},${h[1]}`
+      const at = seen.get(k)
+      if (at !== undefined) {
+        firstLoop = Math.min(firstLoop, at)
+        let any = 0
+        let ran = 0
+        for (let j = at; j < i; j++) {
+          any |= enMasks[j]!
+          ran |= 1 << steppers[j]!
+        }
+        const starved = any & ~ran
+        if (starved === 0) {
+          end = 1 << INVARIANTS.indexOf('progress')
+          break
+        }
+        owed |= starved
+      }
+      seen.set(k, i)
+      const forced = en.find((t) => (owed & (1 << t)) !== 0)
+      if (forced !== undefined) owed &= ~(1 << forced)
+      const t = forced ?? en[0]!
+      let em = 0
+      for (const u of en) em |= 1 << u
+      enMasks.push(em)
+      steppers.push(t)
+      const r = step(sc, policy, s, t, i, false, this.metrics)
+      stepMasks.push(violationMask(r.violations))
+      s = r.next
+      h = hashState(s, this.live)
+    }
+    // Suffix masks: what the run from each state on violates.
+    let acc = end
+    const last = Math.min(hashes.length - 1, firstLoop === Infinity ? Infinity : firstLoop)
+    const store = (i: number, m: number): void => {
+      if (this.ids.getOrInsert(hashes[i]!, this.masks.length) === -1) this.masks.push(m)
+    }
+    for (let i = hashes.length - 1; i >= 0; i--) {
+      if (i < stepMasks.length) acc |= stepMasks[i]!
+      if (i <= last || i === 0) store(i, acc)
+    }
+    return acc
+  }
+}
+
+function fmix32(h: number): number {
+  h ^= h >>> 16
+  h = Math.imul(h, 0x85ebca6b)
+  h ^= h >>> 13
+  h = Math.imul(h, 0xc2b2ae35)
+  h ^= h >>> 16
+  return h >>> 0
+}
+
+/** One 64-bit key for a product state: both states' hashes and what each has violated so far. */
+function productKey(
+  ha: readonly [number, number],
+  hb: readonly [number, number],
+  ma: number,
+  mb: number,
+): [number, number] {
+  const x = fmix32((ha[0] ^ Math.imul(fmix32(hb[1] ^ (ma << 8)), 0x9e3779b1)) >>> 0)
+  const y = fmix32((ha[1] ^ Math.imul(fmix32((hb[0] + mb * 0x27d4eb2d) >>> 0), 0x165667b1)) >>> 0)
+  return [x, y]
+}
+
+/**
+ * The shortest schedule on which policies `a` and `b` have different outcomes (see the file
+ * comment for what that means), by breadth-first search over their product state graph.
+ */
+export function distinguish(
+  sc: Scenario,
+  a: Policy,
+  b: Policy,
+  budget: DistinguishBudget = {},
+): DistinguishOutcome {
+  const maxStates = budget.maxStates ?? DEFAULT_DISTINGUISH_STATES
+  const maxTail = budget.maxTail ?? 10_000
+  const live = liveness(sc)
+  const tails = [new Tails(sc, a, live, maxTail), new Tails(sc, b, live, maxTail)] as const
+  const pols = [a, b] as const
+  const metrics = zeroMetrics()
+  const table = new StateTable()
+  const parent: number[] = []
+  const move: number[] = []
+  const pathTo = (id: number): number[] => {
+    const p: number[] = []
+    for (let x = id; parent[x]! >= 0; x = parent[x]!) p.push(move[x]!)
+    return p.reverse()
+  }
+  interface Node {
+    readonly id: number
+    readonly s: readonly [LabState, LabState]
+    readonly h: readonly [readonly [number, number], readonly [number, number]]
+    readonly m: readonly [number, number]
+  }
+  let rejected = 0
+  /** The node's schedule when its two replays' outcomes differ. */
+  const check = (n: Node): { schedule: number[]; outcomes: [InvariantName[], InvariantName[]] } | null => {
+    const oa = n.m[0] | tails[0].of(n.s[0], n.h[0])
+    const ob = n.m[1] | tails[1].of(n.s[1], n.h[1])
+    if (oa === ob) return null
+    // Confirm on the replays themselves (their tails keep the schedule's history for the
+    // fairness check, which the memoised tails above do not).
+    const schedule = pathTo(n.id)
+    const ra = outcomeMask(replayLenient(sc, a, schedule, { tracing: false, maxSteps: schedule.length + maxTail }).ex)
+    const rb = outcomeMask(replayLenient(sc, b, schedule, { tracing: false, maxSteps: schedule.length + maxTail }).ex)
+    if (ra === rb) {
+      rejected++
+      return null
+    }
+    const names = (m: number): InvariantName[] => INVARIANTS.filter((_, i) => (m & (1 << i)) !== 0)
+    return { schedule, outcomes: [names(ra), names(rb)] }
+  }
+  const s0 = initialState(sc)
+  const h0 = hashState(s0, live)
+  table.getOrInsert(productKey(h0, h0, 0, 0), 0)
+  parent.push(-1)
+  move.push(-1)
+  let level: Node[] = [{ id: 0, s: [s0, s0], h: [h0, h0], m: [0, 0] }]
+  let depth = 0
+  let polls = 0
+  const rejectedNote = (): string =>
+    rejected > 0 ? `; ${rejected} candidate(s) whose replays agreed after all were passed over` : ''
+  const found = check(level[0]!)
+  if (found)
+    return {
+      ...found,
+      states: 1,
+      complete: false,
+      depth: 0,
+      note: `the reference schedule alone distinguishes them (an empty schedule)${rejectedNote()}`,
+    }
+  while (level.length > 0) {
+    const nextLevel: Node[] = []
+    for (const n of level) {
+      if ((++polls & 255) === 0) {
+        const why = budget.shouldStop?.()
+        if (why)
+          return cut(why, table.size, depth, `${rejectedNote()}`)
+      }
+      const ens = [enabledThreads(sc, a, n.s[0]), enabledThreads(sc, b, n.s[1])] as const
+      const threads = new Set([...ens[0], ...ens[1]])
+      for (let t = 0; t < sc.threads.length; t++) {
+        if (!threads.has(t)) continue
+        const s: LabState[] = []
+        const h: Array<readonly [number, number]> = []
+        const m: number[] = []
+        for (const c of [0, 1] as const) {
+          if (ens[c].includes(t)) {
+            const r = step(sc, pols[c], n.s[c], t, depth, false, metrics)
+            s.push(r.next)
+            h.push(hashState(r.next, live))
+            m.push(n.m[c] | violationMask(r.violations))
+          } else {
+            s.push(n.s[c])
+            h.push(n.h[c])
+            m.push(n.m[c])
+          }
+        }
+        const id = parent.length
+        if (table.getOrInsert(productKey(h[0]!, h[1]!, m[0]!, m[1]!), id) !== -1) continue
+        parent.push(n.id)
+        move.push(t)
+        const child: Node = { id, s: [s[0]!, s[1]!], h: [h[0]!, h[1]!], m: [m[0]!, m[1]!] }
+        const f = check(child)
+        if (f)
+          return {
+            ...f,
+            states: table.size,
+            complete: false,
+            depth: depth + 1,
+            note: `found a distinguishing schedule of ${depth + 1} entries after ${table.size.toLocaleString('en-US')} state pairs; every shorter schedule gives both policies the same outcome${rejectedNote()}`,
+          }
+        if (table.size >= maxStates)
+          return cut(`${maxStates.toLocaleString('en-US')} state pairs (the state budget)`, table.size, depth, rejectedNote())
+        nextLevel.push(child)
+      }
+    }
+    level = nextLevel
+    if (level.length > 0) depth++
+  }
+  return {
+    schedule: null,
+    outcomes: null,
+    states: table.size,
+    complete: true,
+    depth,
+    note: `no schedule distinguishes them: all ${table.size.toLocaleString('en-US')} reachable state pairs give both policies the same outcome (livelocks compared only where the reference schedule runs into one)${rejectedNote()}`,
+  }
+}
+
+function cut(why: string, states: number, depth: number, extra: string): DistinguishOutcome {
+  return {
+    schedule: null,
+    outcomes: null,
+    states,
+    complete: false,
+    depth,
+    note: `stopped at ${why} after ${states.toLocaleString('en-US')} state pairs: no schedule of ${depth} entries or fewer distinguishes them; longer ones were not all tried${extra}`,
+  }
+}
