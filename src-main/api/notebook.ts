@@ -185,6 +185,8 @@ export const LkmlTimelineSchema = z.object({
   policy: z.string().min(1).max(200),
   schedule: z.array(z.string().min(1).max(100)).max(100_000),
   cycle: z.array(z.string().min(1).max(100)).max(100_000).nullable(),
+  /** Fold runs of one thread's steps that change nothing visible into one line (default false). */
+  collapse: z.boolean().optional(),
 })
 
 export interface NotebookDocument extends NotebookStatus {

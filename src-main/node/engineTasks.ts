@@ -184,7 +184,7 @@ export function lkmlTask(r: LkmlReq): string {
   const ps = policiesOf([r.policy])
   if (ps.length !== 1) throw new LabApiError(`policy: a timeline takes exactly one policy, got '${r.policy}'`)
   try {
-    return lkmlTimeline({ sc, policy: ps[0]!, schedule: r.schedule, cycle: r.cycle })
+    return lkmlTimeline({ sc, policy: ps[0]!, schedule: r.schedule, cycle: r.cycle, collapse: r.collapse })
   } catch (e) {
     if (e instanceof ScheduleError) throw new LabApiError(`schedule step ${e.index}: ${e.message}`)
     throw new LabApiError(`schedule: ${(e as Error).message}`)

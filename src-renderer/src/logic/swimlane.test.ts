@@ -1,10 +1,34 @@
 import { describe, expect, it } from 'vitest'
 import type { StepRecord } from '../../../src-main/engine/results'
-import { buildSwimlane, compareThreads, eventLabel, knownStateAt } from './swimlane'
+import { buildSwimlane, compareThreads, eventLabel, knownStateAt, ROLE_LABEL, searchRows } from './swimlane'
 import { TRACE, ev } from './fixtures'
 import { formatCount, formatDuration, normaliseScenarioPath } from './format'
 
 describe('swimlane rows', () => {
+  it('marks the culprit steps with their roles, on the row of their step and thread only', () => {
+    const s = buildSwimlane(TRACE, 2, [], null, [
+      { step: 1, thread: 'C0', role: 'pte-change', text: 'ptep_clear_flush repointed A' },
+      { step: 2, thread: 'D0', role: 'fill', text: 'the walk filled A' },
+      { step: 2, thread: 'D0', role: 'stale-use', text: 'D0 read A' },
+      { step: 3, thread: 'D0', role: 'other', text: 'not this row: step 3 is C0' },
+    ])
+    expect(s.rows.map((r) => r.culprits.map((c) => ROLE_LABEL[c.role]))).toEqual([
+      [],
+      ['PTE change'],
+      ['fill', 'stale use'],
+      [],
+    ])
+    expect(buildSwimlane(TRACE, 2).rows.every((r) => r.culprits.length === 0)).toBe(true)
+  })
+  it('finds rows by thread, function, event text or change, case-insensitively', () => {
+    const rows = buildSwimlane(TRACE, null).rows
+    expect(searchRows(rows, 'PTEP_CLEAR')).toEqual([1])
+    expect(searchRows(rows, 'iommu tlb')).toEqual([2, 3])
+    expect(searchRows(rows, 'D0')).toEqual([2])
+    expect(searchRows(rows, 'r0 := 0')).toEqual([2])
+    expect(searchRows(rows, '  ')).toEqual([])
+    expect(searchRows(rows, 'no such thing')).toEqual([])
+  })
   it('puts each step in its thread lane, in natural thread order', () => {
     const s = buildSwimlane(TRACE, 1)
     expect(s.lanes).toEqual(['C0', 'D0'])

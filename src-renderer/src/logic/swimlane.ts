@@ -3,7 +3,13 @@
  * one lane per thread (CPUs, then devices), one row per step in time order, the acting
  * thread's events in its lane, and what every thread holds at that moment.
  */
-import type { EventKind, StepRecord, TraceEvent } from '../../../src-main/engine/results'
+import type {
+  Culprit,
+  CulpritRole,
+  EventKind,
+  StepRecord,
+  TraceEvent,
+} from '../../../src-main/engine/results'
 
 export interface LaneCell {
   /** Locks this thread holds after the row's step (its last event's locks). */
@@ -26,6 +32,8 @@ export interface SwimlaneRow {
   readonly violation: boolean
   /** Part of a livelock cycle that repeats forever. */
   readonly cycle: boolean
+  /** The culprit steps this row is (a fill, the PTE change, a missed flush, the stale use). */
+  readonly culprits: readonly Culprit[]
 }
 
 export interface Swimlane {
@@ -62,7 +70,10 @@ export function buildSwimlane(
   violationStep: number | null,
   extraLanes: readonly string[] = [],
   cycleFrom: number | null = null,
+  culprits: readonly Culprit[] = [],
 ): Swimlane {
+  const byStep = new Map<number, Culprit[]>()
+  for (const c of culprits) byStep.set(c.step, [...(byStep.get(c.step) ?? []), c])
   const names = new Set<string>(extraLanes)
   for (const r of records) names.add(r.thread)
   const lanes = [...names].sort(compareThreads)
@@ -98,9 +109,37 @@ export function buildSwimlane(
       secInval: kinds.has('sec-inval'),
       violation: index === violationRow || kinds.has('violation'),
       cycle: cycleFrom !== null && index >= cycleFrom,
+      culprits: (byStep.get(r.step) ?? []).filter((c) => c.thread === r.thread),
     }
   })
   return { lanes, rows, violationRow }
+}
+
+/** How a culprit's role reads in the swimlane's mark and the explanation. */
+export const ROLE_LABEL: Readonly<Record<CulpritRole, string>> = {
+  fill: 'fill',
+  'pte-change': 'PTE change',
+  'missed-flush': 'missed flush',
+  'stale-use': 'stale use',
+  other: 'cause',
+}
+
+/**
+ * Rows whose step matches `query` (case-insensitive): the thread, an event's function or text, or
+ * a change. The browser's find cannot see rows the virtual list has not rendered.
+ */
+export function searchRows(rows: readonly SwimlaneRow[], query: string): number[] {
+  const q = query.trim().toLowerCase()
+  if (q === '') return []
+  const out: number[] = []
+  for (const r of rows) {
+    const hit =
+      r.thread.toLowerCase() === q ||
+      r.events.some((e) => e.fn.toLowerCase().includes(q) || e.text.toLowerCase().includes(q)) ||
+      r.changes.some((c) => c.toLowerCase().includes(q))
+    if (hit) out.push(r.index)
+  }
+  return out
 }
 
 /** Short label of an event for the dense lane view. */
