@@ -123,7 +123,7 @@ test('the upgrade scenario: two policies side by side with synchronised scrollin
   }
   await lab.screenshot('04-side-by-side')
 
-  // "Copy as LKML timeline": [Time N] blocks, one line per thread, ready for a mail.
+  // "Copy as LKML timeline": [Time N] blocks naming the thread that acts, ready for a mail.
   await page.context().grantPermissions(['clipboard-read', 'clipboard-write'])
   const cx = page.locator('[data-testid="counterexample"][data-policy="start-end"]').first()
   await cx.getByTestId('copy-lkml').click()
@@ -131,7 +131,10 @@ test('the upgrade scenario: two policies side by side with synchronised scrollin
   // A string expression: the e2e tsconfig has no DOM types.
   const mail = await page.evaluate<string>('navigator.clipboard.readText()')
   expect(mail).toMatch(/^\[Time N\] -+$/m)
-  expect(mail).toMatch(/^DEV-thread-0 \{write P 7; /m)
+  expect(mail).toMatch(/^DEV-thread-0 {2}\{write P 7; /m)
+  // Condensed: only the acting thread per block, every line within a mail's 72 columns.
+  expect(mail).not.toMatch(/\{\}/)
+  expect(mail.split('\n').filter((l) => l.length > 72)).toEqual([])
   expect(mail).toContain('repeats forever')
   expect(mail).toContain('policy: start-end')
   await expect(page.getByTestId('lkml-error')).toHaveCount(0)

@@ -1,8 +1,13 @@
 /**
  * "Copy as LKML timeline": a counterexample replayed and written in the style of
- * Documentation/vm/mmu_notifier.txt (Glisse, 2017): one `[Time N] ----` block per step, then one
- * line per thread, `CPU-thread-0 {...}` / `DEV-thread-0 {...}`, with what that thread did at that
- * step in kernel terms, or `{}`. Plain ASCII-friendly text, ready for a mail.
+ * Documentation/mm/mmu_notifier.rst (Glisse, 2017; Documentation/vm/mmu_notifier.txt before
+ * v4.17): one `[Time N] ----` block per step, naming the thread that acts, `CPU-thread-0  {...}`
+ * or `DEV-thread-0  {...}`, with what it did in kernel terms. Threads that do nothing at a step
+ * are left out (the document lists them as `{}` because its threads move in lockstep; here one
+ * thread moves per step). Every line fits in 72 columns, the width of a mail body; a long line
+ * continues under its text. With `collapse`, a run of steps of one thread that change no PTE,
+ * TLB entry, frame or register (StepRecord.changes empty) becomes a single line naming their
+ * kernel functions. Plain ASCII text, ready for a mail.
  */
 import {
   runExecution,
@@ -13,7 +18,8 @@ import {
   type StepRecord,
 } from '../../engine'
 
-const WIDTH = 78
+/** Column limit of every line (a mail body). */
+export const LKML_WIDTH = 72
 
 /** `C0` -> `CPU-thread-0`, `D0` -> `DEV-thread-0`, numbered by kind in declaration order. */
 export function lkmlThreadNames(sc: Scenario): Map<string, string> {
@@ -22,6 +28,43 @@ export function lkmlThreadNames(sc: Scenario): Map<string, string> {
   let dev = 0
   for (const t of sc.threads) m.set(t.name, t.kind === 'cpu' ? `CPU-thread-${cpu++}` : `DEV-thread-${dev++}`)
   return m
+}
+
+/**
+ * `text` split at spaces into lines of at most `width` columns: the first starts with `first`,
+ * the others with `rest` (usually spaces). A word longer than a line is cut.
+ */
+export function wrapLine(text: string, first: string, rest: string, width = LKML_WIDTH): string[] {
+  const out: string[] = []
+  let line = first
+  let empty = true
+  for (const word of text.split(' ')) {
+    if (empty && word === '') continue
+    const sep = empty ? '' : ' '
+    if (line.length + sep.length + word.length <= width) {
+      line += sep + word
+      empty = false
+      continue
+    }
+    if (!empty) {
+      out.push(line.trimEnd())
+      line = rest
+      empty = true
+    }
+    let w = word
+    while (line.length + w.length > width) {
+      const room = Math.max(1, width - line.length)
+      out.push(line + w.slice(0, room))
+      w = w.slice(room)
+      line = rest
+    }
+    if (w !== '') {
+      line += w
+      empty = false
+    }
+  }
+  if (!empty || out.length === 0) out.push(line.trimEnd())
+  return out
 }
 
 function eventText(r: StepRecord, thread: string): string {
@@ -37,7 +80,18 @@ function eventText(r: StepRecord, thread: string): string {
 
 function header(label: string): string {
   const head = `[${label}] `
-  return head + '-'.repeat(Math.max(4, WIDTH - head.length))
+  return head + '-'.repeat(Math.max(4, LKML_WIDTH - head.length))
+}
+
+/** `CPU-thread-0  {text}`, wrapped, continuation lines under the text. */
+function threadLines(name: string, text: string): string[] {
+  const first = `${name}  {`
+  return wrapLine(`${text}}`, first, ' '.repeat(first.length))
+}
+
+/** A step that may fold into a "no visible change" line: nothing changed and nothing broke. */
+function quiet(r: StepRecord): boolean {
+  return r.changes.length === 0 && !r.events.some((e) => e.kind === 'violation')
 }
 
 export interface LkmlInput {
@@ -45,9 +99,11 @@ export interface LkmlInput {
   readonly policy: Policy
   readonly schedule: readonly string[]
   readonly cycle: readonly string[] | null
+  /** Fold runs of one thread's steps that change nothing visible into one line each. */
+  readonly collapse?: boolean
 }
 
-export function lkmlTimeline({ sc, policy, schedule, cycle }: LkmlInput): string {
+export function lkmlTimeline({ sc, policy, schedule, cycle, collapse = false }: LkmlInput): string {
   const names = lkmlThreadNames(sc)
   const steps = [...schedule, ...(cycle ?? [])]
   const idx = scheduleIndices(sc, steps)
@@ -58,37 +114,65 @@ export function lkmlTimeline({ sc, policy, schedule, cycle }: LkmlInput): string
   })
   const records = ex.records.slice(0, steps.length)
   const out: string[] = []
-  out.push(`${sc.title}`)
-  if (sc.source) out.push(`(${sc.source})`)
-  out.push(`policy: ${policy.name}; arch: ${sc.arch}`)
-  out.push(
-    'threads: ' +
-      sc.threads
-        .map(
-          (t) =>
-            `${names.get(t.name)} = ${t.name} (${t.kind === 'cpu' ? t.opText.join(', ') : `via ${sc.secondaries[t.via]?.name ?? '?'}: ${t.opText.join(', ')}`})`,
-        )
-        .join('; '),
-  )
+  out.push(...wrapLine(sc.title, '', ''))
+  if (sc.source) out.push(...wrapLine(`(${sc.source})`, '', ' '))
+  out.push(...wrapLine(`policy: ${policy.name}; arch: ${sc.arch}`, '', '  '))
+  out.push('threads:')
+  for (const t of sc.threads) {
+    const ops =
+      t.kind === 'cpu'
+        ? t.opText.join(', ')
+        : `via ${sc.secondaries[t.via]?.name ?? '?'}: ${t.opText.join(', ')}`
+    out.push(...wrapLine(`${names.get(t.name)} = ${t.name}: ${ops}`, '  ', '    '))
+  }
   out.push('')
-  records.forEach((r, i) => {
-    const inCycle = cycle !== null && i >= schedule.length
-    const label = inCycle ? `Time N+${i}, repeats forever` : i === 0 ? 'Time N' : `Time N+${i}`
-    out.push(header(label))
-    for (const t of sc.threads) {
-      const text = t.name === r.thread ? eventText(r, t.name) : ''
-      out.push(`${names.get(t.name)} {${text}}`)
+  const inCycle = (i: number): boolean => cycle !== null && i >= schedule.length
+  const time = (i: number): string => (i === 0 ? 'N' : `N+${i}`)
+  for (let i = 0; i < records.length; i++) {
+    const r = records[i]!
+    const name = names.get(r.thread) ?? r.thread
+    if (collapse && quiet(r)) {
+      let j = i
+      while (
+        j + 1 < records.length &&
+        records[j + 1]!.thread === r.thread &&
+        quiet(records[j + 1]!) &&
+        inCycle(j + 1) === inCycle(i)
+      )
+        j++
+      const n = j - i + 1
+      const span = n === 1 ? `Time ${time(i)}` : `Time ${time(i)}..${time(j)}`
+      const fns = [...new Set(records.slice(i, j + 1).flatMap((s) => s.events.map((e) => e.fn)))]
+      const what = `${n} step${n === 1 ? '' : 's'} with no visible change${fns.length ? ` (${fns.join(', ')})` : ''}`
+      out.push(...wrapLine(`[${span}${inCycle(i) ? ', repeats forever' : ''}] ${name}: ${what}`, '', '    '))
+      out.push('')
+      i = j
+      continue
     }
+    out.push(header(`Time ${time(i)}${inCycle(i) ? ', repeats forever' : ''}`))
+    out.push(...threadLines(name, eventText(r, r.thread)))
     out.push('')
-  })
+  }
   const seen = new Set<string>()
   for (const v of ex.violations) {
     if (seen.has(v.invariant)) continue
     seen.add(v.invariant)
-    out.push(`=> ${v.invariant}: ${v.message}`)
+    out.push(...wrapLine(`=> ${v.invariant}: ${v.message}`, '', '   '))
   }
   if (cycle)
-    out.push(`=> from [Time N+${schedule.length}] on, the last ${cycle.length} steps repeat forever.`)
-  out.push(`schedule: ${schedule.join(' ')}${cycle ? `  then forever: ${cycle.join(' ')}` : ''}`)
+    out.push(
+      ...wrapLine(
+        `=> from [Time N+${schedule.length}] on, the last ${cycle.length} steps repeat forever.`,
+        '',
+        '   ',
+      ),
+    )
+  out.push(
+    ...wrapLine(
+      `schedule: ${schedule.join(' ')}${cycle ? '  then forever: ' + cycle.join(' ') : ''}`,
+      '',
+      '  ',
+    ),
+  )
   return out.join('\n').trimEnd() + '\n'
 }

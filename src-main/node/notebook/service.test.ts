@@ -277,7 +277,18 @@ describe('notebook methods of the lab service', () => {
       cycle: ['D0', 'D0', 'D0'],
     })
     expect(t).toContain('[Time N] ---')
-    expect(t).toContain('DEV-thread-0 {')
+    expect(t).toContain('DEV-thread-0  {')
+    // collapse reaches lkmlTimeline through the request (the lkmlTimeline schema's optional field).
+    const folded = await svc.lkmlTimeline({
+      text: UPGRADE_TEXT,
+      file: null,
+      policy: 'start-end',
+      schedule: ['C0', 'C0', 'D0'],
+      cycle: ['D0', 'D0', 'D0'],
+      collapse: true,
+    })
+    expect(folded).toContain('[Time N+3..N+5, repeats forever] DEV-thread-0: 3 steps with no visible')
+    expect(t).not.toContain('no visible change')
     const e = await rejection(
       svc.lkmlTimeline({
         text: UPGRADE_TEXT,
