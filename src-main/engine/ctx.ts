@@ -6,7 +6,7 @@
 import { COSTS, type CostKey, invalidationCost, type InvalidationKinds } from './costs'
 import { Res, type Footprint } from './footprint'
 import { hasVariant, type Policy } from './policy'
-import type { EventKind, Metrics, TraceEvent, Violation } from './results'
+import type { EventDetail, EventKind, Metrics, TraceEvent, Violation } from './results'
 import {
   frameLabels,
   livenessOf,
@@ -191,9 +191,21 @@ export class Ctx {
   }
 
   // ---- trace and metrics --------------------------------------------------------------
-  emit(kind: EventKind, fn: string, text: string): void {
+  emit(kind: EventKind, fn: string, text: string, detail?: EventDetail): void {
     if (!this.tracing) return
-    this.events.push({ step: this.step, thread: this.name, fn, kind, text, locks: this.thread.locks.slice() })
+    this.events.push({
+      step: this.step,
+      thread: this.name,
+      fn,
+      kind,
+      text,
+      locks: this.thread.locks.slice(),
+      ...detail,
+    })
+  }
+  /** The `pages` detail of an event about `pages` (null: the whole address space). */
+  pagesDetail(pages: readonly number[] | null): EventDetail {
+    return { pages: pages === null ? 'all' : pages.map((p) => this.pageName(p)) }
   }
   /** Simulated time from the cost table, with the scenario's overrides. */
   cost(key: CostKey, times = 1): void {
@@ -769,7 +781,7 @@ export class Ctx {
     this.cost(
       this.sc.threads.filter((th) => th.kind === 'cpu').length > 1 ? 'cpu_flush_ipi' : 'cpu_flush_local',
     )
-    this.emit('cpu-flush', fn, `flush every CPU's TLB: kernel ${this.pagesText(pages)}`)
+    this.emit('cpu-flush', fn, `flush every CPU's TLB: kernel ${this.pagesText(pages)}`, this.pagesDetail(pages))
     this.kernelNotify(pages, 'flush_tlb_kernel_range')
   }
 
@@ -780,7 +792,7 @@ export class Ctx {
       if (th.kind === 'cpu') this.tlbsW()[i] = this.dropFrom(this.s.tlbs[i]!, null, (p) => Res.tlb(i, p))
     })
     this.cost('cpu_flush_ipi')
-    this.emit('cpu-flush', fn, "flush every CPU's whole TLB")
+    this.emit('cpu-flush', fn, "flush every CPU's whole TLB", this.pagesDetail(null))
     this.kernelNotify(null, 'flush_tlb_all')
   }
 
@@ -796,7 +808,12 @@ export class Ctx {
       .filter(([d]) => d.type === 'hw-walker' && d.pasid === 'supervisor')
     if (subs.length === 0) return
     this.metrics.notifier_calls++
-    this.emit('notifier', 'kernel_mmu_notifier', `${site}: ${pages === null ? 'all' : this.pagesText(pages)}`)
+    this.emit(
+      'notifier',
+      'kernel_mmu_notifier',
+      `${site}: ${pages === null ? 'all' : this.pagesText(pages)}`,
+      this.pagesDetail(pages),
+    )
     for (const [, i] of subs) this.secInvalidate(i, pages, `kernel MMU notifier (${site})`)
   }
 
@@ -821,7 +838,12 @@ export class Ctx {
     })
     if (arch === 'x86_64') this.cost(remote ? 'cpu_flush_ipi' : 'cpu_flush_local')
     else this.cost('cpu_flush_tlbi')
-    this.emit('cpu-flush', fn, `flush CPU TLBs: ${full ? 'whole mm' : this.pagesText(pages)}`)
+    this.emit(
+      'cpu-flush',
+      fn,
+      `flush CPU TLBs: ${full ? 'whole mm' : this.pagesText(pages)}`,
+      this.pagesDetail(full ? null : pages),
+    )
     if (mm !== 0) return
     if (arch === 'arm64') {
       // The SMMU snoops the TLBI into its IOTLB; a device ATC is not covered (reference 4.1).
@@ -843,6 +865,7 @@ export class Ctx {
       'notifier',
       'mmu_notifier_arch_invalidate_secondary_tlbs',
       pages === null ? 'range (0, -1): whole address space' : this.pagesText(pages),
+      this.pagesDetail(pages),
     )
     this.forHw((i) => {
       const d = this.sc.secondaries[i]!
@@ -853,6 +876,7 @@ export class Ctx {
           'sec-inval',
           'intel_arch_invalidate_secondary_tlbs',
           `${d.name}: range (0, -1UL) overflows the page count: no IOTLB or ATC command (v6.6.0, before e7ad6c2a4b1a)`,
+          this.pagesDetail(null),
         )
         return
       }
@@ -888,6 +912,7 @@ export class Ctx {
         'sec-inval',
         why,
         `${d.name}: invalidate ${this.rangeText(pages)} (${this.dropped(before, sec.entries)})`,
+        this.pagesDetail(pages),
       )
       return
     }
@@ -901,7 +926,12 @@ export class Ctx {
     if (!d.ats) {
       if (iotlb) this.dropIotlb(i, pages, why)
       else
-        this.emit('sec-inval', why, `${d.name}: BTM: the IOTLB is left to snooped TLBIs; no ATC: no command`)
+        this.emit(
+          'sec-inval',
+          why,
+          `${d.name}: BTM: the IOTLB is left to snooped TLBIs; no ATC: no command`,
+          this.pagesDetail(pages),
+        )
       return
     }
     if (!iotlb) {
@@ -909,6 +939,7 @@ export class Ctx {
         'sec-inval',
         why,
         `${d.name}: BTM: the IOTLB is left to snooped TLBIs; the ATC is not snooped`,
+        this.pagesDetail(pages),
       )
       this.dropAtc(i, pages, why)
       return
@@ -939,6 +970,7 @@ export class Ctx {
         'sec-inval',
         why,
         `${d.name}: invalidate ${d.type === 'hw-walker' && d.ats ? 'IOTLB ' : ''}${this.rangeText(pages)} (${this.dropped(before, sec.entries)})`,
+        this.pagesDetail(pages),
       )
   }
   /** A driver's device-ATC command (ATS). */
@@ -951,6 +983,7 @@ export class Ctx {
         'sec-inval',
         why,
         `${this.sc.secondaries[i]!.name}: invalidate ATC ${this.rangeText(pages)} (${this.dropped(before, sec.atc)})`,
+        this.pagesDetail(pages),
       )
   }
 
@@ -964,6 +997,7 @@ export class Ctx {
       'sec-inval',
       why,
       `${d.name}: invalidate IOTLB ${this.rangeText(pages)} (${this.dropped(before, sec.entries)}), after the ATC (atc_order: atc-first)`,
+      this.pagesDetail(pages),
     )
     this.dropWalkCache(i, pages, why)
   }
@@ -983,7 +1017,12 @@ export class Ctx {
     if (pages !== null && (pmd === null ? pages.length === 0 : !pmd.some((p) => pages.includes(p)))) return
     if (!this.walkCached(i)) return
     if (d.leafOnly) {
-      this.emit('sec-inval', why, `${d.name}: leaf-only invalidation: the walk cache keeps the PTE table`)
+      this.emit(
+        'sec-inval',
+        why,
+        `${d.name}: leaf-only invalidation: the walk cache keeps the PTE table`,
+        this.pagesDetail(pages),
+      )
       return
     }
     this.setWalkCache(i, false)
@@ -991,6 +1030,7 @@ export class Ctx {
       'sec-inval',
       why,
       `${d.name}: non-leaf invalidation: drop the walk-cache entry for the PTE table`,
+      this.pagesDetail(pages),
     )
   }
 
@@ -1004,6 +1044,7 @@ export class Ctx {
       'sec-inval',
       'BTM: snooped broadcast TLBI',
       `${d.name}: invalidate ${d.type === 'hw-walker' && d.ats ? 'IOTLB ' : ''}${this.rangeText(pages)} (${this.dropped(before, sec.entries)})`,
+      this.pagesDetail(pages),
     )
   }
   private rangeText(pages: readonly number[] | null): string {
@@ -1022,7 +1063,12 @@ export class Ctx {
   rangeStart(mm: number, pages: readonly number[], event: string): void {
     if (!this.hasSubscribers(mm)) return
     this.metrics.notifier_calls++
-    this.emit('notifier', 'mmu_notifier_invalidate_range_start', `${event} ${this.pagesText(pages)}`)
+    this.emit(
+      'notifier',
+      'mmu_notifier_invalidate_range_start',
+      `${event} ${this.pagesText(pages)}`,
+      this.pagesDetail(pages),
+    )
     this.sc.secondaries.forEach((d, i) => {
       if (d.type === 'sw-mirror') {
         const sec = this.secW(i)
@@ -1043,6 +1089,7 @@ export class Ctx {
           'sec-inval',
           'kvm_mmu_notifier_invalidate_range_start',
           `${d.name}: invalidate_in_progress++, zap ${zapped} shadow entr${zapped === 1 ? 'y' : 'ies'}`,
+          this.pagesDetail(pages),
         )
       } else if (this.policy.preset === 'start-end' && d.flushAt !== 'end') {
         this.secInvalidate(i, pages, 'invalidate_range_start')
@@ -1062,7 +1109,7 @@ export class Ctx {
       onlyEnd && this.policy.preset === 'invalidate-range'
         ? 'mmu_notifier_invalidate_range_only_end'
         : 'mmu_notifier_invalidate_range_end'
-    this.emit('notifier', fn, this.pagesText(pages))
+    this.emit('notifier', fn, this.pagesText(pages), this.pagesDetail(pages))
     this.sc.secondaries.forEach((d, i) => {
       if (d.type === 'sw-mirror') {
         const sec = this.secW(i)
@@ -1078,6 +1125,7 @@ export class Ctx {
           'sec-inval',
           'kvm_mmu_notifier_invalidate_range_end',
           `${d.name}: mmu_invalidate_seq++, invalidate_in_progress--`,
+          this.pagesDetail(pages),
         )
       } else if (this.policy.preset === 'start-end' && d.flushAt !== 'start') {
         this.secInvalidate(i, pages, 'invalidate_range_end')
@@ -1099,6 +1147,7 @@ export class Ctx {
       'notifier',
       'mmu_notifier_invalidate_range',
       `${site}: ${pages === null ? 'all' : this.pagesText(pages)}`,
+      this.pagesDetail(pages),
     )
     this.forHw((i) => this.secInvalidate(i, pages, `->invalidate_range (${site})`))
   }
@@ -1117,11 +1166,12 @@ export class Ctx {
         'notifier',
         'ptep_set_access_flags_notify',
         `${this.pageName(page)}: no subscriber implements ->invalidate_range`,
+        this.pagesDetail([page]),
       )
       return
     }
     this.metrics.notifier_calls++
-    this.emit('notifier', 'ptep_set_access_flags_notify', this.pageName(page))
+    this.emit('notifier', 'ptep_set_access_flags_notify', this.pageName(page), this.pagesDetail([page]))
     this.forHw((i) => this.secInvalidate(i, [page], 'ptep_set_access_flags_notify'))
   }
 

@@ -1,6 +1,12 @@
 /** Human-readable differences between two states: what a step changed. */
 import { pteText } from './ctx'
-import { isKernelPage, type FileState, type LabState, type TlbEntry } from './state'
+import {
+  isKernelPage,
+  pageMm,
+  type FileState,
+  type LabState,
+  type TlbEntry,
+} from './state'
 import type { Scenario } from './types'
 
 function entryText(e: TlbEntry): string {
@@ -182,4 +188,97 @@ export function stateView(sc: Scenario, s: LabState): Array<[string, string]> {
   sc.registers.forEach((r, i) => rows.push([r, String(s.regs[i] ?? 'none')]))
   sc.flags.forEach((fl, i) => rows.push([`flag ${fl}`, s.flags[i] ? 'set' : 'clear']))
   return rows
+}
+
+/**
+ * A cache of translations in a state, named as its state row (`C0 TLB`, `iommu TLB`,
+ * `iommu IOTLB`, `iommu ATC`, `kvm shadow`), and the address space its entries translate.
+ */
+export interface TlbRow {
+  readonly subject: string
+  readonly entries: readonly TlbEntry[]
+  readonly mm: number
+}
+
+/** Every CPU TLB, secondary TLB, device ATC and shadow table of a state, as stateView names them. */
+export function tlbRows(sc: Scenario, s: LabState): TlbRow[] {
+  const rows: TlbRow[] = []
+  sc.threads.forEach((t, i) => {
+    if (t.kind === 'cpu') rows.push({ subject: `${t.name} TLB`, entries: s.tlbs[i]!, mm: t.mm })
+  })
+  sc.secondaries.forEach((d, i) => {
+    const x = s.secs[i]!
+    const ats = d.type === 'hw-walker' && d.ats
+    const subject = `${d.name} ${d.type === 'hw-walker' ? (ats ? 'IOTLB' : 'TLB') : 'shadow'}`
+    rows.push({ subject, entries: x.entries, mm: 0 })
+    if (ats) rows.push({ subject: `${d.name} ATC`, entries: x.atc, mm: 0 })
+  })
+  return rows
+}
+
+/**
+ * Why a cached translation disagrees with its PTE in `s`, or null when it agrees: the PTE is
+ * none or not present, maps another pfn, or is read-only (or clean, where the MMU needs the
+ * dirty bit to write) while the entry allows writes. `write: false` asks only about a read:
+ * a writable entry over a read-only PTE of the same pfn still reads the right page.
+ */
+export function staleReason(
+  sc: Scenario,
+  s: LabState,
+  mm: number,
+  e: TlbEntry,
+  write = true,
+): string | null {
+  const m = s.mms[pageMm(sc, e.page, mm)]
+  const pte = m?.live ? (m.ptes[e.page] ?? null) : null
+  const name = sc.pages[e.page]!.name
+  if (!pte) return `PTE ${name} is none`
+  if (!pte.present || pte.mig || pte.swp !== undefined) return `PTE ${name} is ${pteText(pte)}`
+  if (pte.pfn !== e.pfn) return `PTE ${name} maps pfn ${pte.pfn}`
+  const f = s.frames[e.pfn]
+  if (f && (f.free || f.gen !== e.gen)) return `pfn ${e.pfn} was freed`
+  if (write && e.write && !(pte.write && (sc.arch === 'x86_64' || pte.dirty)))
+    return `PTE ${name} is ${pte.write ? 'clean' : 'read-only'}`
+  // A dirty writable entry over a clean PTE: writes through it leave no dirty bit.
+  if (write && e.write && e.dirty && !pte.dirty) return `PTE ${name} is clean`
+  return null
+}
+
+/** One cached translation that disagrees with its PTE (see staleReason). */
+export interface StaleEntry {
+  /** The state row (`iommu TLB`). */
+  readonly subject: string
+  readonly page: string
+  /** `iommu TLB A -> pfn 1 RO, but PTE A maps pfn 3`. */
+  readonly text: string
+}
+
+/** Every cached translation in `s` that disagrees with its PTE. */
+export function staleEntries(sc: Scenario, s: LabState): StaleEntry[] {
+  const out: StaleEntry[] = []
+  for (const row of tlbRows(sc, s)) {
+    for (const e of row.entries) {
+      const why = staleReason(sc, s, row.mm, e)
+      if (why)
+        out.push({
+          subject: row.subject,
+          page: sc.pages[e.page]!.name,
+          text: `${row.subject} ${sc.pages[e.page]!.name} -> ${entryText(e)}, but ${why}`,
+        })
+    }
+  }
+  return out
+}
+
+/**
+ * The stale flags of a traced step (StepRecord.stale and staleWhy), empty when every cached
+ * translation agrees with its PTE.
+ */
+export function staleFields(
+  sc: Scenario,
+  s: LabState,
+): { stale?: readonly string[]; staleWhy?: readonly string[] } {
+  const xs = staleEntries(sc, s)
+  if (xs.length === 0) return {}
+  return { stale: [...new Set(xs.map((x) => x.subject))], staleWhy: xs.map((x) => x.text) }
 }

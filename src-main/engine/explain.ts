@@ -3,18 +3,21 @@
  * a scenario's name): the one-line "why" and the culprit steps (the fill of the stale entry, the
  * PTE change that made it stale, the flush that missed the secondary, the stale use).
  */
+import { staleReason, tlbRows } from './diff'
 import type { Execution, Found } from './explore'
 import type { Policy } from './policy'
-import type { Culprit, Violation } from './results'
-import type { Scenario } from './types'
+import { zeroMetrics, type Culprit, type TraceEvent, type Violation } from './results'
+import { initialState, mmuWritable, pageMm, type LabState, type TlbEntry } from './state'
+import { step } from './step'
+import type { Expr, Scenario } from './types'
 
 /**
  * The explanation of an execution's first violation (a replay of one schedule under one policy),
- * or, with none, what the run ended with.
+ * or, with none, what the run ended with. Culprit steps index `ex.records`.
  */
 export function explainExecution(
   sc: Scenario,
-  _policy: Policy,
+  policy: Policy,
   ex: Execution,
 ): { why: string; culprits: Culprit[] } {
   const v = ex.violations[0]
@@ -22,19 +25,577 @@ export function explainExecution(
   const cycle = v.invariant === 'progress' ? ex.cycle : null
   const schedule = cycle ? ex.schedule.slice(0, ex.schedule.length - cycle.length) : ex.schedule
   const f: Found = { invariant: v.invariant, schedule, cycle, violation: v }
-  return { why: explain(sc, f, ex), culprits: [] }
+  return explainFound(sc, policy, f, ex, ex.records.length)
+}
+
+/**
+ * The why line and culprits of a found violation on its traced execution; culprits name only
+ * steps below `limit` (the length of the trace shown with them).
+ */
+export function explainFound(
+  sc: Scenario,
+  policy: Policy,
+  f: Found,
+  ex: Execution,
+  limit: number,
+): { why: string; culprits: Culprit[] } {
+  const run = makeRun(sc, policy, ex, limit)
+  const v = f.violation
+  let chains: Chain[] = []
+  let extra: Culprit[] = []
+  let why = explain(sc, f, ex)
+  if (v.invariant === 'forbid') {
+    const r = forbidChains(run)
+    chains = r.chains
+    extra = r.fresh
+    why = forbidWhy(run, v, r.chains, r.fresh)
+  } else if (v.invariant === 'progress') {
+    chains = progressChains(run, f)
+  } else if (v.invariant === 'lost-dirty') {
+    const r = lostDirtyChains(run, v)
+    chains = r.chains
+    extra = r.clean
+  } else if (v.message.includes('walk-cache entry')) {
+    extra = walkCacheCulprits(run, v)
+  } else {
+    chains = useChains(run, v)
+    if (chains.length > 0 && v.invariant !== 'lost-write') why = `${why}${missedText(chains[0]!)}`
+  }
+  const culprits = [...chains.flatMap((c) => chainCulprits(run, c)), ...extra]
+  if (!culprits.some((c) => c.role === 'stale-use') && v.step < limit)
+    culprits.push({ step: v.step, thread: v.thread, role: 'stale-use', text: v.message })
+  return { why, culprits: tidy(culprits, limit) }
 }
 
 /**
  * One line: which notifier hook, under a policy that holds on the same schedule, removed the
- * stale entry between its fill and its use; null when nothing applies.
+ * stale entry between its fill and its use; null when nothing applies. Steps of the two runs
+ * are matched by thread and occurrence (the n-th step of D0 in one is the n-th in the other),
+ * which is the schedule position when neither run skipped a scheduled thread.
  */
 export function hookHint(
-  _sc: Scenario,
-  _violating: { policy: string; ex: Execution; culprits: readonly Culprit[] },
-  _holding: { policy: string; ex: Execution },
+  sc: Scenario,
+  violating: { policy: string; ex: Execution; culprits: readonly Culprit[] },
+  holding: { policy: string; ex: Execution },
 ): string | null {
+  const use = violating.culprits.find((c) => c.role === 'stale-use')
+  if (!use) return null
+  const access = violating.ex.records[use.step]?.events.find((e) => e.kind === 'access' && e.tlb)
+  if (!access || !Array.isArray(access.pages)) return null
+  const page = access.pages[0]!
+  const fill = violating.culprits.find((c) => c.role === 'fill' && c.step <= use.step)
+  const from = fill ? matchStep(sc, violating.ex, holding.ex, fill.step) : 0
+  const to = matchStep(sc, violating.ex, holding.ex, use.step) ?? holding.ex.records.length
+  if (from === null) return null
+  const rows = tlbRowNames(sc, access.tlb!)
+  for (let k = from + (fill ? 1 : 0); k < Math.min(to + 1, holding.ex.records.length); k++) {
+    const rec = holding.ex.records[k]!
+    const dropped = rec.changes.find((c) => rows.some((r) => c.startsWith(`${r}: -${page} `)))
+    if (!dropped) continue
+    const hook = rec.events.find((e) => (e.kind === 'notifier' || e.kind === 'sec-inval') && covers(e, page))
+    if (!hook) continue
+    const site = rec.events.find((e) => (e.kind === 'cpu-flush' || e.kind === 'pte') && e !== hook)
+    const row = dropped.slice(0, dropped.indexOf(':'))
+    const verb = access.fn === 'store' ? 'write' : 'read'
+    return `under ${holding.policy}, ${hook.fn} (${site ? `${site.fn}, ` : ''}step ${k}) invalidated ${page}'s ${row} entry ${fill ? `between the fill (step ${from}) and the ${verb} (step ${to})` : `before the ${verb} (step ${to})`}`
+  }
   return null
+}
+
+/** The n-th step of a thread in `a`, as a step of `b` (the n-th step of that thread there). */
+function matchStep(sc: Scenario, a: Execution, b: Execution, at: number): number | null {
+  const t = a.schedule[at]
+  if (t === undefined) return null
+  let n = 0
+  for (let i = 0; i < at; i++) if (a.schedule[i] === t) n++
+  for (let i = 0; i < b.schedule.length; i++) {
+    if (b.schedule[i] !== t) continue
+    if (n === 0) return i
+    n--
+  }
+  void sc
+  return null
+}
+
+/** The rows an access through `tlb` may have used: an ATC is filled from its IOTLB. */
+function tlbRowNames(_sc: Scenario, tlb: string): string[] {
+  return tlb.endsWith(' ATC') ? [tlb, `${tlb.slice(0, -4)} IOTLB`] : [tlb]
+}
+
+// ---- the execution as data ----------------------------------------------------------------
+
+interface Run {
+  readonly sc: Scenario
+  readonly policy: Policy
+  readonly ex: Execution
+  /** states[i]: the machine before step i; states[n]: after the last step. */
+  readonly states: readonly LabState[]
+  readonly limit: number
+}
+
+function makeRun(sc: Scenario, policy: Policy, ex: Execution, limit: number): Run {
+  let s = initialState(sc)
+  const states = [s]
+  const m = zeroMetrics()
+  ex.schedule.forEach((t, i) => {
+    s = step(sc, policy, s, t, i, false, m).next
+    states.push(s)
+  })
+  return { sc, policy, ex, states, limit }
+}
+
+function eventsAt(run: Run, k: number): readonly TraceEvent[] {
+  return run.ex.records[k]?.events ?? []
+}
+
+function covers(e: TraceEvent, page: string): boolean {
+  return e.pages === 'all' || (e.pages?.includes(page) ?? false)
+}
+
+function pageIndex(sc: Scenario, name: string): number {
+  return sc.pages.findIndex((p) => p.name === name)
+}
+
+function entryIn(run: Run, k: number, row: string, page: number): { e: TlbEntry; mm: number } | null {
+  const r = tlbRows(run.sc, run.states[k]!).find((x) => x.subject === row)
+  const e = r?.entries.find((x) => x.page === page)
+  return r && e ? { e, mm: r.mm } : null
+}
+
+function same(a: TlbEntry | undefined, b: TlbEntry): boolean {
+  return a !== undefined && a.pfn === b.pfn && a.gen === b.gen && a.write === b.write
+}
+
+function pteKey(run: Run, k: number, mm: number, page: number): string {
+  const m = run.states[k]!.mms[pageMm(run.sc, page, mm)]!
+  return JSON.stringify(m.live ? m.ptes[page] : null)
+}
+
+function entryText(e: TlbEntry): string {
+  return `pfn ${e.pfn} ${e.write ? 'RW' : 'RO'}`
+}
+
+// ---- chains: fill -> PTE change -> missed flushes -> stale use -----------------------------
+
+/** An access (or, for progress, a fault) through a cached translation. */
+interface Use {
+  readonly step: number
+  readonly thread: string
+  readonly row: string
+  readonly page: number
+  readonly pfn: number | null
+  readonly write: boolean
+  readonly reg: string | null
+  readonly verb: string
+}
+
+/**
+ * What made one use go wrong: the entry it used, when it was filled, the PTE change that made it
+ * disagree, the flushes after that left it, and the invalidation that finally dropped it.
+ */
+interface Chain {
+  readonly use: Use
+  /** The row whose entry was used (the IOTLB behind an ATC filled from it in the same step). */
+  readonly row: string
+  readonly entry: TlbEntry
+  readonly mm: number
+  /** Why the entry disagreed with the PTE at the use; null: it agreed (a fresh translation). */
+  readonly reason: string | null
+  /** Step that filled it; -1: cached before the run. */
+  readonly fill: number
+  readonly madeStale: number | null
+  readonly changes: readonly number[]
+  readonly missed: ReadonlyArray<{ step: number; text: string }>
+  readonly late: { step: number; fn: string } | null
+  readonly droppedBefore: { step: number; fn: string; thread: string } | null
+  /** At the fill: who held the PTL, and whose invalidate_range_start..end it fell inside. */
+  readonly ptlHolder: string | null
+  readonly inRange: { thread: string; step: number } | null
+}
+
+function useOf(run: Run, e: TraceEvent): Use | null {
+  if (e.kind !== 'access' || !e.tlb || !Array.isArray(e.pages)) return null
+  const page = pageIndex(run.sc, e.pages[0]!)
+  if (page < 0) return null
+  return {
+    step: e.step,
+    thread: e.thread,
+    row: e.tlb,
+    page,
+    pfn: e.pfn ?? null,
+    write: e.fn === 'store',
+    reg: e.reg ?? null,
+    verb: e.fn === 'store' ? 'wrote' : 'read',
+  }
+}
+
+/**
+ * `insufficient`: the use is a fault through an entry that allows less than its PTE (a
+ * read-only entry kept over a writable PTE), as in an upgrade livelock.
+ */
+function chainOf(run: Run, use: Use, insufficient = false): Chain | null {
+  const { sc } = run
+  const u = use.step
+  const name = sc.pages[use.page]!.name
+  const filledNow = (row: string): boolean =>
+    eventsAt(run, u).some((e) => e.kind === 'fill' && e.tlb === row && covers(e, name))
+  let found: { row: string; e: TlbEntry; mm: number } | null = null
+  for (const row of tlbRowNames(sc, use.row)) {
+    if (filledNow(row)) continue
+    const x = entryIn(run, u, row, use.page)
+    if (x && (use.pfn === null || x.e.pfn === use.pfn)) {
+      found = { row, ...x }
+      break
+    }
+  }
+  if (!found) return null
+  const { row, e, mm } = found
+  const staleAt = (k: number): string | null => {
+    const st = run.states[k]!
+    if (!insufficient) return staleReason(sc, st, mm, e, use.write)
+    const m = st.mms[pageMm(sc, use.page, mm)]!
+    const pte = m.ptes[use.page]
+    if (pte && !e.write && pte.pfn === e.pfn && mmuWritable(sc.arch, pte))
+      return `PTE ${name} is writable but the entry is read-only`
+    return null
+  }
+  const reason = staleAt(u)
+  let fill = -1
+  for (let k = u - 1; k >= 0; k--) {
+    const before = entryIn(run, k, row, use.page)?.e
+    const after = entryIn(run, k + 1, row, use.page)?.e
+    if (same(after, e) && !same(before, e)) {
+      fill = k
+      break
+    }
+  }
+  let madeStale: number | null = null
+  if (reason)
+    for (let k = u - 1; k >= 0; k--)
+      if (staleAt(k + 1) && !staleAt(k)) {
+        madeStale = k
+        break
+      }
+  const changes: number[] = []
+  if (madeStale !== null)
+    for (let k = madeStale; k < u && changes.length < 3; k++)
+      if (pteKey(run, k, mm, use.page) !== pteKey(run, k + 1, mm, use.page)) changes.push(k)
+  const missed: Array<{ step: number; text: string }> = []
+  if (reason) {
+    for (let k = Math.max(madeStale ?? 0, fill + 1); k < u; k++) {
+      const evs = eventsAt(run, k).filter(
+        (x) => (x.kind === 'cpu-flush' || x.kind === 'notifier' || x.kind === 'sec-inval') && covers(x, name),
+      )
+      if (evs.length === 0 || !same(entryIn(run, k + 1, row, use.page)?.e, e)) continue
+      missed.push({ step: k, text: missedWhat(evs, row, name, e) })
+    }
+  }
+  let late: Chain['late'] = null
+  for (let k = u; k < run.ex.records.length; k++) {
+    if (same(entryIn(run, k + 1, row, use.page)?.e, e)) continue
+    const by = eventsAt(run, k).find((x) => (x.kind === 'notifier' || x.kind === 'sec-inval') && covers(x, name))
+    if (by) late = { step: k, fn: by.fn }
+    break
+  }
+  let droppedBefore: Chain['droppedBefore'] = null
+  for (let k = fill - 1; k >= 0; k--) {
+    if (!entryIn(run, k, row, use.page) || entryIn(run, k + 1, row, use.page)) continue
+    const by = eventsAt(run, k).find((x) => (x.kind === 'notifier' || x.kind === 'sec-inval') && covers(x, name))
+    if (by) droppedBefore = { step: k, fn: by.fn, thread: by.thread }
+    break
+  }
+  let ptlHolder: string | null = null
+  let inRange: Chain['inRange'] = null
+  if (fill >= 0) {
+    const filler = run.ex.records[fill]?.thread
+    const holder = run.states[fill]!.mms[pageMm(sc, use.page, mm)]!.ptl
+    const hn = holder >= 0 ? sc.threads[holder]!.name : null
+    if (hn && hn !== filler) ptlHolder = hn
+    const open = new Map<string, number>()
+    for (let k = 0; k <= fill; k++)
+      for (const x of eventsAt(run, k)) {
+        if (x.kind !== 'notifier' || !covers(x, name)) continue
+        if (x.fn === 'mmu_notifier_invalidate_range_start') open.set(x.thread, k)
+        else if (x.fn.startsWith('mmu_notifier_invalidate_range_')) open.delete(x.thread)
+      }
+    for (const [t, k] of open)
+      if (t !== filler) {
+        inRange = { thread: t, step: k }
+        break
+      }
+  }
+  return { use, row, entry: e, mm, reason, fill, madeStale, changes, missed, late, droppedBefore, ptlHolder, inRange }
+}
+
+/** What a flush or notifier step that covered the page did instead of dropping the entry. */
+function missedWhat(evs: readonly TraceEvent[], row: string, page: string, e: TlbEntry): string {
+  const fns = [...new Set(evs.map((x) => x.fn))]
+  const kept = `${row} kept ${page} -> ${entryText(e)}`
+  if (evs.every((x) => x.kind === 'cpu-flush')) return `${fns.join(', ')} flushed only CPU TLBs; ${kept}`
+  return `${fns.join(', ')} covered ${page}; ${kept}`
+}
+
+function pteChangeText(run: Run, k: number, c: Chain): string {
+  const name = run.sc.pages[c.use.page]!.name
+  const fn = eventsAt(run, k).find((x) => x.kind === 'pte')?.fn
+  const ch = run.ex.records[k]?.changes.find((x) => x.startsWith(`PTE ${name}:`) || x.startsWith(`child PTE ${name}:`) || x.startsWith(`kernel PTE ${name}:`))
+  return `${fn ?? 'PTE change'}: ${ch ?? `PTE ${name} changed`}${k === c.madeStale ? ` (the ${c.row} entry is stale from here)` : ''}`
+}
+
+function fillText(run: Run, c: Chain): string {
+  const name = run.sc.pages[c.use.page]!.name
+  const ev = eventsAt(run, c.fill).find((x) => x.kind === 'fill' && x.tlb === c.row && covers(x, name))
+  const ctx = [
+    c.ptlHolder ? `while ${c.ptlHolder} held the PTL` : '',
+    c.inRange ? `inside ${c.inRange.thread}'s invalidate_range_start (step ${c.inRange.step}) .. end` : '',
+  ].filter(Boolean)
+  return `${ev?.fn ?? 'fill'}: ${c.row} ${name} -> ${entryText(c.entry)}${ctx.length ? `, ${ctx.join(', ')}` : ''}`
+}
+
+function useText(run: Run, c: Chain): string {
+  const name = run.sc.pages[c.use.page]!.name
+  const val = useValue(run, c.use)
+  const what = c.use.reg ? `${c.use.verb} ${name} -> ${c.use.reg} = ${val}` : `${c.use.verb} ${name}`
+  return c.reason
+    ? `${what} through the stale ${c.row} entry (${entryText(c.entry)}; ${c.reason})`
+    : `${what} through an up-to-date ${c.row} entry (${entryText(c.entry)})`
+}
+
+function useValue(run: Run, use: Use): string {
+  const r = use.reg === null ? -1 : run.sc.registers.indexOf(use.reg)
+  const v = r >= 0 ? run.states[use.step + 1]?.regs[r] : null
+  return v === null || v === undefined ? '?' : String(v)
+}
+
+function chainCulprits(run: Run, c: Chain): Culprit[] {
+  const th = (k: number): string => run.ex.records[k]?.thread ?? ''
+  const out: Culprit[] = []
+  if (c.fill >= 0) out.push({ step: c.fill, thread: th(c.fill), role: 'fill', text: fillText(run, c) })
+  for (const k of c.changes) out.push({ step: k, thread: th(k), role: 'pte-change', text: pteChangeText(run, k, c) })
+  for (const m of c.missed) out.push({ step: m.step, thread: th(m.step), role: 'missed-flush', text: m.text })
+  out.push({ step: c.use.step, thread: c.use.thread, role: c.reason ? 'stale-use' : 'other', text: useText(run, c) })
+  if (c.reason && c.late)
+    out.push({
+      step: c.late.step,
+      thread: th(c.late.step),
+      role: 'other',
+      text: `${c.late.fn} dropped the ${c.row} entry for ${run.sc.pages[c.use.page]!.name} after the use: too late`,
+    })
+  return out
+}
+
+/** Culprits in step order (fill, PTE change, flush, use within a step), one per step and role. */
+function tidy(cs: readonly Culprit[], limit: number): Culprit[] {
+  const order = { fill: 0, 'pte-change': 1, 'missed-flush': 2, 'stale-use': 3, other: 4 }
+  const seen = new Set<string>()
+  return cs
+    .filter((c) => c.step >= 0 && c.step < limit)
+    .filter((c) => {
+      const k = `${c.step}/${c.role}/${c.text}`
+      if (seen.has(k)) return false
+      seen.add(k)
+      return true
+    })
+    .sort((a, b) => a.step - b.step || order[a.role] - order[b.role])
+}
+
+/** The why clause for CPU-only flushes that left the entry (the older explanations name the notifiers). */
+function missedText(c: Chain): string {
+  const cpu = c.missed.filter((m) => m.text.includes(' flushed only CPU TLBs'))
+  if (!c.reason || cpu.length === 0) return ''
+  return `; CPU-only flushes since: ${cpu.map((m) => `${m.text.split(' flushed ')[0]}@${m.step}`).join(', ')}`
+}
+
+// ---- per invariant -----------------------------------------------------------------------
+
+/** The access at the violation step (use-after-free, stale-after-return), or lost-write's stale writes. */
+function useChains(run: Run, v: Violation): Chain[] {
+  const evs = run.ex.records.slice(0, v.step + 1).flatMap((r) => r.events)
+  if (v.invariant === 'lost-write') {
+    const out: Chain[] = []
+    for (const e of evs) {
+      const u = useOf(run, e)
+      if (!u || !u.write) continue
+      const c = chainOf(run, u)
+      if (c?.reason) out.push(c)
+    }
+    return out.slice(-2)
+  }
+  const at = evs.filter((e) => e.step === v.step && e.thread === v.thread && e.kind === 'access')
+  const c = at.length ? (() => { const u = useOf(run, at[at.length - 1]!); return u ? chainOf(run, u) : null })() : null
+  return c ? [c] : []
+}
+
+function regsOf(e: Expr | null, out: Set<number>): Set<number> {
+  if (!e) return out
+  if (e.k === 'reg') out.add(e.r)
+  else if (e.k === 'not') regsOf(e.e, out)
+  else if (e.k === 'bin' || e.k === 'cmp') {
+    regsOf(e.a, out)
+    regsOf(e.b, out)
+  }
+  return out
+}
+
+/**
+ * forbid: the loads that produced the registers the condition reads (the last load into each),
+ * each chained back when it went through a stale translation; up-to-date loads are named too.
+ */
+function forbidChains(run: Run): { chains: Chain[]; fresh: Culprit[] } {
+  const regs = [...regsOf(run.sc.forbid, new Set())].map((r) => run.sc.registers[r]!)
+  const evs = run.ex.records.flatMap((r) => r.events)
+  const chains: Chain[] = []
+  const fresh: Culprit[] = []
+  for (const reg of regs) {
+    const last = evs.filter((e) => e.kind === 'access' && e.reg === reg).at(-1)
+    const u = last ? useOf(run, last) : null
+    if (!u) continue
+    const c = chainOf(run, u)
+    if (c?.reason) chains.push(c)
+    else
+      fresh.push({
+        step: u.step,
+        thread: u.thread,
+        role: 'other',
+        text: c
+          ? useText(run, c)
+          : `${u.verb} ${run.sc.pages[u.page]!.name} -> ${reg} = ${useValue(run, u)} through a translation walked in that step (up to date)`,
+      })
+  }
+  if (chains.length === 0) {
+    // A condition on memory: the writes through stale translations.
+    for (const e of evs) {
+      const u = useOf(run, e)
+      const c = u?.write ? chainOf(run, u) : null
+      if (c?.reason) chains.push(c)
+    }
+  }
+  chains.sort((a, b) => a.use.step - b.use.step)
+  return { chains, fresh }
+}
+
+function forbidWhy(run: Run, v: Violation, chains: readonly Chain[], fresh: readonly Culprit[]): string {
+  if (chains.length === 0) return v.message
+  const vals = v.message.slice(v.message.lastIndexOf('('))
+  const parts = chains.map((c) => chainSentence(run, c))
+  const ok = fresh.map((f) => `${f.thread} ${f.text.replace(' through ', ` at step ${f.step} through `)}`)
+  return `${run.sc.forbidText} at the end ${vals}: ${parts.join('; ')}${ok.length ? `. ${ok.join('; ')}` : ''}`
+}
+
+/** One sentence, in time order: the fill, the PTE change, the flushes that missed, the use, the late drop. */
+function chainSentence(run: Run, c: Chain): string {
+  const name = run.sc.pages[c.use.page]!.name
+  const th = (k: number): string => run.ex.records[k]?.thread ?? '?'
+  const what = c.use.reg ? `${c.use.verb} ${name} -> ${c.use.reg} = ${useValue(run, c.use)}` : `${c.use.verb} ${name}`
+  const out: string[] = []
+  if (c.fill >= 0) {
+    const ctx = [
+      c.ptlHolder ? `while ${c.ptlHolder} held the PTL` : '',
+      c.droppedBefore ? `after ${c.droppedBefore.fn} (step ${c.droppedBefore.step}) had dropped it` : '',
+    ].filter(Boolean)
+    out.push(
+      `${th(c.fill)} ${c.droppedBefore ? 'refilled' : 'filled'} ${c.row} ${name} -> ${entryText(c.entry)} at step ${c.fill}${ctx.length ? ` ${ctx.join(', ')}` : ''}`,
+    )
+  } else out.push(`${c.row} held ${name} -> ${entryText(c.entry)} from before the run`)
+  if (c.madeStale !== null) {
+    const fn = eventsAt(run, c.madeStale).find((x) => x.kind === 'pte')?.fn ?? 'a PTE change'
+    out.push(`${fn} (step ${c.madeStale}) made it stale`)
+  }
+  if (c.missed.length) out.push(c.missed.map((m) => `${m.text.split(';')[0]} (step ${m.step})`).join(', '))
+  else out.push('no flush or notifier covering it ran in between')
+  out.push(`${c.use.thread} ${what} at step ${c.use.step} through the stale entry (${c.reason})`)
+  if (c.late) out.push(`${c.late.fn} dropped it at step ${c.late.step}, too late`)
+  return out.join('; ')
+}
+
+/** lost-dirty: writeback's clean, then each write through an entry the clean did not reach. */
+function lostDirtyChains(run: Run, v: Violation): { chains: Chain[]; clean: Culprit[] } {
+  const evs = run.ex.records.flatMap((r) => r.events)
+  const cleaned = evs.filter((e) => e.fn === 'folio_test_clear_dirty').at(-1)
+  const since = cleaned ? cleaned.step : -1
+  const chains: Chain[] = []
+  for (const e of evs) {
+    if (e.step <= since) continue
+    const u = useOf(run, e)
+    const c = u?.write ? chainOf(run, u) : null
+    if (c?.reason) chains.push(c)
+  }
+  const clean: Culprit[] = cleaned
+    ? [{ step: cleaned.step, thread: cleaned.thread, role: 'other', text: `${cleaned.fn}: writeback cleaned the folio (${cleaned.text})` }]
+    : []
+  void v
+  return { chains: chains.slice(-2), clean }
+}
+
+/**
+ * progress: the faulting access that repeats (in the livelock's cycle, or the last fault before
+ * a device gave up): the entry it keeps hitting allows less than the PTE.
+ */
+function progressChains(run: Run, f: Found): Chain[] {
+  const { sc } = run
+  const who = f.violation.thread.split(',')
+  const from = f.cycle ? f.schedule.length : 0
+  const to = f.cycle ? f.schedule.length + f.cycle.length : f.violation.step + 1
+  for (let k = from; k < Math.min(to, run.ex.records.length); k++) {
+    const rec = run.ex.records[k]!
+    if (!who.includes(rec.thread) || !rec.events.some((e) => e.kind === 'fault')) continue
+    const t = sc.threads.findIndex((x) => x.name === rec.thread)
+    const decl = sc.threads[t]!
+    const op = decl.ops[run.states[k]!.threads[t]!.op]
+    if (!op || !('page' in op) || typeof op.page !== 'number') continue
+    const rows = tlbRows(sc, run.states[k]!)
+    const sec = decl.via >= 0 ? sc.secondaries[decl.via]! : null
+    const row =
+      sec === null
+        ? `${decl.name} TLB`
+        : sec.type === 'hw-walker'
+          ? `${sec.name} ${sec.ats ? 'ATC' : 'TLB'}`
+          : `${sec.name} shadow`
+    if (!rows.some((r) => r.subject === row || r.subject === tlbRowNames(sc, row)[1])) continue
+    const use: Use = {
+      step: k,
+      thread: rec.thread,
+      row,
+      page: op.page,
+      pfn: null,
+      write: op.kind === 'write',
+      reg: null,
+      verb: op.kind === 'write' ? 'faulted writing' : 'faulted reading',
+    }
+    const c = chainOf(run, use, true) ?? chainOf(run, use)
+    if (c?.reason) return [c]
+  }
+  return []
+}
+
+/** A walk through a walk-cache entry for a freed page table: its fill, the unlink, the misses. */
+function walkCacheCulprits(run: Run, v: Violation): Culprit[] {
+  const out: Culprit[] = []
+  const evs = run.ex.records.slice(0, v.step + 1).flatMap((r) => r.events)
+  const fill = evs.filter((e) => e.kind === 'fill' && e.tlb?.endsWith(' walk cache')).at(-1)
+  const since = fill ? fill.step : -1
+  if (fill) out.push({ step: fill.step, thread: fill.thread, role: 'fill', text: `${fill.fn}: ${fill.text}` })
+  for (let k = Math.max(since, 0); k < v.step; k++) {
+    const a = run.states[k]!.mms[0]!
+    const b = run.states[k + 1]!.mms[0]!
+    if (a.pt && !b.pt) {
+      const ev = eventsAt(run, k).find((e) => e.kind === 'pte' || e.kind === 'info')
+      out.push({ step: k, thread: run.ex.records[k]!.thread, role: 'pte-change', text: `${ev?.fn ?? 'unlink'}: the PTE table is unlinked from the PMD` })
+    }
+    if (a.tbl !== null && b.tbl === null && !b.pt)
+      out.push({ step: k, thread: run.ex.records[k]!.thread, role: 'other', text: 'the unlinked page-table page is freed' })
+    const inv = eventsAt(run, k).filter((e) => e.kind === 'sec-inval' || e.kind === 'notifier')
+    const wcKept = run.states[k + 1]!.secs.some((x) => x.wc)
+    if (k > since && inv.length && wcKept)
+      out.push({
+        step: k,
+        thread: run.ex.records[k]!.thread,
+        role: 'missed-flush',
+        text: `${[...new Set(inv.map((e) => e.fn))].join(', ')}: the walk cache kept the PTE table${inv.some((e) => e.text.includes('leaf-only')) ? ' (leaf-only)' : ''}`,
+      })
+  }
+  out.push({ step: v.step, thread: v.thread, role: 'stale-use', text: v.message })
+  return out
 }
 
 /** The "why" line: which entry was used, filled when, from which PTE, and which invalidation never came. */

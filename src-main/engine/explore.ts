@@ -9,7 +9,7 @@
  * faulting while a CPU thread that would fix it is merely preempted is not a violation.
  */
 import { evalExpr } from './expr'
-import { diffStates, stateView } from './diff'
+import { diffStates, staleFields, stateView } from './diff'
 import type { Policy } from './policy'
 import type { Prng } from './prng'
 import type { Counterexample, Metrics, StepRecord, TraceEvent, Violation } from './results'
@@ -28,7 +28,7 @@ import {
   touchOf,
   type StepTouch,
 } from './persistent'
-import { explain } from './explain'
+import { explainFound } from './explain'
 import { allDone, blockedReason, enabledThreads, guardReads, step, type StepResult } from './step'
 import type { InvariantName, Scenario } from './types'
 
@@ -929,6 +929,7 @@ export function runExecution(
         events: r.events as TraceEvent[],
         changes: diffStates(sc, s, r.next),
         state: stateView(sc, r.next),
+        ...staleFields(sc, r.next),
       })
     schedule.push(t)
     s = r.next
@@ -980,17 +981,19 @@ export function toCounterexample(sc: Scenario, policy: Policy, f: Found): Counte
     maxSteps: sched.length + 50_000,
     stopAtViolation: false,
   })
+  // A violation on a step ends its trace there; forbid and progress need the run's end.
+  const trace =
+    f.invariant === 'forbid' || f.invariant === 'progress' || f.invariant === 'lost-dirty'
+      ? ex.records
+      : ex.records.slice(0, f.schedule.length)
+  const { why, culprits } = explainFound(sc, policy, f, ex, trace.length)
   return {
     invariant: f.invariant,
     schedule: names(f.schedule),
     cycle: f.cycle ? names(f.cycle) : null,
     violation: f.violation,
-    why: explain(sc, f, ex),
-    culprits: [],
-    // A violation on a step ends its trace there; forbid and progress need the run's end.
-    trace:
-      f.invariant === 'forbid' || f.invariant === 'progress' || f.invariant === 'lost-dirty'
-        ? ex.records
-        : ex.records.slice(0, f.schedule.length),
+    why,
+    culprits,
+    trace,
   }
 }

@@ -51,7 +51,25 @@ export interface TraceEvent {
   readonly text: string
   /** Locks the thread holds while this happens. */
   readonly locks: readonly string[]
+  /**
+   * The pages the event is about, by name: the page accessed or filled, or the range a CPU
+   * flush, a notifier call or a secondary invalidation covered (`all`: the whole address space).
+   * Set on access, fill, cpu-flush, notifier and sec-inval events; absent elsewhere.
+   */
+  readonly pages?: readonly string[] | 'all'
+  /**
+   * Access and fill events: the cache the access went through or the fill filled, named as the
+   * state rows (`C0 TLB`, `iommu TLB`, `iommu IOTLB`, `iommu ATC`, `kvm shadow`, `iommu walk cache`).
+   */
+  readonly tlb?: string
+  /** Access and fill events: the pfn the translation pointed to. */
+  readonly pfn?: number
+  /** A load: the register it wrote. */
+  readonly reg?: string
 }
+
+/** The structured fields an event may carry (see TraceEvent). */
+export type EventDetail = Pick<TraceEvent, 'pages' | 'tlb' | 'pfn' | 'reg'>
 
 export interface StepRecord {
   readonly step: number
@@ -64,6 +82,15 @@ export interface StepRecord {
    * (PTE A, VMA A, C0 TLB, iommu TLB, pfn 3, locks, registers). Only in traced runs.
    */
   readonly state?: ReadonlyArray<readonly [string, string]>
+  /**
+   * The state rows (subjects of `state`, e.g. `iommu TLB`, `iommu ATC`, `kvm shadow`, `C0 TLB`)
+   * holding a translation that disagrees with its PTE after this step: the PTE is none or not
+   * present, maps another pfn (or the frame was freed), or is read-only/clean while the entry
+   * allows writes. Absent when every cached translation agrees. Only in traced runs.
+   */
+  readonly stale?: readonly string[]
+  /** One line per stale entry: `iommu TLB A -> pfn 1 RO, but PTE A maps pfn 3`. */
+  readonly staleWhy?: readonly string[]
 }
 
 export interface Violation {

@@ -8,18 +8,31 @@ import { KERNEL_MM, type CallFrame, type Pte, type TlbEntry } from '../state'
 import type { HwWalkerDecl } from '../types'
 import { afterNotifier, flag, num, type Proc } from './proc'
 
-function complete(c: Ctx, f: CallFrame, e: TlbEntry, who: string, mm: number): void {
+/** `tlb`: the cache used, named as its state row (`C0 TLB`, `iommu ATC`, `kvm shadow`). */
+function complete(c: Ctx, f: CallFrame, e: TlbEntry, who: string, mm: number, tlb: string): void {
   const write = flag(f, 'write')
   c.checkAccess(who, mm, e, write)
   const v = c.access(e.pfn, write, num(f, 'val'))
   const reg = f.l.reg
-  if (!write && typeof reg === 'number') c.setReg(reg, v)
+  const load = !write && typeof reg === 'number'
+  if (load) c.setReg(reg, v)
   c.emit(
     'access',
     write ? 'store' : 'load',
-    `${write ? `write ${v} to` : `read ${v} from`} ${c.pageName(e.page)} (pfn ${e.pfn}) via ${who}${typeof reg === 'number' && !write ? ` -> ${c.sc.registers[reg]}` : ''}`,
+    `${write ? `write ${v} to` : `read ${v} from`} ${c.pageName(e.page)} (pfn ${e.pfn}) via ${who}${load ? ` -> ${c.sc.registers[reg]}` : ''}`,
+    {
+      pages: [c.pageName(e.page)],
+      tlb,
+      pfn: e.pfn,
+      ...(load ? { reg: c.sc.registers[reg] } : {}),
+    },
   )
   c.ret()
+}
+
+/** The state-row name of a hw-walker's TLB (`iommu TLB`, or `iommu IOTLB` in front of an ATC). */
+function iotlbRow(d: HwWalkerDecl): string {
+  return `${d.name} ${d.ats ? 'IOTLB' : 'TLB'}`
 }
 
 /**
@@ -111,7 +124,10 @@ function iommuWalk(c: Ctx, mm: number, page: number, via: number): Pte | null | 
   // A huge PMD maps the page itself: no PTE table to cache.
   if (!(pte && pte.huge) && (thp ? pte !== null : true) && c.pmdPopulated(mm)) {
     c.setWalkCache(via, true)
-    c.emit('fill', 'IOMMU page walk', `${d.name} walk cache: PMD -> ${table}`)
+    c.emit('fill', 'IOMMU page walk', `${d.name} walk cache: PMD -> ${table}`, {
+      pages: [c.pageName(page)],
+      tlb: `${d.name} walk cache`,
+    })
   }
   return pte
 }
@@ -179,9 +195,10 @@ function cpuTry(c: Ctx, f: CallFrame): void {
       'fill',
       'page walk',
       `CPU TLB ${c.pageName(page)} -> pfn ${e.pfn} ${e.write ? 'RW' : 'RO'}${e.huge ? ' (2 MiB entry)' : ''}`,
+      { pages: [c.pageName(page)], tlb: `${c.name} TLB`, pfn: e.pfn },
     )
   }
-  complete(c, f, e, 'CPU TLB', mm)
+  complete(c, f, e, 'CPU TLB', mm, `${c.name} TLB`)
 }
 
 /**
@@ -239,7 +256,7 @@ function devTry(c: Ctx, f: CallFrame): void {
     // replaced by the answer to a new translation request (with write intent for a write).
     const a = c.atcFind(via, page)
     if (a && (!write || (a.write && a.dirty))) {
-      complete(c, f, a, `${d.name} ATC`, mm)
+      complete(c, f, a, `${d.name} ATC`, mm, `${d.name} ATC`)
       return
     }
     c.cost('ats_translation')
@@ -297,6 +314,7 @@ function devTry(c: Ctx, f: CallFrame): void {
       'fill',
       'IOMMU page walk',
       `${d.name} ${d.ats ? 'IOTLB' : 'TLB'} ${c.pageName(page)} -> pfn ${e.pfn} ${e.write ? 'RW' : 'RO'}${e.huge ? ' (2 MiB entry)' : ''}`,
+      { pages: [c.pageName(page)], tlb: iotlbRow(d), pfn: e.pfn },
     )
   }
   if (d.ats) {
@@ -306,11 +324,12 @@ function devTry(c: Ctx, f: CallFrame): void {
       'fill',
       'ATS translation completion',
       `${d.name} ATC ${c.pageName(page)} -> pfn ${e.pfn} ${e.write ? 'RW' : 'RO'}`,
+      { pages: [c.pageName(page)], tlb: `${d.name} ATC`, pfn: e.pfn },
     )
-    complete(c, f, e, `${d.name} ATC`, mm)
+    complete(c, f, e, `${d.name} ATC`, mm, `${d.name} ATC`)
     return
   }
-  complete(c, f, e, `${d.name} TLB`, mm)
+  complete(c, f, e, `${d.name} TLB`, mm, iotlbRow(d))
 }
 
 /** iommu_page_response(SUCCESS): the device retries its access. */
@@ -374,7 +393,7 @@ function mirrorTry(c: Ctx, f: CallFrame): void {
   const write = flag(f, 'write')
   const e = c.secFind(via, page)
   if (e && (!write || e.write)) {
-    complete(c, f, e, `${name} shadow table`, 0)
+    complete(c, f, e, `${name} shadow table`, 0, `${name} shadow`)
     return
   }
   c.metrics.device_faults++
@@ -548,6 +567,7 @@ export const mirrorAccess: Proc = {
         'fill',
         'kvm_tdp_mmu_map',
         `${name} shadow ${c.pageName(page)} -> pfn ${e.pfn} ${e.write ? 'RW' : 'RO'}${hpfn ? ' (2 MiB SPTE)' : ''}`,
+        { pages: [c.pageName(page)], tlb: `${name} shadow`, pfn: e.pfn },
       )
       c.goto('start')
     },

@@ -87,7 +87,9 @@ export function rmapUnmap(
       }
       c.setPte(mm, page, null, 'ptep_get_and_clear')
       if (c.sc.arch === 'x86_64') {
-        c.emit('cpu-flush', 'arch_tlbbatch_add_pending', 'CPU flush deferred to arch_tlbbatch_flush')
+        c.emit('cpu-flush', 'arch_tlbbatch_add_pending', 'CPU flush deferred to arch_tlbbatch_flush', {
+          pages: [c.pageName(page)],
+        })
         c.archHook(mm, null)
         f.l.batched = true
       } else {
