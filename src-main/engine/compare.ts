@@ -68,7 +68,11 @@ export function replayLenient(
   // Skips the entries that cannot run in `s`; true while an entry remains to follow.
   const advance = (s: LabState, en: readonly number[]): boolean => {
     while (next < schedule.length && !en.includes(schedule[next]!)) {
-      skipped.push({ index: next, thread: schedule[next]!, reason: skipReason(sc, policy, s, schedule[next]!) })
+      skipped.push({
+        index: next,
+        thread: schedule[next]!,
+        reason: skipReason(sc, policy, s, schedule[next]!),
+      })
       next++
     }
     return next < schedule.length
@@ -94,7 +98,8 @@ export function replayLenient(
   // Entries left when the run ended (every thread finished or stuck, or the run was cut).
   for (; next < schedule.length; next++) {
     const t = schedule[next]!
-    const reason = ex.outcome === 'cut' ? 'not reached: the replay was cut' : skipReason(sc, policy, ex.final, t)
+    const reason =
+      ex.outcome === 'cut' ? 'not reached: the replay was cut' : skipReason(sc, policy, ex.final, t)
     skipped.push({ index: next, thread: t, reason })
   }
   const positions = Array.from(ex.schedule, (_, i) => pos[i] ?? null)
@@ -305,8 +310,12 @@ export function distinguish(
     // Confirm on the replays themselves (their tails keep the schedule's history for the
     // fairness check, which the memoised tails above do not).
     const schedule = pathTo(n.id)
-    const ra = outcomeMask(replayLenient(sc, a, schedule, { tracing: false, maxSteps: schedule.length + maxTail }).ex)
-    const rb = outcomeMask(replayLenient(sc, b, schedule, { tracing: false, maxSteps: schedule.length + maxTail }).ex)
+    const ra = outcomeMask(
+      replayLenient(sc, a, schedule, { tracing: false, maxSteps: schedule.length + maxTail }).ex,
+    )
+    const rb = outcomeMask(
+      replayLenient(sc, b, schedule, { tracing: false, maxSteps: schedule.length + maxTail }).ex,
+    )
     if (ra === rb) {
       rejected++
       return null
@@ -331,15 +340,14 @@ export function distinguish(
       states: 1,
       complete: false,
       depth: 0,
-      note: `the reference schedule alone distinguishes them (an empty schedule)${rejectedNote()}`,
+      note: `the empty schedule distinguishes them: the reference schedule alone (the first runnable thread in declaration order) already gives different outcomes${rejectedNote()}`,
     }
   while (level.length > 0) {
     const nextLevel: Node[] = []
     for (const n of level) {
       if ((++polls & 255) === 0) {
         const why = budget.shouldStop?.()
-        if (why)
-          return cut(why, table.size, depth, `${rejectedNote()}`)
+        if (why) return cut(why, table.size, depth, `${rejectedNote()}`)
       }
       const ens = [enabledThreads(sc, a, n.s[0]), enabledThreads(sc, b, n.s[1])] as const
       const threads = new Set([...ens[0], ...ens[1]])
@@ -375,7 +383,12 @@ export function distinguish(
             note: `found a distinguishing schedule of ${depth + 1} entries after ${table.size.toLocaleString('en-US')} state pairs; every shorter schedule gives both policies the same outcome${rejectedNote()}`,
           }
         if (table.size >= maxStates)
-          return cut(`${maxStates.toLocaleString('en-US')} state pairs (the state budget)`, table.size, depth, rejectedNote())
+          return cut(
+            `${maxStates.toLocaleString('en-US')} state pairs (the state budget)`,
+            table.size,
+            depth,
+            rejectedNote(),
+          )
         nextLevel.push(child)
       }
     }

@@ -5,7 +5,8 @@ import { fileURLToPath } from 'node:url'
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest'
 import type { RunResult } from '../engine'
 import { cowPairs } from './benchScaling'
-import { scheduleNotes } from './cli'
+import { EXIT_BUDGET, scheduleNotes } from './cli'
+import type { CompareResult, DistinguishResult } from '../api/labApi'
 import { mnlab } from './cliTestkit'
 
 const UPGRADE = fileURLToPath(new URL('../../scenarios/upgrade-loop.smmu-no-btm.yaml', import.meta.url))
@@ -148,7 +149,9 @@ describe('mnlab: invalid input exits 2 with the error on stderr', () => {
   it('replay without one --policy, or with an unknown thread in the schedule', async () => {
     const r = await mnlab('replay', UPGRADE, '--schedule', 'C0 D0')
     expect(r.code).toBe(2)
-    expect(r.stderr.split('\n')[0]).toBe('mnlab: mnlab replay needs exactly one --policy')
+    expect(r.stderr.split('\n')[0]).toBe(
+      'mnlab: mnlab replay needs --policy NAME (or --policy all|a,b to compare policies on the schedule)',
+    )
     const r2 = await mnlab('replay', UPGRADE, '--policy', 'start-end', '--schedule', 'C0 D9')
     expect(r2.code).toBe(2)
     expect(r2.stderr.split('\n')[0]).toBe("mnlab: schedule step 1: unknown thread 'D9'; threads are C0, D0")
@@ -161,7 +164,9 @@ describe('mnlab help', () => {
     expect(r.code).toBe(0)
     expect(r.stderr).toBe('')
     expect(r.stdout).toMatch(/^mnlab: MMU Notifier Lab, headless\n/)
-    expect(r.stdout).toContain('Exit codes: 0 ok, 1 expectation mismatch, 2 invalid input.')
+    expect(r.stdout).toContain(
+      'Exit codes: 0 ok, 1 expectation mismatch, 2 invalid input, 4 distinguish ran out of budget.',
+    )
   })
 })
 
@@ -477,4 +482,125 @@ describe('--max-memory: the memory budget', () => {
     expect(bad.code).toBe(2)
     expect(bad.stderr.split('\n')[0]).toBe("mnlab: --max-memory takes a non-negative integer, got 'lots'")
   }, 60_000)
+})
+
+describe('one schedule under several policies (replay --policy all|a,b)', () => {
+  const COW = fileURLToPath(
+    new URL('../../scenarios/cow-ordering.invalidate-range-needed.yaml', import.meta.url),
+  )
+  const FORK = fileURLToPath(new URL('../../scenarios/fork-isolation.flush-at-start.yaml', import.meta.url))
+  // The shortest start-end counterexample (--bfs) of the COW race.
+  const CX = 'C0 C0 C0 C0 C1 D1 C0 C0 C1 C1 C1 C1 C1 C1 C2 C2 D0 D0 C0'
+
+  it("prints each policy's trace, its outcome and why, the holding ones included", async () => {
+    const r = await mnlab('replay', COW, '--policy', 'all', '--schedule', CX)
+    expect(r.code).toBe(0)
+    for (const p of ['start-end', 'invalidate-range', 'arch-hook'])
+      expect(r.stdout).toMatch(new RegExp(`^== ${p}: `, 'm'))
+    expect(r.stdout).toMatch(/^== start-end: violated forbid ==$/m)
+    expect(r.stdout).toMatch(/^== arch-hook: holds on this schedule ==$/m)
+    // Each trace is printed: three outcomes, three sets of registers.
+    expect(r.stdout.match(/^outcome: /gm)).toHaveLength(3)
+    expect(r.stdout).toMatch(
+      /^start-end\s+violated forbid; ran 19 steps, skipped 0\n {2}why: r1 == 1 && r0 == 0/m,
+    )
+    expect(r.stdout).toMatch(/^arch-hook\s+holds on this schedule; ran 19 steps, skipped 0$/m)
+  })
+
+  it("a blocked or finished thread's entry is skipped and the output says why; --json has the CompareResult", async () => {
+    // C1 is the fork child: it cannot run before fork returns, and C0 finishes after its one op.
+    const r = await mnlab(
+      'replay',
+      FORK,
+      '--policy',
+      'start-end,arch-hook',
+      '--schedule',
+      'C1 C0 C0 C0 C0 C0 C0 C0 C0 C0 C0 C0 C0 C0 C0 C0 C0 C0 C0 C0 C0 C0 C0 C0 C0 C0 C0 C0 C0 C0 C0 C0 C0 C0 C0 C0 C0 C0 C0 C0',
+    )
+    expect(r.code).toBe(0)
+    expect(r.stdout).toMatch(/^ {2}skipped entry 0 \(C1\): waiting for fork to return$/m)
+    expect(r.stdout).toMatch(/^ {2}skipped entries \d+-39 \(C0\): finished$/m)
+    const j = await mnlab('replay', FORK, '--policy', 'start-end,arch-hook', '--schedule', 'C1 C0', '--json')
+    expect(j.code).toBe(0)
+    const res = JSON.parse(j.stdout) as CompareResult
+    expect(res.schedule).toEqual(['C1', 'C0'])
+    expect(res.replays.map((x) => x.policy)).toEqual(['start-end', 'arch-hook'])
+    for (const x of res.replays) {
+      expect(x.skipped[0]).toEqual({ index: 0, thread: 'C1', reason: 'waiting for fork to return' })
+      expect(x.positions[0]).toBe(1)
+      expect(x.positions).toHaveLength(x.records.length)
+      expect(x.ran[0]).toBe('C0')
+      expect(x.why.length).toBeGreaterThan(5)
+    }
+  })
+
+  it('one policy keeps the strict replay; an unknown policy or thread is exit 2', async () => {
+    const one = await mnlab('replay', COW, '--policy', 'arch-hook', '--schedule', CX)
+    expect(one.stdout).toMatch(/^policy arch-hook, schedule of 19 steps, then the reference schedule$/m)
+    expect(one.stdout).not.toMatch(/^== /m)
+    const bad = await mnlab('replay', COW, '--policy', 'start-end,nope', '--schedule', CX)
+    expect(bad.code).toBe(2)
+    const badThread = await mnlab('replay', COW, '--policy', 'all', '--schedule', 'C0 X9')
+    expect(badThread.code).toBe(2)
+    expect(badThread.stderr.split('\n')[0]).toMatch(/^mnlab: schedule step 1: unknown thread 'X9'/)
+  })
+})
+
+describe('mnlab distinguish', () => {
+  const COW = fileURLToPath(
+    new URL('../../scenarios/cow-ordering.invalidate-range-needed.yaml', import.meta.url),
+  )
+  const MUNMAP = fileURLToPath(new URL('../../scenarios/munmap-uaf.flush-at-start.yaml', import.meta.url))
+
+  it('COW example, start-end vs arch-hook: a pasteable schedule, both outcomes, the first difference; replaying it agrees', async () => {
+    const r = await mnlab('distinguish', COW, '--policies', 'start-end,arch-hook')
+    expect(r.code).toBe(0)
+    const m = /^schedule \((\d+) entries, then the reference schedule\): (.+)$/m.exec(r.stdout)
+    expect(m).not.toBeNull()
+    const schedule = m![2]!
+    expect(schedule.split(' ')).toHaveLength(Number(m![1]))
+    expect(r.stdout).toMatch(/^start-end: violated forbid\n {2}why: /m)
+    expect(r.stdout).toMatch(/^arch-hook: holds on this schedule$/m)
+    expect(r.stdout).toMatch(/^first difference: aligned row \d+ \(schedule entry \d+; differs in /m)
+    expect(r.stdout).toContain(`--policy start-end,arch-hook --schedule "${schedule}"`)
+    // Pasted into replay: the same two outcomes.
+    const rp = await mnlab('replay', COW, '--policy', 'start-end,arch-hook', '--schedule', schedule)
+    expect(rp.stdout).toMatch(/^== start-end: violated forbid ==$/m)
+    expect(rp.stdout).toMatch(/^== arch-hook: holds on this schedule ==$/m)
+  }, 120_000)
+
+  it('--json: the DistinguishResult; policies that agree: complete, no schedule, exit 0', async () => {
+    const r = await mnlab('distinguish', MUNMAP, '--policies', 'start-end,arch-hook', '--json')
+    expect(r.code).toBe(0)
+    const d = JSON.parse(r.stdout) as DistinguishResult
+    expect(d.policies).toEqual(['start-end', 'arch-hook'])
+    expect(d.schedule).not.toBeNull()
+    expect(d.replays).toHaveLength(2)
+    expect(d.replays[0]!.violations.length > 0).not.toBe(d.replays[1]!.violations.length > 0)
+    expect(d.firstDifference).not.toBeNull()
+    const same = await mnlab('distinguish', MUNMAP, '--policies', 'invalidate-range,arch-hook')
+    expect(same.code).toBe(0)
+    expect(same.stdout).toMatch(
+      /^distinguish invalidate-range vs arch-hook: no schedule distinguishes them: all \d+ reachable state pairs/m,
+    )
+  })
+
+  it('a budget that runs out is exit 4, saying how far it got; bad input is exit 2', async () => {
+    const r = await mnlab('distinguish', COW, '--policies', 'start-end,arch-hook', '--max-states', '200')
+    expect(r.code).toBe(EXIT_BUDGET)
+    expect(EXIT_BUDGET).toBe(4)
+    expect(r.stdout).toMatch(
+      /stopped at 200 state pairs \(the state budget\).*no schedule of \d+ entries or fewer/,
+    )
+    for (const args of [
+      ['--policies', 'start-end'],
+      ['--policies', 'start-end,nope'],
+      ['--policies', 'all,arch-hook'],
+      [],
+    ]) {
+      const bad = await mnlab('distinguish', COW, ...args)
+      expect(bad.code, args.join(' ')).toBe(2)
+      expect(bad.stderr).toMatch(/^mnlab: /)
+    }
+  })
 })

@@ -4,9 +4,12 @@
  *                     [--executions N] [--schedule "C0 D0 ..."] [--max-states N] [--json]
  *   mnlab check PATH...            run each scenario under the policies in its expect; exit 1 on mismatch
  *   mnlab replay FILE --policy P --schedule "C0 D0 ..."   re-run a printed schedule with a full trace
+ *   mnlab replay FILE --policy all|a,b --schedule "..."   the same schedule under each policy, compared
+ *   mnlab distinguish FILE --policies a,b    the shortest schedule on which two policies' outcomes differ
  *   mnlab bench                    timings for the catalogue's key scenarios
  *   mnlab notebook check|record|export ...   lab notebooks (see notebook/cli.ts)
- * Exit codes: 0 ok, 1 mismatch (check), 2 unreadable or invalid input (error on stderr).
+ * Exit codes: 0 ok, 1 mismatch (check), 2 unreadable or invalid input (error on stderr),
+ * 4 distinguish stopped by its budget before it found a schedule or covered every state pair.
  */
 import { readFileSync } from 'node:fs'
 import path from 'node:path'
@@ -30,6 +33,9 @@ import {
   type Scenario,
 } from '../engine'
 import { formatExecution, formatRun } from './format'
+import { formatCompare, formatDistinguish } from './formatCompare'
+import { LabApiError } from './apiErrors'
+import { compareRuns, distinguishPolicies, distinguishRuns } from './engineTasks'
 import { progressBoard, shouldShowProgress, type ProgressBoard } from './progress'
 import {
   expandScenarioPaths,
@@ -51,6 +57,7 @@ interface Flags {
 
 const VALUED = new Set([
   'policy',
+  'policies',
   'mode',
   'seed',
   'executions',
@@ -363,22 +370,39 @@ async function cmdCheck(f: Flags, pool: WorkerPool): Promise<number> {
   return bad > 0 ? 1 : 0
 }
 
+/** Exit code of `distinguish` when its budget ran out first (documented in HELP and README). */
+export const EXIT_BUDGET = 4
+
 function cmdReplay(f: Flags): number {
   const [file] = f.positional
   if (!file || f.positional.length > 1) throw new UsageError('mnlab replay takes one scenario file')
   const sc = loadScenarioFile(file)
+  if (!f.opts.has('policy') && sc.expect.length > 1)
+    throw new UsageError(
+      'mnlab replay needs --policy NAME (or --policy all|a,b to compare policies on the schedule)',
+    )
   const ps = policiesFor(sc, f)
-  if (ps.length !== 1) throw new UsageError('mnlab replay needs exactly one --policy')
   const schedText = f.opts.get('schedule')
   const names =
     typeof schedText === 'string' ? schedText.split(/[\s,]+/).filter(Boolean) : (sc.explore.schedule ?? [])
-  if (names.length === 0)
+  // Comparing on an empty schedule is the reference schedule under each policy: allowed when
+  // asked for explicitly (a distinguishing schedule can be empty).
+  if (names.length === 0 && (ps.length === 1 || typeof schedText !== 'string'))
     throw new UsageError('mnlab replay needs --schedule "C0 D0 ..." (as printed by mnlab run)')
   let sched: number[]
   try {
     sched = scheduleIndices(sc, names)
   } catch (e) {
     throw new UsageError((e as Error).message)
+  }
+  if (ps.length > 1) {
+    const { result, executions } = compareRuns(sc, ps, sched)
+    process.stdout.write(
+      f.opts.has('json')
+        ? JSON.stringify({ file, ...result }, null, 2) + '\n'
+        : formatCompare(sc, file, result, executions) + '\n',
+    )
+    return 0
   }
   try {
     const ex = runExecution(sc, ps[0]!, scriptedChooser(sched), {
@@ -400,6 +424,46 @@ function cmdReplay(f: Flags): number {
     throw e
   }
   return 0
+}
+
+/**
+ * `mnlab distinguish FILE --policies a,b`: the shortest schedule on which the two policies'
+ * outcomes differ (engine/compare.ts), each outcome on it, and the first step where their
+ * traces differ. Exit 0 when found or proven that none exists, EXIT_BUDGET when the budget ran out.
+ */
+function cmdDistinguish(f: Flags): number {
+  const [file] = f.positional
+  if (!file || f.positional.length > 1) throw new UsageError('mnlab distinguish takes one scenario file')
+  const spec = f.opts.get('policies') ?? f.opts.get('policy')
+  if (typeof spec !== 'string') throw new UsageError('mnlab distinguish needs --policies A,B (two policies)')
+  const names = spec.split(',').map((x) => x.trim())
+  // Variants join with '+', so a comma always separates two policies.
+  if (names.length !== 2 || names.some((x) => x === '' || x === 'all'))
+    throw new UsageError(`mnlab distinguish needs two policies, as --policies A,B; got '${spec}'`)
+  const maxStates = intFlag(f, 'max-states')
+  if (maxStates === 0) throw new UsageError('--max-states must be at least 1')
+  const timeout = intFlag(f, 'timeout')
+  const sc = loadScenarioFile(file)
+  let pair: ReturnType<typeof distinguishPolicies>
+  try {
+    pair = distinguishPolicies([names[0]!, names[1]!])
+  } catch (e) {
+    if (e instanceof LabApiError) throw new UsageError(e.message)
+    throw e
+  }
+  const started = Date.now()
+  const { result, executions } = distinguishRuns(sc, pair[0], pair[1], {
+    maxStates: maxStates ?? undefined,
+    timeoutMs: timeout === null ? undefined : Math.max(0, commandStarted + timeout * 1000 - started),
+  })
+  if (f.opts.has('json'))
+    process.stdout.write(JSON.stringify({ file, elapsedMs: Date.now() - started, ...result }, null, 2) + '\n')
+  else
+    process.stdout.write(
+      formatDistinguish(sc, file, result, executions, { traces: f.opts.has('trace') }) +
+        `\n${result.states.toLocaleString('en-US')} state pairs in ${((Date.now() - started) / 1000).toFixed(1)} s\n`,
+    )
+  return result.schedule !== null || result.complete ? 0 : EXIT_BUDGET
 }
 
 /**
@@ -462,12 +526,19 @@ const HELP = `mnlab: MMU Notifier Lab, headless
   mnlab check [PATH...] [--full]   every scenario under the policies in its expect; exit 1 on a mismatch
                              (an entry expecting a violation stops at the first one; --full: explore all)
   mnlab replay FILE --policy NAME --schedule "C0 D0 ..."   full trace of one schedule
+  mnlab replay FILE --policy all|a,b --schedule "..." [--json]   the same schedule under each policy:
+                             an entry whose thread is blocked or finished is skipped (and listed),
+                             each trace, outcome and why, and which hook made the difference
+  mnlab distinguish FILE --policies A,B [--json] [--trace] [--max-states N] [--timeout S]
+                             the shortest schedule on which A's and B's outcomes differ (breadth
+                             first over both policies' states together), each outcome on it and
+                             the first step where their traces differ; exit 4 when the budget ran out
   mnlab bench [--quick]      start-up, engine and GUI timings (--quick: each figure once, small scenario)
   mnlab notebook check FILE|DIR...    recompute every experiment; exit 1 if a recorded verdict changed
   mnlab notebook record FILE... [--pin] [--stale]   run every experiment (--stale: only stale ones) and record the results
   mnlab notebook export FILE --format md|html [-o OUT]   a self-contained report
 Policies: start-end, invalidate-range, arch-hook, each optionally +upgrade-notify, +access-flags-notify, +pri-flush, +kernel-notifier.
-Exit codes: 0 ok, 1 expectation mismatch, 2 invalid input.
+Exit codes: 0 ok, 1 expectation mismatch, 2 invalid input, 4 distinguish ran out of budget.
 `
 
 /** When the current command started (its --timeout counts from here, loading included). */
@@ -500,6 +571,8 @@ export async function main(argv: readonly string[], pool: WorkerPool = new Worke
         return await cmdCheck(f, pool)
       case 'replay':
         return cmdReplay(f)
+      case 'distinguish':
+        return cmdDistinguish(f)
       case 'bench':
         return await runBench(pool, { quick: f.opts.has('quick') })
       default:

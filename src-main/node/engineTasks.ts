@@ -22,6 +22,7 @@ import {
   ScheduleError,
   scheduleIndices,
   scriptedChooser,
+  type Execution,
   type Policy,
   type Scenario,
 } from '../engine'
@@ -72,13 +73,13 @@ export function replayTask(r: ReplayReq, budgetMs = REPLAY_BUDGET_MS): ReplayRes
 }
 
 /** The policies of a compare: each entry a name or a list (`all`, `a,b`); at least one. */
-function comparePolicies(entries: readonly string[]): Policy[] {
+export function comparePolicies(entries: readonly string[]): Policy[] {
   const ps = policiesOf(entries)
   if (ps.length === 0) throw new LabApiError('policies: name at least one policy')
   return ps
 }
 
-function scheduleOf(sc: Scenario, names: readonly string[]): number[] {
+export function scheduleOf(sc: Scenario, names: readonly string[]): number[] {
   try {
     return scheduleIndices(sc, names)
   } catch (e) {
@@ -95,7 +96,7 @@ export function policyReplay(
   policy: Policy,
   sched: readonly number[],
   shouldStop?: () => string | null,
-): { replay: PolicyReplay; ex: ReturnType<typeof replayLenient>['ex'] } {
+): { replay: PolicyReplay; ex: Execution } {
   const { ex, positions, skipped } = replayLenient(sc, policy, sched, { tracing: true, shouldStop })
   const { why, culprits } = explainExecution(sc, policy, ex)
   return {
@@ -115,13 +116,19 @@ export function policyReplay(
   }
 }
 
+/** Replays of one schedule with their executions (the CLI prints their traces). */
+export interface CompareRuns {
+  readonly result: CompareResult
+  readonly executions: readonly Execution[]
+}
+
 /** Replays of one schedule, and the hook hint for the first violating one against the first that holds. */
-function compareOn(
+export function compareRuns(
   sc: Scenario,
   policies: readonly Policy[],
   sched: readonly number[],
   shouldStop?: () => string | null,
-): CompareResult {
+): CompareRuns {
   const runs = policies.map((p) => policyReplay(sc, p, sched, shouldStop))
   const bad = runs.find((r) => r.replay.violations.length > 0)
   const good = runs.find((r) => r.replay.violations.length === 0 && r.replay.outcome !== 'cut')
@@ -133,7 +140,10 @@ function compareOn(
           { policy: good.replay.policy, ex: good.ex },
         )
       : null
-  return { schedule: sched.map((t) => sc.threads[t]!.name), replays: runs.map((r) => r.replay), hint }
+  return {
+    result: { schedule: sched.map((t) => sc.threads[t]!.name), replays: runs.map((r) => r.replay), hint },
+    executions: runs.map((r) => r.ex),
+  }
 }
 
 /** `compareSchedule`: one schedule under each policy, leniently, each traced and explained. */
@@ -142,7 +152,7 @@ export function compareTask(r: CompareReq, budgetMs = REPLAY_BUDGET_MS): Compare
   const ps = comparePolicies(r.policies)
   const sched = scheduleOf(sc, r.schedule)
   const end = Date.now() + budgetMs
-  return compareOn(sc, ps, sched, () => (Date.now() > end ? 'replay time budget' : null))
+  return compareRuns(sc, ps, sched, () => (Date.now() > end ? 'replay time budget' : null)).result
 }
 
 /** The first row at which two replays' aligned traces differ (traceDiff), or null. */
@@ -150,33 +160,55 @@ export function firstDifference(a: PolicyReplay, b: PolicyReplay): number | null
   return diffTraces(a, b).differing[0] ?? null
 }
 
-/** `distinguish`: the shortest schedule on which two policies' outcomes differ, both replays on it. */
-export function distinguishTask(r: DistinguishReq, budgetMs = DISTINGUISH_BUDGET_MS): DistinguishResult {
-  const sc = loadOrReject(r.text, r.file)
-  const ps = r.policies.map((p) => {
+/** Two policies of a distinguish request, each a single policy. */
+export function distinguishPolicies(names: readonly [string, string]): [Policy, Policy] {
+  const ps = names.map((p) => {
     const one = policiesOf([p])
     if (one.length !== 1) throw new LabApiError(`policies: distinguish takes two single policies, got '${p}'`)
     return one[0]!
   })
-  const [a, b] = [ps[0]!, ps[1]!]
-  const end = Date.now() + Math.min(budgetMs, r.timeoutMs ?? Infinity)
+  return [ps[0]!, ps[1]!]
+}
+
+/**
+ * The shortest schedule on which two policies' outcomes differ, and both replays on it (with
+ * their executions, empty when none was found).
+ */
+export function distinguishRuns(
+  sc: Scenario,
+  a: Policy,
+  b: Policy,
+  budget: { maxStates?: number; timeoutMs?: number },
+): { result: DistinguishResult; executions: readonly Execution[] } {
+  const end = budget.timeoutMs === undefined ? Infinity : Date.now() + budget.timeoutMs
   const d = distinguish(sc, a, b, {
-    maxStates: r.maxStates,
+    maxStates: budget.maxStates,
     shouldStop: () => (Date.now() > end ? 'the time budget' : null),
   })
   const policies = [a.name, b.name] as const
+  const base = { policies, states: d.states, complete: d.complete, note: d.note }
   if (!d.schedule)
-    return { policies, schedule: null, replays: [], firstDifference: null, states: d.states, complete: d.complete, note: d.note }
-  const cmp = compareOn(sc, [a, b], d.schedule)
+    return { result: { ...base, schedule: null, replays: [], firstDifference: null }, executions: [] }
+  const cmp = compareRuns(sc, [a, b], d.schedule)
   return {
-    policies,
-    schedule: cmp.schedule,
-    replays: cmp.replays,
-    firstDifference: firstDifference(cmp.replays[0]!, cmp.replays[1]!),
-    states: d.states,
-    complete: d.complete,
-    note: d.note,
+    result: {
+      ...base,
+      schedule: cmp.result.schedule,
+      replays: cmp.result.replays,
+      firstDifference: firstDifference(cmp.result.replays[0]!, cmp.result.replays[1]!),
+    },
+    executions: cmp.executions,
   }
+}
+
+/** `distinguish`: the shortest schedule on which two policies' outcomes differ, both replays on it. */
+export function distinguishTask(r: DistinguishReq, budgetMs = DISTINGUISH_BUDGET_MS): DistinguishResult {
+  const sc = loadOrReject(r.text, r.file)
+  const [a, b] = distinguishPolicies(r.policies)
+  return distinguishRuns(sc, a, b, {
+    maxStates: r.maxStates,
+    timeoutMs: Math.min(budgetMs, r.timeoutMs ?? Infinity),
+  }).result
 }
 
 export function lkmlTask(r: LkmlReq): string {
