@@ -153,10 +153,11 @@ export default tseslint.config(
               message: 'The renderer is a plain web page.',
             },
             {
-              // Except two pure, DOM-free helpers shared with the services: the Markdown renderer
-              // (notes look the same in the app and in the HTML export) and the recorded form of
-              // a run (a cell run in the app records what `mnlab notebook record` would).
-              regex: '(^|/)src-main/(?!api/(markdown|record)$)',
+              // Except pure, DOM-free helpers shared with the services: the Markdown renderer
+              // (notes look the same in the app and in the HTML export), the recorded form of
+              // a run (a cell run in the app records what `mnlab notebook record` would), the trace
+              // diff (the app and `mnlab distinguish` align traces alike) and kernel source links.
+              regex: '(^|/)src-main/(?!api/(markdown|record|traceDiff|kernelLinks)$)',
               allowTypeImports: true,
               message:
                 'Renderer may import only types from src-main (the LabApi contract); runtime goes through src/lab.ts.',

@@ -1,7 +1,8 @@
 import { createPinia, setActivePinia } from 'pinia'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import type { EngineInfo, LabApi, RunEvent } from '../../../src-main/api/labApi'
-import { RUN } from '../logic/fixtures'
+import type { PolicyReplay } from '../../../src-main/api/labApi'
+import { RUN, TRACE } from '../logic/fixtures'
 
 /** A scripted LabApi: each test sets the replies it needs. */
 const fake = vi.hoisted(() => {
@@ -48,6 +49,7 @@ const { useScenarioStore } = await import('./scenarioStore')
 const { useEngineStore } = await import('./engineStore')
 const { useTraceStore } = await import('./traceStore')
 const { useNotebookStore } = await import('./notebookStore')
+const { useCompareStore } = await import('./compareStore')
 const { LabError } = await import('../lab')
 
 const INFO: EngineInfo = {
@@ -283,5 +285,129 @@ describe('notebookStore: editing a cell', () => {
     await first
     expect(s.status).toEqual({ e1: ['current'] })
     expect(s.problems).toEqual({})
+  })
+})
+
+describe('compareStore', () => {
+  /** start-end violates forbid on C0 C0 D0 C0; under arch-hook D0 was blocked at entry 2. */
+  const SE: PolicyReplay = {
+    policy: 'start-end',
+    records: TRACE,
+    violations: [{ invariant: 'forbid', step: 4, thread: '-', message: 'forbid holds' }],
+    outcome: 'violation',
+    registers: [],
+    ran: ['C0', 'C0', 'D0', 'C0'],
+    positions: [0, 1, 2, 3],
+    skipped: [],
+    why: 'the final state satisfies forbid',
+    culprits: [{ step: 2, thread: 'D0', role: 'stale-use', text: 'D0 read A through the stale entry' }],
+  }
+  const AH: PolicyReplay = {
+    ...SE,
+    policy: 'arch-hook',
+    records: [TRACE[0]!, TRACE[1]!, { ...TRACE[3]!, step: 2 }],
+    violations: [],
+    outcome: 'done',
+    ran: ['C0', 'C0', 'C0'],
+    positions: [0, 1, 3],
+    skipped: [{ index: 2, thread: 'D0', reason: 'blocked on the PTL' }],
+    why: 'holds on this schedule',
+    culprits: [],
+  }
+
+  async function finished(): Promise<void> {
+    const run = useRunStore()
+    await run.start()
+    fake.emit({ kind: 'finished', runId: 'r9', elapsedMs: 1, result: RUN })
+  }
+
+  it("replays a counterexample's schedule under every policy of the run and opens two outcomes side by side, diffed", async () => {
+    const compareSchedule = vi.fn(async () => ({ schedule: SE.ran, replays: [SE, AH], hint: null }))
+    api({ startRun: async () => 'r9', compareSchedule })
+    await finished()
+    const cmp = useCompareStore()
+    const t = useTraceStore()
+    await cmp.compare('start-end', ['C0', 'C0', 'D0', 'C0'])
+    expect(compareSchedule).toHaveBeenCalledWith(
+      expect.objectContaining({
+        policies: ['start-end', 'invalidate-range', 'arch-hook'],
+        schedule: ['C0', 'C0', 'D0', 'C0'],
+      }),
+    )
+    expect(cmp.view).toBe('compare')
+    expect([t.left?.policy, t.right?.policy]).toEqual(['start-end', 'arch-hook'])
+    expect(t.right?.invariant).toBeNull()
+    expect(t.left?.culprits.map((c) => c.role)).toEqual(['stale-use'])
+    // Aligned by schedule entry: arch-hook's missing D0 step is a one-sided row, the one difference.
+    expect(t.diff?.rows.map((r) => [r.a, r.b])).toEqual([
+      [0, 0],
+      [1, 1],
+      [2, null],
+      [3, 2],
+    ])
+    expect(t.diff?.differing).toEqual([2])
+    // The first difference is selected on open; there is no other to go to.
+    expect(t.selected).toEqual({ side: 'left', row: 2 })
+    expect(t.counterpart).toEqual({ side: 'right', record: null })
+    expect(t.stepDifference(1)).toBe(false)
+    t.select('left', 0)
+    expect(t.stepDifference(1)).toBe(true)
+    expect(t.selected).toEqual({ side: 'left', row: 2 })
+    t.select('right', 2)
+    expect(t.stepDifference(-1)).toBe(true)
+    expect(t.selected).toEqual({ side: 'left', row: 2 })
+    expect(t.sources.map((s) => s.key)).toContain('cmp:1:arch-hook')
+  })
+
+  it('says why a distinguish found no schedule and opens nothing; a failure is an error line', async () => {
+    const distinguish = vi.fn(async () => ({
+      policies: ['invalidate-range', 'arch-hook'] as [string, string],
+      schedule: null,
+      replays: [],
+      firstDifference: null,
+      states: 1234,
+      complete: true,
+      note: 'no schedule: the outcomes never differ',
+    }))
+    api({ startRun: async () => 'r9', distinguish })
+    await finished()
+    const cmp = useCompareStore()
+    await cmp.distinguish('invalidate-range', 'arch-hook')
+    expect(distinguish).toHaveBeenCalledWith(
+      expect.objectContaining({ policies: ['invalidate-range', 'arch-hook'] }),
+    )
+    expect(cmp.view).toBe('distinguish')
+    expect(cmp.distinguished?.note).toContain('never differ')
+    expect(useTraceStore().left).toBeNull()
+    api({
+      startRun: async () => 'r9',
+      distinguish: async () => {
+        throw new LabError('policies: unknown policy')
+      },
+    })
+    await cmp.distinguish('a', 'b')
+    expect(cmp.error).toBe('Distinguish: policies: unknown policy')
+    expect(cmp.busy).toBe(false)
+  })
+
+  it('opens both traces of a distinguishing schedule with their first difference selected', async () => {
+    api({
+      startRun: async () => 'r9',
+      distinguish: async () => ({
+        policies: ['start-end', 'arch-hook'] as [string, string],
+        schedule: ['C0', 'C0', 'D0', 'C0'],
+        replays: [SE, AH],
+        firstDifference: 2,
+        states: 50,
+        complete: false,
+        note: 'start-end violates forbid, arch-hook holds',
+      }),
+    })
+    await finished()
+    await useCompareStore().distinguish('start-end', 'arch-hook')
+    const t = useTraceStore()
+    expect(t.left?.key).toBe('dist:1:start-end')
+    expect(t.right?.key).toBe('dist:1:arch-hook')
+    expect(t.selectedAligned).toBe(2)
   })
 })

@@ -1,7 +1,12 @@
-/** The traces on screen: a left and a right pane, the selected step, scroll sync. */
+/**
+ * The traces on screen: a left and a right pane, the selected step, scroll sync, and, when both
+ * panes show the same schedule, their alignment and differences (issue 12).
+ */
 import { defineStore } from 'pinia'
 import { computed, ref, shallowRef } from 'vue'
-import type { StepRecord } from '../../../src-main/engine/results'
+import type { ScheduleSkip } from '../../../src-main/api/labApi'
+import { diffTraces, type TraceDiff } from '../../../src-main/api/traceDiff'
+import type { Culprit, StepRecord } from '../../../src-main/engine/results'
 import { lab, toLabError } from '../lab'
 import { useRunStore } from './runStore'
 
@@ -19,6 +24,24 @@ export interface TraceSource {
   readonly cycleFrom: number | null
   readonly why: string
   readonly schedule: readonly string[]
+  /** The steps that caused the violation, for the swimlane's marks. */
+  readonly culprits: readonly Culprit[]
+  /** For each record, the schedule entry it ran (null past the schedule), when known. */
+  readonly positions?: ReadonlyArray<number | null>
+  /** Schedule entries this policy did not run (a compare or distinguish replay). */
+  readonly skipped?: readonly ScheduleSkip[]
+}
+
+/** Where each record of a counterexample's trace sits in its schedule: one entry per step. */
+export function schedulePositions(
+  records: readonly StepRecord[],
+  schedule: readonly string[],
+): (number | null)[] {
+  return records.map((_, i) => (i < schedule.length ? i : null))
+}
+
+function sameSchedule(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((t, i) => t === b[i])
 }
 
 export const useTraceStore = defineStore('trace', () => {
@@ -47,6 +70,8 @@ export const useTraceStore = defineStore('trace', () => {
           cycleFrom: c.cycle && c.cycle.length > 0 ? c.schedule.length : null,
           why: c.why,
           schedule: c.schedule,
+          culprits: c.culprits ?? [],
+          positions: schedulePositions(c.trace, c.schedule),
         })
       })
     }
@@ -105,6 +130,7 @@ export const useTraceStore = defineStore('trace', () => {
         cycleFrom: null,
         why: v ? v.message : `no violation (${r.outcome})`,
         schedule,
+        culprits: [],
       }
       replays.value = [...replays.value, src]
       show(side, src)
@@ -123,6 +149,7 @@ export const useTraceStore = defineStore('trace', () => {
     policy: string,
     schedule: readonly string[],
     cycle: readonly string[] | null,
+    collapse = false,
   ): Promise<string> {
     return lab.lkmlTimeline({
       text: run.resultText,
@@ -130,11 +157,79 @@ export const useTraceStore = defineStore('trace', () => {
       policy,
       schedule: [...schedule],
       cycle: cycle ? [...cycle] : null,
+      collapse,
     })
   }
 
   function select(side: Side, row: number): void {
     selected.value = { side, row }
+  }
+
+  /** Adds traces (a compare's or distinguish's replays) to the pickers. */
+  function addSources(list: readonly TraceSource[]): void {
+    replays.value = [...replays.value, ...list]
+  }
+
+  /** Selects the row of a step (StepRecord.step) in a pane. */
+  function selectStep(side: Side, step: number): void {
+    const src = side === 'left' ? left.value : right.value
+    const row = src?.records.findIndex((r) => r.step === step) ?? -1
+    if (row >= 0) selected.value = { side, row }
+  }
+
+  /**
+   * The two panes aligned step by step, when they show the same schedule (two policies' traces
+   * of one counterexample, a compare, a distinguish): null otherwise.
+   */
+  const diff = computed<TraceDiff | null>(() => {
+    const a = left.value
+    const b = right.value
+    if (!a || !b || !sameSchedule(a.schedule, b.schedule)) return null
+    return diffTraces(a, b)
+  })
+
+  /** The aligned row of the selection, or -1. */
+  const selectedAligned = computed(() => {
+    const d = diff.value
+    const s = selected.value
+    if (!d || !s) return -1
+    return d.rows.findIndex((r) => (s.side === 'left' ? r.a : r.b) === s.row)
+  })
+
+  /** The record aligned with the selected one in the other pane (for the inspector's marks). */
+  const counterpart = computed<{ side: Side; record: StepRecord | null } | null>(() => {
+    const d = diff.value
+    const s = selected.value
+    if (!d || !s || selectedAligned.value < 0) return null
+    const row = d.rows[selectedAligned.value]!
+    const side: Side = s.side === 'left' ? 'right' : 'left'
+    const idx = side === 'left' ? row.a : row.b
+    const src = side === 'left' ? left.value : right.value
+    return { side, record: idx === null ? null : (src?.records[idx] ?? null) }
+  })
+
+  /** Selects aligned row `k`, on the selected side when that side has a record there. */
+  function selectAligned(k: number): void {
+    const row = diff.value?.rows[k]
+    if (!row) return
+    const prefer: Side = selected.value?.side ?? 'left'
+    const mine = prefer === 'left' ? row.a : row.b
+    if (mine !== null) selected.value = { side: prefer, row: mine }
+    else if (prefer === 'left' && row.b !== null) selected.value = { side: 'right', row: row.b }
+    else if (prefer === 'right' && row.a !== null) selected.value = { side: 'left', row: row.a }
+  }
+
+  /** Moves the selection to the next (1) or previous (-1) differing step; false when there is none. */
+  function stepDifference(dir: 1 | -1): boolean {
+    const d = diff.value
+    if (!d || d.differing.length === 0) return false
+    const cur = selectedAligned.value
+    const before = [...d.differing].reverse()
+    const next =
+      dir === 1 ? d.differing.find((k) => k > cur) : cur < 0 ? before[0] : before.find((k) => k < cur)
+    if (next === undefined) return false
+    selectAligned(next)
+    return true
   }
 
   const selectedRecord = computed<StepRecord | null>(() => {
@@ -166,6 +261,13 @@ export const useTraceStore = defineStore('trace', () => {
     replay,
     lkmlTimeline,
     select,
+    selectStep,
+    addSources,
+    diff,
+    selectedAligned,
+    counterpart,
+    selectAligned,
+    stepDifference,
     selectedRecord,
     clear,
   }
