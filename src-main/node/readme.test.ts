@@ -94,6 +94,25 @@ const EXPECTED: Record<string, Expectation> = {
         /^violation: progress at step \d+/m,
       ],
     },
+  'npx mnlab replay scenarios/cow-ordering.invalidate-range-needed.yaml --policy all --schedule "C0 C0 C0 C0 C1 D1 C0 C0 C1 C1 C1 C1 C1 C2 C2 D0 D0"':
+    {
+      stdout: [
+        /^== start-end: violated forbid ==$/m,
+        /^== invalidate-range: holds on this schedule ==$/m,
+        /^== arch-hook: holds on this schedule ==$/m,
+        /^start-end\s+violated forbid; ran \d+ steps, skipped 0$/m,
+      ],
+    },
+  'npx mnlab distinguish scenarios/cow-ordering.invalidate-range-needed.yaml --policies start-end,arch-hook':
+    {
+      stdout: [
+        /^distinguish start-end vs arch-hook: found a distinguishing schedule of 17 entries/m,
+        /^schedule \(17 entries, then the reference schedule\): C0 /m,
+        /^start-end: violated forbid$/m,
+        /^arch-hook: holds on this schedule$/m,
+        /^first difference: aligned row \d+/m,
+      ],
+    },
   'npx mnlab check scenarios': {
     stdout: [
       /^ok {3}scenarios\/upgrade-loop\.smmu-no-btm\.yaml arch-hook: expect holds, holds/m,
