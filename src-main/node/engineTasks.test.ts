@@ -1,5 +1,9 @@
 import { describe, expect, it } from 'vitest'
-import { replayTask } from './engineTasks'
+import { readFileSync } from 'node:fs'
+import path from 'node:path'
+import { diffTraces } from '../api/traceDiff'
+import { LabApiError } from './apiErrors'
+import { compareTask, distinguishTask, replayTask } from './engineTasks'
 
 describe('replayTask', () => {
   it('stops a replay that outlives its time budget, with outcome cut and the steps so far', () => {
@@ -14,4 +18,58 @@ describe('replayTask', () => {
     expect(whole.outcome).toBe('done')
     expect(whole.records).toHaveLength(2_000)
   })
+})
+
+describe('compareTask and distinguishTask', () => {
+  const COW_FILE = path.join(__dirname, '..', '..', 'scenarios', 'cow-ordering.invalidate-range-needed.yaml')
+  const COW = readFileSync(COW_FILE, 'utf8')
+  const CX = 'C0 C0 C0 C0 C1 D1 C0 C0 C1 C1 C1 C1 C1 C2 C2 D0 D0'.split(' ')
+
+  it('replays one schedule under each policy, with a trace, why and positions for each', () => {
+    const r = compareTask({ text: COW, file: COW_FILE, policies: ['all'], schedule: CX })
+    expect(r.schedule).toEqual(CX)
+    expect(r.replays.map((x) => x.policy)).toEqual(['start-end', 'invalidate-range', 'arch-hook'])
+    const [se, ir, ah] = r.replays
+    expect(se!.violations.map((v) => v.invariant)).toEqual(['forbid'])
+    for (const x of [ir!, ah!]) {
+      expect(x.violations).toEqual([])
+      expect(x.records.length).toBeGreaterThan(CX.length - 1)
+      expect(x.why).not.toBe('')
+    }
+    for (const x of r.replays) {
+      expect(x.positions).toHaveLength(x.records.length)
+      expect(x.positions.slice(0, CX.length)).toEqual(CX.map((_, i) => i))
+      expect(x.ran.slice(0, CX.length)).toEqual(CX)
+    }
+  })
+
+  it('bad policies and thread names are LabApiErrors with a clear message', () => {
+    const req = { text: COW, file: COW_FILE, policies: ['start-end'], schedule: CX }
+    expect(() => compareTask({ ...req, policies: ['nope'] })).toThrow(LabApiError)
+    expect(() => compareTask({ ...req, policies: ['nope'] })).toThrow(/^policies: /)
+    expect(() => compareTask({ ...req, schedule: ['C0', 'Q7'] })).toThrow(
+      /^schedule: schedule step 1: unknown thread 'Q7'/,
+    )
+    const d = { text: COW, file: COW_FILE, policies: ['all', 'arch-hook'] as [string, string] }
+    expect(() => distinguishTask(d)).toThrow(/^policies: distinguish takes two single policies, got 'all'/)
+  })
+
+  it('distinguish: the schedule, both replays and the first difference; a time budget cuts it', () => {
+    const d = distinguishTask({ text: COW, file: COW_FILE, policies: ['start-end', 'arch-hook'] })
+    expect(d.schedule).toEqual(CX)
+    expect(d.replays.map((x) => x.violations.map((v) => v.invariant))).toEqual([['forbid'], []])
+    expect(d.firstDifference).not.toBeNull()
+    const rows = diffTraces(d.replays[0]!, d.replays[1]!)
+    expect(rows.rows[d.firstDifference!]!.differs).toBe(true)
+    expect(rows.rows.slice(0, d.firstDifference!).every((row) => !row.differs)).toBe(true)
+    const cut = distinguishTask({
+      text: COW,
+      file: COW_FILE,
+      policies: ['start-end', 'arch-hook'],
+      timeoutMs: 1,
+    })
+    expect(cut.schedule).toBeNull()
+    expect(cut.complete).toBe(false)
+    expect(cut.note).toMatch(/^stopped at the time budget after [\d,]+ state pairs/)
+  }, 60_000)
 })
