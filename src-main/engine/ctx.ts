@@ -781,7 +781,12 @@ export class Ctx {
     this.cost(
       this.sc.threads.filter((th) => th.kind === 'cpu').length > 1 ? 'cpu_flush_ipi' : 'cpu_flush_local',
     )
-    this.emit('cpu-flush', fn, `flush every CPU's TLB: kernel ${this.pagesText(pages)}`, this.pagesDetail(pages))
+    this.emit(
+      'cpu-flush',
+      fn,
+      `flush every CPU's TLB: kernel ${this.pagesText(pages)}`,
+      this.pagesDetail(pages),
+    )
     this.kernelNotify(pages, 'flush_tlb_kernel_range')
   }
 

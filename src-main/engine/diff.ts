@@ -1,12 +1,6 @@
 /** Human-readable differences between two states: what a step changed. */
 import { pteText } from './ctx'
-import {
-  isKernelPage,
-  pageMm,
-  type FileState,
-  type LabState,
-  type TlbEntry,
-} from './state'
+import { isKernelPage, pageMm, type FileState, type LabState, type TlbEntry } from './state'
 import type { Scenario } from './types'
 
 function entryText(e: TlbEntry): string {
@@ -222,13 +216,7 @@ export function tlbRows(sc: Scenario, s: LabState): TlbRow[] {
  * dirty bit to write) while the entry allows writes. `write: false` asks only about a read:
  * a writable entry over a read-only PTE of the same pfn still reads the right page.
  */
-export function staleReason(
-  sc: Scenario,
-  s: LabState,
-  mm: number,
-  e: TlbEntry,
-  write = true,
-): string | null {
+export function staleReason(sc: Scenario, s: LabState, mm: number, e: TlbEntry, write = true): string | null {
   const m = s.mms[pageMm(sc, e.page, mm)]
   const pte = m?.live ? (m.ptes[e.page] ?? null) : null
   const name = sc.pages[e.page]!.name

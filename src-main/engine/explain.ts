@@ -51,6 +51,7 @@ export function explainFound(
     why = forbidWhy(run, v, r.chains, r.fresh)
   } else if (v.invariant === 'progress') {
     chains = progressChains(run, f)
+    if (chains[0]) why = `${why}. ${progressSentence(run, chains[0])}`
   } else if (v.invariant === 'lost-dirty') {
     const r = lostDirtyChains(run, v)
     chains = r.chains
@@ -293,14 +294,18 @@ function chainOf(run: Run, use: Use, insufficient = false): Chain | null {
   let late: Chain['late'] = null
   for (let k = u; k < run.ex.records.length; k++) {
     if (same(entryIn(run, k + 1, row, use.page)?.e, e)) continue
-    const by = eventsAt(run, k).find((x) => (x.kind === 'notifier' || x.kind === 'sec-inval') && covers(x, name))
+    const by = eventsAt(run, k).find(
+      (x) => (x.kind === 'notifier' || x.kind === 'sec-inval') && covers(x, name),
+    )
     if (by) late = { step: k, fn: by.fn }
     break
   }
   let droppedBefore: Chain['droppedBefore'] = null
   for (let k = fill - 1; k >= 0; k--) {
     if (!entryIn(run, k, row, use.page) || entryIn(run, k + 1, row, use.page)) continue
-    const by = eventsAt(run, k).find((x) => (x.kind === 'notifier' || x.kind === 'sec-inval') && covers(x, name))
+    const by = eventsAt(run, k).find(
+      (x) => (x.kind === 'notifier' || x.kind === 'sec-inval') && covers(x, name),
+    )
     if (by) droppedBefore = { step: k, fn: by.fn, thread: by.thread }
     break
   }
@@ -324,7 +329,21 @@ function chainOf(run: Run, use: Use, insufficient = false): Chain | null {
         break
       }
   }
-  return { use, row, entry: e, mm, reason, fill, madeStale, changes, missed, late, droppedBefore, ptlHolder, inRange }
+  return {
+    use,
+    row,
+    entry: e,
+    mm,
+    reason,
+    fill,
+    madeStale,
+    changes,
+    missed,
+    late,
+    droppedBefore,
+    ptlHolder,
+    inRange,
+  }
 }
 
 /** What a flush or notifier step that covered the page did instead of dropping the entry. */
@@ -338,7 +357,12 @@ function missedWhat(evs: readonly TraceEvent[], row: string, page: string, e: Tl
 function pteChangeText(run: Run, k: number, c: Chain): string {
   const name = run.sc.pages[c.use.page]!.name
   const fn = eventsAt(run, k).find((x) => x.kind === 'pte')?.fn
-  const ch = run.ex.records[k]?.changes.find((x) => x.startsWith(`PTE ${name}:`) || x.startsWith(`child PTE ${name}:`) || x.startsWith(`kernel PTE ${name}:`))
+  const ch = run.ex.records[k]?.changes.find(
+    (x) =>
+      x.startsWith(`PTE ${name}:`) ||
+      x.startsWith(`child PTE ${name}:`) ||
+      x.startsWith(`kernel PTE ${name}:`),
+  )
   return `${fn ?? 'PTE change'}: ${ch ?? `PTE ${name} changed`}${k === c.madeStale ? ` (the ${c.row} entry is stale from here)` : ''}`
 }
 
@@ -371,9 +395,15 @@ function chainCulprits(run: Run, c: Chain): Culprit[] {
   const th = (k: number): string => run.ex.records[k]?.thread ?? ''
   const out: Culprit[] = []
   if (c.fill >= 0) out.push({ step: c.fill, thread: th(c.fill), role: 'fill', text: fillText(run, c) })
-  for (const k of c.changes) out.push({ step: k, thread: th(k), role: 'pte-change', text: pteChangeText(run, k, c) })
+  for (const k of c.changes)
+    out.push({ step: k, thread: th(k), role: 'pte-change', text: pteChangeText(run, k, c) })
   for (const m of c.missed) out.push({ step: m.step, thread: th(m.step), role: 'missed-flush', text: m.text })
-  out.push({ step: c.use.step, thread: c.use.thread, role: c.reason ? 'stale-use' : 'other', text: useText(run, c) })
+  out.push({
+    step: c.use.step,
+    thread: c.use.thread,
+    role: c.reason ? 'stale-use' : 'other',
+    text: useText(run, c),
+  })
   if (c.reason && c.late)
     out.push({
       step: c.late.step,
@@ -422,7 +452,12 @@ function useChains(run: Run, v: Violation): Chain[] {
     return out.slice(-2)
   }
   const at = evs.filter((e) => e.step === v.step && e.thread === v.thread && e.kind === 'access')
-  const c = at.length ? (() => { const u = useOf(run, at[at.length - 1]!); return u ? chainOf(run, u) : null })() : null
+  const c = at.length
+    ? (() => {
+        const u = useOf(run, at[at.length - 1]!)
+        return u ? chainOf(run, u) : null
+      })()
+    : null
   return c ? [c] : []
 }
 
@@ -486,7 +521,9 @@ function forbidWhy(run: Run, v: Violation, chains: readonly Chain[], fresh: read
 function chainSentence(run: Run, c: Chain): string {
   const name = run.sc.pages[c.use.page]!.name
   const th = (k: number): string => run.ex.records[k]?.thread ?? '?'
-  const what = c.use.reg ? `${c.use.verb} ${name} -> ${c.use.reg} = ${useValue(run, c.use)}` : `${c.use.verb} ${name}`
+  const what = c.use.reg
+    ? `${c.use.verb} ${name} -> ${c.use.reg} = ${useValue(run, c.use)}`
+    : `${c.use.verb} ${name}`
   const out: string[] = []
   if (c.fill >= 0) {
     const ctx = [
@@ -521,7 +558,14 @@ function lostDirtyChains(run: Run, v: Violation): { chains: Chain[]; clean: Culp
     if (c?.reason) chains.push(c)
   }
   const clean: Culprit[] = cleaned
-    ? [{ step: cleaned.step, thread: cleaned.thread, role: 'other', text: `${cleaned.fn}: writeback cleaned the folio (${cleaned.text})` }]
+    ? [
+        {
+          step: cleaned.step,
+          thread: cleaned.thread,
+          role: 'other',
+          text: `${cleaned.fn}: writeback cleaned the folio (${cleaned.text})`,
+        },
+      ]
     : []
   void v
   return { chains: chains.slice(-2), clean }
@@ -568,6 +612,23 @@ function progressChains(run: Run, f: Found): Chain[] {
   return []
 }
 
+/** Why the retries keep faulting: the entry that allows less than the PTE, and what left it. */
+function progressSentence(run: Run, c: Chain): string {
+  const name = run.sc.pages[c.use.page]!.name
+  const th = (k: number): string => run.ex.records[k]?.thread ?? '?'
+  const held =
+    c.fill >= 0
+      ? `${th(c.fill)} filled ${c.row} ${name} -> ${entryText(c.entry)} at step ${c.fill}`
+      : `${c.row} held ${name} -> ${entryText(c.entry)} from before the run`
+  const fn = c.madeStale !== null ? eventsAt(run, c.madeStale).find((x) => x.kind === 'pte')?.fn : undefined
+  const changed =
+    c.madeStale !== null ? `; ${fn ?? 'a PTE change'} (step ${c.madeStale}) made the PTE allow more` : ''
+  const missed = c.missed.length
+    ? `; ${c.missed.map((m) => `${m.text.split(';')[0]} (step ${m.step})`).join(', ')}`
+    : '; no flush or notifier covering it ran since'
+  return `${held}${changed}${missed}; every retry at step ${c.use.step} and after hits that entry (${c.reason})`
+}
+
 /** A walk through a walk-cache entry for a freed page table: its fill, the unlink, the misses. */
 function walkCacheCulprits(run: Run, v: Violation): Culprit[] {
   const out: Culprit[] = []
@@ -580,10 +641,20 @@ function walkCacheCulprits(run: Run, v: Violation): Culprit[] {
     const b = run.states[k + 1]!.mms[0]!
     if (a.pt && !b.pt) {
       const ev = eventsAt(run, k).find((e) => e.kind === 'pte' || e.kind === 'info')
-      out.push({ step: k, thread: run.ex.records[k]!.thread, role: 'pte-change', text: `${ev?.fn ?? 'unlink'}: the PTE table is unlinked from the PMD` })
+      out.push({
+        step: k,
+        thread: run.ex.records[k]!.thread,
+        role: 'pte-change',
+        text: `${ev?.fn ?? 'unlink'}: the PTE table is unlinked from the PMD`,
+      })
     }
     if (a.tbl !== null && b.tbl === null && !b.pt)
-      out.push({ step: k, thread: run.ex.records[k]!.thread, role: 'other', text: 'the unlinked page-table page is freed' })
+      out.push({
+        step: k,
+        thread: run.ex.records[k]!.thread,
+        role: 'other',
+        text: 'the unlinked page-table page is freed',
+      })
     const inv = eventsAt(run, k).filter((e) => e.kind === 'sec-inval' || e.kind === 'notifier')
     const wcKept = run.states[k + 1]!.secs.some((x) => x.wc)
     if (k > since && inv.length && wcKept)

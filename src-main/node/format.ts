@@ -3,6 +3,7 @@ import {
   expectStatus,
   howFar,
   notProvenReason,
+  type Culprit,
   type Execution,
   type PolicyResult,
   type RunResult,
@@ -97,6 +98,7 @@ export function formatRun(file: string, run: RunResult): string {
       out.push(
         `    schedule: ${c.schedule.join(' ')}${c.cycle ? `  then forever: ${c.cycle.join(' ')}` : ''}`,
       )
+      out.push(...culpritLines(c.culprits, '    '))
     }
   }
   if (run.results.length)
@@ -106,24 +108,67 @@ export function formatRun(file: string, run: RunResult): string {
   return out.join('\n')
 }
 
-export function formatTrace(sc: Scenario, records: readonly StepRecord[]): string {
+/** A violation's explanation, as explainExecution returns it. */
+export interface Explained {
+  readonly why: string
+  readonly culprits: readonly Culprit[]
+}
+
+/** Widest culprit line before it is cut (the why line above it is printed whole). */
+const CULPRIT_WIDTH = 160
+
+/**
+ * `culprits:` and one line per culprit step (`fill@7 D1: IOMMU page walk: ...`), in step order;
+ * nothing when there are none.
+ */
+export function culpritLines(culprits: readonly Culprit[], indent: string): string[] {
+  if (culprits.length === 0) return []
+  const cut = (l: string): string => (l.length > CULPRIT_WIDTH ? `${l.slice(0, CULPRIT_WIDTH - 3)}...` : l)
+  return [
+    `${indent}culprits:`,
+    ...culprits.map((c) => cut(`${indent}  ${c.role}@${c.step} ${c.thread}: ${c.text}`)),
+  ]
+}
+
+/**
+ * Each step of a trace; a culprit step's header names its roles (`[8] C0  << pte-change,
+ * missed-flush`), and a cached translation is flagged at the step it becomes stale.
+ */
+export function formatTrace(
+  sc: Scenario,
+  records: readonly StepRecord[],
+  culprits: readonly Culprit[] = [],
+): string {
   const out: string[] = []
+  let stale = new Set<string>()
   for (const r of records) {
-    out.push(`[${r.step}] ${r.thread}`)
+    const roles = [...new Set(culprits.filter((c) => c.step === r.step).map((c) => c.role))]
+    out.push(`[${r.step}] ${r.thread}${roles.length ? `  << ${roles.join(', ')}` : ''}`)
     for (const e of r.events) {
       const locks = e.locks.length ? `  {${e.locks.join(', ')}}` : ''
       out.push(`    ${e.kind === 'violation' ? '!! ' : ''}${e.fn}: ${e.text}${locks}`)
     }
     for (const c of r.changes) out.push(`      ~ ${c}`)
+    // A cached translation that starts disagreeing with its PTE here (StepRecord.staleWhy).
+    for (const w of r.staleWhy ?? []) if (!stale.has(w)) out.push(`      ! stale: ${w}`)
+    stale = new Set(r.staleWhy ?? [])
   }
   void sc
   return out.join('\n')
 }
 
-export function formatExecution(sc: Scenario, ex: Execution): string {
-  const lines = [formatTrace(sc, ex.records), `outcome: ${ex.outcome}`]
+/**
+ * A replayed execution: its trace, outcome, violations and registers; with `explained` (from
+ * explainExecution), the culprit steps are marked in the trace and the why and culprits follow.
+ */
+export function formatExecution(sc: Scenario, ex: Execution, explained?: Explained): string {
+  const lines = [formatTrace(sc, ex.records, explained?.culprits ?? []), `outcome: ${ex.outcome}`]
   for (const v of ex.violations) lines.push(`violation: ${v.invariant} at step ${v.step}: ${v.message}`)
   const regs = sc.registers.map((r, i) => `${r} = ${ex.final.regs[i] ?? 'none'}`)
   if (regs.length) lines.push(`registers: ${regs.join(', ')}`)
+  if (explained && ex.violations.length) {
+    lines.push(`why: ${explained.why}`)
+    lines.push(...culpritLines(explained.culprits, ''))
+  }
   return lines.join('\n')
 }

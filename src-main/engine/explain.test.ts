@@ -1,0 +1,216 @@
+/**
+ * Causal explanations (explain.ts): culprit steps computed from the traced execution's events and
+ * states, for every invariant and every catalogue scenario picked below, and hookHint on the
+ * COW-ordering example (issue 12).
+ */
+import { readFileSync } from 'node:fs'
+import path from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { loadScenarioText } from '../node/scenarioFiles'
+import { explainExecution, hookHint } from './explain'
+import { runExecution, scriptedChooser, type Execution } from './explore'
+import { makePolicy, parsePolicy, type Policy } from './policy'
+import type { Counterexample, Culprit } from './results'
+import { defaultRunOptions, runPolicy, scheduleIndices } from './run'
+import type { Scenario } from './types'
+
+const DIR = path.join(__dirname, '../../scenarios')
+
+function load(f: string): Scenario {
+  return loadScenarioText(readFileSync(path.join(DIR, f), 'utf8'), f)
+}
+
+function replay(sc: Scenario, policy: Policy, names: string): Execution {
+  const sched = scheduleIndices(sc, names.split(' '))
+  return runExecution(sc, policy, scriptedChooser(sched), { tracing: true, maxSteps: sched.length + 1000 })
+}
+
+function roles(cs: readonly Culprit[]): string[] {
+  return cs.map((c) => `${c.role}@${c.step} ${c.thread}`)
+}
+
+// The start-end counterexample `mnlab run` prints for the COW example.
+const COW = 'cow-ordering.invalidate-range-needed.yaml'
+const COW_SCHEDULE = 'C0 C0 C0 C0 C1 C2 C2 D1 C0 C0 C1 C1 C1 C1 C1 C1 C2 C2 C2 D0 D0 C0'
+
+describe('forbid: the cause, not the condition', () => {
+  const sc = load(COW)
+  const ex = replay(sc, makePolicy('start-end'), COW_SCHEDULE)
+  const { why, culprits } = explainExecution(sc, makePolicy('start-end'), ex)
+
+  it('names the refill under the PTL, the CPU-only flush, the stale read and the late range_end', () => {
+    expect(ex.violations.map((v) => v.invariant)).toEqual(['forbid'])
+    expect(roles(culprits)).toEqual([
+      'fill@7 D1',
+      'pte-change@8 C0',
+      'missed-flush@8 C0',
+      'pte-change@9 C0',
+      'other@19 D0',
+      'stale-use@20 D0',
+      'other@21 C0',
+    ])
+    const by = (r: string): Culprit => culprits.find((c) => c.role === r)!
+    expect(by('fill').text).toContain('iommu TLB A -> pfn 1 RO, while C0 held the PTL')
+    expect(by('pte-change').text).toContain('ptep_clear_flush: PTE A: pfn 1 RO dirty -> none')
+    expect(by('missed-flush').text).toBe(
+      'flush_tlb_page (ptep_clear_flush) flushed only CPU TLBs; iommu TLB kept A -> pfn 1 RO',
+    )
+    expect(by('stale-use').text).toBe(
+      'read A -> r0 = 0 through the stale iommu TLB entry (pfn 1 RO; PTE A maps pfn 3)',
+    )
+    expect(culprits.at(-1)!.text).toContain('mmu_notifier_invalidate_range_end dropped')
+    // r1's read of B was up to date: named, but not as a stale use.
+    expect(culprits.find((c) => c.step === 19)!.text).toContain('read B -> r1 = 1')
+  })
+
+  it('says it in one line, in time order, instead of restating the condition', () => {
+    expect(why).toMatch(/^r1 == 1 && r0 == 0 at the end \(r1 = 1, r0 = 0, r2 = 0\): /)
+    const order = [
+      'D1 refilled iommu TLB A -> pfn 1 RO at step 7 while C0 held the PTL',
+      'mmu_notifier_invalidate_range_start (step 2) had dropped it',
+      'ptep_clear_flush (step 8) made it stale',
+      'flush_tlb_page (ptep_clear_flush) flushed only CPU TLBs (step 8)',
+      'D0 read A -> r0 = 0 at step 20 through the stale entry (PTE A maps pfn 3)',
+      'mmu_notifier_invalidate_range_end dropped it at step 21, too late',
+    ]
+    const at = order.map((s) => why.indexOf(s))
+    expect(at.every((i) => i >= 0)).toBe(true)
+    expect([...at].sort((a, b) => a - b)).toEqual(at)
+  })
+
+  it('flags the stale IOTLB row in the steps between the PTE change and the late invalidation', () => {
+    expect(ex.records[7]!.stale).toBeUndefined()
+    expect(ex.records[8]!.stale).toEqual(['iommu TLB'])
+    expect(ex.records[8]!.staleWhy).toEqual(['iommu TLB A -> pfn 1 RO, but PTE A is none'])
+    expect(ex.records[9]!.staleWhy).toEqual(['iommu TLB A -> pfn 1 RO, but PTE A maps pfn 3'])
+    expect(ex.records[20]!.stale).toEqual(['iommu TLB'])
+    expect(ex.records[21]!.stale).toBeUndefined()
+  })
+
+  it('with no violation, says so and names no culprit', () => {
+    const ok = replay(sc, makePolicy('arch-hook'), COW_SCHEDULE)
+    expect(explainExecution(sc, makePolicy('arch-hook'), ok)).toEqual({
+      why: 'no violation on this schedule (done)',
+      culprits: [],
+    })
+  })
+})
+
+describe('hookHint: what the holding policy did between the fill and the use', () => {
+  const sc = load(COW)
+  const bad = replay(sc, makePolicy('start-end'), COW_SCHEDULE)
+  const violating = {
+    policy: 'start-end',
+    ex: bad,
+    culprits: explainExecution(sc, makePolicy('start-end'), bad).culprits,
+  }
+
+  it('names the arch hook under arch-hook and ->invalidate_range under invalidate-range', () => {
+    const arch = replay(sc, makePolicy('arch-hook'), COW_SCHEDULE)
+    expect(hookHint(sc, violating, { policy: 'arch-hook', ex: arch })).toBe(
+      "under arch-hook, mmu_notifier_arch_invalidate_secondary_tlbs (ptep_clear_flush, step 8) invalidated A's iommu TLB entry between the fill (step 7) and the read (step 20)",
+    )
+    const ir = replay(sc, makePolicy('invalidate-range'), COW_SCHEDULE)
+    expect(hookHint(sc, violating, { policy: 'invalidate-range', ex: ir })).toContain(
+      'under invalidate-range, mmu_notifier_invalidate_range (ptep_clear_flush, step 8)',
+    )
+  })
+
+  it('is null when the other run did not remove the entry in between, or there is no stale use', () => {
+    expect(hookHint(sc, violating, { policy: 'start-end', ex: bad })).toBeNull()
+    const noUse = { ...violating, culprits: violating.culprits.filter((c) => c.role !== 'stale-use') }
+    expect(
+      hookHint(sc, noUse, { policy: 'arch-hook', ex: replay(sc, makePolicy('arch-hook'), COW_SCHEDULE) }),
+    ).toBeNull()
+  })
+})
+
+/** Violated catalogue scenarios covering every invariant but forbid's twin (explored above). */
+const CATALOGUE = [
+  COW,
+  'cow-ordering.flush-at-end.yaml',
+  'fork-isolation.flush-at-start.yaml',
+  'ksm-merge.flush-at-start.yaml',
+  'migrate.flush-at-start.yaml',
+  'munmap-uaf.atc-first.yaml',
+  'munmap-uaf.flush-at-start.yaml',
+  'munmap-free-pgtables.walk-cache-leaf-only.yaml',
+  'pfnmap-revoke.before-fix.yaml',
+  'thp-collapse.gup-fast-no-ipi.yaml',
+  'upgrade-loop.device-first.yaml',
+  'upgrade-loop.retry-limit.yaml',
+  'vmalloc-reuse.supervisor-pasid.yaml',
+  'writeback.flush-at-start.yaml',
+  'zap-writeback.device.yaml',
+]
+
+function counterexamples(f: string): Array<{ sc: Scenario; policy: string; c: Counterexample }> {
+  const sc = load(f)
+  const out: Array<{ sc: Scenario; policy: string; c: Counterexample }> = []
+  for (const [name, want] of sc.expect) {
+    if (want === 'holds') continue
+    const policy = parsePolicy(name) as Policy
+    const o = defaultRunOptions(sc)
+    const r = runPolicy(sc, policy, { ...o, budget: { ...o.budget, stopAt: () => true } })
+    for (const c of r.counterexamples) out.push({ sc, policy: name, c })
+  }
+  return out
+}
+
+describe('every violated counterexample of the catalogue names its culprit steps', () => {
+  const seen = new Set<string>()
+  it.each(CATALOGUE)('%s', (f) => {
+    const cs = counterexamples(f)
+    expect(cs.length).toBeGreaterThan(0)
+    for (const { policy, c } of cs) {
+      const where = `${f} ${policy} ${c.invariant}`
+      seen.add(c.invariant)
+      const steps = c.culprits.map((k) => k.step)
+      expect(steps, where).toEqual([...steps].sort((a, b) => a - b))
+      // Every culprit is a step of the trace, run by the thread it names.
+      for (const k of c.culprits) {
+        expect(c.trace[k.step], `${where}: ${k.role}@${k.step}`).toBeDefined()
+        expect(c.trace[k.step]!.thread, `${where}: ${k.role}@${k.step}`).toBe(k.thread)
+        expect(k.text.length).toBeGreaterThan(10)
+      }
+      const of = (r: string): number[] => c.culprits.filter((k) => k.role === r).map((k) => k.step)
+      const uses = of('stale-use')
+      expect(uses.length, `${where}: a stale use`).toBeGreaterThan(0)
+      const lastUse = Math.max(...uses)
+      for (const s of [...of('fill'), ...of('pte-change'), ...of('missed-flush')])
+        expect(s, `${where}: culprits come before the use`).toBeLessThanOrEqual(lastUse)
+      // A flush can only miss an entry that was already stale: after the PTE change.
+      const firstChange = Math.min(...of('pte-change'))
+      for (const s of of('missed-flush'))
+        expect(s, `${where}: flush after the change`).toBeGreaterThanOrEqual(firstChange)
+      // The stale use went through a row the trace flags as stale just before it (progress is the
+      // other way round: an entry that allows less than its PTE, which is not flagged).
+      if (c.invariant !== 'progress') {
+        for (const u of uses) {
+          const acc = c.trace[u]!.events.find((e) => e.kind === 'access' && e.tlb)
+          if (!acc) continue
+          const rows = [acc.tlb!, acc.tlb!.replace(/ ATC$/, ' IOTLB')]
+          expect(
+            c.trace[u - 1]?.stale?.some((r) => rows.includes(r)),
+            `${where}: stale row before ${u}`,
+          ).toBe(true)
+        }
+      }
+      // The PTE change that made the entry stale (or, for progress, let it allow more); a lockless
+      // GUP-fast walk of a freed page table uses no cached translation.
+      if (!c.violation.message.includes('GUP-fast'))
+        expect(of('pte-change').length, `${where}: the PTE change`).toBeGreaterThan(0)
+      if (c.invariant === 'lost-dirty')
+        expect(
+          c.culprits.some((k) => k.role === 'other' && k.text.startsWith('folio_test_clear_dirty')),
+        ).toBe(true)
+    }
+  })
+
+  it('covered every invariant a catalogue scenario can break', () => {
+    // Runs after the table above (vitest runs a file's tests in order).
+    expect([...seen].sort()).toEqual(
+      ['forbid', 'lost-dirty', 'lost-write', 'progress', 'stale-after-return', 'use-after-free'].sort(),
+    )
+  })
+})
