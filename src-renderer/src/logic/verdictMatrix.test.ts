@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest'
 import { buildVerdictMatrix, expectedCell, matrixSummary } from './verdictMatrix'
-import { metricsSeries } from './metrics'
 import { RUN } from './fixtures'
 
 const INV = ['use-after-free', 'stale-after-return', 'lost-write', 'progress', 'forbid']
@@ -31,15 +30,5 @@ describe('verdict matrix', () => {
   })
   it('summarises', () => {
     expect(matrixSummary(buildVerdictMatrix(RUN, INV))).toBe('3 policies · 1 violated · 2/3 match expect')
-  })
-})
-
-describe('metrics series', () => {
-  it('groups counts per metric with one value per policy', () => {
-    const s = metricsSeries(RUN)
-    expect(s.policies).toEqual(['start-end', 'invalidate-range', 'arch-hook'])
-    expect(s.counts.find((c) => c.metric === 'notifier_calls')?.values).toEqual([4, 4, 6])
-    expect(s.counts).toHaveLength(5)
-    expect(s.simNs).toEqual([9600, 9600, 12000])
   })
 })

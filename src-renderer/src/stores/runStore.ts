@@ -29,6 +29,32 @@ export const useRunStore = defineStore('run', () => {
   const cancelling = ref(false)
   const active = computed(() => status.value === 'starting' || status.value === 'running')
 
+  /**
+   * Why the result on screen is a previous one: of another scenario, of text edited since, or the
+   * last run was cancelled, failed or is still going. null when it is the result of what the
+   * editor shows. `of` names the result's scenario.
+   */
+  const previous = computed<{ of: string; why: string } | null>(() => {
+    if (!result.value) return null
+    const sc = useScenarioStore()
+    const of = resultFile.value ?? 'an unsaved scenario'
+    if (sc.file !== resultFile.value)
+      return { of, why: `the editor shows ${sc.file ?? 'an unsaved scenario'}` }
+    if (sc.text !== resultText.value) return { of, why: 'the scenario was edited since' }
+    if (status.value === 'cancelled') return { of, why: 'the last run was cancelled' }
+    if (status.value === 'failed') return { of, why: 'the last run failed' }
+    if (active.value) return { of, why: 'a new run goes on' }
+    return null
+  })
+
+  /** Drops the result on screen (the trace store's panes follow it: App clears them on a new result). */
+  function clearResult(): void {
+    result.value = null
+    resultText.value = ''
+    resultFile.value = null
+    if (!active.value && status.value !== 'failed') status.value = 'idle'
+  }
+
   let early: RunEvent[] = []
   let unsubscribe: (() => void) | null = null
   /** The scenario text and file of the run in progress (its early counterexamples replay them). */
@@ -145,6 +171,8 @@ export const useRunStore = defineStore('run', () => {
     shape,
     cancelling,
     active,
+    previous,
+    clearResult,
     listen,
     start,
     cancel,
