@@ -173,6 +173,24 @@ export const useNotebookStore = defineStore('notebook', () => {
     await refreshStatus()
   }
 
+  /** Set when Save needs a path and the host has no native dialog: the view shows its path field. */
+  const askingSaveAs = ref(false)
+
+  /**
+   * Save as the Save button and Ctrl+S on the Notebook tab do it: to the notebook's file, or,
+   * for a notebook never saved, to a path from the native dialog (desktop) or the view's field.
+   */
+  async function saveOrAsk(nativeDialogs: boolean): Promise<boolean> {
+    if (!notebook.value) return false
+    if (path.value) return save()
+    if (nativeDialogs) {
+      const p = await pickPath('save', 'notebook.mnlab.yaml')
+      return p ? save(p) : false
+    }
+    askingSaveAs.value = true
+    return false
+  }
+
   /** A native open/save dialog for a notebook (Electron); null when cancelled or when the host has none. */
   async function pickPath(purpose: 'open' | 'save', suggestedName: string | null): Promise<string | null> {
     try {
@@ -445,6 +463,8 @@ export const useNotebookStore = defineStore('notebook', () => {
     create,
     open,
     save,
+    saveOrAsk,
+    askingSaveAs,
     update,
     updateCell,
     refreshStatus,
