@@ -17,6 +17,7 @@ import {
   defaultRunOptions,
   ENGINE_VERSION,
   expectStatus,
+  explainExecution,
   notProvenReason,
   parsePolicyList,
   runExecution,
@@ -412,7 +413,7 @@ function cmdReplay(f: Flags): number {
     process.stdout.write(
       `${file}: ${sc.title}\npolicy ${ps[0]!.name}, schedule of ${sched.length} steps, then the reference schedule\n`,
     )
-    process.stdout.write(formatExecution(sc, ex) + '\n')
+    process.stdout.write(formatExecution(sc, ex, explainExecution(sc, ps[0]!, ex)) + '\n')
     for (const note of scheduleNotes(
       names,
       ex.schedule.map((t) => sc.threads[t]!.name),

@@ -159,14 +159,20 @@ export function formatTrace(
 
 /**
  * A replayed execution: its trace, outcome, violations and registers; with `explained` (from
- * explainExecution), the culprit steps are marked in the trace and the why and culprits follow.
+ * explainExecution), the culprit steps are marked in the trace and the why and culprits follow
+ * (`explanation: false`: only the marks, for output that prints the why elsewhere).
  */
-export function formatExecution(sc: Scenario, ex: Execution, explained?: Explained): string {
+export function formatExecution(
+  sc: Scenario,
+  ex: Execution,
+  explained?: Explained,
+  opts: { readonly explanation?: boolean } = {},
+): string {
   const lines = [formatTrace(sc, ex.records, explained?.culprits ?? []), `outcome: ${ex.outcome}`]
   for (const v of ex.violations) lines.push(`violation: ${v.invariant} at step ${v.step}: ${v.message}`)
   const regs = sc.registers.map((r, i) => `${r} = ${ex.final.regs[i] ?? 'none'}`)
   if (regs.length) lines.push(`registers: ${regs.join(', ')}`)
-  if (explained && ex.violations.length) {
+  if (explained && ex.violations.length && opts.explanation !== false) {
     lines.push(`why: ${explained.why}`)
     lines.push(...culpritLines(explained.culprits, ''))
   }

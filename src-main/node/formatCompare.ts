@@ -56,7 +56,7 @@ export function formatCompare(
   res.replays.forEach((r, i) => {
     if (opts.traces) {
       out.push('', `== ${r.policy}: ${outcomeLine(r)} ==`)
-      out.push(formatExecution(sc, executions[i]!))
+      out.push(formatExecution(sc, executions[i]!, r, { explanation: false }))
     }
   })
   out.push('', 'on this schedule:')
@@ -119,7 +119,11 @@ export function formatDistinguish(
   if (a && b) out.push(...firstDifferenceLines(a, b, res.firstDifference))
   if (opts.traces)
     res.replays.forEach((r, i) => {
-      out.push('', `== ${r.policy}: ${outcomeLine(r)} ==`, formatExecution(sc, executions[i]!))
+      out.push(
+        '',
+        `== ${r.policy}: ${outcomeLine(r)} ==`,
+        formatExecution(sc, executions[i]!, r, { explanation: false }),
+      )
     })
   return out.join('\n')
 }
