@@ -67,15 +67,19 @@ const KERNEL_DOCS: Record<(typeof KERNEL_KEYS)[number], string> = {
     '2ba99c5e0881 (Jann Horn, 2022): tlb_remove_table_sync_one() IPI after pmdp_collapse_flush waits for GUP-fast walkers before the page table is reused or freed; false = before the fix',
 }
 
+/**
+ * An op list. Its items carry no description: a generic hover would show every op's doc on each
+ * op. The editor completes op names and documents the op under the cursor from `x-op-docs`.
+ */
 function opsSchema(ops: readonly string[]): object {
   return {
     type: 'array',
-    items: {
-      type: 'string',
-      pattern: `^\\s*(${ops.join('|')})\\b`,
-      description: ops.map((o) => `${o}: ${OP_DOCS[o]}`).join('\n'),
-    },
+    items: { type: 'string', pattern: `^\\s*(${ops.join('|')})\\b` },
   }
+}
+
+function opDocs(ops: readonly string[]): Record<string, string> {
+  return Object.fromEntries(ops.map((o) => [o, OP_DOCS[o] ?? o]))
 }
 
 export function scenarioJsonSchema(): object {
@@ -318,6 +322,8 @@ export function scenarioJsonSchema(): object {
     },
     propertyNames: { enum: [...TOP_KEYS] },
     [`x-page-keys`]: [...PAGE_KEYS],
+    /** Op name -> one-line doc, per thread kind: the editor's op completion and hover. */
+    [`x-op-docs`]: { cpu: opDocs(CPU_OPS), device: opDocs(DEVICE_OPS) },
   }
 }
 

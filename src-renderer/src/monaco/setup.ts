@@ -45,6 +45,15 @@ function createWebWorkerCompat(opts: LegacyOpts) {
 let yaml: MonacoYaml | null = null
 
 /**
+ * yaml-language-server heads every hover with the closest schema title, which for a node
+ * without one (an op, a page name) is the root's: "MMU Notifier Lab scenario" over each hover.
+ */
+function withoutRootTitle(schema: Record<string, unknown>): Record<string, unknown> {
+  const { title: _title, ...rest } = schema
+  return rest
+}
+
+/**
  * Points monaco-yaml at the engine's scenario schema (for models named *.mnlab.yaml). The schema
  * is copied to plain JSON: a Vue reactive proxy cannot be posted to the worker.
  */
@@ -58,7 +67,7 @@ export function configureScenarioSchema(schema: object): void {
       {
         uri: 'inmemory://mnlab/scenario.schema.json',
         fileMatch: ['*.mnlab.yaml'],
-        schema: JSON.parse(JSON.stringify(schema)) as never,
+        schema: withoutRootTitle(JSON.parse(JSON.stringify(schema)) as Record<string, unknown>) as never,
       },
     ],
   }
