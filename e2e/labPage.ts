@@ -128,6 +128,24 @@ export class LabPage {
     return this.inspector.getByTestId('inspector-state')
   }
 
+  /** Opens `scenario`, runs `policies` and expects every one to match its `expect`. */
+  async runMatching(scenario: string, policies: readonly string[], timeout = 150_000): Promise<void> {
+    await this.openScenario(scenario)
+    await this.selectPolicies(policies)
+    await this.run(timeout)
+    for (const p of policies) await expect(this.overall(p)).toHaveAttribute('data-match', 'true')
+  }
+
+  /** The first counterexample of `policy` in the results. */
+  counterexample(policy: string): Locator {
+    return this.page.locator(`[data-testid="counterexample"][data-policy="${policy}"]`).first()
+  }
+
+  /** A policy's row in a compare or distinguish. */
+  outcome(policy: string): Locator {
+    return this.page.locator(`[data-testid="compare-outcome"][data-policy="${policy}"]`)
+  }
+
   tracePane(side: 'left' | 'right'): Locator {
     return this.page.locator(`[data-testid="trace-view"][data-side="${side}"]`)
   }
