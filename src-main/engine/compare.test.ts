@@ -140,7 +140,7 @@ describe('distinguish', () => {
     expect(d.schedule).toBeNull()
     expect(d.complete).toBe(false)
     expect(d.note).toMatch(
-      /^stopped at 500 state pairs \(the state budget\).*no schedule of \d+ entries or fewer/,
+      /^stopped at the state budget after 500 state pairs: no schedule of \d+ entries or fewer/,
     )
   })
 
@@ -196,4 +196,38 @@ describe('distinguish', () => {
     }
     expect(found).toBeGreaterThan(3)
   }, 180_000)
+
+  it('agrees with the explorer: proven-agreeing policies violate the same invariants; differing verdicts give a schedule', () => {
+    const files = [
+      'munmap-uaf.flush-at-start.yaml',
+      'munmap-uaf.flush-at-both.yaml',
+      'mprotect-downgrade.flush-at-start.yaml',
+      'thp-collapse.file-before-cve-2022-48991.yaml',
+      'zap-writeback.before-2014.yaml',
+      'ksm-merge.flush-at-start.yaml',
+    ]
+    const safety = (sc: Scenario, p: Policy): string =>
+      exploreExhaustive(sc, p, { maxStates: 200_000, maxSteps: 10_000 })
+        .found.map((f) => f.invariant)
+        .filter((i) => i !== 'progress')
+        .sort()
+        .join()
+    let proven = 0
+    let found = 0
+    for (const f of files) {
+      const sc = load(f)
+      const [a, b] = [P('start-end'), P('arch-hook')]
+      const d = distinguish(sc, a, b, { maxStates: 200_000 })
+      if (d.complete) {
+        proven++
+        expect(safety(sc, a), f).toBe(safety(sc, b))
+      } else {
+        expect(d.schedule, f).not.toBeNull()
+        found++
+      }
+      if (safety(sc, a) !== safety(sc, b)) expect(d.schedule, f).not.toBeNull()
+    }
+    expect(proven).toBeGreaterThan(0)
+    expect(found).toBeGreaterThan(0)
+  }, 120_000)
 })

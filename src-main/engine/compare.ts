@@ -19,6 +19,13 @@
  * reference tail after it is not counted). Every schedule returned has been replayed under both
  * policies and their outcomes checked to differ.
  *
+ * Each policy's own states get ids (by hash, as the explorer's), with their successors, step
+ * violations and reference-tail outcome computed once (Component), so a product state is four
+ * integers and the search keeps no machine states for it. Product states are told apart exactly
+ * by (id under a, violated so far under a, id under b, violated so far under b): the invariants
+ * violated so far are part of the key because the same pair of states reached with different
+ * violations behind it can still end differently. No reduction: plain breadth first.
+ *
  * Livelocks are compared only where the reference tail runs into one: a schedule that leads into
  * a fair cycle is not searched for (a cycle needs the whole graph; see exploreExhaustive).
  */
@@ -250,25 +257,87 @@ class Tails {
   }
 }
 
-function fmix32(h: number): number {
-  h ^= h >>> 16
-  h = Math.imul(h, 0x85ebca6b)
-  h ^= h >>> 13
-  h = Math.imul(h, 0xc2b2ae35)
-  h ^= h >>> 16
-  return h >>> 0
-}
+/**
+ * One policy's state graph as the product search meets it: ids for states (by hash), and per
+ * state, once expanded, its enabled threads, each one's successor and the invariants that step
+ * violates, and its reference tail's outcome. A state is kept only until it is expanded, so
+ * the product search holds pairs of ids, not pairs of states.
+ */
+class Component {
+  private readonly table = new StateTable()
+  private readonly states: Array<LabState | null> = []
+  private readonly hashes: Array<readonly [number, number]> = []
+  private readonly enabled: Array<readonly number[] | null> = []
+  /** Per state, per thread: successor id (or -1 when not enabled) and the step's violations. */
+  private readonly next: Array<Int32Array | null> = []
+  private readonly stepMask: Array<Uint8Array | null> = []
+  private readonly tail: number[] = []
+  private readonly metrics = zeroMetrics()
 
-/** One 64-bit key for a product state: both states' hashes and what each has violated so far. */
-function productKey(
-  ha: readonly [number, number],
-  hb: readonly [number, number],
-  ma: number,
-  mb: number,
-): [number, number] {
-  const x = fmix32((ha[0] ^ Math.imul(fmix32(hb[1] ^ (ma << 8)), 0x9e3779b1)) >>> 0)
-  const y = fmix32((ha[1] ^ Math.imul(fmix32((hb[0] + mb * 0x27d4eb2d) >>> 0), 0x165667b1)) >>> 0)
-  return [x, y]
+  constructor(
+    private readonly sc: Scenario,
+    private readonly policy: Policy,
+    private readonly live: Liveness,
+    private readonly tails: Tails,
+  ) {}
+
+  get size(): number {
+    return this.states.length
+  }
+
+  /** The id of a state, registering it when new. */
+  idOf(s: LabState): number {
+    const h = hashState(s, this.live)
+    const id = this.table.getOrInsert(h, this.states.length)
+    if (id >= 0) return id
+    this.states.push(s)
+    this.hashes.push(h)
+    this.enabled.push(null)
+    this.next.push(null)
+    this.stepMask.push(null)
+    this.tail.push(-1)
+    return this.states.length - 1
+  }
+
+  /** Computes a state's successors and its tail, then lets the state go. */
+  private expand(id: number): void {
+    const s = this.states[id]!
+    const { sc, policy } = this
+    const en = enabledThreads(sc, policy, s)
+    const nx = new Int32Array(sc.threads.length).fill(-1)
+    const ms = new Uint8Array(sc.threads.length)
+    for (const t of en) {
+      const r = step(sc, policy, s, t, 0, false, this.metrics)
+      nx[t] = this.idOf(r.next)
+      ms[t] = violationMask(r.violations)
+    }
+    this.enabled[id] = en
+    this.next[id] = nx
+    this.stepMask[id] = ms
+    this.tail[id] = this.tails.of(s, this.hashes[id]!)
+    this.states[id] = null
+  }
+
+  enabledIn(id: number): readonly number[] {
+    if (this.enabled[id] === null) this.expand(id)
+    return this.enabled[id]!
+  }
+
+  /** Thread t's step from state id: [successor id, violations mask]; t must be enabled there. */
+  succ(id: number, t: number): number {
+    if (this.next[id] === null) this.expand(id)
+    return this.next[id]![t]!
+  }
+
+  maskOf(id: number, t: number): number {
+    if (this.stepMask[id] === null) this.expand(id)
+    return this.stepMask[id]![t]!
+  }
+
+  tailOf(id: number): number {
+    if (this.tail[id] === -1) this.expand(id)
+    return this.tail[id]!
+  }
 }
 
 /**
@@ -284,116 +353,108 @@ export function distinguish(
   const maxStates = budget.maxStates ?? DEFAULT_DISTINGUISH_STATES
   const maxTail = budget.maxTail ?? 10_000
   const live = liveness(sc)
-  const tails = [new Tails(sc, a, live, maxTail), new Tails(sc, b, live, maxTail)] as const
-  const pols = [a, b] as const
-  const metrics = zeroMetrics()
+  const comp = [
+    new Component(sc, a, live, new Tails(sc, a, live, maxTail)),
+    new Component(sc, b, live, new Tails(sc, b, live, maxTail)),
+  ] as const
+  // Product states, by id: both component ids and what each has violated so far (exact keys:
+  // component ids below 2^25, masks below 2^7).
   const table = new StateTable()
+  const ida: number[] = []
+  const idb: number[] = []
+  const ma: number[] = []
+  const mb: number[] = []
   const parent: number[] = []
   const move: number[] = []
+  const MAX_ID = 1 << 25
+  const add = (x: number, y: number, mx: number, my: number, from: number, t: number): number => {
+    if (x >= MAX_ID || y >= MAX_ID) throw new Error(`distinguish: more than ${MAX_ID} states of one policy`)
+    const id = ida.length
+    if (table.getOrInsert([x + mx * MAX_ID, y + my * MAX_ID], id) !== -1) return -1
+    ida.push(x)
+    idb.push(y)
+    ma.push(mx)
+    mb.push(my)
+    parent.push(from)
+    move.push(t)
+    return id
+  }
   const pathTo = (id: number): number[] => {
     const p: number[] = []
     for (let x = id; parent[x]! >= 0; x = parent[x]!) p.push(move[x]!)
     return p.reverse()
   }
-  interface Node {
-    readonly id: number
-    readonly s: readonly [LabState, LabState]
-    readonly h: readonly [readonly [number, number], readonly [number, number]]
-    readonly m: readonly [number, number]
-  }
   let rejected = 0
-  /** The node's schedule when its two replays' outcomes differ. */
-  const check = (n: Node): { schedule: number[]; outcomes: [InvariantName[], InvariantName[]] } | null => {
-    const oa = n.m[0] | tails[0].of(n.s[0], n.h[0])
-    const ob = n.m[1] | tails[1].of(n.s[1], n.h[1])
+  const names = (m: number): InvariantName[] => INVARIANTS.filter((_, i) => (m & (1 << i)) !== 0)
+  /** The product state's schedule when its two replays' outcomes differ. */
+  const check = (id: number): { schedule: number[]; outcomes: [InvariantName[], InvariantName[]] } | null => {
+    const oa = ma[id]! | comp[0].tailOf(ida[id]!)
+    const ob = mb[id]! | comp[1].tailOf(idb[id]!)
     if (oa === ob) return null
     // Confirm on the replays themselves (their tails keep the schedule's history for the
-    // fairness check, which the memoised tails above do not).
-    const schedule = pathTo(n.id)
-    const ra = outcomeMask(
-      replayLenient(sc, a, schedule, { tracing: false, maxSteps: schedule.length + maxTail }).ex,
-    )
-    const rb = outcomeMask(
-      replayLenient(sc, b, schedule, { tracing: false, maxSteps: schedule.length + maxTail }).ex,
-    )
+    // fairness check, which the memoised tails do not).
+    const schedule = pathTo(id)
+    const opts = { tracing: false, maxSteps: schedule.length + maxTail }
+    const ra = outcomeMask(replayLenient(sc, a, schedule, opts).ex)
+    const rb = outcomeMask(replayLenient(sc, b, schedule, opts).ex)
     if (ra === rb) {
       rejected++
       return null
     }
-    const names = (m: number): InvariantName[] => INVARIANTS.filter((_, i) => (m & (1 << i)) !== 0)
     return { schedule, outcomes: [names(ra), names(rb)] }
   }
-  const s0 = initialState(sc)
-  const h0 = hashState(s0, live)
-  table.getOrInsert(productKey(h0, h0, 0, 0), 0)
-  parent.push(-1)
-  move.push(-1)
-  let level: Node[] = [{ id: 0, s: [s0, s0], h: [h0, h0], m: [0, 0] }]
-  let depth = 0
-  let polls = 0
   const rejectedNote = (): string =>
     rejected > 0 ? `; ${rejected} candidate(s) whose replays agreed after all were passed over` : ''
-  const found = check(level[0]!)
-  if (found)
+  const s0 = initialState(sc)
+  add(comp[0].idOf(s0), comp[1].idOf(s0), 0, 0, -1, -1)
+  const root = check(0)
+  if (root)
     return {
-      ...found,
+      ...root,
       states: 1,
       complete: false,
       depth: 0,
       note: `the empty schedule distinguishes them: the reference schedule alone (the first runnable thread in declaration order) already gives different outcomes${rejectedNote()}`,
     }
-  while (level.length > 0) {
-    const nextLevel: Node[] = []
-    for (const n of level) {
-      if ((++polls & 255) === 0) {
-        const why = budget.shouldStop?.()
-        if (why) return cut(why, table.size, depth, `${rejectedNote()}`)
-      }
-      const ens = [enabledThreads(sc, a, n.s[0]), enabledThreads(sc, b, n.s[1])] as const
-      const threads = new Set([...ens[0], ...ens[1]])
-      for (let t = 0; t < sc.threads.length; t++) {
-        if (!threads.has(t)) continue
-        const s: LabState[] = []
-        const h: Array<readonly [number, number]> = []
-        const m: number[] = []
-        for (const c of [0, 1] as const) {
-          if (ens[c].includes(t)) {
-            const r = step(sc, pols[c], n.s[c], t, depth, false, metrics)
-            s.push(r.next)
-            h.push(hashState(r.next, live))
-            m.push(n.m[c] | violationMask(r.violations))
-          } else {
-            s.push(n.s[c])
-            h.push(n.h[c])
-            m.push(n.m[c])
-          }
-        }
-        const id = parent.length
-        if (table.getOrInsert(productKey(h[0]!, h[1]!, m[0]!, m[1]!), id) !== -1) continue
-        parent.push(n.id)
-        move.push(t)
-        const child: Node = { id, s: [s[0]!, s[1]!], h: [h[0]!, h[1]!], m: [m[0]!, m[1]!] }
-        const f = check(child)
-        if (f)
-          return {
-            ...f,
-            states: table.size,
-            complete: false,
-            depth: depth + 1,
-            note: `found a distinguishing schedule of ${depth + 1} entries after ${table.size.toLocaleString('en-US')} state pairs; every shorter schedule gives both policies the same outcome${rejectedNote()}`,
-          }
-        if (table.size >= maxStates)
-          return cut(
-            `${maxStates.toLocaleString('en-US')} state pairs (the state budget)`,
-            table.size,
-            depth,
-            rejectedNote(),
-          )
-        nextLevel.push(child)
-      }
+  let depth = 0
+  let levelEnd = 1
+  let polls = 0
+  const threads = sc.threads.length
+  for (let head = 0; head < ida.length; head++) {
+    if (head === levelEnd) {
+      depth++
+      levelEnd = ida.length
     }
-    level = nextLevel
-    if (level.length > 0) depth++
+    if ((++polls & 255) === 0) {
+      const why = budget.shouldStop?.()
+      if (why) return cut(`stopped at ${why}`, table.size, depth, rejectedNote())
+    }
+    const x = ida[head]!
+    const y = idb[head]!
+    const ena = comp[0].enabledIn(x)
+    const enb = comp[1].enabledIn(y)
+    for (let t = 0; t < threads; t++) {
+      const ina = ena.includes(t)
+      const inb = enb.includes(t)
+      if (!ina && !inb) continue
+      const nx = ina ? comp[0].succ(x, t) : x
+      const ny = inb ? comp[1].succ(y, t) : y
+      const mx = ina ? ma[head]! | comp[0].maskOf(x, t) : ma[head]!
+      const my = inb ? mb[head]! | comp[1].maskOf(y, t) : mb[head]!
+      const id = add(nx, ny, mx, my, head, t)
+      if (id < 0) continue
+      const f = check(id)
+      if (f)
+        return {
+          ...f,
+          states: table.size,
+          complete: false,
+          depth: depth + 1,
+          note: `found a distinguishing schedule of ${depth + 1} entries after ${table.size.toLocaleString('en-US')} state pairs; every shorter schedule gives both policies the same outcome${rejectedNote()}`,
+        }
+      if (table.size >= maxStates)
+        return cut('stopped at the state budget', table.size, depth, rejectedNote())
+    }
   }
   return {
     schedule: null,
@@ -412,6 +473,6 @@ function cut(why: string, states: number, depth: number, extra: string): Disting
     states,
     complete: false,
     depth,
-    note: `stopped at ${why} after ${states.toLocaleString('en-US')} state pairs: no schedule of ${depth} entries or fewer distinguishes them; longer ones were not all tried${extra}`,
+    note: `${why} after ${states.toLocaleString('en-US')} state pairs: no schedule of ${depth} entries or fewer distinguishes them; longer ones were not all tried${extra}`,
   }
 }

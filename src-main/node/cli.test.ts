@@ -590,7 +590,7 @@ describe('mnlab distinguish', () => {
     expect(r.code).toBe(EXIT_BUDGET)
     expect(EXIT_BUDGET).toBe(4)
     expect(r.stdout).toMatch(
-      /stopped at 200 state pairs \(the state budget\).*no schedule of \d+ entries or fewer/,
+      /stopped at the state budget after 200 state pairs: no schedule of \d+ entries or fewer/,
     )
     for (const args of [
       ['--policies', 'start-end'],
