@@ -116,6 +116,35 @@ describe('hookHint: what the holding policy did between the fill and the use', (
     )
   })
 
+  it('names the callback a range_end ran, and the arch hook that ends an upgrade livelock', () => {
+    const mu = load('munmap-uaf.flush-at-start.yaml')
+    const sched = 'C0 C0 C0 D0 C0 C0 C0 C0 D0'
+    const uaf = replay(mu, makePolicy('start-end'), sched)
+    const v = {
+      policy: 'start-end',
+      ex: uaf,
+      culprits: explainExecution(mu, makePolicy('start-end'), uaf).culprits,
+    }
+    expect(
+      hookHint(mu, v, { policy: 'invalidate-range', ex: replay(mu, makePolicy('invalidate-range'), sched) }),
+    ).toBe(
+      "under invalidate-range, mmu_notifier_invalidate_range_end (->invalidate_range (from range_end), step 5) invalidated P's iommu TLB entry between the fill (step 3) and the write (step 8)",
+    )
+    const up = load('upgrade-loop.smmu-no-btm.yaml')
+    const loop = replay(up, makePolicy('start-end'), 'C0 C0 D0 D0 D0 D0')
+    expect(loop.outcome).toBe('livelock')
+    const lv = {
+      policy: 'start-end',
+      ex: loop,
+      culprits: explainExecution(up, makePolicy('start-end'), loop).culprits,
+    }
+    expect(
+      hookHint(up, lv, { policy: 'arch-hook', ex: replay(up, makePolicy('arch-hook'), 'C0 C0 D0 D0 D0 D0') }),
+    ).toBe(
+      "under arch-hook, mmu_notifier_arch_invalidate_secondary_tlbs (ptep_set_access_flags, step 1) invalidated P's smmu TLB entry before the fault (step 3)",
+    )
+  })
+
   it('is null when the other run did not remove the entry in between, or there is no stale use', () => {
     expect(hookHint(sc, violating, { policy: 'start-end', ex: bad })).toBeNull()
     const noUse = { ...violating, culprits: violating.culprits.filter((c) => c.role !== 'stale-use') }

@@ -5,7 +5,7 @@
  */
 import { staleReason, tlbRows } from './diff'
 import type { Execution, Found } from './explore'
-import type { Policy } from './policy'
+import { parsePolicy, type Policy } from './policy'
 import { zeroMetrics, type Culprit, type TraceEvent, type Violation } from './results'
 import { initialState, mmuWritable, pageMm, type LabState, type TlbEntry } from './state'
 import { step } from './step'
@@ -81,30 +81,69 @@ export function hookHint(
 ): string | null {
   const use = violating.culprits.find((c) => c.role === 'stale-use')
   if (!use) return null
-  const access = violating.ex.records[use.step]?.events.find((e) => e.kind === 'access' && e.tlb)
-  if (!access || !Array.isArray(access.pages)) return null
-  const page = access.pages[0]!
+  const what = usedEntry(sc, violating, use)
+  if (!what) return null
+  const { page, rows, verb } = what
   const fill = violating.culprits.find((c) => c.role === 'fill' && c.step <= use.step)
-  const from = fill ? matchStep(sc, violating.ex, holding.ex, fill.step) : 0
-  const to = matchStep(sc, violating.ex, holding.ex, use.step) ?? holding.ex.records.length
+  const from = fill ? matchStep(violating.ex, holding.ex, fill.step) : 0
+  const to = matchStep(violating.ex, holding.ex, use.step) ?? holding.ex.records.length
   if (from === null) return null
-  const rows = tlbRowNames(sc, access.tlb!)
   for (let k = from + (fill ? 1 : 0); k < Math.min(to + 1, holding.ex.records.length); k++) {
     const rec = holding.ex.records[k]!
     const dropped = rec.changes.find((c) => rows.some((r) => c.startsWith(`${r}: -${page} `)))
     if (!dropped) continue
-    const hook = rec.events.find((e) => (e.kind === 'notifier' || e.kind === 'sec-inval') && covers(e, page))
-    if (!hook) continue
-    const site = rec.events.find((e) => (e.kind === 'cpu-flush' || e.kind === 'pte') && e !== hook)
+    const hook = rec.events.find((e) => e.kind === 'notifier' && covers(e, page))
+    const cb = rec.events.find((e) => e.kind === 'sec-inval' && covers(e, page))
+    const by = hook ?? cb
+    if (!by) continue
+    const site = rec.events.find((e) => e.kind === 'cpu-flush' || e.kind === 'pte')
+    // range_start/end name no callback: say which one the driver ran (->invalidate_range).
+    const generic = hook !== undefined && /_range_(start|end|only_end)$/.test(hook.fn)
+    const via = generic && cb && cb.fn.startsWith('->') ? `${cb.fn}, ` : ''
     const row = dropped.slice(0, dropped.indexOf(':'))
-    const verb = access.fn === 'store' ? 'write' : 'read'
-    return `under ${holding.policy}, ${hook.fn} (${site ? `${site.fn}, ` : ''}step ${k}) invalidated ${page}'s ${row} entry ${fill ? `between the fill (step ${from}) and the ${verb} (step ${to})` : `before the ${verb} (step ${to})`}`
+    return `under ${holding.policy}, ${by.fn} (${via}${site ? `${site.fn}, ` : ''}step ${k}) invalidated ${page}'s ${row} entry ${fill ? `between the fill (step ${from}) and the ${verb} (step ${to})` : `before the ${verb} (step ${to})`}`
   }
   return null
 }
 
+/**
+ * The page and cache rows a stale use went through: its access event's, or, for a fault (a
+ * livelock's retry), the faulting thread's op page and its TLB.
+ */
+function usedEntry(
+  sc: Scenario,
+  violating: { policy: string; ex: Execution },
+  use: Culprit,
+): { page: string; rows: string[]; verb: string } | null {
+  const rec = violating.ex.records[use.step]
+  const access = rec?.events.find((e) => e.kind === 'access' && e.tlb)
+  if (access && Array.isArray(access.pages))
+    return {
+      page: access.pages[0]!,
+      rows: tlbRowNames(sc, access.tlb!),
+      verb: access.fn === 'store' ? 'write' : 'read',
+    }
+  const policy = parsePolicy(violating.policy)
+  const t = sc.threads.findIndex((x) => x.name === use.thread)
+  if (typeof policy === 'string' || t < 0 || !rec?.events.some((e) => e.kind === 'fault')) return null
+  let s = initialState(sc)
+  const m = zeroMetrics()
+  for (let i = 0; i < use.step; i++) s = step(sc, policy, s, violating.ex.schedule[i]!, i, false, m).next
+  const op = sc.threads[t]!.ops[s.threads[t]!.op]
+  if (!op || !('page' in op) || typeof op.page !== 'number') return null
+  return { page: sc.pages[op.page]!.name, rows: tlbRowNames(sc, threadRow(sc, t)), verb: 'fault' }
+}
+
+/** The cache a thread's accesses go through, named as its state row. */
+function threadRow(sc: Scenario, t: number): string {
+  const decl = sc.threads[t]!
+  const sec = decl.via >= 0 ? sc.secondaries[decl.via]! : null
+  if (sec === null) return `${decl.name} TLB`
+  return sec.type === 'hw-walker' ? `${sec.name} ${sec.ats ? 'ATC' : 'TLB'}` : `${sec.name} shadow`
+}
+
 /** The n-th step of a thread in `a`, as a step of `b` (the n-th step of that thread there). */
-function matchStep(sc: Scenario, a: Execution, b: Execution, at: number): number | null {
+function matchStep(a: Execution, b: Execution, at: number): number | null {
   const t = a.schedule[at]
   if (t === undefined) return null
   let n = 0
@@ -114,7 +153,6 @@ function matchStep(sc: Scenario, a: Execution, b: Execution, at: number): number
     if (n === 0) return i
     n--
   }
-  void sc
   return null
 }
 
@@ -588,13 +626,7 @@ function progressChains(run: Run, f: Found): Chain[] {
     const op = decl.ops[run.states[k]!.threads[t]!.op]
     if (!op || !('page' in op) || typeof op.page !== 'number') continue
     const rows = tlbRows(sc, run.states[k]!)
-    const sec = decl.via >= 0 ? sc.secondaries[decl.via]! : null
-    const row =
-      sec === null
-        ? `${decl.name} TLB`
-        : sec.type === 'hw-walker'
-          ? `${sec.name} ${sec.ats ? 'ATC' : 'TLB'}`
-          : `${sec.name} shadow`
+    const row = threadRow(sc, t)
     if (!rows.some((r) => r.subject === row || r.subject === tlbRowNames(sc, row)[1])) continue
     const use: Use = {
       step: k,
