@@ -229,6 +229,18 @@ describe('every violated counterexample of the catalogue names its culprit steps
       // GUP-fast walk of a freed page table uses no cached translation.
       if (!c.violation.message.includes('GUP-fast'))
         expect(of('pte-change').length, `${where}: the PTE change`).toBeGreaterThan(0)
+      // The free of the frame (or page table) and the syscall return the invariants are about.
+      const others = c.culprits.filter((k) => k.role === 'other').map((k) => k.text)
+      if (c.invariant === 'use-after-free')
+        expect(
+          others.some((t) => t.includes('freed')),
+          `${where}: the free`,
+        ).toBe(true)
+      if (c.invariant === 'stale-after-return')
+        expect(
+          others.some((t) => t.includes(' returned while ')),
+          `${where}: the return`,
+        ).toBe(true)
       if (c.invariant === 'lost-dirty')
         expect(
           c.culprits.some((k) => k.role === 'other' && k.text.startsWith('folio_test_clear_dirty')),

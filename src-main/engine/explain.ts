@@ -60,6 +60,11 @@ export function explainFound(
     extra = walkCacheCulprits(run, v)
   } else {
     chains = useChains(run, v)
+    // No cached translation was used: a lockless walk of a page table freed under it.
+    if (chains.length === 0 && v.invariant === 'use-after-free' && v.message.includes('page-table page')) {
+      extra = walkCacheCulprits(run, v)
+      why = pageTableWhy(v, extra)
+    }
     if (chains.length > 0 && v.invariant !== 'lost-write') why = `${why}${missedText(chains[0]!)}`
   }
   const culprits = [...chains.flatMap((c) => chainCulprits(run, c)), ...extra]
@@ -250,6 +255,8 @@ interface Chain {
   /** At the fill: who held the PTL, and whose invalidate_range_start..end it fell inside. */
   readonly ptlHolder: string | null
   readonly inRange: { thread: string; step: number } | null
+  /** While the entry was cached: the syscall return that revoked it, the free of its frame. */
+  readonly others: ReadonlyArray<{ step: number; text: string }>
 }
 
 function useOf(run: Run, e: TraceEvent): Use | null {
@@ -367,6 +374,27 @@ function chainOf(run: Run, use: Use, insufficient = false): Chain | null {
         break
       }
   }
+  const others: Array<{ step: number; text: string }> = []
+  if (reason) {
+    for (let k = Math.max(fill + 1, 0); k < u; k++) {
+      const x = entryIn(run, k, row, use.page)?.e
+      const y = entryIn(run, k + 1, row, use.page)?.e
+      const t = run.ex.schedule[k]!
+      if (x && y && !x.revoked && y.revoked) {
+        const op = sc.threads[t]!.opText[run.states[k]!.threads[t]!.op] ?? 'a syscall'
+        others.push({ step: k, text: `${op} returned while ${row} still held ${name} -> ${entryText(e)}` })
+      }
+      const f0 = run.states[k]!.frames[e.pfn]
+      const f1 = run.states[k + 1]!.frames[e.pfn]
+      if (f0 && f1 && !f0.free && f0.gen === e.gen && (f1.free || f1.gen !== e.gen)) {
+        const ev = eventsAt(run, k).find((x) => x.kind === 'frame' && x.text.includes(`pfn ${e.pfn} `))
+        others.push({
+          step: k,
+          text: `${ev ? `${ev.fn}: ` : ''}pfn ${e.pfn} freed while ${row} still held ${name} -> it`,
+        })
+      }
+    }
+  }
   return {
     use,
     row,
@@ -381,6 +409,7 @@ function chainOf(run: Run, use: Use, insufficient = false): Chain | null {
     droppedBefore,
     ptlHolder,
     inRange,
+    others,
   }
 }
 
@@ -436,6 +465,7 @@ function chainCulprits(run: Run, c: Chain): Culprit[] {
   for (const k of c.changes)
     out.push({ step: k, thread: th(k), role: 'pte-change', text: pteChangeText(run, k, c) })
   for (const m of c.missed) out.push({ step: m.step, thread: th(m.step), role: 'missed-flush', text: m.text })
+  for (const o of c.others) out.push({ step: o.step, thread: th(o.step), role: 'other', text: o.text })
   out.push({
     step: c.use.step,
     thread: c.use.thread,
@@ -661,11 +691,35 @@ function progressSentence(run: Run, c: Chain): string {
   return `${held}${changed}${missed}; every retry at step ${c.use.step} and after hits that entry (${c.reason})`
 }
 
-/** A walk through a walk-cache entry for a freed page table: its fill, the unlink, the misses. */
+/** A lockless walk of a freed page table, told from its culprits. */
+function pageTableWhy(v: Violation, cs: readonly Culprit[]): string {
+  const at = (r: string): Culprit | undefined => cs.find((c) => c.role === r)
+  const fill = at('fill')
+  const unlink = at('pte-change')
+  const free = cs.find((c) => c.role === 'other' && c.text.includes('freed'))
+  const parts = [
+    fill ? `${fill.thread} read the PMD's pointer to the PTE table at step ${fill.step}` : '',
+    unlink ? `${unlink.text.split(':')[0]} unlinked the table at step ${unlink.step}` : '',
+    free ? `it was freed at step ${free.step} while ${v.thread}'s walk still held the pointer` : '',
+  ].filter(Boolean)
+  return parts.length ? `${v.message}: ${parts.join('; ')}` : v.message
+}
+
+/**
+ * A walk through a walk-cache entry (or GUP-fast's pointer) to a freed page table: its fill (the
+ * PMD read), the unlink, the free, and the invalidations that kept the walk cache.
+ */
 function walkCacheCulprits(run: Run, v: Violation): Culprit[] {
   const out: Culprit[] = []
   const evs = run.ex.records.slice(0, v.step + 1).flatMap((r) => r.events)
-  const fill = evs.filter((e) => e.kind === 'fill' && e.tlb?.endsWith(' walk cache')).at(-1)
+  // What held the pointer to the table: a walk-cache fill, or GUP-fast's read of the PMD.
+  const fill = evs
+    .filter(
+      (e) =>
+        (e.kind === 'fill' && e.tlb?.endsWith(' walk cache')) ||
+        (e.fn === 'gup_pmd_range' && e.thread === v.thread),
+    )
+    .at(-1)
   const since = fill ? fill.step : -1
   if (fill) out.push({ step: fill.step, thread: fill.thread, role: 'fill', text: `${fill.fn}: ${fill.text}` })
   for (let k = Math.max(since, 0); k < v.step; k++) {
