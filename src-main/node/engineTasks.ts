@@ -3,6 +3,7 @@
  * run in a worker thread (workerPool `task`), so that the host keeps answering other requests.
  * Bad input is a LabApiError here too; the worker sends it back as such.
  */
+import { getHeapStatistics } from 'node:v8'
 import type { z } from 'zod'
 import type {
   API_METHODS,
@@ -160,6 +161,18 @@ export function firstDifference(a: PolicyReplay, b: PolicyReplay): number | null
   return diffTraces(a, b).differing[0] ?? null
 }
 
+/**
+ * A distinguish search stops before the heap limit (a worker that reaches it dies, and so does
+ * the CLI): at 85% of it, heap and external memory (the state tables' arrays) together.
+ */
+function memoryStop(): string | null {
+  const h = getHeapStatistics()
+  const limit = h.heap_size_limit * 0.85
+  return h.used_heap_size + h.external_memory > limit
+    ? `the memory budget (${Math.round(limit / 2 ** 20).toLocaleString('en-US')} MB)`
+    : null
+}
+
 /** Two policies of a distinguish request, each a single policy. */
 export function distinguishPolicies(names: readonly [string, string]): [Policy, Policy] {
   const ps = names.map((p) => {
@@ -183,7 +196,7 @@ export function distinguishRuns(
   const end = budget.timeoutMs === undefined ? Infinity : Date.now() + budget.timeoutMs
   const d = distinguish(sc, a, b, {
     maxStates: budget.maxStates,
-    shouldStop: () => (Date.now() > end ? 'the time budget' : null),
+    shouldStop: () => (Date.now() > end ? 'the time budget' : memoryStop()),
   })
   const policies = [a.name, b.name] as const
   const base = { policies, states: d.states, complete: d.complete, note: d.note }
