@@ -121,6 +121,8 @@ test('an unknown op gets the "did you mean" Quick Fix that replaces it; none wit
   await page.keyboard.press('ControlOrMeta+I')
   await expect(hover).toContainText("unknown cpu op 'frobnicate'")
   await expect(hover).toContainText('No quick fixes available')
+  // One problem, the engine's: no schema pattern restating the op list as a regex.
+  await expect(hover).not.toContainText('does not match the pattern')
   await lab.screenshot('editor-04-no-quick-fix')
   await page.keyboard.press('Escape')
   await page.keyboard.press('ControlOrMeta+.')

@@ -64,6 +64,14 @@ describe('opSlotAt: where an op name goes', () => {
     expect(opSlotAt(LINES, 12, 7)).toEqual({ kind: 'cpu', word: '', startColumn: 7, endColumn: 7 })
   })
 
+  it('a flow sequence over several lines', () => {
+    const lines = ['cpus:', '  C0: [write_fault A,', '       read A -> r0,', '       mun]', 'devices: {}']
+    expect(opSlotAt(lines, 3, 9)).toEqual({ kind: 'cpu', word: 'read', startColumn: 8, endColumn: 12 })
+    expect(opSlotAt(lines, 4, 11)).toEqual({ kind: 'cpu', word: 'mun', startColumn: 8, endColumn: 11 })
+    expect(opSlotAt(lines, 3, 14)).toBeNull() // the operand A
+    expect(opSlotAt(lines, 5, 11)).toBeNull()
+  })
+
   it('not an op slot: operands, other keys, flow sequences outside cpus/devices', () => {
     expect(opSlotAt(LINES, 8, col(8, ' A,', 2))).toBeNull() // the operand A of write_fault
     expect(opSlotAt(LINES, 8, col(8, 'r0', 1))).toBeNull()

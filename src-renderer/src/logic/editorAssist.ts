@@ -30,34 +30,36 @@ export interface OpSlot {
 
 const TOP_KEY = /^([A-Za-z_][\w-]*)\s*:/
 
-/** The top-level key whose section holds `line` (1-based), looking upward. */
-function sectionOf(lines: readonly string[], line: number): string | null {
-  for (let i = line - 1; i >= 0; i--) {
-    const m = TOP_KEY.exec(lines[i]!)
-    if (m) return m[1]!
-  }
-  return null
+/** The 0-based index of the top-level key line whose section holds `line` (1-based), or -1. */
+function sectionStart(lines: readonly string[], line: number): number {
+  for (let i = line - 1; i >= 0; i--) if (TOP_KEY.test(lines[i]!)) return i
+  return -1
 }
 
-function kindOf(section: string | null): ThreadKind | null {
+function kindOf(section: string | undefined): ThreadKind | null {
   return section === 'cpus' ? 'cpu' : section === 'devices' ? 'device' : null
 }
 
-/** Index in `text` where the flow-sequence item holding `at` starts, or -1 if `at` is not in `[ ]`. */
-function flowItemStart(text: string, at: number): number {
+/**
+ * The flow sequence holding offset `at` of `text`: the index of its `[` and where the item at
+ * `at` starts (after the `[` or the last `,` of that level). Null outside `[ ]` (or in `{ }`).
+ */
+function enclosingFlowItem(text: string, at: number): { open: number; itemStart: number } | null {
   let depth = 0
+  let itemStart = -1
   for (let i = at - 1; i >= 0; i--) {
     const c = text[i]
     if (c === ']' || c === '}') depth++
     else if (c === '[' || c === '{') {
-      if (depth === 0) return c === '[' ? i + 1 : -1
-      depth--
-    } else if (c === ',' && depth === 0) {
-      // Still inside some `[ ]`? Find the opening bracket of this level.
-      return flowItemStart(text, i) === -1 ? -1 : i + 1
-    }
+      if (depth > 0) {
+        depth--
+        continue
+      }
+      if (c === '{') return null
+      return { open: i, itemStart: itemStart === -1 ? i + 1 : itemStart }
+    } else if (c === ',' && depth === 0 && itemStart === -1) itemStart = i + 1
   }
-  return -1
+  return null
 }
 
 /** Whether the text before a `[` makes it an op list: `C0: [` or `ops: [`, not `mm: [`. */
@@ -71,44 +73,39 @@ function opListOpener(text: string, bracket: number, kind: ThreadKind): boolean 
 /**
  * The op-name slot at (line, column), or null when the position is not where an op name goes:
  * the first word of an item of a thread's op list under `cpus:` or `devices:`, written
- * `C0: [write_fault A, read A -> r0]`, `D0: { via: smmu, ops: [read A] }` or as `- read A` items.
+ * `C0: [write_fault A, read A -> r0]` (on one line or several),
+ * `D0: { via: smmu, ops: [read A] }` or as `- read A` items.
  */
 export function opSlotAt(lines: readonly string[], line: number, column: number): OpSlot | null {
-  const kind = kindOf(sectionOf(lines, line))
+  const top = sectionStart(lines, line)
+  const kind = kindOf(top === -1 ? undefined : TOP_KEY.exec(lines[top]!)![1])
   const text = lines[line - 1]
   if (!kind || text === undefined) return null
-  const at = Math.min(Math.max(0, column - 1), text.length)
+  // The section up to this line, so that a flow sequence may span lines.
+  const before = lines
+    .slice(top, line - 1)
+    .map((l) => l + '\n')
+    .join('')
+  const all = before + text
+  const at = before.length + Math.min(Math.max(0, column - 1), text.length)
   let itemStart = -1
-  const flow = flowItemStart(text, at)
-  if (flow !== -1) {
-    // The `[` that opens this flow sequence must be an op list.
-    let depth = 0
-    let open = -1
-    for (let i = flow - 1; i >= 0; i--) {
-      const c = text[i]
-      if (c === ']' || c === '}') depth++
-      else if (c === '[' || c === '{') {
-        if (depth === 0 && c === '[') {
-          open = i
-          break
-        }
-        depth--
-      }
-    }
-    if (open !== -1 && opListOpener(text, open, kind)) itemStart = flow
+  const flow = enclosingFlowItem(all, at)
+  if (flow) {
+    if (opListOpener(all, flow.open, kind)) itemStart = flow.itemStart
   } else {
     const block = /^(\s*-\s+)/.exec(text)
-    if (block && at >= block[1]!.length) itemStart = block[1]!.length
+    if (block && at - before.length >= block[1]!.length) itemStart = before.length + block[1]!.length
   }
   if (itemStart === -1) return null
-  const lead = /^\s*/.exec(text.slice(itemStart))![0].length
-  const wordStart = itemStart + lead
-  if (at < wordStart) return null
-  const rest = /^[\w-]*/.exec(text.slice(wordStart))![0]
-  const wordEnd = wordStart + rest.length
+  const wordStart = itemStart + /^\s*/.exec(all.slice(itemStart))![0].length
+  // The item's name is on an earlier line, or the position is before it.
+  if (wordStart < before.length || at < wordStart) return null
+  const word = /^[\w-]*/.exec(all.slice(wordStart))![0]
+  const wordEnd = wordStart + word.length
   // Past the op name (an operand, or after the space that ends it): not an op slot.
   if (at > wordEnd) return null
-  return { kind, word: rest, startColumn: wordStart + 1, endColumn: wordEnd + 1 }
+  const col = (offset: number): number => offset - before.length + 1
+  return { kind, word, startColumn: col(wordStart), endColumn: col(wordEnd) }
 }
 
 export interface OpCompletion {

@@ -1,0 +1,22 @@
+import { describe, expect, it } from 'vitest'
+import { CPU_OPS, DEVICE_OPS } from './scenario'
+import { scenarioJsonSchema } from './scenarioSchema'
+
+describe('scenario JSON schema for the editor', () => {
+  const schema = scenarioJsonSchema() as Record<string, unknown>
+
+  it('x-op-docs documents every op of each thread kind, one line each', () => {
+    const docs = schema['x-op-docs'] as Record<'cpu' | 'device', Record<string, string>>
+    expect(Object.keys(docs.cpu).sort()).toEqual([...CPU_OPS].sort())
+    expect(Object.keys(docs.device).sort()).toEqual([...DEVICE_OPS].sort())
+    for (const [op, doc] of [...Object.entries(docs.cpu), ...Object.entries(docs.device)]) {
+      expect(doc, op).not.toBe(op)
+      expect(doc).not.toContain('\n')
+    }
+  })
+
+  it('op items carry no description listing every op (the editor hovers the one op)', () => {
+    const json = JSON.stringify({ ...schema, 'x-op-docs': null })
+    expect(json).not.toContain('handle_mm_fault(FAULT_FLAG_WRITE)')
+  })
+})
