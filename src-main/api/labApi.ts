@@ -151,15 +151,24 @@ export interface CompareResult {
 
 export interface DistinguishResult {
   readonly policies: readonly [string, string]
-  /** The shortest distinguishing schedule (thread names), or null when none was found. */
+  /**
+   * The shortest distinguishing schedule (thread names; fewest entries, the reference schedule
+   * that runs after it not counted; may be empty), or null when none was found.
+   */
   readonly schedule: readonly string[] | null
   /** Both policies replayed on `schedule` (empty when null). */
   readonly replays: readonly PolicyReplay[]
-  /** Index (into the aligned traces) of the first step whose traces differ, or null. */
+  /**
+   * The first row of `diffTraces(replays[0], replays[1]).rows` (api/traceDiff.ts) that differs,
+   * or null.
+   */
   readonly firstDifference: number | null
   /** Pairs of states explored. */
   readonly states: number
-  /** True when the search covered every reachable pair: with no schedule, the outcomes never differ. */
+  /**
+   * True when the search covered every reachable pair: with no schedule, the outcomes never
+   * differ (livelocks compared only where the reference schedule runs into one).
+   */
   readonly complete: boolean
   /** One line: what was found, or why the search stopped. */
   readonly note: string
