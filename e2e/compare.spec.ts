@@ -38,6 +38,13 @@ test('compare a counterexample on its schedule under all three presets and step 
   await expect(lab.outcome('invalidate-range')).toHaveAttribute('data-outcome', 'holds')
   await expect(lab.outcome('arch-hook')).toHaveAttribute('data-outcome', 'holds')
   await expect(page.getByTestId('compare-hint')).not.toBeEmpty()
+  // Each policy's why on a line of its own (shown at once in a tall window).
+  await expect(page.locator('[data-testid="compare-detail"][data-policy="start-end"]')).toContainText(
+    'r1 == 1',
+  )
+  await expect(page.locator('[data-testid="compare-detail"][data-policy="arch-hook"]')).toContainText(
+    'no violation',
+  )
 
   // The violating policy on the left, the first one that holds on the right, aligned row for row.
   await expect(lab.tracePane('left')).toHaveAttribute('data-policy', 'start-end')
@@ -77,6 +84,18 @@ test('compare a counterexample on its schedule under all three presets and step 
   await lab.outcome('arch-hook').getByTestId('compare-right').click()
   await expect(lab.tracePane('right')).toHaveAttribute('data-policy', 'arch-hook')
   await expect(count).toContainText('difference')
+
+  // The compare strip and the diff controls fit the smallest supported window.
+  await page.setViewportSize({ width: 1024, height: 640 })
+  await page.getByTestId('compare-details').click()
+  await expect(page.getByTestId('compare-detail')).toHaveCount(0)
+  await expect(page.getByTestId('diff-next')).toBeVisible()
+  await expect(page.getByTestId('distinguish')).toBeVisible()
+  const wide = await page.evaluate<{ scrollWidth: number; innerWidth: number }>(
+    '({ scrollWidth: document.documentElement.scrollWidth, innerWidth: window.innerWidth })',
+  )
+  expect(wide.scrollWidth).toBeLessThanOrEqual(wide.innerWidth)
+  await lab.screenshot('25-compare-1024x640')
 })
 
 test('the distinguishing schedule of start-end and arch-hook opens both traces, diffed', async ({ page }) => {
