@@ -50,7 +50,7 @@ describe('forbid: the cause, not the condition', () => {
       'other@21 C0',
     ])
     const by = (r: string): Culprit => culprits.find((c) => c.role === r)!
-    expect(by('fill').text).toContain('iommu TLB A -> pfn 1 RO, while C0 held the PTL')
+    expect(by('fill').text).toContain('iommu TLB A -> pfn 1 RO, while C0 (cow_fault A) held the PTL')
     expect(by('pte-change').text).toContain('ptep_clear_flush: PTE A: pfn 1 RO dirty -> none')
     expect(by('missed-flush').text).toBe(
       'flush_tlb_page (ptep_clear_flush) flushed only CPU TLBs; iommu TLB kept A -> pfn 1 RO',
@@ -66,7 +66,7 @@ describe('forbid: the cause, not the condition', () => {
   it('says it in one line, in time order, instead of restating the condition', () => {
     expect(why).toMatch(/^r1 == 1 && r0 == 0 at the end \(r1 = 1, r0 = 0, r2 = 0\): /)
     const order = [
-      'D1 refilled iommu TLB A -> pfn 1 RO at step 7 while C0 held the PTL',
+      'D1 refilled iommu TLB A -> pfn 1 RO at step 7 while C0 (cow_fault A) held the PTL',
       'mmu_notifier_invalidate_range_start (step 2) had dropped it',
       'ptep_clear_flush (step 8) made it stale',
       'flush_tlb_page (ptep_clear_flush) flushed only CPU TLBs (step 8)',

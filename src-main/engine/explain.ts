@@ -360,7 +360,9 @@ function chainOf(run: Run, use: Use, insufficient = false): Chain | null {
     const filler = run.ex.records[fill]?.thread
     const holder = run.states[fill]!.mms[pageMm(sc, use.page, mm)]!.ptl
     const hn = holder >= 0 ? sc.threads[holder]!.name : null
-    if (hn && hn !== filler) ptlHolder = hn
+    // Name the holder with the op it is in (`C0 (cow_fault A)`).
+    if (hn && hn !== filler)
+      ptlHolder = `${hn} (${sc.threads[holder]!.opText[run.states[fill]!.threads[holder]!.op] ?? 'done'})`
     const open = new Map<string, number>()
     for (let k = 0; k <= fill; k++)
       for (const x of eventsAt(run, k)) {

@@ -94,7 +94,7 @@ export function formatRun(file: string, run: RunResult): string {
         `  ${r.policy}: ${r.verdict}: ${r.stats.cutReason}${r.stats.maxDepth !== undefined ? ` (${howFar(r.stats)})` : ''}`,
       )
     for (const c of r.counterexamples) {
-      out.push(`  ${r.policy}: ${c.invariant}: ${c.why}`)
+      out.push(...wrap(`  ${r.policy}: ${c.invariant}: ${c.why}`, WHY_WIDTH, '      '))
       out.push(
         `    schedule: ${c.schedule.join(' ')}${c.cycle ? `  then forever: ${c.cycle.join(' ')}` : ''}`,
       )
@@ -108,25 +108,41 @@ export function formatRun(file: string, run: RunResult): string {
   return out.join('\n')
 }
 
+/** Columns a counterexample's why line is wrapped at (its words are never split). */
+const WHY_WIDTH = 110
+
+/** Greedy word wrap: the first line as is, the next ones after `indent`. */
+export function wrap(text: string, width: number, indent: string): string[] {
+  const lead = /^ */.exec(text)![0]
+  const out: string[] = []
+  let line = lead
+  for (const w of text.slice(lead.length).split(' ')) {
+    if (line.trim() !== '' && line.length + 1 + w.length > width) {
+      out.push(line)
+      line = indent + w
+    } else line = line.trim() === '' ? line + w : `${line} ${w}`
+  }
+  out.push(line)
+  return out
+}
+
 /** A violation's explanation, as explainExecution returns it. */
 export interface Explained {
   readonly why: string
   readonly culprits: readonly Culprit[]
 }
 
-/** Widest culprit line before it is cut (the why line above it is printed whole). */
-const CULPRIT_WIDTH = 160
-
 /**
- * `culprits:` and one line per culprit step (`fill@7 D1: IOMMU page walk: ...`), in step order;
- * nothing when there are none.
+ * `culprits:` and one line per culprit step (`fill@7 D1: IOMMU page walk: ...`, wrapped), in step
+ * order; nothing when there are none.
  */
 export function culpritLines(culprits: readonly Culprit[], indent: string): string[] {
   if (culprits.length === 0) return []
-  const cut = (l: string): string => (l.length > CULPRIT_WIDTH ? `${l.slice(0, CULPRIT_WIDTH - 3)}...` : l)
   return [
     `${indent}culprits:`,
-    ...culprits.map((c) => cut(`${indent}  ${c.role}@${c.step} ${c.thread}: ${c.text}`)),
+    ...culprits.flatMap((c) =>
+      wrap(`${indent}  ${c.role}@${c.step} ${c.thread}: ${c.text}`, WHY_WIDTH, `${indent}      `),
+    ),
   ]
 }
 
