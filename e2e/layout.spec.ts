@@ -148,7 +148,14 @@ test('the metrics table shows the numbers the CLI prints, and differences from a
     `${se.metrics.sim_ns!.toLocaleString('en-US')} ns`,
   )
   await expect(page.getByTestId('cost-table')).toHaveText(cli[0]!.costTable)
-  await expect(page.getByTestId('metrics-measured')).toContainText(cli[0]!.metricsSchedule)
+  // What the CLI prints under its table; how each policy's execution ended is in its row's tooltip.
+  await expect(page.getByTestId('metrics-measured')).toContainText(
+    cli[0]!.metricsSchedule.replace(/ \(ended: [^)]*\)$/, ''),
+  )
+  await expect(page.locator('[data-testid="metrics-row"][data-policy="start-end"] th')).toHaveAttribute(
+    'title',
+    new RegExp(se.metricsSchedule.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')),
+  )
 
   // Differences from a chosen baseline: computed from the CLI's numbers.
   await page.getByTestId('metrics-baseline').selectOption('arch-hook')
@@ -187,6 +194,10 @@ for (const [w, h] of [
     await runMany()
     await checkLayout(page, `${w}x${h} with results`)
     expect(await matrixClipped(page)).toEqual([])
+    // At the default pane sizes the whole matrix fits its pane: no column hidden to the right.
+    const wrap = page.locator('.matrix-wrap')
+    const [sw, cw] = await wrap.evaluate((el) => [el.scrollWidth, el.clientWidth])
+    expect(sw, 'the verdict matrix is wider than its pane').toBeLessThanOrEqual(cw! + 1)
     // Verdict words and policy names are whole on screen.
     const cell = lab.cell('start-end', 'progress')
     await expect(cell.locator('.cv')).toHaveText('violated')

@@ -61,6 +61,19 @@ describe('metrics table', () => {
     expect(metricsTable(RUN, 'nope').baseline).toBeNull()
   })
 
+  it('says once what the metrics were measured on; how each execution ended stays on its row', () => {
+    const run = {
+      ...RUN,
+      results: RUN.results.map((r, i) => ({
+        ...r,
+        metricsSchedule: i === 0 ? 'reference schedule (ended: livelock)' : 'reference schedule',
+      })),
+    }
+    const t = metricsTable(run, null)
+    expect(t.measuredOn).toEqual(['reference schedule'])
+    expect(t.rows[0]!.measuredOn).toBe('reference schedule (ended: livelock)')
+  })
+
   it('formats in the column unit', () => {
     expect(formatMetric(18770, 'ns')).toBe('18,770 ns')
     expect(formatMetric(3, 'count')).toBe('3')

@@ -111,6 +111,8 @@ export interface MetricCell {
 export interface MetricRow {
   readonly policy: string
   readonly baseline: boolean
+  /** This policy's metrics execution, as the engine names it (with how it ended). */
+  readonly measuredOn: string
   readonly cells: readonly MetricCell[]
 }
 
@@ -119,7 +121,10 @@ export interface MetricsTable {
   readonly rows: readonly MetricRow[]
   /** The baseline policy, or null (absolute values only). */
   readonly baseline: string | null
-  /** What the CLI prints under its table: the schedule(s) measured on and the cost table(s). */
+  /**
+   * What the CLI prints under its table: the execution(s) the metrics were measured on, without
+   * the per-policy `(ended: ...)` (each row has its own), and the cost table(s).
+   */
   readonly measuredOn: readonly string[]
   readonly costTables: readonly string[]
 }
@@ -132,6 +137,7 @@ export function metricsTable(run: RunResult, baseline: string | null): MetricsTa
     return {
       policy: r.policy,
       baseline: isBase,
+      measuredOn: r.metricsSchedule,
       cells: METRIC_COLUMNS.map((c): MetricCell => {
         const value = c.value(r)
         const delta = base === null || isBase ? null : value - c.value(base)
@@ -149,7 +155,7 @@ export function metricsTable(run: RunResult, baseline: string | null): MetricsTa
     columns: METRIC_COLUMNS,
     rows,
     baseline: base?.policy ?? null,
-    measuredOn: [...new Set(run.results.map((r) => r.metricsSchedule))],
+    measuredOn: [...new Set(run.results.map((r) => r.metricsSchedule.replace(/ \(ended: [^)]*\)$/, '')))],
     costTables: [...new Set(run.results.map((r) => r.costTable))],
   }
 }
@@ -174,11 +180,18 @@ export function metricsSeries(run: RunResult): MetricsSeries {
 }
 
 /**
- * Chart heights that grow with the number of policies, so every policy keeps a readable row:
- * a fixed room for the axis plus `perRow` pixels per policy (and per bar in a group).
+ * Chart heights that grow with the number of policies, so every policy keeps a readable row: a
+ * fixed room for the axis plus, per policy, its bars or its label's lines, whichever is taller.
  */
-export function chartHeight(policies: number, barsPerPolicy: number): number {
+export function chartHeight(policies: number, barsPerPolicy: number, labelLines = 1): number {
   const bar = 11
   const gap = 8
-  return 34 + Math.max(0, policies) * (Math.max(1, barsPerPolicy) * bar + gap)
+  const line = 12
+  const row = Math.max(Math.max(1, barsPerPolicy) * bar + gap, Math.max(1, labelLines) * line + 6)
+  return 34 + Math.max(0, policies) * row
+}
+
+/** A policy name as chart label lines: split before each `+`, so a long name never runs off the side. */
+export function labelLines(policy: string): string[] {
+  return policy.split(/(?=\+)/)
 }
