@@ -390,6 +390,22 @@ describe('compareStore', () => {
     expect(cmp.busy).toBe(false)
   })
 
+  it('passes the LKML fold option through, and a counterexample carries its culprits and positions', async () => {
+    const lkmlTimeline = vi.fn(async () => '[Time 0]')
+    api({ startRun: async () => 'r9', lkmlTimeline })
+    await finished()
+    const t = useTraceStore()
+    await t.lkmlTimeline('start-end', ['C0'], null, true)
+    expect(lkmlTimeline).toHaveBeenCalledWith(expect.objectContaining({ collapse: true, schedule: ['C0'] }))
+    const cx = t.sources.find((s) => s.key === 'cx:start-end:0')!
+    expect(cx.positions).toEqual([0, 1, 2, 3])
+    expect(cx.culprits).toEqual([])
+    // The counterexample and a compare replay of its schedule diff against each other.
+    t.show('left', cx)
+    t.show('right', { ...cx, key: 'other', records: cx.records.slice(0, 3) })
+    expect(t.diff?.differing).toEqual([3])
+  })
+
   it('opens both traces of a distinguishing schedule with their first difference selected', async () => {
     api({
       startRun: async () => 'r9',
