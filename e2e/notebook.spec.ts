@@ -376,3 +376,50 @@ test('unsaved edits survive a killed host and are offered back', async ({ page }
     second.child.kill('SIGTERM')
   }
 })
+
+test("a recorded result keeps every invariant's verdict: an old one says 'not recorded', a new one that the others hold", async ({
+  page,
+}) => {
+  test.setTimeout(120_000)
+  await openByPath(page, 'permission-upgrade-2023.mnlab.yaml')
+  // A copy of its own: this test saves, and the example stays as other tests expect it.
+  await page.getByTestId('nb-save-as').click()
+  await page.getByTestId('nb-save-as-path').fill('e2e-invariants')
+  await page.getByTestId('nb-save-as-submit').click()
+  await expect(page.getByTestId('nb-file')).toHaveText('e2e-invariants.mnlab.yaml')
+  const loop = page.locator('[data-testid="nb-experiment"][data-cell="the-loop"]')
+  const others = loop.locator('[data-testid="nb-verdict"][data-policy="start-end"] [data-testid="nb-others"]')
+  // Recorded before per-invariant verdicts were kept: the file names only the violated one.
+  await expect(others).toHaveText('not recorded')
+  await expect(
+    loop.locator('[data-testid="nb-verdict"][data-policy="arch-hook"] [data-testid="nb-others"]'),
+  ).toHaveText('all hold')
+
+  // Run it again and make the new run the reference: start-end violated progress, the others proven to hold.
+  await loop.getByTestId('nb-run-cell').click()
+  await expect(loop.getByTestId('nb-run')).toHaveCount(2, { timeout: 60_000 })
+  await loop.getByTestId('nb-runs').locator('summary').click()
+  await loop.locator('[data-testid="nb-run"][data-index="1"]').getByTestId('nb-pin').click()
+  await expect(loop.locator('[data-testid="nb-verdict"][data-policy="start-end"]')).toHaveAttribute(
+    'data-verdict',
+    'violated',
+  )
+  await expect(others).toHaveText('all hold')
+  await expect(others).toHaveAttribute('title', /forbid: holds/)
+  await page.keyboard.press('ControlOrMeta+s')
+  await expect(page.getByTestId('nb-dirty')).toHaveCount(0)
+  const onDisk = readFileSync(path.join(notebooksDir(), 'e2e-invariants.mnlab.yaml'), 'utf8')
+  expect(onDisk).toMatch(/invariants:\n\s+use-after-free: holds/)
+
+  // The Markdown report says the same, and never 'unknown' for it.
+  const [download] = await Promise.all([
+    page.waitForEvent('download'),
+    page.getByTestId('nb-export-md').click(),
+  ])
+  const md = readFileSync((await download.path())!, 'utf8')
+  const row = md.split('\n').find((l) => l.startsWith('| start-end | **violated** |'))
+  expect(row).toBe(
+    '| start-end | **violated** | holds | holds | holds | holds | violated | holds | violated | yes |',
+  )
+  await lab.screenshot('48-notebook-invariants')
+})

@@ -445,6 +445,17 @@ export class Ctx {
     this.inc(Res.tfp(mm))
     this.mmW(mm).tfp += delta
   }
+  /** mm->tlb_flush_batched: a batched unmap's flush is pending (pending != flushed). */
+  tlbBatched(mm: number): boolean {
+    this.rd(Res.tfb(mm))
+    return this.s.mms[mm]!.tfb === true
+  }
+  /** set_tlb_ubc_flush_pending() (true) / flush_tlb_batched_pending()'s cmpxchg (false). */
+  setTlbBatched(mm: number, v: boolean): void {
+    this.wr(Res.tfb(mm))
+    if (v) this.mmW(mm).tfb = true
+    else delete this.mmW(mm).tfb
+  }
   /** i_mmap_lock_read()/unlock on the mapping's i_mmap tree (a shared count). */
   imapRead(mm: number, delta: number): void {
     this.inc(Res.imap(mm))

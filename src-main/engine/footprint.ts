@@ -29,6 +29,8 @@ export const Res = {
   pmdl: (mm: number) => 3 * M * M + 128 + mm,
   /** THP: the count of GUP-fast walkers with IRQs off (what tlb_remove_table_sync_one waits for). */
   gupf: (mm: number) => 3 * M * M + 144 + mm,
+  /** mm->tlb_flush_batched (set_tlb_ubc_flush_pending / flush_tlb_batched_pending). */
+  tfb: (mm: number) => 3 * M * M + 160 + mm,
   /** A hw-walker's walk cache (its non-leaf entry for the huge page's PTE table). */
   wc: (i: number) => 10 * M * M + i,
   tlb: (t: number, p: number) => 4 * M * M + t * M + p,

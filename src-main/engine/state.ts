@@ -71,6 +71,12 @@ export interface MmState {
   pt: boolean
   /** mm->tlb_flush_pending: mmu_gathers in progress (inc_tlb_flush_pending in tlb_gather_mmu). */
   tfp: number
+  /**
+   * mm->tlb_flush_batched: a batched unmap (TTU_BATCH_FLUSH) queued a flush since the last
+   * flush_tlb_batched_pending() (pending != flushed, v6.6 mm/rmap.c, 3ea277194daa). Optional:
+   * absent means false.
+   */
+  tfb?: boolean
   /** Per page: its (pfnmap) VMA is linked in the file's i_mmap tree (until free_pgtables). */
   imap: boolean[]
   /** Readers of the i_mmap rwsem (i_mmap_lock_read in unmap_mapping_range). */
@@ -687,7 +693,7 @@ export function hashState(s: LabState, live: Liveness): [number, number] {
   for (const m of s.mms) {
     h.n((m.live ? 1 : 0) + 2 * (m.writer + 1) + 1024 * m.readers)
     h.n(m.ptl * 2 + (m.pt ? 1 : 0))
-    h.n(m.tfp + 64 * m.imapReaders)
+    h.n(m.tfp + 64 * m.imapReaders + (m.tfb === true ? 1 << 20 : 0))
     for (const l of m.imap) h.n(l ? 1 : 0)
     for (const p of m.ptes) h.n(pteCode(p, lab))
     h.n(m.pmdl + 64 * m.gupf)

@@ -7,6 +7,7 @@ import type { Ctx } from '../ctx'
 import { ZERO_PFN, type Pte } from '../state'
 import type { Prot } from '../types'
 import { afterNotifier, list, nextPte, num, type Proc } from './proc'
+import { flushTlbBatchedPending } from './rmap'
 import {
   encodeRuns,
   gatherFinishFlush,
@@ -92,13 +93,12 @@ export const mprotect: Proc = {
     guard: (c) => (c.ptlFree(c.mmIndex) ? null : 'page-table lock held'),
     run: (c, f) => {
       c.lockPtl(c.mmIndex, 'change_pte_range: pte_offset_map_lock')
-      f.l.i = nextPte(c, runPages(f, num(f, 'vi')), 0)
-      if (num(f, 'i') < 0) {
-        c.unlockPtl(c.mmIndex)
-        c.goto('vma_end')
-      } else c.goto('pte')
+      // flush_tlb_batched_pending(vma->vm_mm) right after the lock (3ea277194daa).
+      flushTlbBatchedPending(c, c.mmIndex, 'change_pte_range')
+      afterNotifier(c, f, 'lock_rest', changeStart)
     },
   },
+  lock_rest: { run: (c, f) => changeStart(c, f) },
   /** ptep_modify_prot_start/commit; if pte_needs_flush(): tlb_flush_pte_range() (deferred). */
   pte: {
     run: (c, f) => {
@@ -155,6 +155,15 @@ export const mprotect: Proc = {
     },
   },
   finish_done: { run: (c, f) => mprotectDone(c, f) },
+}
+
+/** change_pte_range() after the lock and flush_tlb_batched_pending(): the first PTE. */
+function changeStart(c: Ctx, f: Parameters<Proc[string]['run']>[1]): void {
+  f.l.i = nextPte(c, runPages(f, num(f, 'vi')), 0)
+  if (num(f, 'i') < 0) {
+    c.unlockPtl(c.mmIndex)
+    c.goto('vma_end')
+  } else c.goto('pte')
 }
 
 /** tlb_finish_mmu()'s tail, mmap_write_unlock(), return. */

@@ -4,11 +4,16 @@
  * flush in the batch (set_tlb_ubc_flush_pending -> arch_tlbbatch_add_pending: x86 calls the
  * arch hook with (0, -1) for every page and defers the CPU flush to arch_tlbbatch_flush;
  * arm64 issues the per-page TLBI and hook now), mark the folio dirty, install the non-present
- * entry, page_remove_rmap() and folio_put() the PTE's reference.
+ * entry, page_remove_rmap() and folio_put() the PTE's reference. Without TTU_BATCH_FLUSH (a
+ * migration pass in a sync mode: the frame's `ttu_sync` local) the clear is ptep_clear_flush().
+ *
+ * Every batched unmap leaves mm->tlb_flush_batched pending, and the page-table walkers that
+ * may find the cleared PTE call flush_tlb_batched_pending() right after taking the PTL
+ * (3ea277194daa, v4.13): see flushTlbBatchedPending().
  */
 import type { Ctx } from '../ctx'
 import { ZERO_PFN, type CallFrame, type Pte } from '../state'
-import { afterNotifier, decodePte, encodePte, num, type PcHandler } from './proc'
+import { afterNotifier, decodePte, encodePte, flag, num, type PcHandler } from './proc'
 
 /**
  * The common start of migrate_folio_unmap() and shrink_folio_list(): find the mapped anon folio
@@ -85,15 +90,25 @@ export function rmapUnmap(
         c.goto('rs_end')
         return
       }
-      c.setPte(mm, page, null, 'ptep_get_and_clear')
-      if (c.sc.arch === 'x86_64') {
-        c.emit('cpu-flush', 'arch_tlbbatch_add_pending', 'CPU flush deferred to arch_tlbbatch_flush', {
-          pages: [c.pageName(page)],
-        })
-        c.archHook(mm, null)
-        f.l.batched = true
+      if (flag(f, 'ttu_sync')) {
+        // No TTU_BATCH_FLUSH (should_defer_flush() false): ptep_clear_flush(), the CPU flush
+        // (and the v6.6 arch hook inside it) now, under the PTL; nothing left pending.
+        c.setPte(mm, page, null, 'ptep_clear_flush')
+        c.flushTlb(mm, 'page', [page], 'flush_tlb_page (ptep_clear_flush)')
       } else {
-        c.flushTlb(mm, 'page', [page], 'arch_tlbbatch_add_pending (__flush_tlb_page_nosync)')
+        c.setPte(mm, page, null, 'ptep_get_and_clear')
+        if (c.sc.arch === 'x86_64') {
+          c.emit('cpu-flush', 'arch_tlbbatch_add_pending', 'CPU flush deferred to arch_tlbbatch_flush', {
+            pages: [c.pageName(page)],
+          })
+          c.archHook(mm, null)
+          f.l.batched = true
+        } else {
+          c.flushTlb(mm, 'page', [page], 'arch_tlbbatch_add_pending (__flush_tlb_page_nosync)')
+        }
+        // set_tlb_ubc_flush_pending(): atomic_inc(&mm->tlb_flush_batched) (pending moves ahead
+        // of flushed until a flush_tlb_batched_pending(); try_to_unmap_flush() does not reset it).
+        c.setTlbBatched(mm, true)
       }
       if (v415Invalidate) c.invalidateRange(mm, [page], 'try_to_unmap_one')
       f.l.old = encodePte(pte)
@@ -101,4 +116,33 @@ export function rmapUnmap(
     },
   }
   return { unmap, unmap_rest: { run: rest } }
+}
+
+/**
+ * flush_tlb_batched_pending(mm), v6.6 mm/rmap.c (3ea277194daa, v4.13; the arch split is
+ * 43b3dfdd0455, v6.5): called right after taking the PTL by change_pte_range (mprotect),
+ * zap_pte_range (munmap, MADV_DONTNEED, unmap_mapping_range), move_ptes (mremap) and the madvise
+ * walkers. If a batched unmap (try_to_unmap_one / try_to_migrate_one with TTU_BATCH_FLUSH) left
+ * the mm's pending count ahead of its flushed count, arch_flush_tlb_batched_pending(mm) runs:
+ * - x86: flush_tlb_mm(mm), i.e. flush_tlb_mm_range(mm, 0, TLB_FLUSH_ALL, ...): every CPU of the
+ *   mm, and under the v6.6 arch hook mmu_notifier_arch_invalidate_secondary_tlbs(mm, 0, -1);
+ * - arm64: dsb(ish), waiting for the TLBIs that arch_tlbbatch_add_pending already issued (the
+ *   model applies a TLBI when it is issued): no flush, nothing for the secondaries.
+ * then the cmpxchg makes flushed = pending (one step under the PTL here: set_tlb_ubc_flush_pending
+ * runs under the same PTL, so none can come between). The caller holds the PTL and continues
+ * with afterNotifier(): the flush may leave a driver command owed. Returns whether it flushed.
+ */
+export function flushTlbBatchedPending(c: Ctx, mm: number, caller: string): boolean {
+  if (!c.tlbBatched(mm)) return false
+  if (c.sc.arch === 'x86_64') {
+    c.flushTlb(mm, 'mm', [], `flush_tlb_mm (flush_tlb_batched_pending, ${caller})`)
+  } else {
+    c.emit(
+      'info',
+      'flush_tlb_batched_pending',
+      `${caller}: arch_flush_tlb_batched_pending: dsb(ish), the batched TLBIs were issued at add time`,
+    )
+  }
+  c.setTlbBatched(mm, false)
+  return true
 }

@@ -18,6 +18,7 @@
 import type { Ctx } from '../ctx'
 import { ZERO_PFN, type CallFrame } from '../state'
 import { afterNotifier, list, nextPte, num, vmaRuns, type Proc } from './proc'
+import { flushTlbBatchedPending } from './rmap'
 
 function root(c: Ctx): CallFrame {
   return c.thread.stack[0]!
@@ -93,11 +94,13 @@ export const zapVma: Proc = {
     guard: (c) => (c.ptlFree(c.mmIndex) ? null : 'page-table lock held'),
     run: (c, f) => {
       c.lockPtl(c.mmIndex, 'zap_pte_range: pte_offset_map_lock')
-      f.l.i = nextPte(c, list(f, 'pages'), num(f, 'i'))
-      if (num(f, 'i') < 0) zapUnlock(c, f, false)
-      else c.goto('pte')
+      // flush_tlb_batched_pending(mm) right after the lock (3ea277194daa): a PTE that reclaim
+      // or migration cleared with a batched flush may still be cached by a CPU.
+      flushTlbBatchedPending(c, c.mmIndex, 'zap_pte_range')
+      afterNotifier(c, f, 'start_rest', zapStart)
     },
   },
+  start_rest: { run: (c, f) => zapStart(c, f) },
   pte: {
     run: (c, f) => {
       const mm = c.mmIndex
@@ -165,6 +168,13 @@ export const zapVma: Proc = {
       c.ret()
     },
   },
+}
+
+/** zap_pte_range() after the lock and flush_tlb_batched_pending(): the first PTE to zap. */
+function zapStart(c: Ctx, f: CallFrame): void {
+  f.l.i = nextPte(c, list(f, 'pages'), num(f, 'i'))
+  if (num(f, 'i') < 0) zapUnlock(c, f, false)
+  else c.goto('pte')
 }
 
 /**
