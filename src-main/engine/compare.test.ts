@@ -78,7 +78,12 @@ describe('replayLenient', () => {
   it('skips entries of a finished thread, and runs a followable schedule exactly as the strict replay does', () => {
     const sc = load(COW)
     const p = P('start-end')
-    const cx = exploreExhaustive(sc, p, { maxStates: 2_000_000, maxSteps: 10_000, order: 'bfs' }).found[0]!
+    const cx = exploreExhaustive(sc, p, {
+      maxStates: 2_000_000,
+      maxSteps: 10_000,
+      order: 'bfs',
+      stopAt: () => true,
+    }).found[0]!
     const strict = runExecution(sc, p, scriptedChooser(cx.schedule), {
       tracing: true,
       maxSteps: cx.schedule.length + 100,
@@ -111,7 +116,12 @@ describe('distinguish', () => {
     expect(outcome(sc, b, d.schedule!)).toEqual([])
     // The shortest start-end counterexample (breadth first) holds under arch-hook, so it
     // distinguishes the two: the shortest distinguishing schedule is at most its length.
-    const bfs = exploreExhaustive(sc, a, { maxStates: 2_000_000, maxSteps: 10_000, order: 'bfs' })
+    const bfs = exploreExhaustive(sc, a, {
+      maxStates: 2_000_000,
+      maxSteps: 10_000,
+      order: 'bfs',
+      stopAt: () => true,
+    })
     const cx = bfs.found.find((f) => f.invariant === 'forbid')!
     expect(outcome(sc, b, cx.schedule)).toEqual([])
     expect(d.schedule!.length).toBeLessThanOrEqual(cx.schedule.length)
