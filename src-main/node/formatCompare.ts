@@ -6,7 +6,7 @@
 import type { CompareResult, DistinguishResult, PolicyReplay } from '../api/labApi'
 import { diffTraces } from '../api/traceDiff'
 import type { Execution, Scenario, StepRecord } from '../engine'
-import { formatExecution } from './format'
+import { culpritLines, formatExecution, wrap } from './format'
 
 /** `violated forbid` / `violated forbid, progress` / `holds on this schedule` / `cut`. */
 export function outcomeLine(r: PolicyReplay): string {
@@ -34,6 +34,13 @@ function skippedLines(r: PolicyReplay): string[] {
     i = j
   }
   return out
+}
+
+/** Columns the why lines are wrapped at (as format.ts wraps a counterexample's). */
+const WHY_WIDTH = 110
+
+function whyLines(r: PolicyReplay): string[] {
+  return wrap(`  why: ${r.why}`, WHY_WIDTH, '       ')
 }
 
 /** Quotes a schedule for a shell: `"C0 D0 C1"`. */
@@ -66,8 +73,8 @@ export function formatCompare(
       `${r.policy.padEnd(width)}  ${outcomeLine(r)}; ran ${r.ran.length} steps, skipped ${r.skipped.length}`,
     )
     out.push(...skippedLines(r))
-    out.push(`  why: ${r.why}`)
-    for (const c of r.culprits) out.push(`  ${c.role} at step ${c.step} (${c.thread}): ${c.text}`)
+    out.push(...whyLines(r))
+    out.push(...culpritLines(r.culprits, '  '))
   }
   if (res.hint) out.push(`hint: ${res.hint}`)
   return out.join('\n')
@@ -113,7 +120,7 @@ export function formatDistinguish(
   for (const r of res.replays) {
     out.push(`${r.policy}: ${outcomeLine(r)}`)
     out.push(...skippedLines(r))
-    out.push(`  why: ${r.why}`)
+    out.push(...whyLines(r))
   }
   const [a, b] = res.replays
   if (a && b) out.push(...firstDifferenceLines(a, b, res.firstDifference))
