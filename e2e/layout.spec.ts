@@ -88,6 +88,12 @@ async function checkLayout(page: Page, label: string): Promise<void> {
   expect(top.y + top.height, `${label}: the top bar runs into the tabs`).toBeLessThanOrEqual(tabs.y + 0.5)
   // The brand stays on one line (34 px bar).
   expect(brand.height, `${label}: the title wraps`).toBeLessThan(24)
+  // Every policy toggle of the sidebar's grid is inside the sidebar (none cut at its right edge).
+  const side = (await page.locator('.side').boundingBox())!
+  const toggles = page.locator('[data-testid="policy-panel"] input[type="checkbox"][data-testid^="policy-"]')
+  expect(await toggles.count()).toBeGreaterThan(10)
+  for (const box of await toggles.evaluateAll((els) => els.map((e) => e.getBoundingClientRect().right)))
+    expect(box, `${label}: a policy toggle is cut off`).toBeLessThanOrEqual(side.x + side.width)
 }
 
 /** Every verdict-matrix cell and head shows all of its text (nothing clipped or ellipsised). */
@@ -179,6 +185,12 @@ test('the metrics table shows the numbers the CLI prints, and differences from a
   await lab.screenshot('40-metrics-table-8-policies')
   await page.getByTestId('metrics-chart').scrollIntoViewIfNeeded()
   await lab.screenshot('41-metrics-charts-8-policies')
+  // Dark theme: the charts redraw in its colours (axis, labels, values).
+  await page.getByTestId('theme-toggle').click()
+  await page.getByTestId('theme-toggle').click()
+  await expect(page.locator('html')).toHaveAttribute('data-theme', 'dark')
+  await page.getByTestId('metrics-table').scrollIntoViewIfNeeded()
+  await lab.screenshot('49-metrics-dark')
 })
 
 for (const [w, h] of [
