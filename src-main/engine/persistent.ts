@@ -22,7 +22,7 @@
  *   - mmap_lock for read (the reader count, the writer field read by a guard) when u may take
  *     it for write (munmap, mprotect, fork, THP collapse: every op but a read, write or fault);
  *   - any other shared resource (the allocator, page tables, sequence counts, walk caches,
- *     flags, a lock it takes): always.
+ *     flags, a lock it takes, the mm's released notifiers after `exit`): always.
  * Locks held by the stepping thread are not shared: until it releases one (a step of T), no
  * step outside T can touch it. Likewise a thread that is blocked only on locks held by members
  * of T cannot step outside T: it is skipped. Reads conflict like writes (the futures do not
@@ -161,8 +161,12 @@ export class Futures {
     this.mmapWriter = []
     this.everyPage = []
     this.share = []
+    // An `exit` releases the mm's notifiers: every device access and notifier call then reads
+    // that (ctx.ts mmReleased, a shared resource), so every thread may share.
     this.shareAll =
-      widen || sc.secondaries.some((x) => x.type === 'sw-mirror' || (x.type === 'hw-walker' && x.walkCache))
+      widen ||
+      sc.secondaries.some((x) => x.type === 'sw-mirror' || (x.type === 'hw-walker' && x.walkCache)) ||
+      sc.threads.some((t) => t.ops.some((o) => o.kind === 'exit'))
     for (const t of sc.threads) {
       const pages: Uint8Array[] = new Array<Uint8Array>(t.ops.length + 1)
       const writer: boolean[] = new Array<boolean>(t.ops.length + 1)

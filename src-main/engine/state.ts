@@ -91,6 +91,12 @@ export interface MmState {
   tbl: Array<Pte | null> | null
   /** Lockless GUP-fast walkers inside their IRQs-off section (tlb_remove_table_sync_one waits). */
   gupf: number
+  /**
+   * exit_mmap() ran mmu_notifier_release(): every subscription's ->release was called and the
+   * subscriptions were unhooked (hlist_del_init_rcu), so no notifier fires for this mm again,
+   * and mm_users is 0 (page requests and mirror faults can no longer mmget_not_zero it).
+   */
+  rel?: true
 }
 
 export interface SecState {
@@ -696,7 +702,7 @@ export function hashState(s: LabState, live: Liveness): [number, number] {
     h.n(m.tfp + 64 * m.imapReaders + (m.tfb === true ? 1 << 20 : 0))
     for (const l of m.imap) h.n(l ? 1 : 0)
     for (const p of m.ptes) h.n(pteCode(p, lab))
-    h.n(m.pmdl + 64 * m.gupf)
+    h.n(m.pmdl + 64 * m.gupf + (m.rel ? 1 << 20 : 0))
     if (m.tbl) {
       h.n(m.tbl.length)
       for (const p of m.tbl) h.n(pteCode(p, lab))

@@ -17,6 +17,7 @@ import { iotlbCommand } from './kernel/iommu'
 import { writeback } from './kernel/writeback'
 import { sync, vfree, vmalloc } from './kernel/vmalloc'
 import { thpCollapse, thpSplit } from './kernel/thp'
+import { exitMmap, oomReap } from './kernel/exit'
 import type { Policy } from './policy'
 import type { Metrics, TraceEvent, Violation } from './results'
 import { zeroMetrics } from './results'
@@ -46,6 +47,8 @@ export const PROCS: Readonly<Record<string, Proc>> = {
   sync,
   thp_split: thpSplit,
   thp_collapse: thpCollapse,
+  exit_mmap: exitMmap,
+  oom_reap: oomReap,
 }
 
 function rootFrame(sc: Scenario, t: number, op: Op): CallFrame {
@@ -103,6 +106,10 @@ function rootFrame(sc: Scenario, t: number, op: Op): CallFrame {
     case 'thp_split':
     case 'thp_collapse':
       return { proc: op.kind, pc: 'start', l: {} }
+    case 'exit':
+      return { proc: 'exit_mmap', pc: 'start', l: {} }
+    case 'oom_reap':
+      return { proc: 'oom_reap', pc: 'start', l: {} }
   }
 }
 

@@ -82,12 +82,35 @@ export interface HwWalkerDecl {
    * (arm_smmu_tlb_inv_range_asid(..., leaf=false), intel_flush_svm_range(..., ih=0)).
    */
   readonly leafOnly: boolean
+  /**
+   * The driver's ->release (called by mmu_notifier_release from exit_mmap). 'block' (default,
+   * v6.6): SMMUv3 arm_smmu_mm_release installs the quiet (translation-disabled) CD and
+   * invalidates the ASID's IOTLB and the ATC; VT-d intel_mm_release tears the PASID entry down
+   * (intel_pasid_tear_down_entry, fault_ignore): from then on the device's accesses abort.
+   * 'none': a driver whose release does nothing (the device keeps translating through its
+   * cached entries and the page table being freed).
+   */
+  readonly release?: 'block' | 'none'
+  /**
+   * Whether its invalidate_range_start can run with !mmu_notifier_range_blockable (the OOM
+   * reaper's mmu_notifier_invalidate_range_start_nonblock). 'eagain': it needs to sleep (a
+   * driver lock it must not trylock-fail on) and returns -EAGAIN / false. Default 'proceed'.
+   */
+  readonly nonblock?: 'proceed' | 'eagain'
 }
 
 export interface SwMirrorDecl {
   readonly type: 'sw-mirror'
   readonly name: string
   readonly cached: readonly number[]
+  /**
+   * ->release: 'block' (default): kvm_mmu_notifier_release -> kvm_flush_shadow_all (HMM:
+   * mn_itree_release invalidates every interval notifier), zapping every shadow entry; later
+   * faults fail (the mm has no users: mmget_not_zero fails). 'none': nothing is zapped.
+   */
+  readonly release?: 'block' | 'none'
+  /** See HwWalkerDecl.nonblock: 'eagain' models an HMM driver whose invalidate must take a mutex. */
+  readonly nonblock?: 'proceed' | 'eagain'
 }
 
 export type SecondaryDecl = HwWalkerDecl | SwMirrorDecl
@@ -109,6 +132,10 @@ export type CpuOp =
   | { readonly kind: 'writeback'; readonly page: number }
   | { readonly kind: 'vmalloc'; readonly page: number; readonly value: number }
   | { readonly kind: 'vfree'; readonly page: number }
+  /** The process's last thread exits: exit_mmap (v6.6 mm/mmap.c), mmu_notifier_release first. */
+  | { readonly kind: 'exit' }
+  /** The oom_reaper kthread reaps the process's mm: __oom_reap_task_mm (v6.6 mm/oom_kill.c). */
+  | { readonly kind: 'oom_reap' }
   | SyncOp
 
 /** Ordering between threads, as a driver and its device agree by a doorbell or a completion. */

@@ -10,7 +10,7 @@ import type { Notebook } from '../../api/notebook'
 import { recordedInvariant } from '../../api/record'
 import { runScenario } from '../../engine'
 import { loadScenarioText } from '../scenarioFiles'
-import { cellScenarioText, recipePolicies, recipeRunOptions } from './cells'
+import { cellScenarioText, recipePolicies, recipeRunOptions, verdictChanges } from './cells'
 import { exportHtml, exportMarkdown } from './export'
 import { parseNotebook, recipeHash, recordResult, serializeNotebook } from './format'
 
@@ -74,5 +74,30 @@ describe('recorded per-invariant verdicts', () => {
     expect(recipeHash(cell.recipe, text)).toBe(cell.results[0]!.recipe_hash)
     // Saving an old file writes no `invariants:` key it did not have.
     expect(serializeNotebook(nb)).not.toContain('invariants:')
+  })
+
+  it('notebook check reports an invariant that was proven to hold and no longer is', () => {
+    const cell = nb.cells.find((c) => c.kind === 'experiment')!
+    if (cell.kind !== 'experiment') throw new Error('no experiment')
+    const { text, file } = cellScenarioText(cell, UPGRADE_NB)
+    const sc = loadScenarioText(text, file)
+    const fresh = recordResult(
+      runScenario(sc, recipePolicies(cell.recipe), recipeRunOptions(sc, cell.recipe)),
+      cell.recipe,
+      text,
+    )
+    expect(verdictChanges(fresh, fresh)).toEqual([])
+    // The same violations, but forbid only unknown now (a budget cut it, say).
+    const weaker = {
+      ...fresh,
+      policies: fresh.policies.map((p) =>
+        p.policy === 'start-end' ? { ...p, invariants: { ...p.invariants!, forbid: 'unknown' as const } } : p,
+      ),
+    }
+    expect(verdictChanges(fresh, weaker)).toEqual([
+      'start-end: recorded violated, now forbid holds -> unknown',
+    ])
+    // An old result (no per-invariant verdicts) is compared on its violations only, as before.
+    expect(verdictChanges(cell.results[0]!, fresh)).toEqual([])
   })
 })
