@@ -494,6 +494,63 @@ export class Ctx {
     this.wr(Res.live(mm))
     this.mmW(mm).live = true
   }
+  /**
+   * Whether exit_mmap() already ran mmu_notifier_release() on `mm` (MmState.rel). Read (and
+   * recorded) only in scenarios with an `exit` op: elsewhere it is never set.
+   */
+  mmReleased(mm: number): boolean {
+    if (!scenarioExits(this.sc)) return false
+    this.rd(Res.live(mm))
+    return this.s.mms[mm]!.rel === true
+  }
+  /**
+   * mmu_notifier_release() (v6.6 mm/mmu_notifier.c __mmu_notifier_release): under SRCU, every
+   * subscriber's ->release, then hlist_del_init_rcu() of each subscription; HMM interval
+   * notifiers get mn_itree_release() (an MMU_NOTIFY_RELEASE invalidation of everything).
+   * Per secondary, `release: block` (default) is the v6.6 driver's callback: SMMUv3
+   * arm_smmu_mm_release (quiet_cd: translation disabled, arm_smmu_tlb_inv_asid,
+   * arm_smmu_atc_inv_domain), VT-d intel_mm_release (intel_pasid_tear_down_entry with
+   * fault_ignore: PASID entry cleared, PASID cache, IOTLB and device TLB flushed), KVM
+   * kvm_mmu_notifier_release -> kvm_flush_shadow_all; `release: none` does nothing.
+   */
+  mmuNotifierRelease(mm: number): void {
+    this.wr(Res.live(mm))
+    this.mmW(mm).rel = true
+    if (mm !== 0 || this.sc.secondaries.length === 0) {
+      this.emit('notifier', 'mmu_notifier_release', 'no subscribers')
+      return
+    }
+    this.metrics.notifier_calls++
+    this.emit('notifier', 'mmu_notifier_release', "every subscriber's ->release, then unhook them all")
+    this.sc.secondaries.forEach((d, i) => {
+      if (d.release === 'none') {
+        this.emit('sec-inval', '->release', `${d.name}: release: none, the driver does nothing`)
+        return
+      }
+      if (d.type === 'sw-mirror') {
+        // KVM: kvm_flush_shadow_all zaps every SPTE. HMM: mn_itree_release invalidates every
+        // interval notifier (MMU_NOTIFY_RELEASE), which moves the sequence a fault in flight
+        // checks (mmu_interval_read_retry) before it installs.
+        this.secInvalidate(i, null, 'kvm_mmu_notifier_release: kvm_flush_shadow_all / mn_itree_release')
+        this.rd(Res.seq(i))
+        this.wr(Res.seq(i))
+        this.secW(i).seq++
+        return
+      }
+      const fn =
+        d.iommu === 'vt-d'
+          ? 'intel_mm_release: intel_pasid_tear_down_entry'
+          : d.iommu === 'smmu-v3'
+            ? 'arm_smmu_mm_release: quiet_cd, arm_smmu_tlb_inv_asid, arm_smmu_atc_inv_domain'
+            : '->release: PASID entry blocked'
+      this.emit(
+        'sec-inval',
+        fn,
+        `${d.name}: the PASID's ${d.iommu === 'smmu-v3' ? 'CD disables translation' : 'entry is cleared'}: later DMA aborts`,
+      )
+      this.secInvalidate(i, null, fn)
+    })
+  }
   /** A frame, for reading. */
   folio(pfn: number): Readonly<PFrame> {
     this.rd(Res.frame(pfn))
@@ -875,7 +932,7 @@ export class Ctx {
 
   /** mmu_notifier_arch_invalidate_secondary_tlbs(mm, start, end) under arch-hook; null: (0, -1). */
   archHook(mm: number, pages: readonly number[] | null): void {
-    if (mm !== 0 || this.policy.preset !== 'arch-hook' || !this.hasHwWalker()) return
+    if (mm !== 0 || this.policy.preset !== 'arch-hook' || !this.hasHwWalker() || this.mmReleased(mm)) return
     this.metrics.notifier_calls++
     this.emit(
       'notifier',
@@ -1072,7 +1129,32 @@ export class Ctx {
 
   // ---- mmu_notifier entry points -------------------------------------------------------
   private hasSubscribers(mm: number): boolean {
-    return mm === 0 && this.sc.secondaries.length > 0
+    // After mmu_notifier_release() the subscription list is empty.
+    return mm === 0 && this.sc.secondaries.length > 0 && !this.mmReleased(mm)
+  }
+
+  /**
+   * mmu_notifier_invalidate_range_start_nonblock() (v6.6, the OOM reaper's): like range_start
+   * with !mmu_notifier_range_blockable(). A subscriber that would have to sleep (`nonblock:
+   * eagain`: an HMM driver whose mutex_trylock fails, mn_itree_invalidate's -EAGAIN) fails it;
+   * mn_hlist_invalidate_range_start then calls invalidate_range_end for the subscribers that
+   * already succeeded. Returns false on -EAGAIN.
+   */
+  rangeStartNonblock(mm: number, pages: readonly number[], event: string): boolean {
+    if (!this.hasSubscribers(mm)) return true
+    const failing = this.sc.secondaries.findIndex((d) => d.nonblock === 'eagain')
+    if (failing < 0) {
+      this.rangeStart(mm, pages, event)
+      return true
+    }
+    this.metrics.notifier_calls++
+    this.emit(
+      'notifier',
+      'mmu_notifier_invalidate_range_start_nonblock',
+      `${event} ${this.pagesText(pages)}: ${this.sc.secondaries[failing]!.name} cannot proceed without sleeping: -EAGAIN`,
+      this.pagesDetail(pages),
+    )
+    return false
   }
 
   /** mmu_notifier_invalidate_range_start(): sw-mirrors zap and block refill; start/end hw drivers flush. */
@@ -1283,6 +1365,14 @@ export class Ctx {
 }
 
 const NO_VIOLATIONS: Violation[] = []
+
+const EXITS = new WeakMap<Scenario, boolean>()
+/** Whether some thread of the scenario runs `exit` (only then can an mm be released). */
+export function scenarioExits(sc: Scenario): boolean {
+  let x = EXITS.get(sc)
+  if (x === undefined) EXITS.set(sc, (x = sc.threads.some((t) => t.ops.some((o) => o.kind === 'exit'))))
+  return x
+}
 const NO_PAGES: readonly number[] = []
 
 export function pteText(p: Pte | null): string {

@@ -49,6 +49,9 @@ const OP_DOCS: Record<string, string> = {
     'thp_collapse H: khugepaged collapse_huge_page (anon) or collapse_and_free_pmd (kind: file): range_start, pmdp_collapse_flush, range_end, tlb_remove_table_sync_one, copy into a new huge page, free the old pages (and, for file, the page table), set_pmd_at (mm/khugepaged.c)',
   writeback:
     'writeback P (kind: file): folio_lock, folio_clear_dirty_for_io -> folio_mkclean (no rmap walk if unmapped) -> page_vma_mkclean_one, then the contents go to disk(P) (mm/page-writeback.c, mm/rmap.c)',
+  exit: "exit: the process's last thread exits: exit_mmap: mmu_notifier_release (each driver's ->release, then no subscriber is left), unmap_vmas with no notifier, free_pgtables, tlb_finish_mmu frees the pages (mm/mmap.c); the last op of its thread",
+  oom_reap:
+    'oom_reap: the oom_reaper kthread: __oom_reap_task_mm under mmap_read_trylock zaps the anon VMAs with mmu_notifier_invalidate_range_start_nonblock; a notifier returning -EAGAIN (nonblock: eagain) makes it skip the VMA (mm/oom_kill.c)',
 }
 
 const KERNEL_DOCS: Record<(typeof KERNEL_KEYS)[number], string> = {
@@ -174,6 +177,16 @@ export function scenarioJsonSchema(): object {
               type: 'boolean',
               description:
                 'The driver invalidates leaf entries only (SMMU leaf=true, VT-d ih=1), so its walk cache survives; v6.6 drivers invalidate non-leaf (needs walk_cache)',
+            },
+            release: {
+              enum: ['block', 'none'],
+              description:
+                "The driver's ->release at exit_mmap: block (default, v6.6: SMMUv3 quiet CD / VT-d PASID teardown with the IOTLB and ATC invalidated, KVM kvm_flush_shadow_all; later DMA aborts) or none (it does nothing)",
+            },
+            nonblock: {
+              enum: ['proceed', 'eagain'],
+              description:
+                'Its invalidate_range_start under !blockable (the OOM reaper): proceed (default) or eagain (it must sleep: -EAGAIN, the reaper skips the VMA)',
             },
             atc_order: {
               enum: ['iotlb-first', 'atc-first'],

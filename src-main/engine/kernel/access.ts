@@ -248,6 +248,20 @@ function devTry(c: Ctx, f: CallFrame): void {
   const d = hwDecl(c)
   const page = num(f, 'page')
   const write = flag(f, 'write')
+  if (d.release !== 'none' && c.mmReleased(0)) {
+    // exit_mmap's mmu_notifier_release ran the driver's ->release (arm_smmu_mm_release's
+    // quiet_cd, intel_mm_release's intel_pasid_tear_down_entry): translation is disabled for
+    // the PASID until unbind, so the DMA aborts without a page request (faults not reported).
+    c.emit(
+      'fault',
+      d.iommu === 'smmu-v3'
+        ? 'SMMU: CD with translation disabled (quiet_cd)'
+        : 'DMA remapping fault (PASID entry not present, FPD)',
+      `${d.name}: ${write ? 'write' : 'read'} ${c.pageName(page)} after ->release: the DMA is aborted`,
+    )
+    c.ret()
+    return
+  }
   // A supervisor PASID translates kernel addresses through init_mm's page table (the kernel half
   // shared by every x86 page table).
   const mm = c.mmOfPage(page)
@@ -343,6 +357,12 @@ function pageRequest(c: Ctx, f: CallFrame, why: string): void {
   c.metrics.device_faults++
   c.cost('iopf')
   c.emit('fault', 'iopf (page request)', why)
+  if (c.mmReleased(0)) {
+    // iommu_sva_handle_iopf (v6.6 drivers/iommu/iommu-sva.c): mmget_not_zero() fails once the
+    // mm's last user is gone (exit_mmap runs at mm_users == 0): IOMMU_PAGE_RESP_INVALID.
+    mmGone(c, 'iommu_sva_handle_iopf', 'IOMMU_PAGE_RESP_INVALID, the DMA is aborted')
+    return
+  }
   if (d.retryLimit !== null) {
     c.thread.faults++
     if (c.thread.faults > d.retryLimit) {
@@ -355,6 +375,12 @@ function pageRequest(c: Ctx, f: CallFrame, why: string): void {
     }
   }
   c.call('handle_mm_fault', { page: num(f, 'page'), write: flag(f, 'write'), remote: true }, 'response')
+}
+
+/** A fault for an mm whose last user is gone (mmget_not_zero fails): the access does not complete. */
+function mmGone(c: Ctx, fn: string, outcome: string): void {
+  c.emit('fault', fn, `mmget_not_zero() fails: the process exited (exit_mmap); ${outcome}`)
+  c.ret()
 }
 
 export const devAccess: Proc = {
@@ -396,6 +422,11 @@ function mirrorTry(c: Ctx, f: CallFrame): void {
     complete(c, f, e, `${name} shadow table`, 0, `${name} shadow`)
     return
   }
+  if (c.mmReleased(0)) {
+    // The process exited: hmm_range_fault's caller (or KVM's vCPU) cannot mmget_not_zero() it.
+    mmGone(c, 'kvm_faultin_pfn', 'the access fails')
+    return
+  }
   c.metrics.device_faults++
   c.cost('mirror_fault')
   f.l.seq = c.seq(via)
@@ -410,6 +441,10 @@ function mirrorTry(c: Ctx, f: CallFrame): void {
 function mirrorGup(c: Ctx, f: CallFrame): void {
   const page = num(f, 'page')
   const write = flag(f, 'write')
+  if (c.mmReleased(0)) {
+    mmGone(c, 'hva_to_pfn', 'the access fails')
+    return
+  }
   if (c.isThp(page)) {
     gupFastPmd(c, f)
     return

@@ -27,8 +27,10 @@ export const HW_KEYS = [
   'pasid',
   'walk_cache',
   'leaf_only',
+  'release',
+  'nonblock',
 ] as const
-export const SW_KEYS = ['name', 'type', 'cached'] as const
+export const SW_KEYS = ['name', 'type', 'cached', 'release', 'nonblock'] as const
 
 export function parseSecondaries(
   raw: Obj,
@@ -96,6 +98,23 @@ export function parseSecondaries(
             else cached.push(pi)
           })
       }
+      const release =
+        s.release === undefined
+          ? undefined
+          : (oneOf<'block' | 'none'>(s.release, ['block', 'none'], [...path, 'release'], issues, 'release') ??
+            undefined)
+      const nonblock =
+        s.nonblock === undefined
+          ? undefined
+          : (oneOf<'proceed' | 'eagain'>(
+              s.nonblock,
+              ['proceed', 'eagain'],
+              [...path, 'nonblock'],
+              issues,
+              'nonblock',
+            ) ?? undefined)
+      // Only written when given: the decls of every other scenario stay as they were.
+      const exitKeys = { ...(release ? { release } : {}), ...(nonblock ? { nonblock } : {}) }
       if (name === null || type === null) return
       secIndex.set(name, secondaries.length)
       const kernelCached = cached.filter((pi) => pages[pi]!.kind === 'kernel')
@@ -105,7 +124,7 @@ export function parseSecondaries(
             [...path, 'cached'],
             `a sw-mirror mirrors a process's address space; kernel page '${pages[kernelCached[0]!]!.name}' cannot be in it`,
           )
-        secondaries.push({ type, name, cached })
+        secondaries.push({ type, name, cached, ...exitKeys })
         return
       }
       const pasid =
@@ -191,6 +210,7 @@ export function parseSecondaries(
         negativeCaching: negativeCaching ?? true,
         walkCache: walkCache ?? false,
         leafOnly: leafOnly ?? false,
+        ...exitKeys,
       })
     })
   }

@@ -42,6 +42,8 @@ export const CPU_OPS = [
   'wait',
   'thp_split',
   'thp_collapse',
+  'exit',
+  'oom_reap',
 ] as const
 export const DEVICE_OPS = ['read', 'write', 'signal', 'wait'] as const
 /** CPU ops a scenario with a huge page may use (the rest are not modelled on a huge page). */
@@ -91,6 +93,7 @@ export function parseThreads(
     kind: 'cpu' | 'device'
   }> = []
   const flags: string[] = []
+  const exits: Array<{ path: Path; at: number; len: number; op: string; thread: string }> = []
   const signalled = new Set<string>()
   const waits: Array<{ path: Path; at: number; len: number; flag: string }> = []
   const parseOps = (
@@ -353,6 +356,12 @@ export function parseThreads(
         if (head.s === 'mprotect') return { kind: 'mprotect', pages: ps, prot: prot! }
         return { kind: head.s as 'munmap', pages: ps }
       }
+      case 'exit':
+      case 'oom_reap': {
+        tooMany(1)
+        exits.push({ path: p, at: head.at, len: head.s.length, op: head.s, thread: tname })
+        return { kind: head.s }
+      }
       case 'fork': {
         tooMany(1)
         forks++
@@ -550,6 +559,7 @@ export function parseThreads(
       )
     }
   }
+  checkExits(exits, threads, pages, forks > 0 || hasCowPages, issues)
   if (forks > 0 && hasCowPages) {
     issues.add(
       ['pages'],
@@ -558,4 +568,59 @@ export function parseThreads(
   }
 
   return { threads, registers, threadNames, flags }
+}
+
+/** The ops a thread of the process may have besides the exiting thread's: none that use the mm. */
+const NOT_THE_MM = ['signal', 'wait', 'oom_reap']
+
+/**
+ * `exit` and `oom_reap`: exit_mmap runs when the process's last thread exits, so `exit` is the
+ * last op of a process thread, once, and no other CPU thread of the process uses its memory
+ * (they exited before; the reaper is a kthread working on the mm from outside). Not modelled:
+ * the fork child's exit, and exit with a fork child (the child's mm has no subscribers).
+ */
+function checkExits(
+  exits: ReadonlyArray<{ path: Path; at: number; len: number; op: string; thread: string }>,
+  threads: readonly ThreadDecl[],
+  pages: readonly PageDecl[],
+  child: boolean,
+  issues: Issues,
+): void {
+  let exitSeen = false
+  for (const e of exits) {
+    const th = threads.find((t) => t.name === e.thread)
+    if (!th) continue
+    if (th.mm !== 0) {
+      issues.add(
+        e.path,
+        `${e.op} works on the process's mm; ${e.thread} is a thread of the fork child`,
+        e.at,
+        e.len,
+      )
+      continue
+    }
+    if (pages.some((pg) => pg.kind === 'kernel')) {
+      issues.add(e.path, `${e.op} in a scenario with kernel pages is not modelled`, e.at, e.len)
+      continue
+    }
+    if (e.op === 'oom_reap') continue
+    if (exitSeen) {
+      issues.add(e.path, 'the process exits once: one exit op', e.at, e.len)
+      continue
+    }
+    exitSeen = true
+    if (child) issues.add(e.path, 'exit in a scenario with a fork child is not modelled yet', e.at, e.len)
+    if (th.ops[th.ops.length - 1]?.kind !== 'exit')
+      issues.add(e.path, `exit must be the last op of ${e.thread}: the thread is gone after it`, e.at, e.len)
+    const other = threads.find(
+      (t) => t !== th && t.kind === 'cpu' && t.mm === 0 && t.ops.some((o) => !NOT_THE_MM.includes(o.kind)),
+    )
+    if (other)
+      issues.add(
+        e.path,
+        `exit_mmap runs when the process's last thread exits, but ${other.name} also uses the process's memory; give it only signal, wait or oom_reap (or fold its ops into ${e.thread} before exit)`,
+        e.at,
+        e.len,
+      )
+  }
 }

@@ -1,0 +1,227 @@
+/**
+ * The end of an address space, v6.6: the last thread's exit_mmap() (mm/mmap.c) and the OOM
+ * reaper's __oom_reap_task_mm() (mm/oom_kill.c).
+ *
+ * exit_mmap() starts with mmu_notifier_release() (mm/mmu_notifier.c __mmu_notifier_release:
+ * each subscriber's ->release under SRCU, then every subscription unhooked), so the zap that
+ * follows calls no notifier at all: unmap_vmas()' range_start/end and the mmu_gather's flushes
+ * find an empty list (under arch-hook too). A device still running across the exit is kept off
+ * the freed memory only by its driver's ->release (ctx.ts mmuNotifierRelease; `release: none`
+ * models a driver whose release does nothing). Then mmap_read_lock, tlb_gather_mmu_fullmm,
+ * unmap_vmas, mmap_read_unlock; mmap_write_lock, free_pgtables, tlb_finish_mmu (the full-mm
+ * flush, then the pages and the page table are freed), remove_vma, mmap_write_unlock.
+ *
+ * __oom_reap_task_mm() zaps the anonymous and private VMAs of an OOM victim from the
+ * oom_reaper kthread under mmap_read_trylock, with mmu_notifier_invalidate_range_start_nonblock:
+ * a subscriber that cannot proceed without sleeping returns -EAGAIN and the reaper skips that
+ * VMA (tlb_finish_mmu on an empty gather; ret = false, it tries again later). VM_PFNMAP and
+ * VM_SHARED (file) VMAs are skipped.
+ */
+import type { Ctx } from '../ctx'
+import type { CallFrame } from '../state'
+import { afterNotifier, list, num, type Proc } from './proc'
+import {
+  encodeRuns,
+  gatherFinishFlush,
+  gatherFinishFree,
+  gatherInit,
+  runCount,
+  runPages,
+  runs,
+} from './unmap'
+
+/** exit(2) of the process's last thread: exit_mmap() (v6.6 mm/mmap.c). */
+export const exitMmap: Proc = {
+  /** mmu_notifier_release(mm): the drivers' ->release, then no subscriber is left. */
+  start: {
+    run: (c, f) => {
+      c.emit('op', 'exit_mmap', "the mm's last user is gone (mmput -> __mmput -> exit_mmap)")
+      c.mmuNotifierRelease(c.mmIndex)
+      afterNotifier(c, f, 'unmap', () => c.goto('unmap'))
+    },
+  },
+  /** mmap_read_lock, tlb_gather_mmu_fullmm, unmap_vmas(0, ULONG_MAX). */
+  unmap: {
+    guard: (c) => (c.mmapReadable(c.mmIndex) ? null : 'mmap_lock held for write'),
+    run: (c, f) => {
+      const mm = c.mmIndex
+      c.mmapReadLock(mm)
+      const { pages, runOf } = encodeRuns(
+        runs(
+          c,
+          c.sc.pages.map((_, i) => i).filter((p) => !c.isKernelPage(p)),
+        ),
+      )
+      f.l.pages = pages
+      f.l.runOf = runOf
+      f.l.vi = 0
+      gatherInit(c)
+      if (pages.length === 0) {
+        c.emit('info', 'exit_mmap', 'no VMA left')
+        c.goto('unmapped')
+        return
+      }
+      c.emit(
+        'info',
+        'unmap_vmas',
+        `${c.pagesText(pages)}: mmu_notifier_invalidate_range_start/end find no subscriber (released)`,
+      )
+      c.call('zap_vma', { pages: runPages(f, 0), i: 0 }, 'next_vma')
+    },
+  },
+  next_vma: {
+    run: (c, f) => {
+      const vi = num(f, 'vi') + 1
+      f.l.vi = vi
+      if (vi < runCount(f)) {
+        c.call('zap_vma', { pages: runPages(f, vi), i: 0 }, 'next_vma')
+        return
+      }
+      c.goto('unmapped')
+    },
+  },
+  /** mmap_read_unlock; set_bit(MMF_OOM_SKIP). */
+  unmapped: {
+    run: (c) => {
+      c.mmapReadUnlock(c.mmIndex)
+      c.goto('pgtables')
+    },
+  },
+  /**
+   * mmap_write_lock; free_pgtables (unlink_file_vma, the PTE page unlinked and queued);
+   * tlb_finish_mmu: the fullmm flush (x86 flush_tlb_mm_range(TLB_FLUSH_ALL); arm64 flush_tlb_mm
+   * since freed_tables), then the queued pages and the page table are freed; remove_vma.
+   */
+  pgtables: {
+    guard: (c) =>
+      !c.mmapWritable(c.mmIndex)
+        ? 'mmap_lock held'
+        : c.imapWritable(c.mmIndex)
+          ? null
+          : 'i_mmap_rwsem held for read',
+    run: (c, f) => {
+      const mm = c.mmIndex
+      c.mmapWriteLock(mm)
+      for (const p of list(f, 'pages')) {
+        if (c.imapLinked(mm, p)) {
+          c.imapUnlink(mm, p)
+          c.emit('info', 'unlink_file_vma', `${c.pageName(p)}: VMA unlinked from the file's i_mmap tree`)
+        }
+        c.setVma(mm, p, null)
+      }
+      c.freePgtables(mm)
+      c.flushTlb(mm, 'mm', [], 'tlb_flush (tlb_finish_mmu, fullmm)')
+      c.thread.stack[0]!.l.g_range = []
+      c.freeDetachedTable(mm)
+      gatherFinishFree(c)
+      c.emit('info', 'remove_vma', `${c.pagesText(list(f, 'pages'))}: VMAs freed`)
+      c.mmapWriteUnlock(mm)
+      c.emit('op', 'exit', 'the address space is gone')
+      c.ret()
+    },
+  },
+}
+
+/** The oom_reaper kthread: oom_reap_task_mm() -> __oom_reap_task_mm() (v6.6 mm/oom_kill.c). */
+export const oomReap: Proc = {
+  /** mmap_read_trylock (a failure: try again later); MMF_OOM_SKIP (exit_mmap got there first). */
+  start: {
+    run: (c, f) => {
+      const mm = 0
+      if (!c.mmapReadable(mm)) {
+        c.emit('op', 'oom_reap_task_mm', 'mmap_read_trylock fails: skip_task_reaping, try again later')
+        c.ret()
+        return
+      }
+      c.mmapReadLock(mm)
+      if (c.mmReleased(mm)) {
+        c.emit('info', 'oom_reap_task_mm', 'MMF_OOM_SKIP: exit_mmap owns the mm, skip_task_reaping')
+        c.mmapReadUnlock(mm)
+        c.ret()
+        return
+      }
+      // for_each_vma: skip VM_HUGETLB|VM_PFNMAP; only vma_is_anonymous || !VM_SHARED.
+      const req = c.sc.pages
+        .map((pg, i) => (pg.kind === 'anon' ? i : -1))
+        .filter((i) => i >= 0 && c.vma(mm, i) !== null)
+      const skipped = c.sc.pages.filter(
+        (pg, i) => (pg.kind === 'file' || pg.kind === 'pfnmap') && c.vma(mm, i) !== null,
+      )
+      if (skipped.length > 0)
+        c.emit(
+          'info',
+          '__oom_reap_task_mm',
+          `skip ${skipped.map((pg) => `${pg.name} (${pg.kind === 'file' ? 'VM_SHARED' : 'VM_PFNMAP'})`).join(', ')}`,
+        )
+      const { pages, runOf } = encodeRuns(runs(c, req))
+      f.l.pages = pages
+      f.l.runOf = runOf
+      f.l.vi = 0
+      f.l.ok = true
+      if (pages.length === 0) {
+        oomDone(c, f)
+        return
+      }
+      c.goto('vma')
+    },
+  },
+  /** tlb_gather_mmu; mmu_notifier_invalidate_range_start_nonblock(MMU_NOTIFY_UNMAP). */
+  vma: {
+    run: (c, f) => {
+      const pages = runPages(f, num(f, 'vi'))
+      gatherInit(c)
+      if (!c.rangeStartNonblock(0, pages, 'MMU_NOTIFY_UNMAP')) {
+        // tlb_finish_mmu(&tlb); ret = false; continue;
+        c.emit('info', '__oom_reap_task_mm', `${c.pagesText(pages)}: -EAGAIN, this VMA is skipped`)
+        gatherFinishFree(c)
+        f.l.ok = false
+        oomNext(c, f)
+        return
+      }
+      afterNotifier(c, f, 'zap', (cc, ff) =>
+        cc.call('zap_vma', { pages: runPages(ff, num(ff, 'vi')), i: 0 }, 'vma_end'),
+      )
+    },
+  },
+  zap: { run: (c, f) => c.call('zap_vma', { pages: runPages(f, num(f, 'vi')), i: 0 }, 'vma_end') },
+  /** unmap_page_range returned: mmu_notifier_invalidate_range_end. */
+  vma_end: {
+    run: (c, f) => {
+      c.rangeEnd(0, runPages(f, num(f, 'vi')), false)
+      afterNotifier(c, f, 'vma_finish', (cc) => cc.goto('vma_finish'))
+    },
+  },
+  /** tlb_finish_mmu: flush what the gather recorded, free the pages. */
+  vma_finish: {
+    run: (c, f) => {
+      gatherFinishFlush(c, runPages(f, num(f, 'vi')))
+      afterNotifier(c, f, 'vma_free', vmaFree)
+    },
+  },
+  vma_free: { run: (c, f) => vmaFree(c, f) },
+}
+
+function vmaFree(c: Ctx, f: CallFrame): void {
+  gatherFinishFree(c)
+  oomNext(c, f)
+}
+
+function oomNext(c: Ctx, f: CallFrame): void {
+  const vi = num(f, 'vi') + 1
+  f.l.vi = vi
+  if (vi < runCount(f)) {
+    c.goto('vma')
+    return
+  }
+  oomDone(c, f)
+}
+
+function oomDone(c: Ctx, f: CallFrame): void {
+  c.mmapReadUnlock(0)
+  c.emit(
+    'op',
+    'oom_reap_task_mm',
+    f.l.ok === true ? 'reaped' : 'failed to reap part of the address space: try again later',
+  )
+  c.ret()
+}
