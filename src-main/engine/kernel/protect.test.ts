@@ -55,14 +55,25 @@ describe('mprotect RW -> RO (reference §3.6, §5.7)', () => {
     expect(first(ex, 'cpu-flush').locks).toEqual(MMAP_W)
   })
 
-  it('x86 invalidate-range: ->invalidate_range fires at range_end (after the PTE change), the CPU flush later', () => {
+  it('x86 invalidate-range: ->invalidate_range fires at range_end (after the PTE change), and again from tlb_flush_mmu_tlbonly after the CPU flush', () => {
     const ex = traced(mprotectScenario('x86_64', 'rw', 'mprotect A ro'), pol('invalidate-range'))
     expect(lines(ex)).toEqual([
       ...change('pfn 1 RO dirty'),
       'sec-inval ->invalidate_range (from range_end): iommu: invalidate A (1 entries dropped)',
       'cpu-flush tlb_flush (tlb_finish_mmu): flush CPU TLBs: A',
+      // One rule for every mmu_gather (v4.15..v6.5 tlb_flush_mmu_tlbonly): mprotect's too.
+      'notifier mmu_notifier_invalidate_range: tlb_flush_mmu_tlbonly: A',
+      'sec-inval ->invalidate_range (tlb_flush_mmu_tlbonly): iommu: invalidate A (0 entries dropped)',
       'lock mmap_write_unlock: release mmap_lock',
     ])
+  })
+
+  it('arm64 invalidate-range: tlb_end_vma flushes the gather, and its tlb_flush_mmu_tlbonly calls ->invalidate_range', () => {
+    const ex = traced(mprotectScenario('arm64', 'rw', 'mprotect A ro'), pol('invalidate-range'))
+    const l = lines(ex, { kinds: ['cpu-flush', 'notifier', 'sec-inval'] })
+    const flush = l.indexOf('cpu-flush tlb_flush (tlb_end_vma): flush CPU TLBs: A')
+    expect(flush).toBeGreaterThan(0)
+    expect(l[flush + 1]).toBe('notifier mmu_notifier_invalidate_range: tlb_flush_mmu_tlbonly: A')
   })
 
   it('x86 start-end: the walker hears start and end only; the CPU flush comes after range_end', () => {
@@ -319,5 +330,30 @@ describe('fork: copy_page_range + dup_mmap, parent side (reference §3.3)', () =
       expect(ex.final.mms[1]!.ptes[page]).toMatchObject({ write: false, pfn: page + 1 })
       expect(ex.final.frames[page + 1]).toMatchObject({ map: 2, ref: 2, free: false })
     }
+  })
+})
+
+describe('mprotect on non-present PTEs (v6.6 change_pte_range)', () => {
+  const sc = load(`
+    title: mprotect over a swap entry
+    arch: x86_64
+    pages:
+      A: { value: 1, prot: rw }
+    cpus:
+      kswapd: [reclaim A]
+      C0: [mprotect A ro]
+  `)
+  it('a plain swap entry is left untouched: no set_pte_at, no flush, no "changed the PTE" step', () => {
+    // The reference schedule: kswapd runs to its end (A is a swap entry), then mprotect.
+    const ex = traced(sc, pol('arch-hook'))
+    const l = lines(ex, { op: 'C0: mprotect A ro', kinds: ['info', 'pte', 'cpu-flush'] })
+    expect(l).toContain('info change_pte_range: A: swap entry, left unchanged')
+    expect(l.filter((x) => x.startsWith('pte '))).toEqual([])
+    // The only flush is flush_tlb_batched_pending's (reclaim's batch left the mm pending); the
+    // gather recorded nothing, so tlb_finish_mmu flushes nothing.
+    expect(l.filter((x) => x.startsWith('cpu-flush '))).toEqual([
+      'cpu-flush flush_tlb_mm (flush_tlb_batched_pending, change_pte_range): flush CPU TLBs: whole mm',
+    ])
+    expect(ex.final.mms[0]!.ptes[0]!.swp).toBe(0)
   })
 })

@@ -107,18 +107,24 @@ export const mprotect: Proc = {
       const i = num(f, 'i')
       const page = pages[i]!
       const old = c.pte(mm, page)!
-      // change_pte_range(): a writable migration entry becomes a readable one; not in any TLB.
-      const next =
-        old.swp !== undefined
-          ? old
-          : old.mig
-            ? { ...old, write: old.write && protOf(f.l.prot as number) === 'rw' }
-            : modify(c, page, old, protOf(f.l.prot as number))
-      c.setPte(mm, page, next, 'ptep_modify_prot_commit')
-      if (!old.mig && old.swp === undefined && pteNeedsFlush(c.sc.arch, old, next)) {
-        const r = c.thread.stack[0]!
-        r.l.g_range = [...list(r, 'g_range'), page]
-      } else c.emit('info', 'pte_needs_flush', `${c.pageName(page)}: no flush needed on ${c.sc.arch}`)
+      if (old.swp !== undefined) {
+        // change_pte_range() (v6.6): a non-present PTE that is a plain swap entry keeps
+        // `newpte = oldpte`; `if (!pte_same(oldpte, newpte))` fails, so nothing is written.
+        c.emit('info', 'change_pte_range', `${c.pageName(page)}: swap entry, left unchanged`)
+      } else if (old.mig) {
+        // is_writable_migration_entry(): "A protection check is difficult so just be safe and
+        // disable write" (make_readable_exclusive_migration_entry), whatever the new prot;
+        // a readable one is left as it is. Not in any TLB: no flush.
+        if (old.write) c.setPte(mm, page, { ...old, write: false }, 'set_pte_at (readable migration entry)')
+        else c.emit('info', 'change_pte_range', `${c.pageName(page)}: readable migration entry, left unchanged`)
+      } else {
+        const next = modify(c, page, old, protOf(f.l.prot as number))
+        c.setPte(mm, page, next, 'ptep_modify_prot_commit')
+        if (pteNeedsFlush(c.sc.arch, old, next)) {
+          const r = c.thread.stack[0]!
+          r.l.g_range = [...list(r, 'g_range'), page]
+        } else c.emit('info', 'pte_needs_flush', `${c.pageName(page)}: no flush needed on ${c.sc.arch}`)
+      }
       const n = nextPte(c, pages, i + 1)
       f.l.i = n
       if (n < 0) {
@@ -143,14 +149,14 @@ export const mprotect: Proc = {
   /** arm64 tlb_end_vma(): the CPU flush (and arch hook) after range_end. */
   end_vma: {
     run: (c, f) => {
-      gatherFlush(c, false, 'tlb_end_vma')
+      gatherFlush(c, 'tlb_end_vma')
       nextVma(c, f)
     },
   },
   /** tlb_finish_mmu(): x86 flushes here, after every range_end, before the syscall returns. */
   finish: {
     run: (c, f) => {
-      gatherFinishFlush(c, false, list(f, 'pages'))
+      gatherFinishFlush(c, list(f, 'pages'))
       afterNotifier(c, f, 'finish_done', mprotectDone)
     },
   },

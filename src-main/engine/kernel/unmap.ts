@@ -36,13 +36,13 @@ export function gatherInit(c: Ctx): void {
  * (mm_tlb_flush_nested: parallel zaps under mmap_read_lock, 99baac21e458), flush the whole mm
  * (fullmm) whatever this gather recorded; then flush and free; dec_tlb_flush_pending().
  */
-export function gatherFinish(c: Ctx, notify: boolean, pages: readonly number[]): void {
-  gatherFinishFlush(c, notify, pages)
+export function gatherFinish(c: Ctx, pages: readonly number[]): void {
+  gatherFinishFlush(c, pages)
   gatherFinishFree(c)
 }
 
 /** tlb_finish_mmu()'s flush (the part that calls notifiers). */
-export function gatherFinishFlush(c: Ctx, notify: boolean, pages: readonly number[]): void {
+export function gatherFinishFlush(c: Ctx, pages: readonly number[]): void {
   const mm = c.mmIndex
   if (c.tlbFlushNested(mm)) {
     c.emit(
@@ -51,9 +51,9 @@ export function gatherFinishFlush(c: Ctx, notify: boolean, pages: readonly numbe
       'mm_tlb_flush_nested(): a parallel gather is in flight, flush the whole mm',
     )
     c.flushTlb(mm, 'mm', [], 'tlb_flush (tlb_finish_mmu, fullmm)')
-    if (notify) c.invalidateRange(mm, pages, 'tlb_flush_mmu_tlbonly')
+    c.invalidateRange(mm, pages, 'tlb_flush_mmu_tlbonly')
     root(c).l.g_range = []
-  } else gatherFlush(c, notify, 'tlb_finish_mmu')
+  } else gatherFlush(c, 'tlb_finish_mmu')
 }
 
 /** tlb_finish_mmu()'s tail: free the batch, dec_tlb_flush_pending(). */
@@ -64,15 +64,17 @@ export function gatherFinishFree(c: Ctx): void {
 
 /**
  * tlb_flush_mmu_tlbonly(): if a range was recorded, tlb_flush() (CPU flush, and under
- * arch-hook the secondary hook inside it), then v4.15's mmu_notifier_invalidate_range() for
- * zap gathers (`notify`), then __tlb_reset_range().
+ * arch-hook the secondary hook inside it), then mmu_notifier_invalidate_range() (v4.15 through
+ * v6.5: the invalidate-range preset's ->invalidate_range), then __tlb_reset_range(). One rule for
+ * every gather: zaps (munmap, MADV_DONTNEED, unmap_mapping_range, exit) and mprotect, which
+ * flushes through the mmu_gather since 4a18419f71cd (v6.6), at tlb_end_vma and tlb_finish_mmu.
  */
-export function gatherFlush(c: Ctx, notify: boolean, fn: string): void {
+export function gatherFlush(c: Ctx, fn: string): void {
   const range = list(root(c), 'g_range')
   if (range.length === 0) return
   const mm = c.mmIndex
   c.flushTlb(mm, 'range', range, `tlb_flush (${fn})`)
-  if (notify) c.invalidateRange(mm, range, 'tlb_flush_mmu_tlbonly')
+  c.invalidateRange(mm, range, 'tlb_flush_mmu_tlbonly')
   root(c).l.g_range = []
 }
 
@@ -164,7 +166,7 @@ export const zapVma: Proc = {
   /** arm64 (no CONFIG_MMU_GATHER_MERGE_VMAS in v6.6) flushes at every VMA boundary. */
   end_vma: {
     run: (c) => {
-      gatherFlush(c, true, 'tlb_end_vma')
+      gatherFlush(c, 'tlb_end_vma')
       c.ret()
     },
   },
@@ -245,7 +247,7 @@ function zapUnlock(c: Ctx, f: CallFrame, force: boolean): void {
   delete f.l.ff
   if (force) f.l.zf = true
   if (force && c.sc.kernel.dirtyFlushUnderPtl) {
-    gatherFlush(c, true, 'zap_pte_range force_flush')
+    gatherFlush(c, 'zap_pte_range force_flush')
     afterNotifier(c, f, 'zap_rmaps', zapRmaps)
     return
   }
@@ -259,7 +261,7 @@ function zapRmaps(c: Ctx, f: CallFrame): void {
   if (force && underPtl) flushRmaps(c)
   c.unlockPtl(c.mmIndex)
   if (force && !underPtl) {
-    gatherFlush(c, true, 'tlb_flush_mmu (force_flush, after the PTL)')
+    gatherFlush(c, 'tlb_flush_mmu (force_flush, after the PTL)')
     afterNotifier(c, f, 'zap_free', zapFree)
     return
   }
@@ -389,7 +391,7 @@ export const munmap: Proc = {
   },
   finish: {
     run: (c, f) => {
-      gatherFinishFlush(c, true, list(f, 'pages'))
+      gatherFinishFlush(c, list(f, 'pages'))
       afterNotifier(c, f, 'finish_done', munmapDone)
     },
   },
@@ -451,7 +453,7 @@ export const madviseDontneed: Proc = {
   },
   vma_finish: {
     run: (c, f) => {
-      gatherFinishFlush(c, true, runPages(f, num(f, 'vi')))
+      gatherFinishFlush(c, runPages(f, num(f, 'vi')))
       afterNotifier(c, f, 'vma_done', madviseVmaDone)
     },
   },
@@ -517,7 +519,7 @@ export const unmapMappingRange: Proc = {
 
 /** zap_page_range_single()'s tlb_finish_mmu() flush. */
 function revokeGather(c: Ctx, f: CallFrame): void {
-  gatherFinishFlush(c, true, [num(f, 'page')])
+  gatherFinishFlush(c, [num(f, 'page')])
   afterNotifier(c, f, 'end_done', revokeDone)
 }
 
