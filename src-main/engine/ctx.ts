@@ -1158,7 +1158,7 @@ export class Ctx {
   }
 
   /** mmu_notifier_invalidate_range_start(): sw-mirrors zap and block refill; start/end hw drivers flush. */
-  rangeStart(mm: number, pages: readonly number[], event: string): void {
+  rangeStart(mm: number, pages: readonly number[], event: string, owner?: number): void {
     if (!this.hasSubscribers(mm)) return
     this.metrics.notifier_calls++
     this.emit(
@@ -1168,7 +1168,9 @@ export class Ctx {
       this.pagesDetail(pages),
     )
     this.sc.secondaries.forEach((d, i) => {
-      if (d.type === 'sw-mirror') {
+      if (d.type === 'sw-mirror' && d.protocol === 'hmm') {
+        this.intervalStart(i, pages, event, owner)
+      } else if (d.type === 'sw-mirror') {
         const sec = this.secW(i)
         const before = sec.entries.length
         sec.entries = this.dropFrom(sec.entries, pages, (p) => Res.sec(i, p))
@@ -1196,6 +1198,84 @@ export class Ctx {
   }
 
   /**
+   * An HMM mirror's mmu_interval_notifier at range_start (v6.6 mm/mmu_notifier.c
+   * mn_itree_inv_start_range: active_invalidate_ranges++, invalidate_seq made odd, then
+   * mn_itree_invalidate calls ->invalidate of each overlapping notifier). The mirror's notifier
+   * spans the address space (lib/test_hmm.c dmirror_fops_open: mmu_interval_notifier_insert(0,
+   * ULONG_MAX)). Its ->invalidate (dmirror_interval_invalidate) returns at once for its own
+   * MMU_NOTIFY_MIGRATE (range->owner == its pgmap_owner); otherwise, under the driver lock
+   * (dmirror->mutex, held for the whole step), mmu_interval_set_seq(mni, cur_seq) and zap
+   * (dmirror_do_update). `seq` is the notifier's invalidate_seq: odd while it equals the
+   * subscriptions' odd sequence (an invalidation that reached it is running), even otherwise.
+   */
+  private intervalStart(i: number, pages: readonly number[], event: string, owner?: number): void {
+    const d = this.sc.secondaries[i]!
+    const sec = this.secW(i)
+    for (const p of pages) {
+      this.rd(Res.inprog(i, p))
+      this.wr(Res.inprog(i, p))
+      sec.inProg[p]!++
+    }
+    if (event === 'MMU_NOTIFY_MIGRATE' && owner === i) {
+      this.emit(
+        'sec-inval',
+        'dmirror_interval_invalidate',
+        `${d.name}: MMU_NOTIFY_MIGRATE with range->owner == its pgmap_owner: skipped (the driver updates its mirror in the migration)`,
+        this.pagesDetail(pages),
+      )
+      return
+    }
+    this.rd(Res.seq(i))
+    this.wr(Res.seq(i))
+    if (sec.seq % 2 === 0) sec.seq++
+    const before = sec.entries.length
+    sec.entries = this.dropFrom(sec.entries, pages, (p) => Res.sec(i, p))
+    const zapped = before - sec.entries.length
+    this.metrics.secondary_invalidations++
+    if (zapped > 0) {
+      this.metrics.mirror_zaps += zapped
+      this.cost('mirror_zap')
+    }
+    this.emit(
+      'sec-inval',
+      'dmirror_interval_invalidate',
+      `${d.name}: mutex_lock, mmu_interval_set_seq (seq ${sec.seq}), zap ${zapped} mirror entr${zapped === 1 ? 'y' : 'ies'}, mutex_unlock`,
+      this.pagesDetail(pages),
+    )
+  }
+
+  /**
+   * mn_itree_inv_end() (v6.6): active_invalidate_ranges--; the last one makes the subscriptions'
+   * invalidate_seq even (the notifier's odd seq no longer equals it) and wakes
+   * mmu_interval_read_begin() sleepers. Interval notifiers get no range_end callback.
+   */
+  private intervalEnd(i: number, pages: readonly number[]): void {
+    const d = this.sc.secondaries[i]!
+    const sec = this.secW(i)
+    for (const p of pages) {
+      this.rd(Res.inprog(i, p))
+      this.wr(Res.inprog(i, p))
+      sec.inProg[p]!--
+    }
+    let active = 0
+    sec.inProg.forEach((n, p) => {
+      this.rd(Res.inprog(i, p))
+      active += n
+    })
+    this.rd(Res.seq(i))
+    if (active === 0 && sec.seq % 2 === 1) {
+      this.wr(Res.seq(i))
+      sec.seq++
+    }
+    this.emit(
+      'sec-inval',
+      'mn_itree_inv_end',
+      `${d.name}: ${active === 0 ? 'last active range: invalidate_seq even, wake_up_all' : `${active} range${active === 1 ? '' : 's'} still active`}`,
+      this.pagesDetail(pages),
+    )
+  }
+
+  /**
    * mmu_notifier_invalidate_range_end(). Under invalidate-range, v4.15's
    * __mmu_notifier_invalidate_range_end first calls ->invalidate_range unless the caller used
    * mmu_notifier_invalidate_range_only_end().
@@ -1209,7 +1289,9 @@ export class Ctx {
         : 'mmu_notifier_invalidate_range_end'
     this.emit('notifier', fn, this.pagesText(pages), this.pagesDetail(pages))
     this.sc.secondaries.forEach((d, i) => {
-      if (d.type === 'sw-mirror') {
+      if (d.type === 'sw-mirror' && d.protocol === 'hmm') {
+        this.intervalEnd(i, pages)
+      } else if (d.type === 'sw-mirror') {
         const sec = this.secW(i)
         this.rd(Res.seq(i))
         this.wr(Res.seq(i))

@@ -156,7 +156,10 @@ export class Futures {
     const widen =
       sc.thp !== null ||
       sc.pages.some((p) => p.kind === 'kernel') ||
-      sc.threads.some((t) => t.mm === 1 || t.ops.some((o) => o.kind === 'ksm_merge' || o.kind === 'fork'))
+      sc.threads.some((t) => t.mm === 1 || t.ops.some((o) => o.kind === 'ksm_merge' || o.kind === 'fork')) ||
+      // An HMM mirror's mn_itree_inv_end reads every page's active ranges, and its
+      // mmu_interval_read_begin waits on any of them (ctx.ts intervalEnd, kernel/hmm.ts).
+      sc.secondaries.some((x) => x.type === 'sw-mirror' && x.protocol === 'hmm')
     this.pages = []
     this.mmapWriter = []
     this.everyPage = []

@@ -548,6 +548,7 @@ export const NON_PFN_LOCALS: ReadonlySet<string> = new Set([
   'installed',
   'batched',
   'slot',
+  'owner',
 ])
 
 /**

@@ -7,6 +7,7 @@ import type { Footprint } from './footprint'
 import type { InvalidationKinds } from './costs'
 import { cpuAccess, devAccess, mirrorAccess } from './kernel/access'
 import { handleMmFault } from './kernel/fault'
+import { hmmAccess } from './kernel/hmm'
 import type { Proc } from './kernel/proc'
 import { fork, mprotect, protCode } from './kernel/protect'
 import { madviseDontneed, munmap, unmapMappingRange, zapVma } from './kernel/unmap'
@@ -22,13 +23,14 @@ import type { Policy } from './policy'
 import type { Metrics, TraceEvent, Violation } from './results'
 import { zeroMetrics } from './results'
 import { shallowNext, type CallFrame, type LabState } from './state'
-import type { Op, Scenario } from './types'
+import type { Op, Scenario, SwMirrorDecl } from './types'
 
 /** Kernel function name → its step program (the lowering table). */
 export const PROCS: Readonly<Record<string, Proc>> = {
   cpu_access: cpuAccess,
   dev_access: devAccess,
   mirror_access: mirrorAccess,
+  hmm_access: hmmAccess,
   handle_mm_fault: handleMmFault,
   zap_vma: zapVma,
   munmap,
@@ -61,7 +63,9 @@ function rootFrame(sc: Scenario, t: number, op: Op): CallFrame {
           ? 'cpu_access'
           : sc.secondaries[th.via]!.type === 'hw-walker'
             ? 'dev_access'
-            : 'mirror_access'
+            : (sc.secondaries[th.via] as SwMirrorDecl).protocol === 'hmm'
+              ? 'hmm_access'
+              : 'mirror_access'
       return {
         proc,
         pc: 'start',
@@ -89,7 +93,11 @@ function rootFrame(sc: Scenario, t: number, op: Op): CallFrame {
     case 'migrate':
       return { proc: 'migrate', pc: 'start', l: { page: op.page } }
     case 'migrate_vma':
-      return { proc: 'migrate_vma', pc: 'start', l: { page: op.page } }
+      return {
+        proc: 'migrate_vma',
+        pc: 'start',
+        l: op.owner === undefined ? { page: op.page } : { page: op.page, owner: op.owner },
+      }
     case 'reclaim':
       return { proc: 'reclaim', pc: 'start', l: { page: op.page } }
     case 'unmap_mapping_range':

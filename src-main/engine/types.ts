@@ -111,6 +111,18 @@ export interface SwMirrorDecl {
   readonly release?: 'block' | 'none'
   /** See HwWalkerDecl.nonblock: 'eagain' models an HMM driver whose invalidate must take a mutex. */
   readonly nonblock?: 'proceed' | 'eagain'
+  /**
+   * Which notifier the mirror uses. 'kvm' (default): a struct mmu_notifier whose
+   * invalidate_range_start zaps and counts mmu_invalidate_in_progress and whose range_end bumps
+   * mmu_invalidate_seq (virt/kvm/kvm_main.c v6.6). 'hmm': an mmu_interval_notifier
+   * (mmu_interval_notifier_insert over the mirror's range, mm/mmu_notifier.c v6.6) whose
+   * ->invalidate takes the driver lock, calls mmu_interval_set_seq and zaps at range_start;
+   * the device fault follows Documentation/mm/hmm.rst: mmu_interval_read_begin (waits while an
+   * invalidation of the range runs), hmm_range_fault, driver lock, mmu_interval_read_retry.
+   */
+  readonly protocol?: 'kvm' | 'hmm'
+  /** protocol hmm: false = a driver that programs the device without mmu_interval_read_retry. */
+  readonly hmmRetry?: boolean
 }
 
 export type SecondaryDecl = HwWalkerDecl | SwMirrorDecl
@@ -126,7 +138,12 @@ export type CpuOp =
   | { readonly kind: 'fork' }
   | { readonly kind: 'ksm_merge'; readonly page: number }
   | { readonly kind: 'migrate'; readonly page: number }
-  | { readonly kind: 'migrate_vma'; readonly page: number }
+  /**
+   * `owner` (a protocol-hmm sw-mirror): the driver of that mirror migrates, passing its
+   * pgmap_owner; its ->invalidate skips the MMU_NOTIFY_MIGRATE event and the driver maps the
+   * destination into its mirror itself.
+   */
+  | { readonly kind: 'migrate_vma'; readonly page: number; readonly owner?: number }
   | { readonly kind: 'reclaim'; readonly page: number }
   | { readonly kind: 'unmap_mapping_range'; readonly page: number }
   | { readonly kind: 'writeback'; readonly page: number }

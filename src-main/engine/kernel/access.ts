@@ -9,7 +9,7 @@ import type { HwWalkerDecl } from '../types'
 import { afterNotifier, flag, num, type Proc } from './proc'
 
 /** `tlb`: the cache used, named as its state row (`C0 TLB`, `iommu ATC`, `kvm shadow`). */
-function complete(c: Ctx, f: CallFrame, e: TlbEntry, who: string, mm: number, tlb: string): void {
+export function complete(c: Ctx, f: CallFrame, e: TlbEntry, who: string, mm: number, tlb: string): void {
   const write = flag(f, 'write')
   c.checkAccess(who, mm, e, write)
   const v = c.access(e.pfn, write, num(f, 'val'))

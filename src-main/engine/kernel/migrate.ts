@@ -13,6 +13,7 @@
 import type { Ctx } from '../ctx'
 import type { CallFrame, Pte } from '../state'
 import { afterNotifier, flag, num, type PcHandler, type Proc } from './proc'
+import { finalizeAndMap } from './hmm'
 import { installEntry, isolateMappedFolio, rmapRangeStart, rmapUnmap } from './rmap'
 
 /** make_writable_migration_entry() / make_readable_migration_entry(): the pfn, write and dirty kept. */
@@ -176,7 +177,8 @@ export const migrateVma: Proc = {
   /** migrate_vma_collect(): mmu_notifier_invalidate_range_start(MMU_NOTIFY_MIGRATE). */
   rs: {
     run: (c, f) => {
-      c.rangeStart(c.mmIndex, [num(f, 'page')], 'MMU_NOTIFY_MIGRATE')
+      const owner = f.l.owner
+      c.rangeStart(c.mmIndex, [num(f, 'page')], 'MMU_NOTIFY_MIGRATE', typeof owner === 'number' ? owner : undefined)
       c.goto('collect')
     },
   },
@@ -201,7 +203,14 @@ export const migrateVma: Proc = {
     },
   },
   collected: { run: (c, f) => collected(c, f) },
-  copy: migrate.copy!,
+  copy: {
+    run: (c, f) => {
+      migrate.copy!.run(c, f)
+      // `migrate_vma P owner M`: the driver maps the destination before migrate_vma_finalize.
+      if (f.l.owner !== undefined) c.goto('finalize_map')
+    },
+  },
+  finalize_map: { run: (c, f) => finalizeAndMap(c, f) },
   remove: migrate.remove!,
   end: migrate.end!,
 }

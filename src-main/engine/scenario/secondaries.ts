@@ -30,7 +30,7 @@ export const HW_KEYS = [
   'release',
   'nonblock',
 ] as const
-export const SW_KEYS = ['name', 'type', 'cached', 'release', 'nonblock'] as const
+export const SW_KEYS = ['name', 'type', 'cached', 'release', 'nonblock', 'protocol', 'hmm_retry'] as const
 
 export function parseSecondaries(
   raw: Obj,
@@ -124,7 +124,7 @@ export function parseSecondaries(
             [...path, 'cached'],
             `a sw-mirror mirrors a process's address space; kernel page '${pages[kernelCached[0]!]!.name}' cannot be in it`,
           )
-        secondaries.push({ type, name, cached, ...exitKeys })
+        secondaries.push({ type, name, cached, ...exitKeys, ...mirrorProtocol(s, path, issues) })
         return
       }
       const pasid =
@@ -216,4 +216,33 @@ export function parseSecondaries(
   }
 
   return { secondaries, secIndex }
+}
+
+/**
+ * A sw-mirror's `protocol` (kvm | hmm) and `hmm_retry`; only written when given, so every other
+ * scenario's decl stays as it was.
+ */
+function mirrorProtocol(
+  s: Obj,
+  path: readonly (string | number)[],
+  issues: Issues,
+): { protocol?: 'kvm' | 'hmm'; hmmRetry?: boolean } {
+  const protocol =
+    s.protocol === undefined
+      ? undefined
+      : (oneOf<'kvm' | 'hmm'>(s.protocol, ['kvm', 'hmm'], [...path, 'protocol'], issues, 'protocol') ??
+        undefined)
+  const hmmRetry =
+    s.hmm_retry === undefined
+      ? undefined
+      : (bool(s.hmm_retry, [...path, 'hmm_retry'], issues, 'hmm_retry') ?? undefined)
+  if (s.hmm_retry !== undefined && protocol !== 'hmm')
+    issues.add(
+      [...path, 'hmm_retry'],
+      'hmm_retry says whether the driver calls mmu_interval_read_retry: it needs protocol: hmm (an mmu_interval_notifier)',
+    )
+  return {
+    ...(protocol === 'hmm' ? { protocol } : {}),
+    ...(protocol === 'hmm' && hmmRetry !== undefined ? { hmmRetry } : {}),
+  }
 }

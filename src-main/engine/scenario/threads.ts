@@ -310,17 +310,56 @@ export function parseThreads(
       case 'cow_fault':
       case 'ksm_merge':
       case 'migrate':
-      case 'migrate_vma':
       case 'reclaim':
       case 'unmap_mapping_range':
       case 'writeback':
       case 'vfree': {
-        if (head.s === 'migrate' || head.s === 'migrate_vma' || head.s === 'reclaim')
+        if (head.s === 'migrate' || head.s === 'reclaim')
           migrates.push({ path: p, at: head.at, len: head.s.length, op: head.s })
         const page = pageWord(ws[1], p, head.s, src)
         tooMany(2)
         if (page !== null) notePageOp(p, ws[1]!, head.s, page)
         return page === null ? null : { kind: head.s, page }
+      }
+      case 'migrate_vma': {
+        // migrate_vma P [owner M]: M's driver migrates (migrate_vma.pgmap_owner = its owner).
+        migrates.push({ path: p, at: head.at, len: head.s.length, op: head.s })
+        const page = pageWord(ws[1], p, head.s, src)
+        if (page !== null) notePageOp(p, ws[1]!, head.s, page)
+        let owner: number | undefined
+        if (ws[2]) {
+          const m = ws[3]
+          const i = m ? secIndex.get(m.s) : undefined
+          const d = i === undefined ? undefined : secondaries[i]
+          if (ws[2].s !== 'owner') {
+            issues.add(
+              p,
+              `migrate_vma takes a page, then optionally 'owner <sw-mirror>'; found '${ws[2].s}'`,
+              ws[2].at,
+              ws[2].s.length,
+            )
+            return null
+          }
+          if (!m || i === undefined || d?.type !== 'sw-mirror' || d.protocol !== 'hmm') {
+            const hmm = secondaries
+              .filter((x) => x.type === 'sw-mirror' && x.protocol === 'hmm')
+              .map((x) => x.name)
+            issues.add(
+              p,
+              `owner names the HMM driver migrating the page: a sw-mirror with protocol: hmm${m ? `; '${m.s}' is not one${didYouMean(m.s, hmm)}` : ''} (${hmm.length ? `declared: ${hmm.join(', ')}` : 'none declared'})`,
+              m ? m.at : ws[2].at,
+              m ? m.s.length : ws[2].s.length,
+            )
+            return null
+          }
+          owner = i
+          tooMany(4)
+        }
+        return page === null
+          ? null
+          : owner === undefined
+            ? { kind: 'migrate_vma', page }
+            : { kind: 'migrate_vma', page, owner }
       }
       case 'munmap':
       case 'madvise_dontneed':
@@ -431,6 +470,12 @@ export function parseThreads(
       }
       const { ops, text } = parseOps(body.ops, [...path, 'ops'], tname, 'device')
       if (tooManyThreads(path)) continue
+      const sd = via === undefined ? undefined : secondaries[via]
+      if (sd?.type === 'sw-mirror' && sd.protocol === 'hmm' && raw.thp !== undefined)
+        issues.add(
+          [...path, 'via'],
+          `an HMM mirror (protocol: hmm) is modelled on small pages; '${sd.name}' in a scenario with a huge page (thp:) is not`,
+        )
       if (via !== undefined) threads.push({ name: tname, kind: 'device', mm: 0, via, ops, opText: text })
     }
   if (threadNames.size === 0) issues.add([], 'a scenario needs at least one thread under cpus or devices')

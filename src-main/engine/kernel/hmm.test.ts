@@ -1,0 +1,138 @@
+/**
+ * HMM mirrors (protocol: hmm): the interval-notifier protocol of Documentation/mm/hmm.rst
+ * (v6.6) and lib/test_hmm.c: ->invalidate sets the sequence and zaps under the driver lock at
+ * range_start; mmu_interval_read_begin waits while that invalidation runs; the fault programs
+ * the device only if mmu_interval_read_retry says nothing reached the notifier meanwhile; the
+ * driver's own MMU_NOTIFY_MIGRATE is skipped and it maps the destination itself.
+ */
+import { describe, expect, it } from 'vitest'
+import { loadScenarioText } from '../../node/scenarioFiles'
+import { makePolicy } from '../policy'
+import { blockedReason } from '../step'
+import { defaultRunOptions, runPolicy } from '../run'
+import { runExecution, scriptedChooser } from '../explore'
+import { dedent, lines, traced } from './traceTestkit'
+
+const sc = (mirror: string, cpu: string, dev = 'read P -> r0') =>
+  loadScenarioText(
+    dedent(`
+      title: hmm
+      arch: x86_64
+      pages:
+        P: { value: 5, prot: rw }
+      secondary:
+        - ${mirror}
+      cpus:
+        C0: [${cpu}]
+      devices:
+        D0: { via: hmm, ops: [${dev}] }
+    `),
+    'hmm.test.yaml',
+  )
+const HMM = '{ name: hmm, type: sw-mirror, protocol: hmm }'
+const NO_RETRY = '{ name: hmm, type: sw-mirror, protocol: hmm, hmm_retry: false }'
+const C0 = 0
+const D0 = 1
+
+describe('HMM interval notifier: read_begin, hmm_range_fault, driver lock, read_retry', () => {
+  it('->invalidate runs at range_start (set_seq + zap under the driver lock); range_end only ends the active range', () => {
+    const s = sc('{ name: hmm, type: sw-mirror, protocol: hmm, cached: [P] }', 'munmap P', 'signal x')
+    const ex = traced(s, makePolicy('start-end'))
+    const l = lines(ex, { thread: 'C0', kinds: ['notifier', 'sec-inval', 'pte'] })
+    expect(l).toEqual([
+      'notifier mmu_notifier_invalidate_range_start: MMU_NOTIFY_UNMAP P',
+      'sec-inval dmirror_interval_invalidate: hmm: mutex_lock, mmu_interval_set_seq (seq 1), zap 1 mirror entry, mutex_unlock',
+      'pte ptep_get_and_clear_full: PTE P := none',
+      'notifier mmu_notifier_invalidate_range_end: P',
+      'sec-inval mn_itree_inv_end: hmm: last active range: invalidate_seq even, wake_up_all',
+    ])
+  })
+
+  it('mmu_interval_read_begin sleeps while an invalidation that reached the notifier runs', () => {
+    const s = sc(HMM, 'munmap P')
+    // D0 misses; C0 takes mmap_lock, detaches, then range_start: the notifier's seq is odd.
+    const cut = runExecution(s, makePolicy('start-end'), scriptedChooser([D0, C0, C0]), {
+      tracing: true,
+      maxSteps: 3,
+    })
+    expect(cut.violations).toEqual([])
+    expect(blockedReason(s, makePolicy('start-end'), cut.final, D0)).toBe(
+      'mmu_interval_read_begin: an invalidation is running (wait_event until mn_itree_inv_end)',
+    )
+    // After range_end it reads the new (even) sequence.
+    const done = traced(s, makePolicy('start-end'), [D0, C0, C0, C0, C0, C0, D0])
+    expect(lines(done, { thread: 'D0', kinds: ['info'] })[0]).toBe(
+      'info mmu_interval_read_begin: hmm: notifier_seq = 2',
+    )
+  })
+
+  it('an invalidation between hmm_range_fault and the driver lock makes mmu_interval_read_retry send it back to read_begin', () => {
+    const s = sc(HMM, 'munmap P')
+    // C0 detaches the VMA; D0 misses and takes its notifier_seq; C0 range_start; D0 walks (the PTE is
+    // still there); C0 zaps, range_end, frees the table, flushes and frees the page; D0 takes the lock.
+    const ex = traced(s, makePolicy('start-end'), [C0, D0, D0, C0, C0, D0, C0, C0, C0, C0, D0])
+    const l = lines(ex, { thread: 'D0', kinds: ['fault', 'info', 'fill'] })
+    const walk = l.indexOf('info hmm_range_fault: P -> pfn 1 RW')
+    const retry = l.findIndex((x) =>
+      x.startsWith('fault mmu_interval_read_retry: hmm: mutex_lock; an invalidation'),
+    )
+    expect(walk).toBeGreaterThanOrEqual(0)
+    expect(retry).toBeGreaterThan(walk)
+    expect(l[retry + 1]).toBe('info mmu_interval_read_begin: hmm: notifier_seq = 2')
+    expect(l.some((x) => x.startsWith('fill dmirror_do_fault'))).toBe(false)
+    expect(ex.violations).toEqual([])
+  })
+
+  it('hmm_retry: false programs the freed pfn, and the next access is a use-after-free', () => {
+    const s = sc(NO_RETRY, 'munmap P', 'read P -> r0, read P -> r1')
+    const ex = traced(s, makePolicy('start-end'), [C0, D0, D0, C0, C0, D0, C0, C0, C0, C0, D0, D0])
+    const l = lines(ex, { thread: 'D0', kinds: ['fill'] })
+    expect(l).toEqual([
+      'fill dmirror_do_fault: hmm: mutex_lock, no mmu_interval_read_retry, mirror P -> pfn 1 RW, mutex_unlock',
+    ])
+    expect(ex.violations.map((v) => v.invariant)).toContain('use-after-free')
+  })
+
+  it('exhaustively: the retry holds, its absence is caught, under every policy', () => {
+    const ok = sc(HMM, 'munmap P', 'read P -> r0, read P -> r1')
+    const bad = sc(NO_RETRY, 'munmap P', 'read P -> r0, read P -> r1')
+    for (const p of ['start-end', 'invalidate-range', 'arch-hook']) {
+      expect(runPolicy(ok, makePolicy(p), defaultRunOptions(ok)).invariants['use-after-free']).toBe('holds')
+      expect(runPolicy(bad, makePolicy(p), defaultRunOptions(bad)).invariants['use-after-free']).toBe(
+        'violated',
+      )
+    }
+  })
+})
+
+describe('migrate_vma owner filter (dmirror_interval_invalidate, dmirror_migrate_finalize_and_map)', () => {
+  const CACHED = '{ name: hmm, type: sw-mirror, protocol: hmm, cached: [P] }'
+
+  it("the owner's own MMU_NOTIFY_MIGRATE is skipped: no set_seq, no zap; the driver maps the destination before remove_migration_ptes", () => {
+    const ex = traced(sc(CACHED, 'migrate_vma P owner hmm', 'signal x'), makePolicy('start-end'))
+    const l = lines(ex, { thread: 'C0', kinds: ['notifier', 'sec-inval', 'frame', 'fill', 'pte'] })
+    const skip = l.findIndex((x) =>
+      x.startsWith('sec-inval dmirror_interval_invalidate: hmm: MMU_NOTIFY_MIGRATE with range->owner'),
+    )
+    const copy = l.findIndex((x) => x.startsWith('frame folio_migrate_copy'))
+    const map = l.findIndex((x) =>
+      x.startsWith('fill dmirror_migrate_finalize_and_map: hmm: mutex_lock, mirror P -> pfn 2 RW'),
+    )
+    const remove = l.findIndex((x) => x.startsWith('pte set_pte_at (remove_migration_pte)'))
+    expect(skip).toBeGreaterThanOrEqual(0)
+    expect(l.some((x) => x.includes('mmu_interval_set_seq'))).toBe(false)
+    expect(copy).toBeGreaterThan(skip)
+    expect(map).toBeGreaterThan(copy)
+    expect(remove).toBeGreaterThan(map)
+    expect(ex.violations).toEqual([])
+  })
+
+  it("another owner's migration reaches ->invalidate (set_seq and zap)", () => {
+    const ex = traced(sc(CACHED, 'migrate_vma P', 'signal x'), makePolicy('start-end'))
+    const l = lines(ex, { thread: 'C0', kinds: ['sec-inval', 'fill'] })
+    expect(l[0]).toBe(
+      'sec-inval dmirror_interval_invalidate: hmm: mutex_lock, mmu_interval_set_seq (seq 1), zap 1 mirror entry, mutex_unlock',
+    )
+    expect(l.some((x) => x.startsWith('fill dmirror_migrate_finalize_and_map'))).toBe(false)
+  })
+})

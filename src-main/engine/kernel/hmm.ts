@@ -1,0 +1,179 @@
+/**
+ * HMM mirrors (`secondary: { type: sw-mirror, protocol: hmm }`): a driver that mirrors the
+ * process's page table in its device through an mmu_interval_notifier (v6.6 mm/mmu_notifier.c,
+ * mm/hmm.c; the driver is lib/test_hmm.c's dmirror, the pattern of Documentation/mm/hmm.rst
+ * "Address space mirroring implementation and API").
+ *
+ * The notifier is inserted when the mirror is set up (dmirror_fops_open:
+ * mmu_interval_notifier_insert(&dmirror->notifier, mm, 0, ULONG_MAX & PAGE_MASK)), so every
+ * invalidation of the address space reaches its ->invalidate (ctx.ts intervalStart: driver
+ * lock, mmu_interval_set_seq, zap) and ends in mn_itree_inv_end (ctx.ts intervalEnd).
+ *
+ * A device access that misses the mirror runs dmirror_range_fault():
+ *
+ *   again:
+ *     range.notifier_seq = mmu_interval_read_begin(&interval_sub);   // waits while invalidating
+ *     mmap_read_lock(mm); ret = hmm_range_fault(&range); mmap_read_unlock(mm);
+ *     if (ret) { if (ret == -EBUSY) goto again; return ret; }
+ *     take_lock(driver->update);
+ *     if (mmu_interval_read_retry(&ni, range.notifier_seq)) { release_lock(driver->update); goto again; }
+ *     // program the device page table from range.hmm_pfns
+ *     release_lock(driver->update);
+ *
+ * The driver lock (dmirror->mutex) is held across one atomic step on each side: the check and
+ * the programming are one step, and ->invalidate's set_seq and zap are one step, so they never
+ * interleave, which is what the lock gives. `hmm_retry: false` models a driver that programs
+ * without mmu_interval_read_retry(): the pfn hmm_range_fault returned may have been unmapped
+ * and freed after the walk, and the device keeps it.
+ */
+import type { Ctx } from '../ctx'
+import type { CallFrame, TlbEntry } from '../state'
+import type { SwMirrorDecl } from '../types'
+import { complete } from './access'
+import { flag, num, type Proc } from './proc'
+
+function decl(c: Ctx): SwMirrorDecl {
+  return c.sc.secondaries[c.sc.threads[c.t]!.via] as SwMirrorDecl
+}
+
+/** dmirror_fault(): a hit in the mirror (dmirror->pt), or the fault path. */
+function hmmStart(c: Ctx, f: CallFrame): void {
+  const via = c.sc.threads[c.t]!.via
+  const name = decl(c).name
+  const page = num(f, 'page')
+  const write = flag(f, 'write')
+  const e = c.secFind(via, page)
+  if (e && (!write || e.write)) {
+    complete(c, f, e, `${name} mirror`, 0, `${name} shadow`)
+    return
+  }
+  c.metrics.device_faults++
+  c.cost('mirror_fault')
+  c.emit(
+    'fault',
+    'dmirror_range_fault',
+    `${name}: ${e ? 'write to read-only' : 'no'} mirror entry for ${c.pageName(page)}`,
+  )
+  c.goto('begin')
+}
+
+function hmmWalk(c: Ctx, f: CallFrame): void {
+  const page = num(f, 'page')
+  const write = flag(f, 'write')
+  const pte = c.pte(0, page)
+  if (pte && pte.present && (!write || pte.write)) {
+    f.l.pfn = pte.pfn
+    f.l.gen = c.folio(pte.pfn).gen
+    f.l.wr = pte.write
+    c.emit('info', 'hmm_range_fault', `${c.pageName(page)} -> pfn ${pte.pfn} ${pte.write ? 'RW' : 'RO'}`)
+    c.goto('install')
+    return
+  }
+  c.call('handle_mm_fault', { page, write, remote: true }, 'gup_ret')
+}
+
+export const hmmAccess: Proc = {
+  start: { run: hmmStart },
+  /**
+   * mmu_interval_read_begin(): sleeps (wait_event on subscriptions->wq) while the notifier's
+   * invalidate_seq equals the subscriptions' odd one, i.e. while an invalidation that called
+   * its ->invalidate is still running; then returns the sequence.
+   */
+  begin: {
+    guard: (c) =>
+      c.seq(c.sc.threads[c.t]!.via) % 2 === 1
+        ? 'mmu_interval_read_begin: an invalidation is running (wait_event until mn_itree_inv_end)'
+        : null,
+    run: (c, f) => {
+      f.l.seq = c.seq(c.sc.threads[c.t]!.via)
+      c.emit('info', 'mmu_interval_read_begin', `${decl(c).name}: notifier_seq = ${num(f, 'seq')}`)
+      c.goto('gup')
+    },
+  },
+  /**
+   * hmm_range_fault() (v6.6 mm/hmm.c) under mmap_read_lock: hmm_vma_walk_pmd ->
+   * hmm_vma_handle_pte reads the PTE; a missing or read-only one (for a write) goes through
+   * hmm_vma_fault -> handle_mm_fault(FAULT_FLAG_REMOTE), then -EBUSY makes it walk again.
+   */
+  gup: { run: hmmWalk },
+  gup_ret: {
+    run: (c, f) => {
+      if (f.l.ret === 'segv') {
+        c.emit('fault', 'hmm_range_fault', '-EFAULT: no VMA or no permission; the device access fails')
+        c.ret()
+        return
+      }
+      hmmWalk(c, f)
+    },
+  },
+  /** take_lock(driver->update); mmu_interval_read_retry(); program the device page table; release_lock. */
+  install: {
+    run: (c, f) => {
+      const via = c.sc.threads[c.t]!.via
+      const d = decl(c)
+      const page = num(f, 'page')
+      if (d.hmmRetry !== false) {
+        const seq = c.seq(via)
+        if (seq !== num(f, 'seq')) {
+          c.emit(
+            'fault',
+            'mmu_interval_read_retry',
+            `${d.name}: mutex_lock; an invalidation reached the notifier since read_begin (seq ${num(f, 'seq')} -> ${seq}): mutex_unlock, goto again`,
+          )
+          c.goto('begin')
+          return
+        }
+      }
+      const e: TlbEntry = {
+        page,
+        pfn: num(f, 'pfn'),
+        gen: num(f, 'gen'),
+        write: flag(f, 'wr'),
+        dirty: true,
+        revoked: false,
+      }
+      c.secPut(via, e)
+      c.emit(
+        'fill',
+        'dmirror_do_fault',
+        `${d.name}: mutex_lock, ${d.hmmRetry === false ? 'no mmu_interval_read_retry, ' : 'mmu_interval_read_retry ok, '}mirror ${c.pageName(page)} -> pfn ${e.pfn} ${e.write ? 'RW' : 'RO'}, mutex_unlock`,
+        { pages: [c.pageName(page)], tlb: `${d.name} shadow`, pfn: e.pfn },
+      )
+      c.goto('start')
+    },
+  },
+}
+
+/**
+ * dmirror_migrate_finalize_and_map() (lib/test_hmm.c v6.6), called between migrate_vma_pages()
+ * and migrate_vma_finalize() by the driver that owns the migration: under dmirror->mutex it
+ * stores the destination page in its mirror for each migrated page (writable if the source
+ * was), replacing the entry its ->invalidate skipped for its own MMU_NOTIFY_MIGRATE.
+ */
+export function finalizeAndMap(c: Ctx, f: CallFrame): void {
+  const owner = num(f, 'owner')
+  const d = c.sc.secondaries[owner]!
+  const page = num(f, 'page')
+  const dst = num(f, 'new')
+  const pte = c.pte(c.mmIndex, page)
+  if (pte?.mig !== true || pte.pfn !== num(f, 'pfn')) {
+    // (dmirror would store the entry anyway; the model leaves a page zapped meanwhile unmapped.)
+    c.emit(
+      'info',
+      'dmirror_migrate_finalize_and_map',
+      `${d.name}: the migration entry is gone: nothing to map`,
+    )
+    c.goto('remove')
+    return
+  }
+  const write = pte.write
+  const e: TlbEntry = { page, pfn: dst, gen: c.folio(dst).gen, write, dirty: true, revoked: false }
+  c.secPut(owner, e)
+  c.emit(
+    'fill',
+    'dmirror_migrate_finalize_and_map',
+    `${d.name}: mutex_lock, mirror ${c.pageName(page)} -> pfn ${dst} ${write ? 'RW' : 'RO'} (the destination), mutex_unlock`,
+    { pages: [c.pageName(page)], tlb: `${d.name} shadow`, pfn: dst },
+  )
+  c.goto('remove')
+}
