@@ -1,0 +1,196 @@
+/**
+ * exit_mmap (v6.6 mm/mmap.c) with mmu_notifier_release (mm/mmu_notifier.c) and the drivers'
+ * ->release, and the OOM reaper's __oom_reap_task_mm (mm/oom_kill.c) with
+ * mmu_notifier_invalidate_range_start_nonblock.
+ */
+import { describe, expect, it } from 'vitest'
+import { loadScenarioText, ScenarioLoadError } from '../../node/scenarioFiles'
+import { makePolicy, PRESETS } from '../policy'
+import { allEvents, dedent, first, lines, traced } from './traceTestkit'
+
+const exitScenario = (secondary: string, arch = 'x86_64') =>
+  loadScenarioText(
+    dedent(`
+      title: exit
+      arch: ${arch}
+      pages:
+        A: { value: 1, prot: rw }
+      secondary:
+        - ${secondary}
+      cpus:
+        C0: [exit]
+      devices:
+        D0: { via: s, ops: [read A -> r0] }
+    `),
+    'exit.test.yaml',
+  )
+
+describe('exit_mmap: mmu_notifier_release first, then the zap with no notifier', () => {
+  for (const preset of PRESETS) {
+    it(`${preset}: ->release, then unmap_vmas, free_pgtables and tlb_finish_mmu call no notifier, and the page is freed after the flush`, () => {
+      const sc = exitScenario('{ name: s, type: hw-walker, iommu: vt-d, cached: [A] }')
+      const ex = traced(sc, makePolicy(preset), [0, 0, 0, 0, 0, 0, 0])
+      expect(lines(ex, { thread: 'C0' })).toEqual([
+        "notifier mmu_notifier_release: every subscriber's ->release, then unhook them all",
+        "sec-inval intel_mm_release: intel_pasid_tear_down_entry: s: the PASID's entry is cleared: later DMA aborts",
+        'sec-inval intel_mm_release: intel_pasid_tear_down_entry: s: invalidate all (1 entries dropped)',
+        'lock mmap_read_lock: take mmap_lock for read',
+        'lock zap_pte_range: pte_offset_map_lock: take the page-table lock',
+        'pte ptep_get_and_clear_full: PTE A := none',
+        'frame page_remove_rmap + __tlb_remove_page: pfn 1 mapcount 0, queued for freeing',
+        'lock pte_unmap_unlock: release the page-table lock',
+        'lock mmap_read_unlock: release mmap_lock',
+        'lock mmap_write_lock: take mmap_lock for write',
+        'cpu-flush tlb_flush (tlb_finish_mmu, fullmm): flush CPU TLBs: whole mm',
+        'frame tlb_finish_mmu: tlb_table_flush: the PTE page unlinked by free_pgtables is freed',
+        'frame tlb_batch_pages_flush: release 1 queued page',
+        'frame free_pages_and_swap_cache: free pfn 1 (gen 1)',
+        'lock mmap_write_unlock: release mmap_lock',
+      ])
+      // The free happens under mmap_lock for write, after the release.
+      expect(first(ex, 'frame free_pages_and_swap_cache').locks).toEqual(['mmap_lock(w)'])
+      // The device's read after the release aborts: no value, no violation.
+      expect(ex.violations).toEqual([])
+      expect(ex.final.regs[0]).toBeNull()
+      expect(
+        allEvents(ex).some(
+          (e) => e.thread === 'D0' && e.text.includes('after ->release: the DMA is aborted'),
+        ),
+      ).toBe(true)
+    })
+  }
+
+  it('release: none: the IOTLB keeps A through the free, and the device reads freed memory', () => {
+    const sc = exitScenario('{ name: s, type: hw-walker, iommu: vt-d, cached: [A], release: none }')
+    const ex = traced(sc, makePolicy('arch-hook'), [0, 0, 0, 0, 0, 0, 0])
+    expect(lines(ex, { kinds: ['notifier', 'sec-inval'] })).toEqual([
+      "notifier mmu_notifier_release: every subscriber's ->release, then unhook them all",
+      'sec-inval ->release: s: release: none, the driver does nothing',
+    ])
+    expect(ex.violations.map((v) => v.invariant)).toEqual(['use-after-free'])
+  })
+
+  it('a read before the release completes; the walk after the zap would page-request, and iommu_sva_handle_iopf fails at mmget_not_zero', () => {
+    const sc = exitScenario('{ name: s, type: hw-walker, iommu: vt-d, release: none }')
+    // D0 reads before the exit: a walk, a fill, the value.
+    const before = traced(sc, makePolicy('start-end'), [1])
+    expect(before.final.regs[0]).toBe(1)
+    // The device walks after the PTE is cleared (release: none: translation still enabled).
+    const after = traced(sc, makePolicy('start-end'), [0, 0, 0, 0, 0, 1])
+    expect(
+      allEvents(after).some(
+        (e) => e.fn === 'iommu_sva_handle_iopf' && e.text.includes('mmget_not_zero() fails'),
+      ),
+    ).toBe(true)
+    expect(after.final.regs[0]).toBeNull()
+    expect(after.violations).toEqual([])
+  })
+
+  it('SMMUv3: arm_smmu_mm_release invalidates the IOTLB and the ATC', () => {
+    const sc = exitScenario('{ name: s, type: hw-walker, iommu: smmu-v3, ats: true, cached: [A] }', 'arm64')
+    const ex = traced(sc, makePolicy('start-end'), [0])
+    expect(lines(ex, { kinds: ['sec-inval'] })).toEqual([
+      "sec-inval arm_smmu_mm_release: quiet_cd, arm_smmu_tlb_inv_asid, arm_smmu_atc_inv_domain: s: the PASID's CD disables translation: later DMA aborts",
+      'sec-inval arm_smmu_mm_release: quiet_cd, arm_smmu_tlb_inv_asid, arm_smmu_atc_inv_domain: s: invalidate IOTLB all (1 entries dropped)',
+      'sec-inval arm_smmu_mm_release: quiet_cd, arm_smmu_tlb_inv_asid, arm_smmu_atc_inv_domain: s: invalidate ATC all (1 entries dropped)',
+    ])
+  })
+
+  it('KVM: kvm_flush_shadow_all zaps the shadow table and moves the sequence; a fault in flight retries and fails', () => {
+    const sc = exitScenario('{ name: s, type: sw-mirror }')
+    // V0 faults: snapshots the sequence and resolves the pfn (2 steps); the exit releases; the install sees the sequence moved.
+    const ex = traced(sc, makePolicy('start-end'), [1, 1, 0, 1, 1])
+    const ev = allEvents(ex)
+      .filter((e) => e.thread === 'D0')
+      .map((e) => `${e.fn}: ${e.text}`)
+    expect(ev.some((t) => t.startsWith('is_page_fault_stale'))).toBe(true)
+    expect(ev.some((t) => t.startsWith('hva_to_pfn: mmget_not_zero() fails'))).toBe(true)
+    expect(ex.final.secs[0]!.entries).toEqual([])
+    expect(ex.violations).toEqual([])
+  })
+})
+
+describe('oom_reap: __oom_reap_task_mm', () => {
+  const reap = (secondary: string, extra = '') =>
+    loadScenarioText(
+      [
+        'title: oom reap',
+        'arch: x86_64',
+        'pages:',
+        '  A: { value: 1, prot: rw }',
+        '  F: { value: 2, prot: rw, kind: file }',
+        'secondary:',
+        `  - ${secondary}`,
+        'cpus:',
+        '  R: [oom_reap]',
+        ...(extra ? [`  ${extra}`] : []),
+      ].join('\n'),
+      'oom.test.yaml',
+    )
+
+  it('mmap_read_lock, range_start_nonblock, the zap of the anon VMA, range_end, tlb_finish_mmu; the VM_SHARED file VMA is skipped', () => {
+    const ex = traced(reap('{ name: s, type: hw-walker, cached: [A, F] }'), makePolicy('start-end'))
+    expect(lines(ex, { thread: 'R' })).toEqual([
+      'lock mmap_read_lock: take mmap_lock for read',
+      'notifier mmu_notifier_invalidate_range_start: MMU_NOTIFY_UNMAP A',
+      'sec-inval invalidate_range_start: s: invalidate A (1 entries dropped)',
+      'lock zap_pte_range: pte_offset_map_lock: take the page-table lock',
+      'pte ptep_get_and_clear_full: PTE A := none',
+      'frame page_remove_rmap + __tlb_remove_page: pfn 1 mapcount 0, queued for freeing',
+      'lock pte_unmap_unlock: release the page-table lock',
+      'notifier mmu_notifier_invalidate_range_end: A',
+      'sec-inval invalidate_range_end: s: invalidate A (0 entries dropped)',
+      'cpu-flush tlb_flush (tlb_finish_mmu): flush CPU TLBs: A',
+      'frame tlb_batch_pages_flush: release 1 queued page',
+      'frame free_pages_and_swap_cache: free pfn 1 (gen 1)',
+      'lock mmap_read_unlock: release mmap_lock',
+    ])
+    expect(allEvents(ex).some((e) => e.text === 'skip F (VM_SHARED)')).toBe(true)
+    expect(ex.final.mms[0]!.ptes[1]).not.toBeNull()
+  })
+
+  it('a notifier that must sleep (nonblock: eagain): -EAGAIN, the VMA is skipped, nothing is zapped or freed', () => {
+    const ex = traced(
+      reap('{ name: s, type: sw-mirror, cached: [A], nonblock: eagain }'),
+      makePolicy('start-end'),
+    )
+    expect(lines(ex, { thread: 'R', kinds: ['notifier', 'pte', 'frame', 'sec-inval'] })).toEqual([
+      'notifier mmu_notifier_invalidate_range_start_nonblock: MMU_NOTIFY_UNMAP A: s cannot proceed without sleeping: -EAGAIN',
+    ])
+    expect(ex.final.mms[0]!.ptes[0]).not.toBeNull()
+    expect(ex.final.secs[0]!.entries.map((e) => e.page)).toEqual([0])
+    expect(
+      allEvents(ex).some((e) => e.text === 'failed to reap part of the address space: try again later'),
+    ).toBe(true)
+  })
+
+  it('mmap_read_trylock fails while a writer holds mmap_lock: the reaper gives up for now', () => {
+    const sc = reap('{ name: s, type: hw-walker }', 'C1: [mprotect A ro]')
+    // C1's mprotect takes mmap_lock for write in its first step; the reaper's trylock fails.
+    const ex = traced(sc, makePolicy('start-end'), [1, 0])
+    expect(allEvents(ex).some((e) => e.text.startsWith('mmap_read_trylock fails'))).toBe(true)
+    expect(ex.final.mms[0]!.ptes[0]).not.toBeNull()
+  })
+})
+
+describe('exit: validation', () => {
+  const bad = (cpus: string): string => {
+    try {
+      loadScenarioText(
+        `title: bad\narch: x86_64\npages:\n  A: { value: 1, prot: rw }\ncpus:\n${cpus}\n`,
+        'bad.yaml',
+      )
+    } catch (e) {
+      if (e instanceof ScenarioLoadError) return e.message
+      throw e
+    }
+    return ''
+  }
+  it('exit is the last op of its thread, once, and no other thread of the process uses its memory', () => {
+    expect(bad('  C0: [exit, read A]')).toMatch(/exit must be the last op of C0/)
+    expect(bad('  C0: [exit]\n  C1: [read A]')).toMatch(/C1 also uses the process's memory/)
+    expect(bad('  C0: [exit]\n  C1: [exit]')).toMatch(/the process exits once/)
+    expect(bad('  C0: [exit now]')).toMatch(/unexpected 'now' after exit/)
+    expect(bad('  C0: [exit]\n  R: [oom_reap]')).toBe('')
+  })
+})
