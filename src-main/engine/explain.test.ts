@@ -141,7 +141,34 @@ describe('hookHint: what the holding policy did between the fill and the use', (
     expect(
       hookHint(up, lv, { policy: 'arch-hook', ex: replay(up, makePolicy('arch-hook'), 'C0 C0 D0 D0 D0 D0') }),
     ).toBe(
-      "under arch-hook, mmu_notifier_arch_invalidate_secondary_tlbs (ptep_set_access_flags, step 1) invalidated P's smmu TLB entry before the fault (step 3)",
+      "under arch-hook, mmu_notifier_arch_invalidate_secondary_tlbs (ptep_set_access_flags, step 1) invalidated P's smmu TLB entry that the retries kept faulting on",
+    )
+  })
+
+  it("names the walk-cache invalidation for a walk through a freed page table, and pri-flush's for a loop", () => {
+    const wc = load('munmap-free-pgtables.walk-cache.yaml')
+    const sched = 'C0 C0 C0 C0 C0 D0 C0 C0 D0 D0 D0'
+    const bad = replay(wc, makePolicy('start-end'), sched)
+    const v = {
+      policy: 'start-end',
+      ex: bad,
+      culprits: explainExecution(wc, makePolicy('start-end'), bad).culprits,
+    }
+    expect(hookHint(wc, v, { policy: 'arch-hook', ex: replay(wc, makePolicy('arch-hook'), sched) })).toBe(
+      "under arch-hook, mmu_notifier_arch_invalidate_secondary_tlbs (tlb_flush (tlb_finish_mmu), step 7) invalidated the iommu walk cache entry for P's PTE table between the fill (step 5) and the walk (step 10)",
+    )
+    const up = load('upgrade-loop.variants.yaml')
+    const loop = replay(up, makePolicy('start-end'), 'C0 C0 D0 D0 D0 D0')
+    const lv = {
+      policy: 'start-end',
+      ex: loop,
+      culprits: explainExecution(up, makePolicy('start-end'), loop).culprits,
+    }
+    const pri = parsePolicy('start-end+pri-flush') as Policy
+    expect(
+      hookHint(up, lv, { policy: 'start-end+pri-flush', ex: replay(up, pri, 'C0 C0 D0 D0 D0 D0') }),
+    ).toBe(
+      "under start-end+pri-flush, pri-flush: invalidate the faulting address before the response (step 5) invalidated P's smmu TLB entry that the retries kept faulting on",
     )
   })
 

@@ -89,39 +89,71 @@ export function hookHint(
   const what = usedEntry(sc, violating, use)
   if (!what) return null
   const { page, rows, verb } = what
+  const n = holding.ex.records.length
   const fill = violating.culprits.find((c) => c.role === 'fill' && c.step <= use.step)
+  const change = violating.culprits.find((c) => c.role === 'pte-change')
   const from = fill ? matchStep(violating.ex, holding.ex, fill.step) : 0
-  const to = matchStep(violating.ex, holding.ex, use.step) ?? holding.ex.records.length
+  const to = matchStep(violating.ex, holding.ex, use.step) ?? n
   if (from === null) return null
-  for (let k = from + (fill ? 1 : 0); k < Math.min(to + 1, holding.ex.records.length); k++) {
+  const drop = (k: number): string | null => {
     const rec = holding.ex.records[k]!
-    const dropped = rec.changes.find((c) => rows.some((r) => c.startsWith(`${r}: -${page} `)))
-    if (!dropped) continue
+    // Dropped, or dropped and refilled within the step (`smmu TLB: P pfn 1 RO -> pfn 1 RW`).
+    const dropped = rec.changes.find((c) =>
+      rows.some(
+        (r) => c.startsWith(`${r}: -${page} `) || c.startsWith(`${r}: ${page} `) || c === `${r}: -PTE table`,
+      ),
+    )
+    if (!dropped) return null
     const hook = rec.events.find((e) => e.kind === 'notifier' && covers(e, page))
     const cb = rec.events.find((e) => e.kind === 'sec-inval' && covers(e, page))
     const by = hook ?? cb
-    if (!by) continue
+    if (!by) return null
     const site = rec.events.find((e) => e.kind === 'cpu-flush' || e.kind === 'pte')
     // range_start/end name no callback: say which one the driver ran (->invalidate_range).
     const generic = hook !== undefined && /_range_(start|end|only_end)$/.test(hook.fn)
     const via = generic && cb && cb.fn.startsWith('->') ? `${cb.fn}, ` : ''
     const row = dropped.slice(0, dropped.indexOf(':'))
-    return `under ${holding.policy}, ${by.fn} (${via}${site ? `${site.fn}, ` : ''}step ${k}) invalidated ${page}'s ${row} entry ${fill ? `between the fill (step ${from}) and the ${verb} (step ${to})` : `before the ${verb} (step ${to})`}`
+    const entry = row.endsWith(' walk cache')
+      ? `the ${row} entry for ${page}'s PTE table`
+      : `${page}'s ${row} entry`
+    return `under ${holding.policy}, ${by.fn} (${via}${site ? `${site.fn}, ` : ''}step ${k}) invalidated ${entry}`
   }
+  // A livelock's retries go on: the hook may come any time after the first fault.
+  const end = verb === 'fault' ? n : Math.min(to + 1, n)
+  for (let k = from + (fill ? 1 : 0); k < end; k++) {
+    const d = drop(k)
+    if (!d) continue
+    if (verb === 'fault') return `${d} that the retries kept faulting on`
+    return `${d} ${fill ? `between the fill (step ${from}) and the ${verb} (step ${to})` : `before the ${verb} (step ${to})`}`
+  }
+  // An entry filled from another stale cache (an ATC from its IOTLB): the hook may have removed
+  // the source between the PTE change and the fill.
+  const since = change ? matchStep(violating.ex, holding.ex, change.step) : null
+  if (fill && since !== null)
+    for (let k = since; k <= from && k < n; k++) {
+      const d = drop(k)
+      if (d) return `${d} after the PTE change (step ${since}), before the fill (step ${from}) could copy it`
+    }
   return null
 }
 
 /**
- * The page and cache rows a stale use went through: its access event's, or, for a fault (a
- * livelock's retry), the faulting thread's op page and its TLB.
+ * The page and cache rows a stale use went through: its access event's, the walk cache's, or,
+ * for a fault (a livelock's retry), the faulting thread's op page and its TLB.
  */
 function usedEntry(
   sc: Scenario,
-  violating: { policy: string; ex: Execution },
+  violating: { policy: string; ex: Execution; culprits: readonly Culprit[] },
   use: Culprit,
 ): { page: string; rows: string[]; verb: string } | null {
   const rec = violating.ex.records[use.step]
   const access = rec?.events.find((e) => e.kind === 'access' && e.tlb)
+  // A walk through a walk-cache entry: the entry is the PMD's pointer to the PTE table.
+  const wc = violating.culprits
+    .filter((c) => c.role === 'fill' && c.step <= use.step)
+    .flatMap((c) => violating.ex.records[c.step]?.events ?? [])
+    .find((e) => e.kind === 'fill' && e.tlb?.endsWith(' walk cache'))
+  if (!access && wc && Array.isArray(wc.pages)) return { page: wc.pages[0]!, rows: [wc.tlb!], verb: 'walk' }
   if (access && Array.isArray(access.pages))
     return {
       page: access.pages[0]!,
