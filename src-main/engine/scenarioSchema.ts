@@ -30,7 +30,7 @@ const OP_DOCS: Record<string, string> = {
   migrate:
     'migrate P: try_to_migrate with a batched flush, copy, remove_migration_ptes; faults on the migration entry wait (mm/migrate.c)',
   migrate_vma:
-    'migrate_vma P: HMM device migration (mm/migrate_device.c): range_start(MMU_NOTIFY_MIGRATE), migrate_vma_collect_pmd clears to a migration entry and flushes under the PTL, range_end, copy, finalize',
+    'migrate_vma P [owner M]: HMM device migration (mm/migrate_device.c): range_start(MMU_NOTIFY_MIGRATE), migrate_vma_collect_pmd clears to a migration entry and flushes under the PTL, range_end, copy, finalize; owner M (a protocol: hmm sw-mirror): its driver migrates, its ->invalidate skips the event and it maps the destination (dmirror_migrate_finalize_and_map)',
   reclaim:
     'reclaim P: try_to_unmap to a swap entry with a batched flush, pageout, free; a later fault swaps in (mm/vmscan.c)',
   ksm_merge:
@@ -187,6 +187,16 @@ export function scenarioJsonSchema(): object {
               enum: ['proceed', 'eagain'],
               description:
                 'Its invalidate_range_start under !blockable (the OOM reaper): proceed (default) or eagain (it must sleep: -EAGAIN, the reaper skips the VMA)',
+            },
+            protocol: {
+              enum: ['kvm', 'hmm'],
+              description:
+                "sw-mirror: kvm (default: mmu_notifier, zap + in_progress at range_start, seq++ at range_end) or hmm (an mmu_interval_notifier: ->invalidate sets the sequence and zaps at range_start; faults use mmu_interval_read_begin / hmm_range_fault / mmu_interval_read_retry under the driver lock)",
+            },
+            hmm_retry: {
+              type: 'boolean',
+              description:
+                'protocol: hmm: false = the driver programs its device without mmu_interval_read_retry (default true)',
             },
             atc_order: {
               enum: ['iotlb-first', 'atc-first'],

@@ -639,3 +639,91 @@ describe('transparent huge pages: thp:, thp_split/thp_collapse, walk caches, the
     )
   })
 })
+
+describe('HMM mirrors: protocol, hmm_retry, migrate_vma owner (issue 13)', () => {
+  const hmm = (secondary: string, cpus = 'cpus:\n  C0: [migrate_vma P owner hmm]'): string =>
+    scenario({
+      secondary: `secondary:\n  - ${secondary}`,
+      cpus,
+      devices: 'devices:\n  D0: { via: hmm, ops: [read P -> r0] }',
+    })
+
+  it('protocol: hmm, hmm_retry and migrate_vma ... owner load into the decl and the op', () => {
+    const sc = loadScenarioText(
+      hmm('{ name: hmm, type: sw-mirror, protocol: hmm, hmm_retry: false }'),
+      'x.yaml',
+    )
+    expect(sc.secondaries[0]).toMatchObject({ type: 'sw-mirror', protocol: 'hmm', hmmRetry: false })
+    expect(sc.threads[0]!.ops[0]).toEqual({ kind: 'migrate_vma', page: 0, owner: 0 })
+    // Without the keys the decl is what it always was (kvm).
+    const kvm = loadScenarioText(
+      hmm('{ name: hmm, type: sw-mirror }', 'cpus:\n  C0: [migrate_vma P]'),
+      'x.yaml',
+    )
+    expect(kvm.secondaries[0]).toEqual({ type: 'sw-mirror', name: 'hmm', cached: [] })
+    expect(kvm.threads[0]!.ops[0]).toEqual({ kind: 'migrate_vma', page: 0 })
+  })
+
+  it('a bad protocol, at the value, with did-you-mean', () => {
+    expect(only(hmm('{ name: hmm, type: sw-mirror, protocol: hm }', 'cpus:\n  C0: [migrate_vma P]'))).toBe(
+      `7:45 len2 protocol must be one of kvm, hmm; found string "hm" (did you mean 'hmm'?)`,
+    )
+  })
+
+  it('hmm_retry needs protocol: hmm', () => {
+    expect(
+      only(hmm('{ name: hmm, type: sw-mirror, hmm_retry: false }', 'cpus:\n  C0: [migrate_vma P]')),
+    ).toBe(
+      '7:46 len5 hmm_retry says whether the driver calls mmu_interval_read_retry: it needs protocol: hmm (an mmu_interval_notifier)',
+    )
+  })
+
+  it('owner must name a protocol: hmm sw-mirror; a word other than owner is refused', () => {
+    expect(only(hmm('{ name: hmm, type: sw-mirror }'))).toBe(
+      "9:28 len3 owner names the HMM driver migrating the page: a sw-mirror with protocol: hmm; 'hmm' is not one (none declared)",
+    )
+    expect(
+      only(hmm('{ name: hmm, type: sw-mirror, protocol: hmm }', 'cpus:\n  C0: [migrate_vma P ownr hmm]')),
+    ).toBe("9:22 len4 migrate_vma takes a page, then optionally 'owner <sw-mirror>'; found 'ownr'")
+  })
+})
+
+describe('exit and oom_reap: the release and nonblock keys, located errors', () => {
+  it('valid: release and nonblock on both kinds of secondary, exit and oom_reap ops', () => {
+    const sc = loadScenarioText(
+      scenario({
+        secondary:
+          'secondary:\n  - { name: smmu, type: hw-walker, release: none, nonblock: eagain }\n  - { name: kvm, type: sw-mirror, release: block }',
+        cpus: 'cpus:\n  C0: [write P 1, exit]\n  R: [oom_reap]',
+      }),
+      'x.yaml',
+    )
+    expect(sc.secondaries.map((d) => [d.release, d.nonblock])).toEqual([
+      ['none', 'eagain'],
+      ['block', undefined],
+    ])
+    expect(sc.threads.map((t) => t.ops.map((o) => o.kind))).toEqual([
+      ['write', 'exit'],
+      ['oom_reap'],
+      ['write'],
+    ])
+  })
+
+  it('a bad release value gets did-you-mean, at the value', () => {
+    expect(
+      only(scenario({ secondary: 'secondary:\n  - { name: smmu, type: hw-walker, release: blok }' })),
+    ).toBe('7:45 len4 release must be one of block, none; found string "blok" (did you mean \'block\'?)')
+  })
+
+  it('a bad nonblock value, at the value', () => {
+    expect(
+      only(scenario({ secondary: 'secondary:\n  - { name: smmu, type: sw-mirror, nonblock: sleep }' })),
+    ).toMatch(/^7:46 len5 nonblock must be one of proceed, eagain; found string "sleep"/)
+  })
+
+  it('exit with another process thread that uses memory, at the exit op', () => {
+    expect(only(scenario({ cpus: 'cpus:\n  C0: [exit]\n  C1: [read P]' }))).toBe(
+      "9:8 len4 exit_mmap runs when the process's last thread exits, but C1 also uses the process's memory; give it only signal, wait or oom_reap (or fold its ops into C0 before exit)",
+    )
+  })
+})

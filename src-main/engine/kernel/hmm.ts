@@ -47,6 +47,12 @@ function hmmStart(c: Ctx, f: CallFrame): void {
     complete(c, f, e, `${name} mirror`, 0, `${name} shadow`)
     return
   }
+  if (c.mmReleased(0)) {
+    // The process exited: dmirror_range_fault's mmget_not_zero() fails (-EFAULT).
+    c.emit('fault', 'dmirror_fault', `${name}: mmget_not_zero() fails: the process exited; the access fails`)
+    c.ret()
+    return
+  }
   c.metrics.device_faults++
   c.cost('mirror_fault')
   c.emit(
