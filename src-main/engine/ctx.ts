@@ -480,6 +480,11 @@ export class Ctx {
     m.imap = m.imap.slice()
     m.imap[page] = false
   }
+  /** mm_tlb_flush_pending(): some mmu_gather (or change_protection) on this mm is in flight. */
+  tlbFlushPendingAny(mm: number): boolean {
+    this.rd(Res.tfp(mm))
+    return this.s.mms[mm]!.tfp > 0
+  }
   /** mm_tlb_flush_nested(): another mmu_gather on this mm is in flight. */
   tlbFlushNested(mm: number): boolean {
     this.rd(Res.tfp(mm))

@@ -90,3 +90,55 @@ describe('ksm_merge: write_protect_page, pages_identical, replace_page', () => {
     )
   })
 })
+
+describe('write_protect_page: which PTEs are cleared and flushed (v6.6 mm/ksm.c)', () => {
+  const load = (pages: string, cpus: string) =>
+    loadScenarioText(
+      dedent(`
+        title: ksm wp
+        arch: x86_64
+        pages:
+          ${pages}
+        cpus:
+          ${cpus}
+      `),
+      'ksm-wp.test.yaml',
+    )
+  const wp = (ex: ReturnType<typeof traced>) =>
+    lines(ex, { thread: 'ksmd', kinds: ['lock', 'pte', 'cpu-flush', 'info'] })
+
+  it('a clean read-only PTE of an anon-exclusive page is still cleared and flushed under the PTL', () => {
+    // mprotect(PROT_READ) of a writable clean PTE leaves it read-only and clean, mapcount 1.
+    const sc = load('P: { value: 5, prot: rw, mapped: clean }', 'ksmd: [mprotect P ro, ksm_merge P]')
+    const ex = traced(sc, makePolicy('arch-hook'))
+    const l = lines(ex, { op: 'ksmd: ksm_merge P', kinds: ['lock', 'pte', 'cpu-flush', 'info'] })
+    const i = l.indexOf('info write_protect_page: P: read-only and clean, but anon_exclusive: clear and flush')
+    expect(i).toBeGreaterThan(0)
+    expect(l[i + 1]).toBe('pte ptep_clear_flush: PTE P := none')
+    expect(l[i + 2]).toBe('cpu-flush flush_tlb_page (ptep_clear_flush): flush CPU TLBs: P')
+    expect(first(ex, 'cpu-flush flush_tlb_page (ptep_clear_flush)', { thread: 'ksmd' }).locks).toContain('ptl')
+  })
+
+  it('a clean read-only PTE of a page shared with a fork child is cleared only while a flush is pending (mm_tlb_flush_pending)', () => {
+    // fork write-protects the clean writable PTE (ptep_set_wrprotect): read-only, clean, mapcount 2.
+    const sc = load(
+      'P: { value: 5, prot: rw, mapped: clean }\n          Q: { value: 1, prot: rw }',
+      'F: [fork]\n          C1: [munmap Q]\n          ksmd: [ksm_merge P]',
+    )
+    const alone = traced(sc, makePolicy('arch-hook'))
+    const forkSteps = alone.records.filter((r) => r.thread === 'F').length
+    const ksm = (ex: ReturnType<typeof traced>) =>
+      lines(ex, { op: 'ksmd: ksm_merge P', kinds: ['pte', 'info'] })
+    // After munmap returned: not exclusive, not writable, not dirty, no gather: write_protect_page
+    // keeps the PTE; the one ptep_clear_flush is replace_page's.
+    const clears = (ex: ReturnType<typeof traced>) =>
+      ksm(ex).filter((x) => x.startsWith('pte ptep_clear_flush')).length
+    expect(clears(alone)).toBe(1)
+    // C1's munmap has its mmu_gather in flight (tlb_gather_mmu: inc_tlb_flush_pending).
+    const racing = traced(sc, makePolicy('arch-hook'), [...new Array<number>(forkSteps).fill(0), 1, 2, 2, 2])
+    expect(ksm(racing)).toContain(
+      'info write_protect_page: P: read-only and clean, but mm_tlb_flush_pending(): clear and flush',
+    )
+    expect(clears(racing)).toBe(2)
+  })
+})

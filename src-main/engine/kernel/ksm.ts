@@ -49,7 +49,12 @@ export const ksmMerge: Proc = {
       c.goto('wp_lock')
     },
   },
-  /** page_vma_mapped_walk() takes the PTL; a writable or dirty PTE is cleared and flushed first. */
+  /**
+   * page_vma_mapped_walk() takes the PTL. v6.6 write_protect_page(): `if (pte_write(entry) ||
+   * pte_dirty(entry) || anon_exclusive || mm_tlb_flush_pending(mm))` the PTE is cleared and
+   * flushed (ptep_clear_flush) before the refcount check; a clean read-only PTE of a shared page
+   * with no gather in flight is kept as it is.
+   */
   wp_lock: {
     guard: (c) => (c.ptlFree(c.mmIndex) ? null : 'page-table lock held'),
     run: (c, f) => {
@@ -64,7 +69,19 @@ export const ksmMerge: Proc = {
         return
       }
       f.l.old = encodePte(pte)
-      if (pte.write || pte.dirty) {
+      // PageAnonExclusive(): an anon page mapped by this process only (mapcount 1). The model
+      // has no separate flag: a page that was shared by fork and is back to one mapping counts
+      // as exclusive here (the kernel would clear and flush only if the PTE is dirty), which
+      // can only add a flush, never remove one.
+      const exclusive = c.folio(pte.pfn).map === 1
+      const pending = c.tlbFlushPendingAny(mm)
+      if (pte.write || pte.dirty || exclusive || pending) {
+        if (!pte.write && !pte.dirty)
+          c.emit(
+            'info',
+            'write_protect_page',
+            `${c.pageName(page)}: read-only and clean, but ${exclusive ? 'anon_exclusive' : 'mm_tlb_flush_pending()'}: clear and flush`,
+          )
         // "We clear the pte and flush the tlb before the check": no O_DIRECT can start after it.
         c.setPte(mm, page, null, 'ptep_clear_flush')
         c.flushTlb(mm, 'page', [page], 'flush_tlb_page (ptep_clear_flush)')
