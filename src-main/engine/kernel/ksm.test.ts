@@ -104,8 +104,6 @@ describe('write_protect_page: which PTEs are cleared and flushed (v6.6 mm/ksm.c)
       `),
       'ksm-wp.test.yaml',
     )
-  const wp = (ex: ReturnType<typeof traced>) =>
-    lines(ex, { thread: 'ksmd', kinds: ['lock', 'pte', 'cpu-flush', 'info'] })
 
   it('a clean read-only PTE of an anon-exclusive page is still cleared and flushed under the PTL', () => {
     // mprotect(PROT_READ) of a writable clean PTE leaves it read-only and clean, mapcount 1.
