@@ -96,6 +96,36 @@ describe('forbid: the cause, not the condition', () => {
   })
 })
 
+describe('use-after-free: the message, then the entry in step order', () => {
+  it('tells the refill, the clear, the flushes that left it, the free and the write', () => {
+    const sc = load('munmap-uaf.flush-at-start.yaml')
+    const ex = replay(sc, makePolicy('start-end'), 'C0 C0 C0 D0 C0 C0 C0 C0 D0')
+    const { why, culprits } = explainExecution(sc, makePolicy('start-end'), ex)
+    expect(why.startsWith(`${ex.violations[0]!.message}: `)).toBe(true)
+    const order = [
+      'D0 refilled iommu TLB P -> pfn 1 RW at step 3 while C0 (munmap P) held the PTL',
+      'ptep_get_and_clear_full (step 4) made it stale',
+      'mmu_notifier_invalidate_range_end (step 5) left it',
+      'tlb_flush (tlb_finish_mmu) flushed only CPU TLBs (step 7)',
+      'munmap P returned (step 7)',
+      'pfn 1 freed (step 7)',
+      'D0 wrote P at step 8 through the stale entry (PTE P is none)',
+    ]
+    const at = order.map((x) => why.indexOf(x))
+    expect(at.every((i) => i >= 0)).toBe(true)
+    expect([...at].sort((a, b) => a - b)).toEqual(at)
+    expect(roles(culprits)).toEqual([
+      'fill@3 D0',
+      'pte-change@4 C0',
+      'missed-flush@5 C0',
+      'missed-flush@7 C0',
+      'other@7 C0',
+      'other@7 C0',
+      'stale-use@8 D0',
+    ])
+  })
+})
+
 describe('hookHint: what the holding policy did between the fill and the use', () => {
   const sc = load(COW)
   const bad = replay(sc, makePolicy('start-end'), COW_SCHEDULE)

@@ -65,7 +65,8 @@ export function explainFound(
       extra = walkCacheCulprits(run, v)
       why = pageTableWhy(v, extra)
     }
-    if (chains.length > 0 && v.invariant !== 'lost-write') why = `${why}${missedText(chains[0]!)}`
+    // The engine's one-line message, then the entry's story in step order.
+    if (chains.length > 0) why = `${v.message}: ${chains.map((c) => chainSentence(run, c)).join('. ')}`
   }
   const culprits = [...chains.flatMap((c) => chainCulprits(run, c)), ...extra]
   if (!culprits.some((c) => c.role === 'stale-use') && v.step < limit)
@@ -531,13 +532,6 @@ function tidy(cs: readonly Culprit[], limit: number): Culprit[] {
     .sort((a, b) => a.step - b.step || order[a.role] - order[b.role])
 }
 
-/** The why clause for CPU-only flushes that left the entry (the older explanations name the notifiers). */
-function missedText(c: Chain): string {
-  const cpu = c.missed.filter((m) => m.text.includes(' flushed only CPU TLBs'))
-  if (!c.reason || cpu.length === 0) return ''
-  return `; CPU-only flushes since: ${cpu.map((m) => `${m.text.split(' flushed ')[0]}@${m.step}`).join(', ')}`
-}
-
 // ---- per invariant -----------------------------------------------------------------------
 
 /** The access at the violation step (use-after-free, stale-after-return), or lost-write's stale writes. */
@@ -619,6 +613,13 @@ function forbidWhy(run: Run, v: Violation, chains: readonly Chain[], fresh: read
   return `${run.sc.forbidText} at the end ${vals}: ${parts.join('; ')}${ok.length ? `. ${ok.join('; ')}` : ''}`
 }
 
+/** A missed flush in a why line: `flush_tlb_page (ptep_clear_flush) flushed only CPU TLBs (step 8)`. */
+function missedPhrase(m: { step: number; text: string }): string {
+  const [head] = m.text.split(';')
+  const cpu = head!.endsWith(' flushed only CPU TLBs')
+  return cpu ? `${head} (step ${m.step})` : `${head!.replace(/ covered \S+$/, '')} (step ${m.step}) left it`
+}
+
 /** One sentence, in time order: the fill, the PTE change, the flushes that missed, the use, the late drop. */
 function chainSentence(run: Run, c: Chain): string {
   const name = run.sc.pages[c.use.page]!.name
@@ -626,25 +627,34 @@ function chainSentence(run: Run, c: Chain): string {
   const what = c.use.reg
     ? `${c.use.verb} ${name} -> ${c.use.reg} = ${useValue(run, c.use)}`
     : `${c.use.verb} ${name}`
-  const out: string[] = []
+  // Everything that happened to the entry, in step order (within a step: fill, change, flush).
+  const at: Array<[number, string]> = []
   if (c.fill >= 0) {
     const ctx = [
       c.ptlHolder ? `while ${c.ptlHolder} held the PTL` : '',
       c.droppedBefore ? `after ${c.droppedBefore.fn} (step ${c.droppedBefore.step}) had dropped it` : '',
     ].filter(Boolean)
-    out.push(
+    // An ATC filled from an IOTLB entry that was already stale.
+    if (c.madeStale !== null && c.madeStale < c.fill) ctx.push('from a translation already stale')
+    at.push([
+      c.fill,
       `${th(c.fill)} ${c.droppedBefore ? 'refilled' : 'filled'} ${c.row} ${name} -> ${entryText(c.entry)} at step ${c.fill}${ctx.length ? ` ${ctx.join(', ')}` : ''}`,
-    )
-  } else out.push(`${c.row} held ${name} -> ${entryText(c.entry)} from before the run`)
+    ])
+  } else at.push([-1, `${c.row} held ${name} -> ${entryText(c.entry)} from before the run`])
   if (c.madeStale !== null) {
     const fn = eventsAt(run, c.madeStale).find((x) => x.kind === 'pte')?.fn ?? 'a PTE change'
-    out.push(`${fn} (step ${c.madeStale}) made it stale`)
+    at.push([c.madeStale, `${fn} (step ${c.madeStale}) made it stale`])
   }
-  if (c.missed.length) out.push(c.missed.map((m) => `${m.text.split(';')[0]} (step ${m.step})`).join(', '))
-  else out.push('no flush or notifier covering it ran in between')
-  out.push(`${c.use.thread} ${what} at step ${c.use.step} through the stale entry (${c.reason})`)
-  if (c.late) out.push(`${c.late.fn} dropped it at step ${c.late.step}, too late`)
-  return out.join('; ')
+  for (const m of c.missed) at.push([m.step, missedPhrase(m)])
+  if (c.missed.length === 0) at.push([c.use.step, 'no flush or notifier covering it ran in between'])
+  for (const o of c.others) at.push([o.step, `${o.text.split(' while ')[0]} (step ${o.step})`])
+  at.push([c.use.step, `${c.use.thread} ${what} at step ${c.use.step} through the stale entry (${c.reason})`])
+  if (c.late) at.push([c.late.step, `${c.late.fn} dropped it at step ${c.late.step}, too late`])
+  return at
+    .map((x, i) => [x[0], i, x[1]] as const)
+    .sort((x, y) => x[0] - y[0] || x[1] - y[1])
+    .map((x) => x[2])
+    .join('; ')
 }
 
 /** lost-dirty: writeback's clean, then each write through an entry the clean did not reach. */
@@ -720,7 +730,7 @@ function progressSentence(run: Run, c: Chain): string {
   const changed =
     c.madeStale !== null ? `; ${fn ?? 'a PTE change'} (step ${c.madeStale}) made the PTE allow more` : ''
   const missed = c.missed.length
-    ? `; ${c.missed.map((m) => `${m.text.split(';')[0]} (step ${m.step})`).join(', ')}`
+    ? `; ${c.missed.map(missedPhrase).join(', ')}`
     : '; no flush or notifier covering it ran since'
   return `${held}${changed}${missed}; every retry at step ${c.use.step} and after hits that entry (${c.reason})`
 }
