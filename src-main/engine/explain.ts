@@ -56,6 +56,7 @@ export function explainFound(
     const r = lostDirtyChains(run, v)
     chains = r.chains
     extra = r.clean
+    if (chains[0]) why = `${why}. The entry: ${chainSentence(run, chains[0])}`
   } else if (v.message.includes('walk-cache entry')) {
     extra = walkCacheCulprits(run, v)
   } else {
