@@ -718,6 +718,23 @@ export class Ctx {
     if (f.dirty) this.setFile(page, { ...f, dirty: false })
     return f.dirty
   }
+  /** truncate's i_size_write(): from now on a fault on the page gets SIGBUS. */
+  fileShrink(page: number): void {
+    const f = this.file(page)
+    this.setFile(page, { ...f, trunc: true })
+    this.emit('frame', 'i_size_write', `${this.pageName(page)} is beyond the new end of file`)
+  }
+  /**
+   * truncate_inode_pages(): filemap_remove_folio() takes the folio out of the page cache;
+   * PG_dirty is cancelled (folio_cancel_dirty in truncate_cleanup_folio). The folio lock stays
+   * with its holder; the caller drops the page cache's reference (returns the pfn).
+   */
+  fileRemoveFolio(page: number): number {
+    const f = this.file(page)
+    this.setFile(page, { ...f, pfn: -1, dirty: false, trunc: true })
+    this.emit('frame', 'filemap_remove_folio', `${this.pageName(page)}: pfn ${f.pfn} leaves the page cache`)
+    return f.pfn
+  }
   /** The writeback I/O: the folio's contents as they are now go to the page's disk block. */
   diskWrite(page: number, fn: string): void {
     const f = this.file(page)

@@ -103,7 +103,8 @@ function tableText(m: LabState['mms'][number]): string {
 
 function fileText(sc: Scenario, f: FileState): string {
   const holder = f.lock >= 0 ? `, locked by ${sc.threads[f.lock]?.name ?? `thread ${f.lock}`}` : ''
-  return `pfn ${f.pfn}, ${f.dirty ? 'dirty' : 'clean'}${holder}, disk ${f.disk}`
+  if (f.pfn < 0) return `truncated (out of the page cache)${holder}, disk ${f.disk}`
+  return `pfn ${f.pfn}, ${f.dirty ? 'dirty' : 'clean'}${holder}, disk ${f.disk}${f.trunc ? ', beyond EOF' : ''}`
 }
 
 /** The whole machine as [subject, value] rows, with the subjects diffStates uses. */

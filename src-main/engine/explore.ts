@@ -161,7 +161,8 @@ function finalMem(sc: Scenario, s: LabState, page: number): number | null {
 export function lostDirty(sc: Scenario, s: LabState, stepIndex: number): Violation | null {
   for (let p = 0; p < sc.pages.length; p++) {
     const f = s.files[p]
-    if (!f) continue
+    // A truncated page's data is discarded by design (truncate_cleanup_folio cancels PG_dirty).
+    if (!f || f.pfn < 0) continue
     const v = s.frames[f.pfn]!.v
     if (v === f.disk || f.dirty) continue
     const dirtyPte = s.mms.some((m) =>

@@ -50,6 +50,8 @@ const OP_DOCS: Record<string, string> = {
   writeback:
     'writeback P (kind: file): folio_lock, folio_clear_dirty_for_io -> folio_mkclean (no rmap walk if unmapped) -> page_vma_mkclean_one, then the contents go to disk(P) (mm/page-writeback.c, mm/rmap.c)',
   exit: "exit: the process's last thread exits: exit_mmap: mmu_notifier_release (each driver's ->release, then no subscriber is left), unmap_vmas with no notifier, free_pgtables, tlb_finish_mmu frees the pages (mm/mmap.c); the last op of its thread",
+  truncate:
+    "truncate P (kind: file): ftruncate below P: i_size_write (faults now SIGBUS), unmap_mapping_range (zap_page_range_single with notifiers), truncate_inode_pages (folio_lock, unmap again if a fault mapped it, filemap_remove_folio, the page cache's reference dropped) (mm/truncate.c)",
   oom_reap:
     'oom_reap: the oom_reaper kthread: __oom_reap_task_mm under mmap_read_trylock zaps the anon VMAs with mmu_notifier_invalidate_range_start_nonblock; a notifier returning -EAGAIN (nonblock: eagain) makes it skip the VMA (mm/oom_kill.c)',
 }

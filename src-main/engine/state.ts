@@ -138,10 +138,16 @@ export interface ThreadState {
  * on disk.
  */
 export interface FileState {
+  /** The page-cache folio's frame; -1 once truncate removed it from the page cache. */
   readonly pfn: number
   readonly dirty: boolean
   readonly lock: number
   readonly disk: number
+  /**
+   * truncate shrank the file below this page (i_size_write, before truncate_pagecache): a
+   * fault on it gets SIGBUS (filemap_fault's i_size check).
+   */
+  readonly trunc?: true
 }
 
 export interface LabState {
@@ -745,7 +751,7 @@ export function hashState(s: LabState, live: Liveness): [number, number] {
   for (const f of s.files) {
     if (!f) continue
     h.n(frameCode(f.pfn, lab) * 2 + (f.dirty ? 1 : 0))
-    h.n(f.lock)
+    h.n(f.lock + (f.trunc ? 1 << 20 : 0))
     h.n(f.disk)
   }
   for (const x of s.flags) h.n(x ? 1 : 0)

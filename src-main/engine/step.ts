@@ -19,6 +19,7 @@ import { writeback } from './kernel/writeback'
 import { sync, vfree, vmalloc } from './kernel/vmalloc'
 import { thpCollapse, thpSplit } from './kernel/thp'
 import { exitMmap, oomReap } from './kernel/exit'
+import { truncate } from './kernel/truncate'
 import type { Policy } from './policy'
 import type { Metrics, TraceEvent, Violation } from './results'
 import { zeroMetrics } from './results'
@@ -51,6 +52,7 @@ export const PROCS: Readonly<Record<string, Proc>> = {
   thp_collapse: thpCollapse,
   exit_mmap: exitMmap,
   oom_reap: oomReap,
+  truncate,
 }
 
 function rootFrame(sc: Scenario, t: number, op: Op): CallFrame {
@@ -118,6 +120,8 @@ function rootFrame(sc: Scenario, t: number, op: Op): CallFrame {
       return { proc: 'exit_mmap', pc: 'start', l: {} }
     case 'oom_reap':
       return { proc: 'oom_reap', pc: 'start', l: {} }
+    case 'truncate':
+      return { proc: 'truncate', pc: 'start', l: { page: op.page } }
   }
 }
 

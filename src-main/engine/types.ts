@@ -153,6 +153,8 @@ export type CpuOp =
   | { readonly kind: 'exit' }
   /** The oom_reaper kthread reaps the process's mm: __oom_reap_task_mm (v6.6 mm/oom_kill.c). */
   | { readonly kind: 'oom_reap' }
+  /** ftruncate below file page P: truncate_setsize -> truncate_pagecache (v6.6 mm/truncate.c). */
+  | { readonly kind: 'truncate'; readonly page: number }
   | SyncOp
 
 /** Ordering between threads, as a driver and its device agree by a doorbell or a completion. */

@@ -724,7 +724,7 @@ describe('exit and oom_reap: the release and nonblock keys, located errors', () 
 
   it('exit with another process thread that uses memory, at the exit op', () => {
     expect(only(scenario({ cpus: 'cpus:\n  C0: [exit]\n  C1: [read P]' }))).toBe(
-      "9:8 len4 exit_mmap runs when the process's last thread exits, but C1 also uses the process's memory; give it only signal, wait or oom_reap (or fold its ops into C0 before exit)",
+      "9:8 len4 exit_mmap runs when the process's last thread exits, but C1 also uses the process's memory; give it only signal, wait, oom_reap or truncate (or fold its ops into C0 before exit)",
     )
   })
 })

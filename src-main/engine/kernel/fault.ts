@@ -301,7 +301,14 @@ export const handleMmFault: Proc = {
   file_fault: {
     guard: (c, f) => (c.folioLockFree(num(f, 'page')) ? null : 'folio locked (filemap_fault)'),
     run: (c, f) => {
-      c.folioLock(num(f, 'page'), 'filemap_fault: folio_lock')
+      const page = num(f, 'page')
+      if (c.file(page).trunc === true) {
+        // filemap_fault(): `if (unlikely(index >= max_idx)) return VM_FAULT_SIGBUS;` (i_size).
+        c.emit('fault', 'filemap_fault', `${c.pageName(page)} is beyond i_size (truncated): VM_FAULT_SIGBUS`)
+        finish(c, c.mmIndex, 'segv')
+        return
+      }
+      c.folioLock(page, 'filemap_fault: folio_lock')
       c.goto('file_map')
     },
   },
@@ -346,7 +353,22 @@ export const handleMmFault: Proc = {
   shared_mkwrite: {
     guard: (c, f) => (c.folioLockFree(num(f, 'page')) ? null : 'folio locked (do_page_mkwrite)'),
     run: (c, f) => {
-      c.folioLock(num(f, 'page'), 'do_page_mkwrite: folio_lock')
+      const page = num(f, 'page')
+      c.folioLock(page, 'do_page_mkwrite: folio_lock')
+      const orig = decodePte(f.l.orig!)!
+      if (c.file(page).pfn !== orig.pfn) {
+        // filemap_page_mkwrite(): `if (folio->mapping != inode->i_mapping)` (truncated meanwhile):
+        // folio_unlock, VM_FAULT_NOPAGE; the access retries (and finds the PTE zapped).
+        c.emit(
+          'fault',
+          'filemap_page_mkwrite',
+          `${c.pageName(page)}: the folio left the page cache (truncate): VM_FAULT_NOPAGE`,
+        )
+        c.folioUnlock(page)
+        c.putFrame(orig.pfn)
+        finish(c, c.mmIndex, 'retry')
+        return
+      }
       c.goto('shared_finish')
     },
   },

@@ -497,9 +497,7 @@ export const unmapMappingRange: Proc = {
           `${c.pageName(page)}: no VMA in the i_mmap tree, nothing to zap`,
         )
         c.imapRead(mm, -1)
-        c.markRevoked(mm, [page])
-        c.emit('op', 'unmap_mapping_range', 'returns')
-        c.ret()
+        revokeReturn(c, f)
         return
       }
       gatherInit(c)
@@ -527,7 +525,14 @@ function revokeGather(c: Ctx, f: CallFrame): void {
 function revokeDone(c: Ctx, f: CallFrame): void {
   gatherFinishFree(c)
   c.imapRead(c.mmIndex, -1)
-  c.markRevoked(c.mmIndex, [num(f, 'page')])
-  c.emit('op', 'unmap_mapping_range', 'returns')
+  revokeReturn(c, f)
+}
+
+/** The syscall's return (the revoke op), or back to truncate (`nested`), which returns later. */
+function revokeReturn(c: Ctx, f: CallFrame): void {
+  if (f.l.nested !== true) {
+    c.markRevoked(c.mmIndex, [num(f, 'page')])
+    c.emit('op', 'unmap_mapping_range', 'returns')
+  }
   c.ret()
 }

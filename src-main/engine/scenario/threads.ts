@@ -44,6 +44,7 @@ export const CPU_OPS = [
   'thp_collapse',
   'exit',
   'oom_reap',
+  'truncate',
 ] as const
 export const DEVICE_OPS = ['read', 'write', 'signal', 'wait'] as const
 /** CPU ops a scenario with a huge page may use (the rest are not modelled on a huge page). */
@@ -313,6 +314,7 @@ export function parseThreads(
       case 'reclaim':
       case 'unmap_mapping_range':
       case 'writeback':
+      case 'truncate':
       case 'vfree': {
         if (head.s === 'migrate' || head.s === 'reclaim')
           migrates.push({ path: p, at: head.at, len: head.s.length, op: head.s })
@@ -496,6 +498,20 @@ export function parseThreads(
         o.at,
         o.len,
       )
+    if (o.op === 'truncate' && !file)
+      issues.add(
+        o.path,
+        `truncate shrinks a file below a MAP_SHARED file page; page '${pages[o.page]!.name}' is ${pages[o.page]!.kind} (declare it kind: file)`,
+        o.at,
+        o.len,
+      )
+    if (o.op === 'truncate' && threads.find((t) => t.name === o.thread)?.mm === 1)
+      issues.add(
+        o.path,
+        'truncate runs on a thread of the process (mm: process): the file is mapped there',
+        o.at,
+        o.len,
+      )
     if (o.op === 'writeback' && !file)
       issues.add(
         o.path,
@@ -616,7 +632,7 @@ export function parseThreads(
 }
 
 /** The ops a thread of the process may have besides the exiting thread's: none that use the mm. */
-const NOT_THE_MM = ['signal', 'wait', 'oom_reap']
+const NOT_THE_MM = ['signal', 'wait', 'oom_reap', 'truncate']
 
 /**
  * `exit` and `oom_reap`: exit_mmap runs when the process's last thread exits, so `exit` is the
@@ -663,7 +679,7 @@ function checkExits(
     if (other)
       issues.add(
         e.path,
-        `exit_mmap runs when the process's last thread exits, but ${other.name} also uses the process's memory; give it only signal, wait or oom_reap (or fold its ops into ${e.thread} before exit)`,
+        `exit_mmap runs when the process's last thread exits, but ${other.name} also uses the process's memory; give it only signal, wait, oom_reap or truncate (or fold its ops into ${e.thread} before exit)`,
         e.at,
         e.len,
       )

@@ -1,0 +1,58 @@
+/**
+ * Truncating a file below a mapped page, v6.6: ftruncate -> do_truncate -> notify_change ->
+ * ->setattr -> truncate_setsize() (mm/truncate.c): i_size_write(), then truncate_pagecache():
+ *
+ *   unmap_mapping_range(mapping, holebegin, 0, 1);   every VMA of the file, with notifiers
+ *   truncate_inode_pages(mapping, newsize);          folio_lock, unmap_mapping_folio if a fault
+ *                                                    mapped it again, filemap_remove_folio
+ *   unmap_mapping_range(mapping, holebegin, 0, 1);   private COWs (none: pages are MAP_SHARED)
+ *
+ * The first unmap_mapping_range zaps through zap_page_range_single (range_start
+ * MMU_NOTIFY_CLEAR, the PTE clears, range_end, tlb_finish_mmu), the same proc as a driver's
+ * revoke (unmap.ts); the page-cache folio is freed only afterwards, when truncate_inode_pages
+ * drops the page cache's reference. From i_size_write on, filemap_fault refuses the page
+ * (SIGBUS for a CPU, IOMMU_PAGE_RESP_INVALID for a device).
+ */
+import type { Proc } from './proc'
+import { num } from './proc'
+
+export const truncate: Proc = {
+  /** truncate_setsize(): i_size_write(); truncate_pagecache(): unmap_mapping_range(mapping, holebegin, 0, 1). */
+  start: {
+    run: (c, f) => {
+      c.fileShrink(num(f, 'page'))
+      c.call('unmap_mapping_range', { page: num(f, 'page'), nested: true }, 'lock')
+    },
+  },
+  /**
+   * truncate_inode_pages_range() -> find_lock_entries(): folio_lock. truncate_cleanup_folio():
+   * `if (folio_mapped(folio)) unmap_mapping_folio(folio);` (a fault that raced the first
+   * unmap mapped it again; it held the folio lock until its PTE was in).
+   */
+  lock: {
+    guard: (c, f) => (c.folioLockFree(num(f, 'page')) ? null : 'folio locked'),
+    run: (c, f) => {
+      const page = num(f, 'page')
+      c.folioLock(page, 'find_lock_entries: folio_lock')
+      if (c.folio(c.file(page).pfn).map > 0) {
+        c.emit('info', 'truncate_cleanup_folio', `${c.pageName(page)}: folio_mapped(): unmap_mapping_folio`)
+        c.call('unmap_mapping_range', { page, nested: true }, 'remove')
+        return
+      }
+      c.goto('remove')
+    },
+  },
+  /** filemap_remove_folio (delete_from_page_cache_batch), folio_unlock, the page cache's folio_put. */
+  remove: {
+    run: (c, f) => {
+      const page = num(f, 'page')
+      const pfn = c.fileRemoveFolio(page)
+      c.folioUnlock(page)
+      c.putFrame(pfn, 'folio_batch_release (the page cache reference)')
+      // The second unmap_mapping_range finds no private COW of a MAP_SHARED page: nothing to do.
+      c.markRevoked(0, [page], true)
+      c.emit('op', 'truncate', 'returns 0')
+      c.ret()
+    },
+  },
+}
