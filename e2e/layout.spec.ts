@@ -226,12 +226,13 @@ for (const [w, h] of [
     await checkLayout(page, `${w}x${h} with a trace`)
     await lab.screenshot(`43-layout-${w}x${h}-trace`)
 
-    // Maximise the traces pane: it takes the area right of the sidebar; restore gives it back.
+    // Maximise the traces pane: it takes the window below the top bar; restore gives it back.
     const pane = page.getByTestId('traces-pane')
     const before = (await pane.boundingBox())!
     await page.getByTestId('traces-maximise').click()
     await expect(page.getByTestId('traces-maximise')).toHaveAttribute('aria-pressed', 'true')
     await expect.poll(async () => (await pane.boundingBox())!.height).toBeGreaterThan(h - 34 - 20 - 10)
+    await expect.poll(async () => (await pane.boundingBox())!.width).toBeGreaterThan(w - 10)
     await checkLayoutNoTabs(page, `${w}x${h} traces maximised`)
     await lab.screenshot(`44-layout-${w}x${h}-traces-maximised`)
     await page.getByTestId('traces-maximise').click()

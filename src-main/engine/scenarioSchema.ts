@@ -20,6 +20,8 @@ import { INVARIANTS, METRIC_NAMES } from './types'
 const OP_DOCS: Record<string, string> = {
   read: 'read P -> reg: a load (CPU) or DMA read (device) through the TLB; the register gets the value',
   write: 'write P value: a store (CPU) or DMA write (device)',
+  translate:
+    'translate P (device, ats: true): a PCIe ATS Translation Request with no access (prefetch): the IOMMU answers from its IOTLB or a walk, the completion fills the ATC; no PTE: R=W=0, nothing cached',
   write_fault: 'handle_mm_fault(FAULT_FLAG_WRITE) on P: reuse upgrade, dirty-bit update, COW, or nothing',
   cow_fault:
     'a write fault expected to break COW (wp_page_copy); re-checks pte_same and backs off if resolved',

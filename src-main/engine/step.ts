@@ -5,7 +5,7 @@
 import { Ctx } from './ctx'
 import type { Footprint } from './footprint'
 import type { InvalidationKinds } from './costs'
-import { cpuAccess, devAccess, mirrorAccess } from './kernel/access'
+import { cpuAccess, devAccess, devTranslateProc, mirrorAccess } from './kernel/access'
 import { handleMmFault } from './kernel/fault'
 import { hmmAccess } from './kernel/hmm'
 import type { Proc } from './kernel/proc'
@@ -30,6 +30,7 @@ import type { Op, Scenario, SwMirrorDecl } from './types'
 export const PROCS: Readonly<Record<string, Proc>> = {
   cpu_access: cpuAccess,
   dev_access: devAccess,
+  dev_translate: devTranslateProc,
   mirror_access: mirrorAccess,
   hmm_access: hmmAccess,
   handle_mm_fault: handleMmFault,
@@ -108,6 +109,8 @@ function rootFrame(sc: Scenario, t: number, op: Op): CallFrame {
       return { proc: 'vmalloc', pc: 'start', l: { page: op.page, value: op.value } }
     case 'vfree':
       return { proc: 'vfree', pc: 'start', l: { page: op.page } }
+    case 'translate':
+      return { proc: 'dev_translate', pc: 'start', l: { page: op.page } }
     case 'signal':
     case 'wait':
       return { proc: 'sync', pc: 'start', l: { flag: op.flag, wait: op.kind === 'wait' } }

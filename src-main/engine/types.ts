@@ -169,6 +169,8 @@ export type SyncOp =
 export type DeviceOp =
   | { readonly kind: 'read'; readonly page: number; readonly reg: number | null }
   | { readonly kind: 'write'; readonly page: number; readonly value: number }
+  /** A PCIe ATS Translation Request with no access (a prefetch): fills the device's ATC. */
+  | { readonly kind: 'translate'; readonly page: number }
   | SyncOp
 
 export type Op = CpuOp | DeviceOp

@@ -277,7 +277,7 @@ describe('loadScenarioText: errors located at file:line:column', () => {
 
   it('a device doing a CPU-only op', () => {
     expect(only(scenario({ devices: 'devices:\n  D0: { via: smmu, ops: [munmap P] }' }))).toBe(
-      "11:26 len6 unknown device op 'munmap' (devices only do read and write DMA); expected one of read, write, signal, wait",
+      "11:26 len6 unknown device op 'munmap' (devices do DMA reads and writes and ATS translation requests); expected one of read, write, signal, wait, translate",
     )
   })
 

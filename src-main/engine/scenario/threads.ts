@@ -46,7 +46,7 @@ export const CPU_OPS = [
   'oom_reap',
   'truncate',
 ] as const
-export const DEVICE_OPS = ['read', 'write', 'signal', 'wait'] as const
+export const DEVICE_OPS = ['read', 'write', 'signal', 'wait', 'translate'] as const
 /** CPU ops a scenario with a huge page may use (the rest are not modelled on a huge page). */
 const THP_CPU_OPS: readonly string[] = ['read', 'write', 'thp_split', 'thp_collapse']
 
@@ -97,6 +97,8 @@ export function parseThreads(
   const exits: Array<{ path: Path; at: number; len: number; op: string; thread: string }> = []
   const signalled = new Set<string>()
   const waits: Array<{ path: Path; at: number; len: number; flag: string }> = []
+  /** The secondary of the device thread whose ops are being parsed. */
+  let devVia: number | undefined
   const parseOps = (
     list: unknown,
     path: Path,
@@ -158,7 +160,7 @@ export function parseThreads(
     if (!allowed.includes(head.s)) {
       const extra =
         kind === 'device' && (CPU_OPS as readonly string[]).includes(head.s)
-          ? ' (devices only do read and write DMA)'
+          ? ' (devices do DMA reads and writes and ATS translation requests)'
           : ''
       issues.add(
         p,
@@ -323,6 +325,21 @@ export function parseThreads(
         if (page !== null) notePageOp(p, ws[1]!, head.s, page)
         return page === null ? null : { kind: head.s, page }
       }
+      case 'translate': {
+        // An ATS Translation Request needs the device's ATC (a hw-walker with ats: true).
+        const d = devVia === undefined ? undefined : secondaries[devVia]
+        if (d && (d.type !== 'hw-walker' || !d.ats))
+          issues.add(
+            p,
+            `translate is a PCIe ATS Translation Request: ${tname} must go through a hw-walker with ats: true ('${d.name}' has no ATC)`,
+            head.at,
+            head.s.length,
+          )
+        const page = pageWord(ws[1], p, head.s, src)
+        tooMany(2)
+        if (page !== null) notePageOp(p, ws[1]!, head.s, page)
+        return page === null ? null : { kind: 'translate', page }
+      }
       case 'migrate_vma': {
         // migrate_vma P [owner M]: M's driver migrates (migrate_vma.pgmap_owner = its owner).
         migrates.push({ path: p, at: head.at, len: head.s.length, op: head.s })
@@ -470,7 +487,9 @@ export function parseThreads(
           `via must name a secondary (${[...secIndex.keys()].join(', ') || 'none declared'}); found ${typeName(body.via)}`,
         )
       }
+      devVia = via
       const { ops, text } = parseOps(body.ops, [...path, 'ops'], tname, 'device')
+      devVia = undefined
       if (tooManyThreads(path)) continue
       const sd = via === undefined ? undefined : secondaries[via]
       if (sd?.type === 'sw-mirror' && sd.protocol === 'hmm' && raw.thp !== undefined)
