@@ -28,8 +28,8 @@
  * of T cannot step outside T: it is skipped. Reads conflict like writes (the futures do not
  * say which), which only costs reduction, never soundness.
  *
- * Page sets are deliberately coarse: only a CPU or device read, write, write_fault or
- * cow_fault names the one page it can touch; any other op (flush ranges, rmap walks, batched
+ * Page sets are deliberately coarse: only a CPU or device read, write, write_fault,
+ * cow_fault or device translate names the one page it can touch; any other op (flush ranges, rmap walks, batched
  * flushes) may touch every page. The explorer checks each step it runs against its thread's
  * page set (`outside`): a step outside it is a model bug, reported, never a silently wrong
  * verdict; the tests run that check on every step of the unreduced explorer over the
@@ -132,7 +132,7 @@ export function touchOf(fp: Footprint, s: LabState, t: number): StepTouch {
   return { global, mmapShared, pages, frames, mmapWrite, shared }
 }
 
-const PAGE_LOCAL_OPS = new Set(['read', 'write', 'write_fault', 'cow_fault'])
+const PAGE_LOCAL_OPS = new Set(['read', 'write', 'write_fault', 'cow_fault', 'translate'])
 
 /** Per thread and op index: the pages the thread may touch from that op to its end. */
 export class Futures {

@@ -391,3 +391,68 @@ describe('a two-level secondary: IOTLB plus device ATC (PCIe ATS), reference 4.1
     ).toThrow(/ats/)
   })
 })
+
+describe('translate P: a PCIe ATS Translation Request without an access (prefetch)', () => {
+  const sc = (cached: string, ops: string, cpu = 'signal x') =>
+    load(`
+      title: ATS prefetch
+      arch: x86_64
+      pages:
+        P: { value: 5, prot: rw }
+        Q: { value: 0, prot: rw, mapped: none }
+      secondary:
+        - { name: iommu, type: hw-walker, ats: true, cached: [${cached}] }
+      cpus:
+        C0: [${cpu}]
+      devices:
+        D0: { via: iommu, ops: [${ops}] }
+    `)
+
+  it('a miss walks, fills the IOTLB then the ATC, and accesses nothing; the read after it hits the ATC without a request', () => {
+    const ex = traced(sc('', 'translate P, read P -> r0'), pol('start-end'), [1, 1])
+    const l = lines(ex, { thread: 'D0', kinds: ['info', 'fill', 'access'] })
+    expect(l).toEqual([
+      'info ATS translation request: iommu: prefetch P (no access); ask the IOMMU',
+      'fill IOMMU page walk: iommu IOTLB P -> pfn 1 RW',
+      'fill ATS translation completion: iommu ATC P -> pfn 1 RW (prefetch)',
+      'access load: read 5 from P (pfn 1) via iommu ATC -> r0',
+    ])
+    expect(ex.metrics.device_faults).toBe(0)
+  })
+
+  it('an ATC hit sends no request', () => {
+    const ex = traced(sc('P', 'translate P'), pol('start-end'), [1])
+    expect(lines(ex, { thread: 'D0', kinds: ['info', 'fill'] })).toEqual([
+      'info ATS translation request: iommu: P already in the ATC; no request',
+    ])
+  })
+
+  it('no PTE: the completion says R=W=0, nothing is cached and no page request is raised', () => {
+    const ex = traced(sc('', 'translate Q'), pol('start-end'), [1])
+    expect(lines(ex, { thread: 'D0', kinds: ['info', 'fill', 'fault'] })).toEqual([
+      'info ATS translation request: iommu: prefetch Q (no access); ask the IOMMU',
+      'info ATS translation completion: iommu: walk finds no present PTE for Q: R=W=0, nothing cached, no page request',
+    ])
+    expect(ex.metrics.device_faults).toBe(0)
+    expect(ex.final.secs[0]!.atc).toEqual([])
+  })
+
+  it('translate needs a hw-walker with ats: true', () => {
+    expect(() =>
+      load(`
+        title: no ATC
+        arch: x86_64
+        pages:
+          P: { value: 5, prot: rw }
+        secondary:
+          - { name: iommu, type: hw-walker }
+        cpus:
+          C0: [signal x]
+        devices:
+          D0: { via: iommu, ops: [translate P] }
+      `),
+    ).toThrow(
+      /translate is a PCIe ATS Translation Request: D0 must go through a hw-walker with ats: true \('iommu' has no ATC\)/,
+    )
+  })
+})

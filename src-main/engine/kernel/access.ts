@@ -383,6 +383,75 @@ function mmGone(c: Ctx, fn: string, outcome: string): void {
   c.ret()
 }
 
+/**
+ * `translate P`: a PCIe ATS Translation Request with no access behind it (a prefetch; PCIe Base
+ * spec, Address Translation Services): the device asks the IOMMU for P's translation (read
+ * intent, no write intent) and caches the completion in its ATC. The IOMMU answers from its
+ * IOTLB or walks the page table (SMMUv3 and VT-d translate ATS requests like DMA, filling the
+ * IOTLB). A walk that finds no present PTE completes with R=W=0 ("no access"): the model caches
+ * nothing and raises no page request (the device asks for one, PRI, only when an access needs
+ * the page). An ATC hit sends no request.
+ */
+function devTranslate(c: Ctx, f: CallFrame): void {
+  const via = c.sc.threads[c.t]!.via
+  const d = hwDecl(c)
+  const page = num(f, 'page')
+  if (d.release !== 'none' && c.mmReleased(0)) {
+    c.emit(
+      'fault',
+      'ATS translation request',
+      `${d.name}: ${c.pageName(page)} after ->release: completion with R=W=0, nothing cached`,
+    )
+    c.ret()
+    return
+  }
+  const mm = c.mmOfPage(page)
+  if (c.atcFind(via, page)) {
+    c.emit('info', 'ATS translation request', `${d.name}: ${c.pageName(page)} already in the ATC; no request`)
+    c.ret()
+    return
+  }
+  c.cost('ats_translation')
+  c.emit(
+    'info',
+    'ATS translation request',
+    `${d.name}: prefetch ${c.pageName(page)} (no access); ask the IOMMU`,
+  )
+  let e = c.secFind(via, page)
+  if (!e) {
+    const w = hardwareWalk(c, mm, page, false, 'IOMMU dirty-bit update', via)
+    if (w === 'aborted') return
+    if (!w) {
+      c.emit(
+        'info',
+        'ATS translation completion',
+        `${d.name}: walk finds no present PTE for ${c.pageName(page)}: R=W=0, nothing cached, no page request`,
+      )
+      c.ret()
+      return
+    }
+    e = w
+    for (const x of hugeSiblings(c, mm, e)) c.secPut(via, x)
+    c.cost('iotlb_walk')
+    c.emit(
+      'fill',
+      'IOMMU page walk',
+      `${d.name} IOTLB ${c.pageName(page)} -> pfn ${e.pfn} ${e.write ? 'RW' : 'RO'}${e.huge ? ' (2 MiB entry)' : ''}`,
+      { pages: [c.pageName(page)], tlb: iotlbRow(d), pfn: e.pfn },
+    )
+  }
+  for (const x of hugeSiblings(c, mm, e, (q) => c.secFind(via, q))) c.atcPut(via, x)
+  c.emit(
+    'fill',
+    'ATS translation completion',
+    `${d.name} ATC ${c.pageName(page)} -> pfn ${e.pfn} ${e.write ? 'RW' : 'RO'} (prefetch)`,
+    { pages: [c.pageName(page)], tlb: `${d.name} ATC`, pfn: e.pfn },
+  )
+  c.ret()
+}
+
+export const devTranslateProc: Proc = { start: { run: devTranslate } }
+
 export const devAccess: Proc = {
   start: { run: devTry },
   /** iopf_group response: INVALID aborts the DMA; SUCCESS lets the device retry. */
