@@ -110,6 +110,7 @@ export const RUN: RunResult = {
           cycle: null,
           violation: { invariant: 'forbid', step: 4, thread: '-', message: 'forbid holds' },
           why: 'the final state satisfies forbid',
+          culprits: [],
           trace: TRACE,
         },
       ],
