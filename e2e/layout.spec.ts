@@ -215,6 +215,8 @@ for (const [w, h] of [
     await expect(cell.locator('.cv')).toHaveText('violated')
     await expect(lab.overall('invalidate-range+access-flags-notify')).toBeVisible()
     await lab.screenshot(`42-layout-${w}x${h}`)
+    await page.getByTestId('metrics-table').scrollIntoViewIfNeeded()
+    await lab.screenshot(`42-layout-${w}x${h}-metrics`)
 
     // A trace open under the results: still no sideways page scroll.
     await page
