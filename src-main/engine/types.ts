@@ -33,6 +33,12 @@ export interface PageDecl {
    * `kernel_pages:`; mapped by `vmalloc`, unmapped by `vfree`, never in a process VMA.
    */
   readonly kind: 'anon' | 'pfnmap' | 'file' | 'kernel'
+  /**
+   * pfnmap: what a fault on a none PTE does. 'sigbus' (default): a remap_pfn_range() VMA with
+   * no ->fault. 'insert_pfn': the driver's ->fault maps the pfn again (vfio-pci's
+   * vfio_pci_mmap_fault, kernel/pfnmap.ts), so an access after a revoke can succeed.
+   */
+  readonly fault?: 'sigbus' | 'insert_pfn'
 }
 
 export type FlushAt = 'start' | 'end' | 'both'

@@ -16,6 +16,7 @@
  * re-takes the PTL and re-checks pte_same, wp_page_reuse makes the PTE writable and dirty, and
  * fault_dirty_shared_page() marks the folio dirty before folio_unlock(). No copy.
  */
+import { pfnmapFault } from './pfnmap'
 import type { Ctx } from '../ctx'
 import { hasVariant } from '../policy'
 import { ZERO_PFN, type CallFrame, type Pte } from '../state'
@@ -190,10 +191,11 @@ export const handleMmFault: Proc = {
         return
       }
       if (orig === null && c.sc.pages[page]!.kind === 'pfnmap') {
-        // A remap_pfn_range() VMA has no ->fault: VM_FAULT_SIGBUS.
-        c.emit('fault', 'handle_mm_fault', `${c.pageName(page)}: VM_PFNMAP with no PTE: VM_FAULT_SIGBUS`)
+        // A remap_pfn_range() VMA has no ->fault: VM_FAULT_SIGBUS; a driver's ->fault
+        // (fault: insert_pfn) maps the pfn again (kernel/pfnmap.ts).
+        const ok = pfnmapFault(c, mm, page)
         c.unlockPtl(mm)
-        finish(c, mm, 'segv')
+        finish(c, mm, ok ? 'ok' : 'segv')
         return
       }
       if (orig === null) {

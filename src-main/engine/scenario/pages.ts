@@ -18,7 +18,7 @@ import {
 import type { Arch, Mapped, PageDecl, Prot } from '../types'
 
 export const KERNEL_PAGE_KEYS = ['value', 'mapped'] as const
-export const PAGE_KEYS = ['value', 'prot', 'cow', 'mapped', 'kind'] as const
+export const PAGE_KEYS = ['value', 'prot', 'cow', 'mapped', 'kind', 'fault'] as const
 export const PAGE_KINDS = ['anon', 'pfnmap', 'file'] as const
 
 /** The pages, and each name's index (-1 for a page declared with errors). */
@@ -64,6 +64,22 @@ export function parsePages(
           : oneOf<PageDecl['kind']>(d.kind, PAGE_KINDS, [...path, 'kind'], issues, 'kind')
       if (kind === 'pfnmap' && cow)
         issues.add([...path, 'cow'], 'a pfnmap page is a shared device mapping: it cannot be cow')
+      // pfnmap: a driver ->fault that maps the pfn again (vfio_pci_mmap_fault), or none (SIGBUS).
+      const fault =
+        d.fault === undefined
+          ? undefined
+          : (oneOf<'sigbus' | 'insert_pfn'>(
+              d.fault,
+              ['sigbus', 'insert_pfn'],
+              [...path, 'fault'],
+              issues,
+              'fault',
+            ) ?? undefined)
+      if (d.fault !== undefined && kind !== 'pfnmap')
+        issues.add(
+          [...path, 'fault'],
+          `fault says what a driver's VM_PFNMAP mapping does on a fault after a revoke: it needs kind: pfnmap (this page is ${kind ?? 'invalid'})`,
+        )
       if (kind === 'file' && cow)
         issues.add(
           [...path, 'cow'],
@@ -113,7 +129,7 @@ export function parsePages(
       }
       if (value !== null && prot && cow !== null && mapped && kind) {
         pageIndex.set(name, pages.length)
-        pages.push({ name, value, prot, cow, mapped, kind })
+        pages.push({ name, value, prot, cow, mapped, kind, ...(fault && kind === 'pfnmap' ? { fault } : {}) })
       } else {
         pageIndex.set(name, -1)
       }
