@@ -663,6 +663,7 @@ export class Ctx {
   // ---- file pages: the page-cache folio (kind: file) ------------------------------------
   /** The page-cache folio of file page `page` (throws for other kinds: a model bug). */
   file(page: number): FileState {
+    page = this.sc.pages[page]!.fileOf ?? page
     this.rd(Res.file(page))
     const f = this.s.files[page]
     if (!f) throw new Error(`model bug: ${this.pageName(page)} is not a file page`)
@@ -672,6 +673,8 @@ export class Ctx {
     return this.sc.pages[page]!.kind === 'file'
   }
   private setFile(page: number, f: FileState): void {
+    // An address declared `file: P` maps P's folio: its page-cache state is P's.
+    page = this.sc.pages[page]!.fileOf ?? page
     this.wr(Res.file(page))
     if (!this.ownFiles) {
       this.s.files = this.s.files.slice()

@@ -189,8 +189,12 @@ export class Futures {
         const local = PAGE_LOCAL_OPS.has(op.kind)
         if (!local) sh = true
         share[k] = sh
-        if (!widen && local && 'page' in op) acc[op.page] = 1
-        else if (op.kind !== 'signal' && op.kind !== 'wait') {
+        if (!widen && local && 'page' in op) {
+          acc[op.page] = 1
+          // A fault at an address declared `file: P` works on P's page-cache folio.
+          const owner = sc.pages[op.page]!.fileOf
+          if (owner !== undefined) acc[owner] = 1
+        } else if (op.kind !== 'signal' && op.kind !== 'wait') {
           acc.fill(1)
           all = true
         }

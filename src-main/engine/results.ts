@@ -187,7 +187,18 @@ export interface PolicyResult {
   /** Which execution the metrics were measured on. */
   readonly metricsSchedule: string
   readonly costTable: string
+  /** The expect entry as written: `holds`, `violated`, an invariant, or `violated: [a, b]`. */
   readonly expected: string | null
+  /**
+   * `expect: { P: { violated: [...] } }`: the exact set of invariants that must be violated
+   * (absent for the other forms).
+   */
+  readonly expectedSet?: readonly string[]
+  /**
+   * Why the verdicts do not match an exact set: `missing lost-write; extra stale-after-return`
+   * (absent when they match or another form was expected).
+   */
+  readonly expectNote?: string
   /** Whether the computed result matches `expect` and `expect_metrics`; null when nothing was expected. */
   readonly matches: boolean | null
   /** The scenario's `expect_metrics` for this policy, checked on the metrics execution. */
@@ -228,6 +239,16 @@ export function expectStatus(r: PolicyResult): ExpectStatus | null {
   if (r.matches) return 'ok'
   const metricsOk = r.metricChecks.every((m) => m.ok)
   if (r.expected === 'holds' && r.verdict === 'unknown' && metricsOk) return 'not-proven'
+  // An exact set whose listed invariants were all found, with nothing else violated, but the
+  // search did not cover everything: the others are unknown, not proven to hold.
+  if (
+    r.expectedSet !== undefined &&
+    metricsOk &&
+    Object.entries(r.invariants).every(([k, v]) =>
+      r.expectedSet!.includes(k) ? v === 'violated' : v !== 'violated',
+    )
+  )
+    return 'not-proven'
   return 'mismatch'
 }
 

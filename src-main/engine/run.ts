@@ -13,6 +13,7 @@ import {
   type Found,
 } from './explore'
 import type { Policy } from './policy'
+import { expectationText, matchExpectation } from './scenario/expect'
 import { mulberry32 } from './prng'
 import type { MetricCheck, Metrics, PolicyResult, RunResult } from './results'
 import {
@@ -164,12 +165,8 @@ export function runPolicy(sc: Scenario, policy: Policy, opts: RunOptions): Polic
   }
   const verdict: Verdict = found.length > 0 ? 'violated' : complete ? 'holds' : 'unknown'
   const exp = sc.expect.find(([n]) => n === policy.name)?.[1] ?? null
-  const verdictMatches =
-    exp === null
-      ? null
-      : exp === 'holds' || exp === 'violated'
-        ? verdict === exp
-        : invariants[exp] === 'violated'
+  const match = exp === null ? null : matchExpectation(exp, verdict, invariants)
+  const verdictMatches = match === null ? null : match.ok
   const metricChecks = checkMetrics(sc, policy.name, metricsRun.metrics, metricsRun.invalidations)
   const metricsMatch = metricChecks.every((m) => m.ok)
   const matches =
@@ -189,7 +186,9 @@ export function runPolicy(sc: Scenario, policy: Policy, opts: RunOptions): Polic
           .map(([k, v]) => `${k}=${v}`)
           .join(', ')}`
       : COST_TABLE_NAME,
-    expected: exp,
+    expected: exp === null ? null : expectationText(exp),
+    ...(exp !== null && typeof exp !== 'string' ? { expectedSet: exp.violated } : {}),
+    ...(match?.note ? { expectNote: match.note } : {}),
     matches,
     metricChecks,
   }

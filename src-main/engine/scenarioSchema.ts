@@ -52,6 +52,8 @@ const OP_DOCS: Record<string, string> = {
   writeback:
     'writeback P (kind: file): folio_lock, folio_clear_dirty_for_io -> folio_mkclean (no rmap walk if unmapped) -> page_vma_mkclean_one, then the contents go to disk(P) (mm/page-writeback.c, mm/rmap.c)',
   exit: "exit: the process's last thread exits: exit_mmap: mmu_notifier_release (each driver's ->release, then no subscriber is left), unmap_vmas with no notifier, free_pgtables, tlb_finish_mmu frees the pages (mm/mmap.c); the last op of its thread",
+  mremap:
+    'mremap P Q: mremap(MREMAP_MAYMOVE|MREMAP_FIXED) of page P to address Q (mapped: none; a file page needs Q declared file: P): mmap_write_lock, range_start over P, move_ptes under the PTL (flush_tlb_batched_pending, ptep_get_and_clear, set_pte_at at Q, flush_tlb_range of P before the unlock: eb66ae030829), range_end, then the old VMA is unmapped (mm/mremap.c)',
   truncate:
     "truncate P (kind: file): ftruncate below P: i_size_write (faults now SIGBUS), unmap_mapping_range (zap_page_range_single with notifiers), truncate_inode_pages (folio_lock, unmap again if a fault mapped it, filemap_remove_folio, the page cache's reference dropped) (mm/truncate.c)",
   oom_reap:
@@ -70,6 +72,8 @@ const KERNEL_DOCS: Record<(typeof KERNEL_KEYS)[number], string> = {
     '5df397dec7c4 (Linus, 2022, v6.2): page_remove_rmap of a dirty file page waits until after that flush (tlb_flush_rmaps); false = 2014..v6.1',
   collapse_notify:
     'f268f6cf875f (Jann Horn, 2022, CVE-2022-48991): the file/shmem collapse (collapse_and_free_pmd) calls range_start/end; false = no notifier at all (needs thp kind: file)',
+  mremap_flush_under_ptl:
+    'eb66ae030829 (Linus, 2018, CVE-2018-18281): move_ptes flushes the old range before dropping the page-table lock; false = a clean PTE was flushed after the unlock, so a racing ftruncate could free the page under a stale TLB entry',
   gup_fast_ipi:
     '2ba99c5e0881 (Jann Horn, 2022): tlb_remove_table_sync_one() IPI after pmdp_collapse_flush waits for GUP-fast walkers before the page table is reused or freed; false = before the fix',
 }

@@ -245,6 +245,12 @@ export function initialState(sc: Scenario): LabState {
     }
     parent.vmas.push(p.prot)
     if (hasChild) child.vmas[i] = p.prot
+    if (p.kind === 'file' && p.fileOf !== undefined) {
+      // Another address of file page fileOf's offset: it maps that page's folio (set up below,
+      // once every folio exists).
+      parent.ptes.push(null)
+      return
+    }
     if (p.kind === 'file') {
       // The page-cache folio exists whether or not a PTE maps it; it holds the page cache's
       // own reference. A writable PTE of a shared file page is only installed by a write
@@ -286,6 +292,15 @@ export function initialState(sc: Scenario): LabState {
     const huge = sc.thp?.mapped === 'pmd' && sc.thp.pages.includes(i)
     parent.ptes.push(huge ? { pfn, present: true, write, dirty, huge } : { pfn, present: true, write, dirty })
     if (p.cow) child.ptes[i] = { pfn, present: true, write: false, dirty }
+  })
+  sc.pages.forEach((p, i) => {
+    if (p.fileOf === undefined || p.mapped === 'none') return
+    const pfn = files[p.fileOf]!.pfn
+    const fr = frames[pfn]!
+    frames[pfn] = { ...fr, ref: fr.ref + 1, map: fr.map + 1 }
+    const write = p.mapped === 'rw' || p.mapped === 'clean'
+    if (write) files[p.fileOf] = { ...files[p.fileOf]!, dirty: true }
+    parent.ptes[i] = { pfn, present: true, write, dirty: p.mapped === 'rw' }
   })
   parent.pt = parent.ptes.some((p) => p !== null && !p.huge)
   const mms = hasKernel ? [parent, child, kernel] : [parent, child]
@@ -555,6 +570,9 @@ export const NON_PFN_LOCALS: ReadonlySet<string> = new Set([
   'batched',
   'slot',
   'owner',
+  'to',
+  'late',
+  'nested',
 ])
 
 /**

@@ -20,6 +20,7 @@ import { sync, vfree, vmalloc } from './kernel/vmalloc'
 import { thpCollapse, thpSplit } from './kernel/thp'
 import { exitMmap, oomReap } from './kernel/exit'
 import { truncate } from './kernel/truncate'
+import { mremap } from './kernel/mremap'
 import type { Policy } from './policy'
 import type { Metrics, TraceEvent, Violation } from './results'
 import { zeroMetrics } from './results'
@@ -54,6 +55,7 @@ export const PROCS: Readonly<Record<string, Proc>> = {
   exit_mmap: exitMmap,
   oom_reap: oomReap,
   truncate,
+  mremap,
 }
 
 function rootFrame(sc: Scenario, t: number, op: Op): CallFrame {
@@ -125,6 +127,8 @@ function rootFrame(sc: Scenario, t: number, op: Op): CallFrame {
       return { proc: 'oom_reap', pc: 'start', l: {} }
     case 'truncate':
       return { proc: 'truncate', pc: 'start', l: { page: op.page } }
+    case 'mremap':
+      return { proc: 'mremap', pc: 'start', l: { page: op.page, to: op.to } }
   }
 }
 

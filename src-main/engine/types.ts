@@ -205,7 +205,23 @@ export const INVARIANTS: readonly InvariantName[] = [
   'forbid',
 ]
 /** What `expect` may say per policy: a verdict, or the name of the invariant that must break. */
-export type Expectation = 'holds' | 'violated' | InvariantName
+/**
+ * enum migrate_mode (v6.6 include/linux/migrate_mode.h) of a `migrate` op: `async` (NUMA
+ * balancing, demotion, direct compaction's first pass), `sync_light` (kcompactd), `sync`
+ * (move_pages, mbind, memory hotplug).
+ */
+export type MigrateMode = 'async' | 'sync_light' | 'sync'
+export const MIGRATE_MODES: readonly MigrateMode[] = ['async', 'sync_light', 'sync']
+
+/**
+ * What `expect` says of a policy: `holds`, `violated` (some invariant), an invariant name (that
+ * one is violated, the others unconstrained), or `{ violated: [...] }`: exactly that set is
+ * violated (a missing or an extra one is a mismatch).
+ */
+export type Expectation = 'holds' | 'violated' | InvariantName | ExactViolations
+export interface ExactViolations {
+  readonly violated: readonly InvariantName[]
+}
 
 export type ExploreMode = 'exhaustive' | 'random' | 'scripted'
 

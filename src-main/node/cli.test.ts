@@ -270,6 +270,24 @@ describe('mnlab check', () => {
     expect(r.stdout.trimEnd().split('\n').at(-1)).toBe('1 passed, 1 failed')
   })
 
+  it('an exact set of violated invariants: ok when it is the set, FAIL naming what is missing and what is extra', async () => {
+    const MUNMAP = fileURLToPath(new URL('../../scenarios/munmap-uaf.flush-at-start.yaml', import.meta.url))
+    const text = readFileSync(MUNMAP, 'utf8')
+    const line = 'expect: { start-end: use-after-free, invalidate-range: holds, arch-hook: holds }'
+    expect(text).toContain(line)
+    const exact = (set: string, name: string) =>
+      writeScenario(name, text.replace(line, `expect: { start-end: { violated: [${set}] }, arch-hook: holds }`))
+    const ok = await mnlab('check', exact('use-after-free', 'exact-ok.yaml'))
+    expect(ok.code).toBe(0)
+    expect(ok.stdout).toMatch(/^ok {3}\S*exact-ok\.yaml start-end: expect violated: \[use-after-free\], violated /m)
+    const bad = await mnlab('check', exact('lost-write, stale-after-return', 'exact-bad.yaml'))
+    expect(bad.code).toBe(1)
+    expect(bad.stdout).toMatch(
+      /^FAIL \S*exact-bad\.yaml start-end: expect violated: \[lost-write, stale-after-return\], violated \[\d+ states\] {2}\(missing lost-write, stale-after-return; extra use-after-free; violated: use-after-free\)$/m,
+    )
+    expect(bad.stdout.trimEnd().split('\n').at(-1)).toBe('1 passed, 1 failed')
+  })
+
   it('a scenario without an expect block fails', async () => {
     const file = writeScenario('no-expect.yaml', UPGRADE_TEXT.replace(/^expect:.*$/m, ''))
     const r = await mnlab('check', file)

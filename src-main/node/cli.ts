@@ -271,7 +271,8 @@ async function cmdRun(f: Flags, pool: WorkerPool): Promise<number> {
  */
 function firstForExpect(sc: Scenario, p: Policy): WorkerRunOptions['first'] {
   const exp = sc.expect.find(([n]) => n === p.name)?.[1]
-  if (exp === undefined || exp === 'holds') return undefined
+  // An exact set (`{ violated: [...] }`) needs every invariant settled: explore everything.
+  if (exp === undefined || exp === 'holds' || typeof exp !== 'string') return undefined
   return exp === 'violated' ? 'any' : [exp]
 }
 
@@ -291,7 +292,9 @@ function checkLine(shown: string, r: PolicyResult): { status: ExpectStatus; line
         ? `  (${notProvenReason(r)})`
         : metricsBad.length > 0
           ? `  (metrics: ${metricsBad.map((m) => `${m.metric} is ${m.got}, expected ${m.want}`).join('; ')})`
-          : `  (got ${r.verdict}${r.stats.cutReason ? `: ${r.stats.cutReason}` : ''}; violated: ${violated})`
+          : r.expectNote !== undefined
+            ? `  (${r.expectNote}; violated: ${violated})`
+            : `  (got ${r.verdict}${r.stats.cutReason ? `: ${r.stats.cutReason}` : ''}; violated: ${violated})`
   const metrics = r.metricChecks.length
     ? `; ${r.metricChecks.map((m) => `${m.metric} ${m.got}${m.ok ? '' : ` (expected ${m.want})`}`).join(', ')}`
     : ''

@@ -351,6 +351,35 @@ describe('loadScenarioText: errors located at file:line:column', () => {
     )
   })
 
+  it('expect with an exact set of violated invariants: parsed, and its errors located', () => {
+    const sc = loadScenarioText(
+      scenario({ expect: 'expect: { start-end: { violated: [use-after-free, lost-write] }, arch-hook: holds }' }),
+      'x.yaml',
+    )
+    expect(sc.expect).toEqual([
+      ['start-end', { violated: ['use-after-free', 'lost-write'] }],
+      ['arch-hook', 'holds'],
+    ])
+    expect(only(scenario({ expect: 'expect: { start-end: { violated: [use-after-free, lost-wirte] } }' }))).toBe(
+      `12:51 len10 an invariant must be one of use-after-free, stale-after-return, lost-write, lost-dirty, progress, forbid; found string "lost-wirte" (did you mean 'lost-write'?)`,
+    )
+    expect(only(scenario({ expect: 'expect: { start-end: { violated: [] } }' }))).toMatch(
+      /^12:34 len2 violated must list the invariants that break.*found an empty list$/,
+    )
+    expect(only(scenario({ expect: 'expect: { start-end: { violatd: [lost-write] } }' }))).toMatch(
+      /^12:24 len7 unknown key 'violatd' in an exact expectation \(did you mean 'violated'\?\)/,
+    )
+    expect(only(scenario({ expect: 'expect: { start-end: [lost-write] }' }))).toBe(
+      '12:22 len12 an exact set of violated invariants is written { violated: [lost-write] }; found a list',
+    )
+    expect(only(scenario({ expect: 'expect: { start-end: { violated: [lost-write, lost-write] } }' }))).toBe(
+      '12:47 len10 lost-write is listed twice',
+    )
+    expect(only(scenario({ expect: 'expect: { start-end: { violated: [forbid] } }' }))).toBe(
+      "12:22 len22 expecting 'forbid' needs a forbid condition",
+    )
+  })
+
   it("expect 'forbid' without a forbid condition", () => {
     expect(only(scenario({ expect: 'expect: { start-end: forbid }' }))).toBe(
       "12:22 len6 expecting 'forbid' needs a forbid condition",

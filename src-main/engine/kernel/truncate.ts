@@ -13,17 +13,46 @@
  * drops the page cache's reference. From i_size_write on, filemap_fault refuses the page
  * (SIGBUS for a CPU, IOMMU_PAGE_RESP_INVALID for a device).
  */
+import type { Ctx } from '../ctx'
+import type { CallFrame } from '../state'
 import type { Proc } from './proc'
 import { num } from './proc'
+
+/**
+ * The addresses that map the page's file offset (the page itself, or the page it is declared
+ * `file:` of, and every page declared `file:` of that one): the VMAs of the i_mmap tree.
+ */
+function mappings(c: Ctx, page: number): number[] {
+  const owner = c.sc.pages[page]!.fileOf ?? page
+  return [owner, ...c.sc.pages.flatMap((pg, i) => (pg.fileOf === owner ? [i] : []))]
+}
+
+/**
+ * unmap_mapping_range() -> unmap_mapping_range_tree(): zap_page_range_single() for each VMA of
+ * the file that maps the offset, one after the other (`vi` counts them), then goes to `next`.
+ */
+function unmapNext(c: Ctx, f: CallFrame, next: string): void {
+  const ms = mappings(c, num(f, 'page'))
+  const vi = num(f, 'vi')
+  if (vi >= ms.length) {
+    c.goto(next)
+    return
+  }
+  f.l.vi = vi + 1
+  c.call('unmap_mapping_range', { page: ms[vi]!, nested: true }, next === 'lock' ? 'unmap' : 'unmap_folio')
+}
 
 export const truncate: Proc = {
   /** truncate_setsize(): i_size_write(); truncate_pagecache(): unmap_mapping_range(mapping, holebegin, 0, 1). */
   start: {
     run: (c, f) => {
       c.fileShrink(num(f, 'page'))
-      c.call('unmap_mapping_range', { page: num(f, 'page'), nested: true }, 'lock')
+      f.l.vi = 0
+      unmapNext(c, f, 'lock')
     },
   },
+  unmap: { run: (c, f) => unmapNext(c, f, 'lock') },
+  unmap_folio: { run: (c, f) => unmapNext(c, f, 'remove') },
   /**
    * truncate_inode_pages_range() -> find_lock_entries(): folio_lock. truncate_cleanup_folio():
    * `if (folio_mapped(folio)) unmap_mapping_folio(folio);` (a fault that raced the first
@@ -36,7 +65,8 @@ export const truncate: Proc = {
       c.folioLock(page, 'find_lock_entries: folio_lock')
       if (c.folio(c.file(page).pfn).map > 0) {
         c.emit('info', 'truncate_cleanup_folio', `${c.pageName(page)}: folio_mapped(): unmap_mapping_folio`)
-        c.call('unmap_mapping_range', { page, nested: true }, 'remove')
+        f.l.vi = 0
+        unmapNext(c, f, 'remove')
         return
       }
       c.goto('remove')
@@ -50,7 +80,7 @@ export const truncate: Proc = {
       c.folioUnlock(page)
       c.putFrame(pfn, 'folio_batch_release (the page cache reference)')
       // The second unmap_mapping_range finds no private COW of a MAP_SHARED page: nothing to do.
-      c.markRevoked(0, [page], true)
+      c.markRevoked(0, mappings(c, page), true)
       c.emit('op', 'truncate', 'returns 0')
       c.ret()
     },

@@ -1,6 +1,15 @@
 /** `forbid`, `expect` and `expect_metrics`: what the scenario claims of each policy. */
-import { checkKeys, isObj, Issues, oneOf, typeName, type Obj } from './common'
-import type { Arch, Expectation, Expr, MetricExpectation, MetricName, PageDecl } from '../types'
+import { checkKeys, didYouMean, isObj, Issues, oneOf, typeName, type Obj, type Path } from './common'
+import type {
+  Arch,
+  ExactViolations,
+  Expectation,
+  Expr,
+  InvariantName,
+  MetricExpectation,
+  MetricName,
+  PageDecl,
+} from '../types'
 import { parseExpr } from '../expr'
 import { parsePolicy } from '../policy'
 import { INVARIANTS, METRIC_NAMES } from '../types'
@@ -59,9 +68,12 @@ export function parseExpectations(
           issues.key(['expect', k], pol)
           continue
         }
-        const options = ['holds', 'violated', ...INVARIANTS]
-        const e = oneOf<Expectation>(v, options as Expectation[], ['expect', k], issues, 'an expectation')
-        if (e === 'forbid' && forbid === null)
+        const options = ['holds', 'violated', ...INVARIANTS] as const
+        const e: Expectation | null =
+          isObj(v) || Array.isArray(v)
+            ? exactSet(v, ['expect', k], issues)
+            : oneOf(v, options, ['expect', k], issues, 'an expectation')
+        if ((e === 'forbid' || (typeof e === 'object' && e?.violated.includes('forbid'))) && forbid === null)
           issues.add(['expect', k], "expecting 'forbid' needs a forbid condition")
         if (expect.some(([n]) => n === pol.name))
           issues.key(['expect', k], `policy ${pol.name} is listed twice`)
@@ -122,4 +134,73 @@ export function parseExpectations(
   }
 
   return { forbid, forbidText, expect, expectMetrics }
+}
+
+/**
+ * `{ violated: [use-after-free, lost-write] }`: the exact set of invariants the policy violates.
+ * A bare list gets the form to write instead.
+ */
+function exactSet(v: unknown, path: Path, issues: Issues): ExactViolations | null {
+  if (Array.isArray(v)) {
+    issues.add(
+      path,
+      `an exact set of violated invariants is written { violated: [${v.map(String).join(', ')}] }; found a list`,
+    )
+    return null
+  }
+  const o = v as Obj
+  checkKeys(o, ['violated'], path, issues, 'an exact expectation')
+  const list = o.violated
+  // A misspelt key was reported by checkKeys; do not report its absence too.
+  if (list === undefined && Object.keys(o).length > 0) return null
+  if (!Array.isArray(list) || list.length === 0) {
+    issues.add(
+      [...path, 'violated'],
+      `violated must list the invariants that break, as in [use-after-free, lost-write] (${INVARIANTS.join(', ')}); found ${Array.isArray(list) ? 'an empty list' : typeName(list)}`,
+    )
+    return null
+  }
+  const out: InvariantName[] = []
+  list.forEach((x, i) => {
+    if (typeof x !== 'string' || !(INVARIANTS as readonly string[]).includes(x)) {
+      const hint = typeof x === 'string' ? didYouMean(x, INVARIANTS) : ''
+      issues.add(
+        [...path, 'violated', i],
+        `an invariant must be one of ${INVARIANTS.join(', ')}; found ${typeName(x)}${hint}`,
+      )
+    } else if (out.includes(x as InvariantName)) {
+      issues.add([...path, 'violated', i], `${x} is listed twice`)
+    } else out.push(x as InvariantName)
+  })
+  return out.length === list.length ? { violated: out } : null
+}
+
+/** An expectation as written in the file: `holds`, `lost-write`, `violated: [a, b]`. */
+export function expectationText(e: Expectation): string {
+  return typeof e === 'string' ? e : `violated: [${e.violated.join(', ')}]`
+}
+
+/**
+ * Whether per-invariant verdicts meet an expectation. For an exact set, also what differs:
+ * the listed invariants not found violated (`missing`) and the others found violated (`extra`).
+ */
+export function matchExpectation(
+  e: Expectation,
+  verdict: string,
+  invariants: Readonly<Record<string, string>>,
+): { ok: boolean; note: string | null } {
+  if (e === 'holds' || e === 'violated') return { ok: verdict === e, note: null }
+  if (typeof e === 'string') return { ok: invariants[e] === 'violated', note: null }
+  const missing = e.violated.filter((k) => invariants[k] !== 'violated')
+  const extra = Object.keys(invariants).filter(
+    (k) => invariants[k] === 'violated' && !(e.violated as readonly string[]).includes(k),
+  )
+  const unknown = Object.keys(invariants).filter(
+    (k) => invariants[k] === 'unknown' && !(e.violated as readonly string[]).includes(k),
+  )
+  const parts: string[] = []
+  if (missing.length) parts.push(`missing ${missing.join(', ')}`)
+  if (extra.length) parts.push(`extra ${extra.join(', ')}`)
+  if (!parts.length && unknown.length) parts.push(`not explored to the end: ${unknown.join(', ')} unknown`)
+  return { ok: parts.length === 0, note: parts.length ? parts.join('; ') : null }
 }

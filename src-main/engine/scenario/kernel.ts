@@ -13,6 +13,7 @@ export const KERNEL_KEYS = [
   'migrate_vma_flush_under_ptl',
   'collapse_notify',
   'gup_fast_ipi',
+  'mremap_flush_under_ptl',
 ] as const
 
 export interface KernelSection {
@@ -44,6 +45,7 @@ export function parseKernel(raw: Obj, issues: Issues, thp: ThpDecl | null): Kern
   let migrateVmaFlushUnderPtl = true
   let collapseNotify = true
   let gupFastIpi = true
+  let mremapFlushUnderPtl = true
   if (raw.kernel !== undefined) {
     if (!isObj(raw.kernel))
       issues.add(
@@ -63,6 +65,7 @@ export function parseKernel(raw: Obj, issues: Issues, thp: ThpDecl | null): Kern
       dirtyFlushUnderPtl = dirty ?? true
       collapseNotify = toggle('collapse_notify') ?? true
       gupFastIpi = toggle('gup_fast_ipi') ?? true
+      mremapFlushUnderPtl = toggle('mremap_flush_under_ptl') ?? true
       if (k.collapse_notify !== undefined && thp?.kind !== 'file')
         issues.add(
           ['kernel', 'collapse_notify'],
@@ -109,6 +112,7 @@ export function parseKernel(raw: Obj, issues: Issues, thp: ThpDecl | null): Kern
       migrateVmaFlushUnderPtl,
       collapseNotify,
       gupFastIpi,
+      mremapFlushUnderPtl,
     },
     costs,
   }

@@ -5,6 +5,7 @@
 import {
   bool,
   checkKeys,
+  didYouMean,
   INT32_MAX,
   INT32_MIN,
   int,
@@ -18,7 +19,7 @@ import {
 import type { Arch, Mapped, PageDecl, Prot } from '../types'
 
 export const KERNEL_PAGE_KEYS = ['value', 'mapped'] as const
-export const PAGE_KEYS = ['value', 'prot', 'cow', 'mapped', 'kind', 'fault'] as const
+export const PAGE_KEYS = ['value', 'prot', 'cow', 'mapped', 'kind', 'fault', 'file'] as const
 export const PAGE_KINDS = ['anon', 'pfnmap', 'file'] as const
 
 /** The pages, and each name's index (-1 for a page declared with errors). */
@@ -29,6 +30,7 @@ export function parsePages(
 ): { pages: PageDecl[]; pageIndex: Map<string, number> } {
   const pages: PageDecl[] = []
   const pageIndex = new Map<string, number>()
+  const aliases: Array<{ index: number; name: string; target: string; path: Array<string | number> }> = []
   const hasKernelPages = isObj(raw.kernel_pages) && Object.keys(raw.kernel_pages).length > 0
   if (raw.pages === undefined && hasKernelPages) {
     // A scenario about kernel mappings only.
@@ -127,6 +129,24 @@ export function parsePages(
           )
         }
       }
+      if (d.file !== undefined) {
+        if (typeof d.file !== 'string' || !NAME.test(d.file))
+          issues.add(
+            [...path, 'file'],
+            `file names the file page whose offset this address maps; found ${typeName(d.file)}`,
+          )
+        else if (kind !== 'file')
+          issues.add(
+            [...path, 'file'],
+            `file: ${d.file} makes this address map a file page's folio: it needs kind: file`,
+          )
+        else if (d.value !== undefined)
+          issues.add(
+            [...path, 'value'],
+            `the contents belong to file page '${d.file}' (this address maps its folio): drop value`,
+          )
+        else aliases.push({ index: pages.length, name, target: d.file, path: [...path, 'file'] })
+      }
       if (value !== null && prot && cow !== null && mapped && kind) {
         pageIndex.set(name, pages.length)
         pages.push({ name, value, prot, cow, mapped, kind, ...(fault && kind === 'pfnmap' ? { fault } : {}) })
@@ -134,6 +154,20 @@ export function parsePages(
         pageIndex.set(name, -1)
       }
     }
+  }
+  // `file: P`: this address maps file page P's offset (P's folio); P must be a file page of its own.
+  for (const a of aliases) {
+    const t = pageIndex.get(a.target)
+    const decl = pages[a.index]
+    if (t === undefined)
+      issues.add(
+        a.path,
+        `unknown page '${a.target}'${didYouMean(a.target, [...pageIndex.keys()])}; pages are ${[...pageIndex.keys()].join(', ')}`,
+      )
+    else if (t >= 0 && (pages[t]!.kind !== 'file' || aliases.some((x) => x.index === t) || t === a.index))
+      issues.add(a.path, `'${a.target}' must be a file page with its own folio (kind: file, no file: key)`)
+    else if (t >= 0 && decl && decl.name === a.name)
+      pages[a.index] = { ...decl, value: pages[t]!.value, fileOf: t }
   }
   // Kernel pages: vmalloc addresses in init_mm, after the process's pages.
   if (raw.kernel_pages !== undefined) {

@@ -45,6 +45,7 @@ export const CPU_OPS = [
   'exit',
   'oom_reap',
   'truncate',
+  'mremap',
 ] as const
 export const DEVICE_OPS = ['read', 'write', 'signal', 'wait', 'translate'] as const
 /** CPU ops a scenario with a huge page may use (the rest are not modelled on a huge page). */
@@ -420,6 +421,42 @@ export function parseThreads(
         exits.push({ path: p, at: head.at, len: head.s.length, op: head.s, thread: tname })
         return { kind: head.s }
       }
+      case 'mremap': {
+        // mremap P Q: MREMAP_MAYMOVE|MREMAP_FIXED of P's page to address Q.
+        const page = pageWord(ws[1], p, 'mremap', src)
+        if (!ws[2]) {
+          issues.add(
+            p,
+            "mremap needs the page to move and the address to move it to, as in 'mremap P Q'",
+            src.length,
+            1,
+          )
+          return null
+        }
+        const to = pageWord(ws[2], p, 'mremap', src)
+        tooMany(3)
+        if (page === null || to === null) return null
+        notePageOp(p, ws[1]!, 'mremap', page)
+        const from = pages[page]!
+        const dst = pages[to]!
+        const problem =
+          page === to
+            ? 'mremap moves a page to another address'
+            : from.kind === 'pfnmap' || from.kind === 'kernel'
+              ? `mremap moves anon or file pages; '${from.name}' is ${from.kind}`
+              : dst.mapped !== 'none' || dst.kind === 'kernel'
+                ? `the target '${dst.name}' must be a process address with no mapping yet (mapped: none)`
+                : from.kind === 'file' && dst.fileOf !== (from.fileOf ?? page)
+                  ? `moving a file page: declare the target as the same file offset, '${dst.name}: { kind: file, file: ${pages[from.fileOf ?? page]!.name}, mapped: none }'`
+                  : from.kind === 'anon' && dst.kind !== 'anon'
+                    ? `the target '${dst.name}' of an anon page must be an anon page`
+                    : null
+        if (problem) {
+          issues.add(p, problem, ws[2].at, ws[2].s.length)
+          return null
+        }
+        return { kind: 'mremap', page, to }
+      }
       case 'fork': {
         tooMany(1)
         forks++
@@ -528,6 +565,13 @@ export function parseThreads(
       issues.add(
         o.path,
         'truncate runs on a thread of the process (mm: process): the file is mapped there',
+        o.at,
+        o.len,
+      )
+    if (o.op === 'writeback' && file && pages.some((pg) => pg.fileOf === (pages[o.page]!.fileOf ?? o.page)))
+      issues.add(
+        o.path,
+        `writeback of a file page mapped at more than one address is not modelled yet (folio_mkclean would walk every mapping)`,
         o.at,
         o.len,
       )
