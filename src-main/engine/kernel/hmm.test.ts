@@ -105,6 +105,22 @@ describe('HMM interval notifier: read_begin, hmm_range_fault, driver lock, read_
   })
 })
 
+describe('HMM mirror across exit (mn_itree_release)', () => {
+  it('release zaps the mirror and leaves the sequence even (an invalidation that started and ended), so no read_begin sleeps forever', () => {
+    const s = sc('{ name: hmm, type: sw-mirror, protocol: hmm, cached: [P] }', 'exit', 'signal x')
+    const ex = traced(s, makePolicy('start-end'))
+    expect(ex.violations).toEqual([])
+    expect(ex.final.secs[0]!.entries).toEqual([])
+    expect(ex.final.secs[0]!.seq).toBe(2)
+  })
+
+  it('exhaustively: a device faulting across exit never keeps a freed page', () => {
+    const s = sc(HMM, 'exit', 'read P -> r0, read P -> r1')
+    for (const p of ['start-end', 'invalidate-range', 'arch-hook'])
+      expect(runPolicy(s, makePolicy(p), defaultRunOptions(s)).verdict).toBe('holds')
+  })
+})
+
 describe('migrate_vma owner filter (dmirror_interval_invalidate, dmirror_migrate_finalize_and_map)', () => {
   const CACHED = '{ name: hmm, type: sw-mirror, protocol: hmm, cached: [P] }'
 

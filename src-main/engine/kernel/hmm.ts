@@ -63,9 +63,27 @@ function hmmStart(c: Ctx, f: CallFrame): void {
   c.goto('begin')
 }
 
+/**
+ * dmirror_fault holds mm_users (mmget_not_zero) across dmirror_range_fault, so exit_mmap cannot
+ * start until it is done. The model does not make exit wait for it: a fault that finds the mm
+ * released gives up instead (in the kernel it would finish first and mn_itree_release would
+ * then zap what it installed; either way the device ends with no entry and later accesses fail).
+ */
+function gone(c: Ctx, where: string): boolean {
+  if (!c.mmReleased(0)) return false
+  c.emit(
+    'fault',
+    where,
+    `${decl(c).name}: exit_mmap released the mm (modelled as passing this fault): -EFAULT`,
+  )
+  c.ret()
+  return true
+}
+
 function hmmWalk(c: Ctx, f: CallFrame): void {
   const page = num(f, 'page')
   const write = flag(f, 'write')
+  if (gone(c, 'hmm_range_fault')) return
   const pte = c.pte(0, page)
   if (pte && pte.present && (!write || pte.write)) {
     f.l.pfn = pte.pfn
@@ -118,6 +136,7 @@ export const hmmAccess: Proc = {
       const via = c.sc.threads[c.t]!.via
       const d = decl(c)
       const page = num(f, 'page')
+      if (gone(c, 'dmirror_do_fault')) return
       if (d.hmmRetry !== false) {
         const seq = c.seq(via)
         if (seq !== num(f, 'seq')) {
