@@ -30,7 +30,7 @@ const OP_DOCS: Record<string, string> = {
   mprotect: 'mprotect P [Q...] ro|rw|none: change_protection with the mmu_gather',
   fork: 'fork: dup_mmap write-protects private pages; threads with mm: child start after it returns',
   migrate:
-    'migrate P: try_to_migrate with a batched flush, copy, remove_migration_ptes; faults on the migration entry wait (mm/migrate.c)',
+    'migrate P [async|sync_light|sync]: migrate_pages (mm/migrate.c v6.6) in that migrate_mode (default async: NUMA balancing; sync_light: kcompactd; sync: move_pages). Every mode first unmaps with try_to_migrate(TTU_BATCH_FLUSH) (sync modes: migrate_pages_sync tries MIGRATE_ASYNC first); a folio with extra references fails folio_migrate_mapping (-EAGAIN), its PTE is restored, and a sync mode retries it with ptep_clear_flush; faults on the migration entry wait',
   migrate_vma:
     'migrate_vma P [owner M]: HMM device migration (mm/migrate_device.c): range_start(MMU_NOTIFY_MIGRATE), migrate_vma_collect_pmd clears to a migration entry and flushes under the PTL, range_end, copy, finalize; owner M (a protocol: hmm sw-mirror): its driver migrates, its ->invalidate skips the event and it maps the destination (dmirror_migrate_finalize_and_map)',
   reclaim:

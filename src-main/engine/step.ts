@@ -26,6 +26,7 @@ import type { Metrics, TraceEvent, Violation } from './results'
 import { zeroMetrics } from './results'
 import { shallowNext, type CallFrame, type LabState } from './state'
 import type { Op, Scenario, SwMirrorDecl } from './types'
+import { MIGRATE_MODES } from './types'
 
 /** Kernel function name → its step program (the lowering table). */
 export const PROCS: Readonly<Record<string, Proc>> = {
@@ -96,7 +97,7 @@ function rootFrame(sc: Scenario, t: number, op: Op): CallFrame {
     case 'ksm_merge':
       return { proc: 'ksm_merge', pc: 'start', l: { page: op.page } }
     case 'migrate':
-      return { proc: 'migrate', pc: 'start', l: { page: op.page } }
+      return { proc: 'migrate', pc: 'start', l: { page: op.page, mode: MIGRATE_MODES.indexOf(op.mode) } }
     case 'migrate_vma':
       return {
         proc: 'migrate_vma',

@@ -143,7 +143,7 @@ export type CpuOp =
   | { readonly kind: 'mprotect'; readonly pages: readonly number[]; readonly prot: Prot }
   | { readonly kind: 'fork' }
   | { readonly kind: 'ksm_merge'; readonly page: number }
-  | { readonly kind: 'migrate'; readonly page: number }
+  | { readonly kind: 'migrate'; readonly page: number; readonly mode: MigrateMode }
   /**
    * `owner` (a protocol-hmm sw-mirror): the driver of that mirror migrates, passing its
    * pgmap_owner; its ->invalidate skips the MMU_NOTIFY_MIGRATE event and the driver maps the

@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest'
 import { loadScenarioText } from '../../node/scenarioFiles'
 import { makePolicy } from '../policy'
 import { blockedReason } from '../step'
-import { runExecution, scriptedChooser } from '../explore'
+import { runExecution, ScheduleError, scriptedChooser } from '../explore'
 import { defaultRunOptions, runPolicy } from '../run'
 import { allEvents, dedent, lines, traced } from './traceTestkit'
 
@@ -123,5 +123,91 @@ describe('migrate_vma (HMM, v6.6 mm/migrate_device.c) and 60bae7370896', () => {
     expect(verdicts(vma(true))).toEqual(['holds', 'holds', 'holds'])
     // HMM (an interval-notifier mirror) holds either way (reference row 16).
     expect(verdicts(vma(false, 'sw-mirror'))).toEqual(['holds', 'holds', 'holds'])
+  })
+})
+
+describe('migrate_mode (v6.6 migrate_pages / migrate_pages_sync)', () => {
+  const pinned = (mode: string) =>
+    loadScenarioText(
+      dedent(`
+        title: migrate with a reference held
+        arch: x86_64
+        pages:
+          P: { value: 5, prot: rw }
+        secondary:
+          - { name: iommu, type: hw-walker, cached: [P] }
+        cpus:
+          ksmd: [ksm_merge P]
+          mover: [migrate P ${mode}]
+      `),
+      'migrate-mode.test.yaml',
+    )
+  // ksmd's first step takes its get_page() reference (it holds it to the end of the merge);
+  // then the migration runs alone until it returns.
+  function run(mode: string): ReturnType<typeof traced> {
+    for (let n = 30; n > 0; n--) {
+      try {
+        return traced(pinned(mode), makePolicy('arch-hook'), [0, ...new Array<number>(n).fill(1)])
+      } catch (e) {
+        if (!(e instanceof ScheduleError)) throw e
+      }
+    }
+    throw new Error('mover cannot run')
+  }
+  const moverLines = (ex: ReturnType<typeof traced>) =>
+    lines(ex, { thread: 'mover', kinds: ['pte', 'cpu-flush', 'info', 'op'] })
+
+  it('sync: the first pass is MIGRATE_ASYNC with the batched flush; -EAGAIN on the extra reference restores the PTE; the sync retry clears with ptep_clear_flush', () => {
+    const l = moverLines(run('sync'))
+    expect(l).toEqual([
+      'op migrate: mover: migrate P sync',
+      'pte ptep_get_and_clear: PTE P := none',
+      'cpu-flush arch_tlbbatch_add_pending: CPU flush deferred to arch_tlbbatch_flush',
+      'pte set_pte_at (migration entry): PTE P := migration entry (pfn 1, writable)',
+      'cpu-flush arch_tlbbatch_flush: flush CPU TLBs: P',
+      "info folio_migrate_mapping: pfn 1 has references besides the migration's (refcount 2): -EAGAIN",
+      'pte set_pte_at (remove_migration_pte: the source back): PTE P := pfn 1 RW dirty',
+      'info migrate_pages_sync: retry P in MIGRATE_SYNC: try_to_migrate(src, 0)',
+      'pte ptep_clear_flush: PTE P := none',
+      'cpu-flush flush_tlb_page (ptep_clear_flush): flush CPU TLBs: P',
+      'pte set_pte_at (migration entry): PTE P := migration entry (pfn 1, writable)',
+      "info folio_migrate_mapping: pfn 1 has references besides the migration's (refcount 2): -EAGAIN",
+      'pte set_pte_at (remove_migration_pte: the source back): PTE P := pfn 1 RW dirty',
+      'op migrate: P: -EAGAIN, not migrated',
+    ])
+  })
+
+  it('async: no retry after -EAGAIN, and an unpinned page migrates in one batched pass in every mode', () => {
+    const l = moverLines(run('async'))
+    expect(l.filter((x) => x.startsWith('pte ptep_clear_flush'))).toEqual([])
+    expect(l.at(-1)).toBe('op migrate: P: -EAGAIN, not migrated')
+    for (const mode of ['async', 'sync_light', 'sync']) {
+      const ex = traced(
+        loadScenarioText(
+          dedent(`
+            title: m
+            arch: x86_64
+            pages:
+              P: { value: 5, prot: rw }
+            cpus:
+              mover: [migrate P ${mode}]
+          `),
+          'm.yaml',
+        ),
+        makePolicy('arch-hook'),
+      )
+      const m = moverLines(ex)
+      expect(m, mode).toContain('cpu-flush arch_tlbbatch_add_pending: CPU flush deferred to arch_tlbbatch_flush')
+      expect(m.filter((x) => x.startsWith('pte ptep_clear_flush')), mode).toEqual([])
+      expect(m.at(-1), mode).toBe('op migrate: P: pfn 1 -> pfn 2')
+    }
+  })
+
+  it('the default mode is async, and a bad mode is a located error with a suggestion', () => {
+    const sc = pinned('')
+    expect(sc.threads[1]!.ops[0]).toEqual({ kind: 'migrate', page: 0, mode: 'async' })
+    expect(() => pinned('sync-light')).toThrow(
+      /9:\d+: migrate takes a page, then optionally a migrate_mode: async, sync_light, sync; found 'sync-light' \(did you mean 'sync_light'\?\)/,
+    )
   })
 })

@@ -1,8 +1,21 @@
 /**
  * Page migration (NUMA balancing, compaction, move_pages), v6.6 mm/migrate.c
- * migrate_pages_batch() with TTU_BATCH_FLUSH and mm/rmap.c try_to_migrate_one():
- * unmap to a migration entry with a batched TLB flush, try_to_unmap_flush(), copy, then
+ * migrate_pages_batch() and mm/rmap.c try_to_migrate_one(): unmap to a migration entry,
+ * try_to_unmap_flush(), folio_migrate_mapping() (refcount check) and copy, then
  * remove_migration_ptes() installs the new page; the old page is freed at the end.
+ *
+ * The op's migrate_mode (`migrate P [async|sync_light|sync]`, the `mode` local as an index of
+ * MIGRATE_MODES): migrate_pages() runs migrate_pages_batch(MIGRATE_ASYNC) for async, and for
+ * the sync modes migrate_pages_sync(), which also tries migrate_pages_batch(..., MIGRATE_ASYNC,
+ * ...) first ("Try to migrate in batch with MIGRATE_ASYNC mode firstly", 2ef7dbb26990, v6.3)
+ * and retries the folios that failed one by one in the caller's mode. try_to_migrate(src,
+ * mode == MIGRATE_ASYNC ? TTU_BATCH_FLUSH : 0): so the first pass always batches the flush, and
+ * only a sync retry clears with ptep_clear_flush() (no batch, nothing left pending). The model
+ * fails a pass where the kernel's folio_migrate_mapping() does: the source has references
+ * besides the migration's own (-EAGAIN); migrate_folio_undo_src() restores the PTE
+ * (remove_migration_ptes(src, src)). An async pass is not repeated (the kernel repeats it up to
+ * NR_MAX_MIGRATE_ASYNC_RETRY times with the same outcome while the reference is held); a sync
+ * mode then runs one sync pass.
  *
  * Batched flush: x86 arch_tlbbatch_add_pending() calls the arch hook with (0, -1) for every
  * page added and defers the CPU flush to arch_tlbbatch_flush(); arm64 issues the per-page
@@ -12,6 +25,7 @@
  */
 import type { Ctx } from '../ctx'
 import type { CallFrame, Pte } from '../state'
+import { MIGRATE_MODES } from '../types'
 import { afterNotifier, flag, num, type PcHandler, type Proc } from './proc'
 import { finalizeAndMap } from './hmm'
 import { installEntry, isolateMappedFolio, rmapRangeStart, rmapUnmap } from './rmap'
@@ -45,6 +59,7 @@ export const migrate: Proc = {
     run: (c, f) => {
       const mm = c.mmIndex
       if (flag(f, 'batched')) c.flushTlb(mm, 'page', [num(f, 'page')], 'arch_tlbbatch_flush', false)
+      delete f.l.batched
       if (!flag(f, 'mapped')) {
         c.emit('info', 'migrate_pages', 'the page was unmapped meanwhile: nothing to migrate')
         c.putFrame(num(f, 'new'), 'migrate_folio_undo_dst')
@@ -55,9 +70,22 @@ export const migrate: Proc = {
       c.goto('copy')
     },
   },
-  /** move_to_new_folio() -> folio_migrate_copy(): the contents move to the destination. */
+  /**
+   * move_to_new_folio() -> migrate_folio(): folio_migrate_mapping() first checks the refcount
+   * (`folio_ref_count(folio) != expected_count`: -EAGAIN; an anon folio expects only the
+   * migration's own reference once its PTEs are migration entries), then folio_migrate_copy().
+   */
   copy: {
     run: (c, f) => {
+      if (f.l.mode !== undefined && c.folio(num(f, 'pfn')).ref !== 1) {
+        c.emit(
+          'info',
+          'folio_migrate_mapping',
+          `pfn ${num(f, 'pfn')} has references besides the migration's (refcount ${c.folio(num(f, 'pfn')).ref}): -EAGAIN`,
+        )
+        c.goto('undo')
+        return
+      }
       const src = c.folio(num(f, 'pfn'))
       c.folioW(num(f, 'new')).v = src.v
       f.l.w = src.w
@@ -95,6 +123,46 @@ export const migrate: Proc = {
       } else c.emit('info', 'remove_migration_pte', 'the migration entry is gone (zapped meanwhile)')
       c.unlockPtl(mm)
       c.goto('end')
+    },
+  },
+  /**
+   * migrate_folio_undo_src(): remove_migration_ptes(src, src) puts the source back in the PTE
+   * (with the PTE's reference); migrate_folio_undo_dst() frees the destination. A sync mode
+   * then retries the folio in its own mode (migrate_pages_sync: try_to_migrate(src, 0), so
+   * ptep_clear_flush); async (and a failed sync pass) puts it back (migrate_pages returns it).
+   */
+  undo: {
+    guard: (c) => (c.ptlFree(c.mmIndex) ? null : 'page-table lock held'),
+    run: (c, f) => {
+      const mm = c.mmIndex
+      const page = num(f, 'page')
+      const pfn = num(f, 'pfn')
+      c.lockPtl(mm, 'remove_migration_pte (undo)')
+      const pte = c.pte(mm, page)
+      if (pte?.mig && pte.pfn === pfn) {
+        c.getFrame(pfn)
+        c.folioW(pfn).map++
+        c.setPte(
+          mm,
+          page,
+          { pfn, present: true, write: pte.write, dirty: pte.dirty },
+          'set_pte_at (remove_migration_pte: the source back)',
+        )
+      }
+      c.unlockPtl(mm)
+      c.putFrame(num(f, 'new'), 'migrate_folio_undo_dst')
+      const mode = MIGRATE_MODES[num(f, 'mode')]!
+      if (mode !== 'async' && !flag(f, 'ttu_sync')) {
+        c.emit('info', 'migrate_pages_sync', `retry ${c.pageName(page)} in MIGRATE_${mode.toUpperCase()}: try_to_migrate(src, 0)`)
+        c.putFrame(pfn, 'migrate_folio_undo_src')
+        delete f.l.mapped
+        f.l.ttu_sync = true
+        c.goto('start')
+        return
+      }
+      c.putFrame(pfn, 'migrate_folio_undo_src (putback)')
+      c.emit('op', 'migrate', `${c.pageName(page)}: -EAGAIN, not migrated`)
+      c.ret()
     },
   },
   /** folio_unlock() wakes the waiters; the source page's last reference goes: it is freed. */

@@ -19,7 +19,8 @@ import {
   type Path,
   type Word,
 } from './common'
-import type { Op, PageDecl, Prot, SecondaryDecl, ThpDecl, ThreadDecl } from '../types'
+import type { MigrateMode, Op, PageDecl, Prot, SecondaryDecl, ThpDecl, ThreadDecl } from '../types'
+import { MIGRATE_MODES } from '../types'
 
 export const CPU_OPS = [
   'read',
@@ -310,17 +311,33 @@ export function parseThreads(
         if (page !== null) notePageOp(p, ws[1]!, 'write', page)
         return page === null ? null : { kind: 'write', page, value: Number(v.s) }
       }
+      case 'migrate': {
+        // migrate P [async|sync_light|sync]: the migrate_mode of migrate_pages() (default async).
+        migrates.push({ path: p, at: head.at, len: head.s.length, op: head.s })
+        const page = pageWord(ws[1], p, head.s, src)
+        const m = ws[2]
+        if (m && !(MIGRATE_MODES as readonly string[]).includes(m.s)) {
+          issues.add(
+            p,
+            `migrate takes a page, then optionally a migrate_mode: ${MIGRATE_MODES.join(', ')}; found '${m.s}'${didYouMean(m.s, MIGRATE_MODES)}`,
+            m.at,
+            m.s.length,
+          )
+          return null
+        }
+        tooMany(3)
+        if (page !== null) notePageOp(p, ws[1]!, head.s, page)
+        return page === null ? null : { kind: 'migrate', page, mode: (m?.s ?? 'async') as MigrateMode }
+      }
       case 'write_fault':
       case 'cow_fault':
       case 'ksm_merge':
-      case 'migrate':
       case 'reclaim':
       case 'unmap_mapping_range':
       case 'writeback':
       case 'truncate':
       case 'vfree': {
-        if (head.s === 'migrate' || head.s === 'reclaim')
-          migrates.push({ path: p, at: head.at, len: head.s.length, op: head.s })
+        if (head.s === 'reclaim') migrates.push({ path: p, at: head.at, len: head.s.length, op: head.s })
         const page = pageWord(ws[1], p, head.s, src)
         tooMany(2)
         if (page !== null) notePageOp(p, ws[1]!, head.s, page)
