@@ -34,6 +34,12 @@ export interface PageDecl {
    */
   readonly kind: 'anon' | 'pfnmap' | 'file' | 'kernel'
   /**
+   * kind: file, declared `file: P`: this address maps the same file offset as file page P (a
+   * second VMA of the file, or where mremap moves P's mapping): its PTE maps P's page-cache
+   * folio, which `files[P]` holds; this page has no folio of its own.
+   */
+  readonly fileOf?: number
+  /**
    * pfnmap: what a fault on a none PTE does. 'sigbus' (default): a remap_pfn_range() VMA with
    * no ->fault. 'insert_pfn': the driver's ->fault maps the pfn again (vfio-pci's
    * vfio_pci_mmap_fault, kernel/pfnmap.ts), so an access after a revoke can succeed.
@@ -161,6 +167,8 @@ export type CpuOp =
   | { readonly kind: 'oom_reap' }
   /** ftruncate below file page P: truncate_setsize -> truncate_pagecache (v6.6 mm/truncate.c). */
   | { readonly kind: 'truncate'; readonly page: number }
+  /** mremap(P, MREMAP_MAYMOVE|MREMAP_FIXED, Q): move_vma -> move_page_tables (v6.6 mm/mremap.c). */
+  | { readonly kind: 'mremap'; readonly page: number; readonly to: number }
   | SyncOp
 
 /** Ordering between threads, as a driver and its device agree by a doorbell or a completion. */
@@ -341,6 +349,13 @@ export interface KernelToggles {
    * freed. false: before the fix.
    */
   readonly gupFastIpi: boolean
+  /**
+   * eb66ae030829 (Linus, 2018, v4.19; CVE-2018-18281): move_ptes() flushes the old range's TLB
+   * before it drops the page-table locks. false: only a dirty PTE was flushed under the lock
+   * (5d1904204c99); a clean one was flushed by move_page_tables() after the unlock, so a racing
+   * ftruncate could free the page under a stale TLB entry. Absent: true.
+   */
+  readonly mremapFlushUnderPtl?: boolean
 }
 
 /** Expression of a `forbid` condition. */

@@ -1,0 +1,157 @@
+/**
+ * mremap(old, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, new) of one page, v6.6 mm/mremap.c:
+ * mremap_to() under mmap_write_lock (the target holds no mapping here, so its do_munmap finds
+ * nothing) -> move_vma(): copy_vma() makes the new VMA (need_rmap_locks is false for a new VMA,
+ * so the file's i_mmap lock is not taken: truncate can run concurrently), then
+ * move_page_tables():
+ *
+ *   mmu_notifier_range_init(MMU_NOTIFY_UNMAP, old range); invalidate_range_start
+ *   move_ptes(): old PTL (pte_offset_map_lock), new PTL (spin_lock_nested if it is another
+ *     lock; one PTE page here, so the same lock), flush_tlb_batched_pending(mm),
+ *     ptep_get_and_clear(old), set_pte_at(new, move_pte(pte)), and for a present PTE
+ *     flush_tlb_range(old) BEFORE the PTLs are dropped (eb66ae030829, v4.19)
+ *   invalidate_range_end
+ *
+ * then do_vmi_munmap() of the old range: the old VMA goes (its range_start/end find no PTE).
+ * `kernel: { mremap_flush_under_ptl: false }` is the order before eb66ae030829
+ * (CVE-2018-18281): a dirty PTE was flushed under the lock (force_flush, 5d1904204c99), a
+ * clean one only by move_page_tables() after move_ptes() returned (need_flush), so a racing
+ * ftruncate (unmap_mapping_range of the new address, then the free) could free the page while
+ * a CPU TLB still mapped it at the old address.
+ */
+import type { Ctx } from '../ctx'
+import type { CallFrame } from '../state'
+import { afterNotifier, decodePte, encodePte, flag, num, type Proc } from './proc'
+import { flushTlbBatchedPending } from './rmap'
+
+export const mremap: Proc = {
+  /** mmap_write_lock_killable; vma_lookup; mremap_to; move_vma -> copy_vma (the new VMA). */
+  start: {
+    guard: (c) => (c.mmapWritable(c.mmIndex) ? null : 'mmap_lock held'),
+    run: (c, f) => {
+      const mm = c.mmIndex
+      const page = num(f, 'page')
+      const to = num(f, 'to')
+      c.mmapWriteLock(mm)
+      const vma = c.vma(mm, page)
+      if (vma === null) {
+        c.emit('op', 'mremap', `-EFAULT: no VMA at ${c.pageName(page)}`)
+        c.mmapWriteUnlock(mm)
+        c.ret()
+        return
+      }
+      c.setVma(mm, to, vma)
+      c.emit('info', 'copy_vma', `new VMA at ${c.pageName(to)} (${vma}); need_rmap_locks = false`)
+      c.goto('rs')
+    },
+  },
+  /** move_page_tables(): mmu_notifier_invalidate_range_start(MMU_NOTIFY_UNMAP) over the old range. */
+  rs: {
+    run: (c, f) => {
+      c.rangeStart(c.mmIndex, [num(f, 'page')], 'MMU_NOTIFY_UNMAP')
+      c.goto('lock')
+    },
+  },
+  /** move_ptes(): both PTLs (one lock: the same PTE page), then flush_tlb_batched_pending(). */
+  lock: {
+    guard: (c) => (c.ptlFree(c.mmIndex) ? null : 'page-table lock held'),
+    run: (c, f) => {
+      const mm = c.mmIndex
+      c.lockPtl(mm, 'move_ptes: pte_offset_map_lock (old); new_ptl == old_ptl')
+      if (flushTlbBatchedPending(c, mm, 'move_ptes')) afterNotifier(c, f, 'move', movePte)
+      else movePte(c, f)
+    },
+  },
+  move: { run: (c, f) => movePte(c, f) },
+  /** The flush under the PTLs (eb66ae030829), or (before it) for a dirty PTE only. */
+  flush: {
+    run: (c, f) => {
+      const mm = c.mmIndex
+      c.flushTlb(mm, 'range', [num(f, 'page')], 'flush_tlb_range (move_ptes, before the PTL is dropped)')
+      afterNotifier(c, f, 'unlock', unlock)
+    },
+  },
+  unlock: { run: (c, f) => unlock(c, f) },
+  /** Before eb66ae030829: move_page_tables()'s `if (need_flush) flush_tlb_range()` after the unlock. */
+  late_flush: {
+    run: (c, f) => {
+      c.flushTlb(
+        c.mmIndex,
+        'range',
+        [num(f, 'page')],
+        'flush_tlb_range (move_page_tables, after the PTL: need_flush)',
+      )
+      afterNotifier(c, f, 're', (cc) => cc.goto('re'))
+    },
+  },
+  /** mmu_notifier_invalidate_range_end() over the old range. */
+  re: {
+    run: (c, f) => {
+      c.rangeEnd(c.mmIndex, [num(f, 'page')], false)
+      afterNotifier(c, f, 'unmap_old', (cc) => cc.goto('unmap_old'))
+    },
+  },
+  /**
+   * move_vma() -> do_vmi_munmap() of the old range: the VMA is detached (unlinked from the
+   * file's i_mmap tree); unmap_region()'s range_start/end find no PTE and nothing to flush or
+   * free (the PTE page still maps the new address). mmap_write_unlock, return the new address.
+   */
+  unmap_old: {
+    run: (c, f) => {
+      const mm = c.mmIndex
+      const page = num(f, 'page')
+      c.setVma(mm, page, null)
+      if (c.imapLinked(mm, page)) c.imapUnlink(mm, page)
+      c.emit('info', 'do_vmi_munmap', `the old VMA at ${c.pageName(page)} is unmapped (no PTE left in it)`)
+      c.rangeStart(mm, [page], 'MMU_NOTIFY_UNMAP')
+      afterNotifier(c, f, 'unmap_old_end', (cc) => cc.goto('unmap_old_end'))
+    },
+  },
+  unmap_old_end: {
+    run: (c, f) => {
+      c.rangeEnd(c.mmIndex, [num(f, 'page')], false)
+      afterNotifier(c, f, 'done', done)
+    },
+  },
+  done: { run: (c, f) => done(c, f) },
+}
+
+/** The loop of move_ptes() for the one PTE: ptep_get_and_clear, move_pte, set_pte_at. */
+function movePte(c: Ctx, f: CallFrame): void {
+  const mm = c.mmIndex
+  const page = num(f, 'page')
+  const to = num(f, 'to')
+  const pte = c.pte(mm, page)
+  if (pte === null) {
+    c.emit('info', 'move_ptes', `${c.pageName(page)}: pte_none, nothing to move`)
+    unlock(c, f)
+    return
+  }
+  c.setPte(mm, page, null, 'move_ptes: ptep_get_and_clear')
+  c.setPte(mm, to, pte, 'move_ptes: set_pte_at (new address)')
+  f.l.old = encodePte(pte)
+  const underPtl = c.sc.kernel.mremapFlushUnderPtl !== false
+  // eb66ae030829: `if (pte_present(pte)) force_flush = true;` Before it (5d1904204c99):
+  // `if (pte_present(pte) && pte_dirty(pte)) force_flush = true;` and need_flush for the rest.
+  f.l.late = pte.present && !underPtl && !pte.dirty
+  if (pte.present && (underPtl || pte.dirty)) c.goto('flush')
+  else unlock(c, f)
+}
+
+/** Drop the new and the old PTL; then the late flush (before the fix) or range_end. */
+function unlock(c: Ctx, f: CallFrame): void {
+  c.unlockPtl(c.mmIndex, 'move_ptes: pte_unmap_unlock')
+  if (flag(f, 'late')) c.goto('late_flush')
+  else c.goto('re')
+}
+
+function done(c: Ctx, f: CallFrame): void {
+  const mm = c.mmIndex
+  c.mmapWriteUnlock(mm)
+  const old = decodePte(f.l.old ?? null)
+  // What this call removed is the old address's translation of the PTE it moved; a PTE that a
+  // racing zap (truncate) cleared first is that zap's to flush and report.
+  if (old) c.markRevoked(mm, [num(f, 'page')], true)
+  c.emit('op', 'mremap', `returns ${c.pageName(num(f, 'to'))}${old ? ` (pfn ${old.pfn} moved)` : ''}`)
+  c.ret()
+}
