@@ -357,3 +357,30 @@ describe('mprotect on non-present PTEs (v6.6 change_pte_range)', () => {
     expect(ex.final.mms[0]!.ptes[0]!.swp).toBe(0)
   })
 })
+
+describe('mprotect on a migration entry (v6.6 change_pte_range)', () => {
+  it('a writable migration entry becomes readable whatever the new prot ("just be safe and disable write")', () => {
+    const sc = load(`
+      title: mprotect over a migration entry
+      arch: x86_64
+      pages:
+        A: { value: 1, prot: rw }
+      cpus:
+        mover: [migrate A]
+        C0: [mprotect A rw]
+    `)
+    // mover: isolate, range_start, unmap (A is a writable migration entry); then C0 alone.
+    let ex: ReturnType<typeof traced> | null = null
+    for (let n = 12; n > 0 && ex === null; n--) {
+      try {
+        ex = traced(sc, pol('arch-hook'), [0, 0, 0, ...new Array<number>(n).fill(1)])
+      } catch (e) {
+        if (!(e instanceof ScheduleError)) throw e
+      }
+    }
+    const l = lines(ex!, { op: 'C0: mprotect A rw', kinds: ['pte'] })
+    expect(l).toEqual(['pte set_pte_at (readable migration entry): PTE A := migration entry (pfn 1, read-only)'])
+    // remove_migration_pte() then maps the new page read-only: a write faults and reuses it.
+    expect(ex!.final.mms[0]!.ptes[0]).toMatchObject({ present: true, write: false })
+  })
+})
