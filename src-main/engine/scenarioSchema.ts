@@ -127,6 +127,11 @@ export function scenarioJsonSchema(): object {
               description:
                 'anon (private anonymous), pfnmap (a driver VM_PFNMAP mapping), file (a MAP_SHARED file page: page cache, PG_dirty, written back to disk(P))',
             },
+            file: {
+              type: 'string',
+              description:
+                "kind: file only: this address maps the same file offset as file page P (P's page-cache folio): a second VMA of the file, or an mremap target",
+            },
           },
         },
       },

@@ -353,14 +353,18 @@ describe('loadScenarioText: errors located at file:line:column', () => {
 
   it('expect with an exact set of violated invariants: parsed, and its errors located', () => {
     const sc = loadScenarioText(
-      scenario({ expect: 'expect: { start-end: { violated: [use-after-free, lost-write] }, arch-hook: holds }' }),
+      scenario({
+        expect: 'expect: { start-end: { violated: [use-after-free, lost-write] }, arch-hook: holds }',
+      }),
       'x.yaml',
     )
     expect(sc.expect).toEqual([
       ['start-end', { violated: ['use-after-free', 'lost-write'] }],
       ['arch-hook', 'holds'],
     ])
-    expect(only(scenario({ expect: 'expect: { start-end: { violated: [use-after-free, lost-wirte] } }' }))).toBe(
+    expect(
+      only(scenario({ expect: 'expect: { start-end: { violated: [use-after-free, lost-wirte] } }' })),
+    ).toBe(
       `12:51 len10 an invariant must be one of use-after-free, stale-after-return, lost-write, lost-dirty, progress, forbid; found string "lost-wirte" (did you mean 'lost-write'?)`,
     )
     expect(only(scenario({ expect: 'expect: { start-end: { violated: [] } }' }))).toMatch(
@@ -754,6 +758,44 @@ describe('exit and oom_reap: the release and nonblock keys, located errors', () 
   it('exit with another process thread that uses memory, at the exit op', () => {
     expect(only(scenario({ cpus: 'cpus:\n  C0: [exit]\n  C1: [read P]' }))).toBe(
       "9:8 len4 exit_mmap runs when the process's last thread exits, but C1 also uses the process's memory; give it only signal, wait, oom_reap or truncate (or fold its ops into C0 before exit)",
+    )
+  })
+})
+
+describe('file: P pages and mremap: located errors', () => {
+  const file =
+    'pages:\n  P: { value: 0, prot: rw, mapped: ro }\n  F: { value: 3, kind: file }\n  G: { kind: file, file: F, mapped: none }'
+  it("valid: an address of F's file offset, mremap F G and truncate", () => {
+    const sc = loadScenarioText(
+      scenario({ pages: file, cpus: 'cpus:\n  C0: [mremap F G]\n  T: [truncate F]' }),
+      'x.yaml',
+    )
+    expect(sc.pages.map((p) => p.fileOf)).toEqual([undefined, undefined, 1])
+    expect(sc.threads[0]!.ops[0]).toEqual({ kind: 'mremap', page: 1, to: 2 })
+  })
+  it('file: names an unknown page, with did-you-mean, at the value', () => {
+    expect(only(scenario({ pages: file.replace('file: F', 'file: Fx') }))).toBe(
+      "6:26 len2 unknown page 'Fx' (did you mean 'F'?); pages are P, F, G",
+    )
+  })
+  it('file: needs kind: file and a file page of its own', () => {
+    expect(only(scenario({ pages: file.replace('{ kind: file, file: F', '{ file: F') }))).toMatch(
+      /^6:14 len1 file: F makes this address map a file page's folio: it needs kind: file/,
+    )
+    expect(only(scenario({ pages: file.replace('file: F', 'file: P') }))).toBe(
+      "6:26 len1 'P' must be a file page with its own folio (kind: file, no file: key)",
+    )
+  })
+  it('mremap of a file page to an address that is not its file offset, at the target', () => {
+    expect(
+      only(scenario({ pages: file + '\n  H: { mapped: none }', cpus: 'cpus:\n  C0: [mremap F H]' })),
+    ).toMatch(
+      /^11:17 len1 moving a file page: declare the target as the same file offset, 'H: \{ kind: file, file: F, mapped: none \}'/,
+    )
+  })
+  it('mremap to a mapped address, at the target', () => {
+    expect(only(scenario({ pages: file, cpus: 'cpus:\n  C0: [mremap F P]' }))).toBe(
+      "10:17 len1 the target 'P' must be a process address with no mapping yet (mapped: none)",
     )
   })
 })
