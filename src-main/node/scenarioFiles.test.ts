@@ -2,7 +2,7 @@ import { readdirSync, readFileSync } from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { describe, expect, it } from 'vitest'
-import { CPU_OPS } from '../engine/scenario'
+import { CPU_OPS, KERNEL_KEYS } from '../engine/scenario'
 import {
   formatIssue,
   loadScenarioFile,
@@ -508,6 +508,7 @@ describe('file pages, writeback and the zap-era toggles: errors at file:line:col
       migrateVmaFlushUnderPtl: true,
       collapseNotify: true,
       gupFastIpi: true,
+      mremapFlushUnderPtl: true,
     })
   })
 
@@ -521,6 +522,7 @@ describe('file pages, writeback and the zap-era toggles: errors at file:line:col
       migrateVmaFlushUnderPtl: true,
       collapseNotify: true,
       gupFastIpi: true,
+      mremapFlushUnderPtl: true,
     })
   })
 
@@ -532,7 +534,7 @@ describe('file pages, writeback and the zap-era toggles: errors at file:line:col
 
   it('an unknown kernel toggle gets did-you-mean', () => {
     expect(only(scenario({}, 'kernel: { delay_rmaps: false }\n'))).toBe(
-      "13:11 len11 unknown key 'delay_rmaps' in kernel (did you mean 'delay_rmap'?); allowed: pfnmap_flush, dirty_flush_under_ptl, delay_rmap, vtd_full_range_fix, migrate_vma_flush_under_ptl, collapse_notify, gup_fast_ipi",
+      `13:11 len11 unknown key 'delay_rmaps' in kernel (did you mean 'delay_rmap'?); allowed: ${KERNEL_KEYS.join(', ')}`,
     )
   })
 
