@@ -480,6 +480,13 @@ export class Ctx {
     m.imap = m.imap.slice()
     m.imap[page] = false
   }
+  /** vma_interval_tree_insert_after() (dup_mmap): the child's file VMA joins the i_mmap tree. */
+  imapLink(mm: number, page: number): void {
+    this.wr(Res.imap(mm))
+    const m = this.mmW(mm)
+    m.imap = m.imap.slice()
+    m.imap[page] = true
+  }
   /** mm_tlb_flush_pending(): some mmu_gather (or change_protection) on this mm is in flight. */
   tlbFlushPendingAny(mm: number): boolean {
     this.rd(Res.tfp(mm))

@@ -203,7 +203,23 @@ export const fork: Proc = {
       c.mmapWriteLock(0)
       const all = c.sc.pages.map((_, i) => i)
       for (const p of all) c.setVma(1, p, c.vma(0, p))
-      const { pages, runOf } = encodeRuns(runs(c, all))
+      // copy_page_range() -> vma_needs_copy() (v6.6 mm/memory.c): a MAP_SHARED file VMA (no
+      // anon_vma, not VM_PFNMAP) is not copied: "Don't copy ptes where a page fault will fill
+      // them correctly". The child's VMA joins the file's i_mmap tree; its PTEs fault in.
+      const shared = all.filter((p) => c.isFile(p) && c.vma(0, p) !== null)
+      for (const p of shared) c.imapLink(1, p)
+      if (shared.length > 0)
+        c.emit(
+          'info',
+          'vma_needs_copy',
+          `${c.pagesText(shared)}: MAP_SHARED file VMA, no PTE copied; the child faults the page-cache folio in`,
+        )
+      const { pages, runOf } = encodeRuns(
+        runs(
+          c,
+          all.filter((p) => !shared.includes(p)),
+        ),
+      )
       f.l.pages = pages
       f.l.runOf = runOf
       f.l.vi = 0

@@ -684,12 +684,15 @@ export function parseThreads(
   if (forks > 0 && pages.some((pg) => pg.kind === 'pfnmap')) {
     issues.add(['pages'], 'fork with pfnmap pages is not modelled yet')
   }
-  if (forks > 0 && pages.some((pg) => pg.kind === 'file')) {
-    issues.add(
-      ['pages'],
-      'fork with file pages is not modelled yet (the child would map the same page-cache folio; folio_mkclean would have to walk it too)',
-    )
-  }
+  if (forks > 0)
+    for (const o of pageOps)
+      if ((o.op === 'writeback' || o.op === 'truncate') && pages[o.page]?.kind === 'file')
+        issues.add(
+          o.path,
+          `${o.op} in a scenario with a fork child is not modelled yet (${o.op === 'writeback' ? "folio_mkclean's rmap walk" : 'unmap_mapping_range'} would have to cover the child's mapping of the folio too)`,
+          o.at,
+          o.len,
+        )
   if (forks > 0 || hasCowPages) {
     for (const m of migrates) {
       issues.add(
