@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { CPU_OPS, DEVICE_OPS } from './scenario'
 import { scenarioJsonSchema } from './scenarioSchema'
+import { INVARIANTS } from './types'
 
 describe('scenario JSON schema for the editor', () => {
   const schema = scenarioJsonSchema() as Record<string, unknown>
@@ -13,6 +14,18 @@ describe('scenario JSON schema for the editor', () => {
       expect(doc, op).not.toBe(op)
       expect(doc).not.toContain('\n')
     }
+  })
+
+  it('expect values: a verdict word, or { violated: [...] } with invariant names (the exact set)', () => {
+    const props = (schema.properties as Record<string, { properties: Record<string, unknown> }>).expect!
+    const e = props.properties['start-end'] as { oneOf: Array<Record<string, unknown>> }
+    expect(e.oneOf[0]).toEqual({ enum: ['holds', 'violated', ...INVARIANTS] })
+    expect(e.oneOf[1]).toMatchObject({
+      type: 'object',
+      required: ['violated'],
+      additionalProperties: false,
+      properties: { violated: { type: 'array', minItems: 1, uniqueItems: true, items: { enum: INVARIANTS } } },
+    })
   })
 
   it('op items carry no description listing every op (the editor hovers the one op)', () => {

@@ -92,7 +92,18 @@ function opDocs(ops: readonly string[]): Record<string, string> {
 
 export function scenarioJsonSchema(): object {
   const policyKeys = PRESETS.flatMap((p) => [p, ...VARIANTS.map((v) => `${p}+${v}`)])
-  const expectation = { enum: ['holds', 'violated', ...INVARIANTS] }
+  const expectation = {
+    oneOf: [
+      { enum: ['holds', 'violated', ...INVARIANTS] },
+      {
+        type: 'object',
+        description: 'Exactly these invariants are violated (a missing or an extra one is a mismatch)',
+        required: ['violated'],
+        additionalProperties: false,
+        properties: { violated: { type: 'array', minItems: 1, uniqueItems: true, items: { enum: INVARIANTS } } },
+      },
+    ],
+  }
   return {
     $schema: 'http://json-schema.org/draft-07/schema#',
     title: 'MMU Notifier Lab scenario',
@@ -251,7 +262,8 @@ export function scenarioJsonSchema(): object {
       },
       expect: {
         type: 'object',
-        description: 'Policy -> holds | violated | the invariant that must break',
+        description:
+          'Policy -> holds | violated | the invariant that must break | { violated: [the exact set of invariants that break] }',
         properties: Object.fromEntries(
           policyKeys.map((k) => [
             k,
