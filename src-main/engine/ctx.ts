@@ -748,6 +748,36 @@ export class Ctx {
     this.emit('frame', 'filemap_remove_folio', `${this.pageName(page)}: pfn ${f.pfn} leaves the page cache`)
     return f.pfn
   }
+  /**
+   * Reclaim's __remove_mapping() of a clean file folio (v6.6 mm/vmscan.c): the folio leaves the
+   * page cache (__filemap_remove_folio); the file keeps its contents on disk, so a later fault
+   * reads them into a new folio (fileReadIn). The caller drops the references.
+   */
+  fileEvict(page: number): number {
+    const f = this.file(page)
+    this.setFile(page, { ...f, pfn: -1, dirty: false })
+    this.emit(
+      'frame',
+      '__remove_mapping',
+      `${this.pageName(page)}: pfn ${f.pfn} leaves the page cache (clean)`,
+    )
+    return f.pfn
+  }
+  /**
+   * filemap_fault() on a page-cache miss (v6.6 mm/filemap.c): filemap_alloc_folio,
+   * filemap_add_folio (locked, the page cache's reference) and ->read_folio from disk.
+   */
+  fileReadIn(page: number): number {
+    const f = this.file(page)
+    const pfn = this.allocFrame(f.disk, 'filemap_alloc_folio')
+    this.setFile(page, { ...f, pfn })
+    this.emit(
+      'frame',
+      'filemap_read_folio',
+      `${this.pageName(page)}: pfn ${pfn} := disk(${this.pageName(page)}) = ${f.disk}`,
+    )
+    return pfn
+  }
   /** The writeback I/O: the folio's contents as they are now go to the page's disk block. */
   diskWrite(page: number, fn: string): void {
     const f = this.file(page)

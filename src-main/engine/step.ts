@@ -21,6 +21,7 @@ import { thpCollapse, thpSplit } from './kernel/thp'
 import { exitMmap, oomReap } from './kernel/exit'
 import { truncate } from './kernel/truncate'
 import { mremap } from './kernel/mremap'
+import { fileReclaim } from './kernel/fileReclaim'
 import type { Policy } from './policy'
 import type { Metrics, TraceEvent, Violation } from './results'
 import { zeroMetrics } from './results'
@@ -57,6 +58,7 @@ export const PROCS: Readonly<Record<string, Proc>> = {
   oom_reap: oomReap,
   truncate,
   mremap,
+  reclaim_file: fileReclaim,
 }
 
 function rootFrame(sc: Scenario, t: number, op: Op): CallFrame {
@@ -105,7 +107,11 @@ function rootFrame(sc: Scenario, t: number, op: Op): CallFrame {
         l: op.owner === undefined ? { page: op.page } : { page: op.page, owner: op.owner },
       }
     case 'reclaim':
-      return { proc: 'reclaim', pc: 'start', l: { page: op.page } }
+      return {
+        proc: sc.pages[op.page]!.kind === 'file' ? 'reclaim_file' : 'reclaim',
+        pc: 'start',
+        l: { page: op.page },
+      }
     case 'unmap_mapping_range':
       return { proc: 'unmap_mapping_range', pc: 'start', l: { page: op.page } }
     case 'vmalloc':

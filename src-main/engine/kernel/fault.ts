@@ -310,6 +310,10 @@ export const handleMmFault: Proc = {
         finish(c, c.mmIndex, 'segv')
         return
       }
+      if (c.file(page).pfn < 0) {
+        // Reclaim evicted the folio: a page-cache miss reads the page from disk into a new one.
+        c.fileReadIn(page)
+      }
       c.folioLock(page, 'filemap_fault: folio_lock')
       c.goto('file_map')
     },

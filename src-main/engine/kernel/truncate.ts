@@ -63,7 +63,7 @@ export const truncate: Proc = {
     run: (c, f) => {
       const page = num(f, 'page')
       c.folioLock(page, 'find_lock_entries: folio_lock')
-      if (c.folio(c.file(page).pfn).map > 0) {
+      if (c.file(page).pfn >= 0 && c.folio(c.file(page).pfn).map > 0) {
         c.emit('info', 'truncate_cleanup_folio', `${c.pageName(page)}: folio_mapped(): unmap_mapping_folio`)
         f.l.vi = 0
         unmapNext(c, f, 'remove')
@@ -76,9 +76,15 @@ export const truncate: Proc = {
   remove: {
     run: (c, f) => {
       const page = num(f, 'page')
-      const pfn = c.fileRemoveFolio(page)
-      c.folioUnlock(page)
-      c.putFrame(pfn, 'folio_batch_release (the page cache reference)')
+      if (c.file(page).pfn < 0) {
+        // Reclaim evicted it already: nothing of the page is in the page cache.
+        c.emit('info', 'truncate_inode_pages', `${c.pageName(page)}: not in the page cache`)
+        c.folioUnlock(page)
+      } else {
+        const pfn = c.fileRemoveFolio(page)
+        c.folioUnlock(page)
+        c.putFrame(pfn, 'folio_batch_release (the page cache reference)')
+      }
       // The second unmap_mapping_range finds no private COW of a MAP_SHARED page: nothing to do.
       c.markRevoked(0, mappings(c, page), true)
       c.emit('op', 'truncate', 'returns 0')

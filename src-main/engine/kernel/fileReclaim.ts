@@ -1,0 +1,154 @@
+/**
+ * Reclaim of a file page's page-cache folio, v6.6 mm/vmscan.c shrink_folio_list():
+ *
+ *   folio_trylock; folio_mapped -> try_to_unmap(folio, TTU_BATCH_FLUSH): rmap_walk_file over
+ *     every VMA of the file that maps the offset (here: the page and the addresses declared
+ *     `file:` of it), try_to_unmap_one per mapping (mm/rmap.c): range_start(MMU_NOTIFY_CLEAR),
+ *     the PTL, ptep_get_and_clear with the flush batched (set_tlb_ubc_flush_pending: x86 calls
+ *     the arch hook with (0, -1) and defers the CPU flush; arm64 flushes the page now), a dirty
+ *     PTE's bit moved to the folio (folio_mark_dirty), the PTE left none (a file page needs no
+ *     swap entry: the page cache finds it again), page_remove_rmap, folio_put; range_end
+ *   a dirty folio is kept (kswapd leaves file writeback to the flusher: activate_locked)
+ *   a clean one: __remove_mapping (the refcount must be the page cache's and the isolation's
+ *     only: a fault that mapped it again keeps it), folio_unlock, try_to_unmap_flush(), free
+ *
+ * v4.15's try_to_unmap_one called no ->invalidate_range for a file page under the PTL ("a
+ * locked file-backed page ... cannot be removed from the page cache and replaced by a new page
+ * before mmu_notifier_invalidate_range_end"), so the invalidate-range preset has it at range_end.
+ * A later fault reads the page from disk into a new folio (fault.ts, ctx.ts fileReadIn).
+ */
+import type { Ctx } from '../ctx'
+import type { CallFrame } from '../state'
+import { afterNotifier, decodePte, encodePte, flag, num, type Proc } from './proc'
+
+/** The addresses of the page's file offset (rmap_walk_file's VMAs). */
+function mappings(c: Ctx, page: number): number[] {
+  const owner = c.sc.pages[page]!.fileOf ?? page
+  return [owner, ...c.sc.pages.flatMap((pg, i) => (pg.fileOf === owner ? [i] : []))]
+}
+
+function at(c: Ctx, f: CallFrame): number {
+  return mappings(c, num(f, 'page'))[num(f, 'vi')]!
+}
+
+export const fileReclaim: Proc = {
+  /** isolate_lru_folios (a reference), folio_trylock. */
+  start: {
+    run: (c, f) => {
+      const page = num(f, 'page')
+      const pfn = c.file(page).pfn
+      if (pfn < 0) {
+        c.emit('info', 'shrink_folio_list', `${c.pageName(page)}: not in the page cache`)
+        c.ret()
+        return
+      }
+      if (!c.folioLockFree(page)) {
+        c.emit('info', 'shrink_folio_list', `${c.pageName(page)}: folio_trylock fails: keep`)
+        c.ret()
+        return
+      }
+      c.getFrame(pfn)
+      f.l.pfn = pfn
+      c.folioLock(page, 'shrink_folio_list: folio_trylock')
+      f.l.vi = 0
+      next(c, f)
+    },
+  },
+  /** try_to_unmap_one(): mmu_notifier_invalidate_range_start(MMU_NOTIFY_CLEAR). */
+  rs: {
+    run: (c, f) => {
+      c.rangeStart(0, [at(c, f)], 'MMU_NOTIFY_CLEAR')
+      afterNotifier(c, f, 'unmap', (cc) => cc.goto('unmap'))
+    },
+  },
+  /** page_vma_mapped_walk (PTL), ptep_get_and_clear, set_tlb_ubc_flush_pending. */
+  unmap: {
+    guard: (c) => (c.ptlFree(0) ? null : 'page-table lock held'),
+    run: (c, f) => {
+      const page = at(c, f)
+      c.lockPtl(0, 'page_vma_mapped_walk')
+      const pte = c.pte(0, page)
+      if (!pte || !pte.present || pte.pfn !== num(f, 'pfn')) {
+        c.unlockPtl(0)
+        c.goto('re')
+        return
+      }
+      c.setPte(0, page, null, 'ptep_get_and_clear')
+      if (c.sc.arch === 'x86_64') {
+        c.emit('cpu-flush', 'arch_tlbbatch_add_pending', 'CPU flush deferred to arch_tlbbatch_flush', {
+          pages: [c.pageName(page)],
+        })
+        c.archHook(0, null)
+        f.l.batched = true
+      } else c.flushTlb(0, 'page', [page], 'arch_tlbbatch_add_pending (__flush_tlb_page_nosync)')
+      c.setTlbBatched(0, true)
+      f.l.old = encodePte(pte)
+      afterNotifier(c, f, 'unmap_rest', unmapRest)
+    },
+  },
+  unmap_rest: { run: (c, f) => unmapRest(c, f) },
+  /** mmu_notifier_invalidate_range_end(); the next mapping, or the folio's fate. */
+  re: {
+    run: (c, f) => {
+      c.rangeEnd(0, [at(c, f)], false)
+      f.l.vi = num(f, 'vi') + 1
+      afterNotifier(c, f, 'next', next)
+    },
+  },
+  next: { run: (c, f) => next(c, f) },
+  /** try_to_unmap_flush() before the free (x86: arch_tlbbatch_flush, the deferred CPU flush). */
+  free: {
+    run: (c, f) => {
+      const page = num(f, 'page')
+      if (flag(f, 'batched')) c.flushTlb(0, 'mm', [], 'arch_tlbbatch_flush (try_to_unmap_flush)', false)
+      const pfn = num(f, 'pfn')
+      c.putFrame(pfn, 'free_unref_folios (the isolation reference)')
+      c.emit('op', 'reclaim', `${c.pageName(page)}: the clean folio is reclaimed`)
+      c.ret()
+    },
+  },
+}
+
+/** page_remove_rmap, folio_put and the dirty bit after the PTE clear (and its notifiers). */
+function unmapRest(c: Ctx, f: CallFrame): void {
+  const page = at(c, f)
+  const pte = decodePte(f.l.old!)!
+  delete f.l.old
+  if (pte.dirty) c.folioMarkDirty(page, 'try_to_unmap_one: folio_mark_dirty (pte_dirty)')
+  const fr = c.folioW(pte.pfn)
+  fr.map--
+  c.emit('frame', 'page_remove_rmap', `pfn ${pte.pfn} mapcount ${fr.map}`)
+  c.putFrame(pte.pfn, 'folio_put (the PTE reference)')
+  c.unlockPtl(0)
+  c.goto('re')
+}
+
+/** The next mapping to unmap; after the last, keep a dirty or busy folio, remove a clean one. */
+function next(c: Ctx, f: CallFrame): void {
+  const ms = mappings(c, num(f, 'page'))
+  let vi = num(f, 'vi')
+  const pfn = num(f, 'pfn')
+  while (vi < ms.length && c.folio(pfn).map > 0 && c.pte(0, ms[vi]!)?.pfn !== pfn) vi++
+  f.l.vi = vi
+  if (vi < ms.length && c.folio(pfn).map > 0) {
+    c.goto('rs')
+    return
+  }
+  const page = num(f, 'page')
+  const fr = c.folio(pfn)
+  if (c.file(page).dirty || fr.map > 0 || fr.ref !== 2) {
+    const why = c.file(page).dirty
+      ? 'PG_dirty: kswapd leaves file writeback to the flusher (activate_locked)'
+      : 'mapped or referenced again: __remove_mapping cannot freeze the refcount'
+    c.emit('info', 'shrink_folio_list', `${c.pageName(page)}: keep (${why})`)
+    c.folioUnlock(page)
+    c.putFrame(pfn, 'folio_putback_lru')
+    c.ret()
+    return
+  }
+  // __remove_mapping(): folio_ref_freeze, __filemap_remove_folio: the page cache's reference goes.
+  c.fileEvict(page)
+  c.putFrame(pfn, '__remove_mapping (the page cache reference)')
+  c.folioUnlock(page)
+  c.goto('free')
+}
