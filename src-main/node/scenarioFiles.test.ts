@@ -625,7 +625,7 @@ describe('transparent huge pages: thp:, thp_split/thp_collapse, walk caches, the
 
   it('other CPU ops are refused in a scenario with a huge page, at the op word', () => {
     expect(only(thp('thp: { H: [A, B] }\n', { cpus: 'cpus:\n  C0: [munmap A]' }))).toBe(
-      '9:8 len6 munmap is not modelled in a scenario with a huge page; its CPU ops are read, write, thp_split, thp_collapse',
+      '9:8 len6 munmap is not modelled in a scenario with a huge page; its CPU ops are read, write, thp_split, thp_collapse, mprotect',
     )
   })
 

@@ -8,6 +8,7 @@ import { ZERO_PFN, type Pte } from '../state'
 import type { Prot } from '../types'
 import { afterNotifier, list, nextPte, num, type Proc } from './proc'
 import { flushTlbBatchedPending } from './rmap'
+import { changeHugePmd, thpMprotectVma, thpSplitVma } from './thp'
 import {
   encodeRuns,
   gatherFinishFlush,
@@ -61,7 +62,6 @@ export const mprotect: Proc = {
       f.l.pages = pages
       f.l.runOf = runOf
       f.l.vi = 0
-      const prot = protOf(f.l.prot as number)
       if (pages.length !== list(f, 'req').length)
         c.emit('op', 'mprotect', '-ENOMEM for the part of the range without a VMA')
       if (pages.length === 0) {
@@ -69,17 +69,22 @@ export const mprotect: Proc = {
         c.ret()
         return
       }
-      for (const p of pages) c.setVma(mm, p, prot)
-      c.emit('info', 'mprotect_fixup', `vm_flags of ${c.pagesText(pages)} := ${prot}`)
-      gatherInit(c)
-      c.goto('vma')
+      // A VMA boundary inside a huge page: split_vma splits the PMD first (kernel/thp.ts).
+      if (thpSplitVma(c, pages)) {
+        c.call('thp_split', { held: true }, 'fixup')
+        return
+      }
+      mprotectFixup(c, f)
     },
   },
+  fixup: { run: (c, f) => mprotectFixup(c, f) },
   /** change_pmd_range(): range_start(MMU_NOTIFY_PROTECTION_VMA) at the first populated PMD. */
   vma: {
     run: (c, f) => {
       const pages = runPages(f, num(f, 'vi'))
       f.l.i = 0
+      // A huge PMD (thp:): change_huge_pmd, or __split_huge_pmd for part of it (kernel/thp.ts).
+      if (thpMprotectVma(c, f, pages)) return
       // pmd_none(): no page table, nothing to change and no notifier range at all.
       if (!c.pmdPopulated(c.mmIndex)) {
         c.goto('vma_end')
@@ -99,6 +104,7 @@ export const mprotect: Proc = {
     },
   },
   lock_rest: { run: (c, f) => changeStart(c, f) },
+  huge_pmd: changeHugePmd,
   /** ptep_modify_prot_start/commit; if pte_needs_flush(): tlb_flush_pte_range() (deferred). */
   pte: {
     run: (c, f) => {
@@ -138,7 +144,8 @@ export const mprotect: Proc = {
     run: (c, f) => {
       const mm = c.mmIndex
       const pages = runPages(f, num(f, 'vi'))
-      if (c.pmdPopulated(mm)) c.rangeEnd(mm, pages, false)
+      if (c.pmdPopulated(mm) || f.l.rs === true) c.rangeEnd(mm, pages, false)
+      delete f.l.rs
       if (c.sc.arch === 'arm64' && list(c.thread.stack[0]!, 'g_range').length > 0) {
         c.goto('end_vma')
         return
@@ -161,6 +168,16 @@ export const mprotect: Proc = {
     },
   },
   finish_done: { run: (c, f) => mprotectDone(c, f) },
+}
+
+/** mprotect_fixup(): the new vm_flags; tlb_gather_mmu(). */
+function mprotectFixup(c: Ctx, f: Parameters<Proc[string]['run']>[1]): void {
+  const pages = list(f, 'pages')
+  const prot = protOf(f.l.prot as number)
+  for (const p of pages) c.setVma(c.mmIndex, p, prot)
+  c.emit('info', 'mprotect_fixup', `vm_flags of ${c.pagesText(pages)} := ${prot}`)
+  gatherInit(c)
+  c.goto('vma')
 }
 
 /** change_pte_range() after the lock and flush_tlb_batched_pending(): the first PTE. */

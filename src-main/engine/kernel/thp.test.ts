@@ -317,3 +317,91 @@ describe('file/shmem collapse: collapse_and_free_pmd (v6.1) before and after f26
     expect(ipi).toBeLessThan(free)
   })
 })
+
+describe('mprotect of a huge page (v6.6 change_huge_pmd; split_vma -> split_huge_pmd_address)', () => {
+  const mp = (op: string, dev = 'signal x', extra = '') =>
+    loadScenarioText(
+      dedent(`
+        title: thp mprotect
+        arch: x86_64
+        thp:
+          H: [A, B]
+        pages:
+          A: { value: 1 }
+          B: { value: 2 }
+        secondary:
+          - { name: iommu, type: hw-walker, cached: [A]${extra} }
+        cpus:
+          C0: [${op}]
+        devices:
+          D0: { via: iommu, ops: [${dev}] }
+      `),
+      'thp-mprotect.test.yaml',
+    )
+  const K: readonly EventKind[] = ['lock', 'pte', 'cpu-flush', 'notifier']
+
+  it('the whole huge page: range_start, pmd_lock, pmdp_invalidate_ad + flush, set_pmd_at, unlock, range_end, the gather flush', () => {
+    const ex = traced(mp('mprotect A B ro'), pol('start-end'))
+    expect(lines(ex, { thread: 'C0', kinds: K })).toEqual([
+      'lock mmap_write_lock: take mmap_lock for write',
+      'notifier mmu_notifier_invalidate_range_start: MMU_NOTIFY_PROTECTION_VMA A,B',
+      'lock pmd_lock: take the PMD lock',
+      'pte pmdp_invalidate_ad: PMD H := invalid (pmd_mkinvalid)',
+      'cpu-flush flush_tlb_range (pmdp_invalidate_ad -> flush_pmd_tlb_range): flush CPU TLBs: A,B',
+      'pte set_pmd_at: PMD H := huge RO',
+      'lock spin_unlock (pmd_lock): release the PMD lock',
+      'notifier mmu_notifier_invalidate_range_end: A,B',
+      'cpu-flush tlb_flush (tlb_finish_mmu): flush CPU TLBs: A,B',
+      'lock mmap_write_unlock: release mmap_lock',
+    ])
+    expect(ex.final.mms[0]!.ptes.map((p) => p && [p.huge, p.write])).toEqual([
+      [true, false],
+      [true, false],
+    ])
+  })
+
+  it('arch-hook: the secondary hook fires inside pmdp_invalidate_ad, under the PMD lock', () => {
+    const ex = traced(mp('mprotect A B ro'), pol('arch-hook'))
+    const l = lines(ex, { thread: 'C0', kinds: ['lock', 'pte', 'sec-inval'] })
+    const inv = l.indexOf('pte pmdp_invalidate_ad: PMD H := invalid (pmd_mkinvalid)')
+    expect(l[inv + 1]).toBe(
+      'sec-inval arch_invalidate_secondary_tlbs: iommu: invalidate A,B (2 entries dropped)',
+    )
+    expect(l.indexOf('lock spin_unlock (pmd_lock): release the PMD lock')).toBeGreaterThan(inv + 1)
+  })
+
+  it('part of it: split_vma splits the PMD (its own MMU_NOTIFY_CLEAR pair) before vm_flags and the PROTECTION_VMA range', () => {
+    const ex = traced(mp('mprotect A ro'), pol('start-end'))
+    const l = lines(ex, { thread: 'C0', kinds: ['notifier', 'pte', 'info'] })
+    // Each line found after the one before it: the whole list appears in this order.
+    let from = 0
+    const idx = (prefix: string) => {
+      const i = l.findIndex((x, k) => k >= from && x.startsWith(prefix))
+      from = i + 1
+      return i
+    }
+    const order = [
+      'info split_vma: A is part of huge page H',
+      'notifier mmu_notifier_invalidate_range_start: MMU_NOTIFY_CLEAR A,B',
+      'pte pmdp_invalidate: PMD H := invalid',
+      'pte pmd_populate: PMD H := the withdrawn PTE table',
+      'notifier mmu_notifier_invalidate_range_end: A,B',
+      'info mprotect_fixup: vm_flags of A := ro',
+      'notifier mmu_notifier_invalidate_range_start: MMU_NOTIFY_PROTECTION_VMA A',
+      'pte ptep_modify_prot_commit: PTE A := pfn 1 RO dirty',
+      'notifier mmu_notifier_invalidate_range_end: A',
+    ].map(idx)
+    expect(order.every((x) => x >= 0)).toBe(true)
+    expect(l[order[order.length - 1]!]).toBe('notifier mmu_notifier_invalidate_range_end: A')
+    expect(ex.final.mms[0]!.ptes[1]).toMatchObject({ pfn: 2, present: true, write: true })
+  })
+
+  it('a start-only driver: the device refills before change_huge_pmd and writes after the return; the other presets hold', () => {
+    const s = mp('mprotect A B ro', 'write A 7, write B 8', ', flush_at: start')
+    expect(runPolicy(s, pol('start-end'), defaultRunOptions(s)).invariants['stale-after-return']).toBe(
+      'violated',
+    )
+    for (const p of ['invalidate-range', 'arch-hook'] as const)
+      expect(runPolicy(s, pol(p), defaultRunOptions(s)).verdict).toBe('holds')
+  })
+})

@@ -39,7 +39,7 @@
  */
 import type { Ctx } from '../ctx'
 import type { CallFrame, Pte } from '../state'
-import { afterNotifier, flag, list, type Proc } from './proc'
+import { afterNotifier, flag, list, type PcHandler, type Proc } from './proc'
 
 const EVENT = 'MMU_NOTIFY_CLEAR'
 
@@ -70,10 +70,19 @@ function pteMapped(c: Ctx): boolean {
 }
 
 export const thpSplit: Proc = {
-  /** The caller's mmap_read_lock; split_huge_pmd() only acts on a huge PMD. */
+  /**
+   * The caller's mmap_read_lock; split_huge_pmd() only acts on a huge PMD. Called from
+   * mprotect's change_pmd_range (`held`: the caller holds mmap_lock for write), it starts at
+   * __split_huge_pmd() itself.
+   */
   start: {
-    guard: (c) => (c.mmapReadable(0) ? null : 'mmap_lock held for write'),
-    run: (c) => {
+    guard: (c, f) => (flag(f, 'held') || c.mmapReadable(0) ? null : 'mmap_lock held for write'),
+    run: (c, f) => {
+      if (flag(f, 'held')) {
+        c.rangeStart(0, c.thpPages, EVENT)
+        c.goto('invalidate')
+        return
+      }
       c.mmapReadLock(0)
       if (!pmdMapped(c)) {
         c.emit('info', 'split_huge_pmd', `${H(c)} is not PMD-mapped: nothing to split`)
@@ -149,11 +158,16 @@ export const thpSplit: Proc = {
       afterNotifier(c, f, 'done', splitDone)
     },
   },
-  done: { run: (c) => splitDone(c) },
+  done: { run: (c, f) => splitDone(c, f) },
 }
 
-/** __split_huge_pmd() returned: mmap_read_unlock() in the caller. */
-function splitDone(c: Ctx): void {
+/** __split_huge_pmd() returned: mmap_read_unlock() in the caller (not when mprotect holds it). */
+function splitDone(c: Ctx, f: CallFrame): void {
+  if (flag(f, 'held')) {
+    c.emit('info', '__split_huge_pmd', `${H(c)} split into PTEs; back in the caller`)
+    c.ret()
+    return
+  }
   c.mmapReadUnlock(0)
   c.emit('op', 'thp_split', `${H(c)} split into PTEs`)
   c.ret()
@@ -367,3 +381,103 @@ export const thpCollapse: Proc = {
     },
   },
 }
+
+/**
+ * mprotect_fixup() of part of a huge page (v6.6 mm/mprotect.c): split_vma() -> __split_vma()
+ * -> vma_adjust_trans_huge() -> split_huge_pmd_address(): the new VMA boundary falls inside the
+ * 2 MiB range, so the PMD is split (__split_huge_pmd, with its own MMU_NOTIFY_CLEAR range)
+ * before the new vm_flags are set and before change_protection() starts.
+ */
+export function thpSplitVma(c: Ctx, pages: readonly number[]): boolean {
+  if (c.sc.thp === null || !pmdMapped(c)) return false
+  const inside = c.thpPages.filter((p) => pages.includes(p))
+  if (inside.length === 0 || inside.length === c.thpPages.length) return false
+  c.emit(
+    'info',
+    'split_vma',
+    `${c.pagesText(inside)} is part of huge page ${H(c)}: vma_adjust_trans_huge -> split_huge_pmd_address`,
+  )
+  return true
+}
+
+/**
+ * mprotect of a huge page, v6.6 mm/mprotect.c change_pmd_range(): a huge PMD is populated, so
+ * range_start(MMU_NOTIFY_PROTECTION_VMA) comes first; then `if (next - addr != HPAGE_PMD_SIZE)`
+ * (the range covers only part of the huge page) __split_huge_pmd() and change_pte_range() on
+ * the new PTEs, else change_huge_pmd(). Returns false when the range holds no huge PMD (the
+ * PTE path applies). Sets `rs` so that the caller's range_end pairs with this range_start.
+ */
+export function thpMprotectVma(c: Ctx, f: CallFrame, pages: readonly number[]): boolean {
+  if (c.sc.thp === null || !pages.some((p) => c.isThp(p)) || !pmdMapped(c)) return false
+  c.rangeStart(0, pages, 'MMU_NOTIFY_PROTECTION_VMA')
+  f.l.rs = true
+  if (c.thpPages.every((p) => pages.includes(p))) {
+    c.goto('huge_pmd')
+    return true
+  }
+  c.emit(
+    'info',
+    'change_pmd_range',
+    `${c.pagesText(pages)} is part of huge page ${H(c)}: __split_huge_pmd first`,
+  )
+  c.call('thp_split', { held: true }, 'lock')
+  return true
+}
+
+/**
+ * change_huge_pmd() (v6.6 mm/huge_memory.c): pmd_lock; pmdp_invalidate_ad() (x86:
+ * pmdp_invalidate -> flush_pmd_tlb_range -> flush_tlb_range, the CPU flush and the arch hook);
+ * pmd_modify() to the new protection (a private anon huge page becomes writable only if
+ * PageAnonExclusive, can_change_pmd_writable(); a shared one only if dirty); set_pmd_at();
+ * unlock; huge_pmd_needs_flush() -> tlb_flush_pmd_range(): the mmu_gather flushes again at
+ * tlb_finish_mmu. A PMD split meanwhile goes down the PTE path.
+ */
+export const changeHugePmd: PcHandler = {
+  guard: (c) => (c.pmdLockFree(0) ? null : 'pmd_lock held'),
+  run: (c, f) => {
+    c.pmdLock(0)
+    if (!pmdMapped(c)) {
+      c.emit('info', 'change_pmd_range', `${H(c)} is no longer a huge PMD: change_pte_range`)
+      c.pmdUnlock(0)
+      c.goto('lock')
+      return
+    }
+    const prot = PROT_CODES[f.l.prot as number]!
+    const olds = c.thpPages.map((p) => c.pte(0, p)!)
+    c.setPmd(
+      0,
+      c.thpPages,
+      olds.map((p) => ({ ...p, present: false })),
+      'pmdp_invalidate_ad',
+      `PMD ${H(c)} := invalid (pmd_mkinvalid)`,
+    )
+    c.flushTlb(0, 'range', c.thpPages, 'flush_tlb_range (pmdp_invalidate_ad -> flush_pmd_tlb_range)')
+    const old = olds[0]!
+    const exclusive = isFile(c) ? old.dirty : true
+    const write = prot === 'rw' && (old.write || exclusive)
+    const next = olds.map((p) => ({
+      pfn: p.pfn,
+      present: prot !== 'none',
+      write,
+      dirty: p.dirty,
+      huge: true as const,
+    }))
+    c.setPmd(
+      0,
+      c.thpPages,
+      next,
+      'set_pmd_at',
+      `PMD ${H(c)} := huge ${prot === 'none' ? 'PROT_NONE' : write ? 'RW' : 'RO'}`,
+    )
+    c.pmdUnlock(0)
+    const needsFlush = c.sc.arch !== 'x86_64' || old.write !== write || prot === 'none'
+    if (needsFlush) {
+      const r = c.thread.stack[0]!
+      r.l.g_range = [...list(r, 'g_range'), ...c.thpPages]
+    } else c.emit('info', 'huge_pmd_needs_flush', `${H(c)}: no flush needed on ${c.sc.arch}`)
+    c.goto('vma_end')
+  },
+}
+
+/** protect.ts protCode() order. */
+const PROT_CODES = ['rw', 'ro', 'none'] as const

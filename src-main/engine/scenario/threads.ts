@@ -50,7 +50,7 @@ export const CPU_OPS = [
 ] as const
 export const DEVICE_OPS = ['read', 'write', 'signal', 'wait', 'translate'] as const
 /** CPU ops a scenario with a huge page may use (the rest are not modelled on a huge page). */
-const THP_CPU_OPS: readonly string[] = ['read', 'write', 'thp_split', 'thp_collapse']
+const THP_CPU_OPS: readonly string[] = ['read', 'write', 'thp_split', 'thp_collapse', 'mprotect']
 
 export interface ThreadsSection {
   readonly threads: ThreadDecl[]
