@@ -778,6 +778,17 @@ export class Ctx {
     )
     return pfn
   }
+  /** folio_migrate_mapping() of a page-cache folio: the page cache slot now holds `pfn`. */
+  fileMigrateSlot(page: number, pfn: number): void {
+    const f = this.file(page)
+    this.setFile(page, { ...f, pfn })
+    this.getFrame(pfn)
+    this.emit(
+      'frame',
+      'folio_migrate_mapping',
+      `${this.pageName(page)}: the page cache slot moves from pfn ${f.pfn} to pfn ${pfn}`,
+    )
+  }
   /** The writeback I/O: the folio's contents as they are now go to the page's disk block. */
   diskWrite(page: number, fn: string): void {
     const f = this.file(page)

@@ -22,6 +22,7 @@ import { exitMmap, oomReap } from './kernel/exit'
 import { truncate } from './kernel/truncate'
 import { mremap } from './kernel/mremap'
 import { fileReclaim } from './kernel/fileReclaim'
+import { fileMigrate } from './kernel/fileMigrate'
 import type { Policy } from './policy'
 import type { Metrics, TraceEvent, Violation } from './results'
 import { zeroMetrics } from './results'
@@ -59,6 +60,7 @@ export const PROCS: Readonly<Record<string, Proc>> = {
   truncate,
   mremap,
   reclaim_file: fileReclaim,
+  migrate_file: fileMigrate,
 }
 
 function rootFrame(sc: Scenario, t: number, op: Op): CallFrame {
@@ -99,6 +101,8 @@ function rootFrame(sc: Scenario, t: number, op: Op): CallFrame {
     case 'ksm_merge':
       return { proc: 'ksm_merge', pc: 'start', l: { page: op.page } }
     case 'migrate':
+      if (sc.pages[op.page]!.kind === 'file')
+        return { proc: 'migrate_file', pc: 'start', l: { page: op.page } }
       return { proc: 'migrate', pc: 'start', l: { page: op.page, mode: MIGRATE_MODES.indexOf(op.mode) } }
     case 'migrate_vma':
       return {

@@ -599,7 +599,7 @@ export function parseThreads(
         o.at,
         o.len,
       )
-    if (file && ['cow_fault', 'ksm_merge', 'migrate', 'migrate_vma'].includes(o.op))
+    if (file && ['cow_fault', 'ksm_merge', 'migrate_vma'].includes(o.op))
       issues.add(
         o.path,
         `${o.op} of a file page is not modelled (${o.op === 'cow_fault' ? 'a MAP_SHARED file page never breaks COW' : 'only anon pages'}); '${pages[o.page]!.name}' is kind: file`,
