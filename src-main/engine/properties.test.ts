@@ -242,8 +242,11 @@ function render(spec: ScenarioSpec): RawScenario {
           return `ksm_merge ${p}`
         case 'migrate':
         case 'reclaim':
-          // Not modelled with a fork child (the scenario validator refuses it).
-          return hasCow || forkIndex >= 0 ? `madvise_dontneed ${p}` : `${o.kind} ${p}`
+          // Not modelled with a fork child (the scenario validator refuses it). A migration in
+          // MIGRATE_SYNC also takes the -EAGAIN retry with ptep_clear_flush when a reference is held.
+          return hasCow || forkIndex >= 0
+            ? `madvise_dontneed ${p}`
+            : `${o.kind} ${p}${o.kind === 'migrate' && o.both ? ' sync' : ''}`
       }
     })
   })
