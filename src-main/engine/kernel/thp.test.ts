@@ -405,3 +405,24 @@ describe('mprotect of a huge page (v6.6 change_huge_pmd; split_vma -> split_huge
       expect(runPolicy(s, pol(p), defaultRunOptions(s)).verdict).toBe('holds')
   })
 })
+
+describe('mprotect of a file huge page', () => {
+  it('is refused, at the op (its split zaps the PMD instead of populating PTEs)', () => {
+    expect(() =>
+      loadScenarioText(
+        dedent(`
+          title: file thp mprotect
+          arch: x86_64
+          thp:
+            H: { pages: [A, B], kind: file }
+          pages:
+            A: { value: 1 }
+            B: { value: 2 }
+          cpus:
+            C0: [mprotect A B ro]
+        `),
+        'x.yaml',
+      ),
+    ).toThrow(/x.yaml:9:8: mprotect of a file \(shmem\) huge page is not modelled/)
+  })
+})

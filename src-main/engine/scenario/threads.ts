@@ -185,6 +185,16 @@ export function parseThreads(
       )
       return null
     }
+    if (kind === 'cpu' && head.s === 'mprotect' && thp?.kind === 'file') {
+      // __split_huge_pmd_locked() zaps a file PMD instead of populating PTEs (not modelled).
+      issues.add(
+        p,
+        'mprotect of a file (shmem) huge page is not modelled: splitting it zaps the PMD and the pages fault back in',
+        head.at,
+        head.s.length,
+      )
+      return null
+    }
     switch (head.s) {
       case 'signal':
       case 'wait': {
