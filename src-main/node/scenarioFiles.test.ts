@@ -544,7 +544,7 @@ describe('file pages, writeback and the zap-era toggles: errors at file:line:col
     )
   })
 
-  it('cow, migrate and cow_fault are refused for file pages', () => {
+  it('cow, ksm_merge and cow_fault are refused for file pages (migrate and reclaim are modelled)', () => {
     expect(
       only(scenario({ pages: filePages.replace('kind: file', 'kind: file, cow: true, mapped: ro') })),
     ).toBe(
