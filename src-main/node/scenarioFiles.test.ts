@@ -550,9 +550,15 @@ describe('file pages, writeback and the zap-era toggles: errors at file:line:col
     ).toBe(
       '5:35 len4 a file page is a MAP_SHARED mapping: writes go to the page cache, never to a copy; it cannot be cow',
     )
-    expect(only(scenario({ pages: filePages, cpus: 'cpus:\n  C0: [migrate Q]' }))).toBe(
-      "9:16 len1 migrate of a file page is not modelled (only anon pages); 'Q' is kind: file",
+    expect(only(scenario({ pages: filePages, cpus: 'cpus:\n  C0: [ksm_merge Q]' }))).toBe(
+      "9:18 len1 ksm_merge of a file page is not modelled (only anon pages); 'Q' is kind: file",
     )
+    expect(
+      loadScenarioText(
+        scenario({ pages: filePages, cpus: 'cpus:\n  C0: [migrate Q, reclaim Q]' }),
+        'x.yaml',
+      ).threads[0]!.ops.map((o) => o.kind),
+    ).toEqual(['migrate', 'reclaim'])
     expect(only(scenario({ pages: filePages, cpus: 'cpus:\n  C0: [cow_fault Q]' }))).toBe(
       "9:18 len1 cow_fault of a file page is not modelled (a MAP_SHARED file page never breaks COW); 'Q' is kind: file",
     )
