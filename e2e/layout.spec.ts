@@ -206,6 +206,17 @@ for (const [w, h] of [
     await runMany()
     await checkLayout(page, `${w}x${h} with results`)
     expect(await matrixClipped(page)).toEqual([])
+    // The top bar's per-policy chips: a count that always shows, and chips that scroll sideways
+    // (none cut off out of reach) when they do not fit.
+    await expect(page.getByTestId('progress-summary')).toHaveText(/^\d+\/\d+ done$/)
+    const chips = page.getByTestId('progress-policies')
+    const [csw, ccw, over] = await chips.evaluate((el) => [
+      el.scrollWidth,
+      el.clientWidth,
+      getComputedStyle(el).overflowX,
+    ])
+    if ((csw as number) > (ccw as number) + 1)
+      expect(over, 'progress chips cut off, not scrollable').toBe('auto')
     // At the default pane sizes the whole matrix fits its pane: no column hidden to the right.
     const wrap = page.locator('.matrix-wrap')
     const [sw, cw] = await wrap.evaluate((el) => [el.scrollWidth, el.clientWidth])
