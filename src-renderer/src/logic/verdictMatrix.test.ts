@@ -12,6 +12,19 @@ describe('verdict matrix', () => {
     expect(expectedCell('violated', 'forbid')).toBeNull()
     expect(expectedCell(null, 'forbid')).toBeNull()
   })
+  it('an exact set constrains every cell: its invariants violated, the others holding', () => {
+    const set = ['use-after-free', 'lost-write']
+    const text = '{ violated: [use-after-free, lost-write] }'
+    expect(expectedCell(text, 'use-after-free', set)).toBe('violated')
+    expect(expectedCell(text, 'lost-write', set)).toBe('violated')
+    expect(expectedCell(text, 'progress', set)).toBe('holds')
+    const r0 = RUN.results[0]!
+    const run = { ...RUN, results: [{ ...r0, expectedSet: ['forbid'] }, ...RUN.results.slice(1)] }
+    const cells = buildVerdictMatrix(run, INV)[0]!.cells
+    // start-end violates forbid only: the set {forbid} matches cell by cell.
+    expect(cells.map((c) => c.expected)).toEqual(['holds', 'holds', 'holds', 'holds', 'violated'])
+    expect(cells.every((c) => c.match === true)).toBe(true)
+  })
   it('builds one row per policy with matches and counterexample links', () => {
     const rows = buildVerdictMatrix(RUN, INV)
     expect(rows.map((r) => r.policy)).toEqual(['start-end', 'invalidate-range', 'arch-hook'])

@@ -30,9 +30,15 @@ export interface VerdictRow {
 /**
  * Per-cell expectations follow the engine's `matches` rule: `holds` expects every invariant to
  * hold; an invariant name expects that one to be violated (the others are unconstrained);
- * `violated` expects some violation, so no single cell is constrained.
+ * `violated` expects some violation, so no single cell is constrained; an exact set
+ * (`{ violated: [a, b] }`, `expectedSet`) expects its invariants violated and every other to hold.
  */
-export function expectedCell(expected: string | null, invariant: string): CellVerdict | null {
+export function expectedCell(
+  expected: string | null,
+  invariant: string,
+  expectedSet?: readonly string[],
+): CellVerdict | null {
+  if (expectedSet !== undefined) return expectedSet.includes(invariant) ? 'violated' : 'holds'
   if (expected === null || expected === 'violated') return null
   if (expected === 'holds') return 'holds'
   return expected === invariant ? 'violated' : null
@@ -43,7 +49,7 @@ export function buildVerdictMatrix(run: RunResult, invariants: readonly string[]
     const verdicts = r.invariants as Readonly<Record<string, CellVerdict | undefined>>
     const cells = invariants.map((inv): VerdictCell => {
       const computed = verdicts[inv] ?? 'unknown'
-      const expected = expectedCell(r.expected, inv)
+      const expected = expectedCell(r.expected, inv, r.expectedSet)
       const idx = r.counterexamples.findIndex((c) => c.invariant === inv)
       return {
         invariant: inv,
