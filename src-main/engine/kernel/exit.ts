@@ -56,6 +56,8 @@ export const exitMmap: Proc = {
       f.l.runOf = runOf
       f.l.vi = 0
       gatherInit(c)
+      // tlb_gather_mmu_fullmm(): tlb->fullmm = 1 (tlb_end_vma then does nothing).
+      f.l.g_full = true
       if (pages.length === 0) {
         c.emit('info', 'exit_mmap', 'no VMA left')
         c.goto('unmapped')

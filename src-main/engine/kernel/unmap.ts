@@ -281,7 +281,9 @@ function zapFree(c: Ctx, f: CallFrame): void {
   // v6.6 tlb_end_vma(): flush if tlb->vma_pfn (VM_PFNMAP/VM_MIXEDMAP, b67fbebd4cf9, v5.19) or
   // the arch lacks CONFIG_MMU_GATHER_MERGE_VMAS (arm64).
   const pfnFlush = c.sc.kernel.pfnmapFlush && root(c).l.g_pfn === true
-  if ((c.sc.arch === 'arm64' || pfnFlush) && list(root(c), 'g_range').length > 0) c.goto('end_vma')
+  // `if (tlb->fullmm) return;` first: exit_mmap's tlb_gather_mmu_fullmm flushes once, at the end.
+  const fullmm = root(c).l.g_full === true
+  if (!fullmm && (c.sc.arch === 'arm64' || pfnFlush) && list(root(c), 'g_range').length > 0) c.goto('end_vma')
   else c.ret()
 }
 
