@@ -215,7 +215,7 @@ export function scenarioJsonSchema(): object {
             protocol: {
               enum: ['kvm', 'hmm'],
               description:
-                "sw-mirror: kvm (default: mmu_notifier, zap + in_progress at range_start, seq++ at range_end) or hmm (an mmu_interval_notifier: ->invalidate sets the sequence and zaps at range_start; faults use mmu_interval_read_begin / hmm_range_fault / mmu_interval_read_retry under the driver lock)",
+                'sw-mirror: kvm (default: mmu_notifier, zap + in_progress at range_start, seq++ at range_end) or hmm (an mmu_interval_notifier: ->invalidate sets the sequence and zaps at range_start; faults use mmu_interval_read_begin / hmm_range_fault / mmu_interval_read_retry under the driver lock)',
             },
             hmm_retry: {
               type: 'boolean',
