@@ -213,7 +213,9 @@ for (const [w, h] of [
     const [csw, ccw, over] = await chips.evaluate((el) => [
       el.scrollWidth,
       el.clientWidth,
-      getComputedStyle(el).overflowX,
+      (
+        el.ownerDocument.defaultView as unknown as { getComputedStyle(e: unknown): { overflowX: string } }
+      ).getComputedStyle(el).overflowX,
     ])
     if ((csw as number) > (ccw as number) + 1)
       expect(over, 'progress chips cut off, not scrollable').toBe('auto')

@@ -96,7 +96,7 @@ describe('HMM interval notifier: read_begin, hmm_range_fault, driver lock, read_
   it('exhaustively: the retry holds, its absence is caught, under every policy', () => {
     const ok = sc(HMM, 'munmap P', 'read P -> r0, read P -> r1')
     const bad = sc(NO_RETRY, 'munmap P', 'read P -> r0, read P -> r1')
-    for (const p of ['start-end', 'invalidate-range', 'arch-hook']) {
+    for (const p of ['start-end', 'invalidate-range', 'arch-hook'] as const) {
       expect(runPolicy(ok, makePolicy(p), defaultRunOptions(ok)).invariants['use-after-free']).toBe('holds')
       expect(runPolicy(bad, makePolicy(p), defaultRunOptions(bad)).invariants['use-after-free']).toBe(
         'violated',
@@ -116,7 +116,7 @@ describe('HMM mirror across exit (mn_itree_release)', () => {
 
   it('exhaustively: a device faulting across exit never keeps a freed page', () => {
     const s = sc(HMM, 'exit', 'read P -> r0, read P -> r1')
-    for (const p of ['start-end', 'invalidate-range', 'arch-hook'])
+    for (const p of ['start-end', 'invalidate-range', 'arch-hook'] as const)
       expect(runPolicy(s, makePolicy(p), defaultRunOptions(s)).verdict).toBe('holds')
   })
 })
