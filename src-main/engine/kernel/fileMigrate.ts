@@ -68,6 +68,9 @@ export const fileMigrate: Proc = {
         return
       }
       c.setPte(0, page, null, 'ptep_get_and_clear')
+      // set_tlb_ubc_flush_pending()'s tlb_flush_batched bump, before the notifier call: read only
+      // under this PTL, so the order is invisible, and an atc-first driver's command stays last.
+      c.setTlbBatched(0, true)
       if (c.sc.arch === 'x86_64') {
         c.emit('cpu-flush', 'arch_tlbbatch_add_pending', 'CPU flush deferred to arch_tlbbatch_flush', {
           pages: [c.pageName(page)],
@@ -75,7 +78,6 @@ export const fileMigrate: Proc = {
         c.archHook(0, null)
         f.l.batched = true
       } else c.flushTlb(0, 'page', [page], 'arch_tlbbatch_add_pending (__flush_tlb_page_nosync)')
-      c.setTlbBatched(0, true)
       f.l.old = encodePte(pte)
       afterNotifier(c, f, 'unmap_rest', unmapRest)
     },

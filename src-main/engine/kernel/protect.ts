@@ -8,7 +8,7 @@ import { ZERO_PFN, type Pte } from '../state'
 import type { Prot } from '../types'
 import { afterNotifier, list, nextPte, num, type Proc } from './proc'
 import { flushTlbBatchedPending } from './rmap'
-import { changeHugePmd, thpMprotectVma, thpSplitVma } from './thp'
+import { changeHugePmd, changeHugePmdRest, thpMprotectVma, thpSplitVma } from './thp'
 import {
   encodeRuns,
   gatherFinishFlush,
@@ -105,6 +105,7 @@ export const mprotect: Proc = {
   },
   lock_rest: { run: (c, f) => changeStart(c, f) },
   huge_pmd: changeHugePmd,
+  huge_pmd_rest: changeHugePmdRest,
   /** ptep_modify_prot_start/commit; if pte_needs_flush(): tlb_flush_pte_range() (deferred). */
   pte: {
     run: (c, f) => {
@@ -122,7 +123,8 @@ export const mprotect: Proc = {
         // disable write" (make_readable_exclusive_migration_entry), whatever the new prot;
         // a readable one is left as it is. Not in any TLB: no flush.
         if (old.write) c.setPte(mm, page, { ...old, write: false }, 'set_pte_at (readable migration entry)')
-        else c.emit('info', 'change_pte_range', `${c.pageName(page)}: readable migration entry, left unchanged`)
+        else
+          c.emit('info', 'change_pte_range', `${c.pageName(page)}: readable migration entry, left unchanged`)
       } else {
         const next = modify(c, page, old, protOf(f.l.prot as number))
         c.setPte(mm, page, next, 'ptep_modify_prot_commit')

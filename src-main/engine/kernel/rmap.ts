@@ -97,6 +97,12 @@ export function rmapUnmap(
         c.flushTlb(mm, 'page', [page], 'flush_tlb_page (ptep_clear_flush)')
       } else {
         c.setPte(mm, page, null, 'ptep_get_and_clear')
+        // set_tlb_ubc_flush_pending(): atomic_inc(&mm->tlb_flush_batched) (pending moves ahead
+        // of flushed until a flush_tlb_batched_pending(); try_to_unmap_flush() does not reset it).
+        // The kernel bumps it just after arch_tlbbatch_add_pending(); it is read only under this
+        // PTL, which the thread holds throughout, so setting it first is the same to every other
+        // thread, and leaves the notifier call (an atc-first driver's owed command) last.
+        c.setTlbBatched(mm, true)
         if (c.sc.arch === 'x86_64') {
           c.emit('cpu-flush', 'arch_tlbbatch_add_pending', 'CPU flush deferred to arch_tlbbatch_flush', {
             pages: [c.pageName(page)],
@@ -106,9 +112,6 @@ export function rmapUnmap(
         } else {
           c.flushTlb(mm, 'page', [page], 'arch_tlbbatch_add_pending (__flush_tlb_page_nosync)')
         }
-        // set_tlb_ubc_flush_pending(): atomic_inc(&mm->tlb_flush_batched) (pending moves ahead
-        // of flushed until a flush_tlb_batched_pending(); try_to_unmap_flush() does not reset it).
-        c.setTlbBatched(mm, true)
       }
       if (v415Invalidate) c.invalidateRange(mm, [page], 'try_to_unmap_one')
       f.l.old = encodePte(pte)
@@ -134,6 +137,9 @@ export function rmapUnmap(
  */
 export function flushTlbBatchedPending(c: Ctx, mm: number, caller: string): boolean {
   if (!c.tlbBatched(mm)) return false
+  // flushed = pending first: read only under the PTL the caller holds, so no other thread sees
+  // the order, and the flush's notifier call (an atc-first driver's owed command) comes last.
+  c.setTlbBatched(mm, false)
   if (c.sc.arch === 'x86_64') {
     c.flushTlb(mm, 'mm', [], `flush_tlb_mm (flush_tlb_batched_pending, ${caller})`)
   } else {
@@ -143,6 +149,5 @@ export function flushTlbBatchedPending(c: Ctx, mm: number, caller: string): bool
       `${caller}: arch_flush_tlb_batched_pending: dsb(ish), the batched TLBIs were issued at add time`,
     )
   }
-  c.setTlbBatched(mm, false)
   return true
 }

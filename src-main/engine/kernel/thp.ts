@@ -442,7 +442,6 @@ export const changeHugePmd: PcHandler = {
       c.goto('lock')
       return
     }
-    const prot = PROT_CODES[f.l.prot as number]!
     const olds = c.thpPages.map((p) => c.pte(0, p)!)
     c.setPmd(
       0,
@@ -452,32 +451,47 @@ export const changeHugePmd: PcHandler = {
       `PMD ${H(c)} := invalid (pmd_mkinvalid)`,
     )
     c.flushTlb(0, 'range', c.thpPages, 'flush_tlb_range (pmdp_invalidate_ad -> flush_pmd_tlb_range)')
-    const old = olds[0]!
-    const exclusive = isFile(c) ? old.dirty : true
-    const write = prot === 'rw' && (old.write || exclusive)
-    const next = olds.map((p) => ({
-      pfn: p.pfn,
-      present: prot !== 'none',
-      write,
-      dirty: p.dirty,
-      huge: true as const,
-    }))
-    c.setPmd(
-      0,
-      c.thpPages,
-      next,
-      'set_pmd_at',
-      `PMD ${H(c)} := huge ${prot === 'none' ? 'PROT_NONE' : write ? 'RW' : 'RO'}`,
-    )
-    c.pmdUnlock(0)
-    const needsFlush = c.sc.arch !== 'x86_64' || old.write !== write || prot === 'none'
-    if (needsFlush) {
-      const r = c.thread.stack[0]!
-      r.l.g_range = [...list(r, 'g_range'), ...c.thpPages]
-    } else c.emit('info', 'huge_pmd_needs_flush', `${H(c)}: no flush needed on ${c.sc.arch}`)
-    c.goto('vma_end')
+    // The flush's notifier call may leave an atc-first driver's IOTLB command owed: the rest runs
+    // in the next step, still under pmd_lock.
+    afterNotifier(c, f, 'huge_pmd_rest', changeHugePmdSet)
   },
 }
+
+/**
+ * change_huge_pmd() after pmdp_invalidate_ad(): the new protection with set_pmd_at, under the
+ * same pmd_lock. The invalidated PMD still carries the old pfn, write and dirty bits (nothing
+ * can change it while the lock is held), so they are read back from it.
+ */
+function changeHugePmdSet(c: Ctx, f: CallFrame): void {
+  const prot = PROT_CODES[f.l.prot as number]!
+  const olds = c.thpPages.map((p) => c.pte(0, p)!)
+  const old = olds[0]!
+  const exclusive = isFile(c) ? old.dirty : true
+  const write = prot === 'rw' && (old.write || exclusive)
+  const next = olds.map((p) => ({
+    pfn: p.pfn,
+    present: prot !== 'none',
+    write,
+    dirty: p.dirty,
+    huge: true as const,
+  }))
+  c.setPmd(
+    0,
+    c.thpPages,
+    next,
+    'set_pmd_at',
+    `PMD ${H(c)} := huge ${prot === 'none' ? 'PROT_NONE' : write ? 'RW' : 'RO'}`,
+  )
+  c.pmdUnlock(0)
+  const needsFlush = c.sc.arch !== 'x86_64' || old.write !== write || prot === 'none'
+  if (needsFlush) {
+    const r = c.thread.stack[0]!
+    r.l.g_range = [...list(r, 'g_range'), ...c.thpPages]
+  } else c.emit('info', 'huge_pmd_needs_flush', `${H(c)}: no flush needed on ${c.sc.arch}`)
+  c.goto('vma_end')
+}
+
+export const changeHugePmdRest: PcHandler = { run: (c, f) => changeHugePmdSet(c, f) }
 
 /** protect.ts protCode() order. */
 const PROT_CODES = ['rw', 'ro', 'none'] as const
