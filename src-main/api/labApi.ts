@@ -143,9 +143,12 @@ export interface CompareResult {
   readonly schedule: readonly string[]
   readonly replays: readonly PolicyReplay[]
   /**
-   * For a violating replay and one that holds: which notifier hook, under the holding policy,
-   * invalidated the stale entry between its fill and its use (one line), or null.
+   * For the first violating replay, against each replay that holds (no violation, not cut), in
+   * policy order: which notifier hook, under that policy, invalidated the stale entry between
+   * its fill and its use (one line). A holding policy for which no hook could be named has none.
    */
+  readonly hints: ReadonlyArray<{ readonly policy: string; readonly text: string }>
+  /** The first of `hints`, or null (kept for older readers). */
   readonly hint: string | null
 }
 
@@ -172,6 +175,12 @@ export interface DistinguishResult {
   readonly complete: boolean
   /** One line: what was found, or why the search stopped. */
   readonly note: string
+  /**
+   * On the distinguishing schedule, when one policy violates and the other holds: which hook,
+   * under the holding one, invalidated the stale entry the violating one used (hookHint); null
+   * when both violate (different invariants) or no hook could be named.
+   */
+  readonly hint: string | null
 }
 
 /** Live progress of one policy of a run. */

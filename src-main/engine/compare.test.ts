@@ -154,6 +154,19 @@ describe('distinguish', () => {
     )
   })
 
+  it('budget notes count correctly: 1 entry, the empty schedule, never "1 entries"', () => {
+    const sc = load(COW)
+    const notes = Array.from(
+      { length: 12 },
+      (_, i) => distinguish(sc, P('start-end'), P('arch-hook'), { maxStates: i + 1 }).note,
+    )
+    expect(notes).toContain(
+      'stopped at the state budget after 2 state pairs: the empty schedule does not distinguish them; longer ones were not all tried',
+    )
+    expect(notes.some((n) => n.includes(': no schedule of 1 entry or fewer distinguishes them;'))).toBe(true)
+    for (const n of notes) expect(n).not.toMatch(/\b1 (entries|state pairs)\b/)
+  })
+
   it('no shorter schedule distinguishes (brute force over every schedule up to the found length)', () => {
     for (const [file, pa, pb] of [
       ['munmap-uaf.flush-at-start.yaml', 'start-end', 'arch-hook'],

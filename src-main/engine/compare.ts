@@ -404,7 +404,9 @@ export function distinguish(
     return { schedule, outcomes: [names(ra), names(rb)] }
   }
   const rejectedNote = (): string =>
-    rejected > 0 ? `; ${rejected} candidate(s) whose replays agreed after all were passed over` : ''
+    rejected > 0
+      ? `; ${count(rejected, 'candidate')} whose replays agreed after all ${rejected === 1 ? 'was' : 'were'} passed over`
+      : ''
   const s0 = initialState(sc)
   add(comp[0].idOf(s0), comp[1].idOf(s0), 0, 0, -1, -1)
   const root = check(0)
@@ -450,7 +452,7 @@ export function distinguish(
           states: table.size,
           complete: false,
           depth: depth + 1,
-          note: `found a distinguishing schedule of ${depth + 1} entries after ${table.size.toLocaleString('en-US')} state pairs; every shorter schedule gives both policies the same outcome${rejectedNote()}`,
+          note: `found a distinguishing schedule of ${count(depth + 1, 'entry', 'entries')} after ${count(table.size, 'state pair')}; every shorter schedule gives both policies the same outcome${rejectedNote()}`,
         }
       if (table.size >= maxStates)
         return cut('stopped at the state budget', table.size, depth, rejectedNote())
@@ -462,7 +464,7 @@ export function distinguish(
     states: table.size,
     complete: true,
     depth,
-    note: `no schedule distinguishes them: all ${table.size.toLocaleString('en-US')} reachable state pairs give both policies the same outcome (livelocks compared only where the reference schedule runs into one)${rejectedNote()}`,
+    note: `no schedule distinguishes them: ${table.size === 1 ? 'the one reachable state pair gives' : `all ${count(table.size, 'reachable state pair')} give`} both policies the same outcome (livelocks compared only where the reference schedule runs into one)${rejectedNote()}`,
   }
 }
 
@@ -473,6 +475,11 @@ function cut(why: string, states: number, depth: number, extra: string): Disting
     states,
     complete: false,
     depth,
-    note: `${why} after ${states.toLocaleString('en-US')} state pairs: no schedule of ${depth} entries or fewer distinguishes them; longer ones were not all tried${extra}`,
+    note: `${why} after ${count(states, 'state pair')}: ${depth === 0 ? 'the empty schedule does not distinguish them' : `no schedule of ${count(depth, 'entry', 'entries')} or fewer distinguishes them`}; longer ones were not all tried${extra}`,
   }
+}
+
+/** `1 entry`, `2 entries`, `1,234 state pairs`. */
+function count(n: number, one: string, many = `${one}s`): string {
+  return `${n.toLocaleString('en-US')} ${n === 1 ? one : many}`
 }

@@ -142,7 +142,7 @@ describe('hookHint: what the holding policy did between the fill and the use', (
     )
     const ir = replay(sc, makePolicy('invalidate-range'), COW_SCHEDULE)
     expect(hookHint(sc, violating, { policy: 'invalidate-range', ex: ir })).toContain(
-      'under invalidate-range, mmu_notifier_invalidate_range (ptep_clear_flush, step 8)',
+      'under invalidate-range, mmu_notifier_invalidate_range (ptep_clear_flush_notify, step 8)',
     )
   })
 

@@ -32,6 +32,11 @@ afterEach(() => {
   vi.restoreAllMocks()
 })
 
+/** Output with its wrapped lines joined (a continuation is indented 6 or more spaces). */
+function unwrap(text: string): string {
+  return text.replace(/\n {6,}/g, ' ')
+}
+
 function writeScenario(name: string, text: string): string {
   const file = path.join(dir, name)
   writeFileSync(file, text)
@@ -71,11 +76,12 @@ describe('mnlab: invalid input exits 2 with the error on stderr', () => {
     expect(r.stderr).toBe(`${file}:1:1: no such file or directory\n`)
   })
 
-  it('an unknown command', async () => {
+  it('an unknown command: the one error that prints the usage', async () => {
     const r = await mnlab('frobnicate')
     expect(r.code).toBe(2)
     expect(r.stdout).toBe('')
     expect(r.stderr.split('\n')[0]).toBe("mnlab: unknown command 'frobnicate'")
+    expect(r.stderr.split('\n')[1]).toBe('mnlab: MMU Notifier Lab, headless')
   })
 
   it('an unknown option', async () => {
@@ -156,6 +162,63 @@ describe('mnlab: invalid input exits 2 with the error on stderr', () => {
     expect(r2.code).toBe(2)
     expect(r2.stderr.split('\n')[0]).toBe("mnlab: schedule step 1: unknown thread 'D9'; threads are C0, D0")
   })
+})
+
+describe('mnlab: a usage error is its one line and a pointer to --help, not the usage', () => {
+  const COW = fileURLToPath(
+    new URL('../../scenarios/cow-ordering.invalidate-range-needed.yaml', import.meta.url),
+  )
+  const HINT = "run 'mnlab --help' for usage"
+  const cases: Array<[string, string[], string]> = [
+    [
+      'an unknown policy',
+      ['replay', COW, '--policy', 'start-end,nope', '--schedule', 'C0'],
+      `unknown policy preset 'nope'; ${PRESETS_MSG}`,
+    ],
+    [
+      'an unknown schedule thread',
+      ['replay', COW, '--policy', 'all', '--schedule', 'C0 X9'],
+      "schedule step 1: unknown thread 'X9'; threads are C0, C1, C2, D0, D1",
+    ],
+    [
+      'a thread name in the wrong case',
+      ['replay', COW, '--policy', 'arch-hook', '--schedule', 'C0 c1'],
+      "schedule step 1: unknown thread 'c1' (did you mean 'C1'?); threads are C0, C1, C2, D0, D1",
+    ],
+    [
+      'the same in run --schedule',
+      ['run', COW, '--policy', 'arch-hook', '--schedule', 'c1'],
+      "schedule step 0: unknown thread 'c1' (did you mean 'C1'?); threads are C0, C1, C2, D0, D1",
+    ],
+    [
+      'replay without --schedule',
+      ['replay', COW, '--policy', 'arch-hook'],
+      'mnlab replay needs --schedule "C0 D0 ..." (as printed by mnlab run)',
+    ],
+    [
+      'distinguish with one policy',
+      ['distinguish', COW, '--policies', 'start-end'],
+      "mnlab distinguish needs two policies, as --policies A,B; got 'start-end'",
+    ],
+    [
+      'distinguish with three policies',
+      ['distinguish', COW, '--policies', 'start-end,arch-hook,invalidate-range'],
+      "mnlab distinguish needs two policies, as --policies A,B; got 'start-end,arch-hook,invalidate-range'",
+    ],
+    [
+      'distinguish with the same policy twice',
+      ['distinguish', COW, '--policies', 'arch-hook,arch-hook'],
+      'policies: distinguish needs two different policies, got arch-hook twice (a policy never differs from itself)',
+    ],
+  ]
+  for (const [what, argv, line] of cases)
+    it(what, async () => {
+      const r = await mnlab(...argv)
+      expect(r.code).toBe(2)
+      expect(r.stdout).toBe('')
+      expect(r.stderr).toBe(`mnlab: ${line}\n${HINT}\n`)
+      expect(r.stderr).not.toContain('MMU Notifier Lab, headless')
+    })
 })
 
 describe('mnlab help', () => {
@@ -239,6 +302,38 @@ describe('mnlab run --json and replay', () => {
   })
 })
 
+describe('mnlab run: hook hints under each counterexample', () => {
+  const VARIANTS = fileURLToPath(new URL('../../scenarios/upgrade-loop.variants.yaml', import.meta.url))
+
+  it("names, for each policy of the run that holds, the hook that invalidated the counterexample's stale entry", async () => {
+    const r = await mnlab('run', VARIANTS)
+    expect(r.code).toBe(0)
+    const holding = [
+      'arch-hook',
+      'invalidate-range+access-flags-notify',
+      'start-end+pri-flush',
+      'invalidate-range+pri-flush',
+    ]
+    // Each counterexample block (its why line, then indented lines) ends with one hint per holding policy.
+    const blocks = unwrap(r.stdout)
+      .split(/\n(?= {2}\S+: progress: )/)
+      .slice(1)
+    expect(blocks).toHaveLength(5)
+    for (const b of blocks) {
+      const hints = [...b.matchAll(/^ {4}hint \(([^)]+)\): under \1, /gm)].map((m) => m[1])
+      expect(hints).toEqual(holding)
+    }
+    expect(unwrap(r.stdout)).toMatch(
+      /^ {4}hint \(arch-hook\): under arch-hook, mmu_notifier_arch_invalidate_secondary_tlbs \(ptep_set_access_flags,/m,
+    )
+    // The run's own lines are all still there.
+    expect(r.stdout).toMatch(/^ {2}metrics measured on: /m)
+    // A single policy has nothing to hold against: no hints.
+    const one = await mnlab('run', VARIANTS, '--policy', 'start-end')
+    expect(one.stdout).not.toMatch(/hint \(/)
+  })
+})
+
 describe('mnlab check', () => {
   it('passes on scenarios/upgrade-loop.smmu-no-btm.yaml', async () => {
     const r = await mnlab('check', UPGRADE)
@@ -276,10 +371,15 @@ describe('mnlab check', () => {
     const line = 'expect: { start-end: use-after-free, invalidate-range: holds, arch-hook: holds }'
     expect(text).toContain(line)
     const exact = (set: string, name: string) =>
-      writeScenario(name, text.replace(line, `expect: { start-end: { violated: [${set}] }, arch-hook: holds }`))
+      writeScenario(
+        name,
+        text.replace(line, `expect: { start-end: { violated: [${set}] }, arch-hook: holds }`),
+      )
     const ok = await mnlab('check', exact('use-after-free', 'exact-ok.yaml'))
     expect(ok.code).toBe(0)
-    expect(ok.stdout).toMatch(/^ok {3}\S*exact-ok\.yaml start-end: expect violated: \[use-after-free\], violated /m)
+    expect(ok.stdout).toMatch(
+      /^ok {3}\S*exact-ok\.yaml start-end: expect violated: \[use-after-free\], violated /m,
+    )
     const bad = await mnlab('check', exact('lost-write, stale-after-return', 'exact-bad.yaml'))
     expect(bad.code).toBe(1)
     expect(bad.stdout).toMatch(
@@ -523,6 +623,19 @@ describe('one schedule under several policies (replay --policy all|a,b)', () => 
       /^start-end\s+violated forbid; ran 19 steps, skipped 0\n {2}why: r1 == 1 && r0 == 0/m,
     )
     expect(r.stdout).toMatch(/^arch-hook\s+holds on this schedule; ran 19 steps, skipped 0$/m)
+    // One hint line per holding policy, each naming its hook and its caller.
+    expect(unwrap(r.stdout)).toMatch(
+      /^hint \(invalidate-range\): under invalidate-range, mmu_notifier_invalidate_range \(ptep_clear_flush_notify, step \d+\)/m,
+    )
+    expect(unwrap(r.stdout)).toMatch(
+      /^hint \(arch-hook\): under arch-hook, mmu_notifier_arch_invalidate_secondary_tlbs \(ptep_clear_flush, step \d+\)/m,
+    )
+    expect(r.stdout).not.toMatch(/^hint: /m)
+    expect(r.stdout.match(/^hint \(/gm)).toHaveLength(2)
+    const j = await mnlab('replay', COW, '--policy', 'all', '--schedule', CX, '--json')
+    const res = JSON.parse(j.stdout) as CompareResult
+    expect(res.hints.map((h) => h.policy)).toEqual(['invalidate-range', 'arch-hook'])
+    expect(res.hint).toBe(res.hints[0]!.text)
   })
 
   it("a blocked or finished thread's entry is skipped and the output says why; --json has the CompareResult", async () => {
@@ -581,6 +694,9 @@ describe('mnlab distinguish', () => {
     expect(r.stdout).toMatch(/^arch-hook: holds on this schedule$/m)
     expect(r.stdout).toMatch(/^first difference: aligned row \d+ \(schedule entry \d+; differs in /m)
     expect(r.stdout).toContain(`--policy start-end,arch-hook --schedule "${schedule}"`)
+    expect(unwrap(r.stdout)).toMatch(
+      /^hint: under arch-hook, mmu_notifier_arch_invalidate_secondary_tlbs \(ptep_clear_flush, step \d+\) invalidated A's iommu TLB entry/m,
+    )
     // Pasted into replay: the same two outcomes.
     const rp = await mnlab('replay', COW, '--policy', 'start-end,arch-hook', '--schedule', schedule)
     expect(rp.stdout).toMatch(/^== start-end: violated forbid ==$/m)
@@ -596,6 +712,7 @@ describe('mnlab distinguish', () => {
     expect(d.replays).toHaveLength(2)
     expect(d.replays[0]!.violations.length > 0).not.toBe(d.replays[1]!.violations.length > 0)
     expect(d.firstDifference).not.toBeNull()
+    expect(d.hint).toMatch(/^under arch-hook, /)
     const same = await mnlab('distinguish', MUNMAP, '--policies', 'invalidate-range,arch-hook')
     expect(same.code).toBe(0)
     expect(same.stdout).toMatch(
@@ -610,6 +727,9 @@ describe('mnlab distinguish', () => {
     expect(r.stdout).toMatch(
       /stopped at the state budget after 200 state pairs: no schedule of \d+ entries or fewer/,
     )
+    const tiny = await mnlab('distinguish', COW, '--policies', 'start-end,arch-hook', '--max-states', '7')
+    expect(tiny.code).toBe(EXIT_BUDGET)
+    expect(tiny.stdout).toContain('no schedule of 1 entry or fewer distinguishes them')
     for (const args of [
       ['--policies', 'start-end'],
       ['--policies', 'start-end,nope'],

@@ -23,8 +23,8 @@ import {
   runExecution,
   runResultOf,
   ScheduleError,
-  scheduleIndices,
   scriptedChooser,
+  type Counterexample,
   type ExpectStatus,
   type ExploreMode,
   type Policy,
@@ -34,9 +34,15 @@ import {
   type Scenario,
 } from '../engine'
 import { formatExecution, formatRun } from './format'
-import { formatCompare, formatDistinguish } from './formatCompare'
+import { count, formatCompare, formatDistinguish } from './formatCompare'
 import { LabApiError } from './apiErrors'
-import { compareRuns, distinguishPolicies, distinguishRuns } from './engineTasks'
+import {
+  compareRuns,
+  counterexampleHints,
+  distinguishPolicies,
+  distinguishRuns,
+  threadIndices,
+} from './engineTasks'
 import { progressBoard, shouldShowProgress, type ProgressBoard } from './progress'
 import {
   expandScenarioPaths,
@@ -49,7 +55,18 @@ import { toWorkerOptions, WorkerPool, type WorkerRunOptions } from './workerPool
 import { runBench } from './bench'
 import { cmdNotebook, NotebookUsageError } from './notebook/cli'
 
-class UsageError extends Error {}
+/**
+ * Bad command-line input: one line on stderr and a pointer to --help; only `usage` errors (an
+ * unknown command) print the whole usage.
+ */
+class UsageError extends Error {
+  constructor(
+    message: string,
+    readonly usage = false,
+  ) {
+    super(message)
+  }
+}
 
 interface Flags {
   readonly positional: string[]
@@ -160,7 +177,7 @@ function optionsFor(sc: Scenario, f: Flags): CliRun {
 
 function scheduleIndicesOrUsage(sc: Scenario, names: readonly string[]): number[] {
   try {
-    return scheduleIndices(sc, names)
+    return threadIndices(sc, names)
   } catch (e) {
     throw new UsageError((e as Error).message)
   }
@@ -254,7 +271,8 @@ async function cmdRun(f: Flags, pool: WorkerPool): Promise<number> {
       runs.push({ file: loaded[i]!.file, run })
       if (!json) {
         if (i === loaded.length - 1) board.stop()
-        process.stdout.write((i > 0 ? '\n' : '') + formatRun(loaded[i]!.file, run) + '\n')
+        const hints = runHints(loaded[i]!.sc, loaded[i]!.policies, run)
+        process.stdout.write((i > 0 ? '\n' : '') + formatRun(loaded[i]!.file, run, hints) + '\n')
       }
     }
     if (json) process.stdout.write(JSON.stringify(runs.length === 1 ? runs[0] : runs, null, 2) + '\n')
@@ -262,6 +280,26 @@ async function cmdRun(f: Flags, pool: WorkerPool): Promise<number> {
     board.stop()
   }
   return 0
+}
+
+/**
+ * The hook hints under a run's counterexamples: each counterexample's schedule replayed
+ * leniently under every policy of the run that found no violation (engineTasks
+ * counterexampleHints); nothing when every policy violates or none does.
+ */
+function runHints(
+  sc: Scenario,
+  policies: readonly Policy[],
+  run: RunResult,
+): (r: PolicyResult, c: Counterexample) => ReturnType<typeof counterexampleHints> {
+  const holding = policies.filter((p) => {
+    const r = run.results.find((x) => x.policy === p.name)
+    return r !== undefined && r.verdict !== 'violated' && r.counterexamples.length === 0
+  })
+  return (r, c) => {
+    const p = policies.find((x) => x.name === r.policy)
+    return p ? counterexampleHints(sc, p, c, holding) : []
+  }
 }
 
 /**
@@ -393,12 +431,7 @@ function cmdReplay(f: Flags): number {
   // asked for explicitly (a distinguishing schedule can be empty).
   if (names.length === 0 && (ps.length === 1 || typeof schedText !== 'string'))
     throw new UsageError('mnlab replay needs --schedule "C0 D0 ..." (as printed by mnlab run)')
-  let sched: number[]
-  try {
-    sched = scheduleIndices(sc, names)
-  } catch (e) {
-    throw new UsageError((e as Error).message)
-  }
+  const sched = scheduleIndicesOrUsage(sc, names)
   if (ps.length > 1) {
     const { result, executions } = compareRuns(sc, ps, sched)
     process.stdout.write(
@@ -414,7 +447,7 @@ function cmdReplay(f: Flags): number {
       maxSteps: sched.length + 10_000,
     })
     process.stdout.write(
-      `${file}: ${sc.title}\npolicy ${ps[0]!.name}, schedule of ${sched.length} steps, then the reference schedule\n`,
+      `${file}: ${sc.title}\npolicy ${ps[0]!.name}, schedule of ${count(sched.length, 'step')}, then the reference schedule\n`,
     )
     process.stdout.write(formatExecution(sc, ex, explainExecution(sc, ps[0]!, ex)) + '\n')
     for (const note of scheduleNotes(
@@ -444,10 +477,6 @@ function cmdDistinguish(f: Flags): number {
   // Variants join with '+', so a comma always separates two policies.
   if (names.length !== 2 || names.some((x) => x === '' || x === 'all'))
     throw new UsageError(`mnlab distinguish needs two policies, as --policies A,B; got '${spec}'`)
-  const maxStates = intFlag(f, 'max-states')
-  if (maxStates === 0) throw new UsageError('--max-states must be at least 1')
-  const timeout = intFlag(f, 'timeout')
-  const sc = loadScenarioFile(file)
   let pair: ReturnType<typeof distinguishPolicies>
   try {
     pair = distinguishPolicies([names[0]!, names[1]!])
@@ -455,6 +484,10 @@ function cmdDistinguish(f: Flags): number {
     if (e instanceof LabApiError) throw new UsageError(e.message)
     throw e
   }
+  const maxStates = intFlag(f, 'max-states')
+  if (maxStates === 0) throw new UsageError('--max-states must be at least 1')
+  const timeout = intFlag(f, 'timeout')
+  const sc = loadScenarioFile(file)
   const started = Date.now()
   const { result, executions } = distinguishRuns(sc, pair[0], pair[1], {
     maxStates: maxStates ?? undefined,
@@ -465,7 +498,7 @@ function cmdDistinguish(f: Flags): number {
   else
     process.stdout.write(
       formatDistinguish(sc, file, result, executions, { traces: f.opts.has('trace') }) +
-        `\n${result.states.toLocaleString('en-US')} state pairs in ${((Date.now() - started) / 1000).toFixed(1)} s\n`,
+        `\n${count(result.states, 'state pair')} in ${((Date.now() - started) / 1000).toFixed(1)} s\n`,
     )
   return result.schedule !== null || result.complete ? 0 : EXIT_BUDGET
 }
@@ -580,7 +613,7 @@ export async function main(argv: readonly string[], pool: WorkerPool = new Worke
       case 'bench':
         return await runBench(pool, { quick: f.opts.has('quick') })
       default:
-        throw new UsageError(`unknown command '${cmd}'`)
+        throw new UsageError(`unknown command '${cmd}'`, true)
     }
   } catch (e) {
     if (e instanceof ScenarioLoadError) {
@@ -588,7 +621,8 @@ export async function main(argv: readonly string[], pool: WorkerPool = new Worke
       return 2
     }
     if (e instanceof UsageError || e instanceof NotebookUsageError) {
-      process.stderr.write(`mnlab: ${e.message}\n${HELP}`)
+      const usage = e instanceof UsageError && e.usage ? HELP : "run 'mnlab --help' for usage\n"
+      process.stderr.write(`mnlab: ${e.message}\n${usage}`)
       return 2
     }
     throw e

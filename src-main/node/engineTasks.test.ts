@@ -43,6 +43,28 @@ describe('compareTask and distinguishTask', () => {
     }
   })
 
+  it('one hook hint per holding policy, against the violating replay; hint is the first of them', () => {
+    const r = compareTask({ text: COW, file: COW_FILE, policies: ['all'], schedule: CX })
+    expect(r.hints.map((h) => h.policy)).toEqual(['invalidate-range', 'arch-hook'])
+    // v4.15 wp_page_copy calls ptep_clear_flush_notify: the hint names that caller.
+    expect(r.hints[0]!.text).toMatch(
+      /^under invalidate-range, mmu_notifier_invalidate_range \(ptep_clear_flush_notify, step 6\) invalidated A's iommu TLB entry between the fill \(step 5\) and the read \(step 16\)$/,
+    )
+    expect(r.hints[1]!.text).toMatch(
+      /^under arch-hook, mmu_notifier_arch_invalidate_secondary_tlbs \(ptep_clear_flush, step 6\) invalidated/,
+    )
+    expect(r.hint).toBe(r.hints[0]!.text)
+    // No violating replay: no hints.
+    const none = compareTask({
+      text: COW,
+      file: COW_FILE,
+      policies: ['invalidate-range,arch-hook'],
+      schedule: CX,
+    })
+    expect(none.hints).toEqual([])
+    expect(none.hint).toBeNull()
+  })
+
   it('bad policies and thread names are LabApiErrors with a clear message', () => {
     const req = { text: COW, file: COW_FILE, policies: ['start-end'], schedule: CX }
     expect(() => compareTask({ ...req, policies: ['nope'] })).toThrow(LabApiError)
@@ -52,6 +74,15 @@ describe('compareTask and distinguishTask', () => {
     )
     const d = { text: COW, file: COW_FILE, policies: ['all', 'arch-hook'] as [string, string] }
     expect(() => distinguishTask(d)).toThrow(/^policies: distinguish takes two single policies, got 'all'/)
+    // The same policy twice (however it is spelt) is refused before any search.
+    const twice = { ...d, policies: ['arch-hook', ' arch-hook'] as [string, string] }
+    expect(() => distinguishTask(twice)).toThrow(LabApiError)
+    expect(() => distinguishTask(twice)).toThrow(
+      /^policies: distinguish needs two different policies, got arch-hook twice/,
+    )
+    expect(() => compareTask({ ...req, schedule: ['C0', 'c1'] })).toThrow(
+      "schedule: schedule step 1: unknown thread 'c1' (did you mean 'C1'?); threads are C0, C1, C2, D0, D1",
+    )
   })
 
   it('distinguish: the schedule, both replays and the first difference; a time budget cuts it', () => {
@@ -59,6 +90,9 @@ describe('compareTask and distinguishTask', () => {
     expect(d.schedule).toEqual(CX)
     expect(d.replays.map((x) => x.violations.map((v) => v.invariant))).toEqual([['forbid'], []])
     expect(d.firstDifference).not.toBeNull()
+    expect(d.hint).toMatch(
+      /^under arch-hook, mmu_notifier_arch_invalidate_secondary_tlbs \(ptep_clear_flush, step \d+\)/,
+    )
     const rows = diffTraces(d.replays[0]!, d.replays[1]!)
     expect(rows.rows[d.firstDifference!]!.differs).toBe(true)
     expect(rows.rows.slice(0, d.firstDifference!).every((row) => !row.differs)).toBe(true)
@@ -71,5 +105,6 @@ describe('compareTask and distinguishTask', () => {
     expect(cut.schedule).toBeNull()
     expect(cut.complete).toBe(false)
     expect(cut.note).toMatch(/^stopped at the time budget after [\d,]+ state pairs/)
+    expect(cut.hint).toBeNull()
   }, 60_000)
 })

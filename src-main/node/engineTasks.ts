@@ -23,6 +23,7 @@ import {
   ScheduleError,
   scheduleIndices,
   scriptedChooser,
+  type Counterexample,
   type Execution,
   type Policy,
   type Scenario,
@@ -48,12 +49,7 @@ export function replayTask(r: ReplayReq, budgetMs = REPLAY_BUDGET_MS): ReplayRes
   const sc = loadOrReject(r.text, r.file)
   const ps = policiesOf([r.policy])
   if (ps.length !== 1) throw new LabApiError(`policy: replay takes exactly one policy, got '${r.policy}'`)
-  let sched: number[]
-  try {
-    sched = scheduleIndices(sc, r.schedule)
-  } catch (e) {
-    throw new LabApiError(`schedule: ${(e as Error).message}`)
-  }
+  const sched = scheduleOf(sc, r.schedule)
   try {
     const end = Date.now() + budgetMs
     const ex = runExecution(sc, ps[0]!, scriptedChooser(sched), {
@@ -80,9 +76,25 @@ export function comparePolicies(entries: readonly string[]): Policy[] {
   return ps
 }
 
+/**
+ * A schedule's thread indices; an unknown name is an Error naming its step, with the thread it
+ * differs from only in case (`c1`: did you mean 'C1'?).
+ */
+export function threadIndices(sc: Scenario, names: readonly string[]): number[] {
+  const threads = sc.threads.map((t) => t.name)
+  names.forEach((n, i) => {
+    if (threads.includes(n)) return
+    const near = threads.find((t) => t.toLowerCase() === n.toLowerCase())
+    throw new Error(
+      `schedule step ${i}: unknown thread '${n}'${near ? ` (did you mean '${near}'?)` : ''}; threads are ${threads.join(', ')}`,
+    )
+  })
+  return scheduleIndices(sc, names)
+}
+
 export function scheduleOf(sc: Scenario, names: readonly string[]): number[] {
   try {
-    return scheduleIndices(sc, names)
+    return threadIndices(sc, names)
   } catch (e) {
     throw new LabApiError(`schedule: ${(e as Error).message}`)
   }
@@ -123,7 +135,15 @@ export interface CompareRuns {
   readonly executions: readonly Execution[]
 }
 
-/** Replays of one schedule, and the hook hint for the first violating one against the first that holds. */
+/** A replay that holds: no violation, and not cut before the end. */
+function holds(r: { replay: PolicyReplay }): boolean {
+  return r.replay.violations.length === 0 && r.replay.outcome !== 'cut'
+}
+
+/**
+ * Replays of one schedule, and the hook hints: the first violating replay against each replay
+ * that holds, in policy order (a holding policy for which hookHint names no hook has none).
+ */
 export function compareRuns(
   sc: Scenario,
   policies: readonly Policy[],
@@ -132,19 +152,54 @@ export function compareRuns(
 ): CompareRuns {
   const runs = policies.map((p) => policyReplay(sc, p, sched, shouldStop))
   const bad = runs.find((r) => r.replay.violations.length > 0)
-  const good = runs.find((r) => r.replay.violations.length === 0 && r.replay.outcome !== 'cut')
-  const hint =
-    bad && good
-      ? hookHint(
-          sc,
-          { policy: bad.replay.policy, ex: bad.ex, culprits: bad.replay.culprits },
-          { policy: good.replay.policy, ex: good.ex },
-        )
-      : null
+  const hints: Array<{ policy: string; text: string }> = []
+  if (bad)
+    for (const good of runs.filter(holds)) {
+      const text = hookHint(
+        sc,
+        { policy: bad.replay.policy, ex: bad.ex, culprits: bad.replay.culprits },
+        { policy: good.replay.policy, ex: good.ex },
+      )
+      if (text !== null) hints.push({ policy: good.replay.policy, text })
+    }
   return {
-    result: { schedule: sched.map((t) => sc.threads[t]!.name), replays: runs.map((r) => r.replay), hint },
+    result: {
+      schedule: sched.map((t) => sc.threads[t]!.name),
+      replays: runs.map((r) => r.replay),
+      hints,
+      hint: hints[0]?.text ?? null,
+    },
     executions: runs.map((r) => r.ex),
   }
+}
+
+/**
+ * The hook hints for one counterexample of a run: its schedule (and one turn of a livelock's
+ * cycle) replayed leniently under each policy in `holding`, each that holds on it against the
+ * counterexample's own replay under `violating` (`mnlab run` prints them under it).
+ */
+export function counterexampleHints(
+  sc: Scenario,
+  violating: Policy,
+  cx: Pick<Counterexample, 'schedule' | 'cycle' | 'culprits'>,
+  holding: readonly Policy[],
+): Array<{ policy: string; text: string }> {
+  if (holding.length === 0) return []
+  const sched = scheduleIndices(sc, [...cx.schedule, ...(cx.cycle ?? [])])
+  const opts = { tracing: true, maxSteps: sched.length + 10_000 }
+  const bad = {
+    policy: violating.name,
+    ex: replayLenient(sc, violating, sched, opts).ex,
+    culprits: cx.culprits,
+  }
+  const out: Array<{ policy: string; text: string }> = []
+  for (const p of holding) {
+    const ex = replayLenient(sc, p, sched, opts).ex
+    if (ex.violations.length > 0 || ex.outcome === 'cut') continue
+    const text = hookHint(sc, bad, { policy: p.name, ex })
+    if (text !== null) out.push({ policy: p.name, text })
+  }
+  return out
 }
 
 /** `compareSchedule`: one schedule under each policy, leniently, each traced and explained. */
@@ -173,13 +228,17 @@ function memoryStop(): string | null {
     : null
 }
 
-/** Two policies of a distinguish request, each a single policy. */
+/** Two policies of a distinguish request, each a single policy, and not the same one twice. */
 export function distinguishPolicies(names: readonly [string, string]): [Policy, Policy] {
   const ps = names.map((p) => {
     const one = policiesOf([p])
     if (one.length !== 1) throw new LabApiError(`policies: distinguish takes two single policies, got '${p}'`)
     return one[0]!
   })
+  if (ps[0]!.name === ps[1]!.name)
+    throw new LabApiError(
+      `policies: distinguish needs two different policies, got ${ps[0]!.name} twice (a policy never differs from itself)`,
+    )
   return [ps[0]!, ps[1]!]
 }
 
@@ -201,7 +260,10 @@ export function distinguishRuns(
   const policies = [a.name, b.name] as const
   const base = { policies, states: d.states, complete: d.complete, note: d.note }
   if (!d.schedule)
-    return { result: { ...base, schedule: null, replays: [], firstDifference: null }, executions: [] }
+    return {
+      result: { ...base, schedule: null, replays: [], firstDifference: null, hint: null },
+      executions: [],
+    }
   const cmp = compareRuns(sc, [a, b], d.schedule)
   return {
     result: {
@@ -209,6 +271,8 @@ export function distinguishRuns(
       schedule: cmp.result.schedule,
       replays: cmp.result.replays,
       firstDifference: firstDifference(cmp.result.replays[0]!, cmp.result.replays[1]!),
+      // Two policies: a hint only when one violates and the other holds.
+      hint: cmp.result.hint,
     },
     executions: cmp.executions,
   }

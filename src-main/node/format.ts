@@ -3,6 +3,7 @@ import {
   expectStatus,
   howFar,
   notProvenReason,
+  type Counterexample,
   type Culprit,
   type Execution,
   type PolicyResult,
@@ -32,7 +33,29 @@ function mark(r: PolicyResult): string {
   return st === null ? '' : st === 'ok' ? 'ok' : st === 'not-proven' ? 'not proven' : 'MISMATCH'
 }
 
-export function formatRun(file: string, run: RunResult): string {
+/** A hook hint: which hook, under a policy that holds, invalidated the entry used stale. */
+export interface HookHint {
+  readonly policy: string
+  readonly text: string
+}
+
+/**
+ * One `hint (policy): ...` line per holding policy (wrapped): which hook, under it, invalidated
+ * the entry the violating replay used stale.
+ */
+export function hintLines(hints: readonly HookHint[], indent: string): string[] {
+  return hints.flatMap((h) => wrap(`${indent}hint (${h.policy}): ${h.text}`, WHY_WIDTH, `${indent}      `))
+}
+
+/**
+ * A run's table, notes and counterexamples; `hintsFor` adds, under each counterexample, the
+ * hook hints of the policies that hold on its schedule.
+ */
+export function formatRun(
+  file: string,
+  run: RunResult,
+  hintsFor?: (r: PolicyResult, c: Counterexample) => readonly HookHint[],
+): string {
   const out: string[] = []
   out.push(`${file}: ${run.title}`)
   if (run.source) out.push(`  source: ${run.source}`)
@@ -99,6 +122,7 @@ export function formatRun(file: string, run: RunResult): string {
         `    schedule: ${c.schedule.join(' ')}${c.cycle ? `  then forever: ${c.cycle.join(' ')}` : ''}`,
       )
       out.push(...culpritLines(c.culprits, '    '))
+      if (hintsFor) out.push(...hintLines(hintsFor(r, c), '    '))
     }
   }
   if (run.results.length)

@@ -6,7 +6,7 @@
 import type { CompareResult, DistinguishResult, PolicyReplay } from '../api/labApi'
 import { diffTraces } from '../api/traceDiff'
 import type { Execution, Scenario, StepRecord } from '../engine'
-import { culpritLines, formatExecution, wrap } from './format'
+import { culpritLines, formatExecution, hintLines, wrap } from './format'
 
 /** `violated forbid` / `violated forbid, progress` / `holds on this schedule` / `cut`. */
 export function outcomeLine(r: PolicyReplay): string {
@@ -36,6 +36,11 @@ function skippedLines(r: PolicyReplay): string[] {
   return out
 }
 
+/** `1 entry`, `2 entries`, `1,234 state pairs`. */
+export function count(n: number, one: string, many = `${one}s`): string {
+  return `${n.toLocaleString('en-US')} ${n === 1 ? one : many}`
+}
+
 /** Columns the why lines are wrapped at (as format.ts wraps a counterexample's). */
 const WHY_WIDTH = 110
 
@@ -58,7 +63,7 @@ export function formatCompare(
 ): string {
   const out: string[] = [
     `${file}: ${sc.title}`,
-    `schedule of ${res.schedule.length} entries under ${res.replays.length} policies (an entry whose thread is blocked or finished at its turn is skipped), then the reference schedule`,
+    `schedule of ${count(res.schedule.length, 'entry', 'entries')} under ${count(res.replays.length, 'policy', 'policies')} (an entry whose thread is blocked or finished at its turn is skipped), then the reference schedule`,
   ]
   res.replays.forEach((r, i) => {
     if (opts.traces) {
@@ -70,13 +75,13 @@ export function formatCompare(
   const width = Math.max(...res.replays.map((r) => r.policy.length))
   for (const r of res.replays) {
     out.push(
-      `${r.policy.padEnd(width)}  ${outcomeLine(r)}; ran ${r.ran.length} steps, skipped ${r.skipped.length}`,
+      `${r.policy.padEnd(width)}  ${outcomeLine(r)}; ran ${count(r.ran.length, 'step')}, skipped ${r.skipped.length}`,
     )
     out.push(...skippedLines(r))
     out.push(...whyLines(r))
     out.push(...culpritLines(r.culprits, '  '))
   }
-  if (res.hint) out.push(`hint: ${res.hint}`)
+  out.push(...hintLines(res.hints, ''))
   return out.join('\n')
 }
 
@@ -114,7 +119,7 @@ export function formatDistinguish(
   const out = [`${file}: ${sc.title}`, `distinguish ${pa} vs ${pb}: ${res.note}`]
   if (!res.schedule) return out.join('\n')
   out.push(
-    `schedule (${res.schedule.length} entries, then the reference schedule): ${res.schedule.join(' ')}`,
+    `schedule (${count(res.schedule.length, 'entry', 'entries')}, then the reference schedule): ${res.schedule.join(' ')}`,
     `  replay it: mnlab replay ${file} --policy ${pa},${pb} --schedule ${scheduleArg(res.schedule)}`,
   )
   for (const r of res.replays) {
@@ -124,6 +129,7 @@ export function formatDistinguish(
   }
   const [a, b] = res.replays
   if (a && b) out.push(...firstDifferenceLines(a, b, res.firstDifference))
+  if (res.hint) out.push(...wrap(`hint: ${res.hint}`, WHY_WIDTH, '      '))
   if (opts.traces)
     res.replays.forEach((r, i) => {
       out.push(

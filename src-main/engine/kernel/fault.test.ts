@@ -70,7 +70,8 @@ describe('wp_page_copy (reference §3.1)', () => {
       ...COW_PROLOGUE,
       'notifier mmu_notifier_invalidate_range_start: MMU_NOTIFY_CLEAR P',
       'lock pte_offset_map_lock: take the page-table lock',
-      'pte ptep_clear_flush: PTE P := none',
+      // v4.15 wp_page_copy: ptep_clear_flush_notify() (ptep_clear_flush, then the notifier).
+      'pte ptep_clear_flush_notify: PTE P := none',
       'cpu-flush flush_tlb_page (ptep_clear_flush): flush CPU TLBs: P',
       'notifier mmu_notifier_invalidate_range: ptep_clear_flush_notify: P',
       'sec-inval ->invalidate_range (ptep_clear_flush_notify): iommu: invalidate P (1 entries dropped)',
@@ -187,7 +188,7 @@ describe('wp_page_copy (reference §3.1)', () => {
       'lock pte_unmap_unlock: release the page-table lock',
       'notifier mmu_notifier_invalidate_range_start: MMU_NOTIFY_CLEAR Z',
       'lock pte_offset_map_lock: take the page-table lock',
-      'pte ptep_clear_flush: PTE Z := none',
+      'pte ptep_clear_flush_notify: PTE Z := none',
       'cpu-flush flush_tlb_page (ptep_clear_flush): flush CPU TLBs: Z',
       'notifier mmu_notifier_invalidate_range: ptep_clear_flush_notify: Z',
       'sec-inval ->invalidate_range (ptep_clear_flush_notify): iommu: invalidate Z (0 entries dropped)',

@@ -446,13 +446,15 @@ export const handleMmFault: Proc = {
   /**
    * ptep_clear_flush(): clear the PTE, flush_tlb_page() (pte_accessible). v4.15 used
    * ptep_clear_flush_notify() here, which adds ->invalidate_range under the PTL (Glisse's
-   * case B: the PTE is about to point at a new page).
+   * case B: the PTE is about to point at a new page): under that policy the clear is named
+   * as wp_page_copy calls it (the macro runs ptep_clear_flush, then the notifier).
    */
   cow_clear: {
     run: (c, f) => {
       const mm = c.mmIndex
       const page = num(f, 'page')
-      c.setPte(mm, page, null, 'ptep_clear_flush')
+      const clear = c.policy.preset === 'invalidate-range' ? 'ptep_clear_flush_notify' : 'ptep_clear_flush'
+      c.setPte(mm, page, null, clear)
       c.flushTlb(mm, 'page', [page], 'flush_tlb_page (ptep_clear_flush)')
       c.invalidateRange(mm, [page], 'ptep_clear_flush_notify')
       c.goto('cow_set')

@@ -322,7 +322,12 @@ describe('compareStore', () => {
   }
 
   it("replays a counterexample's schedule under every policy of the run and opens two outcomes side by side, diffed", async () => {
-    const compareSchedule = vi.fn(async () => ({ schedule: SE.ran, replays: [SE, AH], hint: null }))
+    const compareSchedule = vi.fn(async () => ({
+      schedule: SE.ran,
+      replays: [SE, AH],
+      hints: [],
+      hint: null,
+    }))
     api({ startRun: async () => 'r9', compareSchedule })
     await finished()
     const cmp = useCompareStore()
@@ -368,6 +373,7 @@ describe('compareStore', () => {
       states: 1234,
       complete: true,
       note: 'no schedule: the outcomes never differ',
+      hint: null,
     }))
     api({ startRun: async () => 'r9', distinguish })
     await finished()
@@ -417,6 +423,7 @@ describe('compareStore', () => {
         states: 50,
         complete: false,
         note: 'start-end violates forbid, arch-hook holds',
+        hint: null,
       }),
     })
     await finished()
