@@ -9,8 +9,7 @@ import { loadScenarioText } from '../../node/scenarioFiles'
 import { makePolicy } from '../policy'
 import { blockedReason } from '../step'
 import { runExecution, ScheduleError, scriptedChooser } from '../explore'
-import { defaultRunOptions, runPolicy } from '../run'
-import { allEvents, dedent, lines, traced } from './traceTestkit'
+import { allEvents, dedent, lines, runUnder, traced } from './traceTestkit'
 
 const sc = (arch: string) =>
   loadScenarioText(
@@ -116,9 +115,7 @@ describe('migrate_vma (HMM, v6.6 mm/migrate_device.c) and 60bae7370896', () => {
       l.indexOf('cpu-flush flush_tlb_range (migrate_vma_collect_pmd, after the unlock): flush CPU TLBs: P'),
     )
     const verdicts = (s: ReturnType<typeof vma>) =>
-      (['start-end', 'invalidate-range', 'arch-hook'] as const).map(
-        (p) => runPolicy(s, makePolicy(p), defaultRunOptions(s)).verdict,
-      )
+      (['start-end', 'invalidate-range', 'arch-hook'] as const).map((p) => runUnder(s, p).verdict)
     expect(verdicts(vma(false))).toEqual(['holds', 'holds', 'violated'])
     expect(verdicts(vma(true))).toEqual(['holds', 'holds', 'holds'])
     // HMM (an interval-notifier mirror) holds either way (reference row 16).
@@ -197,8 +194,13 @@ describe('migrate_mode (v6.6 migrate_pages / migrate_pages_sync)', () => {
         makePolicy('arch-hook'),
       )
       const m = moverLines(ex)
-      expect(m, mode).toContain('cpu-flush arch_tlbbatch_add_pending: CPU flush deferred to arch_tlbbatch_flush')
-      expect(m.filter((x) => x.startsWith('pte ptep_clear_flush')), mode).toEqual([])
+      expect(m, mode).toContain(
+        'cpu-flush arch_tlbbatch_add_pending: CPU flush deferred to arch_tlbbatch_flush',
+      )
+      expect(
+        m.filter((x) => x.startsWith('pte ptep_clear_flush')),
+        mode,
+      ).toEqual([])
       expect(m.at(-1), mode).toBe('op migrate: P: pfn 1 -> pfn 2')
     }
   })

@@ -11,10 +11,9 @@
  */
 import { describe, expect, it } from 'vitest'
 import { loadScenarioText } from '../../node/scenarioFiles'
-import { defaultRunOptions, runPolicy } from '../run'
 import { makePolicy, type Preset } from '../policy'
 import type { EventKind } from '../results'
-import { dedent, lines, traced } from './traceTestkit'
+import { dedent, lines, runUnder, traced } from './traceTestkit'
 
 const pol = (p: Preset) => makePolicy(p)
 const PRESETS: readonly Preset[] = ['start-end', 'invalidate-range', 'arch-hook']
@@ -163,7 +162,7 @@ describe('verdicts per preset (exhaustive)', () => {
   const verdicts = (sec: string, arch: string, op = 'munmap P') =>
     PRESETS.map((p) => {
       const sc = scenario({ sec, arch, op })
-      const r = runPolicy(sc, pol(p), defaultRunOptions(sc))
+      const r = runUnder(sc, p)
       return r.verdict === 'holds'
         ? 'holds'
         : [...new Set(r.counterexamples.map((c) => c.invariant))].join(',')
