@@ -7,11 +7,12 @@
  */
 import { describe, expect, it } from 'vitest'
 import { ScheduleError } from '../explore'
-import { loadScenarioText, ScenarioLoadError } from '../../node/scenarioFiles'
+import { ScenarioLoadError } from '../../node/scenarioFiles'
+import { scenarioOf } from '../../node/scenarioTestkit'
 import { makePolicy, type Preset } from '../policy'
-import { allEvents, dedent, every, first, kernelEvents, lines, runUnder, traced } from './traceTestkit'
+import { allEvents, every, first, kernelEvents, lines, runUnder, traced } from './traceTestkit'
 
-const load = (yaml: string) => loadScenarioText(dedent(yaml), 'access.test.yaml')
+const load = (yaml: string) => scenarioOf(yaml, 'access.test.yaml')
 const pol = (p: Preset) => makePolicy(p)
 const PRESETS = ['start-end', 'invalidate-range', 'arch-hook'] as const
 

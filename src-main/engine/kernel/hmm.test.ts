@@ -6,15 +6,15 @@
  * driver's own MMU_NOTIFY_MIGRATE is skipped and it maps the destination itself.
  */
 import { describe, expect, it } from 'vitest'
-import { loadScenarioText } from '../../node/scenarioFiles'
+import { scenarioOf } from '../../node/scenarioTestkit'
 import { makePolicy, PRESETS } from '../policy'
 import { blockedReason } from '../step'
 import { runExecution, scriptedChooser } from '../explore'
-import { dedent, lines, runUnder, traced } from './traceTestkit'
+import { lines, runUnder, traced } from './traceTestkit'
 
 const sc = (mirror: string, cpu: string, dev = 'read P -> r0') =>
-  loadScenarioText(
-    dedent(`
+  scenarioOf(
+    `
       title: hmm
       arch: x86_64
       pages:
@@ -25,7 +25,7 @@ const sc = (mirror: string, cpu: string, dev = 'read P -> r0') =>
         C0: [${cpu}]
       devices:
         D0: { via: hmm, ops: [${dev}] }
-    `),
+    `,
     'hmm.test.yaml',
   )
 const HMM = '{ name: hmm, type: sw-mirror, protocol: hmm }'

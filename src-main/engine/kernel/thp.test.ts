@@ -6,10 +6,10 @@
  * before and after f268f6cf875f. Expectations come from the kernel source, not from the code.
  */
 import { describe, expect, it } from 'vitest'
-import { loadScenarioText } from '../../node/scenarioFiles'
+import { scenarioOf } from '../../node/scenarioTestkit'
 import { makePolicy, type Preset } from '../policy'
 import type { EventKind } from '../results'
-import { dedent, every, first, lines, runUnder, traced } from './traceTestkit'
+import { every, first, lines, runUnder, traced } from './traceTestkit'
 
 const pol = (p: Preset) => makePolicy(p)
 const KINDS: readonly EventKind[] = ['lock', 'pte', 'cpu-flush', 'notifier', 'sec-inval', 'frame', 'info']
@@ -22,8 +22,8 @@ function scenario(opts: {
   sec?: string
   extra?: string
 }) {
-  return loadScenarioText(
-    dedent(`
+  return scenarioOf(
+    `
       title: thp test
       arch: ${opts.arch ?? 'x86_64'}
       thp:
@@ -36,7 +36,7 @@ function scenario(opts: {
       cpus:
         K: [${opts.op}]
       ${opts.extra ?? ''}
-    `),
+    `,
     'thp.test.yaml',
   )
 }
@@ -319,8 +319,8 @@ describe('file/shmem collapse: collapse_and_free_pmd (v6.1) before and after f26
 
 describe('mprotect of a huge page (v6.6 change_huge_pmd; split_vma -> split_huge_pmd_address)', () => {
   const mp = (op: string, dev = 'signal x', extra = '') =>
-    loadScenarioText(
-      dedent(`
+    scenarioOf(
+      `
         title: thp mprotect
         arch: x86_64
         thp:
@@ -334,7 +334,7 @@ describe('mprotect of a huge page (v6.6 change_huge_pmd; split_vma -> split_huge
           C0: [${op}]
         devices:
           D0: { via: iommu, ops: [${dev}] }
-      `),
+      `,
       'thp-mprotect.test.yaml',
     )
   const K: readonly EventKind[] = ['lock', 'pte', 'cpu-flush', 'notifier']
@@ -405,8 +405,8 @@ describe('mprotect of a huge page (v6.6 change_huge_pmd; split_vma -> split_huge
 describe('mprotect of a file huge page', () => {
   it('is refused, at the op (its split zaps the PMD instead of populating PTEs)', () => {
     expect(() =>
-      loadScenarioText(
-        dedent(`
+      scenarioOf(
+        `
           title: file thp mprotect
           arch: x86_64
           thp:
@@ -416,7 +416,7 @@ describe('mprotect of a file huge page', () => {
             B: { value: 2 }
           cpus:
             C0: [mprotect A B ro]
-        `),
+        `,
         'x.yaml',
       ),
     ).toThrow(/x.yaml:9:8: mprotect of a file \(shmem\) huge page is not modelled/)

@@ -6,12 +6,12 @@
  * arch hook is called on these paths; only the 2017 kernel notifier (variant) reaches a device.
  */
 import { describe, expect, it } from 'vitest'
-import { loadScenarioText } from '../../node/scenarioFiles'
+import { scenarioOf } from '../../node/scenarioTestkit'
 import { makePolicy, PRESETS, type Preset } from '../policy'
 import { defaultRunOptions, runPolicy } from '../run'
-import { dedent, first, lines, runUnder, traced } from './traceTestkit'
+import { first, lines, runUnder, traced } from './traceTestkit'
 
-const load = (yaml: string) => loadScenarioText(dedent(yaml), 'vmalloc.test.yaml')
+const load = (yaml: string) => scenarioOf(yaml, 'vmalloc.test.yaml')
 const pol = (p: Preset, kernelNotifier = false) => makePolicy(p, kernelNotifier ? ['kernel-notifier'] : [])
 
 const reuse = (extra = '') =>

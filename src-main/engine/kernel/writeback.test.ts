@@ -6,11 +6,11 @@
  * come from the kernel source and the reference, not from the code.
  */
 import { describe, expect, it } from 'vitest'
-import { loadScenarioText } from '../../node/scenarioFiles'
+import { scenarioOf } from '../../node/scenarioTestkit'
 import { makePolicy, type Preset } from '../policy'
-import { dedent, first, kernelEvents, lines, runUnder, traced } from './traceTestkit'
+import { first, kernelEvents, lines, runUnder, traced } from './traceTestkit'
 
-const load = (yaml: string) => loadScenarioText(dedent(yaml), 'writeback.test.yaml')
+const load = (yaml: string) => scenarioOf(yaml, 'writeback.test.yaml')
 const pol = (p: Preset) => makePolicy(p)
 
 function writebackScenario(extra = '', mapped = 'rw') {
