@@ -4,27 +4,14 @@
  * distinguishing schedule of start-end and arch-hook; the causal marks, stale flag, kernel
  * source links and find on the violating trace. Screenshots go to test-results/screenshots/.
  */
-import { expect, test } from '@playwright/test'
-import { LabPage } from './labPage'
-
-const PRESETS = ['start-end', 'invalidate-range', 'arch-hook']
-const COW = 'cow-ordering.invalidate-range-needed.yaml'
+import { expect } from '@playwright/test'
+import { COW, PRESETS, test } from './labPage'
 
 test.describe.configure({ mode: 'serial' })
 
-let lab: LabPage
-
-test.beforeEach(async ({ page }) => {
-  lab = new LabPage(page)
-  await lab.open()
-})
-
-test.afterEach(() => {
-  lab.expectNoErrors()
-})
-
 test('compare a counterexample on its schedule under all three presets and step through the differences', async ({
   page,
+  lab,
 }) => {
   test.setTimeout(180_000)
   await lab.runMatching(COW, PRESETS)
@@ -98,7 +85,10 @@ test('compare a counterexample on its schedule under all three presets and step 
   await lab.screenshot('25-compare-1024x640')
 })
 
-test('the distinguishing schedule of start-end and arch-hook opens both traces, diffed', async ({ page }) => {
+test('the distinguishing schedule of start-end and arch-hook opens both traces, diffed', async ({
+  page,
+  lab,
+}) => {
   test.setTimeout(180_000)
   await lab.runMatching(COW, PRESETS)
   await page.getByTestId('distinguish').click()
@@ -124,6 +114,7 @@ test('the distinguishing schedule of start-end and arch-hook opens both traces, 
 
 test('the COW trace marks its culprit steps, flags the stale entry, links kernel source and finds text', async ({
   page,
+  lab,
 }) => {
   test.setTimeout(180_000)
   await lab.runMatching(COW, PRESETS)

@@ -2,7 +2,12 @@
  * Page object for the workbench in the browser host. Collects page errors and console errors
  * so every spec can assert the page stayed clean.
  */
-import { expect, type Locator, type Page } from '@playwright/test'
+import { test as base, expect, type Locator, type Page } from '@playwright/test'
+
+/** The three notifier presets, as the specs run them. */
+export const PRESETS = ['start-end', 'invalidate-range', 'arch-hook']
+/** The COW-ordering scenario of the catalogue (start-end violates its forbid; the others hold). */
+export const COW = 'cow-ordering.invalidate-range-needed.yaml'
 
 export class LabPage {
   readonly errors: string[] = []
@@ -166,3 +171,16 @@ export class LabPage {
     expect(left, left.join('\n')).toEqual([])
   }
 }
+
+/**
+ * Playwright's `test` with a `lab` fixture: a LabPage opened on the host before the test, and
+ * no unexpected page error after it (the specs' beforeEach/afterEach).
+ */
+export const test = base.extend<{ lab: LabPage }>({
+  lab: async ({ page }, use) => {
+    const lab = new LabPage(page)
+    await lab.open()
+    await use(lab)
+    lab.expectNoErrors()
+  },
+})

@@ -6,27 +6,17 @@
  */
 import { writeFileSync } from 'node:fs'
 import path from 'node:path'
-import { expect, test } from '@playwright/test'
-import { LabPage } from './labPage'
+import { expect } from '@playwright/test'
+import { COW, PRESETS, test } from './labPage'
 
-const PRESETS = ['start-end', 'invalidate-range', 'arch-hook']
-const COW = 'cow-ordering.invalidate-range-needed.yaml'
 const UPGRADE = 'upgrade-loop.smmu-no-btm.yaml'
 
 test.describe.configure({ mode: 'serial' })
 
-let lab: LabPage
-
-test.beforeEach(async ({ page }) => {
-  lab = new LabPage(page)
-  await lab.open()
-})
-
-test.afterEach(() => {
-  lab.expectNoErrors()
-})
-
-test('COW ordering: the matrix matches expect and the violating trace shows its step', async ({ page }) => {
+test('COW ordering: the matrix matches expect and the violating trace shows its step', async ({
+  page,
+  lab,
+}) => {
   test.setTimeout(180_000)
   await lab.screenshot('01-start')
   // The page took its token and dropped it from the address bar (history, copied URLs).
@@ -69,7 +59,10 @@ test('COW ordering: the matrix matches expect and the violating trace shows its 
   await expect(left.locator('[data-testid="trace-row"][data-violation]')).toBeVisible()
 })
 
-test('a broken scenario gets a marker at the right line, and Run reports it inline', async ({ page }) => {
+test('a broken scenario gets a marker at the right line, and Run reports it inline', async ({
+  page,
+  lab,
+}) => {
   await lab.openScenario(UPGRADE)
   // Line 9 of the file is `  C0: [write_fault P]`: an unknown op is the engine's error, not YAML's.
   await expect.poll(() => lab.editorText()).toContain('C0: [write_fault P]')
@@ -87,7 +80,7 @@ test('a broken scenario gets a marker at the right line, and Run reports it inli
   await expect(page.getByTestId('progress')).toHaveAttribute('data-status', 'failed')
 })
 
-test('the upgrade scenario: two policies side by side with synchronised scrolling', async ({ page }) => {
+test('the upgrade scenario: two policies side by side with synchronised scrolling', async ({ page, lab }) => {
   await lab.openScenario(UPGRADE)
   await lab.selectPolicies(PRESETS)
   await lab.run()
@@ -142,6 +135,7 @@ test('the upgrade scenario: two policies side by side with synchronised scrollin
 
 test('kernel mappings: the kernel-notifier variant column, and a step inspector with init_mm and the ATC', async ({
   page,
+  lab,
 }) => {
   await lab.openScenario('vmalloc-reuse.supervisor-pasid.yaml')
   // The grid has a column per variant; ticking +kernel-mn on a preset adds that policy.
@@ -174,6 +168,7 @@ test('kernel mappings: the kernel-notifier variant column, and a step inspector 
 
 test('lost dirty data and a walk cache: the matrix, the why line, and the machine state', async ({
   page,
+  lab,
 }) => {
   // Writeback (2022 race, row 14): the lost-dirty column and the folio / disk rows.
   await lab.openScenario('zap-writeback.device.yaml')
@@ -197,7 +192,7 @@ test('lost dirty data and a walk cache: the matrix, the why line, and the machin
   await lab.screenshot('08-thp-walk-cache')
 })
 
-test('a long run shows progress and cancels promptly', async ({ page }) => {
+test('a long run shows progress and cancels promptly', async ({ page, lab }) => {
   test.setTimeout(120_000)
   await lab.openScenario(COW)
   await lab.selectPolicies(PRESETS)
@@ -212,6 +207,7 @@ test('a long run shows progress and cancels promptly', async ({ page }) => {
 
 test('the first counterexample opens while exploration goes on; stop at the first violation ends early', async ({
   page,
+  lab,
 }) => {
   test.setTimeout(180_000)
   await lab.openScenario(COW)
@@ -237,7 +233,7 @@ test('the first counterexample opens while exploration goes on; stop at the firs
   await page.getByTestId('stop-at-first').uncheck()
 })
 
-test('save a new scenario and reopen it', async ({ page }) => {
+test('save a new scenario and reopen it', async ({ page, lab }) => {
   await page.getByTestId('new-button').click()
   const discard = page.getByTestId('discard-prompt')
   if (await discard.isVisible()) await discard.getByRole('button', { name: 'Discard' }).click()
@@ -263,7 +259,7 @@ test('save a new scenario and reopen it', async ({ page }) => {
   await lab.screenshot('06-saved-reopened')
 })
 
-test('a 10,000-step trace stays virtualised and scrolls in sync', async ({ page }) => {
+test('a 10,000-step trace stays virtualised and scrolls in sync', async ({ page, lab }) => {
   test.setTimeout(120_000)
   // munmap-uaf.flush-at-start with a CPU thread that first writes another page 10,000 times.
   const n = 10_000
@@ -323,7 +319,7 @@ test('a 10,000-step trace stays virtualised and scrolls in sync', async ({ page 
   await lab.screenshot('08-long-trace')
 })
 
-test('dark theme renders the workbench', async ({ page }) => {
+test('dark theme renders the workbench', async ({ page, lab }) => {
   await lab.openScenario(UPGRADE)
   await lab.run()
   await page.locator('[data-testid="counterexample"]').first().getByTestId('open-trace').click()

@@ -1,8 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { loadScenarioText } from '../node/scenarioFiles'
 import { alignedChunks, COSTS, invalidationCost } from './costs'
-import { makePolicy } from './policy'
-import { defaultRunOptions, runPolicy } from './run'
+import { runUnder } from './kernel/traceTestkit'
 
 describe('cost model: what one secondary invalidation costs each driver (v6.6)', () => {
   it('SMMUv3: a TLBI per page and one CMD_SYNC, an ASID-wide TLBI from 512 pages or for everything', () => {
@@ -65,8 +64,8 @@ ${extra}`
 
   it('x86 batched migration invalidates the whole address space under the arch hook, one page under invalidate-range', () => {
     const sc = loadScenarioText(yaml(''), 't.yaml')
-    const ah = runPolicy(sc, makePolicy('arch-hook'), defaultRunOptions(sc))
-    const ir = runPolicy(sc, makePolicy('invalidate-range'), defaultRunOptions(sc))
+    const ah = runUnder(sc, 'arch-hook')
+    const ir = runUnder(sc, 'invalidate-range')
     expect(ah.invalidations).toEqual({ page: 0, range: 0, full: 1, atc: 0 })
     expect(ir.invalidations).toEqual({ page: 1, range: 0, full: 0, atc: 0 })
   })
@@ -74,8 +73,8 @@ ${extra}`
   it('a scenario can override cost-table entries, and results name the table with the overrides', () => {
     const base = loadScenarioText(yaml(''), 't.yaml')
     const over = loadScenarioText(yaml('costs: { vtd_qi_sync: 7000 }\n'), 't.yaml')
-    const a = runPolicy(base, makePolicy('arch-hook'), defaultRunOptions(base))
-    const b = runPolicy(over, makePolicy('arch-hook'), defaultRunOptions(over))
+    const a = runUnder(base, 'arch-hook')
+    const b = runUnder(over, 'arch-hook')
     expect(b.metrics.sim_ns - a.metrics.sim_ns).toBe(6000)
     expect(b.costTable).toBe('default-v2 with vtd_qi_sync=7000')
   })
@@ -87,7 +86,7 @@ ${extra}`
       ),
       't.yaml',
     )
-    const ah = runPolicy(ok, makePolicy('arch-hook'), defaultRunOptions(ok))
+    const ah = runUnder(ok, 'arch-hook')
     expect(ah.matches).toBe(true)
     expect(ah.metricChecks).toEqual([
       { metric: 'full_invalidations', want: '1', got: 1, ok: true },
@@ -97,7 +96,7 @@ ${extra}`
       yaml('expect: { arch-hook: holds }\nexpect_metrics: { arch-hook: { full_invalidations: 0 } }\n'),
       't.yaml',
     )
-    const w = runPolicy(wrong, makePolicy('arch-hook'), defaultRunOptions(wrong))
+    const w = runUnder(wrong, 'arch-hook')
     expect(w.verdict).toBe('holds')
     expect(w.matches).toBe(false)
     expect(w.metricChecks).toEqual([{ metric: 'full_invalidations', want: '0', got: 1, ok: false }])

@@ -1252,20 +1252,8 @@ export class Ctx {
       if (d.type === 'sw-mirror' && d.protocol === 'hmm') {
         this.intervalStart(i, pages, event, owner)
       } else if (d.type === 'sw-mirror') {
-        const sec = this.secW(i)
-        const before = sec.entries.length
-        sec.entries = this.dropFrom(sec.entries, pages, (p) => Res.sec(i, p))
-        const zapped = before - sec.entries.length
-        for (const p of pages) {
-          this.rd(Res.inprog(i, p))
-          this.wr(Res.inprog(i, p))
-          sec.inProg[p]!++
-        }
-        this.metrics.secondary_invalidations++
-        if (zapped > 0) {
-          this.metrics.mirror_zaps += zapped
-          this.cost('mirror_zap')
-        }
+        const zapped = this.mirrorZap(i, pages)
+        this.mirrorInProgress(i, pages, 1)
         this.emit(
           'sec-inval',
           'kvm_mmu_notifier_invalidate_range_start',
@@ -1276,6 +1264,37 @@ export class Ctx {
         this.secInvalidate(i, pages, 'invalidate_range_start')
       }
     })
+  }
+
+  /**
+   * A sw-mirror's invalidation at range_start (KVM's kvm_unmap_gfn_range, dmirror_do_update):
+   * its shadow entries for `pages` go, counted as one secondary invalidation and in mirror_zaps.
+   * Returns how many went.
+   */
+  private mirrorZap(i: number, pages: readonly number[]): number {
+    const sec = this.secW(i)
+    const before = sec.entries.length
+    sec.entries = this.dropFrom(sec.entries, pages, (p) => Res.sec(i, p))
+    const zapped = before - sec.entries.length
+    this.metrics.secondary_invalidations++
+    if (zapped > 0) {
+      this.metrics.mirror_zaps += zapped
+      this.cost('mirror_zap')
+    }
+    return zapped
+  }
+
+  /**
+   * A sw-mirror's per-page count of running invalidations (KVM mmu_invalidate_in_progress, the
+   * interval notifier's active ranges): +1 at range_start, -1 at range_end.
+   */
+  private mirrorInProgress(i: number, pages: readonly number[], delta: 1 | -1): void {
+    const sec = this.secW(i)
+    for (const p of pages) {
+      this.rd(Res.inprog(i, p))
+      this.wr(Res.inprog(i, p))
+      sec.inProg[p]! += delta
+    }
   }
 
   /**
@@ -1292,11 +1311,7 @@ export class Ctx {
   private intervalStart(i: number, pages: readonly number[], event: string, owner?: number): void {
     const d = this.sc.secondaries[i]!
     const sec = this.secW(i)
-    for (const p of pages) {
-      this.rd(Res.inprog(i, p))
-      this.wr(Res.inprog(i, p))
-      sec.inProg[p]!++
-    }
+    this.mirrorInProgress(i, pages, 1)
     if (event === 'MMU_NOTIFY_MIGRATE' && owner === i) {
       this.emit(
         'sec-inval',
@@ -1309,14 +1324,7 @@ export class Ctx {
     this.rd(Res.seq(i))
     this.wr(Res.seq(i))
     if (sec.seq % 2 === 0) sec.seq++
-    const before = sec.entries.length
-    sec.entries = this.dropFrom(sec.entries, pages, (p) => Res.sec(i, p))
-    const zapped = before - sec.entries.length
-    this.metrics.secondary_invalidations++
-    if (zapped > 0) {
-      this.metrics.mirror_zaps += zapped
-      this.cost('mirror_zap')
-    }
+    const zapped = this.mirrorZap(i, pages)
     this.emit(
       'sec-inval',
       'dmirror_interval_invalidate',
@@ -1333,11 +1341,7 @@ export class Ctx {
   private intervalEnd(i: number, pages: readonly number[]): void {
     const d = this.sc.secondaries[i]!
     const sec = this.secW(i)
-    for (const p of pages) {
-      this.rd(Res.inprog(i, p))
-      this.wr(Res.inprog(i, p))
-      sec.inProg[p]!--
-    }
+    this.mirrorInProgress(i, pages, -1)
     let active = 0
     sec.inProg.forEach((n, p) => {
       this.rd(Res.inprog(i, p))
@@ -1377,11 +1381,7 @@ export class Ctx {
         this.rd(Res.seq(i))
         this.wr(Res.seq(i))
         sec.seq++
-        for (const p of pages) {
-          this.rd(Res.inprog(i, p))
-          this.wr(Res.inprog(i, p))
-          sec.inProg[p]!--
-        }
+        this.mirrorInProgress(i, pages, -1)
         this.emit(
           'sec-inval',
           'kvm_mmu_notifier_invalidate_range_end',
@@ -1534,7 +1534,10 @@ const BATCHES = new WeakMap<Scenario, boolean>()
 function scenarioBatches(sc: Scenario): boolean {
   let x = BATCHES.get(sc)
   if (x === undefined)
-    BATCHES.set(sc, (x = sc.threads.some((t) => t.ops.some((o) => o.kind === 'reclaim' || o.kind === 'migrate'))))
+    BATCHES.set(
+      sc,
+      (x = sc.threads.some((t) => t.ops.some((o) => o.kind === 'reclaim' || o.kind === 'migrate'))),
+    )
   return x
 }
 

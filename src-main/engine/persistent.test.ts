@@ -6,13 +6,13 @@
 import { readdirSync } from 'node:fs'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { loadScenarioFile, loadScenarioText } from '../node/scenarioFiles'
+import { loadScenarioFile } from '../node/scenarioFiles'
+import { scenarioOf } from '../node/scenarioTestkit'
 import { DEFAULT_BUDGET, exploreExhaustive, hasCycle, type Budget } from './explore'
 import { makePolicy, type Preset } from './policy'
 import { Futures } from './persistent'
-import { dedent } from './kernel/traceTestkit'
 
-const load = (yaml: string) => loadScenarioText(dedent(yaml), 'persistent.test.yaml')
+const load = (yaml: string) => scenarioOf(yaml, 'persistent.test.yaml')
 const BUDGET: Budget = { maxStates: 500_000, maxSteps: 10_000 }
 const PRESETS: Preset[] = ['start-end', 'invalidate-range', 'arch-hook']
 

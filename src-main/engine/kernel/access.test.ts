@@ -7,12 +7,12 @@
  */
 import { describe, expect, it } from 'vitest'
 import { ScheduleError } from '../explore'
-import { loadScenarioText, ScenarioLoadError } from '../../node/scenarioFiles'
+import { ScenarioLoadError } from '../../node/scenarioFiles'
+import { scenarioOf } from '../../node/scenarioTestkit'
 import { makePolicy, type Preset } from '../policy'
-import { defaultRunOptions, runPolicy } from '../run'
-import { allEvents, dedent, every, first, kernelEvents, lines, traced } from './traceTestkit'
+import { allEvents, every, first, kernelEvents, lines, runUnder, traced } from './traceTestkit'
 
-const load = (yaml: string) => loadScenarioText(dedent(yaml), 'access.test.yaml')
+const load = (yaml: string) => scenarioOf(yaml, 'access.test.yaml')
 const pol = (p: Preset) => makePolicy(p)
 const PRESETS = ['start-end', 'invalidate-range', 'arch-hook'] as const
 
@@ -330,18 +330,17 @@ describe('a two-level secondary: IOTLB plus device ATC (PCIe ATS), reference 4.1
         D0: { via: smmu, ops: [read P, read P] }
     `
     const sc = load(text(true))
-    const s = runPolicy(sc, pol('start-end'), defaultRunOptions(sc))
+    const s = runUnder(sc, 'start-end')
     expect(s.invariants['use-after-free']).toBe('violated')
     const cx = s.counterexamples.find((c) => c.invariant === 'use-after-free')!
     expect(cx.violation.message).toMatch(/through the smmu ATC entry/)
     const events = cx.trace.flatMap((r) => r.events.map((e) => `${e.fn}: ${e.text}`))
     // The snoop emptied the IOTLB at the CPU flush; the ATC entry the device refilled survived it.
     expect(events).toContain('BTM: snooped broadcast TLBI: smmu: invalidate IOTLB P (1 entries dropped)')
-    for (const p of ['invalidate-range', 'arch-hook'] as const)
-      expect(runPolicy(sc, pol(p), defaultRunOptions(sc)).verdict).toBe('holds')
+    for (const p of ['invalidate-range', 'arch-hook'] as const) expect(runUnder(sc, p).verdict).toBe('holds')
     // Without ATS the snoop is enough, even for the start-only driver.
     const noAts = load(text(false))
-    expect(runPolicy(noAts, pol('start-end'), defaultRunOptions(noAts)).verdict).toBe('holds')
+    expect(runUnder(noAts, 'start-end').verdict).toBe('holds')
   })
 
   it('atc-first: the IOTLB command is a step of its own after the ATC command, so the device can refill in between', () => {

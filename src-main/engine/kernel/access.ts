@@ -6,7 +6,7 @@
 import type { Ctx } from '../ctx'
 import { KERNEL_MM, type CallFrame, type Pte, type TlbEntry } from '../state'
 import type { HwWalkerDecl } from '../types'
-import { afterNotifier, flag, num, type Proc } from './proc'
+import { afterNotifier, flag, num, type PcHandler, type Proc } from './proc'
 
 /** `tlb`: the cache used, named as its state row (`C0 TLB`, `iommu ATC`, `kvm shadow`). */
 export function complete(c: Ctx, f: CallFrame, e: TlbEntry, who: string, mm: number, tlb: string): void {
@@ -322,28 +322,42 @@ function devTry(c: Ctx, f: CallFrame): void {
       return
     }
     e = w
-    for (const x of hugeSiblings(c, mm, e)) c.secPut(via, x)
-    c.cost('iotlb_walk')
-    c.emit(
-      'fill',
-      'IOMMU page walk',
-      `${d.name} ${d.ats ? 'IOTLB' : 'TLB'} ${c.pageName(page)} -> pfn ${e.pfn} ${e.write ? 'RW' : 'RO'}${e.huge ? ' (2 MiB entry)' : ''}`,
-      { pages: [c.pageName(page)], tlb: iotlbRow(d), pfn: e.pfn },
-    )
+    iotlbFill(c, mm, e)
   }
   if (d.ats) {
     // The translation completion fills the ATC; the access goes through it.
-    for (const x of hugeSiblings(c, mm, e, (q) => c.secFind(via, q))) c.atcPut(via, x)
-    c.emit(
-      'fill',
-      'ATS translation completion',
-      `${d.name} ATC ${c.pageName(page)} -> pfn ${e.pfn} ${e.write ? 'RW' : 'RO'}`,
-      { pages: [c.pageName(page)], tlb: `${d.name} ATC`, pfn: e.pfn },
-    )
+    atcFill(c, mm, e, '')
     complete(c, f, e, `${d.name} ATC`, mm, `${d.name} ATC`)
     return
   }
   complete(c, f, e, `${d.name} TLB`, mm, iotlbRow(d))
+}
+
+/** The IOMMU's walk fills its IOTLB (every subpage of a huge translation). */
+function iotlbFill(c: Ctx, mm: number, e: TlbEntry): void {
+  const via = c.sc.threads[c.t]!.via
+  const d = hwDecl(c)
+  for (const x of hugeSiblings(c, mm, e)) c.secPut(via, x)
+  c.cost('iotlb_walk')
+  c.emit(
+    'fill',
+    'IOMMU page walk',
+    `${d.name} ${d.ats ? 'IOTLB' : 'TLB'} ${c.pageName(e.page)} -> pfn ${e.pfn} ${e.write ? 'RW' : 'RO'}${e.huge ? ' (2 MiB entry)' : ''}`,
+    { pages: [c.pageName(e.page)], tlb: iotlbRow(d), pfn: e.pfn },
+  )
+}
+
+/** The ATS translation completion fills the device's ATC (`note` follows the entry's text). */
+function atcFill(c: Ctx, mm: number, e: TlbEntry, note: string): void {
+  const via = c.sc.threads[c.t]!.via
+  const d = hwDecl(c)
+  for (const x of hugeSiblings(c, mm, e, (q) => c.secFind(via, q))) c.atcPut(via, x)
+  c.emit(
+    'fill',
+    'ATS translation completion',
+    `${d.name} ATC ${c.pageName(e.page)} -> pfn ${e.pfn} ${e.write ? 'RW' : 'RO'}${note}`,
+    { pages: [c.pageName(e.page)], tlb: `${d.name} ATC`, pfn: e.pfn },
+  )
 }
 
 /** iommu_page_response(SUCCESS): the device retries its access. */
@@ -431,22 +445,9 @@ function devTranslate(c: Ctx, f: CallFrame): void {
       return
     }
     e = w
-    for (const x of hugeSiblings(c, mm, e)) c.secPut(via, x)
-    c.cost('iotlb_walk')
-    c.emit(
-      'fill',
-      'IOMMU page walk',
-      `${d.name} IOTLB ${c.pageName(page)} -> pfn ${e.pfn} ${e.write ? 'RW' : 'RO'}${e.huge ? ' (2 MiB entry)' : ''}`,
-      { pages: [c.pageName(page)], tlb: iotlbRow(d), pfn: e.pfn },
-    )
+    iotlbFill(c, mm, e)
   }
-  for (const x of hugeSiblings(c, mm, e, (q) => c.secFind(via, q))) c.atcPut(via, x)
-  c.emit(
-    'fill',
-    'ATS translation completion',
-    `${d.name} ATC ${c.pageName(page)} -> pfn ${e.pfn} ${e.write ? 'RW' : 'RO'} (prefetch)`,
-    { pages: [c.pageName(page)], tlb: `${d.name} ATC`, pfn: e.pfn },
-  )
+  atcFill(c, mm, e, ' (prefetch)')
   c.ret()
 }
 
@@ -485,12 +486,8 @@ function mirrorTry(c: Ctx, f: CallFrame): void {
   const via = c.sc.threads[c.t]!.via
   const name = c.sc.secondaries[via]!.name
   const page = num(f, 'page')
-  const write = flag(f, 'write')
-  const e = c.secFind(via, page)
-  if (e && (!write || e.write)) {
-    complete(c, f, e, `${name} shadow table`, 0, `${name} shadow`)
-    return
-  }
+  const e = mirrorLookup(c, f, `${name} shadow table`)
+  if (e === 'hit') return
   if (c.mmReleased(0)) {
     // The process exited: hmm_range_fault's caller (or KVM's vCPU) cannot mmget_not_zero() it.
     mmGone(c, 'kvm_faultin_pfn', 'the access fails')
@@ -508,34 +505,87 @@ function mirrorTry(c: Ctx, f: CallFrame): void {
 }
 
 function mirrorGup(c: Ctx, f: CallFrame): void {
-  const page = num(f, 'page')
-  const write = flag(f, 'write')
   if (c.mmReleased(0)) {
     mmGone(c, 'hva_to_pfn', 'the access fails')
     return
   }
-  if (c.isThp(page)) {
+  if (c.isThp(num(f, 'page'))) {
     gupFastPmd(c, f)
     return
   }
+  resolveOrFaultIn(c, f, 'hva_to_pfn')
+}
+
+/**
+ * A sw-mirror access looks in its shadow table first (KVM's SPTEs, dmirror's pt): an entry that
+ * allows it completes the access through `who` ('hit'); otherwise returns the entry found
+ * (read-only, for a write) or null.
+ */
+export function mirrorLookup(c: Ctx, f: CallFrame, who: string): TlbEntry | null | 'hit' {
+  const via = c.sc.threads[c.t]!.via
+  const e = c.secFind(via, num(f, 'page'))
+  if (e && (!flag(f, 'write') || e.write)) {
+    complete(c, f, e, who, 0, `${c.sc.secondaries[via]!.name} shadow`)
+    return 'hit'
+  }
+  return e
+}
+
+/** The pfn GUP or hmm_range_fault resolved, its folio's generation and its write bit, for 'install'. */
+function noteResolved(c: Ctx, f: CallFrame, pte: Pte): void {
+  f.l.pfn = pte.pfn
+  f.l.gen = c.folio(pte.pfn).gen
+  f.l.wr = pte.write
+}
+
+/** The mirror entry 'install' maps: the pfn noteResolved() kept. */
+export function resolvedEntry(f: CallFrame): TlbEntry {
+  return {
+    page: num(f, 'page'),
+    pfn: num(f, 'pfn'),
+    gen: num(f, 'gen'),
+    write: flag(f, 'wr'),
+    dirty: true,
+    revoked: false,
+  }
+}
+
+/**
+ * The PTE walk of hva_to_pfn / hmm_range_fault (`fn`): a present PTE that allows the access is
+ * resolved (then 'install'); otherwise handle_mm_fault(FAULT_FLAG_REMOTE) faults the page in
+ * and the walk runs again ('gup_ret': faultInReturn).
+ */
+export function resolveOrFaultIn(c: Ctx, f: CallFrame, fn: string): void {
+  const page = num(f, 'page')
+  const write = flag(f, 'write')
   const pte = c.pte(0, page)
   if (pte && pte.present && (!write || pte.write)) {
-    f.l.pfn = pte.pfn
-    f.l.gen = c.folio(pte.pfn).gen
-    f.l.wr = pte.write
-    c.emit('info', 'hva_to_pfn', `${c.pageName(page)} -> pfn ${pte.pfn} ${pte.write ? 'RW' : 'RO'}`)
+    noteResolved(c, f, pte)
+    c.emit('info', fn, `${c.pageName(page)} -> pfn ${pte.pfn} ${pte.write ? 'RW' : 'RO'}`)
     c.goto('install')
     return
   }
   c.call('handle_mm_fault', { page, write, remote: true }, 'gup_ret')
 }
 
+/** handle_mm_fault returned: -EFAULT (no VMA or no permission) ends the access, else `walk` again. */
+export function faultInReturn(fn: string, fails: string, walk: (c: Ctx, f: CallFrame) => void): PcHandler {
+  return {
+    run: (c, f) => {
+      if (f.l.ret === 'segv') {
+        c.emit('fault', fn, `-EFAULT: no VMA or no permission; ${fails}`)
+        c.ret()
+        return
+      }
+      walk(c, f)
+    },
+  }
+}
+
 /** The pfns of a huge translation found by GUP: KVM maps the whole 2 MiB (host_pfn_mapping_level). */
 function snapshot(c: Ctx, f: CallFrame, pte: Pte): void {
   const page = num(f, 'page')
-  f.l.pfn = pte.pfn
-  f.l.gen = c.folio(pte.pfn).gen
-  f.l.wr = pte.write
+  noteResolved(c, f, pte)
   if (pte.huge) {
     const ps = c.thpPages.map((q) => c.pte(0, q)!.pfn)
     f.l.hpfn = ps
@@ -625,16 +675,7 @@ export const mirrorAccess: Proc = {
       else gupSlow(c, f, 'no usable PTE')
     },
   },
-  gup_ret: {
-    run: (c, f) => {
-      if (f.l.ret === 'segv') {
-        c.emit('fault', 'hva_to_pfn', '-EFAULT: no VMA or no permission; the access fails')
-        c.ret()
-        return
-      }
-      mirrorGup(c, f)
-    },
-  },
+  gup_ret: faultInReturn('hva_to_pfn', 'the access fails', mirrorGup),
   /** Under mmu_lock: mmu_invalidate_retry_hva() / mmu_interval_read_retry(). */
   install: {
     guard: (c, f) =>
@@ -652,14 +693,7 @@ export const mirrorAccess: Proc = {
         return
       }
       const page = num(f, 'page')
-      const e: TlbEntry = {
-        page,
-        pfn: num(f, 'pfn'),
-        gen: num(f, 'gen'),
-        write: flag(f, 'wr'),
-        dirty: true,
-        revoked: false,
-      }
+      const e = resolvedEntry(f)
       const hpfn = f.l.hpfn as readonly number[] | undefined
       if (hpfn) {
         const hgen = f.l.hgen as readonly number[]

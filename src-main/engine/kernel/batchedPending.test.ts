@@ -5,15 +5,15 @@
  * MADV_DONTNEED in a CPU TLB. x86: flush_tlb_mm (and the arch hook's (0, -1)); arm64: dsb(ish).
  */
 import { describe, expect, it } from 'vitest'
-import { loadScenarioText } from '../../node/scenarioFiles'
+import { scenarioOf } from '../../node/scenarioTestkit'
 import { ScheduleError, type Execution } from '../explore'
 import { makePolicy, type Policy } from '../policy'
 import type { Scenario } from '../types'
-import { dedent, every, first, kernelEvents, line, lines, traced } from './traceTestkit'
+import { every, first, kernelEvents, line, lines, traced } from './traceTestkit'
 
 const scOf = (arch: string, op: string) =>
-  loadScenarioText(
-    dedent(`
+  scenarioOf(
+    `
       title: batched pending
       arch: ${arch}
       pages:
@@ -24,7 +24,7 @@ const scOf = (arch: string, op: string) =>
         C0: [read P -> r0, write P 9]
         kswapd: [reclaim P]
         C2: [${op}]
-    `),
+    `,
     'batched.test.yaml',
   )
 
@@ -55,7 +55,9 @@ describe('flush_tlb_batched_pending after the PTL (x86_64)', () => {
       const l = lines(ex, { thread: 'C2', kinds: ['lock', 'cpu-flush', 'notifier'] })
       const lock = l.findIndex((x) => x.includes(`${fn}: pte_offset_map_lock`))
       expect(lock).toBeGreaterThanOrEqual(0)
-      expect(l[lock + 1]).toBe(`cpu-flush flush_tlb_mm (flush_tlb_batched_pending, ${fn}): flush CPU TLBs: whole mm`)
+      expect(l[lock + 1]).toBe(
+        `cpu-flush flush_tlb_mm (flush_tlb_batched_pending, ${fn}): flush CPU TLBs: whole mm`,
+      )
       expect(l[lock + 2]).toBe(
         'notifier mmu_notifier_arch_invalidate_secondary_tlbs: range (0, -1): whole address space',
       )
@@ -101,7 +103,9 @@ describe('flush_tlb_batched_pending after the PTL (x86_64)', () => {
 describe('flush_tlb_batched_pending on arm64 (v6.6: arch_flush_tlb_batched_pending is dsb(ish))', () => {
   it('no flush: the TLBI went out at arch_tlbbatch_add_pending', () => {
     const ex = runAlone(scOf('arm64', 'mprotect P ro'), makePolicy('arch-hook'), SCHEDULE, 2)
-    expect(first(ex, 'cpu-flush arch_tlbbatch_add_pending (__flush_tlb_page_nosync)', { thread: 'kswapd' })).toBeTruthy()
+    expect(
+      first(ex, 'cpu-flush arch_tlbbatch_add_pending (__flush_tlb_page_nosync)', { thread: 'kswapd' }),
+    ).toBeTruthy()
     const ev = ex.records.flatMap((r) => r.events).filter((e) => e.fn === 'flush_tlb_batched_pending')
     expect(ev.map((e) => e.text)).toEqual([
       'change_pte_range: arch_flush_tlb_batched_pending: dsb(ish), the batched TLBIs were issued at add time',

@@ -5,12 +5,13 @@
  */
 import { describe, expect, it } from 'vitest'
 import { loadScenarioText, ScenarioLoadError } from '../../node/scenarioFiles'
+import { scenarioOf } from '../../node/scenarioTestkit'
 import { makePolicy, PRESETS } from '../policy'
-import { allEvents, dedent, first, lines, traced } from './traceTestkit'
+import { allEvents, first, lines, traced } from './traceTestkit'
 
 const exitScenario = (secondary: string, arch = 'x86_64') =>
-  loadScenarioText(
-    dedent(`
+  scenarioOf(
+    `
       title: exit
       arch: ${arch}
       pages:
@@ -21,7 +22,7 @@ const exitScenario = (secondary: string, arch = 'x86_64') =>
         C0: [exit]
       devices:
         D0: { via: s, ops: [read A -> r0] }
-    `),
+    `,
     'exit.test.yaml',
   )
 

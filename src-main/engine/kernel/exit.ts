@@ -21,13 +21,13 @@ import type { Ctx } from '../ctx'
 import type { CallFrame } from '../state'
 import { afterNotifier, list, num, type Proc } from './proc'
 import {
-  encodeRuns,
   gatherFinishFlush,
   gatherFinishFree,
   gatherInit,
-  runCount,
+  nextRun,
   runPages,
-  runs,
+  startRuns,
+  unmapNextVma,
 } from './unmap'
 
 /** exit(2) of the process's last thread: exit_mmap() (v6.6 mm/mmap.c). */
@@ -46,15 +46,11 @@ export const exitMmap: Proc = {
     run: (c, f) => {
       const mm = c.mmIndex
       c.mmapReadLock(mm)
-      const { pages, runOf } = encodeRuns(
-        runs(
-          c,
-          c.sc.pages.map((_, i) => i).filter((p) => !c.isKernelPage(p)),
-        ),
+      const pages = startRuns(
+        c,
+        f,
+        c.sc.pages.map((_, i) => i).filter((p) => !c.isKernelPage(p)),
       )
-      f.l.pages = pages
-      f.l.runOf = runOf
-      f.l.vi = 0
       gatherInit(c)
       // tlb_gather_mmu_fullmm(): tlb->fullmm = 1 (tlb_end_vma then does nothing).
       f.l.g_full = true
@@ -73,13 +69,7 @@ export const exitMmap: Proc = {
   },
   next_vma: {
     run: (c, f) => {
-      const vi = num(f, 'vi') + 1
-      f.l.vi = vi
-      if (vi < runCount(f)) {
-        c.call('zap_vma', { pages: runPages(f, vi), i: 0 }, 'next_vma')
-        return
-      }
-      c.goto('unmapped')
+      if (!unmapNextVma(c, f)) c.goto('unmapped')
     },
   },
   /** mmap_read_unlock; set_bit(MMF_OOM_SKIP). */
@@ -155,10 +145,7 @@ export const oomReap: Proc = {
           '__oom_reap_task_mm',
           `skip ${skipped.map((pg) => `${pg.name} (${pg.kind === 'file' ? 'VM_SHARED' : 'VM_PFNMAP'})`).join(', ')}`,
         )
-      const { pages, runOf } = encodeRuns(runs(c, req))
-      f.l.pages = pages
-      f.l.runOf = runOf
-      f.l.vi = 0
+      const pages = startRuns(c, f, req)
       f.l.ok = true
       if (pages.length === 0) {
         oomDone(c, f)
@@ -209,9 +196,7 @@ function vmaFree(c: Ctx, f: CallFrame): void {
 }
 
 function oomNext(c: Ctx, f: CallFrame): void {
-  const vi = num(f, 'vi') + 1
-  f.l.vi = vi
-  if (vi < runCount(f)) {
+  if (nextRun(f)) {
     c.goto('vma')
     return
   }

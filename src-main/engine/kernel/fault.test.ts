@@ -4,11 +4,11 @@
  * notifier policy. Expectations come from the reference, not from the code.
  */
 import { describe, expect, it } from 'vitest'
-import { loadScenarioText } from '../../node/scenarioFiles'
+import { scenarioOf } from '../../node/scenarioTestkit'
 import { makePolicy, type Preset, type Variant } from '../policy'
-import { dedent, first, kernelEvents, lines, traced } from './traceTestkit'
+import { first, kernelEvents, lines, traced } from './traceTestkit'
 
-const load = (yaml: string) => loadScenarioText(dedent(yaml), 'fault.test.yaml')
+const load = (yaml: string) => scenarioOf(yaml, 'fault.test.yaml')
 const pol = (p: Preset, vs: Variant[] = []) => makePolicy(p, vs)
 
 const MMAP_R = ['mmap_lock(r)']

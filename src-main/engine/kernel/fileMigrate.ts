@@ -13,17 +13,9 @@
  * migration entry wait (fault.ts mig_wait).
  */
 import type { Ctx } from '../ctx'
-import type { CallFrame, Pte } from '../state'
-import { afterNotifier, decodePte, encodePte, flag, list, num, type Proc } from './proc'
-
-function mappings(c: Ctx, page: number): number[] {
-  const owner = c.sc.pages[page]!.fileOf ?? page
-  return [owner, ...c.sc.pages.flatMap((pg, i) => (pg.fileOf === owner ? [i] : []))]
-}
-
-function at(c: Ctx, f: CallFrame): number {
-  return mappings(c, num(f, 'page'))[num(f, 'vi')]!
-}
+import type { CallFrame } from '../state'
+import { flag, list, num, type Proc } from './proc'
+import { fileMappings, fileRmapWalk } from './rmap'
 
 export const fileMigrate: Proc = {
   /** isolate the folio (a reference), folio_trylock (MIGRATE_ASYNC: no waiting). */
@@ -48,49 +40,16 @@ export const fileMigrate: Proc = {
       next(c, f)
     },
   },
-  /** try_to_migrate_one(): mmu_notifier_invalidate_range_start(MMU_NOTIFY_CLEAR). */
-  rs: {
-    run: (c, f) => {
-      c.rangeStart(0, [at(c, f)], 'MMU_NOTIFY_CLEAR')
-      afterNotifier(c, f, 'unmap', (cc) => cc.goto('unmap'))
-    },
-  },
-  /** page_vma_mapped_walk (PTL), ptep_get_and_clear, set_tlb_ubc_flush_pending. */
-  unmap: {
-    guard: (c) => (c.ptlFree(0) ? null : 'page-table lock held'),
-    run: (c, f) => {
-      const page = at(c, f)
-      c.lockPtl(0, 'page_vma_mapped_walk')
-      const pte = c.pte(0, page)
-      if (!pte || !pte.present || pte.pfn !== num(f, 'pfn')) {
-        c.unlockPtl(0)
-        c.goto('re')
-        return
-      }
-      c.setPte(0, page, null, 'ptep_get_and_clear')
-      // set_tlb_ubc_flush_pending()'s tlb_flush_batched bump, before the notifier call: read only
-      // under this PTL, so the order is invisible, and an atc-first driver's command stays last.
-      c.setTlbBatched(0, true)
-      if (c.sc.arch === 'x86_64') {
-        c.emit('cpu-flush', 'arch_tlbbatch_add_pending', 'CPU flush deferred to arch_tlbbatch_flush', {
-          pages: [c.pageName(page)],
-        })
-        c.archHook(0, null)
-        f.l.batched = true
-      } else c.flushTlb(0, 'page', [page], 'arch_tlbbatch_add_pending (__flush_tlb_page_nosync)')
-      f.l.old = encodePte(pte)
-      afterNotifier(c, f, 'unmap_rest', unmapRest)
-    },
-  },
-  unmap_rest: { run: (c, f) => unmapRest(c, f) },
-  re: {
-    run: (c, f) => {
-      c.rangeEnd(0, [at(c, f)], false)
-      f.l.vi = num(f, 'vi') + 1
-      afterNotifier(c, f, 'next', next)
-    },
-  },
-  next: { run: (c, f) => next(c, f) },
+  /**
+   * try_to_migrate_one() per mapping (rmap.ts fileRmapWalk): range_start, the PTL,
+   * ptep_get_and_clear with the flush batched, the dirty bit, the migration entry (kept in
+   * local `pages` for remove_migration_ptes), page_remove_rmap, folio_put; range_end.
+   */
+  ...fileRmapWalk('try_to_migrate_one', next, {
+    pte: (pte) => ({ pfn: pte.pfn, present: false, write: pte.write, dirty: pte.dirty, mig: true }),
+    fn: 'set_pte_at (migration entry)',
+    installed: (f, page) => (f.l.pages = [...list(f, 'pages'), page]),
+  }),
   /**
    * try_to_unmap_flush(); move_to_new_folio(): folio_migrate_mapping() checks the refcount,
    * moves the page cache slot to the new folio, folio_migrate_copy(). On -EAGAIN the old folio
@@ -130,26 +89,9 @@ export const fileMigrate: Proc = {
   },
 }
 
-/** The dirty bit, the migration entry, page_remove_rmap and the PTE's reference. */
-function unmapRest(c: Ctx, f: CallFrame): void {
-  const page = at(c, f)
-  const pte = decodePte(f.l.old!)!
-  delete f.l.old
-  if (pte.dirty) c.folioMarkDirty(page, 'try_to_migrate_one: folio_mark_dirty (pte_dirty)')
-  const entry: Pte = { pfn: pte.pfn, present: false, write: pte.write, dirty: pte.dirty, mig: true }
-  c.setPte(0, page, entry, 'set_pte_at (migration entry)')
-  const fr = c.folioW(pte.pfn)
-  fr.map--
-  c.emit('frame', 'page_remove_rmap', `pfn ${pte.pfn} mapcount ${fr.map}`)
-  c.putFrame(pte.pfn, 'folio_put (the PTE reference)')
-  f.l.pages = [...list(f, 'pages'), page]
-  c.unlockPtl(0)
-  c.goto('re')
-}
-
 /** The next mapping of the folio to unmap, or the move once none is left. */
 function next(c: Ctx, f: CallFrame): void {
-  const ms = mappings(c, num(f, 'page'))
+  const ms = fileMappings(c, num(f, 'page'))
   const pfn = num(f, 'pfn')
   let vi = num(f, 'vi')
   while (vi < ms.length && c.pte(0, ms[vi]!)?.pfn !== pfn) vi++

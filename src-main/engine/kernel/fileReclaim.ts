@@ -19,17 +19,8 @@
  */
 import type { Ctx } from '../ctx'
 import type { CallFrame } from '../state'
-import { afterNotifier, decodePte, encodePte, flag, num, type Proc } from './proc'
-
-/** The addresses of the page's file offset (rmap_walk_file's VMAs). */
-function mappings(c: Ctx, page: number): number[] {
-  const owner = c.sc.pages[page]!.fileOf ?? page
-  return [owner, ...c.sc.pages.flatMap((pg, i) => (pg.fileOf === owner ? [i] : []))]
-}
-
-function at(c: Ctx, f: CallFrame): number {
-  return mappings(c, num(f, 'page'))[num(f, 'vi')]!
-}
+import { flag, num, type Proc } from './proc'
+import { fileMappings, fileRmapWalk } from './rmap'
 
 export const fileReclaim: Proc = {
   /** isolate_lru_folios (a reference), folio_trylock. */
@@ -54,50 +45,12 @@ export const fileReclaim: Proc = {
       next(c, f)
     },
   },
-  /** try_to_unmap_one(): mmu_notifier_invalidate_range_start(MMU_NOTIFY_CLEAR). */
-  rs: {
-    run: (c, f) => {
-      c.rangeStart(0, [at(c, f)], 'MMU_NOTIFY_CLEAR')
-      afterNotifier(c, f, 'unmap', (cc) => cc.goto('unmap'))
-    },
-  },
-  /** page_vma_mapped_walk (PTL), ptep_get_and_clear, set_tlb_ubc_flush_pending. */
-  unmap: {
-    guard: (c) => (c.ptlFree(0) ? null : 'page-table lock held'),
-    run: (c, f) => {
-      const page = at(c, f)
-      c.lockPtl(0, 'page_vma_mapped_walk')
-      const pte = c.pte(0, page)
-      if (!pte || !pte.present || pte.pfn !== num(f, 'pfn')) {
-        c.unlockPtl(0)
-        c.goto('re')
-        return
-      }
-      c.setPte(0, page, null, 'ptep_get_and_clear')
-      // set_tlb_ubc_flush_pending()'s tlb_flush_batched bump, before the notifier call: read only
-      // under this PTL, so the order is invisible, and an atc-first driver's command stays last.
-      c.setTlbBatched(0, true)
-      if (c.sc.arch === 'x86_64') {
-        c.emit('cpu-flush', 'arch_tlbbatch_add_pending', 'CPU flush deferred to arch_tlbbatch_flush', {
-          pages: [c.pageName(page)],
-        })
-        c.archHook(0, null)
-        f.l.batched = true
-      } else c.flushTlb(0, 'page', [page], 'arch_tlbbatch_add_pending (__flush_tlb_page_nosync)')
-      f.l.old = encodePte(pte)
-      afterNotifier(c, f, 'unmap_rest', unmapRest)
-    },
-  },
-  unmap_rest: { run: (c, f) => unmapRest(c, f) },
-  /** mmu_notifier_invalidate_range_end(); the next mapping, or the folio's fate. */
-  re: {
-    run: (c, f) => {
-      c.rangeEnd(0, [at(c, f)], false)
-      f.l.vi = num(f, 'vi') + 1
-      afterNotifier(c, f, 'next', next)
-    },
-  },
-  next: { run: (c, f) => next(c, f) },
+  /**
+   * try_to_unmap_one() per mapping (rmap.ts fileRmapWalk): range_start, the PTL,
+   * ptep_get_and_clear with the flush batched, the dirty bit, the PTE left none,
+   * page_remove_rmap, folio_put; range_end; then the next mapping, or the folio's fate.
+   */
+  ...fileRmapWalk('try_to_unmap_one', next),
   /** try_to_unmap_flush() before the free (x86: arch_tlbbatch_flush, the deferred CPU flush). */
   free: {
     run: (c, f) => {
@@ -111,23 +64,9 @@ export const fileReclaim: Proc = {
   },
 }
 
-/** page_remove_rmap, folio_put and the dirty bit after the PTE clear (and its notifiers). */
-function unmapRest(c: Ctx, f: CallFrame): void {
-  const page = at(c, f)
-  const pte = decodePte(f.l.old!)!
-  delete f.l.old
-  if (pte.dirty) c.folioMarkDirty(page, 'try_to_unmap_one: folio_mark_dirty (pte_dirty)')
-  const fr = c.folioW(pte.pfn)
-  fr.map--
-  c.emit('frame', 'page_remove_rmap', `pfn ${pte.pfn} mapcount ${fr.map}`)
-  c.putFrame(pte.pfn, 'folio_put (the PTE reference)')
-  c.unlockPtl(0)
-  c.goto('re')
-}
-
 /** The next mapping to unmap; after the last, keep a dirty or busy folio, remove a clean one. */
 function next(c: Ctx, f: CallFrame): void {
-  const ms = mappings(c, num(f, 'page'))
+  const ms = fileMappings(c, num(f, 'page'))
   let vi = num(f, 'vi')
   const pfn = num(f, 'pfn')
   while (vi < ms.length && c.folio(pfn).map > 0 && c.pte(0, ms[vi]!)?.pfn !== pfn) vi++

@@ -4,14 +4,14 @@
  * page-cache folio (mm/migrate.c), fork of a MAP_SHARED mapping (mm/memory.c vma_needs_copy).
  */
 import { describe, expect, it } from 'vitest'
-import { loadScenarioText } from '../../node/scenarioFiles'
+import { scenarioOf } from '../../node/scenarioTestkit'
 import { makePolicy } from '../policy'
 import { initialState } from '../state'
-import { allEvents, dedent, lines, traced } from './traceTestkit'
+import { allEvents, lines, traced } from './traceTestkit'
 
 const twoVmas = (op: string, mapped = 'ro') =>
-  loadScenarioText(
-    dedent(`
+  scenarioOf(
+    `
       title: file shapes
       arch: x86_64
       pages:
@@ -21,7 +21,7 @@ const twoVmas = (op: string, mapped = 'ro') =>
         - { name: iommu, type: hw-walker, cached: [G] }
       cpus:
         K: [${op}]
-    `),
+    `,
     'file-shapes.test.yaml',
   )
 
@@ -90,8 +90,8 @@ describe('migration of a page-cache folio', () => {
 
 describe('fork of a MAP_SHARED file mapping', () => {
   it('no PTE is copied (vma_needs_copy); the child faults the same folio in', () => {
-    const sc = loadScenarioText(
-      dedent(`
+    const sc = scenarioOf(
+      `
         title: fork shared
         arch: x86_64
         pages:
@@ -99,7 +99,7 @@ describe('fork of a MAP_SHARED file mapping', () => {
         cpus:
           C0: [fork]
           K: { mm: child, ops: [read F -> r0] }
-      `),
+      `,
       'fork-shared.test.yaml',
     )
     const ex = traced(sc, makePolicy('start-end'))

@@ -6,16 +6,15 @@
  * driver's own MMU_NOTIFY_MIGRATE is skipped and it maps the destination itself.
  */
 import { describe, expect, it } from 'vitest'
-import { loadScenarioText } from '../../node/scenarioFiles'
-import { makePolicy } from '../policy'
+import { scenarioOf } from '../../node/scenarioTestkit'
+import { makePolicy, PRESETS } from '../policy'
 import { blockedReason } from '../step'
-import { defaultRunOptions, runPolicy } from '../run'
 import { runExecution, scriptedChooser } from '../explore'
-import { dedent, lines, traced } from './traceTestkit'
+import { lines, runUnder, traced } from './traceTestkit'
 
 const sc = (mirror: string, cpu: string, dev = 'read P -> r0') =>
-  loadScenarioText(
-    dedent(`
+  scenarioOf(
+    `
       title: hmm
       arch: x86_64
       pages:
@@ -26,7 +25,7 @@ const sc = (mirror: string, cpu: string, dev = 'read P -> r0') =>
         C0: [${cpu}]
       devices:
         D0: { via: hmm, ops: [${dev}] }
-    `),
+    `,
     'hmm.test.yaml',
   )
 const HMM = '{ name: hmm, type: sw-mirror, protocol: hmm }'
@@ -96,11 +95,9 @@ describe('HMM interval notifier: read_begin, hmm_range_fault, driver lock, read_
   it('exhaustively: the retry holds, its absence is caught, under every policy', () => {
     const ok = sc(HMM, 'munmap P', 'read P -> r0, read P -> r1')
     const bad = sc(NO_RETRY, 'munmap P', 'read P -> r0, read P -> r1')
-    for (const p of ['start-end', 'invalidate-range', 'arch-hook'] as const) {
-      expect(runPolicy(ok, makePolicy(p), defaultRunOptions(ok)).invariants['use-after-free']).toBe('holds')
-      expect(runPolicy(bad, makePolicy(p), defaultRunOptions(bad)).invariants['use-after-free']).toBe(
-        'violated',
-      )
+    for (const p of PRESETS) {
+      expect(runUnder(ok, p).invariants['use-after-free']).toBe('holds')
+      expect(runUnder(bad, p).invariants['use-after-free']).toBe('violated')
     }
   })
 })
@@ -116,8 +113,7 @@ describe('HMM mirror across exit (mn_itree_release)', () => {
 
   it('exhaustively: a device faulting across exit never keeps a freed page', () => {
     const s = sc(HMM, 'exit', 'read P -> r0, read P -> r1')
-    for (const p of ['start-end', 'invalidate-range', 'arch-hook'] as const)
-      expect(runPolicy(s, makePolicy(p), defaultRunOptions(s)).verdict).toBe('holds')
+    for (const p of PRESETS) expect(runUnder(s, p).verdict).toBe('holds')
   })
 })
 

@@ -29,8 +29,8 @@
 import type { Ctx } from '../ctx'
 import type { CallFrame, TlbEntry } from '../state'
 import type { SwMirrorDecl } from '../types'
-import { complete } from './access'
-import { flag, num, type Proc } from './proc'
+import { faultInReturn, mirrorLookup, resolvedEntry, resolveOrFaultIn } from './access'
+import { num, type Proc } from './proc'
 
 function decl(c: Ctx): SwMirrorDecl {
   return c.sc.secondaries[c.sc.threads[c.t]!.via] as SwMirrorDecl
@@ -38,15 +38,10 @@ function decl(c: Ctx): SwMirrorDecl {
 
 /** dmirror_fault(): a hit in the mirror (dmirror->pt), or the fault path. */
 function hmmStart(c: Ctx, f: CallFrame): void {
-  const via = c.sc.threads[c.t]!.via
   const name = decl(c).name
   const page = num(f, 'page')
-  const write = flag(f, 'write')
-  const e = c.secFind(via, page)
-  if (e && (!write || e.write)) {
-    complete(c, f, e, `${name} mirror`, 0, `${name} shadow`)
-    return
-  }
+  const e = mirrorLookup(c, f, `${name} mirror`)
+  if (e === 'hit') return
   if (c.mmReleased(0)) {
     // The process exited: dmirror_range_fault's mmget_not_zero() fails (-EFAULT).
     c.emit('fault', 'dmirror_fault', `${name}: mmget_not_zero() fails: the process exited; the access fails`)
@@ -81,19 +76,8 @@ function gone(c: Ctx, where: string): boolean {
 }
 
 function hmmWalk(c: Ctx, f: CallFrame): void {
-  const page = num(f, 'page')
-  const write = flag(f, 'write')
   if (gone(c, 'hmm_range_fault')) return
-  const pte = c.pte(0, page)
-  if (pte && pte.present && (!write || pte.write)) {
-    f.l.pfn = pte.pfn
-    f.l.gen = c.folio(pte.pfn).gen
-    f.l.wr = pte.write
-    c.emit('info', 'hmm_range_fault', `${c.pageName(page)} -> pfn ${pte.pfn} ${pte.write ? 'RW' : 'RO'}`)
-    c.goto('install')
-    return
-  }
-  c.call('handle_mm_fault', { page, write, remote: true }, 'gup_ret')
+  resolveOrFaultIn(c, f, 'hmm_range_fault')
 }
 
 export const hmmAccess: Proc = {
@@ -120,16 +104,7 @@ export const hmmAccess: Proc = {
    * hmm_vma_fault -> handle_mm_fault(FAULT_FLAG_REMOTE), then -EBUSY makes it walk again.
    */
   gup: { run: hmmWalk },
-  gup_ret: {
-    run: (c, f) => {
-      if (f.l.ret === 'segv') {
-        c.emit('fault', 'hmm_range_fault', '-EFAULT: no VMA or no permission; the device access fails')
-        c.ret()
-        return
-      }
-      hmmWalk(c, f)
-    },
-  },
+  gup_ret: faultInReturn('hmm_range_fault', 'the device access fails', hmmWalk),
   /** take_lock(driver->update); mmu_interval_read_retry(); program the device page table; release_lock. */
   install: {
     run: (c, f) => {
@@ -149,14 +124,7 @@ export const hmmAccess: Proc = {
           return
         }
       }
-      const e: TlbEntry = {
-        page,
-        pfn: num(f, 'pfn'),
-        gen: num(f, 'gen'),
-        write: flag(f, 'wr'),
-        dirty: true,
-        revoked: false,
-      }
+      const e = resolvedEntry(f)
       c.secPut(via, e)
       c.emit(
         'fill',

@@ -4,13 +4,13 @@
  * invalidate-range, and the old page is freed after replace_page's range_end.
  */
 import { describe, expect, it } from 'vitest'
-import { loadScenarioText } from '../../node/scenarioFiles'
+import { scenarioOf } from '../../node/scenarioTestkit'
 import { makePolicy, type Preset } from '../policy'
-import { dedent, first, lines, traced } from './traceTestkit'
+import { first, lines, traced } from './traceTestkit'
 
 const sc = (arch: string, extra = '') =>
-  loadScenarioText(
-    dedent(`
+  scenarioOf(
+    `
       title: ksm
       arch: ${arch}
       pages:
@@ -20,7 +20,7 @@ const sc = (arch: string, extra = '') =>
       cpus:
         ksmd: [ksm_merge P]
       ${extra}
-    `),
+    `,
     'ksm.test.yaml',
   )
 const secondaryLines = (preset: Preset, arch = 'x86_64') =>
@@ -70,15 +70,15 @@ describe('ksm_merge: write_protect_page, pages_identical, replace_page', () => {
 
   it('a page shared with a fork child merges too: mapcount + 1 == page_count counts the child in both', () => {
     const ex = traced(
-      loadScenarioText(
-        dedent(`
+      scenarioOf(
+        `
           title: ksm shared
           arch: arm64
           pages:
             P: { value: 5, prot: rw, cow: true }
           cpus:
             ksmd: [ksm_merge P]
-        `),
+        `,
         'ksm.test.yaml',
       ),
       makePolicy('arch-hook'),
@@ -93,15 +93,15 @@ describe('ksm_merge: write_protect_page, pages_identical, replace_page', () => {
 
 describe('write_protect_page: which PTEs are cleared and flushed (v6.6 mm/ksm.c)', () => {
   const load = (pages: string, cpus: string) =>
-    loadScenarioText(
-      dedent(`
+    scenarioOf(
+      `
         title: ksm wp
         arch: x86_64
         pages:
           ${pages}
         cpus:
           ${cpus}
-      `),
+      `,
       'ksm-wp.test.yaml',
     )
 
@@ -110,11 +110,15 @@ describe('write_protect_page: which PTEs are cleared and flushed (v6.6 mm/ksm.c)
     const sc = load('P: { value: 5, prot: rw, mapped: clean }', 'ksmd: [mprotect P ro, ksm_merge P]')
     const ex = traced(sc, makePolicy('arch-hook'))
     const l = lines(ex, { op: 'ksmd: ksm_merge P', kinds: ['lock', 'pte', 'cpu-flush', 'info'] })
-    const i = l.indexOf('info write_protect_page: P: read-only and clean, but anon_exclusive: clear and flush')
+    const i = l.indexOf(
+      'info write_protect_page: P: read-only and clean, but anon_exclusive: clear and flush',
+    )
     expect(i).toBeGreaterThan(0)
     expect(l[i + 1]).toBe('pte ptep_clear_flush: PTE P := none')
     expect(l[i + 2]).toBe('cpu-flush flush_tlb_page (ptep_clear_flush): flush CPU TLBs: P')
-    expect(first(ex, 'cpu-flush flush_tlb_page (ptep_clear_flush)', { thread: 'ksmd' }).locks).toContain('ptl')
+    expect(first(ex, 'cpu-flush flush_tlb_page (ptep_clear_flush)', { thread: 'ksmd' }).locks).toContain(
+      'ptl',
+    )
   })
 
   it('a clean read-only PTE of a page shared with a fork child is cleared only while a flush is pending (mm_tlb_flush_pending)', () => {

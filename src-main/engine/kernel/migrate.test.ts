@@ -5,16 +5,15 @@
  * waits in migration_entry_wait and then reads the migrated page.
  */
 import { describe, expect, it } from 'vitest'
-import { loadScenarioText } from '../../node/scenarioFiles'
+import { scenarioOf } from '../../node/scenarioTestkit'
 import { makePolicy } from '../policy'
 import { blockedReason } from '../step'
 import { runExecution, ScheduleError, scriptedChooser } from '../explore'
-import { defaultRunOptions, runPolicy } from '../run'
-import { allEvents, dedent, lines, traced } from './traceTestkit'
+import { allEvents, lines, runUnder, traced } from './traceTestkit'
 
 const sc = (arch: string) =>
-  loadScenarioText(
-    dedent(`
+  scenarioOf(
+    `
       title: migrate
       arch: ${arch}
       pages:
@@ -25,7 +24,7 @@ const sc = (arch: string) =>
         kcompactd: [migrate P]
       devices:
         D0: { via: iommu, ops: [read P -> r0] }
-    `),
+    `,
     'migrate.test.yaml',
   )
 
@@ -78,8 +77,8 @@ describe('migrate: try_to_migrate_one, try_to_unmap_flush, copy, remove_migratio
 
 describe('migrate_vma (HMM, v6.6 mm/migrate_device.c) and 60bae7370896', () => {
   const vma = (fix: boolean, sec = 'hw-walker') =>
-    loadScenarioText(
-      dedent(`
+    scenarioOf(
+      `
         title: migrate_vma
         arch: x86_64
         kernel: { migrate_vma_flush_under_ptl: ${fix} }
@@ -92,7 +91,7 @@ describe('migrate_vma (HMM, v6.6 mm/migrate_device.c) and 60bae7370896', () => {
           C1: [madvise_dontneed P]
         devices:
           D0: { via: dev, ops: [read P -> r0, read P -> r1] }
-      `),
+      `,
       'migrate_vma.test.yaml',
     )
 
@@ -116,9 +115,7 @@ describe('migrate_vma (HMM, v6.6 mm/migrate_device.c) and 60bae7370896', () => {
       l.indexOf('cpu-flush flush_tlb_range (migrate_vma_collect_pmd, after the unlock): flush CPU TLBs: P'),
     )
     const verdicts = (s: ReturnType<typeof vma>) =>
-      (['start-end', 'invalidate-range', 'arch-hook'] as const).map(
-        (p) => runPolicy(s, makePolicy(p), defaultRunOptions(s)).verdict,
-      )
+      (['start-end', 'invalidate-range', 'arch-hook'] as const).map((p) => runUnder(s, p).verdict)
     expect(verdicts(vma(false))).toEqual(['holds', 'holds', 'violated'])
     expect(verdicts(vma(true))).toEqual(['holds', 'holds', 'holds'])
     // HMM (an interval-notifier mirror) holds either way (reference row 16).
@@ -128,8 +125,8 @@ describe('migrate_vma (HMM, v6.6 mm/migrate_device.c) and 60bae7370896', () => {
 
 describe('migrate_mode (v6.6 migrate_pages / migrate_pages_sync)', () => {
   const pinned = (mode: string) =>
-    loadScenarioText(
-      dedent(`
+    scenarioOf(
+      `
         title: migrate with a reference held
         arch: x86_64
         pages:
@@ -139,7 +136,7 @@ describe('migrate_mode (v6.6 migrate_pages / migrate_pages_sync)', () => {
         cpus:
           ksmd: [ksm_merge P]
           mover: [migrate P ${mode}]
-      `),
+      `,
       'migrate-mode.test.yaml',
     )
   // ksmd's first step takes its get_page() reference (it holds it to the end of the merge);
@@ -183,22 +180,27 @@ describe('migrate_mode (v6.6 migrate_pages / migrate_pages_sync)', () => {
     expect(l.at(-1)).toBe('op migrate: P: -EAGAIN, not migrated')
     for (const mode of ['async', 'sync_light', 'sync']) {
       const ex = traced(
-        loadScenarioText(
-          dedent(`
+        scenarioOf(
+          `
             title: m
             arch: x86_64
             pages:
               P: { value: 5, prot: rw }
             cpus:
               mover: [migrate P ${mode}]
-          `),
+          `,
           'm.yaml',
         ),
         makePolicy('arch-hook'),
       )
       const m = moverLines(ex)
-      expect(m, mode).toContain('cpu-flush arch_tlbbatch_add_pending: CPU flush deferred to arch_tlbbatch_flush')
-      expect(m.filter((x) => x.startsWith('pte ptep_clear_flush')), mode).toEqual([])
+      expect(m, mode).toContain(
+        'cpu-flush arch_tlbbatch_add_pending: CPU flush deferred to arch_tlbbatch_flush',
+      )
+      expect(
+        m.filter((x) => x.startsWith('pte ptep_clear_flush')),
+        mode,
+      ).toEqual([])
       expect(m.at(-1), mode).toBe('op migrate: P: pfn 1 -> pfn 2')
     }
   })

@@ -3,13 +3,13 @@
  * eb66ae030829 (CVE-2018-18281).
  */
 import { describe, expect, it } from 'vitest'
-import { loadScenarioText } from '../../node/scenarioFiles'
+import { scenarioOf } from '../../node/scenarioTestkit'
 import { makePolicy } from '../policy'
-import { allEvents, dedent, first, lines, traced } from './traceTestkit'
+import { allEvents, first, lines, traced } from './traceTestkit'
 
 const sc = (kernel: string, mapped = 'rw') =>
-  loadScenarioText(
-    dedent(`
+  scenarioOf(
+    `
       title: mremap
       arch: x86_64
       ${kernel}
@@ -20,7 +20,7 @@ const sc = (kernel: string, mapped = 'rw') =>
         - { name: iommu, type: hw-walker, cached: [A] }
       cpus:
         C0: [mremap A B]
-    `),
+    `,
     'mremap.test.yaml',
   )
 
@@ -73,8 +73,8 @@ describe('mremap: move_page_tables -> move_ptes', () => {
   })
 
   it('flush_tlb_batched_pending right after the PTL when reclaim left a batched flush pending (x86)', () => {
-    const s = loadScenarioText(
-      dedent(`
+    const s = scenarioOf(
+      `
         title: mremap after batched reclaim
         arch: x86_64
         pages:
@@ -84,7 +84,7 @@ describe('mremap: move_page_tables -> move_ptes', () => {
         cpus:
           K: [reclaim R]
           C0: [mremap A B]
-      `),
+      `,
       'mremap-batched.yaml',
     )
     // Let reclaim clear R's PTE with TTU_BATCH_FLUSH (the flush still pending), then mremap.

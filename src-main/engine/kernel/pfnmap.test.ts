@@ -4,13 +4,13 @@
  * again under the PTL; without a ->fault it is VM_FAULT_SIGBUS.
  */
 import { describe, expect, it } from 'vitest'
-import { loadScenarioText } from '../../node/scenarioFiles'
+import { scenarioOf } from '../../node/scenarioTestkit'
 import { makePolicy } from '../policy'
-import { allEvents, dedent, lines, traced } from './traceTestkit'
+import { allEvents, lines, traced } from './traceTestkit'
 
 const sc = (fault: string, dev = '', cpu = 'wait revoked, read BAR -> a') =>
-  loadScenarioText(
-    dedent(`
+  scenarioOf(
+    `
       title: pfnmap refault
       arch: x86_64
       pages:
@@ -22,7 +22,7 @@ const sc = (fault: string, dev = '', cpu = 'wait revoked, read BAR -> a') =>
         C1: [${cpu}]
       devices:
         D0: { via: iommu, ops: [${dev || 'wait revoked'}] }
-    `),
+    `,
     'pfnmap.test.yaml',
   )
 const CPU_AFTER_REVOKE = [0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1]
@@ -69,15 +69,15 @@ describe('pfnmap ->fault after a revoke (vfio_pci_mmap_fault -> vmf_insert_pfn)'
   it('fault is a pfnmap key with values sigbus | insert_pfn', () => {
     expect(() => sc(', fault: insert')).toThrow(/fault must be one of sigbus, insert_pfn/)
     expect(() =>
-      loadScenarioText(
-        dedent(`
+      scenarioOf(
+        `
           title: anon
           arch: x86_64
           pages:
             P: { value: 1, fault: insert_pfn }
           cpus:
             C0: [read P]
-        `),
+        `,
         'x.yaml',
       ),
     ).toThrow(

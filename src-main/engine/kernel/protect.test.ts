@@ -6,11 +6,11 @@
  */
 import { describe, expect, it } from 'vitest'
 import { ScheduleError } from '../explore'
-import { loadScenarioText } from '../../node/scenarioFiles'
+import { scenarioOf } from '../../node/scenarioTestkit'
 import { makePolicy, type Preset } from '../policy'
-import { dedent, every, first, kernelEvents, lines, traced } from './traceTestkit'
+import { every, first, kernelEvents, lines, traced } from './traceTestkit'
 
-const load = (yaml: string) => loadScenarioText(dedent(yaml), 'protect.test.yaml')
+const load = (yaml: string) => scenarioOf(yaml, 'protect.test.yaml')
 const pol = (p: Preset) => makePolicy(p)
 
 const MMAP_W = ['mmap_lock(w)']
@@ -379,7 +379,9 @@ describe('mprotect on a migration entry (v6.6 change_pte_range)', () => {
       }
     }
     const l = lines(ex!, { op: 'C0: mprotect A rw', kinds: ['pte'] })
-    expect(l).toEqual(['pte set_pte_at (readable migration entry): PTE A := migration entry (pfn 1, read-only)'])
+    expect(l).toEqual([
+      'pte set_pte_at (readable migration entry): PTE A := migration entry (pfn 1, read-only)',
+    ])
     // remove_migration_pte() then maps the new page read-only: a write faults and reuses it.
     expect(ex!.final.mms[0]!.ptes[0]).toMatchObject({ present: true, write: false })
   })

@@ -10,14 +10,14 @@ import { afterNotifier, list, nextPte, num, type Proc } from './proc'
 import { flushTlbBatchedPending } from './rmap'
 import { changeHugePmd, changeHugePmdRest, thpMprotectVma, thpSplitVma } from './thp'
 import {
-  encodeRuns,
   gatherFinishFlush,
   gatherFinishFree,
   gatherFlush,
   gatherInit,
+  nextRun,
   runCount,
   runPages,
-  runs,
+  startRuns,
 } from './unmap'
 
 /**
@@ -58,10 +58,7 @@ export const mprotect: Proc = {
     run: (c, f) => {
       const mm = c.mmIndex
       c.mmapWriteLock(mm)
-      const { pages, runOf } = encodeRuns(runs(c, list(f, 'req')))
-      f.l.pages = pages
-      f.l.runOf = runOf
-      f.l.vi = 0
+      const pages = startRuns(c, f, list(f, 'req'))
       if (pages.length !== list(f, 'req').length)
         c.emit('op', 'mprotect', '-ENOMEM for the part of the range without a VMA')
       if (pages.length === 0) {
@@ -201,9 +198,7 @@ function mprotectDone(c: Ctx, f: Parameters<Proc[string]['run']>[1]): void {
 }
 
 function nextVma(c: Ctx, f: Parameters<Proc[string]['run']>[1]): void {
-  const vi = num(f, 'vi') + 1
-  f.l.vi = vi
-  c.goto(vi < runCount(f) ? 'vma' : 'finish')
+  c.goto(nextRun(f) ? 'vma' : 'finish')
 }
 
 const PROTS: readonly Prot[] = ['rw', 'ro', 'none']
@@ -233,15 +228,11 @@ export const fork: Proc = {
           'vma_needs_copy',
           `${c.pagesText(shared)}: MAP_SHARED file VMA, no PTE copied; the child faults the page-cache folio in`,
         )
-      const { pages, runOf } = encodeRuns(
-        runs(
-          c,
-          all.filter((p) => !shared.includes(p)),
-        ),
+      const pages = startRuns(
+        c,
+        f,
+        all.filter((p) => !shared.includes(p)),
       )
-      f.l.pages = pages
-      f.l.runOf = runOf
-      f.l.vi = 0
       c.emit('info', 'dup_mmap', `copy ${runCount(f)} VMA(s) into the child`)
       c.goto(pages.length ? 'vma' : 'flush')
     },
@@ -296,9 +287,7 @@ export const fork: Proc = {
   vma_end: {
     run: (c, f) => {
       c.rangeEnd(0, runPages(f, num(f, 'vi')), false)
-      const vi = num(f, 'vi') + 1
-      f.l.vi = vi
-      c.goto(vi < runCount(f) ? 'vma' : 'flush')
+      c.goto(nextRun(f) ? 'vma' : 'flush')
     },
   },
   /** After all VMAs: flush_tlb_mm(oldmm) (arch hook: whole mm), mmap_write_unlock, fork returns. */

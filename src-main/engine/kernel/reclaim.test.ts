@@ -3,12 +3,12 @@
  * under the PTL in the swap path) and swap-in (do_swap_page, with the swap cache).
  */
 import { describe, expect, it } from 'vitest'
-import { loadScenarioText } from '../../node/scenarioFiles'
+import { scenarioOf } from '../../node/scenarioTestkit'
 import { makePolicy } from '../policy'
-import { allEvents, dedent, first, lines, traced } from './traceTestkit'
+import { allEvents, first, lines, traced } from './traceTestkit'
 
-const sc = loadScenarioText(
-  dedent(`
+const sc = scenarioOf(
+  `
     title: reclaim
     arch: x86_64
     pages:
@@ -18,7 +18,7 @@ const sc = loadScenarioText(
     cpus:
       kswapd: [reclaim P]
       C1: [write P 6]
-  `),
+  `,
   'reclaim.test.yaml',
 )
 
@@ -57,8 +57,8 @@ describe('reclaim: try_to_unmap_one, pageout, free; do_swap_page', () => {
 
 describe('v6.6.0 VT-d and the (0, -1) range of x86 batched reclaim (e7ad6c2a4b1a)', () => {
   const sc = (fix: boolean) =>
-    loadScenarioText(
-      dedent(`
+    scenarioOf(
+      `
         title: batched reclaim with a VT-d SVA device
         arch: x86_64
         kernel: { vtd_full_range_fix: ${fix} }
@@ -68,7 +68,7 @@ describe('v6.6.0 VT-d and the (0, -1) range of x86 batched reclaim (e7ad6c2a4b1a
           - { name: iommu, type: hw-walker, iommu: vt-d, cached: [P] }
         cpus:
           kswapd: [reclaim P]
-      `),
+      `,
       'vtd.yaml',
     )
   it('v6.6.0: the arch hook fires with (0, -1) and the driver sends no command; fixed: a full invalidation', () => {

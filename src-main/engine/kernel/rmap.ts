@@ -1,6 +1,7 @@
 /**
  * The rmap-walk unmap shared by migration and reclaim, v6.6 mm/rmap.c try_to_migrate_one()
- * and try_to_unmap_one() with TTU_BATCH_FLUSH: under the PTL, clear the PTE, queue the TLB
+ * and try_to_unmap_one() with TTU_BATCH_FLUSH (of an anon page here; of a file folio over
+ * every mapping of its offset: fileRmapWalk()): under the PTL, clear the PTE, queue the TLB
  * flush in the batch (set_tlb_ubc_flush_pending -> arch_tlbbatch_add_pending: x86 calls the
  * arch hook with (0, -1) for every page and defers the CPU flush to arch_tlbbatch_flush;
  * arm64 issues the per-page TLBI and hook now), mark the folio dirty, install the non-present
@@ -13,7 +14,7 @@
  */
 import type { Ctx } from '../ctx'
 import { ZERO_PFN, type CallFrame, type Pte } from '../state'
-import { afterNotifier, decodePte, encodePte, flag, num, type PcHandler } from './proc'
+import { afterNotifier, decodePte, encodePte, flag, num, type PcHandler, type Proc } from './proc'
 
 /**
  * The common start of migrate_folio_unmap() and shrink_folio_list(): find the mapped anon folio
@@ -150,4 +151,98 @@ export function flushTlbBatchedPending(c: Ctx, mm: number, caller: string): bool
     )
   }
   return true
+}
+
+/** The addresses of a file page's offset (rmap_walk_file's VMAs): the page and those declared `file:` of it. */
+export function fileMappings(c: Ctx, page: number): number[] {
+  const owner = c.sc.pages[page]!.fileOf ?? page
+  return [owner, ...c.sc.pages.flatMap((pg, i) => (pg.fileOf === owner ? [i] : []))]
+}
+
+/** The mapping the walk is at: local `vi` indexes fileMappings() of local `page`. */
+export function fileMappingAt(c: Ctx, f: CallFrame): number {
+  return fileMappings(c, num(f, 'page'))[num(f, 'vi')]!
+}
+
+/**
+ * rmap_walk_file() over a file folio (local `pfn`) with try_to_unmap_one() (reclaim) or
+ * try_to_migrate_one() (migration) and TTU_BATCH_FLUSH, per mapping (fileMappingAt):
+ * rs: range_start(MMU_NOTIFY_CLEAR); unmap: the PTL, ptep_get_and_clear with the flush batched
+ * (set_tlb_ubc_flush_pending: x86 calls the arch hook with (0, -1) and defers the CPU flush,
+ * setting local `batched`; arm64 flushes the page now); unmap_rest: a dirty PTE's bit to the
+ * folio, `entry` installed (migration: the migration entry; reclaim of a file page leaves the
+ * PTE none, the page cache finds it again), page_remove_rmap, folio_put; re: range_end, then
+ * `next` (the caller's: the next mapping, or the folio's fate) at step 'next'.
+ */
+export function fileRmapWalk(
+  kfn: 'try_to_unmap_one' | 'try_to_migrate_one',
+  next: (c: Ctx, f: CallFrame) => void,
+  entry?: {
+    readonly pte: (pte: Pte) => Pte
+    readonly fn: string
+    readonly installed: (f: CallFrame, page: number) => void
+  },
+): Proc {
+  /** The dirty bit, the non-present entry, page_remove_rmap and the PTE's reference. */
+  const rest = (c: Ctx, f: CallFrame): void => {
+    const page = fileMappingAt(c, f)
+    const pte = decodePte(f.l.old!)!
+    delete f.l.old
+    if (pte.dirty) c.folioMarkDirty(page, `${kfn}: folio_mark_dirty (pte_dirty)`)
+    if (entry) c.setPte(0, page, entry.pte(pte), entry.fn)
+    const fr = c.folioW(pte.pfn)
+    fr.map--
+    c.emit('frame', 'page_remove_rmap', `pfn ${pte.pfn} mapcount ${fr.map}`)
+    c.putFrame(pte.pfn, 'folio_put (the PTE reference)')
+    entry?.installed(f, page)
+    c.unlockPtl(0)
+    c.goto('re')
+  }
+  return {
+    /** mmu_notifier_invalidate_range_start(MMU_NOTIFY_CLEAR). */
+    rs: {
+      run: (c, f) => {
+        c.rangeStart(0, [fileMappingAt(c, f)], 'MMU_NOTIFY_CLEAR')
+        afterNotifier(c, f, 'unmap', (cc) => cc.goto('unmap'))
+      },
+    },
+    /** page_vma_mapped_walk (PTL), ptep_get_and_clear, set_tlb_ubc_flush_pending. */
+    unmap: {
+      guard: (c) => (c.ptlFree(0) ? null : 'page-table lock held'),
+      run: (c, f) => {
+        const page = fileMappingAt(c, f)
+        c.lockPtl(0, 'page_vma_mapped_walk')
+        const pte = c.pte(0, page)
+        if (!pte || !pte.present || pte.pfn !== num(f, 'pfn')) {
+          c.unlockPtl(0)
+          c.goto('re')
+          return
+        }
+        c.setPte(0, page, null, 'ptep_get_and_clear')
+        // set_tlb_ubc_flush_pending()'s tlb_flush_batched bump, before the notifier call: read
+        // only under this PTL, so the order is invisible, and an atc-first driver's command
+        // stays last.
+        c.setTlbBatched(0, true)
+        if (c.sc.arch === 'x86_64') {
+          c.emit('cpu-flush', 'arch_tlbbatch_add_pending', 'CPU flush deferred to arch_tlbbatch_flush', {
+            pages: [c.pageName(page)],
+          })
+          c.archHook(0, null)
+          f.l.batched = true
+        } else c.flushTlb(0, 'page', [page], 'arch_tlbbatch_add_pending (__flush_tlb_page_nosync)')
+        f.l.old = encodePte(pte)
+        afterNotifier(c, f, 'unmap_rest', rest)
+      },
+    },
+    unmap_rest: { run: rest },
+    /** mmu_notifier_invalidate_range_end(); then the next mapping, or the folio's fate. */
+    re: {
+      run: (c, f) => {
+        c.rangeEnd(0, [fileMappingAt(c, f)], false)
+        f.l.vi = num(f, 'vi') + 1
+        afterNotifier(c, f, 'next', next)
+      },
+    },
+    next: { run: next },
+  }
 }

@@ -6,11 +6,10 @@
  * before and after f268f6cf875f. Expectations come from the kernel source, not from the code.
  */
 import { describe, expect, it } from 'vitest'
-import { loadScenarioText } from '../../node/scenarioFiles'
-import { defaultRunOptions, runPolicy } from '../run'
+import { scenarioOf } from '../../node/scenarioTestkit'
 import { makePolicy, type Preset } from '../policy'
 import type { EventKind } from '../results'
-import { dedent, every, first, lines, traced } from './traceTestkit'
+import { every, first, lines, runUnder, traced } from './traceTestkit'
 
 const pol = (p: Preset) => makePolicy(p)
 const KINDS: readonly EventKind[] = ['lock', 'pte', 'cpu-flush', 'notifier', 'sec-inval', 'frame', 'info']
@@ -23,8 +22,8 @@ function scenario(opts: {
   sec?: string
   extra?: string
 }) {
-  return loadScenarioText(
-    dedent(`
+  return scenarioOf(
+    `
       title: thp test
       arch: ${opts.arch ?? 'x86_64'}
       thp:
@@ -37,7 +36,7 @@ function scenario(opts: {
       cpus:
         K: [${opts.op}]
       ${opts.extra ?? ''}
-    `),
+    `,
     'thp.test.yaml',
   )
 }
@@ -108,7 +107,7 @@ describe('THP split: __split_huge_pmd -> pmdp_invalidate, same pages (v6.6; v4.1
   })
 
   it('costs: invalidate-range < arch-hook < start-end, and KVM pays a zap and a refault', () => {
-    const ns = (p: Preset) => runPolicy(split(), pol(p), defaultRunOptions(split())).metrics.sim_ns
+    const ns = (p: Preset) => runUnder(split(), p).metrics.sim_ns
     expect(ns('invalidate-range')).toBeLessThan(ns('arch-hook'))
     expect(ns('arch-hook')).toBeLessThan(ns('start-end'))
     const kvm = split({
@@ -116,7 +115,7 @@ describe('THP split: __split_huge_pmd -> pmdp_invalidate, same pages (v6.6; v4.1
       extra: 'devices: { G0: { via: kvm, ops: [read B] } }',
     })
     for (const p of ['start-end', 'invalidate-range', 'arch-hook'] as const) {
-      const r = runPolicy(kvm, pol(p), defaultRunOptions(kvm))
+      const r = runUnder(kvm, p)
       expect(r.verdict).toBe('holds')
       expect(r.metrics.mirror_zaps).toBe(2)
     }
@@ -320,8 +319,8 @@ describe('file/shmem collapse: collapse_and_free_pmd (v6.1) before and after f26
 
 describe('mprotect of a huge page (v6.6 change_huge_pmd; split_vma -> split_huge_pmd_address)', () => {
   const mp = (op: string, dev = 'signal x', extra = '') =>
-    loadScenarioText(
-      dedent(`
+    scenarioOf(
+      `
         title: thp mprotect
         arch: x86_64
         thp:
@@ -335,7 +334,7 @@ describe('mprotect of a huge page (v6.6 change_huge_pmd; split_vma -> split_huge
           C0: [${op}]
         devices:
           D0: { via: iommu, ops: [${dev}] }
-      `),
+      `,
       'thp-mprotect.test.yaml',
     )
   const K: readonly EventKind[] = ['lock', 'pte', 'cpu-flush', 'notifier']
@@ -398,19 +397,16 @@ describe('mprotect of a huge page (v6.6 change_huge_pmd; split_vma -> split_huge
 
   it('a start-only driver: the device refills before change_huge_pmd and writes after the return; the other presets hold', () => {
     const s = mp('mprotect A B ro', 'write A 7, write B 8', ', flush_at: start')
-    expect(runPolicy(s, pol('start-end'), defaultRunOptions(s)).invariants['stale-after-return']).toBe(
-      'violated',
-    )
-    for (const p of ['invalidate-range', 'arch-hook'] as const)
-      expect(runPolicy(s, pol(p), defaultRunOptions(s)).verdict).toBe('holds')
+    expect(runUnder(s, 'start-end').invariants['stale-after-return']).toBe('violated')
+    for (const p of ['invalidate-range', 'arch-hook'] as const) expect(runUnder(s, p).verdict).toBe('holds')
   })
 })
 
 describe('mprotect of a file huge page', () => {
   it('is refused, at the op (its split zaps the PMD instead of populating PTEs)', () => {
     expect(() =>
-      loadScenarioText(
-        dedent(`
+      scenarioOf(
+        `
           title: file thp mprotect
           arch: x86_64
           thp:
@@ -420,7 +416,7 @@ describe('mprotect of a file huge page', () => {
             B: { value: 2 }
           cpus:
             C0: [mprotect A B ro]
-        `),
+        `,
         'x.yaml',
       ),
     ).toThrow(/x.yaml:9:8: mprotect of a file \(shmem\) huge page is not modelled/)

@@ -5,8 +5,9 @@
  * Pure (no Node, no YAML): the tests load their scenarios themselves.
  */
 import { runExecution, scriptedChooser, sequentialChooser, type Execution } from '../explore'
-import type { Policy } from '../policy'
-import type { EventKind, TraceEvent } from '../results'
+import { makePolicy, type Policy, type Preset, type Variant } from '../policy'
+import type { EventKind, PolicyResult, TraceEvent } from '../results'
+import { defaultRunOptions, runPolicy } from '../run'
 import type { Scenario } from '../types'
 
 /** The event kinds that make up a kernel sequence (reference §3 step vocabulary). */
@@ -26,6 +27,11 @@ export function traced(sc: Scenario, policy: Policy, schedule?: readonly number[
     maxSteps: 500,
   })
   return ex
+}
+
+/** One policy's whole run with the scenario's own options, as `mnlab run` runs it. */
+export function runUnder(sc: Scenario, preset: Preset, variants: readonly Variant[] = []): PolicyResult {
+  return runPolicy(sc, makePolicy(preset, variants), defaultRunOptions(sc))
 }
 
 export function allEvents(ex: Execution): TraceEvent[] {

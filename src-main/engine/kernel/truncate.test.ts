@@ -3,13 +3,13 @@
  * truncate_pagecache): i_size_write, unmap_mapping_range, truncate_inode_pages.
  */
 import { describe, expect, it } from 'vitest'
-import { loadScenarioText } from '../../node/scenarioFiles'
+import { scenarioOf } from '../../node/scenarioTestkit'
 import { makePolicy } from '../policy'
-import { allEvents, dedent, first, lines, traced } from './traceTestkit'
+import { allEvents, first, lines, traced } from './traceTestkit'
 
 const sc = (mapped: string, reader: string) =>
-  loadScenarioText(
-    dedent(`
+  scenarioOf(
+    `
       title: truncate
       arch: x86_64
       pages:
@@ -19,7 +19,7 @@ const sc = (mapped: string, reader: string) =>
       cpus:
         T: [truncate F]
         C1: [${reader}]
-    `),
+    `,
     'truncate.test.yaml',
   )
 

@@ -5,11 +5,11 @@
  * reference, not from the code.
  */
 import { describe, expect, it } from 'vitest'
-import { loadScenarioText } from '../../node/scenarioFiles'
+import { scenarioOf } from '../../node/scenarioTestkit'
 import { makePolicy, type Preset } from '../policy'
-import { dedent, every, first, kernelEvents, lines, traced } from './traceTestkit'
+import { every, first, kernelEvents, lines, traced } from './traceTestkit'
 
-const load = (yaml: string) => loadScenarioText(dedent(yaml), 'unmap.test.yaml')
+const load = (yaml: string) => scenarioOf(yaml, 'unmap.test.yaml')
 const pol = (p: Preset) => makePolicy(p)
 
 const MMAP_R = ['mmap_lock(r)']

@@ -311,6 +311,35 @@ function runCount(f: CallFrame): number {
   return r.length === 0 ? 0 : r[r.length - 1]! + 1
 }
 
+/**
+ * The VMA walk of a range (`req`): the pages that have a VMA as one run per VMA (locals `pages`
+ * and `runOf`), starting at the first (`vi` = 0). Returns those pages.
+ */
+function startRuns(c: Ctx, f: CallFrame, req: readonly number[]): number[] {
+  const { pages, runOf } = encodeRuns(runs(c, req))
+  f.l.pages = pages
+  f.l.runOf = runOf
+  f.l.vi = 0
+  return pages
+}
+
+/** The walk moves to the next VMA (`vi`); false once the last one is done. */
+function nextRun(f: CallFrame): boolean {
+  const vi = num(f, 'vi') + 1
+  f.l.vi = vi
+  return vi < runCount(f)
+}
+
+/**
+ * unmap_vmas(): unmap_single_vma() of the next VMA (zap_vma, back at 'next_vma'); false once
+ * the last one is done (munmap's unmap_region and exit_mmap walk their VMAs alike).
+ */
+function unmapNextVma(c: Ctx, f: CallFrame): boolean {
+  if (!nextRun(f)) return false
+  c.call('zap_vma', { pages: runPages(f, num(f, 'vi')), i: 0 }, 'next_vma')
+  return true
+}
+
 /** munmap(2): __vm_munmap -> do_vmi_align_munmap -> unmap_region, v6.6 mm/mmap.c. */
 export const munmap: Proc = {
   /** Detach the VMAs under mmap_write_lock, then mmap_write_downgrade(). */
@@ -319,10 +348,7 @@ export const munmap: Proc = {
     run: (c, f) => {
       const mm = c.mmIndex
       c.mmapWriteLock(mm)
-      const { pages, runOf } = encodeRuns(runs(c, list(f, 'req')))
-      f.l.pages = pages
-      f.l.runOf = runOf
-      f.l.vi = 0
+      const pages = startRuns(c, f, list(f, 'req'))
       for (const p of pages) c.setVma(mm, p, null)
       c.emit(
         'info',
@@ -348,12 +374,7 @@ export const munmap: Proc = {
   },
   next_vma: {
     run: (c, f) => {
-      const vi = num(f, 'vi') + 1
-      f.l.vi = vi
-      if (vi < runCount(f)) {
-        c.call('zap_vma', { pages: runPages(f, vi), i: 0 }, 'next_vma')
-        return
-      }
+      if (unmapNextVma(c, f)) return
       // v4.15: range_end calls ->invalidate_range over the whole range (not _only_end).
       c.rangeEnd(c.mmIndex, list(f, 'pages'), false)
       c.goto('pgtables')
@@ -425,10 +446,7 @@ export const madviseDontneed: Proc = {
         c.ret()
         return
       }
-      const { pages, runOf } = encodeRuns(runs(c, list(f, 'req')))
-      f.l.pages = pages
-      f.l.runOf = runOf
-      f.l.vi = 0
+      const pages = startRuns(c, f, list(f, 'req'))
       if (pages.length === 0) {
         c.emit('op', 'madvise', '-ENOMEM: no VMA in range')
         c.mmapReadUnlock(c.mmIndex)
@@ -465,9 +483,7 @@ export const madviseDontneed: Proc = {
 /** zap_page_range_single()'s tlb_finish_mmu() free; the next VMA, or return. */
 function madviseVmaDone(c: Ctx, f: CallFrame): void {
   gatherFinishFree(c)
-  const vi = num(f, 'vi') + 1
-  f.l.vi = vi
-  if (vi < runCount(f)) {
+  if (nextRun(f)) {
     c.goto('vma')
     return
   }
@@ -477,7 +493,7 @@ function madviseVmaDone(c: Ctx, f: CallFrame): void {
   c.ret()
 }
 
-export { encodeRuns, runPages, runCount, runs }
+export { nextRun, runPages, runCount, startRuns, unmapNextVma }
 
 /**
  * unmap_mapping_range(): a driver revokes a mapping of its device memory (a BAR) by walking

@@ -6,12 +6,12 @@
  * arch hook is called on these paths; only the 2017 kernel notifier (variant) reaches a device.
  */
 import { describe, expect, it } from 'vitest'
-import { loadScenarioText } from '../../node/scenarioFiles'
+import { scenarioOf } from '../../node/scenarioTestkit'
 import { makePolicy, PRESETS, type Preset } from '../policy'
 import { defaultRunOptions, runPolicy } from '../run'
-import { dedent, first, lines, traced } from './traceTestkit'
+import { first, lines, runUnder, traced } from './traceTestkit'
 
-const load = (yaml: string) => loadScenarioText(dedent(yaml), 'vmalloc.test.yaml')
+const load = (yaml: string) => scenarioOf(yaml, 'vmalloc.test.yaml')
 const pol = (p: Preset, kernelNotifier = false) => makePolicy(p, kernelNotifier ? ['kernel-notifier'] : [])
 
 const reuse = (extra = '') =>
@@ -65,7 +65,7 @@ describe('vfree and vmalloc (v6.6 mm/vmalloc.c)', () => {
   it('verdicts: every preset shows the stale kernel translation; with the kernel notifier every preset holds', () => {
     const sc = reuse()
     for (const p of PRESETS) {
-      const without = runPolicy(sc, pol(p), defaultRunOptions(sc))
+      const without = runUnder(sc, p)
       expect(without.invariants['use-after-free']).toBe('violated')
       expect(runPolicy(sc, pol(p, true), defaultRunOptions(sc)).verdict).toBe('holds')
     }

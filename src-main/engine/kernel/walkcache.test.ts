@@ -10,11 +10,10 @@
  * madvise(MADV_DONTNEED) frees no page table. Expectations come from that kernel sequence.
  */
 import { describe, expect, it } from 'vitest'
-import { loadScenarioText } from '../../node/scenarioFiles'
-import { defaultRunOptions, runPolicy } from '../run'
+import { scenarioOf } from '../../node/scenarioTestkit'
 import { makePolicy, type Preset } from '../policy'
 import type { EventKind } from '../results'
-import { dedent, lines, traced } from './traceTestkit'
+import { lines, runUnder, traced } from './traceTestkit'
 
 const pol = (p: Preset) => makePolicy(p)
 const PRESETS: readonly Preset[] = ['start-end', 'invalidate-range', 'arch-hook']
@@ -25,8 +24,8 @@ const C0 = 0
 const D0 = 1
 
 function scenario(opts: { sec?: string; arch?: string; op?: string; ops?: string } = {}) {
-  return loadScenarioText(
-    dedent(`
+  return scenarioOf(
+    `
       title: walk cache test
       arch: ${opts.arch ?? 'x86_64'}
       pages:
@@ -37,7 +36,7 @@ function scenario(opts: { sec?: string; arch?: string; op?: string; ops?: string
         C0: [${opts.op ?? 'munmap P'}]
       devices:
         D0: { via: iommu, ops: ${opts.ops ?? '[read P, read P]'} }
-    `),
+    `,
     'walkcache.test.yaml',
   )
 }
@@ -163,7 +162,7 @@ describe('verdicts per preset (exhaustive)', () => {
   const verdicts = (sec: string, arch: string, op = 'munmap P') =>
     PRESETS.map((p) => {
       const sc = scenario({ sec, arch, op })
-      const r = runPolicy(sc, pol(p), defaultRunOptions(sc))
+      const r = runUnder(sc, p)
       return r.verdict === 'holds'
         ? 'holds'
         : [...new Set(r.counterexamples.map((c) => c.invariant))].join(',')

@@ -6,12 +6,11 @@
  * come from the kernel source and the reference, not from the code.
  */
 import { describe, expect, it } from 'vitest'
-import { loadScenarioText } from '../../node/scenarioFiles'
-import { defaultRunOptions, runPolicy } from '../run'
+import { scenarioOf } from '../../node/scenarioTestkit'
 import { makePolicy, type Preset } from '../policy'
-import { dedent, first, kernelEvents, lines, traced } from './traceTestkit'
+import { first, kernelEvents, lines, runUnder, traced } from './traceTestkit'
 
-const load = (yaml: string) => loadScenarioText(dedent(yaml), 'writeback.test.yaml')
+const load = (yaml: string) => scenarioOf(yaml, 'writeback.test.yaml')
 const pol = (p: Preset) => makePolicy(p)
 
 function writebackScenario(extra = '', mapped = 'rw') {
@@ -269,8 +268,7 @@ describe('lost-dirty is found by exploration (reference §5.5, row 14)', () => {
         WB: [writeback F]
       ${kernel}
     `)
-  const verdict = (yaml: ReturnType<typeof load>, p: Preset) =>
-    runPolicy(yaml, pol(p), defaultRunOptions(yaml))
+  const verdict = (yaml: ReturnType<typeof load>, p: Preset) => runUnder(yaml, p)
 
   it('v6.6 holds; the 2014 and pre-2014 kernels lose the store under every preset', () => {
     expect(verdict(cpuRace(''), 'start-end').verdict).toBe('holds')
