@@ -45,9 +45,9 @@ describe('forbid: the cause, not the condition', () => {
       'pte-change@8 C0',
       'missed-flush@8 C0',
       'pte-change@9 C0',
-      'other@19 D0',
+      'context@19 D0',
       'stale-use@20 D0',
-      'other@21 C0',
+      'context@21 C0',
     ])
     const by = (r: string): Culprit => culprits.find((c) => c.role === r)!
     expect(by('fill').text).toContain('iommu TLB A -> pfn 1 RO, while C0 (cow_fault A) held the PTL')
@@ -67,7 +67,7 @@ describe('forbid: the cause, not the condition', () => {
     expect(why).toMatch(/^r1 == 1 && r0 == 0 at the end \(r1 = 1, r0 = 0, r2 = 0\): /)
     const order = [
       'D1 refilled iommu TLB A -> pfn 1 RO at step 7 while C0 (cow_fault A) held the PTL',
-      'mmu_notifier_invalidate_range_start (step 2) had dropped it',
+      "inside wp_page_copy's range (C0's invalidate_range_start at step 2 .. range_end at step 21), which had dropped it",
       'ptep_clear_flush (step 8) made it stale',
       'flush_tlb_page (ptep_clear_flush) flushed only CPU TLBs (step 8)',
       'D0 read A -> r0 = 0 at step 20 through the stale entry (PTE A maps pfn 3)',
@@ -119,8 +119,8 @@ describe('use-after-free: the message, then the entry in step order', () => {
       'pte-change@4 C0',
       'missed-flush@5 C0',
       'missed-flush@7 C0',
-      'other@7 C0',
-      'other@7 C0',
+      'context@7 C0',
+      'context@7 C0',
       'stale-use@8 D0',
     ])
   })
@@ -287,7 +287,7 @@ describe('every violated counterexample of the catalogue names its culprit steps
       if (!c.violation.message.includes('GUP-fast'))
         expect(of('pte-change').length, `${where}: the PTE change`).toBeGreaterThan(0)
       // The free of the frame (or page table) and the syscall return the invariants are about.
-      const others = c.culprits.filter((k) => k.role === 'other').map((k) => k.text)
+      const others = c.culprits.filter((k) => k.role === 'context').map((k) => k.text)
       if (c.invariant === 'use-after-free')
         expect(
           others.some((t) => t.includes('freed')),
@@ -300,7 +300,7 @@ describe('every violated counterexample of the catalogue names its culprit steps
         ).toBe(true)
       if (c.invariant === 'lost-dirty')
         expect(
-          c.culprits.some((k) => k.role === 'other' && k.text.startsWith('folio_test_clear_dirty')),
+          c.culprits.some((k) => k.role === 'context' && k.text.startsWith('folio_test_clear_dirty')),
         ).toBe(true)
     }
   })
