@@ -311,6 +311,8 @@ interface Chain {
    * invalidations that kept it).
    */
   readonly viaWalkCache: { walk: TraceEvent; story: TableStory } | null
+  /** A fill from a stale source: the IOTLB entry an ATC copied, a mirror fault's stale snapshot. */
+  readonly source: ReadonlyArray<{ step: number; role: 'fill' | 'context'; text: string; why: string }>
 }
 
 function useOf(run: Run, e: TraceEvent): Use | null {
@@ -443,7 +445,9 @@ function chainOf(run: Run, use: Use, insufficient = false): Chain | null {
   }
   const others: Array<{ step: number; text: string }> = []
   if (reason) {
-    for (let k = Math.max(fill + 1, 0); k < u; k++) {
+    // An entry filled from a translation already stale: the frame may have been freed before.
+    const from = madeStale !== null && madeStale < fill ? madeStale : fill + 1
+    for (let k = Math.max(from, 0); k < u; k++) {
       const x = entryIn(run, k, row, use.page)?.e
       const y = entryIn(run, k + 1, row, use.page)?.e
       const t = run.ex.schedule[k]!
@@ -457,7 +461,7 @@ function chainOf(run: Run, use: Use, insufficient = false): Chain | null {
         const ev = eventsAt(run, k).find((x) => x.kind === 'frame' && x.text.includes(`pfn ${e.pfn} `))
         others.push({
           step: k,
-          text: `${ev ? `${ev.fn}: ` : ''}pfn ${e.pfn} freed while ${row} still held ${name} -> it`,
+          text: `${ev ? `${ev.fn}: ` : ''}pfn ${e.pfn} freed${k < fill ? `, before the ${row} fill at step ${fill}` : ` while ${row} still held ${name} -> it`}`,
         })
       }
     }
@@ -469,7 +473,54 @@ function chainOf(run: Run, use: Use, insufficient = false): Chain | null {
         )
       : undefined
   const viaWalkCache = walk ? { walk, story: tableStory(run, fill, null) } : null
+  // Filled from a translation already stale: the IOTLB entry an ATC fill copied, or a mirror
+  // fault's snapshot taken before the PTE change and installed without mmu_interval_read_retry.
+  const source: Array<{ step: number; role: 'fill' | 'context'; text: string; why: string }> = []
+  if (fill >= 0 && madeStale !== null && madeStale < fill && !walk) {
+    const filler = run.ex.records[fill]!.thread
+    const iotlb = row.endsWith(' ATC') ? `${row.slice(0, -4)} IOTLB` : null
+    const src = iotlb ? entryIn(run, fill, iotlb, use.page)?.e : undefined
+    if (iotlb && src && src.pfn === e.pfn) {
+      let k = fill - 1
+      while (k >= 0 && same(entryIn(run, k, iotlb, use.page)?.e, src)) k--
+      if (k >= 0)
+        source.push({
+          step: k,
+          role: 'fill',
+          text: `${eventsAt(run, k).find((x) => x.kind === 'fill' && x.tlb === iotlb)?.fn ?? 'fill'}: ${iotlb} ${name} -> ${entryText(src)} (the ${row} is refilled from it at step ${fill})`,
+          why: `${run.ex.records[k]!.thread} filled ${iotlb} ${name} -> ${entryText(src)} at step ${k}`,
+        })
+    }
+    const evs = run.ex.records.slice(0, fill).flatMap((r) => r.events)
+    const begin = evs.filter((x) => x.fn === 'mmu_interval_read_begin' && x.thread === filler).at(-1)
+    if (begin) {
+      for (const x of evs)
+        if (
+          x.step > begin.step &&
+          x.thread !== filler &&
+          x.kind === 'sec-inval' &&
+          x.text.includes('mmu_interval_set_seq')
+        )
+          source.push({
+            step: x.step,
+            role: 'context',
+            text: `${x.fn}: ${x.text}: the sequence count ${filler} read at step ${begin.step} (mmu_interval_read_begin) is stale from here`,
+            why: `${x.fn} (step ${x.step}) bumped the sequence count ${filler} had read at step ${begin.step}`,
+          })
+      const snap = evs
+        .filter((x) => x.step > begin.step && x.thread === filler && x.fn === 'hmm_range_fault')
+        .at(-1)
+      if (snap)
+        source.push({
+          step: snap.step,
+          role: 'context',
+          text: `${snap.fn}: ${snap.text} (the snapshot the fill at step ${fill} installs)`,
+          why: `${filler} read ${snap.text} at step ${snap.step} (hmm_range_fault)`,
+        })
+    }
+  }
   return {
+    source,
     viaWalkCache,
     use,
     row,
@@ -588,6 +639,7 @@ function chainCulprits(run: Run, c: Chain): Culprit[] {
       text: `${via.walk.fn}: ${via.walk.text}; ${c.row} ${run.sc.pages[c.use.page]!.name} -> ${entryText(c.entry)} filled from it`,
     })
   } else if (c.fill >= 0) out.push({ step: c.fill, thread: th(c.fill), role: 'fill', text: fillText(run, c) })
+  for (const x of c.source) out.push({ step: x.step, thread: th(x.step), role: x.role, text: x.text })
   for (const k of c.changes)
     if (!via || k !== via.story.unlink?.step)
       out.push({ step: k, thread: th(k), role: 'pte-change', text: pteChangeText(run, k, c) })
@@ -734,13 +786,7 @@ function chainSentence(run: Run, c: Chain): string {
         t.unlink.step,
         `${t.unlink.fn} (step ${t.unlink.step}) unlinked the table from the PMD: the walk-cache entry is stale from here`,
       ])
-    for (const m of t.missed)
-      at.push([
-        m.step,
-        m.leaf
-          ? `${m.text.split(':')[0]} (step ${m.step}) sent a leaf-only invalidation: the walk cache kept the table`
-          : `${m.text.split(':')[0]} (step ${m.step}) did not reach the walk cache`,
-      ])
+    for (const m of t.missed) at.push([m.step, tableMissedPhrase(m)])
     const found = /\((finds [^)]*)\)$/.exec(via.walk.text)?.[1] ?? ''
     at.push([
       c.fill,
@@ -748,8 +794,13 @@ function chainSentence(run: Run, c: Chain): string {
     ])
   } else if (c.fill >= 0) {
     const ctx = fillContext(c)
-    // An ATC filled from an IOTLB entry that was already stale.
-    if (c.madeStale !== null && c.madeStale < c.fill) ctx.push('from a translation already stale')
+    // An ATC filled from an IOTLB entry that was already stale, a mirror fault's stale snapshot.
+    const src = c.source.find((x) => x.role === 'fill')
+    if (src)
+      ctx.push(`from the stale ${src.text.slice(src.text.indexOf(': ') + 2, src.text.indexOf(' -> '))} entry`)
+    else if (c.source.length) ctx.push('from that snapshot, without mmu_interval_read_retry')
+    else if (c.madeStale !== null && c.madeStale < c.fill) ctx.push('from a translation already stale')
+    for (const x of c.source) at.push([x.step, x.why])
     at.push([
       c.fill,
       `${th(c.fill)} ${c.droppedBefore ? 'refilled' : 'filled'} ${c.row} ${name} -> ${entryText(c.entry)} at step ${c.fill}${ctx.length ? ` ${ctx.join(', ')}` : ''}`,
@@ -760,8 +811,8 @@ function chainSentence(run: Run, c: Chain): string {
     at.push([c.madeStale, `${fn} (step ${c.madeStale}) made it stale`])
   }
   for (const m of c.missed) at.push([m.step, missedPhrase(m)])
-  if (c.missed.length === 0) {
-    const from = Math.max(c.madeStale ?? 0, c.fill + 1)
+  const from = Math.max(c.madeStale ?? 0, c.fill + 1)
+  if (c.missed.length === 0 && from < c.use.step) {
     at.push([
       c.use.step,
       `no flush or notifier covering ${name} ran from step ${from} to the ${c.use.verb === 'wrote' ? 'write' : 'read'}`,
@@ -942,19 +993,25 @@ function tableStory(run: Run, upTo: number, gupThread: string | null): TableStor
       const ev = eventsAt(run, k).find((e) => e.kind === 'pte' || e.kind === 'info')
       unlink = { step: k, thread, fn: ev?.fn ?? 'unlink' }
     }
-    if (a.tbl !== null && b.tbl === null && !b.pt && !free) free = { step: k, thread }
+    // Freed after the unlink, or unlinked and freed in one step (exit_mmap's free_pgtables).
+    if ((a.tbl !== null || a.pt) && b.tbl === null && !b.pt && !free) free = { step: k, thread }
     if (!unlink || gupThread !== null) continue
-    const inv = eventsAt(run, k).filter((e) => e.kind === 'sec-inval' || e.kind === 'notifier')
+    const inv = eventsAt(run, k).filter(
+      (e) => e.kind === 'sec-inval' || e.kind === 'notifier' || e.kind === 'cpu-flush',
+    )
     if (inv.length === 0 || !run.states[k + 1]!.secs.some((x) => x.wc)) continue
     const leaf = inv.find((e) => e.text.includes('leaf-only'))
     const fns = [...new Set(inv.map((e) => e.fn))].join(', ')
+    const cpu = inv.every((e) => e.kind === 'cpu-flush')
     missed.push({
       step: k,
       thread,
       leaf: leaf !== undefined,
       text: leaf
         ? `${leaf.fn}: ${leaf.text}`
-        : `${fns}: the invalidation did not reach the walk cache, which kept the PTE table`,
+        : cpu
+          ? `${fns}: flushed only CPU TLBs; the walk cache kept the PTE table`
+          : `${fns}: the invalidation did not reach the walk cache, which kept the PTE table`,
     })
   }
   return { fill, unlink, free, missed }
@@ -992,14 +1049,18 @@ function tableSentence(t: TableStory): string[] {
     parts.push(
       `${t.unlink.fn} (step ${t.unlink.step}) unlinked the table from the PMD: the walk-cache entry is stale from here`,
     )
-  for (const m of t.missed)
-    parts.push(
-      m.leaf
-        ? `${m.text.split(':')[0]} (step ${m.step}) sent a leaf-only invalidation: the walk cache kept the table`
-        : `${m.text.split(':')[0]} (step ${m.step}) did not reach the walk cache`,
-    )
+  for (const m of t.missed) parts.push(tableMissedPhrase(m))
   if (t.free) parts.push(`the page-table page was freed at step ${t.free.step}`)
   return parts
+}
+
+/** A flush or invalidation that left the walk cache, in a why line. */
+function tableMissedPhrase(m: TableStory['missed'][number]): string {
+  const fns = m.text.split(':')[0]
+  if (m.leaf) return `${fns} (step ${m.step}) sent a leaf-only invalidation: the walk cache kept the table`
+  if (m.text.includes('flushed only CPU TLBs'))
+    return `${fns} (step ${m.step}) flushed only CPU TLBs, not the walk cache`
+  return `${fns} (step ${m.step}) did not reach the walk cache`
 }
 
 /** A message without its leading `D0: ` (the culprit names the thread). */
