@@ -483,13 +483,21 @@ function chainOf(run: Run, use: Use, insufficient = false): Chain | null {
     if (iotlb && src && src.pfn === e.pfn) {
       let k = fill - 1
       while (k >= 0 && same(entryIn(run, k, iotlb, use.page)?.e, src)) k--
-      if (k >= 0)
-        source.push({
-          step: k,
-          role: 'fill',
-          text: `${eventsAt(run, k).find((x) => x.kind === 'fill' && x.tlb === iotlb)?.fn ?? 'fill'}: ${iotlb} ${name} -> ${entryText(src)} (the ${row} is refilled from it at step ${fill})`,
-          why: `${run.ex.records[k]!.thread} filled ${iotlb} ${name} -> ${entryText(src)} at step ${k}`,
-        })
+      // The IOTLB fill (or, cached before the run, the PTE change that left it stale).
+      const at = k >= 0 ? k : madeStale
+      const how =
+        k >= 0
+          ? (eventsAt(run, k).find((x) => x.kind === 'fill' && x.tlb === iotlb)?.fn ?? 'fill')
+          : 'cached before the run'
+      source.push({
+        step: at,
+        role: k >= 0 ? 'fill' : 'context',
+        text: `${how}: ${iotlb} ${name} -> ${entryText(src)} (the ${row} is refilled from it at step ${fill})`,
+        why:
+          k >= 0
+            ? `${run.ex.records[k]!.thread} filled ${iotlb} ${name} -> ${entryText(src)} at step ${k}`
+            : `${iotlb} held ${name} -> ${entryText(src)} from before the run and kept it`,
+      })
     }
     const evs = run.ex.records.slice(0, fill).flatMap((r) => r.events)
     const begin = evs.filter((x) => x.fn === 'mmu_interval_read_begin' && x.thread === filler).at(-1)
@@ -573,10 +581,20 @@ function fillContext(c: Chain): string[] {
   const inside = r
     ? `inside ${r.caller ? `${r.caller}'s range (${r.thread}'s ` : `${r.thread}'s range (`}invalidate_range_start at step ${r.step} .. range_end ${r.end === null ? 'not reached' : `at step ${r.end}`})`
     : ''
+  // An ATC filled from an IOTLB entry that was already stale, a mirror fault's stale snapshot.
+  const src = c.source.find((x) => x.text.includes(' is refilled from it'))
+  const from = src
+    ? `from the stale ${src.text.slice(src.text.indexOf(': ') + 2, src.text.indexOf(' -> '))} entry`
+    : c.source.length
+      ? 'from that snapshot, without mmu_interval_read_retry'
+      : c.madeStale !== null && c.madeStale < c.fill
+        ? 'from a translation already stale'
+        : ''
   return [
     c.ptlHolder ? `while ${c.ptlHolder} held the PTL` : '',
     sameRange ? '' : dropped,
     sameRange ? `${inside}, which had dropped it` : inside,
+    from,
   ].filter(Boolean)
 }
 
@@ -604,7 +622,9 @@ const RANGE_CALLERS: Readonly<Record<string, string>> = {
 
 function fillText(run: Run, c: Chain): string {
   const name = run.sc.pages[c.use.page]!.name
-  const ev = eventsAt(run, c.fill).find((x) => x.kind === 'fill' && x.tlb === c.row && covers(x, name))
+  // A 2 MiB fill names the subpage walked, not every subpage it covers.
+  const fills = eventsAt(run, c.fill).filter((x) => x.kind === 'fill' && x.tlb === c.row)
+  const ev = fills.find((x) => covers(x, name)) ?? fills[0]
   const ctx = fillContext(c)
   return `${ev?.fn ?? 'fill'}: ${c.row} ${name} -> ${entryText(c.entry)}${ctx.length ? `, ${ctx.join(', ')}` : ''}`
 }
@@ -794,12 +814,6 @@ function chainSentence(run: Run, c: Chain): string {
     ])
   } else if (c.fill >= 0) {
     const ctx = fillContext(c)
-    // An ATC filled from an IOTLB entry that was already stale, a mirror fault's stale snapshot.
-    const src = c.source.find((x) => x.role === 'fill')
-    if (src)
-      ctx.push(`from the stale ${src.text.slice(src.text.indexOf(': ') + 2, src.text.indexOf(' -> '))} entry`)
-    else if (c.source.length) ctx.push('from that snapshot, without mmu_interval_read_retry')
-    else if (c.madeStale !== null && c.madeStale < c.fill) ctx.push('from a translation already stale')
     for (const x of c.source) at.push([x.step, x.why])
     at.push([
       c.fill,
