@@ -395,8 +395,13 @@ function chainOf(run: Run, use: Use, insufficient = false): Chain | null {
   let late: Chain['late'] = null
   for (let k = u; k < run.ex.records.length; k++) {
     if (same(entryIn(run, k + 1, row, use.page)?.e, e)) continue
+    // A CPU TLB goes with a CPU flush (a flush after the PTL was dropped, as before 60bae7370896).
     const by = eventsAt(run, k).find(
-      (x) => (x.kind === 'notifier' || x.kind === 'sec-inval') && covers(x, name),
+      (x) =>
+        (x.kind === 'notifier' ||
+          x.kind === 'sec-inval' ||
+          (x.kind === 'cpu-flush' && row.endsWith(' TLB'))) &&
+        covers(x, name),
     )
     if (by) late = { step: k, fn: by.fn }
     break
