@@ -1112,7 +1112,8 @@ export function explain(sc: Scenario, f: Found, ex: Execution): string {
   }
   const at = v.step
   const recs = ex.records.slice(0, at + 1)
-  if (v.message.includes('walk-cache entry')) return explainWalkCache(v, recs)
+  // A walk through a walk-cache entry: explainFound tells it from the walk cache's story.
+  if (v.message.includes('walk-cache entry')) return v.message
   const page = sc.pages.find((p) => v.message.includes(` ${p.name} `))
   if (!page) return v.message
   const viaCpu = v.message.includes('CPU TLB')
@@ -1140,28 +1141,6 @@ export function explain(sc: Scenario, f: Found, ex: Execution): string {
     ? `; since then ${ptes.map((e) => `${e.fn}@${e.step}`).join(', ')} changed the PTE`
     : ''
   return `${v.message}; ${filled}${changed}; ${invals.length ? `notifier activity since: ${invals.join(', ')} (none removed it in time)` : 'no invalidation reached it since'}`
-}
-
-/**
- * A walk through a walk-cache entry for a freed PTE table: when the entry was filled, and the
- * invalidations since then (a leaf-only one keeps it; none may have reached the device).
- */
-function explainWalkCache(v: Violation, recs: Execution['records']): string {
-  const evs = recs.flatMap((r) => r.events).filter((e) => e.step <= v.step)
-  const fills = evs.filter((e) => e.kind === 'fill' && e.text.includes('walk cache: PMD ->'))
-  const last = fills[fills.length - 1]
-  const since = last ? last.step : -1
-  const filled = last
-    ? `the walk-cache entry was filled at step ${last.step} by ${last.thread}`
-    : 'the walk-cache entry was filled before the run'
-  const byCall = new Map<string, boolean>()
-  for (const e of evs) {
-    if (e.step <= since || e.kind !== 'sec-inval') continue
-    const k = `${e.fn}@${e.step}`
-    byCall.set(k, (byCall.get(k) ?? false) || e.text.includes('leaf-only'))
-  }
-  const invals = [...byCall].map(([k, leaf]) => `${k}${leaf ? ' (leaf-only)' : ''}`)
-  return `${v.message}; ${filled}; ${invals.length ? `invalidations since: ${invals.join(', ')} (none dropped the walk cache)` : 'no invalidation reached the device since'}`
 }
 
 /**
