@@ -97,7 +97,9 @@ export function hookHint(
   violating: { policy: string; ex: Execution; culprits: readonly Culprit[] },
   holding: { policy: string; ex: Execution },
 ): string | null {
-  const use = violating.culprits.find((c) => c.role === 'stale-use')
+  // The use of the entry itself; a walk through a stale walk-cache entry that filled it comes first.
+  const uses = violating.culprits.filter((c) => c.role === 'stale-use')
+  const use = uses.find((c) => !c.text.startsWith('IOMMU walk cache')) ?? uses[0]
   if (!use) return null
   const what = usedEntry(sc, violating, use)
   if (!what) return null
