@@ -242,9 +242,31 @@ export interface StaleEntry {
   readonly text: string
 }
 
-/** Every cached translation in `s` that disagrees with its PTE. */
+/**
+ * Why a hw-walker's walk-cache entry (the PMD's pointer to the PTE table) is stale in `s`, or
+ * null: the PMD no longer links that table (detached by pmdp_collapse_flush, deposited under a
+ * huge PMD, unlinked by free_pgtables) or the table was freed. Only the user mm is walked
+ * through the cache (access.ts iommuWalk).
+ */
+export function walkCacheStaleReason(sc: Scenario, s: LabState): string | null {
+  const m = s.mms[0]
+  if (!m || m.pt) return null
+  if (m.tbl === null) return 'that page-table page was freed'
+  return sc.thp
+    ? `the PMD no longer links that table (${tableText(m)})`
+    : `the PMD no longer links that page (${pageText(m)})`
+}
+
+/** Every cached translation in `s` that disagrees with its PTE, walk-cache entries included. */
 export function staleEntries(sc: Scenario, s: LabState): StaleEntry[] {
   const out: StaleEntry[] = []
+  sc.secondaries.forEach((d, i) => {
+    if (d.type !== 'hw-walker' || !d.walkCache || !s.secs[i]?.wc) return
+    const why = walkCacheStaleReason(sc, s)
+    const subject = `${d.name} walk cache`
+    const table = sc.thp ? `the PTE table of ${sc.thp.name}` : 'the PTE page'
+    if (why) out.push({ subject, page: table, text: `${subject} PMD -> ${table}, but ${why}` })
+  })
   for (const row of tlbRows(sc, s)) {
     for (const e of row.entries) {
       const why = staleReason(sc, s, row.mm, e)

@@ -3,7 +3,7 @@
  * states, for every invariant and every catalogue scenario picked below, and hookHint on the
  * COW-ordering example (issue 12).
  */
-import { readFileSync } from 'node:fs'
+import { readdirSync, readFileSync } from 'node:fs'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { loadScenarioText } from '../node/scenarioFiles'
@@ -45,9 +45,9 @@ describe('forbid: the cause, not the condition', () => {
       'pte-change@8 C0',
       'missed-flush@8 C0',
       'pte-change@9 C0',
-      'other@19 D0',
+      'context@19 D0',
       'stale-use@20 D0',
-      'other@21 C0',
+      'context@21 C0',
     ])
     const by = (r: string): Culprit => culprits.find((c) => c.role === r)!
     expect(by('fill').text).toContain('iommu TLB A -> pfn 1 RO, while C0 (cow_fault A) held the PTL')
@@ -67,7 +67,7 @@ describe('forbid: the cause, not the condition', () => {
     expect(why).toMatch(/^r1 == 1 && r0 == 0 at the end \(r1 = 1, r0 = 0, r2 = 0\): /)
     const order = [
       'D1 refilled iommu TLB A -> pfn 1 RO at step 7 while C0 (cow_fault A) held the PTL',
-      'mmu_notifier_invalidate_range_start (step 2) had dropped it',
+      "inside wp_page_copy's range (C0's invalidate_range_start at step 2 .. range_end at step 21), which had dropped it",
       'ptep_clear_flush (step 8) made it stale',
       'flush_tlb_page (ptep_clear_flush) flushed only CPU TLBs (step 8)',
       'D0 read A -> r0 = 0 at step 20 through the stale entry (PTE A maps pfn 3)',
@@ -119,10 +119,80 @@ describe('use-after-free: the message, then the entry in step order', () => {
       'pte-change@4 C0',
       'missed-flush@5 C0',
       'missed-flush@7 C0',
-      'other@7 C0',
-      'other@7 C0',
+      'context@7 C0',
+      'context@7 C0',
       'stale-use@8 D0',
     ])
+  })
+})
+
+describe('a TLB entry filled through a stale walk-cache entry', () => {
+  const sc = load('thp-collapse.walk-cache-leaf-only.yaml')
+  const ex = replay(sc, makePolicy('start-end'), 'K K K D0 K K K K K D0 K D0')
+  const { why, culprits } = explainExecution(sc, makePolicy('start-end'), ex)
+
+  it("names the walk cache's fill, the detach, the leaf-only invalidation and the walk", () => {
+    expect(roles(culprits)).toEqual([
+      'fill@3 D0',
+      'pte-change@4 K',
+      'missed-flush@4 K',
+      'missed-flush@5 K',
+      'stale-use@9 D0',
+      'context@10 K',
+      'stale-use@11 D0',
+    ])
+    expect(culprits[0]!.text).toBe('IOMMU page walk: smmu walk cache: PMD -> the PTE table of H')
+    expect(culprits.find((c) => c.step === 5)!.text).toContain('leaf-only invalidation')
+    expect(culprits.find((c) => c.step === 9)!.text).toContain('through the cached PTE table')
+    expect(why).not.toContain('no flush or notifier covering it ran in between')
+    const order = [
+      "D0 cached the PMD's pointer to the PTE table of H in the smmu walk cache at step 3",
+      'pmdp_collapse_flush (step 4) unlinked the table from the PMD',
+      'invalidate_range_end (step 5) sent a leaf-only invalidation',
+      'D0 walked A through that stale entry at step 9 (finds pfn 1)',
+      'pfn 1 freed (step 10)',
+      'D0 read A at step 11 through the stale entry',
+    ]
+    const at = order.map((x) => why.indexOf(x))
+    expect(
+      at.every((k) => k >= 0),
+      why,
+    ).toBe(true)
+    expect([...at].sort((a, b) => a - b)).toEqual(at)
+  })
+
+  it('flags the walk-cache entry stale from the detach', () => {
+    expect(ex.records[3]!.stale ?? []).not.toContain('smmu walk cache')
+    expect(ex.records[4]!.stale).toContain('smmu walk cache')
+    expect(ex.records[4]!.staleWhy).toContain(
+      'smmu walk cache PMD -> the PTE table of H, but the PMD no longer links that table (detached, 2 PTEs still present)',
+    )
+  })
+
+  it('gives the livelock on the emptied table the same walk-cache culprits', () => {
+    const loop = replay(sc, makePolicy('start-end'), 'K K K D0 K K K K K K K D0 D0 D0 D0 D0 D0')
+    expect(loop.violations.map((v) => v.invariant)).toContain('progress')
+    const r = explainExecution(sc, makePolicy('start-end'), loop)
+    expect(r.culprits.map((c) => c.role).slice(0, 3)).toEqual(['fill', 'pte-change', 'missed-flush'])
+    expect(r.culprits.some((c) => c.role === 'stale-use' && c.text.includes('finds no PTE'))).toBe(true)
+    expect(r.why).toContain('sent a leaf-only invalidation')
+  })
+})
+
+describe('KSM: the why and the fill culprit tell the same story', () => {
+  it("names write_protect_page's drop and replace_page's range in both", () => {
+    const sc = load('ksm-merge.stale-read-after-free.yaml')
+    const ex = replay(sc, makePolicy('start-end'), 'ksmd ksmd ksmd ksmd ksmd ksmd ksmd D0 ksmd ksmd ksmd D0')
+    const { why, culprits } = explainExecution(sc, makePolicy('start-end'), ex)
+    const ctx = [
+      "after write_protect_page's mmu_notifier_invalidate_range_start (step 1) had dropped it",
+      "inside replace_page's range (ksmd's invalidate_range_start at step 6 .. range_end at step 10)",
+    ]
+    const fill = culprits.find((c) => c.role === 'fill')!
+    for (const x of ctx) {
+      expect(why).toContain(x)
+      expect(fill.text).toContain(x)
+    }
   })
 })
 
@@ -211,24 +281,15 @@ describe('hookHint: what the holding policy did between the fill and the use', (
   })
 })
 
-/** Violated catalogue scenarios covering every invariant but forbid's twin (explored above). */
-const CATALOGUE = [
-  COW,
-  'cow-ordering.flush-at-end.yaml',
-  'fork-isolation.flush-at-start.yaml',
-  'ksm-merge.flush-at-start.yaml',
-  'migrate.flush-at-start.yaml',
-  'munmap-uaf.atc-first.yaml',
-  'munmap-uaf.flush-at-start.yaml',
-  'munmap-free-pgtables.walk-cache-leaf-only.yaml',
-  'pfnmap-revoke.before-fix.yaml',
-  'thp-collapse.gup-fast-no-ipi.yaml',
-  'upgrade-loop.device-first.yaml',
-  'upgrade-loop.retry-limit.yaml',
-  'vmalloc-reuse.supervisor-pasid.yaml',
-  'writeback.flush-at-start.yaml',
-  'zap-writeback.device.yaml',
-]
+/**
+ * Every catalogue scenario that expects a violation under some policy (the issue-13 files
+ * included: exit.*, mremap.*, truncate.*, oom-reap.*, hmm-fault.*, ...), explored in full so
+ * that a file's livelock counterexample is checked too, not only its first violation.
+ */
+const CATALOGUE = readdirSync(DIR)
+  .filter((f) => f.endsWith('.yaml'))
+  .filter((f) => load(f).expect.some(([, w]) => w !== 'holds'))
+  .sort()
 
 function counterexamples(f: string): Array<{ sc: Scenario; policy: string; c: Counterexample }> {
   const sc = load(f)
@@ -237,7 +298,7 @@ function counterexamples(f: string): Array<{ sc: Scenario; policy: string; c: Co
     if (want === 'holds') continue
     const policy = parsePolicy(name) as Policy
     const o = defaultRunOptions(sc)
-    const r = runPolicy(sc, policy, { ...o, budget: { ...o.budget, stopAt: () => true } })
+    const r = runPolicy(sc, policy, o)
     for (const c of r.counterexamples) out.push({ sc, policy: name, c })
   }
   return out
@@ -273,6 +334,14 @@ describe('every violated counterexample of the catalogue names its culprit steps
       // other way round: an entry that allows less than its PTE, which is not flagged).
       if (c.invariant !== 'progress') {
         for (const u of uses) {
+          // A walk through a walk-cache entry for a table the PMD no longer links.
+          if (c.trace[u]!.events.some((e) => e.fn === 'IOMMU walk cache')) {
+            expect(
+              c.trace[u - 1]?.stale?.some((r) => r.endsWith(' walk cache')),
+              `${where}: stale walk cache before ${u}`,
+            ).toBe(true)
+            continue
+          }
           const acc = c.trace[u]!.events.find((e) => e.kind === 'access' && e.tlb)
           if (!acc) continue
           const rows = [acc.tlb!, acc.tlb!.replace(/ ATC$/, ' IOTLB')]
@@ -286,8 +355,20 @@ describe('every violated counterexample of the catalogue names its culprit steps
       // GUP-fast walk of a freed page table uses no cached translation.
       if (!c.violation.message.includes('GUP-fast'))
         expect(of('pte-change').length, `${where}: the PTE change`).toBeGreaterThan(0)
+      // A walk through a stale walk-cache entry: the entry's fill, and each leaf-only invalidation
+      // between the fill and the last use, are culprits.
+      const walked = c.trace
+        .slice(0, lastUse + 1)
+        .some((r) => r.events.some((e) => e.fn === 'IOMMU walk cache'))
+      if (walked || c.violation.message.includes('walk-cache entry')) {
+        const wcFill = c.culprits.find((k) => k.role === 'fill' && k.text.includes('walk cache'))
+        expect(wcFill, `${where}: the walk-cache fill`).toBeDefined()
+        for (const r of c.trace.slice(wcFill!.step + 1, lastUse))
+          if (r.events.some((e) => e.kind === 'sec-inval' && e.text.includes('leaf-only')))
+            expect(of('missed-flush'), `${where}: leaf-only invalidation at ${r.step}`).toContain(r.step)
+      }
       // The free of the frame (or page table) and the syscall return the invariants are about.
-      const others = c.culprits.filter((k) => k.role === 'other').map((k) => k.text)
+      const others = c.culprits.filter((k) => k.role === 'context').map((k) => k.text)
       if (c.invariant === 'use-after-free')
         expect(
           others.some((t) => t.includes('freed')),
@@ -300,7 +381,7 @@ describe('every violated counterexample of the catalogue names its culprit steps
         ).toBe(true)
       if (c.invariant === 'lost-dirty')
         expect(
-          c.culprits.some((k) => k.role === 'other' && k.text.startsWith('folio_test_clear_dirty')),
+          c.culprits.some((k) => k.role === 'context' && k.text.startsWith('folio_test_clear_dirty')),
         ).toBe(true)
     }
   })

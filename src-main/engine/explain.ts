@@ -52,6 +52,14 @@ export function explainFound(
   } else if (v.invariant === 'progress') {
     chains = progressChains(run, f)
     if (chains[0]) why = `${why}. ${progressSentence(run, chains[0])}`
+    else {
+      // Retries that walk through a walk-cache entry for a table the PMD no longer links.
+      const r = walkCacheLoop(run, f)
+      if (r) {
+        extra = r.culprits
+        why = `${why}. ${r.sentence}`
+      }
+    }
   } else if (v.invariant === 'lost-dirty') {
     const r = lostDirtyChains(run, v)
     chains = r.chains
@@ -59,6 +67,9 @@ export function explainFound(
     if (chains[0]) why = `${why}. The entry: ${chainSentence(run, chains[0])}`
   } else if (v.message.includes('walk-cache entry')) {
     extra = walkCacheCulprits(run, v)
+    const t = tableStory(run, v.step, null)
+    const none = t.missed.length === 0 ? ['no invalidation reached the walk cache in between'] : []
+    why = `${v.message}: ${[...tableSentence(t), ...none, `${v.thread} walked through the entry at step ${v.step}`].join('; ')}`
   } else {
     chains = useChains(run, v)
     // No cached translation was used: a lockless walk of a page table freed under it.
@@ -86,7 +97,9 @@ export function hookHint(
   violating: { policy: string; ex: Execution; culprits: readonly Culprit[] },
   holding: { policy: string; ex: Execution },
 ): string | null {
-  const use = violating.culprits.find((c) => c.role === 'stale-use')
+  // The use of the entry itself; a walk through a stale walk-cache entry that filled it comes first.
+  const uses = violating.culprits.filter((c) => c.role === 'stale-use')
+  const use = uses.find((c) => !c.text.startsWith('IOMMU walk cache')) ?? uses[0]
   if (!use) return null
   const what = usedEntry(sc, violating, use)
   if (!what) return null
@@ -285,12 +298,23 @@ interface Chain {
   readonly changes: readonly number[]
   readonly missed: ReadonlyArray<{ step: number; text: string }>
   readonly late: { step: number; fn: string } | null
-  readonly droppedBefore: { step: number; fn: string; thread: string } | null
-  /** At the fill: who held the PTL, and whose invalidate_range_start..end it fell inside. */
+  readonly droppedBefore: { step: number; fn: string; thread: string; caller: string | null } | null
+  /**
+   * At the fill: who held the PTL, and whose invalidate_range_start..end it fell inside (with
+   * the kernel function that opened the range, and the step of its range_end, if it came).
+   */
   readonly ptlHolder: string | null
-  readonly inRange: { thread: string; step: number } | null
+  readonly inRange: { thread: string; step: number; caller: string | null; end: number | null } | null
   /** While the entry was cached: the syscall return that revoked it, the free of its frame. */
   readonly others: ReadonlyArray<{ step: number; text: string }>
+  /**
+   * The fill walked through a walk-cache entry for a PTE table no longer linked in the PMD: that
+   * walk (`IOMMU walk cache`), and the walk-cache entry's own story (its fill, the unlink, the
+   * invalidations that kept it).
+   */
+  readonly viaWalkCache: { walk: TraceEvent; story: TableStory } | null
+  /** A fill from a stale source: the IOTLB entry an ATC copied, a mirror fault's stale snapshot. */
+  readonly source: ReadonlyArray<{ step: number; role: 'fill' | 'context'; text: string; why: string }>
 }
 
 function useOf(run: Run, e: TraceEvent): Use | null {
@@ -373,8 +397,13 @@ function chainOf(run: Run, use: Use, insufficient = false): Chain | null {
   let late: Chain['late'] = null
   for (let k = u; k < run.ex.records.length; k++) {
     if (same(entryIn(run, k + 1, row, use.page)?.e, e)) continue
+    // A CPU TLB goes with a CPU flush (a flush after the PTL was dropped, as before 60bae7370896).
     const by = eventsAt(run, k).find(
-      (x) => (x.kind === 'notifier' || x.kind === 'sec-inval') && covers(x, name),
+      (x) =>
+        (x.kind === 'notifier' ||
+          x.kind === 'sec-inval' ||
+          (x.kind === 'cpu-flush' && row.endsWith(' TLB'))) &&
+        covers(x, name),
     )
     if (by) late = { step: k, fn: by.fn }
     break
@@ -385,7 +414,7 @@ function chainOf(run: Run, use: Use, insufficient = false): Chain | null {
     const by = eventsAt(run, k).find(
       (x) => (x.kind === 'notifier' || x.kind === 'sec-inval') && covers(x, name),
     )
-    if (by) droppedBefore = { step: k, fn: by.fn, thread: by.thread }
+    if (by) droppedBefore = { step: k, fn: by.fn, thread: by.thread, caller: rangeCaller(run, k) }
     break
   }
   let ptlHolder: string | null = null
@@ -406,13 +435,26 @@ function chainOf(run: Run, use: Use, insufficient = false): Chain | null {
       }
     for (const [t, k] of open)
       if (t !== filler) {
-        inRange = { thread: t, step: k }
+        let end: number | null = null
+        for (let j = fill + 1; j < run.ex.records.length && end === null; j++)
+          if (
+            eventsAt(run, j).some(
+              (x) =>
+                x.kind === 'notifier' &&
+                x.thread === t &&
+                /^mmu_notifier_invalidate_range_(end|only_end)$/.test(x.fn),
+            )
+          )
+            end = j
+        inRange = { thread: t, step: k, caller: rangeCaller(run, k), end }
         break
       }
   }
   const others: Array<{ step: number; text: string }> = []
   if (reason) {
-    for (let k = Math.max(fill + 1, 0); k < u; k++) {
+    // An entry filled from a translation already stale: the frame may have been freed before.
+    const from = madeStale !== null && madeStale < fill ? madeStale : fill + 1
+    for (let k = Math.max(from, 0); k < u; k++) {
       const x = entryIn(run, k, row, use.page)?.e
       const y = entryIn(run, k + 1, row, use.page)?.e
       const t = run.ex.schedule[k]!
@@ -426,12 +468,75 @@ function chainOf(run: Run, use: Use, insufficient = false): Chain | null {
         const ev = eventsAt(run, k).find((x) => x.kind === 'frame' && x.text.includes(`pfn ${e.pfn} `))
         others.push({
           step: k,
-          text: `${ev ? `${ev.fn}: ` : ''}pfn ${e.pfn} freed while ${row} still held ${name} -> it`,
+          text: `${ev ? `${ev.fn}: ` : ''}pfn ${e.pfn} freed${k < fill ? `, before the ${row} fill at step ${fill}` : ` while ${row} still held ${name} -> it`}`,
         })
       }
     }
   }
+  const walk =
+    fill >= 0
+      ? eventsAt(run, fill).find(
+          (x) => x.fn === 'IOMMU walk cache' && x.thread === run.ex.records[fill]?.thread,
+        )
+      : undefined
+  const viaWalkCache = walk ? { walk, story: tableStory(run, fill, null) } : null
+  // Filled from a translation already stale: the IOTLB entry an ATC fill copied, or a mirror
+  // fault's snapshot taken before the PTE change and installed without mmu_interval_read_retry.
+  const source: Array<{ step: number; role: 'fill' | 'context'; text: string; why: string }> = []
+  if (fill >= 0 && madeStale !== null && madeStale < fill && !walk) {
+    const filler = run.ex.records[fill]!.thread
+    const iotlb = row.endsWith(' ATC') ? `${row.slice(0, -4)} IOTLB` : null
+    const src = iotlb ? entryIn(run, fill, iotlb, use.page)?.e : undefined
+    if (iotlb && src && src.pfn === e.pfn) {
+      let k = fill - 1
+      while (k >= 0 && same(entryIn(run, k, iotlb, use.page)?.e, src)) k--
+      // The IOTLB fill (or, cached before the run, the PTE change that left it stale).
+      const at = k >= 0 ? k : madeStale
+      const how =
+        k >= 0
+          ? (eventsAt(run, k).find((x) => x.kind === 'fill' && x.tlb === iotlb)?.fn ?? 'fill')
+          : 'cached before the run'
+      source.push({
+        step: at,
+        role: k >= 0 ? 'fill' : 'context',
+        text: `${how}: ${iotlb} ${name} -> ${entryText(src)} (the ${row} is refilled from it at step ${fill})`,
+        why:
+          k >= 0
+            ? `${run.ex.records[k]!.thread} filled ${iotlb} ${name} -> ${entryText(src)} at step ${k}`
+            : `${iotlb} held ${name} -> ${entryText(src)} from before the run and kept it`,
+      })
+    }
+    const evs = run.ex.records.slice(0, fill).flatMap((r) => r.events)
+    const begin = evs.filter((x) => x.fn === 'mmu_interval_read_begin' && x.thread === filler).at(-1)
+    if (begin) {
+      for (const x of evs)
+        if (
+          x.step > begin.step &&
+          x.thread !== filler &&
+          x.kind === 'sec-inval' &&
+          x.text.includes('mmu_interval_set_seq')
+        )
+          source.push({
+            step: x.step,
+            role: 'context',
+            text: `${x.fn}: ${x.text}: the sequence count ${filler} read at step ${begin.step} (mmu_interval_read_begin) is stale from here`,
+            why: `${x.fn} (step ${x.step}) bumped the sequence count ${filler} had read at step ${begin.step}`,
+          })
+      const snap = evs
+        .filter((x) => x.step > begin.step && x.thread === filler && x.fn === 'hmm_range_fault')
+        .at(-1)
+      if (snap)
+        source.push({
+          step: snap.step,
+          role: 'context',
+          text: `${snap.fn}: ${snap.text} (the snapshot the fill at step ${fill} installs)`,
+          why: `${filler} read ${snap.text} at step ${snap.step} (hmm_range_fault)`,
+        })
+    }
+  }
   return {
+    source,
+    viaWalkCache,
     use,
     row,
     entry: e,
@@ -469,13 +574,65 @@ function pteChangeText(run: Run, k: number, c: Chain): string {
   return `${fn ?? 'PTE change'}: ${ch ?? `PTE ${name} changed`}${k === c.madeStale ? ` (the ${c.row} entry is stale from here)` : ''}`
 }
 
+/**
+ * Where a fill happened, the same words in the why line and the fill culprit: who held the
+ * PTL, which invalidation (opened by which kernel function) had dropped the entry before, and
+ * whose invalidate_range_start .. end the fill fell inside.
+ */
+function fillContext(c: Chain): string[] {
+  const d = c.droppedBefore
+  const r = c.inRange
+  const dropped = d ? `after ${d.caller ? `${d.caller}'s ` : ''}${d.fn} (step ${d.step}) had dropped it` : ''
+  // The same range that dropped it: one phrase says both.
+  const sameRange = d && r && d.step === r.step
+  const inside = r
+    ? `inside ${r.caller ? `${r.caller}'s range (${r.thread}'s ` : `${r.thread}'s range (`}invalidate_range_start at step ${r.step} .. range_end ${r.end === null ? 'not reached' : `at step ${r.end}`})`
+    : ''
+  // An ATC filled from an IOTLB entry that was already stale, a mirror fault's stale snapshot.
+  const src = c.source.find((x) => x.text.includes(' is refilled from it'))
+  const from = src
+    ? `from the stale ${src.text.slice(src.text.indexOf(': ') + 2, src.text.indexOf(' -> '))} entry`
+    : c.source.length
+      ? 'from that snapshot, without mmu_interval_read_retry'
+      : c.madeStale !== null && c.madeStale < c.fill
+        ? 'from a translation already stale'
+        : ''
+  return [
+    c.ptlHolder ? `while ${c.ptlHolder} held the PTL` : '',
+    sameRange ? '' : dropped,
+    sameRange ? `${inside}, which had dropped it` : inside,
+    from,
+  ].filter(Boolean)
+}
+
+/**
+ * The kernel function that called the notifier at step k, from the thread's frame there; null
+ * where the frame's procedure is the scenario op itself and names no single caller.
+ */
+function rangeCaller(run: Run, k: number): string | null {
+  const t = run.ex.schedule[k]
+  const fr = t === undefined ? undefined : run.states[k]!.threads[t]?.stack.at(-1)
+  return fr ? (RANGE_CALLERS[`${fr.proc}.${fr.pc}`] ?? null) : null
+}
+
+/**
+ * Steps (procedure.pc) that open a notifier range, by the kernel function that does it, where
+ * one op opens more than one range (v6.6 mm/ksm.c, mm/mremap.c, mm/memory.c).
+ */
+const RANGE_CALLERS: Readonly<Record<string, string>> = {
+  'ksm_merge.wp_rs': 'write_protect_page',
+  'ksm_merge.rp_rs': 'replace_page',
+  'mremap.rs': 'move_page_tables',
+  'mremap.unmap_old': 'do_vmi_munmap',
+  'handle_mm_fault.cow_rs': 'wp_page_copy',
+}
+
 function fillText(run: Run, c: Chain): string {
   const name = run.sc.pages[c.use.page]!.name
-  const ev = eventsAt(run, c.fill).find((x) => x.kind === 'fill' && x.tlb === c.row && covers(x, name))
-  const ctx = [
-    c.ptlHolder ? `while ${c.ptlHolder} held the PTL` : '',
-    c.inRange ? `inside ${c.inRange.thread}'s invalidate_range_start (step ${c.inRange.step}) .. end` : '',
-  ].filter(Boolean)
+  // A 2 MiB fill names the subpage walked, not every subpage it covers.
+  const fills = eventsAt(run, c.fill).filter((x) => x.kind === 'fill' && x.tlb === c.row)
+  const ev = fills.find((x) => covers(x, name)) ?? fills[0]
+  const ctx = fillContext(c)
   return `${ev?.fn ?? 'fill'}: ${c.row} ${name} -> ${entryText(c.entry)}${ctx.length ? `, ${ctx.join(', ')}` : ''}`
 }
 
@@ -497,22 +654,35 @@ function useValue(run: Run, use: Use): string {
 function chainCulprits(run: Run, c: Chain): Culprit[] {
   const th = (k: number): string => run.ex.records[k]?.thread ?? ''
   const out: Culprit[] = []
-  if (c.fill >= 0) out.push({ step: c.fill, thread: th(c.fill), role: 'fill', text: fillText(run, c) })
+  const via = c.viaWalkCache
+  if (via) {
+    // The entry came from a walk through a stale walk-cache entry: that entry is the one filled
+    // and left by the invalidations, and the walk through it is its stale use.
+    out.push(...tableCulprits(via.story))
+    out.push({
+      step: c.fill,
+      thread: th(c.fill),
+      role: 'stale-use',
+      text: `${via.walk.fn}: ${via.walk.text}; ${c.row} ${run.sc.pages[c.use.page]!.name} -> ${entryText(c.entry)} filled from it`,
+    })
+  } else if (c.fill >= 0) out.push({ step: c.fill, thread: th(c.fill), role: 'fill', text: fillText(run, c) })
+  for (const x of c.source) out.push({ step: x.step, thread: th(x.step), role: x.role, text: x.text })
   for (const k of c.changes)
-    out.push({ step: k, thread: th(k), role: 'pte-change', text: pteChangeText(run, k, c) })
+    if (!via || k !== via.story.unlink?.step)
+      out.push({ step: k, thread: th(k), role: 'pte-change', text: pteChangeText(run, k, c) })
   for (const m of c.missed) out.push({ step: m.step, thread: th(m.step), role: 'missed-flush', text: m.text })
-  for (const o of c.others) out.push({ step: o.step, thread: th(o.step), role: 'other', text: o.text })
+  for (const o of c.others) out.push({ step: o.step, thread: th(o.step), role: 'context', text: o.text })
   out.push({
     step: c.use.step,
     thread: c.use.thread,
-    role: c.reason ? 'stale-use' : 'other',
+    role: c.reason ? 'stale-use' : 'context',
     text: useText(run, c),
   })
   if (c.reason && c.late)
     out.push({
       step: c.late.step,
       thread: th(c.late.step),
-      role: 'other',
+      role: 'context',
       text: `${c.late.fn} dropped the ${c.row} entry for ${run.sc.pages[c.use.page]!.name} after the use: too late`,
     })
   return out
@@ -520,7 +690,7 @@ function chainCulprits(run: Run, c: Chain): Culprit[] {
 
 /** Culprits in step order (fill, PTE change, flush, use within a step), one per step and role. */
 function tidy(cs: readonly Culprit[], limit: number): Culprit[] {
-  const order = { fill: 0, 'pte-change': 1, 'missed-flush': 2, 'stale-use': 3, other: 4 }
+  const order = { fill: 0, 'pte-change': 1, 'missed-flush': 2, 'stale-use': 3, context: 4 }
   const seen = new Set<string>()
   return cs
     .filter((c) => c.step >= 0 && c.step < limit)
@@ -588,7 +758,7 @@ function forbidChains(run: Run): { chains: Chain[]; fresh: Culprit[] } {
       fresh.push({
         step: u.step,
         thread: u.thread,
-        role: 'other',
+        role: 'context',
         text: c
           ? useText(run, c)
           : `${u.verb} ${run.sc.pages[u.page]!.name} -> ${reg} = ${useValue(run, u)} through a translation walked in that step (up to date)`,
@@ -630,24 +800,45 @@ function chainSentence(run: Run, c: Chain): string {
     : `${c.use.verb} ${name}`
   // Everything that happened to the entry, in step order (within a step: fill, change, flush).
   const at: Array<[number, string]> = []
-  if (c.fill >= 0) {
-    const ctx = [
-      c.ptlHolder ? `while ${c.ptlHolder} held the PTL` : '',
-      c.droppedBefore ? `after ${c.droppedBefore.fn} (step ${c.droppedBefore.step}) had dropped it` : '',
-    ].filter(Boolean)
-    // An ATC filled from an IOTLB entry that was already stale.
-    if (c.madeStale !== null && c.madeStale < c.fill) ctx.push('from a translation already stale')
+  const via = c.viaWalkCache
+  if (via) {
+    const t = via.story
+    if (t.fill?.row)
+      at.push([
+        t.fill.step,
+        `${t.fill.thread} cached the PMD's pointer to ${t.fill.table} in the ${t.fill.row} at step ${t.fill.step}`,
+      ])
+    if (t.unlink)
+      at.push([
+        t.unlink.step,
+        `${t.unlink.fn} (step ${t.unlink.step}) unlinked the table from the PMD: the walk-cache entry is stale from here`,
+      ])
+    for (const m of t.missed) at.push([m.step, tableMissedPhrase(m)])
+    const found = /\((finds [^)]*)\)$/.exec(via.walk.text)?.[1] ?? ''
+    at.push([
+      c.fill,
+      `${th(c.fill)} walked ${name} through that stale entry at step ${c.fill}${found ? ` (${found})` : ''} and filled ${c.row} ${name} -> ${entryText(c.entry)}`,
+    ])
+  } else if (c.fill >= 0) {
+    const ctx = fillContext(c)
+    for (const x of c.source) at.push([x.step, x.why])
     at.push([
       c.fill,
       `${th(c.fill)} ${c.droppedBefore ? 'refilled' : 'filled'} ${c.row} ${name} -> ${entryText(c.entry)} at step ${c.fill}${ctx.length ? ` ${ctx.join(', ')}` : ''}`,
     ])
   } else at.push([-1, `${c.row} held ${name} -> ${entryText(c.entry)} from before the run`])
-  if (c.madeStale !== null) {
+  if (c.madeStale !== null && !(via && c.madeStale === via.story.unlink?.step)) {
     const fn = eventsAt(run, c.madeStale).find((x) => x.kind === 'pte')?.fn ?? 'a PTE change'
     at.push([c.madeStale, `${fn} (step ${c.madeStale}) made it stale`])
   }
   for (const m of c.missed) at.push([m.step, missedPhrase(m)])
-  if (c.missed.length === 0) at.push([c.use.step, 'no flush or notifier covering it ran in between'])
+  const from = Math.max(c.madeStale ?? 0, c.fill + 1)
+  if (c.missed.length === 0 && from < c.use.step) {
+    at.push([
+      c.use.step,
+      `no flush or notifier covering ${name} ran from step ${from} to the ${c.use.verb === 'wrote' ? 'write' : 'read'}`,
+    ])
+  }
   for (const o of c.others) at.push([o.step, `${o.text.split(' while ')[0]} (step ${o.step})`])
   at.push([c.use.step, `${c.use.thread} ${what} at step ${c.use.step} through the stale entry (${c.reason})`])
   if (c.late) at.push([c.late.step, `${c.late.fn} dropped it at step ${c.late.step}, too late`])
@@ -675,7 +866,7 @@ function lostDirtyChains(run: Run, v: Violation): { chains: Chain[]; clean: Culp
         {
           step: cleaned.step,
           thread: cleaned.thread,
-          role: 'other',
+          role: 'context',
           text: `${cleaned.fn}: writeback cleaned the folio (${cleaned.text})`,
         },
       ]
@@ -719,6 +910,35 @@ function progressChains(run: Run, f: Found): Chain[] {
   return []
 }
 
+/**
+ * progress: the first retry (in the livelock's cycle, or before the device gave up) that walks
+ * through a stale walk-cache entry, and that entry's story.
+ */
+function walkCacheLoop(run: Run, f: Found): { culprits: Culprit[]; sentence: string } | null {
+  const who = f.violation.thread.split(',')
+  const from = f.cycle ? f.schedule.length : 0
+  const to = f.cycle ? f.schedule.length + f.cycle.length : f.violation.step + 1
+  for (let k = from; k < Math.min(to, run.ex.records.length); k++) {
+    const walk = eventsAt(run, k).find((e) => e.fn === 'IOMMU walk cache' && who.includes(e.thread))
+    if (!walk) continue
+    const t = tableStory(run, k, null)
+    const culprits = [
+      ...tableCulprits(t),
+      {
+        step: k,
+        thread: walk.thread,
+        role: 'stale-use' as const,
+        text: `${walk.fn}: ${walk.text}; the retries walk the same entry`,
+      },
+    ]
+    const parts = tableSentence(t)
+    if (t.missed.length === 0) parts.push('no invalidation reached the walk cache since')
+    parts.push(`every retry from step ${k} walks through that entry (${walk.text.replace(/^[^:]*: /, '')})`)
+    return { culprits, sentence: parts.join('; ') }
+  }
+  return null
+}
+
 /** Why the retries keep faulting: the entry that allows less than the PTE, and what left it. */
 function progressSentence(run: Run, c: Chain): string {
   const name = run.sc.pages[c.use.page]!.name
@@ -741,7 +961,7 @@ function pageTableWhy(v: Violation, cs: readonly Culprit[]): string {
   const at = (r: string): Culprit | undefined => cs.find((c) => c.role === r)
   const fill = at('fill')
   const unlink = at('pte-change')
-  const free = cs.find((c) => c.role === 'other' && c.text.includes('freed'))
+  const free = cs.find((c) => c.role === 'context' && c.text.includes('freed'))
   const parts = [
     fill ? `${fill.thread} read the PMD's pointer to the PTE table at step ${fill.step}` : '',
     unlink ? `${unlink.text.split(':')[0]} unlinked the table at step ${unlink.step}` : '',
@@ -751,53 +971,132 @@ function pageTableWhy(v: Violation, cs: readonly Culprit[]): string {
 }
 
 /**
+ * What held a pointer to a page table that went away under it: a hw-walker's walk-cache entry
+ * (or GUP-fast's read of the PMD), from its fill to `upTo`: the unlink (or detach) of the table,
+ * its free, and each invalidation after the unlink that left the walk cache (a leaf-only one, or
+ * one that never reached it).
+ */
+interface TableStory {
+  readonly fill: { step: number; thread: string; text: string; row: string | null; table: string } | null
+  readonly unlink: { step: number; thread: string; fn: string } | null
+  readonly free: { step: number; thread: string } | null
+  readonly missed: ReadonlyArray<{ step: number; thread: string; text: string; leaf: boolean }>
+}
+
+function tableStory(run: Run, upTo: number, gupThread: string | null): TableStory {
+  const evs = run.ex.records.slice(0, upTo + 1).flatMap((r) => r.events)
+  const f = evs
+    .filter(
+      (e) =>
+        e.step < upTo + (gupThread ? 1 : 0) &&
+        ((e.kind === 'fill' && e.tlb?.endsWith(' walk cache')) ||
+          (gupThread !== null && e.fn === 'gup_pmd_range' && e.thread === gupThread)),
+    )
+    .at(-1)
+  const since = f ? f.step : -1
+  const fill = f
+    ? {
+        step: f.step,
+        thread: f.thread,
+        text: `${f.fn}: ${f.text}`,
+        row: f.tlb ?? null,
+        table: /PMD -> (.*)$/.exec(f.text)?.[1] ?? 'the PTE table',
+      }
+    : null
+  let unlink: TableStory['unlink'] = null
+  let free: TableStory['free'] = null
+  const missed: Array<{ step: number; thread: string; text: string; leaf: boolean }> = []
+  for (let k = Math.max(since, 0); k < upTo; k++) {
+    const a = run.states[k]!.mms[0]!
+    const b = run.states[k + 1]!.mms[0]!
+    const thread = run.ex.records[k]!.thread
+    if (a.pt && !b.pt && !unlink) {
+      const ev = eventsAt(run, k).find((e) => e.kind === 'pte' || e.kind === 'info')
+      unlink = { step: k, thread, fn: ev?.fn ?? 'unlink' }
+    }
+    // Freed after the unlink, or unlinked and freed in one step (exit_mmap's free_pgtables).
+    if ((a.tbl !== null || a.pt) && b.tbl === null && !b.pt && !free) free = { step: k, thread }
+    if (!unlink || gupThread !== null) continue
+    const inv = eventsAt(run, k).filter(
+      (e) => e.kind === 'sec-inval' || e.kind === 'notifier' || e.kind === 'cpu-flush',
+    )
+    if (inv.length === 0 || !run.states[k + 1]!.secs.some((x) => x.wc)) continue
+    const leaf = inv.find((e) => e.text.includes('leaf-only'))
+    const fns = [...new Set(inv.map((e) => e.fn))].join(', ')
+    const cpu = inv.every((e) => e.kind === 'cpu-flush')
+    missed.push({
+      step: k,
+      thread,
+      leaf: leaf !== undefined,
+      text: leaf
+        ? `${leaf.fn}: ${leaf.text}`
+        : cpu
+          ? `${fns}: flushed only CPU TLBs; the walk cache kept the PTE table`
+          : `${fns}: the invalidation did not reach the walk cache, which kept the PTE table`,
+    })
+  }
+  return { fill, unlink, free, missed }
+}
+
+function tableCulprits(t: TableStory): Culprit[] {
+  const out: Culprit[] = []
+  if (t.fill) out.push({ step: t.fill.step, thread: t.fill.thread, role: 'fill', text: t.fill.text })
+  if (t.unlink)
+    out.push({
+      step: t.unlink.step,
+      thread: t.unlink.thread,
+      role: 'pte-change',
+      text: `${t.unlink.fn}: the PTE table is unlinked from the PMD${t.fill?.text.includes('walk cache') ? ' (the walk-cache entry is stale from here)' : ''}`,
+    })
+  for (const m of t.missed) out.push({ step: m.step, thread: m.thread, role: 'missed-flush', text: m.text })
+  if (t.free)
+    out.push({
+      step: t.free.step,
+      thread: t.free.thread,
+      role: 'context',
+      text: 'the unlinked page-table page is freed',
+    })
+  return out
+}
+
+/** The walk-cache part of a why line, in step order. */
+function tableSentence(t: TableStory): string[] {
+  const parts: string[] = []
+  if (t.fill?.row)
+    parts.push(
+      `${t.fill.thread} cached the PMD's pointer to ${t.fill.table} in the ${t.fill.row} at step ${t.fill.step}`,
+    )
+  if (t.unlink)
+    parts.push(
+      `${t.unlink.fn} (step ${t.unlink.step}) unlinked the table from the PMD: the walk-cache entry is stale from here`,
+    )
+  for (const m of t.missed) parts.push(tableMissedPhrase(m))
+  if (t.free) parts.push(`the page-table page was freed at step ${t.free.step}`)
+  return parts
+}
+
+/** A flush or invalidation that left the walk cache, in a why line. */
+function tableMissedPhrase(m: TableStory['missed'][number]): string {
+  const fns = m.text.split(':')[0]
+  if (m.leaf) return `${fns} (step ${m.step}) sent a leaf-only invalidation: the walk cache kept the table`
+  if (m.text.includes('flushed only CPU TLBs'))
+    return `${fns} (step ${m.step}) flushed only CPU TLBs, not the walk cache`
+  return `${fns} (step ${m.step}) did not reach the walk cache`
+}
+
+/** A message without its leading `D0: ` (the culprit names the thread). */
+function bare(v: Violation): string {
+  return v.message.startsWith(`${v.thread}: `) ? v.message.slice(v.thread.length + 2) : v.message
+}
+
+/**
  * A walk through a walk-cache entry (or GUP-fast's pointer) to a freed page table: its fill (the
  * PMD read), the unlink, the free, and the invalidations that kept the walk cache.
  */
 function walkCacheCulprits(run: Run, v: Violation): Culprit[] {
-  const out: Culprit[] = []
-  const evs = run.ex.records.slice(0, v.step + 1).flatMap((r) => r.events)
-  // What held the pointer to the table: a walk-cache fill, or GUP-fast's read of the PMD.
-  const fill = evs
-    .filter(
-      (e) =>
-        (e.kind === 'fill' && e.tlb?.endsWith(' walk cache')) ||
-        (e.fn === 'gup_pmd_range' && e.thread === v.thread),
-    )
-    .at(-1)
-  const since = fill ? fill.step : -1
-  if (fill) out.push({ step: fill.step, thread: fill.thread, role: 'fill', text: `${fill.fn}: ${fill.text}` })
-  for (let k = Math.max(since, 0); k < v.step; k++) {
-    const a = run.states[k]!.mms[0]!
-    const b = run.states[k + 1]!.mms[0]!
-    if (a.pt && !b.pt) {
-      const ev = eventsAt(run, k).find((e) => e.kind === 'pte' || e.kind === 'info')
-      out.push({
-        step: k,
-        thread: run.ex.records[k]!.thread,
-        role: 'pte-change',
-        text: `${ev?.fn ?? 'unlink'}: the PTE table is unlinked from the PMD`,
-      })
-    }
-    if (a.tbl !== null && b.tbl === null && !b.pt)
-      out.push({
-        step: k,
-        thread: run.ex.records[k]!.thread,
-        role: 'other',
-        text: 'the unlinked page-table page is freed',
-      })
-    const inv = eventsAt(run, k).filter((e) => e.kind === 'sec-inval' || e.kind === 'notifier')
-    const wcKept = run.states[k + 1]!.secs.some((x) => x.wc)
-    if (k > since && inv.length && wcKept)
-      out.push({
-        step: k,
-        thread: run.ex.records[k]!.thread,
-        role: 'missed-flush',
-        text: `${[...new Set(inv.map((e) => e.fn))].join(', ')}: the walk cache kept the PTE table${inv.some((e) => e.text.includes('leaf-only')) ? ' (leaf-only)' : ''}`,
-      })
-  }
-  out.push({ step: v.step, thread: v.thread, role: 'stale-use', text: v.message })
-  return out
+  const gup = v.message.includes('GUP-fast') ? v.thread : null
+  const t = tableStory(run, v.step, gup)
+  return [...tableCulprits(t), { step: v.step, thread: v.thread, role: 'stale-use', text: bare(v) }]
 }
 
 /** The "why" line: which entry was used, filled when, from which PTE, and which invalidation never came. */
@@ -815,7 +1114,8 @@ export function explain(sc: Scenario, f: Found, ex: Execution): string {
   }
   const at = v.step
   const recs = ex.records.slice(0, at + 1)
-  if (v.message.includes('walk-cache entry')) return explainWalkCache(v, recs)
+  // A walk through a walk-cache entry: explainFound tells it from the walk cache's story.
+  if (v.message.includes('walk-cache entry')) return v.message
   const page = sc.pages.find((p) => v.message.includes(` ${p.name} `))
   if (!page) return v.message
   const viaCpu = v.message.includes('CPU TLB')
@@ -843,28 +1143,6 @@ export function explain(sc: Scenario, f: Found, ex: Execution): string {
     ? `; since then ${ptes.map((e) => `${e.fn}@${e.step}`).join(', ')} changed the PTE`
     : ''
   return `${v.message}; ${filled}${changed}; ${invals.length ? `notifier activity since: ${invals.join(', ')} (none removed it in time)` : 'no invalidation reached it since'}`
-}
-
-/**
- * A walk through a walk-cache entry for a freed PTE table: when the entry was filled, and the
- * invalidations since then (a leaf-only one keeps it; none may have reached the device).
- */
-function explainWalkCache(v: Violation, recs: Execution['records']): string {
-  const evs = recs.flatMap((r) => r.events).filter((e) => e.step <= v.step)
-  const fills = evs.filter((e) => e.kind === 'fill' && e.text.includes('walk cache: PMD ->'))
-  const last = fills[fills.length - 1]
-  const since = last ? last.step : -1
-  const filled = last
-    ? `the walk-cache entry was filled at step ${last.step} by ${last.thread}`
-    : 'the walk-cache entry was filled before the run'
-  const byCall = new Map<string, boolean>()
-  for (const e of evs) {
-    if (e.step <= since || e.kind !== 'sec-inval') continue
-    const k = `${e.fn}@${e.step}`
-    byCall.set(k, (byCall.get(k) ?? false) || e.text.includes('leaf-only'))
-  }
-  const invals = [...byCall].map(([k, leaf]) => `${k}${leaf ? ' (leaf-only)' : ''}`)
-  return `${v.message}; ${filled}; ${invals.length ? `invalidations since: ${invals.join(', ')} (none dropped the walk cache)` : 'no invalidation reached the device since'}`
 }
 
 /**

@@ -108,9 +108,11 @@ export interface Violation {
  * - `pte-change`: the PTE change that made that entry stale;
  * - `missed-flush`: a flush or invalidation after the change that did not reach the entry;
  * - `stale-use`: the access through the stale entry (or, for forbid, the read that made it true);
- * - `other`: any further step the explanation names (a free, a writeback's clean).
+ *   a walk through a walk-cache entry for a detached or freed page table is one too;
+ * - `context`: any further step the explanation names that is not itself at fault: a free, a
+ *   syscall's return, a writeback's clean, a late invalidation, a forbid read that was up to date.
  */
-export type CulpritRole = 'fill' | 'pte-change' | 'missed-flush' | 'stale-use' | 'other'
+export type CulpritRole = 'fill' | 'pte-change' | 'missed-flush' | 'stale-use' | 'context'
 
 export interface Culprit {
   /** The step (StepRecord.step) this names. */
