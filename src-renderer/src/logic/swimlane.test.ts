@@ -1,8 +1,44 @@
 import { describe, expect, it } from 'vitest'
 import type { StepRecord } from '../../../src-main/engine/results'
-import { buildSwimlane, compareThreads, eventLabel, knownStateAt, ROLE_LABEL, searchRows } from './swimlane'
+import {
+  buildSwimlane,
+  compactFn,
+  compactLabel,
+  compareThreads,
+  eventLabel,
+  knownStateAt,
+  ROLE_LABEL,
+  searchRows,
+} from './swimlane'
 import { TRACE, ev } from './fixtures'
 import { formatCount, formatDuration, normaliseScenarioPath } from './format'
+
+describe('compact cell labels', () => {
+  it('keeps the words that tell the notifier hooks apart', () => {
+    const hooks = [
+      'mmu_notifier_invalidate_range_start',
+      'mmu_notifier_invalidate_range_end',
+      'mmu_notifier_arch_invalidate_secondary_tlbs',
+    ]
+    const short = hooks.map(compactFn)
+    expect(short).toEqual(['…range_start', '…range_end', '…secondary_tlbs'])
+    expect(new Set(short).size).toBe(hooks.length)
+    for (const s of short) expect(s.length).toBeLessThan(16)
+    // Short names stay whole.
+    expect(compactFn('ptep_clear_flush')).toBe('ptep_clear_flush')
+    expect(compactFn('flush_tlb_page')).toBe('flush_tlb_page')
+  })
+  it('drops MMU_NOTIFY_ from a notifier call and keeps its range', () => {
+    const e = ev(2, 'C0', 'notifier', 'mmu_notifier_invalidate_range_start', 'MMU_NOTIFY_CLEAR A')
+    expect(compactLabel(e)).toBe('…range_start(CLEAR A)')
+    expect(eventLabel(e)).toBe('mmu_notifier_invalidate_range_start(MMU_NOTIFY_CLEAR A)')
+  })
+  it('labels a context culprit "context", never "cause"', () => {
+    expect(ROLE_LABEL.other).toBe('context')
+    expect(ROLE_LABEL.context).toBe('context')
+    expect(Object.values(ROLE_LABEL)).not.toContain('cause')
+  })
+})
 
 describe('swimlane rows', () => {
   it('marks the culprit steps with their roles, on the row of their step and thread only', () => {

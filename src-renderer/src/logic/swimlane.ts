@@ -115,13 +115,28 @@ export function buildSwimlane(
   return { lanes, rows, violationRow }
 }
 
-/** How a culprit's role reads in the swimlane's mark and the explanation. */
-export const ROLE_LABEL: Readonly<Record<CulpritRole, string>> = {
+/**
+ * How a culprit's role reads in the swimlane's mark and the explanation. A further step the
+ * explanation names (a free, a writeback's clean) is context, not the cause: the engine calls
+ * that role `other` (being renamed `context`), both read "context".
+ */
+export const ROLE_LABEL: Readonly<Record<CulpritRole | 'other' | 'context', string>> = {
   fill: 'fill',
   'pte-change': 'PTE change',
   'missed-flush': 'missed flush',
   'stale-use': 'stale use',
-  other: 'cause',
+  other: 'context',
+  context: 'context',
+}
+
+/** The one-letter mark of a role in a swimlane cell (its label is the mark's tooltip). */
+export const ROLE_MARK: Readonly<Record<CulpritRole | 'other' | 'context', string>> = {
+  fill: 'F',
+  'pte-change': 'P',
+  'missed-flush': 'M',
+  'stale-use': 'U',
+  other: 'C',
+  context: 'C',
 }
 
 /**
@@ -142,11 +157,35 @@ export function searchRows(rows: readonly SwimlaneRow[], query: string): number[
   return out
 }
 
-/** Short label of an event for the dense lane view. */
+/** Short label of an event for the dense lane view (full names: the wrap mode). */
 export function eventLabel(e: TraceEvent): string {
   if (e.kind === 'op') return e.text.replace(/^[^:]*:\s*/, '')
   if (e.kind === 'notifier' || e.kind === 'sec-inval') return `${e.fn}(${e.text})`
   return e.fn
+}
+
+/** Longest function name a compact cell shows whole. */
+const COMPACT_FN = 16
+
+/**
+ * A function name for a narrow cell, keeping the part that tells it apart from its siblings:
+ * the hooks share their prefix (`mmu_notifier_invalidate_range_start`, `..._range_end`,
+ * `mmu_notifier_arch_invalidate_secondary_tlbs`), so a long name keeps its last two words
+ * (`…range_start`, `…range_end`, `…secondary_tlbs`); a short one stays whole.
+ */
+export function compactFn(fn: string): string {
+  if (fn.length <= COMPACT_FN) return fn
+  const words = fn.split('_').filter((w) => w !== '')
+  if (words.length < 3) return fn
+  return `…${words.slice(-2).join('_')}`
+}
+
+/** `eventLabel` for a compact cell: long function names by their suffix, `MMU_NOTIFY_` dropped. */
+export function compactLabel(e: TraceEvent): string {
+  if (e.kind === 'op') return eventLabel(e)
+  if (e.kind === 'notifier' || e.kind === 'sec-inval')
+    return `${compactFn(e.fn)}(${e.text.replace(/\bMMU_NOTIFY_/g, '')})`
+  return compactFn(e.fn)
 }
 
 export interface KnownState {
