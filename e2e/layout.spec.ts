@@ -231,6 +231,20 @@ for (const [w, h] of [
     await page.getByTestId('metrics-table').scrollIntoViewIfNeeded()
     // Ten metric columns do not fit a pane this narrow: the table scrolls inside itself, and says so.
     await expect(page.getByTestId('metrics-scroll-hint')).toBeVisible()
+    // sim_ns, the one cost figure, sits right after the policy column and sticks with it: in
+    // view before and after the table is scrolled to its last column.
+    const mwrap = page.getByTestId('metrics-table').locator('.wrap')
+    const sim = page.locator('[data-testid="metric-cell"][data-metric="sim_ns"]').first()
+    for (const scrollTo of [0, 10_000]) {
+      await mwrap.evaluate((el, x) => ((el as unknown as { scrollLeft: number }).scrollLeft = x), scrollTo)
+      const wb = (await mwrap.boundingBox())!
+      const sb = (await sim.boundingBox())!
+      expect(sb.x, `sim_ns scrolled out of view (scrollLeft ${scrollTo})`).toBeGreaterThanOrEqual(wb.x)
+      expect(sb.x + sb.width, `sim_ns cut off (scrollLeft ${scrollTo})`).toBeLessThanOrEqual(
+        wb.x + wb.width + 1,
+      )
+    }
+    await mwrap.evaluate((el) => ((el as unknown as { scrollLeft: number }).scrollLeft = 0))
     await lab.screenshot(`42-layout-${w}x${h}-metrics`)
 
     // A trace open under the results: still no sideways page scroll.
