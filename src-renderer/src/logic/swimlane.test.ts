@@ -4,6 +4,7 @@ import {
   buildSwimlane,
   compactFn,
   compactLabel,
+  fitLabels,
   compareThreads,
   eventLabel,
   knownStateAt,
@@ -32,6 +33,37 @@ describe('compact cell labels', () => {
     const e = ev(2, 'C0', 'notifier', 'mmu_notifier_invalidate_range_start', 'MMU_NOTIFY_CLEAR A')
     expect(compactLabel(e)).toBe('…range_start(CLEAR A)')
     expect(eventLabel(e)).toBe('mmu_notifier_invalidate_range_start(MMU_NOTIFY_CLEAR A)')
+  })
+  it('fits a cell: full names when they fit, then shorter forms that still tell the hooks apart', () => {
+    const start = [
+      ev(2, 'C0', 'notifier', 'mmu_notifier_invalidate_range_start', 'MMU_NOTIFY_CLEAR A'),
+      ev(2, 'C0', 'sec-inval', 'invalidate_range_start', 'iommu: invalidate A'),
+    ]
+    const end = [
+      ev(9, 'C0', 'notifier', 'mmu_notifier_invalidate_range_end', 'A'),
+      ev(9, 'C0', 'lock', 'mmap_read_unlock', 'release mmap_lock'),
+    ]
+    const arch = [
+      ev(5, 'C0', 'pte', 'ptep_clear_flush', 'PTE A := none'),
+      ev(5, 'C0', 'cpu-flush', 'flush_tlb_page', 'flush CPU TLBs: A'),
+      ev(5, 'C0', 'notifier', 'mmu_notifier_arch_invalidate_secondary_tlbs', 'A'),
+    ]
+    const text = (es: typeof start, n: number): string =>
+      fitLabels(es, n)
+        .map((l) => l.text)
+        .join(' · ')
+    expect(text(start, 500)).toBe(
+      'mmu_notifier_invalidate_range_start(MMU_NOTIFY_CLEAR A) · invalidate_range_start(iommu: invalidate A)',
+    )
+    for (const n of [40, 30, 20, 12, 8]) {
+      const [a, b, c] = [text(start, n), text(end, n), text(arch, n)]
+      // What is on screen (the first n characters) tells the three hooks apart.
+      const seen = [a, b, c].map((t) => t.slice(0, n))
+      expect(new Set(seen).size, `${n}: ${seen.join(' | ')}`).toBe(3)
+      if (n >= 30) expect(a.length).toBeLessThanOrEqual(n)
+    }
+    expect(text(arch, 12)).toContain('…tlbs')
+    expect(fitLabels(arch, 6).map((l) => l.kind)).toEqual(['pte', 'notifier'])
   })
   it('labels a context culprit "context", never "cause"', () => {
     expect(ROLE_LABEL.other).toBe('context')

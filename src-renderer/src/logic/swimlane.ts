@@ -180,6 +180,54 @@ export function compactFn(fn: string): string {
   return `…${words.slice(-2).join('_')}`
 }
 
+/** What a compact cell drops last: the calls that make a policy differ, then what changed state. */
+const KEEP: ReadonlySet<EventKind> = new Set<EventKind>([
+  'notifier',
+  'sec-inval',
+  'violation',
+  'pte',
+  'fault',
+])
+
+/**
+ * The labels of a step's events for a cell `capacity` characters wide (joined by ` · `): the
+ * full names when they fit, else the compact ones (`…range_start(CLEAR A)`), else without
+ * arguments, else each name's last word (`…start`, `…end`, `…tlbs`, still telling the hooks
+ * apart), and finally only the notifier calls, invalidations, PTE changes and faults. Past that
+ * the cell cuts its tail; the tooltip and the wrap mode have everything.
+ */
+export interface CellLabel {
+  readonly text: string
+  readonly kind: EventKind
+}
+
+export function fitLabels(events: readonly TraceEvent[], capacity: number): CellLabel[] {
+  const width = (ls: readonly string[]): number =>
+    ls.reduce((n, l) => n + l.length, 0) + 3 * Math.max(0, ls.length - 1)
+  const as = (es: readonly TraceEvent[], ls: readonly string[]): CellLabel[] =>
+    es.map((e, i) => ({ text: ls[i]!, kind: e.kind }))
+  const lastWord = (fn: string): string => {
+    if (fn.length <= 8) return fn
+    const w = fn.split('_').filter((x) => x !== '')
+    return w.length < 2 ? fn : `…${w[w.length - 1]}`
+  }
+  const bare = (e: TraceEvent): string => (e.kind === 'op' ? eventLabel(e) : compactFn(e.fn))
+  const short = (e: TraceEvent): string => (e.kind === 'op' ? eventLabel(e) : lastWord(e.fn))
+  const levels: Array<() => string[]> = [
+    () => events.map(eventLabel),
+    () => events.map(compactLabel),
+    () => events.map(bare),
+    () => events.map(short),
+  ]
+  for (const level of levels) {
+    const ls = level()
+    if (width(ls) <= capacity) return as(events, ls)
+  }
+  const kept = events.filter((e) => KEEP.has(e.kind))
+  const es = kept.length > 0 ? kept : events
+  return as(es, es.map(short))
+}
+
 /** `eventLabel` for a compact cell: long function names by their suffix, `MMU_NOTIFY_` dropped. */
 export function compactLabel(e: TraceEvent): string {
   if (e.kind === 'op') return eventLabel(e)
