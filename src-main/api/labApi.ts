@@ -147,8 +147,6 @@ export interface CompareResult {
    * invalidated the stale entry between its fill and its use (one line), or null.
    */
   readonly hint: string | null
-  /** One hint per holding policy (which of its hooks invalidated the stale entry in time). */
-  readonly hints?: ReadonlyArray<{ readonly policy: string; readonly text: string }>
 }
 
 export interface DistinguishResult {
@@ -174,8 +172,6 @@ export interface DistinguishResult {
   readonly complete: boolean
   /** One line: what was found, or why the search stopped. */
   readonly note: string
-  /** One line naming the notifier hook that made the difference, or null. */
-  readonly hint?: string | null
 }
 
 /** Live progress of one policy of a run. */
