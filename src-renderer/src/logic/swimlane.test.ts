@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import type { StepRecord } from '../../../src-main/engine/results'
 import {
+  actSpan,
   buildSwimlane,
   compactFn,
   compactLabel,
@@ -64,6 +65,19 @@ describe('compact cell labels', () => {
     }
     expect(text(arch, 12)).toContain('…tlbs')
     expect(fitLabels(arch, 6).map((l) => l.kind)).toEqual(['pte', 'notifier'])
+  })
+  it('lets the acting cell run over the idle lanes to its right, never over a lock holder', () => {
+    const rows = buildSwimlane(TRACE, null, ['C1', 'D1']).rows
+    // Lanes C0 C1 D0 D1. Step 2 is D0's: only D1 is to its right, idle.
+    expect(rows[2]!.lanes[3]!.locks).toEqual([])
+    expect(actSpan(rows[2]!)).toBe(2)
+    // Step 0 is C0's: C1, D0, D1 hold nothing.
+    expect(actSpan(rows[0]!)).toBe(4)
+    const held = {
+      ...rows[0]!,
+      lanes: rows[0]!.lanes.map((l, i) => (i === 2 ? { ...l, locks: ['ptl'] } : l)),
+    }
+    expect(actSpan(held)).toBe(2)
   })
   it('labels a context culprit "context", never "cause"', () => {
     expect(ROLE_LABEL.other).toBe('context')

@@ -228,6 +228,17 @@ export function fitLabels(events: readonly TraceEvent[], capacity: number): Cell
   return as(es, es.map(short))
 }
 
+/**
+ * How many lanes, from its own, a row's acting cell may take: it runs on over the lanes to its
+ * right whose threads hold nothing at that step (their cells would be empty), so its text gets
+ * the room; a lane that holds a lock keeps its cell and its lock mark.
+ */
+export function actSpan(row: SwimlaneRow): number {
+  let k = 1
+  while (row.lane + k < row.lanes.length && row.lanes[row.lane + k]!.locks.length === 0) k++
+  return k
+}
+
 /** `eventLabel` for a compact cell: long function names by their suffix, `MMU_NOTIFY_` dropped. */
 export function compactLabel(e: TraceEvent): string {
   if (e.kind === 'op') return eventLabel(e)
