@@ -64,7 +64,8 @@ describe('compact cell labels', () => {
       if (n >= 30) expect(a.length).toBeLessThanOrEqual(n)
     }
     expect(text(arch, 12)).toContain('…tlbs')
-    expect(fitLabels(arch, 6).map((l) => l.kind)).toEqual(['pte', 'notifier'])
+    expect(fitLabels(arch, 6).map((l) => l.kind)).toEqual(['notifier', 'pte'])
+    expect(text(arch, 8).slice(0, 8)).toContain('tlbs')
   })
   it('lets the acting cell run over the idle lanes to its right, never over a lock holder', () => {
     const rows = buildSwimlane(TRACE, null, ['C1', 'D1']).rows

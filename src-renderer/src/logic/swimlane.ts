@@ -192,9 +192,10 @@ const KEEP: ReadonlySet<EventKind> = new Set<EventKind>([
 /**
  * The labels of a step's events for a cell `capacity` characters wide (joined by ` · `): the
  * full names when they fit, else the compact ones (`…range_start(CLEAR A)`), else without
- * arguments, else each name's last word (`…start`, `…end`, `…tlbs`, still telling the hooks
- * apart), and finally only the notifier calls, invalidations, PTE changes and faults. Past that
- * the cell cuts its tail; the tooltip and the wrap mode have everything.
+ * arguments, without the lock and CPU-flush steps, then each name's last word (`…start`,
+ * `…end`, `…tlbs`, still telling the hooks apart); at the narrowest, the notifier calls and
+ * invalidations come first (they are what tell policies apart). Past that the cell cuts its
+ * tail; the tooltip and the wrap mode have everything.
  */
 export interface CellLabel {
   readonly text: string
@@ -213,18 +214,23 @@ export function fitLabels(events: readonly TraceEvent[], capacity: number): Cell
   }
   const bare = (e: TraceEvent): string => (e.kind === 'op' ? eventLabel(e) : compactFn(e.fn))
   const short = (e: TraceEvent): string => (e.kind === 'op' ? eventLabel(e) : lastWord(e.fn))
-  const levels: Array<() => string[]> = [
-    () => events.map(eventLabel),
-    () => events.map(compactLabel),
-    () => events.map(bare),
-    () => events.map(short),
-  ]
-  for (const level of levels) {
-    const ls = level()
-    if (width(ls) <= capacity) return as(events, ls)
-  }
   const kept = events.filter((e) => KEEP.has(e.kind))
-  const es = kept.length > 0 ? kept : events
+  const levels: Array<[readonly TraceEvent[], (e: TraceEvent) => string]> = [
+    [events, eventLabel],
+    [events, compactLabel],
+    [events, bare],
+    [kept, bare],
+    [events, short],
+    [kept, short],
+  ]
+  for (const [es, label] of levels) {
+    const ls = es.map(label)
+    if (es.length > 0 && width(ls) <= capacity) return as(es, ls)
+  }
+  // Nothing fits: the calls that tell policies apart (a hook, an invalidation) first, then the
+  // rest in step order; the cell cuts the tail.
+  const hooks = (e: TraceEvent): boolean => e.kind === 'notifier' || e.kind === 'sec-inval'
+  const es = kept.length > 0 ? [...kept.filter(hooks), ...kept.filter((e) => !hooks(e))] : events
   return as(es, es.map(short))
 }
 
