@@ -64,6 +64,14 @@ describe('compact cell labels', () => {
       if (n >= 30) expect(a.length).toBeLessThanOrEqual(n)
     }
     expect(text(arch, 12)).toContain('…tlbs')
+    // The op a step starts is kept down to the narrowest form.
+    const fault = [
+      ev(0, 'C0', 'op', 'cow_fault', 'C0: cow_fault A'),
+      ev(0, 'C0', 'lock', 'mmap_read_lock', 'take mmap_lock for read'),
+      ev(0, 'C0', 'fault', 'handle_mm_fault', 'write fault on A'),
+    ]
+    expect(text(fault, 30)).toBe('cow_fault A · handle_mm_fault')
+    expect(text(fault, 15)).toMatch(/^cow_fault A/)
     expect(fitLabels(arch, 6).map((l) => l.kind)).toEqual(['notifier', 'pte'])
     expect(text(arch, 8).slice(0, 8)).toContain('tlbs')
   })

@@ -182,6 +182,7 @@ export function compactFn(fn: string): string {
 
 /** What a compact cell drops last: the calls that make a policy differ, then what changed state. */
 const KEEP: ReadonlySet<EventKind> = new Set<EventKind>([
+  'op',
   'notifier',
   'sec-inval',
   'violation',
