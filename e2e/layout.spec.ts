@@ -193,6 +193,28 @@ test('the metrics table shows the numbers the CLI prints, and differences from a
   await lab.screenshot('49-metrics-dark')
 })
 
+test('with eight policies the compare strip stays short: it scrolls inside, the hint and the traces keep their room', async ({
+  page,
+}) => {
+  test.setTimeout(180_000)
+  await page.setViewportSize({ width: 1400, height: 900 })
+  await lab.open()
+  await runMany()
+  await lab.counterexample('start-end').getByTestId('compare-schedule').click()
+  await expect(page.getByTestId('compare-outcome')).toHaveCount(MANY.length, { timeout: 60_000 })
+  const strip = (await page.getByTestId('compare-panel').boundingBox())!
+  const pane = (await page.getByTestId('traces-pane').boundingBox())!
+  expect(strip.height, 'the compare strip takes most of the traces pane').toBeLessThanOrEqual(
+    pane.height * 0.42,
+  )
+  // The traces below still show rows.
+  const rows = lab.tracePane('left').locator('[data-testid="trace-row"]')
+  await expect(rows.first()).toBeVisible()
+  const scroller = (await lab.tracePane('left').getByTestId('trace-scroller').boundingBox())!
+  expect(scroller.height, 'trace rows squeezed out by the compare strip').toBeGreaterThanOrEqual(5 * 20)
+  await lab.screenshot('44-compare-8-policies')
+})
+
 for (const [w, h] of [
   [1024, 640],
   [1100, 700],
