@@ -193,6 +193,28 @@ test('the metrics table shows the numbers the CLI prints, and differences from a
   await lab.screenshot('49-metrics-dark')
 })
 
+test('with eight policies the compare strip stays short: it scrolls inside, the hint and the traces keep their room', async ({
+  page,
+}) => {
+  test.setTimeout(180_000)
+  await page.setViewportSize({ width: 1400, height: 900 })
+  await lab.open()
+  await runMany()
+  await lab.counterexample('start-end').getByTestId('compare-schedule').click()
+  await expect(page.getByTestId('compare-outcome')).toHaveCount(MANY.length, { timeout: 60_000 })
+  const strip = (await page.getByTestId('compare-panel').boundingBox())!
+  const pane = (await page.getByTestId('traces-pane').boundingBox())!
+  expect(strip.height, 'the compare strip takes most of the traces pane').toBeLessThanOrEqual(
+    pane.height * 0.42,
+  )
+  // The traces below still show rows.
+  const rows = lab.tracePane('left').locator('[data-testid="trace-row"]')
+  await expect(rows.first()).toBeVisible()
+  const scroller = (await lab.tracePane('left').getByTestId('trace-scroller').boundingBox())!
+  expect(scroller.height, 'trace rows squeezed out by the compare strip').toBeGreaterThanOrEqual(5 * 20)
+  await lab.screenshot('44-compare-8-policies')
+})
+
 for (const [w, h] of [
   [1024, 640],
   [1100, 700],
@@ -231,6 +253,20 @@ for (const [w, h] of [
     await page.getByTestId('metrics-table').scrollIntoViewIfNeeded()
     // Ten metric columns do not fit a pane this narrow: the table scrolls inside itself, and says so.
     await expect(page.getByTestId('metrics-scroll-hint')).toBeVisible()
+    // sim_ns, the one cost figure, sits right after the policy column and sticks with it: in
+    // view before and after the table is scrolled to its last column.
+    const mwrap = page.getByTestId('metrics-table').locator('.wrap')
+    const sim = page.locator('[data-testid="metric-cell"][data-metric="sim_ns"]').first()
+    for (const scrollTo of [0, 10_000]) {
+      await mwrap.evaluate((el, x) => ((el as unknown as { scrollLeft: number }).scrollLeft = x), scrollTo)
+      const wb = (await mwrap.boundingBox())!
+      const sb = (await sim.boundingBox())!
+      expect(sb.x, `sim_ns scrolled out of view (scrollLeft ${scrollTo})`).toBeGreaterThanOrEqual(wb.x)
+      expect(sb.x + sb.width, `sim_ns cut off (scrollLeft ${scrollTo})`).toBeLessThanOrEqual(
+        wb.x + wb.width + 1,
+      )
+    }
+    await mwrap.evaluate((el) => ((el as unknown as { scrollLeft: number }).scrollLeft = 0))
     await lab.screenshot(`42-layout-${w}x${h}-metrics`)
 
     // A trace open under the results: still no sideways page scroll.

@@ -24,7 +24,9 @@ describe('scenario JSON schema for the editor', () => {
       type: 'object',
       required: ['violated'],
       additionalProperties: false,
-      properties: { violated: { type: 'array', minItems: 1, uniqueItems: true, items: { enum: INVARIANTS } } },
+      properties: {
+        violated: { type: 'array', minItems: 1, uniqueItems: true, items: { enum: INVARIANTS } },
+      },
     })
   })
 

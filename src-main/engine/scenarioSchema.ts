@@ -100,7 +100,9 @@ export function scenarioJsonSchema(): object {
         description: 'Exactly these invariants are violated (a missing or an extra one is a mismatch)',
         required: ['violated'],
         additionalProperties: false,
-        properties: { violated: { type: 'array', minItems: 1, uniqueItems: true, items: { enum: INVARIANTS } } },
+        properties: {
+          violated: { type: 'array', minItems: 1, uniqueItems: true, items: { enum: INVARIANTS } },
+        },
       },
     ],
   }

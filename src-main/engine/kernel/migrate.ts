@@ -153,7 +153,11 @@ export const migrate: Proc = {
       c.putFrame(num(f, 'new'), 'migrate_folio_undo_dst')
       const mode = MIGRATE_MODES[num(f, 'mode')]!
       if (mode !== 'async' && !flag(f, 'ttu_sync')) {
-        c.emit('info', 'migrate_pages_sync', `retry ${c.pageName(page)} in MIGRATE_${mode.toUpperCase()}: try_to_migrate(src, 0)`)
+        c.emit(
+          'info',
+          'migrate_pages_sync',
+          `retry ${c.pageName(page)} in MIGRATE_${mode.toUpperCase()}: try_to_migrate(src, 0)`,
+        )
         c.putFrame(pfn, 'migrate_folio_undo_src')
         delete f.l.mapped
         f.l.ttu_sync = true
@@ -246,7 +250,12 @@ export const migrateVma: Proc = {
   rs: {
     run: (c, f) => {
       const owner = f.l.owner
-      c.rangeStart(c.mmIndex, [num(f, 'page')], 'MMU_NOTIFY_MIGRATE', typeof owner === 'number' ? owner : undefined)
+      c.rangeStart(
+        c.mmIndex,
+        [num(f, 'page')],
+        'MMU_NOTIFY_MIGRATE',
+        typeof owner === 'number' ? owner : undefined,
+      )
       c.goto('collect')
     },
   },

@@ -17,7 +17,10 @@ const SET = { violated: ['use-after-free', 'lost-write'] } as const
 
 describe('matchExpectation', () => {
   it('an exact set matches only that set', () => {
-    expect(matchExpectation(SET, 'violated', inv(['use-after-free', 'lost-write']))).toEqual({ ok: true, note: null })
+    expect(matchExpectation(SET, 'violated', inv(['use-after-free', 'lost-write']))).toEqual({
+      ok: true,
+      note: null,
+    })
     expect(matchExpectation(SET, 'violated', inv(['use-after-free']))).toEqual({
       ok: false,
       note: 'missing lost-write',
@@ -58,7 +61,9 @@ describe('expectStatus of an exact set', () => {
       metricChecks: [],
     }) as unknown as PolicyResult
   it('the set found, the others unknown: not proven, not a mismatch', () => {
-    expect(expectStatus(result(inv(['use-after-free', 'lost-write'], ['progress']), false))).toBe('not-proven')
+    expect(expectStatus(result(inv(['use-after-free', 'lost-write'], ['progress']), false))).toBe(
+      'not-proven',
+    )
   })
   it('a listed invariant missing, or another one violated: mismatch', () => {
     expect(expectStatus(result(inv(['use-after-free'], ['lost-write']), false))).toBe('mismatch')

@@ -46,7 +46,7 @@ describe('notebook export', () => {
     expect(html).toContain("<h3>Sean Christopherson's cost objection</h3>")
     expect(html).toContain('schedule: <code>C0 C0 D0  then forever: D0 D0 D0</code>')
     expect(html).toContain(
-      '<blockquote>\n<p>may silently regress performance for secondary MMUs that\nhaven\'t yet taken advantage',
+      "<blockquote>\n<p>may silently regress performance for secondary MMUs that\nhaven't yet taken advantage",
     )
     const evil = exportHtml({
       format: 1,

@@ -5,9 +5,10 @@
  * or `DEV-thread-0  {...}`, with what it did in kernel terms. Threads that do nothing at a step
  * are left out (the document lists them as `{}` because its threads move in lockstep; here one
  * thread moves per step). Every line fits in 72 columns, the width of a mail body; a long line
- * continues under its text. With `collapse`, a run of steps of one thread that change no PTE,
- * TLB entry, frame or register (StepRecord.changes empty) becomes a single line naming their
- * kernel functions. Plain ASCII text, ready for a mail.
+ * continues under its text. With `collapse`, a run of consecutive steps, of any threads, that
+ * change no PTE, TLB entry, frame or register (StepRecord.changes empty) becomes a single line
+ * counting each thread's steps and naming their kernel functions; a violating step and the first
+ * step of a livelock's cycle always keep their block. Plain ASCII text, ready for a mail.
  */
 import {
   runExecution,
@@ -94,12 +95,52 @@ function quiet(r: StepRecord): boolean {
   return r.changes.length === 0 && !r.events.some((e) => e.kind === 'violation')
 }
 
+/** Lines a fold takes: one, so a run of quiet steps costs the reader a single glance. */
+const FOLD_LINES = 1
+
+/**
+ * One entry for a run of quiet steps, whatever threads took them:
+ * `[Time N+5..N+8] 4 steps with no visible change (C1 x2, D0 x2: fn, fn, ...)`, wrapped at
+ * LKML_WIDTH onto at most FOLD_LINES lines: the kernel functions they went through, in order,
+ * as many as fit (then `...`); when even that is too wide (a long span), `unchanged` says it
+ * shorter.
+ */
+export function foldLines(run: readonly StepRecord[], span: string, repeats = false): string[] {
+  const n = run.length
+  const counts = new Map<string, number>()
+  for (const r of run) counts.set(r.thread, (counts.get(r.thread) ?? 0) + 1)
+  const who = [...counts].map(([t, k]) => (k === 1 ? t : `${t} x${k}`)).join(', ')
+  const fns = [...new Set(run.flatMap((s) => s.events.map((e) => e.fn)))]
+  const time = `[Time ${span}${repeats ? ', repeats forever' : ''}]`
+  const wrap = (t: string): string[] => wrapLine(t, '', '    ')
+  const fits = (lines: readonly string[]): boolean => lines.length <= FOLD_LINES
+  for (const what of ['with no visible change', 'unchanged']) {
+    const head = `${time} ${n} step${n === 1 ? '' : 's'} ${what} (${who}`
+    let best: string[] | null = null
+    for (const tail of fns.length > 0 ? [': ...)', ')'] : [')']) {
+      const lines = wrap(`${head}${tail}`)
+      if (fits(lines)) {
+        best = lines
+        break
+      }
+    }
+    if (best === null) continue
+    for (let k = 1; k <= fns.length; k++) {
+      const lines = wrap(`${head}: ${fns.slice(0, k).join(', ')}${k < fns.length ? ', ...' : ''})`)
+      if (!fits(lines)) break
+      best = lines
+    }
+    return best
+  }
+  return wrap(`${time} ${n} steps unchanged (${who})`)
+}
+
 export interface LkmlInput {
   readonly sc: Scenario
   readonly policy: Policy
   readonly schedule: readonly string[]
   readonly cycle: readonly string[] | null
-  /** Fold runs of one thread's steps that change nothing visible into one line each. */
+  /** Fold each run of consecutive steps that change nothing visible into one line. */
   readonly collapse?: boolean
 }
 
@@ -131,20 +172,19 @@ export function lkmlTimeline({ sc, policy, schedule, cycle, collapse = false }: 
   for (let i = 0; i < records.length; i++) {
     const r = records[i]!
     const name = names.get(r.thread) ?? r.thread
-    if (collapse && quiet(r)) {
+    // The first step of a livelock's cycle keeps its block: the reader needs to see where the
+    // repetition starts.
+    const cycleStart = (k: number): boolean => cycle !== null && k === schedule.length
+    if (collapse && quiet(r) && !cycleStart(i)) {
       let j = i
       while (
         j + 1 < records.length &&
-        records[j + 1]!.thread === r.thread &&
         quiet(records[j + 1]!) &&
+        !cycleStart(j + 1) &&
         inCycle(j + 1) === inCycle(i)
       )
         j++
-      const n = j - i + 1
-      const span = n === 1 ? `Time ${time(i)}` : `Time ${time(i)}..${time(j)}`
-      const fns = [...new Set(records.slice(i, j + 1).flatMap((s) => s.events.map((e) => e.fn)))]
-      const what = `${n} step${n === 1 ? '' : 's'} with no visible change${fns.length ? ` (${fns.join(', ')})` : ''}`
-      out.push(...wrapLine(`[${span}${inCycle(i) ? ', repeats forever' : ''}] ${name}: ${what}`, '', '    '))
+      out.push(...foldLines(records.slice(i, j + 1), `${time(i)}${j > i ? `..${time(j)}` : ''}`, inCycle(i)))
       out.push('')
       i = j
       continue

@@ -115,13 +115,25 @@ export function buildSwimlane(
   return { lanes, rows, violationRow }
 }
 
-/** How a culprit's role reads in the swimlane's mark and the explanation. */
+/**
+ * How a culprit's role reads in the swimlane's mark and the explanation. A further step the
+ * explanation names (a free, a writeback's clean, an up-to-date read) is context, not the cause.
+ */
 export const ROLE_LABEL: Readonly<Record<CulpritRole, string>> = {
   fill: 'fill',
   'pte-change': 'PTE change',
   'missed-flush': 'missed flush',
   'stale-use': 'stale use',
-  other: 'cause',
+  context: 'context',
+}
+
+/** The one-letter mark of a role in a swimlane cell (its label is the mark's tooltip). */
+export const ROLE_MARK: Readonly<Record<CulpritRole, string>> = {
+  fill: 'F',
+  'pte-change': 'P',
+  'missed-flush': 'M',
+  'stale-use': 'U',
+  context: 'C',
 }
 
 /**
@@ -142,11 +154,101 @@ export function searchRows(rows: readonly SwimlaneRow[], query: string): number[
   return out
 }
 
-/** Short label of an event for the dense lane view. */
+/** Short label of an event for the dense lane view (full names: the wrap mode). */
 export function eventLabel(e: TraceEvent): string {
   if (e.kind === 'op') return e.text.replace(/^[^:]*:\s*/, '')
   if (e.kind === 'notifier' || e.kind === 'sec-inval') return `${e.fn}(${e.text})`
   return e.fn
+}
+
+/** Longest function name a compact cell shows whole. */
+const COMPACT_FN = 16
+
+/**
+ * A function name for a narrow cell, keeping the part that tells it apart from its siblings:
+ * the hooks share their prefix (`mmu_notifier_invalidate_range_start`, `..._range_end`,
+ * `mmu_notifier_arch_invalidate_secondary_tlbs`), so a long name keeps its last two words
+ * (`…range_start`, `…range_end`, `…secondary_tlbs`); a short one stays whole.
+ */
+export function compactFn(fn: string): string {
+  if (fn.length <= COMPACT_FN) return fn
+  const words = fn.split('_').filter((w) => w !== '')
+  if (words.length < 3) return fn
+  return `…${words.slice(-2).join('_')}`
+}
+
+/** What a compact cell drops last: the calls that make a policy differ, then what changed state. */
+const KEEP: ReadonlySet<EventKind> = new Set<EventKind>([
+  'op',
+  'notifier',
+  'sec-inval',
+  'violation',
+  'pte',
+  'fault',
+])
+
+/**
+ * The labels of a step's events for a cell `capacity` characters wide (joined by ` · `): the
+ * full names when they fit, else the compact ones (`…range_start(CLEAR A)`), else without
+ * arguments, without the lock and CPU-flush steps, then each name's last word (`…start`,
+ * `…end`, `…tlbs`, still telling the hooks apart); at the narrowest, the notifier calls and
+ * invalidations come first (they are what tell policies apart). Past that the cell cuts its
+ * tail; the tooltip and the wrap mode have everything.
+ */
+export interface CellLabel {
+  readonly text: string
+  readonly kind: EventKind
+}
+
+export function fitLabels(events: readonly TraceEvent[], capacity: number): CellLabel[] {
+  const width = (ls: readonly string[]): number =>
+    ls.reduce((n, l) => n + l.length, 0) + 3 * Math.max(0, ls.length - 1)
+  const as = (es: readonly TraceEvent[], ls: readonly string[]): CellLabel[] =>
+    es.map((e, i) => ({ text: ls[i]!, kind: e.kind }))
+  const lastWord = (fn: string): string => {
+    if (fn.length <= 8) return fn
+    const w = fn.split('_').filter((x) => x !== '')
+    return w.length < 2 ? fn : `…${w[w.length - 1]}`
+  }
+  const bare = (e: TraceEvent): string => (e.kind === 'op' ? eventLabel(e) : compactFn(e.fn))
+  const short = (e: TraceEvent): string => (e.kind === 'op' ? eventLabel(e) : lastWord(e.fn))
+  const kept = events.filter((e) => KEEP.has(e.kind))
+  const levels: Array<[readonly TraceEvent[], (e: TraceEvent) => string]> = [
+    [events, eventLabel],
+    [events, compactLabel],
+    [events, bare],
+    [kept, bare],
+    [events, short],
+    [kept, short],
+  ]
+  for (const [es, label] of levels) {
+    const ls = es.map(label)
+    if (es.length > 0 && width(ls) <= capacity) return as(es, ls)
+  }
+  // Nothing fits: the calls that tell policies apart (a hook, an invalidation) first, then the
+  // rest in step order; the cell cuts the tail.
+  const hooks = (e: TraceEvent): boolean => e.kind === 'notifier' || e.kind === 'sec-inval'
+  const es = kept.length > 0 ? [...kept.filter(hooks), ...kept.filter((e) => !hooks(e))] : events
+  return as(es, es.map(short))
+}
+
+/**
+ * How many lanes, from its own, a row's acting cell may take: it runs on over the lanes to its
+ * right whose threads hold nothing at that step (their cells would be empty), so its text gets
+ * the room; a lane that holds a lock keeps its cell and its lock mark.
+ */
+export function actSpan(row: SwimlaneRow): number {
+  let k = 1
+  while (row.lane + k < row.lanes.length && row.lanes[row.lane + k]!.locks.length === 0) k++
+  return k
+}
+
+/** `eventLabel` for a compact cell: long function names by their suffix, `MMU_NOTIFY_` dropped. */
+export function compactLabel(e: TraceEvent): string {
+  if (e.kind === 'op') return eventLabel(e)
+  if (e.kind === 'notifier' || e.kind === 'sec-inval')
+    return `${compactFn(e.fn)}(${e.text.replace(/\bMMU_NOTIFY_/g, '')})`
+  return compactFn(e.fn)
 }
 
 export interface KnownState {

@@ -44,6 +44,12 @@ function sameSchedule(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && a.every((t, i) => t === b[i])
 }
 
+/** Where a trace pane is scrolled to: a displayed row and how far into it (0..1). */
+export interface ScrollPosition {
+  readonly index: number
+  readonly frac: number
+}
+
 export const useTraceStore = defineStore('trace', () => {
   const run = useRunStore()
   const left = shallowRef<TraceSource | null>(null)
@@ -51,6 +57,11 @@ export const useTraceStore = defineStore('trace', () => {
   const replays = shallowRef<TraceSource[]>([])
   const selected = ref<{ side: Side; row: number } | null>(null)
   const syncScroll = ref(true)
+  /**
+   * Swimlane cells: `compact` (one line, long hook names by their distinguishing suffix) or
+   * `wrap` (every name in full, rows as tall as their text).
+   */
+  const cellMode = ref<'compact' | 'wrap'>('compact')
   const replaying = ref(false)
   const replayError = ref<string | null>(null)
   let replayCount = 0
@@ -252,6 +263,7 @@ export const useTraceStore = defineStore('trace', () => {
     replays,
     selected,
     syncScroll,
+    cellMode,
     replaying,
     replayError,
     sources,
