@@ -126,7 +126,13 @@ test('compare a counterexample on its schedule under all three presets and step 
   await expect(lab.outcome('start-end')).toHaveAttribute('data-outcome', 'forbid')
   await expect(lab.outcome('invalidate-range')).toHaveAttribute('data-outcome', 'holds')
   await expect(lab.outcome('arch-hook')).toHaveAttribute('data-outcome', 'holds')
-  await expect(page.getByTestId('compare-hint')).not.toBeEmpty()
+  // One hint per holding policy, each naming the hook that dropped the entry in between.
+  await expect(page.locator('[data-testid="compare-hint"][data-policy="invalidate-range"]')).toContainText(
+    'mmu_notifier_invalidate_range',
+  )
+  await expect(page.locator('[data-testid="compare-hint"][data-policy="arch-hook"]')).toContainText(
+    'mmu_notifier_arch_invalidate_secondary_tlbs',
+  )
   // Each policy's why on a line of its own (shown at once in a tall window).
   await expect(page.locator('[data-testid="compare-detail"][data-policy="start-end"]')).toContainText(
     'r1 == 1',
