@@ -7,37 +7,9 @@ import { createPinia, setActivePinia } from 'pinia'
 import { beforeEach, describe, expect, it, vi } from 'vitest'
 import type { EngineInfo, LabApi } from '../../../src-main/api/labApi'
 import { RUN } from '../logic/fixtures'
+import { fake } from './fakeLab'
 
-const fake = vi.hoisted(() => {
-  const listeners = new Set<(e: unknown) => void>()
-  return {
-    listeners,
-    emit: (e: unknown) => listeners.forEach((l) => l(e)),
-    api: {} as Record<string, unknown>,
-  }
-})
-
-vi.mock('../lab', () => {
-  class LabError extends Error {}
-  const lab = new Proxy(
-    {},
-    {
-      get: (_t, k: string) =>
-        k === 'onDidRunEvent'
-          ? (l: (e: unknown) => void) => {
-              fake.listeners.add(l)
-              return () => fake.listeners.delete(l)
-            }
-          : fake.api[k],
-    },
-  )
-  return {
-    lab,
-    LabError,
-    toLabError: (e: unknown) => (e instanceof Error ? e : new Error(String(e))),
-    transport: 'http',
-  }
-})
+vi.mock('../lab', () => import('./fakeLab'))
 
 const { useRunStore } = await import('./runStore')
 const { useScenarioStore } = await import('./scenarioStore')

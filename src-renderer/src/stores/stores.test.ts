@@ -3,45 +3,9 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import type { EngineInfo, LabApi, RunEvent } from '../../../src-main/api/labApi'
 import type { PolicyReplay } from '../../../src-main/api/labApi'
 import { RUN, TRACE } from '../logic/fixtures'
+import { fake } from './fakeLab'
 
-/** A scripted LabApi: each test sets the replies it needs. */
-const fake = vi.hoisted(() => {
-  const listeners = new Set<(e: unknown) => void>()
-  return {
-    listeners,
-    emit: (e: unknown) => listeners.forEach((l) => l(e)),
-    api: {} as Record<string, unknown>,
-  }
-})
-
-vi.mock('../lab', () => {
-  class LabError extends Error {
-    constructor(
-      message: string,
-      readonly issues: unknown[] = [],
-    ) {
-      super(message)
-    }
-  }
-  const lab = new Proxy(
-    {},
-    {
-      get: (_t, k: string) =>
-        k === 'onDidRunEvent'
-          ? (l: (e: unknown) => void) => {
-              fake.listeners.add(l)
-              return () => fake.listeners.delete(l)
-            }
-          : fake.api[k],
-    },
-  )
-  return {
-    lab,
-    LabError,
-    toLabError: (e: unknown) => (e instanceof LabError ? e : new LabError(String((e as Error).message ?? e))),
-    transport: 'http',
-  }
-})
+vi.mock('../lab', () => import('./fakeLab'))
 
 const { useRunStore } = await import('./runStore')
 const { usePolicyStore } = await import('./policyStore')
