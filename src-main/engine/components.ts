@@ -111,8 +111,8 @@ export function components(
   // first keeps the others at their start. (Any group would do for the argument above.)
   const holders = new Set<number>()
   for (const m of s.mms) {
-    if (m.ptl >= 0) holders.add(m.ptl)
-    if (m.pmdl >= 0) holders.add(m.pmdl)
+    for (const h of m.ptl) if (h >= 0) holders.add(h)
+    for (const h of m.pmdl) if (h >= 0) holders.add(h)
   }
   const left = new Map<number, number>()
   for (const u of live) {

@@ -23,6 +23,14 @@ import {
   isKernelPage,
   KERNEL_MM,
   pageMm,
+  tableCount,
+  tableOf,
+  tablePages,
+  tablesOf,
+  tableTag,
+  WC_NONE,
+  WC_OLD,
+  WC_TABLE,
   ZERO_PFN,
 } from './state'
 import type { InvariantName, Scenario } from './types'
@@ -218,31 +226,87 @@ export class Ctx {
   }
 
   // ---- locks ----------------------------------------------------------------------------
-  /** spin_lock(pte_lockptr(mm, pmd)): all scenario pages share one PTE page, hence one PTL. */
-  ptlFree(mm: number): boolean {
-    this.rd(Res.ptl(mm))
-    return this.s.mms[mm]!.ptl === -1
+  /** The PTE table (PMD range) a page lives in: its `table:`. */
+  tableOf(page: number): number {
+    return tableOf(this.sc, page)
   }
-  lockPtl(mm: number, fn = 'pte_offset_map_lock'): void {
-    this.spinLock(mm, 'ptl', mm === 0 ? 'ptl' : 'ptl(child)', fn, 'take the page-table lock')
+  /** Whether two pages live in the same PTE table (hence share a split PTL). */
+  sameTable(a: number, b: number): boolean {
+    return this.tableOf(a) === this.tableOf(b)
   }
-  unlockPtl(mm: number, fn = 'pte_unmap_unlock'): void {
-    this.spinUnlock(mm, 'ptl', mm === 0 ? 'ptl' : 'ptl(child)', fn, 'release the page-table lock')
+  /** `ptl`, `ptl(child)`; with several tables `ptl#1`, `ptl#1(child)`. */
+  private ptlName(mm: number, k: number): string {
+    return `ptl${tableTag(this.sc, k)}${mm === 0 ? '' : '(child)'}`
   }
-  /** A spinlock field of an mm (the PTL, pmd_lock): held by one thread, or -1. */
-  private spinLock(mm: number, field: 'ptl' | 'pmdl', name: string, fn: string, text: string): void {
+  /**
+   * A PTE table as traces name it: `base` ('the PTE page') with one table, `the PTE page#1`
+   * with several.
+   */
+  tableName(k: number, base = 'the PTE page'): string {
+    return `${base}${tableTag(this.sc, k)}`
+  }
+  /** Whether spin_lock(pte_lockptr(mm, pmd)) of the PTE table `page` lives in would not wait. */
+  ptlFree(mm: number, page: number): boolean {
+    const k = this.tableOf(page)
+    this.rd(Res.ptl(mm, k))
+    return this.s.mms[mm]!.ptl[k] === -1
+  }
+  /** pte_offset_map_lock(): the split PTL of the PTE table `page` lives in. */
+  lockPtl(mm: number, page: number, fn = 'pte_offset_map_lock'): void {
+    const k = this.tableOf(page)
+    const tag = tableTag(this.sc, k)
+    this.spinLock(
+      mm,
+      'ptl',
+      k,
+      this.ptlName(mm, k),
+      fn,
+      `take the page-table lock${tag ? ` ${this.ptlName(mm, k)}` : ''}`,
+    )
+  }
+  unlockPtl(mm: number, page: number, fn = 'pte_unmap_unlock'): void {
+    const k = this.tableOf(page)
+    const tag = tableTag(this.sc, k)
+    this.spinUnlock(
+      mm,
+      'ptl',
+      k,
+      this.ptlName(mm, k),
+      fn,
+      `release the page-table lock${tag ? ` ${this.ptlName(mm, k)}` : ''}`,
+    )
+  }
+  /** A per-table spinlock of an mm (a PTL, a pmd_lock): held by one thread, or -1. */
+  private spinLock(
+    mm: number,
+    field: 'ptl' | 'pmdl',
+    k: number,
+    name: string,
+    fn: string,
+    text: string,
+  ): void {
     const m = this.mmW(mm)
-    if (m[field] !== -1) throw new Error(`model bug: ${this.name} takes ${name} held by thread ${m[field]}`)
-    m[field] = this.t
-    this.wr(field === 'ptl' ? Res.ptl(mm) : Res.pmdl(mm))
+    const held = m[field][k]!
+    if (held !== -1) throw new Error(`model bug: ${this.name} takes ${name} held by thread ${held}`)
+    m[field] = m[field].slice()
+    m[field][k] = this.t
+    this.wr(field === 'ptl' ? Res.ptl(mm, k) : Res.pmdl(mm, k))
     this.thread.locks.push(name)
     this.emit('lock', fn, text)
   }
-  private spinUnlock(mm: number, field: 'ptl' | 'pmdl', name: string, fn: string, text: string): void {
+  private spinUnlock(
+    mm: number,
+    field: 'ptl' | 'pmdl',
+    k: number,
+    name: string,
+    fn: string,
+    text: string,
+  ): void {
     const m = this.mmW(mm)
-    if (m[field] !== this.t) throw new Error(`model bug: ${this.name} releases ${name} it does not hold`)
-    m[field] = -1
-    this.wr(field === 'ptl' ? Res.ptl(mm) : Res.pmdl(mm))
+    if (m[field][k] !== this.t) throw new Error(`model bug: ${this.name} releases ${name} it does not hold`)
+    m[field] = m[field].slice()
+    m[field][k] = -1
+    this.wr(field === 'ptl' ? Res.ptl(mm, k) : Res.pmdl(mm, k))
     this.dropLock(name)
     this.emit('lock', fn, text)
   }
@@ -309,9 +373,13 @@ export class Ctx {
     this.wr(Res.pte(mm, page))
     this.ptesW(mm)[page] = pte
     const m = this.s.mms[mm]!
-    if (pte && !pte.huge && !m.pt) {
-      this.wr(Res.pt(mm))
-      m.pt = true
+    const k = this.tableOf(page)
+    if (pte && !pte.huge && !m.pt[k]) {
+      // __pte_alloc(): a new PTE page is linked in the PMD.
+      this.wr(Res.pt(mm, k))
+      m.pt = m.pt.slice()
+      m.pt[k] = true
+      if (mm === 0) this.walkCachesOutlived(k)
     }
     this.emit('pte', fn, `PTE ${this.pageName(page)}${mm === 1 ? ' (child)' : ''} := ${pteText(pte)}`)
   }
@@ -333,51 +401,106 @@ export class Ctx {
     })
     this.emit('pte', fn, text)
   }
-  /** Whether the PMD is populated (a PTE page exists), as change_pmd_range() tests with pmd_none(). */
-  pmdPopulated(mm: number): boolean {
-    this.rd(Res.pt(mm))
-    return this.s.mms[mm]!.pt
+  /**
+   * A new PTE page was linked in table k's PMD after the one a walk cache points at was freed:
+   * that walk-cache entry still points at the freed page (WC_OLD), not at the new one.
+   */
+  private walkCachesOutlived(k: number): void {
+    if (this.s.mms[0]!.tbl[k] !== null) return
+    this.sc.secondaries.forEach((d, i) => {
+      if (d.type !== 'hw-walker' || !d.walkCache) return
+      if (this.walkCache(i, k) === WC_TABLE) this.setWalkCacheOf(i, k, WC_OLD)
+    })
   }
   /**
-   * free_pgtables() (v6.6 mm/mmap.c, called by unmap_region() after unmap_vmas()): the PTE page
-   * goes when no VMA is left in its range (all pages share one PMD). free_pte_range() does
-   * pmd_clear() and pte_free_tlb(): the page is unlinked from the PMD and queued in the
-   * mmu_gather (tlb_remove_table / tlb_remove_page), not freed yet; tlb_finish_mmu() frees it
-   * after its flush (see freeDetachedTable). Without `thp:` the unlinked page's (empty) PTEs
-   * are kept in `tbl` until then, so a walk cache that still points at it reads it, and a walk
-   * after the free is a use-after-free. Returns whether the PTE page was unlinked.
+   * Whether the PMD of the table `page` lives in is populated (a PTE page exists), as
+   * change_pmd_range() and zap_pmd_range() test with pmd_none().
    */
-  freePgtables(mm: number): boolean {
-    const m = this.s.mms[mm]!
-    for (let p = 0; p < m.vmas.length; p++) if (this.vma(mm, p) !== null) return false
-    this.rd(Res.pt(mm))
-    if (!m.pt) return false
-    this.wr(Res.pt(mm))
-    const w = this.mmW(mm)
-    w.pt = false
-    if (this.sc.thp === null) {
-      w.tbl = w.ptes.slice()
-      this.emit(
-        'info',
-        'free_pgtables',
-        'no VMA left: free_pte_range: pmd_clear, pte_free_tlb (the PTE page is unlinked and queued in the mmu_gather; freed_tables = 1)',
-      )
-    } else this.emit('info', 'free_pgtables', 'no VMA left: the PTE page is freed')
-    return true
+  pmdPopulated(mm: number, page: number): boolean {
+    const k = this.tableOf(page)
+    this.rd(Res.pt(mm, k))
+    return this.s.mms[mm]!.pt[k]!
+  }
+  /** The tables of the scenario, 0 .. tableCount - 1. */
+  get tables(): number[] {
+    return Array.from({ length: tableCount(this.sc) }, (_, k) => k)
+  }
+  /** Whether table k holds the scenario's huge page (`thp:`). */
+  isThpTable(k: number): boolean {
+    return this.sc.thp !== null && this.tableOf(this.sc.thp.pages[0]!) === k
+  }
+  /**
+   * free_pgtables() (v6.6 mm/mmap.c, called by unmap_region() after unmap_vmas(), over the
+   * unmapped VMAs `pages`): free_pgd_range() -> free_pmd_range() -> free_pte_range() for every
+   * PMD range the unmapped VMAs touch that no other VMA overlaps (the floor and ceiling of the
+   * neighbouring VMAs): here, each table of `pages` with no VMA left on any of its pages. A
+   * table with a VMA left stays (a partial free_pgtables). free_pte_range() does pmd_clear()
+   * and pte_free_tlb(): the page is unlinked from the PMD and queued in the mmu_gather
+   * (tlb_remove_table / tlb_remove_page), not freed yet; tlb_finish_mmu() frees it after its
+   * flush (see freeDetachedTable). Outside the huge page's table the unlinked page's (empty)
+   * PTEs are kept in `tbl` until then, so a walk cache that still points at it reads it, and a
+   * walk after the free is a use-after-free. Returns the tables unlinked.
+   */
+  freePgtables(mm: number, pages: readonly number[]): number[] {
+    const freed: number[] = []
+    for (const k of tablesOf(this.sc, pages)) {
+      if (tablePages(this.sc, k).some((p) => this.vma(mm, p) !== null)) continue
+      this.rd(Res.pt(mm, k))
+      if (!this.s.mms[mm]!.pt[k]) continue
+      this.wr(Res.pt(mm, k))
+      const w = this.mmW(mm)
+      w.pt = w.pt.slice()
+      w.pt[k] = false
+      const multi = tableCount(this.sc) > 1
+      const left = multi ? `no VMA left over table ${k}'s PMD range` : 'no VMA left'
+      if (!this.isThpTable(k)) {
+        w.tbl = w.tbl.slice()
+        w.tbl[k] = w.ptes.slice()
+        this.emit(
+          'info',
+          'free_pgtables',
+          `${left}: free_pte_range: pmd_clear, pte_free_tlb (${this.tableName(k)} is unlinked and queued in the mmu_gather; freed_tables = 1)`,
+        )
+      } else this.emit('info', 'free_pgtables', `${left}: ${this.tableName(k)} is freed`)
+      freed.push(k)
+    }
+    return freed
   }
   /**
    * tlb_finish_mmu() -> tlb_flush_mmu() -> tlb_flush_mmu_free() -> tlb_table_flush() (v6.6
-   * mm/mmu_gather.c): after the TLB flush, the PTE page that free_pgtables() queued is freed
+   * mm/mmu_gather.c): after the TLB flush, the PTE pages that free_pgtables() queued are freed
    * (x86 and arm64 select MMU_GATHER_RCU_TABLE_FREE: after an RCU grace period or the IPI of
-   * tlb_remove_table_sync_one, neither of which an IOMMU walk waits for). Non-THP scenarios.
+   * tlb_remove_table_sync_one, neither of which an IOMMU walk waits for). Not the huge page's
+   * table (kernel/thp.ts frees that one itself).
    */
   freeDetachedTable(mm: number): void {
-    if (this.sc.thp !== null) return
-    this.rd(Res.pt(mm))
-    if (this.s.mms[mm]!.tbl === null) return
-    this.wr(Res.pt(mm))
-    this.mmW(mm).tbl = null
-    this.emit('frame', 'tlb_finish_mmu: tlb_table_flush', 'the PTE page unlinked by free_pgtables is freed')
+    for (const k of this.tables) {
+      if (this.isThpTable(k)) continue
+      this.rd(Res.pt(mm, k))
+      if (this.s.mms[mm]!.tbl[k] === null) continue
+      this.wr(Res.pt(mm, k))
+      const w = this.mmW(mm)
+      w.tbl = w.tbl.slice()
+      w.tbl[k] = null
+      this.emit(
+        'frame',
+        'tlb_finish_mmu: tlb_table_flush',
+        `${this.tableName(k)} unlinked by free_pgtables is freed`,
+      )
+    }
+  }
+  /**
+   * A PTE page that free_pgtables() unlinked from table k's PMD and tlb_finish_mmu() has not
+   * freed yet (its PTEs), or null (linked, or freed). Not the huge page's table (see table()).
+   */
+  unlinkedTable(mm: number, k: number): ReadonlyArray<Pte | null> | null {
+    this.rd(Res.pt(mm, k))
+    return this.s.mms[mm]!.tbl[k]!
+  }
+  /** Whether table k's PMD links a PTE page (pmdPopulated, by table). */
+  tablePopulated(mm: number, k: number): boolean {
+    this.rd(Res.pt(mm, k))
+    return this.s.mms[mm]!.pt[k]!
   }
   // ---- THP: the huge page's PMD, its PTE table, pmd_lock, GUP-fast ----------------------
   /** The huge page's subpages (the scenario's `thp:`), or none. */
@@ -387,28 +510,40 @@ export class Ctx {
   isThp(page: number): boolean {
     return this.sc.thp !== null && this.sc.thp.pages.includes(page)
   }
+  /** The table of the huge page's PMD (`thp:`). */
+  private get thpTable(): number {
+    return this.tableOf(this.thpPages[0] ?? 0)
+  }
   pmdLockFree(mm: number): boolean {
-    this.rd(Res.pmdl(mm))
-    return this.s.mms[mm]!.pmdl === -1
+    const k = this.thpTable
+    this.rd(Res.pmdl(mm, k))
+    return this.s.mms[mm]!.pmdl[k] === -1
   }
   /** pmd_lock(mm, pmd): the huge PMD's lock (split PMD lock or mm->page_table_lock). */
   pmdLock(mm: number, fn = 'pmd_lock'): void {
-    this.spinLock(mm, 'pmdl', 'pmd_lock', fn, 'take the PMD lock')
+    this.spinLock(mm, 'pmdl', this.thpTable, 'pmd_lock', fn, 'take the PMD lock')
   }
   pmdUnlock(mm: number, fn = 'spin_unlock (pmd_lock)'): void {
-    this.spinUnlock(mm, 'pmdl', 'pmd_lock', fn, 'release the PMD lock')
+    this.spinUnlock(mm, 'pmdl', this.thpTable, 'pmd_lock', fn, 'release the PMD lock')
   }
   /** The huge page's PTE table while it is unlinked (detached or deposited); null if none. */
   table(mm: number): ReadonlyArray<Pte | null> | null {
-    this.rd(Res.pt(mm))
-    return this.s.mms[mm]!.tbl
+    const k = this.thpTable
+    this.rd(Res.pt(mm, k))
+    return this.s.mms[mm]!.tbl[k]!
   }
-  /** Replaces the unlinked table (null: it is freed or linked); `pt` says whether the PMD links one. */
+  /**
+   * Replaces the huge page's unlinked table (null: it is freed or linked); `pt` says whether
+   * the PMD links one.
+   */
   setTable(mm: number, tbl: Array<Pte | null> | null, pt: boolean): void {
-    this.wr(Res.pt(mm))
+    const k = this.thpTable
+    this.wr(Res.pt(mm, k))
     const m = this.mmW(mm)
-    m.tbl = tbl
-    m.pt = pt
+    m.tbl = m.tbl.slice()
+    m.tbl[k] = tbl
+    m.pt = m.pt.slice()
+    m.pt[k] = pt
   }
   /** A GUP-fast walker enters (+1) or leaves (-1) its IRQs-off section (local_irq_save). */
   gupFast(mm: number, delta: number): void {
@@ -422,14 +557,26 @@ export class Ctx {
     this.rd(Res.gupf(mm))
     return this.s.mms[mm]!.gupf === 0
   }
-  /** The walk cache of hw-walker `i` holds the huge page's PTE table. */
-  walkCached(i: number): boolean {
-    this.rd(Res.wc(i))
-    return this.s.secs[i]!.wc
+  /**
+   * What the walk cache of hw-walker `i` holds for the PTE table `page` lives in: WC_NONE,
+   * WC_TABLE (the table the PMD links, or linked until free_pgtables) or WC_OLD (a freed table
+   * the PMD no longer points at).
+   */
+  walkCached(i: number, page: number): number {
+    return this.walkCache(i, this.tableOf(page))
   }
-  setWalkCache(i: number, v: boolean): void {
-    this.wr(Res.wc(i))
-    this.secW(i).wc = v
+  setWalkCache(i: number, page: number, v: number): void {
+    this.setWalkCacheOf(i, this.tableOf(page), v)
+  }
+  private walkCache(i: number, k: number): number {
+    this.rd(Res.wc(i, k))
+    return this.s.secs[i]!.wc[k]!
+  }
+  private setWalkCacheOf(i: number, k: number, v: number): void {
+    this.wr(Res.wc(i, k))
+    const sec = this.secW(i)
+    sec.wc = sec.wc.slice()
+    sec.wc[k] = v
   }
 
   vma(mm: number, page: number): 'rw' | 'ro' | 'none' | null {
@@ -1158,34 +1305,34 @@ export class Ctx {
 
   /**
    * The non-leaf part of a driver's invalidation (SMMU leaf=false, VT-d ih=0, as v6.6 SVA
-   * drivers send it): the walk cache entry for the huge page's PTE table goes when the range
-   * covers it. A leaf-only driver (leaf_only: true) keeps it.
+   * drivers send it): the walk-cache entry for each PTE table whose PMD range the range
+   * touches goes (SMMU CMD_TLBI_NH_VA with Leaf=0 and VT-d PASID-based IOTLB invalidation with
+   * IH=0 drop the paging-structure entries used for the addresses). A leaf-only driver
+   * (leaf_only: true) keeps them.
    */
   private dropWalkCache(i: number, pages: readonly number[] | null, why: string): void {
     const d = this.sc.secondaries[i]!
     if (d.type !== 'hw-walker' || !d.walkCache) return
-    // Without thp: every page lives under the one PMD, so any address of the range selects the
-    // walk-cache entry for that PMD (SMMU CMD_TLBI_NH_VA with Leaf=0 and VT-d PASID-based
-    // IOTLB invalidation with IH=0 drop the paging-structure entries used for the address).
-    const pmd = this.sc.thp === null ? null : this.thpPages
-    if (pages !== null && (pmd === null ? pages.length === 0 : !pmd.some((p) => pages.includes(p)))) return
-    if (!this.walkCached(i)) return
-    if (d.leafOnly) {
+    for (const k of pages === null ? this.tables : tablesOf(this.sc, pages)) {
+      if (this.walkCache(i, k) === WC_NONE) continue
+      const table = this.tableName(k, 'the PTE table')
+      if (d.leafOnly) {
+        this.emit(
+          'sec-inval',
+          why,
+          `${d.name}: leaf-only invalidation: the walk cache keeps ${table}`,
+          this.pagesDetail(pages),
+        )
+        continue
+      }
+      this.setWalkCacheOf(i, k, WC_NONE)
       this.emit(
         'sec-inval',
         why,
-        `${d.name}: leaf-only invalidation: the walk cache keeps the PTE table`,
+        `${d.name}: non-leaf invalidation: drop the walk-cache entry for ${table}`,
         this.pagesDetail(pages),
       )
-      return
     }
-    this.setWalkCache(i, false)
-    this.emit(
-      'sec-inval',
-      why,
-      `${d.name}: non-leaf invalidation: drop the walk-cache entry for the PTE table`,
-      this.pagesDetail(pages),
-    )
   }
 
   /** BTM: the SMMU applies a snooped broadcast TLBI to its IOTLB (not to a device ATC). */

@@ -1,6 +1,18 @@
 /** Human-readable differences between two states: what a step changed. */
 import { pteText } from './ctx'
-import { isKernelPage, pageMm, type FileState, type LabState, type TlbEntry } from './state'
+import {
+  isKernelPage,
+  pageMm,
+  tableCount,
+  tableOf,
+  tableTag,
+  WC_NONE,
+  WC_OLD,
+  WC_TABLE,
+  type FileState,
+  type LabState,
+  type TlbEntry,
+} from './state'
 import type { Scenario } from './types'
 
 function entryText(e: TlbEntry): string {
@@ -39,10 +51,19 @@ export function diffStates(sc: Scenario, a: LabState, b: LabState): string[] {
       if (JSON.stringify(p) !== JSON.stringify(q))
         out.push(`${who} ${name(j)}: ${pteText(p)} -> ${pteText(q)}`)
     })
-    if (sc.thp && i === 0 && (JSON.stringify(m.tbl) !== JSON.stringify(n.tbl) || m.pt !== n.pt))
-      out.push(`PTE table: ${tableText(m)} -> ${tableText(n)}`)
-    else if (!sc.thp && i === 0 && walkCaches && ((m.tbl !== null) !== (n.tbl !== null) || m.pt !== n.pt))
-      out.push(`PTE page: ${pageText(m)} -> ${pageText(n)}`)
+    const multi = tableCount(sc) > 1
+    if (i === 0)
+      m.pt.forEach((_, k) => {
+        const tag = tableTag(sc, k)
+        if (isThpTable(sc, k)) {
+          if (JSON.stringify(m.tbl[k]) !== JSON.stringify(n.tbl[k]) || m.pt[k] !== n.pt[k])
+            out.push(`PTE table${tag}: ${tableText(m, k)} -> ${tableText(n, k)}`)
+        } else if (
+          (walkCaches || multi) &&
+          ((m.tbl[k] !== null) !== (n.tbl[k] !== null) || m.pt[k] !== n.pt[k])
+        )
+          out.push(`PTE page${tag}: ${pageText(m, k)} -> ${pageText(n, k)}`)
+      })
     m.vmas.forEach((v, j) => {
       if (v !== n.vmas[j])
         out.push(`${i === 0 ? 'VMA' : 'child VMA'} ${name(j)}: ${v ?? 'none'} -> ${n.vmas[j] ?? 'none'}`)
@@ -61,8 +82,14 @@ export function diffStates(sc: Scenario, a: LabState, b: LabState): string[] {
       out,
     )
     if (ats) diffEntries(`${d.name} ATC`, a.secs[i]!.atc, b.secs[i]!.atc, name, out)
-    if (a.secs[i]!.wc !== b.secs[i]!.wc)
-      out.push(`${d.name} walk cache: ${b.secs[i]!.wc ? '+PTE table' : '-PTE table'}`)
+    a.secs[i]!.wc.forEach((x, k) => {
+      const y = b.secs[i]!.wc[k]!
+      if (x === y) return
+      const tag = tableTag(sc, k)
+      if (x === WC_NONE || y === WC_NONE)
+        out.push(`${d.name} walk cache: ${y !== WC_NONE ? '+' : '-'}${wcText(y !== WC_NONE ? y : x)}${tag}`)
+      else out.push(`${d.name} walk cache: ${wcText(x)}${tag} -> ${wcText(y)}${tag}`)
+    })
   })
   b.frames.forEach((f, i) => {
     const o = a.frames[i]
@@ -87,17 +114,28 @@ export function diffStates(sc: Scenario, a: LabState, b: LabState): string[] {
   return out
 }
 
-/** Where the one PTE page is (walk-cache scenarios without thp:; munmap's free_pgtables). */
-function pageText(m: LabState['mms'][number]): string {
-  if (m.pt) return 'linked in the PMD'
-  return m.tbl ? 'unlinked by free_pgtables, not yet freed' : 'none (freed)'
+/** Whether table k holds the scenario's huge page. */
+function isThpTable(sc: Scenario, k: number): boolean {
+  return sc.thp !== null && tableOf(sc, sc.thp.pages[0]!) === k
+}
+
+/** What a walk-cache entry points at: the table (WC_TABLE) or a freed one (WC_OLD). */
+function wcText(v: number): string {
+  return v === WC_OLD ? 'freed PTE table' : 'PTE table'
+}
+
+/** Where table k's PTE page is (free_pgtables: munmap, mremap, exit). */
+function pageText(m: LabState['mms'][number], k: number): string {
+  if (m.pt[k]) return 'linked in the PMD'
+  return m.tbl[k] ? 'unlinked by free_pgtables, not yet freed' : 'none (freed)'
 }
 
 /** Where the huge page's PTE table is (THP scenarios). */
-function tableText(m: LabState['mms'][number]): string {
-  if (m.pt) return 'linked in the PMD'
-  if (!m.tbl) return 'none (freed)'
-  const live = m.tbl.filter((p) => p !== null).length
+function tableText(m: LabState['mms'][number], k: number): string {
+  if (m.pt[k]) return 'linked in the PMD'
+  const t = m.tbl[k]
+  if (!t) return 'none (freed)'
+  const live = t.filter((p) => p !== null).length
   return live > 0 ? `detached, ${live} PTEs still present` : 'deposited (empty)'
 }
 
@@ -135,10 +173,19 @@ export function stateView(sc: Scenario, s: LabState): Array<[string, string]> {
     m.vmas.forEach((v, j) => {
       if (!isKernel(j)) rows.push([`${who === '' ? 'VMA' : 'child VMA'} ${name(j)}`, v ?? 'none'])
     })
-    const locks = [m.ptl >= 0 ? `ptl held by ${tname(m.ptl)}` : 'ptl free']
-    if (m.pmdl >= 0) locks.push(`pmd_lock held by ${tname(m.pmdl)}`)
+    const locks = m.ptl.map((h, k) =>
+      h >= 0 ? `ptl${tableTag(sc, k)} held by ${tname(h)}` : `ptl${tableTag(sc, k)} free`,
+    )
+    m.pmdl.forEach((h, k) => {
+      if (h >= 0) locks.push(`pmd_lock${isThpTable(sc, k) ? '' : tableTag(sc, k)} held by ${tname(h)}`)
+    })
     if (m.gupf > 0) locks.push(`${m.gupf} GUP-fast walker(s) with IRQs off`)
-    if (sc.thp && i === 0) rows.push(['PTE table', tableText(m)])
+    if (i === 0)
+      m.pt.forEach((_, k) => {
+        if (isThpTable(sc, k)) rows.push([`PTE table${tableTag(sc, k)}`, tableText(m, k)])
+        // With several tables, where each PTE page is (one table: only a walk cache cares).
+        else if (tableCount(sc) > 1) rows.push([`PTE page${tableTag(sc, k)}`, pageText(m, k)])
+      })
     if (m.writer >= 0) locks.push(`mmap_lock write-held by ${tname(m.writer)}`)
     else if (m.readers > 0) locks.push(`mmap_lock read-held by ${m.readers}`)
     rows.push([`${who}locks`, locks.join(', ')])
@@ -154,8 +201,12 @@ export function stateView(sc: Scenario, s: LabState): Array<[string, string]> {
       entries(x.entries),
     ])
     if (ats) rows.push([`${d.name} ATC`, entries(x.atc)])
-    if (d.type === 'hw-walker' && d.walkCache)
-      rows.push([`${d.name} walk cache`, x.wc ? 'PMD -> PTE table' : '(empty)'])
+    if (d.type === 'hw-walker' && d.walkCache) {
+      const held = x.wc.flatMap((v, k) =>
+        v === WC_NONE ? [] : [`PMD${tableTag(sc, k)} -> ${wcText(v)}${tableTag(sc, k)}`],
+      )
+      rows.push([`${d.name} walk cache`, held.length ? held.join(', ') : '(empty)'])
+    }
     if (d.type === 'sw-mirror') {
       const busy = x.inProg.map((n, p) => (n > 0 ? name(p) : '')).filter(Boolean)
       rows.push([
@@ -243,29 +294,35 @@ export interface StaleEntry {
 }
 
 /**
- * Why a hw-walker's walk-cache entry (the PMD's pointer to the PTE table) is stale in `s`, or
- * null: the PMD no longer links that table (detached by pmdp_collapse_flush, deposited under a
- * huge PMD, unlinked by free_pgtables) or the table was freed. Only the user mm is walked
- * through the cache (access.ts iommuWalk).
+ * Why a hw-walker's walk-cache entry for table k (the PMD's pointer to the PTE table, `v` as
+ * SecState.wc) is stale in `s`, or null: the PMD no longer links that table (detached by
+ * pmdp_collapse_flush, deposited under a huge PMD, unlinked by free_pgtables) or the table was
+ * freed (and maybe replaced by a new one). Only the user mm is walked through the cache
+ * (access.ts iommuWalk).
  */
-export function walkCacheStaleReason(sc: Scenario, s: LabState): string | null {
+export function walkCacheStaleReason(sc: Scenario, s: LabState, k = 0, v: number = WC_TABLE): string | null {
   const m = s.mms[0]
-  if (!m || m.pt) return null
-  if (m.tbl === null) return 'that page-table page was freed'
-  return sc.thp
-    ? `the PMD no longer links that table (${tableText(m)})`
-    : `the PMD no longer links that page (${pageText(m)})`
+  if (!m) return null
+  if (v === WC_OLD) return 'that page-table page was freed (the PMD links a new one)'
+  if (m.pt[k]) return null
+  if (m.tbl[k] === null) return 'that page-table page was freed'
+  return isThpTable(sc, k)
+    ? `the PMD no longer links that table (${tableText(m, k)})`
+    : `the PMD no longer links that page (${pageText(m, k)})`
 }
 
 /** Every cached translation in `s` that disagrees with its PTE, walk-cache entries included. */
 export function staleEntries(sc: Scenario, s: LabState): StaleEntry[] {
   const out: StaleEntry[] = []
   sc.secondaries.forEach((d, i) => {
-    if (d.type !== 'hw-walker' || !d.walkCache || !s.secs[i]?.wc) return
-    const why = walkCacheStaleReason(sc, s)
-    const subject = `${d.name} walk cache`
-    const table = sc.thp ? `the PTE table of ${sc.thp.name}` : 'the PTE page'
-    if (why) out.push({ subject, page: table, text: `${subject} PMD -> ${table}, but ${why}` })
+    if (d.type !== 'hw-walker' || !d.walkCache) return
+    s.secs[i]?.wc.forEach((v, k) => {
+      if (v === WC_NONE) return
+      const why = walkCacheStaleReason(sc, s, k, v)
+      const subject = `${d.name} walk cache`
+      const table = isThpTable(sc, k) ? `the PTE table of ${sc.thp!.name}` : `the PTE page${tableTag(sc, k)}`
+      if (why) out.push({ subject, page: table, text: `${subject} PMD -> ${table}, but ${why}` })
+    })
   })
   for (const row of tlbRows(sc, s)) {
     for (const e of row.entries) {

@@ -7,7 +7,7 @@ import { staleReason, tlbRows } from './diff'
 import type { Execution, Found } from './explore'
 import { parsePolicy, type Policy } from './policy'
 import { zeroMetrics, type Culprit, type TraceEvent, type Violation } from './results'
-import { initialState, mmuWritable, pageMm, type LabState, type TlbEntry } from './state'
+import { initialState, mmuWritable, pageMm, tableOf, type LabState, type TlbEntry } from './state'
 import { step } from './step'
 import type { Expr, Scenario } from './types'
 
@@ -421,7 +421,7 @@ function chainOf(run: Run, use: Use, insufficient = false): Chain | null {
   let inRange: Chain['inRange'] = null
   if (fill >= 0) {
     const filler = run.ex.records[fill]?.thread
-    const holder = run.states[fill]!.mms[pageMm(sc, use.page, mm)]!.ptl
+    const holder = run.states[fill]!.mms[pageMm(sc, use.page, mm)]!.ptl[tableOf(sc, use.page)]!
     const hn = holder >= 0 ? sc.threads[holder]!.name : null
     // Name the holder with the op it is in (`C0 (cow_fault A)`).
     if (hn && hn !== filler)
@@ -983,13 +983,29 @@ interface TableStory {
   readonly missed: ReadonlyArray<{ step: number; thread: string; text: string; leaf: boolean }>
 }
 
+/**
+ * The PTE table of the page the thread that runs step `step` accesses (its root frame's
+ * `page`, before the step), or of `name`'s; 0 when it has none.
+ */
+function walkTable(run: Run, step: number, name: string | null): number {
+  const who = name ?? run.ex.records[step]?.thread
+  const t = run.sc.threads.findIndex((x) => x.name === who)
+  const p = run.states[Math.min(step, run.states.length - 1)]?.threads[t]?.stack[0]?.l.page
+  return typeof p === 'number' ? tableOf(run.sc, p) : 0
+}
+
 function tableStory(run: Run, upTo: number, gupThread: string | null): TableStory {
   const evs = run.ex.records.slice(0, upTo + 1).flatMap((r) => r.events)
+  // The walk-cache entry of the table the walk at `upTo` goes through (one per PMD).
+  const tk = walkTable(run, upTo, gupThread)
+  const index = new Map(run.sc.pages.map((p, i) => [p.name, i] as const))
+  const ofTable = (e: TraceEvent): boolean =>
+    !Array.isArray(e.pages) || e.pages.every((n) => tableOf(run.sc, index.get(n) ?? 0) === tk)
   const f = evs
     .filter(
       (e) =>
         e.step < upTo + (gupThread ? 1 : 0) &&
-        ((e.kind === 'fill' && e.tlb?.endsWith(' walk cache')) ||
+        ((e.kind === 'fill' && e.tlb?.endsWith(' walk cache') && ofTable(e)) ||
           (gupThread !== null && e.fn === 'gup_pmd_range' && e.thread === gupThread)),
     )
     .at(-1)
@@ -1010,17 +1026,18 @@ function tableStory(run: Run, upTo: number, gupThread: string | null): TableStor
     const a = run.states[k]!.mms[0]!
     const b = run.states[k + 1]!.mms[0]!
     const thread = run.ex.records[k]!.thread
-    if (a.pt && !b.pt && !unlink) {
+    if (a.pt[tk] && !b.pt[tk] && !unlink) {
       const ev = eventsAt(run, k).find((e) => e.kind === 'pte' || e.kind === 'info')
       unlink = { step: k, thread, fn: ev?.fn ?? 'unlink' }
     }
     // Freed after the unlink, or unlinked and freed in one step (exit_mmap's free_pgtables).
-    if ((a.tbl !== null || a.pt) && b.tbl === null && !b.pt && !free) free = { step: k, thread }
+    if ((a.tbl[tk] !== null || a.pt[tk]) && b.tbl[tk] === null && !b.pt[tk] && !free)
+      free = { step: k, thread }
     if (!unlink || gupThread !== null) continue
     const inv = eventsAt(run, k).filter(
       (e) => e.kind === 'sec-inval' || e.kind === 'notifier' || e.kind === 'cpu-flush',
     )
-    if (inv.length === 0 || !run.states[k + 1]!.secs.some((x) => x.wc)) continue
+    if (inv.length === 0 || !run.states[k + 1]!.secs.some((x) => (x.wc[tk] ?? 0) !== 0)) continue
     const leaf = inv.find((e) => e.text.includes('leaf-only'))
     const fns = [...new Set(inv.map((e) => e.fn))].join(', ')
     const cpu = inv.every((e) => e.kind === 'cpu-flush')

@@ -12,27 +12,35 @@ export interface Footprint {
 }
 
 const M = 1 << 12 // per-kind stride: up to 4096 pages, threads or frames
+/**
+ * Family 3 (per-mm resources) is 3*M*M + 16*sub + slot, slot = mm + 4*table (mm < 4, table < 4):
+ * a page-table lock, a PMD and a pmd_lock exist once per PTE table (split PTLs), so steps on
+ * different tables are independent.
+ */
+const slot = (mm: number, table: number): number => mm + 4 * table
 export const Res = {
   pte: (mm: number, p: number) => 1 * M * M + mm * M + p,
   vma: (mm: number, p: number) => 2 * M * M + mm * M + p,
-  ptl: (mm: number) => 3 * M * M + mm,
+  /** The split page-table lock of one PTE table. */
+  ptl: (mm: number, table: number) => 3 * M * M + slot(mm, table),
   /** mmap_lock's writer field. */
   mmap: (mm: number) => 3 * M * M + 16 + mm,
   /** mmap_lock's reader count. */
   mmapReaders: (mm: number) => 3 * M * M + 64 + mm,
   live: (mm: number) => 3 * M * M + 32 + mm,
   alloc: 3 * M * M + 48,
-  pt: (mm: number) => 3 * M * M + 80 + mm,
+  /** One PTE table: its PMD entry (populated or none) and, while unlinked, its contents. */
+  pt: (mm: number, table: number) => 3 * M * M + 80 + slot(mm, table),
   tfp: (mm: number) => 3 * M * M + 96 + mm,
   imap: (mm: number) => 3 * M * M + 112 + mm,
-  /** THP: pmd_lock of the huge page's PMD. */
-  pmdl: (mm: number) => 3 * M * M + 128 + mm,
+  /** THP: pmd_lock of a table's PMD (the huge page's). */
+  pmdl: (mm: number, table: number) => 3 * M * M + 128 + slot(mm, table),
   /** THP: the count of GUP-fast walkers with IRQs off (what tlb_remove_table_sync_one waits for). */
   gupf: (mm: number) => 3 * M * M + 144 + mm,
   /** mm->tlb_flush_batched (set_tlb_ubc_flush_pending / flush_tlb_batched_pending). */
   tfb: (mm: number) => 3 * M * M + 160 + mm,
-  /** A hw-walker's walk cache (its non-leaf entry for the huge page's PTE table). */
-  wc: (i: number) => 10 * M * M + i,
+  /** A hw-walker's walk cache: its non-leaf entry for one PTE table. */
+  wc: (i: number, table: number) => 10 * M * M + 4 * i + table,
   tlb: (t: number, p: number) => 4 * M * M + t * M + p,
   sec: (i: number, p: number) => 5 * M * M + i * M + p,
   isSec: (x: number) => x >= 5 * M * M && x < 6 * M * M,

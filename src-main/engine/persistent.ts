@@ -44,7 +44,7 @@ const FAM = M * M
 /** Footprint families (footprint.ts Res) whose key ends in a page index. */
 const PAGE_FAMILIES = new Set([1, 2, 4, 5, 7, 12, 13])
 const FRAME_FAMILY = 8
-/** Family 3 sub-kinds (footprint.ts Res: 3*M*M + 16*sub + mm). */
+/** Family 3 sub-kinds (footprint.ts Res: 3*M*M + 16*sub + mm + 4*table). */
 const SUB_PTL = 0
 const SUB_MMAP = 1
 const SUB_MMAP_READERS = 4
@@ -80,7 +80,7 @@ export function touchOf(fp: Footprint, s: LabState, t: number): StepTouch {
   let shared = false
   const pages: number[] = []
   const frames: number[] = []
-  const holdsLambda = s.mms.some((m) => m.ptl === t || m.pmdl === t)
+  const holdsLambda = s.mms.some((m) => m.ptl.includes(t) || m.pmdl.includes(t))
   const add = (keys: readonly number[], mode: 'r' | 'w' | 'inc'): void => {
     for (const k of keys) {
       const fam = Math.floor(k / FAM)
@@ -101,9 +101,10 @@ export function touchOf(fp: Footprint, s: LabState, t: number): StepTouch {
       if (fam === 3) {
         const off = k - 3 * FAM
         const sub = Math.floor(off / 16)
-        const mm = s.mms[off % 16]
-        if (mm && sub === SUB_PTL && mm.ptl === t) continue
-        if (mm && sub === SUB_PMDL && mm.pmdl === t) continue
+        const mm = s.mms[off % 4]
+        const tb = (off % 16) >> 2
+        if (mm && sub === SUB_PTL && mm.ptl[tb] === t) continue
+        if (mm && sub === SUB_PMDL && mm.pmdl[tb] === t) continue
         if (mm && (sub === SUB_MMAP || sub === SUB_MMAP_READERS) && mm.writer === t) continue
         if (mm && sub === SUB_MMAP && mode === 'r') {
           mmapShared = true
@@ -284,7 +285,7 @@ export class FrameRefs {
         if (q.swp === undefined) add(q.pfn, p)
         else add(s.swapCache[q.swp] ?? -1, p)
       })
-      if (m.tbl) m.tbl.forEach((q, p) => q && q.swp === undefined && add(q.pfn, p))
+      for (const t of m.tbl) if (t) t.forEach((q, p) => q && q.swp === undefined && add(q.pfn, p))
     }
     s.files.forEach((f, p) => f && add(f.pfn, p))
     for (const t of s.tlbs) for (const e of t) add(e.pfn, e.page)
@@ -314,7 +315,8 @@ export function frameNamed(s: LabState, pfn: number, t: number): boolean {
   for (const m of s.mms) {
     for (const q of m.ptes)
       if (q && (q.swp === undefined ? q.pfn === pfn : s.swapCache[q.swp] === pfn)) return true
-    if (m.tbl) for (const q of m.tbl) if (q && q.swp === undefined && q.pfn === pfn) return true
+    for (const t of m.tbl)
+      if (t) for (const q of t) if (q && q.swp === undefined && q.pfn === pfn) return true
   }
   for (const f of s.files) if (f && f.pfn === pfn) return true
   if (s.swapCache.includes(pfn)) return true
@@ -433,9 +435,17 @@ export function lockHolders(s: LabState, reads: readonly number[] | null): numbe
     if (Math.floor(k / FAM) !== 3) return null
     const off = k - 3 * FAM
     const sub = Math.floor(off / 16)
-    const mm = s.mms[off % 16]
+    const mm = s.mms[off % 4]
+    const tb = (off % 16) >> 2
     if (!mm) return null
-    const h = sub === SUB_PTL ? mm.ptl : sub === SUB_PMDL ? mm.pmdl : sub === SUB_MMAP ? mm.writer : -1
+    const h =
+      sub === SUB_PTL
+        ? (mm.ptl[tb] ?? -1)
+        : sub === SUB_PMDL
+          ? (mm.pmdl[tb] ?? -1)
+          : sub === SUB_MMAP
+            ? mm.writer
+            : -1
     if (h < 0) return null
     if (!out.includes(h)) out.push(h)
   }
@@ -447,5 +457,5 @@ export function lockHolders(s: LabState, reads: readonly number[] | null): numbe
  * walk cache may read it): page tables are then shared by every fault and walk.
  */
 export function tablesUnsettled(s: LabState): boolean {
-  return s.mms.some((m) => m.live && (!m.pt || m.tbl !== null))
+  return s.mms.some((m) => m.live && (m.pt.some((x) => !x) || m.tbl.some((x) => x !== null)))
 }

@@ -65,10 +65,16 @@ export interface MmState {
   /** mmap_lock: writer thread or -1, and the number of readers. */
   writer: number
   readers: number
-  /** Page-table lock of the one PTE page all pages live in: holder thread or -1. */
-  ptl: number
-  /** The PTE page exists (a populated PMD); free_pgtables removes it when no VMA is left. */
-  pt: boolean
+  /**
+   * Per PTE table (a page's `table`, tableOf): the holder thread of that table's split
+   * page-table lock (pte_lockptr), or -1.
+   */
+  ptl: number[]
+  /**
+   * Per PTE table: the table exists (a populated PMD); free_pgtables removes it when no VMA is
+   * left over its PMD range.
+   */
+  pt: boolean[]
   /** mm->tlb_flush_pending: mmu_gathers in progress (inc_tlb_flush_pending in tlb_gather_mmu). */
   tfp: number
   /**
@@ -81,14 +87,16 @@ export interface MmState {
   imap: boolean[]
   /** Readers of the i_mmap rwsem (i_mmap_lock_read in unmap_mapping_range). */
   imapReaders: number
-  /** THP scenarios: pmd_lock(mm, pmd) of the huge page's PMD: holder thread or -1. */
-  pmdl: number
+  /** THP scenarios, per table: pmd_lock(mm, pmd) of the table's PMD: holder thread or -1. */
+  pmdl: number[]
   /**
-   * THP scenarios: the contents of the huge page's PTE table while it is not linked in the PMD
-   * (`pt` false): detached by pmdp_collapse_flush, or deposited (pgtable_trans_huge_deposit)
-   * under a huge PMD. null when there is no such table: it was freed (pte_free), or it is linked.
+   * Per table, the contents of the PTE table while it is not linked in the PMD (`pt` false),
+   * indexed by page. THP: the huge page's table, detached by pmdp_collapse_flush or deposited
+   * (pgtable_trans_huge_deposit) under a huge PMD. Otherwise: a table free_pgtables unlinked
+   * and tlb_finish_mmu has not freed yet. null when there is no such table: it was freed
+   * (pte_free), or it is linked.
    */
-  tbl: Array<Pte | null> | null
+  tbl: Array<Array<Pte | null> | null>
   /** Lockless GUP-fast walkers inside their IRQs-off section (tlb_remove_table_sync_one waits). */
   gupf: number
   /**
@@ -109,11 +117,18 @@ export interface SecState {
   /** sw-mirror: invalidations in progress covering each page. */
   inProg: number[]
   /**
-   * hw-walker with walk_cache: the walk cache holds the PMD's pointer to the huge page's PTE
-   * table (a non-leaf entry); walks then read that table without reading the PMD.
+   * hw-walker with walk_cache, per PTE table: WC_NONE, or the walk cache holds the PMD's
+   * pointer to a PTE table (a non-leaf entry) and walks read that table without reading the
+   * PMD: WC_TABLE, the table the PMD links (or linked until free_pgtables unlinked it), or
+   * WC_OLD, a table that was freed and replaced by a newer one in the same PMD.
    */
-  wc: boolean
+  wc: number[]
 }
+
+/** SecState.wc values. */
+export const WC_NONE = 0
+export const WC_TABLE = 1
+export const WC_OLD = 2
 
 export type LocalValue = number | boolean | string | null | readonly number[]
 export interface CallFrame {
@@ -185,21 +200,65 @@ export function pageMm(sc: Scenario, page: number, mm: number): number {
   return isKernelPage(sc, page) ? KERNEL_MM : mm
 }
 
+/** The PTE table (PMD range) a page lives in: its `table:`, 0 when not declared. */
+export function tableOf(sc: Scenario, page: number): number {
+  return sc.pages[page]!.table ?? 0
+}
+
+const TABLES = new WeakMap<Scenario, number>()
+/** How many PTE tables the scenario's pages span: 1 + the highest `table:`. */
+export function tableCount(sc: Scenario): number {
+  let n = TABLES.get(sc)
+  if (n === undefined) {
+    n = 1
+    for (const p of sc.pages) n = Math.max(n, (p.table ?? 0) + 1)
+    TABLES.set(sc, n)
+  }
+  return n
+}
+
+/** The tables the pages live in, ascending, each once. */
+export function tablesOf(sc: Scenario, pages: readonly number[]): number[] {
+  const out: number[] = []
+  for (const p of pages) {
+    const k = tableOf(sc, p)
+    if (!out.includes(k)) out.push(k)
+  }
+  return out.sort((a, b) => a - b)
+}
+
+/** The user pages of table k, in declaration (address) order. */
+export function tablePages(sc: Scenario, k: number): number[] {
+  const out: number[] = []
+  sc.pages.forEach((p, i) => {
+    if (p.kind !== 'kernel' && (p.table ?? 0) === k) out.push(i)
+  })
+  return out
+}
+
+/**
+ * How a PTE table is named in traces and state rows: '' when the scenario has one table (the
+ * names stay `ptl`, `the PTE page`), `#k` when it has several (`ptl#1`).
+ */
+export function tableTag(sc: Scenario, k: number): string {
+  return tableCount(sc) > 1 ? `#${k}` : ''
+}
+
 /** An address space with no PTEs, no VMAs and free locks (the fork child before fork, init_mm). */
-function emptyMm(n: number, live: boolean): MmState {
+function emptyMm(n: number, live: boolean, tables: number): MmState {
   return {
     live,
     ptes: new Array<Pte | null>(n).fill(null),
     vmas: new Array<MmState['vmas'][number]>(n).fill(null),
     writer: -1,
     readers: 0,
-    ptl: -1,
-    pt: live,
+    ptl: new Array<number>(tables).fill(-1),
+    pt: new Array<boolean>(tables).fill(live),
     tfp: 0,
     imap: new Array<boolean>(n).fill(false),
     imapReaders: 0,
-    pmdl: -1,
-    tbl: null,
+    pmdl: new Array<number>(tables).fill(-1),
+    tbl: new Array<Array<Pte | null> | null>(tables).fill(null),
     gupf: 0,
   }
 }
@@ -210,28 +269,32 @@ export const ZERO_PFN = 0
 export function initialState(sc: Scenario): LabState {
   const frames: PFrame[] = [{ v: 0, ref: 1, map: 0, free: false, gen: 1, w: 0, sup: false }]
   const n = sc.pages.length
+  const tables = tableCount(sc)
+  const thpTable = sc.thp === null ? -1 : tableOf(sc, sc.thp.pages[0]!)
   const parent: MmState = {
     live: true,
     ptes: [],
     vmas: [],
     writer: -1,
     readers: 0,
-    ptl: -1,
-    pt: false,
+    ptl: new Array<number>(tables).fill(-1),
+    pt: new Array<boolean>(tables).fill(false),
     tfp: 0,
     imap: sc.pages.map((p) => p.kind === 'pfnmap' || p.kind === 'file'),
     imapReaders: 0,
-    pmdl: -1,
+    pmdl: new Array<number>(tables).fill(-1),
     // A PMD-mapped anon THP has its PTE table deposited (do_huge_pmd_anonymous_page).
-    tbl: sc.thp?.mapped === 'pmd' ? new Array<Pte | null>(n).fill(null) : null,
+    tbl: Array.from({ length: tables }, (_, k) =>
+      k === thpTable && sc.thp?.mapped === 'pmd' ? new Array<Pte | null>(n).fill(null) : null,
+    ),
     gupf: 0,
   }
   const hasChild = sc.pages.some((p) => p.cow)
-  const child = emptyMm(n, hasChild)
+  const child = emptyMm(n, hasChild, tables)
   const files: Array<FileState | null> = sc.pages.map(() => null)
   const hasKernel = sc.pages.some((p) => p.kind === 'kernel')
   // init_mm: its page table always exists; no VMAs, no mmap_lock users in the model.
-  const kernel: MmState = { ...emptyMm(n, true), pt: true }
+  const kernel: MmState = emptyMm(n, true, tables)
   sc.pages.forEach((p, i) => {
     if (p.kind === 'kernel') {
       // vmalloc'ed before the run: a page of its own (not rmap-counted), mapped in init_mm only.
@@ -302,7 +365,9 @@ export function initialState(sc: Scenario): LabState {
     if (write) files[p.fileOf] = { ...files[p.fileOf]!, dirty: true }
     parent.ptes[i] = { pfn, present: true, write, dirty: p.mapped === 'rw' }
   })
-  parent.pt = parent.ptes.some((p) => p !== null && !p.huge)
+  parent.pt = parent.pt.map((_, k) =>
+    parent.ptes.some((p, i) => p !== null && !p.huge && tableOf(sc, i) === k),
+  )
   const mms = hasKernel ? [parent, child, kernel] : [parent, child]
   const secs: SecState[] = sc.secondaries.map((d) => {
     // A cached page of a PMD-mapped THP is one 2 MiB entry: it covers every subpage.
@@ -326,7 +391,7 @@ export function initialState(sc: Scenario): LabState {
       })
       .sort((a, b) => a.page - b.page)
     const atc = d.type === 'hw-walker' && d.ats ? entries.slice() : []
-    return { entries, atc, seq: 0, inProg: new Array(n).fill(0), wc: false }
+    return { entries, atc, seq: 0, inProg: new Array(n).fill(0), wc: new Array<number>(tables).fill(WC_NONE) }
   })
   return {
     frames,
@@ -573,6 +638,10 @@ export const NON_PFN_LOCALS: ReadonlySet<string> = new Set([
   'to',
   'late',
   'nested',
+  // The page whose PTE table a page-table walk has locked (zap, change_pte_range, copy_pte_range).
+  'pp',
+  // mprotect: the index in the VMA's pages where change_pmd_range()'s notifier range starts.
+  'rsi',
 ])
 
 /**
@@ -611,7 +680,7 @@ export function frameLabels(s: LabState, live: Liveness): Int32Array {
   visitFrame(lab, ZERO_PFN)
   for (const m of s.mms) {
     for (const p of m.ptes) if (p && p.swp === undefined) visitFrame(lab, p.pfn)
-    if (m.tbl) for (const p of m.tbl) if (p && p.swp === undefined) visitFrame(lab, p.pfn)
+    for (const t of m.tbl) if (t) for (const p of t) if (p && p.swp === undefined) visitFrame(lab, p.pfn)
   }
   for (const f of s.files) if (f) visitFrame(lab, f.pfn)
   for (const pfn of s.swapCache) visitFrame(lab, pfn)
@@ -723,15 +792,18 @@ export function hashState(s: LabState, live: Liveness): [number, number] {
   }
   for (const m of s.mms) {
     h.n((m.live ? 1 : 0) + 2 * (m.writer + 1) + 1024 * m.readers)
-    h.n(m.ptl * 2 + (m.pt ? 1 : 0))
+    for (let k = 0; k < m.ptl.length; k++) h.n(m.ptl[k]! * 2 + (m.pt[k] ? 1 : 0))
     h.n(m.tfp + 64 * m.imapReaders + (m.tfb === true ? 1 << 20 : 0))
     for (const l of m.imap) h.n(l ? 1 : 0)
     for (const p of m.ptes) h.n(pteCode(p, lab))
-    h.n(m.pmdl + 64 * m.gupf + (m.rel ? 1 << 20 : 0))
-    if (m.tbl) {
-      h.n(m.tbl.length)
-      for (const p of m.tbl) h.n(pteCode(p, lab))
-    } else h.n(-5)
+    h.n(64 * m.gupf + (m.rel ? 1 << 20 : 0))
+    for (const l of m.pmdl) h.n(l)
+    for (const t of m.tbl) {
+      if (t) {
+        h.n(t.length)
+        for (const p of t) h.n(pteCode(p, lab))
+      } else h.n(-5)
+    }
     for (const v of m.vmas) h.n(v === null ? 0 : v === 'rw' ? 1 : v === 'ro' ? 2 : 3)
   }
   const lp = live.futurePages?.(s) ?? null
@@ -742,7 +814,8 @@ export function hashState(s: LabState, live: Liveness): [number, number] {
     const dead = secDead(s, live, i)
     hashEntries(h, dead ? [] : alive(x.entries), lab)
     hashEntries(h, dead ? [] : alive(x.atc), lab)
-    h.n(x.seq * 2 + (x.wc && !dead ? 1 : 0))
+    h.n(x.seq)
+    for (const w of x.wc) h.n(dead ? 0 : w)
     x.inProg.forEach((p, page) => h.n(lp === null || lp[page] === 1 ? p : 0))
   })
   for (const t of s.threads) {

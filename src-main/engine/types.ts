@@ -45,6 +45,14 @@ export interface PageDecl {
    * vfio_pci_mmap_fault, kernel/pfnmap.ts), so an access after a revoke can succeed.
    */
   readonly fault?: 'sigbus' | 'insert_pfn'
+  /**
+   * The PTE table (page-table page) the page lives in, 0..3: the pages of one table are one
+   * 2 MiB PMD range, with its own split page-table lock (pte_lockptr), its own PMD entry
+   * (populated or none) and its own walk-cache entry in a hw-walker. Absent: table 0. The
+   * pages of a table are adjacent in declaration order and tables come in ascending order
+   * (scenario/pages.ts).
+   */
+  readonly table?: number
 }
 
 export type FlushAt = 'start' | 'end' | 'both'

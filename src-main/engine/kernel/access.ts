@@ -4,7 +4,7 @@
  * hardware walk and the fill are one atomic step (the walker takes no lock).
  */
 import type { Ctx } from '../ctx'
-import { KERNEL_MM, type CallFrame, type Pte, type TlbEntry } from '../state'
+import { KERNEL_MM, WC_NONE, WC_OLD, WC_TABLE, type CallFrame, type Pte, type TlbEntry } from '../state'
 import type { HwWalkerDecl } from '../types'
 import { afterNotifier, flag, num, type PcHandler, type Proc } from './proc'
 
@@ -80,32 +80,38 @@ function hardwareWalk(
 
 /**
  * The IOMMU's walk of the CPU page table for a hw-walker with a walk cache. A walk that reads
- * a PMD linking a PTE table caches the pointer (walk caches hold valid table descriptors,
- * whatever the leaf says); a walk with the pointer cached reads that table without reading the
- * PMD, wherever the table now is:
+ * a PMD linking a PTE table caches the pointer, one entry per PMD (walk caches hold valid
+ * table descriptors, whatever the leaf says); a walk with the pointer cached reads that table
+ * without reading the PMD, wherever the table now is:
  * - THP (`thp:`): linked, detached by pmdp_collapse_flush, or deposited under the huge PMD;
- * - otherwise the one PTE page of the user pages: linked, unlinked by munmap's free_pgtables()
- *   (v6.6 mm/mmap.c; its PTEs are all none, the access faults), or freed by tlb_finish_mmu().
+ * - otherwise the PTE page of the page's table (`table:`): linked, unlinked by free_pgtables()
+ *   (v6.6 mm/mmap.c; munmap, mremap's unmap of the old range, exit; its PTEs are all none, the
+ *   access faults), or freed by tlb_finish_mmu(), or freed and replaced by a new PTE page that a
+ *   later fault or mremap linked in the same PMD (the cached pointer is still the old one).
  * A walk through a freed table reads freed memory: a use-after-free of the page-table page, and
  * the access is abandoned. Only the user mm is walked through the cache (a supervisor PASID's
- * kernel walks are not cached here), and no op creates a VMA after munmap, so a PMD linked
- * again never points at another PTE page.
+ * kernel walks are not cached here).
  */
 function iommuWalk(c: Ctx, mm: number, page: number, via: number): Pte | null | 'aborted' {
   const d = c.sc.secondaries[via]!
   if (d.type !== 'hw-walker' || !d.walkCache || mm !== 0) return c.pte(mm, page)
   const thp = c.sc.thp !== null
   if (thp && !c.isThp(page)) return c.pte(mm, page)
-  const table = thp ? `the PTE table of ${c.sc.thp!.name}` : 'the PTE page'
-  if (c.walkCached(via)) {
-    if (c.pmdPopulated(mm)) return c.pte(mm, page)
-    const t = c.table(mm)
+  const k = c.tableOf(page)
+  const multi = c.tables.length > 1
+  const table = thp ? `the PTE table of ${c.sc.thp!.name}` : c.tableName(k)
+  const cached = c.walkCached(via, page)
+  if (cached !== WC_NONE) {
+    if (cached === WC_TABLE && c.pmdPopulated(mm, page)) return c.pte(mm, page)
+    const t = cached === WC_OLD ? null : thp ? c.table(mm) : c.unlinkedTable(mm, k)
     if (t === null) {
       c.violate(
         'use-after-free',
         thp
           ? `${c.name}: ${d.name} walks ${c.pageName(page)} through its walk-cache entry for the PTE table, but that page-table page was freed (pte_free): the walk reads freed memory`
-          : `${c.name}: ${d.name} walks ${c.pageName(page)} through its walk-cache entry for the PTE page, but munmap's free_pgtables unlinked that page-table page and tlb_finish_mmu freed it (pte_free_tlb, freed_tables): the walk reads freed memory`,
+          : cached === WC_OLD
+            ? `${c.name}: ${d.name} walks ${c.pageName(page)} through its walk-cache entry for ${table}, but free_pgtables unlinked that page-table page and tlb_finish_mmu freed it; the PMD now links a new PTE page the entry does not point at: the walk reads freed memory`
+            : `${c.name}: ${d.name} walks ${c.pageName(page)} through its walk-cache entry for ${table}, but ${multi ? 'free_pgtables' : "munmap's free_pgtables"} unlinked that page-table page and tlb_finish_mmu freed it (pte_free_tlb, freed_tables): the walk reads freed memory`,
       )
       c.ret()
       return 'aborted'
@@ -116,14 +122,14 @@ function iommuWalk(c: Ctx, mm: number, page: number, via: number): Pte | null | 
       'IOMMU walk cache',
       thp
         ? `${d.name}: walk ${c.pageName(page)} through the cached PTE table, no longer linked in the PMD (${old ? `finds pfn ${old.pfn}` : 'finds no PTE'})`
-        : `${d.name}: walk ${c.pageName(page)} through the cached PTE page, unlinked by free_pgtables and not yet freed (${old ? `finds pfn ${old.pfn}` : 'finds no PTE'})`,
+        : `${d.name}: walk ${c.pageName(page)} through the cached ${table.replace(/^the /, '')}, unlinked by free_pgtables and not yet freed (${old ? `finds pfn ${old.pfn}` : 'finds no PTE'})`,
     )
     return old && !old.huge ? old : null
   }
   const pte = c.pte(mm, page)
   // A huge PMD maps the page itself: no PTE table to cache.
-  if (!(pte && pte.huge) && (thp ? pte !== null : true) && c.pmdPopulated(mm)) {
-    c.setWalkCache(via, true)
+  if (!(pte && pte.huge) && (thp ? pte !== null : true) && c.pmdPopulated(mm, page)) {
+    c.setWalkCache(via, page, WC_TABLE)
     c.emit('fill', 'IOMMU page walk', `${d.name} walk cache: PMD -> ${table}`, {
       pages: [c.pageName(page)],
       tlb: `${d.name} walk cache`,
@@ -618,7 +624,7 @@ function gupFastPmd(c: Ctx, f: CallFrame): void {
     snapshot(c, f, pte)
     return
   }
-  if (pte && !pte.huge && c.pmdPopulated(0)) {
+  if (pte && !pte.huge && c.pmdPopulated(0, page)) {
     c.emit('info', 'gup_pmd_range', `${c.pageName(page)}: PMD -> PTE table (IRQs off)`)
     c.goto('gupf_pte')
     return
@@ -645,7 +651,7 @@ export const mirrorAccess: Proc = {
     run: (c, f) => {
       const page = num(f, 'page')
       const write = flag(f, 'write')
-      const linked = c.pmdPopulated(0)
+      const linked = c.pmdPopulated(0, page)
       let pte: Pte | null
       if (linked) pte = c.pte(0, page)
       else {

@@ -101,7 +101,11 @@ export const exitMmap: Proc = {
         }
         c.setVma(mm, p, null)
       }
-      c.freePgtables(mm)
+      // free_pgtables(&tlb, &mas, vma, FIRST_USER_ADDRESS, USER_PGTABLES_CEILING): every table.
+      c.freePgtables(
+        mm,
+        c.sc.pages.map((_, i) => i).filter((p) => !c.isKernelPage(p)),
+      )
       c.flushTlb(mm, 'mm', [], 'tlb_flush (tlb_finish_mmu, fullmm)')
       c.thread.stack[0]!.l.g_range = []
       c.freeDetachedTable(mm)

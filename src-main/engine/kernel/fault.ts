@@ -45,15 +45,15 @@ function upgDone(c: Ctx, _f: CallFrame): void {
 }
 
 /** wp_page_reuse() after ptep_set_access_flags(): unlock, done. */
-function reuseDone(c: Ctx, _f: CallFrame): void {
-  c.unlockPtl(c.mmIndex)
+function reuseDone(c: Ctx, f: CallFrame): void {
+  c.unlockPtl(c.mmIndex, num(f, 'page'))
   c.cost('reuse_fault')
   finish(c, c.mmIndex, 'ok')
 }
 
 /** handle_pte_fault()'s dirty/young update done: unlock; Popple v1 then notifies the upgrade. */
 function dirtyDone(c: Ctx, f: CallFrame): void {
-  c.unlockPtl(c.mmIndex)
+  c.unlockPtl(c.mmIndex, num(f, 'page'))
   if (f.l.changed === true && hasVariant(c.policy, 'upgrade-notify')) {
     c.goto('upg_start')
     return
@@ -64,7 +64,7 @@ function dirtyDone(c: Ctx, f: CallFrame): void {
 /** wp_page_shared() after the PTE is made writable: unlock, fault_dirty_shared_page(). */
 function mkwriteDone(c: Ctx, f: CallFrame): void {
   const page = num(f, 'page')
-  c.unlockPtl(c.mmIndex)
+  c.unlockPtl(c.mmIndex, num(f, 'page'))
   c.folioMarkDirty(page, 'fault_dirty_shared_page: folio_mark_dirty')
   c.folioUnlock(page)
   c.putFrame(decodePte(f.l.orig!)!.pfn)
@@ -177,16 +177,16 @@ export const handleMmFault: Proc = {
   },
   /** handle_pte_fault(): take the PTL, re-check pte_same(), dispatch on the PTE. */
   lock: {
-    guard: (c) => (c.ptlFree(c.mmIndex) ? null : 'page-table lock held'),
+    guard: (c, f) => (c.ptlFree(c.mmIndex, num(f, 'page')) ? null : 'page-table lock held'),
     run: (c, f) => {
       const mm = c.mmIndex
       const page = num(f, 'page')
       const write = flag(f, 'write')
       const orig = decodePte(f.l.orig!)
-      c.lockPtl(mm)
+      c.lockPtl(mm, num(f, 'page'))
       if (!pteSame(c.pte(mm, page), orig)) {
         c.emit('fault', 'handle_pte_fault', '!pte_same(): someone else changed the PTE, back off')
-        c.unlockPtl(mm)
+        c.unlockPtl(mm, num(f, 'page'))
         finish(c, mm, 'retry')
         return
       }
@@ -194,7 +194,7 @@ export const handleMmFault: Proc = {
         // A remap_pfn_range() VMA has no ->fault: VM_FAULT_SIGBUS; a driver's ->fault
         // (fault: insert_pfn) maps the pfn again (kernel/pfnmap.ts).
         const ok = pfnmapFault(c, mm, page)
-        c.unlockPtl(mm)
+        c.unlockPtl(mm, num(f, 'page'))
         finish(c, mm, ok ? 'ok' : 'segv')
         return
       }
@@ -212,7 +212,7 @@ export const handleMmFault: Proc = {
           c.folioW(pfn).map = 1
           c.setPte(mm, page, { pfn, present: true, write: true, dirty: true }, 'do_anonymous_page')
         }
-        c.unlockPtl(mm)
+        c.unlockPtl(mm, num(f, 'page'))
         c.cost('reuse_fault')
         finish(c, mm, 'ok')
         return
@@ -233,7 +233,7 @@ export const handleMmFault: Proc = {
         c.setPte(mm, page, { pfn, present: true, write, dirty: write }, 'do_swap_page')
         c.swapWrite(slot, null)
         c.swapUncache(slot)
-        c.unlockPtl(mm)
+        c.unlockPtl(mm, num(f, 'page'))
         finish(c, mm, 'ok')
         return
       }
@@ -242,7 +242,7 @@ export const handleMmFault: Proc = {
         // do_wp_page() -> wp_page_shared(): folio_get(), pte_unmap_unlock(), do_page_mkwrite().
         c.emit('fault', 'do_wp_page', 'shared file page: wp_page_shared')
         c.getFrame(orig.pfn)
-        c.unlockPtl(mm)
+        c.unlockPtl(mm, num(f, 'page'))
         c.goto('shared_mkwrite')
         return
       }
@@ -266,7 +266,7 @@ export const handleMmFault: Proc = {
             : `page shared (mapcount ${fr.map}): wp_page_copy`,
         )
         c.getFrame(orig.pfn)
-        c.unlockPtl(mm)
+        c.unlockPtl(mm, num(f, 'page'))
         // wp_page_copy(): allocate and copy (__wp_page_copy_user) before any notifier.
         const src = c.folio(orig.pfn)
         const pfn = c.allocFrame(
@@ -292,7 +292,7 @@ export const handleMmFault: Proc = {
         'handle_pte_fault',
         `spurious ${write ? 'write' : 'read'} fault: PTE already allows it; flush_tlb_fix_spurious_fault() is a no-op on ${c.sc.arch}`,
       )
-      c.unlockPtl(mm)
+      c.unlockPtl(mm, num(f, 'page'))
       finish(c, mm, 'ok')
     },
   },
@@ -325,16 +325,16 @@ export const handleMmFault: Proc = {
    * folio_add_file_rmap. A write then runs fault_dirty_shared_page(): folio_mark_dirty.
    */
   file_map: {
-    guard: (c) => (c.ptlFree(c.mmIndex) ? null : 'page-table lock held'),
+    guard: (c, f) => (c.ptlFree(c.mmIndex, num(f, 'page')) ? null : 'page-table lock held'),
     run: (c, f) => {
       const mm = c.mmIndex
       const page = num(f, 'page')
       const write = flag(f, 'write')
       const pfn = c.file(page).pfn
-      c.lockPtl(mm, 'finish_fault: pte_offset_map_lock')
+      c.lockPtl(mm, num(f, 'page'), 'finish_fault: pte_offset_map_lock')
       if (c.pte(mm, page) !== null) {
         c.emit('fault', 'finish_fault', 'PTE no longer none: VM_FAULT_NOPAGE, retry')
-        c.unlockPtl(mm)
+        c.unlockPtl(mm, num(f, 'page'))
         c.folioUnlock(page)
         finish(c, mm, 'retry')
         return
@@ -349,7 +349,7 @@ export const handleMmFault: Proc = {
         write ? 'do_shared_fault: set_pte_at' : 'do_read_fault: set_pte_at',
       )
       c.emit('frame', 'folio_add_file_rmap', `pfn ${pfn} mapcount ${fr.map}`)
-      c.unlockPtl(mm)
+      c.unlockPtl(mm, num(f, 'page'))
       if (write) c.folioMarkDirty(page, 'fault_dirty_shared_page: folio_mark_dirty')
       c.folioUnlock(page)
       finish(c, mm, 'ok')
@@ -384,15 +384,15 @@ export const handleMmFault: Proc = {
    * folio_mark_dirty, folio_unlock; folio_put.
    */
   shared_finish: {
-    guard: (c) => (c.ptlFree(c.mmIndex) ? null : 'page-table lock held'),
+    guard: (c, f) => (c.ptlFree(c.mmIndex, num(f, 'page')) ? null : 'page-table lock held'),
     run: (c, f) => {
       const mm = c.mmIndex
       const page = num(f, 'page')
       const orig = decodePte(f.l.orig!)!
-      c.lockPtl(mm, 'finish_mkwrite_fault: pte_offset_map_lock')
+      c.lockPtl(mm, num(f, 'page'), 'finish_mkwrite_fault: pte_offset_map_lock')
       if (!pteSame(c.pte(mm, page), orig)) {
         c.emit('fault', 'finish_mkwrite_fault', '!pte_same(): the PTE changed, back off')
-        c.unlockPtl(mm)
+        c.unlockPtl(mm, num(f, 'page'))
         c.folioUnlock(page)
         c.putFrame(orig.pfn)
         finish(c, mm, 'retry')
@@ -429,16 +429,16 @@ export const handleMmFault: Proc = {
   },
   /** Re-take the PTL and re-check pte_same(orig_pte); back off if someone resolved the fault. */
   cow_lock: {
-    guard: (c) => (c.ptlFree(c.mmIndex) ? null : 'page-table lock held'),
+    guard: (c, f) => (c.ptlFree(c.mmIndex, num(f, 'page')) ? null : 'page-table lock held'),
     run: (c, f) => {
       const mm = c.mmIndex
-      c.lockPtl(mm)
+      c.lockPtl(mm, num(f, 'page'))
       if (pteSame(c.pte(mm, num(f, 'page')), decodePte(f.l.orig!))) {
         c.goto('cow_clear')
         return
       }
       c.emit('fault', 'wp_page_copy', '!pte_same(): fault already resolved, back off (update_mmu_tlb)')
-      c.unlockPtl(mm)
+      c.unlockPtl(mm, num(f, 'page'))
       f.l.copied = false
       c.goto('cow_end')
     },
@@ -486,7 +486,7 @@ export const handleMmFault: Proc = {
         src.sup = true
         c.emit('frame', 'page_remove_rmap', `pfn ${old.pfn} mapcount ${src.map}`)
       }
-      c.unlockPtl(mm)
+      c.unlockPtl(mm, num(f, 'page'))
       f.l.copied = true
       c.goto('cow_end')
     },

@@ -56,7 +56,9 @@ export const fileMigrate: Proc = {
    * goes back into its PTEs.
    */
   move: {
-    guard: (c) => (c.ptlFree(0) ? null : 'page-table lock held'),
+    // remove_migration_ptes() takes the PTL of each mapping's table in turn.
+    guard: (c, f) =>
+      [num(f, 'page'), ...list(f, 'pages')].every((p) => c.ptlFree(0, p)) ? null : 'page-table lock held',
     run: (c, f) => {
       if (flag(f, 'batched')) c.flushTlb(0, 'mm', [], 'arch_tlbbatch_flush (try_to_unmap_flush)', false)
       const page = num(f, 'page')

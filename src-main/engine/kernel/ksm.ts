@@ -56,14 +56,14 @@ export const ksmMerge: Proc = {
    * with no gather in flight is kept as it is.
    */
   wp_lock: {
-    guard: (c) => (c.ptlFree(c.mmIndex) ? null : 'page-table lock held'),
+    guard: (c, f) => (c.ptlFree(c.mmIndex, num(f, 'page')) ? null : 'page-table lock held'),
     run: (c, f) => {
       const mm = c.mmIndex
       const page = num(f, 'page')
-      c.lockPtl(mm)
+      c.lockPtl(mm, page)
       const pte = c.pte(mm, page)
       if (!pte || !pte.present || pte.pfn !== num(f, 'pfn')) {
-        c.unlockPtl(mm)
+        c.unlockPtl(mm, page)
         f.l.ok = false
         c.goto('wp_end')
         return
@@ -90,7 +90,7 @@ export const ksmMerge: Proc = {
       }
       f.l.orig = encodePte(pte)
       f.l.ok = true
-      c.unlockPtl(mm)
+      c.unlockPtl(mm, page)
       c.goto('wp_end')
     },
   },
@@ -114,7 +114,7 @@ export const ksmMerge: Proc = {
         f.l.orig = encodePte(ro)
         f.l.ok = true
       }
-      c.unlockPtl(mm)
+      c.unlockPtl(mm, page)
       c.goto('wp_end')
     },
   },
@@ -148,13 +148,13 @@ export const ksmMerge: Proc = {
   },
   /** Under the PTL: pte_same(orig_pte), take the kpage reference and rmap, ptep_clear_flush(). */
   rp_lock: {
-    guard: (c) => (c.ptlFree(c.mmIndex) ? null : 'page-table lock held'),
+    guard: (c, f) => (c.ptlFree(c.mmIndex, num(f, 'page')) ? null : 'page-table lock held'),
     run: (c, f) => {
       const mm = c.mmIndex
       const page = num(f, 'page')
-      c.lockPtl(mm)
+      c.lockPtl(mm, page)
       if (!pteSame(c.pte(mm, page), decodePte(f.l.orig!))) {
-        c.unlockPtl(mm)
+        c.unlockPtl(mm, page)
         f.l.ok = false
         c.goto('rp_end')
         return
@@ -189,7 +189,7 @@ export const ksmMerge: Proc = {
       old.sup = true
       c.emit('frame', 'page_remove_rmap', `pfn ${num(f, 'pfn')} mapcount ${old.map}`)
       c.putFrame(num(f, 'pfn'), 'folio_put (the PTE reference)')
-      c.unlockPtl(mm)
+      c.unlockPtl(mm, page)
       f.l.ok = true
       c.goto('rp_end')
     },

@@ -95,13 +95,13 @@ export const migrate: Proc = {
   },
   /** remove_migration_ptes() -> remove_migration_pte(): the new page replaces the migration entry. */
   remove: {
-    guard: (c) => (c.ptlFree(c.mmIndex) ? null : 'page-table lock held'),
+    guard: (c, f) => (c.ptlFree(c.mmIndex, num(f, 'page')) ? null : 'page-table lock held'),
     run: (c, f) => {
       const mm = c.mmIndex
       const page = num(f, 'page')
       const pfn = num(f, 'pfn')
       const dst = num(f, 'new')
-      c.lockPtl(mm, 'remove_migration_pte')
+      c.lockPtl(mm, page, 'remove_migration_pte')
       const pte = c.pte(mm, page)
       if (pte?.mig && pte.pfn === pfn) {
         const src = c.folioW(pfn)
@@ -121,7 +121,7 @@ export const migrate: Proc = {
         )
         f.l.installed = true
       } else c.emit('info', 'remove_migration_pte', 'the migration entry is gone (zapped meanwhile)')
-      c.unlockPtl(mm)
+      c.unlockPtl(mm, page)
       c.goto('end')
     },
   },
@@ -132,12 +132,12 @@ export const migrate: Proc = {
    * ptep_clear_flush); async (and a failed sync pass) puts it back (migrate_pages returns it).
    */
   undo: {
-    guard: (c) => (c.ptlFree(c.mmIndex) ? null : 'page-table lock held'),
+    guard: (c, f) => (c.ptlFree(c.mmIndex, num(f, 'page')) ? null : 'page-table lock held'),
     run: (c, f) => {
       const mm = c.mmIndex
       const page = num(f, 'page')
       const pfn = num(f, 'pfn')
-      c.lockPtl(mm, 'remove_migration_pte (undo)')
+      c.lockPtl(mm, page, 'remove_migration_pte (undo)')
       const pte = c.pte(mm, page)
       if (pte?.mig && pte.pfn === pfn) {
         c.getFrame(pfn)
@@ -149,7 +149,7 @@ export const migrate: Proc = {
           'set_pte_at (remove_migration_pte: the source back)',
         )
       }
-      c.unlockPtl(mm)
+      c.unlockPtl(mm, page)
       c.putFrame(num(f, 'new'), 'migrate_folio_undo_dst')
       const mode = MIGRATE_MODES[num(f, 'mode')]!
       if (mode !== 'async' && !flag(f, 'ttu_sync')) {
@@ -194,14 +194,14 @@ export const migrate: Proc = {
  * destination would make every later CPU access fault and migrate back).
  */
 const collect: PcHandler = {
-  guard: (c) => (c.ptlFree(c.mmIndex) ? null : 'page-table lock held'),
+  guard: (c, f) => (c.ptlFree(c.mmIndex, num(f, 'page')) ? null : 'page-table lock held'),
   run: (c, f) => {
     const mm = c.mmIndex
     const page = num(f, 'page')
-    c.lockPtl(mm, 'migrate_vma_collect_pmd')
+    c.lockPtl(mm, page, 'migrate_vma_collect_pmd')
     const pte = c.pte(mm, page)
     if (!pte || !pte.present || pte.pfn !== num(f, 'pfn')) {
-      c.unlockPtl(mm)
+      c.unlockPtl(mm, page)
       f.l.mapped = false
       c.goto('rs_end')
       return
@@ -214,14 +214,14 @@ const collect: PcHandler = {
       afterNotifier(c, f, 'collect_unlock', collectUnlock)
       return
     }
-    c.unlockPtl(mm)
+    c.unlockPtl(mm, page)
     c.goto('late_flush')
   },
 }
 
 /** pte_unmap_unlock() after the flush under the PTL. */
-function collectUnlock(c: Ctx): void {
-  c.unlockPtl(c.mmIndex)
+function collectUnlock(c: Ctx, f: CallFrame): void {
+  c.unlockPtl(c.mmIndex, num(f, 'page'))
   c.goto('rs_end')
 }
 
@@ -272,7 +272,7 @@ export const migrateVma: Proc = {
       c.goto('rs_end')
     },
   },
-  collect_unlock: { run: (c) => collectUnlock(c) },
+  collect_unlock: { run: (c, f) => collectUnlock(c, f) },
   rs_end: {
     run: (c, f) => {
       c.rangeEnd(c.mmIndex, [num(f, 'page')], false)

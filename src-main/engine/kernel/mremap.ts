@@ -6,13 +6,17 @@
  * move_page_tables():
  *
  *   mmu_notifier_range_init(MMU_NOTIFY_UNMAP, old range); invalidate_range_start
- *   move_ptes(): old PTL (pte_offset_map_lock), new PTL (spin_lock_nested if it is another
- *     lock; one PTE page here, so the same lock), flush_tlb_batched_pending(mm),
- *     ptep_get_and_clear(old), set_pte_at(new, move_pte(pte)), and for a present PTE
- *     flush_tlb_range(old) BEFORE the PTLs are dropped (eb66ae030829, v4.19)
+ *   move_ptes(): old PTL (pte_offset_map_lock), new PTL (`if (new_ptl != old_ptl)
+ *     spin_lock_nested(new_ptl, SINGLE_DEPTH_NESTING)`: the new address in another PTE table
+ *     has a split PTL of its own, taken in a step of its own; in the same table it is the
+ *     same lock), flush_tlb_batched_pending(mm), ptep_get_and_clear(old), set_pte_at(new,
+ *     move_pte(pte)), and for a present PTE flush_tlb_range(old) BEFORE the PTLs are dropped
+ *     (eb66ae030829, v4.19); spin_unlock(new_ptl), pte_unmap_unlock(old)
  *   invalidate_range_end
  *
- * then do_vmi_munmap() of the old range: the old VMA goes (its range_start/end find no PTE).
+ * then do_vmi_munmap() of the old range: the old VMA goes (its range_start/end find no PTE),
+ * and unmap_region()'s free_pgtables() frees the old address's PTE table if no VMA is left over
+ * its PMD range (the move left another table), flushed by tlb_finish_mmu() before it is freed.
  * `kernel: { mremap_flush_under_ptl: false }` is the order before eb66ae030829
  * (CVE-2018-18281): a dirty PTE was flushed under the lock (force_flush, 5d1904204c99), a
  * clean one only by move_page_tables() after move_ptes() returned (need_flush), so a racing
@@ -20,7 +24,7 @@
  * a CPU TLB still mapped it at the old address.
  */
 import type { Ctx } from '../ctx'
-import type { CallFrame } from '../state'
+import { tablePages, type CallFrame } from '../state'
 import { afterNotifier, decodePte, encodePte, flag, num, type Proc } from './proc'
 import { flushTlbBatchedPending } from './rmap'
 
@@ -52,14 +56,30 @@ export const mremap: Proc = {
       c.goto('lock')
     },
   },
-  /** move_ptes(): both PTLs (one lock: the same PTE page), then flush_tlb_batched_pending(). */
+  /**
+   * move_ptes(): pte_offset_map_lock() of the old PTE table; in the same table new_ptl ==
+   * old_ptl and flush_tlb_batched_pending() follows, else the new table's PTL comes next.
+   */
   lock: {
-    guard: (c) => (c.ptlFree(c.mmIndex) ? null : 'page-table lock held'),
+    guard: (c, f) => (c.ptlFree(c.mmIndex, num(f, 'page')) ? null : 'page-table lock held'),
     run: (c, f) => {
       const mm = c.mmIndex
-      c.lockPtl(mm, 'move_ptes: pte_offset_map_lock (old); new_ptl == old_ptl')
-      if (flushTlbBatchedPending(c, mm, 'move_ptes')) afterNotifier(c, f, 'move', movePte)
-      else movePte(c, f)
+      const page = num(f, 'page')
+      if (c.sameTable(page, num(f, 'to'))) {
+        c.lockPtl(mm, page, 'move_ptes: pte_offset_map_lock (old); new_ptl == old_ptl')
+        locked(c, f)
+        return
+      }
+      c.lockPtl(mm, page, 'move_ptes: pte_offset_map_lock (old)')
+      c.goto('lock_new')
+    },
+  },
+  /** `if (new_ptl != old_ptl) spin_lock_nested(new_ptl, SINGLE_DEPTH_NESTING)`, holding the old PTL. */
+  lock_new: {
+    guard: (c, f) => (c.ptlFree(c.mmIndex, num(f, 'to')) ? null : 'page-table lock held (new_ptl)'),
+    run: (c, f) => {
+      c.lockPtl(c.mmIndex, num(f, 'to'), 'move_ptes: spin_lock_nested (new_ptl, SINGLE_DEPTH_NESTING)')
+      locked(c, f)
     },
   },
   move: { run: (c, f) => movePte(c, f) },
@@ -110,10 +130,43 @@ export const mremap: Proc = {
   unmap_old_end: {
     run: (c, f) => {
       c.rangeEnd(c.mmIndex, [num(f, 'page')], false)
-      afterNotifier(c, f, 'done', done)
+      afterNotifier(c, f, 'old_pgtables', oldPgtables)
     },
   },
+  old_pgtables: { run: (c, f) => oldPgtables(c, f) },
+  old_free: { run: (c, f) => oldFree(c, f) },
   done: { run: (c, f) => done(c, f) },
+}
+
+/** Both PTLs held: flush_tlb_batched_pending(), then the move. */
+function locked(c: Ctx, f: CallFrame): void {
+  if (flushTlbBatchedPending(c, c.mmIndex, 'move_ptes')) afterNotifier(c, f, 'move', movePte)
+  else movePte(c, f)
+}
+
+/**
+ * unmap_region()'s free_pgtables() for the old range: the old address's PTE table is
+ * unlinked when no VMA is left over its PMD range (pte_free_tlb: freed_tables, the PMD's first
+ * address in the gather); tlb_finish_mmu() flushes that (x86 flush_tlb_mm_range with
+ * freed_tables and the v6.6 arch hook; v4.15 ->invalidate_range from tlb_flush_mmu_tlbonly).
+ */
+function oldPgtables(c: Ctx, f: CallFrame): void {
+  const mm = c.mmIndex
+  const freed = c.freePgtables(mm, [num(f, 'page')])
+  if (freed.length === 0) {
+    done(c, f)
+    return
+  }
+  const range = freed.map((k) => tablePages(c.sc, k)[0]!)
+  c.flushTlb(mm, 'range', range, 'tlb_flush (tlb_finish_mmu)')
+  c.invalidateRange(mm, range, 'tlb_flush_mmu_tlbonly')
+  afterNotifier(c, f, 'old_free', oldFree)
+}
+
+/** tlb_finish_mmu()'s tlb_table_flush(): the unlinked table is freed, after the flush. */
+function oldFree(c: Ctx, f: CallFrame): void {
+  c.freeDetachedTable(c.mmIndex)
+  done(c, f)
 }
 
 /** The loop of move_ptes() for the one PTE: ptep_get_and_clear, move_pte, set_pte_at. */
@@ -140,7 +193,10 @@ function movePte(c: Ctx, f: CallFrame): void {
 
 /** Drop the new and the old PTL; then the late flush (before the fix) or range_end. */
 function unlock(c: Ctx, f: CallFrame): void {
-  c.unlockPtl(c.mmIndex, 'move_ptes: pte_unmap_unlock')
+  const page = num(f, 'page')
+  const to = num(f, 'to')
+  if (!c.sameTable(page, to)) c.unlockPtl(c.mmIndex, to, 'move_ptes: spin_unlock (new_ptl)')
+  c.unlockPtl(c.mmIndex, page, 'move_ptes: pte_unmap_unlock')
   if (flag(f, 'late')) c.goto('late_flush')
   else c.goto('re')
 }

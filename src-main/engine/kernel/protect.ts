@@ -6,7 +6,7 @@
 import type { Ctx } from '../ctx'
 import { ZERO_PFN, type Pte } from '../state'
 import type { Prot } from '../types'
-import { afterNotifier, list, nextPte, num, type Proc } from './proc'
+import { afterNotifier, list, num, type Proc } from './proc'
 import { flushTlbBatchedPending } from './rmap'
 import { changeHugePmd, changeHugePmdRest, thpMprotectVma, thpSplitVma } from './thp'
 import {
@@ -14,11 +14,27 @@ import {
   gatherFinishFree,
   gatherFlush,
   gatherInit,
+  nextPteIn,
   nextRun,
   runCount,
   runPages,
   startRuns,
+  tableEnd,
 } from './unmap'
+
+type Frame = Parameters<Proc[string]['run']>[1]
+
+/**
+ * change_pmd_range() / copy_pmd_range(): from index i (a table's first page in `pages`), the
+ * index of the first page whose PMD is populated (`if (pmd_none(*pmd)) goto next;`), or -1.
+ */
+function populatedFrom(c: Ctx, mm: number, pages: readonly number[], i: number): number {
+  while (i < pages.length) {
+    if (c.pmdPopulated(mm, pages[i]!)) return i
+    i = tableEnd(c, pages, i)
+  }
+  return -1
+}
 
 /**
  * pte_needs_flush(oldpte, newpte). x86 (arch/x86/include/asm/tlbflush.h, v6.6, c9fe66560bf2):
@@ -75,26 +91,38 @@ export const mprotect: Proc = {
     },
   },
   fixup: { run: (c, f) => mprotectFixup(c, f) },
-  /** change_pmd_range(): range_start(MMU_NOTIFY_PROTECTION_VMA) at the first populated PMD. */
+  /**
+   * change_pmd_range() walks the VMA one PMD at a time: a none PMD is skipped, and
+   * range_start(MMU_NOTIFY_PROTECTION_VMA) comes at the first populated one, from its address
+   * to the VMA's end (local `rsi`: that page's index).
+   */
   vma: {
     run: (c, f) => {
       const pages = runPages(f, num(f, 'vi'))
       f.l.i = 0
       // A huge PMD (thp:): change_huge_pmd, or __split_huge_pmd for part of it (kernel/thp.ts).
       if (thpMprotectVma(c, f, pages)) return
-      // pmd_none(): no page table, nothing to change and no notifier range at all.
-      if (!c.pmdPopulated(c.mmIndex)) {
+      // pmd_none() everywhere: no page table, nothing to change and no notifier range at all.
+      const i = populatedFrom(c, c.mmIndex, pages, 0)
+      if (i < 0) {
         c.goto('vma_end')
         return
       }
-      c.rangeStart(c.mmIndex, pages, 'MMU_NOTIFY_PROTECTION_VMA')
+      c.rangeStart(c.mmIndex, pages.slice(i), 'MMU_NOTIFY_PROTECTION_VMA')
+      f.l.rs = true
+      f.l.rsi = i
+      f.l.i = i
       c.goto('lock')
     },
   },
+  /** change_pte_range(): the split PTL of the table at `i` (pte_offset_map_lock). */
   lock: {
-    guard: (c) => (c.ptlFree(c.mmIndex) ? null : 'page-table lock held'),
+    guard: (c, f) =>
+      c.ptlFree(c.mmIndex, runPages(f, num(f, 'vi'))[num(f, 'i')]!) ? null : 'page-table lock held',
     run: (c, f) => {
-      c.lockPtl(c.mmIndex, 'change_pte_range: pte_offset_map_lock')
+      const page = runPages(f, num(f, 'vi'))[num(f, 'i')]!
+      f.l.pp = page
+      c.lockPtl(c.mmIndex, page, 'change_pte_range: pte_offset_map_lock')
       // flush_tlb_batched_pending(vma->vm_mm) right after the lock (3ea277194daa).
       flushTlbBatchedPending(c, c.mmIndex, 'change_pte_range')
       afterNotifier(c, f, 'lock_rest', changeStart)
@@ -130,21 +158,23 @@ export const mprotect: Proc = {
           r.l.g_range = [...list(r, 'g_range'), page]
         } else c.emit('info', 'pte_needs_flush', `${c.pageName(page)}: no flush needed on ${c.sc.arch}`)
       }
-      const n = nextPte(c, pages, i + 1)
-      f.l.i = n
-      if (n < 0) {
-        c.unlockPtl(mm)
-        c.goto('vma_end')
-      } else c.goto('pte')
+      const end = tableEnd(c, pages, i)
+      const n = nextPteIn(c, pages, i + 1, end)
+      if (n < 0) changeUnlock(c, f, end)
+      else {
+        f.l.i = n
+        c.goto('pte')
+      }
     },
   },
-  /** range_end (v4.15: ->invalidate_range here, before the CPU flush). */
+  /** range_end (v4.15: ->invalidate_range here, before the CPU flush), over range_start's range. */
   vma_end: {
     run: (c, f) => {
       const mm = c.mmIndex
       const pages = runPages(f, num(f, 'vi'))
-      if (c.pmdPopulated(mm) || f.l.rs === true) c.rangeEnd(mm, pages, false)
+      if (f.l.rs === true) c.rangeEnd(mm, pages.slice(typeof f.l.rsi === 'number' ? f.l.rsi : 0), false)
       delete f.l.rs
+      delete f.l.rsi
       if (c.sc.arch === 'arm64' && list(c.thread.stack[0]!, 'g_range').length > 0) {
         c.goto('end_vma')
         return
@@ -169,8 +199,25 @@ export const mprotect: Proc = {
   finish_done: { run: (c, f) => mprotectDone(c, f) },
 }
 
+/**
+ * change_pte_range()'s pte_unmap_unlock(), then change_pmd_range()'s next PMD: the next
+ * populated table from index `end` (its PTL next), or the VMA's range_end.
+ */
+function changeUnlock(c: Ctx, f: Frame, end: number): void {
+  c.unlockPtl(c.mmIndex, num(f, 'pp'))
+  delete f.l.pp
+  const pages = runPages(f, num(f, 'vi'))
+  const j = populatedFrom(c, c.mmIndex, pages, end)
+  if (j < 0) {
+    c.goto('vma_end')
+    return
+  }
+  f.l.i = j
+  c.goto('lock')
+}
+
 /** mprotect_fixup(): the new vm_flags; tlb_gather_mmu(). */
-function mprotectFixup(c: Ctx, f: Parameters<Proc[string]['run']>[1]): void {
+function mprotectFixup(c: Ctx, f: Frame): void {
   const pages = list(f, 'pages')
   const prot = protOf(f.l.prot as number)
   for (const p of pages) c.setVma(c.mmIndex, p, prot)
@@ -179,17 +226,22 @@ function mprotectFixup(c: Ctx, f: Parameters<Proc[string]['run']>[1]): void {
   c.goto('vma')
 }
 
-/** change_pte_range() after the lock and flush_tlb_batched_pending(): the first PTE. */
-function changeStart(c: Ctx, f: Parameters<Proc[string]['run']>[1]): void {
-  f.l.i = nextPte(c, runPages(f, num(f, 'vi')), 0)
-  if (num(f, 'i') < 0) {
-    c.unlockPtl(c.mmIndex)
-    c.goto('vma_end')
-  } else c.goto('pte')
+/** change_pte_range() after the lock and flush_tlb_batched_pending(): the table's first PTE. */
+function changeStart(c: Ctx, f: Frame): void {
+  const pages = runPages(f, num(f, 'vi'))
+  const i = num(f, 'i')
+  const end = tableEnd(c, pages, i)
+  const n = nextPteIn(c, pages, i, end)
+  if (n < 0) {
+    changeUnlock(c, f, end)
+    return
+  }
+  f.l.i = n
+  c.goto('pte')
 }
 
 /** tlb_finish_mmu()'s tail, mmap_write_unlock(), return. */
-function mprotectDone(c: Ctx, f: Parameters<Proc[string]['run']>[1]): void {
+function mprotectDone(c: Ctx, f: Frame): void {
   gatherFinishFree(c)
   c.mmapWriteUnlock(c.mmIndex)
   c.markRevoked(c.mmIndex, list(f, 'pages'))
@@ -197,7 +249,7 @@ function mprotectDone(c: Ctx, f: Parameters<Proc[string]['run']>[1]): void {
   c.ret()
 }
 
-function nextVma(c: Ctx, f: Parameters<Proc[string]['run']>[1]): void {
+function nextVma(c: Ctx, f: Frame): void {
   c.goto(nextRun(f) ? 'vma' : 'finish')
 }
 
@@ -237,23 +289,34 @@ export const fork: Proc = {
       c.goto(pages.length ? 'vma' : 'flush')
     },
   },
-  /** copy_page_range(): range_start(MMU_NOTIFY_PROTECTION_PAGE) for a COW mapping; write_protect_seq begins. */
+  /**
+   * copy_page_range(): range_start(MMU_NOTIFY_PROTECTION_PAGE) for a COW mapping;
+   * write_protect_seq begins; copy_pmd_range() skips a none source PMD.
+   */
   vma: {
     run: (c, f) => {
-      c.rangeStart(0, runPages(f, num(f, 'vi')), 'MMU_NOTIFY_PROTECTION_PAGE')
-      c.goto('lock')
+      const pages = runPages(f, num(f, 'vi'))
+      c.rangeStart(0, pages, 'MMU_NOTIFY_PROTECTION_PAGE')
+      const i = populatedFrom(c, 0, pages, 0)
+      f.l.i = i
+      c.goto(i < 0 ? 'vma_end' : 'lock')
     },
   },
+  /** copy_pte_range(): the PTL of the source table at `i` (the child's table is private). */
   lock: {
-    guard: (c) => (c.ptlFree(0) ? null : 'page-table lock held'),
+    guard: (c, f) => (c.ptlFree(0, runPages(f, num(f, 'vi'))[num(f, 'i')]!) ? null : 'page-table lock held'),
     run: (c, f) => {
-      c.lockPtl(0, 'copy_pte_range: pte_offset_map_lock')
       const pages = runPages(f, num(f, 'vi'))
-      f.l.i = pages.findIndex((p) => c.pte(0, p) !== null)
-      if (num(f, 'i') < 0) {
-        c.unlockPtl(0)
-        c.goto('vma_end')
-      } else c.goto('pte')
+      const i = num(f, 'i')
+      f.l.pp = pages[i]!
+      c.lockPtl(0, pages[i]!, 'copy_pte_range: pte_offset_map_lock')
+      const end = tableEnd(c, pages, i)
+      const n = pages.slice(0, end).findIndex((p, j) => j >= i && c.pte(0, p) !== null)
+      if (n < 0) forkUnlock(c, f, end)
+      else {
+        f.l.i = n
+        c.goto('pte')
+      }
     },
   },
   /** copy_present_pte(): ptep_set_wrprotect() on the parent (no flush), child PTE read-only, page shared. */
@@ -270,17 +333,18 @@ export const fork: Proc = {
         fr.map++
         fr.ref++
       }
+      const end = tableEnd(c, pages, i)
       let n = -1
-      for (let j = i + 1; j < pages.length; j++)
+      for (let j = i + 1; j < end; j++)
         if (c.pte(0, pages[j]!) !== null) {
           n = j
           break
         }
-      f.l.i = n
-      if (n < 0) {
-        c.unlockPtl(0)
-        c.goto('vma_end')
-      } else c.goto('pte')
+      if (n < 0) forkUnlock(c, f, end)
+      else {
+        f.l.i = n
+        c.goto('pte')
+      }
     },
   },
   /** range_end per VMA (v4.15: ->invalidate_range here). */
@@ -298,6 +362,15 @@ export const fork: Proc = {
     },
   },
   flush_done: { run: (c) => forkDone(c) },
+}
+
+/** copy_pte_range()'s unlock, then copy_pmd_range()'s next populated source PMD or the VMA's end. */
+function forkUnlock(c: Ctx, f: Frame, end: number): void {
+  c.unlockPtl(0, num(f, 'pp'))
+  delete f.l.pp
+  const j = populatedFrom(c, 0, runPages(f, num(f, 'vi')), end)
+  f.l.i = j
+  c.goto(j < 0 ? 'vma_end' : 'lock')
 }
 
 /** dup_mmap() after its flush: mmap_write_unlock(); the child runs; fork returns. */

@@ -74,19 +74,19 @@ export function rmapUnmap(
     const pte = decodePte(f.l.old!)!
     delete f.l.old
     installEntry(c, mm, page, pte, entry(pte, f), entryFn)
-    c.unlockPtl(mm)
+    c.unlockPtl(mm, page)
     f.l.mapped = true
     c.goto('rs_end')
   }
   const unmap: PcHandler = {
-    guard: (c) => (c.ptlFree(c.mmIndex) ? null : 'page-table lock held'),
+    guard: (c, f) => (c.ptlFree(c.mmIndex, num(f, 'page')) ? null : 'page-table lock held'),
     run: (c: Ctx, f) => {
       const mm = c.mmIndex
       const page = num(f, 'page')
-      c.lockPtl(mm, 'page_vma_mapped_walk')
+      c.lockPtl(mm, page, 'page_vma_mapped_walk')
       const pte = c.pte(mm, page)
       if (!pte || !pte.present || pte.pfn !== num(f, 'pfn')) {
-        c.unlockPtl(mm)
+        c.unlockPtl(mm, page)
         f.l.mapped = false
         c.goto('rs_end')
         return
@@ -195,7 +195,7 @@ export function fileRmapWalk(
     c.emit('frame', 'page_remove_rmap', `pfn ${pte.pfn} mapcount ${fr.map}`)
     c.putFrame(pte.pfn, 'folio_put (the PTE reference)')
     entry?.installed(f, page)
-    c.unlockPtl(0)
+    c.unlockPtl(0, page)
     c.goto('re')
   }
   return {
@@ -208,13 +208,13 @@ export function fileRmapWalk(
     },
     /** page_vma_mapped_walk (PTL), ptep_get_and_clear, set_tlb_ubc_flush_pending. */
     unmap: {
-      guard: (c) => (c.ptlFree(0) ? null : 'page-table lock held'),
+      guard: (c, f) => (c.ptlFree(0, fileMappingAt(c, f)) ? null : 'page-table lock held'),
       run: (c, f) => {
         const page = fileMappingAt(c, f)
-        c.lockPtl(0, 'page_vma_mapped_walk')
+        c.lockPtl(0, page, 'page_vma_mapped_walk')
         const pte = c.pte(0, page)
         if (!pte || !pte.present || pte.pfn !== num(f, 'pfn')) {
-          c.unlockPtl(0)
+          c.unlockPtl(0, page)
           c.goto('re')
           return
         }

@@ -46,6 +46,10 @@ const EVENT = 'MMU_NOTIFY_CLEAR'
 function H(c: Ctx): string {
   return c.sc.thp!.name
 }
+/** The huge page's first subpage: it names the huge page's PTE table (its PTL, its PMD). */
+function P0(c: Ctx): number {
+  return c.thpPages[0]!
+}
 function isFile(c: Ctx): boolean {
   return c.sc.thp!.kind === 'file'
 }
@@ -61,7 +65,7 @@ function pmdMapped(c: Ctx): boolean {
 /** The range is mapped by a PTE table with every subpage present (what khugepaged collapses). */
 function pteMapped(c: Ctx): boolean {
   return (
-    c.pmdPopulated(0) &&
+    c.pmdPopulated(0, P0(c)) &&
     c.thpPages.every((p) => {
       const pte = c.pte(0, p)
       return pte !== null && pte.present && !pte.huge && !pte.mig && pte.swp === undefined
@@ -296,11 +300,11 @@ export const thpCollapse: Proc = {
   },
   /** anon: pte_offset_map_lock(&_pmd); __collapse_huge_page_isolate(); unlock; anon_vma_unlock_write(). */
   isolate: {
-    guard: (c) => (c.ptlFree(0) ? null : 'page-table lock held'),
+    guard: (c) => (c.ptlFree(0, P0(c)) ? null : 'page-table lock held'),
     run: (c) => {
-      c.lockPtl(0, 'pte_offset_map_lock (the detached table)')
+      c.lockPtl(0, P0(c), 'pte_offset_map_lock (the detached table)')
       c.emit('info', '__collapse_huge_page_isolate', `isolate the pages of ${H(c)}`)
-      c.unlockPtl(0)
+      c.unlockPtl(0, P0(c))
       c.dropLock('anon_vma(w)')
       c.emit('lock', 'anon_vma_unlock_write', 'release the anon_vma lock')
       c.goto('copy')
@@ -326,17 +330,17 @@ export const thpCollapse: Proc = {
    * file: the old pages leave the page cache and are freed (modelled on anon frames).
    */
   free: {
-    guard: (c) => (isFile(c) || c.ptlFree(0) ? null : 'page-table lock held'),
+    guard: (c) => (isFile(c) || c.ptlFree(0, P0(c)) ? null : 'page-table lock held'),
     run: (c, f) => {
       const old = oldPfns(f)
       const w = list(f, 'w')
       if (!isFile(c)) {
-        c.lockPtl(0, '__collapse_huge_page_copy_succeeded: spin_lock(ptl)')
+        c.lockPtl(0, P0(c), '__collapse_huge_page_copy_succeeded: spin_lock(ptl)')
         const t = c.table(0)!.slice()
         for (const p of c.thpPages) t[p] = null
         c.setTable(0, t, false)
         c.emit('pte', 'ptep_clear', `the detached table's PTEs ${c.pagesText(c.thpPages)} := none`)
-        c.unlockPtl(0)
+        c.unlockPtl(0, P0(c))
       }
       old.forEach((pfn, j) => {
         const fr = c.folioW(pfn)

@@ -16,7 +16,7 @@
  * forced flush for a full batch ran after pte_unmap_unlock, in tlb_flush_mmu).
  */
 import type { Ctx } from '../ctx'
-import { ZERO_PFN, type CallFrame } from '../state'
+import { tablePages, ZERO_PFN, type CallFrame } from '../state'
 import { afterNotifier, list, nextPte, num, vmaRuns, type Proc } from './proc'
 import { flushTlbBatchedPending } from './rmap'
 
@@ -88,14 +88,60 @@ export function gatherFree(c: Ctx): void {
 }
 
 /**
- * unmap_single_vma() -> zap_pte_range() for one VMA (locals: pages, i). One PTE per step
- * under the PTL: hardware walkers take no lock and can walk between two clears.
+ * The index in `pages` of the first page past pages[i]'s PTE table (pages.length at the end):
+ * the `next = pmd_addr_end(addr, end)` of a page-table walk.
+ */
+export function tableEnd(c: Ctx, pages: readonly number[], i: number): number {
+  let j = i + 1
+  while (j < pages.length && c.sameTable(pages[j]!, pages[i]!)) j++
+  return j
+}
+
+/** The index of the next page in [from, end) whose PTE is not pte_none, or -1. */
+export function nextPteIn(c: Ctx, pages: readonly number[], from: number, end: number): number {
+  const j = nextPte(c, pages.slice(0, end), from)
+  return j
+}
+
+/**
+ * zap_pmd_range()'s `if (pmd_none(*pmd)) continue;` from index i: the index of the first page
+ * (at a table's start) whose PMD links a PTE page, or -1. A huge page's PMD is never skipped.
+ */
+function firstPopulated(c: Ctx, pages: readonly number[], i: number): number {
+  const mm = c.mmIndex
+  while (i >= 0 && i < pages.length) {
+    const p = pages[i]!
+    if (c.isThp(p) || c.pmdPopulated(mm, p)) return i
+    i = tableEnd(c, pages, i)
+  }
+  return -1
+}
+
+/**
+ * unmap_single_vma() -> unmap_page_range() -> zap_pmd_range() -> zap_pte_range() for one VMA
+ * (locals: pages, i; pp: a page of the PTE table whose lock is held). zap_pmd_range() walks the
+ * VMA one PMD at a time and skips a none PMD; zap_pte_range() takes that table's split PTL
+ * (pte_offset_map_lock) and clears its PTEs, one per step under the PTL: hardware walkers take
+ * no lock and can walk between two clears. A VMA over two PTE tables takes their PTLs in turn.
  */
 export const zapVma: Proc = {
   start: {
-    guard: (c) => (c.ptlFree(c.mmIndex) ? null : 'page-table lock held'),
+    guard: (c, f) => {
+      const pages = list(f, 'pages')
+      const i = firstPopulated(c, pages, num(f, 'i'))
+      return i < 0 || c.ptlFree(c.mmIndex, pages[i]!) ? null : 'page-table lock held'
+    },
     run: (c, f) => {
-      c.lockPtl(c.mmIndex, 'zap_pte_range: pte_offset_map_lock')
+      const pages = list(f, 'pages')
+      const i = firstPopulated(c, pages, num(f, 'i'))
+      if (i < 0) {
+        f.l.i = -1
+        zapVmaEnd(c, f)
+        return
+      }
+      f.l.i = i
+      f.l.pp = pages[i]!
+      c.lockPtl(c.mmIndex, pages[i]!, 'zap_pte_range: pte_offset_map_lock')
       // flush_tlb_batched_pending(mm) right after the lock (3ea277194daa): a PTE that reclaim
       // or migration cleared with a batched flush may still be cached by a CPU.
       flushTlbBatchedPending(c, c.mmIndex, 'zap_pte_range')
@@ -112,11 +158,12 @@ export const zapVma: Proc = {
       const old = c.pte(mm, page)!
       c.setPte(mm, page, null, 'ptep_get_and_clear_full')
       if (old.swp !== undefined) c.swapWrite(old.swp, null)
+      const end = tableEnd(c, pages, i)
       if (old.mig || old.swp !== undefined) {
         // A migration or swap entry is in no TLB and holds no page reference: cleared (a swap
         // slot is freed, free_swap_and_cache).
-        const next = nextPte(c, pages, i + 1)
-        f.l.i = next
+        const next = nextPteIn(c, pages, i + 1, end)
+        f.l.i = next >= 0 ? next : end < pages.length ? end : -1
         if (next < 0) zapUnlock(c, f, false)
         else c.goto('pte')
         return
@@ -146,8 +193,10 @@ export const zapVma: Proc = {
           c.emit('info', '__tlb_remove_page', `mmu_gather batch full (${batch} pages): force_flush`)
         }
       }
-      const next = nextPte(c, pages, i + 1)
-      f.l.i = next
+      // The loop ends at the table's end (zap_pte_range covers one PMD); `i` then moves to the
+      // next table's first page, which zap_pmd_range() goes on with after the unlock.
+      const next = nextPteIn(c, pages, i + 1, end)
+      f.l.i = next >= 0 ? next : end < pages.length ? end : -1
       // A full batch breaks out of the loop now. A dirty shared PTE forces the flush at the
       // end of the loop (f.l.ff), a step of its own: lockless walkers and folio_mkclean's
       // folio_mapped() test can run between the last clear and that flush.
@@ -172,11 +221,19 @@ export const zapVma: Proc = {
   },
 }
 
-/** zap_pte_range() after the lock and flush_tlb_batched_pending(): the first PTE to zap. */
+/** zap_pte_range() after the lock and flush_tlb_batched_pending(): the table's first PTE to zap. */
 function zapStart(c: Ctx, f: CallFrame): void {
-  f.l.i = nextPte(c, list(f, 'pages'), num(f, 'i'))
-  if (num(f, 'i') < 0) zapUnlock(c, f, false)
-  else c.goto('pte')
+  const pages = list(f, 'pages')
+  const i = num(f, 'i')
+  const end = tableEnd(c, pages, i)
+  const next = nextPteIn(c, pages, i, end)
+  if (next >= 0) {
+    f.l.i = next
+    c.goto('pte')
+    return
+  }
+  f.l.i = end < pages.length ? end : -1
+  zapUnlock(c, f, false)
 }
 
 /**
@@ -259,7 +316,8 @@ function zapRmaps(c: Ctx, f: CallFrame): void {
   const force = f.l.zf === true
   const underPtl = c.sc.kernel.dirtyFlushUnderPtl
   if (force && underPtl) flushRmaps(c)
-  c.unlockPtl(c.mmIndex)
+  c.unlockPtl(c.mmIndex, num(f, 'pp'))
+  delete f.l.pp
   if (force && !underPtl) {
     gatherFlush(c, 'tlb_flush_mmu (force_flush, after the PTL)')
     afterNotifier(c, f, 'zap_free', zapFree)
@@ -273,9 +331,15 @@ function zapFree(c: Ctx, f: CallFrame): void {
   if (f.l.zf === true) gatherFree(c)
   delete f.l.zf
   if (num(f, 'i') >= 0) {
-    c.goto('start') // `if (addr != end) goto again`
+    // `if (addr != end) goto again` after a forced flush, or zap_pmd_range()'s next PMD.
+    c.goto('start')
     return
   }
+  zapVmaEnd(c, f)
+}
+
+/** unmap_single_vma() done: tlb_end_vma(). */
+function zapVmaEnd(c: Ctx, f: CallFrame): void {
   f.l.i = 0
   // tlb_end_vma(): x86 selects MMU_GATHER_MERGE_VMAS and does nothing here.
   // v6.6 tlb_end_vma(): flush if tlb->vma_pfn (VM_PFNMAP/VM_MIXEDMAP, b67fbebd4cf9, v5.19) or
@@ -395,20 +459,7 @@ export const munmap: Proc = {
           c.emit('info', 'unlink_file_vma', `${c.pageName(p)}: VMA unlinked from the file's i_mmap tree`)
         }
       }
-      if (c.freePgtables(mm)) {
-        // pte_free_tlb() (v6.6 include/asm-generic/tlb.h): tlb_flush_pmd_range(tlb, addr,
-        // PAGE_SIZE) at the PMD range's first address (the first user page here) and tlb->freed_tables = 1,
-        // so tlb_finish_mmu() flushes even after arm64's tlb_end_vma() emptied the range, and
-        // flushes non-leaf: arm64 tlb_flush() passes last_level = !freed_tables; x86
-        // flush_tlb_mm_range(..., freed_tables) (arch/x86/mm/tlb.c) calls the v6.6 arch hook
-        // over the range. The secondaries' invalidations from that flush (arch-hook; v4.15
-        // ->invalidate_range from tlb_flush_mmu_tlbonly) are non-leaf in the drivers modelled:
-        // arm-smmu-v3-sva.c invalidates with leaf=false, intel/svm.c with ih=0.
-        const first = c.sc.pages.findIndex((pg) => pg.kind !== 'kernel')
-        const r = root(c)
-        const range = list(r, 'g_range')
-        if (first >= 0 && !range.includes(first)) r.l.g_range = [...range, first]
-      }
+      freedTablesFlush(c, c.freePgtables(mm, list(f, 'pages')))
       c.goto('finish')
     },
   },
@@ -419,6 +470,26 @@ export const munmap: Proc = {
     },
   },
   finish_done: { run: (c, f) => munmapDone(c, f) },
+}
+
+/**
+ * pte_free_tlb() (v6.6 include/asm-generic/tlb.h) of each table free_pgtables() unlinked:
+ * tlb_flush_pmd_range(tlb, addr, PAGE_SIZE) at the PMD range's first address (the table's first
+ * user page here) and tlb->freed_tables = 1, so tlb_finish_mmu() flushes even after arm64's
+ * tlb_end_vma() emptied the range, and flushes non-leaf: arm64 tlb_flush() passes last_level =
+ * !freed_tables; x86 flush_tlb_mm_range(..., freed_tables) (arch/x86/mm/tlb.c) calls the v6.6
+ * arch hook over the range. The secondaries' invalidations from that flush (arch-hook; v4.15
+ * ->invalidate_range from tlb_flush_mmu_tlbonly) are non-leaf in the drivers modelled:
+ * arm-smmu-v3-sva.c invalidates with leaf=false, intel/svm.c with ih=0; they cover that table's
+ * PMD range only, hence that table's walk-cache entry.
+ */
+export function freedTablesFlush(c: Ctx, tables: readonly number[]): void {
+  const r = root(c)
+  for (const k of tables) {
+    const first = tablePages(c.sc, k)[0]
+    const range = list(r, 'g_range')
+    if (first !== undefined && !range.includes(first)) r.l.g_range = [...range, first]
+  }
 }
 
 /** tlb_finish_mmu()'s free, mmap_read_unlock(), return. */

@@ -13,6 +13,7 @@ import { describe, expect, it } from 'vitest'
 import { scenarioOf } from '../../node/scenarioTestkit'
 import { makePolicy, type Preset } from '../policy'
 import type { EventKind } from '../results'
+import { WC_NONE, WC_TABLE } from '../state'
 import { lines, runUnder, traced } from './traceTestkit'
 
 const pol = (p: Preset) => makePolicy(p)
@@ -77,9 +78,9 @@ describe('munmap: free_pgtables unlinks the PTE page, tlb_finish_mmu flushes (fr
       'frame tlb_batch_pages_flush: release 1 queued page',
       'frame free_pages_and_swap_cache: free pfn 1 (gen 1)',
     ])
-    expect(ex.final.secs[0]!.wc).toBe(false)
-    expect(ex.final.mms[0]!.pt).toBe(false)
-    expect(ex.final.mms[0]!.tbl).toBeNull()
+    expect(ex.final.secs[0]!.wc).toEqual([WC_NONE])
+    expect(ex.final.mms[0]!.pt).toEqual([false])
+    expect(ex.final.mms[0]!.tbl).toEqual([null])
   })
 
   it('where each preset drops the walk cache: start-end at range_start, invalidate-range at range_end, arch-hook in tlb_finish_mmu', () => {
@@ -187,9 +188,9 @@ describe('madvise(MADV_DONTNEED) keeps the PTE page', () => {
     const ex = walkFirst(scenario({ sec: LEAF_ONLY, op: 'madvise_dontneed P' }), 'arch-hook')
     const ls = lines(ex, { thread: 'C0', kinds: KINDS })
     expect(ls.some((l) => l.includes('free_pgtables') || l.includes('tlb_table_flush'))).toBe(false)
-    expect(ex.final.mms[0]!.pt).toBe(true)
-    expect(ex.final.mms[0]!.tbl).toBeNull()
-    expect(ex.final.secs[0]!.wc).toBe(true)
+    expect(ex.final.mms[0]!.pt).toEqual([true])
+    expect(ex.final.mms[0]!.tbl).toEqual([null])
+    expect(ex.final.secs[0]!.wc).toEqual([WC_TABLE])
     expect(ex.violations).toEqual([])
   })
 })

@@ -77,12 +77,12 @@ export const writeback: Proc = {
    * ptep_clear_flush(); pte_wrprotect(); pte_mkclean(); set_pte_at(); unlock.
    */
   mk_pte: {
-    guard: (c) => (c.ptlFree(0) ? null : 'page-table lock held'),
+    guard: (c, f) => (c.ptlFree(0, num(f, 'page')) ? null : 'page-table lock held'),
     run: (c, f) => {
       const mm = 0
       const page = num(f, 'page')
       const pfn = c.file(page).pfn
-      c.lockPtl(mm, 'page_vma_mapped_walk')
+      c.lockPtl(mm, page, 'page_vma_mapped_walk')
       const pte = c.pte(mm, page)
       f.l.cleaned = 0
       if (!pte || pte.pfn !== pfn || pte.mig || pte.swp !== undefined) {
@@ -97,7 +97,7 @@ export const writeback: Proc = {
         afterNotifier(c, f, 'mk_set', mkSet)
         return
       }
-      c.unlockPtl(mm)
+      c.unlockPtl(mm, page)
       c.goto('mk_re')
     },
   },
@@ -134,7 +134,7 @@ function mkSet(c: Ctx, f: CallFrame): void {
   delete f.l.old
   c.setPte(0, page, { ...pte, write: false, dirty: false }, 'set_pte_at (pte_wrprotect + pte_mkclean)')
   f.l.cleaned = 1
-  c.unlockPtl(0)
+  c.unlockPtl(0, page)
   c.goto('mk_re')
 }
 
