@@ -28,9 +28,6 @@ import {
   tablePages,
   tablesOf,
   tableTag,
-  WC_NONE,
-  WC_OLD,
-  WC_TABLE,
   ZERO_PFN,
 } from './state'
 import type { InvariantName, Scenario } from './types'
@@ -379,7 +376,7 @@ export class Ctx {
       this.wr(Res.pt(mm, k))
       m.pt = m.pt.slice()
       m.pt[k] = true
-      if (mm === 0) this.walkCachesOutlived(k)
+      if (mm === 0) this.checkNoStaleWalkCache(k)
     }
     this.emit('pte', fn, `PTE ${this.pageName(page)}${mm === 1 ? ' (child)' : ''} := ${pteText(pte)}`)
   }
@@ -402,15 +399,17 @@ export class Ctx {
     this.emit('pte', fn, text)
   }
   /**
-   * A new PTE page was linked in table k's PMD after the one a walk cache points at was freed:
-   * that walk-cache entry still points at the freed page (WC_OLD), not at the new one.
+   * A new PTE page is linked in table k's PMD. A walk-cache entry for the table can only point
+   * at this one: a table is freed only when no VMA is left over its PMD range, and no op makes
+   * a VMA there again (mremap's target has one from the start), so a PMD never links a second
+   * PTE page while an entry for a freed first one survives. Checked, not assumed.
    */
-  private walkCachesOutlived(k: number): void {
+  private checkNoStaleWalkCache(k: number): void {
     if (this.s.mms[0]!.tbl[k] !== null) return
-    this.sc.secondaries.forEach((d, i) => {
-      if (d.type !== 'hw-walker' || !d.walkCache) return
-      if (this.walkCache(i, k) === WC_TABLE) this.setWalkCacheOf(i, k, WC_OLD)
-    })
+    if (this.s.secs.some((x) => x.wc[k] === true))
+      throw new Error(
+        `model bug: a PTE page is linked in table ${k}'s PMD while a walk cache points at its freed one`,
+      )
   }
   /**
    * Whether the PMD of the table `page` lives in is populated (a PTE page exists), as
@@ -442,11 +441,8 @@ export class Ctx {
    * walk after the free is a use-after-free. Returns the tables unlinked.
    */
   freePgtables(mm: number, pages: readonly number[]): number[] {
-    const freed: number[] = []
-    for (const k of tablesOf(this.sc, pages)) {
-      if (tablePages(this.sc, k).some((p) => this.vma(mm, p) !== null)) continue
-      this.rd(Res.pt(mm, k))
-      if (!this.s.mms[mm]!.pt[k]) continue
+    const freed = this.pgtablesToFree(mm, pages)
+    for (const k of freed) {
       this.wr(Res.pt(mm, k))
       const w = this.mmW(mm)
       w.pt = w.pt.slice()
@@ -462,9 +458,18 @@ export class Ctx {
           `${left}: free_pte_range: pmd_clear, pte_free_tlb (${this.tableName(k)} is unlinked and queued in the mmu_gather; freed_tables = 1)`,
         )
       } else this.emit('info', 'free_pgtables', `${left}: ${this.tableName(k)} is freed`)
-      freed.push(k)
     }
     return freed
+  }
+  /** The tables free_pgtables() over `pages` would unlink (freePgtables), changing nothing. */
+  pgtablesToFree(mm: number, pages: readonly number[]): number[] {
+    const out: number[] = []
+    for (const k of tablesOf(this.sc, pages)) {
+      if (tablePages(this.sc, k).some((p) => this.vma(mm, p) !== null)) continue
+      this.rd(Res.pt(mm, k))
+      if (this.s.mms[mm]!.pt[k]) out.push(k)
+    }
+    return out
   }
   /**
    * tlb_finish_mmu() -> tlb_flush_mmu() -> tlb_flush_mmu_free() -> tlb_table_flush() (v6.6
@@ -557,22 +562,18 @@ export class Ctx {
     this.rd(Res.gupf(mm))
     return this.s.mms[mm]!.gupf === 0
   }
-  /**
-   * What the walk cache of hw-walker `i` holds for the PTE table `page` lives in: WC_NONE,
-   * WC_TABLE (the table the PMD links, or linked until free_pgtables) or WC_OLD (a freed table
-   * the PMD no longer points at).
-   */
-  walkCached(i: number, page: number): number {
+  /** The walk cache of hw-walker `i` holds the PMD's pointer to the PTE table `page` lives in. */
+  walkCached(i: number, page: number): boolean {
     return this.walkCache(i, this.tableOf(page))
   }
-  setWalkCache(i: number, page: number, v: number): void {
+  setWalkCache(i: number, page: number, v: boolean): void {
     this.setWalkCacheOf(i, this.tableOf(page), v)
   }
-  private walkCache(i: number, k: number): number {
+  private walkCache(i: number, k: number): boolean {
     this.rd(Res.wc(i, k))
     return this.s.secs[i]!.wc[k]!
   }
-  private setWalkCacheOf(i: number, k: number, v: number): void {
+  private setWalkCacheOf(i: number, k: number, v: boolean): void {
     this.wr(Res.wc(i, k))
     const sec = this.secW(i)
     sec.wc = sec.wc.slice()
@@ -1314,7 +1315,7 @@ export class Ctx {
     const d = this.sc.secondaries[i]!
     if (d.type !== 'hw-walker' || !d.walkCache) return
     for (const k of pages === null ? this.tables : tablesOf(this.sc, pages)) {
-      if (this.walkCache(i, k) === WC_NONE) continue
+      if (!this.walkCache(i, k)) continue
       const table = this.tableName(k, 'the PTE table')
       if (d.leafOnly) {
         this.emit(
@@ -1325,7 +1326,7 @@ export class Ctx {
         )
         continue
       }
-      this.setWalkCacheOf(i, k, WC_NONE)
+      this.setWalkCacheOf(i, k, false)
       this.emit(
         'sec-inval',
         why,

@@ -6,9 +6,6 @@ import {
   tableCount,
   tableOf,
   tableTag,
-  WC_NONE,
-  WC_OLD,
-  WC_TABLE,
   type FileState,
   type LabState,
   type TlbEntry,
@@ -62,7 +59,9 @@ export function diffStates(sc: Scenario, a: LabState, b: LabState): string[] {
           (walkCaches || multi) &&
           ((m.tbl[k] !== null) !== (n.tbl[k] !== null) || m.pt[k] !== n.pt[k])
         )
-          out.push(`PTE page${tag}: ${pageText(m, k)} -> ${pageText(n, k)}`)
+          out.push(
+            `PTE page${tag}: ${pageText(m, k)} -> ${pageText(n, k)}${n.pt[k] || n.tbl[k] ? '' : ' (freed)'}`,
+          )
       })
     m.vmas.forEach((v, j) => {
       if (v !== n.vmas[j])
@@ -86,9 +85,7 @@ export function diffStates(sc: Scenario, a: LabState, b: LabState): string[] {
       const y = b.secs[i]!.wc[k]!
       if (x === y) return
       const tag = tableTag(sc, k)
-      if (x === WC_NONE || y === WC_NONE)
-        out.push(`${d.name} walk cache: ${y !== WC_NONE ? '+' : '-'}${wcText(y !== WC_NONE ? y : x)}${tag}`)
-      else out.push(`${d.name} walk cache: ${wcText(x)}${tag} -> ${wcText(y)}${tag}`)
+      out.push(`${d.name} walk cache: ${y ? '+' : '-'}PTE table${tag}`)
     })
   })
   b.frames.forEach((f, i) => {
@@ -119,15 +116,10 @@ function isThpTable(sc: Scenario, k: number): boolean {
   return sc.thp !== null && tableOf(sc, sc.thp.pages[0]!) === k
 }
 
-/** What a walk-cache entry points at: the table (WC_TABLE) or a freed one (WC_OLD). */
-function wcText(v: number): string {
-  return v === WC_OLD ? 'freed PTE table' : 'PTE table'
-}
-
 /** Where table k's PTE page is (free_pgtables: munmap, mremap, exit). */
 function pageText(m: LabState['mms'][number], k: number): string {
   if (m.pt[k]) return 'linked in the PMD'
-  return m.tbl[k] ? 'unlinked by free_pgtables, not yet freed' : 'none (freed)'
+  return m.tbl[k] ? 'unlinked by free_pgtables, not yet freed' : 'none'
 }
 
 /** Where the huge page's PTE table is (THP scenarios). */
@@ -202,9 +194,7 @@ export function stateView(sc: Scenario, s: LabState): Array<[string, string]> {
     ])
     if (ats) rows.push([`${d.name} ATC`, entries(x.atc)])
     if (d.type === 'hw-walker' && d.walkCache) {
-      const held = x.wc.flatMap((v, k) =>
-        v === WC_NONE ? [] : [`PMD${tableTag(sc, k)} -> ${wcText(v)}${tableTag(sc, k)}`],
-      )
+      const held = x.wc.flatMap((v, k) => (v ? [`PMD${tableTag(sc, k)} -> PTE table${tableTag(sc, k)}`] : []))
       rows.push([`${d.name} walk cache`, held.length ? held.join(', ') : '(empty)'])
     }
     if (d.type === 'sw-mirror') {
@@ -294,17 +284,14 @@ export interface StaleEntry {
 }
 
 /**
- * Why a hw-walker's walk-cache entry for table k (the PMD's pointer to the PTE table, `v` as
- * SecState.wc) is stale in `s`, or null: the PMD no longer links that table (detached by
- * pmdp_collapse_flush, deposited under a huge PMD, unlinked by free_pgtables) or the table was
- * freed (and maybe replaced by a new one). Only the user mm is walked through the cache
- * (access.ts iommuWalk).
+ * Why a hw-walker's walk-cache entry for table k (the PMD's pointer to the PTE table) is stale
+ * in `s`, or null: the PMD no longer links that table (detached by pmdp_collapse_flush,
+ * deposited under a huge PMD, unlinked by free_pgtables) or the table was freed. Only the user
+ * mm is walked through the cache (access.ts iommuWalk).
  */
-export function walkCacheStaleReason(sc: Scenario, s: LabState, k = 0, v: number = WC_TABLE): string | null {
+export function walkCacheStaleReason(sc: Scenario, s: LabState, k = 0): string | null {
   const m = s.mms[0]
-  if (!m) return null
-  if (v === WC_OLD) return 'that page-table page was freed (the PMD links a new one)'
-  if (m.pt[k]) return null
+  if (!m || m.pt[k]) return null
   if (m.tbl[k] === null) return 'that page-table page was freed'
   return isThpTable(sc, k)
     ? `the PMD no longer links that table (${tableText(m, k)})`
@@ -317,8 +304,8 @@ export function staleEntries(sc: Scenario, s: LabState): StaleEntry[] {
   sc.secondaries.forEach((d, i) => {
     if (d.type !== 'hw-walker' || !d.walkCache) return
     s.secs[i]?.wc.forEach((v, k) => {
-      if (v === WC_NONE) return
-      const why = walkCacheStaleReason(sc, s, k, v)
+      if (!v) return
+      const why = walkCacheStaleReason(sc, s, k)
       const subject = `${d.name} walk cache`
       const table = isThpTable(sc, k) ? `the PTE table of ${sc.thp!.name}` : `the PTE page${tableTag(sc, k)}`
       if (why) out.push({ subject, page: table, text: `${subject} PMD -> ${table}, but ${why}` })

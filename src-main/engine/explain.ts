@@ -990,7 +990,10 @@ interface TableStory {
 function walkTable(run: Run, step: number, name: string | null): number {
   const who = name ?? run.ex.records[step]?.thread
   const t = run.sc.threads.findIndex((x) => x.name === who)
-  const p = run.states[Math.min(step, run.states.length - 1)]?.threads[t]?.stack[0]?.l.page
+  const th = run.states[Math.min(step, run.states.length - 1)]?.threads[t]
+  // The op's root frame, or (the op's first step, before it has one) the op itself.
+  const op = th ? run.sc.threads[t]?.ops[th.op] : undefined
+  const p = th?.stack[0]?.l.page ?? (op && 'page' in op ? op.page : undefined)
   return typeof p === 'number' ? tableOf(run.sc, p) : 0
 }
 
@@ -1037,7 +1040,7 @@ function tableStory(run: Run, upTo: number, gupThread: string | null): TableStor
     const inv = eventsAt(run, k).filter(
       (e) => e.kind === 'sec-inval' || e.kind === 'notifier' || e.kind === 'cpu-flush',
     )
-    if (inv.length === 0 || !run.states[k + 1]!.secs.some((x) => (x.wc[tk] ?? 0) !== 0)) continue
+    if (inv.length === 0 || !run.states[k + 1]!.secs.some((x) => x.wc[tk] === true)) continue
     const leaf = inv.find((e) => e.text.includes('leaf-only'))
     const fns = [...new Set(inv.map((e) => e.fn))].join(', ')
     const cpu = inv.every((e) => e.kind === 'cpu-flush')

@@ -122,7 +122,8 @@ export function scenarioJsonSchema(): object {
       },
       pages: {
         type: 'object',
-        description: 'Page name -> initial state; page i sits at address i*4096',
+        description:
+          'Page name -> initial state, in address order; pages of one table: share a PTE page (one PMD range)',
         additionalProperties: {
           type: 'object',
           additionalProperties: false,
@@ -144,6 +145,13 @@ export function scenarioJsonSchema(): object {
               type: 'string',
               description:
                 "kind: file only: this address maps the same file offset as file page P (P's page-cache folio): a second VMA of the file, or an mremap target",
+            },
+            table: {
+              type: 'integer',
+              minimum: 0,
+              maximum: 3,
+              description:
+                "The PTE table (one 2 MiB PMD range) the page lives in, 0-3 (default 0): its own split page-table lock, PMD and walk-cache entry. A table's pages are adjacent, tables ascend without gaps",
             },
           },
         },

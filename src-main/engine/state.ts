@@ -117,18 +117,11 @@ export interface SecState {
   /** sw-mirror: invalidations in progress covering each page. */
   inProg: number[]
   /**
-   * hw-walker with walk_cache, per PTE table: WC_NONE, or the walk cache holds the PMD's
-   * pointer to a PTE table (a non-leaf entry) and walks read that table without reading the
-   * PMD: WC_TABLE, the table the PMD links (or linked until free_pgtables unlinked it), or
-   * WC_OLD, a table that was freed and replaced by a newer one in the same PMD.
+   * hw-walker with walk_cache, per PTE table: the walk cache holds the table's PMD's pointer to
+   * its PTE page (a non-leaf entry); walks then read that page without reading the PMD.
    */
-  wc: number[]
+  wc: boolean[]
 }
-
-/** SecState.wc values. */
-export const WC_NONE = 0
-export const WC_TABLE = 1
-export const WC_OLD = 2
 
 export type LocalValue = number | boolean | string | null | readonly number[]
 export interface CallFrame {
@@ -391,7 +384,7 @@ export function initialState(sc: Scenario): LabState {
       })
       .sort((a, b) => a.page - b.page)
     const atc = d.type === 'hw-walker' && d.ats ? entries.slice() : []
-    return { entries, atc, seq: 0, inProg: new Array(n).fill(0), wc: new Array<number>(tables).fill(WC_NONE) }
+    return { entries, atc, seq: 0, inProg: new Array(n).fill(0), wc: new Array<boolean>(tables).fill(false) }
   })
   return {
     frames,
@@ -815,7 +808,7 @@ export function hashState(s: LabState, live: Liveness): [number, number] {
     hashEntries(h, dead ? [] : alive(x.entries), lab)
     hashEntries(h, dead ? [] : alive(x.atc), lab)
     h.n(x.seq)
-    for (const w of x.wc) h.n(dead ? 0 : w)
+    for (const w of x.wc) h.n(w && !dead ? 1 : 0)
     x.inProg.forEach((p, page) => h.n(lp === null || lp[page] === 1 ? p : 0))
   })
   for (const t of s.threads) {

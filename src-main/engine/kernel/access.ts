@@ -4,7 +4,7 @@
  * hardware walk and the fill are one atomic step (the walker takes no lock).
  */
 import type { Ctx } from '../ctx'
-import { KERNEL_MM, WC_NONE, WC_OLD, WC_TABLE, type CallFrame, type Pte, type TlbEntry } from '../state'
+import { KERNEL_MM, type CallFrame, type Pte, type TlbEntry } from '../state'
 import type { HwWalkerDecl } from '../types'
 import { afterNotifier, flag, num, type PcHandler, type Proc } from './proc'
 
@@ -86,11 +86,11 @@ function hardwareWalk(
  * - THP (`thp:`): linked, detached by pmdp_collapse_flush, or deposited under the huge PMD;
  * - otherwise the PTE page of the page's table (`table:`): linked, unlinked by free_pgtables()
  *   (v6.6 mm/mmap.c; munmap, mremap's unmap of the old range, exit; its PTEs are all none, the
- *   access faults), or freed by tlb_finish_mmu(), or freed and replaced by a new PTE page that a
- *   later fault or mremap linked in the same PMD (the cached pointer is still the old one).
+ *   access faults), or freed by tlb_finish_mmu().
  * A walk through a freed table reads freed memory: a use-after-free of the page-table page, and
  * the access is abandoned. Only the user mm is walked through the cache (a supervisor PASID's
- * kernel walks are not cached here).
+ * kernel walks are not cached here), and a PMD whose table was freed never links another one
+ * (no op makes a VMA there again; ctx.ts checks it).
  */
 function iommuWalk(c: Ctx, mm: number, page: number, via: number): Pte | null | 'aborted' {
   const d = c.sc.secondaries[via]!
@@ -100,18 +100,15 @@ function iommuWalk(c: Ctx, mm: number, page: number, via: number): Pte | null | 
   const k = c.tableOf(page)
   const multi = c.tables.length > 1
   const table = thp ? `the PTE table of ${c.sc.thp!.name}` : c.tableName(k)
-  const cached = c.walkCached(via, page)
-  if (cached !== WC_NONE) {
-    if (cached === WC_TABLE && c.pmdPopulated(mm, page)) return c.pte(mm, page)
-    const t = cached === WC_OLD ? null : thp ? c.table(mm) : c.unlinkedTable(mm, k)
+  if (c.walkCached(via, page)) {
+    if (c.pmdPopulated(mm, page)) return c.pte(mm, page)
+    const t = thp ? c.table(mm) : c.unlinkedTable(mm, k)
     if (t === null) {
       c.violate(
         'use-after-free',
         thp
           ? `${c.name}: ${d.name} walks ${c.pageName(page)} through its walk-cache entry for the PTE table, but that page-table page was freed (pte_free): the walk reads freed memory`
-          : cached === WC_OLD
-            ? `${c.name}: ${d.name} walks ${c.pageName(page)} through its walk-cache entry for ${table}, but free_pgtables unlinked that page-table page and tlb_finish_mmu freed it; the PMD now links a new PTE page the entry does not point at: the walk reads freed memory`
-            : `${c.name}: ${d.name} walks ${c.pageName(page)} through its walk-cache entry for ${table}, but ${multi ? 'free_pgtables' : "munmap's free_pgtables"} unlinked that page-table page and tlb_finish_mmu freed it (pte_free_tlb, freed_tables): the walk reads freed memory`,
+          : `${c.name}: ${d.name} walks ${c.pageName(page)} through its walk-cache entry for ${table}, but ${multi ? 'free_pgtables' : "munmap's free_pgtables"} unlinked that page-table page and tlb_finish_mmu freed it (pte_free_tlb, freed_tables): the walk reads freed memory`,
       )
       c.ret()
       return 'aborted'
@@ -129,7 +126,7 @@ function iommuWalk(c: Ctx, mm: number, page: number, via: number): Pte | null | 
   const pte = c.pte(mm, page)
   // A huge PMD maps the page itself: no PTE table to cache.
   if (!(pte && pte.huge) && (thp ? pte !== null : true) && c.pmdPopulated(mm, page)) {
-    c.setWalkCache(via, page, WC_TABLE)
+    c.setWalkCache(via, page, true)
     c.emit('fill', 'IOMMU page walk', `${d.name} walk cache: PMD -> ${table}`, {
       pages: [c.pageName(page)],
       tlb: `${d.name} walk cache`,

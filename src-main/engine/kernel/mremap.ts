@@ -130,9 +130,10 @@ export const mremap: Proc = {
   unmap_old_end: {
     run: (c, f) => {
       c.rangeEnd(c.mmIndex, [num(f, 'page')], false)
-      afterNotifier(c, f, 'old_pgtables', oldPgtables)
+      afterNotifier(c, f, 'old_end_done', oldEndDone)
     },
   },
+  old_end_done: { run: (c, f) => oldEndDone(c, f) },
   old_pgtables: { run: (c, f) => oldPgtables(c, f) },
   old_free: { run: (c, f) => oldFree(c, f) },
   done: { run: (c, f) => done(c, f) },
@@ -145,6 +146,15 @@ function locked(c: Ctx, f: CallFrame): void {
 }
 
 /**
+ * After unmap_vmas()' range_end: free_pgtables() comes next, a step of its own (a walker can
+ * still read the PMD in between), when it has a table to free; else mremap returns.
+ */
+function oldEndDone(c: Ctx, f: CallFrame): void {
+  if (c.pgtablesToFree(c.mmIndex, [num(f, 'page')]).length > 0) c.goto('old_pgtables')
+  else done(c, f)
+}
+
+/**
  * unmap_region()'s free_pgtables() for the old range: the old address's PTE table is
  * unlinked when no VMA is left over its PMD range (pte_free_tlb: freed_tables, the PMD's first
  * address in the gather); tlb_finish_mmu() flushes that (x86 flush_tlb_mm_range with
@@ -153,10 +163,6 @@ function locked(c: Ctx, f: CallFrame): void {
 function oldPgtables(c: Ctx, f: CallFrame): void {
   const mm = c.mmIndex
   const freed = c.freePgtables(mm, [num(f, 'page')])
-  if (freed.length === 0) {
-    done(c, f)
-    return
-  }
   const range = freed.map((k) => tablePages(c.sc, k)[0]!)
   c.flushTlb(mm, 'range', range, 'tlb_flush (tlb_finish_mmu)')
   c.invalidateRange(mm, range, 'tlb_flush_mmu_tlbonly')

@@ -13,7 +13,6 @@ import { describe, expect, it } from 'vitest'
 import { scenarioOf } from '../../node/scenarioTestkit'
 import { makePolicy, type Preset } from '../policy'
 import type { EventKind } from '../results'
-import { WC_NONE, WC_TABLE } from '../state'
 import { lines, runUnder, traced } from './traceTestkit'
 
 const pol = (p: Preset) => makePolicy(p)
@@ -78,7 +77,7 @@ describe('munmap: free_pgtables unlinks the PTE page, tlb_finish_mmu flushes (fr
       'frame tlb_batch_pages_flush: release 1 queued page',
       'frame free_pages_and_swap_cache: free pfn 1 (gen 1)',
     ])
-    expect(ex.final.secs[0]!.wc).toEqual([WC_NONE])
+    expect(ex.final.secs[0]!.wc).toEqual([false])
     expect(ex.final.mms[0]!.pt).toEqual([false])
     expect(ex.final.mms[0]!.tbl).toEqual([null])
   })
@@ -190,7 +189,7 @@ describe('madvise(MADV_DONTNEED) keeps the PTE page', () => {
     expect(ls.some((l) => l.includes('free_pgtables') || l.includes('tlb_table_flush'))).toBe(false)
     expect(ex.final.mms[0]!.pt).toEqual([true])
     expect(ex.final.mms[0]!.tbl).toEqual([null])
-    expect(ex.final.secs[0]!.wc).toEqual([WC_TABLE])
+    expect(ex.final.secs[0]!.wc).toEqual([true])
     expect(ex.violations).toEqual([])
   })
 })

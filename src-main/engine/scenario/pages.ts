@@ -1,6 +1,10 @@
 /**
- * `pages:` and `kernel_pages:`: the scenario's pages in declaration order (page i at virtual
- * address i * 4096 of one VMA region; kernel pages are vmalloc addresses in init_mm after them).
+ * `pages:` and `kernel_pages:`: the scenario's pages in declaration order (address order; kernel
+ * pages are vmalloc addresses in init_mm after them). `table: N` puts a page in PTE table N
+ * (0..3, default 0): each table is one 2 MiB PMD range with its own page-table page, split PTL
+ * and walk-cache entry. The pages of a table are adjacent in declaration order and tables come
+ * in ascending order without gaps (table 0's pages, then table 1's, ...), so declaration order
+ * stays address order; a VMA (adjacent pages with the same prot) may span two tables.
  */
 import {
   bool,
@@ -19,7 +23,9 @@ import {
 import type { Arch, Mapped, PageDecl, Prot } from '../types'
 
 export const KERNEL_PAGE_KEYS = ['value', 'mapped'] as const
-export const PAGE_KEYS = ['value', 'prot', 'cow', 'mapped', 'kind', 'fault', 'file'] as const
+export const PAGE_KEYS = ['value', 'prot', 'cow', 'mapped', 'kind', 'fault', 'file', 'table'] as const
+/** The highest `table:` (four PTE tables: enough for a partial free_pgtables and two-table moves). */
+export const MAX_TABLE = 3
 export const PAGE_KINDS = ['anon', 'pfnmap', 'file'] as const
 
 /** The pages, and each name's index (-1 for a page declared with errors). */
@@ -40,6 +46,8 @@ export function parsePages(
       `pages is required: a mapping from page name to { value, prot, cow, mapped }; found ${typeName(raw.pages)}`,
     )
   } else {
+    // The previous page's table, for the adjacency check (tables ascend, without gaps).
+    let prevTable: { table: number; name: string } | null = null
     for (const [name, decl] of Object.entries(raw.pages)) {
       const path = ['pages', name]
       if (!NAME.test(name)) issues.key(path, `page name '${name}' must be an identifier (letters, digits, _)`)
@@ -147,9 +155,39 @@ export function parsePages(
           )
         else aliases.push({ index: pages.length, name, target: d.file, path: [...path, 'file'] })
       }
-      if (value !== null && prot && cow !== null && mapped && kind) {
+      const table =
+        d.table === undefined ? 0 : int(d.table, [...path, 'table'], issues, 'table', 0, MAX_TABLE)
+      if (table !== null) {
+        const prev = prevTable
+        if (prev === null && table !== 0)
+          issues.add(
+            [...path, 'table'],
+            `the first page is in table 0 (tables are numbered from 0 in address order); '${name}' says table ${table}`,
+          )
+        else if (prev !== null && table < prev.table)
+          issues.add(
+            [...path, 'table'],
+            `pages are declared in address order, so tables ascend: '${name}' (table ${table}) comes after '${prev.name}' (table ${prev.table}); declare table ${table}'s pages together, before table ${prev.table}'s`,
+          )
+        else if (prev !== null && table > prev.table + 1)
+          issues.add(
+            [...path, 'table'],
+            `tables are numbered without gaps: '${name}' is in table ${table}, but no page is in table ${prev.table + 1}`,
+          )
+        prevTable = { table, name }
+      }
+      if (value !== null && prot && cow !== null && mapped && kind && table !== null) {
         pageIndex.set(name, pages.length)
-        pages.push({ name, value, prot, cow, mapped, kind, ...(fault && kind === 'pfnmap' ? { fault } : {}) })
+        pages.push({
+          name,
+          value,
+          prot,
+          cow,
+          mapped,
+          kind,
+          ...(fault && kind === 'pfnmap' ? { fault } : {}),
+          ...(table > 0 ? { table } : {}),
+        })
       } else {
         pageIndex.set(name, -1)
       }

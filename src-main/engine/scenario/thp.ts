@@ -82,6 +82,14 @@ export function parseThp(
       ok = false
       return
     }
+    if (sub.length > 0 && (pg.table ?? 0) !== (pages[sub[0]!]!.table ?? 0)) {
+      issues.add(
+        [...pPath, j],
+        `the subpages of a huge page are one PMD range, so they share one PTE table: '${pg.name}' is in table ${pg.table ?? 0}, '${pages[sub[0]!]!.name}' in table ${pages[sub[0]!]!.table ?? 0}`,
+      )
+      ok = false
+      return
+    }
     if (sub.length > 0 && i !== sub[sub.length - 1]! + 1) {
       issues.add(
         [...pPath, j],
