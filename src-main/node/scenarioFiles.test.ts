@@ -811,3 +811,64 @@ describe('file: P pages and mremap: located errors', () => {
     )
   })
 })
+
+describe('table: N (more than one PTE table, issue 13): located errors', () => {
+  // Lines: 4 is page P, 5 is page Q, 6 is page R when given.
+  const pages = (p: string, q: string, r?: string): string =>
+    `pages:\n  P: { value: 0, prot: rw, mapped: ro${p} }\n  Q: { value: 0${q} }${r === undefined ? '' : `\n  R: { value: 0${r} }`}`
+
+  it('valid: Q in table 1; an undeclared table is 0 (and left out of the page)', () => {
+    const sc = loadScenarioText(scenario({ pages: pages('', ', table: 1') }), 'x.yaml')
+    expect(sc.pages.map((p) => p.table)).toEqual([undefined, 1])
+    const same = loadScenarioText(scenario({ pages: pages(', table: 0', ', table: 0') }), 'x.yaml')
+    expect(same.pages.map((p) => p.table)).toEqual([undefined, undefined])
+  })
+
+  it('a table out of 0..3, at the value', () => {
+    expect(only(scenario({ pages: pages('', ', table: 4') }))).toBe(
+      '5:25 len1 table must be an integer from 0 to 3; found number 4',
+    )
+    expect(only(scenario({ pages: pages('', ', table: one') }))).toMatch(
+      /^5:25 len3 table must be an integer/,
+    )
+  })
+
+  it('the first page is in table 0', () => {
+    expect(only(scenario({ pages: pages(', table: 1', ', table: 1') }))).toBe(
+      "4:47 len1 the first page is in table 0 (tables are numbered from 0 in address order); 'P' says table 1",
+    )
+  })
+
+  it('tables ascend in declaration (address) order: a page of table 0 after table 1, at its table', () => {
+    expect(only(scenario({ pages: pages('', ', table: 1', ', table: 0') }))).toBe(
+      "6:25 len1 pages are declared in address order, so tables ascend: 'R' (table 0) comes after 'Q' (table 1); declare table 0's pages together, before table 1's",
+    )
+  })
+
+  it('tables are numbered without gaps', () => {
+    expect(only(scenario({ pages: pages('', ', table: 2') }))).toBe(
+      "5:25 len1 tables are numbered without gaps: 'Q' is in table 2, but no page is in table 1",
+    )
+  })
+
+  it('a kernel page has no table key (init_mm is modelled with one table)', () => {
+    expect(only(scenario({ arch: 'arch: x86_64' }, 'kernel_pages:\n  K: { value: 1, table: 1 }\n'))).toBe(
+      "14:18 len5 unknown key 'table' in kernel page 'K'; allowed: value, mapped",
+    )
+  })
+
+  it("a huge page's subpages share one table, at the subpage", () => {
+    const thp = scenario(
+      {
+        pages: 'pages:\n  A: { value: 1 }\n  B: { value: 2, table: 1 }',
+        secondary: 'secondary:\n  - { name: smmu, type: hw-walker, cached: [A] }',
+        cpus: 'cpus:\n  C0: [thp_split H]',
+        devices: 'devices:\n  D0: { via: smmu, ops: [read A] }',
+      },
+      'thp: { H: [A, B] }\n',
+    )
+    expect(only(thp)).toBe(
+      "13:15 len1 the subpages of a huge page are one PMD range, so they share one PTE table: 'B' is in table 1, 'A' in table 0",
+    )
+  })
+})
