@@ -60,7 +60,7 @@ export function components(
 ): { set: number[]; scope: Uint8Array } | null {
   const n = s.threads.length
   // Every thread may touch a shared resource (a sw-mirror's sequence count, ...): one group.
-  if (fut.shareAll || tablesUnsettled(s)) return null
+  if (fut.shareAll || tablesUnsettled(fut.sc, s)) return null
   // A free frame that something still names: whoever allocates it next shares it.
   for (let pfn = 0; pfn < s.frames.length; pfn++)
     if (s.frames[pfn]!.free && frameNamed(s, pfn, -1)) return null

@@ -502,11 +502,6 @@ export class Ctx {
     this.rd(Res.pt(mm, k))
     return this.s.mms[mm]!.tbl[k]!
   }
-  /** Whether table k's PMD links a PTE page (pmdPopulated, by table). */
-  tablePopulated(mm: number, k: number): boolean {
-    this.rd(Res.pt(mm, k))
-    return this.s.mms[mm]!.pt[k]!
-  }
   // ---- THP: the huge page's PMD, its PTE table, pmd_lock, GUP-fast ----------------------
   /** The huge page's subpages (the scenario's `thp:`), or none. */
   get thpPages(): readonly number[] {

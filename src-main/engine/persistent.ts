@@ -36,7 +36,7 @@
  * catalogue and generated scenarios.
  */
 import type { Footprint } from './footprint'
-import { NON_PFN_LOCALS, type LabState, type LocalValue } from './state'
+import { NON_PFN_LOCALS, tableOf, type LabState, type LocalValue } from './state'
 import type { Scenario } from './types'
 
 const M = 1 << 12
@@ -262,7 +262,7 @@ export class Futures {
     for (const p of x.pages) if (f[p] !== 1) return `page ${this.sc.pages[p]!.name}`
     if (x.mmapWrite && !this.mmapWriter[t]![op]!) return 'mmap_lock for write'
     // (A fault may link the PTE table: states with an unlinked one have no components.)
-    if (x.shared && !this.mayShare(t, op) && !tablesUnsettled(s))
+    if (x.shared && !this.mayShare(t, op) && !tablesUnsettled(this.sc, s))
       return 'a shared global resource (not a page-table lock, mmap_lock for read or the allocator)'
     return null
   }
@@ -453,9 +453,16 @@ export function lockHolders(s: LabState, reads: readonly number[] | null): numbe
 }
 
 /**
- * A PTE table not linked (a fault would link it: Res.pt) or one unlinked and not yet freed (a
- * walk cache may read it): page tables are then shared by every fault and walk.
+ * A PTE table not linked that a fault would link (Res.pt: a VMA is over one of its pages), or
+ * one unlinked and not yet freed (a walk cache may read it): page tables are then shared by
+ * every fault and walk. A table freed with no VMA left over it stays unlinked: no op makes a VMA
+ * there again (ctx.ts checkNoStaleWalkCache).
  */
-export function tablesUnsettled(s: LabState): boolean {
-  return s.mms.some((m) => m.live && (m.pt.some((x) => !x) || m.tbl.some((x) => x !== null)))
+export function tablesUnsettled(sc: Scenario, s: LabState): boolean {
+  return s.mms.some(
+    (m) =>
+      m.live &&
+      (m.tbl.some((x) => x !== null) ||
+        m.pt.some((x, k) => !x && m.vmas.some((v, p) => v !== null && tableOf(sc, p) === k))),
+  )
 }

@@ -201,6 +201,9 @@ function render(spec: ScenarioSpec): RawScenario {
         d.mapped = 'ro'
         break
     }
+    // Two PTE tables in about half the two-page scenarios (an odd second value): Q in table 1,
+    // with its own split PTL, PMD and walk-cache entry (derived, so the generated stream stays).
+    if (i === 1 && p.value % 2 === 1) d.table = 1
     pages[PAGE_NAMES[i]!] = d
   })
   const hasCow = spec.pages.some((p) => p.kind === 'cow')
@@ -281,12 +284,18 @@ function doubled(raw: RawScenario): RawScenario {
       .map((w) => (w === 'P' || w === 'Q' ? `${w}2` : /^[rc]\d+$/.test(w) ? `s${w}` : w))
       .join(' ')
   const pages = raw.pages as Record<string, unknown>
+  // The copy's pages come after the original's in address order: its tables follow theirs.
+  const top = Math.max(0, ...Object.values(pages).map((v) => (v as { table?: number }).table ?? 0))
+  const shifted = (v: unknown): unknown => {
+    const t = ((v as { table?: number }).table ?? 0) + top
+    return t === 0 ? v : { ...(v as object), table: t }
+  }
   const sec = (raw.secondary as Array<Record<string, unknown>>)[0]!
   const cpus = raw.cpus as Record<string, unknown>
   const devices = raw.devices as Record<string, { via: string; ops: string[] }>
   const out: RawScenario = {
     ...raw,
-    pages: { ...pages, ...Object.fromEntries(Object.entries(pages).map(([k, v]) => [`${k}2`, v])) },
+    pages: { ...pages, ...Object.fromEntries(Object.entries(pages).map(([k, v]) => [`${k}2`, shifted(v)])) },
     secondary: [
       { ...sec, cached: [...(sec.cached as string[]), ...(sec.cached as string[]).map((p) => `${p}2`)] },
     ],

@@ -100,9 +100,10 @@ export function rmapUnmap(
         c.setPte(mm, page, null, 'ptep_get_and_clear')
         // set_tlb_ubc_flush_pending(): atomic_inc(&mm->tlb_flush_batched) (pending moves ahead
         // of flushed until a flush_tlb_batched_pending(); try_to_unmap_flush() does not reset it).
-        // The kernel bumps it just after arch_tlbbatch_add_pending(); it is read only under this
-        // PTL, which the thread holds throughout, so setting it first is the same to every other
-        // thread, and leaves the notifier call (an atc-first driver's owed command) last.
+        // The kernel bumps it just after arch_tlbbatch_add_pending(). Setting it first, in the
+        // step that clears the PTE, leaves the notifier call (an atc-first driver's owed
+        // command) last; a walker of another PTE table (its own PTL) that reads it before that
+        // command completes only flushes earlier, for a PTE that is already clear.
         c.setTlbBatched(mm, true)
         if (c.sc.arch === 'x86_64') {
           c.emit('cpu-flush', 'arch_tlbbatch_add_pending', 'CPU flush deferred to arch_tlbbatch_flush', {
@@ -132,14 +133,15 @@ export function rmapUnmap(
  *   mm, and under the v6.6 arch hook mmu_notifier_arch_invalidate_secondary_tlbs(mm, 0, -1);
  * - arm64: dsb(ish), waiting for the TLBIs that arch_tlbbatch_add_pending already issued (the
  *   model applies a TLBI when it is issued): no flush, nothing for the secondaries.
- * then the cmpxchg makes flushed = pending (one step under the PTL here: set_tlb_ubc_flush_pending
- * runs under the same PTL, so none can come between). The caller holds the PTL and continues
- * with afterNotifier(): the flush may leave a driver command owed. Returns whether it flushed.
+ * then the cmpxchg makes flushed = pending (one step here; a set_tlb_ubc_flush_pending under
+ * another table's PTL lands before or after it, and the kernel's cmpxchg keeps a bump that came
+ * in between pending). The caller holds the PTL of its table and continues with
+ * afterNotifier(): the flush may leave a driver command owed. Returns whether it flushed.
  */
 export function flushTlbBatchedPending(c: Ctx, mm: number, caller: string): boolean {
   if (!c.tlbBatched(mm)) return false
-  // flushed = pending first: read only under the PTL the caller holds, so no other thread sees
-  // the order, and the flush's notifier call (an atc-first driver's owed command) comes last.
+  // flushed = pending first, in this step: no other thread sees the order, and the flush's
+  // notifier call (an atc-first driver's owed command) comes last.
   c.setTlbBatched(mm, false)
   if (c.sc.arch === 'x86_64') {
     c.flushTlb(mm, 'mm', [], `flush_tlb_mm (flush_tlb_batched_pending, ${caller})`)
@@ -219,9 +221,8 @@ export function fileRmapWalk(
           return
         }
         c.setPte(0, page, null, 'ptep_get_and_clear')
-        // set_tlb_ubc_flush_pending()'s tlb_flush_batched bump, before the notifier call: read
-        // only under this PTL, so the order is invisible, and an atc-first driver's command
-        // stays last.
+        // set_tlb_ubc_flush_pending()'s tlb_flush_batched bump, before the notifier call, in the
+        // clearing step (see rmapUnmap): an atc-first driver's command stays last.
         c.setTlbBatched(0, true)
         if (c.sc.arch === 'x86_64') {
           c.emit('cpu-flush', 'arch_tlbbatch_add_pending', 'CPU flush deferred to arch_tlbbatch_flush', {
