@@ -123,7 +123,7 @@ export function scenarioJsonSchema(): object {
       pages: {
         type: 'object',
         description:
-          'Page name -> initial state, in address order; pages of one table: share a PTE page (one PMD range)',
+          'Page name -> initial state, in address order; pages with the same table: share a PTE page (one PMD range)',
         additionalProperties: {
           type: 'object',
           additionalProperties: false,
@@ -316,7 +316,7 @@ export function scenarioJsonSchema(): object {
       thp: {
         type: 'object',
         description:
-          'One transparent huge page: its name -> { pages: [A, B], mapped: pmd | pte, kind: anon | file }; 2-4 adjacent subpages standing for 512, and every page of the scenario is one of them',
+          'One transparent huge page: its name -> { pages: [A, B], mapped: pmd | pte, kind: anon | file }; 2-4 adjacent subpages in one PTE table standing for 512, and every page of the scenario is one of them',
         maxProperties: 1,
         additionalProperties: {
           oneOf: [
