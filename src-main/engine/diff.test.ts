@@ -84,3 +84,43 @@ describe('THP state rows', () => {
         )
   })
 })
+
+describe('state rows and changes with two PTE tables', () => {
+  const TWO = `title: t
+arch: x86_64
+pages:
+  A: { value: 1 }
+  B: { value: 2, table: 1 }
+secondary:
+  - { name: iommu, type: hw-walker, walk_cache: true }
+cpus:
+  C0: [munmap B]
+devices:
+  D0: { via: iommu, ops: [read A, read B] }
+`
+
+  it('each table has its ptl#N, its PTE page row and its walk-cache entry; free_pgtables shows as that table', () => {
+    const sc = loadScenarioText(TWO, 't.yaml')
+    // D0 walks A and B (a walk-cache entry per table), then C0's munmap of B runs to the end.
+    const ex = runExecution(sc, makePolicy('start-end'), scriptedChooser([1, 1, 0, 0, 0]), {
+      tracing: true,
+      maxSteps: 50,
+    })
+    const walked = new Map(ex.records[1]!.state)
+    expect(walked.get('iommu walk cache')).toBe('PMD#0 -> PTE table#0, PMD#1 -> PTE table#1')
+    expect(walked.get('PTE page#0')).toBe('linked in the PMD')
+    expect(walked.get('locks')).toBe('ptl#0 free, ptl#1 free')
+    expect(ex.records[0]!.changes).toContain('iommu walk cache: +PTE table#0')
+    const zapping = ex.records.find((r) => r.events.some((e) => e.text.endsWith('ptl#1')))!
+    expect(new Map(zapping.state).get('locks')).toBe('ptl#0 free, ptl#1 held by C0, mmap_lock read-held by 1')
+    const freed = ex.records.find((r) =>
+      r.changes.some((c) => c.startsWith('PTE page#1: linked in the PMD')),
+    )!
+    expect(freed.changes).toContain(
+      'PTE page#1: linked in the PMD -> unlinked by free_pgtables, not yet freed',
+    )
+    const last = new Map(ex.records.at(-1)!.state)
+    expect(last.get('PTE page#0')).toBe('linked in the PMD')
+    expect(last.get('PTE page#1')).toBe('none')
+  })
+})

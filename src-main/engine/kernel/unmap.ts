@@ -99,8 +99,7 @@ export function tableEnd(c: Ctx, pages: readonly number[], i: number): number {
 
 /** The index of the next page in [from, end) whose PTE is not pte_none, or -1. */
 export function nextPteIn(c: Ctx, pages: readonly number[], from: number, end: number): number {
-  const j = nextPte(c, pages.slice(0, end), from)
-  return j
+  return nextPte(c, pages.slice(0, end), from)
 }
 
 /**
@@ -483,7 +482,7 @@ export const munmap: Proc = {
  * arm-smmu-v3-sva.c invalidates with leaf=false, intel/svm.c with ih=0; they cover that table's
  * PMD range only, hence that table's walk-cache entry.
  */
-export function freedTablesFlush(c: Ctx, tables: readonly number[]): void {
+function freedTablesFlush(c: Ctx, tables: readonly number[]): void {
   const r = root(c)
   for (const k of tables) {
     const first = tablePages(c.sc, k)[0]
