@@ -343,9 +343,11 @@ export class Ctx {
    * goes when no VMA is left in its range (all pages share one PMD). free_pte_range() does
    * pmd_clear() and pte_free_tlb(): the page is unlinked from the PMD and queued in the
    * mmu_gather (tlb_remove_table / tlb_remove_page), not freed yet; tlb_finish_mmu() frees it
-   * after its flush (see freeDetachedTable). Without `thp:` the unlinked page's (empty) PTEs
-   * are kept in `tbl` until then, so a walk cache that still points at it reads it, and a walk
-   * after the free is a use-after-free. Returns whether the PTE page was unlinked.
+   * after its flush (see freeDetachedTable). The unlinked page's (empty) PTEs are kept in `tbl`
+   * until then (with `thp:`, the huge page's table: a PMD split earlier linked it), so a walk
+   * cache that still points at it reads it, and a walk after the free is a use-after-free. A
+   * none PMD (zap_huge_pmd freed the deposited table itself) has nothing to free. Returns
+   * whether the PTE page was unlinked.
    */
   freePgtables(mm: number): boolean {
     const m = this.s.mms[mm]!
@@ -355,24 +357,24 @@ export class Ctx {
     this.wr(Res.pt(mm))
     const w = this.mmW(mm)
     w.pt = false
-    if (this.sc.thp === null) {
-      w.tbl = w.ptes.slice()
-      this.emit(
-        'info',
-        'free_pgtables',
-        'no VMA left: free_pte_range: pmd_clear, pte_free_tlb (the PTE page is unlinked and queued in the mmu_gather; freed_tables = 1)',
-      )
-    } else this.emit('info', 'free_pgtables', 'no VMA left: the PTE page is freed')
+    w.tbl = w.ptes.slice()
+    this.emit(
+      'info',
+      'free_pgtables',
+      'no VMA left: free_pte_range: pmd_clear, pte_free_tlb (the PTE page is unlinked and queued in the mmu_gather; freed_tables = 1)',
+    )
     return true
   }
   /**
    * tlb_finish_mmu() -> tlb_flush_mmu() -> tlb_flush_mmu_free() -> tlb_table_flush() (v6.6
    * mm/mmu_gather.c): after the TLB flush, the PTE page that free_pgtables() queued is freed
    * (x86 and arm64 select MMU_GATHER_RCU_TABLE_FREE: after an RCU grace period or the IPI of
-   * tlb_remove_table_sync_one, neither of which an IOMMU walk waits for). Non-THP scenarios.
+   * tlb_remove_table_sync_one, neither of which an IOMMU walk waits for). `queued`: this
+   * gather's free_pgtables() unlinked the page (with `thp:` the unlinked `tbl` may otherwise be
+   * the table deposited under a huge PMD, which is not the gather's to free).
    */
-  freeDetachedTable(mm: number): void {
-    if (this.sc.thp !== null) return
+  freeDetachedTable(mm: number, queued: boolean): void {
+    if (!queued) return
     this.rd(Res.pt(mm))
     if (this.s.mms[mm]!.tbl === null) return
     this.wr(Res.pt(mm))
@@ -1552,7 +1554,8 @@ const NO_PAGES: readonly number[] = []
 
 export function pteText(p: Pte | null): string {
   if (!p) return 'none'
-  if (p.mig) return `migration entry (pfn ${p.pfn}, ${p.write ? 'writable' : 'read-only'})`
+  if (p.mig)
+    return `${p.huge ? 'PMD ' : ''}migration entry (pfn ${p.pfn}, ${p.write ? 'writable' : 'read-only'})`
   if (p.swp !== undefined) return `swap entry (slot ${p.swp})`
   if (!p.present) return `pfn ${p.pfn} PROT_NONE`
   if (p.huge && !p.present) return `pfn ${p.pfn} (huge PMD, invalid: pmdp_invalidate)`
