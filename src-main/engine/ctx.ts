@@ -1457,7 +1457,7 @@ export class Ctx {
       return
     }
     const pte = this.pte(mm, e.page)
-    const stale = !pte || !pte.present || pte.pfn !== e.pfn || (write && !pte.write)
+    const stale = !mapsPage(pte) || pte!.pfn !== e.pfn || (write && !pte!.write)
     if (stale && e.revoked) {
       this.violate(
         'stale-after-return',
@@ -1489,7 +1489,8 @@ export class Ctx {
 
   /**
    * At a syscall's return: every cached translation that no longer matches its PTE is marked
-   * revoked. `unmap`: the syscall removes mappings (munmap, madvise, unmap_mapping_range); a
+   * revoked (a migration entry still maps its page here: a migration in flight, with its own
+   * notifier range, is not what the syscall removed; its copy and free check the entry). `unmap`: the syscall removes mappings (munmap, madvise, unmap_mapping_range); a
    * file page's entry that still maps its page-cache folio but lost write permission to a
    * concurrent folio_mkclean (writeback, which has not reached its range_end yet) is not
    * something this syscall revoked.
@@ -1501,8 +1502,8 @@ export class Ctx {
         this.rd(res(e.page))
         if (e.revoked) return e
         const pte = this.pte(mm, e.page)
-        const gone = !pte || !pte.present || pte.pfn !== e.pfn
-        const stale = gone || (e.write && !pte.write)
+        const gone = !mapsPage(pte) || pte!.pfn !== e.pfn
+        const stale = gone || (e.write && !pte!.write)
         if (!stale) return e
         if (!gone && unmap && this.isFile(e.page)) return e
         this.wr(res(e.page))
@@ -1551,6 +1552,14 @@ export function scenarioExits(sc: Scenario): boolean {
   return x
 }
 const NO_PAGES: readonly number[] = []
+
+/**
+ * For stale-after-return: whether the PTE maps its pfn as far as a syscall is concerned, present
+ * or a migration entry (the page is under migration; the write bit is the entry's).
+ */
+function mapsPage(p: Pte | null): boolean {
+  return p !== null && (p.present || p.mig === true)
+}
 
 export function pteText(p: Pte | null): string {
   if (!p) return 'none'
