@@ -509,7 +509,13 @@ export const migrateThp: Proc = {
       list(f, 'new').forEach((pfn, i) => {
         if (!installed.includes(i)) c.putFrame(pfn, 'folio_put (unused destination)')
       })
-      c.emit('op', 'migrate', `${H(c)}: pfns ${pfnsOf(f).join(',')} -> pfns ${list(f, 'new').join(',')}`)
+      c.emit(
+        'op',
+        'migrate',
+        installed.length > 0
+          ? `${H(c)}: pfns ${pfnsOf(f).join(',')} -> pfns ${list(f, 'new').join(',')}`
+          : `${H(c)}: its migration entries were zapped meanwhile; the source is freed, nothing maps the copy`,
+      )
       c.ret()
     },
   },
