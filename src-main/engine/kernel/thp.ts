@@ -36,6 +36,12 @@
  * set_pmd_at (standing for the next fault's do_set_pmd) before mmap_write_unlock. v6.6 itself
  * (Hugh Dickins's rework) frees the table with pte_free_defer (RCU), which GUP-fast's
  * IRQs-off section holds off as the IPI did: `gup_fast_ipi: true` stands for both.
+ *
+ * The other ops reach the huge PMD here too (v6.6): zap_pmd_range's zap_huge_pmd for a zap that
+ * covers it (zapPmdPath, zapHugePmd: munmap, MADV_DONTNEED, exit_mmap, the OOM reaper), the
+ * split for one that covers part of it or for split_vma (thpSplitVma: mprotect, munmap), and a
+ * PMD migration entry (kernel/thpRmap.ts set_pmd_migration_entry) met by a split (PTE migration
+ * entries, no flush), a zap (no page reference) or change_huge_pmd (made readable).
  */
 import type { Ctx } from '../ctx'
 import type { CallFrame, Pte } from '../state'
@@ -437,10 +443,10 @@ export const thpCollapse: Proc = {
 }
 
 /**
- * mprotect_fixup() of part of a huge page (v6.6 mm/mprotect.c): split_vma() -> __split_vma()
- * -> vma_adjust_trans_huge() -> split_huge_pmd_address(): the new VMA boundary falls inside the
- * 2 MiB range, so the PMD is split (__split_huge_pmd, with its own MMU_NOTIFY_CLEAR range)
- * before the new vm_flags are set and before change_protection() starts.
+ * A VMA boundary inside the huge page (v6.6): mprotect_fixup()'s split_vma() before the new
+ * vm_flags and change_protection(), munmap's do_vmi_align_munmap() before the VMAs are detached:
+ * __split_vma() -> vma_adjust_trans_huge() -> split_huge_pmd_address(): the PMD is split
+ * (__split_huge_pmd, with its own MMU_NOTIFY_CLEAR range). A PMD migration entry is split too.
  */
 export function thpSplitVma(c: Ctx, pages: readonly number[]): boolean {
   if (c.sc.thp === null || !pmdHuge(c)) return false

@@ -1,8 +1,8 @@
 /**
  * Zapping user mappings with an mmu_gather, v6.6: munmap (unmap_region -> unmap_vmas),
- * madvise(MADV_DONTNEED) (zap_page_range_single), zap_pte_range(), tlb_end_vma(),
- * tlb_flush_mmu_tlbonly() and tlb_finish_mmu() (mm/memory.c, mm/mmu_gather.c,
- * include/asm-generic/tlb.h, mm/mmap.c, mm/madvise.c).
+ * madvise(MADV_DONTNEED) (zap_page_range_single), zap_pmd_range() (a huge page's PMD: kernel/thp.ts
+ * zapPmdPath), zap_pte_range(), tlb_end_vma(), tlb_flush_mmu_tlbonly() and tlb_finish_mmu()
+ * (mm/memory.c, mm/mmu_gather.c, include/asm-generic/tlb.h, mm/mmap.c, mm/madvise.c).
  *
  * The gather (range to flush, pages queued for freeing) lives in the op's root frame.
  *
