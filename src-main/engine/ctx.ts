@@ -424,10 +424,6 @@ export class Ctx {
   get tables(): number[] {
     return Array.from({ length: tableCount(this.sc) }, (_, k) => k)
   }
-  /** Whether table k holds the scenario's huge page (`thp:`). */
-  isThpTable(k: number): boolean {
-    return this.sc.thp !== null && this.tableOf(this.sc.thp.pages[0]!) === k
-  }
   /**
    * free_pgtables() (v6.6 mm/mmap.c, called by unmap_region() after unmap_vmas(), over the
    * unmapped VMAs `pages`): free_pgd_range() -> free_pmd_range() -> free_pte_range() for every
@@ -436,9 +432,11 @@ export class Ctx {
    * table with a VMA left stays (a partial free_pgtables). free_pte_range() does pmd_clear()
    * and pte_free_tlb(): the page is unlinked from the PMD and queued in the mmu_gather
    * (tlb_remove_table / tlb_remove_page), not freed yet; tlb_finish_mmu() frees it after its
-   * flush (see freeDetachedTable). Outside the huge page's table the unlinked page's (empty)
-   * PTEs are kept in `tbl` until then, so a walk cache that still points at it reads it, and a
-   * walk after the free is a use-after-free. Returns the tables unlinked.
+   * flush (see freeDetachedTable). The unlinked page's (empty) PTEs are kept in `tbl` until
+   * then (with `thp:`, the huge page's table: a PMD split earlier linked it), so a walk cache
+   * that still points at it reads it, and a walk after the free is a use-after-free. A none PMD
+   * (zap_huge_pmd freed the deposited table itself) has nothing to free. Returns the tables
+   * unlinked.
    */
   freePgtables(mm: number, pages: readonly number[]): number[] {
     const freed = this.pgtablesToFree(mm, pages)
@@ -449,15 +447,13 @@ export class Ctx {
       w.pt[k] = false
       const multi = tableCount(this.sc) > 1
       const left = multi ? `no VMA left over table ${k}'s PMD range` : 'no VMA left'
-      if (!this.isThpTable(k)) {
-        w.tbl = w.tbl.slice()
-        w.tbl[k] = w.ptes.slice()
-        this.emit(
-          'info',
-          'free_pgtables',
-          `${left}: free_pte_range: pmd_clear, pte_free_tlb (${this.tableName(k)} is unlinked and queued in the mmu_gather; freed_tables = 1)`,
-        )
-      } else this.emit('info', 'free_pgtables', `${left}: ${this.tableName(k)} is freed`)
+      w.tbl = w.tbl.slice()
+      w.tbl[k] = w.ptes.slice()
+      this.emit(
+        'info',
+        'free_pgtables',
+        `${left}: free_pte_range: pmd_clear, pte_free_tlb (${this.tableName(k)} is unlinked and queued in the mmu_gather; freed_tables = 1)`,
+      )
     }
     return freed
   }
@@ -475,12 +471,12 @@ export class Ctx {
    * tlb_finish_mmu() -> tlb_flush_mmu() -> tlb_flush_mmu_free() -> tlb_table_flush() (v6.6
    * mm/mmu_gather.c): after the TLB flush, the PTE pages that free_pgtables() queued are freed
    * (x86 and arm64 select MMU_GATHER_RCU_TABLE_FREE: after an RCU grace period or the IPI of
-   * tlb_remove_table_sync_one, neither of which an IOMMU walk waits for). Not the huge page's
-   * table (kernel/thp.ts frees that one itself).
+   * tlb_remove_table_sync_one, neither of which an IOMMU walk waits for). `queued`: the tables
+   * this gather's free_pgtables() unlinked (freePgtables; with `thp:` an unlinked `tbl` may
+   * otherwise be the table deposited under a huge PMD, which is not the gather's to free).
    */
-  freeDetachedTable(mm: number): void {
-    for (const k of this.tables) {
-      if (this.isThpTable(k)) continue
+  freeDetachedTable(mm: number, queued: readonly number[]): void {
+    for (const k of queued) {
       this.rd(Res.pt(mm, k))
       if (this.s.mms[mm]!.tbl[k] === null) continue
       this.wr(Res.pt(mm, k))
@@ -496,7 +492,7 @@ export class Ctx {
   }
   /**
    * A PTE page that free_pgtables() unlinked from table k's PMD and tlb_finish_mmu() has not
-   * freed yet (its PTEs), or null (linked, or freed). Not the huge page's table (see table()).
+   * freed yet (its PTEs), or null (linked, or freed). The huge page's is table().
    */
   unlinkedTable(mm: number, k: number): ReadonlyArray<Pte | null> | null {
     this.rd(Res.pt(mm, k))
@@ -1598,7 +1594,7 @@ export class Ctx {
       return
     }
     const pte = this.pte(mm, e.page)
-    const stale = !pte || !pte.present || pte.pfn !== e.pfn || (write && !pte.write)
+    const stale = !mapsPage(pte) || pte!.pfn !== e.pfn || (write && !pte!.write)
     if (stale && e.revoked) {
       this.violate(
         'stale-after-return',
@@ -1630,7 +1626,8 @@ export class Ctx {
 
   /**
    * At a syscall's return: every cached translation that no longer matches its PTE is marked
-   * revoked. `unmap`: the syscall removes mappings (munmap, madvise, unmap_mapping_range); a
+   * revoked (a migration entry still maps its page here: a migration in flight, with its own
+   * notifier range, is not what the syscall removed; its copy and free check the entry). `unmap`: the syscall removes mappings (munmap, madvise, unmap_mapping_range); a
    * file page's entry that still maps its page-cache folio but lost write permission to a
    * concurrent folio_mkclean (writeback, which has not reached its range_end yet) is not
    * something this syscall revoked.
@@ -1642,8 +1639,8 @@ export class Ctx {
         this.rd(res(e.page))
         if (e.revoked) return e
         const pte = this.pte(mm, e.page)
-        const gone = !pte || !pte.present || pte.pfn !== e.pfn
-        const stale = gone || (e.write && !pte.write)
+        const gone = !mapsPage(pte) || pte!.pfn !== e.pfn
+        const stale = gone || (e.write && !pte!.write)
         if (!stale) return e
         if (!gone && unmap && this.isFile(e.page)) return e
         this.wr(res(e.page))
@@ -1693,9 +1690,18 @@ export function scenarioExits(sc: Scenario): boolean {
 }
 const NO_PAGES: readonly number[] = []
 
+/**
+ * For stale-after-return: whether the PTE maps its pfn as far as a syscall is concerned, present
+ * or a migration entry (the page is under migration; the write bit is the entry's).
+ */
+function mapsPage(p: Pte | null): boolean {
+  return p !== null && (p.present || p.mig === true)
+}
+
 export function pteText(p: Pte | null): string {
   if (!p) return 'none'
-  if (p.mig) return `migration entry (pfn ${p.pfn}, ${p.write ? 'writable' : 'read-only'})`
+  if (p.mig)
+    return `${p.huge ? 'PMD ' : ''}migration entry (pfn ${p.pfn}, ${p.write ? 'writable' : 'read-only'})`
   if (p.swp !== undefined) return `swap entry (slot ${p.swp})`
   if (!p.present) return `pfn ${p.pfn} PROT_NONE`
   if (p.huge && !p.present) return `pfn ${p.pfn} (huge PMD, invalid: pmdp_invalidate)`

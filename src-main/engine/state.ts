@@ -635,6 +635,8 @@ export const NON_PFN_LOCALS: ReadonlySet<string> = new Set([
   'pp',
   // mprotect: the index in the VMA's pages where change_pmd_range()'s notifier range starts.
   'rsi',
+  'slots',
+  'ft',
 ])
 
 /**

@@ -25,7 +25,7 @@
  */
 import type { Ctx } from '../ctx'
 import { tablePages, type CallFrame } from '../state'
-import { afterNotifier, decodePte, encodePte, flag, num, type Proc } from './proc'
+import { afterNotifier, decodePte, encodePte, flag, list, num, type Proc } from './proc'
 import { flushTlbBatchedPending } from './rmap'
 
 export const mremap: Proc = {
@@ -163,6 +163,7 @@ function oldEndDone(c: Ctx, f: CallFrame): void {
 function oldPgtables(c: Ctx, f: CallFrame): void {
   const mm = c.mmIndex
   const freed = c.freePgtables(mm, [num(f, 'page')])
+  f.l.ft = freed
   const range = freed.map((k) => tablePages(c.sc, k)[0]!)
   c.flushTlb(mm, 'range', range, 'tlb_flush (tlb_finish_mmu)')
   c.invalidateRange(mm, range, 'tlb_flush_mmu_tlbonly')
@@ -171,7 +172,7 @@ function oldPgtables(c: Ctx, f: CallFrame): void {
 
 /** tlb_finish_mmu()'s tlb_table_flush(): the unlinked table is freed, after the flush. */
 function oldFree(c: Ctx, f: CallFrame): void {
-  c.freeDetachedTable(c.mmIndex)
+  c.freeDetachedTable(c.mmIndex, list(f, 'ft'))
   done(c, f)
 }
 

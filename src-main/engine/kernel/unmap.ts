@@ -1,8 +1,8 @@
 /**
  * Zapping user mappings with an mmu_gather, v6.6: munmap (unmap_region -> unmap_vmas),
- * madvise(MADV_DONTNEED) (zap_page_range_single), zap_pte_range(), tlb_end_vma(),
- * tlb_flush_mmu_tlbonly() and tlb_finish_mmu() (mm/memory.c, mm/mmu_gather.c,
- * include/asm-generic/tlb.h, mm/mmap.c, mm/madvise.c).
+ * madvise(MADV_DONTNEED) (zap_page_range_single), zap_pmd_range() (a huge page's PMD: kernel/thp.ts
+ * zapPmdPath), zap_pte_range(), tlb_end_vma(), tlb_flush_mmu_tlbonly() and tlb_finish_mmu()
+ * (mm/memory.c, mm/mmu_gather.c, include/asm-generic/tlb.h, mm/mmap.c, mm/madvise.c).
  *
  * The gather (range to flush, pages queued for freeing) lives in the op's root frame.
  *
@@ -19,6 +19,7 @@ import type { Ctx } from '../ctx'
 import { tablePages, ZERO_PFN, type CallFrame } from '../state'
 import { afterNotifier, list, nextPte, num, vmaRuns, type Proc } from './proc'
 import { flushTlbBatchedPending } from './rmap'
+import { thpSplitVma, zapHugePmd, zapPmdPath } from './thp'
 
 function root(c: Ctx): CallFrame {
   return c.thread.stack[0]!
@@ -104,13 +105,15 @@ export function nextPteIn(c: Ctx, pages: readonly number[], from: number, end: n
 
 /**
  * zap_pmd_range()'s `if (pmd_none(*pmd)) continue;` from index i: the index of the first page
- * (at a table's start) whose PMD links a PTE page, or -1. A huge page's PMD is never skipped.
+ * whose PMD links a PTE page, or -1 (a huge PMD is zapped or split before: zapPmdPath). `say`:
+ * each skipped table is an info event.
  */
-function firstPopulated(c: Ctx, pages: readonly number[], i: number): number {
+function firstPopulated(c: Ctx, pages: readonly number[], i: number, say: boolean): number {
   const mm = c.mmIndex
   while (i >= 0 && i < pages.length) {
     const p = pages[i]!
-    if (c.isThp(p) || c.pmdPopulated(mm, p)) return i
+    if (c.pmdPopulated(mm, p)) return i
+    if (say) c.emit('info', 'zap_pmd_range', `pmd_none: no ${c.tableName(c.tableOf(p), 'PTE table')} to zap`)
     i = tableEnd(c, pages, i)
   }
   return -1
@@ -124,28 +127,49 @@ function firstPopulated(c: Ctx, pages: readonly number[], i: number): number {
  * no lock and can walk between two clears. A VMA over two PTE tables takes their PTLs in turn.
  */
 export const zapVma: Proc = {
+  /**
+   * zap_pmd_range(): with a huge page (`thp:`), the PMD first (kernel/thp.ts zapPmdPath): a
+   * huge PMD or PMD migration entry the range covers goes whole (zap_huge_pmd, under pmd_lock);
+   * one it covers in part is split first (__split_huge_pmd, its own MMU_NOTIFY_CLEAR range), then
+   * zap_pte_range ('again'). A none PMD has no table: nothing to zap. Otherwise zap_pte_range.
+   */
   start: {
     guard: (c, f) => {
-      const pages = list(f, 'pages')
-      const i = firstPopulated(c, pages, num(f, 'i'))
-      return i < 0 || c.ptlFree(c.mmIndex, pages[i]!) ? null : 'page-table lock held'
+      const path = zapPmdPath(c, list(f, 'pages'))
+      if (path === 'zap') return c.pmdLockFree(c.mmIndex) ? null : 'pmd_lock held'
+      if (path === 'split') return null
+      return zapPteGuard(c, f)
     },
     run: (c, f) => {
-      const pages = list(f, 'pages')
-      const i = firstPopulated(c, pages, num(f, 'i'))
-      if (i < 0) {
+      const path = zapPmdPath(c, list(f, 'pages'))
+      if (path === 'zap') {
         f.l.i = -1
-        zapVmaEnd(c, f)
+        if (zapHugePmd(c)) {
+          // tlb_remove_page_size() -> tlb_flush_mmu(): the flush, then the batch is freed.
+          f.l.zf = true
+          gatherFlush(c, 'tlb_flush_mmu (tlb_remove_page_size: batch full)')
+          afterNotifier(c, f, 'zap_free', zapFree)
+          return
+        }
+        zapFree(c, f)
         return
       }
-      f.l.i = i
-      f.l.pp = pages[i]!
-      c.lockPtl(c.mmIndex, pages[i]!, 'zap_pte_range: pte_offset_map_lock')
-      // flush_tlb_batched_pending(mm) right after the lock (3ea277194daa): a PTE that reclaim
-      // or migration cleared with a batched flush may still be cached by a CPU.
-      flushTlbBatchedPending(c, c.mmIndex, 'zap_pte_range')
-      afterNotifier(c, f, 'start_rest', zapStart)
+      if (path === 'split') {
+        c.emit(
+          'info',
+          'zap_pmd_range',
+          `${c.pagesText(list(f, 'pages'))} is part of huge page ${c.sc.thp!.name}: __split_huge_pmd first`,
+        )
+        c.call('thp_split', { held: true }, 'again')
+        return
+      }
+      zapPteRange(c, f)
     },
+  },
+  /** zap_pte_range() (`again:` after a forced flush): the PTL, flush_tlb_batched_pending. */
+  again: {
+    guard: (c, f) => zapPteGuard(c, f),
+    run: (c, f) => zapPteRange(c, f),
   },
   start_rest: { run: (c, f) => zapStart(c, f) },
   pte: {
@@ -218,6 +242,33 @@ export const zapVma: Proc = {
       c.ret()
     },
   },
+}
+
+function zapPteGuard(c: Ctx, f: CallFrame): string | null {
+  const pages = list(f, 'pages')
+  const i = firstPopulated(c, pages, num(f, 'i'), false)
+  return i < 0 || c.ptlFree(c.mmIndex, pages[i]!) ? null : 'page-table lock held'
+}
+
+/**
+ * zap_pte_range() for the table at index `i` (zap_pmd_range() goes on from there, one PMD at a
+ * time): a none PMD (no PTE page: never faulted in, or zap_huge_pmd or a collapse left none) is
+ * skipped, `if (pmd_none(*pmd)) continue`; then pte_offset_map_lock of that table's split PTL and
+ * flush_tlb_batched_pending(mm) right after the lock (3ea277194daa): a PTE that reclaim or
+ * migration cleared with a batched flush may still be cached by a CPU.
+ */
+function zapPteRange(c: Ctx, f: CallFrame): void {
+  const pages = list(f, 'pages')
+  const i = firstPopulated(c, pages, num(f, 'i'), true)
+  f.l.i = i
+  if (i < 0) {
+    zapFree(c, f)
+    return
+  }
+  f.l.pp = pages[i]!
+  c.lockPtl(c.mmIndex, pages[i]!, 'zap_pte_range: pte_offset_map_lock')
+  flushTlbBatchedPending(c, c.mmIndex, 'zap_pte_range')
+  afterNotifier(c, f, 'start_rest', zapStart)
 }
 
 /** zap_pte_range() after the lock and flush_tlb_batched_pending(): the table's first PTE to zap. */
@@ -331,7 +382,7 @@ function zapFree(c: Ctx, f: CallFrame): void {
   delete f.l.zf
   if (num(f, 'i') >= 0) {
     // `if (addr != end) goto again` after a forced flush, or zap_pmd_range()'s next PMD.
-    c.goto('start')
+    c.goto('again')
     return
   }
   zapVmaEnd(c, f)
@@ -405,29 +456,24 @@ function unmapNextVma(c: Ctx, f: CallFrame): boolean {
 
 /** munmap(2): __vm_munmap -> do_vmi_align_munmap -> unmap_region, v6.6 mm/mmap.c. */
 export const munmap: Proc = {
-  /** Detach the VMAs under mmap_write_lock, then mmap_write_downgrade(). */
+  /**
+   * mmap_write_lock; do_vmi_align_munmap(): a range boundary inside a huge page splits its VMA
+   * first, and __split_vma() -> vma_adjust_trans_huge() -> split_huge_pmd_address() splits the
+   * PMD (kernel/thp.ts thpSplitVma, the __split_huge_pmd sequence); then the VMAs are detached.
+   */
   start: {
     guard: (c) => (c.mmapWritable(c.mmIndex) ? null : 'mmap_lock held'),
     run: (c, f) => {
-      const mm = c.mmIndex
-      c.mmapWriteLock(mm)
+      c.mmapWriteLock(c.mmIndex)
       const pages = startRuns(c, f, list(f, 'req'))
-      for (const p of pages) c.setVma(mm, p, null)
-      c.emit(
-        'info',
-        'vma_iter_clear_gfp',
-        pages.length ? `detach VMA(s) for ${c.pagesText(pages)}` : 'no VMA in range: nothing to unmap',
-      )
-      if (pages.length === 0) {
-        c.mmapWriteUnlock(mm)
-        c.ret()
+      if (thpSplitVma(c, pages)) {
+        c.call('thp_split', { held: true }, 'detach')
         return
       }
-      c.mmapWriteDowngrade(mm)
-      gatherInit(c)
-      c.goto('rs')
+      munmapDetach(c, f)
     },
   },
+  detach: { run: (c, f) => munmapDetach(c, f) },
   /** unmap_vmas(): mmu_notifier_invalidate_range_start(MMU_NOTIFY_UNMAP) over the whole range. */
   rs: {
     run: (c, f) => {
@@ -458,11 +504,22 @@ export const munmap: Proc = {
           c.emit('info', 'unlink_file_vma', `${c.pageName(p)}: VMA unlinked from the file's i_mmap tree`)
         }
       }
-      freedTablesFlush(c, c.freePgtables(mm, list(f, 'pages')))
+      const freed = c.freePgtables(mm, list(f, 'pages'))
+      if (freed.length > 0) f.l.ft = freed
+      freedTablesFlush(c, freed)
       c.goto('finish')
     },
   },
+  /**
+   * tlb_finish_mmu(). The PTE page free_pgtables() queued is freed through tlb_remove_table()
+   * after an RCU grace period (MMU_GATHER_RCU_TABLE_FREE), which a GUP-fast walker's IRQs-off
+   * section holds off: a walker that read the PMD before the unlink finishes first.
+   */
   finish: {
+    guard: (c, f) =>
+      list(f, 'ft').length > 0 && !c.gupFastIdle(c.mmIndex)
+        ? 'tlb_remove_table: the RCU grace period waits for a GUP-fast walker (IRQs off)'
+        : null,
     run: (c, f) => {
       gatherFinishFlush(c, list(f, 'pages'))
       afterNotifier(c, f, 'finish_done', munmapDone)
@@ -491,11 +548,31 @@ function freedTablesFlush(c: Ctx, tables: readonly number[]): void {
   }
 }
 
+/** Detach the VMAs (vma_iter_clear_gfp), then mmap_write_downgrade() and tlb_gather_mmu(). */
+function munmapDetach(c: Ctx, f: CallFrame): void {
+  const mm = c.mmIndex
+  const pages = list(f, 'pages')
+  for (const p of pages) c.setVma(mm, p, null)
+  c.emit(
+    'info',
+    'vma_iter_clear_gfp',
+    pages.length ? `detach VMA(s) for ${c.pagesText(pages)}` : 'no VMA in range: nothing to unmap',
+  )
+  if (pages.length === 0) {
+    c.mmapWriteUnlock(mm)
+    c.ret()
+    return
+  }
+  c.mmapWriteDowngrade(mm)
+  gatherInit(c)
+  c.goto('rs')
+}
+
 /** tlb_finish_mmu()'s free, mmap_read_unlock(), return. */
 function munmapDone(c: Ctx, f: CallFrame): void {
   // tlb_finish_mmu() -> tlb_flush_mmu_free() -> tlb_table_flush(): the PTE page is freed only
   // now, after the flush above (the one that carried freed_tables).
-  c.freeDetachedTable(c.mmIndex)
+  c.freeDetachedTable(c.mmIndex, list(f, 'ft'))
   gatherFinishFree(c)
   c.mmapReadUnlock(c.mmIndex)
   c.markRevoked(c.mmIndex, list(f, 'pages'), true)
