@@ -5,6 +5,7 @@
  */
 import { COSTS, type CostKey, invalidationCost, type InvalidationKinds } from './costs'
 import { Res, type Footprint } from './footprint'
+import { count } from './plural'
 import { hasVariant, type Policy } from './policy'
 import type { EventDetail, EventKind, Metrics, TraceEvent, Violation } from './results'
 import {
@@ -1205,7 +1206,7 @@ export class Ctx {
     return pages === null ? 'all' : this.pagesText(pages)
   }
   private dropped(before: number, after: readonly TlbEntry[]): string {
-    return `${before - after.length} entries dropped`
+    return `${count(before - after.length, 'entry', 'entries')} dropped`
   }
 
   // ---- mmu_notifier entry points -------------------------------------------------------
@@ -1257,7 +1258,7 @@ export class Ctx {
         this.emit(
           'sec-inval',
           'kvm_mmu_notifier_invalidate_range_start',
-          `${d.name}: invalidate_in_progress++, zap ${zapped} shadow entr${zapped === 1 ? 'y' : 'ies'}`,
+          `${d.name}: invalidate_in_progress++, zap ${count(zapped, 'shadow entry', 'shadow entries')}`,
           this.pagesDetail(pages),
         )
       } else if (this.policy.preset === 'start-end' && d.flushAt !== 'end') {
@@ -1328,7 +1329,7 @@ export class Ctx {
     this.emit(
       'sec-inval',
       'dmirror_interval_invalidate',
-      `${d.name}: mutex_lock, mmu_interval_set_seq (seq ${sec.seq}), zap ${zapped} mirror entr${zapped === 1 ? 'y' : 'ies'}, mutex_unlock`,
+      `${d.name}: mutex_lock, mmu_interval_set_seq (seq ${sec.seq}), zap ${count(zapped, 'mirror entry', 'mirror entries')}, mutex_unlock`,
       this.pagesDetail(pages),
     )
   }
@@ -1355,7 +1356,7 @@ export class Ctx {
     this.emit(
       'sec-inval',
       'mn_itree_inv_end',
-      `${d.name}: ${active === 0 ? 'last active range: invalidate_seq even, wake_up_all' : `${active} range${active === 1 ? '' : 's'} still active`}`,
+      `${d.name}: ${active === 0 ? 'last active range: invalidate_seq even, wake_up_all' : `${count(active, 'range')} still active`}`,
       this.pagesDetail(pages),
     )
   }

@@ -6,6 +6,7 @@
 import type { Ctx } from '../ctx'
 import { ZERO_PFN, type Pte } from '../state'
 import type { Prot } from '../types'
+import { count } from '../plural'
 import { afterNotifier, list, nextPte, num, type Proc } from './proc'
 import { flushTlbBatchedPending } from './rmap'
 import { changeHugePmd, changeHugePmdRest, thpMprotectVma, thpSplitVma } from './thp'
@@ -233,7 +234,7 @@ export const fork: Proc = {
         f,
         all.filter((p) => !shared.includes(p)),
       )
-      c.emit('info', 'dup_mmap', `copy ${runCount(f)} VMA(s) into the child`)
+      c.emit('info', 'dup_mmap', `copy ${count(runCount(f), 'VMA')} into the child`)
       c.goto(pages.length ? 'vma' : 'flush')
     },
   },

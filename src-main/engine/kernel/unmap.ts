@@ -19,6 +19,7 @@ import type { Ctx } from '../ctx'
 import { ZERO_PFN, type CallFrame } from '../state'
 import { afterNotifier, list, nextPte, num, vmaRuns, type Proc } from './proc'
 import { flushTlbBatchedPending } from './rmap'
+import { count } from '../plural'
 
 function root(c: Ctx): CallFrame {
   return c.thread.stack[0]!
@@ -82,7 +83,7 @@ export function gatherFlush(c: Ctx, fn: string): void {
 export function gatherFree(c: Ctx): void {
   const q = list(root(c), 'g_queue')
   if (q.length === 0) return
-  c.emit('frame', 'tlb_batch_pages_flush', `release ${q.length} queued page${q.length > 1 ? 's' : ''}`)
+  c.emit('frame', 'tlb_batch_pages_flush', `release ${count(q.length, 'queued page')}`)
   for (const pfn of q) c.putFrame(pfn, 'free_pages_and_swap_cache')
   root(c).l.g_queue = []
 }
@@ -143,7 +144,7 @@ export const zapVma: Proc = {
         const batch = c.sc.gatherBatch
         if (batch !== null && list(r, 'g_queue').length >= batch) {
           force = true
-          c.emit('info', '__tlb_remove_page', `mmu_gather batch full (${batch} pages): force_flush`)
+          c.emit('info', '__tlb_remove_page', `mmu_gather batch full (${count(batch, 'page')}): force_flush`)
         }
       }
       const next = nextPte(c, pages, i + 1)
@@ -219,7 +220,7 @@ function zapFilePte(c: Ctx, f: CallFrame, page: number, pfn: number, dirty: bool
   r.l.g_queue = [...list(r, 'g_queue'), pfn]
   const batch = c.sc.gatherBatch
   if (batch !== null && list(r, 'g_queue').length >= batch) {
-    c.emit('info', '__tlb_remove_page', `mmu_gather batch full (${batch} pages): force_flush`)
+    c.emit('info', '__tlb_remove_page', `mmu_gather batch full (${count(batch, 'page')}): force_flush`)
     return true
   }
   return false
