@@ -49,6 +49,9 @@ export const CPU_OPS = [
   'mremap',
 ] as const
 export const DEVICE_OPS = ['read', 'write', 'signal', 'wait', 'translate'] as const
+/** The keys of a CPU thread written as a mapping (`{ mm: child, ops: [...] }`) and of a device thread. */
+export const CPU_THREAD_KEYS = ['mm', 'ops'] as const
+export const DEVICE_THREAD_KEYS = ['via', 'ops'] as const
 /** CPU ops a scenario with a huge page may use (the rest are not modelled on a huge page). */
 const THP_CPU_OPS: readonly string[] = ['read', 'write', 'thp_split', 'thp_collapse', 'mprotect']
 
@@ -514,7 +517,7 @@ export function parseThreads(
       let opsRaw: unknown = body
       let opsPath: Path = path
       if (isObj(body)) {
-        checkKeys(body, ['mm', 'ops'], path, issues, `cpu thread '${tname}'`)
+        checkKeys(body, CPU_THREAD_KEYS, path, issues, `cpu thread '${tname}'`)
         if (body.mm !== undefined) {
           const m = oneOf<'process' | 'child'>(body.mm, ['process', 'child'], [...path, 'mm'], issues, 'mm')
           mm = m === 'child' ? 1 : 0
@@ -543,7 +546,7 @@ export function parseThreads(
         issues.add(path, `a device thread is { via: <secondary>, ops: [...] }; found ${typeName(body)}`)
         continue
       }
-      checkKeys(body, ['via', 'ops'], path, issues, `device thread '${tname}'`)
+      checkKeys(body, DEVICE_THREAD_KEYS, path, issues, `device thread '${tname}'`)
       const via = typeof body.via === 'string' ? secIndex.get(body.via) : undefined
       if (via === undefined) {
         issues.add(
