@@ -505,7 +505,8 @@ export { nextRun, runPages, runCount, startRuns, unmapNextVma }
  * VMA that munmap already unlinked, even if munmap has not flushed the TLBs yet: Jann Horn's
  * race, closed for VM_PFNMAP by forcing the flush at tlb_end_vma (b67fbebd4cf9; `kernel: {
  * pfnmap_flush: false }` shows it open). The op walks the tree itself (local `vi`, the VMA's
- * mm in `mm`); truncate calls it once per VMA (`nested`, with that VMA's `mm`).
+ * mm in `mm`); truncate calls it once per VMA (`nested`, with that VMA's `mm`). The model takes
+ * i_mmap_lock_read per VMA, where the kernel holds it across the walk.
  */
 export const unmapMappingRange: Proc = {
   start: {
