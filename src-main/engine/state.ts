@@ -572,6 +572,7 @@ export const NON_PFN_LOCALS: ReadonlySet<string> = new Set([
   'dirty',
   'ok',
   'installed',
+  'batched',
   'bmm',
   'mm',
   'migs',
@@ -580,6 +581,8 @@ export const NON_PFN_LOCALS: ReadonlySet<string> = new Set([
   'to',
   'late',
   'nested',
+  'slots',
+  'ft',
 ])
 
 /**
