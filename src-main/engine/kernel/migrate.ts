@@ -57,11 +57,11 @@ function unmapWalk(c: Ctx, f: CallFrame, from: number, found: string, done: stri
   const ms = walkVmas(c.sc, num(f, 'page'))
   const pfn = num(f, 'pfn')
   let vi = from
-  while (
-    vi < ms.length &&
-    !(c.pte(ms[vi]!.mm, ms[vi]!.page)?.present && c.pte(ms[vi]!.mm, ms[vi]!.page)!.pfn === pfn)
-  )
+  while (vi < ms.length) {
+    const pte = c.pte(ms[vi]!.mm, ms[vi]!.page)
+    if (pte?.present && pte.pfn === pfn) break
     vi++
+  }
   f.l.vi = vi
   if (vi < ms.length) {
     walkVmaAt(c, f)

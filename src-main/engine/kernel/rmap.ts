@@ -156,12 +156,6 @@ export function flushTlbBatchedPending(c: Ctx, mm: number, caller: string): bool
   return true
 }
 
-/** The addresses of a file page's offset (rmap_walk_file's VMAs): the page and those declared `file:` of it. */
-export function fileMappings(c: Ctx, page: number): number[] {
-  const owner = c.sc.pages[page]!.fileOf ?? page
-  return [owner, ...c.sc.pages.flatMap((pg, i) => (pg.fileOf === owner ? [i] : []))]
-}
-
 /** One VMA an rmap or i_mmap walk visits: its mm (vma->vm_mm) and the page (address) there. */
 export interface WalkVma {
   readonly mm: number
@@ -184,8 +178,8 @@ const WALKS = new WeakMap<Scenario, Map<number, readonly WalkVma[]>>()
 /**
  * The VMAs a walk over the folio mapped at `page` visits, in the order the kernel's tree holds
  * them, whether or not they exist yet (a walk skips the VMAs not linked, or not mapping the
- * folio): for each address of the page's file offset (fileMappings; an anon or pfnmap page has
- * one), the process's VMA and then the fork child's. The child's comes right after its
+ * folio): for each address of the page's file offset (the page, or the one it is declared
+ * `file:` of, and every page declared `file:` of that one; an anon or pfnmap page has one), the process's VMA and then the fork child's. The child's comes right after its
  * parent's in both trees: dup_mmap() links a shared file VMA with vma_interval_tree_insert_after
  * (the i_mmap tree, v6.6 kernel/fork.c), and anon_vma_fork() -> anon_vma_clone() adds the
  * child's VMA to the parent's anon_vma interval tree, where equal keys go right (after).
