@@ -11,6 +11,7 @@ import {
   type TlbEntry,
 } from './state'
 import type { Scenario } from './types'
+import { count } from './plural'
 
 function entryText(e: TlbEntry): string {
   return `pfn ${e.pfn} ${e.write ? 'RW' : 'RO'}${e.huge ? ' (2 MiB)' : ''}${e.revoked ? ' (revoked)' : ''}`
@@ -116,7 +117,7 @@ function isThpTable(sc: Scenario, k: number): boolean {
   return sc.thp !== null && tableOf(sc, sc.thp.pages[0]!) === k
 }
 
-/** Where table k's PTE page is (free_pgtables: munmap, mremap, exit). */
+/** Where table k's PTE page is (free_pgtables: munmap's, mremap's or exit_mmap's). */
 function pageText(m: LabState['mms'][number], k: number): string {
   if (m.pt[k]) return 'linked in the PMD'
   return m.tbl[k] ? 'unlinked by free_pgtables, not yet freed' : 'none'
@@ -171,7 +172,7 @@ export function stateView(sc: Scenario, s: LabState): Array<[string, string]> {
     m.pmdl.forEach((h, k) => {
       if (h >= 0) locks.push(`pmd_lock${isThpTable(sc, k) ? '' : tableTag(sc, k)} held by ${tname(h)}`)
     })
-    if (m.gupf > 0) locks.push(`${m.gupf} GUP-fast walker(s) with IRQs off`)
+    if (m.gupf > 0) locks.push(`${count(m.gupf, 'GUP-fast walker')} with IRQs off`)
     if (i === 0)
       m.pt.forEach((_, k) => {
         if (isThpTable(sc, k)) rows.push([`PTE table${tableTag(sc, k)}`, tableText(m, k)])

@@ -6,6 +6,7 @@
 import type { Ctx } from '../ctx'
 import { KERNEL_MM, type CallFrame, type Pte, type TlbEntry } from '../state'
 import type { HwWalkerDecl } from '../types'
+import { count } from '../plural'
 import { afterNotifier, flag, num, type PcHandler, type Proc } from './proc'
 
 /** `tlb`: the cache used, named as its state row (`C0 TLB`, `iommu ATC`, `kvm shadow`). */
@@ -85,13 +86,22 @@ function hardwareWalk(
  * without reading the PMD, wherever the table now is:
  * - THP (`thp:`): linked, detached by pmdp_collapse_flush, or deposited under the huge PMD;
  * - otherwise the PTE page of the page's table (`table:`): linked, unlinked by free_pgtables()
- *   (v6.6 mm/mmap.c; munmap, mremap's unmap of the old range, exit; its PTEs are all none, the
- *   access faults), or freed by tlb_finish_mmu().
+ *   (v6.6 mm/mmap.c; munmap's unmap_region, mremap's unmap of the old range, exit_mmap; its
+ *   PTEs are all none, the access faults), or freed by tlb_finish_mmu().
  * A walk through a freed table reads freed memory: a use-after-free of the page-table page, and
  * the access is abandoned. Only the user mm is walked through the cache (a supervisor PASID's
  * kernel walks are not cached here), and a PMD whose table was freed never links another one
  * (no op makes a VMA there again; ctx.ts checks it).
  */
+/**
+ * Whose free_pgtables() freed a user PTE page: exit_mmap's once the mm is released (it calls
+ * mmu_notifier_release() before it unmaps anything), else munmap's (with several tables,
+ * mremap's unmap of the old range may free one too).
+ */
+function freedBy(c: Ctx, mm: number, multi: boolean): string {
+  return c.mmReleased(mm) ? "exit_mmap's free_pgtables" : multi ? 'free_pgtables' : "munmap's free_pgtables"
+}
+
 function iommuWalk(c: Ctx, mm: number, page: number, via: number): Pte | null | 'aborted' {
   const d = c.sc.secondaries[via]!
   if (d.type !== 'hw-walker' || !d.walkCache || mm !== 0) return c.pte(mm, page)
@@ -108,7 +118,7 @@ function iommuWalk(c: Ctx, mm: number, page: number, via: number): Pte | null | 
         'use-after-free',
         thp
           ? `${c.name}: ${d.name} walks ${c.pageName(page)} through its walk-cache entry for the PTE table, but that page-table page was freed (pte_free): the walk reads freed memory`
-          : `${c.name}: ${d.name} walks ${c.pageName(page)} through its walk-cache entry for ${table}, but ${multi ? 'free_pgtables' : "munmap's free_pgtables"} unlinked that page-table page and tlb_finish_mmu freed it (pte_free_tlb, freed_tables): the walk reads freed memory`,
+          : `${c.name}: ${d.name} walks ${c.pageName(page)} through its walk-cache entry for ${table}, but ${freedBy(c, mm, multi)} unlinked that page-table page and tlb_finish_mmu freed it (pte_free_tlb, freed_tables): the walk reads freed memory`,
       )
       c.ret()
       return 'aborted'
@@ -385,7 +395,7 @@ function pageRequest(c: Ctx, f: CallFrame, why: string): void {
     if (c.thread.faults > d.retryLimit) {
       c.violate(
         'progress',
-        `${c.name} faulted ${c.thread.faults} times on one access to ${c.pageName(num(f, 'page'))}; the device resets after ${d.retryLimit} (retry_limit)`,
+        `${c.name} faulted ${count(c.thread.faults, 'time')} on one access to ${c.pageName(num(f, 'page'))}; the device resets after ${d.retryLimit} (retry_limit)`,
       )
       c.ret()
       return
