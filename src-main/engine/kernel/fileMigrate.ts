@@ -58,7 +58,7 @@ export const fileMigrate: Proc = {
   move: {
     guard: (c) => (c.ptlFree(0) ? null : 'page-table lock held'),
     run: (c, f) => {
-      if (flag(f, 'batched')) c.flushTlb(0, 'mm', [], 'arch_tlbbatch_flush (try_to_unmap_flush)', false)
+      if (flag(f, 'batched')) c.flushTlb(0, 'mm', [], 'arch_tlbbatch_flush (try_to_unmap_flush)', null)
       const page = num(f, 'page')
       const src = num(f, 'pfn')
       const fr = c.folio(src)

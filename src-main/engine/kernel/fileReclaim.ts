@@ -55,7 +55,7 @@ export const fileReclaim: Proc = {
   free: {
     run: (c, f) => {
       const page = num(f, 'page')
-      if (flag(f, 'batched')) c.flushTlb(0, 'mm', [], 'arch_tlbbatch_flush (try_to_unmap_flush)', false)
+      if (flag(f, 'batched')) c.flushTlb(0, 'mm', [], 'arch_tlbbatch_flush (try_to_unmap_flush)', null)
       const pfn = num(f, 'pfn')
       c.putFrame(pfn, 'free_unref_folios (the isolation reference)')
       c.emit('op', 'reclaim', `${c.pageName(page)}: the clean folio is reclaimed`)

@@ -58,7 +58,7 @@ export const migrate: Proc = {
   flush: {
     run: (c, f) => {
       const mm = c.mmIndex
-      if (flag(f, 'batched')) c.flushTlb(mm, 'page', [num(f, 'page')], 'arch_tlbbatch_flush', false)
+      if (flag(f, 'batched')) c.flushTlb(mm, 'page', [num(f, 'page')], 'arch_tlbbatch_flush', null)
       delete f.l.batched
       if (!flag(f, 'mapped')) {
         c.emit('info', 'migrate_pages', 'the page was unmapped meanwhile: nothing to migrate')

@@ -40,7 +40,7 @@ export const reclaim: Proc = {
     run: (c, f) => {
       const mm = c.mmIndex
       if (flag(f, 'batched'))
-        c.flushTlb(mm, 'page', [num(f, 'page')], 'arch_tlbbatch_flush (try_to_unmap_flush_dirty)', false)
+        c.flushTlb(mm, 'page', [num(f, 'page')], 'arch_tlbbatch_flush (try_to_unmap_flush_dirty)', null)
       const src = c.folio(num(f, 'pfn'))
       if (!flag(f, 'mapped')) {
         c.emit('info', 'shrink_folio_list', 'the page was unmapped meanwhile: keep it')

@@ -108,10 +108,16 @@ export function rmapUnmap(
           c.emit('cpu-flush', 'arch_tlbbatch_add_pending', 'CPU flush deferred to arch_tlbbatch_flush', {
             pages: [c.pageName(page)],
           })
-          c.archHook(mm, null)
+          c.archHook(mm, null, 'arch_tlbbatch_add_pending')
           f.l.batched = true
         } else {
-          c.flushTlb(mm, 'page', [page], 'arch_tlbbatch_add_pending (__flush_tlb_page_nosync)')
+          c.flushTlb(
+            mm,
+            'page',
+            [page],
+            'arch_tlbbatch_add_pending (__flush_tlb_page_nosync)',
+            'arch_tlbbatch_add_pending',
+          )
         }
       }
       if (v415Invalidate) c.invalidateRange(mm, [page], 'try_to_unmap_one')
@@ -227,9 +233,16 @@ export function fileRmapWalk(
           c.emit('cpu-flush', 'arch_tlbbatch_add_pending', 'CPU flush deferred to arch_tlbbatch_flush', {
             pages: [c.pageName(page)],
           })
-          c.archHook(0, null)
+          c.archHook(0, null, 'arch_tlbbatch_add_pending')
           f.l.batched = true
-        } else c.flushTlb(0, 'page', [page], 'arch_tlbbatch_add_pending (__flush_tlb_page_nosync)')
+        } else
+          c.flushTlb(
+            0,
+            'page',
+            [page],
+            'arch_tlbbatch_add_pending (__flush_tlb_page_nosync)',
+            'arch_tlbbatch_add_pending',
+          )
         f.l.old = encodePte(pte)
         afterNotifier(c, f, 'unmap_rest', rest)
       },
