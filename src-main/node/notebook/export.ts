@@ -8,6 +8,7 @@ import { escapeHtml, markdownToHtml } from '../../api/markdown'
 import { RECORDED_METRICS, recordedInvariant } from '../../api/record'
 import type { ExperimentCell, Notebook, RecordedPolicy } from '../../api/notebook'
 import { referenceResult } from './format'
+import { plural } from '../../engine'
 
 const METRICS = RECORDED_METRICS
 const INVARIANTS = ['use-after-free', 'stale-after-return', 'lost-write', 'lost-dirty', 'progress', 'forbid']
@@ -21,9 +22,10 @@ function scenarioLabel(cell: ExperimentCell): string {
 function recipeLine(cell: ExperimentCell): string {
   const r = cell.recipe
   const parts = [`mode ${r.mode}`]
-  if (r.mode === 'random') parts.push(`seed ${r.seed}`, `${r.executions} executions`)
+  if (r.mode === 'random')
+    parts.push(`seed ${r.seed}`, `${r.executions} ${plural(r.executions, 'execution')}`)
   if (r.mode === 'scripted') parts.push(`schedule ${r.schedule.join(' ')}`)
-  parts.push(`max ${r.max_states} states`)
+  parts.push(`max ${r.max_states} ${plural(r.max_states, 'state')}`)
   return parts.join(', ')
 }
 
