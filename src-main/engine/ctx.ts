@@ -6,7 +6,7 @@
 import { COSTS, type CostKey, invalidationCost, type InvalidationKinds } from './costs'
 import { Res, type Footprint } from './footprint'
 import { count } from './plural'
-import { hasVariant, type Policy } from './policy'
+import { hasSite, type ArchSite, type Policy, type Site } from './policy'
 import type { EventDetail, EventKind, Metrics, TraceEvent, Violation } from './results'
 import {
   frameLabels,
@@ -49,6 +49,13 @@ export const X86_FLUSH_CEILING = 33
 export const ARM64_MAX_TLBI_OPS = 512
 
 export type FlushKind = 'page' | 'range' | 'mm'
+
+/** The arch-hook site of each kind of flush: the generic function the mm code called. */
+const FLUSH_SITE: Readonly<Record<FlushKind, ArchSite>> = {
+  page: 'flush_tlb_page',
+  range: 'flush_tlb_range',
+  mm: 'flush_tlb_mm',
+}
 
 export class Ctx {
   /** Filled only when tracing. */
@@ -204,6 +211,11 @@ export class Ctx {
   }
   ret(value: LocalValue = null): void {
     this.control = { k: 'ret', value }
+  }
+
+  /** Whether the policy notifies at this call site (policy.ts SITES). */
+  at(site: Site): boolean {
+    return hasSite(this.policy, site)
   }
 
   // ---- trace and metrics --------------------------------------------------------------
@@ -1071,7 +1083,9 @@ export class Ctx {
    * x86 flush_tlb_kernel_range() (arch/x86/mm/tlb.c, v6.6): above tlb_single_page_flush_ceiling
    * pages it is flush_tlb_all(), else an IPI to every CPU to INVLPG the range. Neither calls
    * the arch hook: mmu_notifier_arch_invalidate_secondary_tlbs() takes an mm, and kernel
-   * flushes have none (reference 1.8). The kernel-notifier variant adds the 2017 chain here.
+   * flushes have none (reference 1.8). The 2017 kernel notifier calls its chain at the
+   * `flush_tlb_kernel_range` site here; a wide range is run as flush_tlb_all, whose site is
+   * `flush_tlb_all`.
    */
   flushTlbKernelRange(pages: readonly number[], fn: string): void {
     if (pages.length > X86_FLUSH_CEILING) {
@@ -1110,8 +1124,11 @@ export class Ctx {
    * IOTLB/DEVTLB", not merged): an atomic chain called from flush_tlb_kernel_range(), so that
    * drivers of supervisor-PASID devices invalidate their IOTLB/DevTLB synchronously.
    */
-  private kernelNotify(pages: readonly number[] | null, site: string): void {
-    if (!hasVariant(this.policy, 'kernel-notifier')) return
+  private kernelNotify(
+    pages: readonly number[] | null,
+    site: 'flush_tlb_kernel_range' | 'flush_tlb_all',
+  ): void {
+    if (!this.at(site)) return
     const subs = this.sc.secondaries
       .map((d, i) => [d, i] as const)
       .filter(([d]) => d.type === 'hw-walker' && d.pasid === 'supervisor')
@@ -1130,10 +1147,18 @@ export class Ctx {
   /**
    * An architecture TLB flush of `pages` (or the whole mm) for address space `mm`:
    * x86 flush_tlb_mm_range (local INVLPG + IPIs), arm64 TLBI ...IS + DSB (broadcast).
-   * Under arch-hook this is where arch_invalidate_secondary_tlbs runs (reference §1.8);
-   * an SMMU with BTM snoops the broadcast TLBI whatever the policy.
+   * This is where v6.6 calls arch_invalidate_secondary_tlbs (reference §1.8): `site` is the
+   * call site it stands for (by default the one of `kind`: flush_tlb_page, flush_tlb_range,
+   * flush_tlb_mm); null for a flush that has no hook in any kernel (arch_tlbbatch_flush: no mm).
+   * An SMMU with BTM snoops the broadcast TLBI whatever the policy.
    */
-  flushTlb(mm: number, kind: FlushKind, pages: readonly number[], fn: string, hook = true): void {
+  flushTlb(
+    mm: number,
+    kind: FlushKind,
+    pages: readonly number[],
+    fn: string,
+    site: ArchSite | null = FLUSH_SITE[kind],
+  ): void {
     const arch = this.sc.arch
     let full = kind === 'mm'
     if (arch === 'x86_64' && pages.length > X86_FLUSH_CEILING) full = true
@@ -1163,12 +1188,12 @@ export class Ctx {
     // x86: flush_tlb_mm_range passes (start,end), or (0,-1) above the ceiling.
     // arm64: __flush_tlb_page_nosync passes one page; __flush_tlb_range in v6.6-v6.13 passed
     // an empty range (start advanced in place), which the SMMU treats as invalidate-all.
-    if (hook) this.archHook(mm, full || (arch === 'arm64' && kind === 'range') ? null : pages)
+    if (site) this.archHook(mm, full || (arch === 'arm64' && kind === 'range') ? null : pages, site)
   }
 
-  /** mmu_notifier_arch_invalidate_secondary_tlbs(mm, start, end) under arch-hook; null: (0, -1). */
-  archHook(mm: number, pages: readonly number[] | null): void {
-    if (mm !== 0 || this.policy.preset !== 'arch-hook' || !this.hasHwWalker() || this.mmReleased(mm)) return
+  /** mmu_notifier_arch_invalidate_secondary_tlbs(mm, start, end) at an arch site of the policy; null: (0, -1). */
+  archHook(mm: number, pages: readonly number[] | null, site: ArchSite): void {
+    if (mm !== 0 || !this.at(site) || !this.hasHwWalker() || this.mmReleased(mm)) return
     this.metrics.notifier_calls++
     this.emit(
       'notifier',
@@ -1415,7 +1440,7 @@ export class Ctx {
           `${d.name}: invalidate_in_progress++, zap ${count(zapped, 'shadow entry', 'shadow entries')}`,
           this.pagesDetail(pages),
         )
-      } else if (this.policy.preset === 'start-end' && d.flushAt !== 'end') {
+      } else if (this.at('invalidate_range_start') && d.flushAt !== 'end') {
         this.secInvalidate(i, pages, 'invalidate_range_start')
       }
     })
@@ -1516,15 +1541,16 @@ export class Ctx {
   }
 
   /**
-   * mmu_notifier_invalidate_range_end(). Under invalidate-range, v4.15's
+   * mmu_notifier_invalidate_range_end(). At the `range_end` site, v4.15's
    * __mmu_notifier_invalidate_range_end first calls ->invalidate_range unless the caller used
-   * mmu_notifier_invalidate_range_only_end().
+   * mmu_notifier_invalidate_range_only_end(); then ->invalidate_range_end (the
+   * `invalidate_range_end` site), which _only_end calls too.
    */
   rangeEnd(mm: number, pages: readonly number[], onlyEnd: boolean): void {
     if (!this.hasSubscribers(mm)) return
     this.metrics.notifier_calls++
     const fn =
-      onlyEnd && this.policy.preset === 'invalidate-range'
+      onlyEnd && this.at('range_end')
         ? 'mmu_notifier_invalidate_range_only_end'
         : 'mmu_notifier_invalidate_range_end'
     this.emit('notifier', fn, this.pagesText(pages), this.pagesDetail(pages))
@@ -1543,21 +1569,26 @@ export class Ctx {
           `${d.name}: mmu_invalidate_seq++, invalidate_in_progress--`,
           this.pagesDetail(pages),
         )
-      } else if (this.policy.preset === 'start-end' && d.flushAt !== 'start') {
-        this.secInvalidate(i, pages, 'invalidate_range_end')
-      } else if (this.policy.preset === 'invalidate-range' && !onlyEnd) {
-        this.secInvalidate(i, pages, '->invalidate_range (from range_end)')
+      } else {
+        if (this.at('range_end') && !onlyEnd)
+          this.secInvalidate(i, pages, '->invalidate_range (from range_end)')
+        if (this.at('invalidate_range_end') && d.flushAt !== 'start')
+          this.secInvalidate(i, pages, 'invalidate_range_end')
       }
     })
   }
 
   /**
-   * v4.15 mmu_notifier_invalidate_range(): ->invalidate_range under the PTL. `site` names the
-   * caller (ptep_clear_flush_notify, tlb_flush_mmu_tlbonly, ...). Only the invalidate-range
-   * preset has this callback; arch-hook renamed it and calls it from arch code only.
+   * v4.15 mmu_notifier_invalidate_range(): ->invalidate_range under the PTL, at the call site
+   * `site` (ptep_clear_flush_notify, tlb_flush_mmu_tlbonly, try_to_unmap_one) when the policy
+   * has it; v6.6 renamed the callback and calls it from arch code only.
    */
-  invalidateRange(mm: number, pages: readonly number[] | null, site: string): void {
-    if (this.policy.preset !== 'invalidate-range' || !this.hasSubscribers(mm) || !this.hasHwWalker()) return
+  invalidateRange(
+    mm: number,
+    pages: readonly number[] | null,
+    site: 'ptep_clear_flush_notify' | 'tlb_flush_mmu_tlbonly' | 'try_to_unmap_one',
+  ): void {
+    if (!this.at(site) || !this.hasSubscribers(mm) || !this.hasHwWalker()) return
     this.metrics.notifier_calls++
     this.emit(
       'notifier',
@@ -1569,23 +1600,13 @@ export class Ctx {
   }
 
   /**
-   * Catalin Marinas's ptep_set_access_flags_notify() (access-flags-notify variant): the
-   * invalidate_range-class callback under the PTL when the PTE changed. Under arch-hook the
-   * callback is arch_invalidate_secondary_tlbs; start/end-only drivers do not implement it.
+   * Catalin Marinas's ptep_set_access_flags_notify() (the `ptep_set_access_flags` site): the
+   * invalidate_range-class callback (v6.6: arch_invalidate_secondary_tlbs) under the PTL when
+   * the PTE changed. A start/end-only driver does not implement it, so start-end's named set
+   * with access-flags-notify leaves the site out.
    */
   accessFlagsNotify(mm: number, page: number): void {
-    if (!hasVariant(this.policy, 'access-flags-notify') || !this.hasSubscribers(mm) || !this.hasHwWalker())
-      return
-    if (this.policy.preset === 'start-end') {
-      this.metrics.notifier_calls++
-      this.emit(
-        'notifier',
-        'ptep_set_access_flags_notify',
-        `${this.pageName(page)}: no subscriber implements ->invalidate_range`,
-        this.pagesDetail([page]),
-      )
-      return
-    }
+    if (!this.at('ptep_set_access_flags') || !this.hasSubscribers(mm) || !this.hasHwWalker()) return
     this.metrics.notifier_calls++
     this.emit('notifier', 'ptep_set_access_flags_notify', this.pageName(page), this.pagesDetail([page]))
     this.forHw((i) => this.secInvalidate(i, [page], 'ptep_set_access_flags_notify'))

@@ -2,7 +2,7 @@
 export * from './types'
 export * from './results'
 export * from './policy'
-export { validateScenario, TOP_KEYS, CPU_OPS, DEVICE_OPS } from './scenario'
+export { validateScenario, TOP_KEYS, CPU_OPS, DEVICE_OPS, definePolicies, POLICY_NAME } from './scenario'
 export { parseExpr, evalExpr, exprToString } from './expr'
 export { count, plural } from './plural'
 export { initialState, hashState, type LabState } from './state'

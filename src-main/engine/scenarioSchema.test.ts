@@ -18,6 +18,7 @@ import {
   TOP_KEYS,
 } from './scenario'
 import { scenarioJsonSchema } from './scenarioSchema'
+import { SITE_NAMES } from './policy'
 import { INVARIANTS, METRIC_NAMES, MIGRATE_MODES } from './types'
 
 interface Node {
@@ -127,5 +128,18 @@ describe('scenario JSON schema for the editor', () => {
       const doc = (schema['x-op-docs'] as Record<'cpu', Record<string, string>>).cpu.migrate!
       for (const m of MIGRATE_MODES) expect(doc).toContain(m)
     })
+  })
+})
+
+describe('policies: in the editor schema', () => {
+  it('completes each site (documented with its kernel function) and the presets as list items', () => {
+    const schema = scenarioJsonSchema() as { properties: Record<string, Record<string, unknown>> }
+    const items = (
+      schema.properties.policies!.additionalProperties as { items: { anyOf: Array<Record<string, unknown>> } }
+    ).items.anyOf
+    expect(items.filter((i) => 'const' in i).map((i) => i.const)).toEqual([...SITE_NAMES])
+    for (const i of items.filter((x) => 'const' in x))
+      expect(String(i.description)).toMatch(/v4\.15|v6\.6|2017|2023/)
+    expect(items.find((i) => 'enum' in i)!.enum).toContain('arch-hook+upgrade-notify')
   })
 })

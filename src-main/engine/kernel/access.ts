@@ -476,7 +476,8 @@ export const devAccess: Proc = {
         c.ret()
         return
       }
-      if (c.policy.variants.includes('pri-flush')) {
+      // The `iommu_page_response` site (Gunthorpe's suggestion): invalidate, then respond.
+      if (c.at('iommu_page_response')) {
         c.secInvalidate(
           c.sc.threads[c.t]!.via,
           [num(f, 'page')],

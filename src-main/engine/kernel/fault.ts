@@ -18,7 +18,6 @@
  */
 import { pfnmapFault } from './pfnmap'
 import type { Ctx } from '../ctx'
-import { hasVariant } from '../policy'
 import { ZERO_PFN, type CallFrame, type Pte } from '../state'
 import { afterNotifier, decodePte, encodePte, flag, num, pteSame, type Proc } from './proc'
 
@@ -28,7 +27,7 @@ import { afterNotifier, decodePte, encodePte, flag, num, pteSame, type Proc } fr
  *   ("invalidate a stale read-only entry") — under arch-hook that flush notifies secondaries.
  * - x86 (arch/x86/mm/pgtable.c): set_pte() only, no flush: a stale entry faults and the
  *   #PF drops it.
- * Returns whether the PTE changed. With the access-flags-notify variant, a change also calls
+ * Returns whether the PTE changed. At the `ptep_set_access_flags` site, a change also calls
  * ptep_set_access_flags_notify()'s mmu_notifier_invalidate_range() under the PTL.
  */
 export function ptepSetAccessFlags(c: Ctx, mm: number, page: number, entry: Pte, dirty: boolean): boolean {
@@ -39,32 +38,62 @@ export function ptepSetAccessFlags(c: Ctx, mm: number, page: number, entry: Pte,
   return true
 }
 
-/** Popple v1's range_end returned: done. */
-function upgDone(c: Ctx, _f: CallFrame): void {
+/**
+ * The upgrade pair returned (handle_pte_fault: done; wp_page_reuse: back in its caller, which
+ * for wp_page_shared is fault_dirty_shared_page).
+ */
+function upgDone(c: Ctx, f: CallFrame): void {
+  if (f.l.upg === 'shared') {
+    delete f.l.upg
+    mkwriteTail(c, f)
+    return
+  }
   finish(c, c.mmIndex, 'ok')
 }
 
-/** wp_page_reuse() after ptep_set_access_flags(): unlock, done. */
+/**
+ * wp_page_reuse() after ptep_set_access_flags(): unlock, done. At the `wp_page_reuse` site
+ * the upgrade pair follows the unlock (f.l.upg, set only then).
+ */
 function reuseDone(c: Ctx, f: CallFrame): void {
   c.unlockPtl(c.mmIndex, num(f, 'page'))
   c.cost('reuse_fault')
-  finish(c, c.mmIndex, 'ok')
-}
-
-/** handle_pte_fault()'s dirty/young update done: unlock; Popple v1 then notifies the upgrade. */
-function dirtyDone(c: Ctx, f: CallFrame): void {
-  c.unlockPtl(c.mmIndex, num(f, 'page'))
-  if (f.l.changed === true && hasVariant(c.policy, 'upgrade-notify')) {
+  if (f.l.upg !== undefined) {
     c.goto('upg_start')
     return
   }
   finish(c, c.mmIndex, 'ok')
 }
 
-/** wp_page_shared() after the PTE is made writable: unlock, fault_dirty_shared_page(). */
-function mkwriteDone(c: Ctx, f: CallFrame): void {
-  const page = num(f, 'page')
+/**
+ * handle_pte_fault()'s dirty/young update done: unlock; at the `handle_pte_fault` site (Popple
+ * v1) the upgrade pair follows.
+ */
+function dirtyDone(c: Ctx, f: CallFrame): void {
   c.unlockPtl(c.mmIndex, num(f, 'page'))
+  if (f.l.changed === true && c.at('handle_pte_fault')) {
+    c.goto('upg_start')
+    return
+  }
+  finish(c, c.mmIndex, 'ok')
+}
+
+/**
+ * wp_page_shared() after the PTE is made writable: wp_page_reuse's unlock (and at its site
+ * the upgrade pair), then fault_dirty_shared_page().
+ */
+function mkwriteDone(c: Ctx, f: CallFrame): void {
+  c.unlockPtl(c.mmIndex, num(f, 'page'))
+  if (f.l.upg !== undefined) {
+    c.goto('upg_start')
+    return
+  }
+  mkwriteTail(c, f)
+}
+
+/** fault_dirty_shared_page(): folio_mark_dirty, folio_unlock; folio_put of the fault's reference. */
+function mkwriteTail(c: Ctx, f: CallFrame): void {
+  const page = num(f, 'page')
   c.folioMarkDirty(page, 'fault_dirty_shared_page: folio_mark_dirty')
   c.folioUnlock(page)
   c.putFrame(decodePte(f.l.orig!)!.pfn)
@@ -278,9 +307,11 @@ export const handleMmFault: Proc = {
         const fr = c.folio(orig.pfn)
         if (orig.pfn !== ZERO_PFN && fr.map === 1 && fr.ref === 1) {
           // wp_page_reuse(): exclusive anon page, upgrade in place. No mmu_notifier range at
-          // all in v6.6 (and v4.15); Popple's v1 did not cover this path either.
+          // all in v6.6 (and v4.15); Popple's v1 did not cover this path either (the
+          // `wp_page_reuse` site adds the pair it would need).
           c.emit('fault', 'do_wp_page', 'page is exclusive: wp_page_reuse')
-          ptepSetAccessFlags(c, mm, page, { ...orig, write: true, dirty: true }, true)
+          const changed = ptepSetAccessFlags(c, mm, page, { ...orig, write: true, dirty: true }, true)
+          if (changed && c.at('wp_page_reuse')) f.l.upg = 'anon'
           afterNotifier(c, f, 'reuse_done', reuseDone)
           return
         }
@@ -426,14 +457,18 @@ export const handleMmFault: Proc = {
         return
       }
       c.emit('fault', 'wp_page_reuse', `${c.pageName(page)}: make the shared PTE writable and dirty`)
-      ptepSetAccessFlags(c, mm, page, { ...orig, write: true, dirty: true }, true)
+      const changed = ptepSetAccessFlags(c, mm, page, { ...orig, write: true, dirty: true }, true)
+      if (changed && c.at('wp_page_reuse')) f.l.upg = 'shared'
       afterNotifier(c, f, 'mkwrite_done', mkwriteDone)
     },
   },
   reuse_done: { run: (c, f) => reuseDone(c, f) },
   dirty_done: { run: (c, f) => dirtyDone(c, f) },
   mkwrite_done: { run: (c, f) => mkwriteDone(c, f) },
-  /** upgrade-notify (Popple v1): after the PTL is dropped, start/end(MMU_NOTIFY_PROTECTION_UPGRADE). */
+  /**
+   * The upgrade sites (`handle_pte_fault`: Popple v1; `wp_page_reuse`): after the PTL is
+   * dropped, range_start/end(MMU_NOTIFY_PROTECTION_UPGRADE) for the page.
+   */
   upg_start: {
     run: (c, f) => {
       c.rangeStart(c.mmIndex, [num(f, 'page')], 'MMU_NOTIFY_PROTECTION_UPGRADE')
@@ -473,14 +508,14 @@ export const handleMmFault: Proc = {
   /**
    * ptep_clear_flush(): clear the PTE, flush_tlb_page() (pte_accessible). v4.15 used
    * ptep_clear_flush_notify() here, which adds ->invalidate_range under the PTL (Glisse's
-   * case B: the PTE is about to point at a new page): under that policy the clear is named
-   * as wp_page_copy calls it (the macro runs ptep_clear_flush, then the notifier).
+   * case B: the PTE is about to point at a new page): at that site the clear is named as
+   * wp_page_copy calls it (the macro runs ptep_clear_flush, then the notifier).
    */
   cow_clear: {
     run: (c, f) => {
       const mm = c.mmIndex
       const page = num(f, 'page')
-      const clear = c.policy.preset === 'invalidate-range' ? 'ptep_clear_flush_notify' : 'ptep_clear_flush'
+      const clear = c.at('ptep_clear_flush_notify') ? 'ptep_clear_flush_notify' : 'ptep_clear_flush'
       c.setPte(mm, page, null, clear)
       c.flushTlb(mm, 'page', [page], 'flush_tlb_page (ptep_clear_flush)')
       c.invalidateRange(mm, [page], 'ptep_clear_flush_notify')

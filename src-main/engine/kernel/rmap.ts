@@ -112,10 +112,16 @@ export function rmapUnmap(
           c.emit('cpu-flush', 'arch_tlbbatch_add_pending', 'CPU flush deferred to arch_tlbbatch_flush', {
             pages: [c.pageName(page)],
           })
-          c.archHook(mm, null)
+          c.archHook(mm, null, 'arch_tlbbatch_add_pending')
           noteBatched(f, mm)
         } else {
-          c.flushTlb(mm, 'page', [page], 'arch_tlbbatch_add_pending (__flush_tlb_page_nosync)')
+          c.flushTlb(
+            mm,
+            'page',
+            [page],
+            'arch_tlbbatch_add_pending (__flush_tlb_page_nosync)',
+            'arch_tlbbatch_add_pending',
+          )
         }
       }
       if (v415Invalidate) c.invalidateRange(mm, [page], 'try_to_unmap_one')
@@ -239,7 +245,7 @@ export function tryToUnmapFlush(
   const bmm = typeof f.l.bmm === 'number' ? f.l.bmm : 0
   // One flush of the union of the cpumasks; the model flushes each mm's CPUs in turn.
   for (let mm = 0; mm < 2; mm++)
-    if (bmm & (1 << mm)) c.flushTlb(mm, kind, pages, mm === 1 ? `${fn}: the fork child's CPUs` : fn, false)
+    if (bmm & (1 << mm)) c.flushTlb(mm, kind, pages, mm === 1 ? `${fn}: the fork child's CPUs` : fn, null)
   delete f.l.bmm
 }
 
@@ -309,9 +315,16 @@ export function fileRmapWalk(
           c.emit('cpu-flush', 'arch_tlbbatch_add_pending', 'CPU flush deferred to arch_tlbbatch_flush', {
             pages: [c.pageName(page)],
           })
-          c.archHook(mm, null)
+          c.archHook(mm, null, 'arch_tlbbatch_add_pending')
           noteBatched(f, mm)
-        } else c.flushTlb(mm, 'page', [page], 'arch_tlbbatch_add_pending (__flush_tlb_page_nosync)')
+        } else
+          c.flushTlb(
+            mm,
+            'page',
+            [page],
+            'arch_tlbbatch_add_pending (__flush_tlb_page_nosync)',
+            'arch_tlbbatch_add_pending',
+          )
         f.l.old = encodePte(pte)
         afterNotifier(c, f, 'unmap_rest', rest)
       },

@@ -104,9 +104,16 @@ function pteWalk(
         c.emit('cpu-flush', 'arch_tlbbatch_add_pending', 'CPU flush deferred to arch_tlbbatch_flush', {
           pages: [c.pageName(page)],
         })
-        c.archHook(0, null)
+        c.archHook(0, null, 'arch_tlbbatch_add_pending')
         f.l.batched = true
-      } else c.flushTlb(0, 'page', [page], 'arch_tlbbatch_add_pending (__flush_tlb_page_nosync)')
+      } else
+        c.flushTlb(
+          0,
+          'page',
+          [page],
+          'arch_tlbbatch_add_pending (__flush_tlb_page_nosync)',
+          'arch_tlbbatch_add_pending',
+        )
     }
     if (v415Invalidate) c.invalidateRange(0, [page], 'try_to_unmap_one')
     f.l.old = encodePte(pte)
@@ -228,7 +235,7 @@ export const reclaimThp: Proc = {
       const pfns = pfnsOf(f)
       const slots = list(f, 'slots')
       if (flag(f, 'batched'))
-        c.flushTlb(0, 'range', c.thpPages, 'arch_tlbbatch_flush (try_to_unmap_flush_dirty)', false)
+        c.flushTlb(0, 'range', c.thpPages, 'arch_tlbbatch_flush (try_to_unmap_flush_dirty)', null)
       if (!flag(f, 'mapped')) {
         c.emit('info', 'shrink_folio_list', 'the folio was unmapped meanwhile: keep it')
         for (const s of slots) c.swapUncache(s)
@@ -414,7 +421,7 @@ export const migrateThp: Proc = {
   /** try_to_unmap_flush() before the copy: x86 arch_tlbbatch_flush() (a PTE walk only). */
   flush: {
     run: (c, f) => {
-      if (flag(f, 'batched')) c.flushTlb(0, 'range', c.thpPages, 'arch_tlbbatch_flush', false)
+      if (flag(f, 'batched')) c.flushTlb(0, 'range', c.thpPages, 'arch_tlbbatch_flush', null)
       delete f.l.batched
       if (!flag(f, 'mapped')) {
         c.emit('info', 'migrate_pages', `${H(c)} was unmapped meanwhile: nothing to migrate`)
