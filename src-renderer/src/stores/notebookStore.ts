@@ -18,6 +18,8 @@ import type {
 } from '../../../src-main/api/notebook'
 import { recordedResult } from '../../../src-main/api/record'
 import { lab, toLabError } from '../lab'
+import { expandSites } from '../logic/sites'
+import { useEngineStore } from './engineStore'
 
 /** A run of one experiment cell: live until it finishes, fails or is cancelled. */
 export interface CellRun {
@@ -370,10 +372,55 @@ export const useNotebookStore = defineStore('notebook', () => {
   }
 
   /**
-   * Appends an experiment cell with no results yet: the scenario inline (so the notebook stays
-   * self-contained) and the recipe as given. Returns the new cell's id.
+   * The names among `defs` the notebook's `policies:` defines with other sites (a preset in a
+   * list stands for its sites, as in a scenario).
    */
-  function addExperiment(title: string, scenarioText: string, recipe: Recipe): string | null {
+  function policyClashes(defs: Readonly<Record<string, readonly string[]>>): string[] {
+    const engine = useEngineStore()
+    const named = engine.info?.namedSites ?? {}
+    const order = engine.info?.sites?.map((s) => s.name) ?? []
+    const have = notebook.value?.policies ?? {}
+    return Object.entries(defs)
+      .filter(([n, list]) => {
+        const mine = have[n]
+        return (
+          mine !== undefined &&
+          expandSites(mine, named, order).join(',') !== expandSites(list, named, order).join(',')
+        )
+      })
+      .map(([n]) => n)
+  }
+
+  /**
+   * Adds policy definitions (the placements an experiment runs) to the notebook's `policies:`,
+   * so the file says what its recipes name. A name it already defines is left as it is (check
+   * policyClashes first). False when no notebook is open.
+   */
+  function definePolicies(defs: Readonly<Record<string, readonly string[]>>): boolean {
+    const nb = notebook.value
+    if (!nb) return false
+    const have = nb.policies ?? {}
+    const add = Object.entries(defs).filter(([n]) => have[n] === undefined)
+    if (add.length > 0)
+      notebook.value = {
+        ...nb,
+        policies: { ...have, ...Object.fromEntries(add.map(([n, l]) => [n, [...l]])) },
+      }
+    return true
+  }
+
+  /**
+   * Appends an experiment cell with no results yet: the scenario inline (so the notebook stays
+   * self-contained) and the recipe as given; `defs` (the placements it names) go into the
+   * notebook's `policies:`. Returns the new cell's id.
+   */
+  function addExperiment(
+    title: string,
+    scenarioText: string,
+    recipe: Recipe,
+    defs: Readonly<Record<string, readonly string[]>> = {},
+  ): string | null {
+    definePolicies(defs)
     return append((id) => ({
       kind: 'experiment',
       id,
@@ -458,6 +505,8 @@ export const useNotebookStore = defineStore('notebook', () => {
     exportText,
     togglePin,
     addExperiment,
+    policyClashes,
+    definePolicies,
     addNote,
     loadRecent,
     create,
