@@ -100,3 +100,31 @@ test('placements survive a reload, and a bad name is refused with the reason', a
   await page.getByTestId('placement-delete').click()
   await expect(head).toHaveCount(0)
 })
+
+test('at 1024x640 the site grid scrolls inside the policy panel and leaves the scenario list its room', async ({
+  page,
+  lab,
+}) => {
+  await page.setViewportSize({ width: 1024, height: 640 })
+  await page.reload()
+  await lab.open(page.url())
+  await page.getByTestId('placement-from').selectOption('start-end')
+  await page.getByTestId('placement-new').click()
+  const list = (await page.locator('.side > :first-child').boundingBox())!
+  expect(list.height, 'the scenario list is squeezed out').toBeGreaterThanOrEqual(150)
+  const panel = page.getByTestId('policy-panel')
+  const [scrollH, clientH] = await panel.evaluate((el) => [el.scrollHeight, el.clientHeight])
+  expect(scrollH, 'the policy panel should scroll rather than grow').toBeGreaterThan(clientH)
+  // The last site's box is reachable by scrolling the panel, inside the sidebar.
+  const last = page.locator('[data-testid="site-cell"][data-site="flush_tlb_all"]').first()
+  await last.scrollIntoViewIfNeeded()
+  const side = (await page.locator('.side').boundingBox())!
+  const box = (await last.boundingBox())!
+  expect(box.x + box.width).toBeLessThanOrEqual(side.x + side.width)
+  expect(box.y + box.height).toBeLessThanOrEqual(side.y + side.height)
+  await last.check()
+  await expect(page.getByTestId('placement-same')).toContainText('3 sites')
+  const m = await page.evaluate(() => [document.documentElement.scrollWidth, window.innerWidth])
+  expect(m[0]).toBeLessThanOrEqual(m[1]!)
+  await lab.screenshot('sites-04-small-window')
+})
