@@ -1,6 +1,7 @@
 /** The engine's public surface. Pure TypeScript: no Node, DOM or timers; randomness only from the seeded PRNG passed in. */
 export * from './types'
 export * from './results'
+export * from './synthesisResult'
 export * from './policy'
 export { validateScenario, TOP_KEYS, CPU_OPS, DEVICE_OPS } from './scenario'
 export { parseExpr, evalExpr, exprToString } from './expr'
