@@ -44,6 +44,17 @@ export {
 } from './costs'
 export { explainExecution, hookHint } from './explain'
 export {
+  synthesize,
+  synthRunOptions,
+  synthOutcome,
+  localEvaluator,
+  type SynthEvalRequest,
+  type SynthEvalOutcome,
+  type SynthEvaluator,
+  type SynthOptions,
+  type SynthScenarioInput,
+} from './synthesize'
+export {
   replayLenient,
   distinguish,
   outcomeMask,

@@ -38,6 +38,13 @@ export interface SynthScenario {
   /** The candidate sites its runs asked about (Ctx.at), in SITE_NAMES order: its search space. */
   readonly reached: readonly Site[]
   /**
+   * Whether the search pruned its lattice by monotonicity (a larger placement only adds
+   * invalidations). False for a scenario with a `forbid` predicate, which may state an
+   * ordering that fewer invalidations hide: every placement of its lattice is explored (up to
+   * runs that ask about the same sites).
+   */
+  readonly monotone: boolean
+  /**
    * The verdict of every candidate site together: `violated` means no placement of the
    * candidates holds (a kernel or driver bug no notifier placement fixes), and the scenario is
    * left out of `minimal` (see SynthesisResult.scope).
