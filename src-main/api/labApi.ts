@@ -24,6 +24,8 @@ import {
   NotebookRunCellSchema,
   NotebookSaveSchema,
   NotebookStatusSchema,
+  PolicyDefsSchema,
+  PolicyName,
   RunFields,
   type Notebook,
   type NotebookDocument,
@@ -62,6 +64,8 @@ export const RunRequestSchema = z.object({
   /** Where it came from, for messages; null for an unsaved buffer. */
   file: z.string().max(4096).nullable(),
   policies: RunFields.policies,
+  /** Policies defined outside the scenario text (a notebook's `policies:`), by name. */
+  policyDefs: PolicyDefsSchema.optional(),
   mode: RunFields.mode,
   seed: RunFields.seed,
   executions: RunFields.executions,
@@ -76,7 +80,8 @@ export type RunRequest = z.infer<typeof RunRequestSchema> & { readonly mode: Exp
 export const ReplayRequestSchema = z.object({
   text: z.string().max(1_000_000),
   file: z.string().max(4096).nullable(),
-  policy: z.string().min(1).max(200),
+  policy: PolicyName,
+  policyDefs: PolicyDefsSchema.optional(),
   schedule: z.array(z.string().max(100)).max(100_000),
 })
 export type ReplayRequest = z.infer<typeof ReplayRequestSchema>
@@ -88,7 +93,8 @@ export type ReplayRequest = z.infer<typeof ReplayRequestSchema>
 export const CompareRequestSchema = z.object({
   text: z.string().max(1_000_000),
   file: z.string().max(4096).nullable(),
-  policies: z.array(z.string().min(1).max(200)).min(1).max(16),
+  policies: z.array(PolicyName).min(1).max(16),
+  policyDefs: PolicyDefsSchema.optional(),
   schedule: z.array(z.string().max(100)).max(100_000),
 })
 export type CompareRequest = z.infer<typeof CompareRequestSchema>
@@ -97,7 +103,8 @@ export type CompareRequest = z.infer<typeof CompareRequestSchema>
 export const DistinguishRequestSchema = z.object({
   text: z.string().max(1_000_000),
   file: z.string().max(4096).nullable(),
-  policies: z.tuple([z.string().min(1).max(200), z.string().min(1).max(200)]),
+  policies: z.tuple([PolicyName, PolicyName]),
+  policyDefs: PolicyDefsSchema.optional(),
   /** Product states before giving up (default 2,000,000). */
   maxStates: z.number().int().positive().max(50_000_000).optional(),
   timeoutMs: z.number().int().positive().max(3_600_000).optional(),
@@ -308,6 +315,14 @@ export interface EngineInfo {
   readonly version: string
   readonly presets: readonly NamedDoc[]
   readonly variants: readonly NamedDoc[]
+  /**
+   * Every notification site, in canonical order: its family (the preset that has it, or the
+   * proposal that adds it), the kernel function it sits in and what a secondary does there.
+   * Optional for hosts that predate sites.
+   */
+  readonly sites?: ReadonlyArray<NamedDoc & { readonly group: string; readonly kernel: string }>
+  /** The site set of each preset (`preset`) and of each preset with one variant (`preset+variant`). */
+  readonly namedSites?: Readonly<Record<string, readonly string[]>>
   readonly invariants: readonly string[]
   /** JSON Schema of the scenario language, for editor completion and hover. */
   readonly scenarioSchema: object

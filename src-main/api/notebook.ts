@@ -17,9 +17,27 @@ export const NOTEBOOK_FORMAT = 1
 const Id = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$/, 'ids are letters, digits, _ . - (up to 100)')
 const Text = z.string().max(1_000_000)
 
+/**
+ * A policy as requests, recipes and results name it: `preset[+variant...]`, a set of call sites
+ * `sites:a,b` (up to every site), or a name defined in `policies:` (README, "Policies as call
+ * sites"). Long enough for the canonical name of every site together.
+ */
+export const PolicyName = z.string().min(1).max(1000)
+
+/**
+ * Policies defined by name, each a list of call sites and presets whose sites it takes: a
+ * notebook's `policies:` (as a scenario's), and what a request adds to its scenario's. The
+ * engine checks the names and sites (scenario/policies.ts).
+ */
+export const PolicyDefsSchema = z.record(
+  z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'policy names are letters, digits, _ . - (up to 64)'),
+  z.array(z.string().min(1).max(100)).max(64),
+)
+export type PolicyDefs = z.infer<typeof PolicyDefsSchema>
+
 /** The bounds of a run's settings, shared by a run request (labApi.ts) and a recipe. */
 export const RunFields = {
-  policies: z.array(z.string().min(1).max(200)).min(1).max(32),
+  policies: z.array(PolicyName).min(1).max(32),
   mode: z.enum(['exhaustive', 'random', 'scripted']),
   seed: z
     .number()
@@ -67,7 +85,7 @@ export const RecordedCounterexampleSchema = z.strictObject({
 export type RecordedCounterexample = z.infer<typeof RecordedCounterexampleSchema>
 
 export const RecordedPolicySchema = z.strictObject({
-  policy: z.string().min(1).max(200),
+  policy: PolicyName,
   verdict: z.enum(['holds', 'violated', 'unknown']),
   violated: z.array(z.string().min(1).max(100)),
   /**
@@ -120,6 +138,8 @@ export const NotebookSchema = z
   .strictObject({
     format: z.literal(NOTEBOOK_FORMAT),
     title: z.string().max(500),
+    /** Policies its experiments name, each a list of sites (as a scenario's `policies:`). */
+    policies: PolicyDefsSchema.optional(),
     cells: z.array(CellSchema).max(10_000),
   })
   .superRefine((nb, ctx) => {
@@ -182,7 +202,8 @@ export const NotebookExportSchema = z.object({
 export const LkmlTimelineSchema = z.object({
   text: Text,
   file: z.string().max(4096).nullable(),
-  policy: z.string().min(1).max(200),
+  policy: PolicyName,
+  policyDefs: PolicyDefsSchema.optional(),
   schedule: z.array(z.string().min(1).max(100)).max(100_000),
   cycle: z.array(z.string().min(1).max(100)).max(100_000).nullable(),
   /** Fold runs of one thread's steps that change nothing visible into one line (default false). */

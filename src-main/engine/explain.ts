@@ -175,7 +175,7 @@ function usedEntry(
       rows: tlbRowNames(sc, access.tlb!),
       verb: access.fn === 'store' ? 'write' : 'read',
     }
-  const policy = parsePolicy(violating.policy)
+  const policy = parsePolicy(violating.policy, sc.policies)
   const t = sc.threads.findIndex((x) => x.name === use.thread)
   if (typeof policy === 'string' || t < 0 || !rec?.events.some((e) => e.kind === 'fault')) return null
   let s = initialState(sc)

@@ -312,6 +312,21 @@ export function makePolicy(preset: Preset, variants: readonly Variant[] = []): P
 /** Policies a scenario (or notebook) defines by name (`policies: { mine: [...] }`). */
 export type PolicyDefs = readonly Policy[]
 
+/**
+ * The definitions of `base` with those of `extra` added: a name both define must mean the same
+ * set. Returns an error message on a conflict.
+ */
+export function mergePolicyDefs(base: PolicyDefs, extra: PolicyDefs): PolicyDefs | string {
+  const out = [...base]
+  for (const p of extra) {
+    const q = out.find((x) => x.name === p.name)
+    if (!q) out.push(p)
+    else if (q.mask !== p.mask)
+      return `policy ${p.name} is defined twice with different sites: the scenario's [${q.sites.join(', ')}], and [${p.sites.join(', ')}]`
+  }
+  return out
+}
+
 const SITES_PREFIX = 'sites:'
 
 /** Reads `a,b` or `a+b` after `sites:`; an error message on an unknown or repeated site. */

@@ -5,7 +5,8 @@
  *
  * One module per section of the file, each with its own keys, docs and errors: scenario/pages
  * (`pages`, `kernel_pages`), scenario/thp, scenario/secondaries, scenario/threads (`cpus`,
- * `devices` and their ops), scenario/expect (`forbid`, `expect`, `expect_metrics`),
+ * `devices` and their ops), scenario/policies (`policies`), scenario/expect (`forbid`, `expect`,
+ * `expect_metrics`),
  * scenario/kernel (`mmu_gather`, `kernel`, `costs`) and scenario/explore.
  */
 import type { Arch, Scenario } from './types'
@@ -15,6 +16,7 @@ import { parseExpectations } from './scenario/expect'
 import { parseExplore } from './scenario/explore'
 import { parseKernel } from './scenario/kernel'
 import { parsePages } from './scenario/pages'
+import { parsePolicies } from './scenario/policies'
 import { parseSecondaries } from './scenario/secondaries'
 import { parseThp } from './scenario/thp'
 import { parseThreads } from './scenario/threads'
@@ -25,6 +27,7 @@ export { HW_KEYS, SW_KEYS } from './scenario/secondaries'
 export { CPU_OPS, DEVICE_OPS } from './scenario/threads'
 export { KERNEL_KEYS } from './scenario/kernel'
 export { THP_KEYS } from './scenario/thp'
+export { definePolicies, POLICY_NAME } from './scenario/policies'
 
 export const TOP_KEYS = [
   'title',
@@ -36,6 +39,7 @@ export const TOP_KEYS = [
   'cpus',
   'devices',
   'forbid',
+  'policies',
   'expect',
   'mmu_gather',
   'explore',
@@ -96,6 +100,7 @@ export function validateScenario(raw: unknown): Scenario {
     secondaries,
     secIndex,
   )
+  const policies = parsePolicies(raw, issues)
   const { forbid, forbidText, expect, expectMetrics } = parseExpectations(
     raw,
     issues,
@@ -103,6 +108,7 @@ export function validateScenario(raw: unknown): Scenario {
     pages,
     pageRef,
     registers,
+    policies,
   )
   const { gatherBatch, kernel, costs } = parseKernel(raw, issues, thp)
   const explore = parseExplore(raw.explore, issues, threadNames)
@@ -118,6 +124,7 @@ export function validateScenario(raw: unknown): Scenario {
     registers,
     forbid,
     forbidText,
+    policies,
     expect,
     gatherBatch,
     explore,

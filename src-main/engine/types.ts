@@ -2,6 +2,7 @@
  * Plain-data types shared by every part of the engine. Nothing here runs; everything here
  * survives JSON and structured clone, so results can cross worker and IPC boundaries.
  */
+import type { Policy } from './policy'
 
 export type Arch = 'x86_64' | 'arm64'
 /** VMA protection as mprotect(2) sees it. */
@@ -265,6 +266,8 @@ export interface Scenario {
   readonly registers: readonly string[]
   readonly forbid: Expr | null
   readonly forbidText: string | null
+  /** The policies the file defines by name (`policies:`), each a set of call sites. */
+  readonly policies: readonly Policy[]
   /** Policy name (as written, canonicalised) → expectation. */
   readonly expect: ReadonlyArray<readonly [string, Expectation]>
   /** mmu_gather batch limit in pages (null: batches never fill, as when batch pages can be allocated). */

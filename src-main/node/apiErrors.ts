@@ -3,7 +3,7 @@
  * raise them: shared by the lab service and the engine tasks it runs in worker threads.
  */
 import type { ApiError, ValidationIssue } from '../api/labApi'
-import { parsePolicyList, type Policy, type Scenario } from '../engine'
+import { definePolicies, mergePolicyDefs, parsePolicyList, type Policy, type Scenario } from '../engine'
 import { loadScenarioText, ScenarioLoadError } from './scenarioFiles'
 
 /** An error that crosses the API boundary: a message and, for bad scenario text, where. */
@@ -20,9 +20,18 @@ export class LabApiError extends Error implements ApiError {
 export const toIssues = (e: ScenarioLoadError): ValidationIssue[] =>
   e.issues.map((i) => ({ line: i.line, column: i.column, length: i.length, message: i.message }))
 
-export function loadOrReject(text: string, file: string | null): Scenario {
+/**
+ * Loads a request's scenario text; `policyDefs` (a notebook's `policies:`) adds policies by
+ * name to those the scenario defines.
+ */
+export function loadOrReject(
+  text: string,
+  file: string | null,
+  policyDefs?: Readonly<Record<string, readonly string[]>>,
+): Scenario {
+  let sc: Scenario
   try {
-    return loadScenarioText(text, file ?? '<unsaved>')
+    sc = loadScenarioText(text, file ?? '<unsaved>')
   } catch (e) {
     if (!(e instanceof ScenarioLoadError)) throw e
     const issues = toIssues(e)
@@ -31,12 +40,24 @@ export function loadOrReject(text: string, file: string | null): Scenario {
     const more = issues.length > 1 ? ` (and ${issues.length - 1} more problems)` : ''
     throw new LabApiError(`the scenario is invalid: ${head}${more}`, issues)
   }
+  return policyDefs === undefined ? sc : withPolicyDefs(sc, policyDefs)
 }
 
-export function policiesOf(entries: readonly string[]): Policy[] {
+/** The scenario with policies defined outside it (a notebook's `policies:`) added. */
+export function withPolicyDefs(sc: Scenario, defs: Readonly<Record<string, readonly string[]>>): Scenario {
+  const d = definePolicies(defs)
+  if (d.problems.length > 0) throw new LabApiError(`policyDefs: ${d.problems.join('; ')}`)
+  if (d.policies.length === 0) return sc
+  const merged = mergePolicyDefs(sc.policies, d.policies)
+  if (typeof merged === 'string') throw new LabApiError(`policyDefs: ${merged}`)
+  return { ...sc, policies: merged }
+}
+
+/** The policies of a request, resolved as the scenario resolves names (its `policies:` too). */
+export function policiesOf(entries: readonly string[], sc: Scenario): Policy[] {
   const out: Policy[] = []
   for (const entry of entries) {
-    const ps = parsePolicyList(entry)
+    const ps = parsePolicyList(entry, sc.policies)
     if (typeof ps === 'string') throw new LabApiError(`policies: ${ps}`)
     for (const p of ps) if (!out.some((q) => q.name === p.name)) out.push(p)
   }

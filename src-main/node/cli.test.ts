@@ -11,7 +11,7 @@ import { mnlab } from './cliTestkit'
 
 const UPGRADE = fileURLToPath(new URL('../../scenarios/upgrade-loop.smmu-no-btm.yaml', import.meta.url))
 const UPGRADE_TEXT = readFileSync(UPGRADE, 'utf8')
-const PRESETS_MSG = 'expected one of start-end, invalidate-range, arch-hook'
+const PRESETS_MSG = 'expected start-end, invalidate-range, arch-hook or sites:a,b'
 const METRIC_KEYS = [
   'notifier_calls',
   'secondary_invalidations',
@@ -101,10 +101,12 @@ describe('mnlab: invalid input exits 2 with the error on stderr', () => {
     const r = await mnlab('run', UPGRADE, '--policy', 'start-ends')
     expect(r.code).toBe(2)
     expect(r.stdout).toBe('')
-    expect(r.stderr.split('\n')[0]).toBe(`mnlab: unknown policy preset 'start-ends'; ${PRESETS_MSG}`)
+    expect(r.stderr.split('\n')[0]).toBe(
+      `mnlab: unknown policy 'start-ends' (did you mean 'start-end'?); ${PRESETS_MSG}`,
+    )
     const r2 = await mnlab('run', UPGRADE, '--policy=arch-hook,bogus')
     expect(r2.code).toBe(2)
-    expect(r2.stderr.split('\n')[0]).toBe(`mnlab: unknown policy preset 'bogus'; ${PRESETS_MSG}`)
+    expect(r2.stderr.split('\n')[0]).toBe(`mnlab: unknown policy 'bogus'; ${PRESETS_MSG}`)
   })
 
   it('run --schedule with a finished thread is a usage error naming the step and policy, exit 2', async () => {
@@ -173,7 +175,7 @@ describe('mnlab: a usage error is its one line and a pointer to --help, not the 
     [
       'an unknown policy',
       ['replay', COW, '--policy', 'start-end,nope', '--schedule', 'C0'],
-      `unknown policy preset 'nope'; ${PRESETS_MSG}`,
+      `unknown policy 'nope'; ${PRESETS_MSG}`,
     ],
     [
       'an unknown schedule thread',

@@ -8,6 +8,7 @@
  *   mnlab distinguish FILE --policies a,b    the shortest schedule on which two policies' outcomes differ
  *   mnlab synthesize PATH... [--objective sim_ns|secondary_invalidations] [--sites a,b] [--jobs N]
  *                                  the cheapest notifier placements under which every scenario holds
+ *   mnlab sites [--json]           the notification sites a policy is a set of, and the presets' sets
  *   mnlab bench                    timings for the catalogue's key scenarios
  *   mnlab notebook check|record|export ...   lab notebooks (see notebook/cli.ts)
  * Exit codes: 0 ok, 1 mismatch (check), 2 unreadable or invalid input (error on stderr),
@@ -22,13 +23,17 @@ import {
   ENGINE_VERSION,
   expectStatus,
   explainExecution,
+  namedSites,
   notProvenReason,
+  PRESETS,
   parsePolicyList,
   runExecution,
   runResultOf,
   ScheduleError,
   SITE_NAMES,
   scriptedChooser,
+  SITES,
+  VARIANTS,
   type Counterexample,
   type ExpectStatus,
   type ExploreMode,
@@ -127,7 +132,7 @@ function policiesFor(sc: Scenario, f: Flags): Policy[] {
   const text = f.opts.get('policy')
   const spec =
     typeof text === 'string' ? text : sc.expect.length ? sc.expect.map(([n]) => n).join(',') : 'all'
-  const ps = parsePolicyList(spec)
+  const ps = parsePolicyList(spec, sc.policies)
   if (typeof ps === 'string') throw new UsageError(ps)
   return ps
 }
@@ -235,7 +240,7 @@ function runInPool(
       )
       const started = Date.now()
       return pool
-        .start(sc, p.name, { ...base, first: firstFor(p) }, (pr) => {
+        .start(sc, p, { ...base, first: firstFor(p) }, (pr) => {
           task.update(random ? pr.executions : pr.states)
           if (pr.first) task.note(`${pr.first.invariant} found, exploring on`)
         })
@@ -483,21 +488,26 @@ function cmdDistinguish(f: Flags): number {
   if (!file || f.positional.length > 1) throw new UsageError('mnlab distinguish takes one scenario file')
   const spec = f.opts.get('policies') ?? f.opts.get('policy')
   if (typeof spec !== 'string') throw new UsageError('mnlab distinguish needs --policies A,B (two policies)')
-  const names = spec.split(',').map((x) => x.trim())
-  // Variants join with '+', so a comma always separates two policies.
-  if (names.length !== 2 || names.some((x) => x === '' || x === 'all'))
+  const twoNames = (): never => {
     throw new UsageError(`mnlab distinguish needs two policies, as --policies A,B; got '${spec}'`)
-  let pair: ReturnType<typeof distinguishPolicies>
-  try {
-    pair = distinguishPolicies([names[0]!, names[1]!])
-  } catch (e) {
-    if (e instanceof LabApiError) throw new UsageError(e.message)
-    throw e
   }
+  // Variants join with '+', so a comma separates two policies (or two sites of a sites: set).
+  const parts = spec.split(',').map((x) => x.trim())
+  if (parts.length < 2 || parts.some((x) => x === '' || x === 'all')) twoNames()
   const maxStates = intFlag(f, 'max-states')
   if (maxStates === 0) throw new UsageError('--max-states must be at least 1')
   const timeout = intFlag(f, 'timeout')
   const sc = loadScenarioFile(file)
+  const ps = parsePolicyList(spec, sc.policies)
+  if (typeof ps === 'string') throw new UsageError(ps)
+  if (ps.length !== 2) twoNames()
+  let pair: ReturnType<typeof distinguishPolicies>
+  try {
+    pair = distinguishPolicies([ps[0]!.name, ps[1]!.name], sc)
+  } catch (e) {
+    if (e instanceof LabApiError) throw new UsageError(e.message)
+    throw e
+  }
   const started = Date.now()
   const { result, executions } = distinguishRuns(sc, pair[0], pair[1], {
     maxStates: maxStates ?? undefined,
@@ -623,6 +633,54 @@ export function scheduleNotes(asked: readonly string[], ran: readonly string[], 
   return notes
 }
 
+/**
+ * `mnlab sites`: every notification site (what a policy is a set of) with its kernel function
+ * and what a secondary does there, then the site set of each preset and variant.
+ */
+function cmdSites(f: Flags): number {
+  if (f.positional.length > 0) throw new UsageError('mnlab sites takes no arguments')
+  /** What a variant adds to a preset's set (nothing: access-flags-notify under start-end). */
+  const adds = (p: (typeof PRESETS)[number], v: (typeof VARIANTS)[number]): string[] =>
+    namedSites(p, [v]).filter((s) => !namedSites(p).includes(s))
+  if (f.opts.has('json')) {
+    process.stdout.write(
+      JSON.stringify(
+        {
+          sites: SITES,
+          presets: Object.fromEntries(PRESETS.map((p) => [p, namedSites(p)])),
+          variants: Object.fromEntries(
+            VARIANTS.map((v) => [v, Object.fromEntries(PRESETS.map((p) => [p, adds(p, v)]))]),
+          ),
+        },
+        null,
+        2,
+      ) + '\n',
+    )
+    return 0
+  }
+  const out: string[] = [
+    'Notification sites (a policy is a set of them; README, "Policies as call sites"):',
+    '',
+  ]
+  for (const s of SITES) {
+    out.push(`  ${s.name}  [${s.group}]`)
+    out.push(`      at:   ${s.kernel}`)
+    out.push(`      does: ${s.doc}`)
+  }
+  out.push('', 'Named sets:')
+  for (const p of PRESETS) out.push(`  ${p}: ${namedSites(p).join(', ')}`)
+  for (const v of VARIANTS) {
+    const each = PRESETS.map((p) => `${p}: ${adds(p, v).join(', ') || 'nothing'}`)
+    out.push(`  +${v} adds (${each.join('; ')})`)
+  }
+  out.push(
+    '',
+    "A custom set: --policy 'sites:a,b', or a name the scenario defines in policies: { mine: [a, b] }.",
+  )
+  process.stdout.write(out.join('\n') + '\n')
+  return 0
+}
+
 /** The version in package.json (two folders up from src-main/node and from the bundle in out/node). */
 function packageVersion(): string {
   try {
@@ -667,11 +725,14 @@ const HELP = `mnlab: MMU Notifier Lab, headless
                              --policy placements side by side; and the search's cost. --sites: the
                              candidate sites (default all); --jobs: workers (default one per core).
                              Exit 4 when a budget left a verdict unknown, 130 when cancelled (Ctrl+C)
+  mnlab sites [--json]       the notification sites a policy is a set of (kernel function, what a
+                             secondary does there) and the site sets of the presets and variants
   mnlab bench [--quick]      start-up, engine and GUI timings (--quick: each figure once, small scenario)
   mnlab notebook check FILE|DIR...    recompute every experiment; exit 1 if a recorded verdict changed
   mnlab notebook record FILE... [--pin] [--stale]   run every experiment (--stale: only stale ones) and record the results
   mnlab notebook export FILE --format md|html [-o OUT]   a self-contained report
-Policies: start-end, invalidate-range, arch-hook, each optionally +upgrade-notify, +access-flags-notify, +pri-flush, +kernel-notifier.
+Policies: start-end, invalidate-range, arch-hook, each optionally +upgrade-notify, +access-flags-notify, +pri-flush, +kernel-notifier;
+  sites:a,b (a set of call sites, see mnlab sites); or a name the scenario defines in policies:.
 Sites: ${SITE_NAMES.join(', ')}.
 Exit codes: 0 ok, 1 expectation mismatch, 2 invalid input, 4 distinguish or synthesize ran out of budget,
   130 cancelled.
@@ -711,6 +772,8 @@ export async function main(argv: readonly string[], pool: WorkerPool = new Worke
         return cmdDistinguish(f)
       case 'synthesize':
         return await cmdSynthesize(f, pool)
+      case 'sites':
+        return cmdSites(f)
       case 'bench':
         return await runBench(pool, { quick: f.opts.has('quick') })
       default:

@@ -46,8 +46,8 @@ type DistinguishReq = z.infer<(typeof API_METHODS)['distinguish']>
 export const DISTINGUISH_BUDGET_MS = 300_000
 
 export function replayTask(r: ReplayReq, budgetMs = REPLAY_BUDGET_MS): ReplayResult {
-  const sc = loadOrReject(r.text, r.file)
-  const ps = policiesOf([r.policy])
+  const sc = loadOrReject(r.text, r.file, r.policyDefs)
+  const ps = policiesOf([r.policy], sc)
   if (ps.length !== 1) throw new LabApiError(`policy: replay takes exactly one policy, got '${r.policy}'`)
   const sched = scheduleOf(sc, r.schedule)
   try {
@@ -70,8 +70,8 @@ export function replayTask(r: ReplayReq, budgetMs = REPLAY_BUDGET_MS): ReplayRes
 }
 
 /** The policies of a compare: each entry a name or a list (`all`, `a,b`); at least one. */
-export function comparePolicies(entries: readonly string[]): Policy[] {
-  const ps = policiesOf(entries)
+export function comparePolicies(entries: readonly string[], sc: Scenario): Policy[] {
+  const ps = policiesOf(entries, sc)
   if (ps.length === 0) throw new LabApiError('policies: name at least one policy')
   return ps
 }
@@ -204,8 +204,8 @@ export function counterexampleHints(
 
 /** `compareSchedule`: one schedule under each policy, leniently, each traced and explained. */
 export function compareTask(r: CompareReq, budgetMs = REPLAY_BUDGET_MS): CompareResult {
-  const sc = loadOrReject(r.text, r.file)
-  const ps = comparePolicies(r.policies)
+  const sc = loadOrReject(r.text, r.file, r.policyDefs)
+  const ps = comparePolicies(r.policies, sc)
   const sched = scheduleOf(sc, r.schedule)
   const end = Date.now() + budgetMs
   return compareRuns(sc, ps, sched, () => (Date.now() > end ? 'replay time budget' : null)).result
@@ -229,9 +229,9 @@ function memoryStop(): string | null {
 }
 
 /** Two policies of a distinguish request, each a single policy, and not the same one twice. */
-export function distinguishPolicies(names: readonly [string, string]): [Policy, Policy] {
+export function distinguishPolicies(names: readonly [string, string], sc: Scenario): [Policy, Policy] {
   const ps = names.map((p) => {
-    const one = policiesOf([p])
+    const one = policiesOf([p], sc)
     if (one.length !== 1) throw new LabApiError(`policies: distinguish takes two single policies, got '${p}'`)
     return one[0]!
   })
@@ -280,8 +280,8 @@ export function distinguishRuns(
 
 /** `distinguish`: the shortest schedule on which two policies' outcomes differ, both replays on it. */
 export function distinguishTask(r: DistinguishReq, budgetMs = DISTINGUISH_BUDGET_MS): DistinguishResult {
-  const sc = loadOrReject(r.text, r.file)
-  const [a, b] = distinguishPolicies(r.policies)
+  const sc = loadOrReject(r.text, r.file, r.policyDefs)
+  const [a, b] = distinguishPolicies(r.policies, sc)
   return distinguishRuns(sc, a, b, {
     maxStates: r.maxStates,
     timeoutMs: Math.min(budgetMs, r.timeoutMs ?? Infinity),
@@ -289,8 +289,8 @@ export function distinguishTask(r: DistinguishReq, budgetMs = DISTINGUISH_BUDGET
 }
 
 export function lkmlTask(r: LkmlReq): string {
-  const sc = loadOrReject(r.text, r.file)
-  const ps = policiesOf([r.policy])
+  const sc = loadOrReject(r.text, r.file, r.policyDefs)
+  const ps = policiesOf([r.policy], sc)
   if (ps.length !== 1) throw new LabApiError(`policy: a timeline takes exactly one policy, got '${r.policy}'`)
   try {
     return lkmlTimeline({ sc, policy: ps[0]!, schedule: r.schedule, cycle: r.cycle, collapse: r.collapse })

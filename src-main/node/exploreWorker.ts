@@ -31,7 +31,9 @@ port.on('message', (msg: MainToWorker) => {
     return
   }
   try {
-    const policy = parsePolicy(msg.policy)
+    // A name is resolved as the scenario does (presets, `sites:...`, its `policies:`).
+    const policy =
+      typeof msg.policy === 'string' ? parsePolicy(msg.policy, msg.scenario.policies) : msg.policy
     if (typeof policy === 'string') throw new Error(policy)
     const started = Date.now()
     const {

@@ -224,7 +224,7 @@ describe('runs', () => {
     expect(e.issues![0]).toHaveProperty('line')
     expect(e.message).toMatch(/^the scenario is invalid: line \d+, column \d+/)
     const p = await rejection(svc.startRun(runRequest(UPGRADE_TEXT, ['arch-hook', 'no-such-policy'])))
-    expect(p.message).toMatch(/unknown policy preset 'no-such-policy'/)
+    expect(p.message).toMatch(/unknown policy 'no-such-policy'/)
     const s = await rejection(
       svc.startRun({ ...runRequest(UPGRADE_TEXT, ['arch-hook']), mode: 'scripted', schedule: ['C0', 'X9'] }),
     )

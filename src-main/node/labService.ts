@@ -10,10 +10,12 @@ import type { z } from 'zod'
 import {
   ENGINE_VERSION,
   INVARIANTS,
+  namedSites,
   PRESET_DOCS,
   PRESETS,
   SCENARIO_TEMPLATE,
   scenarioJsonSchema,
+  SITES,
   VARIANT_DOCS,
   VARIANTS,
 } from '../engine'
@@ -157,6 +159,10 @@ export function createLabService(options: LabServiceOptions): LabService {
     version: ENGINE_VERSION,
     presets: PRESETS.map((name) => ({ name, doc: PRESET_DOCS[name] })),
     variants: VARIANTS.map((name) => ({ name, doc: VARIANT_DOCS[name] })),
+    sites: SITES.map((s) => ({ name: s.name, group: s.group, kernel: s.kernel, doc: s.doc })),
+    namedSites: Object.fromEntries(
+      PRESETS.flatMap((p) => [[p, namedSites(p)], ...VARIANTS.map((v) => [`${p}+${v}`, namedSites(p, [v])])]),
+    ),
     invariants: [...INVARIANTS],
     scenarioSchema: scenarioJsonSchema(),
     template: SCENARIO_TEMPLATE,

@@ -88,8 +88,8 @@ export function createRunManager(
   const startRun: LabApi['startRun'] = async (req) => {
     if (closed) throw new LabApiError('the lab service is closed')
     const r = parseRequest('startRun', req) as z.infer<typeof API_METHODS.startRun>
-    const sc = loadOrReject(r.text, r.file)
-    const policies = policiesOf(r.policies)
+    const sc = loadOrReject(r.text, r.file, r.policyDefs)
+    const policies = policiesOf(r.policies, sc)
     const base = defaultRunOptions(sc)
     if (r.mode === 'scripted') {
       if (r.schedule.length === 0) throw new LabApiError('schedule: scripted mode needs a schedule')
@@ -127,7 +127,7 @@ export function createRunManager(
     }
     runs.set(run.id, run)
     run.handles = policies.map((p, i) =>
-      pool.start(sc, p.name, wopts, (pr: ExploreProgress) => {
+      pool.start(sc, p, wopts, (pr: ExploreProgress) => {
         if (run.over) return
         const { first, ...counts } = pr
         const row = run.progress[i]!

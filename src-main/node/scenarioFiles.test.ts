@@ -193,13 +193,13 @@ describe('loadScenarioText: errors located at file:line:column', () => {
 
   it('unknown top-level key, with did-you-mean, at the key', () => {
     expect(only(scenario({}, 'secondry: []\n'))).toBe(
-      "13:1 len8 unknown key 'secondry' in the scenario (did you mean 'secondary'?); allowed: title, source, notes, arch, pages, secondary, cpus, devices, forbid, expect, mmu_gather, explore, costs, kernel, kernel_pages, expect_metrics, thp",
+      "13:1 len8 unknown key 'secondry' in the scenario (did you mean 'secondary'?); allowed: title, source, notes, arch, pages, secondary, cpus, devices, forbid, policies, expect, mmu_gather, explore, costs, kernel, kernel_pages, expect_metrics, thp",
     )
   })
 
   it('unknown key with nothing close gets no did-you-mean', () => {
     expect(only(scenario({}, 'zzzzzzzzzz: 1\n'))).toBe(
-      "13:1 len10 unknown key 'zzzzzzzzzz' in the scenario; allowed: title, source, notes, arch, pages, secondary, cpus, devices, forbid, expect, mmu_gather, explore, costs, kernel, kernel_pages, expect_metrics, thp",
+      "13:1 len10 unknown key 'zzzzzzzzzz' in the scenario; allowed: title, source, notes, arch, pages, secondary, cpus, devices, forbid, policies, expect, mmu_gather, explore, costs, kernel, kernel_pages, expect_metrics, thp",
     )
   })
 
@@ -338,7 +338,7 @@ describe('loadScenarioText: errors located at file:line:column', () => {
 
   it('expect with an unknown policy: at the key', () => {
     expect(only(scenario({ expect: 'expect: { start-ends: violated }' }))).toBe(
-      "12:11 len10 unknown policy preset 'start-ends'; expected one of start-end, invalidate-range, arch-hook",
+      "12:11 len10 unknown policy 'start-ends' (did you mean 'start-end'?); expected start-end, invalidate-range, arch-hook or sites:a,b",
     )
     expect(only(scenario({ expect: 'expect: { start-end+frob: violated }' }))).toBe(
       "12:11 len14 unknown policy variant 'frob'; expected one of upgrade-notify, access-flags-notify, pri-flush, kernel-notifier",
@@ -808,6 +808,77 @@ describe('file: P pages and mremap: located errors', () => {
   it('mremap to a mapped address, at the target', () => {
     expect(only(scenario({ pages: file, cpus: 'cpus:\n  C0: [mremap F P]' }))).toBe(
       "10:17 len1 the target 'P' must be a process address with no mapping yet (mapped: none)",
+    )
+  })
+})
+
+describe('policies: defined sets of call sites (issue 14)', () => {
+  const defs = (body: string): Record<string, string> => ({
+    expect: `policies:\n${body}\nexpect: { start-end: violated }`,
+  })
+
+  it('a name for a list of sites and presets; expect and expect_metrics use it', () => {
+    const sc = loadScenarioText(
+      scenario({
+        expect:
+          'policies:\n  popple-v1: [start-end, handle_pte_fault]\n  mine: [ptep_clear_flush_notify, flush_tlb_range]\n' +
+          "expect: { popple-v1: violated, 'sites:flush_tlb_page,wp_page_reuse': holds }\n" +
+          'expect_metrics: { popple-v1: { device_faults: 2 } }',
+      }),
+      'x.yaml',
+    )
+    expect(sc.policies.map((p) => [p.name, p.sites])).toEqual([
+      ['popple-v1', ['invalidate_range_start', 'invalidate_range_end', 'handle_pte_fault']],
+      ['mine', ['ptep_clear_flush_notify', 'flush_tlb_range']],
+    ])
+    // A sites: key is stored under its canonical name.
+    expect(sc.expect.map(([n]) => n)).toEqual(['popple-v1', 'sites:flush_tlb_page+wp_page_reuse'])
+    expect(sc.expectMetrics.map(([n]) => n)).toEqual(['popple-v1'])
+  })
+
+  it('an unknown site: at the item, with a did-you-mean and the sites', () => {
+    const e = only(scenario(defs('  mine: [flush_tlb_page, flush_tlb_rang]')))
+    expect(e).toMatch(
+      /^13:26 len14 unknown site 'flush_tlb_rang' \(did you mean 'flush_tlb_range'\?\); a policy lists sites \(invalidate_range_start, /,
+    )
+  })
+
+  it('a bad variant, a repeated site, a number: each at its item', () => {
+    const list = issuesOf(scenario(defs('  mine: [start-end+frob, flush_tlb_mm, flush_tlb_mm, 3]')))
+    expect(list.map(fmt)).toEqual([
+      "13:10 len14 unknown policy variant 'frob'; expected one of upgrade-notify, access-flags-notify, pri-flush, kernel-notifier",
+      '13:40 len12 flush_tlb_mm is listed twice',
+      '13:54 len1 a site or preset name; found number 3',
+    ])
+  })
+
+  it('names that cannot be defined: at the key', () => {
+    expect(only(scenario(defs('  arch-hook: [flush_tlb_page]')))).toBe(
+      "13:3 len9 'arch-hook' is a built-in policy; choose another name",
+    )
+    expect(only(scenario(defs('  flush_tlb_page: [flush_tlb_page]')))).toBe(
+      "13:3 len14 'flush_tlb_page' is a site; choose a name that is not one",
+    )
+    expect(only(scenario(defs("  'a+b': [flush_tlb_page]")))).toMatch(
+      /^13:3 len5 a policy name is letters, digits, _ \. - \(up to 64, no \+ , or :\); found 'a\+b'/,
+    )
+    expect(only(scenario(defs('  all: [flush_tlb_page]')))).toMatch(
+      /^13:3 len3 'all' means the three presets/,
+    )
+  })
+
+  it('not a list, not a mapping', () => {
+    expect(only(scenario(defs('  mine: flush_tlb_page')))).toMatch(
+      /^13:9 len14 the policy mine is a list of sites \(and presets whose sites it takes\), as in \[start-end, handle_pte_fault\]; found string/,
+    )
+    expect(only(scenario({ expect: 'policies: [a]\nexpect: { start-end: violated }' }))).toMatch(
+      /^12:11 len3 policies maps names to lists of sites/,
+    )
+  })
+
+  it('expect naming an undefined policy: did you mean the defined one', () => {
+    expect(only(scenario({ expect: 'policies:\n  mine: [flush_tlb_page]\nexpect: { mien: holds }' }))).toBe(
+      "14:11 len4 unknown policy 'mien' (did you mean 'mine'?); expected start-end, invalidate-range, arch-hook, a policy the file defines (mine) or sites:a,b",
     )
   })
 })

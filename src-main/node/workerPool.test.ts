@@ -61,7 +61,7 @@ describe('WorkerPool', () => {
     const pool = new WorkerPool(tsxWorker, 1)
     try {
       await expect(pool.run(sc, 'arch-hock', toWorkerOptions(defaultRunOptions(sc), null))).rejects.toThrow(
-        /unknown policy preset 'arch-hock'/,
+        /unknown policy 'arch-hock' \(did you mean 'arch-hook'\?\)/,
       )
     } finally {
       await pool.close()

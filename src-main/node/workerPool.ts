@@ -14,6 +14,7 @@ import type {
   ExploreMode,
   ExploreProgress,
   InvariantName,
+  Policy,
   PolicyResult,
   RunOptions,
   Scenario,
@@ -60,7 +61,8 @@ export type MainToWorker =
       readonly kind: 'run'
       readonly id: number
       readonly scenario: Scenario
-      readonly policy: string
+      /** The policy, or its name as the scenario's policies resolve it (parsePolicy). */
+      readonly policy: Policy | string
       readonly opts: WorkerRunOptions
     }
   | { readonly kind: 'task'; readonly id: number; readonly task: TaskName; readonly arg: unknown }
@@ -155,7 +157,7 @@ export class WorkerPool {
   }
 
   /** Runs one policy of one scenario; resolves with its result, rejects if the worker failed. */
-  run(scenario: Scenario, policy: string, opts: WorkerRunOptions): Promise<PolicyResult> {
+  run(scenario: Scenario, policy: Policy | string, opts: WorkerRunOptions): Promise<PolicyResult> {
     return this.start(scenario, policy, opts).result
   }
 
@@ -165,7 +167,7 @@ export class WorkerPool {
    */
   start(
     scenario: Scenario,
-    policy: string,
+    policy: Policy | string,
     opts: WorkerRunOptions,
     onProgress?: (p: ExploreProgress) => void,
   ): RunHandle {

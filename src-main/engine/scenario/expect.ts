@@ -11,7 +11,7 @@ import type {
   PageDecl,
 } from '../types'
 import { parseExpr } from '../expr'
-import { parsePolicy } from '../policy'
+import { parsePolicy, type PolicyDefs } from '../policy'
 import { INVARIANTS, METRIC_NAMES } from '../types'
 
 export interface ExpectSection {
@@ -28,6 +28,8 @@ export function parseExpectations(
   pages: readonly PageDecl[],
   pageRef: (n: string) => number | null,
   registers: readonly string[],
+  /** The policies the file defines (`policies:`), which expect keys may name. */
+  defs: PolicyDefs,
 ): ExpectSection {
   // forbid
   let forbid: Expr | null = null
@@ -63,7 +65,7 @@ export function parseExpectations(
       )
     else
       for (const [k, v] of Object.entries(raw.expect)) {
-        const pol = parsePolicy(k)
+        const pol = parsePolicy(k, defs)
         if (typeof pol === 'string') {
           issues.key(['expect', k], pol)
           continue
@@ -91,7 +93,7 @@ export function parseExpectations(
       )
     else
       for (const [k, v] of Object.entries(raw.expect_metrics)) {
-        const pol = parsePolicy(k)
+        const pol = parsePolicy(k, defs)
         if (typeof pol === 'string') {
           issues.key(['expect_metrics', k], pol)
           continue
