@@ -136,10 +136,13 @@ export const SynthesizeRequestSchema = z.object({
   /** What a placement costs, summed over the scenarios' reference schedules (default sim_ns). */
   objective: z.enum(['sim_ns', 'secondary_invalidations']).optional(),
   /**
-   * Placements to show beside the three presets, each as `--policy` takes them: `sites:a,b`, a
-   * preset with variants (`arch-hook+kernel-notifier`), or a list of them (`a,b`).
+   * Placements to show beside the three presets and the policies the scenarios define by name
+   * (`policies:`), each as `--policy` takes them: `sites:a,b`, a preset with variants
+   * (`arch-hook+kernel-notifier`), a defined name, or a list of them (`a,b`).
    */
-  policies: z.array(z.string().min(1).max(2000)).max(32).optional(),
+  policies: z.array(PolicyName).max(32).optional(),
+  /** Policies defined outside the scenarios (a notebook's `policies:`), by name; shown too. */
+  policyDefs: PolicyDefsSchema.optional(),
   /** Each exploration's state budget (default 2,000,000). */
   maxStates: RunFields.maxStates.optional(),
   /** The whole search's time budget; past it, the result says what is unknown (complete: false). */
@@ -294,7 +297,7 @@ export type SynthesisEvent =
       readonly result: SynthesisResult
     }
 
-/** The synthesis methods of LabApi (issue 14). */
+/** The synthesis methods of LabApi (issue 14), served by node/synthesisManager.ts. */
 export interface SynthesisApi {
   /**
    * Starts a search (SynthesizeRequestSchema); its progress, finished explorations and result
@@ -332,7 +335,7 @@ export interface EngineInfo {
   readonly nativeDialogs: boolean
 }
 
-export interface LabApi {
+export interface LabApi extends SynthesisApi {
   engineInfo(): Promise<EngineInfo>
   listScenarios(): Promise<ScenarioEntry[]>
   readScenario(req: z.infer<typeof PathSchema>): Promise<{ path: string; text: string }>
@@ -417,6 +420,8 @@ export const API_METHODS = {
   notebookStatus: NotebookStatusSchema,
   notebookExport: NotebookExportSchema,
   lkmlTimeline: LkmlTimelineSchema,
+  startSynthesis: SynthesizeRequestSchema,
+  cancelSynthesis: RunIdSchema,
 } as const satisfies Record<Exclude<keyof LabApi, 'onDidRunEvent'>, z.ZodType | null>
 
 export type ApiMethod = keyof typeof API_METHODS

@@ -547,19 +547,22 @@ async function cmdSynthesize(f: Flags, pool: WorkerPool): Promise<number> {
   }
   const sites = text('sites')
   const policy = text('policy')
-  const recipe = synthSettings({
-    sites: sites === null ? null : sites.split(/[,+\s]+/).filter(Boolean),
-    objective: text('objective'),
-    policies: policy === null ? [] : [policy],
-    maxStates,
-    timeoutMs: timeout === null ? null : Math.max(1, commandStarted + timeout * 1000 - Date.now()),
-  })
-  if (typeof recipe === 'string') throw new UsageError(recipe)
   const files: SynthScenarioFile[] = expandScenarioPaths(f.positional).map((file) => ({
     id: file,
     file,
     scenario: loadScenarioFile(file),
   }))
+  const recipe = synthSettings(
+    {
+      sites: sites === null ? null : sites.split(/[,+\s]+/).filter(Boolean),
+      objective: text('objective'),
+      policies: policy === null ? [] : [policy],
+      maxStates,
+      timeoutMs: timeout === null ? null : Math.max(1, commandStarted + timeout * 1000 - Date.now()),
+    },
+    files,
+  )
+  if (typeof recipe === 'string') throw new UsageError(recipe)
   // One worker per core unless --jobs says otherwise (main's pool stops at four).
   const cores = Math.max(1, os.availableParallelism?.() ?? os.cpus().length)
   const size = jobs ?? cores

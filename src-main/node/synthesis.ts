@@ -6,13 +6,18 @@
  * job and refuses new ones; the search then rejects with 'cancelled'.
  */
 import {
+  definePolicies,
+  mergePolicyDefs,
+  isSite,
   parsePolicyList,
+  sitePolicy,
   SITE_NAMES,
   synthesize,
   synthOutcome,
   synthRunOptions,
   SYNTH_OBJECTIVES,
   type Policy,
+  type PolicyDefs,
   type Scenario,
   type Site,
   type SynthEvaluation,
@@ -22,7 +27,6 @@ import {
   type SynthProgress,
   type SynthScenarioInput,
 } from '../engine'
-import { isSite } from '../engine/policy'
 import { toWorkerOptions, type RunHandle, type WorkerPool } from './workerPool'
 
 /** A scenario of a synthesis, loaded. */
@@ -48,16 +52,23 @@ export interface SynthRecipe {
 export const DEFAULT_SYNTH_MAX_STATES = 2_000_000
 
 /**
- * Checks user input: candidate site names, the objective, placements as `--policy` takes them.
- * Returns an error message naming what is wrong, or the recipe.
+ * Checks user input against the loaded scenarios: candidate site names, the objective, and the
+ * placements to show beside the presets: every policy the scenarios (and `policyDefs`, a
+ * notebook's) define by name, then those `policies` name as `--policy` takes them (`sites:a,b`,
+ * `arch-hook+pri-flush`, a defined name). Returns an error message naming what is wrong, or
+ * the recipe.
  */
-export function synthSettings(input: {
-  sites?: readonly string[] | null
-  objective?: string | null
-  policies?: readonly string[] | null
-  maxStates?: number | null
-  timeoutMs?: number | null
-}): SynthRecipe | string {
+export function synthSettings(
+  input: {
+    sites?: readonly string[] | null
+    objective?: string | null
+    policies?: readonly string[] | null
+    policyDefs?: Readonly<Record<string, readonly string[]>> | null
+    maxStates?: number | null
+    timeoutMs?: number | null
+  },
+  files: readonly SynthScenarioFile[],
+): SynthRecipe | string {
   let candidates: Site[] = [...SITE_NAMES]
   if (input.sites) {
     const bad = input.sites.find((s) => !isSite(s.trim()))
@@ -70,9 +81,23 @@ export function synthSettings(input: {
   const objective = input.objective ?? 'sim_ns'
   if (!(SYNTH_OBJECTIVES as readonly string[]).includes(objective))
     return `unknown objective '${objective}'; expected ${SYNTH_OBJECTIVES.join(' or ')}`
-  const placements: Policy[] = []
+  // The names the scenarios define, one meaning each across the set.
+  let defs: PolicyDefs = []
+  for (const f of files) {
+    const merged = mergePolicyDefs(defs, f.scenario.policies)
+    if (typeof merged === 'string') return `${f.id}: ${merged}`
+    defs = merged
+  }
+  if (input.policyDefs) {
+    const d = definePolicies(input.policyDefs)
+    if (d.problems.length > 0) return `policyDefs: ${d.problems.join('; ')}`
+    const merged = mergePolicyDefs(defs, d.policies)
+    if (typeof merged === 'string') return `policyDefs: ${merged}`
+    defs = merged
+  }
+  const placements: Policy[] = [...defs]
   for (const entry of input.policies ?? []) {
-    const ps = parsePolicyList(entry)
+    const ps = parsePolicyList(entry, defs)
     if (typeof ps === 'string') return ps
     for (const p of ps) if (!placements.some((q) => q.name === p.name)) placements.push(p)
   }
@@ -115,7 +140,7 @@ export function poolEvaluator(
     if (cancelled) throw new Error('cancelled')
     const sc = files[req.scenario]!.scenario
     const opts = toWorkerOptions(synthRunOptions(sc, req, recipe.maxStates), recipe.timeoutMs, deadline)
-    const h = pool.start(sc, req.name, {
+    const h = pool.start(sc, sitePolicy(req.sites, req.name), {
       ...opts,
       tallySites: true,
       ...(req.first ? { first: 'any' as const } : {}),
