@@ -128,3 +128,101 @@ test('at 1024x640 the site grid scrolls inside the policy panel and leaves the s
   expect(m[0], 'the page scrolls sideways').toBeLessThanOrEqual(m[1])
   await lab.screenshot('sites-04-small-window')
 })
+
+/**
+ * Two munmap scenarios on an ATS device (flush_at: start): every placement that invalidates the
+ * IOTLB and ATC between the PTE clear and the free holds. In v6.6 munmap that is
+ * tlb_finish_mmu's flush_tlb_range (arch-hook); in v4.15 ->invalidate_range from range_end or
+ * from tlb_flush_mmu_tlbonly; start/end alone lets the device re-walk the PTE after _start.
+ */
+const MUNMAPS = ['munmap-uaf.ats.yaml', 'munmap-uaf.btm-ats.yaml']
+
+test('the synthesis view: the cheapest placements over two munmap scenarios, the table, the front and a certificate', async ({
+  page,
+  lab,
+}) => {
+  test.setTimeout(150_000)
+  // A placement of the grid goes along, beside the presets, under its name.
+  await page.getByTestId('placement-from').selectOption('arch-hook')
+  await page.getByTestId('placement-new').click()
+  await page.getByTestId('placement-name').fill('no-range-flush')
+  await page.getByTestId('placement-name').press('Enter')
+  await site(page, 'no-range-flush', 'flush_tlb_range').uncheck()
+
+  await page.getByTestId('tab-synthesis').click()
+  await page.getByTestId('synthesis-filter').fill('munmap-uaf.')
+  for (const s of MUNMAPS) await page.locator(`[data-testid="synthesis-scenario"][data-path="${s}"]`).check()
+  await lab.screenshot('sites-05-synthesis-form')
+  await page.getByTestId('synthesis-start').click()
+  await expect(page.getByTestId('synthesis-status')).toHaveAttribute('data-status', 'finished', {
+    timeout: 120_000,
+  })
+
+  // The minimal placements: one site each, the cheapest first.
+  const minimal = page.getByTestId('synthesis-minimal')
+  await expect(minimal).toHaveCount(3)
+  await expect(minimal.first()).toHaveAttribute('data-placement', 'sites:range_end')
+  const names = await minimal.evaluateAll((els) => els.map((e) => e.getAttribute('data-placement')))
+  expect([...names].sort()).toEqual([
+    'sites:flush_tlb_range',
+    'sites:range_end',
+    'sites:tlb_flush_mmu_tlbonly',
+  ])
+
+  // The table: placements x scenarios, with the presets and the grid's placement.
+  const row = (p: string) => page.locator(`[data-testid="synthesis-row"][data-placement="${p}"]`)
+  const cellOf = (p: string, s: string) =>
+    row(p).locator(`[data-testid="synthesis-cell"][data-scenario="${s}"]`)
+  for (const s of MUNMAPS) {
+    await expect(cellOf('start-end', s)).toHaveAttribute('data-verdict', 'violated')
+    await expect(cellOf('arch-hook', s)).toHaveAttribute('data-verdict', 'holds')
+    await expect(cellOf('sites:range_end', s)).toHaveAttribute('data-verdict', 'holds')
+  }
+  await expect(row('sites:range_end')).toHaveAttribute('data-kinds', /minimal/)
+  await expect(row('no-range-flush')).toHaveAttribute('data-kinds', /yours/)
+  await expect(cellOf('no-range-flush', MUNMAPS[0]!)).toHaveAttribute('data-verdict', 'violated')
+  await expect(page.getByTestId('synthesis-cost')).toContainText('explored')
+  await lab.screenshot('sites-06-synthesis-result')
+
+  // Each site of a minimal placement has its certificate; the counterexample opens in the traces:
+  // the placement without the site breaks, the minimal one holds on the same schedule.
+  const cert = minimal.first().locator('[data-testid="certificate"][data-site="range_end"]')
+  await expect(cert).toHaveAttribute('data-kind', 'needed')
+  await expect(cert).toContainText('use-after-free')
+  await expect(
+    minimal.first().locator('[data-testid="certificate"][data-site="flush_tlb_all"]'),
+  ).toHaveAttribute('data-kind', 'never-reached')
+  await cert.getByTestId('certificate-open').click()
+  await expect(page.getByTestId('pick-left').locator('option:checked')).toContainText(
+    'certificate #1 range_end',
+  )
+  await expect(
+    lab.tracePane('left').locator('[data-testid="trace-row"][data-violation]').first(),
+  ).toBeVisible()
+  await expect(page.getByTestId('pick-right').locator('option:checked')).toContainText(
+    'sites:range_end (holds)',
+  )
+
+  // The front's best point opens its placement in the site grid.
+  await page.getByTestId('synthesis-chart').scrollIntoViewIfNeeded()
+  await lab.screenshot('sites-07-synthesis-chart')
+  await page.locator('[data-testid="front-point"][data-held="2"]').click()
+  const opened = page.locator('[data-testid="placement-head"].active')
+  await expect(opened).toHaveAttribute('data-placement', 'synth')
+  await expect(site(page, 'synth', 'range_end')).toBeChecked()
+  await expect(site(page, 'synth', 'flush_tlb_range')).not.toBeChecked()
+  await lab.screenshot('sites-08-synthesis-opens-placement')
+})
+
+test('a synthesis over the whole catalogue can be cancelled', async ({ page, lab }) => {
+  await page.getByTestId('tab-synthesis').click()
+  await page.getByTestId('synthesis-pick-shown').click()
+  await page.getByTestId('synthesis-start').click()
+  await expect(page.getByTestId('synthesis-progress')).toBeVisible()
+  await page.getByTestId('synthesis-cancel').click()
+  await expect(page.getByTestId('synthesis-status')).toHaveAttribute('data-status', 'cancelled', {
+    timeout: 30_000,
+  })
+  await expect(page.getByTestId('synthesis-start')).toBeEnabled()
+  await lab.screenshot('sites-09-synthesis-cancelled')
+})
