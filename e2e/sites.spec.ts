@@ -4,6 +4,8 @@
  * it break beside the presets, the placement's trace compared with arch-hook's, and the
  * placement kept across a reload. Screenshots go to test-results/screenshots/.
  */
+import { readFileSync } from 'node:fs'
+import path from 'node:path'
 import { expect, type Page } from '@playwright/test'
 import { test } from './labPage'
 
@@ -225,4 +227,56 @@ test('a synthesis over the whole catalogue can be cancelled', async ({ page, lab
   })
   await expect(page.getByTestId('synthesis-start')).toBeEnabled()
   await lab.screenshot('sites-09-synthesis-cancelled')
+})
+
+test('a notebook keeps the placements its experiments run in its policies:, across a reload', async ({
+  page,
+  lab,
+}) => {
+  test.setTimeout(150_000)
+  const dir = process.env.MNLAB_NOTEBOOKS
+  if (!dir) throw new Error('MNLAB_NOTEBOOKS is not set: run through playwright.config.ts')
+  await page.getByTestId('placement-from').selectOption('arch-hook')
+  await page.getByTestId('placement-new').click()
+  await page.getByTestId('placement-name').fill('no-range-flush')
+  await page.getByTestId('placement-name').press('Enter')
+  await site(page, 'no-range-flush', 'flush_tlb_range').uncheck()
+  await lab.openScenario(MUNMAP)
+  await lab.selectPolicies(['arch-hook', 'no-range-flush'])
+
+  await page.getByTestId('tab-notebook').click()
+  await page.getByTestId('nb-new').click()
+  await page.getByTestId('nb-add-experiment').click()
+  const defined = page.locator('[data-testid="nb-policy"][data-policy="no-range-flush"]')
+  await expect(defined).toContainText('flush_tlb_page, flush_tlb_mm, arch_tlbbatch_add_pending')
+  const cell = page.getByTestId('nb-experiment').first()
+  await cell.getByTestId('nb-run-cell').click()
+  const verdict = (p: string) => cell.locator(`[data-testid="nb-verdict"][data-policy="${p}"]`)
+  await expect(verdict('no-range-flush')).toHaveAttribute('data-verdict', 'violated', { timeout: 90_000 })
+  await expect(verdict('arch-hook')).toHaveAttribute('data-verdict', 'holds')
+  await page.getByTestId('nb-save-as').click()
+  await page.getByTestId('nb-save-as-path').fill('e2e-sites')
+  await page.getByTestId('nb-save-as-submit').click()
+  await expect(page.getByTestId('nb-file')).toHaveText('e2e-sites.mnlab.yaml')
+  const onDisk = readFileSync(path.join(dir, 'e2e-sites.mnlab.yaml'), 'utf8')
+  expect(onDisk).toMatch(/^policies:\n\s+no-range-flush:/m)
+  await lab.screenshot('sites-10-notebook-policies')
+
+  // The grid forgets it; the notebook brings it back after a reload, and its result is current.
+  await page.locator('[data-testid="placement-head"][data-placement="no-range-flush"]').click()
+  await page.getByTestId('placement-delete').click()
+  await page.reload()
+  await lab.open(page.url())
+  await expect(page.locator('[data-testid="placement-head"]')).toHaveCount(0)
+  await page.getByTestId('tab-notebook').click()
+  await page.getByTestId('nb-open').click()
+  await page.getByTestId('nb-open-path').fill('e2e-sites.mnlab.yaml')
+  await page.getByTestId('nb-open-submit').click()
+  await expect(defined).toBeVisible()
+  await expect(page.getByTestId('nb-experiment').first().getByTestId('nb-status')).toHaveAttribute(
+    'data-status',
+    'current',
+  )
+  await expect(site(page, 'no-range-flush', 'flush_tlb_range')).not.toBeChecked()
+  await expect(site(page, 'no-range-flush', 'flush_tlb_page')).toBeChecked()
 })
