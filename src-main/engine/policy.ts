@@ -13,7 +13,11 @@
  *
  * Monotone by construction: every site only adds a notifier call or an invalidation (ctx.ts
  * asks `site in policy` at each position and never takes anything away), so a larger set can
- * only invalidate more. Where that needs care:
+ * only invalidate more, and a set that holds stays free of use-after-free, stale-after-return,
+ * lost-write, lost-dirty and livelock when sites are added (sitesMonotone.test.ts). Not
+ * monotone: a litmus outcome (`forbid`), since a secondary that is never invalidated reads a
+ * consistent stale snapshot (the empty set holds Glisse's COW ordering race), and one invariant
+ * taken alone while another is violated. Where the construction needs care:
  * - `invalidate_range_start` / `invalidate_range_end` are the sites; `flush_at` is the driver's
  *   own choice of which of its two callbacks flushes. Monotonicity holds in the set for one
  *   driver; changing flush_at (start vs end) is not a larger set and may lose either way.

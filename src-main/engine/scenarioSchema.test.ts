@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { CPU_OPS, DEVICE_OPS } from './scenario'
 import { scenarioJsonSchema } from './scenarioSchema'
+import { SITE_NAMES } from './policy'
 import { INVARIANTS } from './types'
 
 describe('scenario JSON schema for the editor', () => {
@@ -33,5 +34,18 @@ describe('scenario JSON schema for the editor', () => {
   it('op items carry no description listing every op (the editor hovers the one op)', () => {
     const json = JSON.stringify({ ...schema, 'x-op-docs': null })
     expect(json).not.toContain('handle_mm_fault(FAULT_FLAG_WRITE)')
+  })
+})
+
+describe('policies: in the editor schema', () => {
+  it('completes each site (documented with its kernel function) and the presets as list items', () => {
+    const schema = scenarioJsonSchema() as { properties: Record<string, Record<string, unknown>> }
+    const items = (
+      schema.properties.policies!.additionalProperties as { items: { anyOf: Array<Record<string, unknown>> } }
+    ).items.anyOf
+    expect(items.filter((i) => 'const' in i).map((i) => i.const)).toEqual([...SITE_NAMES])
+    for (const i of items.filter((x) => 'const' in x))
+      expect(String(i.description)).toMatch(/v4\.15|v6\.6|2017|2023/)
+    expect(items.find((i) => 'enum' in i)!.enum).toContain('arch-hook+upgrade-notify')
   })
 })

@@ -4,7 +4,7 @@
  * engine's own validation stays the authority: it also checks names, ops and conditions.
  */
 import { COST_KEYS, COSTS } from './costs'
-import { PRESETS, PRESET_DOCS, VARIANTS } from './policy'
+import { PRESETS, PRESET_DOCS, SITES, VARIANTS } from './policy'
 import {
   CPU_OPS,
   DEVICE_OPS,
@@ -262,10 +262,25 @@ export function scenarioJsonSchema(): object {
         description:
           'A condition on the final state, e.g. r1 == 1 && r0 == 0; mem(P) reads page P, disk(P) what writeback stored for file page P',
       },
+      policies: {
+        type: 'object',
+        description:
+          'Policies this file defines: name -> the call sites where secondaries are notified (and presets whose sites it takes), e.g. { popple-v1: [start-end, handle_pte_fault] }; expect and --policy use the name',
+        additionalProperties: {
+          type: 'array',
+          uniqueItems: true,
+          items: {
+            anyOf: [
+              ...SITES.map((s) => ({ const: s.name, description: `${s.kernel}: ${s.doc}` })),
+              { enum: policyKeys, description: 'a preset (with variants): all of its sites' },
+            ],
+          },
+        },
+      },
       expect: {
         type: 'object',
         description:
-          'Policy -> holds | violated | the invariant that must break | { violated: [the exact set of invariants that break] }',
+          'Policy (a preset[+variant], sites:a,b, or a name defined in policies:) -> holds | violated | the invariant that must break | { violated: [the exact set of invariants that break] }',
         properties: Object.fromEntries(
           policyKeys.map((k) => [
             k,

@@ -21,7 +21,7 @@ import {
   scheduleStepIssue,
   unfollowableStep,
 } from './scenarioFiles'
-import { cellScenarioText, recipePolicies, recipeRunOptions } from './notebook/cells'
+import { cellScenarioText, recipePolicies, recipeRunOptions, withNotebookPolicies } from './notebook/cells'
 import { formatNotebookIssue, parseNotebook } from './notebook/format'
 
 export type FindingKind = 'crash' | 'slow' | 'unlocated' | 'broken-line' | 'oversize'
@@ -360,7 +360,7 @@ export function runNotebookCase(text: string): CaseOutcome {
         throw e
       }
       recipeRunOptions(sc, cell.recipe)
-      recipePolicies(cell.recipe)
+      recipePolicies(cell.recipe, withNotebookPolicies(sc, r.notebook.policies))
     }
   } catch (e) {
     return { kind: 'crash', ms: ms(), detail: describe(e) }

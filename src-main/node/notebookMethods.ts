@@ -194,7 +194,9 @@ export function createNotebookMethods(
         problems[cell.id] = (e as Error).message
       }
       status[cell.id] =
-        text === null ? cell.results.map(() => 'stale-recipe') : resultStatuses(cell, text, ENGINE_VERSION)
+        text === null
+          ? cell.results.map(() => 'stale-recipe')
+          : resultStatuses(cell, text, ENGINE_VERSION, nb.policies)
     }
     return { status, problems }
   }
@@ -328,6 +330,8 @@ export function createNotebookMethods(
       text: sc.text,
       file: sc.file ?? `${nbPath ?? '<unsaved>'}#${cell.id}`,
       policies: rc.policies,
+      // The notebook's own policies (`policies:`), which the recipe may name.
+      ...(r.notebook.policies !== undefined ? { policyDefs: r.notebook.policies } : {}),
       mode: rc.mode,
       seed: rc.seed,
       executions: rc.executions,
@@ -335,7 +339,7 @@ export function createNotebookMethods(
       maxStates: rc.max_states,
       timeoutMs: rc.timeout_ms,
     })
-    return { runId, recipeHash: recipeHash(rc, sc.text) }
+    return { runId, recipeHash: recipeHash(rc, sc.text, r.notebook.policies) }
   }
 
   return {

@@ -7,6 +7,8 @@ import { readFileSync } from 'node:fs'
 import path from 'node:path'
 import {
   defaultRunOptions,
+  definePolicies,
+  mergePolicyDefs,
   parsePolicyList,
   runResultOf,
   type Policy,
@@ -14,7 +16,7 @@ import {
   type RunResult,
   type Scenario,
 } from '../../engine'
-import type { ExperimentCell, Recipe, RecordedResult } from '../../api/notebook'
+import type { ExperimentCell, PolicyDefs, Recipe, RecordedResult } from '../../api/notebook'
 import { toWorkerOptions, type WorkerPool } from '../workerPool'
 
 /** The scenario text of a cell and the name to use in messages. Throws if a path cannot be read. */
@@ -29,10 +31,25 @@ export function cellScenarioText(
   return { text: readFileSync(file, 'utf8'), file }
 }
 
-export function recipePolicies(recipe: Recipe): Policy[] {
+/**
+ * The cell's scenario with the notebook's `policies:` added to those it defines, so recipes
+ * (and every replay of their results) resolve the notebook's names. Throws on a bad definition
+ * or on a name both define with different sites.
+ */
+export function withNotebookPolicies(sc: Scenario, defs: PolicyDefs | undefined): Scenario {
+  if (defs === undefined) return sc
+  const d = definePolicies(defs)
+  if (d.problems.length > 0) throw new Error(d.problems.join('; '))
+  const merged = mergePolicyDefs(sc.policies, d.policies)
+  if (typeof merged === 'string') throw new Error(merged)
+  return { ...sc, policies: merged }
+}
+
+/** A recipe's policies, resolved as its scenario (with the notebook's policies) names them. */
+export function recipePolicies(recipe: Recipe, sc: Scenario): Policy[] {
   const out: Policy[] = []
   for (const entry of recipe.policies) {
-    const ps = parsePolicyList(entry)
+    const ps = parsePolicyList(entry, sc.policies)
     if (typeof ps === 'string') throw new Error(`policies: ${ps}`)
     for (const p of ps) if (!out.some((q) => q.name === p.name)) out.push(p)
   }
@@ -67,7 +84,7 @@ export function defaultRecipe(policies: readonly string[]): Recipe {
 export async function runRecipeInPool(pool: WorkerPool, sc: Scenario, recipe: Recipe): Promise<RunResult> {
   const opts = recipeRunOptions(sc, recipe)
   const wopts = toWorkerOptions(opts, recipe.timeout_ms)
-  const results = await Promise.all(recipePolicies(recipe).map((p) => pool.run(sc, p.name, wopts)))
+  const results = await Promise.all(recipePolicies(recipe, sc).map((p) => pool.run(sc, p, wopts)))
   return runResultOf(sc, opts, results)
 }
 

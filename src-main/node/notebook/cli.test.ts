@@ -100,6 +100,40 @@ describe('mnlab notebook', () => {
     expect(bad.stdout).toContain('1 unchanged, 1 changed')
   })
 
+  it("a notebook's own policies run by name and their results stay current until a definition changes", async () => {
+    const base = notebook()
+    const nb: Notebook = {
+      ...base,
+      // Popple's v1 leaves the wp_page_reuse upgrade alone; the reuse site is what fixes it.
+      policies: {
+        'popple-v1': ['start-end', 'handle_pte_fault'],
+        'reuse-fix': ['start-end', 'handle_pte_fault', 'wp_page_reuse'],
+      },
+      cells: base.cells.map((c) =>
+        c.kind === 'experiment' ? { ...c, recipe: { ...recipe, policies: ['popple-v1,reuse-fix'] } } : c,
+      ),
+    }
+    const f = write('defs.mnlab.yaml', serializeNotebook(nb))
+    expect((await mnlab('notebook', 'record', f)).code).toBe(0)
+    const ok = await mnlab('notebook', 'check', f)
+    expect(ok.code).toBe(0)
+    expect(ok.stdout).toMatch(/ok {3}.*defs\.mnlab\.yaml#by-path: popple-v1 violated, reuse-fix holds\n/)
+    const r = parseNotebook(readFileSync(f, 'utf8'), f)
+    if (!r.ok) throw new Error('recorded notebook does not parse')
+    expect(r.notebook.policies).toEqual(nb.policies)
+    // Defining popple-v1 differently makes its recorded results stale (record --stale reruns them).
+    write(
+      'defs.mnlab.yaml',
+      serializeNotebook({ ...r.notebook, policies: { ...nb.policies, 'popple-v1': ['arch-hook'] } }),
+    )
+    const again = await mnlab('notebook', 'check', f)
+    expect(again.code).toBe(1)
+    expect(again.stdout).toContain('(recorded result is stale-recipe)')
+    expect(again.stdout).toContain(
+      'popple-v1: recorded violated (violated: progress), now holds (violated: none)',
+    )
+  })
+
   it('the pinned result is the reference, not a later unpinned one', async () => {
     const f = write('p.mnlab.yaml', serializeNotebook(notebook()))
     await mnlab('notebook', 'record', '--pin', f)

@@ -15,7 +15,7 @@ import { referenceIndex } from '../../api/record'
 import { ENGINE_VERSION, type Scenario } from '../../engine'
 import { loadScenarioText, ScenarioLoadError } from '../scenarioFiles'
 import type { WorkerPool } from '../workerPool'
-import { cellScenarioText, runRecipeInPool, verdictChanges } from './cells'
+import { cellScenarioText, runRecipeInPool, verdictChanges, withNotebookPolicies } from './cells'
 import { exportNotebook } from './export'
 import {
   formatNotebookIssue,
@@ -91,8 +91,9 @@ function cellScenario(l: Loaded, cell: ExperimentCell): { sc: Scenario; text: st
   } catch (e) {
     throw new NotebookInvalid(`${l.file}:1:1: cell ${cell.id}: ${(e as Error).message}`)
   }
+  let sc: Scenario
   try {
-    return { sc: loadScenarioText(src.text, src.file), text: src.text }
+    sc = loadScenarioText(src.text, src.file)
   } catch (e) {
     if (!(e instanceof ScenarioLoadError)) throw e
     const base = l.inlineLines.get(cell.id)
@@ -107,6 +108,11 @@ function cellScenario(l: Loaded, cell: ExperimentCell): { sc: Scenario; text: st
         message: `cell ${cell.id}: ${i.message}`,
       })),
     )
+  }
+  try {
+    return { sc: withNotebookPolicies(sc, l.nb.policies), text: src.text }
+  } catch (e) {
+    throw new NotebookInvalid(`${l.file}:1:1: cell ${cell.id}: policies: ${(e as Error).message}`)
   }
 }
 
@@ -194,14 +200,14 @@ async function check(files: readonly string[], pool: WorkerPool): Promise<number
     for (const job of jobs[i]!) {
       total++
       const run = await job.run
-      const fresh = recordResult(run, job.cell.recipe, job.text)
+      const fresh = recordResult(run, job.cell.recipe, job.text, new Date(), false, l.nb.policies)
       const ref = referenceResult(job.cell)
       const verdicts = fresh.policies.map((p) => `${p.policy} ${p.verdict}`).join(', ')
       if (!ref) {
         process.stdout.write(`new  ${shown}#${job.cell.id}: nothing recorded; now ${verdicts}\n`)
         continue
       }
-      const status = resultStatus(job.cell, job.text, ENGINE_VERSION, ref)
+      const status = resultStatus(job.cell, job.text, ENGINE_VERSION, ref, l.nb.policies)
       const note = status === 'current' ? '' : ` (recorded result is ${status})`
       const changes = verdictChanges(ref, fresh)
       if (changes.length === 0) {
@@ -256,10 +262,12 @@ async function record(
         if (cell.kind !== 'experiment') return cell
         const { sc, text } = cellScenario(l, cell)
         // --stale: leave a cell whose reference result still matches its recipe and this engine.
-        if (onlyStale && resultStatus(cell, text, ENGINE_VERSION) === 'current') return cell
+        if (onlyStale && resultStatus(cell, text, ENGINE_VERSION, undefined, l.nb.policies) === 'current')
+          return cell
         n++
         const run = await runRecipeInPool(pool, sc, cell.recipe)
-        return { ...cell, results: [...cell.results, recordResult(run, cell.recipe, text, new Date(), pin)] }
+        const rec = recordResult(run, cell.recipe, text, new Date(), pin, l.nb.policies)
+        return { ...cell, results: [...cell.results, rec] }
       }),
     )
     if (n === 0) {

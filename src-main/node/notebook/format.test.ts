@@ -3,7 +3,7 @@ import path from 'node:path'
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { NOTEBOOK_FORMAT, type ExperimentCell, type Notebook, type Recipe } from '../../api/notebook'
-import { ENGINE_VERSION } from '../../engine'
+import { ENGINE_VERSION, SITE_NAMES } from '../../engine'
 import {
   canonicalJson,
   emptyNotebook,
@@ -133,11 +133,23 @@ const cell = fc.oneof(
   }),
 )
 
-const notebook: fc.Arbitrary<Notebook> = fc.record({
-  format: fc.constant(NOTEBOOK_FORMAT as 1),
-  title: fc.string({ unit: 'grapheme', maxLength: 40 }),
-  cells: fc.uniqueArray(cell, { selector: (c) => c.id, maxLength: 6 }),
-})
+/** A notebook's own policies: names that are no preset or site, each a set of distinct sites. */
+const policyDefs = fc.dictionary(
+  fc.stringMatching(/^my[a-z0-9_.-]{0,8}$/),
+  fc.uniqueArray(fc.constantFrom(...SITE_NAMES), { maxLength: 5 }),
+  { minKeys: 1, maxKeys: 3 },
+)
+
+const notebook: fc.Arbitrary<Notebook> = fc.record(
+  {
+    format: fc.constant(NOTEBOOK_FORMAT as 1),
+    title: fc.string({ unit: 'grapheme', maxLength: 40 }),
+    policies: policyDefs,
+    cells: fc.uniqueArray(cell, { selector: (c) => c.id, maxLength: 6 }),
+  },
+  // `policies` is optional: a notebook that defines none has no key.
+  { requiredKeys: ['format', 'title', 'cells'] },
+)
 
 // ---- tests ----
 
@@ -435,5 +447,86 @@ describe('recipe hash and staleness', () => {
   it('a new notebook serializes to a valid file', () => {
     const r = parseNotebook(serializeNotebook(emptyNotebook('N')), 'n')
     expect(r.ok && r.notebook).toEqual({ format: 1, title: 'N', cells: [] })
+  })
+})
+
+describe("a notebook's own policies (issue 14)", () => {
+  const rc: Recipe = {
+    policies: ['start-end', 'popple-v1'],
+    mode: 'exhaustive',
+    seed: 1,
+    executions: 1,
+    schedule: [],
+    max_states: 10,
+    timeout_ms: null,
+  }
+  const nb: Notebook = {
+    format: NOTEBOOK_FORMAT,
+    title: 'custom',
+    policies: { 'popple-v1': ['start-end', 'handle_pte_fault'], 'reuse-fix': ['wp_page_reuse'] },
+    cells: [
+      {
+        kind: 'experiment',
+        id: 'e',
+        title: 'E',
+        scenario: { inline: 'title: x\n' },
+        recipe: rc,
+        results: [],
+      },
+    ],
+  }
+
+  it('survive save and load: written after the title, one flow list per name', () => {
+    const text = serializeNotebook(nb)
+    expect(text).toContain(
+      'title: custom\npolicies:\n  popple-v1: [start-end, handle_pte_fault]\n  reuse-fix: [wp_page_reuse]\ncells:\n',
+    )
+    const r = parseNotebook(text, 'nb.mnlab.yaml')
+    if (!r.ok) throw new Error(JSON.stringify(r.issues))
+    expect(r.notebook.policies).toEqual(nb.policies)
+    expect(serializeNotebook(r.notebook)).toBe(text)
+    // A notebook without policies writes no key.
+    expect(serializeNotebook({ ...nb, policies: undefined })).not.toContain('policies:\n')
+  })
+
+  it('a bad site or name is a located error, as in a scenario', () => {
+    const text = serializeNotebook(nb).replace('handle_pte_fault', 'handle_pte_fautl')
+    const r = parseNotebook(text, 'nb.mnlab.yaml')
+    expect(r.ok).toBe(false)
+    if (r.ok) return
+    expect(r.issues).toEqual([
+      expect.objectContaining({
+        line: 4,
+        column: 26,
+        message: expect.stringMatching(
+          /^policies\.popple-v1\.1: unknown site 'handle_pte_fautl' \(did you mean 'handle_pte_fault'\?\)/,
+        ),
+      }),
+    ])
+    const named = parseNotebook(serializeNotebook(nb).replace('reuse-fix:', 'arch-hook:'), 'nb.mnlab.yaml')
+    expect(named.ok).toBe(false)
+    if (!named.ok)
+      expect(named.issues[0]!.message).toMatch(/^policies\.arch-hook: 'arch-hook' is a built-in policy/)
+  })
+
+  it("the recipe hash covers the sites of the notebook's policies the recipe names, and only those", () => {
+    const scen = 'title: x\n'
+    const h = recipeHash(rc, scen, nb.policies)
+    // A recipe naming none of them hashes as before policies existed.
+    const plain = { ...rc, policies: ['start-end'] }
+    expect(recipeHash(plain, scen, nb.policies)).toBe(recipeHash(plain, scen))
+    // Another definition of a name it runs makes its results stale; one it does not run does not.
+    expect(recipeHash(rc, scen, { ...nb.policies, 'popple-v1': ['start-end'] })).not.toBe(h)
+    expect(recipeHash(rc, scen, { ...nb.policies, 'reuse-fix': ['flush_tlb_page'] })).toBe(h)
+    const cell = { ...(nb.cells[0] as ExperimentCell), results: [] }
+    const rec = {
+      recipe_hash: h,
+      engine: ENGINE_VERSION,
+      at: '2026-01-01T00:00:00.000Z',
+      pinned: false,
+      policies: [],
+    }
+    expect(resultStatus({ ...cell, results: [rec] }, scen, ENGINE_VERSION, rec, nb.policies)).toBe('current')
+    expect(resultStatus({ ...cell, results: [rec] }, scen, ENGINE_VERSION, rec)).toBe('stale-recipe')
   })
 })

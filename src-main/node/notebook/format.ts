@@ -14,13 +14,14 @@ import {
   type ExperimentCell,
   type Notebook,
   type NotebookIssue,
+  type PolicyDefs,
   type Recipe,
   type RecordedPolicy,
   type RecordedResult,
   type RecordedSynthesis,
   type ResultStatus,
 } from '../../api/notebook'
-import { INVARIANTS, type RunResult } from '../../engine'
+import { definePolicies, INVARIANTS, type RunResult } from '../../engine'
 import { recordedResult, referenceIndex, type RecordedVerdict } from '../../api/record'
 
 export type ParseResult =
@@ -188,6 +189,18 @@ function parseNotebookRaw(text: string, file: string): ParseResult {
     issues.sort((a, b) => a.line - b.line || a.column - b.column)
     return { ok: false, issues }
   }
+  // The notebook's own policies: names and sites as a scenario's `policies:` are checked.
+  if (r.data.policies !== undefined) {
+    const bad = definePolicies(r.data.policies).issues
+    if (bad.length > 0)
+      return {
+        ok: false,
+        issues: bad.map((i) => {
+          const n = nodeAt(doc, i.path)
+          return at(n?.range ? n.range[0] : 0, `${i.path.map(String).join('.')}: ${i.message}`)
+        }),
+      }
+  }
   const cellLines = r.data.cells.map((c, i) => {
     const n = nodeAt(doc, ['cells', i])
     const line = n?.range ? lc.linePos(n.range[0]).line : 1
@@ -332,7 +345,15 @@ function orderedCell(c: Cell): Cell {
 
 /** The file text: `format` first, stable key order, block scalars for multi-line strings. */
 export function serializeNotebook(nb: Notebook): string {
-  const doc = { format: NOTEBOOK_FORMAT, title: nb.title, cells: nb.cells.map(orderedCell) }
+  const doc = {
+    format: NOTEBOOK_FORMAT,
+    title: nb.title,
+    // Written only when the notebook defines policies (older files stay byte for byte).
+    ...(nb.policies !== undefined
+      ? { policies: Object.fromEntries(Object.entries(nb.policies).map(([k, v]) => [k, [...v]])) }
+      : {}),
+    cells: nb.cells.map(orderedCell),
+  }
   const d = new Document(doc, { aliasDuplicateObjects: false })
   // Lists of names (policies, schedules, invariants) stay on one line; everything else is block style.
   visit(d, {
@@ -366,10 +387,32 @@ export function canonicalJson(v: unknown): string {
   return JSON.stringify(v)
 }
 
-/** sha256 over the canonical JSON of the recipe and the scenario text it runs. */
-export function recipeHash(recipe: Recipe, scenarioText: string): string {
+/**
+ * The notebook's policies a recipe names (an entry may be a list, `a,b`), or null for none:
+ * their sites are part of what the recipe runs.
+ */
+export function usedPolicyDefs(recipe: Recipe, defs: PolicyDefs | undefined): PolicyDefs | null {
+  if (defs === undefined) return null
+  const names = new Set(recipe.policies.flatMap((e) => e.split(',').map((s) => s.trim())))
+  const used = Object.entries(defs).filter(([k]) => names.has(k))
+  return used.length ? Object.fromEntries(used) : null
+}
+
+/**
+ * sha256 over the canonical JSON of the recipe and the scenario text it runs, and of the sites
+ * of the notebook's policies it names (only when it names one: other hashes are unchanged), so
+ * a changed definition makes its results stale.
+ */
+export function recipeHash(recipe: Recipe, scenarioText: string, defs?: PolicyDefs): string {
+  const used = usedPolicyDefs(recipe, defs)
   return createHash('sha256')
-    .update(canonicalJson({ recipe: orderedRecipe(recipe), scenario: scenarioText }))
+    .update(
+      canonicalJson({
+        recipe: orderedRecipe(recipe),
+        scenario: scenarioText,
+        ...(used ? { policies: used } : {}),
+      }),
+    )
     .digest('hex')
 }
 
@@ -388,9 +431,11 @@ export function resultStatus(
   scenarioText: string,
   engineVersion: string,
   result: RecordedResult | null = referenceResult(cell),
+  /** The notebook's `policies:`. */
+  defs?: PolicyDefs,
 ): ResultStatus | null {
   if (!result) return null
-  if (result.recipe_hash !== recipeHash(cell.recipe, scenarioText)) return 'stale-recipe'
+  if (result.recipe_hash !== recipeHash(cell.recipe, scenarioText, defs)) return 'stale-recipe'
   if (result.engine !== engineVersion) return 'stale-engine'
   return 'current'
 }
@@ -403,9 +448,11 @@ export function resultStatuses(
   cell: ExperimentCell,
   scenarioText: string,
   engineVersion: string,
+  /** The notebook's `policies:`. */
+  defs?: PolicyDefs,
 ): ResultStatus[] {
   if (cell.results.length === 0) return []
-  const h = recipeHash(cell.recipe, scenarioText)
+  const h = recipeHash(cell.recipe, scenarioText, defs)
   return cell.results.map((r) =>
     r.recipe_hash !== h ? 'stale-recipe' : r.engine !== engineVersion ? 'stale-engine' : 'current',
   )
@@ -418,6 +465,8 @@ export function recordResult(
   scenarioText: string,
   at: Date = new Date(),
   pinned = false,
+  /** The notebook's `policies:`. */
+  defs?: PolicyDefs,
 ): RecordedResult {
-  return recordedResult(run, recipeHash(recipe, scenarioText), at, pinned)
+  return recordedResult(run, recipeHash(recipe, scenarioText, defs), at, pinned)
 }

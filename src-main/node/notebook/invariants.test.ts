@@ -31,7 +31,7 @@ describe('recorded per-invariant verdicts', () => {
     if (cell.kind !== 'experiment') throw new Error('no experiment')
     const { text, file } = cellScenarioText(cell, UPGRADE_NB)
     const sc = loadScenarioText(text, file)
-    const run = runScenario(sc, recipePolicies(cell.recipe), recipeRunOptions(sc, cell.recipe))
+    const run = runScenario(sc, recipePolicies(cell.recipe, sc), recipeRunOptions(sc, cell.recipe))
     const fresh = recordResult(run, cell.recipe, text, new Date('2026-01-02T03:04:05Z'))
     const se = fresh.policies.find((p) => p.policy === 'start-end')!
     // Computed, not assumed: the engine's own per-invariant verdicts are what is recorded.
@@ -82,7 +82,7 @@ describe('recorded per-invariant verdicts', () => {
     const { text, file } = cellScenarioText(cell, UPGRADE_NB)
     const sc = loadScenarioText(text, file)
     const fresh = recordResult(
-      runScenario(sc, recipePolicies(cell.recipe), recipeRunOptions(sc, cell.recipe)),
+      runScenario(sc, recipePolicies(cell.recipe, sc), recipeRunOptions(sc, cell.recipe)),
       cell.recipe,
       text,
     )

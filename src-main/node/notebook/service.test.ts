@@ -248,6 +248,51 @@ describe('notebook methods of the lab service', () => {
     ).toMatch(/outside the notebooks folder/)
   })
 
+  it("runs a cell naming the notebook's own policies; the hash covers their sites; replays resolve them with policyDefs", async () => {
+    const defs = { 'popple-v1': ['start-end', 'handle_pte_fault'], mine: ['flush_tlb_page'] }
+    const custom: Notebook = {
+      ...nb,
+      policies: defs,
+      cells: [{ ...inlineCell, recipe: { ...recipe, policies: ['popple-v1', 'mine'] } }],
+    }
+    const s = await svc.notebookSave({ path: 'c.mnlab.yaml', notebook: custom, expectedRevision: null })
+    expect((await svc.notebookOpen({ path: s.path })).notebook?.policies).toEqual(defs)
+    const a = await svc.notebookRunCell({ notebookPath: s.path, cellId: 'inline', notebook: custom })
+    const ra = await finished(a.runId)
+    expect(ra.results.map((r) => [r.policy, r.verdict])).toEqual([
+      ['popple-v1', 'violated'],
+      ['mine', 'holds'],
+    ])
+    expect(a.recipeHash).toBe(recipeHash({ ...recipe, policies: ['popple-v1', 'mine'] }, UPGRADE_TEXT, defs))
+    const cx = ra.results[0]!.counterexamples[0]!
+    const rp = await svc.replay({
+      text: UPGRADE_TEXT,
+      file: null,
+      policy: 'popple-v1',
+      policyDefs: defs,
+      schedule: [...cx.schedule],
+    })
+    expect(rp.outcome).toBe('livelock')
+    // Without the definitions the name means nothing; a bad site is bad input.
+    expect(
+      (await rejection(svc.replay({ text: UPGRADE_TEXT, file: null, policy: 'popple-v1', schedule: [] })))
+        .message,
+    ).toMatch(/unknown policy 'popple-v1'/)
+    expect(
+      (
+        await rejection(
+          svc.replay({
+            text: UPGRADE_TEXT,
+            file: null,
+            policy: 'x',
+            policyDefs: { x: ['nope'] },
+            schedule: [],
+          }),
+        )
+      ).message,
+    ).toMatch(/^policyDefs: policies\.x\.0: unknown site 'nope'/)
+  })
+
   it('run-cell errors: unknown cell, a note, a path without a saved notebook, a path outside', async () => {
     expect(
       (await rejection(svc.notebookRunCell({ notebookPath: null, cellId: 'zz', notebook: nb }))).message,

@@ -5,7 +5,7 @@
  * (notebookStatus), since only they hash recipes.
  */
 import type { ExperimentCell, Recipe } from '../../../src-main/api/notebook'
-import { formatSchedule, parsePolicyList, parseSchedule } from './policies'
+import { formatSchedule, parsePolicyList, parseSchedule, type PolicyNames } from './policies'
 
 export interface CellDraft {
   title: string
@@ -52,10 +52,12 @@ export function applyDraft(
   d: CellDraft,
   presets: readonly string[],
   variants: readonly string[],
+  /** Sites and names beyond the presets (the notebook's and the cell's own policies). */
+  names: PolicyNames = {},
 ): { cell: ExperimentCell; problems: [] } | { cell: null; problems: DraftProblem[] } {
   const problems: DraftProblem[] = []
   const bad = (field: keyof CellDraft, message: string) => problems.push({ field, message })
-  const pl = parsePolicyList(d.policies, presets, variants)
+  const pl = parsePolicyList(d.policies, presets, variants, names)
   if (pl.error) bad('policies', pl.error)
   else if (pl.policies.length === 0) bad('policies', 'name at least one policy, e.g. start-end, arch-hook')
   else if (pl.policies.length > 32) bad('policies', 'at most 32 policies')

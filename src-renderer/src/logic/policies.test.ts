@@ -63,6 +63,56 @@ describe('policy names', () => {
   })
 })
 
+describe('site sets and names a scenario defines (issue 14)', () => {
+  const SITES = ['invalidate_range_start', 'invalidate_range_end', 'flush_tlb_page', 'flush_tlb_range']
+  const names = {
+    sites: SITES,
+    namedSites: { 'start-end': ['invalidate_range_start', 'invalidate_range_end'] },
+    known: ['popple-v1'],
+  }
+
+  it("sites: in the engine's site order, or the preset whose exact set it is", () => {
+    expect(canonicalPolicy('sites:flush_tlb_range,flush_tlb_page', PRESETS, VARIANTS, names)).toBe(
+      'sites:flush_tlb_page+flush_tlb_range',
+    )
+    expect(
+      canonicalPolicy('sites: invalidate_range_end + invalidate_range_start', PRESETS, VARIANTS, names),
+    ).toBe('start-end')
+    expect(canonicalPolicy('sites:flush_tlb_pgae', PRESETS, VARIANTS, names)).toEqual({
+      error: "unknown site 'flush_tlb_pgae'",
+    })
+  })
+
+  it('a name the scenario uses passes as it is; an unknown one is still an error', () => {
+    expect(canonicalPolicy('popple-v1', PRESETS, VARIANTS, names)).toBe('popple-v1')
+    expect(canonicalPolicy('popple-v2', PRESETS, VARIANTS, names)).toEqual({
+      error: "unknown preset 'popple-v2'",
+    })
+  })
+
+  it('in a list, sites: takes the site names after it', () => {
+    expect(
+      parsePolicyList('arch-hook, sites:flush_tlb_range,flush_tlb_page, popple-v1', PRESETS, VARIANTS, names),
+    ).toEqual({
+      policies: ['arch-hook', 'sites:flush_tlb_page+flush_tlb_range', 'popple-v1'],
+      error: null,
+    })
+    // Without the engine's list, a site is what looks like one.
+    expect(parsePolicyList('sites:a_b,c_d,start-end', PRESETS, VARIANTS).policies).toEqual([
+      'sites:a_b+c_d',
+      'start-end',
+    ])
+  })
+
+  it('sorting puts a custom name after the presets, without failing', () => {
+    expect(sortPolicies(['popple-v1', 'sites:flush_tlb_page', 'arch-hook'], PRESETS)).toEqual([
+      'arch-hook',
+      'popple-v1',
+      'sites:flush_tlb_page',
+    ])
+  })
+})
+
 describe('schedules', () => {
   it('parses what users paste', () => {
     expect(parseSchedule('C0 C0, D0\n[D1]')).toEqual(['C0', 'C0', 'D0', 'D1'])

@@ -1,18 +1,55 @@
 /**
  * Policy names as the engine spells them: `preset[+variant...]`, variants in the engine's
- * declared order (so `start-end+pri-flush+upgrade-notify` and the reverse are one policy).
+ * declared order (so `start-end+pri-flush+upgrade-notify` and the reverse are one policy);
+ * `sites:a+b`, a set of call sites in the engine's site order; or a name a scenario defines in
+ * its `policies:` (passed in `known`: the service resolves it).
  */
+
+/** What the renderer knows of sites and of names beyond the presets (all optional). */
+export interface PolicyNames {
+  /** The engine's sites, in its canonical order (EngineInfo.sites). */
+  readonly sites?: readonly string[]
+  /** The site set of each named policy (EngineInfo.namedSites): an exact set prints as its name. */
+  readonly namedSites?: Readonly<Record<string, readonly string[]>>
+  /** Names the current scenario uses (its expect block), accepted as they are. */
+  readonly known?: readonly string[]
+}
+
+const SITES_PREFIX = 'sites:'
+/** A site name when the engine's list is not known: lower case words joined by '_'. */
+const SITE_LIKE = /^[a-z0-9]+(_[a-z0-9]+)+$/
+
+function isSiteName(s: string, names: PolicyNames): boolean {
+  return names.sites ? names.sites.includes(s) : SITE_LIKE.test(s)
+}
+
+/** `sites:a,b` (or `a+b`) in the engine's site order, or the preset whose set it is. */
+function canonicalSites(text: string, names: PolicyNames): string | { error: string } {
+  const parts = text
+    .slice(SITES_PREFIX.length)
+    .split(/[,+]/)
+    .map((s) => s.trim())
+    .filter((s) => s !== '')
+  for (const s of parts) if (!isSiteName(s, names)) return { error: `unknown site '${s}'` }
+  if (new Set(parts).size !== parts.length) return { error: `a site is given twice in '${text.trim()}'` }
+  const order = names.sites ?? []
+  const sorted = order.length ? order.filter((s) => parts.includes(s)) : parts
+  for (const [name, set] of Object.entries(names.namedSites ?? {}))
+    if (set.length === sorted.length && set.every((s) => sorted.includes(s))) return name
+  return `${SITES_PREFIX}${sorted.join('+')}`
+}
 
 /** The canonical spelling of a policy, or an error message. */
 export function canonicalPolicy(
   text: string,
   presets: readonly string[],
   variants: readonly string[],
+  names: PolicyNames = {},
 ): string | { error: string } {
-  const parts = text
-    .trim()
-    .split('+')
-    .map((s) => s.trim())
+  const t = text.trim()
+  if (names.known?.includes(t)) return t
+  if (t.startsWith(SITES_PREFIX)) return canonicalSites(t, names)
+  const parts = t.split('+').map((s) => s.trim())
   const preset = parts[0] ?? ''
   if (!presets.includes(preset)) return { error: `unknown preset '${preset}'` }
   const vs = parts.slice(1)
@@ -42,19 +79,27 @@ export function expandPolicies(
   return out
 }
 
-/** Parses a comma-separated policy list (`all` = the presets). */
+/**
+ * Parses a comma-separated policy list (`all` = the presets). A `sites:` entry takes the site
+ * names after it, as the engine reads it (`sites:a,b,arch-hook` is two policies).
+ */
 export function parsePolicyList(
   text: string,
   presets: readonly string[],
   variants: readonly string[],
+  names: PolicyNames = {},
 ): { policies: string[]; error: string | null } {
   const t = text.trim()
   if (t === '') return { policies: [], error: null }
   if (t === 'all') return { policies: [...presets], error: null }
   const policies: string[] = []
-  for (const part of t.split(',')) {
+  const raw = t.split(',')
+  for (let i = 0; i < raw.length; i++) {
+    let part = raw[i]!
+    if (part.trim().startsWith(SITES_PREFIX))
+      while (i + 1 < raw.length && isSiteName(raw[i + 1]!.trim(), names)) part += `,${raw[++i]!}`
     if (part.trim() === '') continue
-    const c = canonicalPolicy(part, presets, variants)
+    const c = canonicalPolicy(part, presets, variants, names)
     if (typeof c !== 'string') return { policies, error: c.error }
     if (!policies.includes(c)) policies.push(c)
   }

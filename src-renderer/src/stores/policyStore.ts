@@ -2,7 +2,7 @@
 import { defineStore } from 'pinia'
 import { computed, ref } from 'vue'
 import type { RunRequest } from '../../../src-main/api/labApi'
-import { parsePolicyList, parseSchedule, sortPolicies } from '../logic/policies'
+import { parsePolicyList, parseSchedule, sortPolicies, type PolicyNames } from '../logic/policies'
 import { useEngineStore } from './engineStore'
 
 export type Mode = RunRequest['mode']
@@ -11,6 +11,13 @@ export const usePolicyStore = defineStore('policy', () => {
   const engine = useEngineStore()
   const presets = computed(() => engine.info?.presets.map((p) => p.name) ?? [])
   const variants = computed(() => engine.info?.variants.map((v) => v.name) ?? [])
+  /** The names the open scenario's expect block uses (policies it may define in `policies:`). */
+  const scenarioPolicies = ref<readonly string[]>([])
+  const names = computed((): PolicyNames => ({
+    sites: engine.info?.sites?.map((s) => s.name),
+    namedSites: engine.info?.namedSites,
+    known: scenarioPolicies.value,
+  }))
 
   const selected = ref<string[]>(['start-end', 'invalidate-range', 'arch-hook'])
   const mode = ref<Mode>('exhaustive')
@@ -41,7 +48,7 @@ export const usePolicyStore = defineStore('policy', () => {
 
   /** Replaces the selection from typed text; returns an error message or null. */
   function setFromText(t: string): string | null {
-    const r = parsePolicyList(t, presets.value, variants.value)
+    const r = parsePolicyList(t, presets.value, variants.value, names.value)
     if (r.error) return r.error
     selected.value = r.policies
     return null
@@ -49,7 +56,8 @@ export const usePolicyStore = defineStore('policy', () => {
 
   /** Selects the policies a scenario's expect block names (when it names any). */
   function selectFromExpect(policies: readonly string[]): void {
-    const r = parsePolicyList(policies.join(','), presets.value, variants.value)
+    scenarioPolicies.value = [...policies]
+    const r = parsePolicyList(policies.join(','), presets.value, variants.value, names.value)
     if (!r.error && r.policies.length > 0) selected.value = r.policies
   }
 
@@ -84,6 +92,7 @@ export const usePolicyStore = defineStore('policy', () => {
   return {
     presets,
     variants,
+    names,
     selected,
     mode,
     seed,
