@@ -3,7 +3,7 @@
  * leaves verdicts unknown (exit 4) and Ctrl+C (the explorations stop, exit 130).
  */
 import { spawn, spawnSync } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest'
@@ -99,6 +99,8 @@ describe('mnlab synthesize', () => {
   }, 120_000)
 
   it('bad input: one line on stderr, exit 2, before anything runs', async () => {
+    const empty = path.join(dir, 'empty')
+    mkdirSync(empty, { recursive: true })
     const bad = path.join(dir, 'bad.yaml')
     writeFileSync(bad, readFileSync(UPGRADE, 'utf8').replace('[write_fault P]', '[write_fault Z]'))
     const cases: Array<[string[], RegExp]> = [
@@ -119,6 +121,7 @@ describe('mnlab synthesize', () => {
       [[UPGRADE, '--jobs', '0'], /^mnlab: --jobs must be at least 1$/m],
       [[UPGRADE, '--jobs', 'x'], /^mnlab: --jobs takes a non-negative integer, got 'x'$/m],
       [[path.join(dir, 'missing.yaml')], /missing\.yaml:1:1: no such file or directory/],
+      [[empty], /^mnlab: no scenario files \(\*\.yaml\) in .*empty$/m],
       [[bad], new RegExp(`^${bad.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}:9:\\d+: unknown page 'Z'`, 'm')],
     ]
     for (const [args, msg] of cases) {
