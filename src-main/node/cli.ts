@@ -552,6 +552,7 @@ async function cmdSynthesize(f: Flags, pool: WorkerPool): Promise<number> {
     file,
     scenario: loadScenarioFile(file),
   }))
+  if (files.length === 0) throw new UsageError(`no scenario files (*.yaml) in ${f.positional.join(', ')}`)
   const recipe = synthSettings(
     {
       sites: sites === null ? null : sites.split(/[,+\s]+/).filter(Boolean),

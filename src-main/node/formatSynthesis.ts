@@ -34,6 +34,9 @@ function short(id: string): string {
   return id.split(/[\\/]/).pop() ?? id
 }
 
+/** Minimal placements printed with their certificates; the others by name (--json has all). */
+export const DETAILED_MINIMAL = 5
+
 export function formatSynthesis(r: SynthesisResult, opts: { workers?: number } = {}): string {
   const out: string[] = []
   const o = r.settings.objective
@@ -71,7 +74,7 @@ export function formatSynthesis(r: SynthesisResult, opts: { workers?: number } =
     out.push(
       `minimal correct placements (every scenario in scope holds, no site can go), cheapest first: ${r.minimal.length}`,
     )
-    r.minimal.forEach((m, k) => {
+    r.minimal.slice(0, DETAILED_MINIMAL).forEach((m, k) => {
       out.push(`  ${k + 1}. ${m.placement.name}   ${o} ${n(m.placement.cost)}`)
       for (const need of m.needed) {
         const cx = need.counterexample
@@ -89,6 +92,11 @@ export function formatSynthesis(r: SynthesisResult, opts: { workers?: number } =
       const notCandidate = by('not-candidate')
       if (notCandidate.length) out.push(`     not candidates (--sites): ${notCandidate.join(' ')}`)
     })
+    const rest = r.minimal.slice(DETAILED_MINIMAL)
+    if (rest.length)
+      out.push(
+        `  and ${rest.length} more (--json gives each with its certificate): ${rest.map((m) => `${m.placement.name} (${n(m.placement.cost)})`).join(', ')}`,
+      )
   }
 
   out.push('')
@@ -96,7 +104,9 @@ export function formatSynthesis(r: SynthesisResult, opts: { workers?: number } =
     'placements x scenarios (H holds, V violated: explored; h, v: inferred by monotonicity; ? unknown):',
   )
   out.push(
-    table(placementRows(r, [...r.placements, ...r.minimal.map((m) => m.placement)]))
+    table(
+      placementRows(r, [...r.placements, ...r.minimal.slice(0, DETAILED_MINIMAL).map((m) => m.placement)]),
+    )
       .split('\n')
       .map((l) => `  ${l}`)
       .join('\n'),

@@ -148,7 +148,7 @@ export function createLabService(options: LabServiceOptions): LabService {
   const synthesisManager = createSynthesisManager(pool, folder, interval, emit)
   const { startSynthesis, cancelSynthesis } = synthesisManager
 
-  const notebooks = createNotebookMethods(options, folder, startRun)
+  const notebooks = createNotebookMethods(options, folder, startRun, synthesisManager)
 
   const notebookExport: LabApi['notebookExport'] = async (req) => {
     const r = parseRequest('notebookExport', req) as z.infer<typeof API_METHODS.notebookExport>

@@ -14,7 +14,13 @@ import type { SynthProgress } from '../engine'
 import { LabApiError, loadOrReject } from './apiErrors'
 import type { ScenarioFolder } from './scenarioFolder'
 import { parseRequest } from './serviceRequests'
-import { startSynthesis, synthSettings, type SynthesisRun, type SynthScenarioFile } from './synthesis'
+import {
+  startSynthesis,
+  synthSettings,
+  type SynthesisRun,
+  type SynthRecipe,
+  type SynthScenarioFile,
+} from './synthesis'
 import type { WorkerPool } from './workerPool'
 
 type Req = z.infer<typeof API_METHODS.startSynthesis>
@@ -22,6 +28,8 @@ type Req = z.infer<typeof API_METHODS.startSynthesis>
 export interface SynthesisManager {
   startSynthesis: LabApi['startSynthesis']
   cancelSynthesis: LabApi['cancelSynthesis']
+  /** Starts a synthesis of scenarios already loaded and checked (a notebook cell's). */
+  launch(files: readonly SynthScenarioFile[], recipe: SynthRecipe): RunId
   /** Cancels every synthesis under way and refuses new ones. */
   close(): void
 }
@@ -119,6 +127,11 @@ export function createSynthesisManager(
       files,
     )
     if (typeof recipe === 'string') throw new LabApiError(recipe)
+    return launch(files, recipe)
+  }
+
+  const launch = (files: readonly SynthScenarioFile[], recipe: SynthRecipe): RunId => {
+    if (closed) throw new LabApiError('the lab service is closed')
     const id = randomUUID()
     const started = Date.now()
     // Events may come before the id is returned; the renderer keeps early ones (as for runs).
@@ -176,6 +189,7 @@ export function createSynthesisManager(
   return {
     startSynthesis: startSynthesisMethod,
     cancelSynthesis,
+    launch,
     close() {
       closed = true
       for (const a of [...active.values()]) {

@@ -16,7 +16,7 @@ import type {
   RecoveryEntry,
   ResultStatus,
 } from '../../../src-main/api/notebook'
-import { recordedResult } from '../../../src-main/api/record'
+import { recordedResult, recordedSynthesis } from '../../../src-main/api/record'
 import { lab, toLabError } from '../lab'
 import { expandSites } from '../logic/sites'
 import { useEngineStore } from './engineStore'
@@ -315,6 +315,24 @@ export const useNotebookStore = defineStore('notebook', () => {
       case 'progress':
         runs.value = { ...rest, [cellId]: { ...run, elapsedMs: e.elapsedMs } }
         break
+      case 'synthesis-progress':
+        runs.value = { ...rest, [cellId]: { ...run, elapsedMs: e.progress.elapsedMs } }
+        break
+      case 'synthesis-finished': {
+        delete rest[cellId]
+        runs.value = rest
+        const nb = notebook.value
+        if (!nb || run.recipeHash === null) return
+        const result = recordedSynthesis(e.result, run.recipeHash, new Date(), false)
+        notebook.value = {
+          ...nb,
+          cells: nb.cells.map((c) =>
+            c.id === cellId && c.kind === 'synthesis' ? { ...c, results: [...c.results, result] } : c,
+          ),
+        }
+        status.value = { ...status.value, [cellId]: [...(status.value[cellId] ?? []), 'current'] }
+        break
+      }
       case 'failed':
         runs.value = { ...rest, [cellId]: { ...run, state: 'failed', message: e.message } }
         break
@@ -368,7 +386,9 @@ export const useNotebookStore = defineStore('notebook', () => {
 
   async function cancelCell(cellId: string): Promise<void> {
     const r = runs.value[cellId]
-    if (r?.runId != null && r.state === 'running') await lab.cancelRun({ runId: r.runId })
+    if (r?.runId == null || r.state !== 'running') return
+    const synthesis = notebook.value?.cells.find((c) => c.id === cellId)?.kind === 'synthesis'
+    await (synthesis ? lab.cancelSynthesis({ runId: r.runId }) : lab.cancelRun({ runId: r.runId }))
   }
 
   /**
@@ -458,7 +478,9 @@ export const useNotebookStore = defineStore('notebook', () => {
       cells: nb.cells.map((c) =>
         c.id === cellId && c.kind === 'experiment'
           ? { ...c, results: c.results.map((r, i) => (i === index ? { ...r, pinned: !r.pinned } : r)) }
-          : c,
+          : c.id === cellId && c.kind === 'synthesis'
+            ? { ...c, results: c.results.map((r, i) => (i === index ? { ...r, pinned: !r.pinned } : r)) }
+            : c,
       ),
     }
   }
