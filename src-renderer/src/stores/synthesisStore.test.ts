@@ -311,6 +311,22 @@ describe('synthesisStore', () => {
     fake.emit({ kind: 'cancelled', runId: 's2' })
     expect(s.status).toBe('cancelled')
     expect(s.cancelling).toBe(false)
+    // Cancel before startSynthesis answers: sent as soon as the id is known.
+    let answer: (id: string) => void = () => {}
+    fake.api = {
+      ...fake.api,
+      startSynthesis: () => new Promise<string>((r) => (answer = r)),
+    }
+    const starting = s.start()
+    expect(s.status).toBe('starting')
+    await s.cancel()
+    expect(cancelled).toEqual(['s2'])
+    expect(s.cancelling).toBe(true)
+    answer('s3')
+    await starting
+    expect(cancelled).toEqual(['s2', 's3'])
+    fake.emit({ kind: 'cancelled', runId: 's3' })
+    expect(s.status).toBe('cancelled')
     fake.api = { ...fake.api, startSynthesis: async () => Promise.reject(new Error('unknown site nope')) }
     await s.start()
     expect(s.status).toBe('failed')

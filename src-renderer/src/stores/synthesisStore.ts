@@ -164,6 +164,7 @@ export const useSynthesisStore = defineStore('synthesis', () => {
     progress.value = null
     evaluations.value = 0
     elapsedMs.value = 0
+    cancelling.value = false
     runId.value = null
     early = []
     status.value = 'starting'
@@ -173,17 +174,27 @@ export const useSynthesisStore = defineStore('synthesis', () => {
       const pending = early
       early = []
       for (const e of pending) handle(e)
+      // Cancel was pressed while the services were still reading the scenarios.
+      if (cancelling.value && active.value) await sendCancel()
     } catch (e) {
       error.value = toLabError(e).message
       status.value = 'failed'
     }
   }
 
+  /**
+   * Stops the search. Before startSynthesis has answered (the services read and check every
+   * scenario first) there is no id to cancel yet: the cancel is sent as soon as there is.
+   */
   async function cancel(): Promise<void> {
-    if (!active.value || runId.value === null) return
+    if (!active.value) return
     cancelling.value = true
+    if (runId.value !== null) await sendCancel()
+  }
+
+  async function sendCancel(): Promise<void> {
     try {
-      await lab.cancelSynthesis({ runId: runId.value })
+      await lab.cancelSynthesis({ runId: runId.value! })
     } catch (e) {
       error.value = toLabError(e).message
       cancelling.value = false
