@@ -126,6 +126,11 @@ test('at 1024x640 the site grid scrolls inside the policy panel and leaves the s
   expect(box.y + box.height).toBeLessThanOrEqual(side.y + side.height)
   await last.check()
   await expect(page.getByTestId('placement-same')).toContainText('3 sites')
+  // The presets x variants toggles above the grid keep their room (scrolled to, and clickable).
+  const kn = page.getByTestId('policy-arch-hook+kernel-notifier')
+  await kn.check()
+  expect((await kn.boundingBox())!.height).toBeGreaterThan(5)
+  await expect(page.getByTestId('policy-list')).toHaveValue(/arch-hook\+kernel-notifier/)
   const m = await page.evaluate<[number, number]>('[document.documentElement.scrollWidth, window.innerWidth]')
   expect(m[0], 'the page scrolls sideways').toBeLessThanOrEqual(m[1])
   await lab.screenshot('sites-04-small-window')
