@@ -69,7 +69,7 @@ describe('synthesis cells: the file', () => {
       .replace('max_states: 100000', 'max_states: 0')
     const r = parseNotebook(text, 'bad.mnlab.yaml')
     expect(r.ok).toBe(false)
-    const issues = (r as { issues: Array<{ line: number; message: string }> }).issues
+    const issues = (r as { issues: ReadonlyArray<{ line: number; message: string }> }).issues
     const lines = text.split('\n')
     const at = (s: string): number => lines.findIndex((l) => l.includes(s)) + 1
     expect(issues).toEqual([
