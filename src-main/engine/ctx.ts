@@ -383,9 +383,11 @@ export class Ctx {
    * goes when no VMA is left in its range (all pages share one PMD). free_pte_range() does
    * pmd_clear() and pte_free_tlb(): the page is unlinked from the PMD and queued in the
    * mmu_gather (tlb_remove_table / tlb_remove_page), not freed yet; tlb_finish_mmu() frees it
-   * after its flush (see freeDetachedTable). Without `thp:` the unlinked page's (empty) PTEs
-   * are kept in `tbl` until then, so a walk cache that still points at it reads it, and a walk
-   * after the free is a use-after-free. Returns whether the PTE page was unlinked.
+   * after its flush (see freeDetachedTable). The unlinked page's (empty) PTEs are kept in `tbl`
+   * until then (with `thp:`, the huge page's table: a PMD split earlier linked it), so a walk
+   * cache that still points at it reads it, and a walk after the free is a use-after-free. A
+   * none PMD (zap_huge_pmd freed the deposited table itself) has nothing to free. Returns
+   * whether the PTE page was unlinked.
    */
   freePgtables(mm: number): boolean {
     const m = this.s.mms[mm]!
@@ -395,24 +397,24 @@ export class Ctx {
     this.wr(Res.pt(mm))
     const w = this.mmW(mm)
     w.pt = false
-    if (this.sc.thp === null) {
-      w.tbl = w.ptes.slice()
-      this.emit(
-        'info',
-        'free_pgtables',
-        'no VMA left: free_pte_range: pmd_clear, pte_free_tlb (the PTE page is unlinked and queued in the mmu_gather; freed_tables = 1)',
-      )
-    } else this.emit('info', 'free_pgtables', 'no VMA left: the PTE page is freed')
+    w.tbl = w.ptes.slice()
+    this.emit(
+      'info',
+      'free_pgtables',
+      'no VMA left: free_pte_range: pmd_clear, pte_free_tlb (the PTE page is unlinked and queued in the mmu_gather; freed_tables = 1)',
+    )
     return true
   }
   /**
    * tlb_finish_mmu() -> tlb_flush_mmu() -> tlb_flush_mmu_free() -> tlb_table_flush() (v6.6
    * mm/mmu_gather.c): after the TLB flush, the PTE page that free_pgtables() queued is freed
    * (x86 and arm64 select MMU_GATHER_RCU_TABLE_FREE: after an RCU grace period or the IPI of
-   * tlb_remove_table_sync_one, neither of which an IOMMU walk waits for). Non-THP scenarios.
+   * tlb_remove_table_sync_one, neither of which an IOMMU walk waits for). `queued`: this
+   * gather's free_pgtables() unlinked the page (with `thp:` the unlinked `tbl` may otherwise be
+   * the table deposited under a huge PMD, which is not the gather's to free).
    */
-  freeDetachedTable(mm: number): void {
-    if (this.sc.thp !== null) return
+  freeDetachedTable(mm: number, queued: boolean): void {
+    if (!queued) return
     this.rd(Res.pt(mm))
     if (this.s.mms[mm]!.tbl === null) return
     this.wr(Res.pt(mm))
@@ -1504,7 +1506,7 @@ export class Ctx {
       return
     }
     const pte = this.pte(mm, e.page)
-    const stale = !pte || !pte.present || pte.pfn !== e.pfn || (write && !pte.write)
+    const stale = !mapsPage(pte) || pte!.pfn !== e.pfn || (write && !pte!.write)
     if (stale && e.revoked) {
       this.violate(
         'stale-after-return',
@@ -1536,7 +1538,8 @@ export class Ctx {
 
   /**
    * At a syscall's return: every cached translation that no longer matches its PTE is marked
-   * revoked. `unmap`: the syscall removes mappings (munmap, madvise, unmap_mapping_range); a
+   * revoked (a migration entry still maps its page here: a migration in flight, with its own
+   * notifier range, is not what the syscall removed; its copy and free check the entry). `unmap`: the syscall removes mappings (munmap, madvise, unmap_mapping_range); a
    * file page's entry that still maps its page-cache folio but lost write permission to a
    * concurrent folio_mkclean (writeback, which has not reached its range_end yet) is not
    * something this syscall revoked.
@@ -1548,8 +1551,8 @@ export class Ctx {
         this.rd(res(e.page))
         if (e.revoked) return e
         const pte = this.pte(mm, e.page)
-        const gone = !pte || !pte.present || pte.pfn !== e.pfn
-        const stale = gone || (e.write && !pte.write)
+        const gone = !mapsPage(pte) || pte!.pfn !== e.pfn
+        const stale = gone || (e.write && !pte!.write)
         if (!stale) return e
         if (!gone && unmap && this.isFile(e.page)) return e
         this.wr(res(e.page))
@@ -1599,9 +1602,18 @@ export function scenarioExits(sc: Scenario): boolean {
 }
 const NO_PAGES: readonly number[] = []
 
+/**
+ * For stale-after-return: whether the PTE maps its pfn as far as a syscall is concerned, present
+ * or a migration entry (the page is under migration; the write bit is the entry's).
+ */
+function mapsPage(p: Pte | null): boolean {
+  return p !== null && (p.present || p.mig === true)
+}
+
 export function pteText(p: Pte | null): string {
   if (!p) return 'none'
-  if (p.mig) return `migration entry (pfn ${p.pfn}, ${p.write ? 'writable' : 'read-only'})`
+  if (p.mig)
+    return `${p.huge ? 'PMD ' : ''}migration entry (pfn ${p.pfn}, ${p.write ? 'writable' : 'read-only'})`
   if (p.swp !== undefined) return `swap entry (slot ${p.swp})`
   if (!p.present) return `pfn ${p.pfn} PROT_NONE`
   if (p.huge && !p.present) return `pfn ${p.pfn} (huge PMD, invalid: pmdp_invalidate)`

@@ -780,6 +780,83 @@ describe('transparent huge pages (reference §3.10, §5.8, rows 11-13)', () => {
   })
 })
 
+/**
+ * The other CPU ops on a PMD-mapped huge page (issue 13): zaps whole and partial, reclaim and
+ * migration (one thread: they isolate the folio), mprotect, splits and accesses, against one
+ * device or a KVM mirror.
+ */
+const THP_OPS = [
+  'munmap A B',
+  'munmap A',
+  'madvise_dontneed A B',
+  'madvise_dontneed B',
+  'mprotect A B ro',
+  'mprotect A none',
+  'thp_split H',
+  'read A',
+  'write B 5',
+] as const
+const thpOpsArb: fc.Arbitrary<Generated> = fc
+  .record({
+    arch: fc.constantFrom<'x86_64' | 'arm64'>('x86_64', 'arm64'),
+    isolate: fc.constantFrom('reclaim A', 'migrate B', 'migrate A sync', null),
+    c0: fc.array(fc.constantFrom(...THP_OPS), { minLength: 0, maxLength: 1 }),
+    c1: fc.array(fc.constantFrom(...THP_OPS), { minLength: 1, maxLength: 1 }),
+    sec: fc.oneof(
+      fc.record({
+        type: fc.constant('hw-walker'),
+        flush_at: fc.constantFrom('start', 'end', 'both'),
+        walk_cache: fc.boolean(),
+      }),
+      fc.record({ type: fc.constant('sw-mirror') }),
+    ),
+    cached: fc.boolean(),
+    dev: fc.array(fc.constantFrom('read A', 'read B', 'write A 7', 'write B 8'), {
+      minLength: 1,
+      maxLength: 2,
+    }),
+  })
+  .map((s) => {
+    // KVM's sequence counts multiply the states: a mirror gets one guest access and no extra op.
+    const kvm = s.sec.type === 'sw-mirror'
+    const c0 = s.isolate === null ? s.c0 : [s.isolate, ...(kvm ? [] : s.c0)]
+    const dev = kvm ? s.dev.slice(0, 1) : s.dev
+    const raw = {
+      title: 'generated THP-ops scenario',
+      arch: s.arch,
+      thp: { H: ['A', 'B'] },
+      pages: { A: { value: 1 }, B: { value: 2 } },
+      secondary: [{ name: 'sec', ...s.sec, cached: s.cached ? ['A'] : [] }],
+      cpus: c0.length > 0 ? { C0: c0, C1: s.c1 } : { C1: s.c1 },
+      devices: { D0: { via: 'sec', ops: dev } },
+    }
+    const sc = validGenerated(raw)
+    return { raw, sc }
+  })
+
+describe('the other CPU ops on a huge page (issue 13)', () => {
+  it('v6.6: arch-hook never shows use-after-free on THP zaps, reclaim, migration and mprotect, and a sw-mirror holds (seed 1313)', () => {
+    fc.assert(
+      fc.property(thpOpsArb, fc.constantFrom<Preset>(...PRESETS), (g, preset) => {
+        const policy = makePolicy(preset)
+        const r = runPolicy(g.sc, policy, exhaustiveOptions())
+        check(r.stats.complete, g, policy, 'exploration did not complete')
+        const d = g.sc.secondaries[0]!
+        if (d.type === 'sw-mirror')
+          check(r.verdict === 'holds', g, policy, `sw-mirror: ${r.counterexamples[0]?.why}`)
+        else if (preset === 'arch-hook')
+          check(
+            r.invariants['use-after-free'] === 'holds',
+            g,
+            policy,
+            `use-after-free: ${r.counterexamples.find((c) => c.invariant === 'use-after-free')?.why}`,
+          )
+      }),
+      { seed: 1313, numRuns: 120 },
+    )
+  })
+})
+
 // ---------------------------------------------------------------------------------------------
 // Kernel mappings (reference §5.12, row 17)
 // ---------------------------------------------------------------------------------------------

@@ -573,6 +573,8 @@ export const NON_PFN_LOCALS: ReadonlySet<string> = new Set([
   'to',
   'late',
   'nested',
+  'slots',
+  'ft',
 ])
 
 /**

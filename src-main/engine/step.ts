@@ -18,6 +18,7 @@ import { iotlbCommand } from './kernel/iommu'
 import { writeback } from './kernel/writeback'
 import { sync, vfree, vmalloc } from './kernel/vmalloc'
 import { thpCollapse, thpSplit } from './kernel/thp'
+import { migrateThp, reclaimThp } from './kernel/thpRmap'
 import { exitMmap, oomReap } from './kernel/exit'
 import { truncate } from './kernel/truncate'
 import { mremap } from './kernel/mremap'
@@ -61,6 +62,13 @@ export const PROCS: Readonly<Record<string, Proc>> = {
   mremap,
   reclaim_file: fileReclaim,
   migrate_file: fileMigrate,
+  reclaim_thp: reclaimThp,
+  migrate_thp: migrateThp,
+}
+
+/** An anon page of the scenario's huge page: reclaim and migration start on the huge folio. */
+function thpAnon(sc: Scenario, page: number): boolean {
+  return sc.thp !== null && sc.thp.kind === 'anon' && sc.thp.pages.includes(page)
 }
 
 function rootFrame(sc: Scenario, t: number, op: Op): CallFrame {
@@ -103,7 +111,11 @@ function rootFrame(sc: Scenario, t: number, op: Op): CallFrame {
     case 'migrate':
       if (sc.pages[op.page]!.kind === 'file')
         return { proc: 'migrate_file', pc: 'start', l: { page: op.page } }
-      return { proc: 'migrate', pc: 'start', l: { page: op.page, mode: MIGRATE_MODES.indexOf(op.mode) } }
+      return {
+        proc: thpAnon(sc, op.page) ? 'migrate_thp' : 'migrate',
+        pc: 'start',
+        l: { page: op.page, mode: MIGRATE_MODES.indexOf(op.mode) },
+      }
     case 'migrate_vma':
       return {
         proc: 'migrate_vma',
@@ -112,7 +124,12 @@ function rootFrame(sc: Scenario, t: number, op: Op): CallFrame {
       }
     case 'reclaim':
       return {
-        proc: sc.pages[op.page]!.kind === 'file' ? 'reclaim_file' : 'reclaim',
+        proc:
+          sc.pages[op.page]!.kind === 'file'
+            ? 'reclaim_file'
+            : thpAnon(sc, op.page)
+              ? 'reclaim_thp'
+              : 'reclaim',
         pc: 'start',
         l: { page: op.page },
       }

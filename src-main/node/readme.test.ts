@@ -10,7 +10,7 @@ import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, sym
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { INVARIANTS } from '../engine'
+import { INVARIANTS, SITE_NAMES } from '../engine'
 
 const ROOT = path.resolve(__dirname, '..', '..')
 const README = readFileSync(path.join(ROOT, 'README.md'), 'utf8')
@@ -51,6 +51,28 @@ const EXPECTED: Record<string, Expectation> = {
   'npm run fuzz -- --cases 300 --seed 1': {
     stdout: [
       /^fuzz: 300 cases, seed 1: ran \d+, refused \d+, crash 0, slow 0, unlocated 0, broken-line 0, oversize 0;/m,
+    ],
+  },
+  'npx mnlab sites': {
+    stdout: [
+      /^ {2}invalidate_range_start {2}\[start-end\]$/m,
+      /^ {2}wp_page_reuse {2}\[upgrade-notify\]$/m,
+      /^ {2}arch-hook: flush_tlb_page, flush_tlb_range, flush_tlb_mm, arch_tlbbatch_add_pending$/m,
+    ],
+  },
+  "npx mnlab run scenarios/upgrade-loop.smmu-no-btm.yaml --policy 'sites:ptep_set_access_flags,sites:wp_page_reuse'":
+    {
+      stdout: [
+        TABLE,
+        /^\s+sites:ptep_set_access_flags\s+holds\s/m,
+        /^\s+sites:wp_page_reuse\s+violated\s+-\s+progress\s/m,
+      ],
+    },
+  'npx mnlab run scenarios/upgrade-loop.sites.yaml --policy popple-v1,popple-v1-reuse': {
+    stdout: [
+      TABLE,
+      /^\s+popple-v1\s+violated\s+progress\s+ok\s+progress\s/m,
+      /^\s+popple-v1-reuse\s+holds\s+holds\s+ok\s/m,
     ],
   },
   'npx mnlab --version': { stdout: [/^mnlab \d+\.\d+\.\d+ \(engine \d+\.\d+\.\d+, node \d+/] },
@@ -210,6 +232,11 @@ describe('README.md', () => {
     expect(unknown, 'README commands without an expectation in readme.test.ts').toEqual([])
     const stale = Object.keys(EXPECTED).filter((c) => !commands.includes(c))
     expect(stale, 'expectations for commands the README no longer shows').toEqual([])
+  })
+
+  it('"Policies as call sites" lists every site, in the engine\'s order', () => {
+    const rows = [...README.matchAll(/^\| `([a-z_]+)` \| [a-z-]+ \| /gm)].map((m) => m[1])
+    expect(rows).toEqual([...SITE_NAMES])
   })
 
   it('scenarios/README.md names every invariant `expect` accepts', () => {

@@ -629,9 +629,66 @@ describe('transparent huge pages: thp:, thp_split/thp_collapse, walk caches, the
     )
   })
 
-  it('other CPU ops are refused in a scenario with a huge page, at the op word', () => {
-    expect(only(thp('thp: { H: [A, B] }\n', { cpus: 'cpus:\n  C0: [munmap A]' }))).toBe(
-      '9:8 len6 munmap is not modelled in a scenario with a huge page; its CPU ops are read, write, thp_split, thp_collapse, mprotect',
+  it('munmap, madvise_dontneed, reclaim, migrate, exit, oom_reap, write_fault, signal and wait are accepted', () => {
+    const sc = loadScenarioText(
+      thp('thp: { H: [A, B] }\n', {
+        cpus: 'cpus:\n  C0: [munmap A, madvise_dontneed A B, write_fault B, reclaim A, migrate B sync, signal s, exit]\n  C1: [wait s, oom_reap]',
+      }),
+      'x.yaml',
+    )
+    expect(sc.threads[0]!.ops.map((o) => o.kind)).toEqual([
+      'munmap',
+      'madvise_dontneed',
+      'write_fault',
+      'reclaim',
+      'migrate',
+      'signal',
+      'exit',
+    ])
+    expect(sc.threads[0]!.ops[4]).toEqual({ kind: 'migrate', page: 1, mode: 'sync' })
+  })
+
+  it('the other CPU ops are refused in a scenario with a huge page, with the reason, at the op word', () => {
+    const ops =
+      'read, write, write_fault, thp_split, thp_collapse, mprotect, munmap, madvise_dontneed, reclaim, migrate, exit, oom_reap, signal, wait'
+    expect(only(thp('thp: { H: [A, B] }\n', { cpus: 'cpus:\n  C0: [fork]' }))).toBe(
+      `9:8 len4 fork is not modelled in a scenario with a huge page (copy_huge_pmd() would share the huge PMD write-protected with the child, and a write fault would then copy or split it (do_huge_pmd_wp_page): not modelled); its CPU ops are ${ops}`,
+    )
+    expect(only(thp('thp: { H: [A, B] }\n', { cpus: 'cpus:\n  C0: [ksm_merge A]' }))).toBe(
+      `9:8 len9 ksm_merge is not modelled in a scenario with a huge page (KSM splits a huge page before it merges a subpage (split_huge_page in try_to_merge_one_page): not modelled); its CPU ops are ${ops}`,
+    )
+    for (const op of [
+      'cow_fault A',
+      'migrate_vma A',
+      'mremap A B',
+      'writeback A',
+      'truncate A',
+      'unmap_mapping_range A',
+    ])
+      expect(only(thp('thp: { H: [A, B] }\n', { cpus: `cpus:\n  C0: [${op}]` }))).toMatch(
+        new RegExp(
+          `^9:8 len${op.split(' ')[0]!.length} ${op.split(' ')[0]} is not modelled in a scenario with a huge page \\(.+\\); its CPU ops are`,
+        ),
+      )
+  })
+
+  it('a file (shmem) huge page takes only the collapse: the PMD ops are refused, at the op word', () => {
+    for (const op of ['munmap A', 'madvise_dontneed A B', 'reclaim A', 'migrate B', 'mprotect A ro'])
+      expect(only(thp('thp: { H: { pages: [A, B], kind: file } }\n', { cpus: `cpus:\n  C0: [${op}]` }))).toBe(
+        `9:8 len${op.split(' ')[0]!.length} ${op.split(' ')[0]} of a file (shmem) huge page is not modelled (only its collapse is): a file PMD is zapped, not split into PTEs, and has no deposited table`,
+      )
+  })
+
+  it('reclaim and migrate of the huge page: one thread, and not with thp_collapse, at the op word', () => {
+    expect(
+      only(thp('thp: { H: [A, B] }\n', { cpus: 'cpus:\n  C0: [reclaim A, migrate A]\n  C1: [migrate B]' })),
+    ).toBe(
+      '10:8 len7 migrate of the huge page in a second thread (C0 already has reclaim) is not modelled: reclaim and migration isolate and lock the folio, one at a time; put them in one thread',
+    )
+    expect(
+      only(thp('thp: { H: [A, B] }\n', { cpus: 'cpus:\n  C0: [reclaim A]\n  C1: [thp_collapse H]' })),
+    ).toBe(
+      '9:8 len7 reclaim with thp_collapse in one scenario is not modelled: the collapse would find the folio isolated and locked (SCAN_PAGE_LOCK) and back out, a failure path the model does not have',
     )
   })
 

@@ -317,7 +317,7 @@ function devTry(c: Ctx, f: CallFrame): void {
       pageRequest(
         c,
         f,
-        `${write ? 'write' : 'read'} ${c.pageName(page)}: walk finds ${pte ? (pte.present ? 'a read-only PTE' : pte.huge ? 'an invalid huge PMD' : 'a PROT_NONE PTE') : 'no PTE'}`,
+        `${write ? 'write' : 'read'} ${c.pageName(page)}: walk finds ${pte ? (pte.present ? 'a read-only PTE' : pte.mig ? `a ${pte.huge ? 'PMD ' : ''}migration entry` : pte.swp !== undefined ? 'a swap entry' : pte.huge ? 'an invalid huge PMD' : 'a PROT_NONE PTE') : 'no PTE'}`,
       )
       return
     }

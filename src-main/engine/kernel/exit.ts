@@ -85,12 +85,16 @@ export const exitMmap: Proc = {
    * since freed_tables), then the queued pages and the page table are freed; remove_vma.
    */
   pgtables: {
+    // The page table goes through tlb_remove_table() after an RCU grace period, which a GUP-fast
+    // walker's IRQs-off section holds off (only THP scenarios model GUP-fast walks).
     guard: (c) =>
       !c.mmapWritable(c.mmIndex)
         ? 'mmap_lock held'
-        : c.imapWritable(c.mmIndex)
-          ? null
-          : 'i_mmap_rwsem held for read',
+        : !c.imapWritable(c.mmIndex)
+          ? 'i_mmap_rwsem held for read'
+          : c.gupFastIdle(c.mmIndex)
+            ? null
+            : 'tlb_remove_table: the RCU grace period waits for a GUP-fast walker (IRQs off)',
     run: (c, f) => {
       const mm = c.mmIndex
       c.mmapWriteLock(mm)
@@ -101,10 +105,10 @@ export const exitMmap: Proc = {
         }
         c.setVma(mm, p, null)
       }
-      c.freePgtables(mm)
+      const unlinked = c.freePgtables(mm)
       c.flushTlb(mm, 'mm', [], 'tlb_flush (tlb_finish_mmu, fullmm)')
       c.thread.stack[0]!.l.g_range = []
-      c.freeDetachedTable(mm)
+      c.freeDetachedTable(mm, unlinked)
       gatherFinishFree(c)
       c.emit('info', 'remove_vma', `${c.pagesText(list(f, 'pages'))}: VMAs freed`)
       c.mmapWriteUnlock(mm)

@@ -111,6 +111,13 @@ function cowDone(c: Ctx, f: CallFrame): void {
   finish(c, c.mmIndex, f.l.copied === true ? 'ok' : 'retry')
 }
 
+/** do_huge_pmd_wp_page() after pmdp_set_access_flags(): spin_unlock, done. */
+function thpWpDone(c: Ctx, _f: CallFrame): void {
+  c.pmdUnlock(c.mmIndex)
+  c.cost('reuse_fault')
+  finish(c, c.mmIndex, 'ok')
+}
+
 function finish(c: Ctx, mm: number, result: 'ok' | 'retry' | 'segv'): void {
   c.mmapReadUnlock(mm)
   c.ret(result)
@@ -163,7 +170,11 @@ export const handleMmFault: Proc = {
    * A huge PMD (v6.6 __handle_mm_fault: pmd_trans_huge(vmf.orig_pmd)): huge_pmd_set_accessed()
    * / do_huge_pmd_wp_page() take pmd_lock and re-check pmd_same(). While a split holds the
    * lock with the PMD made invalid (pmdp_invalidate), the fault waits; afterwards the PMD is
-   * either still huge (nothing to do: a spurious fault) or a PTE table (handle_pte_fault).
+   * either still huge (nothing to do: a spurious fault) or a PTE table (handle_pte_fault). A
+   * write to a read-only huge PMD (a PMD migration entry that change_huge_pmd made readable,
+   * then restored) is do_huge_pmd_wp_page(): the anon THP is PageAnonExclusive, so `reuse`:
+   * pmd_mkyoung, maybe_pmd_mkwrite(pmd_mkdirty), pmdp_set_access_flags (x86: set_pmd, no
+   * flush; arm64: ptep_set_access_flags' flush_tlb_page for a dirty upgrade).
    */
   thp_fault: {
     guard: (c) => (c.pmdLockFree(c.mmIndex) ? null : 'pmd_lock held (huge PMD being split)'),
@@ -171,6 +182,21 @@ export const handleMmFault: Proc = {
       const mm = c.mmIndex
       const page = num(f, 'page')
       const pte = c.pte(mm, page)
+      if (pte?.huge && pte.present && flag(f, 'write') && !pte.write) {
+        c.pmdLock(mm, 'do_huge_pmd_wp_page: pmd_lock')
+        const pages = c.thpPages
+        c.setPmd(
+          mm,
+          pages,
+          pages.map((q) => ({ ...c.pte(mm, q)!, write: true, dirty: true })),
+          'pmdp_set_access_flags',
+          `PMD ${c.sc.thp!.name} := huge RW dirty (do_huge_pmd_wp_page: PageAnonExclusive, reuse)`,
+        )
+        if (c.sc.arch === 'arm64') c.flushTlb(mm, 'page', [page], 'flush_tlb_page (pmdp_set_access_flags)')
+        c.accessFlagsNotify(mm, page)
+        afterNotifier(c, f, 'thp_wp_done', thpWpDone)
+        return
+      }
       if (pte?.huge && pte.present) {
         c.emit(
           'fault',
@@ -188,6 +214,7 @@ export const handleMmFault: Proc = {
       finish(c, mm, 'retry')
     },
   },
+  thp_wp_done: { run: (c, f) => thpWpDone(c, f) },
   mig_wait: {
     guard: (c, f) => {
       const p = decodePte(f.l.orig!)

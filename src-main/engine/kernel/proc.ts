@@ -34,8 +34,10 @@ export function decodePte(v: LocalValue): Pte | null {
   if (v === null || !Array.isArray(v)) return null
   const a = v as readonly number[]
   const p = { pfn: a[0]!, present: a[1] === 1, write: a[2] === 1, dirty: a[3] === 1 }
-  if (a[4] === 1) return { ...p, mig: true }
-  if (a[6] === 1) return { ...p, huge: true }
+  // A PMD migration entry is both: the fault that found it waits on it as on any migration entry.
+  const base = a[6] === 1 ? { ...p, huge: true as const } : p
+  if (a[4] === 1) return { ...base, mig: true }
+  if (a[6] === 1) return base
   return a[5] !== undefined && a[5] >= 0 ? { ...p, swp: a[5] } : p
 }
 export function pteSame(a: Pte | null, b: Pte | null): boolean {

@@ -36,6 +36,12 @@
  * set_pmd_at (standing for the next fault's do_set_pmd) before mmap_write_unlock. v6.6 itself
  * (Hugh Dickins's rework) frees the table with pte_free_defer (RCU), which GUP-fast's
  * IRQs-off section holds off as the IPI did: `gup_fast_ipi: true` stands for both.
+ *
+ * The other ops reach the huge PMD here too (v6.6): zap_pmd_range's zap_huge_pmd for a zap that
+ * covers it (zapPmdPath, zapHugePmd: munmap, MADV_DONTNEED, exit_mmap, the OOM reaper), the
+ * split for one that covers part of it or for split_vma (thpSplitVma: mprotect, munmap), and a
+ * PMD migration entry (kernel/thpRmap.ts set_pmd_migration_entry) met by a split (PTE migration
+ * entries, no flush), a zap (no page reference) or change_huge_pmd (made readable).
  */
 import type { Ctx } from '../ctx'
 import type { CallFrame, Pte } from '../state'
@@ -54,10 +60,31 @@ function notifies(c: Ctx): boolean {
   return !isFile(c) || c.sc.kernel.collapseNotify
 }
 
-/** The range is PMD-mapped: every subpage's translation is the huge PMD. */
-function pmdMapped(c: Ctx): boolean {
+/**
+ * The range is PMD-mapped: every subpage's translation is the huge PMD (present, PROT_NONE, or
+ * made invalid by a pmdp_invalidate() in progress: still pmd_trans_huge), not a migration entry.
+ */
+export function pmdMapped(c: Ctx): boolean {
+  return c.thpPages.every((p) => {
+    const pte = c.pte(0, p)
+    return pte?.huge === true && !pte.mig
+  })
+}
+/** The PMD is a PMD migration entry (set_pmd_migration_entry; is_pmd_migration_entry). */
+export function pmdMigration(c: Ctx): boolean {
+  return c.thpPages.every((p) => {
+    const pte = c.pte(0, p)
+    return pte?.huge === true && pte.mig === true
+  })
+}
+/**
+ * `is_swap_pmd(*pmd) || pmd_trans_huge(*pmd)`: a huge PMD or a PMD migration entry, what
+ * split_huge_pmd(), zap_pmd_range() and change_pmd_range() act on at PMD level.
+ */
+export function pmdHuge(c: Ctx): boolean {
   return c.thpPages.every((p) => c.pte(0, p)?.huge === true)
 }
+
 /** The range is mapped by a PTE table with every subpage present (what khugepaged collapses). */
 function pteMapped(c: Ctx): boolean {
   return (
@@ -71,9 +98,11 @@ function pteMapped(c: Ctx): boolean {
 
 export const thpSplit: Proc = {
   /**
-   * The caller's mmap_read_lock; split_huge_pmd() only acts on a huge PMD. Called from
-   * mprotect's change_pmd_range (`held`: the caller holds mmap_lock for write), it starts at
-   * __split_huge_pmd() itself.
+   * The caller's mmap_read_lock; split_huge_pmd() acts on a huge PMD or a PMD migration entry.
+   * Called with `held` (mprotect's and munmap's split_vma under mmap_write_lock, zap_pmd_range
+   * under the zap's mmap_read_lock, try_to_unmap_one under the anon_vma lock), it starts at
+   * __split_huge_pmd() itself; try_to_unmap_one's split_huge_pmd_address() passes its folio
+   * (`pfn`, the head page), and a PMD that maps another folio is left alone.
    */
   start: {
     guard: (c, f) => (flag(f, 'held') || c.mmapReadable(0) ? null : 'mmap_lock held for write'),
@@ -84,7 +113,7 @@ export const thpSplit: Proc = {
         return
       }
       c.mmapReadLock(0)
-      if (!pmdMapped(c)) {
+      if (!pmdHuge(c)) {
         c.emit('info', 'split_huge_pmd', `${H(c)} is not PMD-mapped: nothing to split`)
         c.mmapReadUnlock(0)
         c.ret()
@@ -103,19 +132,49 @@ export const thpSplit: Proc = {
   /**
    * pmd_lock(); __split_huge_pmd_locked(): old_pmd = pmdp_invalidate(): the PMD stays
    * pmd_present for the kernel but no MMU can use it; flush_pmd_tlb_range() -> flush_tlb_range().
+   * A PMD migration entry is split without a flush (nothing caches it): PTE migration entries
+   * of the same pages, pmd_populate(), all under this lock.
    */
   invalidate: {
     guard: (c) => (c.pmdLockFree(0) ? null : 'pmd_lock held'),
     run: (c, f) => {
       c.pmdLock(0)
-      // __split_huge_pmd() re-checks under the lock: `if (pmd_trans_huge(*pmd) ...)`.
-      if (!pmdMapped(c)) {
-        c.emit('info', '__split_huge_pmd', `${H(c)} is no longer a huge PMD (split meanwhile): nothing to do`)
+      // __split_huge_pmd() re-checks under the lock: `if (pmd_trans_huge(*pmd) || ... ||
+      // is_pmd_migration_entry(*pmd))`, and `if (folio && folio != page_folio(pmd_page(*pmd)))`.
+      const folio = typeof f.l.pfn === 'number' ? f.l.pfn : null
+      if (!pmdHuge(c) || (folio !== null && c.pte(0, c.thpPages[0]!)!.pfn !== folio)) {
+        c.emit(
+          'info',
+          '__split_huge_pmd',
+          pmdHuge(c)
+            ? `${H(c)} maps another folio now: nothing to do`
+            : `${H(c)} is no longer a huge PMD (split or zapped meanwhile): nothing to do`,
+        )
         c.pmdUnlock(0)
         c.goto('re')
         return
       }
       const olds = c.thpPages.map((p) => c.pte(0, p)!)
+      if (pmdMigration(c)) {
+        // pmd_migration: write, young and dirty from the entry; one migration entry per subpage.
+        c.setTable(0, null, true)
+        c.setPmd(
+          0,
+          c.thpPages,
+          olds.map((p) => ({
+            pfn: p.pfn,
+            present: false,
+            write: p.write,
+            dirty: p.dirty,
+            mig: true as const,
+          })),
+          'pmd_populate',
+          `PMD ${H(c)} := the withdrawn PTE table, PTEs ${c.pagesText(c.thpPages)} := migration entries (pfns ${olds.map((p) => p.pfn).join(',')}): a PMD migration entry needs no flush`,
+        )
+        c.pmdUnlock(0)
+        c.goto('re')
+        return
+      }
       f.l.pfns = olds.map((p) => p.pfn)
       f.l.wr = olds[0]!.write
       f.l.dirty = olds[0]!.dirty
@@ -131,8 +190,9 @@ export const thpSplit: Proc = {
     },
   },
   /**
-   * pgtable_trans_huge_withdraw(); set_pte_at() of every subpage (the same pages, the huge
-   * PMD's write and dirty bits) into the withdrawn table; smp_wmb(); pmd_populate(); unlock.
+   * pgtable_trans_huge_withdraw(); set_pte_at() of every subpage (the same pages, mk_pte with
+   * the VMA's vm_page_prot: PROT_NONE stays so; the huge PMD's write and dirty bits) into the
+   * withdrawn table; smp_wmb(); pmd_populate(); unlock.
    */
   populate: {
     run: (c, f) => {
@@ -143,7 +203,7 @@ export const thpSplit: Proc = {
       c.setPmd(
         0,
         c.thpPages,
-        pfns.map((pfn) => ({ pfn, present: true, write, dirty })),
+        pfns.map((pfn, i) => ({ pfn, present: c.vma(0, c.thpPages[i]!) !== 'none', write, dirty })),
         'pmd_populate',
         `PMD ${H(c)} := the withdrawn PTE table, PTEs ${c.pagesText(c.thpPages)} -> pfns ${pfns.join(',')} (same pages)`,
       )
@@ -383,13 +443,13 @@ export const thpCollapse: Proc = {
 }
 
 /**
- * mprotect_fixup() of part of a huge page (v6.6 mm/mprotect.c): split_vma() -> __split_vma()
- * -> vma_adjust_trans_huge() -> split_huge_pmd_address(): the new VMA boundary falls inside the
- * 2 MiB range, so the PMD is split (__split_huge_pmd, with its own MMU_NOTIFY_CLEAR range)
- * before the new vm_flags are set and before change_protection() starts.
+ * A VMA boundary inside the huge page (v6.6): mprotect_fixup()'s split_vma() before the new
+ * vm_flags and change_protection(), munmap's do_vmi_align_munmap() before the VMAs are detached:
+ * __split_vma() -> vma_adjust_trans_huge() -> split_huge_pmd_address(): the PMD is split
+ * (__split_huge_pmd, with its own MMU_NOTIFY_CLEAR range). A PMD migration entry is split too.
  */
 export function thpSplitVma(c: Ctx, pages: readonly number[]): boolean {
-  if (c.sc.thp === null || !pmdMapped(c)) return false
+  if (c.sc.thp === null || !pmdHuge(c)) return false
   const inside = c.thpPages.filter((p) => pages.includes(p))
   if (inside.length === 0 || inside.length === c.thpPages.length) return false
   c.emit(
@@ -408,7 +468,7 @@ export function thpSplitVma(c: Ctx, pages: readonly number[]): boolean {
  * PTE path applies). Sets `rs` so that the caller's range_end pairs with this range_start.
  */
 export function thpMprotectVma(c: Ctx, f: CallFrame, pages: readonly number[]): boolean {
-  if (c.sc.thp === null || !pages.some((p) => c.isThp(p)) || !pmdMapped(c)) return false
+  if (c.sc.thp === null || !pages.some((p) => c.isThp(p)) || !pmdHuge(c)) return false
   c.rangeStart(0, pages, 'MMU_NOTIFY_PROTECTION_VMA')
   f.l.rs = true
   if (c.thpPages.every((p) => pages.includes(p))) {
@@ -430,16 +490,34 @@ export function thpMprotectVma(c: Ctx, f: CallFrame, pages: readonly number[]): 
  * pmd_modify() to the new protection (a private anon huge page becomes writable only if
  * PageAnonExclusive, can_change_pmd_writable(); a shared one only if dirty); set_pmd_at();
  * unlock; huge_pmd_needs_flush() -> tlb_flush_pmd_range(): the mmu_gather flushes again at
- * tlb_finish_mmu. A PMD split meanwhile goes down the PTE path.
+ * tlb_finish_mmu. A PMD split meanwhile goes down the PTE path. A PMD migration entry (THP
+ * migration in progress) is only made readable if it was writable ("A protection check is
+ * difficult so just be safe and disable write": make_readable_exclusive_migration_entry for an
+ * anon page): set_pmd_at, unlock, no flush (no MMU caches it).
  */
 export const changeHugePmd: PcHandler = {
   guard: (c) => (c.pmdLockFree(0) ? null : 'pmd_lock held'),
   run: (c, f) => {
     c.pmdLock(0)
-    if (!pmdMapped(c)) {
+    if (!pmdHuge(c)) {
       c.emit('info', 'change_pmd_range', `${H(c)} is no longer a huge PMD: change_pte_range`)
       c.pmdUnlock(0)
       c.goto('lock')
+      return
+    }
+    if (pmdMigration(c)) {
+      const olds = c.thpPages.map((p) => c.pte(0, p)!)
+      if (olds[0]!.write)
+        c.setPmd(
+          0,
+          c.thpPages,
+          olds.map((p) => ({ ...p, write: false })),
+          'set_pmd_at (readable PMD migration entry)',
+          `PMD ${H(c)} := readable migration entry (is_swap_pmd: make_readable_exclusive_migration_entry)`,
+        )
+      else c.emit('info', 'change_huge_pmd', `${H(c)}: readable PMD migration entry, left unchanged`)
+      c.pmdUnlock(0)
+      c.goto('vma_end')
       return
     }
     const olds = c.thpPages.map((p) => c.pte(0, p)!)
@@ -495,3 +573,78 @@ export const changeHugePmdRest: PcHandler = { run: (c, f) => changeHugePmdSet(c,
 
 /** protect.ts protCode() order. */
 const PROT_CODES = ['rw', 'ro', 'none'] as const
+
+/**
+ * zap_pmd_range() (v6.6 mm/memory.c) at the huge page's PMD, for a zap of `pages` (one VMA's
+ * part of a munmap, MADV_DONTNEED, exit_mmap or the OOM reaper): a huge PMD or a PMD migration
+ * entry (`is_swap_pmd || pmd_trans_huge`) is zapped whole by zap_huge_pmd() when the range
+ * covers the whole 2 MiB ('zap'); `if (next - addr != HPAGE_PMD_SIZE)` it is split first
+ * ('split': __split_huge_pmd(vma, pmd, addr, false, NULL), then zap_pte_range on the new PTEs).
+ * null: no huge PMD here, zap_pte_range as for small pages. The read is lockless, as the
+ * kernel's; zap_huge_pmd re-checks under pmd_lock (__pmd_trans_huge_lock).
+ */
+export function zapPmdPath(c: Ctx, pages: readonly number[]): 'zap' | 'split' | null {
+  if (c.sc.thp === null || !pages.some((p) => c.isThp(p)) || !pmdHuge(c)) return null
+  return c.thpPages.every((p) => pages.includes(p)) ? 'zap' : 'split'
+}
+
+/**
+ * zap_huge_pmd() (v6.6 mm/huge_memory.c), one step under pmd_lock (__pmd_trans_huge_lock):
+ * pmdp_huge_get_and_clear_full(); tlb_remove_pmd_tlb_entry() adds the 2 MiB range to the
+ * gather (tlb->cleared_pmds; no flush here); a present PMD: page_remove_rmap(page, vma, true)
+ * (the compound mapcount); a PMD migration entry holds no page reference (flush_needed = 0);
+ * anon: zap_deposited_table() -> pte_free() of the deposited PTE table, at once (not through
+ * the gather: no MMU can reach a deposited table, unless a walk cache kept a pointer to it
+ * from when it was linked); spin_unlock(); tlb_remove_page_size(): the folio's reference goes
+ * to the gather, freed after its flush. Returns whether that filled the gather's batch
+ * (`mmu_gather: batch`, the folio counted once): the caller then runs tlb_flush_mmu().
+ */
+export function zapHugePmd(c: Ctx): boolean {
+  const mm = c.mmIndex
+  const r = c.thread.stack[0]!
+  c.pmdLock(mm, 'zap_huge_pmd: __pmd_trans_huge_lock')
+  const olds = c.thpPages.map((p) => c.pte(mm, p)!)
+  const mig = olds[0]!.mig === true
+  c.setPmd(
+    mm,
+    c.thpPages,
+    c.thpPages.map(() => null),
+    'pmdp_huge_get_and_clear_full',
+    `PMD ${H(c)} := none (was ${mig ? 'a PMD migration entry' : `huge page pfns ${olds.map((p) => p.pfn).join(',')}`})`,
+  )
+  const range = list(r, 'g_range')
+  r.l.g_range = [...range, ...c.thpPages.filter((p) => !range.includes(p))]
+  c.emit('info', 'tlb_remove_pmd_tlb_entry', `the gather's range covers ${H(c)} (2 MiB, cleared_pmds)`)
+  if (mig) {
+    c.emit(
+      'info',
+      'zap_huge_pmd',
+      `${H(c)}: a PMD migration entry holds no page reference (flush_needed = 0); the migration finds it gone`,
+    )
+  } else {
+    for (const p of olds) c.folioW(p.pfn).map--
+    c.emit(
+      'frame',
+      'page_remove_rmap (compound)',
+      `pfns ${olds.map((p) => p.pfn).join(',')} mapcount ${c.folio(olds[0]!.pfn).map}`,
+    )
+  }
+  c.setTable(mm, null, false)
+  c.emit('frame', 'zap_deposited_table', `pte_free: the PTE table deposited under ${H(c)} is freed`)
+  c.pmdUnlock(mm)
+  if (mig) return false
+  const queued = list(r, 'g_queue')
+  r.l.g_queue = [...queued, ...olds.map((p) => p.pfn)]
+  c.emit(
+    'frame',
+    'tlb_remove_page_size',
+    `the huge folio (pfns ${olds.map((p) => p.pfn).join(',')}) is queued for freeing after the flush`,
+  )
+  // The batch counts the pages queued before it (small ones here) and the huge folio as one.
+  const batch = c.sc.gatherBatch
+  if (batch !== null && queued.length + 1 >= batch) {
+    c.emit('info', 'tlb_remove_page_size', `mmu_gather batch full (${batch} pages): tlb_flush_mmu`)
+    return true
+  }
+  return false
+}

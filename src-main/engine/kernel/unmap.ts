@@ -1,8 +1,8 @@
 /**
  * Zapping user mappings with an mmu_gather, v6.6: munmap (unmap_region -> unmap_vmas),
- * madvise(MADV_DONTNEED) (zap_page_range_single), zap_pte_range(), tlb_end_vma(),
- * tlb_flush_mmu_tlbonly() and tlb_finish_mmu() (mm/memory.c, mm/mmu_gather.c,
- * include/asm-generic/tlb.h, mm/mmap.c, mm/madvise.c).
+ * madvise(MADV_DONTNEED) (zap_page_range_single), zap_pmd_range() (a huge page's PMD: kernel/thp.ts
+ * zapPmdPath), zap_pte_range(), tlb_end_vma(), tlb_flush_mmu_tlbonly() and tlb_finish_mmu()
+ * (mm/memory.c, mm/mmu_gather.c, include/asm-generic/tlb.h, mm/mmap.c, mm/madvise.c).
  *
  * The gather (range to flush, pages queued for freeing) lives in the op's root frame.
  *
@@ -19,6 +19,7 @@ import type { Ctx } from '../ctx'
 import { ZERO_PFN, type CallFrame } from '../state'
 import { afterNotifier, list, nextPte, num, vmaRuns, type Proc } from './proc'
 import { flushTlbBatchedPending } from './rmap'
+import { thpSplitVma, zapHugePmd, zapPmdPath } from './thp'
 
 function root(c: Ctx): CallFrame {
   return c.thread.stack[0]!
@@ -92,15 +93,49 @@ export function gatherFree(c: Ctx): void {
  * under the PTL: hardware walkers take no lock and can walk between two clears.
  */
 export const zapVma: Proc = {
+  /**
+   * zap_pmd_range(): with a huge page (`thp:`), the PMD first (kernel/thp.ts zapPmdPath): a
+   * huge PMD or PMD migration entry the range covers goes whole (zap_huge_pmd, under pmd_lock);
+   * one it covers in part is split first (__split_huge_pmd, its own MMU_NOTIFY_CLEAR range), then
+   * zap_pte_range ('again'). A none PMD has no table: nothing to zap. Otherwise zap_pte_range.
+   */
   start: {
-    guard: (c) => (c.ptlFree(c.mmIndex) ? null : 'page-table lock held'),
-    run: (c, f) => {
-      c.lockPtl(c.mmIndex, 'zap_pte_range: pte_offset_map_lock')
-      // flush_tlb_batched_pending(mm) right after the lock (3ea277194daa): a PTE that reclaim
-      // or migration cleared with a batched flush may still be cached by a CPU.
-      flushTlbBatchedPending(c, c.mmIndex, 'zap_pte_range')
-      afterNotifier(c, f, 'start_rest', zapStart)
+    guard: (c, f) => {
+      const path = zapPmdPath(c, list(f, 'pages'))
+      if (path === 'zap') return c.pmdLockFree(c.mmIndex) ? null : 'pmd_lock held'
+      if (path === 'split') return null
+      return zapPteGuard(c)
     },
+    run: (c, f) => {
+      const path = zapPmdPath(c, list(f, 'pages'))
+      if (path === 'zap') {
+        f.l.i = -1
+        if (zapHugePmd(c)) {
+          // tlb_remove_page_size() -> tlb_flush_mmu(): the flush, then the batch is freed.
+          f.l.zf = true
+          gatherFlush(c, 'tlb_flush_mmu (tlb_remove_page_size: batch full)')
+          afterNotifier(c, f, 'zap_free', zapFree)
+          return
+        }
+        zapFree(c, f)
+        return
+      }
+      if (path === 'split') {
+        c.emit(
+          'info',
+          'zap_pmd_range',
+          `${c.pagesText(list(f, 'pages'))} is part of huge page ${c.sc.thp!.name}: __split_huge_pmd first`,
+        )
+        c.call('thp_split', { held: true }, 'again')
+        return
+      }
+      zapPteRange(c, f)
+    },
+  },
+  /** zap_pte_range() (`again:` after a forced flush): the PTL, flush_tlb_batched_pending. */
+  again: {
+    guard: (c) => zapPteGuard(c),
+    run: (c, f) => zapPteRange(c, f),
   },
   start_rest: { run: (c, f) => zapStart(c, f) },
   pte: {
@@ -170,6 +205,28 @@ export const zapVma: Proc = {
       c.ret()
     },
   },
+}
+
+function zapPteGuard(c: Ctx): string | null {
+  return c.ptlFree(c.mmIndex) ? null : 'page-table lock held'
+}
+
+/**
+ * zap_pte_range(): pte_offset_map_lock, then flush_tlb_batched_pending(mm) right after the lock
+ * (3ea277194daa): a PTE that reclaim or migration cleared with a batched flush may still be
+ * cached by a CPU. With a huge page, a none PMD (zap_huge_pmd or a collapse left no table) is
+ * skipped before: `if (pmd_none(*pmd)) continue` in zap_pmd_range.
+ */
+function zapPteRange(c: Ctx, f: CallFrame): void {
+  if (c.sc.thp !== null && !c.pmdPopulated(c.mmIndex)) {
+    c.emit('info', 'zap_pmd_range', 'pmd_none: no PTE table to zap')
+    f.l.i = -1
+    zapFree(c, f)
+    return
+  }
+  c.lockPtl(c.mmIndex, 'zap_pte_range: pte_offset_map_lock')
+  flushTlbBatchedPending(c, c.mmIndex, 'zap_pte_range')
+  afterNotifier(c, f, 'start_rest', zapStart)
 }
 
 /** zap_pte_range() after the lock and flush_tlb_batched_pending(): the first PTE to zap. */
@@ -273,7 +330,7 @@ function zapFree(c: Ctx, f: CallFrame): void {
   if (f.l.zf === true) gatherFree(c)
   delete f.l.zf
   if (num(f, 'i') >= 0) {
-    c.goto('start') // `if (addr != end) goto again`
+    c.goto('again') // `if (addr != end) goto again`
     return
   }
   f.l.i = 0
@@ -342,29 +399,24 @@ function unmapNextVma(c: Ctx, f: CallFrame): boolean {
 
 /** munmap(2): __vm_munmap -> do_vmi_align_munmap -> unmap_region, v6.6 mm/mmap.c. */
 export const munmap: Proc = {
-  /** Detach the VMAs under mmap_write_lock, then mmap_write_downgrade(). */
+  /**
+   * mmap_write_lock; do_vmi_align_munmap(): a range boundary inside a huge page splits its VMA
+   * first, and __split_vma() -> vma_adjust_trans_huge() -> split_huge_pmd_address() splits the
+   * PMD (kernel/thp.ts thpSplitVma, the __split_huge_pmd sequence); then the VMAs are detached.
+   */
   start: {
     guard: (c) => (c.mmapWritable(c.mmIndex) ? null : 'mmap_lock held'),
     run: (c, f) => {
-      const mm = c.mmIndex
-      c.mmapWriteLock(mm)
+      c.mmapWriteLock(c.mmIndex)
       const pages = startRuns(c, f, list(f, 'req'))
-      for (const p of pages) c.setVma(mm, p, null)
-      c.emit(
-        'info',
-        'vma_iter_clear_gfp',
-        pages.length ? `detach VMA(s) for ${c.pagesText(pages)}` : 'no VMA in range: nothing to unmap',
-      )
-      if (pages.length === 0) {
-        c.mmapWriteUnlock(mm)
-        c.ret()
+      if (thpSplitVma(c, pages)) {
+        c.call('thp_split', { held: true }, 'detach')
         return
       }
-      c.mmapWriteDowngrade(mm)
-      gatherInit(c)
-      c.goto('rs')
+      munmapDetach(c, f)
     },
   },
+  detach: { run: (c, f) => munmapDetach(c, f) },
   /** unmap_vmas(): mmu_notifier_invalidate_range_start(MMU_NOTIFY_UNMAP) over the whole range. */
   rs: {
     run: (c, f) => {
@@ -396,6 +448,7 @@ export const munmap: Proc = {
         }
       }
       if (c.freePgtables(mm)) {
+        f.l.ft = true
         // pte_free_tlb() (v6.6 include/asm-generic/tlb.h): tlb_flush_pmd_range(tlb, addr,
         // PAGE_SIZE) at the PMD range's first address (the first user page here) and tlb->freed_tables = 1,
         // so tlb_finish_mmu() flushes even after arm64's tlb_end_vma() emptied the range, and
@@ -412,7 +465,16 @@ export const munmap: Proc = {
       c.goto('finish')
     },
   },
+  /**
+   * tlb_finish_mmu(). The PTE page free_pgtables() queued is freed through tlb_remove_table()
+   * after an RCU grace period (MMU_GATHER_RCU_TABLE_FREE), which a GUP-fast walker's IRQs-off
+   * section holds off: a walker that read the PMD before the unlink finishes first.
+   */
   finish: {
+    guard: (c, f) =>
+      f.l.ft === true && !c.gupFastIdle(c.mmIndex)
+        ? 'tlb_remove_table: the RCU grace period waits for a GUP-fast walker (IRQs off)'
+        : null,
     run: (c, f) => {
       gatherFinishFlush(c, list(f, 'pages'))
       afterNotifier(c, f, 'finish_done', munmapDone)
@@ -421,11 +483,31 @@ export const munmap: Proc = {
   finish_done: { run: (c, f) => munmapDone(c, f) },
 }
 
+/** Detach the VMAs (vma_iter_clear_gfp), then mmap_write_downgrade() and tlb_gather_mmu(). */
+function munmapDetach(c: Ctx, f: CallFrame): void {
+  const mm = c.mmIndex
+  const pages = list(f, 'pages')
+  for (const p of pages) c.setVma(mm, p, null)
+  c.emit(
+    'info',
+    'vma_iter_clear_gfp',
+    pages.length ? `detach VMA(s) for ${c.pagesText(pages)}` : 'no VMA in range: nothing to unmap',
+  )
+  if (pages.length === 0) {
+    c.mmapWriteUnlock(mm)
+    c.ret()
+    return
+  }
+  c.mmapWriteDowngrade(mm)
+  gatherInit(c)
+  c.goto('rs')
+}
+
 /** tlb_finish_mmu()'s free, mmap_read_unlock(), return. */
 function munmapDone(c: Ctx, f: CallFrame): void {
   // tlb_finish_mmu() -> tlb_flush_mmu_free() -> tlb_table_flush(): the PTE page is freed only
   // now, after the flush above (the one that carried freed_tables).
-  c.freeDetachedTable(c.mmIndex)
+  c.freeDetachedTable(c.mmIndex, f.l.ft === true)
   gatherFinishFree(c)
   c.mmapReadUnlock(c.mmIndex)
   c.markRevoked(c.mmIndex, list(f, 'pages'), true)

@@ -50,7 +50,49 @@ export const CPU_OPS = [
 ] as const
 export const DEVICE_OPS = ['read', 'write', 'signal', 'wait', 'translate'] as const
 /** CPU ops a scenario with a huge page may use (the rest are not modelled on a huge page). */
-const THP_CPU_OPS: readonly string[] = ['read', 'write', 'thp_split', 'thp_collapse', 'mprotect']
+export const THP_CPU_OPS: readonly string[] = [
+  'read',
+  'write',
+  'write_fault',
+  'thp_split',
+  'thp_collapse',
+  'mprotect',
+  'munmap',
+  'madvise_dontneed',
+  'reclaim',
+  'migrate',
+  'exit',
+  'oom_reap',
+  'signal',
+  'wait',
+]
+/** Why each other CPU op is refused in a scenario with a huge page. */
+const THP_REFUSED: Readonly<Record<string, string>> = {
+  cow_fault:
+    "breaks COW of a page shared with a fork child; a huge page's subpages are not cow, and fork is not modelled on a huge page",
+  fork: 'copy_huge_pmd() would share the huge PMD write-protected with the child, and a write fault would then copy or split it (do_huge_pmd_wp_page): not modelled',
+  ksm_merge:
+    'KSM splits a huge page before it merges a subpage (split_huge_page in try_to_merge_one_page): not modelled',
+  migrate_vma:
+    'migrate_vma_collect_pmd() splits a huge page (split_huge_page) before it collects the subpages: not modelled',
+  mremap:
+    'move_huge_pmd() needs a target address with no mapping, and every page of a scenario with a huge page is one of its subpages',
+  unmap_mapping_range: 'it revokes a pfnmap page, and every page here is an anon subpage of the huge page',
+  writeback: 'it needs a file page, and every page here is an anon subpage of the huge page',
+  truncate: 'it needs a file page, and every page here is an anon subpage of the huge page',
+  vmalloc: 'it needs a kernel page, and every page here is an anon subpage of the huge page',
+  vfree: 'it needs a kernel page, and every page here is an anon subpage of the huge page',
+}
+/** CPU ops that act on a huge PMD other than the collapse path, refused on a `kind: file` huge page. */
+const THP_ANON_ONLY: readonly string[] = [
+  'mprotect',
+  'munmap',
+  'madvise_dontneed',
+  'reclaim',
+  'migrate',
+  'exit',
+  'oom_reap',
+]
 
 export interface ThreadsSection {
   readonly threads: ThreadDecl[]
@@ -97,6 +139,9 @@ export function parseThreads(
   }> = []
   const flags: string[] = []
   const exits: Array<{ path: Path; at: number; len: number; op: string; thread: string }> = []
+  /** reclaim and migrate ops, and thp_collapse ops, in a scenario with a huge page. */
+  const thpIsolations: Array<{ path: Path; at: number; len: number; op: string; thread: string }> = []
+  const thpCollapses: Array<{ path: Path; at: number; len: number; op: string; thread: string }> = []
   const signalled = new Set<string>()
   const waits: Array<{ path: Path; at: number; len: number; flag: string }> = []
   /** The secondary of the device thread whose ops are being parsed. */
@@ -177,24 +222,30 @@ export function parseThreads(
       if (w) issues.add(p, `unexpected '${w.s}' after ${head.s}`, w.at, w.s.length)
     }
     if (kind === 'cpu' && raw.thp !== undefined && !THP_CPU_OPS.includes(head.s)) {
+      const why = THP_REFUSED[head.s]
       issues.add(
         p,
-        `${head.s} is not modelled in a scenario with a huge page; its CPU ops are ${THP_CPU_OPS.join(', ')}`,
+        `${head.s} is not modelled in a scenario with a huge page${why ? ` (${why})` : ''}; its CPU ops are ${THP_CPU_OPS.join(', ')}`,
         head.at,
         head.s.length,
       )
       return null
     }
-    if (kind === 'cpu' && head.s === 'mprotect' && thp?.kind === 'file') {
-      // __split_huge_pmd_locked() zaps a file PMD instead of populating PTEs (not modelled).
+    if (kind === 'cpu' && THP_ANON_ONLY.includes(head.s) && thp?.kind === 'file') {
+      // __split_huge_pmd_locked() and zap_huge_pmd() treat a file PMD differently (no deposited
+      // table; a split zaps it and the pages fault back in): only the file collapse is modelled.
       issues.add(
         p,
-        'mprotect of a file (shmem) huge page is not modelled: splitting it zaps the PMD and the pages fault back in',
+        `${head.s} of a file (shmem) huge page is not modelled (only its collapse is): a file PMD is zapped, not split into PTEs, and has no deposited table`,
         head.at,
         head.s.length,
       )
       return null
     }
+    if (kind === 'cpu' && raw.thp !== undefined && (head.s === 'reclaim' || head.s === 'migrate'))
+      thpIsolations.push({ path: p, at: head.at, len: head.s.length, op: head.s, thread: tname })
+    if (kind === 'cpu' && raw.thp !== undefined && head.s === 'thp_collapse')
+      thpCollapses.push({ path: p, at: head.at, len: head.s.length, op: head.s, thread: tname })
     switch (head.s) {
       case 'signal':
       case 'wait': {
@@ -714,6 +765,7 @@ export function parseThreads(
     }
   }
   checkExits(exits, threads, pages, forks > 0 || hasCowPages, issues)
+  checkThpIsolations(thpIsolations, thpCollapses, issues)
   if (forks > 0 && hasCowPages) {
     issues.add(
       ['pages'],
@@ -722,6 +774,38 @@ export function parseThreads(
   }
 
   return { threads, registers, threadNames, flags }
+}
+
+/**
+ * Reclaim and migration of the huge page isolate its folio from the LRU and hold the folio lock
+ * until they are done, so the kernel runs one of them at a time on it (a second isolation
+ * fails) and khugepaged's __collapse_huge_page_isolate() gives up on a folio they hold
+ * (SCAN_PAGE_LOCK / SCAN_DEL_PAGE_LRU) and restores the PMD. The model has no folio-level
+ * isolation or lock for anon pages, nor that collapse failure: at most one thread reclaims or
+ * migrates, and not in a scenario that collapses.
+ */
+function checkThpIsolations(
+  isolations: ReadonlyArray<{ path: Path; at: number; len: number; op: string; thread: string }>,
+  collapses: ReadonlyArray<{ path: Path; at: number; len: number; op: string; thread: string }>,
+  issues: Issues,
+): void {
+  const first = isolations[0]
+  for (const o of isolations) {
+    if (o.thread !== first!.thread)
+      issues.add(
+        o.path,
+        `${o.op} of the huge page in a second thread (${first!.thread} already has ${first!.op}) is not modelled: reclaim and migration isolate and lock the folio, one at a time; put them in one thread`,
+        o.at,
+        o.len,
+      )
+    if (collapses.length > 0)
+      issues.add(
+        o.path,
+        `${o.op} with thp_collapse in one scenario is not modelled: the collapse would find the folio isolated and locked (SCAN_PAGE_LOCK) and back out, a failure path the model does not have`,
+        o.at,
+        o.len,
+      )
+  }
 }
 
 /** The ops a thread of the process may have besides the exiting thread's: none that use the mm. */

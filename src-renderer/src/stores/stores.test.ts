@@ -68,6 +68,17 @@ describe('policyStore', () => {
     p.mode = 'scripted'
     expect(p.problems).toEqual(['Select at least one policy.', 'Scripted mode needs a schedule.'])
   })
+  it("selects a scenario's own policy names and site sets from its expect block, and keeps them typed", () => {
+    const p = usePolicyStore()
+    // A scenario whose expect names a policy it defines and a sites: set (issue 14).
+    p.selectFromExpect(['start-end', 'popple-v1', 'sites:ptep_clear_flush_notify+flush_tlb_range'])
+    expect(p.selected).toEqual(['start-end', 'popple-v1', 'sites:ptep_clear_flush_notify+flush_tlb_range'])
+    expect(p.setFromText('popple-v1, sites:flush_tlb_page,flush_tlb_mm')).toBeNull()
+    expect(p.selected).toEqual(['popple-v1', 'sites:flush_tlb_page+flush_tlb_mm'])
+    expect(p.request('t', null).policies).toEqual(['popple-v1', 'sites:flush_tlb_page+flush_tlb_mm'])
+    // A name no scenario defines is still refused.
+    expect(p.setFromText('popple-v2')).toMatch(/unknown preset 'popple-v2'/)
+  })
 })
 
 describe('runStore', () => {

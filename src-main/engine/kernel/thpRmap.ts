@@ -1,0 +1,561 @@
+/**
+ * Reclaim and migration of a PMD-mapped anon THP (the scenario's `thp:` huge page), v6.6. The
+ * folio is the huge page: its subpages' frames (local `pfns`) go together. A subpage that is
+ * not PMD-mapped when the op isolates it (`mapped: pte`, or split, zapped and refaulted
+ * meanwhile) takes the small-page path (kernel/reclaim.ts, kernel/migrate.ts). MODELLING NOTE:
+ * for a huge page split earlier the kernel would still see one large folio, PTE-mapped, and
+ * split it first (shrink_folio_list's split_folio_to_list, unmap_folio: migration entries and
+ * back); that split, which only adds invalidations, is not modelled.
+ *
+ * Reclaim, v6.6 mm/vmscan.c shrink_folio_list(): add_to_swap() keeps a PMD-mappable folio whole
+ * (THP_SWAP, selected on x86_64 and arm64 with 4K pages: one swap entry per subpage, here one
+ * slot each), then try_to_unmap(folio, TTU_BATCH_FLUSH | TTU_SPLIT_HUGE_PMD) (`if
+ * (folio_test_pmd_mappable(folio)) flags |= TTU_SPLIT_HUGE_PMD`): mm/rmap.c try_to_unmap_one()
+ * first splits the PMD (split_huge_pmd_address(vma, address, false, folio): the
+ * __split_huge_pmd sequence with its own MMU_NOTIFY_CLEAR range, kernel/thp.ts), then
+ * range_start(MMU_NOTIFY_CLEAR) over the folio (vma_address_end: the whole huge page) and the
+ * page_vma_mapped_walk over its PTEs under the PTL: per subpage, ptep_get_and_clear with the
+ * flush batched (set_tlb_ubc_flush_pending: x86 arch_tlbbatch_add_pending calls the arch hook
+ * with (0, -1) and defers the CPU flush; arm64 issues the page's TLBI and hook now; v4.15 an
+ * explicit ->invalidate_range), the swap entry, page_remove_rmap, folio_put; range_end. Then
+ * try_to_unmap_flush_dirty(), pageout() of every subpage, and __remove_mapping() frees the folio.
+ *
+ * Migration, v6.6 mm/migrate.c migrate_pages_batch(): thp_migration_supported() on x86_64 and
+ * arm64 (ARCH_ENABLE_THP_MIGRATION), so the folio is not split. migrate_folio_unmap():
+ * try_to_migrate(src, mode == MIGRATE_ASYNC ? TTU_BATCH_FLUSH : 0), no TTU_SPLIT_HUGE_PMD.
+ * try_to_migrate_one(): range_start(MMU_NOTIFY_CLEAR) over the folio; page_vma_mapped_walk finds
+ * the huge PMD and takes pmd_lock; set_pmd_migration_entry(): pmdp_invalidate() (its
+ * flush_pmd_tlb_range -> flush_tlb_range flushes now, CPU and arch hook: TTU_BATCH_FLUSH does
+ * not apply to a PMD), then set_pmd_at(PMD migration entry, write and dirty kept),
+ * page_remove_rmap(page, vma, true), folio_put; unlock; range_end (v4.15: ->invalidate_range,
+ * before the copy). A PMD split meanwhile is walked PTE by PTE like reclaim's walk, batched in
+ * the async pass (and ptep_clear_flush in a sync retry). try_to_unmap_flush(); move_to_new_folio
+ * (the refcount check: -EAGAIN undoes it, and a sync mode retries in its own mode, as for small
+ * pages) and the copy of every subpage; remove_migration_ptes() -> remove_migration_pmd() under
+ * pmd_lock: set_pmd_at(the new huge page) ("No need to invalidate - it was non-present before"),
+ * or remove_migration_pte() for PTE migration entries left by a split; the source is freed.
+ */
+import type { Ctx } from '../ctx'
+import type { CallFrame, Pte } from '../state'
+import { MIGRATE_MODES } from '../types'
+import { afterNotifier, decodePte, encodePte, flag, list, num, type PcHandler, type Proc } from './proc'
+import { installEntry } from './rmap'
+import { pmdHuge, pmdMapped, pmdMigration } from './thp'
+
+function H(c: Ctx): string {
+  return c.sc.thp!.name
+}
+function pfnsOf(f: CallFrame): readonly number[] {
+  return list(f, 'pfns')
+}
+
+/**
+ * Isolation and folio lock of the huge folio when its PMD maps it (folio_isolate_lru, a
+ * reference on each subpage's frame here): false if the PMD maps no huge page now.
+ */
+function isolateHuge(c: Ctx, f: CallFrame, kfn: string): boolean {
+  if (!pmdMapped(c)) return false
+  const pfns = c.thpPages.map((p) => c.pte(0, p)!.pfn)
+  for (const pfn of pfns) c.getFrame(pfn)
+  f.l.pfns = pfns
+  c.emit('info', kfn, `${H(c)} is PMD-mapped: isolate and lock the huge folio (pfns ${pfns.join(',')})`)
+  return true
+}
+
+/** The next subpage index from `from` whose PTE still maps the folio's subpage, or -1. */
+function nextMapped(c: Ctx, f: CallFrame, from: number): number {
+  const pfns = pfnsOf(f)
+  for (let i = from; i < c.thpPages.length; i++) {
+    const pte = c.pte(0, c.thpPages[i]!)
+    // pte_present() for the kernel: a PROT_NONE PTE still maps the subpage.
+    if (pte && !pte.huge && !pte.mig && pte.swp === undefined && pte.pfn === pfns[i]) return i
+  }
+  return -1
+}
+
+/**
+ * page_vma_mapped_walk() over the folio's PTEs (the PMD links a PTE table) with
+ * try_to_unmap_one() / try_to_migrate_one(), one subpage per step under the PTL taken at the
+ * first: `entry` is the non-present PTE for subpage `i`. Sets `mapped` and `batched`, then 'rs_end'.
+ */
+function pteWalk(
+  entry: (pte: Pte, f: CallFrame, i: number) => Pte,
+  entryFn: string,
+  v415Invalidate: boolean,
+): { walk_ptes: PcHandler; unmap: PcHandler; unmap_rest: PcHandler } {
+  const clear = (c: Ctx, f: CallFrame): void => {
+    const i = num(f, 'i')
+    const page = c.thpPages[i]!
+    const pte = c.pte(0, page)!
+    if (flag(f, 'ttu_sync')) {
+      // No TTU_BATCH_FLUSH: ptep_clear_flush(), the CPU flush and the v6.6 arch hook now.
+      c.setPte(0, page, null, 'ptep_clear_flush')
+      c.flushTlb(0, 'page', [page], 'flush_tlb_page (ptep_clear_flush)')
+    } else {
+      c.setPte(0, page, null, 'ptep_get_and_clear')
+      // set_tlb_ubc_flush_pending(): mm->tlb_flush_batched, bumped before the notifier call
+      // (read only under this PTL: the order is invisible; an atc-first command stays last).
+      c.setTlbBatched(0, true)
+      if (c.sc.arch === 'x86_64') {
+        c.emit('cpu-flush', 'arch_tlbbatch_add_pending', 'CPU flush deferred to arch_tlbbatch_flush', {
+          pages: [c.pageName(page)],
+        })
+        c.archHook(0, null, 'arch_tlbbatch_add_pending')
+        f.l.batched = true
+      } else
+        c.flushTlb(
+          0,
+          'page',
+          [page],
+          'arch_tlbbatch_add_pending (__flush_tlb_page_nosync)',
+          'arch_tlbbatch_add_pending',
+        )
+    }
+    if (v415Invalidate) c.invalidateRange(0, [page], 'try_to_unmap_one')
+    f.l.old = encodePte(pte)
+    afterNotifier(c, f, 'unmap_rest', rest)
+  }
+  /** The entry, page_remove_rmap and folio_put of the subpage; the next one, or unlock. */
+  const rest = (c: Ctx, f: CallFrame): void => {
+    const i = num(f, 'i')
+    const pte = decodePte(f.l.old!)!
+    delete f.l.old
+    installEntry(c, 0, c.thpPages[i]!, pte, entry(pte, f, i), entryFn)
+    f.l.mapped = true
+    const next = nextMapped(c, f, i + 1)
+    f.l.i = next
+    if (next >= 0) {
+      c.goto('unmap')
+      return
+    }
+    c.unlockPtl(0, 'page_vma_mapped_walk_done')
+    c.goto('rs_end')
+  }
+  return {
+    /** The walk reaches the PTE table: pte_offset_map_lock at the first subpage it maps. */
+    walk_ptes: {
+      guard: (c) => (c.ptlFree(0) ? null : 'page-table lock held'),
+      run: (c, f) => {
+        const i = nextMapped(c, f, 0)
+        if (i < 0) {
+          c.emit('info', 'page_vma_mapped_walk', `no PTE maps the folio of ${H(c)} any more`)
+          c.goto('rs_end')
+          return
+        }
+        c.lockPtl(0, 'page_vma_mapped_walk')
+        f.l.i = i
+        clear(c, f)
+      },
+    },
+    unmap: { run: clear },
+    unmap_rest: { run: rest },
+  }
+}
+
+/** The walk after range_start: the PTE walk if the PMD links a table, else nothing maps it. */
+function walkGuard(c: Ctx): string | null {
+  return c.pmdPopulated(0) && !c.ptlFree(0) ? 'page-table lock held' : null
+}
+function startWalk(c: Ctx, f: CallFrame, walk: PcHandler): void {
+  if (!c.pmdPopulated(0)) {
+    c.emit('info', 'page_vma_mapped_walk', `the PMD of ${H(c)} maps no PTE table (zapped): nothing to unmap`)
+    c.goto('rs_end')
+    return
+  }
+  walk.run(c, f)
+}
+
+const reclaimWalk = pteWalk(
+  (_pte, f, i) => ({ pfn: -1, present: false, write: false, dirty: false, swp: list(f, 'slots')[i]! }),
+  'set_pte_at (swap entry)',
+  true,
+)
+
+/** shrink_folio_list() of the huge folio (`reclaim P` of one of its subpages). */
+export const reclaimThp: Proc = {
+  /** Isolate and lock the folio; add_to_swap(): the folio whole in the swap cache (THP_SWAP). */
+  start: {
+    run: (c, f) => {
+      if (!isolateHuge(c, f, 'shrink_folio_list')) {
+        c.emit(
+          'info',
+          'shrink_folio_list',
+          `${c.pageName(num(f, 'page'))} is not mapped by ${H(c)}'s huge PMD: reclaimed as a small folio`,
+        )
+        c.call('reclaim', { page: num(f, 'page') }, 'small')
+        return
+      }
+      const pfns = pfnsOf(f)
+      f.l.slots = pfns.map((pfn) => c.swapAlloc(pfn))
+      c.emit(
+        'info',
+        'add_to_swap',
+        `the huge folio stays whole (THP_SWAP): pfns ${pfns.join(',')} -> swap slots ${list(f, 'slots').join(',')}`,
+      )
+      c.goto('split')
+    },
+  },
+  small: { run: (c) => c.ret() },
+  /** try_to_unmap_one(): TTU_SPLIT_HUGE_PMD -> split_huge_pmd_address(vma, address, false, folio). */
+  split: {
+    run: (c, f) => {
+      c.emit('info', 'try_to_unmap_one', `TTU_SPLIT_HUGE_PMD: split_huge_pmd_address(${H(c)}) first`)
+      c.call('thp_split', { held: true, pfn: pfnsOf(f)[0]! }, 'rs')
+    },
+  },
+  /** mmu_notifier_invalidate_range_start(MMU_NOTIFY_CLEAR, address, vma_address_end): the folio. */
+  rs: {
+    run: (c) => {
+      c.rangeStart(0, c.thpPages, 'MMU_NOTIFY_CLEAR')
+      c.goto('walk')
+    },
+  },
+  walk: {
+    guard: (c) => walkGuard(c),
+    run: (c, f) => {
+      if (pmdHuge(c)) throw new Error('model bug: try_to_unmap_one found a PMD-mapped THP after the split')
+      startWalk(c, f, reclaimWalk.walk_ptes)
+    },
+  },
+  unmap: reclaimWalk.unmap,
+  unmap_rest: reclaimWalk.unmap_rest,
+  rs_end: {
+    run: (c, f) => {
+      c.rangeEnd(0, c.thpPages, false)
+      afterNotifier(c, f, 'pageout', (cc) => cc.goto('pageout'))
+    },
+  },
+  /** try_to_unmap_flush_dirty() (x86 arch_tlbbatch_flush: IPIs, no hook), then pageout(). */
+  pageout: {
+    run: (c, f) => {
+      const pfns = pfnsOf(f)
+      const slots = list(f, 'slots')
+      if (flag(f, 'batched'))
+        c.flushTlb(0, 'range', c.thpPages, 'arch_tlbbatch_flush (try_to_unmap_flush_dirty)', null)
+      if (!flag(f, 'mapped')) {
+        c.emit('info', 'shrink_folio_list', 'the folio was unmapped meanwhile: keep it')
+        for (const s of slots) c.swapUncache(s)
+        for (const pfn of pfns) c.putFrame(pfn, 'folio_putback_lru')
+        c.ret()
+        return
+      }
+      f.l.w = pfns.map((pfn, i) => {
+        const src = c.folio(pfn)
+        c.swapWrite(slots[i]!, src.v)
+        return src.w
+      })
+      c.emit('frame', 'swap_writepage', `pfns ${pfns.join(',')} -> swap slots ${slots.join(',')}`)
+      c.goto('free')
+    },
+  },
+  /** __remove_mapping(): only if nobody mapped the folio again; delete_from_swap_cache, free. */
+  free: {
+    run: (c, f) => {
+      const pfns = pfnsOf(f)
+      const slots = list(f, 'slots')
+      const w = list(f, 'w')
+      if (pfns.some((pfn) => c.folio(pfn).map > 0 || c.folio(pfn).ref > 1)) {
+        c.emit(
+          'info',
+          '__remove_mapping',
+          `the huge folio was mapped again (swap-in from the swap cache): keep it`,
+        )
+        for (const pfn of pfns) c.putFrame(pfn, 'folio_putback_lru')
+        c.ret()
+        return
+      }
+      pfns.forEach((pfn, i) => {
+        const fr = c.folioW(pfn)
+        const pte = c.pte(0, c.thpPages[i]!)
+        if (pte?.swp === slots[i] && fr.w !== w[i]) {
+          c.violate(
+            'lost-write',
+            `pfn ${pfn} was written after pageout() wrote it to swap slot ${slots[i]}; the huge folio is freed and a swap-in of ${c.pageName(c.thpPages[i]!)} will not have that write`,
+          )
+        }
+        fr.sup = true
+      })
+      for (const s of slots) c.swapUncache(s)
+      for (const pfn of pfns) c.putFrame(pfn, 'free_unref_folios')
+      c.emit('op', 'reclaim', `${H(c)} swapped out to slots ${slots.join(',')}`)
+      c.ret()
+    },
+  },
+}
+
+const migrateWalk = pteWalk(
+  (pte) => ({ pfn: pte.pfn, present: false, write: pte.write, dirty: pte.dirty, mig: true }),
+  'set_pte_at (migration entry)',
+  false,
+)
+
+/** mk_huge_pmd / mk_pte with the VMA's vm_page_prot: a PROT_NONE VMA maps PROT_NONE. */
+function vmaAccessible(c: Ctx, i: number): boolean {
+  return c.vma(0, c.thpPages[i]!) !== 'none'
+}
+
+/** The remove/undo steps: pmd_lock for a PMD migration entry, the PTL for PTE ones. */
+function removeGuard(c: Ctx): string | null {
+  if (pmdMigration(c)) return c.pmdLockFree(0) ? null : 'pmd_lock held'
+  return c.pmdPopulated(0) && !c.ptlFree(0) ? 'page-table lock held' : null
+}
+
+/**
+ * remove_migration_ptes(src, `to`): remove_migration_pmd() under pmd_lock if the folio's PMD
+ * migration entry is still there, else remove_migration_pte() for each PTE migration entry of
+ * a subpage (a split left them) under the PTL. `install(i, entry)` maps subpage i; returns the
+ * subpages installed.
+ */
+function removeMigrationEntries(
+  c: Ctx,
+  f: CallFrame,
+  fn: string,
+  install: (i: number, entry: Pte) => Pte,
+): number[] {
+  const pfns = pfnsOf(f)
+  const done: number[] = []
+  if (pmdMigration(c) && c.pte(0, c.thpPages[0]!)!.pfn === pfns[0]) {
+    c.pmdLock(0, `${fn}: page_vma_mapped_walk`)
+    const next = c.thpPages.map((p, i) => {
+      done.push(i)
+      return { ...install(i, c.pte(0, p)!), huge: true as const }
+    })
+    c.setPmd(
+      0,
+      c.thpPages,
+      next,
+      `set_pmd_at (${fn === 'remove_migration_ptes' ? 'remove_migration_pmd' : fn})`,
+      `PMD ${H(c)} := huge page pfns ${next.map((p) => p.pfn).join(',')} ${next[0]!.write ? 'RW' : 'RO'}`,
+    )
+    c.pmdUnlock(0)
+    return done
+  }
+  if (!c.pmdPopulated(0)) {
+    c.emit('info', fn, `the migration entries of ${H(c)} are gone (zapped meanwhile)`)
+    return done
+  }
+  c.lockPtl(0, `${fn}: remove_migration_pte`)
+  c.thpPages.forEach((p, i) => {
+    const pte = c.pte(0, p)
+    if (pte?.mig && !pte.huge && pte.pfn === pfns[i]) {
+      c.setPte(0, p, install(i, pte), `set_pte_at (${fn}: remove_migration_pte)`)
+      done.push(i)
+    }
+  })
+  if (done.length === 0) c.emit('info', fn, `the migration entries of ${H(c)} are gone (zapped meanwhile)`)
+  c.unlockPtl(0)
+  return done
+}
+
+/** migrate_pages() of the huge folio (`migrate P [mode]` of one of its subpages). */
+export const migrateThp: Proc = {
+  /** migrate_folio_unmap(): isolate and lock the folio, allocate a huge destination. */
+  start: {
+    run: (c, f) => {
+      if (!isolateHuge(c, f, 'migrate_pages')) {
+        c.emit(
+          'info',
+          'migrate_pages',
+          `${c.pageName(num(f, 'page'))} is not mapped by ${H(c)}'s huge PMD: migrated as a small folio`,
+        )
+        c.call('migrate', { page: num(f, 'page'), mode: num(f, 'mode') }, 'small')
+        return
+      }
+      f.l.new = pfnsOf(f).map(() => c.allocFrame(0, 'get_new_folio (huge destination)'))
+      c.goto('rs')
+    },
+  },
+  small: { run: (c) => c.ret() },
+  /** try_to_migrate_one(): mmu_notifier_invalidate_range_start(MMU_NOTIFY_CLEAR) over the folio. */
+  rs: {
+    run: (c) => {
+      c.rangeStart(0, c.thpPages, 'MMU_NOTIFY_CLEAR')
+      c.goto('walk')
+    },
+  },
+  /**
+   * page_vma_mapped_walk(): a huge PMD mapping the folio: pmd_lock and set_pmd_migration_entry's
+   * pmdp_invalidate with its flush; a PTE table (split meanwhile): the PTE walk.
+   */
+  walk: {
+    guard: (c) => (pmdHuge(c) ? (c.pmdLockFree(0) ? null : 'pmd_lock held') : walkGuard(c)),
+    run: (c, f) => {
+      const pfns = pfnsOf(f)
+      if (pmdMapped(c) && c.pte(0, c.thpPages[0]!)!.pfn === pfns[0]) {
+        c.pmdLock(0, 'page_vma_mapped_walk')
+        const olds = c.thpPages.map((p) => c.pte(0, p)!)
+        f.l.old = encodePte(olds[0]!)
+        c.setPmd(
+          0,
+          c.thpPages,
+          olds.map((p) => ({ ...p, present: false })),
+          'pmdp_invalidate',
+          `PMD ${H(c)} := invalid (set_pmd_migration_entry: pmd_mkinvalid)`,
+        )
+        c.flushTlb(0, 'range', c.thpPages, 'flush_tlb_range (pmdp_invalidate -> flush_pmd_tlb_range)')
+        afterNotifier(c, f, 'pmd_rest', setPmdMigrationEntry)
+        return
+      }
+      if (pmdHuge(c)) {
+        c.emit('info', 'page_vma_mapped_walk', `${H(c)}'s PMD no longer maps the folio: nothing to unmap`)
+        c.goto('rs_end')
+        return
+      }
+      startWalk(c, f, migrateWalk.walk_ptes)
+    },
+  },
+  pmd_rest: { run: (c, f) => setPmdMigrationEntry(c, f) },
+  unmap: migrateWalk.unmap,
+  unmap_rest: migrateWalk.unmap_rest,
+  /** range_end (v4.15: ->invalidate_range here, before the copy). */
+  rs_end: {
+    run: (c, f) => {
+      c.rangeEnd(0, c.thpPages, false)
+      afterNotifier(c, f, 'flush', (cc) => cc.goto('flush'))
+    },
+  },
+  /** try_to_unmap_flush() before the copy: x86 arch_tlbbatch_flush() (a PTE walk only). */
+  flush: {
+    run: (c, f) => {
+      if (flag(f, 'batched')) c.flushTlb(0, 'range', c.thpPages, 'arch_tlbbatch_flush', null)
+      delete f.l.batched
+      if (!flag(f, 'mapped')) {
+        c.emit('info', 'migrate_pages', `${H(c)} was unmapped meanwhile: nothing to migrate`)
+        for (const pfn of list(f, 'new')) c.putFrame(pfn, 'migrate_folio_undo_dst')
+        for (const pfn of pfnsOf(f)) c.putFrame(pfn, 'migrate_folio_undo_src')
+        c.ret()
+        return
+      }
+      c.goto('copy')
+    },
+  },
+  /** move_to_new_folio(): folio_migrate_mapping()'s refcount check, then folio_migrate_copy(). */
+  copy: {
+    run: (c, f) => {
+      const pfns = pfnsOf(f)
+      const busy = pfns.find((pfn) => c.folio(pfn).ref !== 1)
+      if (busy !== undefined) {
+        c.emit(
+          'info',
+          'folio_migrate_mapping',
+          `pfn ${busy} has references besides the migration's (refcount ${c.folio(busy).ref}): -EAGAIN`,
+        )
+        c.goto('undo')
+        return
+      }
+      const neu = list(f, 'new')
+      f.l.w = pfns.map((pfn, i) => {
+        const src = c.folio(pfn)
+        c.folioW(neu[i]!).v = src.v
+        return src.w
+      })
+      c.emit('frame', 'folio_migrate_copy', `pfns ${pfns.join(',')} -> pfns ${neu.join(',')}`)
+      c.goto('remove')
+    },
+  },
+  /** remove_migration_ptes(src, dst): the new huge page replaces the migration entries. */
+  remove: {
+    guard: (c) => removeGuard(c),
+    run: (c, f) => {
+      const pfns = pfnsOf(f)
+      const neu = list(f, 'new')
+      const w = list(f, 'w')
+      f.l.installed = removeMigrationEntries(c, f, 'remove_migration_ptes', (i, entry) => {
+        const src = c.folioW(pfns[i]!)
+        if (src.w !== w[i]) {
+          c.violate(
+            'lost-write',
+            `pfn ${pfns[i]} was written after folio_migrate_copy copied it; ${c.pageName(c.thpPages[i]!)} now maps pfn ${neu[i]} without that write`,
+          )
+        }
+        src.sup = true
+        c.folioW(neu[i]!).map++
+        return { pfn: neu[i]!, present: vmaAccessible(c, i), write: entry.write, dirty: entry.dirty }
+      })
+      c.goto('end')
+    },
+  },
+  /**
+   * migrate_folio_undo_src(): remove_migration_ptes(src, src) maps the source back (with the
+   * mapping's reference); migrate_folio_undo_dst() frees the destination. A sync mode retries in
+   * its own mode (try_to_migrate(src, 0)); async gives up.
+   */
+  undo: {
+    guard: (c) => removeGuard(c),
+    run: (c, f) => {
+      const pfns = pfnsOf(f)
+      removeMigrationEntries(c, f, 'remove_migration_ptes (undo)', (i, entry) => {
+        c.getFrame(pfns[i]!)
+        c.folioW(pfns[i]!).map++
+        return { pfn: pfns[i]!, present: vmaAccessible(c, i), write: entry.write, dirty: entry.dirty }
+      })
+      for (const pfn of list(f, 'new')) c.putFrame(pfn, 'migrate_folio_undo_dst')
+      const mode = MIGRATE_MODES[num(f, 'mode')]!
+      if (mode !== 'async' && !flag(f, 'ttu_sync')) {
+        c.emit(
+          'info',
+          'migrate_pages_sync',
+          `retry ${H(c)} in MIGRATE_${mode.toUpperCase()}: try_to_migrate(src, 0)`,
+        )
+        for (const pfn of pfns) c.putFrame(pfn, 'migrate_folio_undo_src')
+        delete f.l.mapped
+        f.l.ttu_sync = true
+        c.goto('start')
+        return
+      }
+      for (const pfn of pfns) c.putFrame(pfn, 'migrate_folio_undo_src (putback)')
+      c.emit('op', 'migrate', `${H(c)}: -EAGAIN, not migrated`)
+      c.ret()
+    },
+  },
+  /** The source folio's last reference goes: freed; an unused destination too. */
+  end: {
+    run: (c, f) => {
+      const installed = list(f, 'installed')
+      for (const pfn of pfnsOf(f)) c.putFrame(pfn, 'migrate_folio_done (free the source)')
+      list(f, 'new').forEach((pfn, i) => {
+        if (!installed.includes(i)) c.putFrame(pfn, 'folio_put (unused destination)')
+      })
+      c.emit(
+        'op',
+        'migrate',
+        installed.length > 0
+          ? `${H(c)}: pfns ${pfnsOf(f).join(',')} -> pfns ${list(f, 'new').join(',')}`
+          : `${H(c)}: its migration entries were zapped meanwhile; the source is freed, nothing maps the copy`,
+      )
+      c.ret()
+    },
+  },
+}
+
+/**
+ * set_pmd_migration_entry() after pmdp_invalidate()'s flush, still under pmd_lock: the dirty bit
+ * to the folio, set_pmd_at(the PMD migration entry, writable if the PMD was),
+ * page_remove_rmap(page, vma, true), folio_put() of the PMD's reference; unlock.
+ */
+function setPmdMigrationEntry(c: Ctx, f: CallFrame): void {
+  const old = decodePte(f.l.old!)!
+  delete f.l.old
+  const pfns = pfnsOf(f)
+  if (old.dirty) c.emit('frame', 'folio_mark_dirty', `the huge folio (pfns ${pfns.join(',')})`)
+  c.setPmd(
+    0,
+    c.thpPages,
+    pfns.map((pfn) => ({
+      pfn,
+      present: false,
+      write: old.write,
+      dirty: old.dirty,
+      mig: true as const,
+      huge: true as const,
+    })),
+    'set_pmd_at (PMD migration entry)',
+    `PMD ${H(c)} := migration entry (pfns ${pfns.join(',')}, ${old.write ? 'writable' : 'read-only'})`,
+  )
+  for (const pfn of pfns) c.folioW(pfn).map--
+  c.emit('frame', 'page_remove_rmap (compound)', `pfns ${pfns.join(',')} mapcount ${c.folio(pfns[0]!).map}`)
+  for (const pfn of pfns) c.putFrame(pfn, 'folio_put (the PMD reference)')
+  c.pmdUnlock(0)
+  f.l.mapped = true
+  c.goto('rs_end')
+}
