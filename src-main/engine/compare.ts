@@ -36,6 +36,7 @@ import { runExecution, terminalViolations, type Execution } from './explore'
 import type { Policy } from './policy'
 import { zeroMetrics, type Violation } from './results'
 import { INVARIANTS, type InvariantName, type Scenario } from './types'
+import { count } from './plural'
 
 /** A schedule entry a lenient replay did not run (thread index). */
 export interface LenientSkip {
@@ -477,9 +478,4 @@ function cut(why: string, states: number, depth: number, extra: string): Disting
     depth,
     note: `${why} after ${count(states, 'state pair')}: ${depth === 0 ? 'the empty schedule does not distinguish them' : `no schedule of ${count(depth, 'entry', 'entries')} or fewer distinguishes them`}; longer ones were not all tried${extra}`,
   }
-}
-
-/** `1 entry`, `2 entries`, `1,234 state pairs`. */
-function count(n: number, one: string, many = `${one}s`): string {
-  return `${n.toLocaleString('en-US')} ${n === 1 ? one : many}`
 }

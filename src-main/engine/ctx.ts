@@ -5,6 +5,7 @@
  */
 import { COSTS, type CostKey, invalidationCost, type InvalidationKinds } from './costs'
 import { Res, type Footprint } from './footprint'
+import { count } from './plural'
 import { hasSite, siteBit, type ArchSite, type Policy, type Site } from './policy'
 import type { EventDetail, EventKind, Metrics, TraceEvent, Violation } from './results'
 import {
@@ -185,7 +186,17 @@ export class Ctx {
   get name(): string {
     return this.sc.threads[this.t]!.name
   }
+  /**
+   * The mm the running kernel code works on: vma->vm_mm of the VMA an rmap or i_mmap walk is
+   * at (the `mm` local of the innermost frame that has one: rmap.ts walkVmas), else the
+   * thread's own (current->mm).
+   */
   get mmIndex(): number {
+    const st = this.thread.stack
+    for (let i = st.length - 1; i >= 0; i--) {
+      const m = st[i]!.l.mm
+      if (typeof m === 'number') return m
+    }
     return this.sc.threads[this.t]!.mm
   }
   get frame(): CallFrame {
@@ -503,17 +514,22 @@ export class Ctx {
     if (v) this.mmW(mm).tfb = true
     else delete this.mmW(mm).tfb
   }
-  /** i_mmap_lock_read()/unlock on the mapping's i_mmap tree (a shared count). */
-  imapRead(mm: number, delta: number): void {
-    this.inc(Res.imap(mm))
-    this.mmW(mm).imapReaders += delta
+  /**
+   * i_mmap_lock_read()/unlock on the mapping's i_mmap tree (a shared count). The rwsem is the
+   * file's (struct address_space), one for the VMAs of every mm: its count lives in the
+   * process's MmState whichever mm the caller works on.
+   */
+  imapRead(_mm: number, delta: number): void {
+    this.inc(Res.imap(0))
+    this.mmW(0).imapReaders += delta
     if (delta > 0) this.thread.locks.push('i_mmap_rwsem(r)')
     else this.dropLock('i_mmap_rwsem(r)')
     this.emit('lock', delta > 0 ? 'i_mmap_lock_read' : 'i_mmap_unlock_read', "the mapping's i_mmap tree")
   }
-  imapWritable(mm: number): boolean {
-    this.rd(Res.imap(mm))
-    return this.s.mms[mm]!.imapReaders === 0
+  /** No reader holds the file's i_mmap rwsem (i_mmap_lock_write can take it); see imapRead. */
+  imapWritable(_mm: number): boolean {
+    this.rd(Res.imap(0))
+    return this.s.mms[0]!.imapReaders === 0
   }
   /** Whether the VMA at `page` is still linked in the file's i_mmap tree. */
   imapLinked(mm: number, page: number): boolean {
@@ -1259,7 +1275,7 @@ export class Ctx {
     return pages === null ? 'all' : this.pagesText(pages)
   }
   private dropped(before: number, after: readonly TlbEntry[]): string {
-    return `${before - after.length} entries dropped`
+    return `${count(before - after.length, 'entry', 'entries')} dropped`
   }
 
   // ---- mmu_notifier entry points -------------------------------------------------------
@@ -1311,7 +1327,7 @@ export class Ctx {
         this.emit(
           'sec-inval',
           'kvm_mmu_notifier_invalidate_range_start',
-          `${d.name}: invalidate_in_progress++, zap ${zapped} shadow entr${zapped === 1 ? 'y' : 'ies'}`,
+          `${d.name}: invalidate_in_progress++, zap ${count(zapped, 'shadow entry', 'shadow entries')}`,
           this.pagesDetail(pages),
         )
       } else if (d.flushAt !== 'end' && this.at('invalidate_range_start')) {
@@ -1382,7 +1398,7 @@ export class Ctx {
     this.emit(
       'sec-inval',
       'dmirror_interval_invalidate',
-      `${d.name}: mutex_lock, mmu_interval_set_seq (seq ${sec.seq}), zap ${zapped} mirror entr${zapped === 1 ? 'y' : 'ies'}, mutex_unlock`,
+      `${d.name}: mutex_lock, mmu_interval_set_seq (seq ${sec.seq}), zap ${count(zapped, 'mirror entry', 'mirror entries')}, mutex_unlock`,
       this.pagesDetail(pages),
     )
   }
@@ -1409,7 +1425,7 @@ export class Ctx {
     this.emit(
       'sec-inval',
       'mn_itree_inv_end',
-      `${d.name}: ${active === 0 ? 'last active range: invalidate_seq even, wake_up_all' : `${active} range${active === 1 ? '' : 's'} still active`}`,
+      `${d.name}: ${active === 0 ? 'last active range: invalidate_seq even, wake_up_all' : `${count(active, 'range')} still active`}`,
       this.pagesDetail(pages),
     )
   }

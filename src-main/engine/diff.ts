@@ -2,6 +2,7 @@
 import { pteText } from './ctx'
 import { isKernelPage, pageMm, type FileState, type LabState, type TlbEntry } from './state'
 import type { Scenario } from './types'
+import { count } from './plural'
 
 function entryText(e: TlbEntry): string {
   return `pfn ${e.pfn} ${e.write ? 'RW' : 'RO'}${e.huge ? ' (2 MiB)' : ''}${e.revoked ? ' (revoked)' : ''}`
@@ -87,7 +88,7 @@ export function diffStates(sc: Scenario, a: LabState, b: LabState): string[] {
   return out
 }
 
-/** Where the one PTE page is (walk-cache scenarios without thp:; munmap's free_pgtables). */
+/** Where the one PTE page is (walk-cache scenarios without thp:; munmap's or exit_mmap's free_pgtables). */
 function pageText(m: LabState['mms'][number]): string {
   if (m.pt) return 'linked in the PMD'
   return m.tbl ? 'unlinked by free_pgtables, not yet freed' : 'none (freed)'
@@ -137,7 +138,7 @@ export function stateView(sc: Scenario, s: LabState): Array<[string, string]> {
     })
     const locks = [m.ptl >= 0 ? `ptl held by ${tname(m.ptl)}` : 'ptl free']
     if (m.pmdl >= 0) locks.push(`pmd_lock held by ${tname(m.pmdl)}`)
-    if (m.gupf > 0) locks.push(`${m.gupf} GUP-fast walker(s) with IRQs off`)
+    if (m.gupf > 0) locks.push(`${count(m.gupf, 'GUP-fast walker')} with IRQs off`)
     if (sc.thp && i === 0) rows.push(['PTE table', tableText(m)])
     if (m.writer >= 0) locks.push(`mmap_lock write-held by ${tname(m.writer)}`)
     else if (m.readers > 0) locks.push(`mmap_lock read-held by ${m.readers}`)

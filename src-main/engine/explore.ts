@@ -31,6 +31,7 @@ import {
 import { explainFound } from './explain'
 import { allDone, blockedReason, enabledThreads, guardReads, step, type StepResult } from './step'
 import type { InvariantName, Scenario } from './types'
+import { count, plural } from './plural'
 
 export interface Budget {
   /** Distinct states (exhaustive) before giving up with `unknown`. */
@@ -457,7 +458,7 @@ export function exploreExhaustive(
       const succSleep = por ? [...z, ...done].filter((u) => independent(u.fp, fp)) : []
       done.push({ t, fp })
       if (ids.size >= budget.maxStates) {
-        cutReason = `state budget reached (${budget.maxStates} states)`
+        cutReason = `state budget reached (${budget.maxStates} ${plural(budget.maxStates, 'state')})`
         return
       }
       let last = r
@@ -590,7 +591,7 @@ export function exploreExhaustive(
     return {
       ...full,
       states: full.states,
-      reduction: `${comps ? 'components' : pers ? 'persistent sets' : 'merging'} set aside: the reduced graph (${ids.size.toLocaleString('en-US')} states) has ${what}, and the progress check needs the full graph`,
+      reduction: `${comps ? 'components' : pers ? 'persistent sets' : 'merging'} set aside: the reduced graph (${count(ids.size, 'state')}) has ${what}, and the progress check needs the full graph`,
     }
   }
   // (A reduced graph without a cycle has no livelock to look for, see above.)
@@ -612,10 +613,10 @@ export function exploreExhaustive(
     reduction:
       [
         pers
-          ? `persistent sets: ${reduced.toLocaleString('en-US')} of ${ids.size.toLocaleString('en-US')} states expanded in part`
+          ? `persistent sets: ${reduced.toLocaleString('en-US')} of ${count(ids.size, 'state')} expanded in part`
           : '',
-        merge ? `${merged.toLocaleString('en-US')} invisible steps merged` : '',
-        comps ? `components: ${split.toLocaleString('en-US')} states ran one group alone` : '',
+        merge ? `${count(merged, 'invisible step')} merged` : '',
+        comps ? `components: ${count(split, 'state')} ran one group alone` : '',
       ]
         .filter((x) => x !== '')
         .join('; ') || null,

@@ -5,6 +5,7 @@ export * from './synthesisResult'
 export * from './policy'
 export { validateScenario, TOP_KEYS, CPU_OPS, DEVICE_OPS, definePolicies, POLICY_NAME } from './scenario'
 export { parseExpr, evalExpr, exprToString } from './expr'
+export { count, plural } from './plural'
 export { initialState, hashState, type LabState } from './state'
 export { step, enabledThreads, blockedReason, allDone, PROCS } from './step'
 export {

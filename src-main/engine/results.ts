@@ -1,6 +1,7 @@
 /** Result types: plain JSON data, the same for the CLI, the workers and the GUI. */
 import type { Site } from './policy'
 import type { InvariantName, Verdict } from './types'
+import { count, plural } from './plural'
 
 export interface Metrics {
   /** mmu_notifier_* calls that reached the mm's subscriber list (start, end, invalidate_range, arch hook). */
@@ -161,7 +162,7 @@ export interface ExploreStats {
  */
 export function howFar(st: ExploreStats): string {
   const n = (x: number): string => x.toLocaleString('en-US')
-  const parts = [`${n(st.states)} states`]
+  const parts = [count(st.states, 'state')]
   if (st.maxDepth !== undefined) parts.push(`depth ${st.maxDepth}`)
   if (st.frontierLeft !== undefined && st.frontierLeft > 0)
     parts.push(`${n(st.frontierLeft)} found but not yet expanded`)
@@ -264,7 +265,8 @@ export function expectStatus(r: PolicyResult): ExpectStatus | null {
 /** Why a `not-proven` result is not a proof, in a few words: `random: 500 schedules, no violation`. */
 export function notProvenReason(r: PolicyResult): string {
   const cut = r.stats.cutReason ?? 'exploration incomplete'
-  if (cut.startsWith('random:')) return `random: ${r.stats.executions} schedules, no violation`
+  if (cut.startsWith('random:'))
+    return `random: ${r.stats.executions} ${plural(r.stats.executions, 'schedule')}, no violation`
   if (cut.startsWith('scripted:')) return 'scripted: one schedule, no violation'
   return `${cut}, no violation found in ${howFar(r.stats)}`
 }

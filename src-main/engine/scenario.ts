@@ -24,9 +24,11 @@ import { parseThreads } from './scenario/threads'
 export { SCENARIO_LIMITS } from './scenario/common'
 export { KERNEL_PAGE_KEYS, PAGE_KEYS, PAGE_KINDS } from './scenario/pages'
 export { HW_KEYS, SW_KEYS } from './scenario/secondaries'
-export { CPU_OPS, DEVICE_OPS } from './scenario/threads'
-export { KERNEL_KEYS } from './scenario/kernel'
+export { CPU_OPS, CPU_THREAD_KEYS, DEVICE_OPS, DEVICE_THREAD_KEYS } from './scenario/threads'
+export { KERNEL_KEYS, MMU_GATHER_KEYS } from './scenario/kernel'
 export { THP_KEYS } from './scenario/thp'
+export { EXPLORE_KEYS } from './scenario/explore'
+export { EXACT_EXPECT_KEYS } from './scenario/expect'
 export { definePolicies, POLICY_NAME } from './scenario/policies'
 
 export const TOP_KEYS = [

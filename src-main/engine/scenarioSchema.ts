@@ -147,6 +147,11 @@ export function scenarioJsonSchema(): object {
               description:
                 "kind: file only: this address maps the same file offset as file page P (P's page-cache folio): a second VMA of the file, or an mremap target",
             },
+            fault: {
+              enum: ['sigbus', 'insert_pfn'],
+              description:
+                "kind: pfnmap only: what a fault on the revoked (none) PTE does: sigbus (default: a remap_pfn_range VMA with no ->fault) or insert_pfn (the driver's ->fault maps the pfn again, as vfio-pci's vfio_pci_mmap_fault)",
+            },
           },
         },
       },
@@ -156,7 +161,10 @@ export function scenarioJsonSchema(): object {
           type: 'object',
           required: ['name', 'type'],
           properties: {
-            name: { type: 'string' },
+            name: {
+              type: 'string',
+              description: "The secondary's name: device threads name it in via, traces by it",
+            },
             type: {
               enum: ['hw-walker', 'sw-mirror'],
               description:
@@ -233,6 +241,10 @@ export function scenarioJsonSchema(): object {
             },
           },
           propertyNames: { enum: [...new Set([...HW_KEYS, ...SW_KEYS])] },
+          // Each type has its own keys (the loader's HW_KEYS and SW_KEYS).
+          if: { properties: { type: { const: 'sw-mirror' } }, required: ['type'] },
+          then: { propertyNames: { enum: [...SW_KEYS] } },
+          else: { propertyNames: { enum: [...HW_KEYS] } },
         },
       },
       cpus: {
@@ -243,7 +255,14 @@ export function scenarioJsonSchema(): object {
             OPS_SCHEMA,
             {
               type: 'object',
-              properties: { mm: { enum: ['process', 'child'] }, ops: OPS_SCHEMA },
+              properties: {
+                mm: {
+                  enum: ['process', 'child'],
+                  description:
+                    'The address space the thread runs in: process (default) or child (the fork child: it starts when fork returns, or at once with cow: true pages)',
+                },
+                ops: { ...OPS_SCHEMA, description: "The thread's ops, in order" },
+              },
               additionalProperties: false,
             },
           ],
@@ -256,7 +275,13 @@ export function scenarioJsonSchema(): object {
           type: 'object',
           required: ['via', 'ops'],
           additionalProperties: false,
-          properties: { via: { type: 'string' }, ops: OPS_SCHEMA },
+          properties: {
+            via: {
+              type: 'string',
+              description: 'The secondary (hw-walker or sw-mirror) the device accesses memory through',
+            },
+            ops: { ...OPS_SCHEMA, description: "The device's ops, in order" },
+          },
         },
       },
       forbid: {
@@ -362,7 +387,14 @@ export function scenarioJsonSchema(): object {
       mmu_gather: {
         type: 'object',
         additionalProperties: false,
-        properties: { batch: { type: 'integer', minimum: 1 } },
+        properties: {
+          batch: {
+            type: 'integer',
+            minimum: 1,
+            description:
+              'Pages an mmu_gather batch holds before __tlb_remove_page forces a flush under the PTL (default: batches never fill)',
+          },
+        },
       },
       costs: {
         type: 'object',
@@ -376,11 +408,19 @@ export function scenarioJsonSchema(): object {
         type: 'object',
         additionalProperties: false,
         properties: {
-          mode: { enum: ['exhaustive', 'random', 'scripted'] },
-          seed: { type: 'integer', minimum: 0 },
-          executions: { type: 'integer', minimum: 1 },
-          schedule: { type: 'array', items: { type: 'string' } },
-          max_states: { type: 'integer', minimum: 1 },
+          mode: {
+            enum: ['exhaustive', 'random', 'scripted'],
+            description:
+              'exhaustive (default): every interleaving; random: sampled schedules; scripted: the one schedule given',
+          },
+          seed: { type: 'integer', minimum: 0, description: 'random: the PRNG seed' },
+          executions: { type: 'integer', minimum: 1, description: 'random: how many schedules to sample' },
+          schedule: {
+            type: 'array',
+            items: { type: 'string' },
+            description: 'scripted: thread names, one per step',
+          },
+          max_states: { type: 'integer', minimum: 1, description: 'exhaustive: the state budget' },
         },
       },
     },

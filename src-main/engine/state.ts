@@ -245,6 +245,9 @@ export function initialState(sc: Scenario): LabState {
     }
     parent.vmas.push(p.prot)
     if (hasChild) child.vmas[i] = p.prot
+    // cow pages imply a fork before the run: dup_mmap linked the child's VMA of a file (a
+    // regular file's, or a driver's pfnmap) into the file's i_mmap tree (kernel/protect.ts fork).
+    if (hasChild && (p.kind === 'file' || p.kind === 'pfnmap')) child.imap[i] = true
     if (p.kind === 'file' && p.fileOf !== undefined) {
       // Another address of file page fileOf's offset: it maps that page's folio (set up below,
       // once every folio exists).
@@ -292,6 +295,8 @@ export function initialState(sc: Scenario): LabState {
     const huge = sc.thp?.mapped === 'pmd' && sc.thp.pages.includes(i)
     parent.ptes.push(huge ? { pfn, present: true, write, dirty, huge } : { pfn, present: true, write, dirty })
     if (p.cow) child.ptes[i] = { pfn, present: true, write: false, dirty }
+    // fork copied a VM_PFNMAP PTE as it was, made clean (copy_present_pte, VM_SHARED).
+    if (hasChild && p.kind === 'pfnmap') child.ptes[i] = { pfn, present: true, write, dirty: false }
   })
   sc.pages.forEach((p, i) => {
     if (p.fileOf === undefined || p.mapped === 'none') return
@@ -568,6 +573,9 @@ export const NON_PFN_LOCALS: ReadonlySet<string> = new Set([
   'ok',
   'installed',
   'batched',
+  'bmm',
+  'mm',
+  'migs',
   'slot',
   'owner',
   'to',

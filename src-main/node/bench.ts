@@ -9,7 +9,7 @@
  */
 import { spawnSync } from 'node:child_process'
 import path from 'node:path'
-import { defaultRunOptions, makePolicy, PRESETS, runPolicy } from '../engine'
+import { defaultRunOptions, makePolicy, plural, PRESETS, runPolicy } from '../engine'
 import { runGuiBench } from './benchGui'
 import { REDUCTIONS, scalingRows } from './benchScaling'
 import { table } from './format'
@@ -113,7 +113,9 @@ export async function runBench(pool: WorkerPool, options: BenchOptions = {}): Pr
           },
         })
         const ms = Number(process.hrtime.bigint() - t0) / 1e6
-        task.done(`${r.verdict}, ${r.stats.states} states, ${(ms / 1000).toFixed(1)} s`)
+        task.done(
+          `${r.verdict}, ${r.stats.states} ${plural(r.stats.states, 'state')}, ${(ms / 1000).toFixed(1)} s`,
+        )
         rows.push([
           path.basename(f),
           p,

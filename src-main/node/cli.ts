@@ -27,6 +27,7 @@ import {
   notProvenReason,
   PRESETS,
   parsePolicyList,
+  plural,
   runExecution,
   runResultOf,
   ScheduleError,
@@ -246,8 +247,8 @@ function runInPool(
         })
         .result.then((r) => {
           const n = random
-            ? `${r.stats.executions} schedules`
-            : `${r.stats.states.toLocaleString('en-US')} states`
+            ? `${r.stats.executions} ${plural(r.stats.executions, 'schedule')}`
+            : count(r.stats.states, 'state')
           task.done(`${r.verdict}, ${n}, ${((Date.now() - started) / 1000).toFixed(1)} s`)
           return r
         })
@@ -354,7 +355,7 @@ function checkLine(shown: string, r: PolicyResult): { status: ExpectStatus; line
   const tag = status === 'ok' ? 'ok  ' : status === 'not-proven' ? 'not proven' : 'FAIL'
   return {
     status,
-    line: `${tag} ${shown} ${r.policy}: expect ${r.expected ?? '-'}, ${r.verdict}${metrics} [${r.stats.states} states]${why}`,
+    line: `${tag} ${shown} ${r.policy}: expect ${r.expected ?? '-'}, ${r.verdict}${metrics} [${r.stats.states} ${plural(r.stats.states, 'state')}]${why}`,
   }
 }
 
@@ -413,11 +414,11 @@ async function cmdCheck(f: Flags, pool: WorkerPool): Promise<number> {
       emit(line)
     }
   }
-  overall.done(`${total} runs in ${((Date.now() - started) / 1000).toFixed(1)} s`)
+  overall.done(`${total} ${plural(total, 'run')} in ${((Date.now() - started) / 1000).toFixed(1)} s`)
   board.stop()
   for (const l of lines) process.stdout.write(l + '\n')
   process.stdout.write(
-    `${loaded.length} scenario files in ${((Date.now() - started) / 1000).toFixed(1)} s on ${pool.size} workers\n`,
+    `${loaded.length} scenario ${plural(loaded.length, 'file')} in ${((Date.now() - started) / 1000).toFixed(1)} s on ${pool.size} ${plural(pool.size, 'worker')}\n`,
   )
   if (notProven > 0)
     process.stdout.write(
@@ -631,7 +632,7 @@ export function scheduleNotes(asked: readonly string[], ran: readonly string[], 
             : `the run ended (${outcome})`
     const shown = unused.length > 12 ? `${unused.slice(0, 12).join(' ')} ...` : unused.join(' ')
     notes.push(
-      `note: steps ${ran.length}-${asked.length - 1} of the schedule were not used (${shown}): ${why} after ${ran.length} steps`,
+      `note: steps ${ran.length}-${asked.length - 1} of the schedule were not used (${shown}): ${why} after ${ran.length} ${plural(ran.length, 'step')}`,
     )
   }
   return notes

@@ -7,6 +7,9 @@ import type { CompareResult, DistinguishResult, PolicyReplay } from '../api/labA
 import { diffTraces } from '../api/traceDiff'
 import type { Execution, Scenario, StepRecord } from '../engine'
 import { culpritLines, formatExecution, hintLines, wrap } from './format'
+import { count } from '../engine/plural'
+
+export { count }
 
 /** `violated forbid` / `violated forbid, progress` / `holds on this schedule` / `cut`. */
 export function outcomeLine(r: PolicyReplay): string {
@@ -34,11 +37,6 @@ function skippedLines(r: PolicyReplay): string[] {
     i = j
   }
   return out
-}
-
-/** `1 entry`, `2 entries`, `1,234 state pairs`. */
-export function count(n: number, one: string, many = `${one}s`): string {
-  return `${n.toLocaleString('en-US')} ${n === 1 ? one : many}`
 }
 
 /** Columns the why lines are wrapped at (as format.ts wraps a counterexample's). */

@@ -12,7 +12,7 @@
 import fc from 'fast-check'
 import { readdirSync, readFileSync } from 'node:fs'
 import path from 'node:path'
-import { makePolicy, mulberry32, PRESETS, type Prng, type Scenario } from '../engine'
+import { count, makePolicy, mulberry32, PRESETS, type Prng, type Scenario } from '../engine'
 import { defaultRunOptions, runPolicy, scheduleIndices, type RunOptions } from '../engine/run'
 import {
   formatIssue,
@@ -52,7 +52,7 @@ const NOTEBOOK_POSITION = /^fuzz\.mnlab\.yaml(#[\w-]+)?:\d+:\d+: \S/
 function refusal(lines: readonly string[], position: RegExp, ms: number): CaseOutcome {
   const out = lines.join('\n')
   if (out.length > FUZZ_LIMITS.errorBytes)
-    return { kind: 'oversize', ms, detail: `${out.length} bytes of errors (${lines.length} lines)` }
+    return { kind: 'oversize', ms, detail: `${out.length} bytes of errors (${count(lines.length, 'line')})` }
   const broken = lines.find((l) => /[\n\r\u2028\u2029]/.test(l))
   if (broken) return { kind: 'broken-line', ms, detail: JSON.stringify(broken) }
   const unlocated = lines.find((l) => !position.test(l))

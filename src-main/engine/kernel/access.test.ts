@@ -155,7 +155,7 @@ describe('hw-walker with BTM (arm64): broadcast TLBIs reach the SMMU TLB under e
       'lock pte_offset_map_lock: take the page-table lock',
       'pte ptep_set_access_flags: PTE P := pfn 1 RW dirty',
       'cpu-flush flush_tlb_page (ptep_set_access_flags): flush CPU TLBs: P',
-      'sec-inval BTM: snooped broadcast TLBI: smmu: invalidate P (1 entries dropped)',
+      'sec-inval BTM: snooped broadcast TLBI: smmu: invalidate P (1 entry dropped)',
       'lock pte_unmap_unlock: release the page-table lock',
       'lock mmap_read_unlock: release mmap_lock',
     ])
@@ -164,7 +164,7 @@ describe('hw-walker with BTM (arm64): broadcast TLBIs reach the SMMU TLB under e
       'notifier mmu_notifier_invalidate_range_start: MMU_NOTIFY_UNMAP Q',
       'sec-inval invalidate_range_start: smmu: BTM: the IOTLB is left to snooped TLBIs; no ATC: no command',
       'cpu-flush tlb_flush (tlb_end_vma): flush CPU TLBs: Q',
-      'sec-inval BTM: snooped broadcast TLBI: smmu: invalidate Q (1 entries dropped)',
+      'sec-inval BTM: snooped broadcast TLBI: smmu: invalidate Q (1 entry dropped)',
       'notifier mmu_notifier_invalidate_range_end: Q',
     ])
   })
@@ -192,7 +192,7 @@ describe('hw-walker with BTM (arm64): broadcast TLBIs reach the SMMU TLB under e
       'notifier mmu_notifier_invalidate_range_start: MMU_NOTIFY_CLEAR P',
       'pte ptep_clear_flush: PTE P := none',
       'cpu-flush flush_tlb_page (ptep_clear_flush): flush CPU TLBs: P',
-      'sec-inval BTM: snooped broadcast TLBI: smmu: invalidate P (1 entries dropped)',
+      'sec-inval BTM: snooped broadcast TLBI: smmu: invalidate P (1 entry dropped)',
       'pte set_pte_at_notify: PTE P := pfn 2 RW dirty',
       'notifier mmu_notifier_invalidate_range_end: P',
       'sec-inval invalidate_range_end: smmu: BTM: the IOTLB is left to snooped TLBIs; no ATC: no command',
@@ -231,7 +231,7 @@ describe('start/end-only hw-walker driver (policy S, reference §2, §3.1)', () 
     const ex = traced(sc, pol('start-end'))
     expect(lines(ex, { kinds: ['lock', 'pte', 'notifier', 'sec-inval'] }).slice(3)).toEqual([
       'notifier mmu_notifier_invalidate_range_start: MMU_NOTIFY_CLEAR P',
-      'sec-inval invalidate_range_start: iommu: invalidate P (1 entries dropped)',
+      'sec-inval invalidate_range_start: iommu: invalidate P (1 entry dropped)',
       'lock pte_offset_map_lock: take the page-table lock',
       'pte ptep_clear_flush: PTE P := none',
       'pte set_pte_at_notify: PTE P := pfn 2 RW dirty',
@@ -306,8 +306,8 @@ describe('a two-level secondary: IOTLB plus device ATC (PCIe ATS), reference 4.1
       'notifier mmu_notifier_invalidate_range_start: MMU_NOTIFY_UNMAP P',
       'cpu-flush tlb_flush (tlb_end_vma): flush CPU TLBs: P',
       'notifier mmu_notifier_arch_invalidate_secondary_tlbs: range (0, -1): whole address space',
-      'sec-inval arch_invalidate_secondary_tlbs: smmu: invalidate IOTLB all (1 entries dropped)',
-      'sec-inval arch_invalidate_secondary_tlbs: smmu: invalidate ATC all (1 entries dropped)',
+      'sec-inval arch_invalidate_secondary_tlbs: smmu: invalidate IOTLB all (1 entry dropped)',
+      'sec-inval arch_invalidate_secondary_tlbs: smmu: invalidate ATC all (1 entry dropped)',
       'notifier mmu_notifier_invalidate_range_end: P',
       'cpu-flush tlb_flush (tlb_finish_mmu): flush CPU TLBs: P',
       'notifier mmu_notifier_arch_invalidate_secondary_tlbs: range (0, -1): whole address space',
@@ -336,7 +336,7 @@ describe('a two-level secondary: IOTLB plus device ATC (PCIe ATS), reference 4.1
     expect(cx.violation.message).toMatch(/through the smmu ATC entry/)
     const events = cx.trace.flatMap((r) => r.events.map((e) => `${e.fn}: ${e.text}`))
     // The snoop emptied the IOTLB at the CPU flush; the ATC entry the device refilled survived it.
-    expect(events).toContain('BTM: snooped broadcast TLBI: smmu: invalidate IOTLB P (1 entries dropped)')
+    expect(events).toContain('BTM: snooped broadcast TLBI: smmu: invalidate IOTLB P (1 entry dropped)')
     for (const p of ['invalidate-range', 'arch-hook'] as const) expect(runUnder(sc, p).verdict).toBe('holds')
     // Without ATS the snoop is enough, even for the start-only driver.
     const noAts = load(text(false))
@@ -348,7 +348,7 @@ describe('a two-level secondary: IOTLB plus device ATC (PCIe ATS), reference 4.1
     const atc = first(ex, 'sec-inval arch_invalidate_secondary_tlbs: smmu: invalidate ATC')
     const iotlb = first(ex, 'sec-inval arch_invalidate_secondary_tlbs: smmu: invalidate IOTLB')
     expect(iotlb.text).toBe(
-      'smmu: invalidate IOTLB all (1 entries dropped), after the ATC (atc_order: atc-first)',
+      'smmu: invalidate IOTLB all (1 entry dropped), after the ATC (atc_order: atc-first)',
     )
     expect(iotlb.step).toBe(atc.step + 1)
     // The second command runs with the locks the notifier was called under.

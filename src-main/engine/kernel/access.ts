@@ -6,6 +6,7 @@
 import type { Ctx } from '../ctx'
 import { KERNEL_MM, type CallFrame, type Pte, type TlbEntry } from '../state'
 import type { HwWalkerDecl } from '../types'
+import { count } from '../plural'
 import { afterNotifier, flag, num, type PcHandler, type Proc } from './proc'
 
 /** `tlb`: the cache used, named as its state row (`C0 TLB`, `iommu ATC`, `kvm shadow`). */
@@ -84,13 +85,22 @@ function hardwareWalk(
  * whatever the leaf says); a walk with the pointer cached reads that table without reading the
  * PMD, wherever the table now is:
  * - THP (`thp:`): linked, detached by pmdp_collapse_flush, or deposited under the huge PMD;
- * - otherwise the one PTE page of the user pages: linked, unlinked by munmap's free_pgtables()
- *   (v6.6 mm/mmap.c; its PTEs are all none, the access faults), or freed by tlb_finish_mmu().
+ * - otherwise the one PTE page of the user pages: linked, unlinked by the free_pgtables() of
+ *   munmap's unmap_region or of exit_mmap (v6.6 mm/mmap.c; its PTEs are all none, the access
+ *   faults), or freed by tlb_finish_mmu().
  * A walk through a freed table reads freed memory: a use-after-free of the page-table page, and
  * the access is abandoned. Only the user mm is walked through the cache (a supervisor PASID's
  * kernel walks are not cached here), and no op creates a VMA after munmap, so a PMD linked
  * again never points at another PTE page.
  */
+/**
+ * Whose free_pgtables() freed the user PTE page: exit_mmap's once the mm is released (it calls
+ * mmu_notifier_release() before it unmaps anything), else munmap's.
+ */
+function freedBy(c: Ctx, mm: number): string {
+  return c.mmReleased(mm) ? 'exit_mmap' : 'munmap'
+}
+
 function iommuWalk(c: Ctx, mm: number, page: number, via: number): Pte | null | 'aborted' {
   const d = c.sc.secondaries[via]!
   if (d.type !== 'hw-walker' || !d.walkCache || mm !== 0) return c.pte(mm, page)
@@ -105,7 +115,7 @@ function iommuWalk(c: Ctx, mm: number, page: number, via: number): Pte | null | 
         'use-after-free',
         thp
           ? `${c.name}: ${d.name} walks ${c.pageName(page)} through its walk-cache entry for the PTE table, but that page-table page was freed (pte_free): the walk reads freed memory`
-          : `${c.name}: ${d.name} walks ${c.pageName(page)} through its walk-cache entry for the PTE page, but munmap's free_pgtables unlinked that page-table page and tlb_finish_mmu freed it (pte_free_tlb, freed_tables): the walk reads freed memory`,
+          : `${c.name}: ${d.name} walks ${c.pageName(page)} through its walk-cache entry for the PTE page, but ${freedBy(c, mm)}'s free_pgtables unlinked that page-table page and tlb_finish_mmu freed it (pte_free_tlb, freed_tables): the walk reads freed memory`,
       )
       c.ret()
       return 'aborted'
@@ -382,7 +392,7 @@ function pageRequest(c: Ctx, f: CallFrame, why: string): void {
     if (c.thread.faults > d.retryLimit) {
       c.violate(
         'progress',
-        `${c.name} faulted ${c.thread.faults} times on one access to ${c.pageName(num(f, 'page'))}; the device resets after ${d.retryLimit} (retry_limit)`,
+        `${c.name} faulted ${count(c.thread.faults, 'time')} on one access to ${c.pageName(num(f, 'page'))}; the device resets after ${d.retryLimit} (retry_limit)`,
       )
       c.ret()
       return

@@ -34,7 +34,7 @@ describe('exit_mmap: mmu_notifier_release first, then the zap with no notifier',
       expect(lines(ex, { thread: 'C0' })).toEqual([
         "notifier mmu_notifier_release: every subscriber's ->release, then unhook them all",
         "sec-inval intel_mm_release: intel_pasid_tear_down_entry: s: the PASID's entry is cleared: later DMA aborts",
-        'sec-inval intel_mm_release: intel_pasid_tear_down_entry: s: invalidate all (1 entries dropped)',
+        'sec-inval intel_mm_release: intel_pasid_tear_down_entry: s: invalidate all (1 entry dropped)',
         'lock mmap_read_lock: take mmap_lock for read',
         'lock zap_pte_range: pte_offset_map_lock: take the page-table lock',
         'pte ptep_get_and_clear_full: PTE A := none',
@@ -92,8 +92,8 @@ describe('exit_mmap: mmu_notifier_release first, then the zap with no notifier',
     const ex = traced(sc, makePolicy('start-end'), [0])
     expect(lines(ex, { kinds: ['sec-inval'] })).toEqual([
       "sec-inval arm_smmu_mm_release: quiet_cd, arm_smmu_tlb_inv_asid, arm_smmu_atc_inv_domain: s: the PASID's CD disables translation: later DMA aborts",
-      'sec-inval arm_smmu_mm_release: quiet_cd, arm_smmu_tlb_inv_asid, arm_smmu_atc_inv_domain: s: invalidate IOTLB all (1 entries dropped)',
-      'sec-inval arm_smmu_mm_release: quiet_cd, arm_smmu_tlb_inv_asid, arm_smmu_atc_inv_domain: s: invalidate ATC all (1 entries dropped)',
+      'sec-inval arm_smmu_mm_release: quiet_cd, arm_smmu_tlb_inv_asid, arm_smmu_atc_inv_domain: s: invalidate IOTLB all (1 entry dropped)',
+      'sec-inval arm_smmu_mm_release: quiet_cd, arm_smmu_tlb_inv_asid, arm_smmu_atc_inv_domain: s: invalidate ATC all (1 entry dropped)',
     ])
   })
 
@@ -134,7 +134,7 @@ describe('oom_reap: __oom_reap_task_mm', () => {
     expect(lines(ex, { thread: 'R' })).toEqual([
       'lock mmap_read_lock: take mmap_lock for read',
       'notifier mmu_notifier_invalidate_range_start: MMU_NOTIFY_UNMAP A',
-      'sec-inval invalidate_range_start: s: invalidate A (1 entries dropped)',
+      'sec-inval invalidate_range_start: s: invalidate A (1 entry dropped)',
       'lock zap_pte_range: pte_offset_map_lock: take the page-table lock',
       'pte ptep_get_and_clear_full: PTE A := none',
       'frame page_remove_rmap + __tlb_remove_page: pfn 1 mapcount 0, queued for freeing',
@@ -171,6 +171,33 @@ describe('oom_reap: __oom_reap_task_mm', () => {
     const ex = traced(sc, makePolicy('start-end'), [1, 0])
     expect(allEvents(ex).some((e) => e.text.startsWith('mmap_read_trylock fails'))).toBe(true)
     expect(ex.final.mms[0]!.ptes[0]).not.toBeNull()
+  })
+})
+
+describe("exit with a walk cache: the violation names exit_mmap's free_pgtables", () => {
+  it('release: none: the device walks the PTE page exit_mmap unlinked and freed', () => {
+    const sc = scenarioOf(
+      `
+        title: exit walk cache
+        arch: x86_64
+        pages:
+          A: { value: 1, prot: rw }
+        secondary:
+          - { name: iommu, type: hw-walker, walk_cache: true, release: none }
+        cpus:
+          C0: [exit]
+        devices:
+          D0: { via: iommu, ops: [read A -> r0, read A -> r1] }
+      `,
+      'exit-walk-cache.test.yaml',
+    )
+    // C0 zaps A; D0's read walks the PTE page (no PTE: a fault) and caches the PMD's pointer;
+    // C0's free_pgtables and tlb_finish_mmu free the page; D0's retry walks through the cache.
+    const ex = traced(sc, makePolicy('arch-hook'), [0, 0, 0, 0, 0, 0, 1, 0, 1])
+    const uaf = ex.violations.find((v) => v.invariant === 'use-after-free')
+    expect(uaf?.message).toBe(
+      "D0: iommu walks A through its walk-cache entry for the PTE page, but exit_mmap's free_pgtables unlinked that page-table page and tlb_finish_mmu freed it (pte_free_tlb, freed_tables): the walk reads freed memory",
+    )
   })
 })
 

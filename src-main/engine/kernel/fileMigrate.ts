@@ -2,7 +2,8 @@
  * Migration of a file page's page-cache folio, v6.6 mm/migrate.c migrate_pages() ->
  * migrate_pages_batch() (its first pass, MIGRATE_ASYNC, which every mode runs first since
  * 2ef7dbb26990): migrate_folio_unmap() -> try_to_migrate(src, TTU_BATCH_FLUSH) over the file's
- * rmap (every address of the offset: mm/rmap.c try_to_migrate_one per mapping: range_start
+ * rmap (every address of the offset, in the process and in a fork child: rmap.ts walkVmas;
+ * mm/rmap.c try_to_migrate_one per mapping, on its mm: range_start
  * MMU_NOTIFY_CLEAR, the PTL, ptep_get_and_clear with the flush batched, a dirty PTE's bit to
  * the folio, a migration entry, page_remove_rmap, folio_put; range_end), try_to_unmap_flush(),
  * then move_to_new_folio() -> filemap_migrate_folio() -> folio_migrate_mapping() (the page
@@ -14,8 +15,8 @@
  */
 import type { Ctx } from '../ctx'
 import type { CallFrame } from '../state'
-import { flag, list, num, type Proc } from './proc'
-import { fileMappings, fileRmapWalk } from './rmap'
+import { list, num, type Proc } from './proc'
+import { fileRmapWalk, tryToUnmapFlush, walkVmas } from './rmap'
 
 export const fileMigrate: Proc = {
   /** isolate the folio (a reference), folio_trylock (MIGRATE_ASYNC: no waiting). */
@@ -34,7 +35,7 @@ export const fileMigrate: Proc = {
       }
       c.getFrame(pfn)
       f.l.pfn = pfn
-      f.l.pages = []
+      f.l.migs = []
       c.folioLock(page, 'migrate_folio_unmap: folio_trylock')
       f.l.vi = 0
       next(c, f)
@@ -42,13 +43,13 @@ export const fileMigrate: Proc = {
   },
   /**
    * try_to_migrate_one() per mapping (rmap.ts fileRmapWalk): range_start, the PTL,
-   * ptep_get_and_clear with the flush batched, the dirty bit, the migration entry (kept in
-   * local `pages` for remove_migration_ptes), page_remove_rmap, folio_put; range_end.
+   * ptep_get_and_clear with the flush batched, the dirty bit, the migration entry (its VMA's
+   * walk index kept in local `migs`), page_remove_rmap, folio_put; range_end.
    */
   ...fileRmapWalk('try_to_migrate_one', next, {
     pte: (pte) => ({ pfn: pte.pfn, present: false, write: pte.write, dirty: pte.dirty, mig: true }),
     fn: 'set_pte_at (migration entry)',
-    installed: (f, page) => (f.l.pages = [...list(f, 'pages'), page]),
+    installed: (f, vi) => (f.l.migs = [...list(f, 'migs'), vi]),
   }),
   /**
    * try_to_unmap_flush(); move_to_new_folio(): folio_migrate_mapping() checks the refcount,
@@ -56,9 +57,9 @@ export const fileMigrate: Proc = {
    * goes back into its PTEs.
    */
   move: {
-    guard: (c) => (c.ptlFree(0) ? null : 'page-table lock held'),
+    guard: (c, f) => (migPtlsFree(c, f) ? null : 'page-table lock held'),
     run: (c, f) => {
-      if (flag(f, 'batched')) c.flushTlb(0, 'mm', [], 'arch_tlbbatch_flush (try_to_unmap_flush)', null)
+      tryToUnmapFlush(c, f, 'mm', [], 'arch_tlbbatch_flush (try_to_unmap_flush)')
       const page = num(f, 'page')
       const src = num(f, 'pfn')
       const fr = c.folio(src)
@@ -89,23 +90,38 @@ export const fileMigrate: Proc = {
   },
 }
 
-/** The next mapping of the folio to unmap, or the move once none is left. */
+/** The next VMA mapping the folio to unmap, or the move once none is left. */
 function next(c: Ctx, f: CallFrame): void {
-  const ms = fileMappings(c, num(f, 'page'))
+  const ms = walkVmas(c.sc, num(f, 'page'))
   const pfn = num(f, 'pfn')
   let vi = num(f, 'vi')
-  while (vi < ms.length && c.pte(0, ms[vi]!)?.pfn !== pfn) vi++
+  while (vi < ms.length && c.pte(ms[vi]!.mm, ms[vi]!.page)?.pfn !== pfn) vi++
   f.l.vi = vi
   if (vi < ms.length && c.folio(pfn).map > 0) c.goto('rs')
   else c.goto('move')
 }
 
-/** remove_migration_ptes(): each migration entry this call installed maps `to` again. */
+/**
+ * The page-table locks remove_migration_ptes() takes (one per mm with a migration entry of the
+ * folio) are free: the step that takes them all waits for them (the model runs the walk in one
+ * step).
+ */
+function migPtlsFree(c: Ctx, f: CallFrame): boolean {
+  const ms = walkVmas(c.sc, num(f, 'page'))
+  return c.ptlFree(0) && list(f, 'migs').every((vi) => c.ptlFree(ms[vi]!.mm))
+}
+
+/**
+ * remove_migration_ptes(): each migration entry this call installed maps `to` again. (A shared
+ * file VMA is not copied by fork, so a migration entry never reaches a child's PTE.)
+ */
 function restore(c: Ctx, f: CallFrame, to: number, fn: string): void {
-  for (const page of list(f, 'pages')) {
-    const pte = c.pte(0, page)
+  const ms = walkVmas(c.sc, num(f, 'page'))
+  for (const vi of list(f, 'migs')) {
+    const { mm, page } = ms[vi]!
+    const pte = c.pte(mm, page)
     if (!pte?.mig) continue
-    c.setPte(0, page, { pfn: to, present: true, write: pte.write, dirty: pte.dirty }, fn)
+    c.setPte(mm, page, { pfn: to, present: true, write: pte.write, dirty: pte.dirty }, fn)
     const fr = c.folioW(to)
     fr.map++
     fr.ref++

@@ -3,7 +3,8 @@
  *
  *   folio_trylock; folio_mapped -> try_to_unmap(folio, TTU_BATCH_FLUSH): rmap_walk_file over
  *     every VMA of the file that maps the offset (here: the page and the addresses declared
- *     `file:` of it), try_to_unmap_one per mapping (mm/rmap.c): range_start(MMU_NOTIFY_CLEAR),
+ *     `file:` of it, in the process and in a fork child: rmap.ts walkVmas), try_to_unmap_one
+ *     per mapping (mm/rmap.c), on that VMA's mm: range_start(MMU_NOTIFY_CLEAR),
  *     the PTL, ptep_get_and_clear with the flush batched (set_tlb_ubc_flush_pending: x86 calls
  *     the arch hook with (0, -1) and defers the CPU flush; arm64 flushes the page now), a dirty
  *     PTE's bit moved to the folio (folio_mark_dirty), the PTE left none (a file page needs no
@@ -19,8 +20,8 @@
  */
 import type { Ctx } from '../ctx'
 import type { CallFrame } from '../state'
-import { flag, num, type Proc } from './proc'
-import { fileMappings, fileRmapWalk } from './rmap'
+import { num, type Proc } from './proc'
+import { fileRmapWalk, tryToUnmapFlush, walkVmas } from './rmap'
 
 export const fileReclaim: Proc = {
   /** isolate_lru_folios (a reference), folio_trylock. */
@@ -55,7 +56,7 @@ export const fileReclaim: Proc = {
   free: {
     run: (c, f) => {
       const page = num(f, 'page')
-      if (flag(f, 'batched')) c.flushTlb(0, 'mm', [], 'arch_tlbbatch_flush (try_to_unmap_flush)', null)
+      tryToUnmapFlush(c, f, 'mm', [], 'arch_tlbbatch_flush (try_to_unmap_flush)')
       const pfn = num(f, 'pfn')
       c.putFrame(pfn, 'free_unref_folios (the isolation reference)')
       c.emit('op', 'reclaim', `${c.pageName(page)}: the clean folio is reclaimed`)
@@ -64,12 +65,16 @@ export const fileReclaim: Proc = {
   },
 }
 
-/** The next mapping to unmap; after the last, keep a dirty or busy folio, remove a clean one. */
+/**
+ * The next VMA to unmap (one whose PTE maps the folio: try_to_unmap_one of another finds
+ * nothing); after the last (or once the folio is unmapped: rwc.done = folio_not_mapped), keep a
+ * dirty or busy folio, remove a clean one.
+ */
 function next(c: Ctx, f: CallFrame): void {
-  const ms = fileMappings(c, num(f, 'page'))
+  const ms = walkVmas(c.sc, num(f, 'page'))
   let vi = num(f, 'vi')
   const pfn = num(f, 'pfn')
-  while (vi < ms.length && c.folio(pfn).map > 0 && c.pte(0, ms[vi]!)?.pfn !== pfn) vi++
+  while (vi < ms.length && c.folio(pfn).map > 0 && c.pte(ms[vi]!.mm, ms[vi]!.page)?.pfn !== pfn) vi++
   f.l.vi = vi
   if (vi < ms.length && c.folio(pfn).map > 0) {
     c.goto('rs')

@@ -48,13 +48,13 @@ describe('ksm_merge: write_protect_page, pages_identical, replace_page', () => {
   it('invalidate-range (v4.15): plain ptep_clear_flush, ->invalidate_range only at the two range_ends', () => {
     const l = secondaryLines('invalidate-range')
     expect(l.filter((x) => x.startsWith('sec-inval'))).toEqual([
-      'sec-inval ->invalidate_range (from range_end): iommu: invalidate P (1 entries dropped)',
+      'sec-inval ->invalidate_range (from range_end): iommu: invalidate P (1 entry dropped)',
       'sec-inval ->invalidate_range (from range_end): iommu: invalidate P (0 entries dropped)',
     ])
     // The first one comes after write_protect_page's PTE change and before the compare.
     const wp = l.indexOf('pte set_pte_at_notify (write-protect): PTE P := pfn 1 RO clean')
     const inval = l.indexOf(
-      'sec-inval ->invalidate_range (from range_end): iommu: invalidate P (1 entries dropped)',
+      'sec-inval ->invalidate_range (from range_end): iommu: invalidate P (1 entry dropped)',
     )
     expect(wp).toBeGreaterThanOrEqual(0)
     expect(inval).toBeGreaterThan(wp)

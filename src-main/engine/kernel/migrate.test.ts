@@ -37,7 +37,7 @@ describe('migrate: try_to_migrate_one, try_to_unmap_flush, copy, remove_migratio
       'pte ptep_get_and_clear: PTE P := none',
       'cpu-flush arch_tlbbatch_add_pending: CPU flush deferred to arch_tlbbatch_flush',
       'notifier mmu_notifier_arch_invalidate_secondary_tlbs: range (0, -1): whole address space',
-      'sec-inval arch_invalidate_secondary_tlbs: iommu: invalidate all (1 entries dropped)',
+      'sec-inval arch_invalidate_secondary_tlbs: iommu: invalidate all (1 entry dropped)',
       'pte set_pte_at (migration entry): PTE P := migration entry (pfn 1, writable)',
       'notifier mmu_notifier_invalidate_range_end: P',
       'cpu-flush arch_tlbbatch_flush: flush CPU TLBs: P',
@@ -50,7 +50,7 @@ describe('migrate: try_to_migrate_one, try_to_unmap_flush, copy, remove_migratio
     const ex = traced(sc('x86_64'), makePolicy('invalidate-range'), [0, 0, 0, 0, 0, 0, 0, 0])
     const l = lines(ex, { thread: 'kcompactd', kinds: ['sec-inval', 'frame'] })
     const inval = l.indexOf(
-      'sec-inval ->invalidate_range (from range_end): iommu: invalidate P (1 entries dropped)',
+      'sec-inval ->invalidate_range (from range_end): iommu: invalidate P (1 entry dropped)',
     )
     const copy = l.findIndex((x) => x.startsWith('frame folio_migrate_copy'))
     expect(inval).toBeGreaterThanOrEqual(0)

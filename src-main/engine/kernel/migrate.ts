@@ -4,6 +4,16 @@
  * try_to_unmap_flush(), folio_migrate_mapping() (refcount check) and copy, then
  * remove_migration_ptes() installs the new page; the old page is freed at the end.
  *
+ * Both rmap walks (try_to_migrate, remove_migration_ptes: rmap_walk_anon over the folio's
+ * anon_vma) visit every VMA mapping the folio: with a fork child, a page still shared after
+ * fork (a COW page neither side has written) is mapped by the process's VMA and the child's
+ * (rmap.ts walkVmas: the parent's first). try_to_migrate_one runs per VMA on that VMA's mm:
+ * its own range_start/end (the child's mm has no subscribers), PTL and batched flush. A VMA
+ * whose PTE does not map the folio is skipped (the model does not track which anon_vma a
+ * folio hangs off; page_vma_mapped_walk would find nothing there). A migration entry that
+ * fork copied into the child (copy_nonpresent_pte: made read-only for a COW mapping) is
+ * replaced like the parent's by remove_migration_ptes.
+ *
  * The op's migrate_mode (`migrate P [async|sync_light|sync]`, the `mode` local as an index of
  * MIGRATE_MODES): migrate_pages() runs migrate_pages_batch(MIGRATE_ASYNC) for async, and for
  * the sync modes migrate_pages_sync(), which also tries migrate_pages_batch(..., MIGRATE_ASYNC,
@@ -28,7 +38,63 @@ import type { CallFrame, Pte } from '../state'
 import { MIGRATE_MODES } from '../types'
 import { afterNotifier, flag, num, type PcHandler, type Proc } from './proc'
 import { finalizeAndMap } from './hmm'
-import { installEntry, isolateMappedFolio, rmapRangeStart, rmapUnmap } from './rmap'
+import {
+  installEntry,
+  isolateMappedFolio,
+  rmapRangeStart,
+  rmapUnmap,
+  tryToUnmapFlush,
+  walkVmaAt,
+  walkVmas,
+} from './rmap'
+
+/**
+ * try_to_migrate()'s walk: from VMA `from` on, the first whose PTE maps the folio (local
+ * `pfn`); with it selected (locals `vi`, `mm`) goes to `found`, else (the walk is over: `mm`
+ * dropped) to `done`.
+ */
+function unmapWalk(c: Ctx, f: CallFrame, from: number, found: string, done: string): void {
+  const ms = walkVmas(c.sc, num(f, 'page'))
+  const pfn = num(f, 'pfn')
+  let vi = from
+  while (vi < ms.length) {
+    const pte = c.pte(ms[vi]!.mm, ms[vi]!.page)
+    if (pte?.present && pte.pfn === pfn) break
+    vi++
+  }
+  f.l.vi = vi
+  if (vi < ms.length) {
+    walkVmaAt(c, f)
+    c.goto(found)
+  } else {
+    delete f.l.mm
+    c.goto(done)
+  }
+}
+
+/**
+ * remove_migration_ptes()' walk: from VMA `from` on, the first whose PTE is a migration entry
+ * for the folio (locals `vi`, `mm`); returns whether there is one (else `mm` is dropped). A
+ * migrate_vma frame (no `vi`: one VMA, its thread's mm) has no other.
+ */
+function migEntryWalk(c: Ctx, f: CallFrame, from: number): boolean {
+  if (f.l.vi === undefined) return false
+  const ms = walkVmas(c.sc, num(f, 'page'))
+  const pfn = num(f, 'pfn')
+  let vi = from
+  while (vi < ms.length) {
+    const pte = c.pte(ms[vi]!.mm, ms[vi]!.page)
+    if (pte?.mig && pte.pfn === pfn) break
+    vi++
+  }
+  f.l.vi = vi
+  if (vi < ms.length) {
+    walkVmaAt(c, f)
+    return true
+  }
+  delete f.l.mm
+  return false
+}
 
 /** make_writable_migration_entry() / make_readable_migration_entry(): the pfn, write and dirty kept. */
 function migrationEntry(pte: Pte): Pte {
@@ -36,30 +102,31 @@ function migrationEntry(pte: Pte): Pte {
 }
 
 export const migrate: Proc = {
-  /** migrate_folio_unmap(): isolate and lock the folio (a reference), allocate the destination. */
+  /**
+   * migrate_folio_unmap(): isolate and lock the folio mapped at the page in the thread's mm (a
+   * reference), allocate the destination; try_to_migrate() walks the VMAs mapping it.
+   */
   start: {
     run: (c, f) => {
       if (isolateMappedFolio(c, f, 'migrate_pages', 'migrate') === null) return
       f.l.new = c.allocFrame(0, 'get_new_folio (destination)')
-      c.goto('rs')
+      unmapWalk(c, f, 0, 'rs', 'flush')
     },
   },
   /** try_to_migrate_one(): mmu_notifier_invalidate_range_start(MMU_NOTIFY_CLEAR). */
   rs: rmapRangeStart,
   ...rmapUnmap(migrationEntry, 'set_pte_at (migration entry)', false),
-  /** range_end (v4.15: ->invalidate_range here, before the copy). */
+  /** range_end (v4.15: ->invalidate_range here, before the copy); then the walk's next VMA. */
   rs_end: {
     run: (c, f) => {
       c.rangeEnd(c.mmIndex, [num(f, 'page')], false)
-      c.goto('flush')
+      unmapWalk(c, f, num(f, 'vi') + 1, 'rs', 'flush')
     },
   },
   /** try_to_unmap_flush() before the copy: x86 arch_tlbbatch_flush() (IPIs, no hook); arm64 a DSB. */
   flush: {
     run: (c, f) => {
-      const mm = c.mmIndex
-      if (flag(f, 'batched')) c.flushTlb(mm, 'page', [num(f, 'page')], 'arch_tlbbatch_flush', null)
-      delete f.l.batched
+      tryToUnmapFlush(c, f, 'page', [num(f, 'page')], 'arch_tlbbatch_flush')
       if (!flag(f, 'mapped')) {
         c.emit('info', 'migrate_pages', 'the page was unmapped meanwhile: nothing to migrate')
         c.putFrame(num(f, 'new'), 'migrate_folio_undo_dst')
@@ -83,6 +150,7 @@ export const migrate: Proc = {
           'folio_migrate_mapping',
           `pfn ${num(f, 'pfn')} has references besides the migration's (refcount ${c.folio(num(f, 'pfn')).ref}): -EAGAIN`,
         )
+        if (!migEntryWalk(c, f, 0)) f.l.vi = 0
         c.goto('undo')
         return
       }
@@ -90,10 +158,17 @@ export const migrate: Proc = {
       c.folioW(num(f, 'new')).v = src.v
       f.l.w = src.w
       c.emit('frame', 'folio_migrate_copy', `pfn ${num(f, 'pfn')} -> pfn ${num(f, 'new')}`)
+      // remove_migration_ptes(src, dst): the walk starts at the first VMA with an entry (the
+      // process's, if every one was zapped meanwhile: its step reports the entry gone).
+      if (f.l.vi !== undefined && !migEntryWalk(c, f, 0)) f.l.vi = 0
       c.goto('remove')
     },
   },
-  /** remove_migration_ptes() -> remove_migration_pte(): the new page replaces the migration entry. */
+  /**
+   * remove_migration_ptes() -> remove_migration_pte() per VMA of the walk (its mm's PTL): the
+   * new page replaces the migration entry; the destination's reference from the allocation is
+   * the first PTE's, each further PTE takes one (folio_get).
+   */
   remove: {
     guard: (c) => (c.ptlFree(c.mmIndex) ? null : 'page-table lock held'),
     run: (c, f) => {
@@ -105,24 +180,29 @@ export const migrate: Proc = {
       const pte = c.pte(mm, page)
       if (pte?.mig && pte.pfn === pfn) {
         const src = c.folioW(pfn)
-        if (src.w !== num(f, 'w')) {
+        if (src.w !== num(f, 'w') && !flag(f, 'installed')) {
           c.violate(
             'lost-write',
             `pfn ${pfn} was written after folio_migrate_copy copied it; ${c.pageName(page)} now maps pfn ${dst} without that write`,
           )
         }
         src.sup = true
-        c.folioW(dst).map++
+        if (flag(f, 'installed')) c.getFrame(dst)
+        const d = c.folioW(dst)
+        d.map++
         c.setPte(
           mm,
           page,
           { pfn: dst, present: true, write: pte.write, dirty: pte.dirty },
           'set_pte_at (remove_migration_pte)',
         )
+        // With a fork child the walk may install more than one PTE: say whose mapcount grew.
+        if (f.l.vi !== undefined && walkVmas(c.sc, page).length > 1)
+          c.emit('frame', 'page_add_anon_rmap', `pfn ${dst} mapcount ${d.map}`)
         f.l.installed = true
       } else c.emit('info', 'remove_migration_pte', 'the migration entry is gone (zapped meanwhile)')
       c.unlockPtl(mm)
-      c.goto('end')
+      c.goto(migEntryWalk(c, f, num(f, 'vi') + 1) ? 'remove' : 'end')
     },
   },
   /**
@@ -150,6 +230,11 @@ export const migrate: Proc = {
         )
       }
       c.unlockPtl(mm)
+      // remove_migration_ptes(src, src) goes on to the walk's next VMA with an entry.
+      if (migEntryWalk(c, f, num(f, 'vi') + 1)) {
+        c.goto('undo')
+        return
+      }
       c.putFrame(num(f, 'new'), 'migrate_folio_undo_dst')
       const mode = MIGRATE_MODES[num(f, 'mode')]!
       if (mode !== 'async' && !flag(f, 'ttu_sync')) {

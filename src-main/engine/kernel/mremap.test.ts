@@ -30,7 +30,7 @@ describe('mremap: move_page_tables -> move_ptes', () => {
     expect(lines(ex, { thread: 'C0' })).toEqual([
       'lock mmap_write_lock: take mmap_lock for write',
       'notifier mmu_notifier_invalidate_range_start: MMU_NOTIFY_UNMAP A',
-      'sec-inval invalidate_range_start: iommu: invalidate A (1 entries dropped)',
+      'sec-inval invalidate_range_start: iommu: invalidate A (1 entry dropped)',
       'lock move_ptes: pte_offset_map_lock (old); new_ptl == old_ptl: take the page-table lock',
       'pte move_ptes: ptep_get_and_clear: PTE A := none',
       'pte move_ptes: set_pte_at (new address): PTE B := pfn 1 RW dirty',

@@ -47,7 +47,7 @@ describe('mprotect RW -> RO (reference §3.6, §5.7)', () => {
       ...change('pfn 1 RO dirty'),
       'cpu-flush tlb_flush (tlb_finish_mmu): flush CPU TLBs: A',
       'notifier mmu_notifier_arch_invalidate_secondary_tlbs: A',
-      'sec-inval arch_invalidate_secondary_tlbs: iommu: invalidate A (1 entries dropped)',
+      'sec-inval arch_invalidate_secondary_tlbs: iommu: invalidate A (1 entry dropped)',
       'lock mmap_write_unlock: release mmap_lock',
     ])
     expect(first(ex, 'pte ptep_modify_prot_commit').locks).toEqual(MMAP_W_PTL)
@@ -59,7 +59,7 @@ describe('mprotect RW -> RO (reference §3.6, §5.7)', () => {
     const ex = traced(mprotectScenario('x86_64', 'rw', 'mprotect A ro'), pol('invalidate-range'))
     expect(lines(ex)).toEqual([
       ...change('pfn 1 RO dirty'),
-      'sec-inval ->invalidate_range (from range_end): iommu: invalidate A (1 entries dropped)',
+      'sec-inval ->invalidate_range (from range_end): iommu: invalidate A (1 entry dropped)',
       'cpu-flush tlb_flush (tlb_finish_mmu): flush CPU TLBs: A',
       // One rule for every mmu_gather (v4.15..v6.5 tlb_flush_mmu_tlbonly): mprotect's too.
       'notifier mmu_notifier_invalidate_range: tlb_flush_mmu_tlbonly: A',
@@ -81,7 +81,7 @@ describe('mprotect RW -> RO (reference §3.6, §5.7)', () => {
     expect(lines(ex)).toEqual([
       'lock mmap_write_lock: take mmap_lock for write',
       'notifier mmu_notifier_invalidate_range_start: MMU_NOTIFY_PROTECTION_VMA A',
-      'sec-inval invalidate_range_start: iommu: invalidate A (1 entries dropped)',
+      'sec-inval invalidate_range_start: iommu: invalidate A (1 entry dropped)',
       'lock change_pte_range: pte_offset_map_lock: take the page-table lock',
       'pte ptep_modify_prot_commit: PTE A := pfn 1 RO dirty',
       'lock pte_unmap_unlock: release the page-table lock',
@@ -98,7 +98,7 @@ describe('mprotect RW -> RO (reference §3.6, §5.7)', () => {
       ...change('pfn 1 RO dirty'),
       'cpu-flush tlb_flush (tlb_end_vma): flush CPU TLBs: A',
       'notifier mmu_notifier_arch_invalidate_secondary_tlbs: range (0, -1): whole address space',
-      'sec-inval arch_invalidate_secondary_tlbs: iommu: invalidate all (1 entries dropped)',
+      'sec-inval arch_invalidate_secondary_tlbs: iommu: invalidate all (1 entry dropped)',
       'lock mmap_write_unlock: release mmap_lock',
     ])
   })
@@ -161,7 +161,7 @@ describe('mprotect upgrades and pte_needs_flush (reference §3.6, §5.7)', () =>
       ...change('pfn 1 RW dirty'),
       'cpu-flush tlb_flush (tlb_finish_mmu): flush CPU TLBs: A',
       'notifier mmu_notifier_arch_invalidate_secondary_tlbs: A',
-      'sec-inval arch_invalidate_secondary_tlbs: iommu: invalidate A (1 entries dropped)',
+      'sec-inval arch_invalidate_secondary_tlbs: iommu: invalidate A (1 entry dropped)',
       'lock mmap_write_unlock: release mmap_lock',
     ])
   })
@@ -188,7 +188,7 @@ describe('mprotect upgrades and pte_needs_flush (reference §3.6, §5.7)', () =>
       ...change('pfn 1 RW dirty'),
       'cpu-flush tlb_flush (tlb_end_vma): flush CPU TLBs: A',
       'notifier mmu_notifier_arch_invalidate_secondary_tlbs: range (0, -1): whole address space',
-      'sec-inval arch_invalidate_secondary_tlbs: iommu: invalidate all (1 entries dropped)',
+      'sec-inval arch_invalidate_secondary_tlbs: iommu: invalidate all (1 entry dropped)',
       'lock mmap_write_unlock: release mmap_lock',
     ])
     const none = traced(mprotectScenario('arm64', 'rw', 'mprotect A none, mprotect A rw'), pol('arch-hook'))
@@ -269,7 +269,7 @@ describe('fork: copy_page_range + dup_mmap, parent side (reference §3.3)', () =
   it('invalidate-range: ->invalidate_range at each range_end (not only_end); flush_tlb_mm has no hook', () => {
     const ex = traced(forkScenario('x86_64'), pol('invalidate-range'))
     const ir = (p: string, n: number) => [
-      `sec-inval ->invalidate_range (from range_end): iommu: invalidate ${p} (${n} entries dropped)`,
+      `sec-inval ->invalidate_range (from range_end): iommu: invalidate ${p} (${n} ${n === 1 ? 'entry' : 'entries'} dropped)`,
     ]
     expect(parentLines(ex)).toEqual([
       ...HEAD,
@@ -284,7 +284,7 @@ describe('fork: copy_page_range + dup_mmap, parent side (reference §3.3)', () =
   it('start-end: the walker hears each VMA start and end; the flush comes after every range_end', () => {
     const ex = traced(forkScenario('arm64'), pol('start-end'))
     const s = (p: string, n: number) => [
-      `sec-inval invalidate_range_start: iommu: invalidate ${p} (${n} entries dropped)`,
+      `sec-inval invalidate_range_start: iommu: invalidate ${p} (${n} ${n === 1 ? 'entry' : 'entries'} dropped)`,
     ]
     const e = (p: string) => [`sec-inval invalidate_range_end: iommu: invalidate ${p} (0 entries dropped)`]
     expect(parentLines(ex)).toEqual([

@@ -6,6 +6,7 @@
 import type { Ctx } from '../ctx'
 import { ZERO_PFN, type Pte } from '../state'
 import type { Prot } from '../types'
+import { count } from '../plural'
 import { afterNotifier, list, nextPte, num, type Proc } from './proc'
 import { flushTlbBatchedPending } from './rmap'
 import { changeHugePmd, changeHugePmdRest, thpMprotectVma, thpSplitVma } from './thp'
@@ -209,38 +210,69 @@ function protOf(code: number): Prot {
   return PROTS[code]!
 }
 
-/** fork(2): dup_mmap() over every private (COW) VMA of the parent, v6.6 kernel/fork.c. */
+/** Whether the scenario has VMAs in a file's i_mmap tree (file or pfnmap pages): fork links the child's. */
+function hasImapPages(c: Ctx): boolean {
+  return c.sc.pages.some((p) => p.kind === 'file' || p.kind === 'pfnmap')
+}
+
+/**
+ * fork(2): dup_mmap() over every VMA of the parent, v6.6 kernel/fork.c: a private (COW) VMA
+ * and a VM_PFNMAP one are copied (copy_page_range), a MAP_SHARED file VMA is not.
+ */
 export const fork: Proc = {
   start: {
-    guard: (c) => (c.mmapWritable(0) ? null : 'mmap_lock held'),
+    guard: (c) =>
+      !c.mmapWritable(0)
+        ? 'mmap_lock held'
+        : hasImapPages(c) && !c.imapWritable(0)
+          ? 'i_mmap_rwsem held for read'
+          : null,
     run: (c, f) => {
       c.mmapWriteLock(0)
       const all = c.sc.pages.map((_, i) => i)
       for (const p of all) c.setVma(1, p, c.vma(0, p))
       // copy_page_range() -> vma_needs_copy() (v6.6 mm/memory.c): a MAP_SHARED file VMA (no
       // anon_vma, not VM_PFNMAP) is not copied: "Don't copy ptes where a page fault will fill
-      // them correctly". The child's VMA joins the file's i_mmap tree; its PTEs fault in.
+      // them correctly". A VM_PFNMAP VMA is ("if (src_vma->vm_flags & (VM_PFNMAP |
+      // VM_MIXEDMAP)) return true"). dup_mmap() links the child's VMA of a file (the regular
+      // file's, or the driver's for a pfnmap) into its i_mmap tree under i_mmap_lock_write,
+      // right after the parent's (vma_interval_tree_insert_after).
       const shared = all.filter((p) => c.isFile(p) && c.vma(0, p) !== null)
-      for (const p of shared) c.imapLink(1, p)
+      const pfnmap = all.filter((p) => c.sc.pages[p]!.kind === 'pfnmap' && c.vma(0, p) !== null)
+      for (const p of [...shared, ...pfnmap]) c.imapLink(1, p)
       if (shared.length > 0)
         c.emit(
           'info',
           'vma_needs_copy',
           `${c.pagesText(shared)}: MAP_SHARED file VMA, no PTE copied; the child faults the page-cache folio in`,
         )
+      // A VM_PFNMAP VMA is a VMA of its own (the driver's mmap), never one with anon pages.
       const pages = startRuns(
         c,
         f,
         all.filter((p) => !shared.includes(p)),
+        (p) => `${c.vma(0, p)}/${c.sc.pages[p]!.kind}`,
       )
-      c.emit('info', 'dup_mmap', `copy ${runCount(f)} VMA(s) into the child`)
+      c.emit('info', 'dup_mmap', `copy ${count(runCount(f), 'VMA')} into the child`)
       c.goto(pages.length ? 'vma' : 'flush')
     },
   },
-  /** copy_page_range(): range_start(MMU_NOTIFY_PROTECTION_PAGE) for a COW mapping; write_protect_seq begins. */
+  /**
+   * copy_page_range(): `if (is_cow)` (a private writable mapping: not a VM_SHARED pfnmap)
+   * range_start(MMU_NOTIFY_PROTECTION_PAGE) and write_protect_seq begins. For VM_PFNMAP,
+   * track_pfn_copy() first (x86 PAT: the child's reservation of the pfn's memory type; nothing
+   * the model tracks).
+   */
   vma: {
     run: (c, f) => {
-      c.rangeStart(0, runPages(f, num(f, 'vi')), 'MMU_NOTIFY_PROTECTION_PAGE')
+      const pages = runPages(f, num(f, 'vi'))
+      if (isCowRun(c, pages)) c.rangeStart(0, pages, 'MMU_NOTIFY_PROTECTION_PAGE')
+      else
+        c.emit(
+          'info',
+          'copy_page_range',
+          `${c.pagesText(pages)}: VM_PFNMAP, VM_SHARED: track_pfn_copy, no notifier (not is_cow)`,
+        )
       c.goto('lock')
     },
   },
@@ -256,19 +288,33 @@ export const fork: Proc = {
       } else c.goto('pte')
     },
   },
-  /** copy_present_pte(): ptep_set_wrprotect() on the parent (no flush), child PTE read-only, page shared. */
+  /**
+   * copy_present_pte(): ptep_set_wrprotect() on the parent (no flush), child PTE read-only, page
+   * shared. A VM_PFNMAP PTE (vm_normal_page() NULL: no rmap, no reference; not is_cow: no
+   * wrprotect) is copied as it is, made clean (`if (vm_flags & VM_SHARED) pte = pte_mkclean(pte)`).
+   * A migration entry (a migration between its clear and remove_migration_ptes) goes through
+   * copy_nonpresent_pte(): made read-only in both for a COW mapping, no reference.
+   */
   pte: {
     run: (c, f) => {
       const pages = runPages(f, num(f, 'vi'))
       const i = num(f, 'i')
       const page = pages[i]!
       const pte = c.pte(0, page)!
-      if (pte.write) c.setPte(0, page, { ...pte, write: false }, 'ptep_set_wrprotect')
-      c.setPte(1, page, { ...pte, write: false }, 'copy_present_pte (child)')
-      if (pte.pfn !== ZERO_PFN) {
-        const fr = c.folioW(pte.pfn)
-        fr.map++
-        fr.ref++
+      if (c.sc.pages[page]!.kind === 'pfnmap') {
+        c.setPte(1, page, { ...pte, dirty: false }, 'copy_present_pte (child, VM_PFNMAP: pte_mkclean)')
+      } else if (pte.mig) {
+        if (pte.write)
+          c.setPte(0, page, { ...pte, write: false }, 'set_pte_at (make_readable_migration_entry)')
+        c.setPte(1, page, { ...pte, write: false }, 'copy_nonpresent_pte (child)')
+      } else {
+        if (pte.write) c.setPte(0, page, { ...pte, write: false }, 'ptep_set_wrprotect')
+        c.setPte(1, page, { ...pte, write: false }, 'copy_present_pte (child)')
+        if (pte.pfn !== ZERO_PFN) {
+          const fr = c.folioW(pte.pfn)
+          fr.map++
+          fr.ref++
+        }
       }
       let n = -1
       for (let j = i + 1; j < pages.length; j++)
@@ -283,10 +329,11 @@ export const fork: Proc = {
       } else c.goto('pte')
     },
   },
-  /** range_end per VMA (v4.15: ->invalidate_range here). */
+  /** range_end per COW VMA (v4.15: ->invalidate_range here). */
   vma_end: {
     run: (c, f) => {
-      c.rangeEnd(0, runPages(f, num(f, 'vi')), false)
+      const pages = runPages(f, num(f, 'vi'))
+      if (isCowRun(c, pages)) c.rangeEnd(0, pages, false)
       c.goto(nextRun(f) ? 'vma' : 'flush')
     },
   },
@@ -298,6 +345,11 @@ export const fork: Proc = {
     },
   },
   flush_done: { run: (c) => forkDone(c) },
+}
+
+/** is_cow_mapping() of a run of fork's copy: its anon pages' private VMA, not a shared pfnmap. */
+function isCowRun(c: Ctx, pages: readonly number[]): boolean {
+  return c.sc.pages[pages[0]!]!.kind !== 'pfnmap'
 }
 
 /** dup_mmap() after its flush: mmap_write_unlock(); the child runs; fork returns. */

@@ -27,7 +27,7 @@ describe('reclaim: try_to_unmap_one, pageout, free; do_swap_page', () => {
     const ex = traced(sc, makePolicy('invalidate-range'), [0, 0, 0, 0, 0, 0])
     const l = lines(ex, { thread: 'kswapd', kinds: ['sec-inval'] })
     expect(l).toEqual([
-      'sec-inval ->invalidate_range (try_to_unmap_one): iommu: invalidate P (1 entries dropped)',
+      'sec-inval ->invalidate_range (try_to_unmap_one): iommu: invalidate P (1 entry dropped)',
       'sec-inval ->invalidate_range (from range_end): iommu: invalidate P (0 entries dropped)',
     ])
     expect(first(ex, 'sec-inval ->invalidate_range (try_to_unmap_one)').locks).toEqual(['ptl'])
@@ -82,7 +82,7 @@ describe('v6.6.0 VT-d and the (0, -1) range of x86 batched reclaim (e7ad6c2a4b1a
     expect(bug.final.secs[0]!.entries.map((e) => e.page)).toEqual([0])
     const fixed = traced(sc(true), makePolicy('arch-hook'))
     expect(lines(fixed, { kinds: ['sec-inval'] })).toEqual([
-      'sec-inval arch_invalidate_secondary_tlbs: iommu: invalidate all (1 entries dropped)',
+      'sec-inval arch_invalidate_secondary_tlbs: iommu: invalidate all (1 entry dropped)',
     ])
   })
 })

@@ -10,7 +10,7 @@
  * Glisse 2017), and again at range_end (reference 3.9).
  */
 import { flag, num, type Proc } from './proc'
-import { isolateMappedFolio, rmapRangeStart, rmapUnmap } from './rmap'
+import { isolateMappedFolio, rmapRangeStart, rmapUnmap, tryToUnmapFlush } from './rmap'
 
 export const reclaim: Proc = {
   /** Isolate and lock the folio (a reference), add_to_swap(): a slot, the folio in the swap cache. */
@@ -38,9 +38,7 @@ export const reclaim: Proc = {
   /** try_to_unmap_flush_dirty(), then pageout() -> swap_writepage(): the contents go to swap. */
   pageout: {
     run: (c, f) => {
-      const mm = c.mmIndex
-      if (flag(f, 'batched'))
-        c.flushTlb(mm, 'page', [num(f, 'page')], 'arch_tlbbatch_flush (try_to_unmap_flush_dirty)', null)
+      tryToUnmapFlush(c, f, 'page', [num(f, 'page')], 'arch_tlbbatch_flush (try_to_unmap_flush_dirty)')
       const src = c.folio(num(f, 'pfn'))
       if (!flag(f, 'mapped')) {
         c.emit('info', 'shrink_folio_list', 'the page was unmapped meanwhile: keep it')

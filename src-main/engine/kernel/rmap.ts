@@ -14,6 +14,7 @@
  */
 import type { Ctx } from '../ctx'
 import { ZERO_PFN, type CallFrame, type Pte } from '../state'
+import type { Scenario } from '../types'
 import { afterNotifier, decodePte, encodePte, flag, num, type PcHandler, type Proc } from './proc'
 
 /**
@@ -59,8 +60,9 @@ export const rmapRangeStart: PcHandler = {
 /**
  * The unmap step: `entry` is the non-present PTE to install (migration or swap entry);
  * `v415Invalidate` adds v4.15's explicit ->invalidate_range right after the clear (the swap
- * path: "We have to invalidate as we cleared the pte"). Sets f.l.mapped and f.l.batched and
- * continues at 'rs_end'.
+ * path: "We have to invalidate as we cleared the pte"). Sets f.l.mapped (and, for a batched x86
+ * clear, the mm in f.l.bmm: noteBatched) and continues at 'rs_end'. It works on c.mmIndex: the
+ * mm of the VMA the walk is at (walkVmaAt).
  */
 export function rmapUnmap(
   entry: (pte: Pte, f: CallFrame) => Pte,
@@ -87,7 +89,8 @@ export function rmapUnmap(
       const pte = c.pte(mm, page)
       if (!pte || !pte.present || pte.pfn !== num(f, 'pfn')) {
         c.unlockPtl(mm)
-        f.l.mapped = false
+        // Another VMA of the walk may have unmapped it already.
+        if (f.l.mapped !== true) f.l.mapped = false
         c.goto('rs_end')
         return
       }
@@ -109,7 +112,7 @@ export function rmapUnmap(
             pages: [c.pageName(page)],
           })
           c.archHook(mm, null, 'arch_tlbbatch_add_pending')
-          f.l.batched = true
+          noteBatched(f, mm)
         } else {
           c.flushTlb(
             mm,
@@ -159,26 +162,101 @@ export function flushTlbBatchedPending(c: Ctx, mm: number, caller: string): bool
   return true
 }
 
-/** The addresses of a file page's offset (rmap_walk_file's VMAs): the page and those declared `file:` of it. */
-export function fileMappings(c: Ctx, page: number): number[] {
-  const owner = c.sc.pages[page]!.fileOf ?? page
-  return [owner, ...c.sc.pages.flatMap((pg, i) => (pg.fileOf === owner ? [i] : []))]
+/** One VMA an rmap or i_mmap walk visits: its mm (vma->vm_mm) and the page (address) there. */
+export interface WalkVma {
+  readonly mm: number
+  readonly page: number
 }
 
-/** The mapping the walk is at: local `vi` indexes fileMappings() of local `page`. */
+const CHILD = new WeakMap<Scenario, boolean>()
+/** Whether the scenario has a fork child: a fork op, or cow pages that imply one. */
+export function scenarioHasChild(sc: Scenario): boolean {
+  let x = CHILD.get(sc)
+  if (x === undefined)
+    CHILD.set(
+      sc,
+      (x = sc.pages.some((p) => p.cow) || sc.threads.some((t) => t.ops.some((o) => o.kind === 'fork'))),
+    )
+  return x
+}
+
+const WALKS = new WeakMap<Scenario, Map<number, readonly WalkVma[]>>()
+/**
+ * The VMAs a walk over the folio mapped at `page` visits, in the order the kernel's tree holds
+ * them, whether or not they exist yet (a walk skips the VMAs not linked, or not mapping the
+ * folio): for each address of the page's file offset (the page, or the one it is declared
+ * `file:` of, and every page declared `file:` of that one; an anon or pfnmap page has one), the process's VMA and then the fork child's. The child's comes right after its
+ * parent's in both trees: dup_mmap() links a shared file VMA with vma_interval_tree_insert_after
+ * (the i_mmap tree, v6.6 kernel/fork.c), and anon_vma_fork() -> anon_vma_clone() adds the
+ * child's VMA to the parent's anon_vma interval tree, where equal keys go right (after).
+ */
+export function walkVmas(sc: Scenario, page: number): readonly WalkVma[] {
+  let m = WALKS.get(sc)
+  if (!m) WALKS.set(sc, (m = new Map()))
+  let w = m.get(page)
+  if (!w) {
+    const pg = sc.pages[page]!
+    const owner = pg.fileOf ?? page
+    const addrs =
+      pg.kind === 'file' ? [owner, ...sc.pages.flatMap((q, i) => (q.fileOf === owner ? [i] : []))] : [page]
+    const mms = scenarioHasChild(sc) ? [0, 1] : [0]
+    m.set(page, (w = addrs.flatMap((a) => mms.map((mm) => ({ mm, page: a })))))
+  }
+  return w
+}
+
+/**
+ * The VMA local `vi` of a walk over local `page` is at (walkVmas). Its mm goes into local `mm`,
+ * so that the kernel code under it (Ctx.mmIndex) works on vma->vm_mm.
+ */
+export function walkVmaAt(c: Ctx, f: CallFrame): WalkVma {
+  const v = walkVmas(c.sc, num(f, 'page'))[num(f, 'vi')]!
+  f.l.mm = v.mm
+  return v
+}
+
+/** The mapping the walk is at: local `vi` indexes walkVmas() of local `page` (mm in local `mm`). */
 export function fileMappingAt(c: Ctx, f: CallFrame): number {
-  return fileMappings(c, num(f, 'page'))[num(f, 'vi')]!
+  return walkVmaAt(c, f).page
+}
+
+/**
+ * The clears of a batched unmap (TTU_BATCH_FLUSH) to be flushed by try_to_unmap_flush(): x86
+ * arch_tlbbatch_add_pending() ORs mm_cpumask(mm) into the batch, so arch_tlbbatch_flush()
+ * flushes the CPUs of every mm it added. Local `bmm` is the set of those mms, as a bit mask.
+ */
+export function noteBatched(f: CallFrame, mm: number): void {
+  f.l.bmm = (typeof f.l.bmm === 'number' ? f.l.bmm : 0) | (1 << mm)
+}
+
+/**
+ * try_to_unmap_flush() (x86 arch_tlbbatch_flush: the CPUs of every mm the batch added, no arch
+ * hook; arm64 issued its TLBIs at add time: a DSB). `kind`/`pages` as the caller flushes.
+ */
+export function tryToUnmapFlush(
+  c: Ctx,
+  f: CallFrame,
+  kind: 'page' | 'mm',
+  pages: readonly number[],
+  fn: string,
+): void {
+  const bmm = typeof f.l.bmm === 'number' ? f.l.bmm : 0
+  // One flush of the union of the cpumasks; the model flushes each mm's CPUs in turn.
+  for (let mm = 0; mm < 2; mm++)
+    if (bmm & (1 << mm)) c.flushTlb(mm, kind, pages, mm === 1 ? `${fn}: the fork child's CPUs` : fn, null)
+  delete f.l.bmm
 }
 
 /**
  * rmap_walk_file() over a file folio (local `pfn`) with try_to_unmap_one() (reclaim) or
- * try_to_migrate_one() (migration) and TTU_BATCH_FLUSH, per mapping (fileMappingAt):
- * rs: range_start(MMU_NOTIFY_CLEAR); unmap: the PTL, ptep_get_and_clear with the flush batched
- * (set_tlb_ubc_flush_pending: x86 calls the arch hook with (0, -1) and defers the CPU flush,
- * setting local `batched`; arm64 flushes the page now); unmap_rest: a dirty PTE's bit to the
- * folio, `entry` installed (migration: the migration entry; reclaim of a file page leaves the
- * PTE none, the page cache finds it again), page_remove_rmap, folio_put; re: range_end, then
- * `next` (the caller's: the next mapping, or the folio's fate) at step 'next'.
+ * try_to_migrate_one() (migration) and TTU_BATCH_FLUSH, per VMA of the walk (walkVmaAt: the
+ * process's and the fork child's mappings of the offset): rs: range_start(MMU_NOTIFY_CLEAR) on
+ * that VMA's mm (the child's has no subscribers); unmap: its PTL, ptep_get_and_clear with the
+ * flush batched (set_tlb_ubc_flush_pending: x86 calls the arch hook with (0, -1) and defers the
+ * CPU flush, noting the mm in local `bmm`; arm64 flushes the page now); unmap_rest: a dirty
+ * PTE's bit to the folio, `entry` installed (migration: the migration entry; reclaim of a file
+ * page leaves the PTE none, the page cache finds it again), page_remove_rmap, folio_put; re:
+ * range_end, then `next` (the caller's: the next VMA, or the folio's fate) at step 'next'.
  */
 export function fileRmapWalk(
   kfn: 'try_to_unmap_one' | 'try_to_migrate_one',
@@ -186,58 +264,61 @@ export function fileRmapWalk(
   entry?: {
     readonly pte: (pte: Pte) => Pte
     readonly fn: string
-    readonly installed: (f: CallFrame, page: number) => void
+    readonly installed: (f: CallFrame, vi: number) => void
   },
 ): Proc {
   /** The dirty bit, the non-present entry, page_remove_rmap and the PTE's reference. */
   const rest = (c: Ctx, f: CallFrame): void => {
     const page = fileMappingAt(c, f)
+    const mm = c.mmIndex
     const pte = decodePte(f.l.old!)!
     delete f.l.old
     if (pte.dirty) c.folioMarkDirty(page, `${kfn}: folio_mark_dirty (pte_dirty)`)
-    if (entry) c.setPte(0, page, entry.pte(pte), entry.fn)
+    if (entry) c.setPte(mm, page, entry.pte(pte), entry.fn)
     const fr = c.folioW(pte.pfn)
     fr.map--
     c.emit('frame', 'page_remove_rmap', `pfn ${pte.pfn} mapcount ${fr.map}`)
     c.putFrame(pte.pfn, 'folio_put (the PTE reference)')
-    entry?.installed(f, page)
-    c.unlockPtl(0)
+    entry?.installed(f, num(f, 'vi'))
+    c.unlockPtl(mm)
     c.goto('re')
   }
   return {
     /** mmu_notifier_invalidate_range_start(MMU_NOTIFY_CLEAR). */
     rs: {
       run: (c, f) => {
-        c.rangeStart(0, [fileMappingAt(c, f)], 'MMU_NOTIFY_CLEAR')
+        const page = fileMappingAt(c, f)
+        c.rangeStart(c.mmIndex, [page], 'MMU_NOTIFY_CLEAR')
         afterNotifier(c, f, 'unmap', (cc) => cc.goto('unmap'))
       },
     },
     /** page_vma_mapped_walk (PTL), ptep_get_and_clear, set_tlb_ubc_flush_pending. */
     unmap: {
-      guard: (c) => (c.ptlFree(0) ? null : 'page-table lock held'),
+      guard: (c) => (c.ptlFree(c.mmIndex) ? null : 'page-table lock held'),
       run: (c, f) => {
         const page = fileMappingAt(c, f)
-        c.lockPtl(0, 'page_vma_mapped_walk')
-        const pte = c.pte(0, page)
+        const mm = c.mmIndex
+        c.lockPtl(mm, 'page_vma_mapped_walk')
+        const pte = c.pte(mm, page)
         if (!pte || !pte.present || pte.pfn !== num(f, 'pfn')) {
-          c.unlockPtl(0)
+          c.unlockPtl(mm)
           c.goto('re')
           return
         }
-        c.setPte(0, page, null, 'ptep_get_and_clear')
+        c.setPte(mm, page, null, 'ptep_get_and_clear')
         // set_tlb_ubc_flush_pending()'s tlb_flush_batched bump, before the notifier call: read
         // only under this PTL, so the order is invisible, and an atc-first driver's command
         // stays last.
-        c.setTlbBatched(0, true)
+        c.setTlbBatched(mm, true)
         if (c.sc.arch === 'x86_64') {
           c.emit('cpu-flush', 'arch_tlbbatch_add_pending', 'CPU flush deferred to arch_tlbbatch_flush', {
             pages: [c.pageName(page)],
           })
-          c.archHook(0, null, 'arch_tlbbatch_add_pending')
-          f.l.batched = true
+          c.archHook(mm, null, 'arch_tlbbatch_add_pending')
+          noteBatched(f, mm)
         } else
           c.flushTlb(
-            0,
+            mm,
             'page',
             [page],
             'arch_tlbbatch_add_pending (__flush_tlb_page_nosync)',
@@ -248,11 +329,13 @@ export function fileRmapWalk(
       },
     },
     unmap_rest: { run: rest },
-    /** mmu_notifier_invalidate_range_end(); then the next mapping, or the folio's fate. */
+    /** mmu_notifier_invalidate_range_end(); then the next VMA, or the folio's fate. */
     re: {
       run: (c, f) => {
-        c.rangeEnd(0, [fileMappingAt(c, f)], false)
+        const page = fileMappingAt(c, f)
+        c.rangeEnd(c.mmIndex, [page], false)
         f.l.vi = num(f, 'vi') + 1
+        delete f.l.mm
         afterNotifier(c, f, 'next', next)
       },
     },

@@ -110,14 +110,14 @@ const CASES: readonly Case[] = [
     site: 'invalidate_range_start',
     sc: COW,
     after: 'notifier mmu_notifier_invalidate_range_start: MMU_NOTIFY_CLEAR P',
-    adds: ['sec-inval invalidate_range_start: iommu: invalidate P (1 entries dropped)'],
+    adds: ['sec-inval invalidate_range_start: iommu: invalidate P (1 entry dropped)'],
     locks: MMAP_R,
   },
   {
     site: 'invalidate_range_end',
     sc: COW,
     after: 'notifier mmu_notifier_invalidate_range_end: P',
-    adds: ['sec-inval invalidate_range_end: iommu: invalidate P (1 entries dropped)'],
+    adds: ['sec-inval invalidate_range_end: iommu: invalidate P (1 entry dropped)'],
     locks: MMAP_R,
   },
   {
@@ -125,7 +125,7 @@ const CASES: readonly Case[] = [
     site: 'range_end',
     sc: MUNMAP,
     after: 'notifier mmu_notifier_invalidate_range_end: P',
-    adds: ['sec-inval ->invalidate_range (from range_end): iommu: invalidate P (1 entries dropped)'],
+    adds: ['sec-inval ->invalidate_range (from range_end): iommu: invalidate P (1 entry dropped)'],
     locks: MMAP_R,
   },
   {
@@ -134,7 +134,7 @@ const CASES: readonly Case[] = [
     after: 'cpu-flush flush_tlb_page (ptep_clear_flush): flush CPU TLBs: P',
     adds: [
       'notifier mmu_notifier_invalidate_range: ptep_clear_flush_notify: P',
-      'sec-inval ->invalidate_range (ptep_clear_flush_notify): iommu: invalidate P (1 entries dropped)',
+      'sec-inval ->invalidate_range (ptep_clear_flush_notify): iommu: invalidate P (1 entry dropped)',
     ],
     locks: MMAP_R_PTL,
     renames: { 'pte ptep_clear_flush: PTE P := none': 'pte ptep_clear_flush_notify: PTE P := none' },
@@ -145,7 +145,7 @@ const CASES: readonly Case[] = [
     after: 'cpu-flush tlb_flush (tlb_finish_mmu): flush CPU TLBs: P',
     adds: [
       'notifier mmu_notifier_invalidate_range: tlb_flush_mmu_tlbonly: P',
-      'sec-inval ->invalidate_range (tlb_flush_mmu_tlbonly): iommu: invalidate P (1 entries dropped)',
+      'sec-inval ->invalidate_range (tlb_flush_mmu_tlbonly): iommu: invalidate P (1 entry dropped)',
     ],
     locks: MMAP_R,
   },
@@ -155,7 +155,7 @@ const CASES: readonly Case[] = [
     after: 'cpu-flush arch_tlbbatch_add_pending: CPU flush deferred to arch_tlbbatch_flush',
     adds: [
       'notifier mmu_notifier_invalidate_range: try_to_unmap_one: P',
-      'sec-inval ->invalidate_range (try_to_unmap_one): iommu: invalidate P (1 entries dropped)',
+      'sec-inval ->invalidate_range (try_to_unmap_one): iommu: invalidate P (1 entry dropped)',
     ],
     locks: ['ptl'],
   },
@@ -165,7 +165,7 @@ const CASES: readonly Case[] = [
     after: 'cpu-flush flush_tlb_page (ptep_clear_flush): flush CPU TLBs: P',
     adds: [
       'notifier mmu_notifier_arch_invalidate_secondary_tlbs: P',
-      'sec-inval arch_invalidate_secondary_tlbs: iommu: invalidate P (1 entries dropped)',
+      'sec-inval arch_invalidate_secondary_tlbs: iommu: invalidate P (1 entry dropped)',
     ],
     locks: MMAP_R_PTL,
   },
@@ -175,7 +175,7 @@ const CASES: readonly Case[] = [
     after: 'cpu-flush tlb_flush (tlb_finish_mmu): flush CPU TLBs: P',
     adds: [
       'notifier mmu_notifier_arch_invalidate_secondary_tlbs: P',
-      'sec-inval arch_invalidate_secondary_tlbs: iommu: invalidate P (1 entries dropped)',
+      'sec-inval arch_invalidate_secondary_tlbs: iommu: invalidate P (1 entry dropped)',
     ],
     locks: MMAP_R,
   },
@@ -185,7 +185,7 @@ const CASES: readonly Case[] = [
     after: 'cpu-flush flush_tlb_mm (dup_mmap): flush CPU TLBs: whole mm',
     adds: [
       'notifier mmu_notifier_arch_invalidate_secondary_tlbs: range (0, -1): whole address space',
-      'sec-inval arch_invalidate_secondary_tlbs: iommu: invalidate all (1 entries dropped)',
+      'sec-inval arch_invalidate_secondary_tlbs: iommu: invalidate all (1 entry dropped)',
     ],
     // dup_mmap: mmap_write_lock(oldmm) for the whole copy.
     locks: ['mmap_lock(w)'],
@@ -196,7 +196,7 @@ const CASES: readonly Case[] = [
     after: 'cpu-flush arch_tlbbatch_add_pending: CPU flush deferred to arch_tlbbatch_flush',
     adds: [
       'notifier mmu_notifier_arch_invalidate_secondary_tlbs: range (0, -1): whole address space',
-      'sec-inval arch_invalidate_secondary_tlbs: iommu: invalidate all (1 entries dropped)',
+      'sec-inval arch_invalidate_secondary_tlbs: iommu: invalidate all (1 entry dropped)',
     ],
     locks: ['ptl'],
   },
@@ -206,7 +206,7 @@ const CASES: readonly Case[] = [
     after: 'cpu-flush flush_tlb_page (ptep_set_access_flags): flush CPU TLBs: P',
     adds: [
       'notifier ptep_set_access_flags_notify: P',
-      'sec-inval ptep_set_access_flags_notify: smmu: invalidate P (1 entries dropped)',
+      'sec-inval ptep_set_access_flags_notify: smmu: invalidate P (1 entry dropped)',
     ],
     locks: MMAP_R_PTL,
   },
@@ -236,7 +236,7 @@ const CASES: readonly Case[] = [
     sc: DEVICE_UPGRADE,
     after: 'lock mmap_read_unlock: release mmap_lock',
     adds: [
-      'sec-inval pri-flush: invalidate the faulting address before the response: smmu: invalidate P (1 entries dropped)',
+      'sec-inval pri-flush: invalidate the faulting address before the response: smmu: invalidate P (1 entry dropped)',
     ],
     locks: [],
   },
@@ -246,7 +246,7 @@ const CASES: readonly Case[] = [
     after: "cpu-flush flush_tlb_kernel_range (__purge_vmap_area_lazy): flush every CPU's TLB: kernel K0",
     adds: [
       'notifier kernel_mmu_notifier: flush_tlb_kernel_range: K0',
-      'sec-inval kernel MMU notifier (flush_tlb_kernel_range): iommu: invalidate K0 (1 entries dropped)',
+      'sec-inval kernel MMU notifier (flush_tlb_kernel_range): iommu: invalidate K0 (1 entry dropped)',
     ],
     locks: [],
   },
@@ -257,7 +257,7 @@ const CASES: readonly Case[] = [
       "cpu-flush flush_tlb_all (flush_tlb_kernel_range (__purge_vmap_area_lazy)): flush every CPU's whole TLB",
     adds: [
       'notifier kernel_mmu_notifier: flush_tlb_all: all',
-      'sec-inval kernel MMU notifier (flush_tlb_all): iommu: invalidate all (1 entries dropped)',
+      'sec-inval kernel MMU notifier (flush_tlb_all): iommu: invalidate all (1 entry dropped)',
     ],
     locks: [],
   },
@@ -310,7 +310,7 @@ describe('sites that need another site to reach a hw-walker', () => {
       'cpu-flush flush_tlb_page (ptep_set_access_flags): flush CPU TLBs: P',
       'lock pte_unmap_unlock: release the page-table lock',
       'notifier mmu_notifier_invalidate_range_start: MMU_NOTIFY_PROTECTION_UPGRADE P',
-      'sec-inval invalidate_range_start: smmu: invalidate P (1 entries dropped)',
+      'sec-inval invalidate_range_start: smmu: invalidate P (1 entry dropped)',
       'notifier mmu_notifier_invalidate_range_end: P',
       'sec-inval invalidate_range_end: smmu: invalidate P (0 entries dropped)',
       'lock mmap_read_unlock: release mmap_lock',
@@ -335,7 +335,7 @@ describe('sites that need another site to reach a hw-walker', () => {
     expect(got.slice(unlock, unlock + 6)).toEqual([
       'lock pte_unmap_unlock: release the page-table lock',
       'notifier mmu_notifier_invalidate_range_start: MMU_NOTIFY_PROTECTION_UPGRADE F',
-      'sec-inval invalidate_range_start: smmu: invalidate F (1 entries dropped)',
+      'sec-inval invalidate_range_start: smmu: invalidate F (1 entry dropped)',
       'notifier mmu_notifier_invalidate_range_end: F',
       'sec-inval invalidate_range_end: smmu: invalidate F (0 entries dropped)',
       expect.stringMatching(/^frame fault_dirty_shared_page: folio_mark_dirty/),

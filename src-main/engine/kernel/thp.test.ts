@@ -188,7 +188,7 @@ describe('anon collapse: collapse_huge_page (v6.6 mm/khugepaged.c)', () => {
     const ex = traced(collapse(), pol('start-end'))
     expect(lines(ex, { kinds: KINDS })).toEqual([
       ...head,
-      'sec-inval invalidate_range_start: iommu: invalidate A,B (1 entries dropped)',
+      'sec-inval invalidate_range_start: iommu: invalidate A,B (1 entry dropped)',
       ...COLLAPSE_FLUSH,
       'lock spin_unlock (pmd_lock): release the PMD lock',
       'notifier mmu_notifier_invalidate_range_end: A,B',
@@ -207,7 +207,7 @@ describe('anon collapse: collapse_huge_page (v6.6 mm/khugepaged.c)', () => {
       ...COLLAPSE_FLUSH,
       'lock spin_unlock (pmd_lock): release the PMD lock',
       'notifier mmu_notifier_invalidate_range_end: A,B',
-      'sec-inval ->invalidate_range (from range_end): iommu: invalidate A,B (1 entries dropped)',
+      'sec-inval ->invalidate_range (from range_end): iommu: invalidate A,B (1 entry dropped)',
       ...ANON_TAIL,
     ])
   })
@@ -218,7 +218,7 @@ describe('anon collapse: collapse_huge_page (v6.6 mm/khugepaged.c)', () => {
       ...head,
       ...COLLAPSE_FLUSH,
       'notifier mmu_notifier_arch_invalidate_secondary_tlbs: A,B',
-      'sec-inval arch_invalidate_secondary_tlbs: iommu: invalidate A,B (1 entries dropped)',
+      'sec-inval arch_invalidate_secondary_tlbs: iommu: invalidate A,B (1 entry dropped)',
       'lock spin_unlock (pmd_lock): release the PMD lock',
       'notifier mmu_notifier_invalidate_range_end: A,B',
       ...ANON_TAIL,
@@ -280,7 +280,7 @@ describe('file/shmem collapse: collapse_and_free_pmd (v6.1) before and after f26
       'notifier mmu_notifier_invalidate_range_start: MMU_NOTIFY_CLEAR A,B',
       ...COLLAPSE_FLUSH,
       ...fixedMid,
-      'sec-inval ->invalidate_range (from range_end): iommu: invalidate A,B (1 entries dropped)',
+      'sec-inval ->invalidate_range (from range_end): iommu: invalidate A,B (1 entry dropped)',
       ...tail,
     ])
   })

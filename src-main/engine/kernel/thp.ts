@@ -46,6 +46,7 @@
 import type { Ctx } from '../ctx'
 import type { CallFrame, Pte } from '../state'
 import { afterNotifier, flag, list, type PcHandler, type Proc } from './proc'
+import { count } from '../plural'
 
 const EVENT = 'MMU_NOTIFY_CLEAR'
 
@@ -643,7 +644,7 @@ export function zapHugePmd(c: Ctx): boolean {
   // The batch counts the pages queued before it (small ones here) and the huge folio as one.
   const batch = c.sc.gatherBatch
   if (batch !== null && queued.length + 1 >= batch) {
-    c.emit('info', 'tlb_remove_page_size', `mmu_gather batch full (${batch} pages): tlb_flush_mmu`)
+    c.emit('info', 'tlb_remove_page_size', `mmu_gather batch full (${count(batch, 'page')}): tlb_flush_mmu`)
     return true
   }
   return false

@@ -152,7 +152,7 @@ describe('MADV_DONTNEED of the huge page (zap_page_range_single -> zap_pmd_range
       'notifier mmu_notifier_invalidate_range_start: MMU_NOTIFY_CLEAR A,B',
       'sec-inval invalidate_range_start: iommu: invalidate A,B (2 entries dropped)',
       ...ZAP_HUGE_PMD,
-      'info tlb_remove_page_size: mmu_gather batch full (1 pages): tlb_flush_mmu',
+      'info tlb_remove_page_size: mmu_gather batch full (1 page): tlb_flush_mmu',
       'cpu-flush tlb_flush (tlb_flush_mmu (tlb_remove_page_size: batch full)): flush CPU TLBs: A,B',
       ...FREE,
       'notifier mmu_notifier_invalidate_range_end: A,B',

@@ -9,37 +9,39 @@
  *
  * The first unmap_mapping_range zaps through zap_page_range_single (range_start
  * MMU_NOTIFY_CLEAR, the PTE clears, range_end, tlb_finish_mmu), the same proc as a driver's
- * revoke (unmap.ts); the page-cache folio is freed only afterwards, when truncate_inode_pages
- * drops the page cache's reference. From i_size_write on, filemap_fault refuses the page
- * (SIGBUS for a CPU, IOMMU_PAGE_RESP_INVALID for a device).
+ * revoke (unmap.ts), once per VMA of the i_mmap tree that maps the offset, each on its own mm:
+ * every address declared `file:` of the page, and a fork child's VMAs, which dup_mmap linked
+ * right after their parent's (rmap.ts walkVmas; the child's mm has no subscribers, its zap
+ * flushes the child's CPUs). The page-cache folio is freed only afterwards, when
+ * truncate_inode_pages drops the page cache's reference. From i_size_write on, filemap_fault
+ * refuses the page (SIGBUS for a CPU, IOMMU_PAGE_RESP_INVALID for a device).
  */
 import type { Ctx } from '../ctx'
 import type { CallFrame } from '../state'
 import type { Proc } from './proc'
 import { num } from './proc'
-
-/**
- * The addresses that map the page's file offset (the page itself, or the page it is declared
- * `file:` of, and every page declared `file:` of that one): the VMAs of the i_mmap tree.
- */
-function mappings(c: Ctx, page: number): number[] {
-  const owner = c.sc.pages[page]!.fileOf ?? page
-  return [owner, ...c.sc.pages.flatMap((pg, i) => (pg.fileOf === owner ? [i] : []))]
-}
+import { walkVmas } from './rmap'
 
 /**
  * unmap_mapping_range() -> unmap_mapping_range_tree(): zap_page_range_single() for each VMA of
- * the file that maps the offset, one after the other (`vi` counts them), then goes to `next`.
+ * the file that maps the offset, one after the other (`vi` counts them; a fork child's VMA not
+ * linked in the tree is not seen), then goes to `next`.
  */
 function unmapNext(c: Ctx, f: CallFrame, next: string): void {
-  const ms = mappings(c, num(f, 'page'))
-  const vi = num(f, 'vi')
+  const ms = walkVmas(c.sc, num(f, 'page'))
+  let vi = num(f, 'vi')
+  while (vi < ms.length && ms[vi]!.mm !== 0 && !c.imapLinked(ms[vi]!.mm, ms[vi]!.page)) vi++
   if (vi >= ms.length) {
     c.goto(next)
     return
   }
   f.l.vi = vi + 1
-  c.call('unmap_mapping_range', { page: ms[vi]!, nested: true }, next === 'lock' ? 'unmap' : 'unmap_folio')
+  const v = ms[vi]!
+  c.call(
+    'unmap_mapping_range',
+    v.mm === 0 ? { page: v.page, nested: true } : { page: v.page, nested: true, mm: v.mm },
+    next === 'lock' ? 'unmap' : 'unmap_folio',
+  )
 }
 
 export const truncate: Proc = {
@@ -86,7 +88,13 @@ export const truncate: Proc = {
         c.putFrame(pfn, 'folio_batch_release (the page cache reference)')
       }
       // The second unmap_mapping_range finds no private COW of a MAP_SHARED page: nothing to do.
-      c.markRevoked(0, mappings(c, page), true)
+      const vmas = walkVmas(c.sc, page)
+      for (const mm of new Set(vmas.map((v) => v.mm)))
+        c.markRevoked(
+          mm,
+          vmas.map((v) => v.page),
+          true,
+        )
       c.emit('op', 'truncate', 'returns 0')
       c.ret()
     },

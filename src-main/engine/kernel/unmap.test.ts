@@ -237,7 +237,7 @@ describe('munmap with a full mmu_gather batch: forced flush under the PTL (refer
     expect(ex.violations).toEqual([])
     const ir = (p: string) => [
       `notifier mmu_notifier_invalidate_range: tlb_flush_mmu_tlbonly: ${p}`,
-      `sec-inval ->invalidate_range (tlb_flush_mmu_tlbonly): iommu: invalidate ${p} (1 entries dropped)`,
+      `sec-inval ->invalidate_range (tlb_flush_mmu_tlbonly): iommu: invalidate ${p} (1 entry dropped)`,
     ]
     expect(lines(ex)).toEqual([
       ...MUNMAP_HEAD,
@@ -265,7 +265,7 @@ describe('munmap with a full mmu_gather batch: forced flush under the PTL (refer
     expect(ex.violations).toEqual([])
     const ah = (p: string) => [
       `notifier mmu_notifier_arch_invalidate_secondary_tlbs: ${p}`,
-      `sec-inval arch_invalidate_secondary_tlbs: iommu: invalidate ${p} (1 entries dropped)`,
+      `sec-inval arch_invalidate_secondary_tlbs: iommu: invalidate ${p} (1 entry dropped)`,
     ]
     expect(lines(ex)).toEqual([
       ...MUNMAP_HEAD,
@@ -332,7 +332,7 @@ describe('madvise(MADV_DONTNEED): zap_page_range_single (reference §3.5)', () =
       'notifier mmu_notifier_invalidate_range_end: A',
       'cpu-flush tlb_flush (tlb_finish_mmu): flush CPU TLBs: A',
       'notifier mmu_notifier_arch_invalidate_secondary_tlbs: A',
-      'sec-inval arch_invalidate_secondary_tlbs: iommu: invalidate A (1 entries dropped)',
+      'sec-inval arch_invalidate_secondary_tlbs: iommu: invalidate A (1 entry dropped)',
       ...FREE_A,
     ])
   })
@@ -342,7 +342,7 @@ describe('madvise(MADV_DONTNEED): zap_page_range_single (reference §3.5)', () =
     expect(lines(ex, { op })).toEqual([
       ...ZAP_A,
       'notifier mmu_notifier_invalidate_range_end: A',
-      'sec-inval ->invalidate_range (from range_end): iommu: invalidate A (1 entries dropped)',
+      'sec-inval ->invalidate_range (from range_end): iommu: invalidate A (1 entry dropped)',
       'cpu-flush tlb_flush (tlb_finish_mmu): flush CPU TLBs: A',
       'notifier mmu_notifier_invalidate_range: tlb_flush_mmu_tlbonly: A',
       'sec-inval ->invalidate_range (tlb_flush_mmu_tlbonly): iommu: invalidate A (0 entries dropped)',
@@ -356,7 +356,7 @@ describe('madvise(MADV_DONTNEED): zap_page_range_single (reference §3.5)', () =
       ...ZAP_A,
       'cpu-flush tlb_flush (tlb_end_vma): flush CPU TLBs: A',
       'notifier mmu_notifier_arch_invalidate_secondary_tlbs: range (0, -1): whole address space',
-      'sec-inval arch_invalidate_secondary_tlbs: iommu: invalidate all (1 entries dropped)',
+      'sec-inval arch_invalidate_secondary_tlbs: iommu: invalidate all (1 entry dropped)',
       'notifier mmu_notifier_invalidate_range_end: A',
       ...FREE_A,
     ])

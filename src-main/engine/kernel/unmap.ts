@@ -18,7 +18,8 @@
 import type { Ctx } from '../ctx'
 import { ZERO_PFN, type CallFrame } from '../state'
 import { afterNotifier, list, nextPte, num, vmaRuns, type Proc } from './proc'
-import { flushTlbBatchedPending } from './rmap'
+import { flushTlbBatchedPending, walkVmaAt, walkVmas } from './rmap'
+import { count } from '../plural'
 import { thpSplitVma, zapHugePmd, zapPmdPath } from './thp'
 
 function root(c: Ctx): CallFrame {
@@ -83,7 +84,7 @@ export function gatherFlush(c: Ctx, fn: string): void {
 export function gatherFree(c: Ctx): void {
   const q = list(root(c), 'g_queue')
   if (q.length === 0) return
-  c.emit('frame', 'tlb_batch_pages_flush', `release ${q.length} queued page${q.length > 1 ? 's' : ''}`)
+  c.emit('frame', 'tlb_batch_pages_flush', `release ${count(q.length, 'queued page')}`)
   for (const pfn of q) c.putFrame(pfn, 'free_pages_and_swap_cache')
   root(c).l.g_queue = []
 }
@@ -178,7 +179,7 @@ export const zapVma: Proc = {
         const batch = c.sc.gatherBatch
         if (batch !== null && list(r, 'g_queue').length >= batch) {
           force = true
-          c.emit('info', '__tlb_remove_page', `mmu_gather batch full (${batch} pages): force_flush`)
+          c.emit('info', '__tlb_remove_page', `mmu_gather batch full (${count(batch, 'page')}): force_flush`)
         }
       }
       const next = nextPte(c, pages, i + 1)
@@ -276,7 +277,7 @@ function zapFilePte(c: Ctx, f: CallFrame, page: number, pfn: number, dirty: bool
   r.l.g_queue = [...list(r, 'g_queue'), pfn]
   const batch = c.sc.gatherBatch
   if (batch !== null && list(r, 'g_queue').length >= batch) {
-    c.emit('info', '__tlb_remove_page', `mmu_gather batch full (${batch} pages): force_flush`)
+    c.emit('info', '__tlb_remove_page', `mmu_gather batch full (${count(batch, 'page')}): force_flush`)
     return true
   }
   return false
@@ -344,11 +345,11 @@ function zapFree(c: Ctx, f: CallFrame): void {
   else c.ret()
 }
 
-function runs(c: Ctx, pages: readonly number[]): number[][] {
+function runs(c: Ctx, pages: readonly number[], key?: (p: number) => string): number[][] {
   const mm = c.mmIndex
   return vmaRuns(
     pages.filter((p) => c.vma(mm, p) !== null),
-    (p) => c.vma(mm, p),
+    key ?? ((p) => c.vma(mm, p)),
   )
 }
 
@@ -370,10 +371,11 @@ function runCount(f: CallFrame): number {
 
 /**
  * The VMA walk of a range (`req`): the pages that have a VMA as one run per VMA (locals `pages`
- * and `runOf`), starting at the first (`vi` = 0). Returns those pages.
+ * and `runOf`), starting at the first (`vi` = 0). Returns those pages. `key` tells VMAs apart
+ * (default: adjacent pages with the same protection are one VMA).
  */
-function startRuns(c: Ctx, f: CallFrame, req: readonly number[]): number[] {
-  const { pages, runOf } = encodeRuns(runs(c, req))
+function startRuns(c: Ctx, f: CallFrame, req: readonly number[], key?: (p: number) => string): number[] {
+  const { pages, runOf } = encodeRuns(runs(c, req, key))
   f.l.pages = pages
   f.l.runOf = runOf
   f.l.vi = 0
@@ -580,13 +582,21 @@ export { nextRun, runPages, runCount, startRuns, unmapNextVma }
 /**
  * unmap_mapping_range(): a driver revokes a mapping of its device memory (a BAR) by walking
  * the file's i_mmap tree under i_mmap_lock_read and zapping every VMA still linked there
- * (zap_page_range_single). It does not see a VMA that munmap already unlinked, even if
- * munmap has not flushed the TLBs yet: Jann Horn's race, closed for VM_PFNMAP by forcing the
- * flush at tlb_end_vma (b67fbebd4cf9; `kernel: { pfnmap_flush: false }` shows it open).
+ * (unmap_mapping_range_tree -> zap_page_range_single, on each VMA's mm: the process's, then a
+ * fork child's, which dup_mmap linked right after it; rmap.ts walkVmas). It does not see a
+ * VMA that munmap already unlinked, even if munmap has not flushed the TLBs yet: Jann Horn's
+ * race, closed for VM_PFNMAP by forcing the flush at tlb_end_vma (b67fbebd4cf9; `kernel: {
+ * pfnmap_flush: false }` shows it open). The op walks the tree itself (local `vi`, the VMA's
+ * mm in `mm`); truncate calls it once per VMA (`nested`, with that VMA's `mm`). The model takes
+ * i_mmap_lock_read per VMA, where the kernel holds it across the walk.
  */
 export const unmapMappingRange: Proc = {
   start: {
     run: (c, f) => {
+      if (f.l.nested !== true && !revokeWalk(c, f, typeof f.l.vi === 'number' ? f.l.vi : 0)) {
+        revokeReturn(c, f)
+        return
+      }
       const mm = c.mmIndex
       const page = num(f, 'page')
       c.imapRead(mm, 1)
@@ -597,7 +607,7 @@ export const unmapMappingRange: Proc = {
           `${c.pageName(page)}: no VMA in the i_mmap tree, nothing to zap`,
         )
         c.imapRead(mm, -1)
-        revokeReturn(c, f)
+        revokeNext(c, f)
         return
       }
       gatherInit(c)
@@ -621,17 +631,46 @@ function revokeGather(c: Ctx, f: CallFrame): void {
   afterNotifier(c, f, 'end_done', revokeDone)
 }
 
-/** The free, i_mmap_unlock_read(), return. */
+/** The free, i_mmap_unlock_read(), then the next VMA or return. */
 function revokeDone(c: Ctx, f: CallFrame): void {
   gatherFinishFree(c)
   c.imapRead(c.mmIndex, -1)
+  revokeNext(c, f)
+}
+
+/**
+ * The op's walk from VMA `from` on: the process's VMA, or a fork child's still linked in the
+ * tree (one that is not was never seen by vma_interval_tree_foreach); selects it (locals `vi`,
+ * `mm`) and returns true, or false when the walk is over.
+ */
+function revokeWalk(c: Ctx, f: CallFrame, from: number): boolean {
+  const ms = walkVmas(c.sc, num(f, 'page'))
+  let vi = from
+  while (vi < ms.length && ms[vi]!.mm !== 0 && !c.imapLinked(ms[vi]!.mm, ms[vi]!.page)) vi++
+  if (vi >= ms.length) return false
+  f.l.vi = vi
+  walkVmaAt(c, f)
+  return true
+}
+
+/** After a VMA: the op's walk goes on at the next one (a step of its own), or returns. */
+function revokeNext(c: Ctx, f: CallFrame): void {
+  if (f.l.nested !== true && revokeWalk(c, f, num(f, 'vi') + 1)) {
+    c.goto('start')
+    return
+  }
   revokeReturn(c, f)
 }
 
-/** The syscall's return (the revoke op), or back to truncate (`nested`), which returns later. */
+/**
+ * The syscall's return (the revoke op: every CPU and secondary entry of a mapping it removed is
+ * now stale, in each mm of the walk), or back to truncate (`nested`), which returns later.
+ */
 function revokeReturn(c: Ctx, f: CallFrame): void {
   if (f.l.nested !== true) {
-    c.markRevoked(c.mmIndex, [num(f, 'page')])
+    const page = num(f, 'page')
+    delete f.l.mm
+    for (const mm of new Set(walkVmas(c.sc, page).map((v) => v.mm))) c.markRevoked(mm, [page])
     c.emit('op', 'unmap_mapping_range', 'returns')
   }
   c.ret()

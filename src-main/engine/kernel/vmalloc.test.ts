@@ -55,7 +55,7 @@ describe('vfree and vmalloc (v6.6 mm/vmalloc.c)', () => {
     expect(lines(ex, { thread: 'C0', kinds: ['cpu-flush', 'notifier', 'sec-inval'] })).toEqual([
       "cpu-flush flush_tlb_kernel_range (__purge_vmap_area_lazy): flush every CPU's TLB: kernel K",
       'notifier kernel_mmu_notifier: flush_tlb_kernel_range: K',
-      'sec-inval kernel MMU notifier (flush_tlb_kernel_range): iommu: invalidate K (1 entries dropped)',
+      'sec-inval kernel MMU notifier (flush_tlb_kernel_range): iommu: invalidate K (1 entry dropped)',
     ])
     expect(first(ex, 'notifier kernel_mmu_notifier').step).toBeLessThan(
       first(ex, 'pte vmap_pages_range').step,

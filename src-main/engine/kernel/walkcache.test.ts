@@ -72,7 +72,7 @@ describe('munmap: free_pgtables unlinks the PTE page, tlb_finish_mmu flushes (fr
       'cpu-flush tlb_flush (tlb_finish_mmu): flush CPU TLBs: P',
       'notifier mmu_notifier_arch_invalidate_secondary_tlbs: P',
       DROP('arch_invalidate_secondary_tlbs'),
-      'sec-inval arch_invalidate_secondary_tlbs: iommu: invalidate P (1 entries dropped)',
+      'sec-inval arch_invalidate_secondary_tlbs: iommu: invalidate P (1 entry dropped)',
       FREE,
       'frame tlb_batch_pages_flush: release 1 queued page',
       'frame free_pages_and_swap_cache: free pfn 1 (gen 1)',

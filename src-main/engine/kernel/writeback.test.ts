@@ -52,7 +52,7 @@ describe('writeback: folio_clear_dirty_for_io -> folio_mkclean -> page_vma_mkcle
     expect(ex.violations).toEqual([])
     expect(lines(ex, { thread: 'WB' })).toEqual([
       ...head,
-      'sec-inval invalidate_range_start: smmu: invalidate F (1 entries dropped)',
+      'sec-inval invalidate_range_start: smmu: invalidate F (1 entry dropped)',
       ...MKCLEAN_PTE,
       'pte set_pte_at (pte_wrprotect + pte_mkclean): PTE F := pfn 1 RO clean',
       'lock pte_unmap_unlock: release the page-table lock',
@@ -73,7 +73,7 @@ describe('writeback: folio_clear_dirty_for_io -> folio_mkclean -> page_vma_mkcle
       'pte set_pte_at (pte_wrprotect + pte_mkclean): PTE F := pfn 1 RO clean',
       'lock pte_unmap_unlock: release the page-table lock',
       'notifier mmu_notifier_invalidate_range_end: F',
-      'sec-inval ->invalidate_range (from range_end): smmu: invalidate F (1 entries dropped)',
+      'sec-inval ->invalidate_range (from range_end): smmu: invalidate F (1 entry dropped)',
       ...WB_TAIL,
     ])
   })
@@ -84,7 +84,7 @@ describe('writeback: folio_clear_dirty_for_io -> folio_mkclean -> page_vma_mkcle
       ...head,
       ...MKCLEAN_PTE,
       'notifier mmu_notifier_arch_invalidate_secondary_tlbs: F',
-      'sec-inval arch_invalidate_secondary_tlbs: smmu: invalidate F (1 entries dropped)',
+      'sec-inval arch_invalidate_secondary_tlbs: smmu: invalidate F (1 entry dropped)',
       'pte set_pte_at (pte_wrprotect + pte_mkclean): PTE F := pfn 1 RO clean',
       'lock pte_unmap_unlock: release the page-table lock',
       'notifier mmu_notifier_invalidate_range_end: F',
@@ -177,14 +177,14 @@ describe('zap_pte_range of a dirty shared file page in three eras (reference §3
         'invalidate-range',
         [
           'notifier mmu_notifier_invalidate_range: tlb_flush_mmu_tlbonly: F',
-          'sec-inval ->invalidate_range (tlb_flush_mmu_tlbonly): iommu: invalidate F (1 entries dropped)',
+          'sec-inval ->invalidate_range (tlb_flush_mmu_tlbonly): iommu: invalidate F (1 entry dropped)',
         ],
       ],
       [
         'arch-hook',
         [
           'notifier mmu_notifier_arch_invalidate_secondary_tlbs: F',
-          'sec-inval arch_invalidate_secondary_tlbs: iommu: invalidate F (1 entries dropped)',
+          'sec-inval arch_invalidate_secondary_tlbs: iommu: invalidate F (1 entry dropped)',
         ],
       ],
     ] as const) {
@@ -213,7 +213,7 @@ describe('zap_pte_range of a dirty shared file page in three eras (reference §3
       'frame page_remove_rmap + __tlb_remove_page: pfn 1 mapcount 0, queued; force_flush (dirty shared PTE)',
       'cpu-flush tlb_flush (zap_pte_range force_flush): flush CPU TLBs: F',
       'notifier mmu_notifier_arch_invalidate_secondary_tlbs: F',
-      'sec-inval arch_invalidate_secondary_tlbs: iommu: invalidate F (1 entries dropped)',
+      'sec-inval arch_invalidate_secondary_tlbs: iommu: invalidate F (1 entry dropped)',
       'lock pte_unmap_unlock: release the page-table lock',
     ])
     // The rmap drop and the flush are separate steps: other threads can run in between.
@@ -232,7 +232,7 @@ describe('zap_pte_range of a dirty shared file page in three eras (reference §3
       'notifier mmu_notifier_invalidate_range_end: F',
       'cpu-flush tlb_flush (tlb_finish_mmu): flush CPU TLBs: F',
       'notifier mmu_notifier_arch_invalidate_secondary_tlbs: F',
-      'sec-inval arch_invalidate_secondary_tlbs: iommu: invalidate F (1 entries dropped)',
+      'sec-inval arch_invalidate_secondary_tlbs: iommu: invalidate F (1 entry dropped)',
       'frame tlb_finish_mmu: tlb_table_flush: the PTE page unlinked by free_pgtables is freed',
       'frame tlb_batch_pages_flush: release 1 queued page',
       'lock mmap_read_unlock: release mmap_lock',

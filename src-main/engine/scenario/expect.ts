@@ -14,6 +14,9 @@ import { parseExpr } from '../expr'
 import { parsePolicy, type PolicyDefs } from '../policy'
 import { INVARIANTS, METRIC_NAMES } from '../types'
 
+/** The keys of an exact expectation, `{ violated: [...] }`. */
+export const EXACT_EXPECT_KEYS = ['violated'] as const
+
 export interface ExpectSection {
   readonly forbid: Expr | null
   readonly forbidText: string | null
@@ -151,7 +154,7 @@ function exactSet(v: unknown, path: Path, issues: Issues): ExactViolations | nul
     return null
   }
   const o = v as Obj
-  checkKeys(o, ['violated'], path, issues, 'an exact expectation')
+  checkKeys(o, EXACT_EXPECT_KEYS, path, issues, 'an exact expectation')
   const list = o.violated
   // A misspelt key was reported by checkKeys; do not report its absence too.
   if (list === undefined && Object.keys(o).length > 0) return null

@@ -2,6 +2,9 @@
 import { checkKeys, int, isObj, Issues, oneOf, typeName } from './common'
 import type { ExploreDecl } from '../types'
 
+/** The keys of `explore:`. */
+export const EXPLORE_KEYS = ['mode', 'seed', 'executions', 'schedule', 'max_states'] as const
+
 export function parseExplore(raw: unknown, issues: Issues, threadNames: Set<string>): ExploreDecl {
   const none: ExploreDecl = { mode: null, seed: null, executions: null, schedule: null, maxStates: null }
   if (raw === undefined) return none
@@ -12,7 +15,7 @@ export function parseExplore(raw: unknown, issues: Issues, threadNames: Set<stri
     )
     return none
   }
-  checkKeys(raw, ['mode', 'seed', 'executions', 'schedule', 'max_states'], ['explore'], issues, 'explore')
+  checkKeys(raw, EXPLORE_KEYS, ['explore'], issues, 'explore')
   const mode =
     raw.mode === undefined
       ? null

@@ -4,6 +4,9 @@ import type { ThpDecl } from '../types'
 import { COST_KEYS } from '../costs'
 import type { Scenario } from '../types'
 
+/** The keys of `mmu_gather:`. */
+export const MMU_GATHER_KEYS = ['batch'] as const
+
 /** The `kernel:` toggles (YAML names), each defaulting to v6.6 behaviour (true). */
 export const KERNEL_KEYS = [
   'pfnmap_flush',
@@ -31,7 +34,7 @@ export function parseKernel(raw: Obj, issues: Issues, thp: ThpDecl | null): Kern
         `mmu_gather must be a mapping such as { batch: 2 }; found ${typeName(raw.mmu_gather)}`,
       )
     else {
-      checkKeys(raw.mmu_gather, ['batch'], ['mmu_gather'], issues, 'mmu_gather')
+      checkKeys(raw.mmu_gather, MMU_GATHER_KEYS, ['mmu_gather'], issues, 'mmu_gather')
       if (raw.mmu_gather.batch !== undefined && raw.mmu_gather.batch !== null) {
         gatherBatch = int(raw.mmu_gather.batch, ['mmu_gather', 'batch'], issues, 'mmu_gather.batch', 1)
       }

@@ -12,7 +12,7 @@ import { readdirSync, readFileSync, statSync } from 'node:fs'
 import path from 'node:path'
 import type { ExperimentCell, Notebook, SynthesisCell } from '../../api/notebook'
 import { referenceIndex } from '../../api/record'
-import { ENGINE_VERSION, type Scenario } from '../../engine'
+import { count, ENGINE_VERSION, type Scenario } from '../../engine'
 import { loadScenarioText, ScenarioLoadError } from '../scenarioFiles'
 import type { WorkerPool } from '../workerPool'
 import { cellScenarioText, runRecipeInPool, verdictChanges, withNotebookPolicies } from './cells'
@@ -228,7 +228,7 @@ async function check(files: readonly string[], pool: WorkerPool): Promise<number
     bad += syn.bad
   }
   process.stdout.write(
-    `${loaded.length} notebooks, ${total} experiments in ${((Date.now() - started) / 1000).toFixed(1)} s on ${pool.size} workers\n`,
+    `${count(loaded.length, 'notebook')}, ${count(total, 'experiment')} in ${((Date.now() - started) / 1000).toFixed(1)} s on ${count(pool.size, 'worker')}\n`,
   )
   process.stdout.write(`${total - bad} unchanged, ${bad} changed\n`)
   return bad > 0 ? 1 : 0

@@ -14,6 +14,7 @@ import type {
   SynthesisCell,
 } from '../../api/notebook'
 import { referenceResult } from './format'
+import { plural } from '../../engine'
 
 const METRICS = RECORDED_METRICS
 const INVARIANTS = ['use-after-free', 'stale-after-return', 'lost-write', 'lost-dirty', 'progress', 'forbid']
@@ -27,9 +28,10 @@ function scenarioLabel(cell: ExperimentCell): string {
 function recipeLine(cell: ExperimentCell): string {
   const r = cell.recipe
   const parts = [`mode ${r.mode}`]
-  if (r.mode === 'random') parts.push(`seed ${r.seed}`, `${r.executions} executions`)
+  if (r.mode === 'random')
+    parts.push(`seed ${r.seed}`, `${r.executions} ${plural(r.executions, 'execution')}`)
   if (r.mode === 'scripted') parts.push(`schedule ${r.schedule.join(' ')}`)
-  parts.push(`max ${r.max_states} states`)
+  parts.push(`max ${r.max_states} ${plural(r.max_states, 'state')}`)
   return parts.join(', ')
 }
 

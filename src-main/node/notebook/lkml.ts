@@ -14,6 +14,7 @@ import {
   runExecution,
   scheduleIndices,
   scriptedChooser,
+  plural,
   type Policy,
   type Scenario,
   type StepRecord,
@@ -132,7 +133,7 @@ export function foldLines(run: readonly StepRecord[], span: string, repeats = fa
     }
     return best
   }
-  return wrap(`${time} ${n} steps unchanged (${who})`)
+  return wrap(`${time} ${n} ${plural(n, 'step')} unchanged (${who})`)
 }
 
 export interface LkmlInput {
@@ -202,7 +203,7 @@ export function lkmlTimeline({ sc, policy, schedule, cycle, collapse = false }: 
   if (cycle)
     out.push(
       ...wrapLine(
-        `=> from [Time N+${schedule.length}] on, the last ${cycle.length} steps repeat forever.`,
+        `=> from [Time N+${schedule.length}] on, the last ${cycle.length === 1 ? 'step repeats' : `${cycle.length} steps repeat`} forever.`,
         '',
         '   ',
       ),

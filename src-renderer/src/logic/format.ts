@@ -1,5 +1,10 @@
 /** Small formatting helpers for a dense UI. */
 
+/** `1 state`, `2 states`: a count with its noun, never "1 states". */
+export function counted(n: number, one: string, many = `${one}s`): string {
+  return `${n} ${n === 1 ? one : many}`
+}
+
 export function formatCount(n: number): string {
   if (n < 10_000) return String(Math.round(n))
   if (n < 1_000_000) return `${(n / 1000).toFixed(n < 100_000 ? 1 : 0)}k`
