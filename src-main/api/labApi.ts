@@ -136,9 +136,9 @@ export const SynthesizeRequestSchema = z.object({
   /** What a placement costs, summed over the scenarios' reference schedules (default sim_ns). */
   objective: z.enum(['sim_ns', 'secondary_invalidations']).optional(),
   /**
-   * Placements to show beside the three presets and the policies the scenarios define by name
-   * (`policies:`), each as `--policy` takes them: `sites:a,b`, a preset with variants
-   * (`arch-hook+kernel-notifier`), a defined name, or a list of them (`a,b`).
+   * Placements to show beside the three presets, each as `--policy` takes them: `sites:a,b`, a
+   * preset with variants (`arch-hook+kernel-notifier`), a name a scenario (`policies:`) or
+   * `policyDefs` defines, or a list of them (`a,b`).
    */
   policies: z.array(PolicyName).max(32).optional(),
   /** Policies defined outside the scenarios (a notebook's `policies:`), by name; shown too. */

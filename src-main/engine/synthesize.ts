@@ -9,18 +9,20 @@
  * what it found. Three rules decide any placement S on that scenario from them:
  * - exact: S and P agree on C. The run under S asks the same questions and gets the same
  *   answers step by step, so it is the same run: same verdict, same cost.
- * - holds: E holds and P∩C ⊆ S. (P∩C) ∪ (S\C) agrees with P on C, so it holds, and it is a
- *   subset of S: adding a site only adds invalidations (policy.ts), so S holds.
- * - violated: E is violated and S∩C ⊆ P. S is a subset of (P∩C) ∪ (S\C) ∪ P... precisely of
- *   (P∩C) ∪ (S\C), which agrees with P on C and is violated, so S is too.
- * No rule assumes that a site a run did not ask about is irrelevant elsewhere: each scenario's
- * search space (its lattice) starts as the candidate sites its run under all of them asked
- * about, and grows whenever a run under a smaller placement asks about another one. Within it
- * the search explores level by level, alternating the smallest and the largest undecided size,
- * so that a placement that holds decides its supersets and one that is violated its subsets;
- * the placements of one level are incomparable, so they run together (in parallel) without
- * losing any pruning. Costs come from the same evaluations (exact rule only) and from runs of
- * the reference schedule alone for the placements decided without an exploration.
+ * - holds: E holds and P∩C ⊆ S. Q = (P∩C) ∪ (S\C) agrees with P on C, so it holds, and
+ *   Q ⊆ S: adding a site only adds invalidations (policy.ts), so S holds.
+ * - violated: E is violated and S∩C ⊆ P. The same Q agrees with P on C, so it is violated,
+ *   and S ⊆ Q, so S is too.
+ * The last two assume monotonicity, which a `forbid` predicate can break (SynthScenarioInput
+ * .monotone): such a scenario uses the exact rule only. No rule assumes that a site a run did
+ * not ask about is irrelevant elsewhere: each scenario's search space (its lattice) starts as
+ * the candidate sites its run under all of them asked about, and grows whenever a run under a
+ * smaller placement asks about another one. Within it the search explores level by level (the
+ * level with the fewest undecided placements first), so that a placement that holds decides
+ * its supersets and one that is violated its subsets; the placements of one level are
+ * incomparable, so they run together (in parallel) without losing any pruning. Costs come from
+ * the same evaluations (exact rule only) and from runs of the reference schedule alone for the
+ * placements decided without an exploration.
  *
  * With every scenario's lattice decided, any placement's verdicts and cost are table lookups:
  * the minimal correct placements, the Pareto front (scenarios held against cost) over every

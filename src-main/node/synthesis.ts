@@ -53,10 +53,10 @@ export const DEFAULT_SYNTH_MAX_STATES = 2_000_000
 
 /**
  * Checks user input against the loaded scenarios: candidate site names, the objective, and the
- * placements to show beside the presets: every policy the scenarios (and `policyDefs`, a
- * notebook's) define by name, then those `policies` name as `--policy` takes them (`sites:a,b`,
- * `arch-hook+pri-flush`, a defined name). Returns an error message naming what is wrong, or
- * the recipe.
+ * placements to show beside the presets: every policy `policyDefs` (a notebook's) defines, then
+ * those `policies` name as `--policy` takes them (`sites:a,b`, `arch-hook+pri-flush`, or a name
+ * the scenarios or `policyDefs` define). Returns an error message naming what is wrong, or the
+ * recipe.
  */
 export function synthSettings(
   input: {
@@ -88,14 +88,19 @@ export function synthSettings(
     if (typeof merged === 'string') return `${f.id}: ${merged}`
     defs = merged
   }
+  let extra: readonly Policy[] = []
   if (input.policyDefs) {
     const d = definePolicies(input.policyDefs)
     if (d.problems.length > 0) return `policyDefs: ${d.problems.join('; ')}`
     const merged = mergePolicyDefs(defs, d.policies)
     if (typeof merged === 'string') return `policyDefs: ${merged}`
     defs = merged
+    extra = d.policies
   }
-  const placements: Policy[] = [...defs]
+  // Shown: the policies given as definitions (a notebook's), then those named. A scenario's own
+  // definitions are names `policies` may use, not shown unasked (a whole-catalogue search would
+  // explore every one on every scenario).
+  const placements: Policy[] = defs.filter((d) => extra.some((e) => e.name === d.name))
   for (const entry of input.policies ?? []) {
     const ps = parsePolicyList(entry, defs)
     if (typeof ps === 'string') return ps

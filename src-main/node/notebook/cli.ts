@@ -27,6 +27,7 @@ import {
 } from './format'
 import { ReadOnlyFileError, writeFileAtomic } from '../atomicFile'
 import {
+  addedScenarios,
   recordSynthesis,
   runSynthesisCell,
   synthesisCellFiles,
@@ -170,8 +171,12 @@ async function checkSyntheses(
           ? ' (recorded result is stale-engine)'
           : ''
     const changes = synthesisChanges(ref, fresh)
+    const added = addedScenarios(ref, fresh)
+    const more = added.length
+      ? `; ${added.length} scenario${added.length === 1 ? '' : 's'} not recorded (added since)`
+      : ''
     if (changes.length === 0) {
-      process.stdout.write(`ok   ${shown}#${cell.id}: ${synthesisSummary(fresh)}${stale}\n`)
+      process.stdout.write(`ok   ${shown}#${cell.id}: ${synthesisSummary(fresh)}${more}${stale}\n`)
       continue
     }
     bad++

@@ -126,6 +126,10 @@ export function synthesisChanges(recorded: RecordedSynthesis, fresh: RecordedSyn
   const added = now.filter((p) => !was.includes(p))
   if (gone.length || added.length)
     out.push(`minimal placements: no longer ${list(gone)}; now also ${list(added)}`)
+  // Verdicts by scenario: a scenario added to a folder since (a new catalogue file) is no
+  // change to what was recorded; one that is gone is.
+  const missing = recorded.scenarios.filter((s) => !fresh.scenarios.includes(s))
+  if (missing.length) out.push(`scenarios no longer searched: ${missing.join(', ')}`)
   for (const p of recorded.placements) {
     const f = fresh.placements.find((q) => q.placement === p.placement)
     if (!f) {
@@ -133,15 +137,22 @@ export function synthesisChanges(recorded: RecordedSynthesis, fresh: RecordedSyn
       continue
     }
     const moved = p.verdicts
-      .map((v, i) => [v, f.verdicts[i], recorded.scenarios[i]] as const)
-      .filter(([a, b]) => a !== b)
-      .map(([a, b, s]) => `${s ?? '?'} ${a} -> ${b ?? 'gone'}`)
+      .map((v, i) => {
+        const s = recorded.scenarios[i] ?? '?'
+        const j = fresh.scenarios.indexOf(s)
+        return [v, j < 0 ? undefined : f.verdicts[j], s] as const
+      })
+      .filter(([a, b]) => b !== undefined && a !== b)
+      .map(([a, b, s]) => `${s} ${a} -> ${b}`)
     if (moved.length) out.push(`${p.placement}: ${moved.join('; ')}`)
   }
-  if (recorded.scenarios.join('\n') !== fresh.scenarios.join('\n'))
-    out.push(`scenarios: recorded ${recorded.scenarios.length}, now ${fresh.scenarios.length}`)
   if (recorded.complete && !fresh.complete) out.push('the search is no longer complete (a budget ran out)')
   return out
+}
+
+/** Scenarios a fresh synthesis searched that the recorded one did not (added to a folder since). */
+export function addedScenarios(recorded: RecordedSynthesis, fresh: RecordedSynthesis): string[] {
+  return fresh.scenarios.filter((s) => !recorded.scenarios.includes(s))
 }
 
 /** One line: the minimal placements and how each shown placement fares. */
