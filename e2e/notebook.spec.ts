@@ -423,3 +423,29 @@ test("a recorded result keeps every invariant's verdict: an old one says 'not re
   )
   await lab.screenshot('48-notebook-invariants')
 })
+
+test('synthesis cells: the recorded minimal placements and verdicts, current; running one records it again', async ({
+  page,
+}) => {
+  await openByPath(page, 'placement-synthesis.mnlab.yaml')
+  await expect(page.getByTestId('nb-synthesis')).toHaveCount(3)
+  const glisse = page.locator('[data-testid="nb-synthesis"][data-cell="glisse-ptl"]')
+  // The scenarios and recipe the result was recorded from are unchanged: current.
+  await expect(glisse.getByTestId('nb-status')).toHaveAttribute('data-status', 'current')
+  await expect(glisse.getByTestId('nb-minimal').locator(':scope > li')).toHaveCount(4)
+  await expect(glisse.getByTestId('nb-minimal')).toContainText('needs tlb_flush_mmu_tlbonly')
+  const loop = page.locator('[data-testid="nb-synthesis"][data-cell="upgrade-loop"]')
+  const popple = loop.locator('[data-testid="nb-placement"][data-placement="start-end+upgrade-notify"]')
+  await expect(popple).toContainText('1/5')
+  await glisse.scrollIntoViewIfNeeded()
+  await lab.screenshot('24-notebook-synthesis')
+
+  // Run the upgrade-loop search again: its explorations run in the host's workers.
+  await loop.getByTestId('nb-run-cell').click()
+  await expect(loop.getByTestId('nb-running')).toBeVisible()
+  await expect(loop.getByTestId('nb-running')).toHaveCount(0, { timeout: 120_000 })
+  await expect(loop.getByTestId('nb-run-error')).toHaveCount(0)
+  await expect(loop.getByTestId('nb-status')).toHaveAttribute('data-status', 'current')
+  await expect(loop.getByTestId('nb-minimal').locator(':scope > li')).toHaveCount(3)
+  await expect(page.getByTestId('nb-dirty')).toBeVisible()
+})

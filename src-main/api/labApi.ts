@@ -5,7 +5,16 @@
  * the schemas below on the service side: the renderer is untrusted input.
  */
 import { z } from 'zod'
-import type { Culprit, ExploreMode, RunResult, StepRecord, Violation } from '../engine'
+import type {
+  Culprit,
+  ExploreMode,
+  RunResult,
+  StepRecord,
+  SynthesisResult,
+  SynthEvaluation,
+  SynthProgress,
+  Violation,
+} from '../engine'
 import {
   LkmlTimelineSchema,
   NotebookAutosaveSchema,
@@ -101,6 +110,45 @@ export const DistinguishRequestSchema = z.object({
   timeoutMs: z.number().int().positive().max(3_600_000).optional(),
 })
 export type DistinguishRequest = z.infer<typeof DistinguishRequestSchema>
+
+/**
+ * `synthesize` (issue 14): the cheapest notifier placement (set of call sites) under which every
+ * scenario of a set holds, searched over the placements of the candidate sites; see
+ * engine/synthesisResult.ts for what comes back. Progress, each finished exploration and the
+ * result arrive as run events of the returned id (SynthesisEvent); cancelSynthesis stops it.
+ */
+export const SynthesizeRequestSchema = z.object({
+  /**
+   * The scenarios: files or folders under the scenarios root (paths as listScenarios gives
+   * them; a folder means every scenario in it), or a scenario's text (an unsaved buffer).
+   */
+  scenarios: z
+    .array(
+      z.union([
+        z.strictObject({ path: z.string().min(1).max(4096) }),
+        z.strictObject({ text: z.string().max(1_000_000), file: z.string().max(4096).nullable() }),
+      ]),
+    )
+    .min(1)
+    .max(200),
+  /** The candidate sites (policy.ts SITE_NAMES); default every site. */
+  sites: z.array(z.string().min(1).max(100)).max(16).optional(),
+  /** What a placement costs, summed over the scenarios' reference schedules (default sim_ns). */
+  objective: z.enum(['sim_ns', 'secondary_invalidations']).optional(),
+  /**
+   * Placements to show beside the three presets, each as `--policy` takes them: `sites:a,b`, a
+   * preset with variants (`arch-hook+kernel-notifier`), a name a scenario (`policies:`) or
+   * `policyDefs` defines, or a list of them (`a,b`).
+   */
+  policies: z.array(PolicyName).max(32).optional(),
+  /** Policies defined outside the scenarios (a notebook's `policies:`), by name; shown too. */
+  policyDefs: PolicyDefsSchema.optional(),
+  /** Each exploration's state budget (default 2,000,000). */
+  maxStates: RunFields.maxStates.optional(),
+  /** The whole search's time budget; past it, the result says what is unknown (complete: false). */
+  timeoutMs: RunFields.timeoutMs.optional(),
+})
+export type SynthesizeRequest = z.infer<typeof SynthesizeRequestSchema>
 
 export const PathSchema = z.object({ path: z.string().min(1).max(4096) })
 export const SaveSchema = z.object({ path: z.string().min(1).max(4096), text: z.string().max(1_000_000) })
@@ -229,6 +277,37 @@ export type RunEvent =
     }
   | { readonly kind: 'failed'; readonly runId: RunId; readonly message: string }
   | { readonly kind: 'cancelled'; readonly runId: RunId }
+  | SynthesisEvent
+
+/**
+ * The events of a synthesis (startSynthesis's id); it ends with `synthesis-finished`, or the
+ * run events `failed` or `cancelled` of the same id.
+ * - `synthesis-progress`: at most every 200 ms, and when a phase starts;
+ * - `synthesis-evaluation`: each exhaustive exploration as it finishes (cost-only runs of the
+ *   reference schedule are counted in the progress, not sent one by one);
+ * - `synthesis-finished`: the result.
+ */
+export type SynthesisEvent =
+  | { readonly kind: 'synthesis-progress'; readonly runId: RunId; readonly progress: SynthProgress }
+  | { readonly kind: 'synthesis-evaluation'; readonly runId: RunId; readonly evaluation: SynthEvaluation }
+  | {
+      readonly kind: 'synthesis-finished'
+      readonly runId: RunId
+      readonly elapsedMs: number
+      readonly result: SynthesisResult
+    }
+
+/** The synthesis methods of LabApi (issue 14), served by node/synthesisManager.ts. */
+export interface SynthesisApi {
+  /**
+   * Starts a search (SynthesizeRequestSchema); its progress, finished explorations and result
+   * arrive as SynthesisEvents of the returned id through onDidRunEvent. Bad input (a scenario
+   * that does not load, an unknown site or policy) rejects here, before anything runs.
+   */
+  startSynthesis(req: SynthesizeRequest): Promise<RunId>
+  /** Stops a search: its explorations are cancelled and a `cancelled` event follows. */
+  cancelSynthesis(req: z.infer<typeof RunIdSchema>): Promise<void>
+}
 
 export interface NamedDoc {
   readonly name: string
@@ -256,7 +335,7 @@ export interface EngineInfo {
   readonly nativeDialogs: boolean
 }
 
-export interface LabApi {
+export interface LabApi extends SynthesisApi {
   engineInfo(): Promise<EngineInfo>
   listScenarios(): Promise<ScenarioEntry[]>
   readScenario(req: z.infer<typeof PathSchema>): Promise<{ path: string; text: string }>
@@ -341,6 +420,8 @@ export const API_METHODS = {
   notebookStatus: NotebookStatusSchema,
   notebookExport: NotebookExportSchema,
   lkmlTimeline: LkmlTimelineSchema,
+  startSynthesis: SynthesizeRequestSchema,
+  cancelSynthesis: RunIdSchema,
 } as const satisfies Record<Exclude<keyof LabApi, 'onDidRunEvent'>, z.ZodType | null>
 
 export type ApiMethod = keyof typeof API_METHODS

@@ -131,7 +131,83 @@ export const ExperimentCellSchema = z.strictObject({
 })
 export type ExperimentCell = z.infer<typeof ExperimentCellSchema>
 
-export const CellSchema = z.discriminatedUnion('kind', [NoteCellSchema, ExperimentCellSchema])
+/**
+ * A synthesis's recipe (`mnlab synthesize`, issue 14): the scenarios (files or folders, relative
+ * to the notebook), the candidate sites (null: every site), the objective, the placements to
+ * show beside the presets and the policies the notebook and scenarios define, and budgets.
+ */
+export const SynthesisRecipeSchema = z.strictObject({
+  scenarios: z.array(z.string().min(1).max(4096)).min(1).max(200),
+  sites: z.array(z.string().min(1).max(100)).max(16).nullable(),
+  objective: z.enum(['sim_ns', 'secondary_invalidations']),
+  policies: z.array(PolicyName).max(32),
+  max_states: RunFields.maxStates,
+  timeout_ms: RunFields.timeoutMs,
+})
+export type SynthesisRecipe = z.infer<typeof SynthesisRecipeSchema>
+
+const Verdicts = z.enum(['holds', 'violated', 'unknown'])
+const Cost = z.number().min(0)
+
+/**
+ * A synthesis's result as a notebook keeps it (engine/synthesisResult.ts, without cells' origins
+ * or the counterexamples' explanations): the minimal placements with the scenario and schedule
+ * that break without each site, the Pareto front, and a verdict per scenario for each shown
+ * placement. Hashed like an experiment's: the recipe and the text of every scenario.
+ */
+export const RecordedSynthesisSchema = z.strictObject({
+  recipe_hash: z.string().regex(/^[0-9a-f]{64}$/, 'a sha256 in hex (64 digits)'),
+  engine: z.string().min(1).max(100),
+  at: z.iso.datetime({ offset: true }),
+  pinned: z.boolean(),
+  /** The scenarios searched, in order: the recipe's files and folders expanded. */
+  scenarios: z.array(z.string().min(1).max(4096)),
+  /** False when a budget left a verdict unknown: the minimal placements are not proven. */
+  complete: z.boolean(),
+  minimal: z.array(
+    z.strictObject({
+      placement: PolicyName,
+      cost: Cost,
+      needs: z.array(
+        z.strictObject({
+          site: z.string().min(1).max(100),
+          scenario: z.string().min(1).max(4096),
+          invariant: z.string().min(1).max(100),
+          schedule: z.array(z.string().min(1).max(100)).max(100_000),
+          cycle: z.array(z.string().min(1).max(100)).max(100_000).nullable(),
+        }),
+      ),
+    }),
+  ),
+  front: z.array(z.strictObject({ held: Count, cost: Cost, placements: z.array(PolicyName) })),
+  placements: z.array(
+    z.strictObject({ placement: PolicyName, held: Count, cost: Cost, verdicts: z.array(Verdicts) }),
+  ),
+  search: z.strictObject({
+    explored: Count,
+    pruned: Count,
+    cost_runs: Count,
+    states: Count,
+    elapsed_ms: Count,
+  }),
+})
+export type RecordedSynthesis = z.infer<typeof RecordedSynthesisSchema>
+
+export const SynthesisCellSchema = z.strictObject({
+  kind: z.literal('synthesis'),
+  id: Id,
+  title: z.string().max(500),
+  recipe: SynthesisRecipeSchema,
+  /** Oldest first. */
+  results: z.array(RecordedSynthesisSchema),
+})
+export type SynthesisCell = z.infer<typeof SynthesisCellSchema>
+
+export const CellSchema = z.discriminatedUnion('kind', [
+  NoteCellSchema,
+  ExperimentCellSchema,
+  SynthesisCellSchema,
+])
 export type Cell = z.infer<typeof CellSchema>
 
 export const NotebookSchema = z

@@ -6,7 +6,7 @@
 import { COSTS, type CostKey, invalidationCost, type InvalidationKinds } from './costs'
 import { Res, type Footprint } from './footprint'
 import { count } from './plural'
-import { hasSite, type ArchSite, type Policy, type Site } from './policy'
+import { hasSite, siteBit, type ArchSite, type Policy, type Site } from './policy'
 import type { EventDetail, EventKind, Metrics, TraceEvent, Violation } from './results'
 import {
   frameLabels,
@@ -55,6 +55,19 @@ const FLUSH_SITE: Readonly<Record<FlushKind, ArchSite>> = {
   page: 'flush_tlb_page',
   range: 'flush_tlb_range',
   mm: 'flush_tlb_mm',
+}
+
+/**
+ * The sites a run asked about (Ctx.at), as a mask over SITE_NAMES: runPolicy with
+ * `tallySites` runs a policy carrying one (PolicyResult.sitesReached).
+ */
+export interface SiteTally {
+  reached: number
+}
+
+/** A policy that notes every site its run asks about. */
+export interface TallyingPolicy extends Policy {
+  readonly tally?: SiteTally
 }
 
 export class Ctx {
@@ -213,8 +226,23 @@ export class Ctx {
     this.control = { k: 'ret', value }
   }
 
-  /** Whether the policy notifies at this call site (policy.ts SITES). */
+  /**
+   * Whether the policy notifies at this call site (policy.ts SITES). The one place kernel code
+   * asks about a site: a tallying policy (SiteTally) notes the site as reached, whether the
+   * policy has it or not. So a run that never asks about a site behaves the same with or
+   * without it (synthesize.ts relies on that); callers test cheap conditions that make the site
+   * irrelevant (no hw-walker, a driver flushing elsewhere) before asking.
+   */
   at(site: Site): boolean {
+    const tally = (this.policy as TallyingPolicy).tally
+    if (tally !== undefined) tally.reached |= siteBit(site)
+    return hasSite(this.policy, site)
+  }
+  /**
+   * Whether the policy has the site, for trace text only (which function name an event shows):
+   * it changes no behaviour, so it does not count as reaching the site.
+   */
+  names(site: Site): boolean {
     return hasSite(this.policy, site)
   }
 
@@ -1128,11 +1156,10 @@ export class Ctx {
     pages: readonly number[] | null,
     site: 'flush_tlb_kernel_range' | 'flush_tlb_all',
   ): void {
-    if (!this.at(site)) return
     const subs = this.sc.secondaries
       .map((d, i) => [d, i] as const)
       .filter(([d]) => d.type === 'hw-walker' && d.pasid === 'supervisor')
-    if (subs.length === 0) return
+    if (subs.length === 0 || !this.at(site)) return
     this.metrics.notifier_calls++
     this.emit(
       'notifier',
@@ -1193,7 +1220,7 @@ export class Ctx {
 
   /** mmu_notifier_arch_invalidate_secondary_tlbs(mm, start, end) at an arch site of the policy; null: (0, -1). */
   archHook(mm: number, pages: readonly number[] | null, site: ArchSite): void {
-    if (mm !== 0 || !this.at(site) || !this.hasHwWalker() || this.mmReleased(mm)) return
+    if (mm !== 0 || !this.hasHwWalker() || !this.at(site) || this.mmReleased(mm)) return
     this.metrics.notifier_calls++
     this.emit(
       'notifier',
@@ -1440,7 +1467,7 @@ export class Ctx {
           `${d.name}: invalidate_in_progress++, zap ${count(zapped, 'shadow entry', 'shadow entries')}`,
           this.pagesDetail(pages),
         )
-      } else if (this.at('invalidate_range_start') && d.flushAt !== 'end') {
+      } else if (d.flushAt !== 'end' && this.at('invalidate_range_start')) {
         this.secInvalidate(i, pages, 'invalidate_range_start')
       }
     })
@@ -1550,7 +1577,7 @@ export class Ctx {
     if (!this.hasSubscribers(mm)) return
     this.metrics.notifier_calls++
     const fn =
-      onlyEnd && this.at('range_end')
+      onlyEnd && this.names('range_end')
         ? 'mmu_notifier_invalidate_range_only_end'
         : 'mmu_notifier_invalidate_range_end'
     this.emit('notifier', fn, this.pagesText(pages), this.pagesDetail(pages))
@@ -1570,9 +1597,9 @@ export class Ctx {
           this.pagesDetail(pages),
         )
       } else {
-        if (this.at('range_end') && !onlyEnd)
+        if (!onlyEnd && this.at('range_end'))
           this.secInvalidate(i, pages, '->invalidate_range (from range_end)')
-        if (this.at('invalidate_range_end') && d.flushAt !== 'start')
+        if (d.flushAt !== 'start' && this.at('invalidate_range_end'))
           this.secInvalidate(i, pages, 'invalidate_range_end')
       }
     })
@@ -1588,7 +1615,8 @@ export class Ctx {
     pages: readonly number[] | null,
     site: 'ptep_clear_flush_notify' | 'tlb_flush_mmu_tlbonly' | 'try_to_unmap_one',
   ): void {
-    if (!this.at(site) || !this.hasSubscribers(mm) || !this.hasHwWalker()) return
+    // No hw-walker: nobody implements ->invalidate_range, whatever the policy.
+    if (!this.hasHwWalker() || !this.at(site) || !this.hasSubscribers(mm)) return
     this.metrics.notifier_calls++
     this.emit(
       'notifier',
@@ -1606,7 +1634,7 @@ export class Ctx {
    * with access-flags-notify leaves the site out.
    */
   accessFlagsNotify(mm: number, page: number): void {
-    if (!this.at('ptep_set_access_flags') || !this.hasSubscribers(mm) || !this.hasHwWalker()) return
+    if (!this.hasHwWalker() || !this.at('ptep_set_access_flags') || !this.hasSubscribers(mm)) return
     this.metrics.notifier_calls++
     this.emit('notifier', 'ptep_set_access_flags_notify', this.pageName(page), this.pagesDetail([page]))
     this.forHw((i) => this.secInvalidate(i, [page], 'ptep_set_access_flags_notify'))

@@ -1,6 +1,7 @@
 /** The engine's public surface. Pure TypeScript: no Node, DOM or timers; randomness only from the seeded PRNG passed in. */
 export * from './types'
 export * from './results'
+export * from './synthesisResult'
 export * from './policy'
 export { validateScenario, TOP_KEYS, CPU_OPS, DEVICE_OPS, definePolicies, POLICY_NAME } from './scenario'
 export { parseExpr, evalExpr, exprToString } from './expr'
@@ -43,6 +44,17 @@ export {
   type InvalidationKinds,
 } from './costs'
 export { explainExecution, hookHint } from './explain'
+export {
+  synthesize,
+  synthRunOptions,
+  synthOutcome,
+  localEvaluator,
+  type SynthEvalRequest,
+  type SynthEvalOutcome,
+  type SynthEvaluator,
+  type SynthOptions,
+  type SynthScenarioInput,
+} from './synthesize'
 export {
   replayLenient,
   distinguish,

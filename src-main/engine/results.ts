@@ -1,4 +1,5 @@
 /** Result types: plain JSON data, the same for the CLI, the workers and the GUI. */
+import type { Site } from './policy'
 import type { InvariantName, Verdict } from './types'
 import { count, plural } from './plural'
 
@@ -202,6 +203,12 @@ export interface PolicyResult {
    * (absent when they match or another form was expected).
    */
   readonly expectNote?: string
+  /**
+   * With RunOptions.tallySites: the notification sites (policy.ts SITE_NAMES) the kernel code
+   * asked about in this run, whether the policy has them or not. The run is the same under any
+   * policy that agrees with this one on these sites.
+   */
+  readonly sitesReached?: readonly Site[]
   /** Whether the computed result matches `expect` and `expect_metrics`; null when nothing was expected. */
   readonly matches: boolean | null
   /** The scenario's `expect_metrics` for this policy, checked on the metrics execution. */

@@ -12,7 +12,8 @@ import {
   type Budget,
   type Found,
 } from './explore'
-import type { Policy } from './policy'
+import type { SiteTally, TallyingPolicy } from './ctx'
+import { SITE_NAMES, siteBit, type Policy } from './policy'
 import { expectationText, matchExpectation } from './scenario/expect'
 import { mulberry32 } from './prng'
 import type { MetricCheck, Metrics, PolicyResult, RunResult } from './results'
@@ -37,6 +38,12 @@ export interface RunOptions {
   readonly budget: Budget
   /** Called after each policy finishes (progress reporting). */
   readonly onPolicyDone?: (r: PolicyResult) => void
+  /**
+   * Note which notification sites the run's kernel code asked about (Ctx.at), in the
+   * exploration, the reference execution and the counterexamples' replays:
+   * PolicyResult.sitesReached. A site never asked about cannot change the run.
+   */
+  readonly tallySites?: boolean
 }
 
 export function defaultRunOptions(sc: Scenario): RunOptions {
@@ -68,7 +75,9 @@ export function scheduleIndices(sc: Scenario, names: readonly string[]): number[
   })
 }
 
-export function runPolicy(sc: Scenario, policy: Policy, opts: RunOptions): PolicyResult {
+export function runPolicy(sc: Scenario, given: Policy, opts: RunOptions): PolicyResult {
+  const tally: SiteTally | null = opts.tallySites ? { reached: 0 } : null
+  const policy: TallyingPolicy = tally ? { ...given, tally } : given
   let found: Found[] = []
   let complete = false
   let cutReason: string | null = null
@@ -187,6 +196,7 @@ export function runPolicy(sc: Scenario, policy: Policy, opts: RunOptions): Polic
           .join(', ')}`
       : COST_TABLE_NAME,
     expected: exp === null ? null : expectationText(exp),
+    ...(tally ? { sitesReached: SITE_NAMES.filter((x) => (tally.reached & siteBit(x)) !== 0) } : {}),
     ...(exp !== null && typeof exp !== 'string' ? { expectedSet: exp.violated } : {}),
     ...(match?.note ? { expectNote: match.note } : {}),
     matches,

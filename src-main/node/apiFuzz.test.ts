@@ -98,6 +98,15 @@ const VALID: Record<ApiMethod, unknown> = {
   notebookStatus: { notebookPath: null, notebook },
   notebookExport: { notebook, format: 'markdown' },
   lkmlTimeline: { text: UPGRADE, file: null, policy: 'start-end', schedule: ['C0', 'D0'], cycle: null },
+  startSynthesis: {
+    scenarios: [{ path: 'upgrade.yaml' }, { text: UPGRADE, file: 'unsaved.yaml' }],
+    sites: ['flush_tlb_page', 'ptep_set_access_flags'],
+    objective: 'secondary_invalidations',
+    policies: ['sites:flush_tlb_page'],
+    maxStates: 2_000,
+    timeoutMs: 5_000,
+  },
+  cancelSynthesis: { runId: 'no-such-synthesis' },
 }
 
 const oddValue = fc.oneof(
@@ -170,6 +179,7 @@ describe('every LabApi request, fuzzed', () => {
           const id = typeof r === 'string' ? r : (r as { runId: string }).runId
           await svc.cancelRun({ runId: id })
         }
+        if (m === 'startSynthesis') await svc.cancelSynthesis({ runId: r as string })
       } catch (e) {
         if (e instanceof LabApiError) refused++
         else

@@ -230,7 +230,10 @@ describe('mnlab help', () => {
     expect(r.stderr).toBe('')
     expect(r.stdout).toMatch(/^mnlab: MMU Notifier Lab, headless\n/)
     expect(r.stdout).toContain(
-      'Exit codes: 0 ok, 1 expectation mismatch, 2 invalid input, 4 distinguish ran out of budget.',
+      'Exit codes: 0 ok, 1 expectation mismatch, 2 invalid input, 4 distinguish or synthesize ran out of budget,\n  130 cancelled.',
+    )
+    expect(r.stdout).toMatch(
+      /^ {2}mnlab synthesize PATH\.\.\. \[--objective sim_ns\|secondary_invalidations\]/m,
     )
   })
 })

@@ -6,13 +6,17 @@
  *   mnlab replay FILE --policy P --schedule "C0 D0 ..."   re-run a printed schedule with a full trace
  *   mnlab replay FILE --policy all|a,b --schedule "..."   the same schedule under each policy, compared
  *   mnlab distinguish FILE --policies a,b    the shortest schedule on which two policies' outcomes differ
+ *   mnlab synthesize PATH... [--objective sim_ns|secondary_invalidations] [--sites a,b] [--jobs N]
+ *                                  the cheapest notifier placements under which every scenario holds
  *   mnlab sites [--json]           the notification sites a policy is a set of, and the presets' sets
  *   mnlab bench                    timings for the catalogue's key scenarios
  *   mnlab notebook check|record|export ...   lab notebooks (see notebook/cli.ts)
  * Exit codes: 0 ok, 1 mismatch (check), 2 unreadable or invalid input (error on stderr),
- * 4 distinguish stopped by its budget before it found a schedule or covered every state pair.
+ * 4 distinguish or synthesize stopped by a budget before it was done, 130 synthesize cancelled
+ * (Ctrl+C).
  */
 import { readFileSync } from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
 import {
   defaultRunOptions,
@@ -27,6 +31,7 @@ import {
   runExecution,
   runResultOf,
   ScheduleError,
+  SITE_NAMES,
   scriptedChooser,
   SITES,
   VARIANTS,
@@ -59,6 +64,8 @@ import {
 } from './scenarioFiles'
 import { toWorkerOptions, WorkerPool, type WorkerRunOptions } from './workerPool'
 import { runBench } from './bench'
+import { formatSynthesis } from './formatSynthesis'
+import { startSynthesis, synthSettings, type SynthScenarioFile } from './synthesis'
 import { cmdNotebook, NotebookUsageError } from './notebook/cli'
 
 /**
@@ -90,6 +97,9 @@ const VALUED = new Set([
   'timeout',
   'reduction',
   'max-memory',
+  'objective',
+  'sites',
+  'jobs',
 ])
 const BOOLEAN = new Set(['json', 'trace', 'help', 'por', 'bfs', 'quick', 'first', 'full'])
 
@@ -514,6 +524,88 @@ function cmdDistinguish(f: Flags): number {
   return result.schedule !== null || result.complete ? 0 : EXIT_BUDGET
 }
 
+/** Exit code of a command cancelled with Ctrl+C (128 + SIGINT, as shells report it). */
+export const EXIT_CANCELLED = 130
+
+/**
+ * `mnlab synthesize PATH...`: the minimal notifier placements (sets of call sites) under which
+ * every scenario holds, the Pareto front of scenarios held against cost, a certificate per
+ * site, the presets (and --policy placements) side by side, and what the search cost. Each
+ * exploration is a job in the worker pool (--jobs N workers, default one per core). Exit 0
+ * when complete, EXIT_BUDGET when a budget left something undecided, EXIT_CANCELLED on Ctrl+C.
+ */
+async function cmdSynthesize(f: Flags, pool: WorkerPool): Promise<number> {
+  if (f.positional.length === 0)
+    throw new UsageError('mnlab synthesize needs at least one scenario file or folder')
+  const jobs = intFlag(f, 'jobs')
+  if (jobs === 0) throw new UsageError('--jobs must be at least 1')
+  const maxStates = intFlag(f, 'max-states')
+  if (maxStates === 0) throw new UsageError('--max-states must be at least 1')
+  const timeout = intFlag(f, 'timeout')
+  const text = (k: string): string | null => {
+    const v = f.opts.get(k)
+    return typeof v === 'string' ? v : null
+  }
+  const sites = text('sites')
+  const policy = text('policy')
+  const files: SynthScenarioFile[] = expandScenarioPaths(f.positional).map((file) => ({
+    id: file,
+    file,
+    scenario: loadScenarioFile(file),
+  }))
+  if (files.length === 0) throw new UsageError(`no scenario files (*.yaml) in ${f.positional.join(', ')}`)
+  const recipe = synthSettings(
+    {
+      sites: sites === null ? null : sites.split(/[,+\s]+/).filter(Boolean),
+      objective: text('objective'),
+      policies: policy === null ? [] : [policy],
+      maxStates,
+      timeoutMs: timeout === null ? null : Math.max(1, commandStarted + timeout * 1000 - Date.now()),
+    },
+    files,
+  )
+  if (typeof recipe === 'string') throw new UsageError(recipe)
+  // One worker per core unless --jobs says otherwise (main's pool stops at four).
+  const cores = Math.max(1, os.availableParallelism?.() ?? os.cpus().length)
+  const size = jobs ?? cores
+  const workers = size === pool.size ? pool : new WorkerPool(undefined, size)
+  const json = f.opts.has('json')
+  const board = progressBoard({ enabled: shouldShowProgress(json) })
+  const task = board.task('synthesize', 'explorations', null)
+  const run = startSynthesis(workers, files, recipe, {
+    onProgress: (p) => {
+      task.update(p.explored)
+      task.note(
+        `${p.phase}: ${p.scenariosDone}/${p.scenarios} scenarios decided, ${p.costRuns} reference runs, ${p.pending} running`,
+      )
+    },
+  })
+  let cancelled = false
+  const onSigint = (): void => {
+    cancelled = true
+    run.cancel()
+  }
+  process.once('SIGINT', onSigint)
+  try {
+    const r = await run.result
+    task.done(`${r.search.explored} explorations, ${(r.search.elapsedMs / 1000).toFixed(1)} s`)
+    board.stop()
+    process.stdout.write(
+      json ? JSON.stringify(r, null, 2) + '\n' : formatSynthesis(r, { workers: workers.size }) + '\n',
+    )
+    return r.complete ? 0 : EXIT_BUDGET
+  } catch (e) {
+    if (!cancelled) throw e
+    board.stop()
+    process.stderr.write('mnlab: synthesize cancelled\n')
+    return EXIT_CANCELLED
+  } finally {
+    process.removeListener('SIGINT', onSigint)
+    board.stop()
+    if (workers !== pool) await workers.close()
+  }
+}
+
 /**
  * What became of a scripted schedule: steps where strong fairness ran a starved thread instead
  * of the one asked for, and steps never used because the execution ended first.
@@ -629,6 +721,15 @@ const HELP = `mnlab: MMU Notifier Lab, headless
                              the shortest schedule on which A's and B's outcomes differ (breadth
                              first over both policies' states together), each outcome on it and
                              the first step where their traces differ; exit 4 when the budget ran out
+  mnlab synthesize PATH... [--objective sim_ns|secondary_invalidations] [--sites a,b,...] [--policy LIST]
+                    [--json] [--jobs N] [--max-states N] [--timeout S]
+                             the notifier placements (sets of call sites) under which every scenario
+                             holds: the minimal ones, cheapest first, each site with the scenario and
+                             counterexample that break without it; the Pareto front of scenarios held
+                             against the objective (summed over reference schedules); the presets and
+                             --policy placements side by side; and the search's cost. --sites: the
+                             candidate sites (default all); --jobs: workers (default one per core).
+                             Exit 4 when a budget left a verdict unknown, 130 when cancelled (Ctrl+C)
   mnlab sites [--json]       the notification sites a policy is a set of (kernel function, what a
                              secondary does there) and the site sets of the presets and variants
   mnlab bench [--quick]      start-up, engine and GUI timings (--quick: each figure once, small scenario)
@@ -637,7 +738,9 @@ const HELP = `mnlab: MMU Notifier Lab, headless
   mnlab notebook export FILE --format md|html [-o OUT]   a self-contained report
 Policies: start-end, invalidate-range, arch-hook, each optionally +upgrade-notify, +access-flags-notify, +pri-flush, +kernel-notifier;
   sites:a,b (a set of call sites, see mnlab sites); or a name the scenario defines in policies:.
-Exit codes: 0 ok, 1 expectation mismatch, 2 invalid input, 4 distinguish ran out of budget.
+Sites: ${SITE_NAMES.join(', ')}.
+Exit codes: 0 ok, 1 expectation mismatch, 2 invalid input, 4 distinguish or synthesize ran out of budget,
+  130 cancelled.
 `
 
 /** When the current command started (its --timeout counts from here, loading included). */
@@ -672,6 +775,8 @@ export async function main(argv: readonly string[], pool: WorkerPool = new Worke
         return cmdReplay(f)
       case 'distinguish':
         return cmdDistinguish(f)
+      case 'synthesize':
+        return await cmdSynthesize(f, pool)
       case 'sites':
         return cmdSites(f)
       case 'bench':

@@ -36,6 +36,7 @@ import { exportNotebook } from './notebook/export'
 import { createNotebookMethods } from './notebookMethods'
 import { createRunManager } from './runManager'
 import { createScenarioFolder } from './scenarioFolder'
+import { createSynthesisManager } from './synthesisManager'
 import { parseRequest } from './serviceRequests'
 import type { WorkerPool } from './workerPool'
 
@@ -143,7 +144,11 @@ export function createLabService(options: LabServiceOptions): LabService {
     return (await pool.task('distinguish', r)) as DistinguishResult
   }
 
-  const notebooks = createNotebookMethods(options, folder, startRun)
+  // Syntheses: many explorations each, as jobs in the same pool, reported as run events.
+  const synthesisManager = createSynthesisManager(pool, folder, interval, emit)
+  const { startSynthesis, cancelSynthesis } = synthesisManager
+
+  const notebooks = createNotebookMethods(options, folder, startRun, synthesisManager)
 
   const notebookExport: LabApi['notebookExport'] = async (req) => {
     const r = parseRequest('notebookExport', req) as z.infer<typeof API_METHODS.notebookExport>
@@ -183,6 +188,8 @@ export function createLabService(options: LabServiceOptions): LabService {
     ...notebooks,
     notebookExport,
     lkmlTimeline,
+    startSynthesis,
+    cancelSynthesis,
   }
   return {
     ...userErrorsAsApiErrors(methods),
@@ -196,6 +203,7 @@ export function createLabService(options: LabServiceOptions): LabService {
       if (closed) return
       closed = true
       runManager.close()
+      synthesisManager.close()
       listeners.clear()
       await pool.close()
     },

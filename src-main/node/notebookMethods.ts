@@ -10,8 +10,8 @@ import path from 'node:path'
 import type { z } from 'zod'
 import { ENGINE_VERSION } from '../engine'
 import type { API_METHODS, LabApi } from '../api/labApi'
-import type { Notebook, NotebookDocument, NotebookStatus, ResultStatus } from '../api/notebook'
-import { LabApiError } from './apiErrors'
+import type { Notebook, NotebookDocument, NotebookStatus, ResultStatus, SynthesisCell } from '../api/notebook'
+import { LabApiError, loadOrReject } from './apiErrors'
 import {
   emptyNotebook,
   formatNotebookIssue,
@@ -21,6 +21,13 @@ import {
   serializeNotebook,
 } from './notebook/format'
 import { createNotebookStore, NotebookStoreError } from './notebook/store'
+import {
+  synthesisCellRecipe,
+  synthesisCellTexts,
+  synthesisRecipeHash,
+  type CellScenarioText,
+} from './notebook/synthesis'
+import type { SynthesisManager } from './synthesisManager'
 import type { LabServiceOptions } from './labService'
 import type { ScenarioFolder } from './scenarioFolder'
 import { isInside, isMissing, parseRequest } from './serviceRequests'
@@ -43,6 +50,7 @@ export function createNotebookMethods(
   options: LabServiceOptions,
   folder: ScenarioFolder,
   startRun: LabApi['startRun'],
+  synthesis: Pick<SynthesisManager, 'launch'>,
 ): NotebookMethods {
   const { root, resolveScenarioPath } = folder
 
@@ -136,6 +144,29 @@ export function createNotebookMethods(
   }
 
   /**
+   * A synthesis cell's scenarios (files and folders relative to the notebook), each confined as
+   * an experiment's scenario path is, read.
+   */
+  const synthesisTexts = async (
+    cell: SynthesisCell,
+    notebookPath: string | null,
+  ): Promise<CellScenarioText[]> => {
+    if (notebookPath === null)
+      throw new LabApiError(`cell ${cell.id}: save the notebook first: its scenario paths are relative to it`)
+    const roots = [notebooksDir, await root()]
+    for (const p of cell.recipe.scenarios)
+      await confine(path.resolve(path.dirname(notebookPath), p), roots, `cell ${cell.id}: scenario`)
+    let texts: CellScenarioText[]
+    try {
+      texts = synthesisCellTexts(cell, notebookPath)
+    } catch (e) {
+      throw new LabApiError((e as Error).message)
+    }
+    for (const t of texts) await confine(t.file, roots, `cell ${cell.id}: scenario`)
+    return texts
+  }
+
+  /**
    * The status of every recorded result against the cells' recipes and scenario texts as they are
    * now. A cell whose scenario cannot be read has only stale-recipe results, and says why.
    */
@@ -143,6 +174,18 @@ export function createNotebookMethods(
     const status: Record<string, ResultStatus[]> = {}
     const problems: Record<string, string> = {}
     for (const cell of nb.cells) {
+      if (cell.kind === 'synthesis') {
+        let hash: string | null = null
+        try {
+          hash = synthesisRecipeHash(cell.recipe, await synthesisTexts(cell, notebookPath))
+        } catch (e) {
+          problems[cell.id] = (e as Error).message
+        }
+        status[cell.id] = cell.results.map((r) =>
+          r.recipe_hash !== hash ? 'stale-recipe' : r.engine !== ENGINE_VERSION ? 'stale-engine' : 'current',
+        )
+        continue
+      }
       if (cell.kind !== 'experiment') continue
       let text: string | null = null
       try {
@@ -271,9 +314,16 @@ export function createNotebookMethods(
     const r = parseRequest('notebookRunCell', req) as z.infer<typeof API_METHODS.notebookRunCell>
     const cell = r.notebook.cells.find((c) => c.id === r.cellId)
     if (!cell) throw new LabApiError(`cellId: no cell '${r.cellId}'`)
-    if (cell.kind !== 'experiment')
-      throw new LabApiError(`cellId: '${r.cellId}' is a note, not an experiment`)
+    if (cell.kind === 'note') throw new LabApiError(`cellId: '${r.cellId}' is a note, not an experiment`)
     const nbPath = r.notebookPath === null ? null : await resolveNotebookPath(r.notebookPath, false)
+    if (cell.kind === 'synthesis') {
+      // Its progress and result arrive as synthesis events of the returned id.
+      const texts = await synthesisTexts(cell, nbPath)
+      const files = texts.map((t) => ({ id: t.id, file: t.file, scenario: loadOrReject(t.text, t.id) }))
+      const recipe = synthesisCellRecipe(cell, r.notebook, files)
+      if (typeof recipe === 'string') throw new LabApiError(recipe)
+      return { runId: synthesis.launch(files, recipe), recipeHash: synthesisRecipeHash(cell.recipe, texts) }
+    }
     const sc = await cellScenario(cell, nbPath)
     const rc = cell.recipe
     const runId = await startRun({

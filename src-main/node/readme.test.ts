@@ -135,6 +135,27 @@ const EXPECTED: Record<string, Expectation> = {
         /^first difference: aligned row \d+/m,
       ],
     },
+  'npx mnlab synthesize scenarios/munmap-uaf.flush-at-start.yaml scenarios/migrate.flush-at-start.yaml scenarios/upgrade-loop.smmu-no-btm.yaml':
+    {
+      stdout: [
+        /^synthesize: 3 scenarios, 16 candidate sites, objective sim_ns$/m,
+        /^minimal correct placements \(every scenario in scope holds, no site can go\), cheapest first: \d+$/m,
+        /^ {5}needs flush_tlb_page: without it \[3\] upgrade-loop\.smmu-no-btm\.yaml is violated \(progress\)$/m,
+        /^ {7}mnlab replay scenarios\/upgrade-loop\.smmu-no-btm\.yaml --policy sites:\S+ --schedule "C0 C0 D0 D0 D0 D0"$/m,
+        /^ {2}arch-hook\s+3\/3\s/m,
+        /^Pareto front/m,
+        /^search: 3 scenarios x 65,536 placements = 196,608 pairs; \d+ within each scenario's reached sites; \d+ explored/m,
+      ],
+    },
+  'npx mnlab synthesize scenarios/upgrade-loop.smmu-no-btm.yaml --sites flush_tlb_page,ptep_set_access_flags,wp_page_reuse,iommu_page_response --objective secondary_invalidations --json':
+    {
+      stdout: [
+        /^\{\n {2}"settings": \{\n {4}"objective": "secondary_invalidations",/,
+        /"complete": true/,
+        /"minimal": \[/,
+        /"name": "sites:flush_tlb_page"/,
+      ],
+    },
   'npx mnlab check scenarios': {
     stdout: [
       /^ok {3}scenarios\/upgrade-loop\.smmu-no-btm\.yaml arch-hook: expect holds, holds/m,

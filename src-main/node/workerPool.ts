@@ -40,6 +40,8 @@ export interface WorkerRunOptions {
   readonly merge?: boolean
   /** Components (Budget.components; the default). */
   readonly components?: boolean
+  /** Note the sites the run asks about (RunOptions.tallySites: PolicyResult.sitesReached). */
+  readonly tallySites?: boolean
   /**
    * Memory budget per policy in MiB (the worker's heap and external memory); over it the run
    * stops with `unknown`. At most 85% of the worker's heap limit and the pool's share of 70% of

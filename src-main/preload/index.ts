@@ -32,6 +32,8 @@ const METHODS = [
   'notebookStatus',
   'notebookExport',
   'lkmlTimeline',
+  'startSynthesis',
+  'cancelSynthesis',
 ] as const satisfies readonly ApiMethod[]
 type AssertNone<T extends never> = T
 export type _EveryMethodListed = AssertNone<Exclude<ApiMethod, (typeof METHODS)[number]>>

@@ -120,6 +120,8 @@ function httpLab(): LabApi {
     notebookStatus: (req) => call('notebookStatus', req),
     notebookExport: (req) => call('notebookExport', req),
     lkmlTimeline: (req) => call('lkmlTimeline', req),
+    startSynthesis: (req) => call('startSynthesis', req),
+    cancelSynthesis: (req) => call('cancelSynthesis', req),
     onDidRunEvent(listener): Unsubscribe {
       listeners.add(listener)
       ensureSource()

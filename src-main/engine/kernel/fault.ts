@@ -515,7 +515,7 @@ export const handleMmFault: Proc = {
     run: (c, f) => {
       const mm = c.mmIndex
       const page = num(f, 'page')
-      const clear = c.at('ptep_clear_flush_notify') ? 'ptep_clear_flush_notify' : 'ptep_clear_flush'
+      const clear = c.names('ptep_clear_flush_notify') ? 'ptep_clear_flush_notify' : 'ptep_clear_flush'
       c.setPte(mm, page, null, clear)
       c.flushTlb(mm, 'page', [page], 'flush_tlb_page (ptep_clear_flush)')
       c.invalidateRange(mm, [page], 'ptep_clear_flush_notify')

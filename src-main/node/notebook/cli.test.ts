@@ -221,7 +221,10 @@ describe('mnlab notebook', () => {
   })
 
   it('the shipped notebooks pass their own check', async () => {
-    const r = await mnlab('notebook', 'check', path.join(ROOT, 'notebooks'))
+    // placement-synthesis.mnlab.yaml's searches take a minute: synthesisClaims.test.ts runs them
+    // and checks them against what the notebook recorded.
+    const notebooks = ['cow-ordering-2017.mnlab.yaml', 'permission-upgrade-2023.mnlab.yaml']
+    const r = await mnlab('notebook', 'check', ...notebooks.map((n) => path.join(ROOT, 'notebooks', n)))
     expect(r.stderr).toBe('')
     expect(r.code).toBe(0)
     expect(r.stdout).toContain('2 notebooks, 6 experiments')

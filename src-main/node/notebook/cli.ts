@@ -1,7 +1,8 @@
 /**
  * `mnlab notebook ...`:
- *   check FILE|DIR...                  recompute every experiment; exit 1 if the reference result's
- *                                      (latest pinned, else latest) verdicts changed
+ *   check FILE|DIR...                  recompute every experiment and synthesis; exit 1 if the
+ *                                      reference result's (latest pinned, else latest) verdicts, or
+ *                                      a synthesis's minimal placements or shown verdicts, changed
  *   record FILE... [--pin] [--stale]   run every experiment (or only those whose reference
  *                                      result is stale or missing) and append the results
  *   export FILE --format md|html [-o OUT]
@@ -9,7 +10,8 @@
  */
 import { readdirSync, readFileSync, statSync } from 'node:fs'
 import path from 'node:path'
-import type { ExperimentCell, Notebook } from '../../api/notebook'
+import type { ExperimentCell, Notebook, SynthesisCell } from '../../api/notebook'
+import { referenceIndex } from '../../api/record'
 import { count, ENGINE_VERSION, type Scenario } from '../../engine'
 import { loadScenarioText, ScenarioLoadError } from '../scenarioFiles'
 import type { WorkerPool } from '../workerPool'
@@ -24,6 +26,18 @@ import {
   serializeNotebook,
 } from './format'
 import { ReadOnlyFileError, writeFileAtomic } from '../atomicFile'
+import {
+  addedScenarios,
+  recordSynthesis,
+  runSynthesisCell,
+  synthesisCellFiles,
+  synthesisCellRecipe,
+  synthesisCellTexts,
+  synthesisChanges,
+  synthesisRecipeHash,
+  synthesisSummary,
+  type CellScenarioText,
+} from './synthesis'
 
 export class NotebookUsageError extends Error {}
 
@@ -118,6 +132,60 @@ function takeOption(args: string[], names: readonly string[]): string | null {
   return v
 }
 
+/** A synthesis cell's scenarios and checked recipe; a problem is the notebook's (file:1:1). */
+function synthesisCell(l: Loaded, cell: SynthesisCell) {
+  let texts: CellScenarioText[]
+  try {
+    texts = synthesisCellTexts(cell, path.resolve(l.file))
+  } catch (e) {
+    throw new NotebookInvalid(`${l.file}:1:1: ${(e as Error).message}`)
+  }
+  const files = synthesisCellFiles(texts)
+  const recipe = synthesisCellRecipe(cell, l.nb, files)
+  if (typeof recipe === 'string') throw new NotebookInvalid(`${l.file}:1:1: ${recipe}`)
+  return { texts, files, recipe }
+}
+
+/** `notebook check` of a notebook's synthesis cells: ok, new, or FAIL with what changed. */
+async function checkSyntheses(
+  l: Loaded,
+  shown: string,
+  pool: WorkerPool,
+): Promise<{ total: number; bad: number }> {
+  let total = 0
+  let bad = 0
+  for (const cell of l.nb.cells) {
+    if (cell.kind !== 'synthesis') continue
+    total++
+    const { texts, files, recipe } = synthesisCell(l, cell)
+    const fresh = recordSynthesis(await runSynthesisCell(pool, files, recipe), cell.recipe, texts)
+    const ref = cell.results[referenceIndex(cell)] ?? null
+    if (!ref) {
+      process.stdout.write(`new  ${shown}#${cell.id}: nothing recorded; now ${synthesisSummary(fresh)}\n`)
+      continue
+    }
+    const stale =
+      ref.recipe_hash !== fresh.recipe_hash
+        ? ' (recorded result is stale-recipe)'
+        : ref.engine !== ENGINE_VERSION
+          ? ' (recorded result is stale-engine)'
+          : ''
+    const changes = synthesisChanges(ref, fresh)
+    const added = addedScenarios(ref, fresh)
+    const more = added.length
+      ? `; ${added.length} scenario${added.length === 1 ? '' : 's'} not recorded (added since)`
+      : ''
+    if (changes.length === 0) {
+      process.stdout.write(`ok   ${shown}#${cell.id}: ${synthesisSummary(fresh)}${more}${stale}\n`)
+      continue
+    }
+    bad++
+    process.stdout.write(`FAIL ${shown}#${cell.id}: the synthesis changed since ${ref.at}${stale}\n`)
+    for (const c of changes) process.stdout.write(`       ${c}\n`)
+  }
+  return { total, bad }
+}
+
 async function check(files: readonly string[], pool: WorkerPool): Promise<number> {
   const started = Date.now()
   const loaded = expandNotebookPaths(files.length ? files : ['notebooks']).map(loadNotebook)
@@ -155,6 +223,9 @@ async function check(files: readonly string[], pool: WorkerPool): Promise<number
       process.stdout.write(`FAIL ${shown}#${job.cell.id}: verdicts changed since ${ref.at}${note}\n`)
       for (const c of changes) process.stdout.write(`       ${c}\n`)
     }
+    const syn = await checkSyntheses(l, shown, pool)
+    total += syn.total
+    bad += syn.bad
   }
   process.stdout.write(
     `${count(loaded.length, 'notebook')}, ${count(total, 'experiment')} in ${((Date.now() - started) / 1000).toFixed(1)} s on ${count(pool.size, 'worker')}\n`,
@@ -177,6 +248,22 @@ async function record(
     let n = 0
     const cells = await Promise.all(
       l.nb.cells.map(async (cell) => {
+        if (cell.kind === 'synthesis') {
+          const { texts, files, recipe } = synthesisCell(l, cell)
+          const ref = cell.results[referenceIndex(cell)]
+          if (
+            onlyStale &&
+            ref?.recipe_hash === synthesisRecipeHash(cell.recipe, texts) &&
+            ref.engine === ENGINE_VERSION
+          )
+            return cell
+          n++
+          const r = await runSynthesisCell(pool, files, recipe)
+          return {
+            ...cell,
+            results: [...cell.results, recordSynthesis(r, cell.recipe, texts, new Date(), pin)],
+          }
+        }
         if (cell.kind !== 'experiment') return cell
         const { sc, text } = cellScenario(l, cell)
         // --stale: leave a cell whose reference result still matches its recipe and this engine.

@@ -5,8 +5,14 @@
  * http(s) links are recognised.
  */
 import { escapeHtml, markdownToHtml } from '../../api/markdown'
-import { RECORDED_METRICS, recordedInvariant } from '../../api/record'
-import type { ExperimentCell, Notebook, RecordedPolicy } from '../../api/notebook'
+import { RECORDED_METRICS, recordedInvariant, referenceIndex } from '../../api/record'
+import type {
+  ExperimentCell,
+  Notebook,
+  RecordedPolicy,
+  RecordedSynthesis,
+  SynthesisCell,
+} from '../../api/notebook'
 import { referenceResult } from './format'
 import { plural } from '../../engine'
 
@@ -37,11 +43,111 @@ function scheduleText(c: { schedule: readonly string[]; cycle: readonly string[]
   return c.schedule.join(' ') + (c.cycle ? `  then forever: ${c.cycle.join(' ')}` : '')
 }
 
+function synthesisRecipeLine(cell: SynthesisCell): string {
+  const r = cell.recipe
+  return [
+    `${r.scenarios.length} scenario path${r.scenarios.length === 1 ? '' : 's'} (${r.scenarios.join(', ')})`,
+    `candidate sites: ${r.sites === null ? 'all' : r.sites.join(', ')}`,
+    `objective ${r.objective}`,
+    ...(r.policies.length ? [`shown: ${r.policies.join(', ')}`] : []),
+    `max ${r.max_states} states`,
+  ].join('; ')
+}
+
+function synthesisReference(cell: SynthesisCell): RecordedSynthesis | null {
+  return cell.results[referenceIndex(cell)] ?? null
+}
+
+const VERDICT_MARK: Readonly<Record<string, string>> = { holds: 'H', violated: 'V', unknown: '?' }
+
+function synthesisMarkdown(cell: SynthesisCell): string[] {
+  const out = [`## Synthesis: ${cell.title}`, '', `${synthesisRecipeLine(cell)}.`, '']
+  const res = synthesisReference(cell)
+  if (!res) return [...out, '_Not run yet._', '']
+  out.push(
+    `Result recorded ${res.at} with engine ${res.engine}${res.pinned ? ' (pinned)' : ''}${res.complete ? '' : '; incomplete: a budget left verdicts unknown'}.`,
+    '',
+  )
+  out.push(`Minimal correct placements (cheapest first): ${res.minimal.length ? '' : 'none'}`, '')
+  for (const m of res.minimal) {
+    out.push(`- \`${m.placement}\` (cost ${m.cost})`)
+    for (const n of m.needs)
+      out.push(
+        `  - needs \`${n.site}\`: without it ${n.scenario} is violated (${n.invariant}), schedule \`${scheduleText(n)}\``,
+      )
+  }
+  out.push('', `| placement | held | cost | ${res.scenarios.map((_, i) => i + 1).join(' | ')} |`)
+  out.push(`|---|---:|---:|${res.scenarios.map(() => '---|').join('')}`)
+  for (const p of res.placements)
+    out.push(
+      `| ${mdEscapeCell(p.placement)} | ${p.held}/${res.scenarios.length} | ${p.cost} | ${p.verdicts.map((v) => VERDICT_MARK[v] ?? v).join(' | ')} |`,
+    )
+  out.push('', 'Scenarios: ' + res.scenarios.map((s, i) => `${i + 1} \`${s}\``).join(', ') + '.', '')
+  out.push('Pareto front (scenarios held, cost):', '')
+  for (const f of res.front)
+    out.push(`- ${f.held}/${res.scenarios.length}, ${f.cost}: ${f.placements.join(', ')}`)
+  out.push(
+    '',
+    `Search: ${res.search.explored} explored (${res.search.states} states), ${res.search.pruned} pruned by monotonicity, ${res.search.cost_runs} reference runs, ${(res.search.elapsed_ms / 1000).toFixed(1)} s.`,
+    '',
+  )
+  return out
+}
+
+function synthesisHtml(cell: SynthesisCell): string {
+  const s = [`<section class="experiment synthesis"><h2>Synthesis: ${escapeHtml(cell.title)}</h2>`]
+  s.push(`<p>${escapeHtml(synthesisRecipeLine(cell))}.</p>`)
+  const res = synthesisReference(cell)
+  if (!res) return s.join('\n') + '<p><em>Not run yet.</em></p></section>'
+  s.push(
+    `<p>Result recorded ${escapeHtml(res.at)} with engine ${escapeHtml(res.engine)}${res.pinned ? ' (pinned)' : ''}${res.complete ? '' : '; incomplete: a budget left verdicts unknown'}.</p>`,
+  )
+  const items = res.minimal.map(
+    (m) =>
+      `<li><code>${escapeHtml(m.placement)}</code> (cost ${m.cost})<ul>${m.needs
+        .map(
+          (n) =>
+            `<li>needs <code>${escapeHtml(n.site)}</code>: without it ${escapeHtml(n.scenario)} is violated (${escapeHtml(n.invariant)}), schedule <code>${escapeHtml(scheduleText(n))}</code></li>`,
+        )
+        .join('')}</ul></li>`,
+  )
+  s.push(`<h3>Minimal correct placements</h3>${items.length ? `<ol>${items.join('')}</ol>` : '<p>none</p>'}`)
+  s.push(
+    '<table class="verdicts"><tr><th>placement</th><th>held</th><th>cost</th>' +
+      res.scenarios.map((x, i) => `<th title="${escapeHtml(x)}">${i + 1}</th>`).join('') +
+      '</tr>',
+  )
+  for (const p of res.placements)
+    s.push(
+      `<tr><td>${escapeHtml(p.placement)}</td><td class="num">${p.held}/${res.scenarios.length}</td><td class="num">${p.cost}</td>` +
+        p.verdicts.map((v) => `<td class="${v}">${VERDICT_MARK[v] ?? escapeHtml(v)}</td>`).join('') +
+        '</tr>',
+    )
+  s.push('</table>')
+  s.push(
+    `<p>Scenarios: ${res.scenarios.map((x, i) => `${i + 1} <code>${escapeHtml(x)}</code>`).join(', ')}.</p>`,
+  )
+  s.push(
+    `<h3>Pareto front</h3><table><tr><th>held</th><th>cost</th><th>placements</th></tr>${res.front
+      .map(
+        (f) =>
+          `<tr><td class="num">${f.held}/${res.scenarios.length}</td><td class="num">${f.cost}</td><td>${f.placements.map(escapeHtml).join(', ')}</td></tr>`,
+      )
+      .join('')}</table>`,
+  )
+  s.push('</section>')
+  return s.join('\n')
+}
+
 export function exportMarkdown(nb: Notebook): string {
   const out: string[] = [`# ${nb.title}`, '']
   for (const cell of nb.cells) {
     if (cell.kind === 'note') {
       out.push(cell.markdown.trimEnd(), '')
+      continue
+    }
+    if (cell.kind === 'synthesis') {
+      out.push(...synthesisMarkdown(cell))
       continue
     }
     out.push(`## Experiment: ${cell.title}`, '')
@@ -120,6 +226,10 @@ export function exportHtml(nb: Notebook): string {
   for (const cell of nb.cells) {
     if (cell.kind === 'note') {
       body.push(`<section class="note">${markdownToHtml(cell.markdown)}</section>`)
+      continue
+    }
+    if (cell.kind === 'synthesis') {
+      body.push(synthesisHtml(cell))
       continue
     }
     const s: string[] = [`<section class="experiment"><h2>Experiment: ${escapeHtml(cell.title)}</h2>`]

@@ -18,6 +18,7 @@ import {
   type Recipe,
   type RecordedPolicy,
   type RecordedResult,
+  type RecordedSynthesis,
   type ResultStatus,
 } from '../../api/notebook'
 import { definePolicies, INVARIANTS, type RunResult } from '../../engine'
@@ -273,8 +274,59 @@ function orderedPolicy(p: RecordedPolicy): RecordedPolicy {
   }
 }
 
+function orderedSynthesis(r: RecordedSynthesis): RecordedSynthesis {
+  return {
+    recipe_hash: r.recipe_hash,
+    engine: r.engine,
+    at: r.at,
+    pinned: r.pinned,
+    scenarios: [...r.scenarios],
+    complete: r.complete,
+    minimal: r.minimal.map((m) => ({
+      placement: m.placement,
+      cost: m.cost,
+      needs: m.needs.map((n) => ({
+        site: n.site,
+        scenario: n.scenario,
+        invariant: n.invariant,
+        schedule: [...n.schedule],
+        cycle: n.cycle ? [...n.cycle] : null,
+      })),
+    })),
+    front: r.front.map((f) => ({ held: f.held, cost: f.cost, placements: [...f.placements] })),
+    placements: r.placements.map((p) => ({
+      placement: p.placement,
+      held: p.held,
+      cost: p.cost,
+      verdicts: [...p.verdicts],
+    })),
+    search: {
+      explored: r.search.explored,
+      pruned: r.search.pruned,
+      cost_runs: r.search.cost_runs,
+      states: r.search.states,
+      elapsed_ms: r.search.elapsed_ms,
+    },
+  }
+}
+
 function orderedCell(c: Cell): Cell {
   if (c.kind === 'note') return { kind: 'note', id: c.id, markdown: c.markdown }
+  if (c.kind === 'synthesis')
+    return {
+      kind: 'synthesis',
+      id: c.id,
+      title: c.title,
+      recipe: {
+        scenarios: [...c.recipe.scenarios],
+        sites: c.recipe.sites === null ? null : [...c.recipe.sites],
+        objective: c.recipe.objective,
+        policies: [...c.recipe.policies],
+        max_states: c.recipe.max_states,
+        timeout_ms: c.recipe.timeout_ms,
+      },
+      results: c.results.map(orderedSynthesis),
+    }
   return {
     kind: 'experiment',
     id: c.id,

@@ -39,6 +39,9 @@ export const useCompareStore = defineStore('compare', () => {
   const asking = ref(false)
   let count = 0
 
+  /** The placements the result's run defined, for requests that name its policies. */
+  const defs = () => (run.resultDefs ? { policyDefs: run.resultDefs } : {})
+
   /** The run's policies, in its order: what a compare replays and distinguish chooses from. */
   const policies = computed(() => (run.result?.results ?? []).map((r) => r.policy))
 
@@ -74,6 +77,7 @@ export const useCompareStore = defineStore('compare', () => {
         text: run.resultText,
         file: run.resultFile,
         policies: [...list],
+        ...defs(),
         schedule: [...schedule],
       })
       const n = ++count
@@ -105,7 +109,12 @@ export const useCompareStore = defineStore('compare', () => {
     pending.value = 'distinguish'
     error.value = null
     try {
-      const res = await lab.distinguish({ text: run.resultText, file: run.resultFile, policies: [a, b] })
+      const res = await lab.distinguish({
+        text: run.resultText,
+        file: run.resultFile,
+        policies: [a, b],
+        ...defs(),
+      })
       const n = ++count
       const made = res.schedule ? res.replays.map((r) => toSource('dist', n, r, res.schedule!)) : []
       distinguished.value = res

@@ -16,8 +16,10 @@ import type {
   RecoveryEntry,
   ResultStatus,
 } from '../../../src-main/api/notebook'
-import { recordedResult } from '../../../src-main/api/record'
+import { recordedResult, recordedSynthesis } from '../../../src-main/api/record'
 import { lab, toLabError } from '../lab'
+import { expandSites } from '../logic/sites'
+import { useEngineStore } from './engineStore'
 
 /** A run of one experiment cell: live until it finishes, fails or is cancelled. */
 export interface CellRun {
@@ -313,6 +315,24 @@ export const useNotebookStore = defineStore('notebook', () => {
       case 'progress':
         runs.value = { ...rest, [cellId]: { ...run, elapsedMs: e.elapsedMs } }
         break
+      case 'synthesis-progress':
+        runs.value = { ...rest, [cellId]: { ...run, elapsedMs: e.progress.elapsedMs } }
+        break
+      case 'synthesis-finished': {
+        delete rest[cellId]
+        runs.value = rest
+        const nb = notebook.value
+        if (!nb || run.recipeHash === null) return
+        const result = recordedSynthesis(e.result, run.recipeHash, new Date(), false)
+        notebook.value = {
+          ...nb,
+          cells: nb.cells.map((c) =>
+            c.id === cellId && c.kind === 'synthesis' ? { ...c, results: [...c.results, result] } : c,
+          ),
+        }
+        status.value = { ...status.value, [cellId]: [...(status.value[cellId] ?? []), 'current'] }
+        break
+      }
       case 'failed':
         runs.value = { ...rest, [cellId]: { ...run, state: 'failed', message: e.message } }
         break
@@ -366,14 +386,61 @@ export const useNotebookStore = defineStore('notebook', () => {
 
   async function cancelCell(cellId: string): Promise<void> {
     const r = runs.value[cellId]
-    if (r?.runId != null && r.state === 'running') await lab.cancelRun({ runId: r.runId })
+    if (r?.runId == null || r.state !== 'running') return
+    const synthesis = notebook.value?.cells.find((c) => c.id === cellId)?.kind === 'synthesis'
+    await (synthesis ? lab.cancelSynthesis({ runId: r.runId }) : lab.cancelRun({ runId: r.runId }))
+  }
+
+  /**
+   * The names among `defs` the notebook's `policies:` defines with other sites (a preset in a
+   * list stands for its sites, as in a scenario).
+   */
+  function policyClashes(defs: Readonly<Record<string, readonly string[]>>): string[] {
+    const engine = useEngineStore()
+    const named = engine.info?.namedSites ?? {}
+    const order = engine.info?.sites?.map((s) => s.name) ?? []
+    const have = notebook.value?.policies ?? {}
+    return Object.entries(defs)
+      .filter(([n, list]) => {
+        const mine = have[n]
+        return (
+          mine !== undefined &&
+          expandSites(mine, named, order).join(',') !== expandSites(list, named, order).join(',')
+        )
+      })
+      .map(([n]) => n)
+  }
+
+  /**
+   * Adds policy definitions (the placements an experiment runs) to the notebook's `policies:`,
+   * so the file says what its recipes name. A name it already defines is left as it is (check
+   * policyClashes first). False when no notebook is open.
+   */
+  function definePolicies(defs: Readonly<Record<string, readonly string[]>>): boolean {
+    const nb = notebook.value
+    if (!nb) return false
+    const have = nb.policies ?? {}
+    const add = Object.entries(defs).filter(([n]) => have[n] === undefined)
+    if (add.length > 0)
+      notebook.value = {
+        ...nb,
+        policies: { ...have, ...Object.fromEntries(add.map(([n, l]) => [n, [...l]])) },
+      }
+    return true
   }
 
   /**
    * Appends an experiment cell with no results yet: the scenario inline (so the notebook stays
-   * self-contained) and the recipe as given. Returns the new cell's id.
+   * self-contained) and the recipe as given; `defs` (the placements it names) go into the
+   * notebook's `policies:`. Returns the new cell's id.
    */
-  function addExperiment(title: string, scenarioText: string, recipe: Recipe): string | null {
+  function addExperiment(
+    title: string,
+    scenarioText: string,
+    recipe: Recipe,
+    defs: Readonly<Record<string, readonly string[]>> = {},
+  ): string | null {
+    definePolicies(defs)
     return append((id) => ({
       kind: 'experiment',
       id,
@@ -411,7 +478,9 @@ export const useNotebookStore = defineStore('notebook', () => {
       cells: nb.cells.map((c) =>
         c.id === cellId && c.kind === 'experiment'
           ? { ...c, results: c.results.map((r, i) => (i === index ? { ...r, pinned: !r.pinned } : r)) }
-          : c,
+          : c.id === cellId && c.kind === 'synthesis'
+            ? { ...c, results: c.results.map((r, i) => (i === index ? { ...r, pinned: !r.pinned } : r)) }
+            : c,
       ),
     }
   }
@@ -458,6 +527,8 @@ export const useNotebookStore = defineStore('notebook', () => {
     exportText,
     togglePin,
     addExperiment,
+    policyClashes,
+    definePolicies,
     addNote,
     loadRecent,
     create,

@@ -4,6 +4,7 @@ import { computed, ref } from 'vue'
 import type { RunRequest } from '../../../src-main/api/labApi'
 import { parsePolicyList, parseSchedule, sortPolicies, type PolicyNames } from '../logic/policies'
 import { useEngineStore } from './engineStore'
+import { usePlacementStore } from './placementStore'
 
 export type Mode = RunRequest['mode']
 
@@ -13,10 +14,12 @@ export const usePolicyStore = defineStore('policy', () => {
   const variants = computed(() => engine.info?.variants.map((v) => v.name) ?? [])
   /** The names the open scenario's expect block uses (policies it may define in `policies:`). */
   const scenarioPolicies = ref<readonly string[]>([])
+  /** The site grid's placements: names a run may use, sent with it as definitions. */
+  const placements = usePlacementStore()
   const names = computed((): PolicyNames => ({
     sites: engine.info?.sites?.map((s) => s.name),
     namedSites: engine.info?.namedSites,
-    known: scenarioPolicies.value,
+    known: [...scenarioPolicies.value, ...placements.names],
   }))
 
   const selected = ref<string[]>(['start-end', 'invalidate-range', 'arch-hook'])
@@ -44,6 +47,11 @@ export const usePolicyStore = defineStore('policy', () => {
     const has = selected.value.includes(name)
     if (on && !has) selected.value = sortPolicies([...selected.value, name], presets.value)
     if (!on && has) selected.value = selected.value.filter((p) => p !== name)
+  }
+
+  /** A placement was renamed: the selection follows it. */
+  function rename(from: string, to: string): void {
+    selected.value = selected.value.map((p) => (p === from ? to : p))
   }
 
   /** Replaces the selection from typed text; returns an error message or null. */
@@ -75,10 +83,13 @@ export const usePolicyStore = defineStore('policy', () => {
   })
 
   function request(text: string, file: string | null): RunRequest {
+    const defs = placements.defsFor(selected.value)
     return {
       text,
       file,
       policies: [...selected.value],
+      // The placements it runs travel with it: compare, distinguish and replays reuse them.
+      ...(Object.keys(defs).length > 0 ? { policyDefs: defs } : {}),
       mode: mode.value,
       seed: seed.value,
       executions: executions.value,
@@ -106,6 +117,7 @@ export const usePolicyStore = defineStore('policy', () => {
     problems,
     isSelected,
     set,
+    rename,
     setFromText,
     selectFromExpect,
     request,

@@ -22,6 +22,8 @@ export const useRunStore = defineStore('run', () => {
   /** The scenario text and file the result came from (replays use them). */
   const resultText = ref('')
   const resultFile = ref<string | null>(null)
+  /** The placements (name -> sites) the result's run defined: compare and replays send them back. */
+  const resultDefs = ref<Record<string, string[]> | undefined>(undefined)
   /** Policies requested, for progress rows before the first event. */
   const requested = ref<string[]>([])
   /** What was asked for (mode, totals, budgets), for the progress estimate. */
@@ -52,6 +54,7 @@ export const useRunStore = defineStore('run', () => {
     result.value = null
     resultText.value = ''
     resultFile.value = null
+    resultDefs.value = undefined
     if (!active.value && status.value !== 'failed') status.value = 'idle'
   }
 
@@ -60,6 +63,7 @@ export const useRunStore = defineStore('run', () => {
   /** The scenario text and file of the run in progress (its early counterexamples replay them). */
   const liveText = ref('')
   const liveFile = ref<string | null>(null)
+  const liveDefs = ref<Record<string, string[]> | undefined>(undefined)
 
   function handle(e: RunEvent): void {
     if (status.value === 'starting' && runId.value === null) {
@@ -78,6 +82,7 @@ export const useRunStore = defineStore('run', () => {
         elapsedMs.value = e.elapsedMs
         resultText.value = liveText.value
         resultFile.value = liveFile.value
+        resultDefs.value = liveDefs.value
         status.value = 'finished'
         break
       case 'failed':
@@ -110,6 +115,7 @@ export const useRunStore = defineStore('run', () => {
     const req = policy.request(scenario.text, scenario.file)
     liveText.value = req.text
     liveFile.value = req.file
+    liveDefs.value = req.policyDefs
     requested.value = [...req.policies]
     shape.value = {
       mode: req.mode,
@@ -165,8 +171,10 @@ export const useRunStore = defineStore('run', () => {
     errorIssues,
     resultText,
     resultFile,
+    resultDefs,
     liveText,
     liveFile,
+    liveDefs,
     requested,
     shape,
     cancelling,

@@ -2,6 +2,7 @@ import { createPinia, setActivePinia } from 'pinia'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import type { EngineInfo, LabApi, RunEvent } from '../../../src-main/api/labApi'
 import type { PolicyReplay } from '../../../src-main/api/labApi'
+import type { SynthesisResult, SynthPlacement } from '../../../src-main/engine'
 import { RUN, TRACE } from '../logic/fixtures'
 import { fake } from './fakeLab'
 
@@ -260,6 +261,122 @@ describe('notebookStore: editing a cell', () => {
     await first
     expect(s.status).toEqual({ e1: ['current'] })
     expect(s.problems).toEqual({})
+  })
+})
+
+describe('notebookStore: a synthesis cell', () => {
+  const cell = {
+    kind: 'synthesis' as const,
+    id: 's1',
+    title: 'search',
+    recipe: {
+      scenarios: ['../scenarios'],
+      sites: null,
+      objective: 'sim_ns' as const,
+      policies: [],
+      max_states: 10,
+      timeout_ms: null,
+    },
+    results: [],
+  }
+  const nb = { format: 1 as const, title: 'N', cells: [cell] }
+  const placement: SynthPlacement = {
+    name: 'sites:flush_tlb_page',
+    sites: ['flush_tlb_page'],
+    held: 1,
+    cost: 7,
+    cells: [{ verdict: 'holds', how: 'explored', from: ['flush_tlb_page'], invariant: null, cost: 7 }],
+  }
+  const RESULT: SynthesisResult = {
+    settings: { objective: 'sim_ns', candidates: ['flush_tlb_page'], maxStates: 10 },
+    scenarios: [
+      {
+        id: 'a.yaml',
+        title: 'a',
+        file: 'a.yaml',
+        reached: ['flush_tlb_page'],
+        monotone: true,
+        full: 'holds',
+        explored: 2,
+        inferred: 0,
+        undecided: 0,
+      },
+    ],
+    scope: ['a.yaml'],
+    excluded: [],
+    relevant: ['flush_tlb_page'],
+    minimal: [{ placement, needed: [], leftOut: [] }],
+    front: [{ held: 1, cost: 7, placements: [placement], more: 0 }],
+    placements: [{ ...placement, name: 'arch-hook' }],
+    search: {
+      pairs: 2,
+      reachedPairs: 2,
+      explored: 2,
+      pruned: 0,
+      prunedHolds: 0,
+      prunedViolated: 0,
+      costRuns: 0,
+      states: 9,
+      elapsedMs: 12,
+    },
+    complete: true,
+    notes: [],
+    engineVersion: '0.1.0',
+  }
+
+  it('runs through the services, shows the progress, and appends the recorded synthesis (unsaved)', async () => {
+    const cancelled: unknown[] = []
+    api({
+      notebookNew: async () => ({ notebook: nb, text: '' }),
+      notebookStatus: async () => ({ status: {}, problems: {} }),
+      notebookRunCell: async () => ({ runId: 'syn-1', recipeHash: 'f'.repeat(64) }),
+      cancelSynthesis: async (req) => {
+        cancelled.push(req)
+      },
+      cancelRun: async () => {
+        throw new Error('a synthesis is cancelled with cancelSynthesis')
+      },
+    })
+    const s = useNotebookStore()
+    await s.create()
+    await s.runCell('s1')
+    expect(s.runs.s1!.state).toBe('running')
+    fake.emit({
+      kind: 'synthesis-progress',
+      runId: 'syn-1',
+      progress: {
+        phase: 'lattice',
+        explored: 1,
+        costRuns: 0,
+        pruned: 0,
+        pending: 1,
+        scenariosDone: 0,
+        scenarios: 1,
+        elapsedMs: 1500,
+      },
+    } satisfies RunEvent)
+    expect(s.runs.s1!.elapsedMs).toBe(1500)
+    await s.cancelCell('s1')
+    expect(cancelled).toEqual([{ runId: 'syn-1' }])
+    fake.emit({
+      kind: 'synthesis-finished',
+      runId: 'syn-1',
+      elapsedMs: 20,
+      result: RESULT,
+    } satisfies RunEvent)
+    expect(s.runs.s1).toBeUndefined()
+    const got = s.notebook!.cells[0]!
+    expect(got.kind === 'synthesis' && got.results).toEqual([
+      expect.objectContaining({
+        recipe_hash: 'f'.repeat(64),
+        scenarios: ['a.yaml'],
+        minimal: [{ placement: 'sites:flush_tlb_page', cost: 7, needs: [] }],
+        placements: [{ placement: 'arch-hook', held: 1, cost: 7, verdicts: ['holds'] }],
+        pinned: false,
+      }),
+    ])
+    expect(s.status).toEqual({ s1: ['current'] })
+    expect(s.dirty).toBe(true)
   })
 })
 

@@ -40,6 +40,11 @@ export function schedulePositions(
   return records.map((_, i) => (i < schedule.length ? i : null))
 }
 
+/** A request's `policyDefs` (the placements its run defined), when there are any. */
+function defsOf(d: Record<string, string[]> | undefined): { policyDefs?: Record<string, string[]> } {
+  return d ? { policyDefs: d } : {}
+}
+
 function sameSchedule(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && a.every((t, i) => t === b[i])
 }
@@ -128,6 +133,7 @@ export const useTraceStore = defineStore('trace', () => {
         text: live ? run.liveText : run.resultText,
         file: live ? run.liveFile : run.resultFile,
         policy,
+        ...defsOf(live ? run.liveDefs : run.resultDefs),
         schedule: [...schedule],
       })
       const v = r.violations[0] ?? null
@@ -166,6 +172,7 @@ export const useTraceStore = defineStore('trace', () => {
       text: run.resultText,
       file: run.resultFile,
       policy,
+      ...defsOf(run.resultDefs),
       schedule: [...schedule],
       cycle: cycle ? [...cycle] : null,
       collapse,
