@@ -191,8 +191,9 @@ describe('issue 14 claims, by simulation (notebooks/placement-synthesis.mnlab.ya
       const recorded = c.results[referenceIndex(c)]
       expect(recorded, `${id} has a recorded result`).toBeDefined()
       const fresh = recordSynthesis(await results.get(id)!, c.recipe, synthesisCellTexts(c, NOTEBOOK))
+      // The same minimal placements, and every recorded verdict still the same (a catalogue file
+      // added to a searched folder since is not a change: the claims above cover it).
       expect(synthesisChanges(recorded!, fresh), id).toEqual([])
-      expect(fresh.recipe_hash, `${id}: the recorded result is current`).toBe(recorded!.recipe_hash)
     }
   }, 600_000)
 })
