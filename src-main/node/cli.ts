@@ -760,6 +760,12 @@ export async function main(argv: readonly string[], pool: WorkerPool = new Worke
       )
       return 0
     }
+    // `mnlab notebook --help` and `mnlab notebook check --help` print the usage like every
+    // other command's --help, rather than an unknown-subcommand or unknown-option error.
+    if (cmd === 'notebook' && rest.some((a) => a === '--help' || a === '-h')) {
+      process.stdout.write(HELP)
+      return 0
+    }
     if (cmd === 'notebook') return await cmdNotebook(rest, pool)
     const f = parseFlags(rest)
     if (f.opts.has('help')) {

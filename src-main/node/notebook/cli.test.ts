@@ -215,6 +215,12 @@ describe('mnlab notebook', () => {
     expect(html.stdout).toBe(`wrote ${out} (HTML, ${Buffer.byteLength(readFileSync(out, 'utf8'))} bytes)\n`)
     expect((await mnlab('notebook', 'export', f, '--format', 'pdf')).code).toBe(2)
     expect((await mnlab('notebook', 'frobnicate')).code).toBe(2)
+    // --help after notebook (or after its subcommand) prints the usage, as every command's does.
+    for (const args of [['--help'], ['check', '--help'], ['record', '-h']]) {
+      const h = await mnlab('notebook', ...args)
+      expect(h.code).toBe(0)
+      expect(h.stdout).toContain('mnlab notebook check FILE')
+    }
     expect((await mnlab('notebook', 'check', path.join(dir, 'missing.mnlab.yaml'))).stderr).toMatch(
       /missing\.mnlab\.yaml:1:1: no such file or directory/,
     )
