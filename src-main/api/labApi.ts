@@ -333,6 +333,11 @@ export interface EngineInfo {
   readonly template: string
   /** The host shows native open/save dialogs (Electron); otherwise the renderer asks inline. */
   readonly nativeDialogs: boolean
+  /**
+   * The scenarios folder as an absolute path (the root listScenarios' paths are relative to), so
+   * the renderer can name a scenario relative to a notebook. Optional for hosts that predate it.
+   */
+  readonly scenariosDir?: string
 }
 
 export interface LabApi extends SynthesisApi {

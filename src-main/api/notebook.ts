@@ -305,6 +305,11 @@ export interface NotebookStatus {
   readonly status: Readonly<Record<string, readonly ResultStatus[]>>
   /** Per experiment cell id, why its scenario could not be read (its results count as stale-recipe). */
   readonly problems: Readonly<Record<string, string>>
+  /**
+   * Per synthesis cell id, its recipe hash over its scenario files as they are now (null when
+   * they cannot be read): a result the renderer records for the cell carries it.
+   */
+  readonly hashes?: Readonly<Record<string, string | null>>
 }
 
 export interface RecentNotebook {

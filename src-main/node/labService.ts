@@ -6,6 +6,7 @@
  * main process (ipcMain) and the browser host (HTTP) are thin adapters over this object, and
  * both treat every request as untrusted: each is checked against its schema in API_METHODS.
  */
+import path from 'node:path'
 import type { z } from 'zod'
 import {
   ENGINE_VERSION,
@@ -172,6 +173,7 @@ export function createLabService(options: LabServiceOptions): LabService {
     scenarioSchema: scenarioJsonSchema(),
     template: SCENARIO_TEMPLATE,
     nativeDialogs: options.nativePicker !== undefined,
+    scenariosDir: path.resolve(options.scenariosDir),
   })
 
   const methods = {

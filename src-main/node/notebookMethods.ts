@@ -173,6 +173,7 @@ export function createNotebookMethods(
   const statusOf = async (nb: Notebook, notebookPath: string | null): Promise<NotebookStatus> => {
     const status: Record<string, ResultStatus[]> = {}
     const problems: Record<string, string> = {}
+    const hashes: Record<string, string | null> = {}
     for (const cell of nb.cells) {
       if (cell.kind === 'synthesis') {
         let hash: string | null = null
@@ -181,6 +182,7 @@ export function createNotebookMethods(
         } catch (e) {
           problems[cell.id] = (e as Error).message
         }
+        hashes[cell.id] = hash
         status[cell.id] = cell.results.map((r) =>
           r.recipe_hash !== hash ? 'stale-recipe' : r.engine !== ENGINE_VERSION ? 'stale-engine' : 'current',
         )
@@ -198,7 +200,7 @@ export function createNotebookMethods(
           ? cell.results.map(() => 'stale-recipe')
           : resultStatuses(cell, text, ENGINE_VERSION, nb.policies)
     }
-    return { status, problems }
+    return { status, problems, hashes }
   }
 
   const notebookStatus: LabApi['notebookStatus'] = async (req) => {

@@ -154,3 +154,29 @@ export function certificateLines(m: SynthMinimal): CertificateLine[] {
   }))
   return [...needed, ...out]
 }
+
+/**
+ * `file` (absolute) as a path relative to the folder `fromDir` (absolute), with forward slashes,
+ * as a notebook names its scenarios; null when there is none (another Windows drive).
+ */
+export function relativePath(fromDir: string, file: string): string | null {
+  const split = (p: string): string[] =>
+    p
+      .replace(/\\/g, '/')
+      .split('/')
+      .filter((s) => s !== '' && s !== '.')
+  const root = (p: string): string => /^[A-Za-z]:/.exec(p.replace(/\\/g, '/'))?.[0]?.toLowerCase() ?? '/'
+  if (root(fromDir) !== root(file)) return null
+  const a = split(fromDir)
+  const b = split(file)
+  let i = 0
+  while (i < a.length && i < b.length && a[i] === b[i]) i++
+  const rel = [...a.slice(i).map(() => '..'), ...b.slice(i)].join('/')
+  return rel === '' ? null : rel
+}
+
+/** The folder of a file path (forward or back slashes). */
+export function dirOf(file: string): string {
+  const i = Math.max(file.lastIndexOf('/'), file.lastIndexOf('\\'))
+  return i <= 0 ? file.slice(0, i + 1) : file.slice(0, i)
+}

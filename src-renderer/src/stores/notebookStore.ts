@@ -13,8 +13,10 @@ import type {
   NotebookIssue,
   RecentNotebook,
   Recipe,
+  RecordedSynthesis,
   RecoveryEntry,
   ResultStatus,
+  SynthesisRecipe,
 } from '../../../src-main/api/notebook'
 import { recordedResult, recordedSynthesis } from '../../../src-main/api/record'
 import { lab, toLabError } from '../lab'
@@ -451,6 +453,47 @@ export const useNotebookStore = defineStore('notebook', () => {
     }))
   }
 
+  /**
+   * Appends a synthesis cell (the Synthesis view's search): its recipe names scenario files
+   * relative to the notebook; `defs` (the placements it shows) go into the notebook's
+   * `policies:`. With `record`, a finished search's result is recorded in it, under the recipe
+   * hash the services compute over the files as they are now (the renderer cannot hash); when
+   * they cannot (the files do not read), the cell keeps no result and `error` says why.
+   * Returns the new cell's id.
+   */
+  async function addSynthesis(
+    title: string,
+    recipe: SynthesisRecipe,
+    defs: Readonly<Record<string, readonly string[]>> = {},
+    record: ((recipeHash: string) => RecordedSynthesis) | null = null,
+  ): Promise<string | null> {
+    definePolicies(defs)
+    const id = append((cellId) => ({ kind: 'synthesis', id: cellId, title, recipe, results: [] }))
+    const nb = notebook.value
+    if (id === null || !nb || record === null) return id
+    try {
+      const r = await lab.notebookStatus({ notebookPath: path.value, notebook: nb })
+      const hash = r.hashes?.[id] ?? null
+      if (hash === null) {
+        error.value = `Added ${id} without its result: ${r.problems[id] ?? 'the services gave no recipe hash'}`
+        return id
+      }
+      const result = record(hash)
+      const now = notebook.value
+      if (!now) return id
+      notebook.value = {
+        ...now,
+        cells: now.cells.map((c) =>
+          c.id === id && c.kind === 'synthesis' ? { ...c, results: [...c.results, result] } : c,
+        ),
+      }
+      void refreshStatus()
+    } catch (e) {
+      error.value = `Added ${id} without its result: ${toLabError(e).message}`
+    }
+    return id
+  }
+
   /** Appends an empty note cell. Returns its id. */
   function addNote(): string | null {
     return append((id) => ({ kind: 'note', id, markdown: '' }))
@@ -527,6 +570,7 @@ export const useNotebookStore = defineStore('notebook', () => {
     exportText,
     togglePin,
     addExperiment,
+    addSynthesis,
     policyClashes,
     definePolicies,
     addNote,

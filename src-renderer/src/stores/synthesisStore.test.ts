@@ -20,6 +20,7 @@ const { usePlacementStore } = await import('./placementStore')
 const { useEngineStore } = await import('./engineStore')
 const { useScenarioStore } = await import('./scenarioStore')
 const { useTraceStore } = await import('./traceStore')
+const { useNotebookStore } = await import('./notebookStore')
 
 const site = (name: string, group: string) => ({ name, group, kernel: 'k', doc: 'd' })
 const INFO: EngineInfo = {
@@ -40,6 +41,7 @@ const INFO: EngineInfo = {
   scenarioSchema: {},
   template: 'title: T\n',
   nativeDialogs: false,
+  scenariosDir: '/lab/scenarios',
 }
 
 const cell = (
@@ -393,5 +395,108 @@ describe('synthesisStore', () => {
       'certificate #1 flush_tlb_range: sites: (use-after-free)',
       'certificate #1 flush_tlb_range: sites:flush_tlb_range (holds)',
     ])
+  })
+})
+
+describe('Add to notebook', () => {
+  const HASH = 'a'.repeat(64)
+  const openNotebook = async (): Promise<ReturnType<typeof useNotebookStore>> => {
+    const asked: unknown[] = []
+    fake.api = {
+      ...fake.api,
+      notebookOpen: async () => ({
+        path: '/lab/notebooks/n.mnlab.yaml',
+        revision: 'r0',
+        notebook: { format: 1, title: 'N', cells: [] },
+        issues: [],
+        status: {},
+        problems: {},
+        migratedFrom: null,
+      }),
+      notebookRecent: async () => [],
+      notebookStatus: async (req: unknown) => {
+        asked.push(req)
+        return { status: {}, problems: {}, hashes: { 'synthesis-1': HASH } }
+      },
+      startSynthesis: async () => 's1',
+    }
+    const nb = useNotebookStore()
+    expect(await nb.open('/lab/notebooks/n.mnlab.yaml')).toBe(true)
+    expect(nb.dirty).toBe(false)
+    return nb
+  }
+
+  it('needs an open notebook, and refuses the editor’s unsaved text with the reason', async () => {
+    const s = useSynthesisStore()
+    s.toggleScenario('munmap-uaf.ats.yaml', true)
+    expect(s.notebookBlock).toMatch(/Open or create a notebook/)
+    expect(await s.addToNotebook()).toBeNull()
+    const nb = await openNotebook()
+    expect(s.notebookBlock).toBeNull()
+    s.toggleScenario(EDITOR, true)
+    expect(s.notebookBlock).toMatch(/editor's unsaved text, which is not a file/)
+    expect(await s.addToNotebook()).toBeNull()
+    expect(nb.notebook!.cells).toEqual([])
+    expect(nb.dirty).toBe(false)
+  })
+
+  it('appends a synthesis cell with the recipe relative to the notebook; with a finished result, that result', async () => {
+    const p = usePlacementStore()
+    p.create('arch-hook', 'mine')
+    p.setSite('mine', 'flush_tlb_range', false)
+    const nb = await openNotebook()
+    const s = useSynthesisStore()
+    s.toggleScenario('munmap-uaf.ats.yaml', true)
+    s.toggleScenario('sub/x.yaml', true)
+    s.toggleCandidate('invalidate_range_start', false)
+    s.timeoutS = 0
+    // Before any search: the recipe alone.
+    expect(await s.addToNotebook()).toBe('synthesis-1')
+    expect(nb.dirty).toBe(true)
+    const first = nb.notebook!.cells[0]!
+    expect(first).toMatchObject({
+      kind: 'synthesis',
+      id: 'synthesis-1',
+      recipe: {
+        scenarios: ['../scenarios/munmap-uaf.ats.yaml', '../scenarios/sub/x.yaml'],
+        sites: ['invalidate_range_end', 'flush_tlb_page', 'flush_tlb_range'],
+        objective: 'sim_ns',
+        policies: ['mine'],
+        max_states: 2_000_000,
+        timeout_ms: null,
+      },
+      results: [],
+    })
+    // The placements it shows are defined in the notebook.
+    expect(nb.notebook!.policies).toEqual({ mine: ['flush_tlb_page'] })
+
+    // A finished search: its result goes in under the hash the services computed.
+    await s.start()
+    s.objective = 'secondary_invalidations' // edited after the search: the recorded recipe is the searched one
+    fake.emit({
+      kind: 'synthesis-finished',
+      runId: 's1',
+      elapsedMs: 5,
+      result: {
+        ...RESULT,
+        scenarios: [RESULT.scenarios[0]!, { ...RESULT.scenarios[1]!, id: 'sub/x.yaml' }],
+      },
+    })
+    fake.api = {
+      ...fake.api,
+      notebookStatus: async () => ({ status: {}, problems: {}, hashes: { 'synthesis-2': HASH } }),
+    }
+    expect(await s.addToNotebook()).toBe('synthesis-2')
+    const second = nb.notebook!.cells[1]!
+    expect(second.kind).toBe('synthesis')
+    if (second.kind !== 'synthesis') return
+    expect(second.recipe.objective).toBe('sim_ns')
+    expect(second.results).toHaveLength(1)
+    const r = second.results[0]!
+    expect(r.recipe_hash).toBe(HASH)
+    expect(r.scenarios).toEqual(['../scenarios/munmap-uaf.ats.yaml', '../scenarios/sub/x.yaml'])
+    expect(r.minimal[0]!.needs[0]!.scenario).toBe('../scenarios/munmap-uaf.ats.yaml')
+    expect(r.minimal[0]!.placement).toBe('sites:flush_tlb_range')
+    expect(s.notebookNote).toBe('Added synthesis-2 with its result to the notebook.')
   })
 })

@@ -13,8 +13,12 @@ import type {
   SynthObjective,
   SynthProgress,
 } from '../../../src-main/engine/synthesisResult'
+import type { SynthesisRecipe } from '../../../src-main/api/notebook'
+import { recordedSynthesis } from '../../../src-main/api/record'
 import { lab, toLabError } from '../lab'
-import { sitesKey, synthRows } from '../logic/synthesis'
+import { dirOf, relativePath, sitesKey, synthRows } from '../logic/synthesis'
+import { useEngineStore } from './engineStore'
+import { useNotebookStore } from './notebookStore'
 import { usePlacementStore } from './placementStore'
 import { useScenarioStore } from './scenarioStore'
 import { useTraceStore, type TraceSource } from './traceStore'
@@ -24,10 +28,22 @@ export type SynthStatus = 'idle' | 'starting' | 'running' | 'finished' | 'failed
 /** The editor's scenario, as the scenario list's entry for it. */
 export const EDITOR = '(the editor)'
 
+/** What a search was asked, as the form held it: a notebook cell records it with the result. */
+interface Asked {
+  readonly scenarios: readonly string[]
+  readonly candidates: readonly string[]
+  readonly objective: SynthObjective
+  readonly maxStates: number
+  readonly timeoutS: number
+  readonly shown: ReadonlyArray<{ readonly name: string; readonly sites: readonly string[] }>
+}
+
 export const useSynthesisStore = defineStore('synthesis', () => {
   const placements = usePlacementStore()
   const scenarioStore = useScenarioStore()
   const traces = useTraceStore()
+  const notebooks = useNotebookStore()
+  const engine = useEngineStore()
 
   /** Scenario paths (relative to the scenarios folder), or EDITOR for the editor's text. */
   const scenarios = ref<string[]>([])
@@ -84,6 +100,118 @@ export const useSynthesisStore = defineStore('synthesis', () => {
 
   function isCandidate(site: string): boolean {
     return candidates.value.length === 0 || candidates.value.includes(site)
+  }
+
+  /** The form as it is now. */
+  function asked(): Asked {
+    return {
+      scenarios: [...scenarios.value],
+      candidates: [...candidates.value],
+      objective: objective.value,
+      maxStates: maxStates.value,
+      timeoutS: timeoutS.value,
+      shown: (withPlacements.value ? placements.placements : []).map((p) => ({
+        name: p.name,
+        sites: [...p.sites],
+      })),
+    }
+  }
+
+  /** What the search whose result is shown was asked. */
+  let searched: Asked | null = null
+
+  /** The recipe to record: the shown result's when it finished, else the form's. */
+  const recorded = computed<Asked>(() =>
+    status.value === 'finished' && result.value !== null && searched !== null ? searched : asked(),
+  )
+
+  /**
+   * Why "Add to notebook" cannot add the search now, or null when it can: a synthesis cell names
+   * scenario files relative to the notebook, so the notebook needs a file and the editor's
+   * unsaved text (not a file) cannot be in the search.
+   */
+  const notebookBlock = computed<string | null>(() => {
+    if (!notebooks.notebook) return 'Open or create a notebook first (Notebook tab).'
+    const a = recorded.value
+    if (a.scenarios.includes(EDITOR))
+      return "The search includes the editor's unsaved text, which is not a file: a notebook cell names scenario files. Save it as a file and pick that instead."
+    if (a.scenarios.length === 0) return 'Pick at least one scenario.'
+    if (!notebooks.path)
+      return 'Save the notebook first: a synthesis cell names its scenario files relative to it.'
+    if (!engine.info?.scenariosDir) return 'The lab services do not say where the scenarios folder is.'
+    if (a.scenarios.some((p) => toNotebook(p) === null))
+      return 'A scenario has no path relative to the notebook (another drive).'
+    return null
+  })
+
+  /** A scenario path (relative to the scenarios folder) relative to the notebook's folder. */
+  function toNotebook(p: string): string | null {
+    const root = engine.info?.scenariosDir
+    const nb = notebooks.path
+    if (!root || !nb) return null
+    return relativePath(dirOf(nb), `${root.replace(/[\\/]+$/, '')}/${p}`)
+  }
+
+  const notebookNote = ref<string | null>(null)
+
+  /**
+   * Appends a synthesis cell to the open notebook with the recipe (scenario files relative to the
+   * notebook, candidate sites, objective, shown placements, budgets) and, when a finished result
+   * is shown, that result. The notebook is then dirty and saves as usual.
+   */
+  async function addToNotebook(): Promise<string | null> {
+    const why = notebookBlock.value
+    if (why !== null) {
+      notebookNote.value = why
+      return null
+    }
+    const a = recorded.value
+    const defs = Object.fromEntries(a.shown.map((p) => [p.name, [...p.sites]]))
+    const clashes = notebooks.policyClashes(defs)
+    if (clashes.length > 0) {
+      notebookNote.value = `The notebook defines ${clashes.join(', ')} with other sites: rename the placement${clashes.length > 1 ? 's' : ''} in the site grid, or edit the notebook's.`
+      return null
+    }
+    const files = a.scenarios.map((p) => toNotebook(p)!)
+    const recipe: SynthesisRecipe = {
+      scenarios: files,
+      sites: a.candidates.length > 0 ? [...a.candidates] : null,
+      objective: a.objective,
+      policies: a.shown.map((p) => p.name),
+      max_states: a.maxStates,
+      timeout_ms: a.timeoutS > 0 ? Math.round(a.timeoutS * 1000) : null,
+    }
+    const r = status.value === 'finished' && a === searched ? result.value : null
+    // The result names scenarios as they were sent (relative to the scenarios folder, in order).
+    const ids = new Map<string, string>()
+    r?.scenarios.forEach((sc, i) => {
+      const given = sent[i]
+      const rel = given && 'path' in given ? toNotebook(given.path) : null
+      if (rel !== null) ids.set(sc.id, rel)
+    })
+    const rename = (id: string): string => ids.get(id) ?? id
+    const record =
+      r === null
+        ? null
+        : (hash: string) =>
+            recordedSynthesis(
+              {
+                ...r,
+                scenarios: r.scenarios.map((sc) => ({ ...sc, id: rename(sc.id) })),
+                minimal: r.minimal.map((m) => ({
+                  ...m,
+                  needed: m.needed.map((n) => ({ ...n, scenario: rename(n.scenario) })),
+                })),
+              },
+              hash,
+              new Date(),
+              false,
+            )
+    const title = `Synthesis (${a.objective}) over ${files.length === 1 ? files[0] : `${files.length} scenarios`}`
+    const id = await notebooks.addSynthesis(title, recipe, defs, record)
+    notebookNote.value =
+      id === null ? 'No notebook is open.' : `Added ${id}${record ? ' with its result' : ''} to the notebook.`
+    return id
   }
 
   function request(): SynthesizeRequest {
@@ -161,6 +289,7 @@ export const useSynthesisStore = defineStore('synthesis', () => {
       return
     }
     const req = request()
+    searched = asked()
     progress.value = null
     evaluations.value = 0
     elapsedMs.value = 0
@@ -290,6 +419,9 @@ export const useSynthesisStore = defineStore('synthesis', () => {
     maxStates,
     timeoutS,
     withPlacements,
+    notebookBlock,
+    notebookNote,
+    addToNotebook,
     status,
     runId,
     progress,
