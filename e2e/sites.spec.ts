@@ -219,6 +219,37 @@ test('the synthesis view: the cheapest placements over two munmap scenarios, the
   await expect(site(page, 'synth', 'range_end')).toBeChecked()
   await expect(site(page, 'synth', 'flush_tlb_range')).not.toBeChecked()
   await lab.screenshot('sites-08-synthesis-opens-placement')
+
+  // Add to notebook: disabled (saying why) until a saved notebook is open; then the search and
+  // its result become a synthesis cell, current, and the notebook saves with Ctrl+S.
+  await page.getByTestId('tab-synthesis').click()
+  const add = page.getByTestId('synthesis-add-to-notebook')
+  await expect(add).toBeDisabled()
+  await expect(add).toHaveAttribute('title', /Open or create a notebook/)
+  await page.getByTestId('tab-notebook').click()
+  await page.getByTestId('nb-new').click()
+  await page.getByTestId('nb-save-as').click()
+  await page.getByTestId('nb-save-as-path').fill('e2e-synthesis')
+  await page.getByTestId('nb-save-as-submit').click()
+  await expect(page.getByTestId('nb-file')).toHaveText('e2e-synthesis.mnlab.yaml')
+  await page.getByTestId('tab-synthesis').click()
+  await expect(add).toBeEnabled()
+  await add.click()
+  await expect(page.getByTestId('synthesis-notebook-note')).toHaveText(
+    'Added synthesis-1 with its result to the notebook.',
+  )
+  await page.getByTestId('tab-notebook').click()
+  const synthCell = page.locator('[data-testid="nb-synthesis"][data-cell="synthesis-1"]')
+  await expect(synthCell.getByTestId('nb-status')).toHaveAttribute('data-status', 'current')
+  await expect(page.getByTestId('nb-dirty')).toBeVisible()
+  await page.keyboard.press('ControlOrMeta+s')
+  await expect(page.getByTestId('nb-dirty')).toHaveCount(0)
+  const nbDir = process.env.MNLAB_NOTEBOOKS
+  if (!nbDir) throw new Error('MNLAB_NOTEBOOKS is not set: run through playwright.config.ts')
+  const saved = readFileSync(path.join(nbDir, 'e2e-synthesis.mnlab.yaml'), 'utf8')
+  expect(saved).toContain('kind: synthesis')
+  expect(saved).toContain('../scenarios/munmap-uaf.ats.yaml')
+  await lab.screenshot('sites-08b-synthesis-in-notebook')
 })
 
 test('a synthesis over the whole catalogue can be cancelled', async ({ page, lab }) => {

@@ -3,11 +3,12 @@ import os from 'node:os'
 import path from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import type { RunEvent } from '../../api/labApi'
-import type { ExperimentCell, Notebook, RecordedResult } from '../../api/notebook'
+import type { ExperimentCell, Notebook, RecordedResult, SynthesisCell } from '../../api/notebook'
 import { ENGINE_VERSION, type RunResult } from '../../engine'
 import { createLabService, LabApiError, type LabService } from '../labService'
 import { tsxWorker, WorkerPool } from '../workerPool'
 import { recipeHash, recordResult } from './format'
+import { synthesisCellTexts, synthesisRecipeHash } from './synthesis'
 
 const SCENARIOS = path.join(__dirname, '../../../scenarios')
 const UPGRADE_TEXT = readFileSync(path.join(SCENARIOS, 'upgrade-loop.smmu-no-btm.yaml'), 'utf8')
@@ -205,6 +206,7 @@ describe('notebook methods of the lab service', () => {
     expect(await svc.notebookStatus({ notebookPath: s.path, notebook: withResult })).toEqual({
       status: { loop: ['current'], inline: ['current'] },
       problems: {},
+      hashes: {},
     })
     const edit = (f: (c: ExperimentCell) => ExperimentCell): Notebook => ({
       ...withResult,
@@ -246,6 +248,34 @@ describe('notebook methods of the lab service', () => {
     expect(
       (await rejection(svc.notebookStatus({ notebookPath: '../x.mnlab.yaml', notebook: nb }))).message,
     ).toMatch(/outside the notebooks folder/)
+  })
+
+  it("notebookStatus gives a synthesis cell's recipe hash, and engineInfo the scenarios folder, for the Synthesis view's Add to notebook", async () => {
+    const cell: SynthesisCell = {
+      kind: 'synthesis',
+      id: 'synthesis-1',
+      title: 's',
+      recipe: {
+        scenarios: ['../scenarios/upgrade.yaml'],
+        sites: null,
+        objective: 'sim_ns',
+        policies: [],
+        max_states: 1000,
+        timeout_ms: null,
+      },
+      results: [],
+    }
+    const withSynth: Notebook = { ...nb, cells: [cell] }
+    const s = await svc.notebookSave({ path: 'sy.mnlab.yaml', notebook: withSynth, expectedRevision: null })
+    const want = synthesisRecipeHash(cell.recipe, synthesisCellTexts(cell, s.path))
+    expect(want).toMatch(/^[0-9a-f]{64}$/)
+    expect((await svc.notebookStatus({ notebookPath: s.path, notebook: withSynth })).hashes).toEqual({
+      'synthesis-1': want,
+    })
+    const unsaved = await svc.notebookStatus({ notebookPath: null, notebook: withSynth })
+    expect(unsaved.hashes).toEqual({ 'synthesis-1': null })
+    expect(unsaved.problems['synthesis-1']).toMatch(/save the notebook first/)
+    expect((await svc.engineInfo()).scenariosDir).toBe(path.join(dir, 'scenarios'))
   })
 
   it("runs a cell naming the notebook's own policies; the hash covers their sites; replays resolve them with policyDefs", async () => {
