@@ -716,6 +716,25 @@ export class Ctx {
     return this.s.mms[mm]!.rel === true
   }
   /**
+   * A KVM vCPU fault takes (+1) or drops (-1) its mm_users reference (MmState.users): the vCPU
+   * is a thread of the process (kvm_vcpu_ioctl: kvm->mm == current->mm), so while it faults
+   * the process's last mmput, and exit_mmap(), cannot happen.
+   */
+  mmUsers(mm: number, delta: number): void {
+    this.wr(Res.live(mm))
+    const m = this.mmW(mm)
+    const n = (m.users ?? 0) + delta
+    if (n > 0) m.users = n
+    else delete m.users
+    if (delta > 0) this.thread.locks.push('mm_users (vCPU fault)')
+    else this.dropLock('mm_users (vCPU fault)')
+  }
+  /** No vCPU fault holds the mm: exit_mmap() may run (the last mmput). */
+  mmUnused(mm: number): boolean {
+    this.rd(Res.live(mm))
+    return (this.s.mms[mm]!.users ?? 0) === 0
+  }
+  /**
    * mmu_notifier_release() (v6.6 mm/mmu_notifier.c __mmu_notifier_release): under SRCU, every
    * subscriber's ->release, then hlist_del_init_rcu() of each subscription; HMM interval
    * notifiers get mn_itree_release() (an MMU_NOTIFY_RELEASE invalidation of everything).

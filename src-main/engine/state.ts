@@ -105,6 +105,12 @@ export interface MmState {
    * and mm_users is 0 (page requests and mirror faults can no longer mmget_not_zero it).
    */
   rel?: true
+  /**
+   * mm_users references a KVM vCPU's fault holds on the mm (mirror_access between its
+   * mmget_not_zero check and its return): the vCPU is a thread of the process, so exit_mmap()
+   * (the last mmput) cannot run while one is in flight. Absent when 0.
+   */
+  users?: number
 }
 
 export interface SecState {
@@ -799,7 +805,7 @@ export function hashState(s: LabState, live: Liveness): [number, number] {
     h.n(m.tfp + 64 * m.imapReaders + (m.tfb === true ? 1 << 20 : 0))
     for (const l of m.imap) h.n(l ? 1 : 0)
     for (const p of m.ptes) h.n(pteCode(p, lab))
-    h.n(64 * m.gupf + (m.rel ? 1 << 20 : 0))
+    h.n(64 * m.gupf + (m.rel ? 1 << 20 : 0) + (m.users ?? 0) * (1 << 21))
     for (const l of m.pmdl) h.n(l)
     for (const t of m.tbl) {
       if (t) {

@@ -507,6 +507,14 @@ function mirrorTry(c: Ctx, f: CallFrame): void {
     mmGone(c, 'kvm_faultin_pfn', 'the access fails')
     return
   }
+  // The vCPU is a thread of the process (kvm_vcpu_ioctl: kvm->mm == current->mm): while it
+  // faults, mm_users > 0 and exit_mmap()'s mmu_notifier_release() cannot run (released in
+  // step.ts when this op returns). So KVM's invalidate_range_start/end pairs it waits on in
+  // kvm_faultin_pfn / is_page_fault_stale are all still delivered.
+  if (f.l.mmget !== true) {
+    f.l.mmget = true
+    c.mmUsers(0, 1)
+  }
   c.metrics.device_faults++
   c.cost('mirror_fault')
   f.l.seq = c.seq(via)

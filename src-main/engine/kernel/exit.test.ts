@@ -97,16 +97,66 @@ describe('exit_mmap: mmu_notifier_release first, then the zap with no notifier',
     ])
   })
 
-  it('KVM: kvm_flush_shadow_all zaps the shadow table and moves the sequence; a fault in flight retries and fails', () => {
+  it('KVM: a vCPU fault in flight holds mm_users, so exit_mmap (and kvm_flush_shadow_all) runs only after it returns', () => {
     const sc = exitScenario('{ name: s, type: sw-mirror }')
-    // V0 faults: snapshots the sequence and resolves the pfn (2 steps); the exit releases; the install sees the sequence moved.
-    const ex = traced(sc, makePolicy('start-end'), [1, 1, 0, 1, 1])
-    const ev = allEvents(ex)
-      .filter((e) => e.thread === 'D0')
-      .map((e) => `${e.fn}: ${e.text}`)
-    expect(ev.some((t) => t.startsWith('is_page_fault_stale'))).toBe(true)
-    expect(ev.some((t) => t.startsWith('hva_to_pfn: mmget_not_zero() fails'))).toBe(true)
+    // D0 faults (snapshots mmu_invalidate_seq, resolves the pfn): the exit cannot start.
+    expect(() => traced(sc, makePolicy('start-end'), [1, 1, 0])).toThrow(
+      'C0 cannot run at step 2: mm_users: a vCPU fault still holds the mm',
+    )
+    // The first runnable thread after that is D0: its fault installs and returns, then the exit.
+    const ex = traced(sc, makePolicy('start-end'), [1, 1])
+    const ev = allEvents(ex).map((e) => `${e.thread} ${e.kind} ${e.fn}`)
+    const fill = ev.indexOf('D0 fill kvm_tdp_mmu_map')
+    const release = ev.indexOf('C0 notifier mmu_notifier_release')
+    expect(fill).toBeGreaterThanOrEqual(0)
+    expect(release).toBeGreaterThan(fill)
+    expect(ex.final.regs[0]).toBe(1)
+    // ->release (kvm_flush_shadow_all) zapped what the fault installed.
     expect(ex.final.secs[0]!.entries).toEqual([])
+    expect(ex.final.mms[0]!.users).toBeUndefined()
+    expect(ex.violations).toEqual([])
+  })
+
+  it("KVM with the OOM reaper: the vCPU waits on the reaper's range_start, the exit waits on the vCPU, the reaper's range_end reaches KVM", () => {
+    const sc = loadScenarioText(
+      [
+        'title: kvm, exit and the oom reaper',
+        'arch: x86_64',
+        'pages:',
+        '  A: { value: 1, prot: rw }',
+        'secondary:',
+        '  - { name: kvm, type: sw-mirror, cached: [A] }',
+        'cpus:',
+        '  C0: [exit]',
+        '  R: [oom_reap]',
+        'devices:',
+        '  V0: { via: kvm, ops: [read A -> r0] }',
+      ].join('\n'),
+      'oomkvm.test.yaml',
+    )
+    // R: mmap_read_lock .. range_start (KVM's mmu_invalidate_in_progress up); V0 misses and
+    // faults up to its install under mmu_lock, where it waits; C0 cannot start exit_mmap.
+    const head = [1, 1, 2, 2]
+    expect(() => traced(sc, makePolicy('start-end'), [...head, 0])).toThrow(
+      'mm_users: a vCPU fault still holds the mm',
+    )
+    expect(() => traced(sc, makePolicy('start-end'), [...head, 2])).toThrow(
+      'invalidation in progress (mmu_invalidate_in_progress)',
+    )
+    const ex = traced(sc, makePolicy('start-end'), head)
+    const r = lines(ex, { thread: 'R', kinds: ['notifier', 'sec-inval'] })
+    expect(r).toEqual([
+      'notifier mmu_notifier_invalidate_range_start: MMU_NOTIFY_UNMAP A',
+      'sec-inval kvm_mmu_notifier_invalidate_range_start: kvm: invalidate_in_progress++, zap 1 shadow entry',
+      'notifier mmu_notifier_invalidate_range_end: A',
+      'sec-inval kvm_mmu_notifier_invalidate_range_end: kvm: mmu_invalidate_seq++, invalidate_in_progress--',
+    ])
+    const ev = allEvents(ex).map((e) => `${e.thread} ${e.kind} ${e.fn}`)
+    // The reaper's range_end comes before the release, and the vCPU's fault before the release.
+    const release = ev.indexOf('C0 notifier mmu_notifier_release')
+    expect(ev.indexOf('R notifier mmu_notifier_invalidate_range_end')).toBeLessThan(release)
+    expect(ev.lastIndexOf('V0 fault is_page_fault_stale')).toBeLessThan(release)
+    expect(ex.final.threads.every((t) => t.done)).toBe(true)
     expect(ex.violations).toEqual([])
   })
 })
