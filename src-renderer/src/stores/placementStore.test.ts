@@ -2,18 +2,11 @@ import { createPinia, setActivePinia } from 'pinia'
 import { beforeEach, describe, expect, it, vi } from 'vitest'
 import type { EngineInfo, RunEvent } from '../../../src-main/api/labApi'
 import { RUN } from '../logic/fixtures'
-import { fake } from './fakeLab'
+import { fake, stubLocalStorage } from './fakeLab'
 
 vi.mock('../lab', () => import('./fakeLab'))
 
-/** The browser's storage, in memory (the store tests run in node). */
-const stored = new Map<string, string>()
-vi.stubGlobal('localStorage', {
-  getItem: (k: string) => stored.get(k) ?? null,
-  setItem: (k: string, v: string) => void stored.set(k, String(v)),
-  removeItem: (k: string) => void stored.delete(k),
-  clear: () => stored.clear(),
-})
+stubLocalStorage()
 
 const { usePlacementStore, PLACEMENTS_KEY } = await import('./placementStore')
 const { usePolicyStore } = await import('./policyStore')

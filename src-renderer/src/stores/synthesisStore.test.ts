@@ -4,16 +4,10 @@ import type { EngineInfo, PolicyReplay, RunEvent, SynthesizeRequest } from '../.
 import type { Site } from '../../../src-main/engine/policy'
 import type { SynthCell, SynthesisResult, SynthPlacement } from '../../../src-main/engine/synthesisResult'
 import { cellTitle, certificateLines, chartData, labelOf, synthRows } from '../logic/synthesis'
-import { fake } from './fakeLab'
+import { fake, stubLocalStorage } from './fakeLab'
 
 vi.mock('../lab', () => import('./fakeLab'))
-const stored = new Map<string, string>()
-vi.stubGlobal('localStorage', {
-  getItem: (k: string) => stored.get(k) ?? null,
-  setItem: (k: string, v: string) => void stored.set(k, String(v)),
-  removeItem: (k: string) => void stored.delete(k),
-  clear: () => stored.clear(),
-})
+const stored = stubLocalStorage()
 
 const { useSynthesisStore, EDITOR } = await import('./synthesisStore')
 const { usePlacementStore } = await import('./placementStore')
