@@ -10,6 +10,7 @@ import { hasSite, siteBit, type ArchSite, type Policy, type Site } from './polic
 import type { EventDetail, EventKind, Metrics, TraceEvent, Violation } from './results'
 import {
   frameLabels,
+  hugeOf,
   livenessOf,
   mmuWritable,
   type CallFrame,
@@ -31,7 +32,7 @@ import {
   tableTag,
   ZERO_PFN,
 } from './state'
-import type { InvariantName, Scenario } from './types'
+import type { InvariantName, Scenario, ThpDecl } from './types'
 
 export type Control =
   | { readonly k: 'goto'; readonly pc: string }
@@ -549,42 +550,51 @@ export class Ctx {
     this.rd(Res.pt(mm, k))
     return this.s.mms[mm]!.tbl[k]!
   }
-  // ---- THP: the huge page's PMD, its PTE table, pmd_lock, GUP-fast ----------------------
-  /** The huge page's subpages (the scenario's `thp:`), or none. */
-  get thpPages(): readonly number[] {
-    return this.sc.thp?.pages ?? NO_PAGES
+  // ---- THP: each huge page's PMD, its PTE table, pmd_lock, GUP-fast -------------------------
+  /** The huge page (`thp:`) whose subpage `page` is, or null (a small page). */
+  hugeOf(page: number): ThpDecl | null {
+    return hugeOf(this.sc, page)
   }
   isThp(page: number): boolean {
-    return this.sc.thp !== null && this.sc.thp.pages.includes(page)
+    return hugeOf(this.sc, page) !== null
   }
-  /** The table of the huge page's PMD (`thp:`). */
-  private get thpTable(): number {
-    return this.tableOf(this.thpPages[0] ?? 0)
-  }
-  pmdLockFree(mm: number): boolean {
-    const k = this.thpTable
+  pmdLockFree(mm: number, hp: ThpDecl): boolean {
+    const k = this.tableOf(hp.pages[0]!)
     this.rd(Res.pmdl(mm, k))
     return this.s.mms[mm]!.pmdl[k] === -1
   }
-  /** pmd_lock(mm, pmd): the huge PMD's lock (split PMD lock or mm->page_table_lock). */
-  pmdLock(mm: number, fn = 'pmd_lock'): void {
-    this.spinLock(mm, 'pmdl', this.thpTable, 'pmd_lock', fn, 'take the PMD lock')
+  /** pmd_lock(mm, pmd) of huge page `hp`'s PMD (split PMD lock or mm->page_table_lock). */
+  pmdLock(mm: number, hp: ThpDecl, fn = 'pmd_lock'): void {
+    const of = this.sc.thp.length > 1 ? ` of ${hp.name}` : ''
+    this.spinLock(mm, 'pmdl', this.tableOf(hp.pages[0]!), this.pmdLockName(hp), fn, `take the PMD lock${of}`)
   }
-  pmdUnlock(mm: number, fn = 'spin_unlock (pmd_lock)'): void {
-    this.spinUnlock(mm, 'pmdl', this.thpTable, 'pmd_lock', fn, 'release the PMD lock')
+  pmdUnlock(mm: number, hp: ThpDecl, fn = 'spin_unlock (pmd_lock)'): void {
+    const of = this.sc.thp.length > 1 ? ` of ${hp.name}` : ''
+    this.spinUnlock(
+      mm,
+      'pmdl',
+      this.tableOf(hp.pages[0]!),
+      this.pmdLockName(hp),
+      fn,
+      `release the PMD lock${of}`,
+    )
   }
-  /** The huge page's PTE table while it is unlinked (detached or deposited); null if none. */
-  table(mm: number): ReadonlyArray<Pte | null> | null {
-    const k = this.thpTable
+  /** The held-lock name: `pmd_lock`, or `pmd_lock(H)` with several huge pages. */
+  private pmdLockName(hp: ThpDecl): string {
+    return this.sc.thp.length > 1 ? `pmd_lock(${hp.name})` : 'pmd_lock'
+  }
+  /** Huge page `hp`'s PTE table while it is unlinked (detached or deposited); null if none. */
+  table(mm: number, hp: ThpDecl): ReadonlyArray<Pte | null> | null {
+    const k = this.tableOf(hp.pages[0]!)
     this.rd(Res.pt(mm, k))
     return this.s.mms[mm]!.tbl[k]!
   }
   /**
-   * Replaces the huge page's unlinked table (null: it is freed or linked); `pt` says whether
+   * Replaces huge page `hp`'s unlinked table (null: it is freed or linked); `pt` says whether
    * the PMD links one.
    */
-  setTable(mm: number, tbl: Array<Pte | null> | null, pt: boolean): void {
-    const k = this.thpTable
+  setTable(mm: number, hp: ThpDecl, tbl: Array<Pte | null> | null, pt: boolean): void {
+    const k = this.tableOf(hp.pages[0]!)
     this.wr(Res.pt(mm, k))
     const m = this.mmW(mm)
     m.tbl = m.tbl.slice()
@@ -1087,11 +1097,12 @@ export class Ctx {
     res: (p: number) => number,
   ): TlbEntry[] {
     for (const p of pages ?? this.allPages()) this.rd(res(p))
-    // A 2 MiB entry goes as a whole when any of its subpages is invalidated.
-    const huge = pages !== null && this.thpPages.some((p) => pages.includes(p))
+    // A 2 MiB entry goes as a whole when any subpage of its own huge page is invalidated.
     const out: TlbEntry[] = []
     for (const e of list) {
-      if (pages === null || pages.includes(e.page) || (huge && e.huge)) this.wr(res(e.page))
+      const whole =
+        pages !== null && e.huge === true && hugeOf(this.sc, e.page)!.pages.some((p) => pages.includes(p))
+      if (pages === null || pages.includes(e.page) || whole) this.wr(res(e.page))
       else out.push(e)
     }
     return out
@@ -1772,7 +1783,6 @@ export function scenarioExits(sc: Scenario): boolean {
   if (x === undefined) EXITS.set(sc, (x = sc.threads.some((t) => t.ops.some((o) => o.kind === 'exit'))))
   return x
 }
-const NO_PAGES: readonly number[] = []
 
 /**
  * For stale-after-return: whether the PTE maps its pfn as far as a syscall is concerned, present

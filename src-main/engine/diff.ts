@@ -10,7 +10,7 @@ import {
   type LabState,
   type TlbEntry,
 } from './state'
-import type { Scenario } from './types'
+import type { Scenario, ThpDecl } from './types'
 import { count } from './plural'
 
 function entryText(e: TlbEntry): string {
@@ -112,9 +112,13 @@ export function diffStates(sc: Scenario, a: LabState, b: LabState): string[] {
   return out
 }
 
-/** Whether table k holds the scenario's huge page. */
+/** The huge page whose PMD range table k is, or null. */
+function thpOfTable(sc: Scenario, k: number): ThpDecl | null {
+  return sc.thp.find((h) => tableOf(sc, h.pages[0]!) === k) ?? null
+}
+/** Whether table k holds a huge page. */
 function isThpTable(sc: Scenario, k: number): boolean {
-  return sc.thp !== null && tableOf(sc, sc.thp.pages[0]!) === k
+  return thpOfTable(sc, k) !== null
 }
 
 /** Where table k's PTE page is (free_pgtables: munmap's, mremap's or exit_mmap's). */
@@ -170,7 +174,10 @@ export function stateView(sc: Scenario, s: LabState): Array<[string, string]> {
       h >= 0 ? `ptl${tableTag(sc, k)} held by ${tname(h)}` : `ptl${tableTag(sc, k)} free`,
     )
     m.pmdl.forEach((h, k) => {
-      if (h >= 0) locks.push(`pmd_lock${isThpTable(sc, k) ? '' : tableTag(sc, k)} held by ${tname(h)}`)
+      if (h >= 0)
+        locks.push(
+          `pmd_lock${isThpTable(sc, k) ? (sc.thp.length > 1 ? ` of ${thpOfTable(sc, k)!.name}` : '') : tableTag(sc, k)} held by ${tname(h)}`,
+        )
     })
     if (m.gupf > 0) locks.push(`${count(m.gupf, 'GUP-fast walker')} with IRQs off`)
     if (i === 0)
@@ -308,7 +315,8 @@ export function staleEntries(sc: Scenario, s: LabState): StaleEntry[] {
       if (!v) return
       const why = walkCacheStaleReason(sc, s, k)
       const subject = `${d.name} walk cache`
-      const table = isThpTable(sc, k) ? `the PTE table of ${sc.thp!.name}` : `the PTE page${tableTag(sc, k)}`
+      const hp = thpOfTable(sc, k)
+      const table = hp ? `the PTE table of ${hp.name}` : `the PTE page${tableTag(sc, k)}`
       if (why) out.push({ subject, page: table, text: `${subject} PMD -> ${table}, but ${why}` })
     })
   })

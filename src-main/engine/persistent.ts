@@ -155,7 +155,7 @@ export class Futures {
   constructor(readonly sc: Scenario) {
     const n = sc.pages.length
     const widen =
-      sc.thp !== null ||
+      sc.thp.length > 0 ||
       sc.pages.some((p) => p.kind === 'kernel') ||
       sc.threads.some((t) => t.mm === 1 || t.ops.some((o) => o.kind === 'ksm_merge' || o.kind === 'fork')) ||
       // An HMM mirror's mn_itree_inv_end reads every page's active ranges, and its

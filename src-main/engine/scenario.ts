@@ -85,12 +85,14 @@ export function validateScenario(raw: unknown): Scenario {
       ? (issues.add(['arch'], 'arch is required: x86_64 or arm64'), null)
       : oneOf<Arch>(raw.arch, ['x86_64', 'arm64'], ['arch'], issues, 'arch')
 
-  const { pages, pageIndex } = parsePages(raw, issues, arch)
+  const parsed = parsePages(raw, issues, arch)
+  const pageIndex = parsed.pageIndex
   const pageRef = (n: string): number | null => {
     const i = pageIndex.get(n)
     return i === undefined || i < 0 ? null : i
   }
-  const thp = parseThp(raw.thp, issues, pages, pageIndex)
+  // thp: may assign the pages' tables (each huge page a PMD range of its own).
+  const { thp, pages } = parseThp(raw.thp, issues, parsed.pages, pageIndex, raw.pages)
   const { secondaries, secIndex } = parseSecondaries(raw, issues, arch, pages, pageIndex, pageRef)
   const { threads, registers, threadNames, flags } = parseThreads(
     raw,

@@ -4,7 +4,7 @@
  * visited-state hashing, so everything that can influence the future must live here and
  * nothing else (metrics and traces are kept outside).
  */
-import type { Scenario } from './types'
+import type { Scenario, ThpDecl } from './types'
 
 /** A present or PROT_NONE PTE. `null` in a page table is pte_none(). */
 export interface Pte {
@@ -204,6 +204,12 @@ export function tableOf(sc: Scenario, page: number): number {
   return sc.pages[page]!.table ?? 0
 }
 
+/** The huge page (`thp:`) whose subpage `page` is, or null (a small page). */
+export function hugeOf(sc: Scenario, page: number): ThpDecl | null {
+  for (const h of sc.thp) if (h.pages.includes(page)) return h
+  return null
+}
+
 const TABLES = new WeakMap<Scenario, number>()
 /** How many PTE tables the scenario's pages span: 1 + the highest `table:`. */
 export function tableCount(sc: Scenario): number {
@@ -269,7 +275,8 @@ export function initialState(sc: Scenario): LabState {
   const frames: PFrame[] = [{ v: 0, ref: 1, map: 0, free: false, gen: 1, w: 0, sup: false }]
   const n = sc.pages.length
   const tables = tableCount(sc)
-  const thpTable = sc.thp === null ? -1 : tableOf(sc, sc.thp.pages[0]!)
+  // The tables of PMD-mapped huge pages.
+  const hugeTables = sc.thp.filter((h) => h.mapped === 'pmd').map((h) => tableOf(sc, h.pages[0]!))
   const parent: MmState = {
     live: true,
     ptes: [],
@@ -284,7 +291,7 @@ export function initialState(sc: Scenario): LabState {
     pmdl: new Array<number>(tables).fill(-1),
     // A PMD-mapped anon THP has its PTE table deposited (do_huge_pmd_anonymous_page).
     tbl: Array.from({ length: tables }, (_, k) =>
-      k === thpTable && sc.thp?.mapped === 'pmd' ? new Array<Pte | null>(n).fill(null) : null,
+      hugeTables.includes(k) ? new Array<Pte | null>(n).fill(null) : null,
     ),
     gupf: 0,
   }
@@ -354,7 +361,7 @@ export function initialState(sc: Scenario): LabState {
     })
     const write = p.mapped === 'rw' || p.mapped === 'clean'
     const dirty = p.mapped !== 'clean'
-    const huge = sc.thp?.mapped === 'pmd' && sc.thp.pages.includes(i)
+    const huge = hugeOf(sc, i)?.mapped === 'pmd'
     parent.ptes.push(huge ? { pfn, present: true, write, dirty, huge } : { pfn, present: true, write, dirty })
     if (p.cow) child.ptes[i] = { pfn, present: true, write: false, dirty }
     // fork copied a VM_PFNMAP PTE as it was, made clean (copy_present_pte, VM_SHARED).
@@ -374,10 +381,11 @@ export function initialState(sc: Scenario): LabState {
   )
   const mms = hasKernel ? [parent, child, kernel] : [parent, child]
   const secs: SecState[] = sc.secondaries.map((d) => {
-    // A cached page of a PMD-mapped THP is one 2 MiB entry: it covers every subpage.
+    // A cached page of a PMD-mapped THP is one 2 MiB entry: it covers every subpage of its own.
     const cached = [...d.cached]
     for (const page of d.cached)
-      if (parent.ptes[page]?.huge) for (const q of sc.thp!.pages) if (!cached.includes(q)) cached.push(q)
+      if (parent.ptes[page]?.huge)
+        for (const q of hugeOf(sc, page)!.pages) if (!cached.includes(q)) cached.push(q)
     const entries: TlbEntry[] = cached
       .map((page) => {
         const pte = (isKernelPage(sc, page) ? kernel : parent).ptes[page]!

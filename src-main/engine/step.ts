@@ -27,7 +27,7 @@ import { fileMigrate } from './kernel/fileMigrate'
 import type { Policy } from './policy'
 import type { Metrics, TraceEvent, Violation } from './results'
 import { zeroMetrics } from './results'
-import { shallowNext, type CallFrame, type LabState } from './state'
+import { hugeOf, shallowNext, type CallFrame, type LabState } from './state'
 import type { Op, Scenario, SwMirrorDecl } from './types'
 import { MIGRATE_MODES } from './types'
 
@@ -66,9 +66,9 @@ export const PROCS: Readonly<Record<string, Proc>> = {
   migrate_thp: migrateThp,
 }
 
-/** An anon page of the scenario's huge page: reclaim and migration start on the huge folio. */
+/** A subpage of an anon huge page: reclaim and migration start on the huge folio. */
 function thpAnon(sc: Scenario, page: number): boolean {
-  return sc.thp !== null && sc.thp.kind === 'anon' && sc.thp.pages.includes(page)
+  return hugeOf(sc, page)?.kind === 'anon'
 }
 
 function rootFrame(sc: Scenario, t: number, op: Op): CallFrame {
@@ -148,7 +148,8 @@ function rootFrame(sc: Scenario, t: number, op: Op): CallFrame {
       return { proc: 'writeback', pc: 'start', l: { page: op.page } }
     case 'thp_split':
     case 'thp_collapse':
-      return { proc: op.kind, pc: 'start', l: {} }
+      // Local hp names the huge page (kernel/thp.ts frameHuge); absent for the first.
+      return { proc: op.kind, pc: 'start', l: op.hp > 0 ? { hp: op.hp } : {} }
     case 'exit':
       return { proc: 'exit_mmap', pc: 'start', l: {} }
     case 'oom_reap':

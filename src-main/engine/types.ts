@@ -184,10 +184,10 @@ export type CpuOp =
 export type SyncOp =
   | { readonly kind: 'signal'; readonly flag: number }
   | { readonly kind: 'wait'; readonly flag: number }
-  /** __split_huge_pmd() of the scenario's huge page (v6.6 mm/huge_memory.c). */
-  | { readonly kind: 'thp_split' }
-  /** khugepaged collapse of the huge page's range (v6.6 mm/khugepaged.c). */
-  | { readonly kind: 'thp_collapse' }
+  /** __split_huge_pmd() of huge page `hp` (an index into `thp`; v6.6 mm/huge_memory.c). */
+  | { readonly kind: 'thp_split'; readonly hp: number }
+  /** khugepaged collapse of huge page `hp`'s range (v6.6 mm/khugepaged.c). */
+  | { readonly kind: 'thp_collapse'; readonly hp: number }
 
 export type DeviceOp =
   | { readonly kind: 'read'; readonly page: number; readonly reg: number | null }
@@ -252,7 +252,7 @@ export interface ExploreDecl {
 
 /**
  * A transparent huge page: a handful of scenario pages (2-4) standing for the 512 subpages of
- * one 2 MiB PMD range. `mapped: pmd` starts PMD-mapped (one huge translation; the PTE table
+ * one 2 MiB PMD range: its own PTE table (`table:`), which holds no other page. `mapped: pmd` starts PMD-mapped (one huge translation; the PTE table
  * deposited, as do_huge_pmd_anonymous_page leaves it); `mapped: pte` starts mapped by small
  * pages through a PTE table (what khugepaged collapses). `kind: file` selects the file/shmem
  * collapse path (retract_page_tables / collapse_pte_mapped_thp), modelled on anon frames.
@@ -287,8 +287,11 @@ export interface Scenario {
   readonly expectMetrics: ReadonlyArray<readonly [string, readonly MetricExpectation[]]>
   /** Names of the flags `signal F` sets and `wait F` waits for. */
   readonly flags: readonly string[]
-  /** The huge page, if the scenario declares one (`thp:`): then every page is one of its subpages. */
-  readonly thp: ThpDecl | null
+  /**
+   * The huge pages (`thp:`), in address order, each in a PTE table of its own; empty when none.
+   * The other pages are small pages in other tables (state.ts hugeOf: the huge page of a page).
+   */
+  readonly thp: readonly ThpDecl[]
   /** Cost-table entries (ns) this scenario overrides. */
   readonly costs: Readonly<Record<string, number>>
 }

@@ -602,8 +602,8 @@ describe('transparent huge pages: thp:, thp_split/thp_collapse, walk caches, the
 
   it('a valid huge page: shorthand and full form, walk_cache, leaf_only and the toggles', () => {
     const sc = loadScenarioText(thp('thp: { H: [A, B] }\n'), 'x.yaml')
-    expect(sc.thp).toEqual({ name: 'H', pages: [0, 1], mapped: 'pmd', kind: 'anon' })
-    expect(sc.threads[0]!.ops[0]).toEqual({ kind: 'thp_split' })
+    expect(sc.thp).toEqual([{ name: 'H', pages: [0, 1], mapped: 'pmd', kind: 'anon' }])
+    expect(sc.threads[0]!.ops[0]).toEqual({ kind: 'thp_split', hp: 0 })
     const full = loadScenarioText(
       thp(
         'thp: { H: { pages: [A, B], mapped: pte, kind: file } }\nkernel: { collapse_notify: false, gup_fast_ipi: false }\n',
@@ -614,14 +614,14 @@ describe('transparent huge pages: thp:, thp_split/thp_collapse, walk caches, the
       ),
       'x.yaml',
     )
-    expect(full.thp).toEqual({ name: 'H', pages: [0, 1], mapped: 'pte', kind: 'file' })
+    expect(full.thp).toEqual([{ name: 'H', pages: [0, 1], mapped: 'pte', kind: 'file' }])
     expect(full.kernel).toMatchObject({ collapseNotify: false, gupFastIpi: false })
     expect(full.secondaries[0]).toMatchObject({ walkCache: true, leafOnly: true })
   })
 
   it('an unknown huge page name in thp_split, at the word', () => {
     expect(only(thp('thp: { H: [A, B] }\n', { cpus: 'cpus:\n  C0: [thp_split G]' }))).toBe(
-      "9:18 len1 unknown huge page 'G'; the huge page is H",
+      "9:18 len1 unknown huge page 'G' (did you mean 'H'?); the huge page is H",
     )
   })
 
@@ -656,22 +656,82 @@ describe('transparent huge pages: thp:, thp_split/thp_collapse, walk caches, the
     expect(only(thp('thp: { H: [A, B] }\n', { cpus: 'cpus:\n  C0: [fork]' }))).toBe(
       `9:8 len4 fork is not modelled in a scenario with a huge page (copy_huge_pmd() would share the huge PMD write-protected with the child, and a write fault would then copy or split it (do_huge_pmd_wp_page): not modelled); its CPU ops are ${ops}`,
     )
+    const sub = `the CPU ops on a subpage are ${ops} (a small page beside the huge pages takes every op)`
     expect(only(thp('thp: { H: [A, B] }\n', { cpus: 'cpus:\n  C0: [ksm_merge A]' }))).toBe(
-      `9:8 len9 ksm_merge is not modelled in a scenario with a huge page (KSM splits a huge page before it merges a subpage (split_huge_page in try_to_merge_one_page): not modelled); its CPU ops are ${ops}`,
+      `9:8 len9 ksm_merge of A, a subpage of huge page H, is not modelled (KSM splits a huge page before it merges a subpage (split_huge_page in try_to_merge_one_page): not modelled); ${sub}`,
     )
-    for (const op of [
-      'cow_fault A',
-      'migrate_vma A',
-      'mremap A B',
-      'writeback A',
-      'truncate A',
-      'unmap_mapping_range A',
-    ])
+    for (const op of ['cow_fault A', 'migrate_vma A'])
       expect(only(thp('thp: { H: [A, B] }\n', { cpus: `cpus:\n  C0: [${op}]` }))).toMatch(
         new RegExp(
-          `^9:8 len${op.split(' ')[0]!.length} ${op.split(' ')[0]} is not modelled in a scenario with a huge page \\(.+\\); its CPU ops are`,
+          `^9:8 len${op.split(' ')[0]!.length} ${op.split(' ')[0]} of A, a subpage of huge page H, is not modelled \\(.+\\); the CPU ops on a subpage are`,
         ),
       )
+    // An op that needs another kind of page: a subpage is anon.
+    expect(fmt(issuesOf(thp('thp: { H: [A, B] }\n', { cpus: 'cpus:\n  C0: [writeback A]' }))[0]!)).toMatch(
+      /^9:8 len9 writeback of A, a subpage of huge page H, is not modelled \(it needs a file page, and a subpage is anon\)/,
+    )
+  })
+
+  it('two huge pages and small pages beside them: the loader gives each huge page a table of its own', () => {
+    const sc = loadScenarioText(
+      thp('thp: { J: { pages: [C, D], mapped: pte }, H: [A, B] }\n', {
+        pages:
+          'pages:\n  A: { value: 1 }\n  B: { value: 2 }\n  S: { value: 5, kind: file }\n  C: { value: 3 }\n  D: { value: 4 }',
+        cpus: 'cpus:\n  C0: [thp_split H, thp_collapse J, writeback S, truncate S]\n  C1: [reclaim A]',
+      }),
+      'x.yaml',
+    )
+    // Address order, whatever the order under thp:.
+    expect(sc.thp.map((h) => [h.name, h.pages, h.mapped])).toEqual([
+      ['H', [0, 1], 'pmd'],
+      ['J', [3, 4], 'pte'],
+    ])
+    expect(sc.pages.map((p) => [p.name, p.table ?? 0])).toEqual([
+      ['A', 0],
+      ['B', 0],
+      ['S', 1],
+      ['C', 2],
+      ['D', 2],
+    ])
+    expect(sc.threads[0]!.ops.slice(0, 2)).toEqual([
+      { kind: 'thp_split', hp: 0 },
+      { kind: 'thp_collapse', hp: 1 },
+    ])
+  })
+
+  it('declared tables are checked: the table of a huge page holds only its subpages', () => {
+    const pg = (a: string, s: string, c: string) =>
+      `pages:\n  A: { value: 1${a} }\n  B: { value: 2${a} }\n  S: { value: 5${s} }\n  C: { value: 3${c} }\n  D: { value: 4${c} }`
+    expect(only(thp('thp: { H: [A, B], J: [C, D] }\n', { pages: pg('', ', table: 1', ', table: 1') }))).toBe(
+      "6:25 len1 table 1 is the PMD range of huge page J (one huge PMD maps all of it); 'S' is a small page: give it a table of its own",
+    )
+    expect(
+      only(thp('thp: { H: [A, B], J: [C, D] }\n', { pages: pg(', table: 0', ', table: 0', ', table: 1') })),
+    ).toBe(
+      "6:25 len1 table 0 is the PMD range of huge page H (one huge PMD maps all of it); 'S' is a small page: give it a table of its own",
+    )
+    expect(
+      only(
+        thp('thp: { H: [A, B], J: [C, D] }\n', {
+          pages:
+            'pages:\n  A: { value: 1 }\n  B: { value: 2 }\n  C: { value: 3 }\n  D: { value: 4, table: 0 }',
+        }),
+      ),
+    ).toMatch(/huge pages H and J are both in table 0: each huge page is a 2 MiB PMD range of its own/)
+    expect(only(thp('thp: { H: [A, B], J: [B, S] }\n', { pages: pg('', '', '') }))).toBe(
+      "16:23 len1 page 'B' is already a subpage of huge page H: a page belongs to one huge page",
+    )
+  })
+
+  it('more PMD ranges than tables is refused', () => {
+    expect(
+      only(
+        thp('thp: { H: [A, B], J: [C, D] }\n', {
+          pages:
+            'pages:\n  S: {}\n  A: { value: 1 }\n  B: { value: 2 }\n  T: {}\n  C: { value: 3 }\n  D: { value: 4 }\n  U: {}',
+        }),
+      ),
+    ).toMatch(/these pages need 5 PTE tables, and the model has at most 4/)
   })
 
   it('a file (shmem) huge page takes only the collapse: the PMD ops are refused, at the op word', () => {
@@ -694,18 +754,9 @@ describe('transparent huge pages: thp:, thp_split/thp_collapse, walk caches, the
     )
   })
 
-  it('every page must be a subpage, and subpages are 2 to 4 adjacent anon rw pages', () => {
+  it('subpages are 2 to 4 adjacent anon rw pages', () => {
     expect(only(thp('thp: { H: [A] }\n'))).toBe(
       '13:11 len3 a huge page is modelled with 2 to 4 subpages (standing for 512); found 1',
-    )
-    expect(
-      only(
-        thp('thp: { H: [A, B] }\n', {
-          pages: 'pages:\n  A: { value: 1 }\n  B: { value: 2 }\n  C: { value: 3 }',
-        }),
-      ),
-    ).toBe(
-      '14:11 len6 every page of a scenario with a huge page is one of its subpages (one PMD range); C is not',
     )
     expect(
       only(thp('thp: { H: [A, B] }\n', { pages: 'pages:\n  A: { value: 1 }\n  B: { value: 2, prot: ro }' })),
@@ -727,7 +778,7 @@ describe('transparent huge pages: thp:, thp_split/thp_collapse, walk caches, the
       }),
       'x.yaml',
     )
-    expect(sc.thp).toBeNull()
+    expect(sc.thp).toEqual([])
     expect(sc.secondaries.map((d) => d.type === 'hw-walker' && d.walkCache)).toEqual([true])
     expect(
       only(

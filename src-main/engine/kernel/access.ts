@@ -105,14 +105,16 @@ function freedBy(c: Ctx, mm: number, multi: boolean): string {
 function iommuWalk(c: Ctx, mm: number, page: number, via: number): Pte | null | 'aborted' {
   const d = c.sc.secondaries[via]!
   if (d.type !== 'hw-walker' || !d.walkCache || mm !== 0) return c.pte(mm, page)
-  const thp = c.sc.thp !== null
-  if (thp && !c.isThp(page)) return c.pte(mm, page)
+  // A subpage of a huge page: its table is deposited or detached under the huge PMD; a small
+  // page (beside huge pages, or with none): a table free_pgtables unlinked.
+  const hp = c.hugeOf(page)
+  const thp = hp !== null
   const k = c.tableOf(page)
   const multi = c.tables.length > 1
-  const table = thp ? `the PTE table of ${c.sc.thp!.name}` : c.tableName(k)
+  const table = hp ? `the PTE table of ${hp.name}` : c.tableName(k)
   if (c.walkCached(via, page)) {
     if (c.pmdPopulated(mm, page)) return c.pte(mm, page)
-    const t = thp ? c.table(mm) : c.unlinkedTable(mm, k)
+    const t = hp ? c.table(mm, hp) : c.unlinkedTable(mm, k)
     if (t === null) {
       c.violate(
         'use-after-free',
@@ -152,7 +154,8 @@ function iommuWalk(c: Ctx, mm: number, page: number, via: number): Pte | null | 
 function hugeSiblings(c: Ctx, mm: number, e: TlbEntry, from?: (q: number) => TlbEntry | null): TlbEntry[] {
   if (!e.huge) return [e]
   const out: TlbEntry[] = []
-  for (const q of c.thpPages) {
+  // Only the subpages of the entry's own huge page: another huge PMD is another entry.
+  for (const q of c.hugeOf(e.page)!.pages) {
     if (q === e.page) {
       out.push(e)
       continue
@@ -609,7 +612,7 @@ function snapshot(c: Ctx, f: CallFrame, pte: Pte): void {
   const page = num(f, 'page')
   noteResolved(c, f, pte)
   if (pte.huge) {
-    const ps = c.thpPages.map((q) => c.pte(0, q)!.pfn)
+    const ps = c.hugeOf(page)!.pages.map((q) => c.pte(0, q)!.pfn)
     f.l.hpfn = ps
     f.l.hgen = ps.map((p) => c.folio(p).gen)
   } else {
@@ -671,7 +674,7 @@ export const mirrorAccess: Proc = {
       let pte: Pte | null
       if (linked) pte = c.pte(0, page)
       else {
-        const t = c.table(0)
+        const t = c.table(0, c.hugeOf(page)!)
         if (t === null) {
           c.violate(
             'use-after-free',
@@ -719,7 +722,7 @@ export const mirrorAccess: Proc = {
       const hpfn = f.l.hpfn as readonly number[] | undefined
       if (hpfn) {
         const hgen = f.l.hgen as readonly number[]
-        c.thpPages.forEach((q, j) =>
+        c.hugeOf(page)!.pages.forEach((q, j) =>
           c.secPut(via, { ...e, page: q, pfn: hpfn[j]!, gen: hgen[j]!, huge: true }),
         )
       } else c.secPut(via, e)

@@ -112,8 +112,8 @@ function cowDone(c: Ctx, f: CallFrame): void {
 }
 
 /** do_huge_pmd_wp_page() after pmdp_set_access_flags(): spin_unlock, done. */
-function thpWpDone(c: Ctx, _f: CallFrame): void {
-  c.pmdUnlock(c.mmIndex)
+function thpWpDone(c: Ctx, f: CallFrame): void {
+  c.pmdUnlock(c.mmIndex, c.hugeOf(num(f, 'page'))!)
   c.cost('reuse_fault')
   finish(c, c.mmIndex, 'ok')
 }
@@ -177,20 +177,22 @@ export const handleMmFault: Proc = {
    * flush; arm64: ptep_set_access_flags' flush_tlb_page for a dirty upgrade).
    */
   thp_fault: {
-    guard: (c) => (c.pmdLockFree(c.mmIndex) ? null : 'pmd_lock held (huge PMD being split)'),
+    guard: (c, f) =>
+      c.pmdLockFree(c.mmIndex, c.hugeOf(num(f, 'page'))!) ? null : 'pmd_lock held (huge PMD being split)',
     run: (c, f) => {
       const mm = c.mmIndex
       const page = num(f, 'page')
       const pte = c.pte(mm, page)
       if (pte?.huge && pte.present && flag(f, 'write') && !pte.write) {
-        c.pmdLock(mm, 'do_huge_pmd_wp_page: pmd_lock')
-        const pages = c.thpPages
+        const hp = c.hugeOf(page)!
+        c.pmdLock(mm, hp, 'do_huge_pmd_wp_page: pmd_lock')
+        const pages = hp.pages
         c.setPmd(
           mm,
           pages,
           pages.map((q) => ({ ...c.pte(mm, q)!, write: true, dirty: true })),
           'pmdp_set_access_flags',
-          `PMD ${c.sc.thp!.name} := huge RW dirty (do_huge_pmd_wp_page: PageAnonExclusive, reuse)`,
+          `PMD ${hp.name} := huge RW dirty (do_huge_pmd_wp_page: PageAnonExclusive, reuse)`,
         )
         if (c.sc.arch === 'arm64') c.flushTlb(mm, 'page', [page], 'flush_tlb_page (pmdp_set_access_flags)')
         c.accessFlagsNotify(mm, page)

@@ -9,7 +9,7 @@ import type { Prot } from '../types'
 import { count } from '../plural'
 import { afterNotifier, list, num, type Proc } from './proc'
 import { flushTlbBatchedPending } from './rmap'
-import { changeHugePmd, changeHugePmdRest, thpMprotectVma, thpSplitVma } from './thp'
+import { changeHugePmdHandlers, hugeArg, pmdHuge, thpMprotectPmd, thpSplitVma } from './thp'
 import {
   gatherFinishFlush,
   gatherFinishFree,
@@ -27,14 +27,46 @@ type Frame = Parameters<Proc[string]['run']>[1]
 
 /**
  * change_pmd_range() / copy_pmd_range(): from index i (a table's first page in `pages`), the
- * index of the first page whose PMD is populated (`if (pmd_none(*pmd)) goto next;`), or -1.
+ * index of the first page whose PMD is populated (`if (pmd_none(*pmd)) goto next;`): it links
+ * a PTE table or is a huge page's huge PMD (`thp:`); or -1.
  */
 function populatedFrom(c: Ctx, mm: number, pages: readonly number[], i: number): number {
   while (i < pages.length) {
-    if (c.pmdPopulated(mm, pages[i]!)) return i
+    if (hugePmdAt(c, pages, i) || c.pmdPopulated(mm, pages[i]!)) return i
     i = tableEnd(c, pages, i)
   }
   return -1
+}
+
+/** Whether pages[i]'s PMD is a huge page's huge PMD or PMD migration entry. */
+function hugePmdAt(c: Ctx, pages: readonly number[], i: number): boolean {
+  const hp = c.hugeOf(pages[i]!)
+  return hp !== null && pmdHuge(c, hp)
+}
+
+/**
+ * change_pmd_range()'s loop body at the PMD of pages[i] (not none): a huge PMD goes to
+ * change_huge_pmd or a split (kernel/thp.ts thpMprotectPmd), a PTE table to change_pte_range.
+ */
+function changePmd(c: Ctx, f: Frame, pages: readonly number[], i: number): void {
+  if (thpMprotectPmd(c, f, pages, i)) return
+  c.goto('lock')
+}
+
+/**
+ * change_pmd_range()'s `next:` after change_huge_pmd(): the next PMD that is not none after the
+ * huge page's table, or the VMA's range_end.
+ */
+function changeNextPmd(c: Ctx, f: Frame): void {
+  const pages = runPages(f, num(f, 'vi'))
+  const j = populatedFrom(c, c.mmIndex, pages, tableEnd(c, pages, num(f, 'i')))
+  delete f.l.hp
+  if (j < 0) {
+    c.goto('vma_end')
+    return
+  }
+  f.l.i = j
+  changePmd(c, f, pages, j)
 }
 
 /**
@@ -84,14 +116,25 @@ export const mprotect: Proc = {
         return
       }
       // A VMA boundary inside a huge page: split_vma splits the PMD first (kernel/thp.ts).
-      if (thpSplitVma(c, pages)) {
-        c.call('thp_split', { held: true }, 'fixup')
+      const hp = thpSplitVma(c, pages)
+      if (hp !== null) {
+        c.call('thp_split', { held: true, ...hugeArg(c, hp) }, 'fixup')
         return
       }
       mprotectFixup(c, f)
     },
   },
-  fixup: { run: (c, f) => mprotectFixup(c, f) },
+  /** After a split_vma's PMD split: the other boundary's huge page (two huge pages), then the fixup. */
+  fixup: {
+    run: (c, f) => {
+      const hp = c.sc.thp.length > 1 ? thpSplitVma(c, list(f, 'pages')) : null
+      if (hp !== null) {
+        c.call('thp_split', { held: true, ...hugeArg(c, hp) }, 'fixup')
+        return
+      }
+      mprotectFixup(c, f)
+    },
+  },
   /**
    * change_pmd_range() walks the VMA one PMD at a time: a none PMD is skipped, and
    * range_start(MMU_NOTIFY_PROTECTION_VMA) comes at the first populated one, from its address
@@ -101,8 +144,6 @@ export const mprotect: Proc = {
     run: (c, f) => {
       const pages = runPages(f, num(f, 'vi'))
       f.l.i = 0
-      // A huge PMD (thp:): change_huge_pmd, or __split_huge_pmd for part of it (kernel/thp.ts).
-      if (thpMprotectVma(c, f, pages)) return
       // pmd_none() everywhere: no page table, nothing to change and no notifier range at all.
       const i = populatedFrom(c, c.mmIndex, pages, 0)
       if (i < 0) {
@@ -111,9 +152,10 @@ export const mprotect: Proc = {
       }
       c.rangeStart(c.mmIndex, pages.slice(i), 'MMU_NOTIFY_PROTECTION_VMA')
       f.l.rs = true
-      f.l.rsi = i
+      // (A huge PMD first in the VMA: the range is the whole VMA, as rsi 0.)
+      if (i > 0 || !hugePmdAt(c, pages, i)) f.l.rsi = i
       f.l.i = i
-      c.goto('lock')
+      changePmd(c, f, pages, i)
     },
   },
   /** change_pte_range(): the split PTL of the table at `i` (pte_offset_map_lock). */
@@ -130,8 +172,7 @@ export const mprotect: Proc = {
     },
   },
   lock_rest: { run: (c, f) => changeStart(c, f) },
-  huge_pmd: changeHugePmd,
-  huge_pmd_rest: changeHugePmdRest,
+  ...changeHugePmdHandlers(changeNextPmd),
   /** ptep_modify_prot_start/commit; if pte_needs_flush(): tlb_flush_pte_range() (deferred). */
   pte: {
     run: (c, f) => {
@@ -214,7 +255,7 @@ function changeUnlock(c: Ctx, f: Frame, end: number): void {
     return
   }
   f.l.i = j
-  c.goto('lock')
+  changePmd(c, f, pages, j)
 }
 
 /** mprotect_fixup(): the new vm_flags; tlb_gather_mmu(). */

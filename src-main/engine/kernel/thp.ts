@@ -45,39 +45,45 @@
  */
 import type { Ctx } from '../ctx'
 import type { CallFrame, Pte } from '../state'
+import type { ThpDecl } from '../types'
 import { afterNotifier, flag, list, type PcHandler, type Proc } from './proc'
 import { count } from '../plural'
 
 const EVENT = 'MMU_NOTIFY_CLEAR'
 
-function H(c: Ctx): string {
-  return c.sc.thp!.name
+/**
+ * The huge page a THP frame works on: local `hp` (an index into the scenario's `thp:`, absent
+ * for the first), set by the `thp_split H` / `thp_collapse H` op or by the caller of a split.
+ */
+export function frameHuge(c: Ctx, f: CallFrame): ThpDecl {
+  return c.sc.thp[typeof f.l.hp === 'number' ? f.l.hp : 0]!
 }
-/** The huge page's first subpage: it names the huge page's PTE table (its PTL, its PMD). */
-function P0(c: Ctx): number {
-  return c.thpPages[0]!
+/** The locals that name huge page `hp` in a call (none for the first: old frames unchanged). */
+export function hugeArg(c: Ctx, hp: ThpDecl): { hp?: number } {
+  const i = c.sc.thp.indexOf(hp)
+  return i > 0 ? { hp: i } : {}
 }
-function isFile(c: Ctx): boolean {
-  return c.sc.thp!.kind === 'file'
+function isFile(hp: ThpDecl): boolean {
+  return hp.kind === 'file'
 }
 /** Whether this collapse calls the notifiers: anon always; file/shmem since f268f6cf875f. */
-function notifies(c: Ctx): boolean {
-  return !isFile(c) || c.sc.kernel.collapseNotify
+function notifies(c: Ctx, hp: ThpDecl): boolean {
+  return !isFile(hp) || c.sc.kernel.collapseNotify
 }
 
 /**
  * The range is PMD-mapped: every subpage's translation is the huge PMD (present, PROT_NONE, or
  * made invalid by a pmdp_invalidate() in progress: still pmd_trans_huge), not a migration entry.
  */
-export function pmdMapped(c: Ctx): boolean {
-  return c.thpPages.every((p) => {
+export function pmdMapped(c: Ctx, hp: ThpDecl): boolean {
+  return hp.pages.every((p) => {
     const pte = c.pte(0, p)
     return pte?.huge === true && !pte.mig
   })
 }
 /** The PMD is a PMD migration entry (set_pmd_migration_entry; is_pmd_migration_entry). */
-export function pmdMigration(c: Ctx): boolean {
-  return c.thpPages.every((p) => {
+export function pmdMigration(c: Ctx, hp: ThpDecl): boolean {
+  return hp.pages.every((p) => {
     const pte = c.pte(0, p)
     return pte?.huge === true && pte.mig === true
   })
@@ -86,15 +92,15 @@ export function pmdMigration(c: Ctx): boolean {
  * `is_swap_pmd(*pmd) || pmd_trans_huge(*pmd)`: a huge PMD or a PMD migration entry, what
  * split_huge_pmd(), zap_pmd_range() and change_pmd_range() act on at PMD level.
  */
-export function pmdHuge(c: Ctx): boolean {
-  return c.thpPages.every((p) => c.pte(0, p)?.huge === true)
+export function pmdHuge(c: Ctx, hp: ThpDecl): boolean {
+  return hp.pages.every((p) => c.pte(0, p)?.huge === true)
 }
 
 /** The range is mapped by a PTE table with every subpage present (what khugepaged collapses). */
-function pteMapped(c: Ctx): boolean {
+function pteMapped(c: Ctx, hp: ThpDecl): boolean {
   return (
-    c.pmdPopulated(0, P0(c)) &&
-    c.thpPages.every((p) => {
+    c.pmdPopulated(0, hp.pages[0]!) &&
+    hp.pages.every((p) => {
       const pte = c.pte(0, p)
       return pte !== null && pte.present && !pte.huge && !pte.mig && pte.swp === undefined
     })
@@ -112,14 +118,15 @@ export const thpSplit: Proc = {
   start: {
     guard: (c, f) => (flag(f, 'held') || c.mmapReadable(0) ? null : 'mmap_lock held for write'),
     run: (c, f) => {
+      const hp = frameHuge(c, f)
       if (flag(f, 'held')) {
-        c.rangeStart(0, c.thpPages, EVENT)
+        c.rangeStart(0, hp.pages, EVENT)
         c.goto('invalidate')
         return
       }
       c.mmapReadLock(0)
-      if (!pmdHuge(c)) {
-        c.emit('info', 'split_huge_pmd', `${H(c)} is not PMD-mapped: nothing to split`)
+      if (!pmdHuge(c, hp)) {
+        c.emit('info', 'split_huge_pmd', `${hp.name} is not PMD-mapped: nothing to split`)
         c.mmapReadUnlock(0)
         c.ret()
         return
@@ -129,8 +136,9 @@ export const thpSplit: Proc = {
   },
   /** __split_huge_pmd(): mmu_notifier_invalidate_range_start(MMU_NOTIFY_CLEAR, haddr, haddr + HPAGE_PMD_SIZE). */
   rs: {
-    run: (c) => {
-      c.rangeStart(0, c.thpPages, EVENT)
+    run: (c, f) => {
+      const hp = frameHuge(c, f)
+      c.rangeStart(0, hp.pages, EVENT)
       c.goto('invalidate')
     },
   },
@@ -141,31 +149,35 @@ export const thpSplit: Proc = {
    * of the same pages, pmd_populate(), all under this lock.
    */
   invalidate: {
-    guard: (c) => (c.pmdLockFree(0) ? null : 'pmd_lock held'),
+    guard: (c, f) => {
+      const hp = frameHuge(c, f)
+      return c.pmdLockFree(0, hp) ? null : 'pmd_lock held'
+    },
     run: (c, f) => {
-      c.pmdLock(0)
+      const hp = frameHuge(c, f)
+      c.pmdLock(0, hp)
       // __split_huge_pmd() re-checks under the lock: `if (pmd_trans_huge(*pmd) || ... ||
       // is_pmd_migration_entry(*pmd))`, and `if (folio && folio != page_folio(pmd_page(*pmd)))`.
       const folio = typeof f.l.pfn === 'number' ? f.l.pfn : null
-      if (!pmdHuge(c) || (folio !== null && c.pte(0, c.thpPages[0]!)!.pfn !== folio)) {
+      if (!pmdHuge(c, hp) || (folio !== null && c.pte(0, hp.pages[0]!)!.pfn !== folio)) {
         c.emit(
           'info',
           '__split_huge_pmd',
-          pmdHuge(c)
-            ? `${H(c)} maps another folio now: nothing to do`
-            : `${H(c)} is no longer a huge PMD (split or zapped meanwhile): nothing to do`,
+          pmdHuge(c, hp)
+            ? `${hp.name} maps another folio now: nothing to do`
+            : `${hp.name} is no longer a huge PMD (split or zapped meanwhile): nothing to do`,
         )
-        c.pmdUnlock(0)
+        c.pmdUnlock(0, hp)
         c.goto('re')
         return
       }
-      const olds = c.thpPages.map((p) => c.pte(0, p)!)
-      if (pmdMigration(c)) {
+      const olds = hp.pages.map((p) => c.pte(0, p)!)
+      if (pmdMigration(c, hp)) {
         // pmd_migration: write, young and dirty from the entry; one migration entry per subpage.
-        c.setTable(0, null, true)
+        c.setTable(0, hp, null, true)
         c.setPmd(
           0,
-          c.thpPages,
+          hp.pages,
           olds.map((p) => ({
             pfn: p.pfn,
             present: false,
@@ -174,9 +186,9 @@ export const thpSplit: Proc = {
             mig: true as const,
           })),
           'pmd_populate',
-          `PMD ${H(c)} := the withdrawn PTE table, PTEs ${c.pagesText(c.thpPages)} := migration entries (pfns ${olds.map((p) => p.pfn).join(',')}): a PMD migration entry needs no flush`,
+          `PMD ${hp.name} := the withdrawn PTE table, PTEs ${c.pagesText(hp.pages)} := migration entries (pfns ${olds.map((p) => p.pfn).join(',')}): a PMD migration entry needs no flush`,
         )
-        c.pmdUnlock(0)
+        c.pmdUnlock(0, hp)
         c.goto('re')
         return
       }
@@ -185,12 +197,12 @@ export const thpSplit: Proc = {
       f.l.dirty = olds[0]!.dirty
       c.setPmd(
         0,
-        c.thpPages,
+        hp.pages,
         olds.map((p) => ({ ...p, present: false })),
         'pmdp_invalidate',
-        `PMD ${H(c)} := invalid (pmd_mkinvalid)`,
+        `PMD ${hp.name} := invalid (pmd_mkinvalid)`,
       )
-      c.flushTlb(0, 'range', c.thpPages, 'flush_tlb_range (pmdp_invalidate -> flush_pmd_tlb_range)')
+      c.flushTlb(0, 'range', hp.pages, 'flush_tlb_range (pmdp_invalidate -> flush_pmd_tlb_range)')
       c.goto('populate')
     },
   },
@@ -201,25 +213,27 @@ export const thpSplit: Proc = {
    */
   populate: {
     run: (c, f) => {
+      const hp = frameHuge(c, f)
       const pfns = list(f, 'pfns')
       const write = flag(f, 'wr')
       const dirty = flag(f, 'dirty')
-      c.setTable(0, null, true)
+      c.setTable(0, hp, null, true)
       c.setPmd(
         0,
-        c.thpPages,
-        pfns.map((pfn, i) => ({ pfn, present: c.vma(0, c.thpPages[i]!) !== 'none', write, dirty })),
+        hp.pages,
+        pfns.map((pfn, i) => ({ pfn, present: c.vma(0, hp.pages[i]!) !== 'none', write, dirty })),
         'pmd_populate',
-        `PMD ${H(c)} := the withdrawn PTE table, PTEs ${c.pagesText(c.thpPages)} -> pfns ${pfns.join(',')} (same pages)`,
+        `PMD ${hp.name} := the withdrawn PTE table, PTEs ${c.pagesText(hp.pages)} -> pfns ${pfns.join(',')} (same pages)`,
       )
-      c.pmdUnlock(0)
+      c.pmdUnlock(0, hp)
       c.goto('re')
     },
   },
   /** v6.6 mmu_notifier_invalidate_range_end(); v4.15 mmu_notifier_invalidate_range_only_end(). */
   re: {
     run: (c, f) => {
-      c.rangeEnd(0, c.thpPages, true)
+      const hp = frameHuge(c, f)
+      c.rangeEnd(0, hp.pages, true)
       afterNotifier(c, f, 'done', splitDone)
     },
   },
@@ -228,20 +242,22 @@ export const thpSplit: Proc = {
 
 /** __split_huge_pmd() returned: mmap_read_unlock() in the caller (not when mprotect holds it). */
 function splitDone(c: Ctx, f: CallFrame): void {
+  const hp = frameHuge(c, f)
   if (flag(f, 'held')) {
-    c.emit('info', '__split_huge_pmd', `${H(c)} split into PTEs; back in the caller`)
+    c.emit('info', '__split_huge_pmd', `${hp.name} split into PTEs; back in the caller`)
     c.ret()
     return
   }
   c.mmapReadUnlock(0)
-  c.emit('op', 'thp_split', `${H(c)} split into PTEs`)
+  c.emit('op', 'thp_split', `${hp.name} split into PTEs`)
   c.ret()
 }
 
 /** spin_unlock(pmd_ptl) after pmdp_collapse_flush(). */
-function collapseUnlock(c: Ctx): void {
-  c.pmdUnlock(0)
-  c.goto(isFile(c) ? 'sync' : 're')
+function collapseUnlock(c: Ctx, f: CallFrame): void {
+  const hp = frameHuge(c, f)
+  c.pmdUnlock(0, hp)
+  c.goto(isFile(hp) ? 'sync' : 're')
 }
 
 function oldPfns(f: CallFrame): readonly number[] {
@@ -255,16 +271,17 @@ export const thpCollapse: Proc = {
    */
   start: {
     run: (c, f) => {
-      if (!pteMapped(c)) {
+      const hp = frameHuge(c, f)
+      if (!pteMapped(c, hp)) {
         c.emit(
           'info',
           'hpage_collapse_scan_pmd',
-          `${H(c)} is not mapped by a full PTE table: nothing to collapse`,
+          `${hp.name} is not mapped by a full PTE table: nothing to collapse`,
         )
         c.ret()
         return
       }
-      f.l.new = c.thpPages.map(() => c.allocFrame(0, 'alloc_charge_hpage'))
+      f.l.new = hp.pages.map(() => c.allocFrame(0, 'alloc_charge_hpage'))
       c.goto('lock')
     },
   },
@@ -276,15 +293,16 @@ export const thpCollapse: Proc = {
   lock: {
     guard: (c) => (c.mmapWritable(0) ? null : 'mmap_lock held'),
     run: (c, f) => {
+      const hp = frameHuge(c, f)
       c.mmapWriteLock(0)
-      if (!pteMapped(c)) {
-        c.emit('info', 'hugepage_vma_revalidate', `${H(c)} changed meanwhile: SCAN_FAIL`)
+      if (!pteMapped(c, hp)) {
+        c.emit('info', 'hugepage_vma_revalidate', `${hp.name} changed meanwhile: SCAN_FAIL`)
         for (const pfn of list(f, 'new')) c.putFrame(pfn, 'folio_put (unused huge page)')
         c.mmapWriteUnlock(0)
         c.ret()
         return
       }
-      if (!isFile(c)) {
+      if (!isFile(hp)) {
         c.thread.locks.push('anon_vma(w)')
         c.emit('lock', 'anon_vma_lock_write', 'take the anon_vma lock for write')
       }
@@ -293,8 +311,9 @@ export const thpCollapse: Proc = {
   },
   /** mmu_notifier_invalidate_range_start(MMU_NOTIFY_CLEAR, address, address + HPAGE_PMD_SIZE). */
   rs: {
-    run: (c) => {
-      if (notifies(c)) c.rangeStart(0, c.thpPages, EVENT)
+    run: (c, f) => {
+      const hp = frameHuge(c, f)
+      if (notifies(c, hp)) c.rangeStart(0, hp.pages, EVENT)
       else
         c.emit(
           'info',
@@ -310,29 +329,34 @@ export const thpCollapse: Proc = {
    * table's PTEs still map the old pages.
    */
   flush: {
-    guard: (c) => (c.pmdLockFree(0) ? null : 'pmd_lock held'),
+    guard: (c, f) => {
+      const hp = frameHuge(c, f)
+      return c.pmdLockFree(0, hp) ? null : 'pmd_lock held'
+    },
     run: (c, f) => {
-      c.pmdLock(0)
+      const hp = frameHuge(c, f)
+      c.pmdLock(0, hp)
       const tbl: Array<Pte | null> = c.s.mms[0]!.ptes.slice()
-      f.l.old = c.thpPages.map((p) => c.pte(0, p)!.pfn)
-      c.setTable(0, tbl, false)
+      f.l.old = hp.pages.map((p) => c.pte(0, p)!.pfn)
+      c.setTable(0, hp, tbl, false)
       c.setPmd(
         0,
-        c.thpPages,
-        c.thpPages.map(() => null),
+        hp.pages,
+        hp.pages.map(() => null),
         'pmdp_collapse_flush',
-        `PMD ${H(c)} := none (the PTE table is detached, its PTEs still map pfns ${oldPfns(f).join(',')})`,
+        `PMD ${hp.name} := none (the PTE table is detached, its PTEs still map pfns ${oldPfns(f).join(',')})`,
       )
-      c.flushTlb(0, 'range', c.thpPages, 'flush_tlb_range (pmdp_collapse_flush)')
+      c.flushTlb(0, 'range', hp.pages, 'flush_tlb_range (pmdp_collapse_flush)')
       afterNotifier(c, f, 'flush_unlock', collapseUnlock)
     },
   },
-  flush_unlock: { run: (c) => collapseUnlock(c) },
+  flush_unlock: { run: (c, f) => collapseUnlock(c, f) },
   /** mmu_notifier_invalidate_range_end() (v4.15: ->invalidate_range from it). */
   re: {
-    run: (c) => {
-      if (notifies(c)) c.rangeEnd(0, c.thpPages, false)
-      c.goto(isFile(c) ? 'pte_free' : 'sync')
+    run: (c, f) => {
+      const hp = frameHuge(c, f)
+      if (notifies(c, hp)) c.rangeEnd(0, hp.pages, false)
+      c.goto(isFile(hp) ? 'pte_free' : 'sync')
     },
   },
   /**
@@ -344,28 +368,34 @@ export const thpCollapse: Proc = {
       !c.sc.kernel.gupFastIpi || c.gupFastIdle(0)
         ? null
         : 'tlb_remove_table_sync_one: IPI waits for a GUP-fast walker (IRQs off)',
-    run: (c) => {
+    run: (c, f) => {
+      const hp = frameHuge(c, f)
       if (c.sc.kernel.gupFastIpi)
         c.emit('info', 'tlb_remove_table_sync_one', 'IPI to all CPUs: no GUP-fast walk is in flight')
       else c.emit('info', 'collapse', 'before 2ba99c5e0881: no tlb_remove_table_sync_one()')
-      c.goto(isFile(c) ? 're' : 'isolate')
+      c.goto(isFile(hp) ? 're' : 'isolate')
     },
   },
   /** file: mm_dec_nr_ptes(); pte_free(mm, pmd_pgtable(pmd)): the page-table page is freed. */
   pte_free: {
-    run: (c) => {
-      c.setTable(0, null, false)
-      c.emit('frame', 'pte_free', `free the PTE page-table page of ${H(c)}`)
+    run: (c, f) => {
+      const hp = frameHuge(c, f)
+      c.setTable(0, hp, null, false)
+      c.emit('frame', 'pte_free', `free the PTE page-table page of ${hp.name}`)
       c.goto('copy')
     },
   },
   /** anon: pte_offset_map_lock(&_pmd); __collapse_huge_page_isolate(); unlock; anon_vma_unlock_write(). */
   isolate: {
-    guard: (c) => (c.ptlFree(0, P0(c)) ? null : 'page-table lock held'),
-    run: (c) => {
-      c.lockPtl(0, P0(c), 'pte_offset_map_lock (the detached table)')
-      c.emit('info', '__collapse_huge_page_isolate', `isolate the pages of ${H(c)}`)
-      c.unlockPtl(0, P0(c))
+    guard: (c, f) => {
+      const hp = frameHuge(c, f)
+      return c.ptlFree(0, hp.pages[0]!) ? null : 'page-table lock held'
+    },
+    run: (c, f) => {
+      const hp = frameHuge(c, f)
+      c.lockPtl(0, hp.pages[0]!, 'pte_offset_map_lock (the detached table)')
+      c.emit('info', '__collapse_huge_page_isolate', `isolate the pages of ${hp.name}`)
+      c.unlockPtl(0, hp.pages[0]!)
       c.dropLock('anon_vma(w)')
       c.emit('lock', 'anon_vma_unlock_write', 'release the anon_vma lock')
       c.goto('copy')
@@ -391,30 +421,34 @@ export const thpCollapse: Proc = {
    * file: the old pages leave the page cache and are freed (modelled on anon frames).
    */
   free: {
-    guard: (c) => (isFile(c) || c.ptlFree(0, P0(c)) ? null : 'page-table lock held'),
+    guard: (c, f) => {
+      const hp = frameHuge(c, f)
+      return isFile(hp) || c.ptlFree(0, hp.pages[0]!) ? null : 'page-table lock held'
+    },
     run: (c, f) => {
+      const hp = frameHuge(c, f)
       const old = oldPfns(f)
       const w = list(f, 'w')
-      if (!isFile(c)) {
-        c.lockPtl(0, P0(c), '__collapse_huge_page_copy_succeeded: spin_lock(ptl)')
-        const t = c.table(0)!.slice()
-        for (const p of c.thpPages) t[p] = null
-        c.setTable(0, t, false)
-        c.emit('pte', 'ptep_clear', `the detached table's PTEs ${c.pagesText(c.thpPages)} := none`)
-        c.unlockPtl(0, P0(c))
+      if (!isFile(hp)) {
+        c.lockPtl(0, hp.pages[0]!, '__collapse_huge_page_copy_succeeded: spin_lock(ptl)')
+        const t = c.table(0, hp)!.slice()
+        for (const p of hp.pages) t[p] = null
+        c.setTable(0, hp, t, false)
+        c.emit('pte', 'ptep_clear', `the detached table's PTEs ${c.pagesText(hp.pages)} := none`)
+        c.unlockPtl(0, hp.pages[0]!)
       }
       old.forEach((pfn, j) => {
         const fr = c.folioW(pfn)
         if (fr.w !== w[j]) {
           c.violate(
             'lost-write',
-            `pfn ${pfn} was written after __collapse_huge_page_copy copied it; ${H(c)} will map the huge page without that write`,
+            `pfn ${pfn} was written after __collapse_huge_page_copy copied it; ${hp.name} will map the huge page without that write`,
           )
         }
         fr.sup = true
         fr.map--
         c.emit('frame', 'page_remove_rmap', `pfn ${pfn} mapcount ${fr.map}`)
-        c.putFrame(pfn, isFile(c) ? 'folio_put (old page-cache page)' : 'free_page_and_swap_cache')
+        c.putFrame(pfn, isFile(hp) ? 'folio_put (old page-cache page)' : 'free_page_and_swap_cache')
       })
       c.goto('install')
     },
@@ -425,67 +459,80 @@ export const thpCollapse: Proc = {
    * file: the huge page mapped by do_set_pmd() at the next fault, condensed here.
    */
   install: {
-    guard: (c) => (c.pmdLockFree(0) ? null : 'pmd_lock held'),
+    guard: (c, f) => {
+      const hp = frameHuge(c, f)
+      return c.pmdLockFree(0, hp) ? null : 'pmd_lock held'
+    },
     run: (c, f) => {
+      const hp = frameHuge(c, f)
       const neu = list(f, 'new')
-      c.pmdLock(0)
+      c.pmdLock(0, hp)
       for (const pfn of neu) c.folioW(pfn).map++
-      if (!isFile(c))
+      if (!isFile(hp))
         c.emit('info', 'pgtable_trans_huge_deposit', 'deposit the emptied PTE table under the huge PMD')
       c.setPmd(
         0,
-        c.thpPages,
+        hp.pages,
         neu.map((pfn) => ({ pfn, present: true, write: true, dirty: true, huge: true as const })),
-        isFile(c) ? 'do_set_pmd (next fault, condensed)' : 'set_pmd_at',
-        `PMD ${H(c)} := huge page pfns ${neu.join(',')} RW dirty`,
+        isFile(hp) ? 'do_set_pmd (next fault, condensed)' : 'set_pmd_at',
+        `PMD ${hp.name} := huge page pfns ${neu.join(',')} RW dirty`,
       )
-      c.pmdUnlock(0)
+      c.pmdUnlock(0, hp)
       c.mmapWriteUnlock(0)
-      c.emit('op', 'thp_collapse', `${H(c)} collapsed into pfns ${neu.join(',')}`)
+      c.emit('op', 'thp_collapse', `${hp.name} collapsed into pfns ${neu.join(',')}`)
       c.ret()
     },
   },
 }
 
 /**
- * A VMA boundary inside the huge page (v6.6): mprotect_fixup()'s split_vma() before the new
+ * A VMA boundary inside a huge page (v6.6): mprotect_fixup()'s split_vma() before the new
  * vm_flags and change_protection(), munmap's do_vmi_align_munmap() before the VMAs are detached:
- * __split_vma() -> vma_adjust_trans_huge() -> split_huge_pmd_address(): the PMD is split
- * (__split_huge_pmd, with its own MMU_NOTIFY_CLEAR range). A PMD migration entry is split too.
+ * __split_vma() -> vma_adjust_trans_huge() -> split_huge_pmd_if_needed() at the start, then at
+ * the end: the PMD is split (__split_huge_pmd, with its own MMU_NOTIFY_CLEAR range). A PMD
+ * migration entry is split too. Returns the first huge page (address order: the start boundary's
+ * before the end boundary's) that `pages` covers in part and whose PMD is still huge, or null;
+ * the caller splits it and asks again.
  */
-export function thpSplitVma(c: Ctx, pages: readonly number[]): boolean {
-  if (c.sc.thp === null || !pmdHuge(c)) return false
-  const inside = c.thpPages.filter((p) => pages.includes(p))
-  if (inside.length === 0 || inside.length === c.thpPages.length) return false
-  c.emit(
-    'info',
-    'split_vma',
-    `${c.pagesText(inside)} is part of huge page ${H(c)}: vma_adjust_trans_huge -> split_huge_pmd_address`,
-  )
-  return true
+export function thpSplitVma(c: Ctx, pages: readonly number[]): ThpDecl | null {
+  for (const hp of c.sc.thp) {
+    if (!pmdHuge(c, hp)) continue
+    const inside = hp.pages.filter((p) => pages.includes(p))
+    if (inside.length === 0 || inside.length === hp.pages.length) continue
+    c.emit(
+      'info',
+      'split_vma',
+      `${c.pagesText(inside)} is part of huge page ${hp.name}: vma_adjust_trans_huge -> split_huge_pmd_address`,
+    )
+    return hp
+  }
+  return null
 }
 
 /**
- * mprotect of a huge page, v6.6 mm/mprotect.c change_pmd_range(): a huge PMD is populated, so
- * range_start(MMU_NOTIFY_PROTECTION_VMA) comes first; then `if (next - addr != HPAGE_PMD_SIZE)`
- * (the range covers only part of the huge page) __split_huge_pmd() and change_pte_range() on
- * the new PTEs, else change_huge_pmd(). Returns false when the range holds no huge PMD (the
- * PTE path applies). Sets `rs` so that the caller's range_end pairs with this range_start.
+ * change_pmd_range() (v6.6 mm/mprotect.c) at the PMD of pages[i] (the first page of a table in
+ * the VMA's `pages`): with a huge PMD there (pmd_trans_huge or is_swap_pmd), `if (next - addr
+ * != HPAGE_PMD_SIZE)` (the VMA covers only part of the huge page) __split_huge_pmd() and
+ * change_pte_range() on the new PTEs ('lock' after the split), else change_huge_pmd()
+ * ('huge_pmd', local `hp` naming the huge page). Returns false when the PMD is not huge (the
+ * PTE path applies). The caller has done range_start at the first PMD that is not none.
  */
-export function thpMprotectVma(c: Ctx, f: CallFrame, pages: readonly number[]): boolean {
-  if (c.sc.thp === null || !pages.some((p) => c.isThp(p)) || !pmdHuge(c)) return false
-  c.rangeStart(0, pages, 'MMU_NOTIFY_PROTECTION_VMA')
-  f.l.rs = true
-  if (c.thpPages.every((p) => pages.includes(p))) {
+export function thpMprotectPmd(c: Ctx, f: CallFrame, pages: readonly number[], i: number): boolean {
+  const hp = c.hugeOf(pages[i]!)
+  if (hp === null || !pmdHuge(c, hp)) return false
+  const arg = hugeArg(c, hp)
+  if (arg.hp === undefined) delete f.l.hp
+  else f.l.hp = arg.hp
+  if (hp.pages.every((p) => pages.includes(p))) {
     c.goto('huge_pmd')
     return true
   }
   c.emit(
     'info',
     'change_pmd_range',
-    `${c.pagesText(pages)} is part of huge page ${H(c)}: __split_huge_pmd first`,
+    `${c.pagesText(pages.filter((p) => hp.pages.includes(p)))} is part of huge page ${hp.name}: __split_huge_pmd first`,
   )
-  c.call('thp_split', { held: true }, 'lock')
+  c.call('thp_split', { held: true, ...arg }, 'lock')
   return true
 }
 
@@ -498,60 +545,76 @@ export function thpMprotectVma(c: Ctx, f: CallFrame, pages: readonly number[]): 
  * tlb_finish_mmu. A PMD split meanwhile goes down the PTE path. A PMD migration entry (THP
  * migration in progress) is only made readable if it was writable ("A protection check is
  * difficult so just be safe and disable write": make_readable_exclusive_migration_entry for an
- * anon page): set_pmd_at, unlock, no flush (no MMU caches it).
+ * anon page): set_pmd_at, unlock, no flush (no MMU caches it). Then `next`: change_pmd_range()'s
+ * next PMD (protect.ts).
  */
-export const changeHugePmd: PcHandler = {
-  guard: (c) => (c.pmdLockFree(0) ? null : 'pmd_lock held'),
+export function changeHugePmdHandlers(next: (c: Ctx, f: CallFrame) => void): {
+  huge_pmd: PcHandler
+  huge_pmd_rest: PcHandler
+} {
+  return {
+    huge_pmd: changeHugePmd(next),
+    huge_pmd_rest: { run: (c, f) => changeHugePmdSet(c, f, next) },
+  }
+}
+
+const changeHugePmd = (next: (c: Ctx, f: CallFrame) => void): PcHandler => ({
+  guard: (c, f) => {
+    const hp = frameHuge(c, f)
+    return c.pmdLockFree(0, hp) ? null : 'pmd_lock held'
+  },
   run: (c, f) => {
-    c.pmdLock(0)
-    if (!pmdHuge(c)) {
-      c.emit('info', 'change_pmd_range', `${H(c)} is no longer a huge PMD: change_pte_range`)
-      c.pmdUnlock(0)
+    const hp = frameHuge(c, f)
+    c.pmdLock(0, hp)
+    if (!pmdHuge(c, hp)) {
+      c.emit('info', 'change_pmd_range', `${hp.name} is no longer a huge PMD: change_pte_range`)
+      c.pmdUnlock(0, hp)
       c.goto('lock')
       return
     }
-    if (pmdMigration(c)) {
-      const olds = c.thpPages.map((p) => c.pte(0, p)!)
+    if (pmdMigration(c, hp)) {
+      const olds = hp.pages.map((p) => c.pte(0, p)!)
       if (olds[0]!.write)
         c.setPmd(
           0,
-          c.thpPages,
+          hp.pages,
           olds.map((p) => ({ ...p, write: false })),
           'set_pmd_at (readable PMD migration entry)',
-          `PMD ${H(c)} := readable migration entry (is_swap_pmd: make_readable_exclusive_migration_entry)`,
+          `PMD ${hp.name} := readable migration entry (is_swap_pmd: make_readable_exclusive_migration_entry)`,
         )
-      else c.emit('info', 'change_huge_pmd', `${H(c)}: readable PMD migration entry, left unchanged`)
-      c.pmdUnlock(0)
-      c.goto('vma_end')
+      else c.emit('info', 'change_huge_pmd', `${hp.name}: readable PMD migration entry, left unchanged`)
+      c.pmdUnlock(0, hp)
+      next(c, f)
       return
     }
-    const olds = c.thpPages.map((p) => c.pte(0, p)!)
+    const olds = hp.pages.map((p) => c.pte(0, p)!)
     c.setPmd(
       0,
-      c.thpPages,
+      hp.pages,
       olds.map((p) => ({ ...p, present: false })),
       'pmdp_invalidate_ad',
-      `PMD ${H(c)} := invalid (pmd_mkinvalid)`,
+      `PMD ${hp.name} := invalid (pmd_mkinvalid)`,
     )
-    c.flushTlb(0, 'range', c.thpPages, 'flush_tlb_range (pmdp_invalidate_ad -> flush_pmd_tlb_range)')
+    c.flushTlb(0, 'range', hp.pages, 'flush_tlb_range (pmdp_invalidate_ad -> flush_pmd_tlb_range)')
     // The flush's notifier call may leave an atc-first driver's IOTLB command owed: the rest runs
     // in the next step, still under pmd_lock.
-    afterNotifier(c, f, 'huge_pmd_rest', changeHugePmdSet)
+    afterNotifier(c, f, 'huge_pmd_rest', (cc, ff) => changeHugePmdSet(cc, ff, next))
   },
-}
+})
 
 /**
  * change_huge_pmd() after pmdp_invalidate_ad(): the new protection with set_pmd_at, under the
  * same pmd_lock. The invalidated PMD still carries the old pfn, write and dirty bits (nothing
  * can change it while the lock is held), so they are read back from it.
  */
-function changeHugePmdSet(c: Ctx, f: CallFrame): void {
+function changeHugePmdSet(c: Ctx, f: CallFrame, next: (c: Ctx, f: CallFrame) => void): void {
+  const hp = frameHuge(c, f)
   const prot = PROT_CODES[f.l.prot as number]!
-  const olds = c.thpPages.map((p) => c.pte(0, p)!)
+  const olds = hp.pages.map((p) => c.pte(0, p)!)
   const old = olds[0]!
-  const exclusive = isFile(c) ? old.dirty : true
+  const exclusive = isFile(hp) ? old.dirty : true
   const write = prot === 'rw' && (old.write || exclusive)
-  const next = olds.map((p) => ({
+  const ptes = olds.map((p) => ({
     pfn: p.pfn,
     present: prot !== 'none',
     write,
@@ -560,21 +623,19 @@ function changeHugePmdSet(c: Ctx, f: CallFrame): void {
   }))
   c.setPmd(
     0,
-    c.thpPages,
-    next,
+    hp.pages,
+    ptes,
     'set_pmd_at',
-    `PMD ${H(c)} := huge ${prot === 'none' ? 'PROT_NONE' : write ? 'RW' : 'RO'}`,
+    `PMD ${hp.name} := huge ${prot === 'none' ? 'PROT_NONE' : write ? 'RW' : 'RO'}`,
   )
-  c.pmdUnlock(0)
+  c.pmdUnlock(0, hp)
   const needsFlush = c.sc.arch !== 'x86_64' || old.write !== write || prot === 'none'
   if (needsFlush) {
     const r = c.thread.stack[0]!
-    r.l.g_range = [...list(r, 'g_range'), ...c.thpPages]
-  } else c.emit('info', 'huge_pmd_needs_flush', `${H(c)}: no flush needed on ${c.sc.arch}`)
-  c.goto('vma_end')
+    r.l.g_range = [...list(r, 'g_range'), ...hp.pages]
+  } else c.emit('info', 'huge_pmd_needs_flush', `${hp.name}: no flush needed on ${c.sc.arch}`)
+  next(c, f)
 }
-
-export const changeHugePmdRest: PcHandler = { run: (c, f) => changeHugePmdSet(c, f) }
 
 /** protect.ts protCode() order. */
 const PROT_CODES = ['rw', 'ro', 'none'] as const
@@ -588,9 +649,9 @@ const PROT_CODES = ['rw', 'ro', 'none'] as const
  * null: no huge PMD here, zap_pte_range as for small pages. The read is lockless, as the
  * kernel's; zap_huge_pmd re-checks under pmd_lock (__pmd_trans_huge_lock).
  */
-export function zapPmdPath(c: Ctx, pages: readonly number[]): 'zap' | 'split' | null {
-  if (c.sc.thp === null || !pages.some((p) => c.isThp(p)) || !pmdHuge(c)) return null
-  return c.thpPages.every((p) => pages.includes(p)) ? 'zap' : 'split'
+export function zapPmdPath(c: Ctx, hp: ThpDecl, pages: readonly number[]): 'zap' | 'split' | null {
+  if (!pages.some((p) => hp.pages.includes(p)) || !pmdHuge(c, hp)) return null
+  return hp.pages.every((p) => pages.includes(p)) ? 'zap' : 'split'
 }
 
 /**
@@ -604,27 +665,27 @@ export function zapPmdPath(c: Ctx, pages: readonly number[]): 'zap' | 'split' | 
  * to the gather, freed after its flush. Returns whether that filled the gather's batch
  * (`mmu_gather: batch`, the folio counted once): the caller then runs tlb_flush_mmu().
  */
-export function zapHugePmd(c: Ctx): boolean {
+export function zapHugePmd(c: Ctx, hp: ThpDecl): boolean {
   const mm = c.mmIndex
   const r = c.thread.stack[0]!
-  c.pmdLock(mm, 'zap_huge_pmd: __pmd_trans_huge_lock')
-  const olds = c.thpPages.map((p) => c.pte(mm, p)!)
+  c.pmdLock(mm, hp, 'zap_huge_pmd: __pmd_trans_huge_lock')
+  const olds = hp.pages.map((p) => c.pte(mm, p)!)
   const mig = olds[0]!.mig === true
   c.setPmd(
     mm,
-    c.thpPages,
-    c.thpPages.map(() => null),
+    hp.pages,
+    hp.pages.map(() => null),
     'pmdp_huge_get_and_clear_full',
-    `PMD ${H(c)} := none (was ${mig ? 'a PMD migration entry' : `huge page pfns ${olds.map((p) => p.pfn).join(',')}`})`,
+    `PMD ${hp.name} := none (was ${mig ? 'a PMD migration entry' : `huge page pfns ${olds.map((p) => p.pfn).join(',')}`})`,
   )
   const range = list(r, 'g_range')
-  r.l.g_range = [...range, ...c.thpPages.filter((p) => !range.includes(p))]
-  c.emit('info', 'tlb_remove_pmd_tlb_entry', `the gather's range covers ${H(c)} (2 MiB, cleared_pmds)`)
+  r.l.g_range = [...range, ...hp.pages.filter((p) => !range.includes(p))]
+  c.emit('info', 'tlb_remove_pmd_tlb_entry', `the gather's range covers ${hp.name} (2 MiB, cleared_pmds)`)
   if (mig) {
     c.emit(
       'info',
       'zap_huge_pmd',
-      `${H(c)}: a PMD migration entry holds no page reference (flush_needed = 0); the migration finds it gone`,
+      `${hp.name}: a PMD migration entry holds no page reference (flush_needed = 0); the migration finds it gone`,
     )
   } else {
     for (const p of olds) c.folioW(p.pfn).map--
@@ -634,9 +695,9 @@ export function zapHugePmd(c: Ctx): boolean {
       `pfns ${olds.map((p) => p.pfn).join(',')} mapcount ${c.folio(olds[0]!.pfn).map}`,
     )
   }
-  c.setTable(mm, null, false)
-  c.emit('frame', 'zap_deposited_table', `pte_free: the PTE table deposited under ${H(c)} is freed`)
-  c.pmdUnlock(mm)
+  c.setTable(mm, hp, null, false)
+  c.emit('frame', 'zap_deposited_table', `pte_free: the PTE table deposited under ${hp.name} is freed`)
+  c.pmdUnlock(mm, hp)
   if (mig) return false
   const queued = list(r, 'g_queue')
   r.l.g_queue = [...queued, ...olds.map((p) => p.pfn)]

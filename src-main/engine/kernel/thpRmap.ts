@@ -37,17 +37,14 @@
  */
 import type { Ctx } from '../ctx'
 import type { CallFrame, Pte } from '../state'
-import { MIGRATE_MODES } from '../types'
+import { MIGRATE_MODES, type ThpDecl } from '../types'
 import { afterNotifier, decodePte, encodePte, flag, list, num, type PcHandler, type Proc } from './proc'
 import { installEntry } from './rmap'
-import { pmdHuge, pmdMapped, pmdMigration } from './thp'
+import { hugeArg, pmdHuge, pmdMapped, pmdMigration } from './thp'
 
-function H(c: Ctx): string {
-  return c.sc.thp!.name
-}
-/** The huge page's first subpage: it names the huge page's PTE table (its PTL, its PMD). */
-function P0(c: Ctx): number {
-  return c.thpPages[0]!
+/** The huge page whose subpage the op names (local `page`): the folio reclaimed or migrated. */
+function hpOf(c: Ctx, f: CallFrame): ThpDecl {
+  return c.hugeOf(num(f, 'page'))!
 }
 function pfnsOf(f: CallFrame): readonly number[] {
   return list(f, 'pfns')
@@ -58,19 +55,21 @@ function pfnsOf(f: CallFrame): readonly number[] {
  * reference on each subpage's frame here): false if the PMD maps no huge page now.
  */
 function isolateHuge(c: Ctx, f: CallFrame, kfn: string): boolean {
-  if (!pmdMapped(c)) return false
-  const pfns = c.thpPages.map((p) => c.pte(0, p)!.pfn)
+  const hp = hpOf(c, f)
+  if (!pmdMapped(c, hp)) return false
+  const pfns = hp.pages.map((p) => c.pte(0, p)!.pfn)
   for (const pfn of pfns) c.getFrame(pfn)
   f.l.pfns = pfns
-  c.emit('info', kfn, `${H(c)} is PMD-mapped: isolate and lock the huge folio (pfns ${pfns.join(',')})`)
+  c.emit('info', kfn, `${hp.name} is PMD-mapped: isolate and lock the huge folio (pfns ${pfns.join(',')})`)
   return true
 }
 
 /** The next subpage index from `from` whose PTE still maps the folio's subpage, or -1. */
 function nextMapped(c: Ctx, f: CallFrame, from: number): number {
+  const hp = hpOf(c, f)
   const pfns = pfnsOf(f)
-  for (let i = from; i < c.thpPages.length; i++) {
-    const pte = c.pte(0, c.thpPages[i]!)
+  for (let i = from; i < hp.pages.length; i++) {
+    const pte = c.pte(0, hp.pages[i]!)
     // pte_present() for the kernel: a PROT_NONE PTE still maps the subpage.
     if (pte && !pte.huge && !pte.mig && pte.swp === undefined && pte.pfn === pfns[i]) return i
   }
@@ -88,8 +87,9 @@ function pteWalk(
   v415Invalidate: boolean,
 ): { walk_ptes: PcHandler; unmap: PcHandler; unmap_rest: PcHandler } {
   const clear = (c: Ctx, f: CallFrame): void => {
+    const hp = hpOf(c, f)
     const i = num(f, 'i')
-    const page = c.thpPages[i]!
+    const page = hp.pages[i]!
     const pte = c.pte(0, page)!
     if (flag(f, 'ttu_sync')) {
       // No TTU_BATCH_FLUSH: ptep_clear_flush(), the CPU flush and the v6.6 arch hook now.
@@ -121,10 +121,11 @@ function pteWalk(
   }
   /** The entry, page_remove_rmap and folio_put of the subpage; the next one, or unlock. */
   const rest = (c: Ctx, f: CallFrame): void => {
+    const hp = hpOf(c, f)
     const i = num(f, 'i')
     const pte = decodePte(f.l.old!)!
     delete f.l.old
-    installEntry(c, 0, c.thpPages[i]!, pte, entry(pte, f, i), entryFn)
+    installEntry(c, 0, hp.pages[i]!, pte, entry(pte, f, i), entryFn)
     f.l.mapped = true
     const next = nextMapped(c, f, i + 1)
     f.l.i = next
@@ -132,21 +133,22 @@ function pteWalk(
       c.goto('unmap')
       return
     }
-    c.unlockPtl(0, P0(c), 'page_vma_mapped_walk_done')
+    c.unlockPtl(0, hp.pages[0]!, 'page_vma_mapped_walk_done')
     c.goto('rs_end')
   }
   return {
     /** The walk reaches the PTE table: pte_offset_map_lock at the first subpage it maps. */
     walk_ptes: {
-      guard: (c) => (c.ptlFree(0, P0(c)) ? null : 'page-table lock held'),
+      guard: (c, f) => (c.ptlFree(0, hpOf(c, f).pages[0]!) ? null : 'page-table lock held'),
       run: (c, f) => {
+        const hp = hpOf(c, f)
         const i = nextMapped(c, f, 0)
         if (i < 0) {
-          c.emit('info', 'page_vma_mapped_walk', `no PTE maps the folio of ${H(c)} any more`)
+          c.emit('info', 'page_vma_mapped_walk', `no PTE maps the folio of ${hp.name} any more`)
           c.goto('rs_end')
           return
         }
-        c.lockPtl(0, P0(c), 'page_vma_mapped_walk')
+        c.lockPtl(0, hp.pages[0]!, 'page_vma_mapped_walk')
         f.l.i = i
         clear(c, f)
       },
@@ -157,12 +159,18 @@ function pteWalk(
 }
 
 /** The walk after range_start: the PTE walk if the PMD links a table, else nothing maps it. */
-function walkGuard(c: Ctx): string | null {
-  return c.pmdPopulated(0, P0(c)) && !c.ptlFree(0, P0(c)) ? 'page-table lock held' : null
+function walkGuard(c: Ctx, f: CallFrame): string | null {
+  const hp = hpOf(c, f)
+  return c.pmdPopulated(0, hp.pages[0]!) && !c.ptlFree(0, hp.pages[0]!) ? 'page-table lock held' : null
 }
 function startWalk(c: Ctx, f: CallFrame, walk: PcHandler): void {
-  if (!c.pmdPopulated(0, P0(c))) {
-    c.emit('info', 'page_vma_mapped_walk', `the PMD of ${H(c)} maps no PTE table (zapped): nothing to unmap`)
+  const hp = hpOf(c, f)
+  if (!c.pmdPopulated(0, hp.pages[0]!)) {
+    c.emit(
+      'info',
+      'page_vma_mapped_walk',
+      `the PMD of ${hp.name} maps no PTE table (zapped): nothing to unmap`,
+    )
     c.goto('rs_end')
     return
   }
@@ -180,11 +188,12 @@ export const reclaimThp: Proc = {
   /** Isolate and lock the folio; add_to_swap(): the folio whole in the swap cache (THP_SWAP). */
   start: {
     run: (c, f) => {
+      const hp = hpOf(c, f)
       if (!isolateHuge(c, f, 'shrink_folio_list')) {
         c.emit(
           'info',
           'shrink_folio_list',
-          `${c.pageName(num(f, 'page'))} is not mapped by ${H(c)}'s huge PMD: reclaimed as a small folio`,
+          `${c.pageName(num(f, 'page'))} is not mapped by ${hp.name}'s huge PMD: reclaimed as a small folio`,
         )
         c.call('reclaim', { page: num(f, 'page') }, 'small')
         return
@@ -203,21 +212,25 @@ export const reclaimThp: Proc = {
   /** try_to_unmap_one(): TTU_SPLIT_HUGE_PMD -> split_huge_pmd_address(vma, address, false, folio). */
   split: {
     run: (c, f) => {
-      c.emit('info', 'try_to_unmap_one', `TTU_SPLIT_HUGE_PMD: split_huge_pmd_address(${H(c)}) first`)
-      c.call('thp_split', { held: true, pfn: pfnsOf(f)[0]! }, 'rs')
+      const hp = hpOf(c, f)
+      c.emit('info', 'try_to_unmap_one', `TTU_SPLIT_HUGE_PMD: split_huge_pmd_address(${hp.name}) first`)
+      c.call('thp_split', { held: true, pfn: pfnsOf(f)[0]!, ...hugeArg(c, hp) }, 'rs')
     },
   },
   /** mmu_notifier_invalidate_range_start(MMU_NOTIFY_CLEAR, address, vma_address_end): the folio. */
   rs: {
-    run: (c) => {
-      c.rangeStart(0, c.thpPages, 'MMU_NOTIFY_CLEAR')
+    run: (c, f) => {
+      const hp = hpOf(c, f)
+      c.rangeStart(0, hp.pages, 'MMU_NOTIFY_CLEAR')
       c.goto('walk')
     },
   },
   walk: {
-    guard: (c) => walkGuard(c),
+    guard: (c, f) => walkGuard(c, f),
     run: (c, f) => {
-      if (pmdHuge(c)) throw new Error('model bug: try_to_unmap_one found a PMD-mapped THP after the split')
+      const hp = hpOf(c, f)
+      if (pmdHuge(c, hp))
+        throw new Error('model bug: try_to_unmap_one found a PMD-mapped THP after the split')
       startWalk(c, f, reclaimWalk.walk_ptes)
     },
   },
@@ -225,17 +238,19 @@ export const reclaimThp: Proc = {
   unmap_rest: reclaimWalk.unmap_rest,
   rs_end: {
     run: (c, f) => {
-      c.rangeEnd(0, c.thpPages, false)
+      const hp = hpOf(c, f)
+      c.rangeEnd(0, hp.pages, false)
       afterNotifier(c, f, 'pageout', (cc) => cc.goto('pageout'))
     },
   },
   /** try_to_unmap_flush_dirty() (x86 arch_tlbbatch_flush: IPIs, no hook), then pageout(). */
   pageout: {
     run: (c, f) => {
+      const hp = hpOf(c, f)
       const pfns = pfnsOf(f)
       const slots = list(f, 'slots')
       if (flag(f, 'batched'))
-        c.flushTlb(0, 'range', c.thpPages, 'arch_tlbbatch_flush (try_to_unmap_flush_dirty)', null)
+        c.flushTlb(0, 'range', hp.pages, 'arch_tlbbatch_flush (try_to_unmap_flush_dirty)', null)
       if (!flag(f, 'mapped')) {
         c.emit('info', 'shrink_folio_list', 'the folio was unmapped meanwhile: keep it')
         for (const s of slots) c.swapUncache(s)
@@ -255,6 +270,7 @@ export const reclaimThp: Proc = {
   /** __remove_mapping(): only if nobody mapped the folio again; delete_from_swap_cache, free. */
   free: {
     run: (c, f) => {
+      const hp = hpOf(c, f)
       const pfns = pfnsOf(f)
       const slots = list(f, 'slots')
       const w = list(f, 'w')
@@ -270,18 +286,18 @@ export const reclaimThp: Proc = {
       }
       pfns.forEach((pfn, i) => {
         const fr = c.folioW(pfn)
-        const pte = c.pte(0, c.thpPages[i]!)
+        const pte = c.pte(0, hp.pages[i]!)
         if (pte?.swp === slots[i] && fr.w !== w[i]) {
           c.violate(
             'lost-write',
-            `pfn ${pfn} was written after pageout() wrote it to swap slot ${slots[i]}; the huge folio is freed and a swap-in of ${c.pageName(c.thpPages[i]!)} will not have that write`,
+            `pfn ${pfn} was written after pageout() wrote it to swap slot ${slots[i]}; the huge folio is freed and a swap-in of ${c.pageName(hp.pages[i]!)} will not have that write`,
           )
         }
         fr.sup = true
       })
       for (const s of slots) c.swapUncache(s)
       for (const pfn of pfns) c.putFrame(pfn, 'free_unref_folios')
-      c.emit('op', 'reclaim', `${H(c)} swapped out to slots ${slots.join(',')}`)
+      c.emit('op', 'reclaim', `${hp.name} swapped out to slots ${slots.join(',')}`)
       c.ret()
     },
   },
@@ -294,14 +310,15 @@ const migrateWalk = pteWalk(
 )
 
 /** mk_huge_pmd / mk_pte with the VMA's vm_page_prot: a PROT_NONE VMA maps PROT_NONE. */
-function vmaAccessible(c: Ctx, i: number): boolean {
-  return c.vma(0, c.thpPages[i]!) !== 'none'
+function vmaAccessible(c: Ctx, hp: ThpDecl, i: number): boolean {
+  return c.vma(0, hp.pages[i]!) !== 'none'
 }
 
 /** The remove/undo steps: pmd_lock for a PMD migration entry, the PTL for PTE ones. */
-function removeGuard(c: Ctx): string | null {
-  if (pmdMigration(c)) return c.pmdLockFree(0) ? null : 'pmd_lock held'
-  return c.pmdPopulated(0, P0(c)) && !c.ptlFree(0, P0(c)) ? 'page-table lock held' : null
+function removeGuard(c: Ctx, f: CallFrame): string | null {
+  const hp = hpOf(c, f)
+  if (pmdMigration(c, hp)) return c.pmdLockFree(0, hp) ? null : 'pmd_lock held'
+  return c.pmdPopulated(0, hp.pages[0]!) && !c.ptlFree(0, hp.pages[0]!) ? 'page-table lock held' : null
 }
 
 /**
@@ -316,38 +333,39 @@ function removeMigrationEntries(
   fn: string,
   install: (i: number, entry: Pte) => Pte,
 ): number[] {
+  const hp = hpOf(c, f)
   const pfns = pfnsOf(f)
   const done: number[] = []
-  if (pmdMigration(c) && c.pte(0, c.thpPages[0]!)!.pfn === pfns[0]) {
-    c.pmdLock(0, `${fn}: page_vma_mapped_walk`)
-    const next = c.thpPages.map((p, i) => {
+  if (pmdMigration(c, hp) && c.pte(0, hp.pages[0]!)!.pfn === pfns[0]) {
+    c.pmdLock(0, hp, `${fn}: page_vma_mapped_walk`)
+    const next = hp.pages.map((p, i) => {
       done.push(i)
       return { ...install(i, c.pte(0, p)!), huge: true as const }
     })
     c.setPmd(
       0,
-      c.thpPages,
+      hp.pages,
       next,
       `set_pmd_at (${fn === 'remove_migration_ptes' ? 'remove_migration_pmd' : fn})`,
-      `PMD ${H(c)} := huge page pfns ${next.map((p) => p.pfn).join(',')} ${next[0]!.write ? 'RW' : 'RO'}`,
+      `PMD ${hp.name} := huge page pfns ${next.map((p) => p.pfn).join(',')} ${next[0]!.write ? 'RW' : 'RO'}`,
     )
-    c.pmdUnlock(0)
+    c.pmdUnlock(0, hp)
     return done
   }
-  if (!c.pmdPopulated(0, P0(c))) {
-    c.emit('info', fn, `the migration entries of ${H(c)} are gone (zapped meanwhile)`)
+  if (!c.pmdPopulated(0, hp.pages[0]!)) {
+    c.emit('info', fn, `the migration entries of ${hp.name} are gone (zapped meanwhile)`)
     return done
   }
-  c.lockPtl(0, P0(c), `${fn}: remove_migration_pte`)
-  c.thpPages.forEach((p, i) => {
+  c.lockPtl(0, hp.pages[0]!, `${fn}: remove_migration_pte`)
+  hp.pages.forEach((p, i) => {
     const pte = c.pte(0, p)
     if (pte?.mig && !pte.huge && pte.pfn === pfns[i]) {
       c.setPte(0, p, install(i, pte), `set_pte_at (${fn}: remove_migration_pte)`)
       done.push(i)
     }
   })
-  if (done.length === 0) c.emit('info', fn, `the migration entries of ${H(c)} are gone (zapped meanwhile)`)
-  c.unlockPtl(0, P0(c))
+  if (done.length === 0) c.emit('info', fn, `the migration entries of ${hp.name} are gone (zapped meanwhile)`)
+  c.unlockPtl(0, hp.pages[0]!)
   return done
 }
 
@@ -356,11 +374,12 @@ export const migrateThp: Proc = {
   /** migrate_folio_unmap(): isolate and lock the folio, allocate a huge destination. */
   start: {
     run: (c, f) => {
+      const hp = hpOf(c, f)
       if (!isolateHuge(c, f, 'migrate_pages')) {
         c.emit(
           'info',
           'migrate_pages',
-          `${c.pageName(num(f, 'page'))} is not mapped by ${H(c)}'s huge PMD: migrated as a small folio`,
+          `${c.pageName(num(f, 'page'))} is not mapped by ${hp.name}'s huge PMD: migrated as a small folio`,
         )
         c.call('migrate', { page: num(f, 'page'), mode: num(f, 'mode') }, 'small')
         return
@@ -372,8 +391,9 @@ export const migrateThp: Proc = {
   small: { run: (c) => c.ret() },
   /** try_to_migrate_one(): mmu_notifier_invalidate_range_start(MMU_NOTIFY_CLEAR) over the folio. */
   rs: {
-    run: (c) => {
-      c.rangeStart(0, c.thpPages, 'MMU_NOTIFY_CLEAR')
+    run: (c, f) => {
+      const hp = hpOf(c, f)
+      c.rangeStart(0, hp.pages, 'MMU_NOTIFY_CLEAR')
       c.goto('walk')
     },
   },
@@ -382,26 +402,30 @@ export const migrateThp: Proc = {
    * pmdp_invalidate with its flush; a PTE table (split meanwhile): the PTE walk.
    */
   walk: {
-    guard: (c) => (pmdHuge(c) ? (c.pmdLockFree(0) ? null : 'pmd_lock held') : walkGuard(c)),
+    guard: (c, f) => {
+      const hp = hpOf(c, f)
+      return pmdHuge(c, hp) ? (c.pmdLockFree(0, hp) ? null : 'pmd_lock held') : walkGuard(c, f)
+    },
     run: (c, f) => {
+      const hp = hpOf(c, f)
       const pfns = pfnsOf(f)
-      if (pmdMapped(c) && c.pte(0, c.thpPages[0]!)!.pfn === pfns[0]) {
-        c.pmdLock(0, 'page_vma_mapped_walk')
-        const olds = c.thpPages.map((p) => c.pte(0, p)!)
+      if (pmdMapped(c, hp) && c.pte(0, hp.pages[0]!)!.pfn === pfns[0]) {
+        c.pmdLock(0, hp, 'page_vma_mapped_walk')
+        const olds = hp.pages.map((p) => c.pte(0, p)!)
         f.l.old = encodePte(olds[0]!)
         c.setPmd(
           0,
-          c.thpPages,
+          hp.pages,
           olds.map((p) => ({ ...p, present: false })),
           'pmdp_invalidate',
-          `PMD ${H(c)} := invalid (set_pmd_migration_entry: pmd_mkinvalid)`,
+          `PMD ${hp.name} := invalid (set_pmd_migration_entry: pmd_mkinvalid)`,
         )
-        c.flushTlb(0, 'range', c.thpPages, 'flush_tlb_range (pmdp_invalidate -> flush_pmd_tlb_range)')
+        c.flushTlb(0, 'range', hp.pages, 'flush_tlb_range (pmdp_invalidate -> flush_pmd_tlb_range)')
         afterNotifier(c, f, 'pmd_rest', setPmdMigrationEntry)
         return
       }
-      if (pmdHuge(c)) {
-        c.emit('info', 'page_vma_mapped_walk', `${H(c)}'s PMD no longer maps the folio: nothing to unmap`)
+      if (pmdHuge(c, hp)) {
+        c.emit('info', 'page_vma_mapped_walk', `${hp.name}'s PMD no longer maps the folio: nothing to unmap`)
         c.goto('rs_end')
         return
       }
@@ -414,17 +438,19 @@ export const migrateThp: Proc = {
   /** range_end (v4.15: ->invalidate_range here, before the copy). */
   rs_end: {
     run: (c, f) => {
-      c.rangeEnd(0, c.thpPages, false)
+      const hp = hpOf(c, f)
+      c.rangeEnd(0, hp.pages, false)
       afterNotifier(c, f, 'flush', (cc) => cc.goto('flush'))
     },
   },
   /** try_to_unmap_flush() before the copy: x86 arch_tlbbatch_flush() (a PTE walk only). */
   flush: {
     run: (c, f) => {
-      if (flag(f, 'batched')) c.flushTlb(0, 'range', c.thpPages, 'arch_tlbbatch_flush', null)
+      const hp = hpOf(c, f)
+      if (flag(f, 'batched')) c.flushTlb(0, 'range', hp.pages, 'arch_tlbbatch_flush', null)
       delete f.l.batched
       if (!flag(f, 'mapped')) {
-        c.emit('info', 'migrate_pages', `${H(c)} was unmapped meanwhile: nothing to migrate`)
+        c.emit('info', 'migrate_pages', `${hp.name} was unmapped meanwhile: nothing to migrate`)
         for (const pfn of list(f, 'new')) c.putFrame(pfn, 'migrate_folio_undo_dst')
         for (const pfn of pfnsOf(f)) c.putFrame(pfn, 'migrate_folio_undo_src')
         c.ret()
@@ -459,8 +485,9 @@ export const migrateThp: Proc = {
   },
   /** remove_migration_ptes(src, dst): the new huge page replaces the migration entries. */
   remove: {
-    guard: (c) => removeGuard(c),
+    guard: (c, f) => removeGuard(c, f),
     run: (c, f) => {
+      const hp = hpOf(c, f)
       const pfns = pfnsOf(f)
       const neu = list(f, 'new')
       const w = list(f, 'w')
@@ -469,12 +496,12 @@ export const migrateThp: Proc = {
         if (src.w !== w[i]) {
           c.violate(
             'lost-write',
-            `pfn ${pfns[i]} was written after folio_migrate_copy copied it; ${c.pageName(c.thpPages[i]!)} now maps pfn ${neu[i]} without that write`,
+            `pfn ${pfns[i]} was written after folio_migrate_copy copied it; ${c.pageName(hp.pages[i]!)} now maps pfn ${neu[i]} without that write`,
           )
         }
         src.sup = true
         c.folioW(neu[i]!).map++
-        return { pfn: neu[i]!, present: vmaAccessible(c, i), write: entry.write, dirty: entry.dirty }
+        return { pfn: neu[i]!, present: vmaAccessible(c, hp, i), write: entry.write, dirty: entry.dirty }
       })
       c.goto('end')
     },
@@ -485,13 +512,14 @@ export const migrateThp: Proc = {
    * its own mode (try_to_migrate(src, 0)); async gives up.
    */
   undo: {
-    guard: (c) => removeGuard(c),
+    guard: (c, f) => removeGuard(c, f),
     run: (c, f) => {
+      const hp = hpOf(c, f)
       const pfns = pfnsOf(f)
       removeMigrationEntries(c, f, 'remove_migration_ptes (undo)', (i, entry) => {
         c.getFrame(pfns[i]!)
         c.folioW(pfns[i]!).map++
-        return { pfn: pfns[i]!, present: vmaAccessible(c, i), write: entry.write, dirty: entry.dirty }
+        return { pfn: pfns[i]!, present: vmaAccessible(c, hp, i), write: entry.write, dirty: entry.dirty }
       })
       for (const pfn of list(f, 'new')) c.putFrame(pfn, 'migrate_folio_undo_dst')
       const mode = MIGRATE_MODES[num(f, 'mode')]!
@@ -499,7 +527,7 @@ export const migrateThp: Proc = {
         c.emit(
           'info',
           'migrate_pages_sync',
-          `retry ${H(c)} in MIGRATE_${mode.toUpperCase()}: try_to_migrate(src, 0)`,
+          `retry ${hp.name} in MIGRATE_${mode.toUpperCase()}: try_to_migrate(src, 0)`,
         )
         for (const pfn of pfns) c.putFrame(pfn, 'migrate_folio_undo_src')
         delete f.l.mapped
@@ -508,13 +536,14 @@ export const migrateThp: Proc = {
         return
       }
       for (const pfn of pfns) c.putFrame(pfn, 'migrate_folio_undo_src (putback)')
-      c.emit('op', 'migrate', `${H(c)}: -EAGAIN, not migrated`)
+      c.emit('op', 'migrate', `${hp.name}: -EAGAIN, not migrated`)
       c.ret()
     },
   },
   /** The source folio's last reference goes: freed; an unused destination too. */
   end: {
     run: (c, f) => {
+      const hp = hpOf(c, f)
       const installed = list(f, 'installed')
       for (const pfn of pfnsOf(f)) c.putFrame(pfn, 'migrate_folio_done (free the source)')
       list(f, 'new').forEach((pfn, i) => {
@@ -524,8 +553,8 @@ export const migrateThp: Proc = {
         'op',
         'migrate',
         installed.length > 0
-          ? `${H(c)}: pfns ${pfnsOf(f).join(',')} -> pfns ${list(f, 'new').join(',')}`
-          : `${H(c)}: its migration entries were zapped meanwhile; the source is freed, nothing maps the copy`,
+          ? `${hp.name}: pfns ${pfnsOf(f).join(',')} -> pfns ${list(f, 'new').join(',')}`
+          : `${hp.name}: its migration entries were zapped meanwhile; the source is freed, nothing maps the copy`,
       )
       c.ret()
     },
@@ -538,13 +567,14 @@ export const migrateThp: Proc = {
  * page_remove_rmap(page, vma, true), folio_put() of the PMD's reference; unlock.
  */
 function setPmdMigrationEntry(c: Ctx, f: CallFrame): void {
+  const hp = hpOf(c, f)
   const old = decodePte(f.l.old!)!
   delete f.l.old
   const pfns = pfnsOf(f)
   if (old.dirty) c.emit('frame', 'folio_mark_dirty', `the huge folio (pfns ${pfns.join(',')})`)
   c.setPmd(
     0,
-    c.thpPages,
+    hp.pages,
     pfns.map((pfn) => ({
       pfn,
       present: false,
@@ -554,12 +584,12 @@ function setPmdMigrationEntry(c: Ctx, f: CallFrame): void {
       huge: true as const,
     })),
     'set_pmd_at (PMD migration entry)',
-    `PMD ${H(c)} := migration entry (pfns ${pfns.join(',')}, ${old.write ? 'writable' : 'read-only'})`,
+    `PMD ${hp.name} := migration entry (pfns ${pfns.join(',')}, ${old.write ? 'writable' : 'read-only'})`,
   )
   for (const pfn of pfns) c.folioW(pfn).map--
   c.emit('frame', 'page_remove_rmap (compound)', `pfns ${pfns.join(',')} mapcount ${c.folio(pfns[0]!).map}`)
   for (const pfn of pfns) c.putFrame(pfn, 'folio_put (the PMD reference)')
-  c.pmdUnlock(0)
+  c.pmdUnlock(0, hp)
   f.l.mapped = true
   c.goto('rs_end')
 }

@@ -16,11 +16,12 @@
  * forced flush for a full batch ran after pte_unmap_unlock, in tlb_flush_mmu).
  */
 import type { Ctx } from '../ctx'
-import { tablePages, ZERO_PFN, type CallFrame } from '../state'
+import { tableCount, tablePages, ZERO_PFN, type CallFrame } from '../state'
+import type { ThpDecl } from '../types'
 import { afterNotifier, list, nextPte, num, vmaRuns, type Proc } from './proc'
 import { flushTlbBatchedPending, walkVmaAt, walkVmas } from './rmap'
 import { count } from '../plural'
-import { thpSplitVma, zapHugePmd, zapPmdPath } from './thp'
+import { hugeArg, pmdHuge, thpSplitVma, zapHugePmd, zapPmdPath } from './thp'
 
 function root(c: Ctx): CallFrame {
   return c.thread.stack[0]!
@@ -106,18 +107,39 @@ export function nextPteIn(c: Ctx, pages: readonly number[], from: number, end: n
 
 /**
  * zap_pmd_range()'s `if (pmd_none(*pmd)) continue;` from index i: the index of the first page
- * whose PMD links a PTE page, or -1 (a huge PMD is zapped or split before: zapPmdPath). `say`:
- * each skipped table is an info event.
+ * whose PMD links a PTE page or (with more than one table) is a huge PMD, or -1. `say`: each
+ * skipped table is an info event.
  */
 function firstPopulated(c: Ctx, pages: readonly number[], i: number, say: boolean): number {
   const mm = c.mmIndex
+  const multi = tableCount(c.sc) > 1
   while (i >= 0 && i < pages.length) {
     const p = pages[i]!
     if (c.pmdPopulated(mm, p)) return i
+    const hp = multi ? c.hugeOf(p) : null
+    if (hp !== null && pmdHuge(c, hp)) return i
     if (say) c.emit('info', 'zap_pmd_range', `pmd_none: no ${c.tableName(c.tableOf(p), 'PTE table')} to zap`)
     i = tableEnd(c, pages, i)
   }
   return -1
+}
+
+/** Whether index i is where zap_pmd_range() reaches a new PMD (a table's first page in `pages`). */
+function pmdStart(c: Ctx, pages: readonly number[], i: number): boolean {
+  return i === 0 || (i > 0 && i < pages.length && !c.sameTable(pages[i - 1]!, pages[i]!))
+}
+
+/**
+ * zap_pmd_range() at the PMD of pages[i] (a table's first page): with a huge page there
+ * (kernel/thp.ts zapPmdPath), 'zap' or 'split'; null: zap_pte_range (or a none PMD).
+ */
+function hugeAt(c: Ctx, pages: readonly number[], i: number): { hp: ThpDecl; path: 'zap' | 'split' } | null {
+  const page = pages[i]
+  if (page === undefined) return null
+  const hp = c.hugeOf(page)
+  if (hp === null) return null
+  const path = zapPmdPath(c, hp, pages)
+  return path === null ? null : { hp, path }
 }
 
 /**
@@ -125,52 +147,30 @@ function firstPopulated(c: Ctx, pages: readonly number[], i: number, say: boolea
  * (locals: pages, i; pp: a page of the PTE table whose lock is held). zap_pmd_range() walks the
  * VMA one PMD at a time and skips a none PMD; zap_pte_range() takes that table's split PTL
  * (pte_offset_map_lock) and clears its PTEs, one per step under the PTL: hardware walkers take
- * no lock and can walk between two clears. A VMA over two PTE tables takes their PTLs in turn.
+ * no lock and can walk between two clears. A VMA over two PTE tables takes their PTLs in turn;
+ * over two huge pages (or a huge page and small pages) each huge PMD is zapped or split in turn,
+ * under its own pmd_lock, into the same gather.
  */
 export const zapVma: Proc = {
   /**
-   * zap_pmd_range(): with a huge page (`thp:`), the PMD first (kernel/thp.ts zapPmdPath): a
+   * zap_pmd_range(): at a huge page's PMD (`thp:`), the PMD first (kernel/thp.ts zapPmdPath): a
    * huge PMD or PMD migration entry the range covers goes whole (zap_huge_pmd, under pmd_lock);
    * one it covers in part is split first (__split_huge_pmd, its own MMU_NOTIFY_CLEAR range), then
    * zap_pte_range ('again'). A none PMD has no table: nothing to zap. Otherwise zap_pte_range.
    */
   start: {
-    guard: (c, f) => {
-      const path = zapPmdPath(c, list(f, 'pages'))
-      if (path === 'zap') return c.pmdLockFree(c.mmIndex) ? null : 'pmd_lock held'
-      if (path === 'split') return null
-      return zapPteGuard(c, f)
-    },
-    run: (c, f) => {
-      const path = zapPmdPath(c, list(f, 'pages'))
-      if (path === 'zap') {
-        f.l.i = -1
-        if (zapHugePmd(c)) {
-          // tlb_remove_page_size() -> tlb_flush_mmu(): the flush, then the batch is freed.
-          f.l.zf = true
-          gatherFlush(c, 'tlb_flush_mmu (tlb_remove_page_size: batch full)')
-          afterNotifier(c, f, 'zap_free', zapFree)
-          return
-        }
-        zapFree(c, f)
-        return
-      }
-      if (path === 'split') {
-        c.emit(
-          'info',
-          'zap_pmd_range',
-          `${c.pagesText(list(f, 'pages'))} is part of huge page ${c.sc.thp!.name}: __split_huge_pmd first`,
-        )
-        c.call('thp_split', { held: true }, 'again')
-        return
-      }
-      zapPteRange(c, f)
-    },
+    guard: (c, f) => zapPmdGuard(c, f),
+    run: (c, f) => zapPmd(c, f),
   },
-  /** zap_pte_range() (`again:` after a forced flush): the PTL, flush_tlb_batched_pending. */
+  /**
+   * zap_pte_range() (`again:` after a forced flush), or zap_pmd_range()'s next PMD after a zap
+   * or a table's end: at a huge page's PMD that is the PMD step again.
+   */
   again: {
-    guard: (c, f) => zapPteGuard(c, f),
-    run: (c, f) => zapPteRange(c, f),
+    guard: (c, f) =>
+      num(f, 'i') > 0 && pmdStart(c, list(f, 'pages'), num(f, 'i')) ? zapPmdGuard(c, f) : zapPteGuard(c, f),
+    run: (c, f) =>
+      num(f, 'i') > 0 && pmdStart(c, list(f, 'pages'), num(f, 'i')) ? zapPmd(c, f) : zapPteRange(c, f),
   },
   start_rest: { run: (c, f) => zapStart(c, f) },
   pte: {
@@ -248,7 +248,56 @@ export const zapVma: Proc = {
 function zapPteGuard(c: Ctx, f: CallFrame): string | null {
   const pages = list(f, 'pages')
   const i = firstPopulated(c, pages, num(f, 'i'), false)
+  if (i >= 0 && i !== num(f, 'i')) {
+    // A later PMD: a huge one is the PMD step's (its pmd_lock), a table its PTL.
+    const at = hugeAt(c, pages, i)
+    if (at?.path === 'zap') return c.pmdLockFree(c.mmIndex, at.hp) ? null : 'pmd_lock held'
+    if (at) return null
+  }
   return i < 0 || c.ptlFree(c.mmIndex, pages[i]!) ? null : 'page-table lock held'
+}
+
+/** The guard of zapPmd: the huge PMD's pmd_lock for a zap, else zap_pte_range's. */
+function zapPmdGuard(c: Ctx, f: CallFrame): string | null {
+  const at = hugeAt(c, list(f, 'pages'), num(f, 'i'))
+  if (at?.path === 'zap') return c.pmdLockFree(c.mmIndex, at.hp) ? null : 'pmd_lock held'
+  if (at?.path === 'split') return null
+  return zapPteGuard(c, f)
+}
+
+/**
+ * zap_pmd_range() at the PMD of pages[i]: a huge PMD the VMA covers is zapped whole
+ * (zap_huge_pmd, then the next PMD), one it covers in part is split first (then zap_pte_range
+ * on its new PTEs); otherwise zap_pte_range.
+ */
+function zapPmd(c: Ctx, f: CallFrame): void {
+  const pages = list(f, 'pages')
+  const i = num(f, 'i')
+  const at = hugeAt(c, pages, i)
+  if (at?.path === 'zap') {
+    const end = tableEnd(c, pages, i)
+    f.l.i = end < pages.length ? end : -1
+    if (zapHugePmd(c, at.hp)) {
+      // tlb_remove_page_size() -> tlb_flush_mmu(): the flush, then the batch is freed.
+      f.l.zf = true
+      gatherFlush(c, 'tlb_flush_mmu (tlb_remove_page_size: batch full)')
+      afterNotifier(c, f, 'zap_free', zapFree)
+      return
+    }
+    zapFree(c, f)
+    return
+  }
+  if (at?.path === 'split') {
+    const part = pages.filter((p) => at.hp.pages.includes(p))
+    c.emit(
+      'info',
+      'zap_pmd_range',
+      `${c.pagesText(part)} is part of huge page ${at.hp.name}: __split_huge_pmd first`,
+    )
+    c.call('thp_split', { held: true, ...hugeArg(c, at.hp) }, 'again')
+    return
+  }
+  zapPteRange(c, f)
 }
 
 /**
@@ -260,10 +309,16 @@ function zapPteGuard(c: Ctx, f: CallFrame): string | null {
  */
 function zapPteRange(c: Ctx, f: CallFrame): void {
   const pages = list(f, 'pages')
-  const i = firstPopulated(c, pages, num(f, 'i'), true)
+  const from = num(f, 'i')
+  const i = firstPopulated(c, pages, from, true)
   f.l.i = i
   if (i < 0) {
     zapFree(c, f)
+    return
+  }
+  if (i !== from && hugeAt(c, pages, i) !== null) {
+    // Past none PMDs, a huge one: zap_pmd_range()'s PMD step there.
+    zapPmd(c, f)
     return
   }
   f.l.pp = pages[i]!
@@ -468,14 +523,25 @@ export const munmap: Proc = {
     run: (c, f) => {
       c.mmapWriteLock(c.mmIndex)
       const pages = startRuns(c, f, list(f, 'req'))
-      if (thpSplitVma(c, pages)) {
-        c.call('thp_split', { held: true }, 'detach')
+      const hp = thpSplitVma(c, pages)
+      if (hp !== null) {
+        c.call('thp_split', { held: true, ...hugeArg(c, hp) }, 'detach')
         return
       }
       munmapDetach(c, f)
     },
   },
-  detach: { run: (c, f) => munmapDetach(c, f) },
+  /** After a split_vma's PMD split: the other boundary's huge page (two huge pages), then detach. */
+  detach: {
+    run: (c, f) => {
+      const hp = c.sc.thp.length > 1 ? thpSplitVma(c, list(f, 'pages')) : null
+      if (hp !== null) {
+        c.call('thp_split', { held: true, ...hugeArg(c, hp) }, 'detach')
+        return
+      }
+      munmapDetach(c, f)
+    },
+  },
   /** unmap_vmas(): mmu_notifier_invalidate_range_start(MMU_NOTIFY_UNMAP) over the whole range. */
   rs: {
     run: (c, f) => {

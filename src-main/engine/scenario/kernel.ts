@@ -25,7 +25,7 @@ export interface KernelSection {
   readonly costs: Record<string, number>
 }
 
-export function parseKernel(raw: Obj, issues: Issues, thp: ThpDecl | null): KernelSection {
+export function parseKernel(raw: Obj, issues: Issues, thp: readonly ThpDecl[]): KernelSection {
   let gatherBatch: number | null = null
   if (raw.mmu_gather !== undefined) {
     if (!isObj(raw.mmu_gather))
@@ -69,7 +69,7 @@ export function parseKernel(raw: Obj, issues: Issues, thp: ThpDecl | null): Kern
       collapseNotify = toggle('collapse_notify') ?? true
       gupFastIpi = toggle('gup_fast_ipi') ?? true
       mremapFlushUnderPtl = toggle('mremap_flush_under_ptl') ?? true
-      if (k.collapse_notify !== undefined && thp?.kind !== 'file')
+      if (k.collapse_notify !== undefined && !thp.some((h) => h.kind === 'file'))
         issues.add(
           ['kernel', 'collapse_notify'],
           'collapse_notify (f268f6cf875f) concerns the file/shmem collapse path: it needs a huge page with kind: file under thp:',

@@ -1,4 +1,10 @@
-/** `thp:`: one transparent huge page over the scenario's pages. */
+/**
+ * `thp:`: transparent huge pages over some of the scenario's pages. Each huge page is its own
+ * 2 MiB PMD range, so its own PTE table (`table:`): the loader assigns tables when no page
+ * declares one (a huge page's subpages one table, the small pages between two huge pages
+ * another), and checks them when pages do.
+ */
+import { MAX_TABLE } from './pages'
 import { checkKeys, isObj, Issues, NAME, oneOf, typeName, type Obj } from './common'
 import type { PageDecl, ThpDecl } from '../types'
 
@@ -6,24 +12,113 @@ import type { PageDecl, ThpDecl } from '../types'
 export const THP_KEYS = ['pages', 'mapped', 'kind'] as const
 
 /**
- * `thp: { H: { pages: [A, B], mapped: pmd | pte, kind: anon | file } }` (or `H: [A, B]`): one
- * huge page whose subpages are all the scenario's pages, 2 to 4 of them, in declaration order.
+ * `thp: { H: { pages: [A, B], mapped: pmd | pte, kind: anon | file }, J: [C, D] }`: huge pages,
+ * each of 2 to 4 adjacent subpages in declaration order; the other pages are small pages in
+ * tables of their own. Returns the huge pages in address order and the pages with their tables
+ * (assigned when `rawPages` declares none).
  */
 export function parseThp(
   raw: unknown,
   issues: Issues,
   pages: readonly PageDecl[],
   pageIndex: ReadonlyMap<string, number>,
-): ThpDecl | null {
-  if (raw === undefined) return null
-  if (!isObj(raw) || Object.keys(raw).length !== 1) {
+  rawPages: unknown,
+): { thp: ThpDecl[]; pages: readonly PageDecl[] } {
+  if (raw === undefined) return { thp: [], pages }
+  if (!isObj(raw) || Object.keys(raw).length === 0) {
     issues.add(
       ['thp'],
-      `thp must map one huge page name to its subpages, as in thp: { H: { pages: [A, B] } }; found ${isObj(raw) ? `${Object.keys(raw).length} huge pages` : typeName(raw)}`,
+      `thp must map each huge page name to its subpages, as in thp: { H: { pages: [A, B] } }; found ${isObj(raw) ? 'no huge page' : typeName(raw)}`,
     )
-    return null
+    return { thp: [], pages }
   }
-  const [name, body] = Object.entries(raw)[0]!
+  const out: ThpDecl[] = []
+  for (const [name, body] of Object.entries(raw)) {
+    const h = parseOne(name, body, issues, pages, pageIndex)
+    if (h === null) continue
+    const taken = out.find((o) => o.pages.some((q) => h.pages.includes(q)))
+    if (taken) {
+      const j = h.pages.findIndex((x) => taken.pages.includes(x))
+      const q = h.pages[j]!
+      issues.add(
+        Array.isArray(body) ? ['thp', name, j] : ['thp', name, 'pages', j],
+        `page '${pages[q]!.name}' is already a subpage of huge page ${taken.name}: a page belongs to one huge page`,
+      )
+      continue
+    }
+    out.push(h)
+  }
+  out.sort((a, b) => a.pages[0]! - b.pages[0]!)
+  if (out.length !== Object.keys(raw).length) return { thp: [], pages }
+  const withTables = assignTables(out, issues, pages, rawPages)
+  return withTables === null ? { thp: [], pages } : { thp: out, pages: withTables }
+}
+
+/**
+ * The tables: with no `table:` declared, each huge page gets one of its own and the small pages
+ * between huge pages share one; with tables declared, each huge page's table must hold only its
+ * subpages (one huge PMD maps the whole 2 MiB range), so two huge pages never share one.
+ */
+function assignTables(
+  thp: readonly ThpDecl[],
+  issues: Issues,
+  pages: readonly PageDecl[],
+  rawPages: unknown,
+): readonly PageDecl[] | null {
+  const user = pages.map((p, i) => ({ p, i })).filter(({ p }) => p.kind !== 'kernel')
+  const declared =
+    isObj(rawPages) && Object.values(rawPages).some((d) => isObj(d) && (d as Obj).table !== undefined)
+  const hugeOf = (i: number): ThpDecl | undefined => thp.find((h) => h.pages.includes(i))
+  if (!declared) {
+    let k = -1
+    let prev: ThpDecl | null | undefined = undefined
+    const tables: number[] = []
+    for (const { i } of user) {
+      const h = hugeOf(i) ?? null
+      if (prev === undefined || h !== prev) k++
+      prev = h
+      tables[i] = k
+    }
+    if (k > MAX_TABLE) {
+      issues.add(
+        ['thp'],
+        `each huge page is a PMD range of its own and the small pages between them another: these pages need ${k + 1} PTE tables, and the model has at most ${MAX_TABLE + 1}`,
+      )
+      return null
+    }
+    return pages.map((p, i) => {
+      const t = tables[i]
+      if (t === undefined || t === 0) return p
+      return { ...p, table: t }
+    })
+  }
+  let ok = true
+  for (const h of thp) {
+    const k = pages[h.pages[0]!]!.table ?? 0
+    const other = user.find(({ p, i }) => (p.table ?? 0) === k && !h.pages.includes(i))
+    const oh = other ? hugeOf(other.i) : undefined
+    // Two huge pages in one table: said once, at the later one's subpage.
+    if (other && !(oh && thp.indexOf(oh) < thp.indexOf(h))) {
+      issues.add(
+        ['pages', other.p.name, 'table'],
+        oh
+          ? `huge pages ${h.name} and ${oh.name} are both in table ${k}: each huge page is a 2 MiB PMD range of its own; give ${oh.name}'s subpages another table`
+          : `table ${k} is the PMD range of huge page ${h.name} (one huge PMD maps all of it); '${other.p.name}' is a small page: give it a table of its own`,
+      )
+      ok = false
+    }
+  }
+  return ok ? pages : null
+}
+
+/** One huge page `name: body`, or null (reported). */
+function parseOne(
+  name: string,
+  body: unknown,
+  issues: Issues,
+  pages: readonly PageDecl[],
+  pageIndex: ReadonlyMap<string, number>,
+): ThpDecl | null {
   const path = ['thp', name]
   if (!NAME.test(name)) {
     issues.key(path, `huge page name '${name}' must be an identifier`)
@@ -103,14 +198,6 @@ export function parseThp(
   if (!ok) return null
   if (sub.length < 2 || sub.length > 4) {
     issues.add(pPath, `a huge page is modelled with 2 to 4 subpages (standing for 512); found ${sub.length}`)
-    return null
-  }
-  if (sub.length !== pages.length) {
-    const others = pages.filter((_, i) => !sub.includes(i)).map((p) => p.name)
-    issues.add(
-      pPath,
-      `every page of a scenario with a huge page is one of its subpages (one PMD range); ${others.join(', ')} ${others.length > 1 ? 'are' : 'is'} not`,
-    )
     return null
   }
   if (mapped === null || kind === null) return null

@@ -52,7 +52,10 @@ export const DEVICE_OPS = ['read', 'write', 'signal', 'wait', 'translate'] as co
 /** The keys of a CPU thread written as a mapping (`{ mm: child, ops: [...] }`) and of a device thread. */
 export const CPU_THREAD_KEYS = ['mm', 'ops'] as const
 export const DEVICE_THREAD_KEYS = ['via', 'ops'] as const
-/** CPU ops a scenario with a huge page may use (the rest are not modelled on a huge page). */
+/**
+ * CPU ops on a subpage of a huge page, and ops on the whole mm in a scenario with one (the rest
+ * are not modelled on a huge page; a small page beside the huge pages takes every op).
+ */
 export const THP_CPU_OPS: readonly string[] = [
   'read',
   'write',
@@ -79,12 +82,12 @@ const THP_REFUSED: Readonly<Record<string, string>> = {
   migrate_vma:
     'migrate_vma_collect_pmd() splits a huge page (split_huge_page) before it collects the subpages: not modelled',
   mremap:
-    'move_huge_pmd() needs a target address with no mapping, and every page of a scenario with a huge page is one of its subpages',
-  unmap_mapping_range: 'it revokes a pfnmap page, and every page here is an anon subpage of the huge page',
-  writeback: 'it needs a file page, and every page here is an anon subpage of the huge page',
-  truncate: 'it needs a file page, and every page here is an anon subpage of the huge page',
-  vmalloc: 'it needs a kernel page, and every page here is an anon subpage of the huge page',
-  vfree: 'it needs a kernel page, and every page here is an anon subpage of the huge page',
+    'move_huge_pmd() moves a whole huge PMD to a target PMD range with no mapping, and split_huge_pmd() comes first for part of one: not modelled; mremap between small pages is',
+  unmap_mapping_range: 'it revokes a pfnmap page, and a subpage is anon',
+  writeback: 'it needs a file page, and a subpage is anon',
+  truncate: 'it needs a file page, and a subpage is anon',
+  vmalloc: 'it needs a kernel page, and a subpage is anon',
+  vfree: 'it needs a kernel page, and a subpage is anon',
 }
 /** CPU ops that act on a huge PMD other than the collapse path, refused on a `kind: file` huge page. */
 const THP_ANON_ONLY: readonly string[] = [
@@ -110,7 +113,7 @@ export function parseThreads(
   pages: readonly PageDecl[],
   pageIndex: ReadonlyMap<string, number>,
   pageRef: (n: string) => number | null,
-  thp: ThpDecl | null,
+  thp: readonly ThpDecl[],
   secondaries: readonly SecondaryDecl[],
   secIndex: ReadonlyMap<string, number>,
 ): ThreadsSection {
@@ -143,9 +146,9 @@ export function parseThreads(
   }> = []
   const flags: string[] = []
   const exits: Array<{ path: Path; at: number; len: number; op: string; thread: string }> = []
-  /** reclaim and migrate ops, and thp_collapse ops, in a scenario with a huge page. */
-  const thpIsolations: Array<{ path: Path; at: number; len: number; op: string; thread: string }> = []
-  const thpCollapses: Array<{ path: Path; at: number; len: number; op: string; thread: string }> = []
+  /** reclaim and migrate ops of a subpage, and thp_collapse ops, with their huge page `hp`. */
+  const thpIsolations: ThpOpNote[] = []
+  const thpCollapses: ThpOpNote[] = []
   const signalled = new Set<string>()
   const waits: Array<{ path: Path; at: number; len: number; flag: string }> = []
   /** The secondary of the device thread whose ops are being parsed. */
@@ -196,7 +199,58 @@ export function parseThreads(
     }
     return i
   }
+  /**
+   * An op, then the huge-page rules (scenario with `thp:`): an op that names a subpage of a huge
+   * page (or, with no page, acts on the whole mm) must be one of THP_CPU_OPS, and anon-only on
+   * a kind: file huge page; ops on small pages beside the huge pages are not restricted.
+   */
   const parseOp = (src: string, p: Path, kind: 'cpu' | 'device', tname: string): Op | null => {
+    const op = parseOpWords(src, p, kind, tname)
+    if (op === null || kind !== 'cpu' || thp.length === 0) return op
+    const head = words(src)[0]!
+    if (op.kind === 'thp_collapse')
+      thpCollapses.push({ path: p, at: head.at, len: head.s.length, op: op.kind, thread: tname, hp: op.hp })
+    const named = opPages(op)
+    const huge = named === null ? [...thp] : thp.filter((h) => named.some((q) => h.pages.includes(q)))
+    if (huge.length === 0) return op
+    const sub = named?.find((q) => huge[0]!.pages.includes(q))
+    if (!THP_CPU_OPS.includes(op.kind)) {
+      const why = THP_REFUSED[op.kind]
+      const reason = why ? ` (${why})` : ''
+      issues.add(
+        p,
+        sub === undefined
+          ? `${op.kind} is not modelled in a scenario with a huge page${reason}; its CPU ops are ${THP_CPU_OPS.join(', ')}`
+          : `${op.kind} of ${pages[sub]!.name}, a subpage of huge page ${huge[0]!.name}, is not modelled${reason}; the CPU ops on a subpage are ${THP_CPU_OPS.join(', ')} (a small page beside the huge pages takes every op)`,
+        head.at,
+        head.s.length,
+      )
+      return null
+    }
+    const file = huge.find((h) => h.kind === 'file')
+    if (THP_ANON_ONLY.includes(op.kind) && file) {
+      // __split_huge_pmd_locked() and zap_huge_pmd() treat a file PMD differently (no deposited
+      // table; a split zaps it and the pages fault back in): only the file collapse is modelled.
+      issues.add(
+        p,
+        `${op.kind} of a file (shmem) huge page${thp.length > 1 ? ` (${file.name})` : ''} is not modelled (only its collapse is): a file PMD is zapped, not split into PTEs, and has no deposited table`,
+        head.at,
+        head.s.length,
+      )
+      return null
+    }
+    if ((op.kind === 'reclaim' || op.kind === 'migrate') && sub !== undefined)
+      thpIsolations.push({
+        path: p,
+        at: head.at,
+        len: head.s.length,
+        op: op.kind,
+        thread: tname,
+        hp: thp.indexOf(huge[0]!),
+      })
+    return op
+  }
+  const parseOpWords = (src: string, p: Path, kind: 'cpu' | 'device', tname: string): Op | null => {
     /** Remembers which page an op names, for the checks that need every thread parsed. */
     const notePageOp = (path: Path, w: Word, op: string, page: number): void => {
       pageOps.push({ path, at: w.at, len: w.s.length, op, page, thread: tname, kind })
@@ -225,31 +279,6 @@ export function parseThreads(
       const w = ws[from]
       if (w) issues.add(p, `unexpected '${w.s}' after ${head.s}`, w.at, w.s.length)
     }
-    if (kind === 'cpu' && raw.thp !== undefined && !THP_CPU_OPS.includes(head.s)) {
-      const why = THP_REFUSED[head.s]
-      issues.add(
-        p,
-        `${head.s} is not modelled in a scenario with a huge page${why ? ` (${why})` : ''}; its CPU ops are ${THP_CPU_OPS.join(', ')}`,
-        head.at,
-        head.s.length,
-      )
-      return null
-    }
-    if (kind === 'cpu' && THP_ANON_ONLY.includes(head.s) && thp?.kind === 'file') {
-      // __split_huge_pmd_locked() and zap_huge_pmd() treat a file PMD differently (no deposited
-      // table; a split zaps it and the pages fault back in): only the file collapse is modelled.
-      issues.add(
-        p,
-        `${head.s} of a file (shmem) huge page is not modelled (only its collapse is): a file PMD is zapped, not split into PTEs, and has no deposited table`,
-        head.at,
-        head.s.length,
-      )
-      return null
-    }
-    if (kind === 'cpu' && raw.thp !== undefined && (head.s === 'reclaim' || head.s === 'migrate'))
-      thpIsolations.push({ path: p, at: head.at, len: head.s.length, op: head.s, thread: tname })
-    if (kind === 'cpu' && raw.thp !== undefined && head.s === 'thp_collapse')
-      thpCollapses.push({ path: p, at: head.at, len: head.s.length, op: head.s, thread: tname })
     switch (head.s) {
       case 'signal':
       case 'wait': {
@@ -285,11 +314,20 @@ export function parseThreads(
           )
           return null
         }
-        if (thp !== null && w.s !== thp.name) {
-          issues.add(p, `unknown huge page '${w.s}'; the huge page is ${thp.name}`, w.at, w.s.length)
+        const hp = thp.findIndex((h) => h.name === w.s)
+        if (thp.length > 0 && hp < 0) {
+          issues.add(
+            p,
+            `unknown huge page '${w.s}'${didYouMean(
+              w.s,
+              thp.map((h) => h.name),
+            )}; the huge ${thp.length > 1 ? 'pages are' : 'page is'} ${thp.map((h) => h.name).join(', ')}`,
+            w.at,
+            w.s.length,
+          )
           return null
         }
-        if (head.s === 'thp_split' && thp?.kind === 'file') {
+        if (head.s === 'thp_split' && thp[hp]?.kind === 'file') {
           issues.add(
             p,
             'thp_split of a file/shmem huge page (__split_huge_pmd_locked zaps the PMD and the pages refault) is not modelled; only the anon split',
@@ -299,7 +337,7 @@ export function parseThreads(
           return null
         }
         tooMany(2)
-        return thp === null ? null : { kind: head.s }
+        return hp < 0 ? null : { kind: head.s, hp }
       }
       case 'vmalloc': {
         const page = pageWord(ws[1], p, 'vmalloc', src)
@@ -771,6 +809,25 @@ export function parseThreads(
   return { threads, registers, threadNames, flags }
 }
 
+/** An op on huge page `hp` (an index into `thp`) noted for the checks after every thread. */
+interface ThpOpNote {
+  path: Path
+  at: number
+  len: number
+  op: string
+  thread: string
+  hp: number
+}
+
+/** The pages an op names, or null for an op on the whole mm (fork, exit, oom_reap). */
+function opPages(op: Op): number[] | null {
+  if ('pages' in op) return [...op.pages]
+  if (op.kind === 'mremap') return [op.page, op.to]
+  if ('page' in op) return [op.page]
+  if (op.kind === 'fork' || op.kind === 'exit' || op.kind === 'oom_reap') return null
+  return []
+}
+
 /**
  * Reclaim and migration of the huge page isolate its folio from the LRU and hold the folio lock
  * until they are done, so the kernel runs one of them at a time on it (a second isolation
@@ -780,12 +837,13 @@ export function parseThreads(
  * migrates, and not in a scenario that collapses.
  */
 function checkThpIsolations(
-  isolations: ReadonlyArray<{ path: Path; at: number; len: number; op: string; thread: string }>,
-  collapses: ReadonlyArray<{ path: Path; at: number; len: number; op: string; thread: string }>,
+  isolations: readonly ThpOpNote[],
+  collapses: readonly ThpOpNote[],
   issues: Issues,
 ): void {
-  const first = isolations[0]
   for (const o of isolations) {
+    // One huge page's folio at a time; another huge page's folio is another folio.
+    const first = isolations.find((x) => x.hp === o.hp)
     if (o.thread !== first!.thread)
       issues.add(
         o.path,
@@ -793,7 +851,7 @@ function checkThpIsolations(
         o.at,
         o.len,
       )
-    if (collapses.length > 0)
+    if (collapses.some((x) => x.hp === o.hp))
       issues.add(
         o.path,
         `${o.op} with thp_collapse in one scenario is not modelled: the collapse would find the folio isolated and locked (SCAN_PAGE_LOCK) and back out, a failure path the model does not have`,
