@@ -26,10 +26,11 @@ const OP_DOCS: Record<string, string> = {
   cow_fault:
     'a write fault expected to break COW (wp_page_copy); re-checks pte_same and backs off if resolved',
   munmap:
-    'munmap P [Q...]: unmap_region with an mmu_gather; pages freed after the flush. A huge page (thp:): zap_huge_pmd when the range covers it, else split_vma splits the PMD first',
+    'munmap P [Q...]: unmap_region with an mmu_gather; pages freed after the flush. A huge page (thp:): zap_huge_pmd when the range covers it, else split_vma splits the PMD first; a range over several PMDs zaps each in turn (zap_pmd_range), in one range and gather',
   madvise_dontneed:
     'madvise(MADV_DONTNEED) P [Q...]: zap_page_range_single per VMA. A huge page (thp:): zap_huge_pmd when the range covers it, else zap_pmd_range splits the PMD first',
-  mprotect: 'mprotect P [Q...] ro|rw|none: change_protection with the mmu_gather',
+  mprotect:
+    'mprotect P [Q...] ro|rw|none: change_protection with the mmu_gather; change_pmd_range takes each huge PMD (thp:) under its own pmd_lock: change_huge_pmd, or a split for part of it',
   fork: 'fork: dup_mmap write-protects private pages; threads with mm: child start after it returns',
   migrate:
     'migrate P [async|sync_light|sync]: migrate_pages (mm/migrate.c v6.6) in that migrate_mode (default async: NUMA balancing; sync_light: kcompactd; sync: move_pages). Every mode first unmaps with try_to_migrate(TTU_BATCH_FLUSH) (sync modes: migrate_pages_sync tries MIGRATE_ASYNC first); a folio with extra references fails folio_migrate_mapping (-EAGAIN), its PTE is restored, and a sync mode retries it with ptep_clear_flush; faults on the migration entry wait. A PMD-mapped huge page (thp:) migrates whole: set_pmd_migration_entry (pmdp_invalidate flushes at once), remove_migration_pmd',
@@ -48,9 +49,9 @@ const OP_DOCS: Record<string, string> = {
   signal: 'signal F: set flag F (a driver ringing a doorbell, a completion)',
   wait: 'wait F: block until another thread has signalled F',
   thp_split:
-    'thp_split H: __split_huge_pmd of the huge page declared under thp: range_start, pmd_lock, pmdp_invalidate (flush_tlb_range), PTEs to the same pages, range_end (v4.15: only_end) (mm/huge_memory.c)',
+    'thp_split H: __split_huge_pmd of huge page H (declared under thp:): range_start, pmd_lock, pmdp_invalidate (flush_tlb_range), PTEs to the same pages, range_end (v4.15: only_end) (mm/huge_memory.c)',
   thp_collapse:
-    'thp_collapse H: khugepaged collapse_huge_page (anon) or collapse_and_free_pmd (kind: file): range_start, pmdp_collapse_flush, range_end, tlb_remove_table_sync_one, copy into a new huge page, free the old pages (and, for file, the page table), set_pmd_at (mm/khugepaged.c)',
+    'thp_collapse H: khugepaged of huge page H: collapse_huge_page (anon) or collapse_and_free_pmd (kind: file): range_start, pmdp_collapse_flush, range_end, tlb_remove_table_sync_one, copy into a new huge page, free the old pages (and, for file, the page table), set_pmd_at (mm/khugepaged.c)',
   writeback:
     'writeback P (kind: file): folio_lock, folio_clear_dirty_for_io -> folio_mkclean (no rmap walk if unmapped) -> page_vma_mkclean_one, then the contents go to disk(P) (mm/page-writeback.c, mm/rmap.c)',
   exit: "exit: the process's last thread exits: exit_mmap: mmu_notifier_release (each driver's ->release, then no subscriber is left), unmap_vmas with no notifier, free_pgtables, tlb_finish_mmu frees the pages (mm/mmap.c); the last op of its thread",
@@ -215,7 +216,7 @@ export function scenarioJsonSchema(): object {
             walk_cache: {
               type: 'boolean',
               description:
-                "The walker caches non-leaf entries (the PMD's pointer to the PTE table: the huge page's under thp:, else the one PTE page that munmap's free_pgtables frees); only a non-leaf invalidation drops them",
+                "The walker caches non-leaf entries (the PMD's pointer to the PTE table: a huge page's, deposited or detached under its PMD, else the PTE page that munmap's free_pgtables frees); only a non-leaf invalidation drops them",
             },
             leaf_only: {
               type: 'boolean',
@@ -358,8 +359,7 @@ export function scenarioJsonSchema(): object {
       thp: {
         type: 'object',
         description:
-          'One transparent huge page: its name -> { pages: [A, B], mapped: pmd | pte, kind: anon | file }; 2-4 adjacent subpages in one PTE table standing for 512, and every page of the scenario is one of them',
-        maxProperties: 1,
+          'Transparent huge pages: each name -> { pages: [A, B], mapped: pmd | pte, kind: anon | file }; 2-4 adjacent subpages standing for 512, each huge page its own PMD range (its own PTE table, assigned when no page declares table:); the other pages are small pages beside them',
         additionalProperties: {
           oneOf: [
             { type: 'array', items: { type: 'string' }, minItems: 2, maxItems: 4 },
