@@ -249,3 +249,48 @@ describe('a small page beside a huge page', () => {
     expect(runUnder(sc, 'arch-hook').verdict).toBe('holds')
   })
 })
+
+describe("each huge PMD's entries and walk-cache entry are its own", () => {
+  it('KVM maps a huge page with one 2 MiB SPTE that covers its own subpages only', () => {
+    const sc = two('C0: [thp_split H]', {
+      sec: '{ name: kvm, type: sw-mirror }',
+      devices: 'devices: { D0: { via: kvm, ops: [read D] } }',
+    })
+    const ex = traced(sc, pol('start-end'))
+    expect(ex.violations).toEqual([])
+    expect(ex.final.secs[0]!.entries.map((e) => [e.page, e.pfn, e.huge === true])).toEqual([
+      [3, 4, true],
+      [4, 5, true],
+    ])
+  })
+
+  it("a walk cache keeps one entry per table; a collapse of J drops only J's (v6.6 non-leaf invalidation)", () => {
+    const sc = scenarioOf(
+      `
+        title: walk cache per table
+        arch: x86_64
+        thp:
+          H: { pages: [A, B], mapped: pte }
+          J: { pages: [C, D], mapped: pte }
+        pages:
+          A: { value: 1 }
+          B: { value: 2 }
+          C: { value: 3 }
+          D: { value: 4 }
+        secondary:
+          - { name: iommu, type: hw-walker, walk_cache: true }
+        cpus:
+          C0: [thp_collapse J]
+        devices:
+          D0: { via: iommu, ops: [read A, read C] }
+      `,
+      'thp-multi-wc.test.yaml',
+    )
+    expect(sc.pages.map((p) => p.table ?? 0)).toEqual([0, 0, 1, 1])
+    // The device walks A and C first (two walk-cache entries), then the collapse runs.
+    const ex = traced(sc, pol('arch-hook'), [1, 1])
+    expect(ex.violations).toEqual([])
+    expect(ex.final.secs[0]!.wc).toEqual([true, false])
+    expect(ex.final.mms[0]!.ptes.map((p) => p?.huge === true)).toEqual([false, false, true, true])
+  })
+})
