@@ -22,61 +22,41 @@ export class CtxLocks extends CtxMemory {
   }
   /** pte_offset_map_lock(): the split PTL of the PTE table `page` lives in. */
   lockPtl(mm: number, page: number, fn = 'pte_offset_map_lock'): void {
-    const k = this.tableOf(page)
-    const tag = tableTag(this.sc, k)
-    this.spinLock(
-      mm,
-      'ptl',
-      k,
-      this.ptlName(mm, k),
-      fn,
-      `take the page-table lock${tag ? ` ${this.ptlName(mm, k)}` : ''}`,
-    )
+    this.ptlHold(mm, page, true, fn)
   }
   unlockPtl(mm: number, page: number, fn = 'pte_unmap_unlock'): void {
-    const k = this.tableOf(page)
-    const tag = tableTag(this.sc, k)
-    this.spinUnlock(
-      mm,
-      'ptl',
-      k,
-      this.ptlName(mm, k),
-      fn,
-      `release the page-table lock${tag ? ` ${this.ptlName(mm, k)}` : ''}`,
-    )
+    this.ptlHold(mm, page, false, fn)
   }
-  /** A per-table spinlock of an mm (a PTL, a pmd_lock): held by one thread, or -1. */
-  private spinLock(
+  /** Takes (`take`) or releases the split PTL of the PTE table `page` lives in. */
+  private ptlHold(mm: number, page: number, take: boolean, fn: string): void {
+    const k = this.tableOf(page)
+    const name = this.ptlName(mm, k)
+    const what = `${take ? 'take' : 'release'} the page-table lock`
+    this.spin(mm, 'ptl', k, name, take, fn, tableTag(this.sc, k) ? `${what} ${name}` : what)
+  }
+  /**
+   * Takes (`take`) or releases a per-table spinlock of an mm (a PTL, a pmd_lock): held by one
+   * thread, or -1. The caller's guard waited for it; taking a held one, or releasing one this
+   * thread does not hold, is a model bug.
+   */
+  private spin(
     mm: number,
     field: 'ptl' | 'pmdl',
     k: number,
     name: string,
+    take: boolean,
     fn: string,
     text: string,
   ): void {
     const m = this.mmW(mm)
     const held = m[field][k]!
-    if (held !== -1) throw new Error(`model bug: ${this.name} takes ${name} held by thread ${held}`)
+    if (take && held !== -1) throw new Error(`model bug: ${this.name} takes ${name} held by thread ${held}`)
+    if (!take && held !== this.t) throw new Error(`model bug: ${this.name} releases ${name} it does not hold`)
     m[field] = m[field].slice()
-    m[field][k] = this.t
+    m[field][k] = take ? this.t : -1
     this.wr(field === 'ptl' ? Res.ptl(mm, k) : Res.pmdl(mm, k))
-    this.thread.locks.push(name)
-    this.emit('lock', fn, text)
-  }
-  private spinUnlock(
-    mm: number,
-    field: 'ptl' | 'pmdl',
-    k: number,
-    name: string,
-    fn: string,
-    text: string,
-  ): void {
-    const m = this.mmW(mm)
-    if (m[field][k] !== this.t) throw new Error(`model bug: ${this.name} releases ${name} it does not hold`)
-    m[field] = m[field].slice()
-    m[field][k] = -1
-    this.wr(field === 'ptl' ? Res.ptl(mm, k) : Res.pmdl(mm, k))
-    this.dropLock(name)
+    if (take) this.thread.locks.push(name)
+    else this.dropLock(name)
     this.emit('lock', fn, text)
   }
   pmdLockFree(mm: number): boolean {
@@ -86,10 +66,10 @@ export class CtxLocks extends CtxMemory {
   }
   /** pmd_lock(mm, pmd): the huge PMD's lock (split PMD lock or mm->page_table_lock). */
   pmdLock(mm: number, fn = 'pmd_lock'): void {
-    this.spinLock(mm, 'pmdl', this.thpTable, 'pmd_lock', fn, 'take the PMD lock')
+    this.spin(mm, 'pmdl', this.thpTable, 'pmd_lock', true, fn, 'take the PMD lock')
   }
   pmdUnlock(mm: number, fn = 'spin_unlock (pmd_lock)'): void {
-    this.spinUnlock(mm, 'pmdl', this.thpTable, 'pmd_lock', fn, 'release the PMD lock')
+    this.spin(mm, 'pmdl', this.thpTable, 'pmd_lock', false, fn, 'release the PMD lock')
   }
   /** Removes the innermost hold of `name` from the thread's held locks (traces). */
   dropLock(name: string): void {

@@ -8,7 +8,7 @@
 import { invalidationCost } from '../costs'
 import { Res } from '../footprint'
 import { count } from '../plural'
-import { type TlbEntry, tablesOf } from '../state'
+import { tablesOf } from '../state'
 import { CtxTlbs } from './tlbs'
 
 export class CtxSecondary extends CtxTlbs {
@@ -33,13 +33,11 @@ export class CtxSecondary extends CtxTlbs {
     const d = this.sc.secondaries[i]!
     this.metrics.secondary_invalidations++
     if (d.type === 'sw-mirror') {
-      const sec = this.secW(i)
-      const before = sec.entries.length
-      sec.entries = this.dropFrom(sec.entries, pages, (p) => Res.sec(i, p))
+      const n = this.dropEntries(i, 'entries', pages)
       this.emit(
         'sec-inval',
         why,
-        `${d.name}: invalidate ${this.rangeText(pages)} (${this.dropped(before, sec.entries)})`,
+        `${d.name}: invalidate ${this.rangeText(pages)} (${this.dropped(n)})`,
         this.pagesDetail(pages),
       )
       return
@@ -88,41 +86,35 @@ export class CtxSecondary extends CtxTlbs {
   /** A driver's IOTLB command (and, v6.6 non-leaf, its walk cache). */
   private dropIotlb(i: number, pages: readonly number[] | null, why: string): void {
     const d = this.sc.secondaries[i]!
-    const sec = this.secW(i)
-    const before = sec.entries.length
-    sec.entries = this.dropFrom(sec.entries, pages, (p) => Res.sec(i, p))
+    const n = this.dropEntries(i, 'entries', pages)
     this.dropWalkCache(i, pages, why)
     if (this.tracing)
       this.emit(
         'sec-inval',
         why,
-        `${d.name}: invalidate ${d.type === 'hw-walker' && d.ats ? 'IOTLB ' : ''}${this.rangeText(pages)} (${this.dropped(before, sec.entries)})`,
+        `${d.name}: invalidate ${d.type === 'hw-walker' && d.ats ? 'IOTLB ' : ''}${this.rangeText(pages)} (${this.dropped(n)})`,
         this.pagesDetail(pages),
       )
   }
   /** A driver's device-ATC command (ATS). */
   private dropAtc(i: number, pages: readonly number[] | null, why: string): void {
-    const sec = this.secW(i)
-    const before = sec.atc.length
-    sec.atc = this.dropFrom(sec.atc, pages, (p) => Res.sec(i, p))
+    const n = this.dropEntries(i, 'atc', pages)
     if (this.tracing)
       this.emit(
         'sec-inval',
         why,
-        `${this.sc.secondaries[i]!.name}: invalidate ATC ${this.rangeText(pages)} (${this.dropped(before, sec.atc)})`,
+        `${this.sc.secondaries[i]!.name}: invalidate ATC ${this.rangeText(pages)} (${this.dropped(n)})`,
         this.pagesDetail(pages),
       )
   }
   /** The IOTLB command an atc-first driver sends after its ATC command (see `owed`). */
   iotlbCommand(i: number, pages: readonly number[] | null, why: string): void {
     const d = this.sc.secondaries[i]!
-    const sec = this.secW(i)
-    const before = sec.entries.length
-    sec.entries = this.dropFrom(sec.entries, pages, (p) => Res.sec(i, p))
+    const n = this.dropEntries(i, 'entries', pages)
     this.emit(
       'sec-inval',
       why,
-      `${d.name}: invalidate IOTLB ${this.rangeText(pages)} (${this.dropped(before, sec.entries)}), after the ATC (atc_order: atc-first)`,
+      `${d.name}: invalidate IOTLB ${this.rangeText(pages)} (${this.dropped(n)}), after the ATC (atc_order: atc-first)`,
       this.pagesDetail(pages),
     )
     this.dropWalkCache(i, pages, why)
@@ -161,21 +153,29 @@ export class CtxSecondary extends CtxTlbs {
   /** BTM: the SMMU applies a snooped broadcast TLBI to its IOTLB (not to a device ATC). */
   protected iotlbSnoop(i: number, pages: readonly number[] | null): void {
     const d = this.sc.secondaries[i]!
-    const sec = this.secW(i)
-    const before = sec.entries.length
-    sec.entries = this.dropFrom(sec.entries, pages, (p) => Res.sec(i, p))
+    const n = this.dropEntries(i, 'entries', pages)
     this.emit(
       'sec-inval',
       'BTM: snooped broadcast TLBI',
-      `${d.name}: invalidate ${d.type === 'hw-walker' && d.ats ? 'IOTLB ' : ''}${this.rangeText(pages)} (${this.dropped(before, sec.entries)})`,
+      `${d.name}: invalidate ${d.type === 'hw-walker' && d.ats ? 'IOTLB ' : ''}${this.rangeText(pages)} (${this.dropped(n)})`,
       this.pagesDetail(pages),
     )
   }
   private rangeText(pages: readonly number[] | null): string {
     return pages === null ? 'all' : this.pagesText(pages)
   }
-  private dropped(before: number, after: readonly TlbEntry[]): string {
-    return `${count(before - after.length, 'entry', 'entries')} dropped`
+  private dropped(n: number): string {
+    return `${count(n, 'entry', 'entries')} dropped`
+  }
+  /**
+   * Drops secondary `i`'s entries for `pages` (all when null) from one level: `entries` (the
+   * IOTLB or shadow table) or `atc` (the device ATC). Returns how many went.
+   */
+  private dropEntries(i: number, level: 'entries' | 'atc', pages: readonly number[] | null): number {
+    const sec = this.secW(i)
+    const before = sec[level].length
+    sec[level] = this.dropFrom(sec[level], pages, (p) => Res.sec(i, p))
+    return before - sec[level].length
   }
   // ---- sw-mirror callbacks: KVM's and HMM's side of range_start/range_end ------------
   /**
@@ -184,10 +184,7 @@ export class CtxSecondary extends CtxTlbs {
    * Returns how many went.
    */
   protected mirrorZap(i: number, pages: readonly number[]): number {
-    const sec = this.secW(i)
-    const before = sec.entries.length
-    sec.entries = this.dropFrom(sec.entries, pages, (p) => Res.sec(i, p))
-    const zapped = before - sec.entries.length
+    const zapped = this.dropEntries(i, 'entries', pages)
     this.metrics.secondary_invalidations++
     if (zapped > 0) {
       this.metrics.mirror_zaps += zapped
