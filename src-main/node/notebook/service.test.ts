@@ -36,6 +36,21 @@ const pathCell: ExperimentCell = {
   results: [],
 }
 const inlineCell: ExperimentCell = { ...pathCell, id: 'inline', scenario: { inline: UPGRADE_TEXT } }
+/** A synthesis cell over the scenarios folder's upgrade.yaml, from a notebook in notebooks/. */
+const synthCell: SynthesisCell = {
+  kind: 'synthesis',
+  id: 'synthesis-1',
+  title: 's',
+  recipe: {
+    scenarios: ['../scenarios/upgrade.yaml'],
+    sites: null,
+    objective: 'sim_ns',
+    policies: [],
+    max_states: 1000,
+    timeout_ms: null,
+  },
+  results: [],
+}
 const nb: Notebook = {
   format: 1,
   title: 'Test notebook',
@@ -253,20 +268,7 @@ describe('notebook methods of the lab service', () => {
   })
 
   it("notebookStatus gives a synthesis cell's recipe hash, and engineInfo the scenarios folder, for the Synthesis view's Add to notebook", async () => {
-    const cell: SynthesisCell = {
-      kind: 'synthesis',
-      id: 'synthesis-1',
-      title: 's',
-      recipe: {
-        scenarios: ['../scenarios/upgrade.yaml'],
-        sites: null,
-        objective: 'sim_ns',
-        policies: [],
-        max_states: 1000,
-        timeout_ms: null,
-      },
-      results: [],
-    }
+    const cell = synthCell
     const withSynth: Notebook = { ...nb, cells: [cell] }
     const s = await svc.notebookSave({ path: 'sy.mnlab.yaml', notebook: withSynth, expectedRevision: null })
     const want = synthesisRecipeHash(cell.recipe, synthesisCellTexts(cell, s.path))
@@ -282,18 +284,8 @@ describe('notebook methods of the lab service', () => {
 
   it('a synthesis result goes in under the scenario files as the search read them at its start: a file edited before the add reads stale', async () => {
     const cell: SynthesisCell = {
-      kind: 'synthesis',
-      id: 'synthesis-1',
-      title: 's',
-      recipe: {
-        scenarios: ['../scenarios/upgrade.yaml'],
-        sites: ['flush_tlb_page'],
-        objective: 'sim_ns',
-        policies: [],
-        max_states: 100_000,
-        timeout_ms: null,
-      },
-      results: [],
+      ...synthCell,
+      recipe: { ...synthCell.recipe, sites: ['flush_tlb_page'], max_states: 100_000 },
     }
     const withSynth: Notebook = { ...nb, cells: [cell] }
     const s = await svc.notebookSave({ path: 'sy.mnlab.yaml', notebook: withSynth, expectedRevision: null })
