@@ -69,16 +69,16 @@ function notifies(c: Ctx): boolean {
  * The range is PMD-mapped: every subpage's translation is the huge PMD (present, PROT_NONE, or
  * made invalid by a pmdp_invalidate() in progress: still pmd_trans_huge), not a migration entry.
  */
-export function pmdMapped(c: Ctx): boolean {
+export function pmdMapped(c: Ctx, mm = 0): boolean {
   return c.thpPages.every((p) => {
-    const pte = c.pte(0, p)
+    const pte = c.pte(mm, p)
     return pte?.huge === true && !pte.mig
   })
 }
 /** The PMD is a PMD migration entry (set_pmd_migration_entry; is_pmd_migration_entry). */
-export function pmdMigration(c: Ctx): boolean {
+export function pmdMigration(c: Ctx, mm = 0): boolean {
   return c.thpPages.every((p) => {
-    const pte = c.pte(0, p)
+    const pte = c.pte(mm, p)
     return pte?.huge === true && pte.mig === true
   })
 }
@@ -86,8 +86,8 @@ export function pmdMigration(c: Ctx): boolean {
  * `is_swap_pmd(*pmd) || pmd_trans_huge(*pmd)`: a huge PMD or a PMD migration entry, what
  * split_huge_pmd(), zap_pmd_range() and change_pmd_range() act on at PMD level.
  */
-export function pmdHuge(c: Ctx): boolean {
-  return c.thpPages.every((p) => c.pte(0, p)?.huge === true)
+export function pmdHuge(c: Ctx, mm = 0): boolean {
+  return c.thpPages.every((p) => c.pte(mm, p)?.huge === true)
 }
 
 /** The range is mapped by a PTE table with every subpage present (what khugepaged collapses). */
@@ -110,17 +110,17 @@ export const thpSplit: Proc = {
    * (`pfn`, the head page), and a PMD that maps another folio is left alone.
    */
   start: {
-    guard: (c, f) => (flag(f, 'held') || c.mmapReadable(0) ? null : 'mmap_lock held for write'),
+    guard: (c, f) => (flag(f, 'held') || c.mmapReadable(c.mmIndex) ? null : 'mmap_lock held for write'),
     run: (c, f) => {
       if (flag(f, 'held')) {
-        c.rangeStart(0, c.thpPages, EVENT)
+        c.rangeStart(c.mmIndex, c.thpPages, EVENT)
         c.goto('invalidate')
         return
       }
-      c.mmapReadLock(0)
-      if (!pmdHuge(c)) {
+      c.mmapReadLock(c.mmIndex)
+      if (!pmdHuge(c, c.mmIndex)) {
         c.emit('info', 'split_huge_pmd', `${H(c)} is not PMD-mapped: nothing to split`)
-        c.mmapReadUnlock(0)
+        c.mmapReadUnlock(c.mmIndex)
         c.ret()
         return
       }
@@ -130,7 +130,7 @@ export const thpSplit: Proc = {
   /** __split_huge_pmd(): mmu_notifier_invalidate_range_start(MMU_NOTIFY_CLEAR, haddr, haddr + HPAGE_PMD_SIZE). */
   rs: {
     run: (c) => {
-      c.rangeStart(0, c.thpPages, EVENT)
+      c.rangeStart(c.mmIndex, c.thpPages, EVENT)
       c.goto('invalidate')
     },
   },
@@ -141,30 +141,31 @@ export const thpSplit: Proc = {
    * of the same pages, pmd_populate(), all under this lock.
    */
   invalidate: {
-    guard: (c) => (c.pmdLockFree(0) ? null : 'pmd_lock held'),
+    guard: (c) => (c.pmdLockFree(c.mmIndex) ? null : 'pmd_lock held'),
     run: (c, f) => {
-      c.pmdLock(0)
+      const mm = c.mmIndex
+      c.pmdLock(mm)
       // __split_huge_pmd() re-checks under the lock: `if (pmd_trans_huge(*pmd) || ... ||
       // is_pmd_migration_entry(*pmd))`, and `if (folio && folio != page_folio(pmd_page(*pmd)))`.
       const folio = typeof f.l.pfn === 'number' ? f.l.pfn : null
-      if (!pmdHuge(c) || (folio !== null && c.pte(0, c.thpPages[0]!)!.pfn !== folio)) {
+      if (!pmdHuge(c, mm) || (folio !== null && c.pte(mm, c.thpPages[0]!)!.pfn !== folio)) {
         c.emit(
           'info',
           '__split_huge_pmd',
-          pmdHuge(c)
+          pmdHuge(c, mm)
             ? `${H(c)} maps another folio now: nothing to do`
             : `${H(c)} is no longer a huge PMD (split or zapped meanwhile): nothing to do`,
         )
-        c.pmdUnlock(0)
+        c.pmdUnlock(mm)
         c.goto('re')
         return
       }
-      const olds = c.thpPages.map((p) => c.pte(0, p)!)
-      if (pmdMigration(c)) {
+      const olds = c.thpPages.map((p) => c.pte(mm, p)!)
+      if (pmdMigration(c, mm)) {
         // pmd_migration: write, young and dirty from the entry; one migration entry per subpage.
-        c.setTable(0, null, true)
+        c.setTable(mm, null, true)
         c.setPmd(
-          0,
+          mm,
           c.thpPages,
           olds.map((p) => ({
             pfn: p.pfn,
@@ -176,7 +177,7 @@ export const thpSplit: Proc = {
           'pmd_populate',
           `PMD ${H(c)} := the withdrawn PTE table, PTEs ${c.pagesText(c.thpPages)} := migration entries (pfns ${olds.map((p) => p.pfn).join(',')}): a PMD migration entry needs no flush`,
         )
-        c.pmdUnlock(0)
+        c.pmdUnlock(mm)
         c.goto('re')
         return
       }
@@ -184,13 +185,13 @@ export const thpSplit: Proc = {
       f.l.wr = olds[0]!.write
       f.l.dirty = olds[0]!.dirty
       c.setPmd(
-        0,
+        mm,
         c.thpPages,
         olds.map((p) => ({ ...p, present: false })),
         'pmdp_invalidate',
         `PMD ${H(c)} := invalid (pmd_mkinvalid)`,
       )
-      c.flushTlb(0, 'range', c.thpPages, 'flush_tlb_range (pmdp_invalidate -> flush_pmd_tlb_range)')
+      c.flushTlb(mm, 'range', c.thpPages, 'flush_tlb_range (pmdp_invalidate -> flush_pmd_tlb_range)')
       c.goto('populate')
     },
   },
@@ -201,25 +202,26 @@ export const thpSplit: Proc = {
    */
   populate: {
     run: (c, f) => {
+      const mm = c.mmIndex
       const pfns = list(f, 'pfns')
       const write = flag(f, 'wr')
       const dirty = flag(f, 'dirty')
-      c.setTable(0, null, true)
+      c.setTable(mm, null, true)
       c.setPmd(
-        0,
+        mm,
         c.thpPages,
-        pfns.map((pfn, i) => ({ pfn, present: c.vma(0, c.thpPages[i]!) !== 'none', write, dirty })),
+        pfns.map((pfn, i) => ({ pfn, present: c.vma(mm, c.thpPages[i]!) !== 'none', write, dirty })),
         'pmd_populate',
         `PMD ${H(c)} := the withdrawn PTE table, PTEs ${c.pagesText(c.thpPages)} -> pfns ${pfns.join(',')} (same pages)`,
       )
-      c.pmdUnlock(0)
+      c.pmdUnlock(mm)
       c.goto('re')
     },
   },
   /** v6.6 mmu_notifier_invalidate_range_end(); v4.15 mmu_notifier_invalidate_range_only_end(). */
   re: {
     run: (c, f) => {
-      c.rangeEnd(0, c.thpPages, true)
+      c.rangeEnd(c.mmIndex, c.thpPages, true)
       afterNotifier(c, f, 'done', splitDone)
     },
   },
@@ -233,7 +235,7 @@ function splitDone(c: Ctx, f: CallFrame): void {
     c.ret()
     return
   }
-  c.mmapReadUnlock(0)
+  c.mmapReadUnlock(c.mmIndex)
   c.emit('op', 'thp_split', `${H(c)} split into PTEs`)
   c.ret()
 }
@@ -652,4 +654,73 @@ export function zapHugePmd(c: Ctx): boolean {
     return true
   }
   return false
+}
+
+/**
+ * copy_huge_pmd() (v6.6 mm/huge_memory.c), fork's copy_pmd_range() at a huge PMD or a PMD
+ * migration entry, inside copy_page_range()'s MMU_NOTIFY_PROTECTION_PAGE range: pte_alloc_one()
+ * (the child's table to deposit), dst_ptl = pmd_lock(dst_mm), spin_lock_nested(src_ptl). A
+ * writable PMD migration entry is made readable in the parent and copied (no page reference,
+ * mm counters only). A huge PMD: page_try_dup_anon_rmap(src_page, true, src_vma) (it fails
+ * only for a pinned page, which the model has no pins for; the mapcount and folio_get),
+ * pgtable_trans_huge_deposit() into the child, pmdp_set_wrprotect() on the parent (no flush:
+ * dup_mmap's flush_tlb_mm(oldmm) comes at the end), set_pmd_at(child, pmd_mkold(pmd_wrprotect(
+ * pmd))). spin_unlock(src_ptl), spin_unlock(dst_ptl).
+ */
+export const copyHugePmd: PcHandler = {
+  guard: (c) => (!c.pmdLockFree(1) ? 'pmd_lock held (child)' : !c.pmdLockFree(0) ? 'pmd_lock held' : null),
+  run: (c) => {
+    c.pmdLock(1, 'copy_huge_pmd: pmd_lock (dst_mm)')
+    c.pmdLock(0, 'copy_huge_pmd: spin_lock_nested (src_mm)')
+    const olds = c.thpPages.map((p) => c.pte(0, p)!)
+    // The child's pte_alloc_one() table, deposited under its PMD: empty.
+    c.setTable(1, new Array<Pte | null>(c.sc.pages.length).fill(null), false)
+    if (olds[0]!.mig === true) {
+      if (olds[0]!.write)
+        c.setPmd(
+          0,
+          c.thpPages,
+          olds.map((p) => ({ ...p, write: false })),
+          'set_pmd_at (make_readable_migration_entry)',
+          `PMD ${H(c)} := readable migration entry`,
+        )
+      c.setPmd(
+        1,
+        c.thpPages,
+        olds.map((p) => ({ ...p, write: false })),
+        'set_pmd_at (child, PMD migration entry)',
+        `PMD ${H(c)} (child) := readable migration entry (pfns ${olds.map((p) => p.pfn).join(',')})`,
+      )
+    } else {
+      for (const p of olds) {
+        const fr = c.folioW(p.pfn)
+        fr.map++
+        fr.ref++
+      }
+      c.emit(
+        'frame',
+        'page_try_dup_anon_rmap',
+        `pfns ${olds.map((p) => p.pfn).join(',')} mapcount ${c.folio(olds[0]!.pfn).map} (PageAnonExclusive cleared)`,
+      )
+      c.emit('info', 'pgtable_trans_huge_deposit', `deposit the child's new PTE table under its PMD ${H(c)}`)
+      if (olds[0]!.write)
+        c.setPmd(
+          0,
+          c.thpPages,
+          olds.map((p) => ({ ...p, write: false })),
+          'pmdp_set_wrprotect',
+          `PMD ${H(c)} := huge RO (no flush)`,
+        )
+      c.setPmd(
+        1,
+        c.thpPages,
+        olds.map((p) => ({ ...p, write: false })),
+        'set_pmd_at (child)',
+        `PMD ${H(c)} (child) := huge page pfns ${olds.map((p) => p.pfn).join(',')} RO (pmd_mkold(pmd_wrprotect(pmd)))`,
+      )
+    }
+    c.pmdUnlock(0, 'spin_unlock (src_ptl)')
+    c.pmdUnlock(1, 'spin_unlock (dst_ptl)')
+    c.goto('vma_end')
+  },
 }
