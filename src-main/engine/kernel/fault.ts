@@ -229,7 +229,7 @@ export const handleMmFault: Proc = {
           pages,
           pages.map((q) => ({ ...c.pte(mm, q)!, write: true, dirty: true })),
           'pmdp_set_access_flags',
-          `PMD ${c.sc.thp!.name} := huge RW dirty (do_huge_pmd_wp_page: PageAnonExclusive, reuse)`,
+          `PMD ${c.sc.thp!.name} := huge RW dirty (do_huge_pmd_wp_page: ${c.mmLive(1) ? 'folio_ref_count 1, page_move_anon_rmap' : 'PageAnonExclusive'}, reuse)`,
         )
         if (c.sc.arch === 'arm64') c.flushTlb(mm, 'page', [page], 'flush_tlb_page (pmdp_set_access_flags)')
         c.accessFlagsNotify(mm, page)

@@ -456,7 +456,7 @@ export const thpCollapse: Proc = {
  * (__split_huge_pmd, with its own MMU_NOTIFY_CLEAR range). A PMD migration entry is split too.
  */
 export function thpSplitVma(c: Ctx, pages: readonly number[]): boolean {
-  if (c.sc.thp === null || !pmdHuge(c)) return false
+  if (c.sc.thp === null || !pmdHuge(c, c.mmIndex)) return false
   const inside = c.thpPages.filter((p) => pages.includes(p))
   if (inside.length === 0 || inside.length === c.thpPages.length) return false
   c.emit(
@@ -591,7 +591,7 @@ const PROT_CODES = ['rw', 'ro', 'none'] as const
  * kernel's; zap_huge_pmd re-checks under pmd_lock (__pmd_trans_huge_lock).
  */
 export function zapPmdPath(c: Ctx, pages: readonly number[]): 'zap' | 'split' | null {
-  if (c.sc.thp === null || !pages.some((p) => c.isThp(p)) || !pmdHuge(c)) return null
+  if (c.sc.thp === null || !pages.some((p) => c.isThp(p)) || !pmdHuge(c, c.mmIndex)) return null
   return c.thpPages.every((p) => pages.includes(p)) ? 'zap' : 'split'
 }
 

@@ -85,12 +85,20 @@ const THP_REFUSED: Readonly<Record<string, string>> = {
   vmalloc: 'it needs a kernel page, and every page here is an anon subpage of the huge page',
   vfree: 'it needs a kernel page, and every page here is an anon subpage of the huge page',
 }
-/** The ops of a fork child's threads in a scenario with a huge page (faults on its huge PMD). */
-const THP_CHILD_OPS: readonly string[] = ['read', 'write', 'write_fault', 'cow_fault', 'signal', 'wait']
-/** Ops refused with a fork child in a scenario with a huge page, and why. */
+/** The ops of a fork child's threads in a scenario with a huge page (faults and zaps on its huge PMD). */
+const THP_CHILD_OPS: readonly string[] = [
+  'read',
+  'write',
+  'write_fault',
+  'cow_fault',
+  'munmap',
+  'madvise_dontneed',
+  'signal',
+  'wait',
+]
+/** Ops refused with a fork child in a scenario with a huge page, and why (reclaim: see `walks`). */
 const THP_FORK_REFUSED: Readonly<Record<string, string>> = {
-  reclaim:
-    "try_to_unmap() of the huge folio would walk the child's huge PMD too (anon_vma_fork linked its VMA), and the model's THP rmap walk visits the process only",
+  // (reclaim of an anon page is refused with any fork child: parseThreads' `walks`.)
   migrate:
     "try_to_migrate() and remove_migration_ptes() of the huge folio would walk the child's huge PMD too (anon_vma_fork linked its VMA), and the model's THP rmap walk visits the process only",
   thp_collapse:
