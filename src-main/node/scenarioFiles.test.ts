@@ -689,7 +689,7 @@ describe('transparent huge pages: thp:, thp_split/thp_collapse, walk caches, the
         }),
       ),
     ).toBe(
-      "10:25 len8 mprotect in a thread of the fork child is not modelled in a scenario with a huge page; the child's threads may read, write, write_fault, cow_fault, munmap, madvise_dontneed, signal, wait",
+      "10:26 len8 mprotect in a thread of the fork child is not modelled in a scenario with a huge page; the child's threads may read, write, write_fault, cow_fault, munmap, madvise_dontneed, signal, wait",
     )
     // reclaim of an anon page is refused with any fork child (a swap entry in each), once.
     expect(only(thp('thp: { H: [A, B] }\n', { cpus: 'cpus:\n  C0: [fork, reclaim A]' }))).toMatch(
