@@ -198,7 +198,9 @@ export const thpSplit: Proc = {
   /**
    * pgtable_trans_huge_withdraw(); set_pte_at() of every subpage (the same pages, mk_pte with
    * the VMA's vm_page_prot: PROT_NONE stays so; the huge PMD's write and dirty bits) into the
-   * withdrawn table; smp_wmb(); pmd_populate(); unlock.
+   * withdrawn table; smp_wmb(); pmd_populate(); unlock. With `freeze` (split_huge_page's
+   * try_to_migrate_one: split_huge_pmd_address(vma, address, true, folio)) the entries are
+   * migration entries (`if (freeze || pmd_migration)`), and each subpage's rmap and reference go.
    */
   populate: {
     run: (c, f) => {
@@ -207,6 +209,23 @@ export const thpSplit: Proc = {
       const write = flag(f, 'wr')
       const dirty = flag(f, 'dirty')
       c.setTable(mm, null, true)
+      if (flag(f, 'freeze')) {
+        // freeze (split_huge_page's unmap_folio): a migration entry per subpage instead of a PTE,
+        // then page_remove_rmap() and put_page() of each subpage (the caller's reference stays).
+        c.setPmd(
+          mm,
+          c.thpPages,
+          pfns.map((pfn) => ({ pfn, present: false, write, dirty, mig: true as const })),
+          'pmd_populate',
+          `PMD ${H(c)} := the withdrawn PTE table, PTEs ${c.pagesText(c.thpPages)} := migration entries (pfns ${pfns.join(',')}, freeze)`,
+        )
+        for (const pfn of pfns) c.folioW(pfn).map--
+        c.emit('frame', 'page_remove_rmap', `pfns ${pfns.join(',')} mapcount ${c.folio(pfns[0]!).map}`)
+        for (const pfn of pfns) c.putFrame(pfn, 'put_page (the PMD reference, freeze)')
+        c.pmdUnlock(mm)
+        c.goto('re')
+        return
+      }
       c.setPmd(
         mm,
         c.thpPages,

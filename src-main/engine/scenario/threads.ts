@@ -59,6 +59,8 @@ export const THP_CPU_OPS: readonly string[] = [
   'write_fault',
   'cow_fault',
   'fork',
+  'ksm_merge',
+  'migrate_vma',
   'thp_split',
   'thp_collapse',
   'mprotect',
@@ -73,10 +75,6 @@ export const THP_CPU_OPS: readonly string[] = [
 ]
 /** Why each other CPU op is refused in a scenario with a huge page. */
 const THP_REFUSED: Readonly<Record<string, string>> = {
-  ksm_merge:
-    'KSM splits a huge page before it merges a subpage (split_huge_page in try_to_merge_one_page): not modelled',
-  migrate_vma:
-    'migrate_vma_collect_pmd() splits a huge page (split_huge_page) before it collects the subpages: not modelled',
   mremap:
     'move_huge_pmd() needs a target address with no mapping, and every page of a scenario with a huge page is one of its subpages',
   unmap_mapping_range: 'it revokes a pfnmap page, and every page here is an anon subpage of the huge page',
@@ -101,11 +99,20 @@ const THP_FORK_REFUSED: Readonly<Record<string, string>> = {
   // (reclaim of an anon page is refused with any fork child: parseThreads' `walks`.)
   migrate:
     "try_to_migrate() and remove_migration_ptes() of the huge folio would walk the child's huge PMD too (anon_vma_fork linked its VMA), and the model's THP rmap walk visits the process only",
+  ksm_merge:
+    "split_huge_page()'s unmap_folio would walk the child's huge PMD too (try_to_migrate over every VMA of the anon_vma), and the model's THP rmap walk visits the process only",
   thp_collapse:
     "khugepaged would collapse subpages the child still maps (max_ptes_shared), copying them while the child keeps the old ones, a case the model's collapse does not track",
 }
+/**
+ * Ops that lock the huge folio (reclaim and migration isolate it; ksm_merge and migrate_vma hold
+ * the folio lock across split_huge_page): one thread, and not with thp_collapse.
+ */
+const THP_FOLIO_LOCKERS: readonly string[] = ['reclaim', 'migrate', 'ksm_merge', 'migrate_vma']
 /** CPU ops that act on a huge PMD other than the collapse path, refused on a `kind: file` huge page. */
 const THP_ANON_ONLY: readonly string[] = [
+  'ksm_merge',
+  'migrate_vma',
   'mprotect',
   'munmap',
   'madvise_dontneed',
@@ -266,7 +273,7 @@ export function parseThreads(
       )
       return null
     }
-    if (kind === 'cpu' && raw.thp !== undefined && (head.s === 'reclaim' || head.s === 'migrate'))
+    if (kind === 'cpu' && raw.thp !== undefined && THP_FOLIO_LOCKERS.includes(head.s))
       thpIsolations.push({ path: p, at: head.at, len: head.s.length, op: head.s, thread: tname })
     if (kind === 'cpu' && raw.thp !== undefined)
       thpCpuOps.push({ path: p, at: head.at, len: head.s.length, op: head.s, thread: tname })
@@ -796,6 +803,7 @@ export function parseThreads(
 
 /**
  * Reclaim and migration of the huge page isolate its folio from the LRU and hold the folio lock
+ * (ksm_merge and migrate_vma hold it across split_huge_page)
  * until they are done, so the kernel runs one of them at a time on it (a second isolation
  * fails) and khugepaged's __collapse_huge_page_isolate() gives up on a folio they hold
  * (SCAN_PAGE_LOCK / SCAN_DEL_PAGE_LRU) and restores the PMD. The model has no folio-level
@@ -812,7 +820,7 @@ function checkThpIsolations(
     if (o.thread !== first!.thread)
       issues.add(
         o.path,
-        `${o.op} of the huge page in a second thread (${first!.thread} already has ${first!.op}) is not modelled: reclaim and migration isolate and lock the folio, one at a time; put them in one thread`,
+        `${o.op} of the huge page in a second thread (${first!.thread} already has ${first!.op}) is not modelled: reclaim and migration isolate and lock the folio, ksm_merge and migrate_vma lock it to split it, one at a time; put them in one thread`,
         o.at,
         o.len,
       )
