@@ -42,6 +42,12 @@
  * split for one that covers part of it or for split_vma (thpSplitVma: mprotect, munmap), and a
  * PMD migration entry (kernel/thpRmap.ts set_pmd_migration_entry) met by a split (PTE migration
  * entries, no flush), a zap (no page reference) or change_huge_pmd (made readable).
+ *
+ * fork copies the huge PMD (copyHugePmd: copy_huge_pmd), after which each mm has its own huge
+ * PMD and pmd_lock; the split, the zap and split_vma act on the mm of the thread that runs
+ * them (c.mmIndex), so a fork child's write fault splits the child's PMD
+ * (do_huge_pmd_wp_page's fallback, kernel/fault.ts). With `freeze` the split installs
+ * migration entries (split_huge_page's unmap_folio, kernel/thpRmap.ts splitHugePage).
  */
 import type { Ctx } from '../ctx'
 import type { CallFrame, Pte } from '../state'
