@@ -17,6 +17,7 @@
  * fault_dirty_shared_page() marks the folio dirty before folio_unlock(). No copy.
  */
 import { pfnmapFault } from './pfnmap'
+import { thpAnonExclusive } from './thp'
 import type { Ctx } from '../ctx'
 import { ZERO_PFN, type CallFrame, type Pte } from '../state'
 import { afterNotifier, decodePte, encodePte, flag, num, pteSame, type Proc } from './proc'
@@ -119,22 +120,6 @@ function thpWpDone(c: Ctx, _f: CallFrame): void {
 }
 
 /**
- * do_huge_pmd_wp_page() (v6.6 mm/huge_memory.c) under pmd_lock: `if (PageAnonExclusive(page))
- * goto reuse`; else (fork's copy_huge_pmd cleared it: page_try_dup_anon_rmap) reuse only
- * `if (folio_ref_count(folio) == 1)`, the child having unmapped its PMD meanwhile. The model's
- * huge folio is its subpages' frames, each with the mapcount and refcount of the whole.
- */
-function thpExclusive(c: Ctx, mm: number): boolean {
-  if (!c.mmLive(1)) return true
-  return c.thpPages.every((p) => {
-    const pte = c.pte(mm, p)
-    if (!pte) return false
-    const fr = c.folio(pte.pfn)
-    return fr.map === 1 && fr.ref === 1
-  })
-}
-
-/**
  * A subpage of the huge folio mapped by a PTE after fork (PageAnonExclusive cleared): v6.6
  * do_wp_page()'s wp_can_reuse_anon_folio() gives up on it (`folio_ref_count(folio) > 3`: every
  * PTE-mapped subpage holds a reference on the large folio; reusing a PTE-mapped THP came in
@@ -211,7 +196,9 @@ export const handleMmFault: Proc = {
       if (pte?.huge && pte.present && flag(f, 'write') && !pte.write) {
         c.pmdLock(mm, 'do_huge_pmd_wp_page: pmd_lock')
         const pages = c.thpPages
-        if (!thpExclusive(c, mm)) {
+        // do_huge_pmd_wp_page(): `if (PageAnonExclusive(page)) goto reuse`, else reuse only `if
+        // (folio_ref_count(folio) == 1)` (the other side unmapped its PMD); else split and fall back.
+        if (!thpAnonExclusive(c, mm)) {
           // unlock_fallback: folio_unlock, spin_unlock; fallback: __split_huge_pmd(vma,
           // vmf->pmd, vmf->address, false, NULL); VM_FAULT_FALLBACK -> handle_pte_fault().
           const fr = c.folio(pte.pfn)

@@ -576,7 +576,8 @@ function changeHugePmdSet(c: Ctx, f: CallFrame): void {
   const prot = PROT_CODES[f.l.prot as number]!
   const olds = c.thpPages.map((p) => c.pte(0, p)!)
   const old = olds[0]!
-  const exclusive = isFile(c) ? old.dirty : true
+  // can_change_pmd_writable(): anon needs PageAnonExclusive, which fork's copy_huge_pmd cleared.
+  const exclusive = isFile(c) ? old.dirty : thpAnonExclusive(c, 0)
   const write = prot === 'rw' && (old.write || exclusive)
   const next = olds.map((p) => ({
     pfn: p.pfn,
@@ -679,6 +680,22 @@ export function zapHugePmd(c: Ctx): boolean {
     return true
   }
   return false
+}
+
+/**
+ * PageAnonExclusive of the huge folio `mm`'s PMD maps: set until fork's copy_huge_pmd
+ * (page_try_dup_anon_rmap) clears it. After fork the model counts the folio exclusive again
+ * once nobody else maps or holds it (mapcount 1, refcount 1), which is when
+ * do_huge_pmd_wp_page's `folio_ref_count(folio) == 1` reuse (page_move_anon_rmap) would set it.
+ */
+export function thpAnonExclusive(c: Ctx, mm: number): boolean {
+  if (!c.mmLive(1)) return true
+  return c.thpPages.every((p) => {
+    const pte = c.pte(mm, p)
+    if (!pte) return false
+    const fr = c.folio(pte.pfn)
+    return fr.map === 1 && fr.ref === 1
+  })
 }
 
 /**

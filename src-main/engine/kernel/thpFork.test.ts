@@ -116,6 +116,17 @@ describe('fork of a PMD-mapped huge page: copy_huge_pmd (v6.6)', () => {
   })
 })
 
+describe('mprotect of the shared huge PMD after fork: change_huge_pmd (v6.6)', () => {
+  it('can_change_pmd_writable: PROT_WRITE again does not make the shared PMD writable (not PageAnonExclusive)', () => {
+    const ex = traced(thp('cpus:\n        C0: [fork, mprotect A B ro, mprotect A B rw]'), pol('start-end'))
+    expect(ex.violations).toEqual([])
+    expect(ex.final.mms[0]!.ptes.map((p) => [p?.huge, p?.write])).toEqual([
+      [true, false],
+      [true, false],
+    ])
+  })
+})
+
 describe('a write to the shared huge PMD: do_huge_pmd_wp_page (v6.6)', () => {
   const SPLIT = [
     'lock do_huge_pmd_wp_page: pmd_lock: take the PMD lock',
