@@ -9,7 +9,14 @@ import type { Prot } from '../types'
 import { count } from '../plural'
 import { afterNotifier, list, num, type Proc } from './proc'
 import { flushTlbBatchedPending } from './rmap'
-import { changeHugePmdHandlers, hugeArg, pmdHuge, thpMprotectPmd, thpSplitVma } from './thp'
+import {
+  changeHugePmdHandlers,
+  copyHugePmdHandler,
+  hugeArg,
+  pmdHuge,
+  thpMprotectPmd,
+  thpSplitVma,
+} from './thp'
 import {
   gatherFinishFlush,
   gatherFinishFree,
@@ -32,16 +39,16 @@ type Frame = Parameters<Proc[string]['run']>[1]
  */
 function populatedFrom(c: Ctx, mm: number, pages: readonly number[], i: number): number {
   while (i < pages.length) {
-    if (hugePmdAt(c, pages, i) || c.pmdPopulated(mm, pages[i]!)) return i
+    if (hugePmdAt(c, mm, pages, i) || c.pmdPopulated(mm, pages[i]!)) return i
     i = tableEnd(c, pages, i)
   }
   return -1
 }
 
-/** Whether pages[i]'s PMD is a huge page's huge PMD or PMD migration entry. */
-function hugePmdAt(c: Ctx, pages: readonly number[], i: number): boolean {
+/** Whether pages[i]'s PMD in `mm` is a huge page's huge PMD or PMD migration entry. */
+function hugePmdAt(c: Ctx, mm: number, pages: readonly number[], i: number): boolean {
   const hp = c.hugeOf(pages[i]!)
-  return hp !== null && pmdHuge(c, hp)
+  return hp !== null && pmdHuge(c, hp, mm)
 }
 
 /**
@@ -153,7 +160,7 @@ export const mprotect: Proc = {
       c.rangeStart(c.mmIndex, pages.slice(i), 'MMU_NOTIFY_PROTECTION_VMA')
       f.l.rs = true
       // (A huge PMD first in the VMA: the range is the whole VMA, as rsi 0.)
-      if (i > 0 || !hugePmdAt(c, pages, i)) f.l.rsi = i
+      if (i > 0 || !hugePmdAt(c, c.mmIndex, pages, i)) f.l.rsi = i
       f.l.i = i
       changePmd(c, f, pages, i)
     },
@@ -368,9 +375,11 @@ export const fork: Proc = {
         )
       const i = populatedFrom(c, 0, pages, 0)
       f.l.i = i
-      c.goto(i < 0 ? 'vma_end' : 'lock')
+      if (i < 0) c.goto('vma_end')
+      else copyPmd(c, f, pages, i)
     },
   },
+  huge_pmd: copyHugePmdHandler(forkNextPmd),
   /** copy_pte_range(): the PTL of the source table at `i` (the child's table is private). */
   lock: {
     guard: (c, f) => (c.ptlFree(0, runPages(f, num(f, 'vi'))[num(f, 'i')]!) ? null : 'page-table lock held'),
@@ -452,9 +461,38 @@ export const fork: Proc = {
 function forkUnlock(c: Ctx, f: Frame, end: number): void {
   c.unlockPtl(0, num(f, 'pp'))
   delete f.l.pp
-  const j = populatedFrom(c, 0, runPages(f, num(f, 'vi')), end)
+  const pages = runPages(f, num(f, 'vi'))
+  const j = populatedFrom(c, 0, pages, end)
   f.l.i = j
-  c.goto(j < 0 ? 'vma_end' : 'lock')
+  if (j < 0) c.goto('vma_end')
+  else copyPmd(c, f, pages, j)
+}
+
+/**
+ * copy_pmd_range()'s loop body at the source PMD of pages[i] (not none): `if
+ * (is_swap_pmd(*src_pmd) || pmd_trans_huge(*src_pmd))` copy_huge_pmd() of that huge page
+ * (local `hp`), else copy_pte_range() under the source table's PTL.
+ */
+function copyPmd(c: Ctx, f: Frame, pages: readonly number[], i: number): void {
+  const hp = c.hugeOf(pages[i]!)
+  if (hp !== null && pmdHuge(c, hp, 0)) {
+    const arg = hugeArg(c, hp)
+    if (arg.hp === undefined) delete f.l.hp
+    else f.l.hp = arg.hp
+    c.goto('huge_pmd')
+    return
+  }
+  c.goto('lock')
+}
+
+/** copy_pmd_range()'s next PMD after copy_huge_pmd(): the next one that is not none, or range_end. */
+function forkNextPmd(c: Ctx, f: Frame): void {
+  const pages = runPages(f, num(f, 'vi'))
+  const j = populatedFrom(c, 0, pages, tableEnd(c, pages, num(f, 'i')))
+  delete f.l.hp
+  f.l.i = j
+  if (j < 0) c.goto('vma_end')
+  else copyPmd(c, f, pages, j)
 }
 
 /** is_cow_mapping() of a run of fork's copy: its anon pages' private VMA, not a shared pfnmap. */

@@ -42,6 +42,12 @@
  * split for one that covers part of it or for split_vma (thpSplitVma: mprotect, munmap), and a
  * PMD migration entry (kernel/thpRmap.ts set_pmd_migration_entry) met by a split (PTE migration
  * entries, no flush), a zap (no page reference) or change_huge_pmd (made readable).
+ *
+ * fork copies the huge PMD (copyHugePmd: copy_huge_pmd), after which each mm has its own huge
+ * PMD and pmd_lock; the split, the zap and split_vma act on the mm of the thread that runs
+ * them (c.mmIndex), so a fork child's write fault splits the child's PMD
+ * (do_huge_pmd_wp_page's fallback, kernel/fault.ts). With `freeze` the split installs
+ * migration entries (split_huge_page's unmap_folio, kernel/thpRmap.ts splitHugePage).
  */
 import type { Ctx } from '../ctx'
 import type { CallFrame, Pte } from '../state'
@@ -75,16 +81,16 @@ function notifies(c: Ctx, hp: ThpDecl): boolean {
  * The range is PMD-mapped: every subpage's translation is the huge PMD (present, PROT_NONE, or
  * made invalid by a pmdp_invalidate() in progress: still pmd_trans_huge), not a migration entry.
  */
-export function pmdMapped(c: Ctx, hp: ThpDecl): boolean {
+export function pmdMapped(c: Ctx, hp: ThpDecl, mm = 0): boolean {
   return hp.pages.every((p) => {
-    const pte = c.pte(0, p)
+    const pte = c.pte(mm, p)
     return pte?.huge === true && !pte.mig
   })
 }
 /** The PMD is a PMD migration entry (set_pmd_migration_entry; is_pmd_migration_entry). */
-export function pmdMigration(c: Ctx, hp: ThpDecl): boolean {
+export function pmdMigration(c: Ctx, hp: ThpDecl, mm = 0): boolean {
   return hp.pages.every((p) => {
-    const pte = c.pte(0, p)
+    const pte = c.pte(mm, p)
     return pte?.huge === true && pte.mig === true
   })
 }
@@ -92,8 +98,8 @@ export function pmdMigration(c: Ctx, hp: ThpDecl): boolean {
  * `is_swap_pmd(*pmd) || pmd_trans_huge(*pmd)`: a huge PMD or a PMD migration entry, what
  * split_huge_pmd(), zap_pmd_range() and change_pmd_range() act on at PMD level.
  */
-export function pmdHuge(c: Ctx, hp: ThpDecl): boolean {
-  return hp.pages.every((p) => c.pte(0, p)?.huge === true)
+export function pmdHuge(c: Ctx, hp: ThpDecl, mm = 0): boolean {
+  return hp.pages.every((p) => c.pte(mm, p)?.huge === true)
 }
 
 /** The range is mapped by a PTE table with every subpage present (what khugepaged collapses). */
@@ -116,18 +122,18 @@ export const thpSplit: Proc = {
    * (`pfn`, the head page), and a PMD that maps another folio is left alone.
    */
   start: {
-    guard: (c, f) => (flag(f, 'held') || c.mmapReadable(0) ? null : 'mmap_lock held for write'),
+    guard: (c, f) => (flag(f, 'held') || c.mmapReadable(c.mmIndex) ? null : 'mmap_lock held for write'),
     run: (c, f) => {
       const hp = frameHuge(c, f)
       if (flag(f, 'held')) {
-        c.rangeStart(0, hp.pages, EVENT)
+        c.rangeStart(c.mmIndex, hp.pages, EVENT)
         c.goto('invalidate')
         return
       }
-      c.mmapReadLock(0)
-      if (!pmdHuge(c, hp)) {
+      c.mmapReadLock(c.mmIndex)
+      if (!pmdHuge(c, hp, c.mmIndex)) {
         c.emit('info', 'split_huge_pmd', `${hp.name} is not PMD-mapped: nothing to split`)
-        c.mmapReadUnlock(0)
+        c.mmapReadUnlock(c.mmIndex)
         c.ret()
         return
       }
@@ -138,7 +144,7 @@ export const thpSplit: Proc = {
   rs: {
     run: (c, f) => {
       const hp = frameHuge(c, f)
-      c.rangeStart(0, hp.pages, EVENT)
+      c.rangeStart(c.mmIndex, hp.pages, EVENT)
       c.goto('invalidate')
     },
   },
@@ -149,34 +155,32 @@ export const thpSplit: Proc = {
    * of the same pages, pmd_populate(), all under this lock.
    */
   invalidate: {
-    guard: (c, f) => {
-      const hp = frameHuge(c, f)
-      return c.pmdLockFree(0, hp) ? null : 'pmd_lock held'
-    },
+    guard: (c, f) => (c.pmdLockFree(c.mmIndex, frameHuge(c, f)) ? null : 'pmd_lock held'),
     run: (c, f) => {
       const hp = frameHuge(c, f)
-      c.pmdLock(0, hp)
+      const mm = c.mmIndex
+      c.pmdLock(mm, hp)
       // __split_huge_pmd() re-checks under the lock: `if (pmd_trans_huge(*pmd) || ... ||
       // is_pmd_migration_entry(*pmd))`, and `if (folio && folio != page_folio(pmd_page(*pmd)))`.
       const folio = typeof f.l.pfn === 'number' ? f.l.pfn : null
-      if (!pmdHuge(c, hp) || (folio !== null && c.pte(0, hp.pages[0]!)!.pfn !== folio)) {
+      if (!pmdHuge(c, hp, mm) || (folio !== null && c.pte(mm, hp.pages[0]!)!.pfn !== folio)) {
         c.emit(
           'info',
           '__split_huge_pmd',
-          pmdHuge(c, hp)
+          pmdHuge(c, hp, mm)
             ? `${hp.name} maps another folio now: nothing to do`
             : `${hp.name} is no longer a huge PMD (split or zapped meanwhile): nothing to do`,
         )
-        c.pmdUnlock(0, hp)
+        c.pmdUnlock(mm, hp)
         c.goto('re')
         return
       }
-      const olds = hp.pages.map((p) => c.pte(0, p)!)
-      if (pmdMigration(c, hp)) {
+      const olds = hp.pages.map((p) => c.pte(mm, p)!)
+      if (pmdMigration(c, hp, mm)) {
         // pmd_migration: write, young and dirty from the entry; one migration entry per subpage.
-        c.setTable(0, hp, null, true)
+        c.setTable(mm, hp, null, true)
         c.setPmd(
-          0,
+          mm,
           hp.pages,
           olds.map((p) => ({
             pfn: p.pfn,
@@ -188,7 +192,7 @@ export const thpSplit: Proc = {
           'pmd_populate',
           `PMD ${hp.name} := the withdrawn PTE table, PTEs ${c.pagesText(hp.pages)} := migration entries (pfns ${olds.map((p) => p.pfn).join(',')}): a PMD migration entry needs no flush`,
         )
-        c.pmdUnlock(0, hp)
+        c.pmdUnlock(mm, hp)
         c.goto('re')
         return
       }
@@ -196,36 +200,56 @@ export const thpSplit: Proc = {
       f.l.wr = olds[0]!.write
       f.l.dirty = olds[0]!.dirty
       c.setPmd(
-        0,
+        mm,
         hp.pages,
         olds.map((p) => ({ ...p, present: false })),
         'pmdp_invalidate',
         `PMD ${hp.name} := invalid (pmd_mkinvalid)`,
       )
-      c.flushTlb(0, 'range', hp.pages, 'flush_tlb_range (pmdp_invalidate -> flush_pmd_tlb_range)')
+      c.flushTlb(mm, 'range', hp.pages, 'flush_tlb_range (pmdp_invalidate -> flush_pmd_tlb_range)')
       c.goto('populate')
     },
   },
   /**
    * pgtable_trans_huge_withdraw(); set_pte_at() of every subpage (the same pages, mk_pte with
    * the VMA's vm_page_prot: PROT_NONE stays so; the huge PMD's write and dirty bits) into the
-   * withdrawn table; smp_wmb(); pmd_populate(); unlock.
+   * withdrawn table; smp_wmb(); pmd_populate(); unlock. With `freeze` (split_huge_page's
+   * try_to_migrate_one: split_huge_pmd_address(vma, address, true, folio)) the entries are
+   * migration entries (`if (freeze || pmd_migration)`), and each subpage's rmap and reference go.
    */
   populate: {
     run: (c, f) => {
       const hp = frameHuge(c, f)
+      const mm = c.mmIndex
       const pfns = list(f, 'pfns')
       const write = flag(f, 'wr')
       const dirty = flag(f, 'dirty')
-      c.setTable(0, hp, null, true)
+      c.setTable(mm, hp, null, true)
+      if (flag(f, 'freeze')) {
+        // freeze (split_huge_page's unmap_folio): a migration entry per subpage instead of a PTE,
+        // then page_remove_rmap() and put_page() of each subpage (the caller's reference stays).
+        c.setPmd(
+          mm,
+          hp.pages,
+          pfns.map((pfn) => ({ pfn, present: false, write, dirty, mig: true as const })),
+          'pmd_populate',
+          `PMD ${hp.name} := the withdrawn PTE table, PTEs ${c.pagesText(hp.pages)} := migration entries (pfns ${pfns.join(',')}, freeze)`,
+        )
+        for (const pfn of pfns) c.folioW(pfn).map--
+        c.emit('frame', 'page_remove_rmap', `pfns ${pfns.join(',')} mapcount ${c.folio(pfns[0]!).map}`)
+        for (const pfn of pfns) c.putFrame(pfn, 'put_page (the PMD reference, freeze)')
+        c.pmdUnlock(mm, hp)
+        c.goto('re')
+        return
+      }
       c.setPmd(
-        0,
+        mm,
         hp.pages,
-        pfns.map((pfn, i) => ({ pfn, present: c.vma(0, hp.pages[i]!) !== 'none', write, dirty })),
+        pfns.map((pfn, i) => ({ pfn, present: c.vma(mm, hp.pages[i]!) !== 'none', write, dirty })),
         'pmd_populate',
         `PMD ${hp.name} := the withdrawn PTE table, PTEs ${c.pagesText(hp.pages)} -> pfns ${pfns.join(',')} (same pages)`,
       )
-      c.pmdUnlock(0, hp)
+      c.pmdUnlock(mm, hp)
       c.goto('re')
     },
   },
@@ -233,7 +257,7 @@ export const thpSplit: Proc = {
   re: {
     run: (c, f) => {
       const hp = frameHuge(c, f)
-      c.rangeEnd(0, hp.pages, true)
+      c.rangeEnd(c.mmIndex, hp.pages, true)
       afterNotifier(c, f, 'done', splitDone)
     },
   },
@@ -248,7 +272,7 @@ function splitDone(c: Ctx, f: CallFrame): void {
     c.ret()
     return
   }
-  c.mmapReadUnlock(0)
+  c.mmapReadUnlock(c.mmIndex)
   c.emit('op', 'thp_split', `${hp.name} split into PTEs`)
   c.ret()
 }
@@ -496,7 +520,7 @@ export const thpCollapse: Proc = {
  */
 export function thpSplitVma(c: Ctx, pages: readonly number[]): ThpDecl | null {
   for (const hp of c.sc.thp) {
-    if (!pmdHuge(c, hp)) continue
+    if (!pmdHuge(c, hp, c.mmIndex)) continue
     const inside = hp.pages.filter((p) => pages.includes(p))
     if (inside.length === 0 || inside.length === hp.pages.length) continue
     c.emit(
@@ -612,7 +636,8 @@ function changeHugePmdSet(c: Ctx, f: CallFrame, next: (c: Ctx, f: CallFrame) => 
   const prot = PROT_CODES[f.l.prot as number]!
   const olds = hp.pages.map((p) => c.pte(0, p)!)
   const old = olds[0]!
-  const exclusive = isFile(hp) ? old.dirty : true
+  // can_change_pmd_writable(): anon needs PageAnonExclusive, which fork's copy_huge_pmd cleared.
+  const exclusive = isFile(hp) ? old.dirty : thpAnonExclusive(c, hp, 0)
   const write = prot === 'rw' && (old.write || exclusive)
   const ptes = olds.map((p) => ({
     pfn: p.pfn,
@@ -650,7 +675,7 @@ const PROT_CODES = ['rw', 'ro', 'none'] as const
  * kernel's; zap_huge_pmd re-checks under pmd_lock (__pmd_trans_huge_lock).
  */
 export function zapPmdPath(c: Ctx, hp: ThpDecl, pages: readonly number[]): 'zap' | 'split' | null {
-  if (!pages.some((p) => hp.pages.includes(p)) || !pmdHuge(c, hp)) return null
+  if (!pages.some((p) => hp.pages.includes(p)) || !pmdHuge(c, hp, c.mmIndex)) return null
   return hp.pages.every((p) => pages.includes(p)) ? 'zap' : 'split'
 }
 
@@ -713,4 +738,100 @@ export function zapHugePmd(c: Ctx, hp: ThpDecl): boolean {
     return true
   }
   return false
+}
+
+/**
+ * PageAnonExclusive of huge page `hp`'s folio that `mm`'s PMD maps: set until fork's
+ * copy_huge_pmd (page_try_dup_anon_rmap) clears it. After fork the model counts the folio
+ * exclusive again once nobody else maps or holds it (mapcount 1, refcount 1), which is when
+ * do_huge_pmd_wp_page's `folio_ref_count(folio) == 1` reuse (page_move_anon_rmap) would set it.
+ */
+export function thpAnonExclusive(c: Ctx, hp: ThpDecl, mm: number): boolean {
+  if (!c.mmLive(1)) return true
+  return hp.pages.every((p) => {
+    const pte = c.pte(mm, p)
+    if (!pte) return false
+    const fr = c.folio(pte.pfn)
+    return fr.map === 1 && fr.ref === 1
+  })
+}
+
+/**
+ * copy_huge_pmd() (v6.6 mm/huge_memory.c), fork's copy_pmd_range() at a huge PMD or a PMD
+ * migration entry (huge page `hp`, the frame's local), inside copy_page_range()'s
+ * MMU_NOTIFY_PROTECTION_PAGE range: pte_alloc_one() (the child's table to deposit), dst_ptl =
+ * pmd_lock(dst_mm), spin_lock_nested(src_ptl). A writable PMD migration entry is made readable
+ * in the parent and copied (no page reference, mm counters only). A huge PMD:
+ * page_try_dup_anon_rmap(src_page, true, src_vma) (it fails only for a pinned page, which the
+ * model has no pins for; the mapcount and folio_get), pgtable_trans_huge_deposit() into the
+ * child, pmdp_set_wrprotect() on the parent (no flush: dup_mmap's flush_tlb_mm(oldmm) comes at
+ * the end), set_pmd_at(child, pmd_mkold(pmd_wrprotect(pmd))). spin_unlock(src_ptl),
+ * spin_unlock(dst_ptl). Then `next`: copy_pmd_range()'s next PMD (protect.ts).
+ */
+export function copyHugePmdHandler(next: (c: Ctx, f: CallFrame) => void): PcHandler {
+  return {
+    guard: (c, f) => {
+      const hp = frameHuge(c, f)
+      return !c.pmdLockFree(1, hp) ? 'pmd_lock held (child)' : !c.pmdLockFree(0, hp) ? 'pmd_lock held' : null
+    },
+    run: (c, f) => {
+      const hp = frameHuge(c, f)
+      c.pmdLock(1, hp, 'copy_huge_pmd: pmd_lock (dst_mm)')
+      c.pmdLock(0, hp, 'copy_huge_pmd: spin_lock_nested (src_mm)')
+      const olds = hp.pages.map((p) => c.pte(0, p)!)
+      // The child's pte_alloc_one() table, deposited under its PMD: empty.
+      c.setTable(1, hp, new Array<Pte | null>(c.sc.pages.length).fill(null), false)
+      if (olds[0]!.mig === true) {
+        if (olds[0]!.write)
+          c.setPmd(
+            0,
+            hp.pages,
+            olds.map((p) => ({ ...p, write: false })),
+            'set_pmd_at (make_readable_migration_entry)',
+            `PMD ${hp.name} := readable migration entry`,
+          )
+        c.setPmd(
+          1,
+          hp.pages,
+          olds.map((p) => ({ ...p, write: false })),
+          'set_pmd_at (child, PMD migration entry)',
+          `PMD ${hp.name} (child) := readable migration entry (pfns ${olds.map((p) => p.pfn).join(',')})`,
+        )
+      } else {
+        for (const p of olds) {
+          const fr = c.folioW(p.pfn)
+          fr.map++
+          fr.ref++
+        }
+        c.emit(
+          'frame',
+          'page_try_dup_anon_rmap',
+          `pfns ${olds.map((p) => p.pfn).join(',')} mapcount ${c.folio(olds[0]!.pfn).map} (PageAnonExclusive cleared)`,
+        )
+        c.emit(
+          'info',
+          'pgtable_trans_huge_deposit',
+          `deposit the child's new PTE table under its PMD ${hp.name}`,
+        )
+        if (olds[0]!.write)
+          c.setPmd(
+            0,
+            hp.pages,
+            olds.map((p) => ({ ...p, write: false })),
+            'pmdp_set_wrprotect',
+            `PMD ${hp.name} := huge RO (no flush)`,
+          )
+        c.setPmd(
+          1,
+          hp.pages,
+          olds.map((p) => ({ ...p, write: false })),
+          'set_pmd_at (child)',
+          `PMD ${hp.name} (child) := huge page pfns ${olds.map((p) => p.pfn).join(',')} RO (pmd_mkold(pmd_wrprotect(pmd)))`,
+        )
+      }
+      c.pmdUnlock(0, hp, 'spin_unlock (src_ptl)')
+      c.pmdUnlock(1, hp, 'spin_unlock (dst_ptl)')
+      next(c, f)
+    },
+  }
 }

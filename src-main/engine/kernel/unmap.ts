@@ -117,7 +117,7 @@ function firstPopulated(c: Ctx, pages: readonly number[], i: number, say: boolea
     const p = pages[i]!
     if (c.pmdPopulated(mm, p)) return i
     const hp = multi ? c.hugeOf(p) : null
-    if (hp !== null && pmdHuge(c, hp)) return i
+    if (hp !== null && pmdHuge(c, hp, mm)) return i
     if (say) c.emit('info', 'zap_pmd_range', `pmd_none: no ${c.tableName(c.tableOf(p), 'PTE table')} to zap`)
     i = tableEnd(c, pages, i)
   }

@@ -60,6 +60,10 @@ export const THP_CPU_OPS: readonly string[] = [
   'read',
   'write',
   'write_fault',
+  'cow_fault',
+  'fork',
+  'ksm_merge',
+  'migrate_vma',
   'thp_split',
   'thp_collapse',
   'mprotect',
@@ -74,13 +78,6 @@ export const THP_CPU_OPS: readonly string[] = [
 ]
 /** Why each other CPU op is refused in a scenario with a huge page. */
 const THP_REFUSED: Readonly<Record<string, string>> = {
-  cow_fault:
-    "breaks COW of a page shared with a fork child; a huge page's subpages are not cow, and fork is not modelled on a huge page",
-  fork: 'copy_huge_pmd() would share the huge PMD write-protected with the child, and a write fault would then copy or split it (do_huge_pmd_wp_page): not modelled',
-  ksm_merge:
-    'KSM splits a huge page before it merges a subpage (split_huge_page in try_to_merge_one_page): not modelled',
-  migrate_vma:
-    'migrate_vma_collect_pmd() splits a huge page (split_huge_page) before it collects the subpages: not modelled',
   mremap:
     'move_huge_pmd() moves a whole huge PMD to a target PMD range with no mapping, and split_huge_pmd() comes first for part of one: not modelled; mremap between small pages is',
   unmap_mapping_range: 'it revokes a pfnmap page, and a subpage is anon',
@@ -89,8 +86,36 @@ const THP_REFUSED: Readonly<Record<string, string>> = {
   vmalloc: 'it needs a kernel page, and a subpage is anon',
   vfree: 'it needs a kernel page, and a subpage is anon',
 }
+/** The ops of a fork child's threads in a scenario with a huge page (faults and zaps on its huge PMD). */
+const THP_CHILD_OPS: readonly string[] = [
+  'read',
+  'write',
+  'write_fault',
+  'cow_fault',
+  'munmap',
+  'madvise_dontneed',
+  'signal',
+  'wait',
+]
+/** Ops refused with a fork child in a scenario with a huge page, and why (reclaim: see `walks`). */
+const THP_FORK_REFUSED: Readonly<Record<string, string>> = {
+  // (reclaim of an anon page is refused with any fork child: parseThreads' `walks`.)
+  migrate:
+    "try_to_migrate() and remove_migration_ptes() of the huge folio would walk the child's huge PMD too (anon_vma_fork linked its VMA), and the model's THP rmap walk visits the process only",
+  ksm_merge:
+    "split_huge_page()'s unmap_folio would walk the child's huge PMD too (try_to_migrate over every VMA of the anon_vma), and the model's THP rmap walk visits the process only",
+  thp_collapse:
+    "khugepaged would collapse subpages the child still maps (max_ptes_shared), copying them while the child keeps the old ones, a case the model's collapse does not track",
+}
+/**
+ * Ops that lock the huge folio (reclaim and migration isolate it; ksm_merge and migrate_vma hold
+ * the folio lock across split_huge_page): one thread, and not with thp_collapse.
+ */
+const THP_FOLIO_LOCKERS: readonly string[] = ['reclaim', 'migrate', 'ksm_merge', 'migrate_vma']
 /** CPU ops that act on a huge PMD other than the collapse path, refused on a `kind: file` huge page. */
 const THP_ANON_ONLY: readonly string[] = [
+  'ksm_merge',
+  'migrate_vma',
   'mprotect',
   'munmap',
   'madvise_dontneed',
@@ -146,9 +171,11 @@ export function parseThreads(
   }> = []
   const flags: string[] = []
   const exits: Array<{ path: Path; at: number; len: number; op: string; thread: string }> = []
-  /** reclaim and migrate ops of a subpage, and thp_collapse ops, with their huge page `hp`. */
+  /** folio-locking ops of a subpage (THP_FOLIO_LOCKERS), and thp_collapse ops, with their huge page `hp`. */
   const thpIsolations: ThpOpNote[] = []
   const thpCollapses: ThpOpNote[] = []
+  /** The CPU ops on a huge page (a subpage, or the whole mm): checked against the fork child's limits. */
+  const thpCpuOps: ThpOpNote[] = []
   const signalled = new Set<string>()
   const waits: Array<{ path: Path; at: number; len: number; flag: string }> = []
   /** The secondary of the device thread whose ops are being parsed. */
@@ -210,7 +237,7 @@ export function parseThreads(
     const head = words(src)[0]!
     if (op.kind === 'thp_collapse')
       thpCollapses.push({ path: p, at: head.at, len: head.s.length, op: op.kind, thread: tname, hp: op.hp })
-    const named = opPages(op)
+    const named = opPages(op, thp)
     const huge = named === null ? [...thp] : thp.filter((h) => named.some((q) => h.pages.includes(q)))
     if (huge.length === 0) return op
     const sub = named?.find((q) => huge[0]!.pages.includes(q))
@@ -239,15 +266,10 @@ export function parseThreads(
       )
       return null
     }
-    if ((op.kind === 'reclaim' || op.kind === 'migrate') && sub !== undefined)
-      thpIsolations.push({
-        path: p,
-        at: head.at,
-        len: head.s.length,
-        op: op.kind,
-        thread: tname,
-        hp: thp.indexOf(huge[0]!),
-      })
+    const hpIndex = thp.indexOf(huge[0]!)
+    const note = { path: p, at: head.at, len: head.s.length, op: op.kind, thread: tname, hp: hpIndex }
+    if (THP_FOLIO_LOCKERS.includes(op.kind) && sub !== undefined) thpIsolations.push(note)
+    thpCpuOps.push(note)
     return op
   }
   const parseOpWords = (src: string, p: Path, kind: 'cpu' | 'device', tname: string): Op | null => {
@@ -799,6 +821,7 @@ export function parseThreads(
     }
   checkExits(exits, threads, pages, issues)
   checkThpIsolations(thpIsolations, thpCollapses, issues)
+  if (forks > 0) checkThpFork(thpCpuOps, threads, issues)
   if (forks > 0 && hasCowPages) {
     issues.add(
       ['pages'],
@@ -820,16 +843,18 @@ interface ThpOpNote {
 }
 
 /** The pages an op names, or null for an op on the whole mm (fork, exit, oom_reap). */
-function opPages(op: Op): number[] | null {
+function opPages(op: Op, thp: readonly ThpDecl[]): number[] | null {
   if ('pages' in op) return [...op.pages]
   if (op.kind === 'mremap') return [op.page, op.to]
   if ('page' in op) return [op.page]
+  if (op.kind === 'thp_split' || op.kind === 'thp_collapse') return [...thp[op.hp]!.pages]
   if (op.kind === 'fork' || op.kind === 'exit' || op.kind === 'oom_reap') return null
   return []
 }
 
 /**
  * Reclaim and migration of the huge page isolate its folio from the LRU and hold the folio lock
+ * (ksm_merge and migrate_vma hold it across split_huge_page)
  * until they are done, so the kernel runs one of them at a time on it (a second isolation
  * fails) and khugepaged's __collapse_huge_page_isolate() gives up on a folio they hold
  * (SCAN_PAGE_LOCK / SCAN_DEL_PAGE_LRU) and restores the PMD. The model has no folio-level
@@ -847,7 +872,7 @@ function checkThpIsolations(
     if (o.thread !== first!.thread)
       issues.add(
         o.path,
-        `${o.op} of the huge page in a second thread (${first!.thread} already has ${first!.op}) is not modelled: reclaim and migration isolate and lock the folio, one at a time; put them in one thread`,
+        `${o.op} of the huge page in a second thread (${first!.thread} already has ${first!.op}) is not modelled: reclaim and migration isolate and lock the folio, ksm_merge and migrate_vma lock it to split it, one at a time; put them in one thread`,
         o.at,
         o.len,
       )
@@ -855,6 +880,38 @@ function checkThpIsolations(
       issues.add(
         o.path,
         `${o.op} with thp_collapse in one scenario is not modelled: the collapse would find the folio isolated and locked (SCAN_PAGE_LOCK) and back out, a failure path the model does not have`,
+        o.at,
+        o.len,
+      )
+  }
+}
+
+/**
+ * A huge page and a fork child (copy_huge_pmd shares the huge PMD write-protected): the child's
+ * threads fault on it (do_huge_pmd_wp_page in the child's mm); the ops that would have to walk
+ * or change the child's huge PMD from the process (THP_FORK_REFUSED) are refused.
+ */
+function checkThpFork(
+  ops: ReadonlyArray<{ path: Path; at: number; len: number; op: string; thread: string }>,
+  threads: readonly ThreadDecl[],
+  issues: Issues,
+): void {
+  for (const o of ops) {
+    const th = threads.find((t) => t.name === o.thread)
+    if (th?.mm === 1 && !THP_CHILD_OPS.includes(o.op)) {
+      issues.add(
+        o.path,
+        `${o.op} in a thread of the fork child is not modelled in a scenario with a huge page; the child's threads may ${THP_CHILD_OPS.join(', ')}`,
+        o.at,
+        o.len,
+      )
+      continue
+    }
+    const why = THP_FORK_REFUSED[o.op]
+    if (why)
+      issues.add(
+        o.path,
+        `${o.op} of the huge page in a scenario with a fork child is not modelled: ${why}`,
         o.at,
         o.len,
       )
