@@ -294,3 +294,59 @@ describe("each huge PMD's entries and walk-cache entry are its own", () => {
     expect(ex.final.mms[0]!.ptes.map((p) => p?.huge === true)).toEqual([false, false, true, true])
   })
 })
+
+describe('fork, COW and split_huge_page with two huge pages (v6.6 copy_pmd_range, do_huge_pmd_wp_page)', () => {
+  it('fork: one PROTECTION_PAGE range; copy_huge_pmd(H) under both pmd_locks of H, S under its PTL, copy_huge_pmd(J)', () => {
+    const ex = traced(two('C0: [fork]'), pol('arch-hook'))
+    expect(ex.violations).toEqual([])
+    const ls = lines(ex, { kinds: KINDS })
+    expect(ls.filter((l) => l.startsWith('notifier mmu_notifier_invalidate_range_start'))).toEqual([
+      'notifier mmu_notifier_invalidate_range_start: MMU_NOTIFY_PROTECTION_PAGE A,B,S,C,D',
+    ])
+    const order = [
+      'lock copy_huge_pmd: pmd_lock (dst_mm): take the PMD lock of H',
+      'pte pmdp_set_wrprotect: PMD H := huge RO (no flush)',
+      'lock spin_unlock (dst_ptl): release the PMD lock of H',
+      'lock copy_pte_range: pte_offset_map_lock: take the page-table lock ptl#1',
+      'pte ptep_set_wrprotect: PTE S := pfn 3 RO dirty',
+      'lock copy_huge_pmd: pmd_lock (dst_mm): take the PMD lock of J',
+      'pte pmdp_set_wrprotect: PMD J := huge RO (no flush)',
+      'lock spin_unlock (dst_ptl): release the PMD lock of J',
+      'notifier mmu_notifier_invalidate_range_end: A,B,S,C,D',
+    ]
+    let from = 0
+    for (const want of order) {
+      const i = ls.findIndex((l, k) => k >= from && l.startsWith(want))
+      expect(i, `'${want}' after line ${from}:\n${ls.join('\n')}`).toBeGreaterThanOrEqual(from)
+      from = i + 1
+    }
+    const child = ex.final.mms[1]!
+    expect(child.ptes.map((p) => [p!.write, p!.huge === true])).toEqual([
+      [false, true],
+      [false, true],
+      [false, false],
+      [false, true],
+      [false, true],
+    ])
+  })
+
+  it("the child's write to J splits only the child's J (do_huge_pmd_wp_page fallback); H stays huge in both", () => {
+    const ex = traced(two('C0: [fork]\n        C1: { mm: child, ops: [write C 7] }'), pol('arch-hook'))
+    expect(ex.violations).toEqual([])
+    const splits = every(ex, 'pte pmdp_invalidate')
+    expect(splits.map((e) => [e.thread, e.text])).toEqual([['C1', 'PMD J := invalid (pmd_mkinvalid)']])
+    const [parent, child] = [ex.final.mms[0]!, ex.final.mms[1]!]
+    expect(parent.ptes.map((p) => p!.huge === true)).toEqual([true, true, false, true, true])
+    expect(child.ptes.map((p) => p!.huge === true)).toEqual([true, true, false, false, false])
+  })
+
+  it('ksm_merge of C splits J (split_huge_page) and leaves H huge', () => {
+    const ex = traced(two('C0: [ksm_merge C]'), pol('start-end'))
+    expect(ex.violations).toEqual([])
+    expect(every(ex, 'notifier mmu_notifier_invalidate_range_start').map((e) => e.text)).toEqual(
+      expect.arrayContaining(['MMU_NOTIFY_CLEAR C,D']),
+    )
+    expect(lines(ex, { kinds: ['notifier'] }).some((l) => l.includes('A,B'))).toBe(false)
+    expect(ex.final.mms[0]!.ptes.map((p) => p!.huge === true)).toEqual([true, true, false, false, false])
+  })
+})
