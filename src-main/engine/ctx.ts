@@ -715,6 +715,18 @@ export class Ctx {
     this.rd(Res.live(mm))
     return this.s.mms[mm]!.rel === true
   }
+  /** MMF_OOM_SKIP on `mm` (MmState.oomSkip): exit_mmap() is done with unmap_vmas(). */
+  mmOomSkip(mm: number): boolean {
+    if (!scenarioExits(this.sc)) return false
+    this.rd(Res.live(mm))
+    return this.s.mms[mm]!.oomSkip === true
+  }
+  /** exit_mmap(): set_bit(MMF_OOM_SKIP, &mm->flags). */
+  setOomSkip(mm: number): void {
+    this.wr(Res.live(mm))
+    this.mmW(mm).oomSkip = true
+    this.emit('info', 'exit_mmap', 'set_bit(MMF_OOM_SKIP): the OOM reaper skips this mm from now on')
+  }
   /**
    * A KVM vCPU fault takes (+1) or drops (-1) its mm_users reference (MmState.users): the vCPU
    * is a thread of the process (kvm_vcpu_ioctl: kvm->mm == current->mm), so while it faults

@@ -111,6 +111,11 @@ export interface MmState {
    * (the last mmput) cannot run while one is in flight. Absent when 0.
    */
   users?: number
+  /**
+   * MMF_OOM_SKIP: exit_mmap() set it after unmap_vmas() and mmap_read_unlock(), before it takes
+   * mmap_lock for write; oom_reap_task_mm() tests it under mmap_read_trylock and skips the mm.
+   */
+  oomSkip?: true
 }
 
 export interface SecState {
@@ -805,7 +810,7 @@ export function hashState(s: LabState, live: Liveness): [number, number] {
     h.n(m.tfp + 64 * m.imapReaders + (m.tfb === true ? 1 << 20 : 0))
     for (const l of m.imap) h.n(l ? 1 : 0)
     for (const p of m.ptes) h.n(pteCode(p, lab))
-    h.n(64 * m.gupf + (m.rel ? 1 << 20 : 0) + (m.users ?? 0) * (1 << 21))
+    h.n(64 * m.gupf + (m.rel ? 1 << 20 : 0) + (m.oomSkip ? 1 << 19 : 0) + (m.users ?? 0) * (1 << 21))
     for (const l of m.pmdl) h.n(l)
     for (const t of m.tbl) {
       if (t) {
