@@ -101,7 +101,7 @@ describe('exit_mmap: mmu_notifier_release first, then the zap with no notifier',
     const sc = exitScenario('{ name: s, type: sw-mirror }')
     // D0 faults (snapshots mmu_invalidate_seq, resolves the pfn): the exit cannot start.
     expect(() => traced(sc, makePolicy('start-end'), [1, 1, 0])).toThrow(
-      'C0 cannot run at step 2: mm_users: a vCPU fault still holds the mm',
+      'C0 cannot run at step 2: mm_users: a mirror fault (vCPU or dmirror_fault) still holds the mm',
     )
     // The first runnable thread after that is D0: its fault installs and returns, then the exit.
     const ex = traced(sc, makePolicy('start-end'), [1, 1])
@@ -138,7 +138,7 @@ describe('exit_mmap: mmu_notifier_release first, then the zap with no notifier',
     // faults up to its install under mmu_lock, where it waits; C0 cannot start exit_mmap.
     const head = [1, 1, 2, 2]
     expect(() => traced(sc, makePolicy('start-end'), [...head, 0])).toThrow(
-      'mm_users: a vCPU fault still holds the mm',
+      'mm_users: a mirror fault (vCPU or dmirror_fault) still holds the mm',
     )
     expect(() => traced(sc, makePolicy('start-end'), [...head, 2])).toThrow(
       'invalidation in progress (mmu_invalidate_in_progress)',

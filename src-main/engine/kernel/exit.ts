@@ -40,9 +40,11 @@ import {
 export const exitMmap: Proc = {
   /** mmu_notifier_release(mm): the drivers' ->release, then no subscriber is left. */
   start: {
-    // A KVM vCPU's fault in flight holds mm_users (the vCPU is a thread of the process): the
-    // last mmput, and so exit_mmap, comes only after it returns.
-    guard: (c) => (c.mmUnused(c.mmIndex) ? null : 'mm_users: a vCPU fault still holds the mm'),
+    // A KVM vCPU's fault in flight holds mm_users (the vCPU is a thread of the process), and so
+    // does an HMM dmirror_fault (mmget_not_zero .. mmput around dmirror_range_fault): the last
+    // mmput, and so exit_mmap, comes only after it is done.
+    guard: (c) =>
+      c.mmUnused(c.mmIndex) ? null : 'mm_users: a mirror fault (vCPU or dmirror_fault) still holds the mm',
     run: (c, f) => {
       c.emit('op', 'exit_mmap', "the mm's last user is gone (mmput -> __mmput -> exit_mmap)")
       c.mmuNotifierRelease(c.mmIndex)
