@@ -16,7 +16,7 @@
 import type { Ctx } from '../ctx'
 import type { CallFrame } from '../state'
 import { list, num, type Proc } from './proc'
-import { fileRmapWalk, tryToUnmapFlush, walkVmas } from './rmap'
+import { fileRmapWalk, fileWalkLock, fileWalkUnlock, tryToUnmapFlush, walkVmas } from './rmap'
 
 export const fileMigrate: Proc = {
   /** isolate the folio (a reference), folio_trylock (MIGRATE_ASYNC: no waiting). */
@@ -38,6 +38,8 @@ export const fileMigrate: Proc = {
       f.l.migs = []
       c.folioLock(page, 'migrate_folio_unmap: folio_trylock')
       f.l.vi = 0
+      // try_to_unmap()/try_to_migrate() only if folio_mapped(): rmap_walk_file's i_mmap_lock_read.
+      if (c.folio(pfn).map > 0) fileWalkLock(c, f)
       next(c, f)
     },
   },
@@ -98,8 +100,12 @@ function next(c: Ctx, f: CallFrame): void {
   let vi = num(f, 'vi')
   while (vi < ms.length && c.pte(ms[vi]!.mm, ms[vi]!.page)?.pfn !== pfn) vi++
   f.l.vi = vi
-  if (vi < ms.length && c.folio(pfn).map > 0) c.goto('rs')
-  else c.goto('move')
+  if (vi < ms.length && c.folio(pfn).map > 0) {
+    c.goto('rs')
+    return
+  }
+  fileWalkUnlock(c, f)
+  c.goto('move')
 }
 
 /**

@@ -21,7 +21,7 @@
 import type { Ctx } from '../ctx'
 import type { CallFrame } from '../state'
 import { num, type Proc } from './proc'
-import { fileRmapWalk, tryToUnmapFlush, walkVmas } from './rmap'
+import { fileRmapWalk, fileWalkLock, fileWalkUnlock, tryToUnmapFlush, walkVmas } from './rmap'
 
 export const fileReclaim: Proc = {
   /** isolate_lru_folios (a reference), folio_trylock. */
@@ -43,6 +43,8 @@ export const fileReclaim: Proc = {
       f.l.pfn = pfn
       c.folioLock(page, 'shrink_folio_list: folio_trylock')
       f.l.vi = 0
+      // try_to_unmap()/try_to_migrate() only if folio_mapped(): rmap_walk_file's i_mmap_lock_read.
+      if (c.folio(pfn).map > 0) fileWalkLock(c, f)
       next(c, f)
     },
   },
@@ -80,6 +82,7 @@ function next(c: Ctx, f: CallFrame): void {
     c.goto('rs')
     return
   }
+  fileWalkUnlock(c, f)
   const page = num(f, 'page')
   const fr = c.folio(pfn)
   if (c.file(page).dirty || fr.map > 0 || fr.ref !== 2) {

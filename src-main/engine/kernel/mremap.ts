@@ -117,6 +117,9 @@ export const mremap: Proc = {
    * free (the PTE page still maps the new address). mmap_write_unlock, return the new address.
    */
   unmap_old: {
+    // unlink_file_vma() takes i_mmap_lock_write: it waits for an rmap or i_mmap walk's reader.
+    guard: (c, f) =>
+      c.imapLinked(c.mmIndex, num(f, 'page')) && !c.imapWritable(0) ? 'i_mmap_rwsem held for read' : null,
     run: (c, f) => {
       const mm = c.mmIndex
       const page = num(f, 'page')

@@ -250,6 +250,22 @@ export function tryToUnmapFlush(
 }
 
 /**
+ * rmap_walk_file() (v6.6 mm/rmap.c) takes i_mmap_lock_read(mapping) once before
+ * vma_interval_tree_foreach and drops it after the last VMA (local `il`): an i_mmap_lock_write
+ * (unlink_file_vma, dup_mmap) waits for the whole walk. fileWalkLock() at the walk's start (the
+ * caller tested folio_mapped()), fileWalkUnlock() when it is over (a no-op if never taken).
+ */
+export function fileWalkLock(c: Ctx, f: CallFrame): void {
+  c.imapRead(0, 1)
+  f.l.il = true
+}
+export function fileWalkUnlock(c: Ctx, f: CallFrame): void {
+  if (f.l.il !== true) return
+  c.imapRead(0, -1)
+  delete f.l.il
+}
+
+/**
  * rmap_walk_file() over a file folio (local `pfn`) with try_to_unmap_one() (reclaim) or
  * try_to_migrate_one() (migration) and TTU_BATCH_FLUSH, per VMA of the walk (walkVmaAt: the
  * process's and the fork child's mappings of the offset): rs: range_start(MMU_NOTIFY_CLEAR) on

@@ -144,8 +144,7 @@ describe("truncate: unmap_mapping_range_tree zaps a fork child's VMA too", () =>
       'notifier mmu_notifier_arch_invalidate_secondary_tlbs: F',
       'sec-inval arch_invalidate_secondary_tlbs: iommu: invalidate F (0 entries dropped)',
       'frame tlb_batch_pages_flush: release 1 queued page',
-      "lock i_mmap_unlock_read: the mapping's i_mmap tree",
-      "lock i_mmap_lock_read: the mapping's i_mmap tree",
+      // unmap_mapping_pages() holds i_mmap_lock_read across unmap_mapping_range_tree.
       'lock zap_pte_range: pte_offset_map_lock: take the page-table lock',
       'pte ptep_get_and_clear_full: PTE F (child) := none',
       'frame page_remove_rmap + __tlb_remove_page: pfn 1 mapcount 0, queued',
@@ -362,5 +361,69 @@ describe('validation: which walks are modelled with a fork child', () => {
     expect(issues(withChild('  A: { value: 1 }', 'migrate_vma A'))).toMatch(
       /x\.yaml:6:14: migrate_vma in a scenario with a fork child is not modelled yet: .*migrate_device_unmap's try_to_migrate\(folio, 0\)/,
     )
+  })
+})
+
+describe('the i_mmap rwsem is held across a whole file walk (v6.6 rmap_walk_file, unmap_mapping_pages)', () => {
+  const twoVmas = (cpu0: string, cpu1: string) =>
+    load(`
+      title: a walk over two VMAs of one file, and munmap of the second
+      arch: x86_64
+      pages:
+        F: { value: 1, prot: rw, kind: file }
+        G: { kind: file, file: F }
+      cpus:
+        C0: [${cpu0}]
+        C1: [${cpu1}]
+    `)
+  const C0 = 0
+  const C1 = 1
+
+  it("truncate's unmap_mapping_range takes i_mmap_lock_read once for both VMAs; munmap's unlink_file_vma (i_mmap_lock_write) waits for the whole walk", () => {
+    const sc = twoVmas('truncate F', 'munmap G')
+    const se = makePolicy('start-end')
+    // C0 is inside the walk (F's VMA zapped); C1 detaches and zaps G up to free_pgtables.
+    const head = [C0, C0, C0, C0, C0, C1, C1, C1, C1, C1, C1]
+    expect(() => traced(sc, se, [...head, C1])).toThrow(
+      'C1 cannot run at step 11: i_mmap_rwsem held for read',
+    )
+    const ex = traced(sc, se, head)
+    expect(lines(ex, { thread: 'C0', kinds: ['lock'] }).filter((l) => l.includes('i_mmap'))).toEqual([
+      "lock i_mmap_lock_read: the mapping's i_mmap tree",
+      "lock i_mmap_unlock_read: the mapping's i_mmap tree",
+    ])
+    const ev = lines(ex, { kinds: ['lock', 'info'] })
+    const unlock = ev.indexOf("lock i_mmap_unlock_read: the mapping's i_mmap tree")
+    expect(ev.indexOf("info unlink_file_vma: G: VMA unlinked from the file's i_mmap tree")).toBeGreaterThan(
+      unlock,
+    )
+    // Still linked when the walk reached it, G's VMA was visited: its PTE was already none.
+    expect(lines(ex, { thread: 'C0', kinds: ['pte'] })).toEqual([
+      'pte ptep_get_and_clear_full: PTE F := none',
+    ])
+    expect(ex.violations).toEqual([])
+  })
+
+  it('file reclaim: try_to_unmap -> rmap_walk_file holds i_mmap_lock_read from the first VMA to the last; an unlink waits', () => {
+    const sc = twoVmas('reclaim F', 'munmap G')
+    const ex = traced(sc, archHook)
+    const l = lines(ex, { thread: 'C0', kinds: ['lock', 'pte'] })
+    expect(l.slice(0, 2)).toEqual([
+      'lock shrink_folio_list: folio_trylock: lock the page-cache folio of F',
+      "lock i_mmap_lock_read: the mapping's i_mmap tree",
+    ])
+    const unlock = l.indexOf("lock i_mmap_unlock_read: the mapping's i_mmap tree")
+    expect(unlock).toBeGreaterThan(l.indexOf('pte ptep_get_and_clear: PTE G := none'))
+    expect(l.filter((x) => x.includes('i_mmap'))).toHaveLength(2)
+    // C0 in its walk, past F's unmap: C1's munmap reaches free_pgtables and waits.
+    let blocked = false
+    for (let n = 1; n < 12 && !blocked; n++) {
+      try {
+        traced(sc, archHook, [...Array<number>(n).fill(C0), ...Array<number>(12).fill(C1)])
+      } catch (e) {
+        blocked = String(e).includes('i_mmap_rwsem held for read')
+      }
+    }
+    expect(blocked).toBe(true)
   })
 })

@@ -652,26 +652,33 @@ export { nextRun, runPages, runCount, startRuns, unmapNextVma }
  * VMA that munmap already unlinked, even if munmap has not flushed the TLBs yet: Jann Horn's
  * race, closed for VM_PFNMAP by forcing the flush at tlb_end_vma (b67fbebd4cf9; `kernel: {
  * pfnmap_flush: false }` shows it open). The op walks the tree itself (local `vi`, the VMA's
- * mm in `mm`); truncate calls it once per VMA (`nested`, with that VMA's `mm`). The model takes
- * i_mmap_lock_read per VMA, where the kernel holds it across the walk.
+ * mm in `mm`); truncate calls it once per VMA (`nested`, with that VMA's `mm`). v6.6
+ * unmap_mapping_pages()/unmap_mapping_range() take i_mmap_lock_read(mapping) once around
+ * unmap_mapping_range_tree(), so the op holds it (local `il`) from its first step to its return,
+ * across every VMA's zap, and an i_mmap_lock_write (free_pgtables' unlink_file_vma, fork's
+ * dup_mmap, mremap's unlink of the old VMA) waits for the whole walk; truncate takes it around
+ * its own walk (truncate.ts).
  */
 export const unmapMappingRange: Proc = {
   start: {
     run: (c, f) => {
+      if (f.l.nested !== true && f.l.il !== true) {
+        // unmap_mapping_pages(): i_mmap_lock_read(mapping), once for the whole tree walk.
+        c.imapRead(0, 1)
+        f.l.il = true
+      }
       if (f.l.nested !== true && !revokeWalk(c, f, typeof f.l.vi === 'number' ? f.l.vi : 0)) {
         revokeReturn(c, f)
         return
       }
       const mm = c.mmIndex
       const page = num(f, 'page')
-      c.imapRead(mm, 1)
       if (!c.imapLinked(mm, page)) {
         c.emit(
           'info',
           'unmap_mapping_range',
           `${c.pageName(page)}: no VMA in the i_mmap tree, nothing to zap`,
         )
-        c.imapRead(mm, -1)
         revokeNext(c, f)
         return
       }
@@ -696,10 +703,9 @@ function revokeGather(c: Ctx, f: CallFrame): void {
   afterNotifier(c, f, 'end_done', revokeDone)
 }
 
-/** The free, i_mmap_unlock_read(), then the next VMA or return. */
+/** zap_page_range_single()'s free, then the next VMA of the walk, or return. */
 function revokeDone(c: Ctx, f: CallFrame): void {
   gatherFinishFree(c)
-  c.imapRead(c.mmIndex, -1)
   revokeNext(c, f)
 }
 
@@ -735,6 +741,9 @@ function revokeReturn(c: Ctx, f: CallFrame): void {
   if (f.l.nested !== true) {
     const page = num(f, 'page')
     delete f.l.mm
+    // The tree walk is over: i_mmap_unlock_read(mapping).
+    c.imapRead(0, -1)
+    delete f.l.il
     for (const mm of new Set(walkVmas(c.sc, page).map((v) => v.mm))) c.markRevoked(mm, [page])
     c.emit('op', 'unmap_mapping_range', 'returns')
   }
