@@ -39,6 +39,13 @@ export interface PFrame {
   w: number
   /** The page's contents were copied into a new frame that replaced this one (wp_page_copy). */
   sup: boolean
+  /**
+   * An anon folio whose folio->mapping is the fork child's own anon_vma (the child's fault
+   * allocated it: do_anonymous_page, wp_page_copy in the child): rmap_walk_anon visits only the
+   * child's VMA. Absent: the process's anon_vma, whose interval tree holds the process's VMA
+   * and, after fork (anon_vma_clone), the child's right after it.
+   */
+  avc?: true
 }
 
 /** A cached translation, in a CPU TLB or a secondary TLB/shadow table. */
@@ -802,7 +809,7 @@ export function hashState(s: LabState, live: Liveness): [number, number] {
     h.n(f.ref)
     h.n(f.map)
     h.n(f.gen)
-    h.n(f.w * 4 + (f.free ? 1 : 0) + (f.sup ? 2 : 0))
+    h.n(f.w * 8 + (f.free ? 1 : 0) + (f.sup ? 2 : 0) + (f.avc ? 4 : 0))
   }
   for (const m of s.mms) {
     h.n((m.live ? 1 : 0) + 2 * (m.writer + 1) + 1024 * m.readers)

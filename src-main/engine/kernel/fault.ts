@@ -266,6 +266,8 @@ export const handleMmFault: Proc = {
         } else {
           const pfn = c.allocFrame(0, 'do_anonymous_page')
           c.folioW(pfn).map = 1
+          // folio_add_new_anon_rmap(): the faulting VMA's anon_vma (the child's own, in it).
+          if (mm === 1) c.folioW(pfn).avc = true
           c.setPte(mm, page, { pfn, present: true, write: true, dirty: true }, 'do_anonymous_page')
         }
         c.unlockPtl(mm, num(f, 'page'))
@@ -333,6 +335,8 @@ export const handleMmFault: Proc = {
         )
         f.l.new = pfn
         f.l.w = src.w
+        // wp_page_copy's folio_add_new_anon_rmap(): the child's copy hangs off its own anon_vma.
+        if (mm === 1) c.folioW(pfn).avc = true
         c.goto('cow_rs')
         return
       }

@@ -93,12 +93,14 @@ export const fileMigrate: Proc = {
   },
 }
 
-/** The next VMA mapping the folio to unmap, or the move once none is left. */
+/** The next VMA linked in the i_mmap tree (try_to_migrate_one on each), or the move once the walk is over. */
 function next(c: Ctx, f: CallFrame): void {
   const ms = walkVmas(c.sc, num(f, 'page'))
   const pfn = num(f, 'pfn')
   let vi = num(f, 'vi')
-  while (vi < ms.length && c.pte(ms[vi]!.mm, ms[vi]!.page)?.pfn !== pfn) vi++
+  // vma_interval_tree_foreach: every VMA linked in the i_mmap tree, whether or not its PTE
+  // maps the folio (try_to_*_one's range_start comes before page_vma_mapped_walk).
+  while (vi < ms.length && c.folio(pfn).map > 0 && !c.imapLinked(ms[vi]!.mm, ms[vi]!.page)) vi++
   f.l.vi = vi
   if (vi < ms.length && c.folio(pfn).map > 0) {
     c.goto('rs')

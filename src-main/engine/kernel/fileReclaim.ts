@@ -68,15 +68,18 @@ export const fileReclaim: Proc = {
 }
 
 /**
- * The next VMA to unmap (one whose PTE maps the folio: try_to_unmap_one of another finds
- * nothing); after the last (or once the folio is unmapped: rwc.done = folio_not_mapped), keep a
- * dirty or busy folio, remove a clean one.
+ * The next VMA of the i_mmap tree (every linked one: try_to_unmap_one's range_start comes
+ * before page_vma_mapped_walk, which finds nothing in a VMA whose PTE does not map the folio);
+ * after the last (or once the folio is unmapped: rwc.done = folio_not_mapped),
+ * i_mmap_unlock_read, then keep a dirty or busy folio, remove a clean one.
  */
 function next(c: Ctx, f: CallFrame): void {
   const ms = walkVmas(c.sc, num(f, 'page'))
   let vi = num(f, 'vi')
   const pfn = num(f, 'pfn')
-  while (vi < ms.length && c.folio(pfn).map > 0 && c.pte(ms[vi]!.mm, ms[vi]!.page)?.pfn !== pfn) vi++
+  // vma_interval_tree_foreach: every VMA linked in the i_mmap tree, whether or not its PTE
+  // maps the folio (try_to_*_one's range_start comes before page_vma_mapped_walk).
+  while (vi < ms.length && c.folio(pfn).map > 0 && !c.imapLinked(ms[vi]!.mm, ms[vi]!.page)) vi++
   f.l.vi = vi
   if (vi < ms.length && c.folio(pfn).map > 0) {
     c.goto('rs')

@@ -8,11 +8,20 @@
  * anon_vma) visit every VMA mapping the folio: with a fork child, a page still shared after
  * fork (a COW page neither side has written) is mapped by the process's VMA and the child's
  * (rmap.ts walkVmas: the parent's first). try_to_migrate_one runs per VMA on that VMA's mm:
- * its own range_start/end (the child's mm has no subscribers), PTL and batched flush. A VMA
- * whose PTE does not map the folio is skipped (the model does not track which anon_vma a
- * folio hangs off; page_vma_mapped_walk would find nothing there). A migration entry that
- * fork copied into the child (copy_nonpresent_pte: made read-only for a COW mapping) is
- * replaced like the parent's by remove_migration_ptes.
+ * its own range_start/end (the child's mm has no subscribers), PTL and batched flush. The walk
+ * is anon_vma_interval_tree_foreach over the folio's anon_vma (v6.6 rmap_walk_anon): the
+ * process's anon_vma holds the process's VMA and, after fork, the child's (anon_vma_clone);
+ * a folio the child allocated (PFrame.avc) hangs off the child's own anon_vma, which holds
+ * only the child's VMA. Each VMA visited gets its range_start before page_vma_mapped_walk
+ * looks at the PTE (try_to_migrate_one), so a VMA that no longer maps the folio (the parent
+ * wrote after fork and COW-copied: the old folio is mapped by the child alone) still gets a
+ * range_start/end pair on its mm, with that mm's subscribers; its map_pte() takes the PTL only
+ * for a present PTE (a different pfn: check_pte fails, unlock), none for a none or non-present
+ * one. The walk stops once the folio is unmapped (rwc.done = folio_not_mapped). A VMA is taken
+ * to be in the tree while it exists or its PTE still maps the folio (munmap's
+ * unlink_anon_vmas comes at free_pgtables, after the zap). A migration entry that fork copied
+ * into the child (copy_nonpresent_pte: made read-only for a COW mapping) is replaced like the
+ * parent's by remove_migration_ptes.
  *
  * The op's migrate_mode (`migrate P [async|sync_light|sync]`, the `mode` local as an index of
  * MIGRATE_MODES): migrate_pages() runs migrate_pages_batch(MIGRATE_ASYNC) for async, and for
@@ -49,19 +58,17 @@ import {
 } from './rmap'
 
 /**
- * try_to_migrate()'s walk: from VMA `from` on, the first whose PTE maps the folio (local
- * `pfn`); with it selected (locals `vi`, `mm`) goes to `found`, else (the walk is over: `mm`
- * dropped) to `done`.
+ * try_to_migrate()'s walk (rmap_walk_anon): from VMA `from` on, the next VMA of the folio's
+ * (local `pfn`) anon_vma tree (anonVmaHas), unless the folio is unmapped already (rwc.done);
+ * with it selected (locals `vi`, `mm`) goes to `found`, else (the walk is over: `mm` dropped)
+ * to `done`.
  */
 function unmapWalk(c: Ctx, f: CallFrame, from: number, found: string, done: string): void {
   const ms = walkVmas(c.sc, num(f, 'page'))
   const pfn = num(f, 'pfn')
   let vi = from
-  while (vi < ms.length) {
-    const pte = c.pte(ms[vi]!.mm, ms[vi]!.page)
-    if (pte?.present && pte.pfn === pfn) break
-    vi++
-  }
+  if (c.folio(pfn).map === 0) vi = ms.length
+  while (vi < ms.length && !anonVmaHas(c, pfn, ms[vi]!.mm, ms[vi]!.page)) vi++
   f.l.vi = vi
   if (vi < ms.length) {
     walkVmaAt(c, f)
@@ -70,6 +77,19 @@ function unmapWalk(c: Ctx, f: CallFrame, from: number, found: string, done: stri
     delete f.l.mm
     c.goto(done)
   }
+}
+
+/**
+ * Whether the folio `pfn`'s anon_vma interval tree holds the VMA of `mm` at `page`: a folio of
+ * the child's own anon_vma (avc) only the child's; the process's anon_vma both, the child's
+ * once fork cloned it (the child's mm is live). A VMA is there while it exists, or while its
+ * PTE still maps the folio (detached by munmap but not yet unlinked by free_pgtables).
+ */
+function anonVmaHas(c: Ctx, pfn: number, mm: number, page: number): boolean {
+  if (c.folio(pfn).avc === true && mm === 0) return false
+  if (mm === 1 && !c.mmLive(1)) return false
+  const pte = c.pte(mm, page)
+  return c.vma(mm, page) !== null || (pte?.present === true && pte.pfn === pfn)
 }
 
 /**
@@ -156,6 +176,8 @@ export const migrate: Proc = {
       }
       const src = c.folio(num(f, 'pfn'))
       c.folioW(num(f, 'new')).v = src.v
+      // folio_migrate_mapping(): newfolio->mapping = folio->mapping (the same anon_vma).
+      if (src.avc === true) c.folioW(num(f, 'new')).avc = true
       f.l.w = src.w
       c.emit('frame', 'folio_migrate_copy', `pfn ${num(f, 'pfn')} -> pfn ${num(f, 'new')}`)
       // remove_migration_ptes(src, dst): the walk starts at the first VMA with an entry (the

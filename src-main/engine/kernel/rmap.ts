@@ -81,13 +81,19 @@ export function rmapUnmap(
     c.goto('rs_end')
   }
   const unmap: PcHandler = {
-    guard: (c, f) => (c.ptlFree(c.mmIndex, num(f, 'page')) ? null : 'page-table lock held'),
+    guard: (c, f) => pvmwGuard(c, c.mmIndex, num(f, 'page')),
     run: (c: Ctx, f) => {
       const mm = c.mmIndex
       const page = num(f, 'page')
-      c.lockPtl(mm, page, 'page_vma_mapped_walk')
+      if (!pvmwMapPte(c, mm, page)) {
+        if (f.l.mapped !== true) f.l.mapped = false
+        c.goto('rs_end')
+        return
+      }
       const pte = c.pte(mm, page)
       if (!pte || !pte.present || pte.pfn !== num(f, 'pfn')) {
+        // check_pte(): another folio (the VMA's own COW copy); not_found, unlock.
+        c.emit('info', 'page_vma_mapped_walk', `${c.pageName(page)}: the PTE maps another folio`)
         c.unlockPtl(mm, page)
         // Another VMA of the walk may have unmapped it already.
         if (f.l.mapped !== true) f.l.mapped = false
@@ -130,6 +136,30 @@ export function rmapUnmap(
     },
   }
   return { unmap, unmap_rest: { run: rest } }
+}
+
+/**
+ * page_vma_mapped_walk() -> map_pte() without PVMW_SYNC (v6.6 mm/page_vma_mapped.c): the PTE
+ * is read locklessly (pte_offset_map_nolock) and the PTL taken only for a present PTE; a none
+ * or non-present one (migration, swap entry) is not_found with no lock. Returns whether the PTL
+ * is now held; an info event says why not.
+ */
+export function pvmwMapPte(c: Ctx, mm: number, page: number): boolean {
+  const pte = c.pte(mm, page)
+  if (!pte?.present) {
+    c.emit(
+      'info',
+      'page_vma_mapped_walk',
+      `${c.pageName(page)}${mm === 1 ? ' (child)' : ''}: no present PTE: not found, no PTL`,
+    )
+    return false
+  }
+  c.lockPtl(mm, page, 'page_vma_mapped_walk')
+  return true
+}
+/** map_pte()'s spin_lock waits only when the PTE it read is present (pvmwMapPte). */
+export function pvmwGuard(c: Ctx, mm: number, page: number): string | null {
+  return c.pte(mm, page)?.present !== true || c.ptlFree(mm, page) ? null : 'page-table lock held'
 }
 
 /**
@@ -185,8 +215,9 @@ export function scenarioHasChild(sc: Scenario): boolean {
 const WALKS = new WeakMap<Scenario, Map<number, readonly WalkVma[]>>()
 /**
  * The VMAs a walk over the folio mapped at `page` visits, in the order the kernel's tree holds
- * them, whether or not they exist yet (a walk skips the VMAs not linked, or not mapping the
- * folio): for each address of the page's file offset (the page, or the one it is declared
+ * them, whether or not they exist yet (a walk skips the VMAs not in its tree: not linked in
+ * the i_mmap tree, not in the folio's anon_vma; it visits the others even where the PTE no
+ * longer maps the folio): for each address of the page's file offset (the page, or the one it is declared
  * `file:` of, and every page declared `file:` of that one; an anon or pfnmap page has one), the process's VMA and then the fork child's. The child's comes right after its
  * parent's in both trees: dup_mmap() links a shared file VMA with vma_interval_tree_insert_after
  * (the i_mmap tree, v6.6 kernel/fork.c), and anon_vma_fork() -> anon_vma_clone() adds the
@@ -312,13 +343,17 @@ export function fileRmapWalk(
     },
     /** page_vma_mapped_walk (PTL), ptep_get_and_clear, set_tlb_ubc_flush_pending. */
     unmap: {
-      guard: (c, f) => (c.ptlFree(c.mmIndex, fileMappingAt(c, f)) ? null : 'page-table lock held'),
+      guard: (c, f) => pvmwGuard(c, c.mmIndex, fileMappingAt(c, f)),
       run: (c, f) => {
         const page = fileMappingAt(c, f)
         const mm = c.mmIndex
-        c.lockPtl(mm, page, 'page_vma_mapped_walk')
+        if (!pvmwMapPte(c, mm, page)) {
+          c.goto('re')
+          return
+        }
         const pte = c.pte(mm, page)
         if (!pte || !pte.present || pte.pfn !== num(f, 'pfn')) {
+          c.emit('info', 'page_vma_mapped_walk', `${c.pageName(page)}: the PTE maps another folio`)
           c.unlockPtl(mm, page)
           c.goto('re')
           return

@@ -427,3 +427,111 @@ describe('the i_mmap rwsem is held across a whole file walk (v6.6 rmap_walk_file
     expect(blocked).toBe(true)
   })
 })
+
+describe("rmap_walk_anon visits every VMA of the folio's anon_vma; try_to_migrate_one's range_start comes before page_vma_mapped_walk", () => {
+  const forked = (parent: string, child: string) =>
+    load(`
+      title: migrate a page shared with a fork child
+      arch: x86_64
+      pages:
+        A: { value: 1, prot: rw, cow: true }
+      secondary:
+        - { name: iommu, type: hw-walker, iommu: vt-d }
+      cpus:
+        C0: [${parent}, signal w]
+        K: { mm: child, ops: [wait w, ${child}] }
+    `)
+  const se = makePolicy('start-end')
+
+  const K = { kinds: ['lock', 'notifier', 'sec-inval', 'pte', 'info'] as const, op: 'K: migrate A' }
+  const childUnmap = (pfn: number) => [
+    'lock page_vma_mapped_walk: take the page-table lock',
+    'pte ptep_get_and_clear: PTE A (child) := none',
+    `pte set_pte_at (migration entry): PTE A (child) := migration entry (pfn ${pfn}, read-only)`,
+    'lock pte_unmap_unlock: release the page-table lock',
+  ]
+  const parentPair = (middle: string[]) => [
+    'notifier mmu_notifier_invalidate_range_start: MMU_NOTIFY_CLEAR A',
+    'sec-inval invalidate_range_start: iommu: invalidate A (0 entries dropped)',
+    ...middle,
+    'notifier mmu_notifier_invalidate_range_end: A',
+    'sec-inval invalidate_range_end: iommu: invalidate A (0 entries dropped)',
+  ]
+
+  it("the parent COW-copied A: migrating the child's old folio (the parent's anon_vma) gives the parent's VMA a range_start/end pair first; map_pte takes its PTL (a present PTE), check_pte fails", () => {
+    const ex = traced(forked('write A 2', 'migrate A'), se)
+    expect(lines(ex, K)).toEqual([
+      ...parentPair([
+        'lock page_vma_mapped_walk: take the page-table lock',
+        'info page_vma_mapped_walk: A: the PTE maps another folio',
+        'lock pte_unmap_unlock: release the page-table lock',
+      ]),
+      ...childUnmap(1),
+      'lock remove_migration_pte: take the page-table lock',
+      'pte set_pte_at (remove_migration_pte): PTE A (child) := pfn 3 RO dirty',
+      'lock pte_unmap_unlock: release the page-table lock',
+    ])
+    expect(ex.violations).toEqual([])
+  })
+
+  it("the parent's PTE is none (MADV_DONTNEED after fork): the pair still comes, and map_pte takes no PTL", () => {
+    const ex = traced(forked('madvise_dontneed A', 'migrate A'), se)
+    expect(lines(ex, K).slice(0, 9)).toEqual([
+      ...parentPair(['info page_vma_mapped_walk: A: no present PTE: not found, no PTL']),
+      ...childUnmap(1),
+    ])
+  })
+
+  it("a folio the child allocated (its own COW copy) hangs off its own anon_vma: the walk visits only the child's VMA, no pair on the parent", () => {
+    const ex = traced(forked('read A -> r0', 'write A 3, migrate A'), se)
+    expect(lines(ex, { ...K, kinds: ['notifier', 'sec-inval'] })).toEqual([])
+    expect(lines(ex, { ...K, kinds: ['pte'] })).toEqual([
+      'pte ptep_get_and_clear: PTE A (child) := none',
+      'pte set_pte_at (migration entry): PTE A (child) := migration entry (pfn 2, writable)',
+      'pte set_pte_at (remove_migration_pte): PTE A (child) := pfn 3 RW dirty',
+    ])
+  })
+
+  it("the walk stops once the folio is unmapped (rwc.done = folio_not_mapped): migrating the parent's own COW copy visits no child VMA", () => {
+    const sc = load(`
+      title: migrate the parent's copy
+      arch: x86_64
+      pages:
+        A: { value: 1, prot: rw, cow: true }
+      cpus:
+        C0: [write A 2, migrate A]
+    `)
+    const ex = traced(sc, se)
+    const l = lines(ex, { op: 'C0: migrate A', kinds: ['lock', 'pte', 'info'] })
+    expect(l.some((x) => x.includes('(child)'))).toBe(false)
+    expect(l).toContain('pte set_pte_at (migration entry): PTE A := migration entry (pfn 2, writable)')
+  })
+})
+
+describe("rmap_walk_file visits every VMA linked in the i_mmap tree: try_to_unmap_one's pair comes before page_vma_mapped_walk", () => {
+  it('file reclaim of F after MADV_DONTNEED of its first mapping: F gets a range_start/end pair (no PTL: none PTE), then G is unmapped', () => {
+    const sc = load(`
+      title: reclaim a folio whose first mapping was zapped
+      arch: x86_64
+      pages:
+        F: { value: 1, prot: rw, kind: file }
+        G: { kind: file, file: F }
+      secondary:
+        - { name: iommu, type: hw-walker, iommu: vt-d }
+      cpus:
+        C0: [madvise_dontneed F, reclaim F]
+    `)
+    const ex = traced(sc, makePolicy('start-end'))
+    const l = lines(ex, { op: 'C0: reclaim F', kinds: ['lock', 'notifier', 'pte', 'info'] })
+    expect(l.slice(0, 8)).toEqual([
+      'lock shrink_folio_list: folio_trylock: lock the page-cache folio of F',
+      "lock i_mmap_lock_read: the mapping's i_mmap tree",
+      'notifier mmu_notifier_invalidate_range_start: MMU_NOTIFY_CLEAR F',
+      'info page_vma_mapped_walk: F: no present PTE: not found, no PTL',
+      'notifier mmu_notifier_invalidate_range_end: F',
+      'notifier mmu_notifier_invalidate_range_start: MMU_NOTIFY_CLEAR G',
+      'lock page_vma_mapped_walk: take the page-table lock',
+      'pte ptep_get_and_clear: PTE G := none',
+    ])
+  })
+})
