@@ -404,6 +404,29 @@ describe('the i_mmap rwsem is held across a whole file walk (v6.6 rmap_walk_file
     expect(ex.violations).toEqual([])
   })
 
+  it("mremap of a file VMA: copy_vma's vma_link (i_mmap_lock_write) waits for truncate's walk, holding mmap_lock for write", () => {
+    const sc = load(`
+      title: mremap against truncate
+      arch: x86_64
+      pages:
+        F: { value: 1, prot: rw, kind: file, mapped: ro }
+        G: { kind: file, file: F, mapped: none }
+      cpus:
+        T: [truncate F]
+        C0: [mremap F G]
+    `)
+    // T: i_size_write and i_mmap_lock_read; C0: mmap_write_lock; copy_vma must wait.
+    expect(() => traced(sc, makePolicy('start-end'), [0, 1, 1])).toThrow(
+      'C0 cannot run at step 2: copy_vma -> vma_link: i_mmap_lock_write: i_mmap_rwsem held for read',
+    )
+    const ex = traced(sc, makePolicy('start-end'), [0, 1])
+    const ev = lines(ex, { kinds: ['lock', 'info'] })
+    expect(ev.indexOf('info copy_vma: new VMA at G (rw); need_rmap_locks = false')).toBeGreaterThan(
+      ev.indexOf("lock i_mmap_unlock_read: the mapping's i_mmap tree"),
+    )
+    expect(ex.violations).toEqual([])
+  })
+
   it('file reclaim: try_to_unmap -> rmap_walk_file holds i_mmap_lock_read from the first VMA to the last; an unlink waits', () => {
     const sc = twoVmas('reclaim F', 'munmap G')
     const ex = traced(sc, archHook)
