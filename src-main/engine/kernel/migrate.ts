@@ -39,7 +39,9 @@ import { MIGRATE_MODES } from '../types'
 import { afterNotifier, flag, num, type PcHandler, type Proc } from './proc'
 import { finalizeAndMap } from './hmm'
 import {
+  anonWalkNext,
   installEntry,
+  scenarioHasChild,
   isolateMappedFolio,
   rmapRangeStart,
   rmapUnmap,
@@ -48,29 +50,8 @@ import {
   walkVmas,
 } from './rmap'
 
-/**
- * try_to_migrate()'s walk: from VMA `from` on, the first whose PTE maps the folio (local
- * `pfn`); with it selected (locals `vi`, `mm`) goes to `found`, else (the walk is over: `mm`
- * dropped) to `done`.
- */
-function unmapWalk(c: Ctx, f: CallFrame, from: number, found: string, done: string): void {
-  const ms = walkVmas(c.sc, num(f, 'page'))
-  const pfn = num(f, 'pfn')
-  let vi = from
-  while (vi < ms.length) {
-    const pte = c.pte(ms[vi]!.mm, ms[vi]!.page)
-    if (pte?.present && pte.pfn === pfn) break
-    vi++
-  }
-  f.l.vi = vi
-  if (vi < ms.length) {
-    walkVmaAt(c, f)
-    c.goto(found)
-  } else {
-    delete f.l.mm
-    c.goto(done)
-  }
-}
+/** try_to_migrate()'s walk (rmap.ts anonWalkNext). */
+const unmapWalk = anonWalkNext
 
 /**
  * remove_migration_ptes()' walk: from VMA `from` on, the first whose PTE is a migration entry
@@ -310,13 +291,49 @@ function collectUnlock(c: Ctx, f: CallFrame): void {
   c.goto('rs_end')
 }
 
-/** After migrate_vma_collect()'s range_end: copy, or undo if the page went away meanwhile. */
+/**
+ * After migrate_vma_collect()'s range_end: copy, or undo if the page went away meanwhile. With
+ * a fork child, migrate_vma_unmap() -> migrate_device_unmap() (v6.6 mm/migrate_device.c):
+ * `if (folio_mapped(folio)) try_to_migrate(folio, 0)` unmaps the mappings collect did not
+ * see (the other process's: rmap_walk_anon, each VMA on its own mm with its own range_start/end
+ * MMU_NOTIFY_CLEAR, and, with no TTU_BATCH_FLUSH, ptep_clear_flush under its PTL); and
+ * migrate_vma_finalize()'s remove_migration_ptes() walks every VMA (local `vi` set).
+ */
 function collected(c: Ctx, f: CallFrame): void {
   if (!flag(f, 'mapped')) {
     c.emit('info', 'migrate_vma_setup', 'the page was unmapped meanwhile: nothing to migrate')
     c.putFrame(num(f, 'new'), 'migrate_vma_finalize (unused destination)')
     c.putFrame(num(f, 'pfn'), 'migrate_vma_finalize (source)')
     c.ret()
+    return
+  }
+  if (scenarioHasChild(c.sc)) {
+    f.l.vi = 0
+    if (c.folio(num(f, 'pfn')).map > 0) {
+      c.emit(
+        'info',
+        'migrate_device_unmap',
+        `pfn ${num(f, 'pfn')} is still mapped (mapcount ${c.folio(num(f, 'pfn')).map}): try_to_migrate(folio, 0)`,
+      )
+      f.l.ttu_sync = true
+      anonWalkNext(c, f, 0, 'tm_rs', 'tm_done')
+      return
+    }
+  }
+  c.goto('copy')
+}
+
+/**
+ * migrate_device_unmap() after try_to_migrate(): `if (folio_mapped(folio) || ...)` the page is
+ * restored (remove_migration_ptes(folio, folio): the source back in every migration entry) and
+ * not migrated; else the driver copies.
+ */
+function tmDone(c: Ctx, f: CallFrame): void {
+  delete f.l.ttu_sync
+  if (c.folio(num(f, 'pfn')).map > 0) {
+    c.emit('info', 'migrate_device_unmap', `pfn ${num(f, 'pfn')} is still mapped: restore it, not migrated`)
+    if (!migEntryWalk(c, f, 0)) f.l.vi = 0
+    c.goto('restore')
     return
   }
   c.goto('copy')
@@ -365,6 +382,57 @@ export const migrateVma: Proc = {
     },
   },
   collected: { run: (c, f) => collected(c, f) },
+  /** try_to_migrate_one() on the next VMA: range_start(MMU_NOTIFY_CLEAR) on its mm. */
+  tm_rs: {
+    run: (c, f) => {
+      c.rangeStart(c.mmIndex, [num(f, 'page')], 'MMU_NOTIFY_CLEAR')
+      c.goto('tm_unmap')
+    },
+  },
+  ...(({ unmap, unmap_rest }) => ({ tm_unmap: unmap, tm_unmap_rest: unmap_rest }))(
+    rmapUnmap(migrationEntry, 'set_pte_at (migration entry)', false, {
+      rest: 'tm_unmap_rest',
+      next: 'tm_rs_end',
+    }),
+  ),
+  /** try_to_migrate_one()'s range_end; then rmap_walk_anon's next VMA. */
+  tm_rs_end: {
+    run: (c, f) => {
+      c.rangeEnd(c.mmIndex, [num(f, 'page')], false)
+      anonWalkNext(c, f, num(f, 'vi') + 1, 'tm_rs', 'tm_done')
+    },
+  },
+  tm_done: { run: (c, f) => tmDone(c, f) },
+  /** remove_migration_ptes(folio, folio) per VMA with an entry: the source back; then put both. */
+  restore: {
+    guard: (c, f) => (c.ptlFree(c.mmIndex, num(f, 'page')) ? null : 'page-table lock held'),
+    run: (c, f) => {
+      const mm = c.mmIndex
+      const page = num(f, 'page')
+      const pfn = num(f, 'pfn')
+      c.lockPtl(mm, page, 'remove_migration_pte (restore)')
+      const pte = c.pte(mm, page)
+      if (pte?.mig && pte.pfn === pfn) {
+        c.getFrame(pfn)
+        c.folioW(pfn).map++
+        c.setPte(
+          mm,
+          page,
+          { pfn, present: true, write: pte.write, dirty: pte.dirty },
+          'set_pte_at (remove_migration_pte: the source back)',
+        )
+      }
+      c.unlockPtl(mm, page)
+      if (migEntryWalk(c, f, num(f, 'vi') + 1)) {
+        c.goto('restore')
+        return
+      }
+      c.putFrame(num(f, 'new'), 'migrate_vma_finalize (unused destination)')
+      c.putFrame(pfn, 'folio_put (restored source)')
+      c.emit('op', 'migrate_vma', `${c.pageName(page)}: not migrated`)
+      c.ret()
+    },
+  },
   copy: {
     run: (c, f) => {
       migrate.copy!.run(c, f)

@@ -130,8 +130,8 @@ export function parseThreads(
   const threadNames = new Set<string>()
   const regWriters = new Map<string, string>()
   let forks = 0
-  /** The rmap-walking ops (reclaim, migrate_vma) and their page: refused with a fork child for now. */
-  const walks: Array<{ path: Path; at: number; len: number; op: string; page: number }> = []
+  /** `migrate_vma P owner M` ops: M's driver migrates the process's memory, not the fork child's. */
+  const ownerOps: Array<{ path: Path; at: number; len: number; thread: string; sec: string }> = []
   const pageOps: Array<{
     path: Path
     at: number
@@ -402,8 +402,6 @@ export function parseThreads(
       case 'truncate':
       case 'vfree': {
         const page = pageWord(ws[1], p, head.s, src)
-        if (head.s === 'reclaim' && page !== null)
-          walks.push({ path: p, at: head.at, len: head.s.length, op: head.s, page })
         tooMany(2)
         if (page !== null) notePageOp(p, ws[1]!, head.s, page)
         return page === null ? null : { kind: head.s, page }
@@ -426,7 +424,6 @@ export function parseThreads(
       case 'migrate_vma': {
         // migrate_vma P [owner M]: M's driver migrates (migrate_vma.pgmap_owner = its owner).
         const page = pageWord(ws[1], p, head.s, src)
-        if (page !== null) walks.push({ path: p, at: head.at, len: head.s.length, op: head.s, page })
         if (page !== null) notePageOp(p, ws[1]!, head.s, page)
         let owner: number | undefined
         if (ws[2]) {
@@ -455,6 +452,13 @@ export function parseThreads(
             return null
           }
           owner = i
+          ownerOps.push({
+            path: p,
+            at: ws[2].at,
+            len: m.at + m.s.length - ws[2].at,
+            thread: tname,
+            sec: d.name,
+          })
           tooMany(4)
         }
         return page === null
@@ -739,26 +743,17 @@ export function parseThreads(
     if (!signalled.has(w.flag))
       issues.add(w.path, `nothing signals '${w.flag}': add 'signal ${w.flag}' to another thread`, w.at, w.len)
   }
-  // With a fork child, migrate (anon and file pages) and reclaim of a file page walk the child's
-  // mappings too (kernel/rmap.ts walkVmas). Two walks are not modelled there yet.
-  if (forks > 0 || hasCowPages)
-    for (const o of walks) {
-      const kind = pages[o.page]?.kind
-      if (o.op === 'reclaim' && kind === 'anon')
-        issues.add(
-          o.path,
-          `reclaim of an anon page in a scenario with a fork child is not modelled yet: a page both processes map gets a swap entry in each (try_to_unmap_one's swap_duplicate), and the model keeps no per-slot swap count for do_swap_page and zap_pte_range to share; reclaim a kind: file page, or migrate this one`,
-          o.at,
-          o.len,
-        )
-      if (o.op === 'migrate_vma')
-        issues.add(
-          o.path,
-          `migrate_vma in a scenario with a fork child is not modelled yet: a page the child still shares is collected in the process and then unmapped from the child by migrate_device_unmap's try_to_migrate(folio, 0), which the model does not walk; use migrate for the rmap walk over both`,
-          o.at,
-          o.len,
-        )
-    }
+  // With a fork child, migrate, migrate_vma and reclaim walk the child's mappings too
+  // (kernel/rmap.ts walkVmas). An HMM driver's migration (owner M) is of the memory it mirrors.
+  for (const o of ownerOps) {
+    if (threads.find((t) => t.name === o.thread)?.mm === 1)
+      issues.add(
+        o.path,
+        `owner ${o.sec}: ${o.sec}'s driver migrates the process's memory, which it mirrors; ${o.thread} is a thread of the fork child (drop owner, or run the op in a thread of the process)`,
+        o.at,
+        o.len,
+      )
+  }
   checkExits(exits, threads, pages, issues)
   checkThpIsolations(thpIsolations, thpCollapses, issues)
   if (forks > 0 && hasCowPages) {
