@@ -306,6 +306,7 @@ export const handleMmFault: Proc = {
         }
         c.folioW(pfn).map++
         const left = n > 0 ? c.swapFree(slot, 'swap_free') : 0
+        c.emit('info', 'swap_free', `slot ${slot}: swap_map count ${n} -> ${left}`)
         // With a fork child, a folio reclaim still holds (its try_to_unmap may not have
         // reached the other VMA yet) stays in the swap cache, and the slot with it
         // (SWAP_HAS_CACHE): reclaim's __remove_mapping decides (reclaim.ts 'free').
