@@ -147,8 +147,8 @@ export const migrate: Proc = {
   },
   /**
    * remove_migration_ptes() -> remove_migration_pte() per VMA of the walk (its mm's PTL): the
-   * new page replaces the migration entry; the destination's reference from the allocation is
-   * the first PTE's, each further PTE takes one (folio_get).
+   * new page replaces the migration entry, each PTE taking a reference (folio_get); the
+   * destination's allocation reference stays the migration's until 'end'.
    */
   remove: {
     guard: (c, f) => (c.ptlFree(c.mmIndex, num(f, 'page')) ? null : 'page-table lock held'),
@@ -168,7 +168,11 @@ export const migrate: Proc = {
           )
         }
         src.sup = true
-        if (flag(f, 'installed')) c.getFrame(dst)
+        // remove_migration_pte(): folio_get(folio) for the PTE. The migration keeps the
+        // destination's allocation reference (and its lock) until migrate_folio_done, so a
+        // write fault on a PTE already switched cannot reuse the page while other PTEs of the
+        // walk (a fork child's) are still migration entries: do_wp_page copies.
+        c.getFrame(dst)
         const d = c.folioW(dst)
         d.map++
         c.setPte(
@@ -239,7 +243,12 @@ export const migrate: Proc = {
   end: {
     run: (c, f) => {
       c.putFrame(num(f, 'pfn'), 'migrate_folio_done (free the source)')
-      if (!flag(f, 'installed')) c.putFrame(num(f, 'new'), 'folio_put (unused destination)')
+      c.putFrame(
+        num(f, 'new'),
+        flag(f, 'installed')
+          ? "folio_put (the migration's reference on the destination)"
+          : 'folio_put (unused destination)',
+      )
       c.emit('op', 'migrate', `${c.pageName(num(f, 'page'))}: pfn ${num(f, 'pfn')} -> pfn ${num(f, 'new')}`)
       c.ret()
     },

@@ -267,4 +267,22 @@ describe('migrate_vma with a fork child: collect, then migrate_device_unmap -> t
     expect(ex.final.mms[1]!.ptes[0]).toMatchObject({ present: true, write: true })
     expect(ex.violations).toEqual([])
   })
+
+  it("a process write between remove_migration_ptes' two PTEs copies: the migration still holds the destination (folio_get per PTE, its own reference until the end)", () => {
+    const sc = load(
+      yaml('C0: [migrate_vma A]\n      C1: [write A 6]\n      K: { mm: child, ops: [read A -> k0] }'),
+    )
+    // C0 runs up to and including remove_migration_pte on the process's PTE; C1's write then
+    // faults on the read-only PTE of the new page while the child's is still a migration entry.
+    const ex = traced(sc, archHook, [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1])
+    expect(
+      lines(ex, { kinds: ['pte', 'fault'] }).filter((l) => /remove_migration_pte\)|do_wp_page/.test(l)),
+    ).toEqual([
+      'pte set_pte_at (remove_migration_pte): PTE A := pfn 2 RO dirty',
+      'fault do_wp_page: page shared (mapcount 1): wp_page_copy',
+      'pte set_pte_at (remove_migration_pte): PTE A (child) := pfn 2 RO dirty',
+    ])
+    expect(ex.final.regs).toEqual([5])
+    expect(ex.final.frames[2]).toMatchObject({ map: 1, ref: 1, v: 5 })
+  })
 })
