@@ -24,21 +24,21 @@ const OP_DOCS: Record<string, string> = {
     'translate P (device, ats: true): a PCIe ATS Translation Request with no access (prefetch): the IOMMU answers from its IOTLB or a walk, the completion fills the ATC; no PTE: R=W=0, nothing cached',
   write_fault: 'handle_mm_fault(FAULT_FLAG_WRITE) on P: reuse upgrade, dirty-bit update, COW, or nothing',
   cow_fault:
-    'a write fault expected to break COW (wp_page_copy); re-checks pte_same and backs off if resolved',
+    'a write fault expected to break COW (wp_page_copy); re-checks pte_same and backs off if resolved. A huge page shared by fork (thp:): do_huge_pmd_wp_page splits the PMD, then copies the subpage',
   munmap:
     'munmap P [Q...]: unmap_region with an mmu_gather; pages freed after the flush. A huge page (thp:): zap_huge_pmd when the range covers it, else split_vma splits the PMD first',
   madvise_dontneed:
     'madvise(MADV_DONTNEED) P [Q...]: zap_page_range_single per VMA. A huge page (thp:): zap_huge_pmd when the range covers it, else zap_pmd_range splits the PMD first',
   mprotect: 'mprotect P [Q...] ro|rw|none: change_protection with the mmu_gather',
-  fork: 'fork: dup_mmap write-protects private pages; threads with mm: child start after it returns',
+  fork: 'fork: dup_mmap write-protects private pages; threads with mm: child start after it returns. A huge page (thp:): copy_huge_pmd shares the huge PMD read-only in both',
   migrate:
     'migrate P [async|sync_light|sync]: migrate_pages (mm/migrate.c v6.6) in that migrate_mode (default async: NUMA balancing; sync_light: kcompactd; sync: move_pages). Every mode first unmaps with try_to_migrate(TTU_BATCH_FLUSH) (sync modes: migrate_pages_sync tries MIGRATE_ASYNC first); a folio with extra references fails folio_migrate_mapping (-EAGAIN), its PTE is restored, and a sync mode retries it with ptep_clear_flush; faults on the migration entry wait. A PMD-mapped huge page (thp:) migrates whole: set_pmd_migration_entry (pmdp_invalidate flushes at once), remove_migration_pmd',
   migrate_vma:
-    'migrate_vma P [owner M]: HMM device migration (mm/migrate_device.c): range_start(MMU_NOTIFY_MIGRATE), migrate_vma_collect_pmd clears to a migration entry and flushes under the PTL, range_end, copy, finalize; owner M (a protocol: hmm sw-mirror): its driver migrates, its ->invalidate skips the event and it maps the destination (dmirror_migrate_finalize_and_map)',
+    'migrate_vma P [owner M]: HMM device migration (mm/migrate_device.c): range_start(MMU_NOTIFY_MIGRATE), migrate_vma_collect_pmd clears to a migration entry and flushes under the PTL, range_end, copy, finalize; owner M (a protocol: hmm sw-mirror): its driver migrates, its ->invalidate skips the event and it maps the destination (dmirror_migrate_finalize_and_map). A subpage of a huge page (thp:): split_huge_page first',
   reclaim:
     'reclaim P: try_to_unmap to a swap entry with a batched flush, pageout, free; a later fault swaps in (mm/vmscan.c). A PMD-mapped huge page (thp:) is swapped whole (THP_SWAP) after try_to_unmap_one splits its PMD (TTU_SPLIT_HUGE_PMD)',
   ksm_merge:
-    'ksm_merge P: write_protect_page, pages_identical with a stable page of equal content, replace_page (mm/ksm.c)',
+    'ksm_merge P: write_protect_page, pages_identical with a stable page of equal content, replace_page (mm/ksm.c). A subpage of a huge page (thp:): split_huge_page first',
   unmap_mapping_range:
     "unmap_mapping_range P: a driver revokes its pfnmap mapping through the file's i_mmap tree (zap_page_range_single)",
   vmalloc:

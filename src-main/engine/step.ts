@@ -18,7 +18,7 @@ import { iotlbCommand } from './kernel/iommu'
 import { writeback } from './kernel/writeback'
 import { sync, vfree, vmalloc } from './kernel/vmalloc'
 import { thpCollapse, thpSplit } from './kernel/thp'
-import { migrateThp, reclaimThp } from './kernel/thpRmap'
+import { migrateThp, reclaimThp, splitHugePage } from './kernel/thpRmap'
 import { exitMmap, oomReap } from './kernel/exit'
 import { truncate } from './kernel/truncate'
 import { mremap } from './kernel/mremap'
@@ -64,6 +64,7 @@ export const PROCS: Readonly<Record<string, Proc>> = {
   migrate_file: fileMigrate,
   reclaim_thp: reclaimThp,
   migrate_thp: migrateThp,
+  split_huge_page: splitHugePage,
 }
 
 /** An anon page of the scenario's huge page: reclaim and migration start on the huge folio. */

@@ -654,21 +654,11 @@ describe('transparent huge pages: thp:, thp_split/thp_collapse, walk caches, the
 
   it('the other CPU ops are refused in a scenario with a huge page, with the reason, at the op word', () => {
     const ops =
-      'read, write, write_fault, thp_split, thp_collapse, mprotect, munmap, madvise_dontneed, reclaim, migrate, exit, oom_reap, signal, wait'
-    expect(only(thp('thp: { H: [A, B] }\n', { cpus: 'cpus:\n  C0: [fork]' }))).toBe(
-      `9:8 len4 fork is not modelled in a scenario with a huge page (copy_huge_pmd() would share the huge PMD write-protected with the child, and a write fault would then copy or split it (do_huge_pmd_wp_page): not modelled); its CPU ops are ${ops}`,
+      'read, write, write_fault, cow_fault, fork, ksm_merge, migrate_vma, thp_split, thp_collapse, mprotect, munmap, madvise_dontneed, reclaim, migrate, exit, oom_reap, signal, wait'
+    expect(only(thp('thp: { H: [A, B] }\n', { cpus: 'cpus:\n  C0: [mremap A B]' }))).toBe(
+      `9:8 len6 mremap is not modelled in a scenario with a huge page (move_huge_pmd() needs a target address with no mapping, and every page of a scenario with a huge page is one of its subpages); its CPU ops are ${ops}`,
     )
-    expect(only(thp('thp: { H: [A, B] }\n', { cpus: 'cpus:\n  C0: [ksm_merge A]' }))).toBe(
-      `9:8 len9 ksm_merge is not modelled in a scenario with a huge page (KSM splits a huge page before it merges a subpage (split_huge_page in try_to_merge_one_page): not modelled); its CPU ops are ${ops}`,
-    )
-    for (const op of [
-      'cow_fault A',
-      'migrate_vma A',
-      'mremap A B',
-      'writeback A',
-      'truncate A',
-      'unmap_mapping_range A',
-    ])
+    for (const op of ['writeback A', 'truncate A', 'unmap_mapping_range A'])
       expect(only(thp('thp: { H: [A, B] }\n', { cpus: `cpus:\n  C0: [${op}]` }))).toMatch(
         new RegExp(
           `^9:8 len${op.split(' ')[0]!.length} ${op.split(' ')[0]} is not modelled in a scenario with a huge page \\(.+\\); its CPU ops are`,
@@ -676,8 +666,60 @@ describe('transparent huge pages: thp:, thp_split/thp_collapse, walk caches, the
       )
   })
 
+  it('fork and cow_fault are accepted with a huge page; the child faults and zaps on its huge PMD', () => {
+    const sc = loadScenarioText(
+      thp('thp: { H: [A, B] }\n', {
+        cpus: 'cpus:\n  C0: [fork, cow_fault A, munmap A B]\n  C1: { mm: child, ops: [write A 1, write_fault B, cow_fault A, madvise_dontneed A, munmap A B] }',
+      }),
+      'x.yaml',
+    )
+    expect(sc.threads[0]!.ops.map((o) => o.kind)).toEqual(['fork', 'cow_fault', 'munmap'])
+    expect(sc.threads[1]!.mm).toBe(1)
+  })
+
+  it('with a fork child, the huge page rmap walks, the collapse and the child mm changes are refused, at the op word', () => {
+    for (const op of ['migrate B', 'thp_collapse H', 'ksm_merge A', 'reclaim A', 'migrate_vma B'])
+      expect(only(thp('thp: { H: [A, B] }\n', { cpus: `cpus:\n  C0: [fork, ${op}]` }))).toMatch(
+        new RegExp(
+          `^9:14 len${op.split(' ')[0]!.length} ${op.split(' ')[0]} of the huge page in a scenario with a fork child is not modelled: .+(walk|collapse)`,
+        ),
+      )
+    expect(
+      only(
+        thp('thp: { H: [A, B] }\n', {
+          cpus: 'cpus:\n  C0: [fork]\n  C1: { mm: child, ops: [mprotect A ro] }',
+        }),
+      ),
+    ).toBe(
+      "10:26 len8 mprotect in a thread of the fork child is not modelled in a scenario with a huge page; the child's threads may read, write, write_fault, cow_fault, munmap, madvise_dontneed, signal, wait",
+    )
+    // Without a fork, reclaim and migrate of the huge page stay accepted.
+    expect(() =>
+      loadScenarioText(thp('thp: { H: [A, B] }\n', { cpus: 'cpus:\n  C0: [reclaim A]' }), 'x.yaml'),
+    ).not.toThrow()
+  })
+
+  it('ksm_merge and migrate_vma are accepted on a huge page (split_huge_page first)', () => {
+    const sc = loadScenarioText(
+      thp('thp: { H: [A, B] }\n', { cpus: 'cpus:\n  C0: [ksm_merge A, migrate_vma B]' }),
+      'x.yaml',
+    )
+    expect(sc.threads[0]!.ops).toEqual([
+      { kind: 'ksm_merge', page: 0 },
+      { kind: 'migrate_vma', page: 1 },
+    ])
+  })
+
   it('a file (shmem) huge page takes only the collapse: the PMD ops are refused, at the op word', () => {
-    for (const op of ['munmap A', 'madvise_dontneed A B', 'reclaim A', 'migrate B', 'mprotect A ro'])
+    for (const op of [
+      'munmap A',
+      'madvise_dontneed A B',
+      'reclaim A',
+      'migrate B',
+      'mprotect A ro',
+      'ksm_merge A',
+      'migrate_vma B',
+    ])
       expect(only(thp('thp: { H: { pages: [A, B], kind: file } }\n', { cpus: `cpus:\n  C0: [${op}]` }))).toBe(
         `9:8 len${op.split(' ')[0]!.length} ${op.split(' ')[0]} of a file (shmem) huge page is not modelled (only its collapse is): a file PMD is zapped, not split into PTEs, and has no deposited table`,
       )
@@ -687,8 +729,14 @@ describe('transparent huge pages: thp:, thp_split/thp_collapse, walk caches, the
     expect(
       only(thp('thp: { H: [A, B] }\n', { cpus: 'cpus:\n  C0: [reclaim A, migrate A]\n  C1: [migrate B]' })),
     ).toBe(
-      '10:8 len7 migrate of the huge page in a second thread (C0 already has reclaim) is not modelled: reclaim and migration isolate and lock the folio, one at a time; put them in one thread',
+      '10:8 len7 migrate of the huge page in a second thread (C0 already has reclaim) is not modelled: reclaim and migration isolate and lock the folio, ksm_merge and migrate_vma lock it to split it, one at a time; put them in one thread',
     )
+    expect(
+      only(thp('thp: { H: [A, B] }\n', { cpus: 'cpus:\n  C0: [ksm_merge A]\n  C1: [migrate_vma B]' })),
+    ).toMatch(/^10:8 len11 migrate_vma of the huge page in a second thread \(C0 already has ksm_merge\)/)
+    expect(
+      only(thp('thp: { H: [A, B] }\n', { cpus: 'cpus:\n  C0: [ksm_merge A]\n  C1: [thp_collapse H]' })),
+    ).toMatch(/^9:8 len9 ksm_merge with thp_collapse in one scenario is not modelled/)
     expect(
       only(thp('thp: { H: [A, B] }\n', { cpus: 'cpus:\n  C0: [reclaim A]\n  C1: [thp_collapse H]' })),
     ).toBe(

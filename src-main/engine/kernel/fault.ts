@@ -17,6 +17,7 @@
  * fault_dirty_shared_page() marks the folio dirty before folio_unlock(). No copy.
  */
 import { pfnmapFault } from './pfnmap'
+import { thpAnonExclusive } from './thp'
 import type { Ctx } from '../ctx'
 import { ZERO_PFN, type CallFrame, type Pte } from '../state'
 import { afterNotifier, decodePte, encodePte, flag, num, pteSame, type Proc } from './proc'
@@ -119,6 +120,16 @@ function thpWpDone(c: Ctx, _f: CallFrame): void {
   finish(c, c.mmIndex, 'ok')
 }
 
+/**
+ * A subpage of the huge folio mapped by a PTE after fork (PageAnonExclusive cleared): v6.6
+ * do_wp_page()'s wp_can_reuse_anon_folio() gives up on it (`folio_ref_count(folio) > 3`: every
+ * PTE-mapped subpage holds a reference on the large folio; reusing a PTE-mapped THP came in
+ * v6.8), so the subpage is copied even once the other side has unmapped it.
+ */
+function sharedThpSubpage(c: Ctx, page: number): boolean {
+  return c.isThp(page) && c.mmLive(1)
+}
+
 function finish(c: Ctx, mm: number, result: 'ok' | 'retry' | 'segv'): void {
   c.mmapReadUnlock(mm)
   c.ret(result)
@@ -186,12 +197,27 @@ export const handleMmFault: Proc = {
       if (pte?.huge && pte.present && flag(f, 'write') && !pte.write) {
         c.pmdLock(mm, 'do_huge_pmd_wp_page: pmd_lock')
         const pages = c.thpPages
+        // do_huge_pmd_wp_page(): `if (PageAnonExclusive(page)) goto reuse`, else reuse only `if
+        // (folio_ref_count(folio) == 1)` (the other side unmapped its PMD); else split and fall back.
+        if (!thpAnonExclusive(c, mm)) {
+          // unlock_fallback: folio_unlock, spin_unlock; fallback: __split_huge_pmd(vma,
+          // vmf->pmd, vmf->address, false, NULL); VM_FAULT_FALLBACK -> handle_pte_fault().
+          const fr = c.folio(pte.pfn)
+          c.emit(
+            'fault',
+            'do_huge_pmd_wp_page',
+            `${c.sc.thp!.name} is shared (mapcount ${fr.map}, refcount ${fr.ref}): split the PMD, VM_FAULT_FALLBACK`,
+          )
+          c.pmdUnlock(mm)
+          c.call('thp_split', { held: true }, 'thp_fallback')
+          return
+        }
         c.setPmd(
           mm,
           pages,
           pages.map((q) => ({ ...c.pte(mm, q)!, write: true, dirty: true })),
           'pmdp_set_access_flags',
-          `PMD ${c.sc.thp!.name} := huge RW dirty (do_huge_pmd_wp_page: PageAnonExclusive, reuse)`,
+          `PMD ${c.sc.thp!.name} := huge RW dirty (do_huge_pmd_wp_page: ${c.mmLive(1) ? 'folio_ref_count 1, page_move_anon_rmap' : 'PageAnonExclusive'}, reuse)`,
         )
         if (c.sc.arch === 'arm64') c.flushTlb(mm, 'page', [page], 'flush_tlb_page (pmdp_set_access_flags)')
         c.accessFlagsNotify(mm, page)
@@ -216,6 +242,23 @@ export const handleMmFault: Proc = {
     },
   },
   thp_wp_done: { run: (c, f) => thpWpDone(c, f) },
+  /**
+   * VM_FAULT_FALLBACK: __handle_mm_fault() goes on to handle_pte_fault() on the PTE table the
+   * split installed, reading vmf->orig_pte again (locklessly, as at the start).
+   */
+  thp_fallback: {
+    run: (c, f) => {
+      const page = num(f, 'page')
+      f.l.orig = encodePte(c.pte(c.mmIndex, page))
+      const orig = decodePte(f.l.orig)
+      c.emit(
+        'fault',
+        'handle_pte_fault',
+        `VM_FAULT_FALLBACK: ${c.pageName(page)} through the split PTE table`,
+      )
+      c.goto(orig?.mig ? 'mig_wait' : orig?.huge ? 'thp_fault' : 'lock')
+    },
+  },
   mig_wait: {
     guard: (c, f) => {
       const p = decodePte(f.l.orig!)
@@ -339,7 +382,7 @@ export const handleMmFault: Proc = {
       if (write && !orig.write) {
         // do_wp_page()
         const fr = c.folio(orig.pfn)
-        if (orig.pfn !== ZERO_PFN && fr.map === 1 && fr.ref === 1) {
+        if (orig.pfn !== ZERO_PFN && fr.map === 1 && fr.ref === 1 && !sharedThpSubpage(c, page)) {
           // wp_page_reuse(): exclusive anon page, upgrade in place. No mmu_notifier range at
           // all in v6.6 (and v4.15); Popple's v1 did not cover this path either (the
           // `wp_page_reuse` site adds the pair it would need).

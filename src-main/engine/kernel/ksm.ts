@@ -7,6 +7,8 @@
  *
  * The stable page (kpage) is modelled as already in the stable tree with the page's content
  * when ksmd starts this merge; a write to the page before the compare makes the merge fail.
+ * A subpage of a PMD-mapped huge page is split first (split_huge_page, kernel/thpRmap.ts),
+ * then merged as a small page. The folio lock (trylock_page) is not modelled for anon pages.
  */
 import type { Ctx } from '../ctx'
 import { ZERO_PFN } from '../state'
@@ -39,6 +41,22 @@ export const ksmMerge: Proc = {
       f.l.pfn = pte.pfn
       const kpage = c.allocFrame(c.folio(pte.pfn).v, 'stable_tree_search (stable page of equal content)')
       f.l.kpage = kpage
+      if (pte.huge) {
+        // try_to_merge_one_page(): `if (PageTransCompound(page)) { if (split_huge_page(page))
+        // goto out_unlock; }` (kernel/thpRmap.ts splitHugePage).
+        c.call('split_huge_page', { page, pin: pte.pfn }, 'split_done')
+        return
+      }
+      c.goto('wp_rs')
+    },
+  },
+  /** split_huge_page() returned: write_protect_page() on the small page, or no merge (-EAGAIN). */
+  split_done: {
+    run: (c, f) => {
+      if (f.l.ret === 'fail') {
+        fail(c, f, 'split_huge_page failed')
+        return
+      }
       c.goto('wp_rs')
     },
   },

@@ -367,6 +367,41 @@ export const migrateVma: Proc = {
         'MMU_NOTIFY_MIGRATE',
         typeof owner === 'number' ? owner : undefined,
       )
+      // migrate_vma_collect_pmd(): `if (pmd_trans_huge(*pmdp))` pmd_lock, get_page, unlock,
+      // trylock_page, split_huge_page (kernel/thpRmap.ts splitHugePage), then the PTEs.
+      const pte = c.pte(c.mmIndex, num(f, 'page'))
+      if (pte?.huge === true && pte.present) {
+        c.goto('collect_huge')
+        return
+      }
+      c.goto('collect')
+    },
+  },
+  /** The huge PMD under pmd_lock: get_page (the walk's own reference is `pfn`'s), spin_unlock; split. */
+  collect_huge: {
+    guard: (c) => (c.pmdLockFree(c.mmIndex) ? null : 'pmd_lock held'),
+    run: (c, f) => {
+      const mm = c.mmIndex
+      c.pmdLock(mm, 'migrate_vma_collect_pmd: pmd_lock')
+      const pte = c.pte(mm, num(f, 'page'))
+      c.pmdUnlock(mm)
+      if (!(pte?.huge === true && pte.present)) {
+        // `if (unlikely(!pmd_trans_huge(*pmdp))) { spin_unlock(ptl); goto again; }`
+        c.goto('collect')
+        return
+      }
+      c.call('split_huge_page', { page: num(f, 'page'), pin: num(f, 'pfn') }, 'collect_split')
+    },
+  },
+  /** split_huge_page() returned: collect the PTE, or migrate_vma_collect_skip (-EAGAIN). */
+  collect_split: {
+    run: (c, f) => {
+      if (f.l.ret === 'fail') {
+        c.emit('info', 'migrate_vma_collect_pmd', 'split_huge_page failed: migrate_vma_collect_skip')
+        f.l.mapped = false
+        c.goto('rs_end')
+        return
+      }
       c.goto('collect')
     },
   },

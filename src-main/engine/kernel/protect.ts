@@ -9,7 +9,7 @@ import type { Prot } from '../types'
 import { count } from '../plural'
 import { afterNotifier, list, num, type Proc } from './proc'
 import { flushTlbBatchedPending } from './rmap'
-import { changeHugePmd, changeHugePmdRest, thpMprotectVma, thpSplitVma } from './thp'
+import { changeHugePmd, changeHugePmdRest, copyHugePmd, pmdHuge, thpMprotectVma, thpSplitVma } from './thp'
 import {
   gatherFinishFlush,
   gatherFinishFree,
@@ -325,11 +325,17 @@ export const fork: Proc = {
           'copy_page_range',
           `${c.pagesText(pages)}: VM_PFNMAP, VM_SHARED: track_pfn_copy, no notifier (not is_cow)`,
         )
+      // copy_pmd_range(): `if (is_swap_pmd(*src_pmd) || pmd_trans_huge(*src_pmd))` copy_huge_pmd().
+      if (pages.some((p) => c.isThp(p)) && pmdHuge(c, 0)) {
+        c.goto('huge_pmd')
+        return
+      }
       const i = populatedFrom(c, 0, pages, 0)
       f.l.i = i
       c.goto(i < 0 ? 'vma_end' : 'lock')
     },
   },
+  huge_pmd: copyHugePmd,
   /** copy_pte_range(): the PTL of the source table at `i` (the child's table is private). */
   lock: {
     guard: (c, f) => (c.ptlFree(0, runPages(f, num(f, 'vi'))[num(f, 'i')]!) ? null : 'page-table lock held'),

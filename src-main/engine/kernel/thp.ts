@@ -42,6 +42,12 @@
  * split for one that covers part of it or for split_vma (thpSplitVma: mprotect, munmap), and a
  * PMD migration entry (kernel/thpRmap.ts set_pmd_migration_entry) met by a split (PTE migration
  * entries, no flush), a zap (no page reference) or change_huge_pmd (made readable).
+ *
+ * fork copies the huge PMD (copyHugePmd: copy_huge_pmd), after which each mm has its own huge
+ * PMD and pmd_lock; the split, the zap and split_vma act on the mm of the thread that runs
+ * them (c.mmIndex), so a fork child's write fault splits the child's PMD
+ * (do_huge_pmd_wp_page's fallback, kernel/fault.ts). With `freeze` the split installs
+ * migration entries (split_huge_page's unmap_folio, kernel/thpRmap.ts splitHugePage).
  */
 import type { Ctx } from '../ctx'
 import type { CallFrame, Pte } from '../state'
@@ -69,16 +75,16 @@ function notifies(c: Ctx): boolean {
  * The range is PMD-mapped: every subpage's translation is the huge PMD (present, PROT_NONE, or
  * made invalid by a pmdp_invalidate() in progress: still pmd_trans_huge), not a migration entry.
  */
-export function pmdMapped(c: Ctx): boolean {
+export function pmdMapped(c: Ctx, mm = 0): boolean {
   return c.thpPages.every((p) => {
-    const pte = c.pte(0, p)
+    const pte = c.pte(mm, p)
     return pte?.huge === true && !pte.mig
   })
 }
 /** The PMD is a PMD migration entry (set_pmd_migration_entry; is_pmd_migration_entry). */
-export function pmdMigration(c: Ctx): boolean {
+export function pmdMigration(c: Ctx, mm = 0): boolean {
   return c.thpPages.every((p) => {
-    const pte = c.pte(0, p)
+    const pte = c.pte(mm, p)
     return pte?.huge === true && pte.mig === true
   })
 }
@@ -86,8 +92,8 @@ export function pmdMigration(c: Ctx): boolean {
  * `is_swap_pmd(*pmd) || pmd_trans_huge(*pmd)`: a huge PMD or a PMD migration entry, what
  * split_huge_pmd(), zap_pmd_range() and change_pmd_range() act on at PMD level.
  */
-export function pmdHuge(c: Ctx): boolean {
-  return c.thpPages.every((p) => c.pte(0, p)?.huge === true)
+export function pmdHuge(c: Ctx, mm = 0): boolean {
+  return c.thpPages.every((p) => c.pte(mm, p)?.huge === true)
 }
 
 /** The range is mapped by a PTE table with every subpage present (what khugepaged collapses). */
@@ -110,17 +116,17 @@ export const thpSplit: Proc = {
    * (`pfn`, the head page), and a PMD that maps another folio is left alone.
    */
   start: {
-    guard: (c, f) => (flag(f, 'held') || c.mmapReadable(0) ? null : 'mmap_lock held for write'),
+    guard: (c, f) => (flag(f, 'held') || c.mmapReadable(c.mmIndex) ? null : 'mmap_lock held for write'),
     run: (c, f) => {
       if (flag(f, 'held')) {
-        c.rangeStart(0, c.thpPages, EVENT)
+        c.rangeStart(c.mmIndex, c.thpPages, EVENT)
         c.goto('invalidate')
         return
       }
-      c.mmapReadLock(0)
-      if (!pmdHuge(c)) {
+      c.mmapReadLock(c.mmIndex)
+      if (!pmdHuge(c, c.mmIndex)) {
         c.emit('info', 'split_huge_pmd', `${H(c)} is not PMD-mapped: nothing to split`)
-        c.mmapReadUnlock(0)
+        c.mmapReadUnlock(c.mmIndex)
         c.ret()
         return
       }
@@ -130,7 +136,7 @@ export const thpSplit: Proc = {
   /** __split_huge_pmd(): mmu_notifier_invalidate_range_start(MMU_NOTIFY_CLEAR, haddr, haddr + HPAGE_PMD_SIZE). */
   rs: {
     run: (c) => {
-      c.rangeStart(0, c.thpPages, EVENT)
+      c.rangeStart(c.mmIndex, c.thpPages, EVENT)
       c.goto('invalidate')
     },
   },
@@ -141,30 +147,31 @@ export const thpSplit: Proc = {
    * of the same pages, pmd_populate(), all under this lock.
    */
   invalidate: {
-    guard: (c) => (c.pmdLockFree(0) ? null : 'pmd_lock held'),
+    guard: (c) => (c.pmdLockFree(c.mmIndex) ? null : 'pmd_lock held'),
     run: (c, f) => {
-      c.pmdLock(0)
+      const mm = c.mmIndex
+      c.pmdLock(mm)
       // __split_huge_pmd() re-checks under the lock: `if (pmd_trans_huge(*pmd) || ... ||
       // is_pmd_migration_entry(*pmd))`, and `if (folio && folio != page_folio(pmd_page(*pmd)))`.
       const folio = typeof f.l.pfn === 'number' ? f.l.pfn : null
-      if (!pmdHuge(c) || (folio !== null && c.pte(0, c.thpPages[0]!)!.pfn !== folio)) {
+      if (!pmdHuge(c, mm) || (folio !== null && c.pte(mm, c.thpPages[0]!)!.pfn !== folio)) {
         c.emit(
           'info',
           '__split_huge_pmd',
-          pmdHuge(c)
+          pmdHuge(c, mm)
             ? `${H(c)} maps another folio now: nothing to do`
             : `${H(c)} is no longer a huge PMD (split or zapped meanwhile): nothing to do`,
         )
-        c.pmdUnlock(0)
+        c.pmdUnlock(mm)
         c.goto('re')
         return
       }
-      const olds = c.thpPages.map((p) => c.pte(0, p)!)
-      if (pmdMigration(c)) {
+      const olds = c.thpPages.map((p) => c.pte(mm, p)!)
+      if (pmdMigration(c, mm)) {
         // pmd_migration: write, young and dirty from the entry; one migration entry per subpage.
-        c.setTable(0, null, true)
+        c.setTable(mm, null, true)
         c.setPmd(
-          0,
+          mm,
           c.thpPages,
           olds.map((p) => ({
             pfn: p.pfn,
@@ -176,7 +183,7 @@ export const thpSplit: Proc = {
           'pmd_populate',
           `PMD ${H(c)} := the withdrawn PTE table, PTEs ${c.pagesText(c.thpPages)} := migration entries (pfns ${olds.map((p) => p.pfn).join(',')}): a PMD migration entry needs no flush`,
         )
-        c.pmdUnlock(0)
+        c.pmdUnlock(mm)
         c.goto('re')
         return
       }
@@ -184,42 +191,62 @@ export const thpSplit: Proc = {
       f.l.wr = olds[0]!.write
       f.l.dirty = olds[0]!.dirty
       c.setPmd(
-        0,
+        mm,
         c.thpPages,
         olds.map((p) => ({ ...p, present: false })),
         'pmdp_invalidate',
         `PMD ${H(c)} := invalid (pmd_mkinvalid)`,
       )
-      c.flushTlb(0, 'range', c.thpPages, 'flush_tlb_range (pmdp_invalidate -> flush_pmd_tlb_range)')
+      c.flushTlb(mm, 'range', c.thpPages, 'flush_tlb_range (pmdp_invalidate -> flush_pmd_tlb_range)')
       c.goto('populate')
     },
   },
   /**
    * pgtable_trans_huge_withdraw(); set_pte_at() of every subpage (the same pages, mk_pte with
    * the VMA's vm_page_prot: PROT_NONE stays so; the huge PMD's write and dirty bits) into the
-   * withdrawn table; smp_wmb(); pmd_populate(); unlock.
+   * withdrawn table; smp_wmb(); pmd_populate(); unlock. With `freeze` (split_huge_page's
+   * try_to_migrate_one: split_huge_pmd_address(vma, address, true, folio)) the entries are
+   * migration entries (`if (freeze || pmd_migration)`), and each subpage's rmap and reference go.
    */
   populate: {
     run: (c, f) => {
+      const mm = c.mmIndex
       const pfns = list(f, 'pfns')
       const write = flag(f, 'wr')
       const dirty = flag(f, 'dirty')
-      c.setTable(0, null, true)
+      c.setTable(mm, null, true)
+      if (flag(f, 'freeze')) {
+        // freeze (split_huge_page's unmap_folio): a migration entry per subpage instead of a PTE,
+        // then page_remove_rmap() and put_page() of each subpage (the caller's reference stays).
+        c.setPmd(
+          mm,
+          c.thpPages,
+          pfns.map((pfn) => ({ pfn, present: false, write, dirty, mig: true as const })),
+          'pmd_populate',
+          `PMD ${H(c)} := the withdrawn PTE table, PTEs ${c.pagesText(c.thpPages)} := migration entries (pfns ${pfns.join(',')}, freeze)`,
+        )
+        for (const pfn of pfns) c.folioW(pfn).map--
+        c.emit('frame', 'page_remove_rmap', `pfns ${pfns.join(',')} mapcount ${c.folio(pfns[0]!).map}`)
+        for (const pfn of pfns) c.putFrame(pfn, 'put_page (the PMD reference, freeze)')
+        c.pmdUnlock(mm)
+        c.goto('re')
+        return
+      }
       c.setPmd(
-        0,
+        mm,
         c.thpPages,
-        pfns.map((pfn, i) => ({ pfn, present: c.vma(0, c.thpPages[i]!) !== 'none', write, dirty })),
+        pfns.map((pfn, i) => ({ pfn, present: c.vma(mm, c.thpPages[i]!) !== 'none', write, dirty })),
         'pmd_populate',
         `PMD ${H(c)} := the withdrawn PTE table, PTEs ${c.pagesText(c.thpPages)} -> pfns ${pfns.join(',')} (same pages)`,
       )
-      c.pmdUnlock(0)
+      c.pmdUnlock(mm)
       c.goto('re')
     },
   },
   /** v6.6 mmu_notifier_invalidate_range_end(); v4.15 mmu_notifier_invalidate_range_only_end(). */
   re: {
     run: (c, f) => {
-      c.rangeEnd(0, c.thpPages, true)
+      c.rangeEnd(c.mmIndex, c.thpPages, true)
       afterNotifier(c, f, 'done', splitDone)
     },
   },
@@ -233,7 +260,7 @@ function splitDone(c: Ctx, f: CallFrame): void {
     c.ret()
     return
   }
-  c.mmapReadUnlock(0)
+  c.mmapReadUnlock(c.mmIndex)
   c.emit('op', 'thp_split', `${H(c)} split into PTEs`)
   c.ret()
 }
@@ -454,7 +481,7 @@ export const thpCollapse: Proc = {
  * (__split_huge_pmd, with its own MMU_NOTIFY_CLEAR range). A PMD migration entry is split too.
  */
 export function thpSplitVma(c: Ctx, pages: readonly number[]): boolean {
-  if (c.sc.thp === null || !pmdHuge(c)) return false
+  if (c.sc.thp === null || !pmdHuge(c, c.mmIndex)) return false
   const inside = c.thpPages.filter((p) => pages.includes(p))
   if (inside.length === 0 || inside.length === c.thpPages.length) return false
   c.emit(
@@ -549,7 +576,8 @@ function changeHugePmdSet(c: Ctx, f: CallFrame): void {
   const prot = PROT_CODES[f.l.prot as number]!
   const olds = c.thpPages.map((p) => c.pte(0, p)!)
   const old = olds[0]!
-  const exclusive = isFile(c) ? old.dirty : true
+  // can_change_pmd_writable(): anon needs PageAnonExclusive, which fork's copy_huge_pmd cleared.
+  const exclusive = isFile(c) ? old.dirty : thpAnonExclusive(c, 0)
   const write = prot === 'rw' && (old.write || exclusive)
   const next = olds.map((p) => ({
     pfn: p.pfn,
@@ -589,7 +617,7 @@ const PROT_CODES = ['rw', 'ro', 'none'] as const
  * kernel's; zap_huge_pmd re-checks under pmd_lock (__pmd_trans_huge_lock).
  */
 export function zapPmdPath(c: Ctx, pages: readonly number[]): 'zap' | 'split' | null {
-  if (c.sc.thp === null || !pages.some((p) => c.isThp(p)) || !pmdHuge(c)) return null
+  if (c.sc.thp === null || !pages.some((p) => c.isThp(p)) || !pmdHuge(c, c.mmIndex)) return null
   return c.thpPages.every((p) => pages.includes(p)) ? 'zap' : 'split'
 }
 
@@ -652,4 +680,89 @@ export function zapHugePmd(c: Ctx): boolean {
     return true
   }
   return false
+}
+
+/**
+ * PageAnonExclusive of the huge folio `mm`'s PMD maps: set until fork's copy_huge_pmd
+ * (page_try_dup_anon_rmap) clears it. After fork the model counts the folio exclusive again
+ * once nobody else maps or holds it (mapcount 1, refcount 1), which is when
+ * do_huge_pmd_wp_page's `folio_ref_count(folio) == 1` reuse (page_move_anon_rmap) would set it.
+ */
+export function thpAnonExclusive(c: Ctx, mm: number): boolean {
+  if (!c.mmLive(1)) return true
+  return c.thpPages.every((p) => {
+    const pte = c.pte(mm, p)
+    if (!pte) return false
+    const fr = c.folio(pte.pfn)
+    return fr.map === 1 && fr.ref === 1
+  })
+}
+
+/**
+ * copy_huge_pmd() (v6.6 mm/huge_memory.c), fork's copy_pmd_range() at a huge PMD or a PMD
+ * migration entry, inside copy_page_range()'s MMU_NOTIFY_PROTECTION_PAGE range: pte_alloc_one()
+ * (the child's table to deposit), dst_ptl = pmd_lock(dst_mm), spin_lock_nested(src_ptl). A
+ * writable PMD migration entry is made readable in the parent and copied (no page reference,
+ * mm counters only). A huge PMD: page_try_dup_anon_rmap(src_page, true, src_vma) (it fails
+ * only for a pinned page, which the model has no pins for; the mapcount and folio_get),
+ * pgtable_trans_huge_deposit() into the child, pmdp_set_wrprotect() on the parent (no flush:
+ * dup_mmap's flush_tlb_mm(oldmm) comes at the end), set_pmd_at(child, pmd_mkold(pmd_wrprotect(
+ * pmd))). spin_unlock(src_ptl), spin_unlock(dst_ptl).
+ */
+export const copyHugePmd: PcHandler = {
+  guard: (c) => (!c.pmdLockFree(1) ? 'pmd_lock held (child)' : !c.pmdLockFree(0) ? 'pmd_lock held' : null),
+  run: (c) => {
+    c.pmdLock(1, 'copy_huge_pmd: pmd_lock (dst_mm)')
+    c.pmdLock(0, 'copy_huge_pmd: spin_lock_nested (src_mm)')
+    const olds = c.thpPages.map((p) => c.pte(0, p)!)
+    // The child's pte_alloc_one() table, deposited under its PMD: empty.
+    c.setTable(1, new Array<Pte | null>(c.sc.pages.length).fill(null), false)
+    if (olds[0]!.mig === true) {
+      if (olds[0]!.write)
+        c.setPmd(
+          0,
+          c.thpPages,
+          olds.map((p) => ({ ...p, write: false })),
+          'set_pmd_at (make_readable_migration_entry)',
+          `PMD ${H(c)} := readable migration entry`,
+        )
+      c.setPmd(
+        1,
+        c.thpPages,
+        olds.map((p) => ({ ...p, write: false })),
+        'set_pmd_at (child, PMD migration entry)',
+        `PMD ${H(c)} (child) := readable migration entry (pfns ${olds.map((p) => p.pfn).join(',')})`,
+      )
+    } else {
+      for (const p of olds) {
+        const fr = c.folioW(p.pfn)
+        fr.map++
+        fr.ref++
+      }
+      c.emit(
+        'frame',
+        'page_try_dup_anon_rmap',
+        `pfns ${olds.map((p) => p.pfn).join(',')} mapcount ${c.folio(olds[0]!.pfn).map} (PageAnonExclusive cleared)`,
+      )
+      c.emit('info', 'pgtable_trans_huge_deposit', `deposit the child's new PTE table under its PMD ${H(c)}`)
+      if (olds[0]!.write)
+        c.setPmd(
+          0,
+          c.thpPages,
+          olds.map((p) => ({ ...p, write: false })),
+          'pmdp_set_wrprotect',
+          `PMD ${H(c)} := huge RO (no flush)`,
+        )
+      c.setPmd(
+        1,
+        c.thpPages,
+        olds.map((p) => ({ ...p, write: false })),
+        'set_pmd_at (child)',
+        `PMD ${H(c)} (child) := huge page pfns ${olds.map((p) => p.pfn).join(',')} RO (pmd_mkold(pmd_wrprotect(pmd)))`,
+      )
+    }
+    c.pmdUnlock(0, 'spin_unlock (src_ptl)')
+    c.pmdUnlock(1, 'spin_unlock (dst_ptl)')
+    c.goto('vma_end')
+  },
 }

@@ -41,6 +41,7 @@ import { MIGRATE_MODES } from '../types'
 import { afterNotifier, decodePte, encodePte, flag, list, num, type PcHandler, type Proc } from './proc'
 import { installEntry } from './rmap'
 import { pmdHuge, pmdMapped, pmdMigration } from './thp'
+import { count } from '../plural'
 
 function H(c: Ctx): string {
   return c.sc.thp!.name
@@ -157,8 +158,8 @@ function pteWalk(
 }
 
 /** The walk after range_start: the PTE walk if the PMD links a table, else nothing maps it. */
-function walkGuard(c: Ctx): string | null {
-  return c.pmdPopulated(0, P0(c)) && !c.ptlFree(0, P0(c)) ? 'page-table lock held' : null
+function walkGuard(c: Ctx, mm = 0): string | null {
+  return c.pmdPopulated(mm, P0(c)) && !c.ptlFree(mm, P0(c)) ? 'page-table lock held' : null
 }
 function startWalk(c: Ctx, f: CallFrame, walk: PcHandler): void {
   if (!c.pmdPopulated(0, P0(c))) {
@@ -562,4 +563,150 @@ function setPmdMigrationEntry(c: Ctx, f: CallFrame): void {
   c.pmdUnlock(0)
   f.l.mapped = true
   c.goto('rs_end')
+}
+
+/**
+ * split_huge_page() of the huge folio (v6.6 mm/huge_memory.c split_huge_page_to_list), called
+ * with the folio locked and a reference held by the caller (local `pin`: the pfn of the subpage
+ * it got): KSM's try_to_merge_one_page (`if (PageTransCompound(page)) split_huge_page(page)`)
+ * and migrate_vma_collect_pmd (get_page, trylock_page, split_huge_page). Returns 'ok' or 'fail'
+ * (-EAGAIN). anon_vma_lock_write(); can_split_folio() (no reference besides the mappings and the
+ * caller's); unmap_folio(): try_to_migrate(folio, TTU_RMAP_LOCKED | TTU_SYNC | TTU_SPLIT_HUGE_PMD)
+ * -> try_to_migrate_one(): split_huge_pmd_address(vma, address, true, folio) (the __split_huge_pmd
+ * sequence, its own MMU_NOTIFY_CLEAR range and pmdp_invalidate's flush, with freeze: migration
+ * entries), then its range_start(MMU_NOTIFY_CLEAR) over the folio and page_vma_mapped_walk
+ * (PVMW_SYNC: under the PTL), which finds no present PTE left, and range_end;
+ * folio_ref_freeze(folio, 1 + extra_pins); __split_huge_page(): the subpages become small
+ * folios; remap_page() -> remove_migration_ptes() under the PTL (no flush: the entries were not
+ * present); or, if the freeze failed, remap_page() alone and -EAGAIN. anon_vma_unlock_write().
+ * Only a PMD-mapped huge page is split here: a subpage already PTE-mapped (`mapped: pte`, or
+ * split earlier) is treated as a small folio (the module note above: that split only adds
+ * invalidations). The model's huge folio is its subpages' frames: the caller's reference is
+ * held on each of them (local `pfns`) for the length of the split.
+ */
+export const splitHugePage: Proc = {
+  start: {
+    run: (c, f) => {
+      const mm = c.mmIndex
+      if (!pmdMapped(c, mm)) {
+        c.emit(
+          'info',
+          'split_huge_page',
+          `${c.pageName(num(f, 'page'))} is not mapped by ${H(c)}'s huge PMD: treated as a small folio`,
+        )
+        c.ret('ok')
+        return
+      }
+      const pfns = c.thpPages.map((p) => c.pte(mm, p)!.pfn)
+      for (const pfn of pfns) c.getFrame(pfn)
+      f.l.pfns = pfns
+      c.thread.locks.push('anon_vma(w)')
+      c.emit('lock', 'anon_vma_lock_write', 'take the anon_vma lock for write')
+      // can_split_folio(): folio_mapcount == folio_ref_count - extra_pins - 1 (the caller's).
+      const pin = num(f, 'pin')
+      const busy = pfns.find((pfn) => c.folio(pfn).ref !== c.folio(pfn).map + 1 + (pfn === pin ? 1 : 0))
+      if (busy !== undefined) {
+        f.l.fail = true
+        splitHugePageEnd(c, f, `can_split_folio: pfn ${busy} has an extra reference: -EAGAIN`)
+        return
+      }
+      c.emit(
+        'info',
+        'unmap_folio',
+        `try_to_migrate(${H(c)}, TTU_SPLIT_HUGE_PMD | TTU_SYNC): split_huge_pmd_address(freeze) first`,
+      )
+      c.call('thp_split', { held: true, pfn: pfns[0]!, freeze: true }, 'ttm_rs')
+    },
+  },
+  /** try_to_migrate_one(): mmu_notifier_invalidate_range_start(MMU_NOTIFY_CLEAR) over the folio. */
+  ttm_rs: {
+    run: (c) => {
+      c.rangeStart(c.mmIndex, c.thpPages, 'MMU_NOTIFY_CLEAR')
+      c.goto('ttm_walk')
+    },
+  },
+  /** page_vma_mapped_walk() (PVMW_SYNC: pte_offset_map_lock): the frozen PTEs are migration entries. */
+  ttm_walk: {
+    guard: (c) => walkGuard(c, c.mmIndex),
+    run: (c) => {
+      const mm = c.mmIndex
+      if (c.pmdPopulated(mm, P0(c))) {
+        c.lockPtl(mm, P0(c), 'page_vma_mapped_walk (PVMW_SYNC)')
+        c.emit(
+          'info',
+          'page_vma_mapped_walk',
+          `no present PTE maps the folio of ${H(c)}: nothing more to unmap`,
+        )
+        c.unlockPtl(mm, P0(c))
+      }
+      c.goto('ttm_end')
+    },
+  },
+  ttm_end: {
+    run: (c, f) => {
+      c.rangeEnd(c.mmIndex, c.thpPages, false)
+      afterNotifier(c, f, 'freeze', (cc) => cc.goto('freeze'))
+    },
+  },
+  /** folio_ref_freeze(folio, 1 + extra_pins); __split_huge_page() or -EAGAIN. */
+  freeze: {
+    run: (c, f) => {
+      const pfns = pfnsOf(f)
+      const pin = num(f, 'pin')
+      const busy = pfns.find((pfn) => c.folio(pfn).ref !== 1 + (pfn === pin ? 1 : 0))
+      if (busy !== undefined) {
+        c.emit('info', 'folio_ref_freeze', `pfn ${busy} has an extra reference: remap_page, -EAGAIN`)
+        f.l.fail = true
+      } else
+        c.emit(
+          'frame',
+          '__split_huge_page',
+          `the folio of ${H(c)} (pfns ${pfns.join(',')}) becomes ${pfns.length} small folios`,
+        )
+      c.goto('remap')
+    },
+  },
+  /** remap_page() -> remove_migration_ptes(folio, folio, true): the same pages, present again. */
+  remap: {
+    guard: (c) => walkGuard(c, c.mmIndex),
+    run: (c, f) => {
+      const mm = c.mmIndex
+      const pfns = pfnsOf(f)
+      const done: number[] = []
+      if (c.pmdPopulated(mm, P0(c))) {
+        c.lockPtl(mm, P0(c), 'remove_migration_ptes: remove_migration_pte')
+        c.thpPages.forEach((p, i) => {
+          const pte = c.pte(mm, p)
+          if (pte?.mig && !pte.huge && pte.pfn === pfns[i]) {
+            c.getFrame(pte.pfn)
+            c.folioW(pte.pfn).map++
+            c.setPte(
+              mm,
+              p,
+              { pfn: pte.pfn, present: c.vma(mm, p) !== 'none', write: pte.write, dirty: pte.dirty },
+              'set_pte_at (remove_migration_pte)',
+            )
+            done.push(i)
+          }
+        })
+        c.unlockPtl(mm, P0(c))
+      }
+      if (done.length < pfns.length)
+        c.emit(
+          'info',
+          'remap_page',
+          `${count(pfns.length - done.length, 'migration entry')} zapped meanwhile`,
+        )
+      splitHugePageEnd(c, f, flag(f, 'fail') ? 'split_huge_page: -EAGAIN' : `${H(c)} split into small folios`)
+    },
+  },
+}
+
+/** anon_vma_unlock_write(); the reference held on each subpage frame goes; return. */
+function splitHugePageEnd(c: Ctx, f: CallFrame, text: string): void {
+  c.dropLock('anon_vma(w)')
+  c.emit('lock', 'anon_vma_unlock_write', 'release the anon_vma lock')
+  for (const pfn of pfnsOf(f)) c.putFrame(pfn, 'split_huge_page: folio_put')
+  c.emit('info', 'split_huge_page', text)
+  c.ret(flag(f, 'fail') ? 'fail' : 'ok')
 }

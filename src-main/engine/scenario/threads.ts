@@ -57,6 +57,10 @@ export const THP_CPU_OPS: readonly string[] = [
   'read',
   'write',
   'write_fault',
+  'cow_fault',
+  'fork',
+  'ksm_merge',
+  'migrate_vma',
   'thp_split',
   'thp_collapse',
   'mprotect',
@@ -71,13 +75,6 @@ export const THP_CPU_OPS: readonly string[] = [
 ]
 /** Why each other CPU op is refused in a scenario with a huge page. */
 const THP_REFUSED: Readonly<Record<string, string>> = {
-  cow_fault:
-    "breaks COW of a page shared with a fork child; a huge page's subpages are not cow, and fork is not modelled on a huge page",
-  fork: 'copy_huge_pmd() would share the huge PMD write-protected with the child, and a write fault would then copy or split it (do_huge_pmd_wp_page): not modelled',
-  ksm_merge:
-    'KSM splits a huge page before it merges a subpage (split_huge_page in try_to_merge_one_page): not modelled',
-  migrate_vma:
-    'migrate_vma_collect_pmd() splits a huge page (split_huge_page) before it collects the subpages: not modelled',
   mremap:
     'move_huge_pmd() needs a target address with no mapping, and every page of a scenario with a huge page is one of its subpages',
   unmap_mapping_range: 'it revokes a pfnmap page, and every page here is an anon subpage of the huge page',
@@ -86,8 +83,39 @@ const THP_REFUSED: Readonly<Record<string, string>> = {
   vmalloc: 'it needs a kernel page, and every page here is an anon subpage of the huge page',
   vfree: 'it needs a kernel page, and every page here is an anon subpage of the huge page',
 }
+/** The ops of a fork child's threads in a scenario with a huge page (faults and zaps on its huge PMD). */
+const THP_CHILD_OPS: readonly string[] = [
+  'read',
+  'write',
+  'write_fault',
+  'cow_fault',
+  'munmap',
+  'madvise_dontneed',
+  'signal',
+  'wait',
+]
+/** Ops refused with a fork child in a scenario with a huge page, and why (reclaim: see `walks`). */
+const THP_FORK_REFUSED: Readonly<Record<string, string>> = {
+  reclaim:
+    "try_to_unmap() of the huge folio would walk the child's huge PMD too (anon_vma_fork linked its VMA: a swap entry per subpage in each, swap_duplicate), and the model's THP rmap walk visits the process only",
+  migrate_vma:
+    "split_huge_page() before the collect would walk the child's huge PMD too (unmap_folio: try_to_migrate over every VMA of the anon_vma), and the model's THP rmap walk visits the process only",
+  migrate:
+    "try_to_migrate() and remove_migration_ptes() of the huge folio would walk the child's huge PMD too (anon_vma_fork linked its VMA), and the model's THP rmap walk visits the process only",
+  ksm_merge:
+    "split_huge_page()'s unmap_folio would walk the child's huge PMD too (try_to_migrate over every VMA of the anon_vma), and the model's THP rmap walk visits the process only",
+  thp_collapse:
+    "khugepaged would collapse subpages the child still maps (max_ptes_shared), copying them while the child keeps the old ones, a case the model's collapse does not track",
+}
+/**
+ * Ops that lock the huge folio (reclaim and migration isolate it; ksm_merge and migrate_vma hold
+ * the folio lock across split_huge_page): one thread, and not with thp_collapse.
+ */
+const THP_FOLIO_LOCKERS: readonly string[] = ['reclaim', 'migrate', 'ksm_merge', 'migrate_vma']
 /** CPU ops that act on a huge PMD other than the collapse path, refused on a `kind: file` huge page. */
 const THP_ANON_ONLY: readonly string[] = [
+  'ksm_merge',
+  'migrate_vma',
   'mprotect',
   'munmap',
   'madvise_dontneed',
@@ -146,6 +174,8 @@ export function parseThreads(
   /** reclaim and migrate ops, and thp_collapse ops, in a scenario with a huge page. */
   const thpIsolations: Array<{ path: Path; at: number; len: number; op: string; thread: string }> = []
   const thpCollapses: Array<{ path: Path; at: number; len: number; op: string; thread: string }> = []
+  /** Every CPU op of a scenario with a huge page: checked against the fork child's limits. */
+  const thpCpuOps: Array<{ path: Path; at: number; len: number; op: string; thread: string }> = []
   const signalled = new Set<string>()
   const waits: Array<{ path: Path; at: number; len: number; flag: string }> = []
   /** The secondary of the device thread whose ops are being parsed. */
@@ -246,8 +276,10 @@ export function parseThreads(
       )
       return null
     }
-    if (kind === 'cpu' && raw.thp !== undefined && (head.s === 'reclaim' || head.s === 'migrate'))
+    if (kind === 'cpu' && raw.thp !== undefined && THP_FOLIO_LOCKERS.includes(head.s))
       thpIsolations.push({ path: p, at: head.at, len: head.s.length, op: head.s, thread: tname })
+    if (kind === 'cpu' && raw.thp !== undefined)
+      thpCpuOps.push({ path: p, at: head.at, len: head.s.length, op: head.s, thread: tname })
     if (kind === 'cpu' && raw.thp !== undefined && head.s === 'thp_collapse')
       thpCollapses.push({ path: p, at: head.at, len: head.s.length, op: head.s, thread: tname })
     switch (head.s) {
@@ -757,6 +789,7 @@ export function parseThreads(
   if (forks > 0 || hasCowPages) checkChildIsolations(pageOps, pages, issues)
   checkExits(exits, threads, pages, issues)
   checkThpIsolations(thpIsolations, thpCollapses, issues)
+  if (forks > 0) checkThpFork(thpCpuOps, threads, issues)
   if (forks > 0 && hasCowPages) {
     issues.add(
       ['pages'],
@@ -769,6 +802,7 @@ export function parseThreads(
 
 /**
  * Reclaim and migration of the huge page isolate its folio from the LRU and hold the folio lock
+ * (ksm_merge and migrate_vma hold it across split_huge_page)
  * until they are done, so the kernel runs one of them at a time on it (a second isolation
  * fails) and khugepaged's __collapse_huge_page_isolate() gives up on a folio they hold
  * (SCAN_PAGE_LOCK / SCAN_DEL_PAGE_LRU) and restores the PMD. The model has no folio-level
@@ -785,7 +819,7 @@ function checkThpIsolations(
     if (o.thread !== first!.thread)
       issues.add(
         o.path,
-        `${o.op} of the huge page in a second thread (${first!.thread} already has ${first!.op}) is not modelled: reclaim and migration isolate and lock the folio, one at a time; put them in one thread`,
+        `${o.op} of the huge page in a second thread (${first!.thread} already has ${first!.op}) is not modelled: reclaim and migration isolate and lock the folio, ksm_merge and migrate_vma lock it to split it, one at a time; put them in one thread`,
         o.at,
         o.len,
       )
@@ -825,6 +859,38 @@ function checkChildIsolations(
       issues.add(
         o.path,
         `${o.op} ${pg.name} in a second thread (${f.thread} has ${f.op} ${pg.name}) is not modelled in a scenario with a fork child: reclaim and migration isolate and lock the folio, one at a time, which the model does not track for anon pages; put them in one thread`,
+        o.at,
+        o.len,
+      )
+  }
+}
+
+/**
+ * A huge page and a fork child (copy_huge_pmd shares the huge PMD write-protected): the child's
+ * threads fault on it (do_huge_pmd_wp_page in the child's mm); the ops that would have to walk
+ * or change the child's huge PMD from the process (THP_FORK_REFUSED) are refused.
+ */
+function checkThpFork(
+  ops: ReadonlyArray<{ path: Path; at: number; len: number; op: string; thread: string }>,
+  threads: readonly ThreadDecl[],
+  issues: Issues,
+): void {
+  for (const o of ops) {
+    const th = threads.find((t) => t.name === o.thread)
+    if (th?.mm === 1 && !THP_CHILD_OPS.includes(o.op)) {
+      issues.add(
+        o.path,
+        `${o.op} in a thread of the fork child is not modelled in a scenario with a huge page; the child's threads may ${THP_CHILD_OPS.join(', ')}`,
+        o.at,
+        o.len,
+      )
+      continue
+    }
+    const why = THP_FORK_REFUSED[o.op]
+    if (why)
+      issues.add(
+        o.path,
+        `${o.op} of the huge page in a scenario with a fork child is not modelled: ${why}`,
         o.at,
         o.len,
       )
