@@ -295,6 +295,12 @@ export type SynthesisEvent =
       readonly runId: RunId
       readonly elapsedMs: number
       readonly result: SynthesisResult
+      /**
+       * Each scenario's sha256 (hex, of its text) as the services read it when the search
+       * started, by the result's scenario id: a notebook records the result under the files as
+       * searched (notebookStatus `searched`), not as they are when it is added.
+       */
+      readonly scenarioHashes: Readonly<Record<string, string>>
     }
 
 /** The synthesis methods of LabApi (issue 14), served by node/synthesisManager.ts. */

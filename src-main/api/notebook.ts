@@ -270,6 +270,14 @@ export const NotebookStatusSchema = z.object({
   /** The notebook's file (scenario paths are relative to it), or null for one never saved. */
   notebookPath: PathText.nullable(),
   notebook: NotebookSchema,
+  /**
+   * Per synthesis cell id, the scenario files a search read for it (each recipe scenario, as
+   * the recipe names it, with the sha256 of its text then: synthesis-finished's
+   * scenarioHashes): that cell's hash is then the one of the files as searched (see hashes).
+   */
+  searched: z
+    .record(z.string().min(1).max(200), z.record(PathText, z.string().regex(/^[0-9a-f]{64}$/)))
+    .optional(),
 })
 export const NotebookExportSchema = z.object({
   notebook: NotebookSchema,
@@ -307,7 +315,9 @@ export interface NotebookStatus {
   readonly problems: Readonly<Record<string, string>>
   /**
    * Per synthesis cell id, its recipe hash over its scenario files as they are now (null when
-   * they cannot be read): a result the renderer records for the cell carries it.
+   * they cannot be read): a result the renderer records for the cell carries it. For a cell the
+   * request gives `searched` files, the hash is over the files as searched: the same when every
+   * file still reads so, else one no files give now, so a result recorded under it is stale.
    */
   readonly hashes?: Readonly<Record<string, string | null>>
 }

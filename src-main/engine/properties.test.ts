@@ -477,7 +477,7 @@ describe('model-based properties of the exploration engine', () => {
       }),
       { seed: 2026, numRuns: 200 },
     )
-  })
+  }, 180_000) // ~40 s of CPU alone; timed out at 60 s with other jobs on the 2 cores
 
   it("2c. persistent sets, and invisible steps merged on top, never change a verdict, every counterexample they find replays, and every step stays inside its thread's foreseen future (seed 6174)", () => {
     let reducedRuns = 0

@@ -25,8 +25,10 @@ import {
   synthesisCellRecipe,
   synthesisCellTexts,
   synthesisRecipeHash,
+  synthesisRecipeHashAsSearched,
   type CellScenarioText,
 } from './notebook/synthesis'
+import { scenarioTextHash } from './synthesis'
 import type { SynthesisManager } from './synthesisManager'
 import type { LabServiceOptions } from './labService'
 import type { ScenarioFolder } from './scenarioFolder'
@@ -170,7 +172,11 @@ export function createNotebookMethods(
    * The status of every recorded result against the cells' recipes and scenario texts as they are
    * now. A cell whose scenario cannot be read has only stale-recipe results, and says why.
    */
-  const statusOf = async (nb: Notebook, notebookPath: string | null): Promise<NotebookStatus> => {
+  const statusOf = async (
+    nb: Notebook,
+    notebookPath: string | null,
+    searched: Readonly<Record<string, Readonly<Record<string, string>>>> = {},
+  ): Promise<NotebookStatus> => {
     const status: Record<string, ResultStatus[]> = {}
     const problems: Record<string, string> = {}
     const hashes: Record<string, string | null> = {}
@@ -178,7 +184,12 @@ export function createNotebookMethods(
       if (cell.kind === 'synthesis') {
         let hash: string | null = null
         try {
-          hash = synthesisRecipeHash(cell.recipe, await synthesisTexts(cell, notebookPath))
+          const texts = await synthesisTexts(cell, notebookPath)
+          const read = searched[cell.id]
+          hash =
+            read === undefined
+              ? synthesisRecipeHash(cell.recipe, texts)
+              : synthesisRecipeHashAsSearched(cell.recipe, texts, read)
         } catch (e) {
           problems[cell.id] = (e as Error).message
         }
@@ -206,7 +217,7 @@ export function createNotebookMethods(
   const notebookStatus: LabApi['notebookStatus'] = async (req) => {
     const r = parseRequest('notebookStatus', req) as z.infer<typeof API_METHODS.notebookStatus>
     const nbPath = r.notebookPath === null ? null : await resolveNotebookPath(r.notebookPath, false)
-    return statusOf(r.notebook, nbPath)
+    return statusOf(r.notebook, nbPath, r.searched)
   }
 
   const pickFile: LabApi['pickFile'] = async (req) => {
@@ -321,7 +332,12 @@ export function createNotebookMethods(
     if (cell.kind === 'synthesis') {
       // Its progress and result arrive as synthesis events of the returned id.
       const texts = await synthesisTexts(cell, nbPath)
-      const files = texts.map((t) => ({ id: t.id, file: t.file, scenario: loadOrReject(t.text, t.id) }))
+      const files = texts.map((t) => ({
+        id: t.id,
+        file: t.file,
+        scenario: loadOrReject(t.text, t.id),
+        sha256: scenarioTextHash(t.text),
+      }))
       const recipe = synthesisCellRecipe(cell, r.notebook, files)
       if (typeof recipe === 'string') throw new LabApiError(recipe)
       return { runId: synthesis.launch(files, recipe), recipeHash: synthesisRecipeHash(cell.recipe, texts) }

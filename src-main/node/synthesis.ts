@@ -5,6 +5,7 @@
  * lab service's startSynthesis and notebook synthesis cells. Cancelling stops every running
  * job and refuses new ones; the search then rejects with 'cancelled'.
  */
+import { createHash } from 'node:crypto'
 import {
   definePolicies,
   mergePolicyDefs,
@@ -36,6 +37,16 @@ export interface SynthScenarioFile {
   /** Where it was read from, for `mnlab replay`; null for text. */
   readonly file: string | null
   readonly scenario: Scenario
+  /**
+   * sha256 of its text as read (scenarioTextHash), when the reader kept it: the services send
+   * these with the result, so a notebook records it under the files as the search read them.
+   */
+  readonly sha256?: string
+}
+
+/** sha256 of a scenario's text (hex): how a search says which version of a file it read. */
+export function scenarioTextHash(text: string): string {
+  return createHash('sha256').update(text).digest('hex')
 }
 
 /** A synthesis's settings, checked (synthSettings makes them from user input). */

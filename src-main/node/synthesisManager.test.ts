@@ -9,6 +9,7 @@ import path from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import type { RunEvent, SynthesisEvent, SynthesizeRequest } from '../api/labApi'
 import { createLabService, LabApiError, type LabService } from './labService'
+import { scenarioTextHash } from './synthesis'
 import { tsxWorker, WorkerPool } from './workerPool'
 
 const CATALOGUE = path.join(__dirname, '../../scenarios')
@@ -83,6 +84,12 @@ describe('startSynthesis', () => {
     // The folder's scenarios, by their paths under the scenarios folder.
     expect(r.scenarios.map((s) => s.id)).toEqual([`set/${MUNMAP}`, `set/${UPGRADE}`])
     expect(r.scenarios[0]!.file).toBe(path.join(dir, 'set', MUNMAP))
+    // Each file's text as read when the search started, by the same ids.
+    const read = (f: string): string => scenarioTextHash(readFileSync(path.join(dir, 'set', f), 'utf8'))
+    expect(done.scenarioHashes).toEqual({
+      [`set/${MUNMAP}`]: read(MUNMAP),
+      [`set/${UPGRADE}`]: read(UPGRADE),
+    })
     // In canonical order (SITE_NAMES), whatever order the request gave.
     expect(r.settings.candidates).toEqual([
       'invalidate_range_start',
@@ -120,6 +127,7 @@ describe('startSynthesis', () => {
     const done = events.at(-1) as Extract<SynthesisEvent, { kind: 'synthesis-finished' }>
     const r = done.result
     expect(r.scenarios[0]!.id).toBe('draft.yaml')
+    expect(done.scenarioHashes).toEqual({ 'draft.yaml': scenarioTextHash(text) })
     expect(r.scenarios[0]!.file).toBeNull()
     expect(r.placements.map((p) => [p.name, p.cells[0]!.verdict])).toEqual([
       ['start-end', 'violated'],

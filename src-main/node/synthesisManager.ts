@@ -3,7 +3,8 @@
  * read from the scenarios folder (or taken as text) and checked before anything runs; the
  * search then runs with its explorations in the worker pool (synthesis.ts) and reports as run
  * events of its id: progress at most every `intervalMs` (and when a phase starts), each
- * exploration as it finishes, then the result; a failure or a cancellation ends it.
+ * exploration as it finishes, then the result with the hash of each scenario's text as it was
+ * read at the start; a failure or a cancellation ends it.
  */
 import { randomUUID } from 'node:crypto'
 import { promises as fs } from 'node:fs'
@@ -15,6 +16,7 @@ import { LabApiError, loadOrReject } from './apiErrors'
 import type { ScenarioFolder } from './scenarioFolder'
 import { parseRequest } from './serviceRequests'
 import {
+  scenarioTextHash,
   startSynthesis,
   synthSettings,
   type SynthesisRun,
@@ -49,16 +51,21 @@ export async function synthesisScenarios(
     if (out.some((g) => g.id === f.id)) throw new LabApiError(`scenarios: ${f.id} is named twice`)
     out.push(f)
   }
+  // The text's hash as read now, when the search starts: what its result was searched over.
+  const addFile = async (id: string, abs: string): Promise<void> => {
+    const text = await fs.readFile(abs, 'utf8')
+    add({ id, file: abs, scenario: loadOrReject(text, id), sha256: scenarioTextHash(text) })
+  }
   for (const [i, ref] of refs.entries()) {
     if ('text' in ref) {
       const id = ref.file ?? `<unsaved ${i + 1}>`
-      add({ id, file: null, scenario: loadOrReject(ref.text, id) })
+      add({ id, file: null, scenario: loadOrReject(ref.text, id), sha256: scenarioTextHash(ref.text) })
       continue
     }
     const rel = ref.path.replace(/\\/g, '/').replace(/^\.?\/+|\/+$/g, '')
     if (rel.endsWith('.yaml')) {
       const { abs, rel: clean } = await folder.resolveScenarioPath(rel)
-      add({ id: clean, file: abs, scenario: loadOrReject(await fs.readFile(abs, 'utf8'), clean) })
+      await addFile(clean, abs)
       continue
     }
     if (rel.split('/').includes('..')) throw new LabApiError(`scenarios: '${ref.path}' may not contain '..'`)
@@ -68,10 +75,7 @@ export async function synthesisScenarios(
     if (entries.length === 0)
       throw new LabApiError(`scenarios: no scenario file under '${ref.path}' in the scenarios folder`)
     const root = await folder.root()
-    for (const e of entries) {
-      const abs = path.join(root, ...e.path.split('/'))
-      add({ id: e.path, file: abs, scenario: loadOrReject(await fs.readFile(abs, 'utf8'), e.path) })
-    }
+    for (const e of entries) await addFile(e.path, path.join(root, ...e.path.split('/')))
   }
   return out
 }
@@ -134,6 +138,9 @@ export function createSynthesisManager(
     if (closed) throw new LabApiError('the lab service is closed')
     const id = randomUUID()
     const started = Date.now()
+    const scenarioHashes = Object.fromEntries(
+      files.flatMap((f) => (f.sha256 === undefined ? [] : [[f.id, f.sha256] as const])),
+    )
     // Events may come before the id is returned; the renderer keeps early ones (as for runs).
     let a: Active | null = null
     const run = startSynthesis(pool, files, recipe, {
@@ -161,7 +168,13 @@ export function createSynthesisManager(
       (result) => {
         if (cur.over) return
         flush(cur)
-        send(cur, { kind: 'synthesis-finished', runId: id, elapsedMs: Date.now() - started, result })
+        send(cur, {
+          kind: 'synthesis-finished',
+          runId: id,
+          elapsedMs: Date.now() - started,
+          result,
+          scenarioHashes,
+        })
         end(cur)
       },
       (e: unknown) => {

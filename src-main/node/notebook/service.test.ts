@@ -9,6 +9,8 @@ import { createLabService, LabApiError, type LabService } from '../labService'
 import { tsxWorker, WorkerPool } from '../workerPool'
 import { recipeHash, recordResult } from './format'
 import { synthesisCellTexts, synthesisRecipeHash } from './synthesis'
+import { scenarioTextHash } from '../synthesis'
+import { recordedSynthesis } from '../../api/record'
 
 const SCENARIOS = path.join(__dirname, '../../../scenarios')
 const UPGRADE_TEXT = readFileSync(path.join(SCENARIOS, 'upgrade-loop.smmu-no-btm.yaml'), 'utf8')
@@ -34,6 +36,21 @@ const pathCell: ExperimentCell = {
   results: [],
 }
 const inlineCell: ExperimentCell = { ...pathCell, id: 'inline', scenario: { inline: UPGRADE_TEXT } }
+/** A synthesis cell over the scenarios folder's upgrade.yaml, from a notebook in notebooks/. */
+const synthCell: SynthesisCell = {
+  kind: 'synthesis',
+  id: 'synthesis-1',
+  title: 's',
+  recipe: {
+    scenarios: ['../scenarios/upgrade.yaml'],
+    sites: null,
+    objective: 'sim_ns',
+    policies: [],
+    max_states: 1000,
+    timeout_ms: null,
+  },
+  results: [],
+}
 const nb: Notebook = {
   format: 1,
   title: 'Test notebook',
@@ -251,20 +268,7 @@ describe('notebook methods of the lab service', () => {
   })
 
   it("notebookStatus gives a synthesis cell's recipe hash, and engineInfo the scenarios folder, for the Synthesis view's Add to notebook", async () => {
-    const cell: SynthesisCell = {
-      kind: 'synthesis',
-      id: 'synthesis-1',
-      title: 's',
-      recipe: {
-        scenarios: ['../scenarios/upgrade.yaml'],
-        sites: null,
-        objective: 'sim_ns',
-        policies: [],
-        max_states: 1000,
-        timeout_ms: null,
-      },
-      results: [],
-    }
+    const cell = synthCell
     const withSynth: Notebook = { ...nb, cells: [cell] }
     const s = await svc.notebookSave({ path: 'sy.mnlab.yaml', notebook: withSynth, expectedRevision: null })
     const want = synthesisRecipeHash(cell.recipe, synthesisCellTexts(cell, s.path))
@@ -276,6 +280,56 @@ describe('notebook methods of the lab service', () => {
     expect(unsaved.hashes).toEqual({ 'synthesis-1': null })
     expect(unsaved.problems['synthesis-1']).toMatch(/save the notebook first/)
     expect((await svc.engineInfo()).scenariosDir).toBe(path.join(dir, 'scenarios'))
+  })
+
+  it('a synthesis result goes in under the scenario files as the search read them at its start: a file edited before the add reads stale', async () => {
+    const cell: SynthesisCell = {
+      ...synthCell,
+      recipe: { ...synthCell.recipe, sites: ['flush_tlb_page'], max_states: 100_000 },
+    }
+    const withSynth: Notebook = { ...nb, cells: [cell] }
+    const s = await svc.notebookSave({ path: 'sy.mnlab.yaml', notebook: withSynth, expectedRevision: null })
+    // The Synthesis view's search: the services hash each scenario's text when it starts.
+    const runId = await svc.startSynthesis({
+      scenarios: [{ path: 'upgrade.yaml' }],
+      sites: ['flush_tlb_page'],
+    })
+    const file = path.join(dir, 'scenarios', 'upgrade.yaml')
+    writeFileSync(file, `${UPGRADE_TEXT}# edited while the search runs\n`)
+    const done = await new Promise<Extract<RunEvent, { kind: 'synthesis-finished' }>>((resolve, reject) => {
+      const off = svc.onDidRunEvent((e: RunEvent) => {
+        if (e.runId !== runId || e.kind === 'synthesis-progress' || e.kind === 'synthesis-evaluation') return
+        off()
+        if (e.kind === 'synthesis-finished') resolve(e)
+        else reject(new Error(e.kind))
+      })
+    })
+    expect(done.scenarioHashes).toEqual({ 'upgrade.yaml': scenarioTextHash(UPGRADE_TEXT) })
+    // Add to notebook: the recipe's scenarios with the hashes the search read.
+    const searched = { 'synthesis-1': { '../scenarios/upgrade.yaml': done.scenarioHashes['upgrade.yaml']! } }
+    const status = (n: Notebook, withSearched: boolean) =>
+      svc.notebookStatus({ notebookPath: s.path, notebook: n, ...(withSearched ? { searched } : {}) })
+    const now = (await status(withSynth, false)).hashes!['synthesis-1']!
+    const asSearched = (await status(withSynth, true)).hashes!['synthesis-1']!
+    expect(now).toBe(synthesisRecipeHash(cell.recipe, synthesisCellTexts(cell, s.path)))
+    expect(asSearched).toMatch(/^[0-9a-f]{64}$/)
+    expect(asSearched).not.toBe(now)
+    const recorded: Notebook = {
+      ...withSynth,
+      cells: [{ ...cell, results: [recordedSynthesis(done.result, asSearched, new Date(0), false)] }],
+    }
+    expect((await status(recorded, false)).status['synthesis-1']).toEqual(['stale-recipe'])
+    // The file as the search read it again: the same recipe hash as recorded, current.
+    writeFileSync(file, UPGRADE_TEXT)
+    expect((await status(withSynth, true)).hashes!['synthesis-1']).toBe(
+      (await status(withSynth, false)).hashes!['synthesis-1'],
+    )
+    const fresh = (await status(withSynth, true)).hashes!['synthesis-1']!
+    const again: Notebook = {
+      ...withSynth,
+      cells: [{ ...cell, results: [recordedSynthesis(done.result, fresh, new Date(0), false)] }],
+    }
+    expect((await status(again, false)).status['synthesis-1']).toEqual(['current'])
   })
 
   it("runs a cell naming the notebook's own policies; the hash covers their sites; replays resolve them with policyDefs", async () => {

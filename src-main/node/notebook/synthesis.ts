@@ -10,7 +10,13 @@ import type { Notebook, RecordedSynthesis, SynthesisCell, SynthesisRecipe } from
 import { recordedSynthesis } from '../../api/record'
 import type { SynthesisResult } from '../../engine'
 import { loadScenarioText } from '../scenarioFiles'
-import { startSynthesis, synthSettings, type SynthRecipe, type SynthScenarioFile } from '../synthesis'
+import {
+  scenarioTextHash,
+  startSynthesis,
+  synthSettings,
+  type SynthRecipe,
+  type SynthScenarioFile,
+} from '../synthesis'
 import type { WorkerPool } from '../workerPool'
 import { canonicalJson } from './format'
 
@@ -56,9 +62,9 @@ export function synthesisCellTexts(cell: SynthesisCell, notebookFile: string | n
   return out
 }
 
-/** sha256 over the canonical JSON of the recipe and every scenario's path and text, in order. */
-export function synthesisRecipeHash(recipe: SynthesisRecipe, texts: readonly CellScenarioText[]): string {
-  const ordered = {
+/** The recipe's fields in a fixed order, for hashing. */
+function orderedRecipe(recipe: SynthesisRecipe): object {
+  return {
     scenarios: [...recipe.scenarios],
     sites: recipe.sites === null ? null : [...recipe.sites],
     objective: recipe.objective,
@@ -66,14 +72,46 @@ export function synthesisRecipeHash(recipe: SynthesisRecipe, texts: readonly Cel
     max_states: recipe.max_states,
     timeout_ms: recipe.timeout_ms,
   }
+}
+
+/** sha256 over the canonical JSON of the recipe and every scenario's path and text, in order. */
+export function synthesisRecipeHash(recipe: SynthesisRecipe, texts: readonly CellScenarioText[]): string {
   return createHash('sha256')
-    .update(canonicalJson({ recipe: ordered, scenarios: texts.map((t) => [t.id, t.text]) }))
+    .update(canonicalJson({ recipe: orderedRecipe(recipe), scenarios: texts.map((t) => [t.id, t.text]) }))
+    .digest('hex')
+}
+
+/**
+ * The recipe hash of a result searched over the scenario files as they were read then
+ * (`searched`: each scenario id with the scenarioTextHash of its text at the search's start),
+ * given the files as they are now: synthesisRecipeHash when every file still reads as searched
+ * (the same files, none edited), else a hash over the recipe and the searched hashes that no
+ * files give (a different shape from synthesisRecipeHash's), so a result recorded under it is
+ * stale-recipe, never current. A file edited back to what was searched matches again.
+ */
+export function synthesisRecipeHashAsSearched(
+  recipe: SynthesisRecipe,
+  texts: readonly CellScenarioText[],
+  searched: Readonly<Record<string, string>>,
+): string {
+  const same =
+    Object.keys(searched).length === texts.length &&
+    texts.every((t) => searched[t.id] === scenarioTextHash(t.text))
+  if (same) return synthesisRecipeHash(recipe, texts)
+  const read = Object.entries(searched).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+  return createHash('sha256')
+    .update(canonicalJson({ recipe: orderedRecipe(recipe), searched: read }))
     .digest('hex')
 }
 
 /** The scenarios loaded (a load error is the scenario's, located in its file). */
 export function synthesisCellFiles(texts: readonly CellScenarioText[]): SynthScenarioFile[] {
-  return texts.map((t) => ({ id: t.id, file: t.file, scenario: loadScenarioText(t.text, t.file) }))
+  return texts.map((t) => ({
+    id: t.id,
+    file: t.file,
+    scenario: loadScenarioText(t.text, t.file),
+    sha256: scenarioTextHash(t.text),
+  }))
 }
 
 /** The recipe checked against its scenarios and the notebook's policies, or why not. */

@@ -457,28 +457,36 @@ export const useNotebookStore = defineStore('notebook', () => {
    * Appends a synthesis cell (the Synthesis view's search): its recipe names scenario files
    * relative to the notebook; `defs` (the placements it shows) go into the notebook's
    * `policies:`. With `record`, a finished search's result is recorded in it, under the recipe
-   * hash the services compute over the files as they are now (the renderer cannot hash); when
-   * they cannot (the files do not read), the cell keeps no result and `error` says why.
-   * Returns the new cell's id.
+   * hash the services compute (the renderer cannot hash) over the files as the search read them
+   * (`record.searched`: each recipe scenario with its text's sha256 when the search started), so
+   * a file edited since makes the result stale; when they cannot (the files do not read), the
+   * cell keeps no result and `error` says why. Returns the new cell's id.
    */
   async function addSynthesis(
     title: string,
     recipe: SynthesisRecipe,
     defs: Readonly<Record<string, readonly string[]>> = {},
-    record: ((recipeHash: string) => RecordedSynthesis) | null = null,
+    record: {
+      readonly result: (recipeHash: string) => RecordedSynthesis
+      readonly searched: Readonly<Record<string, string>>
+    } | null = null,
   ): Promise<string | null> {
     definePolicies(defs)
     const id = append((cellId) => ({ kind: 'synthesis', id: cellId, title, recipe, results: [] }))
     const nb = notebook.value
     if (id === null || !nb || record === null) return id
     try {
-      const r = await lab.notebookStatus({ notebookPath: path.value, notebook: nb })
+      const r = await lab.notebookStatus({
+        notebookPath: path.value,
+        notebook: nb,
+        searched: { [id]: { ...record.searched } },
+      })
       const hash = r.hashes?.[id] ?? null
       if (hash === null) {
         error.value = `Added ${id} without its result: ${r.problems[id] ?? 'the services gave no recipe hash'}`
         return id
       }
-      const result = record(hash)
+      const result = record.result(hash)
       const now = notebook.value
       if (!now) return id
       notebook.value = {

@@ -292,6 +292,37 @@ describe("placements in a notebook's policies:", () => {
     expect(nb.notebook!.policies).toEqual({ mine: AH, other: [] })
   })
 
+  it("runs and replays a name the open notebook defines, with the notebook's definition", async () => {
+    const defs = { nbdef: ['arch-hook', 'handle_pte_fault'] }
+    const nb = await openNotebook(defs)
+    const s = usePlacementStore()
+    const p = usePolicyStore()
+    // The notebook view puts the notebook's policies in the grid; one deleted from the grid since
+    // is still the notebook's, and a run and its replays send its definition.
+    expect(s.adopt(nb.notebook!.policies!)).toEqual([])
+    s.remove('nbdef')
+    expect(p.setFromText('start-end, nbdef')).toBeNull()
+    const seen: Record<string, { policyDefs?: unknown }> = {}
+    fake.api = {
+      ...fake.api,
+      startRun: async (req: { policyDefs?: unknown }) => ((seen.startRun = req), 'r1'),
+      replay: async (req: { policyDefs?: unknown }) => (
+        (seen.replay = req),
+        { records: [], violations: [], outcome: 'done', registers: [] }
+      ),
+    }
+    const run = useRunStore()
+    await run.start()
+    expect(seen.startRun!.policyDefs).toEqual(defs)
+    fake.emit({ kind: 'finished', runId: 'r1', elapsedMs: 1, result: RUN } satisfies RunEvent)
+    await useTraceStore().replay('nbdef', ['C0'])
+    expect(useTraceStore().replayError).toBeNull()
+    expect(seen.replay!.policyDefs).toEqual(defs)
+    // A grid placement of the same name is the one the run means (the notebook view says so).
+    s.create('start-end', 'nbdef')
+    expect(p.request('t', null).policyDefs).toEqual({ nbdef: SE })
+  })
+
   it('a preset with two variants in a definition stands for all their sites', async () => {
     const nb = await openNotebook({ pp: ['invalidate-range+upgrade-notify+access-flags-notify'] })
     expect(nb.policyClashes({ pp: [...IR, 'handle_pte_fault', 'ptep_set_access_flags'] })).toEqual([])

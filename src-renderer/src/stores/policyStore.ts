@@ -4,6 +4,7 @@ import { computed, ref } from 'vue'
 import type { RunRequest } from '../../../src-main/api/labApi'
 import { parsePolicyList, parseSchedule, sortPolicies, type PolicyNames } from '../logic/policies'
 import { useEngineStore } from './engineStore'
+import { useNotebookStore } from './notebookStore'
 import { usePlacementStore } from './placementStore'
 
 export type Mode = RunRequest['mode']
@@ -16,11 +17,32 @@ export const usePolicyStore = defineStore('policy', () => {
   const scenarioPolicies = ref<readonly string[]>([])
   /** The site grid's placements: names a run may use, sent with it as definitions. */
   const placements = usePlacementStore()
+  /**
+   * The open notebook's `policies:`: names a run may use too, sent with it as definitions. The
+   * grid adopts them when the notebook opens, but one deleted from the grid since, or kept out
+   * by a grid placement of the same name, is still the notebook's.
+   */
+  const notebook = useNotebookStore()
+  const notebookDefs = computed(() => notebook.notebook?.policies ?? {})
   const names = computed((): PolicyNames => ({
     sites: engine.info?.sites?.map((s) => s.name),
     namedSites: engine.info?.namedSites,
-    known: [...scenarioPolicies.value, ...placements.names],
+    known: [...scenarioPolicies.value, ...placements.names, ...Object.keys(notebookDefs.value)],
   }))
+
+  /**
+   * The definitions of the named policies a run sends: the grid's placements, and the open
+   * notebook's policies the grid does not hold (the grid's wins a name both have, as the
+   * notebook view says). Compare, distinguish and replays of the result send the same.
+   */
+  function defsFor(policies: readonly string[]): Record<string, string[]> {
+    const out: Record<string, string[]> = {}
+    for (const n of policies) {
+      const list = notebookDefs.value[n]
+      if (list !== undefined) out[n] = [...list]
+    }
+    return { ...out, ...placements.defsFor(policies) }
+  }
 
   const selected = ref<string[]>(['start-end', 'invalidate-range', 'arch-hook'])
   const mode = ref<Mode>('exhaustive')
@@ -83,7 +105,7 @@ export const usePolicyStore = defineStore('policy', () => {
   })
 
   function request(text: string, file: string | null): RunRequest {
-    const defs = placements.defsFor(selected.value)
+    const defs = defsFor(selected.value)
     return {
       text,
       file,

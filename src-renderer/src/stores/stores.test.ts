@@ -363,6 +363,7 @@ describe('notebookStore: a synthesis cell', () => {
       runId: 'syn-1',
       elapsedMs: 20,
       result: RESULT,
+      scenarioHashes: { 'a.yaml': 'e'.repeat(64) },
     } satisfies RunEvent)
     expect(s.runs.s1).toBeUndefined()
     const got = s.notebook!.cells[0]!

@@ -285,7 +285,7 @@ describe('synthesisStore', () => {
     fake.emit({ kind: 'synthesis-evaluation', runId: 's1', evaluation })
     fake.emit({ kind: 'synthesis-evaluation', runId: 's1', evaluation })
     expect(s.evaluations).toBe(2)
-    fake.emit({ kind: 'synthesis-finished', runId: 's1', elapsedMs: 77, result: RESULT })
+    fake.emit({ kind: 'synthesis-finished', runId: 's1', elapsedMs: 77, result: RESULT, scenarioHashes: {} })
     expect(s.status).toBe('finished')
     expect(s.result).toBe(RESULT)
     expect(s.rows[0]!.kinds).toContain('minimal')
@@ -370,7 +370,7 @@ describe('synthesisStore', () => {
       },
     }
     await s.start()
-    fake.emit({ kind: 'synthesis-finished', runId: 's3', elapsedMs: 1, result: RESULT })
+    fake.emit({ kind: 'synthesis-finished', runId: 's3', elapsedMs: 1, result: RESULT, scenarioHashes: {} })
     await s.openCertificate(RESULT.minimal[0]!, 0)
     expect(s.error).toBeNull()
     expect(asked).toEqual([
@@ -394,6 +394,9 @@ describe('synthesisStore', () => {
 
 describe('Add to notebook', () => {
   const HASH = 'a'.repeat(64)
+  /** The scenarios' text hashes the services read when the search started. */
+  const READ_A = 'b'.repeat(64)
+  const READ_X = 'c'.repeat(64)
   const openNotebook = async (): Promise<ReturnType<typeof useNotebookStore>> => {
     const asked: unknown[] = []
     fake.api = {
@@ -475,12 +478,21 @@ describe('Add to notebook', () => {
         ...RESULT,
         scenarios: [RESULT.scenarios[0]!, { ...RESULT.scenarios[1]!, id: 'sub/x.yaml' }],
       },
+      scenarioHashes: { [RESULT.scenarios[0]!.id]: READ_A, 'sub/x.yaml': READ_X },
     })
+    // The services say the hash of the files as the search read them (here: as they are now).
+    const asked: Array<{ searched?: unknown }> = []
     fake.api = {
       ...fake.api,
-      notebookStatus: async () => ({ status: {}, problems: {}, hashes: { 'synthesis-2': HASH } }),
+      notebookStatus: async (req: { searched?: unknown }) => (
+        asked.push(req),
+        { status: {}, problems: {}, hashes: { 'synthesis-2': HASH } }
+      ),
     }
     expect(await s.addToNotebook()).toBe('synthesis-2')
+    expect(asked[0]!.searched).toEqual({
+      'synthesis-2': { '../scenarios/munmap-uaf.ats.yaml': READ_A, '../scenarios/sub/x.yaml': READ_X },
+    })
     const second = nb.notebook!.cells[1]!
     expect(second.kind).toBe('synthesis')
     if (second.kind !== 'synthesis') return

@@ -62,6 +62,8 @@ export const useSynthesisStore = defineStore('synthesis', () => {
   /** Explorations finished so far (each a synthesis-evaluation event). */
   const evaluations = ref(0)
   const result = shallowRef<SynthesisResult | null>(null)
+  /** The result's scenarios' text hashes as the services read them when the search started. */
+  let resultHashes: Readonly<Record<string, string>> = {}
   const elapsedMs = ref(0)
   const error = ref<string | null>(null)
   const cancelling = ref(false)
@@ -182,31 +184,39 @@ export const useSynthesisStore = defineStore('synthesis', () => {
       timeout_ms: a.timeoutS > 0 ? Math.round(a.timeoutS * 1000) : null,
     }
     const r = status.value === 'finished' && a === searched ? result.value : null
-    // The result names scenarios as they were sent (relative to the scenarios folder, in order).
+    // The result names scenarios as they were sent (relative to the scenarios folder, in order);
+    // the services hashed each one's text when the search started: the result is of those texts.
     const ids = new Map<string, string>()
+    const searchedHashes: Record<string, string> = {}
     r?.scenarios.forEach((sc, i) => {
       const given = sent[i]
       const rel = given && 'path' in given ? toNotebook(given.path) : null
-      if (rel !== null) ids.set(sc.id, rel)
+      if (rel === null) return
+      ids.set(sc.id, rel)
+      const h = resultHashes[sc.id]
+      if (h !== undefined) searchedHashes[rel] = h
     })
     const rename = (id: string): string => ids.get(id) ?? id
     const record =
       r === null
         ? null
-        : (hash: string) =>
-            recordedSynthesis(
-              {
-                ...r,
-                scenarios: r.scenarios.map((sc) => ({ ...sc, id: rename(sc.id) })),
-                minimal: r.minimal.map((m) => ({
-                  ...m,
-                  needed: m.needed.map((n) => ({ ...n, scenario: rename(n.scenario) })),
-                })),
-              },
-              hash,
-              new Date(),
-              false,
-            )
+        : {
+            searched: searchedHashes,
+            result: (hash: string) =>
+              recordedSynthesis(
+                {
+                  ...r,
+                  scenarios: r.scenarios.map((sc) => ({ ...sc, id: rename(sc.id) })),
+                  minimal: r.minimal.map((m) => ({
+                    ...m,
+                    needed: m.needed.map((n) => ({ ...n, scenario: rename(n.scenario) })),
+                  })),
+                },
+                hash,
+                new Date(),
+                false,
+              ),
+          }
     const title = `Synthesis (${a.objective}) over ${files.length === 1 ? files[0] : `${files.length} scenarios`}`
     const id = await notebooks.addSynthesis(title, recipe, defs, record)
     notebookNote.value =
@@ -259,6 +269,7 @@ export const useSynthesisStore = defineStore('synthesis', () => {
         break
       case 'synthesis-finished':
         result.value = e.result
+        resultHashes = e.scenarioHashes
         elapsedMs.value = e.elapsedMs
         status.value = 'finished'
         cancelling.value = false
@@ -407,6 +418,7 @@ export const useSynthesisStore = defineStore('synthesis', () => {
 
   function clear(): void {
     result.value = null
+    resultHashes = {}
     progress.value = null
     error.value = null
     if (!active.value) status.value = 'idle'
