@@ -176,6 +176,9 @@ export interface FileState {
   readonly trunc?: true
 }
 
+/** LabState.swapMap's flag: the swap cache holds its own reference on the slot's folio. */
+export const SWAP_CACHE_REF = 0x10000
+
 export interface LabState {
   frames: PFrame[]
   mms: MmState[]
@@ -188,6 +191,13 @@ export interface LabState {
   swap: Array<number | null>
   /** The folio still in the swap cache for each slot (pfn), or -1. */
   swapCache: number[]
+  /**
+   * Per slot, v6.6 si->swap_map: the count of swap PTEs that refer to it (swap_duplicate adds
+   * one per PTE, swap_free / free_swap_and_cache drop one), plus SWAP_CACHE_REF when the swap
+   * cache holds a folio reference of its own (a folio read in while other PTEs still share the
+   * slot, or one reclaim kept); while reclaim runs, its own reference stands for the cache's.
+   */
+  swapMap: number[]
   /** Per page: its page-cache folio for kind: file pages, null for the others. */
   files: Array<FileState | null>
   /** `signal F` has run, per flag. */
@@ -418,6 +428,7 @@ export function initialState(sc: Scenario): LabState {
     regs: sc.registers.map(() => null),
     swap: [],
     swapCache: [],
+    swapMap: [],
     files,
     flags: sc.flags.map(() => false),
     // Only kernel pages have vmap areas (an empty list keeps the other scenarios' hash short).
@@ -463,6 +474,7 @@ export function shallowNext(s: LabState, t: number): LabState {
     regs: s.regs,
     swap: s.swap,
     swapCache: s.swapCache,
+    swapMap: s.swapMap,
     files: s.files,
     flags: s.flags,
     vlazy: s.vlazy,
@@ -860,6 +872,7 @@ export function hashState(s: LabState, live: Liveness): [number, number] {
   h.n(s.swap.length)
   for (const v of s.swap) h.n(v === null ? -9 : v)
   for (const p of s.swapCache) h.n(frameCode(p, lab))
+  for (const x of s.swapMap) h.n(x)
   for (const f of s.files) {
     if (!f) continue
     h.n(frameCode(f.pfn, lab) * 2 + (f.dirty ? 1 : 0))

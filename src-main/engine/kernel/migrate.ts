@@ -48,7 +48,9 @@ import { MIGRATE_MODES } from '../types'
 import { afterNotifier, flag, num, type PcHandler, type Proc } from './proc'
 import { finalizeAndMap } from './hmm'
 import {
+  anonWalkNext,
   installEntry,
+  scenarioHasChild,
   isolateMappedFolio,
   rmapRangeStart,
   rmapUnmap,
@@ -57,40 +59,8 @@ import {
   walkVmas,
 } from './rmap'
 
-/**
- * try_to_migrate()'s walk (rmap_walk_anon): from VMA `from` on, the next VMA of the folio's
- * (local `pfn`) anon_vma tree (anonVmaHas), unless the folio is unmapped already (rwc.done);
- * with it selected (locals `vi`, `mm`) goes to `found`, else (the walk is over: `mm` dropped)
- * to `done`.
- */
-function unmapWalk(c: Ctx, f: CallFrame, from: number, found: string, done: string): void {
-  const ms = walkVmas(c.sc, num(f, 'page'))
-  const pfn = num(f, 'pfn')
-  let vi = from
-  if (c.folio(pfn).map === 0) vi = ms.length
-  while (vi < ms.length && !anonVmaHas(c, pfn, ms[vi]!.mm, ms[vi]!.page)) vi++
-  f.l.vi = vi
-  if (vi < ms.length) {
-    walkVmaAt(c, f)
-    c.goto(found)
-  } else {
-    delete f.l.mm
-    c.goto(done)
-  }
-}
-
-/**
- * Whether the folio `pfn`'s anon_vma interval tree holds the VMA of `mm` at `page`: a folio of
- * the child's own anon_vma (avc) only the child's; the process's anon_vma both, the child's
- * once fork cloned it (the child's mm is live). A VMA is there while it exists, or while its
- * PTE still maps the folio (detached by munmap but not yet unlinked by free_pgtables).
- */
-function anonVmaHas(c: Ctx, pfn: number, mm: number, page: number): boolean {
-  if (c.folio(pfn).avc === true && mm === 0) return false
-  if (mm === 1 && !c.mmLive(1)) return false
-  const pte = c.pte(mm, page)
-  return c.vma(mm, page) !== null || (pte?.present === true && pte.pfn === pfn)
-}
+/** try_to_migrate()'s walk (rmap.ts anonWalkNext). */
+const unmapWalk = anonWalkNext
 
 /**
  * remove_migration_ptes()' walk: from VMA `from` on, the first whose PTE is a migration entry
@@ -188,8 +158,8 @@ export const migrate: Proc = {
   },
   /**
    * remove_migration_ptes() -> remove_migration_pte() per VMA of the walk (its mm's PTL): the
-   * new page replaces the migration entry; the destination's reference from the allocation is
-   * the first PTE's, each further PTE takes one (folio_get).
+   * new page replaces the migration entry, each PTE taking a reference (folio_get); the
+   * destination's allocation reference stays the migration's until 'end'.
    */
   remove: {
     guard: (c, f) => (c.ptlFree(c.mmIndex, num(f, 'page')) ? null : 'page-table lock held'),
@@ -209,7 +179,11 @@ export const migrate: Proc = {
           )
         }
         src.sup = true
-        if (flag(f, 'installed')) c.getFrame(dst)
+        // remove_migration_pte(): folio_get(folio) for the PTE. The migration keeps the
+        // destination's allocation reference (and its lock) until migrate_folio_done, so a
+        // write fault on a PTE already switched cannot reuse the page while other PTEs of the
+        // walk (a fork child's) are still migration entries: do_wp_page copies.
+        c.getFrame(dst)
         const d = c.folioW(dst)
         d.map++
         c.setPte(
@@ -280,7 +254,12 @@ export const migrate: Proc = {
   end: {
     run: (c, f) => {
       c.putFrame(num(f, 'pfn'), 'migrate_folio_done (free the source)')
-      if (!flag(f, 'installed')) c.putFrame(num(f, 'new'), 'folio_put (unused destination)')
+      c.putFrame(
+        num(f, 'new'),
+        flag(f, 'installed')
+          ? "folio_put (the migration's reference on the destination)"
+          : 'folio_put (unused destination)',
+      )
       c.emit('op', 'migrate', `${c.pageName(num(f, 'page'))}: pfn ${num(f, 'pfn')} -> pfn ${num(f, 'new')}`)
       c.ret()
     },
@@ -332,13 +311,49 @@ function collectUnlock(c: Ctx, f: CallFrame): void {
   c.goto('rs_end')
 }
 
-/** After migrate_vma_collect()'s range_end: copy, or undo if the page went away meanwhile. */
+/**
+ * After migrate_vma_collect()'s range_end: copy, or undo if the page went away meanwhile. With
+ * a fork child, migrate_vma_unmap() -> migrate_device_unmap() (v6.6 mm/migrate_device.c):
+ * `if (folio_mapped(folio)) try_to_migrate(folio, 0)` unmaps the mappings collect did not
+ * see (the other process's: rmap_walk_anon, each VMA on its own mm with its own range_start/end
+ * MMU_NOTIFY_CLEAR, and, with no TTU_BATCH_FLUSH, ptep_clear_flush under its PTL); and
+ * migrate_vma_finalize()'s remove_migration_ptes() walks every VMA (local `vi` set).
+ */
 function collected(c: Ctx, f: CallFrame): void {
   if (!flag(f, 'mapped')) {
     c.emit('info', 'migrate_vma_setup', 'the page was unmapped meanwhile: nothing to migrate')
     c.putFrame(num(f, 'new'), 'migrate_vma_finalize (unused destination)')
     c.putFrame(num(f, 'pfn'), 'migrate_vma_finalize (source)')
     c.ret()
+    return
+  }
+  if (scenarioHasChild(c.sc)) {
+    f.l.vi = 0
+    if (c.folio(num(f, 'pfn')).map > 0) {
+      c.emit(
+        'info',
+        'migrate_device_unmap',
+        `pfn ${num(f, 'pfn')} is still mapped (mapcount ${c.folio(num(f, 'pfn')).map}): try_to_migrate(folio, 0)`,
+      )
+      f.l.ttu_sync = true
+      anonWalkNext(c, f, 0, 'tm_rs', 'tm_done')
+      return
+    }
+  }
+  c.goto('copy')
+}
+
+/**
+ * migrate_device_unmap() after try_to_migrate(): `if (folio_mapped(folio) || ...)` the page is
+ * restored (remove_migration_ptes(folio, folio): the source back in every migration entry) and
+ * not migrated; else the driver copies.
+ */
+function tmDone(c: Ctx, f: CallFrame): void {
+  delete f.l.ttu_sync
+  if (c.folio(num(f, 'pfn')).map > 0) {
+    c.emit('info', 'migrate_device_unmap', `pfn ${num(f, 'pfn')} is still mapped: restore it, not migrated`)
+    if (!migEntryWalk(c, f, 0)) f.l.vi = 0
+    c.goto('restore')
     return
   }
   c.goto('copy')
@@ -422,6 +437,57 @@ export const migrateVma: Proc = {
     },
   },
   collected: { run: (c, f) => collected(c, f) },
+  /** try_to_migrate_one() on the next VMA: range_start(MMU_NOTIFY_CLEAR) on its mm. */
+  tm_rs: {
+    run: (c, f) => {
+      c.rangeStart(c.mmIndex, [num(f, 'page')], 'MMU_NOTIFY_CLEAR')
+      c.goto('tm_unmap')
+    },
+  },
+  ...(({ unmap, unmap_rest }) => ({ tm_unmap: unmap, tm_unmap_rest: unmap_rest }))(
+    rmapUnmap(migrationEntry, 'set_pte_at (migration entry)', false, {
+      rest: 'tm_unmap_rest',
+      next: 'tm_rs_end',
+    }),
+  ),
+  /** try_to_migrate_one()'s range_end; then rmap_walk_anon's next VMA. */
+  tm_rs_end: {
+    run: (c, f) => {
+      c.rangeEnd(c.mmIndex, [num(f, 'page')], false)
+      anonWalkNext(c, f, num(f, 'vi') + 1, 'tm_rs', 'tm_done')
+    },
+  },
+  tm_done: { run: (c, f) => tmDone(c, f) },
+  /** remove_migration_ptes(folio, folio) per VMA with an entry: the source back; then put both. */
+  restore: {
+    guard: (c, f) => (c.ptlFree(c.mmIndex, num(f, 'page')) ? null : 'page-table lock held'),
+    run: (c, f) => {
+      const mm = c.mmIndex
+      const page = num(f, 'page')
+      const pfn = num(f, 'pfn')
+      c.lockPtl(mm, page, 'remove_migration_pte (restore)')
+      const pte = c.pte(mm, page)
+      if (pte?.mig && pte.pfn === pfn) {
+        c.getFrame(pfn)
+        c.folioW(pfn).map++
+        c.setPte(
+          mm,
+          page,
+          { pfn, present: true, write: pte.write, dirty: pte.dirty },
+          'set_pte_at (remove_migration_pte: the source back)',
+        )
+      }
+      c.unlockPtl(mm, page)
+      if (migEntryWalk(c, f, num(f, 'vi') + 1)) {
+        c.goto('restore')
+        return
+      }
+      c.putFrame(num(f, 'new'), 'migrate_vma_finalize (unused destination)')
+      c.putFrame(pfn, 'folio_put (restored source)')
+      c.emit('op', 'migrate_vma', `${c.pageName(page)}: not migrated`)
+      c.ret()
+    },
+  },
   copy: {
     run: (c, f) => {
       migrate.copy!.run(c, f)

@@ -42,6 +42,9 @@ export function isolateMappedFolio(c: Ctx, f: CallFrame, kfn: string, what: stri
  */
 export function installEntry(c: Ctx, mm: number, page: number, pte: Pte, entry: Pte, entryFn: string): void {
   if (pte.dirty) c.emit('frame', 'folio_mark_dirty', `pfn ${pte.pfn}`)
+  // try_to_unmap_one() (v6.6 mm/rmap.c): swap_duplicate(entry) before the swap PTE goes in, so
+  // the slot's swap_map count is the number of PTEs that refer to it.
+  if (entry.swp !== undefined) c.swapDup(entry.swp)
   c.setPte(mm, page, entry, entryFn)
   const fr = c.folioW(pte.pfn)
   fr.map--
@@ -58,16 +61,55 @@ export const rmapRangeStart: PcHandler = {
 }
 
 /**
+ * rmap_walk_anon()'s next VMA for try_to_unmap() / try_to_migrate(): from VMA `from` of
+ * walkVmas() on, the next VMA of the folio's (local `pfn`) anon_vma interval tree (anonVmaHas),
+ * unless the folio is unmapped already (rwc->done: folio_not_mapped, checked after each VMA);
+ * with it selected (locals `vi`, `mm`) goes to `found`, else (the walk is over: `mm` dropped) to
+ * `done`. A VMA of the tree whose PTE no longer maps the folio is still visited: v6.6
+ * try_to_unmap_one / try_to_migrate_one call mmu_notifier_invalidate_range_start before
+ * page_vma_mapped_walk, which then finds nothing there (rmapUnmap's not-found path).
+ */
+export function anonWalkNext(c: Ctx, f: CallFrame, from: number, found: string, done: string): void {
+  const ms = walkVmas(c.sc, num(f, 'page'))
+  const pfn = num(f, 'pfn')
+  let vi = from
+  if (c.folio(pfn).map === 0) vi = ms.length
+  while (vi < ms.length && !anonVmaHas(c, pfn, ms[vi]!.mm, ms[vi]!.page)) vi++
+  f.l.vi = vi
+  if (vi < ms.length) {
+    walkVmaAt(c, f)
+    c.goto(found)
+  } else {
+    delete f.l.mm
+    c.goto(done)
+  }
+}
+/**
+ * Whether the folio `pfn`'s anon_vma interval tree holds the VMA of `mm` at `page`: a folio of
+ * the child's own anon_vma (avc) only the child's; the process's anon_vma both, the child's
+ * once fork cloned it (the child's mm is live). A VMA is there while it exists, or while its
+ * PTE still maps the folio (detached by munmap but not yet unlinked by free_pgtables).
+ */
+function anonVmaHas(c: Ctx, pfn: number, mm: number, page: number): boolean {
+  if (c.folio(pfn).avc === true && mm === 0) return false
+  if (mm === 1 && !c.mmLive(1)) return false
+  const pte = c.pte(mm, page)
+  return c.vma(mm, page) !== null || (pte?.present === true && pte.pfn === pfn)
+}
+
+/**
  * The unmap step: `entry` is the non-present PTE to install (migration or swap entry);
  * `v415Invalidate` adds v4.15's explicit ->invalidate_range right after the clear (the swap
  * path: "We have to invalidate as we cleared the pte"). Sets f.l.mapped (and, for a batched x86
- * clear, the mm in f.l.bmm: noteBatched) and continues at 'rs_end'. It works on c.mmIndex: the
- * mm of the VMA the walk is at (walkVmaAt).
+ * clear, the mm in f.l.bmm: noteBatched) and continues at `pcs.next` ('rs_end'); the step after
+ * the flush's notifier is `pcs.rest` ('unmap_rest'). It works on c.mmIndex: the mm of the VMA
+ * the walk is at (walkVmaAt).
  */
 export function rmapUnmap(
   entry: (pte: Pte, f: CallFrame) => Pte,
   entryFn: string,
   v415Invalidate: boolean,
+  pcs: { readonly rest: string; readonly next: string } = { rest: 'unmap_rest', next: 'rs_end' },
 ): { unmap: PcHandler; unmap_rest: PcHandler } {
   /** After the flush (and its notifiers): the non-present entry, the rmap and the reference. */
   const rest = (c: Ctx, f: CallFrame): void => {
@@ -78,7 +120,7 @@ export function rmapUnmap(
     installEntry(c, mm, page, pte, entry(pte, f), entryFn)
     c.unlockPtl(mm, page)
     f.l.mapped = true
-    c.goto('rs_end')
+    c.goto(pcs.next)
   }
   const unmap: PcHandler = {
     guard: (c, f) => pvmwGuard(c, c.mmIndex, num(f, 'page')),
@@ -87,7 +129,7 @@ export function rmapUnmap(
       const page = num(f, 'page')
       if (!pvmwMapPte(c, mm, page)) {
         if (f.l.mapped !== true) f.l.mapped = false
-        c.goto('rs_end')
+        c.goto(pcs.next)
         return
       }
       const pte = c.pte(mm, page)
@@ -97,7 +139,7 @@ export function rmapUnmap(
         c.unlockPtl(mm, page)
         // Another VMA of the walk may have unmapped it already.
         if (f.l.mapped !== true) f.l.mapped = false
-        c.goto('rs_end')
+        c.goto(pcs.next)
         return
       }
       if (flag(f, 'ttu_sync')) {
@@ -132,7 +174,7 @@ export function rmapUnmap(
       }
       if (v415Invalidate) c.invalidateRange(mm, [page], 'try_to_unmap_one')
       f.l.old = encodePte(pte)
-      afterNotifier(c, f, 'unmap_rest', rest)
+      afterNotifier(c, f, pcs.rest, rest)
     },
   }
   return { unmap, unmap_rest: { run: rest } }

@@ -354,13 +354,41 @@ describe('validation: which walks are modelled with a fork child', () => {
     ).toBe('')
   })
 
-  it('still refused, at the op word: reclaim of an anon page and migrate_vma with a fork child', () => {
-    expect(issues(withChild('  A: { value: 1 }', 'reclaim A'))).toMatch(
-      /x\.yaml:6:14: reclaim of an anon page in a scenario with a fork child is not modelled yet: a page both processes map gets a swap entry in each \(try_to_unmap_one's swap_duplicate\)/,
+  it('accepted now: reclaim of an anon page and migrate_vma with a fork child (kernel/swapFork.test.ts)', () => {
+    expect(issues(withChild('  A: { value: 1 }', 'reclaim A'))).toBe('')
+    expect(issues(withChild('  A: { value: 1 }', 'migrate_vma A'))).toBe('')
+    expect(
+      issues(
+        'title: t\narch: x86_64\npages:\n  A: { value: 1, cow: true }\ncpus:\n  K: { mm: child, ops: [reclaim A, migrate_vma A] }\n',
+      ),
+    ).toBe('')
+  })
+
+  it("refused, at the owner words: migrate_vma P owner M in a thread of the fork child (M's driver migrates the process's memory)", () => {
+    const yaml =
+      'title: t\narch: x86_64\npages:\n  A: { value: 1, cow: true }\nsecondary:\n  - { name: hmm, type: sw-mirror, protocol: hmm }\ncpus:\n  K: { mm: child, ops: [migrate_vma A owner hmm] }\n'
+    expect(issues(yaml)).toMatch(
+      /x\.yaml:8:39: owner hmm: hmm's driver migrates the process's memory, which it mirrors; K is a thread of the fork child/,
     )
-    expect(issues(withChild('  A: { value: 1 }', 'migrate_vma A'))).toMatch(
-      /x\.yaml:6:14: migrate_vma in a scenario with a fork child is not modelled yet: .*migrate_device_unmap's try_to_migrate\(folio, 0\)/,
+    expect(
+      issues(yaml.replace('{ mm: child, ops: [migrate_vma A owner hmm] }', '[migrate_vma A owner hmm]')),
+    ).toBe('')
+  })
+
+  it('refused, at the page word: with a fork child, reclaim or migrate_vma of an anon page in a second thread next to another isolating op on it', () => {
+    const two = (a: string, b: string) =>
+      `title: t\narch: x86_64\npages:\n  A: { value: 1, cow: true }\ncpus:\n  C0: [${a}]\n  C1: [${b}]\n`
+    expect(issues(two('reclaim A', 'migrate A'))).toMatch(
+      /x\.yaml:7:16: migrate A in a second thread \(C0 has reclaim A\) is not modelled in a scenario with a fork child: reclaim and migration isolate and lock the folio, one at a time/,
     )
+    expect(issues(two('migrate_vma A', 'reclaim A'))).toMatch(
+      /x\.yaml:7:16: reclaim A in a second thread \(C0 has migrate_vma A\)/,
+    )
+    // One thread runs them one after the other; two migrates stay accepted, as before.
+    expect(issues(two('reclaim A, migrate_vma A, migrate A', 'read A'))).toBe('')
+    expect(issues(two('migrate A', 'migrate A sync'))).toBe('')
+    // Without a fork child nothing changes.
+    expect(issues(two('reclaim A', 'migrate_vma A').replace(', cow: true', ''))).toBe('')
   })
 })
 

@@ -181,7 +181,17 @@ export const zapVma: Proc = {
       const page = pages[i]!
       const old = c.pte(mm, page)!
       c.setPte(mm, page, null, 'ptep_get_and_clear_full')
-      if (old.swp !== undefined) c.swapWrite(old.swp, null)
+      // free_swap_and_cache() (v6.6 mm/swapfile.c): drop the PTE's swap_map count; the slot is
+      // freed at 0 (a folio the swap cache holds on its own goes too: __try_to_reclaim_swap).
+      if (old.swp !== undefined) {
+        const left = c.swapFree(old.swp, 'free_swap_and_cache')
+        c.emit(
+          'info',
+          'free_swap_and_cache',
+          `slot ${old.swp}: swap_map count ${left + 1} -> ${left}${left === 0 ? ': the slot is freed' : ''}`,
+        )
+        if (left === 0) c.swapWrite(old.swp, null)
+      }
       const end = tableEnd(c, pages, i)
       if (old.mig || old.swp !== undefined) {
         // A migration or swap entry is in no TLB and holds no page reference: cleared (a swap
