@@ -39,6 +39,13 @@ export interface PFrame {
   w: number
   /** The page's contents were copied into a new frame that replaced this one (wp_page_copy). */
   sup: boolean
+  /**
+   * An anon folio whose folio->mapping is the fork child's own anon_vma (the child's fault
+   * allocated it: do_anonymous_page, wp_page_copy in the child): rmap_walk_anon visits only the
+   * child's VMA. Absent: the process's anon_vma, whose interval tree holds the process's VMA
+   * and, after fork (anon_vma_clone), the child's right after it.
+   */
+  avc?: true
 }
 
 /** A cached translation, in a CPU TLB or a secondary TLB/shadow table. */
@@ -111,6 +118,11 @@ export interface MmState {
    * (the last mmput) cannot run while one is in flight. Absent when 0.
    */
   users?: number
+  /**
+   * MMF_OOM_SKIP: exit_mmap() set it after unmap_vmas() and mmap_read_unlock(), before it takes
+   * mmap_lock for write; oom_reap_task_mm() tests it under mmap_read_trylock and skips the mm.
+   */
+  oomSkip?: true
 }
 
 export interface SecState {
@@ -164,6 +176,9 @@ export interface FileState {
   readonly trunc?: true
 }
 
+/** LabState.swapMap's flag: the swap cache holds its own reference on the slot's folio. */
+export const SWAP_CACHE_REF = 0x10000
+
 export interface LabState {
   frames: PFrame[]
   mms: MmState[]
@@ -176,6 +191,13 @@ export interface LabState {
   swap: Array<number | null>
   /** The folio still in the swap cache for each slot (pfn), or -1. */
   swapCache: number[]
+  /**
+   * Per slot, v6.6 si->swap_map: the count of swap PTEs that refer to it (swap_duplicate adds
+   * one per PTE, swap_free / free_swap_and_cache drop one), plus SWAP_CACHE_REF when the swap
+   * cache holds a folio reference of its own (a folio read in while other PTEs still share the
+   * slot, or one reclaim kept); while reclaim runs, its own reference stands for the cache's.
+   */
+  swapMap: number[]
   /** Per page: its page-cache folio for kind: file pages, null for the others. */
   files: Array<FileState | null>
   /** `signal F` has run, per flag. */
@@ -414,6 +436,7 @@ export function initialState(sc: Scenario): LabState {
     regs: sc.registers.map(() => null),
     swap: [],
     swapCache: [],
+    swapMap: [],
     files,
     flags: sc.flags.map(() => false),
     // Only kernel pages have vmap areas (an empty list keeps the other scenarios' hash short).
@@ -459,6 +482,7 @@ export function shallowNext(s: LabState, t: number): LabState {
     regs: s.regs,
     swap: s.swap,
     swapCache: s.swapCache,
+    swapMap: s.swapMap,
     files: s.files,
     flags: s.flags,
     vlazy: s.vlazy,
@@ -805,7 +829,7 @@ export function hashState(s: LabState, live: Liveness): [number, number] {
     h.n(f.ref)
     h.n(f.map)
     h.n(f.gen)
-    h.n(f.w * 4 + (f.free ? 1 : 0) + (f.sup ? 2 : 0))
+    h.n(f.w * 8 + (f.free ? 1 : 0) + (f.sup ? 2 : 0) + (f.avc ? 4 : 0))
   }
   for (const m of s.mms) {
     h.n((m.live ? 1 : 0) + 2 * (m.writer + 1) + 1024 * m.readers)
@@ -813,7 +837,7 @@ export function hashState(s: LabState, live: Liveness): [number, number] {
     h.n(m.tfp + 64 * m.imapReaders + (m.tfb === true ? 1 << 20 : 0))
     for (const l of m.imap) h.n(l ? 1 : 0)
     for (const p of m.ptes) h.n(pteCode(p, lab))
-    h.n(64 * m.gupf + (m.rel ? 1 << 20 : 0) + (m.users ?? 0) * (1 << 21))
+    h.n(64 * m.gupf + (m.rel ? 1 << 20 : 0) + (m.oomSkip ? 1 << 19 : 0) + (m.users ?? 0) * (1 << 21))
     for (const l of m.pmdl) h.n(l)
     for (const t of m.tbl) {
       if (t) {
@@ -856,6 +880,7 @@ export function hashState(s: LabState, live: Liveness): [number, number] {
   h.n(s.swap.length)
   for (const v of s.swap) h.n(v === null ? -9 : v)
   for (const p of s.swapCache) h.n(frameCode(p, lab))
+  for (const x of s.swapMap) h.n(x)
   for (const f of s.files) {
     if (!f) continue
     h.n(frameCode(f.pfn, lab) * 2 + (f.dirty ? 1 : 0))

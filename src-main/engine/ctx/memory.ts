@@ -4,7 +4,7 @@
  * registers. Frames are reused so that a use-after-free is observable.
  */
 import { Res } from '../footprint'
-import { frameLabels, livenessOf, type FileState, type PFrame, ZERO_PFN } from '../state'
+import { frameLabels, livenessOf, type FileState, type PFrame, SWAP_CACHE_REF, ZERO_PFN } from '../state'
 import { CtxBase } from './base'
 
 export class CtxMemory extends CtxBase {
@@ -96,25 +96,83 @@ export class CtxMemory extends CtxBase {
     if (pfn !== ZERO_PFN) this.folioW(pfn).ref++
   }
   // ---- swap --------------------------------------------------------------------------
-  /** A new swap slot (get_swap_page / add_to_swap). */
+  /** A new swap slot (get_swap_page / add_to_swap): swap_map count 0, the folio in the swap cache. */
   swapAlloc(pfn: number): number {
     this.rd(Res.alloc)
     this.wr(Res.alloc)
     this.s.swap = [...this.s.swap, null]
     this.s.swapCache = [...this.s.swapCache, pfn]
+    this.s.swapMap = [...this.s.swapMap, 0]
     return this.s.swap.length - 1
+  }
+  /** The slot's swap_map count: how many swap PTEs refer to it (v6.6 swap_count()). */
+  swapCount(slot: number): number {
+    this.rd(Res.alloc)
+    return (this.s.swapMap[slot] ?? 0) & (SWAP_CACHE_REF - 1)
+  }
+  /** Whether the swap cache holds a reference of its own on the slot's folio (swapCacheAdd). */
+  swapCacheRef(slot: number): boolean {
+    this.rd(Res.alloc)
+    return ((this.s.swapMap[slot] ?? 0) & SWAP_CACHE_REF) !== 0
+  }
+  /** swap_duplicate() (v6.6 mm/swapfile.c): one more swap PTE refers to the slot. */
+  swapDup(slot: number): void {
+    this.wr(Res.alloc)
+    const m = this.s.swapMap.slice()
+    m[slot] = (m[slot] ?? 0) + 1
+    this.s.swapMap = m
+  }
+  /**
+   * swap_free() / free_swap_and_cache(): one swap PTE fewer; returns the count left. At 0 a
+   * folio the swap cache holds a reference of its own on leaves it (folio_free_swap:
+   * delete_from_swap_cache and the cache's folio_put); reclaim's folio stays for reclaim to drop.
+   */
+  swapFree(slot: number, fn: string): number {
+    this.wr(Res.alloc)
+    const m = this.s.swapMap.slice()
+    const x = (m[slot] ?? 0) - 1
+    if (x < 0) throw new Error(`model bug: swap_free of free slot ${slot}`)
+    m[slot] = x
+    this.s.swapMap = m
+    const left = x & (SWAP_CACHE_REF - 1)
+    if (left === 0 && x & SWAP_CACHE_REF) this.swapUncache(slot, fn)
+    return left
+  }
+  /**
+   * add_to_swap_cache() of a folio read in while other PTEs still share the slot
+   * (read_swap_cache_async), or reclaim's folio kept in the cache once reclaim is done with it:
+   * the cache holds a reference of its own (taken here for a new folio; `take` false hands over
+   * the caller's).
+   */
+  swapCacheAdd(slot: number, pfn: number, take: boolean): void {
+    this.wr(Res.alloc)
+    if (take) this.getFrame(pfn)
+    const c = this.s.swapCache.slice()
+    c[slot] = pfn
+    this.s.swapCache = c
+    const m = this.s.swapMap.slice()
+    m[slot] = (m[slot] ?? 0) | SWAP_CACHE_REF
+    this.s.swapMap = m
   }
   /** The folio in the swap cache for a slot (swap_cache_get_folio), or -1. */
   swapCached(slot: number): number {
     this.rd(Res.alloc)
     return this.s.swapCache[slot] ?? -1
   }
-  /** delete_from_swap_cache(). */
-  swapUncache(slot: number): void {
+  /** delete_from_swap_cache(), and the cache's own folio_put when it holds one (swapCacheAdd). */
+  swapUncache(slot: number, fn = 'delete_from_swap_cache'): void {
     this.wr(Res.alloc)
+    const pfn = this.s.swapCache[slot] ?? -1
     const c = this.s.swapCache.slice()
     c[slot] = -1
     this.s.swapCache = c
+    const x = this.s.swapMap[slot] ?? 0
+    if (x & SWAP_CACHE_REF) {
+      const m = this.s.swapMap.slice()
+      m[slot] = x & ~SWAP_CACHE_REF
+      this.s.swapMap = m
+      if (pfn >= 0) this.putFrame(pfn, `${fn}: the swap cache's folio_put`)
+    }
   }
   swapRead(slot: number): number | null {
     this.rd(Res.alloc)

@@ -262,21 +262,34 @@ export class CtxTables extends CtxLocks {
     this.rd(Res.live(mm))
     return this.s.mms[mm]!.rel === true
   }
+  /** MMF_OOM_SKIP on `mm` (MmState.oomSkip): exit_mmap() is done with unmap_vmas(). */
+  mmOomSkip(mm: number): boolean {
+    if (!scenarioExits(this.sc)) return false
+    this.rd(Res.live(mm))
+    return this.s.mms[mm]!.oomSkip === true
+  }
+  /** exit_mmap(): set_bit(MMF_OOM_SKIP, &mm->flags). */
+  setOomSkip(mm: number): void {
+    this.wr(Res.live(mm))
+    this.mmW(mm).oomSkip = true
+    this.emit('info', 'exit_mmap', 'set_bit(MMF_OOM_SKIP): the OOM reaper skips this mm from now on')
+  }
   /**
-   * A KVM vCPU fault takes (+1) or drops (-1) its mm_users reference (MmState.users): the vCPU
-   * is a thread of the process (kvm_vcpu_ioctl: kvm->mm == current->mm), so while it faults
-   * the process's last mmput, and exit_mmap(), cannot happen.
+   * A KVM vCPU fault, or an HMM driver's dmirror_fault (`who`), takes (+1) or drops (-1) its
+   * mm_users reference (MmState.users): the vCPU is a thread of the process (kvm_vcpu_ioctl:
+   * kvm->mm == current->mm); dmirror_fault mmget_not_zero()s the mm around dmirror_range_fault.
+   * While one holds it, the process's last mmput, and exit_mmap(), cannot happen.
    */
-  mmUsers(mm: number, delta: number): void {
+  mmUsers(mm: number, delta: number, who = 'vCPU fault'): void {
     this.wr(Res.live(mm))
     const m = this.mmW(mm)
     const n = (m.users ?? 0) + delta
     if (n > 0) m.users = n
     else delete m.users
-    if (delta > 0) this.thread.locks.push('mm_users (vCPU fault)')
-    else this.dropLock('mm_users (vCPU fault)')
+    if (delta > 0) this.thread.locks.push(`mm_users (${who})`)
+    else this.dropLock(`mm_users (${who})`)
   }
-  /** No vCPU fault holds the mm: exit_mmap() may run (the last mmput). */
+  /** No mirror fault holds the mm: exit_mmap() may run (the last mmput). */
   mmUnused(mm: number): boolean {
     this.rd(Res.live(mm))
     return (this.s.mms[mm]!.users ?? 0) === 0

@@ -101,7 +101,7 @@ describe('exit_mmap: mmu_notifier_release first, then the zap with no notifier',
     const sc = exitScenario('{ name: s, type: sw-mirror }')
     // D0 faults (snapshots mmu_invalidate_seq, resolves the pfn): the exit cannot start.
     expect(() => traced(sc, makePolicy('start-end'), [1, 1, 0])).toThrow(
-      'C0 cannot run at step 2: mm_users: a vCPU fault still holds the mm',
+      'C0 cannot run at step 2: mm_users: a mirror fault (vCPU or dmirror_fault) still holds the mm',
     )
     // The first runnable thread after that is D0: its fault installs and returns, then the exit.
     const ex = traced(sc, makePolicy('start-end'), [1, 1])
@@ -138,7 +138,7 @@ describe('exit_mmap: mmu_notifier_release first, then the zap with no notifier',
     // faults up to its install under mmu_lock, where it waits; C0 cannot start exit_mmap.
     const head = [1, 1, 2, 2]
     expect(() => traced(sc, makePolicy('start-end'), [...head, 0])).toThrow(
-      'mm_users: a vCPU fault still holds the mm',
+      'mm_users: a mirror fault (vCPU or dmirror_fault) still holds the mm',
     )
     expect(() => traced(sc, makePolicy('start-end'), [...head, 2])).toThrow(
       'invalidation in progress (mmu_invalidate_in_progress)',
@@ -224,6 +224,93 @@ describe('oom_reap: __oom_reap_task_mm', () => {
   })
 })
 
+describe('oom_reap beside exit_mmap: MMF_OOM_SKIP comes after unmap_vmas, not at the release', () => {
+  // v6.6 exit_mmap: mmu_notifier_release; mmap_read_lock; unmap_vmas; mmap_read_unlock;
+  // set_bit(MMF_OOM_SKIP); mmap_write_lock. oom_reap_task_mm: mmap_read_trylock, then
+  // test_bit(MMF_OOM_SKIP) under it. Both zaps run under mmap_lock for read.
+  const sc = scenarioOf(
+    `
+      title: reap during exit
+      arch: x86_64
+      pages:
+        A: { value: 1, prot: rw }
+        B: { value: 2, prot: rw }
+      secondary:
+        - { name: s, type: hw-walker, iommu: vt-d, cached: [A] }
+      cpus:
+        C0: [exit]
+        R: [oom_reap]
+    `,
+    'reap-during-exit.test.yaml',
+  )
+  const frees = (ex: ReturnType<typeof traced>, thread: string): string[] =>
+    lines(ex, { thread, kinds: ['frame'] }).filter((l) => l.startsWith('frame free_pages_and_swap_cache'))
+
+  it('after the release the reaper still reaps: both hold mmap_lock for read, its range_start_nonblock reaches no subscriber, exit clears first and the reaper finds pte_none', () => {
+    // C0 releases; R trylocks; C0 takes mmap_lock for read too; R's range_start; C0 zaps.
+    const ex = traced(sc, makePolicy('start-end'), [0, 1, 0, 1, 0, 0])
+    const ev = allEvents(ex).map((e) => `${e.thread} ${e.fn}: ${e.locks.join(',')}`)
+    expect(ev.indexOf('C0 mmap_read_lock: mmap_lock(r)')).toBeGreaterThan(
+      ev.indexOf('R mmap_read_lock: mmap_lock(r)'),
+    )
+    expect(ev.indexOf('C0 mmap_read_lock: mmap_lock(r)')).toBeLessThan(ev.indexOf('R mmap_read_unlock: '))
+    expect(lines(ex, { thread: 'R', kinds: ['info'] })).toContain(
+      "info mmu_notifier_invalidate_range_start_nonblock: A,B: no subscriber (exit_mmap's mmu_notifier_release unhooked them)",
+    )
+    // Nothing reaches the device after the release: only ->release's invalidation.
+    expect(lines(ex, { kinds: ['notifier'] })).toEqual([
+      "notifier mmu_notifier_release: every subscriber's ->release, then unhook them all",
+    ])
+    // The reaper's zap takes the PTL after exit's and finds both PTEs none: it frees nothing;
+    // its tlb_finish_mmu flushes the whole mm (exit's gather is still in flight).
+    expect(lines(ex, { thread: 'R', kinds: ['lock', 'pte', 'frame', 'cpu-flush'] })).toEqual([
+      'lock mmap_read_lock: take mmap_lock for read',
+      'lock zap_pte_range: pte_offset_map_lock: take the page-table lock',
+      'lock pte_unmap_unlock: release the page-table lock',
+      'cpu-flush tlb_flush (tlb_finish_mmu, fullmm): flush CPU TLBs: whole mm',
+      'lock mmap_read_unlock: release mmap_lock',
+    ])
+    expect(frees(ex, 'C0')).toEqual([
+      'frame free_pages_and_swap_cache: free pfn 1 (gen 1)',
+      'frame free_pages_and_swap_cache: free pfn 2 (gen 1)',
+    ])
+    expect(ex.violations).toEqual([])
+  })
+
+  it('the reaper takes the PTL first: it clears, queues and frees both pages; exit finds pte_none and frees nothing', () => {
+    const ex = traced(sc, makePolicy('start-end'), [0, 1, 0, 1, 1, 1, 1])
+    expect(() => traced(sc, makePolicy('start-end'), [0, 1, 0, 1, 1, 0])).toThrow(
+      'C0 cannot run at step 5: page-table lock held',
+    )
+    expect(lines(ex, { thread: 'R', kinds: ['pte'] })).toEqual([
+      'pte ptep_get_and_clear_full: PTE A := none',
+      'pte ptep_get_and_clear_full: PTE B := none',
+    ])
+    expect(lines(ex, { thread: 'C0', kinds: ['pte'] })).toEqual([])
+    expect(frees(ex, 'R')).toEqual([
+      'frame free_pages_and_swap_cache: free pfn 1 (gen 1)',
+      'frame free_pages_and_swap_cache: free pfn 2 (gen 1)',
+    ])
+    expect(frees(ex, 'C0')).toEqual([])
+    expect(ex.violations).toEqual([])
+  })
+
+  it("a trylock between exit's mmap_read_unlock and set_bit(MMF_OOM_SKIP) still reaps; one after it skips", () => {
+    const between = traced(sc, makePolicy('start-end'), [0, 0, 0, 0, 0, 0, 0, 1])
+    const ev = allEvents(between).map((e) => `${e.thread} ${e.fn}: ${e.text}`)
+    const skip = ev.findIndex((e) => e.startsWith('C0 exit_mmap: set_bit(MMF_OOM_SKIP)'))
+    expect(skip).toBeGreaterThan(ev.indexOf('C0 mmap_read_unlock: release mmap_lock'))
+    expect(ev.indexOf('R mmap_read_lock: take mmap_lock for read')).toBeLessThan(skip)
+    expect(allEvents(between).some((e) => e.text === 'reaped')).toBe(true)
+    const after = traced(sc, makePolicy('start-end'), [0, 0, 0, 0, 0, 0, 0, 0, 1])
+    expect(lines(after, { thread: 'R', kinds: ['lock', 'info'] })).toEqual([
+      'lock mmap_read_lock: take mmap_lock for read',
+      'info oom_reap_task_mm: MMF_OOM_SKIP: exit_mmap owns the mm, skip_task_reaping',
+      'lock mmap_read_unlock: release mmap_lock',
+    ])
+  })
+})
+
 describe("exit with a walk cache: the violation names exit_mmap's free_pgtables", () => {
   it('release: none: the device walks the PTE page exit_mmap unlinked and freed', () => {
     const sc = scenarioOf(
@@ -242,8 +329,9 @@ describe("exit with a walk cache: the violation names exit_mmap's free_pgtables"
       'exit-walk-cache.test.yaml',
     )
     // C0 zaps A; D0's read walks the PTE page (no PTE: a fault) and caches the PMD's pointer;
-    // C0's free_pgtables and tlb_finish_mmu free the page; D0's retry walks through the cache.
-    const ex = traced(sc, makePolicy('arch-hook'), [0, 0, 0, 0, 0, 0, 1, 0, 1])
+    // C0 sets MMF_OOM_SKIP, its free_pgtables and tlb_finish_mmu free the page; D0's retry walks
+    // through the cache.
+    const ex = traced(sc, makePolicy('arch-hook'), [0, 0, 0, 0, 0, 0, 1, 0, 0, 1])
     const uaf = ex.violations.find((v) => v.invariant === 'use-after-free')
     expect(uaf?.message).toBe(
       "D0: iommu walks A through its walk-cache entry for the PTE page, but exit_mmap's free_pgtables unlinked that page-table page and tlb_finish_mmu freed it (pte_free_tlb, freed_tables): the walk reads freed memory",

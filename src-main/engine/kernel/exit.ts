@@ -8,14 +8,20 @@
  * find an empty list (under arch-hook too). A device still running across the exit is kept off
  * the freed memory only by its driver's ->release (ctx.ts mmuNotifierRelease; `release: none`
  * models a driver whose release does nothing). Then mmap_read_lock, tlb_gather_mmu_fullmm,
- * unmap_vmas, mmap_read_unlock; mmap_write_lock, free_pgtables, tlb_finish_mmu (the full-mm
- * flush, then the pages and the page table are freed), remove_vma, mmap_write_unlock.
+ * unmap_vmas, mmap_read_unlock; set_bit(MMF_OOM_SKIP); mmap_write_lock, free_pgtables,
+ * tlb_finish_mmu (the full-mm flush, then the pages and the page table are freed), remove_vma,
+ * mmap_write_unlock. v6.6 exit_mmap no longer reaps an OOM victim itself: "mm: drop oom code
+ * from exit_mmap" (2022) removed its __oom_reap_task_mm call and the oom_lock dance.
  *
  * __oom_reap_task_mm() zaps the anonymous and private VMAs of an OOM victim from the
  * oom_reaper kthread under mmap_read_trylock, with mmu_notifier_invalidate_range_start_nonblock:
  * a subscriber that cannot proceed without sleeping returns -EAGAIN and the reaper skips that
  * VMA (tlb_finish_mmu on an empty gather; ret = false, it tries again later). VM_PFNMAP and
- * VM_SHARED (file) VMAs are skipped.
+ * VM_SHARED (file) VMAs are skipped. The reaper holds the mm by mm_count (mmgrab), not
+ * mm_users, and skips it only once MMF_OOM_SKIP is set: from the release to the end of
+ * unmap_vmas() it runs beside exit_mmap, both under mmap_lock for read. Its range_start_nonblock
+ * then reaches no subscriber (released), and the two zaps meet at each table's PTL: whichever
+ * clears a PTE first queues and frees its page; the other finds pte_none.
  */
 import type { Ctx } from '../ctx'
 import type { CallFrame } from '../state'
@@ -34,9 +40,11 @@ import {
 export const exitMmap: Proc = {
   /** mmu_notifier_release(mm): the drivers' ->release, then no subscriber is left. */
   start: {
-    // A KVM vCPU's fault in flight holds mm_users (the vCPU is a thread of the process): the
-    // last mmput, and so exit_mmap, comes only after it returns.
-    guard: (c) => (c.mmUnused(c.mmIndex) ? null : 'mm_users: a vCPU fault still holds the mm'),
+    // A KVM vCPU's fault in flight holds mm_users (the vCPU is a thread of the process), and so
+    // does an HMM dmirror_fault (mmget_not_zero .. mmput around dmirror_range_fault): the last
+    // mmput, and so exit_mmap, comes only after it is done.
+    guard: (c) =>
+      c.mmUnused(c.mmIndex) ? null : 'mm_users: a mirror fault (vCPU or dmirror_fault) still holds the mm',
     run: (c, f) => {
       c.emit('op', 'exit_mmap', "the mm's last user is gone (mmput -> __mmput -> exit_mmap)")
       c.mmuNotifierRelease(c.mmIndex)
@@ -75,10 +83,20 @@ export const exitMmap: Proc = {
       if (!unmapNextVma(c, f)) c.goto('unmapped')
     },
   },
-  /** mmap_read_unlock; set_bit(MMF_OOM_SKIP). */
+  /** mmap_read_unlock. */
   unmapped: {
     run: (c) => {
       c.mmapReadUnlock(c.mmIndex)
+      c.goto('oom_skip')
+    },
+  },
+  /**
+   * set_bit(MMF_OOM_SKIP, &mm->flags), a step after the unlock: a reaper whose
+   * mmap_read_trylock comes in between still reaps (and finds every PTE none).
+   */
+  oom_skip: {
+    run: (c) => {
+      c.setOomSkip(c.mmIndex)
       c.goto('pgtables')
     },
   },
@@ -127,7 +145,10 @@ export const exitMmap: Proc = {
 
 /** The oom_reaper kthread: oom_reap_task_mm() -> __oom_reap_task_mm() (v6.6 mm/oom_kill.c). */
 export const oomReap: Proc = {
-  /** mmap_read_trylock (a failure: try again later); MMF_OOM_SKIP (exit_mmap got there first). */
+  /**
+   * oom_reap_task_mm(): mmap_read_trylock (a failure: try again later); MMF_OOM_SKIP, tested
+   * under the read lock (exit_mmap is past unmap_vmas: skip). A release alone does not stop it.
+   */
   start: {
     run: (c, f) => {
       const mm = 0
@@ -137,7 +158,7 @@ export const oomReap: Proc = {
         return
       }
       c.mmapReadLock(mm)
-      if (c.mmReleased(mm)) {
+      if (c.mmOomSkip(mm)) {
         c.emit('info', 'oom_reap_task_mm', 'MMF_OOM_SKIP: exit_mmap owns the mm, skip_task_reaping')
         c.mmapReadUnlock(mm)
         c.ret()
@@ -170,6 +191,12 @@ export const oomReap: Proc = {
     run: (c, f) => {
       const pages = runPages(f, num(f, 'vi'))
       gatherInit(c)
+      if (c.mmReleased(0))
+        c.emit(
+          'info',
+          'mmu_notifier_invalidate_range_start_nonblock',
+          `${c.pagesText(pages)}: no subscriber (exit_mmap's mmu_notifier_release unhooked them)`,
+        )
       if (!c.rangeStartNonblock(0, pages, 'MMU_NOTIFY_UNMAP')) {
         // tlb_finish_mmu(&tlb); ret = false; continue;
         c.emit('info', '__oom_reap_task_mm', `${c.pagesText(pages)}: -EAGAIN, this VMA is skipped`)

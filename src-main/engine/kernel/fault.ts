@@ -21,6 +21,7 @@ import { hugeArg, thpAnonExclusive } from './thp'
 import type { Ctx } from '../ctx'
 import { ZERO_PFN, type CallFrame, type Pte } from '../state'
 import { afterNotifier, decodePte, encodePte, flag, num, pteSame, type Proc } from './proc'
+import { scenarioHasChild } from './rmap'
 
 /**
  * ptep_set_access_flags(vma, addr, ptep, entry, dirty), v6.6:
@@ -311,6 +312,8 @@ export const handleMmFault: Proc = {
         } else {
           const pfn = c.allocFrame(0, 'do_anonymous_page')
           c.folioW(pfn).map = 1
+          // folio_add_new_anon_rmap(): the faulting VMA's anon_vma (the child's own, in it).
+          if (mm === 1) c.folioW(pfn).avc = true
           c.setPte(mm, page, { pfn, present: true, write: true, dirty: true }, 'do_anonymous_page')
         }
         c.unlockPtl(mm, num(f, 'page'))
@@ -319,21 +322,54 @@ export const handleMmFault: Proc = {
         return
       }
       if (orig.swp !== undefined) {
-        // do_swap_page(): the folio still in the swap cache is mapped back (reclaim then
-        // cannot free it); otherwise a new page is read from the swap slot. An exclusive anon
-        // page is mapped writable on a write fault; the slot is freed (swap_free).
+        // do_swap_page() (v6.6 mm/memory.c): the folio still in the swap cache is mapped back
+        // (reclaim then cannot free it); otherwise a new page is read from the swap slot. With
+        // other swap PTEs sharing the slot (a fork child's: swap_map count > 1) the read goes
+        // through the swap cache (read_swap_cache_async: the cache keeps the folio, with its
+        // own reference, for their swap-ins); alone, it skips it (SWP_SYNCHRONOUS_IO and
+        // __swap_count() == 1). swap_free() drops this PTE's count; at 0 the slot is freed and
+        // the folio leaves the swap cache (folio_free_swap). The page is mapped writable on a
+        // write fault only if it is exclusive: a page read in for this PTE alone, a swap PTE
+        // marked exclusive (every swap PTE of a scenario without a fork child: no page is
+        // shared), or `folio_ref_count(folio) == 1`; else read-only, and the write faults again
+        // into do_wp_page, which copies.
         const slot = orig.swp
+        const n = c.swapCount(slot)
         let pfn = c.swapCached(slot)
+        let fresh = false
         if (pfn >= 0 && !c.folio(pfn).free) {
           c.getFrame(pfn)
           c.emit('fault', 'do_swap_page', `${c.pageName(page)}: folio pfn ${pfn} still in the swap cache`)
         } else {
           pfn = c.allocFrame(c.swapRead(slot) ?? 0, 'swapin_readahead (read from swap)')
+          if (n > 1) {
+            c.swapCacheAdd(slot, pfn, true)
+            c.emit(
+              'fault',
+              'read_swap_cache_async',
+              `${c.pageName(page)}: slot ${slot} has ${n} swap PTEs: pfn ${pfn} joins the swap cache`,
+            )
+          } else fresh = true
         }
         c.folioW(pfn).map++
-        c.setPte(mm, page, { pfn, present: true, write, dirty: write }, 'do_swap_page')
-        c.swapWrite(slot, null)
-        c.swapUncache(slot)
+        const left = n > 0 ? c.swapFree(slot, 'swap_free') : 0
+        c.emit('info', 'swap_free', `slot ${slot}: swap_map count ${n} -> ${left}`)
+        // With a fork child, a folio reclaim still holds (its try_to_unmap may not have
+        // reached the other VMA yet) stays in the swap cache, and the slot with it
+        // (SWAP_HAS_CACHE): reclaim's __remove_mapping decides (reclaim.ts 'free').
+        const reclaimHeld = c.swapCached(slot) === pfn && !c.swapCacheRef(slot)
+        if (left === 0 && !(reclaimHeld && scenarioHasChild(c.sc))) {
+          c.swapWrite(slot, null)
+          c.swapUncache(slot, 'folio_free_swap')
+        }
+        const w = write && (fresh || !scenarioHasChild(c.sc) || c.folio(pfn).ref === 1)
+        c.setPte(mm, page, { pfn, present: true, write: w, dirty: w }, 'do_swap_page')
+        if (write && !w)
+          c.emit(
+            'fault',
+            'do_swap_page',
+            `${c.pageName(page)}: pfn ${pfn} is not exclusive (mapcount ${c.folio(pfn).map}, refcount ${c.folio(pfn).ref}): mapped read-only, the write faults again`,
+          )
         c.unlockPtl(mm, num(f, 'page'))
         finish(c, mm, 'ok')
         return
@@ -378,6 +414,8 @@ export const handleMmFault: Proc = {
         )
         f.l.new = pfn
         f.l.w = src.w
+        // wp_page_copy's folio_add_new_anon_rmap(): the child's copy hangs off its own anon_vma.
+        if (mm === 1) c.folioW(pfn).avc = true
         c.goto('cow_rs')
         return
       }

@@ -16,7 +16,7 @@
 import type { Ctx } from '../ctx'
 import type { CallFrame } from '../state'
 import { list, num, type Proc } from './proc'
-import { fileRmapWalk, tryToUnmapFlush, walkVmas } from './rmap'
+import { fileRmapWalk, fileWalkLock, fileWalkUnlock, tryToUnmapFlush, walkVmas } from './rmap'
 
 export const fileMigrate: Proc = {
   /** isolate the folio (a reference), folio_trylock (MIGRATE_ASYNC: no waiting). */
@@ -38,6 +38,8 @@ export const fileMigrate: Proc = {
       f.l.migs = []
       c.folioLock(page, 'migrate_folio_unmap: folio_trylock')
       f.l.vi = 0
+      // try_to_unmap()/try_to_migrate() only if folio_mapped(): rmap_walk_file's i_mmap_lock_read.
+      if (c.folio(pfn).map > 0) fileWalkLock(c, f)
       next(c, f)
     },
   },
@@ -91,15 +93,21 @@ export const fileMigrate: Proc = {
   },
 }
 
-/** The next VMA mapping the folio to unmap, or the move once none is left. */
+/** The next VMA linked in the i_mmap tree (try_to_migrate_one on each), or the move once the walk is over. */
 function next(c: Ctx, f: CallFrame): void {
   const ms = walkVmas(c.sc, num(f, 'page'))
   const pfn = num(f, 'pfn')
   let vi = num(f, 'vi')
-  while (vi < ms.length && c.pte(ms[vi]!.mm, ms[vi]!.page)?.pfn !== pfn) vi++
+  // vma_interval_tree_foreach: every VMA linked in the i_mmap tree, whether or not its PTE
+  // maps the folio (try_to_*_one's range_start comes before page_vma_mapped_walk).
+  while (vi < ms.length && c.folio(pfn).map > 0 && !c.imapLinked(ms[vi]!.mm, ms[vi]!.page)) vi++
   f.l.vi = vi
-  if (vi < ms.length && c.folio(pfn).map > 0) c.goto('rs')
-  else c.goto('move')
+  if (vi < ms.length && c.folio(pfn).map > 0) {
+    c.goto('rs')
+    return
+  }
+  fileWalkUnlock(c, f)
+  c.goto('move')
 }
 
 /**

@@ -21,7 +21,7 @@
 import type { Ctx } from '../ctx'
 import type { CallFrame } from '../state'
 import { num, type Proc } from './proc'
-import { fileRmapWalk, tryToUnmapFlush, walkVmas } from './rmap'
+import { fileRmapWalk, fileWalkLock, fileWalkUnlock, tryToUnmapFlush, walkVmas } from './rmap'
 
 export const fileReclaim: Proc = {
   /** isolate_lru_folios (a reference), folio_trylock. */
@@ -43,6 +43,8 @@ export const fileReclaim: Proc = {
       f.l.pfn = pfn
       c.folioLock(page, 'shrink_folio_list: folio_trylock')
       f.l.vi = 0
+      // try_to_unmap()/try_to_migrate() only if folio_mapped(): rmap_walk_file's i_mmap_lock_read.
+      if (c.folio(pfn).map > 0) fileWalkLock(c, f)
       next(c, f)
     },
   },
@@ -66,20 +68,24 @@ export const fileReclaim: Proc = {
 }
 
 /**
- * The next VMA to unmap (one whose PTE maps the folio: try_to_unmap_one of another finds
- * nothing); after the last (or once the folio is unmapped: rwc.done = folio_not_mapped), keep a
- * dirty or busy folio, remove a clean one.
+ * The next VMA of the i_mmap tree (every linked one: try_to_unmap_one's range_start comes
+ * before page_vma_mapped_walk, which finds nothing in a VMA whose PTE does not map the folio);
+ * after the last (or once the folio is unmapped: rwc.done = folio_not_mapped),
+ * i_mmap_unlock_read, then keep a dirty or busy folio, remove a clean one.
  */
 function next(c: Ctx, f: CallFrame): void {
   const ms = walkVmas(c.sc, num(f, 'page'))
   let vi = num(f, 'vi')
   const pfn = num(f, 'pfn')
-  while (vi < ms.length && c.folio(pfn).map > 0 && c.pte(ms[vi]!.mm, ms[vi]!.page)?.pfn !== pfn) vi++
+  // vma_interval_tree_foreach: every VMA linked in the i_mmap tree, whether or not its PTE
+  // maps the folio (try_to_*_one's range_start comes before page_vma_mapped_walk).
+  while (vi < ms.length && c.folio(pfn).map > 0 && !c.imapLinked(ms[vi]!.mm, ms[vi]!.page)) vi++
   f.l.vi = vi
   if (vi < ms.length && c.folio(pfn).map > 0) {
     c.goto('rs')
     return
   }
+  fileWalkUnlock(c, f)
   const page = num(f, 'page')
   const fr = c.folio(pfn)
   if (c.file(page).dirty || fr.map > 0 || fr.ref !== 2) {

@@ -148,3 +148,53 @@ describe('migrate_vma owner filter (dmirror_interval_invalidate, dmirror_migrate
     expect(l.some((x) => x.startsWith('fill dmirror_migrate_finalize_and_map'))).toBe(false)
   })
 })
+
+describe('dmirror_fault holds mm_users: exit_mmap waits for a fault in flight', () => {
+  // lib/test_hmm.c (v6.6) dmirror_fault: `if (!mmget_not_zero(mm)) return 0;` ...
+  // dmirror_range_fault ... mmput(mm). exit_mmap runs from the last mmput.
+  const s = sc('{ name: hmm, type: sw-mirror, protocol: hmm }', 'exit')
+
+  it('a fault past mmget_not_zero keeps exit_mmap from starting until it has programmed the mirror; then mn_itree_release zaps it', () => {
+    // D0 misses and takes mm_users: C0 cannot start exit_mmap.
+    expect(() => traced(s, makePolicy('start-end'), [D0, C0])).toThrow(
+      'C0 cannot run at step 1: mm_users: a mirror fault (vCPU or dmirror_fault) still holds the mm',
+    )
+    const mid = runExecution(s, makePolicy('start-end'), scriptedChooser([D0]), {
+      tracing: true,
+      maxSteps: 1,
+    })
+    expect(mid.final.mms[0]!.users).toBe(1)
+    expect(mid.final.threads[D0]!.locks).toEqual(['mm_users (dmirror_fault)'])
+    // D0 goes on alone (read_begin, hmm_range_fault, the install and mmput, the read from the
+    // mirror); exit comes after.
+    const ex = traced(s, makePolicy('start-end'), [D0, D0, D0, D0, D0])
+    const ev = ex.records.flatMap((r) => r.events).map((e) => `${e.thread} ${e.kind} ${e.fn}`)
+    const fill = ev.indexOf('D0 fill dmirror_do_fault')
+    const release = ev.indexOf('C0 notifier mmu_notifier_release')
+    expect(fill).toBeGreaterThanOrEqual(0)
+    expect(release).toBeGreaterThan(fill)
+    expect(ex.final.regs[0]).toBe(5)
+    // mn_itree_release (release: block) zapped what the fault programmed.
+    expect(ex.final.secs[0]!.entries).toEqual([])
+    expect(ex.final.mms[0]!.users).toBeUndefined()
+    expect(ex.violations).toEqual([])
+    // No fault gives up on a released mm half-way any more: only the first check can fail.
+    expect(ex.records.flatMap((r) => r.events).some((e) => e.text.includes('modelled as passing'))).toBe(
+      false,
+    )
+    // After the install's mmput the exit may come before D0 reads the mirror: the release zaps
+    // the entry, and the read's next dmirror_fault fails at mmget_not_zero.
+    const late = traced(s, makePolicy('start-end'), [D0, D0, D0, D0, C0])
+    expect(late.final.regs[0]).toBeNull()
+    expect(late.violations).toEqual([])
+  })
+
+  it('a fault that starts after the release fails at mmget_not_zero and takes no reference', () => {
+    const ex = traced(s, makePolicy('start-end'), [C0, D0])
+    expect(lines(ex, { thread: 'D0', kinds: ['fault'] })).toEqual([
+      'fault dmirror_fault: hmm: mmget_not_zero() fails: the process exited; the access fails',
+    ])
+    expect(ex.final.regs[0]).toBeNull()
+    expect(ex.final.mms[0]!.users).toBeUndefined()
+  })
+})

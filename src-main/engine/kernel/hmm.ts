@@ -43,10 +43,18 @@ function hmmStart(c: Ctx, f: CallFrame): void {
   const e = mirrorLookup(c, f, `${name} mirror`)
   if (e === 'hit') return
   if (c.mmReleased(0)) {
-    // The process exited: dmirror_range_fault's mmget_not_zero() fails (-EFAULT).
+    // The process exited: dmirror_fault's mmget_not_zero() fails. (test_hmm.c then returns 0 and
+    // its read loop would look again; the model ends the access: nothing can be mirrored.)
     c.emit('fault', 'dmirror_fault', `${name}: mmget_not_zero() fails: the process exited; the access fails`)
     c.ret()
     return
+  }
+  // dmirror_fault(): mmget_not_zero(mm) before dmirror_range_fault, mmput() after it: while the
+  // fault is in flight the process's last mmput, and so exit_mmap(), cannot come (dropped at
+  // 'install' once the device is programmed, or by step.ts when the op gives up).
+  if (f.l.mmget !== true) {
+    f.l.mmget = true
+    c.mmUsers(0, 1, 'dmirror_fault')
   }
   c.metrics.device_faults++
   c.cost('mirror_fault')
@@ -58,25 +66,7 @@ function hmmStart(c: Ctx, f: CallFrame): void {
   c.goto('begin')
 }
 
-/**
- * dmirror_fault holds mm_users (mmget_not_zero) across dmirror_range_fault, so exit_mmap cannot
- * start until it is done. The model does not make exit wait for it: a fault that finds the mm
- * released gives up instead (in the kernel it would finish first and mn_itree_release would
- * then zap what it installed; either way the device ends with no entry and later accesses fail).
- */
-function gone(c: Ctx, where: string): boolean {
-  if (!c.mmReleased(0)) return false
-  c.emit(
-    'fault',
-    where,
-    `${decl(c).name}: exit_mmap released the mm (modelled as passing this fault): -EFAULT`,
-  )
-  c.ret()
-  return true
-}
-
 function hmmWalk(c: Ctx, f: CallFrame): void {
-  if (gone(c, 'hmm_range_fault')) return
   resolveOrFaultIn(c, f, 'hmm_range_fault')
 }
 
@@ -111,7 +101,6 @@ export const hmmAccess: Proc = {
       const via = c.sc.threads[c.t]!.via
       const d = decl(c)
       const page = num(f, 'page')
-      if (gone(c, 'dmirror_do_fault')) return
       if (d.hmmRetry !== false) {
         const seq = c.seq(via)
         if (seq !== num(f, 'seq')) {
@@ -132,6 +121,9 @@ export const hmmAccess: Proc = {
         `${d.name}: mutex_lock, ${d.hmmRetry === false ? 'no mmu_interval_read_retry, ' : 'mmu_interval_read_retry ok, '}mirror ${c.pageName(page)} -> pfn ${e.pfn} ${e.write ? 'RW' : 'RO'}, mutex_unlock`,
         { pages: [c.pageName(page)], tlb: `${d.name} shadow`, pfn: e.pfn },
       )
+      // dmirror_range_fault returned: dmirror_fault's mmput(); the read looks in the mirror again.
+      c.mmUsers(0, -1, 'dmirror_fault')
+      delete f.l.mmget
       c.goto('start')
     },
   },

@@ -8,11 +8,20 @@
  * anon_vma) visit every VMA mapping the folio: with a fork child, a page still shared after
  * fork (a COW page neither side has written) is mapped by the process's VMA and the child's
  * (rmap.ts walkVmas: the parent's first). try_to_migrate_one runs per VMA on that VMA's mm:
- * its own range_start/end (the child's mm has no subscribers), PTL and batched flush. A VMA
- * whose PTE does not map the folio is skipped (the model does not track which anon_vma a
- * folio hangs off; page_vma_mapped_walk would find nothing there). A migration entry that
- * fork copied into the child (copy_nonpresent_pte: made read-only for a COW mapping) is
- * replaced like the parent's by remove_migration_ptes.
+ * its own range_start/end (the child's mm has no subscribers), PTL and batched flush. The walk
+ * is anon_vma_interval_tree_foreach over the folio's anon_vma (v6.6 rmap_walk_anon): the
+ * process's anon_vma holds the process's VMA and, after fork, the child's (anon_vma_clone);
+ * a folio the child allocated (PFrame.avc) hangs off the child's own anon_vma, which holds
+ * only the child's VMA. Each VMA visited gets its range_start before page_vma_mapped_walk
+ * looks at the PTE (try_to_migrate_one), so a VMA that no longer maps the folio (the parent
+ * wrote after fork and COW-copied: the old folio is mapped by the child alone) still gets a
+ * range_start/end pair on its mm, with that mm's subscribers; its map_pte() takes the PTL only
+ * for a present PTE (a different pfn: check_pte fails, unlock), none for a none or non-present
+ * one. The walk stops once the folio is unmapped (rwc.done = folio_not_mapped). A VMA is taken
+ * to be in the tree while it exists or its PTE still maps the folio (munmap's
+ * unlink_anon_vmas comes at free_pgtables, after the zap). A migration entry that fork copied
+ * into the child (copy_nonpresent_pte: made read-only for a COW mapping) is replaced like the
+ * parent's by remove_migration_ptes.
  *
  * The op's migrate_mode (`migrate P [async|sync_light|sync]`, the `mode` local as an index of
  * MIGRATE_MODES): migrate_pages() runs migrate_pages_batch(MIGRATE_ASYNC) for async, and for
@@ -39,7 +48,9 @@ import { MIGRATE_MODES } from '../types'
 import { afterNotifier, flag, num, type PcHandler, type Proc } from './proc'
 import { finalizeAndMap } from './hmm'
 import {
+  anonWalkNext,
   installEntry,
+  scenarioHasChild,
   isolateMappedFolio,
   rmapRangeStart,
   rmapUnmap,
@@ -48,29 +59,8 @@ import {
   walkVmas,
 } from './rmap'
 
-/**
- * try_to_migrate()'s walk: from VMA `from` on, the first whose PTE maps the folio (local
- * `pfn`); with it selected (locals `vi`, `mm`) goes to `found`, else (the walk is over: `mm`
- * dropped) to `done`.
- */
-function unmapWalk(c: Ctx, f: CallFrame, from: number, found: string, done: string): void {
-  const ms = walkVmas(c.sc, num(f, 'page'))
-  const pfn = num(f, 'pfn')
-  let vi = from
-  while (vi < ms.length) {
-    const pte = c.pte(ms[vi]!.mm, ms[vi]!.page)
-    if (pte?.present && pte.pfn === pfn) break
-    vi++
-  }
-  f.l.vi = vi
-  if (vi < ms.length) {
-    walkVmaAt(c, f)
-    c.goto(found)
-  } else {
-    delete f.l.mm
-    c.goto(done)
-  }
-}
+/** try_to_migrate()'s walk (rmap.ts anonWalkNext). */
+const unmapWalk = anonWalkNext
 
 /**
  * remove_migration_ptes()' walk: from VMA `from` on, the first whose PTE is a migration entry
@@ -156,6 +146,8 @@ export const migrate: Proc = {
       }
       const src = c.folio(num(f, 'pfn'))
       c.folioW(num(f, 'new')).v = src.v
+      // folio_migrate_mapping(): newfolio->mapping = folio->mapping (the same anon_vma).
+      if (src.avc === true) c.folioW(num(f, 'new')).avc = true
       f.l.w = src.w
       c.emit('frame', 'folio_migrate_copy', `pfn ${num(f, 'pfn')} -> pfn ${num(f, 'new')}`)
       // remove_migration_ptes(src, dst): the walk starts at the first VMA with an entry (the
@@ -166,8 +158,8 @@ export const migrate: Proc = {
   },
   /**
    * remove_migration_ptes() -> remove_migration_pte() per VMA of the walk (its mm's PTL): the
-   * new page replaces the migration entry; the destination's reference from the allocation is
-   * the first PTE's, each further PTE takes one (folio_get).
+   * new page replaces the migration entry, each PTE taking a reference (folio_get); the
+   * destination's allocation reference stays the migration's until 'end'.
    */
   remove: {
     guard: (c, f) => (c.ptlFree(c.mmIndex, num(f, 'page')) ? null : 'page-table lock held'),
@@ -187,7 +179,11 @@ export const migrate: Proc = {
           )
         }
         src.sup = true
-        if (flag(f, 'installed')) c.getFrame(dst)
+        // remove_migration_pte(): folio_get(folio) for the PTE. The migration keeps the
+        // destination's allocation reference (and its lock) until migrate_folio_done, so a
+        // write fault on a PTE already switched cannot reuse the page while other PTEs of the
+        // walk (a fork child's) are still migration entries: do_wp_page copies.
+        c.getFrame(dst)
         const d = c.folioW(dst)
         d.map++
         c.setPte(
@@ -258,7 +254,12 @@ export const migrate: Proc = {
   end: {
     run: (c, f) => {
       c.putFrame(num(f, 'pfn'), 'migrate_folio_done (free the source)')
-      if (!flag(f, 'installed')) c.putFrame(num(f, 'new'), 'folio_put (unused destination)')
+      c.putFrame(
+        num(f, 'new'),
+        flag(f, 'installed')
+          ? "folio_put (the migration's reference on the destination)"
+          : 'folio_put (unused destination)',
+      )
       c.emit('op', 'migrate', `${c.pageName(num(f, 'page'))}: pfn ${num(f, 'pfn')} -> pfn ${num(f, 'new')}`)
       c.ret()
     },
@@ -310,13 +311,49 @@ function collectUnlock(c: Ctx, f: CallFrame): void {
   c.goto('rs_end')
 }
 
-/** After migrate_vma_collect()'s range_end: copy, or undo if the page went away meanwhile. */
+/**
+ * After migrate_vma_collect()'s range_end: copy, or undo if the page went away meanwhile. With
+ * a fork child, migrate_vma_unmap() -> migrate_device_unmap() (v6.6 mm/migrate_device.c):
+ * `if (folio_mapped(folio)) try_to_migrate(folio, 0)` unmaps the mappings collect did not
+ * see (the other process's: rmap_walk_anon, each VMA on its own mm with its own range_start/end
+ * MMU_NOTIFY_CLEAR, and, with no TTU_BATCH_FLUSH, ptep_clear_flush under its PTL); and
+ * migrate_vma_finalize()'s remove_migration_ptes() walks every VMA (local `vi` set).
+ */
 function collected(c: Ctx, f: CallFrame): void {
   if (!flag(f, 'mapped')) {
     c.emit('info', 'migrate_vma_setup', 'the page was unmapped meanwhile: nothing to migrate')
     c.putFrame(num(f, 'new'), 'migrate_vma_finalize (unused destination)')
     c.putFrame(num(f, 'pfn'), 'migrate_vma_finalize (source)')
     c.ret()
+    return
+  }
+  if (scenarioHasChild(c.sc)) {
+    f.l.vi = 0
+    if (c.folio(num(f, 'pfn')).map > 0) {
+      c.emit(
+        'info',
+        'migrate_device_unmap',
+        `pfn ${num(f, 'pfn')} is still mapped (mapcount ${c.folio(num(f, 'pfn')).map}): try_to_migrate(folio, 0)`,
+      )
+      f.l.ttu_sync = true
+      anonWalkNext(c, f, 0, 'tm_rs', 'tm_done')
+      return
+    }
+  }
+  c.goto('copy')
+}
+
+/**
+ * migrate_device_unmap() after try_to_migrate(): `if (folio_mapped(folio) || ...)` the page is
+ * restored (remove_migration_ptes(folio, folio): the source back in every migration entry) and
+ * not migrated; else the driver copies.
+ */
+function tmDone(c: Ctx, f: CallFrame): void {
+  delete f.l.ttu_sync
+  if (c.folio(num(f, 'pfn')).map > 0) {
+    c.emit('info', 'migrate_device_unmap', `pfn ${num(f, 'pfn')} is still mapped: restore it, not migrated`)
+    if (!migEntryWalk(c, f, 0)) f.l.vi = 0
+    c.goto('restore')
     return
   }
   c.goto('copy')
@@ -401,6 +438,57 @@ export const migrateVma: Proc = {
     },
   },
   collected: { run: (c, f) => collected(c, f) },
+  /** try_to_migrate_one() on the next VMA: range_start(MMU_NOTIFY_CLEAR) on its mm. */
+  tm_rs: {
+    run: (c, f) => {
+      c.rangeStart(c.mmIndex, [num(f, 'page')], 'MMU_NOTIFY_CLEAR')
+      c.goto('tm_unmap')
+    },
+  },
+  ...(({ unmap, unmap_rest }) => ({ tm_unmap: unmap, tm_unmap_rest: unmap_rest }))(
+    rmapUnmap(migrationEntry, 'set_pte_at (migration entry)', false, {
+      rest: 'tm_unmap_rest',
+      next: 'tm_rs_end',
+    }),
+  ),
+  /** try_to_migrate_one()'s range_end; then rmap_walk_anon's next VMA. */
+  tm_rs_end: {
+    run: (c, f) => {
+      c.rangeEnd(c.mmIndex, [num(f, 'page')], false)
+      anonWalkNext(c, f, num(f, 'vi') + 1, 'tm_rs', 'tm_done')
+    },
+  },
+  tm_done: { run: (c, f) => tmDone(c, f) },
+  /** remove_migration_ptes(folio, folio) per VMA with an entry: the source back; then put both. */
+  restore: {
+    guard: (c, f) => (c.ptlFree(c.mmIndex, num(f, 'page')) ? null : 'page-table lock held'),
+    run: (c, f) => {
+      const mm = c.mmIndex
+      const page = num(f, 'page')
+      const pfn = num(f, 'pfn')
+      c.lockPtl(mm, page, 'remove_migration_pte (restore)')
+      const pte = c.pte(mm, page)
+      if (pte?.mig && pte.pfn === pfn) {
+        c.getFrame(pfn)
+        c.folioW(pfn).map++
+        c.setPte(
+          mm,
+          page,
+          { pfn, present: true, write: pte.write, dirty: pte.dirty },
+          'set_pte_at (remove_migration_pte: the source back)',
+        )
+      }
+      c.unlockPtl(mm, page)
+      if (migEntryWalk(c, f, num(f, 'vi') + 1)) {
+        c.goto('restore')
+        return
+      }
+      c.putFrame(num(f, 'new'), 'migrate_vma_finalize (unused destination)')
+      c.putFrame(pfn, 'folio_put (restored source)')
+      c.emit('op', 'migrate_vma', `${c.pageName(page)}: not migrated`)
+      c.ret()
+    },
+  },
   copy: {
     run: (c, f) => {
       migrate.copy!.run(c, f)

@@ -1,9 +1,9 @@
 /**
  * mremap(old, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, new) of one page, v6.6 mm/mremap.c:
  * mremap_to() under mmap_write_lock (the target holds no mapping here, so its do_munmap finds
- * nothing) -> move_vma(): copy_vma() makes the new VMA (need_rmap_locks is false for a new VMA,
- * so the file's i_mmap lock is not taken: truncate can run concurrently), then
- * move_page_tables():
+ * nothing) -> move_vma(): copy_vma() makes the new VMA (a file VMA is linked into the i_mmap
+ * tree under i_mmap_lock_write; need_rmap_locks is false for a new VMA, so move_page_tables
+ * takes no i_mmap lock: truncate can run concurrently with it), then move_page_tables():
  *
  *   mmu_notifier_range_init(MMU_NOTIFY_UNMAP, old range); invalidate_range_start
  *   move_ptes(): old PTL (pte_offset_map_lock), new PTL (`if (new_ptl != old_ptl)
@@ -29,13 +29,12 @@ import { afterNotifier, decodePte, encodePte, flag, list, num, type Proc } from 
 import { flushTlbBatchedPending } from './rmap'
 
 export const mremap: Proc = {
-  /** mmap_write_lock_killable; vma_lookup; mremap_to; move_vma -> copy_vma (the new VMA). */
+  /** mmap_write_lock_killable; vma_lookup; mremap_to; move_vma. */
   start: {
     guard: (c) => (c.mmapWritable(c.mmIndex) ? null : 'mmap_lock held'),
     run: (c, f) => {
       const mm = c.mmIndex
       const page = num(f, 'page')
-      const to = num(f, 'to')
       c.mmapWriteLock(mm)
       const vma = c.vma(mm, page)
       if (vma === null) {
@@ -44,6 +43,24 @@ export const mremap: Proc = {
         c.ret()
         return
       }
+      c.goto('copy')
+    },
+  },
+  /**
+   * copy_vma() -> vma_link(): a file VMA is linked into the i_mmap tree under
+   * i_mmap_lock_write, which waits for a walk holding it for read (truncate's
+   * unmap_mapping_range, an rmap walk) with mmap_lock held for write.
+   */
+  copy: {
+    guard: (c, f) =>
+      c.isFile(num(f, 'page')) && !c.imapWritable(0)
+        ? 'copy_vma -> vma_link: i_mmap_lock_write: i_mmap_rwsem held for read'
+        : null,
+    run: (c, f) => {
+      const mm = c.mmIndex
+      const page = num(f, 'page')
+      const to = num(f, 'to')
+      const vma = c.vma(mm, page)!
       c.setVma(mm, to, vma)
       c.emit('info', 'copy_vma', `new VMA at ${c.pageName(to)} (${vma}); need_rmap_locks = false`)
       c.goto('rs')
@@ -117,6 +134,9 @@ export const mremap: Proc = {
    * free (the PTE page still maps the new address). mmap_write_unlock, return the new address.
    */
   unmap_old: {
+    // unlink_file_vma() takes i_mmap_lock_write: it waits for an rmap or i_mmap walk's reader.
+    guard: (c, f) =>
+      c.imapLinked(c.mmIndex, num(f, 'page')) && !c.imapWritable(0) ? 'i_mmap_rwsem held for read' : null,
     run: (c, f) => {
       const mm = c.mmIndex
       const page = num(f, 'page')

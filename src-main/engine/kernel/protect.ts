@@ -402,7 +402,8 @@ export const fork: Proc = {
    * shared. A VM_PFNMAP PTE (vm_normal_page() NULL: no rmap, no reference; not is_cow: no
    * wrprotect) is copied as it is, made clean (`if (vm_flags & VM_SHARED) pte = pte_mkclean(pte)`).
    * A migration entry (a migration between its clear and remove_migration_ptes) goes through
-   * copy_nonpresent_pte(): made read-only in both for a COW mapping, no reference.
+   * copy_nonpresent_pte(): made read-only in both for a COW mapping, no reference; a swap
+   * entry too, the child's PTE sharing the slot (swap_duplicate: one more in its swap_map).
    */
   pte: {
     run: (c, f) => {
@@ -416,6 +417,11 @@ export const fork: Proc = {
         if (pte.write)
           c.setPte(0, page, { ...pte, write: false }, 'set_pte_at (make_readable_migration_entry)')
         c.setPte(1, page, { ...pte, write: false }, 'copy_nonpresent_pte (child)')
+      } else if (pte.swp !== undefined) {
+        // copy_nonpresent_pte(): a swap entry is shared, swap_duplicate() counts the child's
+        // PTE in the slot's swap_map ("Mark the swap entry as shared": no longer exclusive).
+        c.swapDup(pte.swp)
+        c.setPte(1, page, pte, 'copy_nonpresent_pte (child: swap_duplicate)')
       } else {
         if (pte.write) c.setPte(0, page, { ...pte, write: false }, 'ptep_set_wrprotect')
         c.setPte(1, page, { ...pte, write: false }, 'copy_present_pte (child)')

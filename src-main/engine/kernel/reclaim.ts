@@ -4,13 +4,30 @@
  * before pageout(), and __remove_mapping() + free once written. A later fault swaps the page
  * back in (do_swap_page).
  *
+ * With a fork child, try_to_unmap() walks the folio's anon_vma (rmap_walk_anon, rmap.ts
+ * walkVmas: the process's VMA, then the child's) and try_to_unmap_one() runs on each VMA that
+ * maps the folio, on that VMA's mm: its own range_start/end (the child's mm has no
+ * subscribers), PTL and batched flush, swap_duplicate() and a swap PTE for the one slot, so the
+ * slot's swap_map count is the number of PTEs sharing it (Ctx.swapDup). try_to_unmap_flush()
+ * flushes the CPUs of both mms. do_swap_page() and zap_pte_range() drop the count (fault.ts,
+ * unmap.ts); a folio reclaim keeps because it was mapped again stays in the swap cache while
+ * PTEs still share the slot.
+ *
  * Secondary notification: v6.6 as migration (arch hook at arch_tlbbatch_add_pending: (0, -1)
  * per page on x86, the page on arm64). v4.15 called ->invalidate_range explicitly under the
  * PTL right after the clear in the swap path ("We have to invalidate as we cleared the pte",
  * Glisse 2017), and again at range_end (reference 3.9).
  */
 import { flag, num, type Proc } from './proc'
-import { isolateMappedFolio, rmapRangeStart, rmapUnmap, tryToUnmapFlush } from './rmap'
+import {
+  anonWalkNext,
+  isolateMappedFolio,
+  rmapRangeStart,
+  rmapUnmap,
+  scenarioHasChild,
+  tryToUnmapFlush,
+  walkVmas,
+} from './rmap'
 
 export const reclaim: Proc = {
   /** Isolate and lock the folio (a reference), add_to_swap(): a slot, the folio in the swap cache. */
@@ -20,7 +37,9 @@ export const reclaim: Proc = {
       if (pfn === null) return
       f.l.slot = c.swapAlloc(pfn)
       c.emit('info', 'add_to_swap', `pfn ${pfn} -> swap slot ${num(f, 'slot')}`)
-      c.goto('rs')
+      // try_to_unmap() -> rmap_walk_anon(): with a fork child, every VMA of the anon_vma.
+      if (scenarioHasChild(c.sc)) anonWalkNext(c, f, 0, 'rs', 'pageout')
+      else c.goto('rs')
     },
   },
   rs: rmapRangeStart,
@@ -29,10 +48,12 @@ export const reclaim: Proc = {
     'set_pte_at (swap entry)',
     true,
   ),
+  /** range_end; then rmap_walk_anon's next VMA that maps the folio (with a fork child). */
   rs_end: {
     run: (c, f) => {
       c.rangeEnd(c.mmIndex, [num(f, 'page')], false)
-      c.goto('pageout')
+      if (f.l.vi !== undefined) anonWalkNext(c, f, num(f, 'vi') + 1, 'rs', 'pageout')
+      else c.goto('pageout')
     },
   },
   /** try_to_unmap_flush_dirty(), then pageout() -> swap_writepage(): the contents go to swap. */
@@ -61,20 +82,33 @@ export const reclaim: Proc = {
     run: (c, f) => {
       const pfn = num(f, 'pfn')
       const fr = c.folioW(pfn)
+      const slot = num(f, 'slot')
       if (fr.map > 0 || fr.ref > 1) {
         c.emit(
           'info',
           '__remove_mapping',
           `pfn ${pfn} was mapped again (swap-in from the swap cache): keep it`,
         )
-        c.putFrame(pfn, 'folio_putback_lru')
+        if (c.swapCount(slot) > 0 && c.swapCached(slot) === pfn) {
+          // Other swap PTEs still share the slot: the folio stays in the swap cache (the
+          // cache's reference is the one reclaim held), for their swap-ins to find.
+          c.swapCacheAdd(slot, pfn, false)
+          c.emit('info', 'folio_putback_lru', `pfn ${pfn} stays in the swap cache of slot ${slot}`)
+        } else {
+          if (scenarioHasChild(c.sc) && c.swapCached(slot) === pfn) {
+            // No swap PTE is left (do_swap_page left the folio to reclaim): folio_free_swap.
+            c.swapUncache(slot)
+            c.swapWrite(slot, null)
+          }
+          c.putFrame(pfn, 'folio_putback_lru')
+        }
         c.ret()
         return
       }
-      // Lost only while the address still maps this swap slot: a later swap-in will miss the
+      // Lost only while an address still maps this swap slot: a later swap-in will miss the
       // write. (If a zap such as MADV_DONTNEED removed the entry, the data is discarded by design.)
-      const pte = c.pte(c.mmIndex, num(f, 'page'))
-      if (pte?.swp === num(f, 'slot') && fr.w !== num(f, 'w')) {
+      const swapped = walkVmas(c.sc, num(f, 'page')).some((v) => c.pte(v.mm, v.page)?.swp === slot)
+      if (swapped && fr.w !== num(f, 'w')) {
         c.violate(
           'lost-write',
           `pfn ${pfn} was written after pageout() wrote it to swap slot ${num(f, 'slot')}; the page is freed and a swap-in will not have that write`,
@@ -82,6 +116,9 @@ export const reclaim: Proc = {
       }
       fr.sup = true
       c.swapUncache(num(f, 'slot'))
+      // With a fork child, a swap-in may have taken the slot's last count while the folio was
+      // still reclaim's (do_swap_page leaves it then): no PTE refers to the slot, it is freed.
+      if (scenarioHasChild(c.sc) && c.swapCount(slot) === 0) c.swapWrite(slot, null)
       c.putFrame(pfn, 'free_unref_folios')
       c.emit('op', 'reclaim', `${c.pageName(num(f, 'page'))} swapped out to slot ${num(f, 'slot')}`)
       c.ret()

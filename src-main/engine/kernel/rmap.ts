@@ -42,6 +42,9 @@ export function isolateMappedFolio(c: Ctx, f: CallFrame, kfn: string, what: stri
  */
 export function installEntry(c: Ctx, mm: number, page: number, pte: Pte, entry: Pte, entryFn: string): void {
   if (pte.dirty) c.emit('frame', 'folio_mark_dirty', `pfn ${pte.pfn}`)
+  // try_to_unmap_one() (v6.6 mm/rmap.c): swap_duplicate(entry) before the swap PTE goes in, so
+  // the slot's swap_map count is the number of PTEs that refer to it.
+  if (entry.swp !== undefined) c.swapDup(entry.swp)
   c.setPte(mm, page, entry, entryFn)
   const fr = c.folioW(pte.pfn)
   fr.map--
@@ -58,16 +61,55 @@ export const rmapRangeStart: PcHandler = {
 }
 
 /**
+ * rmap_walk_anon()'s next VMA for try_to_unmap() / try_to_migrate(): from VMA `from` of
+ * walkVmas() on, the next VMA of the folio's (local `pfn`) anon_vma interval tree (anonVmaHas),
+ * unless the folio is unmapped already (rwc->done: folio_not_mapped, checked after each VMA);
+ * with it selected (locals `vi`, `mm`) goes to `found`, else (the walk is over: `mm` dropped) to
+ * `done`. A VMA of the tree whose PTE no longer maps the folio is still visited: v6.6
+ * try_to_unmap_one / try_to_migrate_one call mmu_notifier_invalidate_range_start before
+ * page_vma_mapped_walk, which then finds nothing there (rmapUnmap's not-found path).
+ */
+export function anonWalkNext(c: Ctx, f: CallFrame, from: number, found: string, done: string): void {
+  const ms = walkVmas(c.sc, num(f, 'page'))
+  const pfn = num(f, 'pfn')
+  let vi = from
+  if (c.folio(pfn).map === 0) vi = ms.length
+  while (vi < ms.length && !anonVmaHas(c, pfn, ms[vi]!.mm, ms[vi]!.page)) vi++
+  f.l.vi = vi
+  if (vi < ms.length) {
+    walkVmaAt(c, f)
+    c.goto(found)
+  } else {
+    delete f.l.mm
+    c.goto(done)
+  }
+}
+/**
+ * Whether the folio `pfn`'s anon_vma interval tree holds the VMA of `mm` at `page`: a folio of
+ * the child's own anon_vma (avc) only the child's; the process's anon_vma both, the child's
+ * once fork cloned it (the child's mm is live). A VMA is there while it exists, or while its
+ * PTE still maps the folio (detached by munmap but not yet unlinked by free_pgtables).
+ */
+function anonVmaHas(c: Ctx, pfn: number, mm: number, page: number): boolean {
+  if (c.folio(pfn).avc === true && mm === 0) return false
+  if (mm === 1 && !c.mmLive(1)) return false
+  const pte = c.pte(mm, page)
+  return c.vma(mm, page) !== null || (pte?.present === true && pte.pfn === pfn)
+}
+
+/**
  * The unmap step: `entry` is the non-present PTE to install (migration or swap entry);
  * `v415Invalidate` adds v4.15's explicit ->invalidate_range right after the clear (the swap
  * path: "We have to invalidate as we cleared the pte"). Sets f.l.mapped (and, for a batched x86
- * clear, the mm in f.l.bmm: noteBatched) and continues at 'rs_end'. It works on c.mmIndex: the
- * mm of the VMA the walk is at (walkVmaAt).
+ * clear, the mm in f.l.bmm: noteBatched) and continues at `pcs.next` ('rs_end'); the step after
+ * the flush's notifier is `pcs.rest` ('unmap_rest'). It works on c.mmIndex: the mm of the VMA
+ * the walk is at (walkVmaAt).
  */
 export function rmapUnmap(
   entry: (pte: Pte, f: CallFrame) => Pte,
   entryFn: string,
   v415Invalidate: boolean,
+  pcs: { readonly rest: string; readonly next: string } = { rest: 'unmap_rest', next: 'rs_end' },
 ): { unmap: PcHandler; unmap_rest: PcHandler } {
   /** After the flush (and its notifiers): the non-present entry, the rmap and the reference. */
   const rest = (c: Ctx, f: CallFrame): void => {
@@ -78,20 +120,26 @@ export function rmapUnmap(
     installEntry(c, mm, page, pte, entry(pte, f), entryFn)
     c.unlockPtl(mm, page)
     f.l.mapped = true
-    c.goto('rs_end')
+    c.goto(pcs.next)
   }
   const unmap: PcHandler = {
-    guard: (c, f) => (c.ptlFree(c.mmIndex, num(f, 'page')) ? null : 'page-table lock held'),
+    guard: (c, f) => pvmwGuard(c, c.mmIndex, num(f, 'page')),
     run: (c: Ctx, f) => {
       const mm = c.mmIndex
       const page = num(f, 'page')
-      c.lockPtl(mm, page, 'page_vma_mapped_walk')
+      if (!pvmwMapPte(c, mm, page)) {
+        if (f.l.mapped !== true) f.l.mapped = false
+        c.goto(pcs.next)
+        return
+      }
       const pte = c.pte(mm, page)
       if (!pte || !pte.present || pte.pfn !== num(f, 'pfn')) {
+        // check_pte(): another folio (the VMA's own COW copy); not_found, unlock.
+        c.emit('info', 'page_vma_mapped_walk', `${c.pageName(page)}: the PTE maps another folio`)
         c.unlockPtl(mm, page)
         // Another VMA of the walk may have unmapped it already.
         if (f.l.mapped !== true) f.l.mapped = false
-        c.goto('rs_end')
+        c.goto(pcs.next)
         return
       }
       if (flag(f, 'ttu_sync')) {
@@ -126,10 +174,34 @@ export function rmapUnmap(
       }
       if (v415Invalidate) c.invalidateRange(mm, [page], 'try_to_unmap_one')
       f.l.old = encodePte(pte)
-      afterNotifier(c, f, 'unmap_rest', rest)
+      afterNotifier(c, f, pcs.rest, rest)
     },
   }
   return { unmap, unmap_rest: { run: rest } }
+}
+
+/**
+ * page_vma_mapped_walk() -> map_pte() without PVMW_SYNC (v6.6 mm/page_vma_mapped.c): the PTE
+ * is read locklessly (pte_offset_map_nolock) and the PTL taken only for a present PTE; a none
+ * or non-present one (migration, swap entry) is not_found with no lock. Returns whether the PTL
+ * is now held; an info event says why not.
+ */
+export function pvmwMapPte(c: Ctx, mm: number, page: number): boolean {
+  const pte = c.pte(mm, page)
+  if (!pte?.present) {
+    c.emit(
+      'info',
+      'page_vma_mapped_walk',
+      `${c.pageName(page)}${mm === 1 ? ' (child)' : ''}: no present PTE: not found, no PTL`,
+    )
+    return false
+  }
+  c.lockPtl(mm, page, 'page_vma_mapped_walk')
+  return true
+}
+/** map_pte()'s spin_lock waits only when the PTE it read is present (pvmwMapPte). */
+export function pvmwGuard(c: Ctx, mm: number, page: number): string | null {
+  return c.pte(mm, page)?.present !== true || c.ptlFree(mm, page) ? null : 'page-table lock held'
 }
 
 /**
@@ -185,8 +257,9 @@ export function scenarioHasChild(sc: Scenario): boolean {
 const WALKS = new WeakMap<Scenario, Map<number, readonly WalkVma[]>>()
 /**
  * The VMAs a walk over the folio mapped at `page` visits, in the order the kernel's tree holds
- * them, whether or not they exist yet (a walk skips the VMAs not linked, or not mapping the
- * folio): for each address of the page's file offset (the page, or the one it is declared
+ * them, whether or not they exist yet (a walk skips the VMAs not in its tree: not linked in
+ * the i_mmap tree, not in the folio's anon_vma; it visits the others even where the PTE no
+ * longer maps the folio): for each address of the page's file offset (the page, or the one it is declared
  * `file:` of, and every page declared `file:` of that one; an anon or pfnmap page has one), the process's VMA and then the fork child's. The child's comes right after its
  * parent's in both trees: dup_mmap() links a shared file VMA with vma_interval_tree_insert_after
  * (the i_mmap tree, v6.6 kernel/fork.c), and anon_vma_fork() -> anon_vma_clone() adds the
@@ -250,6 +323,22 @@ export function tryToUnmapFlush(
 }
 
 /**
+ * rmap_walk_file() (v6.6 mm/rmap.c) takes i_mmap_lock_read(mapping) once before
+ * vma_interval_tree_foreach and drops it after the last VMA (local `il`): an i_mmap_lock_write
+ * (unlink_file_vma, dup_mmap) waits for the whole walk. fileWalkLock() at the walk's start (the
+ * caller tested folio_mapped()), fileWalkUnlock() when it is over (a no-op if never taken).
+ */
+export function fileWalkLock(c: Ctx, f: CallFrame): void {
+  c.imapRead(0, 1)
+  f.l.il = true
+}
+export function fileWalkUnlock(c: Ctx, f: CallFrame): void {
+  if (f.l.il !== true) return
+  c.imapRead(0, -1)
+  delete f.l.il
+}
+
+/**
  * rmap_walk_file() over a file folio (local `pfn`) with try_to_unmap_one() (reclaim) or
  * try_to_migrate_one() (migration) and TTU_BATCH_FLUSH, per VMA of the walk (walkVmaAt: the
  * process's and the fork child's mappings of the offset): rs: range_start(MMU_NOTIFY_CLEAR) on
@@ -296,13 +385,17 @@ export function fileRmapWalk(
     },
     /** page_vma_mapped_walk (PTL), ptep_get_and_clear, set_tlb_ubc_flush_pending. */
     unmap: {
-      guard: (c, f) => (c.ptlFree(c.mmIndex, fileMappingAt(c, f)) ? null : 'page-table lock held'),
+      guard: (c, f) => pvmwGuard(c, c.mmIndex, fileMappingAt(c, f)),
       run: (c, f) => {
         const page = fileMappingAt(c, f)
         const mm = c.mmIndex
-        c.lockPtl(mm, page, 'page_vma_mapped_walk')
+        if (!pvmwMapPte(c, mm, page)) {
+          c.goto('re')
+          return
+        }
         const pte = c.pte(mm, page)
         if (!pte || !pte.present || pte.pfn !== num(f, 'pfn')) {
+          c.emit('info', 'page_vma_mapped_walk', `${c.pageName(page)}: the PTE maps another folio`)
           c.unlockPtl(mm, page)
           c.goto('re')
           return

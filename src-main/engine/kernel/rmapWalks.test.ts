@@ -144,8 +144,7 @@ describe("truncate: unmap_mapping_range_tree zaps a fork child's VMA too", () =>
       'notifier mmu_notifier_arch_invalidate_secondary_tlbs: F',
       'sec-inval arch_invalidate_secondary_tlbs: iommu: invalidate F (0 entries dropped)',
       'frame tlb_batch_pages_flush: release 1 queued page',
-      "lock i_mmap_unlock_read: the mapping's i_mmap tree",
-      "lock i_mmap_lock_read: the mapping's i_mmap tree",
+      // unmap_mapping_pages() holds i_mmap_lock_read across unmap_mapping_range_tree.
       'lock zap_pte_range: pte_offset_map_lock: take the page-table lock',
       'pte ptep_get_and_clear_full: PTE F (child) := none',
       'frame page_remove_rmap + __tlb_remove_page: pfn 1 mapcount 0, queued',
@@ -355,12 +354,235 @@ describe('validation: which walks are modelled with a fork child', () => {
     ).toBe('')
   })
 
-  it('still refused, at the op word: reclaim of an anon page and migrate_vma with a fork child', () => {
-    expect(issues(withChild('  A: { value: 1 }', 'reclaim A'))).toMatch(
-      /x\.yaml:6:14: reclaim of an anon page in a scenario with a fork child is not modelled yet: a page both processes map gets a swap entry in each \(try_to_unmap_one's swap_duplicate\)/,
+  it('accepted now: reclaim of an anon page and migrate_vma with a fork child (kernel/swapFork.test.ts)', () => {
+    expect(issues(withChild('  A: { value: 1 }', 'reclaim A'))).toBe('')
+    expect(issues(withChild('  A: { value: 1 }', 'migrate_vma A'))).toBe('')
+    expect(
+      issues(
+        'title: t\narch: x86_64\npages:\n  A: { value: 1, cow: true }\ncpus:\n  K: { mm: child, ops: [reclaim A, migrate_vma A] }\n',
+      ),
+    ).toBe('')
+  })
+
+  it("refused, at the owner words: migrate_vma P owner M in a thread of the fork child (M's driver migrates the process's memory)", () => {
+    const yaml =
+      'title: t\narch: x86_64\npages:\n  A: { value: 1, cow: true }\nsecondary:\n  - { name: hmm, type: sw-mirror, protocol: hmm }\ncpus:\n  K: { mm: child, ops: [migrate_vma A owner hmm] }\n'
+    expect(issues(yaml)).toMatch(
+      /x\.yaml:8:39: owner hmm: hmm's driver migrates the process's memory, which it mirrors; K is a thread of the fork child/,
     )
-    expect(issues(withChild('  A: { value: 1 }', 'migrate_vma A'))).toMatch(
-      /x\.yaml:6:14: migrate_vma in a scenario with a fork child is not modelled yet: .*migrate_device_unmap's try_to_migrate\(folio, 0\)/,
+    expect(
+      issues(yaml.replace('{ mm: child, ops: [migrate_vma A owner hmm] }', '[migrate_vma A owner hmm]')),
+    ).toBe('')
+  })
+
+  it('refused, at the page word: with a fork child, reclaim or migrate_vma of an anon page in a second thread next to another isolating op on it', () => {
+    const two = (a: string, b: string) =>
+      `title: t\narch: x86_64\npages:\n  A: { value: 1, cow: true }\ncpus:\n  C0: [${a}]\n  C1: [${b}]\n`
+    expect(issues(two('reclaim A', 'migrate A'))).toMatch(
+      /x\.yaml:7:16: migrate A in a second thread \(C0 has reclaim A\) is not modelled in a scenario with a fork child: reclaim and migration isolate and lock the folio, one at a time/,
     )
+    expect(issues(two('migrate_vma A', 'reclaim A'))).toMatch(
+      /x\.yaml:7:16: reclaim A in a second thread \(C0 has migrate_vma A\)/,
+    )
+    // One thread runs them one after the other; two migrates stay accepted, as before.
+    expect(issues(two('reclaim A, migrate_vma A, migrate A', 'read A'))).toBe('')
+    expect(issues(two('migrate A', 'migrate A sync'))).toBe('')
+    // Without a fork child nothing changes.
+    expect(issues(two('reclaim A', 'migrate_vma A').replace(', cow: true', ''))).toBe('')
+  })
+})
+
+describe('the i_mmap rwsem is held across a whole file walk (v6.6 rmap_walk_file, unmap_mapping_pages)', () => {
+  const twoVmas = (cpu0: string, cpu1: string) =>
+    load(`
+      title: a walk over two VMAs of one file, and munmap of the second
+      arch: x86_64
+      pages:
+        F: { value: 1, prot: rw, kind: file }
+        G: { kind: file, file: F }
+      cpus:
+        C0: [${cpu0}]
+        C1: [${cpu1}]
+    `)
+  const C0 = 0
+  const C1 = 1
+
+  it("truncate's unmap_mapping_range takes i_mmap_lock_read once for both VMAs; munmap's unlink_file_vma (i_mmap_lock_write) waits for the whole walk", () => {
+    const sc = twoVmas('truncate F', 'munmap G')
+    const se = makePolicy('start-end')
+    // C0 is inside the walk (F's VMA zapped); C1 detaches and zaps G up to free_pgtables.
+    const head = [C0, C0, C0, C0, C0, C1, C1, C1, C1, C1, C1]
+    expect(() => traced(sc, se, [...head, C1])).toThrow(
+      'C1 cannot run at step 11: i_mmap_rwsem held for read',
+    )
+    const ex = traced(sc, se, head)
+    expect(lines(ex, { thread: 'C0', kinds: ['lock'] }).filter((l) => l.includes('i_mmap'))).toEqual([
+      "lock i_mmap_lock_read: the mapping's i_mmap tree",
+      "lock i_mmap_unlock_read: the mapping's i_mmap tree",
+    ])
+    const ev = lines(ex, { kinds: ['lock', 'info'] })
+    const unlock = ev.indexOf("lock i_mmap_unlock_read: the mapping's i_mmap tree")
+    expect(ev.indexOf("info unlink_file_vma: G: VMA unlinked from the file's i_mmap tree")).toBeGreaterThan(
+      unlock,
+    )
+    // Still linked when the walk reached it, G's VMA was visited: its PTE was already none.
+    expect(lines(ex, { thread: 'C0', kinds: ['pte'] })).toEqual([
+      'pte ptep_get_and_clear_full: PTE F := none',
+    ])
+    expect(ex.violations).toEqual([])
+  })
+
+  it("mremap of a file VMA: copy_vma's vma_link (i_mmap_lock_write) waits for truncate's walk, holding mmap_lock for write", () => {
+    const sc = load(`
+      title: mremap against truncate
+      arch: x86_64
+      pages:
+        F: { value: 1, prot: rw, kind: file, mapped: ro }
+        G: { kind: file, file: F, mapped: none }
+      cpus:
+        T: [truncate F]
+        C0: [mremap F G]
+    `)
+    // T: i_size_write and i_mmap_lock_read; C0: mmap_write_lock; copy_vma must wait.
+    expect(() => traced(sc, makePolicy('start-end'), [0, 1, 1])).toThrow(
+      'C0 cannot run at step 2: copy_vma -> vma_link: i_mmap_lock_write: i_mmap_rwsem held for read',
+    )
+    const ex = traced(sc, makePolicy('start-end'), [0, 1])
+    const ev = lines(ex, { kinds: ['lock', 'info'] })
+    expect(ev.indexOf('info copy_vma: new VMA at G (rw); need_rmap_locks = false')).toBeGreaterThan(
+      ev.indexOf("lock i_mmap_unlock_read: the mapping's i_mmap tree"),
+    )
+    expect(ex.violations).toEqual([])
+  })
+
+  it('file reclaim: try_to_unmap -> rmap_walk_file holds i_mmap_lock_read from the first VMA to the last; an unlink waits', () => {
+    const sc = twoVmas('reclaim F', 'munmap G')
+    const ex = traced(sc, archHook)
+    const l = lines(ex, { thread: 'C0', kinds: ['lock', 'pte'] })
+    expect(l.slice(0, 2)).toEqual([
+      'lock shrink_folio_list: folio_trylock: lock the page-cache folio of F',
+      "lock i_mmap_lock_read: the mapping's i_mmap tree",
+    ])
+    const unlock = l.indexOf("lock i_mmap_unlock_read: the mapping's i_mmap tree")
+    expect(unlock).toBeGreaterThan(l.indexOf('pte ptep_get_and_clear: PTE G := none'))
+    expect(l.filter((x) => x.includes('i_mmap'))).toHaveLength(2)
+    // C0 in its walk, past F's unmap: C1's munmap reaches free_pgtables and waits.
+    let blocked = false
+    for (let n = 1; n < 12 && !blocked; n++) {
+      try {
+        traced(sc, archHook, [...Array<number>(n).fill(C0), ...Array<number>(12).fill(C1)])
+      } catch (e) {
+        blocked = String(e).includes('i_mmap_rwsem held for read')
+      }
+    }
+    expect(blocked).toBe(true)
+  })
+})
+
+describe("rmap_walk_anon visits every VMA of the folio's anon_vma; try_to_migrate_one's range_start comes before page_vma_mapped_walk", () => {
+  const forked = (parent: string, child: string) =>
+    load(`
+      title: migrate a page shared with a fork child
+      arch: x86_64
+      pages:
+        A: { value: 1, prot: rw, cow: true }
+      secondary:
+        - { name: iommu, type: hw-walker, iommu: vt-d }
+      cpus:
+        C0: [${parent}, signal w]
+        K: { mm: child, ops: [wait w, ${child}] }
+    `)
+  const se = makePolicy('start-end')
+
+  const K = { kinds: ['lock', 'notifier', 'sec-inval', 'pte', 'info'] as const, op: 'K: migrate A' }
+  const childUnmap = (pfn: number) => [
+    'lock page_vma_mapped_walk: take the page-table lock',
+    'pte ptep_get_and_clear: PTE A (child) := none',
+    `pte set_pte_at (migration entry): PTE A (child) := migration entry (pfn ${pfn}, read-only)`,
+    'lock pte_unmap_unlock: release the page-table lock',
+  ]
+  const parentPair = (middle: string[]) => [
+    'notifier mmu_notifier_invalidate_range_start: MMU_NOTIFY_CLEAR A',
+    'sec-inval invalidate_range_start: iommu: invalidate A (0 entries dropped)',
+    ...middle,
+    'notifier mmu_notifier_invalidate_range_end: A',
+    'sec-inval invalidate_range_end: iommu: invalidate A (0 entries dropped)',
+  ]
+
+  it("the parent COW-copied A: migrating the child's old folio (the parent's anon_vma) gives the parent's VMA a range_start/end pair first; map_pte takes its PTL (a present PTE), check_pte fails", () => {
+    const ex = traced(forked('write A 2', 'migrate A'), se)
+    expect(lines(ex, K)).toEqual([
+      ...parentPair([
+        'lock page_vma_mapped_walk: take the page-table lock',
+        'info page_vma_mapped_walk: A: the PTE maps another folio',
+        'lock pte_unmap_unlock: release the page-table lock',
+      ]),
+      ...childUnmap(1),
+      'lock remove_migration_pte: take the page-table lock',
+      'pte set_pte_at (remove_migration_pte): PTE A (child) := pfn 3 RO dirty',
+      'lock pte_unmap_unlock: release the page-table lock',
+    ])
+    expect(ex.violations).toEqual([])
+  })
+
+  it("the parent's PTE is none (MADV_DONTNEED after fork): the pair still comes, and map_pte takes no PTL", () => {
+    const ex = traced(forked('madvise_dontneed A', 'migrate A'), se)
+    expect(lines(ex, K).slice(0, 9)).toEqual([
+      ...parentPair(['info page_vma_mapped_walk: A: no present PTE: not found, no PTL']),
+      ...childUnmap(1),
+    ])
+  })
+
+  it("a folio the child allocated (its own COW copy) hangs off its own anon_vma: the walk visits only the child's VMA, no pair on the parent", () => {
+    const ex = traced(forked('read A -> r0', 'write A 3, migrate A'), se)
+    expect(lines(ex, { ...K, kinds: ['notifier', 'sec-inval'] })).toEqual([])
+    expect(lines(ex, { ...K, kinds: ['pte'] })).toEqual([
+      'pte ptep_get_and_clear: PTE A (child) := none',
+      'pte set_pte_at (migration entry): PTE A (child) := migration entry (pfn 2, writable)',
+      'pte set_pte_at (remove_migration_pte): PTE A (child) := pfn 3 RW dirty',
+    ])
+  })
+
+  it("the walk stops once the folio is unmapped (rwc.done = folio_not_mapped): migrating the parent's own COW copy visits no child VMA", () => {
+    const sc = load(`
+      title: migrate the parent's copy
+      arch: x86_64
+      pages:
+        A: { value: 1, prot: rw, cow: true }
+      cpus:
+        C0: [write A 2, migrate A]
+    `)
+    const ex = traced(sc, se)
+    const l = lines(ex, { op: 'C0: migrate A', kinds: ['lock', 'pte', 'info'] })
+    expect(l.some((x) => x.includes('(child)'))).toBe(false)
+    expect(l).toContain('pte set_pte_at (migration entry): PTE A := migration entry (pfn 2, writable)')
+  })
+})
+
+describe("rmap_walk_file visits every VMA linked in the i_mmap tree: try_to_unmap_one's pair comes before page_vma_mapped_walk", () => {
+  it('file reclaim of F after MADV_DONTNEED of its first mapping: F gets a range_start/end pair (no PTL: none PTE), then G is unmapped', () => {
+    const sc = load(`
+      title: reclaim a folio whose first mapping was zapped
+      arch: x86_64
+      pages:
+        F: { value: 1, prot: rw, kind: file }
+        G: { kind: file, file: F }
+      secondary:
+        - { name: iommu, type: hw-walker, iommu: vt-d }
+      cpus:
+        C0: [madvise_dontneed F, reclaim F]
+    `)
+    const ex = traced(sc, makePolicy('start-end'))
+    const l = lines(ex, { op: 'C0: reclaim F', kinds: ['lock', 'notifier', 'pte', 'info'] })
+    expect(l.slice(0, 8)).toEqual([
+      'lock shrink_folio_list: folio_trylock: lock the page-cache folio of F',
+      "lock i_mmap_lock_read: the mapping's i_mmap tree",
+      'notifier mmu_notifier_invalidate_range_start: MMU_NOTIFY_CLEAR F',
+      'info page_vma_mapped_walk: F: no present PTE: not found, no PTL',
+      'notifier mmu_notifier_invalidate_range_end: F',
+      'notifier mmu_notifier_invalidate_range_start: MMU_NOTIFY_CLEAR G',
+      'lock page_vma_mapped_walk: take the page-table lock',
+      'pte ptep_get_and_clear: PTE G := none',
+    ])
   })
 })

@@ -333,9 +333,9 @@ describe('move_ptes across two tables: the new PTL nested inside the old', () =>
       `,
       'tables.test.yaml',
     )
-    // C0: mmap_write_lock + copy_vma, range_start, the old PTL; C1: isolate, range_start, the
+    // C0: mmap_write_lock, copy_vma, range_start, the old PTL; C1: isolate, range_start, the
     // unmap under ptl#1 up to the owed IOTLB command; then C0's spin_lock_nested.
-    const prefix = [C0, C0, C0, C1, C1, C1]
+    const prefix = [C0, C0, C0, C0, C1, C1, C1]
     const ex = traced(s, pol('arch-hook'), prefix)
     const l0 = every(ex, 'lock move_ptes: pte_offset_map_lock (old)')[0]!
     const l1 = every(ex, 'lock page_vma_mapped_walk: take the page-table lock ptl#1', { thread: 'C1' })[0]!
@@ -344,7 +344,7 @@ describe('move_ptes across two tables: the new PTL nested inside the old', () =>
     expect(l0.step).toBeLessThan(l1.step)
     expect(drop1.step).toBeLessThan(nested.step)
     expect(() => traced(s, pol('arch-hook'), [...prefix, C0])).toThrow(
-      /C0 cannot run at step 6: page-table lock held \(new_ptl\)/,
+      /C0 cannot run at step 7: page-table lock held \(new_ptl\)/,
     )
   })
 })

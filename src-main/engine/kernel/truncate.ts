@@ -23,15 +23,22 @@ import { num } from './proc'
 import { walkVmas } from './rmap'
 
 /**
- * unmap_mapping_range() -> unmap_mapping_range_tree(): zap_page_range_single() for each VMA of
- * the file that maps the offset, one after the other (`vi` counts them; a fork child's VMA not
- * linked in the tree is not seen), then goes to `next`.
+ * unmap_mapping_range() -> unmap_mapping_pages(): i_mmap_lock_read(mapping) (local `il`), then
+ * unmap_mapping_range_tree(): zap_page_range_single() for each VMA of the file that maps the
+ * offset, one after the other (`vi` counts them; a fork child's VMA not linked in the tree is
+ * not seen), i_mmap_unlock_read(mapping) after the last; then goes to `next`.
  */
 function unmapNext(c: Ctx, f: CallFrame, next: string): void {
+  if (f.l.il !== true) {
+    c.imapRead(0, 1)
+    f.l.il = true
+  }
   const ms = walkVmas(c.sc, num(f, 'page'))
   let vi = num(f, 'vi')
   while (vi < ms.length && ms[vi]!.mm !== 0 && !c.imapLinked(ms[vi]!.mm, ms[vi]!.page)) vi++
   if (vi >= ms.length) {
+    c.imapRead(0, -1)
+    delete f.l.il
     c.goto(next)
     return
   }

@@ -181,7 +181,17 @@ export const zapVma: Proc = {
       const page = pages[i]!
       const old = c.pte(mm, page)!
       c.setPte(mm, page, null, 'ptep_get_and_clear_full')
-      if (old.swp !== undefined) c.swapWrite(old.swp, null)
+      // free_swap_and_cache() (v6.6 mm/swapfile.c): drop the PTE's swap_map count; the slot is
+      // freed at 0 (a folio the swap cache holds on its own goes too: __try_to_reclaim_swap).
+      if (old.swp !== undefined) {
+        const left = c.swapFree(old.swp, 'free_swap_and_cache')
+        c.emit(
+          'info',
+          'free_swap_and_cache',
+          `slot ${old.swp}: swap_map count ${left + 1} -> ${left}${left === 0 ? ': the slot is freed' : ''}`,
+        )
+        if (left === 0) c.swapWrite(old.swp, null)
+      }
       const end = tableEnd(c, pages, i)
       if (old.mig || old.swp !== undefined) {
         // A migration or swap entry is in no TLB and holds no page reference: cleared (a swap
@@ -718,26 +728,33 @@ export { nextRun, runPages, runCount, startRuns, unmapNextVma }
  * VMA that munmap already unlinked, even if munmap has not flushed the TLBs yet: Jann Horn's
  * race, closed for VM_PFNMAP by forcing the flush at tlb_end_vma (b67fbebd4cf9; `kernel: {
  * pfnmap_flush: false }` shows it open). The op walks the tree itself (local `vi`, the VMA's
- * mm in `mm`); truncate calls it once per VMA (`nested`, with that VMA's `mm`). The model takes
- * i_mmap_lock_read per VMA, where the kernel holds it across the walk.
+ * mm in `mm`); truncate calls it once per VMA (`nested`, with that VMA's `mm`). v6.6
+ * unmap_mapping_pages()/unmap_mapping_range() take i_mmap_lock_read(mapping) once around
+ * unmap_mapping_range_tree(), so the op holds it (local `il`) from its first step to its return,
+ * across every VMA's zap, and an i_mmap_lock_write (free_pgtables' unlink_file_vma, fork's
+ * dup_mmap, mremap's unlink of the old VMA) waits for the whole walk; truncate takes it around
+ * its own walk (truncate.ts).
  */
 export const unmapMappingRange: Proc = {
   start: {
     run: (c, f) => {
+      if (f.l.nested !== true && f.l.il !== true) {
+        // unmap_mapping_pages(): i_mmap_lock_read(mapping), once for the whole tree walk.
+        c.imapRead(0, 1)
+        f.l.il = true
+      }
       if (f.l.nested !== true && !revokeWalk(c, f, typeof f.l.vi === 'number' ? f.l.vi : 0)) {
         revokeReturn(c, f)
         return
       }
       const mm = c.mmIndex
       const page = num(f, 'page')
-      c.imapRead(mm, 1)
       if (!c.imapLinked(mm, page)) {
         c.emit(
           'info',
           'unmap_mapping_range',
           `${c.pageName(page)}: no VMA in the i_mmap tree, nothing to zap`,
         )
-        c.imapRead(mm, -1)
         revokeNext(c, f)
         return
       }
@@ -762,10 +779,9 @@ function revokeGather(c: Ctx, f: CallFrame): void {
   afterNotifier(c, f, 'end_done', revokeDone)
 }
 
-/** The free, i_mmap_unlock_read(), then the next VMA or return. */
+/** zap_page_range_single()'s free, then the next VMA of the walk, or return. */
 function revokeDone(c: Ctx, f: CallFrame): void {
   gatherFinishFree(c)
-  c.imapRead(c.mmIndex, -1)
   revokeNext(c, f)
 }
 
@@ -801,6 +817,9 @@ function revokeReturn(c: Ctx, f: CallFrame): void {
   if (f.l.nested !== true) {
     const page = num(f, 'page')
     delete f.l.mm
+    // The tree walk is over: i_mmap_unlock_read(mapping).
+    c.imapRead(0, -1)
+    delete f.l.il
     for (const mm of new Set(walkVmas(c.sc, page).map((v) => v.mm))) c.markRevoked(mm, [page])
     c.emit('op', 'unmap_mapping_range', 'returns')
   }

@@ -99,7 +99,10 @@ const THP_CHILD_OPS: readonly string[] = [
 ]
 /** Ops refused with a fork child in a scenario with a huge page, and why (reclaim: see `walks`). */
 const THP_FORK_REFUSED: Readonly<Record<string, string>> = {
-  // (reclaim of an anon page is refused with any fork child: parseThreads' `walks`.)
+  reclaim:
+    "try_to_unmap() of the huge folio would walk the child's huge PMD too (anon_vma_fork linked its VMA: a swap entry per subpage in each, swap_duplicate), and the model's THP rmap walk visits the process only",
+  migrate_vma:
+    "split_huge_page() before the collect would walk the child's huge PMD too (unmap_folio: try_to_migrate over every VMA of the anon_vma), and the model's THP rmap walk visits the process only",
   migrate:
     "try_to_migrate() and remove_migration_ptes() of the huge folio would walk the child's huge PMD too (anon_vma_fork linked its VMA), and the model's THP rmap walk visits the process only",
   ksm_merge:
@@ -158,8 +161,8 @@ export function parseThreads(
   const threadNames = new Set<string>()
   const regWriters = new Map<string, string>()
   let forks = 0
-  /** The rmap-walking ops (reclaim, migrate_vma) and their page: refused with a fork child for now. */
-  const walks: Array<{ path: Path; at: number; len: number; op: string; page: number }> = []
+  /** `migrate_vma P owner M` ops: M's driver migrates the process's memory, not the fork child's. */
+  const ownerOps: Array<{ path: Path; at: number; len: number; thread: string; sec: string }> = []
   const pageOps: Array<{
     path: Path
     at: number
@@ -462,8 +465,6 @@ export function parseThreads(
       case 'truncate':
       case 'vfree': {
         const page = pageWord(ws[1], p, head.s, src)
-        if (head.s === 'reclaim' && page !== null)
-          walks.push({ path: p, at: head.at, len: head.s.length, op: head.s, page })
         tooMany(2)
         if (page !== null) notePageOp(p, ws[1]!, head.s, page)
         return page === null ? null : { kind: head.s, page }
@@ -486,7 +487,6 @@ export function parseThreads(
       case 'migrate_vma': {
         // migrate_vma P [owner M]: M's driver migrates (migrate_vma.pgmap_owner = its owner).
         const page = pageWord(ws[1], p, head.s, src)
-        if (page !== null) walks.push({ path: p, at: head.at, len: head.s.length, op: head.s, page })
         if (page !== null) notePageOp(p, ws[1]!, head.s, page)
         let owner: number | undefined
         if (ws[2]) {
@@ -515,6 +515,13 @@ export function parseThreads(
             return null
           }
           owner = i
+          ownerOps.push({
+            path: p,
+            at: ws[2].at,
+            len: m.at + m.s.length - ws[2].at,
+            thread: tname,
+            sec: d.name,
+          })
           tooMany(4)
         }
         return page === null
@@ -799,26 +806,18 @@ export function parseThreads(
     if (!signalled.has(w.flag))
       issues.add(w.path, `nothing signals '${w.flag}': add 'signal ${w.flag}' to another thread`, w.at, w.len)
   }
-  // With a fork child, migrate (anon and file pages) and reclaim of a file page walk the child's
-  // mappings too (kernel/rmap.ts walkVmas). Two walks are not modelled there yet.
-  if (forks > 0 || hasCowPages)
-    for (const o of walks) {
-      const kind = pages[o.page]?.kind
-      if (o.op === 'reclaim' && kind === 'anon')
-        issues.add(
-          o.path,
-          `reclaim of an anon page in a scenario with a fork child is not modelled yet: a page both processes map gets a swap entry in each (try_to_unmap_one's swap_duplicate), and the model keeps no per-slot swap count for do_swap_page and zap_pte_range to share; reclaim a kind: file page, or migrate this one`,
-          o.at,
-          o.len,
-        )
-      if (o.op === 'migrate_vma')
-        issues.add(
-          o.path,
-          `migrate_vma in a scenario with a fork child is not modelled yet: a page the child still shares is collected in the process and then unmapped from the child by migrate_device_unmap's try_to_migrate(folio, 0), which the model does not walk; use migrate for the rmap walk over both`,
-          o.at,
-          o.len,
-        )
-    }
+  // With a fork child, migrate, migrate_vma and reclaim walk the child's mappings too
+  // (kernel/rmap.ts walkVmas). An HMM driver's migration (owner M) is of the memory it mirrors.
+  for (const o of ownerOps) {
+    if (threads.find((t) => t.name === o.thread)?.mm === 1)
+      issues.add(
+        o.path,
+        `owner ${o.sec}: ${o.sec}'s driver migrates the process's memory, which it mirrors; ${o.thread} is a thread of the fork child (drop owner, or run the op in a thread of the process)`,
+        o.at,
+        o.len,
+      )
+  }
+  if (forks > 0 || hasCowPages) checkChildIsolations(pageOps, pages, issues)
   checkExits(exits, threads, pages, issues)
   checkThpIsolations(thpIsolations, thpCollapses, issues)
   if (forks > 0) checkThpFork(thpCpuOps, threads, issues)
@@ -880,6 +879,38 @@ function checkThpIsolations(
       issues.add(
         o.path,
         `${o.op} with thp_collapse in one scenario is not modelled: the collapse would find the folio isolated and locked (SCAN_PAGE_LOCK) and back out, a failure path the model does not have`,
+        o.at,
+        o.len,
+      )
+  }
+}
+
+/** The ops that isolate an anon folio from the LRU and lock it: reclaim and the two migrations. */
+const ISOLATING = ['reclaim', 'migrate', 'migrate_vma']
+
+/**
+ * With a fork child, reclaim, migrate and migrate_vma of one anon page go in one thread (two
+ * migrates in two threads stay accepted, as before). Each isolates the folio from the LRU and
+ * holds its lock, so the kernel runs one at a time on it, and a migration's destination is
+ * neither on the LRU nor unlocked until remove_migration_ptes has mapped it in every VMA. The
+ * model tracks neither for anon pages; with two VMAs, reclaim could take the new page between
+ * remove_migration_ptes' two PTEs and free it under the second.
+ */
+function checkChildIsolations(
+  pageOps: ReadonlyArray<{ path: Path; at: number; len: number; op: string; page: number; thread: string }>,
+  pages: readonly PageDecl[],
+  issues: Issues,
+): void {
+  const firstOf = new Map<number, { op: string; thread: string }>()
+  for (const o of pageOps) {
+    const pg = pages[o.page]
+    if (!ISOLATING.includes(o.op) || pg?.kind !== 'anon') continue
+    const f = firstOf.get(o.page)
+    if (!f) firstOf.set(o.page, o)
+    else if (f.thread !== o.thread && !(f.op === 'migrate' && o.op === 'migrate'))
+      issues.add(
+        o.path,
+        `${o.op} ${pg.name} in a second thread (${f.thread} has ${f.op} ${pg.name}) is not modelled in a scenario with a fork child: reclaim and migration isolate and lock the folio, one at a time, which the model does not track for anon pages; put them in one thread`,
         o.at,
         o.len,
       )
