@@ -318,11 +318,11 @@ describe('file/shmem collapse: collapse_and_free_pmd (v6.1) before and after f26
 })
 
 describe('mprotect of a huge page (v6.6 change_huge_pmd; split_vma -> split_huge_pmd_address)', () => {
-  const mp = (op: string, dev = 'signal x', extra = '') =>
+  const mp = (op: string, dev = 'signal x', extra = '', arch = 'x86_64') =>
     scenarioOf(
       `
         title: thp mprotect
-        arch: x86_64
+        arch: ${arch}
         thp:
           H: [A, B]
         pages:
@@ -339,14 +339,13 @@ describe('mprotect of a huge page (v6.6 change_huge_pmd; split_vma -> split_huge
     )
   const K: readonly EventKind[] = ['lock', 'pte', 'cpu-flush', 'notifier']
 
-  it('the whole huge page: range_start, pmd_lock, pmdp_invalidate_ad + flush, set_pmd_at, unlock, range_end, the gather flush', () => {
+  it('the whole huge page on x86: range_start, pmd_lock, pmdp_invalidate_ad (no flush: x86 overrides it), set_pmd_at, unlock, range_end, the gather flush', () => {
     const ex = traced(mp('mprotect A B ro'), pol('start-end'))
     expect(lines(ex, { thread: 'C0', kinds: K })).toEqual([
       'lock mmap_write_lock: take mmap_lock for write',
       'notifier mmu_notifier_invalidate_range_start: MMU_NOTIFY_PROTECTION_VMA A,B',
       'lock pmd_lock: take the PMD lock',
       'pte pmdp_invalidate_ad: PMD H := invalid (pmd_mkinvalid)',
-      'cpu-flush flush_tlb_range (pmdp_invalidate_ad -> flush_pmd_tlb_range): flush CPU TLBs: A,B',
       'pte set_pmd_at: PMD H := huge RO',
       'lock spin_unlock (pmd_lock): release the PMD lock',
       'notifier mmu_notifier_invalidate_range_end: A,B',
@@ -359,14 +358,29 @@ describe('mprotect of a huge page (v6.6 change_huge_pmd; split_vma -> split_huge
     ])
   })
 
-  it('arch-hook: the secondary hook fires inside pmdp_invalidate_ad, under the PMD lock', () => {
-    const ex = traced(mp('mprotect A B ro'), pol('arch-hook'))
-    const l = lines(ex, { thread: 'C0', kinds: ['lock', 'pte', 'sec-inval'] })
+  it('arch-hook on arm64: the secondary hook fires inside the generic pmdp_invalidate_ad (flush_pmd_tlb_range), under the PMD lock', () => {
+    const ex = traced(mp('mprotect A B ro', 'signal x', '', 'arm64'), pol('arch-hook'))
+    const l = lines(ex, { thread: 'C0', kinds: ['lock', 'pte', 'cpu-flush', 'sec-inval'] })
     const inv = l.indexOf('pte pmdp_invalidate_ad: PMD H := invalid (pmd_mkinvalid)')
     expect(l[inv + 1]).toBe(
-      'sec-inval arch_invalidate_secondary_tlbs: iommu: invalidate A,B (2 entries dropped)',
+      'cpu-flush flush_tlb_range (pmdp_invalidate_ad -> flush_pmd_tlb_range): flush CPU TLBs: A,B',
     )
-    expect(l.indexOf('lock spin_unlock (pmd_lock): release the PMD lock')).toBeGreaterThan(inv + 1)
+    expect(l[inv + 2]).toMatch(
+      /^sec-inval arch_invalidate_secondary_tlbs: iommu: invalidate .*\(2 entries dropped\)$/,
+    )
+    expect(l.indexOf('lock spin_unlock (pmd_lock): release the PMD lock')).toBeGreaterThan(inv + 2)
+  })
+
+  it('arch-hook on x86: no flush under the PMD lock (arch/x86/mm/pgtable.c pmdp_invalidate_ad: "No flush is necessary"); the hook fires at the gather flush', () => {
+    const ex = traced(mp('mprotect A B ro'), pol('arch-hook'))
+    const l = lines(ex, { thread: 'C0', kinds: ['lock', 'cpu-flush', 'sec-inval'] })
+    expect(l.filter((x) => x.startsWith('cpu-flush'))).toEqual([
+      'cpu-flush tlb_flush (tlb_finish_mmu): flush CPU TLBs: A,B',
+    ])
+    const unlock = l.indexOf('lock spin_unlock (pmd_lock): release the PMD lock')
+    const hook = l.findIndex((x) => x.startsWith('sec-inval arch_invalidate_secondary_tlbs'))
+    expect(unlock).toBeGreaterThanOrEqual(0)
+    expect(hook).toBeGreaterThan(unlock)
   })
 
   it('part of it: split_vma splits the PMD (its own MMU_NOTIFY_CLEAR pair) before vm_flags and the PROTECTION_VMA range', () => {

@@ -561,8 +561,9 @@ export function thpMprotectPmd(c: Ctx, f: CallFrame, pages: readonly number[], i
 }
 
 /**
- * change_huge_pmd() (v6.6 mm/huge_memory.c): pmd_lock; pmdp_invalidate_ad() (x86:
- * pmdp_invalidate -> flush_pmd_tlb_range -> flush_tlb_range, the CPU flush and the arch hook);
+ * change_huge_pmd() (v6.6 mm/huge_memory.c): pmd_lock; pmdp_invalidate_ad() (arm64, the generic
+ * one: pmdp_invalidate -> flush_pmd_tlb_range -> flush_tlb_range, the CPU flush and the arch
+ * hook; x86's own makes the PMD invalid with no flush);
  * pmd_modify() to the new protection (a private anon huge page becomes writable only if
  * PageAnonExclusive, can_change_pmd_writable(); a shared one only if dirty); set_pmd_at();
  * unlock; huge_pmd_needs_flush() -> tlb_flush_pmd_range(): the mmu_gather flushes again at
@@ -619,6 +620,14 @@ const changeHugePmd = (next: (c: Ctx, f: CallFrame) => void): PcHandler => ({
       'pmdp_invalidate_ad',
       `PMD ${hp.name} := invalid (pmd_mkinvalid)`,
     )
+    // x86 defines __HAVE_ARCH_PMDP_INVALIDATE_AD (arch/x86/mm/pgtable.c, v6.6): "No flush is
+    // necessary. Once an invalid PTE is established, the PTE's access and dirty bits cannot be
+    // updated": only the mmu_gather's flush at tlb_finish_mmu remains. arm64 takes the generic
+    // one, pmdp_invalidate() -> flush_pmd_tlb_range().
+    if (c.sc.arch === 'x86_64') {
+      changeHugePmdSet(c, f, next)
+      return
+    }
     c.flushTlb(0, 'range', hp.pages, 'flush_tlb_range (pmdp_invalidate_ad -> flush_pmd_tlb_range)')
     // The flush's notifier call may leave an atc-first driver's IOTLB command owed: the rest runs
     // in the next step, still under pmd_lock.
