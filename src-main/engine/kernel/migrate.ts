@@ -59,6 +59,31 @@ import {
   walkVmas,
 } from './rmap'
 
+/**
+ * remove_migration_pte() of remove_migration_ptes(src, src) on the walk's current VMA (c.mmIndex):
+ * under its PTL, a migration entry for the source becomes the source again (with the PTE's
+ * reference and mapcount). Shared by the failed migration's undo and migrate_vma's restore.
+ */
+function sourceBack(c: Ctx, f: CallFrame, why: string): { page: number; pfn: number } {
+  const mm = c.mmIndex
+  const page = num(f, 'page')
+  const pfn = num(f, 'pfn')
+  c.lockPtl(mm, page, `remove_migration_pte (${why})`)
+  const pte = c.pte(mm, page)
+  if (pte?.mig && pte.pfn === pfn) {
+    c.getFrame(pfn)
+    c.folioW(pfn).map++
+    c.setPte(
+      mm,
+      page,
+      { pfn, present: true, write: pte.write, dirty: pte.dirty },
+      'set_pte_at (remove_migration_pte: the source back)',
+    )
+  }
+  c.unlockPtl(mm, page)
+  return { page, pfn }
+}
+
 /** try_to_migrate()'s walk (rmap.ts anonWalkNext). */
 const unmapWalk = anonWalkNext
 
@@ -210,22 +235,7 @@ export const migrate: Proc = {
   undo: {
     guard: (c, f) => (c.ptlFree(c.mmIndex, num(f, 'page')) ? null : 'page-table lock held'),
     run: (c, f) => {
-      const mm = c.mmIndex
-      const page = num(f, 'page')
-      const pfn = num(f, 'pfn')
-      c.lockPtl(mm, page, 'remove_migration_pte (undo)')
-      const pte = c.pte(mm, page)
-      if (pte?.mig && pte.pfn === pfn) {
-        c.getFrame(pfn)
-        c.folioW(pfn).map++
-        c.setPte(
-          mm,
-          page,
-          { pfn, present: true, write: pte.write, dirty: pte.dirty },
-          'set_pte_at (remove_migration_pte: the source back)',
-        )
-      }
-      c.unlockPtl(mm, page)
+      const { page, pfn } = sourceBack(c, f, 'undo')
       // remove_migration_ptes(src, src) goes on to the walk's next VMA with an entry.
       if (migEntryWalk(c, f, num(f, 'vi') + 1)) {
         c.goto('undo')
@@ -463,22 +473,7 @@ export const migrateVma: Proc = {
   restore: {
     guard: (c, f) => (c.ptlFree(c.mmIndex, num(f, 'page')) ? null : 'page-table lock held'),
     run: (c, f) => {
-      const mm = c.mmIndex
-      const page = num(f, 'page')
-      const pfn = num(f, 'pfn')
-      c.lockPtl(mm, page, 'remove_migration_pte (restore)')
-      const pte = c.pte(mm, page)
-      if (pte?.mig && pte.pfn === pfn) {
-        c.getFrame(pfn)
-        c.folioW(pfn).map++
-        c.setPte(
-          mm,
-          page,
-          { pfn, present: true, write: pte.write, dirty: pte.dirty },
-          'set_pte_at (remove_migration_pte: the source back)',
-        )
-      }
-      c.unlockPtl(mm, page)
+      const { page, pfn } = sourceBack(c, f, 'restore')
       if (migEntryWalk(c, f, num(f, 'vi') + 1)) {
         c.goto('restore')
         return
