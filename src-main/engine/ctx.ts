@@ -172,9 +172,26 @@ export class Ctx extends CtxSecondary {
     })
   }
   // ---- mmu_notifier entry points -----------------------------------------------------
+  /** Whether `mm`'s subscription hlist (mmu_notifier_register: KVM, SVA drivers) has members. */
   private hasSubscribers(mm: number): boolean {
-    // After mmu_notifier_release() the subscription list is empty.
+    // After mmu_notifier_release() the subscription list is empty (mn_hlist_release unhooks).
     return mm === 0 && this.sc.secondaries.length > 0 && !this.mmReleased(mm)
+  }
+  /**
+   * Whether secondary i still hears range_start/end on `mm`: a hlist subscriber until
+   * mmu_notifier_release(); an mmu_interval_notifier (protocol: hmm) for as long as the mm has
+   * notifier_subscriptions, since v6.6 mn_itree_release() invalidates the interval tree but
+   * leaves its notifiers in it (the driver removes them), and __mmu_notifier_invalidate_range_start
+   * calls mn_itree_invalidate() whenever has_itree: exit_mmap's unmap_vmas reaches them.
+   */
+  private hears(mm: number, i: number): boolean {
+    if (mm !== 0) return false
+    const d = this.sc.secondaries[i]!
+    return (d.type === 'sw-mirror' && d.protocol === 'hmm') || !this.mmReleased(mm)
+  }
+  /** Whether range_start/end on `mm` reaches any subscriber (hlist or interval tree). */
+  hasRangeSubscribers(mm: number): boolean {
+    return this.sc.secondaries.some((_, i) => this.hears(mm, i))
   }
   /**
    * mmu_notifier_invalidate_range_start_nonblock() (v6.6, the OOM reaper's): like range_start
@@ -184,8 +201,8 @@ export class Ctx extends CtxSecondary {
    * already succeeded. Returns false on -EAGAIN.
    */
   rangeStartNonblock(mm: number, pages: readonly number[], event: string): boolean {
-    if (!this.hasSubscribers(mm)) return true
-    const failing = this.sc.secondaries.findIndex((d) => d.nonblock === 'eagain')
+    if (!this.hasRangeSubscribers(mm)) return true
+    const failing = this.sc.secondaries.findIndex((d, i) => d.nonblock === 'eagain' && this.hears(mm, i))
     if (failing < 0) {
       this.rangeStart(mm, pages, event)
       return true
@@ -201,7 +218,7 @@ export class Ctx extends CtxSecondary {
   }
   /** mmu_notifier_invalidate_range_start(): sw-mirrors zap and block refill; start/end hw drivers flush. */
   rangeStart(mm: number, pages: readonly number[], event: string, owner?: number): void {
-    if (!this.hasSubscribers(mm)) return
+    if (!this.hasRangeSubscribers(mm)) return
     this.metrics.notifier_calls++
     this.emit(
       'notifier',
@@ -210,6 +227,7 @@ export class Ctx extends CtxSecondary {
       this.pagesDetail(pages),
     )
     this.sc.secondaries.forEach((d, i) => {
+      if (!this.hears(mm, i)) return
       if (d.type === 'sw-mirror' && d.protocol === 'hmm') {
         this.intervalStart(i, pages, event, owner)
       } else if (d.type === 'sw-mirror') {
@@ -233,7 +251,7 @@ export class Ctx extends CtxSecondary {
    * `invalidate_range_end` site), which _only_end calls too.
    */
   rangeEnd(mm: number, pages: readonly number[], onlyEnd: boolean): void {
-    if (!this.hasSubscribers(mm)) return
+    if (!this.hasRangeSubscribers(mm)) return
     this.metrics.notifier_calls++
     const fn =
       onlyEnd && this.names('range_end')
@@ -241,6 +259,7 @@ export class Ctx extends CtxSecondary {
         : 'mmu_notifier_invalidate_range_end'
     this.emit('notifier', fn, this.pagesText(pages), this.pagesDetail(pages))
     this.sc.secondaries.forEach((d, i) => {
+      if (!this.hears(mm, i)) return
       if (d.type === 'sw-mirror' && d.protocol === 'hmm') {
         this.intervalEnd(i, pages)
       } else if (d.type === 'sw-mirror') {

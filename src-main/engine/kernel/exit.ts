@@ -4,8 +4,10 @@
  *
  * exit_mmap() starts with mmu_notifier_release() (mm/mmu_notifier.c __mmu_notifier_release:
  * each subscriber's ->release under SRCU, then every subscription unhooked), so the zap that
- * follows calls no notifier at all: unmap_vmas()' range_start/end and the mmu_gather's flushes
- * find an empty list (under arch-hook too). A device still running across the exit is kept off
+ * follows calls no hlist subscriber: unmap_vmas()' range_start/end and the mmu_gather's flushes
+ * find an empty list (under arch-hook too). An mmu_interval_notifier (HMM) is not unhooked:
+ * mn_itree_release invalidates it but leaves it in the interval tree, so unmap_vmas()'
+ * MMU_NOTIFY_UNMAP range reaches it again (mn_itree_invalidate, whenever has_itree). A device still running across the exit is kept off
  * the freed memory only by its driver's ->release (ctx.ts mmuNotifierRelease; `release: none`
  * models a driver whose release does nothing). Then mmap_read_lock, tlb_gather_mmu_fullmm,
  * unmap_vmas, mmap_read_unlock; set_bit(MMF_OOM_SKIP); mmap_write_lock, free_pgtables,
@@ -70,11 +72,17 @@ export const exitMmap: Proc = {
         c.goto('unmapped')
         return
       }
-      c.emit(
-        'info',
-        'unmap_vmas',
-        `${c.pagesText(pages)}: mmu_notifier_invalidate_range_start/end find no subscriber (released)`,
-      )
+      f.l.unmap_pages = pages
+      if (c.hasRangeSubscribers(mm)) {
+        // unmap_vmas(): one MMU_NOTIFY_UNMAP range over every VMA. After mmu_notifier_release
+        // only mmu_interval_notifiers hear it (mn_itree_release left them in the tree).
+        c.rangeStart(mm, pages, 'MMU_NOTIFY_UNMAP')
+      } else
+        c.emit(
+          'info',
+          'unmap_vmas',
+          `${c.pagesText(pages)}: mmu_notifier_invalidate_range_start/end find no subscriber (released)`,
+        )
       c.call('zap_vma', { pages: runPages(f, 0), i: 0 }, 'next_vma')
     },
   },
@@ -85,7 +93,10 @@ export const exitMmap: Proc = {
   },
   /** mmap_read_unlock. */
   unmapped: {
-    run: (c) => {
+    run: (c, f) => {
+      // unmap_vmas()' range_end, for the interval notifiers still in the tree.
+      if (f.l.unmap_pages !== undefined && c.hasRangeSubscribers(c.mmIndex))
+        c.rangeEnd(c.mmIndex, list(f, 'unmap_pages'), false)
       c.mmapReadUnlock(c.mmIndex)
       c.goto('oom_skip')
     },
