@@ -254,8 +254,10 @@ export function tlbRows(sc: Scenario, s: LabState): TlbRow[] {
     const x = s.secs[i]!
     const ats = d.type === 'hw-walker' && d.ats
     const subject = `${d.name} ${d.type === 'hw-walker' ? (ats ? 'IOTLB' : 'TLB') : 'shadow'}`
-    rows.push({ subject, entries: x.entries, mm: 0 })
-    if (ats) rows.push({ subject: `${d.name} ATC`, entries: x.atc, mm: 0 })
+    // A secondary translates the mm its driver is bound to (mm: child: the fork child's).
+    const mm = d.mm ?? 0
+    rows.push({ subject, entries: x.entries, mm })
+    if (ats) rows.push({ subject: `${d.name} ATC`, entries: x.atc, mm })
   })
   return rows
 }
