@@ -226,3 +226,28 @@ describe("a KVM mirror of the child: its fault resolves the child's PTE", () => 
     ])
   })
 })
+
+describe('arm64 BTM: an SMMU snoops the TLBIs of the mm its device is bound to (the ASID SVA shares)', () => {
+  it("the parent's COW flush is snooped by psmmu, the child's flush (wp_page_reuse's ptep_set_access_flags) by csmmu", () => {
+    const sc = load(`
+      title: btm per mm
+      arch: arm64
+      pages:
+        A: { value: 5, prot: rw, cow: true }
+      secondary:
+        - { name: psmmu, type: hw-walker, btm: true, cached: [A] }
+        - { name: csmmu, type: hw-walker, btm: true, mm: child, cached: [A] }
+      cpus:
+        C0: [write A 7, signal w]
+        K: { mm: child, ops: [wait w, write A 1] }
+    `)
+    expect(lines(traced(sc, makePolicy('start-end')), { kinds: ['cpu-flush', 'sec-inval'] })).toEqual([
+      'sec-inval invalidate_range_start: psmmu: BTM: the IOTLB is left to snooped TLBIs; no ATC: no command',
+      'cpu-flush flush_tlb_page (ptep_clear_flush): flush CPU TLBs: A',
+      'sec-inval BTM: snooped broadcast TLBI: psmmu: invalidate A (1 entry dropped)',
+      'sec-inval invalidate_range_end: psmmu: BTM: the IOTLB is left to snooped TLBIs; no ATC: no command',
+      'cpu-flush flush_tlb_page (ptep_set_access_flags): flush CPU TLBs: A',
+      'sec-inval BTM: snooped broadcast TLBI: csmmu: invalidate A (1 entry dropped)',
+    ])
+  })
+})
