@@ -89,8 +89,9 @@ function hardwareWalk(
  *   (v6.6 mm/mmap.c; munmap's unmap_region, mremap's unmap of the old range, exit_mmap; its
  *   PTEs are all none, the access faults), or freed by tlb_finish_mmu().
  * A walk through a freed table reads freed memory: a use-after-free of the page-table page, and
- * the access is abandoned. Only the user mm is walked through the cache (a supervisor PASID's
- * kernel walks are not cached here), and a PMD whose table was freed never links another one
+ * the access is abandoned. Only the user mm the device is bound to (the process's, or the fork
+ * child's with `mm: child`) is walked through the cache (a supervisor PASID's kernel walks are
+ * not cached here), and a PMD whose table was freed never links another one
  * (no op makes a VMA there again; ctx.ts checks it).
  */
 /**
@@ -104,7 +105,7 @@ function freedBy(c: Ctx, mm: number, multi: boolean): string {
 
 function iommuWalk(c: Ctx, mm: number, page: number, via: number): Pte | null | 'aborted' {
   const d = c.sc.secondaries[via]!
-  if (d.type !== 'hw-walker' || !d.walkCache || mm !== 0) return c.pte(mm, page)
+  if (d.type !== 'hw-walker' || !d.walkCache || mm === KERNEL_MM) return c.pte(mm, page)
   // A subpage of a huge page: its table is deposited or detached under the huge PMD; a small
   // page (beside huge pages, or with none): a table free_pgtables unlinked.
   const hp = c.hugeOf(page)

@@ -251,3 +251,42 @@ describe('arm64 BTM: an SMMU snoops the TLBIs of the mm its device is bound to (
     ])
   })
 })
+
+describe("walk caches: a device bound to the child caches the child's PMD pointers", () => {
+  it("the child's munmap frees the child's PTE page; the arch hook in tlb_finish_mmu on the child's mm drops cdev's walk-cache entry (non-leaf) before the free, and pdev's entry for the process's table stays", () => {
+    const sc = load(`
+      title: walk caches per mm
+      arch: x86_64
+      pages:
+        P: { value: 5, prot: rw, cow: true }
+      secondary:
+        - { name: pdev, type: hw-walker, walk_cache: true }
+        - { name: cdev, type: hw-walker, mm: child, walk_cache: true }
+      cpus:
+        K: { mm: child, ops: [wait w, munmap P] }
+      devices:
+        D0: { via: pdev, ops: [read P] }
+        D1: { via: cdev, ops: [read P, signal w] }
+    `)
+    expect(
+      lines(traced(sc, makePolicy('arch-hook')), {
+        kinds: ['fill', 'notifier', 'sec-inval', 'cpu-flush', 'frame', 'pte'],
+      }),
+    ).toEqual([
+      'fill IOMMU page walk: pdev walk cache: PMD -> the PTE page',
+      'fill IOMMU page walk: pdev TLB P -> pfn 1 RO',
+      'fill IOMMU page walk: cdev walk cache: PMD -> the PTE page',
+      'fill IOMMU page walk: cdev TLB P -> pfn 1 RO',
+      'notifier mmu_notifier_invalidate_range_start: MMU_NOTIFY_UNMAP P',
+      'pte ptep_get_and_clear_full: PTE P (child) := none',
+      'frame page_remove_rmap + __tlb_remove_page: pfn 1 mapcount 1, queued for freeing',
+      'notifier mmu_notifier_invalidate_range_end: P',
+      'cpu-flush tlb_flush (tlb_finish_mmu): flush CPU TLBs: P',
+      'notifier mmu_notifier_arch_invalidate_secondary_tlbs: P',
+      'sec-inval arch_invalidate_secondary_tlbs: cdev: non-leaf invalidation: drop the walk-cache entry for the PTE table',
+      'sec-inval arch_invalidate_secondary_tlbs: cdev: invalidate P (1 entry dropped)',
+      'frame tlb_finish_mmu: tlb_table_flush: the PTE page unlinked by free_pgtables is freed',
+      'frame tlb_batch_pages_flush: release 1 queued page',
+    ])
+  })
+})

@@ -265,11 +265,10 @@ function boundMm(
     ],
     ['nonblock', "the OOM reaper's nonblocking range_start reaps the process's mm, not the child's"],
     ['pasid', 'a supervisor PASID is modelled for the process (kernel addresses through init_mm)'],
-    ['walk_cache', "the IOMMU walk cache is modelled for walks of the process's page table only"],
   ]
   for (const [key, why] of refused)
-    // (Writing the default, pasid: user or walk_cache: false, is fine.)
-    if (s[key] !== undefined && s[key] !== 'user' && s[key] !== false)
+    // (Writing the default, pasid: user, is fine.)
+    if (s[key] !== undefined && s[key] !== 'user')
       issues.add([...path, key], `${key} with mm: child is not modelled: ${why}`)
   if (raw.thp !== undefined)
     issues.add(
