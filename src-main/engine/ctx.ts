@@ -192,10 +192,9 @@ export class Ctx extends CtxSecondary {
    */
   private hears(mm: number, i: number): boolean {
     const d = this.sc.secondaries[i]!
-    // A driver subscribes to one mm: the process's, or the fork child's (mm: child), once fork
-    // returned (the driver binds in the child). An rmap walk of a file may visit the child's VMA
-    // while dup_mmap still runs (it linked the VMA into i_mmap): no subscriber yet.
-    if ((d.mm ?? 0) !== mm || (mm === 1 && !this.mmLive(1))) return false
+    // A driver subscribes to one mm: the process's, or the fork child's (mm: child). Nothing
+    // acts on the child's mm before fork returned (rmap.ts anonVmaHas, step.ts blockedReason).
+    if ((d.mm ?? 0) !== mm) return false
     return (d.type === 'sw-mirror' && d.protocol === 'hmm') || !this.mmReleased(mm)
   }
   /** Whether range_start/end on `mm` reaches any subscriber (hlist or interval tree). */

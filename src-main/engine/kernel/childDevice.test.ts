@@ -11,7 +11,6 @@
  */
 import { describe, expect, it } from 'vitest'
 import { scenarioOf } from '../../node/scenarioTestkit'
-import { runExecution } from '../explore'
 import { makePolicy } from '../policy'
 import { initialState } from '../state'
 import { blockedReason } from '../step'
@@ -288,47 +287,6 @@ describe("walk caches: a device bound to the child caches the child's PMD pointe
       'sec-inval arch_invalidate_secondary_tlbs: cdev: invalidate P (1 entry dropped)',
       'frame tlb_finish_mmu: tlb_table_flush: the PTE page unlinked by free_pgtables is freed',
       'frame tlb_batch_pages_flush: release 1 queued page',
-    ])
-  })
-})
-
-describe('before fork returns, the child mm has no subscriber', () => {
-  it("writeback's rmap walk visits the child's file VMA while dup_mmap runs (linked into i_mmap): page_vma_mkclean_one's range on the child's mm reaches no one", () => {
-    const sc = load(`
-      title: a walk of the child VMA during fork
-      arch: x86_64
-      pages:
-        F: { value: 1, prot: rw, kind: file, mapped: rw }
-      secondary:
-        - { name: kvm, type: sw-mirror, mm: child }
-      cpus:
-        C0: [fork]
-        W: [writeback F]
-    `)
-    const C0 = sc.threads.findIndex((t) => t.name === 'C0')
-    const W = sc.threads.findIndex((t) => t.name === 'W')
-    // dup_mmap's first step (mmap_write_lock, VMAs copied and linked), then the whole writeback.
-    const ex = runExecution(
-      sc,
-      makePolicy('start-end'),
-      (_s, en, i) => (i === 0 ? C0 : en.includes(W) ? W : en[0]!),
-      { tracing: true, maxSteps: 500 },
-    )
-    expect(lines(ex, { kinds: ['op', 'notifier', 'sec-inval', 'lock'] })).toEqual([
-      'op fork: C0: fork',
-      'lock mmap_write_lock: take mmap_lock for write',
-      'op writeback: W: writeback F',
-      'lock folio_lock: lock the page-cache folio of F',
-      "lock i_mmap_lock_read: the mapping's i_mmap tree",
-      'lock page_vma_mapped_walk: take the page-table lock',
-      'lock pte_unmap_unlock: release the page-table lock',
-      'lock page_vma_mapped_walk: take the page-table lock',
-      'lock pte_unmap_unlock: release the page-table lock',
-      "lock i_mmap_unlock_read: the mapping's i_mmap tree",
-      'lock folio_unlock: unlock the page-cache folio of F',
-      'op writeback: returns',
-      'lock mmap_write_unlock: release mmap_lock',
-      'op fork: returns the child pid',
     ])
   })
 })
