@@ -192,8 +192,11 @@ export class Ctx extends CtxSecondary {
    */
   private hears(mm: number, i: number): boolean {
     const d = this.sc.secondaries[i]!
-    // A driver subscribes to one mm: the process's, or the fork child's (mm: child). Nothing
-    // acts on the child's mm before fork returned (rmap.ts anonVmaHas, step.ts blockedReason).
+    // A driver subscribes to one mm: the process's, or the fork child's (mm: child), bound when
+    // fork returns. The one range on the child's mm that can start earlier, a file rmap walk of
+    // the VMA dup_mmap linked into i_mmap, is delivered whole: v6.6's bind takes
+    // mm_take_all_locks() and so waits for such a walk, and a pair cut in two would unbalance
+    // KVM's in-progress count (childDevice.test.ts). It reaches a secondary that holds nothing yet.
     if ((d.mm ?? 0) !== mm) return false
     return (d.type === 'sw-mirror' && d.protocol === 'hmm') || !this.mmReleased(mm)
   }

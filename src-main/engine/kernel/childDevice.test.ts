@@ -14,7 +14,7 @@ import { scenarioOf } from '../../node/scenarioTestkit'
 import { makePolicy } from '../policy'
 import { initialState } from '../state'
 import { blockedReason } from '../step'
-import { lines, traced } from './traceTestkit'
+import { lines, runUnder, traced } from './traceTestkit'
 
 const load = (yaml: string) => scenarioOf(yaml, 'child-device.test.yaml')
 const KINDS = ['lock', 'pte', 'cpu-flush', 'notifier', 'sec-inval', 'frame'] as const
@@ -288,5 +288,24 @@ describe("walk caches: a device bound to the child caches the child's PMD pointe
       'frame tlb_finish_mmu: tlb_table_flush: the PTE page unlinked by free_pgtables is freed',
       'frame tlb_batch_pages_flush: release 1 queued page',
     ])
+  })
+})
+
+describe('a range on the child mm that straddles the bind', () => {
+  it("writeback's walk of the child's file VMA while dup_mmap runs: the model binds the mirror at fork's return and delivers the walk's whole range pair to it (v6.6's bind takes mm_take_all_locks and would wait for the walk), so its in-progress count stays balanced and its vCPU never waits forever", () => {
+    const sc = load(`
+      title: a walk of the child VMA across fork's return
+      arch: x86_64
+      pages:
+        F: { value: 1, prot: rw, kind: file, mapped: rw }
+      secondary:
+        - { name: kvm, type: sw-mirror, mm: child }
+      cpus:
+        C0: [fork]
+        W: [writeback F]
+      devices:
+        D0: { via: kvm, ops: [write F 5, read F -> d] }
+    `)
+    for (const p of PRESETS) expect(runUnder(sc, p).verdict, p).toBe('holds')
   })
 })
