@@ -123,6 +123,12 @@ export interface MmState {
    * mmap_lock for write; oom_reap_task_mm() tests it under mmap_read_trylock and skips the mm.
    */
   oomSkip?: true
+  /**
+   * MMF_UNSTABLE: __oom_reap_task_mm() set it before its first zap (v6.6 mm/oom_kill.c); a
+   * fault that would populate a new anonymous page (do_anonymous_page's
+   * check_stable_address_space) gets VM_FAULT_SIGBUS from then on.
+   */
+  unstable?: true
 }
 
 export interface SecState {
@@ -837,7 +843,13 @@ export function hashState(s: LabState, live: Liveness): [number, number] {
     h.n(m.tfp + 64 * m.imapReaders + (m.tfb === true ? 1 << 20 : 0))
     for (const l of m.imap) h.n(l ? 1 : 0)
     for (const p of m.ptes) h.n(pteCode(p, lab))
-    h.n(64 * m.gupf + (m.rel ? 1 << 20 : 0) + (m.oomSkip ? 1 << 19 : 0) + (m.users ?? 0) * (1 << 21))
+    h.n(
+      64 * m.gupf +
+        (m.rel ? 1 << 20 : 0) +
+        (m.oomSkip ? 1 << 19 : 0) +
+        (m.unstable ? 1 << 18 : 0) +
+        (m.users ?? 0) * (1 << 21),
+    )
     for (const l of m.pmdl) h.n(l)
     for (const t of m.tbl) {
       if (t) {
