@@ -273,7 +273,7 @@ function boundMm(
   if (raw.thp !== undefined)
     issues.add(
       [...path, 'mm'],
-      "mm: child in a scenario with a huge page (thp:) is not modelled: KVM's GUP-fast walk of a huge PMD and the THP rmap walks work on the process's mm",
+      "mm: child in a scenario with a huge page (thp:) is not modelled: a device bound to the child is not checked against the huge-page paths (the child's huge PMD, its 2 MiB entries, KVM's GUP-fast walk of it)",
     )
   return 1
 }
