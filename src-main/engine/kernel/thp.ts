@@ -543,7 +543,7 @@ export function thpSplitVma(c: Ctx, pages: readonly number[]): ThpDecl | null {
  */
 export function thpMprotectPmd(c: Ctx, f: CallFrame, pages: readonly number[], i: number): boolean {
   const hp = c.hugeOf(pages[i]!)
-  if (hp === null || !pmdHuge(c, hp)) return false
+  if (hp === null || !pmdHuge(c, hp, c.mmIndex)) return false
   const arg = hugeArg(c, hp)
   if (arg.hp === undefined) delete f.l.hp
   else f.l.hp = arg.hp
@@ -586,35 +586,36 @@ export function changeHugePmdHandlers(next: (c: Ctx, f: CallFrame) => void): {
 const changeHugePmd = (next: (c: Ctx, f: CallFrame) => void): PcHandler => ({
   guard: (c, f) => {
     const hp = frameHuge(c, f)
-    return c.pmdLockFree(0, hp) ? null : 'pmd_lock held'
+    return c.pmdLockFree(c.mmIndex, hp) ? null : 'pmd_lock held'
   },
   run: (c, f) => {
     const hp = frameHuge(c, f)
-    c.pmdLock(0, hp)
-    if (!pmdHuge(c, hp)) {
+    const mm = c.mmIndex
+    c.pmdLock(mm, hp)
+    if (!pmdHuge(c, hp, mm)) {
       c.emit('info', 'change_pmd_range', `${hp.name} is no longer a huge PMD: change_pte_range`)
-      c.pmdUnlock(0, hp)
+      c.pmdUnlock(mm, hp)
       c.goto('lock')
       return
     }
-    if (pmdMigration(c, hp)) {
-      const olds = hp.pages.map((p) => c.pte(0, p)!)
+    if (pmdMigration(c, hp, mm)) {
+      const olds = hp.pages.map((p) => c.pte(mm, p)!)
       if (olds[0]!.write)
         c.setPmd(
-          0,
+          mm,
           hp.pages,
           olds.map((p) => ({ ...p, write: false })),
           'set_pmd_at (readable PMD migration entry)',
           `PMD ${hp.name} := readable migration entry (is_swap_pmd: make_readable_exclusive_migration_entry)`,
         )
       else c.emit('info', 'change_huge_pmd', `${hp.name}: readable PMD migration entry, left unchanged`)
-      c.pmdUnlock(0, hp)
+      c.pmdUnlock(mm, hp)
       next(c, f)
       return
     }
-    const olds = hp.pages.map((p) => c.pte(0, p)!)
+    const olds = hp.pages.map((p) => c.pte(mm, p)!)
     c.setPmd(
-      0,
+      mm,
       hp.pages,
       olds.map((p) => ({ ...p, present: false })),
       'pmdp_invalidate_ad',
@@ -628,7 +629,7 @@ const changeHugePmd = (next: (c: Ctx, f: CallFrame) => void): PcHandler => ({
       changeHugePmdSet(c, f, next)
       return
     }
-    c.flushTlb(0, 'range', hp.pages, 'flush_tlb_range (pmdp_invalidate_ad -> flush_pmd_tlb_range)')
+    c.flushTlb(mm, 'range', hp.pages, 'flush_tlb_range (pmdp_invalidate_ad -> flush_pmd_tlb_range)')
     // The flush's notifier call may leave an atc-first driver's IOTLB command owed: the rest runs
     // in the next step, still under pmd_lock.
     afterNotifier(c, f, 'huge_pmd_rest', (cc, ff) => changeHugePmdSet(cc, ff, next))
@@ -642,11 +643,12 @@ const changeHugePmd = (next: (c: Ctx, f: CallFrame) => void): PcHandler => ({
  */
 function changeHugePmdSet(c: Ctx, f: CallFrame, next: (c: Ctx, f: CallFrame) => void): void {
   const hp = frameHuge(c, f)
+  const mm = c.mmIndex
   const prot = PROT_CODES[f.l.prot as number]!
-  const olds = hp.pages.map((p) => c.pte(0, p)!)
+  const olds = hp.pages.map((p) => c.pte(mm, p)!)
   const old = olds[0]!
   // can_change_pmd_writable(): anon needs PageAnonExclusive, which fork's copy_huge_pmd cleared.
-  const exclusive = isFile(hp) ? old.dirty : thpAnonExclusive(c, hp, 0)
+  const exclusive = isFile(hp) ? old.dirty : thpAnonExclusive(c, hp, mm)
   const write = prot === 'rw' && (old.write || exclusive)
   const ptes = olds.map((p) => ({
     pfn: p.pfn,
@@ -656,13 +658,13 @@ function changeHugePmdSet(c: Ctx, f: CallFrame, next: (c: Ctx, f: CallFrame) => 
     huge: true as const,
   }))
   c.setPmd(
-    0,
+    mm,
     hp.pages,
     ptes,
     'set_pmd_at',
     `PMD ${hp.name} := huge ${prot === 'none' ? 'PROT_NONE' : write ? 'RW' : 'RO'}`,
   )
-  c.pmdUnlock(0, hp)
+  c.pmdUnlock(mm, hp)
   const needsFlush = c.sc.arch !== 'x86_64' || old.write !== write || prot === 'none'
   if (needsFlush) {
     const r = c.thread.stack[0]!

@@ -126,17 +126,41 @@ function thpMigSelect(c: Ctx, f: CallFrame, from: number): boolean {
 }
 
 /**
- * Isolation and folio lock of the huge folio when its PMD maps it (folio_isolate_lru, a
- * reference on each subpage's frame here): false if the PMD maps no huge page now.
+ * The huge folio the op's page belongs to, as its subpages' pfns: the thread's huge PMD, or,
+ * when the thread's mm maps the page through a PTE (split there), another mm's huge PMD that
+ * maps the same pfn (with a fork child the folio stays large, PMD-mapped in the other mm:
+ * folio_test_pmd_mappable, folio_entire_mapcount). Null when no huge PMD maps it: a small folio
+ * for the model (the module note).
+ */
+export function hugeFolioOf(c: Ctx, hp: ThpDecl, page: number): readonly number[] | null {
+  const own = c.mmIndex
+  if (pmdMapped(c, hp, own)) return hp.pages.map((p) => c.pte(own, p)!.pfn)
+  const pte = c.pte(own, page)
+  if (!pte?.present || pte.huge) return null
+  for (const v of walkVmas(c.sc, page)) {
+    if (v.mm === own || (v.mm === 1 && !c.mmLive(1)) || !pmdMapped(c, hp, v.mm)) continue
+    if (c.pte(v.mm, page)!.pfn === pte.pfn) return hp.pages.map((p) => c.pte(v.mm, p)!.pfn)
+  }
+  return null
+}
+
+/**
+ * Isolation and folio lock of the huge folio when a huge PMD maps it (hugeFolioOf;
+ * folio_isolate_lru, a reference on each subpage's frame here): false if none does now.
  */
 function isolateHuge(c: Ctx, f: CallFrame, kfn: string): boolean {
   const hp = hpOf(c, f)
-  const mm = c.mmIndex
-  if (!pmdMapped(c, hp, mm)) return false
-  const pfns = hp.pages.map((p) => c.pte(mm, p)!.pfn)
+  const pfns = hugeFolioOf(c, hp, num(f, 'page'))
+  if (pfns === null) return false
   for (const pfn of pfns) c.getFrame(pfn)
   f.l.pfns = pfns
-  c.emit('info', kfn, `${hp.name} is PMD-mapped: isolate and lock the huge folio (pfns ${pfns.join(',')})`)
+  c.emit(
+    'info',
+    kfn,
+    pmdMapped(c, hp, c.mmIndex)
+      ? `${hp.name} is PMD-mapped: isolate and lock the huge folio (pfns ${pfns.join(',')})`
+      : `${hp.name} is PTE-mapped here but still PMD-mapped in the other mm: isolate and lock the huge folio (pfns ${pfns.join(',')})`,
+  )
   return true
 }
 

@@ -86,7 +86,14 @@ const THP_REFUSED: Readonly<Record<string, string>> = {
   vmalloc: 'it needs a kernel page, and a subpage is anon',
   vfree: 'it needs a kernel page, and a subpage is anon',
 }
-/** The ops of a fork child's threads in a scenario with a huge page (faults and zaps on its huge PMD). */
+/**
+ * The ops of a fork child's threads in a scenario with a huge page: faults and zaps on its huge
+ * PMD, and the ops that act on the child's own mm (c.mmIndex): thp_split and mprotect of its
+ * huge PMD, and reclaim, migrate, ksm_merge and migrate_vma of the huge folio it maps (their
+ * rmap walks visit the process's VMA and the child's, kernel/thpRmap.ts). Not thp_collapse
+ * (khugepaged's collapse is modelled on the process's mm), nor fork, exit and oom_reap, which
+ * act on the process.
+ */
 const THP_CHILD_OPS: readonly string[] = [
   'read',
   'write',
@@ -94,19 +101,20 @@ const THP_CHILD_OPS: readonly string[] = [
   'cow_fault',
   'munmap',
   'madvise_dontneed',
+  'mprotect',
+  'thp_split',
+  'reclaim',
+  'migrate',
+  'ksm_merge',
+  'migrate_vma',
   'signal',
   'wait',
 ]
-/** Ops refused with a fork child in a scenario with a huge page, and why (reclaim: see `walks`). */
+/**
+ * Ops refused with a fork child in a scenario with a huge page, and why. reclaim, migrate,
+ * migrate_vma and ksm_merge walk both mms' mappings (kernel/thpRmap.ts thpWalkSelect).
+ */
 const THP_FORK_REFUSED: Readonly<Record<string, string>> = {
-  reclaim:
-    "try_to_unmap() of the huge folio would walk the child's huge PMD too (anon_vma_fork linked its VMA: a swap entry per subpage in each, swap_duplicate), and the model's THP rmap walk visits the process only",
-  migrate_vma:
-    "split_huge_page() before the collect would walk the child's huge PMD too (unmap_folio: try_to_migrate over every VMA of the anon_vma), and the model's THP rmap walk visits the process only",
-  migrate:
-    "try_to_migrate() and remove_migration_ptes() of the huge folio would walk the child's huge PMD too (anon_vma_fork linked its VMA), and the model's THP rmap walk visits the process only",
-  ksm_merge:
-    "split_huge_page()'s unmap_folio would walk the child's huge PMD too (try_to_migrate over every VMA of the anon_vma), and the model's THP rmap walk visits the process only",
   thp_collapse:
     "khugepaged would collapse subpages the child still maps (max_ptes_shared), copying them while the child keeps the old ones, a case the model's collapse does not track",
 }
