@@ -1,11 +1,34 @@
 /**
  * Reclaim and migration of a PMD-mapped anon THP (the scenario's `thp:` huge page), v6.6. The
- * folio is the huge page: its subpages' frames (local `pfns`) go together. A subpage that is
- * not PMD-mapped when the op isolates it (`mapped: pte`, or split, zapped and refaulted
- * meanwhile) takes the small-page path (kernel/reclaim.ts, kernel/migrate.ts). MODELLING NOTE:
- * for a huge page split earlier the kernel would still see one large folio, PTE-mapped, and
- * split it first (shrink_folio_list's split_folio_to_list, unmap_folio: migration entries and
- * back); that split, which only adds invalidations, is not modelled.
+ * folio is the huge page: its subpages' frames (local `pfns`) go together. It is found through
+ * the thread's huge PMD or, when the thread's mm maps the subpage through a PTE, through a fork
+ * child's (or the process's) huge PMD that still maps it (hugeFolioOf: the folio stays large
+ * while any mm maps it with a PMD). A subpage no huge PMD maps when the op isolates it
+ * (`mapped: pte`, or split in every mm, zapped and refaulted meanwhile) takes the small-page
+ * path (kernel/reclaim.ts, kernel/migrate.ts).
+ *
+ * MODELLING NOTE (a large folio that no PMD maps): v6.6 still sees one large folio there.
+ * shrink_folio_list() splits it first: `if (!folio_entire_mapcount(folio) &&
+ * split_folio_to_list(folio, folio_list)) goto activate_locked;` (split_huge_page: unmap_folio's
+ * try_to_migrate freezes every PTE into a migration entry, each VMA with its own range over the
+ * folio and ptep_clear_flush; remap_page puts the same pages back), and the tail pages then get
+ * their own pass through the same list; add_to_swap() keeps a folio whole only when a PMD maps
+ * it. migrate_pages_batch() with ARCH_ENABLE_THP_MIGRATION migrates a PTE-mapped THP whole. The
+ * model has no large-folio state for PTE-mapped frames (which of them still form one folio after
+ * split_huge_page, a COW copy or a collapse), so it reclaims or migrates the named subpage as a
+ * small folio: the split adds only invalidations of translations that stay the same, and the
+ * other subpages are left mapped (as in a pass that kept them).
+ *
+ * The walks (thpWalkSelect, thpMigSelect): with a fork child, try_to_unmap(), try_to_migrate()
+ * and split_huge_page()'s unmap_folio() go through rmap_walk_anon() over the folio's anon_vma,
+ * the process's VMA and then the child's (anon_vma_clone() linked it after its parent's), each
+ * with its own range_start/end on its own mm (the child's has no subscribers), its own pmd_lock
+ * and PTL; a VMA of the tree that no longer maps the folio still gets its split and its range
+ * before page_vma_mapped_walk() finds nothing, and the walk stops once the folio is unmapped
+ * (rwc->done). remove_migration_ptes() and remap_page() visit each VMA that holds a migration
+ * entry of the folio. MODELLING NOTE: after a successful split, v6.6 remap_page() runs
+ * remove_migration_ptes() once per new small folio (A in every VMA, then B); the model restores
+ * each VMA's entries together under its PTL (no flush either way: the entries were not present).
  *
  * Reclaim, v6.6 mm/vmscan.c shrink_folio_list(): add_to_swap() keeps a PMD-mappable folio whole
  * (THP_SWAP, selected on x86_64 and arm64 with 4K pages: one swap entry per subpage, here one
