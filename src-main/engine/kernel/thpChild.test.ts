@@ -297,3 +297,53 @@ describe("the child's threads on their own huge PMD", () => {
     ])
   })
 })
+
+describe('khugepaged with a fork child: max_ptes_shared (v6.6 mm/khugepaged.c)', () => {
+  const collapse = (childOps: string) =>
+    scenarioOf(
+      `
+        title: thp child collapse test
+        arch: x86_64
+        thp:
+          H: { pages: [A, B], mapped: pte }
+        pages:
+          A: { value: 1 }
+          B: { value: 2 }
+        cpus:
+          C0: [fork, signal forked]
+          C1: { mm: child, ops: [wait forked, ${childOps}signal cow] }
+          khugepaged: [wait cow, thp_collapse H]
+      `,
+      'thp-child-collapse.test.yaml',
+    )
+
+  it('every subpage shared: SCAN_EXCEED_SHARED_PTE under mmap_write_lock, no range, nothing changes', () => {
+    const ex = traced(collapse(''), pol('start-end'))
+    const ls = opLines(ex, 'khugepaged: thp_collapse H', ['info', 'notifier', 'lock'])
+    expect(ls).toEqual([
+      'lock mmap_write_lock: take mmap_lock for write',
+      'info hpage_collapse_scan_pmd: A,B are mapped by the fork child too (page_mapcount > 1): 2 shared PTEs of 2, standing for 512 of 512; max_ptes_shared 256: SCAN_EXCEED_SHARED_PTE, no collapse',
+      'lock mmap_write_unlock: release mmap_lock',
+    ])
+    expect(ex.final.mms[0]!.ptes.map((p) => p?.pfn)).toEqual([1, 2])
+  })
+
+  it("one of two shared: the collapse copies both; the child's page stays allocated, the other is freed", () => {
+    const ex = traced(collapse('write A 7, '), pol('start-end'))
+    expect(ex.violations).toEqual([])
+    const ls = opLines(ex, 'khugepaged: thp_collapse H', ['info', 'frame', 'pte'])
+    expect(ls).toContain(
+      'info hpage_collapse_scan_pmd: B is mapped by the fork child too (page_mapcount > 1): 1 shared PTE of 2, standing for 256 of 512; max_ptes_shared 256',
+    )
+    expect(ls.slice(ls.indexOf('frame page_remove_rmap: pfn 1 mapcount 0'))).toEqual([
+      'frame page_remove_rmap: pfn 1 mapcount 0',
+      'frame free_page_and_swap_cache: free pfn 1 (gen 1)',
+      'frame page_remove_rmap: pfn 2 mapcount 1',
+      'info free_page_and_swap_cache: pfn 2 is still mapped by the fork child: it stays',
+      'info pgtable_trans_huge_deposit: deposit the emptied PTE table under the huge PMD',
+      'pte set_pmd_at: PMD H := huge page pfns 4,5 RW dirty',
+    ])
+    expect(ex.final.frames[2]).toMatchObject({ free: false, map: 1, ref: 1, v: 2 })
+    expect(ex.final.mms[1]!.ptes.map((p) => p?.pfn)).toEqual([3, 2])
+  })
+})

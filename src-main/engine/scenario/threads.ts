@@ -91,8 +91,8 @@ const THP_REFUSED: Readonly<Record<string, string>> = {
  * PMD, and the ops that act on the child's own mm (c.mmIndex): thp_split and mprotect of its
  * huge PMD, and reclaim, migrate, ksm_merge and migrate_vma of the huge folio it maps (their
  * rmap walks visit the process's VMA and the child's, kernel/thpRmap.ts). Not thp_collapse
- * (khugepaged's collapse is modelled on the process's mm), nor fork, exit and oom_reap, which
- * act on the process.
+ * (khugepaged's collapse is modelled on the process's mm only), nor fork, exit and oom_reap,
+ * which act on the process.
  */
 const THP_CHILD_OPS: readonly string[] = [
   'read',
@@ -110,14 +110,6 @@ const THP_CHILD_OPS: readonly string[] = [
   'signal',
   'wait',
 ]
-/**
- * Ops refused with a fork child in a scenario with a huge page, and why. reclaim, migrate,
- * migrate_vma and ksm_merge walk both mms' mappings (kernel/thpRmap.ts thpWalkSelect).
- */
-const THP_FORK_REFUSED: Readonly<Record<string, string>> = {
-  thp_collapse:
-    "khugepaged would collapse subpages the child still maps (max_ptes_shared), copying them while the child keeps the old ones, a case the model's collapse does not track",
-}
 /**
  * Ops that lock the huge folio (reclaim and migration isolate it; ksm_merge and migrate_vma hold
  * the folio lock across split_huge_page): one thread, and not with thp_collapse.
@@ -927,8 +919,9 @@ function checkChildIsolations(
 
 /**
  * A huge page and a fork child (copy_huge_pmd shares the huge PMD write-protected): the child's
- * threads fault on it (do_huge_pmd_wp_page in the child's mm); the ops that would have to walk
- * or change the child's huge PMD from the process (THP_FORK_REFUSED) are refused.
+ * threads may do THP_CHILD_OPS on their own huge PMD. The process's ops all run: the THP rmap
+ * walks visit both mms (kernel/thpRmap.ts), and thp_collapse in the process leaves the child
+ * the pages it still shares (kernel/thp.ts exceedsSharedPtes).
  */
 function checkThpFork(
   ops: ReadonlyArray<{ path: Path; at: number; len: number; op: string; thread: string }>,
@@ -937,20 +930,10 @@ function checkThpFork(
 ): void {
   for (const o of ops) {
     const th = threads.find((t) => t.name === o.thread)
-    if (th?.mm === 1 && !THP_CHILD_OPS.includes(o.op)) {
+    if (th?.mm === 1 && !THP_CHILD_OPS.includes(o.op))
       issues.add(
         o.path,
         `${o.op} in a thread of the fork child is not modelled in a scenario with a huge page; the child's threads may ${THP_CHILD_OPS.join(', ')}`,
-        o.at,
-        o.len,
-      )
-      continue
-    }
-    const why = THP_FORK_REFUSED[o.op]
-    if (why)
-      issues.add(
-        o.path,
-        `${o.op} of the huge page in a scenario with a fork child is not modelled: ${why}`,
         o.at,
         o.len,
       )
