@@ -23,7 +23,9 @@
  * then __collapse_huge_page_copy_succeeded: ptep_clear under the PTL, page_remove_rmap,
  * free_page_and_swap_cache: the old pages are freed) -> pmd_lock: page_add_new_anon_rmap,
  * pgtable_trans_huge_deposit (the old PTE table is deposited, not freed), set_pmd_at(huge)
- * -> mmap_write_unlock. (The isolate's refcount check against GUP pins is not modelled.)
+ * -> mmap_write_unlock. (The isolate's refcount check against GUP pins is not modelled.) With
+ * a fork child, subpages the child still maps count against max_ptes_shared (exceedsSharedPtes)
+ * and keep the child's reference when the process's goes.
  *
  * Collapse (file/shmem, `thp: { kind: file }`): collapse_pte_mapped_thp() /
  * retract_page_tables() -> collapse_and_free_pmd() as in v6.1 + f268f6cf875f (CVE-2022-48991):
@@ -277,6 +279,30 @@ function splitDone(c: Ctx, f: CallFrame): void {
   c.ret()
 }
 
+/**
+ * khugepaged's max_ptes_shared (v6.6 mm/khugepaged.c, default HPAGE_PMD_NR / 2): a PTE whose
+ * page is mapped elsewhere too (`page_mapcount(page) > 1`: a fork child still shares it) counts
+ * as shared, and more than max_ptes_shared of them fail the collapse (SCAN_EXCEED_SHARED_PTE),
+ * in hpage_collapse_scan_pmd() and again in __collapse_huge_page_isolate(). The scenario's
+ * subpages stand for the 512 PTEs in equal parts, so more than half of them shared exceeds it.
+ * MODELLING NOTE: the model checks once, under mmap_write_lock before the range (no fork can
+ * add sharing after that; a child's COW or zap only removes it), and gives up there, where the
+ * kernel's isolate would give up after pmdp_collapse_flush and restore the PMD (a back-out the
+ * model does not have); a child zap between the two that would let the kernel's isolate pass is
+ * not followed. Returns whether it exceeds (after an info event).
+ */
+function exceedsSharedPtes(c: Ctx, hp: ThpDecl): boolean {
+  const shared = hp.pages.filter((p) => c.folio(c.pte(0, p)!.pfn).map > 1)
+  if (shared.length === 0) return false
+  const over = shared.length * 2 > hp.pages.length
+  c.emit(
+    'info',
+    'hpage_collapse_scan_pmd',
+    `${c.pagesText(shared)} ${shared.length === 1 ? 'is' : 'are'} mapped by the fork child too (page_mapcount > 1): ${count(shared.length, 'shared PTE')} of ${hp.pages.length}, standing for ${(shared.length * 512) / hp.pages.length} of 512; max_ptes_shared 256${over ? ': SCAN_EXCEED_SHARED_PTE, no collapse' : ''}`,
+  )
+  return over
+}
+
 /** spin_unlock(pmd_ptl) after pmdp_collapse_flush(). */
 function collapseUnlock(c: Ctx, f: CallFrame): void {
   const hp = frameHuge(c, f)
@@ -321,6 +347,12 @@ export const thpCollapse: Proc = {
       c.mmapWriteLock(0)
       if (!pteMapped(c, hp)) {
         c.emit('info', 'hugepage_vma_revalidate', `${hp.name} changed meanwhile: SCAN_FAIL`)
+        for (const pfn of list(f, 'new')) c.putFrame(pfn, 'folio_put (unused huge page)')
+        c.mmapWriteUnlock(0)
+        c.ret()
+        return
+      }
+      if (!isFile(hp) && exceedsSharedPtes(c, hp)) {
         for (const pfn of list(f, 'new')) c.putFrame(pfn, 'folio_put (unused huge page)')
         c.mmapWriteUnlock(0)
         c.ret()
@@ -472,6 +504,9 @@ export const thpCollapse: Proc = {
         fr.sup = true
         fr.map--
         c.emit('frame', 'page_remove_rmap', `pfn ${pfn} mapcount ${fr.map}`)
+        // A page the fork child still maps (max_ptes_shared) keeps the child's reference.
+        if (fr.map > 0)
+          c.emit('info', 'free_page_and_swap_cache', `pfn ${pfn} is still mapped by the fork child: it stays`)
         c.putFrame(pfn, isFile(hp) ? 'folio_put (old page-cache page)' : 'free_page_and_swap_cache')
       })
       c.goto('install')
@@ -543,7 +578,7 @@ export function thpSplitVma(c: Ctx, pages: readonly number[]): ThpDecl | null {
  */
 export function thpMprotectPmd(c: Ctx, f: CallFrame, pages: readonly number[], i: number): boolean {
   const hp = c.hugeOf(pages[i]!)
-  if (hp === null || !pmdHuge(c, hp)) return false
+  if (hp === null || !pmdHuge(c, hp, c.mmIndex)) return false
   const arg = hugeArg(c, hp)
   if (arg.hp === undefined) delete f.l.hp
   else f.l.hp = arg.hp
@@ -586,35 +621,36 @@ export function changeHugePmdHandlers(next: (c: Ctx, f: CallFrame) => void): {
 const changeHugePmd = (next: (c: Ctx, f: CallFrame) => void): PcHandler => ({
   guard: (c, f) => {
     const hp = frameHuge(c, f)
-    return c.pmdLockFree(0, hp) ? null : 'pmd_lock held'
+    return c.pmdLockFree(c.mmIndex, hp) ? null : 'pmd_lock held'
   },
   run: (c, f) => {
     const hp = frameHuge(c, f)
-    c.pmdLock(0, hp)
-    if (!pmdHuge(c, hp)) {
+    const mm = c.mmIndex
+    c.pmdLock(mm, hp)
+    if (!pmdHuge(c, hp, mm)) {
       c.emit('info', 'change_pmd_range', `${hp.name} is no longer a huge PMD: change_pte_range`)
-      c.pmdUnlock(0, hp)
+      c.pmdUnlock(mm, hp)
       c.goto('lock')
       return
     }
-    if (pmdMigration(c, hp)) {
-      const olds = hp.pages.map((p) => c.pte(0, p)!)
+    if (pmdMigration(c, hp, mm)) {
+      const olds = hp.pages.map((p) => c.pte(mm, p)!)
       if (olds[0]!.write)
         c.setPmd(
-          0,
+          mm,
           hp.pages,
           olds.map((p) => ({ ...p, write: false })),
           'set_pmd_at (readable PMD migration entry)',
           `PMD ${hp.name} := readable migration entry (is_swap_pmd: make_readable_exclusive_migration_entry)`,
         )
       else c.emit('info', 'change_huge_pmd', `${hp.name}: readable PMD migration entry, left unchanged`)
-      c.pmdUnlock(0, hp)
+      c.pmdUnlock(mm, hp)
       next(c, f)
       return
     }
-    const olds = hp.pages.map((p) => c.pte(0, p)!)
+    const olds = hp.pages.map((p) => c.pte(mm, p)!)
     c.setPmd(
-      0,
+      mm,
       hp.pages,
       olds.map((p) => ({ ...p, present: false })),
       'pmdp_invalidate_ad',
@@ -628,7 +664,7 @@ const changeHugePmd = (next: (c: Ctx, f: CallFrame) => void): PcHandler => ({
       changeHugePmdSet(c, f, next)
       return
     }
-    c.flushTlb(0, 'range', hp.pages, 'flush_tlb_range (pmdp_invalidate_ad -> flush_pmd_tlb_range)')
+    c.flushTlb(mm, 'range', hp.pages, 'flush_tlb_range (pmdp_invalidate_ad -> flush_pmd_tlb_range)')
     // The flush's notifier call may leave an atc-first driver's IOTLB command owed: the rest runs
     // in the next step, still under pmd_lock.
     afterNotifier(c, f, 'huge_pmd_rest', (cc, ff) => changeHugePmdSet(cc, ff, next))
@@ -642,11 +678,12 @@ const changeHugePmd = (next: (c: Ctx, f: CallFrame) => void): PcHandler => ({
  */
 function changeHugePmdSet(c: Ctx, f: CallFrame, next: (c: Ctx, f: CallFrame) => void): void {
   const hp = frameHuge(c, f)
+  const mm = c.mmIndex
   const prot = PROT_CODES[f.l.prot as number]!
-  const olds = hp.pages.map((p) => c.pte(0, p)!)
+  const olds = hp.pages.map((p) => c.pte(mm, p)!)
   const old = olds[0]!
   // can_change_pmd_writable(): anon needs PageAnonExclusive, which fork's copy_huge_pmd cleared.
-  const exclusive = isFile(hp) ? old.dirty : thpAnonExclusive(c, hp, 0)
+  const exclusive = isFile(hp) ? old.dirty : thpAnonExclusive(c, hp, mm)
   const write = prot === 'rw' && (old.write || exclusive)
   const ptes = olds.map((p) => ({
     pfn: p.pfn,
@@ -656,13 +693,13 @@ function changeHugePmdSet(c: Ctx, f: CallFrame, next: (c: Ctx, f: CallFrame) => 
     huge: true as const,
   }))
   c.setPmd(
-    0,
+    mm,
     hp.pages,
     ptes,
     'set_pmd_at',
     `PMD ${hp.name} := huge ${prot === 'none' ? 'PROT_NONE' : write ? 'RW' : 'RO'}`,
   )
-  c.pmdUnlock(0, hp)
+  c.pmdUnlock(mm, hp)
   const needsFlush = c.sc.arch !== 'x86_64' || old.write !== write || prot === 'none'
   if (needsFlush) {
     const r = c.thread.stack[0]!
