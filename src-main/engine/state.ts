@@ -298,7 +298,10 @@ export function initialState(sc: Scenario): LabState {
   const n = sc.pages.length
   const tables = tableCount(sc)
   // The tables of PMD-mapped huge pages.
-  const hugeTables = sc.thp.filter((h) => h.mapped === 'pmd').map((h) => tableOf(sc, h.pages[0]!))
+  // (A file/shmem THP has none: arch_needs_pgtable_deposit() is false on x86 and arm64.)
+  const hugeTables = sc.thp
+    .filter((h) => h.mapped === 'pmd' && h.kind !== 'file')
+    .map((h) => tableOf(sc, h.pages[0]!))
   const parent: MmState = {
     live: true,
     ptes: [],
@@ -362,7 +365,9 @@ export function initialState(sc: Scenario): LabState {
       })
       const write = p.mapped === 'rw' || p.mapped === 'clean'
       files[i] = { pfn, dirty: write, lock: -1, disk: p.value }
-      parent.ptes.push(mapped ? { pfn, present: true, write, dirty: p.mapped === 'rw' } : null)
+      // A subpage of a PMD-mapped file/shmem THP (kind: file huge page): the huge PMD.
+      const pte: Pte = { pfn, present: true, write, dirty: p.mapped === 'rw' }
+      parent.ptes.push(!mapped ? null : hugeOf(sc, i)?.mapped === 'pmd' ? { ...pte, huge: true } : pte)
       return
     }
     if (p.mapped === 'none') {

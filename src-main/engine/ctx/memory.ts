@@ -275,14 +275,17 @@ export class CtxMemory extends CtxBase {
     )
     return pfn
   }
-  /** folio_migrate_mapping() of a page-cache folio: the page cache slot now holds `pfn`. */
-  fileMigrateSlot(page: number, pfn: number): void {
+  /**
+   * folio_migrate_mapping() of a page-cache folio (or collapse_file's xas_store, `fn`): the page
+   * cache slot now holds `pfn`, with the page cache's reference.
+   */
+  fileMigrateSlot(page: number, pfn: number, fn = 'folio_migrate_mapping'): void {
     const f = this.file(page)
     this.setFile(page, { ...f, pfn })
     this.getFrame(pfn)
     this.emit(
       'frame',
-      'folio_migrate_mapping',
+      fn,
       `${this.pageName(page)}: the page cache slot moves from pfn ${f.pfn} to pfn ${pfn}`,
     )
   }

@@ -201,14 +201,18 @@ export const handleMmFault: Proc = {
         const pages = hp.pages
         // do_huge_pmd_wp_page(): `if (PageAnonExclusive(page)) goto reuse`, else reuse only `if
         // (folio_ref_count(folio) == 1)` (the other side unmapped its PMD); else split and fall back.
-        if (!thpAnonExclusive(c, hp, mm)) {
+        if (c.isFile(page) || !thpAnonExclusive(c, hp, mm)) {
           // unlock_fallback: folio_unlock, spin_unlock; fallback: __split_huge_pmd(vma,
           // vmf->pmd, vmf->address, false, NULL); VM_FAULT_FALLBACK -> handle_pte_fault().
           const fr = c.folio(pte.pfn)
+          // wp_huge_pmd() for a file/shmem VMA: "COW or write-notify handled on pte level:
+          // split pmd" (the file split zaps it; the write faults the page-cache page in).
           c.emit(
             'fault',
-            'do_huge_pmd_wp_page',
-            `${hp.name} is shared (mapcount ${fr.map}, refcount ${fr.ref}): split the PMD, VM_FAULT_FALLBACK`,
+            c.isFile(page) ? 'wp_huge_pmd' : 'do_huge_pmd_wp_page',
+            c.isFile(page)
+              ? `${hp.name} is a file PMD: write-notify on pte level, split the PMD, VM_FAULT_FALLBACK`
+              : `${hp.name} is shared (mapcount ${fr.map}, refcount ${fr.ref}): split the PMD, VM_FAULT_FALLBACK`,
           )
           c.pmdUnlock(mm, hp)
           c.call('thp_split', { held: true, ...hugeArg(c, hp) }, 'thp_fallback')
@@ -258,7 +262,16 @@ export const handleMmFault: Proc = {
         'handle_pte_fault',
         `VM_FAULT_FALLBACK: ${c.pageName(page)} through the split PTE table`,
       )
-      c.goto(orig?.mig ? 'mig_wait' : orig?.huge ? 'thp_fault' : 'lock')
+      // A file THP's split zapped the PMD (kernel/thp.ts splitFilePmd): the page cache's page.
+      c.goto(
+        orig?.mig
+          ? 'mig_wait'
+          : orig?.huge
+            ? 'thp_fault'
+            : orig === null && c.isFile(page)
+              ? 'file_fault'
+              : 'lock',
+      )
     },
   },
   mig_wait: {

@@ -175,6 +175,10 @@ export const thpSplit: Proc = {
         c.goto('re')
         return
       }
+      if (isFile(hp)) {
+        splitFilePmd(c, f, hp)
+        return
+      }
       const olds = hp.pages.map((p) => c.pte(mm, p)!)
       if (pmdMigration(c, hp, mm)) {
         // pmd_migration: write, young and dirty from the entry; one migration entry per subpage.
@@ -253,6 +257,8 @@ export const thpSplit: Proc = {
       c.goto('re')
     },
   },
+  /** file: the rest of __split_huge_pmd_locked() after pmdp_huge_clear_flush's flush. */
+  file_put: { run: (c, f) => splitFilePut(c, f) },
   /** v6.6 mmu_notifier_invalidate_range_end(); v4.15 mmu_notifier_invalidate_range_only_end(). */
   re: {
     run: (c, f) => {
@@ -264,16 +270,77 @@ export const thpSplit: Proc = {
   done: { run: (c, f) => splitDone(c, f) },
 }
 
+/**
+ * __split_huge_pmd_locked() for a file/shmem huge PMD (v6.6 mm/huge_memory.c, `if
+ * (!vma_is_anonymous(vma))`): "We are going to unmap this huge page. So just go ahead and zap
+ * it": old_pmd = pmdp_huge_clear_flush() (the PMD := none, flush_tlb_range of the 2 MiB range:
+ * the CPU flush and under arch-hook the secondary hook inside it); zap_deposited_table() only
+ * if arch_needs_pgtable_deposit() (not on x86 or arm64: nothing was deposited). No PTE is
+ * installed: the subpages fault back in from the page cache (filemap_fault, kernel/fault.ts).
+ * Still under pmd_lock ('file_put'): set_page_dirty() if the PMD was dirty, page_remove_rmap
+ * (compound) and put_page() of the PMD's reference; the page cache keeps its own, so nothing is
+ * freed.
+ */
+function splitFilePmd(c: Ctx, f: CallFrame, hp: ThpDecl): void {
+  const mm = c.mmIndex
+  const olds = hp.pages.map((p) => c.pte(mm, p)!)
+  const mig = olds[0]!.mig === true
+  f.l.pfns = olds.map((p) => p.pfn)
+  f.l.dirty = olds[0]!.dirty
+  f.l.mig = mig
+  c.setPmd(
+    mm,
+    hp.pages,
+    hp.pages.map(() => null),
+    'pmdp_huge_clear_flush',
+    `PMD ${hp.name} := none (file THP: zapped, not split into PTEs; was ${mig ? 'a PMD migration entry' : `huge page pfns ${olds.map((p) => p.pfn).join(',')}`})`,
+  )
+  c.setTable(mm, hp, null, false)
+  c.emit(
+    'info',
+    '__split_huge_pmd_locked',
+    `${hp.name} is a file PMD: no deposited table (arch_needs_pgtable_deposit() is false on ${c.sc.arch}); the subpages fault back in as PTEs`,
+  )
+  c.flushTlb(mm, 'range', hp.pages, 'flush_tlb_range (pmdp_huge_clear_flush)')
+  afterNotifier(c, f, 'file_put', splitFilePut)
+}
+
+/** splitFilePmd()'s tail under pmd_lock: set_page_dirty, page_remove_rmap, put_page; unlock. */
+function splitFilePut(c: Ctx, f: CallFrame): void {
+  const hp = frameHuge(c, f)
+  const pfns = list(f, 'pfns')
+  if (!flag(f, 'mig')) {
+    if (flag(f, 'dirty') && !c.file(hp.pages[0]!).dirty)
+      for (const p of hp.pages) c.folioMarkDirty(p, 'set_page_dirty (pmd_dirty)')
+    for (const pfn of pfns) c.folioW(pfn).map--
+    c.emit('frame', 'page_remove_rmap (compound)', `pfns ${pfns.join(',')} mapcount ${c.folio(pfns[0]!).map}`)
+    for (const pfn of pfns) c.putFrame(pfn, 'put_page (the PMD reference)')
+    c.emit('info', 'put_page', `the page cache still holds ${hp.name}'s folio: nothing is freed`)
+  }
+  c.pmdUnlock(c.mmIndex, hp)
+  c.goto('re')
+}
+
 /** __split_huge_pmd() returned: mmap_read_unlock() in the caller (not when mprotect holds it). */
 function splitDone(c: Ctx, f: CallFrame): void {
   const hp = frameHuge(c, f)
   if (flag(f, 'held')) {
-    c.emit('info', '__split_huge_pmd', `${hp.name} split into PTEs; back in the caller`)
+    c.emit(
+      'info',
+      '__split_huge_pmd',
+      `${hp.name} ${isFile(hp) ? 'zapped (file THP)' : 'split into PTEs'}; back in the caller`,
+    )
     c.ret()
     return
   }
   c.mmapReadUnlock(c.mmIndex)
-  c.emit('op', 'thp_split', `${hp.name} split into PTEs`)
+  c.emit(
+    'op',
+    'thp_split',
+    isFile(hp)
+      ? `${hp.name}'s PMD zapped (file THP: the pages refault as PTEs)`
+      : `${hp.name} split into PTEs`,
+  )
   c.ret()
 }
 
@@ -472,6 +539,12 @@ export const thpCollapse: Proc = {
         fr.sup = true
         fr.map--
         c.emit('frame', 'page_remove_rmap', `pfn ${pfn} mapcount ${fr.map}`)
+        if (isFile(hp)) {
+          // collapse_file(): the new huge page takes each subpage's slot in the page cache
+          // (xas_store), and the old page's page-cache reference goes with it.
+          c.fileMigrateSlot(hp.pages[j]!, list(f, 'new')[j]!, 'collapse_file: xas_store')
+          c.putFrame(pfn, "folio_put (the page cache's reference on the old page)")
+        }
         c.putFrame(pfn, isFile(hp) ? 'folio_put (old page-cache page)' : 'free_page_and_swap_cache')
       })
       c.goto('install')
@@ -730,7 +803,15 @@ export function zapHugePmd(c: Ctx, hp: ThpDecl): boolean {
     )
   }
   c.setTable(mm, hp, null, false)
-  c.emit('frame', 'zap_deposited_table', `pte_free: the PTE table deposited under ${hp.name} is freed`)
+  if (isFile(hp))
+    // `if (PageAnon(page)) zap_deposited_table(); else { if (arch_needs_pgtable_deposit())
+    // zap_deposited_table(); add_mm_counter(mm_counter_file) }`: nothing deposited on x86/arm64.
+    c.emit(
+      'info',
+      'zap_huge_pmd',
+      `${hp.name} is a file PMD: no deposited table (arch_needs_pgtable_deposit() is false)`,
+    )
+  else c.emit('frame', 'zap_deposited_table', `pte_free: the PTE table deposited under ${hp.name} is freed`)
   c.pmdUnlock(mm, hp)
   if (mig) return false
   const queued = list(r, 'g_queue')
@@ -738,7 +819,9 @@ export function zapHugePmd(c: Ctx, hp: ThpDecl): boolean {
   c.emit(
     'frame',
     'tlb_remove_page_size',
-    `the huge folio (pfns ${olds.map((p) => p.pfn).join(',')}) is queued for freeing after the flush`,
+    isFile(hp)
+      ? `the PMD's reference on the huge folio (pfns ${olds.map((p) => p.pfn).join(',')}) is dropped after the flush; the page cache keeps the folio`
+      : `the huge folio (pfns ${olds.map((p) => p.pfn).join(',')}) is queued for freeing after the flush`,
   )
   // The batch counts the pages queued before it (small ones here) and the huge folio as one.
   const batch = c.sc.gatherBatch
