@@ -288,11 +288,15 @@ function splitFilePmd(c: Ctx, f: CallFrame, hp: ThpDecl): void {
   f.l.pfns = olds.map((p) => p.pfn)
   f.l.dirty = olds[0]!.dirty
   f.l.mig = mig
+  // v4.15 called pmdp_huge_clear_flush_notify() here: ->invalidate_range under pmd_lock (the
+  // `ptep_clear_flush_notify` site, the *_clear_flush_notify macros), which is why its
+  // __split_huge_pmd() could end with _only_end; v6.6 has the plain pmdp_huge_clear_flush().
+  const notify = c.names('ptep_clear_flush_notify')
   c.setPmd(
     mm,
     hp.pages,
     hp.pages.map(() => null),
-    'pmdp_huge_clear_flush',
+    notify ? 'pmdp_huge_clear_flush_notify' : 'pmdp_huge_clear_flush',
     `PMD ${hp.name} := none (file THP: zapped, not split into PTEs; was ${mig ? 'a PMD migration entry' : `huge page pfns ${olds.map((p) => p.pfn).join(',')}`})`,
   )
   c.setTable(mm, hp, null, false)
@@ -302,6 +306,7 @@ function splitFilePmd(c: Ctx, f: CallFrame, hp: ThpDecl): void {
     `${hp.name} is a file PMD: no deposited table (arch_needs_pgtable_deposit() is false on ${c.sc.arch}); the subpages fault back in as PTEs`,
   )
   c.flushTlb(mm, 'range', hp.pages, 'flush_tlb_range (pmdp_huge_clear_flush)')
+  c.invalidateRange(mm, hp.pages, 'ptep_clear_flush_notify')
   afterNotifier(c, f, 'file_put', splitFilePut)
 }
 
