@@ -49,7 +49,7 @@ const OP_DOCS: Record<string, string> = {
   signal: 'signal F: set flag F (a driver ringing a doorbell, a completion)',
   wait: 'wait F: block until another thread has signalled F',
   thp_split:
-    'thp_split H: __split_huge_pmd of huge page H (declared under thp:): range_start, pmd_lock, pmdp_invalidate (flush_tlb_range), PTEs to the same pages, range_end (v4.15: only_end) (mm/huge_memory.c)',
+    'thp_split H: __split_huge_pmd of huge page H (declared under thp:): range_start, pmd_lock, pmdp_invalidate (flush_tlb_range), PTEs to the same pages, range_end (v4.15: only_end) (mm/huge_memory.c). kind: file: pmdp_huge_clear_flush zaps the PMD, no PTEs (the pages refault from the page cache)',
   thp_collapse:
     'thp_collapse H: khugepaged of huge page H: collapse_huge_page (anon) or collapse_and_free_pmd (kind: file): range_start, pmdp_collapse_flush, range_end, tlb_remove_table_sync_one, copy into a new huge page, free the old pages (and, for file, the page table), set_pmd_at (mm/khugepaged.c)',
   writeback:
@@ -377,7 +377,7 @@ export function scenarioJsonSchema(): object {
                 kind: {
                   enum: ['anon', 'file'],
                   description:
-                    'anon: collapse_huge_page; file: the file/shmem collapse path (collapse_and_free_pmd), modelled on anon frames',
+                    'anon: collapse_huge_page; file: a MAP_SHARED shmem huge page whose subpages are page-cache pages: the file/shmem collapse path (collapse_and_free_pmd), and a split that zaps the PMD (no PTEs; the pages refault) and a zap that frees nothing',
                 },
               },
             },
