@@ -377,7 +377,7 @@ export function scenarioJsonSchema(): object {
                 kind: {
                   enum: ['anon', 'file'],
                   description:
-                    'anon: collapse_huge_page; file: a MAP_SHARED shmem huge page whose subpages are page-cache pages: the file/shmem collapse path (collapse_and_free_pmd), and a split that zaps the PMD (no PTEs; the pages refault) and a zap that frees nothing',
+                    'anon: collapse_huge_page; file: a MAP_SHARED shmem huge page whose subpages are page-cache pages: the file/shmem collapse path (collapse_and_free_pmd), and a split that zaps the PMD (no PTEs; the pages refault, do_set_pmd or a PTE) and a zap that frees nothing',
                 },
               },
             },

@@ -289,6 +289,11 @@ export class CtxMemory extends CtxBase {
       `${this.pageName(page)}: the page cache slot moves from pfn ${f.pfn} to pfn ${pfn}`,
     )
   }
+  /** collapse_file(): the page's page-cache folio is now the new PMD-order huge page. */
+  fileSetLarge(page: number): void {
+    const f = this.file(page)
+    if (!f.large) this.setFile(page, { ...f, large: true })
+  }
   /** The writeback I/O: the folio's contents as they are now go to the page's disk block. */
   diskWrite(page: number, fn: string): void {
     const f = this.file(page)

@@ -17,7 +17,7 @@
  * fault_dirty_shared_page() marks the folio dirty before folio_unlock(). No copy.
  */
 import { pfnmapFault } from './pfnmap'
-import { hugeArg, thpAnonExclusive } from './thp'
+import { doSetPmd, doSetPmdHuge, hugeArg, thpAnonExclusive } from './thp'
 import type { Ctx } from '../ctx'
 import { ZERO_PFN, type CallFrame, type Pte } from '../state'
 import { afterNotifier, decodePte, encodePte, flag, num, pteSame, type Proc } from './proc'
@@ -479,11 +479,24 @@ export const handleMmFault: Proc = {
    * folio_add_file_rmap. A write then runs fault_dirty_shared_page(): folio_mark_dirty.
    */
   file_map: {
-    guard: (c, f) => (c.ptlFree(c.mmIndex, num(f, 'page')) ? null : 'page-table lock held'),
+    guard: (c, f) => {
+      const hp = doSetPmdHuge(c, num(f, 'page'))
+      if (hp !== null) return c.pmdLockFree(c.mmIndex, hp) ? null : 'pmd_lock held'
+      return c.ptlFree(c.mmIndex, num(f, 'page')) ? null : 'page-table lock held'
+    },
     run: (c, f) => {
       const mm = c.mmIndex
       const page = num(f, 'page')
       const write = flag(f, 'write')
+      // A page of a file huge page whose PMD is none: do_set_pmd maps the large folio whole.
+      const hp = doSetPmdHuge(c, page)
+      if (hp !== null) {
+        doSetPmd(c, hp, write)
+        if (write) for (const p of hp.pages) c.folioMarkDirty(p, 'fault_dirty_shared_page: folio_mark_dirty')
+        c.folioUnlock(page)
+        finish(c, mm, 'ok')
+        return
+      }
       const pfn = c.file(page).pfn
       c.lockPtl(mm, num(f, 'page'), 'finish_fault: pte_offset_map_lock')
       if (c.pte(mm, page) !== null) {

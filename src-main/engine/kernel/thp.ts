@@ -303,7 +303,7 @@ function splitFilePmd(c: Ctx, f: CallFrame, hp: ThpDecl): void {
   c.emit(
     'info',
     '__split_huge_pmd_locked',
-    `${hp.name} is a file PMD: no deposited table (arch_needs_pgtable_deposit() is false on ${c.sc.arch}); the subpages fault back in as PTEs`,
+    `${hp.name} is a file PMD: no deposited table (arch_needs_pgtable_deposit() is false on ${c.sc.arch}); the pages fault back in from the page cache`,
   )
   c.flushTlb(mm, 'range', hp.pages, 'flush_tlb_range (pmdp_huge_clear_flush)')
   c.invalidateRange(mm, hp.pages, 'ptep_clear_flush_notify')
@@ -326,6 +326,50 @@ function splitFilePut(c: Ctx, f: CallFrame): void {
   c.goto('re')
 }
 
+/**
+ * finish_fault() at a none PMD (v6.6 mm/memory.c): `if (pmd_none(*vmf->pmd)) { if
+ * (PageTransCompound(page)) ret = do_set_pmd(vmf, page); ... }` (filemap_map_pages'
+ * filemap_map_pmd does the same for a read fault). do_set_pmd() maps the folio whole only if
+ * it is PMD-order and transhuge_vma_suitable(): one VMA covers the whole 2 MiB (no munmap or
+ * mprotect split it). Returns the file huge page whose PMD the fault at `page` would map so, or
+ * null (the PTE path: pte_alloc, then set_pte_at).
+ */
+export function doSetPmdHuge(c: Ctx, page: number): ThpDecl | null {
+  const hp = c.hugeOf(page)
+  if (hp === null || !isFile(hp)) return null
+  const mm = c.mmIndex
+  const vma = c.vma(mm, page)
+  if (c.pmdPopulated(mm, page) || hp.pages.some((p) => c.pte(mm, p) !== null)) return null
+  if (!hp.pages.every((p) => c.vma(mm, p) === vma && c.file(p).large === true && c.file(p).pfn >= 0))
+    return null
+  return hp
+}
+
+/**
+ * do_set_pmd() (v6.6 mm/memory.c) under pmd_lock: mk_huge_pmd() of the folio (a write fault:
+ * pmd_mkdirty and writable; a read fault read-only and clean, as the model's file pages keep
+ * writenotify), page_add_file_rmap(compound), set_pmd_at(), unlock. The fault's reference on
+ * the folio becomes the PMD's (one per subpage frame here).
+ */
+export function doSetPmd(c: Ctx, hp: ThpDecl, write: boolean): void {
+  const mm = c.mmIndex
+  c.pmdLock(mm, hp, 'do_set_pmd: pmd_lock')
+  const pfns = hp.pages.map((p) => c.file(p).pfn)
+  for (const pfn of pfns) {
+    c.getFrame(pfn)
+    c.folioW(pfn).map++
+  }
+  c.setPmd(
+    mm,
+    hp.pages,
+    pfns.map((pfn) => ({ pfn, present: true, write, dirty: write, huge: true as const })),
+    'do_set_pmd: set_pmd_at',
+    `PMD ${hp.name} := huge page pfns ${pfns.join(',')} ${write ? 'RW dirty' : 'RO clean'} (the page-cache folio, whole)`,
+  )
+  c.emit('frame', 'page_add_file_rmap (compound)', `pfns ${pfns.join(',')} mapcount ${c.folio(pfns[0]!).map}`)
+  c.pmdUnlock(mm, hp)
+}
+
 /** __split_huge_pmd() returned: mmap_read_unlock() in the caller (not when mprotect holds it). */
 function splitDone(c: Ctx, f: CallFrame): void {
   const hp = frameHuge(c, f)
@@ -343,7 +387,7 @@ function splitDone(c: Ctx, f: CallFrame): void {
     'op',
     'thp_split',
     isFile(hp)
-      ? `${hp.name}'s PMD zapped (file THP: the pages refault as PTEs)`
+      ? `${hp.name}'s PMD zapped (file THP: the pages refault from the page cache)`
       : `${hp.name} split into PTEs`,
   )
   c.ret()
@@ -548,6 +592,7 @@ export const thpCollapse: Proc = {
           // collapse_file(): the new huge page takes each subpage's slot in the page cache
           // (xas_store), and the old page's page-cache reference goes with it.
           c.fileMigrateSlot(hp.pages[j]!, list(f, 'new')[j]!, 'collapse_file: xas_store')
+          c.fileSetLarge(hp.pages[j]!)
           c.putFrame(pfn, "folio_put (the page cache's reference on the old page)")
         }
         c.putFrame(pfn, isFile(hp) ? 'folio_put (old page-cache page)' : 'free_page_and_swap_cache')

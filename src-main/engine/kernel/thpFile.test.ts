@@ -42,7 +42,7 @@ function shmem(op: string, sec = '{ name: iommu, type: hw-walker, cached: [A] }'
 const splitLocked = (clear: string, hook: readonly string[]) => [
   'lock pmd_lock: take the PMD lock',
   `pte ${clear}: PMD H := none (file THP: zapped, not split into PTEs; was huge page pfns 1,2)`,
-  '__split_huge_pmd_locked: H is a file PMD: no deposited table (arch_needs_pgtable_deposit() is false on x86_64); the subpages fault back in as PTEs',
+  '__split_huge_pmd_locked: H is a file PMD: no deposited table (arch_needs_pgtable_deposit() is false on x86_64); the pages fault back in from the page cache',
   'cpu-flush flush_tlb_range (pmdp_huge_clear_flush): flush CPU TLBs: A,B',
   ...hook,
   'frame page_remove_rmap (compound): pfns 1,2 mapcount 0',
@@ -97,20 +97,78 @@ describe('the split of a file huge PMD: __split_huge_pmd_locked zaps it (v6.6)',
     expect(ex.final.files.map((f) => f?.pfn)).toEqual([1, 2])
   })
 
-  it('a later access faults the page-cache page back in as a PTE (filemap_fault, do_read_fault)', () => {
+  it('a later access with the VMA whole maps the large folio again: finish_fault -> do_set_pmd', () => {
     const ex = traced(shmem('thp_split H, read A'), pol('arch-hook'))
     expect(lines(ex, { kinds: ['lock', 'pte', 'frame'], op: 'C0: read A' })).toEqual([
       'lock mmap_read_lock: take mmap_lock for read',
       'lock filemap_fault: folio_lock: lock the page-cache folio of A',
-      'lock finish_fault: pte_offset_map_lock: take the page-table lock',
-      'pte do_read_fault: set_pte_at: PTE A := pfn 1 RO clean',
-      'frame folio_add_file_rmap: pfn 1 mapcount 1',
-      'lock pte_unmap_unlock: release the page-table lock',
+      'lock do_set_pmd: pmd_lock: take the PMD lock',
+      'pte do_set_pmd: set_pmd_at: PMD H := huge page pfns 1,2 RO clean (the page-cache folio, whole)',
+      'frame page_add_file_rmap (compound): pfns 1,2 mapcount 1',
+      'lock spin_unlock (pmd_lock): release the PMD lock',
       'lock folio_unlock: unlock the page-cache folio of A',
       'lock mmap_read_unlock: release mmap_lock',
     ])
-    expect(ex.final.mms[0]!.ptes[0]).toEqual({ pfn: 1, present: true, write: false, dirty: false })
+    expect(ex.final.mms[0]!.ptes.map((p) => p && [p.pfn, p.huge, p.write])).toEqual([
+      [1, true, false],
+      [2, true, false],
+    ])
+    expect(ex.final.mms[0]!.pt).toEqual([false])
+    expect(ex.final.frames.slice(1).map((f) => [f.ref, f.map])).toEqual([
+      [2, 1],
+      [2, 1],
+    ])
+  })
+
+  it('with the VMA split (transhuge_vma_suitable fails) the fault maps a PTE (do_read_fault: set_pte_at)', () => {
+    const ex = traced(shmem('munmap A, read B'), pol('arch-hook'))
+    expect(lines(ex, { kinds: ['lock', 'pte', 'frame'], op: 'C0: read B' })).toEqual([
+      'lock mmap_read_lock: take mmap_lock for read',
+      'lock filemap_fault: folio_lock: lock the page-cache folio of B',
+      'lock finish_fault: pte_offset_map_lock: take the page-table lock',
+      'pte do_read_fault: set_pte_at: PTE B := pfn 2 RO clean',
+      'frame folio_add_file_rmap: pfn 2 mapcount 1',
+      'lock pte_unmap_unlock: release the page-table lock',
+      'lock folio_unlock: unlock the page-cache folio of B',
+      'lock mmap_read_unlock: release mmap_lock',
+    ])
+    expect(ex.final.mms[0]!.ptes[1]).toEqual({ pfn: 2, present: true, write: false, dirty: false })
     expect(ex.final.mms[0]!.pt).toEqual([true])
+  })
+
+  it('a small folio (mapped: pte, never collapsed) is never mapped by do_set_pmd', () => {
+    const sc = scenarioOf(
+      `
+        title: file thp pte
+        arch: x86_64
+        thp:
+          H: { pages: [A, B], mapped: pte, kind: file }
+        pages:
+          A: { value: 1 }
+          B: { value: 2 }
+        cpus:
+          C0: [munmap A B, read A]
+      `,
+      'x.yaml',
+    )
+    const ex = traced(sc, pol('arch-hook'))
+    expect(ex.final.mms[0]!.ptes).toEqual([null, null])
+    const sc2 = scenarioOf(
+      `
+        title: file thp pte
+        arch: x86_64
+        thp:
+          H: { pages: [A, B], mapped: pte, kind: file }
+        pages:
+          A: { value: 1 }
+          B: { value: 2 }
+        cpus:
+          C0: [madvise_dontneed A B, read A]
+      `,
+      'x.yaml',
+    )
+    const ls = lines(traced(sc2, pol('arch-hook')), { kinds: ['pte'], op: 'C0: read A' })
+    expect(ls).toEqual(['pte do_read_fault: set_pte_at: PTE A := pfn 1 RO clean'])
   })
 
   it("a hw-walker that refills between range_start and the clear loses the entry at the split's flush", () => {
@@ -291,6 +349,8 @@ describe('file collapse on the page cache (collapse_file)', () => {
     )
     const ex = traced(sc, pol('arch-hook'))
     expect(ex.final.files.map((f) => f?.pfn)).toEqual([3, 4])
+    // The new folio is PMD-order: a later fault on a none PMD may map it whole (do_set_pmd).
+    expect(ex.final.files.map((f) => f?.large)).toEqual([true, true])
     expect(ex.final.frames.slice(1).map((f) => [f.ref, f.map, f.free])).toEqual([
       [0, 0, true],
       [0, 0, true],
