@@ -58,7 +58,7 @@ const OP_DOCS: Record<string, string> = {
   mremap:
     'mremap P Q: mremap(MREMAP_MAYMOVE|MREMAP_FIXED) of page P to address Q (mapped: none; a file page needs Q declared file: P): mmap_write_lock, range_start over P, move_ptes under the PTL (flush_tlb_batched_pending, ptep_get_and_clear, set_pte_at at Q, flush_tlb_range of P before the unlock: eb66ae030829), range_end, then the old VMA is unmapped (mm/mremap.c)',
   truncate:
-    "truncate P (kind: file): ftruncate below P: i_size_write (faults now SIGBUS), unmap_mapping_range (zap_page_range_single with notifiers), truncate_inode_pages (folio_lock, unmap again if a fault mapped it, filemap_remove_folio, the page cache's reference dropped) (mm/truncate.c)",
+    "truncate P (kind: file): ftruncate below P: i_size_write (faults now SIGBUS), unmap_mapping_range (zap_page_range_single with notifiers), truncate_inode_pages (folio_lock, unmap again if a fault mapped it, filemap_remove_folio, the page cache's reference dropped) (mm/truncate.c). The first subpage of a kind: file huge page (thp:): the whole huge page (zap_huge_pmd, truncate_inode_folio)",
   oom_reap:
     'oom_reap: the oom_reaper kthread: __oom_reap_task_mm under mmap_read_trylock zaps the anon VMAs with mmu_notifier_invalidate_range_start_nonblock; a notifier returning -EAGAIN (nonblock: eagain) makes it skip the VMA (mm/oom_kill.c)',
 }

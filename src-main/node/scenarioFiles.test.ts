@@ -788,6 +788,11 @@ describe('transparent huge pages: thp:, thp_split/thp_collapse, walk caches, the
     const file = 'thp: { H: { pages: [A, B], kind: file } }\n'
     for (const op of ['munmap A', 'madvise_dontneed A B', 'mprotect A ro', 'thp_split H', 'exit', 'oom_reap'])
       expect(() => loadScenarioText(thp(file, { cpus: `cpus:\n  C0: [${op}]` }), 'x.yaml')).not.toThrow()
+    // truncate below the first subpage drops the whole folio; below a later one it would split it.
+    expect(() => loadScenarioText(thp(file, { cpus: 'cpus:\n  C0: [truncate A]' }), 'x.yaml')).not.toThrow()
+    expect(only(thp(file, { cpus: 'cpus:\n  C0: [truncate B]' }))).toMatch(
+      /^9:8 len8 truncate of B, a subpage of huge page H, is not modelled \(a truncate below a later subpage cuts the large folio in the middle \(truncate_inode_partial_folio splits it with split_folio\)/,
+    )
     // The subpages are the shmem file's page-cache pages.
     const sc = loadScenarioText(thp(file, { cpus: 'cpus:\n  C0: [munmap A]' }), 'x.yaml')
     expect(sc.pages.map((p) => p.kind)).toEqual(['file', 'file'])

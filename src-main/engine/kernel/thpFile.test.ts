@@ -264,6 +264,54 @@ describe('zap_huge_pmd of a file PMD (v6.6): no deposited table, the folio is no
   })
 })
 
+describe('truncate below a file huge page (v6.6 mm/truncate.c truncate_pagecache)', () => {
+  it('unmap_mapping_range zaps the whole PMD, then truncate_inode_folio drops every slot and frees the folio', () => {
+    const sc = scenarioOf(
+      `
+        title: file thp truncate
+        arch: x86_64
+        thp:
+          H: { pages: [A, B], kind: file }
+        pages:
+          A: { value: 1 }
+          B: { value: 2 }
+        secondary:
+          - { name: iommu, type: hw-walker, cached: [A] }
+        cpus:
+          T: [truncate A]
+      `,
+      'x.yaml',
+    )
+    const ex = traced(sc, pol('arch-hook'))
+    expect(ex.violations).toEqual([])
+    expect(lines(ex, { kinds: KINDS })).toEqual([
+      'frame i_size_write: A is beyond the new end of file',
+      'frame i_size_write: B is beyond the new end of file',
+      "lock i_mmap_lock_read: the mapping's i_mmap tree",
+      'notifier mmu_notifier_invalidate_range_start: MMU_NOTIFY_CLEAR A,B',
+      'lock zap_huge_pmd: __pmd_trans_huge_lock: take the PMD lock',
+      'pte pmdp_huge_get_and_clear_full: PMD H := none (was huge page pfns 1,2)',
+      "info tlb_remove_pmd_tlb_entry: the gather's range covers H (2 MiB, cleared_pmds)",
+      'frame page_remove_rmap (compound): pfns 1,2 mapcount 0',
+      'info zap_huge_pmd: H is a file PMD: no deposited table (arch_needs_pgtable_deposit() is false)',
+      'lock spin_unlock (pmd_lock): release the PMD lock',
+      "frame tlb_remove_page_size: the PMD's reference on the huge folio (pfns 1,2) is dropped after the flush; the page cache keeps the folio",
+      'notifier mmu_notifier_invalidate_range_end: A,B',
+      'cpu-flush tlb_flush (tlb_finish_mmu): flush CPU TLBs: A,B',
+      ...ARCH_HOOK,
+      'frame tlb_batch_pages_flush: release 2 queued pages',
+      "lock i_mmap_unlock_read: the mapping's i_mmap tree",
+      'lock find_lock_entries: folio_lock: lock the page-cache folio of A',
+      'frame filemap_remove_folio: A: pfn 1 leaves the page cache',
+      'frame filemap_remove_folio: B: pfn 2 leaves the page cache',
+      'lock folio_unlock: unlock the page-cache folio of A',
+      'frame folio_batch_release (the page cache reference): free pfn 1 (gen 1)',
+      'frame folio_batch_release (the page cache reference): free pfn 2 (gen 1)',
+    ])
+    expect(ex.final.frames.slice(1).every((f) => f.free)).toBe(true)
+  })
+})
+
 describe('mprotect of a file huge page (v6.6 mm/mprotect.c)', () => {
   it('the whole huge page: change_huge_pmd on the file PMD (x86: no flush in pmdp_invalidate_ad)', () => {
     const ex = traced(shmem('mprotect A B ro'), pol('arch-hook'))

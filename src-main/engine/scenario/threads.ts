@@ -91,7 +91,7 @@ const THP_FILE_OTHER: Readonly<Record<string, string>> = {
   writeback:
     "writeback of the large folio would write-protect the huge PMD (folio_mkclean's page_vma_mkclean_one at PMD level), which the model's writeback of small file pages does not do",
   truncate:
-    'truncate of the large folio (truncate_inode_partial_folio splits it, truncate_inode_folio unmaps the PMD through the i_mmap tree) is not modelled',
+    "a truncate below a later subpage cuts the large folio in the middle (truncate_inode_partial_folio splits it with split_folio); truncate below the huge page's first subpage drops the whole folio",
 }
 /** The ops of a fork child's threads in a scenario with a huge page (faults and zaps on its huge PMD). */
 const THP_CHILD_OPS: readonly string[] = [
@@ -254,7 +254,10 @@ export function parseThreads(
     const huge = named === null ? [...thp] : thp.filter((h) => named.some((q) => h.pages.includes(q)))
     if (huge.length === 0) return op
     const sub = named?.find((q) => huge[0]!.pages.includes(q))
-    if (!THP_CPU_OPS.includes(op.kind)) {
+    // truncate below a file huge page's first subpage drops the whole large folio
+    // (truncate_inode_folio); below a later one it would split it (see THP_FILE_OTHER).
+    const wholeTruncate = op.kind === 'truncate' && huge[0]!.kind === 'file' && sub === huge[0]!.pages[0]
+    if (!THP_CPU_OPS.includes(op.kind) && !wholeTruncate) {
       const why = (huge[0]!.kind === 'file' ? THP_FILE_OTHER[op.kind] : undefined) ?? THP_REFUSED[op.kind]
       const reason = why ? ` (${why})` : ''
       issues.add(
