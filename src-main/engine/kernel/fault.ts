@@ -195,24 +195,33 @@ export const handleMmFault: Proc = {
       const mm = c.mmIndex
       const page = num(f, 'page')
       const pte = c.pte(mm, page)
+      if (pte?.huge && pte.present && flag(f, 'write') && !pte.write && c.isFile(page)) {
+        // wp_huge_pmd() for a file/shmem VMA (no ->huge_fault): "COW or write-notify handled on
+        // pte level: split pmd" with no lock of its own; the file split zaps the PMD and the
+        // write faults the page-cache folio in again (kernel/thp.ts splitFilePmd, doSetPmd).
+        const hp = c.hugeOf(page)!
+        c.emit(
+          'fault',
+          'wp_huge_pmd',
+          `${hp.name} is a file PMD: write-notify on pte level, __split_huge_pmd, VM_FAULT_FALLBACK`,
+        )
+        c.call('thp_split', { held: true, ...hugeArg(c, hp) }, 'thp_fallback')
+        return
+      }
       if (pte?.huge && pte.present && flag(f, 'write') && !pte.write) {
         const hp = c.hugeOf(page)!
         c.pmdLock(mm, hp, 'do_huge_pmd_wp_page: pmd_lock')
         const pages = hp.pages
         // do_huge_pmd_wp_page(): `if (PageAnonExclusive(page)) goto reuse`, else reuse only `if
         // (folio_ref_count(folio) == 1)` (the other side unmapped its PMD); else split and fall back.
-        if (c.isFile(page) || !thpAnonExclusive(c, hp, mm)) {
+        if (!thpAnonExclusive(c, hp, mm)) {
           // unlock_fallback: folio_unlock, spin_unlock; fallback: __split_huge_pmd(vma,
           // vmf->pmd, vmf->address, false, NULL); VM_FAULT_FALLBACK -> handle_pte_fault().
           const fr = c.folio(pte.pfn)
-          // wp_huge_pmd() for a file/shmem VMA: "COW or write-notify handled on pte level:
-          // split pmd" (the file split zaps it; the write faults the page-cache page in).
           c.emit(
             'fault',
-            c.isFile(page) ? 'wp_huge_pmd' : 'do_huge_pmd_wp_page',
-            c.isFile(page)
-              ? `${hp.name} is a file PMD: write-notify on pte level, split the PMD, VM_FAULT_FALLBACK`
-              : `${hp.name} is shared (mapcount ${fr.map}, refcount ${fr.ref}): split the PMD, VM_FAULT_FALLBACK`,
+            'do_huge_pmd_wp_page',
+            `${hp.name} is shared (mapcount ${fr.map}, refcount ${fr.ref}): split the PMD, VM_FAULT_FALLBACK`,
           )
           c.pmdUnlock(mm, hp)
           c.call('thp_split', { held: true, ...hugeArg(c, hp) }, 'thp_fallback')
@@ -260,7 +269,9 @@ export const handleMmFault: Proc = {
       c.emit(
         'fault',
         'handle_pte_fault',
-        `VM_FAULT_FALLBACK: ${c.pageName(page)} through the split PTE table`,
+        orig === null && c.isFile(page)
+          ? `VM_FAULT_FALLBACK: the file PMD of ${c.pageName(page)} is none: do_fault`
+          : `VM_FAULT_FALLBACK: ${c.pageName(page)} through the split PTE table`,
       )
       // A file THP's split zapped the PMD (kernel/thp.ts splitFilePmd): the page cache's page.
       c.goto(

@@ -120,6 +120,25 @@ describe('the split of a file huge PMD: __split_huge_pmd_locked zaps it (v6.6)',
     ])
   })
 
+  it('a write to the read-only file huge PMD: wp_huge_pmd splits it, and do_shared_fault maps it again RW', () => {
+    const ex = traced(shmem('thp_split H, read A, write A 5'), pol('arch-hook'))
+    expect(ex.violations).toEqual([])
+    const ls = lines(ex, { kinds: ['fault', 'pte', 'lock'], op: 'C0: write A 5' })
+    expect(ls.filter((l) => !l.startsWith('lock'))).toEqual([
+      'fault handle_mm_fault: write fault on A',
+      'fault wp_huge_pmd: H is a file PMD: write-notify on pte level, __split_huge_pmd, VM_FAULT_FALLBACK',
+      'pte pmdp_huge_clear_flush: PMD H := none (file THP: zapped, not split into PTEs; was huge page pfns 1,2)',
+      'fault handle_pte_fault: VM_FAULT_FALLBACK: the file PMD of A is none: do_fault',
+      'pte do_set_pmd: set_pmd_at: PMD H := huge page pfns 1,2 RW dirty (the page-cache folio, whole)',
+    ])
+    // No pmd_lock of wp_huge_pmd's own: the first lock after the fault is the split's.
+    expect(ls.filter((l) => l.includes('pmd_lock')).slice(0, 1)).toEqual(['lock pmd_lock: take the PMD lock'])
+    expect(ex.final.frames.slice(1).map((f) => [f.v, f.ref, f.map])).toEqual([
+      [5, 2, 1],
+      [2, 2, 1],
+    ])
+  })
+
   it('with the VMA split (transhuge_vma_suitable fails) the fault maps a PTE (do_read_fault: set_pte_at)', () => {
     const ex = traced(shmem('munmap A, read B'), pol('arch-hook'))
     expect(lines(ex, { kinds: ['lock', 'pte', 'frame'], op: 'C0: read B' })).toEqual([
