@@ -29,11 +29,13 @@
  * retract_page_tables() -> collapse_and_free_pmd() as in v6.1 + f268f6cf875f (CVE-2022-48991):
  * mmap_write_lock -> range_start -> pmd_lock -> pmdp_collapse_flush -> unlock ->
  * tlb_remove_table_sync_one -> range_end -> pte_free (the page table is freed). Before the
- * fix (`kernel: collapse_notify: false`) there is no notifier at all. MODELLING NOTE: this is
- * modelled on the anon frames of the scenario, not on the page cache: after the table is
- * freed the old pages are copied into a new huge page and freed (standing for collapse_file
- * replacing and dropping the small page-cache pages), and the new page is mapped by
- * set_pmd_at (standing for the next fault's do_set_pmd) before mmap_write_unlock. v6.6 itself
+ * fix (`kernel: collapse_notify: false`) there is no notifier at all. MODELLING NOTE: the
+ * subpages of a `kind: file` huge page are page-cache pages (scenario/thp.ts makes them
+ * `kind: file`; the page cache holds a reference on each frame). After the table is freed the
+ * old pages are copied into a new huge page, which takes their page-cache slots (condensing
+ * collapse_file, which replaces them in the page cache before retract_page_tables), and the
+ * old pages are freed; the new page is mapped by set_pmd_at (standing for the next fault's
+ * do_set_pmd) before mmap_write_unlock. v6.6 itself
  * (Hugh Dickins's rework) frees the table with pte_free_defer (RCU), which GUP-fast's
  * IRQs-off section holds off as the IPI did: `gup_fast_ipi: true` stands for both.
  *
@@ -42,6 +44,11 @@
  * split for one that covers part of it or for split_vma (thpSplitVma: mprotect, munmap), and a
  * PMD migration entry (kernel/thpRmap.ts set_pmd_migration_entry) met by a split (PTE migration
  * entries, no flush), a zap (no page reference) or change_huge_pmd (made readable).
+ *
+ * A file (shmem, MAP_SHARED) huge PMD: the split zaps it (splitFilePmd: __split_huge_pmd_locked
+ * for a VMA that is not anonymous), zap_huge_pmd frees nothing (the page cache keeps the
+ * folio), and a fault on the none PMD maps the folio whole again if one VMA still covers it
+ * (doSetPmd), else a PTE (kernel/fault.ts file_map).
  *
  * fork copies the huge PMD (copyHugePmd: copy_huge_pmd), after which each mm has its own huge
  * PMD and pmd_lock; the split, the zap and split_vma act on the mm of the thread that runs
