@@ -180,6 +180,11 @@ export interface FileState {
    * fault on it gets SIGBUS (filemap_fault's i_size check).
    */
   readonly trunc?: true
+  /**
+   * The page-cache folio is a PMD-order large folio (a `kind: file` huge page that is PMD-mapped
+   * or was collapsed): a fault on a none PMD may map it whole (do_set_pmd).
+   */
+  readonly large?: true
 }
 
 /** LabState.swapMap's flag: the swap cache holds its own reference on the slot's folio. */
@@ -309,7 +314,10 @@ export function initialState(sc: Scenario): LabState {
   const n = sc.pages.length
   const tables = tableCount(sc)
   // The tables of PMD-mapped huge pages.
-  const hugeTables = sc.thp.filter((h) => h.mapped === 'pmd').map((h) => tableOf(sc, h.pages[0]!))
+  // (A file/shmem THP has none: arch_needs_pgtable_deposit() is false on x86 and arm64.)
+  const hugeTables = sc.thp
+    .filter((h) => h.mapped === 'pmd' && h.kind !== 'file')
+    .map((h) => tableOf(sc, h.pages[0]!))
   const parent: MmState = {
     live: true,
     ptes: [],
@@ -373,7 +381,10 @@ export function initialState(sc: Scenario): LabState {
       })
       const write = p.mapped === 'rw' || p.mapped === 'clean'
       files[i] = { pfn, dirty: write, lock: -1, disk: p.value }
-      parent.ptes.push(mapped ? { pfn, present: true, write, dirty: p.mapped === 'rw' } : null)
+      if (hugeOf(sc, i)?.mapped === 'pmd') files[i] = { ...files[i], large: true }
+      // A subpage of a PMD-mapped file/shmem THP (kind: file huge page): the huge PMD.
+      const pte: Pte = { pfn, present: true, write, dirty: p.mapped === 'rw' }
+      parent.ptes.push(!mapped ? null : hugeOf(sc, i)?.mapped === 'pmd' ? { ...pte, huge: true } : pte)
       return
     }
     if (p.mapped === 'none') {
@@ -903,7 +914,7 @@ export function hashState(s: LabState, live: Liveness): [number, number] {
   for (const f of s.files) {
     if (!f) continue
     h.n(frameCode(f.pfn, lab) * 2 + (f.dirty ? 1 : 0))
-    h.n(f.lock + (f.trunc ? 1 << 20 : 0))
+    h.n(f.lock + (f.trunc ? 1 << 20 : 0) + (f.large ? 1 << 21 : 0))
     h.n(f.disk)
   }
   for (const x of s.flags) h.n(x ? 1 : 0)

@@ -793,19 +793,32 @@ describe('transparent huge pages: thp:, thp_split/thp_collapse, walk caches, the
     ])
   })
 
-  it('a file (shmem) huge page takes only the collapse: the PMD ops are refused, at the op word', () => {
-    for (const op of [
-      'munmap A',
-      'madvise_dontneed A B',
-      'reclaim A',
-      'migrate B',
-      'mprotect A ro',
-      'ksm_merge A',
-      'migrate_vma B',
-    ])
-      expect(only(thp('thp: { H: { pages: [A, B], kind: file } }\n', { cpus: `cpus:\n  C0: [${op}]` }))).toBe(
-        `9:8 len${op.split(' ')[0]!.length} ${op.split(' ')[0]} of a file (shmem) huge page is not modelled (only its collapse is): a file PMD is zapped, not split into PTEs, and has no deposited table`,
+  it('a file (shmem) huge page takes the split, the zaps and mprotect; its folio ops are refused, at the op word', () => {
+    const file = 'thp: { H: { pages: [A, B], kind: file } }\n'
+    for (const op of ['munmap A', 'madvise_dontneed A B', 'mprotect A ro', 'thp_split H', 'exit', 'oom_reap'])
+      expect(() => loadScenarioText(thp(file, { cpus: `cpus:\n  C0: [${op}]` }), 'x.yaml')).not.toThrow()
+    // truncate below the first subpage drops the whole folio; below a later one it would split it.
+    expect(() => loadScenarioText(thp(file, { cpus: 'cpus:\n  C0: [truncate A]' }), 'x.yaml')).not.toThrow()
+    expect(only(thp(file, { cpus: 'cpus:\n  C0: [truncate B]' }))).toMatch(
+      /^9:8 len8 truncate of B, a subpage of huge page H, is not modelled \(a truncate below a later subpage cuts the large folio in the middle \(truncate_inode_partial_folio splits it with split_folio\)/,
+    )
+    // The subpages are the shmem file's page-cache pages.
+    const sc = loadScenarioText(thp(file, { cpus: 'cpus:\n  C0: [munmap A]' }), 'x.yaml')
+    expect(sc.pages.map((p) => p.kind)).toEqual(['file', 'file'])
+    const why: Record<string, RegExp> = {
+      'reclaim A': /shmem_writepage: split_huge_page/,
+      'migrate B': /set_pmd_migration_entry/,
+      'ksm_merge A': /vma_ksm_compatible refuses VM_SHARED/,
+      'migrate_vma B': /only anonymous memory to device-private memory/,
+    }
+    for (const [op, re] of Object.entries(why)) {
+      const msg = only(thp(file, { cpus: `cpus:\n  C0: [${op}]` }))
+      const w = op.split(' ')[0]!
+      expect(msg.startsWith(`9:8 len${w.length} ${w} of a file (shmem) huge page is not modelled: `)).toBe(
+        true,
       )
+      expect(msg).toMatch(re)
+    }
   })
 
   it('reclaim and migrate of the huge page: one thread, and not with thp_collapse, at the op word', () => {

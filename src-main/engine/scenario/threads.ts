@@ -86,6 +86,13 @@ const THP_REFUSED: Readonly<Record<string, string>> = {
   vmalloc: 'it needs a kernel page, and a subpage is anon',
   vfree: 'it needs a kernel page, and a subpage is anon',
 }
+/** Why these ops are refused on a subpage of a `kind: file` huge page (a page-cache page). */
+const THP_FILE_OTHER: Readonly<Record<string, string>> = {
+  writeback:
+    "writeback of the large folio would write-protect the huge PMD (folio_mkclean's page_vma_mkclean_one at PMD level), which the model's writeback of small file pages does not do",
+  truncate:
+    "a truncate below a later subpage cuts the large folio in the middle (truncate_inode_partial_folio splits it with split_folio); truncate below the huge page's first subpage drops the whole folio",
+}
 /**
  * The ops of a fork child's threads in a scenario with a huge page: faults and zaps on its huge
  * PMD, and the ops that act on the child's own mm (c.mmIndex): thp_split and mprotect of its
@@ -115,18 +122,21 @@ const THP_CHILD_OPS: readonly string[] = [
  * the folio lock across split_huge_page): one thread, and not with thp_collapse.
  */
 const THP_FOLIO_LOCKERS: readonly string[] = ['reclaim', 'migrate', 'ksm_merge', 'migrate_vma']
-/** CPU ops that act on a huge PMD other than the collapse path, refused on a `kind: file` huge page. */
-const THP_ANON_ONLY: readonly string[] = [
-  'ksm_merge',
-  'migrate_vma',
-  'mprotect',
-  'munmap',
-  'madvise_dontneed',
-  'reclaim',
-  'migrate',
-  'exit',
-  'oom_reap',
-]
+/**
+ * CPU ops refused on a subpage of a `kind: file` (shmem) huge page, and why: the split, the zap,
+ * mprotect, exit and the OOM reaper act on a file PMD (kernel/thp.ts splitFilePmd, zapHugePmd),
+ * these act on the large page-cache folio itself.
+ */
+const THP_FILE_REFUSED: Readonly<Record<string, string>> = {
+  reclaim:
+    'shmem reclaim splits the large page-cache folio first (shmem_writepage: split_huge_page) and swaps each subpage out through the swap cache; neither is modelled',
+  migrate:
+    "the large page-cache folio would move with try_to_migrate over the file's i_mmap tree (set_pmd_migration_entry) and folio_migrate_mapping of the whole folio; the model migrates an anon huge page or a small file page",
+  ksm_merge:
+    'KSM merges anonymous pages only: a MAP_SHARED shmem VMA never becomes VM_MERGEABLE (vma_ksm_compatible refuses VM_SHARED)',
+  migrate_vma:
+    'migrate_vma_pages() moves only anonymous memory to device-private memory ("For now only support anonymous memory migrating to device private or coherent memory"): a page-cache page keeps MIGRATE_PFN_MIGRATE cleared',
+}
 
 export interface ThreadsSection {
   readonly threads: ThreadDecl[]
@@ -244,8 +254,11 @@ export function parseThreads(
     const huge = named === null ? [...thp] : thp.filter((h) => named.some((q) => h.pages.includes(q)))
     if (huge.length === 0) return op
     const sub = named?.find((q) => huge[0]!.pages.includes(q))
-    if (!THP_CPU_OPS.includes(op.kind)) {
-      const why = THP_REFUSED[op.kind]
+    // truncate below a file huge page's first subpage drops the whole large folio
+    // (truncate_inode_folio); below a later one it would split it (see THP_FILE_OTHER).
+    const wholeTruncate = op.kind === 'truncate' && huge[0]!.kind === 'file' && sub === huge[0]!.pages[0]
+    if (!THP_CPU_OPS.includes(op.kind) && !wholeTruncate) {
+      const why = (huge[0]!.kind === 'file' ? THP_FILE_OTHER[op.kind] : undefined) ?? THP_REFUSED[op.kind]
       const reason = why ? ` (${why})` : ''
       issues.add(
         p,
@@ -258,12 +271,11 @@ export function parseThreads(
       return null
     }
     const file = huge.find((h) => h.kind === 'file')
-    if (THP_ANON_ONLY.includes(op.kind) && file) {
-      // __split_huge_pmd_locked() and zap_huge_pmd() treat a file PMD differently (no deposited
-      // table; a split zaps it and the pages fault back in): only the file collapse is modelled.
+    const fileWhy = THP_FILE_REFUSED[op.kind]
+    if (fileWhy !== undefined && file) {
       issues.add(
         p,
-        `${op.kind} of a file (shmem) huge page${thp.length > 1 ? ` (${file.name})` : ''} is not modelled (only its collapse is): a file PMD is zapped, not split into PTEs, and has no deposited table`,
+        `${op.kind} of a file (shmem) huge page${thp.length > 1 ? ` (${file.name})` : ''} is not modelled: ${fileWhy}`,
         head.at,
         head.s.length,
       )
@@ -349,15 +361,6 @@ export function parseThreads(
             )}; the huge ${thp.length > 1 ? 'pages are' : 'page is'} ${thp.map((h) => h.name).join(', ')}`,
             w.at,
             w.s.length,
-          )
-          return null
-        }
-        if (head.s === 'thp_split' && thp[hp]?.kind === 'file') {
-          issues.add(
-            p,
-            'thp_split of a file/shmem huge page (__split_huge_pmd_locked zaps the PMD and the pages refault) is not modelled; only the anon split',
-            head.at,
-            head.s.length,
           )
           return null
         }
@@ -733,7 +736,9 @@ export function parseThreads(
         o.at,
         o.len,
       )
-    if (file && ['cow_fault', 'ksm_merge', 'migrate_vma'].includes(o.op))
+    // (On a subpage of a file huge page ksm_merge and migrate_vma were refused with the reason.)
+    const shmemThp = thp.some((h) => h.kind === 'file' && h.pages.includes(o.page))
+    if (file && (o.op === 'cow_fault' || (!shmemThp && ['ksm_merge', 'migrate_vma'].includes(o.op))))
       issues.add(
         o.path,
         `${o.op} of a file page is not modelled (${o.op === 'cow_fault' ? 'a MAP_SHARED file page never breaks COW' : 'only anon pages'}); '${pages[o.page]!.name}' is kind: file`,
