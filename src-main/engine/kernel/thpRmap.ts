@@ -281,7 +281,12 @@ export const reclaimThp: Proc = {
           '__remove_mapping',
           `the huge folio was mapped again (swap-in from the swap cache): keep it`,
         )
-        for (const pfn of pfns) c.putFrame(pfn, 'folio_putback_lru')
+        // The folio stays in the swap cache (do_swap_page's swap_free leaves it there), which
+        // gets its references back from reclaim (see Ctx.swapAlloc).
+        pfns.forEach((pfn, i) => {
+          if (c.swapCached(slots[i]!) === pfn) c.swapCacheAdd(slots[i]!, pfn, false)
+          else c.putFrame(pfn, 'folio_putback_lru')
+        })
         c.ret()
         return
       }
