@@ -164,18 +164,13 @@ function doWpPage(c: Ctx, f: CallFrame, mm: number, page: number, orig: Pte): vo
   c.emit(
     'fault',
     'do_wp_page',
-    orig.pfn === ZERO_PFN
-      ? 'zero page: wp_page_copy'
-      : `page shared (mapcount ${fr.map}): wp_page_copy`,
+    orig.pfn === ZERO_PFN ? 'zero page: wp_page_copy' : `page shared (mapcount ${fr.map}): wp_page_copy`,
   )
   c.getFrame(orig.pfn)
   c.unlockPtl(mm, num(f, 'page'))
   // wp_page_copy(): allocate and copy (__wp_page_copy_user) before any notifier.
   const src = c.folio(orig.pfn)
-  const pfn = c.allocFrame(
-    orig.pfn === ZERO_PFN ? 0 : src.v,
-    'wp_page_copy (alloc + __wp_page_copy_user)',
-  )
+  const pfn = c.allocFrame(orig.pfn === ZERO_PFN ? 0 : src.v, 'wp_page_copy (alloc + __wp_page_copy_user)')
   f.l.new = pfn
   f.l.w = src.w
   // wp_page_copy's folio_add_new_anon_rmap(): the child's copy hangs off its own anon_vma.
@@ -488,7 +483,7 @@ export const handleMmFault: Proc = {
         finish(c, mm, 'ok')
         return
       }
-      if (orig.swp !== undefined) throw new Error('model bug: a swap entry reached handle_pte_fault\'s PTL')
+      if (orig.swp !== undefined) throw new Error("model bug: a swap entry reached handle_pte_fault's PTL")
       if (!orig.present) throw new Error('model bug: PROT_NONE PTE under an accessible VMA')
       if (write && !orig.write && c.isFile(page)) {
         // do_wp_page() -> wp_page_shared(): folio_get(), pte_unmap_unlock(), do_page_mkwrite().

@@ -182,7 +182,11 @@ export const migrate: Proc = {
         const slot = c.swapSlotOf(num(f, 'pfn'))
         c.swapCacheAdd(slot, num(f, 'new'), true)
         c.putFrame(num(f, 'pfn'))
-        c.emit('frame', 'folio_migrate_mapping', `swap slot ${slot}: the swap cache moves to pfn ${num(f, 'new')}`)
+        c.emit(
+          'frame',
+          'folio_migrate_mapping',
+          `swap slot ${slot}: the swap cache moves to pfn ${num(f, 'new')}`,
+        )
       }
       c.emit('frame', 'folio_migrate_copy', `pfn ${num(f, 'pfn')} -> pfn ${num(f, 'new')}`)
       // remove_migration_ptes(src, dst): the walk starts at the first VMA with an entry (the

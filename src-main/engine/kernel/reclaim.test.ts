@@ -37,9 +37,9 @@ describe('reclaim: try_to_unmap_one, pageout, free; do_swap_page', () => {
   it('a fault after the free reads the page back from its swap slot', () => {
     const ex = traced(sc, makePolicy('arch-hook'), [0, 0, 0, 0, 0, 0, 1, 1, 1, 1])
     // Alone on its slot (swap_map count 1, SWP_SYNCHRONOUS_IO): the folio skips the swap cache.
-    expect(
-      allEvents(ex).some((e) => e.fn === 'vma_alloc_folio + swap_readpage (skip the swap cache)'),
-    ).toBe(true)
+    expect(allEvents(ex).some((e) => e.fn === 'vma_alloc_folio + swap_readpage (skip the swap cache)')).toBe(
+      true,
+    )
     expect(ex.final.swapCache[0]).toBe(-1)
     expect(ex.final.swap[0]).toBe(null)
     const pte = ex.final.mms[0]!.ptes[0]!

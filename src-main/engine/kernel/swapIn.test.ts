@@ -68,7 +68,9 @@ describe('do_swap_page alone on its slot: the folio skips the swap cache, the lo
     // between C0's and C0's map); then the rest.
     const ex = traced(two, archHook, [0, 0, 0, 0, 0, 0, 1, 1, 1, 2, 2, 2, 1])
     const c1 = lines(ex, { thread: 'C1', kinds: SWAP_KINDS })
-    expect(c1).toContain('frame vma_alloc_folio + swap_readpage (skip the swap cache): allocate pfn 2 (gen 1)')
+    expect(c1).toContain(
+      'frame vma_alloc_folio + swap_readpage (skip the swap cache): allocate pfn 2 (gen 1)',
+    )
     expect(c1).toContain('fault do_swap_page: !pte_same(): the PTE changed since the swap-in began, back off')
     expect(c1).toContain('frame folio_put (out_release): free pfn 2 (gen 1)')
     expect(first(ex, 'fault do_swap_page: !pte_same()', { kinds: ['fault'] }).locks).toEqual([
@@ -81,7 +83,7 @@ describe('do_swap_page alone on its slot: the folio skips the swap cache, the lo
 })
 
 describe('do_swap_page through the swap cache, with a fork child sharing the slot', () => {
-  it("a write fault on a non-exclusive swap-cache folio calls do_wp_page under the PTL (v6.6), which copies while the other side maps the folio", () => {
+  it('a write fault on a non-exclusive swap-cache folio calls do_wp_page under the PTL (v6.6), which copies while the other side maps the folio', () => {
     const sc = load(`
       title: parent reads, child writes
       arch: x86_64
