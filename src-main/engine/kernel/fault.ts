@@ -1,7 +1,7 @@
 /**
  * The page-fault path, v6.6 mm/memory.c: handle_mm_fault() -> handle_pte_fault() and what
- * it dispatches to (do_anonymous_page, do_wp_page -> wp_page_reuse / wp_page_copy, the
- * dirty/young update and the spurious-fault fixup). Used by CPU faults, by the IOMMU fault
+ * it dispatches to (do_anonymous_page, do_swap_page, do_wp_page -> wp_page_reuse /
+ * wp_page_copy, the dirty/young update and the spurious-fault fixup). Used by CPU faults, by the IOMMU fault
  * handler (iommu_sva_handle_iopf, FAULT_FLAG_REMOTE), by GUP for sw-mirrors, and by the
  * write_fault / cow_fault ops.
  *
