@@ -129,6 +129,12 @@ export interface MmState {
    * mmap_lock for write; oom_reap_task_mm() tests it under mmap_read_trylock and skips the mm.
    */
   oomSkip?: true
+  /**
+   * MMF_UNSTABLE: __oom_reap_task_mm() set it before its first zap (v6.6 mm/oom_kill.c); a
+   * fault that would populate a new anonymous page (do_anonymous_page's
+   * check_stable_address_space) gets VM_FAULT_SIGBUS from then on.
+   */
+  unstable?: true
 }
 
 export interface SecState {
@@ -314,7 +320,7 @@ export function initialState(sc: Scenario): LabState {
     ptl: new Array<number>(tables).fill(-1),
     pt: new Array<boolean>(tables).fill(false),
     tfp: 0,
-    imap: sc.pages.map((p) => p.kind === 'pfnmap' || p.kind === 'file'),
+    imap: sc.pages.map((p) => (p.kind === 'pfnmap' || p.kind === 'file') && p.vma !== false),
     imapReaders: 0,
     pmdl: new Array<number>(tables).fill(-1),
     // A PMD-mapped anon THP has its PTE table deposited (do_huge_pmd_anonymous_page).
@@ -340,11 +346,11 @@ export function initialState(sc: Scenario): LabState {
       kernel.ptes[i] = { pfn, present: true, write: true, dirty: true }
       return
     }
-    parent.vmas.push(p.prot)
-    if (hasChild) child.vmas[i] = p.prot
+    parent.vmas.push(p.vma === false ? null : p.prot)
+    if (hasChild) child.vmas[i] = p.vma === false ? null : p.prot
     // cow pages imply a fork before the run: dup_mmap linked the child's VMA of a file (a
     // regular file's, or a driver's pfnmap) into the file's i_mmap tree (kernel/protect.ts fork).
-    if (hasChild && (p.kind === 'file' || p.kind === 'pfnmap')) child.imap[i] = true
+    if (hasChild && (p.kind === 'file' || p.kind === 'pfnmap') && p.vma !== false) child.imap[i] = true
     if (p.kind === 'file' && p.fileOf !== undefined) {
       // Another address of file page fileOf's offset: it maps that page's folio (set up below,
       // once every folio exists).
@@ -845,7 +851,13 @@ export function hashState(s: LabState, live: Liveness): [number, number] {
     h.n(m.tfp + 64 * m.imapReaders + (m.tfb === true ? 1 << 20 : 0))
     for (const l of m.imap) h.n(l ? 1 : 0)
     for (const p of m.ptes) h.n(pteCode(p, lab))
-    h.n(64 * m.gupf + (m.rel ? 1 << 20 : 0) + (m.oomSkip ? 1 << 19 : 0) + (m.users ?? 0) * (1 << 21))
+    h.n(
+      64 * m.gupf +
+        (m.rel ? 1 << 20 : 0) +
+        (m.oomSkip ? 1 << 19 : 0) +
+        (m.unstable ? 1 << 18 : 0) +
+        (m.users ?? 0) * (1 << 21),
+    )
     for (const l of m.pmdl) h.n(l)
     for (const t of m.tbl) {
       if (t) {

@@ -462,6 +462,14 @@ export const handleMmFault: Proc = {
         finish(c, mm, ok ? 'ok' : 'segv')
         return
       }
+      if (orig === null && c.mmUnstable(mm)) {
+        // do_anonymous_page(): check_stable_address_space() under the PTL (v6.6 mm/memory.c,
+        // both the zero-page and the new-page path): the OOM reaper set MMF_UNSTABLE.
+        c.emit('fault', 'check_stable_address_space', 'MMF_UNSTABLE (the OOM reaper): VM_FAULT_SIGBUS')
+        c.unlockPtl(mm, page)
+        finish(c, mm, 'segv')
+        return
+      }
       if (orig === null) {
         // do_anonymous_page(): read -> map the zero page; write -> a fresh zeroed page.
         if (!write) {
