@@ -21,6 +21,12 @@ export interface Pte {
   /** A swap entry: the page's contents live in swap slot `swp` (pfn is -1). */
   readonly swp?: number
   /**
+   * A swap entry's SWP_EXCLUSIVE bit (pte_swp_mkexclusive, d7c0e68dab98, v5.19): the page was
+   * PageAnonExclusive when try_to_unmap_one() replaced its PTE, so do_swap_page() may map it
+   * writable without looking at the refcount.
+   */
+  readonly excl?: true
+  /**
    * The subpage's share of a huge PMD (a THP mapped at PMD level): one translation covers every
    * subpage of the huge page. `present: false` with `huge` is a PMD made invalid by
    * pmdp_invalidate() while a split is in progress.
@@ -614,7 +620,7 @@ export function liveness(sc: Scenario, canonicalFrames = true): Liveness {
 
 function pteCode(p: Pte | null, lab: Int32Array | null): number {
   if (!p) return -1
-  if (p.swp !== undefined) return -1000 - p.swp
+  if (p.swp !== undefined) return -1000 - 2 * p.swp - (p.excl ? 1 : 0)
   return (
     frameCode(p.pfn, lab) * 64 +
     (p.present ? 1 : 0) +
@@ -649,7 +655,7 @@ export const PFN_LOCALS: ReadonlySet<string> = new Set([
 
 /**
  * Locals that hold a PTE snapshot (kernel/proc.ts encodePte: [pfn, present, write, dirty, mig,
- * swp(, huge)], vmf->orig_pte and the like) or a list whose first element is a pfn (thp.ts's
+ * swp(, huge | , 0, excl)], vmf->orig_pte and the like) or a list whose first element is a pfn (thp.ts's
  * `old`), or null: checked against every assignment in kernel/*.ts. Their first element takes
  * part in canonical frame numbering; the rest is hashed as written (always sound). Hashing the
  * snapshot's pfn raw split states that differ only in which frame a COW got.
@@ -707,6 +713,8 @@ export const NON_PFN_LOCALS: ReadonlySet<string> = new Set([
   'rsi',
   'slots',
   'ft',
+  // do_swap_page: whether the folio is the swap cache's (swapcache != NULL) or a fresh one.
+  'swapcache',
 ])
 
 /**

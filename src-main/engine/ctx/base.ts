@@ -269,7 +269,7 @@ export function pteText(p: Pte | null): string {
   if (!p) return 'none'
   if (p.mig)
     return `${p.huge ? 'PMD ' : ''}migration entry (pfn ${p.pfn}, ${p.write ? 'writable' : 'read-only'})`
-  if (p.swp !== undefined) return `swap entry (slot ${p.swp})`
+  if (p.swp !== undefined) return `swap entry (slot ${p.swp}${p.excl ? ', exclusive' : ''})`
   if (!p.present) return `pfn ${p.pfn} PROT_NONE`
   if (p.huge && !p.present) return `pfn ${p.pfn} (huge PMD, invalid: pmdp_invalidate)`
   return `pfn ${p.pfn} ${p.write ? 'RW' : 'RO'}${p.dirty ? ' dirty' : ' clean'}${p.pfn === ZERO_PFN ? ' (zero page)' : ''}${p.huge ? ' (huge PMD)' : ''}`

@@ -96,7 +96,12 @@ export class CtxMemory extends CtxBase {
     if (pfn !== ZERO_PFN) this.folioW(pfn).ref++
   }
   // ---- swap --------------------------------------------------------------------------
-  /** A new swap slot (get_swap_page / add_to_swap): swap_map count 0, the folio in the swap cache. */
+  /**
+   * A new swap slot (get_swap_page / add_to_swap): swap_map count 0, the folio in the swap cache.
+   * While reclaim holds the folio (add_to_swap to __remove_mapping) the swap cache's reference
+   * is folded into reclaim's own (SWAP_CACHE_REF clear): that state is also the folio lock
+   * reclaim holds (swapCacheLocked); folioRefCount() gives the kernel's folio_ref_count.
+   */
   swapAlloc(pfn: number): number {
     this.rd(Res.alloc)
     this.wr(Res.alloc)
@@ -104,6 +109,43 @@ export class CtxMemory extends CtxBase {
     this.s.swapCache = [...this.s.swapCache, pfn]
     this.s.swapMap = [...this.s.swapMap, 0]
     return this.s.swap.length - 1
+  }
+  /**
+   * Reclaim takes a folio that is already in the swap cache (add_to_swap is skipped): the
+   * cache's reference is folded into reclaim's isolation reference (see swapAlloc).
+   */
+  swapCacheFold(slot: number): void {
+    this.wr(Res.alloc)
+    const m = this.s.swapMap.slice()
+    m[slot] = (m[slot] ?? 0) & ~SWAP_CACHE_REF
+    this.s.swapMap = m
+    this.putFrame(this.s.swapCache[slot]!)
+  }
+  /** Whether reclaim holds the slot's swap-cache folio (locked, its reference folded: swapAlloc). */
+  swapCacheLocked(slot: number): boolean {
+    return this.swapCached(slot) >= 0 && !this.swapCacheRef(slot)
+  }
+  /** folio_ref_count(): the frame's count, plus the swap cache's while folded into reclaim's. */
+  folioRefCount(pfn: number): number {
+    const slot = this.swapSlotOf(pfn)
+    return this.folio(pfn).ref + (slot >= 0 && !this.swapCacheRef(slot) ? 1 : 0)
+  }
+  /** The swap slot whose swap cache holds `pfn` (folio_test_swapcache, folio->swap), or -1. */
+  swapSlotOf(pfn: number): number {
+    this.rd(Res.alloc)
+    return this.s.swapCache.indexOf(pfn)
+  }
+  /**
+   * folio_free_swap() (v6.6 mm/swapfile.c) of the folio in slot's swap cache: only when no swap
+   * PTE refers to the slot any more (folio_swapped() false), the folio leaves the swap cache
+   * (delete_from_swap_cache, the cache's folio_put) and put_swap_folio frees the slot. Returns
+   * whether it did.
+   */
+  folioFreeSwap(slot: number, fn: string): boolean {
+    if (this.swapCached(slot) < 0 || this.swapCount(slot) > 0) return false
+    this.swapUncache(slot, fn)
+    this.swapWrite(slot, null)
+    return true
   }
   /** The slot's swap_map count: how many swap PTEs refer to it (v6.6 swap_count()). */
   swapCount(slot: number): number {
@@ -123,20 +165,19 @@ export class CtxMemory extends CtxBase {
     this.s.swapMap = m
   }
   /**
-   * swap_free() / free_swap_and_cache(): one swap PTE fewer; returns the count left. At 0 a
-   * folio the swap cache holds a reference of its own on leaves it (folio_free_swap:
-   * delete_from_swap_cache and the cache's folio_put); reclaim's folio stays for reclaim to drop.
+   * swap_free() / free_swap_and_cache()'s __swap_entry_free(): one swap PTE fewer; returns the
+   * count left. A folio in the slot's swap cache stays there (SWAP_HAS_CACHE keeps the slot):
+   * the caller decides whether to free it (folioFreeSwap).
    */
-  swapFree(slot: number, fn: string): number {
+  swapFree(slot: number): number {
     this.wr(Res.alloc)
     const m = this.s.swapMap.slice()
     const x = (m[slot] ?? 0) - 1
-    if (x < 0) throw new Error(`model bug: swap_free of free slot ${slot}`)
+    if ((x & (SWAP_CACHE_REF - 1)) === SWAP_CACHE_REF - 1 || x < 0)
+      throw new Error(`model bug: swap_free of free slot ${slot}`)
     m[slot] = x
     this.s.swapMap = m
-    const left = x & (SWAP_CACHE_REF - 1)
-    if (left === 0 && x & SWAP_CACHE_REF) this.swapUncache(slot, fn)
-    return left
+    return x & (SWAP_CACHE_REF - 1)
   }
   /**
    * add_to_swap_cache() of a folio read in while other PTEs still share the slot

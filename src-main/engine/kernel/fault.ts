@@ -1,7 +1,7 @@
 /**
  * The page-fault path, v6.6 mm/memory.c: handle_mm_fault() -> handle_pte_fault() and what
- * it dispatches to (do_anonymous_page, do_wp_page -> wp_page_reuse / wp_page_copy, the
- * dirty/young update and the spurious-fault fixup). Used by CPU faults, by the IOMMU fault
+ * it dispatches to (do_anonymous_page, do_swap_page, do_wp_page -> wp_page_reuse /
+ * wp_page_copy, the dirty/young update and the spurious-fault fixup). Used by CPU faults, by the IOMMU fault
  * handler (iommu_sva_handle_iopf, FAULT_FLAG_REMOTE), by GUP for sw-mirrors, and by the
  * write_fault / cow_fault ops.
  *
@@ -21,7 +21,7 @@ import { doSetPmd, doSetPmdHuge, hugeArg, thpAnonExclusive } from './thp'
 import type { Ctx } from '../ctx'
 import { ZERO_PFN, type CallFrame, type Pte } from '../state'
 import { afterNotifier, decodePte, encodePte, flag, num, pteSame, type Proc } from './proc'
-import { scenarioHasChild } from './rmap'
+import { scenarioSwaps } from './rmap'
 
 /**
  * ptep_set_access_flags(vma, addr, ptep, entry, dirty), v6.6:
@@ -130,6 +130,54 @@ function sharedThpSubpage(c: Ctx, page: number): boolean {
   return c.isThp(page) && c.mmLive(1)
 }
 
+/**
+ * do_wp_page() (v6.6 mm/memory.c) on an anon or zero page, entered with the PTL held and
+ * vmf->orig_pte = `orig` (from handle_pte_fault, or inline from do_swap_page). The anon reuse
+ * test: PageAnonExclusive, else `folio_ref_count(folio) > 1 + folio_test_swapcache(folio)` copies;
+ * folio_trylock; `if (folio_test_swapcache(folio)) folio_free_swap(folio)` (which succeeds only
+ * when no swap PTE shares the slot); `folio_ref_count(folio) != 1` copies; else reuse. The model
+ * keeps no PageAnonExclusive (rmap.ts anonExclusive) and decides on the counts alone.
+ */
+function doWpPage(c: Ctx, f: CallFrame, mm: number, page: number, orig: Pte): void {
+  if (orig.pfn !== ZERO_PFN && scenarioSwaps(c.sc) && c.folio(orig.pfn).map === 1) {
+    const slot = c.swapSlotOf(orig.pfn)
+    // Not while reclaim holds the folio (folio_trylock fails): its count is then above 2 anyway.
+    if (slot >= 0 && c.folioRefCount(orig.pfn) === 2 && c.folioFreeSwap(slot, 'do_wp_page: folio_free_swap'))
+      c.emit(
+        'info',
+        'do_wp_page',
+        `folio_free_swap: pfn ${orig.pfn} leaves the swap cache, slot ${slot} is freed (no swap PTE shares it)`,
+      )
+  }
+  const fr = c.folio(orig.pfn)
+  if (orig.pfn !== ZERO_PFN && fr.map === 1 && fr.ref === 1 && !sharedThpSubpage(c, page)) {
+    // wp_page_reuse(): exclusive anon page, upgrade in place. No mmu_notifier range at
+    // all in v6.6 (and v4.15); Popple's v1 did not cover this path either (the
+    // `wp_page_reuse` site adds the pair it would need).
+    c.emit('fault', 'do_wp_page', 'page is exclusive: wp_page_reuse')
+    const changed = ptepSetAccessFlags(c, mm, page, { ...orig, write: true, dirty: true }, true)
+    if (changed && c.at('wp_page_reuse')) f.l.upg = 'anon'
+    afterNotifier(c, f, 'reuse_done', reuseDone)
+    return
+  }
+  // Shared page or zero page: folio_get(), drop the PTL, wp_page_copy().
+  c.emit(
+    'fault',
+    'do_wp_page',
+    orig.pfn === ZERO_PFN ? 'zero page: wp_page_copy' : `page shared (mapcount ${fr.map}): wp_page_copy`,
+  )
+  c.getFrame(orig.pfn)
+  c.unlockPtl(mm, num(f, 'page'))
+  // wp_page_copy(): allocate and copy (__wp_page_copy_user) before any notifier.
+  const src = c.folio(orig.pfn)
+  const pfn = c.allocFrame(orig.pfn === ZERO_PFN ? 0 : src.v, 'wp_page_copy (alloc + __wp_page_copy_user)')
+  f.l.new = pfn
+  f.l.w = src.w
+  // wp_page_copy's folio_add_new_anon_rmap(): the child's copy hangs off its own anon_vma.
+  if (mm === 1) c.folioW(pfn).avc = true
+  c.goto('cow_rs')
+}
+
 function finish(c: Ctx, mm: number, result: 'ok' | 'retry' | 'segv'): void {
   c.mmapReadUnlock(mm)
   c.ret(result)
@@ -172,9 +220,11 @@ export const handleMmFault: Proc = {
           ? 'mig_wait'
           : orig?.huge
             ? 'thp_fault'
-            : orig === null && c.isFile(page)
-              ? 'file_fault'
-              : 'lock',
+            : orig?.swp !== undefined
+              ? 'swap_in'
+              : orig === null && c.isFile(page)
+                ? 'file_fault'
+                : 'lock',
       )
     },
   },
@@ -279,9 +329,11 @@ export const handleMmFault: Proc = {
           ? 'mig_wait'
           : orig?.huge
             ? 'thp_fault'
-            : orig === null && c.isFile(page)
-              ? 'file_fault'
-              : 'lock',
+            : orig?.swp !== undefined
+              ? 'swap_in'
+              : orig === null && c.isFile(page)
+                ? 'file_fault'
+                : 'lock',
       )
     },
   },
@@ -299,6 +351,118 @@ export const handleMmFault: Proc = {
         `${c.pageName(num(f, 'page'))}: the migration entry is gone, retry`,
       )
       finish(c, c.mmIndex, 'retry')
+    },
+  },
+  /**
+   * do_swap_page() (v6.6 mm/memory.c), before the PTL: swap_cache_get_folio() finds a folio
+   * still in the swap cache (folio_get); on a miss, with the model's swap device
+   * (SWP_SYNCHRONOUS_IO, a zram) and `__swap_count(entry) == 1` the page is read into a new folio
+   * that skips the swap cache (vma_alloc_folio, swap_readpage: `swapcache` stays NULL); with
+   * other swap PTEs sharing the slot (a fork child's), swapin_readahead() ->
+   * read_swap_cache_async() adds the new folio to the swap cache (its own reference) for their
+   * swap-ins. A slot freed meanwhile (the swap PTE was zapped) gives no folio. The folio lock
+   * that follows (folio_lock_or_retry) is not modelled for anon folios yet.
+   */
+  swap_in: {
+    run: (c, f) => {
+      const page = num(f, 'page')
+      const slot = decodePte(f.l.orig!)!.swp!
+      const n = c.swapCount(slot)
+      let pfn = c.swapCached(slot)
+      f.l.swapcache = pfn >= 0 || n > 1
+      if (pfn >= 0) {
+        c.getFrame(pfn)
+        c.emit('fault', 'do_swap_page', `${c.pageName(page)}: folio pfn ${pfn} still in the swap cache`)
+      } else if (n === 1) {
+        pfn = c.allocFrame(c.swapRead(slot) ?? 0, 'vma_alloc_folio + swap_readpage (skip the swap cache)')
+      } else if (n > 1) {
+        pfn = c.allocFrame(c.swapRead(slot) ?? 0, 'swapin_readahead (read from swap)')
+        c.swapCacheAdd(slot, pfn, true)
+        c.emit(
+          'fault',
+          'read_swap_cache_async',
+          `${c.pageName(page)}: slot ${slot} has ${n} swap PTEs: pfn ${pfn} joins the swap cache`,
+        )
+      }
+      f.l.pfn = pfn
+      c.goto('swap_map')
+    },
+  },
+  /**
+   * do_swap_page() under the PTL: `if (swapcache)` the folio must still be that slot's
+   * (folio_test_swapcache, page_swap_entry: else out_page); pte_offset_map_lock and
+   * `pte_same(ptep_get(vmf->pte), vmf->orig_pte)` (else out_nomap: someone else faulted it in,
+   * or fork cleared SWP_EXCLUSIVE); `exclusive = pte_swp_exclusive(orig_pte)`, or true for a
+   * folio that skipped the swap cache; swap_free(entry); should_try_to_free_swap(): with the
+   * folio in the swap cache, folio_free_swap() on a write fault whose folio_ref_count is 2 (ours
+   * and the cache's; the VM_LOCKED / mlocked / mem_cgroup_swap_full cases do not arise: no mlock
+   * op, a large swap device), which frees it only if no swap PTE still shares the slot; so a read
+   * fault leaves the folio in the swap cache. The PTE is writable (maybe_mkwrite(pte_mkdirty))
+   * only on a write fault with `exclusive || folio_ref_count(folio) == 1`, which also clears
+   * FAULT_FLAG_WRITE; page_add_anon_rmap, set_pte_at, folio_unlock. A write fault still flagged
+   * then calls do_wp_page(vmf) right away, under the same PTL, with vmf->orig_pte the new PTE.
+   */
+  swap_map: {
+    guard: (c, f) => (c.ptlFree(c.mmIndex, num(f, 'page')) ? null : 'page-table lock held'),
+    run: (c, f) => {
+      const mm = c.mmIndex
+      const page = num(f, 'page')
+      const write = flag(f, 'write')
+      const orig = decodePte(f.l.orig!)!
+      const slot = orig.swp!
+      const pfn = num(f, 'pfn')
+      const swapcache = flag(f, 'swapcache')
+      delete f.l.pfn
+      delete f.l.swapcache
+      if (pfn >= 0 && swapcache && c.swapCached(slot) !== pfn) {
+        c.emit('fault', 'do_swap_page', `pfn ${pfn} left the swap cache of slot ${slot}: out_page, retry`)
+        c.putFrame(pfn)
+        finish(c, mm, 'retry')
+        return
+      }
+      c.lockPtl(mm, page, 'do_swap_page: pte_offset_map_lock')
+      if (!pteSame(c.pte(mm, page), orig)) {
+        c.emit('fault', 'do_swap_page', '!pte_same(): the PTE changed since the swap-in began, back off')
+        c.unlockPtl(mm, page)
+        if (pfn >= 0) c.putFrame(pfn, 'folio_put (out_release)')
+        finish(c, mm, 'retry')
+        return
+      }
+      if (pfn < 0) throw new Error('model bug: no folio for a swap PTE that still names its slot')
+      const exclusive = !swapcache || orig.excl === true
+      const left = c.swapFree(slot)
+      // Without a swap-cache folio (SWAP_HAS_CACHE) the slot is freed with its last count.
+      if (left === 0 && c.swapCached(slot) < 0) c.swapWrite(slot, null)
+      c.emit('info', 'swap_free', `slot ${slot}: swap_map count ${left + 1} -> ${left}`)
+      if (swapcache && write && c.folioRefCount(pfn) === 2) {
+        const freed = c.folioFreeSwap(slot, 'do_swap_page: folio_free_swap')
+        c.emit(
+          'info',
+          'should_try_to_free_swap',
+          freed
+            ? `write fault, refcount 2: folio_free_swap: pfn ${pfn} leaves the swap cache, slot ${slot} is freed`
+            : `write fault, refcount 2: folio_free_swap fails, ${left} swap PTE${left === 1 ? '' : 's'} still share${left === 1 ? 's' : ''} slot ${slot}`,
+        )
+      }
+      const fr = c.folioW(pfn)
+      fr.map++
+      // page_add_anon_rmap() -> __folio_set_anon() of a folio not yet anon: with RMAP_EXCLUSIVE
+      // the faulting VMA's anon_vma (the child's own, in it), else the root (the process's).
+      if (!swapcache && mm === 1) fr.avc = true
+      const w = write && (exclusive || c.folioRefCount(pfn) === 1)
+      c.setPte(mm, page, { pfn, present: true, write: w, dirty: w }, 'do_swap_page')
+      if (write && !w) {
+        c.emit(
+          'fault',
+          'do_swap_page',
+          `${c.pageName(page)}: pfn ${pfn} is not exclusive (no SWP_EXCLUSIVE, refcount ${c.folioRefCount(pfn)}): mapped read-only, FAULT_FLAG_WRITE: do_wp_page under the PTL`,
+        )
+        f.l.orig = encodePte(c.pte(mm, page))
+        doWpPage(c, f, mm, page, decodePte(f.l.orig)!)
+        return
+      }
+      c.unlockPtl(mm, page)
+      finish(c, mm, 'ok')
     },
   },
   /** handle_pte_fault(): take the PTL, re-check pte_same(), dispatch on the PTE. */
@@ -353,59 +517,7 @@ export const handleMmFault: Proc = {
         finish(c, mm, 'ok')
         return
       }
-      if (orig.swp !== undefined) {
-        // do_swap_page() (v6.6 mm/memory.c): the folio still in the swap cache is mapped back
-        // (reclaim then cannot free it); otherwise a new page is read from the swap slot. With
-        // other swap PTEs sharing the slot (a fork child's: swap_map count > 1) the read goes
-        // through the swap cache (read_swap_cache_async: the cache keeps the folio, with its
-        // own reference, for their swap-ins); alone, it skips it (SWP_SYNCHRONOUS_IO and
-        // __swap_count() == 1). swap_free() drops this PTE's count; at 0 the slot is freed and
-        // the folio leaves the swap cache (folio_free_swap). The page is mapped writable on a
-        // write fault only if it is exclusive: a page read in for this PTE alone, a swap PTE
-        // marked exclusive (every swap PTE of a scenario without a fork child: no page is
-        // shared), or `folio_ref_count(folio) == 1`; else read-only, and the write faults again
-        // into do_wp_page, which copies.
-        const slot = orig.swp
-        const n = c.swapCount(slot)
-        let pfn = c.swapCached(slot)
-        let fresh = false
-        if (pfn >= 0 && !c.folio(pfn).free) {
-          c.getFrame(pfn)
-          c.emit('fault', 'do_swap_page', `${c.pageName(page)}: folio pfn ${pfn} still in the swap cache`)
-        } else {
-          pfn = c.allocFrame(c.swapRead(slot) ?? 0, 'swapin_readahead (read from swap)')
-          if (n > 1) {
-            c.swapCacheAdd(slot, pfn, true)
-            c.emit(
-              'fault',
-              'read_swap_cache_async',
-              `${c.pageName(page)}: slot ${slot} has ${n} swap PTEs: pfn ${pfn} joins the swap cache`,
-            )
-          } else fresh = true
-        }
-        c.folioW(pfn).map++
-        const left = n > 0 ? c.swapFree(slot, 'swap_free') : 0
-        c.emit('info', 'swap_free', `slot ${slot}: swap_map count ${n} -> ${left}`)
-        // With a fork child, a folio reclaim still holds (its try_to_unmap may not have
-        // reached the other VMA yet) stays in the swap cache, and the slot with it
-        // (SWAP_HAS_CACHE): reclaim's __remove_mapping decides (reclaim.ts 'free').
-        const reclaimHeld = c.swapCached(slot) === pfn && !c.swapCacheRef(slot)
-        if (left === 0 && !(reclaimHeld && scenarioHasChild(c.sc))) {
-          c.swapWrite(slot, null)
-          c.swapUncache(slot, 'folio_free_swap')
-        }
-        const w = write && (fresh || !scenarioHasChild(c.sc) || c.folio(pfn).ref === 1)
-        c.setPte(mm, page, { pfn, present: true, write: w, dirty: w }, 'do_swap_page')
-        if (write && !w)
-          c.emit(
-            'fault',
-            'do_swap_page',
-            `${c.pageName(page)}: pfn ${pfn} is not exclusive (mapcount ${c.folio(pfn).map}, refcount ${c.folio(pfn).ref}): mapped read-only, the write faults again`,
-          )
-        c.unlockPtl(mm, num(f, 'page'))
-        finish(c, mm, 'ok')
-        return
-      }
+      if (orig.swp !== undefined) throw new Error("model bug: a swap entry reached handle_pte_fault's PTL")
       if (!orig.present) throw new Error('model bug: PROT_NONE PTE under an accessible VMA')
       if (write && !orig.write && c.isFile(page)) {
         // do_wp_page() -> wp_page_shared(): folio_get(), pte_unmap_unlock(), do_page_mkwrite().
@@ -416,39 +528,7 @@ export const handleMmFault: Proc = {
         return
       }
       if (write && !orig.write) {
-        // do_wp_page()
-        const fr = c.folio(orig.pfn)
-        if (orig.pfn !== ZERO_PFN && fr.map === 1 && fr.ref === 1 && !sharedThpSubpage(c, page)) {
-          // wp_page_reuse(): exclusive anon page, upgrade in place. No mmu_notifier range at
-          // all in v6.6 (and v4.15); Popple's v1 did not cover this path either (the
-          // `wp_page_reuse` site adds the pair it would need).
-          c.emit('fault', 'do_wp_page', 'page is exclusive: wp_page_reuse')
-          const changed = ptepSetAccessFlags(c, mm, page, { ...orig, write: true, dirty: true }, true)
-          if (changed && c.at('wp_page_reuse')) f.l.upg = 'anon'
-          afterNotifier(c, f, 'reuse_done', reuseDone)
-          return
-        }
-        // Shared page or zero page: folio_get(), drop the PTL, wp_page_copy().
-        c.emit(
-          'fault',
-          'do_wp_page',
-          orig.pfn === ZERO_PFN
-            ? 'zero page: wp_page_copy'
-            : `page shared (mapcount ${fr.map}): wp_page_copy`,
-        )
-        c.getFrame(orig.pfn)
-        c.unlockPtl(mm, num(f, 'page'))
-        // wp_page_copy(): allocate and copy (__wp_page_copy_user) before any notifier.
-        const src = c.folio(orig.pfn)
-        const pfn = c.allocFrame(
-          orig.pfn === ZERO_PFN ? 0 : src.v,
-          'wp_page_copy (alloc + __wp_page_copy_user)',
-        )
-        f.l.new = pfn
-        f.l.w = src.w
-        // wp_page_copy's folio_add_new_anon_rmap(): the child's copy hangs off its own anon_vma.
-        if (mm === 1) c.folioW(pfn).avc = true
-        c.goto('cow_rs')
+        doWpPage(c, f, mm, page, orig)
         return
       }
       if (write && orig.write && !orig.dirty) {

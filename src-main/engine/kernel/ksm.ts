@@ -13,6 +13,7 @@
 import type { Ctx } from '../ctx'
 import { ZERO_PFN } from '../state'
 import { afterNotifier, decodePte, encodePte, num, pteSame, type Proc } from './proc'
+import { swapCacheRefs } from './rmap'
 
 function fail(c: Ctx, f: Parameters<Proc[string]['run']>[1], why: string): void {
   c.emit('info', 'try_to_merge_one_page', `no merge: ${why}`)
@@ -122,7 +123,7 @@ export const ksmMerge: Proc = {
       const page = num(f, 'page')
       const old = decodePte(f.l.old!)!
       const fr = c.folio(old.pfn)
-      if (fr.map + 1 !== fr.ref) {
+      if (fr.map + 1 + swapCacheRefs(c, old.pfn) !== fr.ref) {
         c.setPte(mm, page, old, 'set_pte_at (restore: the page has extra references)')
         f.l.ok = false
       } else {

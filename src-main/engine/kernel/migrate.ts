@@ -54,6 +54,7 @@ import {
   isolateMappedFolio,
   rmapRangeStart,
   rmapUnmap,
+  swapCacheRefs,
   tryToUnmapFlush,
   walkVmaAt,
   walkVmas,
@@ -159,7 +160,8 @@ export const migrate: Proc = {
    */
   copy: {
     run: (c, f) => {
-      if (f.l.mode !== undefined && c.folio(num(f, 'pfn')).ref !== 1) {
+      const cacheRefs = swapCacheRefs(c, num(f, 'pfn'))
+      if (f.l.mode !== undefined && c.folio(num(f, 'pfn')).ref !== 1 + cacheRefs) {
         c.emit(
           'info',
           'folio_migrate_mapping',
@@ -174,6 +176,18 @@ export const migrate: Proc = {
       // folio_migrate_mapping(): newfolio->mapping = folio->mapping (the same anon_vma).
       if (src.avc === true) c.folioW(num(f, 'new')).avc = true
       f.l.w = src.w
+      if (cacheRefs > 0) {
+        // folio_migrate_mapping() of a swapcache folio: the new folio takes the old one's place
+        // in the swap cache, with the cache's reference (folio_ref_add(newfolio, nr)).
+        const slot = c.swapSlotOf(num(f, 'pfn'))
+        c.swapCacheAdd(slot, num(f, 'new'), true)
+        c.putFrame(num(f, 'pfn'))
+        c.emit(
+          'frame',
+          'folio_migrate_mapping',
+          `swap slot ${slot}: the swap cache moves to pfn ${num(f, 'new')}`,
+        )
+      }
       c.emit('frame', 'folio_migrate_copy', `pfn ${num(f, 'pfn')} -> pfn ${num(f, 'new')}`)
       // remove_migration_ptes(src, dst): the walk starts at the first VMA with an entry (the
       // process's, if every one was zapped meanwhile: its step reports the entry gone).

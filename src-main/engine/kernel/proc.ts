@@ -28,7 +28,7 @@ export function list(f: CallFrame, k: string): readonly number[] {
 export function encodePte(p: Pte | null): LocalValue {
   if (!p) return null
   const a = [p.pfn, p.present ? 1 : 0, p.write ? 1 : 0, p.dirty ? 1 : 0, p.mig ? 1 : 0, p.swp ?? -1]
-  return p.huge ? [...a, 1] : a
+  return p.huge ? [...a, 1] : p.excl ? [...a, 0, 1] : a
 }
 export function decodePte(v: LocalValue): Pte | null {
   if (v === null || !Array.isArray(v)) return null
@@ -38,7 +38,8 @@ export function decodePte(v: LocalValue): Pte | null {
   const base = a[6] === 1 ? { ...p, huge: true as const } : p
   if (a[4] === 1) return { ...base, mig: true }
   if (a[6] === 1) return base
-  return a[5] !== undefined && a[5] >= 0 ? { ...p, swp: a[5] } : p
+  if (a[5] === undefined || a[5] < 0) return p
+  return a[7] === 1 ? { ...p, swp: a[5], excl: true } : { ...p, swp: a[5] }
 }
 export function pteSame(a: Pte | null, b: Pte | null): boolean {
   if (!a || !b) return a === b
@@ -49,7 +50,8 @@ export function pteSame(a: Pte | null, b: Pte | null): boolean {
     a.dirty === b.dirty &&
     !a.mig === !b.mig &&
     !a.huge === !b.huge &&
-    a.swp === b.swp
+    a.swp === b.swp &&
+    !a.excl === !b.excl
   )
 }
 

@@ -8,7 +8,7 @@ import { ZERO_PFN, type Pte } from '../state'
 import type { Prot } from '../types'
 import { count } from '../plural'
 import { afterNotifier, list, num, type Proc } from './proc'
-import { flushTlbBatchedPending } from './rmap'
+import { flushTlbBatchedPending, swapCacheRefs } from './rmap'
 import {
   changeHugePmdHandlers,
   copyHugePmdHandler,
@@ -103,7 +103,7 @@ function modify(c: Ctx, page: number, old: Pte, prot: Prot): Pte {
   // is already dirty (writenotify: a clean one must fault so the folio is marked dirty).
   if (c.sc.pages[page]!.kind === 'file')
     return { pfn: old.pfn, present: true, write: old.dirty, dirty: old.dirty }
-  const exclusive = old.pfn !== ZERO_PFN && fr.map === 1 && fr.ref === 1
+  const exclusive = old.pfn !== ZERO_PFN && fr.map === 1 && fr.ref === 1 + swapCacheRefs(c, old.pfn)
   return { pfn: old.pfn, present: true, write: exclusive, dirty: old.dirty }
 }
 
@@ -421,7 +421,15 @@ export const fork: Proc = {
         // copy_nonpresent_pte(): a swap entry is shared, swap_duplicate() counts the child's
         // PTE in the slot's swap_map ("Mark the swap entry as shared": no longer exclusive).
         c.swapDup(pte.swp)
-        c.setPte(1, page, pte, 'copy_nonpresent_pte (child: swap_duplicate)')
+        let shared = pte
+        if (pte.excl) {
+          // `if (pte_swp_exclusive(orig_pte)) { pte = pte_swp_clear_exclusive(orig_pte);
+          // set_pte_at(src_mm, addr, src_pte, pte); }`: a swap-in racing with the fork backs off
+          // at its pte_same() under the PTL.
+          shared = { pfn: pte.pfn, present: false, write: false, dirty: false, swp: pte.swp }
+          c.setPte(0, page, shared, 'set_pte_at (pte_swp_clear_exclusive)')
+        }
+        c.setPte(1, page, shared, 'copy_nonpresent_pte (child: swap_duplicate)')
       } else {
         if (pte.write) c.setPte(0, page, { ...pte, write: false }, 'ptep_set_wrprotect')
         c.setPte(1, page, { ...pte, write: false }, 'copy_present_pte (child)')

@@ -36,7 +36,12 @@ describe('reclaim: try_to_unmap_one, pageout, free; do_swap_page', () => {
 
   it('a fault after the free reads the page back from its swap slot', () => {
     const ex = traced(sc, makePolicy('arch-hook'), [0, 0, 0, 0, 0, 0, 1, 1, 1, 1])
-    expect(allEvents(ex).some((e) => e.fn === 'swapin_readahead (read from swap)')).toBe(true)
+    // Alone on its slot (swap_map count 1, SWP_SYNCHRONOUS_IO): the folio skips the swap cache.
+    expect(allEvents(ex).some((e) => e.fn === 'vma_alloc_folio + swap_readpage (skip the swap cache)')).toBe(
+      true,
+    )
+    expect(ex.final.swapCache[0]).toBe(-1)
+    expect(ex.final.swap[0]).toBe(null)
     const pte = ex.final.mms[0]!.ptes[0]!
     expect(ex.final.frames[pte.pfn]!.v).toBe(6)
   })
@@ -52,6 +57,12 @@ describe('reclaim: try_to_unmap_one, pageout, free; do_swap_page', () => {
     expect(ex.final.frames[1]!.free).toBe(false)
     expect(ex.final.frames[1]!.v).toBe(6)
     expect(ex.violations).toEqual([])
+    // The swap PTE was exclusive (no fork child): mapped writable at once. The count went to 0,
+    // but should_try_to_free_swap() saw refcount 3 (reclaim's, the cache's, ours): the folio
+    // stays in the swap cache, holding its slot (SWAP_HAS_CACHE), after reclaim gives it back.
+    expect(ex.final.mms[0]!.ptes[0]).toMatchObject({ write: true, dirty: true })
+    expect(ex.final.swapCache[0]).toBe(1)
+    expect(ex.final.frames[1]).toMatchObject({ map: 1, ref: 2 })
   })
 })
 

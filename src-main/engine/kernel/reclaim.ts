@@ -10,8 +10,10 @@
  * subscribers), PTL and batched flush, swap_duplicate() and a swap PTE for the one slot, so the
  * slot's swap_map count is the number of PTEs sharing it (Ctx.swapDup). try_to_unmap_flush()
  * flushes the CPUs of both mms. do_swap_page() and zap_pte_range() drop the count (fault.ts,
- * unmap.ts); a folio reclaim keeps because it was mapped again stays in the swap cache while
- * PTEs still share the slot.
+ * unmap.ts); a folio reclaim keeps because it was mapped again stays in the swap cache (as does
+ * a folio a read fault swapped in through it), until folio_free_swap (do_swap_page's
+ * should_try_to_free_swap, do_wp_page, free_swap_cache at unmap) or a later reclaim, which
+ * reuses its slot.
  *
  * Secondary notification: v6.6 as migration (arch hook at arch_tlbbatch_add_pending: (0, -1)
  * per page on x86, the page on arm64). v4.15 called ->invalidate_range explicitly under the
@@ -35,8 +37,24 @@ export const reclaim: Proc = {
     run: (c, f) => {
       const pfn = isolateMappedFolio(c, f, 'shrink_folio_list', 'reclaim')
       if (pfn === null) return
-      f.l.slot = c.swapAlloc(pfn)
-      c.emit('info', 'add_to_swap', `pfn ${pfn} -> swap slot ${num(f, 'slot')}`)
+      const cached = c.swapSlotOf(pfn)
+      if (cached >= 0 && c.swapCacheLocked(cached)) {
+        // Another reclaim holds the folio (isolated from the LRU, locked): nothing to do here.
+        c.emit('info', 'shrink_folio_list', `pfn ${pfn} is being reclaimed already: skip it`)
+        c.putFrame(pfn)
+        c.ret()
+        return
+      }
+      if (cached >= 0) {
+        // `if (!folio_test_swapcache(folio))` add_to_swap(): a folio a swap-in left in the swap
+        // cache keeps its slot (the swap still holds its contents until pageout rewrites them).
+        f.l.slot = cached
+        c.swapCacheFold(cached)
+        c.emit('info', 'shrink_folio_list', `pfn ${pfn} is in the swap cache already: swap slot ${cached}`)
+      } else {
+        f.l.slot = c.swapAlloc(pfn)
+        c.emit('info', 'add_to_swap', `pfn ${pfn} -> swap slot ${num(f, 'slot')}`)
+      }
       // try_to_unmap() -> rmap_walk_anon(): with a fork child, every VMA of the anon_vma.
       if (scenarioHasChild(c.sc)) anonWalkNext(c, f, 0, 'rs', 'pageout')
       else c.goto('rs')
@@ -63,7 +81,9 @@ export const reclaim: Proc = {
       const src = c.folio(num(f, 'pfn'))
       if (!flag(f, 'mapped')) {
         c.emit('info', 'shrink_folio_list', 'the page was unmapped meanwhile: keep it')
-        c.swapUncache(num(f, 'slot'))
+        // The swap cache keeps the folio while swap PTEs share the slot; else it goes.
+        if (c.swapCount(num(f, 'slot')) > 0) c.swapCacheAdd(num(f, 'slot'), num(f, 'pfn'), false)
+        else c.swapUncache(num(f, 'slot'))
         c.putFrame(num(f, 'pfn'), 'folio_putback_lru')
         c.ret()
         return
@@ -75,8 +95,10 @@ export const reclaim: Proc = {
     },
   },
   /**
-   * __remove_mapping(): only if nobody took the folio again (a swap-in maps the swap-cache
-   * folio back); then delete_from_swap_cache() and the free.
+   * __remove_mapping(): only if nobody took the folio again (folio_ref_freeze of reclaim's and
+   * the swap cache's references fails once a swap-in mapped it back); then
+   * __delete_from_swap_cache, put_swap_folio (the slot is freed if no swap PTE refers to it)
+   * and the free. Kept, the folio stays in the swap cache, which gets its own reference back.
    */
   free: {
     run: (c, f) => {
@@ -89,19 +111,8 @@ export const reclaim: Proc = {
           '__remove_mapping',
           `pfn ${pfn} was mapped again (swap-in from the swap cache): keep it`,
         )
-        if (c.swapCount(slot) > 0 && c.swapCached(slot) === pfn) {
-          // Other swap PTEs still share the slot: the folio stays in the swap cache (the
-          // cache's reference is the one reclaim held), for their swap-ins to find.
-          c.swapCacheAdd(slot, pfn, false)
-          c.emit('info', 'folio_putback_lru', `pfn ${pfn} stays in the swap cache of slot ${slot}`)
-        } else {
-          if (scenarioHasChild(c.sc) && c.swapCached(slot) === pfn) {
-            // No swap PTE is left (do_swap_page left the folio to reclaim): folio_free_swap.
-            c.swapUncache(slot)
-            c.swapWrite(slot, null)
-          }
-          c.putFrame(pfn, 'folio_putback_lru')
-        }
+        c.swapCacheAdd(slot, pfn, false)
+        c.emit('info', 'folio_putback_lru', `pfn ${pfn} stays in the swap cache of slot ${slot}`)
         c.ret()
         return
       }
@@ -116,9 +127,9 @@ export const reclaim: Proc = {
       }
       fr.sup = true
       c.swapUncache(num(f, 'slot'))
-      // With a fork child, a swap-in may have taken the slot's last count while the folio was
-      // still reclaim's (do_swap_page leaves it then): no PTE refers to the slot, it is freed.
-      if (scenarioHasChild(c.sc) && c.swapCount(slot) === 0) c.swapWrite(slot, null)
+      // A swap-in may have taken the slot's last count while reclaim held the folio (it stays
+      // in the swap cache then): no PTE refers to the slot, put_swap_folio frees it.
+      if (c.swapCount(slot) === 0) c.swapWrite(slot, null)
       c.putFrame(pfn, 'free_unref_folios')
       c.emit('op', 'reclaim', `${c.pageName(num(f, 'page'))} swapped out to slot ${num(f, 'slot')}`)
       c.ret()

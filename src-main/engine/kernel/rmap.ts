@@ -36,6 +36,19 @@ export function isolateMappedFolio(c: Ctx, f: CallFrame, kfn: string, what: stri
 }
 
 /**
+ * PageAnonExclusive of anon page `pfn` that try_to_unmap_one() unmaps, as the model
+ * approximates it. The kernel clears the flag when fork shares the page (copy_present_pte ->
+ * page_try_dup_anon_rmap) and sets it on a page a fault allocates or reuses for one process; the
+ * model keeps no such flag: a page is exclusive while only this PTE maps it (a fork under way
+ * that copied the PTE already made it shared) and no fork child exists; while one does, even
+ * the child's own copy counts as shared. do_swap_page() then falls back on
+ * `folio_ref_count(folio) == 1`, as the kernel does for a swap entry without SWP_EXCLUSIVE.
+ */
+export function anonExclusive(c: Ctx, pfn: number): boolean {
+  return c.folio(pfn).map === 1 && !(scenarioHasChild(c.sc) && c.mmLive(1))
+}
+
+/**
  * After a present PTE of an anon page was cleared: the dirty bit goes to the folio, the
  * non-present entry (migration or swap) is installed, page_remove_rmap() and folio_put() of the
  * PTE's reference (try_to_*_one(), migrate_vma_collect_pmd()).
@@ -44,7 +57,11 @@ export function installEntry(c: Ctx, mm: number, page: number, pte: Pte, entry: 
   if (pte.dirty) c.emit('frame', 'folio_mark_dirty', `pfn ${pte.pfn}`)
   // try_to_unmap_one() (v6.6 mm/rmap.c): swap_duplicate(entry) before the swap PTE goes in, so
   // the slot's swap_map count is the number of PTEs that refer to it.
-  if (entry.swp !== undefined) c.swapDup(entry.swp)
+  // `if (anon_exclusive) swp_pte = pte_swp_mkexclusive(swp_pte);` (d7c0e68dab98, v5.19)
+  if (entry.swp !== undefined) {
+    c.swapDup(entry.swp)
+    if (anonExclusive(c, pte.pfn)) entry = { ...entry, excl: true }
+  }
   c.setPte(mm, page, entry, entryFn)
   const fr = c.folioW(pte.pfn)
   fr.map--
@@ -252,6 +269,29 @@ export function scenarioHasChild(sc: Scenario): boolean {
       (x = sc.pages.some((p) => p.cow) || sc.threads.some((t) => t.ops.some((o) => o.kind === 'fork'))),
     )
   return x
+}
+
+const SWAPS = new WeakMap<Scenario, boolean>()
+/**
+ * Whether anything can put an anon folio into the swap cache (a reclaim op): only then do the
+ * swap-cache checks of do_wp_page and free_pages_and_swap_cache read the swap state, which
+ * would otherwise make every such step depend on every allocation.
+ */
+export function scenarioSwaps(sc: Scenario): boolean {
+  let x = SWAPS.get(sc)
+  if (x === undefined) SWAPS.set(sc, (x = sc.threads.some((t) => t.ops.some((o) => o.kind === 'reclaim'))))
+  return x
+}
+
+/**
+ * The swap cache's own reference on anon folio `pfn` (1 while a swap-in or a kept reclaim left
+ * it in the swap cache, else 0): what the kernel's refcount checks count in besides the mapcount
+ * (folio_expected_refs' nr for a swapcache folio, write_protect_page's `swapped`).
+ */
+export function swapCacheRefs(c: Ctx, pfn: number): number {
+  if (!scenarioSwaps(c.sc)) return 0
+  const slot = c.swapSlotOf(pfn)
+  return slot >= 0 && c.swapCacheRef(slot) ? 1 : 0
 }
 
 const WALKS = new WeakMap<Scenario, Map<number, readonly WalkVma[]>>()

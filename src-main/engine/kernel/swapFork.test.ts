@@ -79,33 +79,45 @@ describe('reclaim of a page shared with a fork child: try_to_unmap walks both VM
     expect(ex.final.frames[1]!.free).toBe(true)
   })
 
-  it("the parent's swap-in of the shared slot joins the swap cache, maps read-only and its write copies; the child's finds the folio there and frees the slot", () => {
+  it("the parent's swap-in of the shared slot joins the swap cache, maps read-only and calls do_wp_page under the same PTL, which copies; the child's read finds the folio there and leaves it in the swap cache", () => {
     const ex = traced(sc, archHook)
-    expect(lines(ex, { thread: 'C0', kinds: ['pte', 'fault', 'info', 'frame'] }).slice(0, 12)).toEqual([
+    const c0 = lines(ex, { thread: 'C0', kinds: ['pte', 'fault', 'info', 'frame'] })
+    expect(c0.slice(0, 11)).toEqual([
       'fault exc_page_fault: write A: permission fault',
       'fault handle_mm_fault: write fault on A',
       'frame swapin_readahead (read from swap): allocate pfn 1 (gen 2)',
       'fault read_swap_cache_async: A: slot 0 has 2 swap PTEs: pfn 1 joins the swap cache',
       'info swap_free: slot 0: swap_map count 2 -> 1',
+      // should_try_to_free_swap(): a write fault, refcount 2 (ours, the cache's), but the
+      // child's swap PTE keeps the slot: folio_swapped().
+      'info should_try_to_free_swap: write fault, refcount 2: folio_free_swap fails, 1 swap PTE still shares slot 0',
       'pte do_swap_page: PTE A := pfn 1 RO clean',
-      'fault do_swap_page: A: pfn 1 is not exclusive (mapcount 1, refcount 2): mapped read-only, the write faults again',
-      'fault exc_page_fault: write A: permission fault',
-      'fault handle_mm_fault: write fault on A',
+      // v6.6: `if (vmf->flags & FAULT_FLAG_WRITE) { ret |= do_wp_page(vmf); ...}`, no second fault.
+      'fault do_swap_page: A: pfn 1 is not exclusive (no SWP_EXCLUSIVE, refcount 2): mapped read-only, FAULT_FLAG_WRITE: do_wp_page under the PTL',
       'fault do_wp_page: page shared (mapcount 1): wp_page_copy',
       'frame wp_page_copy (alloc + __wp_page_copy_user): allocate pfn 2 (gen 1)',
       'pte ptep_clear_flush: PTE A := none',
     ])
+    expect(c0.filter((l) => l.startsWith('fault exc_page_fault'))).toHaveLength(1)
+    // do_wp_page runs under do_swap_page's PTL: set_pte_at and the decision share one hold.
+    const swapIn = first(ex, 'pte do_swap_page: PTE A := pfn 1 RO clean')
+    const wp = first(ex, 'fault do_wp_page: page shared', { kinds: ['fault'] })
+    expect(swapIn.locks).toContain('ptl')
+    expect(wp.locks).toContain('ptl')
+    expect(wp.step).toBe(swapIn.step)
     expect(lines(ex, { thread: 'K', kinds: ['pte', 'fault', 'info'] })).toContain(
       'fault do_swap_page: A: folio pfn 1 still in the swap cache',
     )
     expect(lines(ex, { thread: 'K', kinds: ['info'] })).toContain(
       'info swap_free: slot 0: swap_map count 1 -> 0',
     )
-    // The slot is freed and the cache's reference went with it: the child's PTE holds pfn 1.
-    expect(ex.final.swap[0]).toBe(null)
-    expect(ex.final.swapCache[0]).toBe(-1)
-    expect(ex.final.swapMap[0]).toBe(0)
-    expect(ex.final.frames[1]).toMatchObject({ free: false, map: 1, ref: 1, v: 5 })
+    // A read fault does not try folio_free_swap (should_try_to_free_swap: no FAULT_FLAG_WRITE,
+    // no VM_LOCKED, swap not full): the folio stays in the swap cache with its reference, and
+    // the slot stays allocated (SWAP_HAS_CACHE) with the contents.
+    expect(ex.final.swap[0]).toBe(5)
+    expect(ex.final.swapCache[0]).toBe(1)
+    expect(ex.final.swapMap[0]).toBe(SWAP_CACHE_REF)
+    expect(ex.final.frames[1]).toMatchObject({ free: false, map: 1, ref: 2, v: 5 })
     expect(ex.final.regs).toEqual([6, 5])
   })
 

@@ -235,7 +235,8 @@ describe('reclaim of the huge page: shrink_folio_list with TTU_SPLIT_HUGE_PMD (v
     'cpu-flush arch_tlbbatch_add_pending: CPU flush deferred to arch_tlbbatch_flush',
     ...inval,
     `frame folio_mark_dirty: pfn ${pfn}`,
-    `pte set_pte_at (swap entry): PTE ${p} := swap entry (slot ${slot})`,
+    // No fork child: the subpage was PageAnonExclusive, the swap PTE carries SWP_EXCLUSIVE.
+    `pte set_pte_at (swap entry): PTE ${p} := swap entry (slot ${slot}, exclusive)`,
     `frame page_remove_rmap: pfn ${pfn} mapcount 0`,
   ]
   const TAIL = [
@@ -271,8 +272,8 @@ describe('reclaim of the huge page: shrink_folio_list with TTU_SPLIT_HUGE_PMD (v
     expect(first(ex, 'pte pmdp_invalidate').locks).toEqual(['pmd_lock'])
     expect(first(ex, 'pte ptep_get_and_clear: PTE B').locks).toEqual(['ptl'])
     expect(ex.final.mms[0]!.ptes).toEqual([
-      { pfn: -1, present: false, write: false, dirty: false, swp: 0 },
-      { pfn: -1, present: false, write: false, dirty: false, swp: 1 },
+      { pfn: -1, present: false, write: false, dirty: false, swp: 0, excl: true },
+      { pfn: -1, present: false, write: false, dirty: false, swp: 1, excl: true },
     ])
   })
 
@@ -300,7 +301,7 @@ describe('reclaim of the huge page: shrink_folio_list with TTU_SPLIT_HUGE_PMD (v
     inOrder(ls, [
       "info shrink_folio_list: A is not mapped by H's huge PMD: reclaimed as a small folio",
       'notifier mmu_notifier_invalidate_range_start: MMU_NOTIFY_CLEAR A',
-      'pte set_pte_at (swap entry): PTE A := swap entry (slot 0)',
+      'pte set_pte_at (swap entry): PTE A := swap entry (slot 0, exclusive)',
     ])
     expect(ls.some((l) => l.includes('PTE B := swap entry'))).toBe(false)
   })

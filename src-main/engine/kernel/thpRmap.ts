@@ -413,19 +413,11 @@ export const reclaimThp: Proc = {
           '__remove_mapping',
           `the huge folio was mapped again (swap-in from the swap cache): keep it`,
         )
+        // The folio stays in the swap cache (do_swap_page's swap_free leaves it there), which
+        // gets its references back from reclaim (see Ctx.swapAlloc).
         pfns.forEach((pfn, i) => {
-          const slot = slots[i]!
-          if (child && c.swapCount(slot) > 0 && c.swapCached(slot) === pfn) {
-            // The other mm's swap PTE still shares the slot: the subpage stays in the swap cache
-            // (with reclaim's reference) for its swap-in, as a small folio's (kernel/reclaim.ts).
-            c.swapCacheAdd(slot, pfn, false)
-            return
-          }
-          if (child && c.swapCached(slot) === pfn && c.swapCount(slot) === 0) {
-            c.swapUncache(slot)
-            c.swapWrite(slot, null)
-          }
-          c.putFrame(pfn, 'folio_putback_lru')
+          if (c.swapCached(slots[i]!) === pfn) c.swapCacheAdd(slots[i]!, pfn, false)
+          else c.putFrame(pfn, 'folio_putback_lru')
         })
         c.ret()
         return

@@ -19,7 +19,7 @@ import type { Ctx } from '../ctx'
 import { tableCount, tablePages, ZERO_PFN, type CallFrame } from '../state'
 import type { ThpDecl } from '../types'
 import { afterNotifier, flag, list, nextPte, num, vmaRuns, type Proc } from './proc'
-import { flushTlbBatchedPending, walkVmaAt, walkVmas } from './rmap'
+import { flushTlbBatchedPending, scenarioSwaps, walkVmaAt, walkVmas } from './rmap'
 import { count } from '../plural'
 import { hugeArg, pmdHuge, thpSplitVma, zapHugePmd, zapPmdPath } from './thp'
 
@@ -81,13 +81,46 @@ export function gatherFlush(c: Ctx, fn: string): void {
   root(c).l.g_range = []
 }
 
-/** tlb_batch_pages_flush(): free_pages_and_swap_cache() on the queued pages. */
+/**
+ * tlb_batch_pages_flush(): free_pages_and_swap_cache() on the queued pages: free_swap_cache()
+ * first (v6.6 mm/swap_state.c: a folio in the swap cache that nothing maps any more leaves it,
+ * folio_free_swap, if no swap PTE still shares its slot), then release_pages().
+ */
 export function gatherFree(c: Ctx): void {
   const q = list(root(c), 'g_queue')
   if (q.length === 0) return
   c.emit('frame', 'tlb_batch_pages_flush', `release ${count(q.length, 'queued page')}`)
-  for (const pfn of q) c.putFrame(pfn, 'free_pages_and_swap_cache')
+  for (const pfn of q) {
+    if (scenarioSwaps(c.sc)) {
+      const slot = c.swapSlotOf(pfn)
+      if (slot >= 0 && c.swapCacheRef(slot) && c.folio(pfn).map === 0)
+        c.folioFreeSwap(slot, 'free_swap_cache: folio_free_swap')
+    }
+    c.putFrame(pfn, 'free_pages_and_swap_cache')
+  }
   root(c).l.g_queue = []
+}
+
+/**
+ * free_swap_and_cache() (v6.6 mm/swapfile.c) for a zapped swap PTE: __swap_entry_free() drops
+ * its swap_map count. At 0 with a folio still in the swap cache, __try_to_reclaim_swap(TTRS_UNMAPPED
+ * | TTRS_FULL) frees it from the cache only if no PTE maps it (folio_mapped) and its trylock
+ * succeeds (not while reclaim holds it: Ctx.swapCacheLocked); without a folio the slot is freed.
+ */
+export function freeSwapAndCache(c: Ctx, slot: number): void {
+  const left = c.swapFree(slot)
+  const pfn = c.swapCached(slot)
+  let what = ''
+  if (left === 0 && pfn < 0) {
+    c.swapWrite(slot, null)
+    what = ': the slot is freed'
+  } else if (left === 0 && c.folio(pfn).map === 0 && !c.swapCacheLocked(slot)) {
+    c.folioFreeSwap(slot, '__try_to_reclaim_swap: folio_free_swap')
+    what = `: pfn ${pfn} leaves the swap cache, the slot is freed`
+  } else if (left === 0) {
+    what = `: pfn ${pfn} stays in the swap cache (${c.folio(pfn).map > 0 ? 'mapped' : 'locked by reclaim'})`
+  }
+  c.emit('info', 'free_swap_and_cache', `slot ${slot}: swap_map count ${left + 1} -> ${left}${what}`)
 }
 
 /**
@@ -181,17 +214,7 @@ export const zapVma: Proc = {
       const page = pages[i]!
       const old = c.pte(mm, page)!
       c.setPte(mm, page, null, 'ptep_get_and_clear_full')
-      // free_swap_and_cache() (v6.6 mm/swapfile.c): drop the PTE's swap_map count; the slot is
-      // freed at 0 (a folio the swap cache holds on its own goes too: __try_to_reclaim_swap).
-      if (old.swp !== undefined) {
-        const left = c.swapFree(old.swp, 'free_swap_and_cache')
-        c.emit(
-          'info',
-          'free_swap_and_cache',
-          `slot ${old.swp}: swap_map count ${left + 1} -> ${left}${left === 0 ? ': the slot is freed' : ''}`,
-        )
-        if (left === 0) c.swapWrite(old.swp, null)
-      }
+      if (old.swp !== undefined) freeSwapAndCache(c, old.swp)
       const end = tableEnd(c, pages, i)
       if (old.mig || old.swp !== undefined) {
         // A migration or swap entry is in no TLB and holds no page reference: cleared (a swap
