@@ -46,6 +46,7 @@ export const Res = {
   isSec: (x: number) => x >= 5 * M * M && x < 6 * M * M,
   seq: (i: number) => 6 * M * M + i,
   inprog: (i: number, p: number) => 7 * M * M + i * M + p,
+  /** A frame: contents, counts and, for an anon folio, its folio lock and LRU isolation (PFrame.lk, iso). */
   frame: (pfn: number) => 8 * M * M + pfn,
   /** A `signal`/`wait` flag. */
   flag: (i: number) => 9 * M * M + i,

@@ -46,6 +46,13 @@ export interface PFrame {
    * and, after fork (anon_vma_clone), the child's right after it.
    */
   avc?: true
+  /**
+   * PG_locked of an anon folio (folio_lock / folio_trylock, v6.6 include/linux/pagemap.h): the
+   * thread holding it; absent while unlocked. A page-cache folio's lock is FileState.lock.
+   */
+  lk?: number
+  /** Off the LRU (folio_isolate_lru / isolate_lru_folios took it; putback_lru_page returns it). */
+  iso?: true
 }
 
 /** A cached translation, in a CPU TLB or a secondary TLB/shadow table. */
@@ -762,6 +769,8 @@ export function frameLabels(s: LabState, live: Liveness): Int32Array {
         x.gen - y.gen ||
         x.w - y.w ||
         Number(x.sup) - Number(y.sup) ||
+        (x.lk ?? -1) - (y.lk ?? -1) ||
+        Number(x.iso === true) - Number(y.iso === true) ||
         a - b
       )
     })
@@ -830,6 +839,7 @@ export function hashState(s: LabState, live: Liveness): [number, number] {
     h.n(f.map)
     h.n(f.gen)
     h.n(f.w * 8 + (f.free ? 1 : 0) + (f.sup ? 2 : 0) + (f.avc ? 4 : 0))
+    h.n((f.lk ?? -1) + 1 + (f.iso ? 1 << 12 : 0))
   }
   for (const m of s.mms) {
     h.n((m.live ? 1 : 0) + 2 * (m.writer + 1) + 1024 * m.readers)

@@ -13,11 +13,20 @@
  * unmap.ts); a folio reclaim keeps because it was mapped again stays in the swap cache while
  * PTEs still share the slot.
  *
+ * LRU isolation and the folio lock (v6.6 shrink_folio_list() works on the folios
+ * isolate_lru_folios() took off the LRU): a folio another thread isolated (a migration) is not
+ * on the LRU, so this reclaim does not see it; a folio locked by another thread (KSM's
+ * trylock_page, migrate_vma's collect, a migration's destination until it is mapped in every
+ * VMA) fails folio_trylock() and is kept (`goto keep`: putback_lru_page). The lock is held
+ * until the folio is freed or kept.
+ *
  * Secondary notification: v6.6 as migration (arch hook at arch_tlbbatch_add_pending: (0, -1)
  * per page on x86, the page on arm64). v4.15 called ->invalidate_range explicitly under the
  * PTL right after the clear in the swap path ("We have to invalidate as we cleared the pte",
  * Glisse 2017), and again at range_end (reference 3.9).
  */
+import type { Ctx } from '../ctx'
+import type { CallFrame } from '../state'
 import { flag, num, type Proc } from './proc'
 import {
   anonWalkNext,
@@ -29,12 +38,38 @@ import {
   walkVmas,
 } from './rmap'
 
+/** `keep`: folio_unlock(), putback_lru_page() and the isolation's reference (folio_putback_lru). */
+function keep(c: Ctx, f: CallFrame, fn = 'folio_putback_lru'): void {
+  const pfn = num(f, 'pfn')
+  c.anonUnlock(pfn, c.pageName(num(f, 'page')), 'shrink_folio_list: folio_unlock (keep)')
+  c.putbackLru(pfn)
+  c.putFrame(pfn, fn)
+}
+
 export const reclaim: Proc = {
   /** Isolate and lock the folio (a reference), add_to_swap(): a slot, the folio in the swap cache. */
   start: {
     run: (c, f) => {
-      const pfn = isolateMappedFolio(c, f, 'shrink_folio_list', 'reclaim')
+      const pfn = isolateMappedFolio(
+        c,
+        f,
+        'shrink_folio_list',
+        'reclaim',
+        'not on the LRU (another thread isolated the folio): isolate_lru_folios does not take it, not reclaimed',
+      )
       if (pfn === null) return
+      // shrink_folio_list(): `if (!folio_trylock(folio)) goto keep;`
+      if (!c.anonTrylock(pfn, c.pageName(num(f, 'page')), 'shrink_folio_list: folio_trylock')) {
+        c.putbackLru(pfn)
+        c.putFrame(pfn, 'folio_putback_lru')
+        c.emit(
+          'op',
+          'reclaim',
+          `${c.pageName(num(f, 'page'))}: folio locked by another thread: kept, not reclaimed`,
+        )
+        c.ret()
+        return
+      }
       f.l.slot = c.swapAlloc(pfn)
       c.emit('info', 'add_to_swap', `pfn ${pfn} -> swap slot ${num(f, 'slot')}`)
       // try_to_unmap() -> rmap_walk_anon(): with a fork child, every VMA of the anon_vma.
@@ -64,7 +99,7 @@ export const reclaim: Proc = {
       if (!flag(f, 'mapped')) {
         c.emit('info', 'shrink_folio_list', 'the page was unmapped meanwhile: keep it')
         c.swapUncache(num(f, 'slot'))
-        c.putFrame(num(f, 'pfn'), 'folio_putback_lru')
+        keep(c, f)
         c.ret()
         return
       }
@@ -93,6 +128,8 @@ export const reclaim: Proc = {
           // Other swap PTEs still share the slot: the folio stays in the swap cache (the
           // cache's reference is the one reclaim held), for their swap-ins to find.
           c.swapCacheAdd(slot, pfn, false)
+          c.anonUnlock(pfn, c.pageName(num(f, 'page')), 'shrink_folio_list: folio_unlock (keep)')
+          c.putbackLru(pfn)
           c.emit('info', 'folio_putback_lru', `pfn ${pfn} stays in the swap cache of slot ${slot}`)
         } else {
           if (scenarioHasChild(c.sc) && c.swapCached(slot) === pfn) {
@@ -100,7 +137,7 @@ export const reclaim: Proc = {
             c.swapUncache(slot)
             c.swapWrite(slot, null)
           }
-          c.putFrame(pfn, 'folio_putback_lru')
+          keep(c, f)
         }
         c.ret()
         return
@@ -115,6 +152,9 @@ export const reclaim: Proc = {
         )
       }
       fr.sup = true
+      // __remove_mapping(), then folio_unlock() and free_it: an isolated folio is freed off the LRU.
+      c.anonUnlock(pfn, c.pageName(num(f, 'page')), 'shrink_folio_list: folio_unlock')
+      c.lruFreed(pfn)
       c.swapUncache(num(f, 'slot'))
       // With a fork child, a swap-in may have taken the slot's last count while the folio was
       // still reclaim's (do_swap_page leaves it then): no PTE refers to the slot, it is freed.

@@ -18,11 +18,22 @@ import type { Scenario } from '../types'
 import { afterNotifier, decodePte, encodePte, flag, num, type PcHandler, type Proc } from './proc'
 
 /**
- * The common start of migrate_folio_unmap() and shrink_folio_list(): find the mapped anon folio
- * of the frame's page, take a reference (isolate and lock) and keep its pfn in `f.l.pfn`.
- * Returns the pfn, or null (after an info event and ret) when there is no such folio.
+ * The common start of migrate_folio_unmap(), shrink_folio_list() and migrate_vma_collect_pmd():
+ * find the mapped anon folio of the frame's page, take a reference and keep its pfn in `f.l.pfn`.
+ * With `busy` (reclaim's isolate_lru_folios, migrate_pages' caller's folio_isolate_lru) the
+ * reference is the isolation's and the folio leaves the LRU; a folio another thread isolated
+ * is not on it (folio_test_clear_lru fails): an op event ends the op with `busy`
+ * (migration's -EBUSY, reclaim skipping it). Without `busy`, a plain folio_get (migrate_vma
+ * collects first and isolates in migrate_device_unmap).
+ * Returns the pfn, or null (after an info or op event and ret) when there is no such folio.
  */
-export function isolateMappedFolio(c: Ctx, f: CallFrame, kfn: string, what: string): number | null {
+export function isolateMappedFolio(
+  c: Ctx,
+  f: CallFrame,
+  kfn: string,
+  what: string,
+  busy?: string,
+): number | null {
   const page = num(f, 'page')
   const pte = c.pte(c.mmIndex, page)
   if (!pte || !pte.present || pte.pfn === ZERO_PFN) {
@@ -30,9 +41,24 @@ export function isolateMappedFolio(c: Ctx, f: CallFrame, kfn: string, what: stri
     c.ret()
     return null
   }
+  if (busy !== undefined) {
+    if (!c.isolateLru(pte.pfn, kfn === 'shrink_folio_list' ? 'isolate_lru_folios' : 'folio_isolate_lru')) {
+      c.emit('op', what, `${c.pageName(page)}: ${busy}`)
+      c.ret()
+      return null
+    }
+  }
   c.getFrame(pte.pfn)
   f.l.pfn = pte.pfn
   return pte.pfn
+}
+
+/**
+ * folio_unlock() of anon folio `pfn` if this thread holds its lock (a path shared by a caller
+ * that took it and one that did not: a failed folio_trylock).
+ */
+export function unlockIfHeld(c: Ctx, pfn: number, label: string, fn = 'folio_unlock'): void {
+  if (c.folio(pfn).lk === c.t) c.anonUnlock(pfn, label, fn)
 }
 
 /**
