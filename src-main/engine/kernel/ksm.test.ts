@@ -41,6 +41,7 @@ describe('ksm_merge: write_protect_page, pages_identical, replace_page', () => {
     ])
     expect(first(ex, 'notifier mmu_notifier_arch_invalidate_secondary_tlbs').locks).toEqual([
       'mmap_lock(r)',
+      'folio_lock(P)',
       'ptl',
     ])
   })

@@ -183,6 +183,7 @@ describe('migrate: try_to_migrate and remove_migration_ptes over a page shared w
     // K reads A first (its TLB caches the shared frame); then the migration runs.
     const ex = traced(sc, archHook, [1])
     expect(lines(ex, { thread: 'kcompactd', kinds: ['pte', 'cpu-flush', 'notifier', 'frame'] })).toEqual([
+      'frame folio_isolate_lru: pfn 1 off the LRU',
       'frame get_new_folio (destination): allocate pfn 2 (gen 1)',
       'notifier mmu_notifier_invalidate_range_start: MMU_NOTIFY_CLEAR A',
       'pte ptep_get_and_clear: PTE A := none',
@@ -206,7 +207,11 @@ describe('migrate: try_to_migrate and remove_migration_ptes over a page shared w
       'frame page_add_anon_rmap: pfn 2 mapcount 2',
       'frame migrate_folio_done (free the source): free pfn 1 (gen 1)',
     ])
-    expect(first(ex, 'pte ptep_get_and_clear: PTE A (child)').locks).toEqual(['ptl(child)'])
+    expect(first(ex, 'pte ptep_get_and_clear: PTE A (child)').locks).toEqual([
+      'folio_lock(A)',
+      'folio_lock(A new)',
+      'ptl(child)',
+    ])
     // The child CPU's entry for the old frame went with the batched flush, before the free.
     expect(ex.final.tlbs[1]!.some((e) => e.pfn === 1)).toBe(false)
     expect(ex.final.frames[2]).toMatchObject({ map: 2, ref: 2 })
@@ -224,8 +229,9 @@ describe('migrate: try_to_migrate and remove_migration_ptes over a page shared w
         kcompactd: [migrate A]
         K: { mm: child, ops: [read A -> r0] }
     `)
-    // kcompactd installs the parent's migration entry (3 steps); then fork runs to its end.
-    const ex = traced(sc, archHook, [1, 1, 1, 0, 0, 0, 0, 0, 0])
+    // kcompactd installs the parent's migration entry (4 steps: isolate, folio_trylock,
+    // range_start, unmap); then fork runs to its end.
+    const ex = traced(sc, archHook, [1, 1, 1, 1, 0, 0, 0, 0, 0, 0])
     expect(lines(ex, { kinds: ['pte'] })).toEqual([
       'pte ptep_get_and_clear: PTE A := none',
       'pte set_pte_at (migration entry): PTE A := migration entry (pfn 1, writable)',
@@ -512,6 +518,8 @@ describe("rmap_walk_anon visits every VMA of the folio's anon_vma; try_to_migrat
   it("the parent COW-copied A: migrating the child's old folio (the parent's anon_vma) gives the parent's VMA a range_start/end pair first; map_pte takes its PTL (a present PTE), check_pte fails", () => {
     const ex = traced(forked('write A 2', 'migrate A'), se)
     expect(lines(ex, K)).toEqual([
+      'lock migrate_folio_unmap: folio_trylock: lock the folio pfn 1 (A)',
+      'lock migrate_folio_unmap: folio_trylock(dst): lock the folio pfn 3 (A new)',
       ...parentPair([
         'lock page_vma_mapped_walk: take the page-table lock',
         'info page_vma_mapped_walk: A: the PTE maps another folio',
@@ -521,13 +529,17 @@ describe("rmap_walk_anon visits every VMA of the folio's anon_vma; try_to_migrat
       'lock remove_migration_pte: take the page-table lock',
       'pte set_pte_at (remove_migration_pte): PTE A (child) := pfn 3 RO dirty',
       'lock pte_unmap_unlock: release the page-table lock',
+      'lock migrate_folio_move: folio_unlock(dst): unlock the folio pfn 3 (A new)',
+      'lock migrate_folio_move: folio_unlock(src): unlock the folio pfn 1 (A)',
     ])
     expect(ex.violations).toEqual([])
   })
 
   it("the parent's PTE is none (MADV_DONTNEED after fork): the pair still comes, and map_pte takes no PTL", () => {
     const ex = traced(forked('madvise_dontneed A', 'migrate A'), se)
-    expect(lines(ex, K).slice(0, 9)).toEqual([
+    expect(lines(ex, K).slice(0, 11)).toEqual([
+      'lock migrate_folio_unmap: folio_trylock: lock the folio pfn 1 (A)',
+      'lock migrate_folio_unmap: folio_trylock(dst): lock the folio pfn 2 (A new)',
       ...parentPair(['info page_vma_mapped_walk: A: no present PTE: not found, no PTL']),
       ...childUnmap(1),
     ])
