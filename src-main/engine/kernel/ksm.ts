@@ -45,14 +45,26 @@ export const ksmMerge: Proc = {
       f.l.pfn = pte.pfn
       const kpage = c.allocFrame(c.folio(pte.pfn).v, 'stable_tree_search (stable page of equal content)')
       f.l.kpage = kpage
-      if (!c.anonTrylock(pte.pfn, c.pageName(page), 'try_to_merge_one_page: trylock_page')) {
+      c.goto('trylock')
+    },
+  },
+  /**
+   * try_to_merge_one_page(): `if (!trylock_page(page)) goto out;` (a step of its own: ksmd
+   * holds its reference from the scan on, the lock only from here).
+   */
+  trylock: {
+    run: (c, f) => {
+      const page = num(f, 'page')
+      const pfn = num(f, 'pfn')
+      if (!c.anonTrylock(pfn, c.pageName(page), 'try_to_merge_one_page: trylock_page')) {
         fail(c, f, 'trylock_page fails')
         return
       }
-      if (pte.huge) {
+      const pte = c.pte(c.mmIndex, page)
+      if (pte?.huge === true && pte.present && pte.pfn === pfn) {
         // try_to_merge_one_page(): `if (PageTransCompound(page)) { if (split_huge_page(page))
         // goto out_unlock; }` (kernel/thpRmap.ts splitHugePage).
-        c.call('split_huge_page', { page, pin: pte.pfn }, 'split_done')
+        c.call('split_huge_page', { page, pin: pfn }, 'split_done')
         return
       }
       c.goto('wp_rs')

@@ -807,7 +807,9 @@ export function parseThreads(
       issues.add(w.path, `nothing signals '${w.flag}': add 'signal ${w.flag}' to another thread`, w.at, w.len)
   }
   // With a fork child, migrate, migrate_vma and reclaim walk the child's mappings too
-  // (kernel/rmap.ts walkVmas). An HMM driver's migration (owner M) is of the memory it mirrors.
+  // (kernel/rmap.ts walkVmas), in any threads: the anon folio's LRU isolation and lock
+  // (PFrame.iso, lk) run them one at a time on a folio, as the kernel does. An HMM driver's
+  // migration (owner M) is of the memory it mirrors.
   for (const o of ownerOps) {
     if (threads.find((t) => t.name === o.thread)?.mm === 1)
       issues.add(
@@ -817,7 +819,6 @@ export function parseThreads(
         o.len,
       )
   }
-  if (forks > 0 || hasCowPages) checkChildIsolations(pageOps, pages, issues)
   checkExits(exits, threads, pages, issues)
   checkThpIsolations(thpIsolations, thpCollapses, issues)
   if (forks > 0) checkThpFork(thpCpuOps, threads, issues)
@@ -879,38 +880,6 @@ function checkThpIsolations(
       issues.add(
         o.path,
         `${o.op} with thp_collapse in one scenario is not modelled: the collapse would find the folio isolated and locked (SCAN_PAGE_LOCK) and back out, a failure path the model does not have`,
-        o.at,
-        o.len,
-      )
-  }
-}
-
-/** The ops that isolate an anon folio from the LRU and lock it: reclaim and the two migrations. */
-const ISOLATING = ['reclaim', 'migrate', 'migrate_vma']
-
-/**
- * With a fork child, reclaim, migrate and migrate_vma of one anon page go in one thread (two
- * migrates in two threads stay accepted, as before). Each isolates the folio from the LRU and
- * holds its lock, so the kernel runs one at a time on it, and a migration's destination is
- * neither on the LRU nor unlocked until remove_migration_ptes has mapped it in every VMA. The
- * model tracks neither for anon pages; with two VMAs, reclaim could take the new page between
- * remove_migration_ptes' two PTEs and free it under the second.
- */
-function checkChildIsolations(
-  pageOps: ReadonlyArray<{ path: Path; at: number; len: number; op: string; page: number; thread: string }>,
-  pages: readonly PageDecl[],
-  issues: Issues,
-): void {
-  const firstOf = new Map<number, { op: string; thread: string }>()
-  for (const o of pageOps) {
-    const pg = pages[o.page]
-    if (!ISOLATING.includes(o.op) || pg?.kind !== 'anon') continue
-    const f = firstOf.get(o.page)
-    if (!f) firstOf.set(o.page, o)
-    else if (f.thread !== o.thread && !(f.op === 'migrate' && o.op === 'migrate'))
-      issues.add(
-        o.path,
-        `${o.op} ${pg.name} in a second thread (${f.thread} has ${f.op} ${pg.name}) is not modelled in a scenario with a fork child: reclaim and migration isolate and lock the folio, one at a time, which the model does not track for anon pages; put them in one thread`,
         o.at,
         o.len,
       )
