@@ -101,6 +101,13 @@ export interface MmState {
   imap: boolean[]
   /** Readers of the i_mmap rwsem (i_mmap_lock_read in unmap_mapping_range). */
   imapReaders: number
+  /**
+   * The process's anon_vma rwsem (in the process's MmState): readers (rmap_walk_anon's
+   * anon_vma_lock_read) and the writer thread (collapse_huge_page, split_huge_page:
+   * anon_vma_lock_write). Optional: absent means 0 readers, no writer.
+   */
+  avr?: number
+  avw?: number
   /** THP scenarios, per table: pmd_lock(mm, pmd) of the table's PMD: holder thread or -1. */
   pmdl: number[]
   /**
@@ -845,6 +852,7 @@ export function hashState(s: LabState, live: Liveness): [number, number] {
     h.n((m.live ? 1 : 0) + 2 * (m.writer + 1) + 1024 * m.readers)
     for (let k = 0; k < m.ptl.length; k++) h.n(m.ptl[k]! * 2 + (m.pt[k] ? 1 : 0))
     h.n(m.tfp + 64 * m.imapReaders + (m.tfb === true ? 1 << 20 : 0))
+    h.n((m.avr ?? 0) + 64 * ((m.avw ?? -1) + 1))
     for (const l of m.imap) h.n(l ? 1 : 0)
     for (const p of m.ptes) h.n(pteCode(p, lab))
     h.n(64 * m.gupf + (m.rel ? 1 << 20 : 0) + (m.oomSkip ? 1 << 19 : 0) + (m.users ?? 0) * (1 << 21))

@@ -261,4 +261,46 @@ export class CtxLocks extends CtxMemory {
   lruFreed(pfn: number): void {
     delete this.folioW(pfn).iso
   }
+  // ---- the process's anon_vma rwsem -----------------------------------------------------
+  /**
+   * anon_vma_lock_read() would not wait (no writer). One rwsem stands for the process's
+   * anon_vma; a walk over a folio of the fork child's own anon_vma takes it too (its writers,
+   * collapse and split_huge_page, are refused with a child).
+   */
+  anonVmaReadable(): boolean {
+    this.rd(Res.anonVma)
+    return (this.s.mms[0]!.avw ?? -1) === -1
+  }
+  /** anon_vma_lock_write() would not wait (no writer, no reader). */
+  anonVmaWritable(): boolean {
+    this.rd(Res.anonVma)
+    this.rd(Res.anonVmaReaders)
+    const m = this.s.mms[0]!
+    return (m.avw ?? -1) === -1 && (m.avr ?? 0) === 0
+  }
+  /** anon_vma_lock_read() (+1) / anon_vma_unlock_read() (-1), rmap_walk_anon's. */
+  anonVmaRead(delta: 1 | -1, fn: string): void {
+    this.rd(Res.anonVma)
+    this.inc(Res.anonVmaReaders)
+    const m = this.mmW(0)
+    if (delta > 0 && (m.avw ?? -1) !== -1) throw new Error('model bug: anon_vma_lock_read with a writer')
+    m.avr = (m.avr ?? 0) + delta
+    if (m.avr < 0) throw new Error('model bug: anon_vma_unlock_read with no reader')
+    if (delta > 0) this.thread.locks.push('anon_vma(r)')
+    else this.dropLock('anon_vma(r)')
+    this.emit('lock', fn, delta > 0 ? 'take the anon_vma lock for read' : 'release the anon_vma lock')
+  }
+  /** anon_vma_lock_write() / anon_vma_unlock_write(). */
+  anonVmaWrite(take: boolean, fn: string): void {
+    this.rd(Res.anonVmaReaders)
+    this.wr(Res.anonVma)
+    const m = this.mmW(0)
+    if (take && ((m.avw ?? -1) !== -1 || (m.avr ?? 0) !== 0))
+      throw new Error('model bug: anon_vma_lock_write while held')
+    if (!take && m.avw !== this.t) throw new Error('model bug: anon_vma_unlock_write by a non-holder')
+    m.avw = take ? this.t : -1
+    if (take) this.thread.locks.push('anon_vma(w)')
+    else this.dropLock('anon_vma(w)')
+    this.emit('lock', fn, take ? 'take the anon_vma lock for write' : 'release the anon_vma lock')
+  }
 }

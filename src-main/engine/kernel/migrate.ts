@@ -57,7 +57,10 @@ import { MIGRATE_MODES } from '../types'
 import { afterNotifier, flag, num, type PcHandler, type Proc } from './proc'
 import { finalizeAndMap } from './hmm'
 import {
+  anonWalkGuard,
+  anonWalkLock,
   anonWalkNext,
+  anonWalkUnlock,
   installEntry,
   scenarioHasChild,
   isolateMappedFolio,
@@ -207,6 +210,7 @@ export const migrate: Proc = {
   /** try_to_unmap_flush() before the copy: x86 arch_tlbbatch_flush() (IPIs, no hook); arm64 a DSB. */
   flush: {
     run: (c, f) => {
+      anonWalkUnlock(c, f)
       tryToUnmapFlush(c, f, 'page', [num(f, 'page')], 'arch_tlbbatch_flush')
       if (!flag(f, 'mapped')) {
         c.emit('info', 'migrate_pages', 'the page was unmapped meanwhile: nothing to migrate')
@@ -252,12 +256,15 @@ export const migrate: Proc = {
    * destination's allocation reference stays the migration's until 'end'.
    */
   remove: {
-    guard: (c, f) => (c.ptlFree(c.mmIndex, num(f, 'page')) ? null : 'page-table lock held'),
+    guard: (c, f) =>
+      anonWalkGuard(c, f) ?? (c.ptlFree(c.mmIndex, num(f, 'page')) ? null : 'page-table lock held'),
     run: (c, f) => {
       const mm = c.mmIndex
       const page = num(f, 'page')
       const pfn = num(f, 'pfn')
       const dst = num(f, 'new')
+      // remove_migration_ptes() -> rmap_walk(): anon_vma_lock_read for the whole walk.
+      anonWalkLock(c, f)
       c.lockPtl(mm, page, 'remove_migration_pte')
       const pte = c.pte(mm, page)
       if (pte?.mig && pte.pfn === pfn) {
@@ -298,14 +305,17 @@ export const migrate: Proc = {
    * ptep_clear_flush); async (and a failed sync pass) puts it back (migrate_pages returns it).
    */
   undo: {
-    guard: (c, f) => (c.ptlFree(c.mmIndex, num(f, 'page')) ? null : 'page-table lock held'),
+    guard: (c, f) =>
+      anonWalkGuard(c, f) ?? (c.ptlFree(c.mmIndex, num(f, 'page')) ? null : 'page-table lock held'),
     run: (c, f) => {
+      anonWalkLock(c, f)
       const { page, pfn } = sourceBack(c, f, 'undo')
       // remove_migration_ptes(src, src) goes on to the walk's next VMA with an entry.
       if (migEntryWalk(c, f, num(f, 'vi') + 1)) {
         c.goto('undo')
         return
       }
+      anonWalkUnlock(c, f)
       c.anonUnlock(num(f, 'new'), dstLabel(c, f), 'migrate_folio_undo_dst: folio_unlock')
       c.putFrame(num(f, 'new'), 'migrate_folio_undo_dst')
       c.anonUnlock(pfn, srcLabel(c, f), 'migrate_folio_undo_src: folio_unlock')
@@ -336,6 +346,7 @@ export const migrate: Proc = {
   end: {
     run: (c, f) => {
       const pfn = num(f, 'pfn')
+      anonWalkUnlock(c, f)
       c.anonUnlock(num(f, 'new'), dstLabel(c, f), 'migrate_folio_move: folio_unlock(dst)')
       c.anonUnlock(pfn, srcLabel(c, f), 'migrate_folio_move: folio_unlock(src)')
       c.lruFreed(pfn)
@@ -457,6 +468,7 @@ function collected(c: Ctx, f: CallFrame): void {
  * not migrated; else the driver copies.
  */
 function tmDone(c: Ctx, f: CallFrame): void {
+  anonWalkUnlock(c, f)
   delete f.l.ttu_sync
   if (c.folio(num(f, 'pfn')).map > 0) {
     c.emit('info', 'migrate_device_unmap', `pfn ${num(f, 'pfn')} is still mapped: restore it, not migrated`)
@@ -550,7 +562,9 @@ export const migrateVma: Proc = {
   collected: { run: (c, f) => collected(c, f) },
   /** try_to_migrate_one() on the next VMA: range_start(MMU_NOTIFY_CLEAR) on its mm. */
   tm_rs: {
+    guard: anonWalkGuard,
     run: (c, f) => {
+      anonWalkLock(c, f)
       c.rangeStart(c.mmIndex, [num(f, 'page')], 'MMU_NOTIFY_CLEAR')
       c.goto('tm_unmap')
     },
@@ -571,13 +585,16 @@ export const migrateVma: Proc = {
   tm_done: { run: (c, f) => tmDone(c, f) },
   /** remove_migration_ptes(folio, folio) per VMA with an entry: the source back; then put both. */
   restore: {
-    guard: (c, f) => (c.ptlFree(c.mmIndex, num(f, 'page')) ? null : 'page-table lock held'),
+    guard: (c, f) =>
+      anonWalkGuard(c, f) ?? (c.ptlFree(c.mmIndex, num(f, 'page')) ? null : 'page-table lock held'),
     run: (c, f) => {
+      anonWalkLock(c, f)
       const { page } = sourceBack(c, f, 'restore')
       if (migEntryWalk(c, f, num(f, 'vi') + 1)) {
         c.goto('restore')
         return
       }
+      anonWalkUnlock(c, f)
       giveUp(c, f, 'migrate_vma_finalize (unused destination)', 'folio_put (restored source)')
       c.emit('op', 'migrate_vma', `${c.pageName(page)}: not migrated`)
       c.ret()

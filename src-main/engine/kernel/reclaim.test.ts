@@ -32,6 +32,7 @@ describe('reclaim: try_to_unmap_one, pageout, free; do_swap_page', () => {
     ])
     expect(first(ex, 'sec-inval ->invalidate_range (try_to_unmap_one)').locks).toEqual([
       'folio_lock(P)',
+      'anon_vma(r)',
       'ptl',
     ])
     expect(allEvents(ex).some((e) => e.text === 'free pfn 1 (gen 1)')).toBe(true)

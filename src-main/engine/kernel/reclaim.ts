@@ -30,6 +30,7 @@ import type { CallFrame } from '../state'
 import { flag, num, type Proc } from './proc'
 import {
   anonWalkNext,
+  anonWalkUnlock,
   isolateMappedFolio,
   rmapRangeStart,
   rmapUnmap,
@@ -94,6 +95,7 @@ export const reclaim: Proc = {
   /** try_to_unmap_flush_dirty(), then pageout() -> swap_writepage(): the contents go to swap. */
   pageout: {
     run: (c, f) => {
+      anonWalkUnlock(c, f)
       tryToUnmapFlush(c, f, 'page', [num(f, 'page')], 'arch_tlbbatch_flush (try_to_unmap_flush_dirty)')
       const src = c.folio(num(f, 'pfn'))
       if (!flag(f, 'mapped')) {

@@ -78,9 +78,33 @@ export function installEntry(c: Ctx, mm: number, page: number, pte: Pte, entry: 
   c.putFrame(pte.pfn, 'folio_put (the PTE reference)')
 }
 
-/** try_to_*_one(): mmu_notifier_invalidate_range_start(MMU_NOTIFY_CLEAR), then the unmap step. */
+/**
+ * rmap_walk_anon()'s anon_vma_lock_read() at the walk's first VMA (local `av` while held; the
+ * guard waits for a writer: a collapse, split_huge_page), for the guard of a walk's step.
+ */
+export function anonWalkGuard(c: Ctx, f: CallFrame): string | null {
+  return flag(f, 'av') || c.anonVmaReadable() ? null : 'anon_vma lock held for write'
+}
+export function anonWalkLock(c: Ctx, f: CallFrame): void {
+  if (flag(f, 'av')) return
+  c.anonVmaRead(1, 'rmap_walk_anon: anon_vma_lock_read')
+  f.l.av = true
+}
+/** anon_vma_unlock_read() when the walk is over (a no-op if it never took it). */
+export function anonWalkUnlock(c: Ctx, f: CallFrame): void {
+  if (!flag(f, 'av')) return
+  c.anonVmaRead(-1, 'rmap_walk_anon: anon_vma_unlock_read')
+  delete f.l.av
+}
+
+/**
+ * try_to_*_one(): mmu_notifier_invalidate_range_start(MMU_NOTIFY_CLEAR), then the unmap step;
+ * the walk's anon_vma_lock_read at its first VMA.
+ */
 export const rmapRangeStart: PcHandler = {
+  guard: anonWalkGuard,
   run: (c, f) => {
+    anonWalkLock(c, f)
     c.rangeStart(c.mmIndex, [num(f, 'page')], 'MMU_NOTIFY_CLEAR')
     c.goto('unmap')
   },

@@ -210,6 +210,7 @@ describe('migrate: try_to_migrate and remove_migration_ptes over a page shared w
     expect(first(ex, 'pte ptep_get_and_clear: PTE A (child)').locks).toEqual([
       'folio_lock(A)',
       'folio_lock(A new)',
+      'anon_vma(r)',
       'ptl(child)',
     ])
     // The child CPU's entry for the old frame went with the batched flush, before the free.
@@ -514,15 +515,19 @@ describe("rmap_walk_anon visits every VMA of the folio's anon_vma; try_to_migrat
     expect(lines(ex, K)).toEqual([
       'lock migrate_folio_unmap: folio_trylock: lock the folio pfn 1 (A)',
       'lock migrate_folio_unmap: folio_trylock(dst): lock the folio pfn 3 (A new)',
+      'lock rmap_walk_anon: anon_vma_lock_read: take the anon_vma lock for read',
       ...parentPair([
         'lock page_vma_mapped_walk: take the page-table lock',
         'info page_vma_mapped_walk: A: the PTE maps another folio',
         'lock pte_unmap_unlock: release the page-table lock',
       ]),
       ...childUnmap(1),
+      'lock rmap_walk_anon: anon_vma_unlock_read: release the anon_vma lock',
+      'lock rmap_walk_anon: anon_vma_lock_read: take the anon_vma lock for read',
       'lock remove_migration_pte: take the page-table lock',
       'pte set_pte_at (remove_migration_pte): PTE A (child) := pfn 3 RO dirty',
       'lock pte_unmap_unlock: release the page-table lock',
+      'lock rmap_walk_anon: anon_vma_unlock_read: release the anon_vma lock',
       'lock migrate_folio_move: folio_unlock(dst): unlock the folio pfn 3 (A new)',
       'lock migrate_folio_move: folio_unlock(src): unlock the folio pfn 1 (A)',
     ])
@@ -531,9 +536,10 @@ describe("rmap_walk_anon visits every VMA of the folio's anon_vma; try_to_migrat
 
   it("the parent's PTE is none (MADV_DONTNEED after fork): the pair still comes, and map_pte takes no PTL", () => {
     const ex = traced(forked('madvise_dontneed A', 'migrate A'), se)
-    expect(lines(ex, K).slice(0, 11)).toEqual([
+    expect(lines(ex, K).slice(0, 12)).toEqual([
       'lock migrate_folio_unmap: folio_trylock: lock the folio pfn 1 (A)',
       'lock migrate_folio_unmap: folio_trylock(dst): lock the folio pfn 2 (A new)',
+      'lock rmap_walk_anon: anon_vma_lock_read: take the anon_vma lock for read',
       ...parentPair(['info page_vma_mapped_walk: A: no present PTE: not found, no PTL']),
       ...childUnmap(1),
     ])

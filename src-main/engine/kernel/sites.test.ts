@@ -158,7 +158,7 @@ const CASES: readonly Case[] = [
       'sec-inval ->invalidate_range (try_to_unmap_one): iommu: invalidate P (1 entry dropped)',
     ],
     // shrink_folio_list holds the folio lock across try_to_unmap.
-    locks: ['folio_lock(P)', 'ptl'],
+    locks: ['folio_lock(P)', 'anon_vma(r)', 'ptl'],
   },
   {
     site: 'flush_tlb_page',
@@ -200,7 +200,7 @@ const CASES: readonly Case[] = [
       'sec-inval arch_invalidate_secondary_tlbs: iommu: invalidate all (1 entry dropped)',
     ],
     // shrink_folio_list holds the folio lock across try_to_unmap.
-    locks: ['folio_lock(P)', 'ptl'],
+    locks: ['folio_lock(P)', 'anon_vma(r)', 'ptl'],
   },
   {
     site: 'ptep_set_access_flags',
