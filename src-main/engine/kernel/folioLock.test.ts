@@ -213,3 +213,94 @@ describe('migrate_vma: trylock_page in collect, folio_isolate_lru in migrate_dev
     expect(ex.violations).toEqual([])
   })
 })
+
+describe('khugepaged: __collapse_huge_page_isolate meets a locked or non-present page and backs out (v6.6 mm/khugepaged.c)', () => {
+  const collapse = (cpu: string) =>
+    load(`
+      title: collapse beside reclaim or migration
+      arch: x86_64
+      pages:
+        A: { value: 1, prot: rw }
+        B: { value: 2, prot: rw }
+      thp:
+        H: { pages: [A, B], mapped: pte }
+      secondary:
+        - { name: iommu, type: hw-walker, cached: [A, B] }
+      cpus:
+        T0: [${cpu}]
+        khugepaged: [thp_collapse H]
+      devices:
+        D0: { via: iommu, ops: [read A -> d0] }
+      forbid: d0 != 1
+    `)
+
+  it('reclaim holds A locked: trylock_page fails (SCAN_PAGE_LOCK), release_pte_pages, pmd_populate puts the detached table back, the new huge page is freed', () => {
+    // T0: reclaim_thp falls back to the small folio (one step), isolate_lru_folios + folio_trylock.
+    const ex = traced(collapse('reclaim A'), archHook, [0, 0, 1, 1, 1, 1, 1, 1, 1, 1])
+    const l = lines(ex, { thread: 'khugepaged', kinds: ['lock', 'pte', 'info', 'frame', 'op'] })
+    const from = l.indexOf('info __collapse_huge_page_isolate: isolate the pages of H')
+    expect(l.slice(from)).toEqual([
+      'info __collapse_huge_page_isolate: isolate the pages of H',
+      'info __collapse_huge_page_isolate: trylock_page: folio_trylock of pfn 1 (A) fails: locked by T0',
+      'info __collapse_huge_page_isolate: SCAN_PAGE_LOCK: the collapse backs out',
+      'lock pte_unmap_unlock: release the page-table lock',
+      'lock collapse_huge_page: pmd_lock: take the PMD lock',
+      'pte pmd_populate: PMD H := the detached PTE table again, PTEs A,B -> pfns 1,2',
+      'lock spin_unlock (pmd_lock): release the PMD lock',
+      'lock anon_vma_unlock_write: release the anon_vma lock',
+      'lock mmap_write_unlock: release mmap_lock',
+      'frame folio_put (unused huge page): free pfn 3 (gen 1)',
+      'frame folio_put (unused huge page): free pfn 4 (gen 1)',
+      'op thp_collapse: H: not collapsed (__collapse_huge_page_isolate failed)',
+    ])
+    // The PMD links the table again; reclaim then swaps A out of it.
+    expect(ex.final.mms[0]!.pt[0]).toBe(true)
+    expect(lines(ex, { thread: 'T0', kinds: ['op'] }).at(-1)).toBe('op reclaim: A swapped out to slot 0')
+    expect(ex.final.mms[0]!.ptes[1]).toMatchObject({ pfn: 2, present: true })
+    expect(ex.violations).toEqual([])
+  })
+
+  it("B's page locked after A's was taken: A is released again (unlock, putback) before the back-out", () => {
+    const ex = traced(collapse('reclaim B'), archHook, [0, 0, 1, 1, 1, 1, 1, 1, 1, 1])
+    const l = lines(ex, { thread: 'khugepaged', kinds: ['lock', 'info', 'frame'] })
+    const from = l.indexOf('info __collapse_huge_page_isolate: isolate the pages of H')
+    expect(l.slice(from, from + 8)).toEqual([
+      'info __collapse_huge_page_isolate: isolate the pages of H',
+      'lock __collapse_huge_page_isolate: trylock_page: lock the folio pfn 1 (A)',
+      'frame __collapse_huge_page_isolate: isolate_lru_page: pfn 1 off the LRU',
+      'info __collapse_huge_page_isolate: trylock_page: folio_trylock of pfn 2 (B) fails: locked by T0',
+      'lock release_pte_pages: unlock_page: unlock the folio pfn 1 (A)',
+      'frame release_pte_pages: putback_lru_page: pfn 1 back on the LRU',
+      'info __collapse_huge_page_isolate: SCAN_PAGE_LOCK: the collapse backs out',
+      'lock pte_unmap_unlock: release the page-table lock',
+    ])
+    expect(ex.final.frames.every((fr) => fr.lk === undefined && fr.iso === undefined)).toBe(true)
+  })
+
+  it("rmap_walk_anon's anon_vma_lock_read waits for the collapse's anon_vma_lock_write: a migration's try_to_migrate cannot start while the table is detached", () => {
+    const sc = collapse('migrate A')
+    // T0 isolates and locks A (migrate_thp falls back to the small folio, start, folio_trylock);
+    // khugepaged scans and takes mmap_lock and the anon_vma lock for write; T0's walk
+    // (range_start, anon_vma_lock_read) now waits.
+    const head = [0, 0, 0, 1, 1]
+    const cut = runExecution(sc, archHook, scriptedChooser(head), { tracing: true, maxSteps: head.length })
+    expect(blockedReason(sc, archHook, cut.final, 0)).toBe('anon_vma lock held for write')
+    // The collapse then finds A locked and backs out; the migration goes on once it released
+    // the anon_vma lock.
+    const ex = traced(sc, archHook, head)
+    expect(lines(ex, { thread: 'khugepaged', kinds: ['op'] }).at(-1)).toBe(
+      'op thp_collapse: H: not collapsed (__collapse_huge_page_isolate failed)',
+    )
+    const ev = allEvents(ex)
+    const unlockW = ev.findIndex((e) => e.thread === 'khugepaged' && e.fn === 'anon_vma_unlock_write')
+    const lockR = ev.findIndex((e) => e.thread === 'T0' && e.fn === 'rmap_walk_anon: anon_vma_lock_read')
+    expect(lockR).toBeGreaterThan(unlockW)
+    expect(lines(ex, { thread: 'T0', kinds: ['op'] }).at(-1)).toMatch(/^op migrate: A: pfn 1 -> pfn \d+$/)
+    expect(ex.violations).toEqual([])
+    // Exhaustively: every interleaving of the migration (and a reclaim) with the collapse holds.
+    for (const p of ['start-end', 'invalidate-range', 'arch-hook'] as const) {
+      expect(runUnder(sc, p).verdict, p).toBe('holds')
+      expect(runUnder(collapse('migrate B sync, reclaim A'), p).verdict, p).toBe('holds')
+    }
+  })
+})
