@@ -115,3 +115,27 @@ ${extra}`
     )
   })
 })
+
+describe('a huge page stands for 512 pages in what an invalidation costs', () => {
+  // v6.6 arm_smmu_mm_arch_invalidate_secondary_tlbs: a range of CMDQ_MAX_TLBI_OPS pages or
+  // more (a 2 MiB PMD range is 512) is one ASID-wide TLBI, however few subpages the scenario
+  // names for it; a subpage alone (after the split) is one page.
+  const yaml = (ops: string) => `title: t
+arch: arm64
+thp: { H: [A, B] }
+pages: { A: { value: 1 }, B: { value: 2 } }
+secondary:
+  - { name: smmu, type: hw-walker, iommu: smmu-v3, flush_at: end, cached: [A] }
+cpus:
+  C0: [${ops}]
+expect: { start-end: holds }
+`
+  it('the zap of the whole huge PMD is one ASID-wide TLBI; a zap of one subpage after the split is one page', () => {
+    const whole = runUnder(loadScenarioText(yaml('munmap A B'), 't.yaml'), 'start-end')
+    expect(whole.invalidations).toEqual({ page: 0, range: 0, full: 1, atc: 0 })
+    const one = runUnder(loadScenarioText(yaml('thp_split H, madvise_dontneed A'), 't.yaml'), 'start-end')
+    // flush_at: end: one invalidation per range_end. The split's range covers the 2 MiB
+    // (ASID-wide); the MADV_DONTNEED of A after it is one page.
+    expect(one.invalidations).toEqual({ page: 1, range: 0, full: 1, atc: 0 })
+  })
+})

@@ -9,7 +9,7 @@
  * `expect_metrics`),
  * scenario/kernel (`mmu_gather`, `kernel`, `costs`) and scenario/explore.
  */
-import type { Arch, Scenario } from './types'
+import type { Arch, PageDecl, Scenario, ThreadDecl } from './types'
 import { ScenarioError } from './types'
 import { checkKeys, isObj, Issues, oneOf, typeName } from './scenario/common'
 import { parseExpectations } from './scenario/expect'
@@ -104,6 +104,7 @@ export function validateScenario(raw: unknown): Scenario {
     secondaries,
     secIndex,
   )
+  const pagesWithHoles = mremapHoles(raw, pages, threads)
   const policies = parsePolicies(raw, issues)
   const { forbid, forbidText, expect, expectMetrics } = parseExpectations(
     raw,
@@ -122,7 +123,7 @@ export function validateScenario(raw: unknown): Scenario {
     title,
     source,
     arch: arch!,
-    pages,
+    pages: pagesWithHoles,
     secondaries,
     threads,
     registers,
@@ -138,4 +139,25 @@ export function validateScenario(raw: unknown): Scenario {
     flags,
     thp,
   }
+}
+
+/**
+ * An mremap target declared `mapped: none` with no `prot:` is a hole in the address space:
+ * no VMA until move_vma's copy_vma makes one, so mremap_to's do_munmap (MREMAP_FIXED) finds
+ * nothing there. With `prot:` it has a VMA (a reservation, say), which that do_munmap unmaps.
+ */
+function mremapHoles(
+  raw: Record<string, unknown>,
+  pages: readonly PageDecl[],
+  threads: readonly ThreadDecl[],
+): PageDecl[] {
+  const rawPages = isObj(raw.pages) ? raw.pages : {}
+  const targets = new Set<number>()
+  for (const t of threads) for (const op of t.ops) if (op.kind === 'mremap') targets.add(op.to)
+  return pages.map((p, i) => {
+    const d = rawPages[p.name]
+    return targets.has(i) && p.mapped === 'none' && isObj(d) && d.prot === undefined
+      ? { ...p, vma: false }
+      : p
+  })
 }

@@ -322,7 +322,7 @@ export function initialState(sc: Scenario): LabState {
     ptl: new Array<number>(tables).fill(-1),
     pt: new Array<boolean>(tables).fill(false),
     tfp: 0,
-    imap: sc.pages.map((p) => p.kind === 'pfnmap' || p.kind === 'file'),
+    imap: sc.pages.map((p) => (p.kind === 'pfnmap' || p.kind === 'file') && p.vma !== false),
     imapReaders: 0,
     pmdl: new Array<number>(tables).fill(-1),
     // A PMD-mapped anon THP has its PTE table deposited (do_huge_pmd_anonymous_page).
@@ -348,11 +348,11 @@ export function initialState(sc: Scenario): LabState {
       kernel.ptes[i] = { pfn, present: true, write: true, dirty: true }
       return
     }
-    parent.vmas.push(p.prot)
-    if (hasChild) child.vmas[i] = p.prot
+    parent.vmas.push(p.vma === false ? null : p.prot)
+    if (hasChild) child.vmas[i] = p.vma === false ? null : p.prot
     // cow pages imply a fork before the run: dup_mmap linked the child's VMA of a file (a
     // regular file's, or a driver's pfnmap) into the file's i_mmap tree (kernel/protect.ts fork).
-    if (hasChild && (p.kind === 'file' || p.kind === 'pfnmap')) child.imap[i] = true
+    if (hasChild && (p.kind === 'file' || p.kind === 'pfnmap') && p.vma !== false) child.imap[i] = true
     if (p.kind === 'file' && p.fileOf !== undefined) {
       // Another address of file page fileOf's offset: it maps that page's folio (set up below,
       // once every folio exists).

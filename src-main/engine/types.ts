@@ -54,6 +54,12 @@ export interface PageDecl {
    * (scenario/pages.ts).
    */
   readonly table?: number
+  /**
+   * false: no VMA at this address before the run, a hole in the address space: an mremap
+   * target declared `mapped: none` with no `prot:` (move_vma's copy_vma makes its VMA). An
+   * access before that finds no VMA. Absent: the page has a VMA of `prot`.
+   */
+  readonly vma?: false
 }
 
 export type FlushAt = 'start' | 'end' | 'both'

@@ -991,10 +991,26 @@ describe('file: P pages and mremap: located errors', () => {
       /^11:17 len1 moving a file page: declare the target as the same file offset, 'H: \{ kind: file, file: F, mapped: none \}'/,
     )
   })
-  it('mremap to a mapped address, at the target', () => {
-    expect(only(scenario({ pages: file, cpus: 'cpus:\n  C0: [mremap F P]' }))).toBe(
-      "10:17 len1 the target 'P' must be a process address with no mapping yet (mapped: none)",
+  it('mremap to a mapped address is accepted (mremap_to unmaps it first); of a file page it must be the same offset', () => {
+    const sc = loadScenarioText(
+      scenario({ pages: 'pages:\n  P: { value: 1 }\n  Q: { value: 2 }', cpus: 'cpus:\n  C0: [mremap P Q]' }),
+      'x.yaml',
     )
+    expect(sc.threads[0]!.ops[0]).toEqual({ kind: 'mremap', page: 0, to: 1 })
+    // A target declared with a VMA keeps it; only mapped: none without prot is a hole.
+    expect(sc.pages.map((p) => p.vma)).toEqual([undefined, undefined])
+    expect(only(scenario({ pages: file, cpus: 'cpus:\n  C0: [mremap F P]' }))).toMatch(
+      /^10:17 len1 moving a file page: declare the target as the same file offset/,
+    )
+  })
+  it('an mremap target declared mapped: none with no prot is a hole (no VMA); with prot it has one', () => {
+    const load = (q: string) =>
+      loadScenarioText(
+        scenario({ pages: `pages:\n  P: { value: 1 }\n  Q: ${q}`, cpus: 'cpus:\n  C0: [mremap P Q]' }),
+        'x.yaml',
+      )
+    expect(load('{ mapped: none }').pages[1]!.vma).toBe(false)
+    expect(load('{ prot: rw, mapped: none }').pages[1]!.vma).toBeUndefined()
   })
 })
 

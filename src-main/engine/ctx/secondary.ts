@@ -8,8 +8,37 @@
 import { invalidationCost } from '../costs'
 import { Res } from '../footprint'
 import { count } from '../plural'
-import { tablesOf } from '../state'
+import { hugeOf, tablesOf } from '../state'
+import type { Scenario } from '../types'
 import { CtxTlbs } from './tlbs'
+
+/** Base-page size of a PMD range: a 2 MiB huge page is 512 pages of 4 KiB. */
+export const HPAGE_PMD_NR = 512
+
+/**
+ * The 4 KiB pages an invalidation of `pages` stands for, for what it costs the driver. A
+ * huge page's few subpages stand for its 512 (types.ts ThpDecl), so a range that covers all
+ * of them is the 2 MiB range the kernel passes for a PMD (zap_huge_pmd, change_huge_pmd,
+ * __split_huge_pmd, pmdp_collapse_flush): 512 aligned pages, which the SMMU sends as one
+ * ASID-wide TLBI (CMDQ_MAX_TLBI_OPS) and VT-d as one 2 MiB chunk. A subpage alone stays one
+ * page. Small pages keep their own index (below 512: a scenario has a handful of pages).
+ */
+export function spanPages(sc: Scenario, pages: readonly number[] | null): readonly number[] | null {
+  if (pages === null || sc.thp.length === 0) return pages
+  const out: number[] = []
+  const seen = new Set<number>()
+  for (const p of pages) {
+    const h = hugeOf(sc, p)
+    const hp = h ? sc.thp.indexOf(h) : -1
+    if (h && h.pages.every((q) => pages.includes(q))) {
+      if (seen.has(hp)) continue
+      seen.add(hp)
+      const base = HPAGE_PMD_NR * (hp + 1)
+      for (let k = 0; k < HPAGE_PMD_NR; k++) out.push(base + k)
+    } else out.push(p)
+  }
+  return out
+}
 
 export class CtxSecondary extends CtxTlbs {
   // ---- a driver's invalidation commands ----------------------------------------------
@@ -43,7 +72,7 @@ export class CtxSecondary extends CtxTlbs {
       return
     }
     const iotlb = !(d.btm && d.iommu === 'smmu-v3')
-    const c = invalidationCost(d.iommu, pages, d.ats, iotlb)
+    const c = invalidationCost(d.iommu, spanPages(this.sc, pages), d.ats, iotlb)
     for (const [key, times] of c.cost) this.cost(key, times)
     if (this.kinds) {
       if (iotlb) this.kinds[c.kind]++

@@ -103,3 +103,69 @@ describe('mremap: move_page_tables -> move_ptes', () => {
     )
   })
 })
+
+describe("mremap_to's do_munmap of the target (MREMAP_FIXED, v6.6 mm/mremap.c)", () => {
+  const tsc = (target: string, cpus = '[mremap A B]') =>
+    scenarioOf(
+      `
+        title: mremap target
+        arch: x86_64
+        pages:
+          A: { value: 1 }
+          B: ${target}
+        secondary:
+          - { name: iommu, type: hw-walker, cached: [A] }
+        cpus:
+          C0: ${cpus}
+      `,
+      'mremap-target.yaml',
+    )
+
+  it('a target with a VMA (a reservation, prot declared) gets its own MMU_NOTIFY_UNMAP range before copy_vma', () => {
+    const ex = traced(tsc('{ prot: rw, mapped: none }'), makePolicy('start-end'))
+    const l = lines(ex, { thread: 'C0', kinds: ['lock', 'notifier', 'info'] })
+    expect(l.slice(0, 8)).toEqual([
+      'lock mmap_write_lock: take mmap_lock for write',
+      'info mremap_to: MREMAP_FIXED: do_munmap of the VMA at B',
+      'info vma_iter_clear_gfp: detach VMA(s) for B',
+      'notifier mmu_notifier_invalidate_range_start: MMU_NOTIFY_UNMAP B',
+      'lock zap_pte_range: pte_offset_map_lock: take the page-table lock',
+      'lock pte_unmap_unlock: release the page-table lock',
+      'notifier mmu_notifier_invalidate_range_end: B',
+      'info do_munmap: B unmapped',
+    ])
+    // The lock is held for write throughout: do_munmap neither downgrades nor drops it.
+    expect(first(ex, 'notifier mmu_notifier_invalidate_range_start: MMU_NOTIFY_UNMAP B').locks).toEqual([
+      'mmap_lock(w)',
+    ])
+    expect(l[8]).toBe('info copy_vma: new VMA at B (rw); need_rmap_locks = false')
+    expect(ex.final.mms[0]!.vmas).toEqual([null, 'rw'])
+  })
+
+  it("a mapped target's page is zapped, flushed and freed before the move; then B maps A's page", () => {
+    const ex = traced(tsc('{ value: 9 }'), makePolicy('arch-hook'))
+    const l = lines(ex, { thread: 'C0', kinds: ['pte', 'cpu-flush', 'frame', 'notifier'] })
+    const clear = l.indexOf('pte ptep_get_and_clear_full: PTE B := none')
+    const flush = l.indexOf('cpu-flush tlb_flush (tlb_finish_mmu): flush CPU TLBs: B')
+    const free = l.findIndex((x) => x.startsWith('frame free_pages_and_swap_cache: free pfn 2'))
+    const move = l.indexOf('pte move_ptes: set_pte_at (new address): PTE B := pfn 1 RW dirty')
+    expect(clear).toBeGreaterThanOrEqual(0)
+    expect([clear < flush, flush < free, free < move]).toEqual([true, true, true])
+    expect(ex.final.frames[2]!.free).toBe(true)
+    expect(ex.final.frames[1]!.map).toBe(1)
+  })
+
+  it('a target declared mapped: none with no prot is a hole: no VMA before the move, so an access faults and do_munmap finds nothing', () => {
+    const ex = traced(
+      tsc('{ mapped: none }', '[write B 5, mremap A B, read B -> r]'),
+      makePolicy('start-end'),
+    )
+    const l = lines(ex, { thread: 'C0', kinds: ['info', 'op', 'notifier'] })
+    expect(l.some((x) => x.includes('do_munmap'))).toBe(false)
+    expect(l.filter((x) => x.startsWith('notifier mmu_notifier_invalidate_range_start'))).toEqual([
+      'notifier mmu_notifier_invalidate_range_start: MMU_NOTIFY_UNMAP A',
+      'notifier mmu_notifier_invalidate_range_start: MMU_NOTIFY_UNMAP A',
+    ])
+    expect(ex.final.regs).toEqual([1])
+  })
+})

@@ -1,7 +1,9 @@
 /**
  * mremap(old, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, new) of one page, v6.6 mm/mremap.c:
- * mremap_to() under mmap_write_lock (the target holds no mapping here, so its do_munmap finds
- * nothing) -> move_vma(): copy_vma() makes the new VMA (a file VMA is linked into the i_mmap
+ * mremap_to() under mmap_write_lock: MREMAP_FIXED's do_munmap(new_addr) unmaps whatever VMA is
+ * at the target first (the munmap sequence of kernel/unmap.ts with the lock kept: its
+ * MMU_NOTIFY_UNMAP range, the zap, tlb_finish_mmu's flush and free; a target with no VMA finds
+ * nothing and notifies nobody) -> move_vma(): copy_vma() makes the new VMA (a file VMA is linked into the i_mmap
  * tree under i_mmap_lock_write; need_rmap_locks is false for a new VMA, so move_page_tables
  * takes no i_mmap lock: truncate can run concurrently with it), then move_page_tables():
  *
@@ -43,6 +45,14 @@ export const mremap: Proc = {
         c.ret()
         return
       }
+      const to = num(f, 'to')
+      if (c.vma(mm, to) !== null) {
+        // mremap_to(): `if (flags & MREMAP_FIXED) { ret = do_munmap(mm, new_addr, new_len, ...) }`
+        c.emit('info', 'mremap_to', `MREMAP_FIXED: do_munmap of the VMA at ${c.pageName(to)}`)
+        f.l.tgt = true
+        c.call('munmap', { req: [to], held: true }, 'copy')
+        return
+      }
       c.goto('copy')
     },
   },
@@ -62,6 +72,9 @@ export const mremap: Proc = {
       const to = num(f, 'to')
       const vma = c.vma(mm, page)!
       c.setVma(mm, to, vma)
+      // vma_link() -> __vma_link_file(): the new file VMA joins the i_mmap tree (the target's
+      // old VMA, if any, left it in do_munmap's unlink_file_vma).
+      if (c.isFile(page)) c.imapLink(mm, to)
       c.emit('info', 'copy_vma', `new VMA at ${c.pageName(to)} (${vma}); need_rmap_locks = false`)
       c.goto('rs')
     },
@@ -234,7 +247,9 @@ function done(c: Ctx, f: CallFrame): void {
   const old = decodePte(f.l.old ?? null)
   // What this call removed is the old address's translation of the PTE it moved; a PTE that a
   // racing zap (truncate) cleared first is that zap's to flush and report.
+  // And the target's old translation, if mremap_to's do_munmap removed one (f.l.tgt).
   if (old) c.markRevoked(mm, [num(f, 'page')], true)
+  if (flag(f, 'tgt')) c.markRevoked(mm, [num(f, 'to')], true)
   c.emit('op', 'mremap', `returns ${c.pageName(num(f, 'to'))}${old ? ` (pfn ${old.pfn} moved)` : ''}`)
   c.ret()
 }

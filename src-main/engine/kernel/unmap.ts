@@ -18,7 +18,7 @@
 import type { Ctx } from '../ctx'
 import { tableCount, tablePages, ZERO_PFN, type CallFrame } from '../state'
 import type { ThpDecl } from '../types'
-import { afterNotifier, list, nextPte, num, vmaRuns, type Proc } from './proc'
+import { afterNotifier, flag, list, nextPte, num, vmaRuns, type Proc } from './proc'
 import { flushTlbBatchedPending, walkVmaAt, walkVmas } from './rmap'
 import { count } from '../plural'
 import { hugeArg, pmdHuge, thpSplitVma, zapHugePmd, zapPmdPath } from './thp'
@@ -521,7 +521,12 @@ function unmapNextVma(c: Ctx, f: CallFrame): boolean {
   return true
 }
 
-/** munmap(2): __vm_munmap -> do_vmi_align_munmap -> unmap_region, v6.6 mm/mmap.c. */
+/**
+ * munmap(2): __vm_munmap -> do_vmi_align_munmap -> unmap_region, v6.6 mm/mmap.c. With `held`
+ * it is do_munmap() called by a holder of mmap_lock for write (mremap_to's unmap of the target,
+ * MREMAP_FIXED): do_vmi_munmap(..., unlock = false) neither downgrades nor drops the lock, and
+ * returns to the caller.
+ */
 export const munmap: Proc = {
   /**
    * mmap_write_lock; do_vmi_align_munmap(): a range boundary inside a huge page splits its VMA
@@ -529,9 +534,9 @@ export const munmap: Proc = {
    * PMD (kernel/thp.ts thpSplitVma, the __split_huge_pmd sequence); then the VMAs are detached.
    */
   start: {
-    guard: (c) => (c.mmapWritable(c.mmIndex) ? null : 'mmap_lock held'),
+    guard: (c, f) => (flag(f, 'held') || c.mmapWritable(c.mmIndex) ? null : 'mmap_lock held'),
     run: (c, f) => {
-      c.mmapWriteLock(c.mmIndex)
+      if (!flag(f, 'held')) c.mmapWriteLock(c.mmIndex)
       const pages = startRuns(c, f, list(f, 'req'))
       const hp = thpSplitVma(c, pages)
       if (hp !== null) {
@@ -637,11 +642,11 @@ function munmapDetach(c: Ctx, f: CallFrame): void {
     pages.length ? `detach VMA(s) for ${c.pagesText(pages)}` : 'no VMA in range: nothing to unmap',
   )
   if (pages.length === 0) {
-    c.mmapWriteUnlock(mm)
+    if (!flag(f, 'held')) c.mmapWriteUnlock(mm)
     c.ret()
     return
   }
-  c.mmapWriteDowngrade(mm)
+  if (!flag(f, 'held')) c.mmapWriteDowngrade(mm)
   gatherInit(c)
   c.goto('rs')
 }
@@ -652,6 +657,12 @@ function munmapDone(c: Ctx, f: CallFrame): void {
   // now, after the flush above (the one that carried freed_tables).
   c.freeDetachedTable(c.mmIndex, list(f, 'ft'))
   gatherFinishFree(c)
+  if (flag(f, 'held')) {
+    // The syscall (mremap) has not returned yet: it marks what it revoked when it does.
+    c.emit('info', 'do_munmap', `${c.pagesText(list(f, 'pages'))} unmapped`)
+    c.ret()
+    return
+  }
   c.mmapReadUnlock(c.mmIndex)
   c.markRevoked(c.mmIndex, list(f, 'pages'), true)
   c.emit('op', 'munmap', 'returns 0')

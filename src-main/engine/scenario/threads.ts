@@ -594,8 +594,8 @@ export function parseThreads(
             ? 'mremap moves a page to another address'
             : from.kind === 'pfnmap' || from.kind === 'kernel'
               ? `mremap moves anon or file pages; '${from.name}' is ${from.kind}`
-              : dst.mapped !== 'none' || dst.kind === 'kernel'
-                ? `the target '${dst.name}' must be a process address with no mapping yet (mapped: none)`
+              : dst.kind === 'kernel'
+                ? `the target '${dst.name}' must be a process address, not a kernel page`
                 : from.kind === 'file' && dst.fileOf !== (from.fileOf ?? page)
                   ? `moving a file page: declare the target as the same file offset, '${dst.name}: { kind: file, file: ${pages[from.fileOf ?? page]!.name}, mapped: none }'`
                   : from.kind === 'anon' && dst.kind !== 'anon'
