@@ -398,3 +398,28 @@ describe('every violated counterexample of the catalogue names its culprit steps
     )
   })
 })
+
+describe("a mirror fill from a stale hmm_range_fault snapshot says why the retry didn't catch it", () => {
+  // migrate_vma of a swapped-out page by the mirror's own driver: collect skips the swap entry,
+  // the CPU swaps it in, and the owner filter keeps the MMU_NOTIFY_MIGRATE from the notifier, so
+  // mmu_interval_read_retry passes (found by the kernel review: the text said "without").
+  const yaml = (retry: string) => `title: t
+arch: x86_64
+pages:
+  A: { value: 5, prot: rw }
+secondary:
+  - { name: hmm, type: sw-mirror, protocol: hmm, cached: [A]${retry} }
+cpus:
+  C0: [reclaim A, migrate_vma A owner hmm, read A -> c]
+devices:
+  D0: { via: hmm, ops: [read A -> d] }
+expect: { start-end: use-after-free }
+`
+  it('the retry passed: no invalidation reached the notifier since read_begin', () => {
+    const sc = loadScenarioText(yaml(''), 't.yaml')
+    const r = runPolicy(sc, makePolicy('start-end'), defaultRunOptions(sc))
+    const uaf = r.counterexamples.find((c) => c.invariant === 'use-after-free')!
+    expect(uaf.why).toContain('which mmu_interval_read_retry let through')
+    expect(uaf.why).not.toContain('without mmu_interval_read_retry')
+  })
+})

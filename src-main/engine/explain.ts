@@ -481,7 +481,8 @@ function chainOf(run: Run, use: Use, insufficient = false): Chain | null {
       : undefined
   const viaWalkCache = walk ? { walk, story: tableStory(run, fill, null) } : null
   // Filled from a translation already stale: the IOTLB entry an ATC fill copied, or a mirror
-  // fault's snapshot taken before the PTE change and installed without mmu_interval_read_retry.
+  // fault's snapshot taken before the PTE change and installed without mmu_interval_read_retry
+  // (or with it, when the change reached no notifier: the migrate_vma owner filter).
   const source: Array<{ step: number; role: 'fill' | 'context'; text: string; why: string }> = []
   if (fill >= 0 && madeStale !== null && madeStale < fill && !walk) {
     const filler = run.ex.records[fill]!.thread
@@ -593,7 +594,11 @@ function fillContext(c: Chain): string[] {
   const from = src
     ? `from the stale ${src.text.slice(src.text.indexOf(': ') + 2, src.text.indexOf(' -> '))} entry`
     : c.source.length
-      ? 'from that snapshot, without mmu_interval_read_retry'
+      ? // The sequence moved and the driver programmed anyway (hmm_retry: false); or nothing
+        // reached the notifier (the migrate_vma owner filter skipped it), so the retry passed.
+        c.source.some((x) => x.text.includes('mmu_interval_set_seq'))
+        ? 'from that snapshot, without mmu_interval_read_retry'
+        : 'from that snapshot, which mmu_interval_read_retry let through: no invalidation reached the notifier since read_begin'
       : c.madeStale !== null && c.madeStale < c.fill
         ? 'from a translation already stale'
         : ''

@@ -166,11 +166,12 @@ export class Futures {
     this.everyPage = []
     this.share = []
     // An `exit` releases the mm's notifiers: every device access and notifier call then reads
-    // that (ctx.ts mmReleased, a shared resource), so every thread may share.
+    // that (ctx.ts mmReleased, a shared resource), so every thread may share. The OOM reaper's
+    // MMF_UNSTABLE is read by every anonymous fault (ctx/tables.ts mmUnstable) likewise.
     this.shareAll =
       widen ||
       sc.secondaries.some((x) => x.type === 'sw-mirror' || (x.type === 'hw-walker' && x.walkCache)) ||
-      sc.threads.some((t) => t.ops.some((o) => o.kind === 'exit'))
+      sc.threads.some((t) => t.ops.some((o) => o.kind === 'exit' || o.kind === 'oom_reap'))
     for (const t of sc.threads) {
       const pages: Uint8Array[] = new Array<Uint8Array>(t.ops.length + 1)
       const writer: boolean[] = new Array<boolean>(t.ops.length + 1)

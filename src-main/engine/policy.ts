@@ -104,8 +104,8 @@ export const SITES: readonly SiteDoc[] = [
     name: 'ptep_clear_flush_notify',
     group: 'invalidate-range',
     kernel:
-      'v4.15 include/linux/mmu_notifier.h ptep_clear_flush_notify(), called by mm/memory.c wp_page_copy()',
-    doc: "->invalidate_range under the PTL between the clear and set_pte_at_notify of the new page (Glisse's case B): no device sees the new page before the old one is gone",
+      'v4.15 include/linux/mmu_notifier.h ptep_clear_flush_notify(), called by mm/memory.c wp_page_copy(); its PMD sibling pmdp_huge_clear_flush_notify(), called by mm/huge_memory.c __split_huge_pmd_locked() for a file/shmem PMD',
+    doc: "->invalidate_range under the PTL between the clear and set_pte_at_notify of the new page (Glisse's case B): no device sees the new page before the old one is gone; for a file PMD's split, under pmd_lock right after the PMD is cleared (the _only_end that follows skips range_end)",
   },
   {
     name: 'tlb_flush_mmu_tlbonly',

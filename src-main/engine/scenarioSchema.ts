@@ -49,7 +49,7 @@ const OP_DOCS: Record<string, string> = {
   signal: 'signal F: set flag F (a driver ringing a doorbell, a completion)',
   wait: 'wait F: block until another thread has signalled F',
   thp_split:
-    'thp_split H: __split_huge_pmd of huge page H (declared under thp:): range_start, pmd_lock, pmdp_invalidate (flush_tlb_range), PTEs to the same pages, range_end (v4.15: only_end) (mm/huge_memory.c)',
+    'thp_split H: __split_huge_pmd of huge page H (declared under thp:): range_start, pmd_lock, pmdp_invalidate (flush_tlb_range), PTEs to the same pages, range_end (v4.15: only_end) (mm/huge_memory.c). kind: file: pmdp_huge_clear_flush zaps the PMD, no PTEs (the pages refault from the page cache)',
   thp_collapse:
     'thp_collapse H: khugepaged of huge page H: collapse_huge_page (anon) or collapse_and_free_pmd (kind: file): range_start, pmdp_collapse_flush, range_end, tlb_remove_table_sync_one, copy into a new huge page, free the old pages (and, for file, the page table), set_pmd_at (mm/khugepaged.c)',
   writeback:
@@ -58,7 +58,7 @@ const OP_DOCS: Record<string, string> = {
   mremap:
     'mremap P Q: mremap(MREMAP_MAYMOVE|MREMAP_FIXED) of page P to address Q (mapped: none; a file page needs Q declared file: P): mmap_write_lock, range_start over P, move_ptes under the PTL (flush_tlb_batched_pending, ptep_get_and_clear, set_pte_at at Q, flush_tlb_range of P before the unlock: eb66ae030829), range_end, then the old VMA is unmapped (mm/mremap.c)',
   truncate:
-    "truncate P (kind: file): ftruncate below P: i_size_write (faults now SIGBUS), unmap_mapping_range (zap_page_range_single with notifiers), truncate_inode_pages (folio_lock, unmap again if a fault mapped it, filemap_remove_folio, the page cache's reference dropped) (mm/truncate.c)",
+    "truncate P (kind: file): ftruncate below P: i_size_write (faults now SIGBUS), unmap_mapping_range (zap_page_range_single with notifiers), truncate_inode_pages (folio_lock, unmap again if a fault mapped it, filemap_remove_folio, the page cache's reference dropped) (mm/truncate.c). The first subpage of a kind: file huge page (thp:): the whole huge page (zap_huge_pmd, truncate_inode_folio)",
   oom_reap:
     'oom_reap: the oom_reaper kthread: __oom_reap_task_mm under mmap_read_trylock zaps the anon VMAs with mmu_notifier_invalidate_range_start_nonblock; a notifier returning -EAGAIN (nonblock: eagain) makes it skip the VMA (mm/oom_kill.c)',
 }
@@ -377,7 +377,7 @@ export function scenarioJsonSchema(): object {
                 kind: {
                   enum: ['anon', 'file'],
                   description:
-                    'anon: collapse_huge_page; file: the file/shmem collapse path (collapse_and_free_pmd), modelled on anon frames',
+                    'anon: collapse_huge_page; file: a MAP_SHARED shmem huge page whose subpages are page-cache pages: the file/shmem collapse path (collapse_and_free_pmd), and a split that zaps the PMD (no PTEs; the pages refault, do_set_pmd or a PTE) and a zap that frees nothing',
                 },
               },
             },

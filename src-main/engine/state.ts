@@ -137,6 +137,12 @@ export interface MmState {
    * mmap_lock for write; oom_reap_task_mm() tests it under mmap_read_trylock and skips the mm.
    */
   oomSkip?: true
+  /**
+   * MMF_UNSTABLE: __oom_reap_task_mm() set it before its first zap (v6.6 mm/oom_kill.c); a
+   * fault that would populate a new anonymous page (do_anonymous_page's
+   * check_stable_address_space) gets VM_FAULT_SIGBUS from then on.
+   */
+  unstable?: true
 }
 
 export interface SecState {
@@ -188,6 +194,11 @@ export interface FileState {
    * fault on it gets SIGBUS (filemap_fault's i_size check).
    */
   readonly trunc?: true
+  /**
+   * The page-cache folio is a PMD-order large folio (a `kind: file` huge page that is PMD-mapped
+   * or was collapsed): a fault on a none PMD may map it whole (do_set_pmd).
+   */
+  readonly large?: true
 }
 
 /** LabState.swapMap's flag: the swap cache holds its own reference on the slot's folio. */
@@ -312,7 +323,10 @@ export function initialState(sc: Scenario): LabState {
   const n = sc.pages.length
   const tables = tableCount(sc)
   // The tables of PMD-mapped huge pages.
-  const hugeTables = sc.thp.filter((h) => h.mapped === 'pmd').map((h) => tableOf(sc, h.pages[0]!))
+  // (A file/shmem THP has none: arch_needs_pgtable_deposit() is false on x86 and arm64.)
+  const hugeTables = sc.thp
+    .filter((h) => h.mapped === 'pmd' && h.kind !== 'file')
+    .map((h) => tableOf(sc, h.pages[0]!))
   const parent: MmState = {
     live: true,
     ptes: [],
@@ -376,7 +390,10 @@ export function initialState(sc: Scenario): LabState {
       })
       const write = p.mapped === 'rw' || p.mapped === 'clean'
       files[i] = { pfn, dirty: write, lock: -1, disk: p.value }
-      parent.ptes.push(mapped ? { pfn, present: true, write, dirty: p.mapped === 'rw' } : null)
+      if (hugeOf(sc, i)?.mapped === 'pmd') files[i] = { ...files[i], large: true }
+      // A subpage of a PMD-mapped file/shmem THP (kind: file huge page): the huge PMD.
+      const pte: Pte = { pfn, present: true, write, dirty: p.mapped === 'rw' }
+      parent.ptes.push(!mapped ? null : hugeOf(sc, i)?.mapped === 'pmd' ? { ...pte, huge: true } : pte)
       return
     }
     if (p.mapped === 'none') {
@@ -855,7 +872,13 @@ export function hashState(s: LabState, live: Liveness): [number, number] {
     h.n((m.avr ?? 0) + 64 * ((m.avw ?? -1) + 1))
     for (const l of m.imap) h.n(l ? 1 : 0)
     for (const p of m.ptes) h.n(pteCode(p, lab))
-    h.n(64 * m.gupf + (m.rel ? 1 << 20 : 0) + (m.oomSkip ? 1 << 19 : 0) + (m.users ?? 0) * (1 << 21))
+    h.n(
+      64 * m.gupf +
+        (m.rel ? 1 << 20 : 0) +
+        (m.oomSkip ? 1 << 19 : 0) +
+        (m.unstable ? 1 << 18 : 0) +
+        (m.users ?? 0) * (1 << 21),
+    )
     for (const l of m.pmdl) h.n(l)
     for (const t of m.tbl) {
       if (t) {
@@ -902,7 +925,7 @@ export function hashState(s: LabState, live: Liveness): [number, number] {
   for (const f of s.files) {
     if (!f) continue
     h.n(frameCode(f.pfn, lab) * 2 + (f.dirty ? 1 : 0))
-    h.n(f.lock + (f.trunc ? 1 << 20 : 0))
+    h.n(f.lock + (f.trunc ? 1 << 20 : 0) + (f.large ? 1 << 21 : 0))
     h.n(f.disk)
   }
   for (const x of s.flags) h.n(x ? 1 : 0)

@@ -751,26 +751,35 @@ describe('transparent huge pages: thp:, thp_split/thp_collapse, walk caches, the
     expect(sc.threads[1]!.mm).toBe(1)
   })
 
-  it('with a fork child, the huge page rmap walks, the collapse and the child mm changes are refused, at the op word', () => {
-    for (const op of ['migrate B', 'thp_collapse H', 'ksm_merge A', 'reclaim A', 'migrate_vma B'])
-      expect(only(thp('thp: { H: [A, B] }\n', { cpus: `cpus:\n  C0: [fork, ${op}]` }))).toMatch(
-        new RegExp(
-          `^9:14 len${op.split(' ')[0]!.length} ${op.split(' ')[0]} of the huge page in a scenario with a fork child is not modelled: .+(walk|collapse)`,
-        ),
-      )
+  it('with a fork child, the huge page rmap walks and the collapse are accepted in the process', () => {
+    for (const op of ['migrate B', 'ksm_merge A', 'reclaim A', 'migrate_vma B', 'thp_collapse H'])
+      expect(() =>
+        loadScenarioText(thp('thp: { H: [A, B] }\n', { cpus: `cpus:\n  C0: [fork, ${op}]` }), 'x.yaml'),
+      ).not.toThrow()
+    // The child's threads act on their own huge PMD; thp_collapse, fork and exit stay refused there.
+    const child = loadScenarioText(
+      thp('thp: { H: [A, B] }\n', {
+        cpus: 'cpus:\n  C0: [fork]\n  C1: { mm: child, ops: [mprotect A B ro, thp_split H, reclaim A, migrate B, ksm_merge A, migrate_vma B] }',
+      }),
+      'x.yaml',
+    )
+    expect(child.threads[1]!.ops.map((o) => o.kind)).toEqual([
+      'mprotect',
+      'thp_split',
+      'reclaim',
+      'migrate',
+      'ksm_merge',
+      'migrate_vma',
+    ])
     expect(
       only(
         thp('thp: { H: [A, B] }\n', {
-          cpus: 'cpus:\n  C0: [fork]\n  C1: { mm: child, ops: [mprotect A ro] }',
+          cpus: 'cpus:\n  C0: [fork]\n  C1: { mm: child, ops: [thp_collapse H] }',
         }),
       ),
     ).toBe(
-      "10:26 len8 mprotect in a thread of the fork child is not modelled in a scenario with a huge page; the child's threads may read, write, write_fault, cow_fault, munmap, madvise_dontneed, signal, wait",
+      "10:26 len12 thp_collapse in a thread of the fork child is not modelled in a scenario with a huge page; the child's threads may read, write, write_fault, cow_fault, munmap, madvise_dontneed, mprotect, thp_split, reclaim, migrate, ksm_merge, migrate_vma, signal, wait",
     )
-    // Without a fork, reclaim and migrate of the huge page stay accepted.
-    expect(() =>
-      loadScenarioText(thp('thp: { H: [A, B] }\n', { cpus: 'cpus:\n  C0: [reclaim A]' }), 'x.yaml'),
-    ).not.toThrow()
   })
 
   it('ksm_merge and migrate_vma are accepted on a huge page (split_huge_page first)', () => {
@@ -784,19 +793,32 @@ describe('transparent huge pages: thp:, thp_split/thp_collapse, walk caches, the
     ])
   })
 
-  it('a file (shmem) huge page takes only the collapse: the PMD ops are refused, at the op word', () => {
-    for (const op of [
-      'munmap A',
-      'madvise_dontneed A B',
-      'reclaim A',
-      'migrate B',
-      'mprotect A ro',
-      'ksm_merge A',
-      'migrate_vma B',
-    ])
-      expect(only(thp('thp: { H: { pages: [A, B], kind: file } }\n', { cpus: `cpus:\n  C0: [${op}]` }))).toBe(
-        `9:8 len${op.split(' ')[0]!.length} ${op.split(' ')[0]} of a file (shmem) huge page is not modelled (only its collapse is): a file PMD is zapped, not split into PTEs, and has no deposited table`,
+  it('a file (shmem) huge page takes the split, the zaps and mprotect; its folio ops are refused, at the op word', () => {
+    const file = 'thp: { H: { pages: [A, B], kind: file } }\n'
+    for (const op of ['munmap A', 'madvise_dontneed A B', 'mprotect A ro', 'thp_split H', 'exit', 'oom_reap'])
+      expect(() => loadScenarioText(thp(file, { cpus: `cpus:\n  C0: [${op}]` }), 'x.yaml')).not.toThrow()
+    // truncate below the first subpage drops the whole folio; below a later one it would split it.
+    expect(() => loadScenarioText(thp(file, { cpus: 'cpus:\n  C0: [truncate A]' }), 'x.yaml')).not.toThrow()
+    expect(only(thp(file, { cpus: 'cpus:\n  C0: [truncate B]' }))).toMatch(
+      /^9:8 len8 truncate of B, a subpage of huge page H, is not modelled \(a truncate below a later subpage cuts the large folio in the middle \(truncate_inode_partial_folio splits it with split_folio\)/,
+    )
+    // The subpages are the shmem file's page-cache pages.
+    const sc = loadScenarioText(thp(file, { cpus: 'cpus:\n  C0: [munmap A]' }), 'x.yaml')
+    expect(sc.pages.map((p) => p.kind)).toEqual(['file', 'file'])
+    const why: Record<string, RegExp> = {
+      'reclaim A': /shmem_writepage: split_huge_page/,
+      'migrate B': /set_pmd_migration_entry/,
+      'ksm_merge A': /vma_ksm_compatible refuses VM_SHARED/,
+      'migrate_vma B': /only anonymous memory to device-private memory/,
+    }
+    for (const [op, re] of Object.entries(why)) {
+      const msg = only(thp(file, { cpus: `cpus:\n  C0: [${op}]` }))
+      const w = op.split(' ')[0]!
+      expect(msg.startsWith(`9:8 len${w.length} ${w} of a file (shmem) huge page is not modelled: `)).toBe(
+        true,
       )
+      expect(msg).toMatch(re)
+    }
   })
 
   it('reclaim and migrate of the huge page: one thread; with thp_collapse only on a mapped: pte huge page collapsed once, at the op word', () => {

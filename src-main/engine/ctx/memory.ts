@@ -277,16 +277,24 @@ export class CtxMemory extends CtxBase {
     )
     return pfn
   }
-  /** folio_migrate_mapping() of a page-cache folio: the page cache slot now holds `pfn`. */
-  fileMigrateSlot(page: number, pfn: number): void {
+  /**
+   * folio_migrate_mapping() of a page-cache folio (or collapse_file's xas_store, `fn`): the page
+   * cache slot now holds `pfn`, with the page cache's reference.
+   */
+  fileMigrateSlot(page: number, pfn: number, fn = 'folio_migrate_mapping'): void {
     const f = this.file(page)
     this.setFile(page, { ...f, pfn })
     this.getFrame(pfn)
     this.emit(
       'frame',
-      'folio_migrate_mapping',
+      fn,
       `${this.pageName(page)}: the page cache slot moves from pfn ${f.pfn} to pfn ${pfn}`,
     )
+  }
+  /** collapse_file(): the page's page-cache folio is now the new PMD-order huge page. */
+  fileSetLarge(page: number): void {
+    const f = this.file(page)
+    if (!f.large) this.setFile(page, { ...f, large: true })
   }
   /** The writeback I/O: the folio's contents as they are now go to the page's disk block. */
   diskWrite(page: number, fn: string): void {

@@ -268,6 +268,22 @@ export class CtxTables extends CtxLocks {
     this.rd(Res.live(mm))
     return this.s.mms[mm]!.oomSkip === true
   }
+  /** MMF_UNSTABLE on `mm` (MmState.unstable): the OOM reaper has started on it. */
+  mmUnstable(mm: number): boolean {
+    if (!scenarioReaps(this.sc)) return false
+    this.rd(Res.live(mm))
+    return this.s.mms[mm]!.unstable === true
+  }
+  /** __oom_reap_task_mm(): set_bit(MMF_UNSTABLE, &mm->flags), before the first VMA. */
+  setUnstable(mm: number): void {
+    this.wr(Res.live(mm))
+    this.mmW(mm).unstable = true
+    this.emit(
+      'info',
+      '__oom_reap_task_mm',
+      'set_bit(MMF_UNSTABLE): check_stable_address_space() fails every new anonymous page from now on',
+    )
+  }
   /** exit_mmap(): set_bit(MMF_OOM_SKIP, &mm->flags). */
   setOomSkip(mm: number): void {
     this.wr(Res.live(mm))
@@ -310,6 +326,13 @@ function scenarioBatches(sc: Scenario): boolean {
 
 const EXITS = new WeakMap<Scenario, boolean>()
 /** Whether some thread of the scenario runs `exit` (only then can an mm be released). */
+const REAPS = new WeakMap<Scenario, boolean>()
+/** Whether a thread runs the OOM reaper (MMF_UNSTABLE can be set). */
+export function scenarioReaps(sc: Scenario): boolean {
+  let x = REAPS.get(sc)
+  if (x === undefined) REAPS.set(sc, (x = sc.threads.some((t) => t.ops.some((o) => o.kind === 'oom_reap'))))
+  return x
+}
 export function scenarioExits(sc: Scenario): boolean {
   let x = EXITS.get(sc)
   if (x === undefined) EXITS.set(sc, (x = sc.threads.some((t) => t.ops.some((o) => o.kind === 'exit'))))

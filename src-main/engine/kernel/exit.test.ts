@@ -215,6 +215,32 @@ describe('oom_reap: __oom_reap_task_mm', () => {
     ).toBe(true)
   })
 
+  it('MMF_UNSTABLE: after the reaper started, a fault that would populate a new anon page gets VM_FAULT_SIGBUS', () => {
+    // v6.6 __oom_reap_task_mm sets MMF_UNSTABLE before the first VMA; do_anonymous_page's
+    // check_stable_address_space() under the PTL then fails the zero-page and new-page paths.
+    const sc = reap('{ name: s, type: hw-walker }', 'C1: [read A -> r, write A 5]')
+    const ex = traced(sc, makePolicy('start-end'))
+    const r = lines(ex, { thread: 'R', kinds: ['info'] })
+    expect(r[0]).toBe(
+      'info __oom_reap_task_mm: set_bit(MMF_UNSTABLE): check_stable_address_space() fails every new anonymous page from now on',
+    )
+    const c1 = lines(ex, { thread: 'C1', kinds: ['fault', 'pte'] })
+    expect(c1.filter((x) => x.includes('check_stable_address_space'))).toEqual([
+      'fault check_stable_address_space: MMF_UNSTABLE (the OOM reaper): VM_FAULT_SIGBUS',
+      'fault check_stable_address_space: MMF_UNSTABLE (the OOM reaper): VM_FAULT_SIGBUS',
+    ])
+    expect(c1.some((x) => x.startsWith('pte '))).toBe(false)
+    expect(ex.final.regs).toEqual([null])
+    expect(ex.final.mms[0]!.ptes[0]).toBeNull()
+    // Before the reaper runs, the same read finds A's page.
+    const before = traced(
+      reap('{ name: s, type: hw-walker }', 'C1: [read A -> r]'),
+      makePolicy('start-end'),
+      [1],
+    )
+    expect(before.final.regs).toEqual([1])
+  })
+
   it('mmap_read_trylock fails while a writer holds mmap_lock: the reaper gives up for now', () => {
     const sc = reap('{ name: s, type: hw-walker }', 'C1: [mprotect A ro]')
     // C1's mprotect takes mmap_lock for write in its first step; the reaper's trylock fails.

@@ -175,6 +175,7 @@ export const oomReap: Proc = {
         c.ret()
         return
       }
+      c.setUnstable(mm)
       // for_each_vma: skip VM_HUGETLB|VM_PFNMAP; only vma_is_anonymous || !VM_SHARED.
       const req = c.sc.pages
         .map((pg, i) => (pg.kind === 'anon' ? i : -1))

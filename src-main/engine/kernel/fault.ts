@@ -17,7 +17,7 @@
  * fault_dirty_shared_page() marks the folio dirty before folio_unlock(). No copy.
  */
 import { pfnmapFault } from './pfnmap'
-import { hugeArg, thpAnonExclusive } from './thp'
+import { doSetPmd, doSetPmdHuge, hugeArg, thpAnonExclusive } from './thp'
 import type { Ctx } from '../ctx'
 import { ZERO_PFN, type CallFrame, type Pte } from '../state'
 import { afterNotifier, decodePte, encodePte, flag, num, pteSame, type Proc } from './proc'
@@ -195,6 +195,19 @@ export const handleMmFault: Proc = {
       const mm = c.mmIndex
       const page = num(f, 'page')
       const pte = c.pte(mm, page)
+      if (pte?.huge && pte.present && flag(f, 'write') && !pte.write && c.isFile(page)) {
+        // wp_huge_pmd() for a file/shmem VMA (no ->huge_fault): "COW or write-notify handled on
+        // pte level: split pmd" with no lock of its own; the file split zaps the PMD and the
+        // write faults the page-cache folio in again (kernel/thp.ts splitFilePmd, doSetPmd).
+        const hp = c.hugeOf(page)!
+        c.emit(
+          'fault',
+          'wp_huge_pmd',
+          `${hp.name} is a file PMD: write-notify on pte level, __split_huge_pmd, VM_FAULT_FALLBACK`,
+        )
+        c.call('thp_split', { held: true, ...hugeArg(c, hp) }, 'thp_fallback')
+        return
+      }
       if (pte?.huge && pte.present && flag(f, 'write') && !pte.write) {
         const hp = c.hugeOf(page)!
         c.pmdLock(mm, hp, 'do_huge_pmd_wp_page: pmd_lock')
@@ -256,9 +269,20 @@ export const handleMmFault: Proc = {
       c.emit(
         'fault',
         'handle_pte_fault',
-        `VM_FAULT_FALLBACK: ${c.pageName(page)} through the split PTE table`,
+        orig === null && c.isFile(page)
+          ? `VM_FAULT_FALLBACK: the file PMD of ${c.pageName(page)} is none: do_fault`
+          : `VM_FAULT_FALLBACK: ${c.pageName(page)} through the split PTE table`,
       )
-      c.goto(orig?.mig ? 'mig_wait' : orig?.huge ? 'thp_fault' : 'lock')
+      // A file THP's split zapped the PMD (kernel/thp.ts splitFilePmd): the page cache's page.
+      c.goto(
+        orig?.mig
+          ? 'mig_wait'
+          : orig?.huge
+            ? 'thp_fault'
+            : orig === null && c.isFile(page)
+              ? 'file_fault'
+              : 'lock',
+      )
     },
   },
   mig_wait: {
@@ -298,6 +322,14 @@ export const handleMmFault: Proc = {
         const ok = pfnmapFault(c, mm, page)
         c.unlockPtl(mm, num(f, 'page'))
         finish(c, mm, ok ? 'ok' : 'segv')
+        return
+      }
+      if (orig === null && c.mmUnstable(mm)) {
+        // do_anonymous_page(): check_stable_address_space() under the PTL (v6.6 mm/memory.c,
+        // both the zero-page and the new-page path): the OOM reaper set MMF_UNSTABLE.
+        c.emit('fault', 'check_stable_address_space', 'MMF_UNSTABLE (the OOM reaper): VM_FAULT_SIGBUS')
+        c.unlockPtl(mm, page)
+        finish(c, mm, 'segv')
         return
       }
       if (orig === null) {
@@ -466,11 +498,24 @@ export const handleMmFault: Proc = {
    * folio_add_file_rmap. A write then runs fault_dirty_shared_page(): folio_mark_dirty.
    */
   file_map: {
-    guard: (c, f) => (c.ptlFree(c.mmIndex, num(f, 'page')) ? null : 'page-table lock held'),
+    guard: (c, f) => {
+      const hp = doSetPmdHuge(c, num(f, 'page'))
+      if (hp !== null) return c.pmdLockFree(c.mmIndex, hp) ? null : 'pmd_lock held'
+      return c.ptlFree(c.mmIndex, num(f, 'page')) ? null : 'page-table lock held'
+    },
     run: (c, f) => {
       const mm = c.mmIndex
       const page = num(f, 'page')
       const write = flag(f, 'write')
+      // A page of a file huge page whose PMD is none: do_set_pmd maps the large folio whole.
+      const hp = doSetPmdHuge(c, page)
+      if (hp !== null) {
+        doSetPmd(c, hp, write)
+        if (write) for (const p of hp.pages) c.folioMarkDirty(p, 'fault_dirty_shared_page: folio_mark_dirty')
+        c.folioUnlock(page)
+        finish(c, mm, 'ok')
+        return
+      }
       const pfn = c.file(page).pfn
       c.lockPtl(mm, num(f, 'page'), 'finish_fault: pte_offset_map_lock')
       if (c.pte(mm, page) !== null) {

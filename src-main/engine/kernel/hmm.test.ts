@@ -67,9 +67,9 @@ describe('HMM interval notifier: read_begin, hmm_range_fault, driver lock, read_
 
   it('an invalidation between hmm_range_fault and the driver lock makes mmu_interval_read_retry send it back to read_begin', () => {
     const s = sc(HMM, 'munmap P')
-    // C0 detaches the VMA; D0 misses and takes its notifier_seq; C0 range_start; D0 walks (the PTE is
-    // still there); C0 zaps, range_end, frees the table, flushes and frees the page; D0 takes the lock.
-    const ex = traced(s, makePolicy('start-end'), [C0, D0, D0, C0, C0, D0, C0, C0, C0, C0, D0])
+    // C0 detaches the VMA; D0 misses, takes its notifier_seq and walks (the PTE is still there);
+    // C0 range_start, zaps, range_end, frees the table, flushes and frees the page; D0 takes the lock.
+    const ex = traced(s, makePolicy('start-end'), [C0, D0, D0, D0, C0, C0, C0, C0, C0, C0, D0])
     const l = lines(ex, { thread: 'D0', kinds: ['fault', 'info', 'fill'] })
     const walk = l.indexOf('info hmm_range_fault: P -> pfn 1 RW')
     const retry = l.findIndex((x) =>
@@ -84,12 +84,24 @@ describe('HMM interval notifier: read_begin, hmm_range_fault, driver lock, read_
 
   it('hmm_retry: false programs the freed pfn, and the next access is a use-after-free', () => {
     const s = sc(NO_RETRY, 'munmap P', 'read P -> r0, read P -> r1')
-    const ex = traced(s, makePolicy('start-end'), [C0, D0, D0, C0, C0, D0, C0, C0, C0, C0, D0, D0])
+    const ex = traced(s, makePolicy('start-end'), [C0, D0, D0, D0, C0, C0, C0, C0, C0, C0, D0, D0])
     const l = lines(ex, { thread: 'D0', kinds: ['fill'] })
     expect(l).toEqual([
       'fill dmirror_do_fault: hmm: mutex_lock, no mmu_interval_read_retry, mirror P -> pfn 1 RW, mutex_unlock',
     ])
     expect(ex.violations.map((v) => v.invariant)).toContain('use-after-free')
+  })
+
+  it("hmm_range_fault's own mmu_interval_check_retry: an invalidation before the walk gives -EBUSY, even without read_retry", () => {
+    // C0 detaches the VMA; D0 misses and takes its notifier_seq; C0 range_start (the seq moves);
+    // D0's walk returns -EBUSY and dmirror_range_fault goes back to read_begin, which sleeps.
+    const s = sc(NO_RETRY, 'munmap P', 'read P -> r0, read P -> r1')
+    const ex = traced(s, makePolicy('start-end'), [C0, D0, D0, C0, D0])
+    const l = lines(ex, { thread: 'D0', kinds: ['fault', 'info', 'fill'] })
+    const busy = l.findIndex((x) => x.startsWith('fault hmm_range_fault: hmm: mmu_interval_check_retry'))
+    expect(busy).toBeGreaterThanOrEqual(0)
+    expect(l.slice(0, busy).some((x) => x.startsWith('info hmm_range_fault: P ->'))).toBe(false)
+    expect(ex.violations).toEqual([])
   })
 
   it('exhaustively: the retry holds, its absence is caught, under every policy', () => {

@@ -66,7 +66,26 @@ function hmmStart(c: Ctx, f: CallFrame): void {
   c.goto('begin')
 }
 
+/**
+ * hmm_range_fault() (v6.6 mm/hmm.c): `do { if (mmu_interval_check_retry(range->notifier,
+ * range->notifier_seq)) return -EBUSY; ret = walk_page_range(...); } while (ret == -EBUSY)`:
+ * before each walk (the first, and again after hmm_vma_fault faulted a page in) it returns
+ * -EBUSY if an invalidation reached the notifier since mmu_interval_read_begin, and
+ * dmirror_range_fault goes back to read_begin, whether or not the driver checks
+ * mmu_interval_read_retry afterwards.
+ */
 function hmmWalk(c: Ctx, f: CallFrame): void {
+  const via = c.sc.threads[c.t]!.via
+  const seq = c.seq(via)
+  if (seq !== num(f, 'seq')) {
+    c.emit(
+      'fault',
+      'hmm_range_fault',
+      `${decl(c).name}: mmu_interval_check_retry: an invalidation reached the notifier since read_begin (seq ${num(f, 'seq')} -> ${seq}): -EBUSY, goto again`,
+    )
+    c.goto('begin')
+    return
+  }
   resolveOrFaultIn(c, f, 'hmm_range_fault')
 }
 

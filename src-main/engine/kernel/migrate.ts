@@ -448,6 +448,7 @@ function collected(c: Ctx, f: CallFrame): void {
   }
   f.l.lru = true
   if (scenarioHasChild(c.sc)) {
+    if (stillPmdMapped(c, f)) return
     if (c.folio(num(f, 'pfn')).map > 0) {
       c.emit(
         'info',
@@ -460,6 +461,34 @@ function collected(c: Ctx, f: CallFrame): void {
     }
   }
   c.goto('copy')
+}
+
+/**
+ * A subpage of a huge page that a fork child's (or the process's) huge PMD still maps: the
+ * folio is large. v6.6 migrate_device_unmap() runs try_to_migrate() on the whole folio (the
+ * other mm's PMD becomes a PMD migration entry) and then migrate_vma_check_page() refuses it
+ * (`if (PageCompound(page)) return false`: "FIXME support THP"), so remove_migration_ptes()
+ * restores every mapping and the page is not migrated. The model restores the collected PTE
+ * and leaves the other mm's huge PMD as it is (the round trip there maps the same pages again,
+ * only adding that mm's invalidations). Returns whether it took this path.
+ */
+function stillPmdMapped(c: Ctx, f: CallFrame): boolean {
+  const page = num(f, 'page')
+  const hp = c.hugeOf(page)
+  const pfn = num(f, 'pfn')
+  if (
+    hp === null ||
+    !walkVmas(c.sc, page).some((v) => c.pte(v.mm, page)?.huge === true && c.pte(v.mm, page)!.pfn === pfn)
+  )
+    return false
+  c.emit(
+    'info',
+    'migrate_vma_check_page',
+    `pfn ${pfn} is a subpage of ${hp.name}, still PMD-mapped in the other mm: PageCompound, not migrated`,
+  )
+  if (!migEntryWalk(c, f, 0)) f.l.vi = 0
+  c.goto('restore')
+  return true
 }
 
 /**

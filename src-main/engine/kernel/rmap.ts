@@ -361,7 +361,7 @@ export function noteBatched(f: CallFrame, mm: number): void {
 export function tryToUnmapFlush(
   c: Ctx,
   f: CallFrame,
-  kind: 'page' | 'mm',
+  kind: 'page' | 'range' | 'mm',
   pages: readonly number[],
   fn: string,
 ): void {

@@ -279,8 +279,10 @@ describe('file/shmem collapse: collapse_and_free_pmd (v6.1) before and after f26
     'frame pte_free: free the PTE page-table page of H',
     'frame __collapse_huge_page_copy: copy pfns 1,2 -> pfns 3,4',
     'frame page_remove_rmap: pfn 1 mapcount 0',
+    'frame collapse_file: xas_store: A: the page cache slot moves from pfn 1 to pfn 3',
     'frame folio_put (old page-cache page): free pfn 1 (gen 1)',
     'frame page_remove_rmap: pfn 2 mapcount 0',
+    'frame collapse_file: xas_store: B: the page cache slot moves from pfn 2 to pfn 4',
     'frame folio_put (old page-cache page): free pfn 2 (gen 1)',
     'lock pmd_lock: take the PMD lock',
     'pte do_set_pmd (next fault, condensed): PMD H := huge page pfns 3,4 RW dirty',
@@ -427,26 +429,5 @@ describe('mprotect of a huge page (v6.6 change_huge_pmd; split_vma -> split_huge
     const s = mp('mprotect A B ro', 'write A 7, write B 8', ', flush_at: start')
     expect(runUnder(s, 'start-end').invariants['stale-after-return']).toBe('violated')
     for (const p of ['invalidate-range', 'arch-hook'] as const) expect(runUnder(s, p).verdict).toBe('holds')
-  })
-})
-
-describe('mprotect of a file huge page', () => {
-  it('is refused, at the op (its split zaps the PMD instead of populating PTEs)', () => {
-    expect(() =>
-      scenarioOf(
-        `
-          title: file thp mprotect
-          arch: x86_64
-          thp:
-            H: { pages: [A, B], kind: file }
-          pages:
-            A: { value: 1 }
-            B: { value: 2 }
-          cpus:
-            C0: [mprotect A B ro]
-        `,
-        'x.yaml',
-      ),
-    ).toThrow(/x.yaml:9:8: mprotect of a file \(shmem\) huge page is not modelled/)
   })
 })

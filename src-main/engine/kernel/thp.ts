@@ -27,17 +27,20 @@
  * (trylock_page) and isolates it (isolate_lru_page); a page another thread holds locked or
  * isolated fails the collapse (SCAN_PAGE_LOCK / SCAN_DEL_PAGE_LRU), which puts the detached
  * table back (pmd_populate) and frees the new huge page. (The isolate's refcount check against
- * GUP pins is not modelled.)
+ * GUP pins is not modelled.) With a fork child, subpages the child still maps count against
+ * max_ptes_shared (exceedsSharedPtes) and keep the child's reference when the process's goes.
  *
  * Collapse (file/shmem, `thp: { kind: file }`): collapse_pte_mapped_thp() /
  * retract_page_tables() -> collapse_and_free_pmd() as in v6.1 + f268f6cf875f (CVE-2022-48991):
  * mmap_write_lock -> range_start -> pmd_lock -> pmdp_collapse_flush -> unlock ->
  * tlb_remove_table_sync_one -> range_end -> pte_free (the page table is freed). Before the
- * fix (`kernel: collapse_notify: false`) there is no notifier at all. MODELLING NOTE: this is
- * modelled on the anon frames of the scenario, not on the page cache: after the table is
- * freed the old pages are copied into a new huge page and freed (standing for collapse_file
- * replacing and dropping the small page-cache pages), and the new page is mapped by
- * set_pmd_at (standing for the next fault's do_set_pmd) before mmap_write_unlock. v6.6 itself
+ * fix (`kernel: collapse_notify: false`) there is no notifier at all. MODELLING NOTE: the
+ * subpages of a `kind: file` huge page are page-cache pages (scenario/thp.ts makes them
+ * `kind: file`; the page cache holds a reference on each frame). After the table is freed the
+ * old pages are copied into a new huge page, which takes their page-cache slots (condensing
+ * collapse_file, which replaces them in the page cache before retract_page_tables), and the
+ * old pages are freed; the new page is mapped by set_pmd_at (standing for the next fault's
+ * do_set_pmd) before mmap_write_unlock. v6.6 itself
  * (Hugh Dickins's rework) frees the table with pte_free_defer (RCU), which GUP-fast's
  * IRQs-off section holds off as the IPI did: `gup_fast_ipi: true` stands for both.
  *
@@ -46,6 +49,11 @@
  * split for one that covers part of it or for split_vma (thpSplitVma: mprotect, munmap), and a
  * PMD migration entry (kernel/thpRmap.ts set_pmd_migration_entry) met by a split (PTE migration
  * entries, no flush), a zap (no page reference) or change_huge_pmd (made readable).
+ *
+ * A file (shmem, MAP_SHARED) huge PMD: the split zaps it (splitFilePmd: __split_huge_pmd_locked
+ * for a VMA that is not anonymous), zap_huge_pmd frees nothing (the page cache keeps the
+ * folio), and a fault on the none PMD maps the folio whole again if one VMA still covers it
+ * (doSetPmd), else a PTE (kernel/fault.ts file_map).
  *
  * fork copies the huge PMD (copyHugePmd: copy_huge_pmd), after which each mm has its own huge
  * PMD and pmd_lock; the split, the zap and split_vma act on the mm of the thread that runs
@@ -179,6 +187,10 @@ export const thpSplit: Proc = {
         c.goto('re')
         return
       }
+      if (isFile(hp)) {
+        splitFilePmd(c, f, hp)
+        return
+      }
       const olds = hp.pages.map((p) => c.pte(mm, p)!)
       if (pmdMigration(c, hp, mm)) {
         // pmd_migration: write, young and dirty from the entry; one migration entry per subpage.
@@ -257,6 +269,8 @@ export const thpSplit: Proc = {
       c.goto('re')
     },
   },
+  /** file: the rest of __split_huge_pmd_locked() after pmdp_huge_clear_flush's flush. */
+  file_put: { run: (c, f) => splitFilePut(c, f) },
   /** v6.6 mmu_notifier_invalidate_range_end(); v4.15 mmu_notifier_invalidate_range_only_end(). */
   re: {
     run: (c, f) => {
@@ -268,17 +282,151 @@ export const thpSplit: Proc = {
   done: { run: (c, f) => splitDone(c, f) },
 }
 
+/**
+ * __split_huge_pmd_locked() for a file/shmem huge PMD (v6.6 mm/huge_memory.c, `if
+ * (!vma_is_anonymous(vma))`): "We are going to unmap this huge page. So just go ahead and zap
+ * it": old_pmd = pmdp_huge_clear_flush() (the PMD := none, flush_tlb_range of the 2 MiB range:
+ * the CPU flush and under arch-hook the secondary hook inside it); zap_deposited_table() only
+ * if arch_needs_pgtable_deposit() (not on x86 or arm64: nothing was deposited). No PTE is
+ * installed: the subpages fault back in from the page cache (filemap_fault, kernel/fault.ts).
+ * Still under pmd_lock ('file_put'): set_page_dirty() if the PMD was dirty, page_remove_rmap
+ * (compound) and put_page() of the PMD's reference; the page cache keeps its own, so nothing is
+ * freed.
+ */
+function splitFilePmd(c: Ctx, f: CallFrame, hp: ThpDecl): void {
+  const mm = c.mmIndex
+  const olds = hp.pages.map((p) => c.pte(mm, p)!)
+  const mig = olds[0]!.mig === true
+  f.l.pfns = olds.map((p) => p.pfn)
+  f.l.dirty = olds[0]!.dirty
+  f.l.mig = mig
+  // v4.15 called pmdp_huge_clear_flush_notify() here: ->invalidate_range under pmd_lock (the
+  // `ptep_clear_flush_notify` site, the *_clear_flush_notify macros), which is why its
+  // __split_huge_pmd() could end with _only_end; v6.6 has the plain pmdp_huge_clear_flush().
+  const notify = c.names('ptep_clear_flush_notify')
+  c.setPmd(
+    mm,
+    hp.pages,
+    hp.pages.map(() => null),
+    notify ? 'pmdp_huge_clear_flush_notify' : 'pmdp_huge_clear_flush',
+    `PMD ${hp.name} := none (file THP: zapped, not split into PTEs; was ${mig ? 'a PMD migration entry' : `huge page pfns ${olds.map((p) => p.pfn).join(',')}`})`,
+  )
+  c.setTable(mm, hp, null, false)
+  c.emit(
+    'info',
+    '__split_huge_pmd_locked',
+    `${hp.name} is a file PMD: no deposited table (arch_needs_pgtable_deposit() is false on ${c.sc.arch}); the pages fault back in from the page cache`,
+  )
+  c.flushTlb(mm, 'range', hp.pages, 'flush_tlb_range (pmdp_huge_clear_flush)')
+  c.invalidateRange(mm, hp.pages, 'ptep_clear_flush_notify')
+  afterNotifier(c, f, 'file_put', splitFilePut)
+}
+
+/** splitFilePmd()'s tail under pmd_lock: set_page_dirty, page_remove_rmap, put_page; unlock. */
+function splitFilePut(c: Ctx, f: CallFrame): void {
+  const hp = frameHuge(c, f)
+  const pfns = list(f, 'pfns')
+  if (!flag(f, 'mig')) {
+    if (flag(f, 'dirty') && !c.file(hp.pages[0]!).dirty)
+      for (const p of hp.pages) c.folioMarkDirty(p, 'set_page_dirty (pmd_dirty)')
+    for (const pfn of pfns) c.folioW(pfn).map--
+    c.emit('frame', 'page_remove_rmap (compound)', `pfns ${pfns.join(',')} mapcount ${c.folio(pfns[0]!).map}`)
+    for (const pfn of pfns) c.putFrame(pfn, 'put_page (the PMD reference)')
+    c.emit('info', 'put_page', `the page cache still holds ${hp.name}'s folio: nothing is freed`)
+  }
+  c.pmdUnlock(c.mmIndex, hp)
+  c.goto('re')
+}
+
+/**
+ * finish_fault() at a none PMD (v6.6 mm/memory.c): `if (pmd_none(*vmf->pmd)) { if
+ * (PageTransCompound(page)) ret = do_set_pmd(vmf, page); ... }` (filemap_map_pages'
+ * filemap_map_pmd does the same for a read fault). do_set_pmd() maps the folio whole only if
+ * it is PMD-order and transhuge_vma_suitable(): one VMA covers the whole 2 MiB (no munmap or
+ * mprotect split it). Returns the file huge page whose PMD the fault at `page` would map so, or
+ * null (the PTE path: pte_alloc, then set_pte_at).
+ */
+export function doSetPmdHuge(c: Ctx, page: number): ThpDecl | null {
+  const hp = c.hugeOf(page)
+  if (hp === null || !isFile(hp)) return null
+  const mm = c.mmIndex
+  const vma = c.vma(mm, page)
+  if (c.pmdPopulated(mm, page) || hp.pages.some((p) => c.pte(mm, p) !== null)) return null
+  if (!hp.pages.every((p) => c.vma(mm, p) === vma && c.file(p).large === true && c.file(p).pfn >= 0))
+    return null
+  return hp
+}
+
+/**
+ * do_set_pmd() (v6.6 mm/memory.c) under pmd_lock: mk_huge_pmd() of the folio (a write fault:
+ * pmd_mkdirty and writable; a read fault read-only and clean, as the model's file pages keep
+ * writenotify), page_add_file_rmap(compound), set_pmd_at(), unlock. The fault's reference on
+ * the folio becomes the PMD's (one per subpage frame here).
+ */
+export function doSetPmd(c: Ctx, hp: ThpDecl, write: boolean): void {
+  const mm = c.mmIndex
+  c.pmdLock(mm, hp, 'do_set_pmd: pmd_lock')
+  const pfns = hp.pages.map((p) => c.file(p).pfn)
+  for (const pfn of pfns) {
+    c.getFrame(pfn)
+    c.folioW(pfn).map++
+  }
+  c.setPmd(
+    mm,
+    hp.pages,
+    pfns.map((pfn) => ({ pfn, present: true, write, dirty: write, huge: true as const })),
+    'do_set_pmd: set_pmd_at',
+    `PMD ${hp.name} := huge page pfns ${pfns.join(',')} ${write ? 'RW dirty' : 'RO clean'} (the page-cache folio, whole)`,
+  )
+  c.emit('frame', 'page_add_file_rmap (compound)', `pfns ${pfns.join(',')} mapcount ${c.folio(pfns[0]!).map}`)
+  c.pmdUnlock(mm, hp)
+}
+
 /** __split_huge_pmd() returned: mmap_read_unlock() in the caller (not when mprotect holds it). */
 function splitDone(c: Ctx, f: CallFrame): void {
   const hp = frameHuge(c, f)
   if (flag(f, 'held')) {
-    c.emit('info', '__split_huge_pmd', `${hp.name} split into PTEs; back in the caller`)
+    c.emit(
+      'info',
+      '__split_huge_pmd',
+      `${hp.name} ${isFile(hp) ? 'zapped (file THP)' : 'split into PTEs'}; back in the caller`,
+    )
     c.ret()
     return
   }
   c.mmapReadUnlock(c.mmIndex)
-  c.emit('op', 'thp_split', `${hp.name} split into PTEs`)
+  c.emit(
+    'op',
+    'thp_split',
+    isFile(hp)
+      ? `${hp.name}'s PMD zapped (file THP: the pages refault from the page cache)`
+      : `${hp.name} split into PTEs`,
+  )
   c.ret()
+}
+
+/**
+ * khugepaged's max_ptes_shared (v6.6 mm/khugepaged.c, default HPAGE_PMD_NR / 2): a PTE whose
+ * page is mapped elsewhere too (`page_mapcount(page) > 1`: a fork child still shares it) counts
+ * as shared, and more than max_ptes_shared of them fail the collapse (SCAN_EXCEED_SHARED_PTE),
+ * in hpage_collapse_scan_pmd() and again in __collapse_huge_page_isolate(). The scenario's
+ * subpages stand for the 512 PTEs in equal parts, so more than half of them shared exceeds it.
+ * MODELLING NOTE: the model checks once, under mmap_write_lock before the range (no fork can
+ * add sharing after that; a child's COW or zap only removes it), and gives up there, where the
+ * kernel's isolate would give up after pmdp_collapse_flush and restore the PMD (a back-out the
+ * model does not have); a child zap between the two that would let the kernel's isolate pass is
+ * not followed. Returns whether it exceeds (after an info event).
+ */
+function exceedsSharedPtes(c: Ctx, hp: ThpDecl): boolean {
+  const shared = hp.pages.filter((p) => c.folio(c.pte(0, p)!.pfn).map > 1)
+  if (shared.length === 0) return false
+  const over = shared.length * 2 > hp.pages.length
+  c.emit(
+    'info',
+    'hpage_collapse_scan_pmd',
+    `${c.pagesText(shared)} ${shared.length === 1 ? 'is' : 'are'} mapped by the fork child too (page_mapcount > 1): ${count(shared.length, 'shared PTE')} of ${hp.pages.length}, standing for ${(shared.length * 512) / hp.pages.length} of 512; max_ptes_shared 256${over ? ': SCAN_EXCEED_SHARED_PTE, no collapse' : ''}`,
+  )
+  return over
 }
 
 /** spin_unlock(pmd_ptl) after pmdp_collapse_flush(). */
@@ -330,6 +478,12 @@ export const thpCollapse: Proc = {
       c.mmapWriteLock(0)
       if (!pteMapped(c, hp)) {
         c.emit('info', 'hugepage_vma_revalidate', `${hp.name} changed meanwhile: SCAN_FAIL`)
+        for (const pfn of list(f, 'new')) c.putFrame(pfn, 'folio_put (unused huge page)')
+        c.mmapWriteUnlock(0)
+        c.ret()
+        return
+      }
+      if (!isFile(hp) && exceedsSharedPtes(c, hp)) {
         for (const pfn of list(f, 'new')) c.putFrame(pfn, 'folio_put (unused huge page)')
         c.mmapWriteUnlock(0)
         c.ret()
@@ -569,6 +723,16 @@ export const thpCollapse: Proc = {
         fr.sup = true
         fr.map--
         c.emit('frame', 'page_remove_rmap', `pfn ${pfn} mapcount ${fr.map}`)
+        // A page the fork child still maps (max_ptes_shared) keeps the child's reference.
+        if (fr.map > 0)
+          c.emit('info', 'free_page_and_swap_cache', `pfn ${pfn} is still mapped by the fork child: it stays`)
+        if (isFile(hp)) {
+          // collapse_file(): the new huge page takes each subpage's slot in the page cache
+          // (xas_store), and the old page's page-cache reference goes with it.
+          c.fileMigrateSlot(hp.pages[j]!, list(f, 'new')[j]!, 'collapse_file: xas_store')
+          c.fileSetLarge(hp.pages[j]!)
+          c.putFrame(pfn, "folio_put (the page cache's reference on the old page)")
+        }
         c.putFrame(pfn, isFile(hp) ? 'folio_put (old page-cache page)' : 'free_page_and_swap_cache')
       })
       c.goto('install')
@@ -640,7 +804,7 @@ export function thpSplitVma(c: Ctx, pages: readonly number[]): ThpDecl | null {
  */
 export function thpMprotectPmd(c: Ctx, f: CallFrame, pages: readonly number[], i: number): boolean {
   const hp = c.hugeOf(pages[i]!)
-  if (hp === null || !pmdHuge(c, hp)) return false
+  if (hp === null || !pmdHuge(c, hp, c.mmIndex)) return false
   const arg = hugeArg(c, hp)
   if (arg.hp === undefined) delete f.l.hp
   else f.l.hp = arg.hp
@@ -683,35 +847,36 @@ export function changeHugePmdHandlers(next: (c: Ctx, f: CallFrame) => void): {
 const changeHugePmd = (next: (c: Ctx, f: CallFrame) => void): PcHandler => ({
   guard: (c, f) => {
     const hp = frameHuge(c, f)
-    return c.pmdLockFree(0, hp) ? null : 'pmd_lock held'
+    return c.pmdLockFree(c.mmIndex, hp) ? null : 'pmd_lock held'
   },
   run: (c, f) => {
     const hp = frameHuge(c, f)
-    c.pmdLock(0, hp)
-    if (!pmdHuge(c, hp)) {
+    const mm = c.mmIndex
+    c.pmdLock(mm, hp)
+    if (!pmdHuge(c, hp, mm)) {
       c.emit('info', 'change_pmd_range', `${hp.name} is no longer a huge PMD: change_pte_range`)
-      c.pmdUnlock(0, hp)
+      c.pmdUnlock(mm, hp)
       c.goto('lock')
       return
     }
-    if (pmdMigration(c, hp)) {
-      const olds = hp.pages.map((p) => c.pte(0, p)!)
+    if (pmdMigration(c, hp, mm)) {
+      const olds = hp.pages.map((p) => c.pte(mm, p)!)
       if (olds[0]!.write)
         c.setPmd(
-          0,
+          mm,
           hp.pages,
           olds.map((p) => ({ ...p, write: false })),
           'set_pmd_at (readable PMD migration entry)',
           `PMD ${hp.name} := readable migration entry (is_swap_pmd: make_readable_exclusive_migration_entry)`,
         )
       else c.emit('info', 'change_huge_pmd', `${hp.name}: readable PMD migration entry, left unchanged`)
-      c.pmdUnlock(0, hp)
+      c.pmdUnlock(mm, hp)
       next(c, f)
       return
     }
-    const olds = hp.pages.map((p) => c.pte(0, p)!)
+    const olds = hp.pages.map((p) => c.pte(mm, p)!)
     c.setPmd(
-      0,
+      mm,
       hp.pages,
       olds.map((p) => ({ ...p, present: false })),
       'pmdp_invalidate_ad',
@@ -725,7 +890,7 @@ const changeHugePmd = (next: (c: Ctx, f: CallFrame) => void): PcHandler => ({
       changeHugePmdSet(c, f, next)
       return
     }
-    c.flushTlb(0, 'range', hp.pages, 'flush_tlb_range (pmdp_invalidate_ad -> flush_pmd_tlb_range)')
+    c.flushTlb(mm, 'range', hp.pages, 'flush_tlb_range (pmdp_invalidate_ad -> flush_pmd_tlb_range)')
     // The flush's notifier call may leave an atc-first driver's IOTLB command owed: the rest runs
     // in the next step, still under pmd_lock.
     afterNotifier(c, f, 'huge_pmd_rest', (cc, ff) => changeHugePmdSet(cc, ff, next))
@@ -739,11 +904,12 @@ const changeHugePmd = (next: (c: Ctx, f: CallFrame) => void): PcHandler => ({
  */
 function changeHugePmdSet(c: Ctx, f: CallFrame, next: (c: Ctx, f: CallFrame) => void): void {
   const hp = frameHuge(c, f)
+  const mm = c.mmIndex
   const prot = PROT_CODES[f.l.prot as number]!
-  const olds = hp.pages.map((p) => c.pte(0, p)!)
+  const olds = hp.pages.map((p) => c.pte(mm, p)!)
   const old = olds[0]!
   // can_change_pmd_writable(): anon needs PageAnonExclusive, which fork's copy_huge_pmd cleared.
-  const exclusive = isFile(hp) ? old.dirty : thpAnonExclusive(c, hp, 0)
+  const exclusive = isFile(hp) ? old.dirty : thpAnonExclusive(c, hp, mm)
   const write = prot === 'rw' && (old.write || exclusive)
   const ptes = olds.map((p) => ({
     pfn: p.pfn,
@@ -753,13 +919,13 @@ function changeHugePmdSet(c: Ctx, f: CallFrame, next: (c: Ctx, f: CallFrame) => 
     huge: true as const,
   }))
   c.setPmd(
-    0,
+    mm,
     hp.pages,
     ptes,
     'set_pmd_at',
     `PMD ${hp.name} := huge ${prot === 'none' ? 'PROT_NONE' : write ? 'RW' : 'RO'}`,
   )
-  c.pmdUnlock(0, hp)
+  c.pmdUnlock(mm, hp)
   const needsFlush = c.sc.arch !== 'x86_64' || old.write !== write || prot === 'none'
   if (needsFlush) {
     const r = c.thread.stack[0]!
@@ -827,7 +993,15 @@ export function zapHugePmd(c: Ctx, hp: ThpDecl): boolean {
     )
   }
   c.setTable(mm, hp, null, false)
-  c.emit('frame', 'zap_deposited_table', `pte_free: the PTE table deposited under ${hp.name} is freed`)
+  if (isFile(hp))
+    // `if (PageAnon(page)) zap_deposited_table(); else { if (arch_needs_pgtable_deposit())
+    // zap_deposited_table(); add_mm_counter(mm_counter_file) }`: nothing deposited on x86/arm64.
+    c.emit(
+      'info',
+      'zap_huge_pmd',
+      `${hp.name} is a file PMD: no deposited table (arch_needs_pgtable_deposit() is false)`,
+    )
+  else c.emit('frame', 'zap_deposited_table', `pte_free: the PTE table deposited under ${hp.name} is freed`)
   c.pmdUnlock(mm, hp)
   if (mig) return false
   const queued = list(r, 'g_queue')
@@ -835,7 +1009,9 @@ export function zapHugePmd(c: Ctx, hp: ThpDecl): boolean {
   c.emit(
     'frame',
     'tlb_remove_page_size',
-    `the huge folio (pfns ${olds.map((p) => p.pfn).join(',')}) is queued for freeing after the flush`,
+    isFile(hp)
+      ? `the PMD's reference on the huge folio (pfns ${olds.map((p) => p.pfn).join(',')}) is dropped after the flush; the page cache keeps the folio`
+      : `the huge folio (pfns ${olds.map((p) => p.pfn).join(',')}) is queued for freeing after the flush`,
   )
   // The batch counts the pages queued before it (small ones here) and the huge folio as one.
   const batch = c.sc.gatherBatch

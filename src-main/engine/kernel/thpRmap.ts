@@ -1,11 +1,34 @@
 /**
  * Reclaim and migration of a PMD-mapped anon THP (the scenario's `thp:` huge page), v6.6. The
- * folio is the huge page: its subpages' frames (local `pfns`) go together. A subpage that is
- * not PMD-mapped when the op isolates it (`mapped: pte`, or split, zapped and refaulted
- * meanwhile) takes the small-page path (kernel/reclaim.ts, kernel/migrate.ts). MODELLING NOTE:
- * for a huge page split earlier the kernel would still see one large folio, PTE-mapped, and
- * split it first (shrink_folio_list's split_folio_to_list, unmap_folio: migration entries and
- * back); that split, which only adds invalidations, is not modelled.
+ * folio is the huge page: its subpages' frames (local `pfns`) go together. It is found through
+ * the thread's huge PMD or, when the thread's mm maps the subpage through a PTE, through a fork
+ * child's (or the process's) huge PMD that still maps it (hugeFolioOf: the folio stays large
+ * while any mm maps it with a PMD). A subpage no huge PMD maps when the op isolates it
+ * (`mapped: pte`, or split in every mm, zapped and refaulted meanwhile) takes the small-page
+ * path (kernel/reclaim.ts, kernel/migrate.ts).
+ *
+ * MODELLING NOTE (a large folio that no PMD maps): v6.6 still sees one large folio there.
+ * shrink_folio_list() splits it first: `if (!folio_entire_mapcount(folio) &&
+ * split_folio_to_list(folio, folio_list)) goto activate_locked;` (split_huge_page: unmap_folio's
+ * try_to_migrate freezes every PTE into a migration entry, each VMA with its own range over the
+ * folio and ptep_clear_flush; remap_page puts the same pages back), and the tail pages then get
+ * their own pass through the same list; add_to_swap() keeps a folio whole only when a PMD maps
+ * it. migrate_pages_batch() with ARCH_ENABLE_THP_MIGRATION migrates a PTE-mapped THP whole. The
+ * model has no large-folio state for PTE-mapped frames (which of them still form one folio after
+ * split_huge_page, a COW copy or a collapse), so it reclaims or migrates the named subpage as a
+ * small folio: the split adds only invalidations of translations that stay the same, and the
+ * other subpages are left mapped (as in a pass that kept them).
+ *
+ * The walks (thpWalkSelect, thpMigSelect): with a fork child, try_to_unmap(), try_to_migrate()
+ * and split_huge_page()'s unmap_folio() go through rmap_walk_anon() over the folio's anon_vma,
+ * the process's VMA and then the child's (anon_vma_clone() linked it after its parent's), each
+ * with its own range_start/end on its own mm (the child's has no subscribers), its own pmd_lock
+ * and PTL; a VMA of the tree that no longer maps the folio still gets its split and its range
+ * before page_vma_mapped_walk() finds nothing, and the walk stops once the folio is unmapped
+ * (rwc->done). remove_migration_ptes() and remap_page() visit each VMA that holds a migration
+ * entry of the folio. MODELLING NOTE: after a successful split, v6.6 remap_page() runs
+ * remove_migration_ptes() once per new small folio (A in every VMA, then B); the model restores
+ * each VMA's entries together under its PTL (no flush either way: the entries were not present).
  *
  * Reclaim, v6.6 mm/vmscan.c shrink_folio_list(): add_to_swap() keeps a PMD-mappable folio whole
  * (THP_SWAP, selected on x86_64 and arm64 with 4K pages: one swap entry per subpage, here one
@@ -39,7 +62,7 @@ import type { Ctx } from '../ctx'
 import type { CallFrame, Pte } from '../state'
 import { MIGRATE_MODES, type ThpDecl } from '../types'
 import { afterNotifier, decodePte, encodePte, flag, list, num, type PcHandler, type Proc } from './proc'
-import { installEntry } from './rmap'
+import { installEntry, noteBatched, scenarioHasChild, tryToUnmapFlush, walkVmaAt, walkVmas } from './rmap'
 import { hugeArg, pmdHuge, pmdMapped, pmdMigration } from './thp'
 import { count } from '../plural'
 
@@ -52,16 +75,115 @@ function pfnsOf(f: CallFrame): readonly number[] {
 }
 
 /**
- * Isolation and folio lock of the huge folio when its PMD maps it (folio_isolate_lru, a
- * reference on each subpage's frame here): false if the PMD maps no huge page now.
+ * Whether the huge folio (local `pfns`) is in `mm`'s VMA of the anon_vma interval tree, as
+ * rmap.ts anonVmaHas for a small folio: the child's VMA once fork cloned the process's anon_vma
+ * (its mm live), a VMA while it exists or while a subpage's entry (the huge PMD, a PTE, a
+ * migration entry) still maps the folio (munmap unlinks it at free_pgtables, after the zap).
+ */
+function thpInAnonVma(c: Ctx, f: CallFrame, mm: number): boolean {
+  const hp = hpOf(c, f)
+  const pfns = pfnsOf(f)
+  if (c.folio(pfns[0]!).avc === true && mm === 0) return false
+  if (mm === 1 && !c.mmLive(1)) return false
+  return hp.pages.some((p, i) => {
+    if (c.vma(mm, p) !== null) return true
+    const pte = c.pte(mm, p)
+    return pte !== null && pte.pfn === pfns[i] && pte.swp === undefined
+  })
+}
+
+/**
+ * rmap_walk_anon() over the huge folio's anon_vma (v6.6 mm/rmap.c), for try_to_unmap(),
+ * try_to_migrate() and split_huge_page()'s unmap_folio(): from VMA `from` of walkVmas() on
+ * (the process's, then the fork child's: anon_vma_clone() put it after its parent's in the
+ * interval tree), the next VMA of the folio's anon_vma. Every VMA of the tree is visited,
+ * whether or not it still maps the folio: try_to_unmap_one() and try_to_migrate_one() split the
+ * PMD and call range_start before page_vma_mapped_walk() looks (the rule of the small-page walks,
+ * rmap.ts anonWalkNext), unless the folio is unmapped already (rwc->done = folio_not_mapped,
+ * checked after each VMA). Sets locals `vi` and `mm` (c.mmIndex: vma->vm_mm for the code under
+ * it) and returns true; at the end drops `mm` and returns false.
+ */
+function thpWalkSelect(c: Ctx, f: CallFrame, from: number): boolean {
+  const ms = walkVmas(c.sc, num(f, 'page'))
+  let vi = from
+  if (vi > 0 && pfnsOf(f).every((pfn) => c.folio(pfn).map === 0)) vi = ms.length
+  while (vi < ms.length && !thpInAnonVma(c, f, ms[vi]!.mm)) vi++
+  f.l.vi = vi
+  if (vi < ms.length) {
+    walkVmaAt(c, f)
+    return true
+  }
+  delete f.l.mm
+  return false
+}
+
+/** Whether `mm` holds a migration entry of the folio: its PMD migration entry or a PTE one. */
+function hasMigEntry(c: Ctx, f: CallFrame, mm: number): boolean {
+  const hp = hpOf(c, f)
+  const pfns = pfnsOf(f)
+  if (pmdMigration(c, hp, mm)) return c.pte(mm, hp.pages[0]!)!.pfn === pfns[0]
+  return hp.pages.some((p, i) => {
+    const pte = c.pte(mm, p)
+    return pte?.mig === true && !pte.huge && pte.pfn === pfns[i]
+  })
+}
+
+/**
+ * remove_migration_ptes()' walk (rmap_walk over the folio's anon_vma; remap_page's too): from
+ * VMA `from` on, the next whose mm holds a migration entry of the folio (hasMigEntry), locals
+ * `vi` and `mm` set; false (and `mm` dropped) when there is none. The first call (`from` 0) with
+ * no entry anywhere selects the process's VMA, whose step reports the entries gone.
+ */
+function thpMigSelect(c: Ctx, f: CallFrame, from: number): boolean {
+  const ms = walkVmas(c.sc, num(f, 'page'))
+  let vi = from
+  while (vi < ms.length && !hasMigEntry(c, f, ms[vi]!.mm)) vi++
+  if (vi >= ms.length && from === 0) vi = 0
+  f.l.vi = vi
+  if (vi < ms.length) {
+    walkVmaAt(c, f)
+    return true
+  }
+  delete f.l.mm
+  return false
+}
+
+/**
+ * The huge folio the op's page belongs to, as its subpages' pfns: the thread's huge PMD, or,
+ * when the thread's mm maps the page through a PTE (split there), another mm's huge PMD that
+ * maps the same pfn (with a fork child the folio stays large, PMD-mapped in the other mm:
+ * folio_test_pmd_mappable, folio_entire_mapcount). Null when no huge PMD maps it: a small folio
+ * for the model (the module note).
+ */
+export function hugeFolioOf(c: Ctx, hp: ThpDecl, page: number): readonly number[] | null {
+  const own = c.mmIndex
+  if (pmdMapped(c, hp, own)) return hp.pages.map((p) => c.pte(own, p)!.pfn)
+  const pte = c.pte(own, page)
+  if (!pte?.present || pte.huge) return null
+  for (const v of walkVmas(c.sc, page)) {
+    if (v.mm === own || (v.mm === 1 && !c.mmLive(1)) || !pmdMapped(c, hp, v.mm)) continue
+    if (c.pte(v.mm, page)!.pfn === pte.pfn) return hp.pages.map((p) => c.pte(v.mm, p)!.pfn)
+  }
+  return null
+}
+
+/**
+ * Isolation and folio lock of the huge folio when a huge PMD maps it (hugeFolioOf;
+ * folio_isolate_lru, a reference on each subpage's frame here): false if none does now.
  */
 function isolateHuge(c: Ctx, f: CallFrame, kfn: string): boolean {
   const hp = hpOf(c, f)
-  if (!pmdMapped(c, hp)) return false
-  const pfns = hp.pages.map((p) => c.pte(0, p)!.pfn)
+  const pfns = hugeFolioOf(c, hp, num(f, 'page'))
+  if (pfns === null) return false
   for (const pfn of pfns) c.getFrame(pfn)
   f.l.pfns = pfns
-  c.emit('info', kfn, `${hp.name} is PMD-mapped: isolate and lock the huge folio (pfns ${pfns.join(',')})`)
+  c.emit(
+    'info',
+    kfn,
+    pmdMapped(c, hp, c.mmIndex)
+      ? `${hp.name} is PMD-mapped: isolate and lock the huge folio (pfns ${pfns.join(',')})`
+      : `${hp.name} is PTE-mapped here but still PMD-mapped in the other mm: isolate and lock the huge folio (pfns ${pfns.join(',')})`,
+  )
   return true
 }
 
@@ -70,7 +192,7 @@ function nextMapped(c: Ctx, f: CallFrame, from: number): number {
   const hp = hpOf(c, f)
   const pfns = pfnsOf(f)
   for (let i = from; i < hp.pages.length; i++) {
-    const pte = c.pte(0, hp.pages[i]!)
+    const pte = c.pte(c.mmIndex, hp.pages[i]!)
     // pte_present() for the kernel: a PROT_NONE PTE still maps the subpage.
     if (pte && !pte.huge && !pte.mig && pte.swp === undefined && pte.pfn === pfns[i]) return i
   }
@@ -89,34 +211,35 @@ function pteWalk(
 ): { walk_ptes: PcHandler; unmap: PcHandler; unmap_rest: PcHandler } {
   const clear = (c: Ctx, f: CallFrame): void => {
     const hp = hpOf(c, f)
+    const mm = c.mmIndex
     const i = num(f, 'i')
     const page = hp.pages[i]!
-    const pte = c.pte(0, page)!
+    const pte = c.pte(mm, page)!
     if (flag(f, 'ttu_sync')) {
       // No TTU_BATCH_FLUSH: ptep_clear_flush(), the CPU flush and the v6.6 arch hook now.
-      c.setPte(0, page, null, 'ptep_clear_flush')
-      c.flushTlb(0, 'page', [page], 'flush_tlb_page (ptep_clear_flush)')
+      c.setPte(mm, page, null, 'ptep_clear_flush')
+      c.flushTlb(mm, 'page', [page], 'flush_tlb_page (ptep_clear_flush)')
     } else {
-      c.setPte(0, page, null, 'ptep_get_and_clear')
+      c.setPte(mm, page, null, 'ptep_get_and_clear')
       // set_tlb_ubc_flush_pending(): mm->tlb_flush_batched, bumped before the notifier call
       // (read only under this PTL: the order is invisible; an atc-first command stays last).
-      c.setTlbBatched(0, true)
+      c.setTlbBatched(mm, true)
       if (c.sc.arch === 'x86_64') {
         c.emit('cpu-flush', 'arch_tlbbatch_add_pending', 'CPU flush deferred to arch_tlbbatch_flush', {
           pages: [c.pageName(page)],
         })
-        c.archHook(0, null, 'arch_tlbbatch_add_pending')
-        f.l.batched = true
+        c.archHook(mm, null, 'arch_tlbbatch_add_pending')
+        noteBatched(f, mm)
       } else
         c.flushTlb(
-          0,
+          mm,
           'page',
           [page],
           'arch_tlbbatch_add_pending (__flush_tlb_page_nosync)',
           'arch_tlbbatch_add_pending',
         )
     }
-    if (v415Invalidate) c.invalidateRange(0, [page], 'try_to_unmap_one')
+    if (v415Invalidate) c.invalidateRange(mm, [page], 'try_to_unmap_one')
     f.l.old = encodePte(pte)
     afterNotifier(c, f, 'unmap_rest', rest)
   }
@@ -126,7 +249,7 @@ function pteWalk(
     const i = num(f, 'i')
     const pte = decodePte(f.l.old!)!
     delete f.l.old
-    installEntry(c, 0, hp.pages[i]!, pte, entry(pte, f, i), entryFn)
+    installEntry(c, c.mmIndex, hp.pages[i]!, pte, entry(pte, f, i), entryFn)
     f.l.mapped = true
     const next = nextMapped(c, f, i + 1)
     f.l.i = next
@@ -134,13 +257,13 @@ function pteWalk(
       c.goto('unmap')
       return
     }
-    c.unlockPtl(0, hp.pages[0]!, 'page_vma_mapped_walk_done')
+    c.unlockPtl(c.mmIndex, hp.pages[0]!, 'page_vma_mapped_walk_done')
     c.goto('rs_end')
   }
   return {
     /** The walk reaches the PTE table: pte_offset_map_lock at the first subpage it maps. */
     walk_ptes: {
-      guard: (c, f) => (c.ptlFree(0, hpOf(c, f).pages[0]!) ? null : 'page-table lock held'),
+      guard: (c, f) => (c.ptlFree(c.mmIndex, hpOf(c, f).pages[0]!) ? null : 'page-table lock held'),
       run: (c, f) => {
         const hp = hpOf(c, f)
         const i = nextMapped(c, f, 0)
@@ -149,7 +272,7 @@ function pteWalk(
           c.goto('rs_end')
           return
         }
-        c.lockPtl(0, hp.pages[0]!, 'page_vma_mapped_walk')
+        c.lockPtl(c.mmIndex, hp.pages[0]!, 'page_vma_mapped_walk')
         f.l.i = i
         clear(c, f)
       },
@@ -160,13 +283,13 @@ function pteWalk(
 }
 
 /** The walk after range_start: the PTE walk if the PMD links a table, else nothing maps it. */
-function walkGuard(c: Ctx, f: CallFrame, mm = 0): string | null {
+function walkGuard(c: Ctx, f: CallFrame, mm = c.mmIndex): string | null {
   const hp = hpOf(c, f)
   return c.pmdPopulated(mm, hp.pages[0]!) && !c.ptlFree(mm, hp.pages[0]!) ? 'page-table lock held' : null
 }
 function startWalk(c: Ctx, f: CallFrame, walk: PcHandler): void {
   const hp = hpOf(c, f)
-  if (!c.pmdPopulated(0, hp.pages[0]!)) {
+  if (!c.pmdPopulated(c.mmIndex, hp.pages[0]!)) {
     c.emit(
       'info',
       'page_vma_mapped_walk',
@@ -206,6 +329,8 @@ export const reclaimThp: Proc = {
         'add_to_swap',
         `the huge folio stays whole (THP_SWAP): pfns ${pfns.join(',')} -> swap slots ${list(f, 'slots').join(',')}`,
       )
+      // try_to_unmap() -> rmap_walk_anon(): every VMA of the anon_vma (thpWalkSelect).
+      thpWalkSelect(c, f, 0)
       c.goto('split')
     },
   },
@@ -222,7 +347,7 @@ export const reclaimThp: Proc = {
   rs: {
     run: (c, f) => {
       const hp = hpOf(c, f)
-      c.rangeStart(0, hp.pages, 'MMU_NOTIFY_CLEAR')
+      c.rangeStart(c.mmIndex, hp.pages, 'MMU_NOTIFY_CLEAR')
       c.goto('walk')
     },
   },
@@ -230,28 +355,34 @@ export const reclaimThp: Proc = {
     guard: (c, f) => walkGuard(c, f),
     run: (c, f) => {
       const hp = hpOf(c, f)
-      if (pmdHuge(c, hp))
-        throw new Error('model bug: try_to_unmap_one found a PMD-mapped THP after the split')
+      if (pmdHuge(c, hp, c.mmIndex)) {
+        // split_huge_pmd_address() left a huge PMD: it maps another folio (refaulted meanwhile).
+        c.emit('info', 'page_vma_mapped_walk', `${hp.name}'s PMD maps another folio: nothing to unmap`)
+        c.goto('rs_end')
+        return
+      }
       startWalk(c, f, reclaimWalk.walk_ptes)
     },
   },
   unmap: reclaimWalk.unmap,
   unmap_rest: reclaimWalk.unmap_rest,
+  /** range_end; then rmap_walk_anon's next VMA (the fork child's), or the flush and pageout. */
   rs_end: {
     run: (c, f) => {
       const hp = hpOf(c, f)
-      c.rangeEnd(0, hp.pages, false)
-      afterNotifier(c, f, 'pageout', (cc) => cc.goto('pageout'))
+      c.rangeEnd(c.mmIndex, hp.pages, false)
+      afterNotifier(c, f, 'next_vma', reclaimNextVma)
     },
   },
+  next_vma: { run: (c, f) => reclaimNextVma(c, f) },
   /** try_to_unmap_flush_dirty() (x86 arch_tlbbatch_flush: IPIs, no hook), then pageout(). */
   pageout: {
     run: (c, f) => {
       const hp = hpOf(c, f)
       const pfns = pfnsOf(f)
       const slots = list(f, 'slots')
-      if (flag(f, 'batched'))
-        c.flushTlb(0, 'range', hp.pages, 'arch_tlbbatch_flush (try_to_unmap_flush_dirty)', null)
+      // One arch_tlbbatch_flush for the CPUs of every mm the walk batched (the child's too).
+      tryToUnmapFlush(c, f, 'range', hp.pages, 'arch_tlbbatch_flush (try_to_unmap_flush_dirty)')
       if (!flag(f, 'mapped')) {
         c.emit('info', 'shrink_folio_list', 'the folio was unmapped meanwhile: keep it')
         for (const s of slots) c.swapUncache(s)
@@ -275,20 +406,35 @@ export const reclaimThp: Proc = {
       const pfns = pfnsOf(f)
       const slots = list(f, 'slots')
       const w = list(f, 'w')
+      const child = scenarioHasChild(c.sc)
       if (pfns.some((pfn) => c.folio(pfn).map > 0 || c.folio(pfn).ref > 1)) {
         c.emit(
           'info',
           '__remove_mapping',
           `the huge folio was mapped again (swap-in from the swap cache): keep it`,
         )
-        for (const pfn of pfns) c.putFrame(pfn, 'folio_putback_lru')
+        pfns.forEach((pfn, i) => {
+          const slot = slots[i]!
+          if (child && c.swapCount(slot) > 0 && c.swapCached(slot) === pfn) {
+            // The other mm's swap PTE still shares the slot: the subpage stays in the swap cache
+            // (with reclaim's reference) for its swap-in, as a small folio's (kernel/reclaim.ts).
+            c.swapCacheAdd(slot, pfn, false)
+            return
+          }
+          if (child && c.swapCached(slot) === pfn && c.swapCount(slot) === 0) {
+            c.swapUncache(slot)
+            c.swapWrite(slot, null)
+          }
+          c.putFrame(pfn, 'folio_putback_lru')
+        })
         c.ret()
         return
       }
       pfns.forEach((pfn, i) => {
         const fr = c.folioW(pfn)
-        const pte = c.pte(0, hp.pages[i]!)
-        if (pte?.swp === slots[i] && fr.w !== w[i]) {
+        // Lost while an address (the process's or the child's) still maps the swap slot.
+        const swapped = walkVmas(c.sc, hp.pages[i]!).some((v) => c.pte(v.mm, hp.pages[i]!)?.swp === slots[i])
+        if (swapped && fr.w !== w[i]) {
           c.violate(
             'lost-write',
             `pfn ${pfn} was written after pageout() wrote it to swap slot ${slots[i]}; the huge folio is freed and a swap-in of ${c.pageName(hp.pages[i]!)} will not have that write`,
@@ -296,12 +442,21 @@ export const reclaimThp: Proc = {
         }
         fr.sup = true
       })
-      for (const s of slots) c.swapUncache(s)
+      for (const s of slots) {
+        c.swapUncache(s)
+        // A swap-in may have taken the slot's last count while the folio was still reclaim's.
+        if (child && c.swapCount(s) === 0) c.swapWrite(s, null)
+      }
       for (const pfn of pfns) c.putFrame(pfn, 'free_unref_folios')
       c.emit('op', 'reclaim', `${hp.name} swapped out to slots ${slots.join(',')}`)
       c.ret()
     },
   },
+}
+
+/** try_to_unmap_one() on rmap_walk_anon's next VMA (its PMD split first), else try_to_unmap_flush_dirty. */
+function reclaimNextVma(c: Ctx, f: CallFrame): void {
+  c.goto(thpWalkSelect(c, f, num(f, 'vi') + 1) ? 'split' : 'pageout')
 }
 
 const migrateWalk = pteWalk(
@@ -312,14 +467,15 @@ const migrateWalk = pteWalk(
 
 /** mk_huge_pmd / mk_pte with the VMA's vm_page_prot: a PROT_NONE VMA maps PROT_NONE. */
 function vmaAccessible(c: Ctx, hp: ThpDecl, i: number): boolean {
-  return c.vma(0, hp.pages[i]!) !== 'none'
+  return c.vma(c.mmIndex, hp.pages[i]!) !== 'none'
 }
 
 /** The remove/undo steps: pmd_lock for a PMD migration entry, the PTL for PTE ones. */
 function removeGuard(c: Ctx, f: CallFrame): string | null {
   const hp = hpOf(c, f)
-  if (pmdMigration(c, hp)) return c.pmdLockFree(0, hp) ? null : 'pmd_lock held'
-  return c.pmdPopulated(0, hp.pages[0]!) && !c.ptlFree(0, hp.pages[0]!) ? 'page-table lock held' : null
+  const mm = c.mmIndex
+  if (pmdMigration(c, hp, mm)) return c.pmdLockFree(mm, hp) ? null : 'pmd_lock held'
+  return c.pmdPopulated(mm, hp.pages[0]!) && !c.ptlFree(mm, hp.pages[0]!) ? 'page-table lock held' : null
 }
 
 /**
@@ -337,36 +493,37 @@ function removeMigrationEntries(
   const hp = hpOf(c, f)
   const pfns = pfnsOf(f)
   const done: number[] = []
-  if (pmdMigration(c, hp) && c.pte(0, hp.pages[0]!)!.pfn === pfns[0]) {
-    c.pmdLock(0, hp, `${fn}: page_vma_mapped_walk`)
+  const mm = c.mmIndex
+  if (pmdMigration(c, hp, mm) && c.pte(mm, hp.pages[0]!)!.pfn === pfns[0]) {
+    c.pmdLock(mm, hp, `${fn}: page_vma_mapped_walk`)
     const next = hp.pages.map((p, i) => {
       done.push(i)
-      return { ...install(i, c.pte(0, p)!), huge: true as const }
+      return { ...install(i, c.pte(mm, p)!), huge: true as const }
     })
     c.setPmd(
-      0,
+      mm,
       hp.pages,
       next,
       `set_pmd_at (${fn === 'remove_migration_ptes' ? 'remove_migration_pmd' : fn})`,
       `PMD ${hp.name} := huge page pfns ${next.map((p) => p.pfn).join(',')} ${next[0]!.write ? 'RW' : 'RO'}`,
     )
-    c.pmdUnlock(0, hp)
+    c.pmdUnlock(mm, hp)
     return done
   }
-  if (!c.pmdPopulated(0, hp.pages[0]!)) {
+  if (!c.pmdPopulated(mm, hp.pages[0]!)) {
     c.emit('info', fn, `the migration entries of ${hp.name} are gone (zapped meanwhile)`)
     return done
   }
-  c.lockPtl(0, hp.pages[0]!, `${fn}: remove_migration_pte`)
+  c.lockPtl(mm, hp.pages[0]!, `${fn}: remove_migration_pte`)
   hp.pages.forEach((p, i) => {
-    const pte = c.pte(0, p)
+    const pte = c.pte(mm, p)
     if (pte?.mig && !pte.huge && pte.pfn === pfns[i]) {
-      c.setPte(0, p, install(i, pte), `set_pte_at (${fn}: remove_migration_pte)`)
+      c.setPte(mm, p, install(i, pte), `set_pte_at (${fn}: remove_migration_pte)`)
       done.push(i)
     }
   })
   if (done.length === 0) c.emit('info', fn, `the migration entries of ${hp.name} are gone (zapped meanwhile)`)
-  c.unlockPtl(0, hp.pages[0]!)
+  c.unlockPtl(mm, hp.pages[0]!)
   return done
 }
 
@@ -386,6 +543,8 @@ export const migrateThp: Proc = {
         return
       }
       f.l.new = pfnsOf(f).map(() => c.allocFrame(0, 'get_new_folio (huge destination)'))
+      // try_to_migrate() -> rmap_walk_anon(): every VMA of the anon_vma (thpWalkSelect).
+      thpWalkSelect(c, f, 0)
       c.goto('rs')
     },
   },
@@ -394,7 +553,7 @@ export const migrateThp: Proc = {
   rs: {
     run: (c, f) => {
       const hp = hpOf(c, f)
-      c.rangeStart(0, hp.pages, 'MMU_NOTIFY_CLEAR')
+      c.rangeStart(c.mmIndex, hp.pages, 'MMU_NOTIFY_CLEAR')
       c.goto('walk')
     },
   },
@@ -405,27 +564,29 @@ export const migrateThp: Proc = {
   walk: {
     guard: (c, f) => {
       const hp = hpOf(c, f)
-      return pmdHuge(c, hp) ? (c.pmdLockFree(0, hp) ? null : 'pmd_lock held') : walkGuard(c, f)
+      const mm = c.mmIndex
+      return pmdHuge(c, hp, mm) ? (c.pmdLockFree(mm, hp) ? null : 'pmd_lock held') : walkGuard(c, f)
     },
     run: (c, f) => {
       const hp = hpOf(c, f)
+      const mm = c.mmIndex
       const pfns = pfnsOf(f)
-      if (pmdMapped(c, hp) && c.pte(0, hp.pages[0]!)!.pfn === pfns[0]) {
-        c.pmdLock(0, hp, 'page_vma_mapped_walk')
-        const olds = hp.pages.map((p) => c.pte(0, p)!)
+      if (pmdMapped(c, hp, mm) && c.pte(mm, hp.pages[0]!)!.pfn === pfns[0]) {
+        c.pmdLock(mm, hp, 'page_vma_mapped_walk')
+        const olds = hp.pages.map((p) => c.pte(mm, p)!)
         f.l.old = encodePte(olds[0]!)
         c.setPmd(
-          0,
+          mm,
           hp.pages,
           olds.map((p) => ({ ...p, present: false })),
           'pmdp_invalidate',
           `PMD ${hp.name} := invalid (set_pmd_migration_entry: pmd_mkinvalid)`,
         )
-        c.flushTlb(0, 'range', hp.pages, 'flush_tlb_range (pmdp_invalidate -> flush_pmd_tlb_range)')
+        c.flushTlb(mm, 'range', hp.pages, 'flush_tlb_range (pmdp_invalidate -> flush_pmd_tlb_range)')
         afterNotifier(c, f, 'pmd_rest', setPmdMigrationEntry)
         return
       }
-      if (pmdHuge(c, hp)) {
+      if (pmdHuge(c, hp, mm)) {
         c.emit('info', 'page_vma_mapped_walk', `${hp.name}'s PMD no longer maps the folio: nothing to unmap`)
         c.goto('rs_end')
         return
@@ -436,20 +597,20 @@ export const migrateThp: Proc = {
   pmd_rest: { run: (c, f) => setPmdMigrationEntry(c, f) },
   unmap: migrateWalk.unmap,
   unmap_rest: migrateWalk.unmap_rest,
-  /** range_end (v4.15: ->invalidate_range here, before the copy). */
+  /** range_end (v4.15: ->invalidate_range here, before the copy); then the walk's next VMA. */
   rs_end: {
     run: (c, f) => {
       const hp = hpOf(c, f)
-      c.rangeEnd(0, hp.pages, false)
-      afterNotifier(c, f, 'flush', (cc) => cc.goto('flush'))
+      c.rangeEnd(c.mmIndex, hp.pages, false)
+      afterNotifier(c, f, 'next_vma', migrateNextVma)
     },
   },
+  next_vma: { run: (c, f) => migrateNextVma(c, f) },
   /** try_to_unmap_flush() before the copy: x86 arch_tlbbatch_flush() (a PTE walk only). */
   flush: {
     run: (c, f) => {
       const hp = hpOf(c, f)
-      if (flag(f, 'batched')) c.flushTlb(0, 'range', hp.pages, 'arch_tlbbatch_flush', null)
-      delete f.l.batched
+      tryToUnmapFlush(c, f, 'range', hp.pages, 'arch_tlbbatch_flush')
       if (!flag(f, 'mapped')) {
         c.emit('info', 'migrate_pages', `${hp.name} was unmapped meanwhile: nothing to migrate`)
         for (const pfn of list(f, 'new')) c.putFrame(pfn, 'migrate_folio_undo_dst')
@@ -471,6 +632,8 @@ export const migrateThp: Proc = {
           'folio_migrate_mapping',
           `pfn ${busy} has references besides the migration's (refcount ${c.folio(busy).ref}): -EAGAIN`,
         )
+        // remove_migration_ptes(src, src): the first VMA with a migration entry.
+        thpMigSelect(c, f, 0)
         c.goto('undo')
         return
       }
@@ -481,6 +644,8 @@ export const migrateThp: Proc = {
         return src.w
       })
       c.emit('frame', 'folio_migrate_copy', `pfns ${pfns.join(',')} -> pfns ${neu.join(',')}`)
+      // remove_migration_ptes(src, dst): the first VMA with a migration entry (thpMigSelect).
+      thpMigSelect(c, f, 0)
       c.goto('remove')
     },
   },
@@ -492,19 +657,25 @@ export const migrateThp: Proc = {
       const pfns = pfnsOf(f)
       const neu = list(f, 'new')
       const w = list(f, 'w')
-      f.l.installed = removeMigrationEntries(c, f, 'remove_migration_ptes', (i, entry) => {
+      const before = list(f, 'installed')
+      const now = removeMigrationEntries(c, f, 'remove_migration_ptes', (i, entry) => {
         const src = c.folioW(pfns[i]!)
-        if (src.w !== w[i]) {
+        if (src.w !== w[i] && !before.includes(i)) {
           c.violate(
             'lost-write',
             `pfn ${pfns[i]} was written after folio_migrate_copy copied it; ${c.pageName(hp.pages[i]!)} now maps pfn ${neu[i]} without that write`,
           )
         }
         src.sup = true
+        // remove_migration_pmd() / remove_migration_pte(): folio_get() for the mapping; the
+        // migration keeps the destination's allocation reference until 'end'.
+        c.getFrame(neu[i]!)
         c.folioW(neu[i]!).map++
         return { pfn: neu[i]!, present: vmaAccessible(c, hp, i), write: entry.write, dirty: entry.dirty }
       })
-      c.goto('end')
+      f.l.installed = [...before, ...now.filter((i) => !before.includes(i))]
+      // remove_migration_ptes goes on to the walk's next VMA with an entry (the fork child's).
+      c.goto(thpMigSelect(c, f, num(f, 'vi') + 1) ? 'remove' : 'end')
     },
   },
   /**
@@ -522,6 +693,10 @@ export const migrateThp: Proc = {
         c.folioW(pfns[i]!).map++
         return { pfn: pfns[i]!, present: vmaAccessible(c, hp, i), write: entry.write, dirty: entry.dirty }
       })
+      if (thpMigSelect(c, f, num(f, 'vi') + 1)) {
+        c.goto('undo')
+        return
+      }
       for (const pfn of list(f, 'new')) c.putFrame(pfn, 'migrate_folio_undo_dst')
       const mode = MIGRATE_MODES[num(f, 'mode')]!
       if (mode !== 'async' && !flag(f, 'ttu_sync')) {
@@ -532,6 +707,7 @@ export const migrateThp: Proc = {
         )
         for (const pfn of pfns) c.putFrame(pfn, 'migrate_folio_undo_src')
         delete f.l.mapped
+        delete f.l.vi
         f.l.ttu_sync = true
         c.goto('start')
         return
@@ -547,8 +723,12 @@ export const migrateThp: Proc = {
       const hp = hpOf(c, f)
       const installed = list(f, 'installed')
       for (const pfn of pfnsOf(f)) c.putFrame(pfn, 'migrate_folio_done (free the source)')
+      // migrate_folio_done(): the destination's allocation reference (freed if nothing maps it).
       list(f, 'new').forEach((pfn, i) => {
-        if (!installed.includes(i)) c.putFrame(pfn, 'folio_put (unused destination)')
+        c.putFrame(
+          pfn,
+          installed.includes(i) ? 'migrate_folio_done (folio_put of dst)' : 'folio_put (unused destination)',
+        )
       })
       c.emit(
         'op',
@@ -562,6 +742,11 @@ export const migrateThp: Proc = {
   },
 }
 
+/** try_to_migrate_one() on rmap_walk_anon's next VMA, else try_to_unmap_flush() and the copy. */
+function migrateNextVma(c: Ctx, f: CallFrame): void {
+  c.goto(thpWalkSelect(c, f, num(f, 'vi') + 1) ? 'rs' : 'flush')
+}
+
 /**
  * set_pmd_migration_entry() after pmdp_invalidate()'s flush, still under pmd_lock: the dirty bit
  * to the folio, set_pmd_at(the PMD migration entry, writable if the PMD was),
@@ -569,12 +754,13 @@ export const migrateThp: Proc = {
  */
 function setPmdMigrationEntry(c: Ctx, f: CallFrame): void {
   const hp = hpOf(c, f)
+  const mm = c.mmIndex
   const old = decodePte(f.l.old!)!
   delete f.l.old
   const pfns = pfnsOf(f)
   if (old.dirty) c.emit('frame', 'folio_mark_dirty', `the huge folio (pfns ${pfns.join(',')})`)
   c.setPmd(
-    0,
+    mm,
     hp.pages,
     pfns.map((pfn) => ({
       pfn,
@@ -590,7 +776,7 @@ function setPmdMigrationEntry(c: Ctx, f: CallFrame): void {
   for (const pfn of pfns) c.folioW(pfn).map--
   c.emit('frame', 'page_remove_rmap (compound)', `pfns ${pfns.join(',')} mapcount ${c.folio(pfns[0]!).map}`)
   for (const pfn of pfns) c.putFrame(pfn, 'folio_put (the PMD reference)')
-  c.pmdUnlock(0, hp)
+  c.pmdUnlock(mm, hp)
   f.l.mapped = true
   c.goto('rs_end')
 }
@@ -647,7 +833,9 @@ export const splitHugePage: Proc = {
         'unmap_folio',
         `try_to_migrate(${hp.name}, TTU_SPLIT_HUGE_PMD | TTU_SYNC): split_huge_pmd_address(freeze) first`,
       )
-      c.call('thp_split', { held: true, pfn: pfns[0]!, freeze: true, ...hugeArg(c, hp) }, 'ttm_rs')
+      // rmap_walk_locked() over the anon_vma: the process's VMA, then the fork child's.
+      thpWalkSelect(c, f, 0)
+      freezeSplit(c, f)
     },
   },
   /** try_to_migrate_one(): mmu_notifier_invalidate_range_start(MMU_NOTIFY_CLEAR) over the folio. */
@@ -664,6 +852,14 @@ export const splitHugePage: Proc = {
     run: (c, f) => {
       const hp = hpOf(c, f)
       const mm = c.mmIndex
+      if (c.pmdPopulated(mm, hp.pages[0]!) && nextMapped(c, f, 0) >= 0) {
+        // A PTE table that still maps subpages of the folio (a fork child whose PMD was split
+        // before, by its COW fault): try_to_migrate_one() clears each with ptep_clear_flush()
+        // (TTU_SYNC, no TTU_BATCH_FLUSH) and installs a migration entry, as migration's walk.
+        f.l.ttu_sync = true
+        migrateWalk.walk_ptes.run(c, f)
+        return
+      }
       if (c.pmdPopulated(mm, hp.pages[0]!)) {
         c.lockPtl(mm, hp.pages[0]!, 'page_vma_mapped_walk (PVMW_SYNC)')
         c.emit(
@@ -676,13 +872,12 @@ export const splitHugePage: Proc = {
       c.goto('ttm_end')
     },
   },
-  ttm_end: {
-    run: (c, f) => {
-      const hp = hpOf(c, f)
-      c.rangeEnd(c.mmIndex, hp.pages, false)
-      afterNotifier(c, f, 'freeze', (cc) => cc.goto('freeze'))
-    },
-  },
+  ttm_end: { run: (c, f) => ttmEnd(c, f) },
+  rs_end: { run: (c, f) => ttmEnd(c, f) },
+  ttm_next: { run: (c, f) => ttmNext(c, f) },
+  /** The PTE walk of a split table (migrateWalk): its steps, and its end at range_end. */
+  unmap: migrateWalk.unmap,
+  unmap_rest: migrateWalk.unmap_rest,
   /** folio_ref_freeze(folio, 1 + extra_pins); __split_huge_page() or -EAGAIN. */
   freeze: {
     run: (c, f) => {
@@ -699,6 +894,8 @@ export const splitHugePage: Proc = {
           '__split_huge_page',
           `the folio of ${hp.name} (pfns ${pfns.join(',')}) becomes ${pfns.length} small folios`,
         )
+      // remove_migration_ptes' walk: the first VMA with a migration entry (thpMigSelect).
+      thpMigSelect(c, f, 0)
       c.goto('remap')
     },
   },
@@ -728,12 +925,18 @@ export const splitHugePage: Proc = {
         })
         c.unlockPtl(mm, hp.pages[0]!)
       }
-      if (done.length < pfns.length)
+      const frozen = list(f, 'frozen')[mm] ?? pfns.length
+      if (done.length < frozen)
         c.emit(
           'info',
           'remap_page',
-          `${count(pfns.length - done.length, 'migration entry')} zapped meanwhile`,
+          `${count(frozen - done.length, 'migration entry')} zapped meanwhile${mm === 1 ? ' (child)' : ''}`,
         )
+      // remove_migration_ptes goes on to the next VMA with an entry (the fork child's).
+      if (thpMigSelect(c, f, num(f, 'vi') + 1)) {
+        c.goto('remap')
+        return
+      }
       splitHugePageEnd(
         c,
         f,
@@ -741,6 +944,32 @@ export const splitHugePage: Proc = {
       )
     },
   },
+}
+
+/** try_to_migrate_one() on the walk's VMA: split_huge_pmd_address(vma, address, true, folio). */
+function freezeSplit(c: Ctx, f: CallFrame): void {
+  const hp = hpOf(c, f)
+  c.call('thp_split', { held: true, pfn: pfnsOf(f)[0]!, freeze: true, ...hugeArg(c, hp) }, 'ttm_rs')
+}
+/** range_end of try_to_migrate_one() (the PTE walk's end too); the migration entries it left. */
+function ttmEnd(c: Ctx, f: CallFrame): void {
+  const hp = hpOf(c, f)
+  const mm = c.mmIndex
+  // The entries this VMA holds now, for remap_page's report of those zapped meanwhile.
+  const frozen = list(f, 'frozen').slice()
+  while (frozen.length <= mm) frozen.push(0)
+  frozen[mm] = hp.pages.filter((p, i) => {
+    const pte = c.pte(mm, p)
+    return pte?.mig === true && !pte.huge && pte.pfn === pfnsOf(f)[i]
+  }).length
+  f.l.frozen = frozen
+  c.rangeEnd(mm, hp.pages, false)
+  afterNotifier(c, f, 'ttm_next', ttmNext)
+}
+/** unmap_folio()'s walk goes on to the next VMA (the fork child's), else folio_ref_freeze. */
+function ttmNext(c: Ctx, f: CallFrame): void {
+  if (thpWalkSelect(c, f, num(f, 'vi') + 1)) freezeSplit(c, f)
+  else c.goto('freeze')
 }
 
 /** anon_vma_unlock_write(); the reference held on each subpage frame goes; return. */

@@ -21,6 +21,7 @@ import type { CallFrame } from '../state'
 import type { Proc } from './proc'
 import { num } from './proc'
 import { walkVmas } from './rmap'
+import { mappingPages } from './unmap'
 
 /**
  * unmap_mapping_range() -> unmap_mapping_pages(): i_mmap_lock_read(mapping) (local `il`), then
@@ -55,7 +56,8 @@ export const truncate: Proc = {
   /** truncate_setsize(): i_size_write(); truncate_pagecache(): unmap_mapping_range(mapping, holebegin, 0, 1). */
   start: {
     run: (c, f) => {
-      c.fileShrink(num(f, 'page'))
+      // A file huge page's first subpage: every subpage is beyond the new size (one folio).
+      for (const p of mappingPages(c, num(f, 'page'))) c.fileShrink(p)
       f.l.vi = 0
       unmapNext(c, f, 'lock')
     },
@@ -72,7 +74,8 @@ export const truncate: Proc = {
     run: (c, f) => {
       const page = num(f, 'page')
       c.folioLock(page, 'find_lock_entries: folio_lock')
-      if (c.file(page).pfn >= 0 && c.folio(c.file(page).pfn).map > 0) {
+      const mapped = mappingPages(c, page).some((p) => c.file(p).pfn >= 0 && c.folio(c.file(p).pfn).map > 0)
+      if (mapped) {
         c.emit('info', 'truncate_cleanup_folio', `${c.pageName(page)}: folio_mapped(): unmap_mapping_folio`)
         f.l.vi = 0
         unmapNext(c, f, 'remove')
@@ -90,16 +93,17 @@ export const truncate: Proc = {
         c.emit('info', 'truncate_inode_pages', `${c.pageName(page)}: not in the page cache`)
         c.folioUnlock(page)
       } else {
-        const pfn = c.fileRemoveFolio(page)
+        // A file huge page: truncate_inode_folio() of the whole large folio, every subpage's slot.
+        const pfns = mappingPages(c, page).map((p) => c.fileRemoveFolio(p))
         c.folioUnlock(page)
-        c.putFrame(pfn, 'folio_batch_release (the page cache reference)')
+        for (const pfn of pfns) c.putFrame(pfn, 'folio_batch_release (the page cache reference)')
       }
       // The second unmap_mapping_range finds no private COW of a MAP_SHARED page: nothing to do.
       const vmas = walkVmas(c.sc, page)
       for (const mm of new Set(vmas.map((v) => v.mm)))
         c.markRevoked(
           mm,
-          vmas.map((v) => v.page),
+          vmas.flatMap((v) => mappingPages(c, v.page)),
           true,
         )
       c.emit('op', 'truncate', 'returns 0')

@@ -770,13 +770,13 @@ export const unmapMappingRange: Proc = {
         return
       }
       gatherInit(c)
-      c.rangeStart(mm, [page], 'MMU_NOTIFY_CLEAR')
-      c.call('zap_vma', { pages: [page], i: 0 }, 'end')
+      c.rangeStart(mm, mappingPages(c, page), 'MMU_NOTIFY_CLEAR')
+      c.call('zap_vma', { pages: mappingPages(c, page), i: 0 }, 'end')
     },
   },
   end: {
     run: (c, f) => {
-      c.rangeEnd(c.mmIndex, [num(f, 'page')], false)
+      c.rangeEnd(c.mmIndex, mappingPages(c, num(f, 'page')), false)
       afterNotifier(c, f, 'end_gather', revokeGather)
     },
   },
@@ -784,9 +784,19 @@ export const unmapMappingRange: Proc = {
   end_done: { run: (c, f) => revokeDone(c, f) },
 }
 
+/**
+ * The pages unmap_mapping_range() zaps from `page` (holebegin) on: the page, or for the first
+ * subpage of a file (shmem) huge page the whole huge page (truncate_pagecache's holebegin at
+ * its start: zap_pmd_range meets the whole PMD and zap_huge_pmd zaps it).
+ */
+export function mappingPages(c: Ctx, page: number): readonly number[] {
+  const hp = c.hugeOf(page)
+  return hp !== null && hp.kind === 'file' && hp.pages[0] === page ? hp.pages : [page]
+}
+
 /** zap_page_range_single()'s tlb_finish_mmu() flush. */
 function revokeGather(c: Ctx, f: CallFrame): void {
-  gatherFinishFlush(c, [num(f, 'page')])
+  gatherFinishFlush(c, mappingPages(c, num(f, 'page')))
   afterNotifier(c, f, 'end_done', revokeDone)
 }
 

@@ -51,7 +51,19 @@ export function parseThp(
   out.sort((a, b) => a.pages[0]! - b.pages[0]!)
   if (out.length !== Object.keys(raw).length) return { thp: [], pages }
   const withTables = assignTables(out, issues, pages, rawPages)
-  return withTables === null ? { thp: [], pages } : { thp: out, pages: withTables }
+  return withTables === null ? { thp: [], pages } : { thp: out, pages: shmemSubpages(out, withTables) }
+}
+
+/**
+ * The subpages of a `kind: file` huge page are declared as anon pages mapped read-write and
+ * become kind: file pages here: one MAP_SHARED shmem file's page-cache pages (a large folio
+ * the page cache holds a reference on), so that a zap frees nothing and a fault on a none
+ * PMD maps the page-cache page again (filemap_fault), as for a small file page.
+ */
+function shmemSubpages(thp: readonly ThpDecl[], pages: readonly PageDecl[]): readonly PageDecl[] {
+  const file = thp.filter((h) => h.kind === 'file').flatMap((h) => h.pages)
+  if (file.length === 0) return pages
+  return pages.map((p, i) => (file.includes(i) ? { ...p, kind: 'file' as const } : p))
 }
 
 /**

@@ -86,7 +86,21 @@ const THP_REFUSED: Readonly<Record<string, string>> = {
   vmalloc: 'it needs a kernel page, and a subpage is anon',
   vfree: 'it needs a kernel page, and a subpage is anon',
 }
-/** The ops of a fork child's threads in a scenario with a huge page (faults and zaps on its huge PMD). */
+/** Why these ops are refused on a subpage of a `kind: file` huge page (a page-cache page). */
+const THP_FILE_OTHER: Readonly<Record<string, string>> = {
+  writeback:
+    "writeback of the large folio would write-protect the huge PMD (folio_mkclean's page_vma_mkclean_one at PMD level), which the model's writeback of small file pages does not do",
+  truncate:
+    "a truncate below a later subpage cuts the large folio in the middle (truncate_inode_partial_folio splits it with split_folio); truncate below the huge page's first subpage drops the whole folio",
+}
+/**
+ * The ops of a fork child's threads in a scenario with a huge page: faults and zaps on its huge
+ * PMD, and the ops that act on the child's own mm (c.mmIndex): thp_split and mprotect of its
+ * huge PMD, and reclaim, migrate, ksm_merge and migrate_vma of the huge folio it maps (their
+ * rmap walks visit the process's VMA and the child's, kernel/thpRmap.ts). Not thp_collapse
+ * (khugepaged's collapse is modelled on the process's mm only), nor fork, exit and oom_reap,
+ * which act on the process.
+ */
 const THP_CHILD_OPS: readonly string[] = [
   'read',
   'write',
@@ -94,40 +108,36 @@ const THP_CHILD_OPS: readonly string[] = [
   'cow_fault',
   'munmap',
   'madvise_dontneed',
+  'mprotect',
+  'thp_split',
+  'reclaim',
+  'migrate',
+  'ksm_merge',
+  'migrate_vma',
   'signal',
   'wait',
 ]
-/** Ops refused with a fork child in a scenario with a huge page, and why (reclaim: see `walks`). */
-const THP_FORK_REFUSED: Readonly<Record<string, string>> = {
-  reclaim:
-    "try_to_unmap() of the huge folio would walk the child's huge PMD too (anon_vma_fork linked its VMA: a swap entry per subpage in each, swap_duplicate), and the model's THP rmap walk visits the process only",
-  migrate_vma:
-    "split_huge_page() before the collect would walk the child's huge PMD too (unmap_folio: try_to_migrate over every VMA of the anon_vma), and the model's THP rmap walk visits the process only",
-  migrate:
-    "try_to_migrate() and remove_migration_ptes() of the huge folio would walk the child's huge PMD too (anon_vma_fork linked its VMA), and the model's THP rmap walk visits the process only",
-  ksm_merge:
-    "split_huge_page()'s unmap_folio would walk the child's huge PMD too (try_to_migrate over every VMA of the anon_vma), and the model's THP rmap walk visits the process only",
-  thp_collapse:
-    "khugepaged would collapse subpages the child still maps (max_ptes_shared), copying them while the child keeps the old ones, a case the model's collapse does not track",
-}
 /**
  * Ops that lock the huge folio (reclaim and migration isolate it; ksm_merge and migrate_vma hold
  * the folio lock across split_huge_page): one thread, and with thp_collapse only on a `mapped:
  * pte` huge page collapsed once (checkThpIsolations).
  */
 const THP_FOLIO_LOCKERS: readonly string[] = ['reclaim', 'migrate', 'ksm_merge', 'migrate_vma']
-/** CPU ops that act on a huge PMD other than the collapse path, refused on a `kind: file` huge page. */
-const THP_ANON_ONLY: readonly string[] = [
-  'ksm_merge',
-  'migrate_vma',
-  'mprotect',
-  'munmap',
-  'madvise_dontneed',
-  'reclaim',
-  'migrate',
-  'exit',
-  'oom_reap',
-]
+/**
+ * CPU ops refused on a subpage of a `kind: file` (shmem) huge page, and why: the split, the zap,
+ * mprotect, exit and the OOM reaper act on a file PMD (kernel/thp.ts splitFilePmd, zapHugePmd),
+ * these act on the large page-cache folio itself.
+ */
+const THP_FILE_REFUSED: Readonly<Record<string, string>> = {
+  reclaim:
+    'shmem reclaim splits the large page-cache folio first (shmem_writepage: split_huge_page) and swaps each subpage out through the swap cache; neither is modelled',
+  migrate:
+    "the large page-cache folio would move with try_to_migrate over the file's i_mmap tree (set_pmd_migration_entry) and folio_migrate_mapping of the whole folio; the model migrates an anon huge page or a small file page",
+  ksm_merge:
+    'KSM merges anonymous pages only: a MAP_SHARED shmem VMA never becomes VM_MERGEABLE (vma_ksm_compatible refuses VM_SHARED)',
+  migrate_vma:
+    'migrate_vma_pages() moves only anonymous memory to device-private memory ("For now only support anonymous memory migrating to device private or coherent memory"): a page-cache page keeps MIGRATE_PFN_MIGRATE cleared',
+}
 
 export interface ThreadsSection {
   readonly threads: ThreadDecl[]
@@ -245,8 +255,11 @@ export function parseThreads(
     const huge = named === null ? [...thp] : thp.filter((h) => named.some((q) => h.pages.includes(q)))
     if (huge.length === 0) return op
     const sub = named?.find((q) => huge[0]!.pages.includes(q))
-    if (!THP_CPU_OPS.includes(op.kind)) {
-      const why = THP_REFUSED[op.kind]
+    // truncate below a file huge page's first subpage drops the whole large folio
+    // (truncate_inode_folio); below a later one it would split it (see THP_FILE_OTHER).
+    const wholeTruncate = op.kind === 'truncate' && huge[0]!.kind === 'file' && sub === huge[0]!.pages[0]
+    if (!THP_CPU_OPS.includes(op.kind) && !wholeTruncate) {
+      const why = (huge[0]!.kind === 'file' ? THP_FILE_OTHER[op.kind] : undefined) ?? THP_REFUSED[op.kind]
       const reason = why ? ` (${why})` : ''
       issues.add(
         p,
@@ -259,12 +272,11 @@ export function parseThreads(
       return null
     }
     const file = huge.find((h) => h.kind === 'file')
-    if (THP_ANON_ONLY.includes(op.kind) && file) {
-      // __split_huge_pmd_locked() and zap_huge_pmd() treat a file PMD differently (no deposited
-      // table; a split zaps it and the pages fault back in): only the file collapse is modelled.
+    const fileWhy = THP_FILE_REFUSED[op.kind]
+    if (fileWhy !== undefined && file) {
       issues.add(
         p,
-        `${op.kind} of a file (shmem) huge page${thp.length > 1 ? ` (${file.name})` : ''} is not modelled (only its collapse is): a file PMD is zapped, not split into PTEs, and has no deposited table`,
+        `${op.kind} of a file (shmem) huge page${thp.length > 1 ? ` (${file.name})` : ''} is not modelled: ${fileWhy}`,
         head.at,
         head.s.length,
       )
@@ -350,15 +362,6 @@ export function parseThreads(
             )}; the huge ${thp.length > 1 ? 'pages are' : 'page is'} ${thp.map((h) => h.name).join(', ')}`,
             w.at,
             w.s.length,
-          )
-          return null
-        }
-        if (head.s === 'thp_split' && thp[hp]?.kind === 'file') {
-          issues.add(
-            p,
-            'thp_split of a file/shmem huge page (__split_huge_pmd_locked zaps the PMD and the pages refault) is not modelled; only the anon split',
-            head.at,
-            head.s.length,
           )
           return null
         }
@@ -725,7 +728,9 @@ export function parseThreads(
         o.at,
         o.len,
       )
-    if (file && ['cow_fault', 'ksm_merge', 'migrate_vma'].includes(o.op))
+    // (On a subpage of a file huge page ksm_merge and migrate_vma were refused with the reason.)
+    const shmemThp = thp.some((h) => h.kind === 'file' && h.pages.includes(o.page))
+    if (file && (o.op === 'cow_fault' || (!shmemThp && ['ksm_merge', 'migrate_vma'].includes(o.op))))
       issues.add(
         o.path,
         `${o.op} of a file page is not modelled (${o.op === 'cow_fault' ? 'a MAP_SHARED file page never breaks COW' : 'only anon pages'}); '${pages[o.page]!.name}' is kind: file`,
@@ -897,8 +902,9 @@ function checkThpIsolations(
 
 /**
  * A huge page and a fork child (copy_huge_pmd shares the huge PMD write-protected): the child's
- * threads fault on it (do_huge_pmd_wp_page in the child's mm); the ops that would have to walk
- * or change the child's huge PMD from the process (THP_FORK_REFUSED) are refused.
+ * threads may do THP_CHILD_OPS on their own huge PMD. The process's ops all run: the THP rmap
+ * walks visit both mms (kernel/thpRmap.ts), and thp_collapse in the process leaves the child
+ * the pages it still shares (kernel/thp.ts exceedsSharedPtes).
  */
 function checkThpFork(
   ops: ReadonlyArray<{ path: Path; at: number; len: number; op: string; thread: string }>,
@@ -907,20 +913,10 @@ function checkThpFork(
 ): void {
   for (const o of ops) {
     const th = threads.find((t) => t.name === o.thread)
-    if (th?.mm === 1 && !THP_CHILD_OPS.includes(o.op)) {
+    if (th?.mm === 1 && !THP_CHILD_OPS.includes(o.op))
       issues.add(
         o.path,
         `${o.op} in a thread of the fork child is not modelled in a scenario with a huge page; the child's threads may ${THP_CHILD_OPS.join(', ')}`,
-        o.at,
-        o.len,
-      )
-      continue
-    }
-    const why = THP_FORK_REFUSED[o.op]
-    if (why)
-      issues.add(
-        o.path,
-        `${o.op} of the huge page in a scenario with a fork child is not modelled: ${why}`,
         o.at,
         o.len,
       )
