@@ -133,11 +133,12 @@ export class Ctx extends CtxSecondary {
       `flush CPU TLBs: ${full ? 'whole mm' : this.pagesText(pages)}`,
       this.pagesDetail(full ? null : pages),
     )
-    if (mm !== 0) return
     if (arch === 'arm64') {
       // The SMMU snoops the TLBI into its IOTLB; a device ATC is not covered (reference 4.1).
+      // SVA shares the mm's ASID with the SMMU context (arm_smmu_share_asid): it snoops the
+      // TLBIs of the mm its device is bound to, not another mm's.
       this.sc.secondaries.forEach((d, i) => {
-        if (d.type === 'hw-walker' && d.btm) this.iotlbSnoop(i, full ? null : pages)
+        if (d.type === 'hw-walker' && d.btm && (d.mm ?? 0) === mm) this.iotlbSnoop(i, full ? null : pages)
       })
     }
     // x86: flush_tlb_mm_range passes (start,end), or (0,-1) above the ceiling.
@@ -147,7 +148,7 @@ export class Ctx extends CtxSecondary {
   }
   /** mmu_notifier_arch_invalidate_secondary_tlbs(mm, start, end) at an arch site of the policy; null: (0, -1). */
   archHook(mm: number, pages: readonly number[] | null, site: ArchSite): void {
-    if (mm !== 0 || !this.hasHwWalker() || !this.at(site) || this.mmReleased(mm)) return
+    if (!this.hasHwWalker(mm) || !this.at(site) || this.mmReleased(mm)) return
     this.metrics.notifier_calls++
     this.emit(
       'notifier',
@@ -155,7 +156,7 @@ export class Ctx extends CtxSecondary {
       pages === null ? 'range (0, -1): whole address space' : this.pagesText(pages),
       this.pagesDetail(pages),
     )
-    this.forHw((i) => {
+    this.forHw(mm, (i) => {
       const d = this.sc.secondaries[i]!
       if (pages === null && d.type === 'hw-walker' && d.iommu === 'vt-d' && !this.sc.kernel.vtdFullRangeFix) {
         // v6.6.0 intel_flush_svm_range(): pages = (end - start + 1) >> VTD_PAGE_SHIFT wraps to 0
@@ -172,10 +173,15 @@ export class Ctx extends CtxSecondary {
     })
   }
   // ---- mmu_notifier entry points -----------------------------------------------------
-  /** Whether `mm`'s subscription hlist (mmu_notifier_register: KVM, SVA drivers) has members. */
-  private hasSubscribers(mm: number): boolean {
+  /**
+   * Whether `mm`'s subscription hlist (mmu_notifier_register: KVM, SVA drivers) has a hw-walker
+   * driver (the ones with ->invalidate_range / arch_invalidate_secondary_tlbs). Each secondary
+   * is bound to one mm (types.ts SecondaryMm): the fork child's mm has subscribers only when a
+   * device is bound to it (mm: child).
+   */
+  private hasHwSubscribers(mm: number): boolean {
     // After mmu_notifier_release() the subscription list is empty (mn_hlist_release unhooks).
-    return mm === 0 && this.sc.secondaries.length > 0 && !this.mmReleased(mm)
+    return this.hasHwWalker(mm) && !this.mmReleased(mm)
   }
   /**
    * Whether secondary i still hears range_start/end on `mm`: a hlist subscriber until
@@ -185,8 +191,13 @@ export class Ctx extends CtxSecondary {
    * calls mn_itree_invalidate() whenever has_itree: exit_mmap's unmap_vmas reaches them.
    */
   private hears(mm: number, i: number): boolean {
-    if (mm !== 0) return false
     const d = this.sc.secondaries[i]!
+    // A driver subscribes to one mm: the process's, or the fork child's (mm: child), bound when
+    // fork returns. The one range on the child's mm that can start earlier, a file rmap walk of
+    // the VMA dup_mmap linked into i_mmap, is delivered whole: v6.6's bind takes
+    // mm_take_all_locks() and so waits for such a walk, and a pair cut in two would unbalance
+    // KVM's in-progress count (childDevice.test.ts). It reaches a secondary that holds nothing yet.
+    if ((d.mm ?? 0) !== mm) return false
     return (d.type === 'sw-mirror' && d.protocol === 'hmm') || !this.mmReleased(mm)
   }
   /** Whether range_start/end on `mm` reaches any subscriber (hlist or interval tree). */
@@ -293,7 +304,7 @@ export class Ctx extends CtxSecondary {
     site: 'ptep_clear_flush_notify' | 'tlb_flush_mmu_tlbonly' | 'try_to_unmap_one',
   ): void {
     // No hw-walker: nobody implements ->invalidate_range, whatever the policy.
-    if (!this.hasHwWalker() || !this.at(site) || !this.hasSubscribers(mm)) return
+    if (!this.hasHwWalker() || !this.at(site) || !this.hasHwSubscribers(mm)) return
     this.metrics.notifier_calls++
     this.emit(
       'notifier',
@@ -301,7 +312,7 @@ export class Ctx extends CtxSecondary {
       `${site}: ${pages === null ? 'all' : this.pagesText(pages)}`,
       this.pagesDetail(pages),
     )
-    this.forHw((i) => this.secInvalidate(i, pages, `->invalidate_range (${site})`))
+    this.forHw(mm, (i) => this.secInvalidate(i, pages, `->invalidate_range (${site})`))
   }
   /**
    * Catalin Marinas's ptep_set_access_flags_notify() (the `ptep_set_access_flags` site): the
@@ -310,10 +321,10 @@ export class Ctx extends CtxSecondary {
    * with access-flags-notify leaves the site out.
    */
   accessFlagsNotify(mm: number, page: number): void {
-    if (!this.hasHwWalker() || !this.at('ptep_set_access_flags') || !this.hasSubscribers(mm)) return
+    if (!this.hasHwWalker() || !this.at('ptep_set_access_flags') || !this.hasHwSubscribers(mm)) return
     this.metrics.notifier_calls++
     this.emit('notifier', 'ptep_set_access_flags_notify', this.pageName(page), this.pagesDetail([page]))
-    this.forHw((i) => this.secInvalidate(i, [page], 'ptep_set_access_flags_notify'))
+    this.forHw(mm, (i) => this.secInvalidate(i, [page], 'ptep_set_access_flags_notify'))
   }
   /**
    * mmu_notifier_release() (v6.6 mm/mmu_notifier.c __mmu_notifier_release): under SRCU, every
@@ -328,13 +339,15 @@ export class Ctx extends CtxSecondary {
   mmuNotifierRelease(mm: number): void {
     this.wr(Res.live(mm))
     this.mmW(mm).rel = true
-    if (mm !== 0 || this.sc.secondaries.length === 0) {
+    // Only the drivers bound to this mm (a device on the fork child keeps its subscription).
+    if (!this.sc.secondaries.some((d) => (d.mm ?? 0) === mm)) {
       this.emit('notifier', 'mmu_notifier_release', 'no subscribers')
       return
     }
     this.metrics.notifier_calls++
     this.emit('notifier', 'mmu_notifier_release', "every subscriber's ->release, then unhook them all")
     this.sc.secondaries.forEach((d, i) => {
+      if ((d.mm ?? 0) !== mm) return
       if (d.release === 'none') {
         this.emit('sec-inval', '->release', `${d.name}: release: none, the driver does nothing`)
         return

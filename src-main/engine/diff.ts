@@ -254,8 +254,10 @@ export function tlbRows(sc: Scenario, s: LabState): TlbRow[] {
     const x = s.secs[i]!
     const ats = d.type === 'hw-walker' && d.ats
     const subject = `${d.name} ${d.type === 'hw-walker' ? (ats ? 'IOTLB' : 'TLB') : 'shadow'}`
-    rows.push({ subject, entries: x.entries, mm: 0 })
-    if (ats) rows.push({ subject: `${d.name} ATC`, entries: x.atc, mm: 0 })
+    // A secondary translates the mm its driver is bound to (mm: child: the fork child's).
+    const mm = d.mm ?? 0
+    rows.push({ subject, entries: x.entries, mm })
+    if (ats) rows.push({ subject: `${d.name} ATC`, entries: x.atc, mm })
   })
   return rows
 }
@@ -295,10 +297,10 @@ export interface StaleEntry {
  * Why a hw-walker's walk-cache entry for table k (the PMD's pointer to the PTE table) is stale
  * in `s`, or null: the PMD no longer links that table (detached by pmdp_collapse_flush,
  * deposited under a huge PMD, unlinked by free_pgtables) or the table was freed. Only the user
- * mm is walked through the cache (access.ts iommuWalk).
+ * mm the device is bound to, `mm`, is walked through the cache (access.ts iommuWalk).
  */
-export function walkCacheStaleReason(sc: Scenario, s: LabState, k = 0): string | null {
-  const m = s.mms[0]
+export function walkCacheStaleReason(sc: Scenario, s: LabState, k = 0, mm = 0): string | null {
+  const m = s.mms[mm]
   if (!m || m.pt[k]) return null
   if (m.tbl[k] === null) return 'that page-table page was freed'
   return isThpTable(sc, k)
@@ -313,7 +315,7 @@ export function staleEntries(sc: Scenario, s: LabState): StaleEntry[] {
     if (d.type !== 'hw-walker' || !d.walkCache) return
     s.secs[i]?.wc.forEach((v, k) => {
       if (!v) return
-      const why = walkCacheStaleReason(sc, s, k)
+      const why = walkCacheStaleReason(sc, s, k, d.mm ?? 0)
       const subject = `${d.name} walk cache`
       const hp = thpOfTable(sc, k)
       const table = hp ? `the PTE table of ${hp.name}` : `the PTE page${tableTag(sc, k)}`

@@ -1030,9 +1030,11 @@ function tableStory(run: Run, upTo: number, gupThread: string | null): TableStor
   let unlink: TableStory['unlink'] = null
   let free: TableStory['free'] = null
   const missed: Array<{ step: number; thread: string; text: string; leaf: boolean }> = []
+  // The walker's mm: a device's is the one its secondary is bound to (mm: child: the child's).
+  const wmm = run.sc.threads.find((t) => t.name === run.ex.records[upTo]?.thread)?.mm ?? 0
   for (let k = Math.max(since, 0); k < upTo; k++) {
-    const a = run.states[k]!.mms[0]!
-    const b = run.states[k + 1]!.mms[0]!
+    const a = run.states[k]!.mms[wmm]!
+    const b = run.states[k + 1]!.mms[wmm]!
     const thread = run.ex.records[k]!.thread
     if (a.pt[tk] && !b.pt[tk] && !unlink) {
       const ev = eventsAt(run, k).find((e) => e.kind === 'pte' || e.kind === 'info')

@@ -243,6 +243,11 @@ export function scenarioJsonSchema(): object {
               description:
                 'protocol: hmm: false = the driver programs its device without mmu_interval_read_retry (default true)',
             },
+            mm: {
+              enum: ['process', 'child'],
+              description:
+                "The mm the driver bound the secondary to: process (default) or child, the fork child's (a fork op or cow: true pages; bound after fork returns, as dup_mmap copies no subscription): it hears only the notifier calls on the child's mm, translates and faults through the child's page table, and its device threads start once fork returned. Not with release, nonblock, pasid: supervisor or thp:; cached: cow: true pages only",
+            },
             atc_order: {
               enum: ['iotlb-first', 'atc-first'],
               description:

@@ -4,7 +4,7 @@
  * visited-state hashing, so everything that can influence the future must live here and
  * nothing else (metrics and traces are kept outside).
  */
-import type { Scenario, ThpDecl } from './types'
+import type { Scenario, SecondaryMm, ThpDecl } from './types'
 
 /** A present or PROT_NONE PTE. `null` in a page table is pte_none(). */
 export interface Pte {
@@ -237,6 +237,11 @@ export interface LabState {
 /** The kernel's address space (init_mm), present when the scenario has kernel pages. */
 export const KERNEL_MM = 2
 
+/** The mm secondary `i` is bound to (types.ts SecondaryMm): 0 the process, 1 the fork child. */
+export function secMm(sc: Scenario, i: number): SecondaryMm {
+  return sc.secondaries[i]!.mm ?? 0
+}
+
 /** Whether a page is a kernel (vmalloc) page, declared under `kernel_pages:`. */
 export function isKernelPage(sc: Scenario, page: number): boolean {
   return sc.pages[page]!.kind === 'kernel'
@@ -434,14 +439,16 @@ export function initialState(sc: Scenario): LabState {
   )
   const mms = hasKernel ? [parent, child, kernel] : [parent, child]
   const secs: SecState[] = sc.secondaries.map((d) => {
+    // A device bound to the fork child (mm: child, cow pages only) caches the child's PTEs.
+    const own = d.mm === 1 ? child : parent
     // A cached page of a PMD-mapped THP is one 2 MiB entry: it covers every subpage of its own.
     const cached = [...d.cached]
     for (const page of d.cached)
-      if (parent.ptes[page]?.huge)
+      if (own.ptes[page]?.huge)
         for (const q of hugeOf(sc, page)!.pages) if (!cached.includes(q)) cached.push(q)
     const entries: TlbEntry[] = cached
       .map((page) => {
-        const pte = (isKernelPage(sc, page) ? kernel : parent).ptes[page]!
+        const pte = (isKernelPage(sc, page) ? kernel : own).ptes[page]!
         // hw-walker: the permission the MMU derives from the PTE; sw-mirror: pte_write.
         const write = d.type === 'hw-walker' ? mmuWritable(sc.arch, pte) : pte.write
         const e: TlbEntry = {

@@ -276,7 +276,7 @@ export function step(
     // The vCPU's fault (or a dmirror_fault that gives up) returns: it drops the mm_users
     // reference mirrorTry / hmm.ts hmmStart took.
     if (th.stack.length === 1 && f.l.mmget === true)
-      c.mmUsers(0, -1, f.proc === 'hmm_access' ? 'dmirror_fault' : 'vCPU fault')
+      c.mmUsers(sc.threads[t]!.mm, -1, f.proc === 'hmm_access' ? 'dmirror_fault' : 'vCPU fault')
     th.stack.pop()
     const caller = th.stack[th.stack.length - 1]
     if (caller) {

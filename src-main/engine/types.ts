@@ -124,6 +124,8 @@ export interface HwWalkerDecl {
    * driver lock it must not trylock-fail on) and returns -EAGAIN / false. Default 'proceed'.
    */
   readonly nonblock?: 'proceed' | 'eagain'
+  /** See SecondaryMm: 1 for a device bound to the fork child's mm; absent: the process's. */
+  readonly mm?: 1
 }
 
 export interface SwMirrorDecl {
@@ -150,7 +152,19 @@ export interface SwMirrorDecl {
   readonly protocol?: 'kvm' | 'hmm'
   /** protocol hmm: false = a driver that programs the device without mmu_interval_read_retry. */
   readonly hmmRetry?: boolean
+  /** See SecondaryMm: 1 for a mirror of the fork child's mm; absent: the process's. */
+  readonly mm?: 1
 }
+
+/**
+ * The mm a secondary is bound to (`mm: child` in the scenario): a driver subscribes to one mm
+ * (iommu_sva_bind_device(dev, mm) -> mmu_notifier_register; KVM_CREATE_VM takes current->mm;
+ * mmu_interval_notifier_insert(mni, mm, ...)). The fork child's mm starts with no subscriptions
+ * (v6.6 kernel/fork.c mm_init: mmu_notifier_subscriptions_init, notifier_subscriptions = NULL;
+ * dup_mmap copies none): a driver binds to it after fork returns, in the child. Only written
+ * when 1, so the decls of every other scenario stay as they were.
+ */
+export type SecondaryMm = 0 | 1
 
 export type SecondaryDecl = HwWalkerDecl | SwMirrorDecl
 

@@ -42,12 +42,14 @@ export function spanPages(sc: Scenario, pages: readonly number[] | null): readon
 
 export class CtxSecondary extends CtxTlbs {
   // ---- a driver's invalidation commands ----------------------------------------------
-  hasHwWalker(): boolean {
-    return this.sc.secondaries.some((d) => d.type === 'hw-walker')
+  /** Whether a hw-walker is declared (bound to `mm`, when given: types.ts SecondaryMm). */
+  hasHwWalker(mm?: number): boolean {
+    return this.sc.secondaries.some((d) => d.type === 'hw-walker' && (mm === undefined || (d.mm ?? 0) === mm))
   }
-  protected forHw(f: (i: number) => void): void {
+  /** Each hw-walker bound to `mm` (a driver's notifier is registered on one mm). */
+  protected forHw(mm: number, f: (i: number) => void): void {
     this.sc.secondaries.forEach((d, i) => {
-      if (d.type === 'hw-walker') f(i)
+      if (d.type === 'hw-walker' && (d.mm ?? 0) === mm) f(i)
     })
   }
   /**

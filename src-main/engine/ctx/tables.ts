@@ -26,7 +26,7 @@ export class CtxTables extends CtxLocks {
       this.wr(Res.pt(mm, k))
       m.pt = m.pt.slice()
       m.pt[k] = true
-      if (mm === 0) this.checkNoStaleWalkCache(k)
+      this.checkNoStaleWalkCache(mm, k)
     }
     this.emit('pte', fn, `PTE ${this.pageName(page)}${mm === 1 ? ' (child)' : ''} := ${pteText(pte)}`)
   }
@@ -54,9 +54,10 @@ export class CtxTables extends CtxLocks {
    * a VMA there again (mremap's target has one from the start), so a PMD never links a second
    * PTE page while an entry for a freed first one survives. Checked, not assumed.
    */
-  private checkNoStaleWalkCache(k: number): void {
-    if (this.s.mms[0]!.tbl[k] !== null) return
-    if (this.s.secs.some((x) => x.wc[k] === true))
+  private checkNoStaleWalkCache(mm: number, k: number): void {
+    if (this.s.mms[mm]!.tbl[k] !== null) return
+    // A walk cache holds tables of the mm its device is bound to (types.ts SecondaryMm).
+    if (this.s.secs.some((x, i) => x.wc[k] === true && (this.sc.secondaries[i]!.mm ?? 0) === mm))
       throw new Error(
         `model bug: a PTE page is linked in table ${k}'s PMD while a walk cache points at its freed one`,
       )

@@ -187,14 +187,16 @@ export class CtxTlbs extends CtxTables {
         this.tlbsW()[i] = mark(this.s.tlbs[i]!, (p) => Res.tlb(i, p))
       }
     })
-    if (mm === 0 || mm === KERNEL_MM)
-      this.s.secs.forEach((sec, i) => {
-        for (const p of pages) this.rd(Res.sec(i, p))
-        const marked = mark(sec.entries, (p) => Res.sec(i, p))
-        if (marked.some((e, j) => e !== sec.entries[j])) this.secW(i).entries = marked
-        const atc = mark(sec.atc, (p) => Res.sec(i, p))
-        if (atc.some((e, j) => e !== sec.atc[j])) this.secW(i).atc = atc
-      })
+    // A secondary caches translations of the mm it is bound to (types.ts SecondaryMm); a
+    // supervisor PASID also those of init_mm.
+    this.s.secs.forEach((sec, i) => {
+      if (mm !== KERNEL_MM && (this.sc.secondaries[i]!.mm ?? 0) !== mm) return
+      for (const p of pages) this.rd(Res.sec(i, p))
+      const marked = mark(sec.entries, (p) => Res.sec(i, p))
+      if (marked.some((e, j) => e !== sec.entries[j])) this.secW(i).entries = marked
+      const atc = mark(sec.atc, (p) => Res.sec(i, p))
+      if (atc.some((e, j) => e !== sec.atc[j])) this.secW(i).atc = atc
+    })
   }
 }
 

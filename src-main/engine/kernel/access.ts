@@ -89,8 +89,9 @@ function hardwareWalk(
  *   (v6.6 mm/mmap.c; munmap's unmap_region, mremap's unmap of the old range, exit_mmap; its
  *   PTEs are all none, the access faults), or freed by tlb_finish_mmu().
  * A walk through a freed table reads freed memory: a use-after-free of the page-table page, and
- * the access is abandoned. Only the user mm is walked through the cache (a supervisor PASID's
- * kernel walks are not cached here), and a PMD whose table was freed never links another one
+ * the access is abandoned. Only the user mm the device is bound to (the process's, or the fork
+ * child's with `mm: child`) is walked through the cache (a supervisor PASID's kernel walks are
+ * not cached here), and a PMD whose table was freed never links another one
  * (no op makes a VMA there again; ctx.ts checks it).
  */
 /**
@@ -104,7 +105,7 @@ function freedBy(c: Ctx, mm: number, multi: boolean): string {
 
 function iommuWalk(c: Ctx, mm: number, page: number, via: number): Pte | null | 'aborted' {
   const d = c.sc.secondaries[via]!
-  if (d.type !== 'hw-walker' || !d.walkCache || mm !== 0) return c.pte(mm, page)
+  if (d.type !== 'hw-walker' || !d.walkCache || mm === KERNEL_MM) return c.pte(mm, page)
   // A subpage of a huge page: its table is deposited or detached under the huge PMD; a small
   // page (beside huge pages, or with none): a table free_pgtables unlinked.
   const hp = c.hugeOf(page)
@@ -248,6 +249,14 @@ export const cpuAccess: Proc = {
   },
 }
 
+/**
+ * The mm a device thread works in: the one its secondary is bound to (the process's, or the
+ * fork child's with `mm: child`; scenario/threads.ts gives the thread that mm).
+ */
+export function devMm(c: Ctx): number {
+  return c.sc.threads[c.t]!.mm
+}
+
 function hwDecl(c: Ctx): HwWalkerDecl {
   return c.sc.secondaries[c.sc.threads[c.t]!.via] as HwWalkerDecl
 }
@@ -264,7 +273,7 @@ function devTry(c: Ctx, f: CallFrame): void {
   const d = hwDecl(c)
   const page = num(f, 'page')
   const write = flag(f, 'write')
-  if (d.release !== 'none' && c.mmReleased(0)) {
+  if (d.release !== 'none' && c.mmReleased(devMm(c))) {
     // exit_mmap's mmu_notifier_release ran the driver's ->release (arm_smmu_mm_release's
     // quiet_cd, intel_mm_release's intel_pasid_tear_down_entry): translation is disabled for
     // the PASID until unbind, so the DMA aborts without a page request (faults not reported).
@@ -329,7 +338,7 @@ function devTry(c: Ctx, f: CallFrame): void {
       return
     }
     if (!w) {
-      const pte = c.pte(0, page)
+      const pte = c.pte(devMm(c), page)
       pageRequest(
         c,
         f,
@@ -387,7 +396,7 @@ function pageRequest(c: Ctx, f: CallFrame, why: string): void {
   c.metrics.device_faults++
   c.cost('iopf')
   c.emit('fault', 'iopf (page request)', why)
-  if (c.mmReleased(0)) {
+  if (c.mmReleased(devMm(c))) {
     // iommu_sva_handle_iopf (v6.6 drivers/iommu/iommu-sva.c): mmget_not_zero() fails once the
     // mm's last user is gone (exit_mmap runs at mm_users == 0): IOMMU_PAGE_RESP_INVALID.
     mmGone(c, 'iommu_sva_handle_iopf', 'IOMMU_PAGE_RESP_INVALID, the DMA is aborted')
@@ -426,7 +435,7 @@ function devTranslate(c: Ctx, f: CallFrame): void {
   const via = c.sc.threads[c.t]!.via
   const d = hwDecl(c)
   const page = num(f, 'page')
-  if (d.release !== 'none' && c.mmReleased(0)) {
+  if (d.release !== 'none' && c.mmReleased(devMm(c))) {
     c.emit(
       'fault',
       'ATS translation request',
@@ -505,7 +514,7 @@ function mirrorTry(c: Ctx, f: CallFrame): void {
   const page = num(f, 'page')
   const e = mirrorLookup(c, f, `${name} shadow table`)
   if (e === 'hit') return
-  if (c.mmReleased(0)) {
+  if (c.mmReleased(devMm(c))) {
     // The process exited: hmm_range_fault's caller (or KVM's vCPU) cannot mmget_not_zero() it.
     mmGone(c, 'kvm_faultin_pfn', 'the access fails')
     return
@@ -516,7 +525,7 @@ function mirrorTry(c: Ctx, f: CallFrame): void {
   // kvm_faultin_pfn / is_page_fault_stale are all still delivered.
   if (f.l.mmget !== true) {
     f.l.mmget = true
-    c.mmUsers(0, 1)
+    c.mmUsers(devMm(c), 1)
   }
   c.metrics.device_faults++
   c.cost('mirror_fault')
@@ -530,7 +539,7 @@ function mirrorTry(c: Ctx, f: CallFrame): void {
 }
 
 function mirrorGup(c: Ctx, f: CallFrame): void {
-  if (c.mmReleased(0)) {
+  if (c.mmReleased(devMm(c))) {
     mmGone(c, 'hva_to_pfn', 'the access fails')
     return
   }
@@ -550,7 +559,7 @@ export function mirrorLookup(c: Ctx, f: CallFrame, who: string): TlbEntry | null
   const via = c.sc.threads[c.t]!.via
   const e = c.secFind(via, num(f, 'page'))
   if (e && (!flag(f, 'write') || e.write)) {
-    complete(c, f, e, who, 0, `${c.sc.secondaries[via]!.name} shadow`)
+    complete(c, f, e, who, devMm(c), `${c.sc.secondaries[via]!.name} shadow`)
     return 'hit'
   }
   return e
@@ -583,7 +592,7 @@ export function resolvedEntry(f: CallFrame): TlbEntry {
 export function resolveOrFaultIn(c: Ctx, f: CallFrame, fn: string): void {
   const page = num(f, 'page')
   const write = flag(f, 'write')
-  const pte = c.pte(0, page)
+  const pte = c.pte(devMm(c), page)
   if (pte && pte.present && (!write || pte.write)) {
     noteResolved(c, f, pte)
     c.emit('info', fn, `${c.pageName(page)} -> pfn ${pte.pfn} ${pte.write ? 'RW' : 'RO'}`)
@@ -612,7 +621,7 @@ function snapshot(c: Ctx, f: CallFrame, pte: Pte): void {
   const page = num(f, 'page')
   noteResolved(c, f, pte)
   if (pte.huge) {
-    const ps = c.hugeOf(page)!.pages.map((q) => c.pte(0, q)!.pfn)
+    const ps = c.hugeOf(page)!.pages.map((q) => c.pte(devMm(c), q)!.pfn)
     f.l.hpfn = ps
     f.l.hgen = ps.map((p) => c.folio(p).gen)
   } else {
@@ -636,19 +645,19 @@ function snapshot(c: Ctx, f: CallFrame, pte: Pte): void {
 function gupFastPmd(c: Ctx, f: CallFrame): void {
   const page = num(f, 'page')
   const write = flag(f, 'write')
-  c.gupFast(0, 1)
-  const pte = c.pte(0, page)
+  c.gupFast(devMm(c), 1)
+  const pte = c.pte(devMm(c), page)
   if (pte?.huge && pte.present && (!write || pte.write)) {
-    c.gupFast(0, -1)
+    c.gupFast(devMm(c), -1)
     snapshot(c, f, pte)
     return
   }
-  if (pte && !pte.huge && c.pmdPopulated(0, page)) {
+  if (pte && !pte.huge && c.pmdPopulated(devMm(c), page)) {
     c.emit('info', 'gup_pmd_range', `${c.pageName(page)}: PMD -> PTE table (IRQs off)`)
     c.goto('gupf_pte')
     return
   }
-  c.gupFast(0, -1)
+  c.gupFast(devMm(c), -1)
   gupSlow(c, f, 'the PMD maps no PTE table or huge page')
 }
 
@@ -670,24 +679,24 @@ export const mirrorAccess: Proc = {
     run: (c, f) => {
       const page = num(f, 'page')
       const write = flag(f, 'write')
-      const linked = c.pmdPopulated(0, page)
+      const linked = c.pmdPopulated(devMm(c), page)
       let pte: Pte | null
-      if (linked) pte = c.pte(0, page)
+      if (linked) pte = c.pte(devMm(c), page)
       else {
-        const t = c.table(0, c.hugeOf(page)!)
+        const t = c.table(devMm(c), c.hugeOf(page)!)
         if (t === null) {
           c.violate(
             'use-after-free',
             `${c.name}: GUP-fast (IRQs off) reads the PTE of ${c.pageName(page)} from a page-table page that was freed (pte_free) after it read the PMD`,
           )
-          c.gupFast(0, -1)
+          c.gupFast(devMm(c), -1)
           c.ret()
           return
         }
         pte = t[page] ?? null
       }
       if (!linked) {
-        c.gupFast(0, -1)
+        c.gupFast(devMm(c), -1)
         gupSlow(
           c,
           f,
@@ -695,7 +704,7 @@ export const mirrorAccess: Proc = {
         )
         return
       }
-      c.gupFast(0, -1)
+      c.gupFast(devMm(c), -1)
       if (pte && pte.present && (!write || pte.write)) snapshot(c, f, pte)
       else gupSlow(c, f, 'no usable PTE')
     },

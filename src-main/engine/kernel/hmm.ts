@@ -29,7 +29,7 @@
 import type { Ctx } from '../ctx'
 import type { CallFrame, TlbEntry } from '../state'
 import type { SwMirrorDecl } from '../types'
-import { faultInReturn, mirrorLookup, resolvedEntry, resolveOrFaultIn } from './access'
+import { devMm, faultInReturn, mirrorLookup, resolvedEntry, resolveOrFaultIn } from './access'
 import { num, type Proc } from './proc'
 
 function decl(c: Ctx): SwMirrorDecl {
@@ -42,7 +42,7 @@ function hmmStart(c: Ctx, f: CallFrame): void {
   const page = num(f, 'page')
   const e = mirrorLookup(c, f, `${name} mirror`)
   if (e === 'hit') return
-  if (c.mmReleased(0)) {
+  if (c.mmReleased(devMm(c))) {
     // The process exited: dmirror_fault's mmget_not_zero() fails. (test_hmm.c then returns 0 and
     // its read loop would look again; the model ends the access: nothing can be mirrored.)
     c.emit('fault', 'dmirror_fault', `${name}: mmget_not_zero() fails: the process exited; the access fails`)
@@ -54,7 +54,7 @@ function hmmStart(c: Ctx, f: CallFrame): void {
   // 'install' once the device is programmed, or by step.ts when the op gives up).
   if (f.l.mmget !== true) {
     f.l.mmget = true
-    c.mmUsers(0, 1, 'dmirror_fault')
+    c.mmUsers(devMm(c), 1, 'dmirror_fault')
   }
   c.metrics.device_faults++
   c.cost('mirror_fault')
@@ -141,7 +141,7 @@ export const hmmAccess: Proc = {
         { pages: [c.pageName(page)], tlb: `${d.name} shadow`, pfn: e.pfn },
       )
       // dmirror_range_fault returned: dmirror_fault's mmput(); the read looks in the mirror again.
-      c.mmUsers(0, -1, 'dmirror_fault')
+      c.mmUsers(devMm(c), -1, 'dmirror_fault')
       delete f.l.mmget
       c.goto('start')
     },

@@ -29,8 +29,18 @@ export const HW_KEYS = [
   'leaf_only',
   'release',
   'nonblock',
+  'mm',
 ] as const
-export const SW_KEYS = ['name', 'type', 'cached', 'release', 'nonblock', 'protocol', 'hmm_retry'] as const
+export const SW_KEYS = [
+  'name',
+  'type',
+  'cached',
+  'release',
+  'nonblock',
+  'protocol',
+  'hmm_retry',
+  'mm',
+] as const
 
 export function parseSecondaries(
   raw: Obj,
@@ -113,8 +123,13 @@ export function parseSecondaries(
               issues,
               'nonblock',
             ) ?? undefined)
+      const mm = boundMm(s, path, issues, raw, pages, cached)
       // Only written when given: the decls of every other scenario stay as they were.
-      const exitKeys = { ...(release ? { release } : {}), ...(nonblock ? { nonblock } : {}) }
+      const exitKeys = {
+        ...(release ? { release } : {}),
+        ...(nonblock ? { nonblock } : {}),
+        ...(mm === 1 ? { mm } : {}),
+      }
       if (name === null || type === null) return
       secIndex.set(name, secondaries.length)
       const kernelCached = cached.filter((pi) => pages[pi]!.kind === 'kernel')
@@ -216,6 +231,51 @@ export function parseSecondaries(
   }
 
   return { secondaries, secIndex }
+}
+
+/**
+ * `mm: process | child`: the mm the driver bound the secondary to (default process). A device
+ * bound to the fork child (iommu_sva_bind_device, KVM_CREATE_VM or mmu_interval_notifier_insert
+ * in the child, after fork returned: v6.6 dup_mmap copies no subscription) hears only the
+ * notifier calls on the child's mm and translates and faults through the child's page table.
+ * Whether the scenario has a fork child is checked with the threads (scenario/threads.ts).
+ */
+function boundMm(
+  s: Obj,
+  path: readonly (string | number)[],
+  issues: Issues,
+  raw: Obj,
+  pages: readonly PageDecl[],
+  cached: readonly number[],
+): 0 | 1 {
+  if (s.mm === undefined) return 0
+  const m = oneOf<'process' | 'child'>(s.mm, ['process', 'child'], [...path, 'mm'], issues, 'mm')
+  if (m !== 'child') return 0
+  const notCow = cached.find((pi) => pages[pi]!.cow !== true)
+  if (notCow !== undefined)
+    issues.add(
+      [...path, 'cached'],
+      `a secondary bound to the fork child caches only what the child maps from the start: cow: true pages; '${pages[notCow]!.name}' is not one (with a fork op the driver binds after fork returns, with nothing cached)`,
+    )
+  // Keys the model gives a meaning on the process's mm only.
+  const refused: ReadonlyArray<readonly [string, string]> = [
+    [
+      'release',
+      "->release runs from the exit of the mm's last user, and the model's exit and oom_reap work on the process's mm: the fork child does not exit, so it would never apply",
+    ],
+    ['nonblock', "the OOM reaper's nonblocking range_start reaps the process's mm, not the child's"],
+    ['pasid', 'a supervisor PASID is modelled for the process (kernel addresses through init_mm)'],
+  ]
+  for (const [key, why] of refused)
+    // (Writing the default, pasid: user, is fine.)
+    if (s[key] !== undefined && s[key] !== 'user')
+      issues.add([...path, key], `${key} with mm: child is not modelled: ${why}`)
+  if (raw.thp !== undefined)
+    issues.add(
+      [...path, 'mm'],
+      "mm: child in a scenario with a huge page (thp:) is not modelled: a device bound to the child is not checked against the huge-page paths (the child's huge PMD, its 2 MiB entries, KVM's GUP-fast walk of it)",
+    )
+  return 1
 }
 
 /**

@@ -687,16 +687,25 @@ export function parseThreads(
           [...path, 'via'],
           `an HMM mirror (protocol: hmm) is modelled on small pages; '${sd.name}' in a scenario with a huge page (thp:) is not`,
         )
-      if (via !== undefined) threads.push({ name: tname, kind: 'device', mm: 0, via, ops, opText: text })
+      // A device thread works in the mm its secondary is bound to (`mm: child`: it starts once
+      // fork returned, as the child's CPU threads do: step.ts blockedReason).
+      if (via !== undefined)
+        threads.push({ name: tname, kind: 'device', mm: secondaries[via]!.mm ?? 0, via, ops, opText: text })
     }
   if (threadNames.size === 0) issues.add([], 'a scenario needs at least one thread under cpus or devices')
-  const childThreads = threads.filter((t) => t.mm === 1)
+  const childThreads = threads.filter((t) => t.mm === 1 && t.kind === 'cpu')
   if (childThreads.length > 0 && !hasCowPages && forks === 0) {
     issues.add(
       ['cpus', childThreads[0]!.name, 'mm'],
       'mm: child needs a fork child: a fork op or a cow: true page',
     )
   }
+  const childSec = secondaries.findIndex((d) => d.mm === 1)
+  if (childSec >= 0 && !hasCowPages && forks === 0)
+    issues.add(
+      ['secondary', childSec, 'mm'],
+      `mm: child binds '${secondaries[childSec]!.name}' to the fork child's mm: it needs a fork child, a fork op or a cow: true page`,
+    )
   for (const o of pageOps) {
     const pfnmap = pages[o.page]?.kind === 'pfnmap'
     const file = pages[o.page]?.kind === 'file'
@@ -817,7 +826,15 @@ export function parseThreads(
   // (PFrame.iso, lk) run them one at a time on a folio, as the kernel does. An HMM driver's
   // migration (owner M) is of the memory it mirrors.
   for (const o of ownerOps) {
-    if (threads.find((t) => t.name === o.thread)?.mm === 1)
+    const owner = secondaries.find((d) => d.name === o.sec)
+    if (owner?.mm === 1)
+      issues.add(
+        o.path,
+        `owner ${o.sec}: ${o.sec} mirrors the fork child (mm: child), and migrate_vma here migrates the process's memory; a driver migrates only the mm it mirrors`,
+        o.at,
+        o.len,
+      )
+    else if (threads.find((t) => t.name === o.thread)?.mm === 1)
       issues.add(
         o.path,
         `owner ${o.sec}: ${o.sec}'s driver migrates the process's memory, which it mirrors; ${o.thread} is a thread of the fork child (drop owner, or run the op in a thread of the process)`,
@@ -930,7 +947,7 @@ const NOT_THE_MM = ['signal', 'wait', 'oom_reap', 'truncate']
  * `exit` and `oom_reap`: exit_mmap runs when the process's last thread exits, so `exit` is the
  * last op of a process thread, once, and no other CPU thread of the process uses its memory
  * (they exited before; the reaper is a kthread working on the mm from outside). The fork child
- * (whose mm has no subscribers) does not exit; its threads run on while the process exits.
+ * does not exit; its threads, and devices bound to it (mm: child), run on while the process exits.
  */
 function checkExits(
   exits: ReadonlyArray<{ path: Path; at: number; len: number; op: string; thread: string }>,
