@@ -182,11 +182,16 @@ describe('a TLB entry filled through a stale walk-cache entry', () => {
 describe('KSM: the why and the fill culprit tell the same story', () => {
   it("names write_protect_page's drop and replace_page's range in both", () => {
     const sc = load('ksm-merge.stale-read-after-free.yaml')
-    const ex = replay(sc, makePolicy('start-end'), 'ksmd ksmd ksmd ksmd ksmd ksmd ksmd D0 ksmd ksmd ksmd D0')
+    // ksmd: get_page, trylock_page (try_to_merge_one_page), then write_protect_page's range.
+    const ex = replay(
+      sc,
+      makePolicy('start-end'),
+      'ksmd ksmd ksmd ksmd ksmd ksmd ksmd ksmd D0 ksmd ksmd ksmd D0',
+    )
     const { why, culprits } = explainExecution(sc, makePolicy('start-end'), ex)
     const ctx = [
-      "after write_protect_page's mmu_notifier_invalidate_range_start (step 1) had dropped it",
-      "inside replace_page's range (ksmd's invalidate_range_start at step 6 .. range_end at step 10)",
+      "after write_protect_page's mmu_notifier_invalidate_range_start (step 2) had dropped it",
+      "inside replace_page's range (ksmd's invalidate_range_start at step 7 .. range_end at step 11)",
     ]
     const fill = culprits.find((c) => c.role === 'fill')!
     for (const x of ctx) {

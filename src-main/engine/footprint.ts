@@ -39,6 +39,10 @@ export const Res = {
   gupf: (mm: number) => 3 * M * M + 144 + mm,
   /** mm->tlb_flush_batched (set_tlb_ubc_flush_pending / flush_tlb_batched_pending). */
   tfb: (mm: number) => 3 * M * M + 160 + mm,
+  /** The process's anon_vma rwsem: its writer (anon_vma_lock_write). */
+  anonVma: 3 * M * M + 176,
+  /** The process's anon_vma rwsem: its reader count (anon_vma_lock_read, commutative). */
+  anonVmaReaders: 3 * M * M + 192,
   /** A hw-walker's walk cache: its non-leaf entry for one PTE table. */
   wc: (i: number, table: number) => 10 * M * M + 4 * i + table,
   tlb: (t: number, p: number) => 4 * M * M + t * M + p,
@@ -46,6 +50,7 @@ export const Res = {
   isSec: (x: number) => x >= 5 * M * M && x < 6 * M * M,
   seq: (i: number) => 6 * M * M + i,
   inprog: (i: number, p: number) => 7 * M * M + i * M + p,
+  /** A frame: contents, counts and, for an anon folio, its folio lock and LRU isolation (PFrame.lk, iso). */
   frame: (pfn: number) => 8 * M * M + pfn,
   /** A `signal`/`wait` flag. */
   flag: (i: number) => 9 * M * M + i,

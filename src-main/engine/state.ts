@@ -52,6 +52,13 @@ export interface PFrame {
    * and, after fork (anon_vma_clone), the child's right after it.
    */
   avc?: true
+  /**
+   * PG_locked of an anon folio (folio_lock / folio_trylock, v6.6 include/linux/pagemap.h): the
+   * thread holding it; absent while unlocked. A page-cache folio's lock is FileState.lock.
+   */
+  lk?: number
+  /** Off the LRU (folio_isolate_lru / isolate_lru_folios took it; putback_lru_page returns it). */
+  iso?: true
 }
 
 /** A cached translation, in a CPU TLB or a secondary TLB/shadow table. */
@@ -100,6 +107,13 @@ export interface MmState {
   imap: boolean[]
   /** Readers of the i_mmap rwsem (i_mmap_lock_read in unmap_mapping_range). */
   imapReaders: number
+  /**
+   * The process's anon_vma rwsem (in the process's MmState): readers (rmap_walk_anon's
+   * anon_vma_lock_read) and the writer thread (collapse_huge_page, split_huge_page:
+   * anon_vma_lock_write). Optional: absent means 0 readers, no writer.
+   */
+  avr?: number
+  avw?: number
   /** THP scenarios, per table: pmd_lock(mm, pmd) of the table's PMD: holder thread or -1. */
   pmdl: number[]
   /**
@@ -794,6 +808,8 @@ export function frameLabels(s: LabState, live: Liveness): Int32Array {
         x.gen - y.gen ||
         x.w - y.w ||
         Number(x.sup) - Number(y.sup) ||
+        (x.lk ?? -1) - (y.lk ?? -1) ||
+        Number(x.iso === true) - Number(y.iso === true) ||
         a - b
       )
     })
@@ -862,11 +878,13 @@ export function hashState(s: LabState, live: Liveness): [number, number] {
     h.n(f.map)
     h.n(f.gen)
     h.n(f.w * 8 + (f.free ? 1 : 0) + (f.sup ? 2 : 0) + (f.avc ? 4 : 0))
+    h.n((f.lk ?? -1) + 1 + (f.iso ? 1 << 12 : 0))
   }
   for (const m of s.mms) {
     h.n((m.live ? 1 : 0) + 2 * (m.writer + 1) + 1024 * m.readers)
     for (let k = 0; k < m.ptl.length; k++) h.n(m.ptl[k]! * 2 + (m.pt[k] ? 1 : 0))
     h.n(m.tfp + 64 * m.imapReaders + (m.tfb === true ? 1 << 20 : 0))
+    h.n((m.avr ?? 0) + 64 * ((m.avw ?? -1) + 1))
     for (const l of m.imap) h.n(l ? 1 : 0)
     for (const p of m.ptes) h.n(pteCode(p, lab))
     h.n(

@@ -1,6 +1,7 @@
 /**
  * Lock layer of the step context: the split page-table lock (PTL) of each PTE table, the huge
- * page's pmd_lock, mmap_lock, the file's i_mmap rwsem and the page-cache folio lock. A guard
+ * page's pmd_lock, mmap_lock, the file's i_mmap rwsem, the page-cache folio lock, and an anon
+ * folio's lock and LRU isolation (PFrame.lk, PFrame.iso). A guard
  * in kernel/*.ts waits until a lock is free; these take and release it, record it in the
  * thread's held locks (traces) and in the step's footprint.
  */
@@ -189,5 +190,117 @@ export class CtxLocks extends CtxMemory {
     this.setFile(page, { ...f, lock: -1 })
     this.dropLock(`folio_lock(${this.pageName(page)})`)
     this.emit('lock', fn, `unlock the page-cache folio of ${this.pageName(page)}`)
+  }
+  // ---- an anon folio's lock (PG_locked) and LRU isolation -----------------------------
+  /** Whether the anon folio `pfn` is unlocked (folio_trylock would succeed; a guard waits on it). */
+  anonLockFree(pfn: number): boolean {
+    return this.folio(pfn).lk === undefined
+  }
+  /** The held-lock name of an anon folio's lock: `folio_lock(A)`, the page it is reached by. */
+  private anonLockName(label: string): string {
+    return `folio_lock(${label})`
+  }
+  /**
+   * folio_lock() / a successful folio_trylock() of anon folio `pfn` (`label`: the page, or
+   * `A new` for a migration's destination, in traces and held locks).
+   */
+  anonLock(pfn: number, label: string, fn: string): void {
+    const fr = this.folioW(pfn)
+    if (fr.lk !== undefined)
+      throw new Error(`model bug: ${this.name} takes the folio lock of pfn ${pfn} held by thread ${fr.lk}`)
+    fr.lk = this.t
+    this.thread.locks.push(this.anonLockName(label))
+    this.emit('lock', fn, `lock the folio pfn ${pfn} (${label})`)
+  }
+  /** folio_trylock(): takes the lock if it is free; returns whether it did (no waiting). */
+  anonTrylock(pfn: number, label: string, fn: string): boolean {
+    if (!this.anonLockFree(pfn)) {
+      this.emit(
+        'info',
+        fn,
+        `folio_trylock of pfn ${pfn} (${label}) fails: locked by ${this.sc.threads[this.folio(pfn).lk!]?.name ?? 'another thread'}`,
+      )
+      return false
+    }
+    this.anonLock(pfn, label, fn)
+    return true
+  }
+  anonUnlock(pfn: number, label: string, fn = 'folio_unlock'): void {
+    const fr = this.folioW(pfn)
+    if (fr.lk !== this.t)
+      throw new Error(`model bug: ${this.name} unlocks pfn ${pfn}, a folio it does not hold`)
+    delete fr.lk
+    this.dropLock(this.anonLockName(label))
+    this.emit('lock', fn, `unlock the folio pfn ${pfn} (${label})`)
+  }
+  /** Whether the anon folio `pfn` is on the LRU (not isolated). */
+  onLru(pfn: number): boolean {
+    return this.folio(pfn).iso !== true
+  }
+  /**
+   * folio_isolate_lru() / isolate_lru_folios(): takes the folio off the LRU, or returns false if
+   * another isolation has it (folio_test_clear_lru fails). The reference is the caller's.
+   */
+  isolateLru(pfn: number, fn: string): boolean {
+    if (!this.onLru(pfn)) {
+      this.emit('info', fn, `pfn ${pfn} is not on the LRU (isolated by another thread): isolation fails`)
+      return false
+    }
+    this.folioW(pfn).iso = true
+    this.emit('frame', fn, `pfn ${pfn} off the LRU`)
+    return true
+  }
+  /** putback_lru_page() / folio_add_lru(): the folio is on the LRU again (the reference is the caller's). */
+  putbackLru(pfn: number, fn = 'putback_lru_page'): void {
+    const fr = this.folioW(pfn)
+    if (fr.iso !== true) throw new Error(`model bug: ${fn} of pfn ${pfn}, which is on the LRU`)
+    delete fr.iso
+    this.emit('frame', fn, `pfn ${pfn} back on the LRU`)
+  }
+  /** An isolated folio about to be freed (free_unref_folios): it never returns to the LRU. */
+  lruFreed(pfn: number): void {
+    delete this.folioW(pfn).iso
+  }
+  // ---- the process's anon_vma rwsem -----------------------------------------------------
+  /**
+   * anon_vma_lock_read() would not wait (no writer). One rwsem stands for the process's
+   * anon_vma; a walk over a folio of the fork child's own anon_vma takes it too (its writers,
+   * collapse and split_huge_page, are refused with a child).
+   */
+  anonVmaReadable(): boolean {
+    this.rd(Res.anonVma)
+    return (this.s.mms[0]!.avw ?? -1) === -1
+  }
+  /** anon_vma_lock_write() would not wait (no writer, no reader). */
+  anonVmaWritable(): boolean {
+    this.rd(Res.anonVma)
+    this.rd(Res.anonVmaReaders)
+    const m = this.s.mms[0]!
+    return (m.avw ?? -1) === -1 && (m.avr ?? 0) === 0
+  }
+  /** anon_vma_lock_read() (+1) / anon_vma_unlock_read() (-1), rmap_walk_anon's. */
+  anonVmaRead(delta: 1 | -1, fn: string): void {
+    this.rd(Res.anonVma)
+    this.inc(Res.anonVmaReaders)
+    const m = this.mmW(0)
+    if (delta > 0 && (m.avw ?? -1) !== -1) throw new Error('model bug: anon_vma_lock_read with a writer')
+    m.avr = (m.avr ?? 0) + delta
+    if (m.avr < 0) throw new Error('model bug: anon_vma_unlock_read with no reader')
+    if (delta > 0) this.thread.locks.push('anon_vma(r)')
+    else this.dropLock('anon_vma(r)')
+    this.emit('lock', fn, delta > 0 ? 'take the anon_vma lock for read' : 'release the anon_vma lock')
+  }
+  /** anon_vma_lock_write() / anon_vma_unlock_write(). */
+  anonVmaWrite(take: boolean, fn: string): void {
+    this.rd(Res.anonVmaReaders)
+    this.wr(Res.anonVma)
+    const m = this.mmW(0)
+    if (take && ((m.avw ?? -1) !== -1 || (m.avr ?? 0) !== 0))
+      throw new Error('model bug: anon_vma_lock_write while held')
+    if (!take && m.avw !== this.t) throw new Error('model bug: anon_vma_unlock_write by a non-holder')
+    m.avw = take ? this.t : -1
+    if (take) this.thread.locks.push('anon_vma(w)')
+    else this.dropLock('anon_vma(w)')
+    this.emit('lock', fn, take ? 'take the anon_vma lock for write' : 'release the anon_vma lock')
   }
 }

@@ -87,6 +87,8 @@ export class CtxMemory extends CtxBase {
     if (f.free || f.ref <= 0) throw new Error(`model bug: put of free pfn ${pfn}`)
     f.ref--
     if (f.ref === 0) {
+      if (f.lk !== undefined || f.iso === true)
+        throw new Error(`model bug: pfn ${pfn} freed while ${f.lk !== undefined ? 'locked' : 'isolated'}`)
       f.free = true
       this.wr(Res.alloc)
       this.emit('frame', fn, `free pfn ${pfn} (gen ${f.gen})`)

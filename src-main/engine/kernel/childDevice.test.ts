@@ -99,6 +99,10 @@ describe('reclaim of the shared page: try_to_unmap_one notifies each mm in its o
   it("the process's VMA (pdev in its range, under its PTL), then the child's (cdev in its range); the free comes after both", () => {
     const sc = twoDevices('      kswapd: [reclaim A]')
     expect(lines(traced(sc, makePolicy('start-end')), { kinds: KINDS })).toEqual([
+      // isolate_lru_folios, folio_trylock; rmap_walk_anon's anon_vma_lock_read over both VMAs.
+      'frame isolate_lru_folios: pfn 1 off the LRU',
+      'lock shrink_folio_list: folio_trylock: lock the folio pfn 1 (A)',
+      'lock rmap_walk_anon: anon_vma_lock_read: take the anon_vma lock for read',
       'notifier mmu_notifier_invalidate_range_start: MMU_NOTIFY_CLEAR A',
       'sec-inval invalidate_range_start: pdev: invalidate A (1 entry dropped)',
       'lock page_vma_mapped_walk: take the page-table lock',
@@ -121,9 +125,11 @@ describe('reclaim of the shared page: try_to_unmap_one notifies each mm in its o
       'lock pte_unmap_unlock: release the page-table lock',
       'notifier mmu_notifier_invalidate_range_end: A',
       'sec-inval invalidate_range_end: cdev: invalidate A (0 entries dropped)',
+      'lock rmap_walk_anon: anon_vma_unlock_read: release the anon_vma lock',
       'cpu-flush arch_tlbbatch_flush (try_to_unmap_flush_dirty): flush CPU TLBs: A',
       "cpu-flush arch_tlbbatch_flush (try_to_unmap_flush_dirty): the fork child's CPUs: flush CPU TLBs: A",
       'frame swap_writepage: pfn 1 -> swap slot 0',
+      'lock shrink_folio_list: folio_unlock: unlock the folio pfn 1 (A)',
       'frame free_unref_folios: free pfn 1 (gen 1)',
     ])
   })

@@ -41,6 +41,7 @@ describe('ksm_merge: write_protect_page, pages_identical, replace_page', () => {
     ])
     expect(first(ex, 'notifier mmu_notifier_arch_invalidate_secondary_tlbs').locks).toEqual([
       'mmap_lock(r)',
+      'folio_lock(P)',
       'ptl',
     ])
   })
@@ -137,7 +138,15 @@ describe('write_protect_page: which PTEs are cleared and flushed (v6.6 mm/ksm.c)
       ksm(ex).filter((x) => x.startsWith('pte ptep_clear_flush')).length
     expect(clears(alone)).toBe(1)
     // C1's munmap has its mmu_gather in flight (tlb_gather_mmu: inc_tlb_flush_pending).
-    const racing = traced(sc, makePolicy('arch-hook'), [...new Array<number>(forkSteps).fill(0), 1, 2, 2, 2])
+    // ksmd: get_page, trylock_page, range_start, then write_protect_page under the PTL.
+    const racing = traced(sc, makePolicy('arch-hook'), [
+      ...new Array<number>(forkSteps).fill(0),
+      1,
+      2,
+      2,
+      2,
+      2,
+    ])
     expect(ksm(racing)).toContain(
       'info write_protect_page: P: read-only and clean, but mm_tlb_flush_pending(): clear and flush',
     )

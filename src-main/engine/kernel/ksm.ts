@@ -8,15 +8,18 @@
  * The stable page (kpage) is modelled as already in the stable tree with the page's content
  * when ksmd starts this merge; a write to the page before the compare makes the merge fail.
  * A subpage of a PMD-mapped huge page is split first (split_huge_page, kernel/thpRmap.ts),
- * then merged as a small page. The folio lock (trylock_page) is not modelled for anon pages.
+ * then merged as a small page. try_to_merge_one_page() takes the page's lock with
+ * trylock_page() ("we don't want to wait here"): a page another thread holds locked (reclaim,
+ * migration, migrate_vma's collect) is not merged now; unlock_page() at out_unlock.
  */
 import type { Ctx } from '../ctx'
 import { ZERO_PFN } from '../state'
 import { afterNotifier, decodePte, encodePte, num, pteSame, type Proc } from './proc'
-import { swapCacheRefs } from './rmap'
+import { swapCacheRefs, unlockIfHeld } from './rmap'
 
 function fail(c: Ctx, f: Parameters<Proc[string]['run']>[1], why: string): void {
   c.emit('info', 'try_to_merge_one_page', `no merge: ${why}`)
+  unlockIfHeld(c, num(f, 'pfn'), c.pageName(num(f, 'page')), 'try_to_merge_one_page: unlock_page')
   c.putFrame(num(f, 'pfn'), 'put_page (ksmd)')
   c.putFrame(num(f, 'kpage'), 'stable_tree: drop the candidate stable page')
   c.mmapReadUnlock(c.mmIndex)
@@ -42,10 +45,26 @@ export const ksmMerge: Proc = {
       f.l.pfn = pte.pfn
       const kpage = c.allocFrame(c.folio(pte.pfn).v, 'stable_tree_search (stable page of equal content)')
       f.l.kpage = kpage
-      if (pte.huge) {
+      c.goto('trylock')
+    },
+  },
+  /**
+   * try_to_merge_one_page(): `if (!trylock_page(page)) goto out;` (a step of its own: ksmd
+   * holds its reference from the scan on, the lock only from here).
+   */
+  trylock: {
+    run: (c, f) => {
+      const page = num(f, 'page')
+      const pfn = num(f, 'pfn')
+      if (!c.anonTrylock(pfn, c.pageName(page), 'try_to_merge_one_page: trylock_page')) {
+        fail(c, f, 'trylock_page fails')
+        return
+      }
+      const pte = c.pte(c.mmIndex, page)
+      if (pte?.huge === true && pte.present && pte.pfn === pfn) {
         // try_to_merge_one_page(): `if (PageTransCompound(page)) { if (split_huge_page(page))
         // goto out_unlock; }` (kernel/thpRmap.ts splitHugePage).
-        c.call('split_huge_page', { page, pin: pte.pfn }, 'split_done')
+        c.call('split_huge_page', { page, pin: pfn }, 'split_done')
         return
       }
       c.goto('wp_rs')
@@ -238,6 +257,7 @@ function rpDone(c: Ctx, f: Parameters<Proc[string]['run']>[1]): void {
     fail(c, f, 'replace_page: the PTE changed')
     return
   }
+  c.anonUnlock(num(f, 'pfn'), c.pageName(num(f, 'page')), 'try_to_merge_one_page: unlock_page')
   c.putFrame(num(f, 'pfn'), 'put_page (ksmd)')
   c.emit('op', 'ksm_merge', `${c.pageName(num(f, 'page'))} merged into stable pfn ${num(f, 'kpage')}`)
   c.mmapReadUnlock(c.mmIndex)

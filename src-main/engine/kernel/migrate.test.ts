@@ -59,16 +59,17 @@ describe('migrate: try_to_migrate_one, try_to_unmap_flush, copy, remove_migratio
 
   it('a device page request on the migration entry waits until remove_migration_ptes, then reads the new page', () => {
     const s = sc('arm64')
-    // kcompactd unmaps (3 steps); D0 misses, faults, snapshots the migration entry and waits.
-    const cut = runExecution(s, makePolicy('arch-hook'), scriptedChooser([0, 0, 0, 1, 1]), {
+    // kcompactd isolates, locks and unmaps (4 steps); D0 misses, faults, snapshots the
+    // migration entry and waits.
+    const cut = runExecution(s, makePolicy('arch-hook'), scriptedChooser([0, 0, 0, 0, 1, 1]), {
       tracing: true,
-      maxSteps: 5,
+      maxSteps: 6,
     })
     const waiting = cut.final
     expect(blockedReason(s, makePolicy('arch-hook'), waiting, 1)).toBe(
       'migration_entry_wait: page under migration',
     )
-    const done = traced(s, makePolicy('arch-hook'), [0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 1, 1])
+    const done = traced(s, makePolicy('arch-hook'), [0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 1, 1])
     expect(allEvents(done).some((e) => e.fn === 'migration_entry_wait' && e.thread === 'D0')).toBe(true)
     expect(done.final.regs[0]).toBe(5)
     expect(done.violations).toEqual([])
@@ -97,9 +98,11 @@ describe('migrate_vma (HMM, v6.6 mm/migrate_device.c) and 60bae7370896', () => {
 
   it('v6.6: the clear, the migration entry and flush_tlb_range (with the arch hook) all under the PTL', () => {
     const ex = traced(vma(true), makePolicy('arch-hook'))
-    expect(lines(ex, { thread: 'C0', kinds: ['lock', 'pte', 'cpu-flush', 'notifier'] }).slice(0, 7)).toEqual([
+    expect(lines(ex, { thread: 'C0', kinds: ['lock', 'pte', 'cpu-flush', 'notifier'] }).slice(0, 9)).toEqual([
+      "lock lock_page (the driver's destination): lock the folio pfn 2 (P new)",
       'notifier mmu_notifier_invalidate_range_start: MMU_NOTIFY_MIGRATE P',
       'lock migrate_vma_collect_pmd: take the page-table lock',
+      'lock migrate_vma_collect_pmd: trylock_page: lock the folio pfn 1 (P)',
       'pte ptep_get_and_clear: PTE P := none',
       'pte set_pte_at (migration entry): PTE P := migration entry (pfn 1, writable)',
       'cpu-flush flush_tlb_range (migrate_vma_collect_pmd, under the PTL): flush CPU TLBs: P',
@@ -134,13 +137,14 @@ describe('migrate_mode (v6.6 migrate_pages / migrate_pages_sync)', () => {
         secondary:
           - { name: iommu, type: hw-walker, cached: [P] }
         cpus:
-          ksmd: [ksm_merge P]
+          drv: [migrate_vma P]
           mover: [migrate P ${mode}]
       `,
       'migrate-mode.test.yaml',
     )
-  // ksmd's first step takes its get_page() reference (it holds it to the end of the merge);
-  // then the migration runs alone until it returns.
+  // drv's first step (migrate_vma_setup) takes its folio_get() reference, not yet the folio
+  // lock (migrate_vma_collect_pmd's trylock_page comes later); then the migration runs alone
+  // until it returns. (ksmd would hold the lock too: mover's folio_trylock would fail first.)
   function run(mode: string): ReturnType<typeof traced> {
     for (let n = 30; n > 0; n--) {
       try {

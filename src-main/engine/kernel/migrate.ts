@@ -36,6 +36,15 @@
  * NR_MAX_MIGRATE_ASYNC_RETRY times with the same outcome while the reference is held); a sync
  * mode then runs one sync pass.
  *
+ * LRU isolation and the folio locks (v6.6 migrate_folio_unmap / migrate_folio_move): the
+ * caller isolated the source (folio_isolate_lru; a folio another thread isolated fails: -EBUSY,
+ * as add_page_for_migration returns); migrate_folio_unmap() takes its lock with
+ * folio_trylock(), and when that fails MIGRATE_ASYNC gives up (-EAGAIN) while the sync modes'
+ * retry (migrate_pages_sync, one folio) waits in folio_lock(). The destination is locked
+ * (folio_trylock(dst) on a new folio) until remove_migration_ptes() has mapped it in every
+ * VMA (`out_unlock_both`), so a reclaim meanwhile fails its folio_trylock; the source stays
+ * isolated across a retry and is freed off the LRU, or put back (putback_movable_pages).
+ *
  * Batched flush: x86 arch_tlbbatch_add_pending() calls the arch hook with (0, -1) for every
  * page added and defers the CPU flush to arch_tlbbatch_flush(); arm64 issues the per-page
  * TLBI (and hook) at add time. v4.15 used ptep_clear_flush() there without a notify ("it will
@@ -48,7 +57,10 @@ import { MIGRATE_MODES } from '../types'
 import { afterNotifier, flag, num, type PcHandler, type Proc } from './proc'
 import { finalizeAndMap } from './hmm'
 import {
+  anonWalkGuard,
+  anonWalkLock,
   anonWalkNext,
+  anonWalkUnlock,
   installEntry,
   scenarioHasChild,
   isolateMappedFolio,
@@ -56,9 +68,28 @@ import {
   rmapUnmap,
   swapCacheRefs,
   tryToUnmapFlush,
+  unlockIfHeld,
   walkVmaAt,
   walkVmas,
 } from './rmap'
+
+/** The held-lock labels of a migration's source and destination folios. */
+const srcLabel = (c: Ctx, f: CallFrame): string => c.pageName(num(f, 'page'))
+const dstLabel = (c: Ctx, f: CallFrame): string => `${c.pageName(num(f, 'page'))} new`
+
+/**
+ * A migration that does not go ahead: the destination unlocked and freed, the source unlocked
+ * (if this thread locked it), put back on the LRU if this thread isolated it (local `lru`), and
+ * the reference dropped.
+ */
+function giveUp(c: Ctx, f: CallFrame, dst: string, src: string): void {
+  const pfn = num(f, 'pfn')
+  unlockIfHeld(c, num(f, 'new'), dstLabel(c, f))
+  c.putFrame(num(f, 'new'), dst)
+  unlockIfHeld(c, pfn, srcLabel(c, f))
+  if (flag(f, 'lru')) c.putbackLru(pfn)
+  c.putFrame(pfn, src)
+}
 
 /**
  * remove_migration_pte() of remove_migration_ptes(src, src) on the walk's current VMA (c.mmIndex):
@@ -124,8 +155,46 @@ export const migrate: Proc = {
    */
   start: {
     run: (c, f) => {
-      if (isolateMappedFolio(c, f, 'migrate_pages', 'migrate') === null) return
+      // The caller's folio_isolate_lru() (the first pass; a retry keeps the isolation).
+      if (!flag(f, 'lru')) {
+        const busy = 'folio_isolate_lru fails (another thread isolated the folio): -EBUSY, not migrated'
+        if (isolateMappedFolio(c, f, 'migrate_pages', 'migrate', busy) === null) return
+        f.l.lru = true
+      }
       f.l.new = c.allocFrame(0, 'get_new_folio (destination)')
+      c.goto('lock')
+    },
+  },
+  /**
+   * migrate_folio_unmap(): `if (!folio_trylock(src)) { if (mode == MIGRATE_ASYNC) goto out; ...
+   * folio_lock(src); }`: the MIGRATE_ASYNC pass gives up (-EAGAIN), the sync retry (`ttu_sync`)
+   * waits; then folio_trylock(dst) on the new folio; try_to_migrate() walks the VMAs.
+   */
+  lock: {
+    guard: (c, f) => (!flag(f, 'ttu_sync') || c.anonLockFree(num(f, 'pfn')) ? null : 'folio locked'),
+    run: (c, f) => {
+      const pfn = num(f, 'pfn')
+      const page = c.pageName(num(f, 'page'))
+      if (flag(f, 'ttu_sync')) c.anonLock(pfn, page, 'migrate_folio_unmap: folio_lock')
+      else if (!c.anonTrylock(pfn, page, 'migrate_folio_unmap: folio_trylock')) {
+        const mode = MIGRATE_MODES[num(f, 'mode')]!
+        if (mode === 'async') {
+          giveUp(c, f, 'migrate_folio_undo_dst', 'putback_movable_pages')
+          c.emit('op', 'migrate', `${page}: folio locked: -EAGAIN, not migrated`)
+          c.ret()
+          return
+        }
+        c.emit(
+          'info',
+          'migrate_pages_sync',
+          `retry ${page} in MIGRATE_${mode.toUpperCase()}: folio_lock waits, try_to_migrate(src, 0)`,
+        )
+        c.putFrame(num(f, 'new'), 'migrate_folio_undo_dst')
+        f.l.ttu_sync = true
+        c.goto('start')
+        return
+      }
+      c.anonLock(num(f, 'new'), dstLabel(c, f), 'migrate_folio_unmap: folio_trylock(dst)')
       unmapWalk(c, f, 0, 'rs', 'flush')
     },
   },
@@ -142,11 +211,11 @@ export const migrate: Proc = {
   /** try_to_unmap_flush() before the copy: x86 arch_tlbbatch_flush() (IPIs, no hook); arm64 a DSB. */
   flush: {
     run: (c, f) => {
+      anonWalkUnlock(c, f)
       tryToUnmapFlush(c, f, 'page', [num(f, 'page')], 'arch_tlbbatch_flush')
       if (!flag(f, 'mapped')) {
         c.emit('info', 'migrate_pages', 'the page was unmapped meanwhile: nothing to migrate')
-        c.putFrame(num(f, 'new'), 'migrate_folio_undo_dst')
-        c.putFrame(num(f, 'pfn'), 'migrate_folio_undo_src')
+        giveUp(c, f, 'migrate_folio_undo_dst', 'migrate_folio_undo_src')
         c.ret()
         return
       }
@@ -201,12 +270,15 @@ export const migrate: Proc = {
    * destination's allocation reference stays the migration's until 'end'.
    */
   remove: {
-    guard: (c, f) => (c.ptlFree(c.mmIndex, num(f, 'page')) ? null : 'page-table lock held'),
+    guard: (c, f) =>
+      anonWalkGuard(c, f) ?? (c.ptlFree(c.mmIndex, num(f, 'page')) ? null : 'page-table lock held'),
     run: (c, f) => {
       const mm = c.mmIndex
       const page = num(f, 'page')
       const pfn = num(f, 'pfn')
       const dst = num(f, 'new')
+      // remove_migration_ptes() -> rmap_walk(): anon_vma_lock_read for the whole walk.
+      anonWalkLock(c, f)
       c.lockPtl(mm, page, 'remove_migration_pte')
       const pte = c.pte(mm, page)
       if (pte?.mig && pte.pfn === pfn) {
@@ -247,15 +319,20 @@ export const migrate: Proc = {
    * ptep_clear_flush); async (and a failed sync pass) puts it back (migrate_pages returns it).
    */
   undo: {
-    guard: (c, f) => (c.ptlFree(c.mmIndex, num(f, 'page')) ? null : 'page-table lock held'),
+    guard: (c, f) =>
+      anonWalkGuard(c, f) ?? (c.ptlFree(c.mmIndex, num(f, 'page')) ? null : 'page-table lock held'),
     run: (c, f) => {
+      anonWalkLock(c, f)
       const { page, pfn } = sourceBack(c, f, 'undo')
       // remove_migration_ptes(src, src) goes on to the walk's next VMA with an entry.
       if (migEntryWalk(c, f, num(f, 'vi') + 1)) {
         c.goto('undo')
         return
       }
+      anonWalkUnlock(c, f)
+      c.anonUnlock(num(f, 'new'), dstLabel(c, f), 'migrate_folio_undo_dst: folio_unlock')
       c.putFrame(num(f, 'new'), 'migrate_folio_undo_dst')
+      c.anonUnlock(pfn, srcLabel(c, f), 'migrate_folio_undo_src: folio_unlock')
       const mode = MIGRATE_MODES[num(f, 'mode')]!
       if (mode !== 'async' && !flag(f, 'ttu_sync')) {
         c.emit(
@@ -263,21 +340,31 @@ export const migrate: Proc = {
           'migrate_pages_sync',
           `retry ${c.pageName(page)} in MIGRATE_${mode.toUpperCase()}: try_to_migrate(src, 0)`,
         )
-        c.putFrame(pfn, 'migrate_folio_undo_src')
+        // The source stays isolated (and referenced) on the retry list.
         delete f.l.mapped
         f.l.ttu_sync = true
         c.goto('start')
         return
       }
+      c.putbackLru(pfn)
       c.putFrame(pfn, 'migrate_folio_undo_src (putback)')
       c.emit('op', 'migrate', `${c.pageName(page)}: -EAGAIN, not migrated`)
       c.ret()
     },
   },
-  /** folio_unlock() wakes the waiters; the source page's last reference goes: it is freed. */
+  /**
+   * out_unlock_both: folio_unlock(dst) (folio_add_lru put it on the LRU before
+   * remove_migration_ptes), folio_unlock(src); the source page's last reference goes: it is
+   * freed, off the LRU.
+   */
   end: {
     run: (c, f) => {
-      c.putFrame(num(f, 'pfn'), 'migrate_folio_done (free the source)')
+      const pfn = num(f, 'pfn')
+      anonWalkUnlock(c, f)
+      c.anonUnlock(num(f, 'new'), dstLabel(c, f), 'migrate_folio_move: folio_unlock(dst)')
+      c.anonUnlock(pfn, srcLabel(c, f), 'migrate_folio_move: folio_unlock(src)')
+      c.lruFreed(pfn)
+      c.putFrame(pfn, 'migrate_folio_done (free the source)')
       c.putFrame(
         num(f, 'new'),
         flag(f, 'installed')
@@ -316,6 +403,13 @@ const collect: PcHandler = {
       c.goto('rs_end')
       return
     }
+    // `if (trylock_page(page))` set up the migration entry; else put_page, mpfn = 0: skipped.
+    if (!c.anonTrylock(pte.pfn, c.pageName(page), 'migrate_vma_collect_pmd: trylock_page')) {
+      c.unlockPtl(mm, page)
+      f.l.mapped = false
+      c.goto('rs_end')
+      return
+    }
     c.setPte(mm, page, null, 'ptep_get_and_clear')
     installEntry(c, mm, page, pte, migrationEntry(pte), 'set_pte_at (migration entry)')
     f.l.mapped = true
@@ -345,14 +439,29 @@ function collectUnlock(c: Ctx, f: CallFrame): void {
  */
 function collected(c: Ctx, f: CallFrame): void {
   if (!flag(f, 'mapped')) {
-    c.emit('info', 'migrate_vma_setup', 'the page was unmapped meanwhile: nothing to migrate')
-    c.putFrame(num(f, 'new'), 'migrate_vma_finalize (unused destination)')
-    c.putFrame(num(f, 'pfn'), 'migrate_vma_finalize (source)')
+    c.emit(
+      'info',
+      'migrate_vma_setup',
+      'the page was unmapped (or its folio locked) meanwhile: nothing to migrate',
+    )
+    giveUp(c, f, 'migrate_vma_finalize (unused destination)', 'migrate_vma_finalize (source)')
     c.ret()
     return
   }
+  if (scenarioHasChild(c.sc)) f.l.vi = 0
+  // migrate_device_unmap(): `if (!folio_isolate_lru(folio))` the page is restored, not migrated.
+  if (!c.isolateLru(num(f, 'pfn'), 'migrate_device_unmap: folio_isolate_lru')) {
+    c.emit(
+      'info',
+      'migrate_device_unmap',
+      `pfn ${num(f, 'pfn')} is isolated by another thread: restore it, not migrated`,
+    )
+    if (!migEntryWalk(c, f, 0)) f.l.vi = 0
+    c.goto('restore')
+    return
+  }
+  f.l.lru = true
   if (scenarioHasChild(c.sc)) {
-    f.l.vi = 0
     if (stillPmdMapped(c, f)) return
     if (c.folio(num(f, 'pfn')).map > 0) {
       c.emit(
@@ -402,6 +511,7 @@ function stillPmdMapped(c: Ctx, f: CallFrame): boolean {
  * not migrated; else the driver copies.
  */
 function tmDone(c: Ctx, f: CallFrame): void {
+  anonWalkUnlock(c, f)
   delete f.l.ttu_sync
   if (c.folio(num(f, 'pfn')).map > 0) {
     c.emit('info', 'migrate_device_unmap', `pfn ${num(f, 'pfn')} is still mapped: restore it, not migrated`)
@@ -418,6 +528,8 @@ export const migrateVma: Proc = {
     run: (c, f) => {
       if (isolateMappedFolio(c, f, 'migrate_vma_setup', 'migrate') === null) return
       f.l.new = c.allocFrame(0, "alloc_page (the driver's destination)")
+      // The driver locks its destination (lib/test_hmm.c: lock_page(dpage)); migrate_vma_finalize unlocks it.
+      c.anonLock(num(f, 'new'), dstLabel(c, f), "lock_page (the driver's destination)")
       c.goto('rs')
     },
   },
@@ -493,7 +605,9 @@ export const migrateVma: Proc = {
   collected: { run: (c, f) => collected(c, f) },
   /** try_to_migrate_one() on the next VMA: range_start(MMU_NOTIFY_CLEAR) on its mm. */
   tm_rs: {
+    guard: anonWalkGuard,
     run: (c, f) => {
+      anonWalkLock(c, f)
       c.rangeStart(c.mmIndex, [num(f, 'page')], 'MMU_NOTIFY_CLEAR')
       c.goto('tm_unmap')
     },
@@ -514,15 +628,17 @@ export const migrateVma: Proc = {
   tm_done: { run: (c, f) => tmDone(c, f) },
   /** remove_migration_ptes(folio, folio) per VMA with an entry: the source back; then put both. */
   restore: {
-    guard: (c, f) => (c.ptlFree(c.mmIndex, num(f, 'page')) ? null : 'page-table lock held'),
+    guard: (c, f) =>
+      anonWalkGuard(c, f) ?? (c.ptlFree(c.mmIndex, num(f, 'page')) ? null : 'page-table lock held'),
     run: (c, f) => {
-      const { page, pfn } = sourceBack(c, f, 'restore')
+      anonWalkLock(c, f)
+      const { page } = sourceBack(c, f, 'restore')
       if (migEntryWalk(c, f, num(f, 'vi') + 1)) {
         c.goto('restore')
         return
       }
-      c.putFrame(num(f, 'new'), 'migrate_vma_finalize (unused destination)')
-      c.putFrame(pfn, 'folio_put (restored source)')
+      anonWalkUnlock(c, f)
+      giveUp(c, f, 'migrate_vma_finalize (unused destination)', 'folio_put (restored source)')
       c.emit('op', 'migrate_vma', `${c.pageName(page)}: not migrated`)
       c.ret()
     },

@@ -369,11 +369,11 @@ describe('mprotect on a migration entry (v6.6 change_pte_range)', () => {
         mover: [migrate A]
         C0: [mprotect A rw]
     `)
-    // mover: isolate, range_start, unmap (A is a writable migration entry); then C0 alone.
+    // mover: isolate, folio_trylock, range_start, unmap (A is a writable migration entry); then C0 alone.
     let ex: ReturnType<typeof traced> | null = null
     for (let n = 12; n > 0 && ex === null; n--) {
       try {
-        ex = traced(sc, pol('arch-hook'), [0, 0, 0, ...new Array<number>(n).fill(1)])
+        ex = traced(sc, pol('arch-hook'), [0, 0, 0, 0, ...new Array<number>(n).fill(1)])
       } catch (e) {
         if (!(e instanceof ScheduleError)) throw e
       }

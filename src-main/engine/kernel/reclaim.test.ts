@@ -30,7 +30,11 @@ describe('reclaim: try_to_unmap_one, pageout, free; do_swap_page', () => {
       'sec-inval ->invalidate_range (try_to_unmap_one): iommu: invalidate P (1 entry dropped)',
       'sec-inval ->invalidate_range (from range_end): iommu: invalidate P (0 entries dropped)',
     ])
-    expect(first(ex, 'sec-inval ->invalidate_range (try_to_unmap_one)').locks).toEqual(['ptl'])
+    expect(first(ex, 'sec-inval ->invalidate_range (try_to_unmap_one)').locks).toEqual([
+      'folio_lock(P)',
+      'anon_vma(r)',
+      'ptl',
+    ])
     expect(allEvents(ex).some((e) => e.text === 'free pfn 1 (gen 1)')).toBe(true)
   })
 

@@ -15,14 +15,24 @@
  * should_try_to_free_swap, do_wp_page, free_swap_cache at unmap) or a later reclaim, which
  * reuses its slot.
  *
+ * LRU isolation and the folio lock (v6.6 shrink_folio_list() works on the folios
+ * isolate_lru_folios() took off the LRU): a folio another thread isolated (a migration) is not
+ * on the LRU, so this reclaim does not see it; a folio locked by another thread (KSM's
+ * trylock_page, migrate_vma's collect, a migration's destination until it is mapped in every
+ * VMA) fails folio_trylock() and is kept (`goto keep`: putback_lru_page). The lock is held
+ * until the folio is freed or kept.
+ *
  * Secondary notification: v6.6 as migration (arch hook at arch_tlbbatch_add_pending: (0, -1)
  * per page on x86, the page on arm64). v4.15 called ->invalidate_range explicitly under the
  * PTL right after the clear in the swap path ("We have to invalidate as we cleared the pte",
  * Glisse 2017), and again at range_end (reference 3.9).
  */
+import type { Ctx } from '../ctx'
+import type { CallFrame } from '../state'
 import { flag, num, type Proc } from './proc'
 import {
   anonWalkNext,
+  anonWalkUnlock,
   isolateMappedFolio,
   rmapRangeStart,
   rmapUnmap,
@@ -31,23 +41,43 @@ import {
   walkVmas,
 } from './rmap'
 
+/** `keep`: folio_unlock(), putback_lru_page() and the isolation's reference (folio_putback_lru). */
+function keep(c: Ctx, f: CallFrame, fn = 'folio_putback_lru'): void {
+  const pfn = num(f, 'pfn')
+  c.anonUnlock(pfn, c.pageName(num(f, 'page')), 'shrink_folio_list: folio_unlock (keep)')
+  c.putbackLru(pfn)
+  c.putFrame(pfn, fn)
+}
+
 export const reclaim: Proc = {
   /** Isolate and lock the folio (a reference), add_to_swap(): a slot, the folio in the swap cache. */
   start: {
     run: (c, f) => {
-      const pfn = isolateMappedFolio(c, f, 'shrink_folio_list', 'reclaim')
+      const pfn = isolateMappedFolio(
+        c,
+        f,
+        'shrink_folio_list',
+        'reclaim',
+        'not on the LRU (another thread isolated the folio): isolate_lru_folios does not take it, not reclaimed',
+      )
       if (pfn === null) return
-      const cached = c.swapSlotOf(pfn)
-      if (cached >= 0 && c.swapCacheLocked(cached)) {
-        // Another reclaim holds the folio (isolated from the LRU, locked): nothing to do here.
-        c.emit('info', 'shrink_folio_list', `pfn ${pfn} is being reclaimed already: skip it`)
-        c.putFrame(pfn)
+      // shrink_folio_list(): `if (!folio_trylock(folio)) goto keep;`
+      if (!c.anonTrylock(pfn, c.pageName(num(f, 'page')), 'shrink_folio_list: folio_trylock')) {
+        c.putbackLru(pfn)
+        c.putFrame(pfn, 'folio_putback_lru')
+        c.emit(
+          'op',
+          'reclaim',
+          `${c.pageName(num(f, 'page'))}: folio locked by another thread: kept, not reclaimed`,
+        )
         c.ret()
         return
       }
+      const cached = c.swapSlotOf(pfn)
       if (cached >= 0) {
         // `if (!folio_test_swapcache(folio))` add_to_swap(): a folio a swap-in left in the swap
         // cache keeps its slot (the swap still holds its contents until pageout rewrites them).
+        // A second reclaim never gets here while one holds it: isolate_lru_folios failed.
         f.l.slot = cached
         c.swapCacheFold(cached)
         c.emit('info', 'shrink_folio_list', `pfn ${pfn} is in the swap cache already: swap slot ${cached}`)
@@ -77,6 +107,7 @@ export const reclaim: Proc = {
   /** try_to_unmap_flush_dirty(), then pageout() -> swap_writepage(): the contents go to swap. */
   pageout: {
     run: (c, f) => {
+      anonWalkUnlock(c, f)
       tryToUnmapFlush(c, f, 'page', [num(f, 'page')], 'arch_tlbbatch_flush (try_to_unmap_flush_dirty)')
       const src = c.folio(num(f, 'pfn'))
       if (!flag(f, 'mapped')) {
@@ -84,7 +115,7 @@ export const reclaim: Proc = {
         // The swap cache keeps the folio while swap PTEs share the slot; else it goes.
         if (c.swapCount(num(f, 'slot')) > 0) c.swapCacheAdd(num(f, 'slot'), num(f, 'pfn'), false)
         else c.swapUncache(num(f, 'slot'))
-        c.putFrame(num(f, 'pfn'), 'folio_putback_lru')
+        keep(c, f)
         c.ret()
         return
       }
@@ -111,7 +142,12 @@ export const reclaim: Proc = {
           '__remove_mapping',
           `pfn ${pfn} was mapped again (swap-in from the swap cache): keep it`,
         )
+        // The folio stays in the swap cache (the cache's reference is the one reclaim held),
+        // for the swap-ins of the swap PTEs that share the slot, or until a write fault's
+        // should_try_to_free_swap or a zap frees it.
         c.swapCacheAdd(slot, pfn, false)
+        c.anonUnlock(pfn, c.pageName(num(f, 'page')), 'shrink_folio_list: folio_unlock (keep)')
+        c.putbackLru(pfn)
         c.emit('info', 'folio_putback_lru', `pfn ${pfn} stays in the swap cache of slot ${slot}`)
         c.ret()
         return
@@ -126,6 +162,9 @@ export const reclaim: Proc = {
         )
       }
       fr.sup = true
+      // __remove_mapping(), then folio_unlock() and free_it: an isolated folio is freed off the LRU.
+      c.anonUnlock(pfn, c.pageName(num(f, 'page')), 'shrink_folio_list: folio_unlock')
+      c.lruFreed(pfn)
       c.swapUncache(num(f, 'slot'))
       // A swap-in may have taken the slot's last count while reclaim held the folio (it stays
       // in the swap cache then): no PTE refers to the slot, put_swap_folio frees it.

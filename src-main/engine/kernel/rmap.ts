@@ -18,17 +18,35 @@ import type { Scenario } from '../types'
 import { afterNotifier, decodePte, encodePte, flag, num, type PcHandler, type Proc } from './proc'
 
 /**
- * The common start of migrate_folio_unmap() and shrink_folio_list(): find the mapped anon folio
- * of the frame's page, take a reference (isolate and lock) and keep its pfn in `f.l.pfn`.
- * Returns the pfn, or null (after an info event and ret) when there is no such folio.
+ * The common start of migrate_folio_unmap(), shrink_folio_list() and migrate_vma_collect_pmd():
+ * find the mapped anon folio of the frame's page, take a reference and keep its pfn in `f.l.pfn`.
+ * With `busy` (reclaim's isolate_lru_folios, migrate_pages' caller's folio_isolate_lru) the
+ * reference is the isolation's and the folio leaves the LRU; a folio another thread isolated
+ * is not on it (folio_test_clear_lru fails): an op event ends the op with `busy`
+ * (migration's -EBUSY, reclaim skipping it). Without `busy`, a plain folio_get (migrate_vma
+ * collects first and isolates in migrate_device_unmap).
+ * Returns the pfn, or null (after an info or op event and ret) when there is no such folio.
  */
-export function isolateMappedFolio(c: Ctx, f: CallFrame, kfn: string, what: string): number | null {
+export function isolateMappedFolio(
+  c: Ctx,
+  f: CallFrame,
+  kfn: string,
+  what: string,
+  busy?: string,
+): number | null {
   const page = num(f, 'page')
   const pte = c.pte(c.mmIndex, page)
   if (!pte || !pte.present || pte.pfn === ZERO_PFN) {
     c.emit('info', kfn, `${c.pageName(page)}: no mapped anon page to ${what}`)
     c.ret()
     return null
+  }
+  if (busy !== undefined) {
+    if (!c.isolateLru(pte.pfn, kfn === 'shrink_folio_list' ? 'isolate_lru_folios' : 'folio_isolate_lru')) {
+      c.emit('op', what, `${c.pageName(page)}: ${busy}`)
+      c.ret()
+      return null
+    }
   }
   c.getFrame(pte.pfn)
   f.l.pfn = pte.pfn
@@ -46,6 +64,14 @@ export function isolateMappedFolio(c: Ctx, f: CallFrame, kfn: string, what: stri
  */
 export function anonExclusive(c: Ctx, pfn: number): boolean {
   return c.folio(pfn).map === 1 && !(scenarioHasChild(c.sc) && c.mmLive(1))
+}
+
+/**
+ * folio_unlock() of anon folio `pfn` if this thread holds its lock (a path shared by a caller
+ * that took it and one that did not: a failed folio_trylock).
+ */
+export function unlockIfHeld(c: Ctx, pfn: number, label: string, fn = 'folio_unlock'): void {
+  if (c.folio(pfn).lk === c.t) c.anonUnlock(pfn, label, fn)
 }
 
 /**
@@ -69,9 +95,33 @@ export function installEntry(c: Ctx, mm: number, page: number, pte: Pte, entry: 
   c.putFrame(pte.pfn, 'folio_put (the PTE reference)')
 }
 
-/** try_to_*_one(): mmu_notifier_invalidate_range_start(MMU_NOTIFY_CLEAR), then the unmap step. */
+/**
+ * rmap_walk_anon()'s anon_vma_lock_read() at the walk's first VMA (local `av` while held; the
+ * guard waits for a writer: a collapse, split_huge_page), for the guard of a walk's step.
+ */
+export function anonWalkGuard(c: Ctx, f: CallFrame): string | null {
+  return flag(f, 'av') || c.anonVmaReadable() ? null : 'anon_vma lock held for write'
+}
+export function anonWalkLock(c: Ctx, f: CallFrame): void {
+  if (flag(f, 'av')) return
+  c.anonVmaRead(1, 'rmap_walk_anon: anon_vma_lock_read')
+  f.l.av = true
+}
+/** anon_vma_unlock_read() when the walk is over (a no-op if it never took it). */
+export function anonWalkUnlock(c: Ctx, f: CallFrame): void {
+  if (!flag(f, 'av')) return
+  c.anonVmaRead(-1, 'rmap_walk_anon: anon_vma_unlock_read')
+  delete f.l.av
+}
+
+/**
+ * try_to_*_one(): mmu_notifier_invalidate_range_start(MMU_NOTIFY_CLEAR), then the unmap step;
+ * the walk's anon_vma_lock_read at its first VMA.
+ */
 export const rmapRangeStart: PcHandler = {
+  guard: anonWalkGuard,
   run: (c, f) => {
+    anonWalkLock(c, f)
     c.rangeStart(c.mmIndex, [num(f, 'page')], 'MMU_NOTIFY_CLEAR')
     c.goto('unmap')
   },

@@ -183,6 +183,7 @@ describe('migrate: try_to_migrate and remove_migration_ptes over a page shared w
     // K reads A first (its TLB caches the shared frame); then the migration runs.
     const ex = traced(sc, archHook, [1])
     expect(lines(ex, { thread: 'kcompactd', kinds: ['pte', 'cpu-flush', 'notifier', 'frame'] })).toEqual([
+      'frame folio_isolate_lru: pfn 1 off the LRU',
       'frame get_new_folio (destination): allocate pfn 2 (gen 1)',
       'notifier mmu_notifier_invalidate_range_start: MMU_NOTIFY_CLEAR A',
       'pte ptep_get_and_clear: PTE A := none',
@@ -206,7 +207,12 @@ describe('migrate: try_to_migrate and remove_migration_ptes over a page shared w
       'frame page_add_anon_rmap: pfn 2 mapcount 2',
       'frame migrate_folio_done (free the source): free pfn 1 (gen 1)',
     ])
-    expect(first(ex, 'pte ptep_get_and_clear: PTE A (child)').locks).toEqual(['ptl(child)'])
+    expect(first(ex, 'pte ptep_get_and_clear: PTE A (child)').locks).toEqual([
+      'folio_lock(A)',
+      'folio_lock(A new)',
+      'anon_vma(r)',
+      'ptl(child)',
+    ])
     // The child CPU's entry for the old frame went with the batched flush, before the free.
     expect(ex.final.tlbs[1]!.some((e) => e.pfn === 1)).toBe(false)
     expect(ex.final.frames[2]).toMatchObject({ map: 2, ref: 2 })
@@ -224,8 +230,9 @@ describe('migrate: try_to_migrate and remove_migration_ptes over a page shared w
         kcompactd: [migrate A]
         K: { mm: child, ops: [read A -> r0] }
     `)
-    // kcompactd installs the parent's migration entry (3 steps); then fork runs to its end.
-    const ex = traced(sc, archHook, [1, 1, 1, 0, 0, 0, 0, 0, 0])
+    // kcompactd installs the parent's migration entry (4 steps: isolate, folio_trylock,
+    // range_start, unmap); then fork runs to its end.
+    const ex = traced(sc, archHook, [1, 1, 1, 1, 0, 0, 0, 0, 0, 0])
     expect(lines(ex, { kinds: ['pte'] })).toEqual([
       'pte ptep_get_and_clear: PTE A := none',
       'pte set_pte_at (migration entry): PTE A := migration entry (pfn 1, writable)',
@@ -375,19 +382,13 @@ describe('validation: which walks are modelled with a fork child', () => {
     ).toBe('')
   })
 
-  it('refused, at the page word: with a fork child, reclaim or migrate_vma of an anon page in a second thread next to another isolating op on it', () => {
+  it('accepted now: with a fork child, reclaim, migrate and migrate_vma of one anon page in two threads (the folio lock and LRU isolation: kernel/folioLock.test.ts)', () => {
     const two = (a: string, b: string) =>
       `title: t\narch: x86_64\npages:\n  A: { value: 1, cow: true }\ncpus:\n  C0: [${a}]\n  C1: [${b}]\n`
-    expect(issues(two('reclaim A', 'migrate A'))).toMatch(
-      /x\.yaml:7:16: migrate A in a second thread \(C0 has reclaim A\) is not modelled in a scenario with a fork child: reclaim and migration isolate and lock the folio, one at a time/,
-    )
-    expect(issues(two('migrate_vma A', 'reclaim A'))).toMatch(
-      /x\.yaml:7:16: reclaim A in a second thread \(C0 has migrate_vma A\)/,
-    )
-    // One thread runs them one after the other; two migrates stay accepted, as before.
+    expect(issues(two('reclaim A', 'migrate A'))).toBe('')
+    expect(issues(two('migrate_vma A', 'reclaim A'))).toBe('')
     expect(issues(two('reclaim A, migrate_vma A, migrate A', 'read A'))).toBe('')
     expect(issues(two('migrate A', 'migrate A sync'))).toBe('')
-    // Without a fork child nothing changes.
     expect(issues(two('reclaim A', 'migrate_vma A').replace(', cow: true', ''))).toBe('')
   })
 })
@@ -512,22 +513,33 @@ describe("rmap_walk_anon visits every VMA of the folio's anon_vma; try_to_migrat
   it("the parent COW-copied A: migrating the child's old folio (the parent's anon_vma) gives the parent's VMA a range_start/end pair first; map_pte takes its PTL (a present PTE), check_pte fails", () => {
     const ex = traced(forked('write A 2', 'migrate A'), se)
     expect(lines(ex, K)).toEqual([
+      'lock migrate_folio_unmap: folio_trylock: lock the folio pfn 1 (A)',
+      'lock migrate_folio_unmap: folio_trylock(dst): lock the folio pfn 3 (A new)',
+      'lock rmap_walk_anon: anon_vma_lock_read: take the anon_vma lock for read',
       ...parentPair([
         'lock page_vma_mapped_walk: take the page-table lock',
         'info page_vma_mapped_walk: A: the PTE maps another folio',
         'lock pte_unmap_unlock: release the page-table lock',
       ]),
       ...childUnmap(1),
+      'lock rmap_walk_anon: anon_vma_unlock_read: release the anon_vma lock',
+      'lock rmap_walk_anon: anon_vma_lock_read: take the anon_vma lock for read',
       'lock remove_migration_pte: take the page-table lock',
       'pte set_pte_at (remove_migration_pte): PTE A (child) := pfn 3 RO dirty',
       'lock pte_unmap_unlock: release the page-table lock',
+      'lock rmap_walk_anon: anon_vma_unlock_read: release the anon_vma lock',
+      'lock migrate_folio_move: folio_unlock(dst): unlock the folio pfn 3 (A new)',
+      'lock migrate_folio_move: folio_unlock(src): unlock the folio pfn 1 (A)',
     ])
     expect(ex.violations).toEqual([])
   })
 
   it("the parent's PTE is none (MADV_DONTNEED after fork): the pair still comes, and map_pte takes no PTL", () => {
     const ex = traced(forked('madvise_dontneed A', 'migrate A'), se)
-    expect(lines(ex, K).slice(0, 9)).toEqual([
+    expect(lines(ex, K).slice(0, 12)).toEqual([
+      'lock migrate_folio_unmap: folio_trylock: lock the folio pfn 1 (A)',
+      'lock migrate_folio_unmap: folio_trylock(dst): lock the folio pfn 2 (A new)',
+      'lock rmap_walk_anon: anon_vma_lock_read: take the anon_vma lock for read',
       ...parentPair(['info page_vma_mapped_walk: A: no present PTE: not found, no PTL']),
       ...childUnmap(1),
     ])

@@ -157,7 +157,8 @@ const CASES: readonly Case[] = [
       'notifier mmu_notifier_invalidate_range: try_to_unmap_one: P',
       'sec-inval ->invalidate_range (try_to_unmap_one): iommu: invalidate P (1 entry dropped)',
     ],
-    locks: ['ptl'],
+    // shrink_folio_list holds the folio lock across try_to_unmap.
+    locks: ['folio_lock(P)', 'anon_vma(r)', 'ptl'],
   },
   {
     site: 'flush_tlb_page',
@@ -198,7 +199,8 @@ const CASES: readonly Case[] = [
       'notifier mmu_notifier_arch_invalidate_secondary_tlbs: range (0, -1): whole address space',
       'sec-inval arch_invalidate_secondary_tlbs: iommu: invalidate all (1 entry dropped)',
     ],
-    locks: ['ptl'],
+    // shrink_folio_list holds the folio lock across try_to_unmap.
+    locks: ['folio_lock(P)', 'anon_vma(r)', 'ptl'],
   },
   {
     site: 'ptep_set_access_flags',

@@ -36,6 +36,9 @@ describe('reclaim of a page shared with a fork child: try_to_unmap walks both VM
   it("the process's VMA (notifier range, its PTL), then the child's (its PTL, no notifier), one slot for both; the flush covers both mms before pageout", () => {
     const ex = traced(sc, archHook)
     expect(lines(ex, { thread: 'kswapd', kinds: KINDS })).toEqual([
+      'frame isolate_lru_folios: pfn 1 off the LRU',
+      'lock shrink_folio_list: folio_trylock: lock the folio pfn 1 (A)',
+      'lock rmap_walk_anon: anon_vma_lock_read: take the anon_vma lock for read',
       'notifier mmu_notifier_invalidate_range_start: MMU_NOTIFY_CLEAR A',
       'lock page_vma_mapped_walk: take the page-table lock',
       'pte ptep_get_and_clear: PTE A := none',
@@ -53,13 +56,23 @@ describe('reclaim of a page shared with a fork child: try_to_unmap walks both VM
       'pte set_pte_at (swap entry): PTE A (child) := swap entry (slot 0)',
       'frame page_remove_rmap: pfn 1 mapcount 0',
       'lock pte_unmap_unlock: release the page-table lock',
+      'lock rmap_walk_anon: anon_vma_unlock_read: release the anon_vma lock',
       'cpu-flush arch_tlbbatch_flush (try_to_unmap_flush_dirty): flush CPU TLBs: A',
       "cpu-flush arch_tlbbatch_flush (try_to_unmap_flush_dirty): the fork child's CPUs: flush CPU TLBs: A",
       'frame swap_writepage: pfn 1 -> swap slot 0',
+      'lock shrink_folio_list: folio_unlock: unlock the folio pfn 1 (A)',
       'frame free_unref_folios: free pfn 1 (gen 1)',
     ])
-    expect(first(ex, 'pte ptep_get_and_clear: PTE A :=').locks).toEqual(['ptl'])
-    expect(first(ex, 'pte set_pte_at (swap entry): PTE A (child)').locks).toEqual(['ptl(child)'])
+    expect(first(ex, 'pte ptep_get_and_clear: PTE A :=').locks).toEqual([
+      'folio_lock(A)',
+      'anon_vma(r)',
+      'ptl',
+    ])
+    expect(first(ex, 'pte set_pte_at (swap entry): PTE A (child)').locks).toEqual([
+      'folio_lock(A)',
+      'anon_vma(r)',
+      'ptl(child)',
+    ])
   })
 
   it('after both unmaps the slot counts 2 swap PTEs; pageout wrote it and the folio is freed', () => {
@@ -200,6 +213,7 @@ describe('migrate_vma with a fork child: collect, then migrate_device_unmap -> t
   /** migrate_vma_finalize: remove_migration_ptes over both VMAs, then the source is freed. */
   const finalize = [
     'frame folio_migrate_copy: pfn 1 -> pfn 2',
+    'lock rmap_walk_anon: anon_vma_lock_read: take the anon_vma lock for read',
     'lock remove_migration_pte: take the page-table lock',
     'pte set_pte_at (remove_migration_pte): PTE A := pfn 2 RO dirty',
     'frame page_add_anon_rmap: pfn 2 mapcount 1',
@@ -208,6 +222,9 @@ describe('migrate_vma with a fork child: collect, then migrate_device_unmap -> t
     'pte set_pte_at (remove_migration_pte): PTE A (child) := pfn 2 RO dirty',
     'frame page_add_anon_rmap: pfn 2 mapcount 2',
     'lock pte_unmap_unlock: release the page-table lock',
+    'lock rmap_walk_anon: anon_vma_unlock_read: release the anon_vma lock',
+    'lock migrate_folio_move: folio_unlock(dst): unlock the folio pfn 2 (A new)',
+    'lock migrate_folio_move: folio_unlock(src): unlock the folio pfn 1 (A)',
     'frame migrate_folio_done (free the source): free pfn 1 (gen 1)',
   ]
 
@@ -215,8 +232,10 @@ describe('migrate_vma with a fork child: collect, then migrate_device_unmap -> t
     const ex = traced(load(yaml('C0: [migrate_vma A]')), archHook)
     expect(lines(ex, { kinds: KINDS })).toEqual([
       "frame alloc_page (the driver's destination): allocate pfn 2 (gen 1)",
+      "lock lock_page (the driver's destination): lock the folio pfn 2 (A new)",
       'notifier mmu_notifier_invalidate_range_start: MMU_NOTIFY_MIGRATE A',
       'lock migrate_vma_collect_pmd: take the page-table lock',
+      'lock migrate_vma_collect_pmd: trylock_page: lock the folio pfn 1 (A)',
       'pte ptep_get_and_clear: PTE A := none',
       'frame folio_mark_dirty: pfn 1',
       'pte set_pte_at (migration entry): PTE A := migration entry (pfn 1, read-only)',
@@ -225,6 +244,8 @@ describe('migrate_vma with a fork child: collect, then migrate_device_unmap -> t
       'notifier mmu_notifier_arch_invalidate_secondary_tlbs: A',
       'lock pte_unmap_unlock: release the page-table lock',
       'notifier mmu_notifier_invalidate_range_end: A',
+      'frame migrate_device_unmap: folio_isolate_lru: pfn 1 off the LRU',
+      'lock rmap_walk_anon: anon_vma_lock_read: take the anon_vma lock for read',
       // rmap_walk_anon visits the process's VMA first: try_to_migrate_one's range_start comes
       // before page_vma_mapped_walk, which finds collect's migration entry (no match, no PTL).
       'notifier mmu_notifier_invalidate_range_start: MMU_NOTIFY_CLEAR A',
@@ -236,10 +257,21 @@ describe('migrate_vma with a fork child: collect, then migrate_device_unmap -> t
       'pte set_pte_at (migration entry): PTE A (child) := migration entry (pfn 1, read-only)',
       'frame page_remove_rmap: pfn 1 mapcount 0',
       'lock pte_unmap_unlock: release the page-table lock',
+      'lock rmap_walk_anon: anon_vma_unlock_read: release the anon_vma lock',
       ...finalize,
     ])
-    expect(first(ex, 'pte ptep_clear_flush: PTE A (child)').locks).toEqual(['ptl(child)'])
-    expect(first(ex, 'cpu-flush flush_tlb_page (ptep_clear_flush)').locks).toEqual(['ptl(child)'])
+    expect(first(ex, 'pte ptep_clear_flush: PTE A (child)').locks).toEqual([
+      'folio_lock(A new)',
+      'folio_lock(A)',
+      'anon_vma(r)',
+      'ptl(child)',
+    ])
+    expect(first(ex, 'cpu-flush flush_tlb_page (ptep_clear_flush)').locks).toEqual([
+      'folio_lock(A new)',
+      'folio_lock(A)',
+      'anon_vma(r)',
+      'ptl(child)',
+    ])
     expect(ex.final.frames[2]).toMatchObject({ map: 2, ref: 2 })
     expect(ex.final.frames[1]!.free).toBe(true)
   })
@@ -248,13 +280,17 @@ describe('migrate_vma with a fork child: collect, then migrate_device_unmap -> t
     const ex = traced(load(yaml('K: { mm: child, ops: [migrate_vma A] }')), archHook)
     expect(lines(ex, { kinds: [...KINDS, 'sec-inval'] })).toEqual([
       "frame alloc_page (the driver's destination): allocate pfn 2 (gen 1)",
+      "lock lock_page (the driver's destination): lock the folio pfn 2 (A new)",
       'lock migrate_vma_collect_pmd: take the page-table lock',
+      'lock migrate_vma_collect_pmd: trylock_page: lock the folio pfn 1 (A)',
       'pte ptep_get_and_clear: PTE A (child) := none',
       'frame folio_mark_dirty: pfn 1',
       'pte set_pte_at (migration entry): PTE A (child) := migration entry (pfn 1, read-only)',
       'frame page_remove_rmap: pfn 1 mapcount 1',
       'cpu-flush flush_tlb_range (migrate_vma_collect_pmd, under the PTL): flush CPU TLBs: A',
       'lock pte_unmap_unlock: release the page-table lock',
+      'frame migrate_device_unmap: folio_isolate_lru: pfn 1 off the LRU',
+      'lock rmap_walk_anon: anon_vma_lock_read: take the anon_vma lock for read',
       'notifier mmu_notifier_invalidate_range_start: MMU_NOTIFY_CLEAR A',
       'lock page_vma_mapped_walk: take the page-table lock',
       'pte ptep_clear_flush: PTE A := none',
@@ -266,9 +302,15 @@ describe('migrate_vma with a fork child: collect, then migrate_device_unmap -> t
       'frame page_remove_rmap: pfn 1 mapcount 0',
       'lock pte_unmap_unlock: release the page-table lock',
       'notifier mmu_notifier_invalidate_range_end: A',
+      'lock rmap_walk_anon: anon_vma_unlock_read: release the anon_vma lock',
       ...finalize,
     ])
-    expect(first(ex, 'notifier mmu_notifier_arch_invalidate_secondary_tlbs: A').locks).toEqual(['ptl'])
+    expect(first(ex, 'notifier mmu_notifier_arch_invalidate_secondary_tlbs: A').locks).toEqual([
+      'folio_lock(A new)',
+      'folio_lock(A)',
+      'anon_vma(r)',
+      'ptl',
+    ])
   })
 
   it("a child write before try_to_migrate reaches it breaks COW: the walk skips the child's PTE, the process gets the new page alone", () => {

@@ -161,14 +161,23 @@ const ANON_TAIL = [
   'info tlb_remove_table_sync_one: IPI to all CPUs: no GUP-fast walk is in flight',
   'lock pte_offset_map_lock (the detached table): take the page-table lock',
   'info __collapse_huge_page_isolate: isolate the pages of H',
+  // trylock_page and isolate_lru_page of each old page (held until the copy succeeded).
+  'lock __collapse_huge_page_isolate: trylock_page: lock the folio pfn 1 (A)',
+  'frame __collapse_huge_page_isolate: isolate_lru_page: pfn 1 off the LRU',
+  'lock __collapse_huge_page_isolate: trylock_page: lock the folio pfn 2 (B)',
+  'frame __collapse_huge_page_isolate: isolate_lru_page: pfn 2 off the LRU',
   'lock pte_unmap_unlock: release the page-table lock',
   'lock anon_vma_unlock_write: release the anon_vma lock',
   'frame __collapse_huge_page_copy: copy pfns 1,2 -> pfns 3,4',
   'lock __collapse_huge_page_copy_succeeded: spin_lock(ptl): take the page-table lock',
   "pte ptep_clear: the detached table's PTEs A,B := none",
   'lock pte_unmap_unlock: release the page-table lock',
+  'lock release_pte_page: folio_unlock: unlock the folio pfn 1 (A)',
+  'frame release_pte_page: folio_putback_lru: pfn 1 back on the LRU',
   'frame page_remove_rmap: pfn 1 mapcount 0',
   'frame free_page_and_swap_cache: free pfn 1 (gen 1)',
+  'lock release_pte_page: folio_unlock: unlock the folio pfn 2 (B)',
+  'frame release_pte_page: folio_putback_lru: pfn 2 back on the LRU',
   'frame page_remove_rmap: pfn 2 mapcount 0',
   'frame free_page_and_swap_cache: free pfn 2 (gen 1)',
   'lock pmd_lock: take the PMD lock',
@@ -196,7 +205,12 @@ describe('anon collapse: collapse_huge_page (v6.6 mm/khugepaged.c)', () => {
       ...ANON_TAIL,
     ])
     expect(first(ex, 'pte pmdp_collapse_flush').locks).toEqual(['mmap_lock(w)', 'anon_vma(w)', 'pmd_lock'])
-    expect(first(ex, 'pte ptep_clear').locks).toEqual(['mmap_lock(w)', 'ptl'])
+    expect(first(ex, 'pte ptep_clear').locks).toEqual([
+      'mmap_lock(w)',
+      'folio_lock(A)',
+      'folio_lock(B)',
+      'ptl',
+    ])
     expect(first(ex, 'pte set_pmd_at').locks).toEqual(['mmap_lock(w)', 'pmd_lock'])
   })
 

@@ -23,9 +23,12 @@
  * then __collapse_huge_page_copy_succeeded: ptep_clear under the PTL, page_remove_rmap,
  * free_page_and_swap_cache: the old pages are freed) -> pmd_lock: page_add_new_anon_rmap,
  * pgtable_trans_huge_deposit (the old PTE table is deposited, not freed), set_pmd_at(huge)
- * -> mmap_write_unlock. (The isolate's refcount check against GUP pins is not modelled.) With
- * a fork child, subpages the child still maps count against max_ptes_shared (exceedsSharedPtes)
- * and keep the child's reference when the process's goes.
+ * -> mmap_write_unlock. __collapse_huge_page_isolate takes each old page's folio lock
+ * (trylock_page) and isolates it (isolate_lru_page); a page another thread holds locked or
+ * isolated fails the collapse (SCAN_PAGE_LOCK / SCAN_DEL_PAGE_LRU), which puts the detached
+ * table back (pmd_populate) and frees the new huge page. (The isolate's refcount check against
+ * GUP pins is not modelled.) With a fork child, subpages the child still maps count against
+ * max_ptes_shared (exceedsSharedPtes) and keep the child's reference when the process's goes.
  *
  * Collapse (file/shmem, `thp: { kind: file }`): collapse_pte_mapped_thp() /
  * retract_page_tables() -> collapse_and_free_pmd() as in v6.1 + f268f6cf875f (CVE-2022-48991):
@@ -59,7 +62,7 @@
  * migration entries (split_huge_page's unmap_folio, kernel/thpRmap.ts splitHugePage).
  */
 import type { Ctx } from '../ctx'
-import type { CallFrame, Pte } from '../state'
+import { ZERO_PFN, type CallFrame, type Pte } from '../state'
 import type { ThpDecl } from '../types'
 import { afterNotifier, flag, list, type PcHandler, type Proc } from './proc'
 import { count } from '../plural'
@@ -464,7 +467,12 @@ export const thpCollapse: Proc = {
    * retract_page_tables takes it with mmap_write_trylock.)
    */
   lock: {
-    guard: (c) => (c.mmapWritable(0) ? null : 'mmap_lock held'),
+    guard: (c, f) =>
+      !c.mmapWritable(0)
+        ? 'mmap_lock held'
+        : isFile(frameHuge(c, f)) || c.anonVmaWritable()
+          ? null
+          : 'anon_vma lock held (an rmap walk or a split)',
     run: (c, f) => {
       const hp = frameHuge(c, f)
       c.mmapWriteLock(0)
@@ -481,10 +489,7 @@ export const thpCollapse: Proc = {
         c.ret()
         return
       }
-      if (!isFile(hp)) {
-        c.thread.locks.push('anon_vma(w)')
-        c.emit('lock', 'anon_vma_lock_write', 'take the anon_vma lock for write')
-      }
+      if (!isFile(hp)) c.anonVmaWrite(true, 'anon_vma_lock_write')
       c.goto('rs')
     },
   },
@@ -564,7 +569,16 @@ export const thpCollapse: Proc = {
       c.goto('copy')
     },
   },
-  /** anon: pte_offset_map_lock(&_pmd); __collapse_huge_page_isolate(); unlock; anon_vma_unlock_write(). */
+  /**
+   * anon: pte_offset_map_lock(&_pmd); __collapse_huge_page_isolate(): per old page, a
+   * non-present PTE fails (SCAN_PTE_NON_PRESENT: reclaim's swap entry or a migration entry
+   * installed before pmdp_collapse_flush detached the table), then trylock_page() (SCAN_PAGE_LOCK when another thread holds it: reclaim, a migration, KSM,
+   * migrate_vma), isolate_lru_page() (SCAN_DEL_PAGE_LRU when another thread isolated it); on a
+   * failure release_pte_pages() unlocks and puts back the pages taken so far. (The refcount
+   * check, is_refcount_suitable(), is not modelled.) Then unlock; on failure collapse_huge_page
+   * restores the PMD: `pmd_populate(mm, pmd, pmd_pgtable(_pmd))` under pmd_lock (step
+   * 'restore'); else anon_vma_unlock_write().
+   */
   isolate: {
     guard: (c, f) => {
       const hp = frameHuge(c, f)
@@ -574,10 +588,85 @@ export const thpCollapse: Proc = {
       const hp = frameHuge(c, f)
       c.lockPtl(0, hp.pages[0]!, 'pte_offset_map_lock (the detached table)')
       c.emit('info', '__collapse_huge_page_isolate', `isolate the pages of ${hp.name}`)
+      const old = oldPfns(f)
+      const tbl = c.table(0, hp)!
+      let fail: string | null = null
+      let taken = 0
+      for (; taken < old.length; taken++) {
+        const pfn = old[taken]!
+        const label = c.pageName(hp.pages[taken]!)
+        // `if (!pte_present(pteval)) { result = SCAN_PTE_NON_PRESENT; goto out; }`: a swap or
+        // migration entry that reclaim or a migration installed before pmdp_collapse_flush.
+        if (tbl[hp.pages[taken]!]?.present !== true) {
+          c.emit(
+            'info',
+            '__collapse_huge_page_isolate',
+            `${label}: no present PTE (a swap or migration entry)`,
+          )
+          fail = 'SCAN_PTE_NON_PRESENT'
+          break
+        }
+        // is_zero_pfn(): no lock, no isolation.
+        if (pfn === ZERO_PFN) continue
+        if (!c.anonTrylock(pfn, label, '__collapse_huge_page_isolate: trylock_page')) {
+          fail = 'SCAN_PAGE_LOCK'
+          break
+        }
+        if (!c.isolateLru(pfn, '__collapse_huge_page_isolate: isolate_lru_page')) {
+          c.anonUnlock(pfn, label, '__collapse_huge_page_isolate: unlock_page')
+          fail = 'SCAN_DEL_PAGE_LRU'
+          break
+        }
+        c.getFrame(pfn)
+      }
+      if (fail !== null) {
+        // release_pte_pages(): the pages taken so far are unlocked and put back on the LRU.
+        for (let j = 0; j < taken; j++) {
+          if (old[j] === ZERO_PFN) continue
+          c.anonUnlock(old[j]!, c.pageName(hp.pages[j]!), 'release_pte_pages: unlock_page')
+          c.putbackLru(old[j]!, 'release_pte_pages: putback_lru_page')
+          c.putFrame(old[j]!, 'release_pte_pages: putback_lru_page')
+        }
+        c.emit('info', '__collapse_huge_page_isolate', `${fail}: the collapse backs out`)
+        c.unlockPtl(0, hp.pages[0]!)
+        c.goto('restore')
+        return
+      }
       c.unlockPtl(0, hp.pages[0]!)
-      c.dropLock('anon_vma(w)')
-      c.emit('lock', 'anon_vma_unlock_write', 'release the anon_vma lock')
+      c.anonVmaWrite(false, 'anon_vma_unlock_write')
       c.goto('copy')
+    },
+  },
+  /**
+   * collapse_huge_page() after a failed __collapse_huge_page_isolate(): spin_lock(pmd_ptl);
+   * pmd_populate(mm, pmd, pmd_pgtable(_pmd)): the detached table is linked again, its PTEs map
+   * the old pages as before; spin_unlock; anon_vma_unlock_write(); mmap_write_unlock(); the new
+   * huge page is freed (out_nolock). No flush or notifier: the PMD was none since
+   * pmdp_collapse_flush, and the restored PTEs are the ones every TLB had dropped.
+   */
+  restore: {
+    guard: (c, f) => {
+      const hp = frameHuge(c, f)
+      return c.pmdLockFree(0, hp) ? null : 'pmd_lock held'
+    },
+    run: (c, f) => {
+      const hp = frameHuge(c, f)
+      c.pmdLock(0, hp, 'collapse_huge_page: pmd_lock')
+      const tbl = c.table(0, hp)!
+      c.setTable(0, hp, null, true)
+      c.setPmd(
+        0,
+        hp.pages,
+        hp.pages.map((p) => tbl[p] ?? null),
+        'pmd_populate',
+        `PMD ${hp.name} := the detached PTE table again, PTEs ${c.pagesText(hp.pages)} -> pfns ${oldPfns(f).join(',')}`,
+      )
+      c.pmdUnlock(0, hp)
+      c.anonVmaWrite(false, 'anon_vma_unlock_write')
+      c.mmapWriteUnlock(0)
+      for (const pfn of list(f, 'new')) c.putFrame(pfn, 'folio_put (unused huge page)')
+      c.emit('op', 'thp_collapse', `${hp.name}: not collapsed (__collapse_huge_page_isolate failed)`)
+      c.ret()
     },
   },
   /** __collapse_huge_page_copy(): copy_mc_user_highpage() of each old page into the huge page. */
@@ -617,6 +706,13 @@ export const thpCollapse: Proc = {
         c.unlockPtl(0, hp.pages[0]!)
       }
       old.forEach((pfn, j) => {
+        // anon: release_pte_page() (folio_unlock, folio_putback_lru: the isolation's reference)
+        // before page_remove_rmap and free_page_and_swap_cache.
+        if (!isFile(hp) && pfn !== ZERO_PFN) {
+          c.anonUnlock(pfn, c.pageName(hp.pages[j]!), 'release_pte_page: folio_unlock')
+          c.putbackLru(pfn, 'release_pte_page: folio_putback_lru')
+          c.putFrame(pfn, 'release_pte_page: folio_putback_lru')
+        }
         const fr = c.folioW(pfn)
         if (fr.w !== w[j]) {
           c.violate(

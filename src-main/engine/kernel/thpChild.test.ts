@@ -216,6 +216,7 @@ describe('split_huge_page of a huge folio a fork child shares: unmap_folio and r
     ])
     expect(first(ex, 'pte set_pte_at (remove_migration_pte): PTE A (child)').locks).toEqual([
       'mmap_lock(r)',
+      'folio_lock(A)',
       'anon_vma(w)',
       'ptl(child)',
     ])
@@ -245,6 +246,7 @@ describe('split_huge_page of a huge folio a fork child shares: unmap_folio and r
     ])
     expect(first(ex, 'pte ptep_clear_flush: PTE B (child)').locks).toEqual([
       'mmap_lock(r)',
+      'folio_lock(B)',
       'anon_vma(w)',
       'ptl(child)',
     ])
@@ -338,6 +340,8 @@ describe('khugepaged with a fork child: max_ptes_shared (v6.6 mm/khugepaged.c)',
     expect(ls.slice(ls.indexOf('frame page_remove_rmap: pfn 1 mapcount 0'))).toEqual([
       'frame page_remove_rmap: pfn 1 mapcount 0',
       'frame free_page_and_swap_cache: free pfn 1 (gen 1)',
+      // release_pte_page (unlock, putback) of the shared page before its rmap goes.
+      'frame release_pte_page: folio_putback_lru: pfn 2 back on the LRU',
       'frame page_remove_rmap: pfn 2 mapcount 1',
       'info free_page_and_swap_cache: pfn 2 is still mapped by the fork child: it stays',
       'info pgtable_trans_huge_deposit: deposit the emptied PTE table under the huge PMD',

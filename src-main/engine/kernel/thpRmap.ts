@@ -794,6 +794,8 @@ function setPmdMigrationEntry(c: Ctx, f: CallFrame): void {
  */
 export const splitHugePage: Proc = {
   start: {
+    // anon_vma_lock_write() waits for the rmap walks (anon_vma_lock_read) and a collapse.
+    guard: (c) => (c.anonVmaWritable() ? null : 'anon_vma lock held'),
     run: (c, f) => {
       const hp = hpOf(c, f)
       const mm = c.mmIndex
@@ -809,8 +811,7 @@ export const splitHugePage: Proc = {
       const pfns = hp.pages.map((p) => c.pte(mm, p)!.pfn)
       for (const pfn of pfns) c.getFrame(pfn)
       f.l.pfns = pfns
-      c.thread.locks.push('anon_vma(w)')
-      c.emit('lock', 'anon_vma_lock_write', 'take the anon_vma lock for write')
+      c.anonVmaWrite(true, 'anon_vma_lock_write')
       // can_split_folio(): folio_mapcount == folio_ref_count - extra_pins - 1 (the caller's).
       const pin = num(f, 'pin')
       const busy = pfns.find((pfn) => c.folio(pfn).ref !== c.folio(pfn).map + 1 + (pfn === pin ? 1 : 0))
@@ -965,8 +966,7 @@ function ttmNext(c: Ctx, f: CallFrame): void {
 
 /** anon_vma_unlock_write(); the reference held on each subpage frame goes; return. */
 function splitHugePageEnd(c: Ctx, f: CallFrame, text: string): void {
-  c.dropLock('anon_vma(w)')
-  c.emit('lock', 'anon_vma_unlock_write', 'release the anon_vma lock')
+  c.anonVmaWrite(false, 'anon_vma_unlock_write')
   for (const pfn of pfnsOf(f)) c.putFrame(pfn, 'split_huge_page: folio_put')
   c.emit('info', 'split_huge_page', text)
   c.ret(flag(f, 'fail') ? 'fail' : 'ok')

@@ -71,22 +71,30 @@ describe('ksm_merge of a subpage: split_huge_page, then write_protect_page and r
     const ex = traced(thp('ksm_merge A'), pol('start-end'))
     expect(ex.violations).toEqual([])
     const ls = lines(ex, { kinds: KINDS })
-    expect(ls.slice(0, 2)).toEqual([
+    expect(ls.slice(0, 3)).toEqual([
       'lock mmap_read_lock: take mmap_lock for read',
       'frame stable_tree_search (stable page of equal content): allocate pfn 3 (gen 1)',
+      // try_to_merge_one_page: trylock_page before split_huge_page (which needs it locked).
+      'lock try_to_merge_one_page: trylock_page: lock the folio pfn 1 (A)',
     ])
-    expect(ls.slice(2, 2 + SPLIT_HUGE_PAGE.length)).toEqual(SPLIT_HUGE_PAGE)
+    expect(ls.slice(3, 3 + SPLIT_HUGE_PAGE.length)).toEqual(SPLIT_HUGE_PAGE)
     // Then write_protect_page on A's PTE, as for a small page.
-    expect(ls.slice(2 + SPLIT_HUGE_PAGE.length, 2 + SPLIT_HUGE_PAGE.length + 4)).toEqual([
+    expect(ls.slice(3 + SPLIT_HUGE_PAGE.length, 3 + SPLIT_HUGE_PAGE.length + 4)).toEqual([
       'notifier mmu_notifier_invalidate_range_start: MMU_NOTIFY_CLEAR A',
       'sec-inval invalidate_range_start: iommu: invalidate A (0 entries dropped)',
       'lock pte_offset_map_lock: take the page-table lock',
       'pte ptep_clear_flush: PTE A := none',
     ])
     // The frozen PTEs are written and restored under the locks the kernel holds.
-    expect(first(ex, 'pte pmd_populate').locks).toEqual(['mmap_lock(r)', 'anon_vma(w)', 'pmd_lock'])
+    expect(first(ex, 'pte pmd_populate').locks).toEqual([
+      'mmap_lock(r)',
+      'folio_lock(A)',
+      'anon_vma(w)',
+      'pmd_lock',
+    ])
     expect(first(ex, 'pte set_pte_at (remove_migration_pte)').locks).toEqual([
       'mmap_lock(r)',
+      'folio_lock(A)',
       'anon_vma(w)',
       'ptl',
     ])
@@ -112,7 +120,8 @@ describe('ksm_merge of a subpage: split_huge_page, then write_protect_page and r
   it('a PTE-mapped huge page (mapped: pte) is treated as a small folio: no split', () => {
     const ls = lines(traced(thp('ksm_merge A', 'pte'), pol('start-end')), { kinds: KINDS })
     expect(ls.some((l) => l.includes('anon_vma_lock_write'))).toBe(false)
-    expect(ls[2]).toBe('notifier mmu_notifier_invalidate_range_start: MMU_NOTIFY_CLEAR A')
+    expect(ls[2]).toBe('lock try_to_merge_one_page: trylock_page: lock the folio pfn 1 (A)')
+    expect(ls[3]).toBe('notifier mmu_notifier_invalidate_range_start: MMU_NOTIFY_CLEAR A')
   })
 })
 
@@ -121,8 +130,9 @@ describe('migrate_vma of a subpage: split_huge_page inside the MMU_NOTIFY_MIGRAT
     const ex = traced(thp('migrate_vma A'), pol('start-end'))
     expect(ex.violations).toEqual([])
     const ls = lines(ex, { kinds: KINDS })
-    expect(ls.slice(0, 5)).toEqual([
+    expect(ls.slice(0, 6)).toEqual([
       "frame alloc_page (the driver's destination): allocate pfn 3 (gen 1)",
+      "lock lock_page (the driver's destination): lock the folio pfn 3 (A new)",
       'notifier mmu_notifier_invalidate_range_start: MMU_NOTIFY_MIGRATE A',
       'sec-inval invalidate_range_start: iommu: invalidate A (2 entries dropped)',
       'lock migrate_vma_collect_pmd: pmd_lock: take the PMD lock',
@@ -133,15 +143,16 @@ describe('migrate_vma of a subpage: split_huge_page inside the MMU_NOTIFY_MIGRAT
         ? 'sec-inval invalidate_range_start: iommu: invalidate A,B (0 entries dropped)'
         : l,
     )
-    expect(ls.slice(5, 5 + split.length)).toEqual(split)
-    expect(ls.slice(5 + split.length, 5 + split.length + 3)).toEqual([
+    expect(ls.slice(6, 6 + split.length)).toEqual(split)
+    expect(ls.slice(6 + split.length, 6 + split.length + 4)).toEqual([
       'lock migrate_vma_collect_pmd: take the page-table lock',
+      'lock migrate_vma_collect_pmd: trylock_page: lock the folio pfn 1 (A)',
       'pte ptep_get_and_clear: PTE A := none',
       'frame folio_mark_dirty: pfn 1',
     ])
     // The split's range is nested in the MIGRATE range: its range_end comes after the split's.
     const migEnd = ls.lastIndexOf('notifier mmu_notifier_invalidate_range_end: A')
-    expect(migEnd).toBeGreaterThan(5 + split.length)
+    expect(migEnd).toBeGreaterThan(6 + split.length)
     const m = ex.final.mms[0]!
     expect(m.ptes).toEqual([
       { pfn: 3, present: true, write: true, dirty: true },

@@ -119,7 +119,8 @@ const THP_CHILD_OPS: readonly string[] = [
 ]
 /**
  * Ops that lock the huge folio (reclaim and migration isolate it; ksm_merge and migrate_vma hold
- * the folio lock across split_huge_page): one thread, and not with thp_collapse.
+ * the folio lock across split_huge_page): one thread, and with thp_collapse only on a `mapped:
+ * pte` huge page collapsed once (checkThpIsolations).
  */
 const THP_FOLIO_LOCKERS: readonly string[] = ['reclaim', 'migrate', 'ksm_merge', 'migrate_vma']
 /**
@@ -821,7 +822,9 @@ export function parseThreads(
       issues.add(w.path, `nothing signals '${w.flag}': add 'signal ${w.flag}' to another thread`, w.at, w.len)
   }
   // With a fork child, migrate, migrate_vma and reclaim walk the child's mappings too
-  // (kernel/rmap.ts walkVmas). An HMM driver's migration (owner M) is of the memory it mirrors.
+  // (kernel/rmap.ts walkVmas), in any threads: the anon folio's LRU isolation and lock
+  // (PFrame.iso, lk) run them one at a time on a folio, as the kernel does. An HMM driver's
+  // migration (owner M) is of the memory it mirrors.
   for (const o of ownerOps) {
     const owner = secondaries.find((d) => d.name === o.sec)
     if (owner?.mm === 1)
@@ -839,9 +842,8 @@ export function parseThreads(
         o.len,
       )
   }
-  if (forks > 0 || hasCowPages) checkChildIsolations(pageOps, pages, issues)
   checkExits(exits, threads, pages, issues)
-  checkThpIsolations(thpIsolations, thpCollapses, issues)
+  checkThpIsolations(thpIsolations, thpCollapses, thp, issues)
   if (forks > 0) checkThpFork(thpCpuOps, threads, issues)
   if (forks > 0 && hasCowPages) {
     issues.add(
@@ -875,16 +877,21 @@ function opPages(op: Op, thp: readonly ThpDecl[]): number[] | null {
 
 /**
  * Reclaim and migration of the huge page isolate its folio from the LRU and hold the folio lock
- * (ksm_merge and migrate_vma hold it across split_huge_page)
- * until they are done, so the kernel runs one of them at a time on it (a second isolation
- * fails) and khugepaged's __collapse_huge_page_isolate() gives up on a folio they hold
- * (SCAN_PAGE_LOCK / SCAN_DEL_PAGE_LRU) and restores the PMD. The model has no folio-level
- * isolation or lock for anon pages, nor that collapse failure: at most one thread reclaims or
- * migrates, and not in a scenario that collapses.
+ * (ksm_merge and migrate_vma hold it across split_huge_page) until they are done, so the kernel
+ * runs one of them at a time on it (a second isolation fails). The model has the folio lock
+ * and isolation for small folios only (PFrame.lk, iso), not yet for a PMD-mapped huge folio
+ * (thpRmap.ts isolateHuge): at most one thread reclaims or migrates the huge page. With its
+ * thp_collapse: khugepaged's __collapse_huge_page_isolate() trylocks and isolates each old
+ * page and backs out (SCAN_PAGE_LOCK / SCAN_DEL_PAGE_LRU, the PMD restored), which the model
+ * has; the pages it meets are small folios of a `mapped: pte` huge page as long as it is
+ * collapsed once (the huge folio it makes is only reclaimed or migrated after). A `mapped: pmd`
+ * huge page, or a second collapse, could meet subpages of a huge folio another op isolated
+ * without the lock: refused.
  */
 function checkThpIsolations(
   isolations: readonly ThpOpNote[],
   collapses: readonly ThpOpNote[],
+  thp: readonly ThpDecl[],
   issues: Issues,
 ): void {
   for (const o of isolations) {
@@ -893,46 +900,17 @@ function checkThpIsolations(
     if (o.thread !== first!.thread)
       issues.add(
         o.path,
-        `${o.op} of the huge page in a second thread (${first!.thread} already has ${first!.op}) is not modelled: reclaim and migration isolate and lock the folio, ksm_merge and migrate_vma lock it to split it, one at a time; put them in one thread`,
+        `${o.op} of the huge page in a second thread (${first!.thread} already has ${first!.op}) is not modelled: reclaim and migration isolate and lock the huge folio, ksm_merge and migrate_vma lock it to split it, one at a time, and the model has that lock for small folios only; put them in one thread`,
         o.at,
         o.len,
       )
-    if (collapses.some((x) => x.hp === o.hp))
+    const cs = collapses.filter((x) => x.hp === o.hp)
+    if (cs.length > 0 && (thp[o.hp]!.mapped !== 'pte' || cs.length > 1))
       issues.add(
         o.path,
-        `${o.op} with thp_collapse in one scenario is not modelled: the collapse would find the folio isolated and locked (SCAN_PAGE_LOCK) and back out, a failure path the model does not have`,
-        o.at,
-        o.len,
-      )
-  }
-}
-
-/** The ops that isolate an anon folio from the LRU and lock it: reclaim and the two migrations. */
-const ISOLATING = ['reclaim', 'migrate', 'migrate_vma']
-
-/**
- * With a fork child, reclaim, migrate and migrate_vma of one anon page go in one thread (two
- * migrates in two threads stay accepted, as before). Each isolates the folio from the LRU and
- * holds its lock, so the kernel runs one at a time on it, and a migration's destination is
- * neither on the LRU nor unlocked until remove_migration_ptes has mapped it in every VMA. The
- * model tracks neither for anon pages; with two VMAs, reclaim could take the new page between
- * remove_migration_ptes' two PTEs and free it under the second.
- */
-function checkChildIsolations(
-  pageOps: ReadonlyArray<{ path: Path; at: number; len: number; op: string; page: number; thread: string }>,
-  pages: readonly PageDecl[],
-  issues: Issues,
-): void {
-  const firstOf = new Map<number, { op: string; thread: string }>()
-  for (const o of pageOps) {
-    const pg = pages[o.page]
-    if (!ISOLATING.includes(o.op) || pg?.kind !== 'anon') continue
-    const f = firstOf.get(o.page)
-    if (!f) firstOf.set(o.page, o)
-    else if (f.thread !== o.thread && !(f.op === 'migrate' && o.op === 'migrate'))
-      issues.add(
-        o.path,
-        `${o.op} ${pg.name} in a second thread (${f.thread} has ${f.op} ${pg.name}) is not modelled in a scenario with a fork child: reclaim and migration isolate and lock the folio, one at a time, which the model does not track for anon pages; put them in one thread`,
+        thp[o.hp]!.mapped !== 'pte'
+          ? `${o.op} with thp_collapse of a huge page declared mapped: pmd is not modelled: the collapse could meet subpages of the huge folio this op isolated, whose lock the model does not have (declare it mapped: pte: the collapse then meets small folios and backs out when one is locked)`
+          : `${o.op} with two thp_collapse ops of the huge page is not modelled: the second collapse could meet subpages of the huge folio the first made, isolated without the lock the model has for small folios only`,
         o.at,
         o.len,
       )
