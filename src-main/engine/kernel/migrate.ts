@@ -69,7 +69,7 @@ import {
   swapCacheRefs,
   tryToUnmapFlush,
   unlockIfHeld,
-  walkVmaAt,
+  selectWalkVma,
   walkVmas,
 } from './rmap'
 
@@ -134,13 +134,7 @@ function migEntryWalk(c: Ctx, f: CallFrame, from: number): boolean {
     if (pte?.mig && pte.pfn === pfn) break
     vi++
   }
-  f.l.vi = vi
-  if (vi < ms.length) {
-    walkVmaAt(c, f)
-    return true
-  }
-  delete f.l.mm
-  return false
+  return selectWalkVma(c, f, vi, ms.length)
 }
 
 /** make_writable_migration_entry() / make_readable_migration_entry(): the pfn, write and dirty kept. */

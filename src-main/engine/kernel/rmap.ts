@@ -142,14 +142,7 @@ export function anonWalkNext(c: Ctx, f: CallFrame, from: number, found: string, 
   let vi = from
   if (c.folio(pfn).map === 0) vi = ms.length
   while (vi < ms.length && !anonVmaHas(c, pfn, ms[vi]!.mm, ms[vi]!.page)) vi++
-  f.l.vi = vi
-  if (vi < ms.length) {
-    walkVmaAt(c, f)
-    c.goto(found)
-  } else {
-    delete f.l.mm
-    c.goto(done)
-  }
+  c.goto(selectWalkVma(c, f, vi, ms.length) ? found : done)
 }
 /**
  * Whether the folio `pfn`'s anon_vma interval tree holds the VMA of `mm` at `page`: a folio of
@@ -378,6 +371,20 @@ export function walkVmaAt(c: Ctx, f: CallFrame): WalkVma {
   const v = walkVmas(c.sc, num(f, 'page'))[num(f, 'vi')]!
   f.l.mm = v.mm
   return v
+}
+
+/**
+ * An rmap walk moves to VMA `vi` of the `n` walkVmas(): true with locals `vi` and `mm` set, or
+ * false past the last one (`mm` dropped).
+ */
+export function selectWalkVma(c: Ctx, f: CallFrame, vi: number, n: number): boolean {
+  f.l.vi = vi
+  if (vi < n) {
+    walkVmaAt(c, f)
+    return true
+  }
+  delete f.l.mm
+  return false
 }
 
 /** The mapping the walk is at: local `vi` indexes walkVmas() of local `page` (mm in local `mm`). */

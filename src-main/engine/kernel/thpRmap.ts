@@ -62,7 +62,7 @@ import type { Ctx } from '../ctx'
 import type { CallFrame, Pte } from '../state'
 import { MIGRATE_MODES, type ThpDecl } from '../types'
 import { afterNotifier, decodePte, encodePte, flag, list, num, type PcHandler, type Proc } from './proc'
-import { installEntry, noteBatched, scenarioHasChild, tryToUnmapFlush, walkVmaAt, walkVmas } from './rmap'
+import { installEntry, noteBatched, scenarioHasChild, tryToUnmapFlush, selectWalkVma, walkVmas } from './rmap'
 import { hugeArg, pmdHuge, pmdMapped, pmdMigration } from './thp'
 import { count } from '../plural'
 
@@ -108,13 +108,7 @@ function thpWalkSelect(c: Ctx, f: CallFrame, from: number): boolean {
   let vi = from
   if (vi > 0 && pfnsOf(f).every((pfn) => c.folio(pfn).map === 0)) vi = ms.length
   while (vi < ms.length && !thpInAnonVma(c, f, ms[vi]!.mm)) vi++
-  f.l.vi = vi
-  if (vi < ms.length) {
-    walkVmaAt(c, f)
-    return true
-  }
-  delete f.l.mm
-  return false
+  return selectWalkVma(c, f, vi, ms.length)
 }
 
 /** Whether `mm` holds a migration entry of the folio: its PMD migration entry or a PTE one. */
@@ -139,13 +133,7 @@ function thpMigSelect(c: Ctx, f: CallFrame, from: number): boolean {
   let vi = from
   while (vi < ms.length && !hasMigEntry(c, f, ms[vi]!.mm)) vi++
   if (vi >= ms.length && from === 0) vi = 0
-  f.l.vi = vi
-  if (vi < ms.length) {
-    walkVmaAt(c, f)
-    return true
-  }
-  delete f.l.mm
-  return false
+  return selectWalkVma(c, f, vi, ms.length)
 }
 
 /**
