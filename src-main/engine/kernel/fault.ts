@@ -178,6 +178,30 @@ function doWpPage(c: Ctx, f: CallFrame, mm: number, page: number, orig: Pte): vo
   c.goto('cow_rs')
 }
 
+/**
+ * pte_offset_map_lock(), then the fault handlers' `if (!pte_same(ptep_get(vmf->pte),
+ * vmf->orig_pte))` back-off: unlock, drop what the caller holds (`release`), and return to
+ * retry the fault. True with the PTL held when the PTE is still `orig`.
+ */
+function lockPteSame(
+  c: Ctx,
+  mm: number,
+  page: number,
+  orig: Pte | null,
+  fn: string,
+  why: string,
+  lockFn?: string,
+  release?: () => void,
+): boolean {
+  c.lockPtl(mm, page, lockFn)
+  if (pteSame(c.pte(mm, page), orig)) return true
+  c.emit('fault', fn, `!pte_same(): ${why}, back off`)
+  c.unlockPtl(mm, page)
+  release?.()
+  finish(c, mm, 'retry')
+  return false
+}
+
 function finish(c: Ctx, mm: number, result: 'ok' | 'retry' | 'segv'): void {
   c.mmapReadUnlock(mm)
   c.ret(result)
@@ -420,14 +444,12 @@ export const handleMmFault: Proc = {
         finish(c, mm, 'retry')
         return
       }
-      c.lockPtl(mm, page, 'do_swap_page: pte_offset_map_lock')
-      if (!pteSame(c.pte(mm, page), orig)) {
-        c.emit('fault', 'do_swap_page', '!pte_same(): the PTE changed since the swap-in began, back off')
-        c.unlockPtl(mm, page)
+      const release = () => {
         if (pfn >= 0) c.putFrame(pfn, 'folio_put (out_release)')
-        finish(c, mm, 'retry')
-        return
       }
+      const why = 'the PTE changed since the swap-in began'
+      if (!lockPteSame(c, mm, page, orig, 'do_swap_page', why, 'do_swap_page: pte_offset_map_lock', release))
+        return
       if (pfn < 0) throw new Error('model bug: no folio for a swap PTE that still names its slot')
       const exclusive = !swapcache || orig.excl === true
       const left = c.swapFree(slot)
@@ -473,13 +495,7 @@ export const handleMmFault: Proc = {
       const page = num(f, 'page')
       const write = flag(f, 'write')
       const orig = decodePte(f.l.orig!)
-      c.lockPtl(mm, num(f, 'page'))
-      if (!pteSame(c.pte(mm, page), orig)) {
-        c.emit('fault', 'handle_pte_fault', '!pte_same(): someone else changed the PTE, back off')
-        c.unlockPtl(mm, num(f, 'page'))
-        finish(c, mm, 'retry')
-        return
-      }
+      if (!lockPteSame(c, mm, page, orig, 'handle_pte_fault', 'someone else changed the PTE')) return
       if (orig === null && c.sc.pages[page]!.kind === 'pfnmap') {
         // A remap_pfn_range() VMA has no ->fault: VM_FAULT_SIGBUS; a driver's ->fault
         // (fault: insert_pfn) maps the pfn again (kernel/pfnmap.ts).
@@ -655,13 +671,12 @@ export const handleMmFault: Proc = {
       const mm = c.mmIndex
       const page = num(f, 'page')
       const orig = decodePte(f.l.orig!)!
-      c.lockPtl(mm, num(f, 'page'), 'finish_mkwrite_fault: pte_offset_map_lock')
-      if (!pteSame(c.pte(mm, page), orig)) {
-        c.emit('fault', 'finish_mkwrite_fault', '!pte_same(): the PTE changed, back off')
-        c.unlockPtl(mm, num(f, 'page'))
+      const release = () => {
         c.folioUnlock(page)
         c.putFrame(orig.pfn)
-        finish(c, mm, 'retry')
+      }
+      const lockFn = 'finish_mkwrite_fault: pte_offset_map_lock'
+      if (!lockPteSame(c, mm, page, orig, 'finish_mkwrite_fault', 'the PTE changed', lockFn, release)) {
         return
       }
       c.emit('fault', 'wp_page_reuse', `${c.pageName(page)}: make the shared PTE writable and dirty`)
